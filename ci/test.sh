@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# README's test command: everything CI checks, from a clean clone, in one script.
+#   1. mvn install: liblatent.so via CMake, the Java tests at ISA avx2, the jars (incl. the native classifier)
+#   2. the Java tests again at ISA ref (LATENT_MAX_ISA=ref)
+#   3. the native tests (ctest: each registered at ref and avx2)
+#   4. the native tests again under AddressSanitizer + UndefinedBehaviorSanitizer
+#   5. the export check (only lt_* leaves liblatent.so)
+#   6. the consumer project under examples/, against the installed coordinates
+#   7. a one-iteration JMH smoke run (proves the harness runs; its numbers mean nothing)
+# Any failure stops the script with a non-zero status.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+. ci/find-jdk.sh
+latent_find_jdk
+echo "== JDK: $JAVA_HOME"
+MVN=(mvn -B -ntp)
+VERSION=0.1.0-SNAPSHOT
+step() { echo; echo "== $* ($(date +%H:%M:%S))"; }
+
+step "build + Java tests at ISA avx2"
+"${MVN[@]}" install -Dlatent.max.isa=avx2
+
+step "Java tests at ISA ref"
+"${MVN[@]}" -pl java surefire:test -Dlatent.max.isa=ref
+
+step "native tests (ref and avx2)"
+(cd java/target/native && ctest --output-on-failure)
+
+step "native tests under ASan + UBSan"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLATENT_SANITIZE=address,undefined >/dev/null
+cmake --build build-asan -j2 >/dev/null
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure)
+
+step "export check"
+ci/check-exports.sh java/target/native/liblatent.so
+
+step "consumer project on the installed artifacts"
+"${MVN[@]}" -q -f examples/consumer/pom.xml compile exec:exec
+
+step "JMH smoke run"
+CP="bench/target/latent-bench-$VERSION.jar:$(cat bench/target/classpath.txt)"
+"$JAVA_HOME/bin/java" --enable-native-access=ALL-UNNAMED -cp "$CP" dev.latent.bench.jmh.RunAll --smoke 'GemmBench|FfmBench'
+
+step "all checks passed"

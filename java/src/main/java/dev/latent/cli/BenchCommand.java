@@ -1,0 +1,58 @@
+package dev.latent.cli;
+
+import dev.latent.bench.Ceilings;
+import dev.latent.bench.GemmWorkload;
+import dev.latent.bench.Json;
+import dev.latent.nativ.LatentNative;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/** {@code latent bench <workload> [--json]}: ours, peers found on the classpath, and the ceilings, one run. */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+        description = "Benchmark a workload against this machine's measured ceilings and any peer on the classpath.")
+final class BenchCommand implements Runnable {
+    @Parameters(index = "0", description = "workload: gemm | peak")
+    String workload;
+
+    @Option(names = "--json", description = "print one JSON object per result on stdout (progress goes to stderr)")
+    boolean json;
+
+    @Option(names = "--threads", split = ",", description = "thread counts to run (default: 1,2)")
+    int[] threads = {1, 2};
+
+    @Option(names = "--reps", description = "timed repetitions per measurement; the median is reported (default: ${DEFAULT-VALUE})")
+    int reps = 10;
+
+    @Override
+    public void run() {
+        if (reps < 1) throw new IllegalArgumentException("--reps must be >= 1, got " + reps);
+        for (int t : threads) if (t < 1) throw new IllegalArgumentException("--threads must be >= 1, got " + t);
+        LatentNative nat = LatentNative.get();
+        System.err.printf("latent bench %s: ISA %s, library %s%n", workload, LatentNative.isaName(nat.isa()), nat.path());
+        List<Map<String, Object>> results = switch (workload) {
+            case "gemm" -> GemmWorkload.run(threads, reps, json ? System.err::println : System.out::println);
+            case "peak" -> peak();
+            default -> throw new IllegalArgumentException("unknown workload '" + workload + "' (gemm | peak)");
+        };
+        if (json) results.forEach(r -> System.out.println(Json.object(r)));
+    }
+
+    private List<Map<String, Object>> peak() {
+        List<Map<String, Object>> out = new java.util.ArrayList<>();
+        for (int t : threads) {
+            Map<String, Object> r = new LinkedHashMap<>();
+            r.put("workload", "peak");
+            r.put("threads", t);
+            r.put("fma_gflops", Ceilings.fmaPeak(t, 5));
+            r.put("triad_gbs", Ceilings.triad(t, 5));
+            out.add(r);
+            if (!json) System.out.printf("peak, %d thread(s): FMA %.1f GFLOP/s, triad %.1f GB/s%n", t, r.get("fma_gflops"), r.get("triad_gbs"));
+        }
+        return out;
+    }
+}

@@ -1,0 +1,207 @@
+package dev.latent.nativ;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.StructLayout;
+import java.lang.foreign.SymbolLookup;
+import java.lang.invoke.MethodHandle;
+import java.nio.file.Path;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * The one class that binds liblatent's {@code lt_*} symbols (native/include/latent.h). Thin: argument
+ * checks live in the ops that call it; here a non-zero status becomes a {@link NativeException}.
+ */
+public final class LatentNative {
+    /** Must equal LT_ABI_VERSION in latent.h; checked when the library is opened. */
+    public static final int ABI_VERSION = 1;
+    public static final int ISA_REF = 0, ISA_AVX2 = 1;
+
+    /** Mirror of lt_gemm_desc; GemmDescLayoutTest compares it with lt_struct_info(0). */
+    public static final StructLayout GEMM_DESC = MemoryLayout.structLayout(
+            JAVA_INT.withName("trans_a"), JAVA_INT.withName("trans_b"),
+            JAVA_LONG.withName("m"), JAVA_LONG.withName("n"), JAVA_LONG.withName("k"),
+            JAVA_FLOAT.withName("alpha"), JAVA_FLOAT.withName("beta"),
+            JAVA_LONG.withName("lda"), JAVA_LONG.withName("ldb"), JAVA_LONG.withName("ldc"),
+            JAVA_LONG.withName("batch"),
+            JAVA_LONG.withName("stride_a"), JAVA_LONG.withName("stride_b"), JAVA_LONG.withName("stride_c"))
+            .withName("lt_gemm_desc");
+
+    private static volatile LatentNative instance;
+
+    private final Path path;
+    private final MethodHandle lastError, isaSupported, isa, setIsa, isaReason, setNumThreads, numThreads,
+            structInfo, philox, randUniform, gemm, peakFma, peakTriad, abiVersionCritical;
+
+    /** The process-wide binding, loaded on first use (see {@link NativeLoader} for where it looks). */
+    public static LatentNative get() {
+        LatentNative n = instance;
+        if (n == null) {
+            synchronized (LatentNative.class) {
+                n = instance;
+                if (n == null) {
+                    n = open(NativeLoader.locate(LatentNative.class.getClassLoader()), Arena.global());
+                    System.getLogger("dev.latent").log(System.Logger.Level.INFO,
+                            "latent: native library {0}, ISA {1}{2}, {3} threads", n.path, isaName(n.isa()),
+                            n.isaReason().isEmpty() ? "" : " (" + n.isaReason() + ")", n.numThreads());
+                    instance = n;
+                }
+            }
+        }
+        return n;
+    }
+
+    /** Opens a specific library file; fails with a clear error when its ABI version is not ours. */
+    public static LatentNative open(Path lib, Arena arena) {
+        SymbolLookup lookup = NativeLoader.open(lib, arena);
+        Linker linker = Linker.nativeLinker();
+        MethodHandle abi = linker.downcallHandle(find(lookup, lib, "lt_abi_version"), FunctionDescriptor.of(JAVA_INT));
+        int version;
+        try {
+            version = (int) abi.invokeExact();
+        } catch (Throwable t) {
+            throw new UnsatisfiedLinkError("lt_abi_version() failed in " + lib + ": " + t);
+        }
+        if (version != ABI_VERSION)
+            throw new UnsatisfiedLinkError("ABI mismatch: " + lib + " reports lt_abi_version() = " + version
+                    + " but this Latent jar needs " + ABI_VERSION + "; use the native jar of the same release");
+        return new LatentNative(lib, lookup, linker);
+    }
+
+    private LatentNative(Path path, SymbolLookup l, Linker linker) {
+        this.path = path;
+        lastError = bind(l, linker, "lt_last_error", FunctionDescriptor.of(ADDRESS));
+        isaSupported = bind(l, linker, "lt_isa_supported", FunctionDescriptor.of(JAVA_INT));
+        isa = bind(l, linker, "lt_isa", FunctionDescriptor.of(JAVA_INT));
+        setIsa = bind(l, linker, "lt_set_isa", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+        isaReason = bind(l, linker, "lt_isa_reason", FunctionDescriptor.of(ADDRESS));
+        setNumThreads = bind(l, linker, "lt_set_num_threads", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+        numThreads = bind(l, linker, "lt_num_threads", FunctionDescriptor.of(JAVA_INT));
+        structInfo = bind(l, linker, "lt_struct_info", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
+        philox = bind(l, linker, "lt_philox4x32_10", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
+        randUniform = bind(l, linker, "lt_rand_uniform",
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        gemm = bind(l, linker, "lt_gemm", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        peakFma = bind(l, linker, "lt_peak_fma", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS));
+        peakTriad = bind(l, linker, "lt_peak_triad",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_INT, ADDRESS));
+        // Linker.Option.critical skips the thread-state transition: only for tiny calls, and measured in
+        // FfmBench against the plain handle. Kernels never use it (they would stall GC for their duration).
+        abiVersionCritical = linker.downcallHandle(find(l, path, "lt_abi_version"), FunctionDescriptor.of(JAVA_INT),
+                Linker.Option.critical(false));
+    }
+
+    private static MemorySegment find(SymbolLookup l, Path lib, String name) {
+        return l.find(name).orElseThrow(() -> new UnsatisfiedLinkError("symbol " + name + " missing in " + lib));
+    }
+
+    private static MethodHandle bind(SymbolLookup l, Linker linker, String name, FunctionDescriptor fd) {
+        return linker.downcallHandle(l.find(name).orElseThrow(() -> new UnsatisfiedLinkError("symbol " + name + " missing")), fd);
+    }
+
+    public Path path() { return path; }
+
+    public static String isaName(int isa) { return isa == ISA_AVX2 ? "avx2" : "ref"; }
+
+    private static RuntimeException rethrow(Throwable t) {
+        if (t instanceof RuntimeException r) return r;
+        if (t instanceof Error e) throw e;
+        return new IllegalStateException(t);
+    }
+
+    private void check(String op, int status) {
+        if (status != 0) throw new NativeException(op, status, lastError());
+    }
+
+    public String lastError() {
+        try {
+            return ((MemorySegment) lastError.invokeExact()).reinterpret(4096).getString(0);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public int isaSupported() {
+        try { return (int) isaSupported.invokeExact(); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public int isa() {
+        try { return (int) isa.invokeExact(); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** Sets the ISA level in use (clamped to the CPU's); returns the level set. Process-wide. */
+    public int setIsa(int level) {
+        try { return (int) setIsa.invokeExact(level); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public String isaReason() {
+        try {
+            return ((MemorySegment) isaReason.invokeExact()).reinterpret(4096).getString(0);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void setNumThreads(int n) {
+        if (n < 1) throw new IllegalArgumentException("threads must be >= 1, got " + n);
+        try { check("lt_set_num_threads", (int) setNumThreads.invokeExact(n)); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public int numThreads() {
+        try { return (int) numThreads.invokeExact(); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public int abiVersionCritical() {
+        try { return (int) abiVersionCritical.invokeExact(); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public long[] structInfo(int which, int fields) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment out = a.allocate(JAVA_LONG, fields + 1);
+            check("lt_struct_info", (int) structInfo.invokeExact(which, out, fields + 1));
+            return out.toArray(JAVA_LONG);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public int[] philox4x32_10(int[] ctr, int[] key) {
+        if (ctr.length != 4 || key.length != 2)
+            throw new IllegalArgumentException("philox needs ctr[4] and key[2], got " + ctr.length + ", " + key.length);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment c = a.allocateFrom(JAVA_INT, ctr), k = a.allocateFrom(JAVA_INT, key);
+            MemorySegment o = a.allocate(JAVA_INT, 4);
+            check("lt_philox4x32_10", (int) philox.invokeExact(c, k, o));
+            return o.toArray(JAVA_INT);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** Raw: out must hold n floats (callers check). */
+    public void randUniform(MemorySegment out, long n, long seed, long stream) {
+        try { check("lt_rand_uniform", (int) randUniform.invokeExact(out, n, seed, stream)); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** Raw: desc is a filled {@link #GEMM_DESC}; operands are checked by dev.latent.ops.Gemm. */
+    public void gemm(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c) {
+        try { check("lt_gemm", (int) gemm.invokeExact(desc, a, b, c)); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public double peakFma(int threads, long iters) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment out = a.allocate(JAVA_DOUBLE);
+            check("lt_peak_fma", (int) peakFma.invokeExact(threads, iters, out));
+            return out.get(JAVA_DOUBLE, 0);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public double peakTriad(int threads, long n, int reps) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment out = a.allocate(JAVA_DOUBLE);
+            check("lt_peak_triad", (int) peakTriad.invokeExact(threads, n, reps, out));
+            return out.get(JAVA_DOUBLE, 0);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+}

@@ -1,0 +1,142 @@
+package dev.latent.ops;
+
+import dev.latent.nativ.LatentNative;
+import dev.latent.tensor.Device;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * fp32 matrix multiply, C = alpha * op(A) * op(B) + beta * C, through {@code lt_gemm}.
+ * Everything the native side would trust is checked here first (shapes, strides, bounds, device, scope),
+ * and a failure names the shapes.
+ */
+public final class Gemm {
+    private Gemm() {}
+
+    /** Per-thread descriptor: filled and passed by address, never shared between threads. */
+    private static final ThreadLocal<MemorySegment> DESC =
+            ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(LatentNative.GEMM_DESC));
+
+    /** A new C = A @ B in {@code scope}: A (M,K) or (batch,M,K), B (K,N) or (batch,K,N); views of transposes are fine. */
+    public static Tensor matmul(Scope scope, Tensor a, Tensor b) {
+        long m = a.size(-2), n = b.size(-1);
+        long batch = Math.max(a.rank() == 3 ? a.size(0) : 1, b.rank() == 3 ? b.size(0) : 1);
+        Tensor c = (a.rank() == 3 || b.rank() == 3) ? Tensor.zeros(scope, batch, m, n) : Tensor.zeros(scope, m, n);
+        matmul(a, b, c, 1f, 0f);
+        return c;
+    }
+
+    /**
+     * C = alpha * A @ B + beta * C on 2-D or batched 3-D tensors. A and B may be transposed views (a
+     * column-major operand becomes the native transpose flag, no copy); C must be row-major. A rank-2
+     * operand is broadcast over C's batch.
+     */
+    public static void matmul(Tensor a, Tensor b, Tensor c, float alpha, float beta) {
+        String shapes = "A" + Arrays.toString(a.shape()) + " @ B" + Arrays.toString(b.shape()) + " -> C" + Arrays.toString(c.shape());
+        for (Tensor t : new Tensor[] {a, b, c}) {
+            if (t.device() != Device.CPU) throw new IllegalArgumentException("gemm: CPU tensors only, got " + t.device() + " in " + shapes);
+            if (t.rank() < 2 || t.rank() > 3) throw new IllegalArgumentException("gemm: operands must be 2-D or 3-D: " + shapes);
+        }
+        long m = a.size(-2), k = a.size(-1), n = b.size(-1);
+        if (b.size(-2) != k || c.size(-2) != m || c.size(-1) != n)
+            throw new IllegalArgumentException("gemm: inner or outer dimensions do not match: " + shapes);
+        long batch = c.rank() == 3 ? c.size(0) : 1;
+        if ((a.rank() == 3 && (c.rank() != 3 || a.size(0) != batch)) || (b.rank() == 3 && (c.rank() != 3 || b.size(0) != batch)))
+            throw new IllegalArgumentException("gemm: batch sizes do not match: " + shapes);
+        Mat ma = Mat.of("A", a, shapes), mb = Mat.of("B", b, shapes), mc = Mat.of("C", c, shapes);
+        if (mc.trans) throw new IllegalArgumentException("gemm: C must be row-major (last stride 1): " + shapes);
+        call(ma.trans, mb.trans, m, n, k, alpha, beta, ma.ld, mb.ld, mc.ld, batch, ma.batchStride, mb.batchStride, mc.batchStride,
+                a.storage(), a.offset(), b.storage(), b.offset(), c.storage(), c.offset());
+    }
+
+    /** One matrix operand as the native side sees it: transpose flag, leading dimension, batch stride. */
+    private record Mat(boolean trans, long ld, long batchStride) {
+        static Mat of(String name, Tensor t, String shapes) {
+            int r = t.rank();
+            long rows = t.size(r - 2), cols = t.size(r - 1), s0 = t.stride(r - 2), s1 = t.stride(r - 1);
+            long bs = r == 3 ? (t.size(0) == 1 ? 0 : t.stride(0)) : 0;
+            if (s1 == 1 || cols == 1) return new Mat(false, Math.max(s0, Math.max(cols, 1)), bs);
+            if (s0 == 1 || rows == 1) return new Mat(true, Math.max(s1, Math.max(rows, 1)), bs);
+            throw new IllegalArgumentException("gemm: " + name + " has strides " + Arrays.toString(t.strides())
+                    + ", neither row- nor column-major; call contiguous() first: " + shapes);
+        }
+    }
+
+    /**
+     * BLAS-style entry on raw segments (row-major). Checks that every matrix touched lies inside its
+     * segment before calling native code.
+     */
+    public static void sgemm(boolean transA, boolean transB, long m, long n, long k, float alpha,
+                             MemorySegment a, long lda, MemorySegment b, long ldb, float beta, MemorySegment c, long ldc) {
+        call(transA, transB, m, n, k, alpha, beta, lda, ldb, ldc, 1, 0, 0, 0, a, 0, b, 0, c, 0);
+    }
+
+    /** Strided-batch variant of {@link #sgemm}. */
+    public static void sgemmBatched(boolean transA, boolean transB, long m, long n, long k, float alpha,
+                                    MemorySegment a, long lda, long strideA, MemorySegment b, long ldb, long strideB,
+                                    float beta, MemorySegment c, long ldc, long strideC, long batch) {
+        call(transA, transB, m, n, k, alpha, beta, lda, ldb, ldc, batch, strideA, strideB, strideC, a, 0, b, 0, c, 0);
+    }
+
+    private static void call(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta,
+                             long lda, long ldb, long ldc, long batch, long sa, long sb, long sc,
+                             MemorySegment a, long offA, MemorySegment b, long offB, MemorySegment c, long offC) {
+        String what = "gemm(m=" + m + ", n=" + n + ", k=" + k + ", transA=" + ta + ", transB=" + tb + ", lda=" + lda
+                + ", ldb=" + ldb + ", ldc=" + ldc + ", batch=" + batch + ")";
+        if (m < 0 || n < 0 || k < 0 || batch < 1)
+            throw new IllegalArgumentException(what + ": sizes must be >= 0 and batch >= 1");
+        if (sa < 0 || sb < 0 || sc < 0) throw new IllegalArgumentException(what + ": batch strides must be >= 0");
+        checkOperand(what, "A", a, offA, ta ? k : m, ta ? m : k, lda, sa, batch);
+        checkOperand(what, "B", b, offB, tb ? n : k, tb ? k : n, ldb, sb, batch);
+        checkOperand(what, "C", c, offC, m, n, ldc, sc, batch);
+        if (batch > 1 && m > 0 && n > 0 && sc < (m - 1) * ldc + n)
+            throw new IllegalArgumentException(what + ": stride of C " + sc + " makes batches overlap");
+        if (m == 0 || n == 0) return;
+        LatentNative nat = LatentNative.get();
+        MemorySegment d = DESC.get();
+        d.set(JAVA_INT, 0, ta ? 1 : 0);
+        d.set(JAVA_INT, 4, tb ? 1 : 0);
+        d.set(JAVA_LONG, 8, m);
+        d.set(JAVA_LONG, 16, n);
+        d.set(JAVA_LONG, 24, k);
+        d.set(JAVA_FLOAT, 32, alpha);
+        d.set(JAVA_FLOAT, 36, beta);
+        d.set(JAVA_LONG, 40, lda);
+        d.set(JAVA_LONG, 48, ldb);
+        d.set(JAVA_LONG, 56, ldc);
+        d.set(JAVA_LONG, 64, batch);
+        d.set(JAVA_LONG, 72, sa);
+        d.set(JAVA_LONG, 80, sb);
+        d.set(JAVA_LONG, 88, sc);
+        nat.gemm(d, a.asSlice(offA * 4), b.asSlice(offB * 4), c.asSlice(offC * 4));
+    }
+
+    private static void checkOperand(String what, String name, MemorySegment s, long off, long rows, long cols,
+                                     long ld, long stride, long batch) {
+        if (s == null || s.equals(MemorySegment.NULL))
+            throw new IllegalArgumentException(what + ": " + name + " is a null segment");
+        if (!s.scope().isAlive())
+            throw new IllegalStateException(what + ": " + name + "'s memory was freed (its scope is closed)");
+        if (s.isReadOnly() && name.equals("C"))
+            throw new IllegalArgumentException(what + ": C is read-only");
+        if (ld < Math.max(cols, 1))
+            throw new IllegalArgumentException(what + ": leading dimension of " + name + " is " + ld + " < " + Math.max(cols, 1)
+                    + " (" + rows + " x " + cols + " as stored)");
+        if (rows == 0 || cols == 0) return;
+        long last = Math.addExact(Math.addExact(off, Math.multiplyExact(batch - 1, stride)),
+                Math.addExact(Math.multiplyExact(rows - 1, ld), cols));
+        if (Math.multiplyExact(last, 4L) > s.byteSize())
+            throw new IllegalArgumentException(what + ": " + name + " (" + rows + " x " + cols + ", ld " + ld + ", batch stride "
+                    + stride + ") needs " + last + " floats but its segment holds " + s.byteSize() / 4);
+        if ((s.address() + off * 4) % 4 != 0)
+            throw new IllegalArgumentException(what + ": " + name + " is not 4-byte aligned");
+    }
+}

@@ -1,0 +1,98 @@
+/*
+ * latent.h — the one public header of liblatent: every exported symbol, the status codes, the ABI version.
+ *
+ * Rules of the boundary (see docs/native-boundary.md):
+ *   - every lt_* call returns an lt_status (0 = ok); details of the last failure on this thread come from
+ *     lt_last_error(). The library never exits, aborts or prints.
+ *   - arguments are plain pointers and small descriptor structs; Java mirrors each struct with a
+ *     StructLayout and a test compares sizes and offsets with lt_struct_info().
+ *   - only lt_* symbols are exported (hidden visibility elsewhere; ci/check-exports.sh enforces it).
+ *
+ * Glossary of shape letters:
+ *   GEMM:       M, N, K (C is M x N, op(A) is M x K, op(B) is K x N), batch
+ *   attention:  B batch, T sequence, C channels, NH heads, HS head size (C = NH * HS)
+ *   conv:       N batch, C in-channels, H, W input, K out-channels, R, S kernel, OH, OW output
+ *   latent:     D latent dimensions
+ * All tensors are fp32, row-major, dense unless a leading dimension or stride says otherwise.
+ */
+#ifndef LATENT_H
+#define LATENT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LT_API __attribute__((visibility("default")))
+
+/* Bumped on any change of a signature, a struct or a status code. Java checks it at load. */
+#define LT_ABI_VERSION 1
+
+typedef int32_t lt_status;
+enum {
+    LT_OK = 0,
+    LT_ERR_INVALID_ARGUMENT = 1, /* a shape, stride or pointer that cannot be right */
+    LT_ERR_OUT_OF_MEMORY = 2,    /* scratch allocation failed */
+    LT_ERR_UNSUPPORTED = 3,      /* ISA or feature not available */
+    LT_ERR_INTERNAL = 4          /* a bug: please report with lt_last_error() */
+};
+
+/* ISA levels, lowest first. LATENT_MAX_ISA=ref|avx2 caps the level chosen at load. */
+enum { LT_ISA_REF = 0, LT_ISA_AVX2 = 1 };
+
+/* ---- runtime ---------------------------------------------------------------------------------- */
+LT_API int32_t lt_abi_version(void);
+/* Message of the last failing call on the calling thread; "" when none. Valid until the next call. */
+LT_API const char *lt_last_error(void);
+/* Highest ISA the CPU supports (CPUID, checked once), the cap from LATENT_MAX_ISA, and the level in use. */
+LT_API int32_t lt_isa_supported(void);
+LT_API int32_t lt_isa(void);
+/* Set the level in use: clamped to what the CPU supports; returns the level actually set. */
+LT_API int32_t lt_set_isa(int32_t isa);
+/* Why the level in use is below the CPU's best, or "" (e.g. "capped by LATENT_MAX_ISA=ref"). */
+LT_API const char *lt_isa_reason(void);
+
+/* The fixed worker pool. Default size = online cores. Resizing waits for running work to finish.
+ * Many threads may call kernels at once: a call that finds the pool busy runs on its own thread,
+ * so nothing oversubscribes and nothing deadlocks. Results never depend on the thread count. */
+LT_API lt_status lt_set_num_threads(int32_t n);
+LT_API int32_t lt_num_threads(void);
+
+/* Size and field offsets of the descriptor structs, for the Java layout test.
+ * which: 0 = lt_gemm_desc. out[0] = sizeof, out[1..] = offsetof of each field in declaration order. */
+LT_API lt_status lt_struct_info(int32_t which, int64_t *out, int32_t capacity);
+
+/* ---- RNG: Philox4x32-10 (Salmon et al., SC'11) -------------------------------------------------- */
+/* out[4] = philox4x32_10(ctr[4], key[2]). Exposed for known-answer tests against Random123. */
+LT_API lt_status lt_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+/* Fill out[n] with uniforms in (0, 1) from the stream (seed, stream): element i uses counter i. */
+LT_API lt_status lt_rand_uniform(float *out, int64_t n, uint64_t seed, uint64_t stream);
+
+/* ---- GEMM: C = alpha * op(A) * op(B) + beta * C, row-major ---------------------------------------
+ * op(A) is M x K: A is M x K with row stride lda (trans_a = 0) or K x M (trans_a = 1).
+ * op(B) is K x N: B is K x N with row stride ldb (trans_b = 0) or N x K (trans_b = 1).
+ * C is M x N with row stride ldc. Strided batch: matrix b of X starts at X + b * stride_x.
+ * beta == 0 means C is write-only (NaNs in C do not propagate), as in BLAS. */
+typedef struct lt_gemm_desc {
+    int32_t trans_a, trans_b;
+    int64_t m, n, k;
+    float alpha, beta;
+    int64_t lda, ldb, ldc;
+    int64_t batch;
+    int64_t stride_a, stride_b, stride_c;
+} lt_gemm_desc;
+LT_API lt_status lt_gemm(const lt_gemm_desc *d, const float *a, const float *b, float *c);
+
+/* ---- machine ceilings, for benchmarks ------------------------------------------------------------ */
+/* FMA peak: `threads` workers each run independent vfmadd chains for `iters` rounds.
+ * Writes the achieved GFLOP/s. ISA must be avx2 (the reference has no meaningful peak). */
+LT_API lt_status lt_peak_fma(int32_t threads, int64_t iters, double *gflops);
+/* STREAM triad a = b + s*c over n floats per array on `threads` workers, best of `reps`; GB/s counts
+ * 3 arrays (2 read + 1 written), as STREAM does. */
+LT_API lt_status lt_peak_triad(int32_t threads, int64_t n, int32_t reps, double *gbs);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LATENT_H */

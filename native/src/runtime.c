@@ -1,0 +1,102 @@
+/* Runtime: ABI handshake, per-thread last error, CPUID-based ISA dispatch with the LATENT_MAX_ISA cap. */
+#include <cpuid.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lt_internal.h"
+
+static _Thread_local char last_error[512];
+
+lt_status lt_fail(lt_status code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return code;
+}
+void lt_clear_error(void) { last_error[0] = 0; }
+const char *lt_last_error(void) { return last_error; }
+int32_t lt_abi_version(void) { return LT_ABI_VERSION; }
+
+/* ---- ISA ---- */
+static int isa_supported = -1; /* set once by the constructor below */
+static int isa_current = LT_ISA_REF;
+static char isa_reason[160];
+static char env_reason[160];      /* the LATENT_MAX_ISA cap's reason, restored when lt_set_isa returns to it */
+static int env_cap = LT_ISA_AVX2;
+
+static int detect_avx2(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+    if (!(fma && osxsave && avx)) return 0;
+    /* The OS must save YMM state (XCR0 bits 1 and 2). */
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6) != 6) return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b >> 5) & 1; /* AVX2 */
+}
+
+__attribute__((constructor)) static void isa_init(void) {
+    isa_supported = detect_avx2() ? LT_ISA_AVX2 : LT_ISA_REF;
+    isa_current = isa_supported;
+    isa_reason[0] = 0;
+    if (isa_supported == LT_ISA_REF)
+        snprintf(isa_reason, sizeof isa_reason, "CPU lacks AVX2+FMA (or the OS does not save YMM state)");
+    const char *cap = getenv("LATENT_MAX_ISA");
+    if (cap && *cap) {
+        int lvl = !strcmp(cap, "ref") ? LT_ISA_REF : !strcmp(cap, "avx2") ? LT_ISA_AVX2 : -1;
+        if (lvl < 0)
+            snprintf(isa_reason, sizeof isa_reason, "LATENT_MAX_ISA=%.40s not understood (use ref|avx2); ignored", cap);
+        else if (lvl < isa_current) {
+            isa_current = env_cap = lvl;
+            snprintf(isa_reason, sizeof isa_reason, "capped by LATENT_MAX_ISA=%s", cap);
+            memcpy(env_reason, isa_reason, sizeof env_reason);
+        }
+    }
+}
+
+int lt_isa_level(void) { return isa_current; }
+int32_t lt_isa_supported(void) { return isa_supported; }
+int32_t lt_isa(void) { return isa_current; }
+const char *lt_isa_reason(void) { return isa_reason; }
+int32_t lt_set_isa(int32_t isa) {
+    if (isa < LT_ISA_REF) isa = LT_ISA_REF;
+    if (isa > isa_supported) isa = isa_supported;
+    isa_current = isa;
+    if (isa < isa_supported && isa == env_cap && env_reason[0]) memcpy(isa_reason, env_reason, sizeof isa_reason);
+    else if (isa < isa_supported) snprintf(isa_reason, sizeof isa_reason, "set by lt_set_isa(%d)", isa);
+    else isa_reason[0] = 0;
+    return isa;
+}
+
+void *lt_alloc(size_t bytes) {
+    void *p = NULL;
+    if (bytes == 0) bytes = 64;
+    if (posix_memalign(&p, 64, (bytes + 63) & ~(size_t)63)) return NULL;
+    return p;
+}
+void lt_free(void *p) { free(p); }
+
+lt_status lt_struct_info(int32_t which, int64_t *out, int32_t capacity) {
+    if (!out) return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_struct_info: out is NULL");
+    int64_t v[16];
+    int n = 0;
+    switch (which) {
+    case 0:
+#define F(f) v[n++] = (int64_t)offsetof(lt_gemm_desc, f)
+        v[n++] = sizeof(lt_gemm_desc);
+        F(trans_a); F(trans_b); F(m); F(n); F(k); F(alpha); F(beta); F(lda); F(ldb); F(ldc);
+        F(batch); F(stride_a); F(stride_b); F(stride_c);
+#undef F
+        break;
+    default:
+        return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_struct_info: unknown struct id %d", which);
+    }
+    if (capacity < n) return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_struct_info: capacity %d < %d", capacity, n);
+    memcpy(out, v, (size_t)n * sizeof(int64_t));
+    return LT_OK;
+}
