@@ -15,15 +15,29 @@
 #ifndef GEMM_NC
 #define GEMM_NC 3072
 #endif
-#define MR 6
-#define NR 16
+#ifndef GEMM_MR
+#define GEMM_MR 6
+#define GEMM_NR 16
+#endif
+#ifndef UNROLL
+#define UNROLL 4
+#endif
+#define STR_(x) #x
+#define PRAGMA_UNROLL(n) _Pragma(STR_(GCC unroll n))
+#define MR GEMM_MR
+#define NR GEMM_NR
 #define KC GEMM_KC
 #define MC GEMM_MC
 #define NC GEMM_NC
 #define SLACK 16 /* floats past a packed A block: pack_a's overlapping 8-wide stores spill up to 2 */
 
-#define SERIAL_FLOPS (1 << 21)  /* below this one product runs on the calling thread: the pool costs more */
+#ifndef SERIAL_FLOPS
+#define SERIAL_FLOPS (1 << 20)  /* below this (~80^3) one product runs on the calling thread: the pool costs more */
+#endif
 #define BATCH_FLOPS (1 << 23)   /* below this a batch is split by entries, each entry serial */
+#ifndef PANEL_FLOATS
+#define PANEL_FLOATS (4 << 20)  /* packed B kept for a group of k blocks: 16 MB */
+#endif
 
 static inline int64_t min64(int64_t x, int64_t y) { return x < y ? x : y; }
 static inline int64_t rup(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -56,10 +70,8 @@ static void pack_a(const lt_gemm_desc *d, const float *a, int64_t i0, int64_t mc
         if (d->trans_a) { /* A is (K, M): the MR values for one p are contiguous */
             const float *src = a + p0 * lda + i0 + r0;
             if (mr == MR) {
-                for (int64_t p = 0; p < kc; p++) {
-                    _mm_storeu_ps(ap + p * MR, _mm_loadu_ps(src + p * lda));
-                    _mm_storel_pi((__m64 *)(ap + p * MR + 4), _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(src + p * lda + 4)));
-                }
+                for (int64_t p = 0; p < kc; p++)
+                    for (int r = 0; r < MR; r++) ap[p * MR + r] = src[p * lda + r];
             } else {
                 for (int64_t p = 0; p < kc; p++)
                     for (int64_t r = 0; r < MR; r++) ap[p * MR + r] = r < mr ? src[p * lda + r] : 0.0f;
@@ -70,8 +82,7 @@ static void pack_a(const lt_gemm_desc *d, const float *a, int64_t i0, int64_t mc
             if (mr == MR) {
                 for (; p + 8 <= kc; p += 8) {
                     __m256 r[8];
-                    for (int i = 0; i < MR; i++) r[i] = _mm256_loadu_ps(src + i * lda + p);
-                    r[6] = r[7] = _mm256_setzero_ps();
+                    for (int i = 0; i < 8; i++) r[i] = i < MR ? _mm256_loadu_ps(src + i * lda + p) : _mm256_setzero_ps();
                     tr8x8(r);
                     /* r[j] = column p+j; each store writes 8 floats where 6 belong: the next overwrites the 2. */
                     for (int j = 0; j < 8; j++) _mm256_storeu_ps(ap + (p + j) * MR, r[j]);
@@ -93,10 +104,8 @@ static void pack_b(const lt_gemm_desc *d, const float *b, int64_t p0, int64_t kc
         if (!d->trans_b) { /* B is (K, N): a sliver row is 16 contiguous floats */
             const float *src = b + p0 * ldb + j0 + s0;
             if (nr == NR) {
-                for (int64_t p = 0; p < kc; p++) {
-                    _mm256_store_ps(bp + p * NR, _mm256_loadu_ps(src + p * ldb));
-                    _mm256_store_ps(bp + p * NR + 8, _mm256_loadu_ps(src + p * ldb + 8));
-                }
+                for (int64_t p = 0; p < kc; p++)
+                    for (int v = 0; v < NR / 8; v++) _mm256_store_ps(bp + p * NR + 8 * v, _mm256_loadu_ps(src + p * ldb + 8 * v));
             } else {
                 for (int64_t p = 0; p < kc; p++)
                     for (int64_t j = 0; j < NR; j++) bp[p * NR + j] = j < nr ? src[p * ldb + j] : 0.0f;
@@ -106,7 +115,7 @@ static void pack_b(const lt_gemm_desc *d, const float *b, int64_t p0, int64_t kc
             int64_t p = 0;
             if (nr == NR) {
                 for (; p + 8 <= kc; p += 8) {
-                    for (int h = 0; h < 2; h++) {
+                    for (int h = 0; h < NR / 8; h++) {
                         __m256 r[8];
                         for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + (h * 8 + i) * ldb + p);
                         tr8x8(r);
@@ -122,73 +131,46 @@ static void pack_b(const lt_gemm_desc *d, const float *b, int64_t p0, int64_t kc
 
 /* ---- micro-kernel -------------------------------------------------------------------------------------- */
 
-/* C[0..6)[0..16) = alpha * sum_p a[p][0..6) (x) b[p][0..16) + beta * C; beta == 0 does not read C.
- * a: (kc, MR) packed, b: (kc, NR) packed (64-byte aligned), c: (6, 16) with row stride ldc. */
-static void ukr_6x16(int64_t kc, const float *restrict a, const float *restrict b, float *c, int64_t ldc,
-                     float alpha, float beta) {
-    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(),
-           c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(),
-           c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps(), c40 = _mm256_setzero_ps(),
-           c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+/* C[0..MR)[0..NR) = alpha * sum_p a[p][0..MR) (x) b[p][0..NR) + beta * C; beta == 0 does not read C.
+ * a: (kc, MR) packed, b: (kc, NR) packed (64-byte aligned), c: (MR, NR) with row stride ldc.
+ * The loops over i and v have constant bounds and are fully unrolled, so acc lives in MR*NV registers. */
+#define NV (NR / 8)
+static void ukr(int64_t kc, const float *restrict a, const float *restrict b, float *c, int64_t ldc,
+                float alpha, float beta) {
+    __m256 acc[MR][NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) acc[i][v] = _mm256_setzero_ps();
+#pragma GCC unroll 8
     for (int i = 0; i < MR; i++) {
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + i * ldc + 15), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T0);
     }
-#pragma GCC unroll 4
+    PRAGMA_UNROLL(UNROLL)
     for (int64_t p = 0; p < kc; p++) {
-        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), av;
-        av = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
-        av = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
-        av = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
-        av = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
-        av = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
-        av = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
+        __m256 bv[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) bv[v] = _mm256_load_ps(b + 8 * v);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            __m256 av = _mm256_broadcast_ss(a + i);
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
+        }
         a += MR;
         b += NR;
     }
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-#define ST(i, x0, x1)                                                                             \
-    do {                                                                                          \
-        float *ci = c + (i) * ldc;                                                                \
-        __m256 y0 = _mm256_mul_ps(va, x0), y1 = _mm256_mul_ps(va, x1);                            \
-        if (beta != 0.0f) {                                                                       \
-            y0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), y0);                                    \
-            y1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), y1);                                \
-        }                                                                                         \
-        _mm256_storeu_ps(ci, y0);                                                                 \
-        _mm256_storeu_ps(ci + 8, y1);                                                             \
-    } while (0)
-    ST(0, c00, c01); ST(1, c10, c11); ST(2, c20, c21); ST(3, c30, c31); ST(4, c40, c41); ST(5, c50, c51);
-#undef ST
-}
-
-/* ---- macro-kernel: one packed A block against a range of packed B slivers ------------------------------ */
-
-/* C[0..mc)[0..nc) (+)= alpha * Ap Bp, tiles of MR x NR. Full tiles go straight to C; edge tiles go through a
- * 6x16 buffer and a scalar copy with the same arithmetic (alpha * acc, then fma with beta * C), so an
- * element's bits do not depend on where its tile falls. beta_eff is beta for the first k block, 1 after. */
-static void macro(int64_t mc, int64_t nc, int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
-                  float alpha, float beta_eff) {
-    for (int64_t j = 0; j < nc; j += NR) {
-        const float *bs = bp + j * kc; /* sliver j / NR */
-        int64_t nr = min64(NR, nc - j);
-        for (int64_t i = 0; i < mc; i += MR) {
-            const float *as = ap + i * kc;
-            int64_t mr = min64(MR, mc - i);
-            float *ct = c + i * ldc + j;
-            if (mr == MR && nr == NR) {
-                ukr_6x16(kc, as, bs, ct, ldc, alpha, beta_eff);
-            } else {
-                float buf[MR * NR] __attribute__((aligned(64)));
-                ukr_6x16(kc, as, bs, buf, NR, 1.0f, 0.0f);
-                for (int64_t r = 0; r < mr; r++)
-                    for (int64_t q = 0; q < nr; q++) {
-                        float y = alpha * buf[r * NR + q];
-                        ct[r * ldc + q] = beta_eff != 0.0f ? __builtin_fmaf(beta_eff, ct[r * ldc + q], y) : y;
-                    }
-            }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) {
+            float *ci = c + i * ldc + 8 * v;
+            __m256 y = _mm256_mul_ps(va, acc[i][v]);
+            if (beta != 0.0f) y = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), y);
+            _mm256_storeu_ps(ci, y);
         }
-    }
 }
 
 /* ---- drivers ---------------------------------------------------------------------------------------------- */
@@ -198,23 +180,109 @@ static void macro(int64_t mc, int64_t nc, int64_t kc, const float *ap, const flo
 static inline int64_t k_blocks(int64_t k) { return (k + KC - 1) / KC; }
 static inline int64_t k_lo(int64_t k, int64_t nkb, int64_t q) { return k * q / nkb; }
 
+/* The blocking of one product (one batch entry) at one moment: which column block and group of k blocks
+ * is packed in the panel, and how that is cut into tasks. */
 typedef struct {
     const lt_gemm_desc *d;
-    const float *a, *b; /* batch entry 0 */
+    const float *a, *b; /* this batch entry */
     float *c;
-    int64_t kcmax, ncmax, mcmax;  /* packed block sizes this call needs at most */
-    int64_t bp_size, ap_size;     /* floats per packed B panel / per packed A block */
-    float *scratch;               /* nw slots, each ap_size (+ bp_size in batch mode) floats */
-    int64_t slot;                 /* floats per slot */
+    float *bp;          /* packed B, k blocks q0 .. q1 of columns jc .. jc+nc: block q at (k_lo(q) - k_lo(q0)) * ncpad */
+    _Atomic int *ready; /* per (k block, sliver): 0 not packed, 1 being packed, 2 packed */
+    int64_t nkb, ncpad, group;
+    int64_t jc, nc, nsl, q0, q1;
+    int64_t mb, n_ic, n_jp; /* MR-row groups; task grid: row blocks x sliver ranges */
+} plan;
+
+/* C[0..mc)[0..nr) (+)= alpha * (A block) (B sliver), one MR x NR tile at a time down the block. Full tiles go
+ * straight to C; edge tiles through a buffer and a scalar copy with the same arithmetic (alpha * acc, then
+ * fma with beta * C), so an element's bits do not depend on where its tile falls. */
+static void sliver_times_block(int64_t mc, int64_t nr, int64_t kc, const float *ap, const float *bs, float *c,
+                               int64_t ldc, float alpha, float beta_eff) {
+    for (int64_t i = 0; i < mc; i += MR) {
+        const float *as = ap + i * kc;
+        int64_t mr = min64(MR, mc - i);
+        float *ct = c + i * ldc;
+        if (mr == MR && nr == NR) {
+            ukr(kc, as, bs, ct, ldc, alpha, beta_eff);
+        } else {
+            float buf[MR * NR] __attribute__((aligned(64)));
+            ukr(kc, as, bs, buf, NR, 1.0f, 0.0f);
+            for (int64_t r = 0; r < mr; r++)
+                for (int64_t q = 0; q < nr; q++) {
+                    float y = alpha * buf[r * NR + q];
+                    ct[r * ldc + q] = beta_eff != 0.0f ? __builtin_fmaf(beta_eff, ct[r * ldc + q], y) : y;
+                }
+        }
+    }
+}
+
+/* The packed B sliver (k block q, sliver s), packing it first if no task has. Whoever comes first packs (a
+ * compare-and-swap claims it), a task that finds it being packed waits: packing is a copy, so the panel is
+ * the same whoever makes it, B is packed once per column block without a barrier, and the task that packs
+ * a sliver uses it at once, from L1. */
+static const float *sliver(plan *pl, int64_t q, int64_t s, int64_t pc, int64_t kc) {
+    float *bs = pl->bp + (pc - k_lo(pl->d->k, pl->nkb, pl->q0)) * pl->ncpad + s * NR * kc;
+    _Atomic int *st = &pl->ready[(q - pl->q0) * pl->nsl + s];
+    if (atomic_load_explicit(st, memory_order_acquire) != 2) {
+        int expect = 0;
+        if (atomic_compare_exchange_strong_explicit(st, &expect, 1, memory_order_acquire, memory_order_relaxed)) {
+            pack_b(pl->d, pl->b, pc, kc, pl->jc + s * NR, min64(NR, pl->nc - s * NR), bs);
+            atomic_store_explicit(st, 2, memory_order_release);
+        } else {
+            while (atomic_load_explicit(st, memory_order_acquire) != 2) _mm_pause();
+        }
+    }
+    return bs;
+}
+
+/* Task t of the current column block and k group: a block of MR-row groups times a range of slivers. For each
+ * k block it packs its A block into ap, then multiplies it into the slivers in order. The task owns its C
+ * block for all the group's k blocks, so no barrier separates k blocks. */
+static void run_task(plan *pl, int64_t t, float *ap) {
+    const lt_gemm_desc *d = pl->d;
+    int64_t ti = t / pl->n_jp, tj = t % pl->n_jp;
+    int64_t i0 = pl->mb * ti / pl->n_ic * MR, i1 = min64(pl->mb * (ti + 1) / pl->n_ic * MR, d->m);
+    int64_t s0 = pl->nsl * tj / pl->n_jp, s1 = pl->nsl * (tj + 1) / pl->n_jp;
+    if (i1 <= i0 || s1 <= s0) return;
+    for (int64_t q = pl->q0; q < pl->q1; q++) {
+        int64_t pc = k_lo(d->k, pl->nkb, q), kc = k_lo(d->k, pl->nkb, q + 1) - pc;
+        float beta_eff = q == 0 ? d->beta : 1.0f; /* later k blocks add to what the first wrote */
+        pack_a(d, pl->a, i0, i1 - i0, pc, kc, ap);
+        for (int64_t s = s0; s < s1; s++)
+            sliver_times_block(i1 - i0, min64(NR, pl->nc - s * NR), kc, ap, sliver(pl, q, s, pc, kc),
+                               pl->c + i0 * d->ldc + pl->jc + s * NR, d->ldc, d->alpha, beta_eff);
+    }
+}
+
+/* Column block jc: its width and the task grid. Row blocks of at most MC rows, a multiple of the pool size so
+ * equal tasks end together; if that gives too few tasks, the slivers are split too (each such task repacks
+ * its A block: cheap when M is that small). Serial runs take row blocks only. */
+static void plan_columns(plan *pl, int64_t jc, int width, int serial) {
+    pl->jc = jc;
+    pl->nc = min64(pl->ncpad, pl->d->n - jc);
+    pl->nsl = (pl->nc + NR - 1) / NR;
+    pl->n_ic = (pl->mb + MC / MR - 1) / (MC / MR);
+    pl->n_jp = 1;
+    if (serial) return;
+    if (pl->n_ic > width) pl->n_ic = rup(pl->n_ic, width);
+    int64_t want = 4 * (int64_t)width;
+    if (pl->n_ic < want) pl->n_jp = min64((want + pl->n_ic - 1) / pl->n_ic, (pl->nsl + 3) / 4);
+    if (pl->n_jp < 1) pl->n_jp = 1;
+}
+
+static void plan_group(plan *pl, int64_t q0) {
+    pl->q0 = q0;
+    pl->q1 = min64(q0 + pl->group, pl->nkb);
+    for (int64_t i = 0; i < (pl->q1 - pl->q0) * pl->nsl; i++) atomic_init(&pl->ready[i], 0);
+}
+
+typedef struct {
+    const lt_gemm_desc *d;
+    float *scratch;  /* nw per-worker slots of `slot` floats (then the shared panel and flags in intra mode) */
+    int64_t slot, ap_size, bp_size, group;
     int nw;
     _Atomic int oom;
-    /* intra-product parallel phase: */
-    const float *ea, *eb; /* this batch entry */
-    float *ec;
-    float *bp;            /* the shared packed B panel */
-    int64_t jc, nc, pc, kc, nsl;
-    float beta_eff;
-    int64_t mb, n_ic, n_jp, pack_tasks;
+    plan pl;         /* intra mode: the product being computed */
 } gemm_ctx;
 
 /* Per-worker scratch; a worker index past what was sized at entry (pool resized meanwhile by another
@@ -227,116 +295,102 @@ static float *slot_of(gemm_ctx *x, int worker, float **own) {
     return *own;
 }
 
-/* One whole product on the calling thread: the usual five loops (jc, pc, ic around the macro-kernel). */
-static void gemm_serial(gemm_ctx *x, const float *a, const float *b, float *c, float *ap, float *bp) {
-    const lt_gemm_desc *d = x->d;
-    int64_t nkb = k_blocks(d->k);
-    for (int64_t jc = 0; jc < d->n; jc += NC) {
-        int64_t nc = min64(NC, d->n - jc);
-        for (int64_t q = 0; q < nkb; q++) {
-            int64_t pc = k_lo(d->k, nkb, q), kc = k_lo(d->k, nkb, q + 1) - pc;
-            pack_b(d, b, pc, kc, jc, nc, bp);
-            float beta_eff = q == 0 ? d->beta : 1.0f;
-            for (int64_t ic = 0; ic < d->m; ic += MC) {
-                int64_t mc = min64(MC, d->m - ic);
-                pack_a(d, a, ic, mc, pc, kc, ap);
-                macro(mc, nc, kc, ap, bp, c + ic * d->ldc + jc, d->ldc, d->alpha, beta_eff);
-            }
-        }
-    }
-}
-
-/* Batch mode: task t = batch entry t, computed serially in the worker's slot (A block, then B panel). */
+/* Batch mode (small products, batches of them, or a pool of one): task t = batch entry t, all of it on one
+ * thread in the worker's slot [A block | B panel | flags]. */
 static void batch_task(void *p, int64_t t, int worker) {
     gemm_ctx *x = p;
     float *own, *s = slot_of(x, worker, &own);
     if (!s) return;
     const lt_gemm_desc *d = x->d;
-    gemm_serial(x, x->a + t * d->stride_a, x->b + t * d->stride_b, x->c + t * d->stride_c, s, s + x->ap_size);
-    lt_free(own);
-}
-
-/* Intra mode, phase 1: pack slivers of the shared B panel. */
-static void pack_task(void *p, int64_t t, int worker) {
-    gemm_ctx *x = p;
-    int64_t s0 = x->nsl * t / x->pack_tasks, s1 = x->nsl * (t + 1) / x->pack_tasks;
-    int64_t j0 = s0 * NR, j1 = min64(s1 * NR, x->nc);
-    if (j1 > j0) pack_b(x->d, x->eb, x->pc, x->kc, x->jc + j0, j1 - j0, x->bp + j0 * x->kc);
-}
-
-/* Intra mode, phase 2: task = (block of MR-row groups, range of slivers); packs its A block, then runs the
- * macro-kernel. Blocks split the row groups near-evenly so equal tasks keep both cores busy to the end. */
-static void compute_task(void *p, int64_t t, int worker) {
-    gemm_ctx *x = p;
-    const lt_gemm_desc *d = x->d;
-    int64_t ti = t / x->n_jp, tj = t % x->n_jp;
-    int64_t i0 = x->mb * ti / x->n_ic * MR, i1 = min64(x->mb * (ti + 1) / x->n_ic * MR, d->m);
-    int64_t j0 = x->nsl * tj / x->n_jp * NR, j1 = min64(x->nsl * (tj + 1) / x->n_jp * NR, x->nc);
-    if (i1 <= i0 || j1 <= j0) return;
-    float *own, *ap = slot_of(x, worker, &own);
-    if (!ap) return;
-    pack_a(d, x->ea, i0, i1 - i0, x->pc, x->kc, ap);
-    macro(i1 - i0, j1 - j0, x->kc, ap, x->bp + j0 * x->kc, x->ec + i0 * d->ldc + x->jc + j0, d->ldc, d->alpha,
-          x->beta_eff);
-    lt_free(own);
-}
-
-static void gemm_parallel(gemm_ctx *x, const float *a, const float *b, float *c, int width) {
-    const lt_gemm_desc *d = x->d;
-    int64_t nkb = k_blocks(d->k);
-    x->ea = a; x->eb = b; x->ec = c;
-    x->mb = (d->m + MR - 1) / MR;
-    for (int64_t jc = 0; jc < d->n; jc += NC) {
-        x->jc = jc;
-        x->nc = min64(NC, d->n - jc);
-        x->nsl = (x->nc + NR - 1) / NR;
-        /* Row blocks of at most MC rows; if that gives too few tasks for the pool, also split the slivers
-         * (each such task repacks its A block: cheap next to the multiply when M is that small). */
-        x->n_ic = (x->mb + MC / MR - 1) / (MC / MR);
-        int64_t want = 4 * (int64_t)width;
-        x->n_jp = x->n_ic >= want ? 1 : min64((want + x->n_ic - 1) / x->n_ic, (x->nsl + 3) / 4);
-        if (x->n_jp < 1) x->n_jp = 1;
-        x->pack_tasks = min64(x->nsl, 2 * (int64_t)width);
-        for (int64_t q = 0; q < nkb; q++) {
-            x->pc = k_lo(d->k, nkb, q);
-            x->kc = k_lo(d->k, nkb, q + 1) - x->pc;
-            x->beta_eff = q == 0 ? d->beta : 1.0f;
-            lt_parallel_for(x->pack_tasks, pack_task, x);
-            lt_parallel_for(x->n_ic * x->n_jp, compute_task, x);
+    plan pl = {d, x->pl.a + t * d->stride_a, x->pl.b + t * d->stride_b, x->pl.c + t * d->stride_c,
+               s + x->ap_size, (_Atomic int *)(s + x->ap_size + x->bp_size), x->pl.nkb, x->pl.ncpad, x->group};
+    pl.mb = (d->m + MR - 1) / MR;
+    for (int64_t jc = 0; jc < d->n; jc += pl.ncpad) {
+        plan_columns(&pl, jc, 1, 1);
+        for (int64_t q0 = 0; q0 < pl.nkb; q0 += pl.group) {
+            plan_group(&pl, q0);
+            for (int64_t u = 0; u < pl.n_ic * pl.n_jp; u++) run_task(&pl, u, s);
         }
     }
+    lt_free(own);
+}
+
+/* Intra mode: one product on the pool, task = run_task on the shared plan. */
+static void intra_task(void *p, int64_t t, int worker) {
+    gemm_ctx *x = p;
+    float *own, *ap = slot_of(x, worker, &own);
+    if (!ap) return;
+    run_task(&x->pl, t, ap);
+    lt_free(own);
+}
+
+/* Scratch kept between calls. Fresh pages cost a fault each (~10 us in this VM: a 1024^3 product on one
+ * core took 25 ms instead of 21 while malloc kept handing back new pages), so the last buffer is parked in
+ * a one-slot cache and the next call takes it if it is large enough. Calls from several threads at once
+ * simply allocate their own. Its size is bounded by the block sizes (KC*NC + workers*MC*KC floats plus the
+ * batch-mode slots), so the parked buffer stays small; the size is kept in the buffer's first 64 bytes. */
+static _Atomic(float *) parked;
+
+static float *scratch_get(size_t floats) {
+    float *p = atomic_exchange(&parked, NULL);
+    if (p && *(size_t *)p >= floats) return p + 16;
+    lt_free(p);
+    p = lt_alloc((floats + 16) * sizeof(float));
+    if (!p) return NULL;
+    *(size_t *)p = floats;
+    return p + 16;
+}
+
+static void scratch_put(float *s) {
+    if (!s) return;
+    float *p = s - 16, *none = NULL;
+    if (!atomic_compare_exchange_strong(&parked, &none, p)) lt_free(p);
 }
 
 lt_status gemm_avx2(const lt_gemm_desc *d, const float *a, const float *b, float *c) {
     gemm_ctx x;
     memset(&x, 0, sizeof x);
-    x.d = d; x.a = a; x.b = b; x.c = c;
+    x.d = d;
+    x.pl.d = d; x.pl.a = a; x.pl.b = b; x.pl.c = c;
     double flops = 2.0 * (double)d->m * (double)d->n * (double)d->k;
     int width = lt_pool_width();
-    int batch_mode = flops < SERIAL_FLOPS || (d->batch > 1 && flops < BATCH_FLOPS);
-    int64_t nkb = k_blocks(d->k);
-    x.kcmax = (d->k + nkb - 1) / nkb;
-    x.ncmax = rup(min64(NC, d->n), NR);
-    x.mcmax = rup(min64(MC, d->m), MR);
-    x.bp_size = x.kcmax * x.ncmax;
-    x.ap_size = rup(x.mcmax * x.kcmax + SLACK, 16); /* keeps a B panel after it 64-byte aligned */
+    int batch_mode = width == 1 || flops < SERIAL_FLOPS || (d->batch > 1 && flops < BATCH_FLOPS);
+    int64_t nkb = k_blocks(d->k), kcmax = (d->k + nkb - 1) / nkb;
+    /* Column blocks: ceil(n / NC) of them, equally wide (in slivers), so the last is not a sliver of work. */
+    int64_t njc = (d->n + NC - 1) / NC, ncpad = rup((d->n + njc - 1) / njc, NR);
+    /* k blocks per group: as many as keep the packed panel within PANEL_FLOATS. */
+    int64_t group = PANEL_FLOATS / (kcmax * ncpad);
+    group = group < 1 ? 1 : group > nkb ? nkb : group;
+    x.pl.nkb = nkb; x.pl.ncpad = ncpad; x.pl.group = x.group = group;
+    x.ap_size = rup(rup(min64(MC, d->m), MR) * kcmax + SLACK, 16); /* keeps what follows 64-byte aligned */
+    x.bp_size = rup(group * kcmax * ncpad, 16);
+    int64_t flags = rup(group * (ncpad / NR), 16);
     if (batch_mode) {
-        int64_t tasks = d->batch;
-        x.nw = (int)min64(width, tasks);
-        x.slot = x.ap_size + x.bp_size;
-        x.scratch = lt_alloc((size_t)(x.nw * x.slot) * sizeof(float));
+        x.nw = (int)min64(width, d->batch);
+        x.slot = x.ap_size + x.bp_size + flags;
+        x.scratch = scratch_get((size_t)(x.nw * x.slot));
         if (!x.scratch) goto oom;
-        lt_parallel_for(tasks, batch_task, &x);
+        lt_parallel_for(d->batch, batch_task, &x);
     } else {
         x.nw = width;
         x.slot = x.ap_size;
-        x.scratch = lt_alloc((size_t)(x.nw * x.slot + x.bp_size) * sizeof(float));
+        x.scratch = scratch_get((size_t)(x.nw * x.slot + x.bp_size + flags));
         if (!x.scratch) goto oom;
-        x.bp = x.scratch + x.nw * x.slot;
-        for (int64_t t = 0; t < d->batch; t++)
-            gemm_parallel(&x, a + t * d->stride_a, b + t * d->stride_b, c + t * d->stride_c, width);
+        x.pl.bp = x.scratch + x.nw * x.slot;
+        x.pl.ready = (_Atomic int *)(x.pl.bp + x.bp_size);
+        x.pl.mb = (d->m + MR - 1) / MR;
+        for (int64_t t = 0; t < d->batch; t++) {
+            x.pl.a = a + t * d->stride_a; x.pl.b = b + t * d->stride_b; x.pl.c = c + t * d->stride_c;
+            for (int64_t jc = 0; jc < d->n; jc += ncpad) {
+                plan_columns(&x.pl, jc, width, 0);
+                for (int64_t q0 = 0; q0 < nkb; q0 += group) {
+                    plan_group(&x.pl, q0);
+                    lt_parallel_for(x.pl.n_ic * x.pl.n_jp, intra_task, &x);
+                }
+            }
+        }
     }
-    lt_free(x.scratch);
+    scratch_put(x.scratch);
     if (atomic_load(&x.oom)) goto oom;
     return LT_OK;
 oom:

@@ -18,6 +18,7 @@
  * Scaling by mag rather than |want| keeps the test meaningful where cancellation makes want ~ 0.
  * Zero-trust: C is prefilled with NaN when beta == 0 (an unwritten or NaN-propagating element fails), and
  * padding between rows (ldc > n) and between batch entries must come back bit-identical. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,6 +269,40 @@ static void test_determinism(void) {
     lt_set_num_threads(2);
 }
 
+/* Several threads calling at once: one owns the pool, the others run inline on their own threads, all share
+ * the parked scratch. Each result must match the same product computed alone, bit for bit. */
+typedef struct { lt_gemm_desc d; float *a, *b, *c, *want; lt_status st; } job;
+static void *job_main(void *p) {
+    job *j = p;
+    for (int r = 0; r < 3 && j->st == LT_OK; r++) j->st = lt_gemm(&j->d, j->a, j->b, j->c);
+    return NULL;
+}
+static void test_concurrent(void) {
+    enum { NJ = 4 };
+    job jobs[NJ];
+    pthread_t tid[NJ];
+    uint64_t rng = 99;
+    for (int i = 0; i < NJ; i++) {
+        int64_t m = 90 + 70 * i, n = 200 - 30 * i, k = 150 + 100 * i;
+        lt_gemm_desc d = {i & 1, (i >> 1) & 1, m, n, k, 1.0f, 0.0f, (i & 1) ? m : k, ((i >> 1) & 1) ? k : n, n, 1, 0, 0, 0};
+        job *j = &jobs[i];
+        j->d = d;
+        j->a = malloc(m * k * sizeof(float)); j->b = malloc(k * n * sizeof(float));
+        j->c = malloc(m * n * sizeof(float)); j->want = malloc(m * n * sizeof(float));
+        lt_t_fill(j->a, m * k, &rng); lt_t_fill(j->b, k * n, &rng);
+        j->st = lt_gemm(&d, j->a, j->b, j->want);
+    }
+    for (int i = 0; i < NJ; i++) pthread_create(&tid[i], NULL, job_main, &jobs[i]);
+    for (int i = 0; i < NJ; i++) pthread_join(tid[i], NULL);
+    for (int i = 0; i < NJ; i++) {
+        job *j = &jobs[i];
+        CHECK(j->st == LT_OK && !memcmp(j->c, j->want, j->d.m * j->d.n * sizeof(float)),
+              "concurrent caller %d (%lldx%lldx%lld): status %d or bits differ from a lone call", i, (long long)j->d.m,
+              (long long)j->d.n, (long long)j->d.k, j->st);
+        free(j->a); free(j->b); free(j->c); free(j->want);
+    }
+}
+
 /* ---- --bench ------------------------------------------------------------------------------------------- */
 
 static int cmp_double(const void *x, const void *y) { double a = *(const double *)x, b = *(const double *)y; return (a > b) - (a < b); }
@@ -322,5 +357,6 @@ int main(int argc, char **argv) {
     test_degenerate();
     test_shapes();
     test_determinism();
+    test_concurrent();
     return lt_test_summary();
 }

@@ -60,7 +60,7 @@ LT_API lt_status lt_set_num_threads(int32_t n);
 LT_API int32_t lt_num_threads(void);
 
 /* Size and field offsets of the descriptor structs, for the Java layout test.
- * which: 0 = lt_gemm_desc. out[0] = sizeof, out[1..] = offsetof of each field in declaration order. */
+ * which: 0 = lt_gemm_desc, 1 = lt_attention_desc, 2 = lt_adamw_desc, 3 = lt_copy_desc. out[0] = sizeof, out[1..] = offsetof of each field in declaration order. */
 LT_API lt_status lt_struct_info(int32_t which, int64_t *out, int32_t capacity);
 
 /* ---- RNG: Philox4x32-10 (Salmon et al., SC'11) -------------------------------------------------- */
@@ -83,6 +83,79 @@ typedef struct lt_gemm_desc {
     int64_t stride_a, stride_b, stride_c;
 } lt_gemm_desc;
 LT_API lt_status lt_gemm(const lt_gemm_desc *d, const float *a, const float *b, float *c);
+
+/* ---- attention: multi-head scaled dot-product, FlashAttention-2 style ------------------------------
+ * q, k, v, o, dq, dk, dv: (B, NH, T, HS) contiguous. lse: (B, NH, T), the log-sum-exp of each row of the
+ * scaled (and, if causal, masked) scores, written by the forward and read by the backward, which recomputes
+ * the scores tile by tile: the T x T matrix is never stored. A row with no visible key (impossible when
+ * causal, since a query sees itself) gives o = 0 and lse = -inf. */
+typedef struct lt_attention_desc {
+    int64_t b, nh, t, hs;
+    int32_t causal;  /* 1: query i attends to keys j <= i */
+    float scale;     /* usually 1/sqrt(HS) */
+} lt_attention_desc;
+LT_API lt_status lt_attention_fwd(const lt_attention_desc *d, const float *q, const float *k, const float *v,
+                                  float *o, float *lse);
+/* dq, dk, dv are overwritten. */
+LT_API lt_status lt_attention_bwd(const lt_attention_desc *d, const float *q, const float *k, const float *v,
+                                  const float *o, const float *lse, const float *dout, float *dq, float *dk, float *dv);
+
+/* ---- fused training kernels ---------------------------------------------------------------------------
+ * Row-wise ops take (N, C) contiguous row-major. Parameter gradients (dw, db, dtable) ACCUMULATE (+=) with a
+ * fixed reduction order independent of the thread count; activation gradients (dx) are overwritten. */
+
+/* LayerNorm over C: y = (x - mean) * rstd * w + b; mean, rstd: (N) saved for the backward. */
+LT_API lt_status lt_layernorm_fwd(int64_t n, int64_t c, float eps, const float *x, const float *w, const float *b,
+                                  float *y, float *mean, float *rstd);
+LT_API lt_status lt_layernorm_bwd(int64_t n, int64_t c, const float *x, const float *w, const float *mean,
+                                  const float *rstd, const float *dy, float *dx, float *dw, float *db);
+
+/* Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), over n elements; bwd: dx = dy * gelu'(x) (dx may alias dy). */
+LT_API lt_status lt_gelu_fwd(int64_t n, const float *x, float *y);
+LT_API lt_status lt_gelu_bwd(int64_t n, const float *x, const float *dy, float *dx);
+
+/* Softmax + cross-entropy in one pass over logits (N, V): losses[i] = logsumexp(row) - row[target[i]].
+ * target < 0 ignores the row (loss 0, zero gradient). When dlogits != NULL it is written with
+ * (softmax(row) - onehot(target)) * dscale (dlogits may alias logits). */
+LT_API lt_status lt_softmax_xent(int64_t n, int64_t v, const float *logits, const int32_t *targets, float *losses,
+                                 float *dlogits, float dscale);
+
+/* AdamW, one pass over n parameters: decoupled weight decay (p -= lr*wd*p), bias-corrected moments with
+ * step t >= 1, p -= lr * mhat / (sqrt(vhat) + eps). grad_scale multiplies g first (gradient clipping). */
+typedef struct lt_adamw_desc {
+    float lr, beta1, beta2, eps, weight_decay, grad_scale;
+    int64_t step;
+} lt_adamw_desc;
+LT_API lt_status lt_adamw(const lt_adamw_desc *d, int64_t n, float *param, const float *grad, float *m, float *v);
+
+/* Sum of squares of x[n] in double, accumulated in fixed 4096-element chunks (global-norm clipping). */
+LT_API lt_status lt_sumsq(int64_t n, const float *x, double *out);
+
+/* Embedding backward: dtable[ids[i], :] += dout[i, :] for i < n, c columns; ids outside [0, vocab) is an
+ * error. Deterministic: rows are accumulated in index order, without atomics. */
+LT_API lt_status lt_embedding_bwd(int64_t n, int64_t c, int64_t vocab, const int32_t *ids, const float *dout,
+                                  float *dtable);
+
+/* ---- elementwise and layout helpers (kernels/elementwise) -------------------------------------------- */
+/* y = a*x + b*y over n elements; b == 0 makes y write-only. x may equal y. */
+LT_API lt_status lt_axpby(int64_t n, float a, const float *x, float b, float *y);
+/* y = x * z elementwise (y may alias x or z). */
+LT_API lt_status lt_mul(int64_t n, const float *x, const float *z, float *y);
+/* Row broadcast add: y[i, :] = x[i, :] + rows[i % period, :] for x, y (N, C), rows (period, C); y may alias x. */
+LT_API lt_status lt_add_rows(int64_t n, int64_t c, int64_t period, const float *x, const float *rows, float *y);
+/* Its adjoint: out[i % period, :] += x[i, :], accumulated in row order in fixed chunks (deterministic). */
+LT_API lt_status lt_sum_rows(int64_t n, int64_t c, int64_t period, const float *x, float *out);
+/* Strided copy of a rank <= 6 tensor: dst[idx] = src[idx] (strides in elements, may be any sign >= 0 layout).
+ * Used for permutes (qkv split into heads) and Tensor.contiguous(). */
+#define LT_MAX_RANK 6
+typedef struct lt_copy_desc {
+    int32_t rank;
+    int32_t pad_;
+    int64_t shape[LT_MAX_RANK];
+    int64_t src_stride[LT_MAX_RANK];
+    int64_t dst_stride[LT_MAX_RANK];
+} lt_copy_desc;
+LT_API lt_status lt_copy_strided(const lt_copy_desc *d, const float *src, float *dst);
 
 /* ---- machine ceilings, for benchmarks ------------------------------------------------------------ */
 /* FMA peak: `threads` workers each run independent vfmadd chains for `iters` rounds.

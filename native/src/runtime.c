@@ -91,7 +91,26 @@ lt_status lt_struct_info(int32_t which, int64_t *out, int32_t capacity) {
         v[n++] = sizeof(lt_gemm_desc);
         F(trans_a); F(trans_b); F(m); F(n); F(k); F(alpha); F(beta); F(lda); F(ldb); F(ldc);
         F(batch); F(stride_a); F(stride_b); F(stride_c);
+        break;
+    case 1:
 #undef F
+#define F(f) v[n++] = (int64_t)offsetof(lt_attention_desc, f)
+        v[n++] = sizeof(lt_attention_desc);
+        F(b); F(nh); F(t); F(hs); F(causal); F(scale);
+        break;
+    case 2:
+#undef F
+#define F(f) v[n++] = (int64_t)offsetof(lt_adamw_desc, f)
+        v[n++] = sizeof(lt_adamw_desc);
+        F(lr); F(beta1); F(beta2); F(eps); F(weight_decay); F(grad_scale); F(step);
+#undef F
+        break;
+    case 3:
+        v[n++] = sizeof(lt_copy_desc);
+        v[n++] = offsetof(lt_copy_desc, rank);
+        v[n++] = offsetof(lt_copy_desc, shape);
+        v[n++] = offsetof(lt_copy_desc, src_stride);
+        v[n++] = offsetof(lt_copy_desc, dst_stride);
         break;
     default:
         return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_struct_info: unknown struct id %d", which);

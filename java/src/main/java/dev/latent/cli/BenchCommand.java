@@ -1,8 +1,10 @@
 package dev.latent.cli;
 
+import dev.latent.bench.AttentionWorkload;
 import dev.latent.bench.Ceilings;
+import dev.latent.bench.GptWorkload;
 import dev.latent.bench.GemmWorkload;
-import dev.latent.bench.Json;
+import dev.latent.io.Json;
 import dev.latent.nativ.LatentNative;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -16,7 +18,7 @@ import java.util.Map;
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "Benchmark a workload against this machine's measured ceilings and any peer on the classpath.")
 final class BenchCommand implements Runnable {
-    @Parameters(index = "0", description = "workload: gemm | peak")
+    @Parameters(index = "0", description = "workload: gemm | attention | gpt | peak")
     String workload;
 
     @Option(names = "--json", description = "print one JSON object per result on stdout (progress goes to stderr)")
@@ -25,22 +27,47 @@ final class BenchCommand implements Runnable {
     @Option(names = "--threads", split = ",", description = "thread counts to run (default: 1,2)")
     int[] threads = {1, 2};
 
+    @Option(names = "--no-peer", description = "skip the PyTorch reference peer even when it is installed")
+    boolean noPeer;
+
     @Option(names = "--reps", description = "timed repetitions per measurement; the median is reported (default: ${DEFAULT-VALUE})")
     int reps = 10;
 
     @Override
     public void run() {
+        try {
+            run0();
+        } catch (RuntimeException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new IllegalStateException(e.getMessage(), e);
+        }
+    }
+
+    private void run0() throws Exception {
         if (reps < 1) throw new IllegalArgumentException("--reps must be >= 1, got " + reps);
         for (int t : threads) if (t < 1) throw new IllegalArgumentException("--threads must be >= 1, got " + t);
         LatentNative nat = LatentNative.get();
         System.err.printf("latent bench %s: ISA %s, library %s%n", workload, LatentNative.isaName(nat.isa()), nat.path());
         List<Map<String, Object>> results = switch (workload) {
             case "gemm" -> GemmWorkload.run(threads, reps, json ? System.err::println : System.out::println);
+            case "attention" -> {
+                List<Map<String, Object>> all = new java.util.ArrayList<>();
+                for (int t : threads) all.addAll(AttentionWorkload.run(t, reps, !noPeer, log()));
+                yield all;
+            }
+            case "gpt" -> {
+                List<Map<String, Object>> all = new java.util.ArrayList<>();
+                for (int t : threads) all.addAll(GptWorkload.run(t, Math.max(3, reps), !noPeer, log()));
+                yield all;
+            }
             case "peak" -> peak();
-            default -> throw new IllegalArgumentException("unknown workload '" + workload + "' (gemm | peak)");
+            default -> throw new IllegalArgumentException("unknown workload '" + workload + "' (gemm | attention | gpt | peak)");
         };
         if (json) results.forEach(r -> System.out.println(Json.object(r)));
     }
+
+    private java.util.function.Consumer<String> log() { return json ? System.err::println : System.out::println; }
 
     private List<Map<String, Object>> peak() {
         List<Map<String, Object>> out = new java.util.ArrayList<>();

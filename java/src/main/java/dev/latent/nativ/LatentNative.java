@@ -35,11 +35,33 @@ public final class LatentNative {
             JAVA_LONG.withName("stride_a"), JAVA_LONG.withName("stride_b"), JAVA_LONG.withName("stride_c"))
             .withName("lt_gemm_desc");
 
+    /** Mirror of lt_attention_desc. */
+    public static final StructLayout ATTENTION_DESC = MemoryLayout.structLayout(
+            JAVA_LONG.withName("b"), JAVA_LONG.withName("nh"), JAVA_LONG.withName("t"), JAVA_LONG.withName("hs"),
+            JAVA_INT.withName("causal"), JAVA_FLOAT.withName("scale")).withName("lt_attention_desc");
+
+    /** Mirror of lt_adamw_desc. */
+    public static final StructLayout ADAMW_DESC = MemoryLayout.structLayout(
+            JAVA_FLOAT.withName("lr"), JAVA_FLOAT.withName("beta1"), JAVA_FLOAT.withName("beta2"), JAVA_FLOAT.withName("eps"),
+            JAVA_FLOAT.withName("weight_decay"), JAVA_FLOAT.withName("grad_scale"), JAVA_LONG.withName("step"))
+            .withName("lt_adamw_desc");
+
+    public static final int MAX_RANK = 6;
+    /** Mirror of lt_copy_desc. */
+    public static final StructLayout COPY_DESC = MemoryLayout.structLayout(
+            JAVA_INT.withName("rank"), JAVA_INT.withName("pad_"),
+            MemoryLayout.sequenceLayout(MAX_RANK, JAVA_LONG).withName("shape"),
+            MemoryLayout.sequenceLayout(MAX_RANK, JAVA_LONG).withName("src_stride"),
+            MemoryLayout.sequenceLayout(MAX_RANK, JAVA_LONG).withName("dst_stride")).withName("lt_copy_desc");
+
     private static volatile LatentNative instance;
 
     private final Path path;
     private final MethodHandle lastError, isaSupported, isa, setIsa, isaReason, setNumThreads, numThreads,
             structInfo, philox, randUniform, gemm, peakFma, peakTriad, abiVersionCritical;
+    // Kernels bound lazily-checked: a library built without one fails at the call, naming the symbol.
+    private final MethodHandle attentionFwd, attentionBwd, layernormFwd, layernormBwd, geluFwd, geluBwd, softmaxXent,
+            adamw, sumsq, embeddingBwd, axpby, mul, addRows, sumRows, copyStrided;
 
     /** The process-wide binding, loaded on first use (see {@link NativeLoader} for where it looks). */
     public static LatentNative get() {
@@ -93,6 +115,26 @@ public final class LatentNative {
         peakFma = bind(l, linker, "lt_peak_fma", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS));
         peakTriad = bind(l, linker, "lt_peak_triad",
                 FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_INT, ADDRESS));
+        attentionFwd = opt(l, linker, "lt_attention_fwd", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        attentionBwd = opt(l, linker, "lt_attention_bwd", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS,
+                ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        layernormFwd = opt(l, linker, "lt_layernorm_fwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_FLOAT,
+                ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        layernormBwd = opt(l, linker, "lt_layernorm_bwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG,
+                ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        geluFwd = opt(l, linker, "lt_gelu_fwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, ADDRESS));
+        geluBwd = opt(l, linker, "lt_gelu_bwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, ADDRESS, ADDRESS));
+        softmaxXent = opt(l, linker, "lt_softmax_xent", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS,
+                ADDRESS, ADDRESS, JAVA_FLOAT));
+        adamw = opt(l, linker, "lt_adamw", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        sumsq = opt(l, linker, "lt_sumsq", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, ADDRESS));
+        embeddingBwd = opt(l, linker, "lt_embedding_bwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                ADDRESS, ADDRESS, ADDRESS));
+        axpby = opt(l, linker, "lt_axpby", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_FLOAT, ADDRESS, JAVA_FLOAT, ADDRESS));
+        mul = opt(l, linker, "lt_mul", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, ADDRESS, ADDRESS));
+        addRows = opt(l, linker, "lt_add_rows", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS, ADDRESS));
+        sumRows = opt(l, linker, "lt_sum_rows", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS));
+        copyStrided = opt(l, linker, "lt_copy_strided", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
         // Linker.Option.critical skips the thread-state transition: only for tiny calls, and measured in
         // FfmBench against the plain handle. Kernels never use it (they would stall GC for their duration).
         abiVersionCritical = linker.downcallHandle(find(l, path, "lt_abi_version"), FunctionDescriptor.of(JAVA_INT),
@@ -105,6 +147,15 @@ public final class LatentNative {
 
     private static MethodHandle bind(SymbolLookup l, Linker linker, String name, FunctionDescriptor fd) {
         return linker.downcallHandle(l.find(name).orElseThrow(() -> new UnsatisfiedLinkError("symbol " + name + " missing")), fd);
+    }
+
+    private static MethodHandle opt(SymbolLookup l, Linker linker, String name, FunctionDescriptor fd) {
+        return l.find(name).map(a -> linker.downcallHandle(a, fd)).orElse(null);
+    }
+
+    private static MethodHandle need(MethodHandle h, String name) {
+        if (h == null) throw new UnsatisfiedLinkError("symbol " + name + " missing from liblatent.so (stale native build?)");
+        return h;
     }
 
     public Path path() { return path; }
@@ -204,4 +255,79 @@ public final class LatentNative {
         } catch (Throwable t) { throw rethrow(t); }
     }
 
+
+    // ---- kernels: raw entry points; shapes and bounds are checked by the callers in dev.latent.ops ----
+
+    public void attentionFwd(MemorySegment desc, MemorySegment q, MemorySegment k, MemorySegment v, MemorySegment o, MemorySegment lse) {
+        try { check("lt_attention_fwd", (int) need(attentionFwd, "lt_attention_fwd").invokeExact(desc, q, k, v, o, lse)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void attentionBwd(MemorySegment desc, MemorySegment q, MemorySegment k, MemorySegment v, MemorySegment o,
+                             MemorySegment lse, MemorySegment dout, MemorySegment dq, MemorySegment dk, MemorySegment dv) {
+        try { check("lt_attention_bwd", (int) need(attentionBwd, "lt_attention_bwd").invokeExact(desc, q, k, v, o, lse, dout, dq, dk, dv)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void layernormFwd(long n, long c, float eps, MemorySegment x, MemorySegment w, MemorySegment b,
+                             MemorySegment y, MemorySegment mean, MemorySegment rstd) {
+        try { check("lt_layernorm_fwd", (int) need(layernormFwd, "lt_layernorm_fwd").invokeExact(n, c, eps, x, w, b, y, mean, rstd)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void layernormBwd(long n, long c, MemorySegment x, MemorySegment w, MemorySegment mean, MemorySegment rstd,
+                             MemorySegment dy, MemorySegment dx, MemorySegment dw, MemorySegment db) {
+        try { check("lt_layernorm_bwd", (int) need(layernormBwd, "lt_layernorm_bwd").invokeExact(n, c, x, w, mean, rstd, dy, dx, dw, db)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void geluFwd(long n, MemorySegment x, MemorySegment y) {
+        try { check("lt_gelu_fwd", (int) need(geluFwd, "lt_gelu_fwd").invokeExact(n, x, y)); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void geluBwd(long n, MemorySegment x, MemorySegment dy, MemorySegment dx) {
+        try { check("lt_gelu_bwd", (int) need(geluBwd, "lt_gelu_bwd").invokeExact(n, x, dy, dx)); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void softmaxXent(long n, long v, MemorySegment logits, MemorySegment targets, MemorySegment losses,
+                            MemorySegment dlogits, float dscale) {
+        try { check("lt_softmax_xent", (int) need(softmaxXent, "lt_softmax_xent").invokeExact(n, v, logits, targets, losses, dlogits, dscale)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void adamw(MemorySegment desc, long n, MemorySegment p, MemorySegment g, MemorySegment m, MemorySegment v) {
+        try { check("lt_adamw", (int) need(adamw, "lt_adamw").invokeExact(desc, n, p, g, m, v)); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public double sumsq(long n, MemorySegment x, MemorySegment out) {
+        try {
+            check("lt_sumsq", (int) need(sumsq, "lt_sumsq").invokeExact(n, x, out));
+            return out.get(JAVA_DOUBLE, 0);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void embeddingBwd(long n, long c, long vocab, MemorySegment ids, MemorySegment dout, MemorySegment dtable) {
+        try { check("lt_embedding_bwd", (int) need(embeddingBwd, "lt_embedding_bwd").invokeExact(n, c, vocab, ids, dout, dtable)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void axpby(long n, float a, MemorySegment x, float b, MemorySegment y) {
+        try { check("lt_axpby", (int) need(axpby, "lt_axpby").invokeExact(n, a, x, b, y)); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void mul(long n, MemorySegment x, MemorySegment z, MemorySegment y) {
+        try { check("lt_mul", (int) need(mul, "lt_mul").invokeExact(n, x, z, y)); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void addRows(long n, long c, long period, MemorySegment x, MemorySegment rows, MemorySegment y) {
+        try { check("lt_add_rows", (int) need(addRows, "lt_add_rows").invokeExact(n, c, period, x, rows, y)); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void sumRows(long n, long c, long period, MemorySegment x, MemorySegment out) {
+        try { check("lt_sum_rows", (int) need(sumRows, "lt_sum_rows").invokeExact(n, c, period, x, out)); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void copyStrided(MemorySegment desc, MemorySegment src, MemorySegment dst) {
+        try { check("lt_copy_strided", (int) need(copyStrided, "lt_copy_strided").invokeExact(desc, src, dst)); } catch (Throwable t) { throw rethrow(t); }
+    }
 }

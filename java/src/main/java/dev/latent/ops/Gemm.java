@@ -8,6 +8,7 @@ import dev.latent.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
+import java.util.function.Supplier;
 
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
@@ -40,33 +41,33 @@ public final class Gemm {
      * operand is broadcast over C's batch.
      */
     public static void matmul(Tensor a, Tensor b, Tensor c, float alpha, float beta) {
-        String shapes = "A" + Arrays.toString(a.shape()) + " @ B" + Arrays.toString(b.shape()) + " -> C" + Arrays.toString(c.shape());
+        Supplier<String> shapes = () -> "A" + Arrays.toString(a.shape()) + " @ B" + Arrays.toString(b.shape()) + " -> C" + Arrays.toString(c.shape());
         for (Tensor t : new Tensor[] {a, b, c}) {
-            if (t.device() != Device.CPU) throw new IllegalArgumentException("gemm: CPU tensors only, got " + t.device() + " in " + shapes);
-            if (t.rank() < 2 || t.rank() > 3) throw new IllegalArgumentException("gemm: operands must be 2-D or 3-D: " + shapes);
+            if (t.device() != Device.CPU) throw new IllegalArgumentException("gemm: CPU tensors only, got " + t.device() + " in " + shapes.get());
+            if (t.rank() < 2 || t.rank() > 3) throw new IllegalArgumentException("gemm: operands must be 2-D or 3-D: " + shapes.get());
         }
         long m = a.size(-2), k = a.size(-1), n = b.size(-1);
         if (b.size(-2) != k || c.size(-2) != m || c.size(-1) != n)
-            throw new IllegalArgumentException("gemm: inner or outer dimensions do not match: " + shapes);
+            throw new IllegalArgumentException("gemm: inner or outer dimensions do not match: " + shapes.get());
         long batch = c.rank() == 3 ? c.size(0) : 1;
         if ((a.rank() == 3 && (c.rank() != 3 || a.size(0) != batch)) || (b.rank() == 3 && (c.rank() != 3 || b.size(0) != batch)))
-            throw new IllegalArgumentException("gemm: batch sizes do not match: " + shapes);
+            throw new IllegalArgumentException("gemm: batch sizes do not match: " + shapes.get());
         Mat ma = Mat.of("A", a, shapes), mb = Mat.of("B", b, shapes), mc = Mat.of("C", c, shapes);
-        if (mc.trans) throw new IllegalArgumentException("gemm: C must be row-major (last stride 1): " + shapes);
+        if (mc.trans) throw new IllegalArgumentException("gemm: C must be row-major (last stride 1): " + shapes.get());
         call(ma.trans, mb.trans, m, n, k, alpha, beta, ma.ld, mb.ld, mc.ld, batch, ma.batchStride, mb.batchStride, mc.batchStride,
                 a.storage(), a.offset(), b.storage(), b.offset(), c.storage(), c.offset());
     }
 
     /** One matrix operand as the native side sees it: transpose flag, leading dimension, batch stride. */
     private record Mat(boolean trans, long ld, long batchStride) {
-        static Mat of(String name, Tensor t, String shapes) {
+        static Mat of(String name, Tensor t, Supplier<String> shapes) {
             int r = t.rank();
             long rows = t.size(r - 2), cols = t.size(r - 1), s0 = t.stride(r - 2), s1 = t.stride(r - 1);
             long bs = r == 3 ? (t.size(0) == 1 ? 0 : t.stride(0)) : 0;
             if (s1 == 1 || cols == 1) return new Mat(false, Math.max(s0, Math.max(cols, 1)), bs);
             if (s0 == 1 || rows == 1) return new Mat(true, Math.max(s1, Math.max(rows, 1)), bs);
             throw new IllegalArgumentException("gemm: " + name + " has strides " + Arrays.toString(t.strides())
-                    + ", neither row- nor column-major; call contiguous() first: " + shapes);
+                    + ", neither row- nor column-major; call contiguous() first: " + shapes.get());
         }
     }
 
@@ -89,16 +90,17 @@ public final class Gemm {
     private static void call(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta,
                              long lda, long ldb, long ldc, long batch, long sa, long sb, long sc,
                              MemorySegment a, long offA, MemorySegment b, long offB, MemorySegment c, long offC) {
-        String what = "gemm(m=" + m + ", n=" + n + ", k=" + k + ", transA=" + ta + ", transB=" + tb + ", lda=" + lda
+        // Messages are built only on failure: this runs on every call, including 1x1x1 ones.
+        Supplier<String> what = () -> "gemm(m=" + m + ", n=" + n + ", k=" + k + ", transA=" + ta + ", transB=" + tb + ", lda=" + lda
                 + ", ldb=" + ldb + ", ldc=" + ldc + ", batch=" + batch + ")";
         if (m < 0 || n < 0 || k < 0 || batch < 1)
-            throw new IllegalArgumentException(what + ": sizes must be >= 0 and batch >= 1");
-        if (sa < 0 || sb < 0 || sc < 0) throw new IllegalArgumentException(what + ": batch strides must be >= 0");
+            throw new IllegalArgumentException(what.get() + ": sizes must be >= 0 and batch >= 1");
+        if (sa < 0 || sb < 0 || sc < 0) throw new IllegalArgumentException(what.get() + ": batch strides must be >= 0");
         checkOperand(what, "A", a, offA, ta ? k : m, ta ? m : k, lda, sa, batch);
         checkOperand(what, "B", b, offB, tb ? n : k, tb ? k : n, ldb, sb, batch);
         checkOperand(what, "C", c, offC, m, n, ldc, sc, batch);
         if (batch > 1 && m > 0 && n > 0 && sc < (m - 1) * ldc + n)
-            throw new IllegalArgumentException(what + ": stride of C " + sc + " makes batches overlap");
+            throw new IllegalArgumentException(what.get() + ": stride of C " + sc + " makes batches overlap");
         if (m == 0 || n == 0) return;
         LatentNative nat = LatentNative.get();
         MemorySegment d = DESC.get();
@@ -119,24 +121,24 @@ public final class Gemm {
         nat.gemm(d, a.asSlice(offA * 4), b.asSlice(offB * 4), c.asSlice(offC * 4));
     }
 
-    private static void checkOperand(String what, String name, MemorySegment s, long off, long rows, long cols,
+    private static void checkOperand(Supplier<String> what, String name, MemorySegment s, long off, long rows, long cols,
                                      long ld, long stride, long batch) {
         if (s == null || s.equals(MemorySegment.NULL))
-            throw new IllegalArgumentException(what + ": " + name + " is a null segment");
+            throw new IllegalArgumentException(what.get() + ": " + name + " is a null segment");
         if (!s.scope().isAlive())
-            throw new IllegalStateException(what + ": " + name + "'s memory was freed (its scope is closed)");
+            throw new IllegalStateException(what.get() + ": " + name + "'s memory was freed (its scope is closed)");
         if (s.isReadOnly() && name.equals("C"))
-            throw new IllegalArgumentException(what + ": C is read-only");
+            throw new IllegalArgumentException(what.get() + ": C is read-only");
         if (ld < Math.max(cols, 1))
-            throw new IllegalArgumentException(what + ": leading dimension of " + name + " is " + ld + " < " + Math.max(cols, 1)
+            throw new IllegalArgumentException(what.get() + ": leading dimension of " + name + " is " + ld + " < " + Math.max(cols, 1)
                     + " (" + rows + " x " + cols + " as stored)");
         if (rows == 0 || cols == 0) return;
         long last = Math.addExact(Math.addExact(off, Math.multiplyExact(batch - 1, stride)),
                 Math.addExact(Math.multiplyExact(rows - 1, ld), cols));
         if (Math.multiplyExact(last, 4L) > s.byteSize())
-            throw new IllegalArgumentException(what + ": " + name + " (" + rows + " x " + cols + ", ld " + ld + ", batch stride "
+            throw new IllegalArgumentException(what.get() + ": " + name + " (" + rows + " x " + cols + ", ld " + ld + ", batch stride "
                     + stride + ") needs " + last + " floats but its segment holds " + s.byteSize() / 4);
         if ((s.address() + off * 4) % 4 != 0)
-            throw new IllegalArgumentException(what + ": " + name + " is not 4-byte aligned");
+            throw new IllegalArgumentException(what.get() + ": " + name + " is not 4-byte aligned");
     }
 }

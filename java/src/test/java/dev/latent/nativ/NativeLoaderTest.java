@@ -91,6 +91,24 @@ class NativeLoaderTest {
     }
 
     @Test
+    void otherDescriptorLayoutsMatchC() {
+        LatentNative n = LatentNative.get();
+        String[][] fields = {
+                {"b", "nh", "t", "hs", "causal", "scale"},
+                {"lr", "beta1", "beta2", "eps", "weight_decay", "grad_scale", "step"},
+                {"rank", "shape", "src_stride", "dst_stride"}};
+        java.lang.foreign.StructLayout[] layouts = {LatentNative.ATTENTION_DESC, LatentNative.ADAMW_DESC, LatentNative.COPY_DESC};
+        for (int which = 1; which <= 3; which++) {
+            long[] info = n.structInfo(which, fields[which - 1].length);
+            var layout = layouts[which - 1];
+            assertEquals(layout.byteSize(), info[0], "sizeof " + layout.name().orElseThrow());
+            for (int i = 0; i < fields[which - 1].length; i++)
+                assertEquals(layout.byteOffset(java.lang.foreign.MemoryLayout.PathElement.groupElement(fields[which - 1][i])),
+                        info[i + 1], layout.name().orElseThrow() + "." + fields[which - 1][i]);
+        }
+    }
+
+    @Test
     void philoxKnownAnswersFromRandom123() {
         LatentNative n = LatentNative.get();
         // philox4x32 10 lines of Random123's tests/kat_vectors: ctr[4] key[2] -> out[4]

@@ -1,9 +1,9 @@
-package dev.latent.bench;
+package dev.latent.io;
 
 import java.util.Locale;
 import java.util.Map;
 
-/** Minimal JSON object writer for benchmark and metrics lines (flat objects of strings and numbers). */
+/** JSON writer for metrics lines, benchmark records and checkpoint metadata: maps, lists, strings, numbers. */
 public final class Json {
     private Json() {}
 
@@ -16,11 +16,26 @@ public final class Json {
         return sb.append('}').toString();
     }
 
-    static String value(Object v) {
+    public static String value(Object v) {
         if (v == null) return "null";
         if (v instanceof Double d) return Double.isFinite(d) ? String.format(Locale.ROOT, "%.6g", d).replaceAll("(\\.\\d*?)0+(e|$)", "$1$2").replaceAll("\\.(e|$)", "$1") : "null";
         if (v instanceof Float f) return value(f.doubleValue());
         if (v instanceof Number || v instanceof Boolean) return v.toString();
+        if (v instanceof java.util.Map<?, ?> m) {
+            java.util.Map<String, Object> mm = new java.util.LinkedHashMap<>();
+            m.forEach((k, x) -> mm.put(String.valueOf(k), x));
+            return object(mm);
+        }
+        if (v instanceof java.util.Collection<?> c) {
+            StringBuilder sb = new StringBuilder("[");
+            for (Object x : c) sb.append(sb.length() > 1 ? "," : "").append(value(x));
+            return sb.append(']').toString();
+        }
+        if (v instanceof int[] a) {
+            StringBuilder sb = new StringBuilder("[");
+            for (int x : a) sb.append(sb.length() > 1 ? "," : "").append(x);
+            return sb.append(']').toString();
+        }
         return quote(v.toString());
     }
 

@@ -1,0 +1,124 @@
+package dev.latent.autograd;
+
+import dev.latent.ops.Kernels;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+
+import java.util.ArrayList;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * One step's tape and memory. Ops record the Vars they make, in creation order (which is a topological
+ * order); {@link #backward} walks it in reverse. Every activation, gradient and scratch tensor of the step
+ * lives in the graph's confined {@link Scope}, freed at {@link #close()}; parameters live elsewhere and
+ * only receive {@code grad} Vars pointing into this scope, cleared at close. One graph per thread at a
+ * time (a thread-local makes it current for the ops in {@link F}).
+ */
+public final class Graph implements AutoCloseable {
+    private static final ThreadLocal<Graph> CURRENT = new ThreadLocal<>();
+
+    final Scope scope;
+    private final List<Var> tape = new ArrayList<>();
+    private final List<Var> leavesWithGrad = new ArrayList<>();
+    private final Graph previous;
+    boolean recording = true;
+
+    private Graph(Scope scope) {
+        this.scope = scope;
+        this.previous = CURRENT.get();
+        CURRENT.set(this);
+    }
+
+    /** Opens a graph with a fresh confined scope and makes it current on this thread. */
+    public static Graph open() { return new Graph(Scope.confined()); }
+
+    /** A graph that records nothing: forward passes for evaluation and sampling. */
+    public static Graph inference() {
+        Graph g = open();
+        g.recording = false;
+        return g;
+    }
+
+    /** The graph current on this thread; ops need one for their outputs' memory. */
+    public static Graph current() {
+        Graph g = CURRENT.get();
+        if (g == null) throw new IllegalStateException("no open Graph on this thread: wrap the step in try (Graph g = Graph.open())");
+        return g;
+    }
+
+    public Scope scope() { return scope; }
+
+    /** A new zeroed tensor in this step's scope. */
+    public Tensor zeros(long... shape) { return Tensor.zeros(scope, shape); }
+
+    /** Records {@code out} if gradients must flow through it; returns it. */
+    Var record(Tensor value, String op, Var[] inputs, Var.Backward rule) {
+        boolean needs = false;
+        if (recording) for (Var v : inputs) needs |= v != null && v.requiresGrad;
+        if (!needs) return new Var(value, false, null);
+        Var out = new Var(value, true, new Var.Node(op, inputs, rule));
+        tape.add(out);
+        return out;
+    }
+
+    /** Back-propagates d(loss)/d(everything) from a scalar loss; gradients land in {@link Var#grad()}. */
+    public void backward(Var loss) { backward(loss, false); }
+
+    /**
+     * Back-propagates from a scalar. With {@code createGraph} the backward ops are themselves recorded, so
+     * the gradients can be differentiated again (WGAN-GP's penalty); ops without a differentiable backward
+     * say so when that is asked of them.
+     */
+    public void backward(Var loss, boolean createGraph) {
+        if (loss.value.numel() != 1) throw new IllegalArgumentException("backward needs a scalar loss, got " + loss.value);
+        if (!loss.requiresGrad) throw new IllegalStateException("loss does not depend on anything that requires grad");
+        for (Var v : tape) v.grad = null;   // a second backward (after createGraph) starts clean
+        Tensor one = zeros(loss.value.shape());
+        one.segment().set(java.lang.foreign.ValueLayout.JAVA_FLOAT, 0, 1f);
+        Map<Var, Boolean> seen = new IdentityHashMap<>();
+        accumulate(loss, new Var(one, false, null), seen);
+        boolean saved = recording;
+        recording = createGraph;
+        try {
+            for (int i = tape.size() - 1; i >= 0; i--) {
+                Var v = tape.get(i);
+                if (v.grad == null || v.node == null) continue;
+                Var[] gs = v.node.rule().apply(v.grad);
+                Var[] ins = v.node.inputs();
+                for (int j = 0; j < ins.length; j++)
+                    if (ins[j] != null && ins[j].requiresGrad && gs[j] != null) accumulate(ins[j], gs[j], seen);
+                if (!createGraph) v.grad = null;   // intermediate grads are dead once propagated
+            }
+        } finally {
+            recording = saved;
+        }
+    }
+
+    /** x.grad += g, out of place (a rule may hand the same gradient to two inputs). */
+    private void accumulate(Var x, Var g, Map<Var, Boolean> seen) {
+        if (x.node == null && seen.put(x, Boolean.TRUE) == null && x.grad == null) leavesWithGrad.add(x);
+        if (x.grad == null) x.grad = g;
+        else x.grad = F.add(x.grad, g);
+    }
+
+    /** Sum of squares of every leaf gradient (for global-norm clipping). */
+    public static double sumOfSquares(List<Var> params) {
+        double s = 0;
+        for (Var p : params) if (p.grad != null) s += Kernels.sumOfSquares(p.grad.value);
+        return s;
+    }
+
+    /** Frees the step's memory and clears the gradients it gave to leaves. */
+    @Override
+    public void close() {
+        for (Var v : leavesWithGrad) v.grad = null;
+        tape.clear();
+        scope.close();
+        if (CURRENT.get() == this) {
+            if (previous == null) CURRENT.remove();
+            else CURRENT.set(previous);
+        }
+    }
+}

@@ -1,0 +1,53 @@
+package dev.latent.autograd;
+
+import dev.latent.tensor.Tensor;
+
+/**
+ * A tensor in the autograd graph: its value, whether gradients flow to it, the node that made it (null
+ * for leaves such as parameters and inputs), and its accumulated gradient after {@link Graph#backward}.
+ * The gradient is itself a Var, so with {@code createGraph} it can be differentiated again.
+ */
+public final class Var {
+    final Tensor value;
+    final boolean requiresGrad;
+    final Node node;
+    Var grad;
+
+    Var(Tensor value, boolean requiresGrad, Node node) {
+        this.value = value;
+        this.requiresGrad = requiresGrad;
+        this.node = node;
+    }
+
+    /** A leaf that gradients flow to (a parameter). */
+    public static Var param(Tensor value) { return new Var(value, true, null); }
+
+    /** A leaf without gradient (data). */
+    public static Var constant(Tensor value) { return new Var(value, false, null); }
+
+    /** A leaf that gradients flow to but that is not a parameter (e.g. an input whose gradient we want). */
+    public static Var input(Tensor value) { return new Var(value, true, null); }
+
+    public Tensor value() { return value; }
+    public boolean requiresGrad() { return requiresGrad; }
+    public long[] shape() { return value.shape(); }
+    public long size(int dim) { return value.size(dim); }
+
+    /** The accumulated gradient, or null if none reached this Var. */
+    public Var grad() { return grad; }
+
+    /** Forgets the gradient (parameters between steps). */
+    public void zeroGrad() { grad = null; }
+
+    @Override
+    public String toString() { return "Var" + value; }
+
+    /** How a non-leaf Var was made: its inputs and the rule mapping its gradient to theirs. */
+    record Node(String op, Var[] inputs, Backward rule) {}
+
+    /** Returns the gradient of each input (null where none), written with differentiable ops of {@link F}. */
+    @FunctionalInterface
+    interface Backward {
+        Var[] apply(Var gradOut);
+    }
+}

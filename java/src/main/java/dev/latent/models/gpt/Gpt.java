@@ -1,0 +1,104 @@
+package dev.latent.models.gpt;
+
+import dev.latent.autograd.F;
+import dev.latent.autograd.Var;
+import dev.latent.nn.Embedding;
+import dev.latent.nn.LayerNorm;
+import dev.latent.nn.Linear;
+import dev.latent.nn.Module;
+import dev.latent.tensor.Scope;
+
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * GPT (nanoGPT's shape): token + learned position embeddings, pre-LN blocks of causal self-attention and
+ * a 4x GELU MLP, final LayerNorm, linear head. Init as nanoGPT: N(0, 0.02), residual projections
+ * N(0, 0.02/sqrt(2L)), biases 0, LayerNorm (1, 0). Each parameter draws from its own Philox stream.
+ */
+public final class Gpt implements Module {
+    public final GptConfig cfg;
+    final Embedding wte, wpe;
+    final List<Block> blocks = new ArrayList<>();
+    final LayerNorm lnF;
+    final Linear head;   // null when tied
+
+    public Gpt(Scope scope, GptConfig cfg, long seed) {
+        this.cfg = cfg;
+        long[] stream = {0};
+        double std = 0.02, projStd = 0.02 / Math.sqrt(2.0 * cfg.layers());
+        wte = new Embedding(scope, cfg.vocab(), cfg.dim(), seed, stream[0]++, std);
+        wpe = new Embedding(scope, cfg.context(), cfg.dim(), seed, stream[0]++, std);
+        for (int l = 0; l < cfg.layers(); l++) blocks.add(new Block(scope, cfg, seed, stream, std, projStd));
+        lnF = new LayerNorm(scope, cfg.dim());
+        head = cfg.tied() ? null : new Linear(scope, cfg.dim(), cfg.vocab(), true, seed, stream[0]++, std);
+    }
+
+    /** Pre-LN transformer block. */
+    static final class Block implements Module {
+        final LayerNorm ln1, ln2;
+        final Linear attn, proj, fc, mlpProj;
+        final int heads;
+
+        Block(Scope scope, GptConfig c, long seed, long[] stream, double std, double projStd) {
+            heads = c.heads();
+            ln1 = new LayerNorm(scope, c.dim());
+            attn = new Linear(scope, c.dim(), 3L * c.dim(), true, seed, stream[0]++, std);
+            proj = new Linear(scope, c.dim(), c.dim(), true, seed, stream[0]++, projStd);
+            ln2 = new LayerNorm(scope, c.dim());
+            fc = new Linear(scope, c.dim(), 4L * c.dim(), true, seed, stream[0]++, std);
+            mlpProj = new Linear(scope, 4L * c.dim(), c.dim(), true, seed, stream[0]++, projStd);
+        }
+
+        Var forward(Var x, int b, int t) {                                         // x: (B*T, C)
+            long c = x.size(1), hs = c / heads;
+            Var qkv = attn.forward(ln1.forward(x));                                // (B*T, 3C)
+            Var packed = F.permute(qkv, new long[] {b, t, 3, heads, hs}, 2, 0, 3, 1, 4); // (3, B, NH, T, HS)
+            Var o = F.attention(packed, true);                                     // (B, NH, T, HS)
+            Var y = F.reshape(F.permute(o, new long[] {b, heads, t, hs}, 0, 2, 1, 3), (long) b * t, c);
+            x = F.add(x, proj.forward(y));
+            return F.add(x, mlpProj.forward(F.gelu(fc.forward(ln2.forward(x)))));
+        }
+
+        @Override
+        public void collect(String p, Map<String, Var> out) {
+            ln1.collect(p + "ln_1.", out);
+            attn.collect(p + "attn.c_attn.", out);
+            proj.collect(p + "attn.c_proj.", out);
+            ln2.collect(p + "ln_2.", out);
+            fc.collect(p + "mlp.c_fc.", out);
+            mlpProj.collect(p + "mlp.c_proj.", out);
+        }
+    }
+
+    /** Logits (B*T, vocab) for int32 ids (B*T). */
+    public Var logits(MemorySegment ids, int b, int t) {
+        if (t > cfg.context()) throw new IllegalArgumentException("sequence length " + t + " > context " + cfg.context());
+        Var x = F.addRows(wte.forward(ids, (long) b * t), F.narrowRows(wpe.weight, t));
+        for (Block blk : blocks) x = blk.forward(x, b, t);
+        x = lnF.forward(x);
+        return head == null ? F.matmul(x, F.transpose(wte.weight)) : head.forward(x);
+    }
+
+    /** Mean cross-entropy of next-token prediction. */
+    public Var loss(MemorySegment ids, MemorySegment targets, int b, int t) {
+        return F.crossEntropy(logits(ids, b, t), targets);
+    }
+
+    @Override
+    public void collect(String p, Map<String, Var> out) {
+        wte.collect(p + "wte.", out);
+        wpe.collect(p + "wpe.", out);
+        for (int i = 0; i < blocks.size(); i++) blocks.get(i).collect(p + "h." + i + ".", out);
+        lnF.collect(p + "ln_f.", out);
+        if (head != null) head.collect(p + "lm_head.", out);
+    }
+
+    public long parameterCount() {
+        long n = 0;
+        for (Var v : parameters()) n += v.value().numel();
+        return n;
+    }
+}

@@ -1,0 +1,100 @@
+package dev.latent.models.gpt;
+
+import dev.latent.autograd.Var;
+import dev.latent.io.Json;
+import dev.latent.io.JsonReader;
+import dev.latent.io.SafeTensors;
+import dev.latent.optim.AdamW;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+import dev.latent.text.Tokenizer;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * A GPT checkpoint: one safetensors file holding the weights, AdamW's moments ("opt.m.*", "opt.v.*"), and
+ * metadata (format, step, config, tokenizer, training arguments). Written atomically; a truncated or
+ * corrupt file is refused with a message and the previous checkpoint is never touched until the new one
+ * is complete.
+ */
+public final class GptCheckpoint {
+    public static final String FILE = "checkpoint.safetensors";
+    static final String FORMAT = "latent-gpt-1";
+
+    private GptCheckpoint() {}
+
+    public static void save(Path dir, Gpt model, AdamW opt, Tokenizer tok, Map<String, Object> args) throws IOException {
+        Map<String, Tensor> t = new LinkedHashMap<>();
+        model.namedParameters().forEach((k, v) -> t.put(k, v.value()));
+        if (opt != null) opt.state().forEach((k, mv) -> {
+            t.put("opt.m." + k, mv[0]);
+            t.put("opt.v." + k, mv[1]);
+        });
+        Map<String, String> meta = new LinkedHashMap<>();
+        meta.put("format", FORMAT);
+        meta.put("step", Long.toString(opt == null ? 0 : opt.step()));
+        GptConfig c = model.cfg;
+        meta.put("config", Json.object(Map.of("vocab", c.vocab(), "layers", c.layers(), "heads", c.heads(), "dim", c.dim(),
+                "context", c.context(), "tied", c.tied())));
+        meta.put("tokenizer", tok.toJson());
+        meta.put("args", Json.object(args));
+        SafeTensors.write(dir.resolve(FILE), t, meta);
+    }
+
+    /** What a checkpoint holds, loaded into {@code scope}. */
+    public record Loaded(Gpt model, Tokenizer tokenizer, long step, Map<String, Object> args, Map<String, Tensor> optState) {}
+
+    public static Loaded load(Path dirOrFile, Scope scope) throws IOException {
+        Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(FILE) : dirOrFile;
+        if (!Files.isRegularFile(f)) throw new IOException("no checkpoint at " + f);
+        SafeTensors.Loaded l = SafeTensors.read(f, scope);
+        Map<String, String> meta = l.metadata();
+        if (!FORMAT.equals(meta.get("format"))) throw new IOException(f + ": not a Latent GPT checkpoint (format " + meta.get("format") + ")");
+        Map<String, Object> c = JsonReader.parseObject(meta.get("config"));
+        GptConfig cfg = new GptConfig(num(c, "vocab"), num(c, "layers"), num(c, "heads"), num(c, "dim"), num(c, "context"),
+                Boolean.TRUE.equals(c.get("tied")));
+        Gpt model = new Gpt(scope, cfg, 0);
+        for (Map.Entry<String, Var> e : model.namedParameters().entrySet()) {
+            Tensor src = l.tensors().get(e.getKey());
+            if (src == null) throw new IOException(f + ": missing tensor " + e.getKey());
+            Tensor dst = e.getValue().value();
+            if (!Arrays.equals(src.shape(), dst.shape()))
+                throw new IOException(f + ": tensor " + e.getKey() + " has shape " + Arrays.toString(src.shape()) + ", config says " + Arrays.toString(dst.shape()));
+            MemorySegment.copy(src.segment(), 0, dst.segment(), 0, dst.numel() * 4);
+        }
+        Tokenizer tok = Tokenizer.fromJson(meta.get("tokenizer"));
+        if (tok.vocabSize() != cfg.vocab()) throw new IOException(f + ": tokenizer has " + tok.vocabSize() + " tokens, model " + cfg.vocab());
+        Map<String, Tensor> opt = new LinkedHashMap<>();
+        l.tensors().forEach((k, v) -> { if (k.startsWith("opt.")) opt.put(k, v); });
+        long step;
+        try {
+            step = Long.parseLong(meta.getOrDefault("step", "0"));
+        } catch (NumberFormatException e) {
+            throw new IOException(f + ": bad step " + meta.get("step"));
+        }
+        Map<String, Object> args = meta.containsKey("args") ? JsonReader.parseObject(meta.get("args")) : Map.of();
+        return new Loaded(model, tok, step, args, opt);
+    }
+
+    /** Copies saved moments into {@code opt} and sets its step. */
+    public static void restore(AdamW opt, Loaded l) throws IOException {
+        for (var e : opt.state().entrySet()) {
+            Tensor m = l.optState().get("opt.m." + e.getKey()), v = l.optState().get("opt.v." + e.getKey());
+            if (m == null || v == null) throw new IOException("checkpoint lacks optimizer state for " + e.getKey());
+            MemorySegment.copy(m.segment(), 0, e.getValue()[0].segment(), 0, m.numel() * 4);
+            MemorySegment.copy(v.segment(), 0, e.getValue()[1].segment(), 0, v.numel() * 4);
+        }
+        opt.setStep(l.step());
+    }
+
+    private static int num(Map<String, Object> m, String k) throws IOException {
+        if (!(m.get(k) instanceof Long v) || v < 1 || v > Integer.MAX_VALUE) throw new IOException("checkpoint config: bad " + k + " = " + m.get(k));
+        return v.intValue();
+    }
+}

@@ -1,0 +1,173 @@
+package dev.latent.models.gpt;
+
+import dev.latent.autograd.F;
+import dev.latent.autograd.Graph;
+import dev.latent.autograd.Var;
+import dev.latent.data.TextData;
+import dev.latent.optim.AdamW;
+import dev.latent.optim.Schedule;
+import dev.latent.tensor.Scope;
+import dev.latent.text.Tokenizer;
+import dev.latent.train.Metrics;
+import dev.latent.train.Plot;
+import dev.latent.train.Progress;
+
+import java.awt.Color;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+
+/**
+ * The GPT training loop, with the reference's recipe: AdamW (0.9, 0.99, eps 1e-8, weight decay on 2-D
+ * tensors), warm-up + cosine schedule, global-norm clipping, evaluation on fixed batches of train and val
+ * (drawn once from seed {@code evalSeed}), checkpoints that resume bit-identically.
+ */
+public final class GptTrainer {
+    /** Everything a run depends on; saved in the checkpoint. */
+    public record Options(int batch, int steps, double lr, double minLr, int warmup, double weightDecay, double clip,
+                          int evalInterval, int evalBatches, long evalSeed, int logInterval, int checkpointInterval, long seed) {
+        public Map<String, Object> toMap() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("batch", batch); m.put("steps", steps); m.put("lr", Double.toString(lr)); m.put("min_lr", Double.toString(minLr));
+            m.put("warmup", warmup); m.put("weight_decay", Double.toString(weightDecay)); m.put("clip", Double.toString(clip));
+            m.put("eval_interval", evalInterval); m.put("eval_batches", evalBatches); m.put("eval_seed", evalSeed);
+            m.put("log_interval", logInterval); m.put("checkpoint_interval", checkpointInterval); m.put("seed", seed);
+            return m;
+        }
+    }
+
+    /** Train for {@code o.steps()} optimizer steps (continuing from the checkpoint in {@code out} when resuming). */
+    public static Map<String, Object> train(Gpt model, Tokenizer tok, TextData data, Options o, Path out, boolean resume,
+                                            Scope modelScope) throws IOException {
+        return train(model, tok, data, o, out, resume, modelScope, o.steps());
+    }
+
+    /**
+     * As above, but stops (with a checkpoint) once {@code stopAt} steps are done: the schedule is still the
+     * one of {@code o.steps()}, so a later --resume continues exactly as if never stopped.
+     */
+    public static Map<String, Object> train(Gpt model, Tokenizer tok, TextData data, Options o, Path out, boolean resume,
+                                            Scope modelScope, long stopAt) throws IOException {
+        int t = model.cfg.context(), b = o.batch();
+        AdamW opt = new AdamW(modelScope, model.namedParameters(), 0.9f, 0.99f, 1e-8f, (float) o.weightDecay());
+        if (resume) {
+            GptCheckpoint.Loaded l = GptCheckpoint.load(out, modelScope);
+            copyWeights(l.model(), model);
+            GptCheckpoint.restore(opt, l);
+            System.err.printf("resumed from %s at step %d%n", out.resolve(GptCheckpoint.FILE), l.step());
+        }
+        Schedule sched = new Schedule(o.lr(), o.minLr(), o.warmup(), o.steps());
+        List<double[]> curve = new ArrayList<>(), evals = new ArrayList<>();
+        Map<String, Object> last = new LinkedHashMap<>();
+        try (Arena a = Arena.ofConfined(); Metrics metrics = new Metrics(out, resume)) {
+            MemorySegment x = a.allocate(JAVA_INT, (long) b * t), y = a.allocate(JAVA_INT, (long) b * t);
+            EvalSet evalSet = new EvalSet(data, b, t, o, a);
+            Progress progress = new Progress(opt.step(), o.steps());
+            long tokens = 0;
+            double windowStart = progress.elapsed();
+            for (long step = opt.step(); step <= o.steps() && step <= stopAt; step++) {
+                Map<String, Object> rec = new LinkedHashMap<>();
+                if (step == stopAt && step < o.steps()) break;
+                if (step % o.evalInterval() == 0 || step == o.steps()) {
+                    double[] e = evalSet.evaluate(model);
+                    rec.put("train_loss", e[0]);
+                    rec.put("val_loss", e[1]);
+                    evals.add(new double[] {step, e[0], e[1]});
+                    System.err.printf("step %d: eval train %.4f  val %.4f%n", step, e[0], e[1]);
+                }
+                if (step == o.steps()) {
+                    if (!rec.isEmpty()) {
+                        rec.put("step", step);
+                        rec.put("elapsed_s", progress.elapsed());
+                        metrics.log(rec);
+                        last.putAll(rec);
+                    }
+                    break;
+                }
+                TextData.batch(data.train, b, t, o.seed(), step, x, y);
+                float loss;
+                double norm;
+                try (Graph g = Graph.open()) {
+                    Var l = model.loss(x, y, b, t);
+                    loss = F.item(l);
+                    g.backward(l);
+                    norm = opt.update((float) sched.at(step), o.clip());
+                }
+                tokens += (long) b * t;
+                curve.add(new double[] {step, loss});
+                long done = step + 1;
+                if (done % o.logInterval() == 0 || !rec.isEmpty()) {
+                    double now = progress.elapsed(), tps = tokens / Math.max(now - windowStart, 1e-9);
+                    rec.put("step", done);
+                    rec.put("loss", loss);
+                    rec.put("lr", sched.at(step));
+                    rec.put("grad_norm", norm);
+                    rec.put("tokens_per_s", tps);
+                    rec.put("elapsed_s", now);
+                    metrics.log(rec);
+                    last.putAll(rec);
+                    progress.report(done, String.format("loss %.4f  %.0f tok/s", loss, tps));
+                    tokens = 0;
+                    windowStart = now;
+                }
+                if (o.checkpointInterval() > 0 && done % o.checkpointInterval() == 0)
+                    GptCheckpoint.save(out, model, opt, tok, o.toMap());
+            }
+        }
+        GptCheckpoint.save(out, model, opt, tok, o.toMap());
+        plot(out, curve, evals);
+        return last;
+    }
+
+    static void copyWeights(Gpt from, Gpt to) {
+        var src = from.namedParameters();
+        to.namedParameters().forEach((k, v) -> MemorySegment.copy(src.get(k).value().segment(), 0, v.value().segment(), 0, v.value().numel() * 4));
+    }
+
+    private static void plot(Path out, List<double[]> curve, List<double[]> evals) throws IOException {
+        double[] xs = curve.stream().mapToDouble(p -> p[0]).toArray(), ys = curve.stream().mapToDouble(p -> p[1]).toArray();
+        double[] ex = evals.stream().mapToDouble(p -> p[0]).toArray();
+        Plot.lines(out.resolve("loss.png"), "GPT training loss (nats/token)", "step", "loss", List.of(
+                new Plot.Series("train (batch)", xs, ys, new Color(70, 110, 200)),
+                new Plot.Series("train (eval)", ex, evals.stream().mapToDouble(p -> p[1]).toArray(), new Color(30, 160, 60)),
+                new Plot.Series("val (eval)", ex, evals.stream().mapToDouble(p -> p[2]).toArray(), new Color(210, 60, 40))));
+    }
+
+    /** The fixed evaluation batches: drawn once from (evalSeed, stream i) for train and val. */
+    static final class EvalSet {
+        final MemorySegment[] tx, ty, vx, vy;
+        final int b, t;
+
+        EvalSet(TextData d, int b, int t, Options o, Arena a) {
+            this.b = b;
+            this.t = t;
+            int n = o.evalBatches();
+            tx = new MemorySegment[n]; ty = new MemorySegment[n]; vx = new MemorySegment[n]; vy = new MemorySegment[n];
+            for (int i = 0; i < n; i++) {
+                tx[i] = a.allocate(JAVA_INT, (long) b * t); ty[i] = a.allocate(JAVA_INT, (long) b * t);
+                vx[i] = a.allocate(JAVA_INT, (long) b * t); vy[i] = a.allocate(JAVA_INT, (long) b * t);
+                TextData.batch(d.train, b, t, o.evalSeed(), 2L * i, tx[i], ty[i]);
+                TextData.batch(d.val, b, t, o.evalSeed(), 2L * i + 1, vx[i], vy[i]);
+            }
+        }
+
+        double[] evaluate(Gpt m) {
+            double tr = 0, va = 0;
+            for (int i = 0; i < tx.length; i++) {
+                try (Graph g = Graph.inference()) {
+                    tr += F.item(m.loss(tx[i], ty[i], b, t));
+                    va += F.item(m.loss(vx[i], vy[i], b, t));
+                }
+            }
+            return new double[] {tr / tx.length, va / tx.length};
+        }
+    }
+
+}

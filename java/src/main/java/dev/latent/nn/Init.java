@@ -1,0 +1,37 @@
+package dev.latent.nn;
+
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+
+import java.lang.foreign.MemorySegment;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+/** Parameter initialisation from Philox uniforms (seed, stream) through Box-Muller: same bits on any machine. */
+public final class Init {
+    private Init() {}
+
+    /** N(0, std^2) of {@code shape}. */
+    public static Tensor normal(Scope scope, long seed, long stream, double std, long... shape) {
+        Tensor t = Tensor.rand(scope, seed, stream, shape);
+        MemorySegment s = t.segment();
+        long n = t.numel();
+        for (long i = 0; i + 1 < n; i += 2) {
+            double u1 = s.getAtIndex(JAVA_FLOAT, i), u2 = s.getAtIndex(JAVA_FLOAT, i + 1);
+            double r = Math.sqrt(-2 * Math.log(u1)), th = 2 * Math.PI * u2;
+            s.setAtIndex(JAVA_FLOAT, i, (float) (std * r * Math.cos(th)));
+            s.setAtIndex(JAVA_FLOAT, i + 1, (float) (std * r * Math.sin(th)));
+        }
+        if (n % 2 == 1) {
+            double u1 = s.getAtIndex(JAVA_FLOAT, n - 1);
+            s.setAtIndex(JAVA_FLOAT, n - 1, (float) (std * Math.sqrt(-2 * Math.log(u1)) * Math.cos(1.0)));
+        }
+        return t;
+    }
+
+    public static Tensor constant(Scope scope, float value, long... shape) {
+        Tensor t = Tensor.zeros(scope, shape);
+        if (value != 0f) t.segment().elements(JAVA_FLOAT).forEach(e -> e.set(JAVA_FLOAT, 0, value));
+        return t;
+    }
+}

@@ -1,0 +1,27 @@
+package dev.latent.nn;
+
+import dev.latent.autograd.F;
+import dev.latent.autograd.Var;
+import dev.latent.tensor.Scope;
+
+import java.util.Map;
+
+/** LayerNorm over the last dimension, weight 1 and bias 0 at init, eps 1e-5 (PyTorch's defaults). */
+public final class LayerNorm implements Module {
+    public final Var weight, bias;
+    private final float eps;
+
+    public LayerNorm(Scope scope, long dim) {
+        this.weight = Var.param(Init.constant(scope, 1f, dim));
+        this.bias = Var.param(Init.constant(scope, 0f, dim));
+        this.eps = 1e-5f;
+    }
+
+    public Var forward(Var x) { return F.layerNorm(x, weight, bias, eps); }
+
+    @Override
+    public void collect(String prefix, Map<String, Var> out) {
+        out.put(prefix + "weight", weight);
+        out.put(prefix + "bias", bias);
+    }
+}

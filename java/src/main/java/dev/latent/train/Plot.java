@@ -1,0 +1,68 @@
+package dev.latent.train;
+
+import javax.imageio.ImageIO;
+import java.awt.BasicStroke;
+import java.awt.Color;
+import java.awt.Font;
+import java.awt.Graphics2D;
+import java.awt.RenderingHints;
+import java.awt.image.BufferedImage;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+
+/** Line plots as PNG (loss curves), drawn with java.awt in headless mode: no plotting dependency. */
+public final class Plot {
+    private Plot() {}
+
+    public record Series(String name, double[] x, double[] y, Color color) {}
+
+    public static void lines(Path file, String title, String xLabel, String yLabel, List<Series> series) throws IOException {
+        System.setProperty("java.awt.headless", "true");
+        int w = 800, h = 500, l = 70, r = 20, t = 40, b = 50;
+        double x0 = Double.POSITIVE_INFINITY, x1 = Double.NEGATIVE_INFINITY, y0 = Double.POSITIVE_INFINITY, y1 = Double.NEGATIVE_INFINITY;
+        for (Series s : series)
+            for (int i = 0; i < s.x().length; i++) {
+                if (!Double.isFinite(s.y()[i])) continue;
+                x0 = Math.min(x0, s.x()[i]); x1 = Math.max(x1, s.x()[i]);
+                y0 = Math.min(y0, s.y()[i]); y1 = Math.max(y1, s.y()[i]);
+            }
+        if (!(x1 > x0)) { x0 = 0; x1 = Math.max(1, x1); }
+        if (!(y1 > y0)) { y0 = y0 - 1; y1 = y0 + 2; }
+        BufferedImage img = new BufferedImage(w, h, BufferedImage.TYPE_INT_RGB);
+        Graphics2D g = img.createGraphics();
+        g.setRenderingHint(RenderingHints.KEY_ANTIALIASING, RenderingHints.VALUE_ANTIALIAS_ON);
+        g.setColor(Color.WHITE);
+        g.fillRect(0, 0, w, h);
+        g.setColor(Color.BLACK);
+        g.setFont(new Font(Font.SANS_SERIF, Font.PLAIN, 12));
+        g.drawRect(l, t, w - l - r, h - t - b);
+        g.drawString(title, l, 20);
+        g.drawString(xLabel, w / 2, h - 10);
+        g.drawString(yLabel, 5, t - 8);
+        for (int k = 0; k <= 4; k++) {
+            double yv = y0 + (y1 - y0) * k / 4, xv = x0 + (x1 - x0) * k / 4;
+            int py = t + (int) ((h - t - b) * (1 - k / 4.0)), px = l + (int) ((w - l - r) * k / 4.0);
+            g.drawString(String.format(Locale.ROOT, "%.3g", yv), 5, py + 4);
+            g.drawString(String.format(Locale.ROOT, "%.0f", xv), px - 10, h - b + 15);
+        }
+        int ly = t + 15;
+        for (Series s : series) {
+            g.setColor(s.color());
+            g.setStroke(new BasicStroke(1.6f));
+            int px = -1, py = -1;
+            for (int i = 0; i < s.x().length; i++) {
+                if (!Double.isFinite(s.y()[i])) continue;
+                int qx = l + (int) ((w - l - r) * (s.x()[i] - x0) / (x1 - x0));
+                int qy = t + (int) ((h - t - b) * (1 - (s.y()[i] - y0) / (y1 - y0)));
+                if (px >= 0) g.drawLine(px, py, qx, qy);
+                px = qx; py = qy;
+            }
+            g.drawString(s.name(), w - r - 150, ly);
+            ly += 15;
+        }
+        g.dispose();
+        ImageIO.write(img, "png", file.toFile());
+    }
+}
