@@ -46,14 +46,14 @@ public final class F {
     }
 
     public static Var scale(Var a, float s) {
-        Tensor out = g().zeros(a.value.shape());
+        Tensor out = g().empty(a.value.shape());
         Kernels.axpby(s, a.value.isContiguous() ? a.value : Kernels.contiguous(g().scope, a.value), 0f, out);
         return rec(out, "scale", of(a), gr -> of(scale(gr, s)));
     }
 
     public static Var mul(Var a, Var b) {
         sameShape("mul", a, b);
-        Tensor out = g().zeros(a.value.shape());
+        Tensor out = g().empty(a.value.shape());
         Kernels.mul(dense(a), dense(b), out);
         return rec(out, "mul", of(a, b), gr -> of(mul(gr, b), mul(gr, a)));
     }
@@ -101,7 +101,7 @@ public final class F {
     /** (M, K) @ (K, N); either operand may be a transposed view. */
     public static Var matmul(Var a, Var b) {
         if (a.value.rank() != 2 || b.value.rank() != 2) throw new IllegalArgumentException("matmul: 2-D operands, got " + a.value + " @ " + b.value);
-        Tensor out = g().zeros(a.value.size(0), b.value.size(1));
+        Tensor out = g().empty(a.value.size(0), b.value.size(1));
         Gemm.matmul(a.value, b.value, out, 1f, 0f);
         return rec(out, "matmul", of(a, b), gr -> of(
                 a.requiresGrad ? matmul(gr, transpose(b)) : null,
@@ -110,7 +110,7 @@ public final class F {
 
     /** y[i, :] = x[i, :] + rows[i % P, :]: bias (P = 1) and position (P = T) adds. */
     public static Var addRows(Var x, Var rows) {
-        Tensor out = g().zeros(x.value.shape());
+        Tensor out = g().empty(x.value.shape());
         Kernels.addRows(dense(x), dense(rows), out);
         long[] rs = rows.value.shape();
         return rec(out, "addRows", of(x, rows), gr -> of(gr, rows.requiresGrad ? sumRows(gr, rs) : null));
@@ -132,7 +132,7 @@ public final class F {
      */
     public static Var linear(Var x, Var w, Var b) {
         if (x.value.rank() != 2 || w.value.rank() != 2) throw new IllegalArgumentException("linear: x (N, in) and W (out, in), got " + x.value + ", " + w.value);
-        Tensor out = g().zeros(x.value.size(0), w.value.size(0));
+        Tensor out = g().empty(x.value.size(0), w.value.size(0));
         Gemm.matmul(x.value, w.value.transpose(0, 1), out, 1f, 0f);
         Var y = rec(out, "linear", of(x, w), gr -> of(
                 x.requiresGrad ? matmul(gr, w) : null,
@@ -144,14 +144,14 @@ public final class F {
 
     /** Exact (erf) GELU. */
     public static Var gelu(Var x) {
-        Tensor out = g().zeros(x.value.shape());
+        Tensor out = g().empty(x.value.shape());
         Kernels.gelu(dense(x), out);
         return rec(out, "gelu", of(x), gr -> of(geluBackward(x, gr)));
     }
 
     /** dx = dy * gelu'(x), differentiable in both (gelu'' = phi(x) (2 - x^2)). */
     static Var geluBackward(Var x, Var dy) {
-        Tensor out = g().zeros(x.value.shape());
+        Tensor out = g().empty(x.value.shape());
         Kernels.geluBackward(dense(x), dense(dy), out);
         return rec(out, "geluBackward", of(x, dy), gr -> {
             Tensor d2 = g().zeros(x.value.shape()), d1 = g().zeros(x.value.shape());
@@ -179,11 +179,11 @@ public final class F {
     public static Var layerNorm(Var x, Var w, Var b, float eps) {
         Tensor xv = dense(x);
         long c = xv.size(-1), n = xv.numel() / c;
-        Tensor y = g().zeros(xv.shape()), mean = g().zeros(n), rstd = g().zeros(n);
+        Tensor y = g().empty(xv.shape()), mean = g().empty(n), rstd = g().empty(n);
         Kernels.layerNorm(xv, w.value, b.value, eps, y, mean, rstd);
         return rec(y, "layerNorm", of(x, w, b), gr -> {
             firstOrderOnly("layerNorm");
-            Tensor dx = g().zeros(xv.shape()), dw = g().zeros(c), db = g().zeros(c);
+            Tensor dx = g().empty(xv.shape()), dw = g().zeros(c), db = g().zeros(c);
             Kernels.layerNormBackward(xv, w.value, mean, rstd, dense(gr), dx, dw, db);
             return of(Var.constant(dx), Var.constant(dw), Var.constant(db));
         });
@@ -199,11 +199,11 @@ public final class F {
         Tensor q = p.slice(0, 0, 1).reshape(p.size(1), p.size(2), p.size(3), p.size(4));
         Tensor k = p.slice(0, 1, 2).reshape(q.shape()), v = p.slice(0, 2, 3).reshape(q.shape());
         float scale = (float) (1.0 / Math.sqrt(p.size(4)));
-        Tensor o = g().zeros(q.shape()), lse = g().zeros(p.size(1), p.size(2), p.size(3));
+        Tensor o = g().empty(q.shape()), lse = g().empty(p.size(1), p.size(2), p.size(3));
         Kernels.attention(q, k, v, causal, scale, o, lse);
         return rec(o, "attention", of(qkv), gr -> {
             firstOrderOnly("attention");
-            Tensor d = g().zeros(p.shape());
+            Tensor d = g().empty(p.shape());
             Tensor dq = d.slice(0, 0, 1).reshape(q.shape()), dk = d.slice(0, 1, 2).reshape(q.shape()), dv = d.slice(0, 2, 3).reshape(q.shape());
             Kernels.attentionBackward(q, k, v, o, lse, dense(gr), causal, scale, dq, dk, dv);
             return of(Var.constant(d));
@@ -214,7 +214,7 @@ public final class F {
     public static Var embedding(MemorySegment ids, long n, Var table) {
         Tensor t = dense(table);
         long vocab = t.size(0), c = t.size(1);
-        Tensor out = g().zeros(n, c);
+        Tensor out = g().empty(n, c);
         MemorySegment src = t.segment(), dst = out.segment();
         for (long i = 0; i < n; i++) {
             int id = ids.getAtIndex(JAVA_INT, i);
@@ -236,8 +236,8 @@ public final class F {
         long counted = 0;
         for (long i = 0; i < n; i++) if (targets.getAtIndex(JAVA_INT, i) >= 0) counted++;
         float inv = counted == 0 ? 0f : 1f / counted;
-        Tensor losses = g().zeros(n);
-        Tensor dlogits = logits.requiresGrad && g().recording ? g().zeros(lv.shape()) : null;
+        Tensor losses = g().empty(n);
+        Tensor dlogits = logits.requiresGrad && g().recording ? g().empty(lv.shape()) : null;
         Kernels.softmaxCrossEntropy(lv, targets, losses, dlogits, inv);
         double sum = 0;
         MemorySegment ls = losses.segment();
@@ -248,7 +248,7 @@ public final class F {
             firstOrderOnly("crossEntropy");
             float s = gr.value.segment().get(JAVA_FLOAT, 0);
             if (s == 1f) return of(Var.constant(dlogits));
-            Tensor d = g().zeros(lv.shape());
+            Tensor d = g().empty(lv.shape());
             Kernels.axpby(s, dlogits, 0f, d);
             return of(Var.constant(d));
         });

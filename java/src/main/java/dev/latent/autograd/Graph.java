@@ -50,6 +50,9 @@ public final class Graph implements AutoCloseable {
 
     public Scope scope() { return scope; }
 
+    /** A new tensor in this step's scope, contents undefined (the op writes all of it). */
+    public Tensor empty(long... shape) { return Tensor.empty(scope, shape); }
+
     /** A new zeroed tensor in this step's scope. */
     public Tensor zeros(long... shape) { return Tensor.zeros(scope, shape); }
 

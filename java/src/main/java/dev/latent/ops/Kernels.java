@@ -76,7 +76,7 @@ public final class Kernels {
 
     /** A contiguous copy of {@code x} in {@code scope}. */
     public static Tensor contiguous(Scope scope, Tensor x) {
-        Tensor out = Tensor.zeros(scope, x.shape());
+        Tensor out = Tensor.empty(scope, x.shape());
         copy(x, out);
         return out;
     }

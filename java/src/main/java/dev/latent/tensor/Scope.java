@@ -22,6 +22,7 @@ public final class Scope implements AutoCloseable {
     private final Arena arena;
     private final String name;
     private long bytes;               // guarded by this (shared scopes may allocate from several threads)
+    private final java.util.ArrayList<MemorySegment> blocks = new java.util.ArrayList<>();   // guarded by this
     private volatile boolean closed;
 
     private Scope(Arena arena, String name) {
@@ -40,13 +41,30 @@ public final class Scope implements AutoCloseable {
 
     /** A 64-byte aligned, zeroed segment of {@code bytes}. */
     public MemorySegment allocate(long bytes) {
-        if (bytes < 0) throw new IllegalArgumentException("negative allocation: " + bytes + " bytes");
-        ensureAlive();
-        MemorySegment s = arena.allocate(Math.max(bytes, 1), ALIGNMENT);
-        synchronized (this) { this.bytes += s.byteSize(); }
-        LIVE.addAndGet(s.byteSize());
+        MemorySegment s = allocateUninitialized(bytes);
+        s.fill((byte) 0);
         return s;
     }
+
+    /**
+     * A 64-byte aligned segment of {@code bytes} whose contents are undefined (for outputs a kernel writes
+     * whole). Memory comes from {@link NativePool}, so a step that repeats the last step's shapes does not
+     * touch the C allocator; the segment is tied to this scope's arena, so using it after close throws.
+     */
+    public MemorySegment allocateUninitialized(long bytes) {
+        if (bytes < 0) throw new IllegalArgumentException("negative allocation: " + bytes + " bytes");
+        ensureAlive();
+        MemorySegment block = NativePool.acquire(Math.max(bytes, 1));
+        synchronized (this) {
+            blocks.add(block);
+            this.bytes += block.byteSize();
+        }
+        LIVE.addAndGet(block.byteSize());
+        return block.asSlice(0, Math.max(bytes, 1)).reinterpret(arena, null);
+    }
+
+    /** Frees the blocks cached by closed scopes (they are otherwise reused by later scopes). */
+    public static void trimCache() { NativePool.trim(); }
 
     void ensureAlive() {
         if (!isAlive()) throw new IllegalStateException("scope '" + name + "' is closed: its tensors are freed");
@@ -57,8 +75,15 @@ public final class Scope implements AutoCloseable {
         if (closed) return;
         closed = true;
         long b;
-        synchronized (this) { b = bytes; bytes = 0; }
+        java.util.List<MemorySegment> free;
+        synchronized (this) {
+            b = bytes;
+            bytes = 0;
+            free = new java.util.ArrayList<>(blocks);
+            blocks.clear();
+        }
         arena.close();
+        for (MemorySegment m : free) NativePool.release(m);
         LIVE.addAndGet(-b);
     }
 

@@ -37,6 +37,12 @@ public final class Tensor {
         return new Tensor(scope.allocate(Math.multiplyExact(n, 4L)), scope, 0, shape.clone(), contiguousStrides(shape), Device.CPU);
     }
 
+    /** A new contiguous tensor whose contents are undefined: for outputs a kernel overwrites whole. */
+    public static Tensor empty(Scope scope, long... shape) {
+        long n = numel(checkShape(shape));
+        return new Tensor(scope.allocateUninitialized(Math.multiplyExact(n, 4L)), scope, 0, shape.clone(), contiguousStrides(shape), Device.CPU);
+    }
+
     /** A new tensor holding {@code data} (row-major) with {@code shape}. */
     public static Tensor of(Scope scope, float[] data, long... shape) {
         if (numel(checkShape(shape)) != data.length)

@@ -70,8 +70,7 @@ public final class GptTrainer {
             MemorySegment x = a.allocate(JAVA_INT, (long) b * t), y = a.allocate(JAVA_INT, (long) b * t);
             EvalSet evalSet = new EvalSet(data, b, t, o, a);
             Progress progress = new Progress(opt.step(), o.steps());
-            long tokens = 0;
-            double windowStart = progress.elapsed();
+            long tokens = 0, trainNanos = 0;   // throughput counts training steps only, not evaluation
             for (long step = opt.step(); step <= o.steps() && step <= stopAt; step++) {
                 Map<String, Object> rec = new LinkedHashMap<>();
                 if (step == stopAt && step < o.steps()) break;
@@ -94,17 +93,19 @@ public final class GptTrainer {
                 TextData.batch(data.train, b, t, o.seed(), step, x, y);
                 float loss;
                 double norm;
+                long t0 = System.nanoTime();
                 try (Graph g = Graph.open()) {
                     Var l = model.loss(x, y, b, t);
                     loss = F.item(l);
                     g.backward(l);
                     norm = opt.update((float) sched.at(step), o.clip());
                 }
+                trainNanos += System.nanoTime() - t0;
                 tokens += (long) b * t;
                 curve.add(new double[] {step, loss});
                 long done = step + 1;
                 if (done % o.logInterval() == 0 || !rec.isEmpty()) {
-                    double now = progress.elapsed(), tps = tokens / Math.max(now - windowStart, 1e-9);
+                    double now = progress.elapsed(), tps = tokens / Math.max(trainNanos / 1e9, 1e-9);
                     rec.put("step", done);
                     rec.put("loss", loss);
                     rec.put("lr", sched.at(step));
@@ -115,7 +116,7 @@ public final class GptTrainer {
                     last.putAll(rec);
                     progress.report(done, String.format("loss %.4f  %.0f tok/s", loss, tps));
                     tokens = 0;
-                    windowStart = now;
+                    trainNanos = 0;
                 }
                 if (o.checkpointInterval() > 0 && done % o.checkpointInterval() == 0)
                     GptCheckpoint.save(out, model, opt, tok, o.toMap());
