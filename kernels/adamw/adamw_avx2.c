@@ -3,7 +3,7 @@
  *   param, grad, m, v: (len) contiguous; param, m, v updated in place.
  * 28 bytes per parameter (4 reads, 3 writes) against one sqrt and two divisions per 8: memory-bound on this
  * machine. Measured (adamw_test --bench, n = 10.7M, the 2-core VM shared with other builds): 1 thread 5.10 ms
- * (58.8 GB/s), 2 threads 3.59 ms (83.4 GB/s) in a quieter moment, 6.4 ms under load; the STREAM triad of the
+ * (58.8 GB/s; 6.2 ms in another run), 2 threads 3.59-4.0 ms (75-83 GB/s), 6.4 ms under load; the STREAM triad of the
  * same runs read 35-72 GB/s, below this kernel's figure (it counts non-temporal stores, 1 thread, and moves with
  * the load), so the % of triad it prints is not a ceiling here. Checked by adamw_test.c. */
 #include <immintrin.h>

@@ -3,7 +3,7 @@
  * is 154 MB: most row slices come from DRAM). Float adds in index order per element, as the reference: the same
  * bits. ids (n); dout (n, C); dtable (vocab, C); this task owns columns [c0, c1) of rows [v0, v1).
  * Measured (embedding_test --bench, n = 8192, vocab = 50257, shared 2-core VM; 12 bytes per dout element):
- * C = 768: 1 thread 4.0 ms (18.9 GB/s), 2 threads 3.2 ms (23.7 GB/s); C = 384: 2.0 ms / 1.5 ms. */
+ * C = 768: 1 thread 4.0-4.5 ms (17-19 GB/s), 2 threads 2.44 ms (30.9 GB/s); C = 384: 2.0-2.9 ms / 1.28 ms. */
 #include <immintrin.h>
 
 #include "embedding.h"

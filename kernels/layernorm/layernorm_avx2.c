@@ -16,7 +16,8 @@
  * Measured on the 2-core Zen 5 VM, shared with other builds (load average 2.3-2.7 during the run, so the
  * 2-thread figures are contended and noisy; best of the reps):
  *   N=2048 C=384: fwd 1 thr 0.290 ms (21.8 GB/s, 52% of a 42 GB/s triad), bwd 0.278 ms (34.1 GB/s, 81%);
- *   2 threads contended (0.67 ms each). The bench reuses 3 MB arrays that can stay in the L3 between calls.
+ *   2 threads, best when the second core was free: fwd 0.164 ms (38.5 GB/s), bwd 0.188 ms (50.2 GB/s); runs
+ *   with another process on that core took 0.6-1.2 ms. The bench reuses 3 MB arrays that can stay in the L3.
  */
 #include <immintrin.h>
 #include <math.h>

@@ -10,7 +10,8 @@
  *      remembered for the block.
  * Then loss = M + log S - x[t] (double), and with dlogits a second sweep over the row (from L2 for V = 50257:
  * 200 KB) scales block b by exp(M_b - M) / S * dscale and subtracts dscale at t. One exp per logit in total.
- * Error: the float block sums err by at most ~(B/16 + 3) u relative worst case (positive terms), exp by 1 ulp,
+ * Error: the float block sums err by at most (B/16 + 3) u relative worst case (positive terms; B = 512 up to
+ * V = 131072: 35 u), exp by ~1 ulp (vmath_avx2.h),
  * x - M rounds by u |x - M| (negligible weight once exp makes the term small): softmax_xent_test.c allows
  * |d loss| <= u (48 + |loss|) and |d grad_j| <= u |dscale| ((48 + |x_j - M|) p_j + 2 [j == t]).
  * Special rows: a leading run of blocks that are all -inf contributes zeros (no -inf - -inf); a row with no
@@ -19,8 +20,9 @@
  * Measured on the 2-core Zen 5 VM, shared with other builds (load average 2.3-2.7 during the run, so the
  * 2-thread figures are contended and noisy; best of the reps):
  *   N=2048 V=50257 loss only:   1 thr 39.8 ms (10.3 GB/s), 2 thr 21.2 ms (19.4 GB/s); STREAM triad 40-75 GB/s.
- *   N=2048 V=50257 + in-place dlogits: 1 thr 53.2 ms (15.5 GB/s), 2 thr 43.9 ms (18.8 GB/s).
- *   N=2048 V=65 + dlogits: 1 thr 0.121 ms, 2 thr 0.064 ms. Compute-bound at ~10 cycles per 8 logits (the exp):
+ *   N=2048 V=50257 + in-place dlogits: 1 thr 44.1 ms (18.7 GB/s), 2 thr 24.4 ms (33.7 GB/s).
+ *   N=2048 V=65: loss only 0.105 / 0.053 ms, + dlogits 0.122 / 0.063 ms (1 / 2 threads).
+ *   Compute-bound at ~10 cycles per 8 logits (the exp):
  *   the prefetch of the next block while the current one is in exp halved the V=50257 time (82 -> 43 ms).
  */
 #include <math.h>

@@ -2,7 +2,8 @@
  * Four 4-lane double accumulators (16 partial sums: enough FMAs in flight to cover the latency), each element
  * converted to double and squared exactly by the FMA; the partial sums are combined in a fixed order, then the
  * scalar tail is added. One read of x; memory-bound. Measured (sumsq_test --bench, n = 10.7M, shared 2-core VM):
- * 1 thread 1.31-1.41 ms (30-33 GB/s, ~90-98% of the triad of the same run); 2 threads no faster under load. */
+ * 1 thread 1.02-1.41 ms (30-42 GB/s, about the 1-thread triad of the same run, 31-37 GB/s); 2 threads 0.674 ms
+ * (63.5 GB/s, 96% of the 2-thread triad) when the second core was free. */
 #include <immintrin.h>
 
 #include "sumsq.h"
