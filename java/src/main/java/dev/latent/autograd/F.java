@@ -132,12 +132,16 @@ public final class F {
      */
     public static Var linear(Var x, Var w, Var b) {
         if (x.value.rank() != 2 || w.value.rank() != 2) throw new IllegalArgumentException("linear: x (N, in) and W (out, in), got " + x.value + ", " + w.value);
-        Tensor out = g().empty(x.value.size(0), w.value.size(0));
+        long outF = w.value.size(0);
+        if (b != null && b.value.numel() != outF) throw new IllegalArgumentException("linear: bias " + b.value + " for " + outF + " outputs");
+        Tensor out = g().empty(x.value.size(0), outF);
         Gemm.matmul(x.value, w.value.transpose(0, 1), out, 1f, 0f);
-        Var y = rec(out, "linear", of(x, w), gr -> of(
-                x.requiresGrad ? matmul(gr, w) : null,
-                w.requiresGrad ? matmul(transpose(gr), x) : null));
-        return b == null ? y : addRows(y, reshape(b, 1, b.value.numel()));
+        if (b != null) Kernels.addRows(out, dense(b).reshape(1, outF), out);   // bias in place: no second activation
+        return rec(out, "linear", b == null ? of(x, w) : of(x, w, b), gr -> {
+            Var dx = x.requiresGrad ? matmul(gr, w) : null, dw = w.requiresGrad ? matmul(transpose(gr), x) : null;
+            if (b == null) return of(dx, dw);
+            return of(dx, dw, b.requiresGrad ? reshape(sumRows(gr, 1, outF), outF) : null);
+        });
     }
 
     // ---- fused kernels ----

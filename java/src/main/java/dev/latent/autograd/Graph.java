@@ -78,10 +78,13 @@ public final class Graph implements AutoCloseable {
         if (loss.value.numel() != 1) throw new IllegalArgumentException("backward needs a scalar loss, got " + loss.value);
         if (!loss.requiresGrad) throw new IllegalStateException("loss does not depend on anything that requires grad");
         for (Var v : tape) v.grad = null;   // a second backward (after createGraph) starts clean
+        // Gradients born in this pass are freed as soon as no Var holds them (counted per storage block).
+        // With createGraph they may be captured by recorded rules, so nothing is freed early then.
+        Refs refs = createGraph ? null : new Refs(scope.mark());
         Tensor one = zeros(loss.value.shape());
         one.segment().set(java.lang.foreign.ValueLayout.JAVA_FLOAT, 0, 1f);
         Map<Var, Boolean> seen = new IdentityHashMap<>();
-        accumulate(loss, new Var(one, false, null), seen);
+        accumulate(loss, new Var(one, false, null), seen, refs);
         boolean saved = recording;
         recording = createGraph;
         try {
@@ -90,9 +93,14 @@ public final class Graph implements AutoCloseable {
                 if (v.grad == null || v.node == null) continue;
                 Var[] gs = v.node.rule().apply(v.grad);
                 Var[] ins = v.node.inputs();
+                if (refs != null) for (Var gv : gs) refs.hold(gv);
                 for (int j = 0; j < ins.length; j++)
-                    if (ins[j] != null && ins[j].requiresGrad && gs[j] != null) accumulate(ins[j], gs[j], seen);
-                if (!createGraph) v.grad = null;   // intermediate grads are dead once propagated
+                    if (ins[j] != null && ins[j].requiresGrad && gs[j] != null) accumulate(ins[j], gs[j], seen, refs);
+                if (refs != null) for (Var gv : gs) refs.drop(gv);
+                if (!createGraph) {
+                    if (refs != null) refs.drop(v.grad);
+                    v.grad = null;   // intermediate grads are dead once propagated
+                }
             }
         } finally {
             recording = saved;
@@ -100,10 +108,43 @@ public final class Graph implements AutoCloseable {
     }
 
     /** x.grad += g, out of place (a rule may hand the same gradient to two inputs). */
-    private void accumulate(Var x, Var g, Map<Var, Boolean> seen) {
+    private void accumulate(Var x, Var g, Map<Var, Boolean> seen, Refs refs) {
         if (x.node == null && seen.put(x, Boolean.TRUE) == null && x.grad == null) leavesWithGrad.add(x);
-        if (x.grad == null) x.grad = g;
-        else x.grad = F.add(x.grad, g);
+        if (x.grad == null) {
+            x.grad = g;
+            if (refs != null) refs.hold(g);
+        } else {
+            Var old = x.grad;
+            x.grad = F.add(old, g);
+            if (refs != null) {
+                refs.hold(x.grad);
+                refs.drop(old);
+            }
+        }
+    }
+
+    /** Holders per storage block of the gradients made during one backward pass. */
+    private final class Refs {
+        final int mark;
+        final Map<Long, Integer> count = new java.util.HashMap<>();
+
+        Refs(int mark) { this.mark = mark; }
+
+        void hold(Var v) {
+            if (v != null) count.merge(v.value.storage().address(), 1, Integer::sum);
+        }
+
+        void drop(Var v) {
+            if (v == null) return;
+            long a = v.value.storage().address();
+            Integer n = count.get(a);
+            if (n == null) return;
+            if (n > 1) count.put(a, n - 1);
+            else {
+                count.remove(a);
+                scope.releaseSince(mark, a);
+            }
+        }
     }
 
     /** Sum of squares of every leaf gradient (for global-norm clipping). */

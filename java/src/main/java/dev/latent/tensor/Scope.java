@@ -63,6 +63,30 @@ public final class Scope implements AutoCloseable {
         return block.asSlice(0, Math.max(bytes, 1)).reinterpret(arena, null);
     }
 
+    /** How many blocks this scope has allocated so far: a mark for {@link #releaseSince}. */
+    public synchronized int mark() { return blocks.size(); }
+
+    /**
+     * Returns the block starting at {@code address} to the pool early, if this scope allocated it after
+     * {@code mark}. The caller promises nothing uses it any more (autograd frees consumed gradients this way,
+     * which keeps a step's peak memory near its activations instead of activations plus every gradient).
+     */
+    public boolean releaseSince(int mark, long address) {
+        MemorySegment found = null;
+        synchronized (this) {
+            for (int i = blocks.size() - 1; i >= mark && i < blocks.size(); i--)
+                if (blocks.get(i).address() == address) {
+                    found = blocks.remove(i);
+                    bytes -= found.byteSize();
+                    break;
+                }
+        }
+        if (found == null) return false;
+        LIVE.addAndGet(-found.byteSize());
+        NativePool.release(found);
+        return true;
+    }
+
     /** Frees the blocks cached by closed scopes (they are otherwise reused by later scopes). */
     public static void trimCache() { NativePool.trim(); }
 
