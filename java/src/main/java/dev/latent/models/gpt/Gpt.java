@@ -36,40 +36,74 @@ public final class Gpt implements Module {
         head = cfg.tied() ? null : new Linear(scope, cfg.dim(), cfg.vocab(), true, seed, stream[0]++, std);
     }
 
-    /** Pre-LN transformer block. */
-    static final class Block implements Module {
-        final LayerNorm ln1, ln2;
-        final Linear attn, proj, fc, mlpProj;
+    /** Multi-head causal self-attention: one (C, 3C) projection, fused attention, output projection. */
+    static final class CausalSelfAttention implements Module {
+        final Linear attn, proj;
         final int heads;
 
-        Block(Scope scope, GptConfig c, long seed, long[] stream, double std, double projStd) {
+        CausalSelfAttention(Scope scope, GptConfig c, long seed, long[] stream, double std, double projStd) {
             heads = c.heads();
-            ln1 = new LayerNorm(scope, c.dim());
             attn = new Linear(scope, c.dim(), 3L * c.dim(), true, seed, stream[0]++, std);
             proj = new Linear(scope, c.dim(), c.dim(), true, seed, stream[0]++, projStd);
-            ln2 = new LayerNorm(scope, c.dim());
-            fc = new Linear(scope, c.dim(), 4L * c.dim(), true, seed, stream[0]++, std);
-            mlpProj = new Linear(scope, 4L * c.dim(), c.dim(), true, seed, stream[0]++, projStd);
         }
 
         Var forward(Var x, int b, int t) {                                         // x: (B*T, C)
             long c = x.size(1), hs = c / heads;
-            Var qkv = attn.forward(ln1.forward(x));                                // (B*T, 3C)
+            Var qkv = attn.forward(x);                                             // (B*T, 3C)
             Var packed = F.permute(qkv, new long[] {b, t, 3, heads, hs}, 2, 0, 3, 1, 4); // (3, B, NH, T, HS)
             Var o = F.attention(packed, true);                                     // (B, NH, T, HS)
-            Var y = F.reshape(F.permute(o, new long[] {b, heads, t, hs}, 0, 2, 1, 3), (long) b * t, c);
-            x = F.add(x, proj.forward(y));
-            return F.add(x, mlpProj.forward(F.gelu(fc.forward(ln2.forward(x)))));
+            return proj.forward(F.reshape(F.permute(o, new long[] {b, heads, t, hs}, 0, 2, 1, 3), (long) b * t, c));
+        }
+
+        @Override
+        public void collect(String p, Map<String, Var> out) {
+            attn.collect(p + "c_attn.", out);
+            proj.collect(p + "c_proj.", out);
+        }
+    }
+
+    /** The 4x MLP with exact GELU. */
+    static final class Mlp implements Module {
+        final Linear fc, proj;
+
+        Mlp(Scope scope, GptConfig c, long seed, long[] stream, double std, double projStd) {
+            fc = new Linear(scope, c.dim(), 4L * c.dim(), true, seed, stream[0]++, std);
+            proj = new Linear(scope, 4L * c.dim(), c.dim(), true, seed, stream[0]++, projStd);
+        }
+
+        Var forward(Var x) { return proj.forward(F.gelu(fc.forward(x))); }
+
+        @Override
+        public void collect(String p, Map<String, Var> out) {
+            fc.collect(p + "c_fc.", out);
+            proj.collect(p + "c_proj.", out);
+        }
+    }
+
+    /** Pre-LN transformer block: x + attn(ln1(x)), then + mlp(ln2(x)). */
+    static final class Block implements Module {
+        final LayerNorm ln1, ln2;
+        final CausalSelfAttention attn;
+        final Mlp mlp;
+
+        Block(Scope scope, GptConfig c, long seed, long[] stream, double std, double projStd) {
+            ln1 = new LayerNorm(scope, c.dim());
+            attn = new CausalSelfAttention(scope, c, seed, stream, std, projStd);
+            ln2 = new LayerNorm(scope, c.dim());
+            mlp = new Mlp(scope, c, seed, stream, std, projStd);
+        }
+
+        Var forward(Var x, int b, int t) {
+            x = F.add(x, attn.forward(ln1.forward(x), b, t));
+            return F.add(x, mlp.forward(ln2.forward(x)));
         }
 
         @Override
         public void collect(String p, Map<String, Var> out) {
             ln1.collect(p + "ln_1.", out);
-            attn.collect(p + "attn.c_attn.", out);
-            proj.collect(p + "attn.c_proj.", out);
+            attn.collect(p + "attn.", out);
             ln2.collect(p + "ln_2.", out);
-            fc.collect(p + "mlp.c_fc.", out);
-            mlpProj.collect(p + "mlp.c_proj.", out);
+            mlp.collect(p + "mlp.", out);
         }
     }
 

@@ -116,7 +116,7 @@ public final class GptSampler {
             Var x = F.addRows(m.wte.forward(id, 1), Var.constant(m.wpe.weight.value().slice(0, pos, pos + 1)));
             for (int l = 0; l < layers; l++) {
                 Gpt.Block b = m.blocks.get(l);
-                float[] qkv = b.attn.forward(b.ln1.forward(x)).value().toArray();   // (1, 3C)
+                float[] qkv = b.attn.attn.forward(b.ln1.forward(x)).value().toArray();   // (1, 3C)
                 System.arraycopy(qkv, c, kc[l], pos * c, c);
                 System.arraycopy(qkv, 2 * c, vc[l], pos * c, c);
                 Tensor y = g.zeros(1, c);
@@ -140,8 +140,8 @@ public final class GptSampler {
                         ys.setAtIndex(JAVA_FLOAT, o + e, (float) (acc / sum));
                     }
                 }
-                x = F.add(x, b.proj.forward(Var.constant(y)));
-                x = F.add(x, b.mlpProj.forward(F.gelu(b.fc.forward(b.ln2.forward(x)))));
+                x = F.add(x, b.attn.proj.forward(Var.constant(y)));
+                x = F.add(x, b.mlp.forward(b.ln2.forward(x)));
             }
             x = m.lnF.forward(x);
             Var logits = m.head == null ? F.matmul(x, F.transpose(m.wte.weight)) : m.head.forward(x);
