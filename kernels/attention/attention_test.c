@@ -31,7 +31,7 @@
 #include <string.h>
 
 #include "latent.h"
-#include "../../native/test/lt_test.h" /* the harness lives with the runtime tests */
+#include "lt_test.h"
 
 #define U (1.0 / 16777216.0) /* unit roundoff of float, 2^-24 */
 #define GUARD 64             /* floats of canary before and after every output array */

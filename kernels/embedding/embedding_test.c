@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "latent.h"
-#include "../../native/test/lt_test.h"
+#include "lt_test.h"
 
 #define U (1.0 / 16777216.0)
 

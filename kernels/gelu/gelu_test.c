@@ -24,7 +24,7 @@
 
 #include "latent.h"
 #include "gelu.h"
-#include "../../native/test/lt_test.h"
+#include "lt_test.h"
 
 #define U (1.0 / 16777216.0)
 #define FWD_ULP 6.0 /* relative error in units of u (1 ulp is u to 2u of the value) */

@@ -1,5 +1,52 @@
-/* AVX2+FMA GEMM: C = alpha * op(A) * op(B) + beta * C (row-major, strided batch; latent.h has the layouts).
- * HEADER TBD after tuning. */
+/* AVX2+FMA GEMM: C = alpha * op(A) * op(B) + beta * C, row-major, strided batch (BLIS-style, Goto's algorithm).
+ *
+ *   A: (M, K) row stride lda, or (K, M) when trans_a     C[i][j] = alpha * sum_p op(A)[i][p] op(B)[p][j]
+ *   B: (K, N) row stride ldb, or (N, K) when trans_b                + beta * C[i][j]   (beta == 0: C not read)
+ *   C: (M, N) row stride ldc; batch entry t of X starts at X + t * stride_x. gemm.c validated all of it and
+ *   handled k == 0 and alpha == 0.
+ *
+ * Blocking. K is cut into ceil(K / KC) near-equal k blocks, N into column blocks of at most NC, M into row
+ * blocks of at most MC. Per k block, op(B) is packed into slivers of KC x NR (NR = 16 columns, one row of a
+ * sliver = 64 contiguous bytes) and op(A) into micro-panels of MR x KC (MR = 6 rows), zero-padded at the
+ * edges; packing reads either transpose (8x8 in-register transposes where rows are strided), so the
+ * micro-kernel sees one layout. The micro-kernel keeps a 6 x 16 tile of C in 12 ymm accumulators and per k
+ * step loads 2 vectors of B, broadcasts 6 values of A and issues 12 FMAs: 12 independent chains cover the 2
+ * FMA pipes x ~4 cycles of latency, 15 of the 16 ymm registers are used (AVX2 has 16; AVX-512's 32 are off
+ * limits), and 8 loads per 12 FMAs stay far below the load ports. Sizes for Zen 5 (48 KB L1D, 1 MB L2,
+ * 32 MB L3): KC = 384 keeps a B sliver (24 KB) plus an A micro-panel (9 KB) in L1 and makes K = 384 one
+ * block; MC = 192 keeps the A block (288 KB) in L2 while the slivers stream past; NC = 3072 and
+ * PANEL_FLOATS (16 MB) bound the packed B kept for a group of k blocks. alpha and beta are applied when the
+ * tile is stored (the first k block scales C by beta, later ones add); edge tiles go through a buffer.
+ *
+ * Threads. Tasks are (row block, range of slivers), a multiple of the pool size, and each task owns its C
+ * block through all k blocks of the group: no barrier between k blocks, one lt_parallel_for per product for
+ * the target shapes. B slivers are packed on first use by whichever task gets there (a compare-and-swap per
+ * sliver; the others wait or find it done), A blocks by each task into its worker's slot. An element's sum
+ * is always: the same k blocks in order, each by the same micro-kernel, so the bits do not depend on the
+ * thread count, the task split or the path (small products and batches of them run whole on one thread).
+ *
+ * Checked by gemm_test.c against a double-precision product with the tolerance u * (8 sqrt(K) + 3) *
+ * sum|alpha a b| + |beta c| (reasons there), 1 and 2 threads bit-identical, ASan/UBSan and TSan clean.
+ *   build/gemm_test                 the checks (ctest runs them at LATENT_MAX_ISA=avx2 and =ref)
+ *   build/gemm_test --bench         the two target shapes on 1 and 2 threads, % of lt_peak_fma measured then
+ * Measured (2026-11-24, shared 2-core Zen 5, ~3.2-3.4 GHz; best / median of 15 calls, % of the lt_peak_fma
+ * measured just before; other jobs share the machine, so medians move by ~5% between runs):
+ *   1024 x 1024 x 1024        1 thread   101.4 / 100.3 GFLOP/s = 95.5 / 94.5% of 106.1
+ *                             2 threads  187.0 / 182.7 GFLOP/s = 89.1 / 87.1% of 209.9
+ *   (4096x384) x (384x1536)   1 thread   103.0 / 102.1 GFLOP/s = 97.4 / 96.5% of 105.8
+ *                             2 threads  205.6 / 194.0 GFLOP/s = 96.4 / 90.9% of 213.3
+ * Same minute, medians: oneDNN 3.12 matmul (PyTorch 2.13, ONEDNN_MAX_CPU_ISA=AVX2) 94.9 / 178.4 (1024^3,
+ * 1 / 2 threads) and 91.9 / 170.6 (the other shape); MKL sgemm (torch.mm) 87.2 / 153.2 and 83.9 / 163.5.
+ * (oneDNN left to pick AVX-512 here reaches ~180 / ~340: another ISA, outside this project's target.)
+ * Tried: a 4x24 micro-kernel (12 accumulators, 3 B vectors): same speed within noise; 3x32 (17 live
+ * vectors) spills: 48 GFLOP/s. KC 256 / 320 / 512: KC 256 lost ~10% on 2 threads when k blocks were
+ * separated by barriers, the others within noise. MC 96 / 144 instead of 192 on 2 threads at 1024^3:
+ * 5-8% slower (likely because a task's C block, revisited once per k block, then no longer fits in L2
+ * beside its A block). Unroll 1 / 4 / 8 of the k loop: no difference. A barrier per k block (B packed in a parallel
+ * phase, then the multiply): same on a quiet machine, slower when another job holds a core (every barrier
+ * waits for the slowest thread). More tasks per thread (8, 12): no gain. Where it is weaker: small M with
+ * large K and N (64 x 4096 x 4096: ~70% on 1 thread, ~60-70% on 2), where packing B reads 64 MB from DRAM
+ * for only 128 flops per element; a software prefetch of the next sliver's rows did not help. */
 #include <immintrin.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -10,7 +57,7 @@
 #define GEMM_KC 384
 #endif
 #ifndef GEMM_MC
-#define GEMM_MC 144
+#define GEMM_MC 192
 #endif
 #ifndef GEMM_NC
 #define GEMM_NC 3072
@@ -30,11 +77,15 @@
 #define MC GEMM_MC
 #define NC GEMM_NC
 #define SLACK 16 /* floats past a packed A block: pack_a's overlapping 8-wide stores spill up to 2 */
+_Static_assert(MR <= 8 && NR % 8 == 0 && MC % MR == 0 && NC % NR == 0, "pack_a transposes 8 rows; NR in whole vectors");
 
 #ifndef SERIAL_FLOPS
 #define SERIAL_FLOPS (1 << 20)  /* below this (~80^3) one product runs on the calling thread: the pool costs more */
 #endif
 #define BATCH_FLOPS (1 << 23)   /* below this a batch is split by entries, each entry serial */
+#ifndef TASKS_PER_THREAD
+#define TASKS_PER_THREAD 4      /* fewer row blocks than this per thread: split the slivers too */
+#endif
 #ifndef PANEL_FLOATS
 #define PANEL_FLOATS (4 << 20)  /* packed B kept for a group of k blocks: 16 MB */
 #endif
@@ -191,6 +242,7 @@ typedef struct {
     int64_t nkb, ncpad, group;
     int64_t jc, nc, nsl, q0, q1;
     int64_t mb, n_ic, n_jp; /* MR-row groups; task grid: row blocks x sliver ranges */
+    int width;              /* threads that may run tasks at once */
 } plan;
 
 /* C[0..mc)[0..nr) (+)= alpha * (A block) (B sliver), one MR x NR tile at a time down the block. Full tiles go
@@ -244,13 +296,19 @@ static void run_task(plan *pl, int64_t t, float *ap) {
     int64_t i0 = pl->mb * ti / pl->n_ic * MR, i1 = min64(pl->mb * (ti + 1) / pl->n_ic * MR, d->m);
     int64_t s0 = pl->nsl * tj / pl->n_jp, s1 = pl->nsl * (tj + 1) / pl->n_jp;
     if (i1 <= i0 || s1 <= s0) return;
+    /* Tasks run about in index order, so neighbouring row blocks are in flight together; each starts at a
+     * different point of its slivers (the order does not change any sum), so they pack different slivers
+     * instead of one waiting while the other packs the one both need (8% at 1024^3 on 2 threads). */
+    int64_t off = (ti % pl->width) * (s1 - s0) / pl->width;
     for (int64_t q = pl->q0; q < pl->q1; q++) {
         int64_t pc = k_lo(d->k, pl->nkb, q), kc = k_lo(d->k, pl->nkb, q + 1) - pc;
         float beta_eff = q == 0 ? d->beta : 1.0f; /* later k blocks add to what the first wrote */
         pack_a(d, pl->a, i0, i1 - i0, pc, kc, ap);
-        for (int64_t s = s0; s < s1; s++)
+        for (int64_t u = 0; u < s1 - s0; u++) {
+            int64_t s = s0 + (off + u) % (s1 - s0);
             sliver_times_block(i1 - i0, min64(NR, pl->nc - s * NR), kc, ap, sliver(pl, q, s, pc, kc),
                                pl->c + i0 * d->ldc + pl->jc + s * NR, d->ldc, d->alpha, beta_eff);
+        }
     }
 }
 
@@ -259,13 +317,14 @@ static void run_task(plan *pl, int64_t t, float *ap) {
  * its A block: cheap when M is that small). Serial runs take row blocks only. */
 static void plan_columns(plan *pl, int64_t jc, int width, int serial) {
     pl->jc = jc;
+    pl->width = width;
     pl->nc = min64(pl->ncpad, pl->d->n - jc);
     pl->nsl = (pl->nc + NR - 1) / NR;
     pl->n_ic = (pl->mb + MC / MR - 1) / (MC / MR);
     pl->n_jp = 1;
     if (serial) return;
     if (pl->n_ic > width) pl->n_ic = rup(pl->n_ic, width);
-    int64_t want = 4 * (int64_t)width;
+    int64_t want = TASKS_PER_THREAD * (int64_t)width;
     if (pl->n_ic < want) pl->n_jp = min64((want + pl->n_ic - 1) / pl->n_ic, (pl->nsl + 3) / 4);
     if (pl->n_jp < 1) pl->n_jp = 1;
 }
@@ -302,8 +361,13 @@ static void batch_task(void *p, int64_t t, int worker) {
     float *own, *s = slot_of(x, worker, &own);
     if (!s) return;
     const lt_gemm_desc *d = x->d;
-    plan pl = {d, x->pl.a + t * d->stride_a, x->pl.b + t * d->stride_b, x->pl.c + t * d->stride_c,
-               s + x->ap_size, (_Atomic int *)(s + x->ap_size + x->bp_size), x->pl.nkb, x->pl.ncpad, x->group};
+    plan pl = x->pl;
+    pl.a += t * d->stride_a;
+    pl.b += t * d->stride_b;
+    pl.c += t * d->stride_c;
+    pl.bp = s + x->ap_size;
+    pl.ready = (_Atomic int *)(s + x->ap_size + x->bp_size);
+    pl.group = x->group;
     pl.mb = (d->m + MR - 1) / MR;
     for (int64_t jc = 0; jc < d->n; jc += pl.ncpad) {
         plan_columns(&pl, jc, 1, 1);
@@ -327,13 +391,16 @@ static void intra_task(void *p, int64_t t, int worker) {
 /* Scratch kept between calls. Fresh pages cost a fault each (~10 us in this VM: a 1024^3 product on one
  * core took 25 ms instead of 21 while malloc kept handing back new pages), so the last buffer is parked in
  * a one-slot cache and the next call takes it if it is large enough. Calls from several threads at once
- * simply allocate their own. Its size is bounded by the block sizes (KC*NC + workers*MC*KC floats plus the
- * batch-mode slots), so the parked buffer stays small; the size is kept in the buffer's first 64 bytes. */
+ * simply allocate their own. The block sizes bound it: at most PANEL_FLOATS + workers * MC * KC floats in
+ * intra mode, workers * (MC * KC + KC * NC) in batch mode (~21 MB on 2 workers). Its size is kept in its
+ * first 64 bytes. */
 static _Atomic(float *) parked;
 
 static float *scratch_get(size_t floats) {
     float *p = atomic_exchange(&parked, NULL);
+#ifndef __SANITIZE_ADDRESS__ /* under ASan every call gets an exact-size buffer, so an overrun is caught */
     if (p && *(size_t *)p >= floats) return p + 16;
+#endif
     lt_free(p);
     p = lt_alloc((floats + 16) * sizeof(float));
     if (!p) return NULL;
@@ -366,7 +433,12 @@ lt_status gemm_avx2(const lt_gemm_desc *d, const float *a, const float *b, float
     x.bp_size = rup(group * kcmax * ncpad, 16);
     int64_t flags = rup(group * (ncpad / NR), 16);
     if (batch_mode) {
-        x.nw = (int)min64(width, d->batch);
+        /* One thread per product: nothing to gain from packing more than one k block ahead. Any worker may
+         * claim a task, so every worker index gets a slot (one when the single task runs inline). */
+        x.group = 1;
+        x.bp_size = rup(kcmax * ncpad, 16);
+        flags = rup(ncpad / NR, 16);
+        x.nw = d->batch == 1 ? 1 : width;
         x.slot = x.ap_size + x.bp_size + flags;
         x.scratch = scratch_get((size_t)(x.nw * x.slot));
         if (!x.scratch) goto oom;

@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "latent.h"
-#include "../../native/test/lt_test.h" /* the harness lives with the runtime tests */
+#include "lt_test.h"
 
 #define U (1.0 / 16777216.0) /* unit roundoff of float, 2^-24 */
 
@@ -161,6 +161,7 @@ static void test_shapes(void) {
         {0, 0, 150, 140, 400, 1.0f, 0.0f, 0, 0, 0, 2, 0},  /* batch of big entries, tight C stride */
         {1, 1, 37, 15, 9, -0.75f, 1.0f, 2, 1, 3, 7, 5},    /* batch of small entries with gaps */
         {0, 0, 8, 16, 1000, 1.0f, -0.5f, 0, 0, 0, 5, 0},   /* batch of long dot products */
+        {0, 1, 1, 1000, 300, 1.0f, 0.0f, 0, 0, 0, 1, 0},   /* one row: small, so serial, but many slivers */
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) run_case(&big[i], &rng);
     /* Random shapes, paddings and batches. */

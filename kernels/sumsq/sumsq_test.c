@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "latent.h"
-#include "../../native/test/lt_test.h"
+#include "lt_test.h"
 
 static double tol(double want, int64_t n) { return (4096.0 + n / 4096.0 + 16.0) * 0x1p-53 * want; }
 
