@@ -72,24 +72,20 @@ public final class GptTrainer {
             Progress progress = new Progress(opt.step(), o.steps());
             long tokens = 0, trainNanos = 0;   // throughput counts training steps only, not evaluation
             for (long step = opt.step(); step <= o.steps() && step <= stopAt; step++) {
-                Map<String, Object> rec = new LinkedHashMap<>();
                 if (step == stopAt && step < o.steps()) break;
                 if (step % o.evalInterval() == 0 || step == o.steps()) {
                     double[] e = evalSet.evaluate(model);
-                    rec.put("train_loss", e[0]);
-                    rec.put("val_loss", e[1]);
+                    Map<String, Object> ev = new LinkedHashMap<>();
+                    ev.put("step", step);            // evaluated after `step` optimizer steps
+                    ev.put("train_loss", e[0]);
+                    ev.put("val_loss", e[1]);
+                    ev.put("elapsed_s", progress.elapsed());
+                    metrics.log(ev);
+                    last.putAll(ev);
                     evals.add(new double[] {step, e[0], e[1]});
                     System.err.printf("step %d: eval train %.4f  val %.4f%n", step, e[0], e[1]);
                 }
-                if (step == o.steps()) {
-                    if (!rec.isEmpty()) {
-                        rec.put("step", step);
-                        rec.put("elapsed_s", progress.elapsed());
-                        metrics.log(rec);
-                        last.putAll(rec);
-                    }
-                    break;
-                }
+                if (step == o.steps()) break;
                 TextData.batch(data.train, b, t, o.seed(), step, x, y);
                 float loss;
                 double norm;
@@ -104,7 +100,8 @@ public final class GptTrainer {
                 tokens += (long) b * t;
                 curve.add(new double[] {step, loss});
                 long done = step + 1;
-                if (done % o.logInterval() == 0 || !rec.isEmpty()) {
+                if (done % o.logInterval() == 0) {
+                    Map<String, Object> rec = new LinkedHashMap<>();
                     double now = progress.elapsed(), tps = tokens / Math.max(trainNanos / 1e9, 1e-9);
                     rec.put("step", done);
                     rec.put("loss", loss);
