@@ -9,7 +9,7 @@
 #include <immintrin.h>
 
 #include "adamw.h"
-#include "../softmax_xent/vmath_avx2.h"
+#include "../common/vmath_avx2.h"
 
 static inline void step8(const adamw_consts *k, __m256 gr, __m256 *p, __m256 *m, __m256 *v) {
     const __m256 g = _mm256_mul_ps(gr, _mm256_set1_ps(k->grad_scale));

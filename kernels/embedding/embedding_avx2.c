@@ -7,7 +7,7 @@
 #include <immintrin.h>
 
 #include "embedding.h"
-#include "../softmax_xent/vmath_avx2.h"
+#include "../common/vmath_avx2.h"
 
 #define PREFETCH 8
 

@@ -31,7 +31,7 @@
 #include <math.h>
 
 #include "gelu.h"
-#include "../softmax_xent/vmath_avx2.h"
+#include "../common/vmath_avx2.h"
 
 #define XMAX 13.5f /* Phi(-13.5) ~ 7.7e-42: past it every result is the limit */
 #define K 4.25f

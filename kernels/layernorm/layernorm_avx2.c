@@ -23,7 +23,7 @@
 #include <math.h>
 
 #include "layernorm.h"
-#include "../softmax_xent/vmath_avx2.h"
+#include "../common/vmath_avx2.h"
 
 static inline __m256d lo4(__m256 v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
 static inline __m256d hi4(__m256 v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }

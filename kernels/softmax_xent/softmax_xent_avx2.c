@@ -28,7 +28,7 @@
 #include <math.h>
 
 #include "softmax_xent.h"
-#include "vmath_avx2.h"
+#include "../common/vmath_avx2.h"
 
 #define MAX_BLOCKS 256
 

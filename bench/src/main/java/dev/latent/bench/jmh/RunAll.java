@@ -13,20 +13,27 @@ import java.util.Collection;
 /**
  * Runs the JMH benchmarks and grades them against the ceilings measured in the same run (before and
  * after, the better of the two: the peak moves on a shared machine).
- * <pre>java -cp ... dev.latent.bench.jmh.RunAll [regex] [--smoke]</pre>
+ * <pre>java -cp ... dev.latent.bench.jmh.RunAll [regex] [--smoke] [--forks N] [--iterations N]</pre>
  * --smoke: one fork-less iteration of each, for CI (proves the harness runs; its numbers mean nothing).
+ * --forks / --iterations: more samples than the annotations' defaults (the machine is noisy: a 1024^3
+ * GEMM moves by +-5-10% between iterations; ratios need several forks to settle).
  */
 public final class RunAll {
     public static void main(String[] args) throws RunnerException {
         String include = ".*";
         boolean smoke = false;
-        for (String a : args) {
-            if (a.equals("--smoke")) smoke = true;
-            else include = a;
+        int forks = -1, iterations = -1;
+        for (int i = 0; i < args.length; i++) {
+            if (args[i].equals("--smoke")) smoke = true;
+            else if (args[i].equals("--forks")) forks = Integer.parseInt(args[++i]);
+            else if (args[i].equals("--iterations")) iterations = Integer.parseInt(args[++i]);
+            else include = args[i];
         }
         double[] peak = {Ceilings.fmaPeak(1, 5), Ceilings.fmaPeak(2, 5)};
         double triad = smoke ? Double.NaN : Ceilings.triad(2, 5);
         ChainedOptionsBuilder ob = new OptionsBuilder().include(include);
+        if (forks > 0) ob.forks(forks);
+        if (iterations > 0) ob.measurementIterations(iterations);
         if (smoke) {
             ob.warmupIterations(0).measurementIterations(1).measurementTime(TimeValue.milliseconds(200)).forks(0)
                     .param("shape", "1024x1024x1024").param("threads", "1");
