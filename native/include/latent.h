@@ -157,6 +157,22 @@ typedef struct lt_copy_desc {
 } lt_copy_desc;
 LT_API lt_status lt_copy_strided(const lt_copy_desc *d, const float *src, float *dst);
 
+/* ---- VAE reparameterization sampler (kernels/reparam) ------------------------------------------------
+ * z = mu + exp(0.5 logvar) * eps over n elements, eps ~ N(0, 1) from Philox4x32-10 stream (seed, stream), keyed as
+ * lt_rand_uniform. Box-Muller on pairs of words: element i uses block i >> 2 and its word pair j = i & 2,
+ * u1 = u01(word j), u2 = u01(word j+1) (u01 as lt_rand_uniform); eps = r cos(2 pi u2) for even i, r sin(2 pi u2)
+ * for odd i, r = sqrt(-2 ln u1), in double with the library's own log and sincos (IEEE-exact operations only, see
+ * kernels/reparam/reparam_bm.h), rounded to float: the same bits at every ISA and thread count.
+ * logvar is clamped to [-30, 30] first (exp(15) keeps z finite; outside, every output, gradients included, is that
+ * of the clamped value; NaN stays NaN). kl (may be NULL) = 0.5 sum(mu^2 + exp(logvar) - 1 - logvar), KL(q || N(0, I)),
+ * accumulated in double per fixed 4096-element chunk, chunks added in order. Inputs and outputs must not overlap. */
+LT_API lt_status lt_reparam_fwd(int64_t n, const float *mu, const float *logvar, uint64_t seed, uint64_t stream,
+                                float *z, double *kl);
+/* Backward of z (upstream dz) plus kl_scale * kl (finite), recomputing eps (never stored); dmu, dlogvar overwritten:
+ * dmu = dz + kl_scale mu, dlogvar = dz eps 0.5 exp(0.5 logvar) + kl_scale 0.5 (exp(logvar) - 1), logvar clamped. */
+LT_API lt_status lt_reparam_bwd(int64_t n, const float *mu, const float *logvar, uint64_t seed, uint64_t stream,
+                                const float *dz, float kl_scale, float *dmu, float *dlogvar);
+
 /* ---- machine ceilings, for benchmarks ------------------------------------------------------------ */
 /* FMA peak: `threads` workers each run independent vfmadd chains for `iters` rounds.
  * Writes the achieved GFLOP/s. ISA must be avx2 (the reference has no meaningful peak). */

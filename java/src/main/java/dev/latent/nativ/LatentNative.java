@@ -61,7 +61,7 @@ public final class LatentNative {
             structInfo, philox, randUniform, gemm, peakFma, peakTriad, abiVersionCritical;
     // Kernels bound lazily-checked: a library built without one fails at the call, naming the symbol.
     private final MethodHandle attentionFwd, attentionBwd, layernormFwd, layernormBwd, geluFwd, geluBwd, softmaxXent,
-            adamw, sumsq, embeddingBwd, axpby, mul, addRows, sumRows, copyStrided;
+            adamw, sumsq, embeddingBwd, axpby, mul, addRows, sumRows, copyStrided, reparamFwd, reparamBwd;
 
     /** The process-wide binding, loaded on first use (see {@link NativeLoader} for where it looks). */
     public static LatentNative get() {
@@ -135,6 +135,10 @@ public final class LatentNative {
         addRows = opt(l, linker, "lt_add_rows", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS, ADDRESS));
         sumRows = opt(l, linker, "lt_sum_rows", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS));
         copyStrided = opt(l, linker, "lt_copy_strided", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
+        reparamFwd = opt(l, linker, "lt_reparam_fwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG, JAVA_LONG,
+                ADDRESS, ADDRESS));
+        reparamBwd = opt(l, linker, "lt_reparam_bwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG, JAVA_LONG,
+                ADDRESS, JAVA_FLOAT, ADDRESS, ADDRESS));
         // Linker.Option.critical skips the thread-state transition: only for tiny calls, and measured in
         // FfmBench against the plain handle. Kernels never use it (they would stall GC for their duration).
         abiVersionCritical = linker.downcallHandle(find(l, path, "lt_abi_version"), FunctionDescriptor.of(JAVA_INT),
@@ -329,5 +333,17 @@ public final class LatentNative {
 
     public void copyStrided(MemorySegment desc, MemorySegment src, MemorySegment dst) {
         try { check("lt_copy_strided", (int) need(copyStrided, "lt_copy_strided").invokeExact(desc, src, dst)); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** kl: an 8-byte segment for the KL sum, or NULL. */
+    public void reparamFwd(long n, MemorySegment mu, MemorySegment logvar, long seed, long stream, MemorySegment z, MemorySegment kl) {
+        try { check("lt_reparam_fwd", (int) need(reparamFwd, "lt_reparam_fwd").invokeExact(n, mu, logvar, seed, stream, z, kl)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void reparamBwd(long n, MemorySegment mu, MemorySegment logvar, long seed, long stream, MemorySegment dz, float klScale,
+                           MemorySegment dmu, MemorySegment dlogvar) {
+        try { check("lt_reparam_bwd", (int) need(reparamBwd, "lt_reparam_bwd").invokeExact(n, mu, logvar, seed, stream, dz, klScale, dmu, dlogvar)); }
+        catch (Throwable t) { throw rethrow(t); }
     }
 }

@@ -229,4 +229,22 @@ public final class Kernels {
         ints("embeddingBackward", ids, n);
         nat().embeddingBwd(n, c, dtable.size(0), ids, dout.segment(), dtable.segment());
     }
+
+    // ---- VAE sampler ----
+
+    /** z = mu + exp(0.5 logvar) * eps, eps from Philox (seed, stream); returns KL(q || N(0, I)) summed in double. */
+    public static double reparam(Tensor mu, Tensor logvar, long seed, long stream, Tensor z) {
+        dense("reparam", mu, logvar, z);
+        numel("reparam", mu.numel(), logvar, z);
+        MemorySegment kl = F64.get();
+        nat().reparamFwd(mu.numel(), mu.segment(), logvar.segment(), seed, stream, z.segment(), kl);
+        return kl.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0);
+    }
+
+    /** Gradients of sum(dz * z) + klScale * KL with respect to mu and logvar (eps recomputed). */
+    public static void reparamBackward(Tensor mu, Tensor logvar, long seed, long stream, Tensor dz, float klScale, Tensor dmu, Tensor dlogvar) {
+        dense("reparamBackward", mu, logvar, dz, dmu, dlogvar);
+        numel("reparamBackward", mu.numel(), logvar, dz, dmu, dlogvar);
+        nat().reparamBwd(mu.numel(), mu.segment(), logvar.segment(), seed, stream, dz.segment(), klScale, dmu.segment(), dlogvar.segment());
+    }
 }
