@@ -34,6 +34,10 @@ cmake --build build-asan -j2 >/dev/null
 
 step "export check"
 ci/check-exports.sh java/target/native/liblatent.so
+# The check must be able to fail: the bad-ABI fixture exports one lt_* symbol and lacks the rest.
+if ci/check-exports.sh java/target/native/liblatent_badabi.so >/dev/null; then
+  echo "check-exports accepted a library that lacks the declared symbols" >&2; exit 1
+fi
 
 step "consumer project on the installed artifacts"
 "${MVN[@]}" -q -f examples/consumer/pom.xml compile exec:exec

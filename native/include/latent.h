@@ -1,7 +1,7 @@
 /*
  * latent.h — the one public header of liblatent: every exported symbol, the status codes, the ABI version.
  *
- * Rules of the boundary (see docs/native-boundary.md):
+ * Rules of the boundary (reasons in docs/decisions.md, "The native boundary"):
  *   - every lt_* call returns an lt_status (0 = ok); details of the last failure on this thread come from
  *     lt_last_error(). The library never exits, aborts or prints.
  *   - arguments are plain pointers and small descriptor structs; Java mirrors each struct with a
