@@ -39,14 +39,6 @@ static double mag_bwd(double x) { return isinf(x) ? 1.0 : cdf(x) + fabs(x) * pdf
 /* ulp of the float nearest w (normal range): the spacing of floats in w's binade */
 static double ulp_of(double w) { int e; frexp(w, &e); return ldexp(1.0, e - 24); }
 
-static double worst_ratio;
-static int agree(float got, double want, double tol) {
-    if (want != want) return got != got;
-    if (isinf(want)) return got == want;
-    double r = fabs((double)got - want) / tol;
-    if (r > worst_ratio || r != r) worst_ratio = r;
-    return fabs((double)got - want) <= tol;
-}
 
 /* Check fwd and bwd of x[n] (dy random), out of place and in place, outputs NaN-prefilled. */
 static void check(const char *what, const float *x, int64_t n, uint64_t *rng) {
@@ -59,9 +51,9 @@ static void check(const char *what, const float *x, int64_t n, uint64_t *rng) {
     int64_t badf = 0, badb = 0;
     for (int64_t i = 0; i < n; i++) {
         double wf = want_fwd(x[i]), wb = dy[i] * dgelu(x[i]);
-        if (!agree(y[i], wf, FWD_ULP * U * fabs(wf) + 1e-37) && badf++ < 3)
+        if (!lt_t_agree(y[i], wf, FWD_ULP * U * fabs(wf) + 1e-37) && badf++ < 3)
             fprintf(stderr, "  %s: gelu(%.9g) got %.9g want %.9g\n", what, x[i], y[i], wf);
-        if (!agree(dx[i], wb, BWD_ULP * U * fabs(dy[i]) * mag_bwd(x[i]) + 1e-37 * fabs(dy[i])) && badb++ < 3)
+        if (!lt_t_agree(dx[i], wb, BWD_ULP * U * fabs(dy[i]) * mag_bwd(x[i]) + 1e-37 * fabs(dy[i])) && badb++ < 3)
             fprintf(stderr, "  %s: gelu'(%.9g) * %g got %.9g want %.9g\n", what, x[i], dy[i], dx[i], wb);
     }
     CHECK(badf == 0 && badb == 0, "%s n=%lld: %lld fwd, %lld bwd outside tolerance", what, (long long)n, (long long)badf,
@@ -133,7 +125,7 @@ static void sweep_gelu(uint32_t stride, int print) {
                 if (fabs(f) >= 1e-36 && uf > wf) { wf = uf; xf = x[i]; }
                 if (fabs(f) >= 1e-36 && fabs(y[i] - f) / ulp_of(f) > wfu) wfu = fabs(y[i] - f) / ulp_of(f);
                 if (mag_bwd(x[i]) >= 1e-30 && ub > wb) { wb = ub; xb = x[i]; }
-                if (!agree(y[i], f, FWD_ULP * U * fabs(f) + 1e-37) || !agree(dx[i], d, BWD_ULP * U * mag_bwd(x[i]) + 1e-37))
+                if (!lt_t_agree(y[i], f, FWD_ULP * U * fabs(f) + 1e-37) || !lt_t_agree(dx[i], d, BWD_ULP * U * mag_bwd(x[i]) + 1e-37))
                     bad++;
             }
         }
@@ -293,6 +285,6 @@ int main(int argc, char **argv) {
     sweep_gelu(997, 1);
     if (avx2_cpu) sweep_vmath(997, 1); /* the vector math is tested at every ISA level the CPU has */
     test_determinism();
-    printf("largest error / tolerance: %.3f\n", worst_ratio);
+    printf("largest error / tolerance: %.3f\n", lt_t_worst_ratio);
     return lt_test_summary();
 }

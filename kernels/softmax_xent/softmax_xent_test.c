@@ -43,15 +43,6 @@ static double ref_row(const float *x, int64_t v, int32_t t, double *loss, double
     return m;
 }
 
-/* got == want exactly for non-finite want (NaN must stay NaN, inf must match), else within tol. */
-static double worst_ratio; /* largest |got - want| / tol seen: how much of the tolerance the kernel uses */
-static int agree(float got, double want, double tol) {
-    if (want != want) return got != got;
-    if (isinf(want)) return got == want;
-    double r = fabs((double)got - want) / tol;
-    if (r > worst_ratio || r != r) worst_ratio = r;
-    return fabs((double)got - want) <= tol;
-}
 
 typedef struct { int64_t n, v; float scale, shift; int ignore_every, with_grad, in_place, ninf_every; float dscale; } scase;
 
@@ -89,13 +80,13 @@ static void run_case(const scase *c, uint64_t *rng) {
             continue;
         }
         double want, m = ref_row(xr, v, t[i], &want, g ? p : NULL);
-        if (!agree(loss[i], want, loss_tol(want))) {
+        if (!lt_t_agree(loss[i], want, loss_tol(want))) {
             if (bad_loss++ < 3) fprintf(stderr, "  %s: loss[%lld] got %.9g want %.9g\n", what, (long long)i, loss[i], want);
         }
         if (!g) continue;
         for (int64_t j = 0; j < v; j++) {
             double w = (p[j] - (j == t[i])) * c->dscale;
-            if (!agree(g[i * v + j], w, grad_tol(p[j], (double)xr[j] - m, j == t[i], c->dscale))) {
+            if (!lt_t_agree(g[i * v + j], w, grad_tol(p[j], (double)xr[j] - m, j == t[i], c->dscale))) {
                 if (bad_grad++ < 3)
                     fprintf(stderr, "  %s: dlogits[%lld][%lld] got %.9g want %.9g (x %g, M %g)\n", what, (long long)i,
                             (long long)j, g[i * v + j], w, xr[j], m);
@@ -168,8 +159,8 @@ static void test_special(void) {
     CHECK(loss[2] != loss[2] && g2nan, "NaN in a leading -inf block: loss %g, gradient must be NaN", loss[2]);
     double want, p[V];
     double m = ref_row(x + 3 * V, V, t[3], &want, p);
-    int ok3 = agree(loss[3], want, loss_tol(want));
-    for (int j = 0; j < V; j++) ok3 &= agree(g[3 * V + j], p[j] - (j == t[3]), grad_tol(p[j], x[3 * V + j] - m, j == t[3], 1.0));
+    int ok3 = lt_t_agree(loss[3], want, loss_tol(want));
+    for (int j = 0; j < V; j++) ok3 &= lt_t_agree(g[3 * V + j], p[j] - (j == t[3]), grad_tol(p[j], x[3 * V + j] - m, j == t[3], 1.0));
     CHECK(ok3, "increasing row up to +88: loss %.9g want %.9g", loss[3], want);
 }
 
@@ -318,6 +309,6 @@ int main(int argc, char **argv) {
     test_gradcheck();
     test_shapes();
     test_determinism();
-    printf("largest error / tolerance: %.3f\n", worst_ratio);
+    printf("largest error / tolerance: %.3f\n", lt_t_worst_ratio);
     return lt_test_summary();
 }

@@ -157,8 +157,6 @@ void lt_parallel_for(int64_t ntasks, lt_task_fn fn, void *ctx) {
         in_task = saved;
         return;
     }
-    int helpers = width - 1;
-    if (helpers > ntasks - 1) helpers = (int)(ntasks - 1);
     /* Publish. Every worker wakes on a new generation; the ones beyond `ntasks` find no task at once. */
     pthread_mutex_lock(&mu);
     job_fn = fn;
@@ -169,7 +167,6 @@ void lt_parallel_for(int64_t ntasks, lt_task_fn fn, void *ctx) {
     atomic_fetch_add_explicit(&generation, 1, memory_order_release);
     pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&mu);
-    (void)helpers;
 
     in_task = 1;
     run_tasks(0);

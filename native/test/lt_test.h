@@ -39,5 +39,17 @@ static inline int lt_t_close(const char *what, const float *x, const double *ref
     return bad == 0;
 }
 
+/* One value: got == want exactly for non-finite want (NaN must stay NaN, inf must match), else within tol.
+ * lt_t_worst_ratio keeps the largest |got - want| / tol seen, so a test can print how much of its tolerance
+ * the kernel uses. */
+static double lt_t_worst_ratio;
+static inline int lt_t_agree(float got, double want, double tol) {
+    if (want != want) return got != got;
+    if (isinf(want)) return got == want;
+    double r = fabs((double)got - want) / tol;
+    if (r > lt_t_worst_ratio || r != r) lt_t_worst_ratio = r;
+    return fabs((double)got - want) <= tol;
+}
+
 static inline double lt_t_now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 #endif
