@@ -60,7 +60,7 @@ LT_API lt_status lt_set_num_threads(int32_t n);
 LT_API int32_t lt_num_threads(void);
 
 /* Size and field offsets of the descriptor structs, for the Java layout test.
- * which: 0 = lt_gemm_desc, 1 = lt_attention_desc, 2 = lt_adamw_desc, 3 = lt_copy_desc. out[0] = sizeof, out[1..] = offsetof of each field in declaration order. */
+ * which: 0 = lt_gemm_desc, 1 = lt_attention_desc, 2 = lt_adamw_desc, 3 = lt_copy_desc, 4 = lt_conv2d_desc. out[0] = sizeof, out[1..] = offsetof of each field in declaration order. */
 LT_API lt_status lt_struct_info(int32_t which, int64_t *out, int32_t capacity);
 
 /* ---- RNG: Philox4x32-10 (Salmon et al., SC'11) -------------------------------------------------- */
@@ -172,6 +172,62 @@ LT_API lt_status lt_reparam_fwd(int64_t n, const float *mu, const float *logvar,
  * dmu = dz + kl_scale mu, dlogvar = dz eps 0.5 exp(0.5 logvar) + kl_scale 0.5 (exp(logvar) - 1), logvar clamped. */
 LT_API lt_status lt_reparam_bwd(int64_t n, const float *mu, const float *logvar, uint64_t seed, uint64_t stream,
                                 const float *dz, float kl_scale, float *dmu, float *dlogvar);
+
+/* ---- 2-D convolution (kernels/conv2d) -------------------------------------------------------------------
+ * Cross-correlation, NCHW at the API: x (N, C, H, W), w (K, C, R, S), y (N, K, OH, OW), all contiguous, with
+ * OH = (H + 2 pad_h - R) / stride_h + 1 and OW likewise (floor division; the desc must carry these values, so a
+ * transposed convolution with "output padding" is just a conv whose H, W are a little larger). Kernel sizes 1..7
+ * are the tuned range; any R, S >= 1 with R <= H + 2 pad_h is valid. Zero padding.
+ * A transposed convolution (PyTorch ConvTranspose2d, weight (Cin, Cout, R, S)) is this conv read backwards:
+ * its forward is lt_conv2d_bwd_data with the conv's K = Cin, C = Cout; its backward-data is lt_conv2d_fwd; its
+ * weight gradient is lt_conv2d_bwd_weight with x and dy swapped. */
+typedef struct lt_conv2d_desc {
+    int64_t n, c, h, w;  /* input */
+    int64_t k, r, s;     /* output channels, kernel height and width */
+    int64_t oh, ow;      /* output height and width, checked against the formula */
+    int32_t stride_h, stride_w;
+    int32_t pad_h, pad_w;
+} lt_conv2d_desc;
+/* y = conv(x, w) + bias[k] (bias may be NULL). y is overwritten (write-only: NaNs in y do not propagate). */
+LT_API lt_status lt_conv2d_fwd(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y);
+/* dx = conv^T(dy, w) (+ bias[c] per input channel when bias != NULL, which makes this the fused forward of a
+ * transposed convolution). dx is overwritten. */
+LT_API lt_status lt_conv2d_bwd_data(const lt_conv2d_desc *d, const float *dy, const float *w, const float *bias,
+                                    float *dx);
+/* dw (K, C, R, S) and db (K, may be NULL) from x and dy. accumulate = 0 overwrites, 1 adds (+=). Deterministic: a
+ * fixed reduction order independent of the thread count. */
+LT_API lt_status lt_conv2d_bwd_weight(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw, float *db,
+                                      int32_t accumulate);
+
+/* ---- BatchNorm2d (kernels/batchnorm) ------------------------------------------------------------------
+ * x, y: (N, C, HW) contiguous (HW = H * W). Training forward uses batch statistics: mean[c], rstd[c] =
+ * 1 / sqrt(var_biased + eps) are written for the backward; when running_mean / running_var are not NULL they are
+ * updated in place: r = (1 - momentum) r + momentum * batch (running_var takes the unbiased variance), as PyTorch.
+ * Sums in double, in a fixed order independent of the thread count. gamma / beta may be NULL (1 and 0). */
+LT_API lt_status lt_batchnorm2d_fwd_train(int64_t n, int64_t c, int64_t hw, float eps, float momentum, const float *x,
+                                          const float *gamma, const float *beta, float *y, float *mean, float *rstd,
+                                          float *running_mean, float *running_var);
+/* Inference forward with given statistics: y = (x - mean) / sqrt(var + eps) * gamma + beta. */
+LT_API lt_status lt_batchnorm2d_fwd_infer(int64_t n, int64_t c, int64_t hw, float eps, const float *x,
+                                          const float *gamma, const float *beta, const float *mean, const float *var,
+                                          float *y);
+/* Backward of the training forward: dx overwritten; dgamma, dbeta (may be NULL) ACCUMULATE (+=). */
+LT_API lt_status lt_batchnorm2d_bwd(int64_t n, int64_t c, int64_t hw, const float *x, const float *gamma,
+                                    const float *mean, const float *rstd, const float *dy, float *dx, float *dgamma,
+                                    float *dbeta);
+
+/* ---- pointwise activations (kernels/activation) --------------------------------------------------------
+ * kind: LT_ACT_*; alpha is LeakyReLU's negative slope (ignored otherwise). Forward y = f(x) over n elements (y may
+ * alias x). Backward dx = dy * f'(.) where `in` is x for RELU and LEAKY_RELU and y (the forward output) for TANH
+ * and SIGMOID (dx may alias dy). */
+enum { LT_ACT_RELU = 0, LT_ACT_LEAKY_RELU = 1, LT_ACT_TANH = 2, LT_ACT_SIGMOID = 3 };
+LT_API lt_status lt_act_fwd(int32_t kind, int64_t n, float alpha, const float *x, float *y);
+LT_API lt_status lt_act_bwd(int32_t kind, int64_t n, float alpha, const float *in, const float *dy, float *dx);
+/* Binary cross-entropy with logits, numerically stable: l_i = max(x,0) - x t + log1p(exp(-|x|)). loss (may be
+ * NULL) = sum_i l_i in double, fixed 4096-element chunks added in order. dlogits (may be NULL, may alias logits) =
+ * (sigmoid(x) - t) * dscale. targets may be NULL with a constant target `t_const` instead. */
+LT_API lt_status lt_bce_logits(int64_t n, const float *logits, const float *targets, float t_const, double *loss,
+                               float *dlogits, float dscale);
 
 /* ---- machine ceilings, for benchmarks ------------------------------------------------------------ */
 /* FMA peak: `threads` workers each run independent vfmadd chains for `iters` rounds.

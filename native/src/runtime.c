@@ -112,6 +112,12 @@ lt_status lt_struct_info(int32_t which, int64_t *out, int32_t capacity) {
         v[n++] = offsetof(lt_copy_desc, src_stride);
         v[n++] = offsetof(lt_copy_desc, dst_stride);
         break;
+    case 4:
+#define F(f) v[n++] = (int64_t)offsetof(lt_conv2d_desc, f)
+        v[n++] = sizeof(lt_conv2d_desc);
+        F(n); F(c); F(h); F(w); F(k); F(r); F(s); F(oh); F(ow); F(stride_h); F(stride_w); F(pad_h); F(pad_w);
+#undef F
+        break;
     default:
         return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_struct_info: unknown struct id %d", which);
     }
