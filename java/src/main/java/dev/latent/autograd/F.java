@@ -1,11 +1,14 @@
 package dev.latent.autograd;
 
+import dev.latent.nativ.LatentNative;
+import dev.latent.ops.Conv;
 import dev.latent.ops.Gemm;
 import dev.latent.ops.Kernels;
 import dev.latent.tensor.Tensor;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
+import java.util.function.DoubleUnaryOperator;
 
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
@@ -186,11 +189,31 @@ public final class F {
         Tensor y = g().empty(xv.shape()), mean = g().empty(n), rstd = g().empty(n);
         Kernels.layerNorm(xv, w.value, b.value, eps, y, mean, rstd);
         return rec(y, "layerNorm", of(x, w, b), gr -> {
-            firstOrderOnly("layerNorm");
+            if (g().recording) return layerNormBackwardDifferentiable(x, w, gr, eps, n, c);
             Tensor dx = g().empty(xv.shape()), dw = g().zeros(c), db = g().zeros(c);
             Kernels.layerNormBackward(xv, w.value, mean, rstd, dense(gr), dx, dw, db);
             return of(Var.constant(dx), Var.constant(dw), Var.constant(db));
         });
+    }
+
+    /**
+     * LayerNorm's backward written with differentiable ops (for double backward, e.g. a WGAN-GP critic with
+     * LayerNorm): recomputes x-hat and 1/sigma from x so their dependence on x is on the tape.
+     */
+    private static Var[] layerNormBackwardDifferentiable(Var x, Var w, Var gr, float eps, long n, long c) {
+        long[] xs = x.value.shape();
+        Var x2 = reshape(x, n, c);
+        Var mu = colBroadcast(scale(rowSum(x2), 1f / c), c);
+        Var xc = sub(x2, mu);
+        Var rs = colBroadcast(rsqrt(addScalar(scale(rowSum(mul(xc, xc)), 1f / c), eps)), c);
+        Var xhat = mul(xc, rs);
+        Var dy = reshape(gr, n, c);
+        Var dxhat = mul(dy, addRows(constantZeros(new long[] {n, c}), reshape(w, 1, c)));
+        Var m1 = colBroadcast(scale(rowSum(dxhat), 1f / c), c);
+        Var m2 = colBroadcast(scale(rowSum(mul(dxhat, xhat)), 1f / c), c);
+        Var dx = reshape(mul(rs, sub(sub(dxhat, m1), mul(xhat, m2))), xs);
+        Var dw = w.requiresGrad ? reshape(sumRows(mul(dy, xhat), 1, c), c) : null;
+        return of(dx, dw, reshape(sumRows(dy, 1, c), c));
     }
 
     /**
@@ -275,4 +298,320 @@ public final class F {
         if (v.value.numel() != 1) throw new IllegalArgumentException("item: not a scalar: " + v.value);
         return v.value.segment().get(JAVA_FLOAT, 0);
     }
+
+    // ---- convolutions (kernels/conv2d). Forward, backward-data and backward-weight are each other's adjoints,
+    // so every rule below is written with these three differentiable ops and double backward works. ----
+
+    private static Conv.Geometry convGeometry(String op, Tensor x, Tensor w, int stride, int pad) {
+        if (x.rank() != 4 || w.rank() != 4)
+            throw new IllegalArgumentException(op + ": x (N, C, H, W) and w (K, C, R, S) needed, got " + x + ", " + w);
+        if (w.size(1) != x.size(1))
+            throw new IllegalArgumentException(op + ": w " + w + " expects " + w.size(1) + " input channels, x " + x + " has " + x.size(1));
+        return new Conv.Geometry(x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), stride, stride, pad, pad);
+    }
+
+    /** 2-D convolution (cross-correlation) of x (N, C, H, W) with w (K, C, R, S), optional bias (K): PyTorch's conv2d. */
+    public static Var conv2d(Var x, Var w, Var b, int stride, int pad) {
+        Conv.Geometry geo = convGeometry("conv2d", x.value, w.value, stride, pad);
+        if (b != null && b.value.numel() != geo.k()) throw new IllegalArgumentException("conv2d: bias " + b.value + " for " + geo.k() + " channels");
+        Tensor y = g().empty(geo.outShape());
+        Conv.forward(geo, dense(x), dense(w), b == null ? null : dense(b), y);
+        return rec(y, "conv2d", b == null ? of(x, w) : of(x, w, b), gr -> {
+            Var dx = x.requiresGrad ? convBackwardData(geo, gr, w) : null;
+            if (!g().recording && w.requiresGrad && b != null && b.requiresGrad) {   // first order: dw and db in one pass
+                Tensor dw = g().empty(geo.weightShape()), db = g().empty(geo.k());
+                Conv.backwardWeight(geo, dense(x), dense(gr), dw, db, false);
+                return of(dx, Var.constant(dw), Var.constant(db));
+            }
+            Var dw = w.requiresGrad ? convBackwardWeight(geo, x, gr) : null;
+            if (b == null) return of(dx, dw);
+            return of(dx, dw, b.requiresGrad ? channelSum(gr) : null);
+        });
+    }
+
+    /** conv2d without bias for a given geometry (the adjoint rules' building block). */
+    static Var conv2d(Conv.Geometry geo, Var x, Var w) {
+        Tensor y = g().empty(geo.outShape());
+        Conv.forward(geo, dense(x), dense(w), null, y);
+        return rec(y, "conv2d", of(x, w), gr -> of(
+                x.requiresGrad ? convBackwardData(geo, gr, w) : null,
+                w.requiresGrad ? convBackwardWeight(geo, x, gr) : null));
+    }
+
+    /** dx = conv^T(dy, w): the input gradient of a convolution, and the forward of a transposed one. */
+    static Var convBackwardData(Conv.Geometry geo, Var dy, Var w) {
+        Tensor dx = g().empty(geo.inShape());
+        Conv.backwardData(geo, dense(dy), dense(w), null, dx);
+        return rec(dx, "conv2dBackwardData", of(dy, w), gr -> of(
+                dy.requiresGrad ? conv2d(geo, gr, w) : null,
+                w.requiresGrad ? convBackwardWeight(geo, gr, dy) : null));
+    }
+
+    /** dw = sum over the batch of dy (x) patches of x: the weight gradient of a convolution. */
+    static Var convBackwardWeight(Conv.Geometry geo, Var x, Var dy) {
+        Tensor dw = g().empty(geo.weightShape());
+        Conv.backwardWeight(geo, dense(x), dense(dy), dw, null, false);
+        return rec(dw, "conv2dBackwardWeight", of(x, dy), gr -> of(
+                x.requiresGrad ? convBackwardData(geo, dy, gr) : null,
+                dy.requiresGrad ? conv2d(geo, x, gr) : null));
+    }
+
+    /**
+     * Transposed convolution of x (N, Cin, H, W) with w (Cin, Cout, R, S) (PyTorch's ConvTranspose2d layout), bias
+     * (Cout) optional: output (N, Cout, (H-1) stride - 2 pad + R + outputPadding, likewise W).
+     */
+    public static Var convTranspose2d(Var x, Var w, Var b, int stride, int pad, int outputPadding) {
+        Tensor xv = x.value, wv = w.value;
+        if (xv.rank() != 4 || wv.rank() != 4 || wv.size(0) != xv.size(1))
+            throw new IllegalArgumentException("convTranspose2d: x (N, Cin, H, W) and w (Cin, Cout, R, S) needed, got " + xv + ", " + wv);
+        if (outputPadding < 0 || outputPadding >= Math.max(stride, 1))
+            throw new IllegalArgumentException("convTranspose2d: outputPadding " + outputPadding + " must be in [0, stride)");
+        long oh = (xv.size(2) - 1) * stride - 2L * pad + wv.size(2) + outputPadding;
+        long ow = (xv.size(3) - 1) * stride - 2L * pad + wv.size(3) + outputPadding;
+        if (oh < 1 || ow < 1) throw new IllegalArgumentException("convTranspose2d: output would be " + oh + "x" + ow + " for " + xv);
+        Conv.Geometry geo = new Conv.Geometry(xv.size(0), wv.size(1), oh, ow, wv.size(0), wv.size(2), wv.size(3), stride, stride, pad, pad);
+        if (geo.oh() != xv.size(2) || geo.ow() != xv.size(3)) throw new IllegalStateException("convTranspose2d: geometry " + geo);
+        if (b == null) return convBackwardData(geo, x, w);
+        if (b.value.numel() != geo.c()) throw new IllegalArgumentException("convTranspose2d: bias " + b.value + " for " + geo.c() + " channels");
+        Tensor y = g().empty(geo.inShape());
+        Conv.backwardData(geo, dense(x), dense(w), dense(b), y);
+        return rec(y, "convTranspose2d", of(x, w, b), gr -> of(
+                x.requiresGrad ? conv2d(geo, gr, w) : null,
+                w.requiresGrad ? convBackwardWeight(geo, gr, x) : null,
+                b.requiresGrad ? channelSum(gr) : null));
+    }
+
+    /** out[c] = sum over n and positions of x (N, C, ...): the bias gradient of a convolution. */
+    public static Var channelSum(Var x) {
+        Tensor xv = dense(x);
+        long n = xv.size(0), c = xv.size(1), hw = xv.numel() / (n * c);
+        Tensor out = g().empty(c);
+        MemorySegment xs = xv.segment(), os = out.segment();
+        for (long ch = 0; ch < c; ch++) {
+            double acc = 0;
+            for (long i = 0; i < n; i++) {
+                long base = (i * c + ch) * hw;
+                for (long j = 0; j < hw; j++) acc += xs.getAtIndex(JAVA_FLOAT, base + j);
+            }
+            os.setAtIndex(JAVA_FLOAT, ch, (float) acc);
+        }
+        long[] shape = xv.shape();
+        return rec(out, "channelSum", of(x), gr -> of(channelBroadcast(gr, shape)));
+    }
+
+    /** out (shape (N, C, ...)) [n, c, ...] = v[c]: channelSum's adjoint. */
+    static Var channelBroadcast(Var v, long[] shape) {
+        Tensor out = g().empty(shape);
+        long n = shape[0], c = shape[1], hw = out.numel() / (n * c);
+        MemorySegment vs = dense(v).segment(), os = out.segment();
+        for (long i = 0; i < n; i++)
+            for (long ch = 0; ch < c; ch++) {
+                float val = vs.getAtIndex(JAVA_FLOAT, ch);
+                long base = (i * c + ch) * hw;
+                for (long j = 0; j < hw; j++) os.setAtIndex(JAVA_FLOAT, base + j, val);
+            }
+        return rec(out, "channelBroadcast", of(v), gr -> of(channelSum(gr)));
+    }
+
+    // ---- BatchNorm2d ----
+
+    /**
+     * BatchNorm over (N, C, H, W) (or (N, C)). Training: batch statistics, and runningMean / runningVar (may be null)
+     * updated in place with {@code momentum} (PyTorch's convention); evaluation: the running statistics.
+     * First-order backward only (the GAN critics that need double backward have no BatchNorm).
+     */
+    public static Var batchNorm2d(Var x, Var gamma, Var beta, Tensor runningMean, Tensor runningVar, boolean training,
+                                  float momentum, float eps) {
+        Tensor xv = dense(x);
+        if (xv.rank() < 2) throw new IllegalArgumentException("batchNorm2d: (N, C, ...) input needed, got " + xv);
+        long c = xv.size(1);
+        Tensor y = g().empty(xv.shape());
+        Tensor gv = gamma == null ? null : dense(gamma), bv = beta == null ? null : dense(beta);
+        if (training) {
+            Tensor mean = g().empty(c), rstd = g().empty(c);
+            Kernels.batchNormTrain(xv, gv, bv, eps, momentum, y, mean, rstd, runningMean, runningVar);
+            Var[] ins = of(x, gamma, beta);
+            return rec(y, "batchNorm2d", ins, gr -> {
+                firstOrderOnly("batchNorm2d");
+                Tensor dx = g().empty(xv.shape());
+                Tensor dg = gamma != null && gamma.requiresGrad ? g().zeros(c) : null;
+                Tensor db = beta != null && beta.requiresGrad ? g().zeros(c) : null;
+                Kernels.batchNormBackward(xv, gv, mean, rstd, dense(gr), dx, dg, db);
+                return of(Var.constant(dx), dg == null ? null : Var.constant(dg), db == null ? null : Var.constant(db));
+            });
+        }
+        if (runningMean == null || runningVar == null) throw new IllegalArgumentException("batchNorm2d: evaluation needs running statistics");
+        Kernels.batchNormInfer(xv, gv, bv, eps, runningMean, runningVar, y);
+        return rec(y, "batchNorm2dEval", of(x, gamma, beta), gr -> {
+            firstOrderOnly("batchNorm2d (eval)");
+            long n = xv.size(0), hw = xv.numel() / (n * c);
+            Tensor dx = g().empty(xv.shape());
+            Tensor dg = gamma != null && gamma.requiresGrad ? g().zeros(c) : null, db = beta != null && beta.requiresGrad ? g().zeros(c) : null;
+            MemorySegment xs = xv.segment(), ds = dense(gr).segment(), out = dx.segment(), rm = runningMean.segment(), rv = runningVar.segment();
+            for (long ch = 0; ch < c; ch++) {
+                double rs = 1.0 / Math.sqrt(rv.getAtIndex(JAVA_FLOAT, ch) + (double) eps), m = rm.getAtIndex(JAVA_FLOAT, ch);
+                double gam = gv == null ? 1 : gv.segment().getAtIndex(JAVA_FLOAT, ch), sg = 0, sb = 0;
+                for (long i = 0; i < n; i++)
+                    for (long j = 0, base = (i * c + ch) * hw; j < hw; j++) {
+                        double d = ds.getAtIndex(JAVA_FLOAT, base + j);
+                        out.setAtIndex(JAVA_FLOAT, base + j, (float) (d * gam * rs));
+                        sg += d * (xs.getAtIndex(JAVA_FLOAT, base + j) - m) * rs;
+                        sb += d;
+                    }
+                if (dg != null) dg.segment().setAtIndex(JAVA_FLOAT, ch, (float) sg);
+                if (db != null) db.segment().setAtIndex(JAVA_FLOAT, ch, (float) sb);
+            }
+            return of(Var.constant(dx), dg == null ? null : Var.constant(dg), db == null ? null : Var.constant(db));
+        });
+    }
+
+    // ---- pointwise activations (kernels/activation) ----
+
+    public static Var relu(Var x) { return leakyRelu(x, 0f); }
+
+    /** max(x, 0) + alpha min(x, 0); alpha = 0 is ReLU. Its backward is differentiable (double backward works). */
+    public static Var leakyRelu(Var x, float alpha) {
+        int kind = alpha == 0f ? LatentNative.ACT_RELU : LatentNative.ACT_LEAKY_RELU;
+        Tensor y = g().empty(x.value.shape());
+        Kernels.activation(kind, alpha, dense(x), y);
+        return rec(y, alpha == 0f ? "relu" : "leakyRelu", of(x), gr -> of(leakyReluBackward(x, gr, alpha)));
+    }
+
+    /** dy * (x > 0 ? 1 : alpha): linear in dy, piecewise constant in x (zero second derivative). */
+    static Var leakyReluBackward(Var x, Var dy, float alpha) {
+        int kind = alpha == 0f ? LatentNative.ACT_RELU : LatentNative.ACT_LEAKY_RELU;
+        Tensor dx = g().empty(x.value.shape());
+        Kernels.activationBackward(kind, alpha, dense(x), dense(dy), dx);
+        return rec(dx, "leakyReluBackward", of(x, dy), gr -> of(null, leakyReluBackward(x, gr, alpha)));
+    }
+
+    public static Var tanh(Var x) { return saturating(x, LatentNative.ACT_TANH, "tanh"); }
+
+    public static Var sigmoid(Var x) { return saturating(x, LatentNative.ACT_SIGMOID, "sigmoid"); }
+
+    private static Var saturating(Var x, int kind, String name) {
+        Tensor y = g().empty(x.value.shape());
+        Kernels.activation(kind, 0f, dense(x), y);
+        return rec(y, name, of(x), gr -> {
+            firstOrderOnly(name);
+            Tensor dx = g().empty(y.shape());
+            Kernels.activationBackward(kind, 0f, y, dense(gr), dx);
+            return of(Var.constant(dx));
+        });
+    }
+
+    /** Mean binary cross-entropy of logits against a constant target t (0 or 1 for GAN labels): a scalar. */
+    public static Var bceWithLogits(Var logits, float t) {
+        Tensor lv = dense(logits);
+        long n = lv.numel();
+        Tensor d = logits.requiresGrad && g().recording ? g().empty(lv.shape()) : null;
+        double sum = Kernels.bceWithLogits(lv, null, t, d, 1f / n);
+        Tensor out = g().zeros(1);
+        out.segment().set(JAVA_FLOAT, 0, (float) (sum / n));
+        return rec(out, "bceWithLogits", of(logits), gr -> {
+            firstOrderOnly("bceWithLogits");
+            float s = gr.value.segment().get(JAVA_FLOAT, 0);
+            if (s == 1f) return of(Var.constant(d));
+            Tensor dd = g().empty(lv.shape());
+            Kernels.axpby(s, d, 0f, dd);
+            return of(Var.constant(dd));
+        });
+    }
+
+    // ---- reductions and small pointwise ops (Java loops: used on small tensors, e.g. the gradient penalty) ----
+
+    /** The mean of all elements: a scalar. Differentiable to any order. */
+    public static Var mean(Var x) {
+        long n = x.value.numel();
+        return scale(sum(x), 1f / n);
+    }
+
+    /** The sum of all elements (in double): a scalar. Differentiable to any order. */
+    public static Var sum(Var x) {
+        Tensor xv = dense(x);
+        MemorySegment s = xv.segment();
+        double acc = 0;
+        for (long i = 0, n = xv.numel(); i < n; i++) acc += s.getAtIndex(JAVA_FLOAT, i);
+        Tensor out = g().zeros(1);
+        out.segment().set(JAVA_FLOAT, 0, (float) acc);
+        long[] shape = xv.shape();
+        return rec(out, "sum", of(x), gr -> of(expand(gr, shape)));
+    }
+
+    /** A scalar broadcast to {@code shape}; its adjoint is {@link #sum}. */
+    public static Var expand(Var scalar, long... shape) {
+        if (scalar.value.numel() != 1) throw new IllegalArgumentException("expand: scalar needed, got " + scalar.value);
+        Tensor out = g().empty(shape);
+        float v = scalar.value.segment().get(JAVA_FLOAT, 0);
+        out.segment().fill((byte) 0);
+        if (v != 0f) for (long i = 0, n = out.numel(); i < n; i++) out.segment().setAtIndex(JAVA_FLOAT, i, v);
+        return rec(out, "expand", of(scalar), gr -> of(sum(gr)));
+    }
+
+    /** Row sums of x viewed as (N, D), N = size(0): (N, 1). Differentiable to any order. */
+    public static Var rowSum(Var x) {
+        Tensor xv = dense(x);
+        long n = xv.size(0), d = xv.numel() / n;
+        Tensor out = g().empty(n, 1);
+        MemorySegment s = xv.segment(), o = out.segment();
+        for (long i = 0; i < n; i++) {
+            double acc = 0;
+            for (long j = 0; j < d; j++) acc += s.getAtIndex(JAVA_FLOAT, i * d + j);
+            o.setAtIndex(JAVA_FLOAT, i, (float) acc);
+        }
+        long[] shape = xv.shape();
+        return rec(out, "rowSum", of(x), gr -> of(reshape(colBroadcast(gr, d), shape)));
+    }
+
+    /** v (N, 1) repeated to (N, D): rowSum's adjoint. */
+    public static Var colBroadcast(Var v, long d) {
+        Tensor vv = dense(v);
+        long n = vv.numel();
+        Tensor out = g().empty(n, d);
+        MemorySegment s = vv.segment(), o = out.segment();
+        for (long i = 0; i < n; i++) {
+            float val = s.getAtIndex(JAVA_FLOAT, i);
+            for (long j = 0; j < d; j++) o.setAtIndex(JAVA_FLOAT, i * d + j, val);
+        }
+        return rec(out, "colBroadcast", of(v), gr -> of(rowSum(gr)));
+    }
+
+    /** a - b. */
+    public static Var sub(Var a, Var b) { return add(a, scale(b, -1f)); }
+
+    /** x + c elementwise. */
+    public static Var addScalar(Var x, float c) {
+        return pointwise(x, "addScalar", v -> v + c, v -> 1);
+    }
+
+    public static Var sqrt(Var x) { return pointwise(x, "sqrt", Math::sqrt, v -> 0.5 / Math.sqrt(v)); }
+
+    /** 1 / sqrt(x). */
+    public static Var rsqrt(Var x) { return pointwise(x, "rsqrt", v -> 1 / Math.sqrt(v), v -> -0.5 / (v * Math.sqrt(v))); }
+
+    public static Var square(Var x) { return pointwise(x, "square", v -> v * v, v -> 2 * v); }
+
+    public static Var exp(Var x) { return pointwise(x, "exp", Math::exp, Math::exp); }
+
+    public static Var log(Var x) { return pointwise(x, "log", Math::log, v -> 1 / v); }
+
+    /** y = f(x) elementwise in double with a first-order rule dx = dy f'(x). */
+    private static Var pointwise(Var x, String name, DoubleUnaryOperator f, DoubleUnaryOperator df) {
+        Tensor xv = dense(x);
+        long n = xv.numel();
+        Tensor y = g().empty(xv.shape());
+        MemorySegment s = xv.segment(), o = y.segment();
+        for (long i = 0; i < n; i++) o.setAtIndex(JAVA_FLOAT, i, (float) f.applyAsDouble(s.getAtIndex(JAVA_FLOAT, i)));
+        return rec(y, name, of(x), gr -> {
+            firstOrderOnly(name);
+            Tensor d = g().empty(xv.shape());
+            MemorySegment gs = dense(gr).segment(), ds = d.segment();
+            for (long i = 0; i < n; i++)
+                ds.setAtIndex(JAVA_FLOAT, i, (float) (gs.getAtIndex(JAVA_FLOAT, i) * df.applyAsDouble(s.getAtIndex(JAVA_FLOAT, i))));
+            return of(Var.constant(d));
+        });
+    }
+
+    /** A constant copy of x's value: gradients stop here (PyTorch's detach). */
+    public static Var detach(Var x) { return Var.constant(x.value); }
 }

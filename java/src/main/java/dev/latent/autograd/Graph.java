@@ -50,6 +50,9 @@ public final class Graph implements AutoCloseable {
 
     public Scope scope() { return scope; }
 
+    /** Whether ops record backward rules (false in {@link #inference()} graphs). */
+    public boolean isRecording() { return recording; }
+
     /** A new tensor in this step's scope, contents undefined (the op writes all of it). */
     public Tensor empty(long... shape) { return Tensor.empty(scope, shape); }
 
@@ -105,6 +108,26 @@ public final class Graph implements AutoCloseable {
         } finally {
             recording = saved;
         }
+    }
+
+    /**
+     * d(y)/d(wrt) as a differentiable Var (PyTorch's {@code autograd.grad(y, wrt, create_graph=True)}): the
+     * backward ops are recorded, so a loss built from the result (WGAN-GP's gradient penalty) can be
+     * back-propagated to the parameters. Gradients that leaves already held are left as they were.
+     */
+    public Var gradient(Var y, Var wrt) {
+        Map<Var, Var> saved = new IdentityHashMap<>();
+        for (Var v : leavesWithGrad) saved.put(v, v.grad);
+        for (Var v : leavesWithGrad) v.grad = null;
+        Var before = wrt.grad;
+        wrt.grad = null;
+        backward(y, true);
+        Var g = wrt.grad;
+        for (Var v : leavesWithGrad) v.grad = saved.get(v);
+        wrt.grad = before;
+        for (Var v : tape) v.grad = null;
+        if (g == null) throw new IllegalArgumentException("gradient: the output does not depend on " + wrt);
+        return g;
     }
 
     /** x.grad += g, out of place (a rule may hand the same gradient to two inputs). */

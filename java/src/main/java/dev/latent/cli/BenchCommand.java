@@ -18,7 +18,7 @@ import java.util.Map;
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "Benchmark a workload against this machine's measured ceilings and any peer on the classpath.")
 final class BenchCommand implements Runnable {
-    @Parameters(index = "0", description = "workload: gemm | attention | gpt | reparam | peak")
+    @Parameters(index = "0", description = "workload: gemm | attention | gpt | reparam | conv | dcgan | peak")
     String workload;
 
     @Option(names = "--json", description = "print one JSON object per result on stdout (progress goes to stderr)")
@@ -66,8 +66,14 @@ final class BenchCommand implements Runnable {
                 for (int t : threads) all.addAll(dev.latent.bench.ReparamWorkload.run(t, reps, log()));
                 yield all;
             }
+            case "conv" -> dev.latent.bench.ConvWorkload.run(threads, reps, log());
+            case "dcgan" -> {
+                List<Map<String, Object>> all = new java.util.ArrayList<>();
+                for (int t : threads) all.addAll(dev.latent.bench.DcganWorkload.run(t, Math.max(3, reps), !noPeer, log()));
+                yield all;
+            }
             case "peak" -> peak();
-            default -> throw new IllegalArgumentException("unknown workload '" + workload + "' (gemm | attention | gpt | reparam | peak)");
+            default -> throw new IllegalArgumentException("unknown workload '" + workload + "' (gemm | attention | gpt | reparam | conv | dcgan | peak)");
         };
         if (json) results.forEach(r -> System.out.println(Json.object(r)));
     }

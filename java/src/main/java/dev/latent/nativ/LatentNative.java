@@ -54,6 +54,17 @@ public final class LatentNative {
             MemoryLayout.sequenceLayout(MAX_RANK, JAVA_LONG).withName("src_stride"),
             MemoryLayout.sequenceLayout(MAX_RANK, JAVA_LONG).withName("dst_stride")).withName("lt_copy_desc");
 
+    /** Mirror of lt_conv2d_desc. */
+    public static final StructLayout CONV2D_DESC = MemoryLayout.structLayout(
+            JAVA_LONG.withName("n"), JAVA_LONG.withName("c"), JAVA_LONG.withName("h"), JAVA_LONG.withName("w"),
+            JAVA_LONG.withName("k"), JAVA_LONG.withName("r"), JAVA_LONG.withName("s"),
+            JAVA_LONG.withName("oh"), JAVA_LONG.withName("ow"),
+            JAVA_INT.withName("stride_h"), JAVA_INT.withName("stride_w"), JAVA_INT.withName("pad_h"), JAVA_INT.withName("pad_w"))
+            .withName("lt_conv2d_desc");
+
+    /** LT_ACT_* kinds of lt_act_fwd / lt_act_bwd. */
+    public static final int ACT_RELU = 0, ACT_LEAKY_RELU = 1, ACT_TANH = 2, ACT_SIGMOID = 3;
+
     private static volatile LatentNative instance;
 
     private final Path path;
@@ -61,7 +72,8 @@ public final class LatentNative {
             structInfo, philox, randUniform, gemm, peakFma, peakTriad, abiVersionCritical;
     // Kernels bound lazily-checked: a library built without one fails at the call, naming the symbol.
     private final MethodHandle attentionFwd, attentionBwd, layernormFwd, layernormBwd, geluFwd, geluBwd, softmaxXent,
-            adamw, sumsq, embeddingBwd, axpby, mul, addRows, sumRows, copyStrided, reparamFwd, reparamBwd;
+            adamw, sumsq, embeddingBwd, axpby, mul, addRows, sumRows, copyStrided, reparamFwd, reparamBwd,
+            conv2dFwd, conv2dBwdData, conv2dBwdWeight, bnFwdTrain, bnFwdInfer, bnBwd, actFwd, actBwd, bceLogits;
 
     /** The process-wide binding, loaded on first use (see {@link NativeLoader} for where it looks). */
     public static LatentNative get() {
@@ -139,6 +151,20 @@ public final class LatentNative {
                 ADDRESS, ADDRESS));
         reparamBwd = opt(l, linker, "lt_reparam_bwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG, JAVA_LONG,
                 ADDRESS, JAVA_FLOAT, ADDRESS, ADDRESS));
+        conv2dFwd = opt(l, linker, "lt_conv2d_fwd", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        conv2dBwdData = opt(l, linker, "lt_conv2d_bwd_data", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        conv2dBwdWeight = opt(l, linker, "lt_conv2d_bwd_weight", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS,
+                ADDRESS, JAVA_INT));
+        bnFwdTrain = opt(l, linker, "lt_batchnorm2d_fwd_train", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                JAVA_FLOAT, JAVA_FLOAT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        bnFwdInfer = opt(l, linker, "lt_batchnorm2d_fwd_infer", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                JAVA_FLOAT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        bnBwd = opt(l, linker, "lt_batchnorm2d_bwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        actFwd = opt(l, linker, "lt_act_fwd", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_FLOAT, ADDRESS, ADDRESS));
+        actBwd = opt(l, linker, "lt_act_bwd", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_FLOAT, ADDRESS, ADDRESS, ADDRESS));
+        bceLogits = opt(l, linker, "lt_bce_logits", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, ADDRESS, JAVA_FLOAT,
+                ADDRESS, ADDRESS, JAVA_FLOAT));
         // Linker.Option.critical skips the thread-state transition: only for tiny calls, and measured in
         // FfmBench against the plain handle. Kernels never use it (they would stall GC for their duration).
         abiVersionCritical = linker.downcallHandle(find(l, path, "lt_abi_version"), FunctionDescriptor.of(JAVA_INT),
@@ -344,6 +370,61 @@ public final class LatentNative {
     public void reparamBwd(long n, MemorySegment mu, MemorySegment logvar, long seed, long stream, MemorySegment dz, float klScale,
                            MemorySegment dmu, MemorySegment dlogvar) {
         try { check("lt_reparam_bwd", (int) need(reparamBwd, "lt_reparam_bwd").invokeExact(n, mu, logvar, seed, stream, dz, klScale, dmu, dlogvar)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** Raw: desc is a filled {@link #CONV2D_DESC}; bias may be NULL. */
+    public void conv2dFwd(MemorySegment desc, MemorySegment x, MemorySegment w, MemorySegment bias, MemorySegment y) {
+        try { check("lt_conv2d_fwd", (int) need(conv2dFwd, "lt_conv2d_fwd").invokeExact(desc, x, w, bias, y)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void conv2dBwdData(MemorySegment desc, MemorySegment dy, MemorySegment w, MemorySegment bias, MemorySegment dx) {
+        try { check("lt_conv2d_bwd_data", (int) need(conv2dBwdData, "lt_conv2d_bwd_data").invokeExact(desc, dy, w, bias, dx)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void conv2dBwdWeight(MemorySegment desc, MemorySegment x, MemorySegment dy, MemorySegment dw, MemorySegment db, boolean accumulate) {
+        try { check("lt_conv2d_bwd_weight", (int) need(conv2dBwdWeight, "lt_conv2d_bwd_weight").invokeExact(desc, x, dy, dw, db, accumulate ? 1 : 0)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void batchnorm2dFwdTrain(long n, long c, long hw, float eps, float momentum, MemorySegment x, MemorySegment gamma,
+                                    MemorySegment beta, MemorySegment y, MemorySegment mean, MemorySegment rstd,
+                                    MemorySegment runningMean, MemorySegment runningVar) {
+        try { check("lt_batchnorm2d_fwd_train", (int) need(bnFwdTrain, "lt_batchnorm2d_fwd_train").invokeExact(n, c, hw, eps, momentum,
+                x, gamma, beta, y, mean, rstd, runningMean, runningVar)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void batchnorm2dFwdInfer(long n, long c, long hw, float eps, MemorySegment x, MemorySegment gamma, MemorySegment beta,
+                                    MemorySegment mean, MemorySegment var, MemorySegment y) {
+        try { check("lt_batchnorm2d_fwd_infer", (int) need(bnFwdInfer, "lt_batchnorm2d_fwd_infer").invokeExact(n, c, hw, eps,
+                x, gamma, beta, mean, var, y)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void batchnorm2dBwd(long n, long c, long hw, MemorySegment x, MemorySegment gamma, MemorySegment mean, MemorySegment rstd,
+                               MemorySegment dy, MemorySegment dx, MemorySegment dgamma, MemorySegment dbeta) {
+        try { check("lt_batchnorm2d_bwd", (int) need(bnBwd, "lt_batchnorm2d_bwd").invokeExact(n, c, hw, x, gamma, mean, rstd,
+                dy, dx, dgamma, dbeta)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void actFwd(int kind, long n, float alpha, MemorySegment x, MemorySegment y) {
+        try { check("lt_act_fwd", (int) need(actFwd, "lt_act_fwd").invokeExact(kind, n, alpha, x, y)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void actBwd(int kind, long n, float alpha, MemorySegment in, MemorySegment dy, MemorySegment dx) {
+        try { check("lt_act_bwd", (int) need(actBwd, "lt_act_bwd").invokeExact(kind, n, alpha, in, dy, dx)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** loss: an 8-byte segment or NULL; targets / dlogits may be NULL. */
+    public void bceLogits(long n, MemorySegment logits, MemorySegment targets, float tConst, MemorySegment loss,
+                          MemorySegment dlogits, float dscale) {
+        try { check("lt_bce_logits", (int) need(bceLogits, "lt_bce_logits").invokeExact(n, logits, targets, tConst, loss, dlogits, dscale)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 }

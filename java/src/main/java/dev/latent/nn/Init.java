@@ -34,4 +34,17 @@ public final class Init {
         if (value != 0f) t.segment().elements(JAVA_FLOAT).forEach(e -> e.set(JAVA_FLOAT, 0, value));
         return t;
     }
+
+    /** U(-bound, bound) of {@code shape}. */
+    public static Tensor uniform(Scope scope, long seed, long stream, double bound, long... shape) {
+        Tensor t = Tensor.rand(scope, seed, stream, shape);
+        MemorySegment s = t.segment();
+        for (long i = 0, n = t.numel(); i < n; i++) s.setAtIndex(JAVA_FLOAT, i, (float) ((2.0 * s.getAtIndex(JAVA_FLOAT, i) - 1.0) * bound));
+        return t;
+    }
+
+    /** PyTorch's default for Linear and Conv weights and biases (kaiming_uniform with a = sqrt 5): U(+-1/sqrt(fan_in)). */
+    public static Tensor torchDefault(Scope scope, long seed, long stream, long fanIn, long... shape) {
+        return uniform(scope, seed, stream, 1.0 / Math.sqrt(fanIn), shape);
+    }
 }

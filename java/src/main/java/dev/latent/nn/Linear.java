@@ -3,6 +3,7 @@ package dev.latent.nn;
 import dev.latent.autograd.F;
 import dev.latent.autograd.Var;
 import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
 
 import java.util.Map;
 
@@ -13,6 +14,12 @@ public final class Linear implements Module {
     public Linear(Scope scope, long in, long out, boolean bias, long seed, long stream, double std) {
         this.weight = Var.param(Init.normal(scope, seed, stream, std, out, in));
         this.bias = bias ? Var.param(Init.constant(scope, 0f, out)) : null;
+    }
+
+    /** From given tensors: weight (out, in), bias (out) or null. */
+    public Linear(Scope scope, Tensor weight, Tensor bias) {
+        this.weight = Var.param(weight);
+        this.bias = bias == null ? null : Var.param(bias);
     }
 
     public Var forward(Var x) { return F.linear(x, weight, bias); }

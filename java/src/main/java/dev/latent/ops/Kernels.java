@@ -247,4 +247,68 @@ public final class Kernels {
         numel("reparamBackward", mu.numel(), logvar, dz, dmu, dlogvar);
         nat().reparamBwd(mu.numel(), mu.segment(), logvar.segment(), seed, stream, dz.segment(), klScale, dmu.segment(), dlogvar.segment());
     }
+
+    // ---- BatchNorm2d, activations, BCE (kernels/batchnorm, kernels/activation) ----
+
+    private static long[] nchw(String op, Tensor x) {
+        if (x.rank() < 2) throw new IllegalArgumentException(op + ": expected (N, C, ...) input, got " + x);
+        long n = x.size(0), c = x.size(1);
+        return new long[] {n, c, x.numel() / Math.max(1, n * c)};
+    }
+
+    /** Training-mode BatchNorm over (N, C, H, W): batch statistics, running statistics updated when not null. */
+    public static void batchNormTrain(Tensor x, Tensor gamma, Tensor beta, float eps, float momentum, Tensor y,
+                                      Tensor mean, Tensor rstd, Tensor runningMean, Tensor runningVar) {
+        dense("batchNorm2d", x, gamma, beta, y, mean, rstd, runningMean, runningVar);
+        long[] d = nchw("batchNorm2d", x);
+        numel("batchNorm2d", d[1], gamma, beta, mean, rstd, runningMean, runningVar);
+        numel("batchNorm2d", x.numel(), y);
+        nat().batchnorm2dFwdTrain(d[0], d[1], d[2], eps, momentum, x.segment(), seg(gamma), seg(beta), y.segment(),
+                mean.segment(), rstd.segment(), seg(runningMean), seg(runningVar));
+    }
+
+    /** Inference-mode BatchNorm with given statistics. */
+    public static void batchNormInfer(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor mean, Tensor var, Tensor y) {
+        dense("batchNorm2d", x, gamma, beta, mean, var, y);
+        long[] d = nchw("batchNorm2d", x);
+        numel("batchNorm2d", d[1], gamma, beta, mean, var);
+        numel("batchNorm2d", x.numel(), y);
+        nat().batchnorm2dFwdInfer(d[0], d[1], d[2], eps, x.segment(), seg(gamma), seg(beta), mean.segment(), var.segment(), y.segment());
+    }
+
+    /** dx (overwritten), dgamma and dbeta (accumulated, may be null) of the training forward. */
+    public static void batchNormBackward(Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dy, Tensor dx, Tensor dgamma, Tensor dbeta) {
+        dense("batchNorm2dBackward", x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
+        long[] d = nchw("batchNorm2dBackward", x);
+        numel("batchNorm2dBackward", d[1], gamma, mean, rstd, dgamma, dbeta);
+        numel("batchNorm2dBackward", x.numel(), dy, dx);
+        nat().batchnorm2dBwd(d[0], d[1], d[2], x.segment(), seg(gamma), mean.segment(), rstd.segment(), dy.segment(),
+                dx.segment(), seg(dgamma), seg(dbeta));
+    }
+
+    /** y = act(x) for LatentNative.ACT_* (alpha: LeakyReLU's slope). */
+    public static void activation(int kind, float alpha, Tensor x, Tensor y) {
+        dense("activation", x, y);
+        numel("activation", x.numel(), y);
+        nat().actFwd(kind, x.numel(), alpha, x.segment(), y.segment());
+    }
+
+    /** dx = dy * act'(.); {@code in} is x for ReLU / LeakyReLU and the forward output y for Tanh / Sigmoid. */
+    public static void activationBackward(int kind, float alpha, Tensor in, Tensor dy, Tensor dx) {
+        dense("activationBackward", in, dy, dx);
+        numel("activationBackward", in.numel(), dy, dx);
+        nat().actBwd(kind, in.numel(), alpha, in.segment(), dy.segment(), dx.segment());
+    }
+
+    /**
+     * Sum over elements of BCE-with-logits against {@code targets} (or the constant {@code t} when targets is
+     * null); writes dlogits = (sigmoid(x) - t) * dscale when dlogits is not null.
+     */
+    public static double bceWithLogits(Tensor logits, Tensor targets, float t, Tensor dlogits, float dscale) {
+        dense("bceWithLogits", logits, targets, dlogits);
+        numel("bceWithLogits", logits.numel(), targets, dlogits);
+        MemorySegment out = F64.get();
+        nat().bceLogits(logits.numel(), logits.segment(), seg(targets), t, out, seg(dlogits), dscale);
+        return out.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0);
+    }
 }

@@ -94,10 +94,9 @@ class GradCheckTest {
     void fusedOpsRefuseDoubleBackwardClearly() {
         try (Scope s = Scope.shared(); Graph g = Graph.open()) {
             Var x = Var.input(Tensor.of(s, TestUtil.randn(1, 8), 2, 4));
-            Var w = Var.param(Tensor.of(s, new float[] {1, 1, 1, 1}, 4)), b = Var.param(Tensor.zeros(s, 4));
-            Var y = sum(F.layerNorm(x, w, b, 1e-5f));
+            Var y = sum(F.tanh(x));
             var e = assertThrows(UnsupportedOperationException.class, () -> g.backward(y, true));
-            assertTrue(e.getMessage().contains("layerNorm"), e.getMessage());
+            assertTrue(e.getMessage().contains("tanh"), e.getMessage());
         }
     }
 

@@ -96,9 +96,11 @@ class NativeLoaderTest {
         String[][] fields = {
                 {"b", "nh", "t", "hs", "causal", "scale"},
                 {"lr", "beta1", "beta2", "eps", "weight_decay", "grad_scale", "step"},
-                {"rank", "shape", "src_stride", "dst_stride"}};
-        java.lang.foreign.StructLayout[] layouts = {LatentNative.ATTENTION_DESC, LatentNative.ADAMW_DESC, LatentNative.COPY_DESC};
-        for (int which = 1; which <= 3; which++) {
+                {"rank", "shape", "src_stride", "dst_stride"},
+                {"n", "c", "h", "w", "k", "r", "s", "oh", "ow", "stride_h", "stride_w", "pad_h", "pad_w"}};
+        java.lang.foreign.StructLayout[] layouts = {LatentNative.ATTENTION_DESC, LatentNative.ADAMW_DESC, LatentNative.COPY_DESC,
+                LatentNative.CONV2D_DESC};
+        for (int which = 1; which <= 4; which++) {
             long[] info = n.structInfo(which, fields[which - 1].length);
             var layout = layouts[which - 1];
             assertEquals(layout.byteSize(), info[0], "sizeof " + layout.name().orElseThrow());

@@ -1,0 +1,251 @@
+package dev.latent.cli;
+
+import dev.latent.data.ImageData;
+import dev.latent.eval.Fid;
+import dev.latent.io.Json;
+import dev.latent.io.SafeTensors;
+import dev.latent.models.classifier.Classifier;
+import dev.latent.models.gan.Dcgan;
+import dev.latent.models.gan.GanTrainer;
+import dev.latent.models.gan.ToyGan;
+import dev.latent.nativ.LatentNative;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+/** The GAN family's commands: train dcgan | wgan-gp | toy-gan | classifier, eval fid | modes. */
+final class GanCommands {
+    private GanCommands() {}
+
+    static void threads(Integer threads) {
+        if (threads != null) LatentNative.get().setNumThreads(threads);
+    }
+
+    /** Options shared by DCGAN and WGAN-GP. */
+    abstract static class ImageGan implements Callable<Integer> {
+        @Option(names = "--data", description = "fashion-mnist (Debian's package), a folder of IDX files or PNGs, or an IDX file (default: ${DEFAULT-VALUE})")
+        String data = "fashion-mnist";
+        @Option(names = "--out", required = true, description = "output folder: metrics.jsonl, samples-epoch-*.png, loss.png, checkpoint.safetensors") Path out;
+        @Option(names = "--iters", description = "generator iterations (default: ${DEFAULT-VALUE})") int iters = 2000;
+        @Option(names = "--batch") int batch = 64;
+        @Option(names = "--nz") int nz = 100;
+        @Option(names = "--ngf") int ngf = 64;
+        @Option(names = "--ndf") int ndf = 64;
+        @Option(names = "--lr") Float lr;
+        @Option(names = "--seed") long seed = 1;
+        @Option(names = "--log-interval") int logInterval = 50;
+        @Option(names = "--limit", description = "use only the first N training images (quick runs)") int limit = 0;
+        @Option(names = "--samples", description = "at the end, write N samples (28 x 28 bytes, IDX3) to samples-idx3-ubyte for `eval fid`") int samples = 0;
+        @Option(names = "--threads") Integer threads;
+        @Option(names = "--quiet") boolean quiet;
+
+        abstract GanTrainer.Config base();
+
+        GanTrainer.Config config(GanTrainer.Config b, int nCritic, float lambda, Dcgan.Norm norm) {
+            if (iters < 1 || batch < 1 || nz < 1 || ngf < 1 || ndf < 1 || logInterval < 1 || limit < 0 || samples < 0)
+                throw new IllegalArgumentException("--iters, --batch, --nz, --ngf, --ndf, --log-interval must be >= 1; --limit, --samples >= 0");
+            return new GanTrainer.Config(b.loss(), data, out, iters, batch, nz, ngf, ndf, lr == null ? b.lr() : lr, b.beta1(), b.beta2(),
+                    nCritic, lambda, norm, seed, logInterval, limit, samples, b.sampleSeed(), quiet);
+        }
+
+        int run(GanTrainer.Config c) throws Exception {
+            threads(threads);
+            GanTrainer t = new GanTrainer(c);
+            System.err.printf(Locale.ROOT, "%s: data %s, %d iterations of batch %d, %d threads%n", c.loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp",
+                    c.data(), c.iters(), c.batch(), LatentNative.get().numThreads());
+            GanTrainer.Result r = t.run();
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("model", c.loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp");
+            m.put("iters", r.iters()); m.put("seconds", r.seconds()); m.put("images_per_s", r.imagesPerSecond());
+            m.put("lossD", r.lossD()); m.put("lossG", r.lossG()); m.put("finite", r.finite()); m.put("out", c.out().toString());
+            System.out.println(Json.object(m));
+            return r.finite() ? 0 : 2;
+        }
+    }
+
+    @Command(name = "dcgan", mixinStandardHelpOptions = true, description = "Train DCGAN (BCE loss) on 28 x 28 images padded to 32 x 32.")
+    static final class TrainDcgan extends ImageGan {
+        GanTrainer.Config base() { return GanTrainer.Config.dcgan(data, out); }
+
+        @Override
+        public Integer call() throws Exception { return run(config(base(), 1, 0f, Dcgan.Norm.BATCH)); }
+    }
+
+    @Command(name = "wgan-gp", mixinStandardHelpOptions = true, description = "Train WGAN-GP (critic without BatchNorm, gradient penalty).")
+    static final class TrainWganGp extends ImageGan {
+        @Option(names = "--n-critic") int nCritic = 5;
+        @Option(names = "--lambda") float lambda = 10f;
+        @Option(names = "--critic-norm", description = "none | layer (default: ${DEFAULT-VALUE})") String criticNorm = "none";
+
+        GanTrainer.Config base() { return GanTrainer.Config.wganGp(data, out); }
+
+        @Override
+        public Integer call() throws Exception {
+            Dcgan.Norm norm = switch (criticNorm) {
+                case "none" -> Dcgan.Norm.NONE;
+                case "layer" -> Dcgan.Norm.LAYER;
+                default -> throw new IllegalArgumentException("--critic-norm must be none or layer, got " + criticNorm);
+            };
+            if (nCritic < 1 || lambda < 0) throw new IllegalArgumentException("--n-critic >= 1 and --lambda >= 0 required");
+            return run(config(base(), nCritic, lambda, norm));
+        }
+    }
+
+    @Command(name = "toy-gan", mixinStandardHelpOptions = true,
+            description = "2-D mode-coverage benchmark (VEEGAN / PacGAN): ring8 or grid25, GAN or WGAN-GP; prints modes covered and % high-quality samples.")
+    static final class TrainToyGan implements Callable<Integer> {
+        @Option(names = "--dist", description = "ring8 | grid25 (default: ${DEFAULT-VALUE})") String dist = "ring8";
+        @Option(names = "--loss", description = "gan | wgan-gp (default: ${DEFAULT-VALUE})") String loss = "wgan-gp";
+        @Option(names = "--seeds", description = "comma-separated seeds, each a full run (default: ${DEFAULT-VALUE})") String seeds = "1";
+        @Option(names = "--steps", description = "generator steps (default: 2000 for gan, 1000 for wgan-gp)") Integer steps;
+        @Option(names = "--hidden") int hidden = 128;
+        @Option(names = "--batch") int batch = 256;
+        @Option(names = "--lambda") Float lambda;
+        @Option(names = "--out", description = "folder for result.json (optional)") Path out;
+        @Option(names = "--threads") Integer threads;
+
+        @Override
+        public Integer call() throws Exception {
+            threads(threads);
+            boolean wgan = switch (loss) {
+                case "gan" -> false;
+                case "wgan-gp" -> true;
+                default -> throw new IllegalArgumentException("--loss must be gan or wgan-gp, got " + loss);
+            };
+            ToyGan.Dist.of(dist);
+            List<Map<String, Object>> runs = new ArrayList<>();
+            double modes = 0, hq = 0;
+            String[] ss = seeds.split(",");
+            for (String s : ss) {
+                long seed = Long.parseLong(s.trim());
+                ToyGan.Config d = ToyGan.Config.defaults(dist, wgan);
+                ToyGan.Config c = new ToyGan.Config(dist, wgan, steps == null ? d.steps() : steps, batch, hidden, d.lr(), true, d.nCritic(),
+                        lambda == null ? d.lambda() : lambda, seed);
+                long t0 = System.nanoTime();
+                ToyGan gan = new ToyGan(c);
+                double[] last = gan.train();
+                ToyGan.Coverage cov = ToyGan.coverage(gan.dist, gan.sample(2500, 1234));
+                Map<String, Object> r = new LinkedHashMap<>();
+                r.put("seed", seed);
+                r.putAll(cov.toMap());
+                r.put("lossD", last[0]); r.put("lossG", last[1]); r.put("seconds", (System.nanoTime() - t0) / 1e9);
+                runs.add(r);
+                System.err.println("toy-gan " + dist + " " + loss + " seed " + seed + ": " + Json.object(r));
+                modes += cov.modes();
+                hq += cov.hqPct();
+            }
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("dist", dist); m.put("loss", loss); m.put("seeds", ss.length);
+            m.put("modes_mean", modes / ss.length); m.put("hq_pct_mean", hq / ss.length); m.put("runs", runs);
+            String json = Json.object(m);
+            if (out != null) {
+                Files.createDirectories(out);
+                Files.writeString(out.resolve("result.json"), json + "\n");
+            }
+            System.out.println(json);
+            return 0;
+        }
+    }
+
+    @Command(name = "classifier", mixinStandardHelpOptions = true,
+            description = "Train the small CNN whose features define our FID and Inception Score (needs labels).")
+    static final class TrainClassifier implements Callable<Integer> {
+        @Option(names = "--data", description = "fashion-mnist or a folder with IDX image and label files (default: ${DEFAULT-VALUE})") String data = "fashion-mnist";
+        @Option(names = "--out", required = true) Path out;
+        @Option(names = "--epochs") int epochs = 3;
+        @Option(names = "--batch") int batch = 128;
+        @Option(names = "--lr") float lr = 2e-3f;
+        @Option(names = "--seed") long seed = 1;
+        @Option(names = "--limit", description = "use only the first N training images") int limit = 0;
+        @Option(names = "--threads") Integer threads;
+        @Option(names = "--quiet") boolean quiet;
+
+        @Override
+        public Integer call() throws Exception {
+            threads(threads);
+            if (epochs < 1 || batch < 1 || limit < 0) throw new IllegalArgumentException("--epochs, --batch >= 1 and --limit >= 0 required");
+            ImageData train = ImageData.load(data, "train"), test = ImageData.load(data, "test");
+            if (limit > 0) train = train.head(limit);
+            try (Scope scope = Scope.shared()) {
+                Classifier c = new Classifier(scope, 10, seed);
+                Classifier.TrainResult r = c.train(train, test, out, epochs, batch, lr, seed, quiet);
+                Map<String, Object> m = new LinkedHashMap<>();
+                m.put("model", "classifier"); m.put("epochs", r.epochs()); m.put("test_accuracy", r.testAccuracy());
+                m.put("seconds", r.seconds()); m.put("checkpoint", out.resolve(Classifier.CHECKPOINT).toString());
+                System.out.println(Json.object(m));
+            }
+            return 0;
+        }
+    }
+
+    /** "fashion-mnist:test", "DIR:train", a PNG folder or an IDX file. */
+    static ImageData images(String spec) throws Exception {
+        String split = "test", s = spec;
+        int colon = spec.lastIndexOf(':');
+        if (colon > 0 && (spec.endsWith(":train") || spec.endsWith(":test"))) { split = spec.substring(colon + 1); s = spec.substring(0, colon); }
+        return ImageData.load(s, split);
+    }
+
+    @Command(name = "fid", mixinStandardHelpOptions = true,
+            description = "FID and Inception Score of a sample set against a data split, with our classifier's features; one JSON object out.")
+    static final class EvalFid implements Callable<Integer> {
+        @Option(names = "--classifier", required = true, description = "folder (or file) of `train classifier`") Path classifier;
+        @Option(names = "--samples", required = true, description = "IDX file, PNG folder, or fashion-mnist:train|test") String samples;
+        @Option(names = "--ref", description = "reference split (default: ${DEFAULT-VALUE})") String ref = "fashion-mnist:test";
+        @Option(names = "--limit", description = "use at most N images of each set (0: all)") int limit = 0;
+        @Option(names = "--threads") Integer threads;
+
+        @Override
+        public Integer call() throws Exception {
+            threads(threads);
+            ImageData a = images(samples), b = images(ref);
+            if (limit > 0) { a = a.head(limit); b = b.head(limit); }
+            if (a.h != 28 || a.w != 28 || b.h != 28 || b.w != 28)
+                throw new IllegalArgumentException("eval fid: 28 x 28 images expected, got " + a.h + "x" + a.w + " and " + b.h + "x" + b.w);
+            try (Scope scope = Scope.shared()) {
+                Classifier c = Classifier.load(classifier, scope);
+                double[][][] fa = c.featuresAndProbs(a), fb = c.featuresAndProbs(b);
+                double fid = Fid.distance(Fid.stats(fa[0]), Fid.stats(fb[0]));
+                double[] is = Fid.inceptionScore(fa[1], 10);
+                Map<String, Object> m = new LinkedHashMap<>();
+                m.put("metric", "fid"); m.put("fid", fid); m.put("is_mean", is[0]); m.put("is_std", is[1]);
+                m.put("samples", a.source); m.put("n_samples", a.n); m.put("ref", b.source); m.put("n_ref", b.n);
+                m.put("classifier", classifier.toString());
+                System.out.println(Json.object(m));
+            }
+            return 0;
+        }
+    }
+
+    @Command(name = "dcgan", mixinStandardHelpOptions = true, description = "Sample a grid (PNG) or an IDX file from a DCGAN / WGAN-GP checkpoint.")
+    static final class SampleDcgan implements Callable<Integer> {
+        @Option(names = "--checkpoint", required = true, description = "a training --out folder") Path checkpoint;
+        @Option(names = "--out", required = true, description = "PNG grid (.png) or IDX3 file of 28 x 28 samples") Path out;
+        @Option(names = "--n", description = "samples (default: ${DEFAULT-VALUE})") int n = 64;
+        @Option(names = "--seed") long seed = 1234;
+        @Option(names = "--threads") Integer threads;
+
+        @Override
+        public Integer call() throws Exception {
+            threads(threads);
+            try (Scope scope = Scope.shared()) {
+                GanTrainer t = GanTrainer.load(checkpoint, scope, seed);
+                if (out.toString().endsWith(".png")) t.writeGridSamples(out, n);
+                else t.writeSamples(out, n);
+                System.out.println(Json.object(Map.of("out", out.toString(), "n", n)));
+            }
+            return 0;
+        }
+    }
+}

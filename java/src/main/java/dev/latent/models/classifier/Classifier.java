@@ -1,0 +1,199 @@
+package dev.latent.models.classifier;
+
+import dev.latent.autograd.F;
+import dev.latent.autograd.Graph;
+import dev.latent.autograd.Var;
+import dev.latent.data.ImageData;
+import dev.latent.io.Json;
+import dev.latent.io.SafeTensors;
+import dev.latent.nn.Conv2d;
+import dev.latent.nn.Init;
+import dev.latent.nn.Linear;
+import dev.latent.nn.Module;
+import dev.latent.optim.AdamW;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+import dev.latent.train.Metrics;
+import dev.latent.train.Progress;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Locale;
+import java.util.Map;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+
+/**
+ * The feature network of our FID and Inception Score on 28 x 28 gray images: a small CNN classifier
+ * (conv 3x3 32 -> conv 3x3/2 32 -> conv 3x3/2 64 -> linear 128 -> linear classes, ReLU), inputs scaled to [-1, 1].
+ * Its 128-wide penultimate layer (after ReLU) is the feature vector. Owning it (instead of Inception-v3) keeps the
+ * metric offline and cheap; its numbers are on our scale only, so every comparison is scored with this same net
+ * (samples from another framework included).
+ */
+public final class Classifier implements Module {
+    public static final String CHECKPOINT = "classifier.safetensors";
+    static final String FORMAT = "latent-classifier-1";
+    public static final int FEATURES = 128;
+
+    final Conv2d c1, c2, c3;
+    final Linear fc, out;
+    public final int classes;
+    private final Scope scope;
+
+    public Classifier(Scope scope, int classes, long seed) {
+        this.scope = scope;
+        this.classes = classes;
+        c1 = Conv2d.torchDefault(scope, 1, 32, 3, 1, 1, true, seed, 10);
+        c2 = Conv2d.torchDefault(scope, 32, 32, 3, 2, 1, true, seed, 12);
+        c3 = Conv2d.torchDefault(scope, 32, 64, 3, 2, 1, true, seed, 14);
+        fc = new Linear(scope, Init.torchDefault(scope, seed, 16, 64 * 49, FEATURES, 64 * 49), Init.torchDefault(scope, seed, 17, 64 * 49, FEATURES));
+        out = new Linear(scope, Init.torchDefault(scope, seed, 18, FEATURES, classes, FEATURES), Init.torchDefault(scope, seed, 19, FEATURES, classes));
+    }
+
+    /** Penultimate features (B, 128) of x (B, 1, 28, 28) in [-1, 1]. */
+    public Var features(Var x) {
+        Var h = F.relu(c1.forward(x));
+        h = F.relu(c2.forward(h));
+        h = F.relu(c3.forward(h));
+        return F.relu(fc.forward(F.reshape(h, h.shape()[0], 64 * 49)));
+    }
+
+    public Var logits(Var x) { return out.forward(features(x)); }
+
+    @Override
+    public void collect(String prefix, Map<String, Var> o) {
+        c1.collect(prefix + "c1.", o); c2.collect(prefix + "c2.", o); c3.collect(prefix + "c3.", o);
+        fc.collect(prefix + "fc.", o); out.collect(prefix + "out.", o);
+    }
+
+    /** Fills x (m, 1, 28, 28) with images idx[from..from+m) scaled to [-1, 1]. */
+    static void batch(ImageData data, int[] idx, int from, int m, Tensor x) {
+        data.fill(x, idx, from, m, 1f / 127.5f, -1f, 0);
+    }
+
+    public record TrainResult(int epochs, double testAccuracy, double seconds) {}
+
+    /** Trains on the train split, reports test accuracy per epoch to metrics.jsonl, saves the checkpoint in dir. */
+    public TrainResult train(ImageData trainSet, ImageData testSet, Path dir, int epochs, int batch, float lr, long seed, boolean quiet)
+            throws IOException {
+        if (trainSet.labels == null) throw new IOException(trainSet.source + ": the classifier needs labels (an IDX label file beside the images)");
+        if (trainSet.h != 28 || trainSet.w != 28) throw new IOException("classifier: 28 x 28 images expected, got " + trainSet.h + "x" + trainSet.w);
+        Files.createDirectories(dir);
+        AdamW opt = new AdamW(scope, namedParameters(), 0.9f, 0.999f, 1e-8f, 0f);
+        int steps = epochs * (trainSet.n / batch);
+        Progress progress = new Progress(0, steps);
+        long t0 = System.nanoTime();
+        double acc = Double.NaN;
+        int step = 0;
+        try (Metrics metrics = new Metrics(dir, false); Arena arena = Arena.ofConfined()) {
+            MemorySegment targets = arena.allocate(JAVA_INT, batch);
+            for (int ep = 0; ep < epochs; ep++) {
+                int[] perm = ImageData.permutation(trainSet.n, seed, 1000 + ep);
+                for (int pos = 0; pos + batch <= trainSet.n; pos += batch) {
+                    step++;
+                    float lrNow = (float) (lr * 0.5 * (1 + Math.cos(Math.PI * (step - 1) / steps)));
+                    try (Graph g = Graph.open()) {
+                        Tensor x = g.empty(batch, 1, 28, 28);
+                        batch(trainSet, perm, pos, batch, x);
+                        for (int i = 0; i < batch; i++) targets.setAtIndex(JAVA_INT, i, trainSet.labels[perm[pos + i]]);
+                        Var loss = F.crossEntropy(logits(Var.constant(x)), targets);
+                        g.backward(loss);
+                        opt.update(lrNow, 0);
+                        if (!quiet && step % 100 == 0) progress.report(step, String.format(Locale.ROOT, "loss %.4f", F.item(loss)));
+                    }
+                }
+                acc = accuracy(testSet);
+                Map<String, Object> rec = new LinkedHashMap<>();
+                rec.put("epoch", ep + 1); rec.put("test_accuracy", acc); rec.put("elapsed_s", (System.nanoTime() - t0) / 1e9);
+                metrics.log(rec);
+                if (!quiet) System.err.printf(Locale.ROOT, "epoch %d: test accuracy %.4f%n", ep + 1, acc);
+            }
+        }
+        save(dir.resolve(CHECKPOINT), Map.of("test_accuracy", acc, "epochs", epochs, "seed", seed));
+        return new TrainResult(epochs, acc, (System.nanoTime() - t0) / 1e9);
+    }
+
+    /** Fraction of correctly classified images. */
+    public double accuracy(ImageData data) {
+        if (data.labels == null) throw new IllegalArgumentException(data.source + ": accuracy needs labels");
+        int correct = 0;
+        for (int from = 0; from < data.n; from += 500) {
+            int m = Math.min(500, data.n - from);
+            try (Graph g = Graph.inference()) {
+                Tensor x = g.empty(m, 1, 28, 28);
+                batch(data, null, from, m, x);
+                MemorySegment s = logits(Var.constant(x)).value().segment();
+                for (int i = 0; i < m; i++) {
+                    int arg = 0;
+                    for (int c = 1; c < classes; c++) if (s.getAtIndex(JAVA_FLOAT, (long) i * classes + c) > s.getAtIndex(JAVA_FLOAT, (long) i * classes + arg)) arg = c;
+                    if (arg == data.labels[from + i]) correct++;
+                }
+            }
+        }
+        return (double) correct / data.n;
+    }
+
+    /** Features (n x 128) and class probabilities (n x classes) of every image, in double. */
+    public double[][][] featuresAndProbs(ImageData data) {
+        double[][] feats = new double[data.n][], probs = new double[data.n][];
+        for (int from = 0; from < data.n; from += 500) {
+            int m = Math.min(500, data.n - from);
+            try (Graph g = Graph.inference()) {
+                Tensor x = g.empty(m, 1, 28, 28);
+                batch(data, null, from, m, x);
+                Var f = features(Var.constant(x));
+                MemorySegment fs = f.value().segment(), ls = out.forward(f).value().segment();
+                for (int i = 0; i < m; i++) {
+                    double[] fi = new double[FEATURES], pi = new double[classes];
+                    for (int j = 0; j < FEATURES; j++) fi[j] = fs.getAtIndex(JAVA_FLOAT, (long) i * FEATURES + j);
+                    double mx = Double.NEGATIVE_INFINITY, sum = 0;
+                    for (int c = 0; c < classes; c++) mx = Math.max(mx, ls.getAtIndex(JAVA_FLOAT, (long) i * classes + c));
+                    for (int c = 0; c < classes; c++) sum += pi[c] = Math.exp(ls.getAtIndex(JAVA_FLOAT, (long) i * classes + c) - mx);
+                    for (int c = 0; c < classes; c++) pi[c] /= sum;
+                    feats[from + i] = fi;
+                    probs[from + i] = pi;
+                }
+            }
+        }
+        return new double[][][] {feats, probs};
+    }
+
+    public void save(Path file, Map<String, Object> info) throws IOException {
+        Map<String, Tensor> t = new LinkedHashMap<>();
+        namedParameters().forEach((k, v) -> t.put(k, v.value()));
+        Map<String, String> meta = new LinkedHashMap<>();
+        meta.put("format", FORMAT);
+        meta.put("classes", Integer.toString(classes));
+        meta.put("info", Json.object(info));
+        SafeTensors.write(file, t, meta);
+    }
+
+    /** Loads a classifier from its checkpoint file or the folder holding it. */
+    public static Classifier load(Path dirOrFile, Scope scope) throws IOException {
+        Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(CHECKPOINT) : dirOrFile;
+        if (!Files.isRegularFile(f))
+            throw new IOException("no classifier at " + f + ": train one with `bin/latent train classifier --out " + dirOrFile + "`");
+        SafeTensors.Loaded l = SafeTensors.read(f, scope);
+        if (!FORMAT.equals(l.metadata().get("format"))) throw new IOException(f + ": not a Latent classifier checkpoint");
+        int classes;
+        try {
+            classes = Integer.parseInt(l.metadata().getOrDefault("classes", "10"));
+        } catch (NumberFormatException e) {
+            throw new IOException(f + ": bad class count " + l.metadata().get("classes"));
+        }
+        Classifier c = new Classifier(scope, classes, 0);
+        for (var e : c.namedParameters().entrySet()) {
+            Tensor src = l.tensors().get(e.getKey());
+            if (src == null) throw new IOException(f + ": missing tensor " + e.getKey());
+            if (!java.util.Arrays.equals(src.shape(), e.getValue().shape()))
+                throw new IOException(f + ": tensor " + e.getKey() + " has shape " + java.util.Arrays.toString(src.shape()));
+            MemorySegment.copy(src.segment(), 0, e.getValue().value().segment(), 0, src.numel() * 4);
+        }
+        return c;
+    }
+}

@@ -1,0 +1,327 @@
+package dev.latent.models.gan;
+
+import dev.latent.autograd.F;
+import dev.latent.autograd.Graph;
+import dev.latent.autograd.Var;
+import dev.latent.data.Idx;
+import dev.latent.data.ImageData;
+import dev.latent.io.Json;
+import dev.latent.io.SafeTensors;
+import dev.latent.nn.Init;
+import dev.latent.optim.AdamW;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+import dev.latent.train.ImageGrid;
+import dev.latent.train.Metrics;
+import dev.latent.train.Plot;
+import dev.latent.train.Progress;
+
+import java.awt.Color;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+/**
+ * Trains DCGAN (non-saturating BCE loss) or WGAN-GP (critic without BatchNorm, n_critic critic steps per generator
+ * step, gradient penalty lambda (|grad D(x_hat)| - 1)^2) on 1 x 28 x 28 images padded to 32 x 32 in [-1, 1], as
+ * ../shared/reference/dcgan_fmnist.py does. Writes metrics.jsonl, a sample grid per epoch (fixed latent batch),
+ * loss.png, checkpoint.safetensors and, when asked, a file of samples (IDX3, 28 x 28 bytes) for FID.
+ * All randomness is Philox keyed by (seed, purpose, step): the same seed gives the same bits.
+ */
+public final class GanTrainer {
+    public static final String CHECKPOINT = "checkpoint.safetensors";
+    static final String FORMAT = "latent-gan-1";
+
+    public enum Loss { GAN, WGAN_GP }
+
+    public record Config(Loss loss, String data, Path out, int iters, int batch, long nz, long ngf, long ndf, float lr,
+                         float beta1, float beta2, int nCritic, float lambda, Dcgan.Norm criticNorm, long seed,
+                         int logEvery, int trainLimit, int samples, long sampleSeed, boolean quiet) {
+        public static Config dcgan(String data, Path out) {
+            return new Config(Loss.GAN, data, out, 2000, 64, 100, 64, 64, 2e-4f, 0.5f, 0.999f, 1, 0f, Dcgan.Norm.BATCH,
+                    1, 50, 0, 0, 1234, false);
+        }
+
+        public static Config wganGp(String data, Path out) {
+            return new Config(Loss.WGAN_GP, data, out, 2000, 64, 100, 64, 64, 1e-4f, 0.5f, 0.9f, 5, 10f, Dcgan.Norm.NONE,
+                    1, 50, 0, 0, 1234, false);
+        }
+
+        Map<String, Object> toMap() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("loss", loss == Loss.GAN ? "gan" : "wgan-gp"); m.put("data", data); m.put("iters", iters); m.put("batch", batch);
+            m.put("nz", nz); m.put("ngf", ngf); m.put("ndf", ndf); m.put("lr", lr); m.put("beta1", beta1); m.put("beta2", beta2);
+            m.put("n_critic", nCritic); m.put("lambda", lambda); m.put("critic_norm", criticNorm.name().toLowerCase(Locale.ROOT));
+            m.put("seed", seed); m.put("train_limit", trainLimit);
+            return m;
+        }
+    }
+
+    /** Summary of a run. */
+    public record Result(int iters, double seconds, double imagesPerSecond, double lossD, double lossG, boolean finite) {}
+
+    // Philox stream ids per purpose: batches, latents, interpolation weights. Step-keyed so runs can resume exactly.
+    private static final long PERM = 1L << 40, LATENT = 2L << 40, EPS = 3L << 40;
+
+    private final Config cfg;
+    public final Dcgan.Generator g;
+    public final Dcgan.Discriminator d;
+    private final AdamW optG, optD;
+    private final Scope params = Scope.shared();
+
+    public GanTrainer(Config cfg) {
+        this.cfg = cfg;
+        Dcgan.Norm norm = cfg.loss == Loss.GAN ? Dcgan.Norm.BATCH : cfg.criticNorm;
+        if (cfg.loss == Loss.WGAN_GP && norm == Dcgan.Norm.BATCH)
+            throw new IllegalArgumentException("wgan-gp: the critic must not use BatchNorm (the penalty is per sample); use none or layer");
+        g = new Dcgan.Generator(params, cfg.nz, cfg.ngf, cfg.seed);
+        d = new Dcgan.Discriminator(params, cfg.ndf, norm, cfg.seed);
+        optG = new AdamW(params, g.namedParameters(), cfg.beta1, cfg.beta2, 1e-8f, 0f);
+        optD = new AdamW(params, d.namedParameters(), cfg.beta1, cfg.beta2, 1e-8f, 0f);
+    }
+
+    /** z ~ N(0, I) of shape (b, nz, 1, 1) from Philox (seed, stream). */
+    static Tensor latent(Scope scope, long seed, long stream, int b, long nz) {
+        return Init.normal(scope, seed, stream, 1.0, b, nz, 1, 1);
+    }
+
+    public Result run() throws IOException {
+        ImageData train = ImageData.load(cfg.data, "train");
+        if (cfg.trainLimit > 0) train = train.head(cfg.trainLimit);
+        if (train.h != 28 || train.w != 28)
+            throw new IOException(train.source + ": DCGAN here is for 28 x 28 images (padded to 32 x 32), got " + train.h + "x" + train.w);
+        int b = cfg.batch, perEpoch = train.n / b;
+        if (perEpoch < 1) throw new IllegalArgumentException("batch " + b + " is larger than the data (" + train.n + " images)");
+        Files.createDirectories(cfg.out);
+        List<double[]> curve = new ArrayList<>();
+        double sumD = 0, sumG = 0, sumA = 0, sumB = 0;
+        int inLog = 0;
+        double lastD = Double.NaN, lastG = Double.NaN;
+        boolean finite = true;
+        Progress progress = new Progress(0, cfg.iters);
+        int[] perm = null;
+        int pos = 0, epoch = -1;
+        try (Metrics metrics = new Metrics(cfg.out, false); Scope fixed = Scope.confined()) {
+            Tensor zFixed = latent(fixed, cfg.sampleSeed, 0, 64, cfg.nz);
+            long t0 = System.nanoTime();
+            for (int it = 1; it <= cfg.iters; it++) {
+                double[] step;
+                if (cfg.loss == Loss.GAN) {
+                    if (perm == null || pos + b > train.n) { perm = ImageData.permutation(train.n, cfg.seed, PERM + ++epoch); pos = 0; }
+                    step = ganStep(train, perm, pos, it);
+                    pos += b;
+                } else {
+                    step = null;
+                    for (int j = 0; j < cfg.nCritic; j++) {
+                        if (perm == null || pos + b > train.n) { perm = ImageData.permutation(train.n, cfg.seed, PERM + ++epoch); pos = 0; }
+                        step = criticStep(train, perm, pos, (long) it * cfg.nCritic + j);
+                        pos += b;
+                    }
+                    step[1] = generatorStep(it);
+                }
+                finite &= Double.isFinite(step[0]) && Double.isFinite(step[1]);
+                sumD += step[0]; sumG += step[1]; sumA += step[2]; sumB += step[3]; inLog++;
+                boolean epochEnd = cfg.loss == Loss.GAN ? pos + b > train.n : pos + (long) b * cfg.nCritic > train.n;
+                if (it % cfg.logEvery == 0 || it == cfg.iters) {
+                    double el = (System.nanoTime() - t0) / 1e9;
+                    lastD = sumD / inLog; lastG = sumG / inLog;
+                    Map<String, Object> rec = new LinkedHashMap<>();
+                    rec.put("iter", it); rec.put("lossD", lastD); rec.put("lossG", lastG);
+                    if (cfg.loss == Loss.GAN) { rec.put("D_x", sumA / inLog); rec.put("D_G_z", sumB / inLog); }
+                    else { rec.put("wasserstein", sumA / inLog); rec.put("gp", sumB / inLog); }
+                    rec.put("images_per_s", (double) it * b * (cfg.loss == Loss.GAN ? 1 : cfg.nCritic) / el);
+                    rec.put("elapsed_s", el);
+                    metrics.log(rec);
+                    curve.add(new double[] {it, lastD, lastG});
+                    if (!cfg.quiet) progress.report(it, String.format(Locale.ROOT, "lossD %.4f lossG %.4f", lastD, lastG));
+                    sumD = sumG = sumA = sumB = 0;
+                    inLog = 0;
+                }
+                if (epochEnd || it == cfg.iters) {
+                    writeGrid(zFixed, cfg.out.resolve(String.format(Locale.ROOT, "samples-epoch-%03d.png", Math.max(epoch, 0) + 1)));
+                    saveCheckpoint(it);
+                }
+            }
+            double secs = (System.nanoTime() - t0) / 1e9;
+            writeGrid(zFixed, cfg.out.resolve("samples.png"));
+            if (!curve.isEmpty()) {
+                double[] x = curve.stream().mapToDouble(r -> r[0]).toArray();
+                Plot.lines(cfg.out.resolve("loss.png"), (cfg.loss == Loss.GAN ? "DCGAN" : "WGAN-GP") + " losses", "iteration", "loss",
+                        List.of(new Plot.Series("D", x, curve.stream().mapToDouble(r -> r[1]).toArray(), Color.BLUE),
+                                new Plot.Series("G", x, curve.stream().mapToDouble(r -> r[2]).toArray(), Color.RED)));
+            }
+            if (cfg.samples > 0) writeSamples(cfg.out.resolve("samples-idx3-ubyte"), cfg.samples);
+            long imgs = (long) cfg.iters * b * (cfg.loss == Loss.GAN ? 1 : cfg.nCritic);
+            return new Result(cfg.iters, secs, imgs / secs, lastD, lastG, finite);
+        }
+    }
+
+    private Tensor realBatch(Scope scope, ImageData data, int[] perm, int pos) {
+        Tensor x = Tensor.empty(scope, cfg.batch, 1, 32, 32);
+        data.fill(x, perm, pos, cfg.batch, 1f / 127.5f, -1f, 2);
+        return x;
+    }
+
+    /** One training iteration on data[perm[pos ..]] (benchmarks): a GAN step, or n_critic critic steps and a G step. */
+    public double[] step(ImageData data, int[] perm, int pos, long it) {
+        if (cfg.loss == Loss.GAN) return ganStep(data, perm, pos, it);
+        double[] r = null;
+        for (int j = 0; j < cfg.nCritic; j++) r = criticStep(data, perm, pos, it * cfg.nCritic + j);
+        r[1] = generatorStep(it);
+        return r;
+    }
+
+    /** One D step then one G step (non-saturating) on the same G(z); returns {lossD, lossG, D(x), D(G(z))}. */
+    double[] ganStep(ImageData data, int[] perm, int pos, long it) {
+        try (Graph gr = Graph.open()) {
+            Var real = Var.constant(realBatch(gr.scope(), data, perm, pos));
+            Var z = Var.constant(latent(gr.scope(), cfg.seed, LATENT + it, cfg.batch, cfg.nz));
+            Var fake = g.forward(z);
+            Var outReal = d.forward(real), outFake = d.forward(F.detach(fake));
+            Var lossD = F.add(F.bceWithLogits(outReal, 1f), F.bceWithLogits(outFake, 0f));
+            gr.backward(lossD);
+            optD.update(cfg.lr, 0);
+            for (Var p : d.parameters()) p.zeroGrad();
+            Var lossG = F.bceWithLogits(d.forward(fake), 1f);
+            gr.backward(lossG);
+            optG.update(cfg.lr, 0);
+            return new double[] {F.item(lossD), F.item(lossG), meanSigmoid(outReal), meanSigmoid(outFake)};
+        }
+    }
+
+    private static double meanSigmoid(Var logits) {
+        MemorySegment s = logits.value().contiguous().segment();
+        double acc = 0;
+        long n = logits.value().numel();
+        for (long i = 0; i < n; i++) acc += 1 / (1 + Math.exp(-s.getAtIndex(JAVA_FLOAT, i)));
+        return acc / n;
+    }
+
+    /** One WGAN-GP critic step; returns {lossD, 0, W estimate E[D(real)] - E[D(fake)], penalty}. */
+    double[] criticStep(ImageData data, int[] perm, int pos, long step) {
+        try (Graph gr = Graph.open()) {
+            Tensor realT = realBatch(gr.scope(), data, perm, pos);
+            Var real = Var.constant(realT);
+            Var fake = F.detach(g.forward(Var.constant(latent(gr.scope(), cfg.seed, LATENT + step, cfg.batch, cfg.nz))));
+            Var dReal = F.mean(d.forward(real)), dFake = F.mean(d.forward(fake));
+            Var penalty = F.scale(gradientPenalty(gr, realT, fake.value(), step), cfg.lambda);
+            Var loss = F.add(F.sub(dFake, dReal), penalty);
+            gr.backward(loss);
+            optD.update(cfg.lr, 0);
+            return new double[] {F.item(loss), 0, F.item(dReal) - F.item(dFake), F.item(penalty) / cfg.lambda};
+        }
+    }
+
+    /** mean over the batch of (|grad_x D(x_hat)|_2 - 1)^2 at x_hat = e real + (1 - e) fake, e ~ U(0, 1) per sample. */
+    Var gradientPenalty(Graph gr, Tensor real, Tensor fake, long step) {
+        int b = (int) real.size(0);
+        long per = real.numel() / b;
+        Tensor e = Tensor.rand(gr.scope(), cfg.seed, EPS + step, b);
+        Tensor xh = Tensor.empty(gr.scope(), real.shape());
+        MemorySegment rs = real.segment(), fs = fake.contiguous().segment(), xs = xh.segment(), es = e.segment();
+        for (int i = 0; i < b; i++) {
+            float a = es.getAtIndex(JAVA_FLOAT, i);
+            for (long j = i * per; j < (i + 1) * per; j++)
+                xs.setAtIndex(JAVA_FLOAT, j, a * rs.getAtIndex(JAVA_FLOAT, j) + (1 - a) * fs.getAtIndex(JAVA_FLOAT, j));
+        }
+        Var xHat = Var.input(xh);
+        Var grad = gr.gradient(F.sum(d.forward(xHat)), xHat);
+        Var norm = F.sqrt(F.addScalar(F.rowSum(F.mul(grad, grad)), 1e-12f));
+        Var dev = F.addScalar(norm, -1f);
+        return F.mean(F.mul(dev, dev));
+    }
+
+    /** One WGAN generator step: loss -E[D(G(z))]. */
+    double generatorStep(long it) {
+        try (Graph gr = Graph.open()) {
+            Var fake = g.forward(Var.constant(latent(gr.scope(), cfg.seed, LATENT + (1L << 39) + it, cfg.batch, cfg.nz)));
+            Var loss = F.scale(F.mean(d.forward(fake)), -1f);
+            gr.backward(loss);
+            optG.update(cfg.lr, 0);
+            return F.item(loss);
+        }
+    }
+
+    /** Samples from G in training mode (batch statistics, as the reference samples), values in [-1, 1]. */
+    void writeGrid(Tensor z, Path file) throws IOException {
+        try (Graph gr = Graph.inference()) {
+            Var x = g.forward(Var.constant(z));
+            ImageGrid.write(file, x.value(), 8, 8, -1f, 1f, 2);
+        }
+    }
+
+    /** n samples (batches of 100, z from sampleSeed), cropped to 28 x 28, as bytes round((x + 1) 127.5): IDX3. */
+    public void writeSamples(Path file, int n) throws IOException {
+        byte[] out = new byte[n * 28 * 28];
+        for (int i = 0; i < n; i += 100) {
+            int m = Math.min(100, n - i);
+            try (Graph gr = Graph.inference()) {
+                Var x = g.forward(Var.constant(latent(gr.scope(), cfg.sampleSeed, 1 + i / 100, m, cfg.nz)));
+                MemorySegment s = x.value().segment();
+                for (int k = 0; k < m; k++)
+                    for (int y = 0; y < 28; y++)
+                        for (int xx = 0; xx < 28; xx++)
+                            out[(i + k) * 784 + y * 28 + xx] = (byte) ImageGrid.toByte(s.getAtIndex(JAVA_FLOAT, (long) k * 1024 + (y + 2) * 32 + xx + 2), -1f, 1f);
+            }
+        }
+        Idx.writeU8(file, out, n, 28, 28);
+    }
+
+    void saveCheckpoint(int it) throws IOException {
+        Map<String, Tensor> t = Dcgan.stateDict(g, d);
+        optG.state().forEach((k, mv) -> { t.put("optG.m." + k, mv[0]); t.put("optG.v." + k, mv[1]); });
+        optD.state().forEach((k, mv) -> { t.put("optD.m." + k, mv[0]); t.put("optD.v." + k, mv[1]); });
+        Map<String, String> meta = new LinkedHashMap<>();
+        meta.put("format", FORMAT);
+        meta.put("iter", Integer.toString(it));
+        meta.put("config", Json.object(cfg.toMap()));
+        SafeTensors.write(cfg.out.resolve(CHECKPOINT), t, meta);
+    }
+
+    /** A trainer holding the nets of a checkpoint (for sampling); sampleSeed keys the latents of writeSamples. */
+    public static GanTrainer load(Path dirOrFile, Scope scope, long sampleSeed) throws IOException {
+        Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(CHECKPOINT) : dirOrFile;
+        if (!Files.isRegularFile(f)) throw new IOException("no GAN checkpoint at " + f);
+        SafeTensors.Loaded l = SafeTensors.read(f, scope);
+        if (!FORMAT.equals(l.metadata().get("format"))) throw new IOException(f + ": not a Latent GAN checkpoint (format " + l.metadata().get("format") + ")");
+        Map<String, Object> c = dev.latent.io.JsonReader.parseObject(l.metadata().get("config"));
+        boolean gan = "gan".equals(c.get("loss"));
+        Dcgan.Norm norm = Dcgan.Norm.valueOf(String.valueOf(c.getOrDefault("critic_norm", "batch")).toUpperCase(Locale.ROOT));
+        Config cfg = new Config(gan ? Loss.GAN : Loss.WGAN_GP, String.valueOf(c.get("data")), f.getParent(), num(c, "iters"), num(c, "batch"),
+                num(c, "nz"), num(c, "ngf"), num(c, "ndf"), 0f, 0.5f, 0.9f, Math.max(1, num(c, "n_critic")), 0f, norm, num(c, "seed"),
+                1, 0, 0, sampleSeed, true);
+        GanTrainer t = new GanTrainer(cfg);
+        for (var e : Dcgan.stateDict(t.g, t.d).entrySet()) {
+            Tensor src = l.tensors().get(e.getKey());
+            if (src == null) throw new IOException(f + ": missing tensor " + e.getKey());
+            if (!java.util.Arrays.equals(src.shape(), e.getValue().shape()))
+                throw new IOException(f + ": tensor " + e.getKey() + " has shape " + java.util.Arrays.toString(src.shape()) + ", config says "
+                        + java.util.Arrays.toString(e.getValue().shape()));
+            MemorySegment.copy(src.segment(), 0, e.getValue().segment(), 0, src.numel() * 4);
+        }
+        return t;
+    }
+
+    private static int num(Map<String, Object> c, String k) {
+        Object v = c.get(k);
+        if (!(v instanceof Number n)) throw new IllegalArgumentException("checkpoint config: " + k + " missing or not a number");
+        return n.intValue();
+    }
+
+    /** A PNG grid of n samples (z from the sample seed), as many columns as fit a square. */
+    public void writeGridSamples(Path file, int n) throws IOException {
+        int cols = (int) Math.ceil(Math.sqrt(n)), rows = (n + cols - 1) / cols;
+        try (Graph gr = Graph.inference()) {
+            Var x = g.forward(Var.constant(latent(gr.scope(), cfg.sampleSeed, 0, n, cfg.nz)));
+            ImageGrid.write(file, x.value(), rows, cols, -1f, 1f, 2);
+        }
+    }
+}

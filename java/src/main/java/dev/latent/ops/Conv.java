@@ -1,0 +1,88 @@
+package dev.latent.ops;
+
+import dev.latent.nativ.LatentNative;
+import dev.latent.tensor.Tensor;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * Tensor-level 2-D convolution (kernels/conv2d): NCHW activations, (K, C, R, S) weights. Each call checks
+ * shapes against a {@link Geometry} and makes one downcall; outputs are passed in.
+ */
+public final class Conv {
+    private Conv() {}
+
+    private static final ThreadLocal<MemorySegment> DESC = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(LatentNative.CONV2D_DESC));
+
+    /**
+     * The shape of one convolution: input (n, c, h, w), k filters of r x s, stride and zero padding, output
+     * (n, k, oh, ow) with oh = (h + 2 padH - r) / strideH + 1 (floor), likewise ow.
+     */
+    public record Geometry(long n, long c, long h, long w, long k, long r, long s, int strideH, int strideW, int padH, int padW) {
+        public Geometry {
+            if (n < 1 || c < 1 || h < 1 || w < 1 || k < 1 || r < 1 || s < 1)
+                throw new IllegalArgumentException("conv2d: sizes must be >= 1: " + this);
+            if (strideH < 1 || strideW < 1 || padH < 0 || padW < 0)
+                throw new IllegalArgumentException("conv2d: stride >= 1 and padding >= 0 needed: " + this);
+            if (h + 2L * padH < r || w + 2L * padW < s)
+                throw new IllegalArgumentException("conv2d: kernel " + r + "x" + s + " larger than padded input "
+                        + (h + 2L * padH) + "x" + (w + 2L * padW));
+        }
+
+        public static Geometry of(long n, long c, long h, long w, long k, long kernel, int stride, int pad) {
+            return new Geometry(n, c, h, w, k, kernel, kernel, stride, stride, pad, pad);
+        }
+
+        public long oh() { return (h + 2L * padH - r) / strideH + 1; }
+        public long ow() { return (w + 2L * padW - s) / strideW + 1; }
+        public long[] inShape() { return new long[] {n, c, h, w}; }
+        public long[] outShape() { return new long[] {n, k, oh(), ow()}; }
+        public long[] weightShape() { return new long[] {k, c, r, s}; }
+        /** 2 N K OH OW C R S: the FLOPs of one pass (each of fwd, bwd-data, bwd-weight). */
+        public double flops() { return 2.0 * n * k * oh() * ow() * c * r * s; }
+        public Geometry withBatch(long nn) { return new Geometry(nn, c, h, w, k, r, s, strideH, strideW, padH, padW); }
+
+        MemorySegment desc() {
+            MemorySegment d = DESC.get();
+            d.set(JAVA_LONG, 0, n); d.set(JAVA_LONG, 8, c); d.set(JAVA_LONG, 16, h); d.set(JAVA_LONG, 24, w);
+            d.set(JAVA_LONG, 32, k); d.set(JAVA_LONG, 40, r); d.set(JAVA_LONG, 48, s);
+            d.set(JAVA_LONG, 56, oh()); d.set(JAVA_LONG, 64, ow());
+            d.set(JAVA_INT, 72, strideH); d.set(JAVA_INT, 76, strideW); d.set(JAVA_INT, 80, padH); d.set(JAVA_INT, 84, padW);
+            return d;
+        }
+    }
+
+    private static void shape(String op, String what, Tensor t, long... expect) {
+        if (t != null && !Arrays.equals(t.shape(), expect))
+            throw new IllegalArgumentException(op + ": " + what + " must be " + Arrays.toString(expect) + ", got " + t);
+    }
+
+    /** y = conv(x, w) + bias. */
+    public static void forward(Geometry g, Tensor x, Tensor w, Tensor bias, Tensor y) {
+        Kernels.dense("conv2d", x, w, bias, y);
+        shape("conv2d", "x", x, g.inShape()); shape("conv2d", "w", w, g.weightShape());
+        shape("conv2d", "bias", bias, g.k()); shape("conv2d", "y", y, g.outShape());
+        Kernels.nat().conv2dFwd(g.desc(), x.segment(), w.segment(), Kernels.seg(bias), y.segment());
+    }
+
+    /** dx = conv^T(dy, w) (+ bias per input channel: the forward of a transposed convolution). */
+    public static void backwardData(Geometry g, Tensor dy, Tensor w, Tensor bias, Tensor dx) {
+        Kernels.dense("conv2dBackwardData", dy, w, bias, dx);
+        shape("conv2dBackwardData", "dy", dy, g.outShape()); shape("conv2dBackwardData", "w", w, g.weightShape());
+        shape("conv2dBackwardData", "bias", bias, g.c()); shape("conv2dBackwardData", "dx", dx, g.inShape());
+        Kernels.nat().conv2dBwdData(g.desc(), dy.segment(), w.segment(), Kernels.seg(bias), dx.segment());
+    }
+
+    /** dw (and db when not null) from x and dy; accumulate adds instead of overwriting. */
+    public static void backwardWeight(Geometry g, Tensor x, Tensor dy, Tensor dw, Tensor db, boolean accumulate) {
+        Kernels.dense("conv2dBackwardWeight", x, dy, dw, db);
+        shape("conv2dBackwardWeight", "x", x, g.inShape()); shape("conv2dBackwardWeight", "dy", dy, g.outShape());
+        shape("conv2dBackwardWeight", "dw", dw, g.weightShape()); shape("conv2dBackwardWeight", "db", db, g.k());
+        Kernels.nat().conv2dBwdWeight(g.desc(), x.segment(), dy.segment(), dw.segment(), Kernels.seg(db), accumulate);
+    }
+}
