@@ -614,4 +614,125 @@ public final class F {
 
     /** A constant copy of x's value: gradients stop here (PyTorch's detach). */
     public static Var detach(Var x) { return Var.constant(x.value); }
+
+    // ---- VAE (kernels/reparam) ----
+
+    /** z and the KL term of one reparameterization: both Vars of the same fused kernel. */
+    public record Reparam(Var z, Var kl) {}
+
+    /**
+     * z = mu + exp(0.5 logvar) eps with eps ~ N(0, I) drawn inside the kernel from Philox (seed, stream), and
+     * kl = KL(N(mu, exp(logvar)) || N(0, I)) summed over all elements (a scalar). The backward is one fused pass:
+     * when both z and kl feed the loss, kl's rule (which runs first: kl is made right after z) reads z's finished
+     * gradient and the kl weight, and computes dmu and dlogvar in one call, recomputing eps (never stored).
+     * First-order only. logvar is clamped to [-30, 30] as the kernel documents.
+     */
+    public static Reparam reparam(Var mu, Var logvar, long seed, long stream) {
+        sameShape("reparam", mu, logvar);
+        Tensor m = dense(mu), lv = dense(logvar);
+        Tensor z = g().empty(m.shape());
+        double kl = Kernels.reparam(m, lv, seed, stream, z);
+        Tensor klT = g().zeros(1);
+        klT.segment().set(JAVA_FLOAT, 0, (float) kl);
+        boolean[] fused = {false};
+        Var[] zHolder = new Var[1];
+        Var zv = rec(z, "reparam.z", of(mu, logvar), gr -> {
+            if (fused[0]) return of(null, null);
+            firstOrderOnly("reparam");
+            Tensor dm = g().empty(m.shape()), dl = g().empty(m.shape());
+            Kernels.reparamBackward(m, lv, seed, stream, dense(gr), 0f, dm, dl);
+            return of(Var.constant(dm), Var.constant(dl));
+        });
+        zHolder[0] = zv;
+        Var klv = rec(klT, "reparam.kl", of(mu, logvar), gr -> {
+            firstOrderOnly("reparam");
+            float w = gr.value.segment().get(JAVA_FLOAT, 0);
+            Var zg = zHolder[0].grad;
+            Tensor dz = zg != null ? dense(zg) : g().zeros(m.shape());
+            Tensor dm = g().empty(m.shape()), dl = g().empty(m.shape());
+            Kernels.reparamBackward(m, lv, seed, stream, dz, w, dm, dl);
+            fused[0] = true;
+            return of(Var.constant(dm), Var.constant(dl));
+        });
+        return new Reparam(zv, klv);
+    }
+
+    /** Sum over all elements of BCE-with-logits against target probabilities (the Bernoulli -log p(x|z)), times scale. */
+    public static Var bceWithLogitsSum(Var logits, Tensor targets, float scale) {
+        Tensor lv = dense(logits);
+        Tensor tv = targets.isContiguous() ? targets : targets.contiguous();
+        if (tv.numel() != lv.numel()) throw new IllegalArgumentException("bceWithLogitsSum: targets " + tv + " for logits " + lv);
+        Tensor d = logits.requiresGrad && g().recording ? g().empty(lv.shape()) : null;
+        double sum = Kernels.bceWithLogits(lv, tv, 0f, d, scale);
+        Tensor out = g().zeros(1);
+        out.segment().set(JAVA_FLOAT, 0, (float) (sum * scale));
+        return rec(out, "bceWithLogitsSum", of(logits), gr -> {
+            firstOrderOnly("bceWithLogitsSum");
+            float s = gr.value.segment().get(JAVA_FLOAT, 0);
+            if (s == 1f) return of(Var.constant(d));
+            Tensor dd = g().empty(lv.shape());
+            Kernels.axpby(s, d, 0f, dd);
+            return of(Var.constant(dd));
+        });
+    }
+
+    /** Sum of (pred - target)^2 / (2 sigma^2) + log(sigma sqrt(2 pi)) per element, times scale: the Gaussian -log p(x|z). */
+    public static Var gaussianNllSum(Var pred, Tensor target, double sigma, float scale) {
+        Tensor pv = dense(pred), tv = target.isContiguous() ? target : target.contiguous();
+        if (tv.numel() != pv.numel()) throw new IllegalArgumentException("gaussianNllSum: target " + tv + " for " + pv);
+        long n = pv.numel();
+        MemorySegment ps = pv.segment(), ts = tv.segment();
+        double acc = 0, c = Math.log(sigma * Math.sqrt(2 * Math.PI)), inv = 1 / (sigma * sigma);
+        for (long i = 0; i < n; i++) {
+            double e = ps.getAtIndex(JAVA_FLOAT, i) - ts.getAtIndex(JAVA_FLOAT, i);
+            acc += 0.5 * e * e * inv + c;
+        }
+        Tensor out = g().zeros(1);
+        out.segment().set(JAVA_FLOAT, 0, (float) (acc * scale));
+        return rec(out, "gaussianNllSum", of(pred), gr -> {
+            firstOrderOnly("gaussianNllSum");
+            double s = gr.value.segment().get(JAVA_FLOAT, 0) * scale * inv;
+            Tensor d = g().empty(pv.shape());
+            MemorySegment ds = d.segment();
+            for (long i = 0; i < n; i++) ds.setAtIndex(JAVA_FLOAT, i, (float) (s * (ps.getAtIndex(JAVA_FLOAT, i) - ts.getAtIndex(JAVA_FLOAT, i))));
+            return of(Var.constant(d));
+        });
+    }
+
+    /**
+     * Free-bits KL (Kingma et al. 2016): sum over latent dims of max(lambda, mean over the batch of KL_d), for
+     * mu, logvar (B, D). Dims below lambda get no gradient, so the encoder is not pushed to collapse them.
+     */
+    public static Var klFreeBits(Var mu, Var logvar, double lambda) {
+        sameShape("klFreeBits", mu, logvar);
+        Tensor m = dense(mu), lv = dense(logvar);
+        int b = (int) m.size(0), d = (int) (m.numel() / b);
+        MemorySegment ms = m.segment(), ls = lv.segment();
+        double[] kd = new double[d];
+        for (int i = 0; i < b; i++)
+            for (int j = 0; j < d; j++) {
+                double mm = ms.getAtIndex(JAVA_FLOAT, (long) i * d + j), l = Math.max(-30, Math.min(30, ls.getAtIndex(JAVA_FLOAT, (long) i * d + j)));
+                kd[j] += 0.5 * (mm * mm + Math.exp(l) - 1 - l) / b;
+            }
+        double tot = 0;
+        for (double v : kd) tot += Math.max(lambda, v);
+        Tensor out = g().zeros(1);
+        out.segment().set(JAVA_FLOAT, 0, (float) tot);
+        return rec(out, "klFreeBits", of(mu, logvar), gr -> {
+            firstOrderOnly("klFreeBits");
+            double s = gr.value.segment().get(JAVA_FLOAT, 0) / b;
+            Tensor dm = g().empty(m.shape()), dl = g().empty(m.shape());
+            MemorySegment dms = dm.segment(), dls = dl.segment();
+            for (int i = 0; i < b; i++)
+                for (int j = 0; j < d; j++) {
+                    long k = (long) i * d + j;
+                    boolean on = kd[j] > lambda;
+                    float l = ls.getAtIndex(JAVA_FLOAT, k);
+                    boolean clamped = l < -30 || l > 30;
+                    dms.setAtIndex(JAVA_FLOAT, k, on ? (float) (s * ms.getAtIndex(JAVA_FLOAT, k)) : 0f);
+                    dls.setAtIndex(JAVA_FLOAT, k, on && !clamped ? (float) (s * 0.5 * (Math.exp(l) - 1)) : 0f);
+                }
+            return of(Var.constant(dm), Var.constant(dl));
+        });
+    }
 }

@@ -1,0 +1,115 @@
+package dev.latent.cli;
+
+import dev.latent.data.ImageData;
+import dev.latent.io.Json;
+import dev.latent.models.vae.VaeTrainer;
+import dev.latent.tensor.Scope;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+/** The VAE family's commands: train vae, sample vae, eval vae. */
+final class VaeCommands {
+    private VaeCommands() {}
+
+    @Command(name = "vae", mixinStandardHelpOptions = true,
+            description = "Train the convolutional (beta-)VAE on 28 x 28 images (pixels / 255); per-epoch reconstructions and samples, IWAE at the end.")
+    static final class Train implements Callable<Integer> {
+        @Option(names = "--data", description = "fashion-mnist, a folder of IDX files, or an IDX file (default: ${DEFAULT-VALUE})") String data = "fashion-mnist";
+        @Option(names = "--out", required = true) Path out;
+        @Option(names = "--latent", description = "latent dimensions D (default: ${DEFAULT-VALUE})") int latent = 32;
+        @Option(names = "--beta", description = "KL weight (beta-VAE; default: ${DEFAULT-VALUE})") double beta = 1.0;
+        @Option(names = "--epochs") int epochs = 5;
+        @Option(names = "--batch") int batch = 128;
+        @Option(names = "--lr") float lr = 1e-3f;
+        @Option(names = "--likelihood", description = "bernoulli | gaussian (default: ${DEFAULT-VALUE})") String likelihood = "bernoulli";
+        @Option(names = "--sigma", description = "Gaussian likelihood's fixed std (default: ${DEFAULT-VALUE})") double sigma = 0.1;
+        @Option(names = "--warmup", description = "KL warm-up steps: beta ramps from 0 (default: none)") int warmup = 0;
+        @Option(names = "--free-bits", description = "free bits per latent dim (nats; default: none)") double freeBits = 0;
+        @Option(names = "--seed") long seed = 1;
+        @Option(names = "--limit", description = "use only the first N training images") int limit = 0;
+        @Option(names = "--iwae-k") int iwaeK = 100;
+        @Option(names = "--iwae-n") int iwaeN = 1000;
+        @Option(names = "--threads") Integer threads;
+        @Option(names = "--quiet") boolean quiet;
+
+        @Override
+        public Integer call() throws Exception {
+            GanCommands.threads(threads);
+            if (latent < 1 || epochs < 1 || batch < 1 || beta < 0 || warmup < 0 || freeBits < 0 || limit < 0 || iwaeK < 0 || iwaeN < 0 || sigma <= 0)
+                throw new IllegalArgumentException("--latent, --epochs, --batch >= 1; --beta, --warmup, --free-bits, --limit, --iwae-k, --iwae-n >= 0; --sigma > 0");
+            VaeTrainer.Likelihood lik = switch (likelihood) {
+                case "bernoulli" -> VaeTrainer.Likelihood.BERNOULLI;
+                case "gaussian" -> VaeTrainer.Likelihood.GAUSSIAN;
+                default -> throw new IllegalArgumentException("--likelihood must be bernoulli or gaussian, got " + likelihood);
+            };
+            var c = new VaeTrainer.Config(data, out, latent, beta, epochs, batch, lr, lik, sigma, warmup, freeBits, seed, limit, 1234, iwaeK, iwaeN, 100, quiet);
+            try (Scope scope = Scope.shared()) {
+                VaeTrainer t = new VaeTrainer(c, scope);
+                var results = t.run();
+                var last = results.get(results.size() - 1);
+                Map<String, Object> m = new LinkedHashMap<>();
+                m.put("model", "vae"); m.put("epochs", epochs); m.put("final_train_neg_elbo", last.trainNegElbo());
+                m.putAll(last.test().toMap());
+                m.put("images_per_s", results.stream().mapToDouble(VaeTrainer.EpochResult::imagesPerSecond).average().orElse(0));
+                m.put("out", out.toString());
+                System.out.println(Json.object(m));
+            }
+            return 0;
+        }
+    }
+
+    @Command(name = "vae", mixinStandardHelpOptions = true, description = "Decode samples z ~ N(0, I) of a trained VAE into a PNG grid.")
+    static final class Sample implements Callable<Integer> {
+        @Option(names = "--checkpoint", required = true) Path checkpoint;
+        @Option(names = "--out", required = true, description = "PNG file") Path out;
+        @Option(names = "--n") int n = 64;
+        @Option(names = "--seed") long seed = 1;
+        @Option(names = "--threads") Integer threads;
+
+        @Override
+        public Integer call() throws Exception {
+            GanCommands.threads(threads);
+            if (n < 1) throw new IllegalArgumentException("--n must be >= 1");
+            try (Scope scope = Scope.shared()) {
+                VaeTrainer t = VaeTrainer.load(checkpoint, scope);
+                t.writeSamples(out, n, seed);
+                if (t.cfg.latent() == 2) t.writeManifold(out.resolveSibling(out.getFileName().toString().replace(".png", "") + "-manifold.png"), 20);
+                System.out.println(Json.object(Map.of("out", out.toString(), "n", n)));
+            }
+            return 0;
+        }
+    }
+
+    @Command(name = "vae", mixinStandardHelpOptions = true,
+            description = "Test negative ELBO (nats), IWAE bound, active units and per-dimension KL of a trained VAE; one JSON object out.")
+    static final class Eval implements Callable<Integer> {
+        @Option(names = "--checkpoint", required = true) Path checkpoint;
+        @Option(names = "--data", description = "dataset holding the test split (default: the one trained on)") String data;
+        @Option(names = "--iwae-k") int iwaeK = 100;
+        @Option(names = "--iwae-n") int iwaeN = 1000;
+        @Option(names = "--threads") Integer threads;
+
+        @Override
+        public Integer call() throws Exception {
+            GanCommands.threads(threads);
+            try (Scope scope = Scope.shared()) {
+                VaeTrainer t = VaeTrainer.load(checkpoint, scope);
+                ImageData test = ImageData.load(data != null ? data : t.cfg.data(), "test");
+                VaeTrainer.Eval e = t.evaluate(test, false);
+                Map<String, Object> m = new LinkedHashMap<>(e.toMap());
+                if (iwaeK > 0 && iwaeN > 0) m.put("iwae_nll", t.iwae(test, iwaeK, Math.min(iwaeN, test.n)));
+                m.put("iwae_k", iwaeK);
+                m.put("n_test", test.n);
+                System.out.println(Json.object(m));
+                System.err.printf(Locale.ROOT, "test neg-ELBO %.2f nats, active units %d/%d%n", e.negElbo(), e.activeUnits(), t.cfg.latent());
+            }
+            return 0;
+        }
+    }
+}

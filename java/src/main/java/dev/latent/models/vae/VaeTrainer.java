@@ -1,0 +1,387 @@
+package dev.latent.models.vae;
+
+import dev.latent.autograd.F;
+import dev.latent.autograd.Graph;
+import dev.latent.autograd.Var;
+import dev.latent.data.ImageData;
+import dev.latent.io.Json;
+import dev.latent.io.JsonReader;
+import dev.latent.io.SafeTensors;
+import dev.latent.ops.Kernels;
+import dev.latent.optim.AdamW;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+import dev.latent.train.ImageGrid;
+import dev.latent.train.Metrics;
+import dev.latent.train.Plot;
+import dev.latent.train.Progress;
+
+import java.awt.Color;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+/**
+ * Trains and evaluates {@link ConvVae} as ../shared/reference/vae_fmnist.py: pixels / 255, batch 128 (last partial
+ * batch kept), Adam 1e-3, per-image loss = -log p(x|z) + beta KL (batch mean minimised); beta-VAE, KL warm-up
+ * (beta ramps linearly over the first warm-up steps) and free bits as remedies for posterior collapse. Metrics: test
+ * negative ELBO (nats, one z per image), IWAE bound (k samples on the first n test images), active units (Var over
+ * the test set of the posterior mean > 0.01) and per-dimension KL. eps comes from the fused Philox sampler keyed by
+ * (seed, step): the same seed gives the same bits.
+ */
+public final class VaeTrainer {
+    public static final String CHECKPOINT = "checkpoint.safetensors";
+    static final String FORMAT = "latent-vae-1";
+    static final double LOG2PI = Math.log(2 * Math.PI);
+
+    public enum Likelihood { BERNOULLI, GAUSSIAN }
+
+    public record Config(String data, Path out, int latent, double beta, int epochs, int batch, float lr, Likelihood likelihood,
+                         double sigma, int warmup, double freeBits, long seed, int trainLimit, long evalSeed, int iwaeK, int iwaeN,
+                         int logEvery, boolean quiet) {
+        public static Config reference(String data, Path out) {
+            return new Config(data, out, 32, 1.0, 5, 128, 1e-3f, Likelihood.BERNOULLI, 0.1, 0, 0, 1, 0, 1234, 100, 1000, 100, false);
+        }
+
+        Map<String, Object> toMap() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("data", data); m.put("latent", latent); m.put("beta", beta); m.put("epochs", epochs); m.put("batch", batch); m.put("lr", lr);
+            m.put("likelihood", likelihood.name().toLowerCase(Locale.ROOT)); m.put("sigma", sigma); m.put("warmup", warmup);
+            m.put("free_bits", freeBits); m.put("seed", seed); m.put("train_limit", trainLimit);
+            return m;
+        }
+    }
+
+    /** Test-set metrics. */
+    public record Eval(double negElbo, double rec, double kl, Double iwae, int activeUnits, double[] klPerDim, double[] muVariance) {
+        public Map<String, Object> toMap() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("test_neg_elbo", negElbo); m.put("test_rec", rec); m.put("test_kl", kl); m.put("iwae_nll", iwae);
+            m.put("active_units", activeUnits);
+            m.put("kl_per_dim", java.util.Arrays.stream(klPerDim).boxed().toList());
+            m.put("mu_variance_per_dim", java.util.Arrays.stream(muVariance).boxed().toList());
+            return m;
+        }
+    }
+
+    public final Config cfg;
+    public final ConvVae model;
+    private final AdamW opt;
+    private long step;
+
+    public VaeTrainer(Config cfg, Scope scope) {
+        this.cfg = cfg;
+        model = new ConvVae(scope, cfg.latent, cfg.seed);
+        opt = new AdamW(scope, model.namedParameters(), 0.9f, 0.999f, 1e-8f, 0f);
+    }
+
+    private static final long PERM = 1L << 40, EPS = 2L << 40, TEST = 3L << 40, IWAE = 4L << 40;
+
+    static Tensor images(Scope s, ImageData d, int[] idx, int from, int m) {
+        Tensor x = Tensor.empty(s, m, 1, d.h, d.w);
+        d.fill(x, idx, from, m, 1f / 255f, 0f, 0);
+        return x;
+    }
+
+    /** -log p(x|z) summed over pixels and the batch, times scale. */
+    Var reconstruction(Var out, Tensor x, float scale) {
+        return cfg.likelihood == Likelihood.BERNOULLI ? F.bceWithLogitsSum(out, x, scale) : F.gaussianNllSum(out, x, cfg.sigma, scale);
+    }
+
+    /** The beta of this step (KL warm-up ramps it linearly from 0 over cfg.warmup steps). */
+    double betaAt(long s) { return cfg.warmup > 0 ? cfg.beta * Math.min(1.0, (double) s / cfg.warmup) : cfg.beta; }
+
+    /** One optimizer step on images idx[from .. from + m); returns the batch's mean neg-ELBO (beta = 1, nats per image). */
+    public double trainStep(ImageData data, int[] idx, int from, int m) {
+        step++;
+        try (Graph g = Graph.open()) {
+            Tensor x = images(g.scope(), data, idx, from, m);
+            Var[] h = model.encode(Var.constant(x));
+            F.Reparam r = F.reparam(h[0], h[1], cfg.seed, EPS + step);
+            Var rec = reconstruction(model.decode(r.z()), x, 1f / m);
+            double b = betaAt(step);
+            Var klTerm = cfg.freeBits > 0 ? F.scale(F.klFreeBits(h[0], h[1], cfg.freeBits), (float) b) : F.scale(r.kl(), (float) (b / m));
+            g.backward(F.add(rec, klTerm));
+            opt.update(cfg.lr, 0);
+            return F.item(rec) + F.item(r.kl()) / m;
+        }
+    }
+
+    public record EpochResult(int epoch, double trainNegElbo, double seconds, double imagesPerSecond, Eval test) {}
+
+    /** The whole run: epochs of training with a test evaluation, PNGs and a checkpoint after each; IWAE etc. at the end. */
+    public List<EpochResult> run() throws IOException {
+        ImageData train = ImageData.load(cfg.data, "train"), test = ImageData.load(cfg.data, "test");
+        if (cfg.trainLimit > 0) train = train.head(cfg.trainLimit);
+        if (train.h != 28 || train.w != 28) throw new IOException(train.source + ": the conv VAE is for 28 x 28 images, got " + train.h + "x" + train.w);
+        Files.createDirectories(cfg.out);
+        List<EpochResult> results = new ArrayList<>();
+        int stepsPerEpoch = (train.n + cfg.batch - 1) / cfg.batch;
+        Progress progress = new Progress(0, (long) stepsPerEpoch * cfg.epochs);
+        List<double[]> curve = new ArrayList<>();
+        try (Metrics metrics = new Metrics(cfg.out, false)) {
+            for (int ep = 1; ep <= cfg.epochs; ep++) {
+                int[] perm = ImageData.permutation(train.n, cfg.seed, PERM + ep);
+                double tot = 0;
+                long t0 = System.nanoTime();
+                for (int from = 0, s = 0; from < train.n; from += cfg.batch, s++) {
+                    int m = Math.min(cfg.batch, train.n - from);
+                    double l = trainStep(train, perm, from, m);
+                    tot += l * m;
+                    if (!Double.isFinite(l)) throw new IllegalStateException("VAE loss is not finite at step " + step + ": " + l);
+                    if (s % cfg.logEvery == 0) {
+                        Map<String, Object> rec = new LinkedHashMap<>();
+                        rec.put("step", step); rec.put("epoch", ep); rec.put("neg_elbo", l); rec.put("beta", betaAt(step));
+                        metrics.log(rec);
+                        curve.add(new double[] {step, l});
+                        if (!cfg.quiet) progress.report(step, String.format(Locale.ROOT, "neg-ELBO %.2f", l));
+                    }
+                }
+                double secs = (System.nanoTime() - t0) / 1e9;
+                Eval e = evaluate(test, false);
+                EpochResult r = new EpochResult(ep, tot / train.n, secs, train.n / secs, e);
+                results.add(r);
+                Map<String, Object> rec = new LinkedHashMap<>();
+                rec.put("epoch", ep); rec.put("train_neg_elbo", r.trainNegElbo); rec.put("test_neg_elbo", e.negElbo); rec.put("test_rec", e.rec);
+                rec.put("test_kl", e.kl); rec.put("active_units", e.activeUnits); rec.put("epoch_seconds", secs); rec.put("images_per_s", r.imagesPerSecond);
+                metrics.log(rec);
+                if (!cfg.quiet)
+                    System.err.printf(Locale.ROOT, "epoch %d: train neg-ELBO %.2f, test neg-ELBO %.2f (rec %.2f + kl %.2f), active units %d, %.0f img/s%n",
+                            ep, r.trainNegElbo, e.negElbo, e.rec, e.kl, e.activeUnits, r.imagesPerSecond);
+                writeReconstructions(test, cfg.out.resolve(String.format(Locale.ROOT, "reconstructions-epoch-%03d.png", ep)));
+                writeSamples(cfg.out.resolve(String.format(Locale.ROOT, "samples-epoch-%03d.png", ep)), 64, cfg.evalSeed);
+                save(cfg.out.resolve(CHECKPOINT));
+            }
+            if (cfg.iwaeK > 0 && cfg.iwaeN > 0) {
+                Eval fin = evaluate(test, true);
+                EpochResult last = results.get(results.size() - 1);
+                results.set(results.size() - 1, new EpochResult(last.epoch, last.trainNegElbo, last.seconds, last.imagesPerSecond, fin));
+                Map<String, Object> rec = new LinkedHashMap<>(fin.toMap());
+                rec.put("final", true);
+                metrics.log(rec);
+            }
+        }
+        writeInterpolations(test, cfg.out.resolve("interpolations.png"));
+        if (cfg.latent == 2) writeManifold(cfg.out.resolve("manifold.png"), 20);
+        if (!curve.isEmpty())
+            Plot.lines(cfg.out.resolve("loss.png"), "VAE training neg-ELBO", "step", "nats per image",
+                    List.of(new Plot.Series("neg-ELBO", curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray(), Color.BLUE)));
+        return results;
+    }
+
+    /** Test neg-ELBO (one z per image, eps keyed by evalSeed), active units, per-dim KL; with iwae, the IWAE bound too. */
+    public Eval evaluate(ImageData test, boolean iwae) {
+        int n = test.n, d = cfg.latent;
+        double rec = 0, kl = 0;
+        double[] klDim = new double[d], muSum = new double[d], muSq = new double[d];
+        for (int from = 0; from < n; from += 500) {
+            int m = Math.min(500, n - from);
+            try (Graph g = Graph.inference()) {
+                Tensor x = images(g.scope(), test, null, from, m);
+                Var[] h = model.encode(Var.constant(x));
+                F.Reparam r = F.reparam(h[0], h[1], cfg.evalSeed, TEST + from);
+                rec += F.item(reconstruction(model.decode(r.z()), x, 1f)) ;
+                kl += F.item(r.kl());
+                MemorySegment ms = h[0].value().segment(), ls = h[1].value().segment();
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < d; j++) {
+                        double mu = ms.getAtIndex(JAVA_FLOAT, (long) i * d + j), lv = Math.max(-30, Math.min(30, ls.getAtIndex(JAVA_FLOAT, (long) i * d + j)));
+                        klDim[j] += 0.5 * (mu * mu + Math.exp(lv) - 1 - lv);
+                        muSum[j] += mu;
+                        muSq[j] += mu * mu;
+                    }
+            }
+        }
+        double[] var = new double[d];
+        int active = 0;
+        for (int j = 0; j < d; j++) {
+            klDim[j] /= n;
+            double mean = muSum[j] / n;
+            var[j] = muSq[j] / n - mean * mean;
+            if (var[j] > 0.01) active++;
+        }
+        Double iw = iwae ? iwae(test, cfg.iwaeK, Math.min(cfg.iwaeN, n)) : null;
+        return new Eval((rec + kl) / n, rec / n, kl / n, iw, active, klDim, var);
+    }
+
+    /** -log p(x) <= -(logmeanexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)]), averaged over the first n images. */
+    public double iwae(ImageData test, int k, int n) {
+        int d = cfg.latent, chunk = Math.max(1, 1000 / k);
+        double total = 0;
+        for (int from = 0; from < n; from += chunk) {
+            int m = Math.min(chunk, n - from);
+            try (Graph g = Graph.inference()) {
+                Tensor x = images(g.scope(), test, null, from, m);
+                Var[] h = model.encode(Var.constant(x));
+                // k copies of (mu, logvar): (k m, d); row j*m + i is sample j of image i
+                Tensor mu = g.empty((long) k * m, d), lv = g.empty((long) k * m, d), xs = g.empty((long) k * m, 1, 28, 28);
+                for (int j = 0; j < k; j++) {
+                    MemorySegment.copy(h[0].value().segment(), 0, mu.segment(), (long) j * m * d * 4, (long) m * d * 4);
+                    MemorySegment.copy(h[1].value().segment(), 0, lv.segment(), (long) j * m * d * 4, (long) m * d * 4);
+                    MemorySegment.copy(x.segment(), 0, xs.segment(), (long) j * m * 784 * 4, (long) m * 784 * 4);
+                }
+                Tensor z = g.empty((long) k * m, d);
+                Kernels.reparam(mu, lv, cfg.evalSeed + 1, IWAE + from, z);
+                Tensor out = model.decode(Var.constant(z)).value();
+                double[][] w = new double[m][k];
+                MemorySegment zs = z.segment(), mus = mu.segment(), lvs = lv.segment();
+                for (int j = 0; j < k; j++)
+                    for (int i = 0; i < m; i++) {
+                        long row = (long) j * m + i;
+                        double logpx = -Kernels.bceWithLogits(out.slice(0, row, row + 1), xs.slice(0, row, row + 1), 0f, null, 0f);
+                        if (cfg.likelihood == Likelihood.GAUSSIAN) logpx = -gaussianNll(out, xs, row);
+                        double logpz = 0, logqz = 0;
+                        for (int t = 0; t < d; t++) {
+                            double zz = zs.getAtIndex(JAVA_FLOAT, row * d + t), mm = mus.getAtIndex(JAVA_FLOAT, row * d + t);
+                            double l = Math.max(-30, Math.min(30, lvs.getAtIndex(JAVA_FLOAT, row * d + t)));
+                            logpz += -0.5 * (zz * zz + LOG2PI);
+                            logqz += -0.5 * ((zz - mm) * (zz - mm) * Math.exp(-l) + l + LOG2PI);
+                        }
+                        w[i][j] = logpx + logpz - logqz;
+                    }
+                for (int i = 0; i < m; i++) {
+                    double mx = Double.NEGATIVE_INFINITY, s = 0;
+                    for (double v : w[i]) mx = Math.max(mx, v);
+                    for (double v : w[i]) s += Math.exp(v - mx);
+                    total += -(mx + Math.log(s) - Math.log(k));
+                }
+            }
+        }
+        return total / n;
+    }
+
+    private double gaussianNll(Tensor out, Tensor x, long row) {
+        MemorySegment o = out.segment(), xs = x.segment();
+        double acc = 0, c = Math.log(cfg.sigma * Math.sqrt(2 * Math.PI));
+        for (long p = row * 784; p < (row + 1) * 784; p++) {
+            double e = o.getAtIndex(JAVA_FLOAT, p) - xs.getAtIndex(JAVA_FLOAT, p);
+            acc += 0.5 * e * e / (cfg.sigma * cfg.sigma) + c;
+        }
+        return acc;
+    }
+
+    /** Decoder output mapped to pixel intensities in [0, 1]. */
+    Tensor toPixels(Tensor out) {
+        if (cfg.likelihood == Likelihood.GAUSSIAN) return out;
+        Tensor p = Tensor.empty(out.scope(), out.shape());
+        Kernels.activation(dev.latent.nativ.LatentNative.ACT_SIGMOID, 0f, out, p);
+        return p;
+    }
+
+    /** Rows alternate: 8 test images, then their reconstructions (posterior means). */
+    public void writeReconstructions(ImageData test, Path file) throws IOException {
+        try (Graph g = Graph.inference()) {
+            Tensor x = images(g.scope(), test, null, 0, 32);
+            Tensor rec = toPixels(model.decode(model.encode(Var.constant(x))[0]).value());
+            Tensor grid = g.empty(64, 1, 28, 28);
+            for (int r = 0; r < 4; r++) {
+                MemorySegment.copy(x.segment(), (long) r * 8 * 784 * 4, grid.segment(), (long) (2 * r) * 8 * 784 * 4, 8L * 784 * 4);
+                MemorySegment.copy(rec.segment(), (long) r * 8 * 784 * 4, grid.segment(), (long) (2 * r + 1) * 8 * 784 * 4, 8L * 784 * 4);
+            }
+            ImageGrid.write(file, grid, 8, 8, 0f, 1f, 0);
+        }
+    }
+
+    /** n samples of the decoder's mean at z ~ N(0, I) (Philox seed). */
+    public void writeSamples(Path file, int n, long seed) throws IOException {
+        try (Graph g = Graph.inference()) {
+            Tensor z = dev.latent.nn.Init.normal(g.scope(), seed, 7, 1.0, n, cfg.latent);
+            int cols = (int) Math.ceil(Math.sqrt(n));
+            ImageGrid.write(file, toPixels(model.decode(Var.constant(z)).value()), (n + cols - 1) / cols, cols, 0f, 1f, 0);
+        }
+    }
+
+    /** 8 rows: linear interpolation in latent space (posterior means) between test images 2r and 2r + 1, 10 steps. */
+    public void writeInterpolations(ImageData test, Path file) throws IOException {
+        try (Graph g = Graph.inference()) {
+            Tensor x = images(g.scope(), test, null, 0, 16);
+            MemorySegment mu = model.encode(Var.constant(x))[0].value().segment();
+            int d = cfg.latent;
+            Tensor z = g.empty(80, d);
+            for (int r = 0; r < 8; r++)
+                for (int s = 0; s < 10; s++) {
+                    double a = s / 9.0;
+                    for (int j = 0; j < d; j++)
+                        z.segment().setAtIndex(JAVA_FLOAT, (long) (r * 10 + s) * d + j, (float) ((1 - a) * mu.getAtIndex(JAVA_FLOAT, (long) 2 * r * d + j)
+                                + a * mu.getAtIndex(JAVA_FLOAT, (long) (2 * r + 1) * d + j)));
+                }
+            ImageGrid.write(file, toPixels(model.decode(Var.constant(z)).value()), 8, 10, 0f, 1f, 0);
+        }
+    }
+
+    /** For a 2-D latent space: decoded means on a grid x grid lattice of standard-normal quantiles. */
+    public void writeManifold(Path file, int grid) throws IOException {
+        if (cfg.latent != 2) throw new IllegalArgumentException("the manifold plot needs a 2-D latent space, got " + cfg.latent);
+        try (Graph g = Graph.inference()) {
+            Tensor z = g.empty((long) grid * grid, 2);
+            for (int r = 0; r < grid; r++)
+                for (int c = 0; c < grid; c++) {
+                    z.segment().setAtIndex(JAVA_FLOAT, 2L * (r * grid + c), (float) normalQuantile((c + 0.5) / grid));
+                    z.segment().setAtIndex(JAVA_FLOAT, 2L * (r * grid + c) + 1, (float) normalQuantile(1 - (r + 0.5) / grid));
+                }
+            ImageGrid.write(file, toPixels(model.decode(Var.constant(z)).value()), grid, grid, 0f, 1f, 0);
+        }
+    }
+
+    /** Inverse standard-normal CDF by bisection on erfc (plots only). */
+    static double normalQuantile(double p) {
+        double lo = -10, hi = 10;
+        for (int i = 0; i < 100; i++) {
+            double mid = 0.5 * (lo + hi);
+            if (0.5 * erfc(-mid / Math.sqrt(2)) < p) lo = mid; else hi = mid;
+        }
+        return 0.5 * (lo + hi);
+    }
+
+    static double erfc(double x) {   // Numerical Recipes' erfcc, |error| < 1.2e-7: plenty for plot coordinates
+        double z = Math.abs(x), t = 1 / (1 + 0.5 * z);
+        double r = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
+                + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+        return x >= 0 ? r : 2 - r;
+    }
+
+    public void save(Path file) throws IOException {
+        Map<String, Tensor> t = new LinkedHashMap<>();
+        model.namedParameters().forEach((k, v) -> t.put(k, v.value()));
+        opt.state().forEach((k, mv) -> { t.put("opt.m." + k, mv[0]); t.put("opt.v." + k, mv[1]); });
+        Map<String, String> meta = new LinkedHashMap<>();
+        meta.put("format", FORMAT);
+        meta.put("step", Long.toString(step));
+        meta.put("config", Json.object(cfg.toMap()));
+        SafeTensors.write(file, t, meta);
+    }
+
+    /** A trainer holding a checkpoint's model (for eval and sampling). */
+    public static VaeTrainer load(Path dirOrFile, Scope scope) throws IOException {
+        Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(CHECKPOINT) : dirOrFile;
+        if (!Files.isRegularFile(f)) throw new IOException("no VAE checkpoint at " + f);
+        SafeTensors.Loaded l = SafeTensors.read(f, scope);
+        if (!FORMAT.equals(l.metadata().get("format"))) throw new IOException(f + ": not a Latent VAE checkpoint (format " + l.metadata().get("format") + ")");
+        Map<String, Object> c = JsonReader.parseObject(l.metadata().get("config"));
+        Config d = Config.reference(String.valueOf(c.get("data")), f.getParent());
+        Object lat = c.get("latent");
+        if (!(lat instanceof Number latent) || latent.intValue() < 1) throw new IOException(f + ": bad latent size " + lat);
+        Likelihood lik = "gaussian".equals(c.get("likelihood")) ? Likelihood.GAUSSIAN : Likelihood.BERNOULLI;
+        double sigma = c.get("sigma") instanceof Number s ? s.doubleValue() : 0.1;
+        Config cfg = new Config(d.data(), d.out(), latent.intValue(), c.get("beta") instanceof Number b ? b.doubleValue() : 1.0, d.epochs(), d.batch(),
+                d.lr(), lik, sigma, 0, 0, c.get("seed") instanceof Number s2 ? s2.longValue() : 1, 0, d.evalSeed(), d.iwaeK(), d.iwaeN(), d.logEvery(), true);
+        VaeTrainer t = new VaeTrainer(cfg, scope);
+        for (var e : t.model.namedParameters().entrySet()) {
+            Tensor src = l.tensors().get(e.getKey());
+            if (src == null) throw new IOException(f + ": missing tensor " + e.getKey());
+            if (!java.util.Arrays.equals(src.shape(), e.getValue().shape()))
+                throw new IOException(f + ": tensor " + e.getKey() + " has shape " + java.util.Arrays.toString(src.shape()));
+            MemorySegment.copy(src.segment(), 0, e.getValue().value().segment(), 0, src.numel() * 4);
+        }
+        t.step = Long.parseLong(l.metadata().getOrDefault("step", "0"));
+        return t;
+    }
+}
