@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # README's test command: everything CI checks, from a clean clone, in one script.
+#   0. Fashion-MNIST from Debian's package (installed when missing and apt is usable)
 #   1. mvn install: liblatent.so via CMake, the Java tests at ISA avx2, the jars (incl. the native classifier)
 #   2. the Java tests again at ISA ref (LATENT_MAX_ISA=ref)
 #   3. the native tests (ctest: each registered at ref and avx2)
@@ -17,6 +18,17 @@ echo "== JDK: $JAVA_HOME"
 MVN=(mvn -B -ntp)
 VERSION=0.1.0-SNAPSHOT
 step() { echo; echo "== $* ($(date +%H:%M:%S))"; }
+
+step "data: Fashion-MNIST from Debian's dataset-fashion-mnist"
+FMNIST=/usr/share/datasets/fashion-mnist
+if [ ! -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  else
+    echo "Fashion-MNIST missing at $FMNIST: run 'sudo apt-get install dataset-fashion-mnist' (FashionMnistTest will fail)" >&2
+  fi
+fi
+ls "$FMNIST" || true
 
 step "build + Java tests at ISA avx2"
 "${MVN[@]}" install -Dlatent.max.isa=avx2
