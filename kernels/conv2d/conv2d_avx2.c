@@ -1,0 +1,283 @@
+/* Convolution as tiled im2col + GEMM (the fast path at ISA avx2).
+ *
+ * Design (a measured choice; numbers in BENCHMARKS.md and below): all the arithmetic runs in our packed AVX2 GEMM
+ * (kernels/gemm), called single-threaded from inside pool tasks (a nested lt_parallel_for runs inline), one tile
+ * per task. A tile is a set of output columns small enough that its im2col block stays in the worker's L2:
+ * either several whole images (when OH OW is small: W3b has 49 columns per image) or a block of one image's
+ * columns (W3a: 1024 columns per image, blocks of ~220). Per tile, in per-worker scratch:
+ *   forward     col = im2col(x)  (C R S, cols);  tmp = W (K, C R S) col;  y[.., k, cols] = tmp + bias[k]
+ *   bwd-data    dyT = dy (K, cols); col = W^T dyT; col2im into dx (+ bias[c]); tiles hold whole images, so no
+ *               two tasks write the same dx pixel
+ *   bwd-weight  partial[g] += dyT col^T over the tiles of group g, then dW = sum of the partials in g order
+ * A first version built the im2col matrix of 16 MB chunks of images and ran one big multi-threaded GEMM per chunk:
+ * W3a forward reached only 45% of peak, limited by writing and re-reading the 16 MB col from memory; tiles in L2
+ * remove that traffic.
+ * Determinism: tiles and groups depend only on the shape (never on the thread count); each tile writes its own
+ * outputs; col2im sums in a fixed order; the group partials are added in a fixed order; db is summed per channel
+ * in double in (n, position) order. So the bits never depend on the thread count.
+ * Next step if this trails oneDNN: pack B straight from x inside the GEMM (true implicit GEMM, no col at all), or
+ * a direct nChw8c kernel for 3x3 stride 1. */
+#include <string.h>
+
+#include "conv2d.h"
+
+#define TILE_FLOATS (96 * 1024)  /* im2col block per tile: 384 KB, inside a 1 MB L2 with the packed panels */
+#define MAX_GROUPS 16            /* bwd-weight partial sums */
+
+typedef struct {
+    const lt_conv2d_desc *d;
+    const float *x, *w, *dy, *bias;
+    float *out, *db;
+    float **col, **tmp;          /* per worker */
+    float *part;                 /* bwd-weight: MAX_GROUPS x K x CRS */
+    int64_t crs, P, imgs, cols;  /* tile: `imgs` whole images (cols = imgs P) or, when imgs == 0, `cols` columns of one image */
+    int64_t ntiles, tiles_per_img, ngroups;
+    int accumulate;
+    lt_status st;                /* first GEMM failure (cannot happen for validated shapes; kept for safety) */
+} job;
+
+/* Tile t: images [n0, n0 + m), columns [p0, p0 + len) of each (whole images: p0 = 0, len = P). */
+static void tile_of(const job *j, int64_t t, int64_t *n0, int64_t *m, int64_t *p0, int64_t *len) {
+    if (j->imgs > 0) {
+        *n0 = t * j->imgs;
+        *m = j->d->n - *n0 < j->imgs ? j->d->n - *n0 : j->imgs;
+        *p0 = 0;
+        *len = j->P;
+    } else {
+        *n0 = t / j->tiles_per_img;
+        *m = 1;
+        *p0 = (t % j->tiles_per_img) * j->cols;
+        *len = j->P - *p0 < j->cols ? j->P - *p0 : j->cols;
+    }
+}
+
+/* col (CRS, ld) columns [i * len ..) <- im2col of image n, output positions [p0, p0 + len) */
+static void im2col(const lt_conv2d_desc *d, const float *x, int64_t n, int64_t p0, int64_t len, float *col, int64_t ld, int64_t off) {
+    for (int64_t c = 0; c < d->c; c++) {
+        const float *xc = x + (n * d->c + c) * d->h * d->w;
+        for (int64_t r = 0; r < d->r; r++)
+            for (int64_t s = 0; s < d->s; s++) {
+                float *dst = col + ((c * d->r + r) * d->s + s) * ld + off;
+                int64_t ix0 = s - d->pad_w;
+                int64_t p = p0, end = p0 + len;
+                while (p < end) {
+                    int64_t oy = p / d->ow, ox = p % d->ow, run = d->ow - ox < end - p ? d->ow - ox : end - p;
+                    int64_t iy = oy * d->stride_h - d->pad_h + r;
+                    float *drow = dst + (p - p0);
+                    if (iy < 0 || iy >= d->h) {
+                        memset(drow, 0, run * sizeof(float));
+                    } else {
+                        const float *srow = xc + iy * d->w;
+                        if (d->stride_w == 1) {
+                            int64_t lo = -ix0 - ox, hi = d->w - ix0 - ox;   /* valid q in [lo, hi) of this run */
+                            if (lo < 0) lo = 0;
+                            if (hi > run) hi = run;
+                            if (hi < lo) hi = lo;
+                            if (lo > 0) memset(drow, 0, lo * sizeof(float));
+                            if (hi > lo) memcpy(drow + lo, srow + ox + ix0 + lo, (hi - lo) * sizeof(float));
+                            if (hi < run) memset(drow + hi, 0, (run - hi) * sizeof(float));
+                        } else {
+                            for (int64_t q = 0; q < run; q++) {
+                                int64_t ix = (ox + q) * d->stride_w + ix0;
+                                drow[q] = ix >= 0 && ix < d->w ? srow[ix] : 0.0f;
+                            }
+                        }
+                    }
+                    p += run;
+                }
+            }
+    }
+}
+
+static lt_status gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,
+                      float beta, float *c, int64_t ldc) {
+    lt_gemm_desc g = {ta, tb, m, n, k, 1.0f, beta, lda, ldb, ldc, 1, 0, 0, 0};
+    return lt_gemm(&g, a, b, c);
+}
+
+static void fail(job *j, lt_status s) { if (s != LT_OK && j->st == LT_OK) j->st = s; }
+
+static void fwd_task(void *p, int64_t t, int worker) {
+    job *j = p;
+    const lt_conv2d_desc *d = j->d;
+    int64_t n0, m, p0, len;
+    tile_of(j, t, &n0, &m, &p0, &len);
+    int64_t L = m * len;
+    float *col = j->col[worker], *tmp = j->tmp[worker];
+    for (int64_t i = 0; i < m; i++) im2col(d, j->x, n0 + i, p0, len, col, L, i * len);
+    fail(j, gemm(0, 0, d->k, L, j->crs, j->w, j->crs, col, L, 0.0f, tmp, L));
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t k = 0; k < d->k; k++) {
+            const float *src = tmp + k * L + i * len;
+            float *dst = j->out + ((n0 + i) * d->k + k) * j->P + p0;
+            if (j->bias) {
+                float b = j->bias[k];
+                for (int64_t q = 0; q < len; q++) dst[q] = src[q] + b;
+            } else {
+                memcpy(dst, src, len * sizeof(float));
+            }
+        }
+}
+
+static void bwd_data_task(void *p, int64_t t, int worker) {
+    job *j = p;
+    const lt_conv2d_desc *d = j->d;
+    int64_t n0, m, p0, len;
+    tile_of(j, t, &n0, &m, &p0, &len);   /* whole images here */
+    int64_t L = m * len, P = j->P, hw = d->h * d->w;
+    float *col = j->col[worker], *tmp = j->tmp[worker];
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t k = 0; k < d->k; k++) memcpy(tmp + k * L + i * P, j->dy + ((n0 + i) * d->k + k) * P, P * sizeof(float));
+    fail(j, gemm(1, 0, j->crs, L, d->k, j->w, j->crs, tmp, L, 0.0f, col, L));
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t c = 0; c < d->c; c++) {
+            float *dc = j->out + ((n0 + i) * d->c + c) * hw;
+            float b = j->bias ? j->bias[c] : 0.0f;
+            for (int64_t q = 0; q < hw; q++) dc[q] = b;
+            for (int64_t r = 0; r < d->r; r++)
+                for (int64_t s = 0; s < d->s; s++) {
+                    const float *src = col + ((c * d->r + r) * d->s + s) * L + i * P;
+                    int64_t ix0 = s - d->pad_w;
+                    for (int64_t oy = 0; oy < d->oh; oy++) {
+                        int64_t iy = oy * d->stride_h - d->pad_h + r;
+                        if (iy < 0 || iy >= d->h) continue;
+                        const float *srow = src + oy * d->ow;
+                        float *drow = dc + iy * d->w;
+                        if (d->stride_w == 1) {
+                            int64_t lo = ix0 < 0 ? -ix0 : 0, hi = d->w - ix0 < d->ow ? d->w - ix0 : d->ow;
+                            for (int64_t ox = lo; ox < hi; ox++) drow[ox + ix0] += srow[ox];
+                        } else {
+                            for (int64_t ox = 0; ox < d->ow; ox++) {
+                                int64_t ix = ox * d->stride_w + ix0;
+                                if (ix >= 0 && ix < d->w) drow[ix] += srow[ox];
+                            }
+                        }
+                    }
+                }
+        }
+}
+
+/* group g: tiles [g T / G, (g + 1) T / G) accumulated in order into part[g] */
+static void bwd_weight_task(void *p, int64_t g, int worker) {
+    job *j = p;
+    const lt_conv2d_desc *d = j->d;
+    float *part = j->part + g * d->k * j->crs, *col = j->col[worker], *tmp = j->tmp[worker];
+    int64_t t0 = g * j->ntiles / j->ngroups, t1 = (g + 1) * j->ntiles / j->ngroups;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t n0, m, p0, len;
+        tile_of(j, t, &n0, &m, &p0, &len);
+        int64_t L = m * len;
+        for (int64_t i = 0; i < m; i++) {
+            im2col(d, j->x, n0 + i, p0, len, col, L, i * len);
+            for (int64_t k = 0; k < d->k; k++) memcpy(tmp + k * L + i * len, j->dy + ((n0 + i) * d->k + k) * j->P + p0, len * sizeof(float));
+        }
+        fail(j, gemm(0, 1, d->k, j->crs, L, tmp, L, col, L, t == t0 ? 0.0f : 1.0f, part, j->crs));
+    }
+}
+
+/* dw[e] (+)= sum over groups of part[g][e], in g order; slices of 4096 elements per task */
+static void reduce_task(void *p, int64_t t, int worker) {
+    job *j = p;
+    int64_t total = j->d->k * j->crs, lo = t * 4096, hi = lo + 4096 < total ? lo + 4096 : total;
+    for (int64_t e = lo; e < hi; e++) {
+        float s = j->accumulate ? j->out[e] : 0.0f;
+        for (int64_t g = 0; g < j->ngroups; g++) s += j->part[g * total + e];
+        j->out[e] = s;
+    }
+}
+
+static void db_task(void *p, int64_t k, int worker) {
+    job *j = p;
+    const lt_conv2d_desc *d = j->d;
+    double acc = 0;
+    for (int64_t n = 0; n < d->n; n++) {
+        const float *row = j->dy + (n * d->k + k) * j->P;
+        for (int64_t q = 0; q < j->P; q++) acc += row[q];
+    }
+    j->db[k] = j->accumulate ? (float)(j->db[k] + acc) : (float)acc;
+}
+
+/* Tiling and per-worker scratch; whole = 1 forces tiles of whole images (bwd-data). */
+static lt_status setup(job *j, const lt_conv2d_desc *d, int whole, const char *fn) {
+    j->d = d;
+    j->crs = d->c * d->r * d->s;
+    j->P = d->oh * d->ow;
+    int64_t cols = TILE_FLOATS / j->crs;
+    if (cols < 16) cols = 16;
+    if (j->P <= cols || whole) {
+        j->imgs = j->P <= cols ? cols / j->P : 1;
+        if (j->imgs > d->n) j->imgs = d->n;
+        j->cols = j->imgs * j->P;
+        j->ntiles = (d->n + j->imgs - 1) / j->imgs;
+        j->tiles_per_img = 1;
+    } else {
+        j->imgs = 0;
+        int64_t per = (j->P + cols - 1) / cols;            /* blocks per image, then even widths rounded to 8 */
+        j->cols = ((j->P + per - 1) / per + 7) & ~(int64_t)7;
+        j->tiles_per_img = (j->P + j->cols - 1) / j->cols;
+        j->ntiles = d->n * j->tiles_per_img;
+    }
+    int width = lt_pool_width();
+    j->col = lt_alloc((size_t)width * 2 * sizeof(float *));
+    if (!j->col) return lt_fail(LT_ERR_OUT_OF_MEMORY, "%s: scratch table", fn);
+    j->tmp = j->col + width;
+    memset(j->col, 0, (size_t)width * 2 * sizeof(float *));
+    for (int i = 0; i < width; i++) {
+        j->col[i] = lt_alloc((size_t)(j->crs * j->cols) * sizeof(float));
+        j->tmp[i] = lt_alloc((size_t)(d->k * j->cols) * sizeof(float));
+        if (!j->col[i] || !j->tmp[i]) return lt_fail(LT_ERR_OUT_OF_MEMORY, "%s: %d x %lld floats of scratch", fn, width, (long long)((j->crs + d->k) * j->cols));
+    }
+    j->st = LT_OK;
+    return LT_OK;
+}
+
+static void teardown(job *j) {
+    if (!j->col) return;
+    int width = lt_pool_width();
+    for (int i = 0; i < width; i++) { lt_free(j->col[i]); lt_free(j->tmp[i]); }
+    lt_free(j->col);
+    lt_free(j->part);
+}
+
+lt_status conv_fwd_gemm(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
+    job j = {0};
+    lt_status s = setup(&j, d, 0, "lt_conv2d_fwd");
+    if (s == LT_OK) {
+        j.x = x; j.w = w; j.bias = bias; j.out = y;
+        lt_parallel_for(j.ntiles, fwd_task, &j);
+        s = j.st;
+    }
+    teardown(&j);
+    return s;
+}
+
+lt_status conv_bwd_data_gemm(const lt_conv2d_desc *d, const float *dy, const float *w, const float *bias, float *dx) {
+    job j = {0};
+    lt_status s = setup(&j, d, 1, "lt_conv2d_bwd_data");
+    if (s == LT_OK) {
+        j.dy = dy; j.w = w; j.bias = bias; j.out = dx;
+        lt_parallel_for(j.ntiles, bwd_data_task, &j);
+        s = j.st;
+    }
+    teardown(&j);
+    return s;
+}
+
+lt_status conv_bwd_weight_gemm(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw, float *db, int accumulate) {
+    job j = {0};
+    lt_status s = setup(&j, d, 0, "lt_conv2d_bwd_weight");
+    if (s == LT_OK) {
+        j.x = x; j.dy = dy; j.out = dw; j.db = db; j.accumulate = accumulate;
+        j.ngroups = j.ntiles < MAX_GROUPS ? j.ntiles : MAX_GROUPS;
+        j.part = lt_alloc((size_t)(j.ngroups * d->k * j.crs) * sizeof(float));
+        if (!j.part) s = lt_fail(LT_ERR_OUT_OF_MEMORY, "lt_conv2d_bwd_weight: %lld partial sums", (long long)(j.ngroups * d->k * j.crs));
+        else {
+            lt_parallel_for(j.ngroups, bwd_weight_task, &j);
+            s = j.st;
+            if (s == LT_OK) lt_parallel_for((d->k * j.crs + 4095) / 4096, reduce_task, &j);
+            if (s == LT_OK && db) lt_parallel_for(d->k, db_task, &j);
+        }
+    }
+    teardown(&j);
+    return s;
+}
