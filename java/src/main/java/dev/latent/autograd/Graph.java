@@ -116,18 +116,23 @@ public final class Graph implements AutoCloseable {
      * back-propagated to the parameters. Gradients that leaves already held are left as they were.
      */
     public Var gradient(Var y, Var wrt) {
+        // Every leaf the backward can reach (inputs of recorded nodes without a node of their own), plus wrt:
+        // their gradients are set aside and restored, so this call leaves no trace on parameters.
         Map<Var, Var> saved = new IdentityHashMap<>();
-        for (Var v : leavesWithGrad) saved.put(v, v.grad);
-        for (Var v : leavesWithGrad) v.grad = null;
-        Var before = wrt.grad;
-        wrt.grad = null;
-        backward(y, true);
-        Var g = wrt.grad;
-        for (Var v : leavesWithGrad) v.grad = saved.get(v);
-        wrt.grad = before;
-        for (Var v : tape) v.grad = null;
-        if (g == null) throw new IllegalArgumentException("gradient: the output does not depend on " + wrt);
-        return g;
+        saved.put(wrt, wrt.grad);
+        for (Var v : tape)
+            for (Var in : v.node.inputs())
+                if (in != null && in.node == null && !saved.containsKey(in)) saved.put(in, in.grad);
+        for (Var v : saved.keySet()) v.grad = null;
+        try {
+            backward(y, true);
+            Var g = wrt.grad;
+            if (g == null) throw new IllegalArgumentException("gradient: the output does not depend on " + wrt);
+            return g;
+        } finally {
+            saved.forEach((v, old) -> v.grad = old);
+            for (Var v : tape) v.grad = null;
+        }
     }
 
     /** x.grad += g, out of place (a rule may hand the same gradient to two inputs). */

@@ -18,7 +18,10 @@ class GradCheckTest {
     static final double H = 1e-2, ATOL = 2e-3, RTOL = 2e-2;
 
     /** d(loss)/d(x) numerically, loss a scalar computed in a fresh inference graph each time. */
-    static double[] numeric(Tensor x, Supplier<Float> loss) {
+    static double[] numeric(Tensor x, Supplier<Float> loss) { return numeric(x, loss, H); }
+
+    /** With step h (smaller than H for functions with kinks, e.g. the input gradient through LeakyReLU). */
+    static double[] numeric(Tensor x, Supplier<Float> loss, double H) {
         double[] g = new double[(int) x.numel()];
         float[] v = x.toArray();
         for (int i = 0; i < v.length; i++) {
