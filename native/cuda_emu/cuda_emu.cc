@@ -160,7 +160,9 @@ struct Block {
 thread_local Block *cur_block;
 thread_local Fiber *cur_fiber;
 thread_local char last_msg[512];
+#ifdef EMU_TSAN
 char launch_sync; /* TSan: host writes before the launch -> every fiber */
+#endif
 int g_workers = 0;          /* 0: not read from the environment yet */
 
 /* Stacks are cached per worker thread and reused by the next block (see the header on sanitizers). */
@@ -282,15 +284,6 @@ NO_TSAN void resume(Block *b, Fiber *f) {
 #endif
     cur_fiber = nullptr;
     cur = nullptr;
-}
-
-const char *state_name(const Fiber &f) {
-    switch (f.st) {
-    case READY: return "ready";
-    case AT_BARRIER: return "__syncthreads";
-    case AT_WARP: return "a warp exchange";
-    default: return "exited";
-    }
 }
 
 void report_deadlock(Block *b) {
