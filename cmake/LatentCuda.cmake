@@ -36,7 +36,7 @@ if(LATENT_CUDA)
   add_custom_command(
     OUTPUT ${_dir}/latent_kernels.fatbin ${_dir}/ptxas-report.txt
     COMMAND ${CMAKE_COMMAND} -DNVCC=${LATENT_NVCC} -DSRC=${_dir}/latent_kernels.cu -DOUT_DIR=${_dir}
-            "-DARCHS=${LATENT_CUDA_ARCHS}" -DINCLUDES=${CMAKE_SOURCE_DIR}/kernels/common
+            "-DARCHS=${LATENT_CUDA_ARCHS}" "-DINCLUDES=${CMAKE_SOURCE_DIR}/kernels/common;${CMAKE_SOURCE_DIR}/native/include"
             -P ${CMAKE_SOURCE_DIR}/cmake/NvccFatbin.cmake
     DEPENDS ${_dir}/latent_kernels.cu ${LATENT_CU_SRC} ${LATENT_CUH} ${CMAKE_SOURCE_DIR}/cmake/NvccFatbin.cmake
     COMMENT "nvcc: latent_kernels.fatbin (sm_${LATENT_CUDA_ARCHS}) + ptxas-report.txt"

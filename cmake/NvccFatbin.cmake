@@ -9,12 +9,16 @@ foreach(a ${ARCHS})
   set(last ${a})
 endforeach()
 list(APPEND gencode -gencode arch=compute_${last},code=compute_${last})
+set(incs)
+foreach(i ${INCLUDES})
+  list(APPEND incs -I${i})
+endforeach()
 set(keep ${OUT_DIR}/keep)
 file(REMOVE_RECURSE ${keep})
 file(MAKE_DIRECTORY ${keep})
 execute_process(
   COMMAND ${NVCC} -c -std=c++17 -O3 -Xptxas -v -Werror all-warnings --keep --keep-dir ${keep} ${gencode}
-          -I${INCLUDES} -o ${OUT_DIR}/latent_kernels.o ${SRC}
+          ${incs} -o ${OUT_DIR}/latent_kernels.o ${SRC}
   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 file(WRITE ${OUT_DIR}/ptxas-report.txt "${out}${err}")
 if(NOT rc EQUAL 0)
