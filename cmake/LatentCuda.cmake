@@ -61,3 +61,22 @@ function(latent_cuda_emu_test name src)
   set_tests_properties(${name} PROPERTIES LABELS cuda_emu TIMEOUT 300 ENVIRONMENT "LATENT_MAX_ISA=ref")
   set_property(GLOBAL APPEND PROPERTY LATENT_CUDA_EMU_TESTS ${name})
 endfunction()
+
+# The sanitizer builds must be able to fail: kernels with a deliberate shared-memory race (TSan) and out-of-bounds
+# writes (ASan) pass only when the sanitizer's report appears (the exit status alone could be any crash).
+if(LATENT_SANITIZE MATCHES "thread|address")
+  add_executable(cuda_emu_bad_test ${CMAKE_SOURCE_DIR}/native/cuda_emu/cuda_emu_bad_test.cc)
+  target_link_libraries(cuda_emu_bad_test PRIVATE cuda_emu)
+  set_property(GLOBAL APPEND PROPERTY LATENT_CUDA_EMU_TESTS cuda_emu_bad_test)
+  if(LATENT_SANITIZE MATCHES "thread")
+    add_test(NAME cuda_emu_catches_race COMMAND cuda_emu_bad_test race)
+    set_tests_properties(cuda_emu_catches_race PROPERTIES LABELS cuda_emu PASS_REGULAR_EXPRESSION "ThreadSanitizer: data race")
+  endif()
+  if(LATENT_SANITIZE MATCHES "address")
+    foreach(m oob oob_smem)
+      add_test(NAME cuda_emu_catches_${m} COMMAND cuda_emu_bad_test ${m})
+      set_tests_properties(cuda_emu_catches_${m} PROPERTIES LABELS cuda_emu
+                           PASS_REGULAR_EXPRESSION "AddressSanitizer: heap-buffer-overflow")
+    endforeach()
+  endif()
+endif()

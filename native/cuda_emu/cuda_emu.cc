@@ -144,7 +144,8 @@ struct Block {
     const char *bar_file = nullptr;
     int bar_line = 0;
     char bar_sync = 0;
-    char end_token = 0; /* TSan: this block's fibers -> the scheduler, then the next block */
+    char end_token = 0;   /* TSan: this block's fibers -> the scheduler, then the next block */
+    char start_token = 0; /* TSan: the scheduler (host writes, fiber setup) -> this block's fibers */
     bool failed = false;
     int code = OK;
     char msg[512];
@@ -160,22 +161,28 @@ struct Block {
 thread_local Block *cur_block;
 thread_local Fiber *cur_fiber;
 thread_local char last_msg[512];
-#ifdef EMU_TSAN
-char launch_sync; /* TSan: host writes before the launch -> every fiber */
-#endif
 int g_workers = 0;          /* 0: not read from the environment yet */
 
 /* Stacks are cached per worker thread and reused by the next block (see the header on sanitizers). */
 struct StackPool {
     std::vector<char *> stacks;
+    std::vector<void *> tsan_fibers; /* TSan fiber of each stack slot: creating one per block is slow */
     ~StackPool() {
         for (char *s : stacks) munmap(s, STACK);
+#ifdef EMU_TSAN
+        for (void *f : tsan_fibers) __tsan_destroy_fiber(f);
+#endif
     }
     char *get(size_t i) {
         while (stacks.size() <= i) {
             void *p = mmap(nullptr, STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
             if (p == MAP_FAILED) return nullptr;
             stacks.push_back(static_cast<char *>(p));
+#ifdef EMU_TSAN
+            tsan_fibers.push_back(__tsan_create_fiber(0));
+#else
+            tsan_fibers.push_back(nullptr);
+#endif
         }
         return stacks[i];
     }
@@ -203,6 +210,9 @@ void fmt_fail(Block *b, int code, const char *fmt, ...) {
 NO_TSAN void to_scheduler(Fiber *f, bool dying) {
     Block *b = f->blk;
 #ifdef EMU_TSAN
+    /* Everything this fiber did so far happens before the block's end (acquired by the scheduler once the block
+     * is over, even an aborted one): never acquired by another fiber, so it hides no race inside the block. */
+    __tsan_release(&b->end_token);
     __tsan_switch_to_fiber(b->tsan_sched, __tsan_switch_to_fiber_no_sync);
 #endif
 #ifdef EMU_ASAN
@@ -229,12 +239,9 @@ NO_TSAN void fiber_main(void *arg) {
     __sanitizer_finish_switch_fiber(nullptr, &b->sched_stack_bottom, &b->sched_stack_size);
 #endif
 #ifdef EMU_TSAN
-    __tsan_acquire(&launch_sync);
+    __tsan_acquire(&b->start_token); /* the host's writes and this block's setup happen before */
 #endif
     b->entry(b->closure);
-#ifdef EMU_TSAN
-    __tsan_release(&b->end_token);
-#endif
     f->st = DONE;
     b->done++;
     char w[96];
@@ -334,12 +341,11 @@ NO_TSAN void run_block(Block *b, dim3 grid, dim3 block, uint3 bid) {
             return;
         }
         init_stack(&f);
-#ifdef EMU_TSAN
-        f.tsan_fiber = __tsan_create_fiber(0);
-#endif
+        f.tsan_fiber = stack_pool.tsan_fibers[i];
     }
 #ifdef EMU_TSAN
     b->tsan_sched = __tsan_get_current_fiber();
+    __tsan_release(&b->start_token);
 #endif
     for (;;) {
         bool ran = false;
@@ -355,7 +361,6 @@ NO_TSAN void run_block(Block *b, dim3 grid, dim3 block, uint3 bid) {
         }
     }
 #ifdef EMU_TSAN
-    for (Fiber &f : b->fibers) __tsan_destroy_fiber(f.tsan_fiber);
     __tsan_acquire(&b->end_token); /* orders this block before the next one on this worker (header) */
 #endif
 }
@@ -514,9 +519,6 @@ NO_TSAN int launch_raw(dim3 grid, dim3 block, size_t dyn_smem, void (*entry)(voi
                  dyn_smem);
         return ERR_RESOURCES;
     }
-#ifdef EMU_TSAN
-    __tsan_release(&launch_sync);
-#endif
     std::atomic<uint64_t> next{0};
     std::atomic<bool> stop{false};
     int code = OK;
