@@ -4,7 +4,10 @@
 #   1. mvn install: liblatent.so via CMake, the Java tests at ISA avx2, the jars (incl. the native classifier)
 #   2. the Java tests again at ISA ref (LATENT_MAX_ISA=ref)
 #   3. the native tests (ctest: each registered at ref and avx2)
-#   4. the native tests again under AddressSanitizer + UndefinedBehaviorSanitizer
+#   4. the native tests again under AddressSanitizer + UndefinedBehaviorSanitizer (incl. the CUDA emulation tests
+#      and kernels with deliberate out-of-bounds writes that ASan must catch)
+#   4b. the CUDA emulation tests under ThreadSanitizer (fiber-annotated), incl. a deliberately racy kernel; and
+#      the ptxas report of the fatbin (step 1 builds it with nvcc when nvcc is found; a spill fails that build)
 #   5. the export check (only lt_* leaves liblatent.so)
 #   6. the consumer project under examples/, against the installed coordinates
 #   7. a one-iteration JMH smoke run (proves the harness runs; its numbers mean nothing)
@@ -43,6 +46,16 @@ step "native tests under ASan + UBSan"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLATENT_SANITIZE=address,undefined >/dev/null
 cmake --build build-asan -j2 >/dev/null
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure)
+
+step "CUDA emulation tests under ThreadSanitizer"
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLATENT_SANITIZE=thread -DLATENT_CUDA=OFF >/dev/null
+cmake --build build-tsan -j2 --target cuda_emu_tests >/dev/null
+(cd build-tsan && ctest -L cuda_emu -j2 --output-on-failure)
+if [ -f java/target/native/cuda/ptxas-report.txt ]; then
+  echo "ptxas: $(grep -c 'Compiling entry function' java/target/native/cuda/ptxas-report.txt) kernel x arch compiled, no spills"
+else
+  echo "nvcc not found: the CUDA fatbin was not built (the emulation tests above still ran)"
+fi
 
 step "export check"
 ci/check-exports.sh java/target/native/liblatent.so

@@ -1,0 +1,93 @@
+package dev.latent.cuda;
+
+import dev.latent.nativ.NativeException;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
+import java.lang.invoke.MethodHandle;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * The CUDA driver API (libcuda.so.1, installed with the NVIDIA driver) bound through FFM: only the calls the
+ * backend needs, the {@code _v2} entry points where the driver has them (64-bit sizes and device pointers).
+ * No cudart: the fatbin is loaded with cuModuleLoadData and kernels start with cuLaunchKernel.
+ * Every call goes through {@link #check}: a non-zero CUresult becomes a NativeException naming the call and
+ * the driver's own name and description of the error.
+ */
+final class CudaDriver {
+    private static final Linker LINKER = Linker.nativeLinker();
+    final MethodHandle cuInit, cuDriverGetVersion, cuDeviceGetCount, cuDeviceGet, cuDeviceGetAttribute,
+            cuDevicePrimaryCtxRetain, cuCtxSetCurrent, cuCtxSynchronize, cuModuleLoadData, cuModuleGetFunction,
+            cuMemAlloc, cuMemFree, cuMemcpyHtoD, cuMemcpyDtoH, cuMemsetD8, cuStreamCreate, cuStreamSynchronize,
+            cuLaunchKernel, cuGetErrorName, cuGetErrorString;
+
+    /** Throws IllegalArgumentException when libcuda.so.1 cannot be opened (no driver). */
+    CudaDriver() {
+        SymbolLookup lib = SymbolLookup.libraryLookup("libcuda.so.1", Arena.global());
+        cuInit = bind(lib, "cuInit", JAVA_INT);
+        cuDriverGetVersion = bind(lib, "cuDriverGetVersion", ADDRESS);
+        cuDeviceGetCount = bind(lib, "cuDeviceGetCount", ADDRESS);
+        cuDeviceGet = bind(lib, "cuDeviceGet", ADDRESS, JAVA_INT);
+        cuDeviceGetAttribute = bind(lib, "cuDeviceGetAttribute", ADDRESS, JAVA_INT, JAVA_INT);
+        cuDevicePrimaryCtxRetain = bind(lib, "cuDevicePrimaryCtxRetain", ADDRESS, JAVA_INT);
+        cuCtxSetCurrent = bind(lib, "cuCtxSetCurrent", ADDRESS);
+        cuCtxSynchronize = bind(lib, "cuCtxSynchronize");
+        cuModuleLoadData = bind(lib, "cuModuleLoadData", ADDRESS, ADDRESS);
+        cuModuleGetFunction = bind(lib, "cuModuleGetFunction", ADDRESS, ADDRESS, ADDRESS);
+        cuMemAlloc = bind(lib, "cuMemAlloc_v2", ADDRESS, JAVA_LONG);
+        cuMemFree = bind(lib, "cuMemFree_v2", JAVA_LONG);
+        cuMemcpyHtoD = bind(lib, "cuMemcpyHtoD_v2", JAVA_LONG, ADDRESS, JAVA_LONG);
+        cuMemcpyDtoH = bind(lib, "cuMemcpyDtoH_v2", ADDRESS, JAVA_LONG, JAVA_LONG);
+        cuMemsetD8 = bind(lib, "cuMemsetD8_v2", JAVA_LONG, JAVA_INT, JAVA_LONG);
+        cuStreamCreate = bind(lib, "cuStreamCreate", ADDRESS, JAVA_INT);
+        cuStreamSynchronize = bind(lib, "cuStreamSynchronize", ADDRESS);
+        cuLaunchKernel = bind(lib, "cuLaunchKernel", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
+                JAVA_INT, ADDRESS, ADDRESS, ADDRESS);
+        cuGetErrorName = bind(lib, "cuGetErrorName", JAVA_INT, ADDRESS);
+        cuGetErrorString = bind(lib, "cuGetErrorString", JAVA_INT, ADDRESS);
+    }
+
+    private static MethodHandle bind(SymbolLookup lib, String name, java.lang.foreign.MemoryLayout... args) {
+        MemorySegment sym = lib.find(name).orElseThrow(
+                () -> new IllegalArgumentException("libcuda.so.1 lacks " + name + " (driver too old)"));
+        return LINKER.downcallHandle(sym, FunctionDescriptor.of(JAVA_INT, args));
+    }
+
+    /** Invokes a driver call; a non-zero CUresult becomes NativeException(call, code, "NAME: description"). */
+    int call(String name, MethodHandle h, Object... args) {
+        int rc;
+        try {
+            rc = (int) h.invokeWithArguments(args);
+        } catch (RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IllegalStateException(name, t);
+        }
+        if (rc != 0) throw new NativeException(name, rc, describe(rc));
+        return rc;
+    }
+
+    /** "CUDA_ERROR_NO_DEVICE: no CUDA-capable device is detected", from the driver itself. */
+    String describe(int rc) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment pn = a.allocate(ADDRESS), ps = a.allocate(ADDRESS);
+            int r1 = (int) cuGetErrorName.invokeExact(rc, pn);
+            int r2 = (int) cuGetErrorString.invokeExact(rc, ps);
+            String n = r1 == 0 ? cstr(pn) : "CUresult " + rc, s = r2 == 0 ? cstr(ps) : "";
+            return s.isEmpty() ? n : n + ": " + s;
+        } catch (Throwable t) {
+            return "CUresult " + rc;
+        }
+    }
+
+    private static String cstr(MemorySegment p) {
+        MemorySegment s = p.get(ADDRESS, 0);
+        return s.equals(MemorySegment.NULL) ? "" : s.reinterpret(4096).getString(0);
+    }
+}

@@ -1,0 +1,21 @@
+package dev.latent.cuda;
+
+import org.junit.jupiter.api.Test;
+
+import static org.junit.jupiter.api.Assertions.*;
+import static org.junit.jupiter.api.Assumptions.assumeFalse;
+
+/** Without a GPU (this project's CI machines): a clear, cached reason, and callers stay on the CPU. */
+class CudaUnavailableTest {
+    @Test
+    void saysWhyAndCachesIt() {
+        assumeFalse(Cuda.available(), "a CUDA device is present: CudaGpuTest covers it");
+        String reason = Cuda.unavailableReason();
+        assertTrue(reason.startsWith("CUDA unavailable: "), reason);
+        assertTrue(reason.contains("libcuda.so.1") || reason.contains("driver") || reason.contains("device")
+                || reason.contains("fatbin"), reason);
+        assertSame(reason, Cuda.unavailableReason(), "the probe runs once and its answer is cached");
+        UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class, Cuda::get);
+        assertEquals(reason, e.getMessage());
+    }
+}

@@ -1,0 +1,40 @@
+/* adamw.cu in the CUDA emulation against lt_adamw at ISA ref (adamw_ref.c), three steps, lengths at every tail.
+ * The constants are computed here exactly as adamw.c computes them (in double, rounded to float); the Java backend
+ * does the same. Tolerance per element: 8 u of each term of the update (nvcc fuses the moment updates into fmas;
+ * adamw_test.c derives the same kind of bound from counting roundings). Run: build/adamw_cuda_test */
+#include <vector>
+
+#include "../adamw/adamw.cu"
+#include "lt_cuda_test.h"
+
+static ltk_adamw_consts consts(const lt_adamw_desc &d) {
+    const double t = (double)d.step, b1 = d.beta1, b2 = d.beta2;
+    return {d.grad_scale, (float)(1.0 - (double)d.lr * d.weight_decay), d.beta1, (float)(1.0 - b1), d.beta2,
+            (float)(1.0 - b2), (float)(d.lr / (1.0 - pow(b1, t))), (float)sqrt(1.0 - pow(b2, t)), d.eps};
+}
+
+int main() {
+    lt_set_isa(LT_ISA_REF);
+    const double U = 1.0 / (1 << 24);
+    uint64_t s = 17;
+    for (int64_t n : {1, 3, 8, 9, 37, 1000, 4099}) {
+        std::vector<float> p(n), g(n), m(n, 0.0f), v(n, 0.0f);
+        lt_t_fill(p.data(), n, &s);
+        std::vector<float> p2 = p, m2 = m, v2 = v;
+        for (int step = 1; step <= 3; step++) {
+            lt_t_fill(g.data(), n, &s);
+            if (n > 4) { g[0] = 0.0f; g[1] = 1e-20f; g[2] = 1e4f; }
+            lt_adamw_desc d = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.5f, step};
+            std::vector<float> pw = p, mw = m, vw = v; /* reference step from the kernel's previous state */
+            lt_adamw(&d, n, pw.data(), g.data(), mw.data(), vw.data());
+            LAUNCH(ltk_adamw, dim3(lt_cu_blocks(n, 256)), dim3(256), 0, consts(d), n, p.data(), (const float *)g.data(),
+                   m.data(), v.data());
+            CHECK(lt_cu_close("m", m.data(), mw.data(), n, 1e-30, 4 * U), "adamw m n=%lld step %d", (long long)n, step);
+            CHECK(lt_cu_close("v", v.data(), vw.data(), n, 1e-30, 4 * U), "adamw v n=%lld step %d", (long long)n, step);
+            /* p = p*decay - step_size * m / denom: 8 u of |p| plus 8 u of the update (<= ~lr / (1 - b1^t)) */
+            CHECK(lt_cu_close("p", p.data(), pw.data(), n, 8 * U * 1e-3 / (1 - pow(0.9, step)) * 4, 8 * U),
+                  "adamw p n=%lld step %d", (long long)n, step);
+        }
+    }
+    return lt_test_summary();
+}

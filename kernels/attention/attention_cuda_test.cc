@@ -1,0 +1,98 @@
+/* attention.cu in the CUDA emulation (forward, D = dout . o, dk / dv, dq) against a double-precision reference
+ * written here, causal and not, T and HS at tile tails (T = 1, 7, 37, 70; HS = 1, 16, 33, 72, 128).
+ * Tolerance, per element, eps times the sum of |terms| of that element (as attention_test.c does), with
+ * eps = 4 u (HS + T + 16): every score is a float dot of HS terms (scale |q.k| <= sqrt(HS) for inputs in (-1, 1))
+ * whose error moves p by that much relatively, and each output sums T terms in float.
+ * Run: build/attention_cuda_test */
+#include <vector>
+
+#include "../attention/attention.cu"
+#include "lt_cuda_test.h"
+
+static int check(const char *what, const std::vector<float> &got, const std::vector<double> &want,
+                 const std::vector<double> &tol) {
+    int64_t bad = 0;
+    for (size_t e = 0; e < got.size(); e++)
+        if (!lt_t_agree(got[e], want[e], tol[e] + 1e-30) && bad++ < 3)
+            fprintf(stderr, "  %s[%zu]: got %.9g want %.9g tol %.3g\n", what, e, got[e], want[e], tol[e]);
+    return bad == 0;
+}
+
+int main() {
+    const double U = 1.0 / (1 << 24);
+    uint64_t s = 37;
+    struct { int64_t b, nh, t, hs; } shapes[] = {{1, 1, 1, 1}, {1, 2, 7, 16}, {2, 1, 37, 33}, {1, 1, 70, 72}, {1, 1, 40, 128}};
+    for (auto sh : shapes)
+        for (int causal = 0; causal < 2; causal++) {
+            const int64_t BH = sh.b * sh.nh, T = sh.t, HS = sh.hs, n = BH * T * HS;
+            lt_attention_desc d = {sh.b, sh.nh, T, HS, causal, (float)(1.0 / sqrt((double)HS))};
+            std::vector<float> q(n), k(n), v(n), dout(n), o(n, NAN), lse(BH * T, NAN), dv_(BH * T, NAN);
+            std::vector<float> dq(n, NAN), dk(n, NAN), dv(n, NAN);
+            lt_t_fill(q.data(), n, &s);
+            lt_t_fill(k.data(), n, &s);
+            lt_t_fill(v.data(), n, &s);
+            lt_t_fill(dout.data(), n, &s);
+            LAUNCH(ltk_attention_fwd, dim3((unsigned)((T + 15) / 16), (unsigned)BH), dim3(128), 0, d, (const float *)q.data(),
+                   (const float *)k.data(), (const float *)v.data(), o.data(), lse.data());
+            LAUNCH(ltk_attention_bwd_dot, dim3((unsigned)((BH * T + 7) / 8)), dim3(256), 0, BH * T, HS,
+                   (const float *)dout.data(), (const float *)o.data(), dv_.data());
+            LAUNCH(ltk_attention_bwd_dkdv, dim3((unsigned)((T + 7) / 8), (unsigned)BH), dim3(128), 0, d,
+                   (const float *)q.data(), (const float *)k.data(), (const float *)v.data(), (const float *)lse.data(),
+                   (const float *)dv_.data(), (const float *)dout.data(), dk.data(), dv.data());
+            LAUNCH(ltk_attention_bwd_dq, dim3((unsigned)((T + 7) / 8), (unsigned)BH), dim3(128), 0, d,
+                   (const float *)q.data(), (const float *)k.data(), (const float *)v.data(), (const float *)lse.data(),
+                   (const float *)dv_.data(), (const float *)dout.data(), dq.data());
+            /* double reference and per-element tolerances */
+            const double eps = 4 * U * (HS + T + 16), sc = d.scale;
+            std::vector<double> ro(n, 0), rl(BH * T), rdq(n, 0), rdk(n, 0), rdv(n, 0);
+            std::vector<double> to(n, 0), tl(BH * T), tdq(n, 0), tdk(n, 0), tdv(n, 0);
+            std::vector<double> P(T * T), dP(T * T);
+            for (int64_t bh = 0; bh < BH; bh++) {
+                const int64_t b0 = bh * T * HS;
+                for (int64_t i = 0; i < T; i++) {
+                    const int64_t nk = causal ? i + 1 : T;
+                    double m = -INFINITY, l = 0;
+                    for (int64_t j = 0; j < nk; j++) {
+                        double dot = 0;
+                        for (int64_t c = 0; c < HS; c++) dot += (double)q[b0 + i * HS + c] * k[b0 + j * HS + c];
+                        P[i * T + j] = dot * sc;
+                        m = fmax(m, dot * sc);
+                    }
+                    for (int64_t j = 0; j < nk; j++) l += exp(P[i * T + j] - m);
+                    for (int64_t j = 0; j < T; j++) P[i * T + j] = j < nk ? exp(P[i * T + j] - m) / l : 0;
+                    rl[bh * T + i] = m + log(l);
+                    tl[bh * T + i] = eps * (1 + fabs(m + log(l)));
+                    double di = 0;
+                    for (int64_t c = 0; c < HS; c++) {
+                        double oc = 0, mag = 0;
+                        for (int64_t j = 0; j < nk; j++) {
+                            oc += P[i * T + j] * v[b0 + j * HS + c];
+                            mag += P[i * T + j] * fabs((double)v[b0 + j * HS + c]);
+                        }
+                        ro[b0 + i * HS + c] = oc;
+                        to[b0 + i * HS + c] = eps * mag;
+                        di += oc * dout[b0 + i * HS + c];
+                    }
+                    for (int64_t j = 0; j < nk; j++) {
+                        double dp = 0;
+                        for (int64_t c = 0; c < HS; c++) dp += (double)dout[b0 + i * HS + c] * v[b0 + j * HS + c];
+                        double pij = P[i * T + j], ds = pij * (dp - di) * sc, dsmag = pij * (fabs(dp) + fabs(di) + 1) * sc;
+                        for (int64_t c = 0; c < HS; c++) {
+                            rdv[b0 + j * HS + c] += pij * dout[b0 + i * HS + c];
+                            tdv[b0 + j * HS + c] += eps * pij * fabs((double)dout[b0 + i * HS + c]);
+                            rdk[b0 + j * HS + c] += ds * q[b0 + i * HS + c];
+                            tdk[b0 + j * HS + c] += eps * dsmag * fabs((double)q[b0 + i * HS + c]);
+                            rdq[b0 + i * HS + c] += ds * k[b0 + j * HS + c];
+                            tdq[b0 + i * HS + c] += eps * dsmag * fabs((double)k[b0 + j * HS + c]);
+                        }
+                    }
+                }
+            }
+            int ok = check("o", o, ro, to) & check("lse", lse, rl, tl) & check("dq", dq, rdq, tdq) &
+                     check("dk", dk, rdk, tdk) & check("dv", dv, rdv, tdv);
+            CHECK(ok, "attention B=%lld NH=%lld T=%lld HS=%lld causal=%d", (long long)sh.b, (long long)sh.nh, (long long)T,
+                  (long long)HS, causal);
+        }
+    printf("largest error / tolerance: %.3f\n", lt_t_worst_ratio);
+    return lt_test_summary();
+}

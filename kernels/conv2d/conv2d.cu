@@ -1,0 +1,169 @@
+/* 2-D convolution on the GPU as implicit GEMM (the lt_conv2d_* contract of latent.h; lt_conv2d_desc by value;
+ * NCHW x (N, C, H, W), w (K, C, R, S), y / dy (N, K, OH, OW), zero padding, cross-correlation).
+ * No im2col buffer: the GEMM's operand tiles are gathered straight from the tensors while loading shared memory.
+ *   ltk_conv2d_fwd          y = conv(x, w) + bias     GEMM M = K, N = N*OH*OW, depth C*R*S
+ *                           A[k][crs] = w, B[crs][(n,oh,ow)] = x[n][c][oh*sh - ph + r][ow*sw - pw + s] (0 outside)
+ *   ltk_conv2d_bwd_data     dx = conv^T(dy, w) + bias M = C, N = N*H*W, depth K*R*S
+ *                           A[c][krs] = w[k][c][r][s], B[krs][(n,h,w)] = dy[n][k][oh][ow] where h = oh*sh - ph + r
+ *                           (oh = (h + ph - r) / sh when that divides exactly and is in range, else 0)
+ *   ltk_conv2d_bwd_weight   dw (+)= dy (x) x          M = K, N = C*R*S, depth N*OH*OW
+ *   ltk_conv2d_bwd_bias     db[k] (+)= sum of dy over (n, oh, ow): one 256-thread block per k, fixed order
+ * The GEMM core is gemm.cu's exact-fp32 SIMT tile (64 x 64, 256 threads, 4 x 4 per thread, depth steps of 16),
+ * with the loads replaced by gathers: each output is one float sum in increasing depth order, so the test's bound
+ * is gemm's u (8 sqrt(depth) + 3) sum |terms|. Deterministic (no split over the depth, no atomics).
+ * Index arithmetic is 32-bit (64-bit division is a slow subroutine, and made bwd_data spill): the caller checks
+ * that x, y and w each have fewer than 2^31 elements. Launch: grid (ceil(N/64), ceil(M/64)), 256 threads. The CPU kernels (kernels/conv2d, issue 4) are written in
+ * parallel; conv2d_cuda_test.cc checks against a double reference in the test. TF32 tensor-core tiles and
+ * vectorised gathers (channels-last) are the next steps once a GPU can measure them. */
+#include "lt_cuda.cuh"
+extern "C" {
+#include "latent.h"
+}
+
+#define CONV_BM 64
+#define CONV_BN 64
+#define CONV_BK 16
+
+/* Tiled C[i][j] = sum_p A(i, p) B(p, j) over an M x N x depth problem; `op` supplies A, B (zero outside) and the
+ * store of one finished element. */
+template <class Op> static __device__ __forceinline__ void conv_igemm(const Op &op, int64_t M, int64_t N, int64_t depth) {
+    __shared__ float As[CONV_BK][CONV_BM + 4];
+    __shared__ float Bs[CONV_BK][CONV_BN + 4];
+    const int64_t m0 = (int64_t)blockIdx.y * CONV_BM, n0 = (int64_t)blockIdx.x * CONV_BN;
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    float acc[4][4];
+#pragma unroll
+    for (int r = 0; r < 4; r++)
+#pragma unroll
+        for (int q = 0; q < 4; q++) acc[r][q] = 0.0f;
+    for (int64_t k0 = 0; k0 < depth; k0 += CONV_BK) {
+        for (int e = threadIdx.x; e < CONV_BM * CONV_BK; e += 256) {
+            const int i = e / CONV_BK, p = e % CONV_BK;
+            As[p][i] = m0 + i < M && k0 + p < depth ? op.A(m0 + i, k0 + p) : 0.0f;
+        }
+        for (int e = threadIdx.x; e < CONV_BK * CONV_BN; e += 256) {
+            const int p = e / CONV_BN, j = e % CONV_BN;
+            Bs[p][j] = k0 + p < depth && n0 + j < N ? op.B(k0 + p, n0 + j) : 0.0f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int p = 0; p < CONV_BK; p++) {
+            float ar[4], br[4];
+#pragma unroll
+            for (int r = 0; r < 4; r++) ar[r] = As[p][ty + 16 * r];
+#pragma unroll
+            for (int q = 0; q < 4; q++) br[q] = Bs[p][tx + 16 * q];
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+#pragma unroll
+                for (int q = 0; q < 4; q++) acc[r][q] = fmaf(ar[r], br[q], acc[r][q]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int r = 0; r < 4; r++)
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const int64_t i = m0 + ty + 16 * r, j = n0 + tx + 16 * q;
+            if (i < M && j < N) op.store(i, j, acc[r][q]);
+        }
+}
+
+/* The descriptor's sizes as 32-bit ints for the gathers (see the header). */
+struct conv_dims {
+    int n, c, h, w, k, r, s, oh, ow, sh, sw, ph, pw;
+};
+static __device__ __forceinline__ conv_dims conv_make_dims(const lt_conv2d_desc &d) {
+    return {(int)d.n, (int)d.c, (int)d.h, (int)d.w, (int)d.k, (int)d.r, (int)d.s, (int)d.oh, (int)d.ow,
+            d.stride_h, d.stride_w, d.pad_h, d.pad_w};
+}
+
+/* x[n][c][oh*sh - ph + r][ow*sw - pw + s], 0 in the padding: the im2col element (crs, (n, oh, ow)). */
+static __device__ __forceinline__ float conv_gather_x(const conv_dims &d, const float *x, int crs, int npq) {
+    const int c = crs / (d.r * d.s), rs = crs - c * (d.r * d.s), r = rs / d.s, s = rs - r * d.s;
+    const int n = npq / (d.oh * d.ow), pq = npq - n * (d.oh * d.ow), oh = pq / d.ow, ow = pq - oh * d.ow;
+    const int h = oh * d.sh - d.ph + r, wc = ow * d.sw - d.pw + s;
+    return h >= 0 && h < d.h && wc >= 0 && wc < d.w ? x[((n * d.c + c) * d.h + h) * d.w + wc] : 0.0f;
+}
+
+struct conv_fwd_op {
+    conv_dims d;
+    const float *x, *w, *bias;
+    float *y;
+    __device__ float A(int64_t k, int64_t crs) const { return w[(int)k * d.c * d.r * d.s + (int)crs]; }
+    __device__ float B(int64_t crs, int64_t col) const { return conv_gather_x(d, x, (int)crs, (int)col); }
+    __device__ void store(int64_t k, int64_t col, float acc) const {
+        const int n = (int)col / (d.oh * d.ow), pq = (int)col - n * (d.oh * d.ow);
+        y[(n * d.k + (int)k) * d.oh * d.ow + pq] = bias ? acc + bias[k] : acc;
+    }
+};
+
+struct conv_bwd_data_op {
+    conv_dims d;
+    const float *dy, *w, *bias;
+    float *dx;
+    __device__ float A(int64_t c, int64_t krs) const {
+        const int k = (int)krs / (d.r * d.s), rs = (int)krs - k * (d.r * d.s);
+        return w[(k * d.c + (int)c) * d.r * d.s + rs];
+    }
+    __device__ float B(int64_t krs_, int64_t col) const {
+        const int krs = (int)krs_, k = krs / (d.r * d.s), rs = krs - k * (d.r * d.s), r = rs / d.s, s = rs - r * d.s;
+        const int n = (int)col / (d.h * d.w), hw = (int)col - n * (d.h * d.w), h = hw / d.w, wc = hw - h * d.w;
+        const int th = h + d.ph - r, tw = wc + d.pw - s; /* = oh * sh, ow * sw */
+        if (th < 0 || tw < 0 || th % d.sh || tw % d.sw) return 0.0f;
+        const int oh = th / d.sh, ow = tw / d.sw;
+        return oh < d.oh && ow < d.ow ? dy[((n * d.k + k) * d.oh + oh) * d.ow + ow] : 0.0f;
+    }
+    __device__ void store(int64_t c, int64_t col, float acc) const {
+        const int n = (int)col / (d.h * d.w), hw = (int)col - n * (d.h * d.w);
+        dx[(n * d.c + (int)c) * d.h * d.w + hw] = bias ? acc + bias[c] : acc;
+    }
+};
+
+struct conv_bwd_weight_op {
+    conv_dims d;
+    const float *x, *dy;
+    float *dw;
+    int32_t accumulate;
+    __device__ float A(int64_t k, int64_t npq) const {
+        const int n = (int)npq / (d.oh * d.ow), pq = (int)npq - n * (d.oh * d.ow);
+        return dy[(n * d.k + (int)k) * d.oh * d.ow + pq];
+    }
+    __device__ float B(int64_t npq, int64_t crs) const { return conv_gather_x(d, x, (int)crs, (int)npq); }
+    __device__ void store(int64_t k, int64_t crs, float acc) const {
+        float *p = dw + (int)k * d.c * d.r * d.s + (int)crs;
+        *p = accumulate ? *p + acc : acc;
+    }
+};
+
+LT_KERNEL void __launch_bounds__(256) ltk_conv2d_fwd(lt_conv2d_desc d, const float *__restrict__ x,
+                                                     const float *__restrict__ w, const float *__restrict__ bias,
+                                                     float *__restrict__ y) {
+    const conv_fwd_op op{conv_make_dims(d), x, w, bias, y};
+    conv_igemm(op, d.k, d.n * d.oh * d.ow, d.c * d.r * d.s);
+}
+
+LT_KERNEL void __launch_bounds__(256) ltk_conv2d_bwd_data(lt_conv2d_desc d, const float *__restrict__ dy,
+                                                          const float *__restrict__ w, const float *__restrict__ bias,
+                                                          float *__restrict__ dx) {
+    const conv_bwd_data_op op{conv_make_dims(d), dy, w, bias, dx};
+    conv_igemm(op, d.c, d.n * d.h * d.w, d.k * d.r * d.s);
+}
+
+LT_KERNEL void __launch_bounds__(256) ltk_conv2d_bwd_weight(lt_conv2d_desc d, const float *__restrict__ x,
+                                                            const float *__restrict__ dy, float *__restrict__ dw,
+                                                            int32_t accumulate) {
+    const conv_bwd_weight_op op{conv_make_dims(d), x, dy, dw, accumulate};
+    conv_igemm(op, d.k, d.c * d.r * d.s, d.n * d.oh * d.ow);
+}
+
+LT_KERNEL void __launch_bounds__(256) ltk_conv2d_bwd_bias(lt_conv2d_desc d, const float *__restrict__ dy,
+                                                          float *__restrict__ db, int32_t accumulate) {
+    __shared__ float red[32];
+    const int64_t k = blockIdx.x, pq = d.oh * d.ow;
+    float s = 0.0f;
+    for (int64_t n = 0; n < d.n; n++)
+        for (int64_t e = threadIdx.x; e < pq; e += blockDim.x) s += dy[(n * d.k + k) * pq + e];
+    s = lt_block_sum(s, red);
+    if (threadIdx.x == 0) db[k] = accumulate ? db[k] + s : s;
+}

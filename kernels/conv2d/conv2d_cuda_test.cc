@@ -1,0 +1,91 @@
+/* conv2d.cu in the CUDA emulation (fwd, bwd_data, bwd_weight, bias gradient) against a double reference written
+ * here (the CPU conv kernels land separately): strides 1 and 2, padding 0..2, 1x1 / 3x3 / 5x2 / 7x7 kernels, odd
+ * sizes, bias and no bias, accumulate 0 / 1. Tolerance per element: gemm's u (8 sqrt(depth) + 3) sum |terms| (each
+ * output is one float sum in depth order), plus 2 u for the bias add / accumulate. Run: build/conv2d_cuda_test */
+#include <vector>
+
+#include "../conv2d/conv2d.cu"
+#include "lt_cuda_test.h"
+
+int main() {
+    const double U = 1.0 / (1 << 24);
+    uint64_t s = 41;
+    struct { int64_t n, c, h, w, k, r, s; int sh, sw, ph, pw; } cs[] = {
+        {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0}, {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1}, {1, 5, 9, 8, 7, 3, 3, 2, 2, 1, 1},
+        {2, 2, 6, 7, 3, 5, 2, 1, 2, 2, 0}, {1, 3, 8, 8, 2, 7, 7, 1, 1, 3, 3}, {3, 17, 5, 5, 65, 1, 1, 1, 1, 0, 0},
+        {1, 4, 10, 9, 5, 4, 4, 2, 2, 1, 1}};
+    for (auto c : cs) {
+        lt_conv2d_desc d = {c.n, c.c, c.h, c.w, c.k, c.r, c.s, (c.h + 2 * c.ph - c.r) / c.sh + 1,
+                            (c.w + 2 * c.pw - c.s) / c.sw + 1, c.sh, c.sw, c.ph, c.pw};
+        const int64_t nx = d.n * d.c * d.h * d.w, nw = d.k * d.c * d.r * d.s, ny = d.n * d.k * d.oh * d.ow;
+        std::vector<float> x(nx), w(nw), dy(ny), bk(d.k), bc(d.c);
+        lt_t_fill(x.data(), nx, &s);
+        lt_t_fill(w.data(), nw, &s);
+        lt_t_fill(dy.data(), ny, &s);
+        lt_t_fill(bk.data(), d.k, &s);
+        lt_t_fill(bc.data(), d.c, &s);
+        std::vector<double> ry(ny, 0), ty(ny, 0), rdx(nx, 0), tdx(nx, 0), rdw(nw, 0), tdw(nw, 0), rdb(d.k, 0), tdb(d.k, 0);
+        for (int64_t n = 0; n < d.n; n++)
+            for (int64_t k = 0; k < d.k; k++)
+                for (int64_t oh = 0; oh < d.oh; oh++)
+                    for (int64_t ow = 0; ow < d.ow; ow++) {
+                        const int64_t yi = ((n * d.k + k) * d.oh + oh) * d.ow + ow;
+                        rdb[k] += dy[yi];
+                        tdb[k] += fabs((double)dy[yi]);
+                        for (int64_t ci = 0; ci < d.c; ci++)
+                            for (int64_t r = 0; r < d.r; r++)
+                                for (int64_t q = 0; q < d.s; q++) {
+                                    const int64_t h = oh * d.stride_h - d.pad_h + r, ww = ow * d.stride_w - d.pad_w + q;
+                                    if (h < 0 || h >= d.h || ww < 0 || ww >= d.w) continue;
+                                    const int64_t xi = ((n * d.c + ci) * d.h + h) * d.w + ww;
+                                    const int64_t wi = ((k * d.c + ci) * d.r + r) * d.s + q;
+                                    ry[yi] += (double)x[xi] * w[wi];
+                                    ty[yi] += fabs((double)x[xi] * w[wi]);
+                                    rdx[xi] += (double)dy[yi] * w[wi];
+                                    tdx[xi] += fabs((double)dy[yi] * w[wi]);
+                                    rdw[wi] += (double)dy[yi] * x[xi];
+                                    tdw[wi] += fabs((double)dy[yi] * x[xi]);
+                                }
+                    }
+        auto cmp = [&](const char *what, const std::vector<float> &got, const std::vector<double> &want,
+                       const std::vector<double> &mag, int64_t depth, const float *bias, int64_t per, int64_t nb,
+                       const std::vector<float> *acc0) {
+            int64_t bad = 0;
+            for (size_t e = 0; e < got.size(); e++) {
+                double b = bias ? bias[(e / per) % nb] : 0.0, a0 = acc0 ? (*acc0)[e] : 0.0;
+                double wv = want[e] + b + a0, tol = U * (8 * sqrt((double)depth) + 3) * mag[e] + 2 * U * (fabs(b) + fabs(a0) + fabs(wv)) + 1e-30;
+                if (!lt_t_agree(got[e], wv, tol) && bad++ < 3)
+                    fprintf(stderr, "  %s[%zu] got %.9g want %.9g tol %.3g\n", what, e, got[e], wv, tol);
+            }
+            return bad == 0;
+        };
+        const unsigned bm_y = (unsigned)((d.k + 63) / 64), bm_x = (unsigned)((d.c + 63) / 64);
+        for (int withbias = 0; withbias < 2; withbias++) {
+            std::vector<float> y(ny, NAN), dx(nx, NAN);
+            LAUNCH(ltk_conv2d_fwd, dim3((unsigned)((d.n * d.oh * d.ow + 63) / 64), bm_y), dim3(256), 0, d,
+                   (const float *)x.data(), (const float *)w.data(), (const float *)(withbias ? bk.data() : nullptr), y.data());
+            LAUNCH(ltk_conv2d_bwd_data, dim3((unsigned)((d.n * d.h * d.w + 63) / 64), bm_x), dim3(256), 0, d,
+                   (const float *)dy.data(), (const float *)w.data(), (const float *)(withbias ? bc.data() : nullptr), dx.data());
+            CHECK(cmp("y", y, ry, ty, d.c * d.r * d.s, withbias ? bk.data() : nullptr, d.oh * d.ow, d.k, nullptr) &&
+                  cmp("dx", dx, rdx, tdx, d.k * d.r * d.s, withbias ? bc.data() : nullptr, d.h * d.w, d.c, nullptr),
+                  "conv fwd / bwd_data case N%lld C%lld H%lld W%lld K%lld R%lld S%lld bias %d", (long long)d.n,
+                  (long long)d.c, (long long)d.h, (long long)d.w, (long long)d.k, (long long)d.r, (long long)d.s, withbias);
+        }
+        for (int accumulate = 0; accumulate < 2; accumulate++) {
+            std::vector<float> dw(nw), db(d.k);
+            if (accumulate) { lt_t_fill(dw.data(), nw, &s); lt_t_fill(db.data(), d.k, &s); }
+            else { lt_t_nan(dw.data(), nw); lt_t_nan(db.data(), d.k); }
+            const std::vector<float> dw0 = dw, db0 = db;
+            LAUNCH(ltk_conv2d_bwd_weight, dim3((unsigned)((d.c * d.r * d.s + 63) / 64), bm_y), dim3(256), 0, d,
+                   (const float *)x.data(), (const float *)dy.data(), dw.data(), (int32_t)accumulate);
+            LAUNCH(ltk_conv2d_bwd_bias, dim3((unsigned)d.k), dim3(256), 0, d, (const float *)dy.data(), db.data(),
+                   (int32_t)accumulate);
+            CHECK(cmp("dw", dw, rdw, tdw, d.n * d.oh * d.ow, nullptr, 1, 1, accumulate ? &dw0 : nullptr) &&
+                  cmp("db", db, rdb, tdb, d.n * d.oh * d.ow, nullptr, 1, 1, accumulate ? &db0 : nullptr),
+                  "conv bwd_weight case K%lld C%lld R%lld S%lld accumulate %d", (long long)d.k, (long long)d.c,
+                  (long long)d.r, (long long)d.s, accumulate);
+        }
+    }
+    printf("largest error / tolerance: %.3f\n", lt_t_worst_ratio);
+    return lt_test_summary();
+}

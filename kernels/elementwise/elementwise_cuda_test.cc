@@ -1,0 +1,60 @@
+/* elementwise.cu in the CUDA emulation against elementwise_ref.c (through lt_* at ISA ref): every SIMD-tail
+ * length, NaN-prefilled outputs, b == 0 write-only, aliasing. Tolerance: one fp32 rounding (nvcc may fuse a*x + b*y
+ * into one fma), as elementwise_test.c. Run: build/elementwise_cuda_test */
+#include <vector>
+
+#include "../elementwise/elementwise.cu"
+#include "lt_cuda_test.h"
+
+int main() {
+    lt_set_isa(LT_ISA_REF);
+    const double U = 1.0 / (1 << 23);
+    uint64_t s = 11;
+    for (int64_t n : {1, 3, 7, 8, 9, 15, 16, 37, 1000, 5000}) {
+        std::vector<float> x(n), y(n), y0(n), want(n), got(n), z(n);
+        lt_t_fill(x.data(), n, &s);
+        lt_t_fill(y0.data(), n, &s);
+        lt_t_fill(z.data(), n, &s);
+        for (float b : {0.0f, 0.7f}) {
+            want = y0;
+            if (b == 0.0f) lt_t_nan(want.data(), n);
+            got = want;
+            lt_axpby(n, 1.3f, x.data(), b, want.data());
+            LAUNCH(ltk_axpby, dim3(lt_cu_blocks(n, 256)), dim3(256), 0, n, 1.3f, (const float *)x.data(), b, got.data());
+            CHECK(lt_cu_close("axpby", got.data(), want.data(), n, 0, U), "axpby n=%lld b=%g", (long long)n, b);
+        }
+        lt_t_nan(got.data(), n);
+        lt_mul(n, x.data(), z.data(), want.data());
+        LAUNCH(ltk_mul, dim3(lt_cu_blocks(n, 256)), dim3(256), 0, n, (const float *)x.data(), (const float *)z.data(),
+               got.data());
+        CHECK(lt_cu_close("mul", got.data(), want.data(), n, 0, 0), "mul n=%lld", (long long)n);
+        got = x; /* in place: y = x */
+        LAUNCH(ltk_mul, dim3(lt_cu_blocks(n, 256)), dim3(256), 0, n, (const float *)got.data(), (const float *)z.data(),
+               got.data());
+        CHECK(lt_cu_close("mul in place", got.data(), want.data(), n, 0, 0), "mul in place n=%lld", (long long)n);
+    }
+    struct { int64_t n, c, period; } rs[] = {{1, 1, 1}, {7, 9, 3}, {16, 37, 16}, {37, 15, 1}, {300, 8, 5}, {64, 70, 64}};
+    for (auto r : rs) {
+        const int64_t nc = r.n * r.c, pc = r.period * r.c;
+        std::vector<float> x(nc), rows(pc), want(nc), got(nc), out0(pc), wsum(pc), gsum(pc);
+        lt_t_fill(x.data(), nc, &s);
+        lt_t_fill(rows.data(), pc, &s);
+        lt_t_fill(out0.data(), pc, &s);
+        lt_t_nan(want.data(), nc);
+        lt_t_nan(got.data(), nc);
+        lt_add_rows(r.n, r.c, r.period, x.data(), rows.data(), want.data());
+        LAUNCH(ltk_add_rows, dim3(lt_cu_blocks(nc, 128)), dim3(128), 0, r.n, r.c, r.period, (const float *)x.data(),
+               (const float *)rows.data(), got.data());
+        CHECK(lt_cu_close("add_rows", got.data(), want.data(), nc, 0, 0), "add_rows %lld x %lld / %lld", (long long)r.n,
+              (long long)r.c, (long long)r.period);
+        wsum = out0;
+        gsum = out0;
+        lt_sum_rows(r.n, r.c, r.period, x.data(), wsum.data());
+        LAUNCH(ltk_sum_rows, dim3(lt_cu_blocks(pc, 64)), dim3(64), 0, r.n, r.c, r.period, (const float *)x.data(),
+               gsum.data());
+        /* both sum in row order, the CPU in fixed chunks: a few roundings of the running sum apart */
+        CHECK(lt_cu_close("sum_rows", gsum.data(), wsum.data(), pc, 4 * U * (double)(r.n / r.period + 1), 0),
+              "sum_rows %lld x %lld / %lld", (long long)r.n, (long long)r.c, (long long)r.period);
+    }
+    return lt_test_summary();
+}

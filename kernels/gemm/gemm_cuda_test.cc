@@ -1,0 +1,73 @@
+/* gemm.cu in the CUDA emulation (exact fp32 and TF32 tensor-core kernels) against a double-precision product:
+ * M, N, K at every tile tail (1, 7, 16, 37, 64, 65, 130), all four transposes, padded leading dimensions, batches,
+ * alpha / beta, beta = 0 with NaN in C (must not propagate). Tolerance per element, with mag = sum |alpha a b| +
+ * |beta c|: fp32 kernel u (8 sqrt(K) + 3) mag (gemm_test.c's bound: it also sums p = 0..K-1 in order); TF32 adds
+ * 2^-10 mag (each input rounded to 11 significant bits, two per product). Run: build/gemm_cuda_test */
+#include <vector>
+
+#include "../gemm/gemm.cu"
+#include "lt_cuda_test.h"
+
+static int run(const lt_gemm_desc &d, bool tf32, uint64_t *s) {
+    const int64_t ar = d.trans_a ? d.k : d.m, br = d.trans_b ? d.n : d.k;
+    const int64_t na = d.stride_a * (d.batch - 1) + ar * d.lda, nb = d.stride_b * (d.batch - 1) + br * d.ldb;
+    const int64_t nc = d.stride_c * (d.batch - 1) + d.m * d.ldc;
+    std::vector<float> a(na), b(nb), c(nc);
+    lt_t_fill(a.data(), na, s);
+    lt_t_fill(b.data(), nb, s);
+    if (d.beta == 0.0f) lt_t_nan(c.data(), nc);
+    else lt_t_fill(c.data(), nc, s);
+    std::vector<float> c0 = c;
+    dim3 grid((unsigned)((d.n + 63) / 64), (unsigned)((d.m + 63) / 64), (unsigned)d.batch);
+    if (tf32) LAUNCH(ltk_gemm_tf32, grid, dim3(128), 0, d, (const float *)a.data(), (const float *)b.data(), c.data());
+    else LAUNCH(ltk_gemm_f32, grid, dim3(256), 0, d, (const float *)a.data(), (const float *)b.data(), c.data());
+    const double U = 1.0 / (1 << 24);
+    int64_t bad = 0;
+    for (int64_t t = 0; t < d.batch; t++)
+        for (int64_t i = 0; i < d.m; i++)
+            for (int64_t j = 0; j < d.n; j++) {
+                double sum = 0, mag = 0;
+                for (int64_t p = 0; p < d.k; p++) {
+                    double x = a[t * d.stride_a + (d.trans_a ? p * d.lda + i : i * d.lda + p)];
+                    double y = b[t * d.stride_b + (d.trans_b ? j * d.ldb + p : p * d.ldb + j)];
+                    sum += x * y;
+                    mag += fabs(x * y);
+                }
+                const int64_t ci = t * d.stride_c + i * d.ldc + j;
+                double want = d.alpha * sum + (d.beta == 0.0f ? 0.0 : d.beta * (double)c0[ci]);
+                mag = fabs(d.alpha) * mag + (d.beta == 0.0f ? 0.0 : fabs(d.beta * (double)c0[ci]));
+                double tol = U * (8 * sqrt((double)d.k) + 3) * mag + (tf32 ? mag / 1024.0 : 0.0) + 1e-30;
+                if (!lt_t_agree(c[ci], want, tol) && bad++ < 3)
+                    fprintf(stderr, "  [%lld][%lld][%lld] got %.9g want %.9g tol %.3g\n", (long long)t, (long long)i,
+                            (long long)j, c[ci], want, tol);
+            }
+    return (int)(bad > 0 ? bad : 0);
+}
+
+int main() {
+    uint64_t s = 31;
+    struct { int64_t m, n, k; } shapes[] = {{1, 1, 1}, {7, 16, 37}, {16, 7, 1}, {37, 65, 64}, {64, 64, 16}, {65, 130, 9},
+                                            {130, 37, 70}};
+    for (int tf32 = 0; tf32 < 2; tf32++)
+        for (auto sh : shapes)
+            for (int tr = 0; tr < 4; tr++) {
+                lt_gemm_desc d = {};
+                d.trans_a = tr & 1;
+                d.trans_b = tr >> 1;
+                d.m = sh.m; d.n = sh.n; d.k = sh.k;
+                d.alpha = tr == 3 ? -0.5f : 1.0f;
+                d.beta = tr == 1 ? 0.75f : 0.0f;
+                d.lda = (d.trans_a ? sh.m : sh.k) + (tr & 2); /* padded for some */
+                d.ldb = (d.trans_b ? sh.k : sh.n) + 1;
+                d.ldc = sh.n + 3;
+                d.batch = sh.m < 20 ? 3 : 1;
+                d.stride_a = (d.trans_a ? sh.k : sh.m) * d.lda + 5;
+                d.stride_b = (d.trans_b ? sh.n : sh.k) * d.ldb;
+                d.stride_c = sh.m * d.ldc + 2;
+                int bad = run(d, tf32, &s);
+                CHECK(bad == 0, "gemm %s %lldx%lldx%lld trans %d%d batch %lld: %d outside tolerance", tf32 ? "tf32" : "f32",
+                      (long long)sh.m, (long long)sh.n, (long long)sh.k, d.trans_a, d.trans_b, (long long)d.batch, bad);
+            }
+    printf("largest error / tolerance: %.3f\n", lt_t_worst_ratio);
+    return lt_test_summary();
+}

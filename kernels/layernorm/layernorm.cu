@@ -1,0 +1,89 @@
+/* LayerNorm forward and backward on the GPU (the CUDA siblings of layernorm_ref.c; the math is in its header).
+ *
+ *   ltk_layernorm_fwd(rows, c, eps, x, w, b, y, mean, rstd)     one warp per row, 8 rows per 256-thread block
+ *       two passes over the row in float (mean, then sum of squared deviations: no E[x^2] - E[x]^2 cancellation);
+ *       the CPU reference sums in double, so the test allows float summation error (~ sqrt(C) u relative).
+ *   ltk_layernorm_bwd_dx(rows, c, x, w, mean, rstd, dy, dx)     one warp per row; dx may equal dy
+ *   ltk_layernorm_bwd_dwdb_part(rows, c, x, mean, rstd, dy, part)  grid (ceil(c / 256), ceil(rows / LN_CHUNK)):
+ *       thread j of chunk k sums dy xhat and dy over the chunk's rows in order into part[k][0][j], part[k][1][j]
+ *   ltk_layernorm_bwd_dwdb_sum(chunks, c, part, dw, db)            dw[j] += sum_k part[k][0][j] in order (db alike)
+ * dw, db accumulate and the reduction order is fixed by LN_CHUNK alone: the same bits on every run, no atomics.
+ * Shapes: x, y, dy, dx (rows, C); w, b, dw, db (C); mean, rstd (rows); part (chunks, 2, C) scratch. */
+#include "lt_cuda.cuh"
+
+#define LN_CHUNK 256 /* rows per partial sum of dw / db (the Java backend sizes `part` with it) */
+
+LT_KERNEL void ltk_layernorm_fwd(int64_t rows, int64_t c, float eps, const float *__restrict__ x,
+                                 const float *__restrict__ w, const float *__restrict__ b, float *__restrict__ y,
+                                 float *__restrict__ mean, float *__restrict__ rstd) {
+    const int lane = threadIdx.x & 31;
+    const int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= rows) return; /* whole warps leave together: no barrier below, only warp shuffles */
+    const float *xr = x + row * c;
+    float s = 0.0f;
+    for (int64_t j = lane; j < c; j += 32) s += xr[j];
+    const float m = lt_warp_sum(s) / (float)c;
+    float v = 0.0f;
+    for (int64_t j = lane; j < c; j += 32) {
+        const float d = xr[j] - m;
+        v += d * d;
+    }
+    const float r = 1.0f / sqrtf(lt_warp_sum(v) / (float)c + eps);
+    float *yr = y + row * c;
+    for (int64_t j = lane; j < c; j += 32) yr[j] = (xr[j] - m) * r * w[j] + b[j];
+    if (lane == 0) {
+        mean[row] = m;
+        rstd[row] = r;
+    }
+}
+
+LT_KERNEL void ltk_layernorm_bwd_dx(int64_t rows, int64_t c, const float *__restrict__ x, const float *__restrict__ w,
+                                    const float *__restrict__ mean, const float *__restrict__ rstd, const float *dy,
+                                    float *dx) {
+    const int lane = threadIdx.x & 31;
+    const int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= rows) return;
+    const float *xr = x + row * c, *dyr = dy + row * c;
+    float *dxr = dx + row * c;
+    const float m = mean[row], r = rstd[row];
+    float sa = 0.0f, sb = 0.0f;
+    for (int64_t j = lane; j < c; j += 32) {
+        const float dn = dyr[j] * w[j], xh = (xr[j] - m) * r;
+        sa += dn;
+        sb += dn * xh;
+    }
+    const float a = lt_warp_sum(sa) / (float)c, bb = lt_warp_sum(sb) / (float)c;
+    for (int64_t j = lane; j < c; j += 32) {
+        const float xh = (xr[j] - m) * r;
+        dxr[j] = r * (dyr[j] * w[j] - a - xh * bb);
+    }
+}
+
+LT_KERNEL void ltk_layernorm_bwd_dwdb_part(int64_t rows, int64_t c, const float *__restrict__ x,
+                                           const float *__restrict__ mean, const float *__restrict__ rstd,
+                                           const float *__restrict__ dy, float *__restrict__ part) {
+    const int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, k = blockIdx.y;
+    if (j >= c) return;
+    const int64_t i0 = k * LN_CHUNK, i1 = i0 + LN_CHUNK < rows ? i0 + LN_CHUNK : rows;
+    float sw = 0.0f, sb = 0.0f;
+    for (int64_t i = i0; i < i1; i++) {
+        const float g = dy[i * c + j];
+        sw += g * ((x[i * c + j] - mean[i]) * rstd[i]);
+        sb += g;
+    }
+    part[(k * 2) * c + j] = sw;
+    part[(k * 2 + 1) * c + j] = sb;
+}
+
+LT_KERNEL void ltk_layernorm_bwd_dwdb_sum(int64_t chunks, int64_t c, const float *__restrict__ part,
+                                          float *__restrict__ dw, float *__restrict__ db) {
+    const int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= c) return;
+    float sw = 0.0f, sb = 0.0f;
+    for (int64_t k = 0; k < chunks; k++) {
+        sw += part[(k * 2) * c + j];
+        sb += part[(k * 2 + 1) * c + j];
+    }
+    dw[j] += sw;
+    db[j] += sb;
+}
