@@ -21,8 +21,11 @@
 
 #include "conv2d.h"
 
-#define TILE_FLOATS (96 * 1024)  /* im2col block per tile: 384 KB, inside a 1 MB L2 with the packed panels */
-#define MAX_GROUPS 16            /* bwd-weight partial sums */
+#define TILE_FLOATS (96 * 1024)  /* im2col block per tile: 384 KB, inside a 1 MB L2 with the packed panels ... */
+#define MIN_COLS 256             /* ... but at least 256 columns, so packing W (K x CRS) per tile stays small next to
+                                    the tile's 2 K CRS cols FLOPs when CRS is large (DCGAN's 4x4 layers: CRS = 2048) */
+#define MIN_PARALLEL_TILES 8     /* fewer tiles: run them in order on the caller and let each GEMM use the pool */
+#define MAX_GROUPS 4             /* bwd-weight partial sums (each K x CRS, reduced at the end) */
 
 typedef struct {
     const lt_conv2d_desc *d;
@@ -32,7 +35,7 @@ typedef struct {
     float *part;                 /* bwd-weight: MAX_GROUPS x K x CRS */
     int64_t crs, P, imgs, cols;  /* tile: `imgs` whole images (cols = imgs P) or, when imgs == 0, `cols` columns of one image */
     int64_t ntiles, tiles_per_img, ngroups;
-    int accumulate;
+    int accumulate, width;
     lt_status st;                /* first GEMM failure (cannot happen for validated shapes; kept for safety) */
 } job;
 
@@ -52,7 +55,18 @@ static void tile_of(const job *j, int64_t t, int64_t *n0, int64_t *m, int64_t *p
 }
 
 /* col (CRS, ld) columns [i * len ..) <- im2col of image n, output positions [p0, p0 + len) */
+/* A kernel that covers the whole unpadded input (DCGAN's 4x4 -> 1x1 layers): one output position, and the col
+ * column of image n is x[n] itself, flattened. */
+static int whole_input(const lt_conv2d_desc *d) {
+    return d->oh == 1 && d->ow == 1 && d->pad_h == 0 && d->pad_w == 0 && d->r == d->h && d->s == d->w;
+}
+
 static void im2col(const lt_conv2d_desc *d, const float *x, int64_t n, int64_t p0, int64_t len, float *col, int64_t ld, int64_t off) {
+    if (whole_input(d)) {
+        const float *xn = x + n * d->c * d->h * d->w;
+        for (int64_t e = 0, crs = d->c * d->r * d->s; e < crs; e++) col[e * ld + off] = xn[e];
+        return;
+    }
     for (int64_t c = 0; c < d->c; c++) {
         const float *xc = x + (n * d->c + c) * d->h * d->w;
         for (int64_t r = 0; r < d->r; r++)
@@ -87,6 +101,52 @@ static void im2col(const lt_conv2d_desc *d, const float *x, int64_t n, int64_t p
                 }
             }
     }
+}
+
+/* A small cache of scratch blocks: a training step calls the convolutions hundreds of times with the same few
+ * sizes, and fresh multi-megabyte blocks cost page faults (zeroed pages) on every call. */
+#include <pthread.h>
+#define CACHE_SLOTS 8
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct { void *p; size_t bytes; } cache[CACHE_SLOTS];
+
+static void *scratch_get(size_t bytes) {
+    pthread_mutex_lock(&cache_mu);
+    int best = -1;
+    for (int i = 0; i < CACHE_SLOTS; i++)
+        if (cache[i].p && cache[i].bytes >= bytes && cache[i].bytes <= 2 * bytes + 65536 && (best < 0 || cache[i].bytes < cache[best].bytes)) best = i;
+    void *p = NULL;
+    if (best >= 0) { p = cache[best].p; cache[best].p = NULL; }
+    pthread_mutex_unlock(&cache_mu);
+    if (p) return p;
+    p = lt_alloc(bytes + 64);
+    if (p) *(size_t *)p = bytes;
+    return p ? (char *)p + 64 : NULL;
+}
+
+static void scratch_put(void *q) {
+    if (!q) return;
+    void *p = (char *)q - 64;
+    size_t bytes = *(size_t *)p;
+    pthread_mutex_lock(&cache_mu);
+    int slot = -1;
+    for (int i = 0; i < CACHE_SLOTS && slot < 0; i++) if (!cache[i].p) slot = i;
+    if (slot < 0) {   /* full: evict the smallest if this one is larger */
+        slot = 0;
+        for (int i = 1; i < CACHE_SLOTS; i++) if (cache[i].bytes < cache[slot].bytes) slot = i;
+        if (cache[slot].bytes >= bytes) { pthread_mutex_unlock(&cache_mu); lt_free(p); return; }
+        lt_free((char *)cache[slot].p - 64);
+    }
+    cache[slot].p = q;
+    cache[slot].bytes = bytes;
+    pthread_mutex_unlock(&cache_mu);
+}
+
+/* Runs tasks [0, n): on the pool when there are enough of them, else in order on this thread (each GEMM inside
+ * then uses the pool itself). The choice depends on the shape only, and neither changes any bit. */
+static void run(int64_t n, lt_task_fn fn, void *ctx) {
+    if (n >= MIN_PARALLEL_TILES) lt_parallel_for(n, fn, ctx);
+    else for (int64_t t = 0; t < n; t++) fn(ctx, t, 0);
 }
 
 static lt_status gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,
@@ -129,6 +189,13 @@ static void bwd_data_task(void *p, int64_t t, int worker) {
     for (int64_t i = 0; i < m; i++)
         for (int64_t k = 0; k < d->k; k++) memcpy(tmp + k * L + i * P, j->dy + ((n0 + i) * d->k + k) * P, P * sizeof(float));
     fail(j, gemm(1, 0, j->crs, L, d->k, j->w, j->crs, tmp, L, 0.0f, col, L));
+    if (whole_input(d)) {
+        for (int64_t i = 0; i < m; i++) {
+            float *dn = j->out + (n0 + i) * hw * d->c;
+            for (int64_t e = 0; e < j->crs; e++) dn[e] = col[e * L + i] + (j->bias ? j->bias[e / hw] : 0.0f);
+        }
+        return;
+    }
     for (int64_t i = 0; i < m; i++)
         for (int64_t c = 0; c < d->c; c++) {
             float *dc = j->out + ((n0 + i) * d->c + c) * hw;
@@ -175,6 +242,12 @@ static void bwd_weight_task(void *p, int64_t g, int worker) {
     }
 }
 
+/* with several groups, tasks beyond ngroups are empty: run() only needs enough of them to use the pool */
+static void bwd_weight_group_task(void *p, int64_t g, int worker) {
+    job *j = p;
+    if (g < j->ngroups) bwd_weight_task(p, g, worker);
+}
+
 /* dw[e] (+)= sum over groups of part[g][e], in g order; slices of 4096 elements per task */
 static void reduce_task(void *p, int64_t t, int worker) {
     job *j = p;
@@ -203,7 +276,7 @@ static lt_status setup(job *j, const lt_conv2d_desc *d, int whole, const char *f
     j->crs = d->c * d->r * d->s;
     j->P = d->oh * d->ow;
     int64_t cols = TILE_FLOATS / j->crs;
-    if (cols < 16) cols = 16;
+    if (cols < MIN_COLS) cols = MIN_COLS;
     if (j->P <= cols || whole) {
         j->imgs = j->P <= cols ? cols / j->P : 1;
         if (j->imgs > d->n) j->imgs = d->n;
@@ -217,14 +290,15 @@ static lt_status setup(job *j, const lt_conv2d_desc *d, int whole, const char *f
         j->tiles_per_img = (j->P + j->cols - 1) / j->cols;
         j->ntiles = d->n * j->tiles_per_img;
     }
-    int width = lt_pool_width();
+    int width = j->ntiles >= MIN_PARALLEL_TILES ? lt_pool_width() : 1;
+    j->width = width;
     j->col = lt_alloc((size_t)width * 2 * sizeof(float *));
     if (!j->col) return lt_fail(LT_ERR_OUT_OF_MEMORY, "%s: scratch table", fn);
     j->tmp = j->col + width;
     memset(j->col, 0, (size_t)width * 2 * sizeof(float *));
     for (int i = 0; i < width; i++) {
-        j->col[i] = lt_alloc((size_t)(j->crs * j->cols) * sizeof(float));
-        j->tmp[i] = lt_alloc((size_t)(d->k * j->cols) * sizeof(float));
+        j->col[i] = scratch_get((size_t)(j->crs * j->cols) * sizeof(float));
+        j->tmp[i] = scratch_get((size_t)(d->k * j->cols) * sizeof(float));
         if (!j->col[i] || !j->tmp[i]) return lt_fail(LT_ERR_OUT_OF_MEMORY, "%s: %d x %lld floats of scratch", fn, width, (long long)((j->crs + d->k) * j->cols));
     }
     j->st = LT_OK;
@@ -233,10 +307,9 @@ static lt_status setup(job *j, const lt_conv2d_desc *d, int whole, const char *f
 
 static void teardown(job *j) {
     if (!j->col) return;
-    int width = lt_pool_width();
-    for (int i = 0; i < width; i++) { lt_free(j->col[i]); lt_free(j->tmp[i]); }
+    for (int i = 0; i < j->width; i++) { scratch_put(j->col[i]); scratch_put(j->tmp[i]); }
     lt_free(j->col);
-    lt_free(j->part);
+    scratch_put(j->part);
 }
 
 lt_status conv_fwd_gemm(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
@@ -244,7 +317,7 @@ lt_status conv_fwd_gemm(const lt_conv2d_desc *d, const float *x, const float *w,
     lt_status s = setup(&j, d, 0, "lt_conv2d_fwd");
     if (s == LT_OK) {
         j.x = x; j.w = w; j.bias = bias; j.out = y;
-        lt_parallel_for(j.ntiles, fwd_task, &j);
+        run(j.ntiles, fwd_task, &j);
         s = j.st;
     }
     teardown(&j);
@@ -256,7 +329,7 @@ lt_status conv_bwd_data_gemm(const lt_conv2d_desc *d, const float *dy, const flo
     lt_status s = setup(&j, d, 1, "lt_conv2d_bwd_data");
     if (s == LT_OK) {
         j.dy = dy; j.w = w; j.bias = bias; j.out = dx;
-        lt_parallel_for(j.ntiles, bwd_data_task, &j);
+        run(j.ntiles, bwd_data_task, &j);
         s = j.st;
     }
     teardown(&j);
@@ -268,11 +341,11 @@ lt_status conv_bwd_weight_gemm(const lt_conv2d_desc *d, const float *x, const fl
     lt_status s = setup(&j, d, 0, "lt_conv2d_bwd_weight");
     if (s == LT_OK) {
         j.x = x; j.dy = dy; j.out = dw; j.db = db; j.accumulate = accumulate;
-        j.ngroups = j.ntiles < MAX_GROUPS ? j.ntiles : MAX_GROUPS;
-        j.part = lt_alloc((size_t)(j.ngroups * d->k * j.crs) * sizeof(float));
+        j.ngroups = j.ntiles < MIN_PARALLEL_TILES ? 1 : MAX_GROUPS;
+        j.part = scratch_get((size_t)(j.ngroups * d->k * j.crs) * sizeof(float));
         if (!j.part) s = lt_fail(LT_ERR_OUT_OF_MEMORY, "lt_conv2d_bwd_weight: %lld partial sums", (long long)(j.ngroups * d->k * j.crs));
         else {
-            lt_parallel_for(j.ngroups, bwd_weight_task, &j);
+            run(j.ngroups == 1 ? 1 : j.ngroups * MIN_PARALLEL_TILES, j.ngroups == 1 ? bwd_weight_task : bwd_weight_group_task, &j);
             s = j.st;
             if (s == LT_OK) lt_parallel_for((d->k * j.crs + 4095) / 4096, reduce_task, &j);
             if (s == LT_OK && db) lt_parallel_for(d->k, db_task, &j);

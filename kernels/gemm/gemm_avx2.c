@@ -377,18 +377,22 @@ static void intra_task(void *p, int64_t t, int worker) {
 /* Scratch kept between calls. Fresh pages cost a fault each (~10 us in this VM: a 1024^3 product on one
  * core took 25 ms instead of 21 while malloc kept handing back new pages), so the last buffer is parked in
  * a one-slot cache and the next call takes it if it is large enough. Calls from several threads at once
- * simply allocate their own. The block sizes bound it: at most PANEL_FLOATS + workers * MC * KC floats in
+ * park up to PARKED_SLOTS buffers (conv tiles call GEMM from each worker). The block sizes bound each: at most PANEL_FLOATS + workers * MC * KC floats in
  * intra mode, workers * (MC * KC + KC * NC) in batch mode (~21 MB on 2 workers). Its size is kept in its
  * first 64 bytes. */
-static _Atomic(float *) parked;
+#define PARKED_SLOTS 4   /* several: convolutions call GEMM from every worker at once (one call per tile) */
+static _Atomic(float *) parked[PARKED_SLOTS];
 
 static float *scratch_get(size_t floats) {
-    float *p = atomic_exchange(&parked, NULL);
 #ifndef __SANITIZE_ADDRESS__ /* under ASan every call gets an exact-size buffer, so an overrun is caught */
-    if (p && *(size_t *)p >= floats) return p + 16;
+    for (int i = 0; i < PARKED_SLOTS; i++) {
+        float *p = atomic_exchange(&parked[i], NULL);
+        if (!p) continue;
+        if (*(size_t *)p >= floats) return p + 16;
+        lt_free(p);   /* too small for this call: drop it, a large enough one replaces it below */
+    }
 #endif
-    lt_free(p);
-    p = lt_alloc((floats + 16) * sizeof(float));
+    float *p = lt_alloc((floats + 16) * sizeof(float));
     if (!p) return NULL;
     *(size_t *)p = floats;
     return p + 16;
@@ -396,8 +400,12 @@ static float *scratch_get(size_t floats) {
 
 static void scratch_put(float *s) {
     if (!s) return;
-    float *p = s - 16, *none = NULL;
-    if (!atomic_compare_exchange_strong(&parked, &none, p)) lt_free(p);
+    float *p = s - 16;
+    for (int i = 0; i < PARKED_SLOTS; i++) {
+        float *none = NULL;
+        if (atomic_compare_exchange_strong(&parked[i], &none, p)) return;
+    }
+    lt_free(p);
 }
 
 lt_status gemm_avx2(const lt_gemm_desc *d, const float *a, const float *b, float *c) {

@@ -29,6 +29,9 @@ public final class F {
 
     private static Var[] of(Var... v) { return v; }
 
+    /** Whether a backward rule should compute this input's gradient (requires it and not frozen in this graph). */
+    private static boolean wants(Var v) { return v != null && v.requiresGrad && !g().frozen.contains(v); }
+
     private static void sameShape(String op, Var a, Var b) {
         if (!Arrays.equals(a.value.shape(), b.value.shape()))
             throw new IllegalArgumentException(op + ": shapes differ: " + a.value + " vs " + b.value);
@@ -141,9 +144,9 @@ public final class F {
         Gemm.matmul(x.value, w.value.transpose(0, 1), out, 1f, 0f);
         if (b != null) Kernels.addRows(out, dense(b).reshape(1, outF), out);   // bias in place: no second activation
         return rec(out, "linear", b == null ? of(x, w) : of(x, w, b), gr -> {
-            Var dx = x.requiresGrad ? matmul(gr, w) : null, dw = w.requiresGrad ? matmul(transpose(gr), x) : null;
+            Var dx = x.requiresGrad ? matmul(gr, w) : null, dw = wants(w) ? matmul(transpose(gr), x) : null;
             if (b == null) return of(dx, dw);
-            return of(dx, dw, b.requiresGrad ? reshape(sumRows(gr, 1, outF), outF) : null);
+            return of(dx, dw, wants(b) ? reshape(sumRows(gr, 1, outF), outF) : null);
         });
     }
 
@@ -318,14 +321,14 @@ public final class F {
         Conv.forward(geo, dense(x), dense(w), b == null ? null : dense(b), y);
         return rec(y, "conv2d", b == null ? of(x, w) : of(x, w, b), gr -> {
             Var dx = x.requiresGrad ? convBackwardData(geo, gr, w) : null;
-            if (!g().recording && w.requiresGrad && b != null && b.requiresGrad) {   // first order: dw and db in one pass
+            if (!g().recording && wants(w) && wants(b)) {   // first order: dw and db in one pass
                 Tensor dw = g().empty(geo.weightShape()), db = g().empty(geo.k());
                 Conv.backwardWeight(geo, dense(x), dense(gr), dw, db, false);
                 return of(dx, Var.constant(dw), Var.constant(db));
             }
-            Var dw = w.requiresGrad ? convBackwardWeight(geo, x, gr) : null;
+            Var dw = wants(w) ? convBackwardWeight(geo, x, gr) : null;
             if (b == null) return of(dx, dw);
-            return of(dx, dw, b.requiresGrad ? channelSum(gr) : null);
+            return of(dx, dw, wants(b) ? channelSum(gr) : null);
         });
     }
 
@@ -335,7 +338,7 @@ public final class F {
         Conv.forward(geo, dense(x), dense(w), null, y);
         return rec(y, "conv2d", of(x, w), gr -> of(
                 x.requiresGrad ? convBackwardData(geo, gr, w) : null,
-                w.requiresGrad ? convBackwardWeight(geo, x, gr) : null));
+                wants(w) ? convBackwardWeight(geo, x, gr) : null));
     }
 
     /** dx = conv^T(dy, w): the input gradient of a convolution, and the forward of a transposed one. */
@@ -344,7 +347,7 @@ public final class F {
         Conv.backwardData(geo, dense(dy), dense(w), null, dx);
         return rec(dx, "conv2dBackwardData", of(dy, w), gr -> of(
                 dy.requiresGrad ? conv2d(geo, gr, w) : null,
-                w.requiresGrad ? convBackwardWeight(geo, gr, dy) : null));
+                wants(w) ? convBackwardWeight(geo, gr, dy) : null));
     }
 
     /** dw = sum over the batch of dy (x) patches of x: the weight gradient of a convolution. */
@@ -377,8 +380,8 @@ public final class F {
         Conv.backwardData(geo, dense(x), dense(w), dense(b), y);
         return rec(y, "convTranspose2d", of(x, w, b), gr -> of(
                 x.requiresGrad ? conv2d(geo, gr, w) : null,
-                w.requiresGrad ? convBackwardWeight(geo, gr, x) : null,
-                b.requiresGrad ? channelSum(gr) : null));
+                wants(w) ? convBackwardWeight(geo, gr, x) : null,
+                wants(b) ? channelSum(gr) : null));
     }
 
     /** out[c] = sum over n and positions of x (N, C, ...): the bias gradient of a convolution. */
@@ -434,8 +437,8 @@ public final class F {
             return rec(y, "batchNorm2d", ins, gr -> {
                 firstOrderOnly("batchNorm2d");
                 Tensor dx = g().empty(xv.shape());
-                Tensor dg = gamma != null && gamma.requiresGrad ? g().zeros(c) : null;
-                Tensor db = beta != null && beta.requiresGrad ? g().zeros(c) : null;
+                Tensor dg = wants(gamma) ? g().zeros(c) : null;
+                Tensor db = wants(beta) ? g().zeros(c) : null;
                 Kernels.batchNormBackward(xv, gv, mean, rstd, dense(gr), dx, dg, db);
                 return of(Var.constant(dx), dg == null ? null : Var.constant(dg), db == null ? null : Var.constant(db));
             });

@@ -50,6 +50,17 @@ public final class Graph implements AutoCloseable {
 
     public Scope scope() { return scope; }
 
+    final java.util.Set<Var> frozen = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+
+    /**
+     * Parameters whose gradients the next backward passes may skip (a GAN's generator step back-propagates through
+     * the discriminator only for its input gradient): weight-gradient kernels are not run for them. Gradients
+     * still flow through them to their inputs.
+     */
+    public void freeze(java.util.Collection<Var> params) { frozen.addAll(params); }
+
+    public void unfreeze() { frozen.clear(); }
+
     /** Whether ops record backward rules (false in {@link #inference()} graphs). */
     public boolean isRecording() { return recording; }
 

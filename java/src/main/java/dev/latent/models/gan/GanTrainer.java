@@ -191,6 +191,7 @@ public final class GanTrainer {
             optD.update(cfg.lr, 0);
             for (Var p : d.parameters()) p.zeroGrad();
             Var lossG = F.bceWithLogits(d.forward(fake), 1f);
+            gr.freeze(d.parameters());   // D's weight gradients of the G step would be thrown away: skip them
             gr.backward(lossG);
             optG.update(cfg.lr, 0);
             return new double[] {F.item(lossD), F.item(lossG), meanSigmoid(outReal), meanSigmoid(outFake)};
@@ -244,6 +245,7 @@ public final class GanTrainer {
         try (Graph gr = Graph.open()) {
             Var fake = g.forward(Var.constant(latent(gr.scope(), cfg.seed, LATENT + (1L << 39) + it, cfg.batch, cfg.nz)));
             Var loss = F.scale(F.mean(d.forward(fake)), -1f);
+            gr.freeze(d.parameters());
             gr.backward(loss);
             optG.update(cfg.lr, 0);
             return F.item(loss);

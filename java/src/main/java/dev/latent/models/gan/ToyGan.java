@@ -168,6 +168,7 @@ public final class ToyGan {
             optD.update(lr(t), 0);
             for (Var p : d.parameters()) p.zeroGrad();
             Var lossG = F.bceWithLogits(d.forward(fake), 1f);
+            gr.freeze(d.parameters());
             gr.backward(lossG);
             optG.update(lr(t), 0);
             return new double[] {F.item(lossD), F.item(lossG)};
@@ -200,6 +201,7 @@ public final class ToyGan {
         }
         try (Graph gr = Graph.open()) {
             Var loss = F.scale(F.mean(d.forward(g.forward(Var.constant(Init.normal(gr.scope(), cfg.seed, LAT + (1L << 39) + t, 1.0, cfg.batch, 2))))), -1f);
+            gr.freeze(d.parameters());
             gr.backward(loss);
             optG.update(lr(t), 0);
             return new double[] {lossD, F.item(loss)};
