@@ -1,8 +1,14 @@
 /* The fixed worker pool behind lt_parallel_for.
  *
  * One pool per process: width-1 worker threads plus the calling thread (worker 0). A call publishes a job
- * (fn, ctx, ntasks) under the pool mutex, the workers and the caller claim task indices from an atomic
- * counter, and the caller returns once every task has finished and every worker has left the job.
+ * (fn, ctx, ntasks) and opens it, the workers and the caller claim task indices from an atomic counter, and
+ * when every task is claimed the caller closes the job and waits only for the workers that joined it.
+ * Joining: a worker raises `active`, then looks at `job_open`; if the job is closed it leaves again without
+ * touching it. So a worker that is descheduled (another process holds the core) when a job is published
+ * never makes the caller wait: the caller runs the tasks itself. (Before, every worker was counted in at
+ * publish time and the caller waited for each to wake up, which cost milliseconds per small kernel on a busy
+ * machine.) With `job_open` and `active` sequentially consistent, a worker that joins after the caller
+ * closed the job sees it closed, and a worker that joined before is waited for.
  * Concurrency: the pool runs one job at a time. A caller that finds it busy, or a call made from inside a
  * task, runs its tasks inline on its own thread: no oversubscription, no deadlock, and because kernels
  * split work into tasks independent of who runs them, the same bits either way.
@@ -34,7 +40,8 @@ static void *job_ctx;
 static int64_t job_ntasks;
 static _Atomic int64_t job_next;
 static _Atomic uint64_t generation;
-static _Atomic int active;        /* workers currently inside the job */
+static _Atomic int active;        /* workers that joined the job and have not left */
+static _Atomic int job_open;      /* 1 from publish until the caller has seen every task claimed */
 static uint64_t start_generation; /* written before workers are created, read by them at start */
 
 static _Thread_local int in_task = 0;
@@ -67,8 +74,9 @@ static void *worker_main(void *arg) {
         }
         seen = g;
         if (stopping) return NULL;
-        /* `active` was raised for us by the publisher, so the caller cannot finish before we leave. */
-        run_tasks(id);
+        /* Join; run tasks only if the job is still open (then the caller waits for us to leave). */
+        atomic_fetch_add(&active, 1);
+        if (atomic_load(&job_open)) run_tasks(id);
         if (atomic_fetch_sub(&active, 1) == 1) {
             pthread_mutex_lock(&mu);
             pthread_cond_signal(&idle);
@@ -163,7 +171,7 @@ void lt_parallel_for(int64_t ntasks, lt_task_fn fn, void *ctx) {
     job_ctx = ctx;
     job_ntasks = ntasks;
     atomic_store(&job_next, 0);
-    atomic_store(&active, width - 1);
+    atomic_store(&job_open, 1);
     atomic_fetch_add_explicit(&generation, 1, memory_order_release);
     pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&mu);
@@ -171,7 +179,9 @@ void lt_parallel_for(int64_t ntasks, lt_task_fn fn, void *ctx) {
     in_task = 1;
     run_tasks(0);
     in_task = 0;
-    /* Wait for every worker to leave the job (spin first, then sleep). */
+    /* Every task is claimed: close the job, then wait for the workers that joined it to leave (spin first,
+     * then sleep). Workers joining from now on see it closed. */
+    atomic_store(&job_open, 0);
     for (int spins = 0; atomic_load_explicit(&active, memory_order_acquire) > 0 && spins < SPIN_ROUNDS; spins++)
         __builtin_ia32_pause();
     if (atomic_load(&active) > 0) {
