@@ -65,8 +65,17 @@ public final class ConvWorkload {
                             try (ConvPeer.Prepared prep = p.prepare(g.n(), g.c(), g.h(), g.w(), g.k(), g.r(), g.s(), g.strideH(), g.padH(), pass,
                                     a.segment(), b.segment(), o.segment())) {
                                 double pms = GemmWorkload.time(prep::run, reps);
-                                out.add(record(s, name, p.name(), threads, pms, g.flops(), peak, pms / ms));
-                                log.accept(line(s, name, p.name(), threads, pms, g.flops(), peak, pms / ms));
+                                // Same answer? ours into o, then the peer's result read back over it.
+                                ours.run();
+                                float[] mine = o.toArray();
+                                prep.run();
+                                prep.readBack();
+                                double diff = maxRelDiff(mine, o.toArray());
+                                Map<String, Object> rec = record(s, name, p.name(), threads, pms, g.flops(), peak, pms / ms);
+                                rec.put("max_rel_diff_vs_latent", diff);
+                                out.add(rec);
+                                log.accept(line(s, name, p.name(), threads, pms, g.flops(), peak, pms / ms) + String.format("  max rel diff %.1e", diff));
+                                if (!(diff < 1e-3)) throw new IllegalStateException("conv " + s.id + " " + name + ": " + p.name() + " and latent disagree (max rel diff " + diff + ")");
                             }
                         }
                     }
@@ -76,6 +85,13 @@ public final class ConvWorkload {
             nat.setNumThreads(saved);
         }
         return out;
+    }
+
+    /** max |a - b| / max(max |b|, tiny): results of two fp32 implementations agree to ~1e-6 of the scale. */
+    static double maxRelDiff(float[] a, float[] b) {
+        double m = 0, scale = 1e-30;
+        for (int i = 0; i < a.length; i++) { m = Math.max(m, Math.abs(a[i] - b[i])); scale = Math.max(scale, Math.abs(b[i])); }
+        return m / scale;
     }
 
     /** The pass as the issue names it: for W3c the transposed convolution's own passes. */
