@@ -50,9 +50,10 @@ public final class SafeTensors {
         byte[] h = Json.object(header).getBytes(StandardCharsets.UTF_8);
         int pad = (int) ((8 - h.length % 8) % 8);   // the data starts 8-byte aligned
         Path dir = file.toAbsolutePath().getParent();
-        Files.createDirectories(dir);
-        Path tmp = Files.createTempFile(dir, file.getFileName() + ".", ".tmp");
+        Path tmp = null;
         try {
+            Files.createDirectories(dir);
+            tmp = Files.createTempFile(dir, file.getFileName() + ".", ".tmp");
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
                 ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(h.length + pad).flip();
                 writeFully(ch, len);
@@ -67,9 +68,20 @@ public final class SafeTensors {
                 }
                 ch.force(true);
             }
-            dev.latent.io.AtomicFiles.replace(tmp, file);
+            AtomicFiles.replace(tmp, file);
+        } catch (IOException e) {
+            // A read-only or full file system, a missing permission: say which file and why, and that the
+            // previous file (if any) is untouched; the temp file is removed below.
+            throw new IOException("could not write " + file + ": " + AtomicFiles.reason(e) + " (any previous " + file.getFileName()
+                    + " is unchanged)", e);
         } finally {
-            Files.deleteIfExists(tmp);
+            if (tmp != null) {
+                try {
+                    Files.deleteIfExists(tmp);
+                } catch (IOException ignored) {
+                    // the directory refuses even that: nothing was renamed into place, the target is intact
+                }
+            }
         }
     }
 
