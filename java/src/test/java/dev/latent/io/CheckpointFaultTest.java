@@ -27,7 +27,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 /** Checkpoint writes under faults: kill -9 mid-write, a directory that refuses writes. */
 class CheckpointFaultTest {
     static final CharTokenizer TOK = CharTokenizer.train("abcdefghijklmnopqrstuvwxyz .,\n");
-    // ~1.3 MB per checkpoint: each write takes long enough to be cut at random points.
+    // ~0.95 MB per checkpoint: each write takes long enough to be cut at random points.
     static final GptConfig CFG = new GptConfig(TOK.vocabSize(), 2, 4, 96, 64, false);
 
     @Test
@@ -49,11 +49,12 @@ class CheckpointFaultTest {
                     // the child died: that is the point
                 }
             });
-            // Wait for at least one complete write, then kill at a random moment of a later one.
-            long t0 = System.nanoTime();
-            while (saved.get() < 1 && p.isAlive() && System.nanoTime() - t0 < 60_000_000_000L) Thread.sleep(5);
-            assertTrue(saved.get() >= 1, "the child wrote no checkpoint in 60 s");
-            Thread.sleep(rnd.nextInt(1, 150));
+            // Wait until the child writes back to back (warm: ~10 ms a write, most of it in the write), then
+            // kill at a random moment spanning a few writes.
+            long t0 = System.nanoTime(), warm = 10 + rnd.nextInt(10);
+            while (saved.get() < warm && p.isAlive() && System.nanoTime() - t0 < 60_000_000_000L) Thread.sleep(1);
+            assertTrue(saved.get() >= warm, "the child wrote " + saved.get() + " checkpoints in 60 s");
+            Thread.sleep(rnd.nextInt(0, 30));
             p.destroyForcibly();       // SIGKILL on Linux: no shutdown hook, no finally, mid-write
             assertTrue(p.waitFor(30, java.util.concurrent.TimeUnit.SECONDS));
             reader.join();
