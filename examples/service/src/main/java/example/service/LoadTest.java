@@ -28,7 +28,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * expected text was computed beforehand, single-threaded, with {@link GptSampler} on the same checkpoint;
  * every answer must match it bit for bit. A monitor samples /health each second (native bytes held by
  * Latent's scopes, process RSS). Prints a summary and one JSON line; exits 1 on any failed or differing
- * request, or when memory grew between the first and the last 10 s (or first and last third for short runs).
+ * request, or when memory grew between the first and the last 10 s (a third each for short runs; under 30 s
+ * only native memory is judged, as RSS then still follows the JIT's warm-up).
  */
 public final class LoadTest {
     record Req(String json, String expected) {}
@@ -156,13 +157,16 @@ public final class LoadTest {
         res.put("rss_mb_last", last[1] / 1e6);
         // Flat: the last window holds no more than the first, give or take 5% (+1 MB native: requests in
         // flight vary; +16 MB RSS: JIT code cache and metaspace still grow; the script pre-touches the heap).
-        boolean flat = last[0] <= first[0] * 1.05 + 1e6 && last[1] <= first[1] * 1.05 + 16e6;
+        // Runs under 30 s (CI's short one) are mostly JIT warm-up: there RSS is reported, not judged.
+        boolean nativeFlat = last[0] <= first[0] * 1.05 + 1e6, rssFlat = last[1] <= first[1] * 1.05 + 16e6;
+        boolean flat = nativeFlat && (rssFlat || seconds < 30);
         res.put("memory_flat", flat);
         String json = Json.object(res);
         System.out.printf("load test: %d clients x %.0f s: %d ok, %d failed, %d differing; %.1f req/s, %d tokens/s; p50 %.1f ms, p99 %.1f ms%n",
                 clients, wall, ok.get(), failed.get(), mismatched.get(), ok.get() / wall, Math.round(generated.get() / wall), pct(all, 0.5), pct(all, 0.99));
         System.out.printf("memory (first vs last %.0f s): native %.2f -> %.2f MB, RSS %.1f -> %.1f MB: %s%n", window / 1000,
-                first[0] / 1e6, last[0] / 1e6, first[1] / 1e6, last[1] / 1e6, flat ? "flat" : "GREW");
+                first[0] / 1e6, last[0] / 1e6, first[1] / 1e6, last[1] / 1e6,
+                flat ? (rssFlat ? "flat" : "native flat (RSS not judged under 30 s)") : "GREW");
         for (String e : errors) System.out.println("  error: " + e);
         System.out.println(json);
         if (a.containsKey("--json-out")) Files.writeString(Path.of(a.get("--json-out")), json + "\n");

@@ -35,6 +35,19 @@ public final class AtomicFiles {
         }
     }
 
+    /**
+     * Gives a temp file (created 0600) the permissions of the file it will replace, or rw-r--r-- for a new
+     * one, so a checkpoint written by a training job stays readable by the service that loads it.
+     */
+    public static void shareLike(Path tmp, Path target) throws IOException {
+        try {
+            Files.setPosixFilePermissions(tmp, Files.exists(target) ? Files.getPosixFilePermissions(target)
+                    : java.nio.file.attribute.PosixFilePermissions.fromString("rw-r--r--"));
+        } catch (UnsupportedOperationException ignored) {
+            // not a POSIX file system: its defaults apply
+        }
+    }
+
     /** A short reason for a failed write: "permission denied", "No space left on device", ... */
     public static String reason(IOException e) {
         if (e instanceof AccessDeniedException a) return "permission denied (" + a.getFile() + " is not writable)";

@@ -54,6 +54,7 @@ public final class SafeTensors {
         try {
             Files.createDirectories(dir);
             tmp = Files.createTempFile(dir, file.getFileName() + ".", ".tmp");
+            AtomicFiles.shareLike(tmp, file);
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
                 ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(h.length + pad).flip();
                 writeFully(ch, len);
@@ -133,11 +134,13 @@ public final class SafeTensors {
         if (!(m.get("data_offsets") instanceof List<?> ol) || ol.size() != 2 || !(ol.get(0) instanceof Long b) || !(ol.get(1) instanceof Long en))
             throw new IOException(where + ": bad data_offsets " + m.get("data_offsets"));
         long[] shape = new long[sl.size()];
-        long n = 1;
+        long n = 1, span = 1;     // span: the product of max(d, 1), which the strides must be able to hold
         for (int i = 0; i < shape.length; i++) {
             if (!(sl.get(i) instanceof Long d) || d < 0) throw new IOException(where + ": bad dimension " + sl.get(i));
             shape[i] = d;
             n = d == 0 ? 0 : (n > dataLen / Math.max(d, 1) ? Long.MAX_VALUE / 8 : n * d);
+            if (span > (Long.MAX_VALUE / 8) / Math.max(d, 1)) throw new IOException(where + ": shape " + sl + " is too large");
+            span *= Math.max(d, 1);
         }
         if (b < 0 || en < b || en > dataLen || en - b != n * 4)
             throw new IOException(where + ": data_offsets [" + b + ", " + en + ") do not hold " + n + " floats within " + dataLen + " data bytes");
