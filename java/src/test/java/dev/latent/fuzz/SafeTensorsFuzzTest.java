@@ -13,8 +13,10 @@ import java.nio.file.Path;
 /**
  * Hostile safetensors files and GPT checkpoints: every input loads or fails with an IOException or
  * IllegalArgumentException carrying a message; native memory taken stays within what the file's size
- * justifies. Seeds (a tiny valid checkpoint and the regressions found) live in the resources folder
- * SafeTensorsFuzzTestInputs/checkpoint.
+ * justifies. An input starting with 'J' is split at its first NUL into header JSON and data, and the file is
+ * built with the right length prefix and padding, so mutations of the header (a config number, an offset)
+ * reach the checks behind the length check instead of breaking the prefix. Seeds (tiny valid checkpoints,
+ * whole and split) live in the resources folder SafeTensorsFuzzTestInputs/checkpoint.
  */
 class SafeTensorsFuzzTest {
     private static Path file;
@@ -24,6 +26,7 @@ class SafeTensorsFuzzTest {
             "\"tokenizer\"", "\"vocab\":", "\"layers\":", "\"tied\":true", "9223372036854775807", "4294967296"})
     void checkpoint(byte[] data) throws IOException {
         if (file == null) file = Files.createTempFile("latent-fuzz", ".safetensors");
+        if (data.length > 0 && data[0] == 'J') data = assemble(data);
         Files.write(file, data);
         long base = Scope.liveBytes();
         try (Scope s = Scope.confined()) {
@@ -43,5 +46,17 @@ class SafeTensorsFuzzTest {
             // The model is allocated besides the file's tensors: twice the file, plus the pool's rounding.
             Fuzz.requireBounded(Scope.liveBytes() - base, 2L * data.length, "checkpoint load");
         }
+    }
+
+    /** 'J' header NUL data -> a safetensors file: little-endian length, header padded to 8 bytes, data. */
+    private static byte[] assemble(byte[] in) {
+        int cut = 1;
+        while (cut < in.length && in[cut] != 0) cut++;
+        int h = cut - 1, pad = (8 - h % 8) % 8, rest = Math.max(0, in.length - cut - 1);
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(8 + h + pad + rest).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        b.putLong(h + pad).put(in, 1, h);
+        for (int i = 0; i < pad; i++) b.put((byte) ' ');
+        if (rest > 0) b.put(in, cut + 1, rest);
+        return b.array();
     }
 }
