@@ -181,7 +181,7 @@ public final class Server implements AutoCloseable {
     public static void main(String[] args) throws Exception {
         Map<String, String> a = new LinkedHashMap<>(Map.of("--host", "127.0.0.1", "--port", "8080", "--max-concurrent", "128",
                 "--max-body", "65536", "--lanes", Integer.toString(Math.min(4, Runtime.getRuntime().availableProcessors())),
-                "--max-batch", "8", "--max-tokens", "512", "--max-deadline-ms", "60000", "--drain-s", "10"));
+                "--max-batch", "8", "--max-tokens", "512", "--max-deadline-ms", "60000", "--drain-s", "10", "--native-threads", "1"));
         for (int i = 0; i < args.length; i++) {
             if (args[i].equals("--help")) {
                 System.out.println("usage: Server --checkpoint DIR " + a.keySet().stream().map(k -> "[" + k + " " + a.get(k) + "]").reduce((x, y) -> x + " " + y).orElse(""));
@@ -199,6 +199,10 @@ public final class Server implements AutoCloseable {
                 Integer.parseInt(a.get("--max-batch")),
                 new TextRequestJson.Limits(4096, maxTokens, maxDeadline, Math.min(64, maxTokens), Math.min(30_000, maxDeadline)),
                 Integer.parseInt(a.get("--drain-s")));
+        // Parallelism comes from the lanes (one decoding thread per core); the native pool's hand-off costs more
+        // than it saves on a small model's kernels, and stalls when another process holds a core: 1 thread
+        // measured 2x the tokens/s of 2 (docs/decisions.md).
+        dev.latent.nativ.LatentNative.get().setNumThreads(Integer.parseInt(a.get("--native-threads")));
         Server s = new Server(c);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             System.err.println("service: draining");
