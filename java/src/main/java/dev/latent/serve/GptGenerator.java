@@ -48,6 +48,7 @@ public final class GptGenerator implements TextGenerator {
     private final Options opt;
     private final LinkedBlockingQueue<Job> queue = new LinkedBlockingQueue<>();
     private final AtomicInteger inFlight = new AtomicInteger();
+    final AtomicInteger peakBatch = new AtomicInteger();     // the largest batch a lane stepped (tests)
     private final List<Thread> lanes = new ArrayList<>();
     private volatile boolean closed;
 
@@ -134,11 +135,12 @@ public final class GptGenerator implements TextGenerator {
         List<Job> active = new ArrayList<>();
         try {
             while (!(closed && queue.isEmpty() && active.isEmpty())) {
-                Job in = active.isEmpty() ? queue.poll(50, TimeUnit.MILLISECONDS) : queue.poll();
+                Job in = active.isEmpty() ? queue.poll(50, TimeUnit.MILLISECONDS) : active.size() < opt.maxBatch() ? queue.poll() : null;
                 while (in != null) {
                     admit(in, active);
                     in = active.size() < opt.maxBatch() ? queue.poll() : null;
                 }
+                peakBatch.accumulateAndGet(active.size(), Math::max);
                 for (int i = active.size() - 1; i >= 0; i--) {
                     Job j = active.get(i);
                     Outcome stop = j.seq.done() ? Outcome.COMPLETE : j.control.stopReason();

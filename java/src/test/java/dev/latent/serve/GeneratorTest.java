@@ -61,6 +61,8 @@ class GeneratorTest {
                     }
                     ex.shutdown();
                     assertEquals(0, g.inFlight());
+                    assertTrue(g.peakBatch.get() <= o.maxBatch(), "batch " + g.peakBatch.get() + " over " + o);
+                    if (o.maxBatch() > 1) assertTrue(g.peakBatch.get() > 1, "concurrent requests were batched");
                 }
                 assertEquals(held, Scope.liveBytes(), "every request's KV cache is freed (" + o + ")");
             }

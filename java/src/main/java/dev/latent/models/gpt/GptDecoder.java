@@ -198,6 +198,25 @@ public final class GptDecoder {
         }
     }
 
+    /**
+     * Token ids by descending logit, ties by ascending id (Float.compare's order: -0 < 0, NaN first). Sorted
+     * as primitive keys (order-preserving float bits, inverted, above the id): the order of a boxed
+     * comparator sort without its boxing, which cost as much as a decode step per drawn token.
+     */
+    static int[] order(float[] logits) {
+        int v = logits.length;
+        long[] keys = new long[v];
+        for (int i = 0; i < v; i++) {
+            int b = Float.floatToIntBits(logits[i]);
+            b ^= (b >> 31) & 0x7fffffff;          // monotone in Float.compare order, as a signed int
+            keys[i] = ((long) ~b << 32) | i;      // ~b: descending; low half: the id, ascending on ties
+        }
+        Arrays.sort(keys);
+        int[] order = new int[v];
+        for (int i = 0; i < v; i++) order[i] = (int) keys[i];
+        return order;
+    }
+
     /** Draws from softmax(logits / T) restricted to the top-k and the top-p nucleus, with uniform u. */
     public static int pick(float[] logits, double temperature, int topK, double topP, float u) {
         int v = logits.length;
@@ -206,9 +225,7 @@ public final class GptDecoder {
             for (int i = 1; i < v; i++) if (logits[i] > logits[best]) best = i;
             return best;
         }
-        Integer[] order = new Integer[v];
-        for (int i = 0; i < v; i++) order[i] = i;
-        Arrays.sort(order, (x, y) -> Float.compare(logits[y], logits[x]) != 0 ? Float.compare(logits[y], logits[x]) : Integer.compare(x, y));
+        int[] order = order(logits);
         int keep = topK > 0 ? Math.min(topK, v) : v;
         double[] p = new double[keep];
         double max = logits[order[0]], sum = 0;
