@@ -167,6 +167,10 @@ public final class LoadTest {
         System.out.printf("memory (first vs last %.0f s): native %.2f -> %.2f MB, RSS %.1f -> %.1f MB: %s%n", window / 1000,
                 first[0] / 1e6, last[0] / 1e6, first[1] / 1e6, last[1] / 1e6,
                 flat ? (rssFlat ? "flat" : "native flat (RSS not judged under 30 s)") : "GREW");
+        StringBuilder series = new StringBuilder("memory every 5 s (s: native MB / RSS MB):");
+        for (long[] m : mem)
+            if (Math.round(m[0] / 1000.0) % 5 == 0) series.append(String.format(" %d: %.2f/%.0f", Math.round(m[0] / 1000.0), m[1] / 1e6, m[2] / 1e6));
+        System.out.println(series);
         for (String e : errors) System.out.println("  error: " + e);
         System.out.println(json);
         if (a.containsKey("--json-out")) Files.writeString(Path.of(a.get("--json-out")), json + "\n");

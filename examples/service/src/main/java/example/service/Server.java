@@ -181,7 +181,7 @@ public final class Server implements AutoCloseable {
     public static void main(String[] args) throws Exception {
         Map<String, String> a = new LinkedHashMap<>(Map.of("--host", "127.0.0.1", "--port", "8080", "--max-concurrent", "128",
                 "--max-body", "65536", "--lanes", Integer.toString(Math.min(4, Runtime.getRuntime().availableProcessors())),
-                "--max-batch", "8", "--max-tokens", "512", "--max-deadline-ms", "60000", "--drain-s", "10", "--native-threads", "1"));
+                "--max-batch", "16", "--max-tokens", "512", "--max-deadline-ms", "60000", "--drain-s", "10", "--native-threads", "1"));
         for (int i = 0; i < args.length; i++) {
             if (args[i].equals("--help")) {
                 System.out.println("usage: Server --checkpoint DIR " + a.keySet().stream().map(k -> "[" + k + " " + a.get(k) + "]").reduce((x, y) -> x + " " + y).orElse(""));

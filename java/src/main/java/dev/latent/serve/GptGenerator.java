@@ -35,9 +35,9 @@ public final class GptGenerator implements TextGenerator {
             if (lanes < 1 || maxBatch < 1 || maxQueued < 1) throw new IllegalArgumentException("options must be >= 1: " + this);
         }
 
-        /** One lane per core (at most 4), batches of up to 8 (measured best on 2 cores, docs/decisions.md), 1024 requests in flight. */
+        /** One lane per core (at most 4), batches of up to 16 (measured best on 2 cores, docs/decisions.md), 1024 requests in flight. */
         public static Options defaults() {
-            return new Options(Math.min(4, Runtime.getRuntime().availableProcessors()), 8, 1024);
+            return new Options(Math.min(4, Runtime.getRuntime().availableProcessors()), 16, 1024);
         }
     }
 
