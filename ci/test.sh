@@ -42,7 +42,8 @@ if ci/check-exports.sh java/target/native/liblatent_badabi.so >/dev/null; then
 fi
 
 step "fuzzing: safetensors/checkpoint, tokenizer files, request JSON (Jazzer, ~6 s each)"
-# One JVM per fuzz target (Jazzer fuzzes one test per JVM); a finding fails the run and is saved under
+# The only run of the fuzz tests (the plain test runs exclude them): each replays its committed inputs, then
+# fuzzes, one JVM per target (Jazzer fuzzes one test per JVM). A finding fails the run and is saved under
 # java/src/test/resources/dev/latent/fuzz/ as a regression input. The log is long: shown only on failure.
 if ! JAZZER_FUZZ=1 "${MVN[@]}" -pl java surefire:test -Dtest='*FuzzTest' -DreuseForks=false >java/target/fuzz.log 2>&1; then
   grep -v 'major version\|^WARN: Failed to instrument\|^\s*at ' java/target/fuzz.log | tail -80; exit 1

@@ -57,7 +57,7 @@ public final class GptDecoder {
      */
     public final class Sequence implements AutoCloseable {
         private final Settings s;
-        private final Scope scope = Scope.confined();
+        private final Scope scope;
         private final MemorySegment[] kc = new MemorySegment[layers], vc = new MemorySegment[layers];   // (ctx, C) per layer
         private final MemorySegment u;
         private final int[] window = new int[ctx];
@@ -69,6 +69,7 @@ public final class GptDecoder {
         public Sequence(int[] prompt, Settings settings) {
             checkPrompt(prompt);
             s = settings;
+            scope = Scope.confined();         // only once the prompt is known good: nothing to leak on a refusal
             try {
                 for (int l = 0; l < layers; l++) {
                     kc[l] = scope.allocateUninitialized((long) ctx * c * 4);
