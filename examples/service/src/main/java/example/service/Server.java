@@ -182,11 +182,11 @@ public final class Server implements AutoCloseable {
         Map<String, String> a = new LinkedHashMap<>(Map.of("--host", "127.0.0.1", "--port", "8080", "--max-concurrent", "128",
                 "--max-body", "65536", "--lanes", Integer.toString(Math.min(4, Runtime.getRuntime().availableProcessors())),
                 "--max-batch", "16", "--max-tokens", "512", "--max-deadline-ms", "60000", "--drain-s", "10", "--native-threads", "1"));
+        if (java.util.Arrays.asList(args).contains("--help")) {
+            System.out.println("usage: Server --checkpoint DIR " + a.keySet().stream().map(k -> "[" + k + " " + a.get(k) + "]").reduce((x, y) -> x + " " + y).orElse(""));
+            return;
+        }
         for (int i = 0; i < args.length; i++) {
-            if (args[i].equals("--help")) {
-                System.out.println("usage: Server --checkpoint DIR " + a.keySet().stream().map(k -> "[" + k + " " + a.get(k) + "]").reduce((x, y) -> x + " " + y).orElse(""));
-                return;
-            }
             if (i + 1 >= args.length || !(args[i].equals("--checkpoint") || a.containsKey(args[i])))
                 throw new IllegalArgumentException("bad argument " + args[i] + " (see --help)");
             a.put(args[i], args[++i]);
@@ -203,7 +203,14 @@ public final class Server implements AutoCloseable {
         // than it saves on a small model's kernels, and stalls when another process holds a core: 1 thread
         // measured 2x the tokens/s of 2 (docs/decisions.md).
         dev.latent.nativ.LatentNative.get().setNumThreads(Integer.parseInt(a.get("--native-threads")));
-        Server s = new Server(c);
+        Server s;
+        try {
+            s = new Server(c);
+        } catch (IOException e) {       // no checkpoint, a corrupt one, a port in use: one clear line
+            System.err.println("service: " + e.getMessage());
+            System.exit(2);
+            return;
+        }
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             System.err.println("service: draining");
             s.close();
