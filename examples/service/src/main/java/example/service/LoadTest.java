@@ -125,7 +125,9 @@ public final class LoadTest {
             Thread.sleep(1000);
             try {
                 Map<String, Object> h = health(http, base);
-                mem.add(new long[] {(System.nanoTime() - t0) / 1_000_000, (Long) h.get("native_bytes"), (Long) h.get("rss_bytes")});
+                // native: in use + kept for reuse by Latent's allocator (all its tensor memory)
+                mem.add(new long[] {(System.nanoTime() - t0) / 1_000_000, (Long) h.get("native_bytes") + (Long) h.get("native_cached_bytes"),
+                        (Long) h.get("rss_bytes")});
             } catch (Exception e) {
                 errors.add("health: " + e);
             }

@@ -33,7 +33,8 @@ import java.util.concurrent.atomic.AtomicLong;
  *   POST /generate  {"prompt", "max_tokens", "temperature", "top_k", "top_p", "seed", "deadline_ms"}
  *                   -> 200 {"text", "tokens", "prompt_tokens", "outcome", "ms"}   outcome: complete | deadline
  *                   -> 400 bad JSON or field, 413 body too large, 429 too many requests, 405, 500
- *   GET  /health    -> 200 {"status", "in_flight", "served", "native_bytes", "rss_bytes", "model"}
+ *   GET  /health    -> 200 {"status", "in_flight", "served", "native_bytes", "native_cached_bytes", "rss_bytes",
+ *                               "context", "vocab"}   native: tensor memory in use / kept for reuse by Latent
  * </pre>
  * Every error is {"error": code, "message": text}. A request past its deadline answers 200 with the tokens
  * drawn so far and outcome "deadline". SIGTERM (or Ctrl-C) drains: new connections are refused, running
@@ -141,6 +142,7 @@ public final class Server implements AutoCloseable {
             o.put("in_flight", gen.inFlight());
             o.put("served", served.get());
             o.put("native_bytes", Scope.liveBytes());
+            o.put("native_cached_bytes", Scope.cachedBytes());
             o.put("rss_bytes", rssBytes());
             o.put("context", gen.context());
             o.put("vocab", gen.tokenizer().vocabSize());
