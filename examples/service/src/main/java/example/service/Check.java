@@ -17,7 +17,7 @@ import java.util.function.Predicate;
 /**
  * The service's contract, end to end on loopback: starts a {@link Server} on a free port against
  * {@code args[0]} (a checkpoint), sends good and bad requests, checks status codes and JSON, then shuts it
- * down and checks the port is closed. Prints "N passed, M failed"; exits 1 on any failure.
+ * down while a request runs (that request must still be answered whole) and checks the port is closed. Prints "N passed, M failed"; exits 1 on any failure.
  */
 public final class Check {
     private static int passed, failed;
@@ -56,6 +56,24 @@ public final class Check {
             boolean got429 = running && http.send(post(base, "{\"prompt\":\"a\",\"max_tokens\":1}"), HttpResponse.BodyHandlers.ofString()).statusCode() == 429;
             record("429 when busy", got429, "no 429 while a request ran");
             record("busy request still answers", longOne.get().statusCode() == 200, "status " + longOne.get().statusCode());
+
+            // Shutdown drains: a request running when close() starts still gets its whole answer.
+            CompletableFuture<HttpResponse<String>> draining = http.sendAsync(post(base, "{\"prompt\":\"a\",\"max_tokens\":150,\"deadline_ms\":10000}"),
+                    HttpResponse.BodyHandlers.ofString());
+            boolean started = false;
+            for (int i = 0; i < 500 && !started && !draining.isDone(); i++) {
+                started = (Long) JsonReader.parseObject(http.send(get(base, "/health"), HttpResponse.BodyHandlers.ofString()).body()).get("in_flight") >= 1;
+                if (!started) Thread.sleep(2);
+            }
+            s.close();
+            HttpResponse<String> d = draining.get();
+            boolean whole;
+            try {
+                whole = d.statusCode() == 200 && "complete".equals(JsonReader.parseObject(d.body()).get("outcome"));
+            } catch (RuntimeException e) {
+                whole = false;
+            }
+            record("shutdown drains running requests", started && whole, d.statusCode() + " " + d.body());
         }
         boolean refused;
         try {

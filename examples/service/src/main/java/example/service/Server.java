@@ -202,8 +202,8 @@ public final class Server implements AutoCloseable {
                 new TextRequestJson.Limits(4096, maxTokens, maxDeadline, Math.min(64, maxTokens), Math.min(30_000, maxDeadline)),
                 Integer.parseInt(a.get("--drain-s")));
         // Parallelism comes from the lanes (one decoding thread per core); the native pool's hand-off costs more
-        // than it saves on a small model's kernels, and stalls when another process holds a core: 1 thread
-        // measured 2x the tokens/s of 2 (docs/decisions.md).
+        // than it saves on a small model's kernels, and stalls when another thread holds a core: a pool of 1
+        // measured ~1.6x the tokens/s of 2 (BENCHMARKS.md S1).
         dev.latent.nativ.LatentNative.get().setNumThreads(Integer.parseInt(a.get("--native-threads")));
         Server s;
         try {
