@@ -9,8 +9,10 @@
 #   4b. the CUDA emulation tests under ThreadSanitizer (fiber-annotated), incl. a deliberately racy kernel; and
 #      the ptxas report of the fatbin (step 1 builds it with nvcc when nvcc is found; a spill fails that build)
 #   5. the export check (only lt_* leaves liblatent.so)
-#   6. the consumer project under examples/, against the installed coordinates
-#   7. a one-iteration JMH smoke run (proves the harness runs; its numbers mean nothing)
+#   6. fuzzing (Jazzer) of the readers of untrusted input, ~6 s per target
+#   7. the consumer project under examples/, against the installed coordinates
+#   8. the service example: its HTTP contract and a short load test (8 clients x 5 s) on a GPT trained here
+#   9. a one-iteration JMH smoke run (proves the harness runs; its numbers mean nothing)
 # Any failure stops the script with a non-zero status.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -64,8 +66,26 @@ if ci/check-exports.sh java/target/native/liblatent_badabi.so >/dev/null; then
   echo "check-exports accepted a library that lacks the declared symbols" >&2; exit 1
 fi
 
+step "fuzzing: safetensors/checkpoint, tokenizer files, request JSON (Jazzer, ~6 s each)"
+# The only run of the fuzz tests (the plain test runs exclude them): each replays its committed inputs, then
+# fuzzes, one JVM per target (Jazzer fuzzes one test per JVM). A finding fails the run and is saved under
+# java/src/test/resources/dev/latent/fuzz/ as a regression input. The log is long: shown only on failure.
+if ! JAZZER_FUZZ=1 "${MVN[@]}" -pl java surefire:test -Dtest='*FuzzTest' -DreuseForks=false >java/target/fuzz.log 2>&1; then
+  grep -v 'major version\|^WARN: Failed to instrument\|^\s*at ' java/target/fuzz.log | tail -80; exit 1
+fi
+grep -E 'Done [0-9]+ runs|Tests run:.*Fuzz' java/target/fuzz.log
+
 step "consumer project on the installed artifacts"
 "${MVN[@]}" -q -f examples/consumer/pom.xml compile exec:exec
+
+step "service example: HTTP contract + load test (8 clients x 5 s)"
+SVC_TMP="$(mktemp -d)"
+cat README.md docs/*.md >"$SVC_TMP/text.txt"
+bin/latent train gpt --data "$SVC_TMP/text.txt" --out "$SVC_TMP/gpt" --steps 30 --layers 2 --dim 64 --heads 4 --context 64 \
+  --batch 8 --eval-interval 1000 --sample-tokens 0 --checkpoint-interval 0 >/dev/null
+"${MVN[@]}" -q -f examples/service/pom.xml compile
+examples/service/loadtest.sh "$SVC_TMP/gpt" 8 5
+rm -rf "$SVC_TMP"
 
 step "JMH smoke run"
 CP="bench/target/latent-bench-$VERSION.jar:$(cat bench/target/classpath.txt)"

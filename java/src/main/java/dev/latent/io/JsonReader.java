@@ -125,11 +125,13 @@ public final class JsonReader {
                 case 't' -> b.append('\t');
                 case 'u' -> {
                     if (i + 4 > s.length()) throw err("short \\u escape");
-                    try {
-                        b.append((char) Integer.parseInt(s.substring(i, i + 4), 16));
-                    } catch (NumberFormatException ex) {
-                        throw err("bad \\u escape");
+                    int cp = 0;
+                    for (int k = 0; k < 4; k++) {    // exactly four hex digits (parseInt would take a sign)
+                        int d = Character.digit(s.charAt(i + k), 16);
+                        if (d < 0 || s.charAt(i + k) > 'f') throw err("bad \\u escape");
+                        cp = cp * 16 + d;
                     }
+                    b.append((char) cp);
                     i += 4;
                 }
                 default -> throw err("bad escape '\\" + e + "'");

@@ -50,9 +50,11 @@ public final class SafeTensors {
         byte[] h = Json.object(header).getBytes(StandardCharsets.UTF_8);
         int pad = (int) ((8 - h.length % 8) % 8);   // the data starts 8-byte aligned
         Path dir = file.toAbsolutePath().getParent();
-        Files.createDirectories(dir);
-        Path tmp = Files.createTempFile(dir, file.getFileName() + ".", ".tmp");
+        Path tmp = null;
         try {
+            Files.createDirectories(dir);
+            tmp = Files.createTempFile(dir, file.getFileName() + ".", ".tmp");
+            AtomicFiles.shareLike(tmp, file);
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
                 ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(h.length + pad).flip();
                 writeFully(ch, len);
@@ -67,9 +69,20 @@ public final class SafeTensors {
                 }
                 ch.force(true);
             }
-            dev.latent.io.AtomicFiles.replace(tmp, file);
+            AtomicFiles.replace(tmp, file);
+        } catch (IOException e) {
+            // A read-only or full file system, a missing permission: say which file and why, and that the
+            // previous file (if any) is untouched; the temp file is removed below.
+            throw new IOException("could not write " + file + ": " + AtomicFiles.reason(e) + " (any previous " + file.getFileName()
+                    + " is unchanged)", e);
         } finally {
-            Files.deleteIfExists(tmp);
+            if (tmp != null) {
+                try {
+                    Files.deleteIfExists(tmp);
+                } catch (IOException ignored) {
+                    // the directory refuses even that: nothing was renamed into place, the target is intact
+                }
+            }
         }
     }
 
@@ -121,11 +134,13 @@ public final class SafeTensors {
         if (!(m.get("data_offsets") instanceof List<?> ol) || ol.size() != 2 || !(ol.get(0) instanceof Long b) || !(ol.get(1) instanceof Long en))
             throw new IOException(where + ": bad data_offsets " + m.get("data_offsets"));
         long[] shape = new long[sl.size()];
-        long n = 1;
+        long n = 1, span = 1;     // span: the product of max(d, 1), which the strides must be able to hold
         for (int i = 0; i < shape.length; i++) {
             if (!(sl.get(i) instanceof Long d) || d < 0) throw new IOException(where + ": bad dimension " + sl.get(i));
             shape[i] = d;
             n = d == 0 ? 0 : (n > dataLen / Math.max(d, 1) ? Long.MAX_VALUE / 8 : n * d);
+            if (span > (Long.MAX_VALUE / 8) / Math.max(d, 1)) throw new IOException(where + ": shape " + sl + " is too large");
+            span *= Math.max(d, 1);
         }
         if (b < 0 || en < b || en > dataLen || en - b != n * 4)
             throw new IOException(where + ": data_offsets [" + b + ", " + en + ") do not hold " + n + " floats within " + dataLen + " data bytes");

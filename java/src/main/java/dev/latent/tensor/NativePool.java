@@ -79,6 +79,11 @@ final class NativePool {
         }
     }
 
+    /** Bytes of free blocks kept for reuse. */
+    static long cachedBytes() {
+        synchronized (FREE_BLOCKS) { return cached; }
+    }
+
     /** Frees every cached block (a service can call this after a burst). */
     static void trim() {
         synchronized (FREE_BLOCKS) {

@@ -37,6 +37,12 @@ public final class Scope implements AutoCloseable {
     /** Bytes held by all open scopes of this process. */
     public static long liveBytes() { return LIVE.get(); }
 
+    /**
+     * Bytes of freed tensor memory the allocator keeps for reuse (see {@link NativePool}): with
+     * {@link #liveBytes()}, all the native memory tensors hold. Both flat over time = no leak.
+     */
+    public static long cachedBytes() { return NativePool.cachedBytes(); }
+
     public boolean isAlive() { return !closed && arena.scope().isAlive(); }
 
     /** A 64-byte aligned, zeroed segment of {@code bytes}. */

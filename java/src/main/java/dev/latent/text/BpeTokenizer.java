@@ -17,6 +17,13 @@ import java.util.regex.Pattern;
  */
 public final class BpeTokenizer implements Tokenizer {
     private static final Pattern PRE = Pattern.compile(" ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+");
+    /**
+     * Bounds on what merges may build, so a hostile tokenizer file cannot make us allocate more than its size
+     * justifies (merging a token with itself doubles its length: 40 merges would ask for 2^40 bytes). Real
+     * BPE tokens are words or short runs; training never makes longer ones.
+     */
+    static final int MAX_TOKEN_BYTES = 1024;
+    static long maxTotalBytes(long merges) { return (1L << 20) + 64L * merges; }
     private final int[][] merges;                 // merges[r] = {a, b}: id 256 + r
     private final Map<Long, Integer> rank = new HashMap<>();
     private final byte[][] bytesOf;
@@ -25,11 +32,18 @@ public final class BpeTokenizer implements Tokenizer {
         this.merges = merges;
         bytesOf = new byte[256 + merges.length][];
         for (int i = 0; i < 256; i++) bytesOf[i] = new byte[] {(byte) i};
+        long total = 256;
         for (int r = 0; r < merges.length; r++) {
+            if (merges[r] == null || merges[r].length != 2) throw new IllegalArgumentException("bpe: merge " + r + " is not a pair");
             int a = merges[r][0], b = merges[r][1];
             if (a < 0 || b < 0 || a >= 256 + r || b >= 256 + r) throw new IllegalArgumentException("bpe: merge " + r + " refers to unknown id");
-            rank.put(key(a, b), r);
-            byte[] x = bytesOf[a], y = bytesOf[b], z = new byte[x.length + y.length];
+            byte[] x = bytesOf[a], y = bytesOf[b];
+            int len = x.length + y.length;       // checked before allocating
+            if (len > MAX_TOKEN_BYTES) throw new IllegalArgumentException("bpe: merge " + r + " makes a token of " + len + " bytes (limit " + MAX_TOKEN_BYTES + ")");
+            total += len;
+            if (total > maxTotalBytes(merges.length)) throw new IllegalArgumentException("bpe: tokens of " + merges.length + " merges exceed " + maxTotalBytes(merges.length) + " bytes in all");
+            rank.putIfAbsent(key(a, b), r);      // a repeated pair keeps its first (lowest) rank
+            byte[] z = new byte[len];
             System.arraycopy(x, 0, z, 0, x.length);
             System.arraycopy(y, 0, z, x.length, y.length);
             bytesOf[256 + r] = z;
@@ -54,6 +68,9 @@ public final class BpeTokenizer implements Tokenizer {
             freq.add(e.getValue());
         }
         List<int[]> merges = new ArrayList<>();
+        List<Integer> lens = new ArrayList<>();          // bytes of each id, to respect MAX_TOKEN_BYTES
+        for (int i = 0; i < 256; i++) lens.add(1);
+        long total = 256;
         for (int id = 256; id < vocab; id++) {
             Map<Long, Long> pairs = new HashMap<>();
             for (int w = 0; w < words.size(); w++) {
@@ -61,10 +78,15 @@ public final class BpeTokenizer implements Tokenizer {
                 for (int i = 0; i + 1 < s.length; i++) pairs.merge(key(s[i], s[i + 1]), (long) freq.get(w), Long::sum);
             }
             long best = -1, bestCount = 0;
-            for (var e : pairs.entrySet())
+            for (var e : pairs.entrySet()) {
+                if (lens.get((int) (e.getKey() >>> 32)) + lens.get((int) (long) e.getKey()) > MAX_TOKEN_BYTES) continue;
                 if (e.getValue() > bestCount || (e.getValue() == bestCount && e.getKey() < best)) { best = e.getKey(); bestCount = e.getValue(); }
+            }
             if (bestCount < 2) break;   // nothing left worth merging
             int a = (int) (best >>> 32), b = (int) best;
+            total += lens.get(a) + lens.get(b);
+            if (total > maxTotalBytes(vocab - 256)) break;
+            lens.add(lens.get(a) + lens.get(b));
             merges.add(new int[] {a, b});
             for (int w = 0; w < words.size(); w++) words.set(w, apply(words.get(w), a, b, id));
         }

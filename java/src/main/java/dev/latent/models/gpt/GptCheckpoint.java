@@ -56,9 +56,23 @@ public final class GptCheckpoint {
         SafeTensors.Loaded l = SafeTensors.read(f, scope);
         Map<String, String> meta = l.metadata();
         if (!FORMAT.equals(meta.get("format"))) throw new IOException(f + ": not a Latent GPT checkpoint (format " + meta.get("format") + ")");
-        Map<String, Object> c = JsonReader.parseObject(meta.get("config"));
-        GptConfig cfg = new GptConfig(num(c, "vocab"), num(c, "layers"), num(c, "heads"), num(c, "dim"), num(c, "context"),
-                Boolean.TRUE.equals(c.get("tied")));
+        if (meta.get("config") == null || meta.get("tokenizer") == null) throw new IOException(f + ": metadata lacks config or tokenizer");
+        GptConfig cfg;
+        Tokenizer tok;
+        try {
+            Map<String, Object> c = JsonReader.parseObject(meta.get("config"));
+            cfg = new GptConfig(num(c, "vocab"), num(c, "layers"), num(c, "heads"), num(c, "dim"), num(c, "context"),
+                    Boolean.TRUE.equals(c.get("tied")));
+            tok = Tokenizer.fromJson(meta.get("tokenizer"));
+        } catch (IllegalArgumentException e) {
+            throw new IOException(f + ": bad metadata: " + e.getMessage(), e);
+        }
+        // The model is allocated from the config: refuse a config the file's tensors cannot fill before
+        // allocating (a hostile header could otherwise ask for terabytes).
+        long held = 0;
+        for (Tensor t : l.tensors().values()) held += t.numel();
+        long need = cfg.parameterCount();
+        if (need < 0 || need > held) throw new IOException(f + ": config " + cfg + " needs " + (need < 0 ? "too many" : need) + " parameters, the file holds " + held + " floats");
         Gpt model = new Gpt(scope, cfg, 0);
         for (Map.Entry<String, Var> e : model.namedParameters().entrySet()) {
             Tensor src = l.tensors().get(e.getKey());
@@ -68,7 +82,6 @@ public final class GptCheckpoint {
                 throw new IOException(f + ": tensor " + e.getKey() + " has shape " + Arrays.toString(src.shape()) + ", config says " + Arrays.toString(dst.shape()));
             MemorySegment.copy(src.segment(), 0, dst.segment(), 0, dst.numel() * 4);
         }
-        Tokenizer tok = Tokenizer.fromJson(meta.get("tokenizer"));
         if (tok.vocabSize() != cfg.vocab()) throw new IOException(f + ": tokenizer has " + tok.vocabSize() + " tokens, model " + cfg.vocab());
         Map<String, Tensor> opt = new LinkedHashMap<>();
         l.tensors().forEach((k, v) -> { if (k.startsWith("opt.")) opt.put(k, v); });
@@ -78,7 +91,12 @@ public final class GptCheckpoint {
         } catch (NumberFormatException e) {
             throw new IOException(f + ": bad step " + meta.get("step"));
         }
-        Map<String, Object> args = meta.containsKey("args") ? JsonReader.parseObject(meta.get("args")) : Map.of();
+        Map<String, Object> args;
+        try {
+            args = meta.containsKey("args") ? JsonReader.parseObject(meta.get("args")) : Map.of();
+        } catch (IllegalArgumentException e) {
+            throw new IOException(f + ": bad args metadata: " + e.getMessage(), e);
+        }
         return new Loaded(model, tok, step, args, opt);
     }
 

@@ -1,0 +1,222 @@
+package dev.latent.serve;
+
+import dev.latent.models.gpt.Gpt;
+import dev.latent.models.gpt.GptCheckpoint;
+import dev.latent.models.gpt.GptDecoder;
+import dev.latent.tensor.Scope;
+import dev.latent.text.Tokenizer;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * A GPT served to many threads. The weights are loaded once into a shared scope; requests wait in one
+ * bounded queue and are decoded by {@code lanes} threads, each stepping up to {@code maxBatch} requests
+ * together (continuous batching: a request joins a lane's batch at the next token and leaves when done,
+ * cancelled or past its deadline). A request's KV cache lives in its own scope, freed as it leaves.
+ * Results do not depend on lanes, batch size or what else runs (see {@link GptDecoder}), so a request
+ * gives the same text alone, batched, or from {@code bin/latent sample gpt}.
+ */
+public final class GptGenerator implements TextGenerator {
+    /**
+     * {@code lanes}: decoding threads (about the cores to give it); {@code maxBatch}: requests one lane
+     * steps together (1 = no batching); {@code maxQueued}: requests accepted but not finished, past which
+     * {@link #submit} refuses.
+     */
+    public record Options(int lanes, int maxBatch, int maxQueued) {
+        public Options {
+            if (lanes < 1 || maxBatch < 1 || maxQueued < 1) throw new IllegalArgumentException("options must be >= 1: " + this);
+        }
+
+        /** One lane per core (at most 4), batches of up to 16 (measured best on 2 cores, docs/decisions.md), 1024 requests in flight. */
+        public static Options defaults() {
+            return new Options(Math.min(4, Runtime.getRuntime().availableProcessors()), 16, 1024);
+        }
+    }
+
+    private final Scope owned;          // the weights' scope when loaded here, else null (the caller's)
+    private final Gpt model;
+    private final Tokenizer tok;
+    private final GptDecoder decoder;
+    private final Options opt;
+    private final LinkedBlockingQueue<Job> queue = new LinkedBlockingQueue<>();
+    private final AtomicInteger inFlight = new AtomicInteger();
+    final AtomicInteger peakBatch = new AtomicInteger();     // the largest batch a lane stepped (tests)
+    private final List<Thread> lanes = new ArrayList<>();
+    private volatile boolean closed;
+
+    /** Serves {@code model} (whose scope the caller keeps open until {@link #close()}). */
+    public GptGenerator(Gpt model, Tokenizer tokenizer, Options options) { this(null, model, tokenizer, options); }
+
+    private GptGenerator(Scope owned, Gpt model, Tokenizer tokenizer, Options options) {
+        this.owned = owned;
+        this.model = model;
+        this.tok = tokenizer;
+        this.decoder = new GptDecoder(model);
+        this.opt = options;
+        for (int i = 0; i < options.lanes(); i++) {
+            Thread t = new Thread(this::lane, "latent-gpt-lane-" + i);
+            t.setDaemon(true);
+            lanes.add(t);
+            t.start();
+        }
+    }
+
+    /** Loads a checkpoint (a training --out folder or a .safetensors file) and serves it. */
+    public static GptGenerator load(Path checkpoint, Options options) throws IOException {
+        Scope s = Scope.shared();
+        try {
+            GptCheckpoint.Loaded l = GptCheckpoint.load(checkpoint, s);
+            return new GptGenerator(s, l.model(), l.tokenizer(), options);
+        } catch (IOException | RuntimeException | Error e) {
+            s.close();
+            throw e;
+        }
+    }
+
+    @Override
+    public Tokenizer tokenizer() { return tok; }
+
+    @Override
+    public int context() { return model.cfg.context(); }
+
+    public Gpt model() { return model; }
+
+    public Options options() { return opt; }
+
+    @Override
+    public int inFlight() { return inFlight.get(); }
+
+    private static final class Job {
+        final TextRequest req;
+        final int[] prompt;
+        final GptDecoder.Settings settings;
+        final RequestControl control;
+        final CompletableFuture<TextResult> future = new CompletableFuture<>();
+        GptDecoder.Sequence seq;
+
+        Job(TextRequest req, int[] prompt, GptDecoder.Settings settings) {
+            this.req = req;
+            this.prompt = prompt;
+            this.settings = settings;
+            this.control = RequestControl.of(req.timeout());
+        }
+    }
+
+    @Override
+    public Pending<TextResult> submit(TextRequest r) {
+        if (closed) throw new IllegalStateException("generator is closed");
+        int[] ids = tok.encode(r.prompt());        // IllegalArgumentException names a character outside the vocabulary
+        decoder.checkPrompt(ids);
+        Job j = new Job(r, ids, new GptDecoder.Settings(r.maxTokens(), r.temperature(), r.topK(), r.topP(), r.seed()));
+        if (inFlight.incrementAndGet() > opt.maxQueued()) {
+            inFlight.decrementAndGet();
+            throw new RejectedExecutionException("generator busy: " + opt.maxQueued() + " requests in flight");
+        }
+        synchronized (queue) {      // against close(): a job is either queued before lanes may exit, or refused
+            if (closed) {
+                inFlight.decrementAndGet();
+                throw new IllegalStateException("generator is closed");
+            }
+            queue.add(j);
+        }
+        return new Pending<>(j.control, j.future);
+    }
+
+    /** One decoding thread: admit what fits, drop what must stop, step the rest as one batch, repeat. */
+    private void lane() {
+        List<Job> active = new ArrayList<>();
+        try {
+            while (!(closed && queue.isEmpty() && active.isEmpty())) {
+                Job in = active.isEmpty() ? queue.poll(50, TimeUnit.MILLISECONDS) : active.size() < opt.maxBatch() ? queue.poll() : null;
+                while (in != null) {
+                    admit(in, active);
+                    in = active.size() < opt.maxBatch() ? queue.poll() : null;
+                }
+                peakBatch.accumulateAndGet(active.size(), Math::max);
+                for (int i = active.size() - 1; i >= 0; i--) {
+                    Job j = active.get(i);
+                    Outcome stop = j.seq.done() ? Outcome.COMPLETE : j.control.stopReason();
+                    if (stop != null) finish(active.remove(i), stop);
+                }
+                if (active.isEmpty()) continue;
+                List<GptDecoder.Sequence> seqs = new ArrayList<>(active.size());
+                for (Job j : active) seqs.add(j.seq);
+                try {
+                    decoder.step(seqs);
+                } catch (RuntimeException | Error e) {
+                    for (Job j : active) fail(j, e);
+                    active.clear();
+                }
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } finally {
+            for (Job j : active) fail(j, new IllegalStateException("generator stopped"));
+        }
+    }
+
+    private void admit(Job j, List<Job> active) {
+        Outcome stop = j.control.stopReason();
+        if (stop != null) {             // stopped while queued: nothing generated
+            done(j, new TextResult("", new int[0], j.prompt.length, stop, j.control.elapsedNanos()));
+            return;
+        }
+        try {
+            j.seq = decoder.new Sequence(j.prompt, j.settings);
+            active.add(j);
+        } catch (RuntimeException | Error e) {
+            fail(j, e);
+        }
+    }
+
+    private void finish(Job j, Outcome o) {
+        int[] out;
+        try {
+            out = j.seq.generated();
+        } finally {
+            j.seq.close();
+        }
+        try {
+            done(j, new TextResult(tok.decode(out), out, j.prompt.length, o, j.control.elapsedNanos()));
+        } catch (RuntimeException e) {
+            fail(j, e);
+        }
+    }
+
+    private void done(Job j, TextResult r) {
+        inFlight.decrementAndGet();
+        j.future.complete(r);
+    }
+
+    private void fail(Job j, Throwable e) {
+        if (j.seq != null) j.seq.close();
+        if (j.future.isDone()) return;
+        inFlight.decrementAndGet();
+        j.future.completeExceptionally(e);
+    }
+
+    @Override
+    public void close() {
+        synchronized (queue) { closed = true; }
+        boolean interrupted = false;
+        for (Thread t : lanes) {
+            while (t.isAlive()) {
+                try {
+                    t.join();
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+        }
+        if (owned != null) owned.close();
+        if (interrupted) Thread.currentThread().interrupt();
+    }
+}

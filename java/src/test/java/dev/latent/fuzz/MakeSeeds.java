@@ -1,0 +1,37 @@
+package dev.latent.fuzz;
+
+import dev.latent.models.gpt.Gpt;
+import dev.latent.models.gpt.GptCheckpoint;
+import dev.latent.models.gpt.GptConfig;
+import dev.latent.tensor.Scope;
+import dev.latent.text.BpeTokenizer;
+import dev.latent.text.CharTokenizer;
+
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+
+/** Writes the fuzzers' seed inputs into src/test/resources (run once by hand; the outputs are committed). */
+public final class MakeSeeds {
+    public static void main(String[] args) throws Exception {
+        Path res = Path.of(args[0], "dev/latent/fuzz");
+        Path st = Files.createDirectories(res.resolve("SafeTensorsFuzzTestInputs/checkpoint"));
+        try (Scope s = Scope.shared()) {
+            CharTokenizer ct = CharTokenizer.train("abc");
+            Path tmp = Files.createTempDirectory("seed");
+            GptCheckpoint.save(tmp, new Gpt(s, new GptConfig(3, 1, 1, 2, 2, true), 1), null, ct, Map.of("seed", 1));
+            Files.copy(tmp.resolve(GptCheckpoint.FILE), st.resolve("tiny-char-tied"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            BpeTokenizer bt = new BpeTokenizer(new int[][] {{97, 98}, {256, 99}});
+            GptCheckpoint.save(tmp, new Gpt(s, new GptConfig(258, 1, 1, 2, 2, false), 1), null, bt, Map.of());
+            Files.copy(tmp.resolve(GptCheckpoint.FILE), st.resolve("tiny-bpe"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        }
+        Path tk = Files.createDirectories(res.resolve("TokenizerFuzzTestInputs/load"));
+        Files.writeString(tk.resolve("char"), "cab\0{\"type\":\"char\",\"code_points\":[97,98,99]}");
+        Files.writeString(tk.resolve("bpe"), "abc abcd\0{\"type\":\"bpe\",\"merges\":[[97,98],[256,99],[32,257]]}");
+        Path rq = Files.createDirectories(res.resolve("RequestJsonFuzzTestInputs/parse"));
+        Files.write(rq.resolve("full"), ("{\"prompt\":\"The \\u00e9\",\"max_tokens\":32,\"temperature\":0.8,\"top_k\":20,\"top_p\":0.9,"
+                + "\"seed\":7,\"deadline_ms\":1000}").getBytes(StandardCharsets.UTF_8));
+        Files.write(rq.resolve("minimal"), "{\"prompt\":\"a\"}".getBytes(StandardCharsets.UTF_8));
+    }
+}

@@ -1,0 +1,154 @@
+package dev.latent.serve;
+
+import dev.latent.models.gpt.Gpt;
+import dev.latent.models.gpt.GptConfig;
+import dev.latent.models.gpt.GptSampler;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+import dev.latent.text.CharTokenizer;
+import org.junit.jupiter.api.Test;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.RejectedExecutionException;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** The service API: concurrency, batching, determinism, deadlines, cancellation, memory, the extension point. */
+class GeneratorTest {
+    static final String TEXT = "Call me Ishmael. Some years ago - never mind how long precisely - having little money.";
+    static final CharTokenizer TOK = CharTokenizer.train(TEXT);
+    static final GptConfig CFG = new GptConfig(TOK.vocabSize(), 2, 2, 32, 24, false);
+
+    static TextRequest request(int i) {
+        String[] prompts = {"Call", "C", "Some years ago", TEXT.substring(0, 40), "money."};
+        // Mixed settings; some run past the context (24), which rebuilds the cache mid-request.
+        return new TextRequest(prompts[i % prompts.length], 5 + (i * 7) % 40, i % 4 == 0 ? 0 : 0.9, i % 3 == 0 ? 5 : 0,
+                i % 5 == 0 ? 0.9 : 1.0, 1000 + i, null);
+    }
+
+    @Test
+    void concurrentBatchedRequestsGiveTheBitsOfOneAtATime() throws Exception {
+        long base = Scope.liveBytes();
+        try (Scope s = Scope.shared()) {
+            Gpt m = new Gpt(s, CFG, 5);
+            int n = 48;
+            int[][] expected = new int[n][];
+            GptSampler alone = new GptSampler(m);
+            for (int i = 0; i < n; i++) {
+                TextRequest r = request(i);
+                expected[i] = alone.generate(TOK.encode(r.prompt()), new GptSampler.Settings(r.maxTokens(), r.temperature(), r.topK(), r.topP(), r.seed()));
+            }
+            long held = Scope.liveBytes();
+            for (GptGenerator.Options o : List.of(new GptGenerator.Options(1, 1, 64), new GptGenerator.Options(2, 8, 64), new GptGenerator.Options(3, 32, 64))) {
+                try (GptGenerator g = new GptGenerator(m, TOK, o)) {
+                    ExecutorService ex = Executors.newFixedThreadPool(8);
+                    List<Future<TextResult>> fs = new ArrayList<>();
+                    for (int i = 0; i < n; i++) {
+                        TextRequest r = request(i);
+                        fs.add(ex.submit(() -> g.generate(r)));
+                    }
+                    for (int i = 0; i < n; i++) {
+                        TextResult res = fs.get(i).get();
+                        assertEquals(Outcome.COMPLETE, res.outcome());
+                        assertArrayEquals(expected[i], res.tokens(), "request " + i + " under " + o);
+                        assertEquals(TOK.decode(expected[i]), res.text());
+                    }
+                    ex.shutdown();
+                    assertEquals(0, g.inFlight());
+                    assertTrue(g.peakBatch.get() <= o.maxBatch(), "batch " + g.peakBatch.get() + " over " + o);
+                    if (o.maxBatch() > 1) assertTrue(g.peakBatch.get() > 1, "concurrent requests were batched");
+                }
+                assertEquals(held, Scope.liveBytes(), "every request's KV cache is freed (" + o + ")");
+            }
+        }
+        assertEquals(base, Scope.liveBytes());
+    }
+
+    @Test
+    void deadlinesAndCancellationStopBetweenTokensKeepingPartialOutput() throws Exception {
+        try (Scope s = Scope.shared(); GptGenerator g = new GptGenerator(new Gpt(s, CFG, 5), TOK, new GptGenerator.Options(1, 4, 16))) {
+            TextResult zero = g.generate(TextRequest.of("Call", 50, 1).withTimeout(Duration.ZERO));
+            assertEquals(Outcome.DEADLINE, zero.outcome());
+            assertEquals(0, zero.tokens().length);
+
+            TextResult late = g.generate(TextRequest.of("Call", 1_000_000, 1).withTimeout(Duration.ofMillis(200)));
+            assertEquals(Outcome.DEADLINE, late.outcome());
+            assertTrue(late.tokens().length > 0 && late.tokens().length < 1_000_000, "partial: " + late.tokens().length);
+            assertTrue(late.millis() < 5000, "stopped near its deadline: " + late.millis() + " ms");
+            // The partial output is a prefix of the full one: stopping never changes what was drawn.
+            int[] full = new GptSampler(g.model()).generate(TOK.encode("Call"), new GptSampler.Settings(late.tokens().length, 0.8, 0, 1.0, 1));
+            assertArrayEquals(full, late.tokens());
+
+            Pending<TextResult> p = g.submit(TextRequest.of("Call", 1_000_000, 2));
+            Thread.sleep(100);
+            p.cancel();
+            TextResult c = p.await();
+            assertEquals(Outcome.CANCELLED, c.outcome());
+            assertEquals(0, g.inFlight());
+        }
+    }
+
+    @Test
+    void badRequestsAndOverloadAreRefusedWithClearErrors() throws Exception {
+        try (Scope s = Scope.shared(); GptGenerator g = new GptGenerator(new Gpt(s, CFG, 5), TOK, new GptGenerator.Options(1, 1, 2))) {
+            assertTrue(assertThrows(IllegalArgumentException.class, () -> g.submit(TextRequest.of("", 5, 1))).getMessage().contains("at least one token"));
+            assertTrue(assertThrows(IllegalArgumentException.class, () -> g.submit(TextRequest.of("\u00e9", 5, 1))).getMessage().contains("not in the vocabulary"));
+            assertThrows(IllegalArgumentException.class, () -> new TextRequest("x", -1, 1, 0, 1, 1, null));
+            assertThrows(IllegalArgumentException.class, () -> new TextRequest("x", 1, Double.NaN, 0, 1, 1, null));
+            assertThrows(IllegalArgumentException.class, () -> new TextRequest("x", 1, 1, 0, 0, 1, null));
+            Pending<TextResult> a = g.submit(TextRequest.of("Call", 1_000_000, 1)), b = g.submit(TextRequest.of("Call", 1_000_000, 2));
+            assertTrue(assertThrows(RejectedExecutionException.class, () -> g.submit(TextRequest.of("Call", 1, 3))).getMessage().contains("busy"));
+            a.cancel();
+            b.cancel();
+            a.await();
+            b.await();
+            assertEquals(0, g.inFlight());
+            assertEquals(Outcome.COMPLETE, g.generate(TextRequest.of("Call", 0, 1)).outcome());
+        }
+    }
+
+    @Test
+    void closeFinishesAcceptedRequestsThenRefusesNewOnes() throws Exception {
+        try (Scope s = Scope.shared()) {
+            GptGenerator g = new GptGenerator(new Gpt(s, CFG, 5), TOK, new GptGenerator.Options(2, 4, 64));
+            List<Pending<TextResult>> ps = new ArrayList<>();
+            for (int i = 0; i < 10; i++) ps.add(g.submit(request(i)));
+            g.close();
+            for (Pending<TextResult> p : ps) assertEquals(Outcome.COMPLETE, p.await().outcome());
+            assertThrows(IllegalStateException.class, () -> g.submit(request(0)));
+        }
+    }
+
+    /** A stand-in for an image model's {@code sample(seed, n)}: n "images" of 16 Philox uniforms. */
+    record SampleRequest(long seed, int n, Duration timeout) {}
+
+    @Test
+    void oneShotModelsPlugInThroughBlockingGenerator() throws Exception {
+        long base = Scope.liveBytes();
+        BlockingGenerator.Work<SampleRequest, float[]> sample = (req, scope, ctl) -> {
+            float[] out = new float[req.n() * 16];
+            for (int i = 0; i < req.n(); i++) {
+                ctl.check();                                   // between images
+                Tensor img = Tensor.rand(scope, req.seed(), i, 16);
+                System.arraycopy(img.toArray(), 0, out, i * 16, 16);
+            }
+            return out;
+        };
+        try (var g = new BlockingGenerator<>(2, 64, SampleRequest::timeout, sample)) {
+            float[] alone = g.generate(new SampleRequest(7, 3, null));
+            List<Pending<float[]>> ps = new ArrayList<>();
+            for (int i = 0; i < 32; i++) ps.add(g.submit(new SampleRequest(7, 3, null)));
+            for (Pending<float[]> p : ps) assertArrayEquals(alone, p.await());
+            var stopped = assertThrows(RequestControl.StoppedException.class, () -> g.generate(new SampleRequest(7, 3, Duration.ZERO)));
+            assertEquals(Outcome.DEADLINE, stopped.outcome());
+            assertEquals(0, g.inFlight());
+        }
+        assertEquals(base, Scope.liveBytes(), "each request's scope is closed");
+    }
+}
