@@ -91,10 +91,17 @@ static void im2col(const lt_conv2d_desc *d, const float *x, int64_t n, int64_t p
                             if (hi > lo) memcpy(drow + lo, srow + ox + ix0 + lo, (hi - lo) * sizeof(float));
                             if (hi < run) memset(drow + hi, 0, (run - hi) * sizeof(float));
                         } else {
-                            for (int64_t q = 0; q < run; q++) {
-                                int64_t ix = (ox + q) * d->stride_w + ix0;
-                                drow[q] = ix >= 0 && ix < d->w ? srow[ix] : 0.0f;
-                            }
+                            /* valid q: 0 <= (ox + q) sw + ix0 < w, found once per run; the middle is a branch-free gather */
+                            int64_t sw = d->stride_w, lo = 0, hi = run;
+                            int64_t first = (ox * sw + ix0 < 0) ? (-(ix0 + ox * sw) + sw - 1) / sw : 0;
+                            int64_t last = (d->w - 1 - ix0 - ox * sw) >= 0 ? (d->w - 1 - ix0 - ox * sw) / sw + 1 : 0;
+                            lo = first < run ? first : run;
+                            hi = last < run ? last : run;
+                            if (hi < lo) hi = lo;
+                            for (int64_t q = 0; q < lo; q++) drow[q] = 0.0f;
+                            const float *sp = srow + (ox + lo) * sw + ix0;
+                            for (int64_t q = lo; q < hi; q++, sp += sw) drow[q] = *sp;
+                            for (int64_t q = hi; q < run; q++) drow[q] = 0.0f;
                         }
                     }
                     p += run;
@@ -214,10 +221,11 @@ static void bwd_data_task(void *p, int64_t t, int worker) {
                             int64_t lo = ix0 < 0 ? -ix0 : 0, hi = d->w - ix0 < d->ow ? d->w - ix0 : d->ow;
                             for (int64_t ox = lo; ox < hi; ox++) drow[ox + ix0] += srow[ox];
                         } else {
-                            for (int64_t ox = 0; ox < d->ow; ox++) {
-                                int64_t ix = ox * d->stride_w + ix0;
-                                if (ix >= 0 && ix < d->w) drow[ix] += srow[ox];
-                            }
+                            int64_t sw = d->stride_w;
+                            int64_t lo = ix0 < 0 ? (-ix0 + sw - 1) / sw : 0, hi = d->w - 1 - ix0 >= 0 ? (d->w - 1 - ix0) / sw + 1 : 0;
+                            if (hi > d->ow) hi = d->ow;
+                            float *dp = drow + lo * sw + ix0;
+                            for (int64_t ox = lo; ox < hi; ox++, dp += sw) *dp += srow[ox];
                         }
                     }
                 }
