@@ -22,27 +22,6 @@ static inline __m256 vsigmoid(__m256 x) {
     return _mm256_blendv_ps(r, _mm256_mul_ps(e, r), neg);   /* sigmoid(-|x|) = e^-|x| / (1 + e^-|x|): no cancellation */
 }
 
-static inline __m256 vtanh(__m256 x) {
-    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f), two = _mm256_set1_ps(2.0f);
-    __m256 ax = _mm256_andnot_ps(sign, x), sx = _mm256_and_ps(sign, x);
-    /* large branch */
-    __m256 e = vexp(_mm256_min_ps(_mm256_add_ps(ax, ax), _mm256_set1_ps(88.0f)));
-    __m256 big = _mm256_sub_ps(one, _mm256_div_ps(two, _mm256_add_ps(e, one)));
-    /* small branch: x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835 - 1382x^11/155925 + 21844x^13/6081075 - 929569x^15/638512875 */
-    __m256 x2 = _mm256_mul_ps(ax, ax);
-    __m256 p = _mm256_set1_ps(-1.45583438e-3f);
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(3.59212803e-3f));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-8.86323552e-3f));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(2.18694885e-2f));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-5.39682540e-2f));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(1.33333333e-1f));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-3.33333333e-1f));
-    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, x2), ax, ax);
-    __m256 r = _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.4f), _CMP_LT_OQ));
-    r = _mm256_or_ps(r, sx);
-    return _mm256_blendv_ps(r, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));  /* NaN stays NaN */
-}
-
 void act_fwd_avx2(int kind, int64_t n, float alpha, const float *x, float *y) {
     const __m256 zero = _mm256_setzero_ps(), a = _mm256_set1_ps(alpha);
     int64_t i = 0;

@@ -229,6 +229,20 @@ LT_API lt_status lt_act_bwd(int32_t kind, int64_t n, float alpha, const float *i
 LT_API lt_status lt_bce_logits(int64_t n, const float *logits, const float *targets, float t_const, double *loss,
                                float *dlogits, float dscale);
 
+/* ---- normalizing flows: affine coupling, elementwise part (kernels/coupling) ----------------------------------
+ * RealNVP's affine coupling with a binary mask b (hw, values 0 or 1) over images y (n, hw) and the coupling net's
+ * output h (n, 2, hw): s = tanh(h[:, 0]) * scale * (1 - b), t = h[:, 1] * (1 - b),
+ *   forward  y' = b y + (1 - b) (y exp(s) + t),   logdet[i] = sum_j s[i, j]   (in double per image)
+ *   inverse  y  = b y' + (1 - b) (y' - t) exp(-s)  (h computed from b y' = b y)
+ * The backward takes dy' and dlogdet (n) and writes dy, dh (n, 2, hw) (overwritten) and adds d(scale) to *dscale
+ * (double, summed per image then in image order: deterministic). Outputs must not overlap inputs. */
+LT_API lt_status lt_coupling_fwd(int64_t n, int64_t hw, const float *mask, const float *y, const float *h, float scale,
+                                 float *out, double *logdet);
+LT_API lt_status lt_coupling_inv(int64_t n, int64_t hw, const float *mask, const float *yp, const float *h, float scale,
+                                 float *y);
+LT_API lt_status lt_coupling_bwd(int64_t n, int64_t hw, const float *mask, const float *y, const float *h, float scale,
+                                 const float *dout, const double *dlogdet, float *dy, float *dh, double *dscale);
+
 /* ---- machine ceilings, for benchmarks ------------------------------------------------------------ */
 /* FMA peak: `threads` workers each run independent vfmadd chains for `iters` rounds.
  * Writes the achieved GFLOP/s. ISA must be avx2 (the reference has no meaningful peak). */

@@ -738,4 +738,56 @@ public final class F {
             return of(Var.constant(dm), Var.constant(dl));
         });
     }
+
+    // ---- normalizing flows (kernels/coupling) ----
+
+    /** y' and the per-image log-determinant of one affine coupling: two Vars of one fused kernel. */
+    public record Coupling(Var out, Var logdet) {}
+
+    /**
+     * RealNVP's affine coupling (latent.h, lt_coupling_fwd) of y (N, ...) with mask (HW of 0/1), the net's output h
+     * (N, 2, ...) and a learned scalar scale (1). The backward is one fused call, as {@link #reparam}'s: logdet's
+     * rule (recorded right after out) runs once every consumer of out has delivered its gradient and computes dy,
+     * dh and dscale together. First-order only.
+     */
+    public static Coupling coupling(Var y, Var h, Var scale, Tensor mask) {
+        Tensor yv = dense(y), hv = dense(h), mv = mask.isContiguous() ? mask : mask.contiguous();
+        long n = yv.size(0), hw = yv.numel() / n;
+        if (mv.numel() != hw || hv.numel() != 2 * n * hw || scale.value.numel() != 1)
+            throw new IllegalArgumentException("coupling: y " + yv + ", h " + hv + " (need 2 channels per pixel), mask " + mv + ", scale " + scale.value);
+        float sc = scale.value.segment().get(JAVA_FLOAT, 0);
+        Tensor out = g().empty(yv.shape());
+        MemorySegment ld = g().scope.allocate(8 * n);
+        LatentNative.get().couplingFwd(n, hw, mv.segment(), yv.segment(), hv.segment(), sc, out.segment(), ld);
+        Tensor ldT = g().empty(n);
+        for (long i = 0; i < n; i++) ldT.segment().setAtIndex(JAVA_FLOAT, i, (float) ld.getAtIndex(java.lang.foreign.ValueLayout.JAVA_DOUBLE, i));
+        boolean[] fused = {false};
+        Var[] outHolder = new Var[1];
+        java.util.function.BiFunction<Var, Var, Var[]> backward = (dOut, dLd) -> {
+            firstOrderOnly("coupling");
+            Tensor dy = g().empty(yv.shape()), dh = g().empty(hv.shape());
+            MemorySegment dl = g().scope.allocate(8 * n), ds = g().scope.allocate(8);
+            if (dLd != null) for (long i = 0; i < n; i++) dl.setAtIndex(java.lang.foreign.ValueLayout.JAVA_DOUBLE, i, dense(dLd).segment().getAtIndex(JAVA_FLOAT, i));
+            Tensor go = dOut != null ? dense(dOut) : g().zeros(yv.shape());
+            LatentNative.get().couplingBwd(n, hw, mv.segment(), yv.segment(), hv.segment(), sc, go.segment(), dl, dy.segment(), dh.segment(), ds);
+            Tensor dsc = g().zeros(1);
+            dsc.segment().set(JAVA_FLOAT, 0, (float) ds.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0));
+            return of(Var.constant(dy), Var.constant(dh), Var.constant(dsc));
+        };
+        Var ov = rec(out, "coupling.out", of(y, h, scale), gr -> fused[0] ? of(null, null, null) : backward.apply(gr, null));
+        outHolder[0] = ov;
+        Var lv = rec(ldT, "coupling.logdet", of(y, h, scale), gr -> {
+            fused[0] = true;
+            return backward.apply(outHolder[0].grad, gr);
+        });
+        return new Coupling(ov, lv);
+    }
+
+    /** Inverse of {@link #coupling} given the net's output h computed from the masked part (no gradient). */
+    public static Tensor couplingInverse(Tensor yp, Tensor h, float scale, Tensor mask) {
+        long n = yp.size(0), hw = yp.numel() / n;
+        Tensor y = g().empty(yp.shape());
+        LatentNative.get().couplingInv(n, hw, mask.contiguous().segment(), yp.contiguous().segment(), h.contiguous().segment(), scale, y.segment());
+        return y;
+    }
 }

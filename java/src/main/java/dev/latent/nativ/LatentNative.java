@@ -73,7 +73,7 @@ public final class LatentNative {
     // Kernels bound lazily-checked: a library built without one fails at the call, naming the symbol.
     private final MethodHandle attentionFwd, attentionBwd, layernormFwd, layernormBwd, geluFwd, geluBwd, softmaxXent,
             adamw, sumsq, embeddingBwd, axpby, mul, addRows, sumRows, copyStrided, reparamFwd, reparamBwd,
-            conv2dFwd, conv2dBwdData, conv2dBwdWeight, bnFwdTrain, bnFwdInfer, bnBwd, actFwd, actBwd, bceLogits;
+            conv2dFwd, conv2dBwdData, conv2dBwdWeight, bnFwdTrain, bnFwdInfer, bnBwd, actFwd, actBwd, bceLogits, couplingFwd, couplingInv, couplingBwd;
 
     /** The process-wide binding, loaded on first use (see {@link NativeLoader} for where it looks). */
     public static LatentNative get() {
@@ -165,6 +165,12 @@ public final class LatentNative {
         actBwd = opt(l, linker, "lt_act_bwd", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_FLOAT, ADDRESS, ADDRESS, ADDRESS));
         bceLogits = opt(l, linker, "lt_bce_logits", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, ADDRESS, JAVA_FLOAT,
                 ADDRESS, ADDRESS, JAVA_FLOAT));
+        couplingFwd = opt(l, linker, "lt_coupling_fwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS, ADDRESS,
+                JAVA_FLOAT, ADDRESS, ADDRESS));
+        couplingInv = opt(l, linker, "lt_coupling_inv", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS, ADDRESS,
+                JAVA_FLOAT, ADDRESS));
+        couplingBwd = opt(l, linker, "lt_coupling_bwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS, ADDRESS,
+                JAVA_FLOAT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
         // Linker.Option.critical skips the thread-state transition: only for tiny calls, and measured in
         // FfmBench against the plain handle. Kernels never use it (they would stall GC for their duration).
         abiVersionCritical = linker.downcallHandle(find(l, path, "lt_abi_version"), FunctionDescriptor.of(JAVA_INT),
@@ -425,6 +431,22 @@ public final class LatentNative {
     public void bceLogits(long n, MemorySegment logits, MemorySegment targets, float tConst, MemorySegment loss,
                           MemorySegment dlogits, float dscale) {
         try { check("lt_bce_logits", (int) need(bceLogits, "lt_bce_logits").invokeExact(n, logits, targets, tConst, loss, dlogits, dscale)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void couplingFwd(long n, long hw, MemorySegment mask, MemorySegment y, MemorySegment h, float scale, MemorySegment out, MemorySegment logdet) {
+        try { check("lt_coupling_fwd", (int) need(couplingFwd, "lt_coupling_fwd").invokeExact(n, hw, mask, y, h, scale, out, logdet)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void couplingInv(long n, long hw, MemorySegment mask, MemorySegment yp, MemorySegment h, float scale, MemorySegment y) {
+        try { check("lt_coupling_inv", (int) need(couplingInv, "lt_coupling_inv").invokeExact(n, hw, mask, yp, h, scale, y)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void couplingBwd(long n, long hw, MemorySegment mask, MemorySegment y, MemorySegment h, float scale, MemorySegment dout,
+                            MemorySegment dlogdet, MemorySegment dy, MemorySegment dh, MemorySegment dscale) {
+        try { check("lt_coupling_bwd", (int) need(couplingBwd, "lt_coupling_bwd").invokeExact(n, hw, mask, y, h, scale, dout, dlogdet, dy, dh, dscale)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 }

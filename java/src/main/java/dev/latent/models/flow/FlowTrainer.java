@@ -1,0 +1,205 @@
+package dev.latent.models.flow;
+
+import dev.latent.autograd.F;
+import dev.latent.autograd.Graph;
+import dev.latent.autograd.Var;
+import dev.latent.data.ImageData;
+import dev.latent.io.Json;
+import dev.latent.io.JsonReader;
+import dev.latent.io.SafeTensors;
+import dev.latent.nn.Init;
+import dev.latent.optim.AdamW;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+import dev.latent.train.ImageGrid;
+import dev.latent.train.Metrics;
+import dev.latent.train.Plot;
+import dev.latent.train.Progress;
+
+import java.awt.Color;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+/**
+ * Trains and evaluates {@link RealNvp} as ../shared/reference/realnvp_fmnist.py: batch 64, Adam 1e-3, epochs over
+ * per-epoch Philox shuffles (last partial batch kept), dequantization noise keyed by (seed, step); test bits/dim on
+ * the test split with one noise sample per image (seed 1234). Writes metrics.jsonl, a sample grid per epoch,
+ * loss.png and checkpoint.safetensors.
+ */
+public final class FlowTrainer {
+    public static final String CHECKPOINT = "checkpoint.safetensors";
+    static final String FORMAT = "latent-realnvp-1";
+
+    public record Config(String data, Path out, int couplings, int hidden, int epochs, int batch, float lr, int maxSteps, long seed,
+                         int trainLimit, int testLimit, boolean quiet) {
+        public static Config reference(String data, Path out) {
+            return new Config(data, out, 6, 64, 1, 64, 1e-3f, 0, 1, 0, 0, false);
+        }
+    }
+
+    public final Config cfg;
+    public final RealNvp model;
+    private final AdamW opt;
+    private long step;
+
+    private static final long PERM = 1L << 40, NOISE = 2L << 40, TEST = 3L << 40;
+
+    public FlowTrainer(Config cfg, Scope scope, int h, int w) {
+        this.cfg = cfg;
+        model = new RealNvp(scope, h, w, cfg.couplings, cfg.hidden, 0.05, cfg.seed);
+        opt = new AdamW(scope, model.namedParameters(), 0.9f, 0.999f, 1e-8f, 0f);
+    }
+
+    /** One Adam step on images idx[from .. from + m); returns the batch's mean bits/dim. */
+    public double trainStep(ImageData data, int[] idx, int from, int m) {
+        step++;
+        try (Graph g = Graph.open()) {
+            Tensor[] pre = model.preprocess(g.scope(), data.pixels, idx, from, m, cfg.seed, NOISE + step);
+            Var[] zl = model.forward(Var.constant(pre[0]));
+            Var bpd = model.bitsPerDim(zl[0], zl[1], pre[1]);
+            g.backward(bpd);
+            opt.update(cfg.lr, 0);
+            return F.item(bpd);
+        }
+    }
+
+    /** Mean test bits/dim with one dequantization sample per image (seed 1234). */
+    public double testBpd(ImageData test) {
+        double tot = 0;
+        int n = cfg.testLimit > 0 ? Math.min(cfg.testLimit, test.n) : test.n;
+        for (int from = 0; from < n; from += 500) {
+            int m = Math.min(500, n - from);
+            try (Graph g = Graph.inference()) {
+                Tensor[] pre = model.preprocess(g.scope(), test.pixels, null, from, m, 1234, TEST + from);
+                Var[] zl = model.forward(Var.constant(pre[0]));
+                tot += F.item(model.bitsPerDim(zl[0], zl[1], pre[1])) * m;
+            }
+        }
+        return tot / n;
+    }
+
+    /** max |inverse(forward(y)) - y| over the first m test images (logit space). */
+    public double invertibilityError(ImageData test, int m) {
+        try (Graph g = Graph.inference()) {
+            Tensor[] pre = model.preprocess(g.scope(), test.pixels, null, 0, Math.min(m, test.n), 1234, TEST);
+            Tensor z = model.forward(Var.constant(pre[0]))[0].value(), back = model.inverse(z);
+            float[] a = pre[0].toArray(), b = back.toArray();
+            double e = 0;
+            for (int i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i] - b[i]));
+            return e;
+        }
+    }
+
+    /** n samples z ~ N(0, T^2 I) pushed through the inverse, as pixel intensities in [0, 1] (n, 1, h, w). */
+    public void writeSamples(Path file, int n, double temperature, long seed) throws IOException {
+        try (Graph g = Graph.inference()) {
+            Tensor z = Init.normal(g.scope(), seed, 5, temperature, n, 1, model.h, model.w);
+            Tensor y = model.inverse(z);
+            MemorySegment s = y.segment();
+            double a = model.alpha;
+            for (long i = 0; i < y.numel(); i++) {
+                double sig = 1 / (1 + Math.exp(-s.getAtIndex(JAVA_FLOAT, i)));
+                s.setAtIndex(JAVA_FLOAT, i, (float) Math.max(0, Math.min(1, (sig - a) / (1 - 2 * a))));
+            }
+            int cols = (int) Math.ceil(Math.sqrt(n));
+            ImageGrid.write(file, y, (n + cols - 1) / cols, cols, 0f, 1f, 0);
+        }
+    }
+
+    public record Result(double trainBpd, double testBpd, double imagesPerSecond, long steps, double invertibilityError) {}
+
+    public Result run() throws IOException {
+        ImageData train = ImageData.load(cfg.data, "train"), test = ImageData.load(cfg.data, "test");
+        if (cfg.trainLimit > 0) train = train.head(cfg.trainLimit);
+        if (train.h != model.h || train.w != model.w) throw new IOException(train.source + ": " + train.h + "x" + train.w + " images, model is " + model.h + "x" + model.w);
+        Files.createDirectories(cfg.out);
+        int perEpoch = (train.n + cfg.batch - 1) / cfg.batch;
+        long total = cfg.maxSteps > 0 ? Math.min(cfg.maxSteps, (long) perEpoch * cfg.epochs) : (long) perEpoch * cfg.epochs;
+        Progress progress = new Progress(0, total);
+        List<double[]> curve = new ArrayList<>();
+        double tot = 0, secs = 0;
+        long images = 0;
+        try (Metrics metrics = new Metrics(cfg.out, false)) {
+            outer:
+            for (int ep = 1; ep <= cfg.epochs; ep++) {
+                int[] perm = ImageData.permutation(train.n, cfg.seed, PERM + ep);
+                long t0 = System.nanoTime();
+                tot = 0;
+                int cnt = 0;
+                for (int from = 0; from < train.n; from += cfg.batch) {
+                    int m = Math.min(cfg.batch, train.n - from);
+                    double l = trainStep(train, perm, from, m);
+                    if (!Double.isFinite(l)) throw new IllegalStateException("bits/dim not finite at step " + step);
+                    tot += l * m;
+                    cnt += m;
+                    images += m;
+                    if (step % 50 == 0 || step == 1) {
+                        Map<String, Object> r = new LinkedHashMap<>();
+                        r.put("step", step); r.put("epoch", ep); r.put("train_bpd_batch", l); r.put("train_bpd_running", tot / cnt);
+                        metrics.log(r);
+                        curve.add(new double[] {step, l});
+                        if (!cfg.quiet) progress.report(step, String.format(Locale.ROOT, "bpd %.4f", l));
+                    }
+                    if (step >= total) break;
+                }
+                secs += (System.nanoTime() - t0) / 1e9;
+                tot /= cnt;
+                writeSamples(cfg.out.resolve(String.format(Locale.ROOT, "samples-epoch-%03d.png", ep)), 64, 0.7, 1234);
+                save(cfg.out.resolve(CHECKPOINT));
+                if (step >= total) break outer;
+            }
+            double te = testBpd(test), inv = invertibilityError(test, 16);
+            Map<String, Object> r = new LinkedHashMap<>();
+            r.put("final", true); r.put("test_bpd", te); r.put("invertibility_error", inv); r.put("train_images_per_s", images / secs);
+            metrics.log(r);
+            writeSamples(cfg.out.resolve("samples.png"), 64, 0.7, 1234);
+            save(cfg.out.resolve(CHECKPOINT));
+            if (!curve.isEmpty())
+                Plot.lines(cfg.out.resolve("loss.png"), "RealNVP training bits/dim", "step", "bits/dim",
+                        List.of(new Plot.Series("bpd", curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray(), Color.BLUE)));
+            return new Result(tot, te, images / secs, step, inv);
+        }
+    }
+
+    public void save(Path file) throws IOException {
+        Map<String, Tensor> t = new LinkedHashMap<>();
+        model.namedParameters().forEach((k, v) -> t.put(k, v.value()));
+        Map<String, String> meta = new LinkedHashMap<>();
+        meta.put("format", FORMAT);
+        meta.put("step", Long.toString(step));
+        meta.put("config", Json.object(Map.of("h", model.h, "w", model.w, "couplings", model.couplings, "hidden", model.hidden,
+                "data", cfg.data, "seed", cfg.seed)));
+        SafeTensors.write(file, t, meta);
+    }
+
+    public static FlowTrainer load(Path dirOrFile, Scope scope) throws IOException {
+        Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(CHECKPOINT) : dirOrFile;
+        if (!Files.isRegularFile(f)) throw new IOException("no RealNVP checkpoint at " + f);
+        SafeTensors.Loaded l = SafeTensors.read(f, scope);
+        if (!FORMAT.equals(l.metadata().get("format"))) throw new IOException(f + ": not a Latent RealNVP checkpoint");
+        Map<String, Object> c = JsonReader.parseObject(l.metadata().get("config"));
+        int h = num(c, "h"), w = num(c, "w"), k = num(c, "couplings"), hid = num(c, "hidden");
+        Config d = Config.reference(String.valueOf(c.get("data")), f.getParent());
+        FlowTrainer t = new FlowTrainer(new Config(d.data(), d.out(), k, hid, 1, 64, 1e-3f, 0, 1, 0, 0, true), scope, h, w);
+        for (var e : t.model.namedParameters().entrySet()) {
+            Tensor src = l.tensors().get(e.getKey());
+            if (src == null || src.numel() != e.getValue().value().numel()) throw new IOException(f + ": missing or mis-shaped tensor " + e.getKey());
+            MemorySegment.copy(src.segment(), 0, e.getValue().value().segment(), 0, src.numel() * 4);
+        }
+        return t;
+    }
+
+    private static int num(Map<String, Object> c, String k) throws IOException {
+        if (!(c.get(k) instanceof Number n) || n.intValue() < 1 || n.intValue() > 4096) throw new IOException("checkpoint config: bad " + k + " = " + c.get(k));
+        return n.intValue();
+    }
+}
