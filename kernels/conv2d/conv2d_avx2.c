@@ -61,53 +61,64 @@ static int whole_input(const lt_conv2d_desc *d) {
     return d->oh == 1 && d->ow == 1 && d->pad_h == 0 && d->pad_w == 0 && d->r == d->h && d->s == d->w;
 }
 
-static void im2col(const lt_conv2d_desc *d, const float *x, int64_t n, int64_t p0, int64_t len, float *col, int64_t ld, int64_t off) {
+static lt_status im2col(const lt_conv2d_desc *d, const float *x, int64_t n, int64_t p0, int64_t len, float *col, int64_t ld, int64_t off) {
     if (whole_input(d)) {
         const float *xn = x + n * d->c * d->h * d->w;
         for (int64_t e = 0, crs = d->c * d->r * d->s; e < crs; e++) col[e * ld + off] = xn[e];
-        return;
+        return LT_OK;
     }
+    /* Source column of (s, ox) and source row of (r, oy), or -1 in the padding: computed once per call, so the
+     * copy loops below do no division and no bounds arithmetic (DCGAN's 4 x 4 outputs made runs of 4 elements,
+     * where the per-run arithmetic cost more than the copy). */
+    int32_t xs_stack[512], ys_stack[512];
+    int64_t nx = d->s * d->ow, ny = d->r * d->oh;
+    int32_t *xs = nx <= 512 ? xs_stack : lt_alloc((size_t)nx * sizeof(int32_t));
+    int32_t *ys = ny <= 512 ? ys_stack : lt_alloc((size_t)ny * sizeof(int32_t));
+    if (!xs || !ys) {
+        if (xs && xs != xs_stack) lt_free(xs);
+        if (ys && ys != ys_stack) lt_free(ys);
+        return lt_fail(LT_ERR_OUT_OF_MEMORY, "conv2d: im2col index tables of %lld + %lld entries", (long long)nx, (long long)ny);
+    }
+    for (int64_t s = 0; s < d->s; s++)
+        for (int64_t ox = 0; ox < d->ow; ox++) {
+            int64_t ix = ox * d->stride_w - d->pad_w + s;
+            xs[s * d->ow + ox] = ix >= 0 && ix < d->w ? (int32_t)ix : -1;
+        }
+    for (int64_t r = 0; r < d->r; r++)
+        for (int64_t oy = 0; oy < d->oh; oy++) {
+            int64_t iy = oy * d->stride_h - d->pad_h + r;
+            ys[r * d->oh + oy] = iy >= 0 && iy < d->h ? (int32_t)iy : -1;
+        }
+    int64_t oy0 = p0 / d->ow, ox0 = p0 % d->ow, end = p0 + len;
     for (int64_t c = 0; c < d->c; c++) {
         const float *xc = x + (n * d->c + c) * d->h * d->w;
         for (int64_t r = 0; r < d->r; r++)
             for (int64_t s = 0; s < d->s; s++) {
                 float *dst = col + ((c * d->r + r) * d->s + s) * ld + off;
-                int64_t ix0 = s - d->pad_w;
-                int64_t p = p0, end = p0 + len;
+                const int32_t *xt = xs + s * d->ow, *yt = ys + r * d->oh;
+                int64_t p = p0, oy = oy0, ox = ox0;
                 while (p < end) {
-                    int64_t oy = p / d->ow, ox = p % d->ow, run = d->ow - ox < end - p ? d->ow - ox : end - p;
-                    int64_t iy = oy * d->stride_h - d->pad_h + r;
+                    int64_t run = d->ow - ox < end - p ? d->ow - ox : end - p;
                     float *drow = dst + (p - p0);
-                    if (iy < 0 || iy >= d->h) {
+                    int32_t iy = yt[oy];
+                    if (iy < 0) {
                         memset(drow, 0, run * sizeof(float));
                     } else {
-                        const float *srow = xc + iy * d->w;
-                        if (d->stride_w == 1) {
-                            int64_t lo = -ix0 - ox, hi = d->w - ix0 - ox;   /* valid q in [lo, hi) of this run */
-                            if (lo < 0) lo = 0;
-                            if (hi > run) hi = run;
-                            if (hi < lo) hi = lo;
-                            if (lo > 0) memset(drow, 0, lo * sizeof(float));
-                            if (hi > lo) memcpy(drow + lo, srow + ox + ix0 + lo, (hi - lo) * sizeof(float));
-                            if (hi < run) memset(drow + hi, 0, (run - hi) * sizeof(float));
-                        } else {
-                            /* valid q: 0 <= (ox + q) sw + ix0 < w, found once per run; the middle is a branch-free gather */
-                            int64_t sw = d->stride_w, lo = 0, hi = run;
-                            int64_t first = (ox * sw + ix0 < 0) ? (-(ix0 + ox * sw) + sw - 1) / sw : 0;
-                            int64_t last = (d->w - 1 - ix0 - ox * sw) >= 0 ? (d->w - 1 - ix0 - ox * sw) / sw + 1 : 0;
-                            lo = first < run ? first : run;
-                            hi = last < run ? last : run;
-                            if (hi < lo) hi = lo;
-                            for (int64_t q = 0; q < lo; q++) drow[q] = 0.0f;
-                            const float *sp = srow + (ox + lo) * sw + ix0;
-                            for (int64_t q = lo; q < hi; q++, sp += sw) drow[q] = *sp;
-                            for (int64_t q = hi; q < run; q++) drow[q] = 0.0f;
+                        const float *srow = xc + (int64_t)iy * d->w;
+                        for (int64_t q = 0; q < run; q++) {
+                            int32_t ix = xt[ox + q];
+                            drow[q] = ix >= 0 ? srow[ix] : 0.0f;
                         }
                     }
                     p += run;
+                    oy++;
+                    ox = 0;
                 }
             }
     }
+    if (xs != xs_stack) lt_free(xs);
+    if (ys != ys_stack) lt_free(ys);
+    return LT_OK;
 }
 
 /* A small cache of scratch blocks: a training step calls the convolutions hundreds of times with the same few
@@ -171,7 +182,7 @@ static void fwd_task(void *p, int64_t t, int worker) {
     tile_of(j, t, &n0, &m, &p0, &len);
     int64_t L = m * len;
     float *col = j->col[worker], *tmp = j->tmp[worker];
-    for (int64_t i = 0; i < m; i++) im2col(d, j->x, n0 + i, p0, len, col, L, i * len);
+    for (int64_t i = 0; i < m; i++) fail(j, im2col(d, j->x, n0 + i, p0, len, col, L, i * len));
     fail(j, gemm(0, 0, d->k, L, j->crs, j->w, j->crs, col, L, 0.0f, tmp, L));
     for (int64_t i = 0; i < m; i++)
         for (int64_t k = 0; k < d->k; k++) {
@@ -211,22 +222,17 @@ static void bwd_data_task(void *p, int64_t t, int worker) {
             for (int64_t r = 0; r < d->r; r++)
                 for (int64_t s = 0; s < d->s; s++) {
                     const float *src = col + ((c * d->r + r) * d->s + s) * L + i * P;
-                    int64_t ix0 = s - d->pad_w;
+                    int64_t ix0 = s - d->pad_w, sw = d->stride_w;
+                    /* valid output columns [lo, hi) of this tap, once per (c, r, s): no division in the row loop */
+                    int64_t lo = ix0 < 0 ? (-ix0 + sw - 1) / sw : 0, hi = d->w - 1 - ix0 >= 0 ? (d->w - 1 - ix0) / sw + 1 : 0;
+                    if (hi > d->ow) hi = d->ow;
                     for (int64_t oy = 0; oy < d->oh; oy++) {
                         int64_t iy = oy * d->stride_h - d->pad_h + r;
                         if (iy < 0 || iy >= d->h) continue;
                         const float *srow = src + oy * d->ow;
-                        float *drow = dc + iy * d->w;
-                        if (d->stride_w == 1) {
-                            int64_t lo = ix0 < 0 ? -ix0 : 0, hi = d->w - ix0 < d->ow ? d->w - ix0 : d->ow;
-                            for (int64_t ox = lo; ox < hi; ox++) drow[ox + ix0] += srow[ox];
-                        } else {
-                            int64_t sw = d->stride_w;
-                            int64_t lo = ix0 < 0 ? (-ix0 + sw - 1) / sw : 0, hi = d->w - 1 - ix0 >= 0 ? (d->w - 1 - ix0) / sw + 1 : 0;
-                            if (hi > d->ow) hi = d->ow;
-                            float *dp = drow + lo * sw + ix0;
-                            for (int64_t ox = lo; ox < hi; ox++, dp += sw) *dp += srow[ox];
-                        }
+                        float *dp = dc + iy * d->w + lo * sw + ix0;
+                        if (sw == 1) for (int64_t ox = lo; ox < hi; ox++) dp[ox - lo] += srow[ox];
+                        else for (int64_t ox = lo; ox < hi; ox++, dp += sw) *dp += srow[ox];
                     }
                 }
         }
@@ -243,7 +249,7 @@ static void bwd_weight_task(void *p, int64_t g, int worker) {
         tile_of(j, t, &n0, &m, &p0, &len);
         int64_t L = m * len;
         for (int64_t i = 0; i < m; i++) {
-            im2col(d, j->x, n0 + i, p0, len, col, L, i * len);
+            fail(j, im2col(d, j->x, n0 + i, p0, len, col, L, i * len));
             for (int64_t k = 0; k < d->k; k++) memcpy(tmp + k * L + i * len, j->dy + ((n0 + i) * d->k + k) * j->P + p0, len * sizeof(float));
         }
         fail(j, gemm(0, 1, d->k, j->crs, L, tmp, L, col, L, t == t0 ? 0.0f : 1.0f, part, j->crs));
