@@ -403,7 +403,7 @@ public final class F {
     }
 
     /** out (shape (N, C, ...)) [n, c, ...] = v[c]: channelSum's adjoint. */
-    static Var channelBroadcast(Var v, long[] shape) {
+    public static Var channelBroadcast(Var v, long[] shape) {
         Tensor out = g().empty(shape);
         long n = shape[0], c = shape[1], hw = out.numel() / (n * c);
         MemorySegment vs = dense(v).segment(), os = out.segment();
@@ -789,5 +789,20 @@ public final class F {
         Tensor y = g().empty(yp.shape());
         LatentNative.get().couplingInv(n, hw, mask.contiguous().segment(), yp.contiguous().segment(), h.contiguous().segment(), scale, y.segment());
         return y;
+    }
+
+    /** The (C, C) matrix with v (C) on its diagonal; its adjoint takes the diagonal back. */
+    public static Var diag(Var v) {
+        Tensor vv = dense(v);
+        long c = vv.numel();
+        Tensor out = g().zeros(c, c);
+        for (long i = 0; i < c; i++) out.segment().setAtIndex(JAVA_FLOAT, i * c + i, vv.segment().getAtIndex(JAVA_FLOAT, i));
+        return rec(out, "diag", of(v), gr -> {
+            Tensor d = g().empty(c);
+            Tensor gv = dense(gr);
+            for (long i = 0; i < c; i++) d.segment().setAtIndex(JAVA_FLOAT, i, gv.segment().getAtIndex(JAVA_FLOAT, i * c + i));
+            firstOrderOnly("diag");
+            return of(Var.constant(d));
+        });
     }
 }
