@@ -1,0 +1,176 @@
+package dev.latent.models.flow;
+
+import dev.latent.autograd.F;
+import dev.latent.autograd.Graph;
+import dev.latent.autograd.Var;
+import dev.latent.io.AtomicFiles;
+import dev.latent.nn.Init;
+import dev.latent.nn.Linear;
+import dev.latent.optim.AdamW;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+
+import javax.imageio.ImageIO;
+import java.awt.image.BufferedImage;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+/**
+ * RealNVP on 2-D toy densities (two moons, rings) for pictures: K affine couplings with alternating masks
+ * [1, 0] / [0, 1] through the same fused coupling kernel as the image model, MLP nets 2 -> H -> H -> 4 (the last
+ * zero-initialised), standard-normal prior. Writes a density heat map (log p on a grid) and a sample scatter.
+ */
+public final class ToyFlow {
+    public record Config(String dist, int couplings, int hidden, int steps, int batch, float lr, long seed) {
+        public static Config defaults(String dist) { return new Config(dist, 8, 64, 2000, 256, 2e-3f, 1); }
+    }
+
+    public final Config cfg;
+    final Linear[][] nets;
+    final Var[] scales;
+    final Tensor[] masks;
+    private final AdamW opt;
+
+    public ToyFlow(Config cfg, Scope scope) {
+        if (!cfg.dist.equals("moons") && !cfg.dist.equals("rings")) throw new IllegalArgumentException("unknown toy density " + cfg.dist + " (moons or rings)");
+        this.cfg = cfg;
+        nets = new Linear[cfg.couplings][3];
+        scales = new Var[cfg.couplings];
+        masks = new Tensor[cfg.couplings];
+        java.util.Map<String, Var> params = new java.util.LinkedHashMap<>();
+        for (int k = 0; k < cfg.couplings; k++) {
+            long st = 50L * (k + 1);
+            int hd = cfg.hidden;
+            nets[k][0] = new Linear(scope, Init.torchDefault(scope, cfg.seed, st, 2, hd, 2), Init.torchDefault(scope, cfg.seed, st + 1, 2, hd));
+            nets[k][1] = new Linear(scope, Init.torchDefault(scope, cfg.seed, st + 2, hd, hd, hd), Init.torchDefault(scope, cfg.seed, st + 3, hd, hd));
+            nets[k][2] = new Linear(scope, Init.constant(scope, 0f, 4, hd), Init.constant(scope, 0f, 4));
+            scales[k] = Var.param(Init.constant(scope, 1f, 1));
+            masks[k] = Tensor.of(scope, k % 2 == 0 ? new float[] {1, 0} : new float[] {0, 1}, 2);
+            for (int l = 0; l < 3; l++) nets[k][l].collect("c" + k + ".n" + l + ".", params);
+            params.put("c" + k + ".scale", scales[k]);
+        }
+        opt = new AdamW(scope, params, 0.9f, 0.999f, 1e-8f, 0f);
+    }
+
+    /** n points of the toy density from Philox (seed, stream). */
+    public Tensor sampleData(Scope s, long seed, long stream, int n) {
+        Tensor u = Tensor.rand(s, seed, stream, n), e = Init.normal(s, seed, stream + 1, 1.0, n, 2), x = Tensor.empty(s, n, 2);
+        for (int i = 0; i < n; i++) {
+            double a = u.segment().getAtIndex(JAVA_FLOAT, i), px, py;
+            double ex = e.segment().getAtIndex(JAVA_FLOAT, 2L * i), ey = e.segment().getAtIndex(JAVA_FLOAT, 2L * i + 1);
+            if (cfg.dist.equals("moons")) {
+                boolean upper = a < 0.5;
+                double t = Math.PI * (upper ? a * 2 : (a - 0.5) * 2);
+                px = upper ? Math.cos(t) : 1 - Math.cos(t);
+                py = upper ? Math.sin(t) : 0.5 - Math.sin(t);
+                px = (px - 0.5) * 2 + 0.1 * ex;
+                py = (py - 0.25) * 2 + 0.1 * ey;
+            } else {
+                int ring = (int) Math.min(2, a * 3);
+                double t = 2 * Math.PI * (a * 3 - ring), r = 1.0 + ring;
+                px = r * Math.cos(t) + 0.08 * ex;
+                py = r * Math.sin(t) + 0.08 * ey;
+            }
+            x.segment().setAtIndex(JAVA_FLOAT, 2L * i, (float) px);
+            x.segment().setAtIndex(JAVA_FLOAT, 2L * i + 1, (float) py);
+        }
+        return x;
+    }
+
+    Var net(int k, Var masked) {
+        Var h = F.relu(nets[k][0].forward(masked));
+        h = F.relu(nets[k][1].forward(h));
+        return F.reshape(nets[k][2].forward(h), masked.shape()[0], 2, 2);   // (n, [s, t], 2 dims)
+    }
+
+    Tensor batchMask(int k, long n) {
+        Tensor m = Graph.current().empty(n, 2);
+        for (long i = 0; i < n; i++) MemorySegment.copy(masks[k].segment(), 0, m.segment(), i * 8, 8);
+        return m;
+    }
+
+    /** Per-point log-density log p(x) (n), differentiable. */
+    public Var logProb(Var x) {
+        long n = x.shape()[0];
+        Var y = x, ld = null;
+        for (int k = 0; k < cfg.couplings; k++) {
+            F.Coupling c = F.coupling(y, net(k, F.mul(y, Var.constant(batchMask(k, n)))), scales[k], masks[k]);
+            y = c.out();
+            ld = ld == null ? c.logdet() : F.add(ld, c.logdet());
+        }
+        // log N(y) = -0.5 |y|^2 - log 2 pi, per point
+        Var quad = F.reshape(F.rowSum(F.mul(y, y)), n);
+        return F.addScalar(F.sub(ld, F.scale(quad, 0.5f)), (float) -Math.log(2 * Math.PI));
+    }
+
+    /** Inverse pass: x from z. */
+    public Tensor inverse(Tensor z) {
+        long n = z.size(0);
+        Tensor y = z;
+        for (int k = cfg.couplings - 1; k >= 0; k--) {
+            Tensor masked = Graph.current().empty(n, 2);
+            dev.latent.ops.Kernels.mul(y, batchMask(k, n), masked);
+            y = F.couplingInverse(y, net(k, Var.constant(masked)).value(), scales[k].value().segment().get(JAVA_FLOAT, 0), masks[k]);
+        }
+        return y;
+    }
+
+    /** Trains; returns the final mean negative log-likelihood (nats per point) on a fresh batch. */
+    public double train() {
+        double last = Double.NaN;
+        for (int t = 1; t <= cfg.steps; t++) {
+            try (Graph g = Graph.open()) {
+                Var nll = F.scale(F.mean(logProb(Var.constant(sampleData(g.scope(), cfg.seed, 4L * t, cfg.batch)))), -1f);
+                g.backward(nll);
+                opt.update(cfg.lr, 0);
+                last = F.item(nll);
+            }
+        }
+        return last;
+    }
+
+    public double evalNll(int n) {
+        try (Graph g = Graph.inference()) {
+            return -F.item(F.mean(logProb(Var.constant(sampleData(g.scope(), 1234, 1L << 40, n)))));
+        }
+    }
+
+    /** Heat map of p(x) on [-3, 3]^2 (size x size pixels, gray, brighter = denser) and a scatter of n samples beside it. */
+    public void writePictures(Path dir, int size, int n) throws IOException {
+        Files.createDirectories(dir);
+        float[] lp;
+        try (Graph g = Graph.inference()) {
+            Tensor grid = g.empty((long) size * size, 2);
+            for (int r = 0; r < size; r++)
+                for (int c = 0; c < size; c++) {
+                    grid.segment().setAtIndex(JAVA_FLOAT, 2L * (r * size + c), (float) (-3 + 6.0 * (c + 0.5) / size));
+                    grid.segment().setAtIndex(JAVA_FLOAT, 2L * (r * size + c) + 1, (float) (3 - 6.0 * (r + 0.5) / size));
+                }
+            lp = logProb(Var.constant(grid)).value().toArray();
+        }
+        double mx = Double.NEGATIVE_INFINITY;
+        for (float v : lp) mx = Math.max(mx, v);
+        BufferedImage heat = new BufferedImage(size, size, BufferedImage.TYPE_BYTE_GRAY);
+        for (int i = 0; i < lp.length; i++) heat.getRaster().setSample(i % size, i / size, 0, (int) Math.round(255 * Math.exp(lp[i] - mx)));
+        write(heat, dir.resolve("density.png"));
+        BufferedImage sc = new BufferedImage(size, size, BufferedImage.TYPE_BYTE_GRAY);
+        try (Graph g = Graph.inference()) {
+            float[] xs = inverse(Init.normal(g.scope(), 99, 0, 1.0, n, 2)).toArray();
+            for (int i = 0; i < n; i++) {
+                int c = (int) ((xs[2 * i] + 3) / 6 * size), r = (int) ((3 - xs[2 * i + 1]) / 6 * size);
+                if (c >= 0 && c < size && r >= 0 && r < size) sc.getRaster().setSample(c, r, 0, 255);
+            }
+        }
+        write(sc, dir.resolve("samples.png"));
+    }
+
+    private static void write(BufferedImage img, Path file) throws IOException {
+        Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
+        if (!ImageIO.write(img, "png", tmp.toFile())) throw new IOException("no PNG writer");
+        AtomicFiles.replace(tmp, file);
+    }
+}
