@@ -1,0 +1,470 @@
+/* AVX2+FMA 2-D convolution: direct, register-blocked, on the worker pool. NCHW at the API, no im2col matrix.
+ *
+ *   x: (N, C, H, W)   w: (K, C, R, S)   y, dy: (N, K, OH, OW)   (conv2d_ref.c has the math of the three passes)
+ *
+ * One micro-kernel serves all three passes: acc[i][0..16) = sum_p broadcast(row_i[tab[p]]) * B[p][0..16) for i < 6
+ * rows, 12 ymm accumulators (6 rows x 2 vectors), 2 vector loads of B, 6 broadcasts and one offset load per
+ * step: the 6 x 16 tile of the GEMM kernel (kernels/gemm), but A is read in place through pointers + a shared
+ * offset table instead of being packed, so "im2col" costs nothing.
+ *   fwd:        rows = 6 output pixels (pointers into a zero-padded copy of the input rows a task needs),
+ *               tab[p] = offset of reduction index p = (c, r, s) in that copy, B = weights packed (K/16, CRS, 16).
+ *               Output tile = 6 pixels x 16 channels, bias fused into the store.
+ *   bwd_data:   conv^T in gather form, split into stride_h x stride_w phases (output rows h = a + stride_h i):
+ *               each phase is a stride-1 correlation of dy with the flipped taps r = r0 + stride_h t that reach
+ *               it, so it runs through the same code as fwd (in = dy, out = dx at a stride); the transposed
+ *               conv's bias is fused likewise. No col2im, no scatter-add.
+ *   bwd_weight: rows = 6 reduction indices (c, r, s) (pointers into padded copies of x rows), tab[p] = offset of
+ *               pixel p, B = dy transposed to (K/16, pixels, 16); tile = 6 (c,r,s) x 16 k of dW^T. Pixels are cut
+ *               into NCHUNK fixed chunks (by shape only, never by the thread count); each chunk sums its steps in
+ *               order into its own partial dW, and the partials are added in chunk order at the end: a fixed
+ *               reduction order, no atomics, bit-identical for any thread count.
+ * Every output element is one micro-kernel sum over its full reduction in a fixed order (fwd, bwd_data), so
+ * the task split never changes the bits; tasks are (phase, image, block of output rows).
+ *
+ * Checked by conv2d_test.c against conv2d_ref.c and a double-precision reference (tolerance there), 1 vs 2
+ * threads bit-identical, the adjoint identity, ASan/UBSan.
+ *   build/conv2d_test             the checks (ctest runs them at LATENT_MAX_ISA=avx2 and =ref)
+ *   build/conv2d_test --bench     W3a/W3b/W3c, each pass, 1 and 2 threads, % of lt_peak_fma measured then
+ * Measured: see the table at the end of this comment (filled in after tuning). */
+#include <immintrin.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "conv2d.h"
+
+#define MR 6   /* tile rows (broadcast side) */
+#define NR 16  /* tile columns: 2 ymm vectors */
+#ifndef TASK_PIX
+#define TASK_PIX 256  /* target output pixels per fwd/bwd_data task */
+#endif
+#ifndef STEP_PIX
+#define STEP_PIX 512  /* pixels per bwd_weight reduction step (B = dy^T of a step: STEP_PIX * 64 bytes per sliver) */
+#endif
+#ifndef NCHUNK
+#define NCHUNK 8      /* fixed pixel chunks of bwd_weight, each with its own partial dW */
+#endif
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static inline int64_t rup(int64_t a, int64_t b) { return cdiv(a, b) * b; }
+
+/* ---- micro-kernel ------------------------------------------------------------------------------------------ */
+
+/* c[i][0..16) (=, or += when add) sum_{p < kc} rows[i][tab[p]] * b[p][0..16), i < mr. b: (kc, 16), 32-byte
+ * aligned; c: row stride ldc. mr is a constant after inlining, so the i loops unroll and acc stays in registers. */
+static inline __attribute__((always_inline)) void ukr_t(const int mr, int64_t kc, const float *const *rows,
+                                                        const int64_t *tab, const float *b, float *c, int64_t ldc,
+                                                        int add) {
+    __m256 acc[MR][2];
+    const float *rp[MR];
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) rp[i] = rows[i < mr ? i : 0];
+#pragma GCC unroll 6
+    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; p++) {
+        const int64_t o = tab[p];
+        const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < mr; i++) {
+            const __m256 a = _mm256_broadcast_ss(rp[i] + o);
+            acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
+        }
+        b += NR;
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < mr; i++) {
+        float *ci = c + i * ldc;
+        if (add) {
+            acc[i][0] = _mm256_add_ps(_mm256_loadu_ps(ci), acc[i][0]);
+            acc[i][1] = _mm256_add_ps(_mm256_loadu_ps(ci + 8), acc[i][1]);
+        }
+        _mm256_storeu_ps(ci, acc[i][0]);
+        _mm256_storeu_ps(ci + 8, acc[i][1]);
+    }
+}
+
+static void ukr(int mr, int64_t kc, const float *const *rows, const int64_t *tab, const float *b, float *c,
+                int64_t ldc, int add) {
+    switch (mr) {
+    case 6: ukr_t(6, kc, rows, tab, b, c, ldc, add); break;
+    case 5: ukr_t(5, kc, rows, tab, b, c, ldc, add); break;
+    case 4: ukr_t(4, kc, rows, tab, b, c, ldc, add); break;
+    case 3: ukr_t(3, kc, rows, tab, b, c, ldc, add); break;
+    case 2: ukr_t(2, kc, rows, tab, b, c, ldc, add); break;
+    default: ukr_t(1, kc, rows, tab, b, c, ldc, add); break;
+    }
+}
+
+/* ---- scratch ---------------------------------------------------------------------------------------------- */
+
+/* Per-worker slots of `slot` floats; a worker index past what was sized at entry (pool resized meanwhile by
+ * another thread) gets a private allocation, freed by the caller through *own. */
+typedef struct {
+    float *base;
+    int64_t slot;
+    int nw;
+    _Atomic int oom;
+} slots;
+
+static float *slot_of(slots *s, int worker, float **own) {
+    *own = NULL;
+    if (worker < s->nw) return s->base + (int64_t)worker * s->slot;
+    *own = lt_alloc((size_t)s->slot * sizeof(float));
+    if (!*own) atomic_store(&s->oom, 1);
+    return *own;
+}
+
+/* Copy rows [ih0, ih0 + nrows) x columns [iw0, iw0 + wb) of the (chans, hin, win) planes at src into dst
+ * (chans, hb, wb), zero outside the input: the padded input a task reads in place. */
+static void copy_padded(const float *src, int64_t chans, int64_t hin, int64_t win, int64_t ih0, int64_t nrows,
+                        int64_t iw0, float *dst, int64_t hb, int64_t wb) {
+    const int64_t lo = min64(wb, max64(0, -iw0)), hi = max64(lo, min64(wb, win - iw0));
+    for (int64_t c = 0; c < chans; c++)
+        for (int64_t hh = 0; hh < nrows; hh++) {
+            float *o = dst + (c * hb + hh) * wb;
+            const int64_t ih = ih0 + hh;
+            if (ih < 0 || ih >= hin) {
+                memset(o, 0, (size_t)wb * sizeof(float));
+                continue;
+            }
+            const float *s = src + (c * hin + ih) * win + iw0;
+            if (lo > 0) memset(o, 0, (size_t)lo * sizeof(float));
+            memcpy(o + lo, s + lo, (size_t)(hi - lo) * sizeof(float));
+            if (hi < wb) memset(o + hi, 0, (size_t)(wb - hi) * sizeof(float));
+        }
+}
+
+/* ---- fwd and bwd_data: one correlation engine ------------------------------------------------------------
+ * A job computes out[n][co][oa + osh*i][ob + osw*j] = bias[co] + sum_{ci, t, u} in[n][ci][i*ish + offh + t]
+ * [j*isw + offw + u] * B[co][ci, t, u] for i < ni, j < nj (zero outside the input). fwd is one job; bwd_data is
+ * one job per stride phase. */
+typedef struct {
+    const float *in;  /* (N, cin, hin, win) */
+    int64_t cin, hin, win;
+    float *out;       /* (N, cout, hout, wout) */
+    int64_t cout, hout, wout;
+    int64_t ni, nj, oa, ob, osh, osw;
+    int64_t ish, isw, offh, offw;
+    int64_t rt, st, kc; /* taps and reduction length cin*rt*st (0: the output is the bias alone) */
+    const float *bias;  /* (cout) or NULL */
+    float *bp;          /* packed B: (ceil(cout/16), kc, 16) */
+    int64_t *tab;       /* (kc): offset of (ci, t, u) in the task's padded copy */
+    int64_t rb, ntb;    /* output rows per task, tasks per image */
+    int64_t hb, wb;     /* padded copy: (cin, hb, wb) */
+    int64_t task0;      /* first task of this job */
+    /* weight source for packing: B[co][ci, t, u] = w[wsrc(co, ci, t, u)] */
+    const float *w;
+    int64_t w_co, w_ci, w_r, r0, rstep, s0, sstep, rflip, sflip;
+} cjob;
+
+typedef struct {
+    cjob *jobs;
+    int njobs;
+    int64_t n;
+    slots sl;
+} cctx;
+
+/* Pack B of job j, sliver s: bp[s][(ci, t, u)][jj] = weight of output channel s*16 + jj (0 past cout). */
+static void pack_task(void *p, int64_t t, int worker) {
+    cctx *x = p;
+    int j = 0;
+    int64_t s = t;
+    while (s >= cdiv(x->jobs[j].cout, NR)) s -= cdiv(x->jobs[j++].cout, NR);
+    const cjob *jb = &x->jobs[j];
+    float *o = jb->bp + s * jb->kc * NR;
+    for (int64_t ci = 0, p = 0; ci < jb->cin; ci++)
+        for (int64_t tt = 0; tt < jb->rt; tt++)
+            for (int64_t uu = 0; uu < jb->st; uu++, p++) {
+                const int64_t r = jb->r0 + jb->rstep * (jb->rflip ? jb->rt - 1 - tt : tt);
+                const int64_t sc = jb->s0 + jb->sstep * (jb->sflip ? jb->st - 1 - uu : uu);
+                for (int64_t jj = 0; jj < NR; jj++) {
+                    const int64_t co = s * NR + jj;
+                    o[p * NR + jj] = co < jb->cout ? jb->w[co * jb->w_co + ci * jb->w_ci + r * jb->w_r + sc] : 0.0f;
+                }
+            }
+}
+
+static void conv_task(void *p, int64_t t, int worker) {
+    cctx *x = p;
+    int j = 0;
+    while (j + 1 < x->njobs && t >= x->jobs[j + 1].task0) j++;
+    const cjob *jb = &x->jobs[j];
+    const int64_t lt = t - jb->task0, n = lt / jb->ntb, i0 = lt % jb->ntb * jb->rb, i1 = min64(jb->ni, i0 + jb->rb);
+    const int64_t plane = jb->hout * jb->wout;
+    float *outn = jb->out + n * jb->cout * plane; // (cout, hout, wout)
+    if (jb->kc == 0) { /* no tap reaches these positions: the bias alone */
+        for (int64_t co = 0; co < jb->cout; co++)
+            for (int64_t i = i0; i < i1; i++)
+                for (int64_t jj = 0; jj < jb->nj; jj++)
+                    outn[co * plane + (jb->oa + jb->osh * i) * jb->wout + jb->ob + jb->osw * jj] =
+                        jb->bias ? jb->bias[co] : 0.0f;
+        return;
+    }
+    float *own, *buf = slot_of(&x->sl, worker, &own);
+    if (!buf) return;
+    float *tile = buf; /* (MR, NR) */
+    float *xin = buf + MR * NR;
+    copy_padded(jb->in + n * jb->cin * jb->hin * jb->win, jb->cin, jb->hin, jb->win, i0 * jb->ish + jb->offh,
+                (i1 - 1 - i0) * jb->ish + jb->rt, jb->offw, xin, jb->hb, jb->wb);
+    const int64_t np = (i1 - i0) * jb->nj, nsl = cdiv(jb->cout, NR);
+    for (int64_t s = 0; s < nsl; s++) {
+        const float *bs = jb->bp + s * jb->kc * NR;
+        const int64_t nch = min64(NR, jb->cout - s * NR);
+        for (int64_t p0 = 0; p0 < np; p0 += MR) {
+            const int mr = (int)min64(MR, np - p0);
+            const float *rows[MR];
+            int64_t pos[MR];
+            for (int m = 0; m < mr; m++) {
+                const int64_t i = (p0 + m) / jb->nj, jj = (p0 + m) % jb->nj;
+                rows[m] = xin + i * jb->ish * jb->wb + jj * jb->isw;
+                pos[m] = (jb->oa + jb->osh * (i0 + i)) * jb->wout + jb->ob + jb->osw * jj;
+            }
+            ukr(mr, jb->kc, rows, jb->tab, bs, tile, NR, 0);
+            for (int64_t ch = 0; ch < nch; ch++) {
+                float *o = outn + (s * NR + ch) * plane;
+                if (jb->bias) {
+                    const float bv = jb->bias[s * NR + ch];
+                    for (int m = 0; m < mr; m++) o[pos[m]] = tile[m * NR + ch] + bv;
+                } else {
+                    for (int m = 0; m < mr; m++) o[pos[m]] = tile[m * NR + ch];
+                }
+            }
+        }
+    }
+    lt_free(own);
+}
+
+/* Run the jobs: pack every B, then the tasks (job, image, row block). */
+static lt_status run_jobs(const char *op, cjob *jobs, int njobs, int64_t n) {
+    const int width = lt_pool_width();
+    int64_t bp_floats = 0, tab_len = 0, slot = 0, ntasks = 0;
+    for (int j = 0; j < njobs; j++) {
+        cjob *jb = &jobs[j];
+        jb->kc = jb->cin * jb->rt * jb->st;
+        jb->wb = jb->kc ? (jb->nj - 1) * jb->isw + jb->st : 0;
+        /* rows per task: about TASK_PIX pixels, but at least ~4 tasks per thread over the whole call */
+        jb->rb = max64(1, min64(jb->ni, TASK_PIX / jb->nj));
+        int64_t all = 0;
+        for (int k = 0; k < njobs; k++) all += n * jobs[k].ni;
+        while (jb->rb > 1 && all / jb->rb < 4 * width) jb->rb = cdiv(jb->rb, 2);
+        jb->ntb = jb->ni ? cdiv(jb->ni, jb->rb) : 0;
+        jb->hb = jb->kc ? (jb->rb - 1) * jb->ish + jb->rt : 0;
+        jb->task0 = ntasks;
+        ntasks += n * jb->ntb;
+        bp_floats += rup(cdiv(jb->cout, NR) * jb->kc * NR, 16);
+        tab_len += jb->kc;
+        slot = max64(slot, rup(MR * NR + jb->cin * jb->hb * jb->wb, 16));
+    }
+    size_t bytes = ((size_t)bp_floats + (size_t)width * (size_t)slot) * sizeof(float) + (size_t)tab_len * 8;
+    float *scratch = lt_alloc(bytes);
+    if (!scratch) goto oom;
+    cctx x = {jobs, njobs, n, {scratch + bp_floats, slot, width, 0}};
+    int64_t *tab = (int64_t *)(scratch + bp_floats + (int64_t)width * slot);
+    float *bp = scratch;
+    for (int j = 0; j < njobs; j++) {
+        cjob *jb = &jobs[j];
+        jb->bp = bp;
+        jb->tab = tab;
+        bp += rup(cdiv(jb->cout, NR) * jb->kc * NR, 16);
+        tab += jb->kc;
+        for (int64_t ci = 0, p = 0; ci < jb->cin; ci++)
+            for (int64_t tt = 0; tt < jb->rt; tt++)
+                for (int64_t uu = 0; uu < jb->st; uu++) jb->tab[p++] = (ci * jb->hb + tt) * jb->wb + uu;
+    }
+    /* pack_task walks the slivers of every job in order (a job without taps packs nothing) */
+    int64_t allsl = 0;
+    for (int j = 0; j < njobs; j++) allsl += cdiv(jobs[j].cout, NR);
+    lt_parallel_for(allsl, pack_task, &x);
+    lt_parallel_for(ntasks, conv_task, &x);
+    lt_free(scratch);
+    if (atomic_load(&x.sl.oom)) goto oom;
+    return LT_OK;
+oom:
+    return lt_fail(LT_ERR_OUT_OF_MEMORY, "%s: scratch of %zu bytes", op, bytes);
+}
+
+lt_status conv2d_fwd_avx2(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
+    cjob jb;
+    memset(&jb, 0, sizeof jb);
+    jb.in = x; jb.cin = d->c; jb.hin = d->h; jb.win = d->w;
+    jb.out = y; jb.cout = d->k; jb.hout = d->oh; jb.wout = d->ow;
+    jb.ni = d->oh; jb.nj = d->ow; jb.osh = jb.osw = 1;
+    jb.ish = d->stride_h; jb.isw = d->stride_w; jb.offh = -d->pad_h; jb.offw = -d->pad_w;
+    jb.rt = d->r; jb.st = d->s; jb.bias = bias;
+    jb.w = w; jb.w_co = d->c * d->r * d->s; jb.w_ci = d->r * d->s; jb.w_r = d->s;
+    jb.rstep = jb.sstep = 1;
+    return run_jobs("lt_conv2d_fwd", &jb, 1, d->n);
+}
+
+/* Phase (a, b) of conv^T: output rows h = a + sh i. Taps reaching it: r = r0 + sh t, r0 = (a + ph) mod sh; the dy
+ * row of tap t is (h + ph - r) / sh = i + e - t, e = (a + ph - r0) / sh. Flipping t' = rt - 1 - t makes it a
+ * correlation: dy row i + (e - rt + 1) + t'. */
+lt_status conv2d_bwd_data_avx2(const lt_conv2d_desc *d, const float *dy, const float *w, const float *bias,
+                               float *dx) {
+    const int64_t sh = d->stride_h, sw = d->stride_w;
+    const int64_t pa = min64(sh, d->h), pb = min64(sw, d->w); /* phases with at least one output row / column */
+    cjob stack[16], *jobs = pa * pb <= 16 ? stack : lt_alloc((size_t)(pa * pb) * sizeof(cjob));
+    if (!jobs) return lt_fail(LT_ERR_OUT_OF_MEMORY, "lt_conv2d_bwd_data: %lld phase descriptors", (long long)(pa * pb));
+    int nj = 0;
+    for (int64_t a = 0; a < pa; a++)
+        for (int64_t b = 0; b < pb; b++) {
+            cjob *jb = &jobs[nj++];
+            memset(jb, 0, sizeof *jb);
+            jb->in = dy; jb->cin = d->k; jb->hin = d->oh; jb->win = d->ow;
+            jb->out = dx; jb->cout = d->c; jb->hout = d->h; jb->wout = d->w;
+            jb->ni = cdiv(d->h - a, sh); jb->nj = cdiv(d->w - b, sw);
+            jb->oa = a; jb->ob = b; jb->osh = sh; jb->osw = sw;
+            const int64_t r0 = (a + d->pad_h) % sh, s0 = (b + d->pad_w) % sw;
+            jb->rt = r0 < d->r ? cdiv(d->r - r0, sh) : 0;
+            jb->st = s0 < d->s ? cdiv(d->s - s0, sw) : 0;
+            jb->ish = jb->isw = 1;
+            jb->offh = (a + d->pad_h - r0) / sh - jb->rt + 1;
+            jb->offw = (b + d->pad_w - s0) / sw - jb->st + 1;
+            jb->bias = bias;
+            /* B[c][(k, t', u')] = w[k][c][r0 + sh (rt-1-t')][s0 + sw (st-1-u')] */
+            jb->w = w; jb->w_co = d->r * d->s; jb->w_ci = d->c * d->r * d->s; jb->w_r = d->s;
+            jb->r0 = r0; jb->rstep = sh; jb->s0 = s0; jb->sstep = sw; jb->rflip = jb->sflip = 1;
+        }
+    lt_status st = run_jobs("lt_conv2d_bwd_data", jobs, nj, d->n);
+    if (jobs != stack) lt_free(jobs);
+    return st;
+}
+
+/* ---- bwd_weight -------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    const lt_conv2d_desc *d;
+    const float *x, *dy;
+    float *dw, *db;
+    int accumulate;
+    int64_t rows, nch, step_rows, seg_rows, maxseg; /* output rows N*OH, chunks, rows per step, per segment */
+    int64_t hb, wb, slotsz, crs, kp, nsl;
+    int64_t *rowoff; /* (CRS): offset of (c, r, s) in a segment's padded copy */
+    float *part;     /* (nch, CRS, kp) partial dW^T per chunk */
+    float *dbpart;   /* (nch, kp) */
+    slots sl;        /* per worker: [maxseg * slotsz padded x | kp * steppix dy^T | steppix int64 tab] */
+    int64_t steppix;
+} wctx;
+
+static void wchunk_task(void *p, int64_t ch, int worker) {
+    wctx *x = p;
+    const lt_conv2d_desc *d = x->d;
+    const int64_t C = d->c, K = d->k, OH = d->oh, OW = d->ow, sh = d->stride_h, sw = d->stride_w;
+    float *own, *buf = slot_of(&x->sl, worker, &own);
+    if (!buf) return;
+    float *xb = buf, *dyt = buf + rup(x->maxseg * x->slotsz, 16);
+    int64_t *tab = (int64_t *)(dyt + x->kp * x->steppix);
+    float *part = x->part + ch * x->crs * x->kp;
+    float *dbp = x->dbpart + ch * x->kp;
+    const int64_t g_lo = x->rows * ch / x->nch, g_hi = x->rows * (ch + 1) / x->nch;
+    for (int64_t g0 = g_lo; g0 < g_hi; g0 += x->step_rows) {
+        const int64_t g1 = min64(g_hi, g0 + x->step_rows), np = (g1 - g0) * OW;
+        const int first = g0 == g_lo;
+        /* segments: runs of rows of one image, each copied padded into its slot */
+        int64_t pix = 0;
+        for (int64_t g = g0, seg = 0; g < g1; seg++) {
+            const int64_t n = g / OH, i0 = g % OH, i1 = min64(OH, i0 + (g1 - g));
+            copy_padded(x->x + n * C * d->h * d->w, C, d->h, d->w, i0 * sh - d->pad_h, (i1 - 1 - i0) * sh + d->r,
+                        -d->pad_w, xb + seg * x->slotsz, x->hb, x->wb);
+            for (int64_t i = i0; i < i1; i++)
+                for (int64_t j = 0; j < OW; j++) tab[pix + (i - i0) * OW + j] = seg * x->slotsz + (i - i0) * sh * x->wb + j * sw;
+            /* dy^T: dyt[s][p][jj] = dy[n][s*16 + jj][pixel p] */
+            const float *dyn = x->dy + n * K * OH * OW + i0 * OW; // (K, OH*OW) from row i0
+            const int64_t cnt = (i1 - i0) * OW;
+            for (int64_t k = 0; k < x->kp; k++) {
+                float *o = dyt + (k / NR * np + pix) * NR + k % NR;
+                if (k < K) {
+                    const float *src = dyn + k * OH * OW;
+                    for (int64_t q = 0; q < cnt; q++) o[q * NR] = src[q];
+                } else {
+                    for (int64_t q = 0; q < cnt; q++) o[q * NR] = 0.0f;
+                }
+            }
+            pix += cnt;
+            g += i1 - i0;
+        }
+        if (x->db)
+            for (int64_t k = 0; k < K; k++) {
+                const float *o = dyt + (k / NR * np) * NR + k % NR;
+                float sum = 0.0f;
+                for (int64_t q = 0; q < np; q++) sum += o[q * NR];
+                dbp[k] = first ? sum : dbp[k] + sum;
+            }
+        for (int64_t s = 0; s < x->nsl; s++) {
+            const float *bs = dyt + s * np * NR;
+            for (int64_t m0 = 0; m0 < x->crs; m0 += MR) {
+                const int mr = (int)min64(MR, x->crs - m0);
+                const float *rows[MR];
+                for (int m = 0; m < mr; m++) rows[m] = xb + x->rowoff[m0 + m];
+                ukr(mr, np, rows, tab, bs, part + m0 * x->kp + s * NR, x->kp, !first);
+            }
+        }
+    }
+    lt_free(own);
+}
+
+/* dw[k][m] (+)= sum over chunks in order of part[ch][m][k], for a block of 64 reduction indices m. */
+static void wreduce_task(void *p, int64_t t, int worker) {
+    wctx *x = p;
+    const int64_t K = x->d->k, m1 = min64(x->crs, (t + 1) * 64);
+    for (int64_t m = t * 64; m < m1; m++)
+        for (int64_t k = 0; k < K; k++) {
+            float s = x->part[m * x->kp + k];
+            for (int64_t ch = 1; ch < x->nch; ch++) s += x->part[(ch * x->crs + m) * x->kp + k];
+            float *o = &x->dw[k * x->crs + m];
+            *o = x->accumulate ? *o + s : s;
+        }
+}
+
+lt_status conv2d_bwd_weight_avx2(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw, float *db,
+                                 int accumulate) {
+    wctx c;
+    memset(&c, 0, sizeof c);
+    c.d = d; c.x = x; c.dy = dy; c.dw = dw; c.db = db; c.accumulate = accumulate;
+    const int width = lt_pool_width();
+    c.rows = d->n * d->oh;
+    c.nch = min64(NCHUNK, c.rows);
+    c.step_rows = max64(1, STEP_PIX / d->ow);
+    c.seg_rows = min64(c.step_rows, d->oh);
+    c.maxseg = min64(d->n, min64(c.step_rows, c.step_rows / d->oh + 2));
+    c.steppix = c.step_rows * d->ow;
+    c.hb = (c.seg_rows - 1) * d->stride_h + d->r;
+    c.wb = (d->ow - 1) * d->stride_w + d->s;
+    c.slotsz = d->c * c.hb * c.wb;
+    c.crs = d->c * d->r * d->s;
+    c.kp = rup(d->k, NR);
+    c.nsl = c.kp / NR;
+    const int64_t xbsz = rup(c.maxseg * c.slotsz, 16); /* keeps dy^T 64-byte aligned */
+    int64_t slot = rup(xbsz + c.kp * c.steppix + 2 * c.steppix, 16);
+    size_t bytes = ((size_t)c.nch * (size_t)(c.crs + 1) * (size_t)c.kp + (size_t)width * (size_t)slot) * sizeof(float) +
+                   (size_t)c.crs * 8;
+    float *scratch = lt_alloc(bytes);
+    if (!scratch)
+        return lt_fail(LT_ERR_OUT_OF_MEMORY, "lt_conv2d_bwd_weight: scratch of %zu bytes", bytes);
+    c.part = scratch;
+    c.dbpart = c.part + c.nch * c.crs * c.kp;
+    c.sl.base = c.dbpart + c.nch * c.kp;
+    c.sl.slot = slot;
+    c.sl.nw = width;
+    c.rowoff = (int64_t *)(c.sl.base + (int64_t)width * slot);
+    for (int64_t ci = 0, m = 0; ci < d->c; ci++)
+        for (int64_t r = 0; r < d->r; r++)
+            for (int64_t s = 0; s < d->s; s++) c.rowoff[m++] = (ci * c.hb + r) * c.wb + s;
+    lt_parallel_for(c.nch, wchunk_task, &c);
+    if (!atomic_load(&c.sl.oom)) {
+        lt_parallel_for(cdiv(c.crs, 64), wreduce_task, &c);
+        if (db)
+            for (int64_t k = 0; k < d->k; k++) {
+                float s = c.dbpart[k];
+                for (int64_t ch = 1; ch < c.nch; ch++) s += c.dbpart[ch * c.kp + k];
+                db[k] = accumulate ? db[k] + s : s;
+            }
+    }
+    lt_free(scratch);
+    if (atomic_load(&c.sl.oom))
+        return lt_fail(LT_ERR_OUT_OF_MEMORY, "lt_conv2d_bwd_weight: per-worker scratch of %lld floats", (long long)slot);
+    return LT_OK;
+}
