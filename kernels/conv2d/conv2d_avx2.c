@@ -37,6 +37,9 @@
 #ifndef TASK_PIX
 #define TASK_PIX 256  /* target output pixels per fwd/bwd_data task */
 #endif
+#ifndef KCB
+#define KCB 256       /* reduction rows per block in fwd/bwd_data (B block = KCB * 64 bytes) */
+#endif
 #ifndef STEP_PIX
 #define STEP_PIX 512  /* pixels per bwd_weight reduction step (B = dy^T of a step: STEP_PIX * 64 bytes per sliver) */
 #endif
@@ -152,7 +155,8 @@ typedef struct {
     const float *bias;  /* (cout) or NULL */
     float *bp;          /* packed B: (ceil(cout/16), kc, 16) */
     int64_t *tab;       /* (kc): offset of (ci, t, u) in the task's padded copy */
-    int64_t rb, ntb;    /* output rows per task, tasks per image */
+    int64_t rb, ntb;    /* output rows per task, row blocks per image */
+    int64_t ng, gmax;   /* image groups (tasks cover a group of small images whole when rb == ni), largest group */
     int64_t hb, wb;     /* padded copy: (cin, hb, wb) */
     int64_t task0;      /* first task of this job */
     /* weight source for packing: B[co][ci, t, u] = w[wsrc(co, ci, t, u)] */
@@ -192,45 +196,56 @@ static void conv_task(void *p, int64_t t, int worker) {
     int j = 0;
     while (j + 1 < x->njobs && t >= x->jobs[j + 1].task0) j++;
     const cjob *jb = &x->jobs[j];
-    const int64_t lt = t - jb->task0, n = lt / jb->ntb, i0 = lt % jb->ntb * jb->rb, i1 = min64(jb->ni, i0 + jb->rb);
+    const int64_t lt = t - jb->task0, gi = lt / jb->ntb, i0 = lt % jb->ntb * jb->rb, i1 = min64(jb->ni, i0 + jb->rb);
+    const int64_t n0 = x->n * gi / jb->ng, n1 = x->n * (gi + 1) / jb->ng; /* images [n0, n1), rows [i0, i1) */
     const int64_t plane = jb->hout * jb->wout;
-    float *outn = jb->out + n * jb->cout * plane; // (cout, hout, wout)
     if (jb->kc == 0) { /* no tap reaches these positions: the bias alone */
-        for (int64_t co = 0; co < jb->cout; co++)
-            for (int64_t i = i0; i < i1; i++)
-                for (int64_t jj = 0; jj < jb->nj; jj++)
-                    outn[co * plane + (jb->oa + jb->osh * i) * jb->wout + jb->ob + jb->osw * jj] =
-                        jb->bias ? jb->bias[co] : 0.0f;
+        for (int64_t n = n0; n < n1; n++)
+            for (int64_t co = 0; co < jb->cout; co++)
+                for (int64_t i = i0; i < i1; i++)
+                    for (int64_t jj = 0; jj < jb->nj; jj++)
+                        jb->out[(n * jb->cout + co) * plane + (jb->oa + jb->osh * i) * jb->wout + jb->ob + jb->osw * jj] =
+                            jb->bias ? jb->bias[co] : 0.0f;
         return;
     }
     float *own, *buf = slot_of(&x->sl, worker, &own);
     if (!buf) return;
-    float *tile = buf; /* (MR, NR) */
-    float *xin = buf + MR * NR;
-    copy_padded(jb->in + n * jb->cin * jb->hin * jb->win, jb->cin, jb->hin, jb->win, i0 * jb->ish + jb->offh,
-                (i1 - 1 - i0) * jb->ish + jb->rt, jb->offw, xin, jb->hb, jb->wb);
-    const int64_t np = (i1 - i0) * jb->nj, nsl = cdiv(jb->cout, NR);
+    const int64_t npi = (i1 - i0) * jb->nj, np = (n1 - n0) * npi, nsl = cdiv(jb->cout, NR);
+    const int64_t xsz = jb->cin * jb->hb * jb->wb;
+    float *cbuf = buf;                                       /* (rup(np, MR), NR): one sliver's output tiles */
+    const float **rows = (const float **)(cbuf + rup(np, MR) * NR); /* (np): pixel -> its corner in xin */
+    int64_t *pos = (int64_t *)(rows + rup(np, 8));           /* (np): pixel -> offset of (n, 0, h, w) in out */
+    float *xin = (float *)(pos + rup(np, 8));                /* (images, cin, hb, wb): the padded input rows */
+    for (int64_t n = n0, q = 0; n < n1; n++) {
+        float *xn = xin + (n - n0) * xsz;
+        copy_padded(jb->in + n * jb->cin * jb->hin * jb->win, jb->cin, jb->hin, jb->win, i0 * jb->ish + jb->offh,
+                    (i1 - 1 - i0) * jb->ish + jb->rt, jb->offw, xn, jb->hb, jb->wb);
+        for (int64_t i = 0; i < i1 - i0; i++)
+            for (int64_t jj = 0; jj < jb->nj; jj++, q++) {
+                rows[q] = xn + i * jb->ish * jb->wb + jj * jb->isw;
+                pos[q] = n * jb->cout * plane + (jb->oa + jb->osh * (i0 + i)) * jb->wout + jb->ob + jb->osw * jj;
+            }
+    }
+    /* The reduction is cut into nblk blocks of whole input channels (about KCB rows each, by shape only, so the bits
+     * do not depend on the task split): a block of B (KCB x 64 bytes) and the input lines a panel reads stay in L1
+     * while the panels of the task go by; the tiles wait in cbuf between blocks. */
+    const int64_t taps = jb->rt * jb->st, nblk = cdiv(jb->cin, max64(1, KCB / taps));
     for (int64_t s = 0; s < nsl; s++) {
         const float *bs = jb->bp + s * jb->kc * NR;
+        for (int64_t b = 0; b < nblk; b++) {
+            const int64_t p_lo = jb->cin * b / nblk * taps, p_hi = jb->cin * (b + 1) / nblk * taps;
+            for (int64_t p0 = 0; p0 < np; p0 += MR)
+                ukr((int)min64(MR, np - p0), p_hi - p_lo, rows + p0, jb->tab + p_lo, bs + p_lo * NR, cbuf + p0 * NR,
+                    NR, b > 0);
+        }
         const int64_t nch = min64(NR, jb->cout - s * NR);
-        for (int64_t p0 = 0; p0 < np; p0 += MR) {
-            const int mr = (int)min64(MR, np - p0);
-            const float *rows[MR];
-            int64_t pos[MR];
-            for (int m = 0; m < mr; m++) {
-                const int64_t i = (p0 + m) / jb->nj, jj = (p0 + m) % jb->nj;
-                rows[m] = xin + i * jb->ish * jb->wb + jj * jb->isw;
-                pos[m] = (jb->oa + jb->osh * (i0 + i)) * jb->wout + jb->ob + jb->osw * jj;
-            }
-            ukr(mr, jb->kc, rows, jb->tab, bs, tile, NR, 0);
-            for (int64_t ch = 0; ch < nch; ch++) {
-                float *o = outn + (s * NR + ch) * plane;
-                if (jb->bias) {
-                    const float bv = jb->bias[s * NR + ch];
-                    for (int m = 0; m < mr; m++) o[pos[m]] = tile[m * NR + ch] + bv;
-                } else {
-                    for (int m = 0; m < mr; m++) o[pos[m]] = tile[m * NR + ch];
-                }
+        for (int64_t ch = 0; ch < nch; ch++) {
+            float *o = jb->out + (s * NR + ch) * plane;
+            if (jb->bias) {
+                const float bv = jb->bias[s * NR + ch];
+                for (int64_t q = 0; q < np; q++) o[pos[q]] = cbuf[q * NR + ch] + bv;
+            } else {
+                for (int64_t q = 0; q < np; q++) o[pos[q]] = cbuf[q * NR + ch];
             }
         }
     }
@@ -245,18 +260,30 @@ static lt_status run_jobs(const char *op, cjob *jobs, int njobs, int64_t n) {
         cjob *jb = &jobs[j];
         jb->kc = jb->cin * jb->rt * jb->st;
         jb->wb = jb->kc ? (jb->nj - 1) * jb->isw + jb->st : 0;
-        /* rows per task: about TASK_PIX pixels, but at least ~4 tasks per thread over the whole call */
-        jb->rb = max64(1, min64(jb->ni, TASK_PIX / jb->nj));
-        int64_t all = 0;
-        for (int k = 0; k < njobs; k++) all += n * jobs[k].ni;
-        while (jb->rb > 1 && all / jb->rb < 4 * width) jb->rb = cdiv(jb->rb, 2);
+        /* Tasks: about TASK_PIX output pixels each. Large images are cut into blocks of rb rows; small ones are
+         * taken whole, several per task (ng groups, a multiple of the pool width so the threads end together), so
+         * the 6-pixel panels run across image boundaries instead of leaving a ragged panel per image. The split
+         * only decides who computes what: every element's sum is the same. */
+        const int64_t pix = jb->ni * jb->nj;
+        if (2 * pix >= TASK_PIX || n == 1) {
+            jb->ng = n;
+            jb->rb = max64(1, min64(jb->ni, TASK_PIX / max64(1, jb->nj)));
+            int64_t all = 0;
+            for (int k = 0; k < njobs; k++) all += n * jobs[k].ni;
+            while (jb->rb > 1 && all / jb->rb < 4 * width) jb->rb = cdiv(jb->rb, 2);
+        } else {
+            jb->rb = max64(1, jb->ni);
+            jb->ng = min64(n, rup(cdiv(n * pix, TASK_PIX), width));
+        }
+        jb->gmax = cdiv(n, jb->ng);
         jb->ntb = jb->ni ? cdiv(jb->ni, jb->rb) : 0;
         jb->hb = jb->kc ? (jb->rb - 1) * jb->ish + jb->rt : 0;
         jb->task0 = ntasks;
-        ntasks += n * jb->ntb;
+        ntasks += jb->ng * jb->ntb;
         bp_floats += rup(cdiv(jb->cout, NR) * jb->kc * NR, 16);
         tab_len += jb->kc;
-        slot = max64(slot, rup(MR * NR + jb->cin * jb->hb * jb->wb, 16));
+        const int64_t np = jb->gmax * jb->rb * jb->nj; /* cbuf + rows + pos + xin, as conv_task lays them out */
+        slot = max64(slot, rup(rup(np, MR) * NR + 4 * rup(np, 8) + jb->gmax * jb->cin * jb->hb * jb->wb, 16));
     }
     size_t bytes = ((size_t)bp_floats + (size_t)width * (size_t)slot) * sizeof(float) + (size_t)tab_len * 8;
     float *scratch = lt_alloc(bytes);

@@ -22,7 +22,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * Checks the oneDNN conv peer against a plain Java reference on one small shape (so we know it computes what
  * lt_conv2d computes), then times it on the conv workloads W3a, W3b, W3c, each pass, 1 and 2 threads, best of
  * several runs. With {@code -Dlatent.lib=/path/to/liblatent.so} it also times Latent's lt_conv2d_* in the same run,
- * alternating with oneDNN per shape and pass so both see the same machine load, and prints the ratio.
+ * in alternating blocks with oneDNN per shape and pass so both see the same machine load, and prints the ratio.
  * <pre>java -cp latent-bench.jar:$(cat bench/target/classpath.txt) --enable-native-access=ALL-UNNAMED \
  *     [-Dlatent.lib=build/liblatent.so] dev.latent.bench.peer.OneDnnConvMain [reps]</pre>
  */
@@ -68,15 +68,21 @@ public final class OneDnnConvMain {
                             impl = prep.toString();
                             prep.run();
                             if (lt != null) lt.run(sh, p, a, b, out);
-                            for (int rep = 0; rep < reps; rep++) { // interleaved: both see the same load
-                                long t0 = System.nanoTime();
-                                prep.run();
-                                tp = Math.min(tp, (System.nanoTime() - t0) * 1e-9);
-                                if (lt != null) {
-                                    t0 = System.nanoTime();
-                                    lt.run(sh, p, a, b, out);
-                                    tl = Math.min(tl, (System.nanoTime() - t0) * 1e-9);
+                            // Alternating blocks of reps (peer, ours, peer, ours): both see the same machine load, and
+                            // neither runs right behind the other's still-spinning worker threads (libgomp spins after a
+                            // parallel region) except on the first rep of a block.
+                            for (int round = 0; round < 2; round++) {
+                                for (int rep = 0; rep < reps; rep++) {
+                                    long t0 = System.nanoTime();
+                                    prep.run();
+                                    tp = Math.min(tp, (System.nanoTime() - t0) * 1e-9);
                                 }
+                                if (lt != null)
+                                    for (int rep = 0; rep < reps; rep++) {
+                                        long t0 = System.nanoTime();
+                                        lt.run(sh, p, a, b, out);
+                                        tl = Math.min(tl, (System.nanoTime() - t0) * 1e-9);
+                                    }
                             }
                         }
                         double f = sh.flops();
