@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "conv2d.h"
+#include "../common/transpose_avx2.h"
 
 #define MR 6   /* tile rows (broadcast side) */
 #define NR 16  /* tile columns: 2 ymm vectors */
@@ -130,13 +131,15 @@ static void copy_padded(const float *src, int64_t chans, int64_t hin, int64_t wi
             float *o = dst + (c * hb + hh) * wb;
             const int64_t ih = ih0 + hh;
             if (ih < 0 || ih >= hin) {
-                memset(o, 0, (size_t)wb * sizeof(float));
+                for (int64_t ww = 0; ww < wb; ww++) o[ww] = 0.0f;
                 continue;
             }
+            /* plain loops, not memset / memcpy: rows are often a few floats (7x7 images), where the calls cost more
+             * than the copy (15% of a W3b bwd_data call) */
             const float *s = src + (c * hin + ih) * win + iw0;
-            if (lo > 0) memset(o, 0, (size_t)lo * sizeof(float));
-            memcpy(o + lo, s + lo, (size_t)(hi - lo) * sizeof(float));
-            if (hi < wb) memset(o + hi, 0, (size_t)(wb - hi) * sizeof(float));
+            for (int64_t ww = 0; ww < lo; ww++) o[ww] = 0.0f;
+            for (int64_t ww = lo; ww < hi; ww++) o[ww] = s[ww];
+            for (int64_t ww = hi; ww < wb; ww++) o[ww] = 0.0f;
         }
 }
 
@@ -155,10 +158,8 @@ typedef struct {
     const float *bias;  /* (cout) or NULL */
     float *bp;          /* packed B: (ceil(cout/16), kc, 16) */
     int64_t *tab;       /* (kc): offset of (ci, t, u) in the task's padded copy */
-    int64_t rb, ntb;    /* output rows per task, row blocks per image */
-    int64_t ng, gmax;   /* image groups (tasks cover a group of small images whole when rb == ni), largest group */
-    int64_t hb, wb;     /* padded copy: (cin, hb, wb) */
-    int64_t task0;      /* first task of this job */
+    int64_t rb, ntb;    /* output rows per task, row blocks per image (the same for every job of a call) */
+    int64_t ng, gmax;   /* image groups (tasks cover a group of small images whole when rb >= ni), largest group */
     /* weight source for packing: B[co][ci, t, u] = w[wsrc(co, ci, t, u)] */
     const float *w;
     int64_t w_co, w_ci, w_r, r0, rstep, s0, sstep, rflip, sflip;
@@ -169,6 +170,10 @@ typedef struct {
     int njobs;
     int64_t n;
     slots sl;
+    /* One padded copy of the input rows of a task serves every job (the phases of conv^T read the same dy at
+     * offsets a few rows apart): rows from i0*ish + offh0, columns from offw0, (cin, hb, wb) per image, hext rows
+     * beyond the task's last output row; each job's offset (offh - offh0, offw - offw0) is baked into its tab. */
+    int64_t offh0, offw0, hb, wb, hext, xsz;
 } cctx;
 
 /* Pack B of job j, sliver s: bp[s][(ci, t, u)][jj] = weight of output channel s*16 + jj (0 past cout). */
@@ -191,13 +196,55 @@ static void pack_task(void *p, int64_t t, int worker) {
             }
 }
 
-static void conv_task(void *p, int64_t t, int worker) {
-    cctx *x = p;
-    int j = 0;
-    while (j + 1 < x->njobs && t >= x->jobs[j + 1].task0) j++;
-    const cjob *jb = &x->jobs[j];
-    const int64_t lt = t - jb->task0, gi = lt / jb->ntb, i0 = lt % jb->ntb * jb->rb, i1 = min64(jb->ni, i0 + jb->rb);
-    const int64_t n0 = x->n * gi / jb->ng, n1 = x->n * (gi + 1) / jb->ng; /* images [n0, n1), rows [i0, i1) */
+/* 8 pixels q .. q+7 of the output at positions pos[q] + osw * k, k < 8, in one row? (pos only increases) */
+static inline int run8(const int64_t *pos, int64_t q, int64_t osw) {
+    if (osw == 1) return pos[q + 7] == pos[q] + 7; /* 7 positive gaps summing to 7 are all 1 */
+    for (int k = 1; k < 8; k++)
+        if (pos[q + k] != pos[q] + osw * k) return 0;
+    return 1;
+}
+
+/* out[n][s*16 + ch][pixel q] = cbuf[q][ch] (+ bias) for the np pixels of a task. Runs of 8 pixels along an output
+ * row go through an 8x8 transpose: unit output stride (fwd, stride-1 conv^T) as 8 vector stores; stride 2 (the
+ * column phases of a stride-2 conv^T) as a blend into the lines that hold them, read-modify-write of only lanes
+ * 0..14 from pos[q]: the odd lanes belong to the other column phase of the same output row, which the same task
+ * writes (before or after), so no other thread touches them. The rest element by element (the same single add,
+ * so the bits do not depend on the path). */
+static void store_sliver(const cjob *jb, const float *cbuf, const int64_t *pos, int64_t np, int64_t s, int64_t plane) {
+    const int64_t nch = min64(NR, jb->cout - s * NR), osw = jb->osw;
+    float *out = jb->out + s * NR * plane;
+    const float *bias = jb->bias ? jb->bias + s * NR : NULL;
+    const __m256i lo = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), hi = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
+    const __m256i m7 = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, -1, 0);
+    for (int64_t q = 0; q < np;) {
+        if (nch == NR && (osw == 1 || osw == 2) && q + 8 <= np && run8(pos, q, osw)) {
+            for (int h = 0; h < NR / 8; h++) {
+                __m256 r[8];
+                for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(cbuf + (q + i) * NR + 8 * h);
+                tr8x8(r); /* r[j] = channel 8h + j of pixels q .. q+7 */
+                for (int j = 0; j < 8; j++) {
+                    if (bias) r[j] = _mm256_add_ps(r[j], _mm256_set1_ps(bias[8 * h + j]));
+                    float *o = out + (8 * h + j) * plane + pos[q];
+                    if (osw == 1) {
+                        _mm256_storeu_ps(o, r[j]);
+                    } else {
+                        __m256 e0 = _mm256_loadu_ps(o), e1 = _mm256_maskload_ps(o + 8, m7);
+                        _mm256_storeu_ps(o, _mm256_blend_ps(_mm256_permutevar8x32_ps(r[j], lo), e0, 0xAA));
+                        _mm256_maskstore_ps(o + 8, m7, _mm256_blend_ps(_mm256_permutevar8x32_ps(r[j], hi), e1, 0xAA));
+                    }
+                }
+            }
+            q += 8;
+        } else {
+            for (int64_t ch = 0; ch < nch; ch++)
+                out[ch * plane + pos[q]] = bias ? cbuf[q * NR + ch] + bias[ch] : cbuf[q * NR + ch];
+            q++;
+        }
+    }
+}
+
+/* Job jb on images [n0, n1), output rows [i0, i1), in the worker's scratch buf. */
+static void job_block(const cctx *x, const cjob *jb, int64_t n0, int64_t n1, int64_t i0, int64_t i1, float *buf) {
     const int64_t plane = jb->hout * jb->wout;
     if (jb->kc == 0) { /* no tap reaches these positions: the bias alone */
         for (int64_t n = n0; n < n1; n++)
@@ -208,21 +255,16 @@ static void conv_task(void *p, int64_t t, int worker) {
                             jb->bias ? jb->bias[co] : 0.0f;
         return;
     }
-    float *own, *buf = slot_of(&x->sl, worker, &own);
-    if (!buf) return;
     const int64_t npi = (i1 - i0) * jb->nj, np = (n1 - n0) * npi, nsl = cdiv(jb->cout, NR);
-    const int64_t xsz = jb->cin * jb->hb * jb->wb;
-    float *cbuf = buf;                                       /* (rup(np, MR), NR): one sliver's output tiles */
+    const float *xin = buf;                                  /* (images, cin, hb, wb): conv_task's padded copy */
+    float *cbuf = buf + rup(x->xsz * jb->gmax, 16);          /* (rup(np, MR), NR): one sliver's output tiles */
     const float **rows = (const float **)(cbuf + rup(np, MR) * NR); /* (np): pixel -> its corner in xin */
     int64_t *pos = (int64_t *)(rows + rup(np, 8));           /* (np): pixel -> offset of (n, 0, h, w) in out */
-    float *xin = (float *)(pos + rup(np, 8));                /* (images, cin, hb, wb): the padded input rows */
     for (int64_t n = n0, q = 0; n < n1; n++) {
-        float *xn = xin + (n - n0) * xsz;
-        copy_padded(jb->in + n * jb->cin * jb->hin * jb->win, jb->cin, jb->hin, jb->win, i0 * jb->ish + jb->offh,
-                    (i1 - 1 - i0) * jb->ish + jb->rt, jb->offw, xn, jb->hb, jb->wb);
+        const float *xn = xin + (n - n0) * x->xsz;
         for (int64_t i = 0; i < i1 - i0; i++)
             for (int64_t jj = 0; jj < jb->nj; jj++, q++) {
-                rows[q] = xn + i * jb->ish * jb->wb + jj * jb->isw;
+                rows[q] = xn + i * jb->ish * x->wb + jj * jb->isw;
                 pos[q] = n * jb->cout * plane + (jb->oa + jb->osh * (i0 + i)) * jb->wout + jb->ob + jb->osw * jj;
             }
     }
@@ -238,16 +280,28 @@ static void conv_task(void *p, int64_t t, int worker) {
                 ukr((int)min64(MR, np - p0), p_hi - p_lo, rows + p0, jb->tab + p_lo, bs + p_lo * NR, cbuf + p0 * NR,
                     NR, b > 0);
         }
-        const int64_t nch = min64(NR, jb->cout - s * NR);
-        for (int64_t ch = 0; ch < nch; ch++) {
-            float *o = jb->out + (s * NR + ch) * plane;
-            if (jb->bias) {
-                const float bv = jb->bias[s * NR + ch];
-                for (int64_t q = 0; q < np; q++) o[pos[q]] = cbuf[q * NR + ch] + bv;
-            } else {
-                for (int64_t q = 0; q < np; q++) o[pos[q]] = cbuf[q * NR + ch];
-            }
-        }
+        store_sliver(jb, cbuf, pos, np, s, plane);
+    }
+}
+
+/* Task t = (image group, row block), every job (stride phase) of it in turn: the phases of conv^T interleave their
+ * outputs, so doing them together writes each output line while it is in cache instead of once per phase. */
+static void conv_task(void *p, int64_t t, int worker) {
+    cctx *x = p;
+    const cjob *j0 = &x->jobs[0];
+    const int64_t gi = t / j0->ntb, i0 = t % j0->ntb * j0->rb;
+    const int64_t n0 = x->n * gi / j0->ng, n1 = x->n * (gi + 1) / j0->ng;
+    float *own, *buf = slot_of(&x->sl, worker, &own);
+    if (!buf) return;
+    if (x->xsz) {
+        const int64_t i1 = min64(j0->ntb * j0->rb, i0 + j0->rb); /* the largest row range of any job */
+        for (int64_t n = n0; n < n1; n++)
+            copy_padded(j0->in + n * j0->cin * j0->hin * j0->win, j0->cin, j0->hin, j0->win, i0 * j0->ish + x->offh0,
+                        (i1 - 1 - i0) * j0->ish + x->hext, x->offw0, buf + (n - n0) * x->xsz, x->hb, x->wb);
+    }
+    for (int j = 0; j < x->njobs; j++) {
+        const cjob *jb = &x->jobs[j];
+        if (i0 < jb->ni) job_block(x, jb, n0, n1, i0, min64(jb->ni, i0 + jb->rb), buf);
     }
     lt_free(own);
 }
@@ -255,40 +309,57 @@ static void conv_task(void *p, int64_t t, int worker) {
 /* Run the jobs: pack every B, then the tasks (job, image, row block). */
 static lt_status run_jobs(const char *op, cjob *jobs, int njobs, int64_t n) {
     const int width = lt_pool_width();
-    int64_t bp_floats = 0, tab_len = 0, slot = 0, ntasks = 0;
+    /* Tasks: about TASK_PIX output pixels each (all jobs together). Large images are cut into blocks of rb rows
+     * (the same for every job, so a task covers one region of the output); small ones are taken whole, several per
+     * task (ng groups, a multiple of the pool width so the threads end together), so the 6-pixel panels run across
+     * image boundaries instead of leaving a ragged panel per image. The split only decides who computes what:
+     * every element's sum is the same. */
+    int64_t pix = 0, nimax = 0, njsum = 0;
+    for (int j = 0; j < njobs; j++) {
+        pix += jobs[j].ni * jobs[j].nj;
+        nimax = max64(nimax, jobs[j].ni);
+        njsum += jobs[j].nj;
+    }
+    int64_t rb, ng;
+    if (2 * pix >= TASK_PIX || n == 1) {
+        ng = n;
+        rb = max64(1, min64(nimax, TASK_PIX / max64(1, njsum)));
+        while (rb > 1 && n * cdiv(nimax, rb) < 4 * width) rb = cdiv(rb, 2);
+    } else {
+        rb = max64(1, nimax);
+        ng = min64(n, rup(cdiv(n * pix, TASK_PIX), width));
+    }
+    const int64_t ntasks = ng * cdiv(nimax, rb);
+    /* the shared padded copy (see cctx) */
+    int64_t offh0 = INT64_MAX, offw0 = INT64_MAX, hend = INT64_MIN, wend = INT64_MIN, njmax = 0;
     for (int j = 0; j < njobs; j++) {
         cjob *jb = &jobs[j];
         jb->kc = jb->cin * jb->rt * jb->st;
-        jb->wb = jb->kc ? (jb->nj - 1) * jb->isw + jb->st : 0;
-        /* Tasks: about TASK_PIX output pixels each. Large images are cut into blocks of rb rows; small ones are
-         * taken whole, several per task (ng groups, a multiple of the pool width so the threads end together), so
-         * the 6-pixel panels run across image boundaries instead of leaving a ragged panel per image. The split
-         * only decides who computes what: every element's sum is the same. */
-        const int64_t pix = jb->ni * jb->nj;
-        if (2 * pix >= TASK_PIX || n == 1) {
-            jb->ng = n;
-            jb->rb = max64(1, min64(jb->ni, TASK_PIX / max64(1, jb->nj)));
-            int64_t all = 0;
-            for (int k = 0; k < njobs; k++) all += n * jobs[k].ni;
-            while (jb->rb > 1 && all / jb->rb < 4 * width) jb->rb = cdiv(jb->rb, 2);
-        } else {
-            jb->rb = max64(1, jb->ni);
-            jb->ng = min64(n, rup(cdiv(n * pix, TASK_PIX), width));
-        }
-        jb->gmax = cdiv(n, jb->ng);
-        jb->ntb = jb->ni ? cdiv(jb->ni, jb->rb) : 0;
-        jb->hb = jb->kc ? (jb->rb - 1) * jb->ish + jb->rt : 0;
-        jb->task0 = ntasks;
-        ntasks += jb->ng * jb->ntb;
+        if (!jb->kc) continue;
+        offh0 = min64(offh0, jb->offh); offw0 = min64(offw0, jb->offw);
+        hend = max64(hend, jb->offh + jb->rt); wend = max64(wend, jb->offw + jb->st);
+        njmax = max64(njmax, jb->nj);
+    }
+    const int64_t hext = hend > INT64_MIN ? hend - offh0 : 0;
+    const int64_t hb = hext ? (rb - 1) * jobs[0].ish + hext : 0;
+    const int64_t wb = hext ? (njmax - 1) * jobs[0].isw + wend - offw0 : 0;
+    const int64_t xsz = jobs[0].cin * hb * wb, gmax = cdiv(n, ng);
+    int64_t bp_floats = 0, tab_len = 0, slot = 0;
+    for (int j = 0; j < njobs; j++) {
+        cjob *jb = &jobs[j];
+        jb->rb = rb;
+        jb->ng = ng;
+        jb->gmax = gmax;
+        jb->ntb = cdiv(nimax, rb);
         bp_floats += rup(cdiv(jb->cout, NR) * jb->kc * NR, 16);
         tab_len += jb->kc;
-        const int64_t np = jb->gmax * jb->rb * jb->nj; /* cbuf + rows + pos + xin, as conv_task lays them out */
-        slot = max64(slot, rup(rup(np, MR) * NR + 4 * rup(np, 8) + jb->gmax * jb->cin * jb->hb * jb->wb, 16));
+        const int64_t np = gmax * rb * jb->nj; /* xin + cbuf + rows + pos, as job_block lays them out */
+        slot = max64(slot, rup(rup(gmax * xsz, 16) + rup(np, MR) * NR + 4 * rup(np, 8), 16));
     }
     size_t bytes = ((size_t)bp_floats + (size_t)width * (size_t)slot) * sizeof(float) + (size_t)tab_len * 8;
     float *scratch = lt_alloc(bytes);
     if (!scratch) goto oom;
-    cctx x = {jobs, njobs, n, {scratch + bp_floats, slot, width, 0}};
+    cctx x = {jobs, njobs, n, {scratch + bp_floats, slot, width, 0}, offh0, offw0, hb, wb, hext, xsz};
     int64_t *tab = (int64_t *)(scratch + bp_floats + (int64_t)width * slot);
     float *bp = scratch;
     for (int j = 0; j < njobs; j++) {
@@ -299,7 +370,8 @@ static lt_status run_jobs(const char *op, cjob *jobs, int njobs, int64_t n) {
         tab += jb->kc;
         for (int64_t ci = 0, p = 0; ci < jb->cin; ci++)
             for (int64_t tt = 0; tt < jb->rt; tt++)
-                for (int64_t uu = 0; uu < jb->st; uu++) jb->tab[p++] = (ci * jb->hb + tt) * jb->wb + uu;
+                for (int64_t uu = 0; uu < jb->st; uu++)
+                    jb->tab[p++] = (ci * hb + tt + jb->offh - offh0) * wb + uu + jb->offw - offw0;
     }
     /* pack_task walks the slivers of every job in order (a job without taps packs nothing) */
     int64_t allsl = 0;

@@ -237,7 +237,8 @@ static void test_shapes(void) {
         make(1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0),     make(1, 1, 1, 1, 1, 3, 3, 1, 1, 1, 1),
         make(2, 3, 6, 9, 5, 1, 1, 3, 2, 1, 0),     make(1, 4, 3, 3, 19, 2, 2, 3, 3, 2, 2),
         make(1, 40, 12, 10, 50, 3, 3, 1, 1, 1, 1), make(2, 7, 17, 15, 9, 5, 5, 1, 1, 2, 2),
-        make(1, 6, 20, 3, 10, 7, 1, 2, 1, 3, 0),
+        make(1, 6, 20, 3, 10, 7, 1, 2, 1, 3, 0),   make(2, 16, 20, 18, 8, 4, 4, 2, 2, 1, 1), /* stride-2 conv^T rows >= 8 */
+        make(1, 32, 9, 35, 5, 3, 3, 2, 2, 1, 1),
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) check_shape(&fixed[i], &rng);
     for (int i = 0; i < 150; i++) {
@@ -250,7 +251,8 @@ static void test_shapes(void) {
 static void test_threads(void) {
     uint64_t rng = 4242;
     lt_conv2d_desc shapes[] = {make(4, 16, 16, 16, 24, 3, 3, 1, 1, 1, 1), make(6, 12, 14, 14, 20, 4, 4, 2, 2, 1, 1),
-                               make(1, 9, 23, 17, 18, 5, 3, 1, 2, 2, 1), make(3, 33, 7, 7, 16, 4, 4, 2, 2, 1, 1)};
+                               make(1, 9, 23, 17, 18, 5, 3, 1, 2, 2, 1), make(3, 33, 7, 7, 16, 4, 4, 2, 2, 1, 1),
+                               make(2, 16, 20, 18, 8, 4, 4, 2, 2, 1, 1)};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const lt_conv2d_desc *d = &shapes[si];
         int64_t nx = nx_of(d), nw = nw_of(d), ny = ny_of(d);
