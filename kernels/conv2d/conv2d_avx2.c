@@ -143,6 +143,30 @@ static void copy_padded(const float *src, int64_t chans, int64_t hin, int64_t wi
         }
 }
 
+/* Call scratch kept between calls, as kernels/gemm does: fresh pages cost a fault each (the 4 MB of bwd_weight
+ * partials for W3b took ~4% of the call in faults), so the last buffer is parked in a one-slot cache and the next
+ * call takes it if it is large enough; calls from several threads at once simply allocate their own. Its size is
+ * kept in its first 64 bytes. Under ASan every call gets an exact-size buffer, so an overrun is caught. */
+static _Atomic(float *) parked;
+
+static float *scratch_get(size_t bytes) {
+    float *p = atomic_exchange(&parked, NULL);
+#ifndef __SANITIZE_ADDRESS__
+    if (p && *(size_t *)p >= bytes) return p + 16;
+#endif
+    lt_free(p);
+    p = lt_alloc(bytes + 64);
+    if (!p) return NULL;
+    *(size_t *)p = bytes;
+    return p + 16;
+}
+
+static void scratch_put(float *s) {
+    if (!s) return;
+    float *p = s - 16, *none = NULL;
+    if (!atomic_compare_exchange_strong(&parked, &none, p)) lt_free(p);
+}
+
 /* ---- fwd and bwd_data: one correlation engine ------------------------------------------------------------
  * A job computes out[n][co][oa + osh*i][ob + osw*j] = bias[co] + sum_{ci, t, u} in[n][ci][i*ish + offh + t]
  * [j*isw + offw + u] * B[co][ci, t, u] for i < ni, j < nj (zero outside the input). fwd is one job; bwd_data is
@@ -394,7 +418,7 @@ static lt_status run_jobs(const char *op, cjob *jobs, int njobs, int64_t n) {
         slot = max64(slot, rup(rup(gmax * xsz, 16) + rup(np, MR) * NR + 4 * rup(np, 8), 16));
     }
     size_t bytes = ((size_t)bp_floats + (size_t)width * (size_t)slot) * sizeof(float) + (size_t)tab_len * 8;
-    float *scratch = lt_alloc(bytes);
+    float *scratch = scratch_get(bytes);
     if (!scratch) goto oom;
     cctx x = {jobs, njobs, n, {scratch + bp_floats, slot, width, 0}, offh0, offw0, hb, wb, hext, xsz};
     int64_t *tab = (int64_t *)(scratch + bp_floats + (int64_t)width * slot);
@@ -415,7 +439,7 @@ static lt_status run_jobs(const char *op, cjob *jobs, int njobs, int64_t n) {
     for (int j = 0; j < njobs; j++) allsl += cdiv(jobs[j].cout, NR);
     lt_parallel_for(allsl, pack_task, &x);
     lt_parallel_for(ntasks, conv_task, &x);
-    lt_free(scratch);
+    scratch_put(scratch);
     if (atomic_load(&x.sl.oom)) goto oom;
     return LT_OK;
 oom:
@@ -510,14 +534,18 @@ static void wchunk_task(void *p, int64_t ch, int worker) {
             /* dy^T: dyt[s][p][jj] = dy[n][s*16 + jj][pixel p] */
             const float *dyn = x->dy + n * K * OH * OW + i0 * OW; // (K, OH*OW) from row i0
             const int64_t cnt = (i1 - i0) * OW;
-            for (int64_t k = 0; k < x->kp; k++) {
-                float *o = dyt + (k / NR * np + pix) * NR + k % NR;
-                if (k < K) {
-                    const float *src = dyn + k * OH * OW;
-                    for (int64_t q = 0; q < cnt; q++) o[q * NR] = src[q];
-                } else {
-                    for (int64_t q = 0; q < cnt; q++) o[q * NR] = 0.0f;
-                }
+            for (int64_t k0 = 0; k0 < x->kp; k0 += 8) {
+                float *o = dyt + (k0 / NR * np + pix) * NR + k0 % NR; /* 8 channels k0.., pixel q at o[q * NR] */
+                int64_t q = 0;
+                if (k0 + 8 <= K) /* 8 channel rows, 8 pixels at a time through an 8x8 transpose */
+                    for (; q + 8 <= cnt; q += 8) {
+                        __m256 r[8];
+                        for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(dyn + (k0 + i) * OH * OW + q);
+                        tr8x8(r);
+                        for (int i = 0; i < 8; i++) _mm256_store_ps(o + (q + i) * NR, r[i]);
+                    }
+                for (int64_t k = k0; k < k0 + 8; k++)
+                    for (int64_t qq = q; qq < cnt; qq++) o[qq * NR + k - k0] = k < K ? dyn[k * OH * OW + qq] : 0.0f;
             }
             pix += cnt;
             g += i1 - i0;
@@ -542,14 +570,40 @@ static void wchunk_task(void *p, int64_t ch, int worker) {
     lt_free(own);
 }
 
-/* dw[k][m] (+)= sum over chunks in order of part[ch][m][k], for a block of 64 reduction indices m. */
+/* dw[k][m] (+)= sum over chunks in order of part[ch][m][k], for a block of 64 reduction indices m: 8 m x 8 k at a
+ * time summed as vectors over k, transposed, stored as rows of dw (the same adds in the same order as the scalar
+ * tail, so the bits do not depend on the path). */
 static void wreduce_task(void *p, int64_t t, int worker) {
     wctx *x = p;
-    const int64_t K = x->d->k, m1 = min64(x->crs, (t + 1) * 64);
-    for (int64_t m = t * 64; m < m1; m++)
+    const int64_t K = x->d->k, m0 = t * 64, m1 = min64(x->crs, m0 + 64), cs = x->crs * x->kp;
+    int64_t m = m0;
+    for (; m + 8 <= m1; m += 8) {
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; i++) {
+                const float *src = x->part + (m + i) * x->kp + k;
+                r[i] = _mm256_load_ps(src);
+                for (int64_t ch = 1; ch < x->nch; ch++) r[i] = _mm256_add_ps(r[i], _mm256_load_ps(src + ch * cs));
+            }
+            tr8x8(r); /* r[j] = k + j, m .. m+7 */
+            for (int j = 0; j < 8; j++) {
+                float *o = x->dw + (k + j) * x->crs + m;
+                _mm256_storeu_ps(o, x->accumulate ? _mm256_add_ps(_mm256_loadu_ps(o), r[j]) : r[j]);
+            }
+        }
+        for (; k < K; k++)
+            for (int64_t mm = m; mm < m + 8; mm++) {
+                float s = x->part[mm * x->kp + k];
+                for (int64_t ch = 1; ch < x->nch; ch++) s += x->part[ch * cs + mm * x->kp + k];
+                float *o = &x->dw[k * x->crs + mm];
+                *o = x->accumulate ? *o + s : s;
+            }
+    }
+    for (; m < m1; m++)
         for (int64_t k = 0; k < K; k++) {
             float s = x->part[m * x->kp + k];
-            for (int64_t ch = 1; ch < x->nch; ch++) s += x->part[(ch * x->crs + m) * x->kp + k];
+            for (int64_t ch = 1; ch < x->nch; ch++) s += x->part[ch * cs + m * x->kp + k];
             float *o = &x->dw[k * x->crs + m];
             *o = x->accumulate ? *o + s : s;
         }
@@ -562,7 +616,12 @@ lt_status conv2d_bwd_weight_avx2(const lt_conv2d_desc *d, const float *x, const 
     c.d = d; c.x = x; c.dy = dy; c.dw = dw; c.db = db; c.accumulate = accumulate;
     const int width = lt_pool_width();
     c.rows = d->n * d->oh;
-    c.nch = min64(NCHUNK, c.rows);
+    /* Chunks: NCHUNK, fewer (a power of two, so 2, 4 or 8 threads stay balanced) when there are under ~768 pixels
+     * per chunk: each chunk costs a partial dW that the final reduction reads back (4 MB for W3b at 8 chunks, 7% of
+     * the call). By shape only, never by the thread count. */
+    c.nch = NCHUNK;
+    while (c.nch > 1 && d->n * d->oh * d->ow / c.nch < 768) c.nch /= 2;
+    c.nch = min64(c.nch, c.rows);
     c.step_rows = max64(1, STEP_PIX / d->ow);
     c.seg_rows = min64(c.step_rows, d->oh);
     c.maxseg = min64(d->n, min64(c.step_rows, c.step_rows / d->oh + 2));
@@ -577,7 +636,7 @@ lt_status conv2d_bwd_weight_avx2(const lt_conv2d_desc *d, const float *x, const 
     int64_t slot = rup(xbsz + c.kp * c.steppix + 2 * c.steppix, 16);
     size_t bytes = ((size_t)c.nch * (size_t)(c.crs + 1) * (size_t)c.kp + (size_t)width * (size_t)slot) * sizeof(float) +
                    (size_t)c.crs * 8;
-    float *scratch = lt_alloc(bytes);
+    float *scratch = scratch_get(bytes);
     if (!scratch)
         return lt_fail(LT_ERR_OUT_OF_MEMORY, "lt_conv2d_bwd_weight: scratch of %zu bytes", bytes);
     c.part = scratch;
@@ -599,7 +658,7 @@ lt_status conv2d_bwd_weight_avx2(const lt_conv2d_desc *d, const float *x, const 
                 db[k] = accumulate ? db[k] + s : s;
             }
     }
-    lt_free(scratch);
+    scratch_put(scratch);
     if (atomic_load(&c.sl.oom))
         return lt_fail(LT_ERR_OUT_OF_MEMORY, "lt_conv2d_bwd_weight: per-worker scratch of %lld floats", (long long)slot);
     return LT_OK;
