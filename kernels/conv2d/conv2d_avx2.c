@@ -198,6 +198,7 @@ typedef struct {
      * offsets a few rows apart): rows from i0*ish + offh0, columns from offw0, (cin, hb, wb) per image, hext rows
      * beyond the task's last output row; each job's offset (offh - offh0, offw - offw0) is baked into its tab. */
     int64_t offh0, offw0, hb, wb, hext, xsz;
+    int64_t stage;  /* > 0: tasks own whole images and write them into a private copy at this offset of their slot */
 } cctx;
 
 /* Pack B of job j, sliver s: bp[s][(ci, t, u)][jj] = weight of output channel s*16 + jj (0 past cout). */
@@ -220,50 +221,61 @@ static void pack_task(void *p, int64_t t, int worker) {
             }
 }
 
-/* 8 pixels q .. q+7 of the output at positions pos[q] + osw * k, k < 8, in one row? (pos only increases) */
-static inline int run8(const int64_t *pos, int64_t q, int64_t osw) {
-    if (osw == 1) return pos[q + 7] == pos[q] + 7; /* 7 positive gaps summing to 7 are all 1 */
-    for (int k = 1; k < 8; k++)
-        if (pos[q + k] != pos[q] + osw * k) return 0;
-    return 1;
-}
-
-/* out[n][s*16 + ch][pixel q] = cbuf[q][ch] (+ bias) for the np pixels of a task. Runs of 8 pixels along an output
- * row go through an 8x8 transpose: unit output stride (fwd, stride-1 conv^T) as 8 vector stores; stride 2 (the
- * column phases of a stride-2 conv^T) as a blend into the lines that hold them, read-modify-write of only lanes
- * 0..14 from pos[q]: the odd lanes belong to the other column phase of the same output row, which the same task
- * writes (before or after), so no other thread touches them. The rest element by element (the same single add,
- * so the bits do not depend on the path). */
-static void store_sliver(const cjob *jb, const float *cbuf, const int64_t *pos, int64_t np, int64_t s, int64_t plane) {
+/* out[pixel q + channel (s*16 + ch) * plane] = cbuf[q][ch] (+ bias) for the np pixels of a task (pos[q]: offset of
+ * pixel q in its image's first plane, relative to out). Runs of up to 8 pixels along an output row go through an
+ * 8x8 transpose and vector stores: unit output stride (fwd, stride-1 conv^T) or stride 2 (the column phases of a
+ * stride-2 conv^T). A full run of 8 at unit stride is a plain store. Anything else is a blend into the lines that
+ * hold the run: read, replace the run's lanes, write back. Straight into the output that is only safe where the
+ * lanes we rewrite belong to this task: lanes 0..14 of a full stride-2 run (the odd ones are the other column
+ * phase of the same row, which this task writes too; lane 15 is masked). A `staged` task writes into its private
+ * copy of whole images instead, where any run may be blended (the copy has 16 floats of slack), and copies it out
+ * whole afterwards. The rest goes element by element. Every path does the same single add, so the bits do not
+ * depend on it. */
+static void store_sliver(const cjob *jb, float *out, const float *cbuf, const int64_t *pos, int64_t np, int64_t s,
+                         int64_t plane, int staged) {
     const int64_t nch = min64(NR, jb->cout - s * NR), osw = jb->osw;
-    float *out = jb->out + s * NR * plane;
+    out += s * NR * plane;
     const float *bias = jb->bias ? jb->bias + s * NR : NULL;
     const __m256i lo = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), hi = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
     const __m256i m7 = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, -1, 0);
+    /* lane -> pixel of the run it holds (99: none), for the blend masks */
+    const __m256i id1 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i id2a = _mm256_setr_epi32(0, 99, 1, 99, 2, 99, 3, 99), id2b = _mm256_setr_epi32(4, 99, 5, 99, 6, 99, 7, 99);
     for (int64_t q = 0; q < np;) {
-        if (nch == NR && (osw == 1 || osw == 2) && q + 8 <= np && run8(pos, q, osw)) {
-            for (int h = 0; h < NR / 8; h++) {
-                __m256 r[8];
-                for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(cbuf + (q + i) * NR + 8 * h);
-                tr8x8(r); /* r[j] = channel 8h + j of pixels q .. q+7 */
-                for (int j = 0; j < 8; j++) {
-                    if (bias) r[j] = _mm256_add_ps(r[j], _mm256_set1_ps(bias[8 * h + j]));
-                    float *o = out + (8 * h + j) * plane + pos[q];
-                    if (osw == 1) {
-                        _mm256_storeu_ps(o, r[j]);
-                    } else {
-                        __m256 e0 = _mm256_loadu_ps(o), e1 = _mm256_maskload_ps(o + 8, m7);
-                        _mm256_storeu_ps(o, _mm256_blend_ps(_mm256_permutevar8x32_ps(r[j], lo), e0, 0xAA));
-                        _mm256_maskstore_ps(o + 8, m7, _mm256_blend_ps(_mm256_permutevar8x32_ps(r[j], hi), e1, 0xAA));
-                    }
-                }
-            }
-            q += 8;
-        } else {
+        int64_t L = 1;
+        while (L < 8 && q + L < np && pos[q + L] == pos[q] + osw * L) L++;
+        const int vec = nch == NR && (osw == 1 || osw == 2) && (L == 8 || (staged && L >= 3));
+        if (!vec) {
             for (int64_t ch = 0; ch < nch; ch++)
                 out[ch * plane + pos[q]] = bias ? cbuf[q * NR + ch] + bias[ch] : cbuf[q * NR + ch];
             q++;
+            continue;
         }
+        const __m256i vl = _mm256_set1_epi32((int)L);
+        const __m256 k1 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(vl, id1));
+        const __m256 k2a = _mm256_castsi256_ps(_mm256_cmpgt_epi32(vl, id2a));
+        const __m256 k2b = _mm256_castsi256_ps(_mm256_cmpgt_epi32(vl, id2b));
+        for (int h = 0; h < NR / 8; h++) {
+            __m256 r[8];
+            for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(cbuf + (q + i) * NR + 8 * h); /* rows past np: slack */
+            tr8x8(r); /* r[j] = channel 8h + j of pixels q .. q+7 */
+            for (int j = 0; j < 8; j++) {
+                if (bias) r[j] = _mm256_add_ps(r[j], _mm256_set1_ps(bias[8 * h + j]));
+                float *o = out + (8 * h + j) * plane + pos[q];
+                if (osw == 1) {
+                    _mm256_storeu_ps(o, L == 8 ? r[j] : _mm256_blendv_ps(_mm256_loadu_ps(o), r[j], k1));
+                } else if (staged) {
+                    _mm256_storeu_ps(o, _mm256_blendv_ps(_mm256_loadu_ps(o), _mm256_permutevar8x32_ps(r[j], lo), k2a));
+                    _mm256_storeu_ps(o + 8,
+                                     _mm256_blendv_ps(_mm256_loadu_ps(o + 8), _mm256_permutevar8x32_ps(r[j], hi), k2b));
+                } else {
+                    __m256 e0 = _mm256_loadu_ps(o), e1 = _mm256_maskload_ps(o + 8, m7);
+                    _mm256_storeu_ps(o, _mm256_blend_ps(_mm256_permutevar8x32_ps(r[j], lo), e0, 0xAA));
+                    _mm256_maskstore_ps(o + 8, m7, _mm256_blend_ps(_mm256_permutevar8x32_ps(r[j], hi), e1, 0xAA));
+                }
+            }
+        }
+        q += L;
     }
 }
 
@@ -289,28 +301,29 @@ static inline void pf_some(pfq *q, int k) {
 
 /* Job jb on images [n0, n1), output rows [i0, i1), in the worker's scratch buf. */
 static void job_block(const cctx *x, const cjob *jb, int64_t n0, int64_t n1, int64_t i0, int64_t i1, float *buf,
-                      pfq *pq) {
+                      float *stage, pfq *pq) {
     const int64_t plane = jb->hout * jb->wout;
+    float *out = stage ? stage : jb->out + n0 * jb->cout * plane; /* images from n0 */
     if (jb->kc == 0) { /* no tap reaches these positions: the bias alone */
         for (int64_t n = n0; n < n1; n++)
             for (int64_t co = 0; co < jb->cout; co++)
                 for (int64_t i = i0; i < i1; i++)
                     for (int64_t jj = 0; jj < jb->nj; jj++)
-                        jb->out[(n * jb->cout + co) * plane + (jb->oa + jb->osh * i) * jb->wout + jb->ob + jb->osw * jj] =
+                        out[((n - n0) * jb->cout + co) * plane + (jb->oa + jb->osh * i) * jb->wout + jb->ob + jb->osw * jj] =
                             jb->bias ? jb->bias[co] : 0.0f;
         return;
     }
     const int64_t npi = (i1 - i0) * jb->nj, np = (n1 - n0) * npi, nsl = cdiv(jb->cout, NR);
     const float *xin = buf;                                  /* (images, cin, hb, wb): conv_task's padded copy */
-    float *cbuf = buf + rup(x->xsz * jb->gmax, 16);          /* (rup(np, MR), NR): one sliver's output tiles */
-    const float **rows = (const float **)(cbuf + rup(np, MR) * NR); /* (np): pixel -> its corner in xin */
-    int64_t *pos = (int64_t *)(rows + rup(np, 8));           /* (np): pixel -> offset of (n, 0, h, w) in out */
+    float *cbuf = buf + rup(x->xsz * jb->gmax, 16);          /* (rup(np, MR) + 8, NR): one sliver's output tiles */
+    const float **rows = (const float **)(cbuf + (rup(np, MR) + 8) * NR); /* (np): pixel -> its corner in xin */
+    int64_t *pos = (int64_t *)(rows + rup(np, 8));           /* (np): pixel -> offset of (n - n0, 0, h, w) in out */
     for (int64_t n = n0, q = 0; n < n1; n++) {
         const float *xn = xin + (n - n0) * x->xsz;
         for (int64_t i = 0; i < i1 - i0; i++)
             for (int64_t jj = 0; jj < jb->nj; jj++, q++) {
                 rows[q] = xn + i * jb->ish * x->wb + jj * jb->isw;
-                pos[q] = n * jb->cout * plane + (jb->oa + jb->osh * (i0 + i)) * jb->wout + jb->ob + jb->osw * jj;
+                pos[q] = (n - n0) * jb->cout * plane + (jb->oa + jb->osh * (i0 + i)) * jb->wout + jb->ob + jb->osw * jj;
             }
     }
     /* The reduction is cut into nblk blocks of whole input channels (about KCB rows each, by shape only, so the bits
@@ -327,7 +340,7 @@ static void job_block(const cctx *x, const cjob *jb, int64_t n0, int64_t n1, int
                 pf_some(pq, 4);
             }
         }
-        store_sliver(jb, cbuf, pos, np, s, plane);
+        store_sliver(jb, out, cbuf, pos, np, s, plane, stage != NULL);
     }
 }
 
@@ -360,9 +373,14 @@ static void conv_task(void *p, int64_t t, int worker) {
             copy_padded(j0->in + n * j0->cin * j0->hin * j0->win, j0->cin, j0->hin, j0->win, i0 * j0->ish + x->offh0,
                         (i1 - 1 - i0) * j0->ish + x->hext, x->offw0, buf + (n - n0) * x->xsz, x->hb, x->wb);
     }
+    float *stage = x->stage ? buf + x->stage : NULL; /* whole images n0 .. n1 of the output, copied out at the end */
     for (int j = 0; j < x->njobs; j++) {
         const cjob *jb = &x->jobs[j];
-        if (i0 < jb->ni) job_block(x, jb, n0, n1, i0, min64(jb->ni, i0 + jb->rb), buf, &pq);
+        if (i0 < jb->ni) job_block(x, jb, n0, n1, i0, min64(jb->ni, i0 + jb->rb), buf, stage, &pq);
+    }
+    if (stage) {
+        const int64_t len = (n1 - n0) * j0->cout * j0->hout * j0->wout;
+        memcpy(j0->out + n0 * j0->cout * j0->hout * j0->wout, stage, (size_t)len * sizeof(float));
     }
     lt_free(own);
 }
@@ -415,12 +433,16 @@ static lt_status run_jobs(const char *op, cjob *jobs, int njobs, int64_t n) {
         bp_floats += rup(cdiv(jb->cout, NR) * jb->kc * NR, 16);
         tab_len += jb->kc;
         const int64_t np = gmax * rb * jb->nj; /* xin + cbuf + rows + pos, as job_block lays them out */
-        slot = max64(slot, rup(rup(gmax * xsz, 16) + rup(np, MR) * NR + 4 * rup(np, 8), 16));
+        slot = max64(slot, rup(rup(gmax * xsz, 16) + (rup(np, MR) + 8) * NR + 4 * rup(np, 8), 16));
     }
+    /* Stage the output when tasks own whole images and the output is written at a stride (stride-2 conv^T on small
+     * images, whose rows are too short for full 8-pixel runs): the scalar scatter was ~10% of a W3b bwd_data. */
+    const int64_t stage = cdiv(nimax, rb) == 1 && jobs[0].osw > 1 ? slot : 0;
+    if (stage) slot += rup(gmax * jobs[0].cout * jobs[0].hout * jobs[0].wout + 16, 16);
     size_t bytes = ((size_t)bp_floats + (size_t)width * (size_t)slot) * sizeof(float) + (size_t)tab_len * 8;
     float *scratch = scratch_get(bytes);
     if (!scratch) goto oom;
-    cctx x = {jobs, njobs, n, {scratch + bp_floats, slot, width, 0}, offh0, offw0, hb, wb, hext, xsz};
+    cctx x = {jobs, njobs, n, {scratch + bp_floats, slot, width, 0}, offh0, offw0, hb, wb, hext, xsz, stage};
     int64_t *tab = (int64_t *)(scratch + bp_floats + (int64_t)width * slot);
     float *bp = scratch;
     for (int j = 0; j < njobs; j++) {
