@@ -15,9 +15,17 @@ static int64_t prod4(int64_t a, int64_t b, int64_t c, int64_t d) {
     return r;
 }
 
-/* Validate the descriptor for `op`; the three pointers are the pass's two inputs and its output. */
+/* Do the float ranges [a, a + na) and [b, b + nb) overlap? */
+static int overlap(const void *a, int64_t na, const void *b, int64_t nb) {
+    const char *pa = a, *pb = b;
+    return pa < pb + 4 * nb && pb < pa + 4 * na;
+}
+
+/* Validate the descriptor for `op`; the three pointers are the pass's two inputs and its output, `sizes` their
+ * element counts as ids (0: x, 1: w, 2: y). */
 static lt_status check(const char *op, const lt_conv2d_desc *d, const void *in0, const char *in0_name,
-                       const void *in1, const char *in1_name, const void *out, const char *out_name) {
+                       const void *in1, const char *in1_name, const void *out, const char *out_name,
+                       const int sizes[3]) {
 #define BAD(fmt, ...) lt_fail(LT_ERR_INVALID_ARGUMENT, "%s: " fmt, op, __VA_ARGS__)
     if (!d) return lt_fail(LT_ERR_INVALID_ARGUMENT, "%s: descriptor is NULL", op);
     if (d->n < 1 || d->c < 1 || d->h < 1 || d->w < 1)
@@ -52,19 +60,26 @@ static lt_status check(const char *op, const lt_conv2d_desc *d, const void *in0,
                    (long long)d->r, (long long)d->s);
     if (!in0 || !in1 || !out)
         return BAD("%s is NULL", !in0 ? in0_name : !in1 ? in1_name : out_name);
+    /* The output is written while the inputs are read, by several threads: no in-place convolution. */
+    const int64_t cnt[3] = {nx, nw, ny};
+    if (overlap(out, cnt[sizes[2]], in0, cnt[sizes[0]]) || overlap(out, cnt[sizes[2]], in1, cnt[sizes[1]]))
+        return BAD("%s overlaps %s: the output must not share memory with the inputs", out_name,
+                   overlap(out, cnt[sizes[2]], in0, cnt[sizes[0]]) ? in0_name : in1_name);
 #undef BAD
     return LT_OK;
 }
 
 lt_status lt_conv2d_fwd(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
-    lt_status st = check("lt_conv2d_fwd", d, x, "x", w, "w", y, "y");
+    static const int sz[3] = {0, 1, 2};
+    lt_status st = check("lt_conv2d_fwd", d, x, "x", w, "w", y, "y", sz);
     if (st) return st;
     if (lt_isa_level() >= LT_ISA_AVX2) return conv2d_fwd_avx2(d, x, w, bias, y);
     return conv2d_fwd_ref(d, x, w, bias, y);
 }
 
 lt_status lt_conv2d_bwd_data(const lt_conv2d_desc *d, const float *dy, const float *w, const float *bias, float *dx) {
-    lt_status st = check("lt_conv2d_bwd_data", d, dy, "dy", w, "w", dx, "dx");
+    static const int sz[3] = {2, 1, 0};
+    lt_status st = check("lt_conv2d_bwd_data", d, dy, "dy", w, "w", dx, "dx", sz);
     if (st) return st;
     if (lt_isa_level() >= LT_ISA_AVX2) return conv2d_bwd_data_avx2(d, dy, w, bias, dx);
     return conv2d_bwd_data_ref(d, dy, w, bias, dx);
@@ -72,7 +87,8 @@ lt_status lt_conv2d_bwd_data(const lt_conv2d_desc *d, const float *dy, const flo
 
 lt_status lt_conv2d_bwd_weight(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw, float *db,
                                int32_t accumulate) {
-    lt_status st = check("lt_conv2d_bwd_weight", d, x, "x", dy, "dy", dw, "dw");
+    static const int sz[3] = {0, 2, 1};
+    lt_status st = check("lt_conv2d_bwd_weight", d, x, "x", dy, "dy", dw, "dw", sz);
     if (st) return st;
     if (accumulate != 0 && accumulate != 1)
         return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_conv2d_bwd_weight: accumulate=%d must be 0 or 1", accumulate);

@@ -360,35 +360,40 @@ static void test_concurrent(void) {
 }
 
 static void test_invalid(void) {
-    float buf[64] = {0};
+    float buf[64] = {0}, o[64], o2[64];
     lt_conv2d_desc ok = make(1, 1, 4, 4, 1, 3, 3, 1, 1, 1, 1);
 #define EXPECT_BAD(call, why) do { lt_status s_ = (call); \
         CHECK(s_ == LT_ERR_INVALID_ARGUMENT && *lt_last_error(), "%s: status %d, message '%s'", why, s_, lt_last_error()); } while (0)
-    CHECK(lt_conv2d_fwd(&ok, buf, buf, NULL, buf) == LT_OK, "valid call failed: %s", lt_last_error());
-    EXPECT_BAD(lt_conv2d_fwd(NULL, buf, buf, NULL, buf), "NULL descriptor");
-    EXPECT_BAD(lt_conv2d_fwd(&ok, NULL, buf, NULL, buf), "NULL x");
-    EXPECT_BAD(lt_conv2d_fwd(&ok, buf, NULL, NULL, buf), "NULL w");
+    CHECK(lt_conv2d_fwd(&ok, buf, buf + 16, NULL, o) == LT_OK, "valid call failed: %s", lt_last_error());
+    CHECK(lt_conv2d_bwd_data(&ok, buf, buf + 16, NULL, o) == LT_OK, "valid call failed: %s", lt_last_error());
+    CHECK(lt_conv2d_bwd_weight(&ok, buf, buf + 16, o, o2, 1) == LT_OK, "valid call failed: %s", lt_last_error());
+    EXPECT_BAD(lt_conv2d_fwd(NULL, buf, buf, NULL, o), "NULL descriptor");
+    EXPECT_BAD(lt_conv2d_fwd(&ok, NULL, buf, NULL, o), "NULL x");
+    EXPECT_BAD(lt_conv2d_fwd(&ok, buf, NULL, NULL, o), "NULL w");
     EXPECT_BAD(lt_conv2d_fwd(&ok, buf, buf, NULL, NULL), "NULL y");
-    EXPECT_BAD(lt_conv2d_bwd_data(&ok, NULL, buf, NULL, buf), "NULL dy");
+    EXPECT_BAD(lt_conv2d_bwd_data(&ok, NULL, buf, NULL, o), "NULL dy");
     EXPECT_BAD(lt_conv2d_bwd_data(&ok, buf, buf, NULL, NULL), "NULL dx");
     EXPECT_BAD(lt_conv2d_bwd_weight(&ok, buf, buf, NULL, NULL, 0), "NULL dw");
-    EXPECT_BAD(lt_conv2d_bwd_weight(&ok, NULL, buf, buf, NULL, 0), "NULL x (bwd_weight)");
-    EXPECT_BAD(lt_conv2d_bwd_weight(&ok, buf, buf, buf, buf, 2), "accumulate = 2");
+    EXPECT_BAD(lt_conv2d_bwd_weight(&ok, NULL, buf, o, NULL, 0), "NULL x (bwd_weight)");
+    EXPECT_BAD(lt_conv2d_bwd_weight(&ok, buf, buf, o, o2, 2), "accumulate = 2");
+    EXPECT_BAD(lt_conv2d_fwd(&ok, buf, buf + 16, NULL, buf + 8), "y overlapping x");
+    EXPECT_BAD(lt_conv2d_bwd_data(&ok, buf, buf + 16, NULL, buf + 20), "dx overlapping w");
+    EXPECT_BAD(lt_conv2d_bwd_weight(&ok, buf, buf + 16, buf + 30, NULL, 0), "dw overlapping dy");
     lt_conv2d_desc d;
-    d = ok; d.n = 0;        EXPECT_BAD(lt_conv2d_fwd(&d, buf, buf, NULL, buf), "n = 0");
-    d = ok; d.c = -1;       EXPECT_BAD(lt_conv2d_fwd(&d, buf, buf, NULL, buf), "c = -1");
-    d = ok; d.k = 0;        EXPECT_BAD(lt_conv2d_bwd_data(&d, buf, buf, NULL, buf), "k = 0");
-    d = ok; d.r = 0;        EXPECT_BAD(lt_conv2d_fwd(&d, buf, buf, NULL, buf), "r = 0");
-    d = ok; d.stride_h = 0; EXPECT_BAD(lt_conv2d_fwd(&d, buf, buf, NULL, buf), "stride_h = 0");
-    d = ok; d.pad_w = -1;   EXPECT_BAD(lt_conv2d_fwd(&d, buf, buf, NULL, buf), "pad_w = -1");
-    d = ok; d.oh = 3;       EXPECT_BAD(lt_conv2d_fwd(&d, buf, buf, NULL, buf), "oh off by one");
-    d = ok; d.ow = 5;       EXPECT_BAD(lt_conv2d_bwd_weight(&d, buf, buf, buf, NULL, 0), "ow off by one");
+    d = ok; d.n = 0;        EXPECT_BAD(lt_conv2d_fwd(&d, buf, buf, NULL, o), "n = 0");
+    d = ok; d.c = -1;       EXPECT_BAD(lt_conv2d_fwd(&d, buf, buf, NULL, o), "c = -1");
+    d = ok; d.k = 0;        EXPECT_BAD(lt_conv2d_bwd_data(&d, buf, buf, NULL, o), "k = 0");
+    d = ok; d.r = 0;        EXPECT_BAD(lt_conv2d_fwd(&d, buf, buf, NULL, o), "r = 0");
+    d = ok; d.stride_h = 0; EXPECT_BAD(lt_conv2d_fwd(&d, buf, buf, NULL, o), "stride_h = 0");
+    d = ok; d.pad_w = -1;   EXPECT_BAD(lt_conv2d_fwd(&d, buf, buf, NULL, o), "pad_w = -1");
+    d = ok; d.oh = 3;       EXPECT_BAD(lt_conv2d_fwd(&d, buf, buf, NULL, o), "oh off by one");
+    d = ok; d.ow = 5;       EXPECT_BAD(lt_conv2d_bwd_weight(&d, buf, buf, o, NULL, 0), "ow off by one");
     d = make(1, 1, 2, 2, 1, 5, 5, 1, 1, 1, 1); d.oh = d.ow = 0;
-    EXPECT_BAD(lt_conv2d_fwd(&d, buf, buf, NULL, buf), "kernel larger than padded input");
+    EXPECT_BAD(lt_conv2d_fwd(&d, buf, buf, NULL, o), "kernel larger than padded input");
     d = make(1 << 20, 1 << 20, 1 << 20, 1 << 20, 1, 1, 1, 1, 1, 0, 0);
-    EXPECT_BAD(lt_conv2d_fwd(&d, buf, buf, NULL, buf), "element count overflow");
+    EXPECT_BAD(lt_conv2d_fwd(&d, buf, buf, NULL, o), "element count overflow");
     d = make(1, 1, INT64_MAX / 2, 1, 1, 1, 1, 1, 1, 1, 0);
-    EXPECT_BAD(lt_conv2d_fwd(&d, buf, buf, NULL, buf), "h near INT64_MAX");
+    EXPECT_BAD(lt_conv2d_fwd(&d, buf, buf, NULL, o), "h near INT64_MAX");
 #undef EXPECT_BAD
 }
 
