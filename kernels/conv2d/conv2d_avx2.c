@@ -15,17 +15,50 @@
  *               conv's bias is fused likewise. No col2im, no scatter-add.
  *   bwd_weight: rows = 6 reduction indices (c, r, s) (pointers into padded copies of x rows), tab[p] = offset of
  *               pixel p, B = dy transposed to (K/16, pixels, 16); tile = 6 (c,r,s) x 16 k of dW^T. Pixels are cut
- *               into NCHUNK fixed chunks (by shape only, never by the thread count); each chunk sums its steps in
+ *               into NCHUNK = 8 chunks (fewer, a power of two, below ~768 pixels per chunk; by shape only, never by
+ *               the thread count); each chunk sums its steps (~STEP_PIX pixels) in
  *               order into its own partial dW, and the partials are added in chunk order at the end: a fixed
  *               reduction order, no atomics, bit-identical for any thread count.
- * Every output element is one micro-kernel sum over its full reduction in a fixed order (fwd, bwd_data), so
- * the task split never changes the bits; tasks are (phase, image, block of output rows).
+ * fwd and bwd_data sum each output element over its reduction in blocks of whole input channels (about KCB = 256
+ * reduction rows, so a block of B and the input lines a panel reads stay in L1), blocks added in order; the blocking
+ * depends only on the shape, so the task split never changes the bits. Tasks are (image group, block of output
+ * rows): large images are cut into row blocks of ~TASK_PIX pixels, small ones (7x7) are taken several whole per task
+ * so the 6-pixel panels run across image boundaries. A task copies the input rows it reads into a zero-padded buffer
+ * once (shared by all stride phases of conv^T), prefetches the next task's rows while it computes, and writes its
+ * tiles through 8x8 transposes: straight into NCHW for unit-stride rows, through a private copy of its whole images
+ * (vector blends, then one memcpy) for the stride-2 rows of conv^T on small images.
  *
- * Checked by conv2d_test.c against conv2d_ref.c and a double-precision reference (tolerance there), 1 vs 2
- * threads bit-identical, the adjoint identity, ASan/UBSan.
+ * Why direct and not im2col + GEMM: the micro-kernel is the GEMM's (and runs at ~99% of lt_peak_fma from L1 in
+ * isolation), but reading A in place through an offset table removes the im2col copy and the col2im scatter-add
+ * entirely; what is left around it is the padded copy (~3%), the transposed stores (~4-7%) and the bwd_weight
+ * reduction of partials (~3%). Same shapes, same minute, the im2col + GEMM kernels on main (0e54a84) ran 1.3-1.8x
+ * slower than this file (W3a fwd 47.5 vs 80-88 GFLOP/s on 1 thread).
+ *
+ * Checked by conv2d_test.c against conv2d_ref.c and a double-precision reference (tolerance there), 1 / 2 / 3
+ * threads bit-identical, the adjoint identity, concurrent callers, ASan+UBSan and TSan clean.
  *   build/conv2d_test             the checks (ctest runs them at LATENT_MAX_ISA=avx2 and =ref)
  *   build/conv2d_test --bench     W3a/W3b/W3c, each pass, 1 and 2 threads, % of lt_peak_fma measured then
- * Measured: see the table at the end of this comment (filled in after tuning). */
+ *   OneDnnConvMain (bench module) the same beside oneDNN 3.11 (AVX2 cap, format any, reorders untimed)
+ * Measured 2026-11-24, shared 2-core Zen 5 with other jobs running (load average 3.5-5), best of 6 runs x 10 reps,
+ * ours and oneDNN alternating in blocks within each run (OneDnnConvMain), 1 thread; % of the best lt_peak_fma seen
+ * (95.7 GFLOP/s):
+ *   shape  pass        oneDNN ms  GFLOP/s  %peak | Latent ms  GFLOP/s  %peak | Latent/oneDNN
+ *   W3a    fwd           27.85     86.7     91%  |   30.12     80.2     84%  |  0.92x
+ *   W3a    bwd_data      26.58     90.9     95%  |   29.51     81.9     86%  |  0.90x
+ *   W3a    bwd_weight    37.08     65.1     68%  |   29.52     81.9     86%  |  1.26x
+ *   W3b    fwd           11.14     73.8     77%  |   10.89     75.5     79%  |  1.02x
+ *   W3b    bwd_data      11.75     70.0     73%  |   11.42     72.0     75%  |  1.03x
+ *   W3b    bwd_weight    11.64     70.6     74%  |   10.62     77.4     81%  |  1.10x
+ *   W3c    fwd (our bwd_data)      11.70 / 11.59 ms  1.01x;  bwd_data (our fwd) 11.29 / 10.74 ms  1.05x;
+ *          bwd_weight   11.84 / 10.54 ms  1.12x
+ * In quieter minutes the same day W3a reached 88-89 GFLOP/s (fwd, bwd_data, bwd_weight) and oneDNN 93-97.
+ * 2 threads: lt_peak_fma(2) measured 90-107 GFLOP/s (one core's worth: the other core was busy all session), so no
+ * 2-thread scaling could be measured; side by side in that state the ratios were 0.91-1.20x (W3a fwd 0.95x,
+ * bwd_data 0.91x, the rest 0.98-1.20x). To re-measure on a quiet machine.
+ * Tried: KCB 512 instead of 256, TASK_PIX 384 / 512: within noise. Software prefetch (for write) of the output lines:
+ * no gain. Where it is weaker: W3a fwd / bwd_data (oneDNN's nChw8c jit kernel reads its pre-reordered input in
+ * place; we pay the padded copy and the NCHW transposes inside the timed call); outputs with few channels (K < 16,
+ * e.g. a generator's RGB layer) waste lanes of the 16-wide tile. */
 #include <immintrin.h>
 #include <stdatomic.h>
 #include <string.h>
