@@ -57,8 +57,12 @@
  * bwd_data 0.91x, the rest 0.98-1.20x). To re-measure on a quiet machine.
  * Tried: KCB 512 instead of 256, TASK_PIX 384 / 512: within noise. Software prefetch (for write) of the output lines:
  * no gain. Where it is weaker: W3a fwd / bwd_data (oneDNN's nChw8c jit kernel reads its pre-reordered input in
- * place; we pay the padded copy and the NCHW transposes inside the timed call); outputs with few channels (K < 16,
- * e.g. a generator's RGB layer) waste lanes of the 16-wide tile. */
+ * place; we pay the padded copy and the NCHW transposes inside the timed call). Outputs with fewer than 8 channels
+ * (a generator's last layer) take the pixel-vector tile ukr_pv where the input is read at unit stride (every conv^T,
+ * stride-1 fwd): DCGAN's conv^T 64 -> 1, 16x16 -> 32x32, N = 64 went from 8.3 to 1.7 ms (4 -> 20 GFLOP/s, 1 thread);
+ * still far from peak (unaligned vector loads, stride-2 scalar stores). A strided fwd into few channels (rare) and
+ * 1x1 convs (~50 GFLOP/s: the copy and the transposes weigh more against 2 C flops per element) are the next
+ * candidates. */
 #include <immintrin.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -73,6 +77,9 @@
 #endif
 #ifndef KCB
 #define KCB 256       /* reduction rows per block in fwd/bwd_data (B block = KCB * 64 bytes) */
+#endif
+#ifndef PV_COUT
+#define PV_COUT 8     /* fwd/bwd_data with fewer output channels than this use the pixel-vector tile (ukr_pv) */
 #endif
 #ifndef STEP_PIX
 #define STEP_PIX 512  /* pixels per bwd_weight reduction step (B = dy^T of a step: STEP_PIX * 64 bytes per sliver) */
@@ -132,6 +139,45 @@ static void ukr(int mr, int64_t kc, const float *const *rows, const int64_t *tab
     case 3: ukr_t(3, kc, rows, tab, b, c, ldc, add); break;
     case 2: ukr_t(2, kc, rows, tab, b, c, ldc, add); break;
     default: ukr_t(1, kc, rows, tab, b, c, ldc, add); break;
+    }
+}
+
+/* The transposed tile for outputs with few channels: one output channel, 6 runs of 16 consecutive output pixels.
+ * tile[u][0..16) = sum_{p < kc} w[p * 16] * runs[u][tab[p] + 0..16), u < nu: the input read as vectors (the runs are
+ * contiguous in the padded copy when the input stride is 1), the weight broadcast, 12 accumulators as above. */
+static inline __attribute__((always_inline)) void ukr_pv_t(const int nu, int64_t kc, const float *const *runs,
+                                                           const int64_t *tab, const float *w, float *tile) {
+    __m256 acc[MR][2];
+    const float *rp[MR];
+#pragma GCC unroll 6
+    for (int u = 0; u < MR; u++) rp[u] = runs[u < nu ? u : 0];
+#pragma GCC unroll 6
+    for (int u = 0; u < nu; u++) acc[u][0] = acc[u][1] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; p++) {
+        const int64_t o = tab[p];
+        const __m256 a = _mm256_broadcast_ss(w + p * NR);
+#pragma GCC unroll 6
+        for (int u = 0; u < nu; u++) {
+            acc[u][0] = _mm256_fmadd_ps(a, _mm256_loadu_ps(rp[u] + o), acc[u][0]);
+            acc[u][1] = _mm256_fmadd_ps(a, _mm256_loadu_ps(rp[u] + o + 8), acc[u][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int u = 0; u < nu; u++) {
+        _mm256_storeu_ps(tile + u * NR, acc[u][0]);
+        _mm256_storeu_ps(tile + u * NR + 8, acc[u][1]);
+    }
+}
+
+static void ukr_pv(int nu, int64_t kc, const float *const *runs, const int64_t *tab, const float *w, float *tile) {
+    switch (nu) {
+    case 6: ukr_pv_t(6, kc, runs, tab, w, tile); break;
+    case 5: ukr_pv_t(5, kc, runs, tab, w, tile); break;
+    case 4: ukr_pv_t(4, kc, runs, tab, w, tile); break;
+    case 3: ukr_pv_t(3, kc, runs, tab, w, tile); break;
+    case 2: ukr_pv_t(2, kc, runs, tab, w, tile); break;
+    default: ukr_pv_t(1, kc, runs, tab, w, tile); break;
     }
 }
 
@@ -346,15 +392,45 @@ static void job_block(const cctx *x, const cjob *jb, int64_t n0, int64_t n1, int
                             jb->bias ? jb->bias[co] : 0.0f;
         return;
     }
-    const int64_t npi = (i1 - i0) * jb->nj, np = (n1 - n0) * npi, nsl = cdiv(jb->cout, NR);
     const float *xin = buf;                                  /* (images, cin, hb, wb): conv_task's padded copy */
+    /* Fewer than PV_COUT output channels (a generator's RGB layer; conv^T into 1 channel): the 16-channel tile would
+     * waste most of its lanes (4 GFLOP/s for DCGAN's last layer), so full runs of 16 pixels along a row go through
+     * ukr_pv, one channel at a time, when the input is read at unit stride; the row tails take the general path.
+     * Which path an element takes depends on the shape alone. */
+    const int64_t pvr = jb->cout < PV_COUT && jb->isw == 1 ? jb->nj / 16 : 0; /* full runs per row */
+    if (pvr) {
+        float tile[MR * NR];
+        const float *runs[MR];
+        int64_t opos[MR];
+        int nu = 0;
+        const int64_t nrun = (n1 - n0) * (i1 - i0) * pvr;
+        for (int64_t r = 0; r < nrun; r++) {
+            const int64_t n = n0 + r / ((i1 - i0) * pvr), i = r / pvr % (i1 - i0), j = r % pvr * 16;
+            runs[nu] = xin + (n - n0) * x->xsz + i * jb->ish * x->wb + j;
+            opos[nu++] = (n - n0) * jb->cout * plane + (jb->oa + jb->osh * (i0 + i)) * jb->wout + jb->ob + jb->osw * j;
+            if (nu < MR && r + 1 < nrun) continue;
+            for (int64_t co = 0; co < jb->cout; co++) {
+                ukr_pv(nu, jb->kc, runs, jb->tab, jb->bp + co, tile);
+                const float bv = jb->bias ? jb->bias[co] : 0.0f;
+                for (int u = 0; u < nu; u++) {
+                    float *o = out + co * plane + opos[u];
+                    for (int k = 0; k < 16; k++) o[k * jb->osw] = jb->bias ? tile[u * NR + k] + bv : tile[u * NR + k];
+                }
+            }
+            nu = 0;
+            pf_some(pq, 16);
+        }
+    }
+    const int64_t jlo = pvr * 16; /* columns [jlo, nj) of each row for the general path */
+    const int64_t npi = (i1 - i0) * (jb->nj - jlo), np = (n1 - n0) * npi, nsl = cdiv(jb->cout, NR);
+    if (np == 0) return;
     float *cbuf = buf + rup(x->xsz * jb->gmax, 16);          /* (rup(np, MR) + 8, NR): one sliver's output tiles */
     const float **rows = (const float **)(cbuf + (rup(np, MR) + 8) * NR); /* (np): pixel -> its corner in xin */
     int64_t *pos = (int64_t *)(rows + rup(np, 8));           /* (np): pixel -> offset of (n - n0, 0, h, w) in out */
     for (int64_t n = n0, q = 0; n < n1; n++) {
         const float *xn = xin + (n - n0) * x->xsz;
         for (int64_t i = 0; i < i1 - i0; i++)
-            for (int64_t jj = 0; jj < jb->nj; jj++, q++) {
+            for (int64_t jj = jlo; jj < jb->nj; jj++, q++) {
                 rows[q] = xn + i * jb->ish * x->wb + jj * jb->isw;
                 pos[q] = (n - n0) * jb->cout * plane + (jb->oa + jb->osh * (i0 + i)) * jb->wout + jb->ob + jb->osw * jj;
             }
@@ -432,14 +508,16 @@ static lt_status run_jobs(const char *op, cjob *jobs, int njobs, int64_t n) {
         nimax = max64(nimax, jobs[j].ni);
         njsum += jobs[j].nj;
     }
+    /* TASK_PIX counts pixels of 16 channels: with fewer output channels a task takes more pixels for the same work */
+    const int64_t tpix = TASK_PIX * (jobs[0].cout < NR ? NR / jobs[0].cout : 1);
     int64_t rb, ng;
-    if (2 * pix >= TASK_PIX || n == 1) {
+    if (2 * pix >= tpix || n == 1) {
         ng = n;
-        rb = max64(1, min64(nimax, TASK_PIX / max64(1, njsum)));
+        rb = max64(1, min64(nimax, tpix / max64(1, njsum)));
         while (rb > 1 && n * cdiv(nimax, rb) < 4 * width) rb = cdiv(rb, 2);
     } else {
         rb = max64(1, nimax);
-        ng = min64(n, rup(cdiv(n * pix, TASK_PIX), width));
+        ng = min64(n, rup(cdiv(n * pix, tpix), width));
     }
     const int64_t ntasks = ng * cdiv(nimax, rb);
     /* the shared padded copy (see cctx) */

@@ -241,6 +241,9 @@ static void test_shapes(void) {
         make(1, 40, 12, 10, 50, 3, 3, 1, 1, 1, 1), make(2, 7, 17, 15, 9, 5, 5, 1, 1, 2, 2),
         make(1, 6, 20, 3, 10, 7, 1, 2, 1, 3, 0),   make(2, 16, 20, 18, 8, 4, 4, 2, 2, 1, 1), /* stride-2 conv^T rows >= 8 */
         make(1, 32, 9, 35, 5, 3, 3, 2, 2, 1, 1),
+        /* few output channels (the pixel-vector tile): conv^T into 1 and 3 channels, a 3-channel fwd */
+        make(2, 1, 32, 32, 8, 4, 4, 2, 2, 1, 1),   make(2, 3, 34, 37, 8, 4, 4, 2, 2, 1, 1),
+        make(2, 5, 20, 40, 3, 3, 3, 1, 1, 1, 1),   make(1, 2, 9, 50, 7, 2, 5, 1, 1, 0, 2),
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) check_shape(&fixed[i], &rng);
     for (int i = 0; i < 150; i++) {
@@ -254,7 +257,7 @@ static void test_threads(void) {
     uint64_t rng = 4242;
     lt_conv2d_desc shapes[] = {make(4, 16, 16, 16, 24, 3, 3, 1, 1, 1, 1), make(6, 12, 14, 14, 20, 4, 4, 2, 2, 1, 1),
                                make(1, 9, 23, 17, 18, 5, 3, 1, 2, 2, 1), make(3, 33, 7, 7, 16, 4, 4, 2, 2, 1, 1),
-                               make(2, 16, 20, 18, 8, 4, 4, 2, 2, 1, 1)};
+                               make(2, 16, 20, 18, 8, 4, 4, 2, 2, 1, 1), make(3, 3, 34, 37, 2, 4, 4, 2, 2, 1, 1)};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const lt_conv2d_desc *d = &shapes[si];
         int64_t nx = nx_of(d), nw = nw_of(d), ny = ny_of(d);
