@@ -1,67 +1,97 @@
-/* lt_conv2d_fwd / lt_conv2d_bwd_data / lt_conv2d_bwd_weight: the front door. Validates the descriptor (every check
- * names the field and its value in lt_last_error()) and the pointers (outputs may not overlap inputs), then
- * dispatches by ISA: the im2col + GEMM path (conv2d_avx2.c) at avx2, the direct reference loops (conv2d_ref.c)
- * at ref. Test and benchmark: conv2d_test.c (`conv2d_test --bench`). */
+/* lt_conv2d_fwd / lt_conv2d_bwd_data / lt_conv2d_bwd_weight: 2-D cross-correlation, NCHW (latent.h has the
+ * contract and the transposed-convolution reading).
+ *
+ * This file is the front door shared by every implementation: it validates the descriptor (each check names the
+ * field and its value in lt_last_error()), then dispatches by ISA, fastest first: conv2d_*_avx2 (conv2d_avx2.c)
+ * when the level in use is avx2, else conv2d_*_ref (conv2d_ref.c). Neither declines a valid shape.
+ * Test and benchmark: conv2d_test.c (ctest runs it at LATENT_MAX_ISA=ref and =avx2; `conv2d_test --bench`). */
 #include "conv2d.h"
 
-static int mul_ok(int64_t a, int64_t b, int64_t *out) { return !__builtin_mul_overflow(a, b, out); }
+/* a * b * c * d with overflow check; -1 on overflow. */
+static int64_t prod4(int64_t a, int64_t b, int64_t c, int64_t d) {
+    int64_t r;
+    if (__builtin_mul_overflow(a, b, &r) || __builtin_mul_overflow(r, c, &r) || __builtin_mul_overflow(r, d, &r))
+        return -1;
+    return r;
+}
 
-static lt_status check(const char *fn, const lt_conv2d_desc *d) {
-    if (!d) return lt_fail(LT_ERR_INVALID_ARGUMENT, "%s: descriptor is NULL", fn);
-    if (d->n < 1 || d->c < 1 || d->h < 1 || d->w < 1 || d->k < 1 || d->r < 1 || d->s < 1)
-        return lt_fail(LT_ERR_INVALID_ARGUMENT, "%s: n=%lld c=%lld h=%lld w=%lld k=%lld r=%lld s=%lld must all be >= 1", fn, (long long)d->n,
-                       (long long)d->c, (long long)d->h, (long long)d->w, (long long)d->k, (long long)d->r, (long long)d->s);
-    if (d->stride_h < 1 || d->stride_w < 1 || d->pad_h < 0 || d->pad_w < 0)
-        return lt_fail(LT_ERR_INVALID_ARGUMENT, "%s: stride %dx%d must be >= 1 and padding %dx%d >= 0", fn, d->stride_h, d->stride_w, d->pad_h, d->pad_w);
-    if (d->h > (int64_t)1 << 30 || d->w > (int64_t)1 << 30 || d->r > (int64_t)1 << 30 || d->s > (int64_t)1 << 30)
-        return lt_fail(LT_ERR_INVALID_ARGUMENT, "%s: spatial sizes above 2^30 are not supported", fn);
-    if (d->r > d->h + 2 * (int64_t)d->pad_h || d->s > d->w + 2 * (int64_t)d->pad_w)
-        return lt_fail(LT_ERR_INVALID_ARGUMENT, "%s: kernel %lldx%lld is larger than the padded input %lldx%lld", fn, (long long)d->r,
-                       (long long)d->s, (long long)(d->h + 2 * d->pad_h), (long long)(d->w + 2 * d->pad_w));
-    int64_t oh = (d->h + 2 * (int64_t)d->pad_h - d->r) / d->stride_h + 1, ow = (d->w + 2 * (int64_t)d->pad_w - d->s) / d->stride_w + 1;
+/* Do the float ranges [a, a + na) and [b, b + nb) overlap? */
+static int overlap(const void *a, int64_t na, const void *b, int64_t nb) {
+    const char *pa = a, *pb = b;
+    return pa < pb + 4 * nb && pb < pa + 4 * na;
+}
+
+/* Validate the descriptor for `op`; the three pointers are the pass's two inputs and its output, `sizes` their
+ * element counts as ids (0: x, 1: w, 2: y). */
+static lt_status check(const char *op, const lt_conv2d_desc *d, const void *in0, const char *in0_name,
+                       const void *in1, const char *in1_name, const void *out, const char *out_name,
+                       const int sizes[3]) {
+#define BAD(fmt, ...) lt_fail(LT_ERR_INVALID_ARGUMENT, "%s: " fmt, op, __VA_ARGS__)
+    if (!d) return lt_fail(LT_ERR_INVALID_ARGUMENT, "%s: descriptor is NULL", op);
+    if (d->n < 1 || d->c < 1 || d->h < 1 || d->w < 1)
+        return BAD("n=%lld c=%lld h=%lld w=%lld must all be >= 1", (long long)d->n, (long long)d->c,
+                   (long long)d->h, (long long)d->w);
+    if (d->k < 1 || d->r < 1 || d->s < 1)
+        return BAD("k=%lld r=%lld s=%lld must all be >= 1", (long long)d->k, (long long)d->r, (long long)d->s);
+    if (d->stride_h < 1 || d->stride_w < 1)
+        return BAD("stride_h=%d stride_w=%d must be >= 1", d->stride_h, d->stride_w);
+    if (d->pad_h < 0 || d->pad_w < 0) return BAD("pad_h=%d pad_w=%d must be >= 0", d->pad_h, d->pad_w);
+    /* h + 2 pad cannot overflow: h is checked below against INT64_MAX / 4 through the element counts and pad is
+     * an int32, but check explicitly so the message is clear for an absurd h alone. */
+    if (d->h > INT64_MAX / 4 || d->w > INT64_MAX / 4)
+        return BAD("h=%lld w=%lld overflow int64", (long long)d->h, (long long)d->w);
+    int64_t hp = d->h + 2 * (int64_t)d->pad_h, wp = d->w + 2 * (int64_t)d->pad_w;
+    if (d->r > hp || d->s > wp)
+        return BAD("kernel r=%lld s=%lld larger than the padded input %lld x %lld (h=%lld pad_h=%d, w=%lld pad_w=%d)",
+                   (long long)d->r, (long long)d->s, (long long)hp, (long long)wp, (long long)d->h, d->pad_h,
+                   (long long)d->w, d->pad_w);
+    int64_t oh = (hp - d->r) / d->stride_h + 1, ow = (wp - d->s) / d->stride_w + 1;
     if (d->oh != oh || d->ow != ow)
-        return lt_fail(LT_ERR_INVALID_ARGUMENT, "%s: oh=%lld ow=%lld but (h + 2 pad - r) / stride + 1 gives %lldx%lld", fn, (long long)d->oh,
-                       (long long)d->ow, (long long)oh, (long long)ow);
-    int64_t t, u;
-    if (!mul_ok(d->n, d->c, &t) || !mul_ok(t, d->h, &t) || !mul_ok(t, d->w, &t) || !mul_ok(t, 4, &t) || !mul_ok(d->n, d->k, &u) ||
-        !mul_ok(u, oh, &u) || !mul_ok(u, ow, &u) || !mul_ok(u, 4, &u) || !mul_ok(d->k, d->c, &t) || !mul_ok(t, d->r, &t) ||
-        !mul_ok(t, d->s, &t) || !mul_ok(t, oh * ow, &t) || !mul_ok(t, 4, &t))
-        return lt_fail(LT_ERR_INVALID_ARGUMENT, "%s: sizes overflow int64 bytes", fn);
+        return BAD("oh=%lld ow=%lld but (h + 2 pad_h - r) / stride_h + 1 = %lld and (w + 2 pad_w - s) / stride_w + 1 "
+                   "= %lld (h=%lld w=%lld r=%lld s=%lld stride %d,%d pad %d,%d)",
+                   (long long)d->oh, (long long)d->ow, (long long)oh, (long long)ow, (long long)d->h,
+                   (long long)d->w, (long long)d->r, (long long)d->s, d->stride_h, d->stride_w, d->pad_h, d->pad_w);
+    /* Element counts of x, w, y and the flop count's factors must fit int64 as bytes (x4), so no index wraps. */
+    int64_t nx = prod4(d->n, d->c, d->h, d->w), nw = prod4(d->k, d->c, d->r, d->s), ny = prod4(d->n, d->k, oh, ow);
+    int64_t big = INT64_MAX / 4;
+    if (nx < 0 || nx > big || nw < 0 || nw > big || ny < 0 || ny > big)
+        return BAD("n=%lld c=%lld h=%lld w=%lld k=%lld r=%lld s=%lld: element counts overflow int64 bytes",
+                   (long long)d->n, (long long)d->c, (long long)d->h, (long long)d->w, (long long)d->k,
+                   (long long)d->r, (long long)d->s);
+    if (!in0 || !in1 || !out)
+        return BAD("%s is NULL", !in0 ? in0_name : !in1 ? in1_name : out_name);
+    /* The output is written while the inputs are read, by several threads: no in-place convolution. */
+    const int64_t cnt[3] = {nx, nw, ny};
+    if (overlap(out, cnt[sizes[2]], in0, cnt[sizes[0]]) || overlap(out, cnt[sizes[2]], in1, cnt[sizes[1]]))
+        return BAD("%s overlaps %s: the output must not share memory with the inputs", out_name,
+                   overlap(out, cnt[sizes[2]], in0, cnt[sizes[0]]) ? in0_name : in1_name);
+#undef BAD
     return LT_OK;
 }
 
-static int overlap(const void *a, int64_t na, const void *b, int64_t nb) {
-    const char *x = a, *y = b;
-    return a && b && x < y + nb * 4 && y < x + na * 4;
-}
-
 lt_status lt_conv2d_fwd(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
-    lt_status s = check("lt_conv2d_fwd", d);
-    if (s != LT_OK) return s;
-    if (!x || !w || !y) return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_conv2d_fwd: %s is NULL", !x ? "x" : !w ? "w" : "y");
-    int64_t nx = d->n * d->c * d->h * d->w, nw = d->k * d->c * d->r * d->s, ny = d->n * d->k * d->oh * d->ow;
-    if (overlap(y, ny, x, nx) || overlap(y, ny, w, nw) || overlap(y, ny, bias, d->k))
-        return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_conv2d_fwd: y overlaps an input");
-    return lt_isa_level() >= LT_ISA_AVX2 ? conv_fwd_gemm(d, x, w, bias, y) : conv_fwd_ref(d, x, w, bias, y);
+    static const int sz[3] = {0, 1, 2};
+    lt_status st = check("lt_conv2d_fwd", d, x, "x", w, "w", y, "y", sz);
+    if (st) return st;
+    if (lt_isa_level() >= LT_ISA_AVX2) return conv2d_fwd_avx2(d, x, w, bias, y);
+    return conv2d_fwd_ref(d, x, w, bias, y);
 }
 
 lt_status lt_conv2d_bwd_data(const lt_conv2d_desc *d, const float *dy, const float *w, const float *bias, float *dx) {
-    lt_status s = check("lt_conv2d_bwd_data", d);
-    if (s != LT_OK) return s;
-    if (!dy || !w || !dx) return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_conv2d_bwd_data: %s is NULL", !dy ? "dy" : !w ? "w" : "dx");
-    int64_t nx = d->n * d->c * d->h * d->w, nw = d->k * d->c * d->r * d->s, ny = d->n * d->k * d->oh * d->ow;
-    if (overlap(dx, nx, dy, ny) || overlap(dx, nx, w, nw) || overlap(dx, nx, bias, d->c))
-        return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_conv2d_bwd_data: dx overlaps an input");
-    return lt_isa_level() >= LT_ISA_AVX2 ? conv_bwd_data_gemm(d, dy, w, bias, dx) : conv_bwd_data_ref(d, dy, w, bias, dx);
+    static const int sz[3] = {2, 1, 0};
+    lt_status st = check("lt_conv2d_bwd_data", d, dy, "dy", w, "w", dx, "dx", sz);
+    if (st) return st;
+    if (lt_isa_level() >= LT_ISA_AVX2) return conv2d_bwd_data_avx2(d, dy, w, bias, dx);
+    return conv2d_bwd_data_ref(d, dy, w, bias, dx);
 }
 
-lt_status lt_conv2d_bwd_weight(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw, float *db, int32_t accumulate) {
-    lt_status s = check("lt_conv2d_bwd_weight", d);
-    if (s != LT_OK) return s;
-    if (!x || !dy || !dw) return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_conv2d_bwd_weight: %s is NULL", !x ? "x" : !dy ? "dy" : "dw");
-    if (accumulate != 0 && accumulate != 1) return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_conv2d_bwd_weight: accumulate=%d must be 0 or 1", accumulate);
-    int64_t nx = d->n * d->c * d->h * d->w, nw = d->k * d->c * d->r * d->s, ny = d->n * d->k * d->oh * d->ow;
-    if (overlap(dw, nw, x, nx) || overlap(dw, nw, dy, ny) || overlap(db, d->k, x, nx) || overlap(db, d->k, dy, ny) || overlap(db, d->k, dw, nw))
-        return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_conv2d_bwd_weight: dw or db overlaps an input or each other");
-    return lt_isa_level() >= LT_ISA_AVX2 ? conv_bwd_weight_gemm(d, x, dy, dw, db, accumulate) : conv_bwd_weight_ref(d, x, dy, dw, db, accumulate);
+lt_status lt_conv2d_bwd_weight(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw, float *db,
+                               int32_t accumulate) {
+    static const int sz[3] = {0, 2, 1};
+    lt_status st = check("lt_conv2d_bwd_weight", d, x, "x", dy, "dy", dw, "dw", sz);
+    if (st) return st;
+    if (accumulate != 0 && accumulate != 1)
+        return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_conv2d_bwd_weight: accumulate=%d must be 0 or 1", accumulate);
+    if (lt_isa_level() >= LT_ISA_AVX2) return conv2d_bwd_weight_avx2(d, x, dy, dw, db, accumulate);
+    return conv2d_bwd_weight_ref(d, x, dy, dw, db, accumulate);
 }

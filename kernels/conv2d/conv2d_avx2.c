@@ -1,370 +1,798 @@
-/* Convolution as tiled im2col + GEMM (the fast path at ISA avx2).
+/* AVX2+FMA 2-D convolution: direct, register-blocked, on the worker pool. NCHW at the API, no im2col matrix.
  *
- * Design (a measured choice; numbers in BENCHMARKS.md and below): all the arithmetic runs in our packed AVX2 GEMM
- * (kernels/gemm), called single-threaded from inside pool tasks (a nested lt_parallel_for runs inline), one tile
- * per task. A tile is a set of output columns small enough that its im2col block stays in the worker's L2:
- * either several whole images (when OH OW is small: W3b has 49 columns per image) or a block of one image's
- * columns (W3a: 1024 columns per image, blocks of ~220). Per tile, in per-worker scratch:
- *   forward     col = im2col(x)  (C R S, cols);  tmp = W (K, C R S) col;  y[.., k, cols] = tmp + bias[k]
- *   bwd-data    dyT = dy (K, cols); col = W^T dyT; col2im into dx (+ bias[c]); tiles hold whole images, so no
- *               two tasks write the same dx pixel
- *   bwd-weight  partial[g] += dyT col^T over the tiles of group g, then dW = sum of the partials in g order
- * A first version built the im2col matrix of 16 MB chunks of images and ran one big multi-threaded GEMM per chunk:
- * W3a forward reached only 45% of peak, limited by writing and re-reading the 16 MB col from memory; tiles in L2
- * remove that traffic.
- * Determinism: tiles and groups depend only on the shape (never on the thread count); each tile writes its own
- * outputs; col2im sums in a fixed order; the group partials are added in a fixed order; db is summed per channel
- * in double in (n, position) order. So the bits never depend on the thread count.
- * Next step if this trails oneDNN: pack B straight from x inside the GEMM (true implicit GEMM, no col at all), or
- * a direct nChw8c kernel for 3x3 stride 1. */
+ *   x: (N, C, H, W)   w: (K, C, R, S)   y, dy: (N, K, OH, OW)   (conv2d_ref.c has the math of the three passes)
+ *
+ * One micro-kernel serves all three passes: acc[i][0..16) = sum_p broadcast(row_i[tab[p]]) * B[p][0..16) for i < 6
+ * rows, 12 ymm accumulators (6 rows x 2 vectors), 2 vector loads of B, 6 broadcasts and one offset load per
+ * step: the 6 x 16 tile of the GEMM kernel (kernels/gemm), but A is read in place through pointers + a shared
+ * offset table instead of being packed, so "im2col" costs nothing.
+ *   fwd:        rows = 6 output pixels (pointers into a zero-padded copy of the input rows a task needs),
+ *               tab[p] = offset of reduction index p = (c, r, s) in that copy, B = weights packed (K/16, CRS, 16).
+ *               Output tile = 6 pixels x 16 channels, bias fused into the store.
+ *   bwd_data:   conv^T in gather form, split into stride_h x stride_w phases (output rows h = a + stride_h i):
+ *               each phase is a stride-1 correlation of dy with the flipped taps r = r0 + stride_h t that reach
+ *               it, so it runs through the same code as fwd (in = dy, out = dx at a stride); the transposed
+ *               conv's bias is fused likewise. No col2im, no scatter-add.
+ *   bwd_weight: rows = 6 reduction indices (c, r, s) (pointers into padded copies of x rows), tab[p] = offset of
+ *               pixel p, B = dy transposed to (K/16, pixels, 16); tile = 6 (c,r,s) x 16 k of dW^T. Pixels are cut
+ *               into NCHUNK = 8 chunks (fewer, a power of two, below ~768 pixels per chunk; by shape only, never by
+ *               the thread count); each chunk sums its steps (~STEP_PIX pixels) in
+ *               order into its own partial dW, and the partials are added in chunk order at the end: a fixed
+ *               reduction order, no atomics, bit-identical for any thread count.
+ * fwd and bwd_data sum each output element over its reduction in blocks of whole input channels (about KCB = 256
+ * reduction rows, so a block of B and the input lines a panel reads stay in L1), blocks added in order; the blocking
+ * depends only on the shape, so the task split never changes the bits. Tasks are (image group, block of output
+ * rows): large images are cut into row blocks of ~TASK_PIX pixels, small ones (7x7) are taken several whole per task
+ * so the 6-pixel panels run across image boundaries. A task copies the input rows it reads into a zero-padded buffer
+ * once (shared by all stride phases of conv^T), prefetches the next task's rows while it computes, and writes its
+ * tiles through 8x8 transposes: straight into NCHW for unit-stride rows, through a private copy of its whole images
+ * (vector blends, then one memcpy) for the stride-2 rows of conv^T on small images.
+ *
+ * Why direct and not im2col + GEMM: the micro-kernel is the GEMM's (and runs at ~99% of lt_peak_fma from L1 in
+ * isolation), but reading A in place through an offset table removes the im2col copy and the col2im scatter-add
+ * entirely; what is left around it is the padded copy (~3%), the transposed stores (~4-7%) and the bwd_weight
+ * reduction of partials (~3%). Same shapes, same minute, the im2col + GEMM kernels on main (0e54a84) ran 1.3-1.8x
+ * slower than this file (W3a fwd 47.5 vs 80-88 GFLOP/s on 1 thread).
+ *
+ * Checked by conv2d_test.c against conv2d_ref.c and a double-precision reference (tolerance there), 1 / 2 / 3
+ * threads bit-identical, the adjoint identity, concurrent callers, ASan+UBSan and TSan clean.
+ *   build/conv2d_test             the checks (ctest runs them at LATENT_MAX_ISA=avx2 and =ref)
+ *   build/conv2d_test --bench     W3a/W3b/W3c, each pass, 1 and 2 threads, % of lt_peak_fma measured then
+ *   OneDnnConvMain (bench module) the same beside oneDNN 3.11 (AVX2 cap, format any, reorders untimed)
+ * Measured 2026-11-24, shared 2-core Zen 5 with other jobs running (load average 3.5-5), best of 6 runs x 10 reps,
+ * ours and oneDNN alternating in blocks within each run (OneDnnConvMain), 1 thread; % of the best lt_peak_fma seen
+ * (95.7 GFLOP/s):
+ *   shape  pass        oneDNN ms  GFLOP/s  %peak | Latent ms  GFLOP/s  %peak | Latent/oneDNN
+ *   W3a    fwd           27.85     86.7     91%  |   30.12     80.2     84%  |  0.92x
+ *   W3a    bwd_data      26.58     90.9     95%  |   29.51     81.9     86%  |  0.90x
+ *   W3a    bwd_weight    37.08     65.1     68%  |   29.52     81.9     86%  |  1.26x
+ *   W3b    fwd           11.14     73.8     77%  |   10.89     75.5     79%  |  1.02x
+ *   W3b    bwd_data      11.75     70.0     73%  |   11.42     72.0     75%  |  1.03x
+ *   W3b    bwd_weight    11.64     70.6     74%  |   10.62     77.4     81%  |  1.10x
+ *   W3c    fwd (our bwd_data)      11.70 / 11.59 ms  1.01x;  bwd_data (our fwd) 11.29 / 10.74 ms  1.05x;
+ *          bwd_weight   11.84 / 10.54 ms  1.12x
+ * In quieter minutes the same day W3a reached 88-89 GFLOP/s (fwd, bwd_data, bwd_weight) and oneDNN 93-97.
+ * 2 threads: lt_peak_fma(2) measured 90-107 GFLOP/s (one core's worth: the other core was busy all session), so no
+ * 2-thread scaling could be measured; side by side in that state the ratios were 0.91-1.20x (W3a fwd 0.95x,
+ * bwd_data 0.91x, the rest 0.98-1.20x). To re-measure on a quiet machine.
+ * Tried: KCB 512 instead of 256, TASK_PIX 384 / 512: within noise. Software prefetch (for write) of the output lines:
+ * no gain. Where it is weaker: W3a fwd / bwd_data (oneDNN's nChw8c jit kernel reads its pre-reordered input in
+ * place; we pay the padded copy and the NCHW transposes inside the timed call). Outputs with fewer than 8 channels
+ * (a generator's last layer) take the pixel-vector tile ukr_pv where the input is read at unit stride (every conv^T,
+ * stride-1 fwd): DCGAN's conv^T 64 -> 1, 16x16 -> 32x32, N = 64 went from 8.3 to 1.7 ms (4 -> 20 GFLOP/s, 1 thread);
+ * still far from peak (unaligned vector loads, stride-2 scalar stores). A strided fwd into few channels (rare) and
+ * 1x1 convs (~50 GFLOP/s: the copy and the transposes weigh more against 2 C flops per element) are the next
+ * candidates. */
+#include <immintrin.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "conv2d.h"
+#include "../common/transpose_avx2.h"
 
-#define TILE_FLOATS (96 * 1024)  /* im2col block per tile: 384 KB, inside a 1 MB L2 with the packed panels ... */
-#define MIN_COLS 256             /* ... but at least 256 columns, so packing W (K x CRS) per tile stays small next to
-                                    the tile's 2 K CRS cols FLOPs when CRS is large (DCGAN's 4x4 layers: CRS = 2048) */
-#define MIN_PARALLEL_TILES 8     /* fewer tiles: run them in order on the caller and let each GEMM use the pool */
-#define MAX_GROUPS 4             /* bwd-weight partial sums (each K x CRS, reduced at the end) */
+#define MR 6   /* tile rows (broadcast side) */
+#define NR 16  /* tile columns: 2 ymm vectors */
+#ifndef TASK_PIX
+#define TASK_PIX 256  /* target output pixels per fwd/bwd_data task */
+#endif
+#ifndef KCB
+#define KCB 256       /* reduction rows per block in fwd/bwd_data (B block = KCB * 64 bytes) */
+#endif
+#ifndef PV_COUT
+#define PV_COUT 8     /* fwd/bwd_data with fewer output channels than this use the pixel-vector tile (ukr_pv) */
+#endif
+#ifndef STEP_PIX
+#define STEP_PIX 512  /* pixels per bwd_weight reduction step (B = dy^T of a step: STEP_PIX * 64 bytes per sliver) */
+#endif
+#ifndef NCHUNK
+#define NCHUNK 8      /* fixed pixel chunks of bwd_weight, each with its own partial dW */
+#endif
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static inline int64_t rup(int64_t a, int64_t b) { return cdiv(a, b) * b; }
+
+/* ---- micro-kernel ------------------------------------------------------------------------------------------ */
+
+/* c[i][0..16) (=, or += when add) sum_{p < kc} rows[i][tab[p]] * b[p][0..16), i < mr. b: (kc, 16), 32-byte
+ * aligned; c: row stride ldc. mr is a constant after inlining, so the i loops unroll and acc stays in registers. */
+static inline __attribute__((always_inline)) void ukr_t(const int mr, int64_t kc, const float *const *rows,
+                                                        const int64_t *tab, const float *b, float *c, int64_t ldc,
+                                                        int add) {
+    __m256 acc[MR][2];
+    const float *rp[MR];
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) rp[i] = rows[i < mr ? i : 0];
+#pragma GCC unroll 6
+    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; p++) {
+        const int64_t o = tab[p];
+        const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < mr; i++) {
+            const __m256 a = _mm256_broadcast_ss(rp[i] + o);
+            acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
+        }
+        b += NR;
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < mr; i++) {
+        float *ci = c + i * ldc;
+        if (add) {
+            acc[i][0] = _mm256_add_ps(_mm256_loadu_ps(ci), acc[i][0]);
+            acc[i][1] = _mm256_add_ps(_mm256_loadu_ps(ci + 8), acc[i][1]);
+        }
+        _mm256_storeu_ps(ci, acc[i][0]);
+        _mm256_storeu_ps(ci + 8, acc[i][1]);
+    }
+}
+
+static void ukr(int mr, int64_t kc, const float *const *rows, const int64_t *tab, const float *b, float *c,
+                int64_t ldc, int add) {
+    switch (mr) {
+    case 6: ukr_t(6, kc, rows, tab, b, c, ldc, add); break;
+    case 5: ukr_t(5, kc, rows, tab, b, c, ldc, add); break;
+    case 4: ukr_t(4, kc, rows, tab, b, c, ldc, add); break;
+    case 3: ukr_t(3, kc, rows, tab, b, c, ldc, add); break;
+    case 2: ukr_t(2, kc, rows, tab, b, c, ldc, add); break;
+    default: ukr_t(1, kc, rows, tab, b, c, ldc, add); break;
+    }
+}
+
+/* The transposed tile for outputs with few channels: one output channel, 6 runs of 16 consecutive output pixels.
+ * tile[u][0..16) = sum_{p < kc} w[p * 16] * runs[u][tab[p] + 0..16), u < nu: the input read as vectors (the runs are
+ * contiguous in the padded copy when the input stride is 1), the weight broadcast, 12 accumulators as above. */
+static inline __attribute__((always_inline)) void ukr_pv_t(const int nu, int64_t kc, const float *const *runs,
+                                                           const int64_t *tab, const float *w, float *tile) {
+    __m256 acc[MR][2];
+    const float *rp[MR];
+#pragma GCC unroll 6
+    for (int u = 0; u < MR; u++) rp[u] = runs[u < nu ? u : 0];
+#pragma GCC unroll 6
+    for (int u = 0; u < nu; u++) acc[u][0] = acc[u][1] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; p++) {
+        const int64_t o = tab[p];
+        const __m256 a = _mm256_broadcast_ss(w + p * NR);
+#pragma GCC unroll 6
+        for (int u = 0; u < nu; u++) {
+            acc[u][0] = _mm256_fmadd_ps(a, _mm256_loadu_ps(rp[u] + o), acc[u][0]);
+            acc[u][1] = _mm256_fmadd_ps(a, _mm256_loadu_ps(rp[u] + o + 8), acc[u][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int u = 0; u < nu; u++) {
+        _mm256_storeu_ps(tile + u * NR, acc[u][0]);
+        _mm256_storeu_ps(tile + u * NR + 8, acc[u][1]);
+    }
+}
+
+static void ukr_pv(int nu, int64_t kc, const float *const *runs, const int64_t *tab, const float *w, float *tile) {
+    switch (nu) {
+    case 6: ukr_pv_t(6, kc, runs, tab, w, tile); break;
+    case 5: ukr_pv_t(5, kc, runs, tab, w, tile); break;
+    case 4: ukr_pv_t(4, kc, runs, tab, w, tile); break;
+    case 3: ukr_pv_t(3, kc, runs, tab, w, tile); break;
+    case 2: ukr_pv_t(2, kc, runs, tab, w, tile); break;
+    default: ukr_pv_t(1, kc, runs, tab, w, tile); break;
+    }
+}
+
+/* ---- scratch ---------------------------------------------------------------------------------------------- */
+
+/* Per-worker slots of `slot` floats; a worker index past what was sized at entry (pool resized meanwhile by
+ * another thread) gets a private allocation, freed by the caller through *own. */
+typedef struct {
+    float *base;
+    int64_t slot;
+    int nw;
+    _Atomic int oom;
+} slots;
+
+static float *slot_of(slots *s, int worker, float **own) {
+    *own = NULL;
+    if (worker < s->nw) return s->base + (int64_t)worker * s->slot;
+    *own = lt_alloc((size_t)s->slot * sizeof(float));
+    if (!*own) atomic_store(&s->oom, 1);
+    return *own;
+}
+
+/* Copy rows [ih0, ih0 + nrows) x columns [iw0, iw0 + wb) of the (chans, hin, win) planes at src into dst
+ * (chans, hb, wb), zero outside the input: the padded input a task reads in place. */
+static void copy_padded(const float *src, int64_t chans, int64_t hin, int64_t win, int64_t ih0, int64_t nrows,
+                        int64_t iw0, float *dst, int64_t hb, int64_t wb) {
+    const int64_t lo = min64(wb, max64(0, -iw0)), hi = max64(lo, min64(wb, win - iw0));
+    for (int64_t c = 0; c < chans; c++)
+        for (int64_t hh = 0; hh < nrows; hh++) {
+            float *o = dst + (c * hb + hh) * wb;
+            const int64_t ih = ih0 + hh;
+            if (ih < 0 || ih >= hin) {
+                for (int64_t ww = 0; ww < wb; ww++) o[ww] = 0.0f;
+                continue;
+            }
+            /* plain loops, not memset / memcpy: rows are often a few floats (7x7 images), where the calls cost more
+             * than the copy (15% of a W3b bwd_data call) */
+            const float *s = src + (c * hin + ih) * win + iw0;
+            for (int64_t ww = 0; ww < lo; ww++) o[ww] = 0.0f;
+            for (int64_t ww = lo; ww < hi; ww++) o[ww] = s[ww];
+            for (int64_t ww = hi; ww < wb; ww++) o[ww] = 0.0f;
+        }
+}
+
+/* Call scratch kept between calls, as kernels/gemm does: fresh pages cost a fault each (the 4 MB of bwd_weight
+ * partials for W3b took ~4% of the call in faults), so the last buffer is parked in a one-slot cache and the next
+ * call takes it if it is large enough; calls from several threads at once simply allocate their own. Its size is
+ * kept in its first 64 bytes. Under ASan every call gets an exact-size buffer, so an overrun is caught. */
+static _Atomic(float *) parked;
+
+static float *scratch_get(size_t bytes) {
+    float *p = atomic_exchange(&parked, NULL);
+#ifndef __SANITIZE_ADDRESS__
+    if (p && *(size_t *)p >= bytes) return p + 16;
+#endif
+    lt_free(p);
+    p = lt_alloc(bytes + 64);
+    if (!p) return NULL;
+    *(size_t *)p = bytes;
+    return p + 16;
+}
+
+static void scratch_put(float *s) {
+    if (!s) return;
+    float *p = s - 16, *none = NULL;
+    if (!atomic_compare_exchange_strong(&parked, &none, p)) lt_free(p);
+}
+
+/* ---- fwd and bwd_data: one correlation engine ------------------------------------------------------------
+ * A job computes out[n][co][oa + osh*i][ob + osw*j] = bias[co] + sum_{ci, t, u} in[n][ci][i*ish + offh + t]
+ * [j*isw + offw + u] * B[co][ci, t, u] for i < ni, j < nj (zero outside the input). fwd is one job; bwd_data is
+ * one job per stride phase. */
+typedef struct {
+    const float *in;  /* (N, cin, hin, win) */
+    int64_t cin, hin, win;
+    float *out;       /* (N, cout, hout, wout) */
+    int64_t cout, hout, wout;
+    int64_t ni, nj, oa, ob, osh, osw;
+    int64_t ish, isw, offh, offw;
+    int64_t rt, st, kc; /* taps and reduction length cin*rt*st (0: the output is the bias alone) */
+    const float *bias;  /* (cout) or NULL */
+    float *bp;          /* packed B: (ceil(cout/16), kc, 16) */
+    int64_t *tab;       /* (kc): offset of (ci, t, u) in the task's padded copy */
+    int64_t rb, ntb;    /* output rows per task, row blocks per image (the same for every job of a call) */
+    int64_t ng, gmax;   /* image groups (tasks cover a group of small images whole when rb >= ni), largest group */
+    /* weight source for packing: B[co][ci, t, u] = w[wsrc(co, ci, t, u)] */
+    const float *w;
+    int64_t w_co, w_ci, w_r, r0, rstep, s0, sstep, rflip, sflip;
+} cjob;
+
+typedef struct {
+    cjob *jobs;
+    int njobs;
+    int64_t n;
+    slots sl;
+    /* One padded copy of the input rows of a task serves every job (the phases of conv^T read the same dy at
+     * offsets a few rows apart): rows from i0*ish + offh0, columns from offw0, (cin, hb, wb) per image, hext rows
+     * beyond the task's last output row; each job's offset (offh - offh0, offw - offw0) is baked into its tab. */
+    int64_t offh0, offw0, hb, wb, hext, xsz;
+    int64_t stage;  /* > 0: tasks own whole images and write them into a private copy at this offset of their slot */
+} cctx;
+
+/* Pack B of job j, sliver s: bp[s][(ci, t, u)][jj] = weight of output channel s*16 + jj (0 past cout). */
+static void pack_task(void *p, int64_t t, int worker) {
+    cctx *x = p;
+    int j = 0;
+    int64_t s = t;
+    while (s >= cdiv(x->jobs[j].cout, NR)) s -= cdiv(x->jobs[j++].cout, NR);
+    const cjob *jb = &x->jobs[j];
+    float *o = jb->bp + s * jb->kc * NR;
+    for (int64_t ci = 0, p = 0; ci < jb->cin; ci++)
+        for (int64_t tt = 0; tt < jb->rt; tt++)
+            for (int64_t uu = 0; uu < jb->st; uu++, p++) {
+                const int64_t r = jb->r0 + jb->rstep * (jb->rflip ? jb->rt - 1 - tt : tt);
+                const int64_t sc = jb->s0 + jb->sstep * (jb->sflip ? jb->st - 1 - uu : uu);
+                for (int64_t jj = 0; jj < NR; jj++) {
+                    const int64_t co = s * NR + jj;
+                    o[p * NR + jj] = co < jb->cout ? jb->w[co * jb->w_co + ci * jb->w_ci + r * jb->w_r + sc] : 0.0f;
+                }
+            }
+}
+
+/* out[pixel q + channel (s*16 + ch) * plane] = cbuf[q][ch] (+ bias) for the np pixels of a task (pos[q]: offset of
+ * pixel q in its image's first plane, relative to out). Runs of up to 8 pixels along an output row go through an
+ * 8x8 transpose and vector stores: unit output stride (fwd, stride-1 conv^T) or stride 2 (the column phases of a
+ * stride-2 conv^T). A full run of 8 at unit stride is a plain store. Anything else is a blend into the lines that
+ * hold the run: read, replace the run's lanes, write back. Straight into the output that is only safe where the
+ * lanes we rewrite belong to this task: lanes 0..14 of a full stride-2 run (the odd ones are the other column
+ * phase of the same row, which this task writes too; lane 15 is masked). A `staged` task writes into its private
+ * copy of whole images instead, where any run may be blended (the copy has 16 floats of slack), and copies it out
+ * whole afterwards. The rest goes element by element. Every path does the same single add, so the bits do not
+ * depend on it. */
+static void store_sliver(const cjob *jb, float *out, const float *cbuf, const int64_t *pos, int64_t np, int64_t s,
+                         int64_t plane, int staged) {
+    const int64_t nch = min64(NR, jb->cout - s * NR), osw = jb->osw;
+    out += s * NR * plane;
+    const float *bias = jb->bias ? jb->bias + s * NR : NULL;
+    const __m256i lo = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), hi = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
+    const __m256i m7 = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, -1, 0);
+    /* lane -> pixel of the run it holds (99: none), for the blend masks */
+    const __m256i id1 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i id2a = _mm256_setr_epi32(0, 99, 1, 99, 2, 99, 3, 99), id2b = _mm256_setr_epi32(4, 99, 5, 99, 6, 99, 7, 99);
+    for (int64_t q = 0; q < np;) {
+        int64_t L = 1;
+        while (L < 8 && q + L < np && pos[q + L] == pos[q] + osw * L) L++;
+        const int vec = nch == NR && (osw == 1 || osw == 2) && (L == 8 || (staged && L >= 3));
+        if (!vec) {
+            for (int64_t ch = 0; ch < nch; ch++)
+                out[ch * plane + pos[q]] = bias ? cbuf[q * NR + ch] + bias[ch] : cbuf[q * NR + ch];
+            q++;
+            continue;
+        }
+        const __m256i vl = _mm256_set1_epi32((int)L);
+        const __m256 k1 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(vl, id1));
+        const __m256 k2a = _mm256_castsi256_ps(_mm256_cmpgt_epi32(vl, id2a));
+        const __m256 k2b = _mm256_castsi256_ps(_mm256_cmpgt_epi32(vl, id2b));
+        for (int h = 0; h < NR / 8; h++) {
+            __m256 r[8];
+            for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(cbuf + (q + i) * NR + 8 * h); /* rows past np: slack */
+            tr8x8(r); /* r[j] = channel 8h + j of pixels q .. q+7 */
+            for (int j = 0; j < 8; j++) {
+                if (bias) r[j] = _mm256_add_ps(r[j], _mm256_set1_ps(bias[8 * h + j]));
+                float *o = out + (8 * h + j) * plane + pos[q];
+                if (osw == 1) {
+                    _mm256_storeu_ps(o, L == 8 ? r[j] : _mm256_blendv_ps(_mm256_loadu_ps(o), r[j], k1));
+                } else if (staged) {
+                    _mm256_storeu_ps(o, _mm256_blendv_ps(_mm256_loadu_ps(o), _mm256_permutevar8x32_ps(r[j], lo), k2a));
+                    _mm256_storeu_ps(o + 8,
+                                     _mm256_blendv_ps(_mm256_loadu_ps(o + 8), _mm256_permutevar8x32_ps(r[j], hi), k2b));
+                } else {
+                    __m256 e0 = _mm256_loadu_ps(o), e1 = _mm256_maskload_ps(o + 8, m7);
+                    _mm256_storeu_ps(o, _mm256_blend_ps(_mm256_permutevar8x32_ps(r[j], lo), e0, 0xAA));
+                    _mm256_maskstore_ps(o + 8, m7, _mm256_blend_ps(_mm256_permutevar8x32_ps(r[j], hi), e1, 0xAA));
+                }
+            }
+        }
+        q += L;
+    }
+}
+
+/* Software prefetch of the input rows the next task will copy, a few lines per micro-kernel call, so the copy at
+ * the start of a task finds them in cache instead of waiting on DRAM (the copy was ~6% of a W3a call). Tasks are
+ * claimed about in order, so "next" is t + 1; a wrong guess costs only the prefetches. */
+typedef struct {
+    const char *base;         /* first chunk */
+    int64_t per_img, per_ch;  /* byte strides between images, channels */
+    int64_t cin, lpc, nimg;   /* channels, lines per chunk, images */
+    int64_t n, c, l;          /* cursor: image, channel, line (no divisions on the way) */
+} pfq;
+
+static inline void pf_some(pfq *q, int k) {
+    for (; k > 0 && q->n < q->nimg; k--) {
+        _mm_prefetch(q->base + q->n * q->per_img + q->c * q->per_ch + q->l * 64, _MM_HINT_T0);
+        if (++q->l == q->lpc) {
+            q->l = 0;
+            if (++q->c == q->cin) { q->c = 0; q->n++; }
+        }
+    }
+}
+
+/* Job jb on images [n0, n1), output rows [i0, i1), in the worker's scratch buf. */
+static void job_block(const cctx *x, const cjob *jb, int64_t n0, int64_t n1, int64_t i0, int64_t i1, float *buf,
+                      float *stage, pfq *pq) {
+    const int64_t plane = jb->hout * jb->wout;
+    float *out = stage ? stage : jb->out + n0 * jb->cout * plane; /* images from n0 */
+    if (jb->kc == 0) { /* no tap reaches these positions: the bias alone */
+        for (int64_t n = n0; n < n1; n++)
+            for (int64_t co = 0; co < jb->cout; co++)
+                for (int64_t i = i0; i < i1; i++)
+                    for (int64_t jj = 0; jj < jb->nj; jj++)
+                        out[((n - n0) * jb->cout + co) * plane + (jb->oa + jb->osh * i) * jb->wout + jb->ob + jb->osw * jj] =
+                            jb->bias ? jb->bias[co] : 0.0f;
+        return;
+    }
+    const float *xin = buf;                                  /* (images, cin, hb, wb): conv_task's padded copy */
+    /* Fewer than PV_COUT output channels (a generator's RGB layer; conv^T into 1 channel): the 16-channel tile would
+     * waste most of its lanes (4 GFLOP/s for DCGAN's last layer), so full runs of 16 pixels along a row go through
+     * ukr_pv, one channel at a time, when the input is read at unit stride; the row tails take the general path.
+     * Which path an element takes depends on the shape alone. */
+    const int64_t pvr = jb->cout < PV_COUT && jb->isw == 1 ? jb->nj / 16 : 0; /* full runs per row */
+    if (pvr) {
+        float tile[MR * NR];
+        const float *runs[MR];
+        int64_t opos[MR];
+        int nu = 0;
+        const int64_t nrun = (n1 - n0) * (i1 - i0) * pvr;
+        for (int64_t r = 0; r < nrun; r++) {
+            const int64_t n = n0 + r / ((i1 - i0) * pvr), i = r / pvr % (i1 - i0), j = r % pvr * 16;
+            runs[nu] = xin + (n - n0) * x->xsz + i * jb->ish * x->wb + j;
+            opos[nu++] = (n - n0) * jb->cout * plane + (jb->oa + jb->osh * (i0 + i)) * jb->wout + jb->ob + jb->osw * j;
+            if (nu < MR && r + 1 < nrun) continue;
+            for (int64_t co = 0; co < jb->cout; co++) {
+                ukr_pv(nu, jb->kc, runs, jb->tab, jb->bp + co, tile);
+                const float bv = jb->bias ? jb->bias[co] : 0.0f;
+                for (int u = 0; u < nu; u++) {
+                    float *o = out + co * plane + opos[u];
+                    for (int k = 0; k < 16; k++) o[k * jb->osw] = jb->bias ? tile[u * NR + k] + bv : tile[u * NR + k];
+                }
+            }
+            nu = 0;
+            pf_some(pq, 16);
+        }
+    }
+    const int64_t jlo = pvr * 16; /* columns [jlo, nj) of each row for the general path */
+    const int64_t npi = (i1 - i0) * (jb->nj - jlo), np = (n1 - n0) * npi, nsl = cdiv(jb->cout, NR);
+    if (np == 0) return;
+    float *cbuf = buf + rup(x->xsz * jb->gmax, 16);          /* (rup(np, MR) + 8, NR): one sliver's output tiles */
+    const float **rows = (const float **)(cbuf + (rup(np, MR) + 8) * NR); /* (np): pixel -> its corner in xin */
+    int64_t *pos = (int64_t *)(rows + rup(np, 8));           /* (np): pixel -> offset of (n - n0, 0, h, w) in out */
+    for (int64_t n = n0, q = 0; n < n1; n++) {
+        const float *xn = xin + (n - n0) * x->xsz;
+        for (int64_t i = 0; i < i1 - i0; i++)
+            for (int64_t jj = jlo; jj < jb->nj; jj++, q++) {
+                rows[q] = xn + i * jb->ish * x->wb + jj * jb->isw;
+                pos[q] = (n - n0) * jb->cout * plane + (jb->oa + jb->osh * (i0 + i)) * jb->wout + jb->ob + jb->osw * jj;
+            }
+    }
+    /* The reduction is cut into nblk blocks of whole input channels (about KCB rows each, by shape only, so the bits
+     * do not depend on the task split): a block of B (KCB x 64 bytes) and the input lines a panel reads stay in L1
+     * while the panels of the task go by; the tiles wait in cbuf between blocks. */
+    const int64_t taps = jb->rt * jb->st, nblk = cdiv(jb->cin, max64(1, KCB / taps));
+    for (int64_t s = 0; s < nsl; s++) {
+        const float *bs = jb->bp + s * jb->kc * NR;
+        for (int64_t b = 0; b < nblk; b++) {
+            const int64_t p_lo = jb->cin * b / nblk * taps, p_hi = jb->cin * (b + 1) / nblk * taps;
+            for (int64_t p0 = 0; p0 < np; p0 += MR) {
+                ukr((int)min64(MR, np - p0), p_hi - p_lo, rows + p0, jb->tab + p_lo, bs + p_lo * NR, cbuf + p0 * NR,
+                    NR, b > 0);
+                pf_some(pq, 4);
+            }
+        }
+        store_sliver(jb, out, cbuf, pos, np, s, plane, stage != NULL);
+    }
+}
+
+/* Task t = (image group, row block), every job (stride phase) of it in turn: the phases of conv^T interleave their
+ * outputs, so doing them together writes each output line while it is in cache instead of once per phase. */
+static void conv_task(void *p, int64_t t, int worker) {
+    cctx *x = p;
+    const cjob *j0 = &x->jobs[0];
+    const int64_t gi = t / j0->ntb, i0 = t % j0->ntb * j0->rb;
+    const int64_t n0 = x->n * gi / j0->ng, n1 = x->n * (gi + 1) / j0->ng;
+    float *own, *buf = slot_of(&x->sl, worker, &own);
+    if (!buf) return;
+    pfq pq = {0};
+    if (x->xsz && t + 1 < j0->ng * j0->ntb) { /* the input rows task t + 1 copies */
+        const int64_t g2 = (t + 1) / j0->ntb, r0 = (t + 1) % j0->ntb * j0->rb, r1 = min64(j0->ntb * j0->rb, r0 + j0->rb);
+        const int64_t m0 = x->n * g2 / j0->ng, m1 = x->n * (g2 + 1) / j0->ng;
+        const int64_t ha = max64(0, r0 * j0->ish + x->offh0), hz = min64(j0->hin, (r1 - 1) * j0->ish + x->offh0 + x->hext);
+        if (ha < hz) {
+            pq.base = (const char *)(j0->in + (m0 * j0->cin * j0->hin + ha) * j0->win);
+            pq.per_ch = j0->hin * j0->win * 4;
+            pq.per_img = j0->cin * pq.per_ch;
+            pq.cin = j0->cin;
+            pq.lpc = cdiv((hz - ha) * j0->win * 4, 64) + 1;
+            pq.nimg = m1 - m0;
+        }
+    }
+    if (x->xsz) {
+        const int64_t i1 = min64(j0->ntb * j0->rb, i0 + j0->rb); /* the largest row range of any job */
+        for (int64_t n = n0; n < n1; n++)
+            copy_padded(j0->in + n * j0->cin * j0->hin * j0->win, j0->cin, j0->hin, j0->win, i0 * j0->ish + x->offh0,
+                        (i1 - 1 - i0) * j0->ish + x->hext, x->offw0, buf + (n - n0) * x->xsz, x->hb, x->wb);
+    }
+    float *stage = x->stage ? buf + x->stage : NULL; /* whole images n0 .. n1 of the output, copied out at the end */
+    for (int j = 0; j < x->njobs; j++) {
+        const cjob *jb = &x->jobs[j];
+        if (i0 < jb->ni) job_block(x, jb, n0, n1, i0, min64(jb->ni, i0 + jb->rb), buf, stage, &pq);
+    }
+    if (stage) {
+        const int64_t len = (n1 - n0) * j0->cout * j0->hout * j0->wout;
+        memcpy(j0->out + n0 * j0->cout * j0->hout * j0->wout, stage, (size_t)len * sizeof(float));
+    }
+    lt_free(own);
+}
+
+/* Run the jobs: pack every B, then the tasks (job, image, row block). */
+static lt_status run_jobs(const char *op, cjob *jobs, int njobs, int64_t n) {
+    const int width = lt_pool_width();
+    /* Tasks: about TASK_PIX output pixels each (all jobs together). Large images are cut into blocks of rb rows
+     * (the same for every job, so a task covers one region of the output); small ones are taken whole, several per
+     * task (ng groups, a multiple of the pool width so the threads end together), so the 6-pixel panels run across
+     * image boundaries instead of leaving a ragged panel per image. The split only decides who computes what:
+     * every element's sum is the same. */
+    int64_t pix = 0, nimax = 0, njsum = 0;
+    for (int j = 0; j < njobs; j++) {
+        pix += jobs[j].ni * jobs[j].nj;
+        nimax = max64(nimax, jobs[j].ni);
+        njsum += jobs[j].nj;
+    }
+    /* TASK_PIX counts pixels of 16 channels: with fewer output channels a task takes more pixels for the same work */
+    const int64_t tpix = TASK_PIX * (jobs[0].cout < NR ? NR / jobs[0].cout : 1);
+    int64_t rb, ng;
+    if (2 * pix >= tpix || n == 1) {
+        ng = n;
+        rb = max64(1, min64(nimax, tpix / max64(1, njsum)));
+        while (rb > 1 && n * cdiv(nimax, rb) < 4 * width) rb = cdiv(rb, 2);
+    } else {
+        rb = max64(1, nimax);
+        ng = min64(n, rup(cdiv(n * pix, tpix), width));
+    }
+    const int64_t ntasks = ng * cdiv(nimax, rb);
+    /* the shared padded copy (see cctx) */
+    int64_t offh0 = INT64_MAX, offw0 = INT64_MAX, hend = INT64_MIN, wend = INT64_MIN, njmax = 0;
+    for (int j = 0; j < njobs; j++) {
+        cjob *jb = &jobs[j];
+        jb->kc = jb->cin * jb->rt * jb->st;
+        if (!jb->kc) continue;
+        offh0 = min64(offh0, jb->offh); offw0 = min64(offw0, jb->offw);
+        hend = max64(hend, jb->offh + jb->rt); wend = max64(wend, jb->offw + jb->st);
+        njmax = max64(njmax, jb->nj);
+    }
+    const int64_t hext = hend > INT64_MIN ? hend - offh0 : 0;
+    const int64_t hb = hext ? (rb - 1) * jobs[0].ish + hext : 0;
+    const int64_t wb = hext ? (njmax - 1) * jobs[0].isw + wend - offw0 : 0;
+    const int64_t xsz = jobs[0].cin * hb * wb, gmax = cdiv(n, ng);
+    int64_t bp_floats = 0, tab_len = 0, slot = 0;
+    for (int j = 0; j < njobs; j++) {
+        cjob *jb = &jobs[j];
+        jb->rb = rb;
+        jb->ng = ng;
+        jb->gmax = gmax;
+        jb->ntb = cdiv(nimax, rb);
+        bp_floats += rup(cdiv(jb->cout, NR) * jb->kc * NR, 16);
+        tab_len += jb->kc;
+        const int64_t np = gmax * rb * jb->nj; /* xin + cbuf + rows + pos, as job_block lays them out */
+        slot = max64(slot, rup(rup(gmax * xsz, 16) + (rup(np, MR) + 8) * NR + 4 * rup(np, 8), 16));
+    }
+    /* Stage the output when tasks own whole images and the output is written at a stride (stride-2 conv^T on small
+     * images, whose rows are too short for full 8-pixel runs): the scalar scatter was ~10% of a W3b bwd_data. */
+    const int64_t stage = cdiv(nimax, rb) == 1 && jobs[0].osw > 1 ? slot : 0;
+    if (stage) slot += rup(gmax * jobs[0].cout * jobs[0].hout * jobs[0].wout + 16, 16);
+    size_t bytes = ((size_t)bp_floats + (size_t)width * (size_t)slot) * sizeof(float) + (size_t)tab_len * 8;
+    float *scratch = scratch_get(bytes);
+    if (!scratch) goto oom;
+    cctx x = {jobs, njobs, n, {scratch + bp_floats, slot, width, 0}, offh0, offw0, hb, wb, hext, xsz, stage};
+    int64_t *tab = (int64_t *)(scratch + bp_floats + (int64_t)width * slot);
+    float *bp = scratch;
+    for (int j = 0; j < njobs; j++) {
+        cjob *jb = &jobs[j];
+        jb->bp = bp;
+        jb->tab = tab;
+        bp += rup(cdiv(jb->cout, NR) * jb->kc * NR, 16);
+        tab += jb->kc;
+        for (int64_t ci = 0, p = 0; ci < jb->cin; ci++)
+            for (int64_t tt = 0; tt < jb->rt; tt++)
+                for (int64_t uu = 0; uu < jb->st; uu++)
+                    jb->tab[p++] = (ci * hb + tt + jb->offh - offh0) * wb + uu + jb->offw - offw0;
+    }
+    /* pack_task walks the slivers of every job in order (a job without taps packs nothing) */
+    int64_t allsl = 0;
+    for (int j = 0; j < njobs; j++) allsl += cdiv(jobs[j].cout, NR);
+    lt_parallel_for(allsl, pack_task, &x);
+    lt_parallel_for(ntasks, conv_task, &x);
+    scratch_put(scratch);
+    if (atomic_load(&x.sl.oom)) goto oom;
+    return LT_OK;
+oom:
+    return lt_fail(LT_ERR_OUT_OF_MEMORY, "%s: scratch of %zu bytes", op, bytes);
+}
+
+lt_status conv2d_fwd_avx2(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
+    cjob jb;
+    memset(&jb, 0, sizeof jb);
+    jb.in = x; jb.cin = d->c; jb.hin = d->h; jb.win = d->w;
+    jb.out = y; jb.cout = d->k; jb.hout = d->oh; jb.wout = d->ow;
+    jb.ni = d->oh; jb.nj = d->ow; jb.osh = jb.osw = 1;
+    jb.ish = d->stride_h; jb.isw = d->stride_w; jb.offh = -d->pad_h; jb.offw = -d->pad_w;
+    jb.rt = d->r; jb.st = d->s; jb.bias = bias;
+    jb.w = w; jb.w_co = d->c * d->r * d->s; jb.w_ci = d->r * d->s; jb.w_r = d->s;
+    jb.rstep = jb.sstep = 1;
+    return run_jobs("lt_conv2d_fwd", &jb, 1, d->n);
+}
+
+/* Phase (a, b) of conv^T: output rows h = a + sh i. Taps reaching it: r = r0 + sh t, r0 = (a + ph) mod sh; the dy
+ * row of tap t is (h + ph - r) / sh = i + e - t, e = (a + ph - r0) / sh. Flipping t' = rt - 1 - t makes it a
+ * correlation: dy row i + (e - rt + 1) + t'. */
+lt_status conv2d_bwd_data_avx2(const lt_conv2d_desc *d, const float *dy, const float *w, const float *bias,
+                               float *dx) {
+    const int64_t sh = d->stride_h, sw = d->stride_w;
+    const int64_t pa = min64(sh, d->h), pb = min64(sw, d->w); /* phases with at least one output row / column */
+    cjob stack[16], *jobs = pa * pb <= 16 ? stack : lt_alloc((size_t)(pa * pb) * sizeof(cjob));
+    if (!jobs) return lt_fail(LT_ERR_OUT_OF_MEMORY, "lt_conv2d_bwd_data: %lld phase descriptors", (long long)(pa * pb));
+    int nj = 0;
+    for (int64_t a = 0; a < pa; a++)
+        for (int64_t b = 0; b < pb; b++) {
+            cjob *jb = &jobs[nj++];
+            memset(jb, 0, sizeof *jb);
+            jb->in = dy; jb->cin = d->k; jb->hin = d->oh; jb->win = d->ow;
+            jb->out = dx; jb->cout = d->c; jb->hout = d->h; jb->wout = d->w;
+            jb->ni = cdiv(d->h - a, sh); jb->nj = cdiv(d->w - b, sw);
+            jb->oa = a; jb->ob = b; jb->osh = sh; jb->osw = sw;
+            const int64_t r0 = (a + d->pad_h) % sh, s0 = (b + d->pad_w) % sw;
+            jb->rt = r0 < d->r ? cdiv(d->r - r0, sh) : 0;
+            jb->st = s0 < d->s ? cdiv(d->s - s0, sw) : 0;
+            jb->ish = jb->isw = 1;
+            jb->offh = (a + d->pad_h - r0) / sh - jb->rt + 1;
+            jb->offw = (b + d->pad_w - s0) / sw - jb->st + 1;
+            jb->bias = bias;
+            /* B[c][(k, t', u')] = w[k][c][r0 + sh (rt-1-t')][s0 + sw (st-1-u')] */
+            jb->w = w; jb->w_co = d->r * d->s; jb->w_ci = d->c * d->r * d->s; jb->w_r = d->s;
+            jb->r0 = r0; jb->rstep = sh; jb->s0 = s0; jb->sstep = sw; jb->rflip = jb->sflip = 1;
+        }
+    lt_status st = run_jobs("lt_conv2d_bwd_data", jobs, nj, d->n);
+    if (jobs != stack) lt_free(jobs);
+    return st;
+}
+
+/* ---- bwd_weight -------------------------------------------------------------------------------------------- */
 
 typedef struct {
     const lt_conv2d_desc *d;
-    const float *x, *w, *dy, *bias;
-    float *out, *db;
-    float **col, **tmp;          /* per worker */
-    float *part;                 /* bwd-weight: MAX_GROUPS x K x CRS */
-    int64_t crs, P, imgs, cols;  /* tile: `imgs` whole images (cols = imgs P) or, when imgs == 0, `cols` columns of one image */
-    int64_t ntiles, tiles_per_img, ngroups;
-    int accumulate, width;
-    lt_status st;                /* first GEMM failure (cannot happen for validated shapes; kept for safety) */
-} job;
+    const float *x, *dy;
+    float *dw, *db;
+    int accumulate;
+    int64_t rows, nch, step_rows, seg_rows, maxseg; /* output rows N*OH, chunks, rows per step, per segment */
+    int64_t hb, wb, slotsz, crs, kp, nsl;
+    int64_t *rowoff; /* (CRS): offset of (c, r, s) in a segment's padded copy */
+    float *part;     /* (nch, CRS, kp) partial dW^T per chunk */
+    float *dbpart;   /* (nch, kp) */
+    slots sl;        /* per worker: [maxseg * slotsz padded x | kp * steppix dy^T | steppix int64 tab] */
+    int64_t steppix;
+} wctx;
 
-/* Tile t: images [n0, n0 + m), columns [p0, p0 + len) of each (whole images: p0 = 0, len = P). */
-static void tile_of(const job *j, int64_t t, int64_t *n0, int64_t *m, int64_t *p0, int64_t *len) {
-    if (j->imgs > 0) {
-        *n0 = t * j->imgs;
-        *m = j->d->n - *n0 < j->imgs ? j->d->n - *n0 : j->imgs;
-        *p0 = 0;
-        *len = j->P;
-    } else {
-        *n0 = t / j->tiles_per_img;
-        *m = 1;
-        *p0 = (t % j->tiles_per_img) * j->cols;
-        *len = j->P - *p0 < j->cols ? j->P - *p0 : j->cols;
+static void wchunk_task(void *p, int64_t ch, int worker) {
+    wctx *x = p;
+    const lt_conv2d_desc *d = x->d;
+    const int64_t C = d->c, K = d->k, OH = d->oh, OW = d->ow, sh = d->stride_h, sw = d->stride_w;
+    float *own, *buf = slot_of(&x->sl, worker, &own);
+    if (!buf) return;
+    float *xb = buf, *dyt = buf + rup(x->maxseg * x->slotsz, 16);
+    int64_t *tab = (int64_t *)(dyt + x->kp * x->steppix);
+    float *part = x->part + ch * x->crs * x->kp;
+    float *dbp = x->dbpart + ch * x->kp;
+    const int64_t g_lo = x->rows * ch / x->nch, g_hi = x->rows * (ch + 1) / x->nch;
+    for (int64_t g0 = g_lo; g0 < g_hi; g0 += x->step_rows) {
+        const int64_t g1 = min64(g_hi, g0 + x->step_rows), np = (g1 - g0) * OW;
+        const int first = g0 == g_lo;
+        /* segments: runs of rows of one image, each copied padded into its slot */
+        int64_t pix = 0;
+        for (int64_t g = g0, seg = 0; g < g1; seg++) {
+            const int64_t n = g / OH, i0 = g % OH, i1 = min64(OH, i0 + (g1 - g));
+            copy_padded(x->x + n * C * d->h * d->w, C, d->h, d->w, i0 * sh - d->pad_h, (i1 - 1 - i0) * sh + d->r,
+                        -d->pad_w, xb + seg * x->slotsz, x->hb, x->wb);
+            for (int64_t i = i0; i < i1; i++)
+                for (int64_t j = 0; j < OW; j++) tab[pix + (i - i0) * OW + j] = seg * x->slotsz + (i - i0) * sh * x->wb + j * sw;
+            /* dy^T: dyt[s][p][jj] = dy[n][s*16 + jj][pixel p] */
+            const float *dyn = x->dy + n * K * OH * OW + i0 * OW; // (K, OH*OW) from row i0
+            const int64_t cnt = (i1 - i0) * OW;
+            for (int64_t k0 = 0; k0 < x->kp; k0 += 8) {
+                float *o = dyt + (k0 / NR * np + pix) * NR + k0 % NR; /* 8 channels k0.., pixel q at o[q * NR] */
+                int64_t q = 0;
+                if (k0 + 8 <= K) /* 8 channel rows, 8 pixels at a time through an 8x8 transpose */
+                    for (; q + 8 <= cnt; q += 8) {
+                        __m256 r[8];
+                        for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(dyn + (k0 + i) * OH * OW + q);
+                        tr8x8(r);
+                        for (int i = 0; i < 8; i++) _mm256_store_ps(o + (q + i) * NR, r[i]);
+                    }
+                for (int64_t k = k0; k < k0 + 8; k++)
+                    for (int64_t qq = q; qq < cnt; qq++) o[qq * NR + k - k0] = k < K ? dyn[k * OH * OW + qq] : 0.0f;
+            }
+            pix += cnt;
+            g += i1 - i0;
+        }
+        if (x->db)
+            for (int64_t k = 0; k < K; k++) {
+                const float *o = dyt + (k / NR * np) * NR + k % NR;
+                float sum = 0.0f;
+                for (int64_t q = 0; q < np; q++) sum += o[q * NR];
+                dbp[k] = first ? sum : dbp[k] + sum;
+            }
+        for (int64_t s = 0; s < x->nsl; s++) {
+            const float *bs = dyt + s * np * NR;
+            for (int64_t m0 = 0; m0 < x->crs; m0 += MR) {
+                const int mr = (int)min64(MR, x->crs - m0);
+                const float *rows[MR];
+                for (int m = 0; m < mr; m++) rows[m] = xb + x->rowoff[m0 + m];
+                ukr(mr, np, rows, tab, bs, part + m0 * x->kp + s * NR, x->kp, !first);
+            }
+        }
     }
+    lt_free(own);
 }
 
-/* col (CRS, ld) columns [i * len ..) <- im2col of image n, output positions [p0, p0 + len) */
-/* A kernel that covers the whole unpadded input (DCGAN's 4x4 -> 1x1 layers): one output position, and the col
- * column of image n is x[n] itself, flattened. */
-static int whole_input(const lt_conv2d_desc *d) {
-    return d->oh == 1 && d->ow == 1 && d->pad_h == 0 && d->pad_w == 0 && d->r == d->h && d->s == d->w;
+/* dw[k][m] (+)= sum over chunks in order of part[ch][m][k], for a block of 64 reduction indices m: 8 m x 8 k at a
+ * time summed as vectors over k, transposed, stored as rows of dw (the same adds in the same order as the scalar
+ * tail, so the bits do not depend on the path). */
+static void wreduce_task(void *p, int64_t t, int worker) {
+    wctx *x = p;
+    const int64_t K = x->d->k, m0 = t * 64, m1 = min64(x->crs, m0 + 64), cs = x->crs * x->kp;
+    int64_t m = m0;
+    for (; m + 8 <= m1; m += 8) {
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; i++) {
+                const float *src = x->part + (m + i) * x->kp + k;
+                r[i] = _mm256_load_ps(src);
+                for (int64_t ch = 1; ch < x->nch; ch++) r[i] = _mm256_add_ps(r[i], _mm256_load_ps(src + ch * cs));
+            }
+            tr8x8(r); /* r[j] = k + j, m .. m+7 */
+            for (int j = 0; j < 8; j++) {
+                float *o = x->dw + (k + j) * x->crs + m;
+                _mm256_storeu_ps(o, x->accumulate ? _mm256_add_ps(_mm256_loadu_ps(o), r[j]) : r[j]);
+            }
+        }
+        for (; k < K; k++)
+            for (int64_t mm = m; mm < m + 8; mm++) {
+                float s = x->part[mm * x->kp + k];
+                for (int64_t ch = 1; ch < x->nch; ch++) s += x->part[ch * cs + mm * x->kp + k];
+                float *o = &x->dw[k * x->crs + mm];
+                *o = x->accumulate ? *o + s : s;
+            }
+    }
+    for (; m < m1; m++)
+        for (int64_t k = 0; k < K; k++) {
+            float s = x->part[m * x->kp + k];
+            for (int64_t ch = 1; ch < x->nch; ch++) s += x->part[ch * cs + m * x->kp + k];
+            float *o = &x->dw[k * x->crs + m];
+            *o = x->accumulate ? *o + s : s;
+        }
 }
 
-static lt_status im2col(const lt_conv2d_desc *d, const float *x, int64_t n, int64_t p0, int64_t len, float *col, int64_t ld, int64_t off) {
-    if (whole_input(d)) {
-        const float *xn = x + n * d->c * d->h * d->w;
-        for (int64_t e = 0, crs = d->c * d->r * d->s; e < crs; e++) col[e * ld + off] = xn[e];
-        return LT_OK;
-    }
-    /* Source column of (s, ox) and source row of (r, oy), or -1 in the padding: computed once per call, so the
-     * copy loops below do no division and no bounds arithmetic (DCGAN's 4 x 4 outputs made runs of 4 elements,
-     * where the per-run arithmetic cost more than the copy). */
-    int32_t xs_stack[512], ys_stack[512];
-    int64_t nx = d->s * d->ow, ny = d->r * d->oh;
-    int32_t *xs = nx <= 512 ? xs_stack : lt_alloc((size_t)nx * sizeof(int32_t));
-    int32_t *ys = ny <= 512 ? ys_stack : lt_alloc((size_t)ny * sizeof(int32_t));
-    if (!xs || !ys) {
-        if (xs && xs != xs_stack) lt_free(xs);
-        if (ys && ys != ys_stack) lt_free(ys);
-        return lt_fail(LT_ERR_OUT_OF_MEMORY, "conv2d: im2col index tables of %lld + %lld entries", (long long)nx, (long long)ny);
-    }
-    for (int64_t s = 0; s < d->s; s++)
-        for (int64_t ox = 0; ox < d->ow; ox++) {
-            int64_t ix = ox * d->stride_w - d->pad_w + s;
-            xs[s * d->ow + ox] = ix >= 0 && ix < d->w ? (int32_t)ix : -1;
-        }
-    for (int64_t r = 0; r < d->r; r++)
-        for (int64_t oy = 0; oy < d->oh; oy++) {
-            int64_t iy = oy * d->stride_h - d->pad_h + r;
-            ys[r * d->oh + oy] = iy >= 0 && iy < d->h ? (int32_t)iy : -1;
-        }
-    int64_t oy0 = p0 / d->ow, ox0 = p0 % d->ow, end = p0 + len;
-    for (int64_t c = 0; c < d->c; c++) {
-        const float *xc = x + (n * d->c + c) * d->h * d->w;
+lt_status conv2d_bwd_weight_avx2(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw, float *db,
+                                 int accumulate) {
+    wctx c;
+    memset(&c, 0, sizeof c);
+    c.d = d; c.x = x; c.dy = dy; c.dw = dw; c.db = db; c.accumulate = accumulate;
+    const int width = lt_pool_width();
+    c.rows = d->n * d->oh;
+    /* Chunks: NCHUNK, fewer (a power of two, so 2, 4 or 8 threads stay balanced) when there are under ~768 pixels
+     * per chunk: each chunk costs a partial dW that the final reduction reads back (4 MB for W3b at 8 chunks, 7% of
+     * the call). By shape only, never by the thread count. */
+    c.nch = NCHUNK;
+    while (c.nch > 1 && d->n * d->oh * d->ow / c.nch < 768) c.nch /= 2;
+    c.nch = min64(c.nch, c.rows);
+    c.step_rows = max64(1, STEP_PIX / d->ow);
+    c.seg_rows = min64(c.step_rows, d->oh);
+    c.maxseg = min64(d->n, min64(c.step_rows, c.step_rows / d->oh + 2));
+    c.steppix = c.step_rows * d->ow;
+    c.hb = (c.seg_rows - 1) * d->stride_h + d->r;
+    c.wb = (d->ow - 1) * d->stride_w + d->s;
+    c.slotsz = d->c * c.hb * c.wb;
+    c.crs = d->c * d->r * d->s;
+    c.kp = rup(d->k, NR);
+    c.nsl = c.kp / NR;
+    const int64_t xbsz = rup(c.maxseg * c.slotsz, 16); /* keeps dy^T 64-byte aligned */
+    int64_t slot = rup(xbsz + c.kp * c.steppix + 2 * c.steppix, 16);
+    size_t bytes = ((size_t)c.nch * (size_t)(c.crs + 1) * (size_t)c.kp + (size_t)width * (size_t)slot) * sizeof(float) +
+                   (size_t)c.crs * 8;
+    float *scratch = scratch_get(bytes);
+    if (!scratch)
+        return lt_fail(LT_ERR_OUT_OF_MEMORY, "lt_conv2d_bwd_weight: scratch of %zu bytes", bytes);
+    c.part = scratch;
+    c.dbpart = c.part + c.nch * c.crs * c.kp;
+    c.sl.base = c.dbpart + c.nch * c.kp;
+    c.sl.slot = slot;
+    c.sl.nw = width;
+    c.rowoff = (int64_t *)(c.sl.base + (int64_t)width * slot);
+    for (int64_t ci = 0, m = 0; ci < d->c; ci++)
         for (int64_t r = 0; r < d->r; r++)
-            for (int64_t s = 0; s < d->s; s++) {
-                float *dst = col + ((c * d->r + r) * d->s + s) * ld + off;
-                const int32_t *xt = xs + s * d->ow, *yt = ys + r * d->oh;
-                int64_t p = p0, oy = oy0, ox = ox0;
-                while (p < end) {
-                    int64_t run = d->ow - ox < end - p ? d->ow - ox : end - p;
-                    float *drow = dst + (p - p0);
-                    int32_t iy = yt[oy];
-                    if (iy < 0) {
-                        memset(drow, 0, run * sizeof(float));
-                    } else {
-                        const float *srow = xc + (int64_t)iy * d->w;
-                        for (int64_t q = 0; q < run; q++) {
-                            int32_t ix = xt[ox + q];
-                            drow[q] = ix >= 0 ? srow[ix] : 0.0f;
-                        }
-                    }
-                    p += run;
-                    oy++;
-                    ox = 0;
-                }
+            for (int64_t s = 0; s < d->s; s++) c.rowoff[m++] = (ci * c.hb + r) * c.wb + s;
+    lt_parallel_for(c.nch, wchunk_task, &c);
+    if (!atomic_load(&c.sl.oom)) {
+        lt_parallel_for(cdiv(c.crs, 64), wreduce_task, &c);
+        if (db)
+            for (int64_t k = 0; k < d->k; k++) {
+                float s = c.dbpart[k];
+                for (int64_t ch = 1; ch < c.nch; ch++) s += c.dbpart[ch * c.kp + k];
+                db[k] = accumulate ? db[k] + s : s;
             }
     }
-    if (xs != xs_stack) lt_free(xs);
-    if (ys != ys_stack) lt_free(ys);
+    scratch_put(scratch);
+    if (atomic_load(&c.sl.oom))
+        return lt_fail(LT_ERR_OUT_OF_MEMORY, "lt_conv2d_bwd_weight: per-worker scratch of %lld floats", (long long)slot);
     return LT_OK;
-}
-
-/* A small cache of scratch blocks: a training step calls the convolutions hundreds of times with the same few
- * sizes, and fresh multi-megabyte blocks cost page faults (zeroed pages) on every call. */
-#include <pthread.h>
-#define CACHE_SLOTS 8
-static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct { void *p; size_t bytes; } cache[CACHE_SLOTS];
-
-static void *scratch_get(size_t bytes) {
-    pthread_mutex_lock(&cache_mu);
-    int best = -1;
-    for (int i = 0; i < CACHE_SLOTS; i++)
-        if (cache[i].p && cache[i].bytes >= bytes && cache[i].bytes <= 2 * bytes + 65536 && (best < 0 || cache[i].bytes < cache[best].bytes)) best = i;
-    void *p = NULL;
-    if (best >= 0) { p = cache[best].p; cache[best].p = NULL; }
-    pthread_mutex_unlock(&cache_mu);
-    if (p) return p;
-    p = lt_alloc(bytes + 64);
-    if (p) *(size_t *)p = bytes;
-    return p ? (char *)p + 64 : NULL;
-}
-
-static void scratch_put(void *q) {
-    if (!q) return;
-    void *p = (char *)q - 64;
-    size_t bytes = *(size_t *)p;
-    pthread_mutex_lock(&cache_mu);
-    int slot = -1;
-    for (int i = 0; i < CACHE_SLOTS && slot < 0; i++) if (!cache[i].p) slot = i;
-    if (slot < 0) {   /* full: evict the smallest if this one is larger */
-        slot = 0;
-        for (int i = 1; i < CACHE_SLOTS; i++) if (cache[i].bytes < cache[slot].bytes) slot = i;
-        if (cache[slot].bytes >= bytes) { pthread_mutex_unlock(&cache_mu); lt_free(p); return; }
-        lt_free((char *)cache[slot].p - 64);
-    }
-    cache[slot].p = q;
-    cache[slot].bytes = bytes;
-    pthread_mutex_unlock(&cache_mu);
-}
-
-/* Runs tasks [0, n): on the pool when there are enough of them, else in order on this thread (each GEMM inside
- * then uses the pool itself). The choice depends on the shape only, and neither changes any bit. */
-static void run(int64_t n, lt_task_fn fn, void *ctx) {
-    if (n >= MIN_PARALLEL_TILES) lt_parallel_for(n, fn, ctx);
-    else for (int64_t t = 0; t < n; t++) fn(ctx, t, 0);
-}
-
-static lt_status gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,
-                      float beta, float *c, int64_t ldc) {
-    lt_gemm_desc g = {ta, tb, m, n, k, 1.0f, beta, lda, ldb, ldc, 1, 0, 0, 0};
-    return lt_gemm(&g, a, b, c);
-}
-
-static void fail(job *j, lt_status s) { if (s != LT_OK && j->st == LT_OK) j->st = s; }
-
-static void fwd_task(void *p, int64_t t, int worker) {
-    job *j = p;
-    const lt_conv2d_desc *d = j->d;
-    int64_t n0, m, p0, len;
-    tile_of(j, t, &n0, &m, &p0, &len);
-    int64_t L = m * len;
-    float *col = j->col[worker], *tmp = j->tmp[worker];
-    for (int64_t i = 0; i < m; i++) fail(j, im2col(d, j->x, n0 + i, p0, len, col, L, i * len));
-    fail(j, gemm(0, 0, d->k, L, j->crs, j->w, j->crs, col, L, 0.0f, tmp, L));
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t k = 0; k < d->k; k++) {
-            const float *src = tmp + k * L + i * len;
-            float *dst = j->out + ((n0 + i) * d->k + k) * j->P + p0;
-            if (j->bias) {
-                float b = j->bias[k];
-                for (int64_t q = 0; q < len; q++) dst[q] = src[q] + b;
-            } else {
-                memcpy(dst, src, len * sizeof(float));
-            }
-        }
-}
-
-static void bwd_data_task(void *p, int64_t t, int worker) {
-    job *j = p;
-    const lt_conv2d_desc *d = j->d;
-    int64_t n0, m, p0, len;
-    tile_of(j, t, &n0, &m, &p0, &len);   /* whole images here */
-    int64_t L = m * len, P = j->P, hw = d->h * d->w;
-    float *col = j->col[worker], *tmp = j->tmp[worker];
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t k = 0; k < d->k; k++) memcpy(tmp + k * L + i * P, j->dy + ((n0 + i) * d->k + k) * P, P * sizeof(float));
-    fail(j, gemm(1, 0, j->crs, L, d->k, j->w, j->crs, tmp, L, 0.0f, col, L));
-    if (whole_input(d)) {
-        for (int64_t i = 0; i < m; i++) {
-            float *dn = j->out + (n0 + i) * hw * d->c;
-            for (int64_t e = 0; e < j->crs; e++) dn[e] = col[e * L + i] + (j->bias ? j->bias[e / hw] : 0.0f);
-        }
-        return;
-    }
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t c = 0; c < d->c; c++) {
-            float *dc = j->out + ((n0 + i) * d->c + c) * hw;
-            float b = j->bias ? j->bias[c] : 0.0f;
-            for (int64_t q = 0; q < hw; q++) dc[q] = b;
-            for (int64_t r = 0; r < d->r; r++)
-                for (int64_t s = 0; s < d->s; s++) {
-                    const float *src = col + ((c * d->r + r) * d->s + s) * L + i * P;
-                    int64_t ix0 = s - d->pad_w, sw = d->stride_w;
-                    /* valid output columns [lo, hi) of this tap, once per (c, r, s): no division in the row loop */
-                    int64_t lo = ix0 < 0 ? (-ix0 + sw - 1) / sw : 0, hi = d->w - 1 - ix0 >= 0 ? (d->w - 1 - ix0) / sw + 1 : 0;
-                    if (hi > d->ow) hi = d->ow;
-                    for (int64_t oy = 0; oy < d->oh; oy++) {
-                        int64_t iy = oy * d->stride_h - d->pad_h + r;
-                        if (iy < 0 || iy >= d->h) continue;
-                        const float *srow = src + oy * d->ow;
-                        float *dp = dc + iy * d->w + lo * sw + ix0;
-                        if (sw == 1) for (int64_t ox = lo; ox < hi; ox++) dp[ox - lo] += srow[ox];
-                        else for (int64_t ox = lo; ox < hi; ox++, dp += sw) *dp += srow[ox];
-                    }
-                }
-        }
-}
-
-/* group g: tiles [g T / G, (g + 1) T / G) accumulated in order into part[g] */
-static void bwd_weight_task(void *p, int64_t g, int worker) {
-    job *j = p;
-    const lt_conv2d_desc *d = j->d;
-    float *part = j->part + g * d->k * j->crs, *col = j->col[worker], *tmp = j->tmp[worker];
-    int64_t t0 = g * j->ntiles / j->ngroups, t1 = (g + 1) * j->ntiles / j->ngroups;
-    for (int64_t t = t0; t < t1; t++) {
-        int64_t n0, m, p0, len;
-        tile_of(j, t, &n0, &m, &p0, &len);
-        int64_t L = m * len;
-        for (int64_t i = 0; i < m; i++) {
-            fail(j, im2col(d, j->x, n0 + i, p0, len, col, L, i * len));
-            for (int64_t k = 0; k < d->k; k++) memcpy(tmp + k * L + i * len, j->dy + ((n0 + i) * d->k + k) * j->P + p0, len * sizeof(float));
-        }
-        fail(j, gemm(0, 1, d->k, j->crs, L, tmp, L, col, L, t == t0 ? 0.0f : 1.0f, part, j->crs));
-    }
-}
-
-/* with several groups, tasks beyond ngroups are empty: run() only needs enough of them to use the pool */
-static void bwd_weight_group_task(void *p, int64_t g, int worker) {
-    job *j = p;
-    if (g < j->ngroups) bwd_weight_task(p, g, worker);
-}
-
-/* dw[e] (+)= sum over groups of part[g][e], in g order; slices of 4096 elements per task */
-static void reduce_task(void *p, int64_t t, int worker) {
-    job *j = p;
-    int64_t total = j->d->k * j->crs, lo = t * 4096, hi = lo + 4096 < total ? lo + 4096 : total;
-    for (int64_t e = lo; e < hi; e++) {
-        float s = j->accumulate ? j->out[e] : 0.0f;
-        for (int64_t g = 0; g < j->ngroups; g++) s += j->part[g * total + e];
-        j->out[e] = s;
-    }
-}
-
-static void db_task(void *p, int64_t k, int worker) {
-    job *j = p;
-    const lt_conv2d_desc *d = j->d;
-    double acc = 0;
-    for (int64_t n = 0; n < d->n; n++) {
-        const float *row = j->dy + (n * d->k + k) * j->P;
-        for (int64_t q = 0; q < j->P; q++) acc += row[q];
-    }
-    j->db[k] = j->accumulate ? (float)(j->db[k] + acc) : (float)acc;
-}
-
-/* Tiling and per-worker scratch; whole = 1 forces tiles of whole images (bwd-data). */
-static lt_status setup(job *j, const lt_conv2d_desc *d, int whole, const char *fn) {
-    j->d = d;
-    j->crs = d->c * d->r * d->s;
-    j->P = d->oh * d->ow;
-    int64_t cols = TILE_FLOATS / j->crs;
-    if (cols < MIN_COLS) cols = MIN_COLS;
-    if (j->P <= cols || whole) {
-        j->imgs = j->P <= cols ? cols / j->P : 1;
-        if (j->imgs > d->n) j->imgs = d->n;
-        j->cols = j->imgs * j->P;
-        j->ntiles = (d->n + j->imgs - 1) / j->imgs;
-        j->tiles_per_img = 1;
-    } else {
-        j->imgs = 0;
-        int64_t per = (j->P + cols - 1) / cols;            /* blocks per image, then even widths rounded to 8 */
-        j->cols = ((j->P + per - 1) / per + 7) & ~(int64_t)7;
-        j->tiles_per_img = (j->P + j->cols - 1) / j->cols;
-        j->ntiles = d->n * j->tiles_per_img;
-    }
-    int width = j->ntiles >= MIN_PARALLEL_TILES ? lt_pool_width() : 1;
-    j->width = width;
-    j->col = lt_alloc((size_t)width * 2 * sizeof(float *));
-    if (!j->col) return lt_fail(LT_ERR_OUT_OF_MEMORY, "%s: scratch table", fn);
-    j->tmp = j->col + width;
-    memset(j->col, 0, (size_t)width * 2 * sizeof(float *));
-    for (int i = 0; i < width; i++) {
-        j->col[i] = scratch_get((size_t)(j->crs * j->cols) * sizeof(float));
-        j->tmp[i] = scratch_get((size_t)(d->k * j->cols) * sizeof(float));
-        if (!j->col[i] || !j->tmp[i]) return lt_fail(LT_ERR_OUT_OF_MEMORY, "%s: %d x %lld floats of scratch", fn, width, (long long)((j->crs + d->k) * j->cols));
-    }
-    j->st = LT_OK;
-    return LT_OK;
-}
-
-static void teardown(job *j) {
-    if (!j->col) return;
-    for (int i = 0; i < j->width; i++) { scratch_put(j->col[i]); scratch_put(j->tmp[i]); }
-    lt_free(j->col);
-    scratch_put(j->part);
-}
-
-lt_status conv_fwd_gemm(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
-    job j = {0};
-    lt_status s = setup(&j, d, 0, "lt_conv2d_fwd");
-    if (s == LT_OK) {
-        j.x = x; j.w = w; j.bias = bias; j.out = y;
-        run(j.ntiles, fwd_task, &j);
-        s = j.st;
-    }
-    teardown(&j);
-    return s;
-}
-
-lt_status conv_bwd_data_gemm(const lt_conv2d_desc *d, const float *dy, const float *w, const float *bias, float *dx) {
-    job j = {0};
-    lt_status s = setup(&j, d, 1, "lt_conv2d_bwd_data");
-    if (s == LT_OK) {
-        j.dy = dy; j.w = w; j.bias = bias; j.out = dx;
-        run(j.ntiles, bwd_data_task, &j);
-        s = j.st;
-    }
-    teardown(&j);
-    return s;
-}
-
-lt_status conv_bwd_weight_gemm(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw, float *db, int accumulate) {
-    job j = {0};
-    lt_status s = setup(&j, d, 0, "lt_conv2d_bwd_weight");
-    if (s == LT_OK) {
-        j.x = x; j.dy = dy; j.out = dw; j.db = db; j.accumulate = accumulate;
-        j.ngroups = j.ntiles < MIN_PARALLEL_TILES ? 1 : MAX_GROUPS;
-        j.part = scratch_get((size_t)(j.ngroups * d->k * j.crs) * sizeof(float));
-        if (!j.part) s = lt_fail(LT_ERR_OUT_OF_MEMORY, "lt_conv2d_bwd_weight: %lld partial sums", (long long)(j.ngroups * d->k * j.crs));
-        else {
-            run(j.ngroups == 1 ? 1 : j.ngroups * MIN_PARALLEL_TILES, j.ngroups == 1 ? bwd_weight_task : bwd_weight_group_task, &j);
-            s = j.st;
-            if (s == LT_OK) lt_parallel_for((d->k * j.crs + 4095) / 4096, reduce_task, &j);
-            if (s == LT_OK && db) lt_parallel_for(d->k, db_task, &j);
-        }
-    }
-    teardown(&j);
-    return s;
 }
