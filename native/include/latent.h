@@ -180,7 +180,8 @@ LT_API lt_status lt_reparam_bwd(int64_t n, const float *mu, const float *logvar,
  * are the tuned range; any R, S >= 1 with R <= H + 2 pad_h is valid. Zero padding.
  * A transposed convolution (PyTorch ConvTranspose2d, weight (Cin, Cout, R, S)) is this conv read backwards:
  * its forward is lt_conv2d_bwd_data with the conv's K = Cin, C = Cout; its backward-data is lt_conv2d_fwd; its
- * weight gradient is lt_conv2d_bwd_weight with x and dy swapped. */
+ * weight gradient is lt_conv2d_bwd_weight with x and dy swapped. Outputs must not overlap inputs (refused:
+ * in-place convolution would race on the pool). */
 typedef struct lt_conv2d_desc {
     int64_t n, c, h, w;  /* input */
     int64_t k, r, s;     /* output channels, kernel height and width */
