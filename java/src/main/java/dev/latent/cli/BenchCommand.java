@@ -18,7 +18,7 @@ import java.util.Map;
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "Benchmark a workload against this machine's measured ceilings and any peer on the classpath.")
 final class BenchCommand implements Runnable {
-    @Parameters(index = "0", description = "workload: gemm | attention | gpt | reparam | conv | dcgan | vae | peak")
+    @Parameters(index = "0", description = "workload: gemm | attention | gpt | reparam | conv | dcgan | vae | realnvp | peak")
     String workload;
 
     @Option(names = "--json", description = "print one JSON object per result on stdout (progress goes to stderr)")
@@ -77,8 +77,13 @@ final class BenchCommand implements Runnable {
                 for (int t : threads) all.addAll(dev.latent.bench.VaeWorkload.run(t, Math.max(5, reps), !noPeer, log()));
                 yield all;
             }
+            case "realnvp" -> {
+                List<Map<String, Object>> all = new java.util.ArrayList<>();
+                for (int t : threads) all.addAll(dev.latent.bench.RealNvpWorkload.run(t, Math.max(5, reps), !noPeer, log()));
+                yield all;
+            }
             case "peak" -> peak();
-            default -> throw new IllegalArgumentException("unknown workload '" + workload + "' (gemm | attention | gpt | reparam | conv | dcgan | vae | peak)");
+            default -> throw new IllegalArgumentException("unknown workload '" + workload + "' (gemm | attention | gpt | reparam | conv | dcgan | vae | realnvp | peak)");
         };
         if (json) results.forEach(r -> System.out.println(Json.object(r)));
     }
