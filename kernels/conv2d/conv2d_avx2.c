@@ -170,6 +170,47 @@ static inline __attribute__((always_inline)) void ukr_pv_t(const int nu, int64_t
     }
 }
 
+/* ukr_pv_t for two output channels at once (w and w + 1): nu <= 3 runs x 2 channels x 2 vectors = 12 accumulators;
+ * each input vector loaded once feeds both channels (the one-channel tile is load-bound: 2 loads per 2 FMAs).
+ * Every accumulator performs the same FMAs in the same order as in ukr_pv_t, so the bits are the same. tile2 holds
+ * channel 0's tile then channel 1's (MR * NR floats each). */
+static inline __attribute__((always_inline)) void ukr_pv2_t(const int nu, int64_t kc, const float *const *runs,
+                                                            const int64_t *tab, const float *w, float *tile2) {
+    __m256 acc[3][2][2];
+    const float *rp[3];
+#pragma GCC unroll 3
+    for (int u = 0; u < 3; u++) rp[u] = runs[u < nu ? u : 0];
+#pragma GCC unroll 3
+    for (int u = 0; u < nu; u++) acc[u][0][0] = acc[u][0][1] = acc[u][1][0] = acc[u][1][1] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; p++) {
+        const int64_t o = tab[p];
+        const __m256 a0 = _mm256_broadcast_ss(w + p * NR), a1 = _mm256_broadcast_ss(w + p * NR + 1);
+#pragma GCC unroll 3
+        for (int u = 0; u < nu; u++) {
+            const __m256 v0 = _mm256_loadu_ps(rp[u] + o), v1 = _mm256_loadu_ps(rp[u] + o + 8);
+            acc[u][0][0] = _mm256_fmadd_ps(a0, v0, acc[u][0][0]);
+            acc[u][0][1] = _mm256_fmadd_ps(a0, v1, acc[u][0][1]);
+            acc[u][1][0] = _mm256_fmadd_ps(a1, v0, acc[u][1][0]);
+            acc[u][1][1] = _mm256_fmadd_ps(a1, v1, acc[u][1][1]);
+        }
+    }
+#pragma GCC unroll 3
+    for (int u = 0; u < nu; u++)
+        for (int c = 0; c < 2; c++) {
+            _mm256_storeu_ps(tile2 + c * MR * NR + u * NR, acc[u][c][0]);
+            _mm256_storeu_ps(tile2 + c * MR * NR + u * NR + 8, acc[u][c][1]);
+        }
+}
+
+static void ukr_pv2(int nu, int64_t kc, const float *const *runs, const int64_t *tab, const float *w, float *tile2) {
+    switch (nu) {
+    case 3: ukr_pv2_t(3, kc, runs, tab, w, tile2); break;
+    case 2: ukr_pv2_t(2, kc, runs, tab, w, tile2); break;
+    default: ukr_pv2_t(1, kc, runs, tab, w, tile2); break;
+    }
+}
+
 static void ukr_pv(int nu, int64_t kc, const float *const *runs, const int64_t *tab, const float *w, float *tile) {
     switch (nu) {
     case 6: ukr_pv_t(6, kc, runs, tab, w, tile); break;
@@ -397,31 +438,40 @@ static void job_block(const cctx *x, const cjob *jb, int64_t n0, int64_t n1, int
      * waste most of its lanes (4 GFLOP/s for DCGAN's last layer), so full runs of 16 pixels along a row go through
      * ukr_pv, one channel at a time, when the input is read at unit stride; the row tails take the general path.
      * Which path an element takes depends on the shape alone. */
-    const int64_t pvr = jb->cout < PV_COUT && jb->isw == 1 ? jb->nj / 16 : 0; /* full runs per row */
+    /* Rows of at least 16 pixels are covered by cdiv(nj, 16) runs, the last one starting at nj - 16 (overlapping its
+     * neighbour: those pixels are computed twice, by the same FMAs, and stored twice with the same value), so no
+     * pixel of such a row falls to the 16-channel tile (28-pixel rows: 12 of 28 did, at 1/16 of its lanes). With
+     * two or more output channels, channel pairs go through ukr_pv2 (3 runs x 2 channels). */
+    const int64_t pvr = jb->cout < PV_COUT && jb->isw == 1 && jb->nj >= 16 ? cdiv(jb->nj, 16) : 0; /* runs per row */
     if (pvr) {
-        float tile[MR * NR];
+        float tile[2 * MR * NR];
         const float *runs[MR];
         int64_t opos[MR];
         int nu = 0;
         const int64_t nrun = (n1 - n0) * (i1 - i0) * pvr;
+        const int pair = jb->cout >= 2, numax = pair ? 3 : MR;
         for (int64_t r = 0; r < nrun; r++) {
-            const int64_t n = n0 + r / ((i1 - i0) * pvr), i = r / pvr % (i1 - i0), j = r % pvr * 16;
+            const int64_t n = n0 + r / ((i1 - i0) * pvr), i = r / pvr % (i1 - i0), j = min64(r % pvr * 16, jb->nj - 16);
             runs[nu] = xin + (n - n0) * x->xsz + i * jb->ish * x->wb + j;
             opos[nu++] = (n - n0) * jb->cout * plane + (jb->oa + jb->osh * (i0 + i)) * jb->wout + jb->ob + jb->osw * j;
-            if (nu < MR && r + 1 < nrun) continue;
-            for (int64_t co = 0; co < jb->cout; co++) {
-                ukr_pv(nu, jb->kc, runs, jb->tab, jb->bp + co, tile);
-                const float bv = jb->bias ? jb->bias[co] : 0.0f;
-                for (int u = 0; u < nu; u++) {
-                    float *o = out + co * plane + opos[u];
-                    for (int k = 0; k < 16; k++) o[k * jb->osw] = jb->bias ? tile[u * NR + k] + bv : tile[u * NR + k];
+            if (nu < numax && r + 1 < nrun) continue;
+            for (int64_t co = 0; co < jb->cout;) {
+                const int two = co + 1 < jb->cout;
+                if (two) ukr_pv2(nu, jb->kc, runs, jb->tab, jb->bp + co, tile);
+                else ukr_pv(nu, jb->kc, runs, jb->tab, jb->bp + co, tile);
+                for (int c = 0; c <= two; c++, co++) {
+                    const float bv = jb->bias ? jb->bias[co] : 0.0f, *tc = tile + c * MR * NR;
+                    for (int u = 0; u < nu; u++) {
+                        float *o = out + co * plane + opos[u];
+                        for (int k = 0; k < 16; k++) o[k * jb->osw] = jb->bias ? tc[u * NR + k] + bv : tc[u * NR + k];
+                    }
                 }
             }
             nu = 0;
             pf_some(pq, 16);
         }
     }
-    const int64_t jlo = pvr * 16; /* columns [jlo, nj) of each row for the general path */
+    const int64_t jlo = pvr ? jb->nj : 0; /* columns [jlo, nj) of each row for the general path */
     const int64_t npi = (i1 - i0) * (jb->nj - jlo), np = (n1 - n0) * npi, nsl = cdiv(jb->cout, NR);
     if (np == 0) return;
     float *cbuf = buf + rup(x->xsz * jb->gmax, 16);          /* (rup(np, MR) + 8, NR): one sliver's output tiles */
@@ -640,7 +690,71 @@ typedef struct {
     float *dbpart;   /* (nch, kp) */
     slots sl;        /* per worker: [maxseg * slotsz padded x | kp * steppix dy^T | steppix int64 tab] */
     int64_t steppix;
+    int small;       /* few output channels: ukw instead of the 16-channel tile */
 } wctx;
+
+/* bwd_weight for few output channels (K < 8, unit stride along rows): the 16-channel tile would pad K to 16 lanes
+ * (a coupling net's 64 -> 2 conv ran at 10% of peak), so the pixels go across the vector instead. For mr reduction
+ * indices (c, r, s) (row pointers xr into the padded copy) and nk <= 2 channels: acc[m][k] += x(m, pixel run) *
+ * dy(k, pixel run), 8 pixels of one output row per vector (the row tail masked, x and dy alike), over every row
+ * of a step; then each accumulator is summed across its lanes (fixed order) into part. 2 dy + mr x loads per
+ * 2 mr FMAs. The order of every sum depends on the shape alone. */
+static inline __attribute__((always_inline)) void ukw_t(const int mr, const int nk, const float *const *xr,
+                                                        int64_t nrow, const int64_t *xoff, const float *const *dyr,
+                                                        int64_t kstride, int64_t ow, float *part, int64_t kp,
+                                                        int first) {
+    __m256 acc[MR][2];
+#pragma GCC unroll 6
+    for (int m = 0; m < mr; m++) acc[m][0] = acc[m][1] = _mm256_setzero_ps();
+    static const int32_t lanes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    const __m256i tail = _mm256_loadu_si256((const __m256i *)(lanes + 8 - (ow & 7)));
+    for (int64_t row = 0; row < nrow; row++) {
+        const float *d0 = dyr[row], *d1 = d0 + kstride;
+        const int64_t xo = xoff[row];
+        int64_t j = 0;
+        for (; j + 8 <= ow; j += 8) {
+            const __m256 dv0 = _mm256_loadu_ps(d0 + j), dv1 = nk > 1 ? _mm256_loadu_ps(d1 + j) : dv0;
+#pragma GCC unroll 6
+            for (int m = 0; m < mr; m++) {
+                const __m256 xv = _mm256_loadu_ps(xr[m] + xo + j);
+                acc[m][0] = _mm256_fmadd_ps(xv, dv0, acc[m][0]);
+                if (nk > 1) acc[m][1] = _mm256_fmadd_ps(xv, dv1, acc[m][1]);
+            }
+        }
+        if (j < ow) {
+            const __m256 dv0 = _mm256_maskload_ps(d0 + j, tail), dv1 = nk > 1 ? _mm256_maskload_ps(d1 + j, tail) : dv0;
+#pragma GCC unroll 6
+            for (int m = 0; m < mr; m++) {
+                const __m256 xv = _mm256_maskload_ps(xr[m] + xo + j, tail);
+                acc[m][0] = _mm256_fmadd_ps(xv, dv0, acc[m][0]);
+                if (nk > 1) acc[m][1] = _mm256_fmadd_ps(xv, dv1, acc[m][1]);
+            }
+        }
+    }
+#pragma GCC unroll 6
+    for (int m = 0; m < mr; m++)
+        for (int k = 0; k < nk; k++) {
+            const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[m][k]), _mm256_extractf128_ps(acc[m][k], 1));
+            const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            const float v = _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+            float *o = part + m * kp + k;
+            *o = first ? v : *o + v;
+        }
+}
+
+static void ukw(int mr, int nk, const float *const *xr, int64_t nrow, const int64_t *xoff, const float *const *dyr,
+                int64_t kstride, int64_t ow, float *part, int64_t kp, int first) {
+#define UKW(M)                                                                                    \
+    case M:                                                                                       \
+        if (nk > 1) ukw_t(M, 2, xr, nrow, xoff, dyr, kstride, ow, part, kp, first);               \
+        else ukw_t(M, 1, xr, nrow, xoff, dyr, kstride, ow, part, kp, first);                      \
+        break;
+    switch (mr) {
+    UKW(6) UKW(5) UKW(4) UKW(3) UKW(2)
+    default: UKW(1)
+    }
+#undef UKW
+}
 
 static void wchunk_task(void *p, int64_t ch, int worker) {
     wctx *x = p;
@@ -653,11 +767,13 @@ static void wchunk_task(void *p, int64_t ch, int worker) {
     float *part = x->part + ch * x->crs * x->kp;
     float *dbp = x->dbpart + ch * x->kp;
     const int64_t g_lo = x->rows * ch / x->nch, g_hi = x->rows * (ch + 1) / x->nch;
+    int64_t xoff[512];     /* small K: per output row of a step, its offset in xb ... */
+    const float *dyr[512]; /* ... and its dy row (channel 0) */
     for (int64_t g0 = g_lo; g0 < g_hi; g0 += x->step_rows) {
         const int64_t g1 = min64(g_hi, g0 + x->step_rows), np = (g1 - g0) * OW;
         const int first = g0 == g_lo;
         /* segments: runs of rows of one image, each copied padded into its slot */
-        int64_t pix = 0;
+        int64_t pix = 0, nrow = 0;
         for (int64_t g = g0, seg = 0; g < g1; seg++) {
             const int64_t n = g / OH, i0 = g % OH, i1 = min64(OH, i0 + (g1 - g));
             copy_padded(x->x + n * C * d->h * d->w, C, d->h, d->w, i0 * sh - d->pad_h, (i1 - 1 - i0) * sh + d->r,
@@ -667,6 +783,15 @@ static void wchunk_task(void *p, int64_t ch, int worker) {
             /* dy^T: dyt[s][p][jj] = dy[n][s*16 + jj][pixel p] */
             const float *dyn = x->dy + n * K * OH * OW + i0 * OW; // (K, OH*OW) from row i0
             const int64_t cnt = (i1 - i0) * OW;
+            if (x->small) { /* ukw reads dy in place, row by row */
+                for (int64_t i = i0; i < i1; i++, nrow++) {
+                    xoff[nrow] = seg * x->slotsz + (i - i0) * sh * x->wb;
+                    dyr[nrow] = dyn + (i - i0) * OW;
+                }
+                pix += cnt;
+                g += i1 - i0;
+                continue;
+            }
             for (int64_t k0 = 0; k0 < x->kp; k0 += 8) {
                 float *o = dyt + (k0 / NR * np + pix) * NR + k0 % NR; /* 8 channels k0.., pixel q at o[q * NR] */
                 int64_t q = 0;
@@ -682,6 +807,31 @@ static void wchunk_task(void *p, int64_t ch, int worker) {
             }
             pix += cnt;
             g += i1 - i0;
+        }
+        if (x->small) {
+            if (x->db)
+                for (int64_t k = 0; k < K; k++) {
+                    float sum = 0.0f;
+                    for (int64_t r = 0; r < nrow; r++)
+                        for (int64_t j = 0; j < OW; j++) sum += dyr[r][k * OH * OW + j];
+                    dbp[k] = first ? sum : dbp[k] + sum;
+                }
+            for (int64_t m0 = 0; m0 < x->crs; m0 += MR) {
+                const int mr = (int)min64(MR, x->crs - m0);
+                const float *xr[MR];
+                for (int m = 0; m < mr; m++) xr[m] = xb + x->rowoff[m0 + m];
+                for (int64_t k0 = 0; k0 < K; k0 += 2) {
+                    const float *dk[512];
+                    const float *const *dyk = dyr;
+                    if (k0) { /* the same rows, channel k0 */
+                        for (int64_t r = 0; r < nrow; r++) dk[r] = dyr[r] + k0 * OH * OW;
+                        dyk = dk;
+                    }
+                    ukw(mr, (int)min64(2, K - k0), xr, nrow, xoff, dyk, OH * OW, OW, part + m0 * x->kp + k0, x->kp,
+                        first);
+                }
+            }
+            continue;
         }
         if (x->db)
             for (int64_t k = 0; k < K; k++) {
@@ -755,7 +905,8 @@ lt_status conv2d_bwd_weight_avx2(const lt_conv2d_desc *d, const float *x, const 
     c.nch = NCHUNK;
     while (c.nch > 1 && d->n * d->oh * d->ow / c.nch < 768) c.nch /= 2;
     c.nch = min64(c.nch, c.rows);
-    c.step_rows = max64(1, STEP_PIX / d->ow);
+    c.step_rows = max64(1, STEP_PIX / d->ow); /* <= 512 rows (the small-K row tables in wchunk_task) */
+    c.small = d->k < PV_COUT && d->stride_w == 1 && d->ow >= 8;
     c.seg_rows = min64(c.step_rows, d->oh);
     c.maxseg = min64(d->n, min64(c.step_rows, c.step_rows / d->oh + 2));
     c.steppix = c.step_rows * d->ow;

@@ -244,6 +244,9 @@ static void test_shapes(void) {
         /* few output channels (the pixel-vector tile): conv^T into 1 and 3 channels, a 3-channel fwd */
         make(2, 1, 32, 32, 8, 4, 4, 2, 2, 1, 1),   make(2, 3, 34, 37, 8, 4, 4, 2, 2, 1, 1),
         make(2, 5, 20, 40, 3, 3, 3, 1, 1, 1, 1),   make(1, 2, 9, 50, 7, 2, 5, 1, 1, 0, 2),
+        /* a coupling net's ends (RealNVP, 28-pixel rows: overlapping 16-pixel runs, small-K bwd_weight with a row tail) */
+        make(3, 6, 28, 28, 2, 3, 3, 1, 1, 1, 1),   make(2, 1, 28, 28, 5, 3, 3, 1, 1, 1, 1),
+        make(2, 7, 11, 19, 1, 3, 3, 1, 1, 1, 1),
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) check_shape(&fixed[i], &rng);
     for (int i = 0; i < 150; i++) {
@@ -257,7 +260,8 @@ static void test_threads(void) {
     uint64_t rng = 4242;
     lt_conv2d_desc shapes[] = {make(4, 16, 16, 16, 24, 3, 3, 1, 1, 1, 1), make(6, 12, 14, 14, 20, 4, 4, 2, 2, 1, 1),
                                make(1, 9, 23, 17, 18, 5, 3, 1, 2, 2, 1), make(3, 33, 7, 7, 16, 4, 4, 2, 2, 1, 1),
-                               make(2, 16, 20, 18, 8, 4, 4, 2, 2, 1, 1), make(3, 3, 34, 37, 2, 4, 4, 2, 2, 1, 1)};
+                               make(2, 16, 20, 18, 8, 4, 4, 2, 2, 1, 1), make(3, 3, 34, 37, 2, 4, 4, 2, 2, 1, 1),
+                               make(3, 6, 28, 21, 3, 3, 3, 1, 1, 1, 1)};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const lt_conv2d_desc *d = &shapes[si];
         int64_t nx = nx_of(d), nw = nw_of(d), ny = ny_of(d);
@@ -423,14 +427,20 @@ static void bench(int reps) {
         {"W3a 3x3 s1 p1 N32 64->64 32x32", make(32, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1), {0, 1, 2}},
         {"W3b 4x4 s2 p1 N64 64->128 14->7", make(64, 64, 14, 14, 128, 4, 4, 2, 2, 1, 1), {0, 1, 2}},
         {"W3c convT 4x4 s2 p1 N64 128->64 7->14", make(64, 64, 14, 14, 128, 4, 4, 2, 2, 1, 1), {1, 0, 2}},
+        /* E4 (RealNVP 1x28x28, batch 64): the three convs of a coupling net */
+        {"E4 3x3 s1 p1 N64 1->64 28x28", make(64, 1, 28, 28, 64, 3, 3, 1, 1, 1, 1), {0, 1, 2}},
+        {"E4 3x3 s1 p1 N64 64->64 28x28", make(64, 64, 28, 28, 64, 3, 3, 1, 1, 1, 1), {0, 1, 2}},
+        {"E4 3x3 s1 p1 N64 64->2 28x28", make(64, 64, 28, 28, 2, 3, 3, 1, 1, 1, 1), {0, 1, 2}},
     };
     static const char *pname[3] = {"fwd", "bwd_data", "bwd_weight"}, *ours[3] = {"lt_conv2d_fwd", "lt_conv2d_bwd_data", "lt_conv2d_bwd_weight"};
+    const char *only = getenv("CONV_BENCH_ONLY"); /* e.g. "E4": only the shapes whose name starts so */
     for (int th = 1; th <= 2; th++) {
         lt_set_num_threads(th);
         double peak = 0;
         for (int r = 0; r < 3; r++) { double g; if (lt_peak_fma(th, 30000000, &g) == LT_OK && g > peak) peak = g; }
         printf("threads %d, FMA peak %.1f GFLOP/s\n", th, peak);
         for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+            if (only && strncmp(w[i].name, only, strlen(only))) continue;
             const lt_conv2d_desc *d = &w[i].d;
             int64_t nx = nx_of(d), nw = nw_of(d), ny = ny_of(d);
             float *x = fmalloc(nx), *wt = fmalloc(nw), *dy = fmalloc(ny), *o = fmalloc(nx > ny ? (nx > nw ? nx : nw) : (ny > nw ? ny : nw));
