@@ -296,6 +296,25 @@ public final class F {
         });
     }
 
+    /**
+     * Channels [from, from + len) of {@code x} (N, C, ...): a strided view; the backward writes the gradient into
+     * those channels of a zero tensor (differentiable: it is linear in the gradient). Glow's multi-scale split.
+     */
+    public static Var narrowChannels(Var x, long from, long len) {
+        Tensor xv = x.value;
+        if (xv.rank() < 2 || from < 0 || len < 0 || from + len > xv.size(1))
+            throw new IllegalArgumentException("narrowChannels: [" + from + ", " + (from + len) + ") of " + xv);
+        return rec(xv.slice(1, from, from + len), "narrowChannels", of(x), gr -> of(padChannels(gr, xv.shape(), from)));
+    }
+
+    /** {@code v} placed at channels [from, from + C_v) of a zero tensor of {@code shape}: the adjoint of narrowChannels. */
+    static Var padChannels(Var v, long[] shape, long from) {
+        Tensor d = g().zeros(shape);
+        long len = v.value.size(1);
+        Kernels.copy(v.value, d.slice(1, from, from + len));
+        return rec(d, "padChannels", of(v), gr -> of(narrowChannels(gr, from, len)));
+    }
+
     /** The scalar value of a one-element Var. */
     public static float item(Var v) {
         if (v.value.numel() != 1) throw new IllegalArgumentException("item: not a scalar: " + v.value);

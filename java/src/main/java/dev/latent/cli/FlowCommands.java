@@ -12,7 +12,7 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
-/** The flow family's commands: train realnvp, sample realnvp, eval realnvp. */
+/** The flow family's commands: train / sample / eval realnvp and glow, train flow-toy. (A checkpoint says which model it holds.) */
 final class FlowCommands {
     private FlowCommands() {}
 
@@ -52,8 +52,51 @@ final class FlowCommands {
         }
     }
 
+    @Command(name = "glow", mixinStandardHelpOptions = true,
+            description = "Train Glow (L levels of squeeze, K steps of ActNorm + 1x1 conv + channel coupling, split) on images whose sides are multiples of 2^L; exact bits/dim on the test split at the end.")
+    static final class TrainGlow implements Callable<Integer> {
+        @Option(names = "--data", description = "fashion-mnist, a folder of IDX files, or an IDX file (default: ${DEFAULT-VALUE})") String data = "fashion-mnist";
+        @Option(names = "--out", required = true) Path out;
+        @Option(names = "--levels", description = "L (default: ${DEFAULT-VALUE})") int levels = 2;
+        @Option(names = {"--depth", "--steps-per-level"}, description = "K steps of flow per level (default: ${DEFAULT-VALUE})") int depth = 8;
+        @Option(names = "--hidden") int hidden = 128;
+        @Option(names = "--epochs") int epochs = 1;
+        @Option(names = "--batch") int batch = 64;
+        @Option(names = "--lr") float lr = 1e-3f;
+        @Option(names = "--max-steps", description = "stop after N steps (0: all epochs)") int maxSteps = 0;
+        @Option(names = "--seed") long seed = 1;
+        @Option(names = "--limit", description = "use only the first N training images") int limit = 0;
+        @Option(names = "--test-limit", description = "evaluate on the first N test images (0: all)") int testLimit = 0;
+        @Option(names = "--threads") Integer threads;
+        @Option(names = "--quiet") boolean quiet;
+
+        @Override
+        public Integer call() throws Exception {
+            GanCommands.threads(threads);
+            if (levels < 1 || depth < 1 || hidden < 1 || epochs < 1 || batch < 1 || maxSteps < 0 || limit < 0 || testLimit < 0)
+                throw new IllegalArgumentException("--levels, --depth, --hidden, --epochs, --batch >= 1; --max-steps, --limit, --test-limit >= 0");
+            ImageData probe = ImageData.load(data, "test");
+            try (Scope scope = Scope.shared()) {
+                FlowTrainer t = new FlowTrainer(new FlowTrainer.Config(data, out, "glow", 0, levels, depth, hidden, epochs, batch, lr, maxSteps, seed,
+                        limit, testLimit, quiet), scope, probe.h, probe.w);
+                FlowTrainer.Result r = t.run();
+                Map<String, Object> m = new LinkedHashMap<>();
+                m.put("model", "glow"); m.put("steps", r.steps()); m.put("train_bpd", r.trainBpd()); m.put("test_bpd", r.testBpd());
+                m.put("invertibility_error", r.invertibilityError()); m.put("images_per_s", r.imagesPerSecond()); m.put("out", out.toString());
+                System.out.println(Json.object(m));
+            }
+            return 0;
+        }
+    }
+
+    @Command(name = "glow", mixinStandardHelpOptions = true, description = "Sample a trained Glow into a PNG grid (every level's z ~ N(0, T^2 I)).")
+    static final class SampleGlow extends Sample {}
+
+    @Command(name = "glow", mixinStandardHelpOptions = true, description = "Test bits/dim (exact, change of variables) and invertibility error of a trained Glow.")
+    static final class EvalGlow extends Eval {}
+
     @Command(name = "realnvp", mixinStandardHelpOptions = true, description = "Sample a trained RealNVP into a PNG grid (z ~ N(0, T^2 I)).")
-    static final class Sample implements Callable<Integer> {
+    static class Sample implements Callable<Integer> {
         @Option(names = "--checkpoint", required = true) Path checkpoint;
         @Option(names = "--out", required = true) Path out;
         @Option(names = "--n") int n = 64;
@@ -74,7 +117,7 @@ final class FlowCommands {
     }
 
     @Command(name = "realnvp", mixinStandardHelpOptions = true, description = "Test bits/dim (exact, change of variables) and invertibility error of a trained RealNVP.")
-    static final class Eval implements Callable<Integer> {
+    static class Eval implements Callable<Integer> {
         @Option(names = "--checkpoint", required = true) Path checkpoint;
         @Option(names = "--data", description = "dataset holding the test split (default: the one trained on)") String data;
         @Option(names = "--threads") Integer threads;

@@ -30,24 +30,43 @@ import java.util.Map;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 /**
- * Trains and evaluates {@link RealNvp} as ../shared/reference/realnvp_fmnist.py: batch 64, Adam 1e-3, epochs over
+ * Trains and evaluates an {@link ImageFlow} ({@link RealNvp}, {@link Glow}); RealNVP as ../shared/reference/realnvp_fmnist.py: batch 64, Adam 1e-3, epochs over
  * per-epoch Philox shuffles (last partial batch kept), dequantization noise keyed by (seed, step); test bits/dim on
  * the test split with one noise sample per image (seed 1234). Writes metrics.jsonl, a sample grid per epoch,
  * loss.png and checkpoint.safetensors.
  */
 public final class FlowTrainer {
     public static final String CHECKPOINT = "checkpoint.safetensors";
-    static final String FORMAT = "latent-realnvp-1";
+    static final String FORMAT = "latent-realnvp-1", GLOW_FORMAT = "latent-glow-1";
 
-    public record Config(String data, Path out, int couplings, int hidden, int epochs, int batch, float lr, int maxSteps, long seed,
-                         int trainLimit, int testLimit, boolean quiet) {
+    /**
+     * arch "realnvp" (couplings, hidden) or "glow" (levels L, depth K steps per level, hidden); the rest is the
+     * training loop's.
+     */
+    public record Config(String data, Path out, String arch, int couplings, int levels, int depth, int hidden, int epochs, int batch,
+                         float lr, int maxSteps, long seed, int trainLimit, int testLimit, boolean quiet) {
+        public Config {
+            if (!arch.equals("realnvp") && !arch.equals("glow")) throw new IllegalArgumentException("flow arch must be realnvp or glow, got " + arch);
+        }
+
+        /** RealNVP with the given sizes (the form the reference script's flags take). */
+        public Config(String data, Path out, int couplings, int hidden, int epochs, int batch, float lr, int maxSteps, long seed,
+                      int trainLimit, int testLimit, boolean quiet) {
+            this(data, out, "realnvp", couplings, 0, 0, hidden, epochs, batch, lr, maxSteps, seed, trainLimit, testLimit, quiet);
+        }
+
         public static Config reference(String data, Path out) {
             return new Config(data, out, 6, 64, 1, 64, 1e-3f, 0, 1, 0, 0, false);
+        }
+
+        /** Glow defaults for 28 x 28: L = 2 levels, K = 8 steps, 128-channel coupling nets. */
+        public static Config glow(String data, Path out) {
+            return new Config(data, out, "glow", 0, 2, 8, 128, 1, 64, 1e-3f, 0, 1, 0, 0, false);
         }
     }
 
     public final Config cfg;
-    public final RealNvp model;
+    public final ImageFlow model;
     private final AdamW opt;
     private long step;
 
@@ -55,7 +74,8 @@ public final class FlowTrainer {
 
     public FlowTrainer(Config cfg, Scope scope, int h, int w) {
         this.cfg = cfg;
-        model = new RealNvp(scope, h, w, cfg.couplings, cfg.hidden, 0.05, cfg.seed);
+        model = cfg.arch.equals("glow") ? new Glow(scope, h, w, cfg.levels, cfg.depth, cfg.hidden, 0.05, cfg.seed)
+                : new RealNvp(scope, h, w, cfg.couplings, cfg.hidden, 0.05, cfg.seed);
         opt = new AdamW(scope, model.namedParameters(), 0.9f, 0.999f, 1e-8f, 0f);
     }
 
@@ -64,8 +84,7 @@ public final class FlowTrainer {
         step++;
         try (Graph g = Graph.open()) {
             Tensor[] pre = model.preprocess(g.scope(), data.pixels, idx, from, m, cfg.seed, NOISE + step);
-            Var[] zl = model.forward(Var.constant(pre[0]));
-            Var bpd = model.bitsPerDim(zl[0], zl[1], pre[1]);
+            Var bpd = model.bitsPerDim(Var.constant(pre[0]), pre[1]);
             g.backward(bpd);
             opt.update(cfg.lr, 0);
             return F.item(bpd);
@@ -80,8 +99,7 @@ public final class FlowTrainer {
             int m = Math.min(500, n - from);
             try (Graph g = Graph.inference()) {
                 Tensor[] pre = model.preprocess(g.scope(), test.pixels, null, from, m, 1234, TEST + from);
-                Var[] zl = model.forward(Var.constant(pre[0]));
-                tot += F.item(model.bitsPerDim(zl[0], zl[1], pre[1])) * m;
+                tot += F.item(model.bitsPerDim(Var.constant(pre[0]), pre[1])) * m;
             }
         }
         return tot / n;
@@ -91,7 +109,7 @@ public final class FlowTrainer {
     public double invertibilityError(ImageData test, int m) {
         try (Graph g = Graph.inference()) {
             Tensor[] pre = model.preprocess(g.scope(), test.pixels, null, 0, Math.min(m, test.n), 1234, TEST);
-            Tensor z = model.forward(Var.constant(pre[0]))[0].value(), back = model.inverse(z);
+            Tensor back = model.roundTrip(pre[0]);
             float[] a = pre[0].toArray(), b = back.toArray();
             double e = 0;
             for (int i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i] - b[i]));
@@ -102,10 +120,9 @@ public final class FlowTrainer {
     /** n samples z ~ N(0, T^2 I) pushed through the inverse, as pixel intensities in [0, 1] (n, 1, h, w). */
     public void writeSamples(Path file, int n, double temperature, long seed) throws IOException {
         try (Graph g = Graph.inference()) {
-            Tensor z = Init.normal(g.scope(), seed, 5, temperature, n, 1, model.h, model.w);
-            Tensor y = model.inverse(z);
+            Tensor y = model.sampleLogits(n, temperature, seed);
             MemorySegment s = y.segment();
-            double a = model.alpha;
+            double a = model.alpha();
             for (long i = 0; i < y.numel(); i++) {
                 double sig = 1 / (1 + Math.exp(-s.getAtIndex(JAVA_FLOAT, i)));
                 s.setAtIndex(JAVA_FLOAT, i, (float) Math.max(0, Math.min(1, (sig - a) / (1 - 2 * a))));
@@ -120,7 +137,8 @@ public final class FlowTrainer {
     public Result run() throws IOException {
         ImageData train = ImageData.load(cfg.data, "train"), test = ImageData.load(cfg.data, "test");
         if (cfg.trainLimit > 0) train = train.head(cfg.trainLimit);
-        if (train.h != model.h || train.w != model.w) throw new IOException(train.source + ": " + train.h + "x" + train.w + " images, model is " + model.h + "x" + model.w);
+        if (train.h != model.height() || train.w != model.width())
+            throw new IOException(train.source + ": " + train.h + "x" + train.w + " images, model is " + model.height() + "x" + model.width());
         Files.createDirectories(cfg.out);
         int perEpoch = (train.n + cfg.batch - 1) / cfg.batch;
         long total = cfg.maxSteps > 0 ? Math.min(cfg.maxSteps, (long) perEpoch * cfg.epochs) : (long) perEpoch * cfg.epochs;
@@ -164,7 +182,7 @@ public final class FlowTrainer {
             writeSamples(cfg.out.resolve("samples.png"), 64, 0.7, 1234);
             save(cfg.out.resolve(CHECKPOINT));
             if (!curve.isEmpty())
-                Plot.lines(cfg.out.resolve("loss.png"), "RealNVP training bits/dim", "step", "bits/dim",
+                Plot.lines(cfg.out.resolve("loss.png"), (model instanceof Glow ? "Glow" : "RealNVP") + " training bits/dim", "step", "bits/dim",
                         List.of(new Plot.Series("bpd", curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray(), Color.BLUE)));
             return new Result(tot, te, images / secs, step, inv);
         }
@@ -174,10 +192,12 @@ public final class FlowTrainer {
         Map<String, Tensor> t = new LinkedHashMap<>();
         model.namedParameters().forEach((k, v) -> t.put(k, v.value()));
         Map<String, String> meta = new LinkedHashMap<>();
-        meta.put("format", FORMAT);
+        meta.put("format", model instanceof Glow ? GLOW_FORMAT : FORMAT);
         meta.put("step", Long.toString(step));
-        meta.put("config", Json.object(Map.of("h", model.h, "w", model.w, "couplings", model.couplings, "hidden", model.hidden,
-                "data", cfg.data, "seed", cfg.seed)));
+        Map<String, Object> c = new LinkedHashMap<>(model.config());
+        c.put("data", cfg.data);
+        c.put("seed", cfg.seed);
+        meta.put("config", Json.object(c));
         SafeTensors.write(file, t, meta);
     }
 
@@ -185,16 +205,21 @@ public final class FlowTrainer {
         Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(CHECKPOINT) : dirOrFile;
         if (!Files.isRegularFile(f)) throw new IOException("no RealNVP checkpoint at " + f);
         SafeTensors.Loaded l = SafeTensors.read(f, scope);
-        if (!FORMAT.equals(l.metadata().get("format"))) throw new IOException(f + ": not a Latent RealNVP checkpoint");
+        String format = l.metadata().get("format");
+        boolean glow = GLOW_FORMAT.equals(format);
+        if (!glow && !FORMAT.equals(format)) throw new IOException(f + ": not a Latent RealNVP or Glow checkpoint (format " + format + ")");
         Map<String, Object> c = JsonReader.parseObject(l.metadata().get("config"));
-        int h = num(c, "h"), w = num(c, "w"), k = num(c, "couplings"), hid = num(c, "hidden");
-        Config d = Config.reference(String.valueOf(c.get("data")), f.getParent());
-        FlowTrainer t = new FlowTrainer(new Config(d.data(), d.out(), k, hid, 1, 64, 1e-3f, 0, 1, 0, 0, true), scope, h, w);
+        int h = num(c, "h"), w = num(c, "w"), hid = num(c, "hidden");
+        String data = String.valueOf(c.get("data"));
+        Config cfg = glow ? new Config(data, f.getParent(), "glow", 0, num(c, "levels"), num(c, "depth"), hid, 1, 64, 1e-3f, 0, 1, 0, 0, true)
+                : new Config(data, f.getParent(), num(c, "couplings"), hid, 1, 64, 1e-3f, 0, 1, 0, 0, true);
+        FlowTrainer t = new FlowTrainer(cfg, scope, h, w);
         for (var e : t.model.namedParameters().entrySet()) {
             Tensor src = l.tensors().get(e.getKey());
             if (src == null || src.numel() != e.getValue().value().numel()) throw new IOException(f + ": missing or mis-shaped tensor " + e.getKey());
             MemorySegment.copy(src.segment(), 0, e.getValue().value().segment(), 0, src.numel() * 4);
         }
+        if (t.model instanceof Glow gl) gl.markInitialized();
         return t;
     }
 

@@ -18,7 +18,7 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  * differentiable ops (so their backward is autograd's): squeeze / unsqueeze, ActNorm with data-dependent
  * initialisation, and the invertible 1x1 convolution in LU-decomposed form, whose log-determinant is
  * H W sum(log |s|) in O(C). Tested for invertibility and against brute-force Jacobians (FlowTest).
- * Not yet assembled into a Glow model (multi-scale split, K steps per level): see docs/decisions.md.
+ * Assembled into the model by {@link Glow}.
  */
 public final class GlowLayers {
     private GlowLayers() {}
@@ -48,6 +48,9 @@ public final class GlowLayers {
             bias = Var.param(Init.constant(scope, 0f, c));
             logs = Var.param(Init.constant(scope, 0f, c));
         }
+
+        /** Skip the data-dependent init (the parameters were loaded or set). */
+        public void markInitialized() { initialized = true; }
 
         /** Data-dependent init on the first batch: per-channel mean 0 and variance 1 of the output. */
         void init(Tensor x) {

@@ -22,7 +22,7 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  * starts as the identity), s = tanh(h0) scale (1 - b), t = h1 (1 - b) (the fused kernel F.coupling), scale a learned
  * scalar (init 1). Prior N(0, I); the loss is bits per dimension of the discrete pixels.
  */
-public final class RealNvp implements Module {
+public final class RealNvp implements ImageFlow {
     public final int h, w, couplings, hidden;
     public final double alpha;
     final Conv2d[][] nets;
@@ -87,42 +87,35 @@ public final class RealNvp implements Module {
     }
 
     /**
-     * Dequantized logit inputs of pixel bytes: y (n, 1, h, w) and the per-image log-det of x -> y (n), with u from
-     * Philox (seed, stream); u = null-stream (seed < 0) means u = 0.5 (no noise).
-     */
-    public Tensor[] preprocess(Scope s, byte[] pixels, int[] idx, int from, int n, long seed, long stream) {
-        long hw = (long) h * w;
-        Tensor y = Tensor.empty(s, n, 1, h, w), ld = Tensor.empty(s, n);
-        Tensor u = seed >= 0 ? Tensor.rand(s, seed, stream, n * hw) : null;
-        double a = alpha, c = Math.log(1 - 2 * a);
-        for (int i = 0; i < n; i++) {
-            int img = idx == null ? from + i : idx[from + i];
-            double acc = 0;
-            for (long j = 0; j < hw; j++) {
-                double uu = u == null ? 0.5 : u.segment().getAtIndex(JAVA_FLOAT, i * hw + j);
-                double x = ((pixels[(int) (img * hw + j)] & 0xff) + uu) / 256.0, p = a + (1 - 2 * a) * x;
-                y.segment().setAtIndex(JAVA_FLOAT, i * hw + j, (float) (Math.log(p) - Math.log1p(-p)));
-                acc += c - Math.log(p) - Math.log1p(-p);
-            }
-            ld.segment().setAtIndex(JAVA_FLOAT, i, (float) acc);
-        }
-        return new Tensor[] {y, ld};
-    }
-
-    /**
      * Mean bits/dim of the batch: (-(log N(z) + logdet_couplings + logdet_pre) / D + log 256) / log 2, averaged.
      * Differentiable in the couplings (logdet_pre is a constant of the data).
      */
     public Var bitsPerDim(Var z, Var logdet, Tensor logdetPre) {
         long n = z.shape()[0], d = z.value().numel() / n;
-        double ln2 = Math.log(2), preSum = 0;
-        for (long i = 0; i < n; i++) preSum += logdetPre.segment().getAtIndex(JAVA_FLOAT, i);
-        // sum_i bpd_i / n = [0.5 sum z^2 + n D 0.5 log 2 pi - sum logdet - preSum] / (n D ln 2) + log2(256)
-        Var quad = F.scale(F.sum(F.mul(z, z)), 0.5f);
-        Var num = F.sub(quad, F.sum(logdet));
-        double constant = (n * d * 0.5 * Math.log(2 * Math.PI) - preSum) / (n * d * ln2) + 8.0;
-        return F.addScalar(F.scale(num, (float) (1.0 / (n * d * ln2))), (float) constant);
+        return ImageFlow.bitsPerDim(F.scale(F.sum(F.mul(z, z)), 0.5f), F.sum(logdet), logdetPre, n, d);
     }
+
+    @Override public String kind() { return "realnvp"; }
+    @Override public int height() { return h; }
+    @Override public int width() { return w; }
+    @Override public double alpha() { return alpha; }
+
+    @Override
+    public Var bitsPerDim(Var y, Tensor ldPre) {
+        Var[] zl = forward(y);
+        return bitsPerDim(zl[0], zl[1], ldPre);
+    }
+
+    @Override
+    public Tensor sampleLogits(int n, double temperature, long seed) {
+        return inverse(dev.latent.nn.Init.normal(Graph.current().scope(), seed, 5, temperature, n, 1, h, w));
+    }
+
+    @Override
+    public Tensor roundTrip(Tensor y) { return inverse(forward(Var.constant(y))[0].value()); }
+
+    @Override
+    public Map<String, Object> config() { return Map.of("h", h, "w", w, "couplings", couplings, "hidden", hidden); }
 
     @Override
     public void collect(String prefix, Map<String, Var> out) {
