@@ -211,6 +211,47 @@ static void ukr_pv2(int nu, int64_t kc, const float *const *runs, const int64_t 
     }
 }
 
+/* Runs of 8 pixels (rows of 8..15 pixels, e.g. a stride-2 conv^T phase of a 28-pixel row): nu <= 6 runs x nc <= 2
+ * channels, one accumulator each; tile[c * MR * NR + u * NR + 0..8). Same FMA order per output as ukr_pv_t. */
+static inline __attribute__((always_inline)) void ukr_pv8_t(const int nu, const int nc, int64_t kc,
+                                                            const float *const *runs, const int64_t *tab,
+                                                            const float *w, float *tile) {
+    __m256 acc[MR][2];
+    const float *rp[MR];
+#pragma GCC unroll 6
+    for (int u = 0; u < MR; u++) rp[u] = runs[u < nu ? u : 0];
+#pragma GCC unroll 6
+    for (int u = 0; u < nu; u++) acc[u][0] = acc[u][1] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; p++) {
+        const int64_t o = tab[p];
+        const __m256 a0 = _mm256_broadcast_ss(w + p * NR), a1 = nc > 1 ? _mm256_broadcast_ss(w + p * NR + 1) : a0;
+#pragma GCC unroll 6
+        for (int u = 0; u < nu; u++) {
+            const __m256 v = _mm256_loadu_ps(rp[u] + o);
+            acc[u][0] = _mm256_fmadd_ps(a0, v, acc[u][0]);
+            if (nc > 1) acc[u][1] = _mm256_fmadd_ps(a1, v, acc[u][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int u = 0; u < nu; u++)
+        for (int c = 0; c < nc; c++) _mm256_storeu_ps(tile + c * MR * NR + u * NR, acc[u][c]);
+}
+
+static void ukr_pv8(int nu, int nc, int64_t kc, const float *const *runs, const int64_t *tab, const float *w,
+                    float *tile) {
+#define PV8(U)                                                        \
+    case U:                                                           \
+        if (nc > 1) ukr_pv8_t(U, 2, kc, runs, tab, w, tile);          \
+        else ukr_pv8_t(U, 1, kc, runs, tab, w, tile);                 \
+        break;
+    switch (nu) {
+    PV8(6) PV8(5) PV8(4) PV8(3) PV8(2)
+    default: PV8(1)
+    }
+#undef PV8
+}
+
 static void ukr_pv(int nu, int64_t kc, const float *const *runs, const int64_t *tab, const float *w, float *tile) {
     switch (nu) {
     case 6: ukr_pv_t(6, kc, runs, tab, w, tile); break;
@@ -441,29 +482,32 @@ static void job_block(const cctx *x, const cjob *jb, int64_t n0, int64_t n1, int
     /* Rows of at least 16 pixels are covered by cdiv(nj, 16) runs, the last one starting at nj - 16 (overlapping its
      * neighbour: those pixels are computed twice, by the same FMAs, and stored twice with the same value), so no
      * pixel of such a row falls to the 16-channel tile (28-pixel rows: 12 of 28 did, at 1/16 of its lanes). With
-     * two or more output channels, channel pairs go through ukr_pv2 (3 runs x 2 channels). */
-    const int64_t pvr = jb->cout < PV_COUT && jb->isw == 1 && jb->nj >= 16 ? cdiv(jb->nj, 16) : 0; /* runs per row */
+     * two or more output channels, channel pairs go through ukr_pv2 (3 runs x 2 channels). Rows of 8..15 pixels
+     * take runs of 8 the same way (ukr_pv8, up to 6 runs x 2 channels). */
+    const int64_t pw = jb->cout < PV_COUT && jb->isw == 1 ? (jb->nj >= 16 ? 16 : jb->nj >= 8 ? 8 : 0) : 0;
+    const int64_t pvr = pw ? cdiv(jb->nj, pw) : 0; /* runs per row */
     if (pvr) {
         float tile[2 * MR * NR];
         const float *runs[MR];
         int64_t opos[MR];
         int nu = 0;
         const int64_t nrun = (n1 - n0) * (i1 - i0) * pvr;
-        const int pair = jb->cout >= 2, numax = pair ? 3 : MR;
+        const int pair = jb->cout >= 2, numax = pw == 16 && pair ? 3 : MR;
         for (int64_t r = 0; r < nrun; r++) {
-            const int64_t n = n0 + r / ((i1 - i0) * pvr), i = r / pvr % (i1 - i0), j = min64(r % pvr * 16, jb->nj - 16);
+            const int64_t n = n0 + r / ((i1 - i0) * pvr), i = r / pvr % (i1 - i0), j = min64(r % pvr * pw, jb->nj - pw);
             runs[nu] = xin + (n - n0) * x->xsz + i * jb->ish * x->wb + j;
             opos[nu++] = (n - n0) * jb->cout * plane + (jb->oa + jb->osh * (i0 + i)) * jb->wout + jb->ob + jb->osw * j;
             if (nu < numax && r + 1 < nrun) continue;
             for (int64_t co = 0; co < jb->cout;) {
                 const int two = co + 1 < jb->cout;
-                if (two) ukr_pv2(nu, jb->kc, runs, jb->tab, jb->bp + co, tile);
+                if (pw == 8) ukr_pv8(nu, 1 + two, jb->kc, runs, jb->tab, jb->bp + co, tile);
+                else if (two) ukr_pv2(nu, jb->kc, runs, jb->tab, jb->bp + co, tile);
                 else ukr_pv(nu, jb->kc, runs, jb->tab, jb->bp + co, tile);
                 for (int c = 0; c <= two; c++, co++) {
                     const float bv = jb->bias ? jb->bias[co] : 0.0f, *tc = tile + c * MR * NR;
                     for (int u = 0; u < nu; u++) {
                         float *o = out + co * plane + opos[u];
-                        for (int k = 0; k < 16; k++) o[k * jb->osw] = jb->bias ? tc[u * NR + k] + bv : tc[u * NR + k];
+                        for (int k = 0; k < pw; k++) o[k * jb->osw] = jb->bias ? tc[u * NR + k] + bv : tc[u * NR + k];
                     }
                 }
             }

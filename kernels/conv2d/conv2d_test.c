@@ -247,6 +247,8 @@ static void test_shapes(void) {
         /* a coupling net's ends (RealNVP, 28-pixel rows: overlapping 16-pixel runs, small-K bwd_weight with a row tail) */
         make(3, 6, 28, 28, 2, 3, 3, 1, 1, 1, 1),   make(2, 1, 28, 28, 5, 3, 3, 1, 1, 1, 1),
         make(2, 7, 11, 19, 1, 3, 3, 1, 1, 1, 1),
+        /* 8..15-pixel rows into few channels (runs of 8): a VAE's first conv / last conv^T at 28 x 28, 12-wide */
+        make(2, 1, 28, 28, 6, 4, 4, 2, 2, 1, 1),   make(2, 3, 9, 12, 3, 3, 3, 1, 1, 1, 1),
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) check_shape(&fixed[i], &rng);
     for (int i = 0; i < 150; i++) {
@@ -431,6 +433,9 @@ static void bench(int reps) {
         {"E4 3x3 s1 p1 N64 1->64 28x28", make(64, 1, 28, 28, 64, 3, 3, 1, 1, 1, 1), {0, 1, 2}},
         {"E4 3x3 s1 p1 N64 64->64 28x28", make(64, 64, 28, 28, 64, 3, 3, 1, 1, 1, 1), {0, 1, 2}},
         {"E4 3x3 s1 p1 N64 64->2 28x28", make(64, 64, 28, 28, 2, 3, 3, 1, 1, 1, 1), {0, 1, 2}},
+        /* E3 (conv VAE, batch 128): encoder 1 -> 32 (its bwd_data is conv^T into 1 channel) and the decoder's last conv^T */
+        {"E3 4x4 s2 p1 N128 1->32 28->14", make(128, 1, 28, 28, 32, 4, 4, 2, 2, 1, 1), {0, 1, 2}},
+        {"E3 convT 4x4 s2 p1 N128 32->1 14->28", make(128, 1, 28, 28, 32, 4, 4, 2, 2, 1, 1), {1, 0, 2}},
     };
     static const char *pname[3] = {"fwd", "bwd_data", "bwd_weight"}, *ours[3] = {"lt_conv2d_fwd", "lt_conv2d_bwd_data", "lt_conv2d_bwd_weight"};
     const char *only = getenv("CONV_BENCH_ONLY"); /* e.g. "E4": only the shapes whose name starts so */
