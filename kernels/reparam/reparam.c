@@ -1,9 +1,10 @@
 /* lt_reparam_fwd / lt_reparam_bwd: the VAE reparameterization trick, z = mu + exp(logvar / 2) eps, fused with the
  * KL divergence to N(0, I) and its gradient (math and eps mapping in latent.h and reparam_ref.c).
  *
- * Reproducible by construction: eps of element i is a pure function of (seed, stream, i), computed with IEEE-exact
- * operations only (reparam_bm.h) in the same order at every ISA, so the backward recomputes it instead of storing
- * it, and ref, AVX2 and any thread count draw the same bits. The elements are cut into 4096-element chunks;
+ * Reproducible by construction: eps of element i is a pure function of (seed, stream, i), computed in float with
+ * IEEE-exact operations only (reparam_bm.h: explicit fmaf, fixed order) at every ISA, so the backward recomputes it
+ * instead of storing it, and ref, AVX2, CUDA (reparam.cu) and any thread count give the same bits (eps, z, the
+ * gradients and the KL sum). The elements are cut into 4096-element chunks;
  * tasks take TASK_CHUNKS chunks; each chunk's KL sum lands in its own slot and the slots are added in chunk order on the calling thread.
  * Implementations: reparam_*_avx2 (reparam_avx2.c) at ISA avx2, else reparam_*_ref (reparam_ref.c).
  * Test and benchmark: reparam_test.c (`reparam_test --bench`). */

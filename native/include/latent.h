@@ -159,13 +159,20 @@ LT_API lt_status lt_copy_strided(const lt_copy_desc *d, const float *src, float 
 
 /* ---- VAE reparameterization sampler (kernels/reparam) ------------------------------------------------
  * z = mu + exp(0.5 logvar) * eps over n elements, eps ~ N(0, 1) from Philox4x32-10 stream (seed, stream), keyed as
- * lt_rand_uniform. Box-Muller on pairs of words: element i uses block i >> 2 and its word pair j = i & 2,
- * u1 = u01(word j), u2 = u01(word j+1) (u01 as lt_rand_uniform); eps = r cos(2 pi u2) for even i, r sin(2 pi u2)
- * for odd i, r = sqrt(-2 ln u1), in double with the library's own log and sincos (IEEE-exact operations only, see
- * kernels/reparam/reparam_bm.h), rounded to float: the same bits at every ISA and thread count.
+ * lt_rand_uniform (key (lo32 seed, hi32 seed), counter (lo32 b, hi32 b, lo32 stream, hi32 stream)).
+ * Mapping, in groups of 32 elements: element i, g = i >> 5, k = i & 31, uses block b = 8g + (k & 7) and its word
+ * pair (w[2p], w[2p + 1]), p = k >> 4: u1 = u01(w[2p]), u2 = u01(w[2p + 1]) (u01 as lt_rand_uniform, in
+ * [2^-25, 1]); eps = r cos(2 pi u2) if (k >> 3) is even, r sin(2 pi u2) if odd, r = sqrt(-2 ln u1). (So block
+ * 8g + j feeds elements 32g + j + {0, 8, 16, 24}.) Computed in float from IEEE-exact operations only, every
+ * multiply-add an explicit correctly rounded fma, in a fixed order (own log, sin, cos polynomials:
+ * kernels/reparam/reparam_bm.h): within 4 u r of the exact Box-Muller (u = 2^-24), |eps| <= 5.8872, and the same
+ * bits at every ISA, thread count and on CUDA (reparam.cu). z = fma(s, eps, mu) with s = the library's own float
+ * exp(0.5 lv) (same bits everywhere too, <= 1.4 ulp).
  * logvar is clamped to [-30, 30] first (exp(15) keeps z finite; outside, every output, gradients included, is that
- * of the clamped value; NaN stays NaN). kl (may be NULL) = 0.5 sum(mu^2 + exp(logvar) - 1 - logvar), KL(q || N(0, I)),
- * accumulated in double per fixed 4096-element chunk, chunks added in order. Inputs and outputs must not overlap. */
+ * of the clamped value; NaN stays NaN). kl (may be NULL) = 0.5 sum(mu^2 + exp(logvar) - 1 - logvar), KL(q || N(0, I)):
+ * float terms, summed in a fixed order (4 terms of a block in float, then per block lane in double over each
+ * 4096-element chunk, chunks added in order; reparam_ref.c), so kl's bits too are the same everywhere.
+ * Inputs and outputs must not overlap. */
 LT_API lt_status lt_reparam_fwd(int64_t n, const float *mu, const float *logvar, uint64_t seed, uint64_t stream,
                                 float *z, double *kl);
 /* Backward of z (upstream dz) plus kl_scale * kl (finite), recomputing eps (never stored); dmu, dlogvar overwritten:
