@@ -49,10 +49,10 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLATENT_SANITIZE=add
 cmake --build build-asan -j2 >/dev/null
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure)
 
-step "CUDA emulation tests under ThreadSanitizer"
+step "CUDA emulation tests and the thread pool under ThreadSanitizer"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLATENT_SANITIZE=thread -DLATENT_CUDA=OFF >/dev/null
-cmake --build build-tsan -j2 --target cuda_emu_tests >/dev/null
-(cd build-tsan && ctest -L cuda_emu -j2 --output-on-failure)
+cmake --build build-tsan -j2 --target cuda_emu_tests runtime_test >/dev/null
+(cd build-tsan && ctest -L cuda_emu -j2 --output-on-failure && ctest -R '^runtime_test' --output-on-failure)
 if [ -f java/target/native/cuda/ptxas-report.txt ]; then
   echo "ptxas: $(grep -c 'Compiling entry function' java/target/native/cuda/ptxas-report.txt) kernel x arch compiled, no spills"
 else

@@ -22,7 +22,9 @@ LT_HIDDEN int lt_isa_level(void);
  * pool task, the tasks run inline on the calling thread with worker = 0. */
 typedef void (*lt_task_fn)(void *ctx, int64_t task, int worker);
 LT_HIDDEN void lt_parallel_for(int64_t ntasks, lt_task_fn fn, void *ctx);
-/* Upper bound of the `worker` index the next lt_parallel_for may use (the pool size). */
+/* The pool size, an upper bound of the `worker` index of this thread's next lt_parallel_for calls: they keep
+ * workers at or beyond the value returned here out of the job even if another thread grows the pool in between,
+ * so scratch sized by it stays in bounds. Never 0. */
 LT_HIDDEN int lt_pool_width(void);
 
 /* 64-byte aligned scratch; NULL on failure (caller reports LT_ERR_OUT_OF_MEMORY). */

@@ -42,9 +42,15 @@ static _Atomic int64_t job_next;
 static _Atomic uint64_t generation;
 static _Atomic int active;        /* workers that joined the job and have not left */
 static _Atomic int job_open;      /* 1 from publish until the caller has seen every task claimed */
+static int job_cap;               /* workers with an index >= job_cap stay out of the job */
 static uint64_t start_generation; /* written before workers are created, read by them at start */
 
 static _Thread_local int in_task = 0;
+/* The width lt_pool_width() last returned on this thread (0: never called). A kernel sizes per-worker scratch
+ * by it; another thread may grow the pool before the kernel's lt_parallel_for, so the job then keeps workers
+ * at or beyond this index out (they would index past the scratch: the heap corruption once seen in
+ * ConcurrencyTest). Which workers run never changes the bits. */
+static _Thread_local int width_cap = 0;
 
 static void run_tasks(int worker) {
     int64_t t;
@@ -76,7 +82,7 @@ static void *worker_main(void *arg) {
         if (stopping) return NULL;
         /* Join; run tasks only if the job is still open (then the caller waits for us to leave). */
         atomic_fetch_add(&active, 1);
-        if (atomic_load(&job_open)) run_tasks(id);
+        if (atomic_load(&job_open) && id < job_cap) run_tasks(id);
         if (atomic_fetch_sub(&active, 1) == 1) {
             pthread_mutex_lock(&mu);
             pthread_cond_signal(&idle);
@@ -120,15 +126,19 @@ static void acquire_busy(void) {
     while (atomic_flag_test_and_set_explicit(&busy, memory_order_acquire)) sched_yield();
 }
 
-static void ensure_started(void) {
-    if (__builtin_expect(width > 0, 1)) return;
-    pthread_mutex_lock(&resize_mu);
+/* Starts the pool on first use; returns its width, never 0 (during a resize, the width once it is done). */
+static int ensure_started(void) {
+    int w = atomic_load(&width);
+    if (__builtin_expect(w > 0, 1)) return w;
+    pthread_mutex_lock(&resize_mu);   /* a resize holds it until the new width is set */
     if (width == 0) {
         acquire_busy();
         start_workers(default_width());
         atomic_flag_clear_explicit(&busy, memory_order_release);
     }
+    w = width;
     pthread_mutex_unlock(&resize_mu);
+    return w;
 }
 
 lt_status lt_set_num_threads(int32_t n) {
@@ -145,13 +155,12 @@ lt_status lt_set_num_threads(int32_t n) {
 }
 
 int32_t lt_num_threads(void) {
-    ensure_started();
-    return width;
+    return ensure_started();
 }
 
 int lt_pool_width(void) {
-    ensure_started();
-    return width;
+    width_cap = ensure_started();
+    return width_cap;
 }
 
 void lt_parallel_for(int64_t ntasks, lt_task_fn fn, void *ctx) {
@@ -170,6 +179,7 @@ void lt_parallel_for(int64_t ntasks, lt_task_fn fn, void *ctx) {
     job_fn = fn;
     job_ctx = ctx;
     job_ntasks = ntasks;
+    job_cap = width_cap > 0 ? width_cap : LT_MAX_THREADS;
     atomic_store(&job_next, 0);
     atomic_store(&job_open, 1);
     atomic_fetch_add_explicit(&generation, 1, memory_order_release);

@@ -1,6 +1,7 @@
 /* Runtime tests: Philox known answers (Random123 tests/kat_vectors), uniform range, the ISA cap, struct
  * info, the pool under resizing, and lt_* error reporting. Run at both ISA levels by ctest. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include "latent.h"
 #include "lt_test.h"
@@ -67,10 +68,45 @@ static void pool_resize(void) {
     CHECK(lt_set_num_threads(2) == LT_OK, "resize back");
 }
 
+/* Kernels that size per-worker scratch by lt_pool_width() while another thread grows the pool between that call
+ * and the kernel's lt_parallel_for: a worker index beyond the scratch would write out of bounds (the heap
+ * corruption once seen in ConcurrencyTest). Run under ASan in CI. The attention forward of a (1, 2, 96, 32)
+ * problem has 12 tasks and writes every worker's slot. */
+static _Atomic int resizing_done, caller_errors, caller_calls;   /* CHECK is not thread-safe: count here */
+static void *attention_caller(void *arg) {
+    (void)arg;
+    lt_attention_desc d = {.b = 1, .nh = 2, .t = 96, .hs = 32, .causal = 1, .scale = 0.17f};
+    size_t n = 2 * 96 * 32;
+    float *q = malloc(n * sizeof(float)), *o = malloc(n * sizeof(float)), *lse = malloc(2 * 96 * sizeof(float));
+    lt_rand_uniform(q, (int64_t)n, 7, 0);
+    float first = 0;
+    for (int i = 0; !atomic_load(&resizing_done) || i < 50; i++) {
+        atomic_fetch_add(&caller_calls, 1);
+        if (lt_attention_fwd(&d, q, q, q, o, lse) != LT_OK) { atomic_fetch_add(&caller_errors, 1); break; }
+        if (i == 0) first = o[n - 1];
+        else if (o[n - 1] != first) { atomic_fetch_add(&caller_errors, 1); break; }
+    }
+    free(q); free(o); free(lse);
+    return NULL;
+}
+static void pool_grows_under_scratch_sizing(void) {
+    pthread_t t[3];
+    atomic_store(&resizing_done, 0);
+    atomic_store(&caller_errors, 0);
+    for (int i = 0; i < 3; i++) pthread_create(&t[i], NULL, attention_caller, NULL);
+    for (int r = 0; r < 400; r++) CHECK(lt_set_num_threads(1 + r % 4) == LT_OK, "resize %d", r);
+    atomic_store(&resizing_done, 1);
+    for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+    CHECK(atomic_load(&caller_errors) == 0, "%d attention calls failed or changed bits under resize (of %d)",
+          atomic_load(&caller_errors), atomic_load(&caller_calls));
+    CHECK(lt_set_num_threads(2) == LT_OK, "resize back");
+}
+
 int main(void) {
     philox_kat();
     uniform_range();
     errors_and_info();
     pool_resize();
+    pool_grows_under_scratch_sizing();
     return lt_test_summary();
 }
