@@ -72,7 +72,7 @@ public final class Cuda {
         try {
             drv = new CudaDriver();
         } catch (IllegalArgumentException | UnsatisfiedLinkError e) {
-            return "CUDA unavailable: cannot load libcuda.so.1, the NVIDIA driver library (" + e.getMessage()
+            return "CUDA unavailable: cannot load " + CudaDriver.library() + ", the NVIDIA driver library (" + e.getMessage()
                     + "); running on the CPU";
         }
         try (Arena a = Arena.ofConfined()) {

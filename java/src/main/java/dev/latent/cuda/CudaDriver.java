@@ -27,9 +27,18 @@ final class CudaDriver {
             cuMemAlloc, cuMemFree, cuMemcpyHtoD, cuMemcpyDtoH, cuMemsetD8, cuStreamCreate, cuStreamSynchronize,
             cuLaunchKernel, cuGetErrorName, cuGetErrorString;
 
-    /** Throws IllegalArgumentException when libcuda.so.1 cannot be opened (no driver). */
+    /**
+     * The driver library: libcuda.so.1, or what -Dlatent.cuda.driver names (the emulated driver libcuda_emu.so of
+     * native/cuda_emu/driver_emu.h, which the tests use to run this backend without a GPU).
+     */
+    static String library() {
+        String p = System.getProperty("latent.cuda.driver");
+        return p == null || p.isBlank() ? "libcuda.so.1" : p;
+    }
+
+    /** Throws IllegalArgumentException when the driver library cannot be opened (no driver). */
     CudaDriver() {
-        SymbolLookup lib = SymbolLookup.libraryLookup("libcuda.so.1", Arena.global());
+        SymbolLookup lib = SymbolLookup.libraryLookup(library(), Arena.global());
         cuInit = bind(lib, "cuInit", JAVA_INT);
         cuDriverGetVersion = bind(lib, "cuDriverGetVersion", ADDRESS);
         cuDeviceGetCount = bind(lib, "cuDeviceGetCount", ADDRESS);
@@ -55,7 +64,7 @@ final class CudaDriver {
 
     private static MethodHandle bind(SymbolLookup lib, String name, java.lang.foreign.MemoryLayout... args) {
         MemorySegment sym = lib.find(name).orElseThrow(
-                () -> new IllegalArgumentException("libcuda.so.1 lacks " + name + " (driver too old)"));
+                () -> new IllegalArgumentException(library() + " lacks " + name + " (driver too old)"));
         return LINKER.downcallHandle(sym, FunctionDescriptor.of(JAVA_INT, args));
     }
 

@@ -1,0 +1,253 @@
+/*
+ * driver_emu.cc — libcuda_emu.so: the CUDA driver API subset the Java backend uses, run on the CPU (driver_emu.h).
+ *
+ * Faithful where the Java side could go wrong: every device allocation is tracked, so a copy or memset outside one,
+ * or a free of a pointer that is not one, fails with CUDA_ERROR_INVALID_VALUE as the driver does; an unknown kernel
+ * name is CUDA_ERROR_NOT_FOUND; a module image without the fatbin magic is CUDA_ERROR_INVALID_IMAGE; launch geometry
+ * beyond the device limits is CUDA_ERROR_INVALID_VALUE; a kernel that deadlocks, diverges at a barrier or traps is
+ * CUDA_ERROR_LAUNCH_FAILED with the emulation's message in cuGetErrorString. Not emulated: asynchrony (a launch
+ * runs to completion before cuLaunchKernel returns, so its errors surface there rather than at the next
+ * synchronisation), streams (one queue), and device memory as a separate address space (a host pointer passed
+ * where a device pointer belongs is not caught; ASan catches what runs past an allocation).
+ * Never prints, never aborts.
+ */
+#include "driver_emu.h"
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+namespace {
+
+enum : int {
+    SUCCESS = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, NOT_INITIALIZED = 3, NO_DEVICE = 100, INVALID_DEVICE = 101,
+    INVALID_IMAGE = 200, INVALID_CONTEXT = 201, INVALID_HANDLE = 400, NOT_FOUND = 500, LAUNCH_FAILED = 719,
+};
+
+struct Kernel {
+    lt_driver_emu::Trampoline launch;
+    int nparams;
+};
+
+std::unordered_map<std::string, Kernel> &registry() {
+    static std::unordered_map<std::string, Kernel> r;
+    return r;
+}
+
+std::mutex mem_mu;
+std::map<uintptr_t, size_t> allocations;   /* base -> bytes */
+std::atomic<bool> initialized{false};
+int ctx_token, module_token, stream_token;  /* addresses used as opaque handles */
+thread_local std::string launch_message;    /* detail of the last CUDA_ERROR_LAUNCH_FAILED on this thread */
+
+/* True when [p, p + n) lies inside one allocation. */
+bool inside(uintptr_t p, size_t n) {
+    std::lock_guard<std::mutex> g(mem_mu);
+    auto it = allocations.upper_bound(p);
+    if (it == allocations.begin()) return false;
+    --it;
+    return p >= it->first && p - it->first <= it->second && n <= it->second - (p - it->first);
+}
+
+}  // namespace
+
+lt_driver_emu::Registration::Registration(const char *name, Trampoline t, int nparams) {
+    registry()[name] = Kernel{t, nparams};
+}
+
+#define API extern "C" __attribute__((visibility("default")))
+
+API int cuInit(unsigned flags) {
+    if (flags != 0) return INVALID_VALUE;
+    initialized = true;
+    return SUCCESS;
+}
+
+API int cuDriverGetVersion(int *v) {
+    if (!v) return INVALID_VALUE;
+    *v = 13000;
+    return SUCCESS;
+}
+
+API int cuDeviceGetCount(int *n) {
+    if (!initialized) return NOT_INITIALIZED;
+    if (!n) return INVALID_VALUE;
+    *n = 1;
+    return SUCCESS;
+}
+
+API int cuDeviceGet(int *dev, int ordinal) {
+    if (!initialized) return NOT_INITIALIZED;
+    if (!dev) return INVALID_VALUE;
+    if (ordinal != 0) return INVALID_DEVICE;
+    *dev = 0;
+    return SUCCESS;
+}
+
+API int cuDeviceGetAttribute(int *v, int attr, int dev) {
+    if (!initialized) return NOT_INITIALIZED;
+    if (!v) return INVALID_VALUE;
+    if (dev != 0) return INVALID_DEVICE;
+    switch (attr) {
+        case 1: *v = 1024; return SUCCESS;     /* MAX_THREADS_PER_BLOCK */
+        case 8: *v = 49152; return SUCCESS;    /* MAX_SHARED_MEMORY_PER_BLOCK */
+        case 10: *v = 32; return SUCCESS;      /* WARP_SIZE */
+        case 16: *v = 2; return SUCCESS;       /* MULTIPROCESSOR_COUNT */
+        case 75: *v = 9; return SUCCESS;       /* COMPUTE_CAPABILITY_MAJOR: behaves as sm_90 */
+        case 76: *v = 0; return SUCCESS;       /* COMPUTE_CAPABILITY_MINOR */
+        default: return INVALID_VALUE;
+    }
+}
+
+API int cuDevicePrimaryCtxRetain(void **ctx, int dev) {
+    if (!initialized) return NOT_INITIALIZED;
+    if (!ctx) return INVALID_VALUE;
+    if (dev != 0) return INVALID_DEVICE;
+    *ctx = &ctx_token;
+    return SUCCESS;
+}
+
+API int cuCtxSetCurrent(void *ctx) { return ctx == nullptr || ctx == &ctx_token ? SUCCESS : INVALID_CONTEXT; }
+
+API int cuCtxSynchronize(void) { return initialized ? SUCCESS : NOT_INITIALIZED; }
+
+API int cuModuleLoadData(void **module, const void *image) {
+    if (!initialized) return NOT_INITIALIZED;
+    if (!module || !image) return INVALID_VALUE;
+    uint32_t magic;
+    std::memcpy(&magic, image, 4);
+    if (magic != 0xBA55ED50u) return INVALID_IMAGE;   /* a fatbin (fatbinary's header) */
+    *module = &module_token;
+    return SUCCESS;
+}
+
+API int cuModuleGetFunction(void **fn, void *module, const char *name) {
+    if (!fn || !name) return INVALID_VALUE;
+    if (module != &module_token) return INVALID_HANDLE;
+    auto it = registry().find(name);
+    if (it == registry().end()) return NOT_FOUND;
+    *fn = &it->second;
+    return SUCCESS;
+}
+
+API int cuMemAlloc_v2(uint64_t *dptr, size_t bytes) {
+    if (!initialized) return NOT_INITIALIZED;
+    if (!dptr || bytes == 0) return INVALID_VALUE;
+    void *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);   /* cudaMalloc's alignment */
+    if (!p) return OUT_OF_MEMORY;
+    std::lock_guard<std::mutex> g(mem_mu);
+    allocations[(uintptr_t)p] = bytes;
+    *dptr = (uint64_t)(uintptr_t)p;
+    return SUCCESS;
+}
+
+API int cuMemFree_v2(uint64_t dptr) {
+    std::lock_guard<std::mutex> g(mem_mu);
+    auto it = allocations.find((uintptr_t)dptr);
+    if (it == allocations.end()) return INVALID_VALUE;
+    allocations.erase(it);
+    std::free((void *)(uintptr_t)dptr);
+    return SUCCESS;
+}
+
+API int cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t bytes) {
+    if (bytes == 0) return SUCCESS;
+    if (!src || !inside((uintptr_t)dst, bytes)) return INVALID_VALUE;
+    std::memcpy((void *)(uintptr_t)dst, src, bytes);
+    return SUCCESS;
+}
+
+API int cuMemcpyDtoH_v2(void *dst, uint64_t src, size_t bytes) {
+    if (bytes == 0) return SUCCESS;
+    if (!dst || !inside((uintptr_t)src, bytes)) return INVALID_VALUE;
+    std::memcpy(dst, (const void *)(uintptr_t)src, bytes);
+    return SUCCESS;
+}
+
+API int cuMemcpyDtoD_v2(uint64_t dst, uint64_t src, size_t bytes) {
+    if (bytes == 0) return SUCCESS;
+    if (!inside((uintptr_t)dst, bytes) || !inside((uintptr_t)src, bytes)) return INVALID_VALUE;
+    std::memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, bytes);
+    return SUCCESS;
+}
+
+API int cuMemsetD8_v2(uint64_t dst, unsigned value, size_t n) {
+    if (n == 0) return SUCCESS;
+    if (!inside((uintptr_t)dst, n)) return INVALID_VALUE;
+    std::memset((void *)(uintptr_t)dst, (int)(value & 0xff), n);
+    return SUCCESS;
+}
+
+API int cuStreamCreate(void **stream, unsigned flags) {
+    (void)flags;
+    if (!stream) return INVALID_VALUE;
+    *stream = &stream_token;
+    return SUCCESS;
+}
+
+API int cuStreamSynchronize(void *stream) { return stream == nullptr || stream == &stream_token ? SUCCESS : INVALID_HANDLE; }
+
+API int cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                       unsigned smem, void *stream, void **params, void **extra) {
+    if (!fn) return INVALID_HANDLE;
+    if (stream != nullptr && stream != &stream_token) return INVALID_HANDLE;
+    if (extra != nullptr) return INVALID_VALUE;   /* we pass arguments through kernelParams only */
+    const Kernel *k = static_cast<const Kernel *>(fn);
+    if (k->nparams > 0 && !params) return INVALID_VALUE;
+    for (int i = 0; i < k->nparams; i++)
+        if (!params[i]) return INVALID_VALUE;
+    if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0 || gy > 65535 || gz > 65535 ||
+        (uint64_t)bx * by * bz > 1024 || bz > 64 || smem > 232448)
+        return INVALID_VALUE;
+    int rc = k->launch(dim3(gx, gy, gz), dim3(bx, by, bz), smem, params);
+    if (rc == cuda_emu::OK) return SUCCESS;
+    launch_message = cuda_emu::last_error();
+    return LAUNCH_FAILED;
+}
+
+API int cuGetErrorName(int rc, const char **s) {
+    if (!s) return INVALID_VALUE;
+    switch (rc) {
+        case SUCCESS: *s = "CUDA_SUCCESS"; break;
+        case INVALID_VALUE: *s = "CUDA_ERROR_INVALID_VALUE"; break;
+        case OUT_OF_MEMORY: *s = "CUDA_ERROR_OUT_OF_MEMORY"; break;
+        case NOT_INITIALIZED: *s = "CUDA_ERROR_NOT_INITIALIZED"; break;
+        case NO_DEVICE: *s = "CUDA_ERROR_NO_DEVICE"; break;
+        case INVALID_DEVICE: *s = "CUDA_ERROR_INVALID_DEVICE"; break;
+        case INVALID_IMAGE: *s = "CUDA_ERROR_INVALID_IMAGE"; break;
+        case INVALID_CONTEXT: *s = "CUDA_ERROR_INVALID_CONTEXT"; break;
+        case INVALID_HANDLE: *s = "CUDA_ERROR_INVALID_HANDLE"; break;
+        case NOT_FOUND: *s = "CUDA_ERROR_NOT_FOUND"; break;
+        case LAUNCH_FAILED: *s = "CUDA_ERROR_LAUNCH_FAILED"; break;
+        default: *s = nullptr; return INVALID_VALUE;
+    }
+    return SUCCESS;
+}
+
+API int cuGetErrorString(int rc, const char **s) {
+    if (!s) return INVALID_VALUE;
+    static thread_local std::string buf;
+    switch (rc) {
+        case SUCCESS: *s = "no error"; break;
+        case INVALID_VALUE: *s = "invalid argument"; break;
+        case OUT_OF_MEMORY: *s = "out of memory"; break;
+        case NOT_INITIALIZED: *s = "initialization error"; break;
+        case NO_DEVICE: *s = "no CUDA-capable device is detected"; break;
+        case INVALID_DEVICE: *s = "invalid device ordinal"; break;
+        case INVALID_IMAGE: *s = "device kernel image is invalid"; break;
+        case INVALID_CONTEXT: *s = "invalid device context"; break;
+        case INVALID_HANDLE: *s = "invalid resource handle"; break;
+        case NOT_FOUND: *s = "named symbol not found"; break;
+        case LAUNCH_FAILED:
+            buf = "unspecified launch failure (emulation: " + launch_message + ")";
+            *s = buf.c_str();
+            break;
+        default: *s = nullptr; return INVALID_VALUE;
+    }
+    return SUCCESS;
+}

@@ -1,0 +1,48 @@
+/*
+ * driver_emu.h — the kernel registry of libcuda_emu.so, the emulated CUDA driver.
+ *
+ * libcuda_emu.so exports the subset of the CUDA driver API that the Java backend binds (dev.latent.cuda.CudaDriver)
+ * with the same names and signatures as libcuda.so.1. Its "device" is this process: device memory is host memory,
+ * cuModuleLoadData accepts our fatbin (checked by its magic number, otherwise ignored) and cuLaunchKernel runs the
+ * kernel compiled by g++ from the same kernels/<op>/<op>.cu against cuda_emu.h. So the Java side (argument marshalling
+ * into kernelParams, by-value structs, launch geometry, copies, error translation) runs end to end without a GPU:
+ * the tests point -Dlatent.cuda.driver at this library.
+ *
+ * Kernels register by name; the generated translation unit (cmake/LatentCuda.cmake) includes every .cu and lists
+ * each `LT_KERNEL void ltk_*` it finds with LT_EMU_REGISTER.
+ */
+#ifndef LT_DRIVER_EMU_H
+#define LT_DRIVER_EMU_H
+
+#include <cstddef>
+#include <type_traits>
+#include <utility>
+
+#include "cuda_emu.h"
+
+namespace lt_driver_emu {
+
+/* Launches the kernel with the arguments cuLaunchKernel received (kernelParams[i] points at argument i). */
+using Trampoline = int (*)(dim3 grid, dim3 block, size_t dyn_smem, void **params);
+
+struct Registration {
+    Registration(const char *name, Trampoline t, int nparams);
+};
+
+template <class... P, std::size_t... I>
+int call(void (*k)(P...), dim3 g, dim3 b, size_t smem, void **params, std::index_sequence<I...>) {
+    return cuda_emu::launch(k, g, b, smem, *static_cast<std::remove_cv_t<P> *>(params[I])...);
+}
+
+template <class... P> constexpr int arity(void (*)(P...)) { return (int)sizeof...(P); }
+
+template <auto K> int trampoline(dim3 g, dim3 b, size_t smem, void **params) {
+    return call(K, g, b, smem, params, std::make_index_sequence<arity(K)>{});
+}
+
+}  // namespace lt_driver_emu
+
+#define LT_EMU_REGISTER(k) \
+    static ::lt_driver_emu::Registration lt_emu_reg_##k(#k, &::lt_driver_emu::trampoline<&k>, ::lt_driver_emu::arity(&k));
+
+#endif
