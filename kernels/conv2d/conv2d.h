@@ -25,4 +25,13 @@ LT_HIDDEN lt_status conv2d_bwd_data_avx2(const lt_conv2d_desc *d, const float *d
 LT_HIDDEN lt_status conv2d_bwd_weight_avx2(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw,
                                            float *db, int accumulate);
 
+/* Fully connected shapes (output 1 x 1, no padding, the kernel as large as the input) as GEMMs (conv2d_fc_avx2.c). */
+LT_HIDDEN int conv2d_is_fc(const lt_conv2d_desc *d);
+LT_HIDDEN lt_status conv2d_fc_fwd_avx2(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias,
+                                       float *y);
+LT_HIDDEN lt_status conv2d_fc_bwd_data_avx2(const lt_conv2d_desc *d, const float *dy, const float *w,
+                                            const float *bias, float *dx);
+LT_HIDDEN lt_status conv2d_fc_bwd_weight_avx2(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw,
+                                              float *db, int accumulate);
+
 #endif

@@ -947,7 +947,13 @@ lt_status conv2d_bwd_weight_avx2(const lt_conv2d_desc *d, const float *x, const 
      * per chunk: each chunk costs a partial dW that the final reduction reads back (4 MB for W3b at 8 chunks, 7% of
      * the call). By shape only, never by the thread count. */
     c.nch = NCHUNK;
-    while (c.nch > 1 && d->n * d->oh * d->ow / c.nch < 768) c.nch /= 2;
+    const int64_t pix = d->n * d->oh * d->ow;
+    while (c.nch > 1 && pix / c.nch < 768) c.nch /= 2;
+    /* Big dW from few pixels (a DCGAN's 128 -> 256 at 8 -> 4: 1024 pixels, a 256 x 2048 dW, 1.1 GFLOP) would be one
+     * chunk, one task, one thread (40% of the 2-thread peak): up to 4 chunks of >= 256 pixels there, their partial
+     * dWs (2 MB each) cheap beside the FLOPs. Still by shape only. */
+    while (c.nch < 4 && pix / (2 * c.nch) >= 256 && 2.0 * (double)pix * (double)(d->c * d->r * d->s) * (double)d->k >= 2e8)
+        c.nch *= 2;
     c.nch = min64(c.nch, c.rows);
     c.step_rows = max64(1, STEP_PIX / d->ow); /* <= 512 rows (the small-K row tables in wchunk_task) */
     c.small = d->k < PV_COUT && d->stride_w == 1 && d->ow >= 8;

@@ -249,6 +249,9 @@ static void test_shapes(void) {
         make(2, 7, 11, 19, 1, 3, 3, 1, 1, 1, 1),
         /* 8..15-pixel rows into few channels (runs of 8): a VAE's first conv / last conv^T at 28 x 28, 12-wide */
         make(2, 1, 28, 28, 6, 4, 4, 2, 2, 1, 1),   make(2, 3, 9, 12, 3, 3, 3, 1, 1, 1, 1),
+        /* fully connected (1 x 1 output, no padding: the GEMM path): a DCGAN's last D conv and first G conv^T, scaled */
+        make(3, 5, 4, 4, 7, 4, 4, 1, 1, 0, 0),     make(2, 17, 3, 5, 1, 3, 5, 2, 1, 0, 0),
+        make(5, 9, 1, 1, 13, 1, 1, 1, 1, 0, 0),    make(4, 20, 4, 4, 33, 4, 4, 1, 1, 0, 0),
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) check_shape(&fixed[i], &rng);
     for (int i = 0; i < 150; i++) {
@@ -263,7 +266,9 @@ static void test_threads(void) {
     lt_conv2d_desc shapes[] = {make(4, 16, 16, 16, 24, 3, 3, 1, 1, 1, 1), make(6, 12, 14, 14, 20, 4, 4, 2, 2, 1, 1),
                                make(1, 9, 23, 17, 18, 5, 3, 1, 2, 2, 1), make(3, 33, 7, 7, 16, 4, 4, 2, 2, 1, 1),
                                make(2, 16, 20, 18, 8, 4, 4, 2, 2, 1, 1), make(3, 3, 34, 37, 2, 4, 4, 2, 2, 1, 1),
-                               make(3, 6, 28, 21, 3, 3, 3, 1, 1, 1, 1)};
+                               make(3, 6, 28, 21, 3, 3, 3, 1, 1, 1, 1),
+                               make(6, 40, 4, 4, 19, 4, 4, 1, 1, 0, 0),   /* fully connected: the GEMM */
+                               make(64, 64, 8, 8, 128, 4, 4, 2, 2, 1, 1)}; /* few pixels, big dW: 4 chunks */
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const lt_conv2d_desc *d = &shapes[si];
         int64_t nx = nx_of(d), nw = nw_of(d), ny = ny_of(d);
@@ -436,6 +441,15 @@ static void bench(int reps) {
         /* E3 (conv VAE, batch 128): encoder 1 -> 32 (its bwd_data is conv^T into 1 channel) and the decoder's last conv^T */
         {"E3 4x4 s2 p1 N128 1->32 28->14", make(128, 1, 28, 28, 32, 4, 4, 2, 2, 1, 1), {0, 1, 2}},
         {"E3 convT 4x4 s2 p1 N128 32->1 14->28", make(128, 1, 28, 28, 32, 4, 4, 2, 2, 1, 1), {1, 0, 2}},
+        /* E2 (DCGAN 1x32x32, batch 64): the discriminator's convs and the generator's conv^Ts (as the convs they invert) */
+        {"E2 D 4x4 s2 p1 N64 1->64 32->16", make(64, 1, 32, 32, 64, 4, 4, 2, 2, 1, 1), {0, 1, 2}},
+        {"E2 D 4x4 s2 p1 N64 64->128 16->8", make(64, 64, 16, 16, 128, 4, 4, 2, 2, 1, 1), {0, 1, 2}},
+        {"E2 D 4x4 s2 p1 N64 128->256 8->4", make(64, 128, 8, 8, 256, 4, 4, 2, 2, 1, 1), {0, 1, 2}},
+        {"E2 D 4x4 s1 p0 N64 256->1 4->1", make(64, 256, 4, 4, 1, 4, 4, 1, 1, 0, 0), {0, 1, 2}},
+        {"E2 G convT 4x4 s1 p0 N64 100->256 1->4", make(64, 256, 4, 4, 100, 4, 4, 1, 1, 0, 0), {1, 0, 2}},
+        {"E2 G convT 4x4 s2 p1 N64 256->128 4->8", make(64, 128, 8, 8, 256, 4, 4, 2, 2, 1, 1), {1, 0, 2}},
+        {"E2 G convT 4x4 s2 p1 N64 128->64 8->16", make(64, 64, 16, 16, 128, 4, 4, 2, 2, 1, 1), {1, 0, 2}},
+        {"E2 G convT 4x4 s2 p1 N64 64->1 16->32", make(64, 1, 32, 32, 64, 4, 4, 2, 2, 1, 1), {1, 0, 2}},
     };
     static const char *pname[3] = {"fwd", "bwd_data", "bwd_weight"}, *ours[3] = {"lt_conv2d_fwd", "lt_conv2d_bwd_data", "lt_conv2d_bwd_weight"};
     const char *only = getenv("CONV_BENCH_ONLY"); /* e.g. "E4": only the shapes whose name starts so */
