@@ -103,7 +103,7 @@ final class GanCommands {
     }
 
     @Command(name = "toy-gan", mixinStandardHelpOptions = true,
-            description = "2-D mode-coverage benchmark (VEEGAN / PacGAN): ring8 or grid25, GAN or WGAN-GP; prints modes covered and % high-quality samples.")
+            description = "2-D mode-coverage benchmark (VEEGAN / PacGAN): ring8 or grid25, GAN or WGAN-GP; prints modes covered and %% high-quality samples.")
     static final class TrainToyGan implements Callable<Integer> {
         @Option(names = "--dist", description = "ring8 | grid25 (default: ${DEFAULT-VALUE})") String dist = "ring8";
         @Option(names = "--loss", description = "gan | wgan-gp (default: ${DEFAULT-VALUE})") String loss = "wgan-gp";
@@ -112,6 +112,8 @@ final class GanCommands {
         @Option(names = "--hidden") int hidden = 128;
         @Option(names = "--batch") int batch = 256;
         @Option(names = "--lambda") Float lambda;
+        @Option(names = "--lr", description = "peak learning rate, cosine-decayed to 0 (default: 1e-3)") Float lr;
+        @Option(names = "--n-critic", description = "critic steps per generator step, wgan-gp (default: 5)") Integer nCritic;
         @Option(names = "--out", description = "folder for result.json (optional)") Path out;
         @Option(names = "--threads") Integer threads;
 
@@ -130,7 +132,8 @@ final class GanCommands {
             for (String s : ss) {
                 long seed = Long.parseLong(s.trim());
                 ToyGan.Config d = ToyGan.Config.defaults(dist, wgan);
-                ToyGan.Config c = new ToyGan.Config(dist, wgan, steps == null ? d.steps() : steps, batch, hidden, d.lr(), true, d.nCritic(),
+                ToyGan.Config c = new ToyGan.Config(dist, wgan, steps == null ? d.steps() : steps, batch, hidden,
+                        lr == null ? d.lr() : lr, true, nCritic == null ? d.nCritic() : nCritic,
                         lambda == null ? d.lambda() : lambda, seed);
                 long t0 = System.nanoTime();
                 ToyGan gan = new ToyGan(c);
