@@ -210,44 +210,51 @@ API int cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned
     return LAUNCH_FAILED;
 }
 
+/* The driver's own names and descriptions of the codes this library returns. */
+struct ErrorText {
+    int rc;
+    const char *name, *text;
+};
+const ErrorText error_texts[] = {
+    {SUCCESS, "CUDA_SUCCESS", "no error"},
+    {INVALID_VALUE, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
+    {OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
+    {NOT_INITIALIZED, "CUDA_ERROR_NOT_INITIALIZED", "initialization error"},
+    {NO_DEVICE, "CUDA_ERROR_NO_DEVICE", "no CUDA-capable device is detected"},
+    {INVALID_DEVICE, "CUDA_ERROR_INVALID_DEVICE", "invalid device ordinal"},
+    {INVALID_IMAGE, "CUDA_ERROR_INVALID_IMAGE", "device kernel image is invalid"},
+    {INVALID_CONTEXT, "CUDA_ERROR_INVALID_CONTEXT", "invalid device context"},
+    {INVALID_HANDLE, "CUDA_ERROR_INVALID_HANDLE", "invalid resource handle"},
+    {NOT_FOUND, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
+    {LAUNCH_FAILED, "CUDA_ERROR_LAUNCH_FAILED", "unspecified launch failure"},
+};
+
+static const ErrorText *error_text(int rc) {
+    for (const ErrorText &e : error_texts)
+        if (e.rc == rc) return &e;
+    return nullptr;
+}
+
 API int cuGetErrorName(int rc, const char **s) {
     if (!s) return INVALID_VALUE;
-    switch (rc) {
-        case SUCCESS: *s = "CUDA_SUCCESS"; break;
-        case INVALID_VALUE: *s = "CUDA_ERROR_INVALID_VALUE"; break;
-        case OUT_OF_MEMORY: *s = "CUDA_ERROR_OUT_OF_MEMORY"; break;
-        case NOT_INITIALIZED: *s = "CUDA_ERROR_NOT_INITIALIZED"; break;
-        case NO_DEVICE: *s = "CUDA_ERROR_NO_DEVICE"; break;
-        case INVALID_DEVICE: *s = "CUDA_ERROR_INVALID_DEVICE"; break;
-        case INVALID_IMAGE: *s = "CUDA_ERROR_INVALID_IMAGE"; break;
-        case INVALID_CONTEXT: *s = "CUDA_ERROR_INVALID_CONTEXT"; break;
-        case INVALID_HANDLE: *s = "CUDA_ERROR_INVALID_HANDLE"; break;
-        case NOT_FOUND: *s = "CUDA_ERROR_NOT_FOUND"; break;
-        case LAUNCH_FAILED: *s = "CUDA_ERROR_LAUNCH_FAILED"; break;
-        default: *s = nullptr; return INVALID_VALUE;
-    }
-    return SUCCESS;
+    const ErrorText *e = error_text(rc);
+    *s = e ? e->name : nullptr;
+    return e ? SUCCESS : INVALID_VALUE;
 }
 
 API int cuGetErrorString(int rc, const char **s) {
     if (!s) return INVALID_VALUE;
+    const ErrorText *e = error_text(rc);
+    if (!e) {
+        *s = nullptr;
+        return INVALID_VALUE;
+    }
     static thread_local std::string buf;
-    switch (rc) {
-        case SUCCESS: *s = "no error"; break;
-        case INVALID_VALUE: *s = "invalid argument"; break;
-        case OUT_OF_MEMORY: *s = "out of memory"; break;
-        case NOT_INITIALIZED: *s = "initialization error"; break;
-        case NO_DEVICE: *s = "no CUDA-capable device is detected"; break;
-        case INVALID_DEVICE: *s = "invalid device ordinal"; break;
-        case INVALID_IMAGE: *s = "device kernel image is invalid"; break;
-        case INVALID_CONTEXT: *s = "invalid device context"; break;
-        case INVALID_HANDLE: *s = "invalid resource handle"; break;
-        case NOT_FOUND: *s = "named symbol not found"; break;
-        case LAUNCH_FAILED:
-            buf = "unspecified launch failure (emulation: " + launch_message + ")";
-            *s = buf.c_str();
-            break;
-        default: *s = nullptr; return INVALID_VALUE;
+    if (rc == LAUNCH_FAILED) {   /* with the emulation's reason for this thread's last failed launch */
+        buf = std::string(e->text) + " (emulation: " + launch_message + ")";
+        *s = buf.c_str();
+    } else {
+        *s = e->text;
     }
     return SUCCESS;
 }
