@@ -75,7 +75,9 @@ lt_status lt_conv2d_fwd(const lt_conv2d_desc *d, const float *x, const float *w,
     lt_status st = check("lt_conv2d_fwd", d, x, "x", w, "w", y, "y", sz);
     if (st) return st;
     if (lt_isa_level() >= LT_ISA_AVX2)
-        return conv2d_is_fc(d) ? conv2d_fc_fwd_avx2(d, x, w, bias, y) : conv2d_fwd_avx2(d, x, w, bias, y);
+        return conv2d_is_fc(d)     ? conv2d_fc_fwd_avx2(d, x, w, bias, y)
+               : conv2d_wino_ok(d) ? conv2d_wino_fwd_avx2(d, x, w, bias, y)
+                                   : conv2d_fwd_avx2(d, x, w, bias, y);
     return conv2d_fwd_ref(d, x, w, bias, y);
 }
 
@@ -84,7 +86,9 @@ lt_status lt_conv2d_bwd_data(const lt_conv2d_desc *d, const float *dy, const flo
     lt_status st = check("lt_conv2d_bwd_data", d, dy, "dy", w, "w", dx, "dx", sz);
     if (st) return st;
     if (lt_isa_level() >= LT_ISA_AVX2)
-        return conv2d_is_fc(d) ? conv2d_fc_bwd_data_avx2(d, dy, w, bias, dx) : conv2d_bwd_data_avx2(d, dy, w, bias, dx);
+        return conv2d_is_fc(d)     ? conv2d_fc_bwd_data_avx2(d, dy, w, bias, dx)
+               : conv2d_wino_ok(d) ? conv2d_wino_bwd_data_avx2(d, dy, w, bias, dx)
+                                   : conv2d_bwd_data_avx2(d, dy, w, bias, dx);
     return conv2d_bwd_data_ref(d, dy, w, bias, dx);
 }
 

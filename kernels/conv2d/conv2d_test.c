@@ -252,6 +252,10 @@ static void test_shapes(void) {
         /* fully connected (1 x 1 output, no padding: the GEMM path): a DCGAN's last D conv and first G conv^T, scaled */
         make(3, 5, 4, 4, 7, 4, 4, 1, 1, 0, 0),     make(2, 17, 3, 5, 1, 3, 5, 2, 1, 0, 0),
         make(5, 9, 1, 1, 13, 1, 1, 1, 1, 0, 0),    make(4, 20, 4, 4, 33, 4, 4, 1, 1, 0, 0),
+        /* Winograd F(2x2, 3x3) (3x3, stride 1, >= 16 channels): pads 0..2, odd sizes, rows of 1..3 slivers, N = 1 */
+        make(2, 16, 9, 13, 17, 3, 3, 1, 1, 0, 0),  make(1, 19, 7, 30, 16, 3, 3, 1, 1, 2, 2),
+        make(3, 33, 11, 5, 20, 3, 3, 1, 1, 1, 1),  make(1, 16, 2, 2, 16, 3, 3, 1, 1, 1, 1),
+        make(2, 24, 28, 28, 24, 3, 3, 1, 1, 1, 1), make(1, 16, 10, 70, 18, 3, 3, 1, 1, 1, 1),
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) check_shape(&fixed[i], &rng);
     for (int i = 0; i < 150; i++) {

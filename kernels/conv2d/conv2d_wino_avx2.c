@@ -1,0 +1,226 @@
+/* Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions with enough channels (fwd, and bwd_data, which is the same
+ * correlation of dy with the flipped, transposed kernel). Lavin & Gray, "Fast Algorithms for Convolutional Neural
+ * Networks" (2016): each 2x2 output tile is A^T [ (G g G^T) .* (B^T d B) ] A over a 4x4 input tile d, so the
+ * 36 multiplies of a tile per (input, output) channel pair become 16, 2.25x fewer: the direct engine already runs
+ * these shapes at 85-90% of the AVX2 FMA peak (RealNVP's 64 -> 64 at 28x28), so only fewer multiplies make them
+ * faster.
+ *
+ *   U[xi][o][i] = (G g_oi G^T)[xi]              weights, once per call (xi = one of the 16 tile positions)
+ *   V[xi][s][i][l] = (B^T d B)[xi]               input tiles, 16 tiles per sliver s (lane l), per task
+ *   M[xi][o][t] = sum_i U[xi][o][i] V[xi][i][t]  16 small GEMMs on the conv's 6 x 16 micro-kernel (conv2d_ukr)
+ *   y tile = A^T M A (+ bias[o])
+ * A task is one image's block of WG_ROWS tile rows; each tile row is padded to a multiple of 16 tiles (the vector
+ * lanes: 8 tiles per ymm through even/odd deinterleaves of the padded input rows). The sum over input channels runs
+ * in increasing i inside the micro-kernel, every transform is a fixed sequence of adds, and no tile's arithmetic
+ * depends on the task split: the bits are the same for any thread count. Numerically F(2x2, 3x3) adds a few ulps
+ * of rounding in the transforms (the 1/2 factors of G are exact); conv2d_test checks it against the double
+ * reference at the same tolerance as the direct engine. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "conv2d_avx2.h"
+
+#define WG_ROWS 4  /* tile rows per task (V and M blocks: 16 x 64 tiles x 64 channels = 256 KB each at E4) */
+
+/* LATENT_CONV_WINOGRAD=0 turns the path off (A/B timing against the direct engine); read once. */
+static int wino_enabled(void) {
+    static _Atomic int state; /* 0 unread, 1 on, 2 off */
+    int s = atomic_load(&state);
+    if (s == 0) {
+        const char *e = getenv("LATENT_CONV_WINOGRAD");
+        s = e && e[0] == '0' ? 2 : 1;
+        atomic_store(&state, s);
+    }
+    return s == 1;
+}
+
+int conv2d_wino_ok(const lt_conv2d_desc *d) {
+    return wino_enabled() && d->r == 3 && d->s == 3 && d->stride_h == 1 && d->stride_w == 1 && d->pad_h == d->pad_w && d->pad_h <= 2 &&
+           d->c >= 16 && d->k >= 16 && d->oh >= 2 && d->ow >= 2 && d->h >= 2 && d->w >= 2;
+}
+
+typedef struct {
+    const float *in, *bias;
+    float *out;
+    int64_t n, ci, hi, wi, co, ho, wo, pad;
+    int64_t th, tw, nslr, nt;   /* tile rows / columns, slivers per tile row, tiles per task (padded) */
+    int64_t wb, hb;             /* padded input block: columns, rows */
+    int64_t ngrp;               /* tile-row groups per image */
+    const float *u;             /* (16, co, ci) */
+    int64_t *tab;               /* (ci): identity offsets for the micro-kernel */
+    slots sl;                   /* per worker: [hb * wb * ci padded input | 16 * vplane V | 16 * mplane M] */
+    int64_t vsz, msz, psz;
+    int64_t vplane, mplane;     /* floats between xi planes of V and M: not a multiple of 4 KB (see wino_run) */
+} wino;
+
+/* U = G g G^T for one 3x3 kernel g (row-major), G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]. */
+static void wino_weight(const float g[9], float u[16]) {
+    float t[4][3]; /* G g */
+    for (int j = 0; j < 3; j++) {
+        t[0][j] = g[j];
+        t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+        t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+        t[3][j] = g[6 + j];
+    }
+    for (int i = 0; i < 4; i++) { /* (G g) G^T */
+        u[i * 4 + 0] = t[i][0];
+        u[i * 4 + 1] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+        u[i * 4 + 2] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+        u[i * 4 + 3] = t[i][2];
+    }
+}
+
+/* Even and odd columns of 16 consecutive floats at p: lanes l = p[2l] and p[2l + 1]. */
+static inline void deinterleave(const float *p, __m256 *even, __m256 *odd) {
+    const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+    *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+    *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+}
+
+static void wino_task(void *p, int64_t t, int worker) {
+    const wino *x = p;
+    float *own, *buf = conv2d_slot_of((slots *)&x->sl, worker, &own);
+    if (!buf) return;
+    float *pin = buf, *v = buf + x->psz, *m = v + x->vsz;
+    const int64_t n = t / x->ngrp, r0 = (t % x->ngrp) * WG_ROWS, r1 = min64(x->th, r0 + WG_ROWS), nr = r1 - r0;
+    const int64_t ci = x->ci, co = x->co, nt = x->nt, wb = x->wb, hb = x->hb;
+    const int64_t nsl = nr * x->nslr; /* slivers of this task (nt may be larger for the last group) */
+    /* the input rows of tiles r0..r1, zero-padded: row 2 r0 - pad + i, column -pad + j */
+    conv2d_copy_padded(x->in + n * ci * x->hi * x->wi, ci, x->hi, x->wi, 2 * r0 - x->pad, 2 * nr + 2, -x->pad, pin, hb, wb);
+    /* input transform, 8 tiles at a time: V[xi][s][c][16] */
+    for (int64_t c = 0; c < ci; c++)
+        for (int64_t tr = 0; tr < nr; tr++)
+            for (int64_t g = 0; g < 2 * x->nslr; g++) {
+                const float *row = pin + (c * hb + 2 * tr) * wb + 16 * g;
+                __m256 d[4][4];
+                for (int i = 0; i < 4; i++) {
+                    deinterleave(row + i * wb, &d[i][0], &d[i][1]);
+                    deinterleave(row + i * wb + 2, &d[i][2], &d[i][3]);
+                }
+                __m256 b[4][4]; /* B^T d */
+                for (int j = 0; j < 4; j++) {
+                    b[0][j] = _mm256_sub_ps(d[0][j], d[2][j]);
+                    b[1][j] = _mm256_add_ps(d[1][j], d[2][j]);
+                    b[2][j] = _mm256_sub_ps(d[2][j], d[1][j]);
+                    b[3][j] = _mm256_sub_ps(d[1][j], d[3][j]);
+                }
+                const int64_t s = tr * x->nslr + g / 2;
+                float *o = v + (s * ci + c) * 16 + (g & 1) * 8;
+                const int64_t xs = x->vplane;
+                for (int i = 0; i < 4; i++) { /* (B^T d) B */
+                    _mm256_store_ps(o + (4 * i + 0) * xs, _mm256_sub_ps(b[i][0], b[i][2]));
+                    _mm256_store_ps(o + (4 * i + 1) * xs, _mm256_add_ps(b[i][1], b[i][2]));
+                    _mm256_store_ps(o + (4 * i + 2) * xs, _mm256_sub_ps(b[i][2], b[i][1]));
+                    _mm256_store_ps(o + (4 * i + 3) * xs, _mm256_sub_ps(b[i][1], b[i][3]));
+                }
+            }
+    /* 16 GEMMs: M[xi][o][s*16 + l] = sum_c U[xi][o][c] V[xi][s][c][l] */
+    for (int xi = 0; xi < 16; xi++)
+        for (int64_t s = 0; s < nsl; s++) {
+            const float *bs = v + xi * x->vplane + s * 16 * ci;
+            for (int64_t o0 = 0; o0 < co; o0 += MR) {
+                const int mr = (int)min64(MR, co - o0);
+                const float *rows[MR];
+                for (int i = 0; i < mr; i++) rows[i] = x->u + (xi * co + o0 + i) * ci;
+                conv2d_ukr(mr, ci, rows, x->tab, bs, m + xi * x->mplane + o0 * nt + s * 16, nt, 0);
+            }
+        }
+    /* output transform, 8 tiles at a time: y[2 tr + a][2 tc + b] */
+    for (int64_t o = 0; o < co; o++) {
+        const __m256 bias = _mm256_set1_ps(x->bias ? x->bias[o] : 0.0f);
+        float *yo = x->out + (n * co + o) * x->ho * x->wo;
+        for (int64_t tr = 0; tr < nr; tr++)
+            for (int64_t g = 0; g < 2 * x->nslr; g++) {
+                const int64_t tc0 = 8 * g;
+                if (tc0 >= x->tw) break;
+                const float *mp = m + o * nt + tr * x->nslr * 16 + tc0;
+                __m256 mm[4][4];
+                for (int xi = 0; xi < 16; xi++) mm[xi / 4][xi % 4] = _mm256_load_ps(mp + xi * x->mplane);
+                __m256 u[2][4]; /* A^T m */
+                for (int j = 0; j < 4; j++) {
+                    u[0][j] = _mm256_add_ps(_mm256_add_ps(mm[0][j], mm[1][j]), mm[2][j]);
+                    u[1][j] = _mm256_sub_ps(_mm256_sub_ps(mm[1][j], mm[2][j]), mm[3][j]);
+                }
+                const int64_t h0 = 2 * (r0 + tr), w0 = 2 * tc0, cols = min64(16, x->wo - w0);
+                for (int a = 0; a < 2; a++) {
+                    if (h0 + a >= x->ho) break;
+                    const __m256 y0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(u[a][0], u[a][1]), u[a][2]), bias);
+                    const __m256 y1 = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(u[a][1], u[a][2]), u[a][3]), bias);
+                    const __m256 lo = _mm256_unpacklo_ps(y0, y1), hi = _mm256_unpackhi_ps(y0, y1);
+                    const __m256 first = _mm256_permute2f128_ps(lo, hi, 0x20), second = _mm256_permute2f128_ps(lo, hi, 0x31);
+                    float *yr = yo + (h0 + a) * x->wo + w0;
+                    if (cols == 16) {
+                        _mm256_storeu_ps(yr, first);
+                        _mm256_storeu_ps(yr + 8, second);
+                    } else {
+                        float tmp[16];
+                        _mm256_storeu_ps(tmp, first);
+                        _mm256_storeu_ps(tmp + 8, second);
+                        memcpy(yr, tmp, (size_t)cols * sizeof(float));
+                    }
+                }
+            }
+    }
+    lt_free(own);
+}
+
+/* out (n, co, ho, wo) = the 3x3 correlation of in (n, ci, hi, wi) padded by pad with kernels g(o, i) taken from w:
+ * fwd: w (co, ci, 3, 3) as is; flip: w (ci, co, 3, 3) flipped (bwd_data). */
+static lt_status wino_run(const char *op, const float *in, int64_t n, int64_t ci, int64_t hi, int64_t wi,
+                          const float *w, int flip, const float *bias, float *out, int64_t co, int64_t ho, int64_t wo,
+                          int64_t pad) {
+    wino x;
+    memset(&x, 0, sizeof x);
+    x.in = in; x.bias = bias; x.out = out;
+    x.n = n; x.ci = ci; x.hi = hi; x.wi = wi; x.co = co; x.ho = ho; x.wo = wo; x.pad = pad;
+    x.th = cdiv(ho, 2); x.tw = cdiv(wo, 2);
+    x.nslr = cdiv(x.tw, 16);
+    x.nt = WG_ROWS * x.nslr * 16;
+    x.ngrp = cdiv(x.th, WG_ROWS);
+    x.wb = 32 * x.nslr + 2; /* the last 8-tile group reads columns up to 16 g + 17 */
+    x.hb = 2 * WG_ROWS + 2;
+    x.psz = rup(ci * x.hb * x.wb, 16);
+    /* The 16 xi planes of V and M are written (input transform) and read (output transform) 16 at a time, one
+     * vector from each: at a plane stride that is a multiple of 4 KB (64 tiles x 64 channels = 16 KB) all 16 fall
+     * in one L1 set and evict each other (the transforms took as long as the GEMMs). One extra cache line per plane
+     * spreads them. */
+    x.vplane = x.nt * ci + 16;
+    x.mplane = co * x.nt + 16;
+    x.vsz = 16 * x.vplane;
+    x.msz = 16 * x.mplane;
+    const int width = lt_pool_width();
+    const int64_t slot = x.psz + x.vsz + x.msz;
+    const size_t ubytes = (size_t)(16 * co * ci) * sizeof(float), tbytes = (size_t)ci * sizeof(int64_t);
+    const size_t bytes = ubytes + tbytes + (size_t)width * (size_t)slot * sizeof(float);
+    float *scratch = conv2d_scratch_get(bytes);
+    if (!scratch) return lt_fail(LT_ERR_OUT_OF_MEMORY, "%s: Winograd scratch of %zu bytes", op, bytes);
+    float *u = scratch;
+    x.tab = (int64_t *)(scratch + 16 * co * ci);
+    x.sl.base = (float *)(x.tab + ci);
+    x.sl.base = (float *)(((uintptr_t)x.sl.base + 63) & ~(uintptr_t)63);
+    x.sl.slot = slot;
+    x.sl.nw = width;
+    for (int64_t i = 0; i < ci; i++) x.tab[i] = i;
+    for (int64_t o = 0; o < co; o++)
+        for (int64_t i = 0; i < ci; i++) {
+            float g[9], uu[16];
+            for (int r = 0; r < 9; r++)
+                g[r] = flip ? w[(i * co + o) * 9 + 8 - r] : w[(o * ci + i) * 9 + r];
+            wino_weight(g, uu);
+            for (int xi = 0; xi < 16; xi++) u[(xi * co + o) * ci + i] = uu[xi];
+        }
+    x.u = u;
+    lt_parallel_for(n * x.ngrp, wino_task, &x);
+    conv2d_scratch_put(scratch);
+    if (atomic_load(&x.sl.oom)) return lt_fail(LT_ERR_OUT_OF_MEMORY, "%s: Winograd per-worker scratch", op);
+    return LT_OK;
+}
+
+lt_status conv2d_wino_fwd_avx2(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
+    return wino_run("lt_conv2d_fwd", x, d->n, d->c, d->h, d->w, w, 0, bias, y, d->k, d->oh, d->ow, d->pad_h);
+}
+
+lt_status conv2d_wino_bwd_data_avx2(const lt_conv2d_desc *d, const float *dy, const float *w, const float *bias,
+                                    float *dx) {
+    return wino_run("lt_conv2d_bwd_data", dy, d->n, d->k, d->oh, d->ow, w, 1, bias, dx, d->c, d->h, d->w, 2 - d->pad_h);
+}
