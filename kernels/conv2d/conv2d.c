@@ -3,7 +3,8 @@
  *
  * This file is the front door shared by every implementation: it validates the descriptor (each check names the
  * field and its value in lt_last_error()), then dispatches by ISA, fastest first: conv2d_*_avx2 (conv2d_avx2.c)
- * when the level in use is avx2 (conv2d_fc_*_avx2, the GEMM, for fully connected shapes), else conv2d_*_ref
+ * when the level in use is avx2 (conv2d_fc_*_avx2, the GEMM, for fully connected shapes; conv2d_wino_*_avx2,
+ * Winograd F(2x2, 3x3), for fwd / bwd_data of 3x3 stride-1 convs with >= 16 channels), else conv2d_*_ref
  * (conv2d_ref.c). Neither declines a valid shape.
  * Test and benchmark: conv2d_test.c (ctest runs it at LATENT_MAX_ISA=ref and =avx2; `conv2d_test --bench`). */
 #include "conv2d.h"
