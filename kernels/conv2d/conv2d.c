@@ -4,7 +4,7 @@
  * This file is the front door shared by every implementation: it validates the descriptor (each check names the
  * field and its value in lt_last_error()), then dispatches by ISA, fastest first: conv2d_*_avx2 (conv2d_avx2.c)
  * when the level in use is avx2 (conv2d_fc_*_avx2, the GEMM, for fully connected shapes; conv2d_wino_*_avx2,
- * Winograd F(2x2, 3x3), for fwd / bwd_data of 3x3 stride-1 convs with >= 16 channels), else conv2d_*_ref
+ * Winograd, for 3x3 stride-1 convs with >= 16 channels), else conv2d_*_ref
  * (conv2d_ref.c). Neither declines a valid shape.
  * Test and benchmark: conv2d_test.c (ctest runs it at LATENT_MAX_ISA=ref and =avx2; `conv2d_test --bench`). */
 #include "conv2d.h"
@@ -101,7 +101,8 @@ lt_status lt_conv2d_bwd_weight(const lt_conv2d_desc *d, const float *x, const fl
     if (accumulate != 0 && accumulate != 1)
         return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_conv2d_bwd_weight: accumulate=%d must be 0 or 1", accumulate);
     if (lt_isa_level() >= LT_ISA_AVX2)
-        return conv2d_is_fc(d) ? conv2d_fc_bwd_weight_avx2(d, x, dy, dw, db, accumulate)
-                               : conv2d_bwd_weight_avx2(d, x, dy, dw, db, accumulate);
+        return conv2d_is_fc(d)     ? conv2d_fc_bwd_weight_avx2(d, x, dy, dw, db, accumulate)
+               : conv2d_wino_wgrad_ok(d) ? conv2d_wino_bwd_weight_avx2(d, x, dy, dw, db, accumulate)
+                                   : conv2d_bwd_weight_avx2(d, x, dy, dw, db, accumulate);
     return conv2d_bwd_weight_ref(d, x, dy, dw, db, accumulate);
 }

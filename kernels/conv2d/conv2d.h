@@ -34,11 +34,15 @@ LT_HIDDEN lt_status conv2d_fc_bwd_data_avx2(const lt_conv2d_desc *d, const float
 LT_HIDDEN lt_status conv2d_fc_bwd_weight_avx2(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw,
                                               float *db, int accumulate);
 
-/* 3x3 stride-1 convolutions with >= 16 channels on each side by Winograd F(2x2, 3x3) (conv2d_wino_avx2.c). */
+/* 3x3 stride-1 convolutions with >= 16 channels on each side by Winograd: F(2x2, 3x3) for fwd and bwd_data,
+ * F(3x3, 2x2) for bwd_weight (conv2d_wino_avx2.c). */
 LT_HIDDEN int conv2d_wino_ok(const lt_conv2d_desc *d);
+LT_HIDDEN int conv2d_wino_wgrad_ok(const lt_conv2d_desc *d);   /* bwd_weight: also outputs of at least 4 x 4 */
 LT_HIDDEN lt_status conv2d_wino_fwd_avx2(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias,
                                          float *y);
 LT_HIDDEN lt_status conv2d_wino_bwd_data_avx2(const lt_conv2d_desc *d, const float *dy, const float *w,
                                               const float *bias, float *dx);
+LT_HIDDEN lt_status conv2d_wino_bwd_weight_avx2(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw,
+                                                float *db, int accumulate);
 
 #endif

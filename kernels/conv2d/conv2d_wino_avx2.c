@@ -77,17 +77,12 @@ static inline void deinterleave(const float *p, __m256 *even, __m256 *odd) {
     *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
 }
 
-static void wino_task(void *p, int64_t t, int worker) {
-    const wino *x = p;
-    float *own, *buf = conv2d_slot_of((slots *)&x->sl, worker, &own);
-    if (!buf) return;
-    float *pin = buf, *v = buf + x->psz, *m = v + x->vsz;
-    const int64_t n = t / x->ngrp, r0 = (t % x->ngrp) * WG_ROWS, r1 = min64(x->th, r0 + WG_ROWS), nr = r1 - r0;
-    const int64_t ci = x->ci, co = x->co, nt = x->nt, wb = x->wb, hb = x->hb;
-    const int64_t nsl = nr * x->nslr; /* slivers of this task (nt may be larger for the last group) */
+/* V[xi][s][c][16] = B^T d B for the tiles of image n, tile rows r0 .. r0 + nr (every padded tile of each row),
+ * 8 tiles per vector; pin: scratch for the zero-padded input rows. */
+static void in_transform(const wino *x, int64_t n, int64_t r0, int64_t nr, float *pin, float *v) {
+    const int64_t ci = x->ci, wb = x->wb, hb = x->hb;
     /* the input rows of tiles r0..r1, zero-padded: row 2 r0 - pad + i, column -pad + j */
     conv2d_copy_padded(x->in + n * ci * x->hi * x->wi, ci, x->hi, x->wi, 2 * r0 - x->pad, 2 * nr + 2, -x->pad, pin, hb, wb);
-    /* input transform, 8 tiles at a time: V[xi][s][c][16] */
     for (int64_t c = 0; c < ci; c++)
         for (int64_t tr = 0; tr < nr; tr++)
             for (int64_t g = 0; g < 2 * x->nslr; g++) {
@@ -114,6 +109,17 @@ static void wino_task(void *p, int64_t t, int worker) {
                     _mm256_store_ps(o + (4 * i + 3) * xs, _mm256_sub_ps(b[i][1], b[i][3]));
                 }
             }
+}
+
+static void wino_task(void *p, int64_t t, int worker) {
+    const wino *x = p;
+    float *own, *buf = conv2d_slot_of((slots *)&x->sl, worker, &own);
+    if (!buf) return;
+    float *pin = buf, *v = buf + x->psz, *m = v + x->vsz;
+    const int64_t n = t / x->ngrp, r0 = (t % x->ngrp) * WG_ROWS, r1 = min64(x->th, r0 + WG_ROWS), nr = r1 - r0;
+    const int64_t ci = x->ci, co = x->co, nt = x->nt;
+    const int64_t nsl = nr * x->nslr; /* slivers of this task (nt may be larger for the last group) */
+    in_transform(x, n, r0, nr, pin, v);
     /* 16 GEMMs: M[xi][o][s*16 + l] = sum_c U[xi][o][c] V[xi][s][c][l] */
     for (int xi = 0; xi < 16; xi++)
         for (int64_t s = 0; s < nsl; s++) {
@@ -164,29 +170,35 @@ static void wino_task(void *p, int64_t t, int worker) {
     lt_free(own);
 }
 
+/* Tiles of the correlation in (n, ci, hi, wi) padded by pad -> (n, co, ho, wo), and the V layout. */
+static void geometry(wino *x, const float *in, int64_t n, int64_t ci, int64_t hi, int64_t wi, int64_t co, int64_t ho,
+                     int64_t wo, int64_t pad) {
+    memset(x, 0, sizeof *x);
+    x->in = in;
+    x->n = n; x->ci = ci; x->hi = hi; x->wi = wi; x->co = co; x->ho = ho; x->wo = wo; x->pad = pad;
+    x->th = cdiv(ho, 2); x->tw = cdiv(wo, 2);
+    x->nslr = cdiv(x->tw, 16);
+    x->nt = WG_ROWS * x->nslr * 16;
+    x->ngrp = cdiv(x->th, WG_ROWS);
+    x->wb = 32 * x->nslr + 2; /* the last 8-tile group reads columns up to 16 g + 17 */
+    x->hb = 2 * WG_ROWS + 2;
+    x->psz = rup(ci * x->hb * x->wb, 16);
+    /* The 16 xi planes of V (and M, and DY) are written and read 16 at a time, one vector from each: at a plane
+     * stride that is a multiple of 4 KB (64 tiles x 64 channels = 16 KB) all 16 fall in one L1 set and evict each
+     * other (the transforms took as long as the GEMMs). One extra cache line per plane spreads them. */
+    x->vplane = x->nt * ci + 16;
+    x->vsz = 16 * x->vplane;
+}
+
 /* out (n, co, ho, wo) = the 3x3 correlation of in (n, ci, hi, wi) padded by pad with kernels g(o, i) taken from w:
  * fwd: w (co, ci, 3, 3) as is; flip: w (ci, co, 3, 3) flipped (bwd_data). */
 static lt_status wino_run(const char *op, const float *in, int64_t n, int64_t ci, int64_t hi, int64_t wi,
                           const float *w, int flip, const float *bias, float *out, int64_t co, int64_t ho, int64_t wo,
                           int64_t pad) {
     wino x;
-    memset(&x, 0, sizeof x);
-    x.in = in; x.bias = bias; x.out = out;
-    x.n = n; x.ci = ci; x.hi = hi; x.wi = wi; x.co = co; x.ho = ho; x.wo = wo; x.pad = pad;
-    x.th = cdiv(ho, 2); x.tw = cdiv(wo, 2);
-    x.nslr = cdiv(x.tw, 16);
-    x.nt = WG_ROWS * x.nslr * 16;
-    x.ngrp = cdiv(x.th, WG_ROWS);
-    x.wb = 32 * x.nslr + 2; /* the last 8-tile group reads columns up to 16 g + 17 */
-    x.hb = 2 * WG_ROWS + 2;
-    x.psz = rup(ci * x.hb * x.wb, 16);
-    /* The 16 xi planes of V and M are written (input transform) and read (output transform) 16 at a time, one
-     * vector from each: at a plane stride that is a multiple of 4 KB (64 tiles x 64 channels = 16 KB) all 16 fall
-     * in one L1 set and evict each other (the transforms took as long as the GEMMs). One extra cache line per plane
-     * spreads them. */
-    x.vplane = x.nt * ci + 16;
+    geometry(&x, in, n, ci, hi, wi, co, ho, wo, pad);
+    x.bias = bias; x.out = out;
     x.mplane = co * x.nt + 16;
-    x.vsz = 16 * x.vplane;
     x.msz = 16 * x.mplane;
     const int width = lt_pool_width();
     const int64_t slot = x.psz + x.vsz + x.msz;
@@ -223,4 +235,175 @@ lt_status conv2d_wino_fwd_avx2(const lt_conv2d_desc *d, const float *x, const fl
 lt_status conv2d_wino_bwd_data_avx2(const lt_conv2d_desc *d, const float *dy, const float *w, const float *bias,
                                     float *dx) {
     return wino_run("lt_conv2d_bwd_data", dy, d->n, d->k, d->oh, d->ow, w, 1, bias, dx, d->c, d->h, d->w, 2 - d->pad_h);
+}
+
+/* bwd_weight's Winograd form rounds intermediate products that cancel in exact arithmetic, so an element of dw that
+ * sums few terms (the corner taps of a 2x2 image) can be off by more than a bound on its own terms allows; from 4x4
+ * outputs up every element sums enough of the tile's products that the error stays inside conv2d_test's bound. */
+int conv2d_wino_wgrad_ok(const lt_conv2d_desc *d) { return conv2d_wino_ok(d) && d->oh >= 4 && d->ow >= 4; }
+
+/* ---- bwd_weight: F(3x3, 2x2) ---------------------------------------------------------------------------------
+ * dw[k][c] (3x3) = sum over the 2x2 dy tiles t of the correlation of x with dy, which in Winograd form (the
+ * transpose of F(2x2, 3x3): the same trilinear form with the roles of output and kernel swapped) is
+ *   dw[k][c] = G^T [ sum_t (A dy_t A^T) .* (B^T x_t B) ] G,   A = (A^T)^T (4 x 2), the same B and G as above.
+ * P[xi][c][k] = sum_t X[xi][c][t] DY[xi][t][k] is 16 GEMMs reduced over tiles, on the micro-kernel with the tiles as
+ * its reduction index (rows: X of 6 channels through an offset table over the tile slivers; B: DY, 16 k per
+ * sliver). Tiles are cut into fixed chunks of (image, tile-row group) units, by shape only; each chunk sums its
+ * units in order into its own partial P, and the partials are added in chunk order before the G^T P G transform:
+ * the same bits for any thread count. */
+typedef struct {
+    wino g;                /* tiles of the conv (in = x, co = K, ho x wo = OH x OW) and the V layout */
+    const float *dy;
+    float *dw, *db;
+    int accumulate;
+    int64_t kp, nunits, nch, units_per;
+    int64_t dwb, dhb, dsz, dplane; /* per worker: the dy rows of a unit (dhb x dwb per k), DY planes */
+    float *part;           /* (nch, 16, pplane) partial P[xi][c][kp] */
+    int64_t pplane;
+    const int64_t *tabx;   /* (nt): offset of tile p in a V row: (p / 16) * ci * 16 + p % 16 */
+} wgrad;
+
+/* DY[xi][ks][t][16] = A dy_t A^T for the tiles of image n, tile rows r0 .. r0 + nr, 8 tiles x 8 channels at a time
+ * (transformed with the tiles across the lanes, then an 8x8 transpose puts the channels there). */
+static void dy_transform(const wgrad *w, int64_t n, int64_t r0, int64_t nr, float *dbuf, float *dyt) {
+    const wino *x = &w->g;
+    const int64_t K = x->co, nt = x->nt, dwb = w->dwb, dhb = w->dhb;
+    conv2d_copy_padded(w->dy + n * K * x->ho * x->wo, K, x->ho, x->wo, 2 * r0, 2 * nr, 0, dbuf, dhb, dwb);
+    const __m256 zero = _mm256_setzero_ps();
+    for (int64_t k0 = 0; k0 < w->kp; k0 += 8)
+        for (int64_t tr = 0; tr < nr; tr++)
+            for (int64_t g = 0; g < 2 * x->nslr; g++) {
+                __m256 t[16][8];
+                for (int kk = 0; kk < 8; kk++) {
+                    if (k0 + kk >= K) {
+                        for (int xi = 0; xi < 16; xi++) t[xi][kk] = zero;
+                        continue;
+                    }
+                    const float *row = dbuf + ((k0 + kk) * dhb + 2 * tr) * dwb + 16 * g;
+                    __m256 e0, e1, f0, f1; /* dy tile rows 0 and 1, columns 0 and 1 */
+                    deinterleave(row, &e0, &e1);
+                    deinterleave(row + dwb, &f0, &f1);
+                    const __m256 q[4][2] = {{e0, e1},
+                                            {_mm256_add_ps(e0, f0), _mm256_add_ps(e1, f1)},
+                                            {_mm256_sub_ps(e0, f0), _mm256_sub_ps(e1, f1)},
+                                            {_mm256_sub_ps(zero, f0), _mm256_sub_ps(zero, f1)}}; /* A dy */
+                    for (int i = 0; i < 4; i++) { /* (A dy) A^T */
+                        t[4 * i + 0][kk] = q[i][0];
+                        t[4 * i + 1][kk] = _mm256_add_ps(q[i][0], q[i][1]);
+                        t[4 * i + 2][kk] = _mm256_sub_ps(q[i][0], q[i][1]);
+                        t[4 * i + 3][kk] = _mm256_sub_ps(zero, q[i][1]);
+                    }
+                }
+                const int64_t t0 = tr * x->nslr * 16 + 8 * g;
+                float *o = dyt + ((k0 / 16) * nt + t0) * 16 + k0 % 16;
+                for (int xi = 0; xi < 16; xi++) {
+                    tr8x8(t[xi]); /* t[xi][l] = 8 channels of tile t0 + l */
+                    for (int l = 0; l < 8; l++) _mm256_store_ps(o + xi * w->dplane + l * 16, t[xi][l]);
+                }
+            }
+}
+
+static void wgrad_task(void *p, int64_t ch, int worker) {
+    const wgrad *w = p;
+    const wino *x = &w->g;
+    float *own, *buf = conv2d_slot_of((slots *)&x->sl, worker, &own);
+    if (!buf) return;
+    float *pin = buf, *v = pin + x->psz, *dbuf = v + x->vsz, *dyt = dbuf + w->dsz;
+    float *part = w->part + ch * 16 * w->pplane;
+    const int64_t ci = x->ci, kp = w->kp;
+    const int64_t u0 = ch * w->units_per, u1 = min64(w->nunits, u0 + w->units_per);
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t n = u / x->ngrp, r0 = (u % x->ngrp) * WG_ROWS, nr = min64(x->th, r0 + WG_ROWS) - r0;
+        in_transform(x, n, r0, nr, pin, v);
+        dy_transform(w, n, r0, nr, dbuf, dyt);
+        const int64_t kc = nr * x->nslr * 16; /* this unit's tiles */
+        for (int xi = 0; xi < 16; xi++)
+            for (int64_t c0 = 0; c0 < ci; c0 += MR) {
+                const int mr = (int)min64(MR, ci - c0);
+                const float *rows[MR];
+                for (int i = 0; i < mr; i++) rows[i] = v + xi * x->vplane + (c0 + i) * 16;
+                for (int64_t ks = 0; ks < kp / 16; ks++)
+                    conv2d_ukr(mr, kc, rows, w->tabx, dyt + xi * w->dplane + ks * x->nt * 16,
+                               part + xi * w->pplane + c0 * kp + ks * 16, kp, u > u0);
+            }
+    }
+    lt_free(own);
+}
+
+/* dw[k][c] (+)= G^T (sum over chunks of P[xi][c][k]) G for channel c = the task, every k; and db[k = the task]. */
+static void wgrad_finish(void *p, int64_t c, int worker) {
+    (void)worker;
+    const wgrad *w = p;
+    const int64_t C = w->g.ci, K = w->g.co, kp = w->kp;
+    for (int64_t k = 0; k < K && c < C; k++) {
+        float P[16];
+        for (int xi = 0; xi < 16; xi++) {
+            float s = w->part[xi * w->pplane + c * kp + k];
+            for (int64_t ch = 1; ch < w->nch; ch++) s += w->part[(ch * 16 + xi) * w->pplane + c * kp + k];
+            P[xi] = s;
+        }
+        float q[3][4]; /* G^T P */
+        for (int j = 0; j < 4; j++) {
+            q[0][j] = P[j] + 0.5f * (P[4 + j] + P[8 + j]);
+            q[1][j] = 0.5f * (P[4 + j] - P[8 + j]);
+            q[2][j] = 0.5f * (P[4 + j] + P[8 + j]) + P[12 + j];
+        }
+        float *o = w->dw + (k * C + c) * 9;
+        for (int i = 0; i < 3; i++) { /* (G^T P) G */
+            const float r[3] = {q[i][0] + 0.5f * (q[i][1] + q[i][2]), 0.5f * (q[i][1] - q[i][2]),
+                                0.5f * (q[i][1] + q[i][2]) + q[i][3]};
+            for (int j = 0; j < 3; j++) o[i * 3 + j] = w->accumulate ? o[i * 3 + j] + r[j] : r[j];
+        }
+    }
+    if (w->db && c < K) { /* db[k = c]: sum of dy over images and pixels, 8 lanes then across them, in order */
+        const int64_t hw = w->g.ho * w->g.wo;
+        __m256 acc = _mm256_setzero_ps();
+        float tail = 0.0f;
+        for (int64_t n = 0; n < w->g.n; n++) {
+            const float *d = w->dy + (n * K + c) * hw;
+            int64_t i = 0;
+            for (; i + 8 <= hw; i += 8) acc = _mm256_add_ps(acc, _mm256_loadu_ps(d + i));
+            for (; i < hw; i++) tail += d[i];
+        }
+        float l[8];
+        _mm256_storeu_ps(l, acc);
+        const float sum = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])) + tail;
+        w->db[c] = w->accumulate ? w->db[c] + sum : sum;
+    }
+}
+
+lt_status conv2d_wino_bwd_weight_avx2(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw, float *db,
+                                      int accumulate) {
+    wgrad w;
+    memset(&w, 0, sizeof w);
+    geometry(&w.g, x, d->n, d->c, d->h, d->w, d->k, d->oh, d->ow, d->pad_h);
+    w.dy = dy; w.dw = dw; w.db = db; w.accumulate = accumulate;
+    w.kp = rup(d->k, 16);
+    w.nunits = d->n * w.g.ngrp;
+    w.nch = min64(8, w.nunits);
+    w.units_per = cdiv(w.nunits, w.nch);
+    w.nch = cdiv(w.nunits, w.units_per);
+    w.dwb = 32 * w.g.nslr;
+    w.dhb = 2 * WG_ROWS;
+    w.dsz = rup(d->k * w.dhb * w.dwb, 16);
+    w.dplane = w.kp * w.g.nt + 16;
+    w.pplane = d->c * w.kp + 16;
+    const int width = lt_pool_width();
+    const int64_t slot = w.g.psz + w.g.vsz + w.dsz + 16 * w.dplane;
+    const size_t bytes = ((size_t)(w.nch * 16 * w.pplane) + (size_t)width * (size_t)slot + 16) * sizeof(float) +
+                         (size_t)w.g.nt * sizeof(int64_t);
+    float *scratch = conv2d_scratch_get(bytes);
+    if (!scratch) return lt_fail(LT_ERR_OUT_OF_MEMORY, "lt_conv2d_bwd_weight: Winograd scratch of %zu bytes", bytes);
+    w.part = scratch;
+    w.g.sl.base = (float *)(((uintptr_t)(w.part + w.nch * 16 * w.pplane) + 63) & ~(uintptr_t)63);
+    w.g.sl.slot = slot;
+    w.g.sl.nw = width;
+    int64_t *tabx = (int64_t *)(w.g.sl.base + (int64_t)width * slot);
+    for (int64_t p = 0; p < w.g.nt; p++) tabx[p] = (p / 16) * d->c * 16 + p % 16;
+    w.tabx = tabx;
+    lt_parallel_for(w.nch, wgrad_task, &w);
+    if (!atomic_load(&w.g.sl.oom)) lt_parallel_for(d->c > d->k ? d->c : d->k, wgrad_finish, &w);
+    conv2d_scratch_put(scratch);
+    if (atomic_load(&w.g.sl.oom)) return lt_fail(LT_ERR_OUT_OF_MEMORY, "lt_conv2d_bwd_weight: Winograd per-worker scratch");
+    return LT_OK;
 }
