@@ -94,7 +94,7 @@ public final class Graph implements AutoCloseable {
         for (Var v : tape) v.grad = null;   // a second backward (after createGraph) starts clean
         // Gradients born in this pass are freed as soon as no Var holds them (counted per storage block).
         // With createGraph they may be captured by recorded rules, so nothing is freed early then.
-        Refs refs = createGraph ? null : new Refs(scope.mark());
+        Refs refs = createGraph ? null : new Refs(scope.mark(), scope.deviceMark());
         Tensor one = zeros(loss.value.shape());
         one.segment().set(java.lang.foreign.ValueLayout.JAVA_FLOAT, 0, 1f);
         Map<Var, Boolean> seen = new IdentityHashMap<>();
@@ -165,23 +165,28 @@ public final class Graph implements AutoCloseable {
     /** Holders per storage block of the gradients made during one backward pass. */
     private final class Refs {
         final int mark;
+        final long deviceMark;
         final Map<Long, Integer> count = new java.util.HashMap<>();
 
-        Refs(int mark) { this.mark = mark; }
+        Refs(int mark, long deviceMark) {
+            this.mark = mark;
+            this.deviceMark = deviceMark;
+        }
 
         void hold(Var v) {
-            if (v != null) count.merge(v.value.storage().address(), 1, Integer::sum);
+            if (v != null) count.merge(v.value.storageAddress(), 1, Integer::sum);
         }
 
         void drop(Var v) {
             if (v == null) return;
-            long a = v.value.storage().address();
+            long a = v.value.storageAddress();
             Integer n = count.get(a);
             if (n == null) return;
             if (n > 1) count.put(a, n - 1);
             else {
                 count.remove(a);
-                scope.releaseSince(mark, a);
+                if (v.value.device() == dev.latent.tensor.Device.CPU) scope.releaseSince(mark, a);
+                else scope.releaseDeviceSince(deviceMark, a);
             }
         }
     }
