@@ -70,6 +70,12 @@ public final class Graph implements AutoCloseable {
     /** A new zeroed tensor in this step's scope. */
     public Tensor zeros(long... shape) { return Tensor.zeros(scope, shape); }
 
+    /** A new tensor on {@code device} in this step's scope, contents undefined. */
+    public Tensor empty(dev.latent.tensor.Device device, long... shape) { return Tensor.empty(scope, device, shape); }
+
+    /** A new zeroed tensor on {@code device} in this step's scope. */
+    public Tensor zeros(dev.latent.tensor.Device device, long... shape) { return Tensor.zeros(scope, device, shape); }
+
     /** Records {@code out} if gradients must flow through it; returns it. */
     Var record(Tensor value, String op, Var[] inputs, Var.Backward rule) {
         boolean needs = false;
@@ -95,8 +101,13 @@ public final class Graph implements AutoCloseable {
         // Gradients born in this pass are freed as soon as no Var holds them (counted per storage block).
         // With createGraph they may be captured by recorded rules, so nothing is freed early then.
         Refs refs = createGraph ? null : new Refs(scope.mark(), scope.deviceMark());
-        Tensor one = zeros(loss.value.shape());
-        one.segment().set(java.lang.foreign.ValueLayout.JAVA_FLOAT, 0, 1f);
+        Tensor one;
+        if (loss.value.device() == dev.latent.tensor.Device.CPU) {
+            one = zeros(loss.value.shape());
+            one.segment().set(java.lang.foreign.ValueLayout.JAVA_FLOAT, 0, 1f);
+        } else {
+            one = Tensor.of(scope, loss.value.device(), new float[] {1f}, loss.value.shape());
+        }
         Map<Var, Boolean> seen = new IdentityHashMap<>();
         accumulate(loss, new Var(one, false, null), seen, refs);
         boolean saved = recording;

@@ -19,8 +19,10 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 public final class CudaKernels {
     private CudaKernels() {}
 
-    /** Rows per dw / db partial sum in layernorm.cu (LN_CHUNK) and elements per KL chunk in reparam.cu (RP_CHUNK). */
-    static final int LN_CHUNK = 256, RP_CHUNK = 4096, RP_THREADS = 256;
+    /** Rows per dw / db partial sum in layernorm.cu (LN_CHUNK), elements per chunk in reparam.cu and sumsq.cu. */
+    static final int LN_CHUNK = 256, RP_CHUNK = 4096, RP_THREADS = 256, SQ_CHUNK = 4096, SQ_THREADS = 256;
+    /** lt_copy_desc's rank limit (LT_MAX_RANK). */
+    static final int MAX_RANK = 6;
     /** Largest head size attention.cu's shared-memory tiles hold (ATT_MAXHS). */
     public static final long ATTENTION_MAX_HS = 128;
     private static final int MAX_GRID_YZ = 65535;
@@ -104,6 +106,72 @@ public final class CudaKernels {
     private static void rowsCheck(String op, long n, long c, long period) {
         if (n < 0 || c < 0 || period < 1)
             throw new IllegalArgumentException(op + ": n=" + n + " and c=" + c + " must be >= 0 and period=" + period + " >= 1");
+    }
+
+    /**
+     * dst[idx . dstStride] = src[idx . srcStride] over every index of the lt_copy_desc's shape (LatentNative.COPY_DESC
+     * layout: rank, shape, src and dst strides in elements, all >= 0). src and dst start at each view's first element.
+     */
+    public static void copyStrided(Cuda cu, MemorySegment desc, DeviceBuffer src, DeviceBuffer dst) {
+        int rank = desc.get(java.lang.foreign.ValueLayout.JAVA_INT, 0);
+        if (rank < 1 || rank > MAX_RANK) throw new IllegalArgumentException("copyStrided: rank " + rank + " outside [1, " + MAX_RANK + "]");
+        long n = 1, lastSrc = 0, lastDst = 0;
+        for (int k = 0; k < rank; k++) {
+            long size = desc.get(JAVA_LONG, 8 + 8L * k), ss = desc.get(JAVA_LONG, 56 + 8L * k), ds = desc.get(JAVA_LONG, 104 + 8L * k);
+            if (size < 0 || ss < 0 || ds < 0)
+                throw new IllegalArgumentException("copyStrided: dim " + k + ": size " + size + ", strides " + ss + " / " + ds + " must be >= 0");
+            n = Math.multiplyExact(n, size);
+            if (size > 0) {
+                lastSrc = Math.addExact(lastSrc, Math.multiplyExact(size - 1, ss));
+                lastDst = Math.addExact(lastDst, Math.multiplyExact(size - 1, ds));
+            }
+        }
+        if (n == 0) return;
+        floats("copyStrided", lastSrc + 1, "src", src);
+        floats("copyStrided", lastDst + 1, "dst", dst);
+        cu.launch("ltk_copy_strided", dim(strideBlocks(n)), dim(256), 0, desc, src, dst);
+    }
+
+    // ---- embedding.cu, sumsq.cu ----
+
+    /** out[i, :] = table[ids[i], :] for int32 device ids (n) already checked against the table's rows. */
+    public static void embedding(Cuda cu, long n, long c, DeviceBuffer ids, DeviceBuffer table, DeviceBuffer out) {
+        floats("embedding", n, "ids (int32)", ids);
+        floats("embedding", n * c, "out", out);
+        if (n * c == 0) return;
+        cu.launch("ltk_embedding_fwd", dim(strideBlocks(n * c)), dim(256), 0, n, c, ids, table, out);
+    }
+
+    /**
+     * dtable[uniq[r], :] += dout[pos[p], :] for p in [start[r], start[r + 1]), in order: the backward of an embedding
+     * with the positions grouped by id in increasing order (see Kernels.embeddingBackward), deterministic, the CPU's bits.
+     * {@code groups} holds uniq (rows), start (rows + 1) and pos (n) as consecutive int32 arrays.
+     */
+    public static void embeddingBackward(Cuda cu, long rows, long n, long c, long vocab, DeviceBuffer groups, DeviceBuffer dout,
+                                         DeviceBuffer dtable) {
+        floats("embeddingBackward", rows + rows + 1 + n, "groups (int32)", groups);
+        floats("embeddingBackward", n * c, "dout", dout);
+        floats("embeddingBackward", vocab * c, "dtable", dtable);
+        if (rows == 0 || c == 0) return;
+        DeviceBuffer uniq = groups.slice(0, rows * 4), start = groups.slice(rows * 4, (rows + 1) * 4),
+                pos = groups.slice((2 * rows + 1) * 4, Math.max(n, 1) * 4);
+        cu.launch("ltk_embedding_bwd", dim(rows, (c + 127) / 128), dim(128), 0, rows, c, uniq, start, pos, dout, dtable);
+    }
+
+    /** The sum of x[i]^2 in double (fixed chunks and order: the same bits every run); synchronises to copy it back. */
+    public static double sumOfSquares(Cuda cu, long n, DeviceBuffer x) {
+        floats("sumOfSquares", n, "x", x);
+        if (n == 0) return 0;
+        long chunks = (n + SQ_CHUNK - 1) / SQ_CHUNK;
+        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
+        DeviceBuffer out = s.slice(0, 8), part = s.slice(8, chunks * 8);
+        cu.launch("ltk_sumsq_part", dim(chunks), dim(SQ_THREADS), 0, n, x, part);
+        cu.launch("ltk_sumsq_total", dim(1), dim(32), 0, chunks, part, out);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment h = a.allocate(JAVA_DOUBLE);
+            out.copyTo(h);
+            return h.get(JAVA_DOUBLE, 0);
+        }
     }
 
     // ---- activation.cu, gelu.cu ----

@@ -113,10 +113,8 @@ public final class Kernels {
         if (src.device() != dst.device())
             throw new IllegalArgumentException("copy: tensors on different devices, " + src.device() + " (" + src + ") and "
                     + dst.device() + " (" + dst + "); move one with to(scope, device)");
-        if (src.device() == Device.CUDA) {   /* dense to dense is a device-to-device memcpy; strided needs a kernel */
-            if (src.numel() == 0) return;
-            if (!src.isContiguous() || !dst.isContiguous())
-                throw new UnsupportedOperationException("copy of strided CUDA tensors has no CUDA kernel yet: " + src + " -> " + dst);
+        boolean gpu = src.device() == Device.CUDA;
+        if (gpu && src.numel() > 0 && src.isContiguous() && dst.isContiguous()) {   /* dense to dense: a memcpy */
             dst.deviceBuffer().copyFrom(src.deviceBuffer());
             return;
         }
@@ -133,7 +131,8 @@ public final class Kernels {
             d.set(JAVA_LONG, 104 + 8L * i, dst.stride(i));
         }
         if (r == 0) { d.set(JAVA_LONG, 8, 1); d.set(JAVA_LONG, 56, 1); d.set(JAVA_LONG, 104, 1); }
-        nat().copyStrided(d, src.storage().asSlice(src.offset() * 4), dst.storage().asSlice(dst.offset() * 4));
+        if (gpu) CudaKernels.copyStrided(cuda(), d, src.deviceBuffer(), dst.deviceBuffer());
+        else nat().copyStrided(d, src.storage().asSlice(src.offset() * 4), dst.storage().asSlice(dst.offset() * 4));
     }
 
     /** A contiguous copy of {@code x} in {@code scope}. */
@@ -312,19 +311,78 @@ public final class Kernels {
 
     /** Sum of squares in double, fixed chunking (same bits for any thread count). */
     public static double sumOfSquares(Tensor x) {
-        cpuOnly("sumOfSquares", x);
+        if (onCuda("sumOfSquares", x)) return CudaKernels.sumOfSquares(cuda(), x.numel(), buf(x));
         dense("sumOfSquares", x);
         return nat().sumsq(x.numel(), x.segment(), F64.get());
     }
 
     /** dtable[ids[i], :] += dout[i, :]. */
     public static void embeddingBackward(MemorySegment ids, Tensor dout, Tensor dtable) {
-        cpuOnly("embeddingBackward", dout, dtable);
-        dense("embeddingBackward", dout, dtable);
+        boolean gpu = onCuda("embeddingBackward", dout, dtable);
+        if (!gpu) dense("embeddingBackward", dout, dtable);
         long c = dtable.size(-1), n = dout.numel() / Math.max(c, 1);
         if (dout.size(-1) != c) throw new IllegalArgumentException("embeddingBackward: dout " + dout + " vs table " + dtable);
         ints("embeddingBackward", ids, n);
+        if (gpu) {
+            /* Group the positions by id on the host (ids are host data), each group in increasing index order: the
+             * kernel then adds every table element's terms in the CPU's order, without atomics. */
+            long vocab = dtable.size(0);
+            int[] id = checkIds("embeddingBackward", ids, n, vocab);
+            int[] count = new int[(int) vocab];
+            for (int v : id) count[v]++;
+            int rows = 0;
+            for (int k : count) if (k > 0) rows++;
+            int[] g = new int[2 * rows + 1 + (int) n];
+            int r = 0, at = 0;
+            int[] next = new int[(int) vocab];
+            for (int v = 0; v < vocab; v++)
+                if (count[v] > 0) {
+                    g[r] = v;
+                    g[rows + r] = at;
+                    next[v] = at;
+                    at += count[v];
+                    r++;
+                }
+            g[2 * rows] = at;
+            for (int i = 0; i < n; i++) g[2 * rows + 1 + next[id[i]]++] = i;
+            try (Arena a = Arena.ofConfined()) {
+                DeviceBuffer dg = deviceInts(a.allocateFrom(JAVA_INT, g), g.length);
+                CudaKernels.embeddingBackward(cuda(), rows, n, c, vocab, dg, buf(dout), buf(dtable));
+            }
+            return;
+        }
         nat().embeddingBwd(n, c, dtable.size(0), ids, dout.segment(), dtable.segment());
+    }
+
+    /** out[i, :] = table[ids[i], :] for int32 host ids (n = out's rows); ids are checked against the table first. */
+    public static void embedding(MemorySegment ids, Tensor table, Tensor out) {
+        if (table.rank() != 2 || out.rank() != 2 || out.size(1) != table.size(1))
+            throw new IllegalArgumentException("embedding: table (V, C) and out (n, C) needed, got " + table + ", " + out);
+        long n = out.size(0), c = table.size(1);
+        ints("embedding", ids, n);
+        if (onCuda("embedding", table, out)) {
+            checkIds("embedding", ids, n, table.size(0));
+            CudaKernels.embedding(cuda(), n, c, deviceInts(ids, n), buf(table), buf(out));
+            return;
+        }
+        dense("embedding", table, out);
+        MemorySegment src = table.segment(), dst = out.segment();
+        for (long i = 0; i < n; i++) {
+            int id = checkId("embedding", ids.getAtIndex(JAVA_INT, i), i, table.size(0));
+            MemorySegment.copy(src, id * c * 4, dst, i * c * 4, c * 4);
+        }
+    }
+
+    private static int checkId(String op, int id, long i, long vocab) {
+        if (id < 0 || id >= vocab) throw new IllegalArgumentException(op + ": id " + id + " at position " + i + " outside [0, " + vocab + ")");
+        return id;
+    }
+
+    private static int[] checkIds(String op, MemorySegment ids, long n, long vocab) {
+        if (n > Integer.MAX_VALUE - 8 || vocab > Integer.MAX_VALUE - 8) throw new IllegalArgumentException(op + ": " + n + " ids, vocabulary " + vocab + ": too large");
+        int[] id = ids.asSlice(0, 4 * n).toArray(JAVA_INT);
+        for (int i = 0; i < n; i++) checkId(op, id[i], i, vocab);
+        return id;
     }
 
     // ---- VAE sampler ----

@@ -28,7 +28,8 @@ public final class AdamW {
         this.weightDecay = weightDecay;
         for (var e : params.entrySet()) {
             long[] shape = e.getValue().shape();
-            state.put(e.getKey(), new Tensor[] {Tensor.zeros(scope, shape), Tensor.zeros(scope, shape)});
+            var dev = e.getValue().value().device();   /* state lives where its parameter does */
+            state.put(e.getKey(), new Tensor[] {Tensor.zeros(scope, dev, shape), Tensor.zeros(scope, dev, shape)});
         }
     }
 

@@ -325,14 +325,10 @@ public final class Tensor {
         return view(offset + start * strides[d], sh, strides.clone());
     }
 
-    /**
-     * This tensor if contiguous, else a contiguous copy in the same scope. On CUDA a strided copy needs a kernel that
-     * does not exist yet (there is no host fallback: it would round-trip every element through the host unseen).
-     */
+    /** This tensor if contiguous, else a contiguous copy in the same scope (on CUDA, by the strided-copy kernel). */
     public Tensor contiguous() {
         if (isContiguous()) return this;
-        if (device != Device.CPU)
-            throw new UnsupportedOperationException("contiguous(): a strided copy of " + this + " has no CUDA kernel yet");
+        if (device != Device.CPU) return dev.latent.ops.Kernels.contiguous(scope, this);
         return of(scope, toArray(), shape);
     }
 

@@ -86,6 +86,18 @@ class CudaDispatchTest {
             match("axpby of a slice", t2, gt2);
             Tensor c = Kernels.contiguous(s, gx);
             match("contiguous copy", x, c);
+            /* strided copies: a transpose, a column slice, GPT's (B, T, 3, NH, HS) -> (3, B, NH, T, HS) head split */
+            match("copy of a transpose", Kernels.contiguous(s, x.transpose(0, 1)), Kernels.contiguous(s, gx.transpose(0, 1)));
+            match("copy of a column slice", Kernels.contiguous(s, x.slice(1, 3, 7)), Kernels.contiguous(s, gx.slice(1, 3, 7)));
+            Tensor qkv = cpu(s, 6, 2, 5, 3, 2, 4), gqkv = gpu(s, qkv);
+            Tensor heads = qkv.transpose(0, 2).transpose(1, 2).transpose(2, 3), gheads = gqkv.transpose(0, 2).transpose(1, 2).transpose(2, 3);
+            match("copy of a rank-5 permute", Kernels.contiguous(s, heads), Kernels.contiguous(s, gheads));
+            Tensor into = Tensor.zeros(s, 10, 6), ginto = Tensor.zeros(s, Device.CUDA, 10, 6);
+            Kernels.copy(x.transpose(0, 1), into.slice(0, 0, 10));
+            Kernels.copy(gx.transpose(0, 1), ginto.slice(0, 0, 10));
+            match("copy into a view", into, ginto);
+            double ss = Kernels.sumOfSquares(x), gss = Kernels.sumOfSquares(gx);
+            assertEquals(ss, gss, 1e-12 * ss, "sumOfSquares");
         }
     }
 
@@ -136,6 +148,26 @@ class CudaDispatchTest {
             match("attention dq", dq, gdq);
             match("attention dk", dk, gdk);
             match("attention dv", dv, gdv);
+        }
+    }
+
+    @Test
+    void embedding() {
+        try (Scope s = Scope.confined(); Arena a = Arena.ofConfined()) {
+            int[] ids = {3, 3, 0, 9, 5, 3, 9, 1};
+            MemorySegment hid = a.allocateFrom(JAVA_INT, ids);
+            Tensor table = cpu(s, 81, 10, 12), gtable = gpu(s, table);
+            Tensor out = Tensor.empty(s, 8, 12), gout = Tensor.empty(s, Device.CUDA, 8, 12);
+            Kernels.embedding(hid, table, out);
+            Kernels.embedding(hid, gtable, gout);
+            match("embedding", out, gout);
+            Tensor dout = cpu(s, 82, 8, 12), gdout = gpu(s, dout), dt = cpu(s, 83, 10, 12), gdt = gpu(s, dt);
+            Kernels.embeddingBackward(hid, dout, dt);
+            Kernels.embeddingBackward(hid, gdout, gdt);
+            same("embeddingBackward (the CPU's order of additions)", gdt.toArray(), dt.toArray());
+            MemorySegment bad = a.allocateFrom(JAVA_INT, 0, -1);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Kernels.embedding(bad, gtable, Tensor.empty(s, Device.CUDA, 2, 12)));
+            assertTrue(e.getMessage().contains("id -1 at position 1"), e.getMessage());
         }
     }
 
@@ -212,13 +244,17 @@ class CudaDispatchTest {
                 IllegalArgumentException e = assertThrows(IllegalArgumentException.class, mixed);
                 assertTrue(e.getMessage().contains("CPU") && e.getMessage().contains("CUDA"), e.getMessage());
             }
-            MemorySegment ids = a.allocate(JAVA_INT, 4);
-            for (var c : java.util.Map.<String, Executable>of("sumOfSquares", () -> Kernels.sumOfSquares(d),
-                    "embeddingBackward", () -> Kernels.embeddingBackward(ids, d, Tensor.zeros(s, Device.CUDA, 10, 8)),
+            MemorySegment bad = a.allocateFrom(JAVA_INT, 1, 2, 10, 3);
+            IllegalArgumentException badId = assertThrows(IllegalArgumentException.class,
+                    () -> Kernels.embeddingBackward(bad, d, Tensor.zeros(s, Device.CUDA, 10, 8)));
+            assertTrue(badId.getMessage().contains("id 10 at position 2"), badId.getMessage());
+            for (var c : java.util.Map.<String, Executable>of(
                     "bceWithLogits", () -> Kernels.bceWithLogits(d, null, 1f, null, 1f),
                     "batchNorm2d", () -> Kernels.batchNormInfer(Tensor.zeros(s, Device.CUDA, 2, 2, 2, 2), null, null, 1e-5f,
                             Tensor.zeros(s, Device.CUDA, 2), Tensor.zeros(s, Device.CUDA, 2), Tensor.zeros(s, Device.CUDA, 2, 2, 2, 2)),
-                    "copy of strided", () -> Kernels.copy(d.transpose(0, 1), Tensor.zeros(s, Device.CUDA, 8, 4))).entrySet()) {
+                    "batchNorm2dBackward", () -> Kernels.batchNormBackward(Tensor.zeros(s, Device.CUDA, 2, 2, 2, 2), null,
+                            Tensor.zeros(s, Device.CUDA, 2), Tensor.zeros(s, Device.CUDA, 2), Tensor.zeros(s, Device.CUDA, 2, 2, 2, 2),
+                            Tensor.zeros(s, Device.CUDA, 2, 2, 2, 2), null, null)).entrySet()) {
                 UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class, c.getValue(), c.getKey());
                 assertTrue(e.getMessage().startsWith(c.getKey()) && e.getMessage().contains("no CUDA kernel"), e.getMessage());
             }

@@ -315,6 +315,66 @@ class CudaKernelsTest {
     }
 
     @Test
+    void copyEmbeddingSumOfSquares() {
+        long seed = 91;
+        /* strided copy, exactly (elementwise_cuda_test's cases): a reversed-axes view into a contiguous and a padded buffer */
+        for (long[] shape : new long[][] {{3, 2, 4, 7, 5}, {9, 37}, {37}, {2, 3, 1, 4, 2, 3}})
+            for (int pad = 0; pad < 2; pad++) {
+                int rank = shape.length, n = 1;
+                for (long d : shape) n *= (int) d;
+                try (Arena a = Arena.ofConfined()) {
+                    MemorySegment d = a.allocate(LatentNative.COPY_DESC);
+                    d.set(java.lang.foreign.ValueLayout.JAVA_INT, 0, rank);
+                    long st = 1, ds = 1;
+                    for (int k = 0; k < rank; k++) { d.set(JAVA_LONG, 8 + 8L * k, shape[k]); d.set(JAVA_LONG, 56 + 8L * k, st); st *= shape[k]; }
+                    for (int k = rank - 1; k >= 0; k--) { d.set(JAVA_LONG, 104 + 8L * k, ds); ds *= shape[k] + (k == rank - 1 ? 3L * pad : 0); }
+                    float[] src = fill(n, seed++), start = new float[(int) ds];
+                    java.util.Arrays.fill(start, 7f);   /* the padding must stay 7 */
+                    MemorySegment want = host(a, start);
+                    nat().copyStrided(d, host(a, src), want);
+                    try (DeviceBuffer gs = up(cu, src); DeviceBuffer gd = up(cu, start)) {
+                        CudaKernels.copyStrided(cu, d, gs, gd);
+                        same("copyStrided " + java.util.Arrays.toString(shape) + " pad " + pad, down(cu, gd, (int) ds), floats(want, (int) ds));
+                    }
+                }
+            }
+        /* embedding: the gather exactly; the backward bit for bit (the CPU's order of additions per element) */
+        for (int[] k : new int[][] {{1, 1, 1}, {7, 3, 5}, {64, 37, 65}, {300, 129, 11}}) {
+            int n = k[0], c = k[1], vocab = k[2];
+            SplittableRandom r = new SplittableRandom(seed++);
+            int[] ids = new int[n];
+            for (int i = 0; i < n; i++) ids[i] = r.nextInt(vocab);
+            if (n > 3) { ids[1] = ids[0]; ids[n - 1] = vocab - 1; }
+            float[] table = fill(vocab * c, seed++), dout = fill(n * c, seed++);
+            try (Arena a = Arena.ofConfined(); dev.latent.tensor.Scope s = dev.latent.tensor.Scope.confined()) {
+                var ht = dev.latent.tensor.Tensor.of(s, table, vocab, c);
+                var gt = ht.to(s, dev.latent.tensor.Device.CUDA);
+                var hout = dev.latent.tensor.Tensor.empty(s, n, c);
+                var gout = dev.latent.tensor.Tensor.empty(s, dev.latent.tensor.Device.CUDA, n, c);
+                MemorySegment hid = a.allocateFrom(java.lang.foreign.ValueLayout.JAVA_INT, ids);
+                dev.latent.ops.Kernels.embedding(hid, ht, hout);
+                dev.latent.ops.Kernels.embedding(hid, gt, gout);
+                same("embedding n=" + n + " c=" + c, gout.toArray(), hout.toArray());
+                MemorySegment want = host(a, table);
+                nat().embeddingBwd(n, c, vocab, hid, host(a, dout), want);
+                var gd = dev.latent.tensor.Tensor.of(s, dev.latent.tensor.Device.CUDA, dout, n, c);
+                dev.latent.ops.Kernels.embeddingBackward(hid, gd, gt);
+                same("embeddingBackward n=" + n + " c=" + c + " vocab=" + vocab, gt.toArray(), floats(want, vocab * c));
+            }
+        }
+        /* sum of squares: sumsq_cuda_test's bound, 2^-53 (4096 + 16 + 8 + 2 chunks) of the sum */
+        for (int n : new int[] {1, 7, 255, 4095, 4096, 4097, 3 * 4096 + 5}) {
+            float[] x = fill(n, seed++);
+            if (n > 10) { x[3] = 1e30f; x[5] = -1e30f; x[6] = 0f; }
+            try (Arena a = Arena.ofConfined(); DeviceBuffer gx = up(cu, x)) {
+                double want = nat().sumsq(n, host(a, x), a.allocate(JAVA_DOUBLE)), got = CudaKernels.sumOfSquares(cu, n, gx);
+                long chunks = (n + 4095) / 4096;
+                assertEquals(want, got, Math.scalb(4096.0 + 16 + 8 + 2 * chunks, -53) * want, "sumOfSquares n=" + n);
+            }
+        }
+    }
+
+    @Test
     void argumentsAreCheckedBeforeTheLaunch() {
         try (DeviceBuffer small = cu.alloc(16); DeviceBuffer big = cu.alloc(4096)) {
             var e = assertThrows(IllegalArgumentException.class, () -> CudaKernels.axpby(cu, 5, 1f, small, 0f, big));
