@@ -35,6 +35,12 @@ public final class AdamW {
 
     public long step() { return step; }
 
+    /** Moves the moment estimates to {@code device} (copies in {@code scope}), after the parameters moved there. */
+    public void to(Scope scope, dev.latent.tensor.Device device) {
+        for (Tensor[] mv : state.values())
+            for (int i = 0; i < mv.length; i++) if (mv[i].device() != device) mv[i] = mv[i].to(scope, device);
+    }
+
     public void setStep(long s) { step = s; }
 
     /** (m, v) of each parameter by name, for checkpoints. */
