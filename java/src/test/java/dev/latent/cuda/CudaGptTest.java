@@ -41,6 +41,8 @@ class CudaGptTest {
     record Step(float loss, Map<String, float[]> grads, Map<String, float[]> params) {}
 
     static Step step(Device dev, GptConfig cfg, MemorySegment ids, MemorySegment targets, float lr) {
+        long before = Scope.liveDeviceBytes();
+        Step result;
         try (Scope model = Scope.shared()) {
             Gpt gpt = new Gpt(model, cfg, 5);
             gpt.to(model, dev);
@@ -58,8 +60,19 @@ class CudaGptTest {
                 opt.update(lr, 1.0);
             }
             for (var e : named.entrySet()) params.put(e.getKey(), e.getValue().value().toArray());
-            return new Step(loss, grads, params);
+            result = new Step(loss, grads, params);
+            /* two more steps: each step's device memory (activations, gradients) is freed when its graph closes */
+            long held = Scope.liveDeviceBytes();
+            for (int i = 0; i < 2; i++) {
+                try (Graph g = Graph.open()) {
+                    g.backward(gpt.loss(ids, targets, 2, cfg.context()));
+                    opt.update(lr, 1.0);
+                }
+                assertEquals(held, Scope.liveDeviceBytes(), "device memory after step " + (i + 2));
+            }
         }
+        assertEquals(before, Scope.liveDeviceBytes(), "the model scope frees its parameters and optimizer state");
+        return result;
     }
 
     @Test
