@@ -79,7 +79,7 @@ public final class Kernels {
         return true;
     }
 
-    /** For an op without a CUDA kernel: false on the CPU, UnsupportedOperationException on CUDA. */
+    /** For an op without a CUDA kernel: returns for CPU tensors, UnsupportedOperationException for CUDA ones. */
     static void cpuOnly(String op, Tensor... ts) {
         if (onCuda(op, ts))
             throw new UnsupportedOperationException(op + " has no CUDA kernel yet; its tensors are on CUDA (copy them to the CPU"

@@ -34,7 +34,7 @@ class CudaCliTest {
             rc = new CommandLine(new Main()).execute("train", "gpt", "--data", data.toString(), "--out", out.toString(),
                     "--device", device, "--steps", "4", "--layers", "1", "--heads", "2", "--dim", "16", "--context", "8",
                     "--batch", "2", "--eval-interval", "2", "--eval-batches", "1", "--log-interval", "1",
-                    "--checkpoint-interval", "0", "--sample-tokens", "5", "--threads", "1");
+                    "--checkpoint-interval", "0", "--sample-tokens", "5");
         } finally {
             System.setErr(saved);
         }
