@@ -1,6 +1,10 @@
 package dev.latent.cuda;
 
 import dev.latent.nativ.LatentNative;
+import dev.latent.ops.Kernels;
+import dev.latent.tensor.Device;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -12,6 +16,7 @@ import java.util.SplittableRandom;
 import static dev.latent.cuda.CudaTesting.*;
 import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -324,7 +329,7 @@ class CudaKernelsTest {
                 for (long d : shape) n *= (int) d;
                 try (Arena a = Arena.ofConfined()) {
                     MemorySegment d = a.allocate(LatentNative.COPY_DESC);
-                    d.set(java.lang.foreign.ValueLayout.JAVA_INT, 0, rank);
+                    d.set(JAVA_INT, 0, rank);
                     long st = 1, ds = 1;
                     for (int k = 0; k < rank; k++) { d.set(JAVA_LONG, 8 + 8L * k, shape[k]); d.set(JAVA_LONG, 56 + 8L * k, st); st *= shape[k]; }
                     for (int k = rank - 1; k >= 0; k--) { d.set(JAVA_LONG, 104 + 8L * k, ds); ds *= shape[k] + (k == rank - 1 ? 3L * pad : 0); }
@@ -346,19 +351,19 @@ class CudaKernelsTest {
             for (int i = 0; i < n; i++) ids[i] = r.nextInt(vocab);
             if (n > 3) { ids[1] = ids[0]; ids[n - 1] = vocab - 1; }
             float[] table = fill(vocab * c, seed++), dout = fill(n * c, seed++);
-            try (Arena a = Arena.ofConfined(); dev.latent.tensor.Scope s = dev.latent.tensor.Scope.confined()) {
-                var ht = dev.latent.tensor.Tensor.of(s, table, vocab, c);
-                var gt = ht.to(s, dev.latent.tensor.Device.CUDA);
-                var hout = dev.latent.tensor.Tensor.empty(s, n, c);
-                var gout = dev.latent.tensor.Tensor.empty(s, dev.latent.tensor.Device.CUDA, n, c);
-                MemorySegment hid = a.allocateFrom(java.lang.foreign.ValueLayout.JAVA_INT, ids);
-                dev.latent.ops.Kernels.embedding(hid, ht, hout);
-                dev.latent.ops.Kernels.embedding(hid, gt, gout);
+            try (Arena a = Arena.ofConfined(); Scope s = Scope.confined()) {
+                var ht = Tensor.of(s, table, vocab, c);
+                var gt = ht.to(s, Device.CUDA);
+                var hout = Tensor.empty(s, n, c);
+                var gout = Tensor.empty(s, Device.CUDA, n, c);
+                MemorySegment hid = a.allocateFrom(JAVA_INT, ids);
+                Kernels.embedding(hid, ht, hout);
+                Kernels.embedding(hid, gt, gout);
                 same("embedding n=" + n + " c=" + c, gout.toArray(), hout.toArray());
                 MemorySegment want = host(a, table);
                 nat().embeddingBwd(n, c, vocab, hid, host(a, dout), want);
-                var gd = dev.latent.tensor.Tensor.of(s, dev.latent.tensor.Device.CUDA, dout, n, c);
-                dev.latent.ops.Kernels.embeddingBackward(hid, gd, gt);
+                var gd = Tensor.of(s, Device.CUDA, dout, n, c);
+                Kernels.embeddingBackward(hid, gd, gt);
                 same("embeddingBackward n=" + n + " c=" + c + " vocab=" + vocab, gt.toArray(), floats(want, vocab * c));
             }
         }
