@@ -4,6 +4,10 @@
  *   ltk_mul(n, x, z, y)               y = x * z
  *   ltk_add_rows(n, c, period, x, rows, y)   y[i, :] = x[i, :] + rows[i % period, :]   x, y (N, C); rows (period, C)
  *   ltk_sum_rows(n, c, period, x, out)       out[p, :] += sum over i = p, p + period, ... of x[i, :], in row order
+ *   ltk_copy_strided(d, src, dst)            dst[idx . dst_stride] = src[idx . src_stride] over every index of
+ *       d.shape (lt_copy_desc by value, rank <= 6): permutes and contiguous copies of views. One thread per element
+ *       in dst's row-major index order; the rank loop is unrolled over LT_MAX_RANK with constant indices (runtime
+ *       indexing into a by-value struct would copy it to local memory).
  * Launch: 256 threads, grid-stride loops, any grid (the Java backend uses min(ceil(n / 256), 4 * SMs * 8) blocks).
  * sum_rows gives one thread per output element and walks its rows in order: deterministic, no atomics, and only
  * period * C threads of parallelism (enough for bias gradients of C >= 768; a split into row chunks is the
@@ -11,6 +15,9 @@
  * Checked by elementwise_cuda_test.cc (emulation) against elementwise_ref.c: same float operations, so exact except
  * where nvcc contracts a*x + b*y into one fma (one rounding of difference, the CPU test's tolerance). */
 #include "lt_cuda.cuh"
+extern "C" {
+#include "latent.h"
+}
 
 LT_KERNEL void ltk_axpby(int64_t n, float a, const float *__restrict__ x, float b, float *__restrict__ y) {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
@@ -41,5 +48,25 @@ LT_KERNEL void ltk_sum_rows(int64_t n, int64_t c, int64_t period, const float *_
         float s = out[e];
         for (int64_t i = p; i < n; i += period) s += x[i * c + j];
         out[e] = s;
+    }
+}
+
+LT_KERNEL void ltk_copy_strided(lt_copy_desc d, const float *__restrict__ src, float *__restrict__ dst) {
+    int64_t total = 1;
+#pragma unroll
+    for (int k = 0; k < LT_MAX_RANK; k++)
+        if (k < d.rank) total *= d.shape[k];
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += stride) {
+        int64_t r = e, so = 0, dof = 0;
+#pragma unroll
+        for (int k = LT_MAX_RANK - 1; k >= 0; k--)
+            if (k < d.rank) {
+                const int64_t q = r / d.shape[k], i = r - q * d.shape[k];
+                r = q;
+                so += i * d.src_stride[k];
+                dof += i * d.dst_stride[k];
+            }
+        dst[dof] = src[so];
     }
 }

@@ -56,5 +56,27 @@ int main() {
         CHECK(lt_cu_close("sum_rows", gsum.data(), wsum.data(), pc, 4 * U * (double)(r.n / r.period + 1), 0),
               "sum_rows %lld x %lld / %lld", (long long)r.n, (long long)r.c, (long long)r.period);
     }
+    /* strided copy against lt_copy_strided, exactly (a copy): GPT's head split (B, T, 3, NH, HS) -> (3, B, NH, T, HS),
+     * its inverse, a transpose, a column slice into a contiguous buffer and into a strided one, rank 1 */
+    struct { int rank; int64_t shape[6]; } ps[] = {{5, {3, 2, 4, 7, 5}}, {2, {9, 37}}, {1, {37}}, {6, {2, 3, 1, 4, 2, 3}}};
+    for (auto &p : ps) {
+        int64_t n = 1;
+        for (int k = 0; k < p.rank; k++) n *= p.shape[k];
+        /* source: a permuted view of a contiguous buffer (reverse the axes); destination: contiguous, then a
+         * slice of a wider buffer (every row padded by 3) */
+        lt_copy_desc d = {};
+        d.rank = p.rank;
+        int64_t st = 1;
+        for (int k = 0; k < p.rank; k++) { d.shape[k] = p.shape[k]; d.src_stride[k] = st; st *= p.shape[k]; }
+        for (int pad = 0; pad < 2; pad++) {
+            int64_t ds = 1;
+            for (int k = p.rank - 1; k >= 0; k--) { d.dst_stride[k] = ds; ds *= p.shape[k] + (k == p.rank - 1 ? 3 * pad : 0); }
+            std::vector<float> src(n), want(ds, 7.0f), got(ds, 7.0f); /* the padding must stay 7 */
+            lt_t_fill(src.data(), n, &s);
+            CHECK(lt_copy_strided(&d, src.data(), want.data()) == LT_OK, "lt_copy_strided");
+            LAUNCH(ltk_copy_strided, dim3(lt_cu_blocks(n, 256)), dim3(256), 0, d, (const float *)src.data(), got.data());
+            CHECK(lt_cu_close("copy_strided", got.data(), want.data(), ds, 0, 0), "copy_strided rank %d pad %d", p.rank, pad);
+        }
+    }
     return lt_test_summary();
 }

@@ -4,6 +4,7 @@ import dev.latent.nativ.LatentNative;
 import dev.latent.ops.Conv;
 import dev.latent.ops.Gemm;
 import dev.latent.ops.Kernels;
+import dev.latent.tensor.Device;
 import dev.latent.tensor.Tensor;
 
 import java.lang.foreign.MemorySegment;
@@ -19,6 +20,9 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * gradients of gradients work (add, scale, mul, matmul, transpose, reshape, permute, addRows, sumRows,
  * gelu); rules of the fused kernels (layerNorm, attention, cross-entropy, embedding) call their native
  * backward and refuse a second differentiation with a clear message.
+ * Devices: an op's outputs live on its inputs' device. The ops GPT, the convolutions and the activations use run
+ * on CUDA tensors (their kernels exist); the Java-loop ops (reductions, pointwise, BatchNorm, flows) read host
+ * memory and refuse CUDA tensors with the tensor's IllegalStateException.
  */
 public final class F {
     private F() {}
@@ -52,14 +56,14 @@ public final class F {
     }
 
     public static Var scale(Var a, float s) {
-        Tensor out = g().empty(a.value.shape());
+        Tensor out = g().empty(a.value.device(), a.value.shape());
         Kernels.axpby(s, a.value.isContiguous() ? a.value : Kernels.contiguous(g().scope, a.value), 0f, out);
         return rec(out, "scale", of(a), gr -> of(scale(gr, s)));
     }
 
     public static Var mul(Var a, Var b) {
         sameShape("mul", a, b);
-        Tensor out = g().empty(a.value.shape());
+        Tensor out = g().empty(a.value.device(), a.value.shape());
         Kernels.mul(dense(a), dense(b), out);
         return rec(out, "mul", of(a, b), gr -> of(mul(gr, b), mul(gr, a)));
     }
@@ -107,7 +111,7 @@ public final class F {
     /** (M, K) @ (K, N); either operand may be a transposed view. */
     public static Var matmul(Var a, Var b) {
         if (a.value.rank() != 2 || b.value.rank() != 2) throw new IllegalArgumentException("matmul: 2-D operands, got " + a.value + " @ " + b.value);
-        Tensor out = g().empty(a.value.size(0), b.value.size(1));
+        Tensor out = g().empty(a.value.device(), a.value.size(0), b.value.size(1));
         Gemm.matmul(a.value, b.value, out, 1f, 0f);
         return rec(out, "matmul", of(a, b), gr -> of(
                 a.requiresGrad ? matmul(gr, transpose(b)) : null,
@@ -116,7 +120,7 @@ public final class F {
 
     /** y[i, :] = x[i, :] + rows[i % P, :]: bias (P = 1) and position (P = T) adds. */
     public static Var addRows(Var x, Var rows) {
-        Tensor out = g().empty(x.value.shape());
+        Tensor out = g().empty(x.value.device(), x.value.shape());
         Kernels.addRows(dense(x), dense(rows), out);
         long[] rs = rows.value.shape();
         return rec(out, "addRows", of(x, rows), gr -> of(gr, rows.requiresGrad ? sumRows(gr, rs) : null));
@@ -124,13 +128,13 @@ public final class F {
 
     /** out[i % P, :] = sum over i of x[i, :], with out of {@code shape} (P, C). */
     public static Var sumRows(Var x, long... shape) {
-        Tensor out = g().zeros(shape);
+        Tensor out = g().zeros(x.value.device(), shape);
         Kernels.sumRows(dense(x), out);
         long[] xs = x.value.shape();
-        return rec(out, "sumRows", of(x), gr -> of(addRows(constantZeros(xs), gr)));
+        return rec(out, "sumRows", of(x), gr -> of(addRows(constantZeros(x.value.device(), xs), gr)));
     }
 
-    private static Var constantZeros(long[] shape) { return Var.constant(g().zeros(shape)); }
+    private static Var constantZeros(Device device, long[] shape) { return Var.constant(g().zeros(device, shape)); }
 
     /**
      * x W^T + b for x (N, in), W (out, in), b (out): PyTorch's nn.Linear. Its own op (not matmul of a
@@ -140,7 +144,7 @@ public final class F {
         if (x.value.rank() != 2 || w.value.rank() != 2) throw new IllegalArgumentException("linear: x (N, in) and W (out, in), got " + x.value + ", " + w.value);
         long outF = w.value.size(0);
         if (b != null && b.value.numel() != outF) throw new IllegalArgumentException("linear: bias " + b.value + " for " + outF + " outputs");
-        Tensor out = g().empty(x.value.size(0), outF);
+        Tensor out = g().empty(x.value.device(), x.value.size(0), outF);
         Gemm.matmul(x.value, w.value.transpose(0, 1), out, 1f, 0f);
         if (b != null) Kernels.addRows(out, dense(b).reshape(1, outF), out);   // bias in place: no second activation
         return rec(out, "linear", b == null ? of(x, w) : of(x, w, b), gr -> {
@@ -154,14 +158,14 @@ public final class F {
 
     /** Exact (erf) GELU. */
     public static Var gelu(Var x) {
-        Tensor out = g().empty(x.value.shape());
+        Tensor out = g().empty(x.value.device(), x.value.shape());
         Kernels.gelu(dense(x), out);
         return rec(out, "gelu", of(x), gr -> of(geluBackward(x, gr)));
     }
 
     /** dx = dy * gelu'(x), differentiable in both (gelu'' = phi(x) (2 - x^2)). */
     static Var geluBackward(Var x, Var dy) {
-        Tensor out = g().empty(x.value.shape());
+        Tensor out = g().empty(x.value.device(), x.value.shape());
         Kernels.geluBackward(dense(x), dense(dy), out);
         return rec(out, "geluBackward", of(x, dy), gr -> {
             Tensor d2 = g().zeros(x.value.shape()), d1 = g().zeros(x.value.shape());
@@ -189,11 +193,12 @@ public final class F {
     public static Var layerNorm(Var x, Var w, Var b, float eps) {
         Tensor xv = dense(x);
         long c = xv.size(-1), n = xv.numel() / c;
-        Tensor y = g().empty(xv.shape()), mean = g().empty(n), rstd = g().empty(n);
+        Device dev = xv.device();
+        Tensor y = g().empty(dev, xv.shape()), mean = g().empty(dev, n), rstd = g().empty(dev, n);
         Kernels.layerNorm(xv, w.value, b.value, eps, y, mean, rstd);
         return rec(y, "layerNorm", of(x, w, b), gr -> {
             if (g().recording) return layerNormBackwardDifferentiable(x, w, gr, eps, n, c);
-            Tensor dx = g().empty(xv.shape()), dw = g().zeros(c), db = g().zeros(c);
+            Tensor dx = g().empty(dev, xv.shape()), dw = g().zeros(dev, c), db = g().zeros(dev, c);
             Kernels.layerNormBackward(xv, w.value, mean, rstd, dense(gr), dx, dw, db);
             return of(Var.constant(dx), Var.constant(dw), Var.constant(db));
         });
@@ -211,7 +216,7 @@ public final class F {
         Var rs = colBroadcast(rsqrt(addScalar(scale(rowSum(mul(xc, xc)), 1f / c), eps)), c);
         Var xhat = mul(xc, rs);
         Var dy = reshape(gr, n, c);
-        Var dxhat = mul(dy, addRows(constantZeros(new long[] {n, c}), reshape(w, 1, c)));
+        Var dxhat = mul(dy, addRows(constantZeros(x.value.device(), new long[] {n, c}), reshape(w, 1, c)));
         Var m1 = colBroadcast(scale(rowSum(dxhat), 1f / c), c);
         Var m2 = colBroadcast(scale(rowSum(mul(dxhat, xhat)), 1f / c), c);
         Var dx = reshape(mul(rs, sub(sub(dxhat, m1), mul(xhat, m2))), xs);
@@ -229,11 +234,11 @@ public final class F {
         Tensor q = p.slice(0, 0, 1).reshape(p.size(1), p.size(2), p.size(3), p.size(4));
         Tensor k = p.slice(0, 1, 2).reshape(q.shape()), v = p.slice(0, 2, 3).reshape(q.shape());
         float scale = (float) (1.0 / Math.sqrt(p.size(4)));
-        Tensor o = g().empty(q.shape()), lse = g().empty(p.size(1), p.size(2), p.size(3));
+        Tensor o = g().empty(p.device(), q.shape()), lse = g().empty(p.device(), p.size(1), p.size(2), p.size(3));
         Kernels.attention(q, k, v, causal, scale, o, lse);
         return rec(o, "attention", of(qkv), gr -> {
             firstOrderOnly("attention");
-            Tensor d = g().empty(p.shape());
+            Tensor d = g().empty(p.device(), p.shape());
             Tensor dq = d.slice(0, 0, 1).reshape(q.shape()), dk = d.slice(0, 1, 2).reshape(q.shape()), dv = d.slice(0, 2, 3).reshape(q.shape());
             Kernels.attentionBackward(q, k, v, o, lse, dense(gr), causal, scale, dq, dk, dv);
             return of(Var.constant(d));
@@ -244,16 +249,20 @@ public final class F {
     public static Var embedding(MemorySegment ids, long n, Var table) {
         Tensor t = dense(table);
         long vocab = t.size(0), c = t.size(1);
-        Tensor out = g().empty(n, c);
-        MemorySegment src = t.segment(), dst = out.segment();
-        for (long i = 0; i < n; i++) {
-            int id = ids.getAtIndex(JAVA_INT, i);
-            if (id < 0 || id >= vocab) throw new IllegalArgumentException("embedding: id " + id + " at position " + i + " outside [0, " + vocab + ")");
-            MemorySegment.copy(src, id * c * 4, dst, i * c * 4, c * 4);
+        Tensor out = g().empty(t.device(), n, c);
+        if (t.device() == Device.CUDA) {
+            Kernels.embedding(ids, t, out);   /* checks the ids on the host first */
+        } else {
+            MemorySegment src = t.segment(), dst = out.segment();
+            for (long i = 0; i < n; i++) {
+                int id = ids.getAtIndex(JAVA_INT, i);
+                if (id < 0 || id >= vocab) throw new IllegalArgumentException("embedding: id " + id + " at position " + i + " outside [0, " + vocab + ")");
+                MemorySegment.copy(src, id * c * 4, dst, i * c * 4, c * 4);
+            }
         }
         return rec(out, "embedding", of(table), gr -> {
             firstOrderOnly("embedding");
-            Tensor d = g().zeros(vocab, c);
+            Tensor d = g().zeros(t.device(), vocab, c);
             Kernels.embeddingBackward(ids, dense(gr), d);
             return of(Var.constant(d));
         });
@@ -266,19 +275,26 @@ public final class F {
         long counted = 0;
         for (long i = 0; i < n; i++) if (targets.getAtIndex(JAVA_INT, i) >= 0) counted++;
         float inv = counted == 0 ? 0f : 1f / counted;
-        Tensor losses = g().empty(n);
-        Tensor dlogits = logits.requiresGrad && g().recording ? g().empty(lv.shape()) : null;
+        Device dev = lv.device();
+        Tensor losses = g().empty(dev, n);
+        Tensor dlogits = logits.requiresGrad && g().recording ? g().empty(dev, lv.shape()) : null;
         Kernels.softmaxCrossEntropy(lv, targets, losses, dlogits, inv);
         double sum = 0;
-        MemorySegment ls = losses.segment();
-        for (long i = 0; i < n; i++) sum += ls.getAtIndex(JAVA_FLOAT, i);
-        Tensor out = g().zeros(1);
-        out.segment().set(JAVA_FLOAT, 0, (float) (sum * inv));
+        Tensor out;
+        if (dev == Device.CPU) {
+            MemorySegment ls = losses.segment();
+            for (long i = 0; i < n; i++) sum += ls.getAtIndex(JAVA_FLOAT, i);
+            out = g().zeros(1);
+            out.segment().set(JAVA_FLOAT, 0, (float) (sum * inv));
+        } else {   /* the per-row losses come back (n floats), summed in double in the same order as on the CPU */
+            for (float l : losses.toArray()) sum += l;
+            out = Tensor.of(g().scope, dev, new float[] {(float) (sum * inv)}, 1);
+        }
         return rec(out, "crossEntropy", of(logits), gr -> {
             firstOrderOnly("crossEntropy");
-            float s = gr.value.segment().get(JAVA_FLOAT, 0);
+            float s = scalar(gr.value);
             if (s == 1f) return of(Var.constant(dlogits));
-            Tensor d = g().empty(lv.shape());
+            Tensor d = g().empty(dev, lv.shape());
             Kernels.axpby(s, dlogits, 0f, d);
             return of(Var.constant(d));
         });
@@ -290,7 +306,7 @@ public final class F {
         if (xv.rank() != 2 || n < 0 || n > xv.size(0)) throw new IllegalArgumentException("narrowRows: " + n + " rows of " + xv);
         return rec(xv.slice(0, 0, n), "narrowRows", of(x), gr -> {
             firstOrderOnly("narrowRows");
-            Tensor d = g().zeros(xv.shape());
+            Tensor d = g().zeros(xv.device(), xv.shape());
             Kernels.copy(dense(gr), d.slice(0, 0, n));
             return of(Var.constant(d));
         });
@@ -318,8 +334,11 @@ public final class F {
     /** The scalar value of a one-element Var. */
     public static float item(Var v) {
         if (v.value.numel() != 1) throw new IllegalArgumentException("item: not a scalar: " + v.value);
-        return v.value.segment().get(JAVA_FLOAT, 0);
+        return scalar(v.value);
     }
+
+    /** The one element of t (from a CUDA tensor: a 4-byte copy). */
+    static float scalar(Tensor t) { return t.device() == Device.CPU ? t.segment().get(JAVA_FLOAT, 0) : t.toArray()[0]; }
 
     // ---- convolutions (kernels/conv2d). Forward, backward-data and backward-weight are each other's adjoints,
     // so every rule below is written with these three differentiable ops and double backward works. ----
@@ -336,12 +355,12 @@ public final class F {
     public static Var conv2d(Var x, Var w, Var b, int stride, int pad) {
         Conv.Geometry geo = convGeometry("conv2d", x.value, w.value, stride, pad);
         if (b != null && b.value.numel() != geo.k()) throw new IllegalArgumentException("conv2d: bias " + b.value + " for " + geo.k() + " channels");
-        Tensor y = g().empty(geo.outShape());
+        Tensor y = g().empty(x.value.device(), geo.outShape());
         Conv.forward(geo, dense(x), dense(w), b == null ? null : dense(b), y);
         return rec(y, "conv2d", b == null ? of(x, w) : of(x, w, b), gr -> {
             Var dx = x.requiresGrad ? convBackwardData(geo, gr, w) : null;
             if (!g().recording && wants(w) && wants(b)) {   // first order: dw and db in one pass
-                Tensor dw = g().empty(geo.weightShape()), db = g().empty(geo.k());
+                Tensor dw = g().empty(x.value.device(), geo.weightShape()), db = g().empty(x.value.device(), geo.k());
                 Conv.backwardWeight(geo, dense(x), dense(gr), dw, db, false);
                 return of(dx, Var.constant(dw), Var.constant(db));
             }
@@ -353,7 +372,7 @@ public final class F {
 
     /** conv2d without bias for a given geometry (the adjoint rules' building block). */
     static Var conv2d(Conv.Geometry geo, Var x, Var w) {
-        Tensor y = g().empty(geo.outShape());
+        Tensor y = g().empty(x.value.device(), geo.outShape());
         Conv.forward(geo, dense(x), dense(w), null, y);
         return rec(y, "conv2d", of(x, w), gr -> of(
                 x.requiresGrad ? convBackwardData(geo, gr, w) : null,
@@ -362,7 +381,7 @@ public final class F {
 
     /** dx = conv^T(dy, w): the input gradient of a convolution, and the forward of a transposed one. */
     static Var convBackwardData(Conv.Geometry geo, Var dy, Var w) {
-        Tensor dx = g().empty(geo.inShape());
+        Tensor dx = g().empty(dy.value.device(), geo.inShape());
         Conv.backwardData(geo, dense(dy), dense(w), null, dx);
         return rec(dx, "conv2dBackwardData", of(dy, w), gr -> of(
                 dy.requiresGrad ? conv2d(geo, gr, w) : null,
@@ -371,7 +390,7 @@ public final class F {
 
     /** dw = sum over the batch of dy (x) patches of x: the weight gradient of a convolution. */
     static Var convBackwardWeight(Conv.Geometry geo, Var x, Var dy) {
-        Tensor dw = g().empty(geo.weightShape());
+        Tensor dw = g().empty(x.value.device(), geo.weightShape());
         Conv.backwardWeight(geo, dense(x), dense(dy), dw, null, false);
         return rec(dw, "conv2dBackwardWeight", of(x, dy), gr -> of(
                 x.requiresGrad ? convBackwardData(geo, dy, gr) : null,
@@ -395,7 +414,7 @@ public final class F {
         if (geo.oh() != xv.size(2) || geo.ow() != xv.size(3)) throw new IllegalStateException("convTranspose2d: geometry " + geo);
         if (b == null) return convBackwardData(geo, x, w);
         if (b.value.numel() != geo.c()) throw new IllegalArgumentException("convTranspose2d: bias " + b.value + " for " + geo.c() + " channels");
-        Tensor y = g().empty(geo.inShape());
+        Tensor y = g().empty(xv.device(), geo.inShape());
         Conv.backwardData(geo, dense(x), dense(w), dense(b), y);
         return rec(y, "convTranspose2d", of(x, w, b), gr -> of(
                 x.requiresGrad ? conv2d(geo, gr, w) : null,
@@ -494,7 +513,7 @@ public final class F {
     /** max(x, 0) + alpha min(x, 0); alpha = 0 is ReLU. Its backward is differentiable (double backward works). */
     public static Var leakyRelu(Var x, float alpha) {
         int kind = alpha == 0f ? LatentNative.ACT_RELU : LatentNative.ACT_LEAKY_RELU;
-        Tensor y = g().empty(x.value.shape());
+        Tensor y = g().empty(x.value.device(), x.value.shape());
         Kernels.activation(kind, alpha, dense(x), y);
         return rec(y, alpha == 0f ? "relu" : "leakyRelu", of(x), gr -> of(leakyReluBackward(x, gr, alpha)));
     }
@@ -502,7 +521,7 @@ public final class F {
     /** dy * (x > 0 ? 1 : alpha): linear in dy, piecewise constant in x (zero second derivative). */
     static Var leakyReluBackward(Var x, Var dy, float alpha) {
         int kind = alpha == 0f ? LatentNative.ACT_RELU : LatentNative.ACT_LEAKY_RELU;
-        Tensor dx = g().empty(x.value.shape());
+        Tensor dx = g().empty(x.value.device(), x.value.shape());
         Kernels.activationBackward(kind, alpha, dense(x), dense(dy), dx);
         return rec(dx, "leakyReluBackward", of(x, dy), gr -> of(null, leakyReluBackward(x, gr, alpha)));
     }
@@ -512,11 +531,11 @@ public final class F {
     public static Var sigmoid(Var x) { return saturating(x, LatentNative.ACT_SIGMOID, "sigmoid"); }
 
     private static Var saturating(Var x, int kind, String name) {
-        Tensor y = g().empty(x.value.shape());
+        Tensor y = g().empty(x.value.device(), x.value.shape());
         Kernels.activation(kind, 0f, dense(x), y);
         return rec(y, name, of(x), gr -> {
             firstOrderOnly(name);
-            Tensor dx = g().empty(y.shape());
+            Tensor dx = g().empty(y.device(), y.shape());
             Kernels.activationBackward(kind, 0f, y, dense(gr), dx);
             return of(Var.constant(dx));
         });

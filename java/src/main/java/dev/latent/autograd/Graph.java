@@ -70,6 +70,12 @@ public final class Graph implements AutoCloseable {
     /** A new zeroed tensor in this step's scope. */
     public Tensor zeros(long... shape) { return Tensor.zeros(scope, shape); }
 
+    /** A new tensor on {@code device} in this step's scope, contents undefined. */
+    public Tensor empty(dev.latent.tensor.Device device, long... shape) { return Tensor.empty(scope, device, shape); }
+
+    /** A new zeroed tensor on {@code device} in this step's scope. */
+    public Tensor zeros(dev.latent.tensor.Device device, long... shape) { return Tensor.zeros(scope, device, shape); }
+
     /** Records {@code out} if gradients must flow through it; returns it. */
     Var record(Tensor value, String op, Var[] inputs, Var.Backward rule) {
         boolean needs = false;
@@ -94,9 +100,14 @@ public final class Graph implements AutoCloseable {
         for (Var v : tape) v.grad = null;   // a second backward (after createGraph) starts clean
         // Gradients born in this pass are freed as soon as no Var holds them (counted per storage block).
         // With createGraph they may be captured by recorded rules, so nothing is freed early then.
-        Refs refs = createGraph ? null : new Refs(scope.mark());
-        Tensor one = zeros(loss.value.shape());
-        one.segment().set(java.lang.foreign.ValueLayout.JAVA_FLOAT, 0, 1f);
+        Refs refs = createGraph ? null : new Refs(scope.mark(), scope.deviceMark());
+        Tensor one;
+        if (loss.value.device() == dev.latent.tensor.Device.CPU) {
+            one = zeros(loss.value.shape());
+            one.segment().set(java.lang.foreign.ValueLayout.JAVA_FLOAT, 0, 1f);
+        } else {
+            one = Tensor.of(scope, loss.value.device(), new float[] {1f}, loss.value.shape());
+        }
         Map<Var, Boolean> seen = new IdentityHashMap<>();
         accumulate(loss, new Var(one, false, null), seen, refs);
         boolean saved = recording;
@@ -165,23 +176,28 @@ public final class Graph implements AutoCloseable {
     /** Holders per storage block of the gradients made during one backward pass. */
     private final class Refs {
         final int mark;
+        final long deviceMark;
         final Map<Long, Integer> count = new java.util.HashMap<>();
 
-        Refs(int mark) { this.mark = mark; }
+        Refs(int mark, long deviceMark) {
+            this.mark = mark;
+            this.deviceMark = deviceMark;
+        }
 
         void hold(Var v) {
-            if (v != null) count.merge(v.value.storage().address(), 1, Integer::sum);
+            if (v != null) count.merge(v.value.storageAddress(), 1, Integer::sum);
         }
 
         void drop(Var v) {
             if (v == null) return;
-            long a = v.value.storage().address();
+            long a = v.value.storageAddress();
             Integer n = count.get(a);
             if (n == null) return;
             if (n > 1) count.put(a, n - 1);
             else {
                 count.remove(a);
-                scope.releaseSince(mark, a);
+                if (v.value.device() == dev.latent.tensor.Device.CPU) scope.releaseSince(mark, a);
+                else scope.releaseDeviceSince(deviceMark, a);
             }
         }
     }

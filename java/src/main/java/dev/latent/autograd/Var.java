@@ -1,5 +1,7 @@
 package dev.latent.autograd;
 
+import dev.latent.tensor.Device;
+import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 
 /**
@@ -8,7 +10,7 @@ import dev.latent.tensor.Tensor;
  * The gradient is itself a Var, so with {@code createGraph} it can be differentiated again.
  */
 public final class Var {
-    final Tensor value;
+    Tensor value;   /* replaced only by to(): a leaf moving between devices */
     final boolean requiresGrad;
     final Node node;
     Var grad;
@@ -35,6 +37,16 @@ public final class Var {
 
     /** The accumulated gradient, or null if none reached this Var. */
     public Var grad() { return grad; }
+
+    /**
+     * Moves a leaf (a parameter) to {@code device}: its value becomes a copy in {@code scope} (the old one stays in
+     * its own scope until that closes), its gradient is forgotten. Between steps only: Vars made from it keep the old value.
+     */
+    public void to(Scope scope, Device device) {
+        if (node != null) throw new IllegalStateException("only leaves move between devices, not the result of " + node.op() + ": " + this);
+        if (value.device() != device) value = value.to(scope, device);
+        grad = null;
+    }
 
     /** Forgets the gradient (parameters between steps). */
     public void zeroGrad() { grad = null; }

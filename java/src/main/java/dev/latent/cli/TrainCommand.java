@@ -1,11 +1,13 @@
 package dev.latent.cli;
 
+import dev.latent.cuda.Cuda;
 import dev.latent.data.TextData;
 import dev.latent.models.gpt.Gpt;
 import dev.latent.models.gpt.GptCheckpoint;
 import dev.latent.models.gpt.GptConfig;
 import dev.latent.models.gpt.GptTrainer;
 import dev.latent.nativ.LatentNative;
+import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.text.BpeTokenizer;
 import dev.latent.text.CharTokenizer;
@@ -54,11 +56,24 @@ final class TrainCommand implements Runnable {
         @Option(names = "--resume", description = "continue from the checkpoint in --out") boolean resume;
         @Option(names = "--stop-after", description = "stop (with a checkpoint) after this many steps; --resume continues the same schedule") Long stopAfter;
         @Option(names = "--sample-tokens", description = "print a sample of this many tokens at the end (default: ${DEFAULT-VALUE})") int sampleTokens = 300;
+        @Option(names = "--device", description = "cpu | cuda (default: ${DEFAULT-VALUE}); cuda without a usable GPU says why and runs on the CPU")
+        String device = "cpu";
 
         @Override
         public Integer call() throws Exception {
             if (steps < 0 || batch < 1 || evalInterval < 1 || evalBatches < 1 || logInterval < 1 || warmup < 0 || checkpointInterval < 0)
                 throw new IllegalArgumentException("--steps >= 0, --batch, --eval-interval, --eval-batches, --log-interval >= 1, --warmup >= 0 required");
+            if (!device.equals("cpu") && !device.equals("cuda"))
+                throw new IllegalArgumentException("--device must be cpu or cuda, got " + device);
+            Device runOn = Device.CPU;
+            if (device.equals("cuda")) {
+                if (Cuda.available()) {
+                    runOn = Device.CUDA;
+                    System.err.println("device: " + Cuda.get().describe());
+                } else {
+                    System.err.println(Cuda.unavailableReason());   // probed once, cached: said once
+                }
+            }
             if (threads != null) LatentNative.get().setNumThreads(threads);
             Path file = data != null ? data : TextData.defaultCorpus();
             String text = TextData.read(file);
@@ -86,7 +101,8 @@ final class TrainCommand implements Runnable {
                         gpt.parameterCount(), LatentNative.get().numThreads());
                 var o = new GptTrainer.Options(batch, steps, lr, minLr, warmup, weightDecay, clip, evalInterval, evalBatches, 1234,
                         logInterval, checkpointInterval, seed);
-                var last = GptTrainer.train(gpt, tok, d, o, out, resume, model, stopAfter == null ? steps : Math.min(stopAfter, steps));
+                var last = GptTrainer.train(gpt, tok, d, o, out, resume, model, stopAfter == null ? steps : Math.min(stopAfter, steps), runOn);
+                gpt.to(model, Device.CPU);   // the sampler runs on the CPU (its KV cache is host memory)
                 System.out.println(dev.latent.io.Json.object(last));
                 if (sampleTokens > 0) {
                     var s = new dev.latent.models.gpt.GptSampler(gpt);

@@ -152,6 +152,16 @@ public final class Cuda {
         drv.call("cuMemcpyDtoH_v2", drv.cuMemcpyDtoH, dst, src, dst.byteSize());
     }
 
+    void copyDtoD(long dst, long src, long bytes) {
+        current();
+        drv.call("cuMemcpyDtoD_v2", drv.cuMemcpyDtoD, dst, src, bytes);
+    }
+
+    void memsetZero(long dst, long bytes) {
+        current();
+        drv.call("cuMemsetD8_v2", drv.cuMemsetD8, dst, 0, bytes);
+    }
+
     /** The kernel {@code name} (an ltk_* symbol of the fatbin), looked up once. */
     MemorySegment function(String name) {
         return functions.computeIfAbsent(name, n -> {

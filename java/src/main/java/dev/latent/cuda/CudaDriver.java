@@ -24,7 +24,7 @@ final class CudaDriver {
     private static final Linker LINKER = Linker.nativeLinker();
     final MethodHandle cuInit, cuDriverGetVersion, cuDeviceGetCount, cuDeviceGet, cuDeviceGetAttribute,
             cuDevicePrimaryCtxRetain, cuCtxSetCurrent, cuCtxSynchronize, cuModuleLoadData, cuModuleGetFunction,
-            cuMemAlloc, cuMemFree, cuMemcpyHtoD, cuMemcpyDtoH, cuMemsetD8, cuStreamCreate, cuStreamSynchronize,
+            cuMemAlloc, cuMemFree, cuMemcpyHtoD, cuMemcpyDtoH, cuMemcpyDtoD, cuMemsetD8, cuStreamCreate, cuStreamSynchronize,
             cuLaunchKernel, cuGetErrorName, cuGetErrorString;
 
     /**
@@ -53,6 +53,7 @@ final class CudaDriver {
         cuMemFree = bind(lib, "cuMemFree_v2", JAVA_LONG);
         cuMemcpyHtoD = bind(lib, "cuMemcpyHtoD_v2", JAVA_LONG, ADDRESS, JAVA_LONG);
         cuMemcpyDtoH = bind(lib, "cuMemcpyDtoH_v2", ADDRESS, JAVA_LONG, JAVA_LONG);
+        cuMemcpyDtoD = bind(lib, "cuMemcpyDtoD_v2", JAVA_LONG, JAVA_LONG, JAVA_LONG);
         cuMemsetD8 = bind(lib, "cuMemsetD8_v2", JAVA_LONG, JAVA_INT, JAVA_LONG);
         cuStreamCreate = bind(lib, "cuStreamCreate", ADDRESS, JAVA_INT);
         cuStreamSynchronize = bind(lib, "cuStreamSynchronize", ADDRESS);

@@ -1,37 +1,430 @@
 package dev.latent.cuda;
 
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
+import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
 /**
- * Typed launches of kernels/<op>/<op>.cu (grid and block as each kernel's header specifies). So far the ops
- * the GPU test compares with the CPU; the rest are launched the same way through {@link Cuda#launch}.
+ * Typed launches of every kernel of kernels/<op>/<op>.cu, with the grid and block each kernel's header specifies
+ * (and its *_cuda_test.cc uses). Buffers are device pointers: a {@link DeviceBuffer} or a {@link DeviceBuffer#slice}
+ * of one. Each launcher checks sizes before the launch (IllegalArgumentException naming the operand: the kernels
+ * trust them, and an out-of-bounds access on a GPU is a crash or silent corruption, not an exception). Shapes that
+ * the CPU entry points validate (descriptors: lt_gemm_desc, lt_attention_desc, lt_conv2d_desc, in the same layouts as
+ * LatentNative's) are read from the descriptor, so grid and checks cannot disagree with what the kernel sees.
+ * Launches are asynchronous on a GPU: a fault inside a kernel surfaces at the next synchronising call.
  */
 public final class CudaKernels {
     private CudaKernels() {}
 
-    /** Blocks for a grid-stride kernel of 256 threads. */
-    static int strideBlocks(long n) { return (int) Math.max(1, Math.min((n + 255) / 256, 65535)); }
+    /** Rows per dw / db partial sum in layernorm.cu (LN_CHUNK), elements per chunk in reparam.cu and sumsq.cu. */
+    static final int LN_CHUNK = 256, RP_CHUNK = 4096, RP_THREADS = 256, SQ_CHUNK = 4096, SQ_THREADS = 256;
+    /** lt_copy_desc's rank limit (LT_MAX_RANK). */
+    static final int MAX_RANK = 6;
+    /** Largest head size attention.cu's shared-memory tiles hold (ATT_MAXHS). */
+    public static final long ATTENTION_MAX_HS = 128;
+    private static final int MAX_GRID_YZ = 65535;
 
-    /** y = a x + b y over n floats (ltk_axpby). */
+    /** Blocks for a grid-stride kernel of {@code threads} threads (a grid-stride loop covers the rest). */
+    static int strideBlocks(long n, int threads) { return (int) Math.max(1, Math.min((n + threads - 1) / threads, 65535)); }
+
+    static int strideBlocks(long n) { return strideBlocks(n, 256); }
+
+    private static int[] dim(long x) { return new int[] {(int) x, 1, 1}; }
+
+    private static int[] dim(long x, long y) {
+        if (x > Integer.MAX_VALUE || y > MAX_GRID_YZ)
+            throw new IllegalArgumentException("grid (" + x + ", " + y + ") exceeds CUDA's limits (2^31 - 1, 65535)");
+        return new int[] {(int) x, (int) y, 1};
+    }
+
+    private static void need(DeviceBuffer d, long bytes, String op, String what) {
+        if (d == null) throw new IllegalArgumentException(op + ": " + what + " is null");
+        if (d.byteSize() < bytes)
+            throw new IllegalArgumentException(op + ": " + what + " is a device buffer of " + d.byteSize() + " bytes, needs " + bytes);
+    }
+
+    private static void floats(String op, long n, Object... namesAndBuffers) {
+        if (n < 0) throw new IllegalArgumentException(op + ": negative length " + n);
+        for (int i = 0; i < namesAndBuffers.length; i += 2)
+            need((DeviceBuffer) namesAndBuffers[i + 1], Math.multiplyExact(n, 4L), op, (String) namesAndBuffers[i]);
+    }
+
+    // ---- per-thread scratch (partial sums): launches on one stream run in order, so one buffer serves them all ----
+
+    private static final ThreadLocal<DeviceBuffer> SCRATCH = new ThreadLocal<>();
+
+    /** A scratch buffer of at least {@code bytes}, this thread's; a larger one replaces it after a synchronize. */
+    static DeviceBuffer scratch(Cuda cu, long bytes) {
+        DeviceBuffer s = SCRATCH.get();
+        if (s != null && s.isAlive() && s.byteSize() >= bytes) return s;
+        if (s != null) {
+            cu.synchronize();   // a kernel launched earlier may still read or write the old one
+            s.close();
+        }
+        s = cu.alloc(Math.max(bytes, 1 << 16));
+        SCRATCH.set(s);
+        return s;
+    }
+
+    // ---- elementwise.cu ----
+
+    /** y = a x + b y over n floats (b == 0: y write-only). */
     public static void axpby(Cuda cu, long n, float a, DeviceBuffer x, float b, DeviceBuffer y) {
-        need(x, n * 4, "x");
-        need(y, n * 4, "y");
-        cu.launch("ltk_axpby", new int[] {strideBlocks(n), 1, 1}, new int[] {256, 1, 1}, 0, n, a, x, b, y);
+        floats("axpby", n, "x", x, "y", y);
+        if (n == 0) return;
+        cu.launch("ltk_axpby", dim(strideBlocks(n)), dim(256), 0, n, a, x, b, y);
+    }
+
+    /** y = x * z elementwise (y may alias x). */
+    public static void mul(Cuda cu, long n, DeviceBuffer x, DeviceBuffer z, DeviceBuffer y) {
+        floats("mul", n, "x", x, "z", z, "y", y);
+        if (n == 0) return;
+        cu.launch("ltk_mul", dim(strideBlocks(n)), dim(256), 0, n, x, z, y);
+    }
+
+    /** y[i, :] = x[i, :] + rows[i % period, :], x and y (n, c), rows (period, c); y may alias x. */
+    public static void addRows(Cuda cu, long n, long c, long period, DeviceBuffer x, DeviceBuffer rows, DeviceBuffer y) {
+        rowsCheck("addRows", n, c, period);
+        floats("addRows", n * c, "x", x, "y", y);
+        floats("addRows", period * c, "rows", rows);
+        if (n * c == 0) return;
+        cu.launch("ltk_add_rows", dim(strideBlocks(n * c, 128)), dim(128), 0, n, c, period, x, rows, y);
+    }
+
+    /** out[p, :] += sum of x[i, :] over i = p (mod period), in row order; x (n, c), out (period, c). */
+    public static void sumRows(Cuda cu, long n, long c, long period, DeviceBuffer x, DeviceBuffer out) {
+        rowsCheck("sumRows", n, c, period);
+        floats("sumRows", n * c, "x", x);
+        floats("sumRows", period * c, "out", out);
+        if (period * c == 0) return;
+        cu.launch("ltk_sum_rows", dim(strideBlocks(period * c, 64)), dim(64), 0, n, c, period, x, out);
+    }
+
+    private static void rowsCheck(String op, long n, long c, long period) {
+        if (n < 0 || c < 0 || period < 1)
+            throw new IllegalArgumentException(op + ": n=" + n + " and c=" + c + " must be >= 0 and period=" + period + " >= 1");
     }
 
     /**
-     * GEMM with an lt_gemm_desc (LatentNative.GEMM_DESC layout, already validated by the CPU-side checks):
-     * tf32 picks the tensor-core kernel, else the exact-fp32 one.
+     * dst[idx . dstStride] = src[idx . srcStride] over every index of the lt_copy_desc's shape (LatentNative.COPY_DESC
+     * layout: rank, shape, src and dst strides in elements, all >= 0). src and dst start at each view's first element.
+     */
+    public static void copyStrided(Cuda cu, MemorySegment desc, DeviceBuffer src, DeviceBuffer dst) {
+        int rank = desc.get(java.lang.foreign.ValueLayout.JAVA_INT, 0);
+        if (rank < 1 || rank > MAX_RANK) throw new IllegalArgumentException("copyStrided: rank " + rank + " outside [1, " + MAX_RANK + "]");
+        long n = 1, lastSrc = 0, lastDst = 0;
+        for (int k = 0; k < rank; k++) {
+            long size = desc.get(JAVA_LONG, 8 + 8L * k), ss = desc.get(JAVA_LONG, 56 + 8L * k), ds = desc.get(JAVA_LONG, 104 + 8L * k);
+            if (size < 0 || ss < 0 || ds < 0)
+                throw new IllegalArgumentException("copyStrided: dim " + k + ": size " + size + ", strides " + ss + " / " + ds + " must be >= 0");
+            n = Math.multiplyExact(n, size);
+            if (size > 0) {
+                lastSrc = Math.addExact(lastSrc, Math.multiplyExact(size - 1, ss));
+                lastDst = Math.addExact(lastDst, Math.multiplyExact(size - 1, ds));
+            }
+        }
+        if (n == 0) return;
+        floats("copyStrided", lastSrc + 1, "src", src);
+        floats("copyStrided", lastDst + 1, "dst", dst);
+        cu.launch("ltk_copy_strided", dim(strideBlocks(n)), dim(256), 0, desc, src, dst);
+    }
+
+    // ---- embedding.cu, sumsq.cu ----
+
+    /** out[i, :] = table[ids[i], :] for int32 device ids (n) already checked against the table's rows. */
+    public static void embedding(Cuda cu, long n, long c, DeviceBuffer ids, DeviceBuffer table, DeviceBuffer out) {
+        floats("embedding", n, "ids (int32)", ids);
+        floats("embedding", n * c, "out", out);
+        if (n * c == 0) return;
+        cu.launch("ltk_embedding_fwd", dim(strideBlocks(n * c)), dim(256), 0, n, c, ids, table, out);
+    }
+
+    /**
+     * dtable[uniq[r], :] += dout[pos[p], :] for p in [start[r], start[r + 1]), in order: the backward of an embedding
+     * with the positions grouped by id in increasing order (see Kernels.embeddingBackward), deterministic, the CPU's bits.
+     * {@code groups} holds uniq (rows), start (rows + 1) and pos (n) as consecutive int32 arrays.
+     */
+    public static void embeddingBackward(Cuda cu, long rows, long n, long c, long vocab, DeviceBuffer groups, DeviceBuffer dout,
+                                         DeviceBuffer dtable) {
+        floats("embeddingBackward", rows + rows + 1 + n, "groups (int32)", groups);
+        floats("embeddingBackward", n * c, "dout", dout);
+        floats("embeddingBackward", vocab * c, "dtable", dtable);
+        if (rows == 0 || c == 0) return;
+        DeviceBuffer uniq = groups.slice(0, rows * 4), start = groups.slice(rows * 4, (rows + 1) * 4),
+                pos = groups.slice((2 * rows + 1) * 4, Math.max(n, 1) * 4);
+        cu.launch("ltk_embedding_bwd", dim(rows, (c + 127) / 128), dim(128), 0, rows, c, uniq, start, pos, dout, dtable);
+    }
+
+    /** The sum of x[i]^2 in double (fixed chunks and order: the same bits every run); synchronises to copy it back. */
+    public static double sumOfSquares(Cuda cu, long n, DeviceBuffer x) {
+        floats("sumOfSquares", n, "x", x);
+        if (n == 0) return 0;
+        long chunks = (n + SQ_CHUNK - 1) / SQ_CHUNK;
+        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
+        DeviceBuffer out = s.slice(0, 8), part = s.slice(8, chunks * 8);
+        cu.launch("ltk_sumsq_part", dim(chunks), dim(SQ_THREADS), 0, n, x, part);
+        cu.launch("ltk_sumsq_total", dim(1), dim(32), 0, chunks, part, out);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment h = a.allocate(JAVA_DOUBLE);
+            out.copyTo(h);
+            return h.get(JAVA_DOUBLE, 0);
+        }
+    }
+
+    // ---- activation.cu, gelu.cu ----
+
+    /** y = act(x), kind as LatentNative.ACT_* (alpha: LeakyReLU's slope). */
+    public static void activation(Cuda cu, int kind, long n, float alpha, DeviceBuffer x, DeviceBuffer y) {
+        actKind(kind);
+        floats("activation", n, "x", x, "y", y);
+        if (n == 0) return;
+        cu.launch("ltk_act_fwd", dim(strideBlocks(n)), dim(256), 0, kind, n, alpha, x, y);
+    }
+
+    /** dx = dy act'(in): in is x for ReLU / LeakyReLU, the forward output y for Tanh / Sigmoid. */
+    public static void activationBackward(Cuda cu, int kind, long n, float alpha, DeviceBuffer in, DeviceBuffer dy, DeviceBuffer dx) {
+        actKind(kind);
+        floats("activationBackward", n, "in", in, "dy", dy, "dx", dx);
+        if (n == 0) return;
+        cu.launch("ltk_act_bwd", dim(strideBlocks(n)), dim(256), 0, kind, n, alpha, in, dy, dx);
+    }
+
+    private static void actKind(int kind) {
+        if (kind < 0 || kind > 3) throw new IllegalArgumentException("activation: kind " + kind + " is not one of ACT_RELU..ACT_SIGMOID (0..3)");
+    }
+
+    /** Exact (erf) GELU. */
+    public static void gelu(Cuda cu, long n, DeviceBuffer x, DeviceBuffer y) {
+        floats("gelu", n, "x", x, "y", y);
+        if (n == 0) return;
+        cu.launch("ltk_gelu_fwd", dim(strideBlocks(n)), dim(256), 0, n, x, y);
+    }
+
+    /** dx = dy gelu'(x); dx may alias dy. */
+    public static void geluBackward(Cuda cu, long n, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dx) {
+        floats("geluBackward", n, "x", x, "dy", dy, "dx", dx);
+        if (n == 0) return;
+        cu.launch("ltk_gelu_bwd", dim(strideBlocks(n)), dim(256), 0, n, x, dy, dx);
+    }
+
+    // ---- layernorm.cu ----
+
+    /** LayerNorm of x (rows, c) over c: y, and mean and rstd (rows) for the backward. A warp per row. */
+    public static void layerNorm(Cuda cu, long rows, long c, float eps, DeviceBuffer x, DeviceBuffer w, DeviceBuffer b,
+                                 DeviceBuffer y, DeviceBuffer mean, DeviceBuffer rstd) {
+        lnCheck("layerNorm", rows, c);
+        floats("layerNorm", rows * c, "x", x, "y", y);
+        floats("layerNorm", c, "w", w, "b", b);
+        floats("layerNorm", rows, "mean", mean, "rstd", rstd);
+        if (rows == 0) return;
+        cu.launch("ltk_layernorm_fwd", dim((rows + 7) / 8), dim(256), 0, rows, c, eps, x, w, b, y, mean, rstd);
+    }
+
+    /**
+     * LayerNorm backward: dx overwritten (may alias dy), dw and db accumulated. dw / db are reduced in fixed chunks
+     * of LN_CHUNK rows (ltk_layernorm_bwd_dwdb_part into this thread's scratch, then _sum): deterministic.
+     */
+    public static void layerNormBackward(Cuda cu, long rows, long c, DeviceBuffer x, DeviceBuffer w, DeviceBuffer mean,
+                                         DeviceBuffer rstd, DeviceBuffer dy, DeviceBuffer dx, DeviceBuffer dw, DeviceBuffer db) {
+        lnCheck("layerNormBackward", rows, c);
+        floats("layerNormBackward", rows * c, "x", x, "dy", dy, "dx", dx);
+        floats("layerNormBackward", c, "w", w, "dw", dw, "db", db);
+        floats("layerNormBackward", rows, "mean", mean, "rstd", rstd);
+        if (rows == 0) return;
+        long chunks = (rows + LN_CHUNK - 1) / LN_CHUNK;
+        DeviceBuffer part = scratch(cu, chunks * 2 * c * 4);
+        // dw / db first: they read dy, which dx may overwrite (in place, dx == dy)
+        cu.launch("ltk_layernorm_bwd_dwdb_part", dim((c + 127) / 128, chunks), dim(128), 0, rows, c, x, mean, rstd, dy, part);
+        cu.launch("ltk_layernorm_bwd_dwdb_sum", dim((c + 127) / 128), dim(128), 0, chunks, c, part, dw, db);
+        cu.launch("ltk_layernorm_bwd_dx", dim((rows + 7) / 8), dim(256), 0, rows, c, x, w, mean, rstd, dy, dx);
+    }
+
+    private static void lnCheck(String op, long rows, long c) {
+        if (rows < 0 || c < 1) throw new IllegalArgumentException(op + ": rows=" + rows + " must be >= 0 and c=" + c + " >= 1");
+    }
+
+    // ---- softmax_xent.cu ----
+
+    /**
+     * Per-row softmax cross-entropy of logits (rows, v) against int32 targets (rows; negative = ignored): losses
+     * (rows), and dlogits = (softmax - onehot) * dscale when dlogits is not null (it may alias logits). A block per row.
+     */
+    public static void softmaxCrossEntropy(Cuda cu, long rows, long v, DeviceBuffer logits, DeviceBuffer targets,
+                                           DeviceBuffer losses, DeviceBuffer dlogits, float dscale) {
+        if (rows < 0 || v < 1) throw new IllegalArgumentException("softmaxCrossEntropy: rows=" + rows + " must be >= 0 and v=" + v + " >= 1");
+        floats("softmaxCrossEntropy", rows * v, "logits", logits);
+        floats("softmaxCrossEntropy", rows, "targets (int32)", targets, "losses", losses);
+        if (dlogits != null) floats("softmaxCrossEntropy", rows * v, "dlogits", dlogits);
+        if (rows == 0) return;
+        cu.launch("ltk_softmax_xent", dim(rows), dim(256), 0, rows, v, logits, targets, losses, dlogits, dscale);
+    }
+
+    // ---- gemm.cu ----
+
+    /**
+     * GEMM with an lt_gemm_desc (LatentNative.GEMM_DESC layout; the operands' extents are checked by the caller, as
+     * ops.Gemm does for both devices): tf32 picks the tensor-core kernel, else the exact-fp32 one.
      */
     public static void gemm(Cuda cu, MemorySegment desc, long m, long n, long batch, DeviceBuffer a, DeviceBuffer b,
                             DeviceBuffer c, boolean tf32) {
         int[] grid = {(int) ((n + 63) / 64), (int) ((m + 63) / 64), (int) batch};
-        if (grid[1] > 65535 || batch > 65535) throw new IllegalArgumentException("gemm grid too large: M=" + m + " batch=" + batch);
+        if ((m + 63) / 64 > MAX_GRID_YZ || batch > MAX_GRID_YZ || (n + 63) / 64 > Integer.MAX_VALUE)
+            throw new IllegalArgumentException("gemm grid too large: M=" + m + " N=" + n + " batch=" + batch);
+        if (m == 0 || n == 0) return;
         cu.launch(tf32 ? "ltk_gemm_tf32" : "ltk_gemm_f32", grid, new int[] {tf32 ? 128 : 256, 1, 1}, 0, desc, a, b, c);
     }
 
-    private static void need(DeviceBuffer d, long bytes, String what) {
-        if (d.byteSize() < bytes)
-            throw new IllegalArgumentException(what + ": device buffer of " + d.byteSize() + " bytes, need " + bytes);
+    // ---- attention.cu ----
+
+    private record Att(long b, long nh, long t, long hs) {
+        long bh() { return b * nh; }
+        long numel() { return b * nh * t * hs; }
+    }
+
+    private static Att att(String op, MemorySegment d) {
+        Att a = new Att(d.get(JAVA_LONG, 0), d.get(JAVA_LONG, 8), d.get(JAVA_LONG, 16), d.get(JAVA_LONG, 24));
+        if (a.b < 1 || a.nh < 1 || a.t < 1 || a.hs < 1)
+            throw new IllegalArgumentException(op + ": B, NH, T, HS must be >= 1, got " + a);
+        if (a.hs > ATTENTION_MAX_HS)
+            throw new IllegalArgumentException(op + ": head size " + a.hs + " > " + ATTENTION_MAX_HS + " (attention.cu's shared-memory tiles)");
+        if (a.bh() > MAX_GRID_YZ) throw new IllegalArgumentException(op + ": B * NH = " + a.bh() + " > " + MAX_GRID_YZ + " (grid.y)");
+        return a;
+    }
+
+    /** Attention forward with an lt_attention_desc: q, k, v, o (B, NH, T, HS), lse (B, NH, T). */
+    public static void attention(Cuda cu, MemorySegment desc, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v,
+                                 DeviceBuffer o, DeviceBuffer lse) {
+        Att a = att("attention", desc);
+        floats("attention", a.numel(), "q", q, "k", k, "v", v, "o", o);
+        floats("attention", a.bh() * a.t, "lse", lse);
+        cu.launch("ltk_attention_fwd", dim((a.t + 15) / 16, a.bh()), dim(128), 0, desc, q, k, v, o, lse);
+    }
+
+    /**
+     * Attention backward: D = rowwise dout . o (this thread's scratch), then dk / dv and dq in separate passes (no
+     * atomics). dq, dk, dv overwritten.
+     */
+    public static void attentionBackward(Cuda cu, MemorySegment desc, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v,
+                                         DeviceBuffer o, DeviceBuffer lse, DeviceBuffer dout, DeviceBuffer dq,
+                                         DeviceBuffer dk, DeviceBuffer dv) {
+        Att a = att("attentionBackward", desc);
+        floats("attentionBackward", a.numel(), "q", q, "k", k, "v", v, "o", o, "dout", dout, "dq", dq, "dk", dk, "dv", dv);
+        floats("attentionBackward", a.bh() * a.t, "lse", lse);
+        long rows = a.bh() * a.t;
+        DeviceBuffer dvec = scratch(cu, rows * 4);
+        cu.launch("ltk_attention_bwd_dot", dim((rows + 7) / 8), dim(256), 0, rows, a.hs, dout, o, dvec);
+        cu.launch("ltk_attention_bwd_dkdv", dim((a.t + 7) / 8, a.bh()), dim(128), 0, desc, q, k, v, lse, dvec, dout, dk, dv);
+        cu.launch("ltk_attention_bwd_dq", dim((a.t + 7) / 8, a.bh()), dim(128), 0, desc, q, k, v, lse, dvec, dout, dq);
+    }
+
+    // ---- conv2d.cu ----
+
+    private record ConvDims(long n, long c, long h, long w, long k, long r, long s, long oh, long ow) {
+        long x() { return n * c * h * w; }
+        long y() { return n * k * oh * ow; }
+        long wt() { return k * c * r * s; }
+    }
+
+    private static ConvDims conv(String op, MemorySegment d) {
+        long[] f = new long[9];
+        for (int i = 0; i < 9; i++) f[i] = d.get(JAVA_LONG, 8L * i);
+        ConvDims g = new ConvDims(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]);
+        for (long v : f) if (v < 1) throw new IllegalArgumentException(op + ": every size must be >= 1, got " + g);
+        // conv2d.cu indexes in 32 bits (64-bit division spilled bwd_data): each tensor under 2^31 elements.
+        if (g.x() >= 1L << 31 || g.y() >= 1L << 31 || g.wt() >= 1L << 31)
+            throw new IllegalArgumentException(op + ": x, y and w must each have fewer than 2^31 elements on CUDA, got " + g);
+        return g;
+    }
+
+    /** y = conv(x, w) + bias (bias (K) or null), lt_conv2d_desc geometry. Grid (ceil(N OH OW / 64), ceil(K / 64)). */
+    public static void conv2d(Cuda cu, MemorySegment desc, DeviceBuffer x, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer y) {
+        ConvDims g = conv("conv2d", desc);
+        floats("conv2d", g.x(), "x", x);
+        floats("conv2d", g.wt(), "w", w);
+        floats("conv2d", g.y(), "y", y);
+        if (bias != null) floats("conv2d", g.k, "bias", bias);
+        cu.launch("ltk_conv2d_fwd", dim((g.n * g.oh * g.ow + 63) / 64, (g.k + 63) / 64), dim(256), 0, desc, x, w, bias, y);
+    }
+
+    /** dx = conv^T(dy, w) + bias (bias (C) or null: a transposed convolution's forward). */
+    public static void conv2dBackwardData(Cuda cu, MemorySegment desc, DeviceBuffer dy, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer dx) {
+        ConvDims g = conv("conv2dBackwardData", desc);
+        floats("conv2dBackwardData", g.y(), "dy", dy);
+        floats("conv2dBackwardData", g.wt(), "w", w);
+        floats("conv2dBackwardData", g.x(), "dx", dx);
+        if (bias != null) floats("conv2dBackwardData", g.c, "bias", bias);
+        cu.launch("ltk_conv2d_bwd_data", dim((g.n * g.h * g.w + 63) / 64, (g.c + 63) / 64), dim(256), 0, desc, dy, w, bias, dx);
+    }
+
+    /** dw (K, C, R, S) (+)= dy (x) x; db (K) (+)= the sum of dy per filter when db is not null. */
+    public static void conv2dBackwardWeight(Cuda cu, MemorySegment desc, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dw,
+                                            DeviceBuffer db, boolean accumulate) {
+        ConvDims g = conv("conv2dBackwardWeight", desc);
+        floats("conv2dBackwardWeight", g.x(), "x", x);
+        floats("conv2dBackwardWeight", g.y(), "dy", dy);
+        floats("conv2dBackwardWeight", g.wt(), "dw", dw);
+        if (db != null) floats("conv2dBackwardWeight", g.k, "db", db);
+        int acc = accumulate ? 1 : 0;
+        cu.launch("ltk_conv2d_bwd_weight", dim((g.c * g.r * g.s + 63) / 64, (g.k + 63) / 64), dim(256), 0, desc, x, dy, dw, acc);
+        if (db != null) cu.launch("ltk_conv2d_bwd_bias", dim(g.k), dim(256), 0, desc, dy, db, acc);
+    }
+
+    // ---- reparam.cu ----
+
+    /**
+     * z = mu + exp(0.5 logvar) eps, eps from Philox (seed, stream): the CPU's bits. Returns KL(q || N(0, I)) summed
+     * in double in the CPU's fixed order (per-chunk partial sums in this thread's scratch, then one thread sums them),
+     * which is copied back: this call synchronises.
+     */
+    public static double reparam(Cuda cu, long n, DeviceBuffer mu, DeviceBuffer logvar, long seed, long stream, DeviceBuffer z) {
+        floats("reparam", n, "mu", mu, "logvar", logvar, "z", z);
+        if (n == 0) return 0;
+        long chunks = (n + RP_CHUNK - 1) / RP_CHUNK;
+        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
+        DeviceBuffer kl = s.slice(0, 8), part = s.slice(8, chunks * 8);
+        cu.launch("ltk_reparam_fwd", dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, seed, stream, z, part);
+        cu.launch("ltk_reparam_kl_sum", dim(1), dim(32), 0, chunks, part, kl);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment out = a.allocate(JAVA_DOUBLE);
+            kl.copyTo(out);
+            return out.get(JAVA_DOUBLE, 0);
+        }
+    }
+
+    /** dmu, dlogvar of sum(dz z) + klScale KL, eps recomputed from (seed, stream). */
+    public static void reparamBackward(Cuda cu, long n, DeviceBuffer mu, DeviceBuffer logvar, long seed, long stream,
+                                       DeviceBuffer dz, float klScale, DeviceBuffer dmu, DeviceBuffer dlogvar) {
+        floats("reparamBackward", n, "mu", mu, "logvar", logvar, "dz", dz, "dmu", dmu, "dlogvar", dlogvar);
+        if (n == 0) return;
+        cu.launch("ltk_reparam_bwd", dim(strideBlocks((n + 3) / 4)), dim(256), 0, n, mu, logvar, seed, stream, dz, klScale, dmu, dlogvar);
+    }
+
+    // ---- adamw.cu ----
+
+    /**
+     * One AdamW step (PyTorch's order) over n parameters. The scalars (ltk_adamw_consts) are computed here in double
+     * and rounded to float exactly as adamw.c computes them, so both devices see the same constants; the checks are
+     * lt_adamw's.
+     */
+    public static void adamw(Cuda cu, long n, DeviceBuffer p, DeviceBuffer g, DeviceBuffer m, DeviceBuffer v, float lr,
+                             float beta1, float beta2, float eps, float weightDecay, float gradScale, long step) {
+        if (!(lr >= 0) || !Float.isFinite(lr) || !(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1) || !(eps > 0)
+                || !Float.isFinite(eps) || !(weightDecay >= 0) || !Float.isFinite(weightDecay) || !(gradScale >= 0)
+                || !Float.isFinite(gradScale) || step < 1)
+            throw new IllegalArgumentException("adamw: lr=" + lr + " >= 0, beta1=" + beta1 + " and beta2=" + beta2 + " in [0, 1), eps="
+                    + eps + " > 0, weightDecay=" + weightDecay + " >= 0, gradScale=" + gradScale + " >= 0 (all finite), step=" + step + " >= 1 needed");
+        floats("adamw", n, "param", p, "grad", g, "m", m, "v", v);
+        if (n == 0) return;
+        double t = step, b1 = beta1, b2 = beta2;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment k = a.allocate(9 * 4L, 4);
+            float[] f = {gradScale, (float) (1.0 - (double) lr * weightDecay), beta1, (float) (1.0 - b1), beta2,
+                    (float) (1.0 - b2), (float) (lr / (1.0 - Math.pow(b1, t))), (float) Math.sqrt(1.0 - Math.pow(b2, t)), eps};
+            for (int i = 0; i < f.length; i++) k.setAtIndex(JAVA_FLOAT, i, f[i]);
+            cu.launch("ltk_adamw", dim(strideBlocks(n)), dim(256), 0, k, n, p, g, m, v);
+        }
     }
 }

@@ -6,28 +6,50 @@ import java.lang.ref.Cleaner;
 /**
  * Device memory (cuMemAlloc_v2). Freed by {@link #close}; a Cleaner frees a buffer that was dropped without
  * closing, as a safety net only (DESIGN.md, "Memory"). Copies are synchronous and bounds-checked on both sides.
+ * {@link #slice} makes a view (a tensor view's elements start at an offset into its storage): it shares the
+ * allocation, owns nothing, and dies with its root buffer.
  */
 public final class DeviceBuffer implements AutoCloseable {
     private static final Cleaner CLEANER = Cleaner.create();
     private final Cuda cuda;
     private final long ptr, bytes;
-    private final Cleaner.Cleanable cleanable;
+    private final DeviceBuffer root;                /* this, or the allocation a slice views */
+    private final Cleaner.Cleanable cleanable;      /* null for slices */
     private volatile boolean closed;
 
     DeviceBuffer(Cuda cuda, long ptr, long bytes) {
         this.cuda = cuda;
         this.ptr = ptr;
         this.bytes = bytes;
+        this.root = this;
         this.cleanable = CLEANER.register(this, () -> cuda.free(ptr));
+    }
+
+    private DeviceBuffer(DeviceBuffer root, long ptr, long bytes) {
+        this.cuda = root.cuda;
+        this.ptr = ptr;
+        this.bytes = bytes;
+        this.root = root;
+        this.cleanable = null;
     }
 
     /** The CUdeviceptr, for kernel arguments. */
     public long address() {
-        if (closed) throw new IllegalStateException("device buffer of " + bytes + " bytes is closed");
+        if (root.closed) throw new IllegalStateException("device buffer of " + root.bytes + " bytes is closed");
         return ptr;
     }
 
     public long byteSize() { return bytes; }
+
+    public boolean isAlive() { return !root.closed; }
+
+    /** Bytes [offset, offset + length) of this buffer, as a view (never freed by itself). */
+    public DeviceBuffer slice(long offset, long length) {
+        if (offset < 0 || length < 0 || offset > bytes - length)
+            throw new IllegalArgumentException("slice [" + offset + ", " + (offset + length) + ") of a " + bytes + "-byte device buffer");
+        address();
+        return offset == 0 && length == bytes ? this : new DeviceBuffer(root, ptr + offset, length);
+    }
 
     /** Host -> device: src.byteSize() bytes to offset 0. */
     public void copyFrom(MemorySegment src) {
@@ -43,10 +65,24 @@ public final class DeviceBuffer implements AutoCloseable {
         cuda.copyDtoH(dst, address());
     }
 
+    /** Device -> device: src.byteSize() bytes from src to offset 0 of this buffer. */
+    public void copyFrom(DeviceBuffer src) {
+        if (src.byteSize() > bytes)
+            throw new IllegalArgumentException("copy of " + src.byteSize() + " bytes into a " + bytes + "-byte device buffer");
+        cuda.copyDtoD(address(), src.address(), src.byteSize());
+    }
+
+    /** Sets every byte to zero (cuMemsetD8). */
+    public void zero() { cuda.memsetZero(address(), bytes); }
+
+    /** Frees the allocation; on a slice, does nothing (the root owns the memory). */
     @Override
     public void close() {
-        if (closed) return;
+        if (cleanable == null || closed) return;
         closed = true;
         cleanable.clean();
     }
+
+    @Override
+    public String toString() { return "DeviceBuffer[" + bytes + " bytes" + (root != this ? ", slice" : "") + (root.closed ? ", closed" : "") + "]"; }
 }

@@ -63,6 +63,13 @@ public final class SafeTensors {
                 while (hb.hasRemaining()) hb.put((byte) ' ');
                 writeFully(ch, hb.flip());
                 for (Tensor t : tensors.values()) {
+                    if (t.device() != dev.latent.tensor.Device.CPU) {   // device memory: copied to the host first
+                        float[] a = t.toArray();
+                        ByteBuffer b = ByteBuffer.allocate(a.length * 4).order(ByteOrder.LITTLE_ENDIAN);
+                        b.asFloatBuffer().put(a);
+                        writeFully(ch, b);
+                        continue;
+                    }
                     Tensor c = t.isContiguous() ? t : t.contiguous();
                     // Native memory is little-endian on x86-64, as the format wants.
                     writeFully(ch, c.segment().asByteBuffer());

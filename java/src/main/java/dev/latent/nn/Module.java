@@ -19,4 +19,12 @@ public interface Module {
     }
 
     default List<Var> parameters() { return new ArrayList<>(namedParameters().values()); }
+
+    /**
+     * Moves every parameter to {@code device}, as copies in {@code scope} (the model's): {@code model.to(scope,
+     * Device.CUDA)} before training on a GPU. Create optimizers after moving (their state follows the parameters).
+     */
+    default void to(dev.latent.tensor.Scope scope, dev.latent.tensor.Device device) {
+        for (Var p : parameters()) p.to(scope, device);
+    }
 }

@@ -1,5 +1,6 @@
 package dev.latent.ops;
 
+import dev.latent.cuda.CudaKernels;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Tensor;
 
@@ -12,7 +13,8 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
  * Tensor-level 2-D convolution (kernels/conv2d): NCHW activations, (K, C, R, S) weights. Each call checks
- * shapes against a {@link Geometry} and makes one downcall; outputs are passed in.
+ * shapes against a {@link Geometry} and makes one downcall (or, for tensors all on CUDA, one launch of
+ * conv2d.cu's kernel: see {@link Kernels} for the device rules); outputs are passed in.
  */
 public final class Conv {
     private Conv() {}
@@ -64,25 +66,31 @@ public final class Conv {
 
     /** y = conv(x, w) + bias. */
     public static void forward(Geometry g, Tensor x, Tensor w, Tensor bias, Tensor y) {
-        Kernels.dense("conv2d", x, w, bias, y);
+        boolean gpu = Kernels.onCuda("conv2d", x, w, bias, y);
+        if (!gpu) Kernels.dense("conv2d", x, w, bias, y);
         shape("conv2d", "x", x, g.inShape()); shape("conv2d", "w", w, g.weightShape());
         shape("conv2d", "bias", bias, g.k()); shape("conv2d", "y", y, g.outShape());
-        Kernels.nat().conv2dFwd(g.desc(), x.segment(), w.segment(), Kernels.seg(bias), y.segment());
+        if (gpu) CudaKernels.conv2d(Kernels.cuda(), g.desc(), Kernels.buf(x), Kernels.buf(w), Kernels.buf(bias), Kernels.buf(y));
+        else Kernels.nat().conv2dFwd(g.desc(), x.segment(), w.segment(), Kernels.seg(bias), y.segment());
     }
 
     /** dx = conv^T(dy, w) (+ bias per input channel: the forward of a transposed convolution). */
     public static void backwardData(Geometry g, Tensor dy, Tensor w, Tensor bias, Tensor dx) {
-        Kernels.dense("conv2dBackwardData", dy, w, bias, dx);
+        boolean gpu = Kernels.onCuda("conv2dBackwardData", dy, w, bias, dx);
+        if (!gpu) Kernels.dense("conv2dBackwardData", dy, w, bias, dx);
         shape("conv2dBackwardData", "dy", dy, g.outShape()); shape("conv2dBackwardData", "w", w, g.weightShape());
         shape("conv2dBackwardData", "bias", bias, g.c()); shape("conv2dBackwardData", "dx", dx, g.inShape());
-        Kernels.nat().conv2dBwdData(g.desc(), dy.segment(), w.segment(), Kernels.seg(bias), dx.segment());
+        if (gpu) CudaKernels.conv2dBackwardData(Kernels.cuda(), g.desc(), Kernels.buf(dy), Kernels.buf(w), Kernels.buf(bias), Kernels.buf(dx));
+        else Kernels.nat().conv2dBwdData(g.desc(), dy.segment(), w.segment(), Kernels.seg(bias), dx.segment());
     }
 
     /** dw (and db when not null) from x and dy; accumulate adds instead of overwriting. */
     public static void backwardWeight(Geometry g, Tensor x, Tensor dy, Tensor dw, Tensor db, boolean accumulate) {
-        Kernels.dense("conv2dBackwardWeight", x, dy, dw, db);
+        boolean gpu = Kernels.onCuda("conv2dBackwardWeight", x, dy, dw, db);
+        if (!gpu) Kernels.dense("conv2dBackwardWeight", x, dy, dw, db);
         shape("conv2dBackwardWeight", "x", x, g.inShape()); shape("conv2dBackwardWeight", "dy", dy, g.outShape());
         shape("conv2dBackwardWeight", "dw", dw, g.weightShape()); shape("conv2dBackwardWeight", "db", db, g.k());
-        Kernels.nat().conv2dBwdWeight(g.desc(), x.segment(), dy.segment(), dw.segment(), Kernels.seg(db), accumulate);
+        if (gpu) CudaKernels.conv2dBackwardWeight(Kernels.cuda(), g.desc(), Kernels.buf(x), Kernels.buf(dy), Kernels.buf(dw), Kernels.buf(db), accumulate);
+        else Kernels.nat().conv2dBwdWeight(g.desc(), x.segment(), dy.segment(), dw.segment(), Kernels.seg(db), accumulate);
     }
 }

@@ -1,5 +1,7 @@
 package dev.latent.ops;
 
+import dev.latent.cuda.CudaKernels;
+import dev.latent.cuda.DeviceBuffer;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
@@ -17,7 +19,9 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 /**
  * fp32 matrix multiply, C = alpha * op(A) * op(B) + beta * C, through {@code lt_gemm}.
  * Everything the native side would trust is checked here first (shapes, strides, bounds, device, scope),
- * and a failure names the shapes.
+ * and a failure names the shapes. Tensors all on CUDA run ltk_gemm_f32 (exact fp32, the default) or, after
+ * {@link #setCudaTf32}(true), ltk_gemm_tf32 (tensor cores, 10-bit mantissa inputs), with the same checks against
+ * the device buffers; a mix of devices is an IllegalArgumentException naming both.
  */
 public final class Gemm {
     private Gemm() {}
@@ -26,11 +30,18 @@ public final class Gemm {
     private static final ThreadLocal<MemorySegment> DESC =
             ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(LatentNative.GEMM_DESC));
 
+    private static volatile boolean cudaTf32;
+
+    /** CUDA GEMMs on TF32 tensor cores (faster, ~2^-10 relative error per product) or exact fp32 (default). */
+    public static void setCudaTf32(boolean on) { cudaTf32 = on; }
+
+    public static boolean cudaTf32() { return cudaTf32; }
+
     /** A new C = A @ B in {@code scope}: A (M,K) or (batch,M,K), B (K,N) or (batch,K,N); views of transposes are fine. */
     public static Tensor matmul(Scope scope, Tensor a, Tensor b) {
         long m = a.size(-2), n = b.size(-1);
         long batch = Math.max(a.rank() == 3 ? a.size(0) : 1, b.rank() == 3 ? b.size(0) : 1);
-        Tensor c = (a.rank() == 3 || b.rank() == 3) ? Tensor.zeros(scope, batch, m, n) : Tensor.zeros(scope, m, n);
+        Tensor c = (a.rank() == 3 || b.rank() == 3) ? Tensor.zeros(scope, a.device(), batch, m, n) : Tensor.zeros(scope, a.device(), m, n);
         matmul(a, b, c, 1f, 0f);
         return c;
     }
@@ -42,8 +53,11 @@ public final class Gemm {
      */
     public static void matmul(Tensor a, Tensor b, Tensor c, float alpha, float beta) {
         Supplier<String> shapes = () -> "A" + Arrays.toString(a.shape()) + " @ B" + Arrays.toString(b.shape()) + " -> C" + Arrays.toString(c.shape());
+        boolean gpu = a.device() == Device.CUDA && b.device() == Device.CUDA && c.device() == Device.CUDA;
         for (Tensor t : new Tensor[] {a, b, c}) {
-            if (t.device() != Device.CPU) throw new IllegalArgumentException("gemm: CPU tensors only, got " + t.device() + " in " + shapes.get());
+            if (t.device() != a.device())
+                throw new IllegalArgumentException("gemm: operands on different devices, " + a.device() + " and " + t.device() + " in " + shapes.get());
+            if (!gpu && t.device() != Device.CPU) throw new IllegalArgumentException("gemm: CPU tensors only, got " + t.device() + " in " + shapes.get());
             if (t.rank() < 2 || t.rank() > 3) throw new IllegalArgumentException("gemm: operands must be 2-D or 3-D: " + shapes.get());
         }
         long m = a.size(-2), k = a.size(-1), n = b.size(-1);
@@ -54,6 +68,11 @@ public final class Gemm {
             throw new IllegalArgumentException("gemm: batch sizes do not match: " + shapes.get());
         Mat ma = Mat.of("A", a, shapes), mb = Mat.of("B", b, shapes), mc = Mat.of("C", c, shapes);
         if (mc.trans) throw new IllegalArgumentException("gemm: C must be row-major (last stride 1): " + shapes.get());
+        if (gpu) {
+            callCuda(ma.trans, mb.trans, m, n, k, alpha, beta, ma.ld, mb.ld, mc.ld, batch, ma.batchStride, mb.batchStride, mc.batchStride,
+                    a.deviceBuffer(), b.deviceBuffer(), c.deviceBuffer());
+            return;
+        }
         call(ma.trans, mb.trans, m, n, k, alpha, beta, ma.ld, mb.ld, mc.ld, batch, ma.batchStride, mb.batchStride, mc.batchStride,
                 a.storage(), a.offset(), b.storage(), b.offset(), c.storage(), c.offset());
     }
@@ -119,6 +138,52 @@ public final class Gemm {
         d.set(JAVA_LONG, 80, sb);
         d.set(JAVA_LONG, 88, sc);
         nat.gemm(d, a.asSlice(offA * 4), b.asSlice(offB * 4), c.asSlice(offC * 4));
+    }
+
+    /** {@link #call} for device buffers (each starting at its operand's first element): the same checks, then a launch. */
+    private static void callCuda(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta,
+                                 long lda, long ldb, long ldc, long batch, long sa, long sb, long sc,
+                                 DeviceBuffer a, DeviceBuffer b, DeviceBuffer c) {
+        Supplier<String> what = () -> "gemm on CUDA(m=" + m + ", n=" + n + ", k=" + k + ", transA=" + ta + ", transB=" + tb + ", lda=" + lda
+                + ", ldb=" + ldb + ", ldc=" + ldc + ", batch=" + batch + ")";
+        if (m < 0 || n < 0 || k < 0 || batch < 1)
+            throw new IllegalArgumentException(what.get() + ": sizes must be >= 0 and batch >= 1");
+        if (sa < 0 || sb < 0 || sc < 0) throw new IllegalArgumentException(what.get() + ": batch strides must be >= 0");
+        checkDeviceOperand(what, "A", a, ta ? k : m, ta ? m : k, lda, sa, batch);
+        checkDeviceOperand(what, "B", b, tb ? n : k, tb ? k : n, ldb, sb, batch);
+        checkDeviceOperand(what, "C", c, m, n, ldc, sc, batch);
+        if (batch > 1 && m > 0 && n > 0 && sc < (m - 1) * ldc + n)
+            throw new IllegalArgumentException(what.get() + ": stride of C " + sc + " makes batches overlap");
+        if (m == 0 || n == 0) return;
+        MemorySegment d = DESC.get();
+        d.set(JAVA_INT, 0, ta ? 1 : 0);
+        d.set(JAVA_INT, 4, tb ? 1 : 0);
+        d.set(JAVA_LONG, 8, m);
+        d.set(JAVA_LONG, 16, n);
+        d.set(JAVA_LONG, 24, k);
+        d.set(JAVA_FLOAT, 32, alpha);
+        d.set(JAVA_FLOAT, 36, beta);
+        d.set(JAVA_LONG, 40, lda);
+        d.set(JAVA_LONG, 48, ldb);
+        d.set(JAVA_LONG, 56, ldc);
+        d.set(JAVA_LONG, 64, batch);
+        d.set(JAVA_LONG, 72, sa);
+        d.set(JAVA_LONG, 80, sb);
+        d.set(JAVA_LONG, 88, sc);
+        CudaKernels.gemm(Kernels.cuda(), d, m, n, batch, a, b, c, cudaTf32);
+    }
+
+    private static void checkDeviceOperand(Supplier<String> what, String name, DeviceBuffer s, long rows, long cols,
+                                           long ld, long stride, long batch) {
+        if (!s.isAlive()) throw new IllegalStateException(what.get() + ": " + name + "'s device memory was freed");
+        if (ld < Math.max(cols, 1))
+            throw new IllegalArgumentException(what.get() + ": leading dimension of " + name + " is " + ld + " < " + Math.max(cols, 1)
+                    + " (" + rows + " x " + cols + " as stored)");
+        if (rows == 0 || cols == 0) return;
+        long last = Math.addExact(Math.multiplyExact(batch - 1, stride), Math.addExact(Math.multiplyExact(rows - 1, ld), cols));
+        if (Math.multiplyExact(last, 4L) > s.byteSize())
+            throw new IllegalArgumentException(what.get() + ": " + name + " (" + rows + " x " + cols + ", ld " + ld + ", batch stride "
+                    + stride + ") needs " + last + " floats but its device buffer holds " + s.byteSize() / 4);
     }
 
     private static void checkOperand(Supplier<String> what, String name, MemorySegment s, long off, long rows, long cols,

@@ -1,5 +1,8 @@
 package dev.latent.ops;
 
+import dev.latent.cuda.Cuda;
+import dev.latent.cuda.CudaKernels;
+import dev.latent.cuda.DeviceBuffer;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
@@ -17,6 +20,10 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * Tensor-level entry points of the native kernels other than GEMM: each checks devices, contiguity and
  * shapes, then makes one downcall. Outputs are passed in (callers own allocation and lifetimes);
  * integer inputs (token ids, targets) are int32 segments.
+ * Devices: all tensors on the CPU take the CPU library, unchanged; all on CUDA launch the op's CUDA kernel
+ * ({@link CudaKernels}; int32 host segments are copied to the device first); a mix is an IllegalArgumentException
+ * naming both devices. An op without a CUDA kernel throws UnsupportedOperationException for CUDA tensors: nothing
+ * here reads device memory from the host.
  */
 public final class Kernels {
     private Kernels() {}
@@ -52,12 +59,65 @@ public final class Kernels {
 
     static MemorySegment seg(Tensor t) { return t == null ? MemorySegment.NULL : t.segment(); }
 
+    /**
+     * True when every non-null tensor is on CUDA (then they must be contiguous: the kernels take dense buffers), false
+     * when all are on the CPU (the CPU path's own checks follow); IllegalArgumentException naming both devices for a mix.
+     */
+    static boolean onCuda(String op, Tensor... ts) {
+        Tensor first = null;
+        for (Tensor t : ts) {
+            if (t == null) continue;
+            if (first == null) first = t;
+            else if (t.device() != first.device())
+                throw new IllegalArgumentException(op + ": tensors on different devices, " + first.device() + " (" + first + ") and "
+                        + t.device() + " (" + t + "); move one with to(scope, device)");
+        }
+        if (first == null || first.device() != Device.CUDA) return false;
+        for (Tensor t : ts)
+            if (t != null && !t.isContiguous()) throw new IllegalArgumentException(op + ": needs contiguous tensors, got " + t
+                    + " with strides " + Arrays.toString(t.strides()) + "; call contiguous() first");
+        return true;
+    }
+
+    /** For an op without a CUDA kernel: returns for CPU tensors, UnsupportedOperationException for CUDA ones. */
+    static void cpuOnly(String op, Tensor... ts) {
+        if (onCuda(op, ts))
+            throw new UnsupportedOperationException(op + " has no CUDA kernel yet; its tensors are on CUDA (copy them to the CPU"
+                    + " with to(scope, Device.CPU) to run it there)");
+    }
+
+    static Cuda cuda() { return Cuda.get(); }
+
+    static DeviceBuffer buf(Tensor t) { return t == null ? null : t.deviceBuffer(); }
+
+    /** This thread's device copy of an int32 host segment (targets, ids). The copy is synchronous: reuse is safe. */
+    private static final ThreadLocal<DeviceBuffer> INTS = new ThreadLocal<>();
+
+    static DeviceBuffer deviceInts(MemorySegment s, long n) {
+        DeviceBuffer b = INTS.get();
+        if (b == null || !b.isAlive() || b.byteSize() < 4 * n) {
+            if (b != null) b.close();
+            b = cuda().alloc(Math.max(4096, 4 * n));
+            INTS.set(b);
+        }
+        if (n > 0) b.copyFrom(s.asSlice(0, 4 * n));
+        return b;
+    }
+
     // ---- layout ----
 
     /** dst[...] = src[...] for any strides (same shape); rank <= 6. */
     public static void copy(Tensor src, Tensor dst) {
         if (!Arrays.equals(src.shape(), dst.shape()))
             throw new IllegalArgumentException("copy: shapes differ: " + src + " -> " + dst);
+        if (src.device() != dst.device())
+            throw new IllegalArgumentException("copy: tensors on different devices, " + src.device() + " (" + src + ") and "
+                    + dst.device() + " (" + dst + "); move one with to(scope, device)");
+        boolean gpu = src.device() == Device.CUDA;
+        if (gpu && src.numel() > 0 && src.isContiguous() && dst.isContiguous()) {   /* dense to dense: a memcpy */
+            dst.deviceBuffer().copyFrom(src.deviceBuffer());
+            return;
+        }
         int r = src.rank();
         if (r > LatentNative.MAX_RANK) throw new IllegalArgumentException("copy: rank " + r + " > " + LatentNative.MAX_RANK);
         if (src.numel() == 0) return;
@@ -71,12 +131,13 @@ public final class Kernels {
             d.set(JAVA_LONG, 104 + 8L * i, dst.stride(i));
         }
         if (r == 0) { d.set(JAVA_LONG, 8, 1); d.set(JAVA_LONG, 56, 1); d.set(JAVA_LONG, 104, 1); }
-        nat().copyStrided(d, src.storage().asSlice(src.offset() * 4), dst.storage().asSlice(dst.offset() * 4));
+        if (gpu) CudaKernels.copyStrided(cuda(), d, src.deviceBuffer(), dst.deviceBuffer());
+        else nat().copyStrided(d, src.storage().asSlice(src.offset() * 4), dst.storage().asSlice(dst.offset() * 4));
     }
 
     /** A contiguous copy of {@code x} in {@code scope}. */
     public static Tensor contiguous(Scope scope, Tensor x) {
-        Tensor out = Tensor.empty(scope, x.shape());
+        Tensor out = Tensor.empty(scope, x.device(), x.shape());
         copy(x, out);
         return out;
     }
@@ -85,6 +146,11 @@ public final class Kernels {
 
     /** y = a*x + b*y (b == 0: y write-only). */
     public static void axpby(float a, Tensor x, float b, Tensor y) {
+        if (onCuda("axpby", x, y)) {
+            numel("axpby", y.numel(), x);
+            CudaKernels.axpby(cuda(), y.numel(), a, buf(x), b, buf(y));
+            return;
+        }
         dense("axpby", x, y);
         numel("axpby", y.numel(), x);
         nat().axpby(y.numel(), a, x.segment(), b, y.segment());
@@ -92,6 +158,11 @@ public final class Kernels {
 
     /** y = x * z elementwise. */
     public static void mul(Tensor x, Tensor z, Tensor y) {
+        if (onCuda("mul", x, z, y)) {
+            numel("mul", y.numel(), x, z);
+            CudaKernels.mul(cuda(), y.numel(), buf(x), buf(z), buf(y));
+            return;
+        }
         dense("mul", x, z, y);
         numel("mul", y.numel(), x, z);
         nat().mul(y.numel(), x.segment(), z.segment(), y.segment());
@@ -99,56 +170,68 @@ public final class Kernels {
 
     /** y[i, :] = x[i, :] + rows[i % P, :] with x, y viewed as (N, C) and rows (P, C). */
     public static void addRows(Tensor x, Tensor rows, Tensor y) {
-        dense("addRows", x, rows, y);
+        boolean gpu = onCuda("addRows", x, rows, y);
+        if (!gpu) dense("addRows", x, rows, y);
         long c = rows.size(-1), p = rows.numel() / Math.max(c, 1);
         if (x.numel() % Math.max(c, 1) != 0 || x.size(-1) != c || (x.numel() / Math.max(c, 1)) % Math.max(p, 1) != 0)
             throw new IllegalArgumentException("addRows: x " + x + " does not tile rows " + rows);
         numel("addRows", x.numel(), y);
-        nat().addRows(x.numel() / Math.max(c, 1), c, p, x.segment(), rows.segment(), y.segment());
+        if (gpu) CudaKernels.addRows(cuda(), x.numel() / Math.max(c, 1), c, Math.max(p, 1), buf(x), buf(rows), buf(y));
+        else nat().addRows(x.numel() / Math.max(c, 1), c, p, x.segment(), rows.segment(), y.segment());
     }
 
     /** out[i % P, :] += x[i, :] (the adjoint of addRows), deterministic. */
     public static void sumRows(Tensor x, Tensor out) {
-        dense("sumRows", x, out);
+        boolean gpu = onCuda("sumRows", x, out);
+        if (!gpu) dense("sumRows", x, out);
         long c = out.size(-1), p = out.numel() / Math.max(c, 1);
         if (x.size(-1) != c || (x.numel() / Math.max(c, 1)) % Math.max(p, 1) != 0)
             throw new IllegalArgumentException("sumRows: x " + x + " does not tile out " + out);
-        nat().sumRows(x.numel() / Math.max(c, 1), c, p, x.segment(), out.segment());
+        if (gpu) CudaKernels.sumRows(cuda(), x.numel() / Math.max(c, 1), c, Math.max(p, 1), buf(x), buf(out));
+        else nat().sumRows(x.numel() / Math.max(c, 1), c, p, x.segment(), out.segment());
     }
 
     // ---- normalization and activations ----
 
     /** LayerNorm over the last dimension; mean and rstd (N) are saved for the backward. */
     public static void layerNorm(Tensor x, Tensor w, Tensor b, float eps, Tensor y, Tensor mean, Tensor rstd) {
-        dense("layerNorm", x, w, b, y, mean, rstd);
+        boolean gpu = onCuda("layerNorm", x, w, b, y, mean, rstd);
+        if (!gpu) dense("layerNorm", x, w, b, y, mean, rstd);
         long c = x.size(-1), n = x.numel() / Math.max(c, 1);
         numel("layerNorm", c, w, b);
         numel("layerNorm", x.numel(), y);
         numel("layerNorm", n, mean, rstd);
-        nat().layernormFwd(n, c, eps, x.segment(), w.segment(), b.segment(), y.segment(), mean.segment(), rstd.segment());
+        if (gpu) CudaKernels.layerNorm(cuda(), n, c, eps, buf(x), buf(w), buf(b), buf(y), buf(mean), buf(rstd));
+        else nat().layernormFwd(n, c, eps, x.segment(), w.segment(), b.segment(), y.segment(), mean.segment(), rstd.segment());
     }
 
     /** dx overwritten; dw, db accumulated. */
     public static void layerNormBackward(Tensor x, Tensor w, Tensor mean, Tensor rstd, Tensor dy, Tensor dx, Tensor dw, Tensor db) {
-        dense("layerNormBackward", x, w, mean, rstd, dy, dx, dw, db);
+        boolean gpu = onCuda("layerNormBackward", x, w, mean, rstd, dy, dx, dw, db);
+        if (!gpu) dense("layerNormBackward", x, w, mean, rstd, dy, dx, dw, db);
         long c = x.size(-1), n = x.numel() / Math.max(c, 1);
         numel("layerNormBackward", c, w, dw, db);
         numel("layerNormBackward", x.numel(), dy, dx);
         numel("layerNormBackward", n, mean, rstd);
-        nat().layernormBwd(n, c, x.segment(), w.segment(), mean.segment(), rstd.segment(), dy.segment(), dx.segment(),
+        if (gpu) CudaKernels.layerNormBackward(cuda(), n, c, buf(x), buf(w), buf(mean), buf(rstd), buf(dy), buf(dx), buf(dw), buf(db));
+        else nat().layernormBwd(n, c, x.segment(), w.segment(), mean.segment(), rstd.segment(), dy.segment(), dx.segment(),
                 dw.segment(), db.segment());
     }
 
     public static void gelu(Tensor x, Tensor y) {
-        dense("gelu", x, y);
+        boolean gpu = onCuda("gelu", x, y);
+        if (!gpu) dense("gelu", x, y);
         numel("gelu", x.numel(), y);
-        nat().geluFwd(x.numel(), x.segment(), y.segment());
+        if (gpu) CudaKernels.gelu(cuda(), x.numel(), buf(x), buf(y));
+        else nat().geluFwd(x.numel(), x.segment(), y.segment());
     }
 
     public static void geluBackward(Tensor x, Tensor dy, Tensor dx) {
-        dense("geluBackward", x, dy, dx);
+        boolean gpu = onCuda("geluBackward", x, dy, dx);
+        if (!gpu) dense("geluBackward", x, dy, dx);
         numel("geluBackward", x.numel(), dy, dx);
-        nat().geluBwd(x.numel(), x.segment(), dy.segment(), dx.segment());
+        if (gpu) CudaKernels.geluBackward(cuda(), x.numel(), buf(x), buf(dy), buf(dx));
+        else nat().geluBwd(x.numel(), x.segment(), dy.segment(), dx.segment());
     }
 
     // ---- attention ----
@@ -170,18 +253,22 @@ public final class Kernels {
 
     /** q, k, v, o (B, NH, T, HS); lse (B, NH, T). */
     public static void attention(Tensor q, Tensor k, Tensor v, boolean causal, float scale, Tensor o, Tensor lse) {
-        dense("attention", q, k, v, o, lse);
+        boolean gpu = onCuda("attention", q, k, v, o, lse);
+        if (!gpu) dense("attention", q, k, v, o, lse);
         MemorySegment d = attDesc("attention", q, causal, scale, k, v, o);
         numel("attention", q.numel() / q.size(3), lse);
-        nat().attentionFwd(d, q.segment(), k.segment(), v.segment(), o.segment(), lse.segment());
+        if (gpu) CudaKernels.attention(cuda(), d, buf(q), buf(k), buf(v), buf(o), buf(lse));
+        else nat().attentionFwd(d, q.segment(), k.segment(), v.segment(), o.segment(), lse.segment());
     }
 
     public static void attentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dout, boolean causal,
                                          float scale, Tensor dq, Tensor dk, Tensor dv) {
-        dense("attentionBackward", q, k, v, o, lse, dout, dq, dk, dv);
+        boolean gpu = onCuda("attentionBackward", q, k, v, o, lse, dout, dq, dk, dv);
+        if (!gpu) dense("attentionBackward", q, k, v, o, lse, dout, dq, dk, dv);
         MemorySegment d = attDesc("attentionBackward", q, causal, scale, k, v, o, dout, dq, dk, dv);
         numel("attentionBackward", q.numel() / q.size(3), lse);
-        nat().attentionBwd(d, q.segment(), k.segment(), v.segment(), o.segment(), lse.segment(), dout.segment(),
+        if (gpu) CudaKernels.attentionBackward(cuda(), d, buf(q), buf(k), buf(v), buf(o), buf(lse), buf(dout), buf(dq), buf(dk), buf(dv));
+        else nat().attentionBwd(d, q.segment(), k.segment(), v.segment(), o.segment(), lse.segment(), dout.segment(),
                 dq.segment(), dk.segment(), dv.segment());
     }
 
@@ -189,18 +276,25 @@ public final class Kernels {
 
     /** Per-row cross-entropy of logits (N, V) against int32 targets (N); dlogits (nullable) = (softmax - onehot) * dscale. */
     public static void softmaxCrossEntropy(Tensor logits, MemorySegment targets, Tensor losses, Tensor dlogits, float dscale) {
-        dense("softmaxCrossEntropy", logits, losses, dlogits);
+        boolean gpu = onCuda("softmaxCrossEntropy", logits, losses, dlogits);
+        if (!gpu) dense("softmaxCrossEntropy", logits, losses, dlogits);
         long v = logits.size(-1), n = logits.numel() / Math.max(v, 1);
         ints("softmaxCrossEntropy", targets, n);
         numel("softmaxCrossEntropy", n, losses);
         numel("softmaxCrossEntropy", logits.numel(), dlogits);
-        nat().softmaxXent(n, v, logits.segment(), targets, losses.segment(), seg(dlogits), dscale);
+        if (gpu) CudaKernels.softmaxCrossEntropy(cuda(), n, v, buf(logits), deviceInts(targets, n), buf(losses), buf(dlogits), dscale);
+        else nat().softmaxXent(n, v, logits.segment(), targets, losses.segment(), seg(dlogits), dscale);
     }
 
     // ---- optimizer ----
 
     public static void adamw(Tensor p, Tensor g, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
                              float weightDecay, float gradScale, long step) {
+        if (onCuda("adamw", p, g, m, v)) {
+            numel("adamw", p.numel(), g, m, v);
+            CudaKernels.adamw(cuda(), p.numel(), buf(p), buf(g), buf(m), buf(v), lr, beta1, beta2, eps, weightDecay, gradScale, step);
+            return;
+        }
         dense("adamw", p, g, m, v);
         numel("adamw", p.numel(), g, m, v);
         if (step < 1) throw new IllegalArgumentException("adamw: step must be >= 1, got " + step);
@@ -217,23 +311,88 @@ public final class Kernels {
 
     /** Sum of squares in double, fixed chunking (same bits for any thread count). */
     public static double sumOfSquares(Tensor x) {
+        if (onCuda("sumOfSquares", x)) return CudaKernels.sumOfSquares(cuda(), x.numel(), buf(x));
         dense("sumOfSquares", x);
         return nat().sumsq(x.numel(), x.segment(), F64.get());
     }
 
     /** dtable[ids[i], :] += dout[i, :]. */
     public static void embeddingBackward(MemorySegment ids, Tensor dout, Tensor dtable) {
-        dense("embeddingBackward", dout, dtable);
+        boolean gpu = onCuda("embeddingBackward", dout, dtable);
+        if (!gpu) dense("embeddingBackward", dout, dtable);
         long c = dtable.size(-1), n = dout.numel() / Math.max(c, 1);
         if (dout.size(-1) != c) throw new IllegalArgumentException("embeddingBackward: dout " + dout + " vs table " + dtable);
         ints("embeddingBackward", ids, n);
+        if (gpu) {
+            /* Group the positions by id on the host (ids are host data), each group in increasing index order: the
+             * kernel then adds every table element's terms in the CPU's order, without atomics. */
+            long vocab = dtable.size(0);
+            int[] id = checkIds("embeddingBackward", ids, n, vocab);
+            int[] count = new int[(int) vocab];
+            for (int v : id) count[v]++;
+            int rows = 0;
+            for (int k : count) if (k > 0) rows++;
+            int[] g = new int[2 * rows + 1 + (int) n];
+            int r = 0, at = 0;
+            int[] next = new int[(int) vocab];
+            for (int v = 0; v < vocab; v++)
+                if (count[v] > 0) {
+                    g[r] = v;
+                    g[rows + r] = at;
+                    next[v] = at;
+                    at += count[v];
+                    r++;
+                }
+            g[2 * rows] = at;
+            for (int i = 0; i < n; i++) g[2 * rows + 1 + next[id[i]]++] = i;
+            try (Arena a = Arena.ofConfined()) {
+                DeviceBuffer dg = deviceInts(a.allocateFrom(JAVA_INT, g), g.length);
+                CudaKernels.embeddingBackward(cuda(), rows, n, c, vocab, dg, buf(dout), buf(dtable));
+            }
+            return;
+        }
         nat().embeddingBwd(n, c, dtable.size(0), ids, dout.segment(), dtable.segment());
+    }
+
+    /** out[i, :] = table[ids[i], :] for int32 host ids (n = out's rows); ids are checked against the table first. */
+    public static void embedding(MemorySegment ids, Tensor table, Tensor out) {
+        if (table.rank() != 2 || out.rank() != 2 || out.size(1) != table.size(1))
+            throw new IllegalArgumentException("embedding: table (V, C) and out (n, C) needed, got " + table + ", " + out);
+        long n = out.size(0), c = table.size(1);
+        ints("embedding", ids, n);
+        if (onCuda("embedding", table, out)) {
+            checkIds("embedding", ids, n, table.size(0));
+            CudaKernels.embedding(cuda(), n, c, deviceInts(ids, n), buf(table), buf(out));
+            return;
+        }
+        dense("embedding", table, out);
+        MemorySegment src = table.segment(), dst = out.segment();
+        for (long i = 0; i < n; i++) {
+            int id = checkId("embedding", ids.getAtIndex(JAVA_INT, i), i, table.size(0));
+            MemorySegment.copy(src, id * c * 4, dst, i * c * 4, c * 4);
+        }
+    }
+
+    private static int checkId(String op, int id, long i, long vocab) {
+        if (id < 0 || id >= vocab) throw new IllegalArgumentException(op + ": id " + id + " at position " + i + " outside [0, " + vocab + ")");
+        return id;
+    }
+
+    private static int[] checkIds(String op, MemorySegment ids, long n, long vocab) {
+        if (n > Integer.MAX_VALUE - 8 || vocab > Integer.MAX_VALUE - 8) throw new IllegalArgumentException(op + ": " + n + " ids, vocabulary " + vocab + ": too large");
+        int[] id = ids.asSlice(0, 4 * n).toArray(JAVA_INT);
+        for (int i = 0; i < n; i++) checkId(op, id[i], i, vocab);
+        return id;
     }
 
     // ---- VAE sampler ----
 
     /** z = mu + exp(0.5 logvar) * eps, eps from Philox (seed, stream); returns KL(q || N(0, I)) summed in double. */
     public static double reparam(Tensor mu, Tensor logvar, long seed, long stream, Tensor z) {
+        if (onCuda("reparam", mu, logvar, z)) {
+            numel("reparam", mu.numel(), logvar, z);
+            return CudaKernels.reparam(cuda(), mu.numel(), buf(mu), buf(logvar), seed, stream, buf(z));
+        }
         dense("reparam", mu, logvar, z);
         numel("reparam", mu.numel(), logvar, z);
         MemorySegment kl = F64.get();
@@ -243,9 +402,11 @@ public final class Kernels {
 
     /** Gradients of sum(dz * z) + klScale * KL with respect to mu and logvar (eps recomputed). */
     public static void reparamBackward(Tensor mu, Tensor logvar, long seed, long stream, Tensor dz, float klScale, Tensor dmu, Tensor dlogvar) {
-        dense("reparamBackward", mu, logvar, dz, dmu, dlogvar);
+        boolean gpu = onCuda("reparamBackward", mu, logvar, dz, dmu, dlogvar);
+        if (!gpu) dense("reparamBackward", mu, logvar, dz, dmu, dlogvar);
         numel("reparamBackward", mu.numel(), logvar, dz, dmu, dlogvar);
-        nat().reparamBwd(mu.numel(), mu.segment(), logvar.segment(), seed, stream, dz.segment(), klScale, dmu.segment(), dlogvar.segment());
+        if (gpu) CudaKernels.reparamBackward(cuda(), mu.numel(), buf(mu), buf(logvar), seed, stream, buf(dz), klScale, buf(dmu), buf(dlogvar));
+        else nat().reparamBwd(mu.numel(), mu.segment(), logvar.segment(), seed, stream, dz.segment(), klScale, dmu.segment(), dlogvar.segment());
     }
 
     // ---- BatchNorm2d, activations, BCE (kernels/batchnorm, kernels/activation) ----
@@ -259,6 +420,7 @@ public final class Kernels {
     /** Training-mode BatchNorm over (N, C, H, W): batch statistics, running statistics updated when not null. */
     public static void batchNormTrain(Tensor x, Tensor gamma, Tensor beta, float eps, float momentum, Tensor y,
                                       Tensor mean, Tensor rstd, Tensor runningMean, Tensor runningVar) {
+        cpuOnly("batchNorm2d", x, gamma, beta, y, mean, rstd, runningMean, runningVar);
         dense("batchNorm2d", x, gamma, beta, y, mean, rstd, runningMean, runningVar);
         long[] d = nchw("batchNorm2d", x);
         numel("batchNorm2d", d[1], gamma, beta, mean, rstd, runningMean, runningVar);
@@ -269,6 +431,7 @@ public final class Kernels {
 
     /** Inference-mode BatchNorm with given statistics. */
     public static void batchNormInfer(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor mean, Tensor var, Tensor y) {
+        cpuOnly("batchNorm2d", x, gamma, beta, mean, var, y);
         dense("batchNorm2d", x, gamma, beta, mean, var, y);
         long[] d = nchw("batchNorm2d", x);
         numel("batchNorm2d", d[1], gamma, beta, mean, var);
@@ -278,6 +441,7 @@ public final class Kernels {
 
     /** dx (overwritten), dgamma and dbeta (accumulated, may be null) of the training forward. */
     public static void batchNormBackward(Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dy, Tensor dx, Tensor dgamma, Tensor dbeta) {
+        cpuOnly("batchNorm2dBackward", x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
         dense("batchNorm2dBackward", x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
         long[] d = nchw("batchNorm2dBackward", x);
         numel("batchNorm2dBackward", d[1], gamma, mean, rstd, dgamma, dbeta);
@@ -288,16 +452,20 @@ public final class Kernels {
 
     /** y = act(x) for LatentNative.ACT_* (alpha: LeakyReLU's slope). */
     public static void activation(int kind, float alpha, Tensor x, Tensor y) {
-        dense("activation", x, y);
+        boolean gpu = onCuda("activation", x, y);
+        if (!gpu) dense("activation", x, y);
         numel("activation", x.numel(), y);
-        nat().actFwd(kind, x.numel(), alpha, x.segment(), y.segment());
+        if (gpu) CudaKernels.activation(cuda(), kind, x.numel(), alpha, buf(x), buf(y));
+        else nat().actFwd(kind, x.numel(), alpha, x.segment(), y.segment());
     }
 
     /** dx = dy * act'(.); {@code in} is x for ReLU / LeakyReLU and the forward output y for Tanh / Sigmoid. */
     public static void activationBackward(int kind, float alpha, Tensor in, Tensor dy, Tensor dx) {
-        dense("activationBackward", in, dy, dx);
+        boolean gpu = onCuda("activationBackward", in, dy, dx);
+        if (!gpu) dense("activationBackward", in, dy, dx);
         numel("activationBackward", in.numel(), dy, dx);
-        nat().actBwd(kind, in.numel(), alpha, in.segment(), dy.segment(), dx.segment());
+        if (gpu) CudaKernels.activationBackward(cuda(), kind, in.numel(), alpha, buf(in), buf(dy), buf(dx));
+        else nat().actBwd(kind, in.numel(), alpha, in.segment(), dy.segment(), dx.segment());
     }
 
     /**
@@ -305,6 +473,7 @@ public final class Kernels {
      * null); writes dlogits = (sigmoid(x) - t) * dscale when dlogits is not null.
      */
     public static double bceWithLogits(Tensor logits, Tensor targets, float t, Tensor dlogits, float dscale) {
+        cpuOnly("bceWithLogits", logits, targets, dlogits);
         dense("bceWithLogits", logits, targets, dlogits);
         numel("bceWithLogits", logits.numel(), targets, dlogits);
         MemorySegment out = F64.get();

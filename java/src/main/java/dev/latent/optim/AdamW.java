@@ -28,11 +28,18 @@ public final class AdamW {
         this.weightDecay = weightDecay;
         for (var e : params.entrySet()) {
             long[] shape = e.getValue().shape();
-            state.put(e.getKey(), new Tensor[] {Tensor.zeros(scope, shape), Tensor.zeros(scope, shape)});
+            var dev = e.getValue().value().device();   /* state lives where its parameter does */
+            state.put(e.getKey(), new Tensor[] {Tensor.zeros(scope, dev, shape), Tensor.zeros(scope, dev, shape)});
         }
     }
 
     public long step() { return step; }
+
+    /** Moves the moment estimates to {@code device} (copies in {@code scope}), after the parameters moved there. */
+    public void to(Scope scope, dev.latent.tensor.Device device) {
+        for (Tensor[] mv : state.values())
+            for (int i = 0; i < mv.length; i++) if (mv[i].device() != device) mv[i] = mv[i].to(scope, device);
+    }
 
     public void setStep(long s) { step = s; }
 

@@ -1,5 +1,8 @@
 package dev.latent.tensor;
 
+import dev.latent.cuda.Cuda;
+import dev.latent.cuda.DeviceBuffer;
+
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.concurrent.atomic.AtomicLong;
@@ -12,17 +15,22 @@ import java.util.concurrent.atomic.AtomicLong;
  *       {@link #close()} (cheap: no cross-thread handshake).</li>
  * </ul>
  * Nothing waits for the garbage collector. {@link #liveBytes()} counts what all open scopes hold, so tests
- * can show memory stays flat.
+ * can show memory stays flat. A scope also owns the device memory of its CUDA tensors ({@link #allocateDevice}),
+ * freed at close like the rest (the buffers' Cleaner is only a safety net); {@link #liveDeviceBytes()} counts it.
  */
 public final class Scope implements AutoCloseable {
     /** Tensors are 64-byte aligned: a cache line, and what the AVX2 kernels prefer. */
     public static final long ALIGNMENT = 64;
-    private static final AtomicLong LIVE = new AtomicLong();
+    private static final AtomicLong LIVE = new AtomicLong(), LIVE_DEVICE = new AtomicLong();
 
     private final Arena arena;
     private final String name;
     private long bytes;               // guarded by this (shared scopes may allocate from several threads)
     private final java.util.ArrayList<MemorySegment> blocks = new java.util.ArrayList<>();   // guarded by this
+    // Device buffers and their allocation numbers (0, 1, 2, ... in this scope, never reused: see deviceMark()).
+    private final java.util.ArrayList<DeviceBuffer> deviceBlocks = new java.util.ArrayList<>();   // guarded by this
+    private final java.util.ArrayList<Long> deviceSeq = new java.util.ArrayList<>();             // guarded by this
+    private long deviceAllocations;                                                               // guarded by this
     private volatile boolean closed;
 
     private Scope(Arena arena, String name) {
@@ -69,8 +77,50 @@ public final class Scope implements AutoCloseable {
         return block.asSlice(0, Math.max(bytes, 1)).reinterpret(arena, null);
     }
 
+    /** Bytes of device memory held by all open scopes of this process. */
+    public static long liveDeviceBytes() { return LIVE_DEVICE.get(); }
+
+    /**
+     * Device memory of {@code bytes} (contents undefined) owned by this scope, freed at {@link #close()}. Without a
+     * usable GPU: UnsupportedOperationException with {@link Cuda#unavailableReason()}.
+     */
+    public DeviceBuffer allocateDevice(long bytes) {
+        if (bytes < 0) throw new IllegalArgumentException("negative allocation: " + bytes + " bytes");
+        ensureAlive();
+        DeviceBuffer b = Cuda.get().alloc(Math.max(bytes, 4));
+        synchronized (this) {
+            deviceBlocks.add(b);
+            deviceSeq.add(deviceAllocations++);
+        }
+        LIVE_DEVICE.addAndGet(b.byteSize());
+        return b;
+    }
+
     /** How many blocks this scope has allocated so far: a mark for {@link #releaseSince}. */
     public synchronized int mark() { return blocks.size(); }
+
+    /** How many device buffers this scope has allocated so far: a mark for {@link #releaseDeviceSince}. */
+    public synchronized long deviceMark() { return deviceAllocations; }
+
+    /**
+     * {@link #releaseSince} for device memory: frees the buffer at device {@code address} now if this scope allocated
+     * it after {@code deviceMark}. The caller promises no kernel uses it any more (cuMemFree waits for the device).
+     */
+    public boolean releaseDeviceSince(long deviceMark, long address) {
+        DeviceBuffer found = null;
+        synchronized (this) {
+            for (int i = deviceBlocks.size() - 1; i >= 0 && deviceSeq.get(i) >= deviceMark; i--)
+                if (deviceBlocks.get(i).address() == address) {
+                    found = deviceBlocks.remove(i);
+                    deviceSeq.remove(i);
+                    break;
+                }
+        }
+        if (found == null) return false;
+        LIVE_DEVICE.addAndGet(-found.byteSize());
+        found.close();
+        return true;
+    }
 
     /**
      * Returns the block starting at {@code address} to the pool early, if this scope allocated it after
@@ -106,15 +156,29 @@ public final class Scope implements AutoCloseable {
         closed = true;
         long b;
         java.util.List<MemorySegment> free;
+        java.util.List<DeviceBuffer> freeDevice;
         synchronized (this) {
             b = bytes;
             bytes = 0;
             free = new java.util.ArrayList<>(blocks);
             blocks.clear();
+            freeDevice = new java.util.ArrayList<>(deviceBlocks);
+            deviceBlocks.clear();
+            deviceSeq.clear();
         }
         arena.close();
         for (MemorySegment m : free) NativePool.release(m);
         LIVE.addAndGet(-b);
+        RuntimeException failed = null;
+        for (DeviceBuffer d : freeDevice) {   /* free them all even if one fails, then report the first failure */
+            LIVE_DEVICE.addAndGet(-d.byteSize());
+            try {
+                d.close();
+            } catch (RuntimeException e) {
+                if (failed == null) failed = e;
+            }
+        }
+        if (failed != null) throw failed;
     }
 
     @Override

@@ -1,19 +1,27 @@
 package dev.latent.tensor;
 
+import dev.latent.cuda.Cuda;
+import dev.latent.cuda.DeviceBuffer;
+
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 
 /**
- * An fp32 tensor: shape, strides (in elements), an element offset into a 64-byte aligned native segment
- * owned by a {@link Scope}, and a {@link Device}. One final class for every dtype and device to come.
+ * An fp32 tensor: shape, strides (in elements), an element offset into storage owned by a {@link Scope}, and a
+ * {@link Device}. On the CPU the storage is a 64-byte aligned native segment; on CUDA it is a {@link DeviceBuffer}
+ * and never a host segment: {@link #storage()}, {@link #segment()}, {@link #get} and {@link #set} refuse a CUDA
+ * tensor (a host read of a device pointer crashes on a GPU; the emulated driver would let it pass), and data moves
+ * only through {@link #to} and {@link #toArray}, which copy. One final class for every dtype and device to come.
  * Views ({@link #reshape}, {@link #transpose}, {@link #slice}) share the storage; {@link #contiguous}
  * copies only when it must.
  */
 public final class Tensor {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT;
 
-    private final MemorySegment storage;
+    private final MemorySegment storage;        /* CPU, else null */
+    private final DeviceBuffer deviceStorage;   /* CUDA, else null */
     private final Scope scope;
     private final long offset;
     private final long[] shape;
@@ -21,13 +29,21 @@ public final class Tensor {
     private final Device device;
 
     private Tensor(MemorySegment storage, Scope scope, long offset, long[] shape, long[] strides, Device device) {
+        this(storage, null, scope, offset, shape, strides, device);
+    }
+
+    private Tensor(MemorySegment storage, DeviceBuffer deviceStorage, Scope scope, long offset, long[] shape, long[] strides, Device device) {
         this.storage = storage;
+        this.deviceStorage = deviceStorage;
         this.scope = scope;
         this.offset = offset;
         this.shape = shape;
         this.strides = strides;
         this.device = device;
     }
+
+    /** A view of the same storage with another offset, shape and strides. */
+    private Tensor view(long off, long[] sh, long[] st) { return new Tensor(storage, deviceStorage, scope, off, sh, st, device); }
 
     // ---- creation ----------------------------------------------------------------------------------
 
@@ -41,6 +57,37 @@ public final class Tensor {
     public static Tensor empty(Scope scope, long... shape) {
         long n = numel(checkShape(shape));
         return new Tensor(scope.allocateUninitialized(Math.multiplyExact(n, 4L)), scope, 0, shape.clone(), contiguousStrides(shape), Device.CPU);
+    }
+
+    /**
+     * A new zero-filled contiguous tensor on {@code device}. CUDA when it is unavailable: UnsupportedOperationException
+     * with {@link Cuda#unavailableReason()}.
+     */
+    public static Tensor zeros(Scope scope, Device device, long... shape) {
+        if (device == Device.CPU) return zeros(scope, shape);
+        Tensor t = empty(scope, device, shape);
+        t.deviceStorage.zero();
+        return t;
+    }
+
+    /** A new contiguous tensor on {@code device}, contents undefined (for outputs a kernel overwrites whole). */
+    public static Tensor empty(Scope scope, Device device, long... shape) {
+        if (device == Device.CPU) return empty(scope, shape);
+        long n = numel(checkShape(shape));
+        DeviceBuffer b = scope.allocateDevice(Math.multiplyExact(n, 4L));
+        return new Tensor(null, b, scope, 0, shape.clone(), contiguousStrides(shape), device);
+    }
+
+    /** A new tensor on {@code device} holding {@code data} (row-major) with {@code shape}. */
+    public static Tensor of(Scope scope, Device device, float[] data, long... shape) {
+        if (device == Device.CPU) return of(scope, data, shape);
+        if (numel(checkShape(shape)) != data.length)
+            throw new IllegalArgumentException("data has " + data.length + " elements but shape " + Arrays.toString(shape)
+                    + " needs " + numel(shape));
+        Tensor t = empty(scope, device, shape);
+        if (data.length > 0)
+            try (Arena a = Arena.ofConfined()) { t.deviceStorage.copyFrom(a.allocateFrom(F32, data)); }
+        return t;
     }
 
     /** A new tensor holding {@code data} (row-major) with {@code shape}. */
@@ -94,16 +141,46 @@ public final class Tensor {
     public Device device() { return device; }
     public Scope scope() { return scope; }
 
-    /** The whole backing storage (the op layer adds {@link #offset()} itself). Fails if the scope closed. */
+    /**
+     * The whole backing storage (the op layer adds {@link #offset()} itself). Fails if the scope closed, and on a
+     * CUDA tensor (device memory has no host segment: use {@link #deviceBuffer()}, or copy with {@link #to}).
+     */
     public MemorySegment storage() {
-        scope.ensureAlive();
+        host("storage()");
         return storage;
     }
 
-    /** The data starting at this view's first element: for contiguous tensors, exactly numel floats. */
+    /** The data starting at this view's first element: for contiguous tensors, exactly numel floats. CPU only. */
     public MemorySegment segment() {
-        scope.ensureAlive();
+        host("segment()");
         return isContiguous() ? storage.asSlice(offset * 4, numel() * 4) : storage.asSlice(offset * 4);
+    }
+
+    /**
+     * The device memory starting at this view's first element (the kernel pointer is its address: storage + offset
+     * * 4): for contiguous tensors exactly numel floats, else the rest of the storage. CUDA tensors only.
+     */
+    public DeviceBuffer deviceBuffer() {
+        scope.ensureAlive();
+        if (device != Device.CUDA) throw new IllegalStateException("deviceBuffer(): " + this + " is not on CUDA");
+        long from = offset * 4, len = isContiguous() ? numel() * 4 : deviceStorage.byteSize() - from;
+        return deviceStorage.slice(from, Math.max(0, len));
+    }
+
+    /**
+     * Identifies the storage block (a host or device address): views of one tensor share it. For bookkeeping such
+     * as autograd's early release of gradients; never dereference it.
+     */
+    public long storageAddress() {
+        scope.ensureAlive();
+        return storage != null ? storage.address() : deviceStorage.address();
+    }
+
+    private void host(String what) {
+        scope.ensureAlive();
+        if (device != Device.CPU)
+            throw new IllegalStateException(what + " of a " + device + " tensor: its memory is on the device, not the host;"
+                    + " copy it with to(scope, Device.CPU) or toArray()");
     }
 
     public boolean isContiguous() {
@@ -135,28 +212,69 @@ public final class Tensor {
     }
 
     public float get(long... idx) {
-        scope.ensureAlive();
+        host("get()");
         return storage.getAtIndex(F32, index(idx));
     }
 
     public void set(float v, long... idx) {
-        scope.ensureAlive();
+        host("set()");
         storage.setAtIndex(F32, index(idx), v);
     }
 
-    /** Row-major copy of the elements into a Java array. */
+    /** Row-major copy of the elements into a Java array (from a CUDA tensor: a device-to-host copy). */
     public float[] toArray() {
         scope.ensureAlive();
         long n = numel();
         if (n > Integer.MAX_VALUE - 8) throw new IllegalStateException("tensor of " + n + " elements does not fit a Java array");
+        if (device == Device.CUDA) return deviceToArray();
         if (isContiguous()) return storage.asSlice(offset * 4, n * 4).toArray(F32);
+        return gather(storage, offset);
+    }
+
+    /** The elements of this view, row-major, read from {@code s} where this view's element 0 is at {@code base}. */
+    private float[] gather(MemorySegment s, long base) {
+        long n = numel();
         float[] out = new float[(int) n];
         long[] idx = new long[shape.length];
         for (int i = 0; i < n; i++) {
-            out[i] = storage.getAtIndex(F32, index(idx));
+            out[i] = s.getAtIndex(F32, index(idx) - offset + base);
             for (int d = shape.length - 1; d >= 0 && ++idx[d] == shape[d]; d--) idx[d] = 0;
         }
         return out;
+    }
+
+    /** Copies the span of storage this view touches to the host (synchronous), then gathers the view from it. */
+    private float[] deviceToArray() {
+        long n = numel();
+        if (n == 0) return new float[0];
+        long span = 1;   /* elements from the first to the last one this view touches (strides are >= 0) */
+        for (int i = 0; i < shape.length; i++) span += (shape[i] - 1) * strides[i];
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment h = a.allocate(span * 4, 64);
+            deviceStorage.slice(offset * 4, span * 4).copyTo(h);
+            return isContiguous() ? h.toArray(F32) : gather(h, 0);
+        }
+    }
+
+    /**
+     * A copy of this tensor on {@code device}, contiguous, in {@code scope} (also when it is already there: the result
+     * never aliases this one). CPU to CUDA and back are synchronous copies.
+     */
+    public Tensor to(Scope into, Device target) {
+        scope.ensureAlive();
+        if (target == Device.CPU) return of(into, toArray(), shape);
+        Tensor t = empty(into, target, shape);
+        if (numel() == 0) return t;
+        if (device == Device.CUDA && isContiguous()) {
+            t.deviceStorage.copyFrom(deviceBuffer());
+        } else if (device == Device.CPU && isContiguous()) {
+            t.deviceStorage.copyFrom(segment());
+        } else {
+            try (Arena a = Arena.ofConfined()) {
+                t.deviceStorage.copyFrom(a.allocateFrom(F32, toArray()));
+            }
+        }
+        return t;
     }
 
     // ---- views -------------------------------------------------------------------------------------
@@ -185,7 +303,7 @@ public final class Tensor {
             throw new IllegalArgumentException("reshape " + Arrays.toString(shape) + " (" + numel() + " elements) to "
                     + Arrays.toString(newShape) + " (" + numel(s) + ")");
         Tensor src = isContiguous() ? this : contiguous();
-        return new Tensor(src.storage, scope, src.offset, s, contiguousStrides(s), device);
+        return src.view(src.offset, s, contiguousStrides(s));
     }
 
     /** Swaps two dimensions: always a view. */
@@ -194,7 +312,7 @@ public final class Tensor {
         long[] sh = shape.clone(), st = strides.clone();
         sh[a] = shape[b]; sh[b] = shape[a];
         st[a] = strides[b]; st[b] = strides[a];
-        return new Tensor(storage, scope, offset, sh, st, device);
+        return view(offset, sh, st);
     }
 
     /** Elements [start, end) along {@code dim}: always a view. */
@@ -204,12 +322,13 @@ public final class Tensor {
             throw new IllegalArgumentException("slice [" + start + ", " + end + ") outside dim " + dim + " of size " + shape[d]);
         long[] sh = shape.clone();
         sh[d] = end - start;
-        return new Tensor(storage, scope, offset + start * strides[d], sh, strides.clone(), device);
+        return view(offset + start * strides[d], sh, strides.clone());
     }
 
-    /** This tensor if contiguous, else a contiguous copy in the same scope. */
+    /** This tensor if contiguous, else a contiguous copy in the same scope (on CUDA, by the strided-copy kernel). */
     public Tensor contiguous() {
         if (isContiguous()) return this;
+        if (device != Device.CPU) return dev.latent.ops.Kernels.contiguous(scope, this);
         return of(scope, toArray(), shape);
     }
 

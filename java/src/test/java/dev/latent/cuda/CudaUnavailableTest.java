@@ -1,5 +1,8 @@
 package dev.latent.cuda;
 
+import dev.latent.tensor.Device;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
 import org.junit.jupiter.api.Test;
 
 import static org.junit.jupiter.api.Assertions.*;
@@ -17,5 +20,18 @@ class CudaUnavailableTest {
         assertSame(reason, Cuda.unavailableReason(), "the probe runs once and its answer is cached");
         UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class, Cuda::get);
         assertEquals(reason, e.getMessage());
+    }
+
+    @Test
+    void cudaTensorsSayWhyTheyCannotExist() {
+        assumeFalse(Cuda.available(), "a CUDA device is present: CudaTensorTest covers it");
+        try (Scope s = Scope.confined()) {
+            for (var make : java.util.List.<org.junit.jupiter.api.function.Executable>of(() -> Tensor.zeros(s, Device.CUDA, 2),
+                    () -> Tensor.empty(s, Device.CUDA, 2), () -> Tensor.zeros(s, 2).to(s, Device.CUDA))) {
+                UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class, make);
+                assertEquals(Cuda.unavailableReason(), e.getMessage());
+            }
+            assertEquals(0, Scope.liveDeviceBytes());
+        }
     }
 }

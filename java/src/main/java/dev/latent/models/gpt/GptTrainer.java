@@ -6,6 +6,7 @@ import dev.latent.autograd.Var;
 import dev.latent.data.TextData;
 import dev.latent.optim.AdamW;
 import dev.latent.optim.Schedule;
+import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.text.Tokenizer;
 import dev.latent.train.Metrics;
@@ -55,6 +56,16 @@ public final class GptTrainer {
      */
     public static Map<String, Object> train(Gpt model, Tokenizer tok, TextData data, Options o, Path out, boolean resume,
                                             Scope modelScope, long stopAt) throws IOException {
+        return train(model, tok, data, o, out, resume, modelScope, stopAt, Device.CPU);
+    }
+
+    /**
+     * As above, on {@code device}: the model (on the CPU) and the optimizer state are moved there after a resume is
+     * restored, and stay there when this returns (move the model back to the CPU for sampling). Checkpoints copy
+     * device tensors to the host as they write them.
+     */
+    public static Map<String, Object> train(Gpt model, Tokenizer tok, TextData data, Options o, Path out, boolean resume,
+                                            Scope modelScope, long stopAt, Device device) throws IOException {
         int t = model.cfg.context(), b = o.batch();
         AdamW opt = new AdamW(modelScope, model.namedParameters(), 0.9f, 0.99f, 1e-8f, (float) o.weightDecay());
         if (resume) {
@@ -62,6 +73,10 @@ public final class GptTrainer {
             copyWeights(l.model(), model);
             GptCheckpoint.restore(opt, l);
             System.err.printf("resumed from %s at step %d%n", out.resolve(GptCheckpoint.FILE), l.step());
+        }
+        if (device != Device.CPU) {
+            model.to(modelScope, device);
+            opt.to(modelScope, device);
         }
         Schedule sched = new Schedule(o.lr(), o.minLr(), o.warmup(), o.steps());
         List<double[]> curve = new ArrayList<>(), evals = new ArrayList<>();

@@ -1,0 +1,72 @@
+package dev.latent.cuda;
+
+import dev.latent.cli.Main;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * {@code latent train gpt --device cuda}. Runs in both surefire executions and never skips: without a GPU it must say
+ * why once on stderr and train on the CPU; with one (or the emulated driver, where the backend must come up) it must
+ * train on the device and match the same run on the CPU.
+ */
+class CudaCliTest {
+    record Run(int rc, String err, List<String> metrics) {}
+
+    static Run train(Path dir, String device) throws IOException {
+        Path data = dir.resolve("text.txt"), out = dir.resolve("out-" + device);
+        Files.writeString(data, "Call me Ishmael. Some years ago, never mind how long precisely, having little or no money.\n".repeat(8));
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        PrintStream saved = System.err;
+        int rc;
+        try (PrintStream p = new PrintStream(err, true, StandardCharsets.UTF_8)) {
+            System.setErr(p);
+            rc = new CommandLine(new Main()).execute("train", "gpt", "--data", data.toString(), "--out", out.toString(),
+                    "--device", device, "--steps", "4", "--layers", "1", "--heads", "2", "--dim", "16", "--context", "8",
+                    "--batch", "2", "--eval-interval", "2", "--eval-batches", "1", "--log-interval", "1",
+                    "--checkpoint-interval", "0", "--sample-tokens", "5");
+        } finally {
+            System.setErr(saved);
+        }
+        String e = err.toString(StandardCharsets.UTF_8);
+        assertEquals(0, rc, e);
+        assertTrue(Files.size(out.resolve("checkpoint.safetensors")) > 1000, e);
+        return new Run(rc, e, Files.readAllLines(out.resolve("metrics.jsonl")));
+    }
+
+    @Test
+    void deviceCuda(@TempDir Path dir) throws IOException {
+        if (System.getProperty("latent.cuda.driver") != null) assertTrue(Cuda.available(), Cuda::unavailableReason);
+        Run cuda = train(dir, "cuda");
+        if (!Cuda.available()) {
+            String reason = Cuda.unavailableReason();
+            assertEquals(1, cuda.err.split(java.util.regex.Pattern.quote(reason), -1).length - 1, "the reason, once: " + cuda.err);
+            assertFalse(cuda.err.contains("device: CUDA"), cuda.err);
+            return;
+        }
+        assertTrue(cuda.err.contains("device: CUDA device 0"), cuda.err);
+        assertFalse(cuda.err.contains("CUDA unavailable"), cuda.err);
+        /* the same run on the CPU: the logged losses agree (exact-fp32 GEMM on the device; 4 steps compound ~1e-6) */
+        Run cpu = train(dir, "cpu");
+        assertEquals(cpu.metrics.size(), cuda.metrics.size());
+        for (int i = 0; i < cpu.metrics.size(); i++) {
+            double a = loss(cpu.metrics.get(i)), b = loss(cuda.metrics.get(i));
+            assertEquals(a, b, 1e-4 * Math.abs(a), "metrics line " + i + ": " + cpu.metrics.get(i) + " vs " + cuda.metrics.get(i));
+        }
+    }
+
+    private static double loss(String line) {
+        String key = line.contains("\"loss\"") ? "loss" : "val_loss";
+        return Double.parseDouble(line.replaceAll(".*\"" + key + "\":([0-9.eE+-]+).*", "$1"));
+    }
+}

@@ -1,0 +1,104 @@
+package dev.latent.cuda;
+
+import dev.latent.nativ.LatentNative;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.function.IntToDoubleFunction;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/**
+ * Shared by the CUDA backend's tests: the device gate (skip only on a plain run without a GPU; on the emulated driver,
+ * -Dlatent.cuda.driver set by surefire's cuda-emulated execution, a missing backend fails), host / device copies,
+ * the emulation tests' fill (uniform in (-1, 1) from a fixed seed) and their per-element check
+ * |got - want| <= tol, with NaN equal only to NaN, the first misses and the largest error / tolerance printed.
+ */
+final class CudaTesting {
+    private CudaTesting() {}
+
+    static final double U = 1.0 / (1 << 24);
+
+    static Cuda device() {
+        if (System.getProperty("latent.cuda.driver") != null) assertTrue(Cuda.available(), Cuda::unavailableReason);
+        else assumeTrue(Cuda.available(), Cuda::unavailableReason);
+        return Cuda.get();
+    }
+
+    /** The emulation tests compare with the C reference at ISA ref; so do these (restored by {@link #restoreIsa}). */
+    static int refIsa() {
+        LatentNative nat = LatentNative.get();
+        int was = nat.isa();
+        nat.setIsa(LatentNative.ISA_REF);
+        return was;
+    }
+
+    static void restoreIsa(int was) { LatentNative.get().setIsa(was); }
+
+    static float[] fill(int n, long seed) {
+        java.util.SplittableRandom r = new java.util.SplittableRandom(seed);
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float) (r.nextDouble() * 2 - 1);
+        return a;
+    }
+
+    static MemorySegment host(Arena a, float[] v) { return a.allocateFrom(JAVA_FLOAT, v); }
+
+    static MemorySegment hostInts(Arena a, int[] v) { return a.allocateFrom(JAVA_INT, v); }
+
+    static DeviceBuffer up(Cuda cu, float[] v) {
+        DeviceBuffer d = cu.alloc(Math.max(1, v.length) * 4L);
+        try (Arena a = Arena.ofConfined()) { d.copyFrom(a.allocateFrom(JAVA_FLOAT, v)); }
+        return d;
+    }
+
+    static DeviceBuffer upInts(Cuda cu, int[] v) {
+        DeviceBuffer d = cu.alloc(Math.max(1, v.length) * 4L);
+        try (Arena a = Arena.ofConfined()) { d.copyFrom(a.allocateFrom(JAVA_INT, v)); }
+        return d;
+    }
+
+    /** A device buffer of n floats, all NaN: a kernel that skips an element leaves it visible. */
+    static DeviceBuffer nans(Cuda cu, int n) {
+        float[] v = new float[n];
+        java.util.Arrays.fill(v, Float.NaN);
+        return up(cu, v);
+    }
+
+    static float[] down(Cuda cu, DeviceBuffer d, int n) {
+        cu.synchronize();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(JAVA_FLOAT, Math.max(1, n));
+            d.copyTo(s.asSlice(0, n * 4L));
+            return s.asSlice(0, n * 4L).toArray(JAVA_FLOAT);
+        }
+    }
+
+    static float[] floats(MemorySegment s, int n) { return s.asSlice(0, n * 4L).toArray(JAVA_FLOAT); }
+
+    static void close(String what, float[] got, float[] want, IntToDoubleFunction tol) {
+        int bad = 0;
+        double worst = 0;
+        StringBuilder msg = new StringBuilder();
+        for (int i = 0; i < want.length; i++) {
+            double t = tol.applyAsDouble(i), d = Math.abs((double) got[i] - want[i]);
+            boolean ok = Float.isNaN(want[i]) ? Float.isNaN(got[i]) : !Float.isNaN(got[i]) && (got[i] == want[i] || d <= t);
+            if (ok && t > 0 && !Float.isNaN(want[i])) worst = Math.max(worst, d / t);
+            if (!ok && bad++ < 3) msg.append(String.format("%n  %s[%d]: got %.9g want %.9g tol %.3g", what, i, got[i], want[i], t));
+        }
+        if (bad > 0) fail(what + ": " + bad + " of " + want.length + " outside tolerance" + msg);
+        System.out.printf("%s: largest error / tolerance %.3f%n", what, worst);
+    }
+
+    /** Bit-for-bit (NaN payloads aside). */
+    static void same(String what, float[] got, float[] want) {
+        for (int i = 0; i < want.length; i++)
+            if (Float.floatToIntBits(got[i]) != Float.floatToIntBits(want[i]) && !(Float.isNaN(got[i]) && Float.isNaN(want[i])))
+                fail(what + "[" + i + "]: " + got[i] + " (0x" + Integer.toHexString(Float.floatToRawIntBits(got[i])) + ") differs from the CPU's "
+                        + want[i] + " (0x" + Integer.toHexString(Float.floatToRawIntBits(want[i])) + ")");
+    }
+}

@@ -1,0 +1,35 @@
+/* Sum of squares on the GPU (the CUDA sibling of lt_sumsq: the global gradient norm), in double, deterministic.
+ *   ltk_sumsq_part(n, x, part)      grid ceil(n / 4096), 256 threads (required: a power of two): block q sums x[i]^2
+ *       for i in chunk q ([4096 q, 4096 q + 4096)), each thread its strided 16 elements in order, then a fixed
+ *       shared-memory tree, into part[q]. x^2 of a float is exact in double, so only the additions round.
+ *   ltk_sumsq_total(chunks, part, out)   one thread: *out = part[0] + part[1] + ..., in order.
+ * The chunking is lt_sumsq's (4096) but the order inside a chunk is not, so the result matches the CPU's to the
+ * double additions' rounding (relative ~ 2^-53 (16 + 8 + chunks)), not bit for bit; each run gives the same bits. */
+#include "lt_cuda.cuh"
+
+#define SQ_CHUNK 4096
+#define SQ_THREADS 256
+
+LT_KERNEL void __launch_bounds__(SQ_THREADS) ltk_sumsq_part(int64_t n, const float *__restrict__ x, double *__restrict__ part) {
+    __shared__ double red[SQ_THREADS];
+    const int64_t c0 = (int64_t)blockIdx.x * SQ_CHUNK, c1 = c0 + SQ_CHUNK < n ? c0 + SQ_CHUNK : n;
+    double s = 0.0;
+    for (int64_t i = c0 + threadIdx.x; i < c1; i += SQ_THREADS) {
+        const double v = x[i];
+        s += v * v; /* v * v is exact in double, so a contraction into fma changes nothing */
+    }
+    red[threadIdx.x] = s;
+    __syncthreads();
+    for (int w = SQ_THREADS / 2; w > 0; w >>= 1) {
+        if ((int)threadIdx.x < w) red[threadIdx.x] = __dadd_rn(red[threadIdx.x], red[threadIdx.x + w]);
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) part[blockIdx.x] = red[0];
+}
+
+LT_KERNEL void ltk_sumsq_total(int64_t chunks, const double *__restrict__ part, double *__restrict__ out) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    double s = 0.0;
+    for (int64_t q = 0; q < chunks; q++) s = __dadd_rn(s, part[q]);
+    *out = s;
+}

@@ -1,0 +1,28 @@
+/* sumsq.cu in the CUDA emulation against lt_sumsq at ISA ref: lengths at chunk tails (1, 7, 255, 4095, 4096, 4097,
+ * 3 chunks + 5), +-1e30 (squares far beyond float, fine in double), zeros. Both sum exact double squares; only the
+ * order of the double additions differs (lt_sumsq: in order within a chunk; here 16 per thread, then a tree of 8
+ * levels), so |got - want| <= 2^-53 (4096 + 16 + 8 + 2 chunks) sum (one factor per addition bound, generous).
+ * Run: build/sumsq_cuda_test */
+#include <vector>
+
+#include "../sumsq/sumsq.cu"
+#include "lt_cuda_test.h"
+
+int main() {
+    lt_set_isa(LT_ISA_REF);
+    uint64_t s = 47;
+    for (int64_t n : {1, 7, 255, 4095, 4096, 4097, 3 * 4096 + 5}) {
+        std::vector<float> x(n);
+        lt_t_fill(x.data(), n, &s);
+        if (n > 10) { x[3] = 1e30f; x[5] = -1e30f; x[6] = 0.0f; }
+        const int64_t chunks = (n + SQ_CHUNK - 1) / SQ_CHUNK;
+        std::vector<double> part(chunks, NAN);
+        double got = NAN, want = NAN;
+        CHECK(lt_sumsq(n, x.data(), &want) == LT_OK, "lt_sumsq");
+        LAUNCH(ltk_sumsq_part, dim3((unsigned)chunks), dim3(SQ_THREADS), 0, n, (const float *)x.data(), part.data());
+        LAUNCH(ltk_sumsq_total, dim3(1), dim3(32), 0, chunks, (const double *)part.data(), &got);
+        const double tol = ldexp(4096.0 + 16 + 8 + 2 * (double)chunks, -53) * want;
+        CHECK(fabs(got - want) <= tol, "sumsq n=%lld: %.17g, lt_sumsq %.17g (tolerance %.3g)", (long long)n, got, want, tol);
+    }
+    return lt_test_summary();
+}
