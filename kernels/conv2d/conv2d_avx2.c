@@ -1,4 +1,6 @@
 /* AVX2+FMA 2-D convolution: direct, register-blocked, on the worker pool. NCHW at the API, no im2col matrix.
+ * (conv2d.c sends two shape classes elsewhere: fully connected convs to the GEMM, conv2d_fc_avx2.c, and 3x3 stride-1
+ * convs with >= 16 channels to Winograd, conv2d_wino_avx2.c; bwd_weight's direct kernel is conv2d_wgrad_avx2.c.)
  *
  *   x: (N, C, H, W)   w: (K, C, R, S)   y, dy: (N, K, OH, OW)   (conv2d_ref.c has the math of the three passes)
  *
