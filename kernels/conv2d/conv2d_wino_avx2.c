@@ -10,7 +10,7 @@
  *   M[xi][o][t] = sum_i U[xi][o][i] V[xi][i][t]  16 small GEMMs on the conv's 6 x 16 micro-kernel (conv2d_ukr)
  *   y tile = A^T M A (+ bias[o])
  * A task is one image's block of `rows` tile rows (as many as keep V near WG_BYTES, split evenly); each tile row is padded to a multiple of 16 tiles (the vector
- * lanes: 8 tiles per ymm through even/odd deinterleaves of the padded input rows). The sum over input channels runs
+ * lanes: 8 tiles per ymm through even/odd deinterleaves of the input rows, read in place). The sum over input channels runs
  * in increasing i inside the micro-kernel, every transform is a fixed sequence of adds, and no tile's arithmetic
  * depends on the task split: the bits are the same for any thread count. Numerically F(2x2, 3x3) adds a few ulps
  * of rounding in the transforms (the 1/2 factors of G are exact); conv2d_test checks it against the double
@@ -47,12 +47,11 @@ typedef struct {
     int64_t n, ci, hi, wi, co, ho, wo, pad;
     int64_t th, tw, nslr, nt;   /* tile rows / columns, slivers per tile row, tiles per task (padded) */
     int64_t rows;               /* tile rows per task (the last group may have fewer) */
-    int64_t wb, hb;             /* padded input block: columns, rows */
     int64_t ngrp;               /* tile-row groups per image */
     const float *u;             /* (16, co, ci) */
     int64_t *tab;               /* (ci): identity offsets for the micro-kernel */
-    slots sl;                   /* per worker: [hb * wb * ci padded input | 16 * vplane V | 16 * mplane M] */
-    int64_t vsz, msz, psz;
+    slots sl;                   /* per worker: [16 * vplane V | 16 * mplane M] */
+    int64_t vsz, msz;
     int64_t vplane, mplane;     /* floats between xi planes of V and M: not a multiple of 4 KB (see wino_run) */
 } wino;
 
@@ -73,27 +72,59 @@ static void wino_weight(const float g[9], float u[16]) {
     }
 }
 
-/* Even and odd columns of 16 consecutive floats at p: lanes l = p[2l] and p[2l + 1]. */
-static inline void deinterleave(const float *p, __m256 *even, __m256 *odd) {
-    const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+/* Lanes [0, n) on, n <= 8. */
+static inline __m256i tail_mask(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Columns [c0, c0 + 16) of a row of w floats, zero outside [0, w): plain loads inside, masked loads at the edges
+ * (masked-off lanes are not read, so a row's neighbours and the space before the tensor are never touched). This
+ * replaced a zero-padded copy of every input row (10% of a RealNVP step: each 12.8 MB activation went through
+ * memory twice). */
+static inline void load16(const float *row, int64_t c0, int64_t w, __m256 *a, __m256 *b) {
+    if (c0 >= 0 && c0 + 16 <= w) {
+        *a = _mm256_loadu_ps(row + c0);
+        *b = _mm256_loadu_ps(row + c0 + 8);
+        return;
+    }
+    const __m256i cols = _mm256_add_epi32(_mm256_set1_epi32((int)c0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256i cols8 = _mm256_add_epi32(cols, _mm256_set1_epi32(8)), lo = _mm256_set1_epi32(-1),
+                  hi = _mm256_set1_epi32((int)w);
+    const __m256i m0 = _mm256_and_si256(_mm256_cmpgt_epi32(cols, lo), _mm256_cmpgt_epi32(hi, cols));
+    const __m256i m1 = _mm256_and_si256(_mm256_cmpgt_epi32(cols8, lo), _mm256_cmpgt_epi32(hi, cols8));
+    *a = _mm256_maskload_ps(row + c0, m0);
+    *b = _mm256_maskload_ps(row + c0 + 8, m1);
+}
+
+/* Even and odd lanes of the 16 floats (a, b): even[l] = element 2l, odd[l] = element 2l + 1. */
+static inline void deinterleave(__m256 a, __m256 b, __m256 *even, __m256 *odd) {
     *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
     *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
 }
 
 /* V[xi][s][c][16] = B^T d B for the tiles of image n, tile rows r0 .. r0 + nr (every padded tile of each row),
- * 8 tiles per vector; pin: scratch for the zero-padded input rows. */
-static void in_transform(const wino *x, int64_t n, int64_t r0, int64_t nr, float *pin, float *v) {
-    const int64_t ci = x->ci, wb = x->wb, hb = x->hb;
-    /* the input rows of tiles r0..r1, zero-padded: row 2 r0 - pad + i, column -pad + j */
-    conv2d_copy_padded(x->in + n * ci * x->hi * x->wi, ci, x->hi, x->wi, 2 * r0 - x->pad, 2 * nr + 2, -x->pad, pin, hb, wb);
+ * 8 tiles per vector, read in place from the input (zero outside it). */
+static void in_transform(const wino *x, int64_t n, int64_t r0, int64_t nr, float *v) {
+    const int64_t ci = x->ci, hi = x->hi, wi = x->wi;
+    const float *xn = x->in + n * ci * hi * wi;
+    const __m256 zero = _mm256_setzero_ps();
     for (int64_t c = 0; c < ci; c++)
         for (int64_t tr = 0; tr < nr; tr++)
             for (int64_t g = 0; g < 2 * x->nslr; g++) {
-                const float *row = pin + (c * hb + 2 * tr) * wb + 16 * g;
+                const int64_t c0 = 16 * g - x->pad;
                 __m256 d[4][4];
                 for (int i = 0; i < 4; i++) {
-                    deinterleave(row + i * wb, &d[i][0], &d[i][1]);
-                    deinterleave(row + i * wb + 2, &d[i][2], &d[i][3]);
+                    const int64_t ih = 2 * (r0 + tr) - x->pad + i;
+                    if (ih < 0 || ih >= hi) {
+                        d[i][0] = d[i][1] = d[i][2] = d[i][3] = zero;
+                        continue;
+                    }
+                    const float *row = xn + (c * hi + ih) * wi;
+                    __m256 a, b;
+                    load16(row, c0, wi, &a, &b);
+                    deinterleave(a, b, &d[i][0], &d[i][1]);
+                    load16(row, c0 + 2, wi, &a, &b);
+                    deinterleave(a, b, &d[i][2], &d[i][3]);
                 }
                 __m256 b[4][4]; /* B^T d */
                 for (int j = 0; j < 4; j++) {
@@ -118,11 +149,11 @@ static void wino_task(void *p, int64_t t, int worker) {
     const wino *x = p;
     float *own, *buf = conv2d_slot_of((slots *)&x->sl, worker, &own);
     if (!buf) return;
-    float *pin = buf, *v = buf + x->psz, *m = v + x->vsz;
+    float *v = buf, *m = v + x->vsz;
     const int64_t n = t / x->ngrp, r0 = (t % x->ngrp) * x->rows, r1 = min64(x->th, r0 + x->rows), nr = r1 - r0;
     const int64_t ci = x->ci, co = x->co, nt = x->nt;
     const int64_t nsl = nr * x->nslr; /* slivers of this task (nt may be larger for the last group) */
-    in_transform(x, n, r0, nr, pin, v);
+    in_transform(x, n, r0, nr, v);
     /* 16 GEMMs: M[xi][o][s*16 + l] = sum_c U[xi][o][c] V[xi][s][c][l] */
     for (int xi = 0; xi < 16; xi++)
         for (int64_t s = 0; s < nsl; s++) {
@@ -158,14 +189,12 @@ static void wino_task(void *p, int64_t t, int worker) {
                     const __m256 lo = _mm256_unpacklo_ps(y0, y1), hi = _mm256_unpackhi_ps(y0, y1);
                     const __m256 first = _mm256_permute2f128_ps(lo, hi, 0x20), second = _mm256_permute2f128_ps(lo, hi, 0x31);
                     float *yr = yo + (h0 + a) * x->wo + w0;
-                    if (cols == 16) {
+                    if (cols >= 8) { /* the row's tail through a masked store, not a memcpy call per row */
                         _mm256_storeu_ps(yr, first);
-                        _mm256_storeu_ps(yr + 8, second);
+                        if (cols == 16) _mm256_storeu_ps(yr + 8, second);
+                        else _mm256_maskstore_ps(yr + 8, tail_mask(cols - 8), second);
                     } else {
-                        float tmp[16];
-                        _mm256_storeu_ps(tmp, first);
-                        _mm256_storeu_ps(tmp + 8, second);
-                        memcpy(yr, tmp, (size_t)cols * sizeof(float));
+                        _mm256_maskstore_ps(yr, tail_mask(cols), first);
                     }
                 }
             }
@@ -187,9 +216,6 @@ static void geometry(wino *x, const float *in, int64_t n, int64_t ci, int64_t hi
     x->ngrp = cdiv(x->th, max64(1, min64(x->th, WG_BYTES / per_row)));
     x->rows = cdiv(x->th, x->ngrp);
     x->nt = x->rows * x->nslr * 16;
-    x->wb = 32 * x->nslr + 2; /* the last 8-tile group reads columns up to 16 g + 17 */
-    x->hb = 2 * x->rows + 2;
-    x->psz = rup(ci * x->hb * x->wb, 16);
     /* The 16 xi planes of V (and M, and DY) are written and read 16 at a time, one vector from each: at a plane
      * stride that is a multiple of 4 KB (64 tiles x 64 channels = 16 KB) all 16 fall in one L1 set and evict each
      * other (the transforms took as long as the GEMMs). One extra cache line per plane spreads them. */
@@ -208,7 +234,7 @@ static lt_status wino_run(const char *op, const float *in, int64_t n, int64_t ci
     x.mplane = co * x.nt + 16;
     x.msz = 16 * x.mplane;
     const int width = lt_pool_width();
-    const int64_t slot = x.psz + x.vsz + x.msz;
+    const int64_t slot = x.vsz + x.msz;
     const size_t ubytes = (size_t)(16 * co * ci) * sizeof(float), tbytes = (size_t)ci * sizeof(int64_t);
     const size_t bytes = ubytes + tbytes + (size_t)width * (size_t)slot * sizeof(float);
     float *scratch = conv2d_scratch_get(bytes);
@@ -264,7 +290,7 @@ typedef struct {
     float *dw, *db;
     int accumulate;
     int64_t kp, nunits, nch, units_per;
-    int64_t dwb, dhb, dsz, dplane; /* per worker: the dy rows of a unit (dhb x dwb per k), DY planes */
+    int64_t dplane;        /* floats between the xi planes of DY (per worker: V, then DY) */
     float *part;           /* (nch, 16, pplane) partial P[xi][c][kp] */
     int64_t pplane;
     const int64_t *tabx;   /* (nt): offset of tile p in a V row: (p / 16) * ci * 16 + p % 16 */
@@ -272,10 +298,10 @@ typedef struct {
 
 /* DY[xi][ks][t][16] = A dy_t A^T for the tiles of image n, tile rows r0 .. r0 + nr, 8 tiles x 8 channels at a time
  * (transformed with the tiles across the lanes, then an 8x8 transpose puts the channels there). */
-static void dy_transform(const wgrad *w, int64_t n, int64_t r0, int64_t nr, float *dbuf, float *dyt) {
+static void dy_transform(const wgrad *w, int64_t n, int64_t r0, int64_t nr, float *dyt) {
     const wino *x = &w->g;
-    const int64_t K = x->co, nt = x->nt, dwb = w->dwb, dhb = w->dhb;
-    conv2d_copy_padded(w->dy + n * K * x->ho * x->wo, K, x->ho, x->wo, 2 * r0, 2 * nr, 0, dbuf, dhb, dwb);
+    const int64_t K = x->co, nt = x->nt, ho = x->ho, wo = x->wo;
+    const float *dyn = w->dy + n * K * ho * wo;
     const __m256 zero = _mm256_setzero_ps();
     for (int64_t k0 = 0; k0 < w->kp; k0 += 8)
         for (int64_t tr = 0; tr < nr; tr++)
@@ -286,10 +312,15 @@ static void dy_transform(const wgrad *w, int64_t n, int64_t r0, int64_t nr, floa
                         for (int xi = 0; xi < 16; xi++) t[xi][kk] = zero;
                         continue;
                     }
-                    const float *row = dbuf + ((k0 + kk) * dhb + 2 * tr) * dwb + 16 * g;
-                    __m256 e0, e1, f0, f1; /* dy tile rows 0 and 1, columns 0 and 1 */
-                    deinterleave(row, &e0, &e1);
-                    deinterleave(row + dwb, &f0, &f1);
+                    const int64_t h0 = 2 * (r0 + tr);
+                    const float *row = dyn + ((k0 + kk) * ho + h0) * wo;
+                    __m256 e0, e1, f0 = zero, f1 = zero, a, b; /* dy tile rows 0 and 1, columns 0 and 1 */
+                    load16(row, 16 * g, wo, &a, &b);
+                    deinterleave(a, b, &e0, &e1);
+                    if (h0 + 1 < ho) {
+                        load16(row + wo, 16 * g, wo, &a, &b);
+                        deinterleave(a, b, &f0, &f1);
+                    }
                     const __m256 q[4][2] = {{e0, e1},
                                             {_mm256_add_ps(e0, f0), _mm256_add_ps(e1, f1)},
                                             {_mm256_sub_ps(e0, f0), _mm256_sub_ps(e1, f1)},
@@ -315,14 +346,14 @@ static void wgrad_task(void *p, int64_t ch, int worker) {
     const wino *x = &w->g;
     float *own, *buf = conv2d_slot_of((slots *)&x->sl, worker, &own);
     if (!buf) return;
-    float *pin = buf, *v = pin + x->psz, *dbuf = v + x->vsz, *dyt = dbuf + w->dsz;
+    float *v = buf, *dyt = v + x->vsz;
     float *part = w->part + ch * 16 * w->pplane;
     const int64_t ci = x->ci, kp = w->kp;
     const int64_t u0 = ch * w->units_per, u1 = min64(w->nunits, u0 + w->units_per);
     for (int64_t u = u0; u < u1; u++) {
         const int64_t n = u / x->ngrp, r0 = (u % x->ngrp) * x->rows, nr = min64(x->th, r0 + x->rows) - r0;
-        in_transform(x, n, r0, nr, pin, v);
-        dy_transform(w, n, r0, nr, dbuf, dyt);
+        in_transform(x, n, r0, nr, v);
+        dy_transform(w, n, r0, nr, dyt);
         const int64_t kc = nr * x->nslr * 16; /* this unit's tiles */
         for (int xi = 0; xi < 16; xi++)
             for (int64_t c0 = 0; c0 < ci; c0 += MR) {
@@ -390,13 +421,10 @@ lt_status conv2d_wino_bwd_weight_avx2(const lt_conv2d_desc *d, const float *x, c
     w.nch = min64(8, w.nunits);
     w.units_per = cdiv(w.nunits, w.nch);
     w.nch = cdiv(w.nunits, w.units_per);
-    w.dwb = 32 * w.g.nslr;
-    w.dhb = 2 * w.g.rows;
-    w.dsz = rup(d->k * w.dhb * w.dwb, 16);
     w.dplane = w.kp * w.g.nt + 16;
     w.pplane = d->c * w.kp + 16;
     const int width = lt_pool_width();
-    const int64_t slot = w.g.psz + w.g.vsz + w.dsz + 16 * w.dplane;
+    const int64_t slot = w.g.vsz + 16 * w.dplane;
     const size_t bytes = ((size_t)(w.nch * 16 * w.pplane) + (size_t)width * (size_t)slot + 16) * sizeof(float) +
                          (size_t)w.g.nt * sizeof(int64_t);
     float *scratch = conv2d_scratch_get(bytes);
