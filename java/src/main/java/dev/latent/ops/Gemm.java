@@ -112,9 +112,7 @@ public final class Gemm {
         // Messages are built only on failure: this runs on every call, including 1x1x1 ones.
         Supplier<String> what = () -> "gemm(m=" + m + ", n=" + n + ", k=" + k + ", transA=" + ta + ", transB=" + tb + ", lda=" + lda
                 + ", ldb=" + ldb + ", ldc=" + ldc + ", batch=" + batch + ")";
-        if (m < 0 || n < 0 || k < 0 || batch < 1)
-            throw new IllegalArgumentException(what.get() + ": sizes must be >= 0 and batch >= 1");
-        if (sa < 0 || sb < 0 || sc < 0) throw new IllegalArgumentException(what.get() + ": batch strides must be >= 0");
+        checkSizes(what, m, n, k, batch, sa, sb, sc);
         checkOperand(what, "A", a, offA, ta ? k : m, ta ? m : k, lda, sa, batch);
         checkOperand(what, "B", b, offB, tb ? n : k, tb ? k : n, ldb, sb, batch);
         checkOperand(what, "C", c, offC, m, n, ldc, sc, batch);
@@ -122,6 +120,19 @@ public final class Gemm {
             throw new IllegalArgumentException(what.get() + ": stride of C " + sc + " makes batches overlap");
         if (m == 0 || n == 0) return;
         LatentNative nat = LatentNative.get();
+        MemorySegment d = desc(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc);
+        nat.gemm(d, a.asSlice(offA * 4), b.asSlice(offB * 4), c.asSlice(offC * 4));
+    }
+
+    private static void checkSizes(Supplier<String> what, long m, long n, long k, long batch, long sa, long sb, long sc) {
+        if (m < 0 || n < 0 || k < 0 || batch < 1)
+            throw new IllegalArgumentException(what.get() + ": sizes must be >= 0 and batch >= 1");
+        if (sa < 0 || sb < 0 || sc < 0) throw new IllegalArgumentException(what.get() + ": batch strides must be >= 0");
+    }
+
+    /** This thread's lt_gemm_desc, filled (LatentNative.GEMM_DESC layout). */
+    private static MemorySegment desc(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta, long lda,
+                                      long ldb, long ldc, long batch, long sa, long sb, long sc) {
         MemorySegment d = DESC.get();
         d.set(JAVA_INT, 0, ta ? 1 : 0);
         d.set(JAVA_INT, 4, tb ? 1 : 0);
@@ -137,7 +148,7 @@ public final class Gemm {
         d.set(JAVA_LONG, 72, sa);
         d.set(JAVA_LONG, 80, sb);
         d.set(JAVA_LONG, 88, sc);
-        nat.gemm(d, a.asSlice(offA * 4), b.asSlice(offB * 4), c.asSlice(offC * 4));
+        return d;
     }
 
     /** {@link #call} for device buffers (each starting at its operand's first element): the same checks, then a launch. */
@@ -146,30 +157,14 @@ public final class Gemm {
                                  DeviceBuffer a, DeviceBuffer b, DeviceBuffer c) {
         Supplier<String> what = () -> "gemm on CUDA(m=" + m + ", n=" + n + ", k=" + k + ", transA=" + ta + ", transB=" + tb + ", lda=" + lda
                 + ", ldb=" + ldb + ", ldc=" + ldc + ", batch=" + batch + ")";
-        if (m < 0 || n < 0 || k < 0 || batch < 1)
-            throw new IllegalArgumentException(what.get() + ": sizes must be >= 0 and batch >= 1");
-        if (sa < 0 || sb < 0 || sc < 0) throw new IllegalArgumentException(what.get() + ": batch strides must be >= 0");
+        checkSizes(what, m, n, k, batch, sa, sb, sc);
         checkDeviceOperand(what, "A", a, ta ? k : m, ta ? m : k, lda, sa, batch);
         checkDeviceOperand(what, "B", b, tb ? n : k, tb ? k : n, ldb, sb, batch);
         checkDeviceOperand(what, "C", c, m, n, ldc, sc, batch);
         if (batch > 1 && m > 0 && n > 0 && sc < (m - 1) * ldc + n)
             throw new IllegalArgumentException(what.get() + ": stride of C " + sc + " makes batches overlap");
         if (m == 0 || n == 0) return;
-        MemorySegment d = DESC.get();
-        d.set(JAVA_INT, 0, ta ? 1 : 0);
-        d.set(JAVA_INT, 4, tb ? 1 : 0);
-        d.set(JAVA_LONG, 8, m);
-        d.set(JAVA_LONG, 16, n);
-        d.set(JAVA_LONG, 24, k);
-        d.set(JAVA_FLOAT, 32, alpha);
-        d.set(JAVA_FLOAT, 36, beta);
-        d.set(JAVA_LONG, 40, lda);
-        d.set(JAVA_LONG, 48, ldb);
-        d.set(JAVA_LONG, 56, ldc);
-        d.set(JAVA_LONG, 64, batch);
-        d.set(JAVA_LONG, 72, sa);
-        d.set(JAVA_LONG, 80, sb);
-        d.set(JAVA_LONG, 88, sc);
+        MemorySegment d = desc(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc);
         CudaKernels.gemm(Kernels.cuda(), d, m, n, batch, a, b, c, cudaTf32);
     }
 
