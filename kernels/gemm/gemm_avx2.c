@@ -46,7 +46,10 @@
  * phase, then the multiply): same on a quiet machine, slower when another job holds a core (every barrier
  * waits for the slowest thread). More tasks per thread (8, 12): no gain. Where it is weaker: small M with
  * large K and N (64 x 4096 x 4096: ~70% on 1 thread, ~60-70% on 2), where packing B reads 64 MB from DRAM
- * for only 128 flops per element; a software prefetch of the next sliver's rows did not help. */
+ * for only 128 flops per element; a software prefetch of the next sliver's rows did not help. Non-temporal
+ * stores of C when it is written once (one k block, beta 0, C >= 16 MB: 4096x1536x384) to skip the read for
+ * ownership (2026-12-04): gemm_test --bench 1 thread 2.7% slower, 2 threads 4% faster, and beside oneDNN in
+ * `bench gemm` 0.97-1.00x either way, i.e. within noise; not kept. */
 #include <immintrin.h>
 #include <stdatomic.h>
 #include <string.h>
