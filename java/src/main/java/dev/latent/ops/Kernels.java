@@ -420,33 +420,38 @@ public final class Kernels {
     /** Training-mode BatchNorm over (N, C, H, W): batch statistics, running statistics updated when not null. */
     public static void batchNormTrain(Tensor x, Tensor gamma, Tensor beta, float eps, float momentum, Tensor y,
                                       Tensor mean, Tensor rstd, Tensor runningMean, Tensor runningVar) {
-        cpuOnly("batchNorm2d", x, gamma, beta, y, mean, rstd, runningMean, runningVar);
-        dense("batchNorm2d", x, gamma, beta, y, mean, rstd, runningMean, runningVar);
+        boolean gpu = onCuda("batchNorm2d", x, gamma, beta, y, mean, rstd, runningMean, runningVar);
+        if (!gpu) dense("batchNorm2d", x, gamma, beta, y, mean, rstd, runningMean, runningVar);
         long[] d = nchw("batchNorm2d", x);
         numel("batchNorm2d", d[1], gamma, beta, mean, rstd, runningMean, runningVar);
         numel("batchNorm2d", x.numel(), y);
-        nat().batchnorm2dFwdTrain(d[0], d[1], d[2], eps, momentum, x.segment(), seg(gamma), seg(beta), y.segment(),
+        if (gpu) CudaKernels.batchNormTrain(cuda(), d[0], d[1], d[2], eps, momentum, buf(x), buf(gamma), buf(beta), buf(y),
+                buf(mean), buf(rstd), buf(runningMean), buf(runningVar));
+        else nat().batchnorm2dFwdTrain(d[0], d[1], d[2], eps, momentum, x.segment(), seg(gamma), seg(beta), y.segment(),
                 mean.segment(), rstd.segment(), seg(runningMean), seg(runningVar));
     }
 
     /** Inference-mode BatchNorm with given statistics. */
     public static void batchNormInfer(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor mean, Tensor var, Tensor y) {
-        cpuOnly("batchNorm2d", x, gamma, beta, mean, var, y);
-        dense("batchNorm2d", x, gamma, beta, mean, var, y);
+        boolean gpu = onCuda("batchNorm2d", x, gamma, beta, mean, var, y);
+        if (!gpu) dense("batchNorm2d", x, gamma, beta, mean, var, y);
         long[] d = nchw("batchNorm2d", x);
         numel("batchNorm2d", d[1], gamma, beta, mean, var);
         numel("batchNorm2d", x.numel(), y);
-        nat().batchnorm2dFwdInfer(d[0], d[1], d[2], eps, x.segment(), seg(gamma), seg(beta), mean.segment(), var.segment(), y.segment());
+        if (gpu) CudaKernels.batchNormInfer(cuda(), d[0], d[1], d[2], eps, buf(x), buf(gamma), buf(beta), buf(mean), buf(var), buf(y));
+        else nat().batchnorm2dFwdInfer(d[0], d[1], d[2], eps, x.segment(), seg(gamma), seg(beta), mean.segment(), var.segment(), y.segment());
     }
 
     /** dx (overwritten), dgamma and dbeta (accumulated, may be null) of the training forward. */
     public static void batchNormBackward(Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dy, Tensor dx, Tensor dgamma, Tensor dbeta) {
-        cpuOnly("batchNorm2dBackward", x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
-        dense("batchNorm2dBackward", x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
+        boolean gpu = onCuda("batchNorm2dBackward", x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
+        if (!gpu) dense("batchNorm2dBackward", x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
         long[] d = nchw("batchNorm2dBackward", x);
         numel("batchNorm2dBackward", d[1], gamma, mean, rstd, dgamma, dbeta);
         numel("batchNorm2dBackward", x.numel(), dy, dx);
-        nat().batchnorm2dBwd(d[0], d[1], d[2], x.segment(), seg(gamma), mean.segment(), rstd.segment(), dy.segment(),
+        if (gpu) CudaKernels.batchNormBackward(cuda(), d[0], d[1], d[2], buf(x), buf(gamma), buf(mean), buf(rstd), buf(dy),
+                buf(dx), buf(dgamma), buf(dbeta));
+        else nat().batchnorm2dBwd(d[0], d[1], d[2], x.segment(), seg(gamma), mean.segment(), rstd.segment(), dy.segment(),
                 dx.segment(), seg(dgamma), seg(dbeta));
     }
 
@@ -473,9 +478,10 @@ public final class Kernels {
      * null); writes dlogits = (sigmoid(x) - t) * dscale when dlogits is not null.
      */
     public static double bceWithLogits(Tensor logits, Tensor targets, float t, Tensor dlogits, float dscale) {
-        cpuOnly("bceWithLogits", logits, targets, dlogits);
-        dense("bceWithLogits", logits, targets, dlogits);
+        boolean gpu = onCuda("bceWithLogits", logits, targets, dlogits);
+        if (!gpu) dense("bceWithLogits", logits, targets, dlogits);
         numel("bceWithLogits", logits.numel(), targets, dlogits);
+        if (gpu) return CudaKernels.bceWithLogits(cuda(), logits.numel(), buf(logits), buf(targets), t, buf(dlogits), dscale);
         MemorySegment out = F64.get();
         nat().bceLogits(logits.numel(), logits.segment(), seg(targets), t, out, seg(dlogits), dscale);
         return out.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0);

@@ -235,7 +235,7 @@ class CudaDispatchTest {
     }
 
     @Test
-    void mixedDevicesAndMissingKernelsFailClearly() {
+    void mixedDevicesFailClearly() {
         try (Scope s = Scope.confined(); Arena a = Arena.ofConfined()) {
             Tensor h = Tensor.zeros(s, 4, 8), d = Tensor.zeros(s, Device.CUDA, 4, 8);
             for (Executable mixed : java.util.List.<Executable>of(() -> Kernels.axpby(1f, h, 0f, d), () -> Kernels.mul(d, h, d),
@@ -248,16 +248,59 @@ class CudaDispatchTest {
             IllegalArgumentException badId = assertThrows(IllegalArgumentException.class,
                     () -> Kernels.embeddingBackward(bad, d, Tensor.zeros(s, Device.CUDA, 10, 8)));
             assertTrue(badId.getMessage().contains("id 10 at position 2"), badId.getMessage());
-            for (var c : java.util.Map.<String, Executable>of(
-                    "bceWithLogits", () -> Kernels.bceWithLogits(d, null, 1f, null, 1f),
-                    "batchNorm2d", () -> Kernels.batchNormInfer(Tensor.zeros(s, Device.CUDA, 2, 2, 2, 2), null, null, 1e-5f,
-                            Tensor.zeros(s, Device.CUDA, 2), Tensor.zeros(s, Device.CUDA, 2), Tensor.zeros(s, Device.CUDA, 2, 2, 2, 2)),
-                    "batchNorm2dBackward", () -> Kernels.batchNormBackward(Tensor.zeros(s, Device.CUDA, 2, 2, 2, 2), null,
-                            Tensor.zeros(s, Device.CUDA, 2), Tensor.zeros(s, Device.CUDA, 2), Tensor.zeros(s, Device.CUDA, 2, 2, 2, 2),
-                            Tensor.zeros(s, Device.CUDA, 2, 2, 2, 2), null, null)).entrySet()) {
-                UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class, c.getValue(), c.getKey());
-                assertTrue(e.getMessage().startsWith(c.getKey()) && e.getMessage().contains("no CUDA kernel"), e.getMessage());
+            Tensor hx = Tensor.zeros(s, 2, 2, 2, 2), dc = Tensor.zeros(s, Device.CUDA, 2);
+            IllegalArgumentException bn = assertThrows(IllegalArgumentException.class,
+                    () -> Kernels.batchNormInfer(hx, null, null, 1e-5f, dc, dc, Tensor.zeros(s, 2, 2, 2, 2)));
+            assertTrue(bn.getMessage().contains("CPU") && bn.getMessage().contains("CUDA"), bn.getMessage());
+        }
+    }
+    @Test
+    void batchNormAndBce() {
+        try (Scope s = Scope.confined()) {
+            for (boolean affine : new boolean[] {true, false}) {
+                String k = affine ? " (affine)" : " (no gamma / beta)";
+                Tensor x = cpu(s, 70, 4, 3, 5, 7), g = affine ? cpu(s, 71, 3) : null, b = affine ? cpu(s, 72, 3) : null;
+                Tensor rm = cpu(s, 73, 3), rv = Tensor.of(s, new float[] {0.5f, 1f, 2f}, 3), dy = cpu(s, 74, 4, 3, 5, 7);
+                Tensor gx = gpu(s, x), gg = affine ? gpu(s, g) : null, gb = affine ? gpu(s, b) : null, grm = gpu(s, rm), grv = gpu(s, rv), gdy = gpu(s, dy);
+                Tensor y = Tensor.empty(s, 4, 3, 5, 7), m = Tensor.empty(s, 3), r = Tensor.empty(s, 3);
+                Tensor gy = Tensor.empty(s, Device.CUDA, 4, 3, 5, 7), gm = Tensor.empty(s, Device.CUDA, 3), gr = Tensor.empty(s, Device.CUDA, 3);
+                Kernels.batchNormTrain(x, g, b, 1e-5f, 0.1f, y, m, r, rm, rv);
+                Kernels.batchNormTrain(gx, gg, gb, 1e-5f, 0.1f, gy, gm, gr, grm, grv);
+                match("batchNormTrain y" + k, y, gy);
+                match("batchNormTrain mean" + k, m, gm);
+                match("batchNormTrain rstd" + k, r, gr);
+                match("batchNormTrain runningMean" + k, rm, grm);
+                match("batchNormTrain runningVar" + k, rv, grv);
+                Kernels.batchNormInfer(x, g, b, 1e-5f, rm, rv, y);
+                Kernels.batchNormInfer(gx, gg, gb, 1e-5f, grm, grv, gy);
+                match("batchNormInfer" + k, y, gy);
+                Tensor dx = Tensor.empty(s, 4, 3, 5, 7), gdx = Tensor.empty(s, Device.CUDA, 4, 3, 5, 7);
+                Tensor dg = affine ? cpu(s, 75, 3) : null, db = affine ? cpu(s, 76, 3) : null;
+                Tensor gdg = affine ? gpu(s, dg) : null, gdb = affine ? gpu(s, db) : null;
+                Kernels.batchNormBackward(x, g, m, r, dy, dx, dg, db);
+                Kernels.batchNormBackward(gx, gg, gm, gr, gdy, gdx, gdg, gdb);
+                match("batchNormBackward dx" + k, dx, gdx);
+                if (affine) {
+                    match("batchNormBackward dgamma" + k, dg, gdg);
+                    match("batchNormBackward dbeta" + k, db, gdb);
+                }
             }
+            /* BCE: targets and a constant target, dlogits separate and in place; the loss within 1e-12 relative (double sums) */
+            Tensor lg = cpu(s, 80, 6, 700), t = cpu(s, 81, 6, 700);
+            Tensor tt = Tensor.of(s, java.util.Arrays.copyOf(t.toArray(), 4200), 6, 700);
+            for (int i = 0; i < 4200; i++) tt.set(0.5f * (tt.get(i / 700, i % 700) + 1), i / 700, i % 700);
+            Tensor glg = gpu(s, lg), gtt = gpu(s, tt);
+            for (int mode = 0; mode < 2; mode++) {
+                Tensor d = Tensor.empty(s, 6, 700), gd = Tensor.empty(s, Device.CUDA, 6, 700);
+                double want = Kernels.bceWithLogits(lg, mode == 1 ? null : tt, 0.25f, d, 1f / 4200);
+                double got = Kernels.bceWithLogits(glg, mode == 1 ? null : gtt, 0.25f, gd, 1f / 4200);
+                assertEquals(want, got, 1e-12 * Math.abs(want), "bceWithLogits loss, mode " + mode);
+                match("bceWithLogits dlogits, mode " + mode, d, gd);
+            }
+            Tensor d = Tensor.empty(s, 6, 700), lc = gpu(s, lg);   /* a fresh device copy, overwritten */
+            Kernels.bceWithLogits(lg, tt, 0f, d, 2f);
+            Kernels.bceWithLogits(lc, gtt, 0f, lc, 2f);
+            match("bceWithLogits dlogits in place", d, lc);
         }
     }
 }
