@@ -23,6 +23,8 @@ public final class CudaKernels {
     static final int LN_CHUNK = 256, RP_CHUNK = 4096, RP_THREADS = 256, SQ_CHUNK = 4096, SQ_THREADS = 256;
     /** batchnorm.cu's block size (BN_THREADS), bce.cu's chunk and block size (BCE_CHUNK, BCE_THREADS). */
     static final int BN_THREADS = 256, BCE_CHUNK = 4096, BCE_THREADS = 256;
+    /** coupling.cu's block size (CP_THREADS). */
+    static final int CP_THREADS = 256;
     /** lt_copy_desc's rank limit (LT_MAX_RANK). */
     static final int MAX_RANK = 6;
     /** Largest head size attention.cu's shared-memory tiles hold (ATT_MAXHS). */
@@ -522,5 +524,58 @@ public final class CudaKernels {
             out.copyTo(h);
             return h.get(JAVA_DOUBLE, 0);
         }
+    }
+    // ---- coupling.cu ----
+
+    private static void cpCheck(String op, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, DeviceBuffer out) {
+        if (n < 1 || hw < 1) throw new IllegalArgumentException(op + ": n=" + n + " hw=" + hw + " must be >= 1");
+        if (n > Integer.MAX_VALUE) throw new IllegalArgumentException(op + ": n=" + n + " exceeds the grid's x limit");
+        long nhw = Math.multiplyExact(n, hw);
+        Math.multiplyExact(nhw, 8L);
+        floats(op, hw, "mask", mask);
+        floats(op, nhw, "y", y, "output", out);
+        floats(op, 2 * nhw, "h", h);
+        if (same(out, y) || same(out, h) || same(out, mask)) throw new IllegalArgumentException(op + ": the output must not overlap an input");
+    }
+
+    private static void doubles(String op, long n, String what, DeviceBuffer b) {
+        if (b != null) need(b, Math.multiplyExact(n, 8L), op, what);
+    }
+
+    /**
+     * Affine coupling forward (lt_coupling_fwd): out (n, hw) from y (n, hw), h (n, 2, hw), mask (hw); logdet (n
+     * doubles, may be null) = the per-image sum of s, in double with a fixed order.
+     */
+    public static void couplingForward(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, float scale,
+                                       DeviceBuffer out, DeviceBuffer logdet) {
+        cpCheck("couplingForward", n, hw, mask, y, h, out);
+        doubles("couplingForward", n, "logdet", logdet);
+        cu.launch("ltk_coupling_fwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, scale, out, logdet);
+    }
+
+    /** Affine coupling inverse (lt_coupling_inv): y from y' and h (computed from the masked part). */
+    public static void couplingInverse(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer yp, DeviceBuffer h, float scale, DeviceBuffer y) {
+        cpCheck("couplingInverse", n, hw, mask, yp, h, y);
+        cu.launch("ltk_coupling_inv", dim(n), dim(Math.min(256, (hw + 31) / 32 * 32)), 0, n, hw, mask, yp, h, scale, y);
+    }
+
+    /**
+     * Affine coupling backward (lt_coupling_bwd): dy (n, hw) and dh (n, 2, hw) overwritten from dout and dlogdet (n
+     * doubles, may be null); dscale (one double on the device) += d(scale), per-image partials (this thread's
+     * scratch) added in image order. Does not synchronise.
+     */
+    public static void couplingBackward(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, float scale,
+                                        DeviceBuffer dout, DeviceBuffer dlogdet, DeviceBuffer dy, DeviceBuffer dh, DeviceBuffer dscale) {
+        String op = "couplingBackward";
+        cpCheck(op, n, hw, mask, y, h, dy);
+        floats(op, n * hw, "dout", dout);
+        floats(op, 2 * n * hw, "dh", dh);
+        doubles(op, n, "dlogdet", dlogdet);
+        need(dscale, 8, op, "dscale");
+        if (same(dh, y) || same(dh, h) || same(dh, dout) || same(dh, dy) || same(dy, dout))
+            throw new IllegalArgumentException(op + ": dy or dh overlaps an input or each other");
+        DeviceBuffer part = scratch(cu, n * 8).slice(0, n * 8);
+        cu.launch("ltk_coupling_bwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, scale, dout, dlogdet, dy, dh, part);
+        cu.launch("ltk_coupling_dscale", dim(1), dim(32), 0, n, part, dscale);
     }
 }

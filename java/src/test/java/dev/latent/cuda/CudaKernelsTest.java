@@ -507,4 +507,77 @@ class CudaKernelsTest {
                 }
             }
     }
+    private static DeviceBuffer upDoubles(Cuda cu, double[] v) {
+        DeviceBuffer d = cu.alloc(Math.max(1, v.length) * 8L);
+        try (Arena a = Arena.ofConfined()) { d.copyFrom(a.allocateFrom(JAVA_DOUBLE, v)); }
+        return d;
+    }
+
+    private static double[] downDoubles(Cuda cu, DeviceBuffer d, int n) {
+        cu.synchronize();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment h = a.allocate(JAVA_DOUBLE, n);
+            d.copyTo(h);
+            return h.toArray(JAVA_DOUBLE);
+        }
+    }
+
+    /** coupling_cuda_test's cases and tolerances: float outputs within one ulp + 2^-36, sums within 2^-53 (hw + n + 40) of sum |terms|. */
+    @Test
+    void coupling() {
+        long seed = 211;
+        float scale = 0.7f;
+        for (int[] cs : new int[][] {{1, 1, 0}, {3, 7, 1}, {2, 255, 0}, {4, 257, 1}, {2, 784, 0}}) {
+            int n = cs[0], hw = cs[1], len = n * hw;
+            boolean randomMask = cs[2] != 0;
+            float[] b = new float[hw], y = fill(len, seed++), h = fill(2 * len, seed++), dout = fill(len, seed++), rb = fill(hw, seed++);
+            for (int j = 0; j < hw; j++) b[j] = randomMask ? (rb[j] > 0 ? 1 : 0) : (j & 1);
+            for (int i = 0; i < 2 * len; i++) h[i] *= 3;
+            double[] dld = new double[n];
+            float[] r = fill(n, seed++);
+            for (int i = 0; i < n; i++) dld[i] = r[i];
+            String what = "coupling " + n + "x" + hw;
+            try (Arena a = Arena.ofConfined(); DeviceBuffer gb = up(cu, b); DeviceBuffer gy = up(cu, y); DeviceBuffer gh = up(cu, h);
+                 DeviceBuffer go = nans(cu, len); DeviceBuffer gld = cu.alloc(8L * n); DeviceBuffer gi = nans(cu, len);
+                 DeviceBuffer gdout = up(cu, dout); DeviceBuffer gdld = upDoubles(cu, dld); DeviceBuffer gdy = nans(cu, len);
+                 DeviceBuffer gdh = nans(cu, 2 * len); DeviceBuffer gds = upDoubles(cu, new double[] {0.25})) {
+                MemorySegment hb = host(a, b), hy = host(a, y), hh = host(a, h), ho = a.allocate(JAVA_FLOAT, len), hld = a.allocate(JAVA_DOUBLE, n);
+                nat().couplingFwd(n, hw, hb, hy, hh, scale, ho, hld);
+                CudaKernels.couplingForward(cu, n, hw, gb, gy, gh, scale, go, gld);
+                float[] ow = floats(ho, len);
+                close(what + " out", down(cu, go, len), ow, i -> Math.ulp(ow[i]) + 0x1p-36);
+                double[] ldw = hld.toArray(JAVA_DOUBLE), ld = downDoubles(cu, gld, n);
+                for (int i = 0; i < n; i++) {
+                    double mag = 0;
+                    for (int j = 0; j < hw; j++) mag += Math.abs(Math.tanh(h[2 * i * hw + j])) * scale * (1 - b[j]);
+                    assertEquals(ldw[i], ld[i], 0x1p-53 * (hw + 40) * mag + 1e-300, what + " logdet[" + i + "]");
+                }
+                MemorySegment hi = a.allocate(JAVA_FLOAT, len);
+                nat().couplingInv(n, hw, hb, ho, hh, scale, hi);
+                try (DeviceBuffer gyp = up(cu, ow)) {
+                    CudaKernels.couplingInverse(cu, n, hw, gb, gyp, gh, scale, gi);
+                }
+                float[] iw = floats(hi, len);
+                close(what + " inverse", down(cu, gi, len), iw, i -> Math.ulp(iw[i]) + 0x1p-36);
+                MemorySegment hdy = a.allocate(JAVA_FLOAT, len), hdh = a.allocate(JAVA_FLOAT, 2 * len), hds = a.allocateFrom(JAVA_DOUBLE, 0.25);
+                nat().couplingBwd(n, hw, hb, hy, hh, scale, host(a, dout), a.allocateFrom(JAVA_DOUBLE, dld), hdy, hdh, hds);
+                CudaKernels.couplingBackward(cu, n, hw, gb, gy, gh, scale, gdout, gdld, gdy, gdh, gds);
+                float[] dyw = floats(hdy, len), dhw = floats(hdh, 2 * len);
+                close(what + " dy", down(cu, gdy, len), dyw, i -> Math.ulp(dyw[i]) + 0x1p-36);
+                close(what + " dh", down(cu, gdh, 2 * len), dhw, i -> Math.ulp(dhw[i]) + 0x1p-36);
+                double mag = 0.25;
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < hw; j++) {
+                        double th = Math.tanh(h[2 * i * hw + j]), e = Math.exp(th * scale * (1 - b[j]));
+                        mag += Math.abs(((double) dout[i * hw + j] * y[i * hw + j] * e + dld[i]) * (1 - b[j]) * th);
+                    }
+                assertEquals(hds.get(JAVA_DOUBLE, 0), downDoubles(cu, gds, 1)[0], 0x1p-53 * (hw + n + 40) * mag, what + " dscale");
+            }
+        }
+        try (DeviceBuffer x = cu.alloc(64)) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> CudaKernels.couplingForward(cu, 1, 4, x, x, x, 1f, x, null));
+            assertTrue(e.getMessage().contains("overlap"), e.getMessage());
+        }
+    }
 }
