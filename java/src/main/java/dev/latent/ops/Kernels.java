@@ -486,4 +486,92 @@ public final class Kernels {
         nat().bceLogits(logits.numel(), logits.segment(), seg(targets), t, out, seg(dlogits), dscale);
         return out.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0);
     }
+    // ---- affine coupling (kernels/coupling) ----
+
+    private static long[] couplingDims(String op, Tensor mask, Tensor y, Tensor h, Tensor out) {
+        if (y.rank() < 1 || y.size(0) < 1) throw new IllegalArgumentException(op + ": expected (N, ...) input, got " + y);
+        long n = y.size(0), hw = y.numel() / n;
+        numel(op, hw, mask);
+        numel(op, y.numel(), out);
+        numel(op, 2 * y.numel(), h);
+        return new long[] {n, hw};
+    }
+
+    private static void doublesFor(String op, String what, double[] a, long n) {
+        if (a != null && a.length != n) throw new IllegalArgumentException(op + ": " + what + " has " + a.length + " entries, needs " + n);
+    }
+
+    /**
+     * Affine coupling forward (lt_coupling_fwd) of y (N, ...) with mask (HW), h (N, 2, ...): out written; logdet (N,
+     * may be null) receives the per-image sums in double (on CUDA they are copied back: the call synchronises).
+     */
+    public static void couplingForward(Tensor mask, Tensor y, Tensor h, float scale, Tensor out, double[] logdet) {
+        String op = "couplingForward";
+        boolean gpu = onCuda(op, mask, y, h, out);
+        if (!gpu) dense(op, mask, y, h, out);
+        long[] d = couplingDims(op, mask, y, h, out);
+        doublesFor(op, "logdet", logdet, d[0]);
+        if (gpu) {
+            try (DeviceBuffer ld = logdet == null ? null : cuda().alloc(8 * d[0])) {
+                CudaKernels.couplingForward(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(out), ld);
+                if (ld != null) copyBack(ld, logdet);
+            }
+            return;
+        }
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment ld = logdet == null ? MemorySegment.NULL : a.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE, d[0]);
+            nat().couplingFwd(d[0], d[1], mask.segment(), y.segment(), h.segment(), scale, out.segment(), ld);
+            if (logdet != null) MemorySegment.copy(ld, java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0, logdet, 0, logdet.length);
+        }
+    }
+
+    /** Affine coupling inverse (lt_coupling_inv): y from y' and h (computed from the masked part). */
+    public static void couplingInverse(Tensor mask, Tensor yp, Tensor h, float scale, Tensor y) {
+        String op = "couplingInverse";
+        boolean gpu = onCuda(op, mask, yp, h, y);
+        if (!gpu) dense(op, mask, yp, h, y);
+        long[] d = couplingDims(op, mask, yp, h, y);
+        if (gpu) CudaKernels.couplingInverse(cuda(), d[0], d[1], buf(mask), buf(yp), buf(h), scale, buf(y));
+        else nat().couplingInv(d[0], d[1], mask.segment(), yp.segment(), h.segment(), scale, y.segment());
+    }
+
+    /**
+     * Affine coupling backward (lt_coupling_bwd): dy and dh overwritten from dout and dlogdet (N, may be null: 0);
+     * returns d(scale), summed in double per image then in image order (on CUDA copied back: synchronises).
+     */
+    public static double couplingBackward(Tensor mask, Tensor y, Tensor h, float scale, Tensor dout, double[] dlogdet, Tensor dy, Tensor dh) {
+        String op = "couplingBackward";
+        boolean gpu = onCuda(op, mask, y, h, dout, dy, dh);
+        if (!gpu) dense(op, mask, y, h, dout, dy, dh);
+        long[] d = couplingDims(op, mask, y, h, dy);
+        numel(op, y.numel(), dout);
+        numel(op, 2 * y.numel(), dh);
+        doublesFor(op, "dlogdet", dlogdet, d[0]);
+        if (gpu) {
+            try (Arena a = Arena.ofConfined(); DeviceBuffer dl = dlogdet == null ? null : cuda().alloc(8 * d[0]);
+                 DeviceBuffer ds = cuda().alloc(8)) {
+                if (dl != null) dl.copyFrom(a.allocateFrom(java.lang.foreign.ValueLayout.JAVA_DOUBLE, dlogdet));
+                ds.zero();
+                CudaKernels.couplingBackward(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(dout), dl, buf(dy), buf(dh), ds);
+                double[] r = new double[1];
+                copyBack(ds, r);
+                return r[0];
+            }
+        }
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment dl = dlogdet == null ? MemorySegment.NULL : a.allocateFrom(java.lang.foreign.ValueLayout.JAVA_DOUBLE, dlogdet);
+            MemorySegment ds = a.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE);
+            nat().couplingBwd(d[0], d[1], mask.segment(), y.segment(), h.segment(), scale, dout.segment(), dl, dy.segment(), dh.segment(), ds);
+            return ds.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0);
+        }
+    }
+
+    /** Device doubles into a host array (synchronous copy). */
+    private static void copyBack(DeviceBuffer b, double[] dst) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment h = a.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE, dst.length);
+            b.copyTo(h);
+            MemorySegment.copy(h, java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0, dst, 0, dst.length);
+        }
+    }
 }

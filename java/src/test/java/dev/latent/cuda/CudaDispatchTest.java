@@ -303,4 +303,35 @@ class CudaDispatchTest {
             match("bceWithLogits dlogits in place", d, lc);
         }
     }
+    @Test
+    void coupling() {
+        try (Scope s = Scope.confined()) {
+            float[] mk = new float[35];
+            for (int j = 0; j < 35; j++) mk[j] = j % 3 == 0 ? 1 : 0;
+            Tensor mask = Tensor.of(s, mk, 5, 7), y = cpu(s, 90, 3, 1, 5, 7), h = cpu(s, 91, 3, 2, 5, 7), dout = cpu(s, 92, 3, 1, 5, 7);
+            Tensor gmask = gpu(s, mask), gy = gpu(s, y), gh = gpu(s, h), gdout = gpu(s, dout);
+            Tensor out = Tensor.empty(s, 3, 1, 5, 7), gout = Tensor.empty(s, Device.CUDA, 3, 1, 5, 7);
+            double[] ld = new double[3], gld = new double[3];
+            Kernels.couplingForward(mask, y, h, 0.7f, out, ld);
+            Kernels.couplingForward(gmask, gy, gh, 0.7f, gout, gld);
+            match("couplingForward", out, gout);
+            for (int i = 0; i < 3; i++) assertEquals(ld[i], gld[i], 1e-5 * Math.abs(ld[i]) + 1e-5, "couplingForward logdet " + i);   /* the CPU runs at AVX2 here */
+            Tensor inv = Tensor.empty(s, 3, 1, 5, 7), ginv = Tensor.empty(s, Device.CUDA, 3, 1, 5, 7);
+            Kernels.couplingInverse(mask, out, h, 0.7f, inv);
+            Kernels.couplingInverse(gmask, gout, gh, 0.7f, ginv);
+            match("couplingInverse", inv, ginv);
+            match("couplingInverse recovers y", y, ginv);
+            Tensor dy = Tensor.empty(s, 3, 1, 5, 7), gdy = Tensor.empty(s, Device.CUDA, 3, 1, 5, 7);
+            Tensor dh = Tensor.empty(s, 3, 2, 5, 7), gdh = Tensor.empty(s, Device.CUDA, 3, 2, 5, 7);
+            for (double[] dld : new double[][] {{0.5, -1, 2}, null}) {
+                double ds = Kernels.couplingBackward(mask, y, h, 0.7f, dout, dld, dy, dh);
+                double gds = Kernels.couplingBackward(gmask, gy, gh, 0.7f, gdout, dld, gdy, gdh);
+                assertEquals(ds, gds, 1e-5 * Math.abs(ds) + 1e-5, "couplingBackward dscale");
+                match("couplingBackward dy", dy, gdy);
+                match("couplingBackward dh", dh, gdh);
+            }
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Kernels.couplingInverse(mask, gout, gh, 0.7f, ginv));
+            assertTrue(e.getMessage().contains("CPU") && e.getMessage().contains("CUDA"), e.getMessage());
+        }
+    }
 }
