@@ -466,17 +466,17 @@ public final class F {
         Tensor xv = dense(x);
         if (xv.rank() < 2) throw new IllegalArgumentException("batchNorm2d: (N, C, ...) input needed, got " + xv);
         long c = xv.size(1);
-        Tensor y = g().empty(xv.shape());
+        Tensor y = g().empty(xv.device(), xv.shape());   /* training forward and backward run on CUDA too */
         Tensor gv = gamma == null ? null : dense(gamma), bv = beta == null ? null : dense(beta);
         if (training) {
-            Tensor mean = g().empty(c), rstd = g().empty(c);
+            Tensor mean = g().empty(xv.device(), c), rstd = g().empty(xv.device(), c);
             Kernels.batchNormTrain(xv, gv, bv, eps, momentum, y, mean, rstd, runningMean, runningVar);
             Var[] ins = of(x, gamma, beta);
             return rec(y, "batchNorm2d", ins, gr -> {
                 firstOrderOnly("batchNorm2d");
-                Tensor dx = g().empty(xv.shape());
-                Tensor dg = wants(gamma) ? g().zeros(c) : null;
-                Tensor db = wants(beta) ? g().zeros(c) : null;
+                Tensor dx = g().empty(xv.device(), xv.shape());
+                Tensor dg = wants(gamma) ? g().zeros(xv.device(), c) : null;
+                Tensor db = wants(beta) ? g().zeros(xv.device(), c) : null;
                 Kernels.batchNormBackward(xv, gv, mean, rstd, dense(gr), dx, dg, db);
                 return of(Var.constant(dx), dg == null ? null : Var.constant(dg), db == null ? null : Var.constant(db));
             });
@@ -545,15 +545,14 @@ public final class F {
     public static Var bceWithLogits(Var logits, float t) {
         Tensor lv = dense(logits);
         long n = lv.numel();
-        Tensor d = logits.requiresGrad && g().recording ? g().empty(lv.shape()) : null;
+        Tensor d = logits.requiresGrad && g().recording ? g().empty(lv.device(), lv.shape()) : null;
         double sum = Kernels.bceWithLogits(lv, null, t, d, 1f / n);
-        Tensor out = g().zeros(1);
-        out.segment().set(JAVA_FLOAT, 0, (float) (sum / n));
+        Tensor out = Tensor.of(g().scope, lv.device(), new float[] {(float) (sum / n)}, 1);
         return rec(out, "bceWithLogits", of(logits), gr -> {
             firstOrderOnly("bceWithLogits");
-            float s = gr.value.segment().get(JAVA_FLOAT, 0);
+            float s = scalar(gr.value);
             if (s == 1f) return of(Var.constant(d));
-            Tensor dd = g().empty(lv.shape());
+            Tensor dd = g().empty(lv.device(), lv.shape());
             Kernels.axpby(s, d, 0f, dd);
             return of(Var.constant(dd));
         });
@@ -703,15 +702,14 @@ public final class F {
         Tensor lv = dense(logits);
         Tensor tv = targets.isContiguous() ? targets : targets.contiguous();
         if (tv.numel() != lv.numel()) throw new IllegalArgumentException("bceWithLogitsSum: targets " + tv + " for logits " + lv);
-        Tensor d = logits.requiresGrad && g().recording ? g().empty(lv.shape()) : null;
+        Tensor d = logits.requiresGrad && g().recording ? g().empty(lv.device(), lv.shape()) : null;
         double sum = Kernels.bceWithLogits(lv, tv, 0f, d, scale);
-        Tensor out = g().zeros(1);
-        out.segment().set(JAVA_FLOAT, 0, (float) (sum * scale));
+        Tensor out = Tensor.of(g().scope, lv.device(), new float[] {(float) (sum * scale)}, 1);
         return rec(out, "bceWithLogitsSum", of(logits), gr -> {
             firstOrderOnly("bceWithLogitsSum");
-            float s = gr.value.segment().get(JAVA_FLOAT, 0);
+            float s = scalar(gr.value);
             if (s == 1f) return of(Var.constant(d));
-            Tensor dd = g().empty(lv.shape());
+            Tensor dd = g().empty(lv.device(), lv.shape());
             Kernels.axpby(s, d, 0f, dd);
             return of(Var.constant(dd));
         });

@@ -1,5 +1,8 @@
 package dev.latent.cuda;
 
+import dev.latent.autograd.F;
+import dev.latent.autograd.Graph;
+import dev.latent.autograd.Var;
 import dev.latent.ops.Conv;
 import dev.latent.ops.Gemm;
 import dev.latent.ops.Kernels;
@@ -334,4 +337,38 @@ class CudaDispatchTest {
             assertTrue(e.getMessage().contains("CPU") && e.getMessage().contains("CUDA"), e.getMessage());
         }
     }
+    /** F.batchNorm2d (training) feeding F.bceWithLogitsSum and F.bceWithLogits: loss and gradients on CUDA against the CPU. */
+    @Test
+    void autogradBatchNormAndBce() {
+        record R(float loss, float[] dx, float[] dg, float[] db, float[] rm, float[] rv) {}
+        java.util.function.Function<Device, R> run = dev -> {
+            try (Scope s = Scope.confined(); Graph g = Graph.open()) {
+                Var x = Var.input(gpuOr(s, dev, cpu(s, 100, 4, 3, 5, 5)));
+                Var gamma = Var.param(gpuOr(s, dev, cpu(s, 101, 3)));
+                Var beta = Var.param(gpuOr(s, dev, cpu(s, 102, 3)));
+                Tensor rm = gpuOr(s, dev, Tensor.zeros(s, 3)), rv = gpuOr(s, dev, Tensor.of(s, new float[] {1, 1, 1}, 3));
+                Tensor t = cpu(s, 103, 4, 3, 5, 5);
+                float[] tp = t.toArray();
+                for (int i = 0; i < tp.length; i++) tp[i] = 0.5f * (tp[i] + 1);
+                Tensor targets = gpuOr(s, dev, Tensor.of(s, tp, 4, 3, 5, 5));
+                Var y = F.batchNorm2d(x, gamma, beta, rm, rv, true, 0.1f, 1e-5f);
+                Var l = F.add(F.bceWithLogitsSum(y, targets, 0.5f),
+                        F.bceWithLogits(y, 1f));
+                assertEquals(dev, l.value().device());
+                float loss = F.item(l);
+                g.backward(l);
+                return new R(loss, x.grad().value().toArray(), gamma.grad().value().toArray(), beta.grad().value().toArray(),
+                        rm.toArray(), rv.toArray());
+            }
+        };
+        R c = run.apply(Device.CPU), d = run.apply(Device.CUDA);
+        assertEquals(c.loss(), d.loss(), 1e-5 * Math.abs(c.loss()), "loss");
+        for (String[] k : new String[][] {{"dx"}, {"dgamma"}, {"dbeta"}, {"runningMean"}, {"runningVar"}}) {
+            float[] want = switch (k[0]) { case "dx" -> c.dx(); case "dgamma" -> c.dg(); case "dbeta" -> c.db(); case "runningMean" -> c.rm(); default -> c.rv(); };
+            float[] got = switch (k[0]) { case "dx" -> d.dx(); case "dgamma" -> d.dg(); case "dbeta" -> d.db(); case "runningMean" -> d.rm(); default -> d.rv(); };
+            close("autograd " + k[0], got, want, i -> 1e-5 * Math.abs(want[i]) + 1e-5);
+        }
+    }
+
+    private static Tensor gpuOr(Scope s, Device dev, Tensor t) { return dev == Device.CUDA ? t.to(s, Device.CUDA) : t; }
 }
