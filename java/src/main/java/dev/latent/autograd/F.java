@@ -787,27 +787,32 @@ public final class F {
      * dh and dscale together. First-order only.
      */
     public static Coupling coupling(Var y, Var h, Var scale, Tensor mask) {
-        Tensor yv = dense(y), hv = dense(h), mv = mask.isContiguous() ? mask : mask.contiguous();
+        Tensor yv = dense(y), hv = dense(h), mv = onDevice(mask, yv.device());
+        Device dev = yv.device();
         long n = yv.size(0), hw = yv.numel() / n;
         if (mv.numel() != hw || hv.numel() != 2 * n * hw || scale.value.numel() != 1)
             throw new IllegalArgumentException("coupling: y " + yv + ", h " + hv + " (need 2 channels per pixel), mask " + mv + ", scale " + scale.value);
-        float sc = scale.value.segment().get(JAVA_FLOAT, 0);
-        Tensor out = g().empty(yv.shape());
-        MemorySegment ld = g().scope.allocate(8 * n);
-        LatentNative.get().couplingFwd(n, hw, mv.segment(), yv.segment(), hv.segment(), sc, out.segment(), ld);
-        Tensor ldT = g().empty(n);
-        for (long i = 0; i < n; i++) ldT.segment().setAtIndex(JAVA_FLOAT, i, (float) ld.getAtIndex(java.lang.foreign.ValueLayout.JAVA_DOUBLE, i));
+        float sc = scalar(scale.value);
+        Tensor out = g().empty(dev, yv.shape());
+        double[] ld = new double[(int) n];
+        Kernels.couplingForward(mv, yv, hv, sc, out, ld);
+        float[] ldf = new float[(int) n];
+        for (int i = 0; i < n; i++) ldf[i] = (float) ld[i];
+        Tensor ldT = Tensor.of(g().scope, dev, ldf, n);
         boolean[] fused = {false};
         Var[] outHolder = new Var[1];
         java.util.function.BiFunction<Var, Var, Var[]> backward = (dOut, dLd) -> {
             firstOrderOnly("coupling");
-            Tensor dy = g().empty(yv.shape()), dh = g().empty(hv.shape());
-            MemorySegment dl = g().scope.allocate(8 * n), ds = g().scope.allocate(8);
-            if (dLd != null) for (long i = 0; i < n; i++) dl.setAtIndex(java.lang.foreign.ValueLayout.JAVA_DOUBLE, i, dense(dLd).segment().getAtIndex(JAVA_FLOAT, i));
-            Tensor go = dOut != null ? dense(dOut) : g().zeros(yv.shape());
-            LatentNative.get().couplingBwd(n, hw, mv.segment(), yv.segment(), hv.segment(), sc, go.segment(), dl, dy.segment(), dh.segment(), ds);
-            Tensor dsc = g().zeros(1);
-            dsc.segment().set(JAVA_FLOAT, 0, (float) ds.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0));
+            Tensor dy = g().empty(dev, yv.shape()), dh = g().empty(dev, hv.shape());
+            double[] dl = null;
+            if (dLd != null) {
+                float[] f = dense(dLd).toArray();
+                dl = new double[f.length];
+                for (int i = 0; i < f.length; i++) dl[i] = f[i];
+            }
+            Tensor go = dOut != null ? dense(dOut) : g().zeros(dev, yv.shape());
+            double ds = Kernels.couplingBackward(mv, yv, hv, sc, go, dl, dy, dh);
+            Tensor dsc = Tensor.of(g().scope, dev, new float[] {(float) ds}, 1);
             return of(Var.constant(dy), Var.constant(dh), Var.constant(dsc));
         };
         Var ov = rec(out, "coupling.out", of(y, h, scale), gr -> fused[0] ? of(null, null, null) : backward.apply(gr, null));
@@ -821,10 +826,16 @@ public final class F {
 
     /** Inverse of {@link #coupling} given the net's output h computed from the masked part (no gradient). */
     public static Tensor couplingInverse(Tensor yp, Tensor h, float scale, Tensor mask) {
-        long n = yp.size(0), hw = yp.numel() / n;
-        Tensor y = g().empty(yp.shape());
-        LatentNative.get().couplingInv(n, hw, mask.contiguous().segment(), yp.contiguous().segment(), h.contiguous().segment(), scale, y.segment());
+        Device dev = yp.device();
+        Tensor y = g().empty(dev, yp.shape());
+        Kernels.couplingInverse(onDevice(mask, dev), yp.contiguous(), h.contiguous(), scale, y);
         return y;
+    }
+
+    /** A constant (a coupling mask) on {@code dev}, contiguous: copied when it lives elsewhere. */
+    private static Tensor onDevice(Tensor t, Device dev) {
+        Tensor c = t.device() == dev ? t : t.to(g().scope, dev);
+        return c.isContiguous() ? c : c.contiguous();
     }
 
     /** The (C, C) matrix with v (C) on its diagonal; its adjoint takes the diagonal back. */

@@ -371,4 +371,34 @@ class CudaDispatchTest {
     }
 
     private static Tensor gpuOr(Scope s, Device dev, Tensor t) { return dev == Device.CUDA ? t.to(s, Device.CUDA) : t; }
+    /** F.coupling through autograd (out and logdet both feeding the loss, the fused backward) and F.couplingInverse. */
+    @Test
+    void autogradCoupling() {
+        record R(float loss, float[] out, float[] ld, float[] dy, float[] dh, float[] dscale, float[] inv) {}
+        float[] mk = new float[25];
+        for (int j = 0; j < 25; j++) mk[j] = (j & 1);
+        java.util.function.Function<Device, R> run = dev -> {
+            try (Scope s = Scope.confined(); Graph g = Graph.open()) {
+                Tensor mask = Tensor.of(s, mk, 5, 5);   /* a CPU constant: F moves it to the inputs' device */
+                Var y = Var.input(gpuOr(s, dev, cpu(s, 110, 3, 1, 5, 5)));
+                Var h = Var.param(gpuOr(s, dev, cpu(s, 111, 3, 2, 5, 5)));
+                Var scale = Var.param(gpuOr(s, dev, Tensor.of(s, new float[] {0.7f}, 1)));
+                F.Coupling c = F.coupling(y, h, scale, mask);
+                Var l = F.add(F.bceWithLogits(c.out(), 1f), F.bceWithLogits(c.logdet(), 0f));
+                float loss = F.item(l);
+                g.backward(l);
+                Tensor inv = F.couplingInverse(c.out().value(), h.value(), 0.7f, mask);
+                return new R(loss, c.out().value().toArray(), c.logdet().value().toArray(), y.grad().value().toArray(),
+                        h.grad().value().toArray(), scale.grad().value().toArray(), inv.toArray());
+            }
+        };
+        R c = run.apply(Device.CPU), d = run.apply(Device.CUDA);
+        assertEquals(c.loss(), d.loss(), 1e-5 * Math.abs(c.loss()), "loss");
+        float[][] want = {c.out(), c.ld(), c.dy(), c.dh(), c.dscale(), c.inv()}, got = {d.out(), d.ld(), d.dy(), d.dh(), d.dscale(), d.inv()};
+        String[] names = {"out", "logdet", "dy", "dh", "dscale", "inverse"};
+        for (int k = 0; k < names.length; k++) {
+            float[] w = want[k];
+            close("autograd coupling " + names[k], got[k], w, i -> 1e-5 * Math.abs(w[i]) + 1e-5);
+        }
+    }
 }
