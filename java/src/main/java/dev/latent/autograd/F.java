@@ -466,17 +466,17 @@ public final class F {
         Tensor xv = dense(x);
         if (xv.rank() < 2) throw new IllegalArgumentException("batchNorm2d: (N, C, ...) input needed, got " + xv);
         long c = xv.size(1);
-        Tensor y = g().empty(xv.shape());
+        Tensor y = g().empty(xv.device(), xv.shape());   /* training forward and backward run on CUDA too */
         Tensor gv = gamma == null ? null : dense(gamma), bv = beta == null ? null : dense(beta);
         if (training) {
-            Tensor mean = g().empty(c), rstd = g().empty(c);
+            Tensor mean = g().empty(xv.device(), c), rstd = g().empty(xv.device(), c);
             Kernels.batchNormTrain(xv, gv, bv, eps, momentum, y, mean, rstd, runningMean, runningVar);
             Var[] ins = of(x, gamma, beta);
             return rec(y, "batchNorm2d", ins, gr -> {
                 firstOrderOnly("batchNorm2d");
-                Tensor dx = g().empty(xv.shape());
-                Tensor dg = wants(gamma) ? g().zeros(c) : null;
-                Tensor db = wants(beta) ? g().zeros(c) : null;
+                Tensor dx = g().empty(xv.device(), xv.shape());
+                Tensor dg = wants(gamma) ? g().zeros(xv.device(), c) : null;
+                Tensor db = wants(beta) ? g().zeros(xv.device(), c) : null;
                 Kernels.batchNormBackward(xv, gv, mean, rstd, dense(gr), dx, dg, db);
                 return of(Var.constant(dx), dg == null ? null : Var.constant(dg), db == null ? null : Var.constant(db));
             });
@@ -545,15 +545,14 @@ public final class F {
     public static Var bceWithLogits(Var logits, float t) {
         Tensor lv = dense(logits);
         long n = lv.numel();
-        Tensor d = logits.requiresGrad && g().recording ? g().empty(lv.shape()) : null;
+        Tensor d = logits.requiresGrad && g().recording ? g().empty(lv.device(), lv.shape()) : null;
         double sum = Kernels.bceWithLogits(lv, null, t, d, 1f / n);
-        Tensor out = g().zeros(1);
-        out.segment().set(JAVA_FLOAT, 0, (float) (sum / n));
+        Tensor out = Tensor.of(g().scope, lv.device(), new float[] {(float) (sum / n)}, 1);
         return rec(out, "bceWithLogits", of(logits), gr -> {
             firstOrderOnly("bceWithLogits");
-            float s = gr.value.segment().get(JAVA_FLOAT, 0);
+            float s = scalar(gr.value);
             if (s == 1f) return of(Var.constant(d));
-            Tensor dd = g().empty(lv.shape());
+            Tensor dd = g().empty(lv.device(), lv.shape());
             Kernels.axpby(s, d, 0f, dd);
             return of(Var.constant(dd));
         });
@@ -703,15 +702,14 @@ public final class F {
         Tensor lv = dense(logits);
         Tensor tv = targets.isContiguous() ? targets : targets.contiguous();
         if (tv.numel() != lv.numel()) throw new IllegalArgumentException("bceWithLogitsSum: targets " + tv + " for logits " + lv);
-        Tensor d = logits.requiresGrad && g().recording ? g().empty(lv.shape()) : null;
+        Tensor d = logits.requiresGrad && g().recording ? g().empty(lv.device(), lv.shape()) : null;
         double sum = Kernels.bceWithLogits(lv, tv, 0f, d, scale);
-        Tensor out = g().zeros(1);
-        out.segment().set(JAVA_FLOAT, 0, (float) (sum * scale));
+        Tensor out = Tensor.of(g().scope, lv.device(), new float[] {(float) (sum * scale)}, 1);
         return rec(out, "bceWithLogitsSum", of(logits), gr -> {
             firstOrderOnly("bceWithLogitsSum");
-            float s = gr.value.segment().get(JAVA_FLOAT, 0);
+            float s = scalar(gr.value);
             if (s == 1f) return of(Var.constant(d));
-            Tensor dd = g().empty(lv.shape());
+            Tensor dd = g().empty(lv.device(), lv.shape());
             Kernels.axpby(s, d, 0f, dd);
             return of(Var.constant(dd));
         });
@@ -789,27 +787,32 @@ public final class F {
      * dh and dscale together. First-order only.
      */
     public static Coupling coupling(Var y, Var h, Var scale, Tensor mask) {
-        Tensor yv = dense(y), hv = dense(h), mv = mask.isContiguous() ? mask : mask.contiguous();
+        Tensor yv = dense(y), hv = dense(h), mv = onDevice(mask, yv.device());
+        Device dev = yv.device();
         long n = yv.size(0), hw = yv.numel() / n;
         if (mv.numel() != hw || hv.numel() != 2 * n * hw || scale.value.numel() != 1)
             throw new IllegalArgumentException("coupling: y " + yv + ", h " + hv + " (need 2 channels per pixel), mask " + mv + ", scale " + scale.value);
-        float sc = scale.value.segment().get(JAVA_FLOAT, 0);
-        Tensor out = g().empty(yv.shape());
-        MemorySegment ld = g().scope.allocate(8 * n);
-        LatentNative.get().couplingFwd(n, hw, mv.segment(), yv.segment(), hv.segment(), sc, out.segment(), ld);
-        Tensor ldT = g().empty(n);
-        for (long i = 0; i < n; i++) ldT.segment().setAtIndex(JAVA_FLOAT, i, (float) ld.getAtIndex(java.lang.foreign.ValueLayout.JAVA_DOUBLE, i));
+        float sc = scalar(scale.value);
+        Tensor out = g().empty(dev, yv.shape());
+        double[] ld = new double[(int) n];
+        Kernels.couplingForward(mv, yv, hv, sc, out, ld);
+        float[] ldf = new float[(int) n];
+        for (int i = 0; i < n; i++) ldf[i] = (float) ld[i];
+        Tensor ldT = Tensor.of(g().scope, dev, ldf, n);
         boolean[] fused = {false};
         Var[] outHolder = new Var[1];
         java.util.function.BiFunction<Var, Var, Var[]> backward = (dOut, dLd) -> {
             firstOrderOnly("coupling");
-            Tensor dy = g().empty(yv.shape()), dh = g().empty(hv.shape());
-            MemorySegment dl = g().scope.allocate(8 * n), ds = g().scope.allocate(8);
-            if (dLd != null) for (long i = 0; i < n; i++) dl.setAtIndex(java.lang.foreign.ValueLayout.JAVA_DOUBLE, i, dense(dLd).segment().getAtIndex(JAVA_FLOAT, i));
-            Tensor go = dOut != null ? dense(dOut) : g().zeros(yv.shape());
-            LatentNative.get().couplingBwd(n, hw, mv.segment(), yv.segment(), hv.segment(), sc, go.segment(), dl, dy.segment(), dh.segment(), ds);
-            Tensor dsc = g().zeros(1);
-            dsc.segment().set(JAVA_FLOAT, 0, (float) ds.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0));
+            Tensor dy = g().empty(dev, yv.shape()), dh = g().empty(dev, hv.shape());
+            double[] dl = null;
+            if (dLd != null) {
+                float[] f = dense(dLd).toArray();
+                dl = new double[f.length];
+                for (int i = 0; i < f.length; i++) dl[i] = f[i];
+            }
+            Tensor go = dOut != null ? dense(dOut) : g().zeros(dev, yv.shape());
+            double ds = Kernels.couplingBackward(mv, yv, hv, sc, go, dl, dy, dh);
+            Tensor dsc = Tensor.of(g().scope, dev, new float[] {(float) ds}, 1);
             return of(Var.constant(dy), Var.constant(dh), Var.constant(dsc));
         };
         Var ov = rec(out, "coupling.out", of(y, h, scale), gr -> fused[0] ? of(null, null, null) : backward.apply(gr, null));
@@ -823,10 +826,16 @@ public final class F {
 
     /** Inverse of {@link #coupling} given the net's output h computed from the masked part (no gradient). */
     public static Tensor couplingInverse(Tensor yp, Tensor h, float scale, Tensor mask) {
-        long n = yp.size(0), hw = yp.numel() / n;
-        Tensor y = g().empty(yp.shape());
-        LatentNative.get().couplingInv(n, hw, mask.contiguous().segment(), yp.contiguous().segment(), h.contiguous().segment(), scale, y.segment());
+        Device dev = yp.device();
+        Tensor y = g().empty(dev, yp.shape());
+        Kernels.couplingInverse(onDevice(mask, dev), yp.contiguous(), h.contiguous(), scale, y);
         return y;
+    }
+
+    /** A constant (a coupling mask) on {@code dev}, contiguous: copied when it lives elsewhere. */
+    private static Tensor onDevice(Tensor t, Device dev) {
+        Tensor c = t.device() == dev ? t : t.to(g().scope, dev);
+        return c.isContiguous() ? c : c.contiguous();
     }
 
     /** The (C, C) matrix with v (C) on its diagonal; its adjoint takes the diagonal back. */

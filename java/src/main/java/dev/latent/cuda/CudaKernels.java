@@ -21,6 +21,10 @@ public final class CudaKernels {
 
     /** Rows per dw / db partial sum in layernorm.cu (LN_CHUNK), elements per chunk in reparam.cu and sumsq.cu. */
     static final int LN_CHUNK = 256, RP_CHUNK = 4096, RP_THREADS = 256, SQ_CHUNK = 4096, SQ_THREADS = 256;
+    /** batchnorm.cu's block size (BN_THREADS), bce.cu's chunk and block size (BCE_CHUNK, BCE_THREADS). */
+    static final int BN_THREADS = 256, BCE_CHUNK = 4096, BCE_THREADS = 256;
+    /** coupling.cu's block size (CP_THREADS). */
+    static final int CP_THREADS = 256;
     /** lt_copy_desc's rank limit (LT_MAX_RANK). */
     static final int MAX_RANK = 6;
     /** Largest head size attention.cu's shared-memory tiles hold (ATT_MAXHS). */
@@ -426,5 +430,152 @@ public final class CudaKernels {
             for (int i = 0; i < f.length; i++) k.setAtIndex(JAVA_FLOAT, i, f[i]);
             cu.launch("ltk_adamw", dim(strideBlocks(n)), dim(256), 0, k, n, p, g, m, v);
         }
+    }
+    // ---- batchnorm.cu ----
+
+    private static void bnCheck(String op, long n, long c, long hw, float eps) {
+        if (n < 1 || c < 1 || hw < 1)
+            throw new IllegalArgumentException(op + ": n=" + n + " c=" + c + " hw=" + hw + " must all be >= 1");
+        if (c > Integer.MAX_VALUE) throw new IllegalArgumentException(op + ": c=" + c + " exceeds the grid's x limit");
+        Math.multiplyExact(Math.multiplyExact(Math.multiplyExact(n, c), hw), 4L);
+        if (!(eps > 0)) throw new IllegalArgumentException(op + ": eps=" + eps + " must be > 0");
+    }
+
+    private static void optFloats(String op, long n, String what, DeviceBuffer b) {
+        if (b != null) floats(op, n, what, b);
+    }
+
+    private static boolean same(DeviceBuffer a, DeviceBuffer b) { return a != null && b != null && a.address() == b.address(); }
+
+    /**
+     * Training BatchNorm2d over x (n, c, hw): batch statistics in double (block per channel, fixed order), y, mean,
+     * rstd written, running statistics (may be null) updated; gamma / beta may be null (1, 0). lt_batchnorm2d_fwd_train's
+     * checks: y must not be x.
+     */
+    public static void batchNormTrain(Cuda cu, long n, long c, long hw, float eps, float momentum, DeviceBuffer x,
+                                      DeviceBuffer gamma, DeviceBuffer beta, DeviceBuffer y, DeviceBuffer mean, DeviceBuffer rstd,
+                                      DeviceBuffer runningMean, DeviceBuffer runningVar) {
+        String op = "batchNorm2d";
+        bnCheck(op, n, c, hw, eps);
+        if (!(momentum >= 0 && momentum <= 1)) throw new IllegalArgumentException(op + ": momentum=" + momentum + " must be in [0, 1]");
+        floats(op, n * c * hw, "x", x, "y", y);
+        floats(op, c, "mean", mean, "rstd", rstd);
+        optFloats(op, c, "gamma", gamma);
+        optFloats(op, c, "beta", beta);
+        optFloats(op, c, "runningMean", runningMean);
+        optFloats(op, c, "runningVar", runningVar);
+        if (same(x, y)) throw new IllegalArgumentException(op + ": in place (y == x) is not supported: the statistics pass reads x twice");
+        cu.launch("ltk_bn_fwd_train", dim(c), dim(BN_THREADS), 0, n, c, hw, eps, momentum, x, gamma, beta, y, mean, rstd,
+                runningMean, runningVar);
+    }
+
+    /** Inference BatchNorm2d with given mean and var (c): y = (x - mean) / sqrt(var + eps) gamma + beta, in double. */
+    public static void batchNormInfer(Cuda cu, long n, long c, long hw, float eps, DeviceBuffer x, DeviceBuffer gamma,
+                                      DeviceBuffer beta, DeviceBuffer mean, DeviceBuffer var, DeviceBuffer y) {
+        String op = "batchNorm2d";
+        bnCheck(op, n, c, hw, eps);
+        floats(op, n * c * hw, "x", x, "y", y);
+        floats(op, c, "mean", mean, "var", var);
+        optFloats(op, c, "gamma", gamma);
+        optFloats(op, c, "beta", beta);
+        cu.launch("ltk_bn_fwd_infer", dim(c, Math.min(n, MAX_GRID_YZ)), dim(Math.min(256, (hw + 31) / 32 * 32)), 0, n, c, hw,
+                eps, x, gamma, beta, mean, var, y);
+    }
+
+    /**
+     * Backward of the training forward: dx overwritten; dgamma, dbeta (may be null) accumulate. As
+     * lt_batchnorm2d_bwd, dx must not be x or dy.
+     */
+    public static void batchNormBackward(Cuda cu, long n, long c, long hw, DeviceBuffer x, DeviceBuffer gamma, DeviceBuffer mean,
+                                         DeviceBuffer rstd, DeviceBuffer dy, DeviceBuffer dx, DeviceBuffer dgamma, DeviceBuffer dbeta) {
+        String op = "batchNorm2dBackward";
+        bnCheck(op, n, c, hw, 1);
+        floats(op, n * c * hw, "x", x, "dy", dy, "dx", dx);
+        floats(op, c, "mean", mean, "rstd", rstd);
+        optFloats(op, c, "gamma", gamma);
+        optFloats(op, c, "dgamma", dgamma);
+        optFloats(op, c, "dbeta", dbeta);
+        if (same(dx, x) || same(dx, dy))
+            throw new IllegalArgumentException(op + ": dx must not be x or dy (as on the CPU)");
+        cu.launch("ltk_bn_bwd", dim(c), dim(BN_THREADS), 0, n, c, hw, x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
+    }
+
+    // ---- bce.cu ----
+
+    /**
+     * Sum over n elements of BCE with logits against targets (or the constant t when targets is null), in double in
+     * lt_bce_logits's 4096-element chunks added in order; dlogits (may be null, may be the logits) = (sigmoid(x) - t)
+     * dscale. The loss is copied back: this call synchronises.
+     */
+    public static double bceWithLogits(Cuda cu, long n, DeviceBuffer logits, DeviceBuffer targets, float t, DeviceBuffer dlogits, float dscale) {
+        String op = "bceWithLogits";
+        floats(op, n, "logits", logits);
+        optFloats(op, n, "targets", targets);
+        optFloats(op, n, "dlogits", dlogits);
+        if (same(dlogits, targets)) throw new IllegalArgumentException(op + ": dlogits must not be the targets array");
+        if (n == 0) return 0;
+        long chunks = (n + BCE_CHUNK - 1) / BCE_CHUNK;
+        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
+        DeviceBuffer out = s.slice(0, 8), part = s.slice(8, chunks * 8);
+        cu.launch("ltk_bce_part", dim(chunks), dim(BCE_THREADS), 0, n, logits, targets, t, dlogits, dscale, part);
+        cu.launch("ltk_bce_total", dim(1), dim(32), 0, chunks, part, out);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment h = a.allocate(JAVA_DOUBLE);
+            out.copyTo(h);
+            return h.get(JAVA_DOUBLE, 0);
+        }
+    }
+    // ---- coupling.cu ----
+
+    private static void cpCheck(String op, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, DeviceBuffer out) {
+        if (n < 1 || hw < 1) throw new IllegalArgumentException(op + ": n=" + n + " hw=" + hw + " must be >= 1");
+        if (n > Integer.MAX_VALUE) throw new IllegalArgumentException(op + ": n=" + n + " exceeds the grid's x limit");
+        long nhw = Math.multiplyExact(n, hw);
+        Math.multiplyExact(nhw, 8L);
+        floats(op, hw, "mask", mask);
+        floats(op, nhw, "y", y, "output", out);
+        floats(op, 2 * nhw, "h", h);
+        if (same(out, y) || same(out, h) || same(out, mask)) throw new IllegalArgumentException(op + ": the output must not overlap an input");
+    }
+
+    private static void doubles(String op, long n, String what, DeviceBuffer b) {
+        if (b != null) need(b, Math.multiplyExact(n, 8L), op, what);
+    }
+
+    /**
+     * Affine coupling forward (lt_coupling_fwd): out (n, hw) from y (n, hw), h (n, 2, hw), mask (hw); logdet (n
+     * doubles, may be null) = the per-image sum of s, in double with a fixed order.
+     */
+    public static void couplingForward(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, float scale,
+                                       DeviceBuffer out, DeviceBuffer logdet) {
+        cpCheck("couplingForward", n, hw, mask, y, h, out);
+        doubles("couplingForward", n, "logdet", logdet);
+        cu.launch("ltk_coupling_fwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, scale, out, logdet);
+    }
+
+    /** Affine coupling inverse (lt_coupling_inv): y from y' and h (computed from the masked part). */
+    public static void couplingInverse(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer yp, DeviceBuffer h, float scale, DeviceBuffer y) {
+        cpCheck("couplingInverse", n, hw, mask, yp, h, y);
+        cu.launch("ltk_coupling_inv", dim(n), dim(Math.min(256, (hw + 31) / 32 * 32)), 0, n, hw, mask, yp, h, scale, y);
+    }
+
+    /**
+     * Affine coupling backward (lt_coupling_bwd): dy (n, hw) and dh (n, 2, hw) overwritten from dout and dlogdet (n
+     * doubles, may be null); dscale (one double on the device) += d(scale), per-image partials (this thread's
+     * scratch) added in image order. Does not synchronise.
+     */
+    public static void couplingBackward(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, float scale,
+                                        DeviceBuffer dout, DeviceBuffer dlogdet, DeviceBuffer dy, DeviceBuffer dh, DeviceBuffer dscale) {
+        String op = "couplingBackward";
+        cpCheck(op, n, hw, mask, y, h, dy);
+        floats(op, n * hw, "dout", dout);
+        floats(op, 2 * n * hw, "dh", dh);
+        doubles(op, n, "dlogdet", dlogdet);
+        need(dscale, 8, op, "dscale");
+        if (same(dh, y) || same(dh, h) || same(dh, dout) || same(dh, dy) || same(dy, dout))
+            throw new IllegalArgumentException(op + ": dy or dh overlaps an input or each other");
+        DeviceBuffer part = scratch(cu, n * 8).slice(0, n * 8);
+        cu.launch("ltk_coupling_bwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, scale, dout, dlogdet, dy, dh, part);
+        cu.launch("ltk_coupling_dscale", dim(1), dim(32), 0, n, part, dscale);
     }
 }

@@ -420,33 +420,38 @@ public final class Kernels {
     /** Training-mode BatchNorm over (N, C, H, W): batch statistics, running statistics updated when not null. */
     public static void batchNormTrain(Tensor x, Tensor gamma, Tensor beta, float eps, float momentum, Tensor y,
                                       Tensor mean, Tensor rstd, Tensor runningMean, Tensor runningVar) {
-        cpuOnly("batchNorm2d", x, gamma, beta, y, mean, rstd, runningMean, runningVar);
-        dense("batchNorm2d", x, gamma, beta, y, mean, rstd, runningMean, runningVar);
+        boolean gpu = onCuda("batchNorm2d", x, gamma, beta, y, mean, rstd, runningMean, runningVar);
+        if (!gpu) dense("batchNorm2d", x, gamma, beta, y, mean, rstd, runningMean, runningVar);
         long[] d = nchw("batchNorm2d", x);
         numel("batchNorm2d", d[1], gamma, beta, mean, rstd, runningMean, runningVar);
         numel("batchNorm2d", x.numel(), y);
-        nat().batchnorm2dFwdTrain(d[0], d[1], d[2], eps, momentum, x.segment(), seg(gamma), seg(beta), y.segment(),
+        if (gpu) CudaKernels.batchNormTrain(cuda(), d[0], d[1], d[2], eps, momentum, buf(x), buf(gamma), buf(beta), buf(y),
+                buf(mean), buf(rstd), buf(runningMean), buf(runningVar));
+        else nat().batchnorm2dFwdTrain(d[0], d[1], d[2], eps, momentum, x.segment(), seg(gamma), seg(beta), y.segment(),
                 mean.segment(), rstd.segment(), seg(runningMean), seg(runningVar));
     }
 
     /** Inference-mode BatchNorm with given statistics. */
     public static void batchNormInfer(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor mean, Tensor var, Tensor y) {
-        cpuOnly("batchNorm2d", x, gamma, beta, mean, var, y);
-        dense("batchNorm2d", x, gamma, beta, mean, var, y);
+        boolean gpu = onCuda("batchNorm2d", x, gamma, beta, mean, var, y);
+        if (!gpu) dense("batchNorm2d", x, gamma, beta, mean, var, y);
         long[] d = nchw("batchNorm2d", x);
         numel("batchNorm2d", d[1], gamma, beta, mean, var);
         numel("batchNorm2d", x.numel(), y);
-        nat().batchnorm2dFwdInfer(d[0], d[1], d[2], eps, x.segment(), seg(gamma), seg(beta), mean.segment(), var.segment(), y.segment());
+        if (gpu) CudaKernels.batchNormInfer(cuda(), d[0], d[1], d[2], eps, buf(x), buf(gamma), buf(beta), buf(mean), buf(var), buf(y));
+        else nat().batchnorm2dFwdInfer(d[0], d[1], d[2], eps, x.segment(), seg(gamma), seg(beta), mean.segment(), var.segment(), y.segment());
     }
 
     /** dx (overwritten), dgamma and dbeta (accumulated, may be null) of the training forward. */
     public static void batchNormBackward(Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dy, Tensor dx, Tensor dgamma, Tensor dbeta) {
-        cpuOnly("batchNorm2dBackward", x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
-        dense("batchNorm2dBackward", x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
+        boolean gpu = onCuda("batchNorm2dBackward", x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
+        if (!gpu) dense("batchNorm2dBackward", x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
         long[] d = nchw("batchNorm2dBackward", x);
         numel("batchNorm2dBackward", d[1], gamma, mean, rstd, dgamma, dbeta);
         numel("batchNorm2dBackward", x.numel(), dy, dx);
-        nat().batchnorm2dBwd(d[0], d[1], d[2], x.segment(), seg(gamma), mean.segment(), rstd.segment(), dy.segment(),
+        if (gpu) CudaKernels.batchNormBackward(cuda(), d[0], d[1], d[2], buf(x), buf(gamma), buf(mean), buf(rstd), buf(dy),
+                buf(dx), buf(dgamma), buf(dbeta));
+        else nat().batchnorm2dBwd(d[0], d[1], d[2], x.segment(), seg(gamma), mean.segment(), rstd.segment(), dy.segment(),
                 dx.segment(), seg(dgamma), seg(dbeta));
     }
 
@@ -473,11 +478,100 @@ public final class Kernels {
      * null); writes dlogits = (sigmoid(x) - t) * dscale when dlogits is not null.
      */
     public static double bceWithLogits(Tensor logits, Tensor targets, float t, Tensor dlogits, float dscale) {
-        cpuOnly("bceWithLogits", logits, targets, dlogits);
-        dense("bceWithLogits", logits, targets, dlogits);
+        boolean gpu = onCuda("bceWithLogits", logits, targets, dlogits);
+        if (!gpu) dense("bceWithLogits", logits, targets, dlogits);
         numel("bceWithLogits", logits.numel(), targets, dlogits);
+        if (gpu) return CudaKernels.bceWithLogits(cuda(), logits.numel(), buf(logits), buf(targets), t, buf(dlogits), dscale);
         MemorySegment out = F64.get();
         nat().bceLogits(logits.numel(), logits.segment(), seg(targets), t, out, seg(dlogits), dscale);
         return out.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0);
+    }
+    // ---- affine coupling (kernels/coupling) ----
+
+    private static long[] couplingDims(String op, Tensor mask, Tensor y, Tensor h, Tensor out) {
+        if (y.rank() < 1 || y.size(0) < 1) throw new IllegalArgumentException(op + ": expected (N, ...) input, got " + y);
+        long n = y.size(0), hw = y.numel() / n;
+        numel(op, hw, mask);
+        numel(op, y.numel(), out);
+        numel(op, 2 * y.numel(), h);
+        return new long[] {n, hw};
+    }
+
+    private static void doublesFor(String op, String what, double[] a, long n) {
+        if (a != null && a.length != n) throw new IllegalArgumentException(op + ": " + what + " has " + a.length + " entries, needs " + n);
+    }
+
+    /**
+     * Affine coupling forward (lt_coupling_fwd) of y (N, ...) with mask (HW), h (N, 2, ...): out written; logdet (N,
+     * may be null) receives the per-image sums in double (on CUDA they are copied back: the call synchronises).
+     */
+    public static void couplingForward(Tensor mask, Tensor y, Tensor h, float scale, Tensor out, double[] logdet) {
+        String op = "couplingForward";
+        boolean gpu = onCuda(op, mask, y, h, out);
+        if (!gpu) dense(op, mask, y, h, out);
+        long[] d = couplingDims(op, mask, y, h, out);
+        doublesFor(op, "logdet", logdet, d[0]);
+        if (gpu) {
+            try (DeviceBuffer ld = logdet == null ? null : cuda().alloc(8 * d[0])) {
+                CudaKernels.couplingForward(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(out), ld);
+                if (ld != null) copyBack(ld, logdet);
+            }
+            return;
+        }
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment ld = logdet == null ? MemorySegment.NULL : a.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE, d[0]);
+            nat().couplingFwd(d[0], d[1], mask.segment(), y.segment(), h.segment(), scale, out.segment(), ld);
+            if (logdet != null) MemorySegment.copy(ld, java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0, logdet, 0, logdet.length);
+        }
+    }
+
+    /** Affine coupling inverse (lt_coupling_inv): y from y' and h (computed from the masked part). */
+    public static void couplingInverse(Tensor mask, Tensor yp, Tensor h, float scale, Tensor y) {
+        String op = "couplingInverse";
+        boolean gpu = onCuda(op, mask, yp, h, y);
+        if (!gpu) dense(op, mask, yp, h, y);
+        long[] d = couplingDims(op, mask, yp, h, y);
+        if (gpu) CudaKernels.couplingInverse(cuda(), d[0], d[1], buf(mask), buf(yp), buf(h), scale, buf(y));
+        else nat().couplingInv(d[0], d[1], mask.segment(), yp.segment(), h.segment(), scale, y.segment());
+    }
+
+    /**
+     * Affine coupling backward (lt_coupling_bwd): dy and dh overwritten from dout and dlogdet (N, may be null: 0);
+     * returns d(scale), summed in double per image then in image order (on CUDA copied back: synchronises).
+     */
+    public static double couplingBackward(Tensor mask, Tensor y, Tensor h, float scale, Tensor dout, double[] dlogdet, Tensor dy, Tensor dh) {
+        String op = "couplingBackward";
+        boolean gpu = onCuda(op, mask, y, h, dout, dy, dh);
+        if (!gpu) dense(op, mask, y, h, dout, dy, dh);
+        long[] d = couplingDims(op, mask, y, h, dy);
+        numel(op, y.numel(), dout);
+        numel(op, 2 * y.numel(), dh);
+        doublesFor(op, "dlogdet", dlogdet, d[0]);
+        if (gpu) {
+            try (Arena a = Arena.ofConfined(); DeviceBuffer dl = dlogdet == null ? null : cuda().alloc(8 * d[0]);
+                 DeviceBuffer ds = cuda().alloc(8)) {
+                if (dl != null) dl.copyFrom(a.allocateFrom(java.lang.foreign.ValueLayout.JAVA_DOUBLE, dlogdet));
+                ds.zero();
+                CudaKernels.couplingBackward(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(dout), dl, buf(dy), buf(dh), ds);
+                double[] r = new double[1];
+                copyBack(ds, r);
+                return r[0];
+            }
+        }
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment dl = dlogdet == null ? MemorySegment.NULL : a.allocateFrom(java.lang.foreign.ValueLayout.JAVA_DOUBLE, dlogdet);
+            MemorySegment ds = a.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE);
+            nat().couplingBwd(d[0], d[1], mask.segment(), y.segment(), h.segment(), scale, dout.segment(), dl, dy.segment(), dh.segment(), ds);
+            return ds.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0);
+        }
+    }
+
+    /** Device doubles into a host array (synchronous copy). */
+    private static void copyBack(DeviceBuffer b, double[] dst) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment h = a.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE, dst.length);
+            b.copyTo(h);
+            MemorySegment.copy(h, java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0, dst, 0, dst.length);
+        }
     }
 }

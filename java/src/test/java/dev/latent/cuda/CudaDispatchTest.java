@@ -1,5 +1,8 @@
 package dev.latent.cuda;
 
+import dev.latent.autograd.F;
+import dev.latent.autograd.Graph;
+import dev.latent.autograd.Var;
 import dev.latent.ops.Conv;
 import dev.latent.ops.Gemm;
 import dev.latent.ops.Kernels;
@@ -235,7 +238,7 @@ class CudaDispatchTest {
     }
 
     @Test
-    void mixedDevicesAndMissingKernelsFailClearly() {
+    void mixedDevicesFailClearly() {
         try (Scope s = Scope.confined(); Arena a = Arena.ofConfined()) {
             Tensor h = Tensor.zeros(s, 4, 8), d = Tensor.zeros(s, Device.CUDA, 4, 8);
             for (Executable mixed : java.util.List.<Executable>of(() -> Kernels.axpby(1f, h, 0f, d), () -> Kernels.mul(d, h, d),
@@ -248,16 +251,154 @@ class CudaDispatchTest {
             IllegalArgumentException badId = assertThrows(IllegalArgumentException.class,
                     () -> Kernels.embeddingBackward(bad, d, Tensor.zeros(s, Device.CUDA, 10, 8)));
             assertTrue(badId.getMessage().contains("id 10 at position 2"), badId.getMessage());
-            for (var c : java.util.Map.<String, Executable>of(
-                    "bceWithLogits", () -> Kernels.bceWithLogits(d, null, 1f, null, 1f),
-                    "batchNorm2d", () -> Kernels.batchNormInfer(Tensor.zeros(s, Device.CUDA, 2, 2, 2, 2), null, null, 1e-5f,
-                            Tensor.zeros(s, Device.CUDA, 2), Tensor.zeros(s, Device.CUDA, 2), Tensor.zeros(s, Device.CUDA, 2, 2, 2, 2)),
-                    "batchNorm2dBackward", () -> Kernels.batchNormBackward(Tensor.zeros(s, Device.CUDA, 2, 2, 2, 2), null,
-                            Tensor.zeros(s, Device.CUDA, 2), Tensor.zeros(s, Device.CUDA, 2), Tensor.zeros(s, Device.CUDA, 2, 2, 2, 2),
-                            Tensor.zeros(s, Device.CUDA, 2, 2, 2, 2), null, null)).entrySet()) {
-                UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class, c.getValue(), c.getKey());
-                assertTrue(e.getMessage().startsWith(c.getKey()) && e.getMessage().contains("no CUDA kernel"), e.getMessage());
+            Tensor hx = Tensor.zeros(s, 2, 2, 2, 2), dc = Tensor.zeros(s, Device.CUDA, 2);
+            IllegalArgumentException bn = assertThrows(IllegalArgumentException.class,
+                    () -> Kernels.batchNormInfer(hx, null, null, 1e-5f, dc, dc, Tensor.zeros(s, 2, 2, 2, 2)));
+            assertTrue(bn.getMessage().contains("CPU") && bn.getMessage().contains("CUDA"), bn.getMessage());
+        }
+    }
+    @Test
+    void batchNormAndBce() {
+        try (Scope s = Scope.confined()) {
+            for (boolean affine : new boolean[] {true, false}) {
+                String k = affine ? " (affine)" : " (no gamma / beta)";
+                Tensor x = cpu(s, 70, 4, 3, 5, 7), g = affine ? cpu(s, 71, 3) : null, b = affine ? cpu(s, 72, 3) : null;
+                Tensor rm = cpu(s, 73, 3), rv = Tensor.of(s, new float[] {0.5f, 1f, 2f}, 3), dy = cpu(s, 74, 4, 3, 5, 7);
+                Tensor gx = gpu(s, x), gg = affine ? gpu(s, g) : null, gb = affine ? gpu(s, b) : null, grm = gpu(s, rm), grv = gpu(s, rv), gdy = gpu(s, dy);
+                Tensor y = Tensor.empty(s, 4, 3, 5, 7), m = Tensor.empty(s, 3), r = Tensor.empty(s, 3);
+                Tensor gy = Tensor.empty(s, Device.CUDA, 4, 3, 5, 7), gm = Tensor.empty(s, Device.CUDA, 3), gr = Tensor.empty(s, Device.CUDA, 3);
+                Kernels.batchNormTrain(x, g, b, 1e-5f, 0.1f, y, m, r, rm, rv);
+                Kernels.batchNormTrain(gx, gg, gb, 1e-5f, 0.1f, gy, gm, gr, grm, grv);
+                match("batchNormTrain y" + k, y, gy);
+                match("batchNormTrain mean" + k, m, gm);
+                match("batchNormTrain rstd" + k, r, gr);
+                match("batchNormTrain runningMean" + k, rm, grm);
+                match("batchNormTrain runningVar" + k, rv, grv);
+                Kernels.batchNormInfer(x, g, b, 1e-5f, rm, rv, y);
+                Kernels.batchNormInfer(gx, gg, gb, 1e-5f, grm, grv, gy);
+                match("batchNormInfer" + k, y, gy);
+                Tensor dx = Tensor.empty(s, 4, 3, 5, 7), gdx = Tensor.empty(s, Device.CUDA, 4, 3, 5, 7);
+                Tensor dg = affine ? cpu(s, 75, 3) : null, db = affine ? cpu(s, 76, 3) : null;
+                Tensor gdg = affine ? gpu(s, dg) : null, gdb = affine ? gpu(s, db) : null;
+                Kernels.batchNormBackward(x, g, m, r, dy, dx, dg, db);
+                Kernels.batchNormBackward(gx, gg, gm, gr, gdy, gdx, gdg, gdb);
+                match("batchNormBackward dx" + k, dx, gdx);
+                if (affine) {
+                    match("batchNormBackward dgamma" + k, dg, gdg);
+                    match("batchNormBackward dbeta" + k, db, gdb);
+                }
             }
+            /* BCE: targets and a constant target, dlogits separate and in place; the loss within 1e-12 relative (double sums) */
+            Tensor lg = cpu(s, 80, 6, 700), t = cpu(s, 81, 6, 700);
+            Tensor tt = Tensor.of(s, java.util.Arrays.copyOf(t.toArray(), 4200), 6, 700);
+            for (int i = 0; i < 4200; i++) tt.set(0.5f * (tt.get(i / 700, i % 700) + 1), i / 700, i % 700);
+            Tensor glg = gpu(s, lg), gtt = gpu(s, tt);
+            for (int mode = 0; mode < 2; mode++) {
+                Tensor d = Tensor.empty(s, 6, 700), gd = Tensor.empty(s, Device.CUDA, 6, 700);
+                double want = Kernels.bceWithLogits(lg, mode == 1 ? null : tt, 0.25f, d, 1f / 4200);
+                double got = Kernels.bceWithLogits(glg, mode == 1 ? null : gtt, 0.25f, gd, 1f / 4200);
+                assertEquals(want, got, 1e-12 * Math.abs(want), "bceWithLogits loss, mode " + mode);
+                match("bceWithLogits dlogits, mode " + mode, d, gd);
+            }
+            Tensor d = Tensor.empty(s, 6, 700), lc = gpu(s, lg);   /* a fresh device copy, overwritten */
+            Kernels.bceWithLogits(lg, tt, 0f, d, 2f);
+            Kernels.bceWithLogits(lc, gtt, 0f, lc, 2f);
+            match("bceWithLogits dlogits in place", d, lc);
+        }
+    }
+    @Test
+    void coupling() {
+        try (Scope s = Scope.confined()) {
+            float[] mk = new float[35];
+            for (int j = 0; j < 35; j++) mk[j] = j % 3 == 0 ? 1 : 0;
+            Tensor mask = Tensor.of(s, mk, 5, 7), y = cpu(s, 90, 3, 1, 5, 7), h = cpu(s, 91, 3, 2, 5, 7), dout = cpu(s, 92, 3, 1, 5, 7);
+            Tensor gmask = gpu(s, mask), gy = gpu(s, y), gh = gpu(s, h), gdout = gpu(s, dout);
+            Tensor out = Tensor.empty(s, 3, 1, 5, 7), gout = Tensor.empty(s, Device.CUDA, 3, 1, 5, 7);
+            double[] ld = new double[3], gld = new double[3];
+            Kernels.couplingForward(mask, y, h, 0.7f, out, ld);
+            Kernels.couplingForward(gmask, gy, gh, 0.7f, gout, gld);
+            match("couplingForward", out, gout);
+            for (int i = 0; i < 3; i++) assertEquals(ld[i], gld[i], 1e-5 * Math.abs(ld[i]) + 1e-5, "couplingForward logdet " + i);   /* the CPU runs at AVX2 here */
+            Tensor inv = Tensor.empty(s, 3, 1, 5, 7), ginv = Tensor.empty(s, Device.CUDA, 3, 1, 5, 7);
+            Kernels.couplingInverse(mask, out, h, 0.7f, inv);
+            Kernels.couplingInverse(gmask, gout, gh, 0.7f, ginv);
+            match("couplingInverse", inv, ginv);
+            match("couplingInverse recovers y", y, ginv);
+            Tensor dy = Tensor.empty(s, 3, 1, 5, 7), gdy = Tensor.empty(s, Device.CUDA, 3, 1, 5, 7);
+            Tensor dh = Tensor.empty(s, 3, 2, 5, 7), gdh = Tensor.empty(s, Device.CUDA, 3, 2, 5, 7);
+            for (double[] dld : new double[][] {{0.5, -1, 2}, null}) {
+                double ds = Kernels.couplingBackward(mask, y, h, 0.7f, dout, dld, dy, dh);
+                double gds = Kernels.couplingBackward(gmask, gy, gh, 0.7f, gdout, dld, gdy, gdh);
+                assertEquals(ds, gds, 1e-5 * Math.abs(ds) + 1e-5, "couplingBackward dscale");
+                match("couplingBackward dy", dy, gdy);
+                match("couplingBackward dh", dh, gdh);
+            }
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Kernels.couplingInverse(mask, gout, gh, 0.7f, ginv));
+            assertTrue(e.getMessage().contains("CPU") && e.getMessage().contains("CUDA"), e.getMessage());
+        }
+    }
+    /** F.batchNorm2d (training) feeding F.bceWithLogitsSum and F.bceWithLogits: loss and gradients on CUDA against the CPU. */
+    @Test
+    void autogradBatchNormAndBce() {
+        record R(float loss, float[] dx, float[] dg, float[] db, float[] rm, float[] rv) {}
+        java.util.function.Function<Device, R> run = dev -> {
+            try (Scope s = Scope.confined(); Graph g = Graph.open()) {
+                Var x = Var.input(gpuOr(s, dev, cpu(s, 100, 4, 3, 5, 5)));
+                Var gamma = Var.param(gpuOr(s, dev, cpu(s, 101, 3)));
+                Var beta = Var.param(gpuOr(s, dev, cpu(s, 102, 3)));
+                Tensor rm = gpuOr(s, dev, Tensor.zeros(s, 3)), rv = gpuOr(s, dev, Tensor.of(s, new float[] {1, 1, 1}, 3));
+                Tensor t = cpu(s, 103, 4, 3, 5, 5);
+                float[] tp = t.toArray();
+                for (int i = 0; i < tp.length; i++) tp[i] = 0.5f * (tp[i] + 1);
+                Tensor targets = gpuOr(s, dev, Tensor.of(s, tp, 4, 3, 5, 5));
+                Var y = F.batchNorm2d(x, gamma, beta, rm, rv, true, 0.1f, 1e-5f);
+                Var l = F.add(F.bceWithLogitsSum(y, targets, 0.5f),
+                        F.bceWithLogits(y, 1f));
+                assertEquals(dev, l.value().device());
+                float loss = F.item(l);
+                g.backward(l);
+                return new R(loss, x.grad().value().toArray(), gamma.grad().value().toArray(), beta.grad().value().toArray(),
+                        rm.toArray(), rv.toArray());
+            }
+        };
+        R c = run.apply(Device.CPU), d = run.apply(Device.CUDA);
+        assertEquals(c.loss(), d.loss(), 1e-5 * Math.abs(c.loss()), "loss");
+        for (String[] k : new String[][] {{"dx"}, {"dgamma"}, {"dbeta"}, {"runningMean"}, {"runningVar"}}) {
+            float[] want = switch (k[0]) { case "dx" -> c.dx(); case "dgamma" -> c.dg(); case "dbeta" -> c.db(); case "runningMean" -> c.rm(); default -> c.rv(); };
+            float[] got = switch (k[0]) { case "dx" -> d.dx(); case "dgamma" -> d.dg(); case "dbeta" -> d.db(); case "runningMean" -> d.rm(); default -> d.rv(); };
+            close("autograd " + k[0], got, want, i -> 1e-5 * Math.abs(want[i]) + 1e-5);
+        }
+    }
+
+    private static Tensor gpuOr(Scope s, Device dev, Tensor t) { return dev == Device.CUDA ? t.to(s, Device.CUDA) : t; }
+    /** F.coupling through autograd (out and logdet both feeding the loss, the fused backward) and F.couplingInverse. */
+    @Test
+    void autogradCoupling() {
+        record R(float loss, float[] out, float[] ld, float[] dy, float[] dh, float[] dscale, float[] inv) {}
+        float[] mk = new float[25];
+        for (int j = 0; j < 25; j++) mk[j] = (j & 1);
+        java.util.function.Function<Device, R> run = dev -> {
+            try (Scope s = Scope.confined(); Graph g = Graph.open()) {
+                Tensor mask = Tensor.of(s, mk, 5, 5);   /* a CPU constant: F moves it to the inputs' device */
+                Var y = Var.input(gpuOr(s, dev, cpu(s, 110, 3, 1, 5, 5)));
+                Var h = Var.param(gpuOr(s, dev, cpu(s, 111, 3, 2, 5, 5)));
+                Var scale = Var.param(gpuOr(s, dev, Tensor.of(s, new float[] {0.7f}, 1)));
+                F.Coupling c = F.coupling(y, h, scale, mask);
+                Var l = F.add(F.bceWithLogits(c.out(), 1f), F.bceWithLogits(c.logdet(), 0f));
+                float loss = F.item(l);
+                g.backward(l);
+                Tensor inv = F.couplingInverse(c.out().value(), h.value(), 0.7f, mask);
+                return new R(loss, c.out().value().toArray(), c.logdet().value().toArray(), y.grad().value().toArray(),
+                        h.grad().value().toArray(), scale.grad().value().toArray(), inv.toArray());
+            }
+        };
+        R c = run.apply(Device.CPU), d = run.apply(Device.CUDA);
+        assertEquals(c.loss(), d.loss(), 1e-5 * Math.abs(c.loss()), "loss");
+        float[][] want = {c.out(), c.ld(), c.dy(), c.dh(), c.dscale(), c.inv()}, got = {d.out(), d.ld(), d.dy(), d.dh(), d.dscale(), d.inv()};
+        String[] names = {"out", "logdet", "dy", "dh", "dscale", "inverse"};
+        for (int k = 0; k < names.length; k++) {
+            float[] w = want[k];
+            close("autograd coupling " + names[k], got[k], w, i -> 1e-5 * Math.abs(w[i]) + 1e-5);
         }
     }
 }

@@ -407,4 +407,177 @@ class CudaKernelsTest {
         gone.close();
         assertThrows(IllegalStateException.class, view::address, "a slice dies with its root buffer");
     }
+    private static DeviceBuffer upOrNull(Cuda cu, float[] v, boolean present) { return present ? up(cu, v) : null; }
+
+    private static void closeIfNotNull(DeviceBuffer... bs) { for (DeviceBuffer b : bs) if (b != null) b.close(); }
+
+    /** batchnorm_cuda_test's tolerance: both sides compute in double and round once, only the order of the double
+     * sums differs, so one float ulp of the reference plus 2^-40 of the magnitude of the result's terms. */
+    private static void ulpClose(String what, float[] got, float[] want, double mag) {
+        close(what, got, want, i -> Math.ulp(want[i]) + 0x1p-40 * mag + 1e-37);
+    }
+
+    @Test
+    void batchNorm() {
+        long seed = 131;
+        /* batchnorm_cuda_test's shapes: count 1, HW = 1 below / above the block size, tails, HW > block, offset 100 */
+        long[][] cases = {{1, 1, 1, 0, 1, 1}, {2, 3, 1, 0, 1, 1}, {300, 2, 1, 0, 0, 1}, {4, 3, 16, 0, 1, 0}, {3, 5, 49, 100, 1, 1},
+                {2, 2, 300, 0, 1, 1}, {7, 3, 37, 3, 0, 0}};
+        for (long[] cs : cases) {
+            int n = (int) cs[0], c = (int) cs[1], hw = (int) cs[2], len = n * c * hw;
+            float off = cs[3];
+            boolean affine = cs[4] != 0, running = cs[5] != 0;
+            float[] x = fill(len, seed++), g = fill(c, seed++), b = fill(c, seed++), dy = fill(len, seed++), rm = fill(c, seed++),
+                    rv = new float[c], dg0 = fill(c, seed++), db0 = fill(c, seed++);
+            for (int i = 0; i < len; i++) x[i] = 2 * x[i] + off;
+            for (int j = 0; j < c; j++) rv[j] = 0.5f + j;
+            String what = "batchNorm " + n + "x" + c + "x" + hw;
+            double mag = (1 + 10 * Math.abs(off)) * len;  /* bounds the sum of |terms| of every output (|x| rstd <= 10 (1 + |off|) here) */
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment hy = a.allocate(JAVA_FLOAT, len), hm = a.allocate(JAVA_FLOAT, c), hr = a.allocate(JAVA_FLOAT, c),
+                        hrm = host(a, rm), hrv = host(a, rv), hg = affine ? host(a, g) : MemorySegment.NULL,
+                        hb = affine ? host(a, b) : MemorySegment.NULL;
+                nat().batchnorm2dFwdTrain(n, c, hw, 1e-5f, 0.1f, host(a, x), hg, hb, hy, hm, hr,
+                        running ? hrm : MemorySegment.NULL, running ? hrv : MemorySegment.NULL);
+                DeviceBuffer gx = up(cu, x), gg = upOrNull(cu, g, affine), gb = upOrNull(cu, b, affine), gy = nans(cu, len),
+                        gm = nans(cu, c), gr = nans(cu, c), grm = upOrNull(cu, rm, running), grv = upOrNull(cu, rv, running);
+                try {
+                    CudaKernels.batchNormTrain(cu, n, c, hw, 1e-5f, 0.1f, gx, gg, gb, gy, gm, gr, grm, grv);
+                    ulpClose(what + " y", down(cu, gy, len), floats(hy, len), mag);
+                    ulpClose(what + " mean", down(cu, gm, c), floats(hm, c), mag);
+                    ulpClose(what + " rstd", down(cu, gr, c), floats(hr, c), mag);
+                    if (running) {
+                        ulpClose(what + " runningMean", down(cu, grm, c), floats(hrm, c), mag);
+                        ulpClose(what + " runningVar", down(cu, grv, c), floats(hrv, c), mag);
+                    }
+                    /* inference with the CPU's updated running statistics: the same double formula, one rounding */
+                    MemorySegment hyi = a.allocate(JAVA_FLOAT, len);
+                    nat().batchnorm2dFwdInfer(n, c, hw, 1e-5f, host(a, x), hg, hb, hrm, hrv, hyi);
+                    try (DeviceBuffer im = up(cu, floats(hrm, c)); DeviceBuffer iv = up(cu, floats(hrv, c)); DeviceBuffer gyi = nans(cu, len)) {
+                        CudaKernels.batchNormInfer(cu, n, c, hw, 1e-5f, gx, gg, gb, im, iv, gyi);
+                        ulpClose(what + " infer y", down(cu, gyi, len), floats(hyi, len), mag);
+                    }
+                    /* backward from the CPU's statistics; dgamma / dbeta accumulate onto random values */
+                    MemorySegment hdx = a.allocate(JAVA_FLOAT, len), hdg = host(a, dg0), hdb = host(a, db0);
+                    nat().batchnorm2dBwd(n, c, hw, host(a, x), hg, hm, hr, host(a, dy), hdx, affine ? hdg : MemorySegment.NULL,
+                            affine ? hdb : MemorySegment.NULL);
+                    try (DeviceBuffer sm = up(cu, floats(hm, c)); DeviceBuffer sr = up(cu, floats(hr, c)); DeviceBuffer gdy = up(cu, dy);
+                         DeviceBuffer gdx = nans(cu, len); DeviceBuffer gdg = up(cu, dg0); DeviceBuffer gdb = up(cu, db0)) {
+                        CudaKernels.batchNormBackward(cu, n, c, hw, gx, gg, sm, sr, gdy, gdx, affine ? gdg : null, affine ? gdb : null);
+                        ulpClose(what + " dx", down(cu, gdx, len), floats(hdx, len), mag);
+                        ulpClose(what + " dgamma", down(cu, gdg, c), floats(hdg, c), mag);
+                        ulpClose(what + " dbeta", down(cu, gdb, c), floats(hdb, c), mag);
+                    }
+                } finally {
+                    closeIfNotNull(gx, gg, gb, gy, gm, gr, grm, grv);
+                }
+            }
+        }
+    }
+
+    @Test
+    void bceWithLogits() {
+        long seed = 171;
+        for (int n : new int[] {1, 7, 257, 4097, 3 * 4096 + 5})
+            for (int mode = 0; mode < 4; mode++) {   /* 0 targets, 1 constant target, 2 no dlogits, 3 dlogits in place */
+                float[] x = fill(n, seed++), t = fill(n, seed++);
+                for (int i = 0; i < n; i++) { x[i] *= 8; t[i] = 0.5f * (t[i] + 1); }
+                float[] hard = {88, -88, 30, -30, 0, 1e-30f};
+                for (int i = 0; i < Math.min(n, hard.length); i++) x[(i * 131) % n] = hard[i];
+                float dscale = 1f / n, tc = 0.9f;
+                String what = "bceWithLogits n=" + n + " mode " + mode;
+                try (Arena a = Arena.ofConfined(); DeviceBuffer gx = up(cu, x); DeviceBuffer gt = up(cu, t); DeviceBuffer gd = nans(cu, n)) {
+                    MemorySegment loss = a.allocate(JAVA_DOUBLE), hd = a.allocate(JAVA_FLOAT, n);
+                    nat().bceLogits(n, host(a, x), mode == 1 ? MemorySegment.NULL : host(a, t), tc, loss, mode == 2 ? MemorySegment.NULL : hd, dscale);
+                    double want = loss.get(JAVA_DOUBLE, 0);
+                    double got = CudaKernels.bceWithLogits(cu, n, gx, mode == 1 ? null : gt, tc, mode == 2 ? null : mode == 3 ? gx : gd, dscale);
+                    double mag = 0;
+                    for (int i = 0; i < n; i++) {
+                        double v = x[i], tt = mode == 1 ? tc : t[i];
+                        mag += Math.abs(Math.max(v, 0) - v * tt) + Math.log1p(Math.exp(-Math.abs(v)));
+                    }
+                    long chunks = (n + 4095) / 4096;
+                    /* bce_cuda_test: 2^-53 (min(n, 4096) + 2 chunks + 32) of the sum of |l_i| */
+                    double tol = 0x1p-53 * (Math.min(n, 4096) + 2 * chunks + 32) * mag;
+                    assertTrue(Math.abs(got - want) <= tol, what + ": loss " + got + " vs the CPU's " + want + " (tol " + tol + ")");
+                    if (mode != 2) {
+                        float[] w = floats(hd, n);
+                        close(what + " dlogits", down(cu, mode == 3 ? gx : gd, n), w, i -> Math.ulp(w[i]) + 0x1p-50 * dscale + 1e-37);
+                    }
+                }
+            }
+    }
+    private static DeviceBuffer upDoubles(Cuda cu, double[] v) {
+        DeviceBuffer d = cu.alloc(Math.max(1, v.length) * 8L);
+        try (Arena a = Arena.ofConfined()) { d.copyFrom(a.allocateFrom(JAVA_DOUBLE, v)); }
+        return d;
+    }
+
+    private static double[] downDoubles(Cuda cu, DeviceBuffer d, int n) {
+        cu.synchronize();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment h = a.allocate(JAVA_DOUBLE, n);
+            d.copyTo(h);
+            return h.toArray(JAVA_DOUBLE);
+        }
+    }
+
+    /** coupling_cuda_test's cases and tolerances: float outputs within one ulp + 2^-36, sums within 2^-53 (hw + n + 40) of sum |terms|. */
+    @Test
+    void coupling() {
+        long seed = 211;
+        float scale = 0.7f;
+        for (int[] cs : new int[][] {{1, 1, 0}, {3, 7, 1}, {2, 255, 0}, {4, 257, 1}, {2, 784, 0}}) {
+            int n = cs[0], hw = cs[1], len = n * hw;
+            boolean randomMask = cs[2] != 0;
+            float[] b = new float[hw], y = fill(len, seed++), h = fill(2 * len, seed++), dout = fill(len, seed++), rb = fill(hw, seed++);
+            for (int j = 0; j < hw; j++) b[j] = randomMask ? (rb[j] > 0 ? 1 : 0) : (j & 1);
+            for (int i = 0; i < 2 * len; i++) h[i] *= 3;
+            double[] dld = new double[n];
+            float[] r = fill(n, seed++);
+            for (int i = 0; i < n; i++) dld[i] = r[i];
+            String what = "coupling " + n + "x" + hw;
+            try (Arena a = Arena.ofConfined(); DeviceBuffer gb = up(cu, b); DeviceBuffer gy = up(cu, y); DeviceBuffer gh = up(cu, h);
+                 DeviceBuffer go = nans(cu, len); DeviceBuffer gld = cu.alloc(8L * n); DeviceBuffer gi = nans(cu, len);
+                 DeviceBuffer gdout = up(cu, dout); DeviceBuffer gdld = upDoubles(cu, dld); DeviceBuffer gdy = nans(cu, len);
+                 DeviceBuffer gdh = nans(cu, 2 * len); DeviceBuffer gds = upDoubles(cu, new double[] {0.25})) {
+                MemorySegment hb = host(a, b), hy = host(a, y), hh = host(a, h), ho = a.allocate(JAVA_FLOAT, len), hld = a.allocate(JAVA_DOUBLE, n);
+                nat().couplingFwd(n, hw, hb, hy, hh, scale, ho, hld);
+                CudaKernels.couplingForward(cu, n, hw, gb, gy, gh, scale, go, gld);
+                float[] ow = floats(ho, len);
+                close(what + " out", down(cu, go, len), ow, i -> Math.ulp(ow[i]) + 0x1p-36);
+                double[] ldw = hld.toArray(JAVA_DOUBLE), ld = downDoubles(cu, gld, n);
+                for (int i = 0; i < n; i++) {
+                    double mag = 0;
+                    for (int j = 0; j < hw; j++) mag += Math.abs(Math.tanh(h[2 * i * hw + j])) * scale * (1 - b[j]);
+                    assertEquals(ldw[i], ld[i], 0x1p-53 * (hw + 40) * mag + 1e-300, what + " logdet[" + i + "]");
+                }
+                MemorySegment hi = a.allocate(JAVA_FLOAT, len);
+                nat().couplingInv(n, hw, hb, ho, hh, scale, hi);
+                try (DeviceBuffer gyp = up(cu, ow)) {
+                    CudaKernels.couplingInverse(cu, n, hw, gb, gyp, gh, scale, gi);
+                }
+                float[] iw = floats(hi, len);
+                close(what + " inverse", down(cu, gi, len), iw, i -> Math.ulp(iw[i]) + 0x1p-36);
+                MemorySegment hdy = a.allocate(JAVA_FLOAT, len), hdh = a.allocate(JAVA_FLOAT, 2 * len), hds = a.allocateFrom(JAVA_DOUBLE, 0.25);
+                nat().couplingBwd(n, hw, hb, hy, hh, scale, host(a, dout), a.allocateFrom(JAVA_DOUBLE, dld), hdy, hdh, hds);
+                CudaKernels.couplingBackward(cu, n, hw, gb, gy, gh, scale, gdout, gdld, gdy, gdh, gds);
+                float[] dyw = floats(hdy, len), dhw = floats(hdh, 2 * len);
+                close(what + " dy", down(cu, gdy, len), dyw, i -> Math.ulp(dyw[i]) + 0x1p-36);
+                close(what + " dh", down(cu, gdh, 2 * len), dhw, i -> Math.ulp(dhw[i]) + 0x1p-36);
+                double mag = 0.25;
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < hw; j++) {
+                        double th = Math.tanh(h[2 * i * hw + j]), e = Math.exp(th * scale * (1 - b[j]));
+                        mag += Math.abs(((double) dout[i * hw + j] * y[i * hw + j] * e + dld[i]) * (1 - b[j]) * th);
+                    }
+                assertEquals(hds.get(JAVA_DOUBLE, 0), downDoubles(cu, gds, 1)[0], 0x1p-53 * (hw + n + 40) * mag, what + " dscale");
+            }
+        }
+        try (DeviceBuffer x = cu.alloc(64)) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> CudaKernels.couplingForward(cu, 1, 4, x, x, x, 1f, x, null));
+            assertTrue(e.getMessage().contains("overlap"), e.getMessage());
+        }
+    }
 }
