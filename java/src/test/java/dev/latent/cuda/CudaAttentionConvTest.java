@@ -1,8 +1,6 @@
 package dev.latent.cuda;
 
 import dev.latent.nativ.LatentNative;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.Arena;
@@ -20,18 +18,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * as they do); the CPU kernels are held to the same kind of bound by their own tests, so GPU and CPU may differ by
  * twice it.
  */
-class CudaAttentionConvTest {
-    static Cuda cu;
-    static int isa;
-
-    @BeforeAll
-    static void setUp() {
-        cu = device();
-        isa = refIsa();
-    }
-
-    @AfterAll
-    static void tearDown() { if (cu != null) restoreIsa(isa); }
+class CudaAttentionConvTest extends AtRefIsaOnDevice {
 
     @Test
     void attention() {

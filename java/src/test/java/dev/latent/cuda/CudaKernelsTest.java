@@ -5,8 +5,6 @@ import dev.latent.ops.Kernels;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.Arena;
@@ -26,18 +24,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * their tolerances. Where an emulation test bounds the kernel's distance from the exact value and the CPU kernel is
  * itself only within the same kind of bound, the bound is doubled (said at each place). reparam: bit for bit.
  */
-class CudaKernelsTest {
-    static Cuda cu;
-    static int isa;
-
-    @BeforeAll
-    static void setUp() {
-        cu = device();
-        isa = refIsa();
-    }
-
-    @AfterAll
-    static void tearDown() { if (cu != null) restoreIsa(isa); }
+class CudaKernelsTest extends AtRefIsaOnDevice {
 
     static LatentNative nat() { return LatentNative.get(); }
 
