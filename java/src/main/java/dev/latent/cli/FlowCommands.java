@@ -5,6 +5,7 @@ import dev.latent.io.Json;
 import dev.latent.models.flow.FlowTrainer;
 import dev.latent.tensor.Scope;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
@@ -16,13 +17,10 @@ import java.util.concurrent.Callable;
 final class FlowCommands {
     private FlowCommands() {}
 
-    @Command(name = "realnvp", mixinStandardHelpOptions = true,
-            description = "Train RealNVP (checkerboard affine couplings) on 28 x 28 images; exact bits/dim on the test split at the end.")
-    static final class Train implements Callable<Integer> {
+    /** Options and the run shared by train realnvp and train glow: data, schedule, limits; one JSON line of results. */
+    static final class TrainOptions {
         @Option(names = "--data", description = "fashion-mnist, a folder of IDX files, or an IDX file (default: ${DEFAULT-VALUE})") String data = "fashion-mnist";
         @Option(names = "--out", required = true) Path out;
-        @Option(names = "--couplings") int couplings = 6;
-        @Option(names = "--hidden") int hidden = 64;
         @Option(names = "--epochs") int epochs = 1;
         @Option(names = "--batch") int batch = 64;
         @Option(names = "--lr") float lr = 1e-3f;
@@ -33,18 +31,15 @@ final class FlowCommands {
         @Option(names = "--threads") Integer threads;
         @Option(names = "--quiet") boolean quiet;
 
-        @Override
-        public Integer call() throws Exception {
+        int train(String model, java.util.function.Supplier<FlowTrainer.Config> config) throws Exception {
             GanCommands.threads(threads);
-            if (couplings < 1 || hidden < 1 || epochs < 1 || batch < 1 || maxSteps < 0 || limit < 0 || testLimit < 0)
-                throw new IllegalArgumentException("--couplings, --hidden, --epochs, --batch >= 1; --max-steps, --limit, --test-limit >= 0");
+            if (epochs < 1 || batch < 1 || maxSteps < 0 || limit < 0 || testLimit < 0)
+                throw new IllegalArgumentException("--epochs, --batch >= 1; --max-steps, --limit, --test-limit >= 0");
             ImageData probe = ImageData.load(data, "test");
             try (Scope scope = Scope.shared()) {
-                FlowTrainer t = new FlowTrainer(new FlowTrainer.Config(data, out, couplings, hidden, epochs, batch, lr, maxSteps, seed, limit, testLimit, quiet),
-                        scope, probe.h, probe.w);
-                FlowTrainer.Result r = t.run();
+                FlowTrainer.Result r = new FlowTrainer(config.get(), scope, probe.h, probe.w).run();
                 Map<String, Object> m = new LinkedHashMap<>();
-                m.put("model", "realnvp"); m.put("steps", r.steps()); m.put("train_bpd", r.trainBpd()); m.put("test_bpd", r.testBpd());
+                m.put("model", model); m.put("steps", r.steps()); m.put("train_bpd", r.trainBpd()); m.put("test_bpd", r.testBpd());
                 m.put("invertibility_error", r.invertibilityError()); m.put("images_per_s", r.imagesPerSecond()); m.put("out", out.toString());
                 System.out.println(Json.object(m));
             }
@@ -52,40 +47,34 @@ final class FlowCommands {
         }
     }
 
-    @Command(name = "glow", mixinStandardHelpOptions = true,
-            description = "Train Glow (L levels of squeeze, K steps of ActNorm + 1x1 conv + channel coupling, split) on images whose sides are multiples of 2^L; exact bits/dim on the test split at the end.")
-    static final class TrainGlow implements Callable<Integer> {
-        @Option(names = "--data", description = "fashion-mnist, a folder of IDX files, or an IDX file (default: ${DEFAULT-VALUE})") String data = "fashion-mnist";
-        @Option(names = "--out", required = true) Path out;
-        @Option(names = "--levels", description = "L (default: ${DEFAULT-VALUE})") int levels = 2;
-        @Option(names = {"--depth", "--steps-per-level"}, description = "K steps of flow per level (default: ${DEFAULT-VALUE})") int depth = 8;
-        @Option(names = "--hidden") int hidden = 128;
-        @Option(names = "--epochs") int epochs = 1;
-        @Option(names = "--batch") int batch = 64;
-        @Option(names = "--lr") float lr = 1e-3f;
-        @Option(names = "--max-steps", description = "stop after N steps (0: all epochs)") int maxSteps = 0;
-        @Option(names = "--seed") long seed = 1;
-        @Option(names = "--limit", description = "use only the first N training images") int limit = 0;
-        @Option(names = "--test-limit", description = "evaluate on the first N test images (0: all)") int testLimit = 0;
-        @Option(names = "--threads") Integer threads;
-        @Option(names = "--quiet") boolean quiet;
+    @Command(name = "realnvp", mixinStandardHelpOptions = true,
+            description = "Train RealNVP (checkerboard affine couplings) on 28 x 28 images; exact bits/dim on the test split at the end.")
+    static final class Train implements Callable<Integer> {
+        @Option(names = "--couplings") int couplings = 6;
+        @Option(names = "--hidden") int hidden = 64;
+        @Mixin TrainOptions o;
 
         @Override
         public Integer call() throws Exception {
-            GanCommands.threads(threads);
-            if (levels < 1 || depth < 1 || hidden < 1 || epochs < 1 || batch < 1 || maxSteps < 0 || limit < 0 || testLimit < 0)
-                throw new IllegalArgumentException("--levels, --depth, --hidden, --epochs, --batch >= 1; --max-steps, --limit, --test-limit >= 0");
-            ImageData probe = ImageData.load(data, "test");
-            try (Scope scope = Scope.shared()) {
-                FlowTrainer t = new FlowTrainer(new FlowTrainer.Config(data, out, "glow", 0, levels, depth, hidden, epochs, batch, lr, maxSteps, seed,
-                        limit, testLimit, quiet), scope, probe.h, probe.w);
-                FlowTrainer.Result r = t.run();
-                Map<String, Object> m = new LinkedHashMap<>();
-                m.put("model", "glow"); m.put("steps", r.steps()); m.put("train_bpd", r.trainBpd()); m.put("test_bpd", r.testBpd());
-                m.put("invertibility_error", r.invertibilityError()); m.put("images_per_s", r.imagesPerSecond()); m.put("out", out.toString());
-                System.out.println(Json.object(m));
-            }
-            return 0;
+            if (couplings < 1 || hidden < 1) throw new IllegalArgumentException("--couplings, --hidden >= 1");
+            return o.train("realnvp", () -> new FlowTrainer.Config(o.data, o.out, couplings, hidden, o.epochs, o.batch, o.lr,
+                    o.maxSteps, o.seed, o.limit, o.testLimit, o.quiet));
+        }
+    }
+
+    @Command(name = "glow", mixinStandardHelpOptions = true,
+            description = "Train Glow (L levels of squeeze, K steps of ActNorm + 1x1 conv + channel coupling, split) on images whose sides are multiples of 2^L; exact bits/dim on the test split at the end.")
+    static final class TrainGlow implements Callable<Integer> {
+        @Option(names = "--levels", description = "L (default: ${DEFAULT-VALUE})") int levels = 2;
+        @Option(names = {"--depth", "--steps-per-level"}, description = "K steps of flow per level (default: ${DEFAULT-VALUE})") int depth = 8;
+        @Option(names = "--hidden") int hidden = 128;
+        @Mixin TrainOptions o;
+
+        @Override
+        public Integer call() throws Exception {
+            if (levels < 1 || depth < 1 || hidden < 1) throw new IllegalArgumentException("--levels, --depth, --hidden >= 1");
+            return o.train("glow", () -> new FlowTrainer.Config(o.data, o.out, "glow", 0, levels, depth, hidden, o.epochs, o.batch,
+                    o.lr, o.maxSteps, o.seed, o.limit, o.testLimit, o.quiet));
         }
     }
 
