@@ -12,13 +12,33 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
 
-/** Line plots as PNG (loss curves), drawn with java.awt in headless mode: no plotting dependency. */
+/**
+ * Line plots as PNG (loss curves), drawn with java.awt in headless mode: no plotting dependency. Text needs fonts: on a
+ * server without fontconfig or any font (a minimal container, a jlinked runtime), the JDK throws an Error from its font
+ * setup. The curves are the point, so then the plot is written without its labels and the reason goes to stderr once;
+ * a training run never fails over its chart.
+ */
 public final class Plot {
     private Plot() {}
 
     public record Series(String name, double[] x, double[] y, Color color) {}
 
+    /** Draws a string at (x, y); the default is Graphics2D.drawString with a 12-point sans-serif font. */
+    interface Text { void draw(Graphics2D g, String s, int x, int y); }
+
+    private static final Text AWT_TEXT = (g, s, x, y) -> {
+        if (g.getFont() == null || g.getFont().getSize() != 12) g.setFont(new Font(Font.SANS_SERIF, Font.PLAIN, 12));
+        g.drawString(s, x, y);
+    };
+
+    private static volatile boolean warned;
+
     public static void lines(Path file, String title, String xLabel, String yLabel, List<Series> series) throws IOException {
+        lines(file, title, xLabel, yLabel, series, AWT_TEXT);
+    }
+
+    /** Returns whether the labels were drawn (false: no usable fonts, curves only). */
+    static boolean lines(Path file, String title, String xLabel, String yLabel, List<Series> series, Text text) throws IOException {
         System.setProperty("java.awt.headless", "true");
         int w = 800, h = 500, l = 70, r = 20, t = 40, b = 50;
         double x0 = Double.POSITIVE_INFINITY, x1 = Double.NEGATIVE_INFINITY, y0 = Double.POSITIVE_INFINITY, y1 = Double.NEGATIVE_INFINITY;
@@ -36,16 +56,26 @@ public final class Plot {
         g.setColor(Color.WHITE);
         g.fillRect(0, 0, w, h);
         g.setColor(Color.BLACK);
-        g.setFont(new Font(Font.SANS_SERIF, Font.PLAIN, 12));
         g.drawRect(l, t, w - l - r, h - t - b);
-        g.drawString(title, l, 20);
-        g.drawString(xLabel, w / 2, h - 10);
-        g.drawString(yLabel, 5, t - 8);
-        for (int k = 0; k <= 4; k++) {
-            double yv = y0 + (y1 - y0) * k / 4, xv = x0 + (x1 - x0) * k / 4;
-            int py = t + (int) ((h - t - b) * (1 - k / 4.0)), px = l + (int) ((w - l - r) * k / 4.0);
-            g.drawString(String.format(Locale.ROOT, "%.3g", yv), 5, py + 4);
-            g.drawString(String.format(Locale.ROOT, "%.0f", xv), px - 10, h - b + 15);
+        boolean labels = true;
+        try {
+            text.draw(g, title, l, 20);
+            text.draw(g, xLabel, w / 2, h - 10);
+            text.draw(g, yLabel, 5, t - 8);
+            for (int k = 0; k <= 4; k++) {
+                double yv = y0 + (y1 - y0) * k / 4, xv = x0 + (x1 - x0) * k / 4;
+                int py = t + (int) ((h - t - b) * (1 - k / 4.0)), px = l + (int) ((w - l - r) * k / 4.0);
+                text.draw(g, String.format(Locale.ROOT, "%.3g", yv), 5, py + 4);
+                text.draw(g, String.format(Locale.ROOT, "%.0f", xv), px - 10, h - b + 15);
+            }
+        } catch (VirtualMachineError e) {
+            throw e;
+        } catch (RuntimeException | Error e) {   // the JDK's font setup throws java.lang.Error ("Fontconfig head is null")
+            labels = false;
+            if (!warned) {
+                warned = true;
+                System.err.println("latent: " + file.getFileName() + " drawn without labels: no usable fonts (" + e + ")");
+            }
         }
         int ly = t + 15;
         for (Series s : series) {
@@ -59,10 +89,11 @@ public final class Plot {
                 if (px >= 0) g.drawLine(px, py, qx, qy);
                 px = qx; py = qy;
             }
-            g.drawString(s.name(), w - r - 150, ly);
+            if (labels) text.draw(g, s.name(), w - r - 150, ly);
             ly += 15;
         }
         g.dispose();
-        ImageIO.write(img, "png", file.toFile());
+        if (!ImageIO.write(img, "png", file.toFile())) throw new IOException("no PNG writer available");
+        return labels;
     }
 }
