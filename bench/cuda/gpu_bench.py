@@ -222,7 +222,7 @@ if want("attention"):
         dvec = torch.empty(b * nh * t, device=DEV)
         scale = 1.0 / math.sqrt(hs)
         d = AttDesc(b, nh, t, hs, 1, scale)
-        fwd = lambda: launch("ltk_attention_fwd", ((t + 15) // 16, b * nh), (128,), d, P(q), P(k_), P(v), P(o), P(lse))
+        fwd = lambda: launch("ltk_attention_fwd", ((t + 31) // 32, b * nh), (64,), d, P(q), P(k_), P(v), P(o), P(lse))
         rows = b * nh * t
 
         def bwd():

@@ -7,7 +7,8 @@
  * Layout of the work: a warp owns a few rows of the output (query rows, or key rows for dk / dv) and its 32 lanes
  * walk 32 rows of the other operand held in shared memory (row stride HS + 1 so lane-indexed rows are conflict
  * free); row-owner data is read by broadcast; a lane's part of an output row is columns lane + 32c (c < HS/32).
- *   ltk_attention_fwd        grid (ceil(T/16), B*NH), 128 threads: 16 query rows, key tiles of 32 (K, V in smem)
+ *   ltk_attention_fwd        grid (ceil(T/32), B*NH), 64 threads: 32 query rows, key tiles of 32, register tiles
+ *                            of 4 x 4 scores and 4 rows x 4 columns of O per thread (see the kernel's comment)
  *   ltk_attention_bwd_dot    D_i = dout_i . o_i, one warp per row (any grid of 256-thread blocks)
  *   ltk_attention_bwd_dkdv   grid (ceil(T/8), B*NH), 128 threads: 8 keys, query tiles of 32 (q, dout in smem)
  *   ltk_attention_bwd_dq     grid (ceil(T/8), B*NH), 128 threads: 8 query rows, key tiles of 32
@@ -30,70 +31,147 @@ static __device__ __forceinline__ float att_dot(const float *a, const float *b, 
     return s;
 }
 
-LT_KERNEL void __launch_bounds__(128) ltk_attention_fwd(lt_attention_desc d, const float *__restrict__ q,
-                                                        const float *__restrict__ k, const float *__restrict__ v,
-                                                        float *__restrict__ o, float *__restrict__ lse) {
-    enum { BR = 16, RW = 4, BC = 32 };
-    __shared__ float Qs[BR][ATT_MAXHS];
-    __shared__ float Ks[BC][ATT_MAXHS + 1];
-    __shared__ float Vs[BC][ATT_MAXHS];
-    const int T = (int)d.t, HS = (int)d.hs, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#if defined(__CUDACC__)
+typedef float4 att_f4;
+#else
+struct alignas(16) att_f4 { float x, y, z, w; };
+#endif
+
+#define AF_BR 32 /* query rows per block */
+#define AF_BC 32 /* keys per tile */
+
+/* Forward with register tiles: 64 threads = 8 row groups x 8 lanes. Thread (rg, kg) = (tid / 8, tid % 8) holds
+ * S for rows 4 rg .. 4 rg + 3 and keys 4 kg .. 4 kg + 3 of the tile (16 FMAs per two 16-byte shared loads: Q and K
+ * are stored transposed, Qt[h][row], Kt[h][key]), then the same rows and columns cg * 4 + 32 c4 + t (cg = kg) of
+ * O += P V (P through shared memory, transposed so a thread's 4 rows are one 16-byte load). A row's 32 scores live
+ * in the 8 lanes of one row group, so its max and sum are 3 xor shuffles. K and V share one buffer (K for S, then
+ * V for P V: 4 barriers per tile) to stay under 48 KB of static shared memory for HS = 128. Every score is a float
+ * dot in increasing h, every output a float sum in increasing key order: deterministic. */
+LT_KERNEL void __launch_bounds__(64) ltk_attention_fwd(lt_attention_desc d, const float *__restrict__ q,
+                                                       const float *__restrict__ k, const float *__restrict__ v,
+                                                       float *__restrict__ o, float *__restrict__ lse) {
+    __align__(16) __shared__ float Qt[ATT_MAXHS][AF_BR];
+    __align__(16) __shared__ float KV[ATT_MAXHS * AF_BC]; /* Kt[h][key] (h < HS), then Vs[key][h] (HS4 per row) */
+    __align__(16) __shared__ float Pt[AF_BC][AF_BR];
+    const int T = (int)d.t, HS = (int)d.hs, HS4 = (HS + 3) & ~3, tid = threadIdx.x, rg = tid >> 3, kg = tid & 7;
     if (HS > ATT_MAXHS) __trap();
     const int64_t base = (int64_t)blockIdx.y * T * HS;
-    const int q0 = blockIdx.x * BR;
-    for (int e = threadIdx.x; e < BR * HS; e += blockDim.x) {
-        const int r = e / HS, c = e % HS;
-        Qs[r][c] = q0 + r < T ? q[base + (int64_t)(q0 + r) * HS + c] : 0.0f;
+    const int q0 = blockIdx.x * AF_BR;
+    /* Qt: lanes walk rows (conflict-free stores), each reading a row's h in order */
+    for (int e = tid; e < AF_BR * HS; e += 64) {
+        const int r = e % AF_BR, h = e / AF_BR;
+        Qt[h][r] = q0 + r < T ? q[base + (int64_t)(q0 + r) * HS + h] : 0.0f;
     }
-    float m[RW], l[RW], acc[RW][ATT_NC];
+    float m[4], l[4], acc[4][ATT_NC * 4];
 #pragma unroll
-    for (int r = 0; r < RW; r++) {
-        m[r] = -INFINITY;
-        l[r] = 0.0f;
+    for (int i = 0; i < 4; i++) {
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
 #pragma unroll
-        for (int c = 0; c < ATT_NC; c++) acc[r][c] = 0.0f;
+        for (int c = 0; c < ATT_NC * 4; c++) acc[i][c] = 0.0f;
     }
-    const int kend = d.causal ? min(T, q0 + BR) : T;
-    for (int kt = 0; kt < kend; kt += BC) {
-        __syncthreads(); /* the previous tile is consumed (and Qs is written, the first time) */
-        for (int e = threadIdx.x; e < BC * HS; e += blockDim.x) {
-            const int j = e / HS, c = e % HS;
-            const bool in = kt + j < T;
-            Ks[j][c] = in ? k[base + (int64_t)(kt + j) * HS + c] : 0.0f;
-            Vs[j][c] = in ? v[base + (int64_t)(kt + j) * HS + c] : 0.0f;
+    const int kend = d.causal ? min(T, q0 + AF_BR) : T;
+    for (int kt = 0; kt < kend; kt += AF_BC) {
+        __syncthreads(); /* the previous tile's P V is done with KV and Pt (and Qt is written, the first time) */
+        for (int e = tid; e < AF_BC * HS; e += 64) {
+            const int j = e % AF_BC, h = e / AF_BC;
+            KV[h * AF_BC + j] = kt + j < T ? k[base + (int64_t)(kt + j) * HS + h] : 0.0f;
         }
         __syncthreads();
-        const int j = kt + lane;
+        float s[4][4];
 #pragma unroll
-        for (int r = 0; r < RW; r++) {
-            const int ri = warp * RW + r, i = q0 + ri;
-            const bool vis = i < T && j < T && (!d.causal || j <= i);
-            const float s = vis ? att_dot(Qs[ri], Ks[lane], HS) * d.scale : -INFINITY;
-            const float mnew = fmaxf(m[r], lt_warp_max(s));
-            if (mnew == -INFINITY) continue; /* nothing visible yet: uniform across the warp */
-            const float p = vis ? expf(s - mnew) : 0.0f;
-            const float corr = expf(m[r] - mnew); /* 0 when m was -inf */
-            l[r] = l[r] * corr + lt_warp_sum(p);
-            m[r] = mnew;
+        for (int i = 0; i < 4; i++)
 #pragma unroll
-            for (int c = 0; c < ATT_NC; c++) acc[r][c] *= corr;
-            for (int jj = 0; jj < BC; jj++) {
-                const float pj = __shfl_sync(LT_FULL_MASK, p, jj);
+            for (int j = 0; j < 4; j++) s[i][j] = 0.0f;
+        for (int h = 0; h < HS; h++) {
+            const att_f4 a = *reinterpret_cast<const att_f4 *>(&Qt[h][rg * 4]);
+            const att_f4 b = *reinterpret_cast<const att_f4 *>(&KV[h * AF_BC + kg * 4]);
+            const float av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
-                for (int c = 0; c < ATT_NC; c++)
-                    if (lane + 32 * c < HS) acc[r][c] = fmaf(pj, Vs[jj][lane + 32 * c], acc[r][c]);
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) s[i][j] = fmaf(av[i], bv[j], s[i][j]);
+        }
+        float p[4][4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int row = q0 + rg * 4 + i;
+            float mx = -INFINITY;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int key = kt + kg * 4 + j;
+                const bool vis = row < T && key < T && (!d.causal || key <= row);
+                s[i][j] = vis ? s[i][j] * d.scale : -INFINITY;
+                mx = fmaxf(mx, s[i][j]);
+            }
+#pragma unroll
+            for (int off = 4; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(LT_FULL_MASK, mx, off));
+            const float mnew = fmaxf(m[i], mx);
+            float ps = 0.0f, corr = 1.0f;
+            if (mnew == -INFINITY) { /* nothing visible yet in this row: uniform across its 8 lanes */
+#pragma unroll
+                for (int j = 0; j < 4; j++) p[i][j] = 0.0f;
+            } else {
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    p[i][j] = s[i][j] == -INFINITY ? 0.0f : expf(s[i][j] - mnew);
+                    ps += p[i][j];
+                }
+                corr = expf(m[i] - mnew); /* 0 when m was -inf */
+                m[i] = mnew;
+            }
+#pragma unroll
+            for (int off = 4; off > 0; off >>= 1) ps += __shfl_xor_sync(LT_FULL_MASK, ps, off);
+            l[i] = l[i] * corr + ps;
+#pragma unroll
+            for (int c = 0; c < ATT_NC * 4; c++) acc[i][c] *= corr;
+        }
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            att_f4 w;
+            w.x = p[0][j];
+            w.y = p[1][j];
+            w.z = p[2][j];
+            w.w = p[3][j];
+            *reinterpret_cast<att_f4 *>(&Pt[kg * 4 + j][rg * 4]) = w;
+        }
+        __syncthreads(); /* S is done with Kt; Pt is complete */
+        const int nk = min(AF_BC, T - kt);
+        for (int e = tid; e < AF_BC * HS4; e += 64) {
+            const int j = e / HS4, h = e % HS4;
+            KV[j * HS4 + h] = j < nk && h < HS ? v[base + (int64_t)(kt + j) * HS + h] : 0.0f;
+        }
+        __syncthreads();
+        for (int j = 0; j < nk; j++) {
+            const att_f4 pw = *reinterpret_cast<const att_f4 *>(&Pt[j][rg * 4]);
+            const float pv[4] = {pw.x, pw.y, pw.z, pw.w};
+#pragma unroll
+            for (int c4 = 0; c4 < ATT_NC; c4++) {
+                const int col = kg * 4 + 32 * c4;
+                if (col < HS4) {
+                    const att_f4 vw = *reinterpret_cast<const att_f4 *>(&KV[j * HS4 + col]);
+                    const float vv[4] = {vw.x, vw.y, vw.z, vw.w};
+#pragma unroll
+                    for (int i = 0; i < 4; i++)
+#pragma unroll
+                        for (int t = 0; t < 4; t++) acc[i][c4 * 4 + t] = fmaf(pv[i], vv[t], acc[i][c4 * 4 + t]);
+                }
             }
         }
     }
 #pragma unroll
-    for (int r = 0; r < RW; r++) {
-        const int i = q0 + warp * RW + r;
-        if (i >= T) continue;
-        const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+    for (int i = 0; i < 4; i++) {
+        const int row = q0 + rg * 4 + i;
+        if (row >= T) continue;
+        const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
 #pragma unroll
-        for (int c = 0; c < ATT_NC; c++)
-            if (lane + 32 * c < HS) o[base + (int64_t)i * HS + lane + 32 * c] = acc[r][c] * inv;
-        if (lane == 0) lse[(int64_t)blockIdx.y * T + i] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
+        for (int c4 = 0; c4 < ATT_NC; c4++)
+#pragma unroll
+            for (int t = 0; t < 4; t++) {
+                const int col = kg * 4 + 32 * c4 + t;
+                if (col < HS) o[base + (int64_t)row * HS + col] = acc[i][c4 * 4 + t] * inv;
+            }
+        if (kg == 0) lse[(int64_t)blockIdx.y * T + row] = l[i] > 0.0f ? m[i] + logf(l[i]) : -INFINITY;
     }
 }
 

@@ -304,7 +304,7 @@ public final class CudaKernels {
         Att a = att("attention", desc);
         floats("attention", a.numel(), "q", q, "k", k, "v", v, "o", o);
         floats("attention", a.bh() * a.t, "lse", lse);
-        cu.launch("ltk_attention_fwd", dim((a.t + 15) / 16, a.bh()), dim(128), 0, desc, q, k, v, o, lse);
+        cu.launch("ltk_attention_fwd", dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, o, lse);
     }
 
     /**
