@@ -228,10 +228,10 @@ if want("attention"):
         def bwd():
             launch("ltk_attention_bwd_dot", ((rows + 7) // 8,), (256,), C.c_int64(rows), C.c_int64(hs), P(do), P(o),
                    P(dvec))
-            launch("ltk_attention_bwd_dkdv", ((t + 7) // 8, b * nh), (128,), d, P(q), P(k_), P(v), P(lse), P(dvec),
-                   P(do), P(dk), P(dv))
-            launch("ltk_attention_bwd_dq", ((t + 7) // 8, b * nh), (128,), d, P(q), P(k_), P(v), P(lse), P(dvec),
-                   P(do), P(dq))
+            small = hs <= 64  # CudaKernels.attentionBackward's choice
+            g, blk, sfx = (((t + 31) // 32, b * nh), (64,), "64") if small else (((t + 7) // 8, b * nh), (128,), "")
+            launch("ltk_attention_bwd_dkdv" + sfx, g, blk, d, P(q), P(k_), P(v), P(lse), P(dvec), P(do), P(dk), P(dv))
+            launch("ltk_attention_bwd_dq" + sfx, g, blk, d, P(q), P(k_), P(v), P(lse), P(dvec), P(do), P(dq))
 
         fwd()
         bwd()

@@ -326,3 +326,198 @@ LT_KERNEL void __launch_bounds__(128) ltk_attention_bwd_dq(lt_attention_desc d, 
             if (lane + 32 * c < HS) dq[base + (int64_t)i * HS + lane + 32 * c] = g[r][c];
     }
 }
+
+/* ---- backward for HS <= 64 with register tiles (ATT_SMALL_HS) -------------------------------------------------
+ * Same math and pass split as the kernels above (dk / dv per key block, dq per query block: no atomics), but each of
+ * the 64 threads computes a 4 x 4 tile of S = q.k and dP = dout.v from row-major shared tiles with a padded stride
+ * (ATT_SP = 65: the 4 rows a thread reads and the 8 row groups of a warp fall in distinct banks), i.e. 16 FMAs per 8
+ * scalar loads, and accumulates 4 rows x 8 columns (b + 8 cc) of its outputs in registers, reading the 4 P / dS
+ * values of its rows as one 16-byte load. Four 32 x 65 tiles + two 32 x 32 ones: 41 KB of static shared memory,
+ * which is why HS > 64 keeps the kernels above. Sums run in increasing tile and index order: deterministic.
+ *   ltk_attention_bwd_dkdv64  grid (ceil(T/32), B*NH), 64 threads: 32 keys, query tiles of 32
+ *   ltk_attention_bwd_dq64    grid (ceil(T/32), B*NH), 64 threads: 32 query rows, key tiles of 32 */
+#define ATT_SMALL_HS 64
+#define ATT_SP (ATT_SMALL_HS + 1)
+
+/* Loads rows r0 .. r0 + 31 of a (T, HS) matrix into a 32 x ATT_SP tile (zeros past T and HS). */
+static __device__ __forceinline__ void att_tile(float (*dst)[ATT_SP], const float *__restrict__ src, int r0, int T,
+                                                int HS) {
+    for (int e = threadIdx.x; e < 32 * ATT_SMALL_HS; e += 64) {
+        const int r = e / ATT_SMALL_HS, h = e % ATT_SMALL_HS;
+        dst[r][h] = r0 + r < T && h < HS ? src[(int64_t)(r0 + r) * HS + h] : 0.0f;
+    }
+}
+
+/* s[x][y] = sum_h A[4 ga + x][h] B[4 gb + y][h] and likewise for C, D: the two 4 x 4 dot tiles of a thread */
+static __device__ __forceinline__ void att_dots2(float s[4][4], float t[4][4], const float (*A)[ATT_SP],
+                                                 const float (*B)[ATT_SP], const float (*Cm)[ATT_SP],
+                                                 const float (*D)[ATT_SP], int ga, int gb, int HS) {
+#pragma unroll
+    for (int x = 0; x < 4; x++)
+#pragma unroll
+        for (int y = 0; y < 4; y++) s[x][y] = t[x][y] = 0.0f;
+    for (int h = 0; h < HS; h++) {
+        float a[4], b[4], c[4], dd[4];
+#pragma unroll
+        for (int x = 0; x < 4; x++) {
+            a[x] = A[4 * ga + x][h];
+            b[x] = B[4 * gb + x][h];
+            c[x] = Cm[4 * ga + x][h];
+            dd[x] = D[4 * gb + x][h];
+        }
+#pragma unroll
+        for (int x = 0; x < 4; x++)
+#pragma unroll
+            for (int y = 0; y < 4; y++) {
+                s[x][y] = fmaf(a[x], b[y], s[x][y]);
+                t[x][y] = fmaf(c[x], dd[y], t[x][y]);
+            }
+    }
+}
+
+LT_KERNEL void __launch_bounds__(64) ltk_attention_bwd_dkdv64(lt_attention_desc d, const float *__restrict__ q,
+                                                              const float *__restrict__ k, const float *__restrict__ v,
+                                                              const float *__restrict__ lse,
+                                                              const float *__restrict__ dvec,
+                                                              const float *__restrict__ dout, float *__restrict__ dk,
+                                                              float *__restrict__ dv) {
+    __shared__ float Ks[32][ATT_SP], Vs[32][ATT_SP], Qs[32][ATT_SP], Os[32][ATT_SP]; /* Os: dout */
+    __align__(16) __shared__ float Ps[32][32], Ss[32][32]; /* [query][key]: P and dS */
+    __shared__ float Ls[32], Ds[32];
+    const int T = (int)d.t, HS = (int)d.hs, ga = threadIdx.x >> 3, gb = threadIdx.x & 7;
+    if (HS > ATT_SMALL_HS) __trap();
+    const int64_t base = (int64_t)blockIdx.y * T * HS, lbase = (int64_t)blockIdx.y * T;
+    const int k0 = blockIdx.x * 32;
+    att_tile(Ks, k + base, k0, T, HS);
+    att_tile(Vs, v + base, k0, T, HS);
+    float ak[4][8], av[4][8]; /* dk, dv: keys 4 ga + x, columns gb + 8 cc */
+#pragma unroll
+    for (int x = 0; x < 4; x++)
+#pragma unroll
+        for (int cc = 0; cc < 8; cc++) ak[x][cc] = av[x][cc] = 0.0f;
+    for (int q0 = d.causal ? k0 : 0; q0 < T; q0 += 32) {
+        __syncthreads(); /* the previous tile's Qs, Os, Ps, Ss are consumed (Ks, Vs written, the first time) */
+        att_tile(Qs, q + base, q0, T, HS);
+        att_tile(Os, dout + base, q0, T, HS);
+        if (threadIdx.x < 32) {
+            const int i = q0 + threadIdx.x;
+            Ls[threadIdx.x] = i < T ? lse[lbase + i] : -INFINITY;
+            Ds[threadIdx.x] = i < T ? dvec[lbase + i] : 0.0f;
+        }
+        __syncthreads();
+        float s[4][4], dp[4][4]; /* [key x][query y]: keys 4 ga + x, queries 4 gb + y */
+        att_dots2(s, dp, Ks, Qs, Vs, Os, ga, gb, HS);
+#pragma unroll
+        for (int y = 0; y < 4; y++) {
+            const int qi = 4 * gb + y, i = q0 + qi;
+            float pw[4], sw[4];
+#pragma unroll
+            for (int x = 0; x < 4; x++) {
+                const int j = k0 + 4 * ga + x;
+                const bool vis = i < T && j < T && (!d.causal || j <= i) && Ls[qi] != -INFINITY;
+                const float p = vis ? expf(s[x][y] * d.scale - Ls[qi]) : 0.0f;
+                pw[x] = p;
+                sw[x] = p * (dp[x][y] - Ds[qi]) * d.scale;
+            }
+            *reinterpret_cast<att_f4 *>(&Ps[qi][4 * ga]) = att_f4{pw[0], pw[1], pw[2], pw[3]};
+            *reinterpret_cast<att_f4 *>(&Ss[qi][4 * ga]) = att_f4{sw[0], sw[1], sw[2], sw[3]};
+        }
+        __syncthreads();
+        const int nq = min(32, T - q0);
+        for (int qi = 0; qi < nq; qi++) {
+            const att_f4 pw = *reinterpret_cast<const att_f4 *>(&Ps[qi][4 * ga]);
+            const att_f4 sw = *reinterpret_cast<const att_f4 *>(&Ss[qi][4 * ga]);
+            const float p4[4] = {pw.x, pw.y, pw.z, pw.w}, s4[4] = {sw.x, sw.y, sw.z, sw.w};
+#pragma unroll
+            for (int cc = 0; cc < 8; cc++) {
+                const float o = Os[qi][gb + 8 * cc], qq = Qs[qi][gb + 8 * cc];
+#pragma unroll
+                for (int x = 0; x < 4; x++) {
+                    av[x][cc] = fmaf(p4[x], o, av[x][cc]);
+                    ak[x][cc] = fmaf(s4[x], qq, ak[x][cc]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int x = 0; x < 4; x++) {
+        const int j = k0 + 4 * ga + x;
+        if (j >= T) continue;
+#pragma unroll
+        for (int cc = 0; cc < 8; cc++) {
+            const int c = gb + 8 * cc;
+            if (c < HS) {
+                dk[base + (int64_t)j * HS + c] = ak[x][cc];
+                dv[base + (int64_t)j * HS + c] = av[x][cc];
+            }
+        }
+    }
+}
+
+LT_KERNEL void __launch_bounds__(64) ltk_attention_bwd_dq64(lt_attention_desc d, const float *__restrict__ q,
+                                                            const float *__restrict__ k, const float *__restrict__ v,
+                                                            const float *__restrict__ lse,
+                                                            const float *__restrict__ dvec,
+                                                            const float *__restrict__ dout, float *__restrict__ dq) {
+    __shared__ float Qs[32][ATT_SP], Os[32][ATT_SP], Ks[32][ATT_SP], Vs[32][ATT_SP];
+    __align__(16) __shared__ float Ss[32][32]; /* [key][query]: dS */
+    const int T = (int)d.t, HS = (int)d.hs, ga = threadIdx.x >> 3, gb = threadIdx.x & 7;
+    if (HS > ATT_SMALL_HS) __trap();
+    const int64_t base = (int64_t)blockIdx.y * T * HS, lbase = (int64_t)blockIdx.y * T;
+    const int q0 = blockIdx.x * 32;
+    att_tile(Qs, q + base, q0, T, HS);
+    att_tile(Os, dout + base, q0, T, HS);
+    float li[4], di[4], aq[4][8]; /* queries 4 ga + x, columns gb + 8 cc */
+#pragma unroll
+    for (int x = 0; x < 4; x++) {
+        const int i = q0 + 4 * ga + x;
+        li[x] = i < T ? lse[lbase + i] : -INFINITY;
+        di[x] = i < T ? dvec[lbase + i] : 0.0f;
+#pragma unroll
+        for (int cc = 0; cc < 8; cc++) aq[x][cc] = 0.0f;
+    }
+    const int kend = d.causal ? min(T, q0 + 32) : T;
+    for (int kt = 0; kt < kend; kt += 32) {
+        __syncthreads(); /* the previous tile's Ks, Vs, Ss are consumed (Qs, Os written, the first time) */
+        att_tile(Ks, k + base, kt, T, HS);
+        att_tile(Vs, v + base, kt, T, HS);
+        __syncthreads();
+        float s[4][4], dp[4][4]; /* [query x][key y] */
+        att_dots2(s, dp, Qs, Ks, Os, Vs, ga, gb, HS);
+#pragma unroll
+        for (int y = 0; y < 4; y++) {
+            const int kj = 4 * gb + y, j = kt + kj;
+            float sw[4];
+#pragma unroll
+            for (int x = 0; x < 4; x++) {
+                const int i = q0 + 4 * ga + x;
+                const bool vis = i < T && j < T && (!d.causal || j <= i) && li[x] != -INFINITY;
+                const float p = vis ? expf(s[x][y] * d.scale - li[x]) : 0.0f;
+                sw[x] = p * (dp[x][y] - di[x]) * d.scale;
+            }
+            *reinterpret_cast<att_f4 *>(&Ss[kj][4 * ga]) = att_f4{sw[0], sw[1], sw[2], sw[3]};
+        }
+        __syncthreads();
+        const int nk = min(32, T - kt);
+        for (int kj = 0; kj < nk; kj++) {
+            const att_f4 sw = *reinterpret_cast<const att_f4 *>(&Ss[kj][4 * ga]);
+            const float s4[4] = {sw.x, sw.y, sw.z, sw.w};
+#pragma unroll
+            for (int cc = 0; cc < 8; cc++) {
+                const float kk = Ks[kj][gb + 8 * cc];
+#pragma unroll
+                for (int x = 0; x < 4; x++) aq[x][cc] = fmaf(s4[x], kk, aq[x][cc]);
+            }
+        }
+    }
+#pragma unroll
+    for (int x = 0; x < 4; x++) {
+        const int i = q0 + 4 * ga + x;
+        if (i >= T) continue;
+#pragma unroll
+        for (int cc = 0; cc < 8; cc++) {
+            const int c = gb + 8 * cc;
+            if (c < HS) dq[base + (int64_t)i * HS + c] = aq[x][cc];
+        }
+    }
+}

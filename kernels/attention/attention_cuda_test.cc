@@ -21,7 +21,7 @@ static int check(const char *what, const std::vector<float> &got, const std::vec
 int main() {
     const double U = 1.0 / (1 << 24);
     uint64_t s = 37;
-    struct { int64_t b, nh, t, hs; } shapes[] = {{1, 1, 1, 1}, {1, 2, 7, 16}, {2, 1, 37, 33}, {1, 1, 70, 72}, {1, 1, 40, 128}, {1, 1, 65, 3}, {1, 2, 33, 64}};
+    struct { int64_t b, nh, t, hs; } shapes[] = {{1, 1, 1, 1}, {1, 2, 7, 16}, {2, 1, 37, 33}, {1, 1, 70, 72}, {1, 1, 40, 128}, {1, 1, 65, 3}, {1, 2, 33, 64}, {1, 1, 100, 65}, {2, 1, 64, 32}};
     for (auto sh : shapes)
         for (int causal = 0; causal < 2; causal++) {
             const int64_t BH = sh.b * sh.nh, T = sh.t, HS = sh.hs, n = BH * T * HS;
@@ -36,12 +36,21 @@ int main() {
                    (const float *)k.data(), (const float *)v.data(), o.data(), lse.data());
             LAUNCH(ltk_attention_bwd_dot, dim3((unsigned)((BH * T + 7) / 8)), dim3(256), 0, BH * T, HS,
                    (const float *)dout.data(), (const float *)o.data(), dv_.data());
-            LAUNCH(ltk_attention_bwd_dkdv, dim3((unsigned)((T + 7) / 8), (unsigned)BH), dim3(128), 0, d,
-                   (const float *)q.data(), (const float *)k.data(), (const float *)v.data(), (const float *)lse.data(),
-                   (const float *)dv_.data(), (const float *)dout.data(), dk.data(), dv.data());
-            LAUNCH(ltk_attention_bwd_dq, dim3((unsigned)((T + 7) / 8), (unsigned)BH), dim3(128), 0, d,
-                   (const float *)q.data(), (const float *)k.data(), (const float *)v.data(), (const float *)lse.data(),
-                   (const float *)dv_.data(), (const float *)dout.data(), dq.data());
+            if (HS <= ATT_SMALL_HS) { /* the launcher's choice (CudaKernels.attentionBackward) */
+                LAUNCH(ltk_attention_bwd_dkdv64, dim3((unsigned)((T + 31) / 32), (unsigned)BH), dim3(64), 0, d,
+                       (const float *)q.data(), (const float *)k.data(), (const float *)v.data(), (const float *)lse.data(),
+                       (const float *)dv_.data(), (const float *)dout.data(), dk.data(), dv.data());
+                LAUNCH(ltk_attention_bwd_dq64, dim3((unsigned)((T + 31) / 32), (unsigned)BH), dim3(64), 0, d,
+                       (const float *)q.data(), (const float *)k.data(), (const float *)v.data(), (const float *)lse.data(),
+                       (const float *)dv_.data(), (const float *)dout.data(), dq.data());
+            } else {
+                LAUNCH(ltk_attention_bwd_dkdv, dim3((unsigned)((T + 7) / 8), (unsigned)BH), dim3(128), 0, d,
+                       (const float *)q.data(), (const float *)k.data(), (const float *)v.data(), (const float *)lse.data(),
+                       (const float *)dv_.data(), (const float *)dout.data(), dk.data(), dv.data());
+                LAUNCH(ltk_attention_bwd_dq, dim3((unsigned)((T + 7) / 8), (unsigned)BH), dim3(128), 0, d,
+                       (const float *)q.data(), (const float *)k.data(), (const float *)v.data(), (const float *)lse.data(),
+                       (const float *)dv_.data(), (const float *)dout.data(), dq.data());
+            }
             /* double reference and per-element tolerances */
             const double eps = 4 * U * (HS + T + 16), sc = d.scale;
             std::vector<double> ro(n, 0), rl(BH * T), rdq(n, 0), rdk(n, 0), rdv(n, 0);

@@ -29,6 +29,8 @@ public final class CudaKernels {
     static final int MAX_RANK = 6;
     /** Largest head size attention.cu's shared-memory tiles hold (ATT_MAXHS). */
     public static final long ATTENTION_MAX_HS = 128;
+    /** Head sizes up to this take attention.cu's register-tiled backward kernels (ATT_SMALL_HS). */
+    static final long ATTENTION_SMALL_HS = 64;
     private static final int MAX_GRID_YZ = 65535;
 
     /** Blocks for a grid-stride kernel of {@code threads} threads (a grid-stride loop covers the rest). */
@@ -320,8 +322,13 @@ public final class CudaKernels {
         long rows = a.bh() * a.t;
         DeviceBuffer dvec = scratch(cu, rows * 4);
         cu.launch("ltk_attention_bwd_dot", dim((rows + 7) / 8), dim(256), 0, rows, a.hs, dout, o, dvec);
-        cu.launch("ltk_attention_bwd_dkdv", dim((a.t + 7) / 8, a.bh()), dim(128), 0, desc, q, k, v, lse, dvec, dout, dk, dv);
-        cu.launch("ltk_attention_bwd_dq", dim((a.t + 7) / 8, a.bh()), dim(128), 0, desc, q, k, v, lse, dvec, dout, dq);
+        if (a.hs <= ATTENTION_SMALL_HS) {   // register-tiled kernels; their shared tiles hold HS <= 64
+            cu.launch("ltk_attention_bwd_dkdv64", dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, lse, dvec, dout, dk, dv);
+            cu.launch("ltk_attention_bwd_dq64", dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, lse, dvec, dout, dq);
+        } else {
+            cu.launch("ltk_attention_bwd_dkdv", dim((a.t + 7) / 8, a.bh()), dim(128), 0, desc, q, k, v, lse, dvec, dout, dk, dv);
+            cu.launch("ltk_attention_bwd_dq", dim((a.t + 7) / 8, a.bh()), dim(128), 0, desc, q, k, v, lse, dvec, dout, dq);
+        }
     }
 
     // ---- conv2d.cu ----
