@@ -8,6 +8,11 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
@@ -127,19 +132,88 @@ public final class Cuda {
 
     private void current() { drv.call("cuCtxSetCurrent", drv.cuCtxSetCurrent, ctx); }
 
+    // ---- device memory: a caching allocator --------------------------------------------------------------------
+    /*
+     * cuMemFree synchronises the whole device and cuMemAlloc is a driver round trip, and a training step allocates
+     * every op's output: freed blocks are therefore kept, per size class, and handed out again (PyTorch's allocator
+     * does the same). Safe because every launch and copy goes to the one (legacy default) stream in order: a block
+     * freed on the host may still be read by a queued kernel, but any kernel that receives it later runs after that
+     * one. Size classes: multiples of 512 bytes up to 1 MiB, then quarter powers of two (<= 25% slack). When
+     * cuMemAlloc runs out of memory, the cache is returned to the driver and the allocation retried once.
+     */
+    private static final int CUDA_ERROR_OUT_OF_MEMORY = 2;
+    private final Map<Long, ArrayDeque<Long>> cache = new HashMap<>();
+    private long cachedBytes, liveBytes, driverAllocs, reuses;
+
+    static long sizeClass(long bytes) {
+        if (bytes <= 1L << 20) return (bytes + 511) & ~511L;
+        long step = Long.highestOneBit(bytes - 1) >> 2;
+        return (bytes + step - 1) / step * step;
+    }
+
+    /** Device memory of at least {@code bytes}, reused from the cache when a block of its size class is free. */
     public DeviceBuffer alloc(long bytes) {
         if (bytes <= 0) throw new IllegalArgumentException("device allocation of " + bytes + " bytes");
+        long cls = sizeClass(bytes);
+        synchronized (cache) {
+            ArrayDeque<Long> free = cache.get(cls);
+            if (free != null && !free.isEmpty()) {
+                cachedBytes -= cls;
+                liveBytes += cls;
+                reuses++;
+                return new DeviceBuffer(this, free.pop(), bytes, cls);
+            }
+        }
+        long ptr;
+        try {
+            ptr = driverAlloc(cls);
+        } catch (NativeException e) {
+            if (e.code() != CUDA_ERROR_OUT_OF_MEMORY) throw e;
+            emptyCache();
+            ptr = driverAlloc(cls);
+        }
+        synchronized (cache) {
+            liveBytes += cls;
+            driverAllocs++;
+        }
+        return new DeviceBuffer(this, ptr, bytes, cls);
+    }
+
+    private long driverAlloc(long bytes) {
         current();
         try (Arena a = Arena.ofConfined()) {
             MemorySegment p = a.allocate(JAVA_LONG);
             drv.call("cuMemAlloc_v2", drv.cuMemAlloc, p, bytes);
-            return new DeviceBuffer(this, p.get(JAVA_LONG, 0), bytes);
+            return p.get(JAVA_LONG, 0);
         }
     }
 
-    void free(long ptr) {
+    /** A block back into the cache (DeviceBuffer.close, or its Cleaner). */
+    void release(long ptr, long cls) {
+        synchronized (cache) {
+            cache.computeIfAbsent(cls, c -> new ArrayDeque<>()).push(ptr);
+            cachedBytes += cls;
+            liveBytes -= cls;
+        }
+    }
+
+    /** Returns every cached block to the driver (cuMemFree; each one synchronises the device). */
+    public void emptyCache() {
+        List<Long> blocks = new ArrayList<>();
+        synchronized (cache) {
+            for (ArrayDeque<Long> q : cache.values()) blocks.addAll(q);
+            cache.clear();
+            cachedBytes = 0;
+        }
         current();
-        drv.call("cuMemFree_v2", drv.cuMemFree, ptr);
+        for (long ptr : blocks) drv.call("cuMemFree_v2", drv.cuMemFree, ptr);
+    }
+
+    /** The allocator's counters: bytes in live buffers and in the cache (size classes), cuMemAlloc calls, reuses. */
+    public record MemoryStats(long liveBytes, long cachedBytes, long driverAllocs, long reuses) {}
+
+    public MemoryStats memoryStats() {
+        synchronized (cache) { return new MemoryStats(liveBytes, cachedBytes, driverAllocs, reuses); }
     }
 
     void copyHtoD(long dst, MemorySegment src) {

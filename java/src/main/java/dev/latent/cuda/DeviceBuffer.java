@@ -4,8 +4,8 @@ import java.lang.foreign.MemorySegment;
 import java.lang.ref.Cleaner;
 
 /**
- * Device memory (cuMemAlloc_v2). Freed by {@link #close}; a Cleaner frees a buffer that was dropped without
- * closing, as a safety net only (DESIGN.md, "Memory"). Copies are synchronous and bounds-checked on both sides.
+ * Device memory from {@link Cuda#alloc} (its caching allocator). {@link #close} hands the block back to that cache; a
+ * Cleaner does so for a buffer that was dropped without closing, as a safety net only (DESIGN.md, "Memory"). Copies are synchronous and bounds-checked on both sides.
  * {@link #slice} makes a view (a tensor view's elements start at an offset into its storage): it shares the
  * allocation, owns nothing, and dies with its root buffer.
  */
@@ -17,12 +17,12 @@ public final class DeviceBuffer implements AutoCloseable {
     private final Cleaner.Cleanable cleanable;      /* null for slices */
     private volatile boolean closed;
 
-    DeviceBuffer(Cuda cuda, long ptr, long bytes) {
+    DeviceBuffer(Cuda cuda, long ptr, long bytes, long sizeClass) {
         this.cuda = cuda;
         this.ptr = ptr;
         this.bytes = bytes;
         this.root = this;
-        this.cleanable = CLEANER.register(this, () -> cuda.free(ptr));
+        this.cleanable = CLEANER.register(this, () -> cuda.release(ptr, sizeClass));
     }
 
     private DeviceBuffer(DeviceBuffer root, long ptr, long bytes) {
@@ -75,7 +75,7 @@ public final class DeviceBuffer implements AutoCloseable {
     /** Sets every byte to zero (cuMemsetD8). */
     public void zero() { cuda.memsetZero(address(), bytes); }
 
-    /** Frees the allocation; on a slice, does nothing (the root owns the memory). */
+    /** Returns the allocation to the allocator's cache; on a slice, does nothing (the root owns the memory). */
     @Override
     public void close() {
         if (cleanable == null || closed) return;
