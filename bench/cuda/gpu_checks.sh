@@ -31,4 +31,16 @@ if [[ $STEPS == all || $STEPS == *gpt* ]]; then
     done
   done
 fi
+if [[ $STEPS == all || $STEPS == *models* ]] && [ -d $G/fmnist ]; then
+  echo "== models on Fashion-MNIST (cuda, then cpu on this machine's cores)"
+  run() { local name=$1; shift
+    for dev in cuda cpu; do
+      timeout ${MODEL_TIMEOUT:-150} $J -Xmx16g $P -cp $CP dev.latent.cli.Main "$@" --data $G/fmnist --out /tmp/$name-$dev --device $dev \
+        > /tmp/$name-$dev.log 2>&1; r=$?; cat /tmp/$name-$dev.log >> $O/models.log
+      echo "-- $name $dev rc=$r"; grep -m2 "device\|CUDA" /tmp/$name-$dev.log; tail -3 /tmp/$name-$dev.log; rc=$((rc|r))
+    done; }
+  run vae train vae --epochs 1 --iwae-k 20 --iwae-n 200 ${VAE_ARGS}
+  run dcgan train dcgan --iters ${DCGAN_ITERS:-300} --log-interval 100 ${DCGAN_ARGS}
+  run realnvp train realnvp ${REALNVP_ARGS:---max-steps 200 --test-limit 2000}
+fi
 exit $rc

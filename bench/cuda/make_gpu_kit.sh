@@ -21,4 +21,7 @@ JU="$M2/org/junit/platform/junit-platform-console-standalone/1.14.1/junit-platfo
 cp "$JU" .gpu/lib/junit.jar
 cp java/target/native/liblatent.so java/target/native/cuda/latent_kernels.fatbin .gpu/native/
 cat README.md docs/*.md BENCHMARKS.md > .gpu/text.txt
+# Fashion-MNIST for the VAE / GAN / flow runs (30 MB; Debian's dataset-fashion-mnist)
+FM=/usr/share/datasets/fashion-mnist
+[ -d "$FM" ] && mkdir -p .gpu/fmnist && cp "$FM"/*.gz .gpu/fmnist/
 du -sh .gpu
