@@ -176,7 +176,7 @@ else:
 
 # ---- GEMM ----
 if want("gemm"):
-    shapes = [(33, 47, 29), (67, 129, 77)] if EMU else [(4096, 4096, 4096), (8192, 3072, 768), (8192, 768, 3072),
+    shapes = [(33, 47, 29), (67, 129, 77), (1030, 2050, 21)] if EMU else [(4096, 4096, 4096), (8192, 3072, 768), (8192, 768, 3072),
                                                        (4096, 1536, 384), (1000, 1000, 1000)]
     for (m, n, k) in shapes:
         A = torch.randn(m, k, device=DEV)
@@ -185,9 +185,12 @@ if want("gemm"):
         ref = A.double() @ B.double()
         bound_scale = ((A.double().abs() @ B.double().abs()).max() / ref.abs().max()).item()
         d = GemmDesc(0, 0, m, n, k, 1.0, 0.0, k, n, n, 1, 0, 0, 0)
-        grid = ((n + 63) // 64, (m + 63) // 64, 1)
+        # fp32: CudaKernels.gemm's choice (gemm.cu's gemm_f32_big): 128 x 128 tiles when they give >= 128 blocks
+        big = -(-m // 128) * -(-n // 128) >= 128
         for tf32 in (False, True):
-            name = "ltk_gemm_tf32" if tf32 else "ltk_gemm_f32"
+            name = "ltk_gemm_tf32" if tf32 else "ltk_gemm_f32_128" if big else "ltk_gemm_f32"
+            tile = 128 if name == "ltk_gemm_f32_128" else 64
+            grid = ((n + tile - 1) // tile, (m + tile - 1) // tile, 1)
             run = lambda: launch(name, grid, (128 if tf32 else 256,), d, P(A), P(B), P(Cm))
             run()
             sync()
@@ -286,8 +289,20 @@ if want("conv"):
                             P(None), P(y))
         bd = lambda: launch("ltk_conv2d_bwd_data", ((n * h * w + 63) // 64, (c + 63) // 64), (256,), d, P(dy), P(wt),
                             P(None), P(dx))
-        bw = lambda: launch("ltk_conv2d_bwd_weight", ((c * r * s + 63) // 64, (k + 63) // 64), (256,), d, P(x), P(dy),
-                            P(dw), C.c_int32(0))
+        # bwd_weight's depth split: conv2d.cu's conv2d_bwd_weight_chunk / CudaKernels.conv2dBackwardWeightChunk
+        depth, tiles = n * oh * ow, (c * r * s + 63) // 64 * ((k + 63) // 64)
+        splits = max(1, min(-(-512 // tiles), -(-depth // 256), 65535))
+        chunk = -(-(-(-depth // splits)) // 16) * 16
+        splits = -(-depth // chunk)
+        part = torch.empty(splits * k * c * r * s, device=DEV) if splits > 1 else None
+
+        def bw():
+            launch("ltk_conv2d_bwd_weight", ((c * r * s + 63) // 64, (k + 63) // 64, splits), (256,), d, P(x), P(dy),
+                   P(dw), C.c_int32(0), P(part), C.c_int64(chunk))
+            if splits > 1:
+                nw = k * c * r * s
+                launch("ltk_conv2d_bwd_weight_sum", (min((nw + 255) // 256, 1024),), (256,), C.c_int64(nw),
+                       C.c_int32(splits), P(part), P(dw), C.c_int32(0))
         fw(), bd(), bw()
         sync()
         x64, w64, dy64 = x.double(), wt.double(), dy.double()
@@ -309,7 +324,7 @@ if want("conv"):
             reps = max(1, int(2e10 / (2 * macs))) if not EMU else 1
             record(nm, shape, timed(ours, reps), timed(peer_op, reps) if not EMU else float("nan"),
                    "cuDNN fp32 (torch)", 2 * macs, "TFLOP/s", e_ours, e_peer, bound, PEAK["fp32"])
-        del x, wt, dy, y, dx, dw, x64, w64, dy64, y64, dx64, dw64
+        del x, wt, dy, y, dx, dw, part, x64, w64, dy64, y64, dx64, dw64
 
 # ---- reparameterization sampler ----
 if want("reparam"):

@@ -7,14 +7,25 @@
  *                           A[c][krs] = w[k][c][r][s], B[krs][(n,h,w)] = dy[n][k][oh][ow] where h = oh*sh - ph + r
  *                           (oh = (h + ph - r) / sh when that divides exactly and is in range, else 0)
  *   ltk_conv2d_bwd_weight   dw (+)= dy (x) x          M = K, N = C*R*S, depth N*OH*OW
+ *                           split over grid z: split z sums depth [z chunk, (z + 1) chunk) into its own partial dW
+ *                           tile in a scratch buffer (write-only), then ltk_conv2d_bwd_weight_sum adds the partials
+ *                           in split order 0, 1, ... and applies accumulate (no atomics: the bits depend only on the
+ *                           shape, which fixes the split, and the inputs). The split (conv2d_bwd_weight_chunk below)
+ *                           aims at ~512 blocks (the K x CRS grid alone was 9 blocks for C64 K64 3x3 on 132 SMs,
+ *                           each looping over a depth of 50176), chunks >= 256 deep; one split (no scratch, dw
+ *                           written directly) when the tile grid is already large or the depth is short.
  *   ltk_conv2d_bwd_bias     db[k] (+)= sum of dy over (n, oh, ow): one 256-thread block per k, fixed order
  * The GEMM core is gemm.cu's exact-fp32 SIMT tile (64 x 64, 256 threads, 4 x 4 per thread, depth steps of 16),
- * with the loads replaced by gathers: each output is one float sum in increasing depth order, so the test's bound
- * is gemm's u (8 sqrt(depth) + 3) sum |terms|. Deterministic (no split over the depth, no atomics).
+ * with the loads replaced by gathers: each output of fwd / bwd_data is one float sum in increasing depth order, so
+ * the test's bound is gemm's u (8 sqrt(depth) + 3) sum |terms|; bwd_weight's is a float sum per chunk c, then the
+ * S partials summed in order: u (8 sqrt(c) + 3 + 8 sqrt(S) + 3) sum |terms|. The gathers follow the contiguous
+ * index: consecutive threads load consecutive output columns for fwd / bwd_data, consecutive depth (n, oh, ow) for
+ * bwd_weight's x operand. Deterministic (no atomics).
  * Index arithmetic is 32-bit (64-bit division is a slow subroutine, and made bwd_data spill): the caller checks
- * that x, y and w each have fewer than 2^31 elements. Launch: grid (ceil(N/64), ceil(M/64)), 256 threads. The CPU kernels (kernels/conv2d, issue 4) are written in
- * parallel; conv2d_cuda_test.cc checks against a double reference in the test. TF32 tensor-core tiles and
- * vectorised gathers (channels-last) are the next steps once a GPU can measure them. */
+ * that x, y and w each have fewer than 2^31 elements. Launch: grid (ceil(N/64), ceil(M/64)), 256 threads, and
+ * bwd_weight's z = splits; bwd_weight_sum a grid-stride 1-D launch. The CPU kernels (kernels/conv2d, issue 4) are
+ * written in parallel; conv2d_cuda_test.cc checks against a double reference in the test. TF32 tensor-core tiles
+ * and vectorised gathers (channels-last) are the next steps. */
 #include "lt_cuda.cuh"
 extern "C" {
 #include "latent.h"
@@ -24,9 +35,30 @@ extern "C" {
 #define CONV_BN 64
 #define CONV_BK 16
 
-/* Tiled C[i][j] = sum_p A(i, p) B(p, j) over an M x N x depth problem; `op` supplies A, B (zero outside) and the
- * store of one finished element. */
-template <class Op> static __device__ __forceinline__ void conv_igemm(const Op &op, int64_t M, int64_t N, int64_t depth) {
+/* bwd_weight's depth split, a pure function of the shape (so a shape always gets the same bits): enough splits
+ * that the grid has about CONV_SPLIT_BLOCKS blocks (4 per SM on a 132-SM H200 at 64 registers x 256 threads),
+ * each split at least CONV_SPLIT_MIN_DEPTH deep, chunks a multiple of CONV_BK, at most 65535 splits (grid z).
+ * Returns the chunk; splits = ceil(depth / chunk). CudaKernels.conv2dBackwardWeight and gpu_bench.py repeat it. */
+#define CONV_SPLIT_BLOCKS 512
+#define CONV_SPLIT_MIN_DEPTH 256
+inline int64_t conv2d_bwd_weight_chunk(const lt_conv2d_desc *d) {
+    const int64_t depth = d->n * d->oh * d->ow;
+    const int64_t tiles = (d->c * d->r * d->s + CONV_BN - 1) / CONV_BN * ((d->k + CONV_BM - 1) / CONV_BM);
+    int64_t splits = (CONV_SPLIT_BLOCKS + tiles - 1) / tiles;
+    const int64_t cap = (depth + CONV_SPLIT_MIN_DEPTH - 1) / CONV_SPLIT_MIN_DEPTH;
+    if (splits > cap) splits = cap;
+    if (splits > 65535) splits = 65535;
+    if (splits < 1) splits = 1;
+    const int64_t per = (depth + splits - 1) / splits;
+    return (per + CONV_BK - 1) / CONV_BK * CONV_BK;
+}
+
+/* Tiled C[i][j] = sum_p A(i, p) B(p, j) over an M x N problem, p from kbeg to kend - 1 (the depth, or one split
+ * of it); `op` supplies A, B (zero outside) and the store of one finished element. B_DEPTH_FAST: consecutive
+ * threads load consecutive p of B (bwd_weight, whose B is x gathered along the depth (n, oh, ow): contiguous in
+ * ow), else consecutive j (fwd / bwd_data, whose columns (n, oh, ow) / (n, h, w) are the contiguous ones). */
+template <bool B_DEPTH_FAST, class Op>
+static __device__ __forceinline__ void conv_igemm(const Op &op, int64_t M, int64_t N, int64_t kbeg, int64_t kend) {
     __shared__ float As[CONV_BK][CONV_BM + 4];
     __shared__ float Bs[CONV_BK][CONV_BN + 4];
     const int64_t m0 = (int64_t)blockIdx.y * CONV_BM, n0 = (int64_t)blockIdx.x * CONV_BN;
@@ -36,14 +68,14 @@ template <class Op> static __device__ __forceinline__ void conv_igemm(const Op &
     for (int r = 0; r < 4; r++)
 #pragma unroll
         for (int q = 0; q < 4; q++) acc[r][q] = 0.0f;
-    for (int64_t k0 = 0; k0 < depth; k0 += CONV_BK) {
+    for (int64_t k0 = kbeg; k0 < kend; k0 += CONV_BK) {
         for (int e = threadIdx.x; e < CONV_BM * CONV_BK; e += 256) {
             const int i = e / CONV_BK, p = e % CONV_BK;
-            As[p][i] = m0 + i < M && k0 + p < depth ? op.A(m0 + i, k0 + p) : 0.0f;
+            As[p][i] = m0 + i < M && k0 + p < kend ? op.A(m0 + i, k0 + p) : 0.0f;
         }
         for (int e = threadIdx.x; e < CONV_BK * CONV_BN; e += 256) {
-            const int p = e / CONV_BN, j = e % CONV_BN;
-            Bs[p][j] = k0 + p < depth && n0 + j < N ? op.B(k0 + p, n0 + j) : 0.0f;
+            const int p = B_DEPTH_FAST ? e % CONV_BK : e / CONV_BN, j = B_DEPTH_FAST ? e / CONV_BK : e % CONV_BN;
+            Bs[p][j] = k0 + p < kend && n0 + j < N ? op.B(k0 + p, n0 + j) : 0.0f;
         }
         __syncthreads();
 #pragma unroll
@@ -123,7 +155,7 @@ struct conv_bwd_data_op {
 struct conv_bwd_weight_op {
     conv_dims d;
     const float *x, *dy;
-    float *dw;
+    float *dw; /* the split's partial tile in the scratch (accumulate 0), or dw itself when there is one split */
     int32_t accumulate;
     __device__ float A(int64_t k, int64_t npq) const {
         const int n = (int)npq / (d.oh * d.ow), pq = (int)npq - n * (d.oh * d.ow);
@@ -140,21 +172,36 @@ LT_KERNEL void __launch_bounds__(256) ltk_conv2d_fwd(lt_conv2d_desc d, const flo
                                                      const float *__restrict__ w, const float *__restrict__ bias,
                                                      float *__restrict__ y) {
     const conv_fwd_op op{conv_make_dims(d), x, w, bias, y};
-    conv_igemm(op, d.k, d.n * d.oh * d.ow, d.c * d.r * d.s);
+    conv_igemm<false>(op, d.k, d.n * d.oh * d.ow, 0, d.c * d.r * d.s);
 }
 
 LT_KERNEL void __launch_bounds__(256) ltk_conv2d_bwd_data(lt_conv2d_desc d, const float *__restrict__ dy,
                                                           const float *__restrict__ w, const float *__restrict__ bias,
                                                           float *__restrict__ dx) {
     const conv_bwd_data_op op{conv_make_dims(d), dy, w, bias, dx};
-    conv_igemm(op, d.c, d.n * d.h * d.w, d.k * d.r * d.s);
+    conv_igemm<false>(op, d.c, d.n * d.h * d.w, 0, d.k * d.r * d.s);
 }
 
+/* Split z of gridDim.z sums depth [z chunk, min((z + 1) chunk, N OH OW)). One split: dw (+)= directly; more:
+ * the partial tile goes to part + z K C R S (write-only) and ltk_conv2d_bwd_weight_sum adds them up. */
 LT_KERNEL void __launch_bounds__(256) ltk_conv2d_bwd_weight(lt_conv2d_desc d, const float *__restrict__ x,
                                                             const float *__restrict__ dy, float *__restrict__ dw,
-                                                            int32_t accumulate) {
-    const conv_bwd_weight_op op{conv_make_dims(d), x, dy, dw, accumulate};
-    conv_igemm(op, d.k, d.c * d.r * d.s, d.n * d.oh * d.ow);
+                                                            int32_t accumulate, float *__restrict__ part, int64_t chunk) {
+    const int64_t depth = d.n * d.oh * d.ow, z = blockIdx.z, kbeg = z * chunk; /* z = 0 when gridDim.z == 1 */
+    const int64_t kend = gridDim.z == 1 ? depth : (kbeg + chunk < depth ? kbeg + chunk : depth);
+    const conv_bwd_weight_op op{conv_make_dims(d), x, dy,
+                                gridDim.z == 1 ? dw : part + z * d.k * d.c * d.r * d.s, gridDim.z == 1 ? accumulate : 0};
+    conv_igemm<true>(op, d.k, d.c * d.r * d.s, kbeg, kend);
+}
+
+/* dw[e] (+)= part[0][e] + part[1][e] + ... + part[splits - 1][e], in that order (n = K C R S; grid-stride). */
+LT_KERNEL void __launch_bounds__(256) ltk_conv2d_bwd_weight_sum(int64_t n, int32_t splits, const float *__restrict__ part,
+                                                                float *__restrict__ dw, int32_t accumulate) {
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+        float s = part[e];
+        for (int32_t z = 1; z < splits; z++) s += part[z * n + e];
+        dw[e] = accumulate ? dw[e] + s : s;
+    }
 }
 
 LT_KERNEL void __launch_bounds__(256) ltk_conv2d_bwd_bias(lt_conv2d_desc d, const float *__restrict__ dy,

@@ -270,15 +270,20 @@ public final class CudaKernels {
 
     /**
      * GEMM with an lt_gemm_desc (LatentNative.GEMM_DESC layout; the operands' extents are checked by the caller, as
-     * ops.Gemm does for both devices): tf32 picks the tensor-core kernel, else the exact-fp32 one.
+     * ops.Gemm does for both devices): tf32 picks the tensor-core kernel, else an exact-fp32 one (128 x 128 tiles for
+     * large problems, 64 x 64 otherwise: a pure function of the shape).
      */
     public static void gemm(Cuda cu, MemorySegment desc, long m, long n, long batch, DeviceBuffer a, DeviceBuffer b,
                             DeviceBuffer c, boolean tf32) {
-        int[] grid = {(int) ((n + 63) / 64), (int) ((m + 63) / 64), (int) batch};
-        if ((m + 63) / 64 > MAX_GRID_YZ || batch > MAX_GRID_YZ || (n + 63) / 64 > Integer.MAX_VALUE)
+        // fp32: the 128 x 128 tile when it alone gives >= 128 blocks (gemm.cu's gemm_f32_big), else 64 x 64
+        boolean big = !tf32 && (m + 127) / 128 * ((n + 127) / 128) * batch >= 128;
+        int t = big ? 128 : 64;
+        int[] grid = {(int) ((n + t - 1) / t), (int) ((m + t - 1) / t), (int) batch};
+        if ((m + t - 1) / t > MAX_GRID_YZ || batch > MAX_GRID_YZ || (n + t - 1) / t > Integer.MAX_VALUE)
             throw new IllegalArgumentException("gemm grid too large: M=" + m + " N=" + n + " batch=" + batch);
         if (m == 0 || n == 0) return;
-        cu.launch(tf32 ? "ltk_gemm_tf32" : "ltk_gemm_f32", grid, new int[] {tf32 ? 128 : 256, 1, 1}, 0, desc, a, b, c);
+        cu.launch(tf32 ? "ltk_gemm_tf32" : big ? "ltk_gemm_f32_128" : "ltk_gemm_f32", grid,
+                  new int[] {tf32 ? 128 : 256, 1, 1}, 0, desc, a, b, c);
     }
 
     // ---- attention.cu ----
@@ -363,7 +368,23 @@ public final class CudaKernels {
         cu.launch("ltk_conv2d_bwd_data", dim((g.n * g.h * g.w + 63) / 64, (g.c + 63) / 64), dim(256), 0, desc, dy, w, bias, dx);
     }
 
-    /** dw (K, C, R, S) (+)= dy (x) x; db (K) (+)= the sum of dy per filter when db is not null. */
+    /**
+     * bwd_weight's depth split (conv2d.cu's conv2d_bwd_weight_chunk, a pure function of the shape): splits to reach
+     * about 512 blocks, each at least 256 deep, chunks a multiple of 16. Returns the chunk; splits = ceil(depth / chunk).
+     */
+    static long conv2dBackwardWeightChunk(ConvDims g) {
+        long depth = g.n * g.oh * g.ow;
+        long tiles = (g.c * g.r * g.s + 63) / 64 * ((g.k + 63) / 64);
+        long splits = Math.max(1, Math.min(Math.min((512 + tiles - 1) / tiles, (depth + 255) / 256), 65535));
+        long per = (depth + splits - 1) / splits;
+        return (per + 15) / 16 * 16;
+    }
+
+    /**
+     * dw (K, C, R, S) (+)= dy (x) x; db (K) (+)= the sum of dy per filter when db is not null. The depth N OH OW is
+     * split across grid z when the K x CRS grid alone is small (partials in this thread's scratch, then
+     * ltk_conv2d_bwd_weight_sum adds them in split order).
+     */
     public static void conv2dBackwardWeight(Cuda cu, MemorySegment desc, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dw,
                                             DeviceBuffer db, boolean accumulate) {
         ConvDims g = conv("conv2dBackwardWeight", desc);
@@ -372,7 +393,19 @@ public final class CudaKernels {
         floats("conv2dBackwardWeight", g.wt(), "dw", dw);
         if (db != null) floats("conv2dBackwardWeight", g.k, "db", db);
         int acc = accumulate ? 1 : 0;
-        cu.launch("ltk_conv2d_bwd_weight", dim((g.c * g.r * g.s + 63) / 64, (g.k + 63) / 64), dim(256), 0, desc, x, dy, dw, acc);
+        long chunk = conv2dBackwardWeightChunk(g), splits = (g.n * g.oh * g.ow + chunk - 1) / chunk;
+        int[] grid = dim((g.c * g.r * g.s + 63) / 64, (g.k + 63) / 64);
+        grid[2] = (int) splits;   // <= 512 by construction
+        if (splits == 1) {
+            cu.launch("ltk_conv2d_bwd_weight", grid, dim(256), 0, desc, x, dy, dw, acc, null, chunk);
+        } else {
+            // each split's partial dW in this thread's scratch, then summed in split order (deterministic)
+            long nw = g.wt();
+            DeviceBuffer part = scratch(cu, splits * nw * 4);
+            cu.launch("ltk_conv2d_bwd_weight", grid, dim(256), 0, desc, x, dy, dw, 0, part, chunk);
+            cu.launch("ltk_conv2d_bwd_weight_sum", dim(Math.min((nw + 255) / 256, 1024)), dim(256), 0, nw, (int) splits,
+                      part, dw, acc);
+        }
         if (db != null) cu.launch("ltk_conv2d_bwd_bias", dim(g.k), dim(256), 0, desc, dy, db, acc);
     }
 
