@@ -22,7 +22,10 @@
  * index: consecutive threads load consecutive output columns for fwd / bwd_data, consecutive depth (n, oh, ow) for
  * bwd_weight's x operand. Deterministic (no atomics).
  * Index arithmetic is 32-bit (64-bit division is a slow subroutine, and made bwd_data spill): the caller checks
- * that x, y and w each have fewer than 2^31 elements. Launch: grid (ceil(N/64), ceil(M/64)), 256 threads, and
+ * that x, y and w each have fewer than 2^31 elements. The index splits divide by the shape's sizes through
+ * conv_fdiv (multiply-high, add, shift; the multipliers computed once per thread at the start), not `/`, whose
+ * ~20 instructions a division made the gathers cost more than the FMAs; the tile loads are unrolled with a fixed
+ * (row, depth) per thread so loop-invariant index splits leave the depth loop. Launch: grid (ceil(N/64), ceil(M/64)), 256 threads, and
  * bwd_weight's z = splits; bwd_weight_sum a grid-stride 1-D launch. The CPU kernels (kernels/conv2d, issue 4) are
  * written in parallel; conv2d_cuda_test.cc checks against a double reference in the test. TF32 tensor-core tiles
  * and vectorised gathers (channels-last) are the next steps. */
@@ -69,11 +72,14 @@ static __device__ __forceinline__ void conv_igemm(const Op &op, int64_t M, int64
 #pragma unroll
         for (int q = 0; q < 4; q++) acc[r][q] = 0.0f;
     for (int64_t k0 = kbeg; k0 < kend; k0 += CONV_BK) {
-        for (int e = threadIdx.x; e < CONV_BM * CONV_BK; e += 256) {
-            const int i = e / CONV_BK, p = e % CONV_BK;
+#pragma unroll
+        for (int t = 0; t < CONV_BM * CONV_BK / 256; t++) { /* blockDim.x == 256: fixed (i, p) per thread */
+            const int e = threadIdx.x + 256 * t, i = e / CONV_BK, p = e % CONV_BK;
             As[p][i] = m0 + i < M && k0 + p < kend ? op.A(m0 + i, k0 + p) : 0.0f;
         }
-        for (int e = threadIdx.x; e < CONV_BK * CONV_BN; e += 256) {
+#pragma unroll
+        for (int t = 0; t < CONV_BK * CONV_BN / 256; t++) {
+            const int e = threadIdx.x + 256 * t;
             const int p = B_DEPTH_FAST ? e % CONV_BK : e / CONV_BN, j = B_DEPTH_FAST ? e / CONV_BK : e % CONV_BN;
             Bs[p][j] = k0 + p < kend && n0 + j < N ? op.B(k0 + p, n0 + j) : 0.0f;
         }
@@ -101,19 +107,51 @@ static __device__ __forceinline__ void conv_igemm(const Op &op, int64_t M, int64
         }
 }
 
-/* The descriptor's sizes as 32-bit ints for the gathers (see the header). */
+/* Division by a divisor fixed for the whole launch, for 0 <= n < 2^31: q = (mulhi(m, n) + n) >> l with
+ * l = ceil(log2 d) and m = floor(2^32 (2^l - d) / d) + 1 (the round-up multiplier; the sum stays below 2^32
+ * since mulhi(m, n) < n < 2^31). Three integer instructions instead of the ~20 of a 32-bit division by a runtime
+ * value, which dominated the gathers (four per x element against 4 FMAs per loaded element per thread).
+ * conv2d_cuda_test checks it against `/` for every divisor up to 4100 and sampled ones to 2^31 - 1. */
+struct conv_fdiv {
+    uint32_t m, l;
+    int d;
+    __device__ __forceinline__ int div(int n) const {
+        return (int)(((uint32_t)(((uint64_t)m * (uint32_t)n) >> 32) + (uint32_t)n) >> l);
+    }
+};
+static __device__ __forceinline__ conv_fdiv conv_fdiv_make(int d) {
+    uint32_t l = 0;
+    while (l < 31 && (1u << l) < (uint32_t)d) l++;
+    /* floor(2^32 rem / d) for rem = 2^l - d < d by long division, one bit a step: a 64-bit `/` is a called
+     * subroutine whose saved registers spilled */
+    uint32_t rem = (uint32_t)(((uint64_t)1 << l) - (uint32_t)d), q = 0;
+    for (int i = 0; i < 32; i++) {
+        rem <<= 1; /* rem < d < 2^31: no overflow */
+        q <<= 1;
+        if (rem >= (uint32_t)d) {
+            rem -= (uint32_t)d;
+            q |= 1;
+        }
+    }
+    return {q + 1, l, d};
+}
+
+/* The descriptor's sizes as 32-bit ints for the gathers (see the header), with dividers for the index splits. */
 struct conv_dims {
     int n, c, h, w, k, r, s, oh, ow, sh, sw, ph, pw;
+    conv_fdiv f_rs, f_s, f_pq, f_ow, f_hw, f_w, f_sh, f_sw; /* by r s, s, oh ow, ow, h w, w, stride h, stride w */
 };
 static __device__ __forceinline__ conv_dims conv_make_dims(const lt_conv2d_desc &d) {
-    return {(int)d.n, (int)d.c, (int)d.h, (int)d.w, (int)d.k, (int)d.r, (int)d.s, (int)d.oh, (int)d.ow,
-            d.stride_h, d.stride_w, d.pad_h, d.pad_w};
+    const int r = (int)d.r, s = (int)d.s, h = (int)d.h, w = (int)d.w, oh = (int)d.oh, ow = (int)d.ow;
+    return {(int)d.n, (int)d.c, h, w, (int)d.k, r, s, oh, ow, d.stride_h, d.stride_w, d.pad_h, d.pad_w,
+            conv_fdiv_make(r * s), conv_fdiv_make(s), conv_fdiv_make(oh * ow), conv_fdiv_make(ow),
+            conv_fdiv_make(h * w), conv_fdiv_make(w), conv_fdiv_make(d.stride_h), conv_fdiv_make(d.stride_w)};
 }
 
 /* x[n][c][oh*sh - ph + r][ow*sw - pw + s], 0 in the padding: the im2col element (crs, (n, oh, ow)). */
 static __device__ __forceinline__ float conv_gather_x(const conv_dims &d, const float *x, int crs, int npq) {
-    const int c = crs / (d.r * d.s), rs = crs - c * (d.r * d.s), r = rs / d.s, s = rs - r * d.s;
-    const int n = npq / (d.oh * d.ow), pq = npq - n * (d.oh * d.ow), oh = pq / d.ow, ow = pq - oh * d.ow;
+    const int c = d.f_rs.div(crs), rs = crs - c * (d.r * d.s), r = d.f_s.div(rs), s = rs - r * d.s;
+    const int n = d.f_pq.div(npq), pq = npq - n * (d.oh * d.ow), oh = d.f_ow.div(pq), ow = pq - oh * d.ow;
     const int h = oh * d.sh - d.ph + r, wc = ow * d.sw - d.pw + s;
     return h >= 0 && h < d.h && wc >= 0 && wc < d.w ? x[((n * d.c + c) * d.h + h) * d.w + wc] : 0.0f;
 }
@@ -125,7 +163,7 @@ struct conv_fwd_op {
     __device__ float A(int64_t k, int64_t crs) const { return w[(int)k * d.c * d.r * d.s + (int)crs]; }
     __device__ float B(int64_t crs, int64_t col) const { return conv_gather_x(d, x, (int)crs, (int)col); }
     __device__ void store(int64_t k, int64_t col, float acc) const {
-        const int n = (int)col / (d.oh * d.ow), pq = (int)col - n * (d.oh * d.ow);
+        const int n = d.f_pq.div((int)col), pq = (int)col - n * (d.oh * d.ow);
         y[(n * d.k + (int)k) * d.oh * d.ow + pq] = bias ? acc + bias[k] : acc;
     }
 };
@@ -135,19 +173,20 @@ struct conv_bwd_data_op {
     const float *dy, *w, *bias;
     float *dx;
     __device__ float A(int64_t c, int64_t krs) const {
-        const int k = (int)krs / (d.r * d.s), rs = (int)krs - k * (d.r * d.s);
+        const int k = d.f_rs.div((int)krs), rs = (int)krs - k * (d.r * d.s);
         return w[(k * d.c + (int)c) * d.r * d.s + rs];
     }
     __device__ float B(int64_t krs_, int64_t col) const {
-        const int krs = (int)krs_, k = krs / (d.r * d.s), rs = krs - k * (d.r * d.s), r = rs / d.s, s = rs - r * d.s;
-        const int n = (int)col / (d.h * d.w), hw = (int)col - n * (d.h * d.w), h = hw / d.w, wc = hw - h * d.w;
+        const int krs = (int)krs_, k = d.f_rs.div(krs), rs = krs - k * (d.r * d.s), r = d.f_s.div(rs), s = rs - r * d.s;
+        const int n = d.f_hw.div((int)col), hw = (int)col - n * (d.h * d.w), h = d.f_w.div(hw), wc = hw - h * d.w;
         const int th = h + d.ph - r, tw = wc + d.pw - s; /* = oh * sh, ow * sw */
-        if (th < 0 || tw < 0 || th % d.sh || tw % d.sw) return 0.0f;
-        const int oh = th / d.sh, ow = tw / d.sw;
+        if (th < 0 || tw < 0) return 0.0f;
+        const int oh = d.f_sh.div(th), ow = d.f_sw.div(tw);
+        if (oh * d.sh != th || ow * d.sw != tw) return 0.0f;
         return oh < d.oh && ow < d.ow ? dy[((n * d.k + k) * d.oh + oh) * d.ow + ow] : 0.0f;
     }
     __device__ void store(int64_t c, int64_t col, float acc) const {
-        const int n = (int)col / (d.h * d.w), hw = (int)col - n * (d.h * d.w);
+        const int n = d.f_hw.div((int)col), hw = (int)col - n * (d.h * d.w);
         dx[(n * d.c + (int)c) * d.h * d.w + hw] = bias ? acc + bias[c] : acc;
     }
 };
@@ -158,7 +197,7 @@ struct conv_bwd_weight_op {
     float *dw; /* the split's partial tile in the scratch (accumulate 0), or dw itself when there is one split */
     int32_t accumulate;
     __device__ float A(int64_t k, int64_t npq) const {
-        const int n = (int)npq / (d.oh * d.ow), pq = (int)npq - n * (d.oh * d.ow);
+        const int n = d.f_pq.div((int)npq), pq = (int)npq - n * (d.oh * d.ow);
         return dy[(n * d.k + (int)k) * d.oh * d.ow + pq];
     }
     __device__ float B(int64_t npq, int64_t crs) const { return conv_gather_x(d, x, (int)crs, (int)npq); }

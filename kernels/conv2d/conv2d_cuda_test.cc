@@ -12,9 +12,45 @@
 #include "../conv2d/conv2d.cu"
 #include "lt_cuda_test.h"
 
+/* conv_fdiv (the gathers' division by a launch-fixed divisor) against `/`: every divisor up to 4100 and sampled
+ * ones to 2^31 - 1, each on 0..3000, the multiples of d and their neighbours near 2^31, and random n < 2^31. */
+static void check_fdiv() {
+    uint64_t r = 7;
+    auto rnd = [&r]() { r = r * 6364136223846793005ull + 1442695040888963407ull; return (uint32_t)(r >> 33); };
+    int64_t bad = 0, checked = 0;
+    auto one = [&](int d, int n) {
+        const conv_fdiv f = conv_fdiv_make(d);
+        checked++;
+        if (f.div(n) != n / d && bad++ < 3) fprintf(stderr, "  fdiv %d / %d: got %d want %d\n", n, d, f.div(n), n / d);
+    };
+    std::vector<int> ds;
+    for (int d = 1; d <= 4100; d++) ds.push_back(d);
+    for (int i = 0; i < 2000; i++) ds.push_back((int)(rnd() & 0x7fffffff) | 1);
+    ds.push_back(0x7fffffff);
+    ds.push_back(0x40000000);
+    ds.push_back(0x40000001);
+    for (int d : ds) {
+        const conv_fdiv f = conv_fdiv_make(d);
+        for (int n = 0; n <= 3000; n++) {
+            checked++;
+            if (f.div(n) != n / d && bad++ < 3) fprintf(stderr, "  fdiv %d / %d: got %d\n", n, d, f.div(n));
+        }
+        const int64_t top = (int64_t)0x7fffffff / d * d;
+        for (int64_t q = top; q > top - 4 * (int64_t)d && q >= 0; q -= d) {
+            one(d, (int)q);
+            if (q + d - 1 <= 0x7fffffff) one(d, (int)(q + d - 1));
+            if (q > 0) one(d, (int)(q - 1));
+        }
+        for (int i = 0; i < 64; i++) one(d, (int)(rnd() & 0x7fffffff));
+        one(d, 0x7fffffff);
+    }
+    CHECK(bad == 0, "conv_fdiv: %lld of %lld quotients wrong", (long long)bad, (long long)checked);
+}
+
 int main() {
     const double U = 1.0 / (1 << 24);
     uint64_t s = 41;
+    check_fdiv();
     struct { int64_t n, c, h, w, k, r, s; int sh, sw, ph, pw; } cs[] = {
         {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0}, {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1}, {1, 5, 9, 8, 7, 3, 3, 2, 2, 1, 1},
         {2, 2, 6, 7, 3, 5, 2, 1, 2, 2, 0}, {1, 3, 8, 8, 2, 7, 7, 1, 1, 3, 3}, {3, 17, 5, 5, 65, 1, 1, 1, 1, 0, 0},
