@@ -185,13 +185,13 @@ if want("gemm"):
         ref = A.double() @ B.double()
         bound_scale = ((A.double().abs() @ B.double().abs()).max() / ref.abs().max()).item()
         d = GemmDesc(0, 0, m, n, k, 1.0, 0.0, k, n, n, 1, 0, 0, 0)
-        # fp32: CudaKernels.gemm's choice (gemm.cu's gemm_f32_big): 128 x 128 tiles when they give >= 128 blocks
+        # CudaKernels.gemm's choice (gemm.cu's gemm_big): 128 x 128 tiles when they give >= 128 blocks
         big = -(-m // 128) * -(-n // 128) >= 128
         for tf32 in (False, True):
-            name = "ltk_gemm_tf32" if tf32 else "ltk_gemm_f32_128" if big else "ltk_gemm_f32"
-            tile = 128 if name == "ltk_gemm_f32_128" else 64
+            name = ("ltk_gemm_tf32" if tf32 else "ltk_gemm_f32") + ("_128" if big else "")
+            tile = 128 if big else 64
             grid = ((n + tile - 1) // tile, (m + tile - 1) // tile, 1)
-            run = lambda: launch(name, grid, (128 if tf32 else 256,), d, P(A), P(B), P(Cm))
+            run = lambda: launch(name, grid, (128 if tf32 and not big else 256,), d, P(A), P(B), P(Cm))
             run()
             sync()
             e_ours = err_rel(Cm, ref)

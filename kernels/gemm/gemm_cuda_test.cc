@@ -1,4 +1,4 @@
-/* gemm.cu in the CUDA emulation (exact fp32 64 x 64 and 128 x 128, TF32 tensor-core kernels) against a
+/* gemm.cu in the CUDA emulation (exact fp32 and TF32 tensor-core kernels, 64 x 64 and 128 x 128 each) against a
  * double-precision product: M, N, K at every tile tail (0 (K), 1, 7, 16, 37, 64, 65, 129, 130, 131), all four transposes, padded leading dimensions, batches,
  * alpha / beta, beta = 0 with NaN in C (must not propagate). Tolerance per element, with mag = sum |alpha a b| +
  * |beta c|: fp32 kernels u (8 sqrt(K) + 3) mag (gemm_test.c's bound: it also sums p = 0..K-1 in order); TF32 adds
@@ -8,9 +8,11 @@
 #include "../gemm/gemm.cu"
 #include "lt_cuda_test.h"
 
-/* kind 0: ltk_gemm_f32, 1: ltk_gemm_tf32, 2: ltk_gemm_f32_128 (every shape, whatever gemm_f32_big picks). */
+/* kind 0: ltk_gemm_f32, 1: ltk_gemm_tf32, 2: ltk_gemm_f32_128, 3: ltk_gemm_tf32_128 (the 128 x 128 kernels on
+ * every shape, whatever gemm_big picks). */
+static const char *const KIND[] = {"f32", "tf32", "f32_128", "tf32_128"};
 static int run(const lt_gemm_desc &d, int kind, uint64_t *s) {
-    const bool tf32 = kind == 1;
+    const bool tf32 = kind == 1 || kind == 3;
     const int64_t ar = d.trans_a ? d.k : d.m, br = d.trans_b ? d.n : d.k;
     const int64_t na = d.stride_a * (d.batch - 1) + ar * d.lda, nb = d.stride_b * (d.batch - 1) + br * d.ldb;
     const int64_t nc = d.stride_c * (d.batch - 1) + d.m * d.ldc;
@@ -24,6 +26,7 @@ static int run(const lt_gemm_desc &d, int kind, uint64_t *s) {
     dim3 grid128((unsigned)((d.n + 127) / 128), (unsigned)((d.m + 127) / 128), (unsigned)d.batch);
     if (kind == 1) LAUNCH(ltk_gemm_tf32, grid, dim3(128), 0, d, (const float *)a.data(), (const float *)b.data(), c.data());
     else if (kind == 2) LAUNCH(ltk_gemm_f32_128, grid128, dim3(256), 0, d, (const float *)a.data(), (const float *)b.data(), c.data());
+    else if (kind == 3) LAUNCH(ltk_gemm_tf32_128, grid128, dim3(256), 0, d, (const float *)a.data(), (const float *)b.data(), c.data());
     else LAUNCH(ltk_gemm_f32, grid, dim3(256), 0, d, (const float *)a.data(), (const float *)b.data(), c.data());
     const double U = 1.0 / (1 << 24);
     int64_t bad = 0;
@@ -52,7 +55,7 @@ int main() {
     uint64_t s = 31;
     struct { int64_t m, n, k; } shapes[] = {{1, 1, 1}, {7, 16, 37}, {16, 7, 1}, {37, 65, 64}, {64, 64, 16}, {65, 130, 9},
                                             {130, 37, 70}, {9, 5, 0}, {131, 129, 19}, {129, 131, 8}};
-    for (int kind = 0; kind < 3; kind++) {
+    for (int kind = 0; kind < 4; kind++) {
         lt_t_worst_ratio = 0;
         for (auto sh : shapes)
             for (int tr = 0; tr < 4; tr++) {
@@ -71,10 +74,10 @@ int main() {
                 d.stride_c = sh.m * d.ldc + 2;
                 int bad = run(d, kind, &s);
                 CHECK(bad == 0, "gemm %s %lldx%lldx%lld trans %d%d batch %lld: %d outside tolerance",
-                      kind == 1 ? "tf32" : kind == 2 ? "f32_128" : "f32",
+                      KIND[kind],
                       (long long)sh.m, (long long)sh.n, (long long)sh.k, d.trans_a, d.trans_b, (long long)d.batch, bad);
             }
-        printf("%s: largest error / tolerance: %.3f\n", kind == 1 ? "tf32" : kind == 2 ? "f32_128" : "f32", lt_t_worst_ratio);
+        printf("%s: largest error / tolerance: %.3f\n", KIND[kind], lt_t_worst_ratio);
     }
     return lt_test_summary();
 }

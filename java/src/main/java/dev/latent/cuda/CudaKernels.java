@@ -270,20 +270,20 @@ public final class CudaKernels {
 
     /**
      * GEMM with an lt_gemm_desc (LatentNative.GEMM_DESC layout; the operands' extents are checked by the caller, as
-     * ops.Gemm does for both devices): tf32 picks the tensor-core kernel, else an exact-fp32 one (128 x 128 tiles for
-     * large problems, 64 x 64 otherwise: a pure function of the shape).
+     * ops.Gemm does for both devices): tf32 picks a tensor-core kernel, else an exact-fp32 one (each with 128 x 128
+     * tiles for large problems, 64 x 64 otherwise: a pure function of the shape).
      */
     public static void gemm(Cuda cu, MemorySegment desc, long m, long n, long batch, DeviceBuffer a, DeviceBuffer b,
                             DeviceBuffer c, boolean tf32) {
-        // fp32: the 128 x 128 tile when it alone gives >= 128 blocks (gemm.cu's gemm_f32_big), else 64 x 64
-        boolean big = !tf32 && (m + 127) / 128 * ((n + 127) / 128) * batch >= 128;
+        // the 128 x 128 tile when it alone gives >= 128 blocks (gemm.cu's gemm_big), else 64 x 64
+        boolean big = (m + 127) / 128 * ((n + 127) / 128) * batch >= 128;
         int t = big ? 128 : 64;
         int[] grid = {(int) ((n + t - 1) / t), (int) ((m + t - 1) / t), (int) batch};
         if ((m + t - 1) / t > MAX_GRID_YZ || batch > MAX_GRID_YZ || (n + t - 1) / t > Integer.MAX_VALUE)
             throw new IllegalArgumentException("gemm grid too large: M=" + m + " N=" + n + " batch=" + batch);
         if (m == 0 || n == 0) return;
-        cu.launch(tf32 ? "ltk_gemm_tf32" : big ? "ltk_gemm_f32_128" : "ltk_gemm_f32", grid,
-                  new int[] {tf32 ? 128 : 256, 1, 1}, 0, desc, a, b, c);
+        cu.launch((tf32 ? "ltk_gemm_tf32" : "ltk_gemm_f32") + (big ? "_128" : ""), grid,
+                  new int[] {tf32 && !big ? 128 : 256, 1, 1}, 0, desc, a, b, c);
     }
 
     // ---- attention.cu ----

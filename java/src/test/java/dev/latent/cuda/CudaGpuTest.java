@@ -52,7 +52,7 @@ class CudaGpuTest {
 
     @Test
     void gemmMatchesCpu() {
-        // 1030 x 2050 gives 153 tiles of 128 x 128: CudaKernels.gemm takes ltk_gemm_f32_128 there (>= 128 blocks)
+        // 1030 x 2050 gives 153 tiles of 128 x 128: CudaKernels.gemm takes ltk_gemm_{f32,tf32}_128 there (>= 128)
         for (int[] shape : new int[][] {{130, 97, 75}, {1030, 2050, 21}}) gemmMatchesCpu(shape[0], shape[1], shape[2]);
     }
 
