@@ -287,8 +287,9 @@ if want("conv"):
         d = ConvDesc(n, c, h, w, k, r, s, oh, ow, st, st, pd, pd)
         fw = lambda: launch("ltk_conv2d_fwd", ((n * oh * ow + 63) // 64, (k + 63) // 64), (256,), d, P(x), P(wt),
                             P(None), P(y))
-        bd = lambda: launch("ltk_conv2d_bwd_data", ((n * h * w + 63) // 64, (c + 63) // 64), (256,), d, P(dy), P(wt),
-                            P(None), P(dx))
+        # bwd_data: one GEMM per stride phase (grid z), phase 0's columns the most (CudaKernels.conv2dBackwardData)
+        bd = lambda: launch("ltk_conv2d_bwd_data", ((n * -(-h // st) * -(-w // st) + 63) // 64, (c + 63) // 64, st * st),
+                            (256,), d, P(dy), P(wt), P(None), P(dx))
         # bwd_weight's depth split: conv2d.cu's conv2d_bwd_weight_chunk / CudaKernels.conv2dBackwardWeightChunk
         depth, tiles = n * oh * ow, (c * r * s + 63) // 64 * ((k + 63) // 64)
         splits = max(1, min(-(-512 // tiles), -(-depth // 256), 65535))

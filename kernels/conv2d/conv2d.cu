@@ -5,7 +5,9 @@
  *                           A[k][crs] = w, B[crs][(n,oh,ow)] = x[n][c][oh*sh - ph + r][ow*sw - pw + s] (0 outside)
  *   ltk_conv2d_bwd_data     dx = conv^T(dy, w) + bias M = C, N = N*H*W, depth K*R*S
  *                           A[c][krs] = w[k][c][r][s], B[krs][(n,h,w)] = dy[n][k][oh][ow] where h = oh*sh - ph + r
- *                           (oh = (h + ph - r) / sh when that divides exactly and is in range, else 0)
+ *                           (oh = (h + ph - r) / sh when that divides exactly and is in range, else 0); run as
+ *                           sh*sw dense GEMMs, one per stride phase of (h, w) (grid z), which skip the taps that
+ *                           cannot divide (see conv_bwd_data_op)
  *   ltk_conv2d_bwd_weight   dw (+)= dy (x) x          M = K, N = C*R*S, depth N*OH*OW
  *                           split over grid z: split z sums depth [z chunk, (z + 1) chunk) into its own partial dW
  *                           tile in a scratch buffer (write-only), then ltk_conv2d_bwd_weight_sum adds the partials
@@ -25,10 +27,11 @@
  * that x, y and w each have fewer than 2^31 elements. The index splits divide by the shape's sizes through
  * conv_fdiv (multiply-high, add, shift; the multipliers computed once per thread at the start), not `/`, whose
  * ~20 instructions a division made the gathers cost more than the FMAs; the tile loads are unrolled with a fixed
- * (row, depth) per thread so loop-invariant index splits leave the depth loop. Launch: grid (ceil(N/64), ceil(M/64)), 256 threads, and
- * bwd_weight's z = splits; bwd_weight_sum a grid-stride 1-D launch. The CPU kernels (kernels/conv2d, issue 4) are
- * written in parallel; conv2d_cuda_test.cc checks against a double reference in the test. TF32 tensor-core tiles
- * and vectorised gathers (channels-last) are the next steps. */
+ * (row, depth) per thread so loop-invariant index splits leave the depth loop.
+ * Launch: grid (ceil(N/64), ceil(M/64)), 256 threads; bwd_weight's z = splits; bwd_data's N = N ceil(H/sh)
+ * ceil(W/sw) (phase 0's, the largest) and z = sh sw; bwd_weight_sum a grid-stride 1-D launch. The CPU kernels
+ * (kernels/conv2d, issue 4) are written in parallel; conv2d_cuda_test.cc checks against a double reference in
+ * the test. TF32 tensor-core tiles and vectorised gathers (channels-last) are the next steps. */
 #include "lt_cuda.cuh"
 extern "C" {
 #include "latent.h"
@@ -168,26 +171,32 @@ struct conv_fwd_op {
     }
 };
 
+/* bwd_data by stride phase (a, b) = (blockIdx.z / sw, blockIdx.z % sw): the rows h = a + sh i and columns
+ * w = b + sw ii of dx only meet filter taps r = r0 + sh j, s = s0 + sw jj with r0 = (a + ph) mod sh (likewise s0),
+ * and there oh = bh + i - j with bh = (a + ph - r0) / sh (likewise ow): a dense implicit GEMM per phase, M = C,
+ * N = N nh nw (nh = ceil((H - a) / sh) rows in the phase), depth K nr ns (nr = ceil((R - r0) / sh) taps), with
+ * no zero terms (for stride 2 the old single GEMM had 3 of 4 depth terms zero) and no divisibility tests. Each
+ * output still sums its nonzero terms in increasing (k, r, s) order. */
 struct conv_bwd_data_op {
     conv_dims d;
     const float *dy, *w, *bias;
     float *dx;
-    __device__ float A(int64_t c, int64_t krs) const {
-        const int k = d.f_rs.div((int)krs), rs = (int)krs - k * (d.r * d.s);
-        return w[(k * d.c + (int)c) * d.r * d.s + rs];
+    int woff, bh, bw, nr, ns, nh, nw; /* woff = r0 S + s0 */
+    conv_fdiv f_rs, f_s, f_hw, f_w;   /* by nr ns, ns, nh nw, nw */
+    __device__ float A(int64_t c, int64_t kjj) const {
+        const int k = f_rs.div((int)kjj), rs = (int)kjj - k * (nr * ns), j = f_s.div(rs), jj = rs - j * ns;
+        return w[(k * d.c + (int)c) * d.r * d.s + woff + d.sh * d.s * j + d.sw * jj];
     }
-    __device__ float B(int64_t krs_, int64_t col) const {
-        const int krs = (int)krs_, k = d.f_rs.div(krs), rs = krs - k * (d.r * d.s), r = d.f_s.div(rs), s = rs - r * d.s;
-        const int n = d.f_hw.div((int)col), hw = (int)col - n * (d.h * d.w), h = d.f_w.div(hw), wc = hw - h * d.w;
-        const int th = h + d.ph - r, tw = wc + d.pw - s; /* = oh * sh, ow * sw */
-        if (th < 0 || tw < 0) return 0.0f;
-        const int oh = d.f_sh.div(th), ow = d.f_sw.div(tw);
-        if (oh * d.sh != th || ow * d.sw != tw) return 0.0f;
-        return oh < d.oh && ow < d.ow ? dy[((n * d.k + k) * d.oh + oh) * d.ow + ow] : 0.0f;
+    __device__ float B(int64_t kjj, int64_t col) const {
+        const int k = f_rs.div((int)kjj), rs = (int)kjj - k * (nr * ns), j = f_s.div(rs), jj = rs - j * ns;
+        const int n = f_hw.div((int)col), hw = (int)col - n * (nh * nw), i = f_w.div(hw), ii = hw - i * nw;
+        const int oh = bh + i - j, ow = bw + ii - jj;
+        return oh >= 0 && oh < d.oh && ow >= 0 && ow < d.ow ? dy[((n * d.k + k) * d.oh + oh) * d.ow + ow] : 0.0f;
     }
     __device__ void store(int64_t c, int64_t col, float acc) const {
-        const int n = d.f_hw.div((int)col), hw = (int)col - n * (d.h * d.w);
-        dx[(n * d.c + (int)c) * d.h * d.w + hw] = bias ? acc + bias[c] : acc;
+        const int a = (int)blockIdx.z / d.sw, b = (int)blockIdx.z - a * d.sw; /* the phase */
+        const int n = f_hw.div((int)col), hw = (int)col - n * (nh * nw), i = f_w.div(hw), ii = hw - i * nw;
+        dx[((n * d.c + (int)c) * d.h + a + d.sh * i) * d.w + b + d.sw * ii] = bias ? acc + bias[c] : acc;
     }
 };
 
@@ -217,8 +226,16 @@ LT_KERNEL void __launch_bounds__(256) ltk_conv2d_fwd(lt_conv2d_desc d, const flo
 LT_KERNEL void __launch_bounds__(256) ltk_conv2d_bwd_data(lt_conv2d_desc d, const float *__restrict__ dy,
                                                           const float *__restrict__ w, const float *__restrict__ bias,
                                                           float *__restrict__ dx) {
-    const conv_bwd_data_op op{conv_make_dims(d), dy, w, bias, dx};
-    conv_igemm<false>(op, d.c, d.n * d.h * d.w, 0, d.k * d.r * d.s);
+    const int sh = d.stride_h, sw = d.stride_w, a = (int)blockIdx.z / sw, b = (int)blockIdx.z - a * sw;
+    const int r0 = (a + d.pad_h) % sh, s0 = (b + d.pad_w) % sw;
+    const int nr = (int)d.r > r0 ? ((int)d.r - r0 + sh - 1) / sh : 0, ns = (int)d.s > s0 ? ((int)d.s - s0 + sw - 1) / sw : 0;
+    const int nh = (int)d.h > a ? ((int)d.h - a + sh - 1) / sh : 0, nw = (int)d.w > b ? ((int)d.w - b + sw - 1) / sw : 0;
+    const int ncol = (int)d.n * nh * nw;
+    if ((int64_t)blockIdx.x * CONV_BN >= ncol) return; /* phases with fewer columns than phase 0: the whole block */
+    const conv_bwd_data_op op{conv_make_dims(d), dy, w, bias, dx, r0 * (int)d.s + s0, (a + d.pad_h - r0) / sh,
+                              (b + d.pad_w - s0) / sw, nr, ns, nh, nw, conv_fdiv_make(nr * ns), conv_fdiv_make(ns),
+                              conv_fdiv_make(nh * nw), conv_fdiv_make(nw)};
+    conv_igemm<false>(op, d.c, ncol, 0, (int64_t)d.k * nr * ns);
 }
 
 /* Split z of gridDim.z sums depth [z chunk, min((z + 1) chunk, N OH OW)). One split: dw (+)= directly; more:

@@ -5,6 +5,7 @@ import java.lang.foreign.MemorySegment;
 
 import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
@@ -358,14 +359,23 @@ public final class CudaKernels {
         cu.launch("ltk_conv2d_fwd", dim((g.n * g.oh * g.ow + 63) / 64, (g.k + 63) / 64), dim(256), 0, desc, x, w, bias, y);
     }
 
-    /** dx = conv^T(dy, w) + bias (bias (C) or null: a transposed convolution's forward). */
+    /**
+     * dx = conv^T(dy, w) + bias (bias (C) or null: a transposed convolution's forward). Grid (ceil(N ceil(H/sh)
+     * ceil(W/sw) / 64), ceil(C / 64), sh sw): one GEMM per stride phase.
+     */
     public static void conv2dBackwardData(Cuda cu, MemorySegment desc, DeviceBuffer dy, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer dx) {
         ConvDims g = conv("conv2dBackwardData", desc);
         floats("conv2dBackwardData", g.y(), "dy", dy);
         floats("conv2dBackwardData", g.wt(), "w", w);
         floats("conv2dBackwardData", g.x(), "dx", dx);
         if (bias != null) floats("conv2dBackwardData", g.c, "bias", bias);
-        cu.launch("ltk_conv2d_bwd_data", dim((g.n * g.h * g.w + 63) / 64, (g.c + 63) / 64), dim(256), 0, desc, dy, w, bias, dx);
+        // one implicit GEMM per stride phase of (h, w) (grid z); phase 0 has the most columns
+        int sh = desc.get(JAVA_INT, 72), sw = desc.get(JAVA_INT, 76);
+        if (sh < 1 || sw < 1 || (long) sh * sw > MAX_GRID_YZ)
+            throw new IllegalArgumentException("conv2dBackwardData: strides must be >= 1 (and sh sw <= 65535), got " + sh + ", " + sw);
+        int[] grid = dim((g.n * ((g.h + sh - 1) / sh) * ((g.w + sw - 1) / sw) + 63) / 64, (g.c + 63) / 64);
+        grid[2] = sh * sw;
+        cu.launch("ltk_conv2d_bwd_data", grid, dim(256), 0, desc, dy, w, bias, dx);
     }
 
     /**
