@@ -275,7 +275,7 @@ if want("conv"):
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cudnn.benchmark = True
     # (N, C, H, W, K, R, S, stride, pad): DCGAN's 4x4 s2 convs, RealNVP / ResNet 3x3, a 1x1, an odd-size one
-    shapes = [(3, 5, 9, 11, 7, 3, 3, 1, 1), (2, 17, 8, 8, 33, 4, 4, 2, 1)] if EMU else [
+    shapes = [(3, 5, 9, 11, 7, 3, 3, 1, 1), (2, 17, 8, 8, 33, 4, 4, 2, 1), (8, 3, 66, 70, 5, 3, 3, 1, 1)] if EMU else [
         (128, 128, 16, 16, 256, 4, 4, 2, 1), (128, 64, 32, 32, 128, 4, 4, 2, 1), (64, 64, 28, 28, 64, 3, 3, 1, 1),
         (128, 128, 32, 32, 128, 3, 3, 1, 1), (128, 256, 14, 14, 256, 1, 1, 1, 0), (61, 37, 23, 29, 45, 3, 3, 1, 1)]
     for (n, c, h, w, k, r, s, st, pd) in shapes:
@@ -285,11 +285,19 @@ if want("conv"):
         dy = torch.randn(n, k, oh, ow, device=DEV)
         y, dx, dw = torch.empty_like(dy), torch.empty_like(x), torch.empty_like(wt)
         d = ConvDesc(n, c, h, w, k, r, s, oh, ow, st, st, pd, pd)
-        fw = lambda: launch("ltk_conv2d_fwd", ((n * oh * ow + 63) // 64, (k + 63) // 64), (256,), d, P(x), P(wt),
-                            P(None), P(y))
+        # conv2d.cu's conv2d_wide / CudaKernels.convWide: the 64 x 256 tile when it alone gives >= 128 blocks
+        wide = lambda ncol, m, ph: -(-ncol // 256) * -(-m // 64) * ph >= 128
+        ncf = n * oh * ow
+        wf = wide(ncf, k, 1)
+        tf = 256 if wf else 64
+        fw = lambda: launch("ltk_conv2d_fwd_wide" if wf else "ltk_conv2d_fwd", (-(-ncf // tf), (k + 63) // 64), (256,), d,
+                            P(x), P(wt), P(None), P(y))
         # bwd_data: one GEMM per stride phase (grid z), phase 0's columns the most (CudaKernels.conv2dBackwardData)
-        bd = lambda: launch("ltk_conv2d_bwd_data", ((n * -(-h // st) * -(-w // st) + 63) // 64, (c + 63) // 64, st * st),
-                            (256,), d, P(dy), P(wt), P(None), P(dx))
+        ncd = n * -(-h // st) * -(-w // st)
+        wd = wide(ncd, c, st * st)
+        td = 256 if wd else 64
+        bd = lambda: launch("ltk_conv2d_bwd_data_wide" if wd else "ltk_conv2d_bwd_data",
+                            (-(-ncd // td), (c + 63) // 64, st * st), (256,), d, P(dy), P(wt), P(None), P(dx))
         # bwd_weight's depth split: conv2d.cu's conv2d_bwd_weight_chunk / CudaKernels.conv2dBackwardWeightChunk
         depth, tiles = n * oh * ow, (c * r * s + 63) // 64 * ((k + 63) // 64)
         splits = max(1, min(-(-512 // tiles), -(-depth // 256), 65535))

@@ -18,7 +18,9 @@
  *                           written directly) when the tile grid is already large or the depth is short.
  *   ltk_conv2d_bwd_bias     db[k] (+)= sum of dy over (n, oh, ow): one 256-thread block per k, fixed order
  * The GEMM core is gemm.cu's exact-fp32 SIMT tile (64 x 64, 256 threads, 4 x 4 per thread, depth steps of 16),
- * with the loads replaced by gathers: each output of fwd / bwd_data is one float sum in increasing depth order, so
+ * with the loads replaced by gathers; fwd and bwd_data also have a 64 x 256 tile (ltk_conv2d_fwd_wide /
+ * ltk_conv2d_bwd_data_wide: 4 x 16 per thread, 16-byte shared reads, double-buffered with register prefetch, see
+ * conv_igemm_wide) taken when it alone gives >= 128 blocks (conv2d_wide, a pure function of the shape): each output of fwd / bwd_data is one float sum in increasing depth order, so
  * the test's bound is gemm's u (8 sqrt(depth) + 3) sum |terms|; bwd_weight's is a float sum per chunk c, then the
  * S partials summed in order: u (8 sqrt(c) + 3 + 8 sqrt(S) + 3) sum |terms|. The gathers follow the contiguous
  * index: consecutive threads load consecutive output columns for fwd / bwd_data, consecutive depth (n, oh, ow) for
@@ -57,6 +59,30 @@ inline int64_t conv2d_bwd_weight_chunk(const lt_conv2d_desc *d) {
     if (splits < 1) splits = 1;
     const int64_t per = (depth + splits - 1) / splits;
     return (per + CONV_BK - 1) / CONV_BK * CONV_BK;
+}
+
+/* fwd / bwd_data take the 64 x 256 tile (ltk_conv2d_*_wide) when it alone gives at least CONV_WIDE_MIN_BLOCKS
+ * blocks (about one per SM), ncol = N OH OW (fwd) or N ceil(H/sh) ceil(W/sw) (bwd_data), m = K or C, phases = 1
+ * or sh sw: a pure function of the shape. CudaKernels and gpu_bench.py repeat it. */
+#define CONV_WIDE_MIN_BLOCKS 128
+inline int conv2d_wide(int64_t ncol, int64_t m, int64_t phases) {
+    return (ncol + 255) / 256 * ((m + 63) / 64) * phases >= CONV_WIDE_MIN_BLOCKS;
+}
+
+/* Four consecutive floats from shared memory, 16-byte aligned: one LDS.128 on the GPU. */
+static __device__ __forceinline__ void conv_lds4(const float *p, float *r) {
+#ifdef __CUDACC__
+    const float4 v = *reinterpret_cast<const float4 *>(p);
+    r[0] = v.x;
+    r[1] = v.y;
+    r[2] = v.z;
+    r[3] = v.w;
+#else
+    r[0] = p[0];
+    r[1] = p[1];
+    r[2] = p[2];
+    r[3] = p[3];
+#endif
 }
 
 /* Tiled C[i][j] = sum_p A(i, p) B(p, j) over an M x N problem, p from kbeg to kend - 1 (the depth, or one split
@@ -108,6 +134,78 @@ static __device__ __forceinline__ void conv_igemm(const Op &op, int64_t M, int64
             const int64_t i = m0 + ty + 16 * r, j = n0 + tx + 16 * q;
             if (i < M && j < N) op.store(i, j, acc[r][q]);
         }
+}
+
+/* The wide tile for fwd / bwd_data on large problems: 64 x 256 outputs per block (M = K or C is often only 64;
+ * N = the pixels is large), 256 threads each 4 x 16 (rows ty*4 + 0..3, columns tx*4 + 64 q + 0..3: 5 LDS.128 per
+ * 64 FMA instead of the 64 x 64 tile's 8 LDS.32 per 16), depth steps of 8 through two shared buffers with the
+ * next step's gathers held in registers during this step's FMAs (one barrier per step). Each thread gathers one
+ * fixed column of B (its 8 depths: coalesced across the warp, the column's index split loop-invariant) and 2
+ * elements of A. Same per-output order (increasing depth, fmaf) as conv_igemm. */
+#define CW_BN 256
+#define CW_BK 8
+template <class Op>
+static __device__ __forceinline__ void conv_igemm_wide(const Op &op, int64_t M, int64_t N, int64_t depth) {
+    __align__(16) __shared__ float As[2][CW_BK][CONV_BM + 4];
+    __align__(16) __shared__ float Bs[2][CW_BK][CW_BN + 4];
+    const int64_t m0 = (int64_t)blockIdx.y * CONV_BM, n0 = (int64_t)blockIdx.x * CW_BN;
+    const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+    const int ai = tid >> 2, ap = (tid & 3) * 2;
+    const bool arow = m0 + ai < M, bcol = n0 + tid < N;
+    float ra[2], rb[CW_BK];
+    float acc[4][16];
+#pragma unroll
+    for (int r = 0; r < 4; r++)
+#pragma unroll
+        for (int q = 0; q < 16; q++) acc[r][q] = 0.0f;
+#pragma unroll
+    for (int t = 0; t < 2; t++) ra[t] = arow && ap + t < depth ? op.A(m0 + ai, ap + t) : 0.0f;
+#pragma unroll
+    for (int t = 0; t < CW_BK; t++) rb[t] = bcol && t < depth ? op.B(t, n0 + tid) : 0.0f;
+#pragma unroll
+    for (int t = 0; t < 2; t++) As[0][ap + t][ai] = ra[t];
+#pragma unroll
+    for (int t = 0; t < CW_BK; t++) Bs[0][t][tid] = rb[t];
+    __syncthreads();
+    int cur = 0;
+    for (int64_t k0 = 0; k0 < depth; k0 += CW_BK) {
+        const int64_t kn = k0 + CW_BK;
+        if (kn < depth) {
+#pragma unroll
+            for (int t = 0; t < 2; t++) ra[t] = arow && kn + ap + t < depth ? op.A(m0 + ai, kn + ap + t) : 0.0f;
+#pragma unroll
+            for (int t = 0; t < CW_BK; t++) rb[t] = bcol && kn + t < depth ? op.B(kn + t, n0 + tid) : 0.0f;
+        }
+#pragma unroll
+        for (int p = 0; p < CW_BK; p++) {
+            float ar[4], br[16];
+            conv_lds4(&As[cur][p][ty * 4], ar);
+#pragma unroll
+            for (int q = 0; q < 4; q++) conv_lds4(&Bs[cur][p][tx * 4 + 64 * q], br + 4 * q);
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+#pragma unroll
+                for (int q = 0; q < 16; q++) acc[r][q] = fmaf(ar[r], br[q], acc[r][q]);
+        }
+        if (kn < depth) { /* the other buffer: everyone finished reading it before the previous barrier */
+#pragma unroll
+            for (int t = 0; t < 2; t++) As[cur ^ 1][ap + t][ai] = ra[t];
+#pragma unroll
+            for (int t = 0; t < CW_BK; t++) Bs[cur ^ 1][t][tid] = rb[t];
+        }
+        __syncthreads();
+        cur ^= 1;
+    }
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+        const int64_t i = m0 + ty * 4 + r;
+        if (i >= M) continue;
+#pragma unroll
+        for (int q = 0; q < 16; q++) {
+            const int64_t j = n0 + tx * 4 + 64 * (q >> 2) + (q & 3);
+            if (j < N) op.store(i, j, acc[r][q]);
+        }
+    }
 }
 
 /* Division by a divisor fixed for the whole launch, for 0 <= n < 2^31: q = (mulhi(m, n) + n) >> l with
@@ -223,19 +321,42 @@ LT_KERNEL void __launch_bounds__(256) ltk_conv2d_fwd(lt_conv2d_desc d, const flo
     conv_igemm<false>(op, d.k, d.n * d.oh * d.ow, 0, d.c * d.r * d.s);
 }
 
-LT_KERNEL void __launch_bounds__(256) ltk_conv2d_bwd_data(lt_conv2d_desc d, const float *__restrict__ dy,
+/* fwd on the 64 x 256 tile: grid (ceil(N OH OW / 256), ceil(K / 64)); chosen by conv2d_wide. */
+LT_KERNEL void __launch_bounds__(256) ltk_conv2d_fwd_wide(lt_conv2d_desc d, const float *__restrict__ x,
                                                           const float *__restrict__ w, const float *__restrict__ bias,
-                                                          float *__restrict__ dx) {
+                                                          float *__restrict__ y) {
+    const conv_fwd_op op{conv_make_dims(d), x, w, bias, y};
+    conv_igemm_wide(op, d.k, d.n * d.oh * d.ow, d.c * d.r * d.s);
+}
+
+template <bool WIDE>
+static __device__ __forceinline__ void conv_bwd_data_run(const lt_conv2d_desc &d, const float *__restrict__ dy,
+                                                         const float *__restrict__ w, const float *__restrict__ bias,
+                                                         float *__restrict__ dx) {
     const int sh = d.stride_h, sw = d.stride_w, a = (int)blockIdx.z / sw, b = (int)blockIdx.z - a * sw;
     const int r0 = (a + d.pad_h) % sh, s0 = (b + d.pad_w) % sw;
     const int nr = (int)d.r > r0 ? ((int)d.r - r0 + sh - 1) / sh : 0, ns = (int)d.s > s0 ? ((int)d.s - s0 + sw - 1) / sw : 0;
     const int nh = (int)d.h > a ? ((int)d.h - a + sh - 1) / sh : 0, nw = (int)d.w > b ? ((int)d.w - b + sw - 1) / sw : 0;
     const int ncol = (int)d.n * nh * nw;
-    if ((int64_t)blockIdx.x * CONV_BN >= ncol) return; /* phases with fewer columns than phase 0: the whole block */
+    if ((int64_t)blockIdx.x * (WIDE ? CW_BN : CONV_BN) >= ncol) return; /* phases with fewer columns: whole block */
     const conv_bwd_data_op op{conv_make_dims(d), dy, w, bias, dx, r0 * (int)d.s + s0, (a + d.pad_h - r0) / sh,
                               (b + d.pad_w - s0) / sw, nr, ns, nh, nw, conv_fdiv_make(nr * ns), conv_fdiv_make(ns),
                               conv_fdiv_make(nh * nw), conv_fdiv_make(nw)};
-    conv_igemm<false>(op, d.c, ncol, 0, (int64_t)d.k * nr * ns);
+    if (WIDE) conv_igemm_wide(op, d.c, ncol, (int64_t)d.k * nr * ns);
+    else conv_igemm<false>(op, d.c, ncol, 0, (int64_t)d.k * nr * ns);
+}
+
+LT_KERNEL void __launch_bounds__(256) ltk_conv2d_bwd_data(lt_conv2d_desc d, const float *__restrict__ dy,
+                                                          const float *__restrict__ w, const float *__restrict__ bias,
+                                                          float *__restrict__ dx) {
+    conv_bwd_data_run<false>(d, dy, w, bias, dx);
+}
+
+/* bwd_data on the 64 x 256 tile: grid (ceil(N ceil(H/sh) ceil(W/sw) / 256), ceil(C / 64), sh sw). */
+LT_KERNEL void __launch_bounds__(256) ltk_conv2d_bwd_data_wide(lt_conv2d_desc d, const float *__restrict__ dy,
+                                                               const float *__restrict__ w, const float *__restrict__ bias,
+                                                               float *__restrict__ dx) {
+    conv_bwd_data_run<true>(d, dy, w, bias, dx);
 }
 
 /* Split z of gridDim.z sums depth [z chunk, min((z + 1) chunk, N OH OW)). One split: dw (+)= directly; more:

@@ -1,6 +1,7 @@
 /* conv2d.cu in the CUDA emulation (fwd, bwd_data, bwd_weight, bias gradient) against a double reference written
  * here (the CPU conv kernels land separately): strides 1, 2 and 3 (bwd_data runs one GEMM per stride phase: a
- * 2x1 filter at stride 3 on a 10x2 image leaves phases without taps or without columns), padding 0..2, 1x1 / 3x3 / 5x2 / 7x7 kernels, odd
+ * 2x1 filter at stride 3 on a 10x2 image leaves phases without taps or without columns), padding 0..2, fwd and
+ * bwd_data through both tiles (64 x 64 and the 64 x 256 _wide kernels; N2 C5 19x17 K66 has 646 columns), 1x1 / 3x3 / 5x2 / 7x7 kernels, odd
  * sizes, bias and no bias, accumulate 0 / 1. Tolerance per element: gemm's u (8 sqrt(depth) + 3) sum |terms| (each
  * output is one float sum in depth order), plus 2 u for the bias add / accumulate. bwd_weight runs with the host's
  * depth split (conv2d_bwd_weight_chunk: one split when the depth is under CONV_SPLIT_MIN_DEPTH, as in most shapes
@@ -56,7 +57,7 @@ int main() {
         {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0}, {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1}, {1, 5, 9, 8, 7, 3, 3, 2, 2, 1, 1},
         {2, 2, 6, 7, 3, 5, 2, 1, 2, 2, 0}, {1, 3, 8, 8, 2, 7, 7, 1, 1, 3, 3}, {3, 17, 5, 5, 65, 1, 1, 1, 1, 0, 0},
         {1, 4, 10, 9, 5, 4, 4, 2, 2, 1, 1}, {3, 3, 19, 21, 5, 3, 3, 1, 1, 1, 1}, {2, 9, 12, 11, 70, 3, 3, 1, 1, 1, 1},
-        {2, 3, 10, 2, 4, 2, 1, 3, 3, 0, 0}, {1, 70, 9, 7, 3, 5, 3, 2, 3, 2, 1}};
+        {2, 3, 10, 2, 4, 2, 1, 3, 3, 0, 0}, {1, 70, 9, 7, 3, 5, 3, 2, 3, 2, 1}, {2, 5, 19, 17, 66, 3, 3, 1, 1, 1, 1}};
     for (auto c : cs) {
         lt_conv2d_desc d = {c.n, c.c, c.h, c.w, c.k, c.r, c.s, (c.h + 2 * c.ph - c.r) / c.sh + 1,
                             (c.w + 2 * c.pw - c.s) / c.sw + 1, c.sh, c.sw, c.ph, c.pw};
@@ -104,18 +105,24 @@ int main() {
         };
         auto coef = [](int64_t depth) { return 8 * sqrt((double)depth) + 3; };
         const unsigned bm_y = (unsigned)((d.k + 63) / 64), bm_x = (unsigned)((d.c + 63) / 64);
-        for (int withbias = 0; withbias < 2; withbias++) {
-            std::vector<float> y(ny, NAN), dx(nx, NAN);
-            LAUNCH(ltk_conv2d_fwd, dim3((unsigned)((d.n * d.oh * d.ow + 63) / 64), bm_y), dim3(256), 0, d,
-                   (const float *)x.data(), (const float *)w.data(), (const float *)(withbias ? bk.data() : nullptr), y.data());
-            const int64_t phase0 = d.n * ((d.h + d.stride_h - 1) / d.stride_h) * ((d.w + d.stride_w - 1) / d.stride_w);
-            LAUNCH(ltk_conv2d_bwd_data, dim3((unsigned)((phase0 + 63) / 64), bm_x, (unsigned)(d.stride_h * d.stride_w)), dim3(256), 0, d,
-                   (const float *)dy.data(), (const float *)w.data(), (const float *)(withbias ? bc.data() : nullptr), dx.data());
-            CHECK(cmp("y", y, ry, ty, coef(d.c * d.r * d.s), withbias ? bk.data() : nullptr, d.oh * d.ow, d.k, nullptr) &&
-                  cmp("dx", dx, rdx, tdx, coef(d.k * d.r * d.s), withbias ? bc.data() : nullptr, d.h * d.w, d.c, nullptr),
-                  "conv fwd / bwd_data case N%lld C%lld H%lld W%lld K%lld R%lld S%lld bias %d", (long long)d.n,
-                  (long long)d.c, (long long)d.h, (long long)d.w, (long long)d.k, (long long)d.r, (long long)d.s, withbias);
-        }
+        for (int wide = 0; wide < 2; wide++) /* the 64 x 64 and the 64 x 256 (_wide) kernels on every shape */
+            for (int withbias = 0; withbias < 2; withbias++) {
+                std::vector<float> y(ny, NAN), dx(nx, NAN);
+                const unsigned tn = wide ? 256 : 64;
+                const float *bkp = withbias ? bk.data() : nullptr, *bcp = withbias ? bc.data() : nullptr;
+                const dim3 gf((unsigned)((d.n * d.oh * d.ow + tn - 1) / tn), bm_y);
+                if (wide) LAUNCH(ltk_conv2d_fwd_wide, gf, dim3(256), 0, d, (const float *)x.data(), (const float *)w.data(), bkp, y.data());
+                else LAUNCH(ltk_conv2d_fwd, gf, dim3(256), 0, d, (const float *)x.data(), (const float *)w.data(), bkp, y.data());
+                const int64_t phase0 = d.n * ((d.h + d.stride_h - 1) / d.stride_h) * ((d.w + d.stride_w - 1) / d.stride_w);
+                const dim3 gd((unsigned)((phase0 + tn - 1) / tn), bm_x, (unsigned)(d.stride_h * d.stride_w));
+                if (wide) LAUNCH(ltk_conv2d_bwd_data_wide, gd, dim3(256), 0, d, (const float *)dy.data(), (const float *)w.data(), bcp, dx.data());
+                else LAUNCH(ltk_conv2d_bwd_data, gd, dim3(256), 0, d, (const float *)dy.data(), (const float *)w.data(), bcp, dx.data());
+                CHECK(cmp("y", y, ry, ty, coef(d.c * d.r * d.s), bkp, d.oh * d.ow, d.k, nullptr) &&
+                      cmp("dx", dx, rdx, tdx, coef(d.k * d.r * d.s), bcp, d.h * d.w, d.c, nullptr),
+                      "conv fwd / bwd_data%s case N%lld C%lld H%lld W%lld K%lld R%lld S%lld bias %d", wide ? " (wide)" : "",
+                      (long long)d.n, (long long)d.c, (long long)d.h, (long long)d.w, (long long)d.k, (long long)d.r,
+                      (long long)d.s, withbias);
+            }
         const int64_t depth = d.n * d.oh * d.ow, nsplit_policy = (depth + conv2d_bwd_weight_chunk(&d) - 1) / conv2d_bwd_weight_chunk(&d);
         for (int forced = 0; forced < 2; forced++)
             for (int accumulate = 0; accumulate < 2; accumulate++) {

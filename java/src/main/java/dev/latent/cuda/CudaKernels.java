@@ -349,19 +349,34 @@ public final class CudaKernels {
         return g;
     }
 
-    /** y = conv(x, w) + bias (bias (K) or null), lt_conv2d_desc geometry. Grid (ceil(N OH OW / 64), ceil(K / 64)). */
+    /**
+     * conv2d.cu's conv2d_wide: the 64 x 256 tile (ltk_conv2d_*_wide) when it alone gives >= 128 blocks, else 64 x 64
+     * (a pure function of the shape).
+     */
+    static boolean convWide(long ncol, long m, long phases) {
+        return (ncol + 255) / 256 * ((m + 63) / 64) * phases >= 128;
+    }
+
+    /**
+     * y = conv(x, w) + bias (bias (K) or null), lt_conv2d_desc geometry. Grid (ceil(N OH OW / tile), ceil(K / 64)),
+     * tile 256 (ltk_conv2d_fwd_wide) or 64 by {@link #convWide}.
+     */
     public static void conv2d(Cuda cu, MemorySegment desc, DeviceBuffer x, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer y) {
         ConvDims g = conv("conv2d", desc);
         floats("conv2d", g.x(), "x", x);
         floats("conv2d", g.wt(), "w", w);
         floats("conv2d", g.y(), "y", y);
         if (bias != null) floats("conv2d", g.k, "bias", bias);
-        cu.launch("ltk_conv2d_fwd", dim((g.n * g.oh * g.ow + 63) / 64, (g.k + 63) / 64), dim(256), 0, desc, x, w, bias, y);
+        long ncol = g.n * g.oh * g.ow;
+        boolean wide = convWide(ncol, g.k, 1);
+        int tn = wide ? 256 : 64;
+        cu.launch(wide ? "ltk_conv2d_fwd_wide" : "ltk_conv2d_fwd", dim((ncol + tn - 1) / tn, (g.k + 63) / 64), dim(256), 0,
+                  desc, x, w, bias, y);
     }
 
     /**
      * dx = conv^T(dy, w) + bias (bias (C) or null: a transposed convolution's forward). Grid (ceil(N ceil(H/sh)
-     * ceil(W/sw) / 64), ceil(C / 64), sh sw): one GEMM per stride phase.
+     * ceil(W/sw) / tile), ceil(C / 64), sh sw): one GEMM per stride phase; tile 256 (_wide) or 64 by {@link #convWide}.
      */
     public static void conv2dBackwardData(Cuda cu, MemorySegment desc, DeviceBuffer dy, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer dx) {
         ConvDims g = conv("conv2dBackwardData", desc);
@@ -373,9 +388,12 @@ public final class CudaKernels {
         int sh = desc.get(JAVA_INT, 72), sw = desc.get(JAVA_INT, 76);
         if (sh < 1 || sw < 1 || (long) sh * sw > MAX_GRID_YZ)
             throw new IllegalArgumentException("conv2dBackwardData: strides must be >= 1 (and sh sw <= 65535), got " + sh + ", " + sw);
-        int[] grid = dim((g.n * ((g.h + sh - 1) / sh) * ((g.w + sw - 1) / sw) + 63) / 64, (g.c + 63) / 64);
+        long ncol = g.n * ((g.h + sh - 1) / sh) * ((g.w + sw - 1) / sw);
+        boolean wide = convWide(ncol, g.c, (long) sh * sw);
+        int tn = wide ? 256 : 64;
+        int[] grid = dim((ncol + tn - 1) / tn, (g.c + 63) / 64);
         grid[2] = sh * sw;
-        cu.launch("ltk_conv2d_bwd_data", grid, dim(256), 0, desc, dy, w, bias, dx);
+        cu.launch(wide ? "ltk_conv2d_bwd_data_wide" : "ltk_conv2d_bwd_data", grid, dim(256), 0, desc, dy, w, bias, dx);
     }
 
     /**
