@@ -275,7 +275,9 @@ if want("conv"):
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cudnn.benchmark = True
     # (N, C, H, W, K, R, S, stride, pad): DCGAN's 4x4 s2 convs, RealNVP / ResNet 3x3, a 1x1, an odd-size one
-    shapes = [(3, 5, 9, 11, 7, 3, 3, 1, 1), (2, 17, 8, 8, 33, 4, 4, 2, 1), (8, 3, 66, 70, 5, 3, 3, 1, 1)] if EMU else [
+    # emulated: a split bwd_weight, stride 2, the _wide fwd / bwd_data (145 blocks), the _wide bwd_weight (C R S 288)
+    shapes = [(3, 5, 9, 11, 7, 3, 3, 1, 1), (2, 17, 8, 8, 33, 4, 4, 2, 1), (8, 3, 66, 70, 5, 3, 3, 1, 1),
+              (4, 32, 12, 10, 20, 3, 3, 1, 1)] if EMU else [
         (128, 128, 16, 16, 256, 4, 4, 2, 1), (128, 64, 32, 32, 128, 4, 4, 2, 1), (64, 64, 28, 28, 64, 3, 3, 1, 1),
         (128, 128, 32, 32, 128, 3, 3, 1, 1), (128, 256, 14, 14, 256, 1, 1, 1, 0), (61, 37, 23, 29, 45, 3, 3, 1, 1)]
     for (n, c, h, w, k, r, s, st, pd) in shapes:
@@ -298,15 +300,18 @@ if want("conv"):
         td = 256 if wd else 64
         bd = lambda: launch("ltk_conv2d_bwd_data_wide" if wd else "ltk_conv2d_bwd_data",
                             (-(-ncd // td), (c + 63) // 64, st * st), (256,), d, P(dy), P(wt), P(None), P(dx))
-        # bwd_weight's depth split: conv2d.cu's conv2d_bwd_weight_chunk / CudaKernels.conv2dBackwardWeightChunk
-        depth, tiles = n * oh * ow, (c * r * s + 63) // 64 * ((k + 63) // 64)
-        splits = max(1, min(-(-512 // tiles), -(-depth // 256), 65535))
+        # bwd_weight's tile and depth split: conv2d.cu's conv2d_bwd_weight_wide / _chunk (CudaKernels.conv2dBackwardWeight*)
+        bwide = c * r * s >= 256
+        tn = 256 if bwide else 64
+        depth, tiles = n * oh * ow, -(-(c * r * s) // tn) * ((k + 63) // 64)
+        splits = max(1, min(-(-(256 if bwide else 512) // tiles), -(-depth // 256), 65535))
         chunk = -(-(-(-depth // splits)) // 16) * 16
         splits = -(-depth // chunk)
         part = torch.empty(splits * k * c * r * s, device=DEV) if splits > 1 else None
 
         def bw():
-            launch("ltk_conv2d_bwd_weight", ((c * r * s + 63) // 64, (k + 63) // 64, splits), (256,), d, P(x), P(dy),
+            launch("ltk_conv2d_bwd_weight_wide" if bwide else "ltk_conv2d_bwd_weight",
+                   (-(-(c * r * s) // tn), (k + 63) // 64, splits), (256,), d, P(x), P(dy),
                    P(dw), C.c_int32(0), P(part), C.c_int64(chunk))
             if splits > 1:
                 nw = k * c * r * s

@@ -18,19 +18,21 @@
  *                           written directly) when the tile grid is already large or the depth is short.
  *   ltk_conv2d_bwd_bias     db[k] (+)= sum of dy over (n, oh, ow): one 256-thread block per k, fixed order
  * The GEMM core is gemm.cu's exact-fp32 SIMT tile (64 x 64, 256 threads, 4 x 4 per thread, depth steps of 16),
- * with the loads replaced by gathers; fwd and bwd_data also have a 64 x 256 tile (ltk_conv2d_fwd_wide /
- * ltk_conv2d_bwd_data_wide: 4 x 16 per thread, 16-byte shared reads, double-buffered with register prefetch, see
- * conv_igemm_wide) taken when it alone gives >= 128 blocks (conv2d_wide, a pure function of the shape): each output of fwd / bwd_data is one float sum in increasing depth order, so
- * the test's bound is gemm's u (8 sqrt(depth) + 3) sum |terms|; bwd_weight's is a float sum per chunk c, then the
+ * with the loads replaced by gathers; each kernel also has a 64 x 256 tile (ltk_conv2d_*_wide: 4 x 16 per thread,
+ * 16-byte shared reads, double-buffered with register prefetch, see conv_igemm_wide), which fwd and bwd_data take
+ * when it alone gives >= 128 blocks (conv2d_wide) and bwd_weight when C R S >= 256 (conv2d_bwd_weight_wide; its
+ * split then aims at 256 blocks): pure functions of the shape. Each output of fwd / bwd_data is one float sum in
+ * increasing depth order, so the test's bound is gemm's u (8 sqrt(depth) + 3) sum |terms|; bwd_weight's is a float sum per chunk c, then the
  * S partials summed in order: u (8 sqrt(c) + 3 + 8 sqrt(S) + 3) sum |terms|. The gathers follow the contiguous
  * index: consecutive threads load consecutive output columns for fwd / bwd_data, consecutive depth (n, oh, ow) for
- * bwd_weight's x operand. Deterministic (no atomics).
+ * bwd_weight's x operand (64 x 64 tile; the wide tile's threads each gather one column's 8 consecutive depths).
+ * Deterministic (no atomics).
  * Index arithmetic is 32-bit (64-bit division is a slow subroutine, and made bwd_data spill): the caller checks
  * that x, y and w each have fewer than 2^31 elements. The index splits divide by the shape's sizes through
  * conv_fdiv (multiply-high, add, shift; the multipliers computed once per thread at the start), not `/`, whose
  * ~20 instructions a division made the gathers cost more than the FMAs; the tile loads are unrolled with a fixed
  * (row, depth) per thread so loop-invariant index splits leave the depth loop.
- * Launch: grid (ceil(N/64), ceil(M/64)), 256 threads; bwd_weight's z = splits; bwd_data's N = N ceil(H/sh)
+ * Launch: grid (ceil(N/tile), ceil(M/64)), tile 64 or 256 (_wide), 256 threads; bwd_weight's z = splits; bwd_data's N = N ceil(H/sh)
  * ceil(W/sw) (phase 0's, the largest) and z = sh sw; bwd_weight_sum a grid-stride 1-D launch. The CPU kernels
  * (kernels/conv2d, issue 4) are written in parallel; conv2d_cuda_test.cc checks against a double reference in
  * the test. TF32 tensor-core tiles and vectorised gathers (channels-last) are the next steps. */
@@ -43,16 +45,21 @@ extern "C" {
 #define CONV_BN 64
 #define CONV_BK 16
 
-/* bwd_weight's depth split, a pure function of the shape (so a shape always gets the same bits): enough splits
- * that the grid has about CONV_SPLIT_BLOCKS blocks (4 per SM on a 132-SM H200 at 64 registers x 256 threads),
- * each split at least CONV_SPLIT_MIN_DEPTH deep, chunks a multiple of CONV_BK, at most 65535 splits (grid z).
- * Returns the chunk; splits = ceil(depth / chunk). CudaKernels.conv2dBackwardWeight and gpu_bench.py repeat it. */
+/* bwd_weight's tile and depth split, a pure function of the shape (so a shape always gets the same bits). The
+ * tile: 64 x 256 (ltk_conv2d_bwd_weight_wide) when C R S >= 256 (1x1 over >= 256 channels, 3x3 over >= 29: at
+ * most a quarter of the column tiles' width idle beyond 512 columns), else 64 x 64. The split: enough splits that the grid
+ * has about CONV_SPLIT_BLOCKS blocks (4 per SM on a 132-SM H200 at 64 registers x 256 threads; half that for the
+ * wide tile, 2 per SM at 127 registers), each split at least CONV_SPLIT_MIN_DEPTH deep, chunks a multiple of
+ * CONV_BK, at most 65535 splits (grid z). Returns the chunk; splits = ceil(depth / chunk).
+ * CudaKernels.conv2dBackwardWeight and gpu_bench.py repeat both. */
 #define CONV_SPLIT_BLOCKS 512
 #define CONV_SPLIT_MIN_DEPTH 256
+inline int conv2d_bwd_weight_wide(const lt_conv2d_desc *d) { return d->c * d->r * d->s >= 256; }
 inline int64_t conv2d_bwd_weight_chunk(const lt_conv2d_desc *d) {
-    const int64_t depth = d->n * d->oh * d->ow;
-    const int64_t tiles = (d->c * d->r * d->s + CONV_BN - 1) / CONV_BN * ((d->k + CONV_BM - 1) / CONV_BM);
-    int64_t splits = (CONV_SPLIT_BLOCKS + tiles - 1) / tiles;
+    const int wide = conv2d_bwd_weight_wide(d);
+    const int64_t depth = d->n * d->oh * d->ow, tn = wide ? 256 : CONV_BN, target = wide ? CONV_SPLIT_BLOCKS / 2 : CONV_SPLIT_BLOCKS;
+    const int64_t tiles = (d->c * d->r * d->s + tn - 1) / tn * ((d->k + CONV_BM - 1) / CONV_BM);
+    int64_t splits = (target + tiles - 1) / tiles;
     const int64_t cap = (depth + CONV_SPLIT_MIN_DEPTH - 1) / CONV_SPLIT_MIN_DEPTH;
     if (splits > cap) splits = cap;
     if (splits > 65535) splits = 65535;
@@ -136,7 +143,7 @@ static __device__ __forceinline__ void conv_igemm(const Op &op, int64_t M, int64
         }
 }
 
-/* The wide tile for fwd / bwd_data on large problems: 64 x 256 outputs per block (M = K or C is often only 64;
+/* The wide tile for large problems (depth kbeg .. depth - 1): 64 x 256 outputs per block (M = K or C is often only 64;
  * N = the pixels is large), 256 threads each 4 x 16 (rows ty*4 + 0..3, columns tx*4 + 64 q + 0..3: 5 LDS.128 per
  * 64 FMA instead of the 64 x 64 tile's 8 LDS.32 per 16), depth steps of 8 through two shared buffers with the
  * next step's gathers held in registers during this step's FMAs (one barrier per step). Each thread gathers one
@@ -145,7 +152,7 @@ static __device__ __forceinline__ void conv_igemm(const Op &op, int64_t M, int64
 #define CW_BN 256
 #define CW_BK 8
 template <class Op>
-static __device__ __forceinline__ void conv_igemm_wide(const Op &op, int64_t M, int64_t N, int64_t depth) {
+static __device__ __forceinline__ void conv_igemm_wide(const Op &op, int64_t M, int64_t N, int64_t kbeg, int64_t depth) {
     __align__(16) __shared__ float As[2][CW_BK][CONV_BM + 4];
     __align__(16) __shared__ float Bs[2][CW_BK][CW_BN + 4];
     const int64_t m0 = (int64_t)blockIdx.y * CONV_BM, n0 = (int64_t)blockIdx.x * CW_BN;
@@ -159,16 +166,16 @@ static __device__ __forceinline__ void conv_igemm_wide(const Op &op, int64_t M, 
 #pragma unroll
         for (int q = 0; q < 16; q++) acc[r][q] = 0.0f;
 #pragma unroll
-    for (int t = 0; t < 2; t++) ra[t] = arow && ap + t < depth ? op.A(m0 + ai, ap + t) : 0.0f;
+    for (int t = 0; t < 2; t++) ra[t] = arow && kbeg + ap + t < depth ? op.A(m0 + ai, kbeg + ap + t) : 0.0f;
 #pragma unroll
-    for (int t = 0; t < CW_BK; t++) rb[t] = bcol && t < depth ? op.B(t, n0 + tid) : 0.0f;
+    for (int t = 0; t < CW_BK; t++) rb[t] = bcol && kbeg + t < depth ? op.B(kbeg + t, n0 + tid) : 0.0f;
 #pragma unroll
     for (int t = 0; t < 2; t++) As[0][ap + t][ai] = ra[t];
 #pragma unroll
     for (int t = 0; t < CW_BK; t++) Bs[0][t][tid] = rb[t];
     __syncthreads();
     int cur = 0;
-    for (int64_t k0 = 0; k0 < depth; k0 += CW_BK) {
+    for (int64_t k0 = kbeg; k0 < depth; k0 += CW_BK) {
         const int64_t kn = k0 + CW_BK;
         if (kn < depth) {
 #pragma unroll
@@ -326,7 +333,7 @@ LT_KERNEL void __launch_bounds__(256) ltk_conv2d_fwd_wide(lt_conv2d_desc d, cons
                                                           const float *__restrict__ w, const float *__restrict__ bias,
                                                           float *__restrict__ y) {
     const conv_fwd_op op{conv_make_dims(d), x, w, bias, y};
-    conv_igemm_wide(op, d.k, d.n * d.oh * d.ow, d.c * d.r * d.s);
+    conv_igemm_wide(op, d.k, d.n * d.oh * d.ow, 0, d.c * d.r * d.s);
 }
 
 template <bool WIDE>
@@ -342,7 +349,7 @@ static __device__ __forceinline__ void conv_bwd_data_run(const lt_conv2d_desc &d
     const conv_bwd_data_op op{conv_make_dims(d), dy, w, bias, dx, r0 * (int)d.s + s0, (a + d.pad_h - r0) / sh,
                               (b + d.pad_w - s0) / sw, nr, ns, nh, nw, conv_fdiv_make(nr * ns), conv_fdiv_make(ns),
                               conv_fdiv_make(nh * nw), conv_fdiv_make(nw)};
-    if (WIDE) conv_igemm_wide(op, d.c, ncol, (int64_t)d.k * nr * ns);
+    if (WIDE) conv_igemm_wide(op, d.c, ncol, 0, (int64_t)d.k * nr * ns);
     else conv_igemm<false>(op, d.c, ncol, 0, (int64_t)d.k * nr * ns);
 }
 
@@ -361,14 +368,31 @@ LT_KERNEL void __launch_bounds__(256) ltk_conv2d_bwd_data_wide(lt_conv2d_desc d,
 
 /* Split z of gridDim.z sums depth [z chunk, min((z + 1) chunk, N OH OW)). One split: dw (+)= directly; more:
  * the partial tile goes to part + z K C R S (write-only) and ltk_conv2d_bwd_weight_sum adds them up. */
-LT_KERNEL void __launch_bounds__(256) ltk_conv2d_bwd_weight(lt_conv2d_desc d, const float *__restrict__ x,
-                                                            const float *__restrict__ dy, float *__restrict__ dw,
-                                                            int32_t accumulate, float *__restrict__ part, int64_t chunk) {
+template <bool WIDE>
+static __device__ __forceinline__ void conv_bwd_weight_run(const lt_conv2d_desc &d, const float *__restrict__ x,
+                                                           const float *__restrict__ dy, float *__restrict__ dw,
+                                                           int32_t accumulate, float *__restrict__ part, int64_t chunk) {
     const int64_t depth = d.n * d.oh * d.ow, z = blockIdx.z, kbeg = z * chunk; /* z = 0 when gridDim.z == 1 */
     const int64_t kend = gridDim.z == 1 ? depth : (kbeg + chunk < depth ? kbeg + chunk : depth);
     const conv_bwd_weight_op op{conv_make_dims(d), x, dy,
                                 gridDim.z == 1 ? dw : part + z * d.k * d.c * d.r * d.s, gridDim.z == 1 ? accumulate : 0};
-    conv_igemm<true>(op, d.k, d.c * d.r * d.s, kbeg, kend);
+    if (WIDE) conv_igemm_wide(op, d.k, d.c * d.r * d.s, kbeg, kend);
+    else conv_igemm<true>(op, d.k, d.c * d.r * d.s, kbeg, kend);
+}
+
+LT_KERNEL void __launch_bounds__(256) ltk_conv2d_bwd_weight(lt_conv2d_desc d, const float *__restrict__ x,
+                                                            const float *__restrict__ dy, float *__restrict__ dw,
+                                                            int32_t accumulate, float *__restrict__ part, int64_t chunk) {
+    conv_bwd_weight_run<false>(d, x, dy, dw, accumulate, part, chunk);
+}
+
+/* bwd_weight on the 64 x 256 tile (C R S >= 256: conv2d_bwd_weight_wide): grid (ceil(C R S / 256), ceil(K / 64),
+ * splits), the split from conv2d_bwd_weight_chunk's wide variant. */
+LT_KERNEL void __launch_bounds__(256) ltk_conv2d_bwd_weight_wide(lt_conv2d_desc d, const float *__restrict__ x,
+                                                                 const float *__restrict__ dy, float *__restrict__ dw,
+                                                                 int32_t accumulate, float *__restrict__ part,
+                                                                 int64_t chunk) {
+    conv_bwd_weight_run<true>(d, x, dy, dw, accumulate, part, chunk);
 }
 
 /* dw[e] (+)= part[0][e] + part[1][e] + ... + part[splits - 1][e], in that order (n = K C R S; grid-stride). */

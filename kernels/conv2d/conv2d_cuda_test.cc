@@ -6,7 +6,7 @@
  * output is one float sum in depth order), plus 2 u for the bias add / accumulate. bwd_weight runs with the host's
  * depth split (conv2d_bwd_weight_chunk: one split when the depth is under CONV_SPLIT_MIN_DEPTH, as in most shapes
  * here; several with a ragged last chunk for the N3 19x21 and N2 12x11 K70 shapes) and again forced to chunks of
- * 48 (many splits, ragged): each split is a float sum over its chunk c in order, then the S partials are added in
+ * 48 (many splits, ragged) through both tiles (ltk_conv2d_bwd_weight and _wide): each split is a float sum over its chunk c in order, then the S partials are added in
  * split order, so the bound is u (8 sqrt(c) + 3 + 8 sqrt(S) + 3) sum |terms| (first order: the chunk bound on
  * each partial's terms plus the S-term bound on sum |partials| <= sum |terms|). Run: build/conv2d_cuda_test */
 #include <vector>
@@ -124,17 +124,21 @@ int main() {
                       (long long)d.s, withbias);
             }
         const int64_t depth = d.n * d.oh * d.ow, nsplit_policy = (depth + conv2d_bwd_weight_chunk(&d) - 1) / conv2d_bwd_weight_chunk(&d);
-        for (int forced = 0; forced < 2; forced++)
+        /* mode 0: the host's choice of tile and split; 1 / 2: chunks of 48 through the 64 x 64 / the 64 x 256 tile */
+        for (int mode = 0; mode < 3; mode++)
             for (int accumulate = 0; accumulate < 2; accumulate++) {
+                const int forced = mode > 0, wide = mode == 0 ? conv2d_bwd_weight_wide(&d) : mode == 2;
                 const int64_t chunk = forced ? 48 : conv2d_bwd_weight_chunk(&d), splits = (depth + chunk - 1) / chunk;
-                if (forced && splits == 1) continue;
                 std::vector<float> dw(nw), db(d.k), part(splits > 1 ? splits * nw : 0, NAN);
                 if (accumulate) { lt_t_fill(dw.data(), nw, &s); lt_t_fill(db.data(), d.k, &s); }
                 else { lt_t_nan(dw.data(), nw); lt_t_nan(db.data(), d.k); }
                 const std::vector<float> dw0 = dw, db0 = db;
-                LAUNCH(ltk_conv2d_bwd_weight, dim3((unsigned)((d.c * d.r * d.s + 63) / 64), bm_y, (unsigned)splits), dim3(256), 0, d,
-                       (const float *)x.data(), (const float *)dy.data(), dw.data(), (int32_t)accumulate,
-                       splits > 1 ? part.data() : (float *)nullptr, chunk);
+                const dim3 gw((unsigned)((d.c * d.r * d.s + (wide ? 255 : 63)) / (wide ? 256 : 64)), bm_y, (unsigned)splits);
+                float *pp = splits > 1 ? part.data() : (float *)nullptr;
+                if (wide) LAUNCH(ltk_conv2d_bwd_weight_wide, gw, dim3(256), 0, d, (const float *)x.data(), (const float *)dy.data(),
+                                 dw.data(), (int32_t)accumulate, pp, chunk);
+                else LAUNCH(ltk_conv2d_bwd_weight, gw, dim3(256), 0, d, (const float *)x.data(), (const float *)dy.data(),
+                            dw.data(), (int32_t)accumulate, pp, chunk);
                 if (splits > 1)
                     LAUNCH(ltk_conv2d_bwd_weight_sum, dim3((unsigned)((nw + 255) / 256 < 1024 ? (nw + 255) / 256 : 1024)), dim3(256), 0,
                            nw, (int32_t)splits, (const float *)part.data(), dw.data(), (int32_t)accumulate);
@@ -143,7 +147,8 @@ int main() {
                 const double cw = splits > 1 ? 8 * sqrt((double)chunk) + 3 + 8 * sqrt((double)splits) + 3 : coef(depth);
                 CHECK(cmp("dw", dw, rdw, tdw, cw, nullptr, 1, 1, accumulate ? &dw0 : nullptr) &&
                       cmp("db", db, rdb, tdb, coef(depth), nullptr, 1, 1, accumulate ? &db0 : nullptr),
-                      "conv bwd_weight case N%lld K%lld C%lld R%lld S%lld accumulate %d: depth %lld in %lld splits of %lld%s",
+                      "conv bwd_weight%s case N%lld K%lld C%lld R%lld S%lld accumulate %d: depth %lld in %lld splits of %lld%s",
+                      wide ? " (wide)" : "",
                       (long long)d.n, (long long)d.k, (long long)d.c, (long long)d.r, (long long)d.s, accumulate,
                       (long long)depth, (long long)splits, (long long)chunk, forced ? " (forced)" : "");
             }

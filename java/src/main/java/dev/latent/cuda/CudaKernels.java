@@ -396,14 +396,21 @@ public final class CudaKernels {
         cu.launch(wide ? "ltk_conv2d_bwd_data_wide" : "ltk_conv2d_bwd_data", grid, dim(256), 0, desc, dy, w, bias, dx);
     }
 
+    /** bwd_weight's tile (conv2d.cu's conv2d_bwd_weight_wide): 64 x 256 when C R S >= 256, else 64 x 64. */
+    static boolean conv2dBackwardWeightWide(ConvDims g) {
+        return g.c * g.r * g.s >= 256;
+    }
+
     /**
      * bwd_weight's depth split (conv2d.cu's conv2d_bwd_weight_chunk, a pure function of the shape): splits to reach
-     * about 512 blocks, each at least 256 deep, chunks a multiple of 16. Returns the chunk; splits = ceil(depth / chunk).
+     * about 512 blocks (256 for the wide tile), each at least 256 deep, chunks a multiple of 16. Returns the chunk;
+     * splits = ceil(depth / chunk).
      */
     static long conv2dBackwardWeightChunk(ConvDims g) {
-        long depth = g.n * g.oh * g.ow;
-        long tiles = (g.c * g.r * g.s + 63) / 64 * ((g.k + 63) / 64);
-        long splits = Math.max(1, Math.min(Math.min((512 + tiles - 1) / tiles, (depth + 255) / 256), 65535));
+        boolean wide = conv2dBackwardWeightWide(g);
+        long depth = g.n * g.oh * g.ow, tn = wide ? 256 : 64, target = wide ? 256 : 512;
+        long tiles = (g.c * g.r * g.s + tn - 1) / tn * ((g.k + 63) / 64);
+        long splits = Math.max(1, Math.min(Math.min((target + tiles - 1) / tiles, (depth + 255) / 256), 65535));
         long per = (depth + splits - 1) / splits;
         return (per + 15) / 16 * 16;
     }
@@ -422,15 +429,18 @@ public final class CudaKernels {
         if (db != null) floats("conv2dBackwardWeight", g.k, "db", db);
         int acc = accumulate ? 1 : 0;
         long chunk = conv2dBackwardWeightChunk(g), splits = (g.n * g.oh * g.ow + chunk - 1) / chunk;
-        int[] grid = dim((g.c * g.r * g.s + 63) / 64, (g.k + 63) / 64);
+        boolean wide = conv2dBackwardWeightWide(g);
+        long tn = wide ? 256 : 64;
+        String kernel = wide ? "ltk_conv2d_bwd_weight_wide" : "ltk_conv2d_bwd_weight";
+        int[] grid = dim((g.c * g.r * g.s + tn - 1) / tn, (g.k + 63) / 64);
         grid[2] = (int) splits;   // <= 512 by construction
         if (splits == 1) {
-            cu.launch("ltk_conv2d_bwd_weight", grid, dim(256), 0, desc, x, dy, dw, acc, null, chunk);
+            cu.launch(kernel, grid, dim(256), 0, desc, x, dy, dw, acc, null, chunk);
         } else {
             // each split's partial dW in this thread's scratch, then summed in split order (deterministic)
             long nw = g.wt();
             DeviceBuffer part = scratch(cu, splits * nw * 4);
-            cu.launch("ltk_conv2d_bwd_weight", grid, dim(256), 0, desc, x, dy, dw, 0, part, chunk);
+            cu.launch(kernel, grid, dim(256), 0, desc, x, dy, dw, 0, part, chunk);
             cu.launch("ltk_conv2d_bwd_weight_sum", dim(Math.min((nw + 255) / 256, 1024)), dim(256), 0, nw, (int) splits,
                       part, dw, acc);
         }
