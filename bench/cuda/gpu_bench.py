@@ -176,7 +176,7 @@ else:
 
 # ---- GEMM ----
 if want("gemm"):
-    shapes = [(33, 47, 29), (67, 129, 77)] if EMU else [(4096, 4096, 4096), (8192, 3072, 768), (8192, 768, 3072),
+    shapes = [(33, 47, 29), (67, 129, 77), (1030, 2050, 21)] if EMU else [(4096, 4096, 4096), (8192, 3072, 768), (8192, 768, 3072),
                                                        (4096, 1536, 384), (1000, 1000, 1000)]
     for (m, n, k) in shapes:
         A = torch.randn(m, k, device=DEV)
@@ -185,10 +185,13 @@ if want("gemm"):
         ref = A.double() @ B.double()
         bound_scale = ((A.double().abs() @ B.double().abs()).max() / ref.abs().max()).item()
         d = GemmDesc(0, 0, m, n, k, 1.0, 0.0, k, n, n, 1, 0, 0, 0)
-        grid = ((n + 63) // 64, (m + 63) // 64, 1)
+        # CudaKernels.gemm's choice (gemm.cu's gemm_big): 128 x 128 tiles when they give >= 128 blocks
+        big = -(-m // 128) * -(-n // 128) >= 128
         for tf32 in (False, True):
-            name = "ltk_gemm_tf32" if tf32 else "ltk_gemm_f32"
-            run = lambda: launch(name, grid, (128 if tf32 else 256,), d, P(A), P(B), P(Cm))
+            name = ("ltk_gemm_tf32" if tf32 else "ltk_gemm_f32") + ("_128" if big else "")
+            tile = 128 if big else 64
+            grid = ((n + tile - 1) // tile, (m + tile - 1) // tile, 1)
+            run = lambda: launch(name, grid, (128 if tf32 and not big else 256,), d, P(A), P(B), P(Cm))
             run()
             sync()
             e_ours = err_rel(Cm, ref)
@@ -272,7 +275,9 @@ if want("conv"):
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cudnn.benchmark = True
     # (N, C, H, W, K, R, S, stride, pad): DCGAN's 4x4 s2 convs, RealNVP / ResNet 3x3, a 1x1, an odd-size one
-    shapes = [(3, 5, 9, 11, 7, 3, 3, 1, 1), (2, 17, 8, 8, 33, 4, 4, 2, 1)] if EMU else [
+    # emulated: a split bwd_weight, stride 2, the _wide fwd / bwd_data (145 blocks), the _wide bwd_weight (C R S 288)
+    shapes = [(3, 5, 9, 11, 7, 3, 3, 1, 1), (2, 17, 8, 8, 33, 4, 4, 2, 1), (8, 3, 66, 70, 5, 3, 3, 1, 1),
+              (4, 32, 12, 10, 20, 3, 3, 1, 1)] if EMU else [
         (128, 128, 16, 16, 256, 4, 4, 2, 1), (128, 64, 32, 32, 128, 4, 4, 2, 1), (64, 64, 28, 28, 64, 3, 3, 1, 1),
         (128, 128, 32, 32, 128, 3, 3, 1, 1), (128, 256, 14, 14, 256, 1, 1, 1, 0), (61, 37, 23, 29, 45, 3, 3, 1, 1)]
     for (n, c, h, w, k, r, s, st, pd) in shapes:
@@ -282,12 +287,36 @@ if want("conv"):
         dy = torch.randn(n, k, oh, ow, device=DEV)
         y, dx, dw = torch.empty_like(dy), torch.empty_like(x), torch.empty_like(wt)
         d = ConvDesc(n, c, h, w, k, r, s, oh, ow, st, st, pd, pd)
-        fw = lambda: launch("ltk_conv2d_fwd", ((n * oh * ow + 63) // 64, (k + 63) // 64), (256,), d, P(x), P(wt),
-                            P(None), P(y))
-        bd = lambda: launch("ltk_conv2d_bwd_data", ((n * h * w + 63) // 64, (c + 63) // 64), (256,), d, P(dy), P(wt),
-                            P(None), P(dx))
-        bw = lambda: launch("ltk_conv2d_bwd_weight", ((c * r * s + 63) // 64, (k + 63) // 64), (256,), d, P(x), P(dy),
-                            P(dw), C.c_int32(0))
+        # conv2d.cu's conv2d_wide / CudaKernels.convWide: the 64 x 256 tile when it alone gives >= 128 blocks
+        wide = lambda ncol, m, ph: -(-ncol // 256) * -(-m // 64) * ph >= 128
+        ncf = n * oh * ow
+        wf = wide(ncf, k, 1)
+        tf = 256 if wf else 64
+        fw = lambda: launch("ltk_conv2d_fwd_wide" if wf else "ltk_conv2d_fwd", (-(-ncf // tf), (k + 63) // 64), (256,), d,
+                            P(x), P(wt), P(None), P(y))
+        # bwd_data: one GEMM per stride phase (grid z), phase 0's columns the most (CudaKernels.conv2dBackwardData)
+        ncd = n * -(-h // st) * -(-w // st)
+        wd = wide(ncd, c, st * st)
+        td = 256 if wd else 64
+        bd = lambda: launch("ltk_conv2d_bwd_data_wide" if wd else "ltk_conv2d_bwd_data",
+                            (-(-ncd // td), (c + 63) // 64, st * st), (256,), d, P(dy), P(wt), P(None), P(dx))
+        # bwd_weight's tile and depth split: conv2d.cu's conv2d_bwd_weight_wide / _chunk (CudaKernels.conv2dBackwardWeight*)
+        bwide = c * r * s >= 256
+        tn = 256 if bwide else 64
+        depth, tiles = n * oh * ow, -(-(c * r * s) // tn) * ((k + 63) // 64)
+        splits = max(1, min(-(-(256 if bwide else 512) // tiles), -(-depth // 256), 65535))
+        chunk = -(-(-(-depth // splits)) // 16) * 16
+        splits = -(-depth // chunk)
+        part = torch.empty(splits * k * c * r * s, device=DEV) if splits > 1 else None
+
+        def bw():
+            launch("ltk_conv2d_bwd_weight_wide" if bwide else "ltk_conv2d_bwd_weight",
+                   (-(-(c * r * s) // tn), (k + 63) // 64, splits), (256,), d, P(x), P(dy),
+                   P(dw), C.c_int32(0), P(part), C.c_int64(chunk))
+            if splits > 1:
+                nw = k * c * r * s
+                launch("ltk_conv2d_bwd_weight_sum", (min((nw + 255) // 256, 1024),), (256,), C.c_int64(nw),
+                       C.c_int32(splits), P(part), P(dw), C.c_int32(0))
         fw(), bd(), bw()
         sync()
         x64, w64, dy64 = x.double(), wt.double(), dy.double()
@@ -309,7 +338,7 @@ if want("conv"):
             reps = max(1, int(2e10 / (2 * macs))) if not EMU else 1
             record(nm, shape, timed(ours, reps), timed(peer_op, reps) if not EMU else float("nan"),
                    "cuDNN fp32 (torch)", 2 * macs, "TFLOP/s", e_ours, e_peer, bound, PEAK["fp32"])
-        del x, wt, dy, y, dx, dw, x64, w64, dy64, y64, dx64, dw64
+        del x, wt, dy, y, dx, dw, part, x64, w64, dy64, y64, dx64, dw64
 
 # ---- reparameterization sampler ----
 if want("reparam"):

@@ -1,14 +1,18 @@
-/* gemm.cu in the CUDA emulation (exact fp32 and TF32 tensor-core kernels) against a double-precision product:
- * M, N, K at every tile tail (1, 7, 16, 37, 64, 65, 130), all four transposes, padded leading dimensions, batches,
+/* gemm.cu in the CUDA emulation (exact fp32 and TF32 tensor-core kernels, 64 x 64 and 128 x 128 each) against a
+ * double-precision product: M, N, K at every tile tail (0 (K), 1, 7, 16, 37, 64, 65, 129, 130, 131), all four transposes, padded leading dimensions, batches,
  * alpha / beta, beta = 0 with NaN in C (must not propagate). Tolerance per element, with mag = sum |alpha a b| +
- * |beta c|: fp32 kernel u (8 sqrt(K) + 3) mag (gemm_test.c's bound: it also sums p = 0..K-1 in order); TF32 adds
+ * |beta c|: fp32 kernels u (8 sqrt(K) + 3) mag (gemm_test.c's bound: it also sums p = 0..K-1 in order); TF32 adds
  * 2^-10 mag (each input rounded to 11 significant bits, two per product). Run: build/gemm_cuda_test */
 #include <vector>
 
 #include "../gemm/gemm.cu"
 #include "lt_cuda_test.h"
 
-static int run(const lt_gemm_desc &d, bool tf32, uint64_t *s) {
+/* kind 0: ltk_gemm_f32, 1: ltk_gemm_tf32, 2: ltk_gemm_f32_128, 3: ltk_gemm_tf32_128 (the 128 x 128 kernels on
+ * every shape, whatever gemm_big picks). */
+static const char *const KIND[] = {"f32", "tf32", "f32_128", "tf32_128"};
+static int run(const lt_gemm_desc &d, int kind, uint64_t *s) {
+    const bool tf32 = kind == 1 || kind == 3;
     const int64_t ar = d.trans_a ? d.k : d.m, br = d.trans_b ? d.n : d.k;
     const int64_t na = d.stride_a * (d.batch - 1) + ar * d.lda, nb = d.stride_b * (d.batch - 1) + br * d.ldb;
     const int64_t nc = d.stride_c * (d.batch - 1) + d.m * d.ldc;
@@ -19,7 +23,10 @@ static int run(const lt_gemm_desc &d, bool tf32, uint64_t *s) {
     else lt_t_fill(c.data(), nc, s);
     std::vector<float> c0 = c;
     dim3 grid((unsigned)((d.n + 63) / 64), (unsigned)((d.m + 63) / 64), (unsigned)d.batch);
-    if (tf32) LAUNCH(ltk_gemm_tf32, grid, dim3(128), 0, d, (const float *)a.data(), (const float *)b.data(), c.data());
+    dim3 grid128((unsigned)((d.n + 127) / 128), (unsigned)((d.m + 127) / 128), (unsigned)d.batch);
+    if (kind == 1) LAUNCH(ltk_gemm_tf32, grid, dim3(128), 0, d, (const float *)a.data(), (const float *)b.data(), c.data());
+    else if (kind == 2) LAUNCH(ltk_gemm_f32_128, grid128, dim3(256), 0, d, (const float *)a.data(), (const float *)b.data(), c.data());
+    else if (kind == 3) LAUNCH(ltk_gemm_tf32_128, grid128, dim3(256), 0, d, (const float *)a.data(), (const float *)b.data(), c.data());
     else LAUNCH(ltk_gemm_f32, grid, dim3(256), 0, d, (const float *)a.data(), (const float *)b.data(), c.data());
     const double U = 1.0 / (1 << 24);
     int64_t bad = 0;
@@ -47,8 +54,9 @@ static int run(const lt_gemm_desc &d, bool tf32, uint64_t *s) {
 int main() {
     uint64_t s = 31;
     struct { int64_t m, n, k; } shapes[] = {{1, 1, 1}, {7, 16, 37}, {16, 7, 1}, {37, 65, 64}, {64, 64, 16}, {65, 130, 9},
-                                            {130, 37, 70}};
-    for (int tf32 = 0; tf32 < 2; tf32++)
+                                            {130, 37, 70}, {9, 5, 0}, {131, 129, 19}, {129, 131, 8}};
+    for (int kind = 0; kind < 4; kind++) {
+        lt_t_worst_ratio = 0;
         for (auto sh : shapes)
             for (int tr = 0; tr < 4; tr++) {
                 lt_gemm_desc d = {};
@@ -64,10 +72,12 @@ int main() {
                 d.stride_a = (d.trans_a ? sh.k : sh.m) * d.lda + 5;
                 d.stride_b = (d.trans_b ? sh.n : sh.k) * d.ldb;
                 d.stride_c = sh.m * d.ldc + 2;
-                int bad = run(d, tf32, &s);
-                CHECK(bad == 0, "gemm %s %lldx%lldx%lld trans %d%d batch %lld: %d outside tolerance", tf32 ? "tf32" : "f32",
+                int bad = run(d, kind, &s);
+                CHECK(bad == 0, "gemm %s %lldx%lldx%lld trans %d%d batch %lld: %d outside tolerance",
+                      KIND[kind],
                       (long long)sh.m, (long long)sh.n, (long long)sh.k, d.trans_a, d.trans_b, (long long)d.batch, bad);
             }
-    printf("largest error / tolerance: %.3f\n", lt_t_worst_ratio);
+        printf("%s: largest error / tolerance: %.3f\n", KIND[kind], lt_t_worst_ratio);
+    }
     return lt_test_summary();
 }

@@ -5,6 +5,7 @@ import java.lang.foreign.MemorySegment;
 
 import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
@@ -272,15 +273,20 @@ public final class CudaKernels {
 
     /**
      * GEMM with an lt_gemm_desc (LatentNative.GEMM_DESC layout; the operands' extents are checked by the caller, as
-     * ops.Gemm does for both devices): tf32 picks the tensor-core kernel, else the exact-fp32 one.
+     * ops.Gemm does for both devices): tf32 picks a tensor-core kernel, else an exact-fp32 one (each with 128 x 128
+     * tiles for large problems, 64 x 64 otherwise: a pure function of the shape).
      */
     public static void gemm(Cuda cu, MemorySegment desc, long m, long n, long batch, DeviceBuffer a, DeviceBuffer b,
                             DeviceBuffer c, boolean tf32) {
-        int[] grid = {(int) ((n + 63) / 64), (int) ((m + 63) / 64), (int) batch};
-        if ((m + 63) / 64 > MAX_GRID_YZ || batch > MAX_GRID_YZ || (n + 63) / 64 > Integer.MAX_VALUE)
+        // the 128 x 128 tile when it alone gives >= 128 blocks (gemm.cu's gemm_big), else 64 x 64
+        boolean big = (m + 127) / 128 * ((n + 127) / 128) * batch >= 128;
+        int t = big ? 128 : 64;
+        int[] grid = {(int) ((n + t - 1) / t), (int) ((m + t - 1) / t), (int) batch};
+        if ((m + t - 1) / t > MAX_GRID_YZ || batch > MAX_GRID_YZ || (n + t - 1) / t > Integer.MAX_VALUE)
             throw new IllegalArgumentException("gemm grid too large: M=" + m + " N=" + n + " batch=" + batch);
         if (m == 0 || n == 0) return;
-        cu.launch(tf32 ? "ltk_gemm_tf32" : "ltk_gemm_f32", grid, new int[] {tf32 ? 128 : 256, 1, 1}, 0, desc, a, b, c);
+        cu.launch((tf32 ? "ltk_gemm_tf32" : "ltk_gemm_f32") + (big ? "_128" : ""), grid,
+                  new int[] {tf32 && !big ? 128 : 256, 1, 1}, 0, desc, a, b, c);
     }
 
     // ---- attention.cu ----
@@ -350,27 +356,77 @@ public final class CudaKernels {
         return g;
     }
 
-    /** y = conv(x, w) + bias (bias (K) or null), lt_conv2d_desc geometry. Grid (ceil(N OH OW / 64), ceil(K / 64)). */
+    /**
+     * conv2d.cu's conv2d_wide: the 64 x 256 tile (ltk_conv2d_*_wide) when it alone gives >= 128 blocks, else 64 x 64
+     * (a pure function of the shape).
+     */
+    static boolean convWide(long ncol, long m, long phases) {
+        return (ncol + 255) / 256 * ((m + 63) / 64) * phases >= 128;
+    }
+
+    /**
+     * y = conv(x, w) + bias (bias (K) or null), lt_conv2d_desc geometry. Grid (ceil(N OH OW / tile), ceil(K / 64)),
+     * tile 256 (ltk_conv2d_fwd_wide) or 64 by {@link #convWide}.
+     */
     public static void conv2d(Cuda cu, MemorySegment desc, DeviceBuffer x, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer y) {
         ConvDims g = conv("conv2d", desc);
         floats("conv2d", g.x(), "x", x);
         floats("conv2d", g.wt(), "w", w);
         floats("conv2d", g.y(), "y", y);
         if (bias != null) floats("conv2d", g.k, "bias", bias);
-        cu.launch("ltk_conv2d_fwd", dim((g.n * g.oh * g.ow + 63) / 64, (g.k + 63) / 64), dim(256), 0, desc, x, w, bias, y);
+        long ncol = g.n * g.oh * g.ow;
+        boolean wide = convWide(ncol, g.k, 1);
+        int tn = wide ? 256 : 64;
+        cu.launch(wide ? "ltk_conv2d_fwd_wide" : "ltk_conv2d_fwd", dim((ncol + tn - 1) / tn, (g.k + 63) / 64), dim(256), 0,
+                  desc, x, w, bias, y);
     }
 
-    /** dx = conv^T(dy, w) + bias (bias (C) or null: a transposed convolution's forward). */
+    /**
+     * dx = conv^T(dy, w) + bias (bias (C) or null: a transposed convolution's forward). Grid (ceil(N ceil(H/sh)
+     * ceil(W/sw) / tile), ceil(C / 64), sh sw): one GEMM per stride phase; tile 256 (_wide) or 64 by {@link #convWide}.
+     */
     public static void conv2dBackwardData(Cuda cu, MemorySegment desc, DeviceBuffer dy, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer dx) {
         ConvDims g = conv("conv2dBackwardData", desc);
         floats("conv2dBackwardData", g.y(), "dy", dy);
         floats("conv2dBackwardData", g.wt(), "w", w);
         floats("conv2dBackwardData", g.x(), "dx", dx);
         if (bias != null) floats("conv2dBackwardData", g.c, "bias", bias);
-        cu.launch("ltk_conv2d_bwd_data", dim((g.n * g.h * g.w + 63) / 64, (g.c + 63) / 64), dim(256), 0, desc, dy, w, bias, dx);
+        // one implicit GEMM per stride phase of (h, w) (grid z); phase 0 has the most columns
+        int sh = desc.get(JAVA_INT, 72), sw = desc.get(JAVA_INT, 76);
+        if (sh < 1 || sw < 1 || (long) sh * sw > MAX_GRID_YZ)
+            throw new IllegalArgumentException("conv2dBackwardData: strides must be >= 1 (and sh sw <= 65535), got " + sh + ", " + sw);
+        long ncol = g.n * ((g.h + sh - 1) / sh) * ((g.w + sw - 1) / sw);
+        boolean wide = convWide(ncol, g.c, (long) sh * sw);
+        int tn = wide ? 256 : 64;
+        int[] grid = dim((ncol + tn - 1) / tn, (g.c + 63) / 64);
+        grid[2] = sh * sw;
+        cu.launch(wide ? "ltk_conv2d_bwd_data_wide" : "ltk_conv2d_bwd_data", grid, dim(256), 0, desc, dy, w, bias, dx);
     }
 
-    /** dw (K, C, R, S) (+)= dy (x) x; db (K) (+)= the sum of dy per filter when db is not null. */
+    /** bwd_weight's tile (conv2d.cu's conv2d_bwd_weight_wide): 64 x 256 when C R S >= 256, else 64 x 64. */
+    static boolean conv2dBackwardWeightWide(ConvDims g) {
+        return g.c * g.r * g.s >= 256;
+    }
+
+    /**
+     * bwd_weight's depth split (conv2d.cu's conv2d_bwd_weight_chunk, a pure function of the shape): splits to reach
+     * about 512 blocks (256 for the wide tile), each at least 256 deep, chunks a multiple of 16. Returns the chunk;
+     * splits = ceil(depth / chunk).
+     */
+    static long conv2dBackwardWeightChunk(ConvDims g) {
+        boolean wide = conv2dBackwardWeightWide(g);
+        long depth = g.n * g.oh * g.ow, tn = wide ? 256 : 64, target = wide ? 256 : 512;
+        long tiles = (g.c * g.r * g.s + tn - 1) / tn * ((g.k + 63) / 64);
+        long splits = Math.max(1, Math.min(Math.min((target + tiles - 1) / tiles, (depth + 255) / 256), 65535));
+        long per = (depth + splits - 1) / splits;
+        return (per + 15) / 16 * 16;
+    }
+
+    /**
+     * dw (K, C, R, S) (+)= dy (x) x; db (K) (+)= the sum of dy per filter when db is not null. The depth N OH OW is
+     * split across grid z when the K x CRS grid alone is small (partials in this thread's scratch, then
+     * ltk_conv2d_bwd_weight_sum adds them in split order).
+     */
     public static void conv2dBackwardWeight(Cuda cu, MemorySegment desc, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dw,
                                             DeviceBuffer db, boolean accumulate) {
         ConvDims g = conv("conv2dBackwardWeight", desc);
@@ -379,7 +435,22 @@ public final class CudaKernels {
         floats("conv2dBackwardWeight", g.wt(), "dw", dw);
         if (db != null) floats("conv2dBackwardWeight", g.k, "db", db);
         int acc = accumulate ? 1 : 0;
-        cu.launch("ltk_conv2d_bwd_weight", dim((g.c * g.r * g.s + 63) / 64, (g.k + 63) / 64), dim(256), 0, desc, x, dy, dw, acc);
+        long chunk = conv2dBackwardWeightChunk(g), splits = (g.n * g.oh * g.ow + chunk - 1) / chunk;
+        boolean wide = conv2dBackwardWeightWide(g);
+        long tn = wide ? 256 : 64;
+        String kernel = wide ? "ltk_conv2d_bwd_weight_wide" : "ltk_conv2d_bwd_weight";
+        int[] grid = dim((g.c * g.r * g.s + tn - 1) / tn, (g.k + 63) / 64);
+        grid[2] = (int) splits;   // <= 512 by construction
+        if (splits == 1) {
+            cu.launch(kernel, grid, dim(256), 0, desc, x, dy, dw, acc, null, chunk);
+        } else {
+            // each split's partial dW in this thread's scratch, then summed in split order (deterministic)
+            long nw = g.wt();
+            DeviceBuffer part = scratch(cu, splits * nw * 4);
+            cu.launch(kernel, grid, dim(256), 0, desc, x, dy, dw, 0, part, chunk);
+            cu.launch("ltk_conv2d_bwd_weight_sum", dim(Math.min((nw + 255) / 256, 1024)), dim(256), 0, nw, (int) splits,
+                      part, dw, acc);
+        }
         if (db != null) cu.launch("ltk_conv2d_bwd_bias", dim(g.k), dim(256), 0, desc, dy, db, acc);
     }
 

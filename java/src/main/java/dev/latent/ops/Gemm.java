@@ -19,8 +19,9 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 /**
  * fp32 matrix multiply, C = alpha * op(A) * op(B) + beta * C, through {@code lt_gemm}.
  * Everything the native side would trust is checked here first (shapes, strides, bounds, device, scope),
- * and a failure names the shapes. Tensors all on CUDA run ltk_gemm_f32 (exact fp32, the default) or, after
- * {@link #setCudaTf32}(true), ltk_gemm_tf32 (tensor cores, 10-bit mantissa inputs), with the same checks against
+ * and a failure names the shapes. Tensors all on CUDA run ltk_gemm_f32[_128] (exact fp32, the default) or, after
+ * {@link #setCudaTf32}(true), ltk_gemm_tf32[_128] (tensor cores, 10-bit mantissa inputs; _128: the 128 x 128 tile
+ * CudaKernels.gemm picks for large problems), with the same checks against
  * the device buffers; a mix of devices is an IllegalArgumentException naming both.
  */
 public final class Gemm {

@@ -106,7 +106,10 @@ class CudaAttentionConvTest extends AtRefIsaOnDevice {
         long seed = 41;
         int[][] cs = {{1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0}, {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1}, {1, 5, 9, 8, 7, 3, 3, 2, 2, 1, 1},
                 {2, 2, 6, 7, 3, 5, 2, 1, 2, 2, 0}, {1, 3, 8, 8, 2, 7, 7, 1, 1, 3, 3}, {3, 17, 5, 5, 65, 1, 1, 1, 1, 0, 0},
-                {1, 4, 10, 9, 5, 4, 4, 2, 2, 1, 1}};
+                {1, 4, 10, 9, 5, 4, 4, 2, 2, 1, 1}, {3, 3, 19, 21, 5, 3, 3, 1, 1, 1, 1}, // bwd_weight in 5 splits
+                {2, 3, 10, 2, 4, 2, 1, 3, 3, 0, 0}, {1, 70, 9, 7, 3, 5, 3, 2, 3, 2, 1}, // bwd_data phases: empty ones, sh != sw
+                {8, 3, 66, 70, 5, 3, 3, 1, 1, 1, 1}, // 145 blocks of 64 x 256: the _wide fwd / bwd_data kernels
+                {4, 32, 12, 10, 20, 3, 3, 1, 1, 1, 1}}; // C R S = 288: ltk_conv2d_bwd_weight_wide, 2 splits
         for (int[] c : cs) {
             int N = c[0], C = c[1], H = c[2], W = c[3], K = c[4], R = c[5], S = c[6], sh = c[7], sw = c[8], ph = c[9], pw = c[10];
             int OH = (H + 2 * ph - R) / sh + 1, OW = (W + 2 * pw - S) / sw + 1;
@@ -168,7 +171,10 @@ class CudaAttentionConvTest extends AtRefIsaOnDevice {
         }
     }
 
-    /** conv2d_cuda_test: u (8 sqrt(depth) + 3) sum |terms| + 2 u (|bias| + |accumulated| + |result|), doubled. */
+    /**
+     * conv2d_cuda_test: u (8 sqrt(depth) + 3) sum |terms| + 2 u (|bias| + |accumulated| + |result|), doubled. The
+     * doubling also covers bwd_weight's depth split (u (8 sqrt(chunk) + 8 sqrt(splits) + 6) sum |terms| there).
+     */
     private static double tol(int depth, double mag, double bias, double acc0, double want) {
         return 2 * (U * (8 * Math.sqrt(depth) + 3) * mag + 2 * U * (Math.abs(bias) + Math.abs(acc0) + Math.abs(want))) + 1e-30;
     }

@@ -52,8 +52,12 @@ class CudaGpuTest {
 
     @Test
     void gemmMatchesCpu() {
+        // 1030 x 2050 gives 153 tiles of 128 x 128: CudaKernels.gemm takes ltk_gemm_{f32,tf32}_128 there (>= 128)
+        for (int[] shape : new int[][] {{130, 97, 75}, {1030, 2050, 21}}) gemmMatchesCpu(shape[0], shape[1], shape[2]);
+    }
+
+    private static void gemmMatchesCpu(int m, int n, int k) {
         Cuda cu = Cuda.get();
-        int m = 130, n = 97, k = 75;
         try (Arena a = Arena.ofConfined(); DeviceBuffer da = cu.alloc(m * k * 4L); DeviceBuffer db = cu.alloc(k * n * 4L);
              DeviceBuffer dc = cu.alloc(m * n * 4L)) {
             MemorySegment A = random(a, m * k, 3), B = random(a, k * n, 4), C = a.allocate(JAVA_FLOAT, (long) m * n);
@@ -76,7 +80,7 @@ class CudaGpuTest {
                 dc.copyTo(got);
                 float tol = tf32 ? 2e-2f : 1e-4f; /* TF32: 2^-10 relative per product, |sum| <= K */
                 for (int i = 0; i < m * n; i++)
-                    assertEquals(C.getAtIndex(JAVA_FLOAT, i), got.getAtIndex(JAVA_FLOAT, i), tol, (tf32 ? "tf32 " : "f32 ") + i);
+                    assertEquals(C.getAtIndex(JAVA_FLOAT, i), got.getAtIndex(JAVA_FLOAT, i), tol, (tf32 ? "tf32 " : "f32 ") + m + "x" + n + "x" + k + " " + i);
             }
         }
     }
