@@ -426,6 +426,12 @@ public final class F {
     public static Var channelSum(Var x) {
         Tensor xv = dense(x);
         long n = xv.size(0), c = xv.size(1), hw = xv.numel() / (n * c);
+        if (xv.device() != Device.CPU) {
+            Tensor out = g().empty(xv.device(), c);
+            Conv.channelSumCuda(xv, out);
+            long[] shape = xv.shape();
+            return rec(out, "channelSum", of(x), gr -> of(channelBroadcast(gr, shape)));
+        }
         Tensor out = g().empty(c);
         MemorySegment xs = xv.segment(), os = out.segment();
         for (long ch = 0; ch < c; ch++) {
@@ -670,26 +676,26 @@ public final class F {
     public static Reparam reparam(Var mu, Var logvar, long seed, long stream) {
         sameShape("reparam", mu, logvar);
         Tensor m = dense(mu), lv = dense(logvar);
-        Tensor z = g().empty(m.shape());
-        double kl = Kernels.reparam(m, lv, seed, stream, z);
-        Tensor klT = g().zeros(1);
-        klT.segment().set(JAVA_FLOAT, 0, (float) kl);
+        Device dev = m.device();
+        Tensor z = g().empty(dev, m.shape());
+        double kl = Kernels.reparam(m, lv, seed, stream, z);   /* on CUDA the KL comes back (a synchronisation) */
+        Tensor klT = Tensor.of(g().scope, dev, new float[] {(float) kl}, 1);
         boolean[] fused = {false};
         Var[] zHolder = new Var[1];
         Var zv = rec(z, "reparam.z", of(mu, logvar), gr -> {
             if (fused[0]) return of(null, null);
             firstOrderOnly("reparam");
-            Tensor dm = g().empty(m.shape()), dl = g().empty(m.shape());
+            Tensor dm = g().empty(dev, m.shape()), dl = g().empty(dev, m.shape());
             Kernels.reparamBackward(m, lv, seed, stream, dense(gr), 0f, dm, dl);
             return of(Var.constant(dm), Var.constant(dl));
         });
         zHolder[0] = zv;
         Var klv = rec(klT, "reparam.kl", of(mu, logvar), gr -> {
             firstOrderOnly("reparam");
-            float w = gr.value.segment().get(JAVA_FLOAT, 0);
+            float w = scalar(gr.value);
             Var zg = zHolder[0].grad;
-            Tensor dz = zg != null ? dense(zg) : g().zeros(m.shape());
-            Tensor dm = g().empty(m.shape()), dl = g().empty(m.shape());
+            Tensor dz = zg != null ? dense(zg) : g().zeros(dev, m.shape());
+            Tensor dm = g().empty(dev, m.shape()), dl = g().empty(dev, m.shape());
             Kernels.reparamBackward(m, lv, seed, stream, dz, w, dm, dl);
             fused[0] = true;
             return of(Var.constant(dm), Var.constant(dl));
@@ -720,8 +726,27 @@ public final class F {
         Tensor pv = dense(pred), tv = target.isContiguous() ? target : target.contiguous();
         if (tv.numel() != pv.numel()) throw new IllegalArgumentException("gaussianNllSum: target " + tv + " for " + pv);
         long n = pv.numel();
+        double c = Math.log(sigma * Math.sqrt(2 * Math.PI)), inv = 1 / (sigma * sigma);
+        Device dev = pv.device();
+        if (dev != Device.CPU) {
+            /* e = pred - target on the device (float), sum of e^2 in double by ltk_sumsq (fixed chunks; the result comes
+             * back: a synchronisation); the gradient is s e / sigma^2, one axpby. The CPU forms e in double: the two
+             * differ by the float rounding of e (~1e-7 relative). */
+            if (tv.device() != dev) throw new IllegalArgumentException("gaussianNllSum: pred on " + dev + ", target on " + tv.device());
+            Tensor e = Kernels.contiguous(g().scope, pv);
+            Kernels.axpby(-1f, tv, 1f, e);
+            double acc = 0.5 * inv * Kernels.sumOfSquares(e) + n * c;
+            Tensor out = Tensor.of(g().scope, dev, new float[] {(float) (acc * scale)}, 1);
+            return rec(out, "gaussianNllSum", of(pred), gr -> {
+                firstOrderOnly("gaussianNllSum");
+                float s = (float) (scalar(gr.value) * scale * inv);
+                Tensor d = g().empty(dev, pv.shape());
+                Kernels.axpby(s, e, 0f, d);
+                return of(Var.constant(d));
+            });
+        }
         MemorySegment ps = pv.segment(), ts = tv.segment();
-        double acc = 0, c = Math.log(sigma * Math.sqrt(2 * Math.PI)), inv = 1 / (sigma * sigma);
+        double acc = 0;
         for (long i = 0; i < n; i++) {
             double e = ps.getAtIndex(JAVA_FLOAT, i) - ts.getAtIndex(JAVA_FLOAT, i);
             acc += 0.5 * e * e * inv + c;
@@ -745,33 +770,35 @@ public final class F {
     public static Var klFreeBits(Var mu, Var logvar, double lambda) {
         sameShape("klFreeBits", mu, logvar);
         Tensor m = dense(mu), lv = dense(logvar);
+        Device dev = m.device();
+        if (lv.device() != dev) throw new IllegalArgumentException("klFreeBits: mu on " + dev + ", logvar on " + lv.device());
         int b = (int) m.size(0), d = (int) (m.numel() / b);
-        MemorySegment ms = m.segment(), ls = lv.segment();
+        /* (B, D) is small (the latent codes): on CUDA both are copied to the host (explicitly) and the gradients back,
+         * so both devices compute the same bits in the same order. */
+        float[] ms = m.toArray(), ls = lv.toArray();
         double[] kd = new double[d];
         for (int i = 0; i < b; i++)
             for (int j = 0; j < d; j++) {
-                double mm = ms.getAtIndex(JAVA_FLOAT, (long) i * d + j), l = Math.max(-30, Math.min(30, ls.getAtIndex(JAVA_FLOAT, (long) i * d + j)));
+                double mm = ms[i * d + j], l = Math.max(-30, Math.min(30, ls[i * d + j]));
                 kd[j] += 0.5 * (mm * mm + Math.exp(l) - 1 - l) / b;
             }
         double tot = 0;
         for (double v : kd) tot += Math.max(lambda, v);
-        Tensor out = g().zeros(1);
-        out.segment().set(JAVA_FLOAT, 0, (float) tot);
+        Tensor out = Tensor.of(g().scope, dev, new float[] {(float) tot}, 1);
         return rec(out, "klFreeBits", of(mu, logvar), gr -> {
             firstOrderOnly("klFreeBits");
-            double s = gr.value.segment().get(JAVA_FLOAT, 0) / b;
-            Tensor dm = g().empty(m.shape()), dl = g().empty(m.shape());
-            MemorySegment dms = dm.segment(), dls = dl.segment();
+            double s = scalar(gr.value) / b;   /* float / int, as before: the same bits on both devices */
+            float[] dms = new float[b * d], dls = new float[b * d];
             for (int i = 0; i < b; i++)
                 for (int j = 0; j < d; j++) {
-                    long k = (long) i * d + j;
+                    int k = i * d + j;
                     boolean on = kd[j] > lambda;
-                    float l = ls.getAtIndex(JAVA_FLOAT, k);
+                    float l = ls[k];
                     boolean clamped = l < -30 || l > 30;
-                    dms.setAtIndex(JAVA_FLOAT, k, on ? (float) (s * ms.getAtIndex(JAVA_FLOAT, k)) : 0f);
-                    dls.setAtIndex(JAVA_FLOAT, k, on && !clamped ? (float) (s * 0.5 * (Math.exp(l) - 1)) : 0f);
+                    dms[k] = on ? (float) (s * ms[k]) : 0f;
+                    dls[k] = on && !clamped ? (float) (s * 0.5 * (Math.exp(l) - 1)) : 0f;
                 }
-            return of(Var.constant(dm), Var.constant(dl));
+            return of(Var.constant(Tensor.of(g().scope, dev, dms, m.shape())), Var.constant(Tensor.of(g().scope, dev, dls, m.shape())));
         });
     }
 

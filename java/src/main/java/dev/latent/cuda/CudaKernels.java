@@ -376,6 +376,14 @@ public final class CudaKernels {
         if (db != null) cu.launch("ltk_conv2d_bwd_bias", dim(g.k), dim(256), 0, desc, dy, db, acc);
     }
 
+    /** db (K) (+)= the sum of dy (N, K, OH, OW) per filter alone (ltk_conv2d_bwd_bias): also any per-channel sum. */
+    public static void conv2dBackwardBias(Cuda cu, MemorySegment desc, DeviceBuffer dy, DeviceBuffer db, boolean accumulate) {
+        ConvDims g = conv("conv2dBackwardBias", desc);
+        floats("conv2dBackwardBias", g.y(), "dy", dy);
+        floats("conv2dBackwardBias", g.k, "db", db);
+        cu.launch("ltk_conv2d_bwd_bias", dim(g.k), dim(256), 0, desc, dy, db, accumulate ? 1 : 0);
+    }
+
     // ---- reparam.cu ----
 
     /**
