@@ -65,6 +65,60 @@ class CudaCliTest {
         }
     }
 
+    static Run trainVae(Path dir, String device) throws IOException {
+        Path data = dir.resolve("images"), out = dir.resolve("vae-" + device);
+        if (!Files.isDirectory(data)) {
+            Files.createDirectories(data);
+            dev.latent.SyntheticImages.write(data, "train", 6, 1);
+            dev.latent.SyntheticImages.write(data, "t10k", 32, 2);   /* the reconstruction PNG takes 32 */
+        }
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        PrintStream saved = System.err;
+        int rc;
+        try (PrintStream p = new PrintStream(err, true, StandardCharsets.UTF_8)) {
+            System.setErr(p);
+            rc = new CommandLine(new Main()).execute("train", "vae", "--data", data.toString(), "--out", out.toString(),
+                    "--device", device, "--epochs", "1", "--batch", "2", "--latent", "2", "--iwae-k", "0", "--quiet");
+        } finally {
+            System.setErr(saved);
+        }
+        String e = err.toString(StandardCharsets.UTF_8);
+        assertEquals(0, rc, e);
+        assertTrue(Files.size(out.resolve("checkpoint.safetensors")) > 1000, e);
+        assertTrue(Files.isRegularFile(out.resolve("manifold.png")), e);
+        return new Run(rc, e, Files.readAllLines(out.resolve("metrics.jsonl")));
+    }
+
+    /** {@code train vae --device cuda}: the reason once and a CPU run without a GPU; on one, the CPU run's numbers. */
+    @Test
+    void vaeDeviceCuda(@TempDir Path dir) throws IOException {
+        if (System.getProperty("latent.cuda.driver") != null) assertTrue(Cuda.available(), Cuda::unavailableReason);
+        Run cuda = trainVae(dir, "cuda");
+        if (!Cuda.available()) {
+            String reason = Cuda.unavailableReason();
+            assertEquals(1, cuda.err.split(java.util.regex.Pattern.quote(reason), -1).length - 1, "the reason, once: " + cuda.err);
+            assertFalse(cuda.err.contains("device: CUDA"), cuda.err);
+            return;
+        }
+        assertTrue(cuda.err.contains("device: CUDA device 0"), cuda.err);
+        Run cpu = trainVae(dir, "cpu");
+        assertEquals(cpu.metrics.size(), cuda.metrics.size());
+        int compared = 0;
+        for (int i = 0; i < cpu.metrics.size(); i++)
+            for (String key : new String[] {"neg_elbo", "train_neg_elbo", "test_neg_elbo"}) {
+                String a = cpu.metrics.get(i), b = cuda.metrics.get(i);
+                if (!a.contains("\"" + key + "\"")) continue;
+                double x = value(a, key), y = value(b, key);
+                assertEquals(x, y, 1e-4 * Math.abs(x), "metrics line " + i + " " + key + ": " + a + " vs " + b);
+                compared++;
+            }
+        assertTrue(compared >= 3, "compared " + compared + " values");
+    }
+
+    private static double value(String line, String key) {
+        return Double.parseDouble(line.replaceAll(".*\"" + key + "\":([0-9.eE+-]+).*", "$1"));
+    }
+
     private static double loss(String line) {
         String key = line.contains("\"loss\"") ? "loss" : "val_loss";
         return Double.parseDouble(line.replaceAll(".*\"" + key + "\":([0-9.eE+-]+).*", "$1"));
