@@ -115,6 +115,56 @@ class CudaCliTest {
         assertTrue(compared >= 3, "compared " + compared + " values");
     }
 
+    static Run gan(Path dir, String model, String device, boolean ok) throws IOException {
+        Path data = dir.resolve("gan-images"), out = dir.resolve(model + "-" + device);
+        if (!Files.isDirectory(data)) {
+            Files.createDirectories(data);
+            dev.latent.SyntheticImages.write(data, "train", 6, 3);
+        }
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        PrintStream saved = System.err;
+        int rc;
+        try (PrintStream p = new PrintStream(err, true, StandardCharsets.UTF_8)) {
+            System.setErr(p);
+            rc = new CommandLine(new Main()).setErr(new java.io.PrintWriter(p, true)).execute("train", model, "--data", data.toString(),
+                    "--out", out.toString(), "--device", device, "--iters", "2", "--batch", "3", "--nz", "8", "--ngf", "4", "--ndf", "4",
+                    "--log-interval", "1", "--quiet");
+        } finally {
+            System.setErr(saved);
+        }
+        String e = err.toString(StandardCharsets.UTF_8);
+        if (!ok) {
+            assertNotEquals(0, rc, e);
+            return new Run(rc, e, List.of());
+        }
+        assertEquals(0, rc, e);
+        assertTrue(Files.isRegularFile(out.resolve("samples.png")), e);
+        return new Run(rc, e, Files.readAllLines(out.resolve("metrics.jsonl")));
+    }
+
+    /** {@code train dcgan --device cuda} as train vae's; {@code train wgan-gp --device cuda} refused by name, GPU or not. */
+    @Test
+    void ganDeviceCuda(@TempDir Path dir) throws IOException {
+        if (System.getProperty("latent.cuda.driver") != null) assertTrue(Cuda.available(), Cuda::unavailableReason);
+        Run wgan = gan(dir, "wgan-gp", "cuda", false);
+        assertTrue(wgan.err.contains("WGAN-GP is not supported on CUDA yet"), wgan.err);
+        Run cuda = gan(dir, "dcgan", "cuda", true);
+        if (!Cuda.available()) {
+            String reason = Cuda.unavailableReason();
+            assertEquals(1, cuda.err.split(java.util.regex.Pattern.quote(reason), -1).length - 1, "the reason, once: " + cuda.err);
+            return;
+        }
+        assertTrue(cuda.err.contains("device: CUDA device 0"), cuda.err);
+        Run cpu = gan(dir, "dcgan", "cpu", true);
+        assertEquals(2, cpu.metrics.size());
+        assertEquals(cpu.metrics.size(), cuda.metrics.size());
+        for (int i = 0; i < cpu.metrics.size(); i++)
+            for (String key : new String[] {"lossD", "lossG", "D_x", "D_G_z"}) {
+                double x = value(cpu.metrics.get(i), key), y = value(cuda.metrics.get(i), key);
+                assertEquals(x, y, 1e-4 * Math.abs(x), "metrics line " + i + " " + key + ": " + cpu.metrics.get(i) + " vs " + cuda.metrics.get(i));
+            }
+    }
+
     private static double value(String line, String key) {
         return Double.parseDouble(line.replaceAll(".*\"" + key + "\":([0-9.eE+-]+).*", "$1"));
     }
