@@ -575,11 +575,8 @@ public final class F {
     /** The sum of all elements (in double): a scalar. Differentiable to any order. */
     public static Var sum(Var x) {
         Tensor xv = dense(x);
-        MemorySegment s = xv.segment();
-        double acc = 0;
-        for (long i = 0, n = xv.numel(); i < n; i++) acc += s.getAtIndex(JAVA_FLOAT, i);
-        Tensor out = g().zeros(1);
-        out.segment().set(JAVA_FLOAT, 0, (float) acc);
+        Tensor out = g().empty(xv.device(), 1);
+        Kernels.sum(xv, out);   /* on CUDA: sumsq.cu's double chunks, the scalar stays on the device */
         long[] shape = xv.shape();
         return rec(out, "sum", of(x), gr -> of(expand(gr, shape)));
     }
@@ -587,6 +584,13 @@ public final class F {
     /** A scalar broadcast to {@code shape}; its adjoint is {@link #sum}. */
     public static Var expand(Var scalar, long... shape) {
         if (scalar.value.numel() != 1) throw new IllegalArgumentException("expand: scalar needed, got " + scalar.value);
+        if (scalar.value.device() != Device.CPU) {   /* 0 + s in every row: addRows, exact */
+            Tensor out = g().empty(scalar.value.device(), shape);
+            long n = out.numel();
+            Tensor flat = out.reshape(n, 1);
+            Kernels.addRows(g().zeros(scalar.value.device(), n, 1), dense(scalar).reshape(1, 1), flat);
+            return rec(out, "expand", of(scalar), gr -> of(sum(gr)));
+        }
         Tensor out = g().empty(shape);
         float v = scalar.value.segment().get(JAVA_FLOAT, 0);
         out.segment().fill((byte) 0);
@@ -627,6 +631,13 @@ public final class F {
 
     /** x + c elementwise. */
     public static Var addScalar(Var x, float c) {
+        if (x.value.device() != Device.CPU) {   /* x + c as addRows of a one-element row: one float rounding, as the CPU's */
+            Tensor xv = dense(x);
+            long n = xv.numel();
+            Tensor y = g().empty(xv.device(), xv.shape());
+            Kernels.addRows(xv.reshape(n, 1), Tensor.of(g().scope, xv.device(), new float[] {c}, 1, 1), y.reshape(n, 1));
+            return rec(y, "addScalar", of(x), gr -> of(gr));
+        }
         return pointwise(x, "addScalar", v -> v + c, v -> 1);
     }
 

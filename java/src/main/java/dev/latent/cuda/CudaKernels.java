@@ -178,6 +178,23 @@ public final class CudaKernels {
         }
     }
 
+    /**
+     * out[0] = (float) the sum of x[i] in double (sumsq.cu's chunks and order: the same bits every run). The result stays
+     * on the device: no copy back, no synchronisation.
+     */
+    public static void sum(Cuda cu, long n, DeviceBuffer x, DeviceBuffer out) {
+        floats("sum", n, "x", x);
+        floats("sum", 1, "out", out);
+        long chunks = Math.max(1, (n + SQ_CHUNK - 1) / SQ_CHUNK);
+        DeviceBuffer part = scratch(cu, chunks * 8).slice(0, chunks * 8);
+        if (n == 0) {
+            cu.launch("ltk_sum_total_f32", dim(1), dim(32), 0, 0L, part, out);
+            return;
+        }
+        cu.launch("ltk_sum_part", dim(chunks), dim(SQ_THREADS), 0, n, x, part);
+        cu.launch("ltk_sum_total_f32", dim(1), dim(32), 0, chunks, part, out);
+    }
+
     // ---- activation.cu, gelu.cu ----
 
     /** y = act(x), kind as LatentNative.ACT_* (alpha: LeakyReLU's slope). */

@@ -316,6 +316,25 @@ public final class Kernels {
         return nat().sumsq(x.numel(), x.segment(), F64.get());
     }
 
+    /**
+     * out (1 element) = the sum of x's elements in double, rounded once: on the CPU in order, on CUDA in sumsq.cu's
+     * fixed chunks (the result stays on the device).
+     */
+    public static void sum(Tensor x, Tensor out) {
+        boolean gpu = onCuda("sum", x, out);
+        if (!gpu) dense("sum", x, out);
+        numel("sum", 1, out);
+        if (gpu) {
+            if (!x.isContiguous() || !out.isContiguous()) throw new IllegalArgumentException("sum: contiguous tensors needed, got " + x + ", " + out);
+            CudaKernels.sum(cuda(), x.numel(), buf(x), buf(out));
+            return;
+        }
+        MemorySegment s = x.segment();
+        double acc = 0;
+        for (long i = 0, n = x.numel(); i < n; i++) acc += s.getAtIndex(JAVA_FLOAT, i);
+        out.segment().set(JAVA_FLOAT, 0, (float) acc);
+    }
+
     /** dtable[ids[i], :] += dout[i, :]. */
     public static void embeddingBackward(MemorySegment ids, Tensor dout, Tensor dtable) {
         boolean gpu = onCuda("embeddingBackward", dout, dtable);
