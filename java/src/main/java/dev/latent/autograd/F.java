@@ -325,7 +325,7 @@ public final class F {
 
     /** {@code v} placed at channels [from, from + C_v) of a zero tensor of {@code shape}: the adjoint of narrowChannels. */
     static Var padChannels(Var v, long[] shape, long from) {
-        Tensor d = g().zeros(shape);
+        Tensor d = g().zeros(v.value.device(), shape);
         long len = v.value.size(1);
         Kernels.copy(v.value, d.slice(1, from, from + len));
         return rec(d, "padChannels", of(v), gr -> of(narrowChannels(gr, from, len)));
@@ -448,6 +448,21 @@ public final class F {
 
     /** out (shape (N, C, ...)) [n, c, ...] = v[c]: channelSum's adjoint. */
     public static Var channelBroadcast(Var v, long[] shape) {
+        if (v.value.device() != Device.CPU) {
+            /* rows (n c, 1) = v[i % c] by addRows of zeros, then (n c, 1) @ ones (1, hw): one product with 1 per element, exact */
+            Device dev = v.value.device();
+            long total = 1;
+            for (long d : shape) total *= d;
+            long n = shape[0], c = shape[1], hw = total / (n * c);
+            if (v.value.numel() != c) throw new IllegalArgumentException("channelBroadcast: " + v.value + " for " + c + " channels");
+            Tensor rows = g().empty(dev, n * c, 1);
+            Kernels.addRows(g().zeros(dev, n * c, 1), dense(v).reshape(c, 1), rows);
+            float[] ones = new float[(int) hw];
+            java.util.Arrays.fill(ones, 1f);
+            Tensor out = g().empty(dev, shape);
+            Gemm.matmul(rows, Tensor.of(g().scope, dev, ones, 1, hw), out.reshape(n * c, hw), 1f, 0f);
+            return rec(out, "channelBroadcast", of(v), gr -> of(channelSum(gr)));
+        }
         Tensor out = g().empty(shape);
         long n = shape[0], c = shape[1], hw = out.numel() / (n * c);
         MemorySegment vs = dense(v).segment(), os = out.segment();
@@ -656,6 +671,19 @@ public final class F {
     private static Var pointwise(Var x, String name, DoubleUnaryOperator f, DoubleUnaryOperator df) {
         Tensor xv = dense(x);
         long n = xv.numel();
+        if (xv.device() != Device.CPU) {
+            /* No kernel: an explicit copy to the host, the CPU's double formula, and a copy back (both directions of the
+             * backward alike). Meant for small tensors (Glow's per-channel log-scales); same bits as the CPU. */
+            Device dev = xv.device();
+            float[] xs = xv.toArray(), ys = new float[xs.length];
+            for (int i = 0; i < xs.length; i++) ys[i] = (float) f.applyAsDouble(xs[i]);
+            return rec(Tensor.of(g().scope, dev, ys, xv.shape()), name, of(x), gr -> {
+                firstOrderOnly(name);
+                float[] gs = dense(gr).toArray(), ds = new float[xs.length];
+                for (int i = 0; i < xs.length; i++) ds[i] = (float) (gs[i] * df.applyAsDouble(xs[i]));
+                return of(Var.constant(Tensor.of(g().scope, dev, ds, xv.shape())));
+            });
+        }
         Tensor y = g().empty(xv.shape());
         MemorySegment s = xv.segment(), o = y.segment();
         for (long i = 0; i < n; i++) o.setAtIndex(JAVA_FLOAT, i, (float) f.applyAsDouble(s.getAtIndex(JAVA_FLOAT, i)));
@@ -880,6 +908,17 @@ public final class F {
     public static Var diag(Var v) {
         Tensor vv = dense(v);
         long c = vv.numel();
+        if (vv.device() != Device.CPU) {   /* (C) and (C, C) are small: explicit copies, the CPU's bits */
+            Device dev = vv.device();
+            float[] vs = vv.toArray(), m = new float[(int) (c * c)];
+            for (int i = 0; i < c; i++) m[(int) (i * c + i)] = vs[i];
+            return rec(Tensor.of(g().scope, dev, m, c, c), "diag", of(v), gr -> {
+                firstOrderOnly("diag");
+                float[] gs = dense(gr).toArray(), d = new float[(int) c];
+                for (int i = 0; i < c; i++) d[i] = gs[(int) (i * c + i)];
+                return of(Var.constant(Tensor.of(g().scope, dev, d, c)));
+            });
+        }
         Tensor out = g().zeros(c, c);
         for (long i = 0; i < c; i++) out.segment().setAtIndex(JAVA_FLOAT, i * c + i, vv.segment().getAtIndex(JAVA_FLOAT, i));
         return rec(out, "diag", of(v), gr -> {

@@ -30,13 +30,11 @@ final class FlowCommands {
         @Option(names = "--test-limit", description = "evaluate on the first N test images (0: all)") int testLimit = 0;
         @Option(names = "--threads") Integer threads;
         @Option(names = "--quiet") boolean quiet;
-        @Option(names = "--device", description = "cpu | cuda (default: ${DEFAULT-VALUE}); cuda without a usable GPU says why and runs on the CPU (realnvp only)")
+        @Option(names = "--device", description = "cpu | cuda (default: ${DEFAULT-VALUE}); cuda without a usable GPU says why and runs on the CPU")
         String device = "cpu";
 
         int train(String model, java.util.function.Supplier<FlowTrainer.Config> config) throws Exception {
             GanCommands.threads(threads);
-            if (model.equals("glow") && device.equals("cuda"))   /* before the probe: the same answer with or without a GPU */
-                throw new UnsupportedOperationException("train glow --device cuda: " + FlowTrainer.GLOW_DEVICE);
             if (epochs < 1 || batch < 1 || maxSteps < 0 || limit < 0 || testLimit < 0)
                 throw new IllegalArgumentException("--epochs, --batch >= 1; --max-steps, --limit, --test-limit >= 0");
             ImageData probe = ImageData.load(data, "test");

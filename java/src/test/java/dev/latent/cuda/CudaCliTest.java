@@ -179,7 +179,7 @@ class CudaCliTest {
             System.setErr(p);
             List<String> args = new java.util.ArrayList<>(List.of("train", model, "--data", data.toString(), "--out", out.toString(),
                     "--device", device, "--batch", "2", "--max-steps", "2", "--hidden", "4", "--test-limit", "4", "--quiet"));
-            if (model.equals("realnvp")) args.addAll(List.of("--couplings", "2"));
+            args.addAll(model.equals("realnvp") ? List.of("--couplings", "2") : List.of("--levels", "2", "--depth", "1"));
             rc = new CommandLine(new Main()).setErr(new java.io.PrintWriter(p, true)).execute(args.toArray(String[]::new));
         } finally {
             System.setErr(saved);
@@ -194,30 +194,30 @@ class CudaCliTest {
         return new Run(rc, e, Files.readAllLines(out.resolve("metrics.jsonl")));
     }
 
-    /** {@code train realnvp --device cuda} as train vae's; {@code train glow --device cuda} refused by name, GPU or not. */
+    /** {@code train realnvp --device cuda} and {@code train glow --device cuda} as train vae's. */
     @Test
     void flowDeviceCuda(@TempDir Path dir) throws IOException {
         if (System.getProperty("latent.cuda.driver") != null) assertTrue(Cuda.available(), Cuda::unavailableReason);
-        Run glow = flow(dir, "glow", "cuda", false);
-        assertTrue(glow.err.contains("Glow is not supported on CUDA yet"), glow.err);
-        Run cuda = flow(dir, "realnvp", "cuda", true);
-        if (!Cuda.available()) {
-            String reason = Cuda.unavailableReason();
-            assertEquals(1, cuda.err.split(java.util.regex.Pattern.quote(reason), -1).length - 1, "the reason, once: " + cuda.err);
-            return;
-        }
-        assertTrue(cuda.err.contains("device: CUDA device 0"), cuda.err);
-        Run cpu = flow(dir, "realnvp", "cpu", true);
-        assertEquals(cpu.metrics.size(), cuda.metrics.size());
-        int compared = 0;
-        for (int i = 0; i < cpu.metrics.size(); i++)
-            for (String key : new String[] {"train_bpd_batch", "test_bpd"}) {
-                String a = cpu.metrics.get(i), b = cuda.metrics.get(i);
-                if (!a.contains("\"" + key + "\"")) continue;
-                assertEquals(value(a, key), value(b, key), 1e-4 * Math.abs(value(a, key)), "metrics line " + i + " " + key + ": " + a + " vs " + b);
-                compared++;
+        for (String model : new String[] {"realnvp", "glow"}) {
+            Run cuda = flow(dir, model, "cuda", true);
+            if (!Cuda.available()) {
+                String reason = Cuda.unavailableReason();
+                assertEquals(1, cuda.err.split(java.util.regex.Pattern.quote(reason), -1).length - 1, "the reason, once: " + cuda.err);
+                continue;
             }
-        assertEquals(2, compared, cpu.metrics.toString());
+            assertTrue(cuda.err.contains("device: CUDA device 0"), cuda.err);
+            Run cpu = flow(dir, model, "cpu", true);
+            assertEquals(cpu.metrics.size(), cuda.metrics.size());
+            int compared = 0;
+            for (int i = 0; i < cpu.metrics.size(); i++)
+                for (String key : new String[] {"train_bpd_batch", "test_bpd"}) {
+                    String a = cpu.metrics.get(i), b = cuda.metrics.get(i);
+                    if (!a.contains("\"" + key + "\"")) continue;
+                    assertEquals(value(a, key), value(b, key), 1e-4 * Math.abs(value(a, key)), model + " metrics line " + i + " " + key + ": " + a + " vs " + b);
+                    compared++;
+                }
+            assertEquals(2, compared, cpu.metrics.toString());
+        }
     }
 
     private static double value(String line, String key) {

@@ -5,6 +5,8 @@ import dev.latent.autograd.Graph;
 import dev.latent.autograd.Var;
 import dev.latent.data.ImageData;
 import dev.latent.models.flow.FlowTrainer;
+import dev.latent.models.flow.Glow;
+import dev.latent.models.flow.ImageFlow;
 import dev.latent.models.flow.RealNvp;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
@@ -25,8 +27,10 @@ import static org.junit.jupiter.api.Assertions.*;
  * same weights and dequantized inputs: bits/dim, every parameter's gradient (the weights perturbed first, so the
  * zero-initialised last convolutions pass gradient to the rest), the inverse (round trip and samples), and
  * FlowTrainer.trainStep itself for three steps. Tolerances as CudaGptTest's: loss 1e-5 relative, gradients 1e-5 of the
- * parameter's largest |gradient|, parameters after the steps 1e-6 + 1e-5 |p|; the round trip and samples within
- * 1e-5 (1 + |y|). Glow on the device is refused by name.
+ * parameter's largest |gradient|, parameters after the steps 1e-6 + 1e-5 |p| (+ lr per step for Glow, whose ActNorm
+ * init and zero-initialised last convolutions leave gradients that are zero up to rounding, where Adam's normalised
+ * step amplifies the last bits); the round trip and samples within 1e-5 (1 + |y|). The same for Glow (8 x 8, L = 2, K = 1, 4 channels):
+ * ActNorm's init from the device's first batch, the LU 1x1 convolution (diag, exp by explicit copies), squeeze, split.
  */
 class CudaFlowTest extends AtRefIsaOnDevice {
     static final int HW = 8, B = 3;
@@ -39,11 +43,15 @@ class CudaFlowTest extends AtRefIsaOnDevice {
 
     record Step(double bpd, Map<String, float[]> grads, float[] roundTrip, float[] samples, float[] input) {}
 
-    static Step step(Device dev, byte[] px) {
+    static ImageFlow model(Scope s, String arch) {
+        return arch.equals("glow") ? new Glow(s, HW, HW, 2, 1, 4, 0.05, 1) : new RealNvp(s, HW, HW, 2, 4, 0.05, 1);
+    }
+
+    static Step step(Device dev, byte[] px, String arch) {
         long before = Scope.liveDeviceBytes();
         Step out;
         try (Scope s = Scope.shared()) {
-            RealNvp m = new RealNvp(s, HW, HW, 2, 4, 0.05, 1);
+            ImageFlow m = model(s, arch);
             SplittableRandom r = new SplittableRandom(9);
             for (Var p : m.parameters()) {   /* perturb on the host, before the move: the same weights on both devices */
                 var seg = p.value().segment();
@@ -77,10 +85,15 @@ class CudaFlowTest extends AtRefIsaOnDevice {
     }
 
     @Test
-    void realNvpGradientsAndInverseMatchTheCpu() {
+    void realNvpGradientsAndInverseMatchTheCpu() { gradientsAndInverse("realnvp"); }
+
+    @Test
+    void glowGradientsAndInverseMatchTheCpu() { gradientsAndInverse("glow"); }
+
+    static void gradientsAndInverse(String arch) {
         byte[] px = pixels(B, 3);
-        Step cpu = step(Device.CPU, px), gpu = step(Device.CUDA, px);
-        System.out.printf("RealNVP: bits/dim CPU %.9g CUDA %.9g%n", cpu.bpd, gpu.bpd);
+        Step cpu = step(Device.CPU, px, arch), gpu = step(Device.CUDA, px, arch);
+        System.out.printf("%s: bits/dim CPU %.9g CUDA %.9g%n", arch, cpu.bpd, gpu.bpd);
         assertEquals(cpu.bpd, gpu.bpd, 1e-5 * Math.abs(cpu.bpd), "bits/dim");
         assertEquals(cpu.grads.keySet(), gpu.grads.keySet());
         double worst = 0;
@@ -92,7 +105,7 @@ class CudaFlowTest extends AtRefIsaOnDevice {
             for (int i = 0; i < gc.length; i++) worst = Math.max(worst, Math.abs(gg[i] - gc[i]) / tol);
             close("grad " + k, gg, gc, i -> tol);
         }
-        System.out.printf("RealNVP: largest gradient error / tolerance %.3g%n", worst);
+        System.out.printf("%s: largest gradient error / tolerance %.3g%n", arch, worst);
         close("round trip vs CPU", gpu.roundTrip, cpu.roundTrip, i -> 1e-5 * (1 + Math.abs(cpu.roundTrip[i])));
         close("round trip vs input", gpu.roundTrip, gpu.input, i -> 1e-4 * (1 + Math.abs(gpu.input[i])));
         close("samples", gpu.samples, cpu.samples, i -> 1e-5 * (1 + Math.abs(cpu.samples[i])));
@@ -105,9 +118,9 @@ class CudaFlowTest extends AtRefIsaOnDevice {
 
     record Run(double[] bpd, Map<String, float[]> params) {}
 
-    static Run trainer(Device dev, ImageData data) {
+    static Run trainer(Device dev, ImageData data, String arch) {
         try (Scope s = Scope.shared()) {
-            FlowTrainer t = new FlowTrainer(config("realnvp"), s, HW, HW, dev);
+            FlowTrainer t = new FlowTrainer(config(arch), s, HW, HW, dev);
             double[] bpd = new double[3];
             for (int i = 0; i < 3; i++) bpd[i] = t.trainStep(data, new int[] {0, 1, 2, 3, 4, 5}, (i % 2) * B, B);
             Map<String, float[]> params = new LinkedHashMap<>();
@@ -120,24 +133,27 @@ class CudaFlowTest extends AtRefIsaOnDevice {
     }
 
     @Test
-    void trainerStepsMatchTheCpu() {
+    void realNvpTrainerStepsMatchTheCpu() { trainerSteps("realnvp"); }
+
+    @Test
+    void glowTrainerStepsMatchTheCpu() { trainerSteps("glow"); }
+
+    static void trainerSteps(String arch) {
         ImageData data = new ImageData(6, HW, HW, pixels(6, 4), null, "random");
-        Run cpu = trainer(Device.CPU, data), gpu = trainer(Device.CUDA, data);
+        Run cpu = trainer(Device.CPU, data, arch), gpu = trainer(Device.CUDA, data, arch);
         for (int i = 0; i < 3; i++) {
-            System.out.printf("FlowTrainer step %d: bits/dim CPU %.9g CUDA %.9g%n", i + 1, cpu.bpd[i], gpu.bpd[i]);
+            System.out.printf("FlowTrainer %s step %d: bits/dim CPU %.9g CUDA %.9g%n", arch, i + 1, cpu.bpd[i], gpu.bpd[i]);
             assertEquals(cpu.bpd[i], gpu.bpd[i], 1e-5 * Math.abs(cpu.bpd[i]), "step " + (i + 1));
         }
         for (String k : cpu.params.keySet()) {
             float[] c = cpu.params.get(k);
-            close("param " + k, gpu.params.get(k), c, i -> 1e-6 + 1e-5 * Math.abs(c[i]));
+            /* Glow starts with gradients that are zero up to rounding (ActNorm's data-dependent init; the nets behind
+             * zero-initialised last convolutions get their first, tiny gradients in step 2): Adam's normalised step turns
+             * last-bit differences there into up to lr per step (3 steps, lr 1e-3). Its gradients are checked strictly
+             * above; here the losses are. */
+            double extra = arch.equals("glow") ? 3e-3 : 0;
+            close("param " + k, gpu.params.get(k), c, i -> 1e-6 + 1e-5 * Math.abs(c[i]) + extra);
         }
     }
 
-    @Test
-    void glowOnTheDeviceIsRefusedByName() {
-        try (Scope s = Scope.shared()) {
-            var e = assertThrows(UnsupportedOperationException.class, () -> new FlowTrainer(config("glow"), s, HW, HW, Device.CUDA));
-            assertTrue(e.getMessage().contains("Glow is not supported on CUDA"), e.getMessage());
-        }
-    }
 }

@@ -73,23 +73,18 @@ public final class FlowTrainer {
 
     private static final long PERM = 1L << 40, NOISE = 2L << 40, TEST = 3L << 40;
 
-    /** Where the flow trains (and evaluates and samples: every op of RealNVP's forward and inverse has a device path). */
+    /** Where the flow trains, evaluates and samples (every op of RealNVP's and Glow's forward and inverse has a device path). */
     public final Device device;
-
-    /** Why {@code --device cuda} is refused for Glow. */
-    public static final String GLOW_DEVICE = "Glow is not supported on CUDA yet: actnorm's data-dependent init, the invertible 1x1 "
-            + "convolution's LU (diag, exp) and its channel broadcasts are Java loops over host memory; train it with --device cpu";
 
     public FlowTrainer(Config cfg, Scope scope, int h, int w) { this(cfg, scope, h, w, Device.CPU); }
 
     /**
      * A trainer on {@code device}: the model is built on the CPU (the same initial weights for any device) and moved
-     * there before the optimizer is made. RealNVP only off the CPU (Glow is refused, naming why).
+     * there before the optimizer is made. Glow's ActNorm initialises from the first batch on the device.
      */
     public FlowTrainer(Config cfg, Scope scope, int h, int w, Device device) {
         this.cfg = cfg;
         this.device = java.util.Objects.requireNonNull(device, "device");
-        if (cfg.arch.equals("glow") && device != Device.CPU) throw new UnsupportedOperationException(GLOW_DEVICE + " (device " + device + ")");
         model = cfg.arch.equals("glow") ? new Glow(scope, h, w, cfg.levels, cfg.depth, cfg.hidden, 0.05, cfg.seed)
                 : new RealNvp(scope, h, w, cfg.couplings, cfg.hidden, 0.05, cfg.seed);
         if (device != Device.CPU) model.to(scope, device);
