@@ -457,10 +457,8 @@ public final class F {
             if (v.value.numel() != c) throw new IllegalArgumentException("channelBroadcast: " + v.value + " for " + c + " channels");
             Tensor rows = g().empty(dev, n * c, 1);
             Kernels.addRows(g().zeros(dev, n * c, 1), dense(v).reshape(c, 1), rows);
-            float[] ones = new float[(int) hw];
-            java.util.Arrays.fill(ones, 1f);
             Tensor out = g().empty(dev, shape);
-            Gemm.matmul(rows, Tensor.of(g().scope, dev, ones, 1, hw), out.reshape(n * c, hw), 1f, 0f);
+            Gemm.matmul(rows, ones(dev, 1, hw), out.reshape(n * c, hw), 1f, 0f);
             return rec(out, "channelBroadcast", of(v), gr -> of(channelSum(gr)));
         }
         Tensor out = g().empty(shape);
@@ -617,6 +615,12 @@ public final class F {
     public static Var rowSum(Var x) {
         Tensor xv = dense(x);
         long n = xv.size(0), d = xv.numel() / n;
+        if (xv.device() != Device.CPU) {   /* (N, D) @ ones (D, 1): exact-fp32 GEMM, a float sum where the CPU sums in double */
+            Tensor out = g().empty(xv.device(), n, 1);
+            Gemm.matmul(xv.reshape(n, d), ones(xv.device(), d, 1), out, 1f, 0f);
+            long[] shape = xv.shape();
+            return rec(out, "rowSum", of(x), gr -> of(reshape(colBroadcast(gr, d), shape)));
+        }
         Tensor out = g().empty(n, 1);
         MemorySegment s = xv.segment(), o = out.segment();
         for (long i = 0; i < n; i++) {
@@ -632,6 +636,11 @@ public final class F {
     public static Var colBroadcast(Var v, long d) {
         Tensor vv = dense(v);
         long n = vv.numel();
+        if (vv.device() != Device.CPU) {   /* (N, 1) @ ones (1, D): one product with 1 per element, exact */
+            Tensor out = g().empty(vv.device(), n, d);
+            Gemm.matmul(vv.reshape(n, 1), ones(vv.device(), 1, d), out, 1f, 0f);
+            return rec(out, "colBroadcast", of(v), gr -> of(rowSum(gr)));
+        }
         Tensor out = g().empty(n, d);
         MemorySegment s = vv.segment(), o = out.segment();
         for (long i = 0; i < n; i++) {
@@ -639,6 +648,14 @@ public final class F {
             for (long j = 0; j < d; j++) o.setAtIndex(JAVA_FLOAT, i * d + j, val);
         }
         return rec(out, "colBroadcast", of(v), gr -> of(rowSum(gr)));
+    }
+
+    /** A (r, c) tensor of ones on {@code dev} in the current graph (the GEMM operand of the device broadcasts and row sums). */
+    private static Tensor ones(Device dev, long r, long c) {
+        if (r * c > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("ones: " + r + " x " + c + " too large");
+        float[] o = new float[(int) (r * c)];
+        Arrays.fill(o, 1f);
+        return Tensor.of(g().scope, dev, o, r, c);
     }
 
     /** a - b. */

@@ -142,27 +142,28 @@ class CudaCliTest {
         return new Run(rc, e, Files.readAllLines(out.resolve("metrics.jsonl")));
     }
 
-    /** {@code train dcgan --device cuda} as train vae's; {@code train wgan-gp --device cuda} refused by name, GPU or not. */
+    /** {@code train dcgan --device cuda} and {@code train wgan-gp --device cuda} as train vae's. */
     @Test
     void ganDeviceCuda(@TempDir Path dir) throws IOException {
         if (System.getProperty("latent.cuda.driver") != null) assertTrue(Cuda.available(), Cuda::unavailableReason);
-        Run wgan = gan(dir, "wgan-gp", "cuda", false);
-        assertTrue(wgan.err.contains("WGAN-GP is not supported on CUDA yet"), wgan.err);
-        Run cuda = gan(dir, "dcgan", "cuda", true);
-        if (!Cuda.available()) {
-            String reason = Cuda.unavailableReason();
-            assertEquals(1, cuda.err.split(java.util.regex.Pattern.quote(reason), -1).length - 1, "the reason, once: " + cuda.err);
-            return;
-        }
-        assertTrue(cuda.err.contains("device: CUDA device 0"), cuda.err);
-        Run cpu = gan(dir, "dcgan", "cpu", true);
-        assertEquals(2, cpu.metrics.size());
-        assertEquals(cpu.metrics.size(), cuda.metrics.size());
-        for (int i = 0; i < cpu.metrics.size(); i++)
-            for (String key : new String[] {"lossD", "lossG", "D_x", "D_G_z"}) {
-                double x = value(cpu.metrics.get(i), key), y = value(cuda.metrics.get(i), key);
-                assertEquals(x, y, 1e-4 * Math.abs(x), "metrics line " + i + " " + key + ": " + cpu.metrics.get(i) + " vs " + cuda.metrics.get(i));
+        for (String model : new String[] {"dcgan", "wgan-gp"}) {
+            Run cuda = gan(dir, model, "cuda", true);
+            if (!Cuda.available()) {
+                String reason = Cuda.unavailableReason();
+                assertEquals(1, cuda.err.split(java.util.regex.Pattern.quote(reason), -1).length - 1, "the reason, once: " + cuda.err);
+                continue;
             }
+            assertTrue(cuda.err.contains("device: CUDA device 0"), cuda.err);
+            Run cpu = gan(dir, model, "cpu", true);
+            assertEquals(2, cpu.metrics.size());
+            assertEquals(cpu.metrics.size(), cuda.metrics.size());
+            String[] keys = model.equals("dcgan") ? new String[] {"lossD", "lossG", "D_x", "D_G_z"} : new String[] {"lossD", "lossG", "wasserstein", "gp"};
+            for (int i = 0; i < cpu.metrics.size(); i++)
+                for (String key : keys) {
+                    double x = value(cpu.metrics.get(i), key), y = value(cuda.metrics.get(i), key);
+                    assertEquals(x, y, 1e-4 * Math.abs(x) + 1e-6, model + " metrics line " + i + " " + key + ": " + cpu.metrics.get(i) + " vs " + cuda.metrics.get(i));
+                }
+        }
     }
 
     static Run flow(Path dir, String model, String device, boolean ok) throws IOException {

@@ -84,8 +84,8 @@ public final class GanTrainer {
 
     /**
      * A trainer on {@code device}: the nets are built on the CPU (the same initial weights for any device), moved there
-     * with BatchNorm's running statistics, and the optimizers made after, so Adam's state lives there too. WGAN-GP is
-     * refused off the CPU: its gradient penalty differentiates twice through the critic with Java-loop ops.
+     * with BatchNorm's running statistics, and the optimizers made after, so Adam's state lives there too. WGAN-GP's
+     * penalty differentiates twice through the critic on the device too.
      */
     public GanTrainer(Config cfg, Device device) {
         this.cfg = cfg;
@@ -93,7 +93,6 @@ public final class GanTrainer {
         Dcgan.Norm norm = cfg.loss == Loss.GAN ? Dcgan.Norm.BATCH : cfg.criticNorm;
         if (cfg.loss == Loss.WGAN_GP && norm == Dcgan.Norm.BATCH)
             throw new IllegalArgumentException("wgan-gp: the critic must not use BatchNorm (the penalty is per sample); use none or layer");
-        if (cfg.loss == Loss.WGAN_GP && device != Device.CPU) throw new UnsupportedOperationException(WGAN_GP_DEVICE + " (device " + device + ")");
         g = new Dcgan.Generator(params, cfg.nz, cfg.ngf, cfg.seed);
         d = new Dcgan.Discriminator(params, cfg.ndf, norm, cfg.seed);
         if (device != Device.CPU) {
@@ -103,10 +102,6 @@ public final class GanTrainer {
         optG = new AdamW(params, g.namedParameters(), cfg.beta1, cfg.beta2, 1e-8f, 0f);
         optD = new AdamW(params, d.namedParameters(), cfg.beta1, cfg.beta2, 1e-8f, 0f);
     }
-
-    /** Why {@code --device cuda} is refused for WGAN-GP. */
-    public static final String WGAN_GP_DEVICE = "WGAN-GP is not supported on CUDA yet: its gradient penalty needs double backward "
-            + "through the critic and Java-loop reductions (sum, rowSum, sqrt) that have no device path; train it with --device cpu";
 
     /** z ~ N(0, I) of shape (b, nz, 1, 1) from Philox (seed, stream). */
     static Tensor latent(Scope scope, long seed, long stream, int b, long nz) {
@@ -236,7 +231,7 @@ public final class GanTrainer {
         try (Graph gr = Graph.open()) {
             Tensor realT = realBatch(gr.scope(), data, perm, pos);
             Var real = Var.constant(realT);
-            Var fake = F.detach(g.forward(Var.constant(latent(gr.scope(), cfg.seed, LATENT + step, cfg.batch, cfg.nz))));
+            Var fake = F.detach(g.forward(Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + step, cfg.batch, cfg.nz)))));
             Var dReal = F.mean(d.forward(real)), dFake = F.mean(d.forward(fake));
             Var penalty = F.scale(gradientPenalty(gr, realT, fake.value(), step), cfg.lambda);
             Var loss = F.add(F.sub(dFake, dReal), penalty);
@@ -251,12 +246,25 @@ public final class GanTrainer {
         int b = (int) real.size(0);
         long per = real.numel() / b;
         Tensor e = Tensor.rand(gr.scope(), cfg.seed, EPS + step, b);
-        Tensor xh = Tensor.empty(gr.scope(), real.shape());
-        MemorySegment rs = real.segment(), fs = fake.contiguous().segment(), xs = xh.segment(), es = e.segment();
-        for (int i = 0; i < b; i++) {
-            float a = es.getAtIndex(JAVA_FLOAT, i);
-            for (long j = i * per; j < (i + 1) * per; j++)
-                xs.setAtIndex(JAVA_FLOAT, j, a * rs.getAtIndex(JAVA_FLOAT, j) + (1 - a) * fs.getAtIndex(JAVA_FLOAT, j));
+        Tensor xh;
+        if (device != Device.CPU) {
+            /* e real + (1 - e) fake with the CPU's float roundings: each product, then the sum (e and 1 - e per sample,
+             * formed on the host, broadcast over the sample's pixels on the device) */
+            float[] a = e.toArray(), am = new float[b];
+            for (int i = 0; i < b; i++) am[i] = 1 - a[i];
+            long[] bs = {1, b, per};
+            Var ea = F.channelBroadcast(Var.constant(Tensor.of(gr.scope(), device, a, b)), bs);
+            Var eb = F.channelBroadcast(Var.constant(Tensor.of(gr.scope(), device, am, b)), bs);
+            Var r = Var.constant(real.reshape(bs)), f = Var.constant(fake.contiguous().reshape(bs));
+            xh = F.add(F.mul(ea, r), F.mul(eb, f)).value().reshape(real.shape());
+        } else {
+            xh = Tensor.empty(gr.scope(), real.shape());
+            MemorySegment rs = real.segment(), fs = fake.contiguous().segment(), xs = xh.segment(), es = e.segment();
+            for (int i = 0; i < b; i++) {
+                float a = es.getAtIndex(JAVA_FLOAT, i);
+                for (long j = i * per; j < (i + 1) * per; j++)
+                    xs.setAtIndex(JAVA_FLOAT, j, a * rs.getAtIndex(JAVA_FLOAT, j) + (1 - a) * fs.getAtIndex(JAVA_FLOAT, j));
+            }
         }
         Var xHat = Var.input(xh);
         Var grad = gr.gradient(F.sum(d.forward(xHat)), xHat);
@@ -268,7 +276,7 @@ public final class GanTrainer {
     /** One WGAN generator step: loss -E[D(G(z))]. */
     double generatorStep(long it) {
         try (Graph gr = Graph.open()) {
-            Var fake = g.forward(Var.constant(latent(gr.scope(), cfg.seed, LATENT + (1L << 39) + it, cfg.batch, cfg.nz)));
+            Var fake = g.forward(Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + (1L << 39) + it, cfg.batch, cfg.nz))));
             Var loss = F.scale(F.mean(d.forward(fake)), -1f);
             gr.freeze(d.parameters());
             gr.backward(loss);
