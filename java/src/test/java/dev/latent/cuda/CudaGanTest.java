@@ -25,8 +25,8 @@ import static org.junit.jupiter.api.Assertions.*;
  * latents: one discriminator step's loss and gradients (BCE on real and detached fake logits, BatchNorm in training
  * mode, LeakyReLU), then the generator's (non-saturating BCE through the frozen discriminator, transposed
  * convolutions, ReLU, Tanh); and GanTrainer.step itself twice: losses, D(x), D(G(z)), every parameter after Adam and
- * BatchNorm's running statistics; and WGAN-GP's critic and generator steps. Tolerances as CudaGptTest's: losses 1e-5 relative, gradients 1e-5 of the parameter's
- * largest |gradient|, parameters 1e-6 + 1e-5 |p| (+ 2 lr where the gradient is within tolerance of zero: Adam's first
+ * BatchNorm's running statistics; and WGAN-GP's critic and generator steps. Tolerances as CudaGptTest's: losses 1e-5
+ * relative, gradients 1e-5 of the parameter's largest |gradient|, parameters 1e-6 + 1e-5 |p| (+ 2 lr where the gradient is within tolerance of zero: Adam's first
  * step moves by ~lr sign(g)); after the trainer's two steps every parameter and running statistic within 1e-6 + 1e-5 |s|
  * (no first step flipped on these inputs).
  */
