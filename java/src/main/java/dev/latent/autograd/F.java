@@ -20,9 +20,10 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * gradients of gradients work (add, scale, mul, matmul, transpose, reshape, permute, addRows, sumRows,
  * gelu); rules of the fused kernels (layerNorm, attention, cross-entropy, embedding) call their native
  * backward and refuse a second differentiation with a clear message.
- * Devices: an op's outputs live on its inputs' device. The ops GPT, the convolutions and the activations use run
- * on CUDA tensors (their kernels exist); the Java-loop ops (reductions, pointwise, BatchNorm, flows) read host
- * memory and refuse CUDA tensors with the tensor's IllegalStateException.
+ * Devices: an op's outputs live on its inputs' device, and every op here runs on CUDA tensors: through a kernel, a
+ * composition of kernels (sum, rowSum, broadcasts, addScalar), or, for small or rare tensors (the pointwise ops, diag,
+ * free bits, BatchNorm's eval-mode backward, GELU's second derivative), explicit copies to the host and back that
+ * compute the CPU's bits (docs/cuda.md).
  */
 public final class F {
     private F() {}
@@ -168,6 +169,18 @@ public final class F {
         Tensor out = g().empty(x.value.device(), x.value.shape());
         Kernels.geluBackward(dense(x), dense(dy), out);
         return rec(out, "geluBackward", of(x, dy), gr -> {
+            Device dev = x.value.device();
+            if (dev != Device.CPU) {   /* gelu'' from an explicit copy of x (the CPU's formula), gelu' by the kernel */
+                float[] xs = dense(x).toArray(), s2 = new float[xs.length], one = new float[xs.length];
+                for (int i = 0; i < xs.length; i++) {
+                    double v = xs[i], phi = Math.exp(-0.5 * v * v) / Math.sqrt(2 * Math.PI);
+                    s2[i] = (float) (phi * (2 - v * v));
+                    one[i] = 1f;
+                }
+                Tensor d1 = g().empty(dev, x.value.shape());
+                Kernels.geluBackward(dense(x), Tensor.of(g().scope, dev, one, x.value.shape()), d1);
+                return of(mul(mul(gr, dy), Var.constant(Tensor.of(g().scope, dev, s2, x.value.shape()))), mul(gr, Var.constant(d1)));
+            }
             Tensor d2 = g().zeros(x.value.shape()), d1 = g().zeros(x.value.shape());
             MemorySegment xs = dense(x).segment(), s2 = d2.segment(), s1 = d1.segment();
             for (long i = 0; i < x.value.numel(); i++) {
@@ -505,6 +518,27 @@ public final class F {
         return rec(y, "batchNorm2dEval", of(x, gamma, beta), gr -> {
             firstOrderOnly("batchNorm2d (eval)");
             long n = xv.size(0), hw = xv.numel() / (n * c);
+            if (xv.device() != Device.CPU) {   /* explicit copies and the CPU's loop: the same bits (a rare path: eval-mode training) */
+                Device dev = xv.device();
+                float[] xs = xv.toArray(), ds = dense(gr).toArray(), rm = runningMean.toArray(), rv = runningVar.toArray();
+                float[] gs = gv == null ? null : gv.toArray(), out = new float[xs.length], sgs = new float[(int) c], sbs = new float[(int) c];
+                for (int ch = 0; ch < c; ch++) {
+                    double rs = 1.0 / Math.sqrt(rv[ch] + (double) eps), m = rm[ch];
+                    double gam = gs == null ? 1 : gs[ch], sg = 0, sb = 0;
+                    for (long i = 0; i < n; i++)
+                        for (long j = 0, base = (i * c + ch) * hw; j < hw; j++) {
+                            double d = ds[(int) (base + j)];
+                            out[(int) (base + j)] = (float) (d * gam * rs);
+                            sg += d * (xs[(int) (base + j)] - m) * rs;
+                            sb += d;
+                        }
+                    sgs[ch] = (float) sg;
+                    sbs[ch] = (float) sb;
+                }
+                Var dg = gamma != null && gamma.requiresGrad ? Var.constant(Tensor.of(g().scope, dev, sgs, c)) : null;
+                Var db = beta != null && beta.requiresGrad ? Var.constant(Tensor.of(g().scope, dev, sbs, c)) : null;
+                return of(Var.constant(Tensor.of(g().scope, dev, out, xv.shape())), dg, db);
+            }
             Tensor dx = g().empty(xv.shape());
             Tensor dg = gamma != null && gamma.requiresGrad ? g().zeros(c) : null, db = beta != null && beta.requiresGrad ? g().zeros(c) : null;
             MemorySegment xs = xv.segment(), ds = dense(gr).segment(), out = dx.segment(), rm = runningMean.segment(), rv = runningVar.segment();
