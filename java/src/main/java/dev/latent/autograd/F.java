@@ -909,18 +909,29 @@ public final class F {
         long n = yv.size(0), hw = yv.numel() / n;
         if (mv.numel() != hw || hv.numel() != 2 * n * hw || scale.value.numel() != 1)
             throw new IllegalArgumentException("coupling: y " + yv + ", h " + hv + " (need 2 channels per pixel), mask " + mv + ", scale " + scale.value);
-        float sc = scalar(scale.value);
+        float sc = scalar(scale.value);   /* on CUDA a 4-byte copy: the kernels take the scale by value */
         Tensor out = g().empty(dev, yv.shape());
-        double[] ld = new double[(int) n];
-        Kernels.couplingForward(mv, yv, hv, sc, out, ld);
-        float[] ldf = new float[(int) n];
-        for (int i = 0; i < n; i++) ldf[i] = (float) ld[i];
-        Tensor ldT = Tensor.of(g().scope, dev, ldf, n);
+        Tensor ldT;
+        if (dev != Device.CPU) {   /* logdet stays on the device (the same (float) of the same double sums) */
+            ldT = g().empty(dev, n);
+            Kernels.couplingForwardOnDevice(mv, yv, hv, sc, out, ldT);
+        } else {
+            double[] ld = new double[(int) n];
+            Kernels.couplingForward(mv, yv, hv, sc, out, ld);
+            float[] ldf = new float[(int) n];
+            for (int i = 0; i < n; i++) ldf[i] = (float) ld[i];
+            ldT = Tensor.of(g().scope, dev, ldf, n);
+        }
         boolean[] fused = {false};
         Var[] outHolder = new Var[1];
         java.util.function.BiFunction<Var, Var, Var[]> backward = (dOut, dLd) -> {
             firstOrderOnly("coupling");
             Tensor dy = g().empty(dev, yv.shape()), dh = g().empty(dev, hv.shape());
+            if (dev != Device.CPU) {   /* dlogdet and d(scale) stay on the device */
+                Tensor go = dOut != null ? dense(dOut) : g().zeros(dev, yv.shape()), dsc = g().empty(dev, 1);
+                Kernels.couplingBackwardOnDevice(mv, yv, hv, sc, go, dLd == null ? null : dense(dLd), dy, dh, dsc);
+                return of(Var.constant(dy), Var.constant(dh), Var.constant(dsc));
+            }
             double[] dl = null;
             if (dLd != null) {
                 float[] f = dense(dLd).toArray();

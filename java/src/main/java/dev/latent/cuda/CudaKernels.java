@@ -585,6 +585,42 @@ public final class CudaKernels {
     }
 
     /**
+     * The forward with the per-image log-determinants handed to a float device tensor (n): the double sums go to this
+     * thread's scratch and ltk_f64_to_f32 rounds them once, as the CPU's (float) cast. Nothing comes back to the host.
+     */
+    public static void couplingForwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, float scale,
+                                          DeviceBuffer out, DeviceBuffer logdetF32) {
+        floats("couplingForward", n, "logdet", logdetF32);
+        DeviceBuffer ld = scratch(cu, n * 8).slice(0, n * 8);
+        couplingForward(cu, n, hw, mask, y, h, scale, out, ld);
+        cu.launch("ltk_f64_to_f32", dim(strideBlocks(n)), dim(256), 0, n, ld, logdetF32);
+    }
+
+    /**
+     * The backward with float device tensors for dlogdet (n, may be null) and d(scale) (1, overwritten): widened to /
+     * rounded from the kernels' doubles on the device (this thread's scratch holds dlogdet, d(scale) and the per-image
+     * partials). Nothing comes back to the host.
+     */
+    public static void couplingBackwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, float scale,
+                                           DeviceBuffer dout, DeviceBuffer dlogdetF32, DeviceBuffer dy, DeviceBuffer dh, DeviceBuffer dscaleF32) {
+        String op = "couplingBackward";
+        cpCheck(op, n, hw, mask, y, h, dy);
+        floats(op, n * hw, "dout", dout);
+        floats(op, 2 * n * hw, "dh", dh);
+        if (dlogdetF32 != null) floats(op, n, "dlogdet", dlogdetF32);
+        floats(op, 1, "dscale", dscaleF32);
+        if (same(dh, y) || same(dh, h) || same(dh, dout) || same(dh, dy) || same(dy, dout))
+            throw new IllegalArgumentException(op + ": dy or dh overlaps an input or each other");
+        DeviceBuffer s = scratch(cu, (2 * n + 1) * 8);
+        DeviceBuffer dl = dlogdetF32 == null ? null : s.slice(0, n * 8), ds = s.slice(n * 8, 8), part = s.slice((n + 1) * 8, n * 8);
+        if (dl != null) cu.launch("ltk_f32_to_f64", dim(strideBlocks(n)), dim(256), 0, n, dlogdetF32, dl);
+        ds.zero();
+        cu.launch("ltk_coupling_bwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, scale, dout, dl, dy, dh, part);
+        cu.launch("ltk_coupling_dscale", dim(1), dim(32), 0, n, part, ds);
+        cu.launch("ltk_f64_to_f32", dim(1), dim(32), 0, 1L, ds, dscaleF32);
+    }
+
+    /**
      * Affine coupling backward (lt_coupling_bwd): dy (n, hw) and dh (n, 2, hw) overwritten from dout and dlogdet (n
      * doubles, may be null); dscale (one double on the device) += d(scale), per-image partials (this thread's
      * scratch) added in image order. Does not synchronise.

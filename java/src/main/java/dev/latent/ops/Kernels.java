@@ -555,6 +555,34 @@ public final class Kernels {
     }
 
     /**
+     * Affine coupling forward on CUDA tensors with the per-image log-determinants written to the float tensor logdet
+     * (n) on the device: the CPU's (float) of the same double sums, with no copy back and no synchronisation.
+     */
+    public static void couplingForwardOnDevice(Tensor mask, Tensor y, Tensor h, float scale, Tensor out, Tensor logdet) {
+        String op = "couplingForward";
+        if (!onCuda(op, mask, y, h, out, logdet)) throw new IllegalArgumentException(op + ": CUDA tensors expected, got " + y);
+        long[] d = couplingDims(op, mask, y, h, out);
+        numel(op, d[0], logdet);
+        CudaKernels.couplingForwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(out), buf(logdet));
+    }
+
+    /**
+     * Affine coupling backward on CUDA tensors with dlogdet (n floats, may be null) and d(scale) (one float, overwritten)
+     * on the device: the CPU path's widening and rounding, no copies, no synchronisation.
+     */
+    public static void couplingBackwardOnDevice(Tensor mask, Tensor y, Tensor h, float scale, Tensor dout, Tensor dlogdet, Tensor dy,
+                                                Tensor dh, Tensor dscale) {
+        String op = "couplingBackward";
+        if (!onCuda(op, mask, y, h, dout, dlogdet, dy, dh, dscale)) throw new IllegalArgumentException(op + ": CUDA tensors expected, got " + y);
+        long[] d = couplingDims(op, mask, y, h, dy);
+        numel(op, y.numel(), dout);
+        numel(op, 2 * y.numel(), dh);
+        if (dlogdet != null) numel(op, d[0], dlogdet);
+        numel(op, 1, dscale);
+        CudaKernels.couplingBackwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(dout), buf(dlogdet), buf(dy), buf(dh), buf(dscale));
+    }
+
+    /**
      * Affine coupling backward (lt_coupling_bwd): dy and dh overwritten from dout and dlogdet (N, may be null: 0);
      * returns d(scale), summed in double per image then in image order (on CUDA copied back: synchronises).
      */
