@@ -84,7 +84,7 @@ int main() {
         std::vector<float> f(n), want(n), got(n, NAN);
         lt_t_fill(f.data(), n, &s);
         for (int64_t i = 0; i < n; i++) { d[i] = (double)f[i] * (1.0 + 1e-9 * (double)i); want[i] = (float)d[i]; }
-        if (n > 3) { d[1] = 1e300; want[1] = (float)d[1]; d[2] = -1e-300; want[2] = (float)d[2]; } /* inf, -0 */
+        if (n > 3) { d[1] = 3.4028235e38; want[1] = (float)d[1]; d[2] = -1e-300; want[2] = (float)d[2]; } /* FLT_MAX, -0 */
         LAUNCH(ltk_f64_to_f32, dim3(2), dim3(256), 0, n, (const double *)d.data(), got.data());
         CHECK(memcmp(got.data(), want.data(), n * sizeof(float)) == 0, "f64_to_f32 n=%lld", (long long)n);
         LAUNCH(ltk_f32_to_f64, dim3(2), dim3(256), 0, n, (const float *)f.data(), dback.data());
