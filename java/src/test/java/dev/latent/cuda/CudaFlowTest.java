@@ -27,10 +27,11 @@ import static org.junit.jupiter.api.Assertions.*;
  * same weights and dequantized inputs: bits/dim, every parameter's gradient (the weights perturbed first, so the
  * zero-initialised last convolutions pass gradient to the rest), the inverse (round trip and samples), and
  * FlowTrainer.trainStep itself for three steps. Tolerances as CudaGptTest's: loss 1e-5 relative, gradients 1e-5 of the
- * parameter's largest |gradient|, parameters after the steps 1e-6 + 1e-5 |p| (+ lr per step for Glow, whose ActNorm
- * init and zero-initialised last convolutions leave gradients that are zero up to rounding, where Adam's normalised
- * step amplifies the last bits); the round trip and samples within 1e-5 (1 + |y|). The same for Glow (8 x 8, L = 2, K = 1, 4 channels):
- * ActNorm's init from the device's first batch, the LU 1x1 convolution (diag, exp by explicit copies), squeeze, split.
+ * parameter's largest |gradient|, parameters after the steps 1e-6 + 1e-5 |p|; the round trip and samples within
+ * 1e-5 (1 + |y|). The same for Glow (8 x 8, L = 2, K = 1, 4 channels): ActNorm's init from the device's first batch,
+ * the LU 1x1 convolution (diag, exp by explicit copies), squeeze, split; its trainer parameters within lr per step more
+ * and its bits/dim after the first step within 1e-4 relative, since ActNorm's init and the zero-initialised last
+ * convolutions leave gradients that are zero up to rounding, where Adam's normalised step amplifies the last bits.
  */
 class CudaFlowTest extends AtRefIsaOnDevice {
     static final int HW = 8, B = 3;
@@ -143,7 +144,10 @@ class CudaFlowTest extends AtRefIsaOnDevice {
         Run cpu = trainer(Device.CPU, data, arch), gpu = trainer(Device.CUDA, data, arch);
         for (int i = 0; i < 3; i++) {
             System.out.printf("FlowTrainer %s step %d: bits/dim CPU %.9g CUDA %.9g%n", arch, i + 1, cpu.bpd[i], gpu.bpd[i]);
-            assertEquals(cpu.bpd[i], gpu.bpd[i], 1e-5 * Math.abs(cpu.bpd[i]), "step " + (i + 1));
+            /* Glow after its first Adam step: the parameters differ by up to lr where the gradients were zero up to
+             * rounding (see below), which moves bits/dim by ~6e-6 relative in the emulation: 1e-4 there */
+            double rel = arch.equals("glow") && i > 0 ? 1e-4 : 1e-5;
+            assertEquals(cpu.bpd[i], gpu.bpd[i], rel * Math.abs(cpu.bpd[i]), arch + " step " + (i + 1));
         }
         for (String k : cpu.params.keySet()) {
             float[] c = cpu.params.get(k);
