@@ -8,6 +8,8 @@
  *       d.shape (lt_copy_desc by value, rank <= 6): permutes and contiguous copies of views. One thread per element
  *       in dst's row-major index order; the rank loop is unrolled over LT_MAX_RANK with constant indices (runtime
  *       indexing into a by-value struct would copy it to local memory).
+ *   ltk_f64_to_f32(n, x, y)   y = (float) x (round to nearest)   |  ltk_f32_to_f64(n, x, y)   y = (double) x (exact)
+ *       (device-side hand-over of double sums, e.g. the coupling's per-image log-determinants, to float tensors)
  * Launch: 256 threads, grid-stride loops, any grid (the Java backend uses min(ceil(n / 256), 4 * SMs * 8) blocks).
  * sum_rows gives one thread per output element and walks its rows in order: deterministic, no atomics, and only
  * period * C threads of parallelism (enough for bias gradients of C >= 768; a split into row chunks is the
@@ -69,4 +71,12 @@ LT_KERNEL void ltk_copy_strided(lt_copy_desc d, const float *__restrict__ src, f
             }
         dst[dof] = src[so];
     }
+}
+
+LT_KERNEL void ltk_f64_to_f32(int64_t n, const double *__restrict__ x, float *__restrict__ y) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) y[i] = (float)x[i];
+}
+
+LT_KERNEL void ltk_f32_to_f64(int64_t n, const float *__restrict__ x, double *__restrict__ y) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) y[i] = (double)x[i];
 }

@@ -1,6 +1,7 @@
 /* elementwise.cu in the CUDA emulation against elementwise_ref.c (through lt_* at ISA ref): every SIMD-tail
  * length, NaN-prefilled outputs, b == 0 write-only, aliasing. Tolerance: one fp32 rounding (nvcc may fuse a*x + b*y
  * into one fma), as elementwise_test.c. Run: build/elementwise_cuda_test */
+#include <cstring>
 #include <vector>
 
 #include "../elementwise/elementwise.cu"
@@ -77,6 +78,19 @@ int main() {
             LAUNCH(ltk_copy_strided, dim3(lt_cu_blocks(n, 256)), dim3(256), 0, d, (const float *)src.data(), got.data());
             CHECK(lt_cu_close("copy_strided", got.data(), want.data(), ds, 0, 0), "copy_strided rank %d pad %d", p.rank, pad);
         }
+    }
+    for (int64_t n : {1, 7, 37, 5000}) { /* conversions: bit-exact against the host's casts, a grid smaller than n */
+        std::vector<double> d(n), dback(n, NAN);
+        std::vector<float> f(n), want(n), got(n, NAN);
+        lt_t_fill(f.data(), n, &s);
+        for (int64_t i = 0; i < n; i++) { d[i] = (double)f[i] * (1.0 + 1e-9 * (double)i); want[i] = (float)d[i]; }
+        if (n > 3) { d[1] = 3.4028235e38; want[1] = (float)d[1]; d[2] = -1e-300; want[2] = (float)d[2]; } /* FLT_MAX, -0 */
+        LAUNCH(ltk_f64_to_f32, dim3(2), dim3(256), 0, n, (const double *)d.data(), got.data());
+        CHECK(memcmp(got.data(), want.data(), n * sizeof(float)) == 0, "f64_to_f32 n=%lld", (long long)n);
+        LAUNCH(ltk_f32_to_f64, dim3(2), dim3(256), 0, n, (const float *)f.data(), dback.data());
+        bool same = true;
+        for (int64_t i = 0; i < n; i++) same &= dback[i] == (double)f[i];
+        CHECK(same, "f32_to_f64 n=%lld", (long long)n);
     }
     return lt_test_summary();
 }

@@ -2,6 +2,8 @@
  * 3 chunks + 5), +-1e30 (squares far beyond float, fine in double), zeros. Both sum exact double squares; only the
  * order of the double additions differs (lt_sumsq: in order within a chunk; here 16 per thread, then a tree of 8
  * levels), so |got - want| <= 2^-53 (4096 + 16 + 8 + 2 chunks) sum (one factor per addition bound, generous).
+ * The plain sum (ltk_sum_part / ltk_sum_total_f32) against an in-order long double sum: the double result within
+ * 2^-53 (4096 + 16 + 8 + 2 chunks) sum |x_i| of it, then one rounding to float (so within that plus half an ulp).
  * Run: build/sumsq_cuda_test */
 #include <vector>
 
@@ -23,6 +25,20 @@ int main() {
         LAUNCH(ltk_sumsq_total, dim3(1), dim3(32), 0, chunks, (const double *)part.data(), &got);
         const double tol = ldexp(4096.0 + 16 + 8 + 2 * (double)chunks, -53) * want;
         CHECK(fabs(got - want) <= tol, "sumsq n=%lld: %.17g, lt_sumsq %.17g (tolerance %.3g)", (long long)n, got, want, tol);
+    }
+    for (int64_t n : {1, 7, 255, 4095, 4096, 4097, 3 * 4096 + 5}) {
+        std::vector<float> x(n);
+        lt_t_fill(x.data(), n, &s);
+        if (n > 10) { x[3] = 3e5f; x[5] = -3e5f; x[6] = 0.0f; } /* cancellation: the bound is relative to sum |x_i| */
+        const int64_t chunks = (n + SQ_CHUNK - 1) / SQ_CHUNK;
+        std::vector<double> part(chunks, NAN);
+        float got = NAN;
+        long double want = 0, abs = 0;
+        for (int64_t i = 0; i < n; i++) { want += x[i]; abs += fabsl((long double)x[i]); }
+        LAUNCH(ltk_sum_part, dim3((unsigned)chunks), dim3(SQ_THREADS), 0, n, (const float *)x.data(), part.data());
+        LAUNCH(ltk_sum_total_f32, dim3(1), dim3(32), 0, chunks, (const double *)part.data(), &got);
+        const double tol = ldexp(4096.0 + 16 + 8 + 2 * (double)chunks, -53) * (double)abs + 0.5 * ldexp(fabs((double)want), -23) + 1e-45;
+        CHECK(fabs((double)got - (double)want) <= tol, "sum n=%lld: %.9g, reference %.17Lg (tolerance %.3g)", (long long)n, got, want, tol);
     }
     return lt_test_summary();
 }

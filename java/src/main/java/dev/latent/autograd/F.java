@@ -20,9 +20,10 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * gradients of gradients work (add, scale, mul, matmul, transpose, reshape, permute, addRows, sumRows,
  * gelu); rules of the fused kernels (layerNorm, attention, cross-entropy, embedding) call their native
  * backward and refuse a second differentiation with a clear message.
- * Devices: an op's outputs live on its inputs' device. The ops GPT, the convolutions and the activations use run
- * on CUDA tensors (their kernels exist); the Java-loop ops (reductions, pointwise, BatchNorm, flows) read host
- * memory and refuse CUDA tensors with the tensor's IllegalStateException.
+ * Devices: an op's outputs live on its inputs' device, and every op here runs on CUDA tensors: through a kernel, a
+ * composition of kernels (sum, rowSum, broadcasts, addScalar), or, for small or rare tensors (the pointwise ops, diag,
+ * free bits, BatchNorm's eval-mode backward, GELU's second derivative), explicit copies to the host and back that
+ * compute the CPU's bits (docs/cuda.md).
  */
 public final class F {
     private F() {}
@@ -168,6 +169,18 @@ public final class F {
         Tensor out = g().empty(x.value.device(), x.value.shape());
         Kernels.geluBackward(dense(x), dense(dy), out);
         return rec(out, "geluBackward", of(x, dy), gr -> {
+            Device dev = x.value.device();
+            if (dev != Device.CPU) {   /* gelu'' from an explicit copy of x (the CPU's formula), gelu' by the kernel */
+                float[] xs = dense(x).toArray(), s2 = new float[xs.length], one = new float[xs.length];
+                for (int i = 0; i < xs.length; i++) {
+                    double v = xs[i], phi = Math.exp(-0.5 * v * v) / Math.sqrt(2 * Math.PI);
+                    s2[i] = (float) (phi * (2 - v * v));
+                    one[i] = 1f;
+                }
+                Tensor d1 = g().empty(dev, x.value.shape());
+                Kernels.geluBackward(dense(x), Tensor.of(g().scope, dev, one, x.value.shape()), d1);
+                return of(mul(mul(gr, dy), Var.constant(Tensor.of(g().scope, dev, s2, x.value.shape()))), mul(gr, Var.constant(d1)));
+            }
             Tensor d2 = g().zeros(x.value.shape()), d1 = g().zeros(x.value.shape());
             MemorySegment xs = dense(x).segment(), s2 = d2.segment(), s1 = d1.segment();
             for (long i = 0; i < x.value.numel(); i++) {
@@ -325,7 +338,7 @@ public final class F {
 
     /** {@code v} placed at channels [from, from + C_v) of a zero tensor of {@code shape}: the adjoint of narrowChannels. */
     static Var padChannels(Var v, long[] shape, long from) {
-        Tensor d = g().zeros(shape);
+        Tensor d = g().zeros(v.value.device(), shape);
         long len = v.value.size(1);
         Kernels.copy(v.value, d.slice(1, from, from + len));
         return rec(d, "padChannels", of(v), gr -> of(narrowChannels(gr, from, len)));
@@ -426,6 +439,12 @@ public final class F {
     public static Var channelSum(Var x) {
         Tensor xv = dense(x);
         long n = xv.size(0), c = xv.size(1), hw = xv.numel() / (n * c);
+        if (xv.device() != Device.CPU) {
+            Tensor out = g().empty(xv.device(), c);
+            Conv.channelSumCuda(xv, out);
+            long[] shape = xv.shape();
+            return rec(out, "channelSum", of(x), gr -> of(channelBroadcast(gr, shape)));
+        }
         Tensor out = g().empty(c);
         MemorySegment xs = xv.segment(), os = out.segment();
         for (long ch = 0; ch < c; ch++) {
@@ -442,6 +461,19 @@ public final class F {
 
     /** out (shape (N, C, ...)) [n, c, ...] = v[c]: channelSum's adjoint. */
     public static Var channelBroadcast(Var v, long[] shape) {
+        if (v.value.device() != Device.CPU) {
+            /* rows (n c, 1) = v[i % c] by addRows of zeros, then (n c, 1) @ ones (1, hw): one product with 1 per element, exact */
+            Device dev = v.value.device();
+            long total = 1;
+            for (long d : shape) total *= d;
+            long n = shape[0], c = shape[1], hw = total / (n * c);
+            if (v.value.numel() != c) throw new IllegalArgumentException("channelBroadcast: " + v.value + " for " + c + " channels");
+            Tensor rows = g().empty(dev, n * c, 1);
+            Kernels.addRows(g().zeros(dev, n * c, 1), dense(v).reshape(c, 1), rows);
+            Tensor out = g().empty(dev, shape);
+            Gemm.matmul(rows, ones(dev, 1, hw), out.reshape(n * c, hw), 1f, 0f);
+            return rec(out, "channelBroadcast", of(v), gr -> of(channelSum(gr)));
+        }
         Tensor out = g().empty(shape);
         long n = shape[0], c = shape[1], hw = out.numel() / (n * c);
         MemorySegment vs = dense(v).segment(), os = out.segment();
@@ -486,6 +518,27 @@ public final class F {
         return rec(y, "batchNorm2dEval", of(x, gamma, beta), gr -> {
             firstOrderOnly("batchNorm2d (eval)");
             long n = xv.size(0), hw = xv.numel() / (n * c);
+            if (xv.device() != Device.CPU) {   /* explicit copies and the CPU's loop: the same bits (a rare path: eval-mode training) */
+                Device dev = xv.device();
+                float[] xs = xv.toArray(), ds = dense(gr).toArray(), rm = runningMean.toArray(), rv = runningVar.toArray();
+                float[] gs = gv == null ? null : gv.toArray(), out = new float[xs.length], sgs = new float[(int) c], sbs = new float[(int) c];
+                for (int ch = 0; ch < c; ch++) {
+                    double rs = 1.0 / Math.sqrt(rv[ch] + (double) eps), m = rm[ch];
+                    double gam = gs == null ? 1 : gs[ch], sg = 0, sb = 0;
+                    for (long i = 0; i < n; i++)
+                        for (long j = 0, base = (i * c + ch) * hw; j < hw; j++) {
+                            double d = ds[(int) (base + j)];
+                            out[(int) (base + j)] = (float) (d * gam * rs);
+                            sg += d * (xs[(int) (base + j)] - m) * rs;
+                            sb += d;
+                        }
+                    sgs[ch] = (float) sg;
+                    sbs[ch] = (float) sb;
+                }
+                Var dg = gamma != null && gamma.requiresGrad ? Var.constant(Tensor.of(g().scope, dev, sgs, c)) : null;
+                Var db = beta != null && beta.requiresGrad ? Var.constant(Tensor.of(g().scope, dev, sbs, c)) : null;
+                return of(Var.constant(Tensor.of(g().scope, dev, out, xv.shape())), dg, db);
+            }
             Tensor dx = g().empty(xv.shape());
             Tensor dg = gamma != null && gamma.requiresGrad ? g().zeros(c) : null, db = beta != null && beta.requiresGrad ? g().zeros(c) : null;
             MemorySegment xs = xv.segment(), ds = dense(gr).segment(), out = dx.segment(), rm = runningMean.segment(), rv = runningVar.segment();
@@ -569,11 +622,8 @@ public final class F {
     /** The sum of all elements (in double): a scalar. Differentiable to any order. */
     public static Var sum(Var x) {
         Tensor xv = dense(x);
-        MemorySegment s = xv.segment();
-        double acc = 0;
-        for (long i = 0, n = xv.numel(); i < n; i++) acc += s.getAtIndex(JAVA_FLOAT, i);
-        Tensor out = g().zeros(1);
-        out.segment().set(JAVA_FLOAT, 0, (float) acc);
+        Tensor out = g().empty(xv.device(), 1);
+        Kernels.sum(xv, out);   /* on CUDA: sumsq.cu's double chunks, the scalar stays on the device */
         long[] shape = xv.shape();
         return rec(out, "sum", of(x), gr -> of(expand(gr, shape)));
     }
@@ -581,6 +631,13 @@ public final class F {
     /** A scalar broadcast to {@code shape}; its adjoint is {@link #sum}. */
     public static Var expand(Var scalar, long... shape) {
         if (scalar.value.numel() != 1) throw new IllegalArgumentException("expand: scalar needed, got " + scalar.value);
+        if (scalar.value.device() != Device.CPU) {   /* 0 + s in every row: addRows, exact */
+            Tensor out = g().empty(scalar.value.device(), shape);
+            long n = out.numel();
+            Tensor flat = out.reshape(n, 1);
+            Kernels.addRows(g().zeros(scalar.value.device(), n, 1), dense(scalar).reshape(1, 1), flat);
+            return rec(out, "expand", of(scalar), gr -> of(sum(gr)));
+        }
         Tensor out = g().empty(shape);
         float v = scalar.value.segment().get(JAVA_FLOAT, 0);
         out.segment().fill((byte) 0);
@@ -592,6 +649,12 @@ public final class F {
     public static Var rowSum(Var x) {
         Tensor xv = dense(x);
         long n = xv.size(0), d = xv.numel() / n;
+        if (xv.device() != Device.CPU) {   /* (N, D) @ ones (D, 1): exact-fp32 GEMM, a float sum where the CPU sums in double */
+            Tensor out = g().empty(xv.device(), n, 1);
+            Gemm.matmul(xv.reshape(n, d), ones(xv.device(), d, 1), out, 1f, 0f);
+            long[] shape = xv.shape();
+            return rec(out, "rowSum", of(x), gr -> of(reshape(colBroadcast(gr, d), shape)));
+        }
         Tensor out = g().empty(n, 1);
         MemorySegment s = xv.segment(), o = out.segment();
         for (long i = 0; i < n; i++) {
@@ -607,6 +670,11 @@ public final class F {
     public static Var colBroadcast(Var v, long d) {
         Tensor vv = dense(v);
         long n = vv.numel();
+        if (vv.device() != Device.CPU) {   /* (N, 1) @ ones (1, D): one product with 1 per element, exact */
+            Tensor out = g().empty(vv.device(), n, d);
+            Gemm.matmul(vv.reshape(n, 1), ones(vv.device(), 1, d), out, 1f, 0f);
+            return rec(out, "colBroadcast", of(v), gr -> of(rowSum(gr)));
+        }
         Tensor out = g().empty(n, d);
         MemorySegment s = vv.segment(), o = out.segment();
         for (long i = 0; i < n; i++) {
@@ -616,11 +684,26 @@ public final class F {
         return rec(out, "colBroadcast", of(v), gr -> of(rowSum(gr)));
     }
 
+    /** A (r, c) tensor of ones on {@code dev} in the current graph (the GEMM operand of the device broadcasts and row sums). */
+    private static Tensor ones(Device dev, long r, long c) {
+        if (r * c > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("ones: " + r + " x " + c + " too large");
+        float[] o = new float[(int) (r * c)];
+        Arrays.fill(o, 1f);
+        return Tensor.of(g().scope, dev, o, r, c);
+    }
+
     /** a - b. */
     public static Var sub(Var a, Var b) { return add(a, scale(b, -1f)); }
 
     /** x + c elementwise. */
     public static Var addScalar(Var x, float c) {
+        if (x.value.device() != Device.CPU) {   /* x + c as addRows of a one-element row: one float rounding, as the CPU's */
+            Tensor xv = dense(x);
+            long n = xv.numel();
+            Tensor y = g().empty(xv.device(), xv.shape());
+            Kernels.addRows(xv.reshape(n, 1), Tensor.of(g().scope, xv.device(), new float[] {c}, 1, 1), y.reshape(n, 1));
+            return rec(y, "addScalar", of(x), gr -> of(gr));
+        }
         return pointwise(x, "addScalar", v -> v + c, v -> 1);
     }
 
@@ -639,6 +722,19 @@ public final class F {
     private static Var pointwise(Var x, String name, DoubleUnaryOperator f, DoubleUnaryOperator df) {
         Tensor xv = dense(x);
         long n = xv.numel();
+        if (xv.device() != Device.CPU) {
+            /* No kernel: an explicit copy to the host, the CPU's double formula, and a copy back (both directions of the
+             * backward alike). Meant for small tensors (Glow's per-channel log-scales); same bits as the CPU. */
+            Device dev = xv.device();
+            float[] xs = xv.toArray(), ys = new float[xs.length];
+            for (int i = 0; i < xs.length; i++) ys[i] = (float) f.applyAsDouble(xs[i]);
+            return rec(Tensor.of(g().scope, dev, ys, xv.shape()), name, of(x), gr -> {
+                firstOrderOnly(name);
+                float[] gs = dense(gr).toArray(), ds = new float[xs.length];
+                for (int i = 0; i < xs.length; i++) ds[i] = (float) (gs[i] * df.applyAsDouble(xs[i]));
+                return of(Var.constant(Tensor.of(g().scope, dev, ds, xv.shape())));
+            });
+        }
         Tensor y = g().empty(xv.shape());
         MemorySegment s = xv.segment(), o = y.segment();
         for (long i = 0; i < n; i++) o.setAtIndex(JAVA_FLOAT, i, (float) f.applyAsDouble(s.getAtIndex(JAVA_FLOAT, i)));
@@ -670,26 +766,26 @@ public final class F {
     public static Reparam reparam(Var mu, Var logvar, long seed, long stream) {
         sameShape("reparam", mu, logvar);
         Tensor m = dense(mu), lv = dense(logvar);
-        Tensor z = g().empty(m.shape());
-        double kl = Kernels.reparam(m, lv, seed, stream, z);
-        Tensor klT = g().zeros(1);
-        klT.segment().set(JAVA_FLOAT, 0, (float) kl);
+        Device dev = m.device();
+        Tensor z = g().empty(dev, m.shape());
+        double kl = Kernels.reparam(m, lv, seed, stream, z);   /* on CUDA the KL comes back (a synchronisation) */
+        Tensor klT = Tensor.of(g().scope, dev, new float[] {(float) kl}, 1);
         boolean[] fused = {false};
         Var[] zHolder = new Var[1];
         Var zv = rec(z, "reparam.z", of(mu, logvar), gr -> {
             if (fused[0]) return of(null, null);
             firstOrderOnly("reparam");
-            Tensor dm = g().empty(m.shape()), dl = g().empty(m.shape());
+            Tensor dm = g().empty(dev, m.shape()), dl = g().empty(dev, m.shape());
             Kernels.reparamBackward(m, lv, seed, stream, dense(gr), 0f, dm, dl);
             return of(Var.constant(dm), Var.constant(dl));
         });
         zHolder[0] = zv;
         Var klv = rec(klT, "reparam.kl", of(mu, logvar), gr -> {
             firstOrderOnly("reparam");
-            float w = gr.value.segment().get(JAVA_FLOAT, 0);
+            float w = scalar(gr.value);
             Var zg = zHolder[0].grad;
-            Tensor dz = zg != null ? dense(zg) : g().zeros(m.shape());
-            Tensor dm = g().empty(m.shape()), dl = g().empty(m.shape());
+            Tensor dz = zg != null ? dense(zg) : g().zeros(dev, m.shape());
+            Tensor dm = g().empty(dev, m.shape()), dl = g().empty(dev, m.shape());
             Kernels.reparamBackward(m, lv, seed, stream, dz, w, dm, dl);
             fused[0] = true;
             return of(Var.constant(dm), Var.constant(dl));
@@ -720,8 +816,27 @@ public final class F {
         Tensor pv = dense(pred), tv = target.isContiguous() ? target : target.contiguous();
         if (tv.numel() != pv.numel()) throw new IllegalArgumentException("gaussianNllSum: target " + tv + " for " + pv);
         long n = pv.numel();
+        double c = Math.log(sigma * Math.sqrt(2 * Math.PI)), inv = 1 / (sigma * sigma);
+        Device dev = pv.device();
+        if (dev != Device.CPU) {
+            /* e = pred - target on the device (float), sum of e^2 in double by ltk_sumsq (fixed chunks; the result comes
+             * back: a synchronisation); the gradient is s e / sigma^2, one axpby. The CPU forms e in double: the two
+             * differ by the float rounding of e (~1e-7 relative). */
+            if (tv.device() != dev) throw new IllegalArgumentException("gaussianNllSum: pred on " + dev + ", target on " + tv.device());
+            Tensor e = Kernels.contiguous(g().scope, pv);
+            Kernels.axpby(-1f, tv, 1f, e);
+            double acc = 0.5 * inv * Kernels.sumOfSquares(e) + n * c;
+            Tensor out = Tensor.of(g().scope, dev, new float[] {(float) (acc * scale)}, 1);
+            return rec(out, "gaussianNllSum", of(pred), gr -> {
+                firstOrderOnly("gaussianNllSum");
+                float s = (float) (scalar(gr.value) * scale * inv);
+                Tensor d = g().empty(dev, pv.shape());
+                Kernels.axpby(s, e, 0f, d);
+                return of(Var.constant(d));
+            });
+        }
         MemorySegment ps = pv.segment(), ts = tv.segment();
-        double acc = 0, c = Math.log(sigma * Math.sqrt(2 * Math.PI)), inv = 1 / (sigma * sigma);
+        double acc = 0;
         for (long i = 0; i < n; i++) {
             double e = ps.getAtIndex(JAVA_FLOAT, i) - ts.getAtIndex(JAVA_FLOAT, i);
             acc += 0.5 * e * e * inv + c;
@@ -745,33 +860,35 @@ public final class F {
     public static Var klFreeBits(Var mu, Var logvar, double lambda) {
         sameShape("klFreeBits", mu, logvar);
         Tensor m = dense(mu), lv = dense(logvar);
+        Device dev = m.device();
+        if (lv.device() != dev) throw new IllegalArgumentException("klFreeBits: mu on " + dev + ", logvar on " + lv.device());
         int b = (int) m.size(0), d = (int) (m.numel() / b);
-        MemorySegment ms = m.segment(), ls = lv.segment();
+        /* (B, D) is small (the latent codes): on CUDA both are copied to the host (explicitly) and the gradients back,
+         * so both devices compute the same bits in the same order. */
+        float[] ms = m.toArray(), ls = lv.toArray();
         double[] kd = new double[d];
         for (int i = 0; i < b; i++)
             for (int j = 0; j < d; j++) {
-                double mm = ms.getAtIndex(JAVA_FLOAT, (long) i * d + j), l = Math.max(-30, Math.min(30, ls.getAtIndex(JAVA_FLOAT, (long) i * d + j)));
+                double mm = ms[i * d + j], l = Math.max(-30, Math.min(30, ls[i * d + j]));
                 kd[j] += 0.5 * (mm * mm + Math.exp(l) - 1 - l) / b;
             }
         double tot = 0;
         for (double v : kd) tot += Math.max(lambda, v);
-        Tensor out = g().zeros(1);
-        out.segment().set(JAVA_FLOAT, 0, (float) tot);
+        Tensor out = Tensor.of(g().scope, dev, new float[] {(float) tot}, 1);
         return rec(out, "klFreeBits", of(mu, logvar), gr -> {
             firstOrderOnly("klFreeBits");
-            double s = gr.value.segment().get(JAVA_FLOAT, 0) / b;
-            Tensor dm = g().empty(m.shape()), dl = g().empty(m.shape());
-            MemorySegment dms = dm.segment(), dls = dl.segment();
+            double s = scalar(gr.value) / b;   /* float / int, as before: the same bits on both devices */
+            float[] dms = new float[b * d], dls = new float[b * d];
             for (int i = 0; i < b; i++)
                 for (int j = 0; j < d; j++) {
-                    long k = (long) i * d + j;
+                    int k = i * d + j;
                     boolean on = kd[j] > lambda;
-                    float l = ls.getAtIndex(JAVA_FLOAT, k);
+                    float l = ls[k];
                     boolean clamped = l < -30 || l > 30;
-                    dms.setAtIndex(JAVA_FLOAT, k, on ? (float) (s * ms.getAtIndex(JAVA_FLOAT, k)) : 0f);
-                    dls.setAtIndex(JAVA_FLOAT, k, on && !clamped ? (float) (s * 0.5 * (Math.exp(l) - 1)) : 0f);
+                    dms[k] = on ? (float) (s * ms[k]) : 0f;
+                    dls[k] = on && !clamped ? (float) (s * 0.5 * (Math.exp(l) - 1)) : 0f;
                 }
-            return of(Var.constant(dm), Var.constant(dl));
+            return of(Var.constant(Tensor.of(g().scope, dev, dms, m.shape())), Var.constant(Tensor.of(g().scope, dev, dls, m.shape())));
         });
     }
 
@@ -792,18 +909,29 @@ public final class F {
         long n = yv.size(0), hw = yv.numel() / n;
         if (mv.numel() != hw || hv.numel() != 2 * n * hw || scale.value.numel() != 1)
             throw new IllegalArgumentException("coupling: y " + yv + ", h " + hv + " (need 2 channels per pixel), mask " + mv + ", scale " + scale.value);
-        float sc = scalar(scale.value);
+        float sc = scalar(scale.value);   /* on CUDA a 4-byte copy: the kernels take the scale by value */
         Tensor out = g().empty(dev, yv.shape());
-        double[] ld = new double[(int) n];
-        Kernels.couplingForward(mv, yv, hv, sc, out, ld);
-        float[] ldf = new float[(int) n];
-        for (int i = 0; i < n; i++) ldf[i] = (float) ld[i];
-        Tensor ldT = Tensor.of(g().scope, dev, ldf, n);
+        Tensor ldT;
+        if (dev != Device.CPU) {   /* logdet stays on the device (the same (float) of the same double sums) */
+            ldT = g().empty(dev, n);
+            Kernels.couplingForwardOnDevice(mv, yv, hv, sc, out, ldT);
+        } else {
+            double[] ld = new double[(int) n];
+            Kernels.couplingForward(mv, yv, hv, sc, out, ld);
+            float[] ldf = new float[(int) n];
+            for (int i = 0; i < n; i++) ldf[i] = (float) ld[i];
+            ldT = Tensor.of(g().scope, dev, ldf, n);
+        }
         boolean[] fused = {false};
         Var[] outHolder = new Var[1];
         java.util.function.BiFunction<Var, Var, Var[]> backward = (dOut, dLd) -> {
             firstOrderOnly("coupling");
             Tensor dy = g().empty(dev, yv.shape()), dh = g().empty(dev, hv.shape());
+            if (dev != Device.CPU) {   /* dlogdet and d(scale) stay on the device */
+                Tensor go = dOut != null ? dense(dOut) : g().zeros(dev, yv.shape()), dsc = g().empty(dev, 1);
+                Kernels.couplingBackwardOnDevice(mv, yv, hv, sc, go, dLd == null ? null : dense(dLd), dy, dh, dsc);
+                return of(Var.constant(dy), Var.constant(dh), Var.constant(dsc));
+            }
             double[] dl = null;
             if (dLd != null) {
                 float[] f = dense(dLd).toArray();
@@ -842,6 +970,17 @@ public final class F {
     public static Var diag(Var v) {
         Tensor vv = dense(v);
         long c = vv.numel();
+        if (vv.device() != Device.CPU) {   /* (C) and (C, C) are small: explicit copies, the CPU's bits */
+            Device dev = vv.device();
+            float[] vs = vv.toArray(), m = new float[(int) (c * c)];
+            for (int i = 0; i < c; i++) m[(int) (i * c + i)] = vs[i];
+            return rec(Tensor.of(g().scope, dev, m, c, c), "diag", of(v), gr -> {
+                firstOrderOnly("diag");
+                float[] gs = dense(gr).toArray(), d = new float[(int) c];
+                for (int i = 0; i < c; i++) d[i] = gs[(int) (i * c + i)];
+                return of(Var.constant(Tensor.of(g().scope, dev, d, c)));
+            });
+        }
         Tensor out = g().zeros(c, c);
         for (long i = 0; i < c; i++) out.segment().setAtIndex(JAVA_FLOAT, i * c + i, vv.segment().getAtIndex(JAVA_FLOAT, i));
         return rec(out, "diag", of(v), gr -> {

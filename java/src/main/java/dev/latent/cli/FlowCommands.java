@@ -30,14 +30,17 @@ final class FlowCommands {
         @Option(names = "--test-limit", description = "evaluate on the first N test images (0: all)") int testLimit = 0;
         @Option(names = "--threads") Integer threads;
         @Option(names = "--quiet") boolean quiet;
+        @Option(names = "--device", description = "cpu | cuda (default: ${DEFAULT-VALUE}); cuda without a usable GPU says why and runs on the CPU")
+        String device = "cpu";
 
         int train(String model, java.util.function.Supplier<FlowTrainer.Config> config) throws Exception {
             GanCommands.threads(threads);
             if (epochs < 1 || batch < 1 || maxSteps < 0 || limit < 0 || testLimit < 0)
                 throw new IllegalArgumentException("--epochs, --batch >= 1; --max-steps, --limit, --test-limit >= 0");
             ImageData probe = ImageData.load(data, "test");
+            var runOn = TrainCommand.device(device);
             try (Scope scope = Scope.shared()) {
-                FlowTrainer.Result r = new FlowTrainer(config.get(), scope, probe.h, probe.w).run();
+                FlowTrainer.Result r = new FlowTrainer(config.get(), scope, probe.h, probe.w, runOn).run();
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("model", model); m.put("steps", r.steps()); m.put("train_bpd", r.trainBpd()); m.put("test_bpd", r.testBpd());
                 m.put("invertibility_error", r.invertibilityError()); m.put("images_per_s", r.imagesPerSecond()); m.put("out", out.toString());

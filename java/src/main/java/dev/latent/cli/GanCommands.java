@@ -49,6 +49,8 @@ final class GanCommands {
         @Option(names = "--samples", description = "at the end, write N samples (28 x 28 bytes, IDX3) to samples-idx3-ubyte for `eval fid`") int samples = 0;
         @Option(names = "--threads") Integer threads;
         @Option(names = "--quiet") boolean quiet;
+        @Option(names = "--device", description = "cpu | cuda (default: ${DEFAULT-VALUE}); cuda without a usable GPU says why and runs on the CPU")
+        String device = "cpu";
 
         abstract GanTrainer.Config base();
 
@@ -61,7 +63,7 @@ final class GanCommands {
 
         int run(GanTrainer.Config c) throws Exception {
             threads(threads);
-            GanTrainer t = new GanTrainer(c);
+            GanTrainer t = new GanTrainer(c, TrainCommand.device(device));
             System.err.printf(Locale.ROOT, "%s: data %s, %d iterations of batch %d, %d threads%n", c.loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp",
                     c.data(), c.iters(), c.batch(), LatentNative.get().numThreads());
             GanTrainer.Result r = t.run();

@@ -24,6 +24,22 @@ import java.util.concurrent.Callable;
         subcommands = {TrainCommand.Gpt.class, GanCommands.TrainDcgan.class, GanCommands.TrainWganGp.class,
                 GanCommands.TrainToyGan.class, GanCommands.TrainClassifier.class, VaeCommands.Train.class, FlowCommands.Train.class, FlowCommands.TrainGlow.class, FlowCommands.TrainToy.class})
 final class TrainCommand implements Runnable {
+    /**
+     * The device named by {@code --device} (cpu | cuda). cuda without a usable GPU prints the cached "CUDA unavailable:
+     * ..." reason to stderr and gives the CPU; with one it prints the device's description.
+     */
+    static Device device(String name) {
+        if (!name.equals("cpu") && !name.equals("cuda"))
+            throw new IllegalArgumentException("--device must be cpu or cuda, got " + name);
+        if (name.equals("cpu")) return Device.CPU;
+        if (Cuda.available()) {
+            System.err.println("device: " + Cuda.get().describe());
+            return Device.CUDA;
+        }
+        System.err.println(Cuda.unavailableReason());   // probed once, cached: said once
+        return Device.CPU;
+    }
+
     @Override
     public void run() {
         throw new IllegalArgumentException("name a model: latent train gpt ... (see latent train --help)");
@@ -63,17 +79,7 @@ final class TrainCommand implements Runnable {
         public Integer call() throws Exception {
             if (steps < 0 || batch < 1 || evalInterval < 1 || evalBatches < 1 || logInterval < 1 || warmup < 0 || checkpointInterval < 0)
                 throw new IllegalArgumentException("--steps >= 0, --batch, --eval-interval, --eval-batches, --log-interval >= 1, --warmup >= 0 required");
-            if (!device.equals("cpu") && !device.equals("cuda"))
-                throw new IllegalArgumentException("--device must be cpu or cuda, got " + device);
-            Device runOn = Device.CPU;
-            if (device.equals("cuda")) {
-                if (Cuda.available()) {
-                    runOn = Device.CUDA;
-                    System.err.println("device: " + Cuda.get().describe());
-                } else {
-                    System.err.println(Cuda.unavailableReason());   // probed once, cached: said once
-                }
-            }
+            Device runOn = TrainCommand.device(device);
             if (threads != null) LatentNative.get().setNumThreads(threads);
             Path file = data != null ? data : TextData.defaultCorpus();
             String text = TextData.read(file);

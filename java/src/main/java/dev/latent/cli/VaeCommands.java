@@ -3,6 +3,7 @@ package dev.latent.cli;
 import dev.latent.data.ImageData;
 import dev.latent.io.Json;
 import dev.latent.models.vae.VaeTrainer;
+import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -37,6 +38,8 @@ final class VaeCommands {
         @Option(names = "--iwae-n") int iwaeN = 1000;
         @Option(names = "--threads") Integer threads;
         @Option(names = "--quiet") boolean quiet;
+        @Option(names = "--device", description = "cpu | cuda (default: ${DEFAULT-VALUE}); cuda without a usable GPU says why and runs on the CPU")
+        String device = "cpu";
 
         @Override
         public Integer call() throws Exception {
@@ -49,8 +52,9 @@ final class VaeCommands {
                 default -> throw new IllegalArgumentException("--likelihood must be bernoulli or gaussian, got " + likelihood);
             };
             var c = new VaeTrainer.Config(data, out, latent, beta, epochs, batch, lr, lik, sigma, warmup, freeBits, seed, limit, 1234, iwaeK, iwaeN, 100, quiet);
+            Device runOn = TrainCommand.device(device);
             try (Scope scope = Scope.shared()) {
-                VaeTrainer t = new VaeTrainer(c, scope);
+                VaeTrainer t = new VaeTrainer(c, scope, runOn);
                 var results = t.run();
                 var last = results.get(results.size() - 1);
                 Map<String, Object> m = new LinkedHashMap<>();

@@ -181,6 +181,23 @@ public final class CudaKernels {
         }
     }
 
+    /**
+     * out[0] = (float) the sum of x[i] in double (sumsq.cu's chunks and order: the same bits every run). The result stays
+     * on the device: no copy back, no synchronisation.
+     */
+    public static void sum(Cuda cu, long n, DeviceBuffer x, DeviceBuffer out) {
+        floats("sum", n, "x", x);
+        floats("sum", 1, "out", out);
+        long chunks = Math.max(1, (n + SQ_CHUNK - 1) / SQ_CHUNK);
+        DeviceBuffer part = scratch(cu, chunks * 8).slice(0, chunks * 8);
+        if (n == 0) {
+            cu.launch("ltk_sum_total_f32", dim(1), dim(32), 0, 0L, part, out);
+            return;
+        }
+        cu.launch("ltk_sum_part", dim(chunks), dim(SQ_THREADS), 0, n, x, part);
+        cu.launch("ltk_sum_total_f32", dim(1), dim(32), 0, chunks, part, out);
+    }
+
     // ---- activation.cu, gelu.cu ----
 
     /** y = act(x), kind as LatentNative.ACT_* (alpha: LeakyReLU's slope). */
@@ -454,6 +471,14 @@ public final class CudaKernels {
         if (db != null) cu.launch("ltk_conv2d_bwd_bias", dim(g.k), dim(256), 0, desc, dy, db, acc);
     }
 
+    /** db (K) (+)= the sum of dy (N, K, OH, OW) per filter alone (ltk_conv2d_bwd_bias): also any per-channel sum. */
+    public static void conv2dBackwardBias(Cuda cu, MemorySegment desc, DeviceBuffer dy, DeviceBuffer db, boolean accumulate) {
+        ConvDims g = conv("conv2dBackwardBias", desc);
+        floats("conv2dBackwardBias", g.y(), "dy", dy);
+        floats("conv2dBackwardBias", g.k, "db", db);
+        cu.launch("ltk_conv2d_bwd_bias", dim(g.k), dim(256), 0, desc, dy, db, accumulate ? 1 : 0);
+    }
+
     // ---- reparam.cu ----
 
     /**
@@ -635,6 +660,42 @@ public final class CudaKernels {
     public static void couplingInverse(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer yp, DeviceBuffer h, float scale, DeviceBuffer y) {
         cpCheck("couplingInverse", n, hw, mask, yp, h, y);
         cu.launch("ltk_coupling_inv", dim(n), dim(Math.min(256, (hw + 31) / 32 * 32)), 0, n, hw, mask, yp, h, scale, y);
+    }
+
+    /**
+     * The forward with the per-image log-determinants handed to a float device tensor (n): the double sums go to this
+     * thread's scratch and ltk_f64_to_f32 rounds them once, as the CPU's (float) cast. Nothing comes back to the host.
+     */
+    public static void couplingForwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, float scale,
+                                          DeviceBuffer out, DeviceBuffer logdetF32) {
+        floats("couplingForward", n, "logdet", logdetF32);
+        DeviceBuffer ld = scratch(cu, n * 8).slice(0, n * 8);
+        couplingForward(cu, n, hw, mask, y, h, scale, out, ld);
+        cu.launch("ltk_f64_to_f32", dim(strideBlocks(n)), dim(256), 0, n, ld, logdetF32);
+    }
+
+    /**
+     * The backward with float device tensors for dlogdet (n, may be null) and d(scale) (1, overwritten): widened to /
+     * rounded from the kernels' doubles on the device (this thread's scratch holds dlogdet, d(scale) and the per-image
+     * partials). Nothing comes back to the host.
+     */
+    public static void couplingBackwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, float scale,
+                                           DeviceBuffer dout, DeviceBuffer dlogdetF32, DeviceBuffer dy, DeviceBuffer dh, DeviceBuffer dscaleF32) {
+        String op = "couplingBackward";
+        cpCheck(op, n, hw, mask, y, h, dy);
+        floats(op, n * hw, "dout", dout);
+        floats(op, 2 * n * hw, "dh", dh);
+        if (dlogdetF32 != null) floats(op, n, "dlogdet", dlogdetF32);
+        floats(op, 1, "dscale", dscaleF32);
+        if (same(dh, y) || same(dh, h) || same(dh, dout) || same(dh, dy) || same(dy, dout))
+            throw new IllegalArgumentException(op + ": dy or dh overlaps an input or each other");
+        DeviceBuffer s = scratch(cu, (2 * n + 1) * 8);
+        DeviceBuffer dl = dlogdetF32 == null ? null : s.slice(0, n * 8), ds = s.slice(n * 8, 8), part = s.slice((n + 1) * 8, n * 8);
+        if (dl != null) cu.launch("ltk_f32_to_f64", dim(strideBlocks(n)), dim(256), 0, n, dlogdetF32, dl);
+        ds.zero();
+        cu.launch("ltk_coupling_bwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, scale, dout, dl, dy, dh, part);
+        cu.launch("ltk_coupling_dscale", dim(1), dim(32), 0, n, part, ds);
+        cu.launch("ltk_f64_to_f32", dim(1), dim(32), 0, 1L, ds, dscaleF32);
     }
 
     /**

@@ -14,7 +14,8 @@ import java.util.Map;
  */
 public final class BatchNorm2d implements Module {
     public final Var gamma, beta;
-    public final Tensor runningMean, runningVar;
+    /** The running statistics: replaced (not copied into) by {@link #to}. */
+    public Tensor runningMean, runningVar;
     public final float momentum, eps;
     public boolean training = true;
 
@@ -46,6 +47,19 @@ public final class BatchNorm2d implements Module {
         boolean update = training && dev.latent.autograd.Graph.current().isRecording();
         if (training && !update) return F.batchNorm2d(x, gamma, beta, null, null, true, momentum, eps);
         return F.batchNorm2d(x, gamma, beta, runningMean, runningVar, training, momentum, eps);
+    }
+
+    /** Moves the parameters and the running statistics to {@code device}. */
+    @Override
+    public void to(Scope scope, dev.latent.tensor.Device device) {
+        Module.super.to(scope, device);
+        buffersTo(scope, device);
+    }
+
+    /** Moves the running statistics alone (a containing module's {@code to} moves the parameters). */
+    public void buffersTo(Scope scope, dev.latent.tensor.Device device) {
+        if (runningMean.device() != device) runningMean = runningMean.to(scope, device);
+        if (runningVar.device() != device) runningVar = runningVar.to(scope, device);
     }
 
     @Override

@@ -59,6 +59,20 @@ public final class Conv {
         }
     }
 
+    /**
+     * out[c] = sum over n and positions of x (N, C, ...), for tensors on CUDA (the bias gradient of a transposed
+     * convolution): conv2d.cu's bias kernel with the positions as one axis, a float sum in a fixed order per channel.
+     */
+    public static void channelSumCuda(Tensor x, Tensor out) {
+        if (!Kernels.onCuda("channelSum", x, out)) throw new IllegalArgumentException("channelSum: CUDA tensors expected, got " + x + ", " + out);
+        if (x.rank() < 2 || !x.isContiguous() || !out.isContiguous())
+            throw new IllegalArgumentException("channelSum: contiguous x (N, C, ...) and out (C) needed, got " + x + ", " + out);
+        long n = x.size(0), c = x.size(1), hw = x.numel() / Math.max(1, n * c);
+        if (out.numel() != c) throw new IllegalArgumentException("channelSum: out " + out + " for " + c + " channels");
+        Geometry g = new Geometry(n, 1, hw, 1, c, 1, 1, 1, 1, 0, 0);   // output (N, C, HW, 1): dy's layout
+        CudaKernels.conv2dBackwardBias(Kernels.cuda(), g.desc(), Kernels.buf(x), Kernels.buf(out), false);
+    }
+
     private static void shape(String op, String what, Tensor t, long... expect) {
         if (t != null && !Arrays.equals(t.shape(), expect))
             throw new IllegalArgumentException(op + ": " + what + " must be " + Arrays.toString(expect) + ", got " + t);

@@ -316,6 +316,25 @@ public final class Kernels {
         return nat().sumsq(x.numel(), x.segment(), F64.get());
     }
 
+    /**
+     * out (1 element) = the sum of x's elements in double, rounded once: on the CPU in order, on CUDA in sumsq.cu's
+     * fixed chunks (the result stays on the device).
+     */
+    public static void sum(Tensor x, Tensor out) {
+        boolean gpu = onCuda("sum", x, out);
+        if (!gpu) dense("sum", x, out);
+        numel("sum", 1, out);
+        if (gpu) {
+            if (!x.isContiguous() || !out.isContiguous()) throw new IllegalArgumentException("sum: contiguous tensors needed, got " + x + ", " + out);
+            CudaKernels.sum(cuda(), x.numel(), buf(x), buf(out));
+            return;
+        }
+        MemorySegment s = x.segment();
+        double acc = 0;
+        for (long i = 0, n = x.numel(); i < n; i++) acc += s.getAtIndex(JAVA_FLOAT, i);
+        out.segment().set(JAVA_FLOAT, 0, (float) acc);
+    }
+
     /** dtable[ids[i], :] += dout[i, :]. */
     public static void embeddingBackward(MemorySegment ids, Tensor dout, Tensor dtable) {
         boolean gpu = onCuda("embeddingBackward", dout, dtable);
@@ -533,6 +552,34 @@ public final class Kernels {
         long[] d = couplingDims(op, mask, yp, h, y);
         if (gpu) CudaKernels.couplingInverse(cuda(), d[0], d[1], buf(mask), buf(yp), buf(h), scale, buf(y));
         else nat().couplingInv(d[0], d[1], mask.segment(), yp.segment(), h.segment(), scale, y.segment());
+    }
+
+    /**
+     * Affine coupling forward on CUDA tensors with the per-image log-determinants written to the float tensor logdet
+     * (n) on the device: the CPU's (float) of the same double sums, with no copy back and no synchronisation.
+     */
+    public static void couplingForwardOnDevice(Tensor mask, Tensor y, Tensor h, float scale, Tensor out, Tensor logdet) {
+        String op = "couplingForward";
+        if (!onCuda(op, mask, y, h, out, logdet)) throw new IllegalArgumentException(op + ": CUDA tensors expected, got " + y);
+        long[] d = couplingDims(op, mask, y, h, out);
+        numel(op, d[0], logdet);
+        CudaKernels.couplingForwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(out), buf(logdet));
+    }
+
+    /**
+     * Affine coupling backward on CUDA tensors with dlogdet (n floats, may be null) and d(scale) (one float, overwritten)
+     * on the device: the CPU path's widening and rounding, no copies, no synchronisation.
+     */
+    public static void couplingBackwardOnDevice(Tensor mask, Tensor y, Tensor h, float scale, Tensor dout, Tensor dlogdet, Tensor dy,
+                                                Tensor dh, Tensor dscale) {
+        String op = "couplingBackward";
+        if (!onCuda(op, mask, y, h, dout, dlogdet, dy, dh, dscale)) throw new IllegalArgumentException(op + ": CUDA tensors expected, got " + y);
+        long[] d = couplingDims(op, mask, y, h, dy);
+        numel(op, y.numel(), dout);
+        numel(op, 2 * y.numel(), dh);
+        if (dlogdet != null) numel(op, d[0], dlogdet);
+        numel(op, 1, dscale);
+        CudaKernels.couplingBackwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(dout), buf(dlogdet), buf(dy), buf(dh), buf(dscale));
     }
 
     /**

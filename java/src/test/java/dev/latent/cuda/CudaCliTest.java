@@ -65,6 +65,166 @@ class CudaCliTest {
         }
     }
 
+    static Run trainVae(Path dir, String device) throws IOException {
+        Path data = dir.resolve("images"), out = dir.resolve("vae-" + device);
+        if (!Files.isDirectory(data)) {
+            Files.createDirectories(data);
+            dev.latent.SyntheticImages.write(data, "train", 6, 1);
+            dev.latent.SyntheticImages.write(data, "t10k", 32, 2);   /* the reconstruction PNG takes 32 */
+        }
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        PrintStream saved = System.err;
+        int rc;
+        try (PrintStream p = new PrintStream(err, true, StandardCharsets.UTF_8)) {
+            System.setErr(p);
+            rc = new CommandLine(new Main()).execute("train", "vae", "--data", data.toString(), "--out", out.toString(),
+                    "--device", device, "--epochs", "1", "--batch", "2", "--latent", "2", "--iwae-k", "0", "--quiet");
+        } finally {
+            System.setErr(saved);
+        }
+        String e = err.toString(StandardCharsets.UTF_8);
+        assertEquals(0, rc, e);
+        assertTrue(Files.size(out.resolve("checkpoint.safetensors")) > 1000, e);
+        assertTrue(Files.isRegularFile(out.resolve("manifold.png")), e);
+        return new Run(rc, e, Files.readAllLines(out.resolve("metrics.jsonl")));
+    }
+
+    /** {@code train vae --device cuda}: the reason once and a CPU run without a GPU; on one, the CPU run's numbers. */
+    @Test
+    void vaeDeviceCuda(@TempDir Path dir) throws IOException {
+        if (System.getProperty("latent.cuda.driver") != null) assertTrue(Cuda.available(), Cuda::unavailableReason);
+        Run cuda = trainVae(dir, "cuda");
+        if (!Cuda.available()) {
+            String reason = Cuda.unavailableReason();
+            assertEquals(1, cuda.err.split(java.util.regex.Pattern.quote(reason), -1).length - 1, "the reason, once: " + cuda.err);
+            assertFalse(cuda.err.contains("device: CUDA"), cuda.err);
+            return;
+        }
+        assertTrue(cuda.err.contains("device: CUDA device 0"), cuda.err);
+        Run cpu = trainVae(dir, "cpu");
+        assertEquals(cpu.metrics.size(), cuda.metrics.size());
+        int compared = 0;
+        for (int i = 0; i < cpu.metrics.size(); i++)
+            for (String key : new String[] {"neg_elbo", "train_neg_elbo", "test_neg_elbo"}) {
+                String a = cpu.metrics.get(i), b = cuda.metrics.get(i);
+                if (!a.contains("\"" + key + "\"")) continue;
+                double x = value(a, key), y = value(b, key);
+                assertEquals(x, y, 1e-4 * Math.abs(x), "metrics line " + i + " " + key + ": " + a + " vs " + b);
+                compared++;
+            }
+        assertTrue(compared >= 3, "compared " + compared + " values");
+    }
+
+    static Run gan(Path dir, String model, String device, boolean ok) throws IOException {
+        Path data = dir.resolve("gan-images"), out = dir.resolve(model + "-" + device);
+        if (!Files.isDirectory(data)) {
+            Files.createDirectories(data);
+            dev.latent.SyntheticImages.write(data, "train", 6, 3);
+        }
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        PrintStream saved = System.err;
+        int rc;
+        try (PrintStream p = new PrintStream(err, true, StandardCharsets.UTF_8)) {
+            System.setErr(p);
+            rc = new CommandLine(new Main()).setErr(new java.io.PrintWriter(p, true)).execute("train", model, "--data", data.toString(),
+                    "--out", out.toString(), "--device", device, "--iters", "2", "--batch", "3", "--nz", "8", "--ngf", "4", "--ndf", "4",
+                    "--log-interval", "1", "--quiet");
+        } finally {
+            System.setErr(saved);
+        }
+        String e = err.toString(StandardCharsets.UTF_8);
+        if (!ok) {
+            assertNotEquals(0, rc, e);
+            return new Run(rc, e, List.of());
+        }
+        assertEquals(0, rc, e);
+        assertTrue(Files.isRegularFile(out.resolve("samples.png")), e);
+        return new Run(rc, e, Files.readAllLines(out.resolve("metrics.jsonl")));
+    }
+
+    /** {@code train dcgan --device cuda} and {@code train wgan-gp --device cuda} as train vae's. */
+    @Test
+    void ganDeviceCuda(@TempDir Path dir) throws IOException {
+        if (System.getProperty("latent.cuda.driver") != null) assertTrue(Cuda.available(), Cuda::unavailableReason);
+        for (String model : new String[] {"dcgan", "wgan-gp"}) {
+            Run cuda = gan(dir, model, "cuda", true);
+            if (!Cuda.available()) {
+                String reason = Cuda.unavailableReason();
+                assertEquals(1, cuda.err.split(java.util.regex.Pattern.quote(reason), -1).length - 1, "the reason, once: " + cuda.err);
+                continue;
+            }
+            assertTrue(cuda.err.contains("device: CUDA device 0"), cuda.err);
+            Run cpu = gan(dir, model, "cpu", true);
+            assertEquals(2, cpu.metrics.size());
+            assertEquals(cpu.metrics.size(), cuda.metrics.size());
+            String[] keys = model.equals("dcgan") ? new String[] {"lossD", "lossG", "D_x", "D_G_z"} : new String[] {"lossD", "lossG", "wasserstein", "gp"};
+            for (int i = 0; i < cpu.metrics.size(); i++)
+                for (String key : keys) {
+                    double x = value(cpu.metrics.get(i), key), y = value(cuda.metrics.get(i), key);
+                    assertEquals(x, y, 1e-4 * Math.abs(x) + 1e-6, model + " metrics line " + i + " " + key + ": " + cpu.metrics.get(i) + " vs " + cuda.metrics.get(i));
+                }
+        }
+    }
+
+    static Run flow(Path dir, String model, String device, boolean ok) throws IOException {
+        Path data = dir.resolve("flow-images"), out = dir.resolve(model + "-" + device);
+        if (!Files.isDirectory(data)) {
+            Files.createDirectories(data);
+            dev.latent.SyntheticImages.write(data, "train", 4, 5);
+            dev.latent.SyntheticImages.write(data, "t10k", 4, 6);
+        }
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        PrintStream saved = System.err;
+        int rc;
+        try (PrintStream p = new PrintStream(err, true, StandardCharsets.UTF_8)) {
+            System.setErr(p);
+            List<String> args = new java.util.ArrayList<>(List.of("train", model, "--data", data.toString(), "--out", out.toString(),
+                    "--device", device, "--batch", "2", "--max-steps", "2", "--hidden", "4", "--test-limit", "4", "--quiet"));
+            args.addAll(model.equals("realnvp") ? List.of("--couplings", "2") : List.of("--levels", "2", "--depth", "1"));
+            rc = new CommandLine(new Main()).setErr(new java.io.PrintWriter(p, true)).execute(args.toArray(String[]::new));
+        } finally {
+            System.setErr(saved);
+        }
+        String e = err.toString(StandardCharsets.UTF_8);
+        if (!ok) {
+            assertNotEquals(0, rc, e);
+            return new Run(rc, e, List.of());
+        }
+        assertEquals(0, rc, e);
+        assertTrue(Files.isRegularFile(out.resolve("samples.png")), e);
+        return new Run(rc, e, Files.readAllLines(out.resolve("metrics.jsonl")));
+    }
+
+    /** {@code train realnvp --device cuda} and {@code train glow --device cuda} as train vae's. */
+    @Test
+    void flowDeviceCuda(@TempDir Path dir) throws IOException {
+        if (System.getProperty("latent.cuda.driver") != null) assertTrue(Cuda.available(), Cuda::unavailableReason);
+        for (String model : new String[] {"realnvp", "glow"}) {
+            Run cuda = flow(dir, model, "cuda", true);
+            if (!Cuda.available()) {
+                String reason = Cuda.unavailableReason();
+                assertEquals(1, cuda.err.split(java.util.regex.Pattern.quote(reason), -1).length - 1, "the reason, once: " + cuda.err);
+                continue;
+            }
+            assertTrue(cuda.err.contains("device: CUDA device 0"), cuda.err);
+            Run cpu = flow(dir, model, "cpu", true);
+            assertEquals(cpu.metrics.size(), cuda.metrics.size());
+            int compared = 0;
+            for (int i = 0; i < cpu.metrics.size(); i++)
+                for (String key : new String[] {"train_bpd_batch", "test_bpd"}) {
+                    String a = cpu.metrics.get(i), b = cuda.metrics.get(i);
+                    if (!a.contains("\"" + key + "\"")) continue;
+                    assertEquals(value(a, key), value(b, key), 1e-4 * Math.abs(value(a, key)), model + " metrics line " + i + " " + key + ": " + a + " vs " + b);
+                    compared++;
+                }
+            assertEquals(2, compared, cpu.metrics.toString());
+        }
+    }
+
+    private static double value(String line, String key) {
+        return Double.parseDouble(line.replaceAll(".*\"" + key + "\":([0-9.eE+-]+).*", "$1"));
+    }
+
     private static double loss(String line) {
         String key = line.contains("\"loss\"") ? "loss" : "val_loss";
         return Double.parseDouble(line.replaceAll(".*\"" + key + "\":([0-9.eE+-]+).*", "$1"));

@@ -9,6 +9,7 @@ import dev.latent.io.JsonReader;
 import dev.latent.io.SafeTensors;
 import dev.latent.nn.Init;
 import dev.latent.optim.AdamW;
+import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
@@ -72,19 +73,33 @@ public final class FlowTrainer {
 
     private static final long PERM = 1L << 40, NOISE = 2L << 40, TEST = 3L << 40;
 
-    public FlowTrainer(Config cfg, Scope scope, int h, int w) {
+    /** Where the flow trains, evaluates and samples (every op of RealNVP's and Glow's forward and inverse has a device path). */
+    public final Device device;
+
+    public FlowTrainer(Config cfg, Scope scope, int h, int w) { this(cfg, scope, h, w, Device.CPU); }
+
+    /**
+     * A trainer on {@code device}: the model is built on the CPU (the same initial weights for any device) and moved
+     * there before the optimizer is made. Glow's ActNorm initialises from the first batch on the device.
+     */
+    public FlowTrainer(Config cfg, Scope scope, int h, int w, Device device) {
         this.cfg = cfg;
+        this.device = java.util.Objects.requireNonNull(device, "device");
         model = cfg.arch.equals("glow") ? new Glow(scope, h, w, cfg.levels, cfg.depth, cfg.hidden, 0.05, cfg.seed)
                 : new RealNvp(scope, h, w, cfg.couplings, cfg.hidden, 0.05, cfg.seed);
+        if (device != Device.CPU) model.to(scope, device);
         opt = new AdamW(scope, model.namedParameters(), 0.9f, 0.999f, 1e-8f, 0f);
     }
+
+    /** y (preprocessed on the host: the same bits for any device) on the trainer's device; ldPre stays on the host. */
+    private Tensor onDevice(Scope s, Tensor y) { return device == Device.CPU ? y : y.to(s, device); }
 
     /** One Adam step on images idx[from .. from + m); returns the batch's mean bits/dim. */
     public double trainStep(ImageData data, int[] idx, int from, int m) {
         step++;
         try (Graph g = Graph.open()) {
             Tensor[] pre = model.preprocess(g.scope(), data.pixels, idx, from, m, cfg.seed, NOISE + step);
-            Var bpd = model.bitsPerDim(Var.constant(pre[0]), pre[1]);
+            Var bpd = model.bitsPerDim(Var.constant(onDevice(g.scope(), pre[0])), pre[1]);
             g.backward(bpd);
             opt.update(cfg.lr, 0);
             return F.item(bpd);
@@ -99,7 +114,7 @@ public final class FlowTrainer {
             int m = Math.min(500, n - from);
             try (Graph g = Graph.inference()) {
                 Tensor[] pre = model.preprocess(g.scope(), test.pixels, null, from, m, 1234, TEST + from);
-                tot += F.item(model.bitsPerDim(Var.constant(pre[0]), pre[1])) * m;
+                tot += F.item(model.bitsPerDim(Var.constant(onDevice(g.scope(), pre[0])), pre[1])) * m;
             }
         }
         return tot / n;
@@ -109,7 +124,7 @@ public final class FlowTrainer {
     public double invertibilityError(ImageData test, int m) {
         try (Graph g = Graph.inference()) {
             Tensor[] pre = model.preprocess(g.scope(), test.pixels, null, 0, Math.min(m, test.n), 1234, TEST);
-            Tensor back = model.roundTrip(pre[0]);
+            Tensor back = model.roundTrip(onDevice(g.scope(), pre[0]));
             float[] a = pre[0].toArray(), b = back.toArray();
             double e = 0;
             for (int i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i] - b[i]));
@@ -121,6 +136,7 @@ public final class FlowTrainer {
     public void writeSamples(Path file, int n, double temperature, long seed) throws IOException {
         try (Graph g = Graph.inference()) {
             Tensor y = model.sampleLogits(n, temperature, seed);
+            if (y.device() != Device.CPU) y = y.to(g.scope(), Device.CPU);
             MemorySegment s = y.segment();
             double a = model.alpha();
             for (long i = 0; i < y.numel(); i++) {

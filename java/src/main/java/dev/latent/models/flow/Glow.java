@@ -6,6 +6,7 @@ import dev.latent.autograd.Var;
 import dev.latent.nn.Conv2d;
 import dev.latent.nn.Init;
 import dev.latent.ops.Kernels;
+import dev.latent.tensor.Device;
 import dev.latent.tensor.Tensor;
 import dev.latent.tensor.Scope;
 
@@ -81,11 +82,37 @@ public final class Glow implements ImageFlow {
         for (GlowLayers.ActNorm[] a : norms) for (GlowLayers.ActNorm n : a) n.markInitialized();
     }
 
+    /** The device the parameters are on. */
+    Device device() { return scales[0][0].value().device(); }
+
+    /** Device copies of the masks (per level, and broadcast per batch size), made once in the masks' scope. */
+    private final Map<String, Tensor> deviceMasks = new java.util.HashMap<>();
+
+    private Tensor mask(int l) {
+        Device d = device();
+        if (d == Device.CPU) return masks[l];
+        return deviceMasks.computeIfAbsent(l + ":" + d, key -> masks[l].to(masks[l].scope(), d));
+    }
+
     private Tensor batchMask(int l, long n) {
+        Device d = device();
+        if (d != Device.CPU)
+            return deviceMasks.computeIfAbsent(l + ":" + n + ":" + d, key -> hostBatchMask(l, n, masks[l].scope()).to(masks[l].scope(), d));
+        return hostBatchMask(l, n, Graph.current().scope());
+    }
+
+    private Tensor hostBatchMask(int l, long n, Scope scope) {
         long d = masks[l].numel();
-        Tensor m = Graph.current().empty(n, ch[l], h >> (l + 1), w >> (l + 1));
+        Tensor m = Tensor.empty(scope, n, ch[l], h >> (l + 1), w >> (l + 1));
         for (long i = 0; i < n; i++) java.lang.foreign.MemorySegment.copy(masks[l].segment(), 0, m.segment(), i * d * 4, d * 4);
         return m;
+    }
+
+    /** The parameters and the 1x1 convolutions' constant matrices to {@code device}. */
+    @Override
+    public void to(Scope scope, Device device) {
+        ImageFlow.super.to(scope, device);
+        for (GlowLayers.InvConv1x1[] ms : mixes) for (GlowLayers.InvConv1x1 m : ms) m.to(scope, device);
     }
 
     private Var net(int l, int k, Var masked) {
@@ -108,7 +135,7 @@ public final class Glow implements ImageFlow {
                 Var s2 = F.add(a[1], m[1]);
                 shared = shared == null ? s2 : F.add(shared, s2);
                 Var masked = F.mul(m[0], Var.constant(bm));
-                F.Coupling c = F.coupling(m[0], net(l, k, masked), scales[l][k], masks[l]);
+                F.Coupling c = F.coupling(m[0], net(l, k, masked), scales[l][k], mask(l));
                 y = c.out();
                 perImage = perImage == null ? c.logdet() : F.add(perImage, c.logdet());
             }
@@ -144,10 +171,10 @@ public final class Glow implements ImageFlow {
             long n = y.size(0);
             Tensor bm = batchMask(l, n);
             for (int k = depth - 1; k >= 0; k--) {
-                Tensor masked = Graph.current().empty(y.shape());
-                Kernels.mul(y, bm, masked);   // b y' = b y: the net sees the same input as in the forward
+                Tensor masked = Graph.current().empty(y.device(), y.shape());
+                Kernels.mul(y.contiguous(), bm, masked);   // b y' = b y: the net sees the same input as in the forward
                 Tensor hk = net(l, k, Var.constant(masked)).value();
-                y = F.couplingInverse(y, hk, scales[l][k].value().segment().get(JAVA_FLOAT, 0), masks[l]);
+                y = F.couplingInverse(y, hk, scales[l][k].value().toArray()[0], mask(l));
                 y = mixes[l][k].inverse(y);
                 y = norms[l][k].inverse(y);
             }
@@ -160,7 +187,7 @@ public final class Glow implements ImageFlow {
         long[] s = a.shape().clone();
         long ca = s[1];
         s[1] += b.size(1);
-        Tensor out = Graph.current().empty(s);
+        Tensor out = Graph.current().empty(a.device(), s);
         Kernels.copy(a, out.slice(1, 0, ca));
         Kernels.copy(b, out.slice(1, ca, s[1]));
         return out;
@@ -177,7 +204,10 @@ public final class Glow implements ImageFlow {
     public Tensor sampleLogits(int n, double temperature, long seed) {
         long[][] shapes = latentShapes(n);
         Tensor[] z = new Tensor[levels];
-        for (int l = 0; l < levels; l++) z[l] = Init.normal(Graph.current().scope(), seed, 5 + l, temperature, shapes[l]);
+        for (int l = 0; l < levels; l++) {
+            z[l] = Init.normal(Graph.current().scope(), seed, 5 + l, temperature, shapes[l]);
+            if (device() != Device.CPU) z[l] = z[l].to(Graph.current().scope(), device());
+        }
         return inverse(z);
     }
 

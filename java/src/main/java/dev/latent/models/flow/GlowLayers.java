@@ -55,17 +55,26 @@ public final class GlowLayers {
         /** Data-dependent init on the first batch: per-channel mean 0 and variance 1 of the output. */
         void init(Tensor x) {
             long n = x.size(0), c = x.size(1), hw = x.numel() / (n * c);
-            MemorySegment xs = x.contiguous().segment();
-            for (long ch = 0; ch < c; ch++) {
+            float[] xs = x.toArray();   /* on a device: an explicit copy (once, on the first batch) */
+            float[] b = new float[(int) c], ls = new float[(int) c];
+            for (int ch = 0; ch < c; ch++) {
                 double s = 0, q = 0;
-                for (long i = 0; i < n; i++) for (long j = 0; j < hw; j++) s += xs.getAtIndex(JAVA_FLOAT, (i * c + ch) * hw + j);
+                for (long i = 0; i < n; i++) for (long j = 0; j < hw; j++) s += xs[(int) ((i * c + ch) * hw + j)];
                 double m = s / (n * hw);
-                for (long i = 0; i < n; i++) for (long j = 0; j < hw; j++) { double d = xs.getAtIndex(JAVA_FLOAT, (i * c + ch) * hw + j) - m; q += d * d; }
+                for (long i = 0; i < n; i++) for (long j = 0; j < hw; j++) { double d = xs[(int) ((i * c + ch) * hw + j)] - m; q += d * d; }
                 double sd = Math.sqrt(q / (n * hw));
-                bias.value().segment().setAtIndex(JAVA_FLOAT, ch, (float) -m);
-                logs.value().segment().setAtIndex(JAVA_FLOAT, ch, (float) -Math.log(sd + 1e-6));
+                b[ch] = (float) -m;
+                ls[ch] = (float) -Math.log(sd + 1e-6);
             }
+            set(bias.value(), b);
+            set(logs.value(), ls);
             initialized = true;
+        }
+
+        /** Writes v into the parameter t (on a device: through a copy in the current graph's scope). */
+        private static void set(Tensor t, float[] v) {
+            if (t.device() == dev.latent.tensor.Device.CPU) MemorySegment.copy(v, 0, t.segment(), JAVA_FLOAT, 0, v.length);
+            else dev.latent.ops.Kernels.copy(Tensor.of(Graph.current().scope(), t.device(), v, t.shape()), t);
         }
 
         /** {y, log-det (scalar, per image)}. */
@@ -78,6 +87,18 @@ public final class GlowLayers {
 
         public Tensor inverse(Tensor y) {
             long n = y.size(0), c = y.size(1), hw = y.numel() / (n * c);
+            if (y.device() != dev.latent.tensor.Device.CPU) {   /* sampling: explicit copies, the CPU's double formula */
+                float[] ys = y.toArray(), bs = bias.value().toArray(), ls = logs.value().toArray(), xs = new float[ys.length];
+                for (int ch = 0; ch < c; ch++) {
+                    double b = bs[ch], e = Math.exp(-ls[ch]);
+                    for (long i = 0; i < n; i++)
+                        for (long j = 0; j < hw; j++) {
+                            int k = (int) ((i * c + ch) * hw + j);
+                            xs[k] = (float) (ys[k] * e - b);
+                        }
+                }
+                return Tensor.of(Graph.current().scope(), y.device(), xs, y.shape());
+            }
             Tensor x = Graph.current().empty(y.shape());
             MemorySegment ys = y.contiguous().segment(), xs = x.segment();
             for (long ch = 0; ch < c; ch++) {
@@ -107,7 +128,7 @@ public final class GlowLayers {
     public static final class InvConv1x1 implements Module {
         public final int c;
         public final Var lower, upper, logS;
-        final Tensor p, sign, lowerMask, upperMask, eye;
+        Tensor p, sign, lowerMask, upperMask, eye;   // constants: moved with the parameters by to()
 
         public InvConv1x1(Scope scope, int c, long seed) {
             this.c = c;
@@ -164,6 +185,15 @@ public final class GlowLayers {
             }
         }
 
+        /** The parameters and the constant matrices (permutation, masks, signs) to {@code device}. */
+        @Override
+        public void to(Scope scope, dev.latent.tensor.Device device) {
+            Module.super.to(scope, device);
+            if (p.device() == device) return;
+            p = p.to(scope, device); sign = sign.to(scope, device); lowerMask = lowerMask.to(scope, device);
+            upperMask = upperMask.to(scope, device); eye = eye.to(scope, device);
+        }
+
         /** W = P (L + I) (U + diag(sign exp(log_s))), differentiable in L, U, log_s. */
         public Var weight() {
             Var l = F.add(F.mul(lower, Var.constant(lowerMask)), Var.constant(eye));
@@ -183,12 +213,13 @@ public final class GlowLayers {
         public Tensor inverse(Tensor y) {
             double[][] w = new double[c][c];
             try (Graph g = Graph.inference()) {
-                Tensor wt = weight().value();
-                for (int i = 0; i < c; i++) for (int j = 0; j < c; j++) w[i][j] = wt.segment().getAtIndex(JAVA_FLOAT, (long) i * c + j);
+                float[] wt = weight().value().toArray();   /* (C, C): from a device, a copy */
+                for (int i = 0; i < c; i++) for (int j = 0; j < c; j++) w[i][j] = wt[i * c + j];
             }
             double[][] inv = invert(w);
-            Tensor wi = Graph.current().empty(c, c, 1, 1);
-            for (int i = 0; i < c; i++) for (int j = 0; j < c; j++) wi.segment().setAtIndex(JAVA_FLOAT, (long) i * c + j, (float) inv[i][j]);
+            float[] wf = new float[c * c];
+            for (int i = 0; i < c; i++) for (int j = 0; j < c; j++) wf[i * c + j] = (float) inv[i][j];
+            Tensor wi = Tensor.of(Graph.current().scope(), y.device(), wf, c, c, 1, 1);
             return F.conv2d(Var.constant(y), Var.constant(wi), null, 1, 0).value();
         }
 

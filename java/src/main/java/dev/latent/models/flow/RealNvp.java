@@ -6,6 +6,7 @@ import dev.latent.autograd.Var;
 import dev.latent.nn.Conv2d;
 import dev.latent.nn.Init;
 import dev.latent.nn.Module;
+import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 
@@ -46,9 +47,29 @@ public final class RealNvp implements ImageFlow {
         }
     }
 
-    /** The mask of coupling k broadcast to (n, 1, h, w), in the current graph. */
+    /** The device the parameters are on. */
+    Device device() { return scales[0].value().device(); }
+
+    /** Device copies of the masks (per coupling, and broadcast per batch size), made once in the masks' scope. */
+    private final Map<String, Tensor> deviceMasks = new java.util.HashMap<>();
+
+    /** The mask of coupling k (HW) on the parameters' device. */
+    Tensor mask(int k) {
+        Device d = device();
+        if (d == Device.CPU) return masks[k];
+        return deviceMasks.computeIfAbsent(k + ":" + d, key -> masks[k].to(masks[k].scope(), d));
+    }
+
+    /** The mask of coupling k broadcast to (n, 1, h, w): in the current graph on the CPU, cached per n on a device. */
     Tensor batchMask(int k, long n) {
-        Tensor m = Graph.current().empty(n, 1, h, w);
+        Device d = device();
+        if (d != Device.CPU)
+            return deviceMasks.computeIfAbsent(k + ":" + n + ":" + d, key -> hostBatchMask(k, n, masks[k].scope()).to(masks[k].scope(), d));
+        return hostBatchMask(k, n, Graph.current().scope());
+    }
+
+    private Tensor hostBatchMask(int k, long n, Scope scope) {
+        Tensor m = Tensor.empty(scope, n, 1, h, w);
         long hw = (long) h * w;
         for (long i = 0; i < n; i++) MemorySegment.copy(masks[k].segment(), 0, m.segment(), i * hw * 4, hw * 4);
         return m;
@@ -66,7 +87,7 @@ public final class RealNvp implements ImageFlow {
         Var logdet = null;
         for (int k = 0; k < couplings; k++) {
             Var masked = F.mul(y, Var.constant(batchMask(k, n)));
-            F.Coupling c = F.coupling(y, net(k, masked), scales[k], masks[k]);
+            F.Coupling c = F.coupling(y, net(k, masked), scales[k], mask(k));
             y = c.out();
             logdet = logdet == null ? c.logdet() : F.add(logdet, c.logdet());
         }
@@ -78,10 +99,10 @@ public final class RealNvp implements ImageFlow {
         long n = z.size(0);
         Tensor y = z;
         for (int k = couplings - 1; k >= 0; k--) {
-            Tensor m = batchMask(k, n), masked = Graph.current().empty(y.shape());
+            Tensor m = batchMask(k, n), masked = Graph.current().empty(y.device(), y.shape());
             dev.latent.ops.Kernels.mul(y, m, masked);   // b y' = b y: the net sees the same input as in the forward
             Tensor hk = net(k, Var.constant(masked)).value();
-            y = F.couplingInverse(y, hk, scales[k].value().segment().get(JAVA_FLOAT, 0), masks[k]);
+            y = F.couplingInverse(y, hk, scales[k].value().toArray()[0], mask(k));
         }
         return y;
     }
@@ -108,7 +129,8 @@ public final class RealNvp implements ImageFlow {
 
     @Override
     public Tensor sampleLogits(int n, double temperature, long seed) {
-        return inverse(dev.latent.nn.Init.normal(Graph.current().scope(), seed, 5, temperature, n, 1, h, w));
+        Tensor z = dev.latent.nn.Init.normal(Graph.current().scope(), seed, 5, temperature, n, 1, h, w);
+        return inverse(device() == Device.CPU ? z : z.to(Graph.current().scope(), device()));
     }
 
     @Override

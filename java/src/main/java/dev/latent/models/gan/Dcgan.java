@@ -42,6 +42,13 @@ public final class Dcgan {
 
         public void train(boolean on) { for (BatchNorm2d b : bn) b.training = on; }
 
+        /** The parameters and BatchNorm's running statistics to {@code device}. */
+        @Override
+        public void to(Scope scope, dev.latent.tensor.Device device) {
+            Module.super.to(scope, device);
+            for (BatchNorm2d b : bn) b.buffersTo(scope, device);
+        }
+
         @Override
         public void collect(String prefix, Map<String, Var> out) {
             for (int i = 0; i < 3; i++) {
@@ -98,6 +105,13 @@ public final class Dcgan {
         }
 
         public void train(boolean on) { for (BatchNorm2d b : bn) if (b != null) b.training = on; }
+
+        /** The parameters and BatchNorm's running statistics to {@code device}. */
+        @Override
+        public void to(Scope scope, dev.latent.tensor.Device device) {
+            Module.super.to(scope, device);
+            for (BatchNorm2d b : bn) if (b != null) b.buffersTo(scope, device);
+        }
 
         @Override
         public void collect(String prefix, Map<String, Var> out) {

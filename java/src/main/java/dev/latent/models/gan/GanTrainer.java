@@ -9,6 +9,7 @@ import dev.latent.io.Json;
 import dev.latent.io.SafeTensors;
 import dev.latent.nn.Init;
 import dev.latent.optim.AdamW;
+import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
@@ -76,14 +77,28 @@ public final class GanTrainer {
     public final Dcgan.Discriminator d;
     private final AdamW optG, optD;
     private final Scope params = Scope.shared();
+    /** Where the nets train; samples and checkpoints are copied to the host as they are written. */
+    public final Device device;
 
-    public GanTrainer(Config cfg) {
+    public GanTrainer(Config cfg) { this(cfg, Device.CPU); }
+
+    /**
+     * A trainer on {@code device}: the nets are built on the CPU (the same initial weights for any device), moved there
+     * with BatchNorm's running statistics, and the optimizers made after, so Adam's state lives there too. WGAN-GP's
+     * penalty differentiates twice through the critic on the device too.
+     */
+    public GanTrainer(Config cfg, Device device) {
         this.cfg = cfg;
+        this.device = java.util.Objects.requireNonNull(device, "device");
         Dcgan.Norm norm = cfg.loss == Loss.GAN ? Dcgan.Norm.BATCH : cfg.criticNorm;
         if (cfg.loss == Loss.WGAN_GP && norm == Dcgan.Norm.BATCH)
             throw new IllegalArgumentException("wgan-gp: the critic must not use BatchNorm (the penalty is per sample); use none or layer");
         g = new Dcgan.Generator(params, cfg.nz, cfg.ngf, cfg.seed);
         d = new Dcgan.Discriminator(params, cfg.ndf, norm, cfg.seed);
+        if (device != Device.CPU) {
+            g.to(params, device);
+            d.to(params, device);
+        }
         optG = new AdamW(params, g.namedParameters(), cfg.beta1, cfg.beta2, 1e-8f, 0f);
         optD = new AdamW(params, d.namedParameters(), cfg.beta1, cfg.beta2, 1e-8f, 0f);
     }
@@ -92,6 +107,12 @@ public final class GanTrainer {
     static Tensor latent(Scope scope, long seed, long stream, int b, long nz) {
         return Init.normal(scope, seed, stream, 1.0, b, nz, 1, 1);
     }
+
+    /** t on this trainer's device (drawn on the host: the same bits for any device). */
+    private Tensor onDevice(Scope scope, Tensor t) { return t.device() == device ? t : t.to(scope, device); }
+
+    /** t on the host (a copy when it is on the device). */
+    private static Tensor onHost(Scope scope, Tensor t) { return t.device() == Device.CPU ? t : t.to(scope, Device.CPU); }
 
     public Result run() throws IOException {
         ImageData train = ImageData.load(cfg.data, "train");
@@ -167,7 +188,7 @@ public final class GanTrainer {
     private Tensor realBatch(Scope scope, ImageData data, int[] perm, int pos) {
         Tensor x = Tensor.empty(scope, cfg.batch, 1, 32, 32);
         data.fill(x, perm, pos, cfg.batch, 1f / 127.5f, -1f, 2);
-        return x;
+        return onDevice(scope, x);
     }
 
     /** One training iteration on data[perm[pos ..]] (benchmarks): a GAN step, or n_critic critic steps and a G step. */
@@ -183,7 +204,7 @@ public final class GanTrainer {
     double[] ganStep(ImageData data, int[] perm, int pos, long it) {
         try (Graph gr = Graph.open()) {
             Var real = Var.constant(realBatch(gr.scope(), data, perm, pos));
-            Var z = Var.constant(latent(gr.scope(), cfg.seed, LATENT + it, cfg.batch, cfg.nz));
+            Var z = Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + it, cfg.batch, cfg.nz)));
             Var fake = g.forward(z);
             Var outReal = d.forward(real), outFake = d.forward(F.detach(fake));
             Var lossD = F.add(F.bceWithLogits(outReal, 1f), F.bceWithLogits(outFake, 0f));
@@ -199,11 +220,10 @@ public final class GanTrainer {
     }
 
     private static double meanSigmoid(Var logits) {
-        MemorySegment s = logits.value().contiguous().segment();
+        float[] s = logits.value().toArray();   /* B logits: from the device, a copy */
         double acc = 0;
-        long n = logits.value().numel();
-        for (long i = 0; i < n; i++) acc += 1 / (1 + Math.exp(-s.getAtIndex(JAVA_FLOAT, i)));
-        return acc / n;
+        for (float v : s) acc += 1 / (1 + Math.exp(-v));
+        return acc / s.length;
     }
 
     /** One WGAN-GP critic step; returns {lossD, 0, W estimate E[D(real)] - E[D(fake)], penalty}. */
@@ -211,7 +231,7 @@ public final class GanTrainer {
         try (Graph gr = Graph.open()) {
             Tensor realT = realBatch(gr.scope(), data, perm, pos);
             Var real = Var.constant(realT);
-            Var fake = F.detach(g.forward(Var.constant(latent(gr.scope(), cfg.seed, LATENT + step, cfg.batch, cfg.nz))));
+            Var fake = F.detach(g.forward(Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + step, cfg.batch, cfg.nz)))));
             Var dReal = F.mean(d.forward(real)), dFake = F.mean(d.forward(fake));
             Var penalty = F.scale(gradientPenalty(gr, realT, fake.value(), step), cfg.lambda);
             Var loss = F.add(F.sub(dFake, dReal), penalty);
@@ -226,12 +246,25 @@ public final class GanTrainer {
         int b = (int) real.size(0);
         long per = real.numel() / b;
         Tensor e = Tensor.rand(gr.scope(), cfg.seed, EPS + step, b);
-        Tensor xh = Tensor.empty(gr.scope(), real.shape());
-        MemorySegment rs = real.segment(), fs = fake.contiguous().segment(), xs = xh.segment(), es = e.segment();
-        for (int i = 0; i < b; i++) {
-            float a = es.getAtIndex(JAVA_FLOAT, i);
-            for (long j = i * per; j < (i + 1) * per; j++)
-                xs.setAtIndex(JAVA_FLOAT, j, a * rs.getAtIndex(JAVA_FLOAT, j) + (1 - a) * fs.getAtIndex(JAVA_FLOAT, j));
+        Tensor xh;
+        if (device != Device.CPU) {
+            /* e real + (1 - e) fake with the CPU's float roundings: each product, then the sum (e and 1 - e per sample,
+             * formed on the host, broadcast over the sample's pixels on the device) */
+            float[] a = e.toArray(), am = new float[b];
+            for (int i = 0; i < b; i++) am[i] = 1 - a[i];
+            long[] bs = {1, b, per};
+            Var ea = F.channelBroadcast(Var.constant(Tensor.of(gr.scope(), device, a, b)), bs);
+            Var eb = F.channelBroadcast(Var.constant(Tensor.of(gr.scope(), device, am, b)), bs);
+            Var r = Var.constant(real.reshape(bs)), f = Var.constant(fake.contiguous().reshape(bs));
+            xh = F.add(F.mul(ea, r), F.mul(eb, f)).value().reshape(real.shape());
+        } else {
+            xh = Tensor.empty(gr.scope(), real.shape());
+            MemorySegment rs = real.segment(), fs = fake.contiguous().segment(), xs = xh.segment(), es = e.segment();
+            for (int i = 0; i < b; i++) {
+                float a = es.getAtIndex(JAVA_FLOAT, i);
+                for (long j = i * per; j < (i + 1) * per; j++)
+                    xs.setAtIndex(JAVA_FLOAT, j, a * rs.getAtIndex(JAVA_FLOAT, j) + (1 - a) * fs.getAtIndex(JAVA_FLOAT, j));
+            }
         }
         Var xHat = Var.input(xh);
         Var grad = gr.gradient(F.sum(d.forward(xHat)), xHat);
@@ -243,7 +276,7 @@ public final class GanTrainer {
     /** One WGAN generator step: loss -E[D(G(z))]. */
     double generatorStep(long it) {
         try (Graph gr = Graph.open()) {
-            Var fake = g.forward(Var.constant(latent(gr.scope(), cfg.seed, LATENT + (1L << 39) + it, cfg.batch, cfg.nz)));
+            Var fake = g.forward(Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + (1L << 39) + it, cfg.batch, cfg.nz))));
             Var loss = F.scale(F.mean(d.forward(fake)), -1f);
             gr.freeze(d.parameters());
             gr.backward(loss);
@@ -255,8 +288,8 @@ public final class GanTrainer {
     /** Samples from G in training mode (batch statistics, as the reference samples), values in [-1, 1]. */
     void writeGrid(Tensor z, Path file) throws IOException {
         try (Graph gr = Graph.inference()) {
-            Var x = g.forward(Var.constant(z));
-            ImageGrid.write(file, x.value(), 8, 8, -1f, 1f, 2);
+            Var x = g.forward(Var.constant(onDevice(gr.scope(), z)));
+            ImageGrid.write(file, onHost(gr.scope(), x.value()), 8, 8, -1f, 1f, 2);
         }
     }
 
@@ -266,8 +299,8 @@ public final class GanTrainer {
         for (int i = 0; i < n; i += 100) {
             int m = Math.min(100, n - i);
             try (Graph gr = Graph.inference()) {
-                Var x = g.forward(Var.constant(latent(gr.scope(), cfg.sampleSeed, 1 + i / 100, m, cfg.nz)));
-                MemorySegment s = x.value().segment();
+                Var x = g.forward(Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.sampleSeed, 1 + i / 100, m, cfg.nz))));
+                MemorySegment s = onHost(gr.scope(), x.value()).segment();
                 for (int k = 0; k < m; k++)
                     for (int y = 0; y < 28; y++)
                         for (int xx = 0; xx < 28; xx++)
@@ -322,8 +355,8 @@ public final class GanTrainer {
     public void writeGridSamples(Path file, int n) throws IOException {
         int cols = (int) Math.ceil(Math.sqrt(n)), rows = (n + cols - 1) / cols;
         try (Graph gr = Graph.inference()) {
-            Var x = g.forward(Var.constant(latent(gr.scope(), cfg.sampleSeed, 0, n, cfg.nz)));
-            ImageGrid.write(file, x.value(), rows, cols, -1f, 1f, 2);
+            Var x = g.forward(Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.sampleSeed, 0, n, cfg.nz))));
+            ImageGrid.write(file, onHost(gr.scope(), x.value()), rows, cols, -1f, 1f, 2);
         }
     }
 }

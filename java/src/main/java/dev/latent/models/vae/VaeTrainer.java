@@ -9,6 +9,7 @@ import dev.latent.io.JsonReader;
 import dev.latent.io.SafeTensors;
 import dev.latent.ops.Kernels;
 import dev.latent.optim.AdamW;
+import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
@@ -73,14 +74,44 @@ public final class VaeTrainer {
     }
 
     public final Config cfg;
+    /** The trained model, on {@link #device}. */
     public final ConvVae model;
+    /** Where training runs. Evaluation and the PNGs run on the CPU, on {@link #hostModel()}. */
+    public final Device device;
+    private final ConvVae host;
     private final AdamW opt;
-    private long step;
+    private long step, hostSyncedAt = -1;
 
-    public VaeTrainer(Config cfg, Scope scope) {
+    public VaeTrainer(Config cfg, Scope scope) { this(cfg, scope, Device.CPU); }
+
+    /**
+     * A trainer whose steps run on {@code device}: the model is built on the CPU (the same initial weights for any
+     * device) and moved there before the optimizer is made, so AdamW's state lives there too. Off the CPU a second
+     * CPU model mirrors the weights for evaluation and the plots (copied from the device when they are used).
+     */
+    public VaeTrainer(Config cfg, Scope scope, Device device) {
         this.cfg = cfg;
+        this.device = java.util.Objects.requireNonNull(device, "device");
         model = new ConvVae(scope, cfg.latent, cfg.seed);
+        if (device != Device.CPU) {
+            model.to(scope, device);
+            host = new ConvVae(scope, cfg.latent, cfg.seed);
+        } else {
+            host = model;
+        }
         opt = new AdamW(scope, model.namedParameters(), 0.9f, 0.999f, 1e-8f, 0f);
+    }
+
+    /** The model on the CPU: {@link #model} itself, or its mirror with the device weights copied over (once per step). */
+    public ConvVae hostModel() {
+        if (host == model || hostSyncedAt == step) return host;
+        Map<String, Var> dst = host.namedParameters();
+        for (var e : model.namedParameters().entrySet()) {
+            float[] w = e.getValue().value().toArray();
+            MemorySegment.copy(w, 0, dst.get(e.getKey()).value().segment(), JAVA_FLOAT, 0, w.length);
+        }
+        hostSyncedAt = step;
+        return host;
     }
 
     private static final long PERM = 1L << 40, EPS = 2L << 40, TEST = 3L << 40, IWAE = 4L << 40;
@@ -104,6 +135,7 @@ public final class VaeTrainer {
         step++;
         try (Graph g = Graph.open()) {
             Tensor x = images(g.scope(), data, idx, from, m);
+            if (device != Device.CPU) x = x.to(g.scope(), device);
             Var[] h = model.encode(Var.constant(x));
             F.Reparam r = F.reparam(h[0], h[1], cfg.seed, EPS + step);
             Var rec = reconstruction(model.decode(r.z()), x, 1f / m);
@@ -179,6 +211,7 @@ public final class VaeTrainer {
 
     /** Test neg-ELBO (one z per image, eps keyed by evalSeed), active units, per-dim KL; with iwae, the IWAE bound too. */
     public Eval evaluate(ImageData test, boolean iwae) {
+        ConvVae model = hostModel();
         int n = test.n, d = cfg.latent;
         double rec = 0, kl = 0;
         double[] klDim = new double[d], muSum = new double[d], muSq = new double[d];
@@ -214,6 +247,7 @@ public final class VaeTrainer {
 
     /** -log p(x) <= -(logmeanexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)]), averaged over the first n images. */
     public double iwae(ImageData test, int k, int n) {
+        ConvVae model = hostModel();
         int d = cfg.latent, chunk = Math.max(1, 1000 / k);
         double total = 0;
         for (int from = 0; from < n; from += chunk) {
@@ -278,6 +312,7 @@ public final class VaeTrainer {
 
     /** Rows alternate: 8 test images, then their reconstructions (posterior means). */
     public void writeReconstructions(ImageData test, Path file) throws IOException {
+        ConvVae model = hostModel();
         try (Graph g = Graph.inference()) {
             Tensor x = images(g.scope(), test, null, 0, 32);
             Tensor rec = toPixels(model.decode(model.encode(Var.constant(x))[0]).value());
@@ -292,6 +327,7 @@ public final class VaeTrainer {
 
     /** n samples of the decoder's mean at z ~ N(0, I) (Philox seed). */
     public void writeSamples(Path file, int n, long seed) throws IOException {
+        ConvVae model = hostModel();
         try (Graph g = Graph.inference()) {
             Tensor z = dev.latent.nn.Init.normal(g.scope(), seed, 7, 1.0, n, cfg.latent);
             int cols = (int) Math.ceil(Math.sqrt(n));
@@ -301,6 +337,7 @@ public final class VaeTrainer {
 
     /** 8 rows: linear interpolation in latent space (posterior means) between test images 2r and 2r + 1, 10 steps. */
     public void writeInterpolations(ImageData test, Path file) throws IOException {
+        ConvVae model = hostModel();
         try (Graph g = Graph.inference()) {
             Tensor x = images(g.scope(), test, null, 0, 16);
             MemorySegment mu = model.encode(Var.constant(x))[0].value().segment();
@@ -320,6 +357,7 @@ public final class VaeTrainer {
     /** For a 2-D latent space: decoded means on a grid x grid lattice of standard-normal quantiles. */
     public void writeManifold(Path file, int grid) throws IOException {
         if (cfg.latent != 2) throw new IllegalArgumentException("the manifold plot needs a 2-D latent space, got " + cfg.latent);
+        ConvVae model = hostModel();
         try (Graph g = Graph.inference()) {
             Tensor z = g.empty((long) grid * grid, 2);
             for (int r = 0; r < grid; r++)
