@@ -1,0 +1,257 @@
+package dev.latent.autograd;
+
+import dev.latent.ops.Kernels;
+import dev.latent.tensor.Device;
+import dev.latent.tensor.Tensor;
+
+import java.lang.foreign.MemorySegment;
+
+import static dev.latent.autograd.F.*;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+/**
+ * The probabilistic ops of the VAE and the flows: the fused reparameterization sampler, the likelihood terms
+ * (BCE, Gaussian NLL), free-bits KL, the affine coupling and diag.
+ * Part of {@link F}, which exposes every public op here under the same name; see F for the conventions (devices,
+ * recording, double backward).
+ */
+public final class ProbF {
+    private ProbF() {}
+
+    // ---- VAE (kernels/reparam) ----
+
+
+    /**
+     * z = mu + exp(0.5 logvar) eps with eps ~ N(0, I) drawn inside the kernel from Philox (seed, stream), and
+     * kl = KL(N(mu, exp(logvar)) || N(0, I)) summed over all elements (a scalar). The backward is one fused pass:
+     * when both z and kl feed the loss, kl's rule (which runs first: kl is made right after z) reads z's finished
+     * gradient and the kl weight, and computes dmu and dlogvar in one call, recomputing eps (never stored).
+     * First-order only. logvar is clamped to [-30, 30] as the kernel documents.
+     */
+    public static Reparam reparam(Var mu, Var logvar, long seed, long stream) {
+        sameShape("reparam", mu, logvar);
+        Tensor m = dense(mu), lv = dense(logvar);
+        Device dev = m.device();
+        Tensor z = g().empty(dev, m.shape());
+        double kl = Kernels.reparam(m, lv, seed, stream, z);   /* on CUDA the KL comes back (a synchronisation) */
+        Tensor klT = Tensor.of(g().scope, dev, new float[] {(float) kl}, 1);
+        boolean[] fused = {false};
+        Var[] zHolder = new Var[1];
+        Var zv = rec(z, "reparam.z", of(mu, logvar), gr -> {
+            if (fused[0]) return of(null, null);
+            firstOrderOnly("reparam");
+            Tensor dm = g().empty(dev, m.shape()), dl = g().empty(dev, m.shape());
+            Kernels.reparamBackward(m, lv, seed, stream, dense(gr), 0f, dm, dl);
+            return of(Var.constant(dm), Var.constant(dl));
+        });
+        zHolder[0] = zv;
+        Var klv = rec(klT, "reparam.kl", of(mu, logvar), gr -> {
+            firstOrderOnly("reparam");
+            float w = scalar(gr.value);
+            Var zg = zHolder[0].grad;
+            Tensor dz = zg != null ? dense(zg) : g().zeros(dev, m.shape());
+            Tensor dm = g().empty(dev, m.shape()), dl = g().empty(dev, m.shape());
+            Kernels.reparamBackward(m, lv, seed, stream, dz, w, dm, dl);
+            fused[0] = true;
+            return of(Var.constant(dm), Var.constant(dl));
+        });
+        return new Reparam(zv, klv);
+    }
+
+    /** Sum over all elements of BCE-with-logits against target probabilities (the Bernoulli -log p(x|z)), times scale. */
+    public static Var bceWithLogitsSum(Var logits, Tensor targets, float scale) {
+        Tensor lv = dense(logits);
+        Tensor tv = targets.isContiguous() ? targets : targets.contiguous();
+        if (tv.numel() != lv.numel()) throw new IllegalArgumentException("bceWithLogitsSum: targets " + tv + " for logits " + lv);
+        Tensor d = logits.requiresGrad && g().recording ? g().empty(lv.device(), lv.shape()) : null;
+        double sum = Kernels.bceWithLogits(lv, tv, 0f, d, scale);
+        Tensor out = Tensor.of(g().scope, lv.device(), new float[] {(float) (sum * scale)}, 1);
+        return rec(out, "bceWithLogitsSum", of(logits), gr -> {
+            firstOrderOnly("bceWithLogitsSum");
+            float s = scalar(gr.value);
+            if (s == 1f) return of(Var.constant(d));
+            Tensor dd = g().empty(lv.device(), lv.shape());
+            Kernels.axpby(s, d, 0f, dd);
+            return of(Var.constant(dd));
+        });
+    }
+
+    /** Sum of (pred - target)^2 / (2 sigma^2) + log(sigma sqrt(2 pi)) per element, times scale: the Gaussian -log p(x|z). */
+    public static Var gaussianNllSum(Var pred, Tensor target, double sigma, float scale) {
+        Tensor pv = dense(pred), tv = target.isContiguous() ? target : target.contiguous();
+        if (tv.numel() != pv.numel()) throw new IllegalArgumentException("gaussianNllSum: target " + tv + " for " + pv);
+        long n = pv.numel();
+        double c = Math.log(sigma * Math.sqrt(2 * Math.PI)), inv = 1 / (sigma * sigma);
+        Device dev = pv.device();
+        if (dev != Device.CPU) {
+            /* e = pred - target on the device (float), sum of e^2 in double by ltk_sumsq (fixed chunks; the result comes
+             * back: a synchronisation); the gradient is s e / sigma^2, one axpby. The CPU forms e in double: the two
+             * differ by the float rounding of e (~1e-7 relative). */
+            if (tv.device() != dev) throw new IllegalArgumentException("gaussianNllSum: pred on " + dev + ", target on " + tv.device());
+            Tensor e = Kernels.contiguous(g().scope, pv);
+            Kernels.axpby(-1f, tv, 1f, e);
+            double acc = 0.5 * inv * Kernels.sumOfSquares(e) + n * c;
+            Tensor out = Tensor.of(g().scope, dev, new float[] {(float) (acc * scale)}, 1);
+            return rec(out, "gaussianNllSum", of(pred), gr -> {
+                firstOrderOnly("gaussianNllSum");
+                float s = (float) (scalar(gr.value) * scale * inv);
+                Tensor d = g().empty(dev, pv.shape());
+                Kernels.axpby(s, e, 0f, d);
+                return of(Var.constant(d));
+            });
+        }
+        MemorySegment ps = pv.segment(), ts = tv.segment();
+        double acc = 0;
+        for (long i = 0; i < n; i++) {
+            double e = ps.getAtIndex(JAVA_FLOAT, i) - ts.getAtIndex(JAVA_FLOAT, i);
+            acc += 0.5 * e * e * inv + c;
+        }
+        Tensor out = g().zeros(1);
+        out.segment().set(JAVA_FLOAT, 0, (float) (acc * scale));
+        return rec(out, "gaussianNllSum", of(pred), gr -> {
+            firstOrderOnly("gaussianNllSum");
+            double s = gr.value.segment().get(JAVA_FLOAT, 0) * scale * inv;
+            Tensor d = g().empty(pv.shape());
+            MemorySegment ds = d.segment();
+            for (long i = 0; i < n; i++) ds.setAtIndex(JAVA_FLOAT, i, (float) (s * (ps.getAtIndex(JAVA_FLOAT, i) - ts.getAtIndex(JAVA_FLOAT, i))));
+            return of(Var.constant(d));
+        });
+    }
+
+    /**
+     * Free-bits KL (Kingma et al. 2016): sum over latent dims of max(lambda, mean over the batch of KL_d), for
+     * mu, logvar (B, D). Dims below lambda get no gradient, so the encoder is not pushed to collapse them.
+     */
+    public static Var klFreeBits(Var mu, Var logvar, double lambda) {
+        sameShape("klFreeBits", mu, logvar);
+        Tensor m = dense(mu), lv = dense(logvar);
+        Device dev = m.device();
+        if (lv.device() != dev) throw new IllegalArgumentException("klFreeBits: mu on " + dev + ", logvar on " + lv.device());
+        int b = (int) m.size(0), d = (int) (m.numel() / b);
+        /* (B, D) is small (the latent codes): on CUDA both are copied to the host (explicitly) and the gradients back,
+         * so both devices compute the same bits in the same order. */
+        float[] ms = m.toArray(), ls = lv.toArray();
+        double[] kd = new double[d];
+        for (int i = 0; i < b; i++)
+            for (int j = 0; j < d; j++) {
+                double mm = ms[i * d + j], l = Math.max(-30, Math.min(30, ls[i * d + j]));
+                kd[j] += 0.5 * (mm * mm + Math.exp(l) - 1 - l) / b;
+            }
+        double tot = 0;
+        for (double v : kd) tot += Math.max(lambda, v);
+        Tensor out = Tensor.of(g().scope, dev, new float[] {(float) tot}, 1);
+        return rec(out, "klFreeBits", of(mu, logvar), gr -> {
+            firstOrderOnly("klFreeBits");
+            double s = scalar(gr.value) / b;   /* float / int, as before: the same bits on both devices */
+            float[] dms = new float[b * d], dls = new float[b * d];
+            for (int i = 0; i < b; i++)
+                for (int j = 0; j < d; j++) {
+                    int k = i * d + j;
+                    boolean on = kd[j] > lambda;
+                    float l = ls[k];
+                    boolean clamped = l < -30 || l > 30;
+                    dms[k] = on ? (float) (s * ms[k]) : 0f;
+                    dls[k] = on && !clamped ? (float) (s * 0.5 * (Math.exp(l) - 1)) : 0f;
+                }
+            return of(Var.constant(Tensor.of(g().scope, dev, dms, m.shape())), Var.constant(Tensor.of(g().scope, dev, dls, m.shape())));
+        });
+    }
+
+    // ---- normalizing flows (kernels/coupling) ----
+
+
+    /**
+     * RealNVP's affine coupling (latent.h, lt_coupling_fwd) of y (N, ...) with mask (HW of 0/1), the net's output h
+     * (N, 2, ...) and a learned scalar scale (1). The backward is one fused call, as {@link #reparam}'s: logdet's
+     * rule (recorded right after out) runs once every consumer of out has delivered its gradient and computes dy,
+     * dh and dscale together. First-order only.
+     */
+    public static Coupling coupling(Var y, Var h, Var scale, Tensor mask) {
+        Tensor yv = dense(y), hv = dense(h), mv = onDevice(mask, yv.device());
+        Device dev = yv.device();
+        long n = yv.size(0), hw = yv.numel() / n;
+        if (mv.numel() != hw || hv.numel() != 2 * n * hw || scale.value.numel() != 1)
+            throw new IllegalArgumentException("coupling: y " + yv + ", h " + hv + " (need 2 channels per pixel), mask " + mv + ", scale " + scale.value);
+        float sc = scalar(scale.value);   /* on CUDA a 4-byte copy: the kernels take the scale by value */
+        Tensor out = g().empty(dev, yv.shape());
+        Tensor ldT;
+        if (dev != Device.CPU) {   /* logdet stays on the device (the same (float) of the same double sums) */
+            ldT = g().empty(dev, n);
+            Kernels.couplingForwardOnDevice(mv, yv, hv, sc, out, ldT);
+        } else {
+            double[] ld = new double[(int) n];
+            Kernels.couplingForward(mv, yv, hv, sc, out, ld);
+            float[] ldf = new float[(int) n];
+            for (int i = 0; i < n; i++) ldf[i] = (float) ld[i];
+            ldT = Tensor.of(g().scope, dev, ldf, n);
+        }
+        boolean[] fused = {false};
+        Var[] outHolder = new Var[1];
+        java.util.function.BiFunction<Var, Var, Var[]> backward = (dOut, dLd) -> {
+            firstOrderOnly("coupling");
+            Tensor dy = g().empty(dev, yv.shape()), dh = g().empty(dev, hv.shape());
+            if (dev != Device.CPU) {   /* dlogdet and d(scale) stay on the device */
+                Tensor go = dOut != null ? dense(dOut) : g().zeros(dev, yv.shape()), dsc = g().empty(dev, 1);
+                Kernels.couplingBackwardOnDevice(mv, yv, hv, sc, go, dLd == null ? null : dense(dLd), dy, dh, dsc);
+                return of(Var.constant(dy), Var.constant(dh), Var.constant(dsc));
+            }
+            double[] dl = null;
+            if (dLd != null) {
+                float[] f = dense(dLd).toArray();
+                dl = new double[f.length];
+                for (int i = 0; i < f.length; i++) dl[i] = f[i];
+            }
+            Tensor go = dOut != null ? dense(dOut) : g().zeros(dev, yv.shape());
+            double ds = Kernels.couplingBackward(mv, yv, hv, sc, go, dl, dy, dh);
+            Tensor dsc = Tensor.of(g().scope, dev, new float[] {(float) ds}, 1);
+            return of(Var.constant(dy), Var.constant(dh), Var.constant(dsc));
+        };
+        Var ov = rec(out, "coupling.out", of(y, h, scale), gr -> fused[0] ? of(null, null, null) : backward.apply(gr, null));
+        outHolder[0] = ov;
+        Var lv = rec(ldT, "coupling.logdet", of(y, h, scale), gr -> {
+            fused[0] = true;
+            return backward.apply(outHolder[0].grad, gr);
+        });
+        return new Coupling(ov, lv);
+    }
+
+    /** Inverse of {@link #coupling} given the net's output h computed from the masked part (no gradient). */
+    public static Tensor couplingInverse(Tensor yp, Tensor h, float scale, Tensor mask) {
+        Device dev = yp.device();
+        Tensor y = g().empty(dev, yp.shape());
+        Kernels.couplingInverse(onDevice(mask, dev), yp.contiguous(), h.contiguous(), scale, y);
+        return y;
+    }
+
+    /** A constant (a coupling mask) on {@code dev}, contiguous: copied when it lives elsewhere. */
+    private static Tensor onDevice(Tensor t, Device dev) {
+        Tensor c = t.device() == dev ? t : t.to(g().scope, dev);
+        return c.isContiguous() ? c : c.contiguous();
+    }
+
+    /** The (C, C) matrix with v (C) on its diagonal; its adjoint takes the diagonal back. */
+    public static Var diag(Var v) {
+        Tensor vv = dense(v);
+        long c = vv.numel();
+        if (vv.device() != Device.CPU) {   /* (C) and (C, C) are small: explicit copies, the CPU's bits */
+            Device dev = vv.device();
+            float[] vs = vv.toArray(), m = new float[(int) (c * c)];
+            for (int i = 0; i < c; i++) m[(int) (i * c + i)] = vs[i];
+            return rec(Tensor.of(g().scope, dev, m, c, c), "diag", of(v), gr -> {
+                firstOrderOnly("diag");
+                float[] gs = dense(gr).toArray(), d = new float[(int) c];
+                for (int i = 0; i < c; i++) d[i] = gs[(int) (i * c + i)];
+                return of(Var.constant(Tensor.of(g().scope, dev, d, c)));
+            });
+        }
+        Tensor out = g().zeros(c, c);
+        for (long i = 0; i < c; i++) out.segment().setAtIndex(JAVA_FLOAT, i * c + i, vv.segment().getAtIndex(JAVA_FLOAT, i));
+        return rec(out, "diag", of(v), gr -> {
+            Tensor d = g().empty(c);
+            Tensor gv = dense(gr);
+            for (long i = 0; i < c; i++) d.segment().setAtIndex(JAVA_FLOAT, i, gv.segment().getAtIndex(JAVA_FLOAT, i * c + i));
+            firstOrderOnly("diag");
+            return of(Var.constant(d));
+        });
+    }
+}
