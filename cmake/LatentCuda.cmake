@@ -83,11 +83,6 @@ function(latent_cuda_emu_test name src)
   add_executable(${name} ${src})
   target_link_libraries(${name} PRIVATE cuda_emu latent_static m pthread)
   target_include_directories(${name} PRIVATE ${LATENT_INCLUDE_DIRS} ${CMAKE_SOURCE_DIR}/native/test)
-  if(LATENT_SANITIZE MATCHES "undefined")
-    # Open issue (docs/cuda.md): UBSan reports a null ThreadInfo* load through cuda_emu::cur in gemm, attention and
-    # conv2d under the fiber switch although the same tests pass plain, under ASan and under TSan.
-    target_compile_options(${name} PRIVATE -fno-sanitize=null)
-  endif()
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES LABELS cuda_emu TIMEOUT 300 ENVIRONMENT "LATENT_MAX_ISA=ref")
   set_property(GLOBAL APPEND PROPERTY LATENT_CUDA_EMU_TESTS ${name})

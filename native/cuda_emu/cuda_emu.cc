@@ -101,6 +101,8 @@ namespace cuda_emu {
 
 thread_local const ThreadInfo *cur;
 
+const ThreadInfo *self() noexcept { return cur; }
+
 namespace {
 
 #if defined(EMU_ASAN) || defined(EMU_TSAN)

@@ -42,6 +42,11 @@ struct ThreadInfo {
 };
 /* The fiber running on this OS thread (set by the scheduler before every switch into a fiber). */
 extern thread_local const ThreadInfo *cur;
+/* cur, read inside cuda_emu.cc: the built-in variables go through this call rather than reading the extern
+ * thread_local from the kernel's translation unit, where g++ reaches it through a TLS wrapper function and UBSan's
+ * null check (-fsanitize=null) reported a null load at the top of fiber kernels (gemm, attention, conv2d) although the
+ * value was set. Read where it is defined, the report is gone; the exact mechanism was not pinned down. */
+const ThreadInfo *self() noexcept;
 
 enum { OK = 0, ERR_LAUNCH = 1, ERR_DEADLOCK = 2, ERR_DIVERGENT = 3, ERR_TRAP = 4, ERR_RESOURCES = 5 };
 
@@ -98,10 +103,10 @@ template <class T> inline T from_bits(uint64_t u) {
 #define __shared__ static thread_local
 #define __constant__ static const
 
-#define threadIdx (::cuda_emu::cur->tid)
-#define blockIdx (::cuda_emu::cur->bid)
-#define blockDim (::cuda_emu::cur->bdim)
-#define gridDim (::cuda_emu::cur->gdim)
+#define threadIdx (::cuda_emu::self()->tid)
+#define blockIdx (::cuda_emu::self()->bid)
+#define blockDim (::cuda_emu::self()->bdim)
+#define gridDim (::cuda_emu::self()->gdim)
 #define warpSize 32
 
 #define __syncthreads() ::cuda_emu::syncthreads(__FILE__, __LINE__)
