@@ -15,6 +15,24 @@
 #define SQ_CHUNK 4096
 #define SQ_THREADS 256
 
+/* The block's fixed tree over its threads' double sums (shared by sumsq and sum): part[blockIdx.x] = the total. */
+static __device__ __forceinline__ void sq_block_store(double s, double *red, double *__restrict__ part) {
+    red[threadIdx.x] = s;
+    __syncthreads();
+    for (int w = SQ_THREADS / 2; w > 0; w >>= 1) {
+        if ((int)threadIdx.x < w) red[threadIdx.x] = __dadd_rn(red[threadIdx.x], red[threadIdx.x + w]);
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) part[blockIdx.x] = red[0];
+}
+
+/* The chunks' partial sums added in chunk order, by one thread. */
+static __device__ __forceinline__ double sq_chunks_total(int64_t chunks, const double *__restrict__ part) {
+    double s = 0.0;
+    for (int64_t q = 0; q < chunks; q++) s = __dadd_rn(s, part[q]);
+    return s;
+}
+
 LT_KERNEL void __launch_bounds__(SQ_THREADS) ltk_sumsq_part(int64_t n, const float *__restrict__ x, double *__restrict__ part) {
     __shared__ double red[SQ_THREADS];
     const int64_t c0 = (int64_t)blockIdx.x * SQ_CHUNK, c1 = c0 + SQ_CHUNK < n ? c0 + SQ_CHUNK : n;
@@ -23,20 +41,11 @@ LT_KERNEL void __launch_bounds__(SQ_THREADS) ltk_sumsq_part(int64_t n, const flo
         const double v = x[i];
         s += v * v; /* v * v is exact in double, so a contraction into fma changes nothing */
     }
-    red[threadIdx.x] = s;
-    __syncthreads();
-    for (int w = SQ_THREADS / 2; w > 0; w >>= 1) {
-        if ((int)threadIdx.x < w) red[threadIdx.x] = __dadd_rn(red[threadIdx.x], red[threadIdx.x + w]);
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) part[blockIdx.x] = red[0];
+    sq_block_store(s, red, part);
 }
 
 LT_KERNEL void ltk_sumsq_total(int64_t chunks, const double *__restrict__ part, double *__restrict__ out) {
-    if (blockIdx.x != 0 || threadIdx.x != 0) return;
-    double s = 0.0;
-    for (int64_t q = 0; q < chunks; q++) s = __dadd_rn(s, part[q]);
-    *out = s;
+    if (blockIdx.x == 0 && threadIdx.x == 0) *out = sq_chunks_total(chunks, part);
 }
 
 LT_KERNEL void __launch_bounds__(SQ_THREADS) ltk_sum_part(int64_t n, const float *__restrict__ x, double *__restrict__ part) {
@@ -44,18 +53,9 @@ LT_KERNEL void __launch_bounds__(SQ_THREADS) ltk_sum_part(int64_t n, const float
     const int64_t c0 = (int64_t)blockIdx.x * SQ_CHUNK, c1 = c0 + SQ_CHUNK < n ? c0 + SQ_CHUNK : n;
     double s = 0.0;
     for (int64_t i = c0 + threadIdx.x; i < c1; i += SQ_THREADS) s = __dadd_rn(s, (double)x[i]);
-    red[threadIdx.x] = s;
-    __syncthreads();
-    for (int w = SQ_THREADS / 2; w > 0; w >>= 1) {
-        if ((int)threadIdx.x < w) red[threadIdx.x] = __dadd_rn(red[threadIdx.x], red[threadIdx.x + w]);
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) part[blockIdx.x] = red[0];
+    sq_block_store(s, red, part);
 }
 
 LT_KERNEL void ltk_sum_total_f32(int64_t chunks, const double *__restrict__ part, float *__restrict__ out) {
-    if (blockIdx.x != 0 || threadIdx.x != 0) return;
-    double s = 0.0;
-    for (int64_t q = 0; q < chunks; q++) s = __dadd_rn(s, part[q]);
-    *out = (float)s;
+    if (blockIdx.x == 0 && threadIdx.x == 0) *out = (float)sq_chunks_total(chunks, part);
 }

@@ -19,6 +19,7 @@ import java.util.Map;
 import java.util.SplittableRandom;
 
 import static dev.latent.cuda.CudaTesting.close;
+import static dev.latent.cuda.CudaTesting.compareGrads;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -96,16 +97,7 @@ class CudaFlowTest extends AtRefIsaOnDevice {
         Step cpu = step(Device.CPU, px, arch), gpu = step(Device.CUDA, px, arch);
         System.out.printf("%s: bits/dim CPU %.9g CUDA %.9g%n", arch, cpu.bpd, gpu.bpd);
         assertEquals(cpu.bpd, gpu.bpd, 1e-5 * Math.abs(cpu.bpd), "bits/dim");
-        assertEquals(cpu.grads.keySet(), gpu.grads.keySet());
-        double worst = 0;
-        for (String k : cpu.grads.keySet()) {
-            float[] gc = cpu.grads.get(k), gg = gpu.grads.get(k);
-            double max = 0;
-            for (float v : gc) max = Math.max(max, Math.abs(v));
-            double tol = 1e-5 * max + 1e-12;
-            for (int i = 0; i < gc.length; i++) worst = Math.max(worst, Math.abs(gg[i] - gc[i]) / tol);
-            close("grad " + k, gg, gc, i -> tol);
-        }
+        double worst = compareGrads(arch, cpu.grads, gpu.grads);
         System.out.printf("%s: largest gradient error / tolerance %.3g%n", arch, worst);
         close("round trip vs CPU", gpu.roundTrip, cpu.roundTrip, i -> 1e-5 * (1 + Math.abs(cpu.roundTrip[i])));
         close("round trip vs input", gpu.roundTrip, gpu.input, i -> 1e-4 * (1 + Math.abs(gpu.input[i])));

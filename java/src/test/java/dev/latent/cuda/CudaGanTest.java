@@ -18,6 +18,7 @@ import java.util.Map;
 import java.util.SplittableRandom;
 
 import static dev.latent.cuda.CudaTesting.close;
+import static dev.latent.cuda.CudaTesting.compareGrads;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
@@ -73,19 +74,6 @@ class CudaGanTest extends AtRefIsaOnDevice {
         return out;
     }
 
-    static double compareGrads(String what, Map<String, float[]> cpu, Map<String, float[]> gpu) {
-        assertEquals(cpu.keySet(), gpu.keySet());
-        double worst = 0;
-        for (String k : cpu.keySet()) {
-            float[] gc = cpu.get(k), gg = gpu.get(k);
-            double max = 0;
-            for (float v : gc) max = Math.max(max, Math.abs(v));
-            double tol = 1e-5 * max + 1e-12;
-            for (int i = 0; i < gc.length; i++) worst = Math.max(worst, Math.abs(gg[i] - gc[i]) / tol);
-            close(what + " grad " + k, gg, gc, i -> tol);
-        }
-        return worst;
-    }
 
     @Test
     void discriminatorAndGeneratorGradientsMatchTheCpu() {

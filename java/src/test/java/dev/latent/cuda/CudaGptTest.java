@@ -19,6 +19,7 @@ import java.util.Map;
 import java.util.SplittableRandom;
 
 import static dev.latent.cuda.CudaTesting.close;
+import static dev.latent.cuda.CudaTesting.gradTol;
 import static dev.latent.cuda.CudaTesting.device;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static org.junit.jupiter.api.Assertions.*;
@@ -93,9 +94,7 @@ class CudaGptTest {
             List<String> names = new ArrayList<>(cpu.grads.keySet());
             for (String k : names) {
                 float[] gc = cpu.grads.get(k);
-                double max = 0;
-                for (float v : gc) max = Math.max(max, Math.abs(v));
-                double gtol = 1e-5 * max + 1e-12;
+                double gtol = gradTol(gc);
                 close("grad " + k, gpu.grads.get(k), gc, i -> gtol);
                 float[] pc = cpu.params.get(k);
                 close("param " + k, gpu.params.get(k), pc, i -> 1e-6 + 1e-5 * Math.abs(pc[i]) + (Math.abs(gc[i]) <= gtol ? 2 * lr : 0));

@@ -8,6 +8,7 @@ import java.util.function.IntToDoubleFunction;
 
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -79,6 +80,26 @@ final class CudaTesting {
     }
 
     static float[] floats(MemorySegment s, int n) { return s.asSlice(0, n * 4L).toArray(JAVA_FLOAT); }
+
+    /** A gradient's tolerance against the CPU's: 1e-5 of its largest |g| (plus 1e-12 for all-zero gradients). */
+    static double gradTol(float[] cpu) {
+        double max = 0;
+        for (float v : cpu) max = Math.max(max, Math.abs(v));
+        return 1e-5 * max + 1e-12;
+    }
+
+    /** Every gradient of gpu within {@link #gradTol} of cpu's (same names); returns the largest error / tolerance. */
+    static double compareGrads(String what, java.util.Map<String, float[]> cpu, java.util.Map<String, float[]> gpu) {
+        assertEquals(cpu.keySet(), gpu.keySet());
+        double worst = 0;
+        for (String k : cpu.keySet()) {
+            float[] gc = cpu.get(k), gg = gpu.get(k);
+            double tol = gradTol(gc);
+            for (int i = 0; i < gc.length; i++) worst = Math.max(worst, Math.abs(gg[i] - gc[i]) / tol);
+            close(what + " grad " + k, gg, gc, i -> tol);
+        }
+        return worst;
+    }
 
     static void close(String what, float[] got, float[] want, IntToDoubleFunction tol) {
         int bad = 0;

@@ -18,6 +18,7 @@ import java.util.Map;
 import java.util.SplittableRandom;
 
 import static dev.latent.cuda.CudaTesting.close;
+import static dev.latent.cuda.CudaTesting.gradTol;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
@@ -90,9 +91,7 @@ class CudaVaeTest extends AtRefIsaOnDevice {
         double worst = 0;
         for (String k : cpu.grads.keySet()) {
             float[] gc = cpu.grads.get(k), gg = gpu.grads.get(k);
-            double max = 0;
-            for (float v : gc) max = Math.max(max, Math.abs(v));
-            double gtol = 1e-5 * max + 1e-12;
+            double gtol = gradTol(gc);
             for (int i = 0; i < gc.length; i++) worst = Math.max(worst, Math.abs(gg[i] - gc[i]) / gtol);
             close(what + ": grad " + k, gg, gc, i -> gtol);
             float[] pc = cpu.params.get(k);
