@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # README's test command: everything CI checks, from a clean clone, in one script.
 #   0. Fashion-MNIST from Debian's package (installed when missing and apt is usable)
-#   1. mvn install: liblatent.so via CMake, the Java tests at ISA avx2, the jars (incl. the native classifier)
-#   2. the Java tests again at ISA ref (LATENT_MAX_ISA=ref)
-#   3. the native tests (ctest: each registered at ref and avx2)
+#   1. mvn install: liblatent.so via CMake, the Java tests at ISA avx512 (on a CPU without AVX-512 the level
+#      in use is the CPU's best, logged), the jars (incl. the native classifier)
+#   2. the Java tests again at ISA avx2 and at ISA ref (LATENT_MAX_ISA)
+#   3. the native tests (ctest: each registered at ref, avx2 and avx512; avx512 says "skipped: no AVX-512" and
+#      passes on a CPU without it)
 #   4. the native tests again under AddressSanitizer + UndefinedBehaviorSanitizer (incl. the CUDA emulation tests
 #      and kernels with deliberate out-of-bounds writes that ASan must catch)
 #   4b. the CUDA emulation tests under ThreadSanitizer (fiber-annotated), incl. a deliberately racy kernel; and
@@ -35,13 +37,16 @@ if [ ! -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
 fi
 ls "$FMNIST" || true
 
-step "build + Java tests at ISA avx2"
-"${MVN[@]}" install -Dlatent.max.isa=avx2
+step "build + Java tests at ISA avx512"
+"${MVN[@]}" install -Dlatent.max.isa=avx512
+
+step "Java tests at ISA avx2"
+"${MVN[@]}" -pl java surefire:test -Dlatent.max.isa=avx2
 
 step "Java tests at ISA ref"
 "${MVN[@]}" -pl java surefire:test -Dlatent.max.isa=ref
 
-step "native tests (ref and avx2)"
+step "native tests (ref, avx2 and avx512)"
 (cd java/target/native && ctest --output-on-failure)
 
 step "native tests under ASan + UBSan"

@@ -172,7 +172,7 @@ int main(int argc, char **argv) {
         for (int th = 1; th <= 2; th++) bench(n, th, reps);
         return 0;
     }
-    printf("lt_adamw at ISA %s%s%s\n", lt_isa() == LT_ISA_AVX2 ? "avx2" : "ref", *lt_isa_reason() ? ": " : "", lt_isa_reason());
+    printf("lt_adamw at ISA %s%s%s\n", lt_t_isa_name(), *lt_isa_reason() ? ": " : "", lt_isa_reason());
     test_invalid();
     test_shapes();
     test_determinism();

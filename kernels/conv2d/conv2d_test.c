@@ -488,7 +488,7 @@ int main(int argc, char **argv) {
         bench(argc > 2 ? atoi(argv[2]) : 10);
         return 0;
     }
-    printf("lt_conv2d at ISA %s%s%s\n", lt_isa() == LT_ISA_AVX2 ? "avx2" : "ref", *lt_isa_reason() ? ": " : "",
+    printf("lt_conv2d at ISA %s%s%s\n", lt_t_isa_name(), *lt_isa_reason() ? ": " : "",
            lt_isa_reason());
     test_invalid();
     test_shapes();

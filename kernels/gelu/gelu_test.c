@@ -277,7 +277,7 @@ int main(int argc, char **argv) {
         sweep_gelu(1, 1);
         return lt_test_summary();
     }
-    printf("lt_gelu at ISA %s%s%s\n", lt_isa() == LT_ISA_AVX2 ? "avx2" : "ref", *lt_isa_reason() ? ": " : "", lt_isa_reason());
+    printf("lt_gelu at ISA %s%s%s\n", lt_t_isa_name(), *lt_isa_reason() ? ": " : "", lt_isa_reason());
     test_invalid();
     test_extremes();
     test_gradcheck();

@@ -47,7 +47,7 @@ static double eps_d(uint64_t seed, uint64_t stream, int64_t i) { return eps_dr(s
 
 static double clampd(double x) { return x < -30 ? -30 : x > 30 ? 30 : x; }
 
-static const char *isa_name(void) { return lt_isa() == LT_ISA_AVX2 ? "avx2" : "ref"; }
+static const char *isa_name(void) { return lt_t_isa_name(); }
 
 /* eps as the library draws it: z with mu = 0, logvar = 0 is exactly eps (s = 1 at both ISAs). */
 static void draw_eps(int64_t n, uint64_t seed, uint64_t stream, float *e) {

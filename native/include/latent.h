@@ -38,8 +38,9 @@ enum {
     LT_ERR_INTERNAL = 4          /* a bug: please report with lt_last_error() */
 };
 
-/* ISA levels, lowest first. LATENT_MAX_ISA=ref|avx2 caps the level chosen at load. */
-enum { LT_ISA_REF = 0, LT_ISA_AVX2 = 1 };
+/* ISA levels, lowest first. LATENT_MAX_ISA=ref|avx2|avx512 caps the level chosen at load. avx2 = AVX2 + FMA;
+ * avx512 = AVX-512 F + BW + VL + DQ (with the OS saving ZMM and opmask state). */
+enum { LT_ISA_REF = 0, LT_ISA_AVX2 = 1, LT_ISA_AVX512 = 2 };
 
 /* ---- runtime ---------------------------------------------------------------------------------- */
 LT_API int32_t lt_abi_version(void);
@@ -52,6 +53,9 @@ LT_API int32_t lt_isa(void);
 LT_API int32_t lt_set_isa(int32_t isa);
 /* Why the level in use is below the CPU's best, or "" (e.g. "capped by LATENT_MAX_ISA=ref"). */
 LT_API const char *lt_isa_reason(void);
+/* 1 when the CPU has AVX512_BF16 (vdpbf16ps) and the avx512 level is supported, else 0. bf16 kernels also need
+ * the level in use to be avx512; nothing emulates bf16 where this is 0. */
+LT_API int32_t lt_cpu_bf16(void);
 
 /* The fixed worker pool. Default size = online cores. Resizing waits for running work to finish.
  * Many threads may call kernels at once: a call that finds the pool busy runs on its own thread,

@@ -47,11 +47,16 @@ static void errors_and_info(void) {
     CHECK(lt_struct_info(0, info, 16) == LT_OK && info[0] == sizeof(lt_gemm_desc), "struct info");
     CHECK(lt_struct_info(99, info, 16) == LT_ERR_INVALID_ARGUMENT, "unknown struct");
     const char *cap = getenv("LATENT_MAX_ISA");
-    if (cap && !strcmp(cap, "ref")) CHECK(lt_isa() == LT_ISA_REF && strstr(lt_isa_reason(), "LATENT_MAX_ISA"), "ISA cap: %d %s", lt_isa(), lt_isa_reason());
-    else CHECK(lt_isa() == lt_isa_supported(), "ISA uncapped");
+    int want = !cap || !*cap ? LT_ISA_AVX512 : !strcmp(cap, "ref") ? LT_ISA_REF : !strcmp(cap, "avx2") ? LT_ISA_AVX2 : LT_ISA_AVX512;
+    if (want > lt_isa_supported()) want = lt_isa_supported();
+    CHECK(lt_isa() == want, "ISA with LATENT_MAX_ISA=%s: %d, want %d (%s)", cap ? cap : "(unset)", lt_isa(), want, lt_isa_reason());
+    if (want < lt_isa_supported()) CHECK(strstr(lt_isa_reason(), "LATENT_MAX_ISA") != NULL, "cap reason: %s", lt_isa_reason());
+    CHECK(lt_cpu_bf16() == 0 || lt_isa_supported() == LT_ISA_AVX512, "bf16 without the avx512 level");
     int supported = lt_isa_supported();
     CHECK(lt_set_isa(LT_ISA_REF) == LT_ISA_REF, "set ref");
     CHECK(lt_set_isa(99) == supported, "set clamps to supported");
+    CHECK(lt_set_isa(LT_ISA_AVX2) == (supported < LT_ISA_AVX2 ? supported : LT_ISA_AVX2), "set avx2");
+    lt_set_isa(want);
 }
 
 /* Many threads calling while another resizes the pool: must neither deadlock nor lose work. */

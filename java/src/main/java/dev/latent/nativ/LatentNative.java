@@ -23,7 +23,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 public final class LatentNative {
     /** Must equal LT_ABI_VERSION in latent.h; checked when the library is opened. */
     public static final int ABI_VERSION = 1;
-    public static final int ISA_REF = 0, ISA_AVX2 = 1;
+    public static final int ISA_REF = 0, ISA_AVX2 = 1, ISA_AVX512 = 2;
 
     /** Mirror of lt_gemm_desc; GemmDescLayoutTest compares it with lt_struct_info(0). */
     public static final StructLayout GEMM_DESC = MemoryLayout.structLayout(
@@ -68,7 +68,7 @@ public final class LatentNative {
     private static volatile LatentNative instance;
 
     private final Path path;
-    private final MethodHandle lastError, isaSupported, isa, setIsa, isaReason, setNumThreads, numThreads,
+    private final MethodHandle lastError, isaSupported, isa, setIsa, isaReason, cpuBf16, setNumThreads, numThreads,
             structInfo, philox, randUniform, gemm, peakFma, peakTriad, abiVersionCritical;
     // Kernels bound lazily-checked: a library built without one fails at the call, naming the symbol.
     private final MethodHandle attentionFwd, attentionBwd, layernormFwd, layernormBwd, geluFwd, geluBwd, softmaxXent,
@@ -117,6 +117,7 @@ public final class LatentNative {
         isa = bind(l, linker, "lt_isa", FunctionDescriptor.of(JAVA_INT));
         setIsa = bind(l, linker, "lt_set_isa", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
         isaReason = bind(l, linker, "lt_isa_reason", FunctionDescriptor.of(ADDRESS));
+        cpuBf16 = bind(l, linker, "lt_cpu_bf16", FunctionDescriptor.of(JAVA_INT));
         setNumThreads = bind(l, linker, "lt_set_num_threads", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
         numThreads = bind(l, linker, "lt_num_threads", FunctionDescriptor.of(JAVA_INT));
         structInfo = bind(l, linker, "lt_struct_info", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
@@ -196,7 +197,17 @@ public final class LatentNative {
 
     public Path path() { return path; }
 
-    public static String isaName(int isa) { return isa == ISA_AVX2 ? "avx2" : "ref"; }
+    public static String isaName(int isa) { return isa == ISA_AVX512 ? "avx512" : isa == ISA_AVX2 ? "avx2" : "ref"; }
+
+    /** Parses ref|avx2|avx512 (as LATENT_MAX_ISA takes them). */
+    public static int parseIsa(String name) {
+        return switch (name) {
+            case "ref" -> ISA_REF;
+            case "avx2" -> ISA_AVX2;
+            case "avx512" -> ISA_AVX512;
+            default -> throw new IllegalArgumentException("ISA '" + name + "': expected ref, avx2 or avx512");
+        };
+    }
 
     private static RuntimeException rethrow(Throwable t) {
         if (t instanceof RuntimeException r) return r;
@@ -225,6 +236,11 @@ public final class LatentNative {
     /** Sets the ISA level in use (clamped to the CPU's); returns the level set. Process-wide. */
     public int setIsa(int level) {
         try { return (int) setIsa.invokeExact(level); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** Whether the CPU has AVX512_BF16 (and the avx512 level): bf16 kernels need it; nothing emulates bf16. */
+    public boolean cpuBf16() {
+        try { return (int) cpuBf16.invokeExact() != 0; } catch (Throwable t) { throw rethrow(t); }
     }
 
     public String isaReason() {
