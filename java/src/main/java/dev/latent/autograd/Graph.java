@@ -86,6 +86,73 @@ public final class Graph implements AutoCloseable {
         return out;
     }
 
+    /**
+     * A differentiable op defined outside the library: {@code value} is the forward result (computed by the caller,
+     * with any ops or kernels; allocate it in {@link #scope()} so it lives as long as the step), {@code rule}
+     * maps d(loss)/d(value) to one gradient per input. Nothing is recorded when no input requires a gradient or
+     * the graph is {@link #inference()}. Example (softplus, whose derivative is sigmoid):
+     * <pre>{@code
+     * Var y = g.custom("softplus", softplusValue(x.value()), gy -> new Var[] {F.mul(gy, F.sigmoid(x))}, x);
+     * }</pre>
+     * The rule is checked at backward time: it must return exactly one entry per input, each null or shaped as
+     * that input. docs/extending.md walks through a complete op.
+     */
+    public Var custom(String name, Tensor value, Var.Backward rule, Var... inputs) {
+        checkCustom(name, rule, inputs);
+        if (value == null) throw new IllegalArgumentException("custom op '" + name + "': value is null");
+        Var.Backward checked = gy -> checkGrads(name, inputs, rule.apply(gy));
+        return record(value, name, inputs.clone(), checked);
+    }
+
+    /**
+     * A differentiable op with several outputs (e.g. a fused kernel that returns a result and a statistic): one
+     * Var per value, and one rule that receives every output's gradient at once (null where none reached it).
+     */
+    public Var[] custom(String name, Tensor[] values, Var.MultiBackward rule, Var... inputs) {
+        checkCustom(name, rule, inputs);
+        if (values == null || values.length == 0) throw new IllegalArgumentException("custom op '" + name + "': no output values");
+        for (int k = 0; k < values.length; k++)
+            if (values[k] == null) throw new IllegalArgumentException("custom op '" + name + "': value " + k + " is null");
+        return recordMulti(values, name, inputs.clone(), gys -> checkGrads(name, inputs, rule.apply(gys)));
+    }
+
+    private static void checkCustom(String name, Object rule, Var[] inputs) {
+        if (name == null || name.isBlank()) throw new IllegalArgumentException("custom op: name is empty");
+        if (rule == null) throw new IllegalArgumentException("custom op '" + name + "': rule is null");
+        if (inputs == null || inputs.length == 0) throw new IllegalArgumentException("custom op '" + name + "': no inputs");
+        for (int i = 0; i < inputs.length; i++)
+            if (inputs[i] == null) throw new IllegalArgumentException("custom op '" + name + "': input " + i + " is null");
+    }
+
+    private static Var[] checkGrads(String name, Var[] inputs, Var[] gs) {
+        if (gs == null || gs.length != inputs.length)
+            throw new IllegalStateException("custom op '" + name + "': its backward rule returned "
+                    + (gs == null ? "null" : gs.length + " gradients") + " for " + inputs.length + " inputs");
+        for (int i = 0; i < gs.length; i++)
+            if (gs[i] != null && !java.util.Arrays.equals(gs[i].shape(), inputs[i].shape()))
+                throw new IllegalStateException("custom op '" + name + "': gradient " + i + " has shape "
+                        + java.util.Arrays.toString(gs[i].shape()) + ", input " + i + " has "
+                        + java.util.Arrays.toString(inputs[i].shape()));
+        return gs;
+    }
+
+    /** Records the outputs of one multi-output node (all requiring a gradient, or none). */
+    Var[] recordMulti(Tensor[] values, String op, Var[] inputs, Var.MultiBackward rule) {
+        boolean needs = false;
+        if (recording) for (Var v : inputs) needs |= v != null && v.requiresGrad;
+        Var[] outs = new Var[values.length];
+        if (!needs) {
+            for (int k = 0; k < values.length; k++) outs[k] = new Var(values[k], false, null);
+            return outs;
+        }
+        Var.Node node = new Var.Node(op, inputs, null, outs, rule);
+        for (int k = 0; k < values.length; k++) {
+            outs[k] = new Var(values[k], true, node);
+            tape.add(outs[k]);
+        }
+        return outs;
+    }
+
     /** Back-propagates d(loss)/d(everything) from a scalar loss; gradients land in {@link Var#grad()}. */
     public void backward(Var loss) { backward(loss, false); }
 
@@ -115,16 +182,32 @@ public final class Graph implements AutoCloseable {
         try {
             for (int i = tape.size() - 1; i >= 0; i--) {
                 Var v = tape.get(i);
-                if (v.grad == null || v.node == null) continue;
-                Var[] gs = v.node.rule().apply(v.grad);
+                if (v.node == null) continue;
+                Var[] outs = v.node.outputs();
+                Var[] gs;
+                if (outs == null) {
+                    if (v.grad == null) continue;
+                    gs = v.node.rule().apply(v.grad);
+                    outs = new Var[] {v};
+                } else {
+                    // A multi-output node runs once, at its first output: every output's gradient is complete then.
+                    if (v != outs[0]) continue;
+                    Var[] gys = new Var[outs.length];
+                    boolean any = false;
+                    for (int k = 0; k < outs.length; k++) any |= (gys[k] = outs[k].grad) != null;
+                    if (!any) continue;
+                    gs = v.node.multi().apply(gys);
+                }
                 Var[] ins = v.node.inputs();
                 if (refs != null) for (Var gv : gs) refs.hold(gv);
                 for (int j = 0; j < ins.length; j++)
                     if (ins[j] != null && ins[j].requiresGrad && gs[j] != null) accumulate(ins[j], gs[j], seen, refs);
                 if (refs != null) for (Var gv : gs) refs.drop(gv);
                 if (!createGraph) {
-                    if (refs != null) refs.drop(v.grad);
-                    v.grad = null;   // intermediate grads are dead once propagated
+                    for (Var o : outs) {
+                        if (refs != null) refs.drop(o.grad);
+                        o.grad = null;   // intermediate grads are dead once propagated
+                    }
                 }
             }
         } finally {

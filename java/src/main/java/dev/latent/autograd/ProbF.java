@@ -24,8 +24,8 @@ public final class ProbF {
     /**
      * z = mu + exp(0.5 logvar) eps with eps ~ N(0, I) drawn inside the kernel from Philox (seed, stream), and
      * kl = KL(N(mu, exp(logvar)) || N(0, I)) summed over all elements (a scalar). The backward is one fused pass:
-     * when both z and kl feed the loss, kl's rule (which runs first: kl is made right after z) reads z's finished
-     * gradient and the kl weight, and computes dmu and dlogvar in one call, recomputing eps (never stored).
+     * z and kl are the two outputs of one multi-output node, whose rule gets both gradients at once and computes
+     * dmu and dlogvar in one call, recomputing eps (never stored).
      * First-order only. logvar is clamped to [-30, 30] as the kernel documents.
      */
     public static Reparam reparam(Var mu, Var logvar, long seed, long stream) {
@@ -35,26 +35,16 @@ public final class ProbF {
         Tensor z = g().empty(dev, m.shape());
         double kl = Kernels.reparam(m, lv, seed, stream, z);   /* on CUDA the KL comes back (a synchronisation) */
         Tensor klT = Tensor.of(g().scope, dev, new float[] {(float) kl}, 1);
-        boolean[] fused = {false};
-        Var[] zHolder = new Var[1];
-        Var zv = rec(z, "reparam.z", of(mu, logvar), gr -> {
-            if (fused[0]) return of(null, null);
+        // One node, two outputs: its rule runs once with both gradients (null where unused), one fused kernel call.
+        Var[] zk = g().recordMulti(new Tensor[] {z, klT}, "reparam", of(mu, logvar), gs -> {
             firstOrderOnly("reparam");
-            Tensor dm = g().empty(dev, m.shape()), dl = g().empty(dev, m.shape());
-            Kernels.reparamBackward(m, lv, seed, stream, dense(gr), 0f, dm, dl);
-            return of(Var.constant(dm), Var.constant(dl));
-        });
-        zHolder[0] = zv;
-        Var klv = rec(klT, "reparam.kl", of(mu, logvar), gr -> {
-            firstOrderOnly("reparam");
-            float w = scalar(gr.value);
-            Var zg = zHolder[0].grad;
-            Tensor dz = zg != null ? dense(zg) : g().zeros(dev, m.shape());
+            float w = gs[1] != null ? scalar(gs[1].value) : 0f;
+            Tensor dz = gs[0] != null ? dense(gs[0]) : g().zeros(dev, m.shape());
             Tensor dm = g().empty(dev, m.shape()), dl = g().empty(dev, m.shape());
             Kernels.reparamBackward(m, lv, seed, stream, dz, w, dm, dl);
-            fused[0] = true;
             return of(Var.constant(dm), Var.constant(dl));
         });
+        Var zv = zk[0], klv = zk[1];
         return new Reparam(zv, klv);
     }
 
@@ -162,9 +152,9 @@ public final class ProbF {
 
     /**
      * RealNVP's affine coupling (latent.h, lt_coupling_fwd) of y (N, ...) with mask (HW of 0/1), the net's output h
-     * (N, 2, ...) and a learned scalar scale (1). The backward is one fused call, as {@link #reparam}'s: logdet's
-     * rule (recorded right after out) runs once every consumer of out has delivered its gradient and computes dy,
-     * dh and dscale together. First-order only.
+     * (N, 2, ...) and a learned scalar scale (1). The backward is one fused call, as {@link #reparam}'s: out and
+     * logdet are the two outputs of one node whose rule runs once, with both gradients, and computes dy, dh and
+     * dscale together. First-order only.
      */
     public static Coupling coupling(Var y, Var h, Var scale, Tensor mask) {
         Tensor yv = dense(y), hv = dense(h), mv = onDevice(mask, yv.device());
@@ -185,8 +175,6 @@ public final class ProbF {
             for (int i = 0; i < n; i++) ldf[i] = (float) ld[i];
             ldT = Tensor.of(g().scope, dev, ldf, n);
         }
-        boolean[] fused = {false};
-        Var[] outHolder = new Var[1];
         java.util.function.BiFunction<Var, Var, Var[]> backward = (dOut, dLd) -> {
             firstOrderOnly("coupling");
             Tensor dy = g().empty(dev, yv.shape()), dh = g().empty(dev, hv.shape());
@@ -206,13 +194,9 @@ public final class ProbF {
             Tensor dsc = Tensor.of(g().scope, dev, new float[] {(float) ds}, 1);
             return of(Var.constant(dy), Var.constant(dh), Var.constant(dsc));
         };
-        Var ov = rec(out, "coupling.out", of(y, h, scale), gr -> fused[0] ? of(null, null, null) : backward.apply(gr, null));
-        outHolder[0] = ov;
-        Var lv = rec(ldT, "coupling.logdet", of(y, h, scale), gr -> {
-            fused[0] = true;
-            return backward.apply(outHolder[0].grad, gr);
-        });
-        return new Coupling(ov, lv);
+        // One node, two outputs (y' and logdet): the rule runs once with both gradients (null where unused).
+        Var[] ol = g().recordMulti(new Tensor[] {out, ldT}, "coupling", of(y, h, scale), gs -> backward.apply(gs[0], gs[1]));
+        return new Coupling(ol[0], ol[1]);
     }
 
     /** Inverse of {@link #coupling} given the net's output h computed from the masked part (no gradient). */

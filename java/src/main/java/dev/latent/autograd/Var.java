@@ -54,12 +54,33 @@ public final class Var {
     @Override
     public String toString() { return "Var" + value; }
 
-    /** How a non-leaf Var was made: its inputs and the rule mapping its gradient to theirs. */
-    record Node(String op, Var[] inputs, Backward rule) {}
+    /**
+     * How a non-leaf Var was made: its inputs and the rule mapping its gradient to theirs. A node with several
+     * outputs ({@code outputs != null}, {@code multi} its rule) is recorded once per output, all at once; the
+     * backward pass runs its rule a single time, when it reaches the first output (by then every output's
+     * gradient is complete, since all consumers were recorded after all outputs).
+     */
+    record Node(String op, Var[] inputs, Backward rule, Var[] outputs, MultiBackward multi) {
+        Node(String op, Var[] inputs, Backward rule) { this(op, inputs, rule, null, null); }
+    }
 
-    /** Returns the gradient of each input (null where none), written with differentiable ops of {@link F}. */
+    /**
+     * The backward rule of a one-output op: given d(loss)/d(output), returns d(loss)/d(input) for each input, in
+     * the order of the op's inputs (null where an input gets no gradient). Write it with differentiable ops
+     * ({@link F}, or other custom ops) and it supports double backward too. See {@link Graph#custom}.
+     */
     @FunctionalInterface
-    interface Backward {
+    public interface Backward {
         Var[] apply(Var gradOut);
+    }
+
+    /**
+     * The backward rule of a multi-output op: {@code gradOuts[k]} is d(loss)/d(output k), or null where no
+     * gradient reached output k (the rule must treat null as zero). Returns one gradient per input, as
+     * {@link Backward} does. See {@link Graph#custom(String, Tensor[], MultiBackward, Var...)}.
+     */
+    @FunctionalInterface
+    public interface MultiBackward {
+        Var[] apply(Var[] gradOuts);
     }
 }
