@@ -245,7 +245,7 @@ public final class VaeTrainer {
         return new Eval((rec + kl) / n, rec / n, kl / n, iw, active, klDim, var);
     }
 
-    /** -log p(x) <= -(logmeanexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)]), averaged over the first n images. */
+    /** {@code -log p(x) <= -(logmeanexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)])}, averaged over the first n images. */
     public double iwae(ImageData test, int k, int n) {
         ConvVae model = hostModel();
         int d = cfg.latent, chunk = Math.max(1, 1000 / k);
