@@ -22,6 +22,7 @@ import java.util.Locale;
 public final class Plot {
     private Plot() {}
 
+    /** One curve: its legend name, the points (x[i], y[i]; non-finite y are skipped) and its colour. */
     public record Series(String name, double[] x, double[] y, Color color) {}
 
     /** Draws a string at (x, y); the default is Graphics2D.drawString with a 12-point sans-serif font. */

@@ -77,6 +77,7 @@ public final class Classifier implements Module {
         data.fill(x, idx, from, m, 1f / 127.5f, -1f, 0);
     }
 
+    /** What {@link #train} achieved: epochs run, final test accuracy (fraction correct), wall-clock seconds. */
     public record TrainResult(int epochs, double testAccuracy, double seconds) {}
 
     /** Trains on the train split, reports test accuracy per epoch to metrics.jsonl, saves the checkpoint in dir. */

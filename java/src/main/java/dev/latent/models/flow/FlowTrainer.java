@@ -157,6 +157,7 @@ public final class FlowTrainer {
         }
     }
 
+    /** A run's outcome: the last epoch's train and the test bits/dim, throughput, steps, and {@link #invertibilityError} on 16 test images. */
     public record Result(double trainBpd, double testBpd, double imagesPerSecond, long steps, double invertibilityError) {}
 
     public Result run() throws IOException {

@@ -43,8 +43,10 @@ public final class GanTrainer {
     public static final String CHECKPOINT = "checkpoint.safetensors";
     static final String FORMAT = "latent-gan-1";
 
+    /** The objective: the original non-saturating GAN loss (DCGAN), or the Wasserstein loss with gradient penalty. */
     public enum Loss { GAN, WGAN_GP }
 
+    /** Everything a run depends on (saved in the checkpoint); {@link #dcgan} and {@link #wganGp} give the reference settings. */
     public record Config(Loss loss, String data, Path out, int iters, int batch, long nz, long ngf, long ndf, float lr,
                          float beta1, float beta2, int nCritic, float lambda, Dcgan.Norm criticNorm, long seed,
                          int logEvery, int trainLimit, int samples, long sampleSeed, boolean quiet) {

@@ -45,8 +45,10 @@ public final class VaeTrainer {
     static final String FORMAT = "latent-vae-1";
     static final double LOG2PI = Math.log(2 * Math.PI);
 
+    /** The decoder's p(x|z): Bernoulli per pixel (binary cross-entropy), or Gaussian with the fixed sigma of the config. */
     public enum Likelihood { BERNOULLI, GAUSSIAN }
 
+    /** Everything a run depends on (saved in the checkpoint); {@link #reference} gives the reference settings. */
     public record Config(String data, Path out, int latent, double beta, int epochs, int batch, float lr, Likelihood likelihood,
                          double sigma, int warmup, double freeBits, long seed, int trainLimit, long evalSeed, int iwaeK, int iwaeN,
                          int logEvery, boolean quiet) {
@@ -156,6 +158,7 @@ public final class VaeTrainer {
         }
     }
 
+    /** One epoch: its mean train neg-ELBO (nats per image), time, throughput, and the test evaluation after it. */
     public record EpochResult(int epoch, double trainNegElbo, double seconds, double imagesPerSecond, Eval test) {}
 
     /** The whole run: epochs of training with a test evaluation, PNGs and a checkpoint after each; IWAE etc. at the end. */
