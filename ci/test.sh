@@ -10,7 +10,7 @@
 #      and kernels with deliberate out-of-bounds writes that ASan must catch)
 #   4b. the CUDA emulation tests under ThreadSanitizer (fiber-annotated), incl. a deliberately racy kernel; and
 #      the ptxas report of the fatbin (step 1 builds it with nvcc when nvcc is found; a spill fails that build)
-#   5. the export check (only lt_* leaves liblatent.so)
+#   5. the export check (only lt_* leaves liblatent.so) and the glibc check (nothing above GLIBC_2.28 needed)
 #   6. fuzzing (Jazzer) of the readers of untrusted input, ~6 s per target
 #   7. the consumer project under examples/, against the installed coordinates
 #   8. the service example: its HTTP contract and a short load test (8 clients x 5 s) on a GPT trained here
@@ -69,6 +69,14 @@ ci/check-exports.sh java/target/native/liblatent.so
 # The check must be able to fail: the bad-ABI fixture exports one lt_* symbol and lacks the rest.
 if ci/check-exports.sh java/target/native/liblatent_badabi.so >/dev/null; then
   echo "check-exports accepted a library that lacks the declared symbols" >&2; exit 1
+fi
+
+step "glibc check (liblatent.so loads on glibc 2.28+)"
+ci/check-glibc.sh java/target/native/liblatent.so
+# The check must be able to fail: the fixture is built without glibc_compat.h and calls exp and pthread_create, so
+# on this (2.34+) build host it needs GLIBC_2.29 and GLIBC_2.34.
+if ci/check-glibc.sh java/target/native/liblatent_newglibc.so >/dev/null 2>&1; then
+  echo "check-glibc accepted a library that needs GLIBC_2.29/2.34 (or the build host's glibc is older than 2.29)" >&2; exit 1
 fi
 
 step "fuzzing: safetensors/checkpoint, tokenizer files, request JSON, IDX files (Jazzer, ~6 s each)"

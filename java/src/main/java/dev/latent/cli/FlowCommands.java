@@ -40,7 +40,7 @@ final class FlowCommands {
             ImageData probe = ImageData.load(data, "test");
             var runOn = TrainCommand.device(device);
             try (Scope scope = Scope.shared()) {
-                FlowTrainer.Result r = new FlowTrainer(config.get(), scope, probe.h, probe.w, runOn).run();
+                FlowTrainer.Result r = new FlowTrainer(config.get(), scope, probe.h, probe.w, runOn).listener(ConsoleListener.INSTANCE).run();
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("model", model); m.put("steps", r.steps()); m.put("train_bpd", r.trainBpd()); m.put("test_bpd", r.testBpd());
                 m.put("invertibility_error", r.invertibilityError()); m.put("images_per_s", r.imagesPerSecond()); m.put("out", out.toString());

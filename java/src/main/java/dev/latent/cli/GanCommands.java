@@ -63,7 +63,7 @@ final class GanCommands {
 
         int run(GanTrainer.Config c) throws Exception {
             threads(threads);
-            GanTrainer t = new GanTrainer(c, TrainCommand.device(device));
+            GanTrainer t = new GanTrainer(c, TrainCommand.device(device)).listener(ConsoleListener.INSTANCE);
             System.err.printf(Locale.ROOT, "%s: data %s, %d iterations of batch %d, %d threads%n", c.loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp",
                     c.data(), c.iters(), c.batch(), LatentNative.get().numThreads());
             GanTrainer.Result r = t.run();
@@ -184,7 +184,7 @@ final class GanCommands {
             if (limit > 0) train = train.head(limit);
             try (Scope scope = Scope.shared()) {
                 Classifier c = new Classifier(scope, 10, seed);
-                Classifier.TrainResult r = c.train(train, test, out, epochs, batch, lr, seed, quiet);
+                Classifier.TrainResult r = c.train(train, test, out, epochs, batch, lr, seed, quiet, ConsoleListener.INSTANCE);
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("model", "classifier"); m.put("epochs", r.epochs()); m.put("test_accuracy", r.testAccuracy());
                 m.put("seconds", r.seconds()); m.put("checkpoint", out.resolve(Classifier.CHECKPOINT).toString());

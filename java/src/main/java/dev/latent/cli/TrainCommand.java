@@ -81,7 +81,7 @@ final class TrainCommand implements Runnable {
                 throw new IllegalArgumentException("--steps >= 0, --batch, --eval-interval, --eval-batches, --log-interval >= 1, --warmup >= 0 required");
             Device runOn = TrainCommand.device(device);
             if (threads != null) LatentNative.get().setNumThreads(threads);
-            Path file = data != null ? data : TextData.defaultCorpus();
+            Path file = data != null ? data : TextData.defaultCorpus(System.err::println);
             String text = TextData.read(file);
             Tokenizer tok;
             GptConfig cfg;
@@ -107,7 +107,7 @@ final class TrainCommand implements Runnable {
                         gpt.parameterCount(), LatentNative.get().numThreads());
                 var o = new GptTrainer.Options(batch, steps, lr, minLr, warmup, weightDecay, clip, evalInterval, evalBatches, 1234,
                         logInterval, checkpointInterval, seed);
-                var last = GptTrainer.train(gpt, tok, d, o, out, resume, model, stopAfter == null ? steps : Math.min(stopAfter, steps), runOn);
+                var last = GptTrainer.train(gpt, tok, d, o, out, resume, model, stopAfter == null ? steps : Math.min(stopAfter, steps), runOn, ConsoleListener.INSTANCE);
                 gpt.to(model, Device.CPU);   // the sampler runs on the CPU (its KV cache is host memory)
                 System.out.println(dev.latent.io.Json.object(last));
                 if (sampleTokens > 0) {

@@ -54,7 +54,7 @@ final class VaeCommands {
             var c = new VaeTrainer.Config(data, out, latent, beta, epochs, batch, lr, lik, sigma, warmup, freeBits, seed, limit, 1234, iwaeK, iwaeN, 100, quiet);
             Device runOn = TrainCommand.device(device);
             try (Scope scope = Scope.shared()) {
-                VaeTrainer t = new VaeTrainer(c, scope, runOn);
+                VaeTrainer t = new VaeTrainer(c, scope, runOn).listener(ConsoleListener.INSTANCE);
                 var results = t.run();
                 var last = results.get(results.size() - 1);
                 Map<String, Object> m = new LinkedHashMap<>();

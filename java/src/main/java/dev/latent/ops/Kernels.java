@@ -106,7 +106,7 @@ public final class Kernels {
 
     // ---- layout ----
 
-    /** dst[...] = src[...] for any strides (same shape); rank <= 6. */
+    /** dst[...] = src[...] for any strides (same shape); {@code rank <= 6}. */
     public static void copy(Tensor src, Tensor dst) {
         if (!Arrays.equals(src.shape(), dst.shape()))
             throw new IllegalArgumentException("copy: shapes differ: " + src + " -> " + dst);

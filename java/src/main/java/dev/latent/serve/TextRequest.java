@@ -4,7 +4,7 @@ import java.time.Duration;
 
 /**
  * One text generation: continue {@code prompt} by {@code maxTokens} tokens. {@code temperature} 0 is greedy;
- * {@code topK} <= 0 and {@code topP} = 1 disable those filters; {@code seed} fixes every draw (Philox, stream =
+ * {@code topK <= 0} and {@code topP = 1} disable those filters; {@code seed} fixes every draw (Philox, stream =
  * token index), so the same request gives the same text anywhere; {@code timeout} (null: none) bounds the
  * request from submission, checked between tokens.
  */

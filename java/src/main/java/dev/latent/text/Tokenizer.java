@@ -5,7 +5,7 @@ import dev.latent.io.JsonReader;
 
 import java.util.Map;
 
-/** Text <-> token ids. Saved with the model as a JSON string ({@link #toJson}, {@link #fromJson}). */
+/** Text {@literal <->} token ids. Saved with the model as a JSON string ({@link #toJson}, {@link #fromJson}). */
 public interface Tokenizer {
     int[] encode(String text);
 

@@ -13,14 +13,16 @@ import java.util.List;
 import java.util.Locale;
 
 /**
- * Line plots as PNG (loss curves), drawn with java.awt in headless mode: no plotting dependency. Text needs fonts: on a
- * server without fontconfig or any font (a minimal container, a jlinked runtime), the JDK throws an Error from its font
- * setup. The curves are the point, so then the plot is written without its labels and the reason goes to stderr once;
- * a training run never fails over its chart.
+ * Line plots as PNG (loss curves), drawn into a BufferedImage with java.awt: no plotting dependency, no window (it
+ * does not set {@code java.awt.headless}, which is the application's choice; the CLI runs headless). Text needs fonts:
+ * on a server without fontconfig or any font (a minimal container, a jlinked runtime), the JDK throws an Error from its
+ * font setup. The curves are the point, so then the plot is written without its labels and the reason is logged once
+ * ({@link System.Logger} {@code dev.latent.train}, WARNING); a training run never fails over its chart.
  */
 public final class Plot {
     private Plot() {}
 
+    /** One curve: its legend name, the points (x[i], y[i]; non-finite y are skipped) and its colour. */
     public record Series(String name, double[] x, double[] y, Color color) {}
 
     /** Draws a string at (x, y); the default is Graphics2D.drawString with a 12-point sans-serif font. */
@@ -39,7 +41,6 @@ public final class Plot {
 
     /** Returns whether the labels were drawn (false: no usable fonts, curves only). */
     static boolean lines(Path file, String title, String xLabel, String yLabel, List<Series> series, Text text) throws IOException {
-        System.setProperty("java.awt.headless", "true");
         int w = 800, h = 500, l = 70, r = 20, t = 40, b = 50;
         double x0 = Double.POSITIVE_INFINITY, x1 = Double.NEGATIVE_INFINITY, y0 = Double.POSITIVE_INFINITY, y1 = Double.NEGATIVE_INFINITY;
         for (Series s : series)
@@ -74,7 +75,8 @@ public final class Plot {
             labels = false;
             if (!warned) {
                 warned = true;
-                System.err.println("latent: " + file.getFileName() + " drawn without labels: no usable fonts (" + e + ")");
+                System.getLogger("dev.latent.train").log(System.Logger.Level.WARNING,
+                        "latent: " + file.getFileName() + " drawn without labels: no usable fonts (" + e + ")");
             }
         }
         int ly = t + 15;

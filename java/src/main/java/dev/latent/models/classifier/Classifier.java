@@ -15,6 +15,7 @@ import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.Metrics;
 import dev.latent.train.Progress;
+import dev.latent.train.TrainingListener;
 
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -76,17 +77,24 @@ public final class Classifier implements Module {
         data.fill(x, idx, from, m, 1f / 127.5f, -1f, 0);
     }
 
+    /** What {@link #train} achieved: epochs run, final test accuracy (fraction correct), wall-clock seconds. */
     public record TrainResult(int epochs, double testAccuracy, double seconds) {}
 
     /** Trains on the train split, reports test accuracy per epoch to metrics.jsonl, saves the checkpoint in dir. */
     public TrainResult train(ImageData trainSet, ImageData testSet, Path dir, int epochs, int batch, float lr, long seed, boolean quiet)
             throws IOException {
+        return train(trainSet, testSet, dir, epochs, batch, lr, seed, quiet, TrainingListener.LOG);
+    }
+
+    /** As above, reporting steps, each epoch's test accuracy and the checkpoint to {@code listener}. */
+    public TrainResult train(ImageData trainSet, ImageData testSet, Path dir, int epochs, int batch, float lr, long seed, boolean quiet,
+                             TrainingListener listener) throws IOException {
         if (trainSet.labels == null) throw new IOException(trainSet.source + ": the classifier needs labels (an IDX label file beside the images)");
         if (trainSet.h != 28 || trainSet.w != 28) throw new IOException("classifier: 28 x 28 images expected, got " + trainSet.h + "x" + trainSet.w);
         Files.createDirectories(dir);
         AdamW opt = new AdamW(scope, namedParameters(), 0.9f, 0.999f, 1e-8f, 0f);
         int steps = epochs * (trainSet.n / batch);
-        Progress progress = new Progress(0, steps);
+        Progress progress = new Progress(0, steps, listener);
         long t0 = System.nanoTime();
         double acc = Double.NaN;
         int step = 0;
@@ -111,10 +119,12 @@ public final class Classifier implements Module {
                 Map<String, Object> rec = new LinkedHashMap<>();
                 rec.put("epoch", ep + 1); rec.put("test_accuracy", acc); rec.put("elapsed_s", (System.nanoTime() - t0) / 1e9);
                 metrics.log(rec);
-                if (!quiet) System.err.printf(Locale.ROOT, "epoch %d: test accuracy %.4f%n", ep + 1, acc);
+                if (!quiet) listener.onEvaluation(new TrainingListener.Evaluation(step,
+                        String.format(Locale.ROOT, "epoch %d: test accuracy %.4f", ep + 1, acc), java.util.Collections.unmodifiableMap(rec)));
             }
         }
         save(dir.resolve(CHECKPOINT), Map.of("test_accuracy", acc, "epochs", epochs, "seed", seed));
+        listener.onCheckpoint(dir.resolve(CHECKPOINT), step);
         return new TrainResult(epochs, acc, (System.nanoTime() - t0) / 1e9);
     }
 

@@ -16,6 +16,7 @@ import dev.latent.train.ImageGrid;
 import dev.latent.train.Metrics;
 import dev.latent.train.Plot;
 import dev.latent.train.Progress;
+import dev.latent.train.TrainingListener;
 
 import java.awt.Color;
 import java.io.IOException;
@@ -23,6 +24,7 @@ import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -75,8 +77,15 @@ public final class FlowTrainer {
 
     /** Where the flow trains, evaluates and samples (every op of RealNVP's and Glow's forward and inverse has a device path). */
     public final Device device;
+    private TrainingListener listener = TrainingListener.LOG;
 
     public FlowTrainer(Config cfg, Scope scope, int h, int w) { this(cfg, scope, h, w, Device.CPU); }
+
+    /** Where {@link #run} reports steps, sample grids and checkpoints (default {@link TrainingListener#LOG}). */
+    public FlowTrainer listener(TrainingListener listener) {
+        this.listener = java.util.Objects.requireNonNull(listener, "listener");
+        return this;
+    }
 
     /**
      * A trainer on {@code device}: the model is built on the CPU (the same initial weights for any device) and moved
@@ -148,6 +157,7 @@ public final class FlowTrainer {
         }
     }
 
+    /** A run's outcome: the last epoch's train and the test bits/dim, throughput, steps, and {@link #invertibilityError} on 16 test images. */
     public record Result(double trainBpd, double testBpd, double imagesPerSecond, long steps, double invertibilityError) {}
 
     public Result run() throws IOException {
@@ -158,7 +168,7 @@ public final class FlowTrainer {
         Files.createDirectories(cfg.out);
         int perEpoch = (train.n + cfg.batch - 1) / cfg.batch;
         long total = cfg.maxSteps > 0 ? Math.min(cfg.maxSteps, (long) perEpoch * cfg.epochs) : (long) perEpoch * cfg.epochs;
-        Progress progress = new Progress(0, total);
+        Progress progress = new Progress(0, total, listener);
         List<double[]> curve = new ArrayList<>();
         double tot = 0, secs = 0;
         long images = 0;
@@ -181,14 +191,17 @@ public final class FlowTrainer {
                         r.put("step", step); r.put("epoch", ep); r.put("train_bpd_batch", l); r.put("train_bpd_running", tot / cnt);
                         metrics.log(r);
                         curve.add(new double[] {step, l});
-                        if (!cfg.quiet) progress.report(step, String.format(Locale.ROOT, "bpd %.4f", l));
+                        if (!cfg.quiet) progress.report(step, String.format(Locale.ROOT, "bpd %.4f", l), Collections.unmodifiableMap(r));
                     }
                     if (step >= total) break;
                 }
                 secs += (System.nanoTime() - t0) / 1e9;
                 tot /= cnt;
-                writeSamples(cfg.out.resolve(String.format(Locale.ROOT, "samples-epoch-%03d.png", ep)), 64, 0.7, 1234);
+                Path grid = cfg.out.resolve(String.format(Locale.ROOT, "samples-epoch-%03d.png", ep));
+                writeSamples(grid, 64, 0.7, 1234);
+                listener.onSample(grid, step);
                 save(cfg.out.resolve(CHECKPOINT));
+                listener.onCheckpoint(cfg.out.resolve(CHECKPOINT), step);
                 if (step >= total) break outer;
             }
             double te = testBpd(test), inv = invertibilityError(test, 16);
@@ -196,7 +209,9 @@ public final class FlowTrainer {
             r.put("final", true); r.put("test_bpd", te); r.put("invertibility_error", inv); r.put("train_images_per_s", images / secs);
             metrics.log(r);
             writeSamples(cfg.out.resolve("samples.png"), 64, 0.7, 1234);
+            listener.onSample(cfg.out.resolve("samples.png"), step);
             save(cfg.out.resolve(CHECKPOINT));
+            listener.onCheckpoint(cfg.out.resolve(CHECKPOINT), step);
             if (!curve.isEmpty())
                 Plot.lines(cfg.out.resolve("loss.png"), (model instanceof Glow ? "Glow" : "RealNVP") + " training bits/dim", "step", "bits/dim",
                         List.of(new Plot.Series("bpd", curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray(), Color.BLUE)));

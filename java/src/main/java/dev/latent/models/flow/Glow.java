@@ -193,7 +193,7 @@ public final class Glow implements ImageFlow {
         return out;
     }
 
-    /** The latents' shapes for n images: level l < L-1 factors out ch_l / 2 channels, the last keeps ch_{L-1}. */
+    /** The latents' shapes for n images: level {@code l < L-1} factors out ch_l / 2 channels, the last keeps ch_{L-1}. */
     public long[][] latentShapes(long n) {
         long[][] s = new long[levels][];
         for (int l = 0; l < levels; l++) s[l] = new long[] {n, l < levels - 1 ? ch[l] / 2 : ch[l], h >> (l + 1), w >> (l + 1)};

@@ -37,7 +37,7 @@ public interface ImageFlow extends Module {
 
     /**
      * Dequantized logit inputs of pixel bytes: y (n, 1, h, w) and the per-image log-det of x -> y (n), with u from
-     * Philox (seed, stream); seed < 0 means u = 0.5 (no noise).
+     * Philox (seed, stream); {@code seed < 0} means u = 0.5 (no noise).
      */
     default Tensor[] preprocess(Scope s, byte[] pixels, int[] idx, int from, int n, long seed, long stream) {
         long hw = (long) height() * width();

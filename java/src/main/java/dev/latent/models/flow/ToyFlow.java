@@ -25,6 +25,7 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  * zero-initialised), standard-normal prior. Writes a density heat map (log p on a grid) and a sample scatter.
  */
 public final class ToyFlow {
+    /** A 2-D run: the target distribution (moons, rings), coupling layers, hidden width, steps, batch, learning rate, seed. */
     public record Config(String dist, int couplings, int hidden, int steps, int batch, float lr, long seed) {
         public static Config defaults(String dist) { return new Config(dist, 8, 64, 2000, 256, 2e-3f, 1); }
     }

@@ -16,6 +16,7 @@ import dev.latent.train.ImageGrid;
 import dev.latent.train.Metrics;
 import dev.latent.train.Plot;
 import dev.latent.train.Progress;
+import dev.latent.train.TrainingListener;
 
 import java.awt.Color;
 import java.io.IOException;
@@ -23,6 +24,7 @@ import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -41,8 +43,10 @@ public final class GanTrainer {
     public static final String CHECKPOINT = "checkpoint.safetensors";
     static final String FORMAT = "latent-gan-1";
 
+    /** The objective: the original non-saturating GAN loss (DCGAN), or the Wasserstein loss with gradient penalty. */
     public enum Loss { GAN, WGAN_GP }
 
+    /** Everything a run depends on (saved in the checkpoint); {@link #dcgan} and {@link #wganGp} give the reference settings. */
     public record Config(Loss loss, String data, Path out, int iters, int batch, long nz, long ngf, long ndf, float lr,
                          float beta1, float beta2, int nCritic, float lambda, Dcgan.Norm criticNorm, long seed,
                          int logEvery, int trainLimit, int samples, long sampleSeed, boolean quiet) {
@@ -79,8 +83,15 @@ public final class GanTrainer {
     private final Scope params = Scope.shared();
     /** Where the nets train; samples and checkpoints are copied to the host as they are written. */
     public final Device device;
+    private TrainingListener listener = TrainingListener.LOG;
 
     public GanTrainer(Config cfg) { this(cfg, Device.CPU); }
+
+    /** Where {@link #run} reports steps, sample grids and checkpoints (default {@link TrainingListener#LOG}). */
+    public GanTrainer listener(TrainingListener listener) {
+        this.listener = java.util.Objects.requireNonNull(listener, "listener");
+        return this;
+    }
 
     /**
      * A trainer on {@code device}: the nets are built on the CPU (the same initial weights for any device), moved there
@@ -127,7 +138,7 @@ public final class GanTrainer {
         int inLog = 0;
         double lastD = Double.NaN, lastG = Double.NaN;
         boolean finite = true;
-        Progress progress = new Progress(0, cfg.iters);
+        Progress progress = new Progress(0, cfg.iters, listener);
         int[] perm = null;
         int pos = 0, epoch = -1;
         try (Metrics metrics = new Metrics(cfg.out, false); Scope fixed = Scope.confined()) {
@@ -162,24 +173,31 @@ public final class GanTrainer {
                     rec.put("elapsed_s", el);
                     metrics.log(rec);
                     curve.add(new double[] {it, lastD, lastG});
-                    if (!cfg.quiet) progress.report(it, String.format(Locale.ROOT, "lossD %.4f lossG %.4f", lastD, lastG));
+                    if (!cfg.quiet) progress.report(it, String.format(Locale.ROOT, "lossD %.4f lossG %.4f", lastD, lastG), Collections.unmodifiableMap(rec));
                     sumD = sumG = sumA = sumB = 0;
                     inLog = 0;
                 }
                 if (epochEnd || it == cfg.iters) {
-                    writeGrid(zFixed, cfg.out.resolve(String.format(Locale.ROOT, "samples-epoch-%03d.png", Math.max(epoch, 0) + 1)));
+                    Path grid = cfg.out.resolve(String.format(Locale.ROOT, "samples-epoch-%03d.png", Math.max(epoch, 0) + 1));
+                    writeGrid(zFixed, grid);
+                    listener.onSample(grid, it);
                     saveCheckpoint(it);
+                    listener.onCheckpoint(cfg.out.resolve(CHECKPOINT), it);
                 }
             }
             double secs = (System.nanoTime() - t0) / 1e9;
             writeGrid(zFixed, cfg.out.resolve("samples.png"));
+            listener.onSample(cfg.out.resolve("samples.png"), cfg.iters);
             if (!curve.isEmpty()) {
                 double[] x = curve.stream().mapToDouble(r -> r[0]).toArray();
                 Plot.lines(cfg.out.resolve("loss.png"), (cfg.loss == Loss.GAN ? "DCGAN" : "WGAN-GP") + " losses", "iteration", "loss",
                         List.of(new Plot.Series("D", x, curve.stream().mapToDouble(r -> r[1]).toArray(), Color.BLUE),
                                 new Plot.Series("G", x, curve.stream().mapToDouble(r -> r[2]).toArray(), Color.RED)));
             }
-            if (cfg.samples > 0) writeSamples(cfg.out.resolve("samples-idx3-ubyte"), cfg.samples);
+            if (cfg.samples > 0) {
+                writeSamples(cfg.out.resolve("samples-idx3-ubyte"), cfg.samples);
+                listener.onSample(cfg.out.resolve("samples-idx3-ubyte"), cfg.iters);
+            }
             long imgs = (long) cfg.iters * b * (cfg.loss == Loss.GAN ? 1 : cfg.nCritic);
             return new Result(cfg.iters, secs, imgs / secs, lastD, lastG, finite);
         }

@@ -84,6 +84,7 @@ public final class ToyGan {
         }
     }
 
+    /** A 2-D run: the target mixture (ring8, grid25), GAN or WGAN-GP, steps, batch, MLP width, lr (cosine-decayed or not), critic steps and penalty weight, seed. */
     public record Config(String dist, boolean wgan, int steps, int batch, int hidden, float lr, boolean cosine, int nCritic,
                          float lambda, long seed) {
         public static Config defaults(String dist, boolean wgan) {

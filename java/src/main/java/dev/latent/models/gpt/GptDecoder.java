@@ -35,7 +35,7 @@ public final class GptDecoder {
         layers = cfg.layers(); heads = cfg.heads(); hs = cfg.headSize(); c = cfg.dim(); ctx = cfg.context(); vocab = cfg.vocab();
     }
 
-    /** Settings of one generation. topK <= 0 and topP >= 1 disable those filters; temperature 0 is greedy. */
+    /** Settings of one generation. {@code topK <= 0} and {@code topP >= 1} disable those filters; temperature 0 is greedy. */
     public record Settings(int tokens, double temperature, int topK, double topP, long seed) {
         public Settings {
             if (tokens < 0) throw new IllegalArgumentException("tokens must be >= 0, got " + tokens);

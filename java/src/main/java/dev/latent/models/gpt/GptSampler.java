@@ -12,7 +12,7 @@ public final class GptSampler {
 
     public GptSampler(Gpt model) { decoder = new GptDecoder(model); }
 
-    /** Settings of one generation. topK <= 0 and topP >= 1 disable those filters; temperature 0 is greedy. */
+    /** Settings of one generation. {@code topK <= 0} and {@code topP >= 1} disable those filters; temperature 0 is greedy. */
     public record Settings(int tokens, double temperature, int topK, double topP, long seed) {
         public Settings {
             new GptDecoder.Settings(tokens, temperature, topK, topP, seed);   // the checks live there

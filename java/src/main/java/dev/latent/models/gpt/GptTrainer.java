@@ -12,6 +12,7 @@ import dev.latent.text.Tokenizer;
 import dev.latent.train.Metrics;
 import dev.latent.train.Plot;
 import dev.latent.train.Progress;
+import dev.latent.train.TrainingListener;
 
 import java.awt.Color;
 import java.io.IOException;
@@ -19,6 +20,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -66,13 +68,20 @@ public final class GptTrainer {
      */
     public static Map<String, Object> train(Gpt model, Tokenizer tok, TextData data, Options o, Path out, boolean resume,
                                             Scope modelScope, long stopAt, Device device) throws IOException {
+        return train(model, tok, data, o, out, resume, modelScope, stopAt, device, TrainingListener.LOG);
+    }
+
+    /** As above, reporting steps, evaluations, the resume and each checkpoint to {@code listener}. */
+    public static Map<String, Object> train(Gpt model, Tokenizer tok, TextData data, Options o, Path out, boolean resume,
+                                            Scope modelScope, long stopAt, Device device, TrainingListener listener)
+            throws IOException {
         int t = model.cfg.context(), b = o.batch();
         AdamW opt = new AdamW(modelScope, model.namedParameters(), 0.9f, 0.99f, 1e-8f, (float) o.weightDecay());
         if (resume) {
             GptCheckpoint.Loaded l = GptCheckpoint.load(out, modelScope);
             copyWeights(l.model(), model);
             GptCheckpoint.restore(opt, l);
-            System.err.printf("resumed from %s at step %d%n", out.resolve(GptCheckpoint.FILE), l.step());
+            listener.onResumed(out.resolve(GptCheckpoint.FILE), l.step());
         }
         if (device != Device.CPU) {
             model.to(modelScope, device);
@@ -84,7 +93,7 @@ public final class GptTrainer {
         try (Arena a = Arena.ofConfined(); Metrics metrics = new Metrics(out, resume)) {
             MemorySegment x = a.allocate(JAVA_INT, (long) b * t), y = a.allocate(JAVA_INT, (long) b * t);
             EvalSet evalSet = new EvalSet(data, b, t, o, a);
-            Progress progress = new Progress(opt.step(), o.steps());
+            Progress progress = new Progress(opt.step(), o.steps(), listener);
             long tokens = 0, trainNanos = 0;   // throughput counts training steps only, not evaluation
             for (long step = opt.step(); step <= o.steps() && step <= stopAt; step++) {
                 if (step == stopAt && step < o.steps()) break;
@@ -98,7 +107,8 @@ public final class GptTrainer {
                     metrics.log(ev);
                     last.putAll(ev);
                     evals.add(new double[] {step, e[0], e[1]});
-                    System.err.printf("step %d: eval train %.4f  val %.4f%n", step, e[0], e[1]);
+                    listener.onEvaluation(new TrainingListener.Evaluation(step,
+                            String.format("step %d: eval train %.4f  val %.4f", step, e[0], e[1]), Collections.unmodifiableMap(ev)));
                 }
                 if (step == o.steps()) break;
                 TextData.batch(data.train, b, t, o.seed(), step, x, y);
@@ -126,15 +136,18 @@ public final class GptTrainer {
                     rec.put("elapsed_s", now);
                     metrics.log(rec);
                     last.putAll(rec);
-                    progress.report(done, String.format("loss %.4f  %.0f tok/s", loss, tps));
+                    progress.report(done, String.format("loss %.4f  %.0f tok/s", loss, tps), Collections.unmodifiableMap(rec));
                     tokens = 0;
                     trainNanos = 0;
                 }
-                if (o.checkpointInterval() > 0 && done % o.checkpointInterval() == 0)
+                if (o.checkpointInterval() > 0 && done % o.checkpointInterval() == 0) {
                     GptCheckpoint.save(out, model, opt, tok, o.toMap());
+                    listener.onCheckpoint(out.resolve(GptCheckpoint.FILE), done);
+                }
             }
         }
         GptCheckpoint.save(out, model, opt, tok, o.toMap());
+        listener.onCheckpoint(out.resolve(GptCheckpoint.FILE), opt.step());
         plot(out, curve, evals);
         return last;
     }

@@ -16,6 +16,7 @@ import dev.latent.train.ImageGrid;
 import dev.latent.train.Metrics;
 import dev.latent.train.Plot;
 import dev.latent.train.Progress;
+import dev.latent.train.TrainingListener;
 
 import java.awt.Color;
 import java.io.IOException;
@@ -23,6 +24,7 @@ import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -43,8 +45,10 @@ public final class VaeTrainer {
     static final String FORMAT = "latent-vae-1";
     static final double LOG2PI = Math.log(2 * Math.PI);
 
+    /** The decoder's p(x|z): Bernoulli per pixel (binary cross-entropy), or Gaussian with the fixed sigma of the config. */
     public enum Likelihood { BERNOULLI, GAUSSIAN }
 
+    /** Everything a run depends on (saved in the checkpoint); {@link #reference} gives the reference settings. */
     public record Config(String data, Path out, int latent, double beta, int epochs, int batch, float lr, Likelihood likelihood,
                          double sigma, int warmup, double freeBits, long seed, int trainLimit, long evalSeed, int iwaeK, int iwaeN,
                          int logEvery, boolean quiet) {
@@ -81,8 +85,15 @@ public final class VaeTrainer {
     private final ConvVae host;
     private final AdamW opt;
     private long step, hostSyncedAt = -1;
+    private TrainingListener listener = TrainingListener.LOG;
 
     public VaeTrainer(Config cfg, Scope scope) { this(cfg, scope, Device.CPU); }
+
+    /** Where {@link #run} reports steps, epochs, samples and checkpoints (default {@link TrainingListener#LOG}). */
+    public VaeTrainer listener(TrainingListener listener) {
+        this.listener = java.util.Objects.requireNonNull(listener, "listener");
+        return this;
+    }
 
     /**
      * A trainer whose steps run on {@code device}: the model is built on the CPU (the same initial weights for any
@@ -147,6 +158,7 @@ public final class VaeTrainer {
         }
     }
 
+    /** One epoch: its mean train neg-ELBO (nats per image), time, throughput, and the test evaluation after it. */
     public record EpochResult(int epoch, double trainNegElbo, double seconds, double imagesPerSecond, Eval test) {}
 
     /** The whole run: epochs of training with a test evaluation, PNGs and a checkpoint after each; IWAE etc. at the end. */
@@ -157,7 +169,7 @@ public final class VaeTrainer {
         Files.createDirectories(cfg.out);
         List<EpochResult> results = new ArrayList<>();
         int stepsPerEpoch = (train.n + cfg.batch - 1) / cfg.batch;
-        Progress progress = new Progress(0, (long) stepsPerEpoch * cfg.epochs);
+        Progress progress = new Progress(0, (long) stepsPerEpoch * cfg.epochs, listener);
         List<double[]> curve = new ArrayList<>();
         try (Metrics metrics = new Metrics(cfg.out, false)) {
             for (int ep = 1; ep <= cfg.epochs; ep++) {
@@ -174,7 +186,7 @@ public final class VaeTrainer {
                         rec.put("step", step); rec.put("epoch", ep); rec.put("neg_elbo", l); rec.put("beta", betaAt(step));
                         metrics.log(rec);
                         curve.add(new double[] {step, l});
-                        if (!cfg.quiet) progress.report(step, String.format(Locale.ROOT, "neg-ELBO %.2f", l));
+                        if (!cfg.quiet) progress.report(step, String.format(Locale.ROOT, "neg-ELBO %.2f", l), Collections.unmodifiableMap(rec));
                     }
                 }
                 double secs = (System.nanoTime() - t0) / 1e9;
@@ -186,11 +198,17 @@ public final class VaeTrainer {
                 rec.put("test_kl", e.kl); rec.put("active_units", e.activeUnits); rec.put("epoch_seconds", secs); rec.put("images_per_s", r.imagesPerSecond);
                 metrics.log(rec);
                 if (!cfg.quiet)
-                    System.err.printf(Locale.ROOT, "epoch %d: train neg-ELBO %.2f, test neg-ELBO %.2f (rec %.2f + kl %.2f), active units %d, %.0f img/s%n",
-                            ep, r.trainNegElbo, e.negElbo, e.rec, e.kl, e.activeUnits, r.imagesPerSecond);
-                writeReconstructions(test, cfg.out.resolve(String.format(Locale.ROOT, "reconstructions-epoch-%03d.png", ep)));
-                writeSamples(cfg.out.resolve(String.format(Locale.ROOT, "samples-epoch-%03d.png", ep)), 64, cfg.evalSeed);
+                    listener.onEvaluation(new TrainingListener.Evaluation(step, String.format(Locale.ROOT,
+                            "epoch %d: train neg-ELBO %.2f, test neg-ELBO %.2f (rec %.2f + kl %.2f), active units %d, %.0f img/s",
+                            ep, r.trainNegElbo, e.negElbo, e.rec, e.kl, e.activeUnits, r.imagesPerSecond), Collections.unmodifiableMap(rec)));
+                Path recon = cfg.out.resolve(String.format(Locale.ROOT, "reconstructions-epoch-%03d.png", ep));
+                writeReconstructions(test, recon);
+                listener.onSample(recon, step);
+                Path samples = cfg.out.resolve(String.format(Locale.ROOT, "samples-epoch-%03d.png", ep));
+                writeSamples(samples, 64, cfg.evalSeed);
+                listener.onSample(samples, step);
                 save(cfg.out.resolve(CHECKPOINT));
+                listener.onCheckpoint(cfg.out.resolve(CHECKPOINT), step);
             }
             if (cfg.iwaeK > 0 && cfg.iwaeN > 0) {
                 Eval fin = evaluate(test, true);
@@ -245,7 +263,7 @@ public final class VaeTrainer {
         return new Eval((rec + kl) / n, rec / n, kl / n, iw, active, klDim, var);
     }
 
-    /** -log p(x) <= -(logmeanexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)]), averaged over the first n images. */
+    /** {@code -log p(x) <= -(logmeanexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)])}, averaged over the first n images. */
     public double iwae(ImageData test, int k, int n) {
         ConvVae model = hostModel();
         int d = cfg.latent, chunk = Math.max(1, 1000 / k);
