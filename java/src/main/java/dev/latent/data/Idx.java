@@ -103,12 +103,12 @@ public record Idx(int type, int[] dims, byte[] u8, float[] f32) {
         long count = 1;
         for (int d : dims) count *= d;
         if (count != data.length) throw new IllegalArgumentException("writeU8: dims " + Arrays.toString(dims) + " hold " + count + " bytes, data has " + data.length);
-        Path tmp = path.resolveSibling(path.getFileName() + ".tmp");
-        try (OutputStream os = Files.newOutputStream(tmp); DataOutputStream out = new DataOutputStream(new java.io.BufferedOutputStream(os))) {
-            out.writeInt(0x800 | dims.length);
-            for (int d : dims) out.writeInt(d);
-            out.write(data);
-        }
-        Files.move(tmp, path, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        dev.latent.io.AtomicFiles.write(path, tmp -> {
+            try (OutputStream os = Files.newOutputStream(tmp); DataOutputStream out = new DataOutputStream(new java.io.BufferedOutputStream(os))) {
+                out.writeInt(0x800 | dims.length);
+                for (int d : dims) out.writeInt(d);
+                out.write(data);
+            }
+        });
     }
 }

@@ -9,6 +9,7 @@ import dev.latent.optim.Schedule;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.text.Tokenizer;
+import dev.latent.train.DivergedException;
 import dev.latent.train.Metrics;
 import dev.latent.train.Plot;
 import dev.latent.train.Progress;
@@ -81,7 +82,7 @@ public final class GptTrainer {
         Schedule sched = new Schedule(o.lr(), o.minLr(), o.warmup(), o.steps());
         List<double[]> curve = new ArrayList<>(), evals = new ArrayList<>();
         Map<String, Object> last = new LinkedHashMap<>();
-        try (Arena a = Arena.ofConfined(); Metrics metrics = new Metrics(out, resume)) {
+        try (Arena a = Arena.ofConfined(); Metrics metrics = resume ? Metrics.resume(out, opt.step()) : new Metrics(out, false)) {
             MemorySegment x = a.allocate(JAVA_INT, (long) b * t), y = a.allocate(JAVA_INT, (long) b * t);
             EvalSet evalSet = new EvalSet(data, b, t, o, a);
             Progress progress = new Progress(opt.step(), o.steps());
@@ -108,8 +109,11 @@ public final class GptTrainer {
                 try (Graph g = Graph.open()) {
                     Var l = model.loss(x, y, b, t);
                     loss = F.item(l);
+                    DivergedException.check("gpt", step + 1, "the loss", loss, "lower --lr (" + o.lr() + ") or --clip");
                     g.backward(l);
-                    norm = opt.update((float) sched.at(step), o.clip());
+                    norm = opt.gradNorm();
+                    DivergedException.check("gpt", step + 1, "the gradient norm", norm, "lower --lr (" + o.lr() + ") or --clip");
+                    opt.update((float) sched.at(step), o.clip(), norm);
                 }
                 trainNanos += System.nanoTime() - t0;
                 tokens += (long) b * t;
