@@ -72,6 +72,8 @@ public final class AtomicFiles {
             w.write(tmp);
             replace(tmp, target);
             done = true;
+        } catch (IOException e) {
+            throw new IOException("could not write " + target + ": " + reason(e) + " (any previous " + target.getFileName() + " is unchanged)", e);
         } finally {
             if (!done) {
                 try { Files.deleteIfExists(tmp); } catch (IOException ignored) { /* the first failure is the one to report */ }

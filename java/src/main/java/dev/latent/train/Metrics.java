@@ -23,10 +23,12 @@ import java.util.Map;
 public final class Metrics implements AutoCloseable {
     public static final String FILE = "metrics.jsonl";
     private final Writer w;
+    private final Path file;
 
     public Metrics(Path dir, boolean append) throws IOException {
         Files.createDirectories(dir);
-        w = Files.newBufferedWriter(dir.resolve(FILE), StandardCharsets.UTF_8, StandardOpenOption.CREATE,
+        file = dir.resolve(FILE);
+        w = Files.newBufferedWriter(file, StandardCharsets.UTF_8, StandardOpenOption.CREATE,
                 append ? StandardOpenOption.APPEND : StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE);
     }
 
@@ -68,11 +70,21 @@ public final class Metrics implements AutoCloseable {
     }
 
     public void log(Map<String, Object> record) throws IOException {
-        w.write(Json.object(record));
-        w.write('\n');
-        w.flush();
+        try {
+            w.write(Json.object(record));
+            w.write('\n');
+            w.flush();
+        } catch (IOException e) {
+            throw new IOException("could not write " + file + ": " + AtomicFiles.reason(e), e);
+        }
     }
 
     @Override
-    public void close() throws IOException { w.close(); }
+    public void close() throws IOException {
+        try {
+            w.close();
+        } catch (IOException e) {
+            throw new IOException("could not write " + file + ": " + AtomicFiles.reason(e), e);
+        }
+    }
 }
