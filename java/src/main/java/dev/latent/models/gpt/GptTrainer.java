@@ -10,6 +10,7 @@ import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.text.Tokenizer;
 import dev.latent.train.DivergedException;
+import dev.latent.train.Limits;
 import dev.latent.train.Metrics;
 import dev.latent.train.Plot;
 import dev.latent.train.Progress;
@@ -35,6 +36,21 @@ public final class GptTrainer {
     /** Everything a run depends on; saved in the checkpoint. */
     public record Options(int batch, int steps, double lr, double minLr, int warmup, double weightDecay, double clip,
                           int evalInterval, int evalBatches, long evalSeed, int logInterval, int checkpointInterval, long seed) {
+        /** The same limits as the CLI's (Limits), so a bad value fails here, by name, not in the native AdamW mid-run. */
+        public Options {
+            Limits.atLeast("batch", batch, 1);
+            Limits.atLeast("steps", steps, 0);
+            Limits.positive("lr", lr);
+            Limits.nonNegative("min_lr", minLr);
+            Limits.atLeast("warmup", warmup, 0);
+            Limits.nonNegative("weight_decay", weightDecay);
+            Limits.nonNegative("clip", clip);
+            Limits.atLeast("eval_interval", evalInterval, 1);
+            Limits.atLeast("eval_batches", evalBatches, 1);
+            Limits.atLeast("log_interval", logInterval, 1);
+            Limits.atLeast("checkpoint_interval", checkpointInterval, 0);
+        }
+
         public Map<String, Object> toMap() {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("batch", batch); m.put("steps", steps); m.put("lr", Double.toString(lr)); m.put("min_lr", Double.toString(minLr));
