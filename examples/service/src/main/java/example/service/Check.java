@@ -3,11 +3,14 @@ package example.service;
 import dev.latent.io.JsonReader;
 import dev.latent.serve.TextRequestJson;
 
+import java.io.IOException;
 import java.net.ConnectException;
+import java.net.Socket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Map;
@@ -17,7 +20,9 @@ import java.util.function.Predicate;
 /**
  * The service's contract, end to end on loopback: starts a {@link Server} on a free port against
  * {@code args[0]} (a checkpoint), sends good and bad requests, checks status codes and JSON, then shuts it
- * down while a request runs (that request must still be answered whole) and checks the port is closed. Prints "N passed, M failed"; exits 1 on any failure.
+ * down while a request runs (that request must still be answered whole, /health must answer "draining" and a half-open
+ * connection must not hold the drain) and checks the port is closed; framing errors answer JSON, a disconnected
+ * client's request is cancelled. Prints "N passed, M failed"; exits 1 on any failure.
  */
 public final class Check {
     private static int passed, failed;
@@ -57,6 +62,32 @@ public final class Check {
             record("429 when busy", got429, "no 429 while a request ran");
             record("busy request still answers", longOne.get().statusCode() == 200, "status " + longOne.get().statusCode());
 
+            // Framing errors are JSON answers too (the JDK server used to send an HTML 400 for these).
+            String[] raw = rawRequest(base, "POST /generate HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n");
+            record("Content-Length: -1 is a JSON 400", raw[0].startsWith("HTTP/1.1 400") && raw[1].contains("\"error\":\"bad_request\"")
+                    && raw[1].contains("Content-Length"), raw[0] + " " + raw[1]);
+            raw = rawRequest(base, "POST /generate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+            record("Transfer-Encoding is a JSON 501", raw[0].startsWith("HTTP/1.1 501") && raw[1].contains("not_implemented"), raw[0] + " " + raw[1]);
+            raw = rawRequest(base, "GARBAGE\r\n\r\n");
+            record("a malformed request line is a JSON 400", raw[0].startsWith("HTTP/1.1 400") && raw[1].contains("bad_request"), raw[0] + " " + raw[1]);
+
+            // A client that disconnects: its request is cancelled (slot and lane freed), not generated to the end.
+            long before = (Long) health(http, base).get("cancelled_by_disconnect");
+            try (Socket c = new Socket(base.getHost(), base.getPort())) {
+                String body = "{\"prompt\":\"a\",\"max_tokens\":200,\"deadline_ms\":10000}";
+                c.getOutputStream().write(("POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+                        + body.length() + "\r\n\r\n" + body).getBytes(StandardCharsets.UTF_8));
+                c.getOutputStream().flush();
+                for (int i = 0; i < 500 && (Long) health(http, base).get("in_flight") < 1; i++) Thread.sleep(2);
+            }
+            long after = before;
+            for (int i = 0; i < 1000 && after == before; i++) {
+                after = (Long) health(http, base).get("cancelled_by_disconnect");
+                if (after == before) Thread.sleep(2);
+            }
+            record("a disconnected client's request is cancelled", after == before + 1 && (Long) health(http, base).get("in_flight") == 0,
+                    "cancelled_by_disconnect " + before + " -> " + after);
+
             // Shutdown drains: a request running when close() starts still gets its whole answer.
             CompletableFuture<HttpResponse<String>> draining = http.sendAsync(post(base, "{\"prompt\":\"a\",\"max_tokens\":150,\"deadline_ms\":10000}"),
                     HttpResponse.BodyHandlers.ofString());
@@ -65,7 +96,22 @@ public final class Check {
                 started = (Long) JsonReader.parseObject(http.send(get(base, "/health"), HttpResponse.BodyHandlers.ofString()).body()).get("in_flight") >= 1;
                 if (!started) Thread.sleep(2);
             }
-            s.close();
+            // a half-open client (head sent, body never finished) must not hold the drain
+            Socket halfOpen = new Socket(base.getHost(), base.getPort());
+            halfOpen.getOutputStream().write("POST /generate HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{".getBytes(StandardCharsets.UTF_8));
+            halfOpen.getOutputStream().flush();
+            long t0 = System.nanoTime();
+            Thread closer = Thread.ofVirtual().start(s::close);
+            Map<String, Object> during = null;
+            for (int i = 0; i < 200 && during == null && closer.isAlive(); i++) {
+                HttpResponse<String> h = http.send(get(base, "/health"), HttpResponse.BodyHandlers.ofString());
+                if (h.statusCode() == 503) during = JsonReader.parseObject(h.body());
+            }
+            record("/health answers draining during a drain", during != null && "draining".equals(during.get("status")), String.valueOf(during));
+            closer.join();
+            double closeS = (System.nanoTime() - t0) / 1e9;
+            halfOpen.close();
+            record("a half-open connection does not hold the drain", closeS < cfg.drainSeconds() - 1, "close() took " + closeS + " s");
             HttpResponse<String> d = draining.get();
             boolean whole;
             try {
@@ -85,6 +131,22 @@ public final class Check {
         record("closed after shutdown", refused, "port still answers");
         System.out.println(passed + " passed, " + failed + " failed");
         System.exit(failed == 0 ? 0 : 1);
+    }
+
+    private static Map<String, Object> health(HttpClient http, URI base) throws Exception {
+        return JsonReader.parseObject(http.send(get(base, "/health"), HttpResponse.BodyHandlers.ofString()).body());
+    }
+
+    /** Sends raw bytes on a fresh connection; returns {status line, body}. */
+    private static String[] rawRequest(URI base, String request) throws IOException {
+        try (Socket c = new Socket(base.getHost(), base.getPort())) {
+            c.setSoTimeout(10_000);
+            c.getOutputStream().write(request.getBytes(StandardCharsets.ISO_8859_1));
+            c.getOutputStream().flush();
+            String all = new String(c.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            int eol = all.indexOf("\r\n"), sep = all.indexOf("\r\n\r\n");
+            return new String[] {eol < 0 ? all : all.substring(0, eol), sep < 0 ? "" : all.substring(sep + 4)};
+        }
     }
 
     private static HttpRequest get(URI base, String path) {

@@ -1,9 +1,8 @@
 package example.service;
 
-import com.sun.net.httpserver.HttpExchange;
-import com.sun.net.httpserver.HttpServer;
 import dev.latent.io.Json;
 import dev.latent.serve.GptGenerator;
+import dev.latent.serve.HttpHead;
 import dev.latent.serve.Pending;
 import dev.latent.serve.TextGenerator;
 import dev.latent.serve.TextRequest;
@@ -11,11 +10,14 @@ import dev.latent.serve.TextRequestJson;
 import dev.latent.serve.TextResult;
 import dev.latent.tensor.Scope;
 
+import java.io.BufferedInputStream;
+import java.io.BufferedOutputStream;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.OutputStream;
+import java.io.PushbackInputStream;
 import java.net.InetAddress;
-import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -24,7 +26,9 @@ import java.util.Map;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Semaphore;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -32,25 +36,37 @@ import java.util.concurrent.atomic.AtomicLong;
  * <pre>
  *   POST /generate  {"prompt", "max_tokens", "temperature", "top_k", "top_p", "seed", "deadline_ms"}
  *                   -> 200 {"text", "tokens", "prompt_tokens", "outcome", "ms"}   outcome: complete | deadline
- *                   -> 400 bad JSON or field, 413 body too large, 429 too many requests, 405, 500
- *   GET  /health    -> 200 {"status", "in_flight", "served", "native_bytes", "native_cached_bytes", "rss_bytes",
+ *                   -> 400 bad JSON, field or framing (e.g. Content-Length: -1), 413 body too large, 429 too many
+ *                      requests, 405, 431 head too large, 501 Transfer-Encoding, 503 draining, 500
+ *   GET  /health    -> 200 {"status": "ok", "in_flight", "served", "native_bytes", "native_cached_bytes", "rss_bytes",
  *                               "context", "vocab"}   native: tensor memory in use / kept for reuse by Latent
+ *                   -> 503 {"status": "draining", ...} while a shutdown drains
  * </pre>
- * Every error is {"error": code, "message": text}. A request past its deadline answers 200 with the tokens
- * drawn so far and outcome "deadline". SIGTERM (or Ctrl-C) drains: new connections are refused, running
- * requests finish (up to --drain-s), then the model's memory is freed.
+ * Every error, framing errors included, is {"error": code, "message": text}. HTTP/1.1 with keep-alive, framed by
+ * {@link HttpHead} (bounded, fuzzed in the library's tests). A request past its deadline answers 200 with the tokens
+ * drawn so far and outcome "deadline"; a request whose client disconnects is cancelled at once (its slot and lane
+ * are freed). SIGTERM (or Ctrl-C) drains: /generate answers 503, /health answers "draining", running requests
+ * finish (up to --drain-s); connections that are idle or still sending a request (a half-open client) are closed at
+ * once, so they cannot hold the drain; then the port closes and the model's memory is freed.
  */
 public final class Server implements AutoCloseable {
     /** Settings; see {@link #main} for the flags. */
     public record Config(Path checkpoint, String host, int port, int maxConcurrent, int maxBodyBytes, int lanes, int maxBatch,
                          TextRequestJson.Limits limits, int drainSeconds) {}
 
+    static final int MAX_HEAD = 16 * 1024;
+    /** How long a connection may take to send a request head and body, or sit idle between requests. */
+    static final int IDLE_MS = 30_000;
+
     private final Config cfg;
     private final TextGenerator gen;
-    private final HttpServer http;
+    private final ServerSocket socket;
     private final ExecutorService exec = Executors.newVirtualThreadPerTaskExecutor();
     private final Semaphore gate;
-    private final AtomicLong served = new AtomicLong();
+    private final AtomicLong served = new AtomicLong(), cancelled = new AtomicLong();
+    /** Open connections, and whether each is between a complete request and its answer (busy: the drain waits). */
+    private final Map<Socket, Boolean> conns = new ConcurrentHashMap<>();
+    private final Object drained = new Object();
     private volatile boolean closed;
 
     public Server(Config cfg) throws IOException {
@@ -58,96 +74,196 @@ public final class Server implements AutoCloseable {
         this.gate = new Semaphore(cfg.maxConcurrent());
         this.gen = GptGenerator.load(cfg.checkpoint(), new GptGenerator.Options(cfg.lanes(), cfg.maxBatch(), cfg.maxConcurrent()));
         try {
-            http = HttpServer.create(new InetSocketAddress(InetAddress.getByName(cfg.host()), cfg.port()), 256);
+            socket = new ServerSocket(cfg.port(), 256, InetAddress.getByName(cfg.host()));
         } catch (IOException e) {
             gen.close();
             throw e;
         }
-        http.createContext("/generate", this::generate);
-        http.createContext("/health", this::health);
-        http.createContext("/", ex -> send(ex, 404, TextRequestJson.error("not_found", "no such endpoint: " + ex.getRequestURI().getPath())));
-        http.setExecutor(exec);
-        http.start();
+        Thread.ofPlatform().name("service-accept").daemon(false).start(this::acceptLoop);   // keeps the JVM up until close()
     }
 
-    public int port() { return http.getAddress().getPort(); }
+    public int port() { return socket.getLocalPort(); }
 
-    private void generate(HttpExchange ex) throws IOException {
-        try (ex) {
-            if (!ex.getRequestURI().getPath().equals("/generate")) { send(ex, 404, TextRequestJson.error("not_found", "no such endpoint: " + ex.getRequestURI().getPath())); return; }
-            if (!ex.getRequestMethod().equals("POST")) { ex.getResponseHeaders().add("Allow", "POST"); send(ex, 405, TextRequestJson.error("method_not_allowed", "use POST")); return; }
-            byte[] body = readBounded(ex);
-            if (body == null) { send(ex, 413, TextRequestJson.error("body_too_large", "request body over " + cfg.maxBodyBytes() + " bytes")); return; }
-            TextRequest req;
+    /** Requests cancelled because their client went away (for tests and /health). */
+    public long cancelledByDisconnect() { return cancelled.get(); }
+
+    private void acceptLoop() {
+        while (!socket.isClosed()) {
             try {
-                req = TextRequestJson.parse(body, cfg.limits());
-            } catch (IllegalArgumentException e) {
-                send(ex, 400, TextRequestJson.error("bad_request", e.getMessage()));
-                return;
-            }
-            if (!gate.tryAcquire()) { send(ex, 429, TextRequestJson.error("too_many_requests", cfg.maxConcurrent() + " requests are running; retry later")); return; }
-            try {
-                Pending<TextResult> p;
+                Socket c = socket.accept();
+                conns.put(c, false);
                 try {
-                    p = gen.submit(req);
-                } catch (IllegalArgumentException e) {       // e.g. a character the tokenizer does not know
-                    send(ex, 400, TextRequestJson.error("bad_request", e.getMessage()));
-                    return;
+                    exec.submit(() -> serve(c));
                 } catch (RejectedExecutionException e) {
-                    send(ex, 429, TextRequestJson.error("too_many_requests", e.getMessage()));
-                    return;
-                } catch (IllegalStateException e) {
-                    send(ex, 503, TextRequestJson.error("shutting_down", e.getMessage()));
-                    return;
+                    conns.remove(c);
+                    c.close();
                 }
-                TextResult r;
+            } catch (IOException e) {
+                if (socket.isClosed()) return;
+            }
+        }
+    }
+
+    /** One connection: requests one after another (keep-alive) until the client closes, an error, or a drain. */
+    private void serve(Socket c) {
+        try (c) {
+            c.setSoTimeout(IDLE_MS);
+            c.setTcpNoDelay(true);
+            PushbackInputStream in = new PushbackInputStream(new BufferedInputStream(c.getInputStream()), 1);
+            OutputStream out = new BufferedOutputStream(c.getOutputStream());
+            while (true) {
+                HttpHead h;
+                byte[] body;
                 try {
-                    r = p.await();
-                } catch (InterruptedException e) {
-                    p.cancel();
-                    Thread.currentThread().interrupt();
-                    send(ex, 503, TextRequestJson.error("shutting_down", "interrupted"));
+                    h = HttpHead.read(in, MAX_HEAD, cfg.maxBodyBytes());
+                    if (h == null) return;
+                    body = in.readNBytes((int) h.contentLength());
+                    if (body.length < h.contentLength()) return;   // the client went away mid-body: nobody to answer
+                } catch (HttpHead.Bad b) {
+                    if (b.status == 413) { respond(out, 413, TextRequestJson.error(b.code, b.getMessage()), false, null); return; }
+                    respond(out, b.status, TextRequestJson.error(b.code, b.getMessage()), false, null);
                     return;
                 }
-                served.incrementAndGet();
-                send(ex, 200, TextRequestJson.result(r));
-            } finally {
-                gate.release();
+                conns.put(c, true);
+                boolean keep;
+                Watch w = new Watch();
+                try {
+                    keep = h.keepAlive() && !closed;
+                    int[] status = new int[1];
+                    String json = dispatch(h, body, in, status, w);
+                    if (json == null) return;   // cancelled: the client is gone
+                    respond(out, status[0], json, keep, status[0] == 405 ? "POST" : null);
+                } finally {
+                    conns.put(c, false);
+                    synchronized (drained) { drained.notifyAll(); }
+                }
+                if (!keep || closed) return;
+                int next = w.thread != null ? w.next() : awaitNext(in);
+                if (next == -2) next = awaitNext(in);
+                if (next < 0) return;
+                in.unread(next);
             }
-        } catch (RuntimeException e) {
-            send(ex, 500, TextRequestJson.error("internal", String.valueOf(e)));
+        } catch (IOException e) {
+            // the client went away or timed out: nothing to answer
+        } finally {
+            conns.remove(c);
+            synchronized (drained) { drained.notifyAll(); }
         }
     }
 
-    /** The body, or null when it is longer than the limit (read no further than limit + 1 bytes). */
-    private byte[] readBounded(HttpExchange ex) throws IOException {
-        String cl = ex.getRequestHeaders().getFirst("Content-Length");
-        if (cl != null) {
+    /**
+     * Watches a connection while its request runs: end of stream (the client closed or reset) cancels the request; a
+     * byte (the start of a pipelined next request) is kept for the connection loop, which reads nothing until then.
+     */
+    private static final class Watch {
+        volatile Thread thread;
+        final AtomicBoolean gone = new AtomicBoolean(), done = new AtomicBoolean();
+        volatile int early = -2;
+
+        void start(PushbackInputStream in, Pending<?> p) {
+            thread = Thread.ofVirtual().start(() -> {
+                while (true) {
+                    try {
+                        int b = in.read();
+                        if (b < 0) { gone.set(true); p.cancel(); } else early = b;
+                        return;
+                    } catch (java.net.SocketTimeoutException t) {
+                        if (done.get()) return;   // idle after the answer: the connection loop decides (early stays -2)
+                    } catch (IOException e) {
+                        gone.set(true);
+                        p.cancel();
+                        return;
+                    }
+                }
+            });
+        }
+
+        /** After the answer: the next request's first byte, -1 when the client left, -2 when it stayed idle. */
+        int next() {
             try {
-                if (Long.parseLong(cl.trim()) > cfg.maxBodyBytes()) return null;
-            } catch (NumberFormatException ignored) {
-                // the server has already refused a malformed length; read with the bound below
+                thread.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return -1;
             }
-        }
-        try (InputStream in = ex.getRequestBody()) {
-            byte[] b = in.readNBytes(cfg.maxBodyBytes() + 1);
-            return b.length > cfg.maxBodyBytes() ? null : b;
+            return gone.get() ? -1 : early;
         }
     }
 
-    private void health(HttpExchange ex) throws IOException {
-        try (ex) {
-            Map<String, Object> o = new LinkedHashMap<>();
-            o.put("status", closed ? "draining" : "ok");
-            o.put("in_flight", gen.inFlight());
-            o.put("served", served.get());
-            o.put("native_bytes", Scope.liveBytes());
-            o.put("native_cached_bytes", Scope.cachedBytes());
-            o.put("rss_bytes", rssBytes());
-            o.put("context", gen.context());
-            o.put("vocab", gen.tokenizer().vocabSize());
-            send(ex, closed ? 503 : 200, Json.object(o));
+    /** The first byte of the next request, or -1 when the connection ends (or idles out). */
+    private int awaitNext(PushbackInputStream in) {
+        try {
+            return in.read();
+        } catch (IOException e) {
+            return -1;
         }
+    }
+
+    private String dispatch(HttpHead h, byte[] body, PushbackInputStream in, int[] status, Watch w) {
+        String path = h.path();
+        if (path.equals("/health")) return health(status);
+        if (!path.equals("/generate")) { status[0] = 404; return TextRequestJson.error("not_found", "no such endpoint: " + path); }
+        if (!h.method().equals("POST")) { status[0] = 405; return TextRequestJson.error("method_not_allowed", "use POST"); }
+        if (closed) { status[0] = 503; return TextRequestJson.error("shutting_down", "the service is draining; retry elsewhere"); }
+        TextRequest req;
+        try {
+            req = TextRequestJson.parse(body, cfg.limits());
+        } catch (IllegalArgumentException e) {
+            status[0] = 400;
+            return TextRequestJson.error("bad_request", e.getMessage());
+        }
+        if (!gate.tryAcquire()) { status[0] = 429; return TextRequestJson.error("too_many_requests", cfg.maxConcurrent() + " requests are running; retry later"); }
+        try {
+            Pending<TextResult> p;
+            try {
+                p = gen.submit(req);
+            } catch (IllegalArgumentException e) {       // e.g. a character the tokenizer does not know
+                status[0] = 400;
+                return TextRequestJson.error("bad_request", e.getMessage());
+            } catch (RejectedExecutionException e) {
+                status[0] = 429;
+                return TextRequestJson.error("too_many_requests", e.getMessage());
+            } catch (IllegalStateException e) {
+                status[0] = 503;
+                return TextRequestJson.error("shutting_down", e.getMessage());
+            }
+            w.start(in, p);
+            TextResult r;
+            try {
+                r = p.await();
+            } catch (InterruptedException e) {
+                p.cancel();
+                Thread.currentThread().interrupt();
+                status[0] = 503;
+                return TextRequestJson.error("shutting_down", "interrupted");
+            } finally {
+                w.done.set(true);
+            }
+            if (w.gone.get()) { cancelled.incrementAndGet(); return null; }
+            served.incrementAndGet();
+            status[0] = 200;
+            return TextRequestJson.result(r);
+        } catch (RuntimeException e) {
+            status[0] = 500;
+            return TextRequestJson.error("internal", String.valueOf(e));
+        } finally {
+            gate.release();
+        }
+    }
+
+    private String health(int[] status) {
+        Map<String, Object> o = new LinkedHashMap<>();
+        o.put("status", closed ? "draining" : "ok");
+        o.put("in_flight", gen.inFlight());
+        o.put("served", served.get());
+        o.put("cancelled_by_disconnect", cancelled.get());
+        o.put("native_bytes", Scope.liveBytes());
+        o.put("native_cached_bytes", Scope.cachedBytes());
+        o.put("rss_bytes", rssBytes());
+        o.put("context", gen.context());
+        o.put("vocab", gen.tokenizer().vocabSize());
+        status[0] = closed ? 503 : 200;
+        return Json.object(o);
     }
 
     /** VmRSS from /proc/self/status, or -1 where there is none. */
@@ -161,21 +277,49 @@ public final class Server implements AutoCloseable {
         return -1;
     }
 
-    private static void send(HttpExchange ex, int status, String json) throws IOException {
+    private static final Map<Integer, String> REASONS = Map.ofEntries(Map.entry(200, "OK"), Map.entry(400, "Bad Request"),
+            Map.entry(404, "Not Found"), Map.entry(405, "Method Not Allowed"), Map.entry(413, "Content Too Large"),
+            Map.entry(429, "Too Many Requests"), Map.entry(431, "Request Header Fields Too Large"), Map.entry(500, "Internal Server Error"),
+            Map.entry(501, "Not Implemented"), Map.entry(503, "Service Unavailable"), Map.entry(505, "HTTP Version Not Supported"));
+
+    private static void respond(OutputStream out, int status, String json, boolean keepAlive, String allow) throws IOException {
         byte[] b = json.getBytes(StandardCharsets.UTF_8);
-        ex.getResponseHeaders().set("Content-Type", "application/json; charset=utf-8");
-        ex.sendResponseHeaders(status, b.length);
-        try (OutputStream o = ex.getResponseBody()) {
-            o.write(b);
-        }
+        StringBuilder h = new StringBuilder("HTTP/1.1 ").append(status).append(' ').append(REASONS.getOrDefault(status, "Error")).append("\r\n")
+                .append("Content-Type: application/json; charset=utf-8\r\n").append("Content-Length: ").append(b.length).append("\r\n")
+                .append("Connection: ").append(keepAlive ? "keep-alive" : "close").append("\r\n");
+        if (allow != null) h.append("Allow: ").append(allow).append("\r\n");
+        h.append("\r\n");
+        out.write(h.toString().getBytes(StandardCharsets.ISO_8859_1));
+        out.write(b);
+        out.flush();
     }
 
-    /** Refuses new connections, lets running requests finish (up to the drain time), frees the model. */
+    /**
+     * Drains, then stops: /generate answers 503 and /health "draining" from now on; idle and half-sent connections are
+     * closed at once; requests being generated finish (up to the drain time); then the port closes and the model is freed.
+     */
     @Override
     public void close() {
         if (closed) return;
         closed = true;
-        http.stop(cfg.drainSeconds());
+        long end = System.nanoTime() + cfg.drainSeconds() * 1_000_000_000L;
+        synchronized (drained) {
+            while (true) {
+                // close what is not mid-request (idle keep-alive, or a client still sending: it cannot hold the drain)
+                conns.forEach((c, busy) -> { if (!busy) { try { c.close(); } catch (IOException ignored) { /* closing */ } } });
+                boolean anyBusy = conns.containsValue(true);
+                long left = end - System.nanoTime();
+                if (!anyBusy || left <= 0) break;
+                try {
+                    drained.wait(Math.max(1, Math.min(50, left / 1_000_000)));
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    break;
+                }
+            }
+        }
+        try { socket.close(); } catch (IOException ignored) { /* closing */ }
+        conns.keySet().forEach(c -> { try { c.close(); } catch (IOException ignored) { /* closing */ } });
         gen.close();
         exec.close();
     }

@@ -4,6 +4,7 @@ import dev.latent.data.ImageData;
 import dev.latent.io.Json;
 import dev.latent.models.flow.FlowTrainer;
 import dev.latent.tensor.Scope;
+import dev.latent.train.Limits;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -32,12 +33,16 @@ final class FlowCommands {
         @Option(names = "--quiet") boolean quiet;
         @Option(names = "--device", description = "cpu | cuda (default: ${DEFAULT-VALUE}); cuda without a usable GPU says why and runs on the CPU")
         String device = "cpu";
+        @Mixin RunFolder folder;
 
         int train(String model, java.util.function.Supplier<FlowTrainer.Config> config) throws Exception {
-            GanCommands.threads(threads);
             if (epochs < 1 || batch < 1 || maxSteps < 0 || limit < 0 || testLimit < 0)
                 throw new IllegalArgumentException("--epochs, --batch >= 1; --max-steps, --limit, --test-limit >= 0");
+            Limits.positive("--lr", lr);
+            GanCommands.checkThreads(threads);
             ImageData probe = ImageData.load(data, "test");
+            folder.check(out);
+            GanCommands.threads(threads);
             var runOn = TrainCommand.device(device);
             try (Scope scope = Scope.shared()) {
                 FlowTrainer.Result r = new FlowTrainer(config.get(), scope, probe.h, probe.w, runOn).listener(ConsoleListener.INSTANCE).run();
@@ -95,11 +100,14 @@ final class FlowCommands {
         @Option(names = "--temperature", description = "(default: ${DEFAULT-VALUE}; 0 is deterministic)") double temperature = 0.7;
         @Option(names = "--seed") long seed = 1;
         @Option(names = "--threads") Integer threads;
+        @Option(names = "--max-images", description = "cap on --n (default: ${DEFAULT-VALUE})") int maxImages = Limits.DEFAULT_MAX_IMAGES;
 
         @Override
         public Integer call() throws Exception {
+            SampleCommand.checkImages(n, maxImages);
+            Limits.nonNegative("--temperature", temperature);
+            GanCommands.checkThreads(threads);
             GanCommands.threads(threads);
-            if (n < 1 || temperature < 0) throw new IllegalArgumentException("--n >= 1 and --temperature >= 0 required");
             try (Scope scope = Scope.shared()) {
                 FlowTrainer.load(checkpoint, scope).writeSamples(out, n, temperature, seed);
                 System.out.println(Json.object(Map.of("out", out.toString(), "n", n, "temperature", temperature)));
@@ -138,11 +146,15 @@ final class FlowCommands {
         @Option(names = "--hidden") int hidden = 64;
         @Option(names = "--seed") long seed = 1;
         @Option(names = "--threads") Integer threads;
+        @Mixin RunFolder folder;
 
         @Override
         public Integer call() throws Exception {
-            GanCommands.threads(threads);
             if (steps < 1 || couplings < 1 || hidden < 1) throw new IllegalArgumentException("--steps, --couplings, --hidden must be >= 1");
+            if (!dist.equals("moons") && !dist.equals("rings")) throw new IllegalArgumentException("--dist must be moons or rings, got " + dist);
+            GanCommands.checkThreads(threads);
+            folder.check(out);
+            GanCommands.threads(threads);
             try (Scope scope = Scope.shared()) {
                 var cfg = new dev.latent.models.flow.ToyFlow.Config(dist, couplings, hidden, steps, 256, 2e-3f, seed);
                 var f = new dev.latent.models.flow.ToyFlow(cfg, scope);

@@ -11,7 +11,9 @@ import dev.latent.models.gan.ToyGan;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
+import dev.latent.train.Limits;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.lang.foreign.MemorySegment;
@@ -29,7 +31,12 @@ final class GanCommands {
     private GanCommands() {}
 
     static void threads(Integer threads) {
+        checkThreads(threads);
         if (threads != null) LatentNative.get().setNumThreads(threads);
+    }
+
+    static void checkThreads(Integer threads) {
+        if (threads != null) Limits.atLeast("--threads", threads, 1);
     }
 
     /** Options shared by DCGAN and WGAN-GP. */
@@ -51,17 +58,24 @@ final class GanCommands {
         @Option(names = "--quiet") boolean quiet;
         @Option(names = "--device", description = "cpu | cuda (default: ${DEFAULT-VALUE}); cuda without a usable GPU says why and runs on the CPU")
         String device = "cpu";
+        @Mixin RunFolder folder;
 
         abstract GanTrainer.Config base();
 
         GanTrainer.Config config(GanTrainer.Config b, int nCritic, float lambda, Dcgan.Norm norm) {
             if (iters < 1 || batch < 1 || nz < 1 || ngf < 1 || ndf < 1 || logInterval < 1 || limit < 0 || samples < 0)
                 throw new IllegalArgumentException("--iters, --batch, --nz, --ngf, --ndf, --log-interval must be >= 1; --limit, --samples >= 0");
+            if (lr != null) Limits.positive("--lr", lr);
+            Limits.atMost("--samples", samples, 0, Limits.DEFAULT_MAX_IMAGES * 10L, null);
             return new GanTrainer.Config(b.loss(), data, out, iters, batch, nz, ngf, ndf, lr == null ? b.lr() : lr, b.beta1(), b.beta2(),
                     nCritic, lambda, norm, seed, logInterval, limit, samples, b.sampleSeed(), quiet);
         }
 
         int run(GanTrainer.Config c) throws Exception {
+            checkThreads(threads);
+            if (!device.equals("cpu") && !device.equals("cuda")) throw new IllegalArgumentException("--device must be cpu or cuda, got " + device);
+            ImageData.load(data, "train");   // validated before the run folder is touched
+            folder.check(out);
             threads(threads);
             GanTrainer t = new GanTrainer(c, TrainCommand.device(device)).listener(ConsoleListener.INSTANCE);
             System.err.printf(Locale.ROOT, "%s: data %s, %d iterations of batch %d, %d threads%n", c.loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp",
@@ -72,7 +86,8 @@ final class GanCommands {
             m.put("iters", r.iters()); m.put("seconds", r.seconds()); m.put("images_per_s", r.imagesPerSecond());
             m.put("lossD", r.lossD()); m.put("lossG", r.lossG()); m.put("finite", r.finite()); m.put("out", c.out().toString());
             System.out.println(Json.object(m));
-            return r.finite() ? 0 : 2;
+            if (!r.finite()) System.err.println("latent: " + m.get("model") + " training diverged: a loss is not finite (lossD " + r.lossD() + ", lossG " + r.lossG() + ")");
+            return r.finite() ? 0 : dev.latent.train.DivergedException.EXIT_CODE;
         }
     }
 
@@ -99,7 +114,8 @@ final class GanCommands {
                 case "layer" -> Dcgan.Norm.LAYER;
                 default -> throw new IllegalArgumentException("--critic-norm must be none or layer, got " + criticNorm);
             };
-            if (nCritic < 1 || lambda < 0) throw new IllegalArgumentException("--n-critic >= 1 and --lambda >= 0 required");
+            if (nCritic < 1) throw new IllegalArgumentException("--n-critic must be >= 1, got " + nCritic);
+            Limits.nonNegative("--lambda", lambda);
             return run(config(base(), nCritic, lambda, norm));
         }
     }
@@ -118,9 +134,21 @@ final class GanCommands {
         @Option(names = "--n-critic", description = "critic steps per generator step, wgan-gp (default: 5)") Integer nCritic;
         @Option(names = "--out", description = "folder for result.json (optional)") Path out;
         @Option(names = "--threads") Integer threads;
+        @Mixin RunFolder folder;
 
         @Override
         public Integer call() throws Exception {
+            checkThreads(threads);
+            if (steps != null) Limits.atLeast("--steps", steps, 1);
+            Limits.atLeast("--hidden", hidden, 1);
+            Limits.atLeast("--batch", batch, 1);
+            if (lr != null) Limits.positive("--lr", lr);
+            if (lambda != null) Limits.nonNegative("--lambda", lambda);
+            if (nCritic != null) Limits.atLeast("--n-critic", nCritic, 1);
+            for (String s : seeds.split(","))
+                try { Long.parseLong(s.trim()); }
+                catch (NumberFormatException e) { throw new IllegalArgumentException("--seeds must be comma-separated integers, got \"" + s.trim() + "\""); }
+            if (out != null) folder.check(out);
             threads(threads);
             boolean wgan = switch (loss) {
                 case "gan" -> false;
@@ -175,12 +203,16 @@ final class GanCommands {
         @Option(names = "--limit", description = "use only the first N training images") int limit = 0;
         @Option(names = "--threads") Integer threads;
         @Option(names = "--quiet") boolean quiet;
+        @Mixin RunFolder folder;
 
         @Override
         public Integer call() throws Exception {
-            threads(threads);
+            checkThreads(threads);
             if (epochs < 1 || batch < 1 || limit < 0) throw new IllegalArgumentException("--epochs, --batch >= 1 and --limit >= 0 required");
+            Limits.positive("--lr", lr);
             ImageData train = ImageData.load(data, "train"), test = ImageData.load(data, "test");
+            folder.check(out);
+            threads(threads);
             if (limit > 0) train = train.head(limit);
             try (Scope scope = Scope.shared()) {
                 Classifier c = new Classifier(scope, 10, seed);
@@ -240,9 +272,11 @@ final class GanCommands {
         @Option(names = "--n", description = "samples (default: ${DEFAULT-VALUE})") int n = 64;
         @Option(names = "--seed") long seed = 1234;
         @Option(names = "--threads") Integer threads;
+        @Option(names = "--max-images", description = "cap on --n (default: ${DEFAULT-VALUE})") int maxImages = Limits.DEFAULT_MAX_IMAGES;
 
         @Override
         public Integer call() throws Exception {
+            SampleCommand.checkImages(n, maxImages);
             threads(threads);
             try (Scope scope = Scope.shared()) {
                 GanTrainer t = GanTrainer.load(checkpoint, scope, seed);

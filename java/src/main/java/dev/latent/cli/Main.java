@@ -1,12 +1,30 @@
 package dev.latent.cli;
 
+import dev.latent.train.DivergedException;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
-/** {@code bin/latent}: train, sample, eval, bench. */
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.UncheckedIOException;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.DirectoryNotEmptyException;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.FileSystemException;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.NotDirectoryException;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * {@code bin/latent}: train, sample, eval, bench. Exit status: 0 done, 1 bad input or a failed read / write, 2 a usage
+ * error (unknown option, missing or malformed value), 3 training diverged. Every failure is one line on stderr naming
+ * the thing, the value and what was expected; {@code --stacktrace} (anywhere on the line) adds the full trace.
+ */
 @Command(name = "latent", mixinStandardHelpOptions = true, version = "latent 0.1.0",
         description = "Generative models on the JVM with native kernels.",
-        subcommands = {TrainCommand.class, SampleCommand.class, EvalCommand.class, BenchCommand.class})
+        subcommands = {TrainCommand.class, SampleCommand.class, EvalCommand.class, BenchCommand.class},
+        footer = "Global flag: --stacktrace prints the full stack trace of a failure (default: one line).")
 public final class Main implements Runnable {
     @Override
     public void run() {
@@ -14,12 +32,78 @@ public final class Main implements Runnable {
     }
 
     public static void main(String[] args) {
-        CommandLine cl = new CommandLine(new Main());
-        // A bad argument or a failed native call prints one clear line, not a stack trace.
-        cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
-            cmd.getErr().println("latent: " + ex.getMessage());
-            return 1;
+        System.exit(run(args));
+    }
+
+    /** Runs one command line in this JVM and returns its exit status (what {@link #main} exits with). */
+    public static int run(String... args) {
+        List<String> rest = new ArrayList<>();
+        boolean trace = false;
+        for (String a : args) {
+            if (a.equals("--stacktrace")) trace = true;
+            else rest.add(a);
+        }
+        boolean stacktrace = trace;
+        CommandLine cl = commandLine();
+        PrintWriter err = new PrintWriter(System.err, true);
+        cl.setErr(err);
+        cl.setOut(new PrintWriter(System.out, true));
+        cl.setParameterExceptionHandler((ex, a) -> {
+            CommandLine c = ex.getCommandLine();
+            err.println("latent: " + oneLine(ex.getMessage()) + " (see '" + c.getCommandSpec().qualifiedName() + " --help')");
+            if (stacktrace) ex.printStackTrace(err);
+            return c.getCommandSpec().exitCodeOnInvalidInput();
         });
-        System.exit(cl.execute(args));
+        cl.setExecutionExceptionHandler((ex, cmd, parsed) -> report(ex, stacktrace, err));
+        try {
+            return cl.execute(rest.toArray(String[]::new));
+        } catch (OutOfMemoryError | StackOverflowError e) {   // Errors are not handed to the execution handler
+            return report(e, stacktrace, err);
+        }
+    }
+
+    static CommandLine commandLine() {
+        return new CommandLine(new Main());
+    }
+
+    /** One line for a failure (plus the trace with --stacktrace); returns the exit status. */
+    static int report(Throwable ex, boolean stacktrace, PrintWriter err) {
+        err.println("latent: " + describe(ex));
+        if (stacktrace) ex.printStackTrace(err);
+        else if (!(ex instanceof IllegalArgumentException) && !(ex instanceof IOException) && !(ex instanceof DivergedException)
+                && !(ex instanceof UncheckedIOException) && !(ex instanceof OutOfMemoryError))
+            err.println("latent: (run with --stacktrace for the full trace)");
+        return ex instanceof DivergedException ? DivergedException.EXIT_CODE : 1;
+    }
+
+    /** A one-line description that names the thing: never "null", never a bare path. */
+    static String describe(Throwable ex) {
+        if (ex instanceof UncheckedIOException u && u.getCause() != null) ex = u.getCause();
+        if (ex instanceof OutOfMemoryError)
+            return "out of memory (" + oneLine(ex.getMessage()) + "): the request is too large for this JVM; use smaller sizes or raise -Xmx";
+        if (ex instanceof NoSuchFileException e) return "no such file or directory: " + e.getFile() + other(e);
+        if (ex instanceof AccessDeniedException e) return "permission denied: " + e.getFile() + other(e);
+        if (ex instanceof FileAlreadyExistsException e) return "already exists: " + e.getFile() + other(e);
+        if (ex instanceof NotDirectoryException e) return "not a directory: " + e.getFile();
+        if (ex instanceof DirectoryNotEmptyException e) return "directory not empty: " + e.getFile();
+        if (ex instanceof FileSystemException e)
+            return (e.getReason() != null ? e.getReason() : "file system error") + ": " + e.getFile() + other(e);
+        String m = ex.getMessage();
+        if (m == null || m.isBlank() || m.equals("null")) {
+            Throwable c = ex.getCause();
+            return c != null && c != ex ? describe(c) : ex.getClass().getSimpleName() + " (no message; run with --stacktrace)";
+        }
+        return oneLine(m);
+    }
+
+    private static String other(FileSystemException e) {
+        return e.getOtherFile() != null ? " (and " + e.getOtherFile() + ")" : "";
+    }
+
+    static String oneLine(String s) {
+        if (s == null) return "no message";
+        String t = s.strip();
+        int nl = t.indexOf('\n');
+        return nl < 0 ? t : t.substring(0, nl).strip();
     }
 }

@@ -1,12 +1,14 @@
 package dev.latent.cli;
 
 import dev.latent.models.gpt.GptCheckpoint;
-import dev.latent.models.gpt.GptSampler;
+import dev.latent.models.gpt.GptDecoder;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Scope;
+import dev.latent.train.Limits;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
+import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 
@@ -19,29 +21,61 @@ final class SampleCommand implements Runnable {
         throw new IllegalArgumentException("name a model: latent sample gpt ... (see latent sample --help)");
     }
 
-    @Command(name = "gpt", mixinStandardHelpOptions = true, description = "Continue a prompt with a trained GPT.")
+    /** --n of the image samplers: at least 1, at most --max-images. */
+    static void checkImages(int n, int maxImages) {
+        Limits.atLeast("--max-images", maxImages, 1);
+        Limits.atMost("--n", n, 1, maxImages, "--max-images");
+    }
+
+    @Command(name = "gpt", mixinStandardHelpOptions = true, description = "Continue a prompt with a trained GPT; the text is printed as it is generated.")
     static final class Gpt implements Callable<Integer> {
         @Option(names = "--checkpoint", required = true, description = "a training --out folder or a .safetensors file") Path checkpoint;
         @Option(names = "--prompt", description = "text to continue (default: a newline)") String prompt = "\n";
-        @Option(names = "--tokens", description = "tokens to generate (default: ${DEFAULT-VALUE})") int tokens = 500;
+        @Option(names = "--tokens", description = "tokens to generate (default: ${DEFAULT-VALUE}; at most --max-tokens)") int tokens = 500;
+        @Option(names = "--max-tokens", description = "cap on --tokens (default: ${DEFAULT-VALUE})") int maxTokens = Limits.DEFAULT_MAX_TOKENS;
         @Option(names = "--temperature", description = "0 = greedy (default: ${DEFAULT-VALUE})") double temperature = 0.8;
         @Option(names = "--top-k", description = "keep the k most likely tokens (0: all)") int topK = 0;
         @Option(names = "--top-p", description = "nucleus probability mass (default: ${DEFAULT-VALUE})") double topP = 1.0;
         @Option(names = "--seed") long seed = 1;
         @Option(names = "--threads") Integer threads;
+        @Option(names = "--allow-nonfinite", description = "load a checkpoint holding NaN or infinite weights (refused by default)") boolean allowNonFinite;
 
         @Override
         public Integer call() throws Exception {
+            Limits.atLeast("--max-tokens", maxTokens, 1);
+            Limits.atMost("--tokens", tokens, 0, maxTokens, "--max-tokens");
+            Limits.nonNegative("--temperature", temperature);
+            Limits.atLeast("--top-k", topK, 0);
+            if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("--top-p must be in (0, 1], got " + topP);
+            if (threads != null) Limits.atLeast("--threads", threads, 1);
             if (threads != null) LatentNative.get().setNumThreads(threads);
             try (Scope scope = Scope.shared()) {
-                GptCheckpoint.Loaded l = GptCheckpoint.load(checkpoint, scope);
+                GptCheckpoint.Loaded l = GptCheckpoint.load(checkpoint, scope, allowNonFinite);
                 int[] ids = l.tokenizer().encode(prompt);
-                var settings = new GptSampler.Settings(tokens, temperature, topK, topP, seed);
+                if (ids.length == 0) throw new IllegalArgumentException("--prompt is empty; give at least one character");
+                var settings = new GptDecoder.Settings(tokens, temperature, topK, topP, seed);
                 long t0 = System.nanoTime();
-                int[] out = new GptSampler(l.model()).generate(ids, settings);
+                // Streamed: the text is printed (and flushed) as it is drawn, so a long run shows progress and ^C loses nothing.
+                // Decoded from the start each time and printed up to its last character, which a later token may still change.
+                PrintStream sys = System.out;
+                sys.print(prompt);
+                sys.flush();
+                var tok = l.tokenizer();
+                int[] got = new int[tokens];
+                int[] n = {0}, printed = {0};
+                new GptDecoder(l.model()).generate(ids, settings, id -> {
+                    got[n[0]++] = id;
+                    if (n[0] % 32 == 0) {
+                        String text = tok.decode(java.util.Arrays.copyOf(got, n[0]));
+                        if (text.length() - 1 > printed[0]) { sys.print(text.substring(printed[0], text.length() - 1)); printed[0] = text.length() - 1; }
+                        sys.flush();
+                    }
+                });
+                String text = tok.decode(java.util.Arrays.copyOf(got, n[0]));
+                sys.println(text.substring(Math.min(printed[0], text.length())));
+                sys.flush();
                 double s = (System.nanoTime() - t0) / 1e9;
-                System.out.println(prompt + l.tokenizer().decode(out));
-                System.err.printf("%d tokens in %.2f s (%.0f tokens/s)%n", out.length, s, out.length / s);
+                System.err.printf("%d tokens in %.2f s (%.0f tokens/s)%n", n[0], s, n[0] / s);
             }
             return 0;
         }

@@ -9,6 +9,7 @@ import dev.latent.models.gpt.GptTrainer;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
+import dev.latent.train.Limits;
 import dev.latent.text.BpeTokenizer;
 import dev.latent.text.CharTokenizer;
 import dev.latent.text.Tokenizer;
@@ -75,33 +76,93 @@ final class TrainCommand implements Runnable {
         @Option(names = "--device", description = "cpu | cuda (default: ${DEFAULT-VALUE}); cuda without a usable GPU says why and runs on the CPU")
         String device = "cpu";
 
+        @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
+        @picocli.CommandLine.Mixin RunFolder folder;
+
+        /** Every option range-checked (Limits), before any file is read or written. */
+        void validate() {
+            Limits.atLeast("--steps", steps, 0);
+            Limits.atLeast("--batch", batch, 1);
+            Limits.atLeast("--layers", layers, 1);
+            Limits.atLeast("--heads", heads, 1);
+            Limits.atLeast("--dim", dim, 1);
+            Limits.atLeast("--context", context, 1);
+            if (dim % heads != 0) throw new IllegalArgumentException("--dim " + dim + " must be divisible by --heads " + heads);
+            Limits.positive("--lr", lr);
+            Limits.nonNegative("--min-lr", minLr);
+            if (minLr > lr) throw new IllegalArgumentException("--min-lr " + minLr + " must be <= --lr " + lr);
+            Limits.atLeast("--warmup", warmup, 0);
+            Limits.nonNegative("--weight-decay", weightDecay);
+            Limits.nonNegative("--clip", clip);
+            Limits.atLeast("--eval-interval", evalInterval, 1);
+            Limits.atLeast("--eval-batches", evalBatches, 1);
+            Limits.atLeast("--log-interval", logInterval, 1);
+            Limits.atLeast("--checkpoint-interval", checkpointInterval, 0);
+            if (stopAfter != null) Limits.atLeast("--stop-after", stopAfter, 0);
+            Limits.atMost("--sample-tokens", sampleTokens, 0, Limits.DEFAULT_MAX_TOKENS, null);
+            Limits.atLeast("--bpe-vocab", bpeVocab, 1);
+            if (!tokenizer.equals("char") && !tokenizer.equals("bpe"))
+                throw new IllegalArgumentException("--tokenizer must be char or bpe, got " + tokenizer);
+            if (threads != null) Limits.atLeast("--threads", threads, 1);
+            if (!device.equals("cpu") && !device.equals("cuda")) throw new IllegalArgumentException("--device must be cpu or cuda, got " + device);
+        }
+
+        /** The model, optimizer state and largest activations must fit this machine: refused before allocating. */
+        static void checkMemory(GptConfig cfg, int batch) {
+            long params = cfg.parameterCount();
+            String what = "a GPT with " + cfg.layers() + " layers, dim " + cfg.dim() + ", context " + cfg.context() + ", vocab " + cfg.vocab();
+            if (params < 0) throw new IllegalArgumentException(what + " has more than 2^63 parameters");
+            Limits.fitsInMemory(what + " (" + params + " parameters, with gradients and AdamW moments)", params, 4);
+            long act = Limits.product(batch, cfg.context(), Math.max(16L * cfg.dim() * cfg.layers(), 2L * cfg.vocab()));
+            Limits.fitsInMemory(what + " at --batch " + batch + " (activations)", act < 0 ? -1 : Math.addExact(act, Math.multiplyExact(params, 4)), 1);
+        }
+
         @Override
         public Integer call() throws Exception {
-            if (steps < 0 || batch < 1 || evalInterval < 1 || evalBatches < 1 || logInterval < 1 || warmup < 0 || checkpointInterval < 0)
-                throw new IllegalArgumentException("--steps >= 0, --batch, --eval-interval, --eval-batches, --log-interval >= 1, --warmup >= 0 required");
+            validate();
+            if (data != null) RunFolder.dataFile("--data", data);
+            RunFolder.check(out, resume, folder.overwrite, true);
+            if (resume && !Files.isRegularFile(out.resolve(GptCheckpoint.FILE)))
+                throw new IllegalArgumentException("--resume: no checkpoint in " + out + " (" + GptCheckpoint.FILE + " is missing)");
+            if (!resume) checkMemory(new GptConfig(1, layers, heads, dim, context, tied), batch);
             Device runOn = TrainCommand.device(device);
             if (threads != null) LatentNative.get().setNumThreads(threads);
             Path file = data != null ? data : TextData.defaultCorpus(System.err::println);
             String text = TextData.read(file);
+            if (text.isEmpty()) throw new IllegalArgumentException("--data " + file + " is empty");
             Tokenizer tok;
             GptConfig cfg;
             try (Scope model = Scope.shared()) {
                 dev.latent.models.gpt.Gpt gpt;
                 if (resume) {
-                    if (!Files.isRegularFile(out.resolve(GptCheckpoint.FILE)))
-                        throw new IllegalArgumentException("--resume: no checkpoint in " + out);
                     GptCheckpoint.Loaded l = GptCheckpoint.load(out, model);
                     tok = l.tokenizer();
                     gpt = l.model();
                     cfg = gpt.cfg;
+                    if (steps < l.step())
+                        throw new IllegalArgumentException("--resume: the checkpoint is at step " + l.step() + ", past --steps " + steps
+                                + "; pass --steps >= " + l.step());
+                    var pr = spec.commandLine().getParseResult();
+                    int[] given = {layers, heads, dim, context};
+                    int[] saved = {cfg.layers(), cfg.heads(), cfg.dim(), cfg.context()};
+                    String[] names = {"--layers", "--heads", "--dim", "--context"};
+                    for (int i = 0; i < names.length; i++)
+                        if (pr.hasMatchedOption(names[i]) && given[i] != saved[i])
+                            throw new IllegalArgumentException("--resume: " + names[i] + " " + given[i] + " differs from the checkpoint's " + saved[i]
+                                    + " (the architecture of a resumed run is the checkpoint's; drop " + names[i] + " or start a new run)");
+                    if (pr.hasMatchedOption("--tied") && tied != cfg.tied())
+                        throw new IllegalArgumentException("--resume: --tied differs from the checkpoint's tied=" + cfg.tied());
                 } else {
-                    tok = tokenizer.equals("bpe") ? BpeTokenizer.train(text, bpeVocab)
-                            : tokenizer.equals("char") ? CharTokenizer.train(text) : null;
-                    if (tok == null) throw new IllegalArgumentException("--tokenizer must be char or bpe, got " + tokenizer);
+                    tok = tokenizer.equals("bpe") ? BpeTokenizer.train(text, bpeVocab) : CharTokenizer.train(text);
                     cfg = new GptConfig(tok.vocabSize(), layers, heads, dim, context, tied);
-                    gpt = new dev.latent.models.gpt.Gpt(model, cfg, seed);
+                    checkMemory(cfg, batch);
+                    gpt = null;
                 }
                 TextData d = new TextData(tok.encode(text));
+                if (d.train.length <= cfg.context() + 1 || d.val.length <= cfg.context() + 1)
+                    throw new IllegalArgumentException("--data " + file + " is too short: " + (d.train.length + d.val.length) + " tokens split into "
+                            + d.train.length + " train and " + d.val.length + " val, each must exceed --context + 1 = " + (cfg.context() + 1));
+                if (gpt == null) gpt = new dev.latent.models.gpt.Gpt(model, cfg, seed);
                 System.err.printf("data: %s: %d tokens (vocab %d), train %d, val %d; model %s, %,d parameters; %d threads%n",
                         file, d.train.length + d.val.length, tok.vocabSize(), d.train.length, d.val.length, cfg,
                         gpt.parameterCount(), LatentNative.get().numThreads());

@@ -5,6 +5,7 @@ import dev.latent.io.Json;
 import dev.latent.models.vae.VaeTrainer;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
+import dev.latent.train.Limits;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -40,10 +41,15 @@ final class VaeCommands {
         @Option(names = "--quiet") boolean quiet;
         @Option(names = "--device", description = "cpu | cuda (default: ${DEFAULT-VALUE}); cuda without a usable GPU says why and runs on the CPU")
         String device = "cpu";
+        @picocli.CommandLine.Mixin RunFolder folder;
 
         @Override
         public Integer call() throws Exception {
-            GanCommands.threads(threads);
+            GanCommands.checkThreads(threads);
+            Limits.positive("--lr", lr);
+            Limits.nonNegative("--beta", beta);
+            Limits.nonNegative("--free-bits", freeBits);
+            Limits.positive("--sigma", sigma);
             if (latent < 1 || epochs < 1 || batch < 1 || beta < 0 || warmup < 0 || freeBits < 0 || limit < 0 || iwaeK < 0 || iwaeN < 0 || sigma <= 0)
                 throw new IllegalArgumentException("--latent, --epochs, --batch >= 1; --beta, --warmup, --free-bits, --limit, --iwae-k, --iwae-n >= 0; --sigma > 0");
             VaeTrainer.Likelihood lik = switch (likelihood) {
@@ -51,6 +57,11 @@ final class VaeCommands {
                 case "gaussian" -> VaeTrainer.Likelihood.GAUSSIAN;
                 default -> throw new IllegalArgumentException("--likelihood must be bernoulli or gaussian, got " + likelihood);
             };
+            if (!device.equals("cpu") && !device.equals("cuda")) throw new IllegalArgumentException("--device must be cpu or cuda, got " + device);
+            VaeTrainer.checkMemory(latent, batch);
+            ImageData.load(data, "train");   // validated before the run folder is touched
+            folder.check(out);
+            GanCommands.threads(threads);
             var c = new VaeTrainer.Config(data, out, latent, beta, epochs, batch, lr, lik, sigma, warmup, freeBits, seed, limit, 1234, iwaeK, iwaeN, 100, quiet);
             Device runOn = TrainCommand.device(device);
             try (Scope scope = Scope.shared()) {
@@ -75,11 +86,12 @@ final class VaeCommands {
         @Option(names = "--n") int n = 64;
         @Option(names = "--seed") long seed = 1;
         @Option(names = "--threads") Integer threads;
+        @Option(names = "--max-images", description = "cap on --n (default: ${DEFAULT-VALUE})") int maxImages = Limits.DEFAULT_MAX_IMAGES;
 
         @Override
         public Integer call() throws Exception {
+            SampleCommand.checkImages(n, maxImages);
             GanCommands.threads(threads);
-            if (n < 1) throw new IllegalArgumentException("--n must be >= 1");
             try (Scope scope = Scope.shared()) {
                 VaeTrainer t = VaeTrainer.load(checkpoint, scope);
                 t.writeSamples(out, n, seed);

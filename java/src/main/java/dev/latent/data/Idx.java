@@ -43,6 +43,10 @@ public record Idx(int type, int[] dims, byte[] u8, float[] f32) {
             return read(in, path.toString());
         } catch (java.util.zip.ZipException e) {
             throw new IOException(path + ": corrupt gzip data: " + e.getMessage(), e);
+        } catch (EOFException e) {
+            // GZIPInputStream's "Unexpected end of ZLIB input stream" names no file: name it here
+            if (e.getMessage() != null && e.getMessage().startsWith(path.toString())) throw e;
+            throw new IOException(path + ": truncated gzip data (" + e.getMessage() + ")", e);
         }
     }
 
@@ -58,11 +62,15 @@ public record Idx(int type, int[] dims, byte[] u8, float[] f32) {
         ByteBuffer db = ByteBuffer.wrap(readFully(in, 4 * rank, name, "dimensions")).order(ByteOrder.BIG_ENDIAN);
         int[] dims = new int[rank];
         long count = 1;
+        long[] shown = new long[rank];   // as unsigned, all of them, for messages
         for (int i = 0; i < rank; i++) {
             dims[i] = db.getInt();
-            if (dims[i] < 1) throw new IOException(name + ": IDX dimension " + i + " is " + Integer.toUnsignedString(dims[i]) + " (must be >= 1)");
+            shown[i] = Integer.toUnsignedLong(dims[i]);
+        }
+        for (int i = 0; i < rank; i++) {
+            if (dims[i] < 1) throw new IOException(name + ": IDX dimension " + i + " is " + shown[i] + " (must be >= 1) in " + Arrays.toString(shown));
             count *= dims[i];
-            if (count > Integer.MAX_VALUE - 16) throw new IOException(name + ": IDX dimensions " + Arrays.toString(dims) + " claim more than 2^31 elements");
+            if (count > Integer.MAX_VALUE - 16) throw new IOException(name + ": IDX dimensions " + Arrays.toString(shown) + " claim more than 2^31 elements");
         }
         int width = type == U8 ? 1 : 4;
         if (count * width > Integer.MAX_VALUE - 16) throw new IOException(name + ": IDX data of " + count * width + " bytes is too large");
@@ -103,12 +111,12 @@ public record Idx(int type, int[] dims, byte[] u8, float[] f32) {
         long count = 1;
         for (int d : dims) count *= d;
         if (count != data.length) throw new IllegalArgumentException("writeU8: dims " + Arrays.toString(dims) + " hold " + count + " bytes, data has " + data.length);
-        Path tmp = path.resolveSibling(path.getFileName() + ".tmp");
-        try (OutputStream os = Files.newOutputStream(tmp); DataOutputStream out = new DataOutputStream(new java.io.BufferedOutputStream(os))) {
-            out.writeInt(0x800 | dims.length);
-            for (int d : dims) out.writeInt(d);
-            out.write(data);
-        }
-        Files.move(tmp, path, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        dev.latent.io.AtomicFiles.write(path, tmp -> {
+            try (OutputStream os = Files.newOutputStream(tmp); DataOutputStream out = new DataOutputStream(new java.io.BufferedOutputStream(os))) {
+                out.writeInt(0x800 | dims.length);
+                for (int d : dims) out.writeInt(d);
+                out.write(data);
+            }
+        });
     }
 }

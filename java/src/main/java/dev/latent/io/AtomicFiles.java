@@ -48,6 +48,48 @@ public final class AtomicFiles {
         }
     }
 
+    /** Writes a temp file beside {@code target}. */
+    @FunctionalInterface
+    public interface Writer {
+        void write(Path tmp) throws IOException;
+    }
+
+    /**
+     * Writes {@code target} through a sibling {@code .tmp} file and {@link #replace}: on any failure (no space, no
+     * permission, a bug) the temp file is removed and the previous {@code target}, if any, is left as it was. A
+     * target that is a directory is refused before anything is written.
+     */
+    public static void write(Path target, Writer w) throws IOException {
+        if (Files.isDirectory(target)) throw new IOException(target + " is a directory; a file name is expected");
+        Path parent = target.toAbsolutePath().getParent();
+        if (parent != null) {
+            if (Files.exists(parent) && !Files.isDirectory(parent)) throw new IOException(parent + " is a file, not a folder (writing " + target + ")");
+            Files.createDirectories(parent);
+        }
+        Path tmp = target.resolveSibling(target.getFileName() + ".tmp");
+        boolean done = false;
+        try {
+            w.write(tmp);
+            replace(tmp, target);
+            done = true;
+        } catch (IOException e) {
+            throw new IOException("could not write " + target + ": " + reason(e) + " (any previous " + target.getFileName() + " is unchanged)", e);
+        } finally {
+            if (!done) {
+                try { Files.deleteIfExists(tmp); } catch (IOException ignored) { /* the first failure is the one to report */ }
+            }
+        }
+    }
+
+    /** A PNG file, written as {@link #write} does. */
+    public static void writePng(Path target, java.awt.image.RenderedImage img) throws IOException {
+        write(target, tmp -> {
+            try (var os = new java.io.BufferedOutputStream(Files.newOutputStream(tmp))) {
+                if (!javax.imageio.ImageIO.write(img, "png", os)) throw new IOException("no PNG writer available");
+            }
+        });
+    }
+
     /** A short reason for a failed write: "permission denied", "No space left on device", ... */
     public static String reason(IOException e) {
         if (e instanceof AccessDeniedException a) return "permission denied (" + a.getFile() + " is not writable)";

@@ -17,8 +17,12 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
- * The one class that binds liblatent's {@code lt_*} symbols (native/include/latent.h). Thin: argument
- * checks live in the ops that call it; here a non-zero status becomes a {@link NativeException}.
+ * The one class that binds liblatent's {@code lt_*} symbols (native/include/latent.h). Shape and meaning checks
+ * live in the ops that call it; here a non-zero status becomes a {@link NativeException}, and every entry point
+ * that takes raw {@link MemorySegment}s first checks that each segment holds what the kernel will touch (element
+ * counts from the arguments, extents from the descriptor, descriptors against their {@link StructLayout}): a
+ * too-small segment is an {@link IllegalArgumentException} naming the op, the argument and both sizes, never a
+ * read or write past its end. NULL segments pass through (the library refuses or skips them itself).
  */
 public final class LatentNative {
     /** Must equal LT_ABI_VERSION in latent.h; checked when the library is opened. */
@@ -215,6 +219,118 @@ public final class LatentNative {
         return new IllegalStateException(t);
     }
 
+    // ---- segment bounds: what the kernel will touch must lie inside the segment ----
+
+    /** Product of dims, refusing negative dims and overflow (as an IllegalArgumentException naming the op). */
+    static long elems(String op, long... dims) {
+        long p = 1;
+        for (long d : dims) {
+            if (d < 0) throw new IllegalArgumentException(op + ": dimensions must be >= 0, got " + java.util.Arrays.toString(dims));
+            try { p = Math.multiplyExact(p, d); }
+            catch (ArithmeticException e) {
+                throw new IllegalArgumentException(op + ": dimensions " + java.util.Arrays.toString(dims) + " overflow a 64-bit element count");
+            }
+        }
+        return p;
+    }
+
+    /** seg must hold count elements of elemBytes each (NULL passes: the library checks it). */
+    static void fits(String op, String arg, MemorySegment seg, long count, long elemBytes) {
+        if (seg == null) throw new IllegalArgumentException(op + ": " + arg + " is null (use MemorySegment.NULL)");
+        if (count < 0) throw new IllegalArgumentException(op + ": " + arg + ": element count " + count + " is negative");
+        if (count == 0 || seg.address() == 0) return;
+        if (count > seg.byteSize() / elemBytes)
+            throw new IllegalArgumentException(op + ": " + arg + " needs " + count + " x " + elemBytes + " bytes"
+                    + (count > Long.MAX_VALUE / elemBytes ? "" : " = " + count * elemBytes + " bytes")
+                    + " but its segment holds " + seg.byteSize() + " bytes");
+    }
+
+    static void floats(String op, String arg, MemorySegment seg, long count) { fits(op, arg, seg, count, 4); }
+
+    /** A descriptor segment must be non-NULL and at least as large as its struct. */
+    static void desc(String op, MemorySegment d, StructLayout layout) {
+        if (d == null || d.address() == 0) throw new IllegalArgumentException(op + ": descriptor is NULL");
+        if (d.byteSize() < layout.byteSize())
+            throw new IllegalArgumentException(op + ": descriptor segment holds " + d.byteSize() + " bytes, "
+                    + layout.name().orElse("the descriptor") + " needs " + layout.byteSize());
+    }
+
+    /**
+     * Elements spanned by a strided-batch matrix (rows x cols, leading dimension ld, batch stride bs), the last
+     * element's index + 1; 0 when nothing is touched. Negative leading dimensions or strides are refused.
+     */
+    static long matrixSpan(String op, String arg, long rows, long cols, long ld, long bs, long batch) {
+        if (rows == 0 || cols == 0 || batch == 0) return 0;
+        if (rows < 0 || cols < 0 || batch < 0 || ld < 0 || bs < 0)
+            throw new IllegalArgumentException(op + ": " + arg + ": negative extent (rows " + rows + ", cols " + cols + ", ld " + ld
+                    + ", batch " + batch + ", batch stride " + bs + ")");
+        try {
+            return Math.addExact(Math.addExact(Math.multiplyExact(batch - 1, bs), Math.multiplyExact(rows - 1, Math.max(ld, cols))), cols);
+        } catch (ArithmeticException e) {
+            throw new IllegalArgumentException(op + ": " + arg + ": extent (rows " + rows + ", ld " + ld + ", batch " + batch
+                    + ", batch stride " + bs + ") overflows 64 bits");
+        }
+    }
+
+    static void checkGemm(MemorySegment d, MemorySegment a, MemorySegment b, MemorySegment c) {
+        String op = "lt_gemm";
+        desc(op, d, GEMM_DESC);
+        boolean ta = d.get(JAVA_INT, 0) != 0, tb = d.get(JAVA_INT, 4) != 0;
+        long m = d.get(JAVA_LONG, 8), n = d.get(JAVA_LONG, 16), k = d.get(JAVA_LONG, 24);
+        long lda = d.get(JAVA_LONG, 40), ldb = d.get(JAVA_LONG, 48), ldc = d.get(JAVA_LONG, 56), batch = d.get(JAVA_LONG, 64);
+        long sa = d.get(JAVA_LONG, 72), sb = d.get(JAVA_LONG, 80), sc = d.get(JAVA_LONG, 88);
+        if (m < 0 || n < 0 || k < 0 || batch < 0)
+            throw new IllegalArgumentException(op + ": m, n, k, batch must be >= 0, got m=" + m + " n=" + n + " k=" + k + " batch=" + batch);
+        if (batch == 1) { sa = 0; sb = 0; sc = 0; }
+        floats(op, "a (m=" + m + ", k=" + k + ", lda=" + lda + ")", a, matrixSpan(op, "a", ta ? k : m, ta ? m : k, lda, sa, batch));
+        floats(op, "b (k=" + k + ", n=" + n + ", ldb=" + ldb + ")", b, matrixSpan(op, "b", tb ? n : k, tb ? k : n, ldb, sb, batch));
+        floats(op, "c (m=" + m + ", n=" + n + ", ldc=" + ldc + ")", c, matrixSpan(op, "c", m, n, ldc, sc, batch));
+    }
+
+    static void checkAttention(String op, MemorySegment d, String[] names, MemorySegment[] bhts, MemorySegment lse) {
+        desc(op, d, ATTENTION_DESC);
+        long b = d.get(JAVA_LONG, 0), nh = d.get(JAVA_LONG, 8), t = d.get(JAVA_LONG, 16), hs = d.get(JAVA_LONG, 24);
+        long e = elems(op, b, nh, t, hs);
+        for (int i = 0; i < names.length; i++) floats(op, names[i] + " (b=" + b + ", nh=" + nh + ", t=" + t + ", hs=" + hs + ")", bhts[i], e);
+        floats(op, "lse", lse, elems(op, b, nh, t));
+    }
+
+    /** in0: x or dx (N, C, H, W); w (K, C, R, S); bias (K; C for bwd_data); out: y or dy (N, K, OH, OW). */
+    static void checkConv(String op, MemorySegment d, String[] names, MemorySegment in0, MemorySegment w, MemorySegment bias, MemorySegment out) {
+        desc(op, d, CONV2D_DESC);
+        long n = d.get(JAVA_LONG, 0), c = d.get(JAVA_LONG, 8), h = d.get(JAVA_LONG, 16), wd = d.get(JAVA_LONG, 24);
+        long k = d.get(JAVA_LONG, 32), r = d.get(JAVA_LONG, 40), s = d.get(JAVA_LONG, 48), oh = d.get(JAVA_LONG, 56), ow = d.get(JAVA_LONG, 64);
+        floats(op, names[0] + " (n=" + n + ", c=" + c + ", h=" + h + ", w=" + wd + ")", in0, elems(op, n, c, h, wd));
+        floats(op, names[1] + " (k=" + k + ", c=" + c + ", r=" + r + ", s=" + s + ")", w, elems(op, k, c, r, s));
+        boolean biasOverC = op.equals("lt_conv2d_bwd_data");   // the transposed conv's bias is per input channel
+        floats(op, names[2] + (biasOverC ? " (c=" + c + ")" : " (k=" + k + ")"), bias, elems(op, biasOverC ? c : k));
+        floats(op, names[3] + " (n=" + n + ", k=" + k + ", oh=" + oh + ", ow=" + ow + ")", out, elems(op, n, k, oh, ow));
+    }
+
+    static void checkCopy(MemorySegment d, MemorySegment src, MemorySegment dst) {
+        String op = "lt_copy_strided";
+        desc(op, d, COPY_DESC);
+        int rank = d.get(JAVA_INT, 0);
+        if (rank < 1 || rank > MAX_RANK) throw new IllegalArgumentException(op + ": rank " + rank + " outside [1, " + MAX_RANK + "]");
+        long[] shape = new long[rank];
+        long srcSpan = 1, dstSpan = 1;
+        try {
+            for (int i = 0; i < rank; i++) {
+                long sh = d.get(JAVA_LONG, 8 + 8L * i), ss = d.get(JAVA_LONG, 56 + 8L * i), ds = d.get(JAVA_LONG, 104 + 8L * i);
+                shape[i] = sh;
+                if (sh < 0 || ss < 0 || ds < 0)
+                    throw new IllegalArgumentException(op + ": dim " + i + ": shape " + sh + ", strides " + ss + "/" + ds + " must be >= 0");
+                if (sh == 0) return;   // nothing is touched
+                srcSpan = Math.addExact(srcSpan, Math.multiplyExact(sh - 1, ss));
+                dstSpan = Math.addExact(dstSpan, Math.multiplyExact(sh - 1, ds));
+            }
+        } catch (ArithmeticException e) {
+            throw new IllegalArgumentException(op + ": shape " + java.util.Arrays.toString(shape) + " with these strides overflows 64 bits");
+        }
+        floats(op, "src (shape " + java.util.Arrays.toString(shape) + ")", src, srcSpan);
+        floats(op, "dst (shape " + java.util.Arrays.toString(shape) + ")", dst, dstSpan);
+    }
+
     private void check(String op, int status) {
         if (status != 0) throw new NativeException(op, status, lastError());
     }
@@ -283,11 +399,13 @@ public final class LatentNative {
 
     /** Raw: out must hold n floats (callers check). */
     public void randUniform(MemorySegment out, long n, long seed, long stream) {
+        floats("lt_rand_uniform", "out", out, elems("lt_rand_uniform", n));
         try { check("lt_rand_uniform", (int) randUniform.invokeExact(out, n, seed, stream)); } catch (Throwable t) { throw rethrow(t); }
     }
 
     /** Raw: desc is a filled {@link #GEMM_DESC}; operands are checked by dev.latent.ops.Gemm. */
     public void gemm(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c) {
+        checkGemm(desc, a, b, c);
         try { check("lt_gemm", (int) gemm.invokeExact(desc, a, b, c)); } catch (Throwable t) { throw rethrow(t); }
     }
 
@@ -308,50 +426,59 @@ public final class LatentNative {
     }
 
 
-    // ---- kernels: raw entry points; shapes and bounds are checked by the callers in dev.latent.ops ----
+    // ---- kernels: raw entry points; shapes are checked by the callers in dev.latent.ops, segment bounds here ----
 
     public void attentionFwd(MemorySegment desc, MemorySegment q, MemorySegment k, MemorySegment v, MemorySegment o, MemorySegment lse) {
+        checkAttention("lt_attention_fwd", desc, new String[] {"q", "k", "v", "o"}, new MemorySegment[] {q, k, v, o}, lse);
         try { check("lt_attention_fwd", (int) need(attentionFwd, "lt_attention_fwd").invokeExact(desc, q, k, v, o, lse)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
     public void attentionBwd(MemorySegment desc, MemorySegment q, MemorySegment k, MemorySegment v, MemorySegment o,
                              MemorySegment lse, MemorySegment dout, MemorySegment dq, MemorySegment dk, MemorySegment dv) {
+        checkAttention("lt_attention_bwd", desc, new String[] {"q", "k", "v", "o", "dout", "dq", "dk", "dv"}, new MemorySegment[] {q, k, v, o, dout, dq, dk, dv}, lse);
         try { check("lt_attention_bwd", (int) need(attentionBwd, "lt_attention_bwd").invokeExact(desc, q, k, v, o, lse, dout, dq, dk, dv)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
     public void layernormFwd(long n, long c, float eps, MemorySegment x, MemorySegment w, MemorySegment b,
                              MemorySegment y, MemorySegment mean, MemorySegment rstd) {
+        { String op = "lt_layernorm_fwd"; long nc = elems(op, n, c); floats(op, "x", x, nc); floats(op, "y", y, nc); floats(op, "w", w, c); floats(op, "b", b, c); floats(op, "mean", mean, n); floats(op, "rstd", rstd, n); }
         try { check("lt_layernorm_fwd", (int) need(layernormFwd, "lt_layernorm_fwd").invokeExact(n, c, eps, x, w, b, y, mean, rstd)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
     public void layernormBwd(long n, long c, MemorySegment x, MemorySegment w, MemorySegment mean, MemorySegment rstd,
                              MemorySegment dy, MemorySegment dx, MemorySegment dw, MemorySegment db) {
+        { String op = "lt_layernorm_bwd"; long nc = elems(op, n, c); floats(op, "x", x, nc); floats(op, "dy", dy, nc); floats(op, "dx", dx, nc); floats(op, "w", w, c); floats(op, "dw", dw, c); floats(op, "db", db, c); floats(op, "mean", mean, n); floats(op, "rstd", rstd, n); }
         try { check("lt_layernorm_bwd", (int) need(layernormBwd, "lt_layernorm_bwd").invokeExact(n, c, x, w, mean, rstd, dy, dx, dw, db)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
     public void geluFwd(long n, MemorySegment x, MemorySegment y) {
+        { String op = "lt_gelu_fwd"; long e = elems(op, n); floats(op, "x", x, e); floats(op, "y", y, e); }
         try { check("lt_gelu_fwd", (int) need(geluFwd, "lt_gelu_fwd").invokeExact(n, x, y)); } catch (Throwable t) { throw rethrow(t); }
     }
 
     public void geluBwd(long n, MemorySegment x, MemorySegment dy, MemorySegment dx) {
+        { String op = "lt_gelu_bwd"; long e = elems(op, n); floats(op, "x", x, e); floats(op, "dy", dy, e); floats(op, "dx", dx, e); }
         try { check("lt_gelu_bwd", (int) need(geluBwd, "lt_gelu_bwd").invokeExact(n, x, dy, dx)); } catch (Throwable t) { throw rethrow(t); }
     }
 
     public void softmaxXent(long n, long v, MemorySegment logits, MemorySegment targets, MemorySegment losses,
                             MemorySegment dlogits, float dscale) {
+        { String op = "lt_softmax_xent"; long nv = elems(op, n, v); floats(op, "logits", logits, nv); fits(op, "targets", targets, n, 4); floats(op, "losses", losses, n); floats(op, "dlogits", dlogits, nv); }
         try { check("lt_softmax_xent", (int) need(softmaxXent, "lt_softmax_xent").invokeExact(n, v, logits, targets, losses, dlogits, dscale)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
     public void adamw(MemorySegment desc, long n, MemorySegment p, MemorySegment g, MemorySegment m, MemorySegment v) {
+        { String op = "lt_adamw"; desc(op, desc, ADAMW_DESC); long e = elems(op, n); floats(op, "param", p, e); floats(op, "grad", g, e); floats(op, "m", m, e); floats(op, "v", v, e); }
         try { check("lt_adamw", (int) need(adamw, "lt_adamw").invokeExact(desc, n, p, g, m, v)); } catch (Throwable t) { throw rethrow(t); }
     }
 
     public double sumsq(long n, MemorySegment x, MemorySegment out) {
+        { String op = "lt_sumsq"; floats(op, "x", x, elems(op, n)); fits(op, "out", out, 1, 8); if (out.address() == 0) throw new IllegalArgumentException(op + ": out is NULL"); }
         try {
             check("lt_sumsq", (int) need(sumsq, "lt_sumsq").invokeExact(n, x, out));
             return out.get(JAVA_DOUBLE, 0);
@@ -359,54 +486,65 @@ public final class LatentNative {
     }
 
     public void embeddingBwd(long n, long c, long vocab, MemorySegment ids, MemorySegment dout, MemorySegment dtable) {
+        { String op = "lt_embedding_bwd"; fits(op, "ids", ids, elems(op, n), 4); floats(op, "dout", dout, elems(op, n, c)); floats(op, "dtable", dtable, elems(op, vocab, c)); }
         try { check("lt_embedding_bwd", (int) need(embeddingBwd, "lt_embedding_bwd").invokeExact(n, c, vocab, ids, dout, dtable)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
     public void axpby(long n, float a, MemorySegment x, float b, MemorySegment y) {
+        { String op = "lt_axpby"; long e = elems(op, n); floats(op, "x", x, e); floats(op, "y", y, e); }
         try { check("lt_axpby", (int) need(axpby, "lt_axpby").invokeExact(n, a, x, b, y)); } catch (Throwable t) { throw rethrow(t); }
     }
 
     public void mul(long n, MemorySegment x, MemorySegment z, MemorySegment y) {
+        { String op = "lt_mul"; long e = elems(op, n); floats(op, "x", x, e); floats(op, "z", z, e); floats(op, "y", y, e); }
         try { check("lt_mul", (int) need(mul, "lt_mul").invokeExact(n, x, z, y)); } catch (Throwable t) { throw rethrow(t); }
     }
 
     public void addRows(long n, long c, long period, MemorySegment x, MemorySegment rows, MemorySegment y) {
+        { String op = "lt_add_rows"; long nc = elems(op, n, c); floats(op, "x", x, nc); floats(op, "y", y, nc); if (nc > 0) floats(op, "rows", rows, elems(op, Math.min(Math.max(period, 0), n), c)); }
         try { check("lt_add_rows", (int) need(addRows, "lt_add_rows").invokeExact(n, c, period, x, rows, y)); } catch (Throwable t) { throw rethrow(t); }
     }
 
     public void sumRows(long n, long c, long period, MemorySegment x, MemorySegment out) {
+        { String op = "lt_sum_rows"; long nc = elems(op, n, c); floats(op, "x", x, nc); if (nc > 0) floats(op, "out", out, elems(op, Math.min(Math.max(period, 0), n), c)); }
         try { check("lt_sum_rows", (int) need(sumRows, "lt_sum_rows").invokeExact(n, c, period, x, out)); } catch (Throwable t) { throw rethrow(t); }
     }
 
     public void copyStrided(MemorySegment desc, MemorySegment src, MemorySegment dst) {
+        checkCopy(desc, src, dst);
         try { check("lt_copy_strided", (int) need(copyStrided, "lt_copy_strided").invokeExact(desc, src, dst)); } catch (Throwable t) { throw rethrow(t); }
     }
 
     /** kl: an 8-byte segment for the KL sum, or NULL. */
     public void reparamFwd(long n, MemorySegment mu, MemorySegment logvar, long seed, long stream, MemorySegment z, MemorySegment kl) {
+        { String op = "lt_reparam_fwd"; long e = elems(op, n); floats(op, "mu", mu, e); floats(op, "logvar", logvar, e); floats(op, "z", z, e); fits(op, "kl", kl, 1, 8); }
         try { check("lt_reparam_fwd", (int) need(reparamFwd, "lt_reparam_fwd").invokeExact(n, mu, logvar, seed, stream, z, kl)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
     public void reparamBwd(long n, MemorySegment mu, MemorySegment logvar, long seed, long stream, MemorySegment dz, float klScale,
                            MemorySegment dmu, MemorySegment dlogvar) {
+        { String op = "lt_reparam_bwd"; long e = elems(op, n); floats(op, "mu", mu, e); floats(op, "logvar", logvar, e); floats(op, "dz", dz, e); floats(op, "dmu", dmu, e); floats(op, "dlogvar", dlogvar, e); }
         try { check("lt_reparam_bwd", (int) need(reparamBwd, "lt_reparam_bwd").invokeExact(n, mu, logvar, seed, stream, dz, klScale, dmu, dlogvar)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
     /** Raw: desc is a filled {@link #CONV2D_DESC}; bias may be NULL. */
     public void conv2dFwd(MemorySegment desc, MemorySegment x, MemorySegment w, MemorySegment bias, MemorySegment y) {
+        checkConv("lt_conv2d_fwd", desc, new String[] {"x", "w", "bias", "y"}, x, w, bias, y);
         try { check("lt_conv2d_fwd", (int) need(conv2dFwd, "lt_conv2d_fwd").invokeExact(desc, x, w, bias, y)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
     public void conv2dBwdData(MemorySegment desc, MemorySegment dy, MemorySegment w, MemorySegment bias, MemorySegment dx) {
+        checkConv("lt_conv2d_bwd_data", desc, new String[] {"dx", "w", "bias", "dy"}, dx, w, bias, dy);
         try { check("lt_conv2d_bwd_data", (int) need(conv2dBwdData, "lt_conv2d_bwd_data").invokeExact(desc, dy, w, bias, dx)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
     public void conv2dBwdWeight(MemorySegment desc, MemorySegment x, MemorySegment dy, MemorySegment dw, MemorySegment db, boolean accumulate) {
+        checkConv("lt_conv2d_bwd_weight", desc, new String[] {"x", "dw", "db", "dy"}, x, dw, db, dy);
         try { check("lt_conv2d_bwd_weight", (int) need(conv2dBwdWeight, "lt_conv2d_bwd_weight").invokeExact(desc, x, dy, dw, db, accumulate ? 1 : 0)); }
         catch (Throwable t) { throw rethrow(t); }
     }
@@ -414,6 +552,7 @@ public final class LatentNative {
     public void batchnorm2dFwdTrain(long n, long c, long hw, float eps, float momentum, MemorySegment x, MemorySegment gamma,
                                     MemorySegment beta, MemorySegment y, MemorySegment mean, MemorySegment rstd,
                                     MemorySegment runningMean, MemorySegment runningVar) {
+        { String op = "lt_batchnorm2d_fwd_train"; long e = elems(op, n, c, hw); floats(op, "x", x, e); floats(op, "y", y, e); floats(op, "gamma", gamma, c); floats(op, "beta", beta, c); floats(op, "mean", mean, c); floats(op, "rstd", rstd, c); floats(op, "running_mean", runningMean, c); floats(op, "running_var", runningVar, c); }
         try { check("lt_batchnorm2d_fwd_train", (int) need(bnFwdTrain, "lt_batchnorm2d_fwd_train").invokeExact(n, c, hw, eps, momentum,
                 x, gamma, beta, y, mean, rstd, runningMean, runningVar)); }
         catch (Throwable t) { throw rethrow(t); }
@@ -421,6 +560,7 @@ public final class LatentNative {
 
     public void batchnorm2dFwdInfer(long n, long c, long hw, float eps, MemorySegment x, MemorySegment gamma, MemorySegment beta,
                                     MemorySegment mean, MemorySegment var, MemorySegment y) {
+        { String op = "lt_batchnorm2d_fwd_infer"; long e = elems(op, n, c, hw); floats(op, "x", x, e); floats(op, "y", y, e); floats(op, "gamma", gamma, c); floats(op, "beta", beta, c); floats(op, "mean", mean, c); floats(op, "var", var, c); }
         try { check("lt_batchnorm2d_fwd_infer", (int) need(bnFwdInfer, "lt_batchnorm2d_fwd_infer").invokeExact(n, c, hw, eps,
                 x, gamma, beta, mean, var, y)); }
         catch (Throwable t) { throw rethrow(t); }
@@ -428,17 +568,20 @@ public final class LatentNative {
 
     public void batchnorm2dBwd(long n, long c, long hw, MemorySegment x, MemorySegment gamma, MemorySegment mean, MemorySegment rstd,
                                MemorySegment dy, MemorySegment dx, MemorySegment dgamma, MemorySegment dbeta) {
+        { String op = "lt_batchnorm2d_bwd"; long e = elems(op, n, c, hw); floats(op, "x", x, e); floats(op, "dy", dy, e); floats(op, "dx", dx, e); floats(op, "gamma", gamma, c); floats(op, "mean", mean, c); floats(op, "rstd", rstd, c); floats(op, "dgamma", dgamma, c); floats(op, "dbeta", dbeta, c); }
         try { check("lt_batchnorm2d_bwd", (int) need(bnBwd, "lt_batchnorm2d_bwd").invokeExact(n, c, hw, x, gamma, mean, rstd,
                 dy, dx, dgamma, dbeta)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
     public void actFwd(int kind, long n, float alpha, MemorySegment x, MemorySegment y) {
+        { String op = "lt_act_fwd"; long e = elems(op, n); floats(op, "x", x, e); floats(op, "y", y, e); }
         try { check("lt_act_fwd", (int) need(actFwd, "lt_act_fwd").invokeExact(kind, n, alpha, x, y)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
     public void actBwd(int kind, long n, float alpha, MemorySegment in, MemorySegment dy, MemorySegment dx) {
+        { String op = "lt_act_bwd"; long e = elems(op, n); floats(op, "in", in, e); floats(op, "dy", dy, e); floats(op, "dx", dx, e); }
         try { check("lt_act_bwd", (int) need(actBwd, "lt_act_bwd").invokeExact(kind, n, alpha, in, dy, dx)); }
         catch (Throwable t) { throw rethrow(t); }
     }
@@ -446,22 +589,26 @@ public final class LatentNative {
     /** loss: an 8-byte segment or NULL; targets / dlogits may be NULL. */
     public void bceLogits(long n, MemorySegment logits, MemorySegment targets, float tConst, MemorySegment loss,
                           MemorySegment dlogits, float dscale) {
+        { String op = "lt_bce_logits"; long e = elems(op, n); floats(op, "logits", logits, e); floats(op, "targets", targets, e); fits(op, "loss", loss, 1, 8); floats(op, "dlogits", dlogits, e); }
         try { check("lt_bce_logits", (int) need(bceLogits, "lt_bce_logits").invokeExact(n, logits, targets, tConst, loss, dlogits, dscale)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
     public void couplingFwd(long n, long hw, MemorySegment mask, MemorySegment y, MemorySegment h, float scale, MemorySegment out, MemorySegment logdet) {
+        { String op = "lt_coupling_fwd"; long e = elems(op, n, hw); floats(op, "mask", mask, elems(op, hw)); floats(op, "y", y, e); floats(op, "h", h, elems(op, n, 2, hw)); floats(op, "out", out, e); fits(op, "logdet", logdet, elems(op, n), 8); }
         try { check("lt_coupling_fwd", (int) need(couplingFwd, "lt_coupling_fwd").invokeExact(n, hw, mask, y, h, scale, out, logdet)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
     public void couplingInv(long n, long hw, MemorySegment mask, MemorySegment yp, MemorySegment h, float scale, MemorySegment y) {
+        { String op = "lt_coupling_inv"; long e = elems(op, n, hw); floats(op, "mask", mask, elems(op, hw)); floats(op, "yp", yp, e); floats(op, "h", h, elems(op, n, 2, hw)); floats(op, "y", y, e); }
         try { check("lt_coupling_inv", (int) need(couplingInv, "lt_coupling_inv").invokeExact(n, hw, mask, yp, h, scale, y)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
     public void couplingBwd(long n, long hw, MemorySegment mask, MemorySegment y, MemorySegment h, float scale, MemorySegment dout,
                             MemorySegment dlogdet, MemorySegment dy, MemorySegment dh, MemorySegment dscale) {
+        { String op = "lt_coupling_bwd"; long e = elems(op, n, hw); floats(op, "mask", mask, elems(op, hw)); floats(op, "y", y, e); floats(op, "h", h, elems(op, n, 2, hw)); floats(op, "dout", dout, e); fits(op, "dlogdet", dlogdet, elems(op, n), 8); floats(op, "dy", dy, e); floats(op, "dh", dh, elems(op, n, 2, hw)); fits(op, "dscale", dscale, 1, 8); }
         try { check("lt_coupling_bwd", (int) need(couplingBwd, "lt_coupling_bwd").invokeExact(n, hw, mask, y, h, scale, dout, dlogdet, dy, dh, dscale)); }
         catch (Throwable t) { throw rethrow(t); }
     }

@@ -51,7 +51,16 @@ public final class AdamW {
      * global L2 norm is at most {@code clip}. Returns the norm before clipping.
      */
     public double update(float lr, double clip) {
-        double norm = Math.sqrt(Graph.sumOfSquares(params.values().stream().toList()));
+        return update(lr, clip, gradNorm());
+    }
+
+    /** The global L2 norm of the gradients (what {@link #update} clips). */
+    public double gradNorm() {
+        return Math.sqrt(Graph.sumOfSquares(params.values().stream().toList()));
+    }
+
+    /** {@link #update(float, double)} with the gradient norm already computed by {@link #gradNorm()}. */
+    public double update(float lr, double clip, double norm) {
         float scale = clip > 0 && norm > clip ? (float) (clip / (norm + 1e-6)) : 1f;
         step++;
         for (var e : params.entrySet()) {

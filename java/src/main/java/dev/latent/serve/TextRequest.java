@@ -4,7 +4,7 @@ import java.time.Duration;
 
 /**
  * One text generation: continue {@code prompt} by {@code maxTokens} tokens. {@code temperature} 0 is greedy;
- * {@code topK <= 0} and {@code topP = 1} disable those filters; {@code seed} fixes every draw (Philox, stream =
+ * {@code topK} = 0 (negative is refused) and {@code topP} = 1 disable those filters; {@code seed} fixes every draw (Philox, stream =
  * token index), so the same request gives the same text anywhere; {@code timeout} (null: none) bounds the
  * request from submission, checked between tokens.
  */
@@ -12,8 +12,7 @@ public record TextRequest(String prompt, int maxTokens, double temperature, int 
     public TextRequest {
         if (prompt == null) throw new IllegalArgumentException("prompt must not be null");
         if (maxTokens < 0) throw new IllegalArgumentException("max_tokens must be >= 0, got " + maxTokens);
-        if (!(temperature >= 0) || Double.isInfinite(temperature)) throw new IllegalArgumentException("temperature must be finite and >= 0, got " + temperature);
-        if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("top_p must be in (0, 1], got " + topP);
+        dev.latent.train.Limits.sampling(temperature, topK, topP);   // the same limits as the CLI and the decoder
         if (timeout != null && timeout.isNegative()) throw new IllegalArgumentException("timeout must not be negative, got " + timeout);
     }
 

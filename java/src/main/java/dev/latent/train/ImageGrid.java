@@ -41,9 +41,6 @@ public final class ImageGrid {
                     raster.setSample(pad + c * (iw + pad) + x, pad + r * (ih + pad) + y, 0, toByte(v, lo, hi));
                 }
         }
-        Files.createDirectories(file.toAbsolutePath().getParent());
-        Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
-        if (!ImageIO.write(img, "png", tmp.toFile())) throw new IOException("no PNG writer available");
-        AtomicFiles.replace(tmp, file);
+        AtomicFiles.writePng(file, img);
     }
 }

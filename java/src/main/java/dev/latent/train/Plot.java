@@ -95,7 +95,7 @@ public final class Plot {
             ly += 15;
         }
         g.dispose();
-        if (!ImageIO.write(img, "png", file.toFile())) throw new IOException("no PNG writer available");
+        dev.latent.io.AtomicFiles.writePng(file, img);
         return labels;
     }
 }

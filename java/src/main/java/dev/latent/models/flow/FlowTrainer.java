@@ -182,7 +182,7 @@ public final class FlowTrainer {
                 for (int from = 0; from < train.n; from += cfg.batch) {
                     int m = Math.min(cfg.batch, train.n - from);
                     double l = trainStep(train, perm, from, m);
-                    if (!Double.isFinite(l)) throw new IllegalStateException("bits/dim not finite at step " + step);
+                    dev.latent.train.DivergedException.check(cfg.arch(), step, "the bits/dim", l, "lower --lr (" + cfg.lr() + ")");
                     tot += l * m;
                     cnt += m;
                     images += m;

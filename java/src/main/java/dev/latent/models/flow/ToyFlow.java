@@ -170,8 +170,6 @@ public final class ToyFlow {
     }
 
     private static void write(BufferedImage img, Path file) throws IOException {
-        Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
-        if (!ImageIO.write(img, "png", tmp.toFile())) throw new IOException("no PNG writer");
-        AtomicFiles.replace(tmp, file);
+        AtomicFiles.writePng(file, img);
     }
 }

@@ -50,7 +50,13 @@ public final class GptCheckpoint {
     /** What a checkpoint holds, loaded into {@code scope}. */
     public record Loaded(Gpt model, Tokenizer tokenizer, long step, Map<String, Object> args, Map<String, Tensor> optState) {}
 
+    /** Loads a checkpoint, refusing one whose weights or optimizer moments hold NaN or infinity. */
     public static Loaded load(Path dirOrFile, Scope scope) throws IOException {
+        return load(dirOrFile, scope, false);
+    }
+
+    /** As {@link #load(Path, Scope)}; {@code allowNonFinite} accepts NaN / infinite values (they are still counted on stderr). */
+    public static Loaded load(Path dirOrFile, Scope scope, boolean allowNonFinite) throws IOException {
         Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(FILE) : dirOrFile;
         if (!Files.isRegularFile(f)) throw new IOException("no checkpoint at " + f);
         SafeTensors.Loaded l = SafeTensors.read(f, scope);
@@ -82,6 +88,13 @@ public final class GptCheckpoint {
                 throw new IOException(f + ": tensor " + e.getKey() + " has shape " + Arrays.toString(src.shape()) + ", config says " + Arrays.toString(dst.shape()));
             MemorySegment.copy(src.segment(), 0, dst.segment(), 0, dst.numel() * 4);
         }
+        for (Map.Entry<String, Tensor> e : l.tensors().entrySet()) {
+            long bad = dev.latent.train.Limits.nonFinite(e.getValue());
+            if (bad == 0) continue;
+            String what = f + ": tensor " + e.getKey() + " holds " + bad + " NaN or infinite value" + (bad == 1 ? "" : "s");
+            if (!allowNonFinite) throw new IOException(what + " (a diverged or damaged checkpoint; --allow-nonfinite loads it anyway)");
+            System.err.println("warning: " + what);
+        }
         if (tok.vocabSize() != cfg.vocab()) throw new IOException(f + ": tokenizer has " + tok.vocabSize() + " tokens, model " + cfg.vocab());
         Map<String, Tensor> opt = new LinkedHashMap<>();
         l.tensors().forEach((k, v) -> { if (k.startsWith("opt.")) opt.put(k, v); });
@@ -91,6 +104,7 @@ public final class GptCheckpoint {
         } catch (NumberFormatException e) {
             throw new IOException(f + ": bad step " + meta.get("step"));
         }
+        if (step < 0) throw new IOException(f + ": bad step " + step + " (must be >= 0)");
         Map<String, Object> args;
         try {
             args = meta.containsKey("args") ? JsonReader.parseObject(meta.get("args")) : Map.of();
@@ -105,6 +119,10 @@ public final class GptCheckpoint {
         for (var e : opt.state().entrySet()) {
             Tensor m = l.optState().get("opt.m." + e.getKey()), v = l.optState().get("opt.v." + e.getKey());
             if (m == null || v == null) throw new IOException("checkpoint lacks optimizer state for " + e.getKey());
+            long[] want = e.getValue()[0].shape();
+            if (!Arrays.equals(m.shape(), want) || !Arrays.equals(v.shape(), want))
+                throw new IOException("checkpoint's optimizer state for " + e.getKey() + " has shapes " + Arrays.toString(m.shape()) + " and "
+                        + Arrays.toString(v.shape()) + ", the parameter is " + Arrays.toString(want));
             MemorySegment.copy(m.segment(), 0, e.getValue()[0].segment(), 0, m.numel() * 4);
             MemorySegment.copy(v.segment(), 0, e.getValue()[1].segment(), 0, v.numel() * 4);
         }

@@ -4,7 +4,8 @@ package dev.latent.models.gpt;
 public record GptConfig(int vocab, int layers, int heads, int dim, int context, boolean tied) {
     public GptConfig {
         if (vocab < 1 || layers < 1 || heads < 1 || dim < 1 || context < 1)
-            throw new IllegalArgumentException("GPT config values must be >= 1: " + this);
+            throw new IllegalArgumentException("GPT config values must be >= 1, got vocab " + vocab + ", layers " + layers + ", heads " + heads
+                    + ", dim " + dim + ", context " + context);
         if (dim % heads != 0) throw new IllegalArgumentException("dim " + dim + " is not divisible by heads " + heads);
     }
 

@@ -35,12 +35,11 @@ public final class GptDecoder {
         layers = cfg.layers(); heads = cfg.heads(); hs = cfg.headSize(); c = cfg.dim(); ctx = cfg.context(); vocab = cfg.vocab();
     }
 
-    /** Settings of one generation. {@code topK <= 0} and {@code topP >= 1} disable those filters; temperature 0 is greedy. */
+    /** Settings of one generation. {@code topK = 0} and {@code topP = 1} disable those filters (a negative topK is refused); temperature 0 is greedy. */
     public record Settings(int tokens, double temperature, int topK, double topP, long seed) {
         public Settings {
             if (tokens < 0) throw new IllegalArgumentException("tokens must be >= 0, got " + tokens);
-            if (!(temperature >= 0) || Double.isInfinite(temperature)) throw new IllegalArgumentException("temperature must be finite and >= 0, got " + temperature);
-            if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("top-p must be in (0, 1], got " + topP);
+            dev.latent.train.Limits.sampling(temperature, topK, topP);   // the same limits as the CLI and the service
         }
     }
 
@@ -127,6 +126,18 @@ public final class GptDecoder {
             List<Sequence> one = List.of(q);
             while (!q.done()) step(one);
             return q.generated();
+        }
+    }
+
+    /** As {@link #generate(int[], Settings)}, handing each token to {@code onToken} as soon as it is drawn (streaming). */
+    public void generate(int[] prompt, Settings s, java.util.function.IntConsumer onToken) {
+        try (Sequence q = new Sequence(prompt, s)) {
+            List<Sequence> one = List.of(q);
+            while (!q.done()) {
+                int before = q.produced;
+                step(one);
+                for (int i = before; i < q.produced; i++) onToken.accept(q.out[i]);
+            }
         }
     }
 

@@ -9,6 +9,8 @@ import dev.latent.optim.Schedule;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.text.Tokenizer;
+import dev.latent.train.DivergedException;
+import dev.latent.train.Limits;
 import dev.latent.train.Metrics;
 import dev.latent.train.Plot;
 import dev.latent.train.Progress;
@@ -36,6 +38,21 @@ public final class GptTrainer {
     /** Everything a run depends on; saved in the checkpoint. */
     public record Options(int batch, int steps, double lr, double minLr, int warmup, double weightDecay, double clip,
                           int evalInterval, int evalBatches, long evalSeed, int logInterval, int checkpointInterval, long seed) {
+        /** The same limits as the CLI's (Limits), so a bad value fails here, by name, not in the native AdamW mid-run. */
+        public Options {
+            Limits.atLeast("batch", batch, 1);
+            Limits.atLeast("steps", steps, 0);
+            Limits.positive("lr", lr);
+            Limits.nonNegative("min_lr", minLr);
+            Limits.atLeast("warmup", warmup, 0);
+            Limits.nonNegative("weight_decay", weightDecay);
+            Limits.nonNegative("clip", clip);
+            Limits.atLeast("eval_interval", evalInterval, 1);
+            Limits.atLeast("eval_batches", evalBatches, 1);
+            Limits.atLeast("log_interval", logInterval, 1);
+            Limits.atLeast("checkpoint_interval", checkpointInterval, 0);
+        }
+
         public Map<String, Object> toMap() {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("batch", batch); m.put("steps", steps); m.put("lr", Double.toString(lr)); m.put("min_lr", Double.toString(minLr));
@@ -90,7 +107,7 @@ public final class GptTrainer {
         Schedule sched = new Schedule(o.lr(), o.minLr(), o.warmup(), o.steps());
         List<double[]> curve = new ArrayList<>(), evals = new ArrayList<>();
         Map<String, Object> last = new LinkedHashMap<>();
-        try (Arena a = Arena.ofConfined(); Metrics metrics = new Metrics(out, resume)) {
+        try (Arena a = Arena.ofConfined(); Metrics metrics = resume ? Metrics.resume(out, opt.step()) : new Metrics(out, false)) {
             MemorySegment x = a.allocate(JAVA_INT, (long) b * t), y = a.allocate(JAVA_INT, (long) b * t);
             EvalSet evalSet = new EvalSet(data, b, t, o, a);
             Progress progress = new Progress(opt.step(), o.steps(), listener);
@@ -118,8 +135,11 @@ public final class GptTrainer {
                 try (Graph g = Graph.open()) {
                     Var l = model.loss(x, y, b, t);
                     loss = F.item(l);
+                    DivergedException.check("gpt", step + 1, "the loss", loss, "lower --lr (" + o.lr() + ") or --clip");
                     g.backward(l);
-                    norm = opt.update((float) sched.at(step), o.clip());
+                    norm = opt.gradNorm();
+                    DivergedException.check("gpt", step + 1, "the gradient norm", norm, "lower --lr (" + o.lr() + ") or --clip");
+                    opt.update((float) sched.at(step), o.clip(), norm);
                 }
                 trainNanos += System.nanoTime() - t0;
                 tokens += (long) b * t;

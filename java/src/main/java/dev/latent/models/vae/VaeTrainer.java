@@ -13,6 +13,8 @@ import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
+import dev.latent.train.DivergedException;
+import dev.latent.train.Limits;
 import dev.latent.train.Metrics;
 import dev.latent.train.Plot;
 import dev.latent.train.Progress;
@@ -52,6 +54,15 @@ public final class VaeTrainer {
     public record Config(String data, Path out, int latent, double beta, int epochs, int batch, float lr, Likelihood likelihood,
                          double sigma, int warmup, double freeBits, long seed, int trainLimit, long evalSeed, int iwaeK, int iwaeN,
                          int logEvery, boolean quiet) {
+        public Config {
+            Limits.atLeast("latent", latent, 1);
+            Limits.atLeast("batch", batch, 1);
+            Limits.nonNegative("beta", beta);
+            Limits.positive("lr", lr);
+            Limits.positive("sigma", sigma);
+            if (likelihood == null) throw new IllegalArgumentException("likelihood must be bernoulli or gaussian, got null");
+        }
+
         public static Config reference(String data, Path out) {
             return new Config(data, out, 32, 1.0, 5, 128, 1e-3f, Likelihood.BERNOULLI, 0.1, 0, 0, 1, 0, 1234, 100, 1000, 100, false);
         }
@@ -180,7 +191,7 @@ public final class VaeTrainer {
                     int m = Math.min(cfg.batch, train.n - from);
                     double l = trainStep(train, perm, from, m);
                     tot += l * m;
-                    if (!Double.isFinite(l)) throw new IllegalStateException("VAE loss is not finite at step " + step + ": " + l);
+                    DivergedException.check("vae", step, "the negative ELBO", l, "lower --lr (" + cfg.lr + ")");
                     if (s % cfg.logEvery == 0) {
                         Map<String, Object> rec = new LinkedHashMap<>();
                         rec.put("step", step); rec.put("epoch", ep); rec.put("neg_elbo", l); rec.put("beta", betaAt(step));
@@ -415,20 +426,55 @@ public final class VaeTrainer {
         SafeTensors.write(file, t, meta);
     }
 
+    /** Refuses a latent size / batch whose model and activations could not fit this machine's memory, before allocating. */
+    public static void checkMemory(int latent, int batch) {
+        // the decoder's first layer maps D to 64 x 7 x 7 and the encoder's last maps 3136 to 2D: ~ 9408 D weights,
+        // with gradients and two Adam moments; per image the latent tensors are small next to the 28 x 28 maps.
+        Limits.fitsInMemory("a VAE with --latent " + latent, Limits.product(latent, 9408), 4);
+        Limits.fitsInMemory("a VAE with --latent " + latent + " at --batch " + batch, Limits.product(batch, Math.max(latent, 64L * 28 * 28)), 8);
+    }
+
     /** A trainer holding a checkpoint's model (for eval and sampling). */
     public static VaeTrainer load(Path dirOrFile, Scope scope) throws IOException {
         Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(CHECKPOINT) : dirOrFile;
         if (!Files.isRegularFile(f)) throw new IOException("no VAE checkpoint at " + f);
         SafeTensors.Loaded l = SafeTensors.read(f, scope);
         if (!FORMAT.equals(l.metadata().get("format"))) throw new IOException(f + ": not a Latent VAE checkpoint (format " + l.metadata().get("format") + ")");
-        Map<String, Object> c = JsonReader.parseObject(l.metadata().get("config"));
+        String cj = l.metadata().get("config");
+        if (cj == null) throw new IOException(f + ": metadata lacks config");
+        Map<String, Object> c;
+        try {
+            c = JsonReader.parseObject(cj);
+        } catch (IllegalArgumentException e) {
+            throw new IOException(f + ": bad config metadata: " + e.getMessage());
+        }
         Config d = Config.reference(String.valueOf(c.get("data")), f.getParent());
         Object lat = c.get("latent");
-        if (!(lat instanceof Number latent) || latent.intValue() < 1) throw new IOException(f + ": bad latent size " + lat);
-        Likelihood lik = "gaussian".equals(c.get("likelihood")) ? Likelihood.GAUSSIAN : Likelihood.BERNOULLI;
+        if (!(lat instanceof Long latent) || latent < 1 || latent > Integer.MAX_VALUE) throw new IOException(f + ": config latent = " + lat + ", expected an integer in [1, 2^31-1]");
+        Object likName = c.getOrDefault("likelihood", "bernoulli");
+        Likelihood lik = "gaussian".equals(likName) ? Likelihood.GAUSSIAN : "bernoulli".equals(likName) ? Likelihood.BERNOULLI : null;
+        if (lik == null) throw new IOException(f + ": config likelihood = " + Json.value(likName) + ", expected \"bernoulli\" or \"gaussian\"");
         double sigma = c.get("sigma") instanceof Number s ? s.doubleValue() : 0.1;
-        Config cfg = new Config(d.data(), d.out(), latent.intValue(), c.get("beta") instanceof Number b ? b.doubleValue() : 1.0, d.epochs(), d.batch(),
+        if (!(sigma > 0) || Double.isInfinite(sigma)) throw new IOException(f + ": config sigma = " + Json.value(c.get("sigma")) + ", expected a finite value > 0");
+        long held = 0;
+        for (Tensor x : l.tensors().values()) held += x.numel();
+        if (latent > held) throw new IOException(f + ": config latent = " + latent + " cannot fit the " + held + " floats the file holds");
+        try {
+            checkMemory(latent.intValue(), 1);
+        } catch (IllegalArgumentException e) {
+            throw new IOException(f + ": " + e.getMessage());
+        }
+        for (var e : l.tensors().entrySet()) {
+            long bad = Limits.nonFinite(e.getValue());
+            if (bad > 0) throw new IOException(f + ": tensor " + e.getKey() + " holds " + bad + " NaN or infinite values (a diverged or damaged checkpoint)");
+        }
+        Config cfg;
+        try {
+            cfg = new Config(d.data(), d.out(), latent.intValue(), c.get("beta") instanceof Number b ? b.doubleValue() : 1.0, d.epochs(), d.batch(),
                 d.lr(), lik, sigma, 0, 0, c.get("seed") instanceof Number s2 ? s2.longValue() : 1, 0, d.evalSeed(), d.iwaeK(), d.iwaeN(), d.logEvery(), true);
+        } catch (IllegalArgumentException e) {
+            throw new IOException(f + ": bad config: " + e.getMessage());
+        }
         VaeTrainer t = new VaeTrainer(cfg, scope);
         for (var e : t.model.namedParameters().entrySet()) {
             Tensor src = l.tensors().get(e.getKey());
@@ -437,7 +483,11 @@ public final class VaeTrainer {
                 throw new IOException(f + ": tensor " + e.getKey() + " has shape " + java.util.Arrays.toString(src.shape()));
             MemorySegment.copy(src.segment(), 0, e.getValue().value().segment(), 0, src.numel() * 4);
         }
-        t.step = Long.parseLong(l.metadata().getOrDefault("step", "0"));
+        try {
+            t.step = Long.parseLong(l.metadata().getOrDefault("step", "0"));
+        } catch (NumberFormatException e) {
+            throw new IOException(f + ": bad step " + l.metadata().get("step"));
+        }
         return t;
     }
 }
