@@ -34,6 +34,7 @@ final class VaeCommands {
         @Option(names = "--free-bits", description = "free bits per latent dim (nats; default: none)") double freeBits = 0;
         @Option(names = "--seed") long seed = 1;
         @Option(names = "--limit", description = "use only the first N training images") int limit = 0;
+        @Option(names = "--exclude-class", description = "hold class K out of training (for eval vae-anomaly; default: none)") Integer excludeClass;
         @Option(names = "--iwae-k") int iwaeK = 100;
         @Option(names = "--iwae-n") int iwaeN = 1000;
         @Option(names = "--threads") Integer threads;
@@ -51,7 +52,10 @@ final class VaeCommands {
                 case "gaussian" -> VaeTrainer.Likelihood.GAUSSIAN;
                 default -> throw new IllegalArgumentException("--likelihood must be bernoulli or gaussian, got " + likelihood);
             };
-            var c = new VaeTrainer.Config(data, out, latent, beta, epochs, batch, lr, lik, sigma, warmup, freeBits, seed, limit, 1234, iwaeK, iwaeN, 100, quiet);
+            if (excludeClass != null && (excludeClass < 0 || excludeClass > 255))
+                throw new IllegalArgumentException("--exclude-class must be a label in [0, 255], got " + excludeClass);
+            var c = new VaeTrainer.Config(data, out, latent, beta, epochs, batch, lr, lik, sigma, warmup, freeBits, seed, limit, 1234, iwaeK, iwaeN, 100, quiet,
+                    excludeClass == null ? -1 : excludeClass);
             Device runOn = TrainCommand.device(device);
             try (Scope scope = Scope.shared()) {
                 VaeTrainer t = new VaeTrainer(c, scope, runOn);
