@@ -25,6 +25,7 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 public final class VaeScores {
     private VaeScores() {}
 
+    /** The score: reconstruction error at the posterior mean, negative ELBO (one sample), or the IWAE bound (k samples). */
     public enum Kind { REC, ELBO, IWAE }
 
     static final double LOG2PI = Math.log(2 * Math.PI);
