@@ -109,7 +109,12 @@ final class FlowCommands {
             GanCommands.checkThreads(threads);
             GanCommands.threads(threads);
             try (Scope scope = Scope.shared()) {
-                FlowTrainer.load(checkpoint, scope).writeSamples(out, n, temperature, seed);
+                FlowTrainer t = FlowTrainer.load(checkpoint, scope);
+                var prov = dev.latent.io.Provenance.ofCheckpoint(t.cfg.arch(), checkpoint, FlowTrainer.CHECKPOINT, seed,
+                        Map.of("n", n, "temperature", temperature, "command", "sample " + t.cfg.arch()));
+                try (var p = prov.use()) {
+                    t.writeSamples(out, n, temperature, seed);
+                }
                 System.out.println(Json.object(Map.of("out", out.toString(), "n", n, "temperature", temperature)));
             }
             return 0;

@@ -280,8 +280,12 @@ final class GanCommands {
             threads(threads);
             try (Scope scope = Scope.shared()) {
                 GanTrainer t = GanTrainer.load(checkpoint, scope, seed);
-                if (out.toString().endsWith(".png")) t.writeGridSamples(out, n);
-                else t.writeSamples(out, n);
+                var prov = dev.latent.io.Provenance.ofCheckpoint(t.config().loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp", checkpoint,
+                        GanTrainer.CHECKPOINT, seed, Map.of("n", n, "command", "sample dcgan"));
+                try (var p = prov.use()) {
+                    if (out.toString().endsWith(".png")) t.writeGridSamples(out, n);
+                    else t.writeSamples(out, n);
+                }
                 System.out.println(Json.object(Map.of("out", out.toString(), "n", n)));
             }
             return 0;

@@ -35,6 +35,7 @@ final class VaeCommands {
         @Option(names = "--free-bits", description = "free bits per latent dim (nats; default: none)") double freeBits = 0;
         @Option(names = "--seed") long seed = 1;
         @Option(names = "--limit", description = "use only the first N training images") int limit = 0;
+        @Option(names = "--exclude-class", description = "hold class K out of training (for eval vae-anomaly; default: none)") Integer excludeClass;
         @Option(names = "--iwae-k") int iwaeK = 100;
         @Option(names = "--iwae-n") int iwaeN = 1000;
         @Option(names = "--threads") Integer threads;
@@ -58,11 +59,14 @@ final class VaeCommands {
                 default -> throw new IllegalArgumentException("--likelihood must be bernoulli or gaussian, got " + likelihood);
             };
             if (!device.equals("cpu") && !device.equals("cuda")) throw new IllegalArgumentException("--device must be cpu or cuda, got " + device);
+            if (excludeClass != null && (excludeClass < 0 || excludeClass > 255))
+                throw new IllegalArgumentException("--exclude-class must be a label in [0, 255], got " + excludeClass);
             VaeTrainer.checkMemory(latent, batch);
             ImageData.load(data, "train");   // validated before the run folder is touched
             folder.check(out);
             GanCommands.threads(threads);
-            var c = new VaeTrainer.Config(data, out, latent, beta, epochs, batch, lr, lik, sigma, warmup, freeBits, seed, limit, 1234, iwaeK, iwaeN, 100, quiet);
+            var c = new VaeTrainer.Config(data, out, latent, beta, epochs, batch, lr, lik, sigma, warmup, freeBits, seed, limit, 1234, iwaeK, iwaeN, 100, quiet,
+                    excludeClass == null ? -1 : excludeClass);
             Device runOn = TrainCommand.device(device);
             try (Scope scope = Scope.shared()) {
                 VaeTrainer t = new VaeTrainer(c, scope, runOn).listener(ConsoleListener.INSTANCE);
@@ -94,8 +98,11 @@ final class VaeCommands {
             GanCommands.threads(threads);
             try (Scope scope = Scope.shared()) {
                 VaeTrainer t = VaeTrainer.load(checkpoint, scope);
-                t.writeSamples(out, n, seed);
-                if (t.cfg.latent() == 2) t.writeManifold(out.resolveSibling(out.getFileName().toString().replace(".png", "") + "-manifold.png"), 20);
+                var prov = dev.latent.io.Provenance.ofCheckpoint("vae", checkpoint, VaeTrainer.CHECKPOINT, seed, Map.of("n", n, "command", "sample vae"));
+                try (var p = prov.use()) {
+                    t.writeSamples(out, n, seed);
+                    if (t.cfg.latent() == 2) t.writeManifold(out.resolveSibling(out.getFileName().toString().replace(".png", "") + "-manifold.png"), 20);
+                }
                 System.out.println(Json.object(Map.of("out", out.toString(), "n", n)));
             }
             return 0;

@@ -134,6 +134,21 @@ public final class ImageData {
         return new ImageData(m, h, w, px, labels == null ? null : java.util.Arrays.copyOf(labels, m), source + "[:" + m + "]");
     }
 
+    /** The images whose label is (keep = true) or is not (keep = false) {@code cls}, in their order; needs labels. */
+    public ImageData filterClass(int cls, boolean keep) {
+        if (labels == null) throw new IllegalArgumentException(source + ": has no labels, so class " + cls + " cannot be selected");
+        int m = 0;
+        for (int l : labels) if ((l == cls) == keep) m++;
+        byte[] px = new byte[m * h * w];
+        int[] lab = new int[m];
+        for (int i = 0, j = 0; i < n; i++)
+            if ((labels[i] == cls) == keep) {
+                System.arraycopy(pixels, i * h * w, px, j * h * w, h * w);
+                lab[j++] = labels[i];
+            }
+        return new ImageData(m, h, w, px, lab, source + (keep ? "[class " : "[without class ") + cls + "]");
+    }
+
     /**
      * Writes images {@code idx[from .. from + count)} into {@code dst} (count, 1, h + 2 pad, w + 2 pad) as
      * {@code pixel * scale + offset}, the border set to {@code offset} (pixel value 0).

@@ -81,11 +81,15 @@ public final class AtomicFiles {
         }
     }
 
-    /** A PNG file, written as {@link #write} does. */
+    /**
+     * A PNG file, written as {@link #write} does, carrying the {@link Provenance} in force on this thread (or a record
+     * that Latent wrote it) as a text chunk.
+     */
     public static void writePng(Path target, java.awt.image.RenderedImage img) throws IOException {
+        var text = Provenance.chunksForCurrent(String.valueOf(target.getFileName()));
         write(target, tmp -> {
             try (var os = new java.io.BufferedOutputStream(Files.newOutputStream(tmp))) {
-                if (!javax.imageio.ImageIO.write(img, "png", os)) throw new IOException("no PNG writer available");
+                Png.write(os, img, text);
             }
         });
     }

@@ -161,6 +161,20 @@ public final class FlowTrainer {
     public record Result(double trainBpd, double testBpd, double imagesPerSecond, long steps, double invertibilityError) {}
 
     public Result run() throws IOException {
+        try (var p = new dev.latent.io.Provenance(cfg.arch(), null, null, cfg.seed(), trainingSettings()).use()) {
+            return runWithProvenance();
+        }
+    }
+
+    /** The settings a training-time image was made with: the run folder and the config. */
+    private java.util.Map<String, Object> trainingSettings() {
+        java.util.Map<String, Object> m = new java.util.LinkedHashMap<>(dev.latent.io.Provenance.settingsOf(cfg));
+        m.put("run", String.valueOf(cfg.out()));
+        m.put("note", "written during training; the checkpoint is the run folder's at this step");
+        return m;
+    }
+
+    private Result runWithProvenance() throws IOException {
         ImageData train = ImageData.load(cfg.data, "train"), test = ImageData.load(cfg.data, "test");
         if (cfg.trainLimit > 0) train = train.head(cfg.trainLimit);
         if (train.h != model.height() || train.w != model.width())

@@ -87,6 +87,9 @@ public final class GanTrainer {
 
     public GanTrainer(Config cfg) { this(cfg, Device.CPU); }
 
+    /** The configuration this trainer runs (or a loaded checkpoint was trained) with. */
+    public Config config() { return cfg; }
+
     /** Where {@link #run} reports steps, sample grids and checkpoints (default {@link TrainingListener#LOG}). */
     public GanTrainer listener(TrainingListener listener) {
         this.listener = java.util.Objects.requireNonNull(listener, "listener");
@@ -126,6 +129,20 @@ public final class GanTrainer {
     private static Tensor onHost(Scope scope, Tensor t) { return t.device() == Device.CPU ? t : t.to(scope, Device.CPU); }
 
     public Result run() throws IOException {
+        try (var p = new dev.latent.io.Provenance(cfg.loss() == Loss.GAN ? "dcgan" : "wgan-gp", null, null, cfg.seed(), trainingSettings()).use()) {
+            return runWithProvenance();
+        }
+    }
+
+    /** The settings a training-time image was made with: the run folder and the config. */
+    private java.util.Map<String, Object> trainingSettings() {
+        java.util.Map<String, Object> m = new java.util.LinkedHashMap<>(cfg.toMap());
+        m.put("run", String.valueOf(cfg.out()));
+        m.put("note", "written during training; the checkpoint is the run folder's at this step");
+        return m;
+    }
+
+    private Result runWithProvenance() throws IOException {
         ImageData train = ImageData.load(cfg.data, "train");
         if (cfg.trainLimit > 0) train = train.head(cfg.trainLimit);
         if (train.h != 28 || train.w != 28)

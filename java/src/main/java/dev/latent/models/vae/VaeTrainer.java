@@ -53,7 +53,7 @@ public final class VaeTrainer {
     /** Everything a run depends on (saved in the checkpoint); {@link #reference} gives the reference settings. */
     public record Config(String data, Path out, int latent, double beta, int epochs, int batch, float lr, Likelihood likelihood,
                          double sigma, int warmup, double freeBits, long seed, int trainLimit, long evalSeed, int iwaeK, int iwaeN,
-                         int logEvery, boolean quiet) {
+                         int logEvery, boolean quiet, int excludeClass) {
         public Config {
             Limits.atLeast("latent", latent, 1);
             Limits.atLeast("batch", batch, 1);
@@ -61,10 +61,25 @@ public final class VaeTrainer {
             Limits.positive("lr", lr);
             Limits.positive("sigma", sigma);
             if (likelihood == null) throw new IllegalArgumentException("likelihood must be bernoulli or gaussian, got null");
+            if (excludeClass < -1) throw new IllegalArgumentException("excludeClass must be a class label >= 0, or -1 for none; got " + excludeClass);
+        }
+
+        /** Without a held-out class (excludeClass = -1: train on every image). */
+        public Config(String data, Path out, int latent, double beta, int epochs, int batch, float lr, Likelihood likelihood,
+                      double sigma, int warmup, double freeBits, long seed, int trainLimit, long evalSeed, int iwaeK, int iwaeN,
+                      int logEvery, boolean quiet) {
+            this(data, out, latent, beta, epochs, batch, lr, likelihood, sigma, warmup, freeBits, seed, trainLimit, evalSeed, iwaeK, iwaeN,
+                    logEvery, quiet, -1);
         }
 
         public static Config reference(String data, Path out) {
             return new Config(data, out, 32, 1.0, 5, 128, 1e-3f, Likelihood.BERNOULLI, 0.1, 0, 0, 1, 0, 1234, 100, 1000, 100, false);
+        }
+
+        /** The same configuration with class {@code cls} held out of training (anomaly detection; -1: none). */
+        public Config withExcludedClass(int cls) {
+            return new Config(data, out, latent, beta, epochs, batch, lr, likelihood, sigma, warmup, freeBits, seed, trainLimit, evalSeed,
+                    iwaeK, iwaeN, logEvery, quiet, cls);
         }
 
         Map<String, Object> toMap() {
@@ -72,6 +87,7 @@ public final class VaeTrainer {
             m.put("data", data); m.put("latent", latent); m.put("beta", beta); m.put("epochs", epochs); m.put("batch", batch); m.put("lr", lr);
             m.put("likelihood", likelihood.name().toLowerCase(Locale.ROOT)); m.put("sigma", sigma); m.put("warmup", warmup);
             m.put("free_bits", freeBits); m.put("seed", seed); m.put("train_limit", trainLimit);
+            if (excludeClass >= 0) m.put("exclude_class", excludeClass);
             return m;
         }
     }
@@ -174,7 +190,22 @@ public final class VaeTrainer {
 
     /** The whole run: epochs of training with a test evaluation, PNGs and a checkpoint after each; IWAE etc. at the end. */
     public List<EpochResult> run() throws IOException {
+        try (var p = new dev.latent.io.Provenance("vae", null, null, cfg.seed(), trainingSettings()).use()) {
+            return runWithProvenance();
+        }
+    }
+
+    /** The settings a training-time image was made with: the run folder and the config. */
+    private java.util.Map<String, Object> trainingSettings() {
+        java.util.Map<String, Object> m = new java.util.LinkedHashMap<>(cfg.toMap());
+        m.put("run", String.valueOf(cfg.out()));
+        m.put("note", "written during training; the checkpoint is the run folder's at this step");
+        return m;
+    }
+
+    private List<EpochResult> runWithProvenance() throws IOException {
         ImageData train = ImageData.load(cfg.data, "train"), test = ImageData.load(cfg.data, "test");
+        if (cfg.excludeClass >= 0) train = train.filterClass(cfg.excludeClass, false);
         if (cfg.trainLimit > 0) train = train.head(cfg.trainLimit);
         if (train.h != 28 || train.w != 28) throw new IOException(train.source + ": the conv VAE is for 28 x 28 images, got " + train.h + "x" + train.w);
         Files.createDirectories(cfg.out);
@@ -295,40 +326,16 @@ public final class VaeTrainer {
                 Kernels.reparam(mu, lv, cfg.evalSeed + 1, IWAE + from, z);
                 Tensor out = model.decode(Var.constant(z)).value();
                 double[][] w = new double[m][k];
-                MemorySegment zs = z.segment(), mus = mu.segment(), lvs = lv.segment();
                 for (int j = 0; j < k; j++)
                     for (int i = 0; i < m; i++) {
                         long row = (long) j * m + i;
-                        double logpx = -Kernels.bceWithLogits(out.slice(0, row, row + 1), xs.slice(0, row, row + 1), 0f, null, 0f);
-                        if (cfg.likelihood == Likelihood.GAUSSIAN) logpx = -gaussianNll(out, xs, row);
-                        double logpz = 0, logqz = 0;
-                        for (int t = 0; t < d; t++) {
-                            double zz = zs.getAtIndex(JAVA_FLOAT, row * d + t), mm = mus.getAtIndex(JAVA_FLOAT, row * d + t);
-                            double l = Math.max(-30, Math.min(30, lvs.getAtIndex(JAVA_FLOAT, row * d + t)));
-                            logpz += -0.5 * (zz * zz + LOG2PI);
-                            logqz += -0.5 * ((zz - mm) * (zz - mm) * Math.exp(-l) + l + LOG2PI);
-                        }
-                        w[i][j] = logpx + logpz - logqz;
+                        double logpx = -VaeScores.nll(cfg.likelihood, cfg.sigma, out, row, xs, row);
+                        w[i][j] = logpx + VaeScores.logPriorMinusPosterior(z, mu, lv, row, d);
                     }
-                for (int i = 0; i < m; i++) {
-                    double mx = Double.NEGATIVE_INFINITY, s = 0;
-                    for (double v : w[i]) mx = Math.max(mx, v);
-                    for (double v : w[i]) s += Math.exp(v - mx);
-                    total += -(mx + Math.log(s) - Math.log(k));
-                }
+                for (int i = 0; i < m; i++) total += -VaeScores.logMeanExp(w[i]);
             }
         }
         return total / n;
-    }
-
-    private double gaussianNll(Tensor out, Tensor x, long row) {
-        MemorySegment o = out.segment(), xs = x.segment();
-        double acc = 0, c = Math.log(cfg.sigma * Math.sqrt(2 * Math.PI));
-        for (long p = row * 784; p < (row + 1) * 784; p++) {
-            double e = o.getAtIndex(JAVA_FLOAT, p) - xs.getAtIndex(JAVA_FLOAT, p);
-            acc += 0.5 * e * e / (cfg.sigma * cfg.sigma) + c;
-        }
-        return acc;
     }
 
     /** Decoder output mapped to pixel intensities in [0, 1]. */
@@ -471,7 +478,8 @@ public final class VaeTrainer {
         Config cfg;
         try {
             cfg = new Config(d.data(), d.out(), latent.intValue(), c.get("beta") instanceof Number b ? b.doubleValue() : 1.0, d.epochs(), d.batch(),
-                d.lr(), lik, sigma, 0, 0, c.get("seed") instanceof Number s2 ? s2.longValue() : 1, 0, d.evalSeed(), d.iwaeK(), d.iwaeN(), d.logEvery(), true);
+                d.lr(), lik, sigma, 0, 0, c.get("seed") instanceof Number s2 ? s2.longValue() : 1, 0, d.evalSeed(), d.iwaeK(), d.iwaeN(), d.logEvery(), true,
+                c.get("exclude_class") instanceof Number ex ? ex.intValue() : -1);
         } catch (IllegalArgumentException e) {
             throw new IOException(f + ": bad config: " + e.getMessage());
         }

@@ -51,7 +51,20 @@ class VaeTest {
             for (String f : new String[] {"metrics.jsonl", "loss.png", "reconstructions-epoch-003.png", "samples-epoch-003.png", "interpolations.png",
                     "manifold.png", "checkpoint.safetensors"})
                 assertTrue(Files.isRegularFile(out.resolve(f)), f);
+            // every PNG carries its provenance: training-time images name the run and seed, sampled ones the checkpoint's SHA-256
+            var trained = dev.latent.io.Provenance.read(out.resolve("samples-epoch-003.png")).orElseThrow();
+            assertEquals("vae", trained.get("model"));
+            assertEquals(1.0, ((Number) trained.get("seed")).doubleValue());
+            assertEquals(out.toString(), ((java.util.Map<?, ?>) trained.get("settings")).get("run"));
+            assertNotNull(dev.latent.io.Provenance.read(out.resolve("loss.png")).orElseThrow().get("generated"));
             VaeTrainer back = VaeTrainer.load(out, s);
+            var prov = dev.latent.io.Provenance.ofCheckpoint("vae", out, VaeTrainer.CHECKPOINT, 5L, java.util.Map.of("n", 4));
+            try (var p = prov.use()) {
+                back.writeSamples(out.resolve("sampled.png"), 4, 5);
+            }
+            var sampled = dev.latent.io.Provenance.read(out.resolve("sampled.png")).orElseThrow();
+            assertEquals(dev.latent.io.Provenance.sha256(out.resolve(VaeTrainer.CHECKPOINT)), sampled.get("checkpoint_sha256"));
+            assertEquals(5.0, ((Number) sampled.get("seed")).doubleValue());
             assertArrayEquals(reconstruct(t, test), reconstruct(back, test), "reloaded model must reconstruct identically");
             assertEquals(t.evaluate(test, false).negElbo(), back.evaluate(test, false).negElbo(), 0.0);
         }
