@@ -44,29 +44,39 @@ static void keys_init(uint64_t seed, uint64_t stream, philox_keys16 *k) {
     k->s3 = _mm512_set1_epi64((uint32_t)(stream >> 32));
 }
 
-/* philox4x32_10 (philox.h) of the 16 blocks of groups g, g + 1 (blocks 8g .. 8g + 15). Out, per group h:
- * wa[h] = [w0 | w2] and wb[h] = [w1 | w3] of its 8 blocks (block 8(g + h) + j in lanes j and 8 + j). */
-static inline void philox16(uint64_t g, const philox_keys16 *k, __m512i wa[2], __m512i wb[2]) {
+/* philox4x32_10 (philox.h) of the 8 NSET blocks of groups g .. g + NSET - 1, the groups as independent sets (a
+ * round's chain is VPMULUDQ -> shift -> VPTERNLOGD, ~5 cycles; NSET = 4 sets keep the multiply and shift pipes busy
+ * instead: measured 0.38 -> see BENCHMARKS.md). Out, per group h: wa[h] = [w0 | w2] and wb[h] = [w1 | w3] of its
+ * 8 blocks (block 8(g + h) + j in lanes j and 8 + j). */
+#define NSET 4
+static inline void philox_sets(uint64_t g, const philox_keys16 *k, __m512i wa[NSET], __m512i wb[NSET]) {
     const __m512i m0 = _mm512_set1_epi64(PHILOX_M0), m1 = _mm512_set1_epi64(PHILOX_M1);
     const __m512i b = _mm512_add_epi64(_mm512_set1_epi64((int64_t)(g * 8)), _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
-    __m512i a0 = b, b0 = _mm512_add_epi64(b, _mm512_set1_epi64(8));
-    __m512i a1 = _mm512_srli_epi64(a0, 32), b1 = _mm512_srli_epi64(b0, 32);
-    __m512i a2 = k->s2, b2 = k->s2, a3 = k->s3, b3 = k->s3;
+    __m512i c0[NSET], c1[NSET], c2[NSET], c3[NSET];
+#pragma GCC unroll 8
+    for (int h = 0; h < NSET; h++) {
+        c0[h] = _mm512_add_epi64(b, _mm512_set1_epi64(8 * h));
+        c1[h] = _mm512_srli_epi64(c0[h], 32);
+        c2[h] = k->s2;
+        c3[h] = k->s3;
+    }
     for (int r = 0; r < 10; r++) {
-        const __m512i pa0 = _mm512_mul_epu32(a0, m0), pa1 = _mm512_mul_epu32(a2, m1);
-        const __m512i pb0 = _mm512_mul_epu32(b0, m0), pb1 = _mm512_mul_epu32(b2, m1);
-        a0 = _mm512_ternarylogic_epi32(_mm512_srli_epi64(pa1, 32), a1, k->k0[r], XOR3);
-        a2 = _mm512_ternarylogic_epi32(_mm512_srli_epi64(pa0, 32), a3, k->k1[r], XOR3);
-        b0 = _mm512_ternarylogic_epi32(_mm512_srli_epi64(pb1, 32), b1, k->k0[r], XOR3);
-        b2 = _mm512_ternarylogic_epi32(_mm512_srli_epi64(pb0, 32), b3, k->k1[r], XOR3);
-        a1 = pa1; a3 = pa0; b1 = pb1; b3 = pb0;
+    #pragma GCC unroll 8
+    for (int h = 0; h < NSET; h++) {
+            const __m512i p0 = _mm512_mul_epu32(c0[h], m0), p1 = _mm512_mul_epu32(c2[h], m1);
+            c0[h] = _mm512_ternarylogic_epi32(_mm512_srli_epi64(p1, 32), c1[h], k->k0[r], XOR3);
+            c2[h] = _mm512_ternarylogic_epi32(_mm512_srli_epi64(p0, 32), c3[h], k->k1[r], XOR3);
+            c1[h] = p1;
+            c3[h] = p0;
+        }
     }
     /* even dwords (the low halves) of x then of y */
     const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    wa[0] = _mm512_permutex2var_epi32(a0, ev, a2);
-    wb[0] = _mm512_permutex2var_epi32(a1, ev, a3);
-    wa[1] = _mm512_permutex2var_epi32(b0, ev, b2);
-    wb[1] = _mm512_permutex2var_epi32(b1, ev, b3);
+#pragma GCC unroll 8
+    for (int h = 0; h < NSET; h++) {
+        wa[h] = _mm512_permutex2var_epi32(c0[h], ev, c2[h]);
+        wb[h] = _mm512_permutex2var_epi32(c1[h], ev, c3[h]);
+    }
 }
 
 /* bm_pair (reparam_bm.h) on 16 pairs: *c = r cos t, *s = r sin t. Line by line the same operations. */
@@ -125,16 +135,12 @@ static inline __m512 clamp16(__m512 x) {
     return _mm512_min_ps(PS(REPARAM_LV_MAX), _mm512_max_ps(PS(REPARAM_LV_MIN), x));
 }
 
-/* eps of groups g, g + 1: e[2h + t] holds elements 32(g + h) + 16t .. + 15. */
-static inline void groups_eps16(int64_t g, const philox_keys16 *k, __m512 e[4]) {
-    __m512i wa[2], wb[2];
-    philox16((uint64_t)g, k, wa, wb);
-    for (int h = 0; h < 2; h++) {
-        __m512 c, s;
-        bm16(wa[h], wb[h], &c, &s);
-        e[2 * h] = _mm512_shuffle_f32x4(c, s, 0x44);     /* c[0..7], s[0..7]: elements 0..15 */
-        e[2 * h + 1] = _mm512_shuffle_f32x4(c, s, 0xEE); /* c[8..15], s[8..15]: elements 16..31 */
-    }
+/* eps of group h (0 .. NSET - 1) from its Philox words: e[0] = elements 0..15, e[1] = 16..31. */
+static inline void group_eps16(__m512i wa, __m512i wb, __m512 e[2]) {
+    __m512 c, s;
+    bm16(wa, wb, &c, &s);
+    e[0] = _mm512_shuffle_f32x4(c, s, 0x44); /* c[0..7], s[0..7]: elements 0..15 */
+    e[1] = _mm512_shuffle_f32x4(c, s, 0xEE); /* c[8..15], s[8..15]: elements 16..31 */
 }
 
 static inline __mmask16 tail16(int64_t rem) {
@@ -169,20 +175,19 @@ double reparam_fwd_avx512(int64_t lo, int64_t len, const float *mu, const float 
     philox_keys16 k;
     keys_init(seed, stream, &k);
     __m512d acc = _mm512_setzero_pd();
-    for (int64_t i = 0; i < len; i += 64) {
-        __m512 e[4];
-        groups_eps16((lo + i) >> 5, &k, e);
-        if (i + 64 <= len) {
-            acc = kl_add(acc, fwd16_full(mu + i, logvar + i, z + i, e[0]), fwd16_full(mu + i + 16, logvar + i + 16, z + i + 16, e[1]));
-            acc = kl_add(acc, fwd16_full(mu + i + 32, logvar + i + 32, z + i + 32, e[2]),
-                         fwd16_full(mu + i + 48, logvar + i + 48, z + i + 48, e[3]));
-        } else {
-            for (int h = 0; h < 2 && i + 32 * h < len; h++) {
-                const int64_t o = i + 32 * h;
-                const __m512 t01 = fwd16(mu + o, logvar + o, z + o, e[2 * h], tail16(len - o));
-                const __m512 t23 = fwd16(mu + o + 16, logvar + o + 16, z + o + 16, e[2 * h + 1], tail16(len - o - 16));
-                acc = kl_add(acc, t01, t23);
-            }
+    for (int64_t i0 = 0; i0 < len; i0 += 32 * NSET) {
+        __m512i wa[NSET], wb[NSET];
+        philox_sets((uint64_t)((lo + i0) >> 5), &k, wa, wb);
+        for (int h = 0; h < NSET; h++) {
+            const int64_t i = i0 + 32 * h;
+            if (i >= len) break;
+            __m512 e[2];
+            group_eps16(wa[h], wb[h], e);
+            if (i + 32 <= len)
+                acc = kl_add(acc, fwd16_full(mu + i, logvar + i, z + i, e[0]), fwd16_full(mu + i + 16, logvar + i + 16, z + i + 16, e[1]));
+            else
+                acc = kl_add(acc, fwd16(mu + i, logvar + i, z + i, e[0], tail16(len - i)),
+                             fwd16(mu + i + 16, logvar + i + 16, z + i + 16, e[1], tail16(len - i - 16)));
         }
     }
     /* ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)) */
@@ -215,13 +220,17 @@ void reparam_bwd_avx512(int64_t lo, int64_t len, const float *mu, const float *l
     philox_keys16 pk;
     keys_init(seed, stream, &pk);
     const __m512 k = PS(kl_scale), hk = PS(0.5f * kl_scale);
-    for (int64_t i = 0; i < len; i += 64) {
-        __m512 e[4];
-        groups_eps16((lo + i) >> 5, &pk, e);
-        for (int q = 0; q < 4; q++) {
-            const int64_t o = i + 16 * q, rem = len - o;
-            if (rem >= 16) bwd16_full(mu + o, logvar + o, dz + o, dmu + o, dlogvar + o, e[q], k, hk);
-            else if (rem > 0) bwd16(mu + o, logvar + o, dz + o, dmu + o, dlogvar + o, e[q], k, hk, tail16(rem));
+    for (int64_t i0 = 0; i0 < len; i0 += 32 * NSET) {
+        __m512i wa[NSET], wb[NSET];
+        philox_sets((uint64_t)((lo + i0) >> 5), &pk, wa, wb);
+        for (int h = 0; h < NSET && i0 + 32 * h < len; h++) {
+            __m512 e[2];
+            group_eps16(wa[h], wb[h], e);
+            for (int q = 0; q < 2; q++) {
+                const int64_t o = i0 + 32 * h + 16 * q, rem = len - o;
+                if (rem >= 16) bwd16_full(mu + o, logvar + o, dz + o, dmu + o, dlogvar + o, e[q], k, hk);
+                else if (rem > 0) bwd16(mu + o, logvar + o, dz + o, dmu + o, dlogvar + o, e[q], k, hk, tail16(rem));
+            }
         }
     }
 }
