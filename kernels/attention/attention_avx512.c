@@ -22,7 +22,7 @@
 
 #define L 48 /* lanes of a tile: queries in the forward, keys in the backward (3 zmm) */
 #ifndef FWD_BC
-#define FWD_BC 128 /* keys per online-softmax step of the forward (multiple of 4) */
+#define FWD_BC 64 /* keys per online-softmax step of the forward (multiple of 4): Q^T, O^T and S^T of a 48-lane tile then take 36 KB */
 #endif
 #ifndef BWD_BR
 #define BWD_BR 48 /* queries per inner step of the backward (multiple of 12) */
@@ -105,7 +105,7 @@ typedef struct {
  * wholly above the causal diagonal for these keys: left unwritten, the mask pass fills them with -inf).
  * k: (R, HS) rows of K; qt: (HS, L); st: (R, L). */
 AI void fwd_s(const int R, const int U0, const int64_t HS, const float *k, const float *qt, float *st) {
-    __m512 acc[4][3], b[3];
+    __m512 acc[8][3], b[3];
     for (int r = 0; r < R; r++)
         for (int u = U0; u < 3; u++) acc[r][u] = _mm512_setzero_ps();
     for (int64_t c = 0; c < HS; c++) {
@@ -134,7 +134,7 @@ AI void fwd_s(const int R, const int U0, const int64_t HS, const float *k, const
  * v: (nk, HS) rows of V from column d0; pt: (nk, L) P^T; ot: (R, L). */
 AI void fwd_pv(const int R, const int64_t HS, int64_t nk, int64_t ja, int64_t jb, const float *v, const float *pt,
                float *ot, const __m512 *alpha, int first) {
-    __m512 acc[4][3], b[3];
+    __m512 acc[8][3], b[3];
     for (int r = 0; r < R; r++)
         for (int u = 0; u < 3; u++)
             acc[r][u] = first ? _mm512_setzero_ps() : _mm512_mul_ps(_mm512_loadu_ps(ot + r * L + 16 * u), alpha[u]);
@@ -182,11 +182,18 @@ AI void fwd_tile(const actx *x, const int64_t HS, int64_t bh, int64_t q0, int64_
         const int64_t ja = causal ? min64(nk, max64(0, q0 + 16 - k0)) : nk;
         const int64_t jb = causal ? min64(nk, max64(0, q0 + 32 - k0)) : nk;
         int64_t j = 0;
-        for (; j + 4 <= nk; j += 4) {
+        for (; j + 8 <= nk; j += 8) {
+            const float *kj = k + (k0 + j) * HS;
+            if (j >= jb) fwd_s(8, 2, HS, kj, qt, st + j * L);
+            else if (j >= ja) fwd_s(8, 1, HS, kj, qt, st + j * L);
+            else fwd_s(8, 0, HS, kj, qt, st + j * L);
+        }
+        if (j + 4 <= nk) {
             const float *kj = k + (k0 + j) * HS;
             if (j >= jb) fwd_s(4, 2, HS, kj, qt, st + j * L);
             else if (j >= ja) fwd_s(4, 1, HS, kj, qt, st + j * L);
             else fwd_s(4, 0, HS, kj, qt, st + j * L);
+            j += 4;
         }
         switch (nk - j) {
         case 3: fwd_s(3, 0, HS, k + (k0 + j) * HS, qt, st + j * L); break;
@@ -218,7 +225,11 @@ AI void fwd_tile(const actx *x, const int64_t HS, int64_t bh, int64_t q0, int64_
         const int first = k0 == 0;
         const float *vk = v + k0 * HS;
         int64_t c = 0;
-        for (; c + 4 <= HS; c += 4) fwd_pv(4, HS, nk, ja, jb, vk + c, st, ot + c * L, alpha, first);
+        for (; c + 8 <= HS; c += 8) fwd_pv(8, HS, nk, ja, jb, vk + c, st, ot + c * L, alpha, first);
+        if (c + 4 <= HS) {
+            fwd_pv(4, HS, nk, ja, jb, vk + c, st, ot + c * L, alpha, first);
+            c += 4;
+        }
         switch (HS - c) {
         case 3: fwd_pv(3, HS, nk, ja, jb, vk + c, st, ot + c * L, alpha, first); break;
         case 2: fwd_pv(2, HS, nk, ja, jb, vk + c, st, ot + c * L, alpha, first); break;
