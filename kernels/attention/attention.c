@@ -3,9 +3,10 @@
  *
  * This file is the front door shared by every implementation: it validates the descriptor and the pointers
  * (every check names the field and its value in lt_last_error()), then dispatches by ISA, fastest first:
- * attention_*_avx2 (attention_avx2.c) when the level in use is avx2, else attention_*_ref (attention_ref.c).
+ * attention_*_avx512 (attention_avx512.c) at avx512, attention_*_avx2 (attention_avx2.c) at avx2, else
+ * attention_*_ref (attention_ref.c).
  * Neither implementation declines a valid shape, so there is no further fallback.
- * Test and benchmark: attention_test.c (ctest runs it at LATENT_MAX_ISA=ref and =avx2; `attention_test --bench`). */
+ * Test and benchmark: attention_test.c (ctest runs it at LATENT_MAX_ISA=ref, =avx2 and =avx512; `attention_test --bench`). */
 #include <math.h>
 
 #include "attention.h"
@@ -43,6 +44,7 @@ lt_status lt_attention_fwd(const lt_attention_desc *d, const float *q, const flo
     NULLCHECK(fn, v);
     NULLCHECK(fn, o);
     NULLCHECK(fn, lse);
+    if (lt_isa_level() >= LT_ISA_AVX512) return attention_fwd_avx512(d, q, k, v, o, lse);
     if (lt_isa_level() >= LT_ISA_AVX2) return attention_fwd_avx2(d, q, k, v, o, lse);
     return attention_fwd_ref(d, q, k, v, o, lse);
 }
@@ -61,6 +63,7 @@ lt_status lt_attention_bwd(const lt_attention_desc *d, const float *q, const flo
     NULLCHECK(fn, dq);
     NULLCHECK(fn, dk);
     NULLCHECK(fn, dv);
+    if (lt_isa_level() >= LT_ISA_AVX512) return attention_bwd_avx512(d, q, k, v, o, lse, dout, dq, dk, dv);
     if (lt_isa_level() >= LT_ISA_AVX2) return attention_bwd_avx2(d, q, k, v, o, lse, dout, dq, dk, dv);
     return attention_bwd_ref(d, q, k, v, o, lse, dout, dq, dk, dv);
 }

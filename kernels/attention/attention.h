@@ -23,4 +23,11 @@ LT_HIDDEN lt_status attention_bwd_avx2(const lt_attention_desc *d, const float *
                                        const float *o, const float *lse, const float *dout, float *dq, float *dk,
                                        float *dv);
 
+/* The same tiling with AVX-512 micro-kernels, 48-lane tiles (attention_avx512.c). */
+LT_HIDDEN lt_status attention_fwd_avx512(const lt_attention_desc *d, const float *q, const float *k, const float *v,
+                                         float *o, float *lse);
+LT_HIDDEN lt_status attention_bwd_avx512(const lt_attention_desc *d, const float *q, const float *k, const float *v,
+                                         const float *o, const float *lse, const float *dout, float *dq, float *dk,
+                                         float *dv);
+
 #endif

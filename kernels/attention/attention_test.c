@@ -1,5 +1,6 @@
 /* lt_attention_fwd / lt_attention_bwd test: every case goes through the exported symbols, so the same binary
- * checks attention_avx2.c or attention_ref.c depending on LATENT_MAX_ISA (ctest runs it at both), against a
+ * checks attention_avx512.c, attention_avx2.c or attention_ref.c depending on LATENT_MAX_ISA (ctest runs it at
+ * all three), against a
  * double-precision reference written here.
  *
  *   attention_test                          the checks below; prints "N passed, N failed" last
@@ -280,6 +281,11 @@ static void test_shapes(void) {
         {1, 1, 23, 1, 1, 0, 0, 0, FILL_RANDOM},   {1, 1, 25, 2, 0, 0, 0, 0, FILL_RANDOM},
         {1, 2, 49, 8, 1, 0, 0, 0, FILL_RANDOM},   {1, 1, 97, 96, 1, 0, 0, 0, FILL_RANDOM},
         {1, 1, 130, 127, 0, 0, 0, 0, FILL_RANDOM}, {2, 2, 31, 33, 1, 0, 0, 0, FILL_RANDOM},
+        /* Around the AVX-512 path's 16-lane vectors, 48-lane tiles and 32-column dQ blocks. */
+        {1, 1, 15, 16, 1, 0, 0, 0, FILL_RANDOM},  {1, 2, 17, 31, 1, 0, 0, 0, FILL_RANDOM},
+        {2, 1, 33, 17, 0, 0, 0, 0, FILL_RANDOM},  {1, 1, 47, 64, 1, 0, 0, 0, FILL_RANDOM},
+        {1, 1, 48, 3, 1, 0, 0, 0, FILL_RANDOM},   {1, 2, 49, 37, 0, 0, 0, 0, FILL_RANDOM},
+        {1, 1, 95, 96, 1, 0, 0, 0, FILL_RANDOM},  {1, 1, 145, 65, 1, 0, 0, 0, FILL_RANDOM},
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) run_case(&big[i], &rng);
 }

@@ -13,6 +13,9 @@ LT_HIDDEN void gelu_fwd_avx2(int64_t n, const float *x, float *y);
 LT_HIDDEN void gelu_bwd_avx2(int64_t n, const float *x, const float *dy, float *dx);
 /* The vector math alone, for the accuracy sweeps in gelu_test.c: which = 0: exp(in) (vexp),
  * 1: Phi(in), the normal CDF, 2: phi(in), the normal density. Needs a CPU with AVX2+FMA. */
+/* The same operations, 16 lanes (gelu_avx512.c): the AVX2 path's bits. */
+LT_HIDDEN void gelu_fwd_avx512(int64_t n, const float *x, float *y);
+LT_HIDDEN void gelu_bwd_avx512(int64_t n, const float *x, const float *dy, float *dx);
 LT_HIDDEN void gelu_vmath_avx2(int which, int64_t n, const float *in, float *out);
 
 #endif

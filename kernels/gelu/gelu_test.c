@@ -262,6 +262,50 @@ static void bench(int64_t n, int threads, int reps) {
     free(x); free(y); free(dy);
 }
 
+/* The AVX-512 path runs the AVX2 path's operations in the same order: the same bits, on every 61st float of
+ * [-14, 14], the extremes, and 16-lane tails (runs only where the CPU has AVX-512; noted otherwise). */
+static void test_avx512_bits(void) {
+    if (lt_isa_supported() < LT_ISA_AVX512) { printf("  note: no AVX-512 on this CPU: avx512-vs-avx2 bits not checked\n"); return; }
+    const float lo = -14.0f;
+    int64_t n = 0;
+    uint32_t b0, b1;
+    float f = lo, hi = 14.0f;
+    memcpy(&b0, &f, 4); memcpy(&b1, &hi, 4);
+    const int64_t cap = 2 * ((int64_t)b0 + b1) / 61 + 64;
+    float *x = malloc(cap * sizeof(float)), *dy = malloc(cap * sizeof(float)), *out[4];
+    for (uint32_t u = 0x80000000u; u <= b0; u += 61) { memcpy(&x[n], &u, 4); n++; } /* -0 .. -14 */
+    for (uint32_t u = 0; u <= b1; u += 61) { memcpy(&x[n], &u, 4); n++; }           /* +0 .. 14 */
+    const float special[] = {INFINITY, -INFINITY, NAN, 1e30f, -1e30f, 13.5f, -13.5f, 13.6f, -13.6f, 1e-40f, -1e-40f};
+    for (size_t k = 0; k < sizeof special / sizeof special[0]; k++) x[n++] = special[k];
+    uint64_t rng = 5;
+    lt_t_fill(dy, n, &rng);
+    const int32_t isa0 = lt_isa();
+    for (int r = 0; r < 2; r++) {
+        lt_set_isa(r ? LT_ISA_AVX512 : LT_ISA_AVX2);
+        out[2 * r] = malloc(n * sizeof(float)); out[2 * r + 1] = malloc(n * sizeof(float));
+        lt_t_nan(out[2 * r], n); lt_t_nan(out[2 * r + 1], n);
+        lt_gelu_fwd(n, x, out[2 * r]);
+        lt_gelu_bwd(n, x, dy, out[2 * r + 1]);
+    }
+    CHECK(!memcmp(out[0], out[2], n * sizeof(float)), "fwd: avx512 differs from avx2 (%lld values)", (long long)n);
+    CHECK(!memcmp(out[1], out[3], n * sizeof(float)), "bwd: avx512 differs from avx2 (%lld values)", (long long)n);
+    static const int64_t tails[] = {1, 15, 16, 17, 31, 33, 47};
+    for (size_t k = 0; k < sizeof tails / sizeof tails[0]; k++) {
+        float y2[2][64], d2[2][64];
+        for (int r = 0; r < 2; r++) {
+            lt_set_isa(r ? LT_ISA_AVX512 : LT_ISA_AVX2);
+            lt_t_nan(y2[r], 64); lt_t_nan(d2[r], 64);
+            lt_gelu_fwd(tails[k], x + 1000 + k, y2[r]);
+            lt_gelu_bwd(tails[k], x + 1000 + k, dy, d2[r]);
+        }
+        CHECK(!memcmp(y2[0], y2[1], sizeof y2[0]) && !memcmp(d2[0], d2[1], sizeof d2[0]), "n=%lld: avx512 differs from avx2 "
+              "(or wrote past n)", (long long)tails[k]);
+    }
+    lt_set_isa(isa0);
+    for (int r = 0; r < 4; r++) free(out[r]);
+    free(x); free(dy);
+}
+
 int main(int argc, char **argv) {
     int avx2_cpu = lt_isa_supported() >= LT_ISA_AVX2;
     if (argc > 1 && !strcmp(argv[1], "--bench")) {
@@ -285,6 +329,7 @@ int main(int argc, char **argv) {
     sweep_gelu(997, 1);
     if (avx2_cpu) sweep_vmath(997, 1); /* the vector math is tested at every ISA level the CPU has */
     test_determinism();
+    test_avx512_bits();
     printf("largest error / tolerance: %.3f\n", lt_t_worst_ratio);
     return lt_test_summary();
 }

@@ -2,7 +2,8 @@
  * PyTorch nn.LayerNorm semantics (biased variance, eps inside the square root; the math is in layernorm_ref.c).
  *
  * This file validates (every message names the argument and its value), splits the work into tasks and picks
- * layernorm_*_avx2 (layernorm_avx2.c) at ISA avx2, else layernorm_*_ref (layernorm_ref.c).
+ * layernorm_*_avx512 (layernorm_avx512.c) at ISA avx512, layernorm_*_avx2 (layernorm_avx2.c) at avx2, else
+ * layernorm_*_ref (layernorm_ref.c).
  *   fwd: rows are independent; tasks of about TASK_ELEMS floats.
  *   bwd: dx rows are independent, but dw and db are sums over all rows. Rows are cut into chunks whose size
  *        depends on N only (never on the thread count); each chunk writes its own partial sums into scratch,
@@ -43,13 +44,13 @@ typedef struct {
     float eps;
     const float *x, *w, *b;
     float *y, *mean, *rstd;
-    int avx2;
+    int isa;
 } fwd_ctx;
 
 static void fwd_task(void *p, int64_t t, int worker) {
     const fwd_ctx *k = p;
     int64_t r0 = t * k->rows_per_task, rows = k->n - r0 < k->rows_per_task ? k->n - r0 : k->rows_per_task;
-    (k->avx2 ? layernorm_fwd_avx2 : layernorm_fwd_ref)(rows, k->c, k->eps, k->x + r0 * k->c, k->w, k->b,
+    (k->isa >= LT_ISA_AVX512 ? layernorm_fwd_avx512 : k->isa >= LT_ISA_AVX2 ? layernorm_fwd_avx2 : layernorm_fwd_ref)(rows, k->c, k->eps, k->x + r0 * k->c, k->w, k->b,
                                                        k->y + r0 * k->c, k->mean + r0, k->rstd + r0);
 }
 
@@ -71,7 +72,7 @@ lt_status lt_layernorm_fwd(int64_t n, int64_t c, float eps, const float *x, cons
     if (overlap(rstd, nb, x, nc) || overlap(rstd, nb, y, nc) || overlap(rstd, nb, w, cb) || overlap(rstd, nb, b, cb))
         return BAD("rstd=%p overlaps another array", (void *)rstd);
 #undef BAD
-    fwd_ctx k = {n, c, c < TASK_ELEMS ? TASK_ELEMS / c : 1, eps, x, w, b, y, mean, rstd, lt_isa_level() >= LT_ISA_AVX2};
+    fwd_ctx k = {n, c, c < TASK_ELEMS ? TASK_ELEMS / c : 1, eps, x, w, b, y, mean, rstd, lt_isa_level()};
     lt_parallel_for((n + k.rows_per_task - 1) / k.rows_per_task, fwd_task, &k);
     return LT_OK;
 }
@@ -83,14 +84,14 @@ typedef struct {
     const float *x, *w, *mean, *rstd, *dy;
     float *dx, *dw, *db;
     float *part; /* (nchunks, 2, C): dw then db partial sums of each chunk */
-    int avx2;
+    int isa;
 } bwd_ctx;
 
 static void bwd_task(void *p, int64_t t, int worker) {
     const bwd_ctx *k = p;
     int64_t r0 = t * k->chunk_rows, rows = k->n - r0 < k->chunk_rows ? k->n - r0 : k->chunk_rows;
     float *part = k->part + t * 2 * k->c;
-    (k->avx2 ? layernorm_bwd_avx2 : layernorm_bwd_ref)(rows, k->c, k->x + r0 * k->c, k->w, k->mean + r0, k->rstd + r0,
+    (k->isa >= LT_ISA_AVX512 ? layernorm_bwd_avx512 : k->isa >= LT_ISA_AVX2 ? layernorm_bwd_avx2 : layernorm_bwd_ref)(rows, k->c, k->x + r0 * k->c, k->w, k->mean + r0, k->rstd + r0,
                                                        k->dy + r0 * k->c, k->dx + r0 * k->c, part, part + k->c);
 }
 
@@ -136,7 +137,7 @@ lt_status lt_layernorm_bwd(int64_t n, int64_t c, const float *x, const float *w,
     if (!part)
         return lt_fail(LT_ERR_OUT_OF_MEMORY, "lt_layernorm_bwd: %lld bytes of dw/db partial sums",
                        (long long)(nchunks * 2 * c * 4));
-    bwd_ctx k = {n, c, chunk_rows, nchunks, x, w, mean, rstd, dy, dx, dw, db, part, lt_isa_level() >= LT_ISA_AVX2};
+    bwd_ctx k = {n, c, chunk_rows, nchunks, x, w, mean, rstd, dy, dx, dw, db, part, lt_isa_level()};
     lt_parallel_for(nchunks, bwd_task, &k);
     lt_parallel_for((c + RED_COLS - 1) / RED_COLS, reduce_task, &k);
     lt_free(part);

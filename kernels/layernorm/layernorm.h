@@ -14,6 +14,11 @@ LT_HIDDEN void layernorm_fwd_ref(int64_t rows, int64_t c, float eps, const float
                                  float *y, float *mean, float *rstd);
 LT_HIDDEN void layernorm_bwd_ref(int64_t rows, int64_t c, const float *x, const float *w, const float *mean,
                                  const float *rstd, const float *dy, float *dx, float *dw_part, float *db_part);
+/* The same passes, 16 floats per step (layernorm_avx512.c). */
+LT_HIDDEN void layernorm_fwd_avx512(int64_t rows, int64_t c, float eps, const float *x, const float *w, const float *b,
+                                    float *y, float *mean, float *rstd);
+LT_HIDDEN void layernorm_bwd_avx512(int64_t rows, int64_t c, const float *x, const float *w, const float *mean,
+                                    const float *rstd, const float *dy, float *dx, float *dw_part, float *db_part);
 LT_HIDDEN void layernorm_fwd_avx2(int64_t rows, int64_t c, float eps, const float *x, const float *w, const float *b,
                                   float *y, float *mean, float *rstd);
 LT_HIDDEN void layernorm_bwd_avx2(int64_t rows, int64_t c, const float *x, const float *w, const float *mean,

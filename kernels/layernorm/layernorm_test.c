@@ -136,7 +136,7 @@ static void run_case(const lcase *k, uint64_t *rng) {
 
 static void test_shapes(void) {
     uint64_t rng = 0xC0FFEEull;
-    static const int64_t cs[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 37, 65, 385, 1000, 1031};
+    static const int64_t cs[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 37, 47, 65, 385, 1000, 1031};
     static const int64_t ns[] = {1, 5, 71};
     for (size_t ic = 0; ic < sizeof cs / sizeof cs[0]; ic++)
         for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++) {

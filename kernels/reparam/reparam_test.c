@@ -1,4 +1,4 @@
-/* lt_reparam_fwd / lt_reparam_bwd test, through the exported symbols (avx2 or ref by LATENT_MAX_ISA; the
+/* lt_reparam_fwd / lt_reparam_bwd test, through the exported symbols (avx512, avx2 or ref by LATENT_MAX_ISA; the
  * bit-identity check switches with lt_set_isa).
  *
  *   reparam_test                     the checks; prints "N passed, N failed" last
@@ -9,7 +9,7 @@
  * The oracle runs its own philox4x32_10 and Box-Muller in double with glibc's log/sin/cos (eps_d), from the mapping
  * documented in latent.h (groups of 32 elements, lane j = block 8g + j). The library's eps is float arithmetic
  * (reparam_bm.h): within EPS_TOL u r of the oracle, r the Box-Muller radius (cos t and sin t carry absolute errors;
- * reparam_bm.h's own sweep measured 3.1). ref vs avx2 and 1 vs 2 threads: identical bits for every output.
+ * reparam_bm.h's own sweep measured 3.1). ref vs avx2 vs avx512 and 1 vs 2 threads: identical bits for every output.
  * Tolerances (u = 2^-24), written once:
  *   z:        4u (|mu| + s |eps|) + EPS_TOL u s r: eps error, exp (1.4u), the final rounding (0.5u), slack.
  *   dmu:      2u (|dz| + |k mu|);   dlogvar: 6u (|dz eps s / 2| + |k| (e^lv + 1) / 2) + EPS_TOL u |dz| r s / 2.
@@ -104,7 +104,8 @@ static void check_case(int64_t n, uint64_t seed, uint64_t stream, float lv_scale
 
 static void test_sizes(void) {
     uint64_t rng = 77;
-    static const int64_t sizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 17, 1023, 4095, 4096, 4097, 8192 + 13, 70001};
+    static const int64_t sizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 97,
+                                     1023, 4064, 4095, 4096, 4097, 8192 + 13, 70001};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         check_case(sizes[i], 42, 7, 3.0f, &rng);
         check_case(sizes[i], 0xDEADBEEFCAFEF00Dull, 0x123456789ull, 40.0f, &rng); /* |lv| up to 40: clamp exercised */
@@ -186,21 +187,23 @@ static void test_extremes(void) {
     CHECK(isnan(z[5]) && isnan(kl) && !isnan(z[4]), "NaN logvar: z[5] %g kl %g", z[5], kl);
 }
 
-/* Every output (z, kl, dmu, dlogvar) at ISA ref and avx2, each at 1 and 2 threads: four runs, identical bits. eps
- * itself (z with mu = 0, logvar = 0) over 4M draws the same way. */
+/* Every output (z, kl, dmu, dlogvar) at ISA ref, avx2 and avx512, each at 1 and 2 threads: six runs, identical bits.
+ * eps itself (z with mu = 0, logvar = 0) over 4M draws the same way. An ISA the CPU lacks falls back (noted). */
 static void test_bits(void) {
     const int64_t n = 300007; /* 74 chunks, 5 tasks: both threads get work; a partial last group */
+    enum { RUNS = 6 };
+    static const int32_t want[3] = {LT_ISA_REF, LT_ISA_AVX2, LT_ISA_AVX512};
     uint64_t rng = 99;
-    float *mu = malloc(n * 4), *lv = malloc(n * 4), *dz = malloc(n * 4), *out[4][3], *e[4];
+    float *mu = malloc(n * 4), *lv = malloc(n * 4), *dz = malloc(n * 4), *out[RUNS][3], *e[RUNS];
     lt_t_fill(mu, n, &rng); lt_t_fill(lv, n, &rng); lt_t_fill(dz, n, &rng);
     for (int64_t i = 0; i < n; i++) lv[i] *= 3.0f;
-    double kl[4];
+    double kl[RUNS];
     const int64_t ne = 4000037;
     const int32_t isa0 = lt_isa(), th0 = lt_num_threads();
-    int32_t got[4];
-    for (int r = 0; r < 4; r++) {
-        got[r] = lt_set_isa(r & 1 ? LT_ISA_AVX2 : LT_ISA_REF);
-        lt_set_num_threads(r < 2 ? 1 : 2);
+    int32_t got[RUNS];
+    for (int r = 0; r < RUNS; r++) {
+        got[r] = lt_set_isa(want[r % 3]);
+        lt_set_num_threads(r < 3 ? 1 : 2);
         e[r] = malloc(ne * 4);
         draw_eps(ne, 1234, 5, e[r]);
         for (int j = 0; j < 3; j++) { out[r][j] = malloc(n * 4); lt_t_nan(out[r][j], n); }
@@ -209,14 +212,15 @@ static void test_bits(void) {
     }
     lt_set_isa(isa0);
     lt_set_num_threads(th0);
-    if (got[1] != LT_ISA_AVX2) printf("  note: avx2 not available (%s): ref vs avx2 compares ref with itself\n", lt_isa_reason());
-    for (int r = 1; r < 4; r++) {
-        CHECK(!memcmp(e[0], e[r], ne * 4), "eps: run %d (ISA %d, %d threads) differs from ISA ref, 1 thread", r, got[r], r < 2 ? 1 : 2);
-        CHECK(!memcmp(out[0][0], out[r][0], n * 4) && !memcmp(&kl[0], &kl[r], 8), "fwd: run %d differs (kl %.17g vs %.17g)", r,
-              kl[r], kl[0]);
-        CHECK(!memcmp(out[0][1], out[r][1], n * 4) && !memcmp(out[0][2], out[r][2], n * 4), "bwd: run %d differs", r);
+    for (int r = 1; r < 3; r++)
+        if (got[r] != want[r]) printf("  note: ISA %d not available (%s): run %d compares ISA %d instead\n", want[r], lt_isa_reason(), r, got[r]);
+    for (int r = 1; r < RUNS; r++) {
+        CHECK(!memcmp(e[0], e[r], ne * 4), "eps: run %d (ISA %d, %d threads) differs from ISA ref, 1 thread", r, got[r], r < 3 ? 1 : 2);
+        CHECK(!memcmp(out[0][0], out[r][0], n * 4) && !memcmp(&kl[0], &kl[r], 8), "fwd: run %d (ISA %d) differs (kl %.17g vs %.17g)", r,
+              got[r], kl[r], kl[0]);
+        CHECK(!memcmp(out[0][1], out[r][1], n * 4) && !memcmp(out[0][2], out[r][2], n * 4), "bwd: run %d (ISA %d) differs", r, got[r]);
     }
-    for (int r = 0; r < 4; r++) {
+    for (int r = 0; r < RUNS; r++) {
         free(e[r]);
         for (int j = 0; j < 3; j++) free(out[r][j]);
     }

@@ -2,7 +2,8 @@
  * dlogits[i, :] = (softmax(logits[i, :]) - onehot(targets[i])) * dscale (latent.h has the contract).
  *
  * This file validates (every message names the argument and its value), then splits the rows into tasks of
- * about TASK_ELEMS logits and runs softmax_xent_rows_avx2 (softmax_xent_avx2.c) when the level in use is avx2,
+ * about TASK_ELEMS logits and runs softmax_xent_rows_avx512 (softmax_xent_avx512.c) at avx512,
+ * softmax_xent_rows_avx2 (softmax_xent_avx2.c) when the level in use is avx2,
  * else softmax_xent_rows_ref (softmax_xent_ref.c). Rows are independent and each row is computed by one task
  * start to finish, so the bits do not depend on the thread count.
  * All targets are checked before anything is written: a bad call leaves losses and dlogits untouched.
@@ -18,15 +19,15 @@ typedef struct {
     const float *logits;
     const int32_t *targets;
     float *losses, *dlogits, dscale;
-    int avx2;
+    int isa;
 } sx_ctx;
 
 static void sx_task(void *p, int64_t task, int worker) {
     const sx_ctx *c = p;
     int64_t r0 = task * c->rows_per_task, rows = c->n - r0 < c->rows_per_task ? c->n - r0 : c->rows_per_task;
-    (c->avx2 ? softmax_xent_rows_avx2 : softmax_xent_rows_ref)(rows, c->v, c->logits + r0 * c->v, c->targets + r0,
-                                                               c->losses + r0, c->dlogits ? c->dlogits + r0 * c->v : NULL,
-                                                               c->dscale);
+    (c->isa >= LT_ISA_AVX512 ? softmax_xent_rows_avx512 : c->isa >= LT_ISA_AVX2 ? softmax_xent_rows_avx2 : softmax_xent_rows_ref)(
+        rows, c->v, c->logits + r0 * c->v, c->targets + r0, c->losses + r0, c->dlogits ? c->dlogits + r0 * c->v : NULL,
+        c->dscale);
 }
 
 /* Do the byte ranges [a, a + na) and [b, b + nb) intersect? */
@@ -58,7 +59,7 @@ lt_status lt_softmax_xent(int64_t n, int64_t v, const float *logits, const int32
                        (long long)v);
 #undef BAD
     sx_ctx c = {n, v, v > 0 && v < TASK_ELEMS ? TASK_ELEMS / v : 1, logits, targets, losses, dlogits, dscale,
-                lt_isa_level() >= LT_ISA_AVX2};
+                lt_isa_level()};
     lt_parallel_for((n + c.rows_per_task - 1) / c.rows_per_task, sx_task, &c);
     return LT_OK;
 }

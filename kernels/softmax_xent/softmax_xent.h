@@ -13,6 +13,9 @@
 LT_HIDDEN void softmax_xent_rows_ref(int64_t rows, int64_t v, const float *logits, const int32_t *targets,
                                      float *losses, float *dlogits, float dscale);
 /* Blocked online softmax, one read of each row from memory (softmax_xent_avx2.c). */
+/* The same blocks, 16 lanes (softmax_xent_avx512.c). */
+LT_HIDDEN void softmax_xent_rows_avx512(int64_t rows, int64_t v, const float *logits, const int32_t *targets,
+                                        float *losses, float *dlogits, float dscale);
 LT_HIDDEN void softmax_xent_rows_avx2(int64_t rows, int64_t v, const float *logits, const int32_t *targets,
                                       float *losses, float *dlogits, float dscale);
 

@@ -102,7 +102,7 @@ static void run_case(const scase *c, uint64_t *rng) {
 
 static void test_shapes(void) {
     uint64_t rng = 0x5EED5EEDull;
-    static const int64_t vs[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 37, 65, 385, 511, 512, 513, 1000, 1031, 4099, 50257};
+    static const int64_t vs[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 37, 47, 63, 64, 65, 385, 511, 512, 513, 1000, 1031, 4099, 50257};
     for (size_t k = 0; k < sizeof vs / sizeof vs[0]; k++) {
         int64_t v = vs[k], n = v > 4000 ? 3 : v > 300 ? 9 : 37;
         scase a = {n, v, 1.0f, 0.0f, 0, 1, 0, 0, 1.0f / n};
