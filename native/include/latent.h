@@ -259,6 +259,12 @@ LT_API lt_status lt_coupling_bwd(int64_t n, int64_t hw, const float *mask, const
 /* FMA peak: `threads` workers each run independent vfmadd chains for `iters` rounds.
  * Writes the achieved GFLOP/s. ISA must be avx2 (the reference has no meaningful peak). */
 LT_API lt_status lt_peak_fma(int32_t threads, int64_t iters, double *gflops);
+/* The same ceiling at a named ISA: LT_ISA_AVX2 (ymm, = lt_peak_fma) or LT_ISA_AVX512 (12 zmm chains, 16 lanes x
+ * 2 flops each; LT_ERR_UNSUPPORTED unless the level in use is avx512). */
+LT_API lt_status lt_peak_fma_isa(int32_t isa, int32_t threads, int64_t iters, double *gflops);
+/* AVX512_BF16 dot-product ceiling: 12 vdpbf16ps chains, 64 flops per instruction (2 per bf16 pair).
+ * LT_ERR_UNSUPPORTED unless lt_cpu_bf16() and the level in use is avx512. */
+LT_API lt_status lt_peak_bf16(int32_t threads, int64_t iters, double *gflops);
 /* STREAM triad a = b + s*c over n floats per array on `threads` workers, best of `reps`; GB/s counts
  * 3 arrays (2 read + 1 written), as STREAM does. */
 LT_API lt_status lt_peak_triad(int32_t threads, int64_t n, int32_t reps, double *gbs);
