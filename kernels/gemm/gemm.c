@@ -3,9 +3,9 @@
  * This file is the front door shared by every implementation: it validates the descriptor (every check
  * names the field and its value in lt_last_error()), does the cases that need no multiply (empty C,
  * k == 0, alpha == 0: C = beta * C, with beta == 0 writing zeros so NaNs in C do not survive, as in BLAS),
- * then dispatches by ISA, fastest first: gemm_avx2 (gemm_avx2.c) when the level in use is avx2, else
- * gemm_ref (gemm_ref.c). Neither implementation declines a valid shape, so there is no further fallback.
- * Test and benchmark: gemm_test.c (ctest runs it at LATENT_MAX_ISA=ref and =avx2; `gemm_test --bench`). */
+ * then dispatches by ISA, fastest first: gemm_avx512 (gemm_avx512.c) at avx512, gemm_avx2 (gemm_avx2.c) at
+ * avx2, else gemm_ref (gemm_ref.c). No implementation declines a valid shape, so there is no further fallback.
+ * Test and benchmark: gemm_test.c (ctest runs it at LATENT_MAX_ISA=ref, =avx2 and =avx512; `gemm_test --bench`). */
 #include "gemm.h"
 
 /* Largest element offset a matrix of `rows` x `cols` with row stride `ld` repeated `batch` times at
@@ -81,6 +81,7 @@ lt_status lt_gemm(const lt_gemm_desc *d, const float *a, const float *b, float *
         scale_c(d, c);
         return LT_OK;
     }
+    if (lt_isa_level() >= LT_ISA_AVX512) return gemm_avx512(d, a, b, c);
     if (lt_isa_level() >= LT_ISA_AVX2) return gemm_avx2(d, a, b, c);
     return gemm_ref(d, a, b, c);
 }

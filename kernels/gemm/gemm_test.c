@@ -308,13 +308,23 @@ static void test_concurrent(void) {
 
 static int cmp_double(const void *x, const void *y) { double a = *(const double *)x, b = *(const double *)y; return (a > b) - (a < b); }
 
+/* The FMA ceiling of the level in use (AVX-512 at avx512, else AVX2), best of 3 short runs right before the
+ * kernel; *name says which. */
+static double ceiling(int threads, const char **name) {
+    int isa = lt_isa() >= LT_ISA_AVX512 ? LT_ISA_AVX512 : LT_ISA_AVX2;
+    *name = isa == LT_ISA_AVX512 ? "AVX-512 FMA" : "AVX2 FMA";
+    double peak = 0;
+    for (int r = 0; r < 3; r++) {
+        double g;
+        if (lt_peak_fma_isa(isa, threads, 30000000, &g) == LT_OK && g > peak) peak = g;
+    }
+    return peak;
+}
+
 static void bench_one(int64_t m, int64_t n, int64_t k, int ta, int tb, int threads, int reps) {
     lt_set_num_threads(threads);
-    double peak = 0;
-    for (int r = 0; r < 3; r++) { /* best of 3 short runs, right before the kernel */
-        double g;
-        if (lt_peak_fma(threads, 30000000, &g) == LT_OK && g > peak) peak = g;
-    }
+    const char *pname;
+    double peak = ceiling(threads, &pname);
     lt_gemm_desc d = {ta, tb, m, n, k, 1.0f, 0.0f, ta ? m : k, tb ? k : n, n, 1, 0, 0, 0};
     uint64_t rng = 1;
     float *a = malloc(m * k * sizeof(float)), *b = malloc(k * n * sizeof(float)), *c = malloc(m * n * sizeof(float));
@@ -330,11 +340,38 @@ static void bench_one(int64_t m, int64_t n, int64_t k, int ta, int tb, int threa
     qsort(t, reps, sizeof(double), cmp_double);
     double flop = 2.0 * m * n * k, best = t[0], med = t[reps / 2];
     printf("gemm %5lldx%5lldx%5lld ta=%d tb=%d  %d thr: best %8.3f ms %7.1f GFLOP/s %5.1f%% | median %8.3f ms %7.1f "
-           "GFLOP/s %5.1f%% | peak %6.1f GFLOP/s\n", (long long)m, (long long)n, (long long)k, ta, tb, threads,
+           "GFLOP/s %5.1f%% | %s peak %6.1f GFLOP/s\n", (long long)m, (long long)n, (long long)k, ta, tb, threads,
            best * 1e3, flop / best / 1e9, 100 * flop / best / 1e9 / peak, med * 1e3, flop / med / 1e9,
-           100 * flop / med / 1e9 / peak, peak);
+           100 * flop / med / 1e9 / peak, pname, peak);
     fflush(stdout);
     free(t); free(a); free(b); free(c);
+}
+
+/* The ceilings gemm --bench and `bench peak` grade against: valid at the levels that have them, refused with a
+ * message naming the missing ISA elsewhere, bad arguments named. */
+static void test_peaks(void) {
+    double g = -1;
+    CHECK(lt_peak_fma_isa(LT_ISA_AVX2, 0, 10, &g) == LT_ERR_INVALID_ARGUMENT && strstr(lt_last_error(), "threads=0"),
+          "lt_peak_fma_isa threads=0: %s", lt_last_error());
+    CHECK(lt_peak_fma_isa(LT_ISA_AVX2, 1, 10, NULL) == LT_ERR_INVALID_ARGUMENT, "lt_peak_fma_isa gflops=NULL");
+    CHECK(lt_peak_bf16(1, 0, &g) == LT_ERR_INVALID_ARGUMENT && strstr(lt_last_error(), "iters=0"),
+          "lt_peak_bf16 iters=0: %s", lt_last_error());
+    if (lt_isa() >= LT_ISA_AVX2)
+        CHECK(lt_peak_fma_isa(7, 1, 10, &g) == LT_ERR_INVALID_ARGUMENT && strstr(lt_last_error(), "isa=7"),
+              "lt_peak_fma_isa isa=7: %s", lt_last_error());
+    static const char *names[3] = {"AVX2 FMA", "AVX-512 FMA", "bf16 dot"};
+    int have[3] = {lt_isa() >= LT_ISA_AVX2, lt_isa() >= LT_ISA_AVX512, lt_isa() >= LT_ISA_AVX512 && lt_cpu_bf16()};
+    for (int i = 0; i < 3; i++) {
+        g = -1;
+        lt_status st = i == 2 ? lt_peak_bf16(2, 200000, &g) : lt_peak_fma_isa(i ? LT_ISA_AVX512 : LT_ISA_AVX2, 2, 200000, &g);
+        if (have[i])
+            CHECK(st == LT_OK && g > 1.0 && g < 1e6, "%s ceiling: status %d, %g GFLOP/s (%s)", names[i], st, g,
+                  lt_last_error());
+        else
+            CHECK(st == LT_ERR_UNSUPPORTED && strstr(lt_last_error(), "needs"),
+                  "%s ceiling at ISA %s must be refused with a reason: status %d, \"%s\"", names[i], lt_t_isa_name(), st,
+                  lt_last_error());
+    }
 }
 
 int main(int argc, char **argv) {
@@ -355,6 +392,7 @@ int main(int argc, char **argv) {
     printf("lt_gemm at ISA %s%s%s\n", lt_t_isa_name(), *lt_isa_reason() ? ": " : "",
            lt_isa_reason());
     test_invalid();
+    test_peaks();
     test_degenerate();
     test_shapes();
     test_determinism();
