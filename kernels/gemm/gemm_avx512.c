@@ -26,17 +26,17 @@
 #include "../common/transpose_avx2.h" /* 8 x 8 ymm transposes; this file is compiled with -mavx2 as well */
 
 #ifndef GEMM512_KC
-#define GEMM512_KC 384
+#define GEMM512_KC 256
 #endif
 #ifndef GEMM512_MC
-#define GEMM512_MC 168
+#define GEMM512_MC 192
 #endif
 #ifndef GEMM512_NC
 #define GEMM512_NC 3072
 #endif
 #ifndef GEMM512_MR
-#define GEMM512_MR 14
-#define GEMM512_NV 2
+#define GEMM512_MR 6
+#define GEMM512_NV 4
 #endif
 #ifndef UNROLL
 #define UNROLL 4

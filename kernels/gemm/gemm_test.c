@@ -3,8 +3,10 @@
  *
  *   gemm_test                         the checks below; prints "N passed, N failed" last
  *   gemm_test --bench [reps]          the two target shapes (1024^3 and (4096x384)x(384x1536)) on 1 and 2
- *                                     threads: ms, GFLOP/s and % of the FMA peak measured right before
+ *                                     threads: ms, GFLOP/s and % of the FMA ceiling of the ISA in use (AVX-512
+ *                                     at avx512, else AVX2), measured right before and named
  *   gemm_test --bench reps m n k [ta tb]   one shape of your choice, same report
+ *   gemm_test --peak                  the AVX2 FMA, AVX-512 FMA and bf16 dot-product ceilings, 1 and 2 threads
  *
  * Tolerance, per element (written once, in tol()): |got - want| <= u * (8 * sqrt(k) + 3) * mag, with
  * u = 2^-24 and mag = |alpha| * sum_p |op(A)[i][p] op(B)[p][j]| + |beta * C0[i][j]|.
@@ -375,6 +377,19 @@ static void test_peaks(void) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--peak")) { /* the three ceilings, best of 5, 1 and 2 threads */
+        for (int th = 1; th <= 2; th++) {
+            double best[3] = {0, 0, 0}, g;
+            for (int r = 0; r < 5; r++) {
+                if (lt_peak_fma_isa(LT_ISA_AVX2, th, 30000000, &g) == LT_OK && g > best[0]) best[0] = g;
+                if (lt_peak_fma_isa(LT_ISA_AVX512, th, 30000000, &g) == LT_OK && g > best[1]) best[1] = g;
+                if (lt_peak_bf16(th, 30000000, &g) == LT_OK && g > best[2]) best[2] = g;
+            }
+            printf("peak %d thr: AVX2 FMA %.1f  AVX-512 FMA %.1f  bf16 dot %.1f GFLOP/s (0 = not available at ISA %s)\n",
+                   th, best[0], best[1], best[2], lt_t_isa_name());
+        }
+        return 0;
+    }
     if (argc > 1 && !strcmp(argv[1], "--bench")) {
         if (lt_isa() < LT_ISA_AVX2) { printf("bench: ISA is ref (%s); lt_peak_fma needs avx2\n", lt_isa_reason()); return 0; }
         int reps = argc > 2 ? atoi(argv[2]) : 15;
