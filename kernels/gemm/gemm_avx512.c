@@ -2,21 +2,35 @@
  * scheme, task plan and determinism as gemm_avx2.c (read its header first; the drivers are shared through
  * gemm_blocked.h), with a wider micro-tile that uses the 32 zmm registers and masked edges.
  *
- * Micro-tile. MR x NR = 14 x 32 by default: C in 28 zmm accumulators, per k step 2 zmm loads of the packed B
- * sliver, 14 broadcasts of packed A (folded into the FMA as {1to16} memory operands) and 28 FMAs; 28
- * independent chains cover Zen 5's 2 FMA pipes x 4 cycles, 16 loads per 28 FMAs stay within its 2 zmm (or
- * broadcast) loads per cycle, and 28 + 2 B vectors + 1 broadcast fit the 32 registers. GEMM_MR / GEMM_NV
- * select other tiles (NR = 16 * NV) for measurement; see "Measured" below.
+ * Micro-tile. MR x NR = 6 x 64: C in 24 zmm accumulators, per k step 4 zmm loads of the packed B sliver, 6
+ * broadcasts of packed A and 24 FMAs; 24 independent chains cover 2 FMA pipes x 4 cycles, 10 loads per 24 FMAs
+ * leave the load ports idle half the time, and 24 + 4 B vectors + 1 broadcast fit the 32 registers.
+ * GEMM512_MR / GEMM512_NV select other tiles (NR = 16 * NV) for measurement; see "Measured" below.
  * Edges. A partial tile runs the same micro-kernel (packed A and B are zero-padded) and stores only its
  * rows and, through an opmask, its columns: no buffer, and the arithmetic of an element (alpha * acc, then
  * an fma with beta * C) is the same wherever its tile falls.
  * Packing. op(A) from (M, K) is transposed 8 x 8 (ymm) from up to 16 row streams; from (K, M) each k step is
  * one masked zmm load and store. op(B) from (K, N) is NV zmm copies per k step (masked at the edge sliver);
  * from (N, K) it is transposed 8 x 8.
- * Sizes (Zen 5: 48 KB L1D, 1 MB L2 per core): see GEMM512_KC / MC below and "Measured".
- *
+ * Sizes. KC = 384 makes K = 384 (the 4096x1536x384 target) one k block, so C is written once; MC = 192 keeps
+ * the A block (288 KB) in L2 (1 MB per core on Zen 4 and Zen 5) beside the sliver (96 KB) it is multiplied by.
+ * Measured (2026-12-07, the shared 2-core EPYC this project runs on, CPUID family 25 model 17, i.e. Zen 4:
+ * 32 KB L1D, 1 MB L2, and 512-bit FMAs issued as two 256-bit halves, so the AVX-512 FMA ceiling equals the AVX2
+ * one, ~116 / ~232 GFLOP/s on 1 / 2 threads; other agents compiled on the same cores during these runs, so
+ * 2-thread medians moved by up to 15% between rounds). Two interleaved rounds of gemm_test --bench, medians:
+ *   tile (KC, MC)          1024^3 1 thr / 2 thr     4096x1536x384 1 thr / 2 thr     GFLOP/s
+ *   14x32 (384, 168)       92.5 / 183.8             99.8 / 186.7
+ *   12x32 (384, 192)       92.7 / 181.8             99.3 / 192.2
+ *   8x48  (384, 192)       -    / 189.7             -    / 220.0   (2 thr only, 3 rounds of another series)
+ *   6x64  (192, 192)       91.9 / 172.6             97.0 / 175.8
+ *   6x64  (256, 192)       94.7 / 166.9             89.8 / 167.0   (K = 384 split in two k blocks)
+ *   6x64  (384, 192)       102.6 / 182.8            97.4 / 200.2   <- kept
+ *   6x64  (384, 96)        97.3 / 181.8             99.6 / 208.0
+ * The 6 x 64 tile streams A (the broadcast operand) 2.3x less than 14 x 32 per flop and its 4 B vectors per
+ * k step share each broadcast; 14 x 32 and 12 x 32 used 28 / 24 accumulators with no spill (checked in the
+ * disassembly) but were no faster. BENCHMARKS.md has the figures beside oneDNN in one run.
  * Checked by gemm_test.c (ctest runs it at LATENT_MAX_ISA=avx512 too) with the AVX2 kernel's tolerance, on
- * shapes that hit the 16- and 32-wide and 14-row tails, 1 and 2 threads bit-identical, ASan/UBSan clean.
+ * shapes that hit the 16-, 32- and 64-wide column tails and the 6-row tail, 1 and 2 threads bit-identical, ASan/UBSan clean.
  *   LATENT_MAX_ISA=avx512 build/gemm_test --bench    % of the AVX-512 FMA ceiling measured in the same run */
 #include <immintrin.h>
 #include <stdatomic.h>
@@ -26,7 +40,7 @@
 #include "../common/transpose_avx2.h" /* 8 x 8 ymm transposes; this file is compiled with -mavx2 as well */
 
 #ifndef GEMM512_KC
-#define GEMM512_KC 256
+#define GEMM512_KC 384
 #endif
 #ifndef GEMM512_MC
 #define GEMM512_MC 192

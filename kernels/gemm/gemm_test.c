@@ -5,7 +5,8 @@
  *   gemm_test --bench [reps]          the two target shapes (1024^3 and (4096x384)x(384x1536)) on 1 and 2
  *                                     threads: ms, GFLOP/s and % of the FMA ceiling of the ISA in use (AVX-512
  *                                     at avx512, else AVX2), measured right before and named
- *   gemm_test --bench reps m n k [ta tb]   one shape of your choice, same report
+ *   gemm_test --bench reps m n k [ta tb [threads]]   one shape of your choice, same report (1 and 2 threads,
+ *                                     or only `threads`)
  *   gemm_test --peak                  the AVX2 FMA, AVX-512 FMA and bf16 dot-product ceilings, 1 and 2 threads
  *
  * Tolerance, per element (written once, in tol()): |got - want| <= u * (8 * sqrt(k) + 3) * mag, with
@@ -148,6 +149,17 @@ static void test_shapes(void) {
                 for (int in = 0; in < 8; in += 1 + (im + ta) % 2) {
                     gcase g = {ta, tb, sizes[im], sizes[in], sizes[(im * 3 + in + tb) % 8], pick(&rng, alphas, 3),
                                betas[(im + in) % 3], 0, 0, 0, 1, 0};
+                    run_case(&g, &rng);
+                }
+    /* The AVX-512 kernel's tails: 16-lane vectors, the 64-wide sliver, the 6-row tile and the 8-column
+     * transposes of packing, each transpose pair, beta 0 (NaN-prefilled C) and not. */
+    static const int64_t wide[] = {5, 6, 7, 13, 17, 31, 33, 47, 63, 64, 65, 129};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int im = 0; im < 12; im += 1 + (ta ^ tb))
+                for (int in = (im + ta) % 3; in < 12; in += 3) {
+                    gcase g = {ta, tb, wide[im], wide[in], wide[(im * 5 + in * 7 + ta) % 12], pick(&rng, alphas, 3),
+                               betas[(im + in + tb) % 3], (im + in) % 3, in % 2, (im * in) % 5, 1, 0};
                     run_case(&g, &rng);
                 }
     /* Larger products: several k blocks, row blocks and sliver splits, on the parallel paths. */
@@ -395,7 +407,8 @@ int main(int argc, char **argv) {
         int reps = argc > 2 ? atoi(argv[2]) : 15;
         if (argc >= 6) {
             int ta = argc > 6 ? atoi(argv[6]) : 0, tb = argc > 7 ? atoi(argv[7]) : 0;
-            for (int th = 1; th <= 2; th++) bench_one(atoll(argv[3]), atoll(argv[4]), atoll(argv[5]), ta, tb, th, reps);
+            int th0 = argc > 8 ? atoi(argv[8]) : 1, th1 = argc > 8 ? th0 : 2;
+            for (int th = th0; th <= th1; th++) bench_one(atoll(argv[3]), atoll(argv[4]), atoll(argv[5]), ta, tb, th, reps);
             return 0;
         }
         for (int th = 1; th <= 2; th++) {
