@@ -87,6 +87,11 @@ typedef struct lt_gemm_desc {
     int64_t stride_a, stride_b, stride_c;
 } lt_gemm_desc;
 LT_API lt_status lt_gemm(const lt_gemm_desc *d, const float *a, const float *b, float *c);
+/* bf16 GEMM: the same descriptor, layouts and checks as lt_gemm; op(A) and op(B) are rounded to bf16 (round to
+ * nearest even) as they are read and their products summed in fp32 (AVX512_BF16 vdpbf16ps); C, alpha, beta stay
+ * fp32. Per element |C - exact| <= (2^-7 + 2^-16) * sum|alpha a b| + fp32 summation error. LT_ERR_UNSUPPORTED unless
+ * lt_cpu_bf16() and the level in use is avx512 (never emulated). Bits identical across thread counts. */
+LT_API lt_status lt_gemm_bf16(const lt_gemm_desc *d, const float *a, const float *b, float *c);
 
 /* ---- attention: multi-head scaled dot-product, FlashAttention-2 style ------------------------------
  * q, k, v, o, dq, dk, dv: (B, NH, T, HS) contiguous. lse: (B, NH, T), the log-sum-exp of each row of the
