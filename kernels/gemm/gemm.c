@@ -3,9 +3,11 @@
  * This file is the front door shared by every implementation: it validates the descriptor (every check
  * names the field and its value in lt_last_error()), does the cases that need no multiply (empty C,
  * k == 0, alpha == 0: C = beta * C, with beta == 0 writing zeros so NaNs in C do not survive, as in BLAS),
- * then dispatches by ISA, fastest first: gemm_avx2 (gemm_avx2.c) when the level in use is avx2, else
- * gemm_ref (gemm_ref.c). Neither implementation declines a valid shape, so there is no further fallback.
- * Test and benchmark: gemm_test.c (ctest runs it at LATENT_MAX_ISA=ref and =avx2; `gemm_test --bench`). */
+ * then dispatches by ISA, fastest first: gemm_avx512 (gemm_avx512.c) at avx512, gemm_avx2 (gemm_avx2.c) at
+ * avx2, else gemm_ref (gemm_ref.c). No implementation declines a valid shape, so there is no further fallback.
+ * lt_gemm_bf16 takes the same descriptor and checks, rounds op(A) and op(B) to bf16 and sums in fp32
+ * (gemm_avx512_bf16.c); it is refused with LT_ERR_UNSUPPORTED where AVX512_BF16 or the avx512 level is missing.
+ * Test and benchmark: gemm_test.c (ctest runs it at LATENT_MAX_ISA=ref, =avx2 and =avx512; `gemm_test --bench`). */
 #include "gemm.h"
 
 /* Largest element offset a matrix of `rows` x `cols` with row stride `ld` repeated `batch` times at
@@ -81,6 +83,23 @@ lt_status lt_gemm(const lt_gemm_desc *d, const float *a, const float *b, float *
         scale_c(d, c);
         return LT_OK;
     }
+    if (lt_isa_level() >= LT_ISA_AVX512) return gemm_avx512(d, a, b, c);
     if (lt_isa_level() >= LT_ISA_AVX2) return gemm_avx2(d, a, b, c);
     return gemm_ref(d, a, b, c);
+}
+
+lt_status lt_gemm_bf16(const lt_gemm_desc *d, const float *a, const float *b, float *c) {
+    lt_status st = check(d, a, b, c);
+    if (st) return st;
+    /* Refused, never emulated, where the CPU (or the level in use) has no AVX512_BF16. */
+    if (!lt_cpu_bf16() || lt_isa_level() < LT_ISA_AVX512)
+        return lt_fail(LT_ERR_UNSUPPORTED, "lt_gemm_bf16: bf16 GEMM needs AVX512_BF16 at ISA avx512 (CPU %s AVX512_BF16, "
+                       "level in use: %s)", lt_cpu_bf16() ? "has" : "lacks",
+                       lt_isa_level() == LT_ISA_AVX512 ? "avx512" : lt_isa_level() == LT_ISA_AVX2 ? "avx2" : "ref");
+    if (d->m == 0 || d->n == 0) return LT_OK;
+    if (d->k == 0 || d->alpha == 0.0f) {
+        scale_c(d, c);
+        return LT_OK;
+    }
+    return gemm_avx512_bf16(d, a, b, c);
 }

@@ -12,5 +12,10 @@
 LT_HIDDEN lt_status gemm_ref(const lt_gemm_desc *d, const float *a, const float *b, float *c);
 /* Packed, register-blocked AVX2+FMA kernel on the worker pool (gemm_avx2.c). */
 LT_HIDDEN lt_status gemm_avx2(const lt_gemm_desc *d, const float *a, const float *b, float *c);
+/* The same with a 14 x 32 zmm micro-tile and masked edges (gemm_avx512.c); only at ISA avx512. */
+LT_HIDDEN lt_status gemm_avx512(const lt_gemm_desc *d, const float *a, const float *b, float *c);
+/* bf16 operands (rounded RNE when packed), fp32 accumulation with vdpbf16ps (gemm_avx512_bf16.c); only when
+ * lt_cpu_bf16() and the level in use is avx512. */
+LT_HIDDEN lt_status gemm_avx512_bf16(const lt_gemm_desc *d, const float *a, const float *b, float *c);
 
 #endif

@@ -3,8 +3,12 @@
  *
  *   gemm_test                         the checks below; prints "N passed, N failed" last
  *   gemm_test --bench [reps]          the two target shapes (1024^3 and (4096x384)x(384x1536)) on 1 and 2
- *                                     threads: ms, GFLOP/s and % of the FMA peak measured right before
- *   gemm_test --bench reps m n k [ta tb]   one shape of your choice, same report
+ *                                     threads: ms, GFLOP/s and % of the FMA ceiling of the ISA in use (AVX-512
+ *                                     at avx512, else AVX2), measured right before and named
+ *   gemm_test --bench reps m n k [ta tb [threads]]   one shape of your choice, same report (1 and 2 threads,
+ *                                     or only `threads`)
+ *   gemm_test --bench-bf16 [reps]     lt_gemm and lt_gemm_bf16 alternately on the two shapes: the bf16 / fp32 ratio
+ *   gemm_test --peak                  the AVX2 FMA, AVX-512 FMA and bf16 dot-product ceilings, 1 and 2 threads
  *
  * Tolerance, per element (written once, in tol()): |got - want| <= u * (8 * sqrt(k) + 3) * mag, with
  * u = 2^-24 and mag = |alpha| * sum_p |op(A)[i][p] op(B)[p][j]| + |beta * C0[i][j]|.
@@ -28,7 +32,31 @@
 
 #define U (1.0 / 16777216.0) /* unit roundoff of float, 2^-24 */
 
-static double tol(double mag, int64_t k) { return U * (8.0 * sqrt((double)k) + 3.0) * mag; }
+/* bf16 mode (lt_gemm_bf16): g_bf16 set. Each case is then checked twice: (1) against the double product of the
+ * operands rounded to bf16 here (RNE, bit manipulation independent of the kernel's instructions) with the fp32
+ * tolerance above: products of bf16 values are exact in fp32, so only the fp32 summation errs, and a wrong
+ * rounding, pairing or dropped pad shows; (2) against the double product of the fp32 operands with g_extra =
+ * 2^-7 + 2^-16 added: bf16 keeps 8 significant bits, so RNE gives |bf16(x) - x| <= u_bf |x| with u_bf = 2^-8,
+ * hence |bf16(a) bf16(b) - ab| <= (2 u_bf + u_bf^2) |ab| = (2^-7 + 2^-16) |ab|, and summed over k at most that
+ * times mag (a rigorous bound, not a probabilistic one; mag also holds |beta C|, which only loosens it). */
+static int g_bf16;
+static double g_extra;
+static double tol(double mag, int64_t k) { return U * (8.0 * sqrt((double)k) + 3.0) * mag + g_extra * mag; }
+
+static float bf16_rne(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x7FFFFFu)) return x; /* NaN stays NaN */
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    u &= 0xFFFF0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+static float *bf16_copy(const float *x, int64_t n) {
+    float *y = calloc((size_t)n, sizeof(float));
+    for (int64_t i = 0; i < n; i++) y[i] = bf16_rne(x[i]);
+    return y;
+}
 
 /* Element offsets of op(A)[i][p], op(B)[p][j], C[i][j] within one batch entry. */
 static int64_t a_at(const lt_gemm_desc *d, int64_t i, int64_t p) { return d->trans_a ? p * d->lda + i : i * d->lda + p; }
@@ -121,14 +149,23 @@ static void run_case(const gcase *g, uint64_t *rng) {
     lt_t_fill(b, blen, rng);
     if (g->beta == 0.0f) lt_t_nan(c0, clen); else lt_t_fill(c0, clen, rng);
     memcpy(c, c0, clen * sizeof(float));
-    reference(&d, a, b, c0, want, mag);
-    lt_status st = lt_gemm(&d, a, b, c);
+    float *a16 = g_bf16 ? bf16_copy(a, alen) : a, *b16 = g_bf16 ? bf16_copy(b, blen) : b;
+    reference(&d, a16, b16, c0, want, mag);
+    lt_status st = g_bf16 ? lt_gemm_bf16(&d, a, b, c) : lt_gemm(&d, a, b, c);
     char what[200];
-    snprintf(what, sizeof what, "ta=%d tb=%d m=%lld n=%lld k=%lld alpha=%g beta=%g lda=%lld ldb=%lld ldc=%lld batch=%lld",
-             g->ta, g->tb, (long long)g->m, (long long)g->n, (long long)g->k, g->alpha, g->beta, (long long)d.lda,
+    snprintf(what, sizeof what, "%sta=%d tb=%d m=%lld n=%lld k=%lld alpha=%g beta=%g lda=%lld ldb=%lld ldc=%lld batch=%lld",
+             g_bf16 ? "bf16 " : "", g->ta, g->tb, (long long)g->m, (long long)g->n, (long long)g->k, g->alpha, g->beta, (long long)d.lda,
              (long long)d.ldb, (long long)d.ldc, (long long)d.batch);
     CHECK(st == LT_OK, "%s: status %d (%s)", what, st, lt_last_error());
-    if (st == LT_OK) CHECK(compare(what, &d, c, c0, clen, want, mag), "%s: wrong result", what);
+    if (st == LT_OK) CHECK(compare(what, &d, c, c0, clen, want, mag), "%s: wrong result%s", what,
+                           g_bf16 ? " (against the bf16-rounded operands)" : "");
+    if (st == LT_OK && g_bf16) { /* (2) against the fp32 operands, with the bf16 rounding bound */
+        reference(&d, a, b, c0, want, mag);
+        g_extra = 1.0 / 128 + 1.0 / 65536;
+        CHECK(compare(what, &d, c, c0, clen, want, mag), "%s: bf16 result outside the bf16 bound of the fp32 product", what);
+        g_extra = 0;
+    }
+    if (g_bf16) { free(a16); free(b16); }
     free(a); free(b); free(c); free(c0); free(want); free(mag);
 }
 
@@ -146,6 +183,17 @@ static void test_shapes(void) {
                 for (int in = 0; in < 8; in += 1 + (im + ta) % 2) {
                     gcase g = {ta, tb, sizes[im], sizes[in], sizes[(im * 3 + in + tb) % 8], pick(&rng, alphas, 3),
                                betas[(im + in) % 3], 0, 0, 0, 1, 0};
+                    run_case(&g, &rng);
+                }
+    /* The AVX-512 kernel's tails: 16-lane vectors, the 64-wide sliver, the 6-row tile and the 8-column
+     * transposes of packing, each transpose pair, beta 0 (NaN-prefilled C) and not. */
+    static const int64_t wide[] = {5, 6, 7, 13, 17, 31, 33, 47, 63, 64, 65, 129};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int im = 0; im < 12; im += 1 + (ta ^ tb))
+                for (int in = (im + ta) % 3; in < 12; in += 3) {
+                    gcase g = {ta, tb, wide[im], wide[in], wide[(im * 5 + in * 7 + ta) % 12], pick(&rng, alphas, 3),
+                               betas[(im + in + tb) % 3], (im + in) % 3, in % 2, (im * in) % 5, 1, 0};
                     run_case(&g, &rng);
                 }
     /* Larger products: several k blocks, row blocks and sliver splits, on the parallel paths. */
@@ -304,17 +352,89 @@ static void test_concurrent(void) {
     }
 }
 
+/* lt_gemm_bf16: refused with a reason where AVX512_BF16 or the avx512 level is missing; elsewhere the tail shapes
+ * and parallel paths checked as above (both bounds), and 1 and 2 threads bit-identical. */
+static void test_bf16(void) {
+    float buf[64] = {0};
+    lt_gemm_desc d = {0, 0, 2, 2, 2, 1.0f, 0.0f, 2, 2, 2, 1, 0, 0, 0};
+    lt_status st = lt_gemm_bf16(&d, buf, buf + 16, buf + 32);
+    if (!(lt_isa() >= LT_ISA_AVX512 && lt_cpu_bf16())) {
+        CHECK(st == LT_ERR_UNSUPPORTED && strstr(lt_last_error(), "AVX512_BF16"),
+              "lt_gemm_bf16 at ISA %s (cpu bf16 %d) must be refused naming AVX512_BF16: status %d, \"%s\"",
+              lt_t_isa_name(), lt_cpu_bf16(), st, lt_last_error());
+        printf("bf16: refused at ISA %s (%s)\n", lt_t_isa_name(), lt_last_error());
+        return;
+    }
+    CHECK(st == LT_OK, "lt_gemm_bf16 2x2x2: %s", lt_last_error());
+    lt_gemm_desc bad = d;
+    bad.lda = 1;
+    CHECK(lt_gemm_bf16(&bad, buf, buf, buf) == LT_ERR_INVALID_ARGUMENT && strstr(lt_last_error(), "lda="),
+          "lt_gemm_bf16 validates like lt_gemm: %s", lt_last_error());
+    g_bf16 = 1;
+    uint64_t rng = 0xBF16;
+    static const float alphas[] = {1.0f, -0.75f, 2.5f}, betas[] = {0.0f, 1.0f, -0.5f};
+    static const int64_t wide[] = {1, 2, 3, 5, 6, 7, 13, 17, 31, 33, 63, 64, 65, 129};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int im = 0; im < 14; im += 1 + (ta ^ tb))
+                for (int in = (im + tb) % 3; in < 14; in += 3) {
+                    gcase g = {ta, tb, wide[im], wide[in], wide[(im * 5 + in * 3 + ta) % 14], pick(&rng, alphas, 3),
+                               betas[(im + in + ta) % 3], in % 3, im % 2, (im + in) % 4, 1, 0};
+                    run_case(&g, &rng);
+                }
+    static const gcase big[] = {
+        {0, 0, 257, 129, 801, 1.0f, 1.0f, 3, 5, 7, 1, 0},    /* odd k over two k blocks: pad pairs */
+        {1, 0, 300, 200, 769, -0.75f, 0.0f, 1, 0, 2, 1, 0},
+        {0, 1, 150, 333, 1601, 1.0f, -0.5f, 0, 9, 0, 1, 0},
+        {1, 1, 211, 97, 385, 2.5f, 1.0f, 4, 4, 4, 1, 0},
+        {0, 0, 20, 3100, 40, 1.0f, 0.0f, 0, 0, 0, 1, 0},     /* n past NC */
+        {1, 1, 37, 15, 9, -0.75f, 1.0f, 2, 1, 3, 7, 5},      /* batch of small entries with gaps */
+        {0, 0, 150, 140, 400, 1.0f, 0.0f, 0, 0, 0, 2, 0},    /* batch of big entries */
+    };
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) run_case(&big[i], &rng);
+    g_bf16 = 0;
+    for (int tr = 0; tr < 4; tr++) {
+        int64_t m = 301, n = 517, k = 1777 - 300 * tr;
+        lt_gemm_desc e = {tr & 1, tr >> 1, m, n, k, 0.5f, tr == 1 ? 0.0f : 1.5f, (tr & 1) ? m : k, (tr >> 1) ? k : n,
+                          n, 1, 0, 0, 0};
+        float *a = malloc(m * k * sizeof(float)), *b = malloc(k * n * sizeof(float));
+        float *c1 = malloc(m * n * sizeof(float)), *c2 = malloc(m * n * sizeof(float));
+        lt_t_fill(a, m * k, &rng);
+        lt_t_fill(b, k * n, &rng);
+        lt_t_fill(c1, m * n, &rng);
+        memcpy(c2, c1, m * n * sizeof(float));
+        lt_set_num_threads(1);
+        lt_status s1 = lt_gemm_bf16(&e, a, b, c1);
+        lt_set_num_threads(2);
+        lt_status s2 = lt_gemm_bf16(&e, a, b, c2);
+        CHECK(s1 == LT_OK && s2 == LT_OK && !memcmp(c1, c2, m * n * sizeof(float)),
+              "bf16 ta=%d tb=%d %lldx%lldx%lld: 1 and 2 threads differ (status %d %d)", e.trans_a, e.trans_b,
+              (long long)m, (long long)n, (long long)k, s1, s2);
+        free(a); free(b); free(c1); free(c2);
+    }
+}
+
 /* ---- --bench ------------------------------------------------------------------------------------------- */
 
 static int cmp_double(const void *x, const void *y) { double a = *(const double *)x, b = *(const double *)y; return (a > b) - (a < b); }
 
+/* The FMA ceiling of the level in use (AVX-512 at avx512, else AVX2), best of 3 short runs right before the
+ * kernel; *name says which. */
+static double ceiling(int threads, const char **name) {
+    int isa = lt_isa() >= LT_ISA_AVX512 ? LT_ISA_AVX512 : LT_ISA_AVX2;
+    *name = isa == LT_ISA_AVX512 ? "AVX-512 FMA" : "AVX2 FMA";
+    double peak = 0;
+    for (int r = 0; r < 3; r++) {
+        double g;
+        if (lt_peak_fma_isa(isa, threads, 30000000, &g) == LT_OK && g > peak) peak = g;
+    }
+    return peak;
+}
+
 static void bench_one(int64_t m, int64_t n, int64_t k, int ta, int tb, int threads, int reps) {
     lt_set_num_threads(threads);
-    double peak = 0;
-    for (int r = 0; r < 3; r++) { /* best of 3 short runs, right before the kernel */
-        double g;
-        if (lt_peak_fma(threads, 30000000, &g) == LT_OK && g > peak) peak = g;
-    }
+    const char *pname;
+    double peak = ceiling(threads, &pname);
     lt_gemm_desc d = {ta, tb, m, n, k, 1.0f, 0.0f, ta ? m : k, tb ? k : n, n, 1, 0, 0, 0};
     uint64_t rng = 1;
     float *a = malloc(m * k * sizeof(float)), *b = malloc(k * n * sizeof(float)), *c = malloc(m * n * sizeof(float));
@@ -330,20 +450,105 @@ static void bench_one(int64_t m, int64_t n, int64_t k, int ta, int tb, int threa
     qsort(t, reps, sizeof(double), cmp_double);
     double flop = 2.0 * m * n * k, best = t[0], med = t[reps / 2];
     printf("gemm %5lldx%5lldx%5lld ta=%d tb=%d  %d thr: best %8.3f ms %7.1f GFLOP/s %5.1f%% | median %8.3f ms %7.1f "
-           "GFLOP/s %5.1f%% | peak %6.1f GFLOP/s\n", (long long)m, (long long)n, (long long)k, ta, tb, threads,
+           "GFLOP/s %5.1f%% | %s peak %6.1f GFLOP/s\n", (long long)m, (long long)n, (long long)k, ta, tb, threads,
            best * 1e3, flop / best / 1e9, 100 * flop / best / 1e9 / peak, med * 1e3, flop / med / 1e9,
-           100 * flop / med / 1e9 / peak, peak);
+           100 * flop / med / 1e9 / peak, pname, peak);
     fflush(stdout);
     free(t); free(a); free(b); free(c);
 }
 
+/* The ceilings gemm --bench and `bench peak` grade against: valid at the levels that have them, refused with a
+ * message naming the missing ISA elsewhere, bad arguments named. */
+static void test_peaks(void) {
+    double g = -1;
+    CHECK(lt_peak_fma_isa(LT_ISA_AVX2, 0, 10, &g) == LT_ERR_INVALID_ARGUMENT && strstr(lt_last_error(), "threads=0"),
+          "lt_peak_fma_isa threads=0: %s", lt_last_error());
+    CHECK(lt_peak_fma_isa(LT_ISA_AVX2, 1, 10, NULL) == LT_ERR_INVALID_ARGUMENT, "lt_peak_fma_isa gflops=NULL");
+    CHECK(lt_peak_bf16(1, 0, &g) == LT_ERR_INVALID_ARGUMENT && strstr(lt_last_error(), "iters=0"),
+          "lt_peak_bf16 iters=0: %s", lt_last_error());
+    if (lt_isa() >= LT_ISA_AVX2)
+        CHECK(lt_peak_fma_isa(7, 1, 10, &g) == LT_ERR_INVALID_ARGUMENT && strstr(lt_last_error(), "isa=7"),
+              "lt_peak_fma_isa isa=7: %s", lt_last_error());
+    static const char *names[3] = {"AVX2 FMA", "AVX-512 FMA", "bf16 dot"};
+    int have[3] = {lt_isa() >= LT_ISA_AVX2, lt_isa() >= LT_ISA_AVX512, lt_isa() >= LT_ISA_AVX512 && lt_cpu_bf16()};
+    for (int i = 0; i < 3; i++) {
+        g = -1;
+        lt_status st = i == 2 ? lt_peak_bf16(2, 200000, &g) : lt_peak_fma_isa(i ? LT_ISA_AVX512 : LT_ISA_AVX2, 2, 200000, &g);
+        if (have[i])
+            CHECK(st == LT_OK && g > 1.0 && g < 1e6, "%s ceiling: status %d, %g GFLOP/s (%s)", names[i], st, g,
+                  lt_last_error());
+        else
+            CHECK(st == LT_ERR_UNSUPPORTED && strstr(lt_last_error(), "needs"),
+                  "%s ceiling at ISA %s must be refused with a reason: status %d, \"%s\"", names[i], lt_t_isa_name(), st,
+                  lt_last_error());
+    }
+}
+
+/* fp32 (lt_gemm) and bf16 (lt_gemm_bf16) timed alternately on one shape: medians, the ratio, and each against
+ * its ceiling (AVX-512 FMA, bf16 dot) measured right before. */
+static void bench_bf16(int64_t m, int64_t n, int64_t k, int threads, int reps) {
+    lt_set_num_threads(threads);
+    double pf = 0, pb = 0, g;
+    for (int r = 0; r < 3; r++) {
+        if (lt_peak_fma_isa(LT_ISA_AVX512, threads, 30000000, &g) == LT_OK && g > pf) pf = g;
+        if (lt_peak_bf16(threads, 30000000, &g) == LT_OK && g > pb) pb = g;
+    }
+    lt_gemm_desc d = {0, 0, m, n, k, 1.0f, 0.0f, k, n, n, 1, 0, 0, 0};
+    uint64_t rng = 1;
+    float *a = malloc(m * k * sizeof(float)), *b = malloc(k * n * sizeof(float)), *c = malloc(m * n * sizeof(float));
+    lt_t_fill(a, m * k, &rng);
+    lt_t_fill(b, k * n, &rng);
+    lt_gemm(&d, a, b, c);
+    lt_gemm_bf16(&d, a, b, c);
+    double *tf = malloc(reps * sizeof(double)), *tb = malloc(reps * sizeof(double));
+    for (int r = 0; r < reps; r++) {
+        double t0 = lt_t_now();
+        lt_gemm(&d, a, b, c);
+        tf[r] = lt_t_now() - t0;
+        t0 = lt_t_now();
+        lt_gemm_bf16(&d, a, b, c);
+        tb[r] = lt_t_now() - t0;
+    }
+    qsort(tf, reps, sizeof(double), cmp_double);
+    qsort(tb, reps, sizeof(double), cmp_double);
+    double flop = 2.0 * m * n * k, f = flop / tf[reps / 2] / 1e9, bb = flop / tb[reps / 2] / 1e9;
+    printf("gemm %5lldx%5lldx%5lld %d thr medians: fp32 %7.1f GFLOP/s (%5.1f%% of AVX-512 FMA %.1f) | bf16 %7.1f GFLOP/s "
+           "(%5.1f%% of bf16 dot %.1f) | bf16 / fp32 %.2fx\n", (long long)m, (long long)n, (long long)k, threads, f,
+           100 * f / pf, pf, bb, 100 * bb / pb, pb, bb / f);
+    fflush(stdout);
+    free(tf); free(tb); free(a); free(b); free(c);
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--bench-bf16")) {
+        if (lt_isa() < LT_ISA_AVX512 || !lt_cpu_bf16()) { printf("bench-bf16: needs AVX512_BF16 at ISA avx512\n"); return 0; }
+        int reps = argc > 2 ? atoi(argv[2]) : 15;
+        for (int th = 1; th <= 2; th++) {
+            bench_bf16(1024, 1024, 1024, th, reps);
+            bench_bf16(4096, 1536, 384, th, reps);
+        }
+        return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "--peak")) { /* the three ceilings, best of 5, 1 and 2 threads */
+        for (int th = 1; th <= 2; th++) {
+            double best[3] = {0, 0, 0}, g;
+            for (int r = 0; r < 5; r++) {
+                if (lt_peak_fma_isa(LT_ISA_AVX2, th, 30000000, &g) == LT_OK && g > best[0]) best[0] = g;
+                if (lt_peak_fma_isa(LT_ISA_AVX512, th, 30000000, &g) == LT_OK && g > best[1]) best[1] = g;
+                if (lt_peak_bf16(th, 30000000, &g) == LT_OK && g > best[2]) best[2] = g;
+            }
+            printf("peak %d thr: AVX2 FMA %.1f  AVX-512 FMA %.1f  bf16 dot %.1f GFLOP/s (0 = not available at ISA %s)\n",
+                   th, best[0], best[1], best[2], lt_t_isa_name());
+        }
+        return 0;
+    }
     if (argc > 1 && !strcmp(argv[1], "--bench")) {
         if (lt_isa() < LT_ISA_AVX2) { printf("bench: ISA is ref (%s); lt_peak_fma needs avx2\n", lt_isa_reason()); return 0; }
         int reps = argc > 2 ? atoi(argv[2]) : 15;
         if (argc >= 6) {
             int ta = argc > 6 ? atoi(argv[6]) : 0, tb = argc > 7 ? atoi(argv[7]) : 0;
-            for (int th = 1; th <= 2; th++) bench_one(atoll(argv[3]), atoll(argv[4]), atoll(argv[5]), ta, tb, th, reps);
+            int th0 = argc > 8 ? atoi(argv[8]) : 1, th1 = argc > 8 ? th0 : 2;
+            for (int th = th0; th <= th1; th++) bench_one(atoll(argv[3]), atoll(argv[4]), atoll(argv[5]), ta, tb, th, reps);
             return 0;
         }
         for (int th = 1; th <= 2; th++) {
@@ -355,9 +560,11 @@ int main(int argc, char **argv) {
     printf("lt_gemm at ISA %s%s%s\n", lt_t_isa_name(), *lt_isa_reason() ? ": " : "",
            lt_isa_reason());
     test_invalid();
+    test_peaks();
     test_degenerate();
     test_shapes();
     test_determinism();
     test_concurrent();
+    test_bf16();
     return lt_test_summary();
 }

@@ -87,6 +87,11 @@ typedef struct lt_gemm_desc {
     int64_t stride_a, stride_b, stride_c;
 } lt_gemm_desc;
 LT_API lt_status lt_gemm(const lt_gemm_desc *d, const float *a, const float *b, float *c);
+/* bf16 GEMM: the same descriptor, layouts and checks as lt_gemm; op(A) and op(B) are rounded to bf16 (round to
+ * nearest even) as they are read and their products summed in fp32 (AVX512_BF16 vdpbf16ps); C, alpha, beta stay
+ * fp32. Per element |C - exact| <= (2^-7 + 2^-16) * sum|alpha a b| + fp32 summation error. LT_ERR_UNSUPPORTED unless
+ * lt_cpu_bf16() and the level in use is avx512 (never emulated). Bits identical across thread counts. */
+LT_API lt_status lt_gemm_bf16(const lt_gemm_desc *d, const float *a, const float *b, float *c);
 
 /* ---- attention: multi-head scaled dot-product, FlashAttention-2 style ------------------------------
  * q, k, v, o, dq, dk, dv: (B, NH, T, HS) contiguous. lse: (B, NH, T), the log-sum-exp of each row of the
@@ -259,6 +264,12 @@ LT_API lt_status lt_coupling_bwd(int64_t n, int64_t hw, const float *mask, const
 /* FMA peak: `threads` workers each run independent vfmadd chains for `iters` rounds.
  * Writes the achieved GFLOP/s. ISA must be avx2 (the reference has no meaningful peak). */
 LT_API lt_status lt_peak_fma(int32_t threads, int64_t iters, double *gflops);
+/* The same ceiling at a named ISA: LT_ISA_AVX2 (ymm, = lt_peak_fma) or LT_ISA_AVX512 (12 zmm chains, 16 lanes x
+ * 2 flops each; LT_ERR_UNSUPPORTED unless the level in use is avx512). */
+LT_API lt_status lt_peak_fma_isa(int32_t isa, int32_t threads, int64_t iters, double *gflops);
+/* AVX512_BF16 dot-product ceiling: 12 vdpbf16ps chains, 64 flops per instruction (2 per bf16 pair).
+ * LT_ERR_UNSUPPORTED unless lt_cpu_bf16() and the level in use is avx512. */
+LT_API lt_status lt_peak_bf16(int32_t threads, int64_t iters, double *gflops);
 /* STREAM triad a = b + s*c over n floats per array on `threads` workers, best of `reps`; GB/s counts
  * 3 arrays (2 read + 1 written), as STREAM does. */
 LT_API lt_status lt_peak_triad(int32_t threads, int64_t n, int32_t reps, double *gbs);

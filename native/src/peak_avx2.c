@@ -3,37 +3,30 @@
  * FMA peak: 12 independent ymm accumulators per thread (FMA latency 4 x 2 ports = 8 in flight at least,
  * 12 leaves slack), 8 lanes x 2 flops per vfmadd. Triad: STREAM's a[i] = b[i] + s*c[i], 3 arrays counted.
  * Threads here are plain pthreads started for the measurement, one per requested thread, so the figure
- * does not depend on the kernel pool's size. */
+ * does not depend on the kernel pool's size. The AVX-512 ceilings (lt_peak_fma_isa at avx512, lt_peak_bf16)
+ * run their loops from peak_avx512.c / peak_avx512_bf16.c through the same thread harness (peak.h). */
 #include <immintrin.h>
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
 
-#include "lt_internal.h"
+#include "peak.h"
 
-static double now_s(void) {
+double peak_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+#define now_s peak_now_s
 
-typedef struct {
-    int64_t iters;
-    pthread_barrier_t *bar;
-    double t0, t1;
-    float sink;
-    float *a, *b, *c;
-    int64_t lo, hi;
-    int reps;
-    double best;
-} peak_arg;
+void peak_barrier_wait(peak_arg *a) { pthread_barrier_wait((pthread_barrier_t *)a->bar); }
 
 static void *fma_worker(void *p) {
     peak_arg *a = p;
     __m256 acc[12];
     __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
     for (int i = 0; i < 12; i++) acc[i] = _mm256_set1_ps((float)i);
-    pthread_barrier_wait(a->bar);
+    peak_barrier_wait(a);
     a->t0 = now_s();
     for (int64_t it = 0; it < a->iters; it++) {
         /* Unrolled by hand so the compiler keeps 12 chains in registers. */
@@ -53,12 +46,10 @@ static void *fma_worker(void *p) {
     return NULL;
 }
 
-typedef void *(*thread_fn)(void *);
-
 /* Threads wait at a gate until all of them exist, so a failed pthread_create never strands the others
  * at a barrier sized for the full count. */
 static _Atomic int gate;
-typedef struct { thread_fn fn; peak_arg *arg; } gated;
+typedef struct { peak_thread_fn fn; peak_arg *arg; } gated;
 static void *gated_main(void *p) {
     gated *g = p;
     int v;
@@ -68,7 +59,7 @@ static void *gated_main(void *p) {
 
 static pthread_mutex_t peak_mu = PTHREAD_MUTEX_INITIALIZER; /* one measurement at a time: shared gate */
 
-static lt_status run_threads(int32_t threads, thread_fn fn, peak_arg *args) {
+lt_status peak_run_threads(int32_t threads, peak_thread_fn fn, peak_arg *args) {
     pthread_mutex_lock(&peak_mu);
     pthread_t tid[64];
     gated g[64];
@@ -91,23 +82,53 @@ static lt_status run_threads(int32_t threads, thread_fn fn, peak_arg *args) {
     return LT_OK;
 }
 
-lt_status lt_peak_fma(int32_t threads, int64_t iters, double *gflops) {
-    if (threads < 1 || threads > 64 || iters < 1 || !gflops)
-        return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_peak_fma: threads=%d (1..64), iters=%lld (>0), gflops=%p",
-                       threads, (long long)iters, (void *)gflops);
-    if (lt_isa_level() < LT_ISA_AVX2) return lt_fail(LT_ERR_UNSUPPORTED, "lt_peak_fma: needs ISA avx2");
+/* Runs `fn` (a chain loop of `flops_per_iter` flops per round) on `threads` threads for `iters` rounds and
+ * writes GFLOP/s over the span from the first thread's start to the last one's end. */
+lt_status peak_chains(int32_t threads, int64_t iters, peak_thread_fn fn, double flops_per_iter, double *gflops) {
     peak_arg args[64];
     memset(args, 0, sizeof args);
     for (int i = 0; i < threads; i++) args[i].iters = iters;
-    lt_status st = run_threads(threads, fma_worker, args);
+    lt_status st = peak_run_threads(threads, fn, args);
     if (st) return st;
     double t0 = args[0].t0, t1 = args[0].t1;
     for (int i = 1; i < threads; i++) {
         if (args[i].t0 < t0) t0 = args[i].t0;
         if (args[i].t1 > t1) t1 = args[i].t1;
     }
-    *gflops = (double)threads * iters * 12 * 16 / (t1 - t0) / 1e9;
+    *gflops = (double)threads * iters * flops_per_iter / (t1 - t0) / 1e9;
     return LT_OK;
+}
+
+#define PEAK_ARGS_OK(name) \
+    if (threads < 1 || threads > 64 || iters < 1 || !gflops) \
+        return lt_fail(LT_ERR_INVALID_ARGUMENT, name ": threads=%d (1..64), iters=%lld (>0), gflops=%p", threads, \
+                       (long long)iters, (void *)gflops)
+
+lt_status lt_peak_fma(int32_t threads, int64_t iters, double *gflops) {
+    PEAK_ARGS_OK("lt_peak_fma");
+    if (lt_isa_level() < LT_ISA_AVX2) return lt_fail(LT_ERR_UNSUPPORTED, "lt_peak_fma: needs ISA avx2");
+    return peak_chains(threads, iters, fma_worker, 12 * 16, gflops);
+}
+
+lt_status lt_peak_fma_isa(int32_t isa, int32_t threads, int64_t iters, double *gflops) {
+    PEAK_ARGS_OK("lt_peak_fma_isa");
+    if (isa == LT_ISA_AVX2) return lt_peak_fma(threads, iters, gflops);
+    if (isa != LT_ISA_AVX512)
+        return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_peak_fma_isa: isa=%d must be %d (avx2) or %d (avx512)", isa,
+                       LT_ISA_AVX2, LT_ISA_AVX512);
+    if (lt_isa_level() < LT_ISA_AVX512)
+        return lt_fail(LT_ERR_UNSUPPORTED, "lt_peak_fma_isa: the AVX-512 FMA ceiling needs ISA avx512 (level in use: %s)",
+                       lt_isa_level() == LT_ISA_AVX2 ? "avx2" : "ref");
+    return peak_chains(threads, iters, peak_fma_avx512_worker, PEAK_AVX512_FLOPS, gflops);
+}
+
+lt_status lt_peak_bf16(int32_t threads, int64_t iters, double *gflops) {
+    PEAK_ARGS_OK("lt_peak_bf16");
+    if (lt_isa_level() < LT_ISA_AVX512 || !lt_cpu_bf16())
+        return lt_fail(LT_ERR_UNSUPPORTED, "lt_peak_bf16: the bf16 dot-product ceiling needs AVX512_BF16 at ISA avx512 "
+                       "(level in use: %s, AVX512_BF16 %s)", lt_isa_level() == LT_ISA_AVX512 ? "avx512" :
+                       lt_isa_level() == LT_ISA_AVX2 ? "avx2" : "ref", lt_cpu_bf16() ? "present" : "absent");
+    return peak_chains(threads, iters, peak_bf16_worker, PEAK_BF16_FLOPS, gflops);
 }
 
 static void *triad_worker(void *p) {
@@ -117,7 +138,7 @@ static void *triad_worker(void *p) {
     for (int64_t i = a->lo; i < a->hi; i++) { x[i] = 0; y[i] = 1; z[i] = 2; } /* first touch */
     a->best = 1e30;
     for (int r = 0; r < a->reps; r++) {
-        pthread_barrier_wait(a->bar);
+        peak_barrier_wait(a);
         double t0 = now_s();
         __m256 vs = _mm256_set1_ps(s);
         int64_t i = a->lo;
@@ -125,7 +146,7 @@ static void *triad_worker(void *p) {
             _mm256_stream_ps(x + i, _mm256_fmadd_ps(vs, _mm256_loadu_ps(z + i), _mm256_loadu_ps(y + i)));
         for (; i < a->hi; i++) x[i] = y[i] + s * z[i];
         _mm_sfence();
-        pthread_barrier_wait(a->bar);
+        peak_barrier_wait(a);
         double t = now_s() - t0;
         if (t < a->best) a->best = t;
     }
@@ -150,7 +171,7 @@ lt_status lt_peak_triad(int32_t threads, int64_t n, int32_t reps, double *gbs) {
         args[i].lo = i * chunk < n ? i * chunk : n;
         args[i].hi = (i + 1) * chunk < n ? (i + 1) * chunk : n;
     }
-    lt_status st = run_threads(threads, triad_worker, args);
+    lt_status st = peak_run_threads(threads, triad_worker, args);
     lt_free(a); lt_free(b); lt_free(c);
     if (st) return st;
     double worst_best = 0; /* the slowest thread's best rep bounds the joint time */

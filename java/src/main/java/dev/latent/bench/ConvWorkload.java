@@ -42,8 +42,8 @@ public final class ConvWorkload {
             for (int threads : threadCounts) {
                 nat.setNumThreads(threads);
                 for (ConvPeer p : peers) p.setThreads(threads);
-                double peak = Ceilings.fmaPeak(threads, 5);
-                log.accept(String.format("fma peak, %d thread(s): %.1f GFLOP/s", threads, peak));
+                Ceilings.Peak peak = Ceilings.levelFmaPeak(threads, 5); // AVX-512 FMA at avx512, else AVX2 FMA
+                log.accept(String.format("fma peak, %d thread(s): %s", threads, peak));
                 for (Shape s : SHAPES) {
                     Conv.Geometry g = s.geo;
                     Tensor x = Tensor.rand(scope, 1, 1, g.inShape()), w = Tensor.rand(scope, 1, 2, g.weightShape());
@@ -100,7 +100,7 @@ public final class ConvWorkload {
         return switch (p) { case FWD -> "bwd_data"; case BWD_DATA -> "fwd"; case BWD_WEIGHT -> "bwd_weight"; };
     }
 
-    private static Map<String, Object> record(Shape s, String pass, String impl, int threads, double ms, double flops, double peak, Double ratio) {
+    private static Map<String, Object> record(Shape s, String pass, String impl, int threads, double ms, double flops, Ceilings.Peak peak, Double ratio) {
         Map<String, Object> r = new LinkedHashMap<>();
         r.put("workload", "conv");
         r.put("id", s.id + "." + pass);
@@ -110,15 +110,16 @@ public final class ConvWorkload {
         r.put("threads", threads);
         r.put("ms", ms);
         r.put("gflops", flops / ms / 1e6);
-        r.put("pct_peak", 100.0 * flops / ms / 1e6 / peak);
-        r.put("peak_gflops", peak);
+        r.put("pct_peak", 100.0 * flops / ms / 1e6 / peak.gflops());
+        r.put("peak_gflops", peak.gflops());
+        r.put("peak_name", peak.name());
         if (ratio != null) r.put("latent_speedup", ratio);
         return r;
     }
 
-    private static String line(Shape s, String pass, String impl, int threads, double ms, double flops, double peak, Double ratio) {
+    private static String line(Shape s, String pass, String impl, int threads, double ms, double flops, Ceilings.Peak peak, Double ratio) {
         double gf = flops / ms / 1e6;
-        return String.format("conv %-4s %-10s %-18s %d thr %8.3f ms %7.1f GFLOP/s %5.1f%% of peak%s", s.id, pass, impl, threads, ms, gf,
-                100 * gf / peak, ratio == null ? "" : String.format("  (latent is %.2fx)", ratio));
+        return String.format("conv %-4s %-10s %-18s %d thr %8.3f ms %7.1f GFLOP/s %5.1f%% of the %s peak%s", s.id, pass, impl, threads, ms,
+                gf, 100 * gf / peak.gflops(), peak.name(), ratio == null ? "" : String.format("  (latent is %.2fx)", ratio));
     }
 }

@@ -72,6 +72,7 @@ public final class LatentNative {
     private static volatile LatentNative instance;
 
     private final Path path;
+    private final MethodHandle peakFmaIsa, peakBf16, gemmBf16; // issue 15: AVX-512 FMA and bf16 dot ceilings, bf16 GEMM
     private final MethodHandle lastError, isaSupported, isa, setIsa, isaReason, cpuBf16, setNumThreads, numThreads,
             structInfo, philox, randUniform, gemm, peakFma, peakTriad, abiVersionCritical;
     // Kernels bound lazily-checked: a library built without one fails at the call, naming the symbol.
@@ -130,6 +131,9 @@ public final class LatentNative {
                 FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG, JAVA_LONG));
         gemm = bind(l, linker, "lt_gemm", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
         peakFma = bind(l, linker, "lt_peak_fma", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS));
+        peakFmaIsa = bind(l, linker, "lt_peak_fma_isa", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS));
+        peakBf16 = bind(l, linker, "lt_peak_bf16", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS));
+        gemmBf16 = bind(l, linker, "lt_gemm_bf16", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
         peakTriad = bind(l, linker, "lt_peak_triad",
                 FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_INT, ADDRESS));
         attentionFwd = opt(l, linker, "lt_attention_fwd", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
@@ -409,10 +413,35 @@ public final class LatentNative {
         try { check("lt_gemm", (int) gemm.invokeExact(desc, a, b, c)); } catch (Throwable t) { throw rethrow(t); }
     }
 
+    /** Raw lt_gemm_bf16 (same descriptor; operands rounded to bf16, fp32 accumulation); NativeException
+     * (UNSUPPORTED) where the CPU or the ISA level in use lacks AVX512_BF16. */
+    public void gemmBf16(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c) {
+        try { check("lt_gemm_bf16", (int) gemmBf16.invokeExact(desc, a, b, c)); } catch (Throwable t) { throw rethrow(t); }
+    }
+
     public double peakFma(int threads, long iters) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment out = a.allocate(JAVA_DOUBLE);
             check("lt_peak_fma", (int) peakFma.invokeExact(threads, iters, out));
+            return out.get(JAVA_DOUBLE, 0);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** FMA ceiling at {@code isa} ({@link #ISA_AVX2}: ymm, {@link #ISA_AVX512}: zmm), GFLOP/s; throws
+     * LatentException (UNSUPPORTED) when the level in use lacks that ISA. */
+    public double peakFmaIsa(int isa, int threads, long iters) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment out = a.allocate(JAVA_DOUBLE);
+            check("lt_peak_fma_isa", (int) peakFmaIsa.invokeExact(isa, threads, iters, out));
+            return out.get(JAVA_DOUBLE, 0);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** AVX512_BF16 dot-product ceiling (64 flops per vdpbf16ps), GFLOP/s; throws (UNSUPPORTED) without it. */
+    public double peakBf16(int threads, long iters) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment out = a.allocate(JAVA_DOUBLE);
+            check("lt_peak_bf16", (int) peakBf16.invokeExact(threads, iters, out));
             return out.get(JAVA_DOUBLE, 0);
         } catch (Throwable t) { throw rethrow(t); }
     }

@@ -53,6 +53,12 @@ public final class Gemm {
      * operand is broadcast over C's batch.
      */
     public static void matmul(Tensor a, Tensor b, Tensor c, float alpha, float beta) {
+        matmul(a, b, c, alpha, beta, Precision.FP32);
+    }
+
+    /** {@link #matmul(Tensor, Tensor, Tensor, float, float)} at a chosen operand {@link Precision} (BF16: CPU only). */
+    public static void matmul(Tensor a, Tensor b, Tensor c, float alpha, float beta, Precision precision) {
+        if (precision == null) throw new IllegalArgumentException("gemm: precision is null (FP32 or BF16)");
         Supplier<String> shapes = () -> "A" + Arrays.toString(a.shape()) + " @ B" + Arrays.toString(b.shape()) + " -> C" + Arrays.toString(c.shape());
         boolean gpu = a.device() == Device.CUDA && b.device() == Device.CUDA && c.device() == Device.CUDA;
         for (Tensor t : new Tensor[] {a, b, c}) {
@@ -69,13 +75,15 @@ public final class Gemm {
             throw new IllegalArgumentException("gemm: batch sizes do not match: " + shapes.get());
         Mat ma = Mat.of("A", a, shapes), mb = Mat.of("B", b, shapes), mc = Mat.of("C", c, shapes);
         if (mc.trans) throw new IllegalArgumentException("gemm: C must be row-major (last stride 1): " + shapes.get());
+        if (gpu && precision == Precision.BF16)
+            throw new IllegalArgumentException("gemm: BF16 precision is a CPU path (lt_gemm_bf16); CUDA has TF32 instead: " + shapes.get());
         if (gpu) {
             callCuda(ma.trans, mb.trans, m, n, k, alpha, beta, ma.ld, mb.ld, mc.ld, batch, ma.batchStride, mb.batchStride, mc.batchStride,
                     a.deviceBuffer(), b.deviceBuffer(), c.deviceBuffer());
             return;
         }
         call(ma.trans, mb.trans, m, n, k, alpha, beta, ma.ld, mb.ld, mc.ld, batch, ma.batchStride, mb.batchStride, mc.batchStride,
-                a.storage(), a.offset(), b.storage(), b.offset(), c.storage(), c.offset());
+                a.storage(), a.offset(), b.storage(), b.offset(), c.storage(), c.offset(), precision == Precision.BF16);
     }
 
     /** One matrix operand as the native side sees it: transpose flag, leading dimension, batch stride. */
@@ -97,19 +105,50 @@ public final class Gemm {
      */
     public static void sgemm(boolean transA, boolean transB, long m, long n, long k, float alpha,
                              MemorySegment a, long lda, MemorySegment b, long ldb, float beta, MemorySegment c, long ldc) {
-        call(transA, transB, m, n, k, alpha, beta, lda, ldb, ldc, 1, 0, 0, 0, a, 0, b, 0, c, 0);
+        call(transA, transB, m, n, k, alpha, beta, lda, ldb, ldc, 1, 0, 0, 0, a, 0, b, 0, c, 0, false);
     }
 
     /** Strided-batch variant of {@link #sgemm}. */
     public static void sgemmBatched(boolean transA, boolean transB, long m, long n, long k, float alpha,
                                     MemorySegment a, long lda, long strideA, MemorySegment b, long ldb, long strideB,
                                     float beta, MemorySegment c, long ldc, long strideC, long batch) {
-        call(transA, transB, m, n, k, alpha, beta, lda, ldb, ldc, batch, strideA, strideB, strideC, a, 0, b, 0, c, 0);
+        sgemmBatched(transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC, batch,
+                Precision.FP32);
+    }
+
+    /**
+     * Operand precision of a CPU GEMM. {@code FP32}: lt_gemm. {@code BF16}: lt_gemm_bf16, op(A) and op(B) rounded
+     * to bf16 (round to nearest even) as they are read, products summed in fp32, C / alpha / beta fp32; per element
+     * |C - exact| <= (2^-7 + 2^-16) sum|alpha a b| + the fp32 summation error. BF16 needs AVX512_BF16 at ISA avx512
+     * and is refused otherwise (a NativeException naming AVX512_BF16), never emulated. Not used by the layers yet.
+     */
+    public enum Precision { FP32, BF16 }
+
+    /** {@link #sgemm} at a chosen operand {@link Precision}. */
+    public static void sgemm(boolean transA, boolean transB, long m, long n, long k, float alpha, MemorySegment a, long lda,
+                             MemorySegment b, long ldb, float beta, MemorySegment c, long ldc, Precision precision) {
+        sgemmBatched(transA, transB, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1, precision);
+    }
+
+    /** {@link #sgemmBatched} at a chosen operand {@link Precision}. */
+    public static void sgemmBatched(boolean transA, boolean transB, long m, long n, long k, float alpha,
+                                    MemorySegment a, long lda, long strideA, MemorySegment b, long ldb, long strideB,
+                                    float beta, MemorySegment c, long ldc, long strideC, long batch, Precision precision) {
+        if (precision == null) throw new IllegalArgumentException("gemm: precision is null (FP32 or BF16)");
+        call(transA, transB, m, n, k, alpha, beta, lda, ldb, ldc, batch, strideA, strideB, strideC, a, 0, b, 0, c, 0,
+                precision == Precision.BF16);
     }
 
     private static void call(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta,
                              long lda, long ldb, long ldc, long batch, long sa, long sb, long sc,
                              MemorySegment a, long offA, MemorySegment b, long offB, MemorySegment c, long offC) {
+        call(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, a, offA, b, offB, c, offC, false);
+    }
+
+    private static void call(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta,
+                             long lda, long ldb, long ldc, long batch, long sa, long sb, long sc,
+                             MemorySegment a, long offA, MemorySegment b, long offB, MemorySegment c, long offC,
+                             boolean bf16) {
         // Messages are built only on failure: this runs on every call, including 1x1x1 ones.
         Supplier<String> what = () -> "gemm(m=" + m + ", n=" + n + ", k=" + k + ", transA=" + ta + ", transB=" + tb + ", lda=" + lda
                 + ", ldb=" + ldb + ", ldc=" + ldc + ", batch=" + batch + ")";
@@ -122,7 +161,8 @@ public final class Gemm {
         if (m == 0 || n == 0) return;
         LatentNative nat = LatentNative.get();
         MemorySegment d = desc(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc);
-        nat.gemm(d, a.asSlice(offA * 4), b.asSlice(offB * 4), c.asSlice(offC * 4));
+        if (bf16) nat.gemmBf16(d, a.asSlice(offA * 4), b.asSlice(offB * 4), c.asSlice(offC * 4));
+        else nat.gemm(d, a.asSlice(offA * 4), b.asSlice(offB * 4), c.asSlice(offC * 4));
     }
 
     private static void checkSizes(Supplier<String> what, long m, long n, long k, long batch, long sa, long sb, long sc) {

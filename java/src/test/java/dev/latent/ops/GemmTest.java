@@ -134,6 +134,61 @@ class GemmTest {
         }
     }
 
+    /**
+     * BF16 precision: where AVX512_BF16 runs (ISA avx512), against the double product of the fp32 operands with the
+     * bf16 bound (bf16 keeps 8 significant bits: |bf16(x) - x| <= 2^-8 |x|, so each product errs by at most
+     * (2^-7 + 2^-16) |a b|; summed, atol = (2^-7 + 2^-16) * sum|alpha a b| per element, taken here as the
+     * element's own sum plus the fp32 term), and 1 vs 2 threads bit-identical; elsewhere refused naming AVX512_BF16.
+     */
+    @Test
+    void bf16PrecisionWithinItsBoundOrRefused() {
+        LatentNative nat = LatentNative.get();
+        int m = 67, n = 131, k = 301;
+        float alpha = 0.75f;
+        float[] a = TestUtil.randn(41, m * k), b = TestUtil.randn(43, k * n);
+        try (Scope s = Scope.confined()) {
+            Tensor ta = Tensor.of(s, a, m, k), tb = Tensor.of(s, b, k, n), c = Tensor.of(s, nans(m * n), m, n);
+            if (nat.isa() < LatentNative.ISA_AVX512 || !nat.cpuBf16()) {
+                var e = assertThrows(dev.latent.nativ.NativeException.class, () -> Gemm.matmul(ta, tb, c, alpha, 0f, Gemm.Precision.BF16));
+                assertTrue(e.getMessage().contains("AVX512_BF16"), e.getMessage());
+                return;
+            }
+            int threads = nat.numThreads();
+            float[] one, two;
+            try {
+                nat.setNumThreads(1);
+                Gemm.matmul(ta, tb, c, alpha, 0f, Gemm.Precision.BF16);
+                one = c.toArray();
+                nat.setNumThreads(2);
+                Gemm.matmul(ta, tb, c, alpha, 0f, Gemm.Precision.BF16);
+                two = c.toArray();
+            } finally {
+                nat.setNumThreads(threads);
+            }
+            assertArrayEquals(one, two, "bf16: 1 vs 2 threads must be bit-identical");
+            double worstRatio = 0, bound = 1.0 / 128 + 1.0 / 65536;
+            boolean anyOffFp32 = false;
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++) {
+                    double sum = 0, mag = 0;
+                    for (int p = 0; p < k; p++) {
+                        double x = (double) a[i * k + p] * b[p * n + j];
+                        sum += x;
+                        mag += Math.abs(x);
+                    }
+                    double want = alpha * sum, lim = (bound + 1e-6) * Math.abs(alpha) * mag;
+                    double diff = Math.abs(one[i * n + j] - want);
+                    worstRatio = Math.max(worstRatio, diff / lim);
+                    if (diff > 1e-5 * Math.abs(alpha) * mag) anyOffFp32 = true;
+                }
+            assertTrue(worstRatio <= 1, "bf16 error beyond (2^-7 + 2^-16) sum|alpha a b|: worst ratio " + worstRatio);
+            // The rounding must really happen: fp32 operands would agree to ~1e-6 of mag everywhere.
+            assertTrue(anyOffFp32, "bf16 result indistinguishable from fp32: operands not rounded?");
+            var e = assertThrows(IllegalArgumentException.class, () -> Gemm.matmul(ta, tb, c, alpha, 0f, null));
+            assertTrue(e.getMessage().contains("precision"), e.getMessage());
+        }
+    }
+
     @Test
     void badInputsGiveClearExceptions() {
         try (Scope s = Scope.confined()) {

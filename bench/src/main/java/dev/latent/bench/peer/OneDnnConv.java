@@ -21,12 +21,13 @@ import static org.bytedeco.dnnl.global.dnnl.*;
 /**
  * oneDNN's convolution primitives (bytedeco dnnl presets, C API) as the {@link ConvPeer}: forward-training,
  * backward-data and backward-weights, each created with {@code format_tag_any} so oneDNN picks its fastest layout
- * (blocked nChw8c and friends at AVX2). The NCHW inputs are reordered into those layouts in {@link #prepare}, outside
- * the timed {@link Prepared#run}; {@link Prepared#readBack} reorders the result to NCHW. Threads and ISA are set as
- * for {@link OneDnnGemm} (bundled OpenMP; capped to AVX2 unless -Dlatent.peer.onednn.isa=all).
+ * (blocked nChw16c and friends at AVX-512, nChw8c at AVX2). The NCHW inputs are reordered into those layouts in
+ * {@link #prepare}, outside the timed {@link Prepared#run}; {@link Prepared#readBack} reorders the result to NCHW.
+ * Threads and ISA are set as for {@link OneDnnGemm} (bundled OpenMP; uncapped, i.e. oneDNN's best ISA, unless
+ * -Dlatent.peer.onednn.isa=avx2), and the name carries the ISA oneDNN runs at.
  */
 public final class OneDnnConv implements ConvPeer {
-    private static final OneDnnGemm THREADS = new OneDnnGemm();   // loads dnnl, caps the ISA, binds omp_set_num_threads
+    private static final OneDnnGemm THREADS = new OneDnnGemm();   // loads dnnl, caps the ISA if asked, binds omp_set_num_threads
     private static final dnnl_engine ENGINE = new dnnl_engine();
     private static final dnnl_stream STREAM = new dnnl_stream();
 
