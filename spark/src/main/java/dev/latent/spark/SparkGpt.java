@@ -45,7 +45,10 @@ public final class SparkGpt {
             RDD<Integer> ranks = sc.parallelize(IntStream.range(0, job.workers()).boxed().toList(), job.workers()).rdd();
             Function1<Iterator<Integer>, Iterator<GptDataParallel.Result>> body =
                     (Function1<Iterator<Integer>, Iterator<GptDataParallel.Result>> & Serializable) it -> task(job, corpus, host, fault);
-            Object collected = ranks.barrier().mapPartitions(body, false, ClassTag$.MODULE$.apply(GptDataParallel.Result.class)).collect();
+            // The shuffle after the barrier stage makes it a ShuffleMapStage: Spark retries a failed barrier
+            // ShuffleMapStage whole (up to spark.stage.maxConsecutiveAttempts), but never a barrier ResultStage.
+            Object collected = ranks.barrier().mapPartitions(body, false, ClassTag$.MODULE$.apply(GptDataParallel.Result.class))
+                    .repartition(1, null).collect();
             List<GptDataParallel.Result> out = new ArrayList<>(Arrays.asList((GptDataParallel.Result[]) collected));
             out.sort(Comparator.comparingInt(GptDataParallel.Result::rank));
             return out;
