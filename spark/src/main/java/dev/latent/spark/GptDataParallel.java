@@ -1,7 +1,6 @@
 package dev.latent.spark;
 
 import dev.latent.autograd.F;
-import dev.latent.autograd.Graph;
 import dev.latent.autograd.Var;
 import dev.latent.data.TextData;
 import dev.latent.models.gpt.Gpt;
@@ -9,7 +8,6 @@ import dev.latent.models.gpt.GptCheckpoint;
 import dev.latent.models.gpt.GptConfig;
 import dev.latent.optim.AdamW;
 import dev.latent.optim.Schedule;
-import dev.latent.spark.collective.RankOrder;
 import dev.latent.spark.collective.TcpAllReduce;
 import dev.latent.tensor.Scope;
 import dev.latent.text.Tokenizer;
@@ -34,7 +32,7 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * <p><b>The reproducibility contract.</b> At step s the global batch is {@code TextData.batch(train, N*B, T, seed,
  * s)}, exactly what one process with batch N*B draws; rank r takes its rows [rB, (r+1)B). Each rank computes the
  * mean loss over its B*T tokens and its gradient g_r; the reduced gradient is {@code (g_0 + ... + g_{N-1}) * (1/N)}
- * summed in rank order ({@link RankOrder}), the gradient of the global mean loss. The single-process reference
+ * summed in rank order ({@link dev.latent.spark.collective.RankOrder}), the gradient of the global mean loss. The single-process reference
  * ({@link #reference}) computes the same N micro-batches one after another and reduces them with the same code,
  * so N workers give bit-identical weights to it. It is <i>not</i> bit-identical to one backward pass over all N*B
  * rows: that pass sums dW over all N*B*T rows inside the GEMM and scales the loss by 1/(N*B*T) at once, a different
@@ -68,33 +66,19 @@ public final class GptDataParallel {
     /** What a worker reports: its rank, the step it reached, the last mean loss, and a hash of its weights. */
     public record Result(int rank, long step, double loss, String weightsSha256, long bytesSent, double stepSeconds) implements Serializable {}
 
-    /** Reduces the N micro-batch gradient buffers (this process's ones) into one; scale is 1/N. */
-    interface Reducer {
-        MemorySegment reduce(MemorySegment[] parts, float scale) throws IOException;
-    }
-
     /** One rank of N: its micro-batch, reduced with the others through {@code c}. */
     public static Result worker(Job job, int[] tokens, TcpAllReduce c, boolean resume, long stopAt) throws IOException {
         if (c.size() != job.workers()) throw new IllegalArgumentException("job has " + job.workers() + " workers, the group " + c.size());
-        long[] sent = {0};
-        Result r = run(job, tokens, c.rank(), new int[] {c.rank()}, (parts, scale) -> {
-            c.allReduce(parts[0], scale);
-            return parts[0];
-        }, resume, stopAt);
+        Result r = run(job, tokens, c.rank(), new int[] {c.rank()}, MicroBatches.over(c), resume, stopAt);
         return new Result(r.rank(), r.step(), r.loss(), r.weightsSha256(), c.bytesSent(), r.stepSeconds());
     }
 
     /** The single-process reference: all N micro-batches in this process, reduced in rank order. */
     public static Result reference(Job job, int[] tokens, boolean resume, long stopAt) throws IOException {
-        int[] all = new int[job.workers()];
-        for (int i = 0; i < all.length; i++) all[i] = i;
-        return run(job, tokens, 0, all, (parts, scale) -> {
-            RankOrder.sum(parts, parts[0].byteSize() / 4, scale, parts[0]);
-            return parts[0];
-        }, resume, stopAt);
+        return run(job, tokens, 0, MicroBatches.all(job.workers()), MicroBatches.local(), resume, stopAt);
     }
 
-    private static Result run(Job job, int[] tokens, int rank, int[] micro, Reducer reducer, boolean resume, long stopAt)
+    private static Result run(Job job, int[] tokens, int rank, int[] micro, MicroBatches.Reducer reducer, boolean resume, long stopAt)
             throws IOException {
         if (job.threads() != null) dev.latent.nativ.LatentNative.get().setNumThreads(job.threads());
         Tokenizer tok = Tokenizer.fromJson(job.tokenizerJson());
@@ -129,26 +113,15 @@ public final class GptDataParallel {
                 for (long step = opt.step(); step < end; step++) {
                     long t0 = System.nanoTime();
                     TextData.batch(data.train, n * b, t, job.seed(), step, x, y);
-                    double norm = 0;
-                    for (int i = 0; i < micro.length; i++) {
-                        MemorySegment xr = x.asSlice(micro[i] * rowInts * 4, rowInts * 4), yr = y.asSlice(micro[i] * rowInts * 4, rowInts * 4);
-                        Graph g = Graph.open();
-                        try {
-                            Var l = model.loss(xr, yr, b, t);
-                            float loss = F.item(l);
-                            g.backward(l);
-                            grads.gather(parts[i]);
-                            parts[i].setAtIndex(JAVA_FLOAT, grads.numel, loss);
-                            if (i == micro.length - 1) {
-                                MemorySegment red = reducer.reduce(parts, 1f / n);
-                                lastLoss = red.getAtIndex(JAVA_FLOAT, grads.numel);
-                                grads.scatter(red);
-                                norm = opt.update((float) sched.at(step), job.clip());
-                            }
-                        } finally {
-                            g.close();
-                        }
-                    }
+                    long st = step;
+                    double[] lr = MicroBatches.step(grads, parts, micro, n, reducer, (g, r) -> {
+                        Var l = model.loss(x.asSlice(r * rowInts * 4, rowInts * 4), y.asSlice(r * rowInts * 4, rowInts * 4), b, t);
+                        float loss = F.item(l);
+                        g.backward(l);
+                        return loss;
+                    }, v -> opt.update((float) sched.at(st), job.clip()));
+                    lastLoss = lr[0];
+                    double norm = lr[1];
                     nanos += System.nanoTime() - t0;
                     timed++;
                     long done = step + 1;
