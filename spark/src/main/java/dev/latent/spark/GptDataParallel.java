@@ -108,7 +108,7 @@ public final class GptDataParallel {
             MemorySegment x = a.allocate(JAVA_INT, n * rowInts), y = a.allocate(JAVA_INT, n * rowInts);
             double lastLoss = Double.NaN;
             long nanos = 0, timed = 0;
-            long end = Math.min(job.steps(), stopAt);
+            long end = Math.min(job.steps(), stopAt), first = opt.step(), warm = Math.min(2, (end - first) / 2);
             try (Metrics metrics = writer ? new Metrics(out, resume) : null) {
                 for (long step = opt.step(); step < end; step++) {
                     long t0 = System.nanoTime();
@@ -122,8 +122,10 @@ public final class GptDataParallel {
                     }, v -> opt.update((float) sched.at(st), job.clip()));
                     lastLoss = lr[0];
                     double norm = lr[1];
-                    nanos += System.nanoTime() - t0;
-                    timed++;
+                    if (step - first >= warm) {   // the step time excludes the first (warm-up) steps
+                        nanos += System.nanoTime() - t0;
+                        timed++;
+                    }
                     long done = step + 1;
                     if (writer && (done % job.logInterval() == 0 || done == job.steps())) {
                         Map<String, Object> rec = new LinkedHashMap<>();
@@ -132,9 +134,9 @@ public final class GptDataParallel {
                         rec.put("lr", sched.at(step));
                         rec.put("grad_norm", norm);
                         rec.put("workers", n);
-                        rec.put("tokens_per_s", timed * (double) n * b * t / (nanos / 1e9));
+                        rec.put("tokens_per_s", timed == 0 ? 0 : timed * (double) n * b * t / (nanos / 1e9));
                         metrics.log(rec);
-                        System.err.printf("step %d: loss %.4f  %.0f tok/s (%d workers)%n", done, lastLoss, timed * (double) n * b * t / (nanos / 1e9), n);
+                        System.err.printf("step %d: loss %.4f  %.0f tok/s (%d workers)%n", done, lastLoss, timed == 0 ? 0 : timed * (double) n * b * t / (nanos / 1e9), n);
                     }
                     if (writer && job.checkpointInterval() > 0 && done % job.checkpointInterval() == 0 && done < end)
                         GptCheckpoint.save(out, model, opt, tok, job.args());
