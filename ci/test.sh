@@ -3,6 +3,8 @@
 #   0. Fashion-MNIST from Debian's package (installed when missing and apt is usable)
 #   1. mvn install: liblatent.so via CMake, the Java tests at ISA avx512 (on a CPU without AVX-512 the level
 #      in use is the CPU's best, logged), the jars (incl. the native classifier)
+#      and the spark module's tests (Spark local mode in the test JVM: the all-reduce, N-worker vs one-process
+#      bit-identity for GPT and the VAE, stage retry after a failed worker; ~1 min, Spark's jars ~230 MB on first run)
 #   2. the Java tests again at ISA avx2 and at ISA ref (LATENT_MAX_ISA)
 #   3. the native tests (ctest: each registered at ref, avx2 and avx512; avx512 says "skipped: no AVX-512" and
 #      passes on a CPU without it)

@@ -1,0 +1,72 @@
+package dev.latent.spark;
+
+import dev.latent.autograd.Graph;
+import dev.latent.spark.collective.RankOrder;
+import dev.latent.spark.collective.TcpAllReduce;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.util.function.ToDoubleFunction;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+/**
+ * The data-parallel step shared by every family: for each micro-batch this process computes (one on a worker,
+ * all N in the single-process reference) a graph's loss and backward, gradients (+ the loss) copied into a flat
+ * buffer; the buffers are reduced in rank order with scale 1/N (across ranks by {@link TcpAllReduce}, or here by
+ * {@link RankOrder}); the result is written back into the last graph's gradients and the optimizer step runs
+ * while that graph is open. Returns the reduced (mean) loss.
+ */
+final class MicroBatches {
+    /** Reduces this process's micro-batch buffers into one (returned); scale is 1/N. */
+    interface Reducer {
+        MemorySegment reduce(MemorySegment[] parts, float scale) throws IOException;
+    }
+
+    interface Backward {
+        /** Builds micro-batch {@code microRank}'s loss in the open graph, runs backward, returns the loss value. */
+        float lossAndBackward(Graph g, int microRank);
+    }
+
+    static Reducer over(TcpAllReduce c) {
+        return (parts, scale) -> {
+            c.allReduce(parts[0], scale);
+            return parts[0];
+        };
+    }
+
+    static Reducer local() {
+        return (parts, scale) -> {
+            RankOrder.sum(parts, parts[0].byteSize() / 4, scale, parts[0]);
+            return parts[0];
+        };
+    }
+
+    static int[] all(int n) {
+        int[] a = new int[n];
+        for (int i = 0; i < n; i++) a[i] = i;
+        return a;
+    }
+
+    /** One step; {@code update} runs the optimizer (gradients in place) and returns e.g. the gradient norm. */
+    static double[] step(Gradients grads, MemorySegment[] parts, int[] micro, int n, Reducer reducer, Backward bw,
+                         ToDoubleFunction<Void> update) throws IOException {
+        for (int i = 0; i < micro.length; i++) {
+            Graph g = Graph.open();
+            try {
+                float loss = bw.lossAndBackward(g, micro[i]);
+                grads.gather(parts[i]);
+                parts[i].setAtIndex(JAVA_FLOAT, grads.numel, loss);
+                if (i == micro.length - 1) {
+                    MemorySegment red = reducer.reduce(parts, 1f / n);
+                    grads.scatter(red);
+                    double r = update.applyAsDouble(null);
+                    return new double[] {red.getAtIndex(JAVA_FLOAT, grads.numel), r};
+                }
+            } finally {
+                g.close();
+            }
+        }
+        throw new IllegalArgumentException("no micro-batches");
+    }
+}

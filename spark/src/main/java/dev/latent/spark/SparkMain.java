@@ -1,0 +1,133 @@
+package dev.latent.spark;
+
+import dev.latent.data.TextData;
+import dev.latent.io.Json;
+import dev.latent.models.gpt.GptCheckpoint;
+import dev.latent.tensor.Scope;
+import dev.latent.text.BpeTokenizer;
+import dev.latent.text.CharTokenizer;
+import dev.latent.text.Tokenizer;
+import org.apache.spark.SparkConf;
+import org.apache.spark.api.java.JavaSparkContext;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * {@code bin/latent train gpt --spark MASTER ...} (bin/latent hands any command line with {@code --spark} here) and
+ * the spark-submit main class: GPT training as a Spark barrier stage of {@code --workers} tasks, each with
+ * {@code --batch} sequences per step (a global batch of workers x batch). The options are those of
+ * {@code latent train gpt}, minus evaluation and sampling (run {@code latent eval}/{@code sample} on the checkpoint).
+ */
+@Command(name = "latent-spark", mixinStandardHelpOptions = true, subcommands = SparkMain.Train.class,
+        description = "Latent on Apache Spark: data-parallel training in a barrier stage.")
+public final class SparkMain implements Runnable {
+    @Override
+    public void run() { new CommandLine(this).usage(System.out); }
+
+    public static void main(String[] args) {
+        CommandLine cl = new CommandLine(new SparkMain());
+        cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
+            cmd.getErr().println("latent: " + ex.getMessage());
+            return 1;
+        });
+        int rc = cl.execute(args);
+        if (rc != 0) System.exit(rc);
+    }
+
+    @Command(name = "train", mixinStandardHelpOptions = true, subcommands = Gpt.class, description = "Train a model on Spark.")
+    static final class Train implements Runnable {
+        @Override
+        public void run() { new CommandLine(this).usage(System.out); }
+    }
+
+    @Command(name = "gpt", mixinStandardHelpOptions = true, description = "Data-parallel GPT training on Spark.")
+    static final class Gpt implements Callable<Integer> {
+        @Option(names = "--spark", description = "Spark master: local[N], spark://host:7077, k8s://..., yarn; 'submit' keeps spark-submit's") String master;
+        @Option(names = "--workers", description = "barrier tasks (default: N of local[N], else required)") Integer workers;
+        @Option(names = "--data", description = "UTF-8 text file (default: Moby-Dick)") Path data;
+        @Option(names = "--tokenizer") String tokenizer = "char";
+        @Option(names = "--bpe-vocab") int bpeVocab = 512;
+        @Option(names = "--layers") int layers = 4;
+        @Option(names = "--heads") int heads = 4;
+        @Option(names = "--dim") int dim = 128;
+        @Option(names = "--context") int context = 128;
+        @Option(names = "--tied") boolean tied;
+        @Option(names = "--batch", description = "sequences per worker per step (default: ${DEFAULT-VALUE})") int batch = 16;
+        @Option(names = "--steps") int steps = 500;
+        @Option(names = "--lr") double lr = 1e-3;
+        @Option(names = "--min-lr") double minLr = 1e-4;
+        @Option(names = "--warmup") int warmup = 50;
+        @Option(names = "--weight-decay") double weightDecay = 0.1;
+        @Option(names = "--clip") double clip = 1.0;
+        @Option(names = "--log-interval") int logInterval = 10;
+        @Option(names = "--checkpoint-interval") int checkpointInterval = 100;
+        @Option(names = "--seed") long seed = 1;
+        @Option(names = "--threads", description = "native threads per worker JVM (default: all cores)") Integer threads;
+        @Option(names = "--out", required = true, description = "output folder, on storage every executor sees") Path out;
+        @Option(names = "--resume") boolean resume;
+
+        @Override
+        public Integer call() throws Exception {
+            if (master == null) throw new IllegalArgumentException("--spark MASTER is required (e.g. local[4])");
+            int n = workers != null ? workers : localSlots(master);
+            Path file = data != null ? data : TextData.defaultCorpus();
+            String text = TextData.read(file);
+            Tokenizer tok;
+            int ly = layers, hd = heads, dm = dim, ctx = context;
+            boolean ti = tied;
+            if (resume && Files.isRegularFile(out.resolve(GptCheckpoint.FILE))) {
+                try (Scope s = Scope.shared()) {
+                    var l = GptCheckpoint.load(out, s);
+                    tok = l.tokenizer();
+                    var c = l.model().cfg;
+                    ly = c.layers(); hd = c.heads(); dm = c.dim(); ctx = c.context(); ti = c.tied();
+                }
+            } else {
+                tok = tokenizer.equals("bpe") ? BpeTokenizer.train(text, bpeVocab) : tokenizer.equals("char") ? CharTokenizer.train(text) : null;
+                if (tok == null) throw new IllegalArgumentException("--tokenizer must be char or bpe, got " + tokenizer);
+            }
+            int[] tokens = tok.encode(text);
+            var job = new GptDataParallel.Job(n, batch, ly, hd, dm, ctx, ti, tok.toJson(), steps, lr, minLr, warmup, weightDecay, clip,
+                    logInterval, checkpointInterval, seed, out.toAbsolutePath().toString(), resume, threads);
+            SparkConf conf = new SparkConf().setAppName("latent train gpt");
+            if (!master.equals("submit")) conf.setMaster(master);
+            if (!conf.contains("spark.ui.enabled")) conf.set("spark.ui.enabled", "false");
+            System.err.printf("spark: %s, %d workers x batch %d (global %d), %d tokens%n", master, n, batch, n * batch, tokens.length);
+            long t0 = System.nanoTime();
+            try (JavaSparkContext sc = new JavaSparkContext(conf)) {
+                sc.setLogLevel("WARN");
+                List<GptDataParallel.Result> rs = SparkGpt.train(sc, job, tokens);
+                for (GptDataParallel.Result r : rs)
+                    if (!r.weightsSha256().equals(rs.get(0).weightsSha256()))
+                        throw new IllegalStateException("replicas diverged: rank " + r.rank() + " has other weights than rank 0");
+                Map<String, Object> m = new LinkedHashMap<>();
+                m.put("workers", n);
+                m.put("step", rs.get(0).step());
+                m.put("loss", rs.get(0).loss());
+                m.put("step_s", rs.get(0).stepSeconds());
+                m.put("bytes_sent_per_worker", rs.get(0).bytesSent());
+                m.put("wall_s", (System.nanoTime() - t0) / 1e9);
+                m.put("weights_sha256", rs.get(0).weightsSha256());
+                System.out.println(Json.object(m));
+            }
+            return 0;
+        }
+
+        static int localSlots(String master) {
+            Matcher mt = Pattern.compile("local(?:-cluster)?\\[(\\d+)(?:,.*)?]").matcher(master);
+            if (mt.matches()) return Integer.parseInt(mt.group(1));
+            if (master.equals("local")) return 1;
+            throw new IllegalArgumentException("--workers is required with master " + master + " (only local[N] implies it)");
+        }
+    }
+}
