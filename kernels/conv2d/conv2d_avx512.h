@@ -11,6 +11,11 @@
 #undef NR
 #define MR 8  /* tile rows (broadcast side) */
 #define NR 32 /* tile columns: 2 zmm vectors; B and the tile are laid out 32 wide in the direct engine */
+#ifndef KCB512
+#define KCB512 128 /* reduction rows per fwd/bwd_data block: the B block stays KCB512 * 128 bytes = 16 KB as in AVX2 */
+#endif
+#undef KCB
+#define KCB KCB512
 
 /* c[i][0..16*nsub) (=, or += when add) sum_{p < kc} rows[i][tab[p]] * B[p][0..16*nsub), i < mr <= MR, nsub 1 or
  * 2, where B[p][0..16) = b[p * bstep + 0..16) and B[p][16..32) = b[p * bstep + boff + 0..16): two 16-wide slivers

@@ -256,6 +256,14 @@ static void test_shapes(void) {
         make(2, 16, 9, 13, 17, 3, 3, 1, 1, 0, 0),  make(1, 19, 7, 30, 16, 3, 3, 1, 1, 2, 2),
         make(3, 33, 11, 5, 20, 3, 3, 1, 1, 1, 1),  make(1, 16, 2, 2, 16, 3, 3, 1, 1, 1, 1),
         make(2, 24, 28, 28, 24, 3, 3, 1, 1, 1, 1), make(1, 16, 10, 70, 18, 3, 3, 1, 1, 1, 1),
+        /* the 8 x 32 zmm tile of the avx512 kernels: channel counts around 16 and 32 (a last sliver of <= 16 channels
+         * runs one vector wide; 8-channel store groups), panels of 1..8 pixels, odd sizes, strides, padding; Winograd
+         * with an odd number of 16-tile slivers and of 16-channel dy slivers */
+        make(2, 15, 9, 7, 31, 3, 3, 2, 2, 1, 1),   make(1, 33, 11, 13, 15, 4, 4, 2, 2, 1, 1),
+        make(3, 17, 7, 9, 33, 1, 1, 1, 1, 0, 0),   make(1, 3, 13, 11, 47, 5, 5, 3, 3, 2, 2),
+        make(2, 31, 6, 5, 49, 4, 4, 2, 2, 1, 1),   make(1, 48, 9, 9, 40, 2, 3, 1, 2, 0, 1),
+        make(1, 16, 9, 66, 33, 3, 3, 1, 1, 1, 1),  make(2, 17, 11, 35, 47, 3, 3, 1, 1, 1, 1),
+        make(1, 33, 13, 9, 16, 3, 3, 1, 1, 0, 0),  make(1, 40, 10, 38, 17, 3, 3, 1, 1, 2, 2),
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) check_shape(&fixed[i], &rng);
     for (int i = 0; i < 150; i++) {
@@ -271,6 +279,8 @@ static void test_threads(void) {
                                make(1, 9, 23, 17, 18, 5, 3, 1, 2, 2, 1), make(3, 33, 7, 7, 16, 4, 4, 2, 2, 1, 1),
                                make(2, 16, 20, 18, 8, 4, 4, 2, 2, 1, 1), make(3, 3, 34, 37, 2, 4, 4, 2, 2, 1, 1),
                                make(3, 6, 28, 21, 3, 3, 3, 1, 1, 1, 1),
+                               make(3, 24, 15, 17, 40, 4, 4, 2, 2, 1, 1), /* avx512: 32 + 8 channel slivers */
+                               make(3, 17, 21, 21, 47, 3, 3, 1, 1, 1, 1), /* Winograd, odd sliver counts */
                                make(6, 40, 4, 4, 19, 4, 4, 1, 1, 0, 0),   /* fully connected: the GEMM */
                                make(64, 64, 8, 8, 128, 4, 4, 2, 2, 1, 1)}; /* few pixels, big dW: 4 chunks */
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
