@@ -1,10 +1,11 @@
-/* lt_conv2d_{fwd,bwd_data,bwd_weight} test: through the exported symbols (conv2d_avx2.c or conv2d_ref.c by
- * LATENT_MAX_ISA; ctest runs both), against a double-precision reference computed here and against the C
+/* lt_conv2d_{fwd,bwd_data,bwd_weight} test: through the exported symbols (conv2d_*avx512.c, conv2d_*avx2.c or
+ * conv2d_ref.c by LATENT_MAX_ISA; ctest runs all three), against a double-precision reference computed here and against the C
  * reference (conv2d_*_ref, linked from the same objects) on random shapes.
  *
  *   conv2d_test                  the checks; prints "N passed, N failed" last
  *   conv2d_test --bench [reps]   W3a, W3b, W3c (WORKLOADS.md), each pass on 1 and 2 threads: best ms, GFLOP/s and
- *                                % of the lt_peak_fma measured right before (FLOPs = 2 N K OH OW C R S per pass)
+ *                                % of the lt_peak_fma measured right before (FLOPs = 2 N K OH OW C R S per pass;
+ *                                lt_peak_fma is the AVX2 FMA ceiling, which on a Zen 4 host is also the AVX-512 one)
  *
  * Tolerance, per element (written once, in tol()): |got - want| <= u (8 sqrt(t) + 3) mag + 1e-30, u = 2^-24, t the
  * number of terms of the sum and mag = sum |terms| + |bias or old dw|: the same probabilistic bound as gemm_test.c
