@@ -504,6 +504,15 @@ int main(int argc, char **argv) {
     test_invalid();
     test_shapes();
     test_threads();
+    if (lt_isa() >= LT_ISA_AVX512) {
+        /* at avx512, shapes with fewer than 16 channels on a side run the AVX2 kernels (conv2d.c): run the shapes
+         * and the thread checks again with every shape on the AVX-512 kernels, so their channel tails (1, 3, 5, ...)
+         * are covered too */
+        conv2d_force_avx512(1);
+        test_shapes();
+        test_threads();
+        conv2d_force_avx512(0);
+    }
     test_adjoint();
     test_concurrent();
     printf("worst error / tolerance: %.3f\n", lt_t_worst_ratio);
