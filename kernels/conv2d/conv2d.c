@@ -2,9 +2,9 @@
  * contract and the transposed-convolution reading).
  *
  * This file is the front door shared by every implementation: it validates the descriptor (each check names the
- * field and its value in lt_last_error()), then dispatches by ISA, fastest first: at avx512 the same shape classes
- * go to conv2d_*_avx512 / conv2d_wino_*_avx512 (fully connected still to conv2d_fc_*_avx2: the GEMM picks its own
- * ISA); conv2d_*_avx2 (conv2d_avx2.c)
+ * field and its value in lt_last_error()), then dispatches by ISA, fastest first: at avx512, convs with >= 16
+ * channels on each side go to conv2d_*_avx512 / conv2d_wino_*_avx512 (use_avx512 below says why not the others;
+ * fully connected shapes still to conv2d_fc_*_avx2: the GEMM picks its own ISA); conv2d_*_avx2 (conv2d_avx2.c)
  * when the level in use is avx2 (conv2d_fc_*_avx2, the GEMM, for fully connected shapes; conv2d_wino_*_avx2,
  * Winograd, for 3x3 stride-1 convs with >= 16 channels), else conv2d_*_ref
  * (conv2d_ref.c). Neither declines a valid shape.
