@@ -2,12 +2,28 @@
  * contract and the transposed-convolution reading).
  *
  * This file is the front door shared by every implementation: it validates the descriptor (each check names the
- * field and its value in lt_last_error()), then dispatches by ISA, fastest first: conv2d_*_avx2 (conv2d_avx2.c)
+ * field and its value in lt_last_error()), then dispatches by ISA, fastest first: at avx512, convs with >= 16
+ * channels on each side go to conv2d_*_avx512 / conv2d_wino_*_avx512 (use_avx512 below says why not the others;
+ * fully connected shapes still to conv2d_fc_*_avx2: the GEMM picks its own ISA); conv2d_*_avx2 (conv2d_avx2.c)
  * when the level in use is avx2 (conv2d_fc_*_avx2, the GEMM, for fully connected shapes; conv2d_wino_*_avx2,
  * Winograd, for 3x3 stride-1 convs with >= 16 channels), else conv2d_*_ref
  * (conv2d_ref.c). Neither declines a valid shape.
- * Test and benchmark: conv2d_test.c (ctest runs it at LATENT_MAX_ISA=ref and =avx2; `conv2d_test --bench`). */
+ * Test and benchmark: conv2d_test.c (ctest runs it at LATENT_MAX_ISA=ref, =avx2 and =avx512; `conv2d_test --bench`). */
+#include <stdatomic.h>
+
 #include "conv2d.h"
+
+/* The AVX-512 direct kernels take convolutions with at least 16 channels on each side; fewer channels on one side
+ * (an image's 1 or 3 input channels, a coupling net's 2 outputs) keep the AVX2 ones at avx512: there the reduction
+ * per output is a few taps and the 8 x 32 tile's fixed costs (16 zmm accumulators, tap classes) outweigh it
+ * (conv2d_test --bench, 2 threads: E3 / E4 / DCGAN's 1- and 2-channel convs 0.5-0.8x of AVX2 on the AVX-512 tile,
+ * the 64..256-channel ones 1.1-1.4x). conv2d_test forces the AVX-512 kernels for every shape through
+ * conv2d_force_avx512 so their tails stay tested. */
+static _Atomic int force_avx512;
+void conv2d_force_avx512(int on) { atomic_store(&force_avx512, on); }
+static int use_avx512(const lt_conv2d_desc *d) {
+    return lt_isa_level() >= LT_ISA_AVX512 && ((d->c >= 16 && d->k >= 16) || atomic_load(&force_avx512));
+}
 
 /* a * b * c * d with overflow check; -1 on overflow. */
 static int64_t prod4(int64_t a, int64_t b, int64_t c, int64_t d) {
@@ -75,6 +91,10 @@ lt_status lt_conv2d_fwd(const lt_conv2d_desc *d, const float *x, const float *w,
     static const int sz[3] = {0, 1, 2};
     lt_status st = check("lt_conv2d_fwd", d, x, "x", w, "w", y, "y", sz);
     if (st) return st;
+    if (use_avx512(d))
+        return conv2d_is_fc(d)     ? conv2d_fc_fwd_avx2(d, x, w, bias, y)
+               : conv2d_wino_ok(d) ? conv2d_wino_fwd_avx512(d, x, w, bias, y)
+                                   : conv2d_fwd_avx512(d, x, w, bias, y);
     if (lt_isa_level() >= LT_ISA_AVX2)
         return conv2d_is_fc(d)     ? conv2d_fc_fwd_avx2(d, x, w, bias, y)
                : conv2d_wino_ok(d) ? conv2d_wino_fwd_avx2(d, x, w, bias, y)
@@ -86,6 +106,10 @@ lt_status lt_conv2d_bwd_data(const lt_conv2d_desc *d, const float *dy, const flo
     static const int sz[3] = {2, 1, 0};
     lt_status st = check("lt_conv2d_bwd_data", d, dy, "dy", w, "w", dx, "dx", sz);
     if (st) return st;
+    if (use_avx512(d))
+        return conv2d_is_fc(d)     ? conv2d_fc_bwd_data_avx2(d, dy, w, bias, dx)
+               : conv2d_wino_ok(d) ? conv2d_wino_bwd_data_avx512(d, dy, w, bias, dx)
+                                   : conv2d_bwd_data_avx512(d, dy, w, bias, dx);
     if (lt_isa_level() >= LT_ISA_AVX2)
         return conv2d_is_fc(d)     ? conv2d_fc_bwd_data_avx2(d, dy, w, bias, dx)
                : conv2d_wino_ok(d) ? conv2d_wino_bwd_data_avx2(d, dy, w, bias, dx)
@@ -100,6 +124,10 @@ lt_status lt_conv2d_bwd_weight(const lt_conv2d_desc *d, const float *x, const fl
     if (st) return st;
     if (accumulate != 0 && accumulate != 1)
         return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_conv2d_bwd_weight: accumulate=%d must be 0 or 1", accumulate);
+    if (use_avx512(d))
+        return conv2d_is_fc(d)     ? conv2d_fc_bwd_weight_avx2(d, x, dy, dw, db, accumulate)
+               : conv2d_wino_wgrad_ok(d) ? conv2d_wino_bwd_weight_avx512(d, x, dy, dw, db, accumulate)
+                                   : conv2d_bwd_weight_avx512(d, x, dy, dw, db, accumulate);
     if (lt_isa_level() >= LT_ISA_AVX2)
         return conv2d_is_fc(d)     ? conv2d_fc_bwd_weight_avx2(d, x, dy, dw, db, accumulate)
                : conv2d_wino_wgrad_ok(d) ? conv2d_wino_bwd_weight_avx2(d, x, dy, dw, db, accumulate)

@@ -45,4 +45,22 @@ LT_HIDDEN lt_status conv2d_wino_bwd_data_avx2(const lt_conv2d_desc *d, const flo
 LT_HIDDEN lt_status conv2d_wino_bwd_weight_avx2(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw,
                                                 float *db, int accumulate);
 
+/* AVX-512 siblings of the direct, bwd_weight and Winograd kernels (conv2d_avx512.c, conv2d_wgrad_avx512.c,
+ * conv2d_wino_avx512.c): the same algorithms on an 8 x 32 zmm tile. Fully connected shapes keep conv2d_fc_*_avx2,
+ * whose GEMM dispatches by ISA itself. */
+/* Tests only: 1 sends every non-fully-connected shape to the AVX-512 kernels at avx512 (conv2d.c's use_avx512). */
+LT_HIDDEN void conv2d_force_avx512(int on);
+LT_HIDDEN lt_status conv2d_fwd_avx512(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias,
+                                      float *y);
+LT_HIDDEN lt_status conv2d_bwd_data_avx512(const lt_conv2d_desc *d, const float *dy, const float *w, const float *bias,
+                                           float *dx);
+LT_HIDDEN lt_status conv2d_bwd_weight_avx512(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw,
+                                             float *db, int accumulate);
+LT_HIDDEN lt_status conv2d_wino_fwd_avx512(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias,
+                                           float *y);
+LT_HIDDEN lt_status conv2d_wino_bwd_data_avx512(const lt_conv2d_desc *d, const float *dy, const float *w,
+                                                const float *bias, float *dx);
+LT_HIDDEN lt_status conv2d_wino_bwd_weight_avx512(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw,
+                                                  float *db, int accumulate);
+
 #endif

@@ -1,10 +1,11 @@
-/* lt_conv2d_{fwd,bwd_data,bwd_weight} test: through the exported symbols (conv2d_avx2.c or conv2d_ref.c by
- * LATENT_MAX_ISA; ctest runs both), against a double-precision reference computed here and against the C
+/* lt_conv2d_{fwd,bwd_data,bwd_weight} test: through the exported symbols (conv2d_*avx512.c, conv2d_*avx2.c or
+ * conv2d_ref.c by LATENT_MAX_ISA; ctest runs all three), against a double-precision reference computed here and against the C
  * reference (conv2d_*_ref, linked from the same objects) on random shapes.
  *
  *   conv2d_test                  the checks; prints "N passed, N failed" last
  *   conv2d_test --bench [reps]   W3a, W3b, W3c (WORKLOADS.md), each pass on 1 and 2 threads: best ms, GFLOP/s and
- *                                % of the lt_peak_fma measured right before (FLOPs = 2 N K OH OW C R S per pass)
+ *                                % of the lt_peak_fma measured right before (FLOPs = 2 N K OH OW C R S per pass;
+ *                                lt_peak_fma is the AVX2 FMA ceiling, which on a Zen 4 host is also the AVX-512 one)
  *
  * Tolerance, per element (written once, in tol()): |got - want| <= u (8 sqrt(t) + 3) mag + 1e-30, u = 2^-24, t the
  * number of terms of the sum and mag = sum |terms| + |bias or old dw|: the same probabilistic bound as gemm_test.c
@@ -256,6 +257,14 @@ static void test_shapes(void) {
         make(2, 16, 9, 13, 17, 3, 3, 1, 1, 0, 0),  make(1, 19, 7, 30, 16, 3, 3, 1, 1, 2, 2),
         make(3, 33, 11, 5, 20, 3, 3, 1, 1, 1, 1),  make(1, 16, 2, 2, 16, 3, 3, 1, 1, 1, 1),
         make(2, 24, 28, 28, 24, 3, 3, 1, 1, 1, 1), make(1, 16, 10, 70, 18, 3, 3, 1, 1, 1, 1),
+        /* the 8 x 32 zmm tile of the avx512 kernels: channel counts around 16 and 32 (a last sliver of <= 16 channels
+         * runs one vector wide; 8-channel store groups), panels of 1..8 pixels, odd sizes, strides, padding; Winograd
+         * with an odd number of 16-tile slivers and of 16-channel dy slivers */
+        make(2, 15, 9, 7, 31, 3, 3, 2, 2, 1, 1),   make(1, 33, 11, 13, 15, 4, 4, 2, 2, 1, 1),
+        make(3, 17, 7, 9, 33, 1, 1, 1, 1, 0, 0),   make(1, 3, 13, 11, 47, 5, 5, 3, 3, 2, 2),
+        make(2, 31, 6, 5, 49, 4, 4, 2, 2, 1, 1),   make(1, 48, 9, 9, 40, 2, 3, 1, 2, 0, 1),
+        make(1, 16, 9, 66, 33, 3, 3, 1, 1, 1, 1),  make(2, 17, 11, 35, 47, 3, 3, 1, 1, 1, 1),
+        make(1, 33, 13, 9, 16, 3, 3, 1, 1, 0, 0),  make(1, 40, 10, 38, 17, 3, 3, 1, 1, 2, 2),
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) check_shape(&fixed[i], &rng);
     for (int i = 0; i < 150; i++) {
@@ -271,6 +280,8 @@ static void test_threads(void) {
                                make(1, 9, 23, 17, 18, 5, 3, 1, 2, 2, 1), make(3, 33, 7, 7, 16, 4, 4, 2, 2, 1, 1),
                                make(2, 16, 20, 18, 8, 4, 4, 2, 2, 1, 1), make(3, 3, 34, 37, 2, 4, 4, 2, 2, 1, 1),
                                make(3, 6, 28, 21, 3, 3, 3, 1, 1, 1, 1),
+                               make(3, 24, 15, 17, 40, 4, 4, 2, 2, 1, 1), /* avx512: 32 + 8 channel slivers */
+                               make(3, 17, 21, 21, 47, 3, 3, 1, 1, 1, 1), /* Winograd, odd sliver counts */
                                make(6, 40, 4, 4, 19, 4, 4, 1, 1, 0, 0),   /* fully connected: the GEMM */
                                make(64, 64, 8, 8, 128, 4, 4, 2, 2, 1, 1)}; /* few pixels, big dW: 4 chunks */
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
@@ -493,6 +504,15 @@ int main(int argc, char **argv) {
     test_invalid();
     test_shapes();
     test_threads();
+    if (lt_isa() >= LT_ISA_AVX512) {
+        /* at avx512, shapes with fewer than 16 channels on a side run the AVX2 kernels (conv2d.c): run the shapes
+         * and the thread checks again with every shape on the AVX-512 kernels, so their channel tails (1, 3, 5, ...)
+         * are covered too */
+        conv2d_force_avx512(1);
+        test_shapes();
+        test_threads();
+        conv2d_force_avx512(0);
+    }
     test_adjoint();
     test_concurrent();
     printf("worst error / tolerance: %.3f\n", lt_t_worst_ratio);
