@@ -86,7 +86,7 @@ public final class AtomicFiles {
      * that Latent wrote it) as a text chunk.
      */
     public static void writePng(Path target, java.awt.image.RenderedImage img) throws IOException {
-        var text = Provenance.chunksForCurrent(String.valueOf(target.getFileName()));
+        var text = Provenance.chunksForCurrent();
         write(target, tmp -> {
             try (var os = new java.io.BufferedOutputStream(Files.newOutputStream(tmp))) {
                 Png.write(os, img, text);

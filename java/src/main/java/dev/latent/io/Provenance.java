@@ -64,7 +64,7 @@ public record Provenance(String model, String checkpoint, String checkpointSha25
      * The text chunks of a PNG written now: the current provenance, or, where no code named one (a chart such as
      * loss.png), a record that says only that Latent wrote the file.
      */
-    public static Map<String, String> chunksForCurrent(String what) {
+    public static Map<String, String> chunksForCurrent() {
         Map<String, String> t = new LinkedHashMap<>();
         t.put("Software", "Latent");
         Map<String, Object> m = current().map(Provenance::toMap).orElseGet(() -> {
@@ -74,7 +74,6 @@ public record Provenance(String model, String checkpoint, String checkpointSha25
             d.put("model", null);
             return d;
         });
-        if (what != null) m.put("file", what);
         t.put(KEY, Json.object(m));
         return t;
     }

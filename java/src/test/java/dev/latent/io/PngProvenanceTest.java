@@ -59,7 +59,7 @@ class PngProvenanceTest {
                 assertEquals(b, Provenance.current().orElseThrow());
             }
             assertEquals(a, Provenance.current().orElseThrow());
-            Path f = write("p.png", Provenance.chunksForCurrent("p.png"));
+            Path f = write("p.png", Provenance.chunksForCurrent());
             Map<String, Object> p = Provenance.read(f).orElseThrow();
             assertEquals(true, p.get("generated"));
             assertEquals("vae", p.get("model"));
@@ -68,7 +68,7 @@ class PngProvenanceTest {
             assertEquals(64.0, ((Number) ((Map<?, ?>) p.get("settings")).get("n")).doubleValue());
         }
         assertTrue(Provenance.current().isEmpty());
-        Map<String, Object> none = Provenance.read(write("q.png", Provenance.chunksForCurrent("loss.png"))).orElseThrow();
+        Map<String, Object> none = Provenance.read(write("q.png", Provenance.chunksForCurrent())).orElseThrow();
         assertEquals(true, none.get("generated"));
         assertNull(none.get("model"));
     }
