@@ -13,7 +13,7 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 public final class RankOrder {
     private RankOrder() {}
 
-    /** out[i] = (sum over r in order of parts[r][i]) * scale, for i < count; out may be one of the parts. */
+    /** out[i] = (sum over r in order of parts[r][i]) * scale, for {@code i < count}; out may be one of the parts. */
     public static void sum(MemorySegment[] parts, long count, float scale, MemorySegment out) {
         int n = parts.length;
         if (n == 1) {
