@@ -119,7 +119,7 @@ public final class Gemm {
     /**
      * Operand precision of a CPU GEMM. {@code FP32}: lt_gemm. {@code BF16}: lt_gemm_bf16, op(A) and op(B) rounded
      * to bf16 (round to nearest even) as they are read, products summed in fp32, C / alpha / beta fp32; per element
-     * |C - exact| <= (2^-7 + 2^-16) sum|alpha a b| + the fp32 summation error. BF16 needs AVX512_BF16 at ISA avx512
+     * {@code |C - exact| <= (2^-7 + 2^-16) sum|alpha a b|} + the fp32 summation error. BF16 needs AVX512_BF16 at ISA avx512
      * and is refused otherwise (a NativeException naming AVX512_BF16), never emulated. Not used by the layers yet.
      */
     public enum Precision { FP32, BF16 }
