@@ -6,7 +6,7 @@ import picocli.CommandLine.Command;
 /** {@code bin/latent}: train, sample, eval, bench. */
 @Command(name = "latent", mixinStandardHelpOptions = true, version = "latent 0.1.0",
         description = "Generative models on the JVM with native kernels.",
-        subcommands = {TrainCommand.class, SampleCommand.class, EvalCommand.class, BenchCommand.class})
+        subcommands = {TrainCommand.class, SampleCommand.class, EvalCommand.class, BenchCommand.class, ImportCommand.class, ExportCommand.class})
 public final class Main implements Runnable {
     @Override
     public void run() {
