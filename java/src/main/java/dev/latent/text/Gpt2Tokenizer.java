@@ -81,7 +81,7 @@ public final class Gpt2Tokenizer implements Tokenizer {
                 throw new IllegalArgumentException("gpt2 tokenizer: merge " + r + " " + (p == null ? "null" : String.join(" ", p))
                         + " is not a pair of tokens whose concatenation is a token");
             merges[r] = new String[] {p[0], p[1]};
-            rank.putIfAbsent(p[0] + " " + p[1], r);
+            rank.put(p[0] + " " + p[1], r);   // a repeated pair keeps its last rank, as GPT-2's dict(zip(merges, range(n)))
         }
     }
 

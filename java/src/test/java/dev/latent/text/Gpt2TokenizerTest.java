@@ -134,4 +134,36 @@ class Gpt2TokenizerTest {
         Files.writeString(vocab, "{\"a b\":0}", StandardCharsets.UTF_8);   // a raw space is not a byte symbol
         assertTrue(assertThrows(IOException.class, () -> Gpt2Tokenizer.read(vocab, merges)).getMessage().contains("U+20"));
     }
+
+    /**
+     * Against GPT-2's own algorithm as recorded by gpt2/make_cases.py (Python's {@code regex} module with
+     * encoder.py's pattern and bpe()): 1000 random strings of tricky characters (Unicode spaces, marks, emoji,
+     * digits of other scripts, control characters) split into the same pieces, and 1000 strings encoded to the
+     * same ids with a vocabulary of 59 merges.
+     */
+    @Test
+    void matchesGpt2sPythonTokenizerOnRecordedCases() throws Exception {
+        Path res = Path.of(getClass().getResource("gpt2/regex_cases.json").toURI()).getParent();
+        List<?> rc = (List<?>) dev.latent.io.JsonReader.parse(Files.readString(res.resolve("regex_cases.json")));
+        assertEquals(1000, rc.size());
+        for (Object o : rc) {
+            List<?> c = (List<?>) o;
+            assertEquals(c.get(1), pieces((String) c.get(0)), () -> "pieces of " + dev.latent.io.Json.quote((String) c.get(0)));
+        }
+        Gpt2Tokenizer t = Gpt2Tokenizer.read(res.resolve("vocab.json"), res.resolve("merges.txt"));
+        assertEquals(256 + 59, t.vocabSize());
+        List<?> bc = (List<?>) dev.latent.io.JsonReader.parse(Files.readString(res.resolve("bpe_cases.json")));
+        assertEquals(1000, bc.size());
+        int merged = 0;
+        for (Object o : bc) {
+            List<?> c = (List<?>) o;
+            String s = (String) c.get(0);
+            int[] want = ((List<?>) c.get(1)).stream().mapToInt(x -> ((Long) x).intValue()).toArray();
+            int[] got = t.encode(s);
+            assertArrayEquals(want, got, () -> "ids of " + dev.latent.io.Json.quote(s));
+            assertEquals(s, t.decode(got));
+            for (int id : got) if (id >= 256) merged++;
+        }
+        assertTrue(merged > 1000, "the cases exercise the merges: " + merged);
+    }
 }
