@@ -25,7 +25,7 @@ final class ExportCommand implements Callable<Integer> {
     Path checkpoint;
     @Option(names = "--out", required = true, description = "the folder to write the copy to (same file name), or a .safetensors file")
     Path out;
-    @Option(names = "--weights-only", required = true, description = "drop the optimizer moments (required: the only export so far)")
+    @Option(names = "--weights-only", description = "drop the optimizer moments (required: the only kind of export so far)")
     boolean weightsOnly;
 
     /** True for an optimizer moment of any Latent checkpoint family. */
@@ -35,6 +35,8 @@ final class ExportCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        // Checked here rather than as a required picocli option: a required flag reads as one taking a value.
+        if (!weightsOnly) throw new IllegalArgumentException("export needs --weights-only (the only kind of export so far: a copy without optimizer moments)");
         Path in = checkpoint;
         if (Files.isDirectory(in)) {
             try (var l = Files.list(in)) {

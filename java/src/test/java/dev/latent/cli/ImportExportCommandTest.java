@@ -60,6 +60,9 @@ class ImportExportCommandTest {
             AdamW opt = new AdamW(s, m.namedParameters(), 0.9f, 0.95f, 1e-8f, 0.1f);
             GptCheckpoint.save(dir.resolve("train"), m, opt, tok, Map.of("steps", 1));
         }
+        CommandLine cl = new CommandLine(new Main());
+        assertNotEquals(0, cl.execute("export", dir.resolve("train").toString(), "--out", dir.resolve("slim").toString()), "--weights-only is required");
+        assertFalse(Files.exists(dir.resolve("slim")));
         run("export", "--weights-only", dir.resolve("train").toString(), "--out", dir.resolve("slim").toString());
         Path a = dir.resolve("train").resolve(GptCheckpoint.FILE), b = dir.resolve("slim").resolve(GptCheckpoint.FILE);
         assertTrue(Files.size(b) * 2.5 < Files.size(a), Files.size(b) + " vs " + Files.size(a));
