@@ -23,7 +23,7 @@ import java.util.List;
  */
 @Command(name = "latent", mixinStandardHelpOptions = true, version = "latent 0.1.0",
         description = "Generative models on the JVM with native kernels.",
-        subcommands = {TrainCommand.class, SampleCommand.class, EvalCommand.class, BenchCommand.class, ProvenanceCommand.class},
+        subcommands = {TrainCommand.class, SampleCommand.class, EvalCommand.class, BenchCommand.class, ProvenanceCommand.class, ImportCommand.class, ExportCommand.class},
         footer = "Global flag: --stacktrace prints the full stack trace of a failure (default: one line).")
 public final class Main implements Runnable {
     @Override

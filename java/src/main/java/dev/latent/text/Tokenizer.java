@@ -23,6 +23,7 @@ public interface Tokenizer {
         Object type = m.get("type");
         if ("char".equals(type)) return CharTokenizer.fromMap(m);
         if ("bpe".equals(type)) return BpeTokenizer.fromMap(m);
-        throw new IllegalArgumentException("tokenizer: unknown type " + type + " (char | bpe)");
+        if ("gpt2".equals(type)) return Gpt2Tokenizer.fromMap(m);
+        throw new IllegalArgumentException("tokenizer: unknown type " + type + " (char | bpe | gpt2)");
     }
 }

@@ -22,7 +22,7 @@ class SafeTensorsFuzzTest {
     private static Path file;
 
     @FuzzTest(maxDuration = "6s")
-    @DictionaryEntries({"\"dtype\":\"F32\"", "\"shape\":[", "\"data_offsets\":[", "\"__metadata__\"", "latent-gpt-1", "\"config\"",
+    @DictionaryEntries({"\"dtype\":\"F32\"", "\"dtype\":\"F16\"", "\"dtype\":\"BF16\"", "\"activation\":\"gelu_tanh\"", "\"shape\":[", "\"data_offsets\":[", "\"__metadata__\"", "latent-gpt-1", "\"config\"",
             "\"tokenizer\"", "\"vocab\":", "\"layers\":", "\"tied\":true", "9223372036854775807", "4294967296"})
     void checkpoint(byte[] data) throws IOException {
         if (file == null) file = Files.createTempFile("latent-fuzz", ".safetensors");

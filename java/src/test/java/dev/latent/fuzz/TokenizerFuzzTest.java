@@ -7,7 +7,7 @@ import dev.latent.text.Tokenizer;
 import java.nio.charset.StandardCharsets;
 
 /**
- * Hostile tokenizer files (the JSON saved in a checkpoint: char code points or BPE merges): each loads or
+ * Hostile tokenizer files (the JSON saved in a checkpoint: char code points, BPE merges, or GPT-2's vocabulary and merges): each loads or
  * is refused with an IllegalArgumentException; a loaded one encodes and decodes any text without another
  * exception (a character outside a char vocabulary is an IllegalArgumentException) and round-trips
  * well-formed text through BPE. Input: the text to encode, a NUL byte, the tokenizer JSON; or, after a
@@ -17,7 +17,7 @@ import java.nio.charset.StandardCharsets;
  */
 class TokenizerFuzzTest {
     @FuzzTest(maxDuration = "6s")
-    @DictionaryEntries({"{\"type\":\"bpe\",\"merges\":[", "{\"type\":\"char\",\"code_points\":[", "[256,257]", "\\u00e9", "1114111"})
+    @DictionaryEntries({"{\"type\":\"bpe\",\"merges\":[", "{\"type\":\"gpt2\",\"vocab\":[", "\"merges\":[\"", "\u0120", "{\"type\":\"char\",\"code_points\":[", "[256,257]", "\\u00e9", "1114111"})
     void load(byte[] in) {
         int cut = 0;
         while (cut < in.length && in[cut] != 0) cut++;

@@ -128,6 +128,8 @@ class NativeLoaderTest {
         if ("ref".equals(cap)) {
             assertEquals(LatentNative.ISA_REF, n.isa());
             assertTrue(n.isaReason().contains("LATENT_MAX_ISA"), n.isaReason());
+        } else if ("avx2".equals(cap)) {   // a cap below what the CPU has (an AVX-512 machine) wins; one above changes nothing
+            assertEquals(Math.min(n.isaSupported(), LatentNative.ISA_AVX2), n.isa());
         } else {
             assertEquals(n.isaSupported(), n.isa());
         }

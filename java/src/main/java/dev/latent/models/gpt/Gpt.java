@@ -62,16 +62,21 @@ public final class Gpt implements Module {
         }
     }
 
-    /** The 4x MLP with exact GELU. */
+    /** The 4x MLP with the config's GELU (exact, or tanh-approximated as GPT-2's). */
     static final class Mlp implements Module {
         final Linear fc, proj;
+        final GptConfig.Activation act;
 
         Mlp(Scope scope, GptConfig c, long seed, long[] stream, double std, double projStd) {
+            act = c.activation();
             fc = new Linear(scope, c.dim(), 4L * c.dim(), true, seed, stream[0]++, std);
             proj = new Linear(scope, 4L * c.dim(), c.dim(), true, seed, stream[0]++, projStd);
         }
 
-        Var forward(Var x) { return proj.forward(F.gelu(fc.forward(x))); }
+        Var forward(Var x) {
+            Var h = fc.forward(x);
+            return proj.forward(act == GptConfig.Activation.GELU_TANH ? geluTanh(h) : F.gelu(h));
+        }
 
         @Override
         public void collect(String p, Map<String, Var> out) {
@@ -105,6 +110,27 @@ public final class Gpt implements Module {
             ln2.collect(p + "ln_2.", out);
             mlp.collect(p + "mlp.", out);
         }
+    }
+
+    private static final float GELU_TANH_K = (float) Math.sqrt(2 / Math.PI);
+
+    /**
+     * GPT-2's gelu_new, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), composed from differentiable ops
+     * (mul, scale, add, tanh): no native kernel of its own yet, so it costs several passes over the MLP's
+     * hidden activations, and its backward is first order only (tanh's). Works on every device those ops do.
+     */
+    static Var geluTanh(Var x) {
+        Var cube = F.mul(F.mul(x, x), x);
+        Var inner = F.scale(F.add(x, F.scale(cube, 0.044715f)), GELU_TANH_K);
+        return F.mul(F.scale(x, 0.5f), F.addScalar(F.tanh(inner), 1f));
+    }
+
+    /**
+     * Loads a Hugging Face GPT-2 folder ({@code model.safetensors}, {@code config.json}): see
+     * {@link GptHuggingFace#load} for the tokenizer too and for what is refused.
+     */
+    public static Gpt fromHuggingFace(java.nio.file.Path dir, Scope scope) throws java.io.IOException {
+        return GptHuggingFace.load(dir, scope).model();
     }
 
     /** Logits (B*T, vocab) for int32 ids (B*T). */

@@ -40,8 +40,11 @@ public final class GptCheckpoint {
         meta.put("format", FORMAT);
         meta.put("step", Long.toString(opt == null ? 0 : opt.step()));
         GptConfig c = model.cfg;
-        meta.put("config", Json.object(Map.of("vocab", c.vocab(), "layers", c.layers(), "heads", c.heads(), "dim", c.dim(),
-                "context", c.context(), "tied", c.tied())));
+        Map<String, Object> cm = new LinkedHashMap<>(Map.of("vocab", c.vocab(), "layers", c.layers(), "heads", c.heads(), "dim", c.dim(),
+                "context", c.context(), "tied", c.tied()));
+        // Only a non-default activation is written: exact-GELU checkpoints carry the same config fields as before.
+        if (c.activation() != GptConfig.Activation.GELU) cm.put("activation", c.activation().id());
+        meta.put("config", Json.object(cm));
         meta.put("tokenizer", tok.toJson());
         meta.put("args", Json.object(args));
         SafeTensors.write(dir.resolve(FILE), t, meta);
@@ -67,8 +70,10 @@ public final class GptCheckpoint {
         Tokenizer tok;
         try {
             Map<String, Object> c = JsonReader.parseObject(meta.get("config"));
+            Object act = c.getOrDefault("activation", GptConfig.Activation.GELU.id());   // absent: saved before the option
+            if (!(act instanceof String a)) throw new IllegalArgumentException("activation " + act + " is not a string");
             cfg = new GptConfig(num(c, "vocab"), num(c, "layers"), num(c, "heads"), num(c, "dim"), num(c, "context"),
-                    Boolean.TRUE.equals(c.get("tied")));
+                    Boolean.TRUE.equals(c.get("tied")), GptConfig.Activation.of(a));
             tok = Tokenizer.fromJson(meta.get("tokenizer"));
         } catch (IllegalArgumentException e) {
             throw new IOException(f + ": bad metadata: " + e.getMessage(), e);
