@@ -115,6 +115,17 @@ public record Provenance(String model, String checkpoint, String checkpointSha25
         return m;
     }
 
+    /**
+     * The provenance of images written while a model trains: no checkpoint yet (the run folder's changes every
+     * save), so the settings carry the run folder beside the configuration.
+     */
+    public static Provenance training(String model, long seed, Map<String, Object> config, Path run) {
+        Map<String, Object> m = new LinkedHashMap<>(config);
+        m.put("run", String.valueOf(run));
+        m.put("note", "written during training; the checkpoint is the run folder's at this step");
+        return new Provenance(model, null, null, seed, m);
+    }
+
     /** The provenance of images sampled from a checkpoint file or run folder ({@code file} inside it). */
     public static Provenance ofCheckpoint(String model, Path checkpoint, String file, Long seed, Map<String, Object> settings) throws IOException {
         Path f = Files.isDirectory(checkpoint) ? checkpoint.resolve(file) : checkpoint;

@@ -161,17 +161,9 @@ public final class FlowTrainer {
     public record Result(double trainBpd, double testBpd, double imagesPerSecond, long steps, double invertibilityError) {}
 
     public Result run() throws IOException {
-        try (var p = new dev.latent.io.Provenance(cfg.arch(), null, null, cfg.seed(), trainingSettings()).use()) {
+        try (var p = dev.latent.io.Provenance.training(cfg.arch(), cfg.seed(), dev.latent.io.Provenance.settingsOf(cfg), cfg.out()).use()) {
             return runWithProvenance();
         }
-    }
-
-    /** The settings a training-time image was made with: the run folder and the config. */
-    private java.util.Map<String, Object> trainingSettings() {
-        java.util.Map<String, Object> m = new java.util.LinkedHashMap<>(dev.latent.io.Provenance.settingsOf(cfg));
-        m.put("run", String.valueOf(cfg.out()));
-        m.put("note", "written during training; the checkpoint is the run folder's at this step");
-        return m;
     }
 
     private Result runWithProvenance() throws IOException {

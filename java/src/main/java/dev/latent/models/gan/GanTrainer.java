@@ -129,17 +129,9 @@ public final class GanTrainer {
     private static Tensor onHost(Scope scope, Tensor t) { return t.device() == Device.CPU ? t : t.to(scope, Device.CPU); }
 
     public Result run() throws IOException {
-        try (var p = new dev.latent.io.Provenance(cfg.loss() == Loss.GAN ? "dcgan" : "wgan-gp", null, null, cfg.seed(), trainingSettings()).use()) {
+        try (var p = dev.latent.io.Provenance.training(cfg.loss() == Loss.GAN ? "dcgan" : "wgan-gp", cfg.seed(), cfg.toMap(), cfg.out()).use()) {
             return runWithProvenance();
         }
-    }
-
-    /** The settings a training-time image was made with: the run folder and the config. */
-    private java.util.Map<String, Object> trainingSettings() {
-        java.util.Map<String, Object> m = new java.util.LinkedHashMap<>(cfg.toMap());
-        m.put("run", String.valueOf(cfg.out()));
-        m.put("note", "written during training; the checkpoint is the run folder's at this step");
-        return m;
     }
 
     private Result runWithProvenance() throws IOException {

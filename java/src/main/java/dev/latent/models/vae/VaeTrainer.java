@@ -190,17 +190,9 @@ public final class VaeTrainer {
 
     /** The whole run: epochs of training with a test evaluation, PNGs and a checkpoint after each; IWAE etc. at the end. */
     public List<EpochResult> run() throws IOException {
-        try (var p = new dev.latent.io.Provenance("vae", null, null, cfg.seed(), trainingSettings()).use()) {
+        try (var p = dev.latent.io.Provenance.training("vae", cfg.seed(), cfg.toMap(), cfg.out()).use()) {
             return runWithProvenance();
         }
-    }
-
-    /** The settings a training-time image was made with: the run folder and the config. */
-    private java.util.Map<String, Object> trainingSettings() {
-        java.util.Map<String, Object> m = new java.util.LinkedHashMap<>(cfg.toMap());
-        m.put("run", String.valueOf(cfg.out()));
-        m.put("note", "written during training; the checkpoint is the run folder's at this step");
-        return m;
     }
 
     private List<EpochResult> runWithProvenance() throws IOException {
