@@ -36,7 +36,7 @@ final class PrecisionOption {
         if (device != Device.CPU)
             throw new IllegalArgumentException("--precision bf16 is CPU-only (AVX512_BF16): " + device + " has no bf16 path yet; use --precision fp32");
         String why = Gemm.bf16Unavailable();
-        if (why != null) throw new IllegalArgumentException("--precision " + why);
+        if (why != null) throw new IllegalArgumentException("--precision bf16 refused: " + why);
         return p;
     }
 
