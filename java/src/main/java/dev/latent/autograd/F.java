@@ -112,10 +112,19 @@ public final class F {
     public static Var matmul(Var a, Var b) {
         if (a.value.rank() != 2 || b.value.rank() != 2) throw new IllegalArgumentException("matmul: 2-D operands, got " + a.value + " @ " + b.value);
         Tensor out = g().empty(a.value.device(), a.value.size(0), b.value.size(1));
-        Gemm.matmul(a.value, b.value, out, 1f, 0f);
+        Gemm.matmul(a.value, b.value, out, 1f, 0f, gemmPrecision(a.value, "matmul"));
         return rec(out, "matmul", of(a, b), gr -> of(
                 a.requiresGrad ? matmul(gr, transpose(b)) : null,
                 b.requiresGrad ? matmul(transpose(a), gr) : null));
+    }
+
+    /** The current graph's matmul precision; BF16 on a CUDA tensor is refused (no device bf16 path yet). */
+    private static Gemm.Precision gemmPrecision(Tensor t, String op) {
+        Gemm.Precision p = g().precision();
+        if (p == Gemm.Precision.BF16 && t.device() != Device.CPU)
+            throw new IllegalArgumentException(op + ": bf16 precision is CPU-only (AVX512_BF16); " + t.device()
+                    + " tensors have no bf16 path yet: use fp32 (or TF32 through Gemm.setCudaTf32) on CUDA");
+        return p;
     }
 
     /** y[i, :] = x[i, :] + rows[i % P, :]: bias (P = 1) and position (P = T) adds. */
@@ -145,7 +154,7 @@ public final class F {
         long outF = w.value.size(0);
         if (b != null && b.value.numel() != outF) throw new IllegalArgumentException("linear: bias " + b.value + " for " + outF + " outputs");
         Tensor out = g().empty(x.value.device(), x.value.size(0), outF);
-        Gemm.matmul(x.value, w.value.transpose(0, 1), out, 1f, 0f);
+        Gemm.matmul(x.value, w.value.transpose(0, 1), out, 1f, 0f, gemmPrecision(x.value, "linear"));
         if (b != null) Kernels.addRows(out, dense(b).reshape(1, outF), out);   // bias in place: no second activation
         return rec(out, "linear", b == null ? of(x, w) : of(x, w, b), gr -> {
             Var dx = x.requiresGrad ? matmul(gr, w) : null, dw = wants(w) ? matmul(transpose(gr), x) : null;

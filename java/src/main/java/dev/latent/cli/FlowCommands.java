@@ -34,8 +34,10 @@ final class FlowCommands {
         @Option(names = "--device", description = "cpu | cuda (default: ${DEFAULT-VALUE}); cuda without a usable GPU says why and runs on the CPU")
         String device = "cpu";
         @Mixin RunFolder folder;
+        @Mixin PrecisionOption precision;
 
         int train(String model, java.util.function.Supplier<FlowTrainer.Config> config) throws Exception {
+            precision.fp32Only(model, "its coupling networks' convolutions have no bf16 kernel (bf16 is wired for train gpt's linear layers only)");
             if (epochs < 1 || batch < 1 || maxSteps < 0 || limit < 0 || testLimit < 0)
                 throw new IllegalArgumentException("--epochs, --batch >= 1; --max-steps, --limit, --test-limit >= 0");
             Limits.positive("--lr", lr);
@@ -152,9 +154,11 @@ final class FlowCommands {
         @Option(names = "--seed") long seed = 1;
         @Option(names = "--threads") Integer threads;
         @Mixin RunFolder folder;
+        @Mixin PrecisionOption precision;
 
         @Override
         public Integer call() throws Exception {
+            precision.fp32Only("flow-toy", "its coupling MLPs are linear layers the bf16 GEMM could run, but the flow trainer takes no precision yet");
             if (steps < 1 || couplings < 1 || hidden < 1) throw new IllegalArgumentException("--steps, --couplings, --hidden must be >= 1");
             if (!dist.equals("moons") && !dist.equals("rings")) throw new IllegalArgumentException("--dist must be moons or rings, got " + dist);
             GanCommands.checkThreads(threads);

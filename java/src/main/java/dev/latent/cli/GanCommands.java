@@ -59,10 +59,12 @@ final class GanCommands {
         @Option(names = "--device", description = "cpu | cuda (default: ${DEFAULT-VALUE}); cuda without a usable GPU says why and runs on the CPU")
         String device = "cpu";
         @Mixin RunFolder folder;
+        @Mixin PrecisionOption precision;
 
         abstract GanTrainer.Config base();
 
         GanTrainer.Config config(GanTrainer.Config b, int nCritic, float lambda, Dcgan.Norm norm) {
+            precision.fp32Only(b.loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp", "its convolutions have no bf16 kernel (bf16 is wired for train gpt's linear layers only)");
             if (iters < 1 || batch < 1 || nz < 1 || ngf < 1 || ndf < 1 || logInterval < 1 || limit < 0 || samples < 0)
                 throw new IllegalArgumentException("--iters, --batch, --nz, --ngf, --ndf, --log-interval must be >= 1; --limit, --samples >= 0");
             if (lr != null) Limits.positive("--lr", lr);
@@ -135,9 +137,11 @@ final class GanCommands {
         @Option(names = "--out", description = "folder for result.json (optional)") Path out;
         @Option(names = "--threads") Integer threads;
         @Mixin RunFolder folder;
+        @Mixin PrecisionOption precision;
 
         @Override
         public Integer call() throws Exception {
+            precision.fp32Only("toy-gan", "its MLPs are linear layers the bf16 GEMM could run, but the GAN trainer takes no precision yet");
             checkThreads(threads);
             if (steps != null) Limits.atLeast("--steps", steps, 1);
             Limits.atLeast("--hidden", hidden, 1);
@@ -204,9 +208,11 @@ final class GanCommands {
         @Option(names = "--threads") Integer threads;
         @Option(names = "--quiet") boolean quiet;
         @Mixin RunFolder folder;
+        @Mixin PrecisionOption precision;
 
         @Override
         public Integer call() throws Exception {
+            precision.fp32Only("classifier", "its convolutions have no bf16 kernel (bf16 is wired for train gpt's linear layers only)");
             checkThreads(threads);
             if (epochs < 1 || batch < 1 || limit < 0) throw new IllegalArgumentException("--epochs, --batch >= 1 and --limit >= 0 required");
             Limits.positive("--lr", lr);

@@ -78,6 +78,7 @@ final class TrainCommand implements Runnable {
 
         @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
         @picocli.CommandLine.Mixin RunFolder folder;
+        @picocli.CommandLine.Mixin PrecisionOption precision;
 
         /** Every option range-checked (Limits), before any file is read or written. */
         void validate() {
@@ -105,6 +106,7 @@ final class TrainCommand implements Runnable {
                 throw new IllegalArgumentException("--tokenizer must be char or bpe, got " + tokenizer);
             if (threads != null) Limits.atLeast("--threads", threads, 1);
             if (!device.equals("cpu") && !device.equals("cuda")) throw new IllegalArgumentException("--device must be cpu or cuda, got " + device);
+            precision.get();
         }
 
         /** The model, optimizer state and largest activations must fit this machine: refused before allocating. */
@@ -126,6 +128,7 @@ final class TrainCommand implements Runnable {
                 throw new IllegalArgumentException("--resume: no checkpoint in " + out + " (" + GptCheckpoint.FILE + " is missing)");
             if (!resume) checkMemory(new GptConfig(1, layers, heads, dim, context, tied), batch);
             Device runOn = TrainCommand.device(device);
+            var prec = precision.runnable(runOn);   // bf16 refused here (CPU without AVX512_BF16, ISA below avx512, CUDA)
             if (threads != null) LatentNative.get().setNumThreads(threads);
             Path file = data != null ? data : TextData.defaultCorpus(System.err::println);
             String text = TextData.read(file);
@@ -152,6 +155,10 @@ final class TrainCommand implements Runnable {
                                     + " (the architecture of a resumed run is the checkpoint's; drop " + names[i] + " or start a new run)");
                     if (pr.hasMatchedOption("--tied") && tied != cfg.tied())
                         throw new IllegalArgumentException("--resume: --tied differs from the checkpoint's tied=" + cfg.tied());
+                    if (!pr.hasMatchedOption("--precision")) prec = precision.with(l.precision()).runnable(runOn);   // the run's own (fp32 before it was recorded)
+                    else if (prec != l.precision())
+                        throw new IllegalArgumentException("--resume: --precision " + prec.id() + " differs from the checkpoint's " + l.precision().id()
+                                + " (a resumed run keeps its precision; drop --precision or start a new run)");
                 } else {
                     tok = tokenizer.equals("bpe") ? BpeTokenizer.train(text, bpeVocab) : CharTokenizer.train(text);
                     cfg = new GptConfig(tok.vocabSize(), layers, heads, dim, context, tied);
@@ -167,7 +174,7 @@ final class TrainCommand implements Runnable {
                         file, d.train.length + d.val.length, tok.vocabSize(), d.train.length, d.val.length, cfg,
                         gpt.parameterCount(), LatentNative.get().numThreads());
                 var o = new GptTrainer.Options(batch, steps, lr, minLr, warmup, weightDecay, clip, evalInterval, evalBatches, 1234,
-                        logInterval, checkpointInterval, seed);
+                        logInterval, checkpointInterval, seed, prec);
                 var last = GptTrainer.train(gpt, tok, d, o, out, resume, model, stopAfter == null ? steps : Math.min(stopAfter, steps), runOn, ConsoleListener.INSTANCE);
                 gpt.to(model, Device.CPU);   // the sampler runs on the CPU (its KV cache is host memory)
                 System.out.println(dev.latent.io.Json.object(last));

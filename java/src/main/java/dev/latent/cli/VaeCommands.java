@@ -43,9 +43,11 @@ final class VaeCommands {
         @Option(names = "--device", description = "cpu | cuda (default: ${DEFAULT-VALUE}); cuda without a usable GPU says why and runs on the CPU")
         String device = "cpu";
         @picocli.CommandLine.Mixin RunFolder folder;
+        @picocli.CommandLine.Mixin PrecisionOption precision;
 
         @Override
         public Integer call() throws Exception {
+            precision.fp32Only("vae", "its convolutions have no bf16 kernel (bf16 is wired for train gpt's linear layers only)");
             GanCommands.checkThreads(threads);
             Limits.positive("--lr", lr);
             Limits.nonNegative("--beta", beta);

@@ -120,9 +120,43 @@ public final class Gemm {
      * Operand precision of a CPU GEMM. {@code FP32}: lt_gemm. {@code BF16}: lt_gemm_bf16, op(A) and op(B) rounded
      * to bf16 (round to nearest even) as they are read, products summed in fp32, C / alpha / beta fp32; per element
      * {@code |C - exact| <= (2^-7 + 2^-16) sum|alpha a b|} + the fp32 summation error. BF16 needs AVX512_BF16 at ISA avx512
-     * and is refused otherwise (a NativeException naming AVX512_BF16), never emulated. Not used by the layers yet.
+     * and is refused otherwise (a NativeException naming AVX512_BF16), never emulated. The autograd matmuls use it
+     * when their {@link dev.latent.autograd.Graph#precision} is BF16.
      */
-    public enum Precision { FP32, BF16 }
+    public enum Precision {
+        FP32, BF16;
+
+        /** The name used by {@code --precision} and saved in checkpoints: "fp32" or "bf16". */
+        public String id() { return name().toLowerCase(java.util.Locale.ROOT); }
+
+        /** From {@link #id()} (fp32 | bf16); refuses any other name. */
+        public static Precision of(String id) {
+            if (id != null) for (Precision p : values()) if (p.id().equals(id)) return p;
+            throw new IllegalArgumentException("precision '" + id + "': expected fp32 or bf16");
+        }
+    }
+
+    /**
+     * Null when BF16 GEMMs can run here (CPU with AVX512_BF16 and the ISA in use is avx512), else a one-line reason
+     * naming AVX512_BF16 and the ISA in use. Nothing emulates bf16: callers refuse BF16 with this reason.
+     */
+    public static String bf16Unavailable() {
+        LatentNative n = LatentNative.get();
+        int isa = n.isa();
+        if (!n.cpuBf16())
+            return "bf16 precision needs AVX512_BF16 (vdpbf16ps), which this CPU lacks (ISA in use: " + LatentNative.isaName(isa)
+                    + "); bf16 is never emulated: use --precision fp32";
+        if (isa < LatentNative.ISA_AVX512)
+            return "bf16 precision needs AVX512_BF16 at ISA avx512, but the ISA in use is " + LatentNative.isaName(isa)
+                    + " (capped by LATENT_MAX_ISA or setIsa); bf16 is never emulated: use --precision fp32 or allow avx512";
+        return null;
+    }
+
+    /** Throws an IllegalStateException with {@link #bf16Unavailable()}'s reason when BF16 cannot run here. */
+    public static void requireBf16() {
+        String why = bf16Unavailable();
+        if (why != null) throw new IllegalStateException(why);
+    }
 
     /** {@link #sgemm} at a chosen operand {@link Precision}. */
     public static void sgemm(boolean transA, boolean transB, long m, long n, long k, float alpha, MemorySegment a, long lda,

@@ -290,6 +290,12 @@ class HostileCliTest {
         add(1, "--lambda", "train", "wgan-gp", "--data", missing, "--out", R(), "--lambda", "-1");
         add(1, "--lambda", "train", "wgan-gp", "--data", missing, "--out", R(), "--lambda", "NaN");
         add(1, "--critic-norm must be none or layer", "train", "wgan-gp", "--data", missing, "--out", R(), "--critic-norm", "batch");
+        // issue 15: --precision on every train command; bf16 refused, before any file is read, where training has no bf16 path
+        add(1, "--precision must be fp32 or bf16", "train", "gpt", "--data", text.toString(), "--out", R(), "--precision", "fp16");
+        for (String model : new String[] {"dcgan", "wgan-gp", "vae", "realnvp", "glow", "classifier"})
+            add(1, "convolutions have no bf16 kernel", "train", model, "--data", missing, "--out", R(), "--precision", "bf16");
+        add(1, "trainer takes no precision yet", "train", "toy-gan", "--precision", "bf16");
+        add(1, "trainer takes no precision yet", "train", "flow-toy", "--out", R(), "--precision", "bf16");
         add(1, "--n must be >= 1", "sample", "dcgan", "--checkpoint", R(), "--out", png, "--n", "0");
         add(1, "over the limit", "sample", "dcgan", "--checkpoint", R(), "--out", png, "--n", "1000000000");
         add(1, "not a Latent", "sample", "dcgan", "--checkpoint", R(), "--out", png);

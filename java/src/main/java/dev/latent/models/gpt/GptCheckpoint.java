@@ -51,7 +51,13 @@ public final class GptCheckpoint {
     }
 
     /** What a checkpoint holds, loaded into {@code scope}. */
-    public record Loaded(Gpt model, Tokenizer tokenizer, long step, Map<String, Object> args, Map<String, Tensor> optState) {}
+    public record Loaded(Gpt model, Tokenizer tokenizer, long step, Map<String, Object> args, Map<String, Tensor> optState) {
+        /** The training precision the checkpoint's args record; FP32 for checkpoints written before it was recorded. */
+        public dev.latent.ops.Gemm.Precision precision() {
+            Object p = args == null ? null : args.get("precision");
+            return p == null ? dev.latent.ops.Gemm.Precision.FP32 : dev.latent.ops.Gemm.Precision.of(p.toString());
+        }
+    }
 
     /** Loads a checkpoint, refusing one whose weights or optimizer moments hold NaN or infinity. */
     public static Loaded load(Path dirOrFile, Scope scope) throws IOException {

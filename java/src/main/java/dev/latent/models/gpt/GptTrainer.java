@@ -4,6 +4,7 @@ import dev.latent.autograd.F;
 import dev.latent.autograd.Graph;
 import dev.latent.autograd.Var;
 import dev.latent.data.TextData;
+import dev.latent.ops.Gemm;
 import dev.latent.optim.AdamW;
 import dev.latent.optim.Schedule;
 import dev.latent.tensor.Device;
@@ -37,7 +38,8 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 public final class GptTrainer {
     /** Everything a run depends on; saved in the checkpoint. */
     public record Options(int batch, int steps, double lr, double minLr, int warmup, double weightDecay, double clip,
-                          int evalInterval, int evalBatches, long evalSeed, int logInterval, int checkpointInterval, long seed) {
+                          int evalInterval, int evalBatches, long evalSeed, int logInterval, int checkpointInterval, long seed,
+                          Gemm.Precision precision) {
         /** The same limits as the CLI's (Limits), so a bad value fails here, by name, not in the native AdamW mid-run. */
         public Options {
             Limits.atLeast("batch", batch, 1);
@@ -51,6 +53,24 @@ public final class GptTrainer {
             Limits.atLeast("eval_batches", evalBatches, 1);
             Limits.atLeast("log_interval", logInterval, 1);
             Limits.atLeast("checkpoint_interval", checkpointInterval, 0);
+            if (precision == null) throw new IllegalArgumentException("precision is null (FP32 or BF16)");
+        }
+
+        /** fp32 options (the matmuls' operands in fp32). */
+        public Options(int batch, int steps, double lr, double minLr, int warmup, double weightDecay, double clip,
+                       int evalInterval, int evalBatches, long evalSeed, int logInterval, int checkpointInterval, long seed) {
+            this(batch, steps, lr, minLr, warmup, weightDecay, clip, evalInterval, evalBatches, evalSeed, logInterval, checkpointInterval,
+                    seed, Gemm.Precision.FP32);
+        }
+
+        /**
+         * These options with the training steps' matmul operands in {@code p} (BF16: the linear layers' and the tied
+         * head's forward and backward GEMMs in bf16 with fp32 accumulation; the rest, the optimizer, the master weights
+         * and the evaluation stay fp32).
+         */
+        public Options withPrecision(Gemm.Precision p) {
+            return new Options(batch, steps, lr, minLr, warmup, weightDecay, clip, evalInterval, evalBatches, evalSeed, logInterval,
+                    checkpointInterval, seed, p);
         }
 
         public Map<String, Object> toMap() {
@@ -59,6 +79,7 @@ public final class GptTrainer {
             m.put("warmup", warmup); m.put("weight_decay", Double.toString(weightDecay)); m.put("clip", Double.toString(clip));
             m.put("eval_interval", evalInterval); m.put("eval_batches", evalBatches); m.put("eval_seed", evalSeed);
             m.put("log_interval", logInterval); m.put("checkpoint_interval", checkpointInterval); m.put("seed", seed);
+            m.put("precision", precision.id());
             return m;
         }
     }
@@ -93,6 +114,11 @@ public final class GptTrainer {
                                             Scope modelScope, long stopAt, Device device, TrainingListener listener)
             throws IOException {
         int t = model.cfg.context(), b = o.batch();
+        if (o.precision() == Gemm.Precision.BF16) {   // refused before anything is read or moved, never emulated
+            if (device != Device.CPU)
+                throw new IllegalArgumentException("gpt: bf16 precision is CPU-only (AVX512_BF16); " + device + " has no bf16 path yet: use fp32");
+            Gemm.requireBf16();
+        }
         AdamW opt = new AdamW(modelScope, model.namedParameters(), 0.9f, 0.99f, 1e-8f, (float) o.weightDecay());
         if (resume) {
             GptCheckpoint.Loaded l = GptCheckpoint.load(out, modelScope);
@@ -132,7 +158,7 @@ public final class GptTrainer {
                 float loss;
                 double norm;
                 long t0 = System.nanoTime();
-                try (Graph g = Graph.open()) {
+                try (Graph g = Graph.open().precision(o.precision())) {
                     Var l = model.loss(x, y, b, t);
                     loss = F.item(l);
                     DivergedException.check("gpt", step + 1, "the loss", loss, "lower --lr (" + o.lr() + ") or --clip");

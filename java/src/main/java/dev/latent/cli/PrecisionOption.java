@@ -1,0 +1,48 @@
+package dev.latent.cli;
+
+import dev.latent.ops.Gemm;
+import dev.latent.tensor.Device;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code --precision fp32|bf16} on every {@code train} command (issue 15). bf16 rounds the matmul operands to bf16 (fp32
+ * accumulation; master weights, optimizer state and reductions stay fp32) and needs AVX512_BF16 at ISA avx512: it is
+ * refused, in one line, where it cannot run, and by the commands whose layers have no bf16 path; never emulated.
+ */
+final class PrecisionOption {
+    @Option(names = "--precision", description = "fp32 | bf16: matmul operands in bf16 with fp32 accumulation (CPU with AVX512_BF16; default: ${DEFAULT-VALUE})")
+    String precision = "fp32";
+
+    /** The parsed value; a bad name is an IllegalArgumentException naming the option. */
+    Gemm.Precision get() {
+        try {
+            return Gemm.Precision.of(precision);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--precision must be fp32 or bf16, got " + precision);
+        }
+    }
+
+    /** A copy holding {@code p}. */
+    PrecisionOption with(Gemm.Precision p) {
+        PrecisionOption o = new PrecisionOption();
+        o.precision = p.id();
+        return o;
+    }
+
+    /** {@link #get()}, with bf16 refused unless this CPU and ISA run it, on the CPU. */
+    Gemm.Precision runnable(Device device) {
+        Gemm.Precision p = get();
+        if (p != Gemm.Precision.BF16) return p;
+        if (device != Device.CPU)
+            throw new IllegalArgumentException("--precision bf16 is CPU-only (AVX512_BF16): " + device + " has no bf16 path yet; use --precision fp32");
+        String why = Gemm.bf16Unavailable();
+        if (why != null) throw new IllegalArgumentException("--precision bf16 refused: " + why);
+        return p;
+    }
+
+    /** Refuses bf16 for a command whose training has no bf16 path: {@code missing} says what is missing. */
+    void fp32Only(String command, String missing) {
+        if (get() == Gemm.Precision.BF16)
+            throw new IllegalArgumentException("--precision bf16: train " + command + " cannot run it: " + missing + "; use --precision fp32");
+    }
+}
