@@ -63,7 +63,9 @@ public final class Main implements Runnable {
     }
 
     static CommandLine commandLine() {
-        return new CommandLine(new Main());
+        // No @argument files: picocli would read any "@PATH" argument as a file of arguments, and a missing or unreadable
+        // one escaped as an InitializationException with a stack trace (found by CliArgsFuzzTest with "@/").
+        return new CommandLine(new Main()).setExpandAtFiles(false);
     }
 
     /** One line for a failure (plus the trace with --stacktrace); returns the exit status. */

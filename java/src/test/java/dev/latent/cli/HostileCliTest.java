@@ -336,6 +336,9 @@ class HostileCliTest {
         add(1, "already holds files", "train", "flow-toy", "--out", R(), "--steps", "1");
         // --- the command line itself ---
         add(2, "Unmatched argument", "frobnicate");
+        // "@PATH" is an ordinary (unmatched) argument, never a file of arguments to read (CliArgsFuzzTest found "@/")
+        add(2, "Unmatched argument", "@/");
+        add(2, "Missing required option", "train", "gpt", "@/no/such/file");
         add(1, "name a model", "train");
         add(1, "name a model", "sample");
         add(2, "Missing required option", "train", "gpt");
