@@ -34,12 +34,25 @@ final class RunFolder {
             throw new IllegalArgumentException("--out " + out + ": " + existing + " is a file, so the folder cannot be created");
         if (!Files.isWritable(existing))
             throw new IllegalArgumentException("--out " + out + ": " + existing + " is not writable (permission denied)");
+        if ((resume || overwrite) && Files.isDirectory(out)) removeStaleTemps(out);
         if (resume || overwrite || !Files.isDirectory(out)) return;
         try (Stream<Path> s = Files.list(out)) {
             var first = s.findFirst();
             if (first.isPresent())
                 throw new IllegalArgumentException("--out " + out + " already holds files (" + first.get().getFileName()
                         + ", ...); pass " + (canResume ? "--resume to continue that run, " : "") + "--overwrite to replace it, or choose another folder");
+        }
+    }
+
+    /**
+     * Deletes the temp files a killed run left behind ({@code NAME.tmp} / {@code NAME.<random>.tmp} beside the files a
+     * run writes, never renamed into place because the process died mid-write): a resumed or overwritten run would
+     * otherwise keep them forever. Only regular files ending in ".tmp" directly in the run folder are touched.
+     */
+    static void removeStaleTemps(Path out) throws IOException {
+        try (Stream<Path> s = Files.list(out)) {
+            for (Path f : s.filter(f -> f.getFileName().toString().endsWith(".tmp") && Files.isRegularFile(f)).toList())
+                Files.deleteIfExists(f);
         }
     }
 

@@ -134,6 +134,8 @@ class RunFolderSafetyTest {
             ck = GptCheckpoint.load(out, s).step();
         }
         assertTrue(ck >= 5, "a checkpoint was written: " + ck);
+        // a kill during a save leaves the writer's temp file; make sure there is one, whatever the timing was
+        Files.writeString(out.resolve(GptCheckpoint.FILE + ".1234.tmp"), "half a checkpoint");
         var r = HostileCliTest.invoke0(gpt(data, out, "--steps", "100000", "--checkpoint-interval", "5", "--resume", "--stop-after",
                 Long.toString(ck + 3)));
         assertEquals("0", r.exit(), r.err());
@@ -142,7 +144,7 @@ class RunFolderSafetyTest {
         for (long i = 1; i <= ck + 3; i++) want.add(i);
         assertEquals(want, s, "every step once, none duplicated");
         try (var w = Files.list(out)) {
-            assertEquals(List.of(), w.filter(f -> f.toString().endsWith(".tmp")).toList());
+            assertEquals(List.of(), w.filter(f -> f.toString().endsWith(".tmp")).toList(), "the resumed run removed the killed run's temp files");
         }
     }
 
