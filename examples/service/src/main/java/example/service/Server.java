@@ -46,8 +46,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * {@link HttpHead} (bounded, fuzzed in the library's tests). A request past its deadline answers 200 with the tokens
  * drawn so far and outcome "deadline"; a request whose client disconnects is cancelled at once (its slot and lane
  * are freed). SIGTERM (or Ctrl-C) drains: /generate answers 503, /health answers "draining", running requests
- * finish (up to --drain-s); connections that are idle or still sending a request (a half-open client) are closed at
- * once, so they cannot hold the drain; then the port closes and the model's memory is freed.
+ * finish (up to --drain-s); connections that are idle or still sending a request (a half-open client) are closed
+ * once they have been quiet for 250 ms, so they cannot hold the drain (a request whose bytes are arriving is read
+ * and answered, 503 for /generate); then the port closes and the model's memory is freed.
  */
 public final class Server implements AutoCloseable {
     /** Settings; see {@link #main} for the flags. */
@@ -65,7 +66,14 @@ public final class Server implements AutoCloseable {
     private final Semaphore gate;
     private final AtomicLong served = new AtomicLong(), cancelled = new AtomicLong();
     /** Open connections, and whether each is between a complete request and its answer (busy: the drain waits). */
-    private final Map<Socket, Boolean> conns = new ConcurrentHashMap<>();
+    private final Map<Socket, Long> conns = new ConcurrentHashMap<>();
+    /** In {@link #conns}: the connection is between a complete request and its answer. */
+    private static final long BUSY = Long.MIN_VALUE;
+    /**
+     * A drain closes a connection that has been quiet (idle, or stuck mid-request) this long. Not at once: a request
+     * whose first bytes have just arrived is still being read, and closing it would answer a live client with EOF.
+     */
+    private static final long DRAIN_GRACE_NS = 250_000_000L;
     private final Object drained = new Object();
     private volatile boolean closed;
 
@@ -91,7 +99,7 @@ public final class Server implements AutoCloseable {
         while (!socket.isClosed()) {
             try {
                 Socket c = socket.accept();
-                conns.put(c, false);
+                conns.put(c, System.nanoTime());
                 try {
                     exec.submit(() -> serve(c));
                 } catch (RejectedExecutionException e) {
@@ -124,7 +132,7 @@ public final class Server implements AutoCloseable {
                     respond(out, b.status, TextRequestJson.error(b.code, b.getMessage()), false, null);
                     return;
                 }
-                conns.put(c, true);
+                conns.put(c, BUSY);
                 boolean keep;
                 Watch w = new Watch();
                 try {
@@ -134,13 +142,14 @@ public final class Server implements AutoCloseable {
                     if (json == null) return;   // cancelled: the client is gone
                     respond(out, status[0], json, keep, status[0] == 405 ? "POST" : null);
                 } finally {
-                    conns.put(c, false);
+                    conns.put(c, System.nanoTime());
                     synchronized (drained) { drained.notifyAll(); }
                 }
                 if (!keep || closed) return;
                 int next = w.thread != null ? w.next() : awaitNext(in);
                 if (next == -2) next = awaitNext(in);
                 if (next < 0) return;
+                conns.put(c, System.nanoTime());   // a request is arriving: the drain gives it DRAIN_GRACE_NS to be read
                 in.unread(next);
             }
         } catch (IOException e) {
@@ -306,8 +315,11 @@ public final class Server implements AutoCloseable {
         synchronized (drained) {
             while (true) {
                 // close what is not mid-request (idle keep-alive, or a client still sending: it cannot hold the drain)
-                conns.forEach((c, busy) -> { if (!busy) { try { c.close(); } catch (IOException ignored) { /* closing */ } } });
-                boolean anyBusy = conns.containsValue(true);
+                long now = System.nanoTime();
+                conns.forEach((c, since) -> {
+                    if (since != BUSY && now - since > DRAIN_GRACE_NS) { try { c.close(); } catch (IOException ignored) { /* closing */ } }
+                });
+                boolean anyBusy = conns.containsValue(BUSY);
                 long left = end - System.nanoTime();
                 if (!anyBusy || left <= 0) break;
                 try {
