@@ -81,6 +81,40 @@ static void test_determinism(void) {
     free(x);
 }
 
+/* lt_sumsq_segments: bit-identical to per-segment lt_sumsq added in order from 0, for segments of every size class
+ * (empty, tails, chunk multiples, unaligned starts, gaps, a repeated range), at 1 and 2 threads; and its refusals. */
+static void test_segments(void) {
+    static const int64_t lens[] = {0, 1, 7, 4096, 3, 8192 + 15, 0, 37, 65537, 16, 4097, 1000};
+    enum { NS = sizeof lens / sizeof lens[0] };
+    int64_t off[NS + 1], len[NS + 1], at = 5;
+    for (int k = 0; k < NS; k++) { off[k] = at; len[k] = lens[k]; at += lens[k] + (k % 3); }
+    off[NS] = off[3]; len[NS] = 4096; /* the same range twice */
+    uint64_t rng = 77;
+    float *x = malloc(at * 4);
+    lt_t_fill(x, at, &rng);
+    for (int th = 1; th <= 2; th++) {
+        lt_set_num_threads(th);
+        for (int nseg = 0; nseg <= NS + 1; nseg++) {
+            double want = 0, got = NAN;
+            for (int k = 0; k < nseg; k++) { double t; lt_sumsq(len[k], x + off[k], &t); want += t; }
+            lt_status st = lt_sumsq_segments(nseg, off, len, x, &got);
+            CHECK(st == LT_OK && !memcmp(&got, &want, sizeof got), "segments nseg=%d %d thr: got %.17g want %.17g (status %d)",
+                  nseg, th, got, want, st);
+        }
+    }
+    double out;
+    int64_t bad = -1, one = 1, zero = 0;
+    CHECK(lt_sumsq_segments(-1, off, len, x, &out) == LT_ERR_INVALID_ARGUMENT && strstr(lt_last_error(), "nseg=-1"), "nseg<0: \"%s\"", lt_last_error());
+    CHECK(lt_sumsq_segments(1, off, len, x, NULL) == LT_ERR_INVALID_ARGUMENT && strstr(lt_last_error(), "out is NULL"), "out NULL: \"%s\"", lt_last_error());
+    CHECK(lt_sumsq_segments(1, NULL, len, x, &out) == LT_ERR_INVALID_ARGUMENT && strstr(lt_last_error(), "offset is NULL"), "offset NULL: \"%s\"", lt_last_error());
+    CHECK(lt_sumsq_segments(1, &bad, &one, x, &out) == LT_ERR_INVALID_ARGUMENT && strstr(lt_last_error(), "offset=-1"), "offset<0: \"%s\"", lt_last_error());
+    CHECK(lt_sumsq_segments(1, &zero, &bad, x, &out) == LT_ERR_INVALID_ARGUMENT && strstr(lt_last_error(), "len=-1"), "len<0: \"%s\"", lt_last_error());
+    CHECK(lt_sumsq_segments(1, &zero, &one, NULL, &out) == LT_ERR_INVALID_ARGUMENT && strstr(lt_last_error(), "x is NULL"), "x NULL: \"%s\"", lt_last_error());
+    out = 5;
+    CHECK(lt_sumsq_segments(1, &zero, &zero, NULL, &out) == LT_OK && out == 0.0, "one empty segment: got %g", out);
+    free(x);
+}
+
 static int cmp_double(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
 
 static void bench(int64_t n, int threads, int reps) {
@@ -118,5 +152,6 @@ int main(int argc, char **argv) {
     test_special();
     test_sizes();
     test_determinism();
+    test_segments();
     return lt_test_summary();
 }

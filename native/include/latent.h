@@ -139,6 +139,9 @@ LT_API lt_status lt_adamw(const lt_adamw_desc *d, int64_t n, float *param, const
 
 /* Sum of squares of x[n] in double, accumulated in fixed 4096-element chunks (global-norm clipping). */
 LT_API lt_status lt_sumsq(int64_t n, const float *x, double *out);
+/* The sum of lt_sumsq over nseg segments x[offset[k] .. offset[k] + len[k]) in one parallel pass, with the bits of
+ * lt_sumsq per segment added in segment order from 0 (one gradient-norm pass over a model's flat gradient buffer). */
+LT_API lt_status lt_sumsq_segments(int64_t nseg, const int64_t *offset, const int64_t *len, const float *x, double *out);
 
 /* Embedding backward: dtable[ids[i], :] += dout[i, :] for i < n, c columns; ids outside [0, vocab) is an
  * error. Deterministic: rows are accumulated in index order, without atomics. */

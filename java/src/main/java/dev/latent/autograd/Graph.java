@@ -264,6 +264,19 @@ public final class Graph implements AutoCloseable {
     /** x.grad += g, out of place (a rule may hand the same gradient to two inputs). */
     private void accumulate(Var x, Var g, Map<Var, Boolean> seen, Refs refs) {
         if (x.node == null && seen.put(x, Boolean.TRUE) == null && x.grad == null) leavesWithGrad.add(x);
+        Tensor slot = x.gradSlot;
+        if (slot != null && refs != null && slot.device() == g.value.device()) {
+            // A packed parameter (FlatParams): its gradient lives in the flat buffer. The first one is copied in, later
+            // ones added in place (axpby(1, g, 1, slot): F.add's bits); g itself is not held, so it is freed early.
+            if (x.grad == null) {
+                Kernels.copy(g.value, slot);
+            } else {
+                if (x.grad.value != slot) Kernels.copy(x.grad.value, slot);   /* left by a createGraph pass */
+                Kernels.axpby(1f, g.value.isContiguous() ? g.value : Kernels.contiguous(scope, g.value), 1f, slot);
+            }
+            if (x.grad == null || x.grad.value != slot) x.grad = new Var(slot, false, null);
+            return;
+        }
         if (x.grad == null) {
             x.grad = g;
             if (refs != null) refs.hold(g);
@@ -306,7 +319,10 @@ public final class Graph implements AutoCloseable {
         }
     }
 
-    /** Sum of squares of every leaf gradient (for global-norm clipping). */
+    /**
+     * Sum of squares of every leaf gradient (for global-norm clipping), one reduction per parameter, added in list
+     * order. {@link FlatParams#gradSumOfSquares()} gives the same bits in one pass over a packed model.
+     */
     public static double sumOfSquares(List<Var> params) {
         double s = 0;
         for (Var p : params) if (p.grad != null) s += Kernels.sumOfSquares(p.grad.value);

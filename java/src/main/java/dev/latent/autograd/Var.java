@@ -14,6 +14,8 @@ public final class Var {
     final boolean requiresGrad;
     final Node node;
     Var grad;
+    /** While packed by {@link FlatParams}: this parameter's slot in the flat gradient buffer (backward writes there). */
+    Tensor gradSlot;
 
     Var(Tensor value, boolean requiresGrad, Node node) {
         this.value = value;
@@ -44,7 +46,10 @@ public final class Var {
      */
     public void to(Scope scope, Device device) {
         if (node != null) throw new IllegalStateException("only leaves move between devices, not the result of " + node.op() + ": " + this);
-        if (value.device() != device) value = value.to(scope, device);
+        if (value.device() != device) {
+            value = value.to(scope, device);
+            gradSlot = null;   /* the flat buffer stayed behind: its owner packs again (FlatParams.intact) */
+        }
         grad = null;
     }
 

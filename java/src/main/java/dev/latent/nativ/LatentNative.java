@@ -77,7 +77,7 @@ public final class LatentNative {
             structInfo, philox, randUniform, gemm, peakFma, peakTriad, abiVersionCritical;
     // Kernels bound lazily-checked: a library built without one fails at the call, naming the symbol.
     private final MethodHandle attentionFwd, attentionBwd, layernormFwd, layernormBwd, geluFwd, geluBwd, softmaxXent,
-            adamw, sumsq, embeddingBwd, axpby, mul, addRows, sumRows, copyStrided, reparamFwd, reparamBwd,
+            adamw, sumsq, sumsqSegments, embeddingBwd, axpby, mul, addRows, sumRows, copyStrided, reparamFwd, reparamBwd,
             conv2dFwd, conv2dBwdData, conv2dBwdWeight, bnFwdTrain, bnFwdInfer, bnBwd, actFwd, actBwd, bceLogits, couplingFwd, couplingInv, couplingBwd;
 
     /** The process-wide binding, loaded on first use (see {@link NativeLoader} for where it looks). */
@@ -149,6 +149,7 @@ public final class LatentNative {
                 ADDRESS, ADDRESS, JAVA_FLOAT));
         adamw = opt(l, linker, "lt_adamw", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
         sumsq = opt(l, linker, "lt_sumsq", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, ADDRESS));
+        sumsqSegments = opt(l, linker, "lt_sumsq_segments", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
         embeddingBwd = opt(l, linker, "lt_embedding_bwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG,
                 ADDRESS, ADDRESS, ADDRESS));
         axpby = opt(l, linker, "lt_axpby", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_FLOAT, ADDRESS, JAVA_FLOAT, ADDRESS));
@@ -510,6 +511,28 @@ public final class LatentNative {
         { String op = "lt_sumsq"; floats(op, "x", x, elems(op, n)); fits(op, "out", out, 1, 8); if (out.address() == 0) throw new IllegalArgumentException(op + ": out is NULL"); }
         try {
             check("lt_sumsq", (int) need(sumsq, "lt_sumsq").invokeExact(n, x, out));
+            return out.get(JAVA_DOUBLE, 0);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /**
+     * lt_sumsq_segments: the sum over k < nseg of lt_sumsq(len[k], x + offset[k]), added in order, in one parallel pass.
+     * {@code offset} and {@code len} hold nseg int64s each; every segment must lie inside {@code x} (checked here).
+     */
+    public double sumsqSegments(long nseg, MemorySegment offset, MemorySegment len, MemorySegment x, MemorySegment out) {
+        String op = "lt_sumsq_segments";
+        fits(op, "offset", offset, elems(op, nseg), 8);
+        fits(op, "len", len, elems(op, nseg), 8);
+        fits(op, "out", out, 1, 8);
+        if (out.address() == 0) throw new IllegalArgumentException(op + ": out is NULL");
+        for (long k = 0; k < nseg; k++) {
+            long o = offset.getAtIndex(JAVA_LONG, k), n = len.getAtIndex(JAVA_LONG, k);
+            if (o < 0 || n < 0 || (n > 0 && o + n > x.byteSize() / 4))
+                throw new IllegalArgumentException(op + ": segment " + k + " [" + o + ", " + o + " + " + n + ") is outside x, which holds "
+                        + x.byteSize() / 4 + " floats");
+        }
+        try {
+            check(op, (int) need(sumsqSegments, op).invokeExact(nseg, offset, len, x, out));
             return out.get(JAVA_DOUBLE, 0);
         } catch (Throwable t) { throw rethrow(t); }
     }

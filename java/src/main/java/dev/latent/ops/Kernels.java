@@ -317,6 +317,42 @@ public final class Kernels {
     }
 
     /**
+     * The sum over k of {@link #sumOfSquares} of {@code x[offset[k] .. offset[k] + len[k])}, added in k order from 0
+     * (a flat gradient buffer's global squared norm, one segment per parameter). On the CPU one native pass
+     * (lt_sumsq_segments, the same bits as the per-segment loop); on CUDA one sumsq.cu reduction per segment (one
+     * host synchronisation each).
+     */
+    public static double sumOfSquaresSegments(Tensor x, long[] offset, long[] len) {
+        if (offset.length != len.length)
+            throw new IllegalArgumentException("sumOfSquaresSegments: " + offset.length + " offsets but " + len.length + " lengths");
+        if (x.rank() != 1 || !x.isContiguous())
+            throw new IllegalArgumentException("sumOfSquaresSegments: x must be 1-D and contiguous, got " + x);
+        for (int k = 0; k < offset.length; k++)
+            if (offset[k] < 0 || len[k] < 0 || offset[k] > x.numel() - len[k])
+                throw new IllegalArgumentException("sumOfSquaresSegments: segment " + k + " [" + offset[k] + ", +" + len[k]
+                        + ") outside " + x);
+        if (x.device() == Device.CUDA) {
+            double s = 0;
+            for (int k = 0; k < offset.length; k++) s += sumOfSquares(x.slice(0, offset[k], offset[k] + len[k]));
+            return s;
+        }
+        dense("sumOfSquaresSegments", x);
+        if (offset.length == 0) return 0;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment o = a.allocateFrom(JAVA_LONG, offset), l = a.allocateFrom(JAVA_LONG, len);
+            return nat().sumsqSegments(offset.length, o, l, x.segment(), F64.get());
+        }
+    }
+
+    /** Sets every element of a contiguous tensor to +0 (one memset, on either device). */
+    public static void zero(Tensor x) {
+        if (!x.isContiguous()) throw new IllegalArgumentException("zero: contiguous tensor needed, got " + x);
+        if (x.numel() == 0) return;
+        if (x.device() == Device.CUDA) x.deviceBuffer().zero();
+        else x.segment().fill((byte) 0);
+    }
+
+    /**
      * out (1 element) = the sum of x's elements in double, rounded once: on the CPU in order, on CUDA in sumsq.cu's
      * fixed chunks (the result stays on the device).
      */
