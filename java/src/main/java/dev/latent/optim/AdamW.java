@@ -64,8 +64,10 @@ public final class AdamW {
 
     /** Packs again when the parameters left the buffer (a model moved after this optimizer was made). */
     private void ensurePacked() {
-        if (flat.intact()) return;
-        pack();
+        if (!flat.intact()) pack();
+    }
+
+    private void checkDevices() {
         if (flat.device() != m.device())
             throw new IllegalStateException("AdamW: the parameters are on " + flat.device() + " but the moments on " + m.device()
                     + "; call to(scope, " + flat.device() + ") after moving the model");
@@ -126,6 +128,7 @@ public final class AdamW {
     /** {@link #update(float, double)} with the gradient norm already computed by {@link #gradNorm()}. */
     public double update(float lr, double clip, double norm) {
         ensurePacked();
+        checkDevices();
         float scale = clip > 0 && norm > clip ? (float) (clip / (norm + 1e-6)) : 1f;
         step++;
         int have = flat.syncGrads();

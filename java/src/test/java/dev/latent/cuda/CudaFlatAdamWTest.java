@@ -1,0 +1,85 @@
+package dev.latent.cuda;
+
+import dev.latent.autograd.Graph;
+import dev.latent.autograd.Var;
+import dev.latent.models.gpt.Gpt;
+import dev.latent.models.gpt.GptConfig;
+import dev.latent.optim.AdamW;
+import dev.latent.optim.LegacyAdamW;
+import dev.latent.tensor.Device;
+import dev.latent.tensor.Scope;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+import static dev.latent.cuda.CudaTesting.device;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The flat parameter / gradient buffers on the device: AdamW made on the CPU, the model moved to CUDA afterwards
+ * (GptTrainer's order on a resume), the optimizer moved after it packs the parameters again on the device; its steps
+ * equal the per-parameter AdamW's on the device bit for bit (norm, parameters, moments), clipping on.
+ */
+class CudaFlatAdamWTest {
+    @BeforeAll
+    static void setUp() { device(); }
+
+    @Test
+    void flatOnTheDeviceMatchesPerParameter() {
+        GptConfig cfg = new GptConfig(31, 1, 2, 16, 8, true);
+        int b = 2, t = cfg.context(), n = b * t;
+        SplittableRandom r = new SplittableRandom(5);
+        try (Scope s = Scope.shared(); Arena a = Arena.ofConfined()) {
+            MemorySegment ids = a.allocate(JAVA_INT, n), tg = a.allocate(JAVA_INT, n);
+            Gpt ref = new Gpt(s, cfg, 7), flat = new Gpt(s, cfg, 7);
+            ref.to(s, Device.CUDA);
+            LegacyAdamW oldOpt = new LegacyAdamW(s, ref.namedParameters(), 0.9f, 0.95f, 1e-8f, 0.1f);
+            AdamW opt = new AdamW(s, flat.namedParameters(), 0.9f, 0.95f, 1e-8f, 0.1f);
+            var cpuBuffer = opt.flat();
+            flat.to(s, Device.CUDA);
+            assertFalse(cpuBuffer.intact(), "moving the model leaves the CPU buffer");
+            opt.to(s, Device.CUDA);
+            assertEquals(Device.CUDA, opt.flat().device());
+            assertTrue(opt.flat().intact());
+            for (int step = 0; step < 3; step++) {
+                for (int i = 0; i < n; i++) { ids.setAtIndex(JAVA_INT, i, r.nextInt(cfg.vocab())); tg.setAtIndex(JAVA_INT, i, r.nextInt(cfg.vocab())); }
+                double nOld, nNew;
+                try (Graph g = Graph.open()) {
+                    g.backward(ref.loss(ids, tg, b, t));
+                    nOld = oldOpt.gradNorm();
+                    oldOpt.update(1e-2f, 0.05, nOld);
+                }
+                try (Graph g = Graph.open()) {
+                    g.backward(flat.loss(ids, tg, b, t));
+                    Map<String, Var> p = flat.namedParameters();
+                    String first = opt.flat().names().get(0);
+                    assertSame(opt.flat().gradView(0), p.get(first).grad().value(), "gradients land in the device buffer");
+                    nNew = opt.update(1e-2f, 0.05);
+                }
+                assertEquals(Double.doubleToRawLongBits(nOld), Double.doubleToRawLongBits(nNew), "norm " + nOld + " vs " + nNew);
+                assertTrue(nNew > 0.05, "the clip bites");
+            }
+            Map<String, Var> pr = ref.namedParameters(), pf = flat.namedParameters();
+            for (String k : pr.keySet()) {
+                bits("param " + k, pr.get(k).value().toArray(), pf.get(k).value().toArray());
+                bits("m " + k, oldOpt.state.get(k)[0].toArray(), opt.state().get(k)[0].toArray());
+                bits("v " + k, oldOpt.state.get(k)[1].toArray(), opt.state().get(k)[1].toArray());
+            }
+        }
+    }
+
+    static void bits(String what, float[] want, float[] got) {
+        assertEquals(want.length, got.length, what);
+        for (int i = 0; i < want.length; i++)
+            if (Float.floatToRawIntBits(want[i]) != Float.floatToRawIntBits(got[i]))
+                throw new AssertionError(what + "[" + i + "]: flat " + got[i] + ", per-parameter " + want[i]);
+    }
+}
