@@ -30,6 +30,69 @@ public final class Fid {
         return new Stats(mu, c, n);
     }
 
+    /**
+     * Feature statistics built one vector at a time and merged across parts (partitions of a distributed set) with
+     * the exact pairwise update of the mean and the co-moment (Chan, Golub and LeVeque 1979): the merged statistics
+     * are those of the union, to rounding, whatever the split; merged in a fixed order they are the same bits every
+     * time. Serializable, so a Spark partition can return one.
+     */
+    public static final class Accumulator implements java.io.Serializable {
+        private static final long serialVersionUID = 1L;
+        private long n;
+        private final double[] mean;
+        private final double[][] m2;   // sum of (x - mean)(x - mean)^T, upper triangle
+
+        public Accumulator(int d) {
+            if (d < 1) throw new IllegalArgumentException("FID accumulator: dimension " + d + ", expected >= 1");
+            mean = new double[d];
+            m2 = new double[d][d];
+        }
+
+        public long count() { return n; }
+
+        /** Adds one feature vector (Welford's update). */
+        public Accumulator add(double[] x) {
+            int d = mean.length;
+            if (x.length != d) throw new IllegalArgumentException("FID accumulator: a vector of " + x.length + ", expected " + d);
+            n++;
+            double[] delta = new double[d];
+            for (int i = 0; i < d; i++) { delta[i] = x[i] - mean[i]; mean[i] += delta[i] / n; }
+            for (int i = 0; i < d; i++) {
+                double a = delta[i];
+                if (a == 0) continue;
+                for (int j = i; j < d; j++) m2[i][j] += a * (x[j] - mean[j]);
+            }
+            return this;
+        }
+
+        /** Folds {@code o} into this (o is unchanged). */
+        public Accumulator merge(Accumulator o) {
+            int d = mean.length;
+            if (o.mean.length != d) throw new IllegalArgumentException("FID accumulator: merging dimension " + o.mean.length + " into " + d);
+            if (o.n == 0) return this;
+            long nn = n + o.n;
+            double f = (double) n * o.n / nn;
+            double[] delta = new double[d];
+            for (int i = 0; i < d; i++) delta[i] = o.mean[i] - mean[i];
+            for (int i = 0; i < d; i++)
+                for (int j = i; j < d; j++) m2[i][j] += o.m2[i][j] + delta[i] * delta[j] * f;
+            for (int i = 0; i < d; i++) mean[i] += delta[i] * o.n / nn;
+            n = nn;
+            return this;
+        }
+
+        /** The mean and the (n - 1)-normalised covariance, as {@link #stats(double[][])} gives. */
+        public Stats stats() {
+            if (n < 2) throw new IllegalArgumentException("FID needs at least 2 samples, got " + n);
+            if (n > Integer.MAX_VALUE) throw new IllegalArgumentException("FID: " + n + " samples, more than Stats counts");
+            int d = mean.length;
+            double[][] c = new double[d][d];
+            for (int i = 0; i < d; i++)
+                for (int j = i; j < d; j++) { c[i][j] = m2[i][j] / (n - 1); c[j][i] = c[i][j]; }
+            return new Stats(mean.clone(), c, (int) n);
+        }
+    }
+
     public static double distance(Stats a, Stats b) {
         int d = a.mean.length;
         double m = 0;

@@ -149,15 +149,22 @@ class RunFolderSafetyTest {
     }
 
     /**
-     * Disk full: a 1 MiB tmpfs mounted by this test (root only; skipped, saying why, elsewhere). A checkpoint save that
-     * runs out of space fails with "No space left on device", and the previous checkpoint stays loadable.
+     * Disk full: a 4 MiB tmpfs mounted by this test (root only; skipped, saying why, elsewhere).
+     * <ol>
+     * <li>A disk that fills while a run trains (another process writing, simulated by a filler thread that starts once
+     * the first checkpoint exists): a save or a metrics write fails with "No space left on device" naming the file, the
+     * run exits 1, the previous checkpoint stays loadable, no temp file is left.</li>
+     * <li>On the full disk, a {@code --resume} is refused before it writes anything (the free-disk check: it needs two
+     * checkpoints and a margin), naming the folder and both sizes; metrics.jsonl and the checkpoint are unchanged.</li>
+     * <li>A new run into a new folder there is refused the same way and creates nothing.</li>
+     * </ol>
      */
     @Test
     void aFullDiskFailsTheSaveClearlyAndKeepsThePreviousCheckpoint(@TempDir Path dir) throws Exception {
         boolean root = "root".equals(System.getProperty("user.name"));
         Assumptions.assumeTrue(root, "disk-full test skipped: it mounts a tmpfs and needs root (user " + System.getProperty("user.name") + ")");
         Path mnt = Files.createDirectories(dir.resolve("small"));
-        Process m = new ProcessBuilder("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt.toString()).redirectErrorStream(true).start();
+        Process m = new ProcessBuilder("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt.toString()).redirectErrorStream(true).start();
         String mountOut = new String(m.getInputStream().readAllBytes());
         m.waitFor(30, TimeUnit.SECONDS);
         // As root the mount must work (CI runs as root): only an explicit LATENT_NO_MOUNT=1 turns the failure into a skip.
@@ -166,35 +173,50 @@ class RunFolderSafetyTest {
         assertEquals(0, m.exitValue(), "mount -t tmpfs as root (set LATENT_NO_MOUNT=1 where mounting is not permitted): " + mountOut);
         try {
             Path data = text(dir), out = mnt.resolve("run");
-            // dim 64: a checkpoint of ~0.8 MB fits once in 1 MiB but not twice (the new one is written beside the old)
-            String[] args = gpt(data, out, "--steps", "2", "--checkpoint-interval", "1", "--dim", "64");
-            var r = HostileCliTest.invoke0(args);
+            // dim 64: a checkpoint of ~0.8 MB; the free-disk check wants ~2.6 MB of the 4 MiB, so the run starts
+            Path ckpt = out.resolve(GptCheckpoint.FILE);
+            Thread filler = Thread.ofPlatform().start(() -> {
+                try {
+                    while (!Files.exists(ckpt)) Thread.sleep(1);
+                    try (var f = Files.newOutputStream(mnt.resolve("filler"))) {
+                        byte[] k = new byte[4096];
+                        while (true) { f.write(k); f.flush(); }
+                    }
+                } catch (IOException full) {
+                    // the disk is full
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            });
+            var r = HostileCliTest.invoke0(gpt(data, out, "--steps", "2000", "--checkpoint-interval", "1", "--dim", "64"));
+            filler.join(30_000);
             assertEquals("1", r.exit(), r.err());
             String line = r.err().lines().filter(l -> l.startsWith("latent: ")).findFirst().orElse("");
             assertTrue(line.contains("No space left on device"), r.err());
             assertTrue(line.contains(out.toString()), "names the file: " + line);
             assertFalse(r.err().contains("\tat "), r.err());
+            long saved;
             try (Scope s = Scope.confined()) {
-                assertEquals(1, GptCheckpoint.load(out, s).step(), "the previous checkpoint is whole");
+                saved = GptCheckpoint.load(out, s).step();
+                assertTrue(saved >= 1 && saved < 2000, "the previous checkpoint is whole, step " + saved);
             }
             try (var w = Files.list(out)) {
                 assertEquals(List.of(), w.filter(f -> f.toString().endsWith(".tmp")).toList(), "no temp file left on the full disk");
             }
-            // metrics: fill the disk, then a resumed run cannot even rewrite metrics.jsonl; the old one stays whole
-            Files.writeString(out.resolve(Metrics.FILE), "{\"step\":99,\"loss\":1}\n", StandardOpenOption.APPEND);
-            byte[] before = Files.readAllBytes(out.resolve(Metrics.FILE));
-            try (var f = Files.newOutputStream(mnt.resolve("filler"))) {
-                byte[] k = new byte[4096];
-                try { while (true) { f.write(k); f.flush(); } } catch (IOException full) { /* the disk is full */ }
-            } catch (IOException full) { /* close may report it too */ }
-            var r2 = HostileCliTest.invoke0(gpt(data, out, "--steps", "4", "--checkpoint-interval", "1", "--dim", "64", "--resume"));
+            // the disk is full: a resume is refused before it writes anything
+            byte[] metricsBefore = Files.readAllBytes(out.resolve(Metrics.FILE)), ckptBefore = Files.readAllBytes(ckpt);
+            var r2 = HostileCliTest.invoke0(gpt(data, out, "--steps", "2001", "--checkpoint-interval", "1", "--dim", "64", "--resume"));
             assertEquals("1", r2.exit(), r2.err());
-            assertTrue(r2.err().contains("No space left on device"), r2.err());
-            assertTrue(r2.err().contains(Metrics.FILE), "names the file: " + r2.err());
-            assertArrayEquals(before, Files.readAllBytes(out.resolve(Metrics.FILE)), "metrics.jsonl intact");
-            try (Scope s = Scope.confined()) {
-                assertEquals(1, GptCheckpoint.load(out, s).step(), "the checkpoint is still whole");
-            }
+            assertTrue(r2.err().contains("free on its file system") && r2.err().contains("needs about") && r2.err().contains(out.toString()), r2.err());
+            assertFalse(r2.err().contains("\tat "), r2.err());
+            assertArrayEquals(metricsBefore, Files.readAllBytes(out.resolve(Metrics.FILE)), "metrics.jsonl intact");
+            assertArrayEquals(ckptBefore, Files.readAllBytes(ckpt), "the checkpoint is unchanged");
+            // a new run in a new folder on the full disk: refused, nothing created
+            Path out2 = mnt.resolve("run2");
+            var r3 = HostileCliTest.invoke0(gpt(data, out2, "--steps", "2", "--dim", "64"));
+            assertEquals("1", r3.exit(), r3.err());
+            assertTrue(r3.err().contains("free on its file system"), r3.err());
+            assertFalse(Files.exists(out2), "the refused run created its folder");
         } finally {
             new ProcessBuilder("umount", mnt.toString()).inheritIO().start().waitFor(30, TimeUnit.SECONDS);
         }

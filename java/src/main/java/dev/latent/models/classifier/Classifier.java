@@ -13,6 +13,7 @@ import dev.latent.nn.Module;
 import dev.latent.optim.AdamW;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
+import dev.latent.train.DiskSpace;
 import dev.latent.train.Metrics;
 import dev.latent.train.Progress;
 import dev.latent.train.TrainingListener;
@@ -98,6 +99,7 @@ public final class Classifier implements Module {
         long t0 = System.nanoTime();
         double acc = Double.NaN;
         int step = 0;
+        DiskSpace.require(dir, DiskSpace.parameterCount(parameters()));   // before the first write into the run folder
         try (Metrics metrics = new Metrics(dir, false); Arena arena = Arena.ofConfined()) {
             MemorySegment targets = arena.allocate(JAVA_INT, batch);
             for (int ep = 0; ep < epochs; ep++) {

@@ -13,6 +13,7 @@ import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
+import dev.latent.train.DiskSpace;
 import dev.latent.train.Metrics;
 import dev.latent.train.Plot;
 import dev.latent.train.Progress;
@@ -178,6 +179,7 @@ public final class FlowTrainer {
         List<double[]> curve = new ArrayList<>();
         double tot = 0, secs = 0;
         long images = 0;
+        DiskSpace.require(cfg.out, DiskSpace.parameterCount(model.parameters()));   // before the first write into the run folder
         try (Metrics metrics = new Metrics(cfg.out, false)) {
             outer:
             for (int ep = 1; ep <= cfg.epochs; ep++) {

@@ -13,6 +13,7 @@ import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
+import dev.latent.train.DiskSpace;
 import dev.latent.train.Metrics;
 import dev.latent.train.Plot;
 import dev.latent.train.Progress;
@@ -150,6 +151,7 @@ public final class GanTrainer {
         Progress progress = new Progress(0, cfg.iters, listener);
         int[] perm = null;
         int pos = 0, epoch = -1;
+        DiskSpace.require(cfg.out, DiskSpace.parameterCount(g.parameters()) + DiskSpace.parameterCount(d.parameters()));   // before the first write
         try (Metrics metrics = new Metrics(cfg.out, false); Scope fixed = Scope.confined()) {
             Tensor zFixed = latent(fixed, cfg.sampleSeed, 0, 64, cfg.nz);
             long t0 = System.nanoTime();

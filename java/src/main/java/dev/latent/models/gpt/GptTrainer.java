@@ -12,6 +12,7 @@ import dev.latent.tensor.Scope;
 import dev.latent.text.Tokenizer;
 import dev.latent.train.DivergedException;
 import dev.latent.train.Limits;
+import dev.latent.train.DiskSpace;
 import dev.latent.train.Metrics;
 import dev.latent.train.Plot;
 import dev.latent.train.Progress;
@@ -133,6 +134,7 @@ public final class GptTrainer {
         Schedule sched = new Schedule(o.lr(), o.minLr(), o.warmup(), o.steps());
         List<double[]> curve = new ArrayList<>(), evals = new ArrayList<>();
         Map<String, Object> last = new LinkedHashMap<>();
+        DiskSpace.require(out, DiskSpace.parameterCount(model.parameters()));   // before the first write into the run folder
         try (Arena a = Arena.ofConfined(); Metrics metrics = resume ? Metrics.resume(out, opt.step()) : new Metrics(out, false)) {
             MemorySegment x = a.allocate(JAVA_INT, (long) b * t), y = a.allocate(JAVA_INT, (long) b * t);
             EvalSet evalSet = new EvalSet(data, b, t, o, a);

@@ -15,6 +15,7 @@ import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
 import dev.latent.train.DivergedException;
 import dev.latent.train.Limits;
+import dev.latent.train.DiskSpace;
 import dev.latent.train.Metrics;
 import dev.latent.train.Plot;
 import dev.latent.train.Progress;
@@ -205,6 +206,7 @@ public final class VaeTrainer {
         int stepsPerEpoch = (train.n + cfg.batch - 1) / cfg.batch;
         Progress progress = new Progress(0, (long) stepsPerEpoch * cfg.epochs, listener);
         List<double[]> curve = new ArrayList<>();
+        DiskSpace.require(cfg.out, DiskSpace.parameterCount(model.parameters()));   // before the first write into the run folder
         try (Metrics metrics = new Metrics(cfg.out, false)) {
             for (int ep = 1; ep <= cfg.epochs; ep++) {
                 int[] perm = ImageData.permutation(train.n, cfg.seed, PERM + ep);
