@@ -119,7 +119,7 @@ public final class GptDataParallel {
                         float loss = F.item(l);
                         g.backward(l);
                         return loss;
-                    }, v -> opt.update((float) sched.at(st), job.clip()));
+                    }, v -> opt.update((float) sched.at(st), job.clip(), opt.gradNorm()));   // the norm is logged even without clipping
                     lastLoss = lr[0];
                     double norm = lr[1];
                     if (step - first >= warm) {   // the step time excludes the first (warm-up) steps
