@@ -13,12 +13,9 @@ import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
-import dev.latent.train.DivergedException;
 import dev.latent.train.Limits;
-import dev.latent.train.DiskSpace;
-import dev.latent.train.Metrics;
 import dev.latent.train.Plot;
-import dev.latent.train.Progress;
+import dev.latent.train.TrainLoop;
 import dev.latent.train.TrainingListener;
 
 import java.awt.Color;
@@ -27,7 +24,6 @@ import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -190,71 +186,100 @@ public final class VaeTrainer {
     public record EpochResult(int epoch, double trainNegElbo, double seconds, double imagesPerSecond, Eval test) {}
 
     /** The whole run: epochs of training with a test evaluation, PNGs and a checkpoint after each; IWAE etc. at the end. */
-    public List<EpochResult> run() throws IOException {
+    public List<EpochResult> run() throws IOException { return run(0, false, Long.MAX_VALUE); }
+
+    /**
+     * The run on {@link TrainLoop}: {@code steps} optimizer steps in all (0: the config's epochs of full passes), resumed
+     * from the run folder's checkpoint when {@code resume}, stopping after {@code stopAt} steps. Batches, shuffles and
+     * noise are keyed by the global step, so N steps and k steps resumed to N give the same weights, bit for bit. An
+     * epoch's evaluation, PNGs and checkpoint come at each full pass over the training set and at the last step; a
+     * resumed epoch's train neg-ELBO averages the steps this process ran.
+     */
+    public List<EpochResult> run(long steps, boolean resume, long stopAt) throws IOException {
         try (var p = dev.latent.io.Provenance.training("vae", cfg.seed(), cfg.toMap(), cfg.out()).use()) {
-            return runWithProvenance();
+            return runWithProvenance(steps, resume, stopAt);
         }
     }
 
-    private List<EpochResult> runWithProvenance() throws IOException {
-        ImageData train = ImageData.load(cfg.data, "train"), test = ImageData.load(cfg.data, "test");
-        if (cfg.excludeClass >= 0) train = train.filterClass(cfg.excludeClass, false);
-        if (cfg.trainLimit > 0) train = train.head(cfg.trainLimit);
+    private List<EpochResult> runWithProvenance(long steps, boolean resume, long stopAt) throws IOException {
+        ImageData train0 = ImageData.load(cfg.data, "train"), test = ImageData.load(cfg.data, "test");
+        if (cfg.excludeClass >= 0) train0 = train0.filterClass(cfg.excludeClass, false);
+        if (cfg.trainLimit > 0) train0 = train0.head(cfg.trainLimit);
+        ImageData train = train0;
         if (train.h != 28 || train.w != 28) throw new IOException(train.source + ": the conv VAE is for 28 x 28 images, got " + train.h + "x" + train.w);
-        Files.createDirectories(cfg.out);
-        List<EpochResult> results = new ArrayList<>();
         int stepsPerEpoch = (train.n + cfg.batch - 1) / cfg.batch;
-        Progress progress = new Progress(0, (long) stepsPerEpoch * cfg.epochs, listener);
+        long total = steps > 0 ? steps : (long) stepsPerEpoch * cfg.epochs;
+        List<EpochResult> results = new ArrayList<>();
         List<double[]> curve = new ArrayList<>();
-        DiskSpace.require(cfg.out, DiskSpace.parameterCount(model.parameters()));   // before the first write into the run folder
-        try (Metrics metrics = new Metrics(cfg.out, false)) {
-            for (int ep = 1; ep <= cfg.epochs; ep++) {
-                int[] perm = ImageData.permutation(train.n, cfg.seed, PERM + ep);
-                double tot = 0;
-                long t0 = System.nanoTime();
-                for (int from = 0, s = 0; from < train.n; from += cfg.batch, s++) {
-                    int m = Math.min(cfg.batch, train.n - from);
-                    double l = trainStep(train, perm, from, m);
-                    tot += l * m;
-                    DivergedException.check("vae", step, "the negative ELBO", l, "lower --lr (" + cfg.lr + ")");
-                    if (s % cfg.logEvery == 0) {
-                        Map<String, Object> rec = new LinkedHashMap<>();
-                        rec.put("step", step); rec.put("epoch", ep); rec.put("neg_elbo", l); rec.put("beta", betaAt(step));
-                        metrics.log(rec);
-                        curve.add(new double[] {step, l});
-                        if (!cfg.quiet) progress.report(step, String.format(Locale.ROOT, "neg-ELBO %.2f", l), Collections.unmodifiableMap(rec));
-                    }
+        TrainLoop.Family family = new TrainLoop.Family() {
+            int permEpoch = -1;
+            int[] perm;
+            double tot;
+            long images, t0 = System.nanoTime();
+
+            @Override public String name() { return "vae"; }
+            @Override public Map<String, Var> parameters() { return model.namedParameters(); }
+            @Override public Map<String, AdamW> optimizers() { return Map.of("opt", opt); }
+            @Override public Map<String, String> metadata() { return checkpointMetadata(); }
+            @Override public String divergenceHint() { return "lower --lr (" + cfg.lr + ")"; }
+            @Override public void restored(long s) { step = s; }
+
+            @Override public TrainLoop.StepResult step(long s) {
+                int ep = (int) (s / stepsPerEpoch) + 1, i = (int) (s % stepsPerEpoch);
+                if (ep != permEpoch) {
+                    perm = ImageData.permutation(train.n, cfg.seed, PERM + ep);
+                    permEpoch = ep;
                 }
+                int from = i * cfg.batch, m = Math.min(cfg.batch, train.n - from);
+                step = s;
+                double l = trainStep(train, perm, from, m);
+                tot += l * m;
+                images += m;
+                if (logAt(s + 1)) curve.add(new double[] {s + 1, l});
+                Map<String, Object> rec = new LinkedHashMap<>();
+                rec.put("epoch", ep); rec.put("neg_elbo", l); rec.put("beta", betaAt(step));
+                return new TrainLoop.StepResult(l, "the negative ELBO", String.format(Locale.ROOT, "neg-ELBO %.2f", l), rec);
+            }
+
+            @Override public boolean logAt(long done) { return ((done - 1) % stepsPerEpoch) % cfg.logEvery == 0; }
+
+            @Override public void after(long done, TrainLoop.Run run) throws IOException {
+                if (done % stepsPerEpoch != 0 && done != total) return;
+                int ep = (int) ((done - 1) / stepsPerEpoch) + 1;
                 double secs = (System.nanoTime() - t0) / 1e9;
                 Eval e = evaluate(test, false);
-                EpochResult r = new EpochResult(ep, tot / train.n, secs, train.n / secs, e);
+                EpochResult r = new EpochResult(ep, tot / Math.max(images, 1), secs, images / secs, e);
                 results.add(r);
                 Map<String, Object> rec = new LinkedHashMap<>();
                 rec.put("epoch", ep); rec.put("train_neg_elbo", r.trainNegElbo); rec.put("test_neg_elbo", e.negElbo); rec.put("test_rec", e.rec);
                 rec.put("test_kl", e.kl); rec.put("active_units", e.activeUnits); rec.put("epoch_seconds", secs); rec.put("images_per_s", r.imagesPerSecond);
-                metrics.log(rec);
-                if (!cfg.quiet)
-                    listener.onEvaluation(new TrainingListener.Evaluation(step, String.format(Locale.ROOT,
-                            "epoch %d: train neg-ELBO %.2f, test neg-ELBO %.2f (rec %.2f + kl %.2f), active units %d, %.0f img/s",
-                            ep, r.trainNegElbo, e.negElbo, e.rec, e.kl, e.activeUnits, r.imagesPerSecond), Collections.unmodifiableMap(rec)));
+                run.evaluation(done, String.format(Locale.ROOT,
+                        "epoch %d: train neg-ELBO %.2f, test neg-ELBO %.2f (rec %.2f + kl %.2f), active units %d, %.0f img/s",
+                        ep, r.trainNegElbo, e.negElbo, e.rec, e.kl, e.activeUnits, r.imagesPerSecond), rec);
                 Path recon = cfg.out.resolve(String.format(Locale.ROOT, "reconstructions-epoch-%03d.png", ep));
                 writeReconstructions(test, recon);
                 listener.onSample(recon, step);
                 Path samples = cfg.out.resolve(String.format(Locale.ROOT, "samples-epoch-%03d.png", ep));
                 writeSamples(samples, 64, cfg.evalSeed);
                 listener.onSample(samples, step);
-                save(cfg.out.resolve(CHECKPOINT));
-                listener.onCheckpoint(cfg.out.resolve(CHECKPOINT), step);
+                run.checkpoint(done);
+                tot = 0;
+                images = 0;
+                t0 = System.nanoTime();
             }
-            if (cfg.iwaeK > 0 && cfg.iwaeN > 0) {
-                Eval fin = evaluate(test, true);
-                EpochResult last = results.get(results.size() - 1);
-                results.set(results.size() - 1, new EpochResult(last.epoch, last.trainNegElbo, last.seconds, last.imagesPerSecond, fin));
-                Map<String, Object> rec = new LinkedHashMap<>(fin.toMap());
-                rec.put("final", true);
-                metrics.log(rec);
+
+            @Override public void finish(TrainLoop.Run run) throws IOException {
+                if (cfg.iwaeK > 0 && cfg.iwaeN > 0 && !results.isEmpty()) {
+                    Eval fin = evaluate(test, true);
+                    EpochResult last = results.get(results.size() - 1);
+                    results.set(results.size() - 1, new EpochResult(last.epoch, last.trainNegElbo, last.seconds, last.imagesPerSecond, fin));
+                    Map<String, Object> rec = new LinkedHashMap<>(fin.toMap());
+                    rec.put("final", true);
+                    run.log(rec);
+                }
             }
-        }
+        };
+        TrainLoop.run(family, new TrainLoop.Options(cfg.out, total, stopAt, resume, 0, listener, cfg.quiet));
         writeInterpolations(test, cfg.out.resolve("interpolations.png"));
         if (cfg.latent == 2) writeManifold(cfg.out.resolve("manifold.png"), 20);
         if (!curve.isEmpty())
@@ -416,15 +441,22 @@ public final class VaeTrainer {
         return x >= 0 ? r : 2 - r;
     }
 
-    public void save(Path file) throws IOException {
-        Map<String, Tensor> t = new LinkedHashMap<>();
-        model.namedParameters().forEach((k, v) -> t.put(k, v.value()));
-        opt.state().forEach((k, mv) -> { t.put("opt.m." + k, mv[0]); t.put("opt.v." + k, mv[1]); });
+    private Map<String, String> checkpointMetadata() {
         Map<String, String> meta = new LinkedHashMap<>();
         meta.put("format", FORMAT);
-        meta.put("step", Long.toString(step));
         meta.put("config", Json.object(cfg.toMap()));
-        SafeTensors.write(file, t, meta);
+        return meta;
+    }
+
+    /** Writes the weights and the optimizer state after the steps done so far (the checkpoint {@code --resume} reads). */
+    public void save(Path file) throws IOException {
+        TrainLoop.save(file, new TrainLoop.Family() {
+            @Override public String name() { return "vae"; }
+            @Override public Map<String, Var> parameters() { return model.namedParameters(); }
+            @Override public Map<String, AdamW> optimizers() { return Map.of("opt", opt); }
+            @Override public Map<String, String> metadata() { return checkpointMetadata(); }
+            @Override public TrainLoop.StepResult step(long s) { throw new UnsupportedOperationException(); }
+        }, step);
     }
 
     /** Refuses a latent size / batch whose model and activations could not fit this machine's memory, before allocating. */
