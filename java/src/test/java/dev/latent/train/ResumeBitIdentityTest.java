@@ -1,6 +1,7 @@
 package dev.latent.train;
 
 import dev.latent.io.SafeTensors;
+import dev.latent.models.flow.FlowTrainer;
 import dev.latent.models.vae.VaeTrainer;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
@@ -66,5 +67,24 @@ class ResumeBitIdentityTest {
         assertEquals(Files.readAllLines(one.resolve(Metrics.FILE)).stream().filter(l -> l.contains("neg_elbo\"")).count(),
                 Files.readAllLines(two.resolve(Metrics.FILE)).stream().filter(l -> l.contains("neg_elbo\"")).count(),
                 "metrics.jsonl: the resumed run's step records replace the ones past the checkpoint");
+    }
+
+    static FlowTrainer.Config flow(String arch, Path out) {
+        return new FlowTrainer.Config(data.toString(), out, arch, 2, 1, 2, 8, 1, 32, 1e-3f, 0, 1, 0, 16, true);
+    }
+
+    @Test
+    void realnvpAndGlow() throws IOException {
+        for (String arch : new String[] {"realnvp", "glow"}) {
+            Path one = dir.resolve(arch + "-one"), two = dir.resolve(arch + "-two");
+            long n = 7, k = 3;
+            try (Scope s = Scope.shared()) { new FlowTrainer(flow(arch, one), s, 28, 28).run(n, false, Long.MAX_VALUE); }
+            try (Scope s = Scope.shared()) { new FlowTrainer(flow(arch, two), s, 28, 28).run(n, false, k); }
+            try (Scope s = Scope.shared()) {
+                var r = new FlowTrainer(flow(arch, two), s, 28, 28).run(n, true, Long.MAX_VALUE);
+                assertEquals(n, r.steps());
+            }
+            sameCheckpoint(one.resolve(TrainLoop.CHECKPOINT), two.resolve(TrainLoop.CHECKPOINT));
+        }
     }
 }

@@ -7,16 +7,13 @@ import dev.latent.data.ImageData;
 import dev.latent.io.Json;
 import dev.latent.io.JsonReader;
 import dev.latent.io.SafeTensors;
-import dev.latent.nn.Init;
 import dev.latent.optim.AdamW;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
-import dev.latent.train.DiskSpace;
-import dev.latent.train.Metrics;
 import dev.latent.train.Plot;
-import dev.latent.train.Progress;
+import dev.latent.train.TrainLoop;
 import dev.latent.train.TrainingListener;
 
 import java.awt.Color;
@@ -25,7 +22,6 @@ import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -161,83 +157,117 @@ public final class FlowTrainer {
     /** A run's outcome: the last epoch's train and the test bits/dim, throughput, steps, and {@link #invertibilityError} on 16 test images. */
     public record Result(double trainBpd, double testBpd, double imagesPerSecond, long steps, double invertibilityError) {}
 
-    public Result run() throws IOException {
+    public Result run() throws IOException { return run(0, false, Long.MAX_VALUE); }
+
+    /**
+     * The run on {@link TrainLoop}: {@code steps} optimizer steps in all (0: the config's epochs, capped by its
+     * maxSteps), resumed from the run folder's checkpoint (weights and AdamW state) when {@code resume}, stopping after
+     * {@code stopAt} steps. Shuffles and dequantization noise are keyed by the global step, so a resumed run ends with
+     * the bits of an uninterrupted one. A sample grid and a checkpoint come at each full pass over the data.
+     */
+    public Result run(long steps, boolean resume, long stopAt) throws IOException {
         try (var p = dev.latent.io.Provenance.training(cfg.arch(), cfg.seed(), dev.latent.io.Provenance.settingsOf(cfg), cfg.out()).use()) {
-            return runWithProvenance();
+            return runWithProvenance(steps, resume, stopAt);
         }
     }
 
-    private Result runWithProvenance() throws IOException {
-        ImageData train = ImageData.load(cfg.data, "train"), test = ImageData.load(cfg.data, "test");
-        if (cfg.trainLimit > 0) train = train.head(cfg.trainLimit);
+    private Result runWithProvenance(long steps, boolean resume, long stopAt) throws IOException {
+        ImageData train0 = ImageData.load(cfg.data, "train"), test = ImageData.load(cfg.data, "test");
+        if (cfg.trainLimit > 0) train0 = train0.head(cfg.trainLimit);
+        ImageData train = train0;
         if (train.h != model.height() || train.w != model.width())
             throw new IOException(train.source + ": " + train.h + "x" + train.w + " images, model is " + model.height() + "x" + model.width());
-        Files.createDirectories(cfg.out);
         int perEpoch = (train.n + cfg.batch - 1) / cfg.batch;
-        long total = cfg.maxSteps > 0 ? Math.min(cfg.maxSteps, (long) perEpoch * cfg.epochs) : (long) perEpoch * cfg.epochs;
-        Progress progress = new Progress(0, total, listener);
+        long total = steps > 0 ? steps
+                : cfg.maxSteps > 0 ? Math.min(cfg.maxSteps, (long) perEpoch * cfg.epochs) : (long) perEpoch * cfg.epochs;
         List<double[]> curve = new ArrayList<>();
-        double tot = 0, secs = 0;
-        long images = 0;
-        DiskSpace.require(cfg.out, DiskSpace.parameterCount(model.parameters()));   // before the first write into the run folder
-        try (Metrics metrics = new Metrics(cfg.out, false)) {
-            outer:
-            for (int ep = 1; ep <= cfg.epochs; ep++) {
-                int[] perm = ImageData.permutation(train.n, cfg.seed, PERM + ep);
-                long t0 = System.nanoTime();
-                tot = 0;
-                int cnt = 0;
-                for (int from = 0; from < train.n; from += cfg.batch) {
-                    int m = Math.min(cfg.batch, train.n - from);
-                    double l = trainStep(train, perm, from, m);
-                    dev.latent.train.DivergedException.check(cfg.arch(), step, "the bits/dim", l, "lower --lr (" + cfg.lr() + ")");
-                    tot += l * m;
-                    cnt += m;
-                    images += m;
-                    if (step % 50 == 0 || step == 1) {
-                        Map<String, Object> r = new LinkedHashMap<>();
-                        r.put("step", step); r.put("epoch", ep); r.put("train_bpd_batch", l); r.put("train_bpd_running", tot / cnt);
-                        metrics.log(r);
-                        curve.add(new double[] {step, l});
-                        if (!cfg.quiet) progress.report(step, String.format(Locale.ROOT, "bpd %.4f", l), Collections.unmodifiableMap(r));
-                    }
-                    if (step >= total) break;
+        double[] acc = new double[4];   /* running bpd sum and count of the current pass, images and seconds trained */
+        double[] result = new double[3];   /* the last pass's mean train bpd, test bpd, invertibility error */
+        TrainLoop.Family family = new TrainLoop.Family() {
+            int permEpoch = -1;
+            int[] perm;
+            long t0 = System.nanoTime();
+
+            @Override public String name() { return cfg.arch(); }
+            @Override public Map<String, Var> parameters() { return model.namedParameters(); }
+            @Override public Map<String, AdamW> optimizers() { return Map.of("opt", opt); }
+            @Override public Map<String, String> metadata() { return checkpointMetadata(); }
+            @Override public String divergenceHint() { return "lower --lr (" + cfg.lr() + ")"; }
+            @Override public boolean logAt(long done) { return done % 50 == 0 || done == 1; }
+
+            @Override public void restored(long s) {
+                step = s;
+                if (model instanceof Glow gl) gl.markInitialized();   /* ActNorm's data-dependent init happened before the checkpoint */
+            }
+
+            @Override public TrainLoop.StepResult step(long s) {
+                int ep = (int) (s / perEpoch) + 1, i = (int) (s % perEpoch);
+                if (ep != permEpoch) {
+                    perm = ImageData.permutation(train.n, cfg.seed, PERM + ep);
+                    permEpoch = ep;
                 }
-                secs += (System.nanoTime() - t0) / 1e9;
-                tot /= cnt;
+                if (i == 0) { acc[0] = 0; acc[1] = 0; }
+                int from = i * cfg.batch, m = Math.min(cfg.batch, train.n - from);
+                step = s;
+                long ts = System.nanoTime();
+                double l = trainStep(train, perm, from, m);
+                acc[3] += (System.nanoTime() - ts) / 1e9;
+                acc[0] += l * m;
+                acc[1] += m;
+                acc[2] += m;
+                if (logAt(s + 1)) curve.add(new double[] {s + 1, l});
+                Map<String, Object> r = new LinkedHashMap<>();
+                r.put("epoch", ep); r.put("train_bpd_batch", l); r.put("train_bpd_running", acc[0] / acc[1]);
+                return new TrainLoop.StepResult(l, "the bits/dim", String.format(Locale.ROOT, "bpd %.4f", l), r);
+            }
+
+            @Override public void after(long done, TrainLoop.Run run) throws IOException {
+                if (done % perEpoch != 0 && done != total) return;
+                int ep = (int) ((done - 1) / perEpoch) + 1;
+                result[0] = acc[0] / Math.max(acc[1], 1);
                 Path grid = cfg.out.resolve(String.format(Locale.ROOT, "samples-epoch-%03d.png", ep));
                 writeSamples(grid, 64, 0.7, 1234);
                 listener.onSample(grid, step);
-                save(cfg.out.resolve(CHECKPOINT));
-                listener.onCheckpoint(cfg.out.resolve(CHECKPOINT), step);
-                if (step >= total) break outer;
+                run.checkpoint(done);
             }
-            double te = testBpd(test), inv = invertibilityError(test, 16);
-            Map<String, Object> r = new LinkedHashMap<>();
-            r.put("final", true); r.put("test_bpd", te); r.put("invertibility_error", inv); r.put("train_images_per_s", images / secs);
-            metrics.log(r);
-            writeSamples(cfg.out.resolve("samples.png"), 64, 0.7, 1234);
-            listener.onSample(cfg.out.resolve("samples.png"), step);
-            save(cfg.out.resolve(CHECKPOINT));
-            listener.onCheckpoint(cfg.out.resolve(CHECKPOINT), step);
-            if (!curve.isEmpty())
-                Plot.lines(cfg.out.resolve("loss.png"), (model instanceof Glow ? "Glow" : "RealNVP") + " training bits/dim", "step", "bits/dim",
-                        List.of(new Plot.Series("bpd", curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray(), Color.BLUE)));
-            return new Result(tot, te, images / secs, step, inv);
-        }
+
+            @Override public void finish(TrainLoop.Run run) throws IOException {
+                result[1] = testBpd(test);
+                result[2] = invertibilityError(test, 16);
+                Map<String, Object> r = new LinkedHashMap<>();
+                r.put("final", true); r.put("test_bpd", result[1]); r.put("invertibility_error", result[2]);
+                r.put("train_images_per_s", acc[2] / Math.max(acc[3], 1e-9));
+                run.log(r);
+                writeSamples(cfg.out.resolve("samples.png"), 64, 0.7, 1234);
+                listener.onSample(cfg.out.resolve("samples.png"), step);
+            }
+        };
+        long done = TrainLoop.run(family, new TrainLoop.Options(cfg.out, total, stopAt, resume, 0, listener, cfg.quiet));
+        if (!curve.isEmpty())
+            Plot.lines(cfg.out.resolve("loss.png"), (model instanceof Glow ? "Glow" : "RealNVP") + " training bits/dim", "step", "bits/dim",
+                    List.of(new Plot.Series("bpd", curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray(), Color.BLUE)));
+        return new Result(result[0], result[1], acc[2] / Math.max(acc[3], 1e-9), done, result[2]);
     }
 
-    public void save(Path file) throws IOException {
-        Map<String, Tensor> t = new LinkedHashMap<>();
-        model.namedParameters().forEach((k, v) -> t.put(k, v.value()));
+    private Map<String, String> checkpointMetadata() {
         Map<String, String> meta = new LinkedHashMap<>();
         meta.put("format", model instanceof Glow ? GLOW_FORMAT : FORMAT);
-        meta.put("step", Long.toString(step));
         Map<String, Object> c = new LinkedHashMap<>(model.config());
         c.put("data", cfg.data);
         c.put("seed", cfg.seed);
         meta.put("config", Json.object(c));
-        SafeTensors.write(file, t, meta);
+        return meta;
+    }
+
+    /** Writes the weights and AdamW's state after the steps done so far (the checkpoint {@code --resume} reads). */
+    public void save(Path file) throws IOException {
+        TrainLoop.save(file, new TrainLoop.Family() {
+            @Override public String name() { return cfg.arch(); }
+            @Override public Map<String, Var> parameters() { return model.namedParameters(); }
+            @Override public Map<String, AdamW> optimizers() { return Map.of("opt", opt); }
+            @Override public Map<String, String> metadata() { return checkpointMetadata(); }
+            @Override public TrainLoop.StepResult step(long s) { throw new UnsupportedOperationException(); }
+        }, step);
     }
 
     public static FlowTrainer load(Path dirOrFile, Scope scope) throws IOException {
