@@ -2,6 +2,8 @@ package dev.latent.train;
 
 import dev.latent.io.SafeTensors;
 import dev.latent.models.flow.FlowTrainer;
+import dev.latent.models.gan.Dcgan;
+import dev.latent.models.gan.GanTrainer;
 import dev.latent.models.vae.VaeTrainer;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
@@ -84,6 +86,26 @@ class ResumeBitIdentityTest {
                 var r = new FlowTrainer(flow(arch, two), s, 28, 28).run(n, true, Long.MAX_VALUE);
                 assertEquals(n, r.steps());
             }
+            sameCheckpoint(one.resolve(TrainLoop.CHECKPOINT), two.resolve(TrainLoop.CHECKPOINT));
+        }
+    }
+
+    static GanTrainer.Config gan(GanTrainer.Config base, Path out, int iters) {
+        return new GanTrainer.Config(base.loss(), data.toString(), out, iters, 16, 16, 8, 8, base.lr(), base.beta1(), base.beta2(),
+                2, base.lambda(), base.loss() == GanTrainer.Loss.GAN ? Dcgan.Norm.BATCH : Dcgan.Norm.NONE, 3, 2, 0, 0, 1234, true);
+    }
+
+    @Test
+    void dcganAndWganGp() throws IOException {
+        /* 160 images, batch 16: 10 batches per epoch; WGAN-GP takes 2 per iteration, so k = 7 resumes inside epoch 2 */
+        for (GanTrainer.Config base : new GanTrainer.Config[] {GanTrainer.Config.dcgan("", dir), GanTrainer.Config.wganGp("", dir)}) {
+            String name = base.loss().name();
+            Path one = dir.resolve(name + "-one"), two = dir.resolve(name + "-two");
+            int n = 13, k = 7;
+            new GanTrainer(gan(base, one, n)).run();
+            new GanTrainer(gan(base, two, n)).run(n, false, k);
+            GanTrainer.Result r = new GanTrainer(gan(base, two, n)).run(n, true, Long.MAX_VALUE);
+            assertEquals(n, r.iters());
             sameCheckpoint(one.resolve(TrainLoop.CHECKPOINT), two.resolve(TrainLoop.CHECKPOINT));
         }
     }

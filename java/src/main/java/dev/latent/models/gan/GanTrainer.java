@@ -13,10 +13,8 @@ import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
-import dev.latent.train.DiskSpace;
-import dev.latent.train.Metrics;
 import dev.latent.train.Plot;
-import dev.latent.train.Progress;
+import dev.latent.train.TrainLoop;
 import dev.latent.train.TrainingListener;
 
 import java.awt.Color;
@@ -25,7 +23,6 @@ import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -129,88 +126,156 @@ public final class GanTrainer {
     /** t on the host (a copy when it is on the device). */
     private static Tensor onHost(Scope scope, Tensor t) { return t.device() == Device.CPU ? t : t.to(scope, Device.CPU); }
 
-    public Result run() throws IOException {
+    public Result run() throws IOException { return run(0, false, Long.MAX_VALUE); }
+
+    /**
+     * The run on {@link TrainLoop}: {@code iters} iterations in all (0: the config's), resumed from the run folder's
+     * checkpoint (both nets, BatchNorm's statistics, both optimizers' state) when {@code resume}, stopping after
+     * {@code stopAt}. An iteration's batches come from its global batch index (epoch = index / batches per epoch,
+     * each epoch its own Philox shuffle) and its latents from the iteration number, so a resumed run ends with the bits
+     * of an uninterrupted one. A non-finite loss stops the run ({@link dev.latent.train.DivergedException}).
+     */
+    public Result run(long iters, boolean resume, long stopAt) throws IOException {
         try (var p = dev.latent.io.Provenance.training(cfg.loss() == Loss.GAN ? "dcgan" : "wgan-gp", cfg.seed(), cfg.toMap(), cfg.out()).use()) {
-            return runWithProvenance();
+            return runWithProvenance(iters > 0 ? iters : cfg.iters, resume, stopAt);
         }
     }
 
-    private Result runWithProvenance() throws IOException {
-        ImageData train = ImageData.load(cfg.data, "train");
-        if (cfg.trainLimit > 0) train = train.head(cfg.trainLimit);
+    /** The checkpoint's view of the two nets and their optimizers. */
+    private abstract class Nets implements TrainLoop.Family {
+        long iter;
+
+        @Override public String name() { return cfg.loss() == Loss.GAN ? "dcgan" : "wgan-gp"; }
+
+        @Override public Map<String, Var> parameters() {
+            Map<String, Var> m = new LinkedHashMap<>();
+            g.namedParameters().forEach((k, v) -> m.put("G." + k, v));
+            d.namedParameters().forEach((k, v) -> m.put("D." + k, v));
+            return m;
+        }
+
+        @Override public Map<String, Tensor> buffers() {
+            Map<String, Tensor> t = new LinkedHashMap<>();
+            g.buffers("G.", t);
+            d.buffers("D.", t);
+            return t;
+        }
+
+        @Override public Map<String, AdamW> optimizers() {
+            Map<String, AdamW> m = new LinkedHashMap<>();
+            m.put("optG", optG);
+            m.put("optD", optD);
+            return m;
+        }
+
+        @Override public Map<String, String> metadata() {
+            Map<String, String> meta = new LinkedHashMap<>();
+            meta.put("format", FORMAT);
+            meta.put("iter", Long.toString(iter));
+            meta.put("config", Json.object(cfg.toMap()));
+            return meta;
+        }
+    }
+
+    private Result runWithProvenance(long iters, boolean resume, long stopAt) throws IOException {
+        ImageData train0 = ImageData.load(cfg.data, "train");
+        if (cfg.trainLimit > 0) train0 = train0.head(cfg.trainLimit);
+        ImageData train = train0;
         if (train.h != 28 || train.w != 28)
             throw new IOException(train.source + ": DCGAN here is for 28 x 28 images (padded to 32 x 32), got " + train.h + "x" + train.w);
-        int b = cfg.batch, perEpoch = train.n / b;
+        int b = cfg.batch, perEpoch = train.n / b, batchesPerIter = cfg.loss == Loss.GAN ? 1 : cfg.nCritic;
         if (perEpoch < 1) throw new IllegalArgumentException("batch " + b + " is larger than the data (" + train.n + " images)");
-        Files.createDirectories(cfg.out);
         List<double[]> curve = new ArrayList<>();
-        double sumD = 0, sumG = 0, sumA = 0, sumB = 0;
-        int inLog = 0;
-        double lastD = Double.NaN, lastG = Double.NaN;
-        boolean finite = true;
-        Progress progress = new Progress(0, cfg.iters, listener);
-        int[] perm = null;
-        int pos = 0, epoch = -1;
-        DiskSpace.require(cfg.out, DiskSpace.parameterCount(g.parameters()) + DiskSpace.parameterCount(d.parameters()));   // before the first write
-        try (Metrics metrics = new Metrics(cfg.out, false); Scope fixed = Scope.confined()) {
+        double[] last = {Double.NaN, Double.NaN};
+        long[] timed = new long[2];   /* nanoseconds and iterations this process trained */
+        try (Scope fixed = Scope.confined()) {
             Tensor zFixed = latent(fixed, cfg.sampleSeed, 0, 64, cfg.nz);
-            long t0 = System.nanoTime();
-            for (int it = 1; it <= cfg.iters; it++) {
-                double[] step;
-                if (cfg.loss == Loss.GAN) {
-                    if (perm == null || pos + b > train.n) { perm = ImageData.permutation(train.n, cfg.seed, PERM + ++epoch); pos = 0; }
-                    step = ganStep(train, perm, pos, it);
-                    pos += b;
-                } else {
-                    step = null;
-                    for (int j = 0; j < cfg.nCritic; j++) {
-                        if (perm == null || pos + b > train.n) { perm = ImageData.permutation(train.n, cfg.seed, PERM + ++epoch); pos = 0; }
-                        step = criticStep(train, perm, pos, (long) it * cfg.nCritic + j);
-                        pos += b;
+            Nets family = new Nets() {
+                int permEpoch = -1;
+                int[] perm;
+                double sumD, sumG, sumA, sumB;
+                int inLog;
+
+                @Override public String divergenceHint() { return "lower --lr (" + cfg.lr + ")"; }
+                @Override public void restored(long s) { iter = s; }
+                @Override public boolean logAt(long done) { return done % cfg.logEvery == 0 || done == iters; }
+
+                /** The permutation of the epoch holding global batch q, and q's position in it. */
+                int position(long q) {
+                    int ep = (int) (q / perEpoch);
+                    if (ep != permEpoch) {
+                        perm = ImageData.permutation(train.n, cfg.seed, PERM + ep);
+                        permEpoch = ep;
                     }
-                    step[1] = generatorStep(it);
+                    return (int) (q % perEpoch) * b;
                 }
-                finite &= Double.isFinite(step[0]) && Double.isFinite(step[1]);
-                sumD += step[0]; sumG += step[1]; sumA += step[2]; sumB += step[3]; inLog++;
-                boolean epochEnd = cfg.loss == Loss.GAN ? pos + b > train.n : pos + (long) b * cfg.nCritic > train.n;
-                if (it % cfg.logEvery == 0 || it == cfg.iters) {
-                    double el = (System.nanoTime() - t0) / 1e9;
-                    lastD = sumD / inLog; lastG = sumG / inLog;
+
+                @Override public TrainLoop.StepResult step(long s) {
+                    int it = (int) (s + 1);
+                    long t0 = System.nanoTime();
+                    double[] r;
+                    if (cfg.loss == Loss.GAN) {
+                        int pos = position(s);
+                        r = ganStep(train, perm, pos, it);
+                    } else {
+                        r = null;
+                        for (int j = 0; j < cfg.nCritic; j++) {
+                            int pos = position(s * cfg.nCritic + j);
+                            r = criticStep(train, perm, pos, (long) it * cfg.nCritic + j);
+                        }
+                        r[1] = generatorStep(it);
+                    }
+                    timed[0] += System.nanoTime() - t0;
+                    timed[1]++;
+                    iter = it;
+                    sumD += r[0]; sumG += r[1]; sumA += r[2]; sumB += r[3]; inLog++;
                     Map<String, Object> rec = new LinkedHashMap<>();
-                    rec.put("iter", it); rec.put("lossD", lastD); rec.put("lossG", lastG);
-                    if (cfg.loss == Loss.GAN) { rec.put("D_x", sumA / inLog); rec.put("D_G_z", sumB / inLog); }
-                    else { rec.put("wasserstein", sumA / inLog); rec.put("gp", sumB / inLog); }
-                    rec.put("images_per_s", (double) it * b * (cfg.loss == Loss.GAN ? 1 : cfg.nCritic) / el);
-                    rec.put("elapsed_s", el);
-                    metrics.log(rec);
-                    curve.add(new double[] {it, lastD, lastG});
-                    if (!cfg.quiet) progress.report(it, String.format(Locale.ROOT, "lossD %.4f lossG %.4f", lastD, lastG), Collections.unmodifiableMap(rec));
-                    sumD = sumG = sumA = sumB = 0;
-                    inLog = 0;
+                    String summary = "";
+                    if (logAt(it)) {
+                        double el = timed[0] / 1e9;
+                        last[0] = sumD / inLog; last[1] = sumG / inLog;
+                        rec.put("iter", it); rec.put("lossD", last[0]); rec.put("lossG", last[1]);
+                        if (cfg.loss == Loss.GAN) { rec.put("D_x", sumA / inLog); rec.put("D_G_z", sumB / inLog); }
+                        else { rec.put("wasserstein", sumA / inLog); rec.put("gp", sumB / inLog); }
+                        rec.put("images_per_s", (double) timed[1] * b * batchesPerIter / el);
+                        rec.put("elapsed_s", el);
+                        curve.add(new double[] {it, last[0], last[1]});
+                        summary = String.format(Locale.ROOT, "lossD %.4f lossG %.4f", last[0], last[1]);
+                        sumD = sumG = sumA = sumB = 0;
+                        inLog = 0;
+                    }
+                    return new TrainLoop.StepResult(r[0] + r[1], "the D or G loss", summary, rec);
                 }
-                if (epochEnd || it == cfg.iters) {
-                    Path grid = cfg.out.resolve(String.format(Locale.ROOT, "samples-epoch-%03d.png", Math.max(epoch, 0) + 1));
+
+                @Override public void after(long done, TrainLoop.Run run) throws IOException {
+                    long nextBatch = done * batchesPerIter;   /* an epoch ends when the next iteration's batches would not fit in it */
+                    boolean epochEnd = ((nextBatch - 1) % perEpoch) + 1 + batchesPerIter > perEpoch;
+                    if (!epochEnd && done != iters) return;
+                    Path grid = cfg.out.resolve(String.format(Locale.ROOT, "samples-epoch-%03d.png", (nextBatch - 1) / perEpoch + 1));
                     writeGrid(zFixed, grid);
-                    listener.onSample(grid, it);
-                    saveCheckpoint(it);
-                    listener.onCheckpoint(cfg.out.resolve(CHECKPOINT), it);
+                    listener.onSample(grid, done);
+                    run.checkpoint(done);
                 }
-            }
-            double secs = (System.nanoTime() - t0) / 1e9;
-            writeGrid(zFixed, cfg.out.resolve("samples.png"));
-            listener.onSample(cfg.out.resolve("samples.png"), cfg.iters);
+
+                @Override public void finish(TrainLoop.Run run) throws IOException {
+                    writeGrid(zFixed, cfg.out.resolve("samples.png"));
+                    listener.onSample(cfg.out.resolve("samples.png"), iters);
+                    if (cfg.samples > 0) {
+                        writeSamples(cfg.out.resolve("samples-idx3-ubyte"), cfg.samples);
+                        listener.onSample(cfg.out.resolve("samples-idx3-ubyte"), iters);
+                    }
+                }
+            };
+            long done = TrainLoop.run(family, new TrainLoop.Options(cfg.out, iters, stopAt, resume, 0, listener, cfg.quiet));
             if (!curve.isEmpty()) {
                 double[] x = curve.stream().mapToDouble(r -> r[0]).toArray();
                 Plot.lines(cfg.out.resolve("loss.png"), (cfg.loss == Loss.GAN ? "DCGAN" : "WGAN-GP") + " losses", "iteration", "loss",
                         List.of(new Plot.Series("D", x, curve.stream().mapToDouble(r -> r[1]).toArray(), Color.BLUE),
                                 new Plot.Series("G", x, curve.stream().mapToDouble(r -> r[2]).toArray(), Color.RED)));
             }
-            if (cfg.samples > 0) {
-                writeSamples(cfg.out.resolve("samples-idx3-ubyte"), cfg.samples);
-                listener.onSample(cfg.out.resolve("samples-idx3-ubyte"), cfg.iters);
-            }
-            long imgs = (long) cfg.iters * b * (cfg.loss == Loss.GAN ? 1 : cfg.nCritic);
-            return new Result(cfg.iters, secs, imgs / secs, lastD, lastG, finite);
+            double secs = timed[0] / 1e9;
+            return new Result((int) done, secs, timed[1] * b * batchesPerIter / Math.max(secs, 1e-9), last[0], last[1],
+                    Double.isFinite(last[0]) && Double.isFinite(last[1]));
         }
     }
 
@@ -337,17 +402,6 @@ public final class GanTrainer {
             }
         }
         Idx.writeU8(file, out, n, 28, 28);
-    }
-
-    void saveCheckpoint(int it) throws IOException {
-        Map<String, Tensor> t = Dcgan.stateDict(g, d);
-        optG.state().forEach((k, mv) -> { t.put("optG.m." + k, mv[0]); t.put("optG.v." + k, mv[1]); });
-        optD.state().forEach((k, mv) -> { t.put("optD.m." + k, mv[0]); t.put("optD.v." + k, mv[1]); });
-        Map<String, String> meta = new LinkedHashMap<>();
-        meta.put("format", FORMAT);
-        meta.put("iter", Integer.toString(it));
-        meta.put("config", Json.object(cfg.toMap()));
-        SafeTensors.write(cfg.out.resolve(CHECKPOINT), t, meta);
     }
 
     /** A trainer holding the nets of a checkpoint (for sampling); sampleSeed keys the latents of writeSamples. */
