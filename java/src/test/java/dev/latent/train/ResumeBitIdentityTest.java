@@ -1,6 +1,8 @@
 package dev.latent.train;
 
 import dev.latent.io.SafeTensors;
+import dev.latent.data.ImageData;
+import dev.latent.models.classifier.Classifier;
 import dev.latent.models.flow.FlowTrainer;
 import dev.latent.models.gan.Dcgan;
 import dev.latent.models.gan.GanTrainer;
@@ -108,5 +110,16 @@ class ResumeBitIdentityTest {
             assertEquals(n, r.iters());
             sameCheckpoint(one.resolve(TrainLoop.CHECKPOINT), two.resolve(TrainLoop.CHECKPOINT));
         }
+    }
+
+    @Test
+    void classifier() throws IOException {
+        ImageData train = ImageData.load(data.toString(), "train"), test = ImageData.load(data.toString(), "test");
+        Path one = dir.resolve("clf-one"), two = dir.resolve("clf-two");
+        long n = 13, k = 6;   /* 10 batches of 16 per epoch */
+        try (Scope s = Scope.shared()) { new Classifier(s, 10, 4).train(train, test, one, n, false, Long.MAX_VALUE, 1, 16, 1e-3f, 4, true, TrainingListener.NONE); }
+        try (Scope s = Scope.shared()) { new Classifier(s, 10, 4).train(train, test, two, n, false, k, 1, 16, 1e-3f, 4, true, TrainingListener.NONE); }
+        try (Scope s = Scope.shared()) { new Classifier(s, 10, 4).train(train, test, two, n, true, Long.MAX_VALUE, 1, 16, 1e-3f, 4, true, TrainingListener.NONE); }
+        sameCheckpoint(one.resolve(TrainLoop.CHECKPOINT), two.resolve(TrainLoop.CHECKPOINT));
     }
 }

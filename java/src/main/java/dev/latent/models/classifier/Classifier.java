@@ -13,9 +13,7 @@ import dev.latent.nn.Module;
 import dev.latent.optim.AdamW;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
-import dev.latent.train.DiskSpace;
-import dev.latent.train.Metrics;
-import dev.latent.train.Progress;
+import dev.latent.train.TrainLoop;
 import dev.latent.train.TrainingListener;
 
 import java.io.IOException;
@@ -90,23 +88,53 @@ public final class Classifier implements Module {
     /** As above, reporting steps, each epoch's test accuracy and the checkpoint to {@code listener}. */
     public TrainResult train(ImageData trainSet, ImageData testSet, Path dir, int epochs, int batch, float lr, long seed, boolean quiet,
                              TrainingListener listener) throws IOException {
+        return train(trainSet, testSet, dir, 0, false, Long.MAX_VALUE, epochs, batch, lr, seed, quiet, listener);
+    }
+
+    /**
+     * The run on {@link TrainLoop}: {@code steps} optimizer steps in all (0: {@code epochs} full passes; the cosine
+     * learning rate spans them), resumed from {@code dir}'s checkpoint (weights and AdamW state) when {@code resume},
+     * stopping after {@code stopAt}. Batches come from the global step (epoch = step / batches per epoch, each epoch its
+     * own shuffle), so a resumed run ends with the bits of an uninterrupted one. The test accuracy is measured at the
+     * end of each pass over the data and at the last step.
+     */
+    public TrainResult train(ImageData trainSet, ImageData testSet, Path dir, long steps, boolean resume, long stopAt, int epochs, int batch,
+                             float lr, long seed, boolean quiet, TrainingListener listener) throws IOException {
         if (trainSet.labels == null) throw new IOException(trainSet.source + ": the classifier needs labels (an IDX label file beside the images)");
         if (trainSet.h != 28 || trainSet.w != 28) throw new IOException("classifier: 28 x 28 images expected, got " + trainSet.h + "x" + trainSet.w);
-        Files.createDirectories(dir);
+        int perEpoch = trainSet.n / batch;
+        if (perEpoch < 1) throw new IllegalArgumentException("classifier: batch " + batch + " is larger than the data (" + trainSet.n + " images)");
         AdamW opt = new AdamW(scope, namedParameters(), 0.9f, 0.999f, 1e-8f, 0f);
-        int steps = epochs * (trainSet.n / batch);
-        Progress progress = new Progress(0, steps, listener);
+        long total = steps > 0 ? steps : (long) epochs * perEpoch;
         long t0 = System.nanoTime();
-        double acc = Double.NaN;
-        int step = 0;
-        DiskSpace.require(dir, DiskSpace.parameterCount(parameters()));   // before the first write into the run folder
-        try (Metrics metrics = new Metrics(dir, false); Arena arena = Arena.ofConfined()) {
+        double[] acc = {Double.NaN};
+        try (Arena arena = Arena.ofConfined()) {
             MemorySegment targets = arena.allocate(JAVA_INT, batch);
-            for (int ep = 0; ep < epochs; ep++) {
-                int[] perm = ImageData.permutation(trainSet.n, seed, 1000 + ep);
-                for (int pos = 0; pos + batch <= trainSet.n; pos += batch) {
-                    step++;
-                    float lrNow = (float) (lr * 0.5 * (1 + Math.cos(Math.PI * (step - 1) / steps)));
+            TrainLoop.Family family = new TrainLoop.Family() {
+                int permEpoch = -1;
+                int[] perm;
+
+                @Override public String name() { return "classifier"; }
+                @Override public Map<String, Var> parameters() { return namedParameters(); }
+                @Override public Map<String, AdamW> optimizers() { return Map.of("opt", opt); }
+                @Override public boolean logAt(long done) { return done % 100 == 0; }
+                @Override public String divergenceHint() { return "lower --lr (" + lr + ")"; }
+
+                @Override public Map<String, String> metadata() {
+                    Map<String, String> meta = new LinkedHashMap<>();
+                    meta.put("format", FORMAT);
+                    meta.put("classes", Integer.toString(classes));
+                    meta.put("info", Json.object(Map.of("test_accuracy", acc[0], "epochs", epochs, "seed", seed)));
+                    return meta;
+                }
+
+                @Override public TrainLoop.StepResult step(long s) {
+                    int ep = (int) (s / perEpoch), pos = (int) (s % perEpoch) * batch;
+                    if (ep != permEpoch) {
+                        perm = ImageData.permutation(trainSet.n, seed, 1000 + ep);
+                        permEpoch = ep;
+                    }
+                    float lrNow = (float) (lr * 0.5 * (1 + Math.cos(Math.PI * s / total)));
                     try (Graph g = Graph.open()) {
                         Tensor x = g.empty(batch, 1, 28, 28);
                         batch(trainSet, perm, pos, batch, x);
@@ -114,20 +142,24 @@ public final class Classifier implements Module {
                         Var loss = F.crossEntropy(logits(Var.constant(x)), targets);
                         g.backward(loss);
                         opt.update(lrNow, 0);
-                        if (!quiet && step % 100 == 0) progress.report(step, String.format(Locale.ROOT, "loss %.4f", F.item(loss)));
+                        float l = F.item(loss);
+                        return new TrainLoop.StepResult(l, "the cross-entropy", String.format(Locale.ROOT, "loss %.4f", l), Map.of("loss", l));
                     }
                 }
-                acc = accuracy(testSet);
-                Map<String, Object> rec = new LinkedHashMap<>();
-                rec.put("epoch", ep + 1); rec.put("test_accuracy", acc); rec.put("elapsed_s", (System.nanoTime() - t0) / 1e9);
-                metrics.log(rec);
-                if (!quiet) listener.onEvaluation(new TrainingListener.Evaluation(step,
-                        String.format(Locale.ROOT, "epoch %d: test accuracy %.4f", ep + 1, acc), java.util.Collections.unmodifiableMap(rec)));
-            }
+
+                @Override public void after(long done, TrainLoop.Run run) throws IOException {
+                    if (done % perEpoch != 0 && done != total) return;
+                    acc[0] = accuracy(testSet);
+                    int ep = (int) ((done - 1) / perEpoch) + 1;
+                    Map<String, Object> rec = new LinkedHashMap<>();
+                    rec.put("epoch", ep); rec.put("test_accuracy", acc[0]); rec.put("elapsed_s", (System.nanoTime() - t0) / 1e9);
+                    run.evaluation(done, String.format(Locale.ROOT, "epoch %d: test accuracy %.4f", ep, acc[0]), rec);
+                    run.checkpoint(done);
+                }
+            };
+            TrainLoop.run(family, new TrainLoop.Options(dir, total, stopAt, resume, 0, listener, quiet));
         }
-        save(dir.resolve(CHECKPOINT), Map.of("test_accuracy", acc, "epochs", epochs, "seed", seed));
-        listener.onCheckpoint(dir.resolve(CHECKPOINT), step);
-        return new TrainResult(epochs, acc, (System.nanoTime() - t0) / 1e9);
+        return new TrainResult(epochs, acc[0], (System.nanoTime() - t0) / 1e9);
     }
 
     /** Fraction of correctly classified images. */
