@@ -46,6 +46,9 @@ public final class TrainLoop {
         /** The family's name in messages ("vae", "realnvp", "dcgan", ...). */
         String name();
 
+        /** The checkpoint's file name in the run folder (default {@link TrainLoop#CHECKPOINT}). */
+        default String checkpointFile() { return CHECKPOINT; }
+
         /** The weights, by checkpoint name. */
         Map<String, Var> parameters();
 
@@ -149,7 +152,7 @@ public final class TrainLoop {
         /** Writes the checkpoint after {@code step} steps (once per step: a second call at the same step is a no-op). */
         public void checkpoint(long step) throws IOException {
             if (step == lastCheckpoint) return;
-            Path f = options.out().resolve(CHECKPOINT);
+            Path f = options.out().resolve(family.checkpointFile());
             save(f, family, step);
             lastCheckpoint = step;
             listener().onCheckpoint(f, step);
@@ -161,7 +164,7 @@ public final class TrainLoop {
      * A non-finite loss stops the run with a {@link DivergedException} before anything of that step is saved.
      */
     public static long run(Family family, Options o) throws IOException {
-        Path file = o.out().resolve(CHECKPOINT);
+        Path file = o.out().resolve(family.checkpointFile());
         long start = 0;
         if (o.resume()) {
             if (!Files.isRegularFile(file)) throw new IOException("--resume: no checkpoint at " + file);

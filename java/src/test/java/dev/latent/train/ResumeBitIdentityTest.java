@@ -120,6 +120,6 @@ class ResumeBitIdentityTest {
         try (Scope s = Scope.shared()) { new Classifier(s, 10, 4).train(train, test, one, n, false, Long.MAX_VALUE, 1, 16, 1e-3f, 4, true, TrainingListener.NONE); }
         try (Scope s = Scope.shared()) { new Classifier(s, 10, 4).train(train, test, two, n, false, k, 1, 16, 1e-3f, 4, true, TrainingListener.NONE); }
         try (Scope s = Scope.shared()) { new Classifier(s, 10, 4).train(train, test, two, n, true, Long.MAX_VALUE, 1, 16, 1e-3f, 4, true, TrainingListener.NONE); }
-        sameCheckpoint(one.resolve(TrainLoop.CHECKPOINT), two.resolve(TrainLoop.CHECKPOINT));
+        sameCheckpoint(one.resolve(Classifier.CHECKPOINT), two.resolve(Classifier.CHECKPOINT));
     }
 }

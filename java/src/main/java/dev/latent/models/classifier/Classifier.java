@@ -115,6 +115,7 @@ public final class Classifier implements Module {
                 int[] perm;
 
                 @Override public String name() { return "classifier"; }
+                @Override public String checkpointFile() { return CHECKPOINT; }
                 @Override public Map<String, Var> parameters() { return namedParameters(); }
                 @Override public Map<String, AdamW> optimizers() { return Map.of("opt", opt); }
                 @Override public boolean logAt(long done) { return done % 100 == 0; }
