@@ -67,6 +67,9 @@ public final class TrainLoop {
         /** Whether step {@code done} writes a metrics record and a progress report (default: every step). */
         default boolean logAt(long done) { return true; }
 
+        /** Before the first step of this process (after a resume is restored): e.g. an evaluation at the start step. */
+        default void begin(Run run) throws IOException {}
+
         /** After step {@code done}: evaluations, samples, extra checkpoints at the family's own intervals. */
         default void after(long done, Run run) throws IOException {}
 
@@ -166,17 +169,17 @@ public final class TrainLoop {
     public static long run(Family family, Options o) throws IOException {
         Path file = o.out().resolve(family.checkpointFile());
         long start = 0;
+        DiskSpace.require(o.out(), DiskSpace.parameterCount(family.parameters().values()));   // before the first write
         if (o.resume()) {
             if (!Files.isRegularFile(file)) throw new IOException("--resume: no checkpoint at " + file);
             start = restore(file, family);
             o.listener().onResumed(file, start);
-        } else {
-            DiskSpace.require(o.out(), DiskSpace.parameterCount(family.parameters().values()));   // before the first write
         }
         Files.createDirectories(o.out());
         long end = Math.min(o.steps(), o.stopAt());
         try (Metrics metrics = o.resume() ? Metrics.resume(o.out(), start) : new Metrics(o.out(), false)) {
             Run run = new Run(family, o, metrics, new Progress(start, o.steps(), o.listener()), start);
+            family.begin(run);
             long s = start;
             for (; s < end; s++) {
                 StepResult r = family.step(s);

@@ -36,9 +36,16 @@ public final class GptCheckpoint {
             t.put("opt.m." + k, mv[0]);
             t.put("opt.v." + k, mv[1]);
         });
+        Map<String, String> meta = metadata(model, tok, args);
+        meta.put("step", Long.toString(opt == null ? 0 : opt.step()));
+        if (opt != null) meta.put("opt.step", Long.toString(opt.step()));
+        SafeTensors.write(dir.resolve(FILE), t, meta);
+    }
+
+    /** The metadata of a GPT checkpoint but its step (format, config, tokenizer, the run's arguments). */
+    public static Map<String, String> metadata(Gpt model, Tokenizer tok, Map<String, Object> args) {
         Map<String, String> meta = new LinkedHashMap<>();
         meta.put("format", FORMAT);
-        meta.put("step", Long.toString(opt == null ? 0 : opt.step()));
         GptConfig c = model.cfg;
         Map<String, Object> cm = new LinkedHashMap<>(Map.of("vocab", c.vocab(), "layers", c.layers(), "heads", c.heads(), "dim", c.dim(),
                 "context", c.context(), "tied", c.tied()));
@@ -47,7 +54,7 @@ public final class GptCheckpoint {
         meta.put("config", Json.object(cm));
         meta.put("tokenizer", tok.toJson());
         meta.put("args", Json.object(args));
-        SafeTensors.write(dir.resolve(FILE), t, meta);
+        return meta;
     }
 
     /** What a checkpoint holds, loaded into {@code scope}. */

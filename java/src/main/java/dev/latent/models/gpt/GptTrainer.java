@@ -12,10 +12,8 @@ import dev.latent.tensor.Scope;
 import dev.latent.text.Tokenizer;
 import dev.latent.train.DivergedException;
 import dev.latent.train.Limits;
-import dev.latent.train.DiskSpace;
-import dev.latent.train.Metrics;
 import dev.latent.train.Plot;
-import dev.latent.train.Progress;
+import dev.latent.train.TrainLoop;
 import dev.latent.train.TrainingListener;
 
 import java.awt.Color;
@@ -24,7 +22,6 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -121,81 +118,90 @@ public final class GptTrainer {
             Gemm.requireBf16();
         }
         AdamW opt = new AdamW(modelScope, model.namedParameters(), 0.9f, 0.99f, 1e-8f, (float) o.weightDecay());
-        if (resume) {
-            GptCheckpoint.Loaded l = GptCheckpoint.load(out, modelScope);
-            copyWeights(l.model(), model);
-            GptCheckpoint.restore(opt, l);
-            listener.onResumed(out.resolve(GptCheckpoint.FILE), l.step());
-        }
-        if (device != Device.CPU) {
+        if (device != Device.CPU) {   // a resume copies the checkpoint straight into the moved weights and moments
             model.to(modelScope, device);
             opt.to(modelScope, device);
         }
         Schedule sched = new Schedule(o.lr(), o.minLr(), o.warmup(), o.steps());
         List<double[]> curve = new ArrayList<>(), evals = new ArrayList<>();
         Map<String, Object> last = new LinkedHashMap<>();
-        DiskSpace.require(out, DiskSpace.parameterCount(model.parameters()));   // before the first write into the run folder
-        try (Arena a = Arena.ofConfined(); Metrics metrics = resume ? Metrics.resume(out, opt.step()) : new Metrics(out, false)) {
+        try (Arena a = Arena.ofConfined()) {
             MemorySegment x = a.allocate(JAVA_INT, (long) b * t), y = a.allocate(JAVA_INT, (long) b * t);
             EvalSet evalSet = new EvalSet(data, b, t, o, a);
-            Progress progress = new Progress(opt.step(), o.steps(), listener);
-            long tokens = 0, trainNanos = 0;   // throughput counts training steps only, not evaluation
-            for (long step = opt.step(); step <= o.steps() && step <= stopAt; step++) {
-                if (step == stopAt && step < o.steps()) break;
-                if (step % o.evalInterval() == 0 || step == o.steps()) {
+            TrainLoop.Family family = new TrainLoop.Family() {
+                long tokens, trainNanos;   // throughput counts training steps only, not evaluation
+
+                @Override public String name() { return "gpt"; }
+                @Override public Map<String, Var> parameters() { return model.namedParameters(); }
+                @Override public Map<String, AdamW> optimizers() { return Map.of("opt", opt); }
+                @Override public Map<String, String> metadata() { return GptCheckpoint.metadata(model, tok, o.toMap()); }
+                @Override public boolean logAt(long done) { return done % o.logInterval() == 0; }
+
+                /** GPT's evaluation after {@code done} steps (the same fixed batches every time). */
+                void evaluate(long done, TrainLoop.Run run) throws IOException {
                     double[] e = evalSet.evaluate(model);
                     Map<String, Object> ev = new LinkedHashMap<>();
-                    ev.put("step", step);            // evaluated after `step` optimizer steps
                     ev.put("train_loss", e[0]);
                     ev.put("val_loss", e[1]);
-                    ev.put("elapsed_s", progress.elapsed());
-                    metrics.log(ev);
+                    ev.put("elapsed_s", run.elapsed());
+                    last.put("step", done);
                     last.putAll(ev);
-                    evals.add(new double[] {step, e[0], e[1]});
-                    listener.onEvaluation(new TrainingListener.Evaluation(step,
-                            String.format("step %d: eval train %.4f  val %.4f", step, e[0], e[1]), Collections.unmodifiableMap(ev)));
+                    evals.add(new double[] {done, e[0], e[1]});
+                    run.evaluation(done, String.format("step %d: eval train %.4f  val %.4f", done, e[0], e[1]), ev);
                 }
-                if (step == o.steps()) break;
-                TextData.batch(data.train, b, t, o.seed(), step, x, y);
-                float loss;
-                double norm;
-                long t0 = System.nanoTime();
-                try (Graph g = Graph.open().precision(o.precision())) {
-                    Var l = model.loss(x, y, b, t);
-                    loss = F.item(l);
-                    DivergedException.check("gpt", step + 1, "the loss", loss, "lower --lr (" + o.lr() + ") or --clip");
-                    g.backward(l);
-                    norm = opt.gradNorm();
-                    DivergedException.check("gpt", step + 1, "the gradient norm", norm, "lower --lr (" + o.lr() + ") or --clip");
-                    opt.update((float) sched.at(step), o.clip(), norm);
+
+                boolean evaluatesAt(long done, TrainLoop.Run run) {
+                    if (done == o.steps()) return true;
+                    return done % o.evalInterval() == 0 && done < run.options().stopAt();   // not at a stop point
                 }
-                trainNanos += System.nanoTime() - t0;
-                tokens += (long) b * t;
-                curve.add(new double[] {step, loss});
-                long done = step + 1;
-                if (done % o.logInterval() == 0) {
+
+                @Override public void begin(TrainLoop.Run run) throws IOException {
+                    if (evaluatesAt(run.startStep(), run)) evaluate(run.startStep(), run);
+                }
+
+                @Override public void after(long done, TrainLoop.Run run) throws IOException {
+                    if (evaluatesAt(done, run)) evaluate(done, run);
+                }
+
+                @Override public TrainLoop.StepResult step(long step) {
+                    TextData.batch(data.train, b, t, o.seed(), step, x, y);
+                    float loss;
+                    double norm;
+                    long t0 = System.nanoTime();
+                    try (Graph g = Graph.open().precision(o.precision())) {
+                        Var l = model.loss(x, y, b, t);
+                        loss = F.item(l);
+                        DivergedException.check("gpt", step + 1, "the loss", loss, "lower --lr (" + o.lr() + ") or --clip");
+                        g.backward(l);
+                        norm = opt.gradNorm();
+                        DivergedException.check("gpt", step + 1, "the gradient norm", norm, "lower --lr (" + o.lr() + ") or --clip");
+                        opt.update((float) sched.at(step), o.clip(), norm);
+                    }
+                    trainNanos += System.nanoTime() - t0;
+                    tokens += (long) b * t;
+                    curve.add(new double[] {step, loss});
                     Map<String, Object> rec = new LinkedHashMap<>();
-                    double now = progress.elapsed(), tps = tokens / Math.max(trainNanos / 1e9, 1e-9);
-                    rec.put("step", done);
-                    rec.put("loss", loss);
-                    rec.put("lr", sched.at(step));
-                    rec.put("grad_norm", norm);
-                    rec.put("tokens_per_s", tps);
-                    rec.put("elapsed_s", now);
-                    metrics.log(rec);
-                    last.putAll(rec);
-                    progress.report(done, String.format("loss %.4f  %.0f tok/s", loss, tps), Collections.unmodifiableMap(rec));
-                    tokens = 0;
-                    trainNanos = 0;
+                    String summary = "";
+                    if (logAt(step + 1)) {
+                        double tps = tokens / Math.max(trainNanos / 1e9, 1e-9);
+                        rec.put("loss", loss);
+                        rec.put("lr", sched.at(step));
+                        rec.put("grad_norm", norm);
+                        rec.put("tokens_per_s", tps);
+                        rec.put("elapsed_s", (System.nanoTime() - started) / 1e9);
+                        last.put("step", step + 1);
+                        last.putAll(rec);
+                        summary = String.format("loss %.4f  %.0f tok/s", loss, tps);
+                        tokens = 0;
+                        trainNanos = 0;
+                    }
+                    return new TrainLoop.StepResult(loss, "the loss", summary, rec);
                 }
-                if (o.checkpointInterval() > 0 && done % o.checkpointInterval() == 0) {
-                    GptCheckpoint.save(out, model, opt, tok, o.toMap());
-                    listener.onCheckpoint(out.resolve(GptCheckpoint.FILE), done);
-                }
-            }
+
+                final long started = System.nanoTime();
+            };
+            TrainLoop.run(family, new TrainLoop.Options(out, o.steps(), stopAt, resume, o.checkpointInterval(), listener, false));
         }
-        GptCheckpoint.save(out, model, opt, tok, o.toMap());
-        listener.onCheckpoint(out.resolve(GptCheckpoint.FILE), opt.step());
         plot(out, curve, evals);
         return last;
     }
