@@ -6,7 +6,13 @@ import dev.latent.models.classifier.Classifier;
 import dev.latent.models.flow.FlowTrainer;
 import dev.latent.models.gan.Dcgan;
 import dev.latent.models.gan.GanTrainer;
+import dev.latent.data.TextData;
+import dev.latent.models.gpt.Gpt;
+import dev.latent.models.gpt.GptConfig;
+import dev.latent.models.gpt.GptTrainer;
 import dev.latent.models.vae.VaeTrainer;
+import dev.latent.tensor.Device;
+import dev.latent.text.CharTokenizer;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import org.junit.jupiter.api.BeforeAll;
@@ -122,4 +128,24 @@ class ResumeBitIdentityTest {
         try (Scope s = Scope.shared()) { new Classifier(s, 10, 4).train(train, test, two, n, true, Long.MAX_VALUE, 1, 16, 1e-3f, 4, true, TrainingListener.NONE); }
         sameCheckpoint(one.resolve(Classifier.CHECKPOINT), two.resolve(Classifier.CHECKPOINT));
     }
+
+    /**
+     * GPT (clipping that bites, weight decay, warm-up then cosine): one run of n steps against k steps and a resume, on
+     * {@code device}; checkpoints every 4 steps, the stop between two of them.
+     */
+    static void gptResumes(Path root, Device device) throws IOException {
+        String text = "It was the best of times, it was the worst of times, it was the age of wisdom.\n".repeat(30);
+        CharTokenizer tok = CharTokenizer.train(text);
+        TextData data = new TextData(tok.encode(text));
+        GptConfig cfg = new GptConfig(tok.vocabSize(), 1, 2, 16, 16, true);
+        GptTrainer.Options o = new GptTrainer.Options(4, 11, 3e-3, 3e-4, 3, 0.1, 0.3, 5, 1, 1234, 2, 4, 7);
+        Path one = root.resolve("gpt-one-" + device), two = root.resolve("gpt-two-" + device);
+        try (Scope s = Scope.shared()) { GptTrainer.train(new Gpt(s, cfg, 7), tok, data, o, one, false, s, o.steps(), device, TrainingListener.NONE); }
+        try (Scope s = Scope.shared()) { GptTrainer.train(new Gpt(s, cfg, 7), tok, data, o, two, false, s, 6, device, TrainingListener.NONE); }
+        try (Scope s = Scope.shared()) { GptTrainer.train(new Gpt(s, cfg, 99), tok, data, o, two, true, s, o.steps(), device, TrainingListener.NONE); }
+        sameCheckpoint(one.resolve(TrainLoop.CHECKPOINT), two.resolve(TrainLoop.CHECKPOINT));
+    }
+
+    @Test
+    void gpt() throws IOException { gptResumes(dir, Device.CPU); }
 }
