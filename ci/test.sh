@@ -93,6 +93,12 @@ grep -E 'Done [0-9]+ runs|Tests run:.*Fuzz' java/target/fuzz.log
 step "consumer project on the installed artifacts"
 "${MVN[@]}" -q -f examples/consumer/pom.xml compile exec:exec
 
+step "Spark example project on the installed artifacts (2 data-parallel workers, local[2], then sampling as a Dataset)"
+SPARK_TMP="$(mktemp -d)"
+cat README.md docs/*.md >"$SPARK_TMP/text.txt"
+"${MVN[@]}" -q -f examples/spark/pom.xml compile exec:exec -Dcorpus="$SPARK_TMP/text.txt" -Dout="$SPARK_TMP/gpt" 2>&1 | grep -v 'WARN\|INFO'
+rm -rf "$SPARK_TMP"
+
 step "service example: HTTP contract + load test (8 clients x 5 s)"
 SVC_TMP="$(mktemp -d)"
 cat README.md docs/*.md >"$SVC_TMP/text.txt"
