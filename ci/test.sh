@@ -90,7 +90,7 @@ if ci/check-glibc.sh java/target/native/liblatent_newglibc.so >/dev/null 2>&1; t
   echo "check-glibc accepted a library that needs GLIBC_2.29/2.34 (or the build host's glibc is older than 2.29)" >&2; exit 1
 fi
 
-step "fuzzing: safetensors/checkpoint, tokenizer files, request JSON, IDX files, CLI options, HTTP framing (Jazzer, ~6 s each)"
+step "fuzzing: safetensors/checkpoint, tokenizer files, request JSON, IDX files, PNG files, CLI options, HTTP framing (Jazzer, ~6 s each)"
 # The only run of the fuzz tests (the plain test runs exclude them): each replays its committed inputs, then
 # fuzzes, one JVM per target (Jazzer fuzzes one test per JVM). A finding fails the run and is saved under
 # java/src/test/resources/dev/latent/fuzz/ (cli/src/test/resources/dev/latent/cli/ for the CLI's) as a regression

@@ -196,8 +196,8 @@ public final class Png {
         int pos = 8, w = 0, h = 0, depth = 0, type = -1;
         byte[] palette = null;
         Inflater inf = null;
-        byte[] raw = null;
-        int rawLen = 0;
+        byte[] raw = null;   // the inflated rows, grown as data arrives: a header's claim alone allocates nothing big
+        int rawLen = 0, rawSize = 0;
         boolean idatDone = false, sawIdat = false;
         try {
             while (true) {
@@ -232,7 +232,8 @@ public final class Png {
                         if ((long) w * h * outChannels(type) > MAX_DECODED_BYTES)
                             throw new IOException(name + ": " + w + "x" + h + " image is larger than the " + (MAX_DECODED_BYTES >> 20) + " MiB a PNG may decode to");
                         long rowBytes = ((long) w * samples(type) * depth + 7) / 8 + 1;
-                        raw = new byte[Math.toIntExact(rowBytes * h)];
+                        rawSize = Math.toIntExact(rowBytes * h);
+                        raw = new byte[Math.min(rawSize, 1 << 16)];
                         inf = new Inflater();
                     }
                     case "PLTE" -> {
@@ -249,6 +250,8 @@ public final class Png {
                                 if (inf.needsDictionary()) throw new IOException(name + ": image data at byte " + pos + " asks for a preset dictionary");
                                 long before = inf.getBytesRead();
                                 int n;
+                                if (rawLen == raw.length && raw.length < rawSize)
+                                    raw = Arrays.copyOf(raw, (int) Math.min(rawSize, 2L * raw.length));
                                 if (rawLen < raw.length) {
                                     n = inf.inflate(raw, rawLen, raw.length - rawLen);
                                     rawLen += n;
@@ -264,8 +267,8 @@ public final class Png {
                     }
                     case "IEND" -> {
                         if (!sawIdat) throw new IOException(name + ": no image data (IDAT chunk)");
-                        if (rawLen != raw.length || !inf.finished())
-                            throw new IOException(name + ": image data ends after " + rawLen + " of its " + raw.length + " bytes (truncated)");
+                        if (rawLen != rawSize || !inf.finished())
+                            throw new IOException(name + ": image data ends after " + rawLen + " of its " + rawSize + " bytes (truncated)");
                         return unfilter(raw, w, h, depth, type, palette, name);
                     }
                     default -> { }
