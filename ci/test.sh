@@ -51,12 +51,13 @@ if jdeps_cli=$(ci/check-jdeps.sh "cli/target/latent-cli-$VERSION.jar" "$(cat cli
   echo "check-jdeps did not refuse the CLI's jar for java.desktop:" >&2; echo "$jdeps_cli" >&2; exit 1
 fi
 
-# The CLI module's tests resolve the core from the repository step 1 installed it into (same build).
+# test-compile (up to date: seconds) before surefire:test, so that the CLI module's tests take the core from this
+# reactor (java/target/classes) rather than from the local repository.
 step "Java tests at ISA avx2"
-"${MVN[@]}" -pl java,cli surefire:test -Dlatent.max.isa=avx2
+"${MVN[@]}" -pl java,cli test-compile surefire:test -Dlatent.max.isa=avx2
 
 step "Java tests at ISA ref"
-"${MVN[@]}" -pl java,cli surefire:test -Dlatent.max.isa=ref
+"${MVN[@]}" -pl java,cli test-compile surefire:test -Dlatent.max.isa=ref
 
 step "native tests (ref, avx2 and avx512)"
 (cd java/target/native && ctest --output-on-failure)
@@ -96,7 +97,7 @@ step "fuzzing: safetensors/checkpoint, tokenizer files, request JSON, IDX files,
 # fuzzes, one JVM per target (Jazzer fuzzes one test per JVM). A finding fails the run and is saved under
 # java/src/test/resources/dev/latent/fuzz/ (cli/src/test/resources/dev/latent/cli/ for the CLI's) as a regression
 # input. The log is long: shown only on failure.
-if ! JAZZER_FUZZ=1 "${MVN[@]}" -pl java,cli surefire:test -Dtest='*FuzzTest' -DreuseForks=false >java/target/fuzz.log 2>&1; then
+if ! JAZZER_FUZZ=1 "${MVN[@]}" -pl java,cli test-compile surefire:test -Dtest='*FuzzTest' -DreuseForks=false >java/target/fuzz.log 2>&1; then
   grep -v 'major version\|^WARN: Failed to instrument\|^\s*at ' java/target/fuzz.log | tail -80; exit 1
 fi
 grep -E 'Done [0-9]+ runs|Tests run:.*Fuzz' java/target/fuzz.log
