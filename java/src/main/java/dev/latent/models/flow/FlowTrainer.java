@@ -15,11 +15,9 @@ import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
 import dev.latent.train.DiskSpace;
 import dev.latent.train.Metrics;
-import dev.latent.train.Plot;
 import dev.latent.train.Progress;
 import dev.latent.train.TrainingListener;
 
-import java.awt.Color;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
@@ -221,8 +219,8 @@ public final class FlowTrainer {
             save(cfg.out.resolve(CHECKPOINT));
             listener.onCheckpoint(cfg.out.resolve(CHECKPOINT), step);
             if (!curve.isEmpty())
-                Plot.lines(cfg.out.resolve("loss.png"), (model instanceof Glow ? "Glow" : "RealNVP") + " training bits/dim", "step", "bits/dim",
-                        List.of(new Plot.Series("bpd", curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray(), Color.BLUE)));
+                listener.onCurves(new TrainingListener.Curves(cfg.out, (model instanceof Glow ? "Glow" : "RealNVP") + " training bits/dim", "step", "bits/dim",
+                        List.of(new TrainingListener.Series("bpd", curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray()))));
             return new Result(tot, te, images / secs, step, inv);
         }
     }

@@ -15,11 +15,9 @@ import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
 import dev.latent.train.DiskSpace;
 import dev.latent.train.Metrics;
-import dev.latent.train.Plot;
 import dev.latent.train.Progress;
 import dev.latent.train.TrainingListener;
 
-import java.awt.Color;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
@@ -201,9 +199,9 @@ public final class GanTrainer {
             listener.onSample(cfg.out.resolve("samples.png"), cfg.iters);
             if (!curve.isEmpty()) {
                 double[] x = curve.stream().mapToDouble(r -> r[0]).toArray();
-                Plot.lines(cfg.out.resolve("loss.png"), (cfg.loss == Loss.GAN ? "DCGAN" : "WGAN-GP") + " losses", "iteration", "loss",
-                        List.of(new Plot.Series("D", x, curve.stream().mapToDouble(r -> r[1]).toArray(), Color.BLUE),
-                                new Plot.Series("G", x, curve.stream().mapToDouble(r -> r[2]).toArray(), Color.RED)));
+                listener.onCurves(new TrainingListener.Curves(cfg.out, (cfg.loss == Loss.GAN ? "DCGAN" : "WGAN-GP") + " losses", "iteration", "loss",
+                        List.of(new TrainingListener.Series("D", x, curve.stream().mapToDouble(r -> r[1]).toArray()),
+                                new TrainingListener.Series("G", x, curve.stream().mapToDouble(r -> r[2]).toArray()))));
             }
             if (cfg.samples > 0) {
                 writeSamples(cfg.out.resolve("samples-idx3-ubyte"), cfg.samples);
