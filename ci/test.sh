@@ -111,13 +111,17 @@ cat README.md docs/*.md >"$SPARK_TMP/text.txt"
 "${MVN[@]}" -q -f examples/spark/pom.xml compile exec:exec -Dcorpus="$SPARK_TMP/text.txt" -Dout="$SPARK_TMP/gpt" 2>&1 | grep -v 'WARN\|INFO'
 rm -rf "$SPARK_TMP"
 
-step "service example: HTTP contract + load test (8 clients x 5 s)"
+step "service example: HTTP contract + load test (8 clients x 5 s), image generators load test (4 clients x 3 s)"
 SVC_TMP="$(mktemp -d)"
 cat README.md docs/*.md >"$SVC_TMP/text.txt"
 bin/latent train gpt --data "$SVC_TMP/text.txt" --out "$SVC_TMP/gpt" --steps 30 --layers 2 --dim 64 --heads 4 --context 64 \
   --batch 8 --eval-interval 1000 --sample-tokens 0 --checkpoint-interval 0 >/dev/null
 "${MVN[@]}" -q -f examples/service/pom.xml compile
 examples/service/loadtest.sh "$SVC_TMP/gpt" 8 5
+# the image generators: a VAE trained for one short epoch, 4 clients x 3 s in process, every answer checked
+bin/latent train vae --epochs 1 --limit 512 --out "$SVC_TMP/vae" >/dev/null 2>&1
+"$JAVA_HOME/bin/java" --enable-native-access=ALL-UNNAMED -cp "examples/service/target/classes:$(cat examples/service/target/classpath.txt)" \
+  example.service.ImageLoadTest "$SVC_TMP/vae" 4 3 16 2 2>&1 | grep -v 'INFO\|LatentNative get'
 rm -rf "$SVC_TMP"
 
 step "JMH smoke run"
