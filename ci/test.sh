@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # README's test command: everything CI checks, from a clean clone, in one script.
 #   0. Fashion-MNIST from Debian's package (installed when missing and apt is usable)
-#   1. mvn install: liblatent.so via CMake, the Java tests at ISA avx512 (on a CPU without AVX-512 the level
-#      in use is the CPU's best, logged), the jars (incl. the native classifier)
-#      and the spark module's tests (Spark local mode in the test JVM: the all-reduce, N-worker vs one-process
+#   1. mvn install: liblatent.so via CMake, the Java tests (core java/ and CLI cli/) at ISA avx512 (on a CPU without
+#      AVX-512 the level in use is the CPU's best, logged), the jars (incl. the native classifier), the bench module's
+#      tests and the spark module's tests (Spark local mode in the test JVM: the all-reduce, N-worker vs one-process
 #      bit-identity for GPT and the VAE, stage retry after a failed worker; ~1 min, Spark's jars ~230 MB on first run)
-#   2. the Java tests again at ISA avx2 and at ISA ref (LATENT_MAX_ISA)
+#   1b. the core jar needs only java.base (jdeps; no java.desktop, picocli or bench classes)
+#   2. the Java tests (core and CLI) again at ISA avx2 and at ISA ref (LATENT_MAX_ISA)
 #   3. the native tests (ctest: each registered at ref, avx2 and avx512; avx512 says "skipped: no AVX-512" and
 #      passes on a CPU without it)
 #   4. the native tests again under AddressSanitizer + UndefinedBehaviorSanitizer (incl. the CUDA emulation tests
@@ -14,7 +15,7 @@
 #      the ptxas report of the fatbin (step 1 builds it with nvcc when nvcc is found; a spill fails that build)
 #   5. the export check (only lt_* leaves liblatent.so) and the glibc check (nothing above GLIBC_2.28 needed)
 #   6. fuzzing (Jazzer) of the readers of untrusted input, ~6 s per target
-#   7. the consumer project under examples/, against the installed coordinates
+#   7. the consumer project under examples/, against the installed coordinates, on the class path and the module path
 #   8. the service example: its HTTP contract and a short load test (8 clients x 5 s) on a GPT trained here
 #   9. a one-iteration JMH smoke run (proves the harness runs; its numbers mean nothing)
 # Any failure stops the script with a non-zero status.
@@ -42,11 +43,21 @@ ls "$FMNIST" || true
 step "build + Java tests at ISA avx512"
 "${MVN[@]}" install -Dlatent.max.isa=avx512
 
+step "core jar: only java.base (jdeps)"
+ci/check-jdeps.sh "java/target/latent-$VERSION.jar"
+# The check must be able to fail: the CLI's jar draws the plots with java.awt (java.desktop).
+if jdeps_cli=$(ci/check-jdeps.sh "cli/target/latent-cli-$VERSION.jar" "$(cat cli/target/classpath.txt)" 2>&1) ||
+   ! grep -q 'must not need java.desktop' <<<"$jdeps_cli"; then
+  echo "check-jdeps did not refuse the CLI's jar for java.desktop:" >&2; echo "$jdeps_cli" >&2; exit 1
+fi
+
+# test-compile (up to date: seconds) before surefire:test, so that the CLI module's tests take the core from this
+# reactor (java/target/classes) rather than from the local repository.
 step "Java tests at ISA avx2"
-"${MVN[@]}" -pl java surefire:test -Dlatent.max.isa=avx2
+"${MVN[@]}" -pl java,cli test-compile surefire:test -Dlatent.max.isa=avx2
 
 step "Java tests at ISA ref"
-"${MVN[@]}" -pl java surefire:test -Dlatent.max.isa=ref
+"${MVN[@]}" -pl java,cli test-compile surefire:test -Dlatent.max.isa=ref
 
 step "native tests (ref, avx2 and avx512)"
 (cd java/target/native && ctest --output-on-failure)
@@ -81,25 +92,36 @@ if ci/check-glibc.sh java/target/native/liblatent_newglibc.so >/dev/null 2>&1; t
   echo "check-glibc accepted a library that needs GLIBC_2.29/2.34 (or the build host's glibc is older than 2.29)" >&2; exit 1
 fi
 
-step "fuzzing: safetensors/checkpoint, tokenizer files, request JSON, IDX files, CLI options, HTTP framing (Jazzer, ~6 s each)"
+step "fuzzing: safetensors/checkpoint, tokenizer files, request JSON, IDX files, PNG files, CLI options, HTTP framing (Jazzer, ~6 s each)"
 # The only run of the fuzz tests (the plain test runs exclude them): each replays its committed inputs, then
 # fuzzes, one JVM per target (Jazzer fuzzes one test per JVM). A finding fails the run and is saved under
-# java/src/test/resources/dev/latent/fuzz/ as a regression input. The log is long: shown only on failure.
-if ! JAZZER_FUZZ=1 "${MVN[@]}" -pl java surefire:test -Dtest='*FuzzTest' -DreuseForks=false >java/target/fuzz.log 2>&1; then
+# java/src/test/resources/dev/latent/fuzz/ (cli/src/test/resources/dev/latent/cli/ for the CLI's) as a regression
+# input. The log is long: shown only on failure.
+if ! JAZZER_FUZZ=1 "${MVN[@]}" -pl java,cli test-compile surefire:test -Dtest='*FuzzTest' -DreuseForks=false >java/target/fuzz.log 2>&1; then
   grep -v 'major version\|^WARN: Failed to instrument\|^\s*at ' java/target/fuzz.log | tail -80; exit 1
 fi
 grep -E 'Done [0-9]+ runs|Tests run:.*Fuzz' java/target/fuzz.log
 
-step "consumer project on the installed artifacts"
-"${MVN[@]}" -q -f examples/consumer/pom.xml compile exec:exec
+step "consumer project on the installed artifacts (class path, then module path)"
+"${MVN[@]}" -q -f examples/consumer/pom.xml compile exec:exec exec:exec@module-path
 
-step "service example: HTTP contract + load test (8 clients x 5 s)"
+step "Spark example project on the installed artifacts (2 data-parallel workers, local[2], then sampling as a Dataset)"
+SPARK_TMP="$(mktemp -d)"
+cat README.md docs/*.md >"$SPARK_TMP/text.txt"
+"${MVN[@]}" -q -f examples/spark/pom.xml compile exec:exec -Dcorpus="$SPARK_TMP/text.txt" -Dout="$SPARK_TMP/gpt" 2>&1 | grep -v 'WARN\|INFO'
+rm -rf "$SPARK_TMP"
+
+step "service example: HTTP contract + load test (8 clients x 5 s), image generators load test (4 clients x 3 s)"
 SVC_TMP="$(mktemp -d)"
 cat README.md docs/*.md >"$SVC_TMP/text.txt"
 bin/latent train gpt --data "$SVC_TMP/text.txt" --out "$SVC_TMP/gpt" --steps 30 --layers 2 --dim 64 --heads 4 --context 64 \
   --batch 8 --eval-interval 1000 --sample-tokens 0 --checkpoint-interval 0 >/dev/null
 "${MVN[@]}" -q -f examples/service/pom.xml compile
 examples/service/loadtest.sh "$SVC_TMP/gpt" 8 5
+# the image generators: a VAE trained for one short epoch, 4 clients x 3 s in process, every answer checked
+bin/latent train vae --epochs 1 --limit 512 --out "$SVC_TMP/vae" >/dev/null 2>&1
+"$JAVA_HOME/bin/java" --enable-native-access=ALL-UNNAMED -cp "examples/service/target/classes:$(cat examples/service/target/classpath.txt)" \
+  example.service.ImageLoadTest "$SVC_TMP/vae" 4 3 16 2 2>&1 | grep -v 'INFO\|LatentNative get'
 rm -rf "$SVC_TMP"
 
 step "JMH smoke run"

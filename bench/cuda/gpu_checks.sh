@@ -7,11 +7,11 @@ PY=${PY:-python3}; STEPS=${STEPS:-all}
 [ -x /tmp/jre/bin/java ] || tar xJf $G/jre.tar.xz -C /tmp
 J=/tmp/jre/bin/java
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv | tee $O/gpu.txt
-CP=$G/lib/latent.jar:$G/lib/test-classes.jar:$G/lib/picocli.jar
+CP=$G/lib/latent.jar:$G/lib/latent-cli.jar:$G/lib/test-classes.jar:$G/lib/cli-test-classes.jar:$G/lib/picocli.jar
 P="--enable-native-access=ALL-UNNAMED -Dlatent.library.path=$G/native/liblatent.so -Dlatent.cuda.fatbin=$G/native/latent_kernels.fatbin -Dlatent.cuda.driver=$DRV"
 rc=0
 if [[ $STEPS == all || $STEPS == *tests* ]]; then
-  echo "== java tests"; SEL=${SEL:---select-package dev.latent.cuda}
+  echo "== java tests"; SEL=${SEL:---select-package dev.latent.cuda --select-class dev.latent.cli.CudaCliTest}
   timeout 240 $J -Xmx16g $P -jar $G/lib/junit.jar execute --class-path $CP $SEL --exclude-classname '.*CudaUnavailableTest' \
     --details=tree --disable-banner --reports-dir /tmp/junit-reports > $O/tests.log 2>&1; r=$?; tail -60 $O/tests.log; ok=$(grep -o "\[ *[0-9]* tests successful" $O/tests.log | grep -o "[0-9]*"); [ "${ok:-0}" -gt 0 ] || r=9; echo "tests rc=$r ($ok successful)"; rc=$((rc|r))
 fi

@@ -5,9 +5,18 @@ import dev.latent.ops.Gemm;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 
-/** Multiplies two small matrices with Latent from the installed artifacts and checks the answer. */
+/**
+ * Multiplies two small matrices with Latent from the installed artifacts and checks the answer. The argument says how
+ * it was launched ({@code class-path} or {@code module-path}), and the run checks that Latent came in that way.
+ */
 public final class Consumer {
     public static void main(String[] args) {
+        String mode = args.length > 0 ? args[0] : "class-path";
+        Module latent = Tensor.class.getModule();
+        if (mode.equals("module-path") && !(Consumer.class.getModule().isNamed() && "dev.latent".equals(latent.getName())))
+            throw new AssertionError("module path run, but Latent is in " + latent + " and the consumer in " + Consumer.class.getModule());
+        if (mode.equals("class-path") && latent.isNamed())
+            throw new AssertionError("class path run, but Latent is in named module " + latent.getName());
         try (Scope scope = Scope.confined()) {
             Tensor a = Tensor.of(scope, new float[] {1, 2, 3, 4, 5, 6}, 2, 3);
             Tensor b = Tensor.of(scope, new float[] {7, 8, 9, 10, 11, 12}, 3, 2);
@@ -15,7 +24,8 @@ public final class Consumer {
             float[] want = {58, 64, 139, 154};
             if (!java.util.Arrays.equals(c, want))
                 throw new AssertionError("got " + java.util.Arrays.toString(c) + ", want " + java.util.Arrays.toString(want));
-            System.out.println("consumer: ok, C = " + java.util.Arrays.toString(c) + " (library " + LatentNative.get().path() + ")");
+            System.out.println("consumer (" + mode + ", Latent in " + (latent.isNamed() ? "module " + latent.getName() : "the unnamed module")
+                    + "): ok, C = " + java.util.Arrays.toString(c) + " (library " + LatentNative.get().path() + ")");
         }
     }
 }

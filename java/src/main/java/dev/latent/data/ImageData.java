@@ -1,10 +1,9 @@
 package dev.latent.data;
 
+import dev.latent.io.Png;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Tensor;
 
-import javax.imageio.ImageIO;
-import java.awt.image.BufferedImage;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -87,7 +86,11 @@ public final class ImageData {
         return new ImageData(im.dims()[0], im.dims()[1], im.dims()[2], im.u8(), lab, images.toString());
     }
 
-    /** Every *.png in a folder (sorted by name), converted to 8-bit gray; all must have the same size. */
+    /**
+     * Every *.png in a folder (sorted by name), converted to 8-bit gray; all must have the same size. Decoded by
+     * {@link Png#read} (pure Java: non-interlaced grey, grey + alpha, RGB, RGBA and palette images, 1-16 bits per
+     * sample); colour becomes {@code round(0.299 R + 0.587 G + 0.114 B)}, alpha is ignored.
+     */
     public static ImageData fromPngFolder(Path dir) throws IOException {
         List<Path> files;
         try (Stream<Path> s = Files.list(dir)) {
@@ -97,29 +100,21 @@ public final class ImageData {
         int h = -1, w = -1;
         List<byte[]> imgs = new ArrayList<>();
         for (Path f : files) {
-            BufferedImage img;
+            Png.Image img;
             try {
-                img = ImageIO.read(f.toFile());
-            } catch (IOException | RuntimeException e) {
+                img = Png.read(f);
+            } catch (RuntimeException e) {
                 throw new IOException(f + ": unreadable PNG: " + e.getMessage(), e);
             }
-            if (img == null) throw new IOException(f + ": not a PNG image ImageIO can read");
-            if (h < 0) { h = img.getHeight(); w = img.getWidth(); }
-            if (img.getHeight() != h || img.getWidth() != w)
-                throw new IOException(f + ": " + img.getWidth() + "x" + img.getHeight() + " differs from the first image's " + w + "x" + h);
+            if (h < 0) { h = img.height(); w = img.width(); }
+            if (img.height() != h || img.width() != w)
+                throw new IOException(f + ": " + img.width() + "x" + img.height() + " differs from the first image's " + w + "x" + h);
             byte[] px = new byte[h * w];
-            var raster = img.getRaster();
-            boolean gray = raster.getNumBands() <= 2 && img.getColorModel().getNumColorComponents() == 1;
+            boolean gray = img.channels() <= 2;
             for (int y = 0; y < h; y++)
-                for (int x = 0; x < w; x++) {
-                    int v;
-                    if (gray && raster.getSampleModel().getSampleSize(0) == 8) v = raster.getSample(x, y, 0);
-                    else {
-                        int rgb = img.getRGB(x, y);
-                        v = (int) Math.round(0.299 * ((rgb >> 16) & 0xff) + 0.587 * ((rgb >> 8) & 0xff) + 0.114 * (rgb & 0xff));
-                    }
-                    px[y * w + x] = (byte) v;
-                }
+                for (int x = 0; x < w; x++)
+                    px[y * w + x] = (byte) (gray ? img.get(x, y, 0)
+                            : (int) Math.round(0.299 * img.get(x, y, 0) + 0.587 * img.get(x, y, 1) + 0.114 * img.get(x, y, 2)));
             imgs.add(px);
         }
         byte[] all = new byte[imgs.size() * h * w];

@@ -85,7 +85,7 @@ public final class AtomicFiles {
      * A PNG file, written as {@link #write} does, carrying the {@link Provenance} in force on this thread (or a record
      * that Latent wrote it) as a text chunk.
      */
-    public static void writePng(Path target, java.awt.image.RenderedImage img) throws IOException {
+    public static void writePng(Path target, Png.Image img) throws IOException {
         var text = Provenance.chunksForCurrent();
         write(target, tmp -> {
             try (var os = new java.io.BufferedOutputStream(Files.newOutputStream(tmp))) {

@@ -3,8 +3,7 @@ package dev.latent.train;
 import dev.latent.io.AtomicFiles;
 import dev.latent.tensor.Tensor;
 
-import javax.imageio.ImageIO;
-import java.awt.image.BufferedImage;
+import dev.latent.io.Png;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
@@ -30,15 +29,14 @@ public final class ImageGrid {
         long b = images.size(0), h = images.size(-2), w = images.size(-1);
         int ih = (int) (h - 2 * crop), iw = (int) (w - 2 * crop), pad = 2;
         if (ih < 1 || iw < 1) throw new IllegalArgumentException("ImageGrid: crop " + crop + " leaves nothing of " + h + "x" + w);
-        BufferedImage img = new BufferedImage(cols * (iw + pad) + pad, rows * (ih + pad) + pad, BufferedImage.TYPE_BYTE_GRAY);
-        var raster = img.getRaster();
+        Png.Image img = Png.Image.grey(cols * (iw + pad) + pad, rows * (ih + pad) + pad);
         MemorySegment s = images.contiguous().segment();
         for (int k = 0; k < Math.min(b, (long) rows * cols); k++) {
             int r = k / cols, c = k % cols;
             for (int y = 0; y < ih; y++)
                 for (int x = 0; x < iw; x++) {
                     float v = s.getAtIndex(JAVA_FLOAT, k * h * w + (y + crop) * w + (x + crop));
-                    raster.setSample(pad + c * (iw + pad) + x, pad + r * (ih + pad) + y, 0, toByte(v, lo, hi));
+                    img.set(pad + c * (iw + pad) + x, pad + r * (ih + pad) + y, 0, toByte(v, lo, hi));
                 }
         }
         AtomicFiles.writePng(file, img);

@@ -1,6 +1,5 @@
 package dev.latent.train;
 
-import java.lang.management.ManagementFactory;
 import java.util.Locale;
 
 /**
@@ -55,14 +54,50 @@ public final class Limits {
         if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("top-p must be in (0, 1], got " + fmt(topP));
     }
 
-    /** Bytes of memory this process may reasonably use for native tensors: the machine's physical memory. */
+    /**
+     * Bytes of memory this process may reasonably use for native tensors: the machine's physical memory, or the
+     * container's memory limit when that is lower (cgroup v2 {@code memory.max}, v1 {@code memory.limit_in_bytes}), as
+     * the JDK's OperatingSystemMXBean reports it. Read from /proc and /sys (Linux, the only OS the native library
+     * supports) so the core needs no java.management; {@code Long.MAX_VALUE} when nothing can be read.
+     */
     public static long memoryBudget() {
+        long total = Long.MAX_VALUE;
         try {
-            var os = (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
-            return os.getTotalMemorySize();
-        } catch (ClassCastException | UnsupportedOperationException e) {
-            return Long.MAX_VALUE;
+            for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/meminfo")))
+                if (line.startsWith("MemTotal:")) {
+                    String[] f = line.trim().split("\\s+");   // "MemTotal:  16318736 kB"
+                    total = Long.parseLong(f[1]) * (f.length > 2 && f[2].equalsIgnoreCase("kB") ? 1024 : 1);
+                    break;
+                }
+        } catch (java.io.IOException | RuntimeException e) {
+            // not Linux, or /proc not mounted: no physical limit known
         }
+        long limit = Long.MAX_VALUE;
+        java.util.List<java.nio.file.Path> files = new java.util.ArrayList<>(java.util.List.of(
+                java.nio.file.Path.of("/sys/fs/cgroup/memory.max"), java.nio.file.Path.of("/sys/fs/cgroup/memory/memory.limit_in_bytes")));
+        try {
+            for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/self/cgroup"))) {
+                String[] f = line.split(":", 3);   // v2 "0::/path", v1 "N:memory:/path"
+                if (f.length < 3 || f[2].equals("/") || f[2].contains("..")) continue;
+                if (f[1].isEmpty()) files.add(java.nio.file.Path.of("/sys/fs/cgroup" + f[2], "memory.max"));
+                else if (java.util.Arrays.asList(f[1].split(",")).contains("memory"))
+                    files.add(java.nio.file.Path.of("/sys/fs/cgroup/memory" + f[2], "memory.limit_in_bytes"));
+            }
+        } catch (java.io.IOException | RuntimeException e) {
+            // no cgroup information: the physical memory is the limit
+        }
+        for (java.nio.file.Path f : files) {
+            try {
+                String v = java.nio.file.Files.readString(f).trim();
+                if (!v.equals("max") && !v.isEmpty()) {
+                    long l = Long.parseLong(v);
+                    if (l > 0 && l < limit) limit = l;   // v1 reports "no limit" as a huge number: min() with MemTotal drops it
+                }
+            } catch (java.io.IOException | RuntimeException e) {
+                // this controller file is absent: try the next
+            }
+        }
+        return Math.min(total, limit);
     }
 
     /**

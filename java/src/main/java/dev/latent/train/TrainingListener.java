@@ -1,6 +1,7 @@
 package dev.latent.train;
 
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 
@@ -34,6 +35,37 @@ public interface TrainingListener {
      */
     record Evaluation(long step, String summary, Map<String, Object> metrics) {}
 
+    /**
+     * The curves of a finished run (the steps this process trained), for a chart. The CLI draws them as
+     * {@code loss.png} in {@code folder}; the library draws nothing (it needs no java.desktop).
+     *
+     * @param folder the run's output folder
+     * @param title  a title for the chart, e.g. {@code "GPT training loss (nats/token)"}
+     * @param xLabel the x axis, e.g. {@code "step"}
+     * @param yLabel the y axis, e.g. {@code "loss"}
+     * @param series the curves, in legend order
+     */
+    record Curves(Path folder, String title, String xLabel, String yLabel, List<Series> series) {
+        /** Copies the list. */
+        public Curves {
+            series = List.copyOf(series);
+        }
+    }
+
+    /**
+     * One curve of {@link Curves}.
+     *
+     * @param name its legend
+     * @param x    the x values (steps)
+     * @param y    the y values, as long as {@code x}; non-finite values are gaps
+     */
+    record Series(String name, double[] x, double[] y) {
+        /** Checks the lengths. */
+        public Series {
+            if (x.length != y.length) throw new IllegalArgumentException("series " + name + ": " + x.length + " x values, " + y.length + " y values");
+        }
+    }
+
     /** A logged step. */
     default void onStep(Step step) {}
 
@@ -48,6 +80,9 @@ public interface TrainingListener {
 
     /** A sample file (an image grid, an IDX file of samples) was written after {@code step} steps. */
     default void onSample(Path file, long step) {}
+
+    /** The run's curves (loss, bits/dim), once, when training ends (not when it diverged or failed). */
+    default void onCurves(Curves curves) {}
 
     /** Ignores every event. */
     TrainingListener NONE = new TrainingListener() {};
@@ -76,6 +111,10 @@ public interface TrainingListener {
 
         @Override public void onSample(Path file, long step) {
             log.log(System.Logger.Level.DEBUG, () -> "samples " + file + " at step " + step);
+        }
+
+        @Override public void onCurves(Curves c) {
+            log.log(System.Logger.Level.DEBUG, () -> "curves '" + c.title() + "' for " + c.folder() + ": " + c.series().size() + " series");
         }
     };
 }

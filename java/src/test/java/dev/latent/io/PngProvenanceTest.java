@@ -19,7 +19,13 @@ import static org.junit.jupiter.api.Assertions.*;
 class PngProvenanceTest {
     @TempDir Path dir;
 
-    static BufferedImage image() {
+    static Png.Image image() {
+        Png.Image img = Png.Image.grey(5, 3);
+        for (int y = 0; y < 3; y++) for (int x = 0; x < 5; x++) img.set(x, y, 0, 40 * y + x);
+        return img;
+    }
+
+    static BufferedImage awtImage() {
         BufferedImage img = new BufferedImage(5, 3, BufferedImage.TYPE_BYTE_GRAY);
         for (int y = 0; y < 3; y++) for (int x = 0; x < 5; x++) img.getRaster().setSample(x, y, 0, 40 * y + x);
         return img;
@@ -43,7 +49,7 @@ class PngProvenanceTest {
         assertEquals(81, back.getRaster().getSample(1, 2, 0));
         // a PNG written without text (ImageIO's own) has none
         Path plain = dir.resolve("plain.png");
-        ImageIO.write(image(), "png", plain.toFile());
+        ImageIO.write(awtImage(), "png", plain.toFile());
         assertTrue(Png.readText(plain).isEmpty());
         assertTrue(Provenance.read(plain).isEmpty());
     }

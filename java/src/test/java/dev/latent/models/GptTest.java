@@ -54,7 +54,7 @@ class GptTest {
         double first = Double.parseDouble(lines.get(0).replaceAll(".*\"train_loss\":([0-9.eE+-]+).*", "$1"));
         double last = ((Number) done.get("train_loss")).doubleValue();
         assertTrue(last < first - 0.5, "loss must fall: " + first + " -> " + last);
-        assertTrue(Files.size(full.resolve("loss.png")) > 1000);
+        assertFalse(Files.exists(full.resolve("loss.png")), "charts are the CLI's (TrainingListener.onCurves)");
 
         // 20 steps, then resume to 40: identical weights.
         try (Scope s = Scope.shared()) {

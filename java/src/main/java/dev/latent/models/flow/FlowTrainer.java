@@ -12,11 +12,9 @@ import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
-import dev.latent.train.Plot;
 import dev.latent.train.TrainLoop;
 import dev.latent.train.TrainingListener;
 
-import java.awt.Color;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
@@ -244,8 +242,8 @@ public final class FlowTrainer {
         };
         long done = TrainLoop.run(family, new TrainLoop.Options(cfg.out, total, stopAt, resume, 0, listener, cfg.quiet));
         if (!curve.isEmpty())
-            Plot.lines(cfg.out.resolve("loss.png"), (model instanceof Glow ? "Glow" : "RealNVP") + " training bits/dim", "step", "bits/dim",
-                    List.of(new Plot.Series("bpd", curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray(), Color.BLUE)));
+            listener.onCurves(new TrainingListener.Curves(cfg.out, (model instanceof Glow ? "Glow" : "RealNVP") + " training bits/dim", "step", "bits/dim",
+                    List.of(new TrainingListener.Series("bpd", curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray()))));
         return new Result(result[0], result[1], acc[2] / Math.max(acc[3], 1e-9), done, result[2]);
     }
 

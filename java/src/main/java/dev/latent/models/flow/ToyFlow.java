@@ -4,14 +4,13 @@ import dev.latent.autograd.F;
 import dev.latent.autograd.Graph;
 import dev.latent.autograd.Var;
 import dev.latent.io.AtomicFiles;
+import dev.latent.io.Png;
 import dev.latent.nn.Init;
 import dev.latent.nn.Linear;
 import dev.latent.optim.AdamW;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 
-import javax.imageio.ImageIO;
-import java.awt.image.BufferedImage;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
@@ -155,21 +154,21 @@ public final class ToyFlow {
         }
         double mx = Double.NEGATIVE_INFINITY;
         for (float v : lp) mx = Math.max(mx, v);
-        BufferedImage heat = new BufferedImage(size, size, BufferedImage.TYPE_BYTE_GRAY);
-        for (int i = 0; i < lp.length; i++) heat.getRaster().setSample(i % size, i / size, 0, (int) Math.round(255 * Math.exp(lp[i] - mx)));
+        Png.Image heat = Png.Image.grey(size, size);
+        for (int i = 0; i < lp.length; i++) heat.set(i % size, i / size, 0, (int) Math.round(255 * Math.exp(lp[i] - mx)));
         write(heat, dir.resolve("density.png"));
-        BufferedImage sc = new BufferedImage(size, size, BufferedImage.TYPE_BYTE_GRAY);
+        Png.Image sc = Png.Image.grey(size, size);
         try (Graph g = Graph.inference()) {
             float[] xs = inverse(Init.normal(g.scope(), 99, 0, 1.0, n, 2)).toArray();
             for (int i = 0; i < n; i++) {
                 int c = (int) ((xs[2 * i] + 3) / 6 * size), r = (int) ((3 - xs[2 * i + 1]) / 6 * size);
-                if (c >= 0 && c < size && r >= 0 && r < size) sc.getRaster().setSample(c, r, 0, 255);
+                if (c >= 0 && c < size && r >= 0 && r < size) sc.set(c, r, 0, 255);
             }
         }
         write(sc, dir.resolve("samples.png"));
     }
 
-    private static void write(BufferedImage img, Path file) throws IOException {
+    private static void write(Png.Image img, Path file) throws IOException {
         AtomicFiles.writePng(file, img);
     }
 }

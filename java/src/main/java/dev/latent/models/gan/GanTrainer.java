@@ -13,11 +13,9 @@ import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
-import dev.latent.train.Plot;
 import dev.latent.train.TrainLoop;
 import dev.latent.train.TrainingListener;
 
-import java.awt.Color;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
@@ -269,9 +267,9 @@ public final class GanTrainer {
             long done = TrainLoop.run(family, new TrainLoop.Options(cfg.out, iters, stopAt, resume, 0, listener, cfg.quiet));
             if (!curve.isEmpty()) {
                 double[] x = curve.stream().mapToDouble(r -> r[0]).toArray();
-                Plot.lines(cfg.out.resolve("loss.png"), (cfg.loss == Loss.GAN ? "DCGAN" : "WGAN-GP") + " losses", "iteration", "loss",
-                        List.of(new Plot.Series("D", x, curve.stream().mapToDouble(r -> r[1]).toArray(), Color.BLUE),
-                                new Plot.Series("G", x, curve.stream().mapToDouble(r -> r[2]).toArray(), Color.RED)));
+                listener.onCurves(new TrainingListener.Curves(cfg.out, (cfg.loss == Loss.GAN ? "DCGAN" : "WGAN-GP") + " losses", "iteration", "loss",
+                        List.of(new TrainingListener.Series("D", x, curve.stream().mapToDouble(r -> r[1]).toArray()),
+                                new TrainingListener.Series("G", x, curve.stream().mapToDouble(r -> r[2]).toArray()))));
             }
             double secs = timed[0] / 1e9;
             return new Result((int) done, secs, timed[1] * b * batchesPerIter / Math.max(secs, 1e-9), last[0], last[1],

@@ -12,11 +12,9 @@ import dev.latent.tensor.Scope;
 import dev.latent.text.Tokenizer;
 import dev.latent.train.DivergedException;
 import dev.latent.train.Limits;
-import dev.latent.train.Plot;
 import dev.latent.train.TrainLoop;
 import dev.latent.train.TrainingListener;
 
-import java.awt.Color;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -202,7 +200,7 @@ public final class GptTrainer {
             };
             TrainLoop.run(family, new TrainLoop.Options(out, o.steps(), stopAt, resume, o.checkpointInterval(), listener, false));
         }
-        plot(out, curve, evals);
+        curves(out, curve, evals, listener);
         return last;
     }
 
@@ -211,13 +209,13 @@ public final class GptTrainer {
         to.namedParameters().forEach((k, v) -> MemorySegment.copy(src.get(k).value().segment(), 0, v.value().segment(), 0, v.value().numel() * 4));
     }
 
-    private static void plot(Path out, List<double[]> curve, List<double[]> evals) throws IOException {
+    private static void curves(Path out, List<double[]> curve, List<double[]> evals, TrainingListener listener) {
         double[] xs = curve.stream().mapToDouble(p -> p[0]).toArray(), ys = curve.stream().mapToDouble(p -> p[1]).toArray();
         double[] ex = evals.stream().mapToDouble(p -> p[0]).toArray();
-        Plot.lines(out.resolve("loss.png"), "GPT training loss (nats/token)", "step", "loss", List.of(
-                new Plot.Series("train (batch)", xs, ys, new Color(70, 110, 200)),
-                new Plot.Series("train (eval)", ex, evals.stream().mapToDouble(p -> p[1]).toArray(), new Color(30, 160, 60)),
-                new Plot.Series("val (eval)", ex, evals.stream().mapToDouble(p -> p[2]).toArray(), new Color(210, 60, 40))));
+        listener.onCurves(new TrainingListener.Curves(out, "GPT training loss (nats/token)", "step", "loss", List.of(
+                new TrainingListener.Series("train (batch)", xs, ys),
+                new TrainingListener.Series("train (eval)", ex, evals.stream().mapToDouble(p -> p[1]).toArray()),
+                new TrainingListener.Series("val (eval)", ex, evals.stream().mapToDouble(p -> p[2]).toArray()))));
     }
 
     /** The fixed evaluation batches: drawn once from (evalSeed, stream i) for train and val. */

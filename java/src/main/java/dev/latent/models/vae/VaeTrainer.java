@@ -14,11 +14,9 @@ import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
 import dev.latent.train.Limits;
-import dev.latent.train.Plot;
 import dev.latent.train.TrainLoop;
 import dev.latent.train.TrainingListener;
 
-import java.awt.Color;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
@@ -283,8 +281,8 @@ public final class VaeTrainer {
         writeInterpolations(test, cfg.out.resolve("interpolations.png"));
         if (cfg.latent == 2) writeManifold(cfg.out.resolve("manifold.png"), 20);
         if (!curve.isEmpty())
-            Plot.lines(cfg.out.resolve("loss.png"), "VAE training neg-ELBO", "step", "nats per image",
-                    List.of(new Plot.Series("neg-ELBO", curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray(), Color.BLUE)));
+            listener.onCurves(new TrainingListener.Curves(cfg.out, "VAE training neg-ELBO", "step", "nats per image",
+                    List.of(new TrainingListener.Series("neg-ELBO", curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray()))));
         return results;
     }
 

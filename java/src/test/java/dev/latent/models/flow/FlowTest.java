@@ -137,7 +137,7 @@ class FlowTest {
             FlowTrainer.Result r = t.run();
             assertTrue(r.testBpd() < before - 0.05, "test bits/dim must fall: " + before + " -> " + r.testBpd());
             assertTrue(r.invertibilityError() < 1e-3, "invertibility " + r.invertibilityError());
-            for (String f : new String[] {"metrics.jsonl", "loss.png", "samples.png", "samples-epoch-002.png", "checkpoint.safetensors"})
+            for (String f : new String[] {"metrics.jsonl", "samples.png", "samples-epoch-002.png", "checkpoint.safetensors"})
                 assertTrue(Files.isRegularFile(dir.resolve("out").resolve(f)), f);
             t.writeSamples(dir.resolve("a.png"), 4, 0.0, 1);
             t.writeSamples(dir.resolve("b.png"), 4, 0.0, 99);

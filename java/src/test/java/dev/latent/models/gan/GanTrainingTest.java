@@ -58,7 +58,7 @@ class GanTrainingTest {
         assertTrue(r.finite(), "losses must stay finite");
         assertTrue(Double.isFinite(r.lossD()) && Double.isFinite(r.lossG()));
         assertFalse(java.util.Arrays.equals(before, generate(t)), "samples must change with training");
-        for (String f : new String[] {"metrics.jsonl", "loss.png", "samples.png", "samples-epoch-001.png", "checkpoint.safetensors", "samples-idx3-ubyte"})
+        for (String f : new String[] {"metrics.jsonl", "samples.png", "samples-epoch-001.png", "checkpoint.safetensors", "samples-idx3-ubyte"})
             assertTrue(Files.isRegularFile(out.resolve(f)), f);
         assertEquals(4, Files.readAllLines(out.resolve("metrics.jsonl")).size());
         Idx samples = Idx.read(out.resolve("samples-idx3-ubyte"));

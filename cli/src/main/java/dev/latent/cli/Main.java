@@ -15,6 +15,7 @@ import java.nio.file.NoSuchFileException;
 import java.nio.file.NotDirectoryException;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.ServiceLoader;
 
 /**
  * {@code bin/latent}: train, sample, eval, bench. Exit status: 0 done, 1 bad input or a failed read / write, 2 a usage
@@ -23,7 +24,7 @@ import java.util.List;
  */
 @Command(name = "latent", mixinStandardHelpOptions = true, version = "latent 0.1.0",
         description = "Generative models on the JVM with native kernels.",
-        subcommands = {TrainCommand.class, SampleCommand.class, EvalCommand.class, BenchCommand.class, ProvenanceCommand.class, ImportCommand.class, ExportCommand.class},
+        subcommands = {TrainCommand.class, SampleCommand.class, EvalCommand.class, ProvenanceCommand.class, ImportCommand.class, ExportCommand.class},
         footer = "Global flag: --stacktrace prints the full stack trace of a failure (default: one line).")
 public final class Main implements Runnable {
     @Override
@@ -32,6 +33,9 @@ public final class Main implements Runnable {
     }
 
     public static void main(String[] args) {
+        // The plots (loss.png) draw with java.awt: never open a window or need a display. Set here, for this process
+        // only, unless the caller chose otherwise; the library itself leaves the JVM's AWT mode alone.
+        if (System.getProperty("java.awt.headless") == null) System.setProperty("java.awt.headless", "true");
         System.exit(run(args));
     }
 
@@ -65,7 +69,26 @@ public final class Main implements Runnable {
     static CommandLine commandLine() {
         // No @argument files: picocli would read any "@PATH" argument as a file of arguments, and a missing or unreadable
         // one escaped as an InitializationException with a stack trace (found by CliArgsFuzzTest with "@/").
-        return new CommandLine(new Main()).setExpandAtFiles(false);
+        CommandLine cl = new CommandLine(new Main()).setExpandAtFiles(false);
+        // Commands from other modules on the class path (latent-bench's `bench`: oneDNN and the workloads stay out of
+        // this module); without latent-bench, `bench` is a stand-in that says how to get it.
+        for (CommandProvider p : ServiceLoader.load(CommandProvider.class)) cl.addSubcommand(p.command());
+        if (!cl.getSubcommands().containsKey("bench")) cl.addSubcommand(new BenchUnavailable());
+        return cl;
+    }
+
+    /** {@code bench} when latent-bench is not on the class path: accepts anything, runs nothing, says why. */
+    @Command(name = "bench", mixinStandardHelpOptions = true,
+            description = "Benchmark a workload (needs the latent-bench module on the class path: use bin/latent bench).")
+    static final class BenchUnavailable implements Runnable {
+        @CommandLine.Unmatched
+        List<String> args = new ArrayList<>();
+
+        @Override
+        public void run() {
+            throw new IllegalStateException("bench: the latent-bench module (workloads, JMH, oneDNN peer) is not on the class path; "
+                    + "run 'bin/latent bench ...', which builds it and adds it");
+        }
     }
 
     /** One line for a failure (plus the trace with --stacktrace); returns the exit status. */

@@ -1,6 +1,9 @@
-package dev.latent.train;
+package dev.latent.cli;
 
-import javax.imageio.ImageIO;
+import dev.latent.io.AtomicFiles;
+import dev.latent.io.Png;
+import dev.latent.train.TrainingListener;
+
 import java.awt.BasicStroke;
 import java.awt.Color;
 import java.awt.Font;
@@ -9,15 +12,18 @@ import java.awt.RenderingHints;
 import java.awt.image.BufferedImage;
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 
 /**
  * Line plots as PNG (loss curves), drawn into a BufferedImage with java.awt: no plotting dependency, no window (it
- * does not set {@code java.awt.headless}, which is the application's choice; the CLI runs headless). Text needs fonts:
+ * does not set {@code java.awt.headless}, which is the application's choice; the CLI's {@link Main} runs headless).
+ * The CLI's only user of java.desktop: the core library hands the curves over in a
+ * {@link TrainingListener#onCurves} event and {@link ConsoleListener} draws them here as {@code loss.png}. Text needs fonts:
  * on a server without fontconfig or any font (a minimal container, a jlinked runtime), the JDK throws an Error from its
  * font setup. The curves are the point, so then the plot is written without its labels and the reason is logged once
- * ({@link System.Logger} {@code dev.latent.train}, WARNING); a training run never fails over its chart.
+ * ({@link System.Logger} {@code dev.latent.cli}, WARNING); a training run never fails over its chart.
  */
 public final class Plot {
     private Plot() {}
@@ -34,6 +40,17 @@ public final class Plot {
     };
 
     private static volatile boolean warned;
+
+    /** Colours of the curves of a {@link TrainingListener.Curves}, in legend order (then again from the first). */
+    static final Color[] PALETTE = {new Color(70, 110, 200), new Color(210, 60, 40), new Color(30, 160, 60), new Color(150, 80, 170)};
+
+    /** Draws a run's curves into {@code file}. */
+    static void curves(Path file, TrainingListener.Curves c) throws IOException {
+        List<Series> series = new ArrayList<>();
+        for (TrainingListener.Series s : c.series())
+            series.add(new Series(s.name(), s.x(), s.y(), PALETTE[series.size() % PALETTE.length]));
+        lines(file, c.title(), c.xLabel(), c.yLabel(), series);
+    }
 
     public static void lines(Path file, String title, String xLabel, String yLabel, List<Series> series) throws IOException {
         lines(file, title, xLabel, yLabel, series, AWT_TEXT);
@@ -75,7 +92,7 @@ public final class Plot {
             labels = false;
             if (!warned) {
                 warned = true;
-                System.getLogger("dev.latent.train").log(System.Logger.Level.WARNING,
+                System.getLogger("dev.latent.cli").log(System.Logger.Level.WARNING,
                         "latent: " + file.getFileName() + " drawn without labels: no usable fonts (" + e + ")");
             }
         }
@@ -95,7 +112,15 @@ public final class Plot {
             ly += 15;
         }
         g.dispose();
-        dev.latent.io.AtomicFiles.writePng(file, img);
+        Png.Image rgb = new Png.Image(w, h, 3, new byte[w * h * 3]);
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                int p = img.getRGB(x, y), o = (y * w + x) * 3;
+                rgb.pixels()[o] = (byte) (p >> 16);
+                rgb.pixels()[o + 1] = (byte) (p >> 8);
+                rgb.pixels()[o + 2] = (byte) p;
+            }
+        AtomicFiles.writePng(file, rgb);
         return labels;
     }
 }

@@ -1,9 +1,6 @@
-package dev.latent.cli;
+package dev.latent.bench;
 
-import dev.latent.bench.AttentionWorkload;
-import dev.latent.bench.Ceilings;
-import dev.latent.bench.GptWorkload;
-import dev.latent.bench.GemmWorkload;
+import dev.latent.cli.CommandProvider;
 import dev.latent.io.Json;
 import dev.latent.nativ.LatentNative;
 import picocli.CommandLine.Command;
@@ -14,10 +11,22 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
-/** {@code latent bench <workload> [--json]}: ours, peers found on the classpath, and the ceilings, one run. */
+/**
+ * {@code latent bench <workload> [--json]}: ours, peers found on the classpath, and the ceilings, one run. Lives here,
+ * beside the workloads, and reaches the CLI through {@link Provider} (a {@link CommandProvider} service), so latent-cli
+ * does not depend on this module.
+ */
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "Benchmark a workload against this machine's measured ceilings and any peer on the classpath.")
-final class BenchCommand implements Runnable {
+public final class BenchCommand implements Runnable {
+    /** Adds {@code bench} to {@code latent} when this module is on the class path. */
+    public static final class Provider implements CommandProvider {
+        @Override
+        public Object command() {
+            return new BenchCommand();
+        }
+    }
+
     @Parameters(index = "0", description = "workload: gemm | attention | gpt | reparam | conv | dcgan | vae | realnvp | peak")
     String workload;
 
@@ -63,23 +72,23 @@ final class BenchCommand implements Runnable {
             }
             case "reparam" -> {
                 List<Map<String, Object>> all = new java.util.ArrayList<>();
-                for (int t : threads) all.addAll(dev.latent.bench.ReparamWorkload.run(t, reps, log()));
+                for (int t : threads) all.addAll(ReparamWorkload.run(t, reps, log()));
                 yield all;
             }
-            case "conv" -> dev.latent.bench.ConvWorkload.run(threads, reps, log());
+            case "conv" -> ConvWorkload.run(threads, reps, log());
             case "dcgan" -> {
                 List<Map<String, Object>> all = new java.util.ArrayList<>();
-                for (int t : threads) all.addAll(dev.latent.bench.DcganWorkload.run(t, Math.max(3, reps), !noPeer, log()));
+                for (int t : threads) all.addAll(DcganWorkload.run(t, Math.max(3, reps), !noPeer, log()));
                 yield all;
             }
             case "vae" -> {
                 List<Map<String, Object>> all = new java.util.ArrayList<>();
-                for (int t : threads) all.addAll(dev.latent.bench.VaeWorkload.run(t, Math.max(5, reps), !noPeer, log()));
+                for (int t : threads) all.addAll(VaeWorkload.run(t, Math.max(5, reps), !noPeer, log()));
                 yield all;
             }
             case "realnvp" -> {
                 List<Map<String, Object>> all = new java.util.ArrayList<>();
-                for (int t : threads) all.addAll(dev.latent.bench.RealNvpWorkload.run(t, Math.max(5, reps), !noPeer, log()));
+                for (int t : threads) all.addAll(RealNvpWorkload.run(t, Math.max(5, reps), !noPeer, log()));
                 yield all;
             }
             case "peak" -> peak();

@@ -1,6 +1,6 @@
-package dev.latent.cuda;
+package dev.latent.cli;
 
-import dev.latent.cli.Main;
+import dev.latent.cuda.Cuda;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import picocli.CommandLine;

@@ -1,4 +1,4 @@
-package dev.latent.train;
+package dev.latent.cli;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
