@@ -25,7 +25,7 @@ final class FlowCommands {
         @Option(names = "--epochs") int epochs = 1;
         @Option(names = "--batch") int batch = 64;
         @Option(names = "--lr") float lr = 1e-3f;
-        @Option(names = "--max-steps", description = "stop after N steps (0: all epochs)") int maxSteps = 0;
+        @Option(names = "--max-steps", description = "the older cap: at most N steps of the --epochs (0: all of them; --steps N asks for N steps outright)") int maxSteps = 0;
         @Option(names = "--seed") long seed = 1;
         @Option(names = "--limit", description = "use only the first N training images") int limit = 0;
         @Option(names = "--test-limit", description = "evaluate on the first N test images (0: all)") int testLimit = 0;
@@ -35,6 +35,7 @@ final class FlowCommands {
         String device = "cpu";
         @Mixin RunFolder folder;
         @Mixin PrecisionOption precision;
+        @Mixin TrainSteps run;
 
         int train(String model, java.util.function.Supplier<FlowTrainer.Config> config) throws Exception {
             precision.fp32Only(model, "its coupling networks' convolutions have no bf16 kernel (bf16 is wired for train gpt's linear layers only)");
@@ -43,11 +44,12 @@ final class FlowCommands {
             Limits.positive("--lr", lr);
             GanCommands.checkThreads(threads);
             ImageData probe = ImageData.load(data, "test");
-            folder.check(out);
+            run.check(out, folder, FlowTrainer.CHECKPOINT);
             GanCommands.threads(threads);
             var runOn = TrainCommand.device(device);
             try (Scope scope = Scope.shared()) {
-                FlowTrainer.Result r = new FlowTrainer(config.get(), scope, probe.h, probe.w, runOn).listener(ConsoleListener.INSTANCE).run();
+                FlowTrainer.Result r = new FlowTrainer(config.get(), scope, probe.h, probe.w, runOn).listener(ConsoleListener.INSTANCE)
+                        .run(run.steps(), run.resume, run.stopAt());
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("model", model); m.put("steps", r.steps()); m.put("train_bpd", r.trainBpd()); m.put("test_bpd", r.testBpd());
                 m.put("invertibility_error", r.invertibilityError()); m.put("images_per_s", r.imagesPerSecond()); m.put("out", out.toString());

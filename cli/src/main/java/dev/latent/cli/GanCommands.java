@@ -44,7 +44,9 @@ final class GanCommands {
         @Option(names = "--data", description = "fashion-mnist (Debian's package), a folder of IDX files or PNGs, or an IDX file (default: ${DEFAULT-VALUE})")
         String data = "fashion-mnist";
         @Option(names = "--out", required = true, description = "output folder: metrics.jsonl, samples-epoch-*.png, loss.png, checkpoint.safetensors") Path out;
-        @Option(names = "--iters", description = "generator iterations (default: ${DEFAULT-VALUE})") int iters = 2000;
+        @Option(names = {"--steps", "--iters"}, description = "iterations (one D and one G step, or n_critic critic steps and one G step; --iters is the older name; default: ${DEFAULT-VALUE})") int iters = 2000;
+        @Option(names = "--resume", description = "continue the run in --out from its checkpoint (both nets, BatchNorm statistics, both optimizers); pass the run's own settings") boolean resume;
+        @Option(names = "--stop-after", description = "stop (with a checkpoint) after this many iterations; --resume continues the same run") Long stopAfter;
         @Option(names = "--batch") int batch = 64;
         @Option(names = "--nz") int nz = 100;
         @Option(names = "--ngf") int ngf = 64;
@@ -77,12 +79,15 @@ final class GanCommands {
             checkThreads(threads);
             if (!device.equals("cpu") && !device.equals("cuda")) throw new IllegalArgumentException("--device must be cpu or cuda, got " + device);
             ImageData.load(data, "train");   // validated before the run folder is touched
-            folder.check(out);
+            if (stopAfter != null && stopAfter < 0) throw new IllegalArgumentException("--stop-after must be >= 0, got " + stopAfter);
+            RunFolder.check(out, resume, folder.overwrite, true);
+            if (resume && !java.nio.file.Files.isRegularFile(out.resolve(GanTrainer.CHECKPOINT)))
+                throw new IllegalArgumentException("--resume: no checkpoint in " + out + " (" + GanTrainer.CHECKPOINT + " is missing)");
             threads(threads);
             GanTrainer t = new GanTrainer(c, TrainCommand.device(device)).listener(ConsoleListener.INSTANCE);
             System.err.printf(Locale.ROOT, "%s: data %s, %d iterations of batch %d, %d threads%n", c.loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp",
                     c.data(), c.iters(), c.batch(), LatentNative.get().numThreads());
-            GanTrainer.Result r = t.run();
+            GanTrainer.Result r = t.run(c.iters(), resume, stopAfter == null ? Long.MAX_VALUE : stopAfter);
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("model", c.loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp");
             m.put("iters", r.iters()); m.put("seconds", r.seconds()); m.put("images_per_s", r.imagesPerSecond());
@@ -209,6 +214,7 @@ final class GanCommands {
         @Option(names = "--quiet") boolean quiet;
         @Mixin RunFolder folder;
         @Mixin PrecisionOption precision;
+        @Mixin TrainSteps run;
 
         @Override
         public Integer call() throws Exception {
@@ -217,12 +223,13 @@ final class GanCommands {
             if (epochs < 1 || batch < 1 || limit < 0) throw new IllegalArgumentException("--epochs, --batch >= 1 and --limit >= 0 required");
             Limits.positive("--lr", lr);
             ImageData train = ImageData.load(data, "train"), test = ImageData.load(data, "test");
-            folder.check(out);
+            run.check(out, folder, Classifier.CHECKPOINT);
             threads(threads);
             if (limit > 0) train = train.head(limit);
             try (Scope scope = Scope.shared()) {
                 Classifier c = new Classifier(scope, 10, seed);
-                Classifier.TrainResult r = c.train(train, test, out, epochs, batch, lr, seed, quiet, ConsoleListener.INSTANCE);
+                Classifier.TrainResult r = c.train(train, test, out, run.steps(), run.resume, run.stopAt(), epochs, batch, lr, seed, quiet,
+                        ConsoleListener.INSTANCE);
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("model", "classifier"); m.put("epochs", r.epochs()); m.put("test_accuracy", r.testAccuracy());
                 m.put("seconds", r.seconds()); m.put("checkpoint", out.resolve(Classifier.CHECKPOINT).toString());

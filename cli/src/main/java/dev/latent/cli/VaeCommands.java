@@ -44,6 +44,7 @@ final class VaeCommands {
         String device = "cpu";
         @picocli.CommandLine.Mixin RunFolder folder;
         @picocli.CommandLine.Mixin PrecisionOption precision;
+        @picocli.CommandLine.Mixin TrainSteps run;
 
         @Override
         public Integer call() throws Exception {
@@ -65,14 +66,18 @@ final class VaeCommands {
                 throw new IllegalArgumentException("--exclude-class must be a label in [0, 255], got " + excludeClass);
             VaeTrainer.checkMemory(latent, batch);
             ImageData.load(data, "train");   // validated before the run folder is touched
-            folder.check(out);
+            run.check(out, folder, VaeTrainer.CHECKPOINT);
             GanCommands.threads(threads);
             var c = new VaeTrainer.Config(data, out, latent, beta, epochs, batch, lr, lik, sigma, warmup, freeBits, seed, limit, 1234, iwaeK, iwaeN, 100, quiet,
                     excludeClass == null ? -1 : excludeClass);
             Device runOn = TrainCommand.device(device);
             try (Scope scope = Scope.shared()) {
                 VaeTrainer t = new VaeTrainer(c, scope, runOn).listener(ConsoleListener.INSTANCE);
-                var results = t.run();
+                var results = t.run(run.steps(), run.resume, run.stopAt());
+                if (results.isEmpty()) {   // stopped (--stop-after) before the end of a pass over the data
+                    System.out.println(Json.object(Map.of("model", "vae", "stopped", true, "out", out.toString())));
+                    return 0;
+                }
                 var last = results.get(results.size() - 1);
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("model", "vae"); m.put("epochs", epochs); m.put("final_train_neg_elbo", last.trainNegElbo());
