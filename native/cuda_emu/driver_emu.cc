@@ -13,6 +13,7 @@
  */
 #include "driver_emu.h"
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -45,8 +46,12 @@ std::atomic<bool> initialized{false};
 int ctx_token, module_token, stream_token;  /* addresses used as opaque handles */
 thread_local std::string launch_message;    /* detail of the last CUDA_ERROR_LAUNCH_FAILED on this thread */
 
+std::atomic<uint64_t> counters[lt_driver_emu::CNT_COUNT];
+
+}  // namespace
+
 /* True when [p, p + n) lies inside one allocation. */
-bool inside(uintptr_t p, size_t n) {
+bool lt_driver_emu::inside(uintptr_t p, size_t n) {
     std::lock_guard<std::mutex> g(mem_mu);
     auto it = allocations.upper_bound(p);
     if (it == allocations.begin()) return false;
@@ -54,7 +59,14 @@ bool inside(uintptr_t p, size_t n) {
     return p >= it->first && p - it->first <= it->second && n <= it->second - (p - it->first);
 }
 
-}  // namespace
+bool lt_driver_emu::initialized() { return ::initialized; }
+
+bool lt_driver_emu::is_stream(const void *s) { return s == nullptr || s == &stream_token; }
+
+void lt_driver_emu::count(Counter c) { counters[c].fetch_add(1, std::memory_order_relaxed); }
+
+using lt_driver_emu::inside;
+using lt_driver_emu::count;
 
 lt_driver_emu::Registration::Registration(const char *name, Trampoline t, int nparams) {
     registry()[name] = Kernel{t, nparams};
@@ -114,7 +126,11 @@ API int cuDevicePrimaryCtxRetain(void **ctx, int dev) {
 
 API int cuCtxSetCurrent(void *ctx) { return ctx == nullptr || ctx == &ctx_token ? SUCCESS : INVALID_CONTEXT; }
 
-API int cuCtxSynchronize(void) { return initialized ? SUCCESS : NOT_INITIALIZED; }
+API int cuCtxSynchronize(void) {
+    if (!initialized) return NOT_INITIALIZED;
+    count(lt_driver_emu::CNT_CTX_SYNC);
+    return SUCCESS;
+}
 
 API int cuModuleLoadData(void **module, const void *image) {
     if (!initialized) return NOT_INITIALIZED;
@@ -150,6 +166,7 @@ API int cuMemFree_v2(uint64_t dptr) {
     std::lock_guard<std::mutex> g(mem_mu);
     auto it = allocations.find((uintptr_t)dptr);
     if (it == allocations.end()) return INVALID_VALUE;
+    count(lt_driver_emu::CNT_FREE);
     allocations.erase(it);
     std::free((void *)(uintptr_t)dptr);
     return SUCCESS;
@@ -158,6 +175,7 @@ API int cuMemFree_v2(uint64_t dptr) {
 API int cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t bytes) {
     if (bytes == 0) return SUCCESS;
     if (!src || !inside((uintptr_t)dst, bytes)) return INVALID_VALUE;
+    count(lt_driver_emu::CNT_HTOD);
     std::memcpy((void *)(uintptr_t)dst, src, bytes);
     return SUCCESS;
 }
@@ -165,6 +183,7 @@ API int cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t bytes) {
 API int cuMemcpyDtoH_v2(void *dst, uint64_t src, size_t bytes) {
     if (bytes == 0) return SUCCESS;
     if (!dst || !inside((uintptr_t)src, bytes)) return INVALID_VALUE;
+    count(lt_driver_emu::CNT_DTOH);
     std::memcpy(dst, (const void *)(uintptr_t)src, bytes);
     return SUCCESS;
 }
@@ -190,7 +209,11 @@ API int cuStreamCreate(void **stream, unsigned flags) {
     return SUCCESS;
 }
 
-API int cuStreamSynchronize(void *stream) { return stream == nullptr || stream == &stream_token ? SUCCESS : INVALID_HANDLE; }
+API int cuStreamSynchronize(void *stream) {
+    if (stream != nullptr && stream != &stream_token) return INVALID_HANDLE;
+    count(lt_driver_emu::CNT_STREAM_SYNC);
+    return SUCCESS;
+}
 
 API int cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                        unsigned smem, void *stream, void **params, void **extra) {
@@ -257,4 +280,12 @@ API int cuGetErrorString(int rc, const char **s) {
         *s = e->text;
     }
     return SUCCESS;
+}
+
+/* ---- not part of the driver API: the emulation's counters, for the Java tests (driver_emu.h, Counter) ---- */
+
+/* out[i] = counter i for i < min(n, CNT_COUNT); returns CNT_COUNT. */
+API int latent_emu_counters(uint64_t *out, int n) {
+    for (int i = 0; out && i < n && i < lt_driver_emu::CNT_COUNT; i++) out[i] = counters[i].load(std::memory_order_relaxed);
+    return lt_driver_emu::CNT_COUNT;
 }

@@ -132,6 +132,9 @@ public final class Cuda {
 
     private void current() { drv.call("cuCtxSetCurrent", drv.cuCtxSetCurrent, ctx); }
 
+    /** Makes the primary context current on this thread (before a vendor library call). */
+    void makeCurrent() { current(); }
+
     // ---- device memory: a caching allocator --------------------------------------------------------------------
     /*
      * cuMemFree synchronises the whole device and cuMemAlloc is a driver round trip, and a training step allocates
@@ -179,7 +182,8 @@ public final class Cuda {
         return new DeviceBuffer(this, ptr, bytes, cls);
     }
 
-    private long driverAlloc(long bytes) {
+    /** cuMemAlloc itself, outside the cache (the vendor libraries' workspaces, which live as long as the process). */
+    long driverAlloc(long bytes) {
         current();
         try (Arena a = Arena.ofConfined()) {
             MemorySegment p = a.allocate(JAVA_LONG);
@@ -206,7 +210,10 @@ public final class Cuda {
             cachedBytes = 0;
         }
         current();
-        for (long ptr : blocks) drv.call("cuMemFree_v2", drv.cuMemFree, ptr);
+        for (long ptr : blocks) {
+            hostSyncs.incrementAndGet();
+            drv.call("cuMemFree_v2", drv.cuMemFree, ptr);
+        }
     }
 
     /** The allocator's counters: bytes in live buffers and in the cache (size classes), cuMemAlloc calls, reuses. */
@@ -216,12 +223,26 @@ public final class Cuda {
         synchronized (cache) { return new MemoryStats(liveBytes, cachedBytes, driverAllocs, reuses); }
     }
 
+    // ---- host synchronisations --------------------------------------------------------------------------------
+    /*
+     * Every call of ours that makes the host wait for the device: a synchronous device-to-host copy, a synchronous
+     * host-to-device copy from pageable memory (the driver synchronises the stream before starting it), cuCtxSynchronize
+     * and cuMemFree (an implicit device-wide synchronisation). Counted here, so a test can bound them per training step on
+     * any driver; on the emulated driver, libcuda_emu.so counts the same calls on its side (latent_emu_counters).
+     */
+    private final java.util.concurrent.atomic.AtomicLong hostSyncs = new java.util.concurrent.atomic.AtomicLong();
+
+    /** The number of host synchronisations this backend has made so far (see the comment above). */
+    public long hostSyncs() { return hostSyncs.get(); }
+
     void copyHtoD(long dst, MemorySegment src) {
+        if (src.byteSize() > 0) hostSyncs.incrementAndGet();
         current();
         drv.call("cuMemcpyHtoD_v2", drv.cuMemcpyHtoD, dst, src, src.byteSize());
     }
 
     void copyDtoH(MemorySegment dst, long src) {
+        if (dst.byteSize() > 0) hostSyncs.incrementAndGet();
         current();
         drv.call("cuMemcpyDtoH_v2", drv.cuMemcpyDtoH, dst, src, dst.byteSize());
     }
@@ -278,6 +299,7 @@ public final class Cuda {
 
     /** Waits for the device; an error of a kernel that already ran is thrown here. */
     public void synchronize() {
+        hostSyncs.incrementAndGet();
         current();
         drv.call("cuCtxSynchronize", drv.cuCtxSynchronize);
     }
