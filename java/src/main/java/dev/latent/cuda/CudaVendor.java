@@ -26,7 +26,10 @@ import java.util.Set;
  *       ({@code site-packages/nvidia/&#42;/lib} under {@code $VIRTUAL_ENV}, {@code $CONDA_PREFIX}, {@code PYTHONPATH},
  *       {@code ~/.local} and the system's Python folders), then the dynamic linker's own search by soname
  *       (libcublas.so.13, then .12).</li>
- *   <li>Convolution and attention: our kernels. cuDNN ({@code -Dlatent.cudnn.path}) is not bound yet; the log says so.</li>
+ *   <li>Convolution forward, backward-data and backward-weight: cuDNN ({@link CuDnn}: the legacy descriptor API, exact
+ *       fp32, deterministic algorithms), found the same way from {@code -Dlatent.cudnn.path} (libcudnn.so.9, then .8).
+ *       The bias gradient stays on our kernel.</li>
+ *   <li>Attention: our kernels. cuDNN's SDPA needs its graph (frontend) API, which is not bound; the log says so.</li>
  * </ul>
  * {@code LATENT_CUDA_VENDOR=0} in the environment (or {@code -Dlatent.cuda.vendor=0}) forces our kernels for every
  * family, for A/B timing and tests; nothing is then loaded.
@@ -36,8 +39,10 @@ public final class CudaVendor {
 
     private static final System.Logger LOG = System.getLogger("dev.latent.cuda");
     static final List<String> CUBLAS_SONAMES = List.of("libcublas.so.13", "libcublas.so.12");
+    static final List<String> CUDNN_SONAMES = List.of("libcudnn.so.9", "libcudnn.so.8");
 
     private static volatile Object blas;          /* a CuBlas, or the String reason there is none; null: not probed */
+    private static volatile Object dnn;           /* a CuDnn, or the String reason there is none */
     private static volatile Boolean forced;       /* tests: true / false overrides the environment for routing */
 
     /** False when LATENT_CUDA_VENDOR=0 (or -Dlatent.cuda.vendor=0 / false): our kernels serve every family. */
@@ -59,12 +64,19 @@ public final class CudaVendor {
     /** The cuBLAS binding when it serves GEMMs now (loaded and {@link #enabled()}), else null. */
     static CuBlas blas(Cuda cu) {
         if (!enabled()) {
-            if (blas == null) probe(cu, false);
+            logDisabledOnce();
             return null;
         }
-        Object b = blas;
-        if (b == null) b = probe(cu, true);
-        return b instanceof CuBlas c ? c : null;
+        if (blas == null) probe(cu);
+        return blas instanceof CuBlas c ? c : null;
+    }
+
+    private static volatile boolean loggedDisabled;
+
+    private static void logDisabledOnce() {
+        if (loggedDisabled) return;
+        loggedDisabled = true;
+        LOG.log(System.Logger.Level.INFO, "GEMM, batched GEMM and convolution: our kernels (LATENT_CUDA_VENDOR=0: no vendor library loaded)");
     }
 
     /** Compute modes of a CUDA GEMM: exact fp32, TF32 tensor cores, bf16 tensor cores (fp32 accumulation). */
@@ -95,10 +107,54 @@ public final class CudaVendor {
                 + (!enabled() ? "LATENT_CUDA_VENDOR=0 turns it off" : "none serves: " + blas);
     }
 
+    /** The cuDNN binding when it serves convolutions now (loaded and {@link #enabled()}), else null. */
+    static CuDnn dnn(Cuda cu) {
+        if (!enabled()) {
+            logDisabledOnce();
+            return null;
+        }
+        if (blas == null) probe(cu);
+        return dnn instanceof CuDnn d ? d : null;
+    }
+
+    /** y = conv(x, w) (+ bias (K)) on cuDNN (cross-correlation, lt_conv2d_desc's geometry); false: our kernels must run it. */
+    public static boolean convForward(Cuda cu, long[] geometry, DeviceBuffer x, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer y) {
+        CuDnn d = dnn(cu);
+        CuDnn.Key k = d == null ? null : key(geometry, CuDnn.CROSS_CORRELATION);
+        if (k == null) return false;
+        d.forward(k, x, w, bias, y);
+        return true;
+    }
+
+    /** dx = conv^T(dy, w) (+ bias (C)) on cuDNN; false: our kernels must run it. */
+    public static boolean convBackwardData(Cuda cu, long[] geometry, DeviceBuffer dy, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer dx) {
+        CuDnn d = dnn(cu);
+        CuDnn.Key k = d == null ? null : key(geometry, CuDnn.CROSS_CORRELATION);
+        if (k == null) return false;
+        d.backwardData(k, dy, w, bias, dx);
+        return true;
+    }
+
+    /** dw (=|+=) the filter gradient on cuDNN (the bias gradient is not: callers run our kernel for it); false: our kernels. */
+    public static boolean convBackwardFilter(Cuda cu, long[] geometry, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dw, boolean accumulate) {
+        CuDnn d = dnn(cu);
+        CuDnn.Key k = d == null ? null : key(geometry, CuDnn.CROSS_CORRELATION);
+        if (k == null) return false;
+        d.backwardFilter(k, x, dy, dw, accumulate);
+        return true;
+    }
+
+    /** geometry: n, c, h, w, k, r, s, oh, ow, strideH, strideW, padH, padW (lt_conv2d_desc's order); null when beyond int32. */
+    static CuDnn.Key key(long[] g, int mode) {
+        if (g.length != 13 || !CuDnn.fits(g)) return null;
+        return new CuDnn.Key((int) g[0], (int) g[1], (int) g[2], (int) g[3], (int) g[4], (int) g[5], (int) g[6], (int) g[7], (int) g[8],
+                (int) g[9], (int) g[10], (int) g[11], (int) g[12], mode);
+    }
+
     /** One line per op family: which library serves it (probing first if nothing asked yet). */
     public static List<String> describe() {
         Cuda cu = Cuda.available() ? Cuda.get() : null;
-        if (cu != null && blas == null) probe(cu, enabled());
+        if (cu != null && blas == null && enabled()) probe(cu);
         Object b = blas;
         String gemm = !enabled() ? "GEMM and batched GEMM: our kernels (LATENT_CUDA_VENDOR=0)"
                 : b instanceof CuBlas c ? "GEMM and batched GEMM: " + c.describe() + ", fp32 / TF32 / bf16 compute"
@@ -107,30 +163,41 @@ public final class CudaVendor {
     }
 
     private static String convolutionLine() {
-        return "convolution forward / backward-data / backward-weight: our kernels (cuDNN is not bound yet"
-                + (System.getProperty("latent.cudnn.path") != null ? "; -Dlatent.cudnn.path is ignored" : "") + ")";
+        Object d = dnn;
+        String what = "convolution forward / backward-data / backward-weight: ";
+        if (!enabled()) return what + "our kernels (LATENT_CUDA_VENDOR=0)";
+        return d instanceof CuDnn c ? what + c.describe() + ", fp32 (CUDNN_FMA_MATH), deterministic algorithms; bias gradient: our kernel"
+                : what + "our kernels (" + (d == null ? "CUDA unavailable" : d) + ")";
     }
 
     private static String attentionLine() {
         return "attention forward / backward: our kernels (cuDNN's SDPA through the graph API is not bound)";
     }
 
-    private static synchronized Object probe(Cuda cu, boolean load) {
-        if (blas != null) return blas;
-        Object b;
-        if (!load) {
-            b = "LATENT_CUDA_VENDOR=0";
-            blas = b;
-            LOG.log(System.Logger.Level.INFO, "GEMM and batched GEMM: our kernels (LATENT_CUDA_VENDOR=0: no vendor library loaded)");
-        } else {
-            b = loadBlas(cu);
-            blas = b;
-            LOG.log(System.Logger.Level.INFO, b instanceof CuBlas c ? "GEMM and batched GEMM: " + c.describe()
-                    : "GEMM and batched GEMM: our kernels (" + b + ")");
-        }
+    /** Loads what is there, once (both families), and logs one line per op family. */
+    private static synchronized void probe(Cuda cu) {
+        if (blas != null) return;
+        dnn = loadDnn(cu);
+        Object b = loadBlas(cu);
+        blas = b;
+        LOG.log(System.Logger.Level.INFO, b instanceof CuBlas c ? "GEMM and batched GEMM: " + c.describe()
+                : "GEMM and batched GEMM: our kernels (" + b + ")");
         LOG.log(System.Logger.Level.INFO, convolutionLine());
         LOG.log(System.Logger.Level.INFO, attentionLine());
-        return b;
+    }
+
+    private static Object loadDnn(Cuda cu) {
+        List<String> tried = new ArrayList<>();
+        for (String cand : candidates("latent.cudnn.path", CUDNN_SONAMES)) {
+            try {
+                Path p = Path.of(cand);
+                SymbolLookup lib = p.isAbsolute() ? SymbolLookup.libraryLookup(p, Arena.global()) : SymbolLookup.libraryLookup(cand, Arena.global());
+                return new CuDnn(cu, lib, cand);
+            } catch (IllegalArgumentException | UnsatisfiedLinkError | dev.latent.nativ.NativeException e) {
+                tried.add(cand + ": " + e.getMessage());
+            }
+        }
+        return tried.isEmpty() ? "no cuDNN found" : "no usable cuDNN: " + String.join("; ", tried);
     }
 
     private static Object loadBlas(Cuda cu) {
