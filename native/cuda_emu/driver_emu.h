@@ -55,6 +55,8 @@ enum Counter : int {
     CNT_DTOH, CNT_HTOD, CNT_CTX_SYNC, CNT_STREAM_SYNC, CNT_FREE,
     CNT_CUBLAS_GEMM_EX, CNT_CUBLAS_GEMM_STRIDED_BATCHED_EX,
     CNT_CUDNN_CONV_FWD, CNT_CUDNN_CONV_BWD_DATA, CNT_CUDNN_CONV_BWD_FILTER,
+    CNT_EVENT_SYNC,      /* cuEventSynchronize: blocks the host (a host synchronisation, like the first five) */
+    CNT_HTOD_ASYNC,      /* cuMemcpyHtoDAsync from page-locked memory: does not block (not a synchronisation) */
     CNT_COUNT
 };
 void count(Counter c);

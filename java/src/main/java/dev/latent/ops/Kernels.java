@@ -93,7 +93,8 @@ public final class Kernels {
     /*
      * Int32 host data on the device (token ids, targets, the embedding backward's grouping of the ids). A host-to-device
      * copy from pageable memory makes the host wait for the stream (a host synchronisation), so each upload is kept,
-     * per thread, with a host copy of the bytes it came from: a later call with equal bytes (the same batch's ids in the
+     * per thread, with a host copy of the bytes it came from (and goes up from page-locked staging, asynchronously: see
+     * Pinned): a later call with equal bytes (the same batch's ids in the
      * embedding forward and backward, its targets in the loss) reuses the device copy without copying again. An upload
      * is never written by a kernel, so reuse is exact; the comparison is a host memcmp of the int32 data. stageTokens
      * puts a batch's ids, targets and id grouping in ONE copy. The last STAGED_KEEP uploads are kept; an older one goes
@@ -126,22 +127,62 @@ public final class Kernels {
         DeviceBuffer root = cuda().alloc(4 * total);
         DeviceBuffer[] out = new DeviceBuffer[arrays.length];
         java.util.List<Staged> entries = new java.util.ArrayList<>();
-        try (Arena ar = Arena.ofConfined()) {
-            MemorySegment h = ar.allocate(JAVA_INT, total);
-            long at = 0;
-            for (int i = 0; i < arrays.length; i++) {
-                int len = Math.max(1, arrays[i].length);
-                MemorySegment.copy(arrays[i], 0, h, JAVA_INT, at * 4, arrays[i].length);
-                out[i] = root.slice(at * 4, len * 4L);
-                entries.add(new Staged(kinds[i], vocabs[i], keys[i].clone(), out[i]));
-                at += len;
-            }
-            root.copyFrom(h);   // the one synchronous copy
+        Pinned slot = pinned(4 * total);
+        MemorySegment h = slot.host.asSlice(0, 4 * total);
+        long at = 0;
+        for (int i = 0; i < arrays.length; i++) {
+            int len = Math.max(1, arrays[i].length);
+            MemorySegment.copy(arrays[i], 0, h, JAVA_INT, at * 4, arrays[i].length);
+            out[i] = root.slice(at * 4, len * 4L);
+            entries.add(new Staged(kinds[i], vocabs[i], keys[i].clone(), out[i]));
+            at += len;
         }
+        root.copyFromAsync(h);          // from page-locked memory: the host does not wait
+        cuda().eventRecord(slot.event); // the slot is free again once this completes
         java.util.ArrayDeque<Upload> q = UPLOADS.get();
         q.addFirst(new Upload(root, entries));
         while (q.size() > STAGED_KEEP) q.removeLast().root.close();
         return out;
+    }
+
+    /*
+     * Page-locked staging for the uploads, per thread: up to PINNED_SLOTS slots, each with an event recorded after its
+     * copy. A slot whose event has completed (cuEventQuery: never blocks) is reused; when every slot is busy, a new one
+     * is made, and past PINNED_SLOTS the oldest is waited for (cuEventSynchronize, a counted host synchronisation; a
+     * step that uploads once never gets there). A slot too small for a batch is replaced (cuMemFreeHost, counted).
+     */
+    private static final int PINNED_SLOTS = 4;
+
+    private static final class Pinned {
+        MemorySegment host;
+        final MemorySegment event;
+
+        Pinned(MemorySegment host, MemorySegment event) { this.host = host; this.event = event; }
+    }
+
+    private static final ThreadLocal<java.util.ArrayDeque<Pinned>> PINNED = ThreadLocal.withInitial(java.util.ArrayDeque::new);
+
+    private static Pinned pinned(long bytes) {
+        Cuda cu = cuda();
+        java.util.ArrayDeque<Pinned> ring = PINNED.get();
+        Pinned pick = null;
+        for (Pinned p : ring)
+            if (cu.eventDone(p.event)) { pick = p; break; }
+        if (pick == null && ring.size() < PINNED_SLOTS) {
+            pick = new Pinned(cu.hostAlloc(Math.max(bytes, 1 << 16)), cu.eventCreate());
+            ring.addLast(pick);
+        }
+        if (pick == null) {   // every slot in flight: wait for the oldest
+            pick = ring.peekFirst();
+            cu.eventSynchronize(pick.event);
+        }
+        ring.remove(pick);
+        ring.addLast(pick);   // most recently used last: the oldest is first
+        if (pick.host.byteSize() < bytes) {
+            cu.hostFree(pick.host);
+            pick.host = cu.hostAlloc(Math.max(bytes, 2 * pick.host.byteSize()));
+        }
+        return pick;
     }
 
     /** The device copy of n int32s of a host segment (targets, ids): a kept upload of equal bytes, or a new one. */
