@@ -231,9 +231,9 @@ public final class Kernels {
         return g;
     }
 
-    /** A one-element CUDA tensor set to 1 by a device-to-device copy of a resident 1f (no host synchronisation). */
-    private static volatile DeviceBuffer one;
+    private static volatile DeviceBuffer one;   /* 1f on the device, uploaded once per process */
 
+    /** Sets a one-element CUDA tensor to 1 by a device-to-device copy of a resident 1f (no host synchronisation). */
     public static void setOne(Tensor t) {
         if (t.device() != Device.CUDA || t.numel() != 1 || !t.isContiguous())
             throw new IllegalArgumentException("setOne: a one-element CUDA tensor needed, got " + t);
