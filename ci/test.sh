@@ -76,6 +76,8 @@ if [ -f java/target/native/cuda/ptxas-report.txt ]; then
 else
   echo "nvcc not found: the CUDA fatbin was not built (the emulation tests above still ran)"
 fi
+# the one-call device script runs only on a lent GPU; it must at least parse here
+bash -n bench/cuda/gpu_checks.sh && echo "bench/cuda/gpu_checks.sh parses"
 
 step "export check"
 ci/check-exports.sh java/target/native/liblatent.so

@@ -1,6 +1,10 @@
 #!/bin/bash
-# GPU checks for issue 7: the CUDA tests on the real driver, the kernel bench vs cuBLAS/cuDNN, GPT on the device.
-# usage: bash bench/cuda/gpu_checks.sh OUTDIR [DRIVER]   (DRIVER: libcuda.so.1, or libcuda_emu.so for a dry run here)
+# GPU checks (issues 7 and 18): the CUDA tests on the real driver and the vendor libraries, the kernel bench (ours vs
+# cuBLAS / cuDNN through our FFM binding vs PyTorch's), GPT on the device with and without the vendor libraries, and
+# a JSON summary ($O/summary.json) for BENCHMARKS.md's tables. One call on a lent GPU; never run without one (the dry
+# run below uses the emulated driver and its CPU stand-ins instead, and times nothing that means anything).
+# usage: bash bench/cuda/gpu_checks.sh OUTDIR [DRIVER]   (DRIVER: libcuda.so.1, or PATH/libcuda_emu.so for a dry run here)
+# env: STEPS=all|tests,bench,vendorbench,gpt,models  PY=python3  CUBLAS=PATH  CUDNN=PATH (default: found below)
 cd "$(dirname "$0")/../.."
 O=${1:?out}; DRV=${2:-libcuda.so.1}; G=$PWD/.gpu; mkdir -p $O  # the kit: bench/cuda/make_gpu_kit.sh
 PY=${PY:-python3}; STEPS=${STEPS:-all}
@@ -9,11 +13,34 @@ J=/tmp/jre/bin/java
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv | tee $O/gpu.txt
 CP=$G/lib/latent.jar:$G/lib/latent-cli.jar:$G/lib/test-classes.jar:$G/lib/cli-test-classes.jar:$G/lib/picocli.jar
 P="--enable-native-access=ALL-UNNAMED -Dlatent.library.path=$G/native/liblatent.so -Dlatent.cuda.fatbin=$G/native/latent_kernels.fatbin -Dlatent.cuda.driver=$DRV"
+# The vendor libraries: where PyTorch's wheels put them (site-packages/nvidia/*/lib), unless CUBLAS / CUDNN name them.
+# Naming them makes CuBlasTest / CuDnnTest fail (not skip) when they do not load. The dry run uses the stand-ins.
+if [ "$DRV" != libcuda.so.1 ]; then CUBLAS=${CUBLAS:-$DRV}; CUDNN=${CUDNN:-$DRV}; TINY=--tiny; else TINY=""; fi
+findlib() { $PY - "$1" 2>/dev/null <<'PYEOF'
+import glob, site, sys, sysconfig
+roots = set(site.getsitepackages() + [site.getusersitepackages(), sysconfig.get_paths()["purelib"]])
+hits = sorted(p for r in roots for p in glob.glob(r + "/nvidia/*/lib/" + sys.argv[1] + ".so.*"))
+print(hits[-1] if hits else "")
+PYEOF
+}
+CUBLAS=${CUBLAS:-$(findlib libcublas)}; CUDNN=${CUDNN:-$(findlib libcudnn)}
+[ -n "$CUBLAS" ] && P="$P -Dlatent.cublas.path=$CUBLAS"
+[ -n "$CUDNN" ] && P="$P -Dlatent.cudnn.path=$CUDNN"
+echo "vendor libraries: cuBLAS ${CUBLAS:-none found}, cuDNN ${CUDNN:-none found}" | tee $O/vendor.txt
 rc=0
 if [[ $STEPS == all || $STEPS == *tests* ]]; then
-  echo "== java tests"; SEL=${SEL:---select-package dev.latent.cuda --select-class dev.latent.cli.CudaCliTest}
+  echo "== java tests (vendor libraries where found)"; SEL=${SEL:---select-package dev.latent.cuda --select-class dev.latent.cli.CudaCliTest}
   timeout 240 $J -Xmx16g $P -jar $G/lib/junit.jar execute --class-path $CP $SEL --exclude-classname '.*CudaUnavailableTest' \
     --details=tree --disable-banner --reports-dir /tmp/junit-reports > $O/tests.log 2>&1; r=$?; tail -60 $O/tests.log; ok=$(grep -o "\[ *[0-9]* tests successful" $O/tests.log | grep -o "[0-9]*"); [ "${ok:-0}" -gt 0 ] || r=9; echo "tests rc=$r ($ok successful)"; rc=$((rc|r))
+  grep -h "host synchronisations\|cuBLAS vs\|CuBlasTest:\|CuDnnTest:" $O/tests.log | tee $O/syncs.txt
+  echo "== java tests with LATENT_CUDA_VENDOR=0 (our kernels only): the model steps and the sync count"
+  LATENT_CUDA_VENDOR=0 timeout 120 $J -Xmx16g $P -jar $G/lib/junit.jar execute --class-path $CP --select-class dev.latent.cuda.CudaGptTest \
+    --select-class dev.latent.cuda.CudaVaeTest --select-class dev.latent.cuda.CudaGanTest --select-class dev.latent.cuda.HostSyncTest \
+    --details=tree --disable-banner --reports-dir /tmp/junit-reports-ours > $O/tests-ours.log 2>&1; r=$?; tail -15 $O/tests-ours.log; echo "tests (ours) rc=$r"; rc=$((rc|r))
+fi
+if [[ $STEPS == all || $STEPS == *vendorbench* ]]; then
+  echo "== ours vs cuBLAS / cuDNN through our binding (VendorBench)"
+  timeout 200 $J -Xmx16g $P -cp $CP dev.latent.cuda.VendorBench $O/vendor_bench.json $TINY > $O/vendor_bench.log 2>&1; r=$?; cat $O/vendor_bench.log; echo "vendorbench rc=$r"; rc=$((rc|r))
 fi
 if [[ $STEPS == all || $STEPS == *bench* ]]; then
   echo "== bench"; EMU=""; [ "$DRV" != libcuda.so.1 ] && EMU="--emulated $DRV"
@@ -23,11 +50,13 @@ if [[ $STEPS == all || $STEPS == *gpt* ]]; then
   echo "== gpt"; GS=${GPT_STEPS:-60}
   for cfg in small big; do
     A="$GPT_ARGS"; S=$GS; [ $cfg = big ] && { A="--layers 6 --heads 6 --dim 384 --context 256 --batch 32 $GPT_ARGS"; S=$((GS/3)); }
-    for dev in cuda cpu; do
-      timeout 150 $J -Xmx8g $P -cp $CP dev.latent.cli.Main train gpt --data $G/text.txt --out /tmp/gpt-$cfg-$dev --device $dev --steps $S \
-        --eval-interval $S --eval-batches 5 --log-interval 5 --checkpoint-interval 0 --sample-tokens 40 $A > /tmp/gpt-$cfg-$dev.log 2>&1; r=$?; cat /tmp/gpt-$cfg-$dev.log >> $O/gpt.log
-      grep -m3 "device\|data:" /tmp/gpt-$cfg-$dev.log; tail -4 /tmp/gpt-$cfg-$dev.log; tail -2 /tmp/gpt-$cfg-$dev/metrics.jsonl 2>/dev/null
-      echo "gpt $cfg $dev rc=$r"; rc=$((rc|r))
+    for run in cuda cuda-ours cpu; do   # cuda: vendor libraries where found; cuda-ours: LATENT_CUDA_VENDOR=0
+      dev=${run%-ours}; V=1; [ $run = cuda-ours ] && V=0
+      LATENT_CUDA_VENDOR=$V timeout 150 $J -Xmx8g $P -cp $CP dev.latent.cli.Main train gpt --data $G/text.txt --out /tmp/gpt-$cfg-$run --device $dev --steps $S \
+        --eval-interval $S --eval-batches 5 --log-interval 5 --checkpoint-interval 0 --sample-tokens 40 $A > /tmp/gpt-$cfg-$run.log 2>&1; r=$?; cat /tmp/gpt-$cfg-$run.log >> $O/gpt.log
+      grep -m3 "device\|data:" /tmp/gpt-$cfg-$run.log; tail -4 /tmp/gpt-$cfg-$run.log; tail -2 /tmp/gpt-$cfg-$run/metrics.jsonl 2>/dev/null
+      cp /tmp/gpt-$cfg-$run/metrics.jsonl $O/gpt-$cfg-$run.jsonl 2>/dev/null
+      echo "gpt $cfg $run rc=$r"; rc=$((rc|r))
     done
   done
 fi
@@ -43,4 +72,25 @@ if [[ $STEPS == all || $STEPS == *models* ]] && [ -d $G/fmnist ]; then
   run dcgan train dcgan --iters ${DCGAN_ITERS:-300} --log-interval 100 ${DCGAN_ARGS}
   run realnvp train realnvp ${REALNVP_ARGS:---max-steps 200 --test-limit 2000}
 fi
+# One JSON for BENCHMARKS.md: the machine, the libraries, the test outcome, both benches, the GPT runs' last metrics.
+$PY - $O <<'PYEOF' || echo "summary.json: not written"
+import glob, json, os, re, sys
+o = sys.argv[1]
+def text(f):
+    p = os.path.join(o, f)
+    return open(p).read() if os.path.exists(p) else ""
+def js(f):
+    try: return json.load(open(os.path.join(o, f)))
+    except Exception: return None
+def last(f):
+    lines = [l for l in text(f).splitlines() if l.strip().startswith("{")]
+    return json.loads(lines[-1]) if lines else None
+ok = re.findall(r"\[ *(\d+) tests successful", text("tests.log")); bad = re.findall(r"\[ *(\d+) tests failed", text("tests.log"))
+s = {"gpu": text("gpu.txt").strip(), "vendor": text("vendor.txt").strip(),
+     "tests": {"successful": int(ok[0]) if ok else 0, "failed": int(bad[0]) if bad else None},
+     "host_syncs": text("syncs.txt").splitlines(), "vendor_bench": js("vendor_bench.json"), "gpu_bench": js("gpu_bench.json"),
+     "gpt": {os.path.basename(f)[4:-6]: last(os.path.basename(f)) for f in sorted(glob.glob(os.path.join(o, "gpt-*.jsonl")))}}
+json.dump(s, open(os.path.join(o, "summary.json"), "w"), indent=1)
+print("summary.json written")
+PYEOF
 exit $rc

@@ -13,12 +13,14 @@
  */
 #include "driver_emu.h"
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <new>
 #include <string>
 #include <unordered_map>
 
@@ -45,8 +47,24 @@ std::atomic<bool> initialized{false};
 int ctx_token, module_token, stream_token;  /* addresses used as opaque handles */
 thread_local std::string launch_message;    /* detail of the last CUDA_ERROR_LAUNCH_FAILED on this thread */
 
+std::atomic<uint64_t> counters[lt_driver_emu::CNT_COUNT];
+std::map<uintptr_t, size_t> host_allocations;   /* page-locked host memory from cuMemHostAlloc: base -> bytes */
+constexpr uint32_t EVENT_MAGIC = 0x6c746576u;
+struct Event { uint32_t magic; bool recorded; };
+
+/* True when [p, p + n) lies inside one cuMemHostAlloc block. */
+bool inside_pinned(uintptr_t p, size_t n) {
+    std::lock_guard<std::mutex> g(mem_mu);
+    auto it = host_allocations.upper_bound(p);
+    if (it == host_allocations.begin()) return false;
+    --it;
+    return p >= it->first && p - it->first <= it->second && n <= it->second - (p - it->first);
+}
+
+}  // namespace
+
 /* True when [p, p + n) lies inside one allocation. */
-bool inside(uintptr_t p, size_t n) {
+bool lt_driver_emu::inside(uintptr_t p, size_t n) {
     std::lock_guard<std::mutex> g(mem_mu);
     auto it = allocations.upper_bound(p);
     if (it == allocations.begin()) return false;
@@ -54,7 +72,14 @@ bool inside(uintptr_t p, size_t n) {
     return p >= it->first && p - it->first <= it->second && n <= it->second - (p - it->first);
 }
 
-}  // namespace
+bool lt_driver_emu::initialized() { return ::initialized; }
+
+bool lt_driver_emu::is_stream(const void *s) { return s == nullptr || s == &stream_token; }
+
+void lt_driver_emu::count(Counter c) { counters[c].fetch_add(1, std::memory_order_relaxed); }
+
+using lt_driver_emu::inside;
+using lt_driver_emu::count;
 
 lt_driver_emu::Registration::Registration(const char *name, Trampoline t, int nparams) {
     registry()[name] = Kernel{t, nparams};
@@ -114,7 +139,11 @@ API int cuDevicePrimaryCtxRetain(void **ctx, int dev) {
 
 API int cuCtxSetCurrent(void *ctx) { return ctx == nullptr || ctx == &ctx_token ? SUCCESS : INVALID_CONTEXT; }
 
-API int cuCtxSynchronize(void) { return initialized ? SUCCESS : NOT_INITIALIZED; }
+API int cuCtxSynchronize(void) {
+    if (!initialized) return NOT_INITIALIZED;
+    count(lt_driver_emu::CNT_CTX_SYNC);
+    return SUCCESS;
+}
 
 API int cuModuleLoadData(void **module, const void *image) {
     if (!initialized) return NOT_INITIALIZED;
@@ -150,6 +179,7 @@ API int cuMemFree_v2(uint64_t dptr) {
     std::lock_guard<std::mutex> g(mem_mu);
     auto it = allocations.find((uintptr_t)dptr);
     if (it == allocations.end()) return INVALID_VALUE;
+    count(lt_driver_emu::CNT_FREE);
     allocations.erase(it);
     std::free((void *)(uintptr_t)dptr);
     return SUCCESS;
@@ -158,6 +188,7 @@ API int cuMemFree_v2(uint64_t dptr) {
 API int cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t bytes) {
     if (bytes == 0) return SUCCESS;
     if (!src || !inside((uintptr_t)dst, bytes)) return INVALID_VALUE;
+    count(lt_driver_emu::CNT_HTOD);
     std::memcpy((void *)(uintptr_t)dst, src, bytes);
     return SUCCESS;
 }
@@ -165,6 +196,7 @@ API int cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t bytes) {
 API int cuMemcpyDtoH_v2(void *dst, uint64_t src, size_t bytes) {
     if (bytes == 0) return SUCCESS;
     if (!dst || !inside((uintptr_t)src, bytes)) return INVALID_VALUE;
+    count(lt_driver_emu::CNT_DTOH);
     std::memcpy(dst, (const void *)(uintptr_t)src, bytes);
     return SUCCESS;
 }
@@ -183,6 +215,77 @@ API int cuMemsetD8_v2(uint64_t dst, unsigned value, size_t n) {
     return SUCCESS;
 }
 
+/* Page-locked host memory. Here it is ordinary memory, tracked so that an asynchronous copy can tell it from pageable
+ * memory: from pageable memory cuMemcpyHtoDAsync is synchronous on a real driver (counted as a host synchronisation). */
+API int cuMemHostAlloc(void **pp, size_t bytes, unsigned flags) {
+    if (!initialized) return NOT_INITIALIZED;
+    if (!pp || bytes == 0 || (flags & ~0xfu)) return INVALID_VALUE;
+    void *p = std::aligned_alloc(4096, (bytes + 4095) / 4096 * 4096);
+    if (!p) return OUT_OF_MEMORY;
+    std::lock_guard<std::mutex> g(mem_mu);
+    host_allocations[(uintptr_t)p] = bytes;
+    *pp = p;
+    return SUCCESS;
+}
+
+API int cuMemFreeHost(void *p) {
+    std::lock_guard<std::mutex> g(mem_mu);
+    auto it = host_allocations.find((uintptr_t)p);
+    if (it == host_allocations.end()) return INVALID_VALUE;
+    host_allocations.erase(it);
+    counters[lt_driver_emu::CNT_FREE].fetch_add(1, std::memory_order_relaxed);   /* like cuMemFree, it may synchronise */
+    std::free(p);
+    return SUCCESS;
+}
+
+API int cuMemcpyHtoDAsync_v2(uint64_t dst, const void *src, size_t bytes, void *stream) {
+    if (stream != nullptr && stream != &stream_token) return INVALID_HANDLE;
+    if (bytes == 0) return SUCCESS;
+    if (!src || !inside((uintptr_t)dst, bytes)) return INVALID_VALUE;
+    /* the copy completes here (no asynchrony is emulated); from pageable memory a real driver blocks: count it so */
+    count(inside_pinned((uintptr_t)src, bytes) ? lt_driver_emu::CNT_HTOD_ASYNC : lt_driver_emu::CNT_HTOD);
+    std::memcpy((void *)(uintptr_t)dst, src, bytes);
+    return SUCCESS;
+}
+
+API int cuEventCreate(void **event, unsigned flags) {
+    if (!initialized) return NOT_INITIALIZED;
+    if (!event || (flags & ~0xfu)) return INVALID_VALUE;
+    Event *e = new (std::nothrow) Event{EVENT_MAGIC, false};
+    if (!e) return OUT_OF_MEMORY;
+    *event = e;
+    return SUCCESS;
+}
+
+static Event *as_event(void *e) {
+    Event *ev = static_cast<Event *>(e);
+    return ev && ev->magic == EVENT_MAGIC ? ev : nullptr;
+}
+
+API int cuEventRecord(void *event, void *stream) {
+    Event *e = as_event(event);
+    if (!e || (stream != nullptr && stream != &stream_token)) return INVALID_HANDLE;
+    e->recorded = true;   /* every launch and copy before it has already completed */
+    return SUCCESS;
+}
+
+/* CUDA_SUCCESS when the work before the record is done (here always) or the event was never recorded. */
+API int cuEventQuery(void *event) { return as_event(event) ? SUCCESS : INVALID_HANDLE; }
+
+API int cuEventSynchronize(void *event) {
+    if (!as_event(event)) return INVALID_HANDLE;
+    count(lt_driver_emu::CNT_EVENT_SYNC);
+    return SUCCESS;
+}
+
+API int cuEventDestroy_v2(void *event) {
+    Event *e = as_event(event);
+    if (!e) return INVALID_HANDLE;
+    e->magic = 0;
+    delete e;
+    return SUCCESS;
+}
+
 API int cuStreamCreate(void **stream, unsigned flags) {
     (void)flags;
     if (!stream) return INVALID_VALUE;
@@ -190,7 +293,11 @@ API int cuStreamCreate(void **stream, unsigned flags) {
     return SUCCESS;
 }
 
-API int cuStreamSynchronize(void *stream) { return stream == nullptr || stream == &stream_token ? SUCCESS : INVALID_HANDLE; }
+API int cuStreamSynchronize(void *stream) {
+    if (stream != nullptr && stream != &stream_token) return INVALID_HANDLE;
+    count(lt_driver_emu::CNT_STREAM_SYNC);
+    return SUCCESS;
+}
 
 API int cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                        unsigned smem, void *stream, void **params, void **extra) {
@@ -257,4 +364,12 @@ API int cuGetErrorString(int rc, const char **s) {
         *s = e->text;
     }
     return SUCCESS;
+}
+
+/* ---- not part of the driver API: the emulation's counters, for the Java tests (driver_emu.h, Counter) ---- */
+
+/* out[i] = counter i for i < min(n, CNT_COUNT); returns CNT_COUNT. */
+API int latent_emu_counters(uint64_t *out, int n) {
+    for (int i = 0; out && i < n && i < lt_driver_emu::CNT_COUNT; i++) out[i] = counters[i].load(std::memory_order_relaxed);
+    return lt_driver_emu::CNT_COUNT;
 }

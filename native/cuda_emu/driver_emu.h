@@ -15,6 +15,7 @@
 #define LT_DRIVER_EMU_H
 
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 #include <utility>
 
@@ -39,6 +40,26 @@ template <class... P> constexpr int arity(void (*)(P...)) { return (int)sizeof..
 template <auto K> int trampoline(dim3 g, dim3 b, size_t smem, void **params) {
     return call(K, g, b, smem, params, std::make_index_sequence<arity(K)>{});
 }
+
+/* Shared with the vendor stand-ins (vendor_emu.cc), which check their operands the way the driver checks copies. */
+bool inside(uintptr_t p, size_t n);   /* [p, p + n) lies inside one device allocation */
+bool initialized();                   /* cuInit ran */
+bool is_stream(const void *s);        /* NULL (the legacy default stream) or the one stream cuStreamCreate hands out */
+
+/* Counters read by the Java tests through latent_emu_counters (indices are part of that ABI; append only).
+ * The first five are the calls that block the host on a real GPU: a synchronous device-to-host copy, a synchronous
+ * host-to-device copy from pageable memory (the driver synchronises the stream before it starts), cuCtxSynchronize,
+ * cuStreamSynchronize and cuMemFree (an implicit device-wide synchronisation). The rest count vendor stand-in calls,
+ * so a test can prove which path served an op. */
+enum Counter : int {
+    CNT_DTOH, CNT_HTOD, CNT_CTX_SYNC, CNT_STREAM_SYNC, CNT_FREE,
+    CNT_CUBLAS_GEMM_EX, CNT_CUBLAS_GEMM_STRIDED_BATCHED_EX,
+    CNT_CUDNN_CONV_FWD, CNT_CUDNN_CONV_BWD_DATA, CNT_CUDNN_CONV_BWD_FILTER,
+    CNT_EVENT_SYNC,      /* cuEventSynchronize: blocks the host (a host synchronisation, like the first five) */
+    CNT_HTOD_ASYNC,      /* cuMemcpyHtoDAsync from page-locked memory: does not block (not a synchronisation) */
+    CNT_COUNT
+};
+void count(Counter c);
 
 }  // namespace lt_driver_emu
 

@@ -58,6 +58,8 @@ public final class F {
     public static Var scale(Var a, float s) {
         Tensor out = g().empty(a.value.device(), a.value.shape());
         Kernels.axpby(s, a.value.isContiguous() ? a.value : Kernels.contiguous(g().scope, a.value), 0f, out);
+        Float k = a.value.numel() == 1 ? g().known(a.value) : null;
+        if (k != null) g().noteKnown(out, s * k);   // axpby with b = 0 is the same one float product
         return rec(out, "scale", of(a), gr -> of(scale(gr, s)));
     }
 
@@ -307,9 +309,11 @@ public final class F {
             for (long i = 0; i < n; i++) sum += ls.getAtIndex(JAVA_FLOAT, i);
             out = g().zeros(1);
             out.segment().set(JAVA_FLOAT, 0, (float) (sum * inv));
-        } else {   /* the per-row losses come back (n floats), summed in double in the same order as on the CPU */
-            for (float l : losses.toArray()) sum += l;
-            out = Tensor.of(g().scope, dev, new float[] {(float) (sum * inv)}, 1);
+        } else {   /* the per-row losses summed on the device (double, fixed chunks), then times 1 / counted: no copy back */
+            Tensor total = g().empty(dev, 1);
+            Kernels.sum(losses, total);
+            out = g().empty(dev, 1);
+            Kernels.axpby(inv, total, 0f, out);   // (float) ((float) sum * inv): within one float rounding of the CPU's
         }
         return rec(out, "crossEntropy", of(logits), gr -> {
             firstOrderOnly("crossEntropy");
@@ -359,7 +363,12 @@ public final class F {
     }
 
     /** The one element of t (from a CUDA tensor: a 4-byte copy). */
-    static float scalar(Tensor t) { return t.device() == Device.CPU ? t.segment().get(JAVA_FLOAT, 0) : t.toArray()[0]; }
+    /** A one-element tensor's value: known to the graph (no copy), read on the CPU, or copied back from the device (a sync). */
+    static float scalar(Tensor t) {
+        Float k = g().known(t);
+        if (k != null) return k;
+        return t.device() == Device.CPU ? t.segment().get(JAVA_FLOAT, 0) : t.toArray()[0];
+    }
 
     // ---- pointwise activations (kernels/activation) ----
 
@@ -401,8 +410,16 @@ public final class F {
         Tensor lv = dense(logits);
         long n = lv.numel();
         Tensor d = logits.requiresGrad && g().recording ? g().empty(lv.device(), lv.shape()) : null;
-        double sum = Kernels.bceWithLogits(lv, null, t, d, 1f / n);
-        Tensor out = Tensor.of(g().scope, lv.device(), new float[] {(float) (sum / n)}, 1);
+        Tensor out;
+        if (lv.device() == Device.CPU) {
+            double sum = Kernels.bceWithLogits(lv, null, t, d, 1f / n);
+            out = Tensor.of(g().scope, lv.device(), new float[] {(float) (sum / n)}, 1);
+        } else {   /* the loss stays on the device: (float) sum, then times 1 / n (one more float rounding than the CPU) */
+            Tensor sum = g().empty(lv.device(), 1);
+            Kernels.bceWithLogitsOnDevice(lv, null, t, d, 1f / n, sum);
+            out = g().empty(lv.device(), 1);
+            Kernels.axpby(1f / n, sum, 0f, out);
+        }
         return rec(out, "bceWithLogits", of(logits), gr -> {
             firstOrderOnly("bceWithLogits");
             float s = scalar(gr.value);

@@ -73,6 +73,18 @@ public final class Graph implements AutoCloseable {
 
     final java.util.Set<Var> frozen = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
 
+    /*
+     * One-element tensors whose value the host knows without reading the device: the backward's seed (1), and what
+     * F.scale makes of a known value (the same float product the device computes). A loss's backward rule that needs
+     * its incoming gradient as a number takes it from here instead of copying it back (a host synchronisation on CUDA).
+     */
+    private final Map<Tensor, Float> known = new IdentityHashMap<>();
+
+    /** The value of a one-element tensor the host knows (see above), or null. */
+    Float known(Tensor t) { return known.get(t); }
+
+    void noteKnown(Tensor t, float v) { known.put(t, v); }
+
     /**
      * Parameters whose gradients the next backward passes may skip (a GAN's generator step back-propagates through
      * the discriminator only for its input gradient): weight-gradient kernels are not run for them. Gradients
@@ -194,8 +206,10 @@ public final class Graph implements AutoCloseable {
             one = zeros(loss.value.shape());
             one.segment().set(java.lang.foreign.ValueLayout.JAVA_FLOAT, 0, 1f);
         } else {
-            one = Tensor.of(scope, loss.value.device(), new float[] {1f}, loss.value.shape());
+            one = Tensor.empty(scope, loss.value.device(), loss.value.shape());
+            Kernels.setOne(one);   // a device-to-device copy of a resident 1f: no host synchronisation
         }
+        known.put(one, 1f);
         Map<Var, Boolean> seen = new IdentityHashMap<>();
         accumulate(loss, new Var(one, false, null), seen, refs);
         boolean saved = recording;

@@ -33,8 +33,14 @@ public final class ProbF {
         Tensor m = dense(mu), lv = dense(logvar);
         Device dev = m.device();
         Tensor z = g().empty(dev, m.shape());
-        double kl = Kernels.reparam(m, lv, seed, stream, z);   /* on CUDA the KL comes back (a synchronisation) */
-        Tensor klT = Tensor.of(g().scope, dev, new float[] {(float) kl}, 1);
+        Tensor klT;
+        if (dev == Device.CPU) {
+            double kl = Kernels.reparam(m, lv, seed, stream, z);
+            klT = Tensor.of(g().scope, dev, new float[] {(float) kl}, 1);
+        } else {   /* the KL stays on the device (the double sum rounded to float there): no synchronisation */
+            klT = g().empty(dev, 1);
+            Kernels.reparamOnDevice(m, lv, seed, stream, z, klT);
+        }
         // One node, two outputs: its rule runs once with both gradients (null where unused), one fused kernel call.
         Var[] zk = g().recordMulti(new Tensor[] {z, klT}, "reparam", of(mu, logvar), gs -> {
             firstOrderOnly("reparam");
@@ -54,8 +60,16 @@ public final class ProbF {
         Tensor tv = targets.isContiguous() ? targets : targets.contiguous();
         if (tv.numel() != lv.numel()) throw new IllegalArgumentException("bceWithLogitsSum: targets " + tv + " for logits " + lv);
         Tensor d = logits.requiresGrad && g().recording ? g().empty(lv.device(), lv.shape()) : null;
-        double sum = Kernels.bceWithLogits(lv, tv, 0f, d, scale);
-        Tensor out = Tensor.of(g().scope, lv.device(), new float[] {(float) (sum * scale)}, 1);
+        Tensor out;
+        if (lv.device() == Device.CPU) {
+            double sum = Kernels.bceWithLogits(lv, tv, 0f, d, scale);
+            out = Tensor.of(g().scope, lv.device(), new float[] {(float) (sum * scale)}, 1);
+        } else {   /* the sum stays on the device: (float) sum, then times scale (one more float rounding than the CPU) */
+            Tensor sum = g().empty(lv.device(), 1);
+            Kernels.bceWithLogitsOnDevice(lv, tv, 0f, d, scale, sum);
+            out = g().empty(lv.device(), 1);
+            Kernels.axpby(scale, sum, 0f, out);
+        }
         return rec(out, "bceWithLogitsSum", of(logits), gr -> {
             firstOrderOnly("bceWithLogitsSum");
             float s = scalar(gr.value);

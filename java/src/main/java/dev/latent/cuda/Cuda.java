@@ -132,6 +132,9 @@ public final class Cuda {
 
     private void current() { drv.call("cuCtxSetCurrent", drv.cuCtxSetCurrent, ctx); }
 
+    /** Makes the primary context current on this thread (before a vendor library call). */
+    void makeCurrent() { current(); }
+
     // ---- device memory: a caching allocator --------------------------------------------------------------------
     /*
      * cuMemFree synchronises the whole device and cuMemAlloc is a driver round trip, and a training step allocates
@@ -179,7 +182,8 @@ public final class Cuda {
         return new DeviceBuffer(this, ptr, bytes, cls);
     }
 
-    private long driverAlloc(long bytes) {
+    /** cuMemAlloc itself, outside the cache (the vendor libraries' workspaces, which live as long as the process). */
+    long driverAlloc(long bytes) {
         current();
         try (Arena a = Arena.ofConfined()) {
             MemorySegment p = a.allocate(JAVA_LONG);
@@ -206,7 +210,10 @@ public final class Cuda {
             cachedBytes = 0;
         }
         current();
-        for (long ptr : blocks) drv.call("cuMemFree_v2", drv.cuMemFree, ptr);
+        for (long ptr : blocks) {
+            hostSyncs.incrementAndGet();
+            drv.call("cuMemFree_v2", drv.cuMemFree, ptr);
+        }
     }
 
     /** The allocator's counters: bytes in live buffers and in the cache (size classes), cuMemAlloc calls, reuses. */
@@ -216,12 +223,95 @@ public final class Cuda {
         synchronized (cache) { return new MemoryStats(liveBytes, cachedBytes, driverAllocs, reuses); }
     }
 
+    // ---- host synchronisations --------------------------------------------------------------------------------
+    /*
+     * Every call of ours that makes the host wait for the device: a synchronous device-to-host copy, a synchronous
+     * host-to-device copy from pageable memory (the driver synchronises the stream before starting it), cuCtxSynchronize,
+     * cuEventSynchronize, and cuMemFree / cuMemFreeHost (an implicit device-wide synchronisation). An asynchronous
+     * upload from page-locked memory is not one. Counted here, so a test can bound them per training step on
+     * any driver; on the emulated driver, libcuda_emu.so counts the same calls on its side (latent_emu_counters).
+     */
+    private final java.util.concurrent.atomic.AtomicLong hostSyncs = new java.util.concurrent.atomic.AtomicLong();
+
+    /** The number of host synchronisations this backend has made so far (see the comment above). */
+    public long hostSyncs() { return hostSyncs.get(); }
+
     void copyHtoD(long dst, MemorySegment src) {
+        if (src.byteSize() > 0) hostSyncs.incrementAndGet();
         current();
         drv.call("cuMemcpyHtoD_v2", drv.cuMemcpyHtoD, dst, src, src.byteSize());
     }
 
+    // ---- page-locked staging, asynchronous uploads, events ------------------------------------------------------
+
+    /** Page-locked host memory (cuMemHostAlloc) of {@code bytes}: the source of an upload that does not block the host. */
+    public MemorySegment hostAlloc(long bytes) {
+        if (bytes <= 0) throw new IllegalArgumentException("page-locked allocation of " + bytes + " bytes");
+        current();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment p = a.allocate(ADDRESS);
+            drv.call("cuMemHostAlloc", drv.cuMemHostAlloc, p, bytes, 0);
+            return p.get(ADDRESS, 0).reinterpret(bytes);
+        }
+    }
+
+    /** Frees {@link #hostAlloc} memory (cuMemFreeHost may synchronise: counted as a host synchronisation). */
+    public void hostFree(MemorySegment pinned) {
+        hostSyncs.incrementAndGet();
+        current();
+        drv.call("cuMemFreeHost", drv.cuMemFreeHost, pinned);
+    }
+
+    /**
+     * Host -> device on the default stream without blocking the host when {@code src} is page-locked ({@link
+     * #hostAlloc}): the caller must not touch src until an event recorded after it has completed.
+     */
+    void copyHtoDAsync(long dst, MemorySegment src) {
+        current();
+        drv.call("cuMemcpyHtoDAsync_v2", drv.cuMemcpyHtoDAsync, dst, src, src.byteSize(), MemorySegment.NULL);
+    }
+
+    /** A new event (cuEventCreate, default flags). */
+    public MemorySegment eventCreate() {
+        current();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment p = a.allocate(ADDRESS);
+            drv.call("cuEventCreate", drv.cuEventCreate, p, 0);
+            return p.get(ADDRESS, 0);
+        }
+    }
+
+    /** Records the event on the default stream: it completes when everything launched before it has. */
+    public void eventRecord(MemorySegment event) {
+        current();
+        drv.call("cuEventRecord", drv.cuEventRecord, event, MemorySegment.NULL);
+    }
+
+    private static final int CUDA_ERROR_NOT_READY = 600;
+
+    /** True when the event's work has completed (cuEventQuery; never blocks, not a synchronisation). */
+    public boolean eventDone(MemorySegment event) {
+        current();
+        int rc;
+        try {
+            rc = (int) drv.cuEventQuery.invokeExact(event);
+        } catch (Throwable t) {
+            throw new IllegalStateException("cuEventQuery", t);
+        }
+        if (rc == CUDA_ERROR_NOT_READY) return false;
+        if (rc != 0) throw new NativeException("cuEventQuery", rc, drv.describe(rc));
+        return true;
+    }
+
+    /** Waits for the event (a host synchronisation, counted). */
+    public void eventSynchronize(MemorySegment event) {
+        hostSyncs.incrementAndGet();
+        current();
+        drv.call("cuEventSynchronize", drv.cuEventSynchronize, event);
+    }
+
     void copyDtoH(MemorySegment dst, long src) {
+        if (dst.byteSize() > 0) hostSyncs.incrementAndGet();
         current();
         drv.call("cuMemcpyDtoH_v2", drv.cuMemcpyDtoH, dst, src, dst.byteSize());
     }
@@ -278,6 +368,7 @@ public final class Cuda {
 
     /** Waits for the device; an error of a kernel that already ran is thrown here. */
     public void synchronize() {
+        hostSyncs.incrementAndGet();
         current();
         drv.call("cuCtxSynchronize", drv.cuCtxSynchronize);
     }

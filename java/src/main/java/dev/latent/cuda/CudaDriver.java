@@ -25,7 +25,8 @@ final class CudaDriver {
     final MethodHandle cuInit, cuDriverGetVersion, cuDeviceGetCount, cuDeviceGet, cuDeviceGetAttribute,
             cuDevicePrimaryCtxRetain, cuCtxSetCurrent, cuCtxSynchronize, cuModuleLoadData, cuModuleGetFunction,
             cuMemAlloc, cuMemFree, cuMemcpyHtoD, cuMemcpyDtoH, cuMemcpyDtoD, cuMemsetD8, cuStreamCreate, cuStreamSynchronize,
-            cuLaunchKernel, cuGetErrorName, cuGetErrorString;
+            cuLaunchKernel, cuGetErrorName, cuGetErrorString, cuMemHostAlloc, cuMemFreeHost, cuMemcpyHtoDAsync, cuEventCreate,
+            cuEventRecord, cuEventQuery, cuEventSynchronize, cuEventDestroy;
 
     /**
      * The driver library: libcuda.so.1, or what -Dlatent.cuda.driver names (the emulated driver libcuda_emu.so of
@@ -60,6 +61,15 @@ final class CudaDriver {
         cuLaunchKernel = bind(lib, "cuLaunchKernel", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
                 JAVA_INT, ADDRESS, ADDRESS, ADDRESS);
         cuGetErrorName = bind(lib, "cuGetErrorName", JAVA_INT, ADDRESS);
+        // page-locked staging and events: asynchronous uploads (Cuda.copyHtoDAsync) that do not block the host
+        cuMemHostAlloc = bind(lib, "cuMemHostAlloc", ADDRESS, JAVA_LONG, JAVA_INT);
+        cuMemFreeHost = bind(lib, "cuMemFreeHost", ADDRESS);
+        cuMemcpyHtoDAsync = bind(lib, "cuMemcpyHtoDAsync_v2", JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS);
+        cuEventCreate = bind(lib, "cuEventCreate", ADDRESS, JAVA_INT);
+        cuEventRecord = bind(lib, "cuEventRecord", ADDRESS, ADDRESS);
+        cuEventQuery = bind(lib, "cuEventQuery", ADDRESS);
+        cuEventSynchronize = bind(lib, "cuEventSynchronize", ADDRESS);
+        cuEventDestroy = bind(lib, "cuEventDestroy_v2", ADDRESS);
         cuGetErrorString = bind(lib, "cuGetErrorString", JAVA_INT, ADDRESS);
     }
 

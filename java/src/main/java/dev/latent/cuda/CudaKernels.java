@@ -501,6 +501,26 @@ public final class CudaKernels {
         }
     }
 
+    /**
+     * {@link #reparam} with the KL handed to a float device tensor (klF32, one element): the double sum is rounded to
+     * float on the device (ltk_f64_to_f32, as the CPU's (float) cast). Nothing comes back: no synchronisation.
+     */
+    public static void reparamF32(Cuda cu, long n, DeviceBuffer mu, DeviceBuffer logvar, long seed, long stream, DeviceBuffer z,
+                                  DeviceBuffer klF32) {
+        floats("reparam", n, "mu", mu, "logvar", logvar, "z", z);
+        floats("reparam", 1, "kl", klF32);
+        long chunks = Math.max(1, (n + RP_CHUNK - 1) / RP_CHUNK);
+        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
+        DeviceBuffer kl = s.slice(0, 8), part = s.slice(8, chunks * 8);
+        if (n == 0) {
+            kl.zero();
+        } else {
+            cu.launch("ltk_reparam_fwd", dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, seed, stream, z, part);
+            cu.launch("ltk_reparam_kl_sum", dim(1), dim(32), 0, chunks, part, kl);
+        }
+        cu.launch("ltk_f64_to_f32", dim(1), dim(32), 0, 1L, kl, klF32);
+    }
+
     /** dmu, dlogvar of sum(dz z) + klScale KL, eps recomputed from (seed, stream). */
     public static void reparamBackward(Cuda cu, long n, DeviceBuffer mu, DeviceBuffer logvar, long seed, long stream,
                                        DeviceBuffer dz, float klScale, DeviceBuffer dmu, DeviceBuffer dlogvar) {
@@ -628,6 +648,30 @@ public final class CudaKernels {
             return h.get(JAVA_DOUBLE, 0);
         }
     }
+    /**
+     * {@link #bceWithLogits} with the loss handed to a float device tensor (outF32, one element): the double sum
+     * rounded to float on the device (ltk_f64_to_f32). Nothing comes back: no synchronisation.
+     */
+    public static void bceWithLogitsF32(Cuda cu, long n, DeviceBuffer logits, DeviceBuffer targets, float t, DeviceBuffer dlogits,
+                                        float dscale, DeviceBuffer outF32) {
+        String op = "bceWithLogits";
+        floats(op, n, "logits", logits);
+        optFloats(op, n, "targets", targets);
+        optFloats(op, n, "dlogits", dlogits);
+        floats(op, 1, "out", outF32);
+        if (same(dlogits, targets)) throw new IllegalArgumentException(op + ": dlogits must not be the targets array");
+        long chunks = Math.max(1, (n + BCE_CHUNK - 1) / BCE_CHUNK);
+        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
+        DeviceBuffer out = s.slice(0, 8), part = s.slice(8, chunks * 8);
+        if (n == 0) {
+            out.zero();
+        } else {
+            cu.launch("ltk_bce_part", dim(chunks), dim(BCE_THREADS), 0, n, logits, targets, t, dlogits, dscale, part);
+            cu.launch("ltk_bce_total", dim(1), dim(32), 0, chunks, part, out);
+        }
+        cu.launch("ltk_f64_to_f32", dim(1), dim(32), 0, 1L, out, outF32);
+    }
+
     // ---- coupling.cu ----
 
     private static void cpCheck(String op, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, DeviceBuffer out) {

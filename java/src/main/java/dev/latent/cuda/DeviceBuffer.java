@@ -58,6 +58,16 @@ public final class DeviceBuffer implements AutoCloseable {
         cuda.copyHtoD(address(), src);
     }
 
+    /**
+     * Host -> device without blocking the host: src must be page-locked ({@link Cuda#hostAlloc}) and left untouched
+     * until an event recorded after this call has completed (from pageable memory the driver would block instead).
+     */
+    public void copyFromAsync(MemorySegment src) {
+        if (src.byteSize() > bytes)
+            throw new IllegalArgumentException("copy of " + src.byteSize() + " bytes into a " + bytes + "-byte device buffer");
+        cuda.copyHtoDAsync(address(), src);
+    }
+
     /** Device -> host: dst.byteSize() bytes from offset 0. */
     public void copyTo(MemorySegment dst) {
         if (dst.byteSize() > bytes)

@@ -1,6 +1,7 @@
 package dev.latent.ops;
 
 import dev.latent.cuda.CudaKernels;
+import dev.latent.cuda.CudaVendor;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Tensor;
 
@@ -49,6 +50,9 @@ public final class Conv {
         public double flops() { return 2.0 * n * k * oh() * ow() * c * r * s; }
         public Geometry withBatch(long nn) { return new Geometry(nn, c, h, w, k, r, s, strideH, strideW, padH, padW); }
 
+        /** n, c, h, w, k, r, s, oh, ow, strideH, strideW, padH, padW: lt_conv2d_desc's fields, for the vendor path. */
+        public long[] dims() { return new long[] {n, c, h, w, k, r, s, oh(), ow(), strideH, strideW, padH, padW}; }
+
         MemorySegment desc() {
             MemorySegment d = DESC.get();
             d.set(JAVA_LONG, 0, n); d.set(JAVA_LONG, 8, c); d.set(JAVA_LONG, 16, h); d.set(JAVA_LONG, 24, w);
@@ -84,8 +88,10 @@ public final class Conv {
         if (!gpu) Kernels.dense("conv2d", x, w, bias, y);
         shape("conv2d", "x", x, g.inShape()); shape("conv2d", "w", w, g.weightShape());
         shape("conv2d", "bias", bias, g.k()); shape("conv2d", "y", y, g.outShape());
-        if (gpu) CudaKernels.conv2d(Kernels.cuda(), g.desc(), Kernels.buf(x), Kernels.buf(w), Kernels.buf(bias), Kernels.buf(y));
-        else Kernels.nat().conv2dFwd(g.desc(), x.segment(), w.segment(), Kernels.seg(bias), y.segment());
+        if (gpu) {
+            if (!CudaVendor.convForward(Kernels.cuda(), g.dims(), Kernels.buf(x), Kernels.buf(w), Kernels.buf(bias), Kernels.buf(y)))
+                CudaKernels.conv2d(Kernels.cuda(), g.desc(), Kernels.buf(x), Kernels.buf(w), Kernels.buf(bias), Kernels.buf(y));
+        } else Kernels.nat().conv2dFwd(g.desc(), x.segment(), w.segment(), Kernels.seg(bias), y.segment());
     }
 
     /** dx = conv^T(dy, w) (+ bias per input channel: the forward of a transposed convolution). */
@@ -94,8 +100,10 @@ public final class Conv {
         if (!gpu) Kernels.dense("conv2dBackwardData", dy, w, bias, dx);
         shape("conv2dBackwardData", "dy", dy, g.outShape()); shape("conv2dBackwardData", "w", w, g.weightShape());
         shape("conv2dBackwardData", "bias", bias, g.c()); shape("conv2dBackwardData", "dx", dx, g.inShape());
-        if (gpu) CudaKernels.conv2dBackwardData(Kernels.cuda(), g.desc(), Kernels.buf(dy), Kernels.buf(w), Kernels.buf(bias), Kernels.buf(dx));
-        else Kernels.nat().conv2dBwdData(g.desc(), dy.segment(), w.segment(), Kernels.seg(bias), dx.segment());
+        if (gpu) {
+            if (!CudaVendor.convBackwardData(Kernels.cuda(), g.dims(), Kernels.buf(dy), Kernels.buf(w), Kernels.buf(bias), Kernels.buf(dx)))
+                CudaKernels.conv2dBackwardData(Kernels.cuda(), g.desc(), Kernels.buf(dy), Kernels.buf(w), Kernels.buf(bias), Kernels.buf(dx));
+        } else Kernels.nat().conv2dBwdData(g.desc(), dy.segment(), w.segment(), Kernels.seg(bias), dx.segment());
     }
 
     /** dw (and db when not null) from x and dy; accumulate adds instead of overwriting. */
@@ -104,7 +112,12 @@ public final class Conv {
         if (!gpu) Kernels.dense("conv2dBackwardWeight", x, dy, dw, db);
         shape("conv2dBackwardWeight", "x", x, g.inShape()); shape("conv2dBackwardWeight", "dy", dy, g.outShape());
         shape("conv2dBackwardWeight", "dw", dw, g.weightShape()); shape("conv2dBackwardWeight", "db", db, g.k());
-        if (gpu) CudaKernels.conv2dBackwardWeight(Kernels.cuda(), g.desc(), Kernels.buf(x), Kernels.buf(dy), Kernels.buf(dw), Kernels.buf(db), accumulate);
-        else Kernels.nat().conv2dBwdWeight(g.desc(), x.segment(), dy.segment(), dw.segment(), Kernels.seg(db), accumulate);
+        if (gpu) {
+            if (CudaVendor.convBackwardFilter(Kernels.cuda(), g.dims(), Kernels.buf(x), Kernels.buf(dy), Kernels.buf(dw), accumulate)) {
+                if (db != null) CudaKernels.conv2dBackwardBias(Kernels.cuda(), g.desc(), Kernels.buf(dy), Kernels.buf(db), accumulate);
+            } else {
+                CudaKernels.conv2dBackwardWeight(Kernels.cuda(), g.desc(), Kernels.buf(x), Kernels.buf(dy), Kernels.buf(dw), Kernels.buf(db), accumulate);
+            }
+        } else Kernels.nat().conv2dBwdWeight(g.desc(), x.segment(), dy.segment(), dw.segment(), Kernels.seg(db), accumulate);
     }
 }

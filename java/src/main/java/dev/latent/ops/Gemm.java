@@ -1,6 +1,7 @@
 package dev.latent.ops;
 
 import dev.latent.cuda.CudaKernels;
+import dev.latent.cuda.CudaVendor;
 import dev.latent.cuda.DeviceBuffer;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
@@ -56,7 +57,10 @@ public final class Gemm {
         matmul(a, b, c, alpha, beta, Precision.FP32);
     }
 
-    /** {@link #matmul(Tensor, Tensor, Tensor, float, float)} at a chosen operand {@link Precision} (BF16: CPU only). */
+    /**
+     * {@link #matmul(Tensor, Tensor, Tensor, float, float)} at a chosen operand {@link Precision}. BF16 on CUDA runs on
+     * cuBLAS (CUBLAS_COMPUTE_32F_FAST_16BF) and is refused, with the reason, where cuBLAS does not serve GEMMs.
+     */
     public static void matmul(Tensor a, Tensor b, Tensor c, float alpha, float beta, Precision precision) {
         if (precision == null) throw new IllegalArgumentException("gemm: precision is null (FP32 or BF16)");
         Supplier<String> shapes = () -> "A" + Arrays.toString(a.shape()) + " @ B" + Arrays.toString(b.shape()) + " -> C" + Arrays.toString(c.shape());
@@ -75,11 +79,13 @@ public final class Gemm {
             throw new IllegalArgumentException("gemm: batch sizes do not match: " + shapes.get());
         Mat ma = Mat.of("A", a, shapes), mb = Mat.of("B", b, shapes), mc = Mat.of("C", c, shapes);
         if (mc.trans) throw new IllegalArgumentException("gemm: C must be row-major (last stride 1): " + shapes.get());
-        if (gpu && precision == Precision.BF16)
-            throw new IllegalArgumentException("gemm: BF16 precision is a CPU path (lt_gemm_bf16); CUDA has TF32 instead: " + shapes.get());
+        if (gpu && precision == Precision.BF16) {
+            String why = CudaVendor.bf16GemmUnavailable(Kernels.cuda());
+            if (why != null) throw new IllegalArgumentException("gemm: BF16 precision on CUDA: " + why + "; " + shapes.get());
+        }
         if (gpu) {
             callCuda(ma.trans, mb.trans, m, n, k, alpha, beta, ma.ld, mb.ld, mc.ld, batch, ma.batchStride, mb.batchStride, mc.batchStride,
-                    a.deviceBuffer(), b.deviceBuffer(), c.deviceBuffer());
+                    a.deviceBuffer(), b.deviceBuffer(), c.deviceBuffer(), precision == Precision.BF16);
             return;
         }
         call(ma.trans, mb.trans, m, n, k, alpha, beta, ma.ld, mb.ld, mc.ld, batch, ma.batchStride, mb.batchStride, mc.batchStride,
@@ -229,7 +235,7 @@ public final class Gemm {
     /** {@link #call} for device buffers (each starting at its operand's first element): the same checks, then a launch. */
     private static void callCuda(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta,
                                  long lda, long ldb, long ldc, long batch, long sa, long sb, long sc,
-                                 DeviceBuffer a, DeviceBuffer b, DeviceBuffer c) {
+                                 DeviceBuffer a, DeviceBuffer b, DeviceBuffer c, boolean bf16) {
         Supplier<String> what = () -> "gemm on CUDA(m=" + m + ", n=" + n + ", k=" + k + ", transA=" + ta + ", transB=" + tb + ", lda=" + lda
                 + ", ldb=" + ldb + ", ldc=" + ldc + ", batch=" + batch + ")";
         checkSizes(what, m, n, k, batch, sa, sb, sc);
@@ -239,6 +245,10 @@ public final class Gemm {
         if (batch > 1 && m > 0 && n > 0 && sc < (m - 1) * ldc + n)
             throw new IllegalArgumentException(what.get() + ": stride of C " + sc + " makes batches overlap");
         if (m == 0 || n == 0) return;
+        // cuBLAS where it serves (CudaVendor: found, not LATENT_CUDA_VENDOR=0, sizes within its 32-bit arguments), else ours
+        CudaVendor.GemmCompute mode = bf16 ? CudaVendor.GemmCompute.BF16 : cudaTf32 ? CudaVendor.GemmCompute.TF32 : CudaVendor.GemmCompute.FP32;
+        if (CudaVendor.gemm(Kernels.cuda(), ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, a, b, c, mode)) return;
+        if (bf16) throw new IllegalArgumentException(what.get() + ": BF16 needs cuBLAS, which cannot take these sizes (beyond 2^31 - 1)");
         MemorySegment d = desc(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc);
         CudaKernels.gemm(Kernels.cuda(), d, m, n, batch, a, b, c, cudaTf32);
     }

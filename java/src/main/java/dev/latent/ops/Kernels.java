@@ -90,18 +90,165 @@ public final class Kernels {
 
     static DeviceBuffer buf(Tensor t) { return t == null ? null : t.deviceBuffer(); }
 
-    /** This thread's device copy of an int32 host segment (targets, ids). The copy is synchronous: reuse is safe. */
-    private static final ThreadLocal<DeviceBuffer> INTS = new ThreadLocal<>();
+    /*
+     * Int32 host data on the device (token ids, targets, the embedding backward's grouping of the ids). A host-to-device
+     * copy from pageable memory makes the host wait for the stream (a host synchronisation), so each upload is kept,
+     * per thread, with a host copy of the bytes it came from (and goes up from page-locked staging, asynchronously: see
+     * Pinned): a later call with equal bytes (the same batch's ids in the
+     * embedding forward and backward, its targets in the loss) reuses the device copy without copying again. An upload
+     * is never written by a kernel, so reuse is exact; the comparison is a host memcmp of the int32 data. stageTokens
+     * puts a batch's ids, targets and id grouping in ONE copy. The last STAGED_KEEP uploads are kept; an older one goes
+     * back to the allocator (stream-ordered, so a queued kernel still reading it is safe).
+     */
+    private static final int STAGED_KEEP = 8;
 
-    static DeviceBuffer deviceInts(MemorySegment s, long n) {
-        DeviceBuffer b = INTS.get();
-        if (b == null || !b.isAlive() || b.byteSize() < 4 * n) {
-            if (b != null) b.close();
-            b = cuda().alloc(Math.max(4096, 4 * n));
-            INTS.set(b);
+    /** One upload: the root device buffer, and the entries (kind, vocabulary, host bytes, slice) it serves. */
+    private record Upload(DeviceBuffer root, java.util.List<Staged> entries) {}
+
+    private record Staged(int kind, long vocab, int[] host, DeviceBuffer dev) {}
+
+    private static final int KIND_INTS = 0, KIND_GROUPS = 1;
+    private static final ThreadLocal<java.util.ArrayDeque<Upload>> UPLOADS = ThreadLocal.withInitial(java.util.ArrayDeque::new);
+
+    private static DeviceBuffer lookup(int kind, long vocab, int[] host) {
+        for (Upload u : UPLOADS.get())
+            for (Staged e : u.entries)
+                if (e.kind == kind && e.vocab == vocab && Arrays.equals(e.host, host) && u.root.isAlive()) return e.dev;
+        return null;
+    }
+
+    /**
+     * Uploads the int arrays in one host-to-device copy and registers each as (kinds[i], vocabs[i], keys[i]): the key
+     * is the data itself for plain ints, the ids for their grouping. Returns the slices.
+     */
+    private static DeviceBuffer[] upload(int[] kinds, long[] vocabs, int[][] keys, int[][] arrays) {
+        long total = 0;
+        for (int[] a : arrays) total += Math.max(1, a.length);
+        DeviceBuffer root = cuda().alloc(4 * total);
+        DeviceBuffer[] out = new DeviceBuffer[arrays.length];
+        java.util.List<Staged> entries = new java.util.ArrayList<>();
+        Pinned slot = pinned(4 * total);
+        MemorySegment h = slot.host.asSlice(0, 4 * total);
+        long at = 0;
+        for (int i = 0; i < arrays.length; i++) {
+            int len = Math.max(1, arrays[i].length);
+            MemorySegment.copy(arrays[i], 0, h, JAVA_INT, at * 4, arrays[i].length);
+            out[i] = root.slice(at * 4, len * 4L);
+            entries.add(new Staged(kinds[i], vocabs[i], keys[i].clone(), out[i]));
+            at += len;
         }
-        if (n > 0) b.copyFrom(s.asSlice(0, 4 * n));
-        return b;
+        root.copyFromAsync(h);          // from page-locked memory: the host does not wait
+        cuda().eventRecord(slot.event); // the slot is free again once this completes
+        java.util.ArrayDeque<Upload> q = UPLOADS.get();
+        q.addFirst(new Upload(root, entries));
+        while (q.size() > STAGED_KEEP) q.removeLast().root.close();
+        return out;
+    }
+
+    /*
+     * Page-locked staging for the uploads, per thread: up to PINNED_SLOTS slots, each with an event recorded after its
+     * copy. A slot whose event has completed (cuEventQuery: never blocks) is reused; when every slot is busy, a new one
+     * is made, and past PINNED_SLOTS the oldest is waited for (cuEventSynchronize, a counted host synchronisation; a
+     * step that uploads once never gets there). A slot too small for a batch is replaced (cuMemFreeHost, counted).
+     */
+    private static final int PINNED_SLOTS = 4;
+
+    private static final class Pinned {
+        MemorySegment host;
+        final MemorySegment event;
+
+        Pinned(MemorySegment host, MemorySegment event) { this.host = host; this.event = event; }
+    }
+
+    private static final ThreadLocal<java.util.ArrayDeque<Pinned>> PINNED = ThreadLocal.withInitial(java.util.ArrayDeque::new);
+
+    private static Pinned pinned(long bytes) {
+        Cuda cu = cuda();
+        java.util.ArrayDeque<Pinned> ring = PINNED.get();
+        Pinned pick = null;
+        for (Pinned p : ring)
+            if (cu.eventDone(p.event)) { pick = p; break; }
+        if (pick == null && ring.size() < PINNED_SLOTS) {
+            pick = new Pinned(cu.hostAlloc(Math.max(bytes, 1 << 16)), cu.eventCreate());
+            ring.addLast(pick);
+        }
+        if (pick == null) {   // every slot in flight: wait for the oldest
+            pick = ring.peekFirst();
+            cu.eventSynchronize(pick.event);
+        }
+        ring.remove(pick);
+        ring.addLast(pick);   // most recently used last: the oldest is first
+        if (pick.host.byteSize() < bytes) {
+            cu.hostFree(pick.host);
+            pick.host = cu.hostAlloc(Math.max(bytes, 2 * pick.host.byteSize()));
+        }
+        return pick;
+    }
+
+    /** The device copy of n int32s of a host segment (targets, ids): a kept upload of equal bytes, or a new one. */
+    static DeviceBuffer deviceInts(MemorySegment s, long n) {
+        if (n > Integer.MAX_VALUE - 8) throw new IllegalArgumentException(n + " int32 values: too many to upload at once");
+        int[] host = s.asSlice(0, 4 * n).toArray(JAVA_INT);
+        DeviceBuffer d = lookup(KIND_INTS, 0, host);
+        return d != null ? d : upload(new int[] {KIND_INTS}, new long[] {0}, new int[][] {host}, new int[][] {host})[0];
+    }
+
+    /**
+     * A training batch's token ids and targets (n int32 each) on the device in one host-to-device copy, together with
+     * the embedding backward's grouping of the ids (vocabulary {@code vocab}): the batch's embedding forward, loss and
+     * embedding backward then copy nothing. Ids are checked against the vocabulary here. Does nothing for n == 0.
+     */
+    public static void stageTokens(MemorySegment ids, MemorySegment targets, long n, long vocab) {
+        ints("stageTokens", ids, n);
+        ints("stageTokens", targets, n);
+        if (n == 0) return;
+        int[] id = checkIds("stageTokens", ids, n, vocab), tg = targets.asSlice(0, 4 * n).toArray(JAVA_INT);
+        if (lookup(KIND_INTS, 0, id) != null && lookup(KIND_INTS, 0, tg) != null && lookup(KIND_GROUPS, vocab, id) != null) return;
+        upload(new int[] {KIND_INTS, KIND_INTS, KIND_GROUPS}, new long[] {0, 0, vocab}, new int[][] {id, tg, id},
+                new int[][] {id, tg, groups(id, vocab)});
+    }
+
+    /** The n positions grouped by id in increasing id order, each group in position order: uniq (rows), start (rows + 1), pos (n). */
+    private static int[] groups(int[] id, long vocab) {
+        int n = id.length;
+        int[] count = new int[(int) vocab];
+        for (int v : id) count[v]++;
+        int rows = 0;
+        for (int k : count) if (k > 0) rows++;
+        int[] g = new int[2 * rows + 1 + n];
+        int r = 0, at = 0;
+        int[] next = new int[(int) vocab];
+        for (int v = 0; v < vocab; v++)
+            if (count[v] > 0) {
+                g[r] = v;
+                g[rows + r] = at;
+                next[v] = at;
+                at += count[v];
+                r++;
+            }
+        g[2 * rows] = at;
+        for (int i = 0; i < n; i++) g[2 * rows + 1 + next[id[i]]++] = i;
+        return g;
+    }
+
+    private static volatile DeviceBuffer one;   /* 1f on the device, uploaded once per process */
+
+    /** Sets a one-element CUDA tensor to 1 by a device-to-device copy of a resident 1f (no host synchronisation). */
+    public static void setOne(Tensor t) {
+        if (t.device() != Device.CUDA || t.numel() != 1 || !t.isContiguous())
+            throw new IllegalArgumentException("setOne: a one-element CUDA tensor needed, got " + t);
+        DeviceBuffer o = one;
+        if (o == null) {
+            synchronized (Kernels.class) {
+                if (one == null) {
+                    DeviceBuffer b = cuda().alloc(4);
+                    try (Arena a = Arena.ofConfined()) { b.copyFrom(a.allocateFrom(JAVA_FLOAT, 1f)); }   // once per process
+                    one = b;
+                }
+                o = one;
+            }
+        }
+        t.deviceBuffer().copyFrom(o);
     }
 
     // ---- layout ----
@@ -379,31 +526,21 @@ public final class Kernels {
         if (dout.size(-1) != c) throw new IllegalArgumentException("embeddingBackward: dout " + dout + " vs table " + dtable);
         ints("embeddingBackward", ids, n);
         if (gpu) {
-            /* Group the positions by id on the host (ids are host data), each group in increasing index order: the
-             * kernel then adds every table element's terms in the CPU's order, without atomics. */
+            /* The positions grouped by id (host data: the ids), each group in increasing index order: the kernel then adds
+             * every table element's terms in the CPU's order, without atomics. Built and uploaded once per batch
+             * (stageTokens, or the first backward of these ids). */
             long vocab = dtable.size(0);
             int[] id = checkIds("embeddingBackward", ids, n, vocab);
-            int[] count = new int[(int) vocab];
-            for (int v : id) count[v]++;
-            int rows = 0;
-            for (int k : count) if (k > 0) rows++;
-            int[] g = new int[2 * rows + 1 + (int) n];
-            int r = 0, at = 0;
-            int[] next = new int[(int) vocab];
-            for (int v = 0; v < vocab; v++)
-                if (count[v] > 0) {
-                    g[r] = v;
-                    g[rows + r] = at;
-                    next[v] = at;
-                    at += count[v];
-                    r++;
-                }
-            g[2 * rows] = at;
-            for (int i = 0; i < n; i++) g[2 * rows + 1 + next[id[i]]++] = i;
-            try (Arena a = Arena.ofConfined()) {
-                DeviceBuffer dg = deviceInts(a.allocateFrom(JAVA_INT, g), g.length);
-                CudaKernels.embeddingBackward(cuda(), rows, n, c, vocab, dg, buf(dout), buf(dtable));
+            DeviceBuffer dg = lookup(KIND_GROUPS, vocab, id);
+            int[] g = null;
+            if (dg == null) {
+                g = groups(id, vocab);
+                dg = upload(new int[] {KIND_GROUPS}, new long[] {vocab}, new int[][] {id}, new int[][] {g})[0];
             }
+            int rows = 0;   // uniq holds the distinct ids: count them again (cheap, host data)
+            boolean[] seen = new boolean[(int) vocab];
+            for (int v : id) if (!seen[v]) { seen[v] = true; rows++; }
+            CudaKernels.embeddingBackward(cuda(), rows, n, c, vocab, dg, buf(dout), buf(dtable));
             return;
         }
         nat().embeddingBwd(n, c, dtable.size(0), ids, dout.segment(), dtable.segment());
@@ -453,6 +590,14 @@ public final class Kernels {
         MemorySegment kl = F64.get();
         nat().reparamFwd(mu.numel(), mu.segment(), logvar.segment(), seed, stream, z.segment(), kl);
         return kl.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0);
+    }
+
+    /** {@link #reparam} on CUDA tensors with the KL written to {@code kl} (one element, on the device): no synchronisation. */
+    public static void reparamOnDevice(Tensor mu, Tensor logvar, long seed, long stream, Tensor z, Tensor kl) {
+        if (!onCuda("reparam", mu, logvar, z, kl)) throw new IllegalArgumentException("reparamOnDevice: CUDA tensors needed, got " + mu.device());
+        numel("reparam", mu.numel(), logvar, z);
+        numel("reparam", 1, kl);
+        CudaKernels.reparamF32(cuda(), mu.numel(), buf(mu), buf(logvar), seed, stream, buf(z), buf(kl));
     }
 
     /** Gradients of sum(dz * z) + klScale * KL with respect to mu and logvar (eps recomputed). */
@@ -541,6 +686,15 @@ public final class Kernels {
         nat().bceLogits(logits.numel(), logits.segment(), seg(targets), t, out, seg(dlogits), dscale);
         return out.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0);
     }
+    /** {@link #bceWithLogits} on CUDA tensors with the (float) sum written to {@code out} (one element, on the device): no synchronisation. */
+    public static void bceWithLogitsOnDevice(Tensor logits, Tensor targets, float t, Tensor dlogits, float dscale, Tensor out) {
+        if (!onCuda("bceWithLogits", logits, targets, dlogits, out))
+            throw new IllegalArgumentException("bceWithLogitsOnDevice: CUDA tensors needed, got " + logits.device());
+        numel("bceWithLogits", logits.numel(), targets, dlogits);
+        numel("bceWithLogits", 1, out);
+        CudaKernels.bceWithLogitsF32(cuda(), logits.numel(), buf(logits), buf(targets), t, buf(dlogits), dscale, buf(out));
+    }
+
     // ---- affine coupling (kernels/coupling) ----
 
     private static long[] couplingDims(String op, Tensor mask, Tensor y, Tensor h, Tensor out) {

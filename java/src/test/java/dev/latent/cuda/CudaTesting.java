@@ -24,6 +24,48 @@ final class CudaTesting {
 
     static final double U = 1.0 / (1 << 24);
 
+    /** Indices into {@link #emuCounters()} (driver_emu.h, Counter). */
+    static final int EMU_DTOH = 0, EMU_HTOD = 1, EMU_CTX_SYNC = 2, EMU_STREAM_SYNC = 3, EMU_FREE = 4, EMU_GEMM_EX = 5,
+            EMU_GEMM_STRIDED_BATCHED_EX = 6, EMU_CONV_FWD = 7,
+            EMU_CONV_BWD_DATA = 8, EMU_CONV_BWD_FILTER = 9, EMU_EVENT_SYNC = 10, EMU_HTOD_ASYNC = 11, EMU_COUNTERS = 12;
+
+    private static java.lang.invoke.MethodHandle emuCounters;
+
+    /** True on the emulated driver (libcuda_emu.so exports its counters), false on a real one. */
+    static boolean emulated() { return emuHandle() != null; }
+
+    private static synchronized java.lang.invoke.MethodHandle emuHandle() {
+        if (emuCounters == null) {
+            String lib = System.getProperty("latent.cuda.driver");
+            if (lib == null || lib.isBlank()) return null;
+            var sym = java.lang.foreign.SymbolLookup.libraryLookup(lib, Arena.global()).find("latent_emu_counters");
+            if (sym.isEmpty()) return null;
+            emuCounters = java.lang.foreign.Linker.nativeLinker().downcallHandle(sym.get(),
+                    java.lang.foreign.FunctionDescriptor.of(JAVA_INT, java.lang.foreign.ValueLayout.ADDRESS, JAVA_INT));
+        }
+        return emuCounters;
+    }
+
+    /** The emulated driver's counters (host synchronisations by kind, vendor stand-in calls), or null on a real driver. */
+    static long[] emuCounters() {
+        var h = emuHandle();
+        if (h == null) return null;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment out = a.allocate(java.lang.foreign.ValueLayout.JAVA_LONG, EMU_COUNTERS);
+            int n = (int) h.invokeExact(out, EMU_COUNTERS);
+            assertEquals(EMU_COUNTERS, n, "latent_emu_counters' count (driver_emu.h, Counter)");
+            return out.toArray(java.lang.foreign.ValueLayout.JAVA_LONG);
+        } catch (Throwable t) {
+            throw new AssertionError("latent_emu_counters", t);
+        }
+    }
+
+    /** The emulated driver's host synchronisations so far: its first five counters and cuEventSynchronize. */
+    static long emuSyncs() {
+        long[] c = emuCounters();
+        return c[EMU_DTOH] + c[EMU_HTOD] + c[EMU_CTX_SYNC] + c[EMU_STREAM_SYNC] + c[EMU_FREE] + c[EMU_EVENT_SYNC];
+    }
+
     static Cuda device() {
         if (System.getProperty("latent.cuda.driver") != null) assertTrue(Cuda.available(), Cuda::unavailableReason);
         else assumeTrue(Cuda.available(), Cuda::unavailableReason);

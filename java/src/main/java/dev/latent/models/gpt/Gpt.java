@@ -144,6 +144,8 @@ public final class Gpt implements Module {
 
     /** Mean cross-entropy of next-token prediction. */
     public Var loss(MemorySegment ids, MemorySegment targets, int b, int t) {
+        // on CUDA the batch's ids, targets and the embedding backward's id grouping go up in one copy (one host sync)
+        if (wte.weight.value().device() == dev.latent.tensor.Device.CUDA) dev.latent.ops.Kernels.stageTokens(ids, targets, (long) b * t, cfg.vocab());
         return F.crossEntropy(logits(ids, b, t), targets);
     }
 

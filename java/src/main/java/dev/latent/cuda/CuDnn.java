@@ -1,0 +1,232 @@
+package dev.latent.cuda;
+
+import dev.latent.nativ.NativeException;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
+import java.lang.invoke.MethodHandle;
+import java.util.HashMap;
+import java.util.Map;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * cuDNN (libcudnn.so.9 / .8) bound through FFM, for 2-D convolution with the legacy descriptor API: NCHW float tensors,
+ * KCRS filters, CUDNN_CROSS_CORRELATION (PyTorch's and our convolution), CUDNN_FMA_MATH (exact fp32: cuDNN's default
+ * math allows TF32 on Ampere and newer, our kernels do not), and fixed deterministic algorithms
+ * (forward IMPLICIT_PRECOMP_GEMM, backward-data ALGO_1, backward-filter ALGO_1: no atomics, the same bits every run),
+ * each with the workspace its cudnnGet*WorkspaceSize asks for (from our caching allocator, stream-ordered). One handle
+ * on the legacy default stream, where our kernels run. Descriptors are made once per geometry and kept.
+ *
+ * Bias: cudnnAddTensor of a (1, K, 1, 1) tensor after the forward (and of (1, C, 1, 1) after the backward-data, the
+ * forward of a transposed convolution). The bias gradient stays on our kernel.
+ * The emulated driver implements these entry points from the definition (native/cuda_emu/vendor_emu.cc), so the
+ * descriptors' argument order, the mode flag and the workspace plumbing are checked in every build (CuDnnTest).
+ */
+final class CuDnn {
+    private static final Linker LINKER = Linker.nativeLinker();
+    static final int NCHW = 0, FLOAT = 0, CONVOLUTION = 0, CROSS_CORRELATION = 1, FMA_MATH = 3;
+    static final int FWD_ALGO = 1, BWD_DATA_ALGO = 1, BWD_FILTER_ALGO = 1;
+
+    final String source;
+    final long version;
+    final boolean standIn;
+    private final Cuda cu;
+    private final MemorySegment handle;
+    private final MethodHandle createTensor, setTensor4d, createFilter, setFilter4d, createConv, setConv2d, setConvMath,
+            fwdWs, bwdDataWs, bwdFilterWs, fwd, bwdData, bwdFilter, addTensor, errorString, lastStandInError;
+    private final MemorySegment scalars = Arena.ofAuto().allocate(16, 8);   /* alpha, beta (host pointers), 1, 1 */
+    private final Map<Key, Descs> descs = new HashMap<>();
+
+    /** A convolution's shape as cuDNN's int32 dimensions take it. */
+    record Key(int n, int c, int h, int w, int k, int r, int s, int oh, int ow, int strideH, int strideW, int padH, int padW, int mode) {}
+
+    private record Descs(MemorySegment x, MemorySegment w, MemorySegment y, MemorySegment conv, MemorySegment biasK, MemorySegment biasC,
+                         long fwdWs, long bwdDataWs, long bwdFilterWs) {}
+
+    CuDnn(Cuda cu, SymbolLookup lib, String source) {
+        this.cu = cu;
+        this.source = source;
+        MethodHandle create = bind(lib, "cudnnCreate", ADDRESS), setStream = bind(lib, "cudnnSetStream", ADDRESS, ADDRESS);
+        MethodHandle getVersion = LINKER.downcallHandle(lib.find("cudnnGetVersion").orElseThrow(
+                () -> new IllegalArgumentException("lacks cudnnGetVersion")), FunctionDescriptor.of(JAVA_LONG));
+        createTensor = bind(lib, "cudnnCreateTensorDescriptor", ADDRESS);
+        setTensor4d = bind(lib, "cudnnSetTensor4dDescriptor", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT);
+        createFilter = bind(lib, "cudnnCreateFilterDescriptor", ADDRESS);
+        setFilter4d = bind(lib, "cudnnSetFilter4dDescriptor", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT);
+        createConv = bind(lib, "cudnnCreateConvolutionDescriptor", ADDRESS);
+        setConv2d = bind(lib, "cudnnSetConvolution2dDescriptor", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
+                JAVA_INT, JAVA_INT);
+        setConvMath = bind(lib, "cudnnSetConvolutionMathType", ADDRESS, JAVA_INT);
+        fwdWs = bind(lib, "cudnnGetConvolutionForwardWorkspaceSize", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, JAVA_INT, ADDRESS);
+        bwdDataWs = bind(lib, "cudnnGetConvolutionBackwardDataWorkspaceSize", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, JAVA_INT, ADDRESS);
+        bwdFilterWs = bind(lib, "cudnnGetConvolutionBackwardFilterWorkspaceSize", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, JAVA_INT,
+                ADDRESS);
+        fwd = bind(lib, "cudnnConvolutionForward", ADDRESS, ADDRESS, ADDRESS, JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS, JAVA_INT, JAVA_LONG,
+                JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG);
+        bwdData = bind(lib, "cudnnConvolutionBackwardData", ADDRESS, ADDRESS, ADDRESS, JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS, JAVA_INT,
+                JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG);
+        bwdFilter = bind(lib, "cudnnConvolutionBackwardFilter", ADDRESS, ADDRESS, ADDRESS, JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS,
+                JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG);
+        addTensor = bind(lib, "cudnnAddTensor", ADDRESS, ADDRESS, ADDRESS, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG);
+        errorString = lib.find("cudnnGetErrorString").map(s -> LINKER.downcallHandle(s, FunctionDescriptor.of(ADDRESS, JAVA_INT))).orElse(null);
+        standIn = lib.find("latent_emu_vendor_stand_in").isPresent();
+        lastStandInError = lib.find("latent_emu_last_vendor_error")
+                .map(s -> LINKER.downcallHandle(s, FunctionDescriptor.of(ADDRESS))).orElse(null);
+        try {
+            version = (long) getVersion.invokeExact();
+        } catch (Throwable t) {
+            throw new IllegalStateException("cudnnGetVersion", t);
+        }
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment p = a.allocate(ADDRESS);
+            cu.makeCurrent();
+            check("cudnnCreate", create, p);
+            handle = p.get(ADDRESS, 0);
+            check("cudnnSetStream", setStream, handle, MemorySegment.NULL);
+        }
+        scalars.set(JAVA_FLOAT, 8, 1f);
+        scalars.set(JAVA_FLOAT, 12, 1f);
+    }
+
+    /** cudnnGetVersion: 9.x as major 10000 + minor 100 + patch, 8.x as major 1000 + minor 100 + patch. */
+    String describe() {
+        String v = version >= 90000 ? version / 10000 + "." + version % 10000 / 100 + "." + version % 100
+                : version / 1000 + "." + version % 1000 / 100 + "." + version % 100;
+        return (standIn ? "the emulated driver's CPU stand-in for cuDNN " : "cuDNN ") + v + " (" + source + ")";
+    }
+
+    private static MethodHandle bind(SymbolLookup lib, String name, MemoryLayout... args) {
+        MemorySegment sym = lib.find(name).orElseThrow(() -> new IllegalArgumentException("lacks " + name + " (cuDNN 8 or 9 needed)"));
+        return LINKER.downcallHandle(sym, FunctionDescriptor.of(JAVA_INT, args));
+    }
+
+    /** True when every size fits cuDNN's int32 dimensions. */
+    static boolean fits(long... v) {
+        for (long x : v) if (x > Integer.MAX_VALUE) return false;
+        return true;
+    }
+
+    private Descs descs(Key g) {
+        Descs d = descs.get(g);
+        if (d != null) return d;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment p = a.allocate(ADDRESS), sz = a.allocate(JAVA_LONG);
+            MemorySegment x = tensor(a, g.n, g.c, g.h, g.w), y = tensor(a, g.n, g.k, g.oh, g.ow);
+            MemorySegment bk = tensor(a, 1, g.k, 1, 1), bc = tensor(a, 1, g.c, 1, 1);
+            check("cudnnCreateFilterDescriptor", createFilter, p);
+            MemorySegment w = p.get(ADDRESS, 0);
+            check("cudnnSetFilter4dDescriptor", setFilter4d, w, FLOAT, NCHW, g.k, g.c, g.r, g.s);
+            check("cudnnCreateConvolutionDescriptor", createConv, p);
+            MemorySegment conv = p.get(ADDRESS, 0);
+            check("cudnnSetConvolution2dDescriptor", setConv2d, conv, g.padH, g.padW, g.strideH, g.strideW, 1, 1, g.mode, FLOAT);
+            check("cudnnSetConvolutionMathType", setConvMath, conv, FMA_MATH);
+            check("cudnnGetConvolutionForwardWorkspaceSize", fwdWs, handle, x, w, conv, y, FWD_ALGO, sz);
+            long f = sz.get(JAVA_LONG, 0);
+            check("cudnnGetConvolutionBackwardDataWorkspaceSize", bwdDataWs, handle, w, y, conv, x, BWD_DATA_ALGO, sz);
+            long bd = sz.get(JAVA_LONG, 0);
+            check("cudnnGetConvolutionBackwardFilterWorkspaceSize", bwdFilterWs, handle, x, y, conv, w, BWD_FILTER_ALGO, sz);
+            long bf = sz.get(JAVA_LONG, 0);
+            d = new Descs(x, w, y, conv, bk, bc, f, bd, bf);
+        }
+        descs.put(g, d);
+        return d;
+    }
+
+    private MemorySegment tensor(Arena a, int n, int c, int h, int w) {
+        MemorySegment p = a.allocate(ADDRESS);
+        check("cudnnCreateTensorDescriptor", createTensor, p);
+        MemorySegment t = p.get(ADDRESS, 0);
+        check("cudnnSetTensor4dDescriptor", setTensor4d, t, NCHW, FLOAT, n, c, h, w);
+        return t;
+    }
+
+    private MemorySegment alpha() { return scalars.asSlice(0, 4); }
+    private MemorySegment beta() { return scalars.asSlice(4, 4); }
+    private MemorySegment one() { return scalars.asSlice(8, 4); }
+
+    /** A workspace of {@code bytes} from our allocator (null for none); closed after the call: stream-ordered reuse is safe. */
+    private DeviceBuffer workspace(long bytes) { return bytes > 0 ? cu.alloc(bytes) : null; }
+
+    private static long addr(DeviceBuffer b) { return b == null ? 0 : b.address(); }
+
+    /** y = conv(x, w) (+ bias (K) when not null). */
+    synchronized void forward(Key g, DeviceBuffer x, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer y) {
+        Descs d = descs(g);
+        cu.makeCurrent();
+        scalars.set(JAVA_FLOAT, 0, 1f);
+        scalars.set(JAVA_FLOAT, 4, 0f);
+        try (DeviceBuffer ws = workspace(d.fwdWs)) {
+            check("cudnnConvolutionForward", fwd, handle, alpha(), d.x, x.address(), d.w, w.address(), d.conv, FWD_ALGO, addr(ws), d.fwdWs,
+                    beta(), d.y, y.address());
+        }
+        if (bias != null) check("cudnnAddTensor", addTensor, handle, one(), d.biasK, bias.address(), one(), d.y, y.address());
+    }
+
+    /** dx = conv^T(dy, w) (+ bias (C) when not null: a transposed convolution's forward). */
+    synchronized void backwardData(Key g, DeviceBuffer dy, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer dx) {
+        Descs d = descs(g);
+        cu.makeCurrent();
+        scalars.set(JAVA_FLOAT, 0, 1f);
+        scalars.set(JAVA_FLOAT, 4, 0f);
+        try (DeviceBuffer ws = workspace(d.bwdDataWs)) {
+            check("cudnnConvolutionBackwardData", bwdData, handle, alpha(), d.w, w.address(), d.y, dy.address(), d.conv, BWD_DATA_ALGO,
+                    addr(ws), d.bwdDataWs, beta(), d.x, dx.address());
+        }
+        if (bias != null) check("cudnnAddTensor", addTensor, handle, one(), d.biasC, bias.address(), one(), d.x, dx.address());
+    }
+
+    /** dw (=|+=) the filter gradient of x and dy. */
+    synchronized void backwardFilter(Key g, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dw, boolean accumulate) {
+        Descs d = descs(g);
+        cu.makeCurrent();
+        scalars.set(JAVA_FLOAT, 0, 1f);
+        scalars.set(JAVA_FLOAT, 4, accumulate ? 1f : 0f);
+        try (DeviceBuffer ws = workspace(d.bwdFilterWs)) {
+            check("cudnnConvolutionBackwardFilter", bwdFilter, handle, alpha(), d.x, x.address(), d.y, dy.address(), d.conv,
+                    BWD_FILTER_ALGO, addr(ws), d.bwdFilterWs, beta(), d.w, dw.address());
+        }
+    }
+
+    private void check(String name, MethodHandle h, Object... args) {
+        int rc;
+        try {
+            rc = (int) h.invokeWithArguments(args);
+        } catch (RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IllegalStateException(name, t);
+        }
+        if (rc != 0) throw new NativeException(name, rc, describeStatus(rc));
+    }
+
+    /** cudnnGetErrorString's text (and the stand-in's detail). */
+    String describeStatus(int rc) {
+        String s = "cudnnStatus_t " + rc;
+        if (errorString != null) {
+            try {
+                MemorySegment p = (MemorySegment) errorString.invokeExact(rc);
+                if (!p.equals(MemorySegment.NULL)) s = p.reinterpret(4096).getString(0);
+            } catch (Throwable ignored) {
+                // keep the number
+            }
+        }
+        if (lastStandInError != null) {
+            try {
+                MemorySegment p = (MemorySegment) lastStandInError.invokeExact();
+                String detail = p.equals(MemorySegment.NULL) ? "" : p.reinterpret(4096).getString(0);
+                if (!detail.isEmpty()) s += " (stand-in: " + detail + ")";
+            } catch (Throwable ignored) {
+                // the detail is optional
+            }
+        }
+        return s;
+    }
+}

@@ -1,0 +1,325 @@
+package dev.latent.cuda;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.SymbolLookup;
+import java.nio.file.DirectoryStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+
+/**
+ * Which library serves each CUDA op family: NVIDIA's (bound through FFM, found where users have them, never
+ * downloaded, never required) or our own kernels. Probed once, on the first op that asks, and logged then through
+ * {@link System.Logger} {@code dev.latent.cuda} at INFO, one line per family: the library and version that serves it,
+ * or why none does.
+ *
+ * <ul>
+ *   <li>GEMM and batched GEMM: cuBLAS ({@link CuBlas}: cublasGemmEx / cublasGemmStridedBatchedEx with fp32, TF32 or
+ *       bf16 compute). Looked for in this order: {@code -Dlatent.cublas.path} (a file, or a folder holding it), the
+ *       folders of {@code LD_LIBRARY_PATH}, the CUDA toolkit ({@code $CUDA_HOME}, {@code $CUDA_PATH},
+ *       {@code /usr/local/cuda*}: {@code lib64}, {@code lib}, {@code targets/x86_64-linux/lib}), NVIDIA's Python wheels
+ *       ({@code site-packages/nvidia/&#42;/lib} under {@code $VIRTUAL_ENV}, {@code $CONDA_PREFIX}, {@code PYTHONPATH},
+ *       {@code ~/.local} and the system's Python folders), then the dynamic linker's own search by soname
+ *       (libcublas.so.13, then .12).</li>
+ *   <li>Convolution forward, backward-data and backward-weight: cuDNN ({@link CuDnn}: the legacy descriptor API, exact
+ *       fp32, deterministic algorithms), found the same way from {@code -Dlatent.cudnn.path} (libcudnn.so.9, then .8).
+ *       The bias gradient stays on our kernel.</li>
+ *   <li>Attention: our kernels. cuDNN's SDPA needs its graph (frontend) API, which is not bound; the log says so.</li>
+ * </ul>
+ * {@code LATENT_CUDA_VENDOR=0} in the environment (or {@code -Dlatent.cuda.vendor=0}) forces our kernels for every
+ * family, for A/B timing and tests; nothing is then loaded.
+ */
+public final class CudaVendor {
+    private CudaVendor() {}
+
+    private static final System.Logger LOG = System.getLogger("dev.latent.cuda");
+    static final List<String> CUBLAS_SONAMES = List.of("libcublas.so.13", "libcublas.so.12");
+    static final List<String> CUDNN_SONAMES = List.of("libcudnn.so.9", "libcudnn.so.8");
+
+    private static volatile Object blas;          /* a CuBlas, or the String reason there is none; null: not probed */
+    private static volatile Object dnn;           /* a CuDnn, or the String reason there is none */
+    private static volatile Boolean forced;       /* tests: true / false overrides the environment for routing */
+
+    /** False when LATENT_CUDA_VENDOR=0 (or -Dlatent.cuda.vendor=0 / false): our kernels serve every family. */
+    public static boolean enabled() {
+        Boolean f = forced;
+        if (f != null) return f;
+        return !off(System.getenv("LATENT_CUDA_VENDOR")) && !off(System.getProperty("latent.cuda.vendor"));
+    }
+
+    private static boolean off(String v) {
+        if (v == null) return false;
+        String s = v.trim().toLowerCase(Locale.ROOT);
+        return s.equals("0") || s.equals("false") || s.equals("off") || s.equals("no");
+    }
+
+    /** Tests and A/B runs: route every family to our kernels (false), to the vendor where loaded (true), or as the environment says (null). */
+    public static void force(Boolean on) { forced = on; }
+
+    /** The cuBLAS binding when it serves GEMMs now (loaded and {@link #enabled()}), else null. */
+    static CuBlas blas(Cuda cu) {
+        if (!enabled()) {
+            logDisabledOnce();
+            return null;
+        }
+        if (blas == null) probe(cu);
+        return blas instanceof CuBlas c ? c : null;
+    }
+
+    private static volatile boolean loggedDisabled;
+
+    private static void logDisabledOnce() {
+        if (loggedDisabled) return;
+        loggedDisabled = true;
+        LOG.log(System.Logger.Level.INFO, "GEMM, batched GEMM and convolution: our kernels (LATENT_CUDA_VENDOR=0: no vendor library loaded)");
+    }
+
+    /** Compute modes of a CUDA GEMM: exact fp32, TF32 tensor cores, bf16 tensor cores (fp32 accumulation). */
+    public enum GemmCompute { FP32, TF32, BF16 }
+
+    /**
+     * Runs C = alpha op(A) op(B) + beta C (row-major, lt_gemm_desc's fields, operands already checked against their
+     * buffers) on cuBLAS when cuBLAS serves GEMMs now; returns false, doing nothing, when our kernels must serve it (no
+     * cuBLAS, LATENT_CUDA_VENDOR=0, or a size beyond cuBLAS's 32-bit arguments).
+     */
+    public static boolean gemm(Cuda cu, boolean ta, boolean tb, long m, long n, long k, float alpha, float beta, long lda, long ldb,
+                               long ldc, long batch, long sa, long sb, long sc, DeviceBuffer a, DeviceBuffer b, DeviceBuffer c,
+                               GemmCompute mode) {
+        CuBlas blas = blas(cu);
+        if (blas == null || !CuBlas.fits(m, n, k, lda, ldb, ldc, batch)) return false;
+        blas.gemm(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, a, b, c, switch (mode) {
+            case FP32 -> CuBlas.Compute.FP32;
+            case TF32 -> CuBlas.Compute.TF32;
+            case BF16 -> CuBlas.Compute.BF16;
+        });
+        return true;
+    }
+
+    /** Null when bf16 GEMMs can run on CUDA now (cuBLAS serves GEMMs), else why not: our kernels have no bf16 GEMM. */
+    public static String bf16GemmUnavailable(Cuda cu) {
+        if (blas(cu) != null) return null;
+        return "bf16 GEMMs on CUDA need cuBLAS (our kernels have fp32 and TF32 only), and "
+                + (!enabled() ? "LATENT_CUDA_VENDOR=0 turns it off" : "none serves: " + blas);
+    }
+
+    /** The cuDNN binding when it serves convolutions now (loaded and {@link #enabled()}), else null. */
+    static CuDnn dnn(Cuda cu) {
+        if (!enabled()) {
+            logDisabledOnce();
+            return null;
+        }
+        if (blas == null) probe(cu);
+        return dnn instanceof CuDnn d ? d : null;
+    }
+
+    /** y = conv(x, w) (+ bias (K)) on cuDNN (cross-correlation, lt_conv2d_desc's geometry); false: our kernels must run it. */
+    public static boolean convForward(Cuda cu, long[] geometry, DeviceBuffer x, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer y) {
+        CuDnn d = dnn(cu);
+        CuDnn.Key k = d == null ? null : key(geometry, CuDnn.CROSS_CORRELATION);
+        if (k == null) return false;
+        d.forward(k, x, w, bias, y);
+        return true;
+    }
+
+    /** dx = conv^T(dy, w) (+ bias (C)) on cuDNN; false: our kernels must run it. */
+    public static boolean convBackwardData(Cuda cu, long[] geometry, DeviceBuffer dy, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer dx) {
+        CuDnn d = dnn(cu);
+        CuDnn.Key k = d == null ? null : key(geometry, CuDnn.CROSS_CORRELATION);
+        if (k == null) return false;
+        d.backwardData(k, dy, w, bias, dx);
+        return true;
+    }
+
+    /** dw (=|+=) the filter gradient on cuDNN (the bias gradient is not: callers run our kernel for it); false: our kernels. */
+    public static boolean convBackwardFilter(Cuda cu, long[] geometry, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dw, boolean accumulate) {
+        CuDnn d = dnn(cu);
+        CuDnn.Key k = d == null ? null : key(geometry, CuDnn.CROSS_CORRELATION);
+        if (k == null) return false;
+        d.backwardFilter(k, x, dy, dw, accumulate);
+        return true;
+    }
+
+    /** geometry: n, c, h, w, k, r, s, oh, ow, strideH, strideW, padH, padW (lt_conv2d_desc's order); null when beyond int32. */
+    static CuDnn.Key key(long[] g, int mode) {
+        if (g.length != 13 || !CuDnn.fits(g)) return null;
+        return new CuDnn.Key((int) g[0], (int) g[1], (int) g[2], (int) g[3], (int) g[4], (int) g[5], (int) g[6], (int) g[7], (int) g[8],
+                (int) g[9], (int) g[10], (int) g[11], (int) g[12], mode);
+    }
+
+    /** One line per op family: which library serves it (probing first if nothing asked yet). */
+    public static List<String> describe() {
+        Cuda cu = Cuda.available() ? Cuda.get() : null;
+        if (cu != null && blas == null && enabled()) probe(cu);
+        Object b = blas;
+        String gemm = !enabled() ? "GEMM and batched GEMM: our kernels (LATENT_CUDA_VENDOR=0)"
+                : b instanceof CuBlas c ? "GEMM and batched GEMM: " + c.describe() + ", fp32 / TF32 / bf16 compute"
+                : "GEMM and batched GEMM: our kernels (" + (b == null ? "CUDA unavailable" : b) + ")";
+        return List.of(gemm, convolutionLine(), attentionLine());
+    }
+
+    private static String convolutionLine() {
+        Object d = dnn;
+        String what = "convolution forward / backward-data / backward-weight: ";
+        if (!enabled()) return what + "our kernels (LATENT_CUDA_VENDOR=0)";
+        return d instanceof CuDnn c ? what + c.describe() + ", fp32 (CUDNN_FMA_MATH), deterministic algorithms; bias gradient: our kernel"
+                : what + "our kernels (" + (d == null ? "CUDA unavailable" : d) + ")";
+    }
+
+    private static String attentionLine() {
+        return "attention forward / backward: our kernels (cuDNN's SDPA through the graph API is not bound)";
+    }
+
+    /** Loads what is there, once (both families), and logs one line per op family. */
+    private static synchronized void probe(Cuda cu) {
+        if (blas != null) return;
+        dnn = loadDnn(cu);
+        Object b = loadBlas(cu);
+        blas = b;
+        LOG.log(System.Logger.Level.INFO, b instanceof CuBlas c ? "GEMM and batched GEMM: " + c.describe()
+                : "GEMM and batched GEMM: our kernels (" + b + ")");
+        LOG.log(System.Logger.Level.INFO, convolutionLine());
+        LOG.log(System.Logger.Level.INFO, attentionLine());
+    }
+
+    private static Object loadDnn(Cuda cu) {
+        List<String> tried = new ArrayList<>();
+        for (String cand : candidates("latent.cudnn.path", CUDNN_SONAMES)) {
+            try {
+                Path p = Path.of(cand);
+                SymbolLookup lib = p.isAbsolute() ? SymbolLookup.libraryLookup(p, Arena.global()) : SymbolLookup.libraryLookup(cand, Arena.global());
+                return new CuDnn(cu, lib, cand);
+            } catch (IllegalArgumentException | UnsatisfiedLinkError | dev.latent.nativ.NativeException e) {
+                tried.add(cand + ": " + e.getMessage());
+            }
+        }
+        return tried.isEmpty() ? "no cuDNN found" : "no usable cuDNN: " + String.join("; ", tried);
+    }
+
+    private static Object loadBlas(Cuda cu) {
+        List<String> tried = new ArrayList<>();
+        for (String cand : candidates("latent.cublas.path", CUBLAS_SONAMES)) {
+            try {
+                Path p = Path.of(cand);
+                SymbolLookup lib;
+                if (p.isAbsolute()) {
+                    preloadSibling(p, "libcublasLt.so");
+                    lib = SymbolLookup.libraryLookup(p, Arena.global());
+                } else {
+                    lib = SymbolLookup.libraryLookup(cand, Arena.global());
+                }
+                return new CuBlas(cu, lib, cand);
+            } catch (IllegalArgumentException | UnsatisfiedLinkError | dev.latent.nativ.NativeException e) {
+                tried.add(cand + ": " + e.getMessage());
+            }
+        }
+        return tried.isEmpty() ? "no cuBLAS found" : "no usable cuBLAS: " + String.join("; ", tried);
+    }
+
+    /** libcublas needs libcublasLt of the same release: load the one beside it first, so the soname resolves to it. */
+    private static void preloadSibling(Path lib, String stem) {
+        Path dir = lib.getParent();
+        if (dir == null) return;
+        String name = lib.getFileName().toString();
+        int dot = name.indexOf(".so");
+        String suffix = dot < 0 ? "" : name.substring(dot + 3);
+        Path sib = dir.resolve(stem + suffix);
+        if (!Files.isRegularFile(sib)) return;
+        try {
+            SymbolLookup.libraryLookup(sib, Arena.global());
+        } catch (IllegalArgumentException e) {
+            // the main library's own load reports what is missing
+        }
+    }
+
+    /**
+     * Where to look, in order (each an absolute file that exists, or a bare soname for the dynamic linker's search
+     * last): the system property (a file, or a folder holding one of the sonames), LD_LIBRARY_PATH, the CUDA toolkit,
+     * NVIDIA's Python wheels, then the sonames themselves.
+     */
+    static List<String> candidates(String property, List<String> sonames) {
+        Set<String> out = new LinkedHashSet<>();
+        String prop = System.getProperty(property);
+        if (prop != null && !prop.isBlank()) {
+            Path p = Path.of(prop.trim()).toAbsolutePath();
+            if (Files.isDirectory(p)) addIn(out, List.of(p), sonames);
+            else out.add(p.toString());   // a missing file is reported by the load attempt, naming it
+        }
+        List<Path> dirs = new ArrayList<>();
+        String ld = System.getenv("LD_LIBRARY_PATH");
+        if (ld != null) for (String d : ld.split(":")) if (!d.isBlank()) dirs.add(Path.of(d));
+        addIn(out, dirs, sonames);
+        addIn(out, toolkitDirs(), sonames);
+        addIn(out, wheelDirs(), sonames);
+        out.addAll(sonames);
+        return new ArrayList<>(out);
+    }
+
+    private static void addIn(Set<String> out, List<Path> dirs, List<String> sonames) {
+        for (String so : sonames)
+            for (Path d : dirs) {
+                Path f = d.resolve(so);
+                if (Files.isRegularFile(f)) out.add(f.toAbsolutePath().normalize().toString());
+            }
+    }
+
+    static List<Path> toolkitDirs() {
+        List<Path> roots = new ArrayList<>();
+        for (String env : new String[] {"CUDA_HOME", "CUDA_PATH"}) {
+            String v = System.getenv(env);
+            if (v != null && !v.isBlank()) roots.add(Path.of(v));
+        }
+        roots.add(Path.of("/usr/local/cuda"));
+        roots.addAll(glob(Path.of("/usr/local"), "cuda-*"));
+        List<Path> dirs = new ArrayList<>();
+        for (Path r : roots) {
+            dirs.add(r.resolve("lib64"));
+            dirs.add(r.resolve("lib"));
+            dirs.add(r.resolve("targets/x86_64-linux/lib"));
+        }
+        return dirs;
+    }
+
+    /** site-packages/nvidia/&#42;/lib of the Python installs we can see without running Python. */
+    static List<Path> wheelDirs() {
+        List<Path> sites = new ArrayList<>();
+        for (String env : new String[] {"VIRTUAL_ENV", "CONDA_PREFIX"}) {
+            String v = System.getenv(env);
+            if (v != null && !v.isBlank()) sitesUnder(sites, Path.of(v));
+        }
+        String pp = System.getenv("PYTHONPATH");
+        if (pp != null) for (String d : pp.split(":")) if (!d.isBlank()) sites.add(Path.of(d));
+        String home = System.getProperty("user.home");
+        if (home != null) sitesUnder(sites, Path.of(home, ".local"));
+        sitesUnder(sites, Path.of("/usr/local"));
+        sitesUnder(sites, Path.of("/usr"));
+        sites.add(Path.of("/usr/lib/python3/dist-packages"));
+        List<Path> dirs = new ArrayList<>();
+        for (Path s : sites)
+            for (Path pkg : glob(s.resolve("nvidia"), "*")) dirs.add(pkg.resolve("lib"));
+        return dirs;
+    }
+
+    private static void sitesUnder(List<Path> sites, Path prefix) {
+        for (Path py : glob(prefix.resolve("lib"), "python3*")) {
+            sites.add(py.resolve("site-packages"));
+            sites.add(py.resolve("dist-packages"));
+        }
+    }
+
+    private static List<Path> glob(Path dir, String pattern) {
+        List<Path> out = new ArrayList<>();
+        if (!Files.isDirectory(dir)) return out;
+        try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, pattern)) {
+            for (Path p : ds) if (Files.isDirectory(p)) out.add(p);
+        } catch (IOException | SecurityException e) {
+            // an unreadable folder is simply not a candidate
+        }
+        out.sort(null);
+        return out;
+    }
+}

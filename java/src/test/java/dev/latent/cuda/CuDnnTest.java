@@ -1,0 +1,191 @@
+package dev.latent.cuda;
+
+import dev.latent.nativ.NativeException;
+import dev.latent.ops.Conv;
+import dev.latent.tensor.Device;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.util.Arrays;
+
+import static dev.latent.cuda.CudaTesting.EMU_CONV_BWD_DATA;
+import static dev.latent.cuda.CudaTesting.EMU_CONV_BWD_FILTER;
+import static dev.latent.cuda.CudaTesting.EMU_CONV_FWD;
+import static dev.latent.cuda.CudaTesting.U;
+import static dev.latent.cuda.CudaTesting.device;
+import static dev.latent.cuda.CudaTesting.emuCounters;
+import static dev.latent.cuda.CudaTesting.fill;
+import static org.junit.jupiter.api.Assertions.*;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/**
+ * cuDNN convolutions through FFM (CuDnn, CudaVendor): on the emulated driver against its CPU stand-ins, on a GPU against
+ * NVIDIA's library. With -Dlatent.cudnn.path set (the cuda-emulated execution sets it) cuDNN must load; otherwise these
+ * skip where none is found. Each pass (forward + bias, backward-data + bias, backward-filter, overwrite and accumulate)
+ * is compared with a double reference written from the definition, through ops.Conv with cuDNN serving and with our
+ * kernels serving (CudaVendor.force). Tolerance per element: an fp32 sum of T terms in any order is within (T + 2) u
+ * sum |terms| of the exact value (u = 2^-24, CUDNN_FMA_MATH: no TF32), plus one rounding of the bias or beta term.
+ */
+class CuDnnTest {
+    static Cuda cu;
+    static CuDnn dnn;
+
+    @BeforeAll
+    static void setUp() {
+        cu = device();
+        CudaVendor.force(null);
+        dnn = CudaVendor.dnn(cu);
+        String why = String.join("; ", CudaVendor.describe());
+        if (System.getProperty("latent.cudnn.path") != null) assertNotNull(dnn, "-Dlatent.cudnn.path is set but cuDNN did not load: " + why);
+        else assumeTrue(dnn != null, "no cuDNN here: " + why);
+        System.out.println("CuDnnTest: " + dnn.describe());
+    }
+
+    @AfterEach
+    void restore() { CudaVendor.force(null); }
+
+    /** The three passes' exact results and their per-element sum |terms| (host double, cross-correlation). */
+    record Ref(double[] y, double[] yMag, double[] dx, double[] dxMag, double[] dw, double[] dwMag) {}
+
+    static Ref reference(Conv.Geometry g, float[] x, float[] w, float[] bias, float[] dy, float[] biasC, boolean flip) {
+        int n = (int) g.n(), c = (int) g.c(), h = (int) g.h(), wd = (int) g.w(), k = (int) g.k(), r = (int) g.r(), s = (int) g.s();
+        int oh = (int) g.oh(), ow = (int) g.ow();
+        double[] y = new double[n * k * oh * ow], ym = new double[y.length], dx = new double[n * c * h * wd], dxm = new double[dx.length],
+                dw = new double[k * c * r * s], dwm = new double[dw.length];
+        for (int b = 0; b < n; b++)
+            for (int f = 0; f < k; f++)
+                for (int p = 0; p < oh; p++)
+                    for (int q = 0; q < ow; q++)
+                        for (int ch = 0; ch < c; ch++)
+                            for (int i = 0; i < r; i++)
+                                for (int j = 0; j < s; j++) {
+                                    int ih = p * g.strideH() - g.padH() + i, iw = q * g.strideW() - g.padW() + j;
+                                    if (ih < 0 || ih >= h || iw < 0 || iw >= wd) continue;
+                                    int yi = ((b * k + f) * oh + p) * ow + q, xi = ((b * c + ch) * h + ih) * wd + iw;
+                                    int wi = ((f * c + ch) * r + (flip ? r - 1 - i : i)) * s + (flip ? s - 1 - j : j);
+                                    y[yi] += (double) x[xi] * w[wi];
+                                    ym[yi] += Math.abs((double) x[xi] * w[wi]);
+                                    dx[xi] += (double) dy[yi] * w[wi];
+                                    dxm[xi] += Math.abs((double) dy[yi] * w[wi]);
+                                    dw[wi] += (double) x[xi] * dy[yi];
+                                    dwm[wi] += Math.abs((double) x[xi] * dy[yi]);
+                                }
+        if (bias != null)
+            for (int i = 0; i < y.length; i++) { int f = i / (oh * ow) % k; y[i] += bias[f]; ym[i] += Math.abs(bias[f]); }
+        if (biasC != null)
+            for (int i = 0; i < dx.length; i++) { int ch = i / (h * wd) % c; dx[i] += biasC[ch]; dxm[i] += Math.abs(biasC[ch]); }
+        return new Ref(y, ym, dx, dxm, dw, dwm);
+    }
+
+    static void check(String what, float[] got, double[] want, double[] mag, long terms) {
+        CudaTesting.close(what, got, toFloat(want), i -> (terms + 2) * U * mag[i] + U * Math.abs(want[i]));
+    }
+
+    static float[] toFloat(double[] d) {
+        float[] f = new float[d.length];
+        for (int i = 0; i < d.length; i++) f[i] = (float) d[i];
+        return f;
+    }
+
+    /** Runs the three passes through ops.Conv and checks them; returns the stand-in call counts it saw (or null). */
+    static long[] passes(Conv.Geometry g, boolean vendor, long seed) {
+        CudaVendor.force(vendor);
+        float[] x = fill((int) (g.n() * g.c() * g.h() * g.w()), seed), w = fill((int) (g.k() * g.c() * g.r() * g.s()), seed + 1),
+                bias = fill((int) g.k(), seed + 2), dy = fill((int) (g.n() * g.k() * g.oh() * g.ow()), seed + 3),
+                biasC = fill((int) g.c(), seed + 4), dw0 = fill((int) (g.k() * g.c() * g.r() * g.s()), seed + 5);
+        Ref ref = reference(g, x, w, bias, dy, biasC, false);
+        long crs = g.c() * g.r() * g.s(), kwin = g.k() * ((g.r() + g.strideH() - 1) / g.strideH()) * ((g.s() + g.strideW() - 1) / g.strideW()),
+                depth = g.n() * g.oh() * g.ow();
+        long[] before = emuCounters();
+        try (Scope s = Scope.confined()) {
+            Tensor tx = Tensor.of(s, Device.CUDA, x, g.inShape()), tw = Tensor.of(s, Device.CUDA, w, g.weightShape()),
+                    tb = Tensor.of(s, Device.CUDA, bias, g.k()), tdy = Tensor.of(s, Device.CUDA, dy, g.outShape()),
+                    tbc = Tensor.of(s, Device.CUDA, biasC, g.c());
+            Tensor y = Tensor.of(s, Device.CUDA, nanArray(ref.y.length), g.outShape());
+            Conv.forward(g, tx, tw, tb, y);
+            check("forward + bias " + g, y.toArray(), ref.y, ref.yMag, crs + 1);
+            Tensor dx = Tensor.of(s, Device.CUDA, nanArray(ref.dx.length), g.inShape());
+            Conv.backwardData(g, tdy, tw, tbc, dx);
+            check("backward-data + bias " + g, dx.toArray(), ref.dx, ref.dxMag, kwin * g.r() * g.s() + 1);
+            Tensor dw = Tensor.of(s, Device.CUDA, nanArray(ref.dw.length), g.weightShape());
+            Conv.backwardWeight(g, tx, tdy, dw, null, false);
+            check("backward-filter " + g, dw.toArray(), ref.dw, ref.dwMag, depth);
+            Tensor dwAcc = Tensor.of(s, Device.CUDA, dw0, g.weightShape()), db = Tensor.zeros(s, Device.CUDA, g.k());
+            Conv.backwardWeight(g, tx, tdy, dwAcc, db, true);
+            double[] acc = ref.dw.clone(), accMag = ref.dwMag.clone();
+            for (int i = 0; i < acc.length; i++) { acc[i] += dw0[i]; accMag[i] += Math.abs(dw0[i]); }
+            check("backward-filter, accumulating " + g, dwAcc.toArray(), acc, accMag, depth + 1);
+            double[] dbRef = new double[(int) g.k()], dbMag = new double[(int) g.k()];
+            for (int i = 0; i < dy.length; i++) { int f = (int) (i / (g.oh() * g.ow()) % g.k()); dbRef[f] += dy[i]; dbMag[f] += Math.abs(dy[i]); }
+            check("bias gradient " + g, db.toArray(), dbRef, dbMag, depth);
+        }
+        long[] after = emuCounters();
+        if (before == null) return null;
+        return new long[] {after[EMU_CONV_FWD] - before[EMU_CONV_FWD], after[EMU_CONV_BWD_DATA] - before[EMU_CONV_BWD_DATA],
+                after[EMU_CONV_BWD_FILTER] - before[EMU_CONV_BWD_FILTER]};
+    }
+
+    static float[] nanArray(int n) {
+        float[] a = new float[n];
+        Arrays.fill(a, Float.NaN);   // every output is write-only (beta 0): a skipped element stays NaN and fails
+        return a;
+    }
+
+    static final Conv.Geometry[] SHAPES = {
+        Conv.Geometry.of(2, 3, 7, 7, 5, 3, 1, 1),
+        new Conv.Geometry(1, 4, 9, 6, 3, 3, 2, 2, 1, 1, 0),        // non-square kernel, stride (2, 1), pad (1, 0)
+        Conv.Geometry.of(3, 2, 8, 8, 4, 4, 2, 1),                  // DCGAN's 4 x 4 stride-2 layer
+        Conv.Geometry.of(2, 5, 5, 5, 7, 1, 1, 0),                  // 1 x 1
+        Conv.Geometry.of(1, 1, 4, 4, 1, 4, 1, 0),                  // one output pixel
+    };
+
+    @Test
+    void cudnnAndOurKernelsMatchTheDefinition() {
+        long seed = 10;
+        for (Conv.Geometry g : SHAPES) {
+            long[] vendorCalls = passes(g, true, seed);
+            long[] ourCalls = passes(g, false, seed);
+            seed += 10;
+            if (vendorCalls != null) {
+                assertArrayEquals(new long[] {1, 1, 2}, vendorCalls, "cuDNN served forward, backward-data and both backward-filter calls " + g);
+                assertArrayEquals(new long[] {0, 0, 0}, ourCalls, "LATENT_CUDA_VENDOR=0 routing: no cuDNN call " + g);
+            }
+        }
+    }
+
+    @Test
+    void theModeFlagIsHonoured() {
+        // CUDNN_CONVOLUTION flips the filter: with a non-symmetric filter the result must differ from cross-correlation
+        Conv.Geometry g = Conv.Geometry.of(1, 2, 6, 6, 3, 3, 1, 1);
+        float[] x = fill(72, 1), w = fill(54, 2);
+        Ref cross = reference(g, x, w, null, new float[108], null, false), flipped = reference(g, x, w, null, new float[108], null, true);
+        CuDnn.Key conv = CudaVendor.key(g.dims(), CuDnn.CONVOLUTION), xcorr = CudaVendor.key(g.dims(), CuDnn.CROSS_CORRELATION);
+        try (DeviceBuffer dx = CudaTesting.up(cu, x); DeviceBuffer dw = CudaTesting.up(cu, w); DeviceBuffer dy = CudaTesting.nans(cu, 108)) {
+            dnn.forward(conv, dx, dw, null, dy);
+            float[] got = CudaTesting.down(cu, dy, 108);
+            check("CUDNN_CONVOLUTION", got, flipped.y, flipped.yMag, 20);
+            double worst = 0;
+            for (int i = 0; i < 108; i++) worst = Math.max(worst, Math.abs(got[i] - cross.y[i]) / (20 * U * cross.yMag[i] + 1e-30));
+            assertTrue(worst > 100, "CUDNN_CONVOLUTION must not give the cross-correlation (largest error / tolerance " + worst + ")");
+            dnn.forward(xcorr, dx, dw, null, dy);
+            check("CUDNN_CROSS_CORRELATION", CudaTesting.down(cu, dy, 108), cross.y, cross.yMag, 20);
+        }
+    }
+
+    @Test
+    void anOutputDescriptorThatIsNotTheConvolutionsIsRefused() {
+        Conv.Geometry g = Conv.Geometry.of(1, 2, 6, 6, 3, 3, 1, 1);
+        long[] d = g.dims();
+        d[7] = 5;   // oh 5 where the formula gives 6
+        CuDnn.Key bad = CudaVendor.key(d, CuDnn.CROSS_CORRELATION);
+        NativeException e = assertThrows(NativeException.class, () -> {
+            try (DeviceBuffer x = cu.alloc(4096); DeviceBuffer w = cu.alloc(4096); DeviceBuffer y = cu.alloc(4096)) {
+                dnn.forward(bad, x, w, null, y);
+            }
+        });
+        assertTrue(e.getMessage().contains("CUDNN_STATUS_BAD_PARAM"), e.getMessage());
+    }
+}

@@ -1,0 +1,108 @@
+package dev.latent.cuda;
+
+import dev.latent.ops.Conv;
+import dev.latent.ops.Gemm;
+import dev.latent.tensor.Device;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * Our kernels against the vendor libraries through our own FFM binding (CudaVendor.force: the same ops.Gemm / ops.Conv
+ * calls, routed to cuBLAS / cuDNN or to our kernels), on the device the tests use. Run by bench/cuda/gpu_checks.sh on a
+ * lent GPU beside gpu_bench.py (which times PyTorch's cuBLAS / cuDNN calls); a main, not a test: nothing here is timed
+ * in CI. Each figure: the median over 5 groups of REPS back-to-back calls, each group bracketed by cuCtxSynchronize
+ * and wall-clock time (no CUDA events are bound), so launch overhead counts as it does in training.
+ *
+ *     java ... dev.latent.cuda.VendorBench OUT.json [--tiny]     (--tiny: shapes the emulated driver runs in seconds)
+ */
+public final class VendorBench {
+    private VendorBench() {}
+
+    record Row(String op, String shape, String path, double ms, double gflops) {}
+
+    public static void main(String[] args) throws IOException {
+        if (args.length < 1) throw new IllegalArgumentException("usage: VendorBench OUT.json [--tiny]");
+        boolean tiny = Arrays.asList(args).contains("--tiny");
+        Cuda cu = Cuda.get();
+        System.out.println(cu.describe());
+        CudaVendor.force(null);
+        for (String l : CudaVendor.describe()) System.out.println(l);
+        int reps = tiny ? 1 : 20;
+        List<Row> rows = new ArrayList<>();
+        long[][] gemms = tiny ? new long[][] {{64, 48, 80}} : new long[][] {{4096, 4096, 4096}, {8192, 768, 3072}, {8192, 3072, 768}, {8192, 50304, 768}};
+        boolean wasTf32 = Gemm.cudaTf32();
+        for (long[] s : gemms)
+            for (String mode : new String[] {"fp32", "tf32", "bf16"})
+                for (boolean vendor : new boolean[] {false, true}) {
+                    if (mode.equals("bf16") && !vendor) continue;   // our kernels have no bf16 GEMM
+                    if (vendor && CudaVendor.blas(cu) == null) continue;
+                    try (Scope sc = Scope.confined()) {
+                        Tensor a = Tensor.zeros(sc, Device.CUDA, s[0], s[2]), b = Tensor.zeros(sc, Device.CUDA, s[2], s[1]),
+                                c = Tensor.zeros(sc, Device.CUDA, s[0], s[1]);
+                        Gemm.Precision p = mode.equals("bf16") ? Gemm.Precision.BF16 : Gemm.Precision.FP32;
+                        Gemm.setCudaTf32(mode.equals("tf32"));
+                        CudaVendor.force(vendor);
+                        double ms = time(cu, reps, () -> Gemm.matmul(a, b, c, 1f, 0f, p));
+                        rows.add(new Row("gemm_" + mode, s[0] + "x" + s[1] + "x" + s[2], vendor ? "cublas" : "ours", ms,
+                                2.0 * s[0] * s[1] * s[2] / ms / 1e6));
+                    } finally {
+                        Gemm.setCudaTf32(wasTf32);
+                        CudaVendor.force(null);
+                    }
+                }
+        Conv.Geometry[] convs = tiny ? new Conv.Geometry[] {Conv.Geometry.of(2, 3, 8, 8, 4, 3, 1, 1)}
+                : new Conv.Geometry[] {Conv.Geometry.of(64, 64, 32, 32, 128, 4, 2, 1), Conv.Geometry.of(64, 128, 16, 16, 256, 4, 2, 1),
+                        Conv.Geometry.of(128, 32, 28, 28, 64, 3, 1, 1)};
+        for (Conv.Geometry g : convs)
+            for (boolean vendor : new boolean[] {false, true}) {
+                if (vendor && CudaVendor.dnn(cu) == null) continue;
+                try (Scope sc = Scope.confined()) {
+                    Tensor x = Tensor.zeros(sc, Device.CUDA, g.inShape()), w = Tensor.zeros(sc, Device.CUDA, g.weightShape()),
+                            y = Tensor.zeros(sc, Device.CUDA, g.outShape()), dx = Tensor.zeros(sc, Device.CUDA, g.inShape()),
+                            dw = Tensor.zeros(sc, Device.CUDA, g.weightShape());
+                    CudaVendor.force(vendor);
+                    String path = vendor ? "cudnn" : "ours", shape = g.toString();
+                    double f = time(cu, reps, () -> Conv.forward(g, x, w, null, y));
+                    rows.add(new Row("conv_fwd", shape, path, f, g.flops() / f / 1e6));
+                    double d = time(cu, reps, () -> Conv.backwardData(g, y, w, null, dx));
+                    rows.add(new Row("conv_bwd_data", shape, path, d, g.flops() / d / 1e6));
+                    double wt = time(cu, reps, () -> Conv.backwardWeight(g, x, y, dw, null, false));
+                    rows.add(new Row("conv_bwd_weight", shape, path, wt, g.flops() / wt / 1e6));
+                } finally {
+                    CudaVendor.force(null);
+                }
+            }
+        StringBuilder json = new StringBuilder("{\"device\": \"" + cu.describe() + "\", \"tiny\": " + tiny + ", \"rows\": [\n");
+        for (int i = 0; i < rows.size(); i++) {
+            Row r = rows.get(i);
+            System.out.printf(Locale.ROOT, "%-16s %-70s %-7s %9.3f ms %9.1f GFLOP/s%n", r.op, r.shape, r.path, r.ms, r.gflops);
+            json.append(String.format(Locale.ROOT, "  {\"op\": \"%s\", \"shape\": \"%s\", \"path\": \"%s\", \"ms\": %.4f, \"gflops\": %.2f}%s%n",
+                    r.op, r.shape, r.path, r.ms, r.gflops, i + 1 < rows.size() ? "," : ""));
+        }
+        json.append("]}\n");
+        Files.writeString(Path.of(args[0]), json);
+    }
+
+    /** Median milliseconds per call over 5 groups of {@code reps} calls (one warm-up group first). */
+    static double time(Cuda cu, int reps, Runnable op) {
+        op.run();
+        cu.synchronize();
+        double[] ms = new double[5];
+        for (int g = 0; g < ms.length; g++) {
+            long t0 = System.nanoTime();
+            for (int i = 0; i < reps; i++) op.run();
+            cu.synchronize();
+            ms[g] = (System.nanoTime() - t0) / 1e6 / reps;
+        }
+        Arrays.sort(ms);
+        return ms[ms.length / 2];
+    }
+}

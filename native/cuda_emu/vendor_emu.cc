@@ -1,0 +1,536 @@
+/*
+ * vendor_emu.cc — CPU stand-ins, inside libcuda_emu.so, for exactly the cuBLAS entry points the Java backend binds
+ * (dev.latent.cuda.CuBlas): the same symbol names, signatures and conventions as libcublas.so (column-major operands,
+ * transa / transb, lda / ldb / ldc checked against the operation's shape, strided batches, host-pointer alpha and
+ * beta, compute types, a user workspace), computed here by a plain reference on emulated device memory. The Java side
+ * loads them when -Dlatent.cublas.path names libcuda_emu.so, so the marshalling from our row-major descriptors to
+ * cuBLAS's column-major call (the operand swap, the transpose flags, the leading dimensions and batch strides) is
+ * checked against an independent definition in every build, without a GPU.
+ *
+ * The reference is the BLAS definition written out: C(i, j) = alpha sum_p op(A)(i, p) op(B)(p, j) + beta C(i, j),
+ * element (r, c) of a column-major matrix X at X[r + c ldx], op(X) = X or X^T; products summed in double and rounded
+ * to float once; beta == 0 makes C write-only (a NaN in C does not propagate), as cuBLAS documents. Compute types:
+ * CUBLAS_COMPUTE_32F / _PEDANTIC use the float inputs as they are; _FAST_TF32 rounds each input to TF32 (10-bit
+ * mantissa, to nearest with ties away from zero, as cvt.rna.tf32.f32 and lt_to_tf32), _FAST_16BF to bfloat16 (to
+ * nearest even). Real cuBLAS may pick another legal rounding or accumulation order inside a compute type; callers'
+ * tolerances are derived for that, not for this reference's extra accuracy.
+ *
+ * Status codes as cuBLAS returns them: NOT_INITIALIZED for a null or destroyed handle, INVALID_VALUE for negative
+ * sizes, a leading dimension below the stored rows, an unknown transpose or algorithm, null alpha / beta, a workspace
+ * not 256-byte aligned or not device memory; NOT_SUPPORTED for data / compute type combinations outside fp32;
+ * EXECUTION_FAILED where a GPU would fault (an operand that is not inside one device allocation; detail in
+ * latent_emu_last_vendor_error). Never prints, never aborts.
+ */
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "driver_emu.h"
+
+#define API extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+enum : int {
+    ST_SUCCESS = 0, ST_NOT_INITIALIZED = 1, ST_ALLOC_FAILED = 3, ST_INVALID_VALUE = 7, ST_EXECUTION_FAILED = 13,
+    ST_NOT_SUPPORTED = 15,
+};
+enum : int { OP_N = 0, OP_T = 1, OP_C = 2 };
+enum : int { R_32F = 0 };
+enum : int { COMPUTE_32F = 68, COMPUTE_32F_PEDANTIC = 69, COMPUTE_32F_FAST_16F = 74, COMPUTE_32F_FAST_16BF = 75,
+             COMPUTE_32F_FAST_TF32 = 77 };
+
+constexpr uint32_t HANDLE_MAGIC = 0x6c74626cu; /* "ltbl" */
+
+struct Handle {
+    uint32_t magic;
+    const void *stream;
+    uint64_t workspace;
+    size_t workspace_bytes;
+    int math_mode;
+};
+
+thread_local std::string last_error;
+
+int fail(int status, std::string msg) {
+    last_error = std::move(msg);
+    return status;
+}
+
+bool valid(const Handle *h) { return h != nullptr && h->magic == HANDLE_MAGIC; }
+
+/* TF32: keep 10 mantissa bits, round to nearest, ties away from zero (cvt.rna.tf32.f32); inf / NaN unchanged. */
+float to_tf32(float x) {
+    uint32_t u;
+    std::memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u) return x;
+    u = (u + 0x1000u) & 0xffffe000u;
+    std::memcpy(&x, &u, 4);
+    return x;
+}
+
+/* bfloat16: keep 7 mantissa bits, round to nearest even; NaN stays NaN. */
+float to_bf16(float x) {
+    uint32_t u;
+    std::memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u) return x;
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    std::memcpy(&x, &u, 4);
+    return x;
+}
+
+/* The extent, in floats from the base pointer, that batch matrices of `rows` x `cols` (column-major, ld) touch. */
+bool extent_inside(const void *base, int64_t rows, int64_t cols, int64_t ld, int64_t stride, int64_t batch) {
+    if (rows == 0 || cols == 0 || batch == 0) return true;
+    int64_t lo = 0, hi = (cols - 1) * ld + rows;   /* one past the last element of matrix 0 */
+    if (stride >= 0) hi += (batch - 1) * stride;
+    else lo += (batch - 1) * stride;
+    uintptr_t p = (uintptr_t)base + (uintptr_t)(lo * 4);
+    return lt_driver_emu::inside(p, (size_t)((hi - lo) * 4));
+}
+
+int gemm(const char *fn, Handle *h, int transa, int transb, int64_t m, int64_t n, int64_t k, const void *alpha,
+         const void *A, int atype, int64_t lda, int64_t stride_a, const void *B, int btype, int64_t ldb, int64_t stride_b,
+         const void *beta, void *C, int ctype, int64_t ldc, int64_t stride_c, int64_t batch, int compute, int algo) {
+    if (!valid(h)) return fail(ST_NOT_INITIALIZED, std::string(fn) + ": handle is not an initialised cublasHandle_t");
+    if (transa < OP_N || transa > OP_C || transb < OP_N || transb > OP_C)
+        return fail(ST_INVALID_VALUE, std::string(fn) + ": transa / transb must be CUBLAS_OP_N, _T or _C");
+    if (m < 0 || n < 0 || k < 0 || batch < 0) return fail(ST_INVALID_VALUE, std::string(fn) + ": negative m, n, k or batchCount");
+    const int64_t a_rows = transa == OP_N ? m : k, a_cols = transa == OP_N ? k : m;
+    const int64_t b_rows = transb == OP_N ? k : n, b_cols = transb == OP_N ? n : k;
+    if (lda < (a_rows > 1 ? a_rows : 1)) return fail(ST_INVALID_VALUE, std::string(fn) + ": lda < max(1, rows of A as stored)");
+    if (ldb < (b_rows > 1 ? b_rows : 1)) return fail(ST_INVALID_VALUE, std::string(fn) + ": ldb < max(1, rows of B as stored)");
+    if (ldc < (m > 1 ? m : 1)) return fail(ST_INVALID_VALUE, std::string(fn) + ": ldc < max(1, m)");
+    if (algo != -1 && algo != 99) return fail(ST_INVALID_VALUE, std::string(fn) + ": algo must be CUBLAS_GEMM_DEFAULT(_TENSOR_OP)");
+    if (!alpha || !beta) return fail(ST_INVALID_VALUE, std::string(fn) + ": alpha and beta must not be null");
+    if (compute != COMPUTE_32F && compute != COMPUTE_32F_PEDANTIC && compute != COMPUTE_32F_FAST_TF32 &&
+        compute != COMPUTE_32F_FAST_16BF && compute != COMPUTE_32F_FAST_16F)
+        return fail(ST_NOT_SUPPORTED, std::string(fn) + ": the stand-in implements the CUBLAS_COMPUTE_32F family only");
+    if (atype != R_32F || btype != R_32F || ctype != R_32F)
+        return fail(ST_NOT_SUPPORTED, std::string(fn) + ": the stand-in implements CUDA_R_32F A, B and C only");
+    if (compute == COMPUTE_32F_FAST_16F)
+        return fail(ST_NOT_SUPPORTED, std::string(fn) + ": CUBLAS_COMPUTE_32F_FAST_16F is not implemented by the stand-in");
+    if (m == 0 || n == 0 || batch == 0) return ST_SUCCESS;
+    /* on a GPU these would be faults, not status codes: report them, never touch the memory */
+    if (!extent_inside(A, a_rows, a_cols, lda, stride_a, batch) && k > 0)
+        return fail(ST_EXECUTION_FAILED, std::string(fn) + ": A's extent is not inside one device allocation");
+    if (!extent_inside(B, b_rows, b_cols, ldb, stride_b, batch) && k > 0)
+        return fail(ST_EXECUTION_FAILED, std::string(fn) + ": B's extent is not inside one device allocation");
+    if (!extent_inside(C, m, n, ldc, stride_c, batch))
+        return fail(ST_EXECUTION_FAILED, std::string(fn) + ": C's extent is not inside one device allocation");
+    if (h->workspace != 0 && !lt_driver_emu::inside((uintptr_t)h->workspace, h->workspace_bytes))
+        return fail(ST_EXECUTION_FAILED, std::string(fn) + ": the workspace set by cublasSetWorkspace was freed");
+    const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
+    auto rnd = [compute](float x) {
+        return compute == COMPUTE_32F_FAST_TF32 ? to_tf32(x) : compute == COMPUTE_32F_FAST_16BF ? to_bf16(x) : x;
+    };
+    for (int64_t b = 0; b < batch; b++) {
+        const float *a = static_cast<const float *>(A) + b * stride_a;
+        const float *bb = static_cast<const float *>(B) + b * stride_b;
+        float *c = static_cast<float *>(C) + b * stride_c;
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t i = 0; i < m; i++) {
+                double s = 0;
+                for (int64_t p = 0; p < k; p++) {
+                    const float x = transa == OP_N ? a[i + p * lda] : a[p + i * lda];
+                    const float y = transb == OP_N ? bb[p + j * ldb] : bb[j + p * ldb];
+                    s += (double)rnd(x) * (double)rnd(y);
+                }
+                float &out = c[i + j * ldc];
+                out = (float)(be == 0.0f ? (double)al * s : (double)al * s + (double)be * (double)out);
+            }
+    }
+    return ST_SUCCESS;
+}
+
+Handle *as_handle(void *h) { return static_cast<Handle *>(h); }
+
+}  // namespace
+
+/* ---- cuBLAS (cublas_api.h): the entry points dev.latent.cuda.CuBlas binds ---- */
+
+API int cublasCreate_v2(void **handle) {
+    if (!handle) return fail(ST_INVALID_VALUE, "cublasCreate_v2: handle is null");
+    if (!lt_driver_emu::initialized()) return fail(ST_NOT_INITIALIZED, "cublasCreate_v2: the driver is not initialised (cuInit)");
+    Handle *h = new (std::nothrow) Handle{HANDLE_MAGIC, nullptr, 0, 0, 0};
+    if (!h) return fail(ST_ALLOC_FAILED, "cublasCreate_v2: out of host memory");
+    *handle = h;
+    return ST_SUCCESS;
+}
+
+API int cublasDestroy_v2(void *handle) {
+    Handle *h = as_handle(handle);
+    if (!valid(h)) return fail(ST_NOT_INITIALIZED, "cublasDestroy_v2: not a live handle");
+    h->magic = 0;
+    delete h;
+    return ST_SUCCESS;
+}
+
+/* The version of the cuBLAS this stands in for: 13.0.0 (CUBLAS_VERSION = major 10000 + minor 100 + patch). */
+API int cublasGetVersion_v2(void *handle, int *version) {
+    if (!valid(as_handle(handle))) return fail(ST_NOT_INITIALIZED, "cublasGetVersion_v2: not a live handle");
+    if (!version) return fail(ST_INVALID_VALUE, "cublasGetVersion_v2: version is null");
+    *version = 130000;
+    return ST_SUCCESS;
+}
+
+API int cublasSetStream_v2(void *handle, void *stream) {
+    Handle *h = as_handle(handle);
+    if (!valid(h)) return fail(ST_NOT_INITIALIZED, "cublasSetStream_v2: not a live handle");
+    if (!lt_driver_emu::is_stream(stream)) return fail(ST_INVALID_VALUE, "cublasSetStream_v2: not a stream of this context");
+    h->stream = stream;
+    return ST_SUCCESS;
+}
+
+API int cublasSetMathMode(void *handle, int mode) {
+    Handle *h = as_handle(handle);
+    if (!valid(h)) return fail(ST_NOT_INITIALIZED, "cublasSetMathMode: not a live handle");
+    const int base = mode & 0xf;   /* CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION is bit 4 */
+    if ((base != 0 && base != 1 && base != 2 && base != 3) || (mode & ~0x1f) != 0)
+        return fail(ST_INVALID_VALUE, "cublasSetMathMode: unknown cublasMath_t");
+    h->math_mode = mode;
+    return ST_SUCCESS;
+}
+
+API int cublasSetWorkspace_v2(void *handle, void *workspace, size_t bytes) {
+    Handle *h = as_handle(handle);
+    if (!valid(h)) return fail(ST_NOT_INITIALIZED, "cublasSetWorkspace_v2: not a live handle");
+    if (bytes > 0 && !workspace) return fail(ST_INVALID_VALUE, "cublasSetWorkspace_v2: null workspace with a non-zero size");
+    if ((uintptr_t)workspace % 256 != 0) return fail(ST_INVALID_VALUE, "cublasSetWorkspace_v2: workspace not 256-byte aligned");
+    if (bytes > 0 && !lt_driver_emu::inside((uintptr_t)workspace, bytes))
+        return fail(ST_INVALID_VALUE, "cublasSetWorkspace_v2: workspace is not inside one device allocation");
+    h->workspace = (uint64_t)(uintptr_t)workspace;
+    h->workspace_bytes = bytes;
+    return ST_SUCCESS;
+}
+
+API int cublasGemmEx(void *handle, int transa, int transb, int m, int n, int k, const void *alpha, const void *A, int atype,
+                     int lda, const void *B, int btype, int ldb, const void *beta, void *C, int ctype, int ldc, int compute,
+                     int algo) {
+    int rc = gemm("cublasGemmEx", as_handle(handle), transa, transb, m, n, k, alpha, A, atype, lda, 0, B, btype, ldb, 0, beta, C,
+                  ctype, ldc, 0, 1, compute, algo);
+    if (rc == ST_SUCCESS) lt_driver_emu::count(lt_driver_emu::CNT_CUBLAS_GEMM_EX);
+    return rc;
+}
+
+API int cublasGemmStridedBatchedEx(void *handle, int transa, int transb, int m, int n, int k, const void *alpha, const void *A,
+                                   int atype, int lda, long long stride_a, const void *B, int btype, int ldb, long long stride_b,
+                                   const void *beta, void *C, int ctype, int ldc, long long stride_c, int batch, int compute,
+                                   int algo) {
+    int rc = gemm("cublasGemmStridedBatchedEx", as_handle(handle), transa, transb, m, n, k, alpha, A, atype, lda, stride_a, B, btype,
+                  ldb, stride_b, beta, C, ctype, ldc, stride_c, batch, compute, algo);
+    if (rc == ST_SUCCESS) lt_driver_emu::count(lt_driver_emu::CNT_CUBLAS_GEMM_STRIDED_BATCHED_EX);
+    return rc;
+}
+
+API const char *cublasGetStatusName(int status) {
+    switch (status) {
+        case ST_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+        case ST_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+        case ST_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+        case ST_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+        case ST_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+        case ST_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+        default: return "CUBLAS_STATUS_UNKNOWN";
+    }
+}
+
+API const char *cublasGetStatusString(int status) {
+    switch (status) {
+        case ST_SUCCESS: return "success";
+        case ST_NOT_INITIALIZED: return "the library was not initialized";
+        case ST_ALLOC_FAILED: return "the resource allocation failed";
+        case ST_INVALID_VALUE: return "an invalid numeric value was used as an argument";
+        case ST_EXECUTION_FAILED: return "the GPU program failed to execute";
+        case ST_NOT_SUPPORTED: return "the functionality requested is not supported";
+        default: return "unknown error";
+    }
+}
+
+/* ---- not part of any vendor API: the stand-ins' own introspection ---- */
+
+/* The message of this thread's last failed stand-in call ("" if none). */
+API const char *latent_emu_last_vendor_error(void) { return last_error.c_str(); }
+
+/* Present only in the emulated driver: the Java side logs "CPU stand-in" rather than a library version. */
+API int latent_emu_vendor_stand_in(void) { return 1; }
+
+/* ==== cuDNN (cudnn_ops.h / cudnn_cnn.h, the legacy convolution API): the entry points dev.latent.cuda.CuDnn binds ====
+ *
+ * The stand-in is cuDNN 9's: status codes of cuDNN 9 (BAD_PARAM 2000, NOT_SUPPORTED 3000, EXECUTION_FAILED 5000),
+ * cudnnGetVersion 90000. Descriptors are checked as cuDNN checks them: set before use, NCHW float only (else
+ * NOT_SUPPORTED), y / dy dimensions equal to the output-dimension formula, x's and w's channels equal, a workspace of at
+ * least the size the matching cudnnGet*WorkspaceSize reported (the stand-in asks for 4 KiB per call, so a caller that
+ * passes none is caught). The arithmetic is the definition, in double, rounded once per element:
+ *   y(n, k, p, q) = alpha sum_{c, r, s} x(n, c, p u - pad_h + r dil_h, q v - pad_w + s dil_w) w'(k, c, r, s) + beta y
+ * with w' = w for CUDNN_CROSS_CORRELATION and w flipped in r and s for CUDNN_CONVOLUTION; backward-data and
+ * backward-filter are its adjoints with respect to x and w. beta == 0 makes the output write-only. */
+
+namespace {
+
+enum : int { DNN_SUCCESS = 0, DNN_NOT_INITIALIZED = 1001, DNN_BAD_PARAM = 2000, DNN_NOT_SUPPORTED = 3000,
+             DNN_EXECUTION_FAILED = 5000 };
+constexpr uint32_t DNN_HANDLE = 0x6c74646eu, DNN_TENSOR = 0x6c747464u, DNN_FILTER = 0x6c746664u, DNN_CONV = 0x6c746364u;
+constexpr size_t DNN_WORKSPACE = 4096;
+
+struct DnnHandle { uint32_t magic; const void *stream; };
+struct TensorDesc { uint32_t magic; int set, n, c, h, w; };
+struct FilterDesc { uint32_t magic; int set, k, c, r, s; };
+struct ConvDesc { uint32_t magic; int set, pad_h, pad_w, u, v, dil_h, dil_w, mode, math; };
+
+template <class T> T *as(void *p, uint32_t magic) {
+    T *t = static_cast<T *>(p);
+    return t && t->magic == magic ? t : nullptr;
+}
+
+template <class T> int create(void **out, uint32_t magic, const char *fn) {
+    if (!out) return fail(DNN_BAD_PARAM, std::string(fn) + ": null output pointer");
+    T *t = new (std::nothrow) T{};
+    if (!t) return fail(DNN_NOT_INITIALIZED, std::string(fn) + ": out of host memory");
+    t->magic = magic;
+    *out = t;
+    return DNN_SUCCESS;
+}
+
+template <class T> int destroy(void *p, uint32_t magic, const char *fn) {
+    T *t = as<T>(p, magic);
+    if (!t) return fail(DNN_BAD_PARAM, std::string(fn) + ": not a live descriptor");
+    t->magic = 0;
+    delete t;
+    return DNN_SUCCESS;
+}
+
+int64_t out_dim(int in, int pad, int k, int dil, int stride) { return ((int64_t)in + 2 * pad - ((int64_t)dil * (k - 1) + 1)) / stride + 1; }
+
+/* Checks a convolution's descriptors; on success the geometry of (x, w, y). */
+int conv_check(const char *fn, void *handle, void *xd, void *wd, void *cd, void *yd, TensorDesc **x, FilterDesc **w, ConvDesc **c,
+               TensorDesc **y) {
+    if (!as<DnnHandle>(handle, DNN_HANDLE)) return fail(DNN_BAD_PARAM, std::string(fn) + ": handle is not a live cudnnHandle_t");
+    *x = as<TensorDesc>(xd, DNN_TENSOR);
+    *w = as<FilterDesc>(wd, DNN_FILTER);
+    *c = as<ConvDesc>(cd, DNN_CONV);
+    *y = as<TensorDesc>(yd, DNN_TENSOR);
+    if (!*x || !*w || !*c || !*y || !(*x)->set || !(*w)->set || !(*c)->set || !(*y)->set)
+        return fail(DNN_BAD_PARAM, std::string(fn) + ": a descriptor is null, destroyed or not set");
+    if ((*x)->c != (*w)->c) return fail(DNN_BAD_PARAM, std::string(fn) + ": x's channels differ from the filter's");
+    if ((*y)->n != (*x)->n || (*y)->c != (*w)->k ||
+        (*y)->h != out_dim((*x)->h, (*c)->pad_h, (*w)->r, (*c)->dil_h, (*c)->u) ||
+        (*y)->w != out_dim((*x)->w, (*c)->pad_w, (*w)->s, (*c)->dil_w, (*c)->v))
+        return fail(DNN_BAD_PARAM, std::string(fn) + ": the output descriptor's dimensions are not the convolution's");
+    return DNN_SUCCESS;
+}
+
+bool dense_inside(const void *p, int64_t elems) { return elems == 0 || lt_driver_emu::inside((uintptr_t)p, (size_t)elems * 4); }
+
+int workspace_check(const char *fn, const void *ws, size_t bytes) {
+    if (bytes < DNN_WORKSPACE) return fail(DNN_BAD_PARAM, std::string(fn) + ": workspace smaller than the size cudnnGet*WorkspaceSize reported");
+    if (!ws || !lt_driver_emu::inside((uintptr_t)ws, bytes))
+        return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": workspace is not inside one device allocation");
+    return DNN_SUCCESS;
+}
+
+/* Calls f(n, k, p, q, c, r, s, xi) for every term of the convolution sum, xi = x's flat index (-1: padding). */
+template <class F> void conv_terms(const TensorDesc *x, const FilterDesc *w, const ConvDesc *c, const TensorDesc *y, F f) {
+    for (int n = 0; n < y->n; n++)
+        for (int k = 0; k < y->c; k++)
+            for (int p = 0; p < y->h; p++)
+                for (int q = 0; q < y->w; q++)
+                    for (int ch = 0; ch < w->c; ch++)
+                        for (int r = 0; r < w->r; r++)
+                            for (int s = 0; s < w->s; s++) {
+                                const int64_t ih = (int64_t)p * c->u - c->pad_h + (int64_t)r * c->dil_h;
+                                const int64_t iw = (int64_t)q * c->v - c->pad_w + (int64_t)s * c->dil_w;
+                                if (ih < 0 || ih >= x->h || iw < 0 || iw >= x->w) continue;
+                                const int rr = c->mode == 0 ? w->r - 1 - r : r, ss = c->mode == 0 ? w->s - 1 - s : s;
+                                f((((int64_t)n * y->c + k) * y->h + p) * y->w + q, (((int64_t)n * x->c + ch) * x->h + ih) * x->w + iw,
+                                  (((int64_t)k * w->c + ch) * w->r + rr) * w->s + ss);
+                            }
+}
+
+/* out = alpha acc + beta out, rounded once (beta == 0: write-only). */
+void blend(float *out, const double *acc, int64_t n, float alpha, float beta) {
+    for (int64_t i = 0; i < n; i++) out[i] = (float)(beta == 0.0f ? (double)alpha * acc[i] : (double)alpha * acc[i] + (double)beta * out[i]);
+}
+
+int64_t numel(const TensorDesc *t) { return (int64_t)t->n * t->c * t->h * t->w; }
+int64_t numel(const FilterDesc *f) { return (int64_t)f->k * f->c * f->r * f->s; }
+
+}  // namespace
+
+API size_t cudnnGetVersion(void) { return 90000; }
+
+API const char *cudnnGetErrorString(int status) {
+    switch (status) {
+        case DNN_SUCCESS: return "CUDNN_STATUS_SUCCESS";
+        case DNN_NOT_INITIALIZED: return "CUDNN_STATUS_NOT_INITIALIZED";
+        case DNN_BAD_PARAM: return "CUDNN_STATUS_BAD_PARAM";
+        case DNN_NOT_SUPPORTED: return "CUDNN_STATUS_NOT_SUPPORTED";
+        case DNN_EXECUTION_FAILED: return "CUDNN_STATUS_EXECUTION_FAILED";
+        default: return "CUDNN_UNKNOWN_STATUS_FOUND";
+    }
+}
+
+API int cudnnCreate(void **handle) {
+    if (!lt_driver_emu::initialized()) return fail(DNN_NOT_INITIALIZED, "cudnnCreate: the driver is not initialised (cuInit)");
+    int rc = create<DnnHandle>(handle, DNN_HANDLE, "cudnnCreate");
+    return rc;
+}
+API int cudnnDestroy(void *handle) { return destroy<DnnHandle>(handle, DNN_HANDLE, "cudnnDestroy"); }
+API int cudnnSetStream(void *handle, void *stream) {
+    DnnHandle *h = as<DnnHandle>(handle, DNN_HANDLE);
+    if (!h) return fail(DNN_BAD_PARAM, "cudnnSetStream: not a live handle");
+    if (!lt_driver_emu::is_stream(stream)) return fail(DNN_BAD_PARAM, "cudnnSetStream: not a stream of this context");
+    h->stream = stream;
+    return DNN_SUCCESS;
+}
+
+API int cudnnCreateTensorDescriptor(void **d) { return create<TensorDesc>(d, DNN_TENSOR, "cudnnCreateTensorDescriptor"); }
+API int cudnnDestroyTensorDescriptor(void *d) { return destroy<TensorDesc>(d, DNN_TENSOR, "cudnnDestroyTensorDescriptor"); }
+API int cudnnSetTensor4dDescriptor(void *d, int format, int dtype, int n, int c, int h, int w) {
+    TensorDesc *t = as<TensorDesc>(d, DNN_TENSOR);
+    if (!t) return fail(DNN_BAD_PARAM, "cudnnSetTensor4dDescriptor: not a live descriptor");
+    if (n < 1 || c < 1 || h < 1 || w < 1) return fail(DNN_BAD_PARAM, "cudnnSetTensor4dDescriptor: dimensions must be >= 1");
+    if (format != 0 || dtype != 0) return fail(DNN_NOT_SUPPORTED, "cudnnSetTensor4dDescriptor: the stand-in implements NCHW float only");
+    *t = TensorDesc{DNN_TENSOR, 1, n, c, h, w};
+    return DNN_SUCCESS;
+}
+
+API int cudnnCreateFilterDescriptor(void **d) { return create<FilterDesc>(d, DNN_FILTER, "cudnnCreateFilterDescriptor"); }
+API int cudnnDestroyFilterDescriptor(void *d) { return destroy<FilterDesc>(d, DNN_FILTER, "cudnnDestroyFilterDescriptor"); }
+API int cudnnSetFilter4dDescriptor(void *d, int dtype, int format, int k, int c, int h, int w) {
+    FilterDesc *f = as<FilterDesc>(d, DNN_FILTER);
+    if (!f) return fail(DNN_BAD_PARAM, "cudnnSetFilter4dDescriptor: not a live descriptor");
+    if (k < 1 || c < 1 || h < 1 || w < 1) return fail(DNN_BAD_PARAM, "cudnnSetFilter4dDescriptor: dimensions must be >= 1");
+    if (format != 0 || dtype != 0) return fail(DNN_NOT_SUPPORTED, "cudnnSetFilter4dDescriptor: the stand-in implements NCHW float only");
+    *f = FilterDesc{DNN_FILTER, 1, k, c, h, w};
+    return DNN_SUCCESS;
+}
+
+API int cudnnCreateConvolutionDescriptor(void **d) { return create<ConvDesc>(d, DNN_CONV, "cudnnCreateConvolutionDescriptor"); }
+API int cudnnDestroyConvolutionDescriptor(void *d) { return destroy<ConvDesc>(d, DNN_CONV, "cudnnDestroyConvolutionDescriptor"); }
+API int cudnnSetConvolution2dDescriptor(void *d, int pad_h, int pad_w, int u, int v, int dil_h, int dil_w, int mode, int ctype) {
+    ConvDesc *c = as<ConvDesc>(d, DNN_CONV);
+    if (!c) return fail(DNN_BAD_PARAM, "cudnnSetConvolution2dDescriptor: not a live descriptor");
+    if (pad_h < 0 || pad_w < 0 || u < 1 || v < 1 || dil_h < 1 || dil_w < 1 || (mode != 0 && mode != 1))
+        return fail(DNN_BAD_PARAM, "cudnnSetConvolution2dDescriptor: negative padding, stride or dilation < 1, or unknown mode");
+    if (ctype != 0) return fail(DNN_NOT_SUPPORTED, "cudnnSetConvolution2dDescriptor: the stand-in computes in float only");
+    int math = c->math;
+    *c = ConvDesc{DNN_CONV, 1, pad_h, pad_w, u, v, dil_h, dil_w, mode, math};
+    return DNN_SUCCESS;
+}
+API int cudnnSetConvolutionMathType(void *d, int math) {
+    ConvDesc *c = as<ConvDesc>(d, DNN_CONV);
+    if (!c) return fail(DNN_BAD_PARAM, "cudnnSetConvolutionMathType: not a live descriptor");
+    if (math < 0 || math > 3) return fail(DNN_BAD_PARAM, "cudnnSetConvolutionMathType: unknown cudnnMathType_t");
+    c->math = math;
+    return DNN_SUCCESS;
+}
+
+API int cudnnGetConvolutionForwardWorkspaceSize(void *h, void *xd, void *wd, void *cd, void *yd, int algo, size_t *bytes) {
+    TensorDesc *x, *y; FilterDesc *w; ConvDesc *c;
+    int rc = conv_check("cudnnGetConvolutionForwardWorkspaceSize", h, xd, wd, cd, yd, &x, &w, &c, &y);
+    if (rc) return rc;
+    if (!bytes || algo < 0 || algo > 7) return fail(DNN_BAD_PARAM, "cudnnGetConvolutionForwardWorkspaceSize: bad algo or null size");
+    *bytes = DNN_WORKSPACE;
+    return DNN_SUCCESS;
+}
+API int cudnnGetConvolutionBackwardDataWorkspaceSize(void *h, void *wd, void *dyd, void *cd, void *dxd, int algo, size_t *bytes) {
+    TensorDesc *x, *y; FilterDesc *w; ConvDesc *c;
+    int rc = conv_check("cudnnGetConvolutionBackwardDataWorkspaceSize", h, dxd, wd, cd, dyd, &x, &w, &c, &y);
+    if (rc) return rc;
+    if (!bytes || algo < 0 || algo > 5) return fail(DNN_BAD_PARAM, "cudnnGetConvolutionBackwardDataWorkspaceSize: bad algo or null size");
+    *bytes = DNN_WORKSPACE;
+    return DNN_SUCCESS;
+}
+API int cudnnGetConvolutionBackwardFilterWorkspaceSize(void *h, void *xd, void *dyd, void *cd, void *dwd, int algo, size_t *bytes) {
+    TensorDesc *x, *y; FilterDesc *w; ConvDesc *c;
+    int rc = conv_check("cudnnGetConvolutionBackwardFilterWorkspaceSize", h, xd, dwd, cd, dyd, &x, &w, &c, &y);
+    if (rc) return rc;
+    if (!bytes || algo < 0 || algo > 6) return fail(DNN_BAD_PARAM, "cudnnGetConvolutionBackwardFilterWorkspaceSize: bad algo or null size");
+    *bytes = DNN_WORKSPACE;
+    return DNN_SUCCESS;
+}
+
+API int cudnnConvolutionForward(void *h, const void *alpha, void *xd, const void *xp, void *wd, const void *wp, void *cd, int algo,
+                                void *ws, size_t ws_bytes, const void *beta, void *yd, void *yp) {
+    const char *fn = "cudnnConvolutionForward";
+    TensorDesc *x, *y; FilterDesc *w; ConvDesc *c;
+    int rc = conv_check(fn, h, xd, wd, cd, yd, &x, &w, &c, &y);
+    if (rc) return rc;
+    if (!alpha || !beta || algo < 0 || algo > 7) return fail(DNN_BAD_PARAM, std::string(fn) + ": null alpha / beta or unknown algo");
+    if ((rc = workspace_check(fn, ws, ws_bytes))) return rc;
+    if (!dense_inside(xp, numel(x)) || !dense_inside(wp, numel(w)) || !dense_inside(yp, numel(y)))
+        return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": an operand is not inside one device allocation");
+    std::vector<double> acc((size_t)numel(y), 0.0);
+    const float *xs = static_cast<const float *>(xp), *wsrc = static_cast<const float *>(wp);
+    conv_terms(x, w, c, y, [&](int64_t yi, int64_t xi, int64_t wi) { acc[yi] += (double)xs[xi] * wsrc[wi]; });
+    blend(static_cast<float *>(yp), acc.data(), numel(y), *static_cast<const float *>(alpha), *static_cast<const float *>(beta));
+    lt_driver_emu::count(lt_driver_emu::CNT_CUDNN_CONV_FWD);
+    return DNN_SUCCESS;
+}
+
+API int cudnnConvolutionBackwardData(void *h, const void *alpha, void *wd, const void *wp, void *dyd, const void *dyp, void *cd, int algo,
+                                     void *ws, size_t ws_bytes, const void *beta, void *dxd, void *dxp) {
+    const char *fn = "cudnnConvolutionBackwardData";
+    TensorDesc *x, *y; FilterDesc *w; ConvDesc *c;
+    int rc = conv_check(fn, h, dxd, wd, cd, dyd, &x, &w, &c, &y);
+    if (rc) return rc;
+    if (!alpha || !beta || algo < 0 || algo > 5) return fail(DNN_BAD_PARAM, std::string(fn) + ": null alpha / beta or unknown algo");
+    if ((rc = workspace_check(fn, ws, ws_bytes))) return rc;
+    if (!dense_inside(dxp, numel(x)) || !dense_inside(wp, numel(w)) || !dense_inside(dyp, numel(y)))
+        return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": an operand is not inside one device allocation");
+    std::vector<double> acc((size_t)numel(x), 0.0);
+    const float *dy = static_cast<const float *>(dyp), *wsrc = static_cast<const float *>(wp);
+    conv_terms(x, w, c, y, [&](int64_t yi, int64_t xi, int64_t wi) { acc[xi] += (double)dy[yi] * wsrc[wi]; });
+    blend(static_cast<float *>(dxp), acc.data(), numel(x), *static_cast<const float *>(alpha), *static_cast<const float *>(beta));
+    lt_driver_emu::count(lt_driver_emu::CNT_CUDNN_CONV_BWD_DATA);
+    return DNN_SUCCESS;
+}
+
+API int cudnnConvolutionBackwardFilter(void *h, const void *alpha, void *xd, const void *xp, void *dyd, const void *dyp, void *cd, int algo,
+                                       void *ws, size_t ws_bytes, const void *beta, void *dwd, void *dwp) {
+    const char *fn = "cudnnConvolutionBackwardFilter";
+    TensorDesc *x, *y; FilterDesc *w; ConvDesc *c;
+    int rc = conv_check(fn, h, xd, dwd, cd, dyd, &x, &w, &c, &y);
+    if (rc) return rc;
+    if (!alpha || !beta || algo < 0 || algo > 6) return fail(DNN_BAD_PARAM, std::string(fn) + ": null alpha / beta or unknown algo");
+    if ((rc = workspace_check(fn, ws, ws_bytes))) return rc;
+    if (!dense_inside(xp, numel(x)) || !dense_inside(dwp, numel(w)) || !dense_inside(dyp, numel(y)))
+        return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": an operand is not inside one device allocation");
+    std::vector<double> acc((size_t)numel(w), 0.0);
+    const float *xs = static_cast<const float *>(xp), *dy = static_cast<const float *>(dyp);
+    conv_terms(x, w, c, y, [&](int64_t yi, int64_t xi, int64_t wi) { acc[wi] += (double)xs[xi] * dy[yi]; });
+    blend(static_cast<float *>(dwp), acc.data(), numel(w), *static_cast<const float *>(alpha), *static_cast<const float *>(beta));
+    lt_driver_emu::count(lt_driver_emu::CNT_CUDNN_CONV_BWD_FILTER);
+    return DNN_SUCCESS;
+}
+
+/* C = alpha A + beta C, A broadcast over C where A's dimension is 1 (the bias add: A (1, K, 1, 1), C (N, K, H, W)). */
+API int cudnnAddTensor(void *h, const void *alpha, void *ad, const void *ap, const void *beta, void *cdesc, void *cp) {
+    const char *fn = "cudnnAddTensor";
+    if (!as<DnnHandle>(h, DNN_HANDLE)) return fail(DNN_BAD_PARAM, std::string(fn) + ": handle is not a live cudnnHandle_t");
+    TensorDesc *a = as<TensorDesc>(ad, DNN_TENSOR), *c = as<TensorDesc>(cdesc, DNN_TENSOR);
+    if (!a || !c || !a->set || !c->set || !alpha || !beta) return fail(DNN_BAD_PARAM, std::string(fn) + ": bad descriptor or null alpha / beta");
+    const int ad4[4] = {a->n, a->c, a->h, a->w}, cd4[4] = {c->n, c->c, c->h, c->w};
+    for (int i = 0; i < 4; i++)
+        if (ad4[i] != 1 && ad4[i] != cd4[i]) return fail(DNN_BAD_PARAM, std::string(fn) + ": A's dimensions neither 1 nor C's");
+    if (!dense_inside(ap, numel(a)) || !dense_inside(cp, numel(c)))
+        return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": an operand is not inside one device allocation");
+    const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
+    const float *A = static_cast<const float *>(ap);
+    float *C = static_cast<float *>(cp);
+    for (int n = 0; n < c->n; n++)
+        for (int k = 0; k < c->c; k++)
+            for (int p = 0; p < c->h; p++)
+                for (int q = 0; q < c->w; q++) {
+                    const int64_t ci = (((int64_t)n * c->c + k) * c->h + p) * c->w + q;
+                    const int64_t ai = ((((int64_t)(a->n == 1 ? 0 : n) * a->c + (a->c == 1 ? 0 : k)) * a->h + (a->h == 1 ? 0 : p)) * a->w) +
+                                       (a->w == 1 ? 0 : q);
+                    C[ci] = (float)(be == 0.0f ? (double)al * A[ai] : (double)al * A[ai] + (double)be * C[ci]);
+                }
+    return DNN_SUCCESS;
+}
