@@ -182,6 +182,42 @@ public final class CudaKernels {
     }
 
     /**
+     * The sum over k of {@link #sumOfSquares} of x[offset[k] .. offset[k] + len[k]), added in k order on the host: each
+     * segment's partial sums and total are computed on the device exactly as {@link #sumOfSquares} computes them (the
+     * same launches, so the same bits), into one device array of per-segment totals that comes back in ONE
+     * synchronising copy (a flat gradient buffer's norm: one host synchronisation per step, not one per parameter).
+     */
+    public static double sumOfSquaresSegments(Cuda cu, DeviceBuffer x, long[] offset, long[] len) {
+        int nseg = offset.length;
+        if (nseg == 0) return 0;
+        long chunks = 0;
+        for (int k = 0; k < nseg; k++) {
+            if (offset[k] < 0 || len[k] < 0 || offset[k] > x.byteSize() / 4 - len[k])
+                throw new IllegalArgumentException("sumOfSquaresSegments: segment " + k + " [" + offset[k] + ", +" + len[k] + ") outside x ("
+                        + x.byteSize() / 4 + " floats)");
+            chunks += (len[k] + SQ_CHUNK - 1) / SQ_CHUNK;
+        }
+        DeviceBuffer s = scratch(cu, (nseg + chunks) * 8);
+        DeviceBuffer outs = s.slice(0, nseg * 8L);
+        long pc = nseg;
+        for (int k = 0; k < nseg; k++) {
+            if (len[k] == 0) continue;
+            long ck = (len[k] + SQ_CHUNK - 1) / SQ_CHUNK;
+            DeviceBuffer part = s.slice(pc * 8, ck * 8);
+            cu.launch("ltk_sumsq_part", dim(ck), dim(SQ_THREADS), 0, len[k], x.slice(offset[k] * 4, len[k] * 4), part);
+            cu.launch("ltk_sumsq_total", dim(1), dim(32), 0, ck, part, outs.slice(k * 8L, 8));
+            pc += ck;
+        }
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment h = a.allocate(JAVA_DOUBLE, nseg);
+            outs.copyTo(h);
+            double total = 0;
+            for (int k = 0; k < nseg; k++) total += len[k] == 0 ? 0 : h.getAtIndex(JAVA_DOUBLE, k);
+            return total;
+        }
+    }
+
+    /**
      * out[0] = (float) the sum of x[i] in double (sumsq.cu's chunks and order: the same bits every run). The result stays
      * on the device: no copy back, no synchronisation.
      */

@@ -466,8 +466,8 @@ public final class Kernels {
     /**
      * The sum over k of {@link #sumOfSquares} of {@code x[offset[k] .. offset[k] + len[k])}, added in k order from 0
      * (a flat gradient buffer's global squared norm, one segment per parameter). On the CPU one native pass
-     * (lt_sumsq_segments, the same bits as the per-segment loop); on CUDA one sumsq.cu reduction per segment (one
-     * host synchronisation each).
+     * (lt_sumsq_segments, the same bits as the per-segment loop); on CUDA sumsq.cu's reductions per segment, launched
+     * back to back, with the per-segment totals copied back at once (one host synchronisation, the same bits).
      */
     public static double sumOfSquaresSegments(Tensor x, long[] offset, long[] len) {
         if (offset.length != len.length)
@@ -478,11 +478,7 @@ public final class Kernels {
             if (offset[k] < 0 || len[k] < 0 || offset[k] > x.numel() - len[k])
                 throw new IllegalArgumentException("sumOfSquaresSegments: segment " + k + " [" + offset[k] + ", +" + len[k]
                         + ") outside " + x);
-        if (x.device() == Device.CUDA) {
-            double s = 0;
-            for (int k = 0; k < offset.length; k++) s += sumOfSquares(x.slice(0, offset[k], offset[k] + len[k]));
-            return s;
-        }
+        if (x.device() == Device.CUDA) return CudaKernels.sumOfSquaresSegments(cuda(), buf(x), offset, len);
         dense("sumOfSquaresSegments", x);
         if (offset.length == 0) return 0;
         try (Arena a = Arena.ofConfined()) {
