@@ -21,16 +21,16 @@ final class FlowCommands {
     /** Options and the run shared by train realnvp and train glow: data, schedule, limits; one JSON line of results. */
     static final class TrainOptions {
         @Option(names = "--data", description = "fashion-mnist, a folder of IDX files, or an IDX file (default: ${DEFAULT-VALUE})") String data = "fashion-mnist";
-        @Option(names = "--out", required = true) Path out;
-        @Option(names = "--epochs") int epochs = 1;
-        @Option(names = "--batch") int batch = 64;
-        @Option(names = "--lr") float lr = 1e-3f;
+        @Option(names = "--out", description = "run folder for the checkpoint, metrics.jsonl and images (refused if it holds a run, unless --resume or --overwrite)", required = true) Path out;
+        @Option(names = "--epochs", description = "passes over the training set (default: ${DEFAULT-VALUE})") int epochs = 1;
+        @Option(names = "--batch", description = "images (or sequences) per optimizer step (default: ${DEFAULT-VALUE})") int batch = 64;
+        @Option(names = "--lr", description = "AdamW learning rate (default: ${DEFAULT-VALUE})") float lr = 1e-3f;
         @Option(names = "--max-steps", description = "the older cap: at most N steps of the --epochs (0: all of them; --steps N asks for N steps outright)") int maxSteps = 0;
-        @Option(names = "--seed") long seed = 1;
+        @Option(names = "--seed", description = "seed of the initial weights, the batch order and every random draw (same seed, same data: same bits) (default: ${DEFAULT-VALUE})") long seed = 1;
         @Option(names = "--limit", description = "use only the first N training images") int limit = 0;
         @Option(names = "--test-limit", description = "evaluate on the first N test images (0: all)") int testLimit = 0;
-        @Option(names = "--threads") Integer threads;
-        @Option(names = "--quiet") boolean quiet;
+        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
+        @Option(names = "--quiet", description = "no progress lines on stderr (the final JSON summary is still printed)") boolean quiet;
         @Option(names = "--device", description = "cpu | cuda (default: ${DEFAULT-VALUE}); cuda without a usable GPU says why and runs on the CPU")
         String device = "cpu";
         @Mixin RunFolder folder;
@@ -62,8 +62,8 @@ final class FlowCommands {
     @Command(name = "realnvp", mixinStandardHelpOptions = true,
             description = "Train RealNVP (checkerboard affine couplings) on 28 x 28 images; exact bits/dim on the test split at the end.")
     static final class Train implements Callable<Integer> {
-        @Option(names = "--couplings") int couplings = 6;
-        @Option(names = "--hidden") int hidden = 64;
+        @Option(names = "--couplings", description = "affine coupling layers (alternating checkerboard / channel masks) (default: ${DEFAULT-VALUE})") int couplings = 6;
+        @Option(names = "--hidden", description = "hidden channels of each coupling's network (default: ${DEFAULT-VALUE})") int hidden = 64;
         @Mixin TrainOptions o;
 
         @Override
@@ -79,7 +79,7 @@ final class FlowCommands {
     static final class TrainGlow implements Callable<Integer> {
         @Option(names = "--levels", description = "L (default: ${DEFAULT-VALUE})") int levels = 2;
         @Option(names = {"--depth", "--steps-per-level"}, description = "K steps of flow per level (default: ${DEFAULT-VALUE})") int depth = 8;
-        @Option(names = "--hidden") int hidden = 128;
+        @Option(names = "--hidden", description = "hidden channels of each affine coupling's network (default: ${DEFAULT-VALUE})") int hidden = 128;
         @Mixin TrainOptions o;
 
         @Override
@@ -98,12 +98,12 @@ final class FlowCommands {
 
     @Command(name = "realnvp", mixinStandardHelpOptions = true, description = "Sample a trained RealNVP into a PNG grid (z ~ N(0, T^2 I)).")
     static class Sample implements Callable<Integer> {
-        @Option(names = "--checkpoint", required = true) Path checkpoint;
-        @Option(names = "--out", required = true) Path out;
-        @Option(names = "--n") int n = 64;
+        @Option(names = "--checkpoint", description = "a checkpoint file, or the run folder holding it", required = true) Path checkpoint;
+        @Option(names = "--out", description = "PNG file for the sample grid", required = true) Path out;
+        @Option(names = "--n", description = "number of images to sample (default: ${DEFAULT-VALUE})") int n = 64;
         @Option(names = "--temperature", description = "(default: ${DEFAULT-VALUE}; 0 is deterministic)") double temperature = 0.7;
-        @Option(names = "--seed") long seed = 1;
-        @Option(names = "--threads") Integer threads;
+        @Option(names = "--seed", description = "seed of the latent draw (default: ${DEFAULT-VALUE})") long seed = 1;
+        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
         @Option(names = "--max-images", description = "cap on --n (default: ${DEFAULT-VALUE})") int maxImages = Limits.DEFAULT_MAX_IMAGES;
 
         @Override
@@ -127,9 +127,9 @@ final class FlowCommands {
 
     @Command(name = "realnvp", mixinStandardHelpOptions = true, description = "Test bits/dim (exact, change of variables) and invertibility error of a trained RealNVP.")
     static class Eval implements Callable<Integer> {
-        @Option(names = "--checkpoint", required = true) Path checkpoint;
+        @Option(names = "--checkpoint", description = "a checkpoint file, or the run folder holding it", required = true) Path checkpoint;
         @Option(names = "--data", description = "dataset holding the test split (default: the one trained on)") String data;
-        @Option(names = "--threads") Integer threads;
+        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
 
         @Override
         public Integer call() throws Exception {
@@ -149,12 +149,12 @@ final class FlowCommands {
             description = "RealNVP on a 2-D toy density (moons or rings): prints the test NLL, writes density.png and samples.png.")
     static final class TrainToy implements Callable<Integer> {
         @Option(names = "--dist", description = "moons | rings (default: ${DEFAULT-VALUE})") String dist = "moons";
-        @Option(names = "--out", required = true) Path out;
-        @Option(names = "--steps") int steps = 2000;
-        @Option(names = "--couplings") int couplings = 8;
-        @Option(names = "--hidden") int hidden = 64;
-        @Option(names = "--seed") long seed = 1;
-        @Option(names = "--threads") Integer threads;
+        @Option(names = "--out", description = "run folder for the checkpoint, metrics.jsonl and images (refused if it holds a run, unless --resume or --overwrite)", required = true) Path out;
+        @Option(names = "--steps", description = "optimizer steps (default: ${DEFAULT-VALUE})") int steps = 2000;
+        @Option(names = "--couplings", description = "coupling layers of the 2-D flow (default: ${DEFAULT-VALUE})") int couplings = 8;
+        @Option(names = "--hidden", description = "hidden units of each coupling's network (default: ${DEFAULT-VALUE})") int hidden = 64;
+        @Option(names = "--seed", description = "seed of the initial weights, the batch order and every random draw (same seed, same data: same bits) (default: ${DEFAULT-VALUE})") long seed = 1;
+        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
         @Mixin RunFolder folder;
         @Mixin PrecisionOption precision;
 

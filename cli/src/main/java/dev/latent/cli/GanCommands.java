@@ -47,17 +47,17 @@ final class GanCommands {
         @Option(names = {"--steps", "--iters"}, description = "iterations (one D and one G step, or n_critic critic steps and one G step; --iters is the older name; default: ${DEFAULT-VALUE})") int iters = 2000;
         @Option(names = "--resume", description = "continue the run in --out from its checkpoint (both nets, BatchNorm statistics, both optimizers); pass the run's own settings") boolean resume;
         @Option(names = "--stop-after", description = "stop (with a checkpoint) after this many iterations; --resume continues the same run") Long stopAfter;
-        @Option(names = "--batch") int batch = 64;
-        @Option(names = "--nz") int nz = 100;
-        @Option(names = "--ngf") int ngf = 64;
-        @Option(names = "--ndf") int ndf = 64;
-        @Option(names = "--lr") Float lr;
-        @Option(names = "--seed") long seed = 1;
-        @Option(names = "--log-interval") int logInterval = 50;
+        @Option(names = "--batch", description = "images (or sequences) per optimizer step (default: ${DEFAULT-VALUE})") int batch = 64;
+        @Option(names = "--nz", description = "length of the latent vector z (default: ${DEFAULT-VALUE})") int nz = 100;
+        @Option(names = "--ngf", description = "generator feature maps (width of the generator) (default: ${DEFAULT-VALUE})") int ngf = 64;
+        @Option(names = "--ndf", description = "discriminator / critic feature maps (width of the critic) (default: ${DEFAULT-VALUE})") int ndf = 64;
+        @Option(names = "--lr", description = "Adam learning rate (default: 2e-4 for dcgan, 1e-4 for wgan-gp)") Float lr;
+        @Option(names = "--seed", description = "seed of the initial weights, the batch order and every random draw (same seed, same data: same bits) (default: ${DEFAULT-VALUE})") long seed = 1;
+        @Option(names = "--log-interval", description = "iterations between progress lines and metrics records (default: ${DEFAULT-VALUE})") int logInterval = 50;
         @Option(names = "--limit", description = "use only the first N training images (quick runs)") int limit = 0;
         @Option(names = "--samples", description = "at the end, write N samples (28 x 28 bytes, IDX3) to samples-idx3-ubyte for `eval fid`") int samples = 0;
-        @Option(names = "--threads") Integer threads;
-        @Option(names = "--quiet") boolean quiet;
+        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
+        @Option(names = "--quiet", description = "no progress lines on stderr (the final JSON summary is still printed)") boolean quiet;
         @Option(names = "--device", description = "cpu | cuda (default: ${DEFAULT-VALUE}); cuda without a usable GPU says why and runs on the CPU")
         String device = "cpu";
         @Mixin RunFolder folder;
@@ -108,8 +108,8 @@ final class GanCommands {
 
     @Command(name = "wgan-gp", mixinStandardHelpOptions = true, description = "Train WGAN-GP (critic without BatchNorm, gradient penalty).")
     static final class TrainWganGp extends ImageGan {
-        @Option(names = "--n-critic") int nCritic = 5;
-        @Option(names = "--lambda") float lambda = 10f;
+        @Option(names = "--n-critic", description = "critic steps per generator step (default: ${DEFAULT-VALUE})") int nCritic = 5;
+        @Option(names = "--lambda", description = "weight of the gradient penalty (default: ${DEFAULT-VALUE})") float lambda = 10f;
         @Option(names = "--critic-norm", description = "none | layer (default: ${DEFAULT-VALUE})") String criticNorm = "none";
 
         GanTrainer.Config base() { return GanTrainer.Config.wganGp(data, out); }
@@ -134,13 +134,13 @@ final class GanCommands {
         @Option(names = "--loss", description = "gan | wgan-gp (default: ${DEFAULT-VALUE})") String loss = "wgan-gp";
         @Option(names = "--seeds", description = "comma-separated seeds, each a full run (default: ${DEFAULT-VALUE})") String seeds = "1";
         @Option(names = "--steps", description = "generator steps (default: 2000 for gan, 1000 for wgan-gp)") Integer steps;
-        @Option(names = "--hidden") int hidden = 128;
-        @Option(names = "--batch") int batch = 256;
-        @Option(names = "--lambda") Float lambda;
+        @Option(names = "--hidden", description = "hidden units of the generator and the discriminator MLPs (default: ${DEFAULT-VALUE})") int hidden = 128;
+        @Option(names = "--batch", description = "points per optimizer step (default: ${DEFAULT-VALUE})") int batch = 256;
+        @Option(names = "--lambda", description = "weight of the gradient penalty (WGAN-GP loss only)") Float lambda;
         @Option(names = "--lr", description = "peak learning rate, cosine-decayed to 0 (default: 1e-3)") Float lr;
         @Option(names = "--n-critic", description = "critic steps per generator step, wgan-gp (default: 5)") Integer nCritic;
         @Option(names = "--out", description = "folder for result.json (optional)") Path out;
-        @Option(names = "--threads") Integer threads;
+        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
         @Mixin RunFolder folder;
         @Mixin PrecisionOption precision;
 
@@ -204,14 +204,14 @@ final class GanCommands {
             description = "Train the small CNN whose features define our FID and Inception Score (needs labels).")
     static final class TrainClassifier implements Callable<Integer> {
         @Option(names = "--data", description = "fashion-mnist or a folder with IDX image and label files (default: ${DEFAULT-VALUE})") String data = "fashion-mnist";
-        @Option(names = "--out", required = true) Path out;
-        @Option(names = "--epochs") int epochs = 3;
-        @Option(names = "--batch") int batch = 128;
-        @Option(names = "--lr") float lr = 2e-3f;
-        @Option(names = "--seed") long seed = 1;
+        @Option(names = "--out", description = "folder for the classifier checkpoint and metrics.jsonl", required = true) Path out;
+        @Option(names = "--epochs", description = "passes over the training set (default: ${DEFAULT-VALUE})") int epochs = 3;
+        @Option(names = "--batch", description = "images (or sequences) per optimizer step (default: ${DEFAULT-VALUE})") int batch = 128;
+        @Option(names = "--lr", description = "AdamW learning rate (default: ${DEFAULT-VALUE})") float lr = 2e-3f;
+        @Option(names = "--seed", description = "seed of the initial weights, the batch order and every random draw (same seed, same data: same bits) (default: ${DEFAULT-VALUE})") long seed = 1;
         @Option(names = "--limit", description = "use only the first N training images") int limit = 0;
-        @Option(names = "--threads") Integer threads;
-        @Option(names = "--quiet") boolean quiet;
+        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
+        @Option(names = "--quiet", description = "no progress lines on stderr (the final JSON summary is still printed)") boolean quiet;
         @Mixin RunFolder folder;
         @Mixin PrecisionOption precision;
         @Mixin TrainSteps run;
@@ -254,7 +254,7 @@ final class GanCommands {
         @Option(names = "--samples", required = true, description = "IDX file, PNG folder, or fashion-mnist:train|test") String samples;
         @Option(names = "--ref", description = "reference split (default: ${DEFAULT-VALUE})") String ref = "fashion-mnist:test";
         @Option(names = "--limit", description = "use at most N images of each set (0: all)") int limit = 0;
-        @Option(names = "--threads") Integer threads;
+        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
 
         @Override
         public Integer call() throws Exception {
@@ -283,8 +283,8 @@ final class GanCommands {
         @Option(names = "--checkpoint", required = true, description = "a training --out folder") Path checkpoint;
         @Option(names = "--out", required = true, description = "PNG grid (.png) or IDX3 file of 28 x 28 samples") Path out;
         @Option(names = "--n", description = "samples (default: ${DEFAULT-VALUE})") int n = 64;
-        @Option(names = "--seed") long seed = 1234;
-        @Option(names = "--threads") Integer threads;
+        @Option(names = "--seed", description = "seed of the latent draw (default: ${DEFAULT-VALUE})") long seed = 1234;
+        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
         @Option(names = "--max-images", description = "cap on --n (default: ${DEFAULT-VALUE})") int maxImages = Limits.DEFAULT_MAX_IMAGES;
 
         @Override

@@ -36,8 +36,8 @@ final class SampleCommand implements Runnable {
         @Option(names = "--temperature", description = "0 = greedy (default: ${DEFAULT-VALUE})") double temperature = 0.8;
         @Option(names = "--top-k", description = "keep the k most likely tokens (0: all)") int topK = 0;
         @Option(names = "--top-p", description = "nucleus probability mass (default: ${DEFAULT-VALUE})") double topP = 1.0;
-        @Option(names = "--seed") long seed = 1;
-        @Option(names = "--threads") Integer threads;
+        @Option(names = "--seed", description = "seed of the sampling draws (same seed, same text) (default: ${DEFAULT-VALUE})") long seed = 1;
+        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
         @Option(names = "--allow-nonfinite", description = "load a checkpoint holding NaN or infinite weights (refused by default)") boolean allowNonFinite;
 
         @Override

@@ -23,23 +23,23 @@ final class VaeCommands {
             description = "Train the convolutional (beta-)VAE on 28 x 28 images (pixels / 255); per-epoch reconstructions and samples, IWAE at the end.")
     static final class Train implements Callable<Integer> {
         @Option(names = "--data", description = "fashion-mnist, a folder of IDX files, or an IDX file (default: ${DEFAULT-VALUE})") String data = "fashion-mnist";
-        @Option(names = "--out", required = true) Path out;
+        @Option(names = "--out", description = "run folder for the checkpoint, metrics.jsonl and images (refused if it holds a run, unless --resume or --overwrite)", required = true) Path out;
         @Option(names = "--latent", description = "latent dimensions D (default: ${DEFAULT-VALUE})") int latent = 32;
         @Option(names = "--beta", description = "KL weight (beta-VAE; default: ${DEFAULT-VALUE})") double beta = 1.0;
-        @Option(names = "--epochs") int epochs = 5;
-        @Option(names = "--batch") int batch = 128;
-        @Option(names = "--lr") float lr = 1e-3f;
+        @Option(names = "--epochs", description = "passes over the training set (default: ${DEFAULT-VALUE})") int epochs = 5;
+        @Option(names = "--batch", description = "images (or sequences) per optimizer step (default: ${DEFAULT-VALUE})") int batch = 128;
+        @Option(names = "--lr", description = "AdamW learning rate (default: ${DEFAULT-VALUE})") float lr = 1e-3f;
         @Option(names = "--likelihood", description = "bernoulli | gaussian (default: ${DEFAULT-VALUE})") String likelihood = "bernoulli";
         @Option(names = "--sigma", description = "Gaussian likelihood's fixed std (default: ${DEFAULT-VALUE})") double sigma = 0.1;
         @Option(names = "--warmup", description = "KL warm-up steps: beta ramps from 0 (default: none)") int warmup = 0;
         @Option(names = "--free-bits", description = "free bits per latent dim (nats; default: none)") double freeBits = 0;
-        @Option(names = "--seed") long seed = 1;
+        @Option(names = "--seed", description = "seed of the initial weights, the batch order and every random draw (same seed, same data: same bits) (default: ${DEFAULT-VALUE})") long seed = 1;
         @Option(names = "--limit", description = "use only the first N training images") int limit = 0;
         @Option(names = "--exclude-class", description = "hold class K out of training (for eval vae-anomaly; default: none)") Integer excludeClass;
-        @Option(names = "--iwae-k") int iwaeK = 100;
-        @Option(names = "--iwae-n") int iwaeN = 1000;
-        @Option(names = "--threads") Integer threads;
-        @Option(names = "--quiet") boolean quiet;
+        @Option(names = "--iwae-k", description = "importance samples of the IWAE bound in the final evaluation (default: ${DEFAULT-VALUE})") int iwaeK = 100;
+        @Option(names = "--iwae-n", description = "test images the IWAE bound is computed on (0: skip it) (default: ${DEFAULT-VALUE})") int iwaeN = 1000;
+        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
+        @Option(names = "--quiet", description = "no progress lines on stderr (the final JSON summary is still printed)") boolean quiet;
         @Option(names = "--device", description = "cpu | cuda (default: ${DEFAULT-VALUE}); cuda without a usable GPU says why and runs on the CPU")
         String device = "cpu";
         @picocli.CommandLine.Mixin RunFolder folder;
@@ -92,11 +92,11 @@ final class VaeCommands {
 
     @Command(name = "vae", mixinStandardHelpOptions = true, description = "Decode samples z ~ N(0, I) of a trained VAE into a PNG grid.")
     static final class Sample implements Callable<Integer> {
-        @Option(names = "--checkpoint", required = true) Path checkpoint;
+        @Option(names = "--checkpoint", description = "a checkpoint file, or the run folder holding it", required = true) Path checkpoint;
         @Option(names = "--out", required = true, description = "PNG file") Path out;
-        @Option(names = "--n") int n = 64;
-        @Option(names = "--seed") long seed = 1;
-        @Option(names = "--threads") Integer threads;
+        @Option(names = "--n", description = "number of images to decode (default: ${DEFAULT-VALUE})") int n = 64;
+        @Option(names = "--seed", description = "seed of the latent draw (default: ${DEFAULT-VALUE})") long seed = 1;
+        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
         @Option(names = "--max-images", description = "cap on --n (default: ${DEFAULT-VALUE})") int maxImages = Limits.DEFAULT_MAX_IMAGES;
 
         @Override
@@ -119,11 +119,11 @@ final class VaeCommands {
     @Command(name = "vae", mixinStandardHelpOptions = true,
             description = "Test negative ELBO (nats), IWAE bound, active units and per-dimension KL of a trained VAE; one JSON object out.")
     static final class Eval implements Callable<Integer> {
-        @Option(names = "--checkpoint", required = true) Path checkpoint;
+        @Option(names = "--checkpoint", description = "a checkpoint file, or the run folder holding it", required = true) Path checkpoint;
         @Option(names = "--data", description = "dataset holding the test split (default: the one trained on)") String data;
-        @Option(names = "--iwae-k") int iwaeK = 100;
-        @Option(names = "--iwae-n") int iwaeN = 1000;
-        @Option(names = "--threads") Integer threads;
+        @Option(names = "--iwae-k", description = "importance samples of the IWAE bound (default: ${DEFAULT-VALUE})") int iwaeK = 100;
+        @Option(names = "--iwae-n", description = "test images the IWAE bound is computed on (default: ${DEFAULT-VALUE})") int iwaeN = 1000;
+        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
 
         @Override
         public Integer call() throws Exception {
