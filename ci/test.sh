@@ -107,6 +107,11 @@ grep -E 'Done [0-9]+ runs|Tests run:.*Fuzz' java/target/fuzz.log
 step "consumer project on the installed artifacts (class path, then module path)"
 "${MVN[@]}" -q -f examples/consumer/pom.xml compile exec:exec exec:exec@module-path
 
+step "guide project: a VAE trained from Java code on 512 images, then served (examples/vae-java)"
+VAE_TMP="$(mktemp -d)"
+"${MVN[@]}" -q -f examples/vae-java/pom.xml compile exec:exec -Dout="$VAE_TMP/vae" -Dlimit=512 2>&1 | grep -v 'WARN\|INFO'
+rm -rf "$VAE_TMP"
+
 step "Spark example project on the installed artifacts (2 data-parallel workers, local[2], then sampling as a Dataset)"
 SPARK_TMP="$(mktemp -d)"
 cat README.md docs/*.md >"$SPARK_TMP/text.txt"
