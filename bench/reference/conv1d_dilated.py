@@ -1,6 +1,6 @@
 """
 Dilated causal 1-D convolution (WaveNet's layer): PyTorch's conv1d against Latent's lt_conv1d_* (kernels/conv1d), both
-in this one process, interleaved per shape, on the same data.
+in this one process, shape by shape, on the same data.
 
 Shape: x (N, C, T), w (C, C, K), bias (C), dilation d; causal = conv1d(x, w, b, padding=(K-1)*d, dilation=d)[..., :T]
 (PyTorch pads both sides and computes T + (K-1) d outputs, the last (K-1) d of which are dropped; Latent pads the left
@@ -8,7 +8,7 @@ only). One step = forward + backward (PyTorch: y.backward(dy), which computes dx
 lt_conv1d_bwd_data, lt_conv1d_bwd_weight with db). FLOPs counted the same for both: 3 passes x 2 N C T C K (the
 causal convolution's; PyTorch's extra outputs and Latent's padding taps are not counted).
 Before timing, Latent's y, dx, dw, db are checked against PyTorch's (relative max error printed, must be < 1e-4).
-Times: median of --reps steps after 2 warm-up steps, per side. The FMA ceiling is lt_peak_fma_isa at the ISA level
+Times: median of --reps steps after 2 warm-up steps, per side, in blocks (see block()). The FMA ceiling is lt_peak_fma_isa at the ISA level
 Latent runs (LATENT_MAX_ISA caps it), on the same thread count, best of 3.
 
 Usage: python conv1d_dilated.py --lib java/target/native/liblatent.so [--threads 2] [--reps 20] [--out conv1d.json]
@@ -73,7 +73,7 @@ flop = 3 * 2.0 * N * C * T * C * K
 rows = []
 print(f"torch {torch.__version__} ({torch.backends.mkldnn.is_available() and 'oneDNN' or 'native'}), {a.threads} threads; "
       f"Latent ISA {isa_name}; FMA peak ({isa_name}) {peak:.1f} GFLOP/s; N={N} C={C} T={T} K={K}; medians of {a.reps}")
-for d in [int(s) for s in a.dilations.split(",")]:
+for idx, d in enumerate(int(s) for s in a.dilations.split(",")):
     x = torch.randn(N, C, T)
     w = (torch.randn(C, C, K) / (C * K) ** 0.5)
     b = torch.randn(C)
@@ -98,12 +98,21 @@ for d in [int(s) for s in a.dilations.split(",")]:
     err = max(((u - v.detach()).abs().max() / v.detach().abs().max()).item()
               for u, v in ((y, yt), (dx, xt.grad), (dw, wt.grad), (db, bt.grad)))
     assert err < 1e-4, f"d={d}: Latent and PyTorch differ by {err:.3g} (relative max)"
-    tt, to = [], []
-    for r in range(a.reps + 2):   # interleaved: one step of each per round
-        t0 = time.perf_counter(); theirs(); t1 = time.perf_counter(); ours(); t2 = time.perf_counter()
-        if r >= 2:
-            tt.append(t1 - t0)
-            to.append(t2 - t1)
+    # in blocks, not interleaved step by step: PyTorch's OpenMP workers spin for a while after each parallel region
+    # and would take the cores from Latent's pool right after a PyTorch step (and the other way round); a pause
+    # before each block lets the other side's threads go to sleep. The block order alternates per shape.
+    def block(fn):
+        time.sleep(0.5)
+        for _ in range(2):
+            fn()
+        ts = []
+        for _ in range(a.reps):
+            t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
+        return ts
+    if idx % 2 == 0:
+        tt = block(theirs); to = block(ours)
+    else:
+        to = block(ours); tt = block(theirs)
     mt, mo = statistics.median(tt), statistics.median(to)
     row = {"d": d, "torch_ms": mt * 1e3, "latent_ms": mo * 1e3, "torch_gflops": flop / mt / 1e9, "latent_gflops": flop / mo / 1e9,
            "ratio": mt / mo, "torch_pct_peak": 100 * flop / mt / 1e9 / peak if peak else None,
