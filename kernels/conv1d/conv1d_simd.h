@@ -50,17 +50,23 @@ static void SFX(corr_task)(void *p, int64_t task, int worker) {
                     }
                 }
             }
+            /* constant bounds only (r < nr as a test inside): acc must stay scalar-replaceable, or the compiler keeps it
+             * in memory and stores every accumulator after every FMA */
             float *ob_out = c->out + (b * c->no + o0) * c->t + t; // row r at ob_out + r T
             if (t + TW <= t1) {
-                for (int r = 0; r < nr; r++)
 #pragma GCC unroll 4
-                    for (int v = 0; v < TV; v++) VSTORE(ob_out + r * c->t + v * VL, acc[r][v]);
+                for (int r = 0; r < CONV1D_COB; r++)
+                    if (r < nr) {
+#pragma GCC unroll 4
+                        for (int v = 0; v < TV; v++) VSTORE(ob_out + r * c->t + v * VL, acc[r][v]);
+                    }
             } else { /* the last, partial tile of the row: through a buffer, only t < t1 written */
-                float tmp[TW];
-                for (int r = 0; r < nr; r++) {
-                    for (int v = 0; v < TV; v++) VSTORE(tmp + v * VL, acc[r][v]);
-                    memcpy(ob_out + r * c->t, tmp, (size_t)(t1 - t) * sizeof(float));
-                }
+                float tmp[CONV1D_COB][TW];
+#pragma GCC unroll 4
+                for (int r = 0; r < CONV1D_COB; r++)
+#pragma GCC unroll 4
+                    for (int v = 0; v < TV; v++) VSTORE(tmp[r] + v * VL, acc[r][v]);
+                for (int r = 0; r < nr; r++) memcpy(ob_out + r * c->t, tmp[r], (size_t)(t1 - t) * sizeof(float));
             }
         }
     }
