@@ -8,7 +8,8 @@
  *               weights packed in blocks of 4 output rows (ni, kk, 4);
  *   bwd_data:   the same correlation on dy padded on the right (dy[t + s_j]) with the transposed, tap-reversed
  *               weights (Cin blocks of 4, Cout, kk, 4);
- *   bwd_weight: x padded as for fwd and dy padded to a multiple of 64 time steps with zeros.
+ *   bwd_weight: x padded as for fwd and dy padded to a multiple of 64 time steps with zeros (read in place when T is
+ *               one already).
  * kk = min(K, (T-1)/d + 1) taps reach a sample (conv1d.h); the others have zero gradient and add nothing.
  * Test and benchmark: conv1d_test.c (ctest runs it at LATENT_MAX_ISA=ref, avx2 and avx512; `conv1d_test --bench`). */
 #include <string.h>
@@ -164,15 +165,16 @@ lt_status lt_conv1d_bwd_weight(int64_t n, int64_t cin, int64_t t, int64_t cout, 
         return LT_OK;
     }
     const int64_t kk = taps_used(t, k, dilation), left = (kk - 1) * dilation, len = t + left + RPAD;
-    const int64_t tr = (t + 63) / 64 * 64, nxp = n * cin * len, ndy = n * cout * tr;
+    /* dy is read in place when T is a multiple of 64 (no tail to pad): one copy of N Cout T floats less */
+    const int64_t tr = (t + 63) / 64 * 64, nxp = n * cin * len, ndy = tr == t ? 0 : n * cout * tr;
     const int64_t per = isa >= LT_ISA_AVX512 ? conv1d_wgrad_scratch_avx512(cin, kk) : conv1d_wgrad_scratch_avx2(cin, kk);
     const int width = lt_pool_width();
     const int64_t total = nxp + ndy + per * width;
     float *buf = lt_alloc((size_t)total * sizeof(float));
     if (!buf) return oom(op, total);
     pad_rows(x, n * cin, t, left, len, buf);
-    pad_rows(dy, n * cout, t, 0, tr, buf + nxp);
-    conv1d_wgrad c = {n, cout, cin, tr, k, kk, dilation, len, buf, buf + nxp, dw, db, accumulate, buf + nxp + ndy, per};
+    if (ndy) pad_rows(dy, n * cout, t, 0, tr, buf + nxp);
+    conv1d_wgrad c = {n, cout, cin, tr, k, kk, dilation, len, buf, ndy ? buf + nxp : dy, dw, db, accumulate, buf + nxp + ndy, per};
     if (isa >= LT_ISA_AVX512) conv1d_wgrad_avx512(&c);
     else conv1d_wgrad_avx2(&c);
     lt_free(buf);

@@ -191,6 +191,7 @@ static void test_shapes(void) {
         {1, 3, 65, 4, 3, 16}, {2, 17, 70, 19, 2, 8}, {1, 2, 200, 3, 2, 64}, {1, 33, 130, 31, 3, 1},
         {1, 4, 5, 3, 5, 8},  /* only the last tap reaches a sample: the others never do */
         {2, 64, 97, 64, 2, 1}, {1, 20, 513, 12, 2, 128}, /* several time blocks and 4-row blocks */
+        {2, 9, 256, 6, 3, 16}, {1, 5, 128, 7, 2, 1},  /* T a multiple of 64: bwd_weight reads dy in place */
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) check_shape(&fixed[i], &rng);
     for (int i = 0; i < 120; i++) {
@@ -203,7 +204,7 @@ static void test_shapes(void) {
 /* 1, 2 and 3 threads: the same bits (several tasks per pass: time blocks, 4-row blocks). */
 static void test_threads(void) {
     uint64_t rng = 4242;
-    static const shape shapes[] = {{4, 16, 300, 24, 2, 4}, {3, 9, 1000, 13, 3, 8}, {2, 33, 129, 7, 5, 2}, {1, 64, 2100, 64, 2, 64}};
+    static const shape shapes[] = {{4, 16, 300, 24, 2, 4}, {3, 9, 1000, 13, 3, 8}, {2, 33, 129, 7, 5, 2}, {1, 64, 2100, 64, 2, 64}, {3, 10, 512, 9, 2, 8}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const shape *s = &shapes[si];
         const int64_t nx = s->n * s->ci * s->t, nw = s->co * s->ci * s->k, ny = s->n * s->co * s->t;
