@@ -219,6 +219,22 @@ LT_API lt_status lt_conv2d_bwd_data(const lt_conv2d_desc *d, const float *dy, co
 LT_API lt_status lt_conv2d_bwd_weight(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw, float *db,
                                       int32_t accumulate);
 
+/* ---- dilated causal 1-D convolution (kernels/conv1d; WaveNet's layer) ------------------------------------
+ * x (N, Cin, T), w (Cout, Cin, K), bias (Cout), y (N, Cout, T), all contiguous; dilation d >= 1, causal: the input is
+ * padded on the left with (K-1) d zeros, so y[n, o, t] = bias[o] + sum_{i, j} w[o, i, j] x[n, i, t - (K-1-j) d] depends
+ * only on inputs at times <= t (tap K-1 sees the present sample). The same as PyTorch's conv1d with padding (K-1) d and
+ * dilation d, keeping the first T outputs. Outputs must not overlap inputs (refused). Every reduction runs in a fixed
+ * order that depends on the shape and the ISA level only: the same bits on any thread count. */
+/* y = conv(x, w) + bias (bias may be NULL); y is overwritten. */
+LT_API lt_status lt_conv1d_fwd(int64_t n, int64_t cin, int64_t t, int64_t cout, int64_t k, int64_t dilation,
+                               const float *x, const float *w, const float *bias, float *y);
+/* dx[n, i, t] = sum_{o, j} w[o, i, j] dy[n, o, t + (K-1-j) d] (dy = 0 past T); dx is overwritten. */
+LT_API lt_status lt_conv1d_bwd_data(int64_t n, int64_t cin, int64_t t, int64_t cout, int64_t k, int64_t dilation,
+                                    const float *dy, const float *w, float *dx);
+/* dw (Cout, Cin, K) and db (Cout, may be NULL) from x and dy; accumulate = 0 overwrites, 1 adds (+=). */
+LT_API lt_status lt_conv1d_bwd_weight(int64_t n, int64_t cin, int64_t t, int64_t cout, int64_t k, int64_t dilation,
+                                      const float *x, const float *dy, float *dw, float *db, int32_t accumulate);
+
 /* ---- BatchNorm2d (kernels/batchnorm) ------------------------------------------------------------------
  * x, y: (N, C, HW) contiguous (HW = H * W). Training forward uses batch statistics: mean[c], rstd[c] =
  * 1 / sqrt(var_biased + eps) are written for the backward; when running_mean / running_var are not NULL they are

@@ -594,6 +594,9 @@ public final class F {
         return ConvF.batchNorm2d(x, gamma, beta, runningMean, runningVar, training, momentum, eps);
     }
 
+    /** See {@link Conv1dF#conv1dCausal} (issue 21: WaveNet's dilated causal convolution). */
+    public static Var conv1dCausal(Var x, Var w, Var b, long dilation) { return Conv1dF.conv1dCausal(x, w, b, dilation); }
+
     // ---- VAE and flows: implemented in ProbF ----
 
     /** z and the KL term of one reparameterization: both Vars of the same fused kernel. */

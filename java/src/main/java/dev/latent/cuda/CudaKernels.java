@@ -797,4 +797,57 @@ public final class CudaKernels {
         cu.launch("ltk_coupling_bwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, scale, dout, dlogdet, dy, dh, part);
         cu.launch("ltk_coupling_dscale", dim(1), dim(32), 0, n, part, dscale);
     }
+
+    // ---- conv1d.cu (issue 21: dilated causal 1-D convolution) ----
+
+    /** conv1d.cu's block size (C1_THREADS). */
+    static final int C1_THREADS = 256;
+
+    private static void conv1dSizes(String op, long n, long ci, long t, long co, long k, long d) {
+        if (n < 1 || ci < 1 || t < 1 || co < 1 || k < 1 || d < 1)
+            throw new IllegalArgumentException(op + ": sizes and dilation must be >= 1, got n=" + n + " cin=" + ci + " t=" + t
+                    + " cout=" + co + " k=" + k + " dilation=" + d);
+        try { Math.multiplyExact(k - 1, d); }
+        catch (ArithmeticException e) { throw new IllegalArgumentException(op + ": (k - 1) x dilation overflows 64 bits"); }
+    }
+
+    /** y = causal dilated conv(x, w) + bias (bias (Cout) or null): one thread per output, grid-stride. */
+    public static void conv1d(Cuda cu, long n, long ci, long t, long co, long k, long d, DeviceBuffer x, DeviceBuffer w,
+                              DeviceBuffer bias, DeviceBuffer y) {
+        conv1dSizes("conv1d", n, ci, t, co, k, d);
+        long ny = Math.multiplyExact(Math.multiplyExact(n, co), t);
+        floats("conv1d", Math.multiplyExact(Math.multiplyExact(n, ci), t), "x", x);
+        floats("conv1d", Math.multiplyExact(Math.multiplyExact(co, ci), k), "w", w);
+        floats("conv1d", ny, "y", y);
+        if (bias != null) floats("conv1d", co, "bias", bias);
+        cu.launch("ltk_conv1d_fwd", dim(strideBlocks(ny, C1_THREADS)), dim(C1_THREADS), 0, n, ci, t, co, k, d, x, w, bias, y);
+    }
+
+    /** dx = conv^T(dy, w), overwritten: one thread per dx element, grid-stride. */
+    public static void conv1dBackwardData(Cuda cu, long n, long ci, long t, long co, long k, long d, DeviceBuffer dy,
+                                          DeviceBuffer w, DeviceBuffer dx) {
+        conv1dSizes("conv1dBackwardData", n, ci, t, co, k, d);
+        long nx = Math.multiplyExact(Math.multiplyExact(n, ci), t);
+        floats("conv1dBackwardData", Math.multiplyExact(Math.multiplyExact(n, co), t), "dy", dy);
+        floats("conv1dBackwardData", Math.multiplyExact(Math.multiplyExact(co, ci), k), "w", w);
+        floats("conv1dBackwardData", nx, "dx", dx);
+        cu.launch("ltk_conv1d_bwd_data", dim(strideBlocks(nx, C1_THREADS)), dim(C1_THREADS), 0, n, ci, t, co, k, d, dy, w, dx);
+    }
+
+    /** dw (Cout, Cin, K) and db (Cout, or null) from x and dy: one block per element, a fixed-order block reduction. */
+    public static void conv1dBackwardWeight(Cuda cu, long n, long ci, long t, long co, long k, long d, DeviceBuffer x,
+                                            DeviceBuffer dy, DeviceBuffer dw, DeviceBuffer db, boolean accumulate) {
+        conv1dSizes("conv1dBackwardWeight", n, ci, t, co, k, d);
+        long nw = Math.multiplyExact(Math.multiplyExact(co, ci), k);
+        if (nw > Integer.MAX_VALUE) throw new IllegalArgumentException("conv1dBackwardWeight: " + nw + " weights exceed one grid on CUDA");
+        floats("conv1dBackwardWeight", Math.multiplyExact(Math.multiplyExact(n, ci), t), "x", x);
+        floats("conv1dBackwardWeight", Math.multiplyExact(Math.multiplyExact(n, co), t), "dy", dy);
+        floats("conv1dBackwardWeight", nw, "dw", dw);
+        int acc = accumulate ? 1 : 0;
+        cu.launch("ltk_conv1d_bwd_weight", dim(nw), dim(C1_THREADS), 0, n, ci, t, co, k, d, x, dy, dw, acc);
+        if (db != null) {
+            floats("conv1dBackwardWeight", co, "db", db);
+            cu.launch("ltk_conv1d_bwd_bias", dim(co), dim(C1_THREADS), 0, n, t, co, dy, db, acc);
+        }
+    }
 }

@@ -79,6 +79,8 @@ public final class LatentNative {
     private final MethodHandle attentionFwd, attentionBwd, layernormFwd, layernormBwd, geluFwd, geluBwd, softmaxXent,
             adamw, sumsq, sumsqSegments, embeddingBwd, axpby, mul, addRows, sumRows, copyStrided, reparamFwd, reparamBwd,
             conv2dFwd, conv2dBwdData, conv2dBwdWeight, bnFwdTrain, bnFwdInfer, bnBwd, actFwd, actBwd, bceLogits, couplingFwd, couplingInv, couplingBwd;
+    // issue 21: the dilated causal 1-D convolution (kernels/conv1d)
+    private final MethodHandle conv1dFwd, conv1dBwdData, conv1dBwdWeight;
 
     /** The process-wide binding, loaded on first use (see {@link NativeLoader} for where it looks). */
     public static LatentNative get() {
@@ -181,6 +183,13 @@ public final class LatentNative {
                 JAVA_FLOAT, ADDRESS));
         couplingBwd = opt(l, linker, "lt_coupling_bwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS, ADDRESS,
                 JAVA_FLOAT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        // issue 21: conv1d (n, cin, t, cout, k, dilation, ...)
+        conv1dFwd = opt(l, linker, "lt_conv1d_fwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        conv1dBwdData = opt(l, linker, "lt_conv1d_bwd_data", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS, ADDRESS));
+        conv1dBwdWeight = opt(l, linker, "lt_conv1d_bwd_weight", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS, ADDRESS, ADDRESS, JAVA_INT));
         // Linker.Option.critical skips the thread-state transition: only for tiny calls, and measured in
         // FfmBench against the plain handle. Kernels never use it (they would stall GC for their duration).
         abiVersionCritical = linker.downcallHandle(find(l, path, "lt_abi_version"), FunctionDescriptor.of(JAVA_INT),
@@ -663,5 +672,40 @@ public final class LatentNative {
         { String op = "lt_coupling_bwd"; long e = elems(op, n, hw); floats(op, "mask", mask, elems(op, hw)); floats(op, "y", y, e); floats(op, "h", h, elems(op, n, 2, hw)); floats(op, "dout", dout, e); fits(op, "dlogdet", dlogdet, elems(op, n), 8); floats(op, "dy", dy, e); floats(op, "dh", dh, elems(op, n, 2, hw)); fits(op, "dscale", dscale, 1, 8); }
         try { check("lt_coupling_bwd", (int) need(couplingBwd, "lt_coupling_bwd").invokeExact(n, hw, mask, y, h, scale, dout, dlogdet, dy, dh, dscale)); }
         catch (Throwable t) { throw rethrow(t); }
+    }
+
+    // ---- issue 21: dilated causal 1-D convolution (kernels/conv1d); x (n, cin, t), w (cout, cin, k), y (n, cout, t) ----
+
+    static void checkConv1d(String op, long n, long cin, long t, long cout, long k, String[] names, MemorySegment x,
+                            MemorySegment w, MemorySegment bias, MemorySegment y) {
+        floats(op, names[0] + " (n=" + n + ", cin=" + cin + ", t=" + t + ")", x, elems(op, n, cin, t));
+        floats(op, names[1] + " (cout=" + cout + ", cin=" + cin + ", k=" + k + ")", w, elems(op, cout, cin, k));
+        if (names[2] != null) floats(op, names[2] + " (cout=" + cout + ")", bias, elems(op, cout));
+        floats(op, names[3] + " (n=" + n + ", cout=" + cout + ", t=" + t + ")", y, elems(op, n, cout, t));
+    }
+
+    /** Raw lt_conv1d_fwd: y = causal dilated conv(x, w) + bias (bias may be NULL). */
+    public void conv1dFwd(long n, long cin, long t, long cout, long k, long dilation, MemorySegment x, MemorySegment w,
+                          MemorySegment bias, MemorySegment y) {
+        checkConv1d("lt_conv1d_fwd", n, cin, t, cout, k, new String[] {"x", "w", "bias", "y"}, x, w, bias, y);
+        try { check("lt_conv1d_fwd", (int) need(conv1dFwd, "lt_conv1d_fwd").invokeExact(n, cin, t, cout, k, dilation, x, w, bias, y)); }
+        catch (Throwable e) { throw rethrow(e); }
+    }
+
+    /** Raw lt_conv1d_bwd_data: dx (n, cin, t) from dy (n, cout, t) and w. */
+    public void conv1dBwdData(long n, long cin, long t, long cout, long k, long dilation, MemorySegment dy, MemorySegment w,
+                              MemorySegment dx) {
+        checkConv1d("lt_conv1d_bwd_data", n, cin, t, cout, k, new String[] {"dx", "w", null, "dy"}, dx, w, MemorySegment.NULL, dy);
+        try { check("lt_conv1d_bwd_data", (int) need(conv1dBwdData, "lt_conv1d_bwd_data").invokeExact(n, cin, t, cout, k, dilation, dy, w, dx)); }
+        catch (Throwable e) { throw rethrow(e); }
+    }
+
+    /** Raw lt_conv1d_bwd_weight: dw (cout, cin, k) and db (cout, may be NULL), overwritten or accumulated. */
+    public void conv1dBwdWeight(long n, long cin, long t, long cout, long k, long dilation, MemorySegment x, MemorySegment dy,
+                                MemorySegment dw, MemorySegment db, boolean accumulate) {
+        checkConv1d("lt_conv1d_bwd_weight", n, cin, t, cout, k, new String[] {"x", "dw", "db", "dy"}, x, dw, db, dy);
+        try { check("lt_conv1d_bwd_weight", (int) need(conv1dBwdWeight, "lt_conv1d_bwd_weight").invokeExact(n, cin, t, cout, k, dilation,
+                x, dy, dw, db, accumulate ? 1 : 0)); }
+        catch (Throwable e) { throw rethrow(e); }
     }
 }
