@@ -43,7 +43,8 @@ public final class MaskedConv2d implements Module {
 
     /**
      * A masked convolution from {@code in} to {@code out} channels with a k x k (1 x k for HORIZONTAL) kernel, k odd,
-     * PyTorch's default initialisation (U(+-1/sqrt(in k k)) for weight and bias, as for an nn.Conv2d of that size).
+     * PyTorch's default initialisation (U(+-1/sqrt(fan in)) for weight and bias, fan in = in k k, or in k for 1 x k:
+     * as for an nn.Conv2d of that size).
      */
     public MaskedConv2d(Scope scope, long in, long out, int k, Shape shape, boolean maskA, int groups, long seed, long stream) {
         if (k < 1 || k % 2 == 0) throw new IllegalArgumentException("MaskedConv2d: kernel size must be odd and >= 1, got " + k);
@@ -59,7 +60,7 @@ public final class MaskedConv2d implements Module {
         this.kernel = k;
         this.groups = groups;
         int r = shape == Shape.HORIZONTAL ? 1 : k;
-        long fan = in * k * k;
+        long fan = in * r * k;
         Tensor w = Init.torchDefault(scope, seed, stream, fan, out, in, r, k);
         mask = buildMask(scope, shape, maskA, groups, out, in, k);
         MemorySegment ws = w.segment(), ms = mask.segment();
