@@ -27,7 +27,7 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  *   <li>{@link Shape#HORIZONTAL}: 1 x k, the columns left of the centre (A) or up to and including it (B): the
  *       horizontal stack.</li>
  * </ul>
- * With {@code groups} > 1 (colour images, PixelCNN's R, G, B ordering) the input and output channels are split into
+ * With {@code groups > 1} (colour images, PixelCNN's R, G, B ordering) the input and output channels are split into
  * that many equal groups; at the centre tap output group g sees input groups before g (A) or up to g (B). Other taps
  * see every channel. Grey images use one group.
  */
