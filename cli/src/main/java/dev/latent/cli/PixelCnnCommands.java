@@ -93,7 +93,7 @@ final class PixelCnnCommands {
                 case "naive" -> PixelCnnSampler.Mode.NAIVE;
                 default -> throw new IllegalArgumentException("--sampler must be cached or naive, got " + sampler);
             };
-            if (pixels != null) Limits.atMost("--pixels", pixels, 1, 784, "a smaller value");
+            if (pixels != null) Limits.atMost("--pixels", pixels, 1, 784, null);   // a 28 x 28 image has 784
             GanCommands.threads(threads);
             try (Scope scope = Scope.shared()) {
                 PixelCnnTrainer t = PixelCnnTrainer.load(checkpoint, scope);

@@ -115,4 +115,26 @@ class MaskedConv2dTest {
             assertThrows(IllegalArgumentException.class, () -> new MaskedConv2d(s, 3, 3, 3, MaskedConv2d.Shape.VERTICAL, true, 3, 1, 0));
         }
     }
+
+    @Test
+    void rectangularStrideAndPaddingConv2dGradients() {
+        try (Scope s = Scope.shared()) {
+            Tensor x = rnd(s, 21, 1, 2, 2, 7, 6), w = rnd(s, 22, 0.5, 3, 2, 3, 2), b = rnd(s, 23, 1, 3);
+            Var xv = Var.input(x), wv = Var.param(w), bv = Var.param(b);
+            Tensor r;
+            try (Graph g = Graph.inference()) {
+                Var y = F.conv2d(Var.constant(x), Var.constant(w), null, 2, 1, 1, 0);
+                assertArrayEquals(new long[] {2, 3, 4, 5}, y.shape());   // (7 + 2 - 3) / 2 + 1 = 4, (6 - 2) / 1 + 1 = 5
+                r = rnd(s, 24, 1, y.shape());
+            }
+            Var rv = Var.constant(r);
+            Supplier<Var> f = () -> F.sum(F.mul(F.conv2d(xv, wv, bv, 2, 1, 1, 0), rv));
+            try (Graph g = Graph.open()) {
+                g.backward(f.get());
+                TestUtil.assertClose("dx", xv.grad().value().toArray(), GradCheckTestAccess.numeric(x, f), 2e-3, 2e-2);
+                TestUtil.assertClose("dw", wv.grad().value().toArray(), GradCheckTestAccess.numeric(w, f), 2e-3, 2e-2);
+                TestUtil.assertClose("db", bv.grad().value().toArray(), GradCheckTestAccess.numeric(b, f), 2e-3, 2e-2);
+            }
+        }
+    }
 }

@@ -40,7 +40,7 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * Adam (beta 0.9, 0.999, eps 1e-8, no weight decay), shuffling by Philox (seed). The metric is the exact negative
  * log-likelihood in bits per dimension (the cross-entropy in nats / ln 2, averaged over every pixel of the test
  * split): 8 is a uniform model. After each epoch: a test evaluation, a 64-image sample grid (cached sampler) and a
- * checkpoint (atomic SafeTensors). CPU only.
+ * checkpoint (atomic SafeTensors). 28 x 28 images (the model itself takes any size); CPU only.
  */
 public final class PixelCnnTrainer {
     public static final String CHECKPOINT = "checkpoint.safetensors";
@@ -150,7 +150,9 @@ public final class PixelCnnTrainer {
         ImageData train = ImageData.load(cfg.data, "train"), test = ImageData.load(cfg.data, "test");
         if (cfg.trainLimit > 0) train = train.head(Math.min(cfg.trainLimit, train.n));
         int nTest = cfg.testLimit > 0 ? Math.min(cfg.testLimit, test.n) : test.n;
-        if (train.h != test.h || train.w != test.w) throw new IOException(train.source + " and " + test.source + " differ in image size");
+        if (train.h != 28 || train.w != 28 || test.h != 28 || test.w != 28)
+            throw new IOException(train.source + ": the PixelCNN commands are for 28 x 28 images, got " + train.h + "x" + train.w + " (test "
+                    + test.h + "x" + test.w + ")");
         Files.createDirectories(cfg.out);
         DiskSpace.require(cfg.out, DiskSpace.parameterCount(model.parameters()));   // before the first write into the run folder
         List<EpochResult> results = new ArrayList<>();
