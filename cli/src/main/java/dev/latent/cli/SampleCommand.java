@@ -14,7 +14,7 @@ import java.util.concurrent.Callable;
 
 /** {@code latent sample <model>}. */
 @Command(name = "sample", mixinStandardHelpOptions = true, description = "Sample from a trained model.",
-        subcommands = {SampleCommand.Gpt.class, GanCommands.SampleDcgan.class, VaeCommands.Sample.class, FlowCommands.Sample.class, FlowCommands.SampleGlow.class})
+        subcommands = {SampleCommand.Gpt.class, GanCommands.SampleDcgan.class, VaeCommands.Sample.class, PixelCnnCommands.Sample.class, FlowCommands.Sample.class, FlowCommands.SampleGlow.class})
 final class SampleCommand implements Runnable {
     @Override
     public void run() {

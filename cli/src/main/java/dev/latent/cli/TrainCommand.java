@@ -23,7 +23,7 @@ import java.util.concurrent.Callable;
 /** {@code latent train <model>}. */
 @Command(name = "train", mixinStandardHelpOptions = true, description = "Train a model.",
         subcommands = {TrainCommand.Gpt.class, GanCommands.TrainDcgan.class, GanCommands.TrainWganGp.class,
-                GanCommands.TrainToyGan.class, GanCommands.TrainClassifier.class, VaeCommands.Train.class, FlowCommands.Train.class, FlowCommands.TrainGlow.class, FlowCommands.TrainToy.class})
+                GanCommands.TrainToyGan.class, GanCommands.TrainClassifier.class, VaeCommands.Train.class, PixelCnnCommands.Train.class, FlowCommands.Train.class, FlowCommands.TrainGlow.class, FlowCommands.TrainToy.class})
 final class TrainCommand implements Runnable {
     /**
      * The device named by {@code --device} (cpu | cuda). cuda without a usable GPU prints the cached "CUDA unavailable:

@@ -23,17 +23,23 @@ public final class ConvF {
     // ---- convolutions (kernels/conv2d). Forward, backward-data and backward-weight are each other's adjoints,
     // so every rule below is written with these three differentiable ops and double backward works. ----
 
-    private static Conv.Geometry convGeometry(String op, Tensor x, Tensor w, int stride, int pad) {
+    private static Conv.Geometry convGeometry(String op, Tensor x, Tensor w, int strideH, int strideW, int padH, int padW) {
         if (x.rank() != 4 || w.rank() != 4)
             throw new IllegalArgumentException(op + ": x (N, C, H, W) and w (K, C, R, S) needed, got " + x + ", " + w);
         if (w.size(1) != x.size(1))
             throw new IllegalArgumentException(op + ": w " + w + " expects " + w.size(1) + " input channels, x " + x + " has " + x.size(1));
-        return new Conv.Geometry(x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), stride, stride, pad, pad);
+        return new Conv.Geometry(x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), strideH, strideW, padH, padW);
     }
 
     /** 2-D convolution (cross-correlation) of x (N, C, H, W) with w (K, C, R, S), optional bias (K): PyTorch's conv2d. */
-    public static Var conv2d(Var x, Var w, Var b, int stride, int pad) {
-        Conv.Geometry geo = convGeometry("conv2d", x.value, w.value, stride, pad);
+    public static Var conv2d(Var x, Var w, Var b, int stride, int pad) { return conv2d(x, w, b, stride, stride, pad, pad); }
+
+    /**
+     * conv2d with separate vertical and horizontal stride and zero padding (a 1 x k kernel padded only left and
+     * right: PixelCNN's horizontal stack).
+     */
+    public static Var conv2d(Var x, Var w, Var b, int strideH, int strideW, int padH, int padW) {
+        Conv.Geometry geo = convGeometry("conv2d", x.value, w.value, strideH, strideW, padH, padW);
         if (b != null && b.value.numel() != geo.k()) throw new IllegalArgumentException("conv2d: bias " + b.value + " for " + geo.k() + " channels");
         Tensor y = g().empty(x.value.device(), geo.outShape());
         Conv.forward(geo, dense(x), dense(w), b == null ? null : dense(b), y);

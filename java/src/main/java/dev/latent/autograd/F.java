@@ -577,6 +577,11 @@ public final class F {
     /** See {@link ConvF#conv2d}. */
     public static Var conv2d(Var x, Var w, Var b, int stride, int pad) { return ConvF.conv2d(x, w, b, stride, pad); }
 
+    /** See {@link ConvF#conv2d(Var, Var, Var, int, int, int, int)}. */
+    public static Var conv2d(Var x, Var w, Var b, int strideH, int strideW, int padH, int padW) {
+        return ConvF.conv2d(x, w, b, strideH, strideW, padH, padW);
+    }
+
     /** See {@link ConvF#convTranspose2d}. */
     public static Var convTranspose2d(Var x, Var w, Var b, int stride, int pad, int outputPadding) {
         return ConvF.convTranspose2d(x, w, b, stride, pad, outputPadding);

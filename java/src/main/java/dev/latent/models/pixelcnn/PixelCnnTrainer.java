@@ -1,0 +1,283 @@
+package dev.latent.models.pixelcnn;
+
+import dev.latent.autograd.F;
+import dev.latent.autograd.Graph;
+import dev.latent.autograd.Var;
+import dev.latent.data.ImageData;
+import dev.latent.io.Json;
+import dev.latent.io.JsonReader;
+import dev.latent.io.SafeTensors;
+import dev.latent.optim.AdamW;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+import dev.latent.train.DiskSpace;
+import dev.latent.train.DivergedException;
+import dev.latent.train.ImageGrid;
+import dev.latent.train.Limits;
+import dev.latent.train.Metrics;
+import dev.latent.train.Progress;
+import dev.latent.train.TrainingListener;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Objects;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+
+/**
+ * Trains and evaluates a {@link GatedPixelCnn} as bench/reference/pixelcnn_fmnist.py: inputs pixels / 255, targets
+ * the 8-bit pixel values, loss the mean 256-way cross-entropy per pixel (the fused softmax cross-entropy kernel),
+ * Adam (beta 0.9, 0.999, eps 1e-8, no weight decay), shuffling by Philox (seed). The metric is the exact negative
+ * log-likelihood in bits per dimension (the cross-entropy in nats / ln 2, averaged over every pixel of the test
+ * split): 8 is a uniform model. After each epoch: a test evaluation, a 64-image sample grid (cached sampler) and a
+ * checkpoint (atomic SafeTensors). 28 x 28 images (the model itself takes any size); CPU only.
+ */
+public final class PixelCnnTrainer {
+    public static final String CHECKPOINT = "checkpoint.safetensors";
+    static final String FORMAT = "latent-pixelcnn-1";
+    static final double LN2 = Math.log(2);
+    private static final long PERM = 1L << 40;
+
+    /** Everything a run depends on (the architecture, data and optimisation settings) and where it writes. */
+    public record Config(String data, Path out, GatedPixelCnn.Arch arch, int epochs, int batch, float lr, long seed, int trainLimit,
+                         int testLimit, int samples, long sampleSeed, int logEvery, boolean quiet) {
+        public Config {
+            Objects.requireNonNull(arch, "arch");
+            Limits.atLeast("epochs", epochs, 1);
+            Limits.atLeast("batch", batch, 1);
+            Limits.positive("lr", lr);
+            Limits.atLeast("trainLimit", trainLimit, 0);
+            Limits.atLeast("testLimit", testLimit, 0);
+            Limits.atLeast("samples", samples, 0);
+            Limits.atLeast("logEvery", logEvery, 1);
+        }
+
+        /** The defaults of {@code train pixelcnn}. */
+        public static Config reference(String data, Path out) {
+            return new Config(data, out, GatedPixelCnn.Arch.standard(), 1, 32, 1e-3f, 1, 0, 0, 64, 1234, 20, false);
+        }
+
+        Map<String, Object> toMap() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("data", data); m.put("channels", arch.channels()); m.put("layers", arch.layers()); m.put("first_kernel", arch.firstKernel());
+            m.put("kernel", arch.kernel()); m.put("head", arch.head()); m.put("epochs", epochs); m.put("batch", batch); m.put("lr", lr);
+            m.put("seed", seed); m.put("train_limit", trainLimit); m.put("test_limit", testLimit);
+            return m;
+        }
+    }
+
+    /** One epoch: mean train bits/dim, test bits/dim after it, time and throughput. */
+    public record EpochResult(int epoch, double trainBitsPerDim, double testBitsPerDim, double seconds, double imagesPerSecond) {}
+
+    public final Config cfg;
+    public final GatedPixelCnn model;
+    private final AdamW opt;
+    private long step;
+    private TrainingListener listener = TrainingListener.LOG;
+
+    public PixelCnnTrainer(Config cfg, Scope scope) {
+        this.cfg = Objects.requireNonNull(cfg, "cfg");
+        model = new GatedPixelCnn(scope, cfg.arch, cfg.seed);
+        opt = new AdamW(scope, model.namedParameters(), 0.9f, 0.999f, 1e-8f, 0f);
+    }
+
+    /** Where {@link #run} reports steps, epochs, samples and checkpoints (default {@link TrainingListener#LOG}). */
+    public PixelCnnTrainer listener(TrainingListener listener) {
+        this.listener = Objects.requireNonNull(listener, "listener");
+        return this;
+    }
+
+    public long step() { return step; }
+
+    /** Inputs (m, 1, h, w) = pixels / 255 of images idx[from ..) (idx null: from, from + 1, ...), targets the bytes. */
+    static Tensor batch(Scope s, ImageData d, int[] idx, int from, int m, MemorySegment targets) {
+        Tensor x = Tensor.empty(s, m, 1, d.h, d.w);
+        d.fill(x, idx, from, m, 1f / 255f, 0f, 0);
+        int hw = d.h * d.w;
+        for (int b = 0; b < m; b++) {
+            int img = idx == null ? from + b : idx[from + b];
+            for (int p = 0; p < hw; p++) targets.setAtIndex(JAVA_INT, (long) b * hw + p, d.pixels[img * hw + p] & 0xff);
+        }
+        return x;
+    }
+
+    /** One Adam step on images idx[from .. from + m); returns the batch's mean bits/dim before the step. */
+    public double trainStep(ImageData data, int[] idx, int from, int m) {
+        step++;
+        try (Graph g = Graph.open(); Arena a = Arena.ofConfined()) {
+            MemorySegment t = a.allocate(4L * m * data.h * data.w, 4);
+            Tensor x = batch(g.scope(), data, idx, from, m, t);
+            Var loss = F.crossEntropy(model.logits(Var.constant(x)), t);
+            g.backward(loss);
+            opt.update(cfg.lr, 0);
+            return F.item(loss) / LN2;
+        }
+    }
+
+    /** Exact test negative log-likelihood in bits per dimension over the first n images of {@code test}. */
+    public double bitsPerDim(ImageData test, int n) {
+        if (n < 1 || n > test.n) throw new IllegalArgumentException("bitsPerDim: n " + n + " outside [1, " + test.n + "]");
+        double nats = 0;
+        for (int from = 0; from < n; from += 100) {
+            int m = Math.min(100, n - from);
+            try (Graph g = Graph.inference(); Arena a = Arena.ofConfined()) {
+                MemorySegment t = a.allocate(4L * m * test.h * test.w, 4);
+                Tensor x = batch(g.scope(), test, null, from, m, t);
+                nats += F.item(F.crossEntropy(model.logits(Var.constant(x)), t)) * (double) m * test.h * test.w;
+            }
+        }
+        return nats / ((double) n * test.h * test.w) / LN2;
+    }
+
+    /** Training, a test evaluation, sample grid and checkpoint after each epoch; returns the epochs' results. */
+    public List<EpochResult> run() throws IOException {
+        try (var p = dev.latent.io.Provenance.training("pixelcnn", cfg.seed(), cfg.toMap(), cfg.out()).use()) {
+            return runWithProvenance();
+        }
+    }
+
+    private List<EpochResult> runWithProvenance() throws IOException {
+        ImageData train = ImageData.load(cfg.data, "train"), test = ImageData.load(cfg.data, "test");
+        if (cfg.trainLimit > 0) train = train.head(Math.min(cfg.trainLimit, train.n));
+        int nTest = cfg.testLimit > 0 ? Math.min(cfg.testLimit, test.n) : test.n;
+        if (train.h != 28 || train.w != 28 || test.h != 28 || test.w != 28)
+            throw new IOException(train.source + ": the PixelCNN commands are for 28 x 28 images, got " + train.h + "x" + train.w + " (test "
+                    + test.h + "x" + test.w + ")");
+        Files.createDirectories(cfg.out);
+        DiskSpace.require(cfg.out, DiskSpace.parameterCount(model.parameters()));   // before the first write into the run folder
+        List<EpochResult> results = new ArrayList<>();
+        int stepsPerEpoch = (train.n + cfg.batch - 1) / cfg.batch;
+        Progress progress = new Progress(0, (long) stepsPerEpoch * cfg.epochs, listener);
+        List<double[]> curve = new ArrayList<>();
+        try (Metrics metrics = new Metrics(cfg.out, false)) {
+            for (int ep = 1; ep <= cfg.epochs; ep++) {
+                int[] perm = ImageData.permutation(train.n, cfg.seed, PERM + ep);
+                double tot = 0;
+                long t0 = System.nanoTime();
+                for (int from = 0, s = 0; from < train.n; from += cfg.batch, s++) {
+                    int m = Math.min(cfg.batch, train.n - from);
+                    double l = trainStep(train, perm, from, m);
+                    tot += l * m;
+                    DivergedException.check("pixelcnn", step, "the bits/dim", l, "lower --lr (" + cfg.lr + ")");
+                    if (s % cfg.logEvery == 0) {
+                        Map<String, Object> rec = new LinkedHashMap<>();
+                        rec.put("step", step); rec.put("epoch", ep); rec.put("bits_per_dim", l);
+                        metrics.log(rec);
+                        curve.add(new double[] {step, l});
+                        if (!cfg.quiet) progress.report(step, String.format(Locale.ROOT, "%.4f bits/dim", l), Collections.unmodifiableMap(rec));
+                    }
+                }
+                double secs = (System.nanoTime() - t0) / 1e9;
+                double bpd = bitsPerDim(test, nTest);
+                EpochResult r = new EpochResult(ep, tot / train.n, bpd, secs, train.n / secs);
+                results.add(r);
+                Map<String, Object> rec = new LinkedHashMap<>();
+                rec.put("epoch", ep); rec.put("train_bits_per_dim", r.trainBitsPerDim); rec.put("test_bits_per_dim", bpd); rec.put("n_test", nTest);
+                rec.put("epoch_seconds", secs); rec.put("images_per_s", r.imagesPerSecond);
+                metrics.log(rec);
+                if (!cfg.quiet)
+                    listener.onEvaluation(new TrainingListener.Evaluation(step, String.format(Locale.ROOT,
+                            "epoch %d: train %.4f bits/dim, test %.4f bits/dim (%d images), %.1f img/s", ep, r.trainBitsPerDim, bpd, nTest,
+                            r.imagesPerSecond), Collections.unmodifiableMap(rec)));
+                if (cfg.samples > 0) {
+                    Path samples = cfg.out.resolve(String.format(Locale.ROOT, "samples-epoch-%03d.png", ep));
+                    writeSamples(samples, cfg.samples, cfg.sampleSeed, train.h, train.w);
+                    listener.onSample(samples, step);
+                }
+                save(cfg.out.resolve(CHECKPOINT));
+                listener.onCheckpoint(cfg.out.resolve(CHECKPOINT), step);
+            }
+        }
+        if (!curve.isEmpty())
+            listener.onCurves(new TrainingListener.Curves(cfg.out, "PixelCNN training bits/dim", "step", "bits per dimension",
+                    List.of(new TrainingListener.Series("bits/dim", curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray()))));
+        return results;
+    }
+
+    /** n samples (cached sampler, {@code seed}) of h x w as a PNG grid. */
+    public void writeSamples(Path file, int n, long seed, int h, int w) throws IOException {
+        byte[] px = new PixelCnnSampler(model).sample(n, h, w, seed, PixelCnnSampler.Mode.CACHED);
+        try (Scope s = Scope.confined()) {
+            Tensor t = Tensor.empty(s, n, 1, h, w);
+            for (int i = 0; i < px.length; i++) t.segment().setAtIndex(JAVA_FLOAT, i, (px[i] & 0xff) / 255f);
+            int cols = (int) Math.ceil(Math.sqrt(n));
+            ImageGrid.write(file, t, (n + cols - 1) / cols, cols, 0f, 1f, 0);
+        }
+    }
+
+    /** Writes the weights, Adam's state, the step and the config (atomic: SafeTensors writes a temporary and renames). */
+    public void save(Path file) throws IOException {
+        Map<String, Tensor> t = new LinkedHashMap<>();
+        model.namedParameters().forEach((k, v) -> t.put(k, v.value()));
+        opt.state().forEach((k, mv) -> { t.put("opt.m." + k, mv[0]); t.put("opt.v." + k, mv[1]); });
+        Map<String, String> meta = new LinkedHashMap<>();
+        meta.put("format", FORMAT);
+        meta.put("step", Long.toString(step));
+        meta.put("config", Json.object(cfg.toMap()));
+        SafeTensors.write(file, t, meta);
+    }
+
+    private static int intField(Path f, Map<String, Object> c, String key) throws IOException {
+        Object v = c.get(key);
+        if (!(v instanceof Long l) || l < 1 || l > 1 << 20) throw new IOException(f + ": config " + key + " = " + Json.value(v) + ", expected an integer in [1, 2^20]");
+        return l.intValue();
+    }
+
+    /** A trainer holding a checkpoint's model (a run folder or the file itself), for eval and sampling. */
+    public static PixelCnnTrainer load(Path dirOrFile, Scope scope) throws IOException {
+        Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(CHECKPOINT) : dirOrFile;
+        if (!Files.isRegularFile(f)) throw new IOException("no PixelCNN checkpoint at " + f);
+        SafeTensors.Loaded l = SafeTensors.read(f, scope);
+        if (!FORMAT.equals(l.metadata().get("format"))) throw new IOException(f + ": not a Latent PixelCNN checkpoint (format " + l.metadata().get("format") + ")");
+        String cj = l.metadata().get("config");
+        if (cj == null) throw new IOException(f + ": metadata lacks config");
+        Map<String, Object> c;
+        try {
+            c = JsonReader.parseObject(cj);
+        } catch (IllegalArgumentException e) {
+            throw new IOException(f + ": bad config metadata: " + e.getMessage());
+        }
+        GatedPixelCnn.Arch arch;
+        Config cfg;
+        try {
+            arch = new GatedPixelCnn.Arch(intField(f, c, "channels"), intField(f, c, "layers"), intField(f, c, "first_kernel"), intField(f, c, "kernel"),
+                    intField(f, c, "head"));
+            Config d = Config.reference(String.valueOf(c.get("data")), f.getParent());
+            cfg = new Config(d.data(), d.out(), arch, d.epochs(), d.batch(), d.lr(), c.get("seed") instanceof Long s ? s : 1, 0, 0, d.samples(),
+                    d.sampleSeed(), d.logEvery(), true);
+        } catch (IllegalArgumentException e) {
+            throw new IOException(f + ": bad config: " + e.getMessage());
+        }
+        long held = 0;
+        for (Tensor x : l.tensors().values()) held += x.numel();
+        long needed = (long) arch.channels() * arch.channels() * arch.layers();
+        if (needed > held) throw new IOException(f + ": config " + arch + " cannot fit the " + held + " floats the file holds");
+        PixelCnnTrainer t = new PixelCnnTrainer(cfg, scope);
+        for (var e : t.model.namedParameters().entrySet()) {
+            Tensor src = l.tensors().get(e.getKey());
+            if (src == null) throw new IOException(f + ": missing tensor " + e.getKey());
+            if (!java.util.Arrays.equals(src.shape(), e.getValue().shape()))
+                throw new IOException(f + ": tensor " + e.getKey() + " has shape " + java.util.Arrays.toString(src.shape()) + ", expected "
+                        + java.util.Arrays.toString(e.getValue().shape()));
+            long bad = Limits.nonFinite(src);
+            if (bad > 0) throw new IOException(f + ": tensor " + e.getKey() + " holds " + bad + " NaN or infinite values (a diverged or damaged checkpoint)");
+            MemorySegment.copy(src.segment(), 0, e.getValue().value().segment(), 0, src.numel() * 4);
+        }
+        try {
+            t.step = Long.parseLong(l.metadata().getOrDefault("step", "0"));
+        } catch (NumberFormatException e) {
+            throw new IOException(f + ": bad step " + l.metadata().get("step"));
+        }
+        return t;
+    }
+}
