@@ -2,7 +2,7 @@ package dev.latent.serve;
 
 import dev.latent.models.gpt.Gpt;
 import dev.latent.models.gpt.GptCheckpoint;
-import dev.latent.models.gpt.GptDecoder;
+import dev.latent.models.gpt.KvDecoder;
 import dev.latent.tensor.Scope;
 import dev.latent.text.Tokenizer;
 
@@ -21,7 +21,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * bounded queue and are decoded by {@code lanes} threads, each stepping up to {@code maxBatch} requests
  * together (continuous batching: a request joins a lane's batch at the next token and leaves when done,
  * cancelled or past its deadline). A request's KV cache lives in its own scope, freed as it leaves.
- * Results do not depend on lanes, batch size or what else runs (see {@link GptDecoder}), so a request
+ * Results do not depend on lanes, batch size or what else runs (see {@link KvDecoder}), so a request
  * gives the same text alone, batched, or from {@code bin/latent sample gpt}.
  */
 public final class GptGenerator implements TextGenerator {
@@ -44,7 +44,7 @@ public final class GptGenerator implements TextGenerator {
     private final Scope owned;          // the weights' scope when loaded here, else null (the caller's)
     private final Gpt model;
     private final Tokenizer tok;
-    private final GptDecoder decoder;
+    private final KvDecoder decoder;
     private final Options opt;
     private final LinkedBlockingQueue<Job> queue = new LinkedBlockingQueue<>();
     private final AtomicInteger inFlight = new AtomicInteger();
@@ -59,7 +59,7 @@ public final class GptGenerator implements TextGenerator {
         this.owned = owned;
         this.model = model;
         this.tok = tokenizer;
-        this.decoder = new GptDecoder(model);
+        this.decoder = new KvDecoder(model);
         this.opt = options;
         for (int i = 0; i < options.lanes(); i++) {
             Thread t = new Thread(this::lane, "latent-gpt-lane-" + i);
@@ -97,12 +97,12 @@ public final class GptGenerator implements TextGenerator {
     private static final class Job {
         final TextRequest req;
         final int[] prompt;
-        final GptDecoder.Settings settings;
+        final KvDecoder.Settings settings;
         final RequestControl control;
         final CompletableFuture<TextResult> future = new CompletableFuture<>();
-        GptDecoder.Sequence seq;
+        KvDecoder.Sequence seq;
 
-        Job(TextRequest req, int[] prompt, GptDecoder.Settings settings) {
+        Job(TextRequest req, int[] prompt, KvDecoder.Settings settings) {
             this.req = req;
             this.prompt = prompt;
             this.settings = settings;
@@ -115,7 +115,7 @@ public final class GptGenerator implements TextGenerator {
         if (closed) throw new IllegalStateException("generator is closed");
         int[] ids = tok.encode(r.prompt());        // IllegalArgumentException names a character outside the vocabulary
         decoder.checkPrompt(ids);
-        Job j = new Job(r, ids, new GptDecoder.Settings(r.maxTokens(), r.temperature(), r.topK(), r.topP(), r.seed()));
+        Job j = new Job(r, ids, new KvDecoder.Settings(r.maxTokens(), r.temperature(), r.topK(), r.topP(), r.seed()));
         if (inFlight.incrementAndGet() > opt.maxQueued()) {
             inFlight.decrementAndGet();
             throw new RejectedExecutionException("generator busy: " + opt.maxQueued() + " requests in flight");
@@ -147,7 +147,7 @@ public final class GptGenerator implements TextGenerator {
                     if (stop != null) finish(active.remove(i), stop);
                 }
                 if (active.isEmpty()) continue;
-                List<GptDecoder.Sequence> seqs = new ArrayList<>(active.size());
+                List<KvDecoder.Sequence> seqs = new ArrayList<>(active.size());
                 for (Job j : active) seqs.add(j.seq);
                 try {
                     decoder.step(seqs);
