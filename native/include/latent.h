@@ -94,6 +94,13 @@ LT_API lt_status lt_gemm(const lt_gemm_desc *d, const float *a, const float *b, 
  * lt_cpu_bf16() and the level in use is avx512 (never emulated). Bits identical across thread counts. */
 LT_API lt_status lt_gemm_bf16(const lt_gemm_desc *d, const float *a, const float *b, float *c);
 
+/* Skinny GEMM without packing: C = alpha * A B^T + beta * C with A (M, K) and B (N, K) row-major (trans_a = 0,
+ * trans_b = 1, batch = 1 only; anything else is LT_ERR_INVALID_ARGUMENT): a Linear layer's y = x W^T for a few rows of x,
+ * as in decoding (M = sequences in flight). Each element is the dot product of an A row and a B row summed in a fixed
+ * order, so the bits depend neither on the thread count nor on M (a row is the same alone or among others); the
+ * weights stream through once per call. Slower than lt_gemm once M reaches tens of rows. C must not overlap A or B. */
+LT_API lt_status lt_gemm_rows(const lt_gemm_desc *d, const float *a, const float *b, float *c);
+
 /* ---- attention: multi-head scaled dot-product, FlashAttention-2 style ------------------------------
  * q, k, v, o, dq, dk, dv: (B, NH, T, HS) contiguous. lse: (B, NH, T), the log-sum-exp of each row of the
  * scaled (and, if causal, masked) scores, written by the forward and read by the backward, which recomputes

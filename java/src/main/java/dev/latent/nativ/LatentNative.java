@@ -82,7 +82,7 @@ public final class LatentNative {
     private final MethodHandle lastError, isaSupported, isa, setIsa, isaReason, cpuBf16, setNumThreads, numThreads,
             structInfo, philox, randUniform, gemm, peakFma, peakTriad, abiVersionCritical;
     // Kernels bound lazily-checked: a library built without one fails at the call, naming the symbol.
-    private final MethodHandle attentionDecodeFwd;
+    private final MethodHandle attentionDecodeFwd, gemmRows;
     private final MethodHandle attentionFwd, attentionBwd, layernormFwd, layernormBwd, geluFwd, geluBwd, softmaxXent,
             adamw, sumsq, embeddingBwd, axpby, mul, addRows, sumRows, copyStrided, reparamFwd, reparamBwd,
             conv2dFwd, conv2dBwdData, conv2dBwdWeight, bnFwdTrain, bnFwdInfer, bnBwd, actFwd, actBwd, bceLogits, couplingFwd, couplingInv, couplingBwd;
@@ -144,6 +144,7 @@ public final class LatentNative {
         peakTriad = bind(l, linker, "lt_peak_triad",
                 FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_INT, ADDRESS));
         attentionFwd = opt(l, linker, "lt_attention_fwd", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        gemmRows = opt(l, linker, "lt_gemm_rows", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
         attentionDecodeFwd = opt(l, linker, "lt_attention_decode_fwd", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS,
                 ADDRESS, ADDRESS));
         attentionBwd = opt(l, linker, "lt_attention_bwd", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS,
@@ -420,6 +421,12 @@ public final class LatentNative {
     public void gemm(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c) {
         checkGemm(desc, a, b, c);
         try { check("lt_gemm", (int) gemm.invokeExact(desc, a, b, c)); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** Raw lt_gemm_rows (skinny C = A B^T without packing; trans_a 0, trans_b 1, batch 1): desc is a filled {@link #GEMM_DESC}, bounds checked here. */
+    public void gemmRows(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c) {
+        checkGemm(desc, a, b, c);
+        try { check("lt_gemm_rows", (int) need(gemmRows, "lt_gemm_rows").invokeExact(desc, a, b, c)); } catch (Throwable t) { throw rethrow(t); }
     }
 
     /** Raw lt_gemm_bf16 (same descriptor; operands rounded to bf16, fp32 accumulation); NativeException

@@ -14,14 +14,14 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 /**
  * KV-cache decoding of a {@link Gpt} on the model's own native kernels: a batched incremental forward in which every
  * row is one position of one sequence. Per step the rows of all sequences go through each block as one (R, C) batch:
- * LayerNorm ({@code lt_layernorm_fwd}), the projections and the MLP as {@code lt_gemm} calls on the model's weights
- * (read in place, never copied), GELU ({@code lt_gelu_fwd}), and attention as {@code lt_attention_decode_fwd}, one
+ * LayerNorm ({@code lt_layernorm_fwd}), the projections and the MLP as {@code lt_gemm_rows} calls on the model's
+ * weights (read in place, never copied or packed: {@link Gemm#sgemmRows}, the GEMM for a few rows), GELU ({@code lt_gelu_fwd}), and attention as {@code lt_attention_decode_fwd}, one
  * query per row against its own sequence's cache (K and V per layer, in native memory owned by the sequence). A
  * sequence feeds its whole prompt in its first step (as many rows as tokens, each seeing the cache up to itself) and
  * one token per step after that.
  * <p>
  * Bits: every kernel here computes an output row with the same code whatever the number of rows and threads
- * (lt_gemm's k split depends on K alone, LayerNorm and GELU are row- and element-wise, decode attention computes a
+ * (lt_gemm_rows sums each element in one fixed order, LayerNorm and GELU are row- and element-wise, decode attention computes a
  * (row, head) pair in one task), so a sequence gives the same logits alone, in any batch, with its prompt fed at
  * once or token by token, and on any thread count: a request's tokens depend only on the model and its settings.
  * Against the full forward ({@link Gpt#logits}, whose attention is the tiled FlashAttention kernel) the logits agree
@@ -221,7 +221,7 @@ public final class KvDecoder {
 
     /** y (rows, out) = x (rows, in) W^T + b, W (out, in) as the model stores it. */
     private static void linear(MemorySegment x, int rows, int in, int out, MemorySegment w, MemorySegment b, MemorySegment y) {
-        Gemm.sgemm(false, true, rows, out, in, 1f, x, in, w, in, 0f, y, out);
+        Gemm.sgemmRows(rows, out, in, 1f, x, in, w, in, 0f, y, out);
         if (b != null) LatentNative.get().addRows(rows, out, 1, y, b, y);
     }
 
@@ -300,8 +300,12 @@ public final class KvDecoder {
         /** After a step: draws the next token from this sequence's logits row. */
         private void accept(float[] logits, int row) {
             float[] l = Arrays.copyOfRange(logits, row * vocab, (row + 1) * vocab);
-            LatentNative.get().randUniform(u, 1, s.seed(), produced);
-            int t = Sampling.pick(l, s.temperature(), s.topK(), s.topP(), u.get(JAVA_FLOAT, 0));
+            float uniform = 0f;
+            if (s.temperature() != 0) {   // greedy draws nothing
+                LatentNative.get().randUniform(u, 1, s.seed(), produced);
+                uniform = u.get(JAVA_FLOAT, 0);
+            }
+            int t = Sampling.pick(l, s.temperature(), s.topK(), s.topP(), uniform);
             out[produced++] = t;
             feed = new int[] {t};
         }
