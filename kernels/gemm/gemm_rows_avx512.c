@@ -5,6 +5,10 @@
 
 #include "gemm_rows.h"
 
+#ifndef PF_ROWS
+#define PF_ROWS 4 /* B rows ahead that each chunk prefetches */
+#endif
+
 static inline __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 
 static inline __attribute__((always_inline)) void tile(const int64_t mr, const int64_t nr, int64_t k, const float *a, int64_t lda,
@@ -14,6 +18,9 @@ static inline __attribute__((always_inline)) void tile(const int64_t mr, const i
         for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
     int64_t p = 0;
     for (; p + 16 <= k; p += 16) {
+        /* The next 4 B rows, a line per row per chunk: rows of K floats are too short for the hardware prefetcher to
+         * ramp up on, and at M = 1 the weights' DRAM latency is the whole cost (prefetching past B does not fault). */
+        for (int j = 0; j < 4; j++) _mm_prefetch((const char *)(b + (j + PF_ROWS) * ldb + p), _MM_HINT_T0);
         __m512 bv[4], av[4];
         for (int j = 0; j < 4; j++) bv[j] = j < nr ? _mm512_loadu_ps(b + j * ldb + p) : _mm512_setzero_ps();
         for (int i = 0; i < 4; i++) av[i] = i < mr ? _mm512_loadu_ps(a + i * lda + p) : _mm512_setzero_ps();

@@ -2,6 +2,8 @@
  * here, on shapes that hit every tile and vector tail; plus bits across M and thread counts, refusals, and a benchmark.
  *
  *   gemm_rows_test                  the checks; prints "N passed, N failed" last
+ *   gemm_rows_test --bench-model [reps]   one decode pass over E1's 24 weight matrices (43 MB, from DRAM) at M = 1 and
+ *                                   16, 1 and 2 threads: ms, GB/s of weights and % of the triad measured right after
  *   gemm_rows_test --bench [reps]   E1's decode GEMMs (K 384 -> N 1152, 384, 1536; K 1536 -> N 384) at M = 1 and 16,
  *                                   1 and 2 threads, beside lt_gemm: us per call, GB/s of B read
  *
@@ -142,7 +144,49 @@ static void bench(int reps) {
         }
 }
 
+/* The decode pass of E1's weights: 6 layers x the 4 shapes, every matrix its own buffer (43 MB, past the L3), so each
+ * call streams its weights from DRAM as decoding does; GB/s of weights per pass, to set beside the triad. */
+static void bench_model(int reps) {
+    uint64_t rng = 4;
+    int64_t shapes[4][2] = {{1152, 384}, {384, 384}, {1536, 384}, {384, 1536}};
+    float *w[24];
+    double bytes = 0;
+    for (int l = 0; l < 24; l++) {
+        int64_t n = shapes[l % 4][0], k = shapes[l % 4][1];
+        w[l] = malloc(sizeof(float) * n * k);
+        lt_t_fill(w[l], n * k, &rng);
+        bytes += 4.0 * n * k;
+    }
+    float *a = malloc(sizeof(float) * 16 * 1536), *c = malloc(sizeof(float) * 16 * 1536);
+    lt_t_fill(a, 16 * 1536, &rng);
+    for (int th = 1; th <= 2; th++)
+        for (int m = 1; m <= 16; m *= 16) {
+            lt_set_num_threads(th);
+            double best = 1e30;
+            for (int r = 0; r < reps; r++) {
+                double t0 = lt_t_now();
+                for (int l = 0; l < 24; l++) {
+                    int64_t n = shapes[l % 4][0], k = shapes[l % 4][1];
+                    lt_gemm_desc d = {0, 1, m, n, k, 1.0f, 0.0f, k, k, n, 1, 0, 0, 0};
+                    lt_gemm_rows(&d, a, w[l], c);
+                }
+                double t = lt_t_now() - t0;
+                if (t < best) best = t;
+            }
+            double tri;
+            lt_peak_triad(th, 64 << 20, 3, &tri);
+            printf("%s model pass (%.1f MB of weights), M %d, %d thread(s): %.3f ms, %.1f GB/s (triad %.1f GB/s: %.0f%%)\n", lt_t_isa_name(),
+                   bytes / 1e6, m, th, best * 1e3, bytes / best / 1e9, tri, 100 * bytes / best / 1e9 / tri);
+        }
+    for (int l = 0; l < 24; l++) free(w[l]);
+    free(a); free(c);
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--bench-model")) {
+        bench_model(argc > 2 ? atoi(argv[2]) : 20);
+        return 0;
+    }
     if (argc > 1 && !strcmp(argv[1], "--bench")) {
         bench(argc > 2 ? atoi(argv[2]) : 20);
         return 0;

@@ -50,7 +50,7 @@ final class SampleCommand implements Runnable {
             if (threads != null) Limits.atLeast("--threads", threads, 1);
             if (threads != null) LatentNative.get().setNumThreads(threads);
             try (Scope scope = Scope.shared()) {
-                GptCheckpoint.Loaded l = GptCheckpoint.load(checkpoint, scope, allowNonFinite);
+                GptCheckpoint.Loaded l = GptCheckpoint.loadWeights(checkpoint, scope, allowNonFinite);
                 int[] ids = l.tokenizer().encode(prompt);
                 if (ids.length == 0) throw new IllegalArgumentException("--prompt is empty; give at least one character");
                 var settings = new KvDecoder.Settings(tokens, temperature, topK, topP, seed);

@@ -69,11 +69,15 @@ public final class GptGenerator implements TextGenerator {
         }
     }
 
-    /** Loads a checkpoint (a training --out folder or a .safetensors file) and serves it. */
+    /**
+     * Loads a checkpoint (a training --out folder or a .safetensors file) and serves it. Only the weights are read
+     * ({@link GptCheckpoint#loadWeights}: through a mapping of the file, into the model's parameters; the optimizer
+     * moments are never touched), so the generator holds the weights once plus the KV caches of the requests in flight.
+     */
     public static GptGenerator load(Path checkpoint, Options options) throws IOException {
         Scope s = Scope.shared();
         try {
-            GptCheckpoint.Loaded l = GptCheckpoint.load(checkpoint, s);
+            GptCheckpoint.Loaded l = GptCheckpoint.loadWeights(checkpoint, s, false);
             return new GptGenerator(s, l.model(), l.tokenizer(), options);
         } catch (IOException | RuntimeException | Error e) {
             s.close();

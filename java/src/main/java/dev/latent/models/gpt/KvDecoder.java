@@ -338,19 +338,39 @@ public final class KvDecoder {
         }
     }
 
-    /** Advances every sequence (none of them done) by one drawn token, all their pending rows as one batch. */
+    /**
+     * Rows per forward pass, past which a step runs its sequences in several passes (a sequence's chunk is never split):
+     * bounds the step's scratch (~ (10 C + vocab) floats a row) when many sequences feed prompts or rebuild their caches
+     * at once. The bits do not change: rows are computed independently.
+     */
+    static final int MAX_ROWS = 128;
+
+    /** Advances every sequence (none of them done) by one drawn token, their pending rows as one batch (or a few). */
     public void step(List<Sequence> seqs) {
         int b = seqs.size();
         if (b == 0) return;
-        java.util.ArrayList<Cache> caches = new java.util.ArrayList<>(b);
-        java.util.ArrayList<int[]> toks = new java.util.ArrayList<>(b);
+        int[][] pend = new int[b][];
         for (int r = 0; r < b; r++) {
             Sequence q = seqs.get(r);
             if (q.done()) throw new IllegalArgumentException("sequence " + r + " is already done");
-            caches.add(q.cache);
-            toks.add(q.pending());
+            pend[r] = q.pending();
         }
-        float[] lg = forward(caches, toks, false);
-        for (int r = 0; r < b; r++) seqs.get(r).accept(lg, r);
+        java.util.ArrayList<Cache> caches = new java.util.ArrayList<>(b);
+        java.util.ArrayList<int[]> toks = new java.util.ArrayList<>(b);
+        int first = 0, rows = 0;
+        for (int r = 0; r <= b; r++) {
+            if (r == b || (rows > 0 && rows + pend[r].length > MAX_ROWS)) {
+                float[] lg = forward(caches, toks, false);
+                for (int i = first; i < r; i++) seqs.get(i).accept(lg, i - first);
+                caches.clear();
+                toks.clear();
+                first = r;
+                rows = 0;
+                if (r == b) break;
+            }
+            caches.add(seqs.get(r).cache);
+            toks.add(pend[r]);
+            rows += pend[r].length;
+        }
     }
 }
