@@ -15,6 +15,7 @@ import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Consumer;
 
 /**
  * A GPT served to many threads. The weights are loaded once into a shared scope; requests wait in one
@@ -103,23 +104,83 @@ public final class GptGenerator implements TextGenerator {
         final int[] prompt;
         final KvDecoder.Settings settings;
         final RequestControl control;
+        final Consumer<String> onText;     // null: not streamed
         final CompletableFuture<TextResult> future = new CompletableFuture<>();
         KvDecoder.Sequence seq;
+        int seen, emitted, searchFrom;     // tokens looked at, characters handed to onText, where the stop search resumes
+        String stoppedText;                // the text up to the stop sequence, once one was produced
 
-        Job(TextRequest req, int[] prompt, KvDecoder.Settings settings) {
+        Job(TextRequest req, int[] prompt, KvDecoder.Settings settings, Consumer<String> onText) {
             this.req = req;
             this.prompt = prompt;
             this.settings = settings;
             this.control = RequestControl.of(req.timeout());
+            this.onText = onText;
+        }
+
+        /**
+         * After a step that drew a token: looks for a stop sequence in the text so far and streams what is settled (text
+         * that could still become the start of a stop sequence, or a trailing partial character, is held back). True when
+         * a stop sequence was reached.
+         */
+        boolean progress(Tokenizer tok) {
+            if (req.stop().isEmpty() && onText == null) return false;
+            int n = seq.produced();
+            if (n == seen) return false;
+            seen = n;
+            String text = tok.decode(seq.generated());
+            int cut = -1, longest = 0;
+            for (String st : req.stop()) {
+                int i = text.indexOf(st, searchFrom);
+                if (i >= 0 && (cut < 0 || i < cut)) cut = i;
+                longest = Math.max(longest, st.length());
+            }
+            if (cut >= 0) {
+                stoppedText = text.substring(0, cut);
+                emit(stoppedText);
+                return true;
+            }
+            searchFrom = Math.max(0, text.length() - longest + 1);
+            int safe = text.length() - holdback(text);
+            if (safe > 0 && text.charAt(safe - 1) == '\uFFFD') safe--;   // a byte-level token may complete this character
+            emit(text.substring(0, safe));
+            return false;
+        }
+
+        /** The longest end of {@code text} that begins one of the stop sequences (it may yet become one). */
+        private int holdback(String text) {
+            int h = 0;
+            for (String st : req.stop())
+                for (int k = Math.min(st.length() - 1, text.length()); k > h; k--)
+                    if (text.regionMatches(text.length() - k, st, 0, k)) { h = k; break; }
+            return h;
+        }
+
+        /** Hands the part of {@code settled} past what was already streamed to onText. */
+        void emit(String settled) {
+            if (onText == null || settled.length() <= emitted) return;
+            String d = settled.substring(emitted);
+            emitted = settled.length();
+            onText.accept(d);
         }
     }
 
     @Override
-    public Pending<TextResult> submit(TextRequest r) {
+    public Pending<TextResult> submit(TextRequest r) { return submit(r, null); }
+
+    /**
+     * As {@link #submit(TextRequest)}, streaming: {@code onText} receives the generated text piece by piece as it is
+     * drawn (their concatenation is the result's text), called on a decoding thread between tokens, so it must return
+     * quickly (hand the piece to a queue or a socket); text that may still turn into one of the request's stop sequences,
+     * or a character a later byte-level token completes, is held back until settled. An exception from {@code onText}
+     * fails the request with it. Null: not streamed.
+     */
+    @Override
+    public Pending<TextResult> submit(TextRequest r, Consumer<String> onText) {
         if (closed) throw new IllegalStateException("generator is closed");
         int[] ids = tok.encode(r.prompt());        // IllegalArgumentException names a character outside the vocabulary
         decoder.checkPrompt(ids);
-        Job j = new Job(r, ids, new KvDecoder.Settings(r.maxTokens(), r.temperature(), r.topK(), r.topP(), r.seed()));
+        Job j = new Job(r, ids, new KvDecoder.Settings(r.maxTokens(), r.temperature(), r.topK(), r.topP(), r.seed()), onText);
         if (inFlight.incrementAndGet() > opt.maxQueued()) {
             inFlight.decrementAndGet();
             throw new RejectedExecutionException("generator busy: " + opt.maxQueued() + " requests in flight");
@@ -159,6 +220,14 @@ public final class GptGenerator implements TextGenerator {
                     for (Job j : active) fail(j, e);
                     active.clear();
                 }
+                for (int i = active.size() - 1; i >= 0; i--) {
+                    Job j = active.get(i);
+                    try {
+                        if (j.progress(tok)) finish(active.remove(i), Outcome.STOP);
+                    } catch (RuntimeException e) {      // the stream's callback failed: this request only
+                        fail(active.remove(i), e);
+                    }
+                }
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
@@ -189,7 +258,9 @@ public final class GptGenerator implements TextGenerator {
             j.seq.close();
         }
         try {
-            done(j, new TextResult(tok.decode(out), out, j.prompt.length, o, j.control.elapsedNanos()));
+            String text = j.stoppedText != null ? j.stoppedText : tok.decode(out);
+            j.emit(text);
+            done(j, new TextResult(text, out, j.prompt.length, o, j.control.elapsedNanos()));
         } catch (RuntimeException e) {
             fail(j, e);
         }
