@@ -25,6 +25,7 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Semaphore;
@@ -34,7 +35,9 @@ import java.util.concurrent.atomic.AtomicLong;
 /**
  * A text-generation service over a Latent GPT checkpoint.
  * <pre>
- *   POST /generate  {"prompt", "max_tokens", "temperature", "top_k", "top_p", "seed", "deadline_ms"}
+ *   POST /generate  {"prompt", "max_tokens", "temperature", "top_k", "top_p", "seed", "deadline_ms", "stop", "stream"}
+ *                   "stream": true answers with server-sent events: data {"text"} per piece, then event "done" with the
+ *                   result object (or event "error"); the connection closes after the stream
  *                   -> 200 {"text", "tokens", "prompt_tokens", "outcome", "ms"}   outcome: complete | deadline
  *                   -> 400 bad JSON, field or framing (e.g. Content-Length: -1), 413 body too large, 429 too many
  *                      requests, 405, 431 head too large, 501 Transfer-Encoding, 503 draining, 500
@@ -138,8 +141,8 @@ public final class Server implements AutoCloseable {
                 try {
                     keep = h.keepAlive() && !closed;
                     int[] status = new int[1];
-                    String json = dispatch(h, body, in, status, w);
-                    if (json == null) return;   // cancelled: the client is gone
+                    String json = dispatch(h, body, in, out, status, w);
+                    if (json == null || json == STREAMED) return;   // cancelled (the client is gone), or streamed (ends with the connection)
                     respond(out, status[0], json, keep, status[0] == 405 ? "POST" : null);
                 } finally {
                     conns.put(c, System.nanoTime());
@@ -208,15 +211,21 @@ public final class Server implements AutoCloseable {
         }
     }
 
-    private String dispatch(HttpHead h, byte[] body, PushbackInputStream in, int[] status, Watch w) {
+    /** dispatch's answer when it already wrote a server-sent event stream (the connection then closes). */
+    private static final String STREAMED = new String("streamed");
+
+    private String dispatch(HttpHead h, byte[] body, PushbackInputStream in, OutputStream out, int[] status, Watch w) {
         String path = h.path();
         if (path.equals("/health")) return health(status);
         if (!path.equals("/generate")) { status[0] = 404; return TextRequestJson.error("not_found", "no such endpoint: " + path); }
         if (!h.method().equals("POST")) { status[0] = 405; return TextRequestJson.error("method_not_allowed", "use POST"); }
         if (closed) { status[0] = 503; return TextRequestJson.error("shutting_down", "the service is draining; retry elsewhere"); }
         TextRequest req;
+        boolean stream;
         try {
-            req = TextRequestJson.parse(body, cfg.limits());
+            TextRequestJson.Parsed parsed = TextRequestJson.parseFull(body, cfg.limits());
+            req = parsed.request();
+            stream = parsed.stream();
         } catch (IllegalArgumentException e) {
             status[0] = 400;
             return TextRequestJson.error("bad_request", e.getMessage());
@@ -224,8 +233,9 @@ public final class Server implements AutoCloseable {
         if (!gate.tryAcquire()) { status[0] = 429; return TextRequestJson.error("too_many_requests", cfg.maxConcurrent() + " requests are running; retry later"); }
         try {
             Pending<TextResult> p;
+            LinkedBlockingQueue<String> pieces = stream ? new LinkedBlockingQueue<>() : null;
             try {
-                p = gen.submit(req);
+                p = stream ? gen.submit(req, pieces::add) : gen.submit(req);
             } catch (IllegalArgumentException e) {       // e.g. a character the tokenizer does not know
                 status[0] = 400;
                 return TextRequestJson.error("bad_request", e.getMessage());
@@ -237,6 +247,7 @@ public final class Server implements AutoCloseable {
                 return TextRequestJson.error("shutting_down", e.getMessage());
             }
             w.start(in, p);
+            if (stream) return streamEvents(out, p, pieces, w);
             TextResult r;
             try {
                 r = p.await();
@@ -258,6 +269,54 @@ public final class Server implements AutoCloseable {
         } finally {
             gate.release();
         }
+    }
+
+    /**
+     * Server-sent events: 200 with Content-Type text/event-stream, then one {@code data: {"text": piece}} event per piece of
+     * text as it is drawn, and a last {@code event: done} whose data is the usual result object ({"text", "tokens",
+     * "prompt_tokens", "outcome", "ms"}); a failure after the stream began is an {@code event: error} with the usual
+     * {"error", "message"} object. The connection closes after the stream (no chunked framing needed). A client that goes
+     * away cancels the request.
+     */
+    private String streamEvents(OutputStream out, Pending<TextResult> p, LinkedBlockingQueue<String> pieces, Watch w) {
+        java.util.concurrent.CompletableFuture<TextResult> f = p.future();
+        try {
+            out.write(("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n"
+                    + "Connection: close\r\n\r\n").getBytes(StandardCharsets.ISO_8859_1));
+            out.flush();
+            while (true) {
+                String piece = pieces.poll(20, java.util.concurrent.TimeUnit.MILLISECONDS);
+                if (piece != null) {
+                    event(out, null, TextRequestJson.delta(piece));
+                    continue;
+                }
+                if (f.isDone() && pieces.isEmpty()) break;
+                if (w.gone.get()) throw new IOException("client gone");
+            }
+            try {
+                TextResult r = f.join();
+                event(out, "done", TextRequestJson.result(r));
+                served.incrementAndGet();
+            } catch (java.util.concurrent.CompletionException e) {
+                Throwable c = e.getCause() == null ? e : e.getCause();
+                event(out, "error", TextRequestJson.error(c instanceof IllegalArgumentException ? "bad_request" : "internal", String.valueOf(c.getMessage())));
+            }
+        } catch (IOException e) {
+            p.cancel();
+            cancelled.incrementAndGet();
+        } catch (InterruptedException e) {
+            p.cancel();
+            Thread.currentThread().interrupt();
+        } finally {
+            w.done.set(true);
+        }
+        return STREAMED;
+    }
+
+    private static void event(OutputStream out, String name, String data) throws IOException {
+        String e = (name == null ? "" : "event: " + name + "\n") + "data: " + data + "\n\n";
+        out.write(e.getBytes(StandardCharsets.UTF_8));
+        out.flush();
     }
 
     private String health(int[] status) {
