@@ -65,6 +65,9 @@ public final class Check {
             } else {
                 record("stop sequence", false, "the greedy text is too short to pick a stop sequence from: '" + greedy + "'");
             }
+            expect("health metrics", http, get(base, "/health"), 200, m -> m.get("metrics") instanceof Map<?, ?> mm
+                    && (Long) mm.get("requests") >= 4 && (Long) mm.get("tokens") >= 40 && mm.get("latency_ms") instanceof Map<?, ?> l
+                    && l.get("p50") instanceof Number && mm.get("mean_batch") instanceof Number);
             expect("bad stop", http, post(base, "{\"prompt\":\"a\",\"stop\":5}"), 400, m -> ((String) m.get("message")).contains("stop"));
             expect("bad stream flag", http, post(base, "{\"prompt\":\"a\",\"stream\":\"yes\"}"), 400, m -> ((String) m.get("message")).contains("stream"));
             expect("bad JSON", http, post(base, "{\"prompt\":"), 400, m -> "bad_request".equals(m.get("error")) && ((String) m.get("message")).contains("JSON"));

@@ -35,6 +35,9 @@ import java.util.concurrent.atomic.AtomicLong;
 /**
  * A text-generation service over a Latent GPT checkpoint.
  * <pre>
+ *   GET  /health    also "metrics": requests, tokens, steps, mean_batch, tokens_per_s, queue_wait_ms and latency_ms
+ *                   {p50, p99} over the recent requests (dev.latent.serve.GeneratorMetrics); JFR events
+ *                   latent.Request and latent.DecodeStep (JfrEvents) when a recording is on
  *   POST /generate  {"prompt", "max_tokens", "temperature", "top_k", "top_p", "seed", "deadline_ms", "stop", "stream"}
  *                   "stream": true answers with server-sent events: data {"text"} per piece, then event "done" with the
  *                   result object (or event "error"); the connection closes after the stream
@@ -83,7 +86,9 @@ public final class Server implements AutoCloseable {
     public Server(Config cfg) throws IOException {
         this.cfg = cfg;
         this.gate = new Semaphore(cfg.maxConcurrent());
-        this.gen = GptGenerator.load(cfg.checkpoint(), new GptGenerator.Options(cfg.lanes(), cfg.maxBatch(), cfg.maxConcurrent()));
+        GptGenerator g = GptGenerator.load(cfg.checkpoint(), new GptGenerator.Options(cfg.lanes(), cfg.maxBatch(), cfg.maxConcurrent()));
+        g.listener(new JfrEvents());   // JFR events per request and per decode step (cheap when no recording is on)
+        this.gen = g;
         try {
             socket = new ServerSocket(cfg.port(), 256, InetAddress.getByName(cfg.host()));
         } catch (IOException e) {
@@ -330,6 +335,7 @@ public final class Server implements AutoCloseable {
         o.put("rss_bytes", rssBytes());
         o.put("context", gen.context());
         o.put("vocab", gen.tokenizer().vocabSize());
+        if (gen instanceof GptGenerator g) o.put("metrics", g.metrics().toMap());
         status[0] = closed ? 503 : 200;
         return Json.object(o);
     }

@@ -51,6 +51,26 @@ public final class GptGenerator implements TextGenerator {
     private final AtomicInteger inFlight = new AtomicInteger();
     final AtomicInteger peakBatch = new AtomicInteger();     // the largest batch a lane stepped (tests)
     private final List<Thread> lanes = new ArrayList<>();
+    private final GeneratorMetrics.Recorder recorder = new GeneratorMetrics.Recorder();
+    private volatile Listener listener;
+
+    /**
+     * Observes the generator's work (for JFR events, tracing or metrics of the application's choice; the library itself
+     * depends on java.base only). Called on the decoding threads: keep it short; an exception from it is ignored.
+     */
+    public interface Listener {
+        /** One decode step: {@code sequences} stepped together in {@code nanos}, {@code drawn} tokens drawn. */
+        default void onStep(int sequences, int drawn, long nanos) {}
+
+        /** A request ended (any outcome): its time in the queue before its first step, and its result. */
+        default void onRequest(long queueNanos, TextResult result) {}
+    }
+
+    /** Sets (or with null removes) the {@link Listener}. */
+    public void listener(Listener l) { listener = l; }
+
+    /** Counts, rates and latency percentiles of the recent work (see {@link GeneratorMetrics}). */
+    public GeneratorMetrics metrics() { return recorder.snapshot(); }
     private volatile boolean closed;
 
     /** Serves {@code model} (whose scope the caller keeps open until {@link #close()}). */
@@ -109,6 +129,7 @@ public final class GptGenerator implements TextGenerator {
         KvDecoder.Sequence seq;
         int seen, emitted, searchFrom;     // tokens looked at, characters handed to onText, where the stop search resumes
         String stoppedText;                // the text up to the stop sequence, once one was produced
+        long queueNanos = -1;              // submission to admission into a lane's batch
 
         Job(TextRequest req, int[] prompt, KvDecoder.Settings settings, Consumer<String> onText) {
             this.req = req;
@@ -214,8 +235,15 @@ public final class GptGenerator implements TextGenerator {
                 if (active.isEmpty()) continue;
                 List<KvDecoder.Sequence> seqs = new ArrayList<>(active.size());
                 for (Job j : active) seqs.add(j.seq);
+                long t0 = System.nanoTime();
                 try {
                     decoder.step(seqs);
+                    long dt = System.nanoTime() - t0;
+                    recorder.step(t0, seqs.size(), seqs.size());
+                    Listener l = listener;
+                    if (l != null) {
+                        try { l.onStep(seqs.size(), seqs.size(), dt); } catch (RuntimeException ignored) { /* an observer must not stop decoding */ }
+                    }
                 } catch (RuntimeException | Error e) {
                     for (Job j : active) fail(j, e);
                     active.clear();
@@ -243,6 +271,7 @@ public final class GptGenerator implements TextGenerator {
             return;
         }
         try {
+            j.queueNanos = j.control.elapsedNanos();
             j.seq = decoder.new Sequence(j.prompt, j.settings);
             active.add(j);
         } catch (RuntimeException | Error e) {
@@ -267,6 +296,12 @@ public final class GptGenerator implements TextGenerator {
     }
 
     private void done(Job j, TextResult r) {
+        long q = j.queueNanos >= 0 ? j.queueNanos : r.nanos();
+        recorder.request(q, r.nanos());
+        Listener l = listener;
+        if (l != null) {
+            try { l.onRequest(q, r); } catch (RuntimeException ignored) { /* an observer must not fail the request */ }
+        }
         inFlight.decrementAndGet();
         j.future.complete(r);
     }

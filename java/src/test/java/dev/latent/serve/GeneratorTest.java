@@ -191,4 +191,33 @@ class GeneratorTest {
         }
         assertThrows(IllegalArgumentException.class, () -> new TextRequest("x", 1, 0, 0, 1, 1, null, List.of("")));
     }
+
+    /** The metrics snapshot counts what ran; the listener sees every step and request. */
+    @Test
+    void metricsAndListener() throws Exception {
+        try (Scope s = Scope.shared()) {
+            Gpt m = new Gpt(s, CFG, 5);
+            try (GptGenerator g = new GptGenerator(m, TOK, new GptGenerator.Options(1, 8, 64))) {
+                assertEquals(0, g.metrics().requests());
+                assertTrue(Double.isNaN(g.metrics().latencyP50Ms()));
+                java.util.concurrent.atomic.AtomicInteger steps = new java.util.concurrent.atomic.AtomicInteger(), reqs = new java.util.concurrent.atomic.AtomicInteger();
+                java.util.concurrent.atomic.AtomicLong drawn = new java.util.concurrent.atomic.AtomicLong();
+                g.listener(new GptGenerator.Listener() {
+                    @Override public void onStep(int sequences, int d, long nanos) { steps.incrementAndGet(); drawn.addAndGet(d); }
+                    @Override public void onRequest(long queueNanos, TextResult r) { reqs.incrementAndGet(); }
+                });
+                List<Pending<TextResult>> ps = new ArrayList<>();
+                for (int i = 0; i < 6; i++) ps.add(g.submit(TextRequest.of("Call", 10, i)));
+                for (Pending<TextResult> p : ps) p.await();
+                GeneratorMetrics mt = g.metrics();
+                assertEquals(6, mt.requests());
+                assertEquals(60, mt.tokens());
+                assertEquals(60, drawn.get());
+                assertEquals(6, reqs.get());
+                assertEquals(mt.steps(), steps.get());
+                assertTrue(mt.meanBatch() >= 1 && mt.meanBatch() <= 6, "mean batch " + mt.meanBatch());
+                assertTrue(mt.latencyP50Ms() > 0 && mt.latencyP99Ms() >= mt.latencyP50Ms() && mt.queueWaitP99Ms() >= 0 && mt.tokensPerSecond() > 0, mt.toString());
+            }
+        }
+    }
 }
