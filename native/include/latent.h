@@ -64,7 +64,8 @@ LT_API lt_status lt_set_num_threads(int32_t n);
 LT_API int32_t lt_num_threads(void);
 
 /* Size and field offsets of the descriptor structs, for the Java layout test.
- * which: 0 = lt_gemm_desc, 1 = lt_attention_desc, 2 = lt_adamw_desc, 3 = lt_copy_desc, 4 = lt_conv2d_desc. out[0] = sizeof, out[1..] = offsetof of each field in declaration order. */
+ * which: 0 = lt_gemm_desc, 1 = lt_attention_desc, 2 = lt_adamw_desc, 3 = lt_copy_desc, 4 = lt_conv2d_desc,
+ * 5 = lt_attention_decode_desc. out[0] = sizeof, out[1..] = offsetof of each field in declaration order. */
 LT_API lt_status lt_struct_info(int32_t which, int64_t *out, int32_t capacity);
 
 /* ---- RNG: Philox4x32-10 (Salmon et al., SC'11) -------------------------------------------------- */
@@ -93,6 +94,13 @@ LT_API lt_status lt_gemm(const lt_gemm_desc *d, const float *a, const float *b, 
  * lt_cpu_bf16() and the level in use is avx512 (never emulated). Bits identical across thread counts. */
 LT_API lt_status lt_gemm_bf16(const lt_gemm_desc *d, const float *a, const float *b, float *c);
 
+/* Skinny GEMM without packing: C = alpha * A B^T + beta * C with A (M, K) and B (N, K) row-major (trans_a = 0,
+ * trans_b = 1, batch = 1 only; anything else is LT_ERR_INVALID_ARGUMENT): a Linear layer's y = x W^T for a few rows of x,
+ * as in decoding (M = sequences in flight). Each element is the dot product of an A row and a B row summed in a fixed
+ * order, so the bits depend neither on the thread count nor on M (a row is the same alone or among others); the
+ * weights stream through once per call. Slower than lt_gemm once M reaches tens of rows. C must not overlap A or B. */
+LT_API lt_status lt_gemm_rows(const lt_gemm_desc *d, const float *a, const float *b, float *c);
+
 /* ---- attention: multi-head scaled dot-product, FlashAttention-2 style ------------------------------
  * q, k, v, o, dq, dk, dv: (B, NH, T, HS) contiguous. lse: (B, NH, T), the log-sum-exp of each row of the
  * scaled (and, if causal, masked) scores, written by the forward and read by the backward, which recomputes
@@ -108,6 +116,22 @@ LT_API lt_status lt_attention_fwd(const lt_attention_desc *d, const float *q, co
 /* dq, dk, dv are overwritten. */
 LT_API lt_status lt_attention_bwd(const lt_attention_desc *d, const float *q, const float *k, const float *v,
                                   const float *o, const float *lse, const float *dout, float *dq, float *dk, float *dv);
+
+/* ---- decode attention: one new query per row against that row's KV cache (kernels/attention_decode) ---------
+ * Inference only (no backward): the attention of KV-cache decoding. Row r (r < rows) has its query q + r*ldq, (NH*HS)
+ * floats with head h at columns h*HS; its keys and values are rows 0 .. len[r]-1 of the caches k[r] and v[r] (row
+ * stride ldkv floats, head h at columns h*HS); o + r*ldo receives, per head, softmax(scale * q_h . k_j) weighted sum
+ * of v_j over j < len[r] (len[r] >= 1). Rows may share a cache (a prompt's positions fed at once, each with its own
+ * len). One (row, head) pair is computed by one task in a fixed order, so the bits depend neither on the thread
+ * count nor on the other rows. o must not overlap q or a cache the call reads. */
+typedef struct lt_attention_decode_desc {
+    int64_t rows, nh, hs;
+    int64_t ldq, ldkv, ldo; /* row strides in floats, each >= nh * hs */
+    float scale;            /* usually 1/sqrt(HS) */
+    int32_t pad_;
+} lt_attention_decode_desc;
+LT_API lt_status lt_attention_decode_fwd(const lt_attention_decode_desc *d, const float *q, const float *const *k,
+                                         const float *const *v, const int32_t *len, float *o);
 
 /* ---- fused training kernels ---------------------------------------------------------------------------
  * Row-wise ops take (N, C) contiguous row-major. Parameter gradients (dw, db, dtable) ACCUMULATE (+=) with a

@@ -144,6 +144,12 @@ lt_status lt_struct_info(int32_t which, int64_t *out, int32_t capacity) {
         F(n); F(c); F(h); F(w); F(k); F(r); F(s); F(oh); F(ow); F(stride_h); F(stride_w); F(pad_h); F(pad_w);
 #undef F
         break;
+    case 5:
+#define F(f) v[n++] = (int64_t)offsetof(lt_attention_decode_desc, f)
+        v[n++] = sizeof(lt_attention_decode_desc);
+        F(rows); F(nh); F(hs); F(ldq); F(ldkv); F(ldo); F(scale); F(pad_);
+#undef F
+        break;
     default:
         return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_struct_info: unknown struct id %d", which);
     }

@@ -27,7 +27,7 @@ public final class BenchCommand implements Runnable {
         }
     }
 
-    @Parameters(index = "0", description = "workload: gemm | attention | gpt | reparam | conv | dcgan | vae | realnvp | peak")
+    @Parameters(index = "0", description = "workload: gemm | attention | gpt | decode | reparam | conv | dcgan | vae | realnvp | peak")
     String workload;
 
     @Option(names = "--json", description = "print one JSON object per result on stdout (progress goes to stderr)")
@@ -92,7 +92,12 @@ public final class BenchCommand implements Runnable {
                 yield all;
             }
             case "peak" -> peak();
-            default -> throw new IllegalArgumentException("unknown workload '" + workload + "' (gemm | attention | gpt | reparam | conv | dcgan | vae | realnvp | peak)");
+            case "decode" -> {   // S2: KV-cache decoding at batch 1 and 16 against PyTorch's loop (dev.latent.bench.DecodeWorkload)
+                List<Map<String, Object>> all = new java.util.ArrayList<>();
+                for (int t : threads) all.addAll(dev.latent.bench.DecodeWorkload.run(t, new int[] {1, 16}, Math.max(3, Math.min(reps, 7)), !noPeer, log()));
+                yield all;
+            }
+            default -> throw new IllegalArgumentException("unknown workload '" + workload + "' (gemm | attention | gpt | decode | reparam | conv | dcgan | vae | realnvp | peak)");
         };
         if (json) results.forEach(r -> System.out.println(Json.object(r)));
     }

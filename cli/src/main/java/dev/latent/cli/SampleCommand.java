@@ -1,7 +1,7 @@
 package dev.latent.cli;
 
 import dev.latent.models.gpt.GptCheckpoint;
-import dev.latent.models.gpt.GptDecoder;
+import dev.latent.models.gpt.KvDecoder;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Scope;
 import dev.latent.train.Limits;
@@ -50,10 +50,10 @@ final class SampleCommand implements Runnable {
             if (threads != null) Limits.atLeast("--threads", threads, 1);
             if (threads != null) LatentNative.get().setNumThreads(threads);
             try (Scope scope = Scope.shared()) {
-                GptCheckpoint.Loaded l = GptCheckpoint.load(checkpoint, scope, allowNonFinite);
+                GptCheckpoint.Loaded l = GptCheckpoint.loadWeights(checkpoint, scope, allowNonFinite);
                 int[] ids = l.tokenizer().encode(prompt);
                 if (ids.length == 0) throw new IllegalArgumentException("--prompt is empty; give at least one character");
-                var settings = new GptDecoder.Settings(tokens, temperature, topK, topP, seed);
+                var settings = new KvDecoder.Settings(tokens, temperature, topK, topP, seed);
                 long t0 = System.nanoTime();
                 // Streamed: the text is printed (and flushed) as it is drawn, so a long run shows progress and ^C loses nothing.
                 // Decoded from the start each time and printed up to its last character, which a later token may still change.
@@ -63,7 +63,7 @@ final class SampleCommand implements Runnable {
                 var tok = l.tokenizer();
                 int[] got = new int[tokens];
                 int[] n = {0}, printed = {0};
-                new GptDecoder(l.model()).generate(ids, settings, id -> {
+                new KvDecoder(l.model()).generate(ids, settings, id -> {
                     got[n[0]++] = id;
                     if (n[0] % 32 == 0) {
                         String text = tok.decode(java.util.Arrays.copyOf(got, n[0]));

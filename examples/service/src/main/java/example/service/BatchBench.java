@@ -1,7 +1,7 @@
 package example.service;
 
 import dev.latent.models.gpt.GptCheckpoint;
-import dev.latent.models.gpt.GptDecoder;
+import dev.latent.models.gpt.KvDecoder;
 import dev.latent.serve.GptGenerator;
 import dev.latent.serve.Pending;
 import dev.latent.serve.TextRequest;
@@ -27,19 +27,19 @@ public final class BatchBench {
         if (args.length > 2) dev.latent.nativ.LatentNative.get().setNumThreads(Integer.parseInt(args[2]));   // native pool size
         try (Scope s = Scope.shared()) {
             GptCheckpoint.Loaded l = GptCheckpoint.load(Path.of(args[0]), s);
-            GptDecoder d = new GptDecoder(l.model());
+            KvDecoder d = new KvDecoder(l.model());
             int[] prompt = l.tokenizer().encode("The ");
             for (double temp : new double[] {0.8, 0.8, 0}) {     // the first pass warms the JIT up
                 for (int b : new int[] {1, 2, 4, 8, 16, 32}) {
                     double best = Double.MAX_VALUE;
                     for (int rep = 0; rep < 40; rep++) {
-                        List<GptDecoder.Sequence> seqs = new ArrayList<>();
-                        for (int i = 0; i < b; i++) seqs.add(d.new Sequence(prompt, new GptDecoder.Settings(32, temp, 0, 1.0, i)));
+                        List<KvDecoder.Sequence> seqs = new ArrayList<>();
+                        for (int i = 0; i < b; i++) seqs.add(d.new Sequence(prompt, new KvDecoder.Settings(32, temp, 0, 1.0, i)));
                         long t0 = System.nanoTime();
                         int steps = 0;
                         while (!seqs.get(0).done()) { d.step(seqs); steps++; }
                         best = Math.min(best, (System.nanoTime() - t0) / 1e3 / ((double) b * steps));
-                        for (GptDecoder.Sequence q : seqs) q.close();
+                        for (KvDecoder.Sequence q : seqs) q.close();
                     }
                     System.out.printf("decoder, temperature %.1f, batch %2d: %6.2f us per sequence-step (%.0f tokens/s per core)%n", temp, b, best, 1e6 / best);
                 }

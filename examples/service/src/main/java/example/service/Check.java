@@ -1,5 +1,6 @@
 package example.service;
 
+import dev.latent.io.Json;
 import dev.latent.io.JsonReader;
 import dev.latent.serve.TextRequestJson;
 
@@ -38,6 +39,37 @@ public final class Check {
             expect("generate", http, post(base, "{\"prompt\":\"The \",\"max_tokens\":5,\"seed\":3}"), 200,
                     m -> "complete".equals(m.get("outcome")) && Long.valueOf(5).equals(m.get("tokens")) && m.get("text") instanceof String);
             expect("greedy is repeatable", http, post(base, "{\"prompt\":\"The \",\"max_tokens\":8,\"temperature\":0}"), 200, m -> true);
+            // streaming (server-sent events) and stop sequences
+            String greedy = (String) JsonReader.parseObject(http.send(post(base, "{\"prompt\":\"The \",\"max_tokens\":24,\"temperature\":0}"),
+                    HttpResponse.BodyHandlers.ofString()).body()).get("text");
+            String sseBody = "{\"prompt\":\"The \",\"max_tokens\":24,\"temperature\":0,\"stream\":true}";
+            String[] sse = rawRequest(base, "POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+                    + sseBody.getBytes(StandardCharsets.UTF_8).length + "\r\n\r\n" + sseBody);
+            StringBuilder streamed = new StringBuilder();
+            Map<String, Object> done = null;
+            int events = 0;
+            for (String ev : sse[1].split("\n\n")) {
+                if (ev.isBlank()) continue;
+                events++;
+                String data = ev.substring(ev.indexOf("data: ") + 6);
+                if (ev.startsWith("event: done")) done = JsonReader.parseObject(data);
+                else if (!ev.startsWith("event:")) streamed.append((String) JsonReader.parseObject(data).get("text"));
+            }
+            record("stream: 200 event stream, pieces add up to the result", sse[0].contains(" 200 ") && done != null && events > 2
+                    && streamed.toString().equals(done.get("text")) && streamed.toString().equals(greedy) && "complete".equals(done.get("outcome")),
+                    sse[0] + " " + events + " events, streamed '" + streamed + "', done " + done + ", plain '" + greedy + "'");
+            if (greedy.length() >= 8) {
+                String stop = greedy.substring(5, 7), before = greedy.substring(0, greedy.indexOf(stop));
+                expect("stop sequence", http, post(base, "{\"prompt\":\"The \",\"max_tokens\":24,\"temperature\":0,\"stop\":[" + Json.value(stop) + "]}"), 200,
+                        m -> "stop".equals(m.get("outcome")) && before.equals(m.get("text")));
+            } else {
+                record("stop sequence", false, "the greedy text is too short to pick a stop sequence from: '" + greedy + "'");
+            }
+            expect("health metrics", http, get(base, "/health"), 200, m -> m.get("metrics") instanceof Map<?, ?> mm
+                    && (Long) mm.get("requests") >= 4 && (Long) mm.get("tokens") >= 40 && mm.get("latency_ms") instanceof Map<?, ?> l
+                    && l.get("p50") instanceof Number && mm.get("mean_batch") instanceof Number);
+            expect("bad stop", http, post(base, "{\"prompt\":\"a\",\"stop\":5}"), 400, m -> ((String) m.get("message")).contains("stop"));
+            expect("bad stream flag", http, post(base, "{\"prompt\":\"a\",\"stream\":\"yes\"}"), 400, m -> ((String) m.get("message")).contains("stream"));
             expect("bad JSON", http, post(base, "{\"prompt\":"), 400, m -> "bad_request".equals(m.get("error")) && ((String) m.get("message")).contains("JSON"));
             expect("unknown field", http, post(base, "{\"prompt\":\"a\",\"max_token\":5}"), 400, m -> ((String) m.get("message")).contains("max_token"));
             expect("too many tokens", http, post(base, "{\"prompt\":\"a\",\"max_tokens\":100000}"), 400, m -> ((String) m.get("message")).contains("max_tokens"));

@@ -25,6 +25,7 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Semaphore;
@@ -34,7 +35,12 @@ import java.util.concurrent.atomic.AtomicLong;
 /**
  * A text-generation service over a Latent GPT checkpoint.
  * <pre>
- *   POST /generate  {"prompt", "max_tokens", "temperature", "top_k", "top_p", "seed", "deadline_ms"}
+ *   GET  /health    also "metrics": requests, tokens, steps, mean_batch, tokens_per_s, queue_wait_ms and latency_ms
+ *                   {p50, p99} over the recent requests (dev.latent.serve.GeneratorMetrics); JFR events
+ *                   latent.Request and latent.DecodeStep (JfrEvents) when a recording is on
+ *   POST /generate  {"prompt", "max_tokens", "temperature", "top_k", "top_p", "seed", "deadline_ms", "stop", "stream"}
+ *                   "stream": true answers with server-sent events: data {"text"} per piece, then event "done" with the
+ *                   result object (or event "error"); the connection closes after the stream
  *                   -> 200 {"text", "tokens", "prompt_tokens", "outcome", "ms"}   outcome: complete | deadline
  *                   -> 400 bad JSON, field or framing (e.g. Content-Length: -1), 413 body too large, 429 too many
  *                      requests, 405, 431 head too large, 501 Transfer-Encoding, 503 draining, 500
@@ -80,7 +86,9 @@ public final class Server implements AutoCloseable {
     public Server(Config cfg) throws IOException {
         this.cfg = cfg;
         this.gate = new Semaphore(cfg.maxConcurrent());
-        this.gen = GptGenerator.load(cfg.checkpoint(), new GptGenerator.Options(cfg.lanes(), cfg.maxBatch(), cfg.maxConcurrent()));
+        GptGenerator g = GptGenerator.load(cfg.checkpoint(), new GptGenerator.Options(cfg.lanes(), cfg.maxBatch(), cfg.maxConcurrent()));
+        g.listener(new JfrEvents());   // JFR events per request and per decode step (cheap when no recording is on)
+        this.gen = g;
         try {
             socket = new ServerSocket(cfg.port(), 256, InetAddress.getByName(cfg.host()));
         } catch (IOException e) {
@@ -138,8 +146,8 @@ public final class Server implements AutoCloseable {
                 try {
                     keep = h.keepAlive() && !closed;
                     int[] status = new int[1];
-                    String json = dispatch(h, body, in, status, w);
-                    if (json == null) return;   // cancelled: the client is gone
+                    String json = dispatch(h, body, in, out, status, w);
+                    if (json == null || json == STREAMED) return;   // cancelled (the client is gone), or streamed (ends with the connection)
                     respond(out, status[0], json, keep, status[0] == 405 ? "POST" : null);
                 } finally {
                     conns.put(c, System.nanoTime());
@@ -208,15 +216,21 @@ public final class Server implements AutoCloseable {
         }
     }
 
-    private String dispatch(HttpHead h, byte[] body, PushbackInputStream in, int[] status, Watch w) {
+    /** dispatch's answer when it already wrote a server-sent event stream (the connection then closes). */
+    private static final String STREAMED = new String("streamed");
+
+    private String dispatch(HttpHead h, byte[] body, PushbackInputStream in, OutputStream out, int[] status, Watch w) {
         String path = h.path();
         if (path.equals("/health")) return health(status);
         if (!path.equals("/generate")) { status[0] = 404; return TextRequestJson.error("not_found", "no such endpoint: " + path); }
         if (!h.method().equals("POST")) { status[0] = 405; return TextRequestJson.error("method_not_allowed", "use POST"); }
         if (closed) { status[0] = 503; return TextRequestJson.error("shutting_down", "the service is draining; retry elsewhere"); }
         TextRequest req;
+        boolean stream;
         try {
-            req = TextRequestJson.parse(body, cfg.limits());
+            TextRequestJson.Parsed parsed = TextRequestJson.parseFull(body, cfg.limits());
+            req = parsed.request();
+            stream = parsed.stream();
         } catch (IllegalArgumentException e) {
             status[0] = 400;
             return TextRequestJson.error("bad_request", e.getMessage());
@@ -224,8 +238,9 @@ public final class Server implements AutoCloseable {
         if (!gate.tryAcquire()) { status[0] = 429; return TextRequestJson.error("too_many_requests", cfg.maxConcurrent() + " requests are running; retry later"); }
         try {
             Pending<TextResult> p;
+            LinkedBlockingQueue<String> pieces = stream ? new LinkedBlockingQueue<>() : null;
             try {
-                p = gen.submit(req);
+                p = stream ? gen.submit(req, pieces::add) : gen.submit(req);
             } catch (IllegalArgumentException e) {       // e.g. a character the tokenizer does not know
                 status[0] = 400;
                 return TextRequestJson.error("bad_request", e.getMessage());
@@ -237,6 +252,7 @@ public final class Server implements AutoCloseable {
                 return TextRequestJson.error("shutting_down", e.getMessage());
             }
             w.start(in, p);
+            if (stream) return streamEvents(out, p, pieces, w);
             TextResult r;
             try {
                 r = p.await();
@@ -260,6 +276,54 @@ public final class Server implements AutoCloseable {
         }
     }
 
+    /**
+     * Server-sent events: 200 with Content-Type text/event-stream, then one {@code data: {"text": piece}} event per piece of
+     * text as it is drawn, and a last {@code event: done} whose data is the usual result object ({"text", "tokens",
+     * "prompt_tokens", "outcome", "ms"}); a failure after the stream began is an {@code event: error} with the usual
+     * {"error", "message"} object. The connection closes after the stream (no chunked framing needed). A client that goes
+     * away cancels the request.
+     */
+    private String streamEvents(OutputStream out, Pending<TextResult> p, LinkedBlockingQueue<String> pieces, Watch w) {
+        java.util.concurrent.CompletableFuture<TextResult> f = p.future();
+        try {
+            out.write(("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n"
+                    + "Connection: close\r\n\r\n").getBytes(StandardCharsets.ISO_8859_1));
+            out.flush();
+            while (true) {
+                String piece = pieces.poll(20, java.util.concurrent.TimeUnit.MILLISECONDS);
+                if (piece != null) {
+                    event(out, null, TextRequestJson.delta(piece));
+                    continue;
+                }
+                if (f.isDone() && pieces.isEmpty()) break;
+                if (w.gone.get()) throw new IOException("client gone");
+            }
+            try {
+                TextResult r = f.join();
+                event(out, "done", TextRequestJson.result(r));
+                served.incrementAndGet();
+            } catch (java.util.concurrent.CompletionException e) {
+                Throwable c = e.getCause() == null ? e : e.getCause();
+                event(out, "error", TextRequestJson.error(c instanceof IllegalArgumentException ? "bad_request" : "internal", String.valueOf(c.getMessage())));
+            }
+        } catch (IOException e) {
+            p.cancel();
+            cancelled.incrementAndGet();
+        } catch (InterruptedException e) {
+            p.cancel();
+            Thread.currentThread().interrupt();
+        } finally {
+            w.done.set(true);
+        }
+        return STREAMED;
+    }
+
+    private static void event(OutputStream out, String name, String data) throws IOException {
+        String e = (name == null ? "" : "event: " + name + "\n") + "data: " + data + "\n\n";
+        out.write(e.getBytes(StandardCharsets.UTF_8));
+        out.flush();
+    }
+
     private String health(int[] status) {
         Map<String, Object> o = new LinkedHashMap<>();
         o.put("status", closed ? "draining" : "ok");
@@ -271,6 +335,7 @@ public final class Server implements AutoCloseable {
         o.put("rss_bytes", rssBytes());
         o.put("context", gen.context());
         o.put("vocab", gen.tokenizer().vocabSize());
+        if (gen instanceof GptGenerator g) o.put("metrics", g.metrics().toMap());
         status[0] = closed ? 503 : 200;
         return Json.object(o);
     }

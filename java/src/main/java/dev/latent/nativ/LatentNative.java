@@ -44,6 +44,12 @@ public final class LatentNative {
             JAVA_LONG.withName("b"), JAVA_LONG.withName("nh"), JAVA_LONG.withName("t"), JAVA_LONG.withName("hs"),
             JAVA_INT.withName("causal"), JAVA_FLOAT.withName("scale")).withName("lt_attention_desc");
 
+    /** Mirror of lt_attention_decode_desc. */
+    public static final StructLayout ATTENTION_DECODE_DESC = MemoryLayout.structLayout(
+            JAVA_LONG.withName("rows"), JAVA_LONG.withName("nh"), JAVA_LONG.withName("hs"), JAVA_LONG.withName("ldq"),
+            JAVA_LONG.withName("ldkv"), JAVA_LONG.withName("ldo"), JAVA_FLOAT.withName("scale"), JAVA_INT.withName("pad_"))
+            .withName("lt_attention_decode_desc");
+
     /** Mirror of lt_adamw_desc. */
     public static final StructLayout ADAMW_DESC = MemoryLayout.structLayout(
             JAVA_FLOAT.withName("lr"), JAVA_FLOAT.withName("beta1"), JAVA_FLOAT.withName("beta2"), JAVA_FLOAT.withName("eps"),
@@ -76,6 +82,7 @@ public final class LatentNative {
     private final MethodHandle lastError, isaSupported, isa, setIsa, isaReason, cpuBf16, setNumThreads, numThreads,
             structInfo, philox, randUniform, gemm, peakFma, peakTriad, abiVersionCritical;
     // Kernels bound lazily-checked: a library built without one fails at the call, naming the symbol.
+    private final MethodHandle attentionDecodeFwd, gemmRows;
     private final MethodHandle attentionFwd, attentionBwd, layernormFwd, layernormBwd, geluFwd, geluBwd, softmaxXent,
             adamw, sumsq, sumsqSegments, embeddingBwd, axpby, mul, addRows, sumRows, copyStrided, reparamFwd, reparamBwd,
             conv2dFwd, conv2dBwdData, conv2dBwdWeight, bnFwdTrain, bnFwdInfer, bnBwd, actFwd, actBwd, bceLogits, couplingFwd, couplingInv, couplingBwd;
@@ -139,6 +146,9 @@ public final class LatentNative {
         peakTriad = bind(l, linker, "lt_peak_triad",
                 FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_INT, ADDRESS));
         attentionFwd = opt(l, linker, "lt_attention_fwd", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        gemmRows = opt(l, linker, "lt_gemm_rows", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        attentionDecodeFwd = opt(l, linker, "lt_attention_decode_fwd", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS,
+                ADDRESS, ADDRESS));
         attentionBwd = opt(l, linker, "lt_attention_bwd", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS,
                 ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
         layernormFwd = opt(l, linker, "lt_layernorm_fwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_FLOAT,
@@ -423,6 +433,12 @@ public final class LatentNative {
         try { check("lt_gemm", (int) gemm.invokeExact(desc, a, b, c)); } catch (Throwable t) { throw rethrow(t); }
     }
 
+    /** Raw lt_gemm_rows (skinny C = A B^T without packing; trans_a 0, trans_b 1, batch 1): desc is a filled {@link #GEMM_DESC}, bounds checked here. */
+    public void gemmRows(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c) {
+        checkGemm(desc, a, b, c);
+        try { check("lt_gemm_rows", (int) need(gemmRows, "lt_gemm_rows").invokeExact(desc, a, b, c)); } catch (Throwable t) { throw rethrow(t); }
+    }
+
     /** Raw lt_gemm_bf16 (same descriptor; operands rounded to bf16, fp32 accumulation); NativeException
      * (UNSUPPORTED) where the CPU or the ISA level in use lacks AVX512_BF16. */
     public void gemmBf16(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c) {
@@ -478,6 +494,63 @@ public final class LatentNative {
         checkAttention("lt_attention_bwd", desc, new String[] {"q", "k", "v", "o", "dout", "dq", "dk", "dv"}, new MemorySegment[] {q, k, v, o, dout, dq, dk, dv}, lse);
         try { check("lt_attention_bwd", (int) need(attentionBwd, "lt_attention_bwd").invokeExact(desc, q, k, v, o, lse, dout, dq, dk, dv)); }
         catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** Per-thread scratch of lt_attention_decode_fwd: descriptor, pointer arrays and lengths, grown on demand. */
+    private static final ThreadLocal<MemorySegment[]> DECODE_SCRATCH = ThreadLocal.withInitial(() -> new MemorySegment[1]);
+
+    /**
+     * lt_attention_decode_fwd (inference only): row r's query q[r*ldq ..] (nh*hs floats) against rows 0 .. len[r]-1 of
+     * its caches k[r], v[r] (row stride ldkv floats), written to o[r*ldo ..]. Every segment is checked to hold what the
+     * kernel will touch (q and o their rows, each cache its len[r] rows), and o must not overlap q; the pointer arrays
+     * are built here from the segments, so no raw address crosses this method.
+     */
+    public void attentionDecodeFwd(long rows, long nh, long hs, float scale, MemorySegment q, long ldq, MemorySegment[] k,
+                                   MemorySegment[] v, long ldkv, int[] len, MemorySegment o, long ldo) {
+        String op = "lt_attention_decode_fwd";
+        if (rows < 0 || nh < 1 || hs < 1)
+            throw new IllegalArgumentException(op + ": rows " + rows + " must be >= 0, nh " + nh + " and hs " + hs + " >= 1");
+        long c = elems(op, nh, hs);
+        if (ldq < c || ldkv < c || ldo < c)
+            throw new IllegalArgumentException(op + ": ldq " + ldq + ", ldkv " + ldkv + ", ldo " + ldo + " must be >= nh*hs = " + c);
+        if (!Float.isFinite(scale)) throw new IllegalArgumentException(op + ": scale " + scale + " must be finite");
+        if (k == null || v == null || len == null || k.length < rows || v.length < rows || len.length < rows)
+            throw new IllegalArgumentException(op + ": k, v and len must hold " + rows + " entries");
+        if (rows == 0) return;
+        floats(op, "q (rows=" + rows + ", ldq=" + ldq + ")", q, matrixSpan(op, "q", rows, c, ldq, 0, 1));
+        floats(op, "o (rows=" + rows + ", ldo=" + ldo + ")", o, matrixSpan(op, "o", rows, c, ldo, 0, 1));
+        if (overlaps(q, o))
+            throw new IllegalArgumentException(op + ": o overlaps q");
+        for (int r = 0; r < rows; r++) {
+            if (len[r] < 1) throw new IllegalArgumentException(op + ": len[" + r + "] = " + len[r] + " must be >= 1");
+            if (k[r] == null || v[r] == null || k[r].address() == 0 || v[r].address() == 0)
+                throw new IllegalArgumentException(op + ": cache " + (k[r] == null || k[r].address() == 0 ? "k" : "v") + "[" + r + "] is null");
+            long span = matrixSpan(op, "cache", len[r], c, ldkv, 0, 1);
+            floats(op, "k[" + r + "] (len=" + len[r] + ", ldkv=" + ldkv + ")", k[r], span);
+            floats(op, "v[" + r + "] (len=" + len[r] + ", ldkv=" + ldkv + ")", v[r], span);
+            if (overlaps(o, k[r]) || overlaps(o, v[r])) throw new IllegalArgumentException(op + ": o overlaps the cache of row " + r);
+        }
+        MemorySegment[] holder = DECODE_SCRATCH.get();
+        long need = ATTENTION_DECODE_DESC.byteSize() + rows * 20;
+        if (holder[0] == null || holder[0].byteSize() < need) holder[0] = Arena.ofAuto().allocate(Math.max(need, 4096), 8);
+        MemorySegment s = holder[0], d = s.asSlice(0, ATTENTION_DECODE_DESC.byteSize());
+        long kp = ATTENTION_DECODE_DESC.byteSize(), vp = kp + rows * 8, lp = vp + rows * 8;
+        d.set(JAVA_LONG, 0, rows); d.set(JAVA_LONG, 8, nh); d.set(JAVA_LONG, 16, hs);
+        d.set(JAVA_LONG, 24, ldq); d.set(JAVA_LONG, 32, ldkv); d.set(JAVA_LONG, 40, ldo);
+        d.set(JAVA_FLOAT, 48, scale); d.set(JAVA_INT, 52, 0);
+        for (int r = 0; r < rows; r++) {
+            s.set(JAVA_LONG, kp + 8L * r, k[r].address());
+            s.set(JAVA_LONG, vp + 8L * r, v[r].address());
+            s.set(JAVA_INT, lp + 4L * r, len[r]);
+        }
+        try {
+            check(op, (int) need(attentionDecodeFwd, op).invokeExact(d, q, s.asSlice(kp, rows * 8), s.asSlice(vp, rows * 8),
+                    s.asSlice(lp, rows * 4), o));
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    private static boolean overlaps(MemorySegment a, MemorySegment b) {
+        return a.byteSize() > 0 && b.byteSize() > 0 && a.address() < b.address() + b.byteSize() && b.address() < a.address() + a.byteSize();
     }
 
     public void layernormFwd(long n, long c, float eps, MemorySegment x, MemorySegment w, MemorySegment b,

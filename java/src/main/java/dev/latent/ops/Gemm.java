@@ -114,6 +114,23 @@ public final class Gemm {
         call(transA, transB, m, n, k, alpha, beta, lda, ldb, ldc, 1, 0, 0, 0, a, 0, b, 0, c, 0, false);
     }
 
+    /**
+     * C (m, n) = alpha * A (m, k) B^T + beta * C with B stored (n, k) (a Linear layer's weight), through
+     * {@code lt_gemm_rows}: no packing, each element one dot product in a fixed order, so a row of C has the same bits
+     * whatever m and the thread count. For skinny products (decoding: m = sequences in flight), where lt_gemm's packing
+     * costs more than the product; slower than {@link #sgemm} once m reaches tens of rows. Bounds checked before the call.
+     */
+    public static void sgemmRows(long m, long n, long k, float alpha, MemorySegment a, long lda, MemorySegment b, long ldb,
+                                 float beta, MemorySegment c, long ldc) {
+        Supplier<String> what = () -> "gemm_rows(m=" + m + ", n=" + n + ", k=" + k + ", lda=" + lda + ", ldb=" + ldb + ", ldc=" + ldc + ")";
+        checkSizes(what, m, n, k, 1, 0, 0, 0);
+        checkOperand(what, "A", a, 0, m, k, lda, 0, 1);
+        checkOperand(what, "B", b, 0, n, k, ldb, 0, 1);
+        checkOperand(what, "C", c, 0, m, n, ldc, 0, 1);
+        if (m == 0 || n == 0) return;
+        LatentNative.get().gemmRows(desc(false, true, m, n, k, alpha, beta, lda, ldb, ldc, 1, 0, 0, 0), a, b, c);
+    }
+
     /** Strided-batch variant of {@link #sgemm}. */
     public static void sgemmBatched(boolean transA, boolean transB, long m, long n, long k, float alpha,
                                     MemorySegment a, long lda, long strideA, MemorySegment b, long ldb, long strideB,

@@ -2,7 +2,7 @@ package dev.latent.serve;
 
 import dev.latent.models.gpt.Gpt;
 import dev.latent.models.gpt.GptCheckpoint;
-import dev.latent.models.gpt.GptDecoder;
+import dev.latent.models.gpt.KvDecoder;
 import dev.latent.tensor.Scope;
 import dev.latent.text.Tokenizer;
 
@@ -15,13 +15,14 @@ import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Consumer;
 
 /**
  * A GPT served to many threads. The weights are loaded once into a shared scope; requests wait in one
  * bounded queue and are decoded by {@code lanes} threads, each stepping up to {@code maxBatch} requests
  * together (continuous batching: a request joins a lane's batch at the next token and leaves when done,
  * cancelled or past its deadline). A request's KV cache lives in its own scope, freed as it leaves.
- * Results do not depend on lanes, batch size or what else runs (see {@link GptDecoder}), so a request
+ * Results do not depend on lanes, batch size or what else runs (see {@link KvDecoder}), so a request
  * gives the same text alone, batched, or from {@code bin/latent sample gpt}.
  */
 public final class GptGenerator implements TextGenerator {
@@ -44,12 +45,32 @@ public final class GptGenerator implements TextGenerator {
     private final Scope owned;          // the weights' scope when loaded here, else null (the caller's)
     private final Gpt model;
     private final Tokenizer tok;
-    private final GptDecoder decoder;
+    private final KvDecoder decoder;
     private final Options opt;
     private final LinkedBlockingQueue<Job> queue = new LinkedBlockingQueue<>();
     private final AtomicInteger inFlight = new AtomicInteger();
     final AtomicInteger peakBatch = new AtomicInteger();     // the largest batch a lane stepped (tests)
     private final List<Thread> lanes = new ArrayList<>();
+    private final GeneratorMetrics.Recorder recorder = new GeneratorMetrics.Recorder();
+    private volatile Listener listener;
+
+    /**
+     * Observes the generator's work (for JFR events, tracing or metrics of the application's choice; the library itself
+     * depends on java.base only). Called on the decoding threads: keep it short; an exception from it is ignored.
+     */
+    public interface Listener {
+        /** One decode step: {@code sequences} stepped together in {@code nanos}, {@code drawn} tokens drawn. */
+        default void onStep(int sequences, int drawn, long nanos) {}
+
+        /** A request ended (any outcome): its time in the queue before its first step, and its result. */
+        default void onRequest(long queueNanos, TextResult result) {}
+    }
+
+    /** Sets (or with null removes) the {@link Listener}. */
+    public void listener(Listener l) { listener = l; }
+
+    /** Counts, rates and latency percentiles of the recent work (see {@link GeneratorMetrics}). */
+    public GeneratorMetrics metrics() { return recorder.snapshot(); }
     private volatile boolean closed;
 
     /** Serves {@code model} (whose scope the caller keeps open until {@link #close()}). */
@@ -59,7 +80,7 @@ public final class GptGenerator implements TextGenerator {
         this.owned = owned;
         this.model = model;
         this.tok = tokenizer;
-        this.decoder = new GptDecoder(model);
+        this.decoder = new KvDecoder(model);
         this.opt = options;
         for (int i = 0; i < options.lanes(); i++) {
             Thread t = new Thread(this::lane, "latent-gpt-lane-" + i);
@@ -69,11 +90,15 @@ public final class GptGenerator implements TextGenerator {
         }
     }
 
-    /** Loads a checkpoint (a training --out folder or a .safetensors file) and serves it. */
+    /**
+     * Loads a checkpoint (a training --out folder or a .safetensors file) and serves it. Only the weights are read
+     * ({@link GptCheckpoint#loadWeights}: through a mapping of the file, into the model's parameters; the optimizer
+     * moments are never touched), so the generator holds the weights once plus the KV caches of the requests in flight.
+     */
     public static GptGenerator load(Path checkpoint, Options options) throws IOException {
         Scope s = Scope.shared();
         try {
-            GptCheckpoint.Loaded l = GptCheckpoint.load(checkpoint, s);
+            GptCheckpoint.Loaded l = GptCheckpoint.loadWeights(checkpoint, s, false);
             return new GptGenerator(s, l.model(), l.tokenizer(), options);
         } catch (IOException | RuntimeException | Error e) {
             s.close();
@@ -97,25 +122,86 @@ public final class GptGenerator implements TextGenerator {
     private static final class Job {
         final TextRequest req;
         final int[] prompt;
-        final GptDecoder.Settings settings;
+        final KvDecoder.Settings settings;
         final RequestControl control;
+        final Consumer<String> onText;     // null: not streamed
         final CompletableFuture<TextResult> future = new CompletableFuture<>();
-        GptDecoder.Sequence seq;
+        KvDecoder.Sequence seq;
+        int seen, emitted, searchFrom;     // tokens looked at, characters handed to onText, where the stop search resumes
+        String stoppedText;                // the text up to the stop sequence, once one was produced
+        long queueNanos = -1;              // submission to admission into a lane's batch
 
-        Job(TextRequest req, int[] prompt, GptDecoder.Settings settings) {
+        Job(TextRequest req, int[] prompt, KvDecoder.Settings settings, Consumer<String> onText) {
             this.req = req;
             this.prompt = prompt;
             this.settings = settings;
             this.control = RequestControl.of(req.timeout());
+            this.onText = onText;
+        }
+
+        /**
+         * After a step that drew a token: looks for a stop sequence in the text so far and streams what is settled (text
+         * that could still become the start of a stop sequence, or a trailing partial character, is held back). True when
+         * a stop sequence was reached.
+         */
+        boolean progress(Tokenizer tok) {
+            if (req.stop().isEmpty() && onText == null) return false;
+            int n = seq.produced();
+            if (n == seen) return false;
+            seen = n;
+            String text = tok.decode(seq.generated());
+            int cut = -1, longest = 0;
+            for (String st : req.stop()) {
+                int i = text.indexOf(st, searchFrom);
+                if (i >= 0 && (cut < 0 || i < cut)) cut = i;
+                longest = Math.max(longest, st.length());
+            }
+            if (cut >= 0) {
+                stoppedText = text.substring(0, cut);
+                emit(stoppedText);
+                return true;
+            }
+            searchFrom = Math.max(0, text.length() - longest + 1);
+            int safe = text.length() - holdback(text);
+            if (safe > 0 && text.charAt(safe - 1) == '\uFFFD') safe--;   // a byte-level token may complete this character
+            emit(text.substring(0, safe));
+            return false;
+        }
+
+        /** The longest end of {@code text} that begins one of the stop sequences (it may yet become one). */
+        private int holdback(String text) {
+            int h = 0;
+            for (String st : req.stop())
+                for (int k = Math.min(st.length() - 1, text.length()); k > h; k--)
+                    if (text.regionMatches(text.length() - k, st, 0, k)) { h = k; break; }
+            return h;
+        }
+
+        /** Hands the part of {@code settled} past what was already streamed to onText. */
+        void emit(String settled) {
+            if (onText == null || settled.length() <= emitted) return;
+            String d = settled.substring(emitted);
+            emitted = settled.length();
+            onText.accept(d);
         }
     }
 
     @Override
-    public Pending<TextResult> submit(TextRequest r) {
+    public Pending<TextResult> submit(TextRequest r) { return submit(r, null); }
+
+    /**
+     * As {@link #submit(TextRequest)}, streaming: {@code onText} receives the generated text piece by piece as it is
+     * drawn (their concatenation is the result's text), called on a decoding thread between tokens, so it must return
+     * quickly (hand the piece to a queue or a socket); text that may still turn into one of the request's stop sequences,
+     * or a character a later byte-level token completes, is held back until settled. An exception from {@code onText}
+     * fails the request with it. Null: not streamed.
+     */
+    @Override
+    public Pending<TextResult> submit(TextRequest r, Consumer<String> onText) {
         if (closed) throw new IllegalStateException("generator is closed");
         int[] ids = tok.encode(r.prompt());        // IllegalArgumentException names a character outside the vocabulary
         decoder.checkPrompt(ids);
-        Job j = new Job(r, ids, new GptDecoder.Settings(r.maxTokens(), r.temperature(), r.topK(), r.topP(), r.seed()));
+        Job j = new Job(r, ids, new KvDecoder.Settings(r.maxTokens(), r.temperature(), r.topK(), r.topP(), r.seed()), onText);
         if (inFlight.incrementAndGet() > opt.maxQueued()) {
             inFlight.decrementAndGet();
             throw new RejectedExecutionException("generator busy: " + opt.maxQueued() + " requests in flight");
@@ -147,13 +233,28 @@ public final class GptGenerator implements TextGenerator {
                     if (stop != null) finish(active.remove(i), stop);
                 }
                 if (active.isEmpty()) continue;
-                List<GptDecoder.Sequence> seqs = new ArrayList<>(active.size());
+                List<KvDecoder.Sequence> seqs = new ArrayList<>(active.size());
                 for (Job j : active) seqs.add(j.seq);
+                long t0 = System.nanoTime();
                 try {
                     decoder.step(seqs);
+                    long dt = System.nanoTime() - t0;
+                    recorder.step(t0, seqs.size(), seqs.size());
+                    Listener l = listener;
+                    if (l != null) {
+                        try { l.onStep(seqs.size(), seqs.size(), dt); } catch (RuntimeException ignored) { /* an observer must not stop decoding */ }
+                    }
                 } catch (RuntimeException | Error e) {
                     for (Job j : active) fail(j, e);
                     active.clear();
+                }
+                for (int i = active.size() - 1; i >= 0; i--) {
+                    Job j = active.get(i);
+                    try {
+                        if (j.progress(tok)) finish(active.remove(i), Outcome.STOP);
+                    } catch (RuntimeException e) {      // the stream's callback failed: this request only
+                        fail(active.remove(i), e);
+                    }
                 }
             }
         } catch (InterruptedException e) {
@@ -170,6 +271,7 @@ public final class GptGenerator implements TextGenerator {
             return;
         }
         try {
+            j.queueNanos = j.control.elapsedNanos();
             j.seq = decoder.new Sequence(j.prompt, j.settings);
             active.add(j);
         } catch (RuntimeException | Error e) {
@@ -185,13 +287,21 @@ public final class GptGenerator implements TextGenerator {
             j.seq.close();
         }
         try {
-            done(j, new TextResult(tok.decode(out), out, j.prompt.length, o, j.control.elapsedNanos()));
+            String text = j.stoppedText != null ? j.stoppedText : tok.decode(out);
+            j.emit(text);
+            done(j, new TextResult(text, out, j.prompt.length, o, j.control.elapsedNanos()));
         } catch (RuntimeException e) {
             fail(j, e);
         }
     }
 
     private void done(Job j, TextResult r) {
+        long q = j.queueNanos >= 0 ? j.queueNanos : r.nanos();
+        recorder.request(q, r.nanos());
+        Listener l = listener;
+        if (l != null) {
+            try { l.onRequest(q, r); } catch (RuntimeException ignored) { /* an observer must not fail the request */ }
+        }
         inFlight.decrementAndGet();
         j.future.complete(r);
     }

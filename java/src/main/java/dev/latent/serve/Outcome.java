@@ -4,11 +4,13 @@ package dev.latent.serve;
 public enum Outcome {
     /** Everything asked for was produced (text: max_tokens reached). */
     COMPLETE,
+    /** The generated text reached one of the request's stop sequences (text: up to, not including, it). */
+    STOP,
     /** The request's deadline passed (checked between tokens or between the steps a model chooses). */
     DEADLINE,
     /** {@link Pending#cancel()} was called. */
     CANCELLED;
 
-    /** The lower-case name used on the wire ("complete", "deadline", "cancelled"). */
+    /** The lower-case name used on the wire ("complete", "stop", "deadline", "cancelled"). */
     public String wire() { return name().toLowerCase(java.util.Locale.ROOT); }
 }

@@ -97,10 +97,11 @@ class NativeLoaderTest {
                 {"b", "nh", "t", "hs", "causal", "scale"},
                 {"lr", "beta1", "beta2", "eps", "weight_decay", "grad_scale", "step"},
                 {"rank", "shape", "src_stride", "dst_stride"},
-                {"n", "c", "h", "w", "k", "r", "s", "oh", "ow", "stride_h", "stride_w", "pad_h", "pad_w"}};
+                {"n", "c", "h", "w", "k", "r", "s", "oh", "ow", "stride_h", "stride_w", "pad_h", "pad_w"},
+                {"rows", "nh", "hs", "ldq", "ldkv", "ldo", "scale", "pad_"}};
         java.lang.foreign.StructLayout[] layouts = {LatentNative.ATTENTION_DESC, LatentNative.ADAMW_DESC, LatentNative.COPY_DESC,
-                LatentNative.CONV2D_DESC};
-        for (int which = 1; which <= 4; which++) {
+                LatentNative.CONV2D_DESC, LatentNative.ATTENTION_DECODE_DESC};
+        for (int which = 1; which <= 5; which++) {
             long[] info = n.structInfo(which, fields[which - 1].length);
             var layout = layouts[which - 1];
             assertEquals(layout.byteSize(), info[0], "sizeof " + layout.name().orElseThrow());

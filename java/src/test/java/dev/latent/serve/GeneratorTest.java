@@ -151,4 +151,73 @@ class GeneratorTest {
         }
         assertEquals(base, Scope.liveBytes(), "each request's scope is closed");
     }
+
+    /** Streaming hands over the result's text piece by piece; a stop sequence ends the request before it, streamed or not. */
+    @Test
+    void streamingAndStopSequences() throws Exception {
+        try (Scope s = Scope.shared()) {
+            Gpt m = new Gpt(s, CFG, 5);
+            try (GptGenerator g = new GptGenerator(m, TOK, new GptGenerator.Options(2, 8, 64))) {
+                TextRequest r = new TextRequest("Some", 40, 0.9, 0, 1.0, 77, null);
+                TextResult plain = g.generate(r);
+                List<String> pieces = java.util.Collections.synchronizedList(new ArrayList<>());
+                TextResult streamed = g.submit(r, pieces::add).await();
+                assertEquals(plain.text(), streamed.text());
+                assertEquals(plain.text(), String.join("", pieces));
+                assertTrue(pieces.size() > 5, "the text arrived in " + pieces.size() + " pieces");
+                // a stop sequence taken from the middle of the text: the request ends before its first occurrence
+                String full = plain.text();
+                String stop = full.substring(10, 13);
+                int at = full.indexOf(stop);
+                for (boolean stream : new boolean[] {false, true}) {
+                    List<String> got = java.util.Collections.synchronizedList(new ArrayList<>());
+                    TextRequest rs = r.withStop(List.of("\u0000never", stop));
+                    TextResult res = stream ? g.submit(rs, got::add).await() : g.generate(rs);
+                    assertEquals(Outcome.STOP, res.outcome());
+                    assertEquals(full.substring(0, at), res.text());
+                    assertTrue(res.tokens().length < plain.tokens().length, "stopped early");
+                    if (stream) {
+                        assertEquals(res.text(), String.join("", got));
+                        for (String p : got) assertFalse(p.contains(stop), "a streamed piece holds the stop sequence: " + p);
+                    }
+                }
+                // a stop sequence never produced: complete, same text
+                assertEquals(plain.text(), g.generate(r.withStop(List.of("\u0000"))).text());
+                // a failing callback fails that request only
+                var e = assertThrows(IllegalStateException.class, () -> g.submit(r, t -> { throw new IllegalStateException("client gone"); }).await());
+                assertEquals("client gone", e.getMessage());
+                assertEquals(plain.text(), g.generate(r).text());
+            }
+        }
+        assertThrows(IllegalArgumentException.class, () -> new TextRequest("x", 1, 0, 0, 1, 1, null, List.of("")));
+    }
+
+    /** The metrics snapshot counts what ran; the listener sees every step and request. */
+    @Test
+    void metricsAndListener() throws Exception {
+        try (Scope s = Scope.shared()) {
+            Gpt m = new Gpt(s, CFG, 5);
+            try (GptGenerator g = new GptGenerator(m, TOK, new GptGenerator.Options(1, 8, 64))) {
+                assertEquals(0, g.metrics().requests());
+                assertTrue(Double.isNaN(g.metrics().latencyP50Ms()));
+                java.util.concurrent.atomic.AtomicInteger steps = new java.util.concurrent.atomic.AtomicInteger(), reqs = new java.util.concurrent.atomic.AtomicInteger();
+                java.util.concurrent.atomic.AtomicLong drawn = new java.util.concurrent.atomic.AtomicLong();
+                g.listener(new GptGenerator.Listener() {
+                    @Override public void onStep(int sequences, int d, long nanos) { steps.incrementAndGet(); drawn.addAndGet(d); }
+                    @Override public void onRequest(long queueNanos, TextResult r) { reqs.incrementAndGet(); }
+                });
+                List<Pending<TextResult>> ps = new ArrayList<>();
+                for (int i = 0; i < 6; i++) ps.add(g.submit(TextRequest.of("Call", 10, i)));
+                for (Pending<TextResult> p : ps) p.await();
+                GeneratorMetrics mt = g.metrics();
+                assertEquals(6, mt.requests());
+                assertEquals(60, mt.tokens());
+                assertEquals(60, drawn.get());
+                assertEquals(6, reqs.get());
+                assertEquals(mt.steps(), steps.get());
+                assertTrue(mt.meanBatch() >= 1 && mt.meanBatch() <= 6, "mean batch " + mt.meanBatch());
+                assertTrue(mt.latencyP50Ms() > 0 && mt.latencyP99Ms() >= mt.latencyP50Ms() && mt.queueWaitP99Ms() >= 0 && mt.tokensPerSecond() > 0, mt.toString());
+            }
+        }
+    }
 }

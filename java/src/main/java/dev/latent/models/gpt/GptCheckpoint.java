@@ -132,6 +132,83 @@ public final class GptCheckpoint {
         return new Loaded(model, tok, step, args, opt);
     }
 
+    /**
+     * Loads only what inference needs: the config, the tokenizer and the weights, read through a read-only mapping of
+     * the file ({@link SafeTensors#map}) straight into the model's parameters, one tensor at a time. The optimizer moments
+     * ("opt.*", about twice the weights) are never read, so resident memory is the weights once, not the whole file plus a
+     * copy (a serving process holds ~1x the weights instead of ~4x). Refuses NaN / infinite weights unless
+     * {@code allowNonFinite}. The result's {@code optState} is empty.
+     */
+    public static Loaded loadWeights(Path dirOrFile, Scope scope, boolean allowNonFinite) throws IOException {
+        Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(FILE) : dirOrFile;
+        if (!Files.isRegularFile(f)) throw new IOException("no checkpoint at " + f);
+        try (SafeTensors.Mapped mp = SafeTensors.map(f)) {
+            Map<String, String> meta = mp.metadata();
+            Header h = header(f, meta);
+            long held = 0;
+            for (String name : mp.names()) if (!name.startsWith("opt.")) held += numel(mp.shape(name));
+            long need = h.cfg.parameterCount();
+            if (need < 0 || need > held)
+                throw new IOException(f + ": config " + h.cfg + " needs " + (need < 0 ? "too many" : need) + " parameters, the file's weights hold " + held + " floats");
+            Gpt model = new Gpt(scope, h.cfg, 0);
+            for (Map.Entry<String, Var> e : model.namedParameters().entrySet()) {
+                if (!mp.has(e.getKey())) throw new IOException(f + ": missing tensor " + e.getKey());
+                Tensor dst = e.getValue().value();
+                long[] shape = mp.shape(e.getKey());
+                if (!Arrays.equals(shape, dst.shape()))
+                    throw new IOException(f + ": tensor " + e.getKey() + " has shape " + Arrays.toString(shape) + ", config says " + Arrays.toString(dst.shape()));
+                mp.copyTo(e.getKey(), dst.segment());
+                long bad = dev.latent.train.Limits.nonFinite(dst);
+                if (bad == 0) continue;
+                String what = f + ": tensor " + e.getKey() + " holds " + bad + " NaN or infinite value" + (bad == 1 ? "" : "s");
+                if (!allowNonFinite) throw new IOException(what + " (a diverged or damaged checkpoint; --allow-nonfinite loads it anyway)");
+                System.getLogger("dev.latent").log(System.Logger.Level.WARNING, what);
+            }
+            return new Loaded(model, h.tok, h.step, h.args, Map.of());
+        }
+    }
+
+    private static long numel(long[] shape) {
+        long n = 1;
+        for (long d : shape) n = Math.multiplyExact(n, d);
+        return n;
+    }
+
+    private record Header(GptConfig cfg, Tokenizer tok, long step, Map<String, Object> args) {}
+
+    /** Format, config, tokenizer (matching the config's vocabulary), step and args from a checkpoint's metadata. */
+    private static Header header(Path f, Map<String, String> meta) throws IOException {
+        if (!FORMAT.equals(meta.get("format"))) throw new IOException(f + ": not a Latent GPT checkpoint (format " + meta.get("format") + ")");
+        if (meta.get("config") == null || meta.get("tokenizer") == null) throw new IOException(f + ": metadata lacks config or tokenizer");
+        GptConfig cfg;
+        Tokenizer tok;
+        try {
+            Map<String, Object> c = JsonReader.parseObject(meta.get("config"));
+            Object act = c.getOrDefault("activation", GptConfig.Activation.GELU.id());
+            if (!(act instanceof String a)) throw new IllegalArgumentException("activation " + act + " is not a string");
+            cfg = new GptConfig(num(c, "vocab"), num(c, "layers"), num(c, "heads"), num(c, "dim"), num(c, "context"),
+                    Boolean.TRUE.equals(c.get("tied")), GptConfig.Activation.of(a));
+            tok = Tokenizer.fromJson(meta.get("tokenizer"));
+        } catch (IllegalArgumentException e) {
+            throw new IOException(f + ": bad metadata: " + e.getMessage(), e);
+        }
+        if (tok.vocabSize() != cfg.vocab()) throw new IOException(f + ": tokenizer has " + tok.vocabSize() + " tokens, model " + cfg.vocab());
+        long step;
+        try {
+            step = Long.parseLong(meta.getOrDefault("step", "0"));
+        } catch (NumberFormatException e) {
+            throw new IOException(f + ": bad step " + meta.get("step"));
+        }
+        if (step < 0) throw new IOException(f + ": bad step " + step + " (must be >= 0)");
+        Map<String, Object> args;
+        try {
+            args = meta.containsKey("args") ? JsonReader.parseObject(meta.get("args")) : Map.of();
+        } catch (IllegalArgumentException e) {
+            throw new IOException(f + ": bad args metadata: " + e.getMessage(), e);
+        }
+        return new Header(cfg, tok, step, args);
+    }
+
     /** Copies saved moments into {@code opt} and sets its step. */
     public static void restore(AdamW opt, Loaded l) throws IOException {
         for (var e : opt.state().entrySet()) {

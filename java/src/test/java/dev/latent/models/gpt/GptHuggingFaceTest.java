@@ -193,7 +193,7 @@ class GptHuggingFaceTest {
             assertEquals("hello, the world", l.tokenizer().decode(l.tokenizer().encode("hello, the world")));
             // the KV-cache decoder runs the same MLP: its greedy continuation is the full forward's argmax
             int[] prompt = java.util.Arrays.copyOf(ids[0], 6);
-            int[] next = new GptDecoder(l.model()).generate(prompt, new GptDecoder.Settings(1, 0, 0, 1, 1));
+            int[] next = new KvDecoder(l.model()).generate(prompt, new KvDecoder.Settings(1, 0, 0, 1, 1));
             float[] full;
             try (Graph g = Graph.inference()) {
                 MemorySegment seg = g.scope().allocateUninitialized(4L * prompt.length);

@@ -1,0 +1,376 @@
+package dev.latent.models.gpt;
+
+import dev.latent.nativ.LatentNative;
+import dev.latent.ops.Gemm;
+import dev.latent.tensor.Scope;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+import java.util.List;
+import java.util.function.IntConsumer;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+/**
+ * KV-cache decoding of a {@link Gpt} on the model's own native kernels: a batched incremental forward in which every
+ * row is one position of one sequence. Per step the rows of all sequences go through each block as one (R, C) batch:
+ * LayerNorm ({@code lt_layernorm_fwd}), the projections and the MLP as {@code lt_gemm_rows} calls on the model's
+ * weights (read in place, never copied or packed: {@link Gemm#sgemmRows}, the GEMM for a few rows), GELU ({@code lt_gelu_fwd}), and attention as {@code lt_attention_decode_fwd}, one
+ * query per row against its own sequence's cache (K and V per layer, in native memory owned by the sequence). A
+ * sequence feeds its whole prompt in its first step (as many rows as tokens, each seeing the cache up to itself) and
+ * one token per step after that.
+ * <p>
+ * Bits: every kernel here computes an output row with the same code whatever the number of rows and threads
+ * (lt_gemm_rows sums each element in one fixed order, LayerNorm and GELU are row- and element-wise, decode attention computes a
+ * (row, head) pair in one task), so a sequence gives the same logits alone, in any batch, with its prompt fed at
+ * once or token by token, and on any thread count: a request's tokens depend only on the model and its settings.
+ * Against the full forward ({@link Gpt#logits}, whose attention is the tiled FlashAttention kernel) the logits agree
+ * to float rounding, not bit for bit (KvDecoderTest states the tolerance).
+ * <p>
+ * When the context fills, a sequence's cache is rebuilt from the newest half of its window (learned absolute
+ * positions forbid sliding in place), fed as one chunk. The model is only read, so one decoder serves any number of
+ * threads, each stepping its own sequences; a {@link Sequence} belongs to the thread that opened it.
+ */
+public final class KvDecoder {
+    private static final float LN_EPS = 1e-5f;
+
+    private final Gpt m;
+    private final int layers, heads, hs, c, ctx, vocab;
+    private final float scale;
+    private final boolean tanhGelu;
+    private final Layer[] ls;
+    private final MemorySegment wte, wpe, lnFw, lnFb, headW, headB;
+
+    /** One block's weights as native segments (views of the model's parameters). */
+    private record Layer(MemorySegment ln1w, MemorySegment ln1b, MemorySegment qkvW, MemorySegment qkvB, MemorySegment projW,
+                         MemorySegment projB, MemorySegment ln2w, MemorySegment ln2b, MemorySegment fcW, MemorySegment fcB,
+                         MemorySegment fc2W, MemorySegment fc2B) {}
+
+    public KvDecoder(Gpt model) {
+        m = model;
+        GptConfig cfg = model.cfg;
+        layers = cfg.layers(); heads = cfg.heads(); hs = cfg.headSize(); c = cfg.dim(); ctx = cfg.context(); vocab = cfg.vocab();
+        scale = (float) (1.0 / Math.sqrt(hs));
+        tanhGelu = cfg.activation() == GptConfig.Activation.GELU_TANH;
+        ls = new Layer[layers];
+        for (int l = 0; l < layers; l++) {
+            Gpt.Block b = model.blocks.get(l);
+            ls[l] = new Layer(seg(b.ln1.weight), seg(b.ln1.bias), seg(b.attn.attn.weight), seg(b.attn.attn.bias), seg(b.attn.proj.weight),
+                    seg(b.attn.proj.bias), seg(b.ln2.weight), seg(b.ln2.bias), seg(b.mlp.fc.weight), seg(b.mlp.fc.bias),
+                    seg(b.mlp.proj.weight), seg(b.mlp.proj.bias));
+        }
+        wte = seg(model.wte.weight);
+        wpe = seg(model.wpe.weight);
+        lnFw = seg(model.lnF.weight);
+        lnFb = seg(model.lnF.bias);
+        headW = model.head == null ? wte : seg(model.head.weight);
+        headB = model.head == null || model.head.bias == null ? null : seg(model.head.bias);
+    }
+
+    private static MemorySegment seg(dev.latent.autograd.Var v) {
+        if (v == null) return null;
+        if (v.value().device() != dev.latent.tensor.Device.CPU)
+            throw new IllegalArgumentException("KV-cache decoding runs on the CPU; the model's weights are on " + v.value().device());
+        return v.value().contiguous().segment();
+    }
+
+    public Gpt model() { return m; }
+
+    /** Settings of one generation. {@code topK = 0} and {@code topP = 1} disable those filters (a negative topK is refused); temperature 0 is greedy. */
+    public record Settings(int tokens, double temperature, int topK, double topP, long seed) {
+        public Settings {
+            if (tokens < 0) throw new IllegalArgumentException("tokens must be >= 0, got " + tokens);
+            dev.latent.train.Limits.sampling(temperature, topK, topP);   // the same limits as the CLI and the service
+        }
+    }
+
+    /** Checks a prompt's ids against the vocabulary (at least one id). */
+    public void checkPrompt(int[] prompt) {
+        if (prompt.length == 0) throw new IllegalArgumentException("prompt must hold at least one token");
+        for (int id : prompt)
+            if (id < 0 || id >= vocab) throw new IllegalArgumentException("prompt token " + id + " outside [0, " + vocab + ")");
+    }
+
+    /** Bytes of one sequence's KV cache (K and V of every layer, the whole context). */
+    public long cacheBytes() { return 2L * layers * ctx * c * 4; }
+
+    /**
+     * One sequence's KV cache: per layer K and V, (context, C) each, in one native block of its own confined scope,
+     * and the tokens at its positions. Low-level: {@link #forward} appends to it; {@link Sequence} adds sampling.
+     */
+    public final class Cache implements AutoCloseable {
+        private final Scope scope;
+        private final MemorySegment kv;
+        private final MemorySegment[] k = new MemorySegment[layers], v = new MemorySegment[layers];
+        final int[] window = new int[ctx];
+        int length;
+
+        public Cache() {
+            scope = Scope.confined();
+            try {
+                kv = scope.allocateUninitialized(cacheBytes());
+                long per = (long) ctx * c * 4;
+                for (int l = 0; l < layers; l++) {
+                    k[l] = kv.asSlice(2L * l * per, per);
+                    v[l] = kv.asSlice((2L * l + 1) * per, per);
+                }
+            } catch (RuntimeException | Error e) {
+                scope.close();
+                throw e;
+            }
+        }
+
+        /** Positions filled. */
+        public int length() { return length; }
+
+        /** Forgets every position (the memory is kept). */
+        public void reset() { length = 0; }
+
+        @Override
+        public void close() { scope.close(); }
+    }
+
+    /**
+     * Runs {@code tokens.get(i)} at the next positions of {@code caches.get(i)} (all rows of all caches as one batch),
+     * appending their K and V. Returns the logits of the last row of each cache, (caches, vocab) row-major, or, with
+     * {@code allRows}, of every row in order (sum of token counts, vocab). A cache must have room for its tokens.
+     */
+    public float[] forward(List<Cache> caches, List<int[]> tokens, boolean allRows) {
+        int n = caches.size();
+        if (tokens.size() != n) throw new IllegalArgumentException(n + " caches but " + tokens.size() + " token lists");
+        int rows = 0;
+        for (int i = 0; i < n; i++) {
+            int[] t = tokens.get(i);
+            Cache q = caches.get(i);
+            if (t.length == 0) throw new IllegalArgumentException("cache " + i + ": no tokens to run");
+            if (q.length + t.length > ctx)
+                throw new IllegalArgumentException("cache " + i + ": " + q.length + " positions + " + t.length + " tokens > context " + ctx);
+            for (int id : t) if (id < 0 || id >= vocab) throw new IllegalArgumentException("token " + id + " outside [0, " + vocab + ")");
+            rows += t.length;
+        }
+        if (rows == 0) return new float[0];
+        LatentNative nat = LatentNative.get();
+        try (Scope sc = Scope.confined()) {
+            long rc = (long) rows * c;
+            MemorySegment x = sc.allocateUninitialized(rc * 4), h = sc.allocateUninitialized(rc * 4), y = sc.allocateUninitialized(rc * 4);
+            MemorySegment qkv = sc.allocateUninitialized(3 * rc * 4), f = sc.allocateUninitialized(4 * rc * 4);
+            MemorySegment f2 = tanhGelu ? sc.allocateUninitialized(4 * rc * 4) : null;
+            MemorySegment mean = sc.allocateUninitialized(4L * rows), rstd = sc.allocateUninitialized(4L * rows);
+            Cache[] rowCache = new Cache[rows];
+            int[] pos = new int[rows];
+            long cb = 4L * c;
+            int r = 0;
+            for (int i = 0; i < n; i++) {
+                Cache q = caches.get(i);
+                int base = r;
+                for (int id : tokens.get(i)) {
+                    int p = q.length + (r - base);
+                    rowCache[r] = q;
+                    pos[r] = p;
+                    MemorySegment.copy(wte, id * cb, x, r * cb, cb);
+                    MemorySegment.copy(wpe, p * cb, y, r * cb, cb);
+                    r++;
+                }
+            }
+            nat.axpby(rc, 1f, y, 1f, x);                                           // x = wte[id] + wpe[pos]
+            MemorySegment[] kr = new MemorySegment[rows], vr = new MemorySegment[rows];
+            int[] len = new int[rows];
+            for (int j = 0; j < rows; j++) len[j] = pos[j] + 1;
+            for (int l = 0; l < layers; l++) {
+                Layer w = ls[l];
+                nat.layernormFwd(rows, c, LN_EPS, x, w.ln1w, w.ln1b, h, mean, rstd);
+                linear(h, rows, c, 3 * c, w.qkvW, w.qkvB, qkv);                   // (R, 3C): q | k | v
+                for (int j = 0; j < rows; j++) {
+                    long dst = pos[j] * cb, src = j * 3 * cb;
+                    MemorySegment.copy(qkv, src + cb, rowCache[j].k[l], dst, cb);
+                    MemorySegment.copy(qkv, src + 2 * cb, rowCache[j].v[l], dst, cb);
+                    kr[j] = rowCache[j].k[l];
+                    vr[j] = rowCache[j].v[l];
+                }
+                nat.attentionDecodeFwd(rows, heads, hs, scale, qkv, 3L * c, kr, vr, c, len, h, c);   // h = attention output
+                linear(h, rows, c, c, w.projW, w.projB, y);
+                nat.axpby(rc, 1f, y, 1f, x);
+                nat.layernormFwd(rows, c, LN_EPS, x, w.ln2w, w.ln2b, h, mean, rstd);
+                linear(h, rows, c, 4 * c, w.fcW, w.fcB, f);
+                MemorySegment act = gelu(nat, f, 4 * rc, f2);
+                linear(act, rows, 4 * c, c, w.fc2W, w.fc2B, y);
+                nat.axpby(rc, 1f, y, 1f, x);
+            }
+            for (int i = 0; i < n; i++) {
+                Cache q = caches.get(i);
+                int[] t = tokens.get(i);
+                System.arraycopy(t, 0, q.window, q.length, t.length);
+                q.length += t.length;
+            }
+            // Logits only for the rows asked for: the last of each cache (a prompt's other rows only fill the cache).
+            int out = allRows ? rows : n;
+            MemorySegment xs = x;
+            if (!allRows && out != rows) {
+                xs = sc.allocateUninitialized((long) out * cb);
+                for (int i = 0, last = -1; i < n; i++) {
+                    last += tokens.get(i).length;
+                    MemorySegment.copy(x, last * cb, xs, i * cb, cb);
+                }
+            }
+            nat.layernormFwd(out, c, LN_EPS, xs, lnFw, lnFb, h, mean, rstd);
+            MemorySegment lg = sc.allocateUninitialized((long) out * vocab * 4);
+            linear(h, out, c, vocab, headW, headB, lg);
+            return lg.toArray(JAVA_FLOAT);
+        }
+    }
+
+    /** y (rows, out) = x (rows, in) W^T + b, W (out, in) as the model stores it. */
+    private static void linear(MemorySegment x, int rows, int in, int out, MemorySegment w, MemorySegment b, MemorySegment y) {
+        Gemm.sgemmRows(rows, out, in, 1f, x, in, w, in, 0f, y, out);
+        if (b != null) LatentNative.get().addRows(rows, out, 1, y, b, y);
+    }
+
+    private static final float GELU_TANH_K = (float) Math.sqrt(2 / Math.PI);
+
+    /** The MLP's activation over n elements of f: exact GELU in place, or GPT-2's tanh form into t. */
+    private MemorySegment gelu(LatentNative nat, MemorySegment f, long n, MemorySegment t) {
+        if (!tanhGelu) {
+            nat.geluFwd(n, f, f);
+            return f;
+        }
+        // 0.5 x (1 + tanh(k (x + 0.044715 x^3))), as Gpt.geluTanh composes it
+        nat.mul(n, f, f, t);                          // x^2
+        nat.mul(n, t, f, t);                          // x^3
+        nat.axpby(n, 1f, f, 0.044715f, t);            // x + 0.044715 x^3
+        nat.axpby(n, 0f, f, GELU_TANH_K, t);          // * k
+        nat.actFwd(LatentNative.ACT_TANH, n, 0f, t, t);
+        nat.mul(n, f, t, t);                          // x tanh
+        nat.axpby(n, 0.5f, f, 0.5f, t);               // 0.5 x + 0.5 x tanh
+        return t;
+    }
+
+    /**
+     * A sequence in progress: its {@link Cache}, the tokens still to feed, and what it generated so far. Confined to
+     * the thread that opened it.
+     */
+    public final class Sequence implements AutoCloseable {
+        private final Settings s;
+        private final Cache cache;
+        private final MemorySegment u;
+        private final Scope uScope;
+        private int[] feed;          // tokens to run through the model before the next draw
+        private final int[] out;
+        private int produced;
+
+        public Sequence(int[] prompt, Settings settings) {
+            checkPrompt(prompt);
+            s = settings;
+            cache = new Cache();
+            uScope = Scope.confined();
+            u = uScope.allocateUninitialized(4);
+            feed = Arrays.copyOfRange(prompt, Math.max(0, prompt.length - ctx), prompt.length);
+            out = new int[settings.tokens()];
+        }
+
+        /** Every requested token is drawn. */
+        public boolean done() { return produced == out.length; }
+
+        /** The tokens generated so far (all of them once {@link #done()}). */
+        public int[] generated() { return Arrays.copyOf(out, produced); }
+
+        /** How many tokens were drawn so far. */
+        public int produced() { return produced; }
+
+        /** The i-th drawn token (i below {@link #produced()}). */
+        public int token(int i) {
+            if (i < 0 || i >= produced) throw new IndexOutOfBoundsException("token " + i + " of " + produced);
+            return out[i];
+        }
+
+        public Settings settings() { return s; }
+
+        /** The tokens to run this step (rebuilding the cache from the newest half of the window first when it is full). */
+        private int[] pending() {
+            if (cache.length + feed.length > ctx) {   // full: refeed the newest half, then what was pending, from position 0
+                int keep = Math.min(ctx / 2, cache.length);
+                int[] next = new int[keep + feed.length];
+                System.arraycopy(cache.window, cache.length - keep, next, 0, keep);
+                System.arraycopy(feed, 0, next, keep, feed.length);
+                feed = next;
+                cache.reset();
+            }
+            return feed;
+        }
+
+        /** After a step: draws the next token from this sequence's logits row. */
+        private void accept(float[] logits, int row) {
+            float[] l = Arrays.copyOfRange(logits, row * vocab, (row + 1) * vocab);
+            float uniform = 0f;
+            if (s.temperature() != 0) {   // greedy draws nothing
+                LatentNative.get().randUniform(u, 1, s.seed(), produced);
+                uniform = u.get(JAVA_FLOAT, 0);
+            }
+            int t = Sampling.pick(l, s.temperature(), s.topK(), s.topP(), uniform);
+            out[produced++] = t;
+            feed = new int[] {t};
+        }
+
+        /** Frees the KV cache. */
+        @Override
+        public void close() {
+            try {
+                cache.close();
+            } finally {
+                uScope.close();
+            }
+        }
+    }
+
+    /** Generates {@code s.tokens()} tokens after {@code prompt} on the calling thread. */
+    public int[] generate(int[] prompt, Settings s) {
+        return generate(prompt, s, t -> {});
+    }
+
+    /** As {@link #generate(int[], Settings)}, handing each token to {@code onToken} as soon as it is drawn (streaming). */
+    public int[] generate(int[] prompt, Settings s, IntConsumer onToken) {
+        try (Sequence q = new Sequence(prompt, s)) {
+            List<Sequence> one = List.of(q);
+            while (!q.done()) {
+                step(one);
+                onToken.accept(q.out[q.produced - 1]);
+            }
+            return q.generated();
+        }
+    }
+
+    /**
+     * Rows per forward pass, past which a step runs its sequences in several passes (a sequence's chunk is never split):
+     * bounds the step's scratch (~ (10 C + vocab) floats a row) when many sequences feed prompts or rebuild their caches
+     * at once. The bits do not change: rows are computed independently.
+     */
+    static final int MAX_ROWS = 128;
+
+    /** Advances every sequence (none of them done) by one drawn token, their pending rows as one batch (or a few). */
+    public void step(List<Sequence> seqs) {
+        int b = seqs.size();
+        if (b == 0) return;
+        int[][] pend = new int[b][];
+        for (int r = 0; r < b; r++) {
+            Sequence q = seqs.get(r);
+            if (q.done()) throw new IllegalArgumentException("sequence " + r + " is already done");
+            pend[r] = q.pending();
+        }
+        java.util.ArrayList<Cache> caches = new java.util.ArrayList<>(b);
+        java.util.ArrayList<int[]> toks = new java.util.ArrayList<>(b);
+        int first = 0, rows = 0;
+        for (int r = 0; r <= b; r++) {
+            if (r == b || (rows > 0 && rows + pend[r].length > MAX_ROWS)) {
+                float[] lg = forward(caches, toks, false);
+                for (int i = first; i < r; i++) seqs.get(i).accept(lg, i - first);
+                caches.clear();
+                toks.clear();
+                first = r;
+                rows = 0;
+                if (r == b) break;
+            }
+            caches.add(seqs.get(r).cache);
+            toks.add(pend[r]);
+            rows += pend[r].length;
+        }
+    }
+}

@@ -1,0 +1,231 @@
+package dev.latent.models.gpt;
+
+import dev.latent.autograd.Graph;
+import dev.latent.autograd.Var;
+import dev.latent.nativ.LatentNative;
+import dev.latent.tensor.Scope;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.SplittableRandom;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * KV-cache decoding on the native kernels against the model's full forward ({@link Gpt#logits}), on random models
+ * whose weights are large enough (std 0.3 / sqrt(fan-in) scaled up, LayerNorm gains 1 +- 0.2) that the logits spread
+ * over several units and greedy choices are not near-ties.
+ * <p>
+ * Tolerance. Both paths run the same LayerNorm and GELU kernels; they differ in the GEMMs (decode: lt_gemm_rows, one
+ * dot product per element; full: lt_gemm's blocked sums), each within (K + 2) u sum|a b| of the exact product (u = 2^-24,
+ * K <= 4C), and in attention (decode: lt_attention_decode_fwd's blocked online softmax; full: the tiled FlashAttention
+ * forward), each within (2 HS + T + 16) u |V| of the exact value (attention_decode_test.c derives the decode bound,
+ * attention_test.c the same order for the tiled kernel). So each layer perturbs the residual stream by at most
+ * eps = 2 ((2 HS + T + 16) + 4 (4C + 2)) u relative (both paths' errors; four GEMMs per block), and that perturbation
+ * passes through the remaining layers, where LayerNorm renormalises it and each linear layer can grow it by at most its
+ * gain; we allow a growth of G = 4 per layer (the random weights here have gains of ~1-3; the worst ratio seen is
+ * printed: 0.006 when written). Per logit: |decode - full| <= (L G eps + 2 (C + 2) u) max|logits|, the last term the head's GEMM.
+ */
+class KvDecoderTest {
+    private static final double U = Math.ulp(1.0f) / 2;
+
+    static Gpt randomModel(Scope s, GptConfig cfg, long seed) {
+        Gpt m = new Gpt(s, cfg, seed);
+        SplittableRandom r = new SplittableRandom(seed);
+        m.namedParameters().forEach((name, v) -> {
+            MemorySegment seg = v.value().segment();
+            long n = v.value().numel();
+            long[] shape = v.value().shape();
+            for (long i = 0; i < n; i++) {
+                float x;
+                if (name.contains("ln") && name.endsWith("weight")) x = (float) (1 + 0.2 * r.nextGaussian());
+                else if (name.endsWith("bias")) x = (float) (0.1 * r.nextGaussian());
+                else if (name.startsWith("wte") || name.startsWith("wpe")) x = (float) r.nextGaussian();
+                else x = (float) (1.5 * r.nextGaussian() / Math.sqrt(shape[shape.length - 1]));
+                seg.setAtIndex(JAVA_FLOAT, i, x);
+            }
+        });
+        return m;
+    }
+
+    static float[] fullLogits(Gpt m, int[] ids) {
+        try (Graph g = Graph.inference(); Arena a = Arena.ofConfined()) {
+            MemorySegment x = a.allocateFrom(JAVA_INT, ids);
+            Var l = m.logits(x, 1, ids.length);
+            return l.value().toArray();
+        }
+    }
+
+    static double tolerance(GptConfig cfg, int t, float[] ref) {
+        double mx = 0;
+        for (float v : ref) mx = Math.max(mx, Math.abs(v));
+        double eps = 2.0 * ((2 * cfg.headSize() + t + 16) + 4.0 * (4 * cfg.dim() + 2)) * U;
+        return (cfg.layers() * 4.0 * eps + 2.0 * (cfg.dim() + 2) * U) * mx;
+    }
+
+    static final GptConfig[] CONFIGS = {
+            new GptConfig(37, 2, 3, 48, 40, true),
+            new GptConfig(29, 3, 2, 30, 23, false, GptConfig.Activation.GELU_TANH),
+            new GptConfig(65, 1, 1, 7, 9, false),
+    };
+
+    @Test
+    void logitsMatchTheFullForwardAndDoNotDependOnBatchingOrFeeding() {
+        double worst = 0;
+        for (int ci = 0; ci < CONFIGS.length; ci++) {
+            GptConfig cfg = CONFIGS[ci];
+            SplittableRandom r = new SplittableRandom(100 + ci);
+            try (Scope s = Scope.shared()) {
+                Gpt m = randomModel(s, cfg, 7 + ci);
+                KvDecoder d = new KvDecoder(m);
+                for (int trial = 0; trial < 4; trial++) {
+                    int t = 1 + r.nextInt(cfg.context());
+                    int[] ids = r.ints(t, 0, cfg.vocab()).toArray();
+                    float[] full = fullLogits(m, ids);
+                    double tol = tolerance(cfg, t, full);
+                    // the whole prompt as one chunk, every row's logits
+                    float[] once;
+                    try (KvDecoder.Cache c = d.new Cache()) {
+                        once = d.forward(List.of(c), List.of(ids), true);
+                        assertEquals(t, c.length());
+                    }
+                    assertEquals(full.length, once.length);
+                    for (int i = 0; i < full.length; i++) {
+                        double e = Math.abs(once[i] - full[i]);
+                        worst = Math.max(worst, e / tol);
+                        assertTrue(e <= tol, "config " + ci + " T " + t + " logit " + i + ": decode " + once[i] + " full " + full[i]
+                                + " (|diff| " + e + " > tol " + tol + ")");
+                    }
+                    // token by token, in a batch with two other sequences: the same bits
+                    int[] other1 = r.ints(1 + r.nextInt(cfg.context()), 0, cfg.vocab()).toArray();
+                    int[] other2 = r.ints(cfg.context(), 0, cfg.vocab()).toArray();
+                    try (KvDecoder.Cache c = d.new Cache(); KvDecoder.Cache o1 = d.new Cache(); KvDecoder.Cache o2 = d.new Cache()) {
+                        d.forward(List.of(o1, o2), List.of(other1, Arrays.copyOf(other2, 1)), false);
+                        for (int p = 0; p < t; p++) {
+                            int[] one = {ids[p]};
+                            List<KvDecoder.Cache> cs = new ArrayList<>(List.of(c));
+                            List<int[]> ts = new ArrayList<>(List.of(one));
+                            if (o2.length() < cfg.context()) { cs.add(0, o2); ts.add(0, new int[] {other2[o2.length()]}); }
+                            float[] got = d.forward(cs, ts, false);
+                            int row = cs.size() - 1;
+                            float[] mine = Arrays.copyOfRange(got, row * cfg.vocab(), (row + 1) * cfg.vocab());
+                            float[] want = Arrays.copyOfRange(once, p * cfg.vocab(), (p + 1) * cfg.vocab());
+                            assertArrayEquals(want, mine, "config " + ci + ": position " + p + " fed alone in a batch differs from the prompt chunk");
+                        }
+                    }
+                }
+            }
+        }
+        System.out.printf("KvDecoderTest: worst |decode - full| = %.3f of the tolerance%n", worst);
+    }
+
+    /** Greedy decoding picks the full forward's argmax at every step, through a context rollover. */
+    @Test
+    void greedyTokensEqualTheFullForwardsArgmax() {
+        for (int ci = 0; ci < CONFIGS.length; ci++) {
+            GptConfig cfg = CONFIGS[ci];
+            SplittableRandom r = new SplittableRandom(200 + ci);
+            try (Scope s = Scope.shared()) {
+                Gpt m = randomModel(s, cfg, 17 + ci);
+                KvDecoder d = new KvDecoder(m);
+                int[] prompt = r.ints(1 + r.nextInt(cfg.context() / 2 + 1), 0, cfg.vocab()).toArray();
+                int n = cfg.context() + 5;   // runs past the context: the cache is rebuilt from its newest half
+                int[] got = d.generate(prompt, new KvDecoder.Settings(n, 0, 0, 1, 1));
+                int[] seq = prompt.clone();
+                for (int i = 0; i < n; i++) {
+                    float[] full = fullLogits(m, seq);
+                    int v = cfg.vocab(), last = (seq.length - 1) * v, best = 0;
+                    for (int j = 1; j < v; j++) if (full[last + j] > full[last + best]) best = j;
+                    assertEquals(best, got[i], "config " + ci + " token " + i);
+                    int[] next = Arrays.copyOf(seq, seq.length + 1);
+                    next[seq.length] = best;
+                    if (next.length > cfg.context()) {   // the decoder's rollover: the newest half of the window, then the new token
+                        int keep = cfg.context() / 2;
+                        int[] w = new int[keep + 1];
+                        System.arraycopy(seq, seq.length - keep, w, 0, keep);
+                        w[keep] = best;
+                        next = w;
+                    }
+                    seq = next;
+                }
+            }
+        }
+    }
+
+    /** Sampled tokens depend on the seed only: not on the thread count, the batch, or what else is in it. */
+    @Test
+    void samplingIsDeterministicAcrossThreadsAndBatches() {
+        GptConfig cfg = CONFIGS[0];
+        LatentNative nat = LatentNative.get();
+        int old = nat.numThreads();
+        try (Scope s = Scope.shared()) {
+            Gpt m = randomModel(s, cfg, 3);
+            KvDecoder d = new KvDecoder(m);
+            KvDecoder.Settings st = new KvDecoder.Settings(30, 4.0, 20, 0.99, 42);
+            int[] prompt = {1, 2, 3, 4, 5};
+            nat.setNumThreads(1);
+            int[] one = d.generate(prompt, st);
+            nat.setNumThreads(2);
+            int[] two = d.generate(prompt, st);
+            assertArrayEquals(one, two, "1 and 2 native threads");
+            try (KvDecoder.Sequence a = d.new Sequence(prompt, st); KvDecoder.Sequence b = d.new Sequence(new int[] {7, 7}, new KvDecoder.Settings(12, 1, 0, 1, 9))) {
+                List<KvDecoder.Sequence> both = new ArrayList<>(List.of(a, b));
+                while (!both.isEmpty()) {
+                    d.step(both);
+                    both.removeIf(KvDecoder.Sequence::done);
+                }
+                assertArrayEquals(one, a.generated(), "batched with another sequence");
+            }
+            assertTrue(!Arrays.equals(one, d.generate(prompt, new KvDecoder.Settings(30, 4.0, 20, 0.99, 43))), "another seed draws other tokens");
+        } finally {
+            nat.setNumThreads(old);
+        }
+    }
+
+    @Test
+    void badInputIsRefusedByName() {
+        GptConfig cfg = CONFIGS[2];
+        try (Scope s = Scope.shared()) {
+            KvDecoder d = new KvDecoder(randomModel(s, cfg, 1));
+            assertThrows(IllegalArgumentException.class, () -> d.checkPrompt(new int[0]));
+            var e = assertThrows(IllegalArgumentException.class, () -> d.checkPrompt(new int[] {cfg.vocab()}));
+            assertTrue(e.getMessage().contains("outside"), e.getMessage());
+            try (KvDecoder.Cache c = d.new Cache()) {
+                var f = assertThrows(IllegalArgumentException.class, () -> d.forward(List.of(c), List.of(new int[cfg.context() + 1]), false));
+                assertTrue(f.getMessage().contains("context"), f.getMessage());
+                assertThrows(IllegalArgumentException.class, () -> d.forward(List.of(c), List.of(new int[] {-1}), false));
+                assertThrows(IllegalArgumentException.class, () -> d.forward(List.of(c), List.of(), false));
+            }
+        }
+    }
+
+    /** The binding checks every segment before the downcall: a cache too short for its len is refused by name. */
+    @Test
+    void bindingRefusesShortSegments() {
+        LatentNative nat = LatentNative.get();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment q = a.allocate(4 * 8), o = a.allocate(4 * 8), k = a.allocate(4 * 8 * 3), v = a.allocate(4 * 8 * 3);
+            nat.attentionDecodeFwd(1, 2, 4, 0.5f, q, 8, new MemorySegment[] {k}, new MemorySegment[] {v}, 8, new int[] {3}, o, 8);
+            var e = assertThrows(IllegalArgumentException.class, () -> nat.attentionDecodeFwd(1, 2, 4, 0.5f, q, 8,
+                    new MemorySegment[] {k}, new MemorySegment[] {v}, 8, new int[] {4}, o, 8));
+            assertTrue(e.getMessage().contains("k[0]"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> nat.attentionDecodeFwd(2, 2, 4, 0.5f, q, 8,
+                    new MemorySegment[] {k, k}, new MemorySegment[] {v, v}, 8, new int[] {1, 1}, o, 8));
+            assertTrue(e.getMessage().contains("q"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> nat.attentionDecodeFwd(1, 2, 4, 0.5f, q, 8,
+                    new MemorySegment[] {k}, new MemorySegment[] {v}, 8, new int[] {0}, o, 8));
+            assertTrue(e.getMessage().contains("len[0]"), e.getMessage());
+            assertThrows(IllegalArgumentException.class, () -> nat.attentionDecodeFwd(1, 2, 4, 0.5f, q, 8,
+                    new MemorySegment[] {o}, new MemorySegment[] {v}, 8, new int[] {1}, o, 8));
+        }
+    }
+}
