@@ -598,7 +598,7 @@ public final class LatentNative {
     }
 
     /**
-     * lt_sumsq_segments: the sum over k < nseg of lt_sumsq(len[k], x + offset[k]), added in order, in one parallel pass.
+     * lt_sumsq_segments: the sum over {@code k < nseg} of lt_sumsq(len[k], x + offset[k]), added in order, in one parallel pass.
      * {@code offset} and {@code len} hold nseg int64s each; every segment must lie inside {@code x} (checked here).
      */
     public double sumsqSegments(long nseg, MemorySegment offset, MemorySegment len, MemorySegment x, MemorySegment out) {
