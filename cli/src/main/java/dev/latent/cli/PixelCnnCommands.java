@@ -25,21 +25,21 @@ final class PixelCnnCommands {
             description = "Train a gated PixelCNN (256-way softmax per pixel) on 28 x 28 grey images; test bits/dim, a sample grid and a checkpoint per epoch.")
     static final class Train implements Callable<Integer> {
         @Option(names = "--data", description = "fashion-mnist, a folder of IDX files, or an IDX file (default: ${DEFAULT-VALUE})") String data = "fashion-mnist";
-        @Option(names = "--out", required = true) Path out;
+        @Option(names = "--out", description = "run folder for the checkpoint, metrics.jsonl and images (refused if it holds a run, unless --overwrite)", required = true) Path out;
         @Option(names = "--channels", description = "channels per stack (default: ${DEFAULT-VALUE})") int channels = 64;
         @Option(names = "--layers", description = "gated blocks, the first included (default: ${DEFAULT-VALUE})") int layers = 7;
         @Option(names = "--first-kernel", description = "the first block's kernel size, odd (default: ${DEFAULT-VALUE})") int firstKernel = 7;
         @Option(names = "--kernel", description = "the other blocks' kernel size, odd (default: ${DEFAULT-VALUE})") int kernel = 3;
         @Option(names = "--head", description = "channels of the output head's hidden layer (default: ${DEFAULT-VALUE})") int head = 256;
-        @Option(names = "--epochs") int epochs = 1;
-        @Option(names = "--batch") int batch = 32;
-        @Option(names = "--lr") float lr = 1e-3f;
-        @Option(names = "--seed") long seed = 1;
+        @Option(names = "--epochs", description = "passes over the training set (default: ${DEFAULT-VALUE})") int epochs = 1;
+        @Option(names = "--batch", description = "images per optimizer step (default: ${DEFAULT-VALUE})") int batch = 32;
+        @Option(names = "--lr", description = "Adam learning rate (default: ${DEFAULT-VALUE})") float lr = 1e-3f;
+        @Option(names = "--seed", description = "seed of the initial weights, the batch order and every random draw (same seed, same data: same bits) (default: ${DEFAULT-VALUE})") long seed = 1;
         @Option(names = "--limit", description = "use only the first N training images (default: all)") int limit = 0;
         @Option(names = "--test-limit", description = "evaluate on the first N test images (default: all)") int testLimit = 0;
         @Option(names = "--samples", description = "images in the per-epoch sample grid, 0 for none (default: ${DEFAULT-VALUE})") int samples = 64;
-        @Option(names = "--threads") Integer threads;
-        @Option(names = "--quiet") boolean quiet;
+        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
+        @Option(names = "--quiet", description = "no progress lines on stderr (the final JSON summary is still printed)") boolean quiet;
         @picocli.CommandLine.Mixin RunFolder folder;
         @picocli.CommandLine.Mixin PrecisionOption precision;
 
@@ -76,13 +76,13 @@ final class PixelCnnCommands {
     @Command(name = "pixelcnn", mixinStandardHelpOptions = true,
             description = "Sample a trained PixelCNN pixel by pixel into a PNG grid (cached sampler by default; --sampler naive recomputes the whole image per pixel).")
     static final class Sample implements Callable<Integer> {
-        @Option(names = "--checkpoint", required = true) Path checkpoint;
+        @Option(names = "--checkpoint", description = "a checkpoint file, or the run folder holding it", required = true) Path checkpoint;
         @Option(names = "--out", required = true, description = "PNG file") Path out;
-        @Option(names = "--n") int n = 64;
-        @Option(names = "--seed") long seed = 1;
+        @Option(names = "--n", description = "number of images to sample (default: ${DEFAULT-VALUE})") int n = 64;
+        @Option(names = "--seed", description = "seed of the pixel-by-pixel draws (same seed, same images) (default: ${DEFAULT-VALUE})") long seed = 1;
         @Option(names = "--sampler", description = "cached | naive (the same images; naive is the slow reference; default: ${DEFAULT-VALUE})") String sampler = "cached";
         @Option(names = "--pixels", description = "stop after the first N pixels of each image in raster order (to time the naive sampler; default: all)") Integer pixels;
-        @Option(names = "--threads") Integer threads;
+        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
         @Option(names = "--max-images", description = "cap on --n (default: ${DEFAULT-VALUE})") int maxImages = Limits.DEFAULT_MAX_IMAGES;
 
         @Override
@@ -122,10 +122,10 @@ final class PixelCnnCommands {
     @Command(name = "pixelcnn", mixinStandardHelpOptions = true,
             description = "Exact test negative log-likelihood of a trained PixelCNN in bits per dimension; one JSON object out.")
     static final class Eval implements Callable<Integer> {
-        @Option(names = "--checkpoint", required = true) Path checkpoint;
+        @Option(names = "--checkpoint", description = "a checkpoint file, or the run folder holding it", required = true) Path checkpoint;
         @Option(names = "--data", description = "dataset holding the test split (default: the one trained on)") String data;
         @Option(names = "--limit", description = "the first N test images (default: all)") int limit = 0;
-        @Option(names = "--threads") Integer threads;
+        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
 
         @Override
         public Integer call() throws Exception {
