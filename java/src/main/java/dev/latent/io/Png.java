@@ -232,7 +232,11 @@ public final class Png {
                         if ((long) w * h * outChannels(type) > MAX_DECODED_BYTES)
                             throw new IOException(name + ": " + w + "x" + h + " image is larger than the " + (MAX_DECODED_BYTES >> 20) + " MiB a PNG may decode to");
                         long rowBytes = ((long) w * samples(type) * depth + 7) / 8 + 1;
-                        rawSize = Math.toIntExact(rowBytes * h);
+                        // the filtered data can be larger than the decoded pixels (16-bit samples, a filter byte per row)
+                        if (rowBytes * h > Integer.MAX_VALUE - 8)
+                            throw new IOException(name + ": " + w + "x" + h + " image at " + depth + " bits per sample needs " + rowBytes * h
+                                    + " bytes of image data, more than a PNG may hold here");
+                        rawSize = (int) (rowBytes * h);
                         raw = new byte[Math.min(rawSize, 1 << 16)];
                         inf = new Inflater();
                     }
