@@ -229,7 +229,8 @@ public final class Png {
                         if (f[d + 10] != 0 || f[d + 11] != 0) throw new IOException(name + ": unknown compression or filter method");
                         if (f[d + 12] != 0)
                             throw new IOException(name + ": interlaced (Adam7) PNG is not supported; save it without interlacing");
-                        if ((long) w * h * outChannels(type) > MAX_DECODED_BYTES)
+                        // each side alone first: w * h * channels of two sides near 2^31 would overflow a long
+                        if (w > MAX_DECODED_BYTES || h > MAX_DECODED_BYTES || (long) w * h * outChannels(type) > MAX_DECODED_BYTES)
                             throw new IOException(name + ": " + w + "x" + h + " image is larger than the " + (MAX_DECODED_BYTES >> 20) + " MiB a PNG may decode to");
                         long rowBytes = ((long) w * samples(type) * depth + 7) / 8 + 1;
                         // the filtered data can be larger than the decoded pixels (16-bit samples, a filter byte per row)
@@ -294,7 +295,7 @@ public final class Png {
     }
 
     private static Image unfilter(byte[] raw, int w, int h, int depth, int type, byte[] palette, String name) throws IOException {
-        int spp = samples(type), stride = (w * spp * depth + 7) / 8, bpp = Math.max(1, spp * depth / 8);
+        int spp = samples(type), stride = (int) (((long) w * spp * depth + 7) / 8), bpp = Math.max(1, spp * depth / 8);
         byte[] prev = new byte[stride], cur = new byte[stride];
         int ch = outChannels(type);
         byte[] out = new byte[w * h * ch];
