@@ -5,8 +5,6 @@ import dev.latent.models.gan.GanTrainer;
 import dev.latent.nativ.LatentNative;
 
 import java.nio.file.Files;
-import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
@@ -27,39 +25,8 @@ public final class DcganWorkload {
         var tmp = Files.createTempDirectory("latent-bench-dcgan");
         GanTrainer t = new GanTrainer(GanTrainer.Config.dcgan("random", tmp));
         int[] perm = ImageData.permutation(256, 1, 0);
-        double[] ms = new double[steps];
-        for (int i = -2; i < steps; i++) {
-            long t0 = System.nanoTime();
-            t.step(data, perm, (Math.max(i, 0) % 4) * 64, i + 3);
-            if (i >= 0) ms[i] = (System.nanoTime() - t0) / 1e6;
-        }
-        java.util.Arrays.sort(ms);
-        double med = ms[steps / 2];
-        List<Map<String, Object>> out = new ArrayList<>();
-        Map<String, Object> rec = new LinkedHashMap<>();
-        rec.put("workload", "dcgan-train-step");
-        rec.put("shape", "1x32x32 nz100 ngf64 ndf64 B64");
-        rec.put("impl", "latent");
-        rec.put("threads", threads);
-        rec.put("ms", med);
-        rec.put("images_per_s", 64 / (med / 1e3));
-        out.add(rec);
-        log.accept(String.format("dcgan step, %d thread(s): %.1f ms, %.0f images/s", threads, med, 64 / (med / 1e3)));
-        if (peer) {
-            TorchPeer tp = TorchPeer.find();
-            if (tp != null) {
-                Double pms = tp.run("bench_e2e.py", "E2", threads).get("E2.dcgan32_train");
-                if (pms != null) {
-                    Map<String, Object> p = new LinkedHashMap<>(rec);
-                    p.put("impl", "pytorch");
-                    p.put("ms", pms);
-                    p.put("images_per_s", 64 / (pms / 1e3));
-                    out.add(p);
-                    rec.put("latent_speedup", pms / med);
-                    log.accept(String.format("pytorch: %.1f ms, %.0f images/s; latent is %.2fx", pms, 64 / (pms / 1e3), pms / med));
-                }
-            } else log.accept("PyTorch reference not found ($LATENT_REFERENCE or ../shared/reference with its .venv): ours only");
-        }
-        return out;
+        double med = ImageStepBench.medianMs(steps, i -> t.step(data, perm, (Math.max(i, 0) % 4) * 64, i + 3));
+        return ImageStepBench.report("dcgan-train-step", "1x32x32 nz100 ngf64 ndf64 B64", "dcgan step", threads, 64, med,
+                peer, "E2", "E2.dcgan32_train", log);
     }
 }
