@@ -74,6 +74,7 @@ public final class Main implements Runnable {
         // this module); without latent-bench, `bench` is a stand-in that says how to get it.
         for (CommandProvider p : ServiceLoader.load(CommandProvider.class)) cl.addSubcommand(p.command());
         if (!cl.getSubcommands().containsKey("bench")) cl.addSubcommand(new BenchUnavailable());
+        Choices.register(cl);   // every fixed-choice option takes exactly its documented spellings
         return cl;
     }
 
