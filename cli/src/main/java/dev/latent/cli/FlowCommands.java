@@ -20,12 +20,12 @@ final class FlowCommands {
 
     /** Options and the run shared by train realnvp and train glow: data, schedule, limits; one JSON line of results. */
     static final class TrainOptions {
-        @Option(names = "--epochs", description = "passes over the training set (default: ${DEFAULT-VALUE})") int epochs = 1;
-        @Option(names = "--batch", description = "images (or sequences) per optimizer step (default: ${DEFAULT-VALUE})") int batch = 64;
         @Option(names = "--lr", description = "AdamW learning rate (default: ${DEFAULT-VALUE})") float lr = 1e-3f;
         @Option(names = "--max-steps", description = "the older cap: at most N steps of the --epochs (0: all of them; --steps N asks for N steps outright)") int maxSteps = 0;
-        @Option(names = "--limit", description = "use only the first N training images") int limit = 0;
-        @Option(names = "--test-limit", description = "evaluate on the first N test images (0: all)") int testLimit = 0;
+        @Mixin Mixins.Epochs epochs = new Mixins.Epochs(1);
+        @Mixin Mixins.ImageBatch batch = new Mixins.ImageBatch(64);
+        @Mixin Mixins.TrainLimit limit;
+        @Mixin Mixins.TestLimit testLimit;
         @Mixin Mixins.TrainData data;
         @Mixin Mixins.Out out;
         @Mixin Mixins.TrainSeed seed;
@@ -37,8 +37,11 @@ final class FlowCommands {
 
         int train(String model, java.util.function.Supplier<FlowTrainer.Config> config) throws Exception {
             precision.fp32Only(model, "its coupling networks' convolutions have no bf16 kernel (bf16 is wired for train gpt's linear layers only)");
-            if (epochs < 1 || batch < 1 || maxSteps < 0 || limit < 0 || testLimit < 0)
-                throw new IllegalArgumentException("--epochs, --batch >= 1; --max-steps, --limit, --test-limit >= 0");
+            epochs.check();
+            batch.check();
+            Limits.atLeast("--max-steps", maxSteps, 0);
+            limit.check();
+            testLimit.check();
             Limits.positive("--lr", lr);
             threads.check();
             ImageData probe = ImageData.load(data.data, "test");
@@ -67,8 +70,8 @@ final class FlowCommands {
         @Override
         public Integer call() throws Exception {
             if (couplings < 1 || hidden < 1) throw new IllegalArgumentException("--couplings, --hidden >= 1");
-            return o.train("realnvp", () -> new FlowTrainer.Config(o.data.data, o.out.out, couplings, hidden, o.epochs, o.batch, o.lr,
-                    o.maxSteps, o.seed.seed, o.limit, o.testLimit, o.quiet.quiet));
+            return o.train("realnvp", () -> new FlowTrainer.Config(o.data.data, o.out.out, couplings, hidden, o.epochs.epochs, o.batch.batch, o.lr,
+                    o.maxSteps, o.seed.seed, o.limit.limit, o.testLimit.testLimit, o.quiet.quiet));
         }
     }
 
@@ -83,8 +86,8 @@ final class FlowCommands {
         @Override
         public Integer call() throws Exception {
             if (levels < 1 || depth < 1 || hidden < 1) throw new IllegalArgumentException("--levels, --depth, --hidden >= 1");
-            return o.train("glow", () -> new FlowTrainer.Config(o.data.data, o.out.out, "glow", 0, levels, depth, hidden, o.epochs, o.batch,
-                    o.lr, o.maxSteps, o.seed.seed, o.limit, o.testLimit, o.quiet.quiet));
+            return o.train("glow", () -> new FlowTrainer.Config(o.data.data, o.out.out, "glow", 0, levels, depth, hidden, o.epochs.epochs, o.batch.batch,
+                    o.lr, o.maxSteps, o.seed.seed, o.limit.limit, o.testLimit.testLimit, o.quiet.quiet));
         }
     }
 

@@ -33,14 +33,14 @@ final class GanCommands {
     /** Options shared by DCGAN and WGAN-GP. */
     abstract static class ImageGan implements Callable<Integer> {
         @Option(names = {"--steps", "--iters"}, description = "iterations in all, each one D and one G step (wgan-gp: --n-critic critic steps and one G step); --iters is the older name (default: ${DEFAULT-VALUE})") int iters = 2000;
-        @Option(names = "--batch", description = "images (or sequences) per optimizer step (default: ${DEFAULT-VALUE})") int batch = 64;
         @Option(names = "--nz", description = "length of the latent vector z (default: ${DEFAULT-VALUE})") int nz = 100;
         @Option(names = "--ngf", description = "generator feature maps (width of the generator) (default: ${DEFAULT-VALUE})") int ngf = 64;
         @Option(names = "--ndf", description = "discriminator / critic feature maps (width of the critic) (default: ${DEFAULT-VALUE})") int ndf = 64;
         @Option(names = "--lr", description = "Adam learning rate (default: 2e-4 for dcgan, 1e-4 for wgan-gp)") Float lr;
         @Option(names = "--log-interval", description = "iterations between progress lines and metrics records (default: ${DEFAULT-VALUE})") int logInterval = 50;
-        @Option(names = "--limit", description = "use only the first N training images (quick runs)") int limit = 0;
         @Option(names = "--samples", description = "at the end, write N samples (28 x 28 bytes, IDX3) to samples-idx3-ubyte for `eval fid`") int samples = 0;
+        @Mixin Mixins.ImageBatch batch = new Mixins.ImageBatch(64);
+        @Mixin Mixins.TrainLimit limit;
         @Mixin Mixins.TrainData data;
         @Mixin Mixins.Out out;
         @Mixin Resume resume;
@@ -54,12 +54,18 @@ final class GanCommands {
 
         GanTrainer.Config config(GanTrainer.Config b, int nCritic, float lambda, Dcgan.Norm norm) {
             precision.fp32Only(b.loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp", "its convolutions have no bf16 kernel (bf16 is wired for train gpt's linear layers only)");
-            if (iters < 1 || batch < 1 || nz < 1 || ngf < 1 || ndf < 1 || logInterval < 1 || limit < 0 || samples < 0)
-                throw new IllegalArgumentException("--iters, --batch, --nz, --ngf, --ndf, --log-interval must be >= 1; --limit, --samples >= 0");
+            Limits.atLeast("--steps/--iters", iters, 1);
+            batch.check();
+            Limits.atLeast("--nz", nz, 1);
+            Limits.atLeast("--ngf", ngf, 1);
+            Limits.atLeast("--ndf", ndf, 1);
+            Limits.atLeast("--log-interval", logInterval, 1);
+            limit.check();
+            Limits.atLeast("--samples", samples, 0);
             if (lr != null) Limits.positive("--lr", lr);
             Limits.atMost("--samples", samples, 0, Limits.DEFAULT_MAX_IMAGES * 10L, null);
-            return new GanTrainer.Config(b.loss(), data.data, out.out, iters, batch, nz, ngf, ndf, lr == null ? b.lr() : lr, b.beta1(), b.beta2(),
-                    nCritic, lambda, norm, seed.seed, logInterval, limit, samples, b.sampleSeed(), quiet.quiet);
+            return new GanTrainer.Config(b.loss(), data.data, out.out, iters, batch.batch, nz, ngf, ndf, lr == null ? b.lr() : lr, b.beta1(), b.beta2(),
+                    nCritic, lambda, norm, seed.seed, logInterval, limit.limit, samples, b.sampleSeed(), quiet.quiet);
         }
 
         int run(GanTrainer.Config c) throws Exception {
@@ -178,10 +184,10 @@ final class GanCommands {
             description = "Train the small CNN whose features define our FID and Inception Score (needs labels).")
     static final class TrainClassifier implements Callable<Integer> {
         @Option(names = "--data", description = "fashion-mnist or a folder with IDX image and label files (default: ${DEFAULT-VALUE})") String data = "fashion-mnist";
-        @Option(names = "--epochs", description = "passes over the training set (default: ${DEFAULT-VALUE})") int epochs = 3;
-        @Option(names = "--batch", description = "images (or sequences) per optimizer step (default: ${DEFAULT-VALUE})") int batch = 128;
         @Option(names = "--lr", description = "AdamW learning rate (default: ${DEFAULT-VALUE})") float lr = 2e-3f;
-        @Option(names = "--limit", description = "use only the first N training images") int limit = 0;
+        @Mixin Mixins.Epochs epochs = new Mixins.Epochs(3);
+        @Mixin Mixins.ImageBatch batch = new Mixins.ImageBatch(128);
+        @Mixin Mixins.TrainLimit limit;
         @Mixin Mixins.Out out;
         @Mixin Mixins.TrainSeed seed;
         @Mixin Mixins.Threads threads;
@@ -193,15 +199,17 @@ final class GanCommands {
         public Integer call() throws Exception {
             precision.fp32Only("classifier", "its convolutions have no bf16 kernel (bf16 is wired for train gpt's linear layers only)");
             threads.check();
-            if (epochs < 1 || batch < 1 || limit < 0) throw new IllegalArgumentException("--epochs, --batch >= 1 and --limit >= 0 required");
+            epochs.check();
+            batch.check();
+            limit.check();
             Limits.positive("--lr", lr);
             ImageData train = ImageData.load(data, "train"), test = ImageData.load(data, "test");
             run.check(out, Classifier.CHECKPOINT);
             threads.apply();
-            if (limit > 0) train = train.head(limit);
+            if (limit.limit > 0) train = train.head(limit.limit);
             try (Scope scope = Scope.shared()) {
                 Classifier c = new Classifier(scope, 10, seed.seed);
-                Classifier.TrainResult r = c.train(train, test, out.out, run.steps(), run.resume(), run.stopAt(), epochs, batch, lr, seed.seed, quiet.quiet,
+                Classifier.TrainResult r = c.train(train, test, out.out, run.steps(), run.resume(), run.stopAt(), epochs.epochs, batch.batch, lr, seed.seed, quiet.quiet,
                         ConsoleListener.INSTANCE);
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("model", "classifier"); m.put("epochs", r.epochs()); m.put("test_accuracy", r.testAccuracy());

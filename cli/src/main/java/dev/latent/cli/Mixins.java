@@ -121,6 +121,67 @@ final class Mixins {
         }
     }
 
+    /** {@code --epochs} of the image train commands that count in passes; the default is the command's. */
+    static final class Epochs {
+        @Option(names = "--epochs", description = "passes over the training set (default: ${DEFAULT-VALUE})")
+        int epochs;
+
+        Epochs() { this(1); }
+
+        Epochs(int epochs) { this.epochs = epochs; }
+
+        void check() {
+            Limits.atLeast("--epochs", epochs, 1);
+        }
+    }
+
+    /** {@code --batch} of the image train commands; the default is the command's. */
+    static final class ImageBatch {
+        @Option(names = "--batch", description = "images per optimizer step (default: ${DEFAULT-VALUE})")
+        int batch;
+
+        ImageBatch() { this(64); }
+
+        ImageBatch(int batch) { this.batch = batch; }
+
+        void check() {
+            Limits.atLeast("--batch", batch, 1);
+        }
+    }
+
+    /** {@code --limit} of the image train commands. */
+    static final class TrainLimit {
+        @Option(names = "--limit", description = "use only the first N training images, for quick runs (0: all)")
+        int limit;
+
+        void check() {
+            Limits.atLeast("--limit", limit, 0);
+        }
+    }
+
+    /** {@code --test-limit} of the image train commands that evaluate on the test split as they go. */
+    static final class TestLimit {
+        @Option(names = "--test-limit", description = "evaluate on the first N test images (0: all)")
+        int testLimit;
+
+        void check() {
+            Limits.atLeast("--test-limit", testLimit, 0);
+        }
+    }
+
+    /** {@code --iwae-k} and {@code --iwae-n} of train vae (its final evaluation) and eval vae. */
+    static final class Iwae {
+        @Option(names = "--iwae-k", description = "importance samples of the IWAE bound (0: skip it) (default: ${DEFAULT-VALUE})")
+        int k = 100;
+        @Option(names = "--iwae-n", description = "test images the IWAE bound is computed on (0: skip it) (default: ${DEFAULT-VALUE})")
+        int n = 1000;
+
+        void check() {
+            Limits.atLeast("--iwae-k", k, 0);
+            Limits.atLeast("--iwae-n", n, 0);
+        }
+    }
+
     /** {@code --data} of the image train commands (the classifier's, which needs labels, is its own). */
     static final class TrainData {
         @Option(names = "--data", description = "fashion-mnist (Debian's package), a folder of IDX files or PNGs, or an IDX file (default: ${DEFAULT-VALUE})")

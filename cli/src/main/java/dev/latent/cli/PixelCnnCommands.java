@@ -30,12 +30,12 @@ final class PixelCnnCommands {
         @Option(names = "--first-kernel", description = "the first block's kernel size, odd (default: ${DEFAULT-VALUE})") int firstKernel = 7;
         @Option(names = "--kernel", description = "the other blocks' kernel size, odd (default: ${DEFAULT-VALUE})") int kernel = 3;
         @Option(names = "--head", description = "channels of the output head's hidden layer (default: ${DEFAULT-VALUE})") int head = 256;
-        @Option(names = "--epochs", description = "passes over the training set (default: ${DEFAULT-VALUE})") int epochs = 1;
-        @Option(names = "--batch", description = "images per optimizer step (default: ${DEFAULT-VALUE})") int batch = 32;
         @Option(names = "--lr", description = "Adam learning rate (default: ${DEFAULT-VALUE})") float lr = 1e-3f;
-        @Option(names = "--limit", description = "use only the first N training images (default: all)") int limit = 0;
-        @Option(names = "--test-limit", description = "evaluate on the first N test images (default: all)") int testLimit = 0;
         @Option(names = "--samples", description = "images in the per-epoch sample grid, 0 for none (default: ${DEFAULT-VALUE})") int samples = 64;
+        @Mixin Mixins.Epochs epochs = new Mixins.Epochs(1);
+        @Mixin Mixins.ImageBatch batch = new Mixins.ImageBatch(32);
+        @Mixin Mixins.TrainLimit limit;
+        @Mixin Mixins.TestLimit testLimit;
         @Mixin Mixins.TrainData data;
         @Mixin Mixins.Out out;
         @Mixin Mixins.TrainSeed seed;
@@ -48,22 +48,25 @@ final class PixelCnnCommands {
             precision.fp32Only("pixelcnn", "its convolutions have no bf16 kernel (bf16 is wired for train gpt's linear layers only)");
             threads.check();
             Limits.positive("--lr", lr);
-            if (epochs < 1 || batch < 1 || limit < 0 || testLimit < 0 || samples < 0)
-                throw new IllegalArgumentException("--epochs, --batch >= 1; --limit, --test-limit, --samples >= 0");
+            epochs.check();
+            batch.check();
+            limit.check();
+            testLimit.check();
+            Limits.atLeast("--samples", samples, 0);
             if (samples > Limits.DEFAULT_MAX_IMAGES) throw new IllegalArgumentException("--samples must be at most " + Limits.DEFAULT_MAX_IMAGES + ", got " + samples);
             GatedPixelCnn.Arch arch = new GatedPixelCnn.Arch(channels, layers, firstKernel, kernel, head);
-            Limits.fitsInMemory("a PixelCNN with --channels " + channels + " at --batch " + batch,
-                    Limits.product(batch, Limits.product(784L * layers, 8L * channels + 2L * head)), 8);
+            Limits.fitsInMemory("a PixelCNN with --channels " + channels + " at --batch " + batch.batch,
+                    Limits.product(batch.batch, Limits.product(784L * layers, 8L * channels + 2L * head)), 8);
             ImageData.load(data.data, "train");   // validated before the run folder is touched
             out.check();
             threads.apply();
-            var c = new PixelCnnTrainer.Config(data.data, out.out, arch, epochs, batch, lr, seed.seed, limit, testLimit, samples, 1234, 20, quiet.quiet);
+            var c = new PixelCnnTrainer.Config(data.data, out.out, arch, epochs.epochs, batch.batch, lr, seed.seed, limit.limit, testLimit.testLimit, samples, 1234, 20, quiet.quiet);
             try (Scope scope = Scope.shared()) {
                 PixelCnnTrainer t = new PixelCnnTrainer(c, scope).listener(ConsoleListener.INSTANCE);
                 var results = t.run();
                 var last = results.get(results.size() - 1);
                 Map<String, Object> m = new LinkedHashMap<>();
-                m.put("model", "pixelcnn"); m.put("epochs", epochs); m.put("final_train_bits_per_dim", last.trainBitsPerDim());
+                m.put("model", "pixelcnn"); m.put("epochs", epochs.epochs); m.put("final_train_bits_per_dim", last.trainBitsPerDim());
                 m.put("test_bits_per_dim", last.testBitsPerDim());
                 m.put("images_per_s", results.stream().mapToDouble(PixelCnnTrainer.EpochResult::imagesPerSecond).average().orElse(0));
                 m.put("out", out.out.toString());

@@ -25,17 +25,16 @@ final class VaeCommands {
     static final class Train implements Callable<Integer> {
         @Option(names = "--latent", description = "latent dimensions D (default: ${DEFAULT-VALUE})") int latent = 32;
         @Option(names = "--beta", description = "KL weight (beta-VAE; default: ${DEFAULT-VALUE})") double beta = 1.0;
-        @Option(names = "--epochs", description = "passes over the training set (default: ${DEFAULT-VALUE})") int epochs = 5;
-        @Option(names = "--batch", description = "images (or sequences) per optimizer step (default: ${DEFAULT-VALUE})") int batch = 128;
         @Option(names = "--lr", description = "AdamW learning rate (default: ${DEFAULT-VALUE})") float lr = 1e-3f;
         @Option(names = "--likelihood", description = "one of ${COMPLETION-CANDIDATES}: the decoder's pixel likelihood (default: ${DEFAULT-VALUE})") Choices.Likelihood likelihood = Choices.Likelihood.BERNOULLI;
         @Option(names = "--sigma", description = "Gaussian likelihood's fixed std (default: ${DEFAULT-VALUE})") double sigma = 0.1;
         @Option(names = "--warmup", description = "KL warm-up steps: beta ramps from 0 (default: none)") int warmup = 0;
         @Option(names = "--free-bits", description = "free bits per latent dim (nats; default: none)") double freeBits = 0;
-        @Option(names = "--limit", description = "use only the first N training images") int limit = 0;
         @Option(names = "--exclude-class", description = "hold class K out of training (for eval vae-anomaly; default: none)") Integer excludeClass;
-        @Option(names = "--iwae-k", description = "importance samples of the IWAE bound in the final evaluation (default: ${DEFAULT-VALUE})") int iwaeK = 100;
-        @Option(names = "--iwae-n", description = "test images the IWAE bound is computed on (0: skip it) (default: ${DEFAULT-VALUE})") int iwaeN = 1000;
+        @Mixin Mixins.Epochs epochs = new Mixins.Epochs(5);
+        @Mixin Mixins.ImageBatch batch = new Mixins.ImageBatch(128);
+        @Mixin Mixins.TrainLimit limit;
+        @Mixin Mixins.Iwae iwae;   // of the final evaluation
         @Mixin Mixins.TrainData data;
         @Mixin Mixins.Out out;
         @Mixin Mixins.TrainSeed seed;
@@ -53,16 +52,20 @@ final class VaeCommands {
             Limits.nonNegative("--beta", beta);
             Limits.nonNegative("--free-bits", freeBits);
             Limits.positive("--sigma", sigma);
-            if (latent < 1 || epochs < 1 || batch < 1 || beta < 0 || warmup < 0 || freeBits < 0 || limit < 0 || iwaeK < 0 || iwaeN < 0 || sigma <= 0)
-                throw new IllegalArgumentException("--latent, --epochs, --batch >= 1; --beta, --warmup, --free-bits, --limit, --iwae-k, --iwae-n >= 0; --sigma > 0");
+            Limits.atLeast("--latent", latent, 1);
+            epochs.check();
+            batch.check();
+            Limits.atLeast("--warmup", warmup, 0);
+            limit.check();
+            iwae.check();
             if (excludeClass != null && (excludeClass < 0 || excludeClass > 255))
                 throw new IllegalArgumentException("--exclude-class must be a label in [0, 255], got " + excludeClass);
-            VaeTrainer.checkMemory(latent, batch);
+            VaeTrainer.checkMemory(latent, batch.batch);
             ImageData.load(data.data, "train");   // validated before the run folder is touched
             run.check(out, VaeTrainer.CHECKPOINT);
             threads.apply();
-            var c = new VaeTrainer.Config(data.data, out.out, latent, beta, epochs, batch, lr, likelihood.likelihood, sigma, warmup, freeBits, seed.seed,
-                    limit, 1234, iwaeK, iwaeN, 100, quiet.quiet, excludeClass == null ? -1 : excludeClass);
+            var c = new VaeTrainer.Config(data.data, out.out, latent, beta, epochs.epochs, batch.batch, lr, likelihood.likelihood, sigma, warmup, freeBits, seed.seed,
+                    limit.limit, 1234, iwae.k, iwae.n, 100, quiet.quiet, excludeClass == null ? -1 : excludeClass);
             Device runOn = device.resolve();
             try (Scope scope = Scope.shared()) {
                 VaeTrainer t = new VaeTrainer(c, scope, runOn).listener(ConsoleListener.INSTANCE);
@@ -73,7 +76,7 @@ final class VaeCommands {
                 }
                 var last = results.get(results.size() - 1);
                 Map<String, Object> m = new LinkedHashMap<>();
-                m.put("model", "vae"); m.put("epochs", epochs); m.put("final_train_neg_elbo", last.trainNegElbo());
+                m.put("model", "vae"); m.put("epochs", epochs.epochs); m.put("final_train_neg_elbo", last.trainNegElbo());
                 m.putAll(last.test().toMap());
                 m.put("images_per_s", results.stream().mapToDouble(VaeTrainer.EpochResult::imagesPerSecond).average().orElse(0));
                 m.put("out", out.out.toString());
@@ -112,22 +115,22 @@ final class VaeCommands {
     @Command(name = "vae", mixinStandardHelpOptions = true,
             description = "Test negative ELBO (nats), IWAE bound, active units and per-dimension KL of a trained VAE; one JSON object out.")
     static final class Eval implements Callable<Integer> {
-        @Option(names = "--iwae-k", description = "importance samples of the IWAE bound (default: ${DEFAULT-VALUE})") int iwaeK = 100;
-        @Option(names = "--iwae-n", description = "test images the IWAE bound is computed on (default: ${DEFAULT-VALUE})") int iwaeN = 1000;
+        @Mixin Mixins.Iwae iwae;
         @Mixin Mixins.Checkpoint checkpoint;
         @Mixin Mixins.EvalData data;
         @Mixin Mixins.Threads threads;
 
         @Override
         public Integer call() throws Exception {
+            iwae.check();
             threads.apply();
             try (Scope scope = Scope.shared()) {
                 VaeTrainer t = VaeTrainer.load(checkpoint.checkpoint, scope);
                 ImageData test = ImageData.load(data.or(t.cfg.data()), "test");
                 VaeTrainer.Eval e = t.evaluate(test, false);
                 Map<String, Object> m = new LinkedHashMap<>(e.toMap());
-                if (iwaeK > 0 && iwaeN > 0) m.put("iwae_nll", t.iwae(test, iwaeK, Math.min(iwaeN, test.n)));
-                m.put("iwae_k", iwaeK);
+                if (iwae.k > 0 && iwae.n > 0) m.put("iwae_nll", t.iwae(test, iwae.k, Math.min(iwae.n, test.n)));
+                m.put("iwae_k", iwae.k);
                 m.put("n_test", test.n);
                 System.out.println(Json.object(m));
                 System.err.printf(Locale.ROOT, "test neg-ELBO %.2f nats, active units %d/%d%n", e.negElbo(), e.activeUnits(), t.cfg.latent());

@@ -72,6 +72,29 @@ class CliOptionsTest {
         assertTrue(enums >= 10, "fixed-choice options found: " + enums);
     }
 
+    /**
+     * Issue 19: an option shared with one meaning is declared once (a mixin, {@link Mixins} and the others), so its help
+     * reads the same in every command: these names have exactly one description (defaults aside) across the tree.
+     */
+    @Test
+    void sharedOptionsReadTheSameEverywhere() {
+        List<String> shared = List.of("--threads", "--quiet", "--checkpoint", "--device", "--precision", "--overwrite", "--resume",
+                "--stop-after", "--max-images", "--epochs", "--test-limit", "--iwae-n");
+        java.util.Map<String, java.util.Map<String, List<String>>> seen = new java.util.TreeMap<>();
+        Deque<CommandLine> todo = new ArrayDeque<>(List.of(Main.commandLine()));
+        while (!todo.isEmpty()) {
+            CommandLine c = todo.pop();
+            for (OptionSpec o : c.getCommandSpec().options())
+                if (shared.contains(o.longestName()))
+                    seen.computeIfAbsent(o.longestName(), k -> new java.util.TreeMap<>())
+                            .computeIfAbsent(String.join(" ", o.description()).replaceAll("\\(default: [^)]*\\)", ""), k -> new ArrayList<>())
+                            .add(c.getCommandSpec().qualifiedName(" "));
+            todo.addAll(c.getSubcommands().values());
+        }
+        assertEquals(new java.util.TreeSet<>(shared), seen.keySet(), "every shared option is used");
+        seen.forEach((name, descriptions) -> assertEquals(1, descriptions.size(), name + " reads differently: " + descriptions));
+    }
+
     /** The spellings are exactly the documented ones: an enum constant's Java name is refused unless it is the spelling. */
     @Test
     void choicesTakeExactlyTheirSpellings() {
