@@ -171,9 +171,9 @@ final class Mixins {
 
     /** {@code --iwae-k} and {@code --iwae-n} of train vae (its final evaluation) and eval vae. */
     static final class Iwae {
-        @Option(names = "--iwae-k", description = "importance samples of the IWAE bound (0: skip it) (default: ${DEFAULT-VALUE})")
+        @Option(names = "--iwae-k", paramLabel = "<iwaeK>", description = "importance samples of the IWAE bound (0: skip it) (default: ${DEFAULT-VALUE})")
         int k = 100;
-        @Option(names = "--iwae-n", description = "test images the IWAE bound is computed on (0: skip it) (default: ${DEFAULT-VALUE})")
+        @Option(names = "--iwae-n", paramLabel = "<iwaeN>", description = "test images the IWAE bound is computed on (0: skip it) (default: ${DEFAULT-VALUE})")
         int n = 1000;
 
         void check() {

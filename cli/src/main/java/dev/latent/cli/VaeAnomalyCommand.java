@@ -26,7 +26,7 @@ import java.util.concurrent.Callable;
 final class VaeAnomalyCommand implements Callable<Integer> {
     @Option(names = "--anomaly-class", description = "the anomalous class (default: the class the checkpoint was trained without)")
     Integer anomalyClass;
-    @Option(names = "--scores", split = ",", description = "scores to report, comma-separated: ${COMPLETION-CANDIDATES} (default: all)")
+    @Option(names = "--scores", split = ",", paramLabel = "<score>", description = "scores to report, comma-separated: ${COMPLETION-CANDIDATES} (default: all)")
     List<Choices.Score> kinds = List.of(Choices.Score.values());
     @Option(names = "--iwae-k", description = "importance samples per image for the IWAE score (default: ${DEFAULT-VALUE})") int iwaeK = 16;
     @Option(names = "--n", description = "score only the first N test images (default: all)") int n = 0;

@@ -345,7 +345,7 @@ class HostileCliTest {
         add(1, "--levels", "train", "glow", "--data", missing, "--out", R(), "--levels", "0");
         add(1, "--depth", "train", "glow", "--data", missing, "--out", R(), "--depth", "0");
         add(2, "Invalid value for option '--dist': expected one of [moons, rings] but was 'spirals'", "train", "flow-toy", "--out", R(), "--dist", "spirals");
-        add(2, "Invalid value for option '--scores' (<kinds>): expected one of [rec, elbo, iwae] but was 'nll'", "eval", "vae-anomaly", "--checkpoint", R(), "--scores", "rec,nll");
+        add(2, "Invalid value for option '--scores' (<score>): expected one of [rec, elbo, iwae] but was 'nll'", "eval", "vae-anomaly", "--checkpoint", R(), "--scores", "rec,nll");
         add(2, "Invalid value for option '--sampler': expected one of [cached, naive] but was 'Naive'", "sample", "pixelcnn", "--checkpoint", R(), "--out", R(), "--sampler", "Naive");
         add(1, "--steps", "train", "flow-toy", "--out", R(), "--steps", "0");
         add(1, "already holds files", "train", "flow-toy", "--out", R(), "--steps", "1");
