@@ -239,6 +239,7 @@ final class GanCommands {
 
         @Override
         public Integer call() throws Exception {
+            Limits.atLeast("--limit", limit, 0);
             threads.apply();
             ImageData a = images(samples), b = images(ref);
             if (limit > 0) { a = a.head(limit); b = b.head(limit); }

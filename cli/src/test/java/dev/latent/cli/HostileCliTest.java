@@ -327,6 +327,7 @@ class HostileCliTest {
         add(1, "--lr must be", "train", "classifier", "--data", missing, "--out", R(), "--lr", "-1");
         add(1, "no-such-file.txt", "train", "classifier", "--data", missing, "--out", root.resolve("c").toString());
         add(1, "no-such-file.txt", "eval", "fid", "--classifier", missing, "--samples", missing);
+        add(1, "--limit must be >= 0, got -1", "eval", "fid", "--classifier", missing, "--samples", missing, "--limit", "-1");
         // --- flows ---
         for (String model : new String[] {"realnvp", "glow"}) {
             String[] f = {"train", model, "--data", missing, "--out", R()};
