@@ -20,39 +20,40 @@ final class FlowCommands {
 
     /** Options and the run shared by train realnvp and train glow: data, schedule, limits; one JSON line of results. */
     static final class TrainOptions {
-        @Option(names = "--data", description = "fashion-mnist, a folder of IDX files, or an IDX file (default: ${DEFAULT-VALUE})") String data = "fashion-mnist";
-        @Option(names = "--out", description = "run folder for the checkpoint, metrics.jsonl and images (refused if it holds a run, unless --resume or --overwrite)", required = true) Path out;
-        @Option(names = "--epochs", description = "passes over the training set (default: ${DEFAULT-VALUE})") int epochs = 1;
-        @Option(names = "--batch", description = "images (or sequences) per optimizer step (default: ${DEFAULT-VALUE})") int batch = 64;
         @Option(names = "--lr", description = "AdamW learning rate (default: ${DEFAULT-VALUE})") float lr = 1e-3f;
         @Option(names = "--max-steps", description = "the older cap: at most N steps of the --epochs (0: all of them; --steps N asks for N steps outright)") int maxSteps = 0;
-        @Option(names = "--seed", description = "seed of the initial weights, the batch order and every random draw (same seed, same data: same bits) (default: ${DEFAULT-VALUE})") long seed = 1;
-        @Option(names = "--limit", description = "use only the first N training images") int limit = 0;
-        @Option(names = "--test-limit", description = "evaluate on the first N test images (0: all)") int testLimit = 0;
-        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
-        @Option(names = "--quiet", description = "no progress lines on stderr (the final JSON summary is still printed)") boolean quiet;
-        @Option(names = "--device", description = "cpu | cuda (default: ${DEFAULT-VALUE}); cuda without a usable GPU says why and runs on the CPU")
-        String device = "cpu";
-        @Mixin RunFolder folder;
+        @Mixin Mixins.Epochs epochs = new Mixins.Epochs(1);
+        @Mixin Mixins.ImageBatch batch = new Mixins.ImageBatch(64);
+        @Mixin Mixins.TrainLimit limit;
+        @Mixin Mixins.TestLimit testLimit;
+        @Mixin Mixins.TrainData data;
+        @Mixin Mixins.Out out;
+        @Mixin Mixins.TrainSeed seed;
+        @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Quiet quiet;
+        @Mixin Mixins.Device device;
         @Mixin PrecisionOption precision;
         @Mixin TrainSteps run;
 
         int train(String model, java.util.function.Supplier<FlowTrainer.Config> config) throws Exception {
             precision.fp32Only(model, "its coupling networks' convolutions have no bf16 kernel (bf16 is wired for train gpt's linear layers only)");
-            if (epochs < 1 || batch < 1 || maxSteps < 0 || limit < 0 || testLimit < 0)
-                throw new IllegalArgumentException("--epochs, --batch >= 1; --max-steps, --limit, --test-limit >= 0");
+            epochs.check();
+            batch.check();
+            Limits.atLeast("--max-steps", maxSteps, 0);
+            limit.check();
+            testLimit.check();
             Limits.positive("--lr", lr);
-            GanCommands.checkThreads(threads);
-            ImageData probe = ImageData.load(data, "test");
-            run.check(out, folder, FlowTrainer.CHECKPOINT);
-            GanCommands.threads(threads);
-            var runOn = TrainCommand.device(device);
+            threads.check();
+            ImageData probe = ImageData.load(data.data, "test");
+            run.check(out, FlowTrainer.CHECKPOINT);
+            threads.apply();
+            var runOn = device.resolve();
             try (Scope scope = Scope.shared()) {
                 FlowTrainer.Result r = new FlowTrainer(config.get(), scope, probe.h, probe.w, runOn).listener(ConsoleListener.INSTANCE)
-                        .run(run.steps(), run.resume, run.stopAt());
+                        .run(run.steps(), run.resume(), run.stopAt());
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("model", model); m.put("steps", r.steps()); m.put("train_bpd", r.trainBpd()); m.put("test_bpd", r.testBpd());
-                m.put("invertibility_error", r.invertibilityError()); m.put("images_per_s", r.imagesPerSecond()); m.put("out", out.toString());
+                m.put("invertibility_error", r.invertibilityError()); m.put("images_per_s", r.imagesPerSecond()); m.put("out", out.out.toString());
                 System.out.println(Json.object(m));
             }
             return 0;
@@ -69,8 +70,8 @@ final class FlowCommands {
         @Override
         public Integer call() throws Exception {
             if (couplings < 1 || hidden < 1) throw new IllegalArgumentException("--couplings, --hidden >= 1");
-            return o.train("realnvp", () -> new FlowTrainer.Config(o.data, o.out, couplings, hidden, o.epochs, o.batch, o.lr,
-                    o.maxSteps, o.seed, o.limit, o.testLimit, o.quiet));
+            return o.train("realnvp", () -> new FlowTrainer.Config(o.data.data, o.out.out, couplings, hidden, o.epochs.epochs, o.batch.batch, o.lr,
+                    o.maxSteps, o.seed.seed, o.limit.limit, o.testLimit.testLimit, o.quiet.quiet));
         }
     }
 
@@ -85,8 +86,8 @@ final class FlowCommands {
         @Override
         public Integer call() throws Exception {
             if (levels < 1 || depth < 1 || hidden < 1) throw new IllegalArgumentException("--levels, --depth, --hidden >= 1");
-            return o.train("glow", () -> new FlowTrainer.Config(o.data, o.out, "glow", 0, levels, depth, hidden, o.epochs, o.batch,
-                    o.lr, o.maxSteps, o.seed, o.limit, o.testLimit, o.quiet));
+            return o.train("glow", () -> new FlowTrainer.Config(o.data.data, o.out.out, "glow", 0, levels, depth, hidden, o.epochs.epochs, o.batch.batch,
+                    o.lr, o.maxSteps, o.seed.seed, o.limit.limit, o.testLimit.testLimit, o.quiet.quiet));
         }
     }
 
@@ -98,26 +99,25 @@ final class FlowCommands {
 
     @Command(name = "realnvp", mixinStandardHelpOptions = true, description = "Sample a trained RealNVP into a PNG grid (z ~ N(0, T^2 I)).")
     static class Sample implements Callable<Integer> {
-        @Option(names = "--checkpoint", description = "a checkpoint file, or the run folder holding it", required = true) Path checkpoint;
         @Option(names = "--out", description = "PNG file for the sample grid", required = true) Path out;
-        @Option(names = "--n", description = "number of images to sample (default: ${DEFAULT-VALUE})") int n = 64;
-        @Option(names = "--temperature", description = "(default: ${DEFAULT-VALUE}; 0 is deterministic)") double temperature = 0.7;
-        @Option(names = "--seed", description = "seed of the latent draw (default: ${DEFAULT-VALUE})") long seed = 1;
-        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
-        @Option(names = "--max-images", description = "cap on --n (default: ${DEFAULT-VALUE})") int maxImages = Limits.DEFAULT_MAX_IMAGES;
+        @Option(names = "--temperature", description = "std T of the latent draw (default: ${DEFAULT-VALUE}; 0 is deterministic)") double temperature = 0.7;
+        @Mixin Mixins.Checkpoint checkpoint;
+        @Mixin Mixins.Images images;
+        @Mixin Mixins.SampleSeed seed;
+        @Mixin Mixins.Threads threads;
 
         @Override
         public Integer call() throws Exception {
-            SampleCommand.checkImages(n, maxImages);
+            images.check();
             Limits.nonNegative("--temperature", temperature);
-            GanCommands.checkThreads(threads);
-            GanCommands.threads(threads);
+            threads.apply();
+            int n = images.n;
             try (Scope scope = Scope.shared()) {
-                FlowTrainer t = FlowTrainer.load(checkpoint, scope);
-                var prov = dev.latent.io.Provenance.ofCheckpoint(t.cfg.arch(), checkpoint, FlowTrainer.CHECKPOINT, seed,
+                FlowTrainer t = FlowTrainer.load(checkpoint.checkpoint, scope);
+                var prov = dev.latent.io.Provenance.ofCheckpoint(t.cfg.arch(), checkpoint.checkpoint, FlowTrainer.CHECKPOINT, seed.seed,
                         Map.of("n", n, "temperature", temperature, "command", "sample " + t.cfg.arch()));
                 try (var p = prov.use()) {
-                    t.writeSamples(out, n, temperature, seed);
+                    t.writeSamples(out, n, temperature, seed.seed);
                 }
                 System.out.println(Json.object(Map.of("out", out.toString(), "n", n, "temperature", temperature)));
             }
@@ -127,16 +127,16 @@ final class FlowCommands {
 
     @Command(name = "realnvp", mixinStandardHelpOptions = true, description = "Test bits/dim (exact, change of variables) and invertibility error of a trained RealNVP.")
     static class Eval implements Callable<Integer> {
-        @Option(names = "--checkpoint", description = "a checkpoint file, or the run folder holding it", required = true) Path checkpoint;
-        @Option(names = "--data", description = "dataset holding the test split (default: the one trained on)") String data;
-        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
+        @Mixin Mixins.Checkpoint checkpoint;
+        @Mixin Mixins.EvalData data;
+        @Mixin Mixins.Threads threads;
 
         @Override
         public Integer call() throws Exception {
-            GanCommands.threads(threads);
+            threads.apply();
             try (Scope scope = Scope.shared()) {
-                FlowTrainer t = FlowTrainer.load(checkpoint, scope);
-                ImageData test = ImageData.load(data != null ? data : t.cfg.data(), "test");
+                FlowTrainer t = FlowTrainer.load(checkpoint.checkpoint, scope);
+                ImageData test = ImageData.load(data.or(t.cfg.data()), "test");
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("test_bpd", t.testBpd(test)); m.put("invertibility_error", t.invertibilityError(test, 64)); m.put("n_test", test.n);
                 System.out.println(Json.object(m));
@@ -148,33 +148,31 @@ final class FlowCommands {
     @Command(name = "flow-toy", mixinStandardHelpOptions = true,
             description = "RealNVP on a 2-D toy density (moons or rings): prints the test NLL, writes density.png and samples.png.")
     static final class TrainToy implements Callable<Integer> {
-        @Option(names = "--dist", description = "moons | rings (default: ${DEFAULT-VALUE})") String dist = "moons";
-        @Option(names = "--out", description = "run folder for the checkpoint, metrics.jsonl and images (refused if it holds a run, unless --resume or --overwrite)", required = true) Path out;
-        @Option(names = "--steps", description = "optimizer steps (default: ${DEFAULT-VALUE})") int steps = 2000;
+        @Option(names = "--dist", description = "one of ${COMPLETION-CANDIDATES}: the 2-D density to fit (default: ${DEFAULT-VALUE})") Choices.ToyFlowDist dist = Choices.ToyFlowDist.MOONS;
+        @Option(names = "--steps", description = "optimizer steps in all (default: ${DEFAULT-VALUE})") int steps = 2000;
         @Option(names = "--couplings", description = "coupling layers of the 2-D flow (default: ${DEFAULT-VALUE})") int couplings = 8;
         @Option(names = "--hidden", description = "hidden units of each coupling's network (default: ${DEFAULT-VALUE})") int hidden = 64;
-        @Option(names = "--seed", description = "seed of the initial weights, the batch order and every random draw (same seed, same data: same bits) (default: ${DEFAULT-VALUE})") long seed = 1;
-        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
-        @Mixin RunFolder folder;
+        @Mixin Mixins.Out out;
+        @Mixin Mixins.TrainSeed seed;
+        @Mixin Mixins.Threads threads;
         @Mixin PrecisionOption precision;
 
         @Override
         public Integer call() throws Exception {
             precision.fp32Only("flow-toy", "its coupling MLPs are linear layers the bf16 GEMM could run, but the flow trainer takes no precision yet");
             if (steps < 1 || couplings < 1 || hidden < 1) throw new IllegalArgumentException("--steps, --couplings, --hidden must be >= 1");
-            if (!dist.equals("moons") && !dist.equals("rings")) throw new IllegalArgumentException("--dist must be moons or rings, got " + dist);
-            GanCommands.checkThreads(threads);
-            folder.check(out);
-            GanCommands.threads(threads);
+            threads.check();
+            out.check();
+            threads.apply();
             try (Scope scope = Scope.shared()) {
-                var cfg = new dev.latent.models.flow.ToyFlow.Config(dist, couplings, hidden, steps, 256, 2e-3f, seed);
+                var cfg = new dev.latent.models.flow.ToyFlow.Config(dist.toString(), couplings, hidden, steps, 256, 2e-3f, seed.seed);
                 var f = new dev.latent.models.flow.ToyFlow(cfg, scope);
                 double before = f.evalNll(2000);
                 f.train();
                 double after = f.evalNll(2000);
-                f.writePictures(out, 256, 4000);
+                f.writePictures(out.out, 256, 4000);
                 Map<String, Object> m = new LinkedHashMap<>();
-                m.put("model", "flow-toy"); m.put("dist", dist); m.put("nll_before", before); m.put("nll", after); m.put("out", out.toString());
+                m.put("model", "flow-toy"); m.put("dist", dist.toString()); m.put("nll_before", before); m.put("nll", after); m.put("out", out.out.toString());
                 System.out.println(Json.object(m));
             }
             return 0;

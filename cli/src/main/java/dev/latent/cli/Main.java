@@ -74,6 +74,7 @@ public final class Main implements Runnable {
         // this module); without latent-bench, `bench` is a stand-in that says how to get it.
         for (CommandProvider p : ServiceLoader.load(CommandProvider.class)) cl.addSubcommand(p.command());
         if (!cl.getSubcommands().containsKey("bench")) cl.addSubcommand(new BenchUnavailable());
+        Choices.register(cl);   // every fixed-choice option takes exactly its documented spellings
         return cl;
     }
 
@@ -106,23 +107,37 @@ public final class Main implements Runnable {
         if (ex instanceof UncheckedIOException u && u.getCause() != null) ex = u.getCause();
         if (ex instanceof OutOfMemoryError)
             return "out of memory (" + oneLine(ex.getMessage()) + "): the request is too large for this JVM; use smaller sizes or raise -Xmx";
-        if (ex instanceof NoSuchFileException e) return "no such file or directory: " + e.getFile() + other(e);
-        if (ex instanceof AccessDeniedException e) return "permission denied: " + e.getFile() + other(e);
-        if (ex instanceof FileAlreadyExistsException e) return "already exists: " + e.getFile() + other(e);
-        if (ex instanceof NotDirectoryException e) return "not a directory: " + e.getFile();
-        if (ex instanceof DirectoryNotEmptyException e) return "directory not empty: " + e.getFile();
+        if (ex instanceof NoSuchFileException e) return "no such file or directory" + file(e) + other(e);
+        if (ex instanceof AccessDeniedException e) return "permission denied" + file(e) + other(e);
+        if (ex instanceof FileAlreadyExistsException e) return "already exists" + file(e) + other(e);
+        if (ex instanceof NotDirectoryException e) return "not a directory" + file(e);
+        if (ex instanceof DirectoryNotEmptyException e) return "directory not empty" + file(e);
         if (ex instanceof FileSystemException e)
-            return (e.getReason() != null ? e.getReason() : "file system error") + ": " + e.getFile() + other(e);
+            return (e.getReason() != null ? e.getReason() : "file system error") + file(e) + other(e);
+        // a bug, not bad input: its helpful message talks about nulls in the code; say what and where instead
+        if (ex instanceof NullPointerException) return "internal error: a missing value (NullPointerException" + where(ex) + "); please report it with the trace of --stacktrace";
         String m = ex.getMessage();
         if (m == null || m.isBlank() || m.equals("null")) {
             Throwable c = ex.getCause();
-            return c != null && c != ex ? describe(c) : ex.getClass().getSimpleName() + " (no message; run with --stacktrace)";
+            return c != null && c != ex ? describe(c) : ex.getClass().getSimpleName() + where(ex) + " (no message; run with --stacktrace)";
         }
         return oneLine(m);
     }
 
+    private static String file(FileSystemException e) {
+        return e.getFile() != null ? ": " + e.getFile() : "";
+    }
+
     private static String other(FileSystemException e) {
         return e.getOtherFile() != null ? " (and " + e.getOtherFile() + ")" : "";
+    }
+
+    /** " in Class.method" of the frame that threw, or "" without a trace. */
+    private static String where(Throwable ex) {
+        StackTraceElement[] st = ex.getStackTrace();
+        if (st.length == 0) return "";
+        String cls = st[0].getClassName();
+        return " in " + cls.substring(cls.lastIndexOf('.') + 1) + "." + st[0].getMethodName();
     }
 
     static String oneLine(String s) {

