@@ -2,6 +2,7 @@ package dev.latent.tensor;
 
 import dev.latent.cuda.Cuda;
 import dev.latent.cuda.DeviceBuffer;
+import dev.latent.cuda.Staging;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -258,7 +259,9 @@ public final class Tensor {
 
     /**
      * A copy of this tensor on {@code device}, contiguous, in {@code scope} (also when it is already there: the result
-     * never aliases this one). CPU to CUDA and back are synchronous copies.
+     * never aliases this one). CUDA to the CPU is a synchronous copy. CPU to CUDA goes up asynchronously from
+     * page-locked staging ({@link Staging}: the host does not wait; up to {@link Staging#MAX_BYTES}), a larger tensor
+     * in a synchronous copy.
      */
     public Tensor to(Scope into, Device target) {
         scope.ensureAlive();
@@ -268,7 +271,9 @@ public final class Tensor {
         if (device == Device.CUDA && isContiguous()) {
             t.deviceStorage.copyFrom(deviceBuffer());
         } else if (device == Device.CPU && isContiguous()) {
-            t.deviceStorage.copyFrom(segment());
+            MemorySegment src = segment().asSlice(0, numel() * 4);
+            if (src.byteSize() <= Staging.MAX_BYTES) Staging.upload(t.deviceStorage, src);   // an image batch: no host wait
+            else t.deviceStorage.copyFrom(src);
         } else {
             try (Arena a = Arena.ofConfined()) {
                 t.deviceStorage.copyFrom(a.allocateFrom(F32, toArray()));

@@ -62,7 +62,7 @@ class CudaFlatAdamWTest {
                     Map<String, Var> p = flat.namedParameters();
                     String first = opt.flat().names().get(0);
                     assertSame(opt.flat().gradView(0), p.get(first).grad().value(), "gradients land in the device buffer");
-                    nNew = opt.update(1e-2f, 0.05);
+                    nNew = opt.update(1e-2f, 0.05).value();
                 }
                 assertEquals(Double.doubleToRawLongBits(nOld), Double.doubleToRawLongBits(nNew), "norm " + nOld + " vs " + nNew);
                 assertTrue(nNew > 0.05, "the clip bites");

@@ -108,8 +108,17 @@ class HostSyncTest {
                         loss[0] = gpt.loss(hi, ht, b, cfg.context());
                         g.backward(loss[0]);
                     });
-                    counts[1] = syncs("GPT step " + step + ", AdamW.update with clipping", () -> opt.update(1e-3f, 1.0));
+                    double want = step == 3 ? opt.gradNorm() : Double.NaN;   // the host path's norm (one copy, not counted)
+                    AdamW.GradNorm[] norm = new AdamW.GradNorm[1];
+                    counts[1] = syncs("GPT step " + step + ", AdamW.update with clipping", () -> norm[0] = opt.update(1e-3f, 1.0));
                     counts[2] = syncs("GPT step " + step + ", the loss read (once per logging interval)", () -> dev.latent.autograd.F.item(loss[0]));
+                    if (step == 3) {
+                        assertTrue(norm[0].onDevice(), "the clipped update leaves its norm on the device");
+                        double[] got = new double[1];
+                        assertEquals(1, syncs("GPT step 3, the gradient norm read", () -> got[0] = norm[0].value()), "reading the norm is one copy");
+                        assertEquals(Double.doubleToRawLongBits(want), Double.doubleToRawLongBits(got[0]), "device norm " + got[0] + " vs host " + want);
+                        assertTrue(want > 1.0, "the clip must bite for this check to mean anything: norm " + want);
+                    }
                 }
             }
             // steady state (after the first steps' allocations and scratch growth)
@@ -130,11 +139,17 @@ class HostSyncTest {
             var cfg = new VaeTrainer.Config("unused", Path.of("unused"), CudaVaeTest.LATENT, 1.0, 1, CudaVaeTest.B, CudaVaeTest.LR,
                     VaeTrainer.Likelihood.BERNOULLI, 0.1, 3, 0, 1, 0, 1234, 0, 0, 1, true);
             VaeTrainer t = new VaeTrainer(cfg, s, Device.CUDA);
-            long last = 0;
-            for (int i = 0; i < 4; i++) last = syncs("VAE trainer step " + i, () -> t.trainStep(data, new int[] {0, 1}, 0, CudaVaeTest.B));
+            long last = 0, read = 0;
+            for (int i = 0; i < 4; i++) {
+                VaeTrainer.StepLoss[] l = new VaeTrainer.StepLoss[1];
+                last = syncs("VAE trainer step " + i, () -> l[0] = t.step(data, new int[] {0, 1}, 0, CudaVaeTest.B));
+                read = syncs("VAE trainer step " + i + ", the loss read (once per logging interval)", () -> l[0].negElbo());
+                assertTrue(Double.isFinite(l[0].negElbo()), "neg-ELBO " + l[0].negElbo());
+            }
             long params = t.model.namedParameters().size();
-            System.out.printf("VAE step: %d host synchronisations (%d parameter tensors); issue 18's budget is 1%n", last, params);
+            System.out.printf("VAE step: %d host synchronisations (%d parameter tensors), loss read %d; issue 18's budget is 1%n", last, params, read);
             assertTrue(last <= VAE_TRAINER_STEP_SYNCS, "VAE trainer step: " + last + " host synchronisations, bound " + VAE_TRAINER_STEP_SYNCS);
+            assertEquals(1, read, "reading the step's loss (reconstruction and KL together) is one device-to-host copy");
         }
     }
 }
