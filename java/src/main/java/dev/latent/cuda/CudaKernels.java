@@ -803,9 +803,28 @@ public final class CudaKernels {
      */
     public static void couplingForwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, float scale,
                                           DeviceBuffer out, DeviceBuffer logdetF32) {
+        forwardF32(cu, n, hw, mask, y, h, scale, out, logdetF32);
+    }
+
+    /**
+     * {@link #couplingForwardF32(Cuda, long, long, DeviceBuffer, DeviceBuffer, DeviceBuffer, float, DeviceBuffer,
+     * DeviceBuffer)} with the learned scale read by the kernel from device memory ({@code scale}: one float, the
+     * parameter itself): the same bits, and the scale is not copied back.
+     */
+    public static void couplingForwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, DeviceBuffer scale,
+                                          DeviceBuffer out, DeviceBuffer logdetF32) {
+        floats("couplingForward", 1, "scale", scale);
+        forwardF32(cu, n, hw, mask, y, h, scale, out, logdetF32);
+    }
+
+    /** scale: a Float (ltk_coupling_fwd) or a DeviceBuffer holding it (ltk_coupling_fwd_ds). */
+    private static void forwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, Object scale,
+                                   DeviceBuffer out, DeviceBuffer logdetF32) {
+        cpCheck("couplingForward", n, hw, mask, y, h, out);
         floats("couplingForward", n, "logdet", logdetF32);
         DeviceBuffer ld = scratch(cu, n * 8).slice(0, n * 8);
-        couplingForward(cu, n, hw, mask, y, h, scale, out, ld);
+        cu.launch(scale instanceof DeviceBuffer ? "ltk_coupling_fwd_ds" : "ltk_coupling_fwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h,
+                scale, out, ld);
         cu.launch("ltk_f64_to_f32", dim(strideBlocks(n)), dim(256), 0, n, ld, logdetF32);
     }
 
@@ -816,6 +835,19 @@ public final class CudaKernels {
      */
     public static void couplingBackwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, float scale,
                                            DeviceBuffer dout, DeviceBuffer dlogdetF32, DeviceBuffer dy, DeviceBuffer dh, DeviceBuffer dscaleF32) {
+        backwardF32(cu, n, hw, mask, y, h, scale, dout, dlogdetF32, dy, dh, dscaleF32);
+    }
+
+    /** The backward with the learned scale read from device memory (one float): the same bits, nothing copied back. */
+    public static void couplingBackwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, DeviceBuffer scale,
+                                           DeviceBuffer dout, DeviceBuffer dlogdetF32, DeviceBuffer dy, DeviceBuffer dh, DeviceBuffer dscaleF32) {
+        floats("couplingBackward", 1, "scale", scale);
+        backwardF32(cu, n, hw, mask, y, h, scale, dout, dlogdetF32, dy, dh, dscaleF32);
+    }
+
+    /** scale: a Float (ltk_coupling_bwd) or a DeviceBuffer holding it (ltk_coupling_bwd_ds). */
+    private static void backwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, Object scale,
+                                    DeviceBuffer dout, DeviceBuffer dlogdetF32, DeviceBuffer dy, DeviceBuffer dh, DeviceBuffer dscaleF32) {
         String op = "couplingBackward";
         cpCheck(op, n, hw, mask, y, h, dy);
         floats(op, n * hw, "dout", dout);
@@ -828,7 +860,8 @@ public final class CudaKernels {
         DeviceBuffer dl = dlogdetF32 == null ? null : s.slice(0, n * 8), ds = s.slice(n * 8, 8), part = s.slice((n + 1) * 8, n * 8);
         if (dl != null) cu.launch("ltk_f32_to_f64", dim(strideBlocks(n)), dim(256), 0, n, dlogdetF32, dl);
         ds.zero();
-        cu.launch("ltk_coupling_bwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, scale, dout, dl, dy, dh, part);
+        cu.launch(scale instanceof DeviceBuffer ? "ltk_coupling_bwd_ds" : "ltk_coupling_bwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h,
+                scale, dout, dl, dy, dh, part);
         cu.launch("ltk_coupling_dscale", dim(1), dim(32), 0, n, part, ds);
         cu.launch("ltk_f64_to_f32", dim(1), dim(32), 0, 1L, ds, dscaleF32);
     }

@@ -787,6 +787,32 @@ public final class Kernels {
     }
 
     /**
+     * {@link #couplingForwardOnDevice(Tensor, Tensor, Tensor, float, Tensor, Tensor)} with the scale a one-element CUDA
+     * tensor (the learned parameter) that the kernel reads on the device: the same bits, no copy back.
+     */
+    public static void couplingForwardOnDevice(Tensor mask, Tensor y, Tensor h, Tensor scale, Tensor out, Tensor logdet) {
+        String op = "couplingForward";
+        if (!onCuda(op, mask, y, h, scale, out, logdet)) throw new IllegalArgumentException(op + ": CUDA tensors expected, got " + y);
+        long[] d = couplingDims(op, mask, y, h, out);
+        numel(op, d[0], logdet);
+        numel(op, 1, scale);
+        CudaKernels.couplingForwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), buf(scale), buf(out), buf(logdet));
+    }
+
+    /** {@link #couplingBackwardOnDevice(Tensor, Tensor, Tensor, float, Tensor, Tensor, Tensor, Tensor, Tensor)} with the scale on the device. */
+    public static void couplingBackwardOnDevice(Tensor mask, Tensor y, Tensor h, Tensor scale, Tensor dout, Tensor dlogdet, Tensor dy,
+                                                Tensor dh, Tensor dscale) {
+        String op = "couplingBackward";
+        if (!onCuda(op, mask, y, h, scale, dout, dlogdet, dy, dh, dscale)) throw new IllegalArgumentException(op + ": CUDA tensors expected, got " + y);
+        long[] d = couplingDims(op, mask, y, h, dy);
+        numel(op, y.numel(), dout);
+        numel(op, 2 * y.numel(), dh);
+        if (dlogdet != null) numel(op, d[0], dlogdet);
+        numel(op, 1, dscale, scale);
+        CudaKernels.couplingBackwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), buf(scale), buf(dout), buf(dlogdet), buf(dy), buf(dh), buf(dscale));
+    }
+
+    /**
      * Affine coupling backward on CUDA tensors with dlogdet (n floats, may be null) and d(scale) (one float, overwritten)
      * on the device: the CPU path's widening and rounding, no copies, no synchronisation.
      */

@@ -79,14 +79,19 @@ public final class Tensor {
         return new Tensor(null, b, scope, 0, shape.clone(), contiguousStrides(shape), device);
     }
 
-    /** A new tensor on {@code device} holding {@code data} (row-major) with {@code shape}. */
+    /**
+     * A new tensor on {@code device} holding {@code data} (row-major) with {@code shape}; on CUDA an asynchronous upload
+     * from page-locked staging ({@link Staging}), a synchronous copy above {@link Staging#MAX_BYTES}.
+     */
     public static Tensor of(Scope scope, Device device, float[] data, long... shape) {
         if (device == Device.CPU) return of(scope, data, shape);
         if (numel(checkShape(shape)) != data.length)
             throw new IllegalArgumentException("data has " + data.length + " elements but shape " + Arrays.toString(shape)
                     + " needs " + numel(shape));
         Tensor t = empty(scope, device, shape);
-        if (data.length > 0)
+        if (data.length > 0 && 4L * data.length <= Staging.MAX_BYTES)   // from page-locked staging: the host does not wait
+            Staging.upload(t.deviceStorage, 4L * data.length, h -> MemorySegment.copy(data, 0, h, F32, 0, data.length));
+        else if (data.length > 0)
             try (Arena a = Arena.ofConfined()) { t.deviceStorage.copyFrom(a.allocateFrom(F32, data)); }
         return t;
     }
