@@ -170,7 +170,7 @@ public final class VaeTrainer {
     public double trainStep(ImageData data, int[] idx, int from, int m) { return step(data, idx, from, m).negElbo(); }
 
     /**
-     * The batch's mean neg-ELBO of one {@link #step}, read when asked: on CUDA the reconstruction term and the KL stay
+     * The batch's mean neg-ELBO of one {@link VaeTrainer#step}, read when asked: on CUDA the reconstruction term and the KL stay
      * on the device until {@link #negElbo()} copies both back in one copy (so a step whose loss is not read makes no host
      * synchronisation). Read it before the next step.
      */
@@ -185,7 +185,7 @@ public final class VaeTrainer {
             this.value = value;
         }
 
-        /** rec + KL / batch (in float, as the CPU computes it). */
+        /** rec + KL / batch (in float, as {@link VaeTrainer#trainStep} always computed it). */
         public double negElbo() { return terms == null ? value : terms.get(0) + terms.get(1) / batch; }
 
         /** Whether {@link #negElbo()} still has to copy from the device. */
