@@ -14,6 +14,7 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 
 import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 /**
  * AdamW with decoupled weight decay (PyTorch's order), one fused native pass over (param, grad, m, v). Weight decay
@@ -128,24 +129,55 @@ public final class AdamW {
         private double value;
         private boolean known;
 
+        private final double clip;   /* the clip its device factor was computed for */
+
         private GradNorm(double value) {
             this.owner = null;
             this.id = 0;
             this.value = value;
             this.known = true;
+            this.clip = Double.NaN;
         }
 
-        private GradNorm(AdamW owner, long id) {
+        private GradNorm(AdamW owner, long id, double clip) {
             this.owner = owner;
             this.id = id;
+            this.clip = clip;
+        }
+
+        private void current() {
+            if (owner.deviceNorms != id)
+                throw new IllegalStateException("AdamW: this gradient norm (norm " + id + ") was overwritten by a later one ("
+                        + owner.deviceNorms + "); read value() before the next update");
+        }
+
+        /**
+         * {norm, the value of {@code scalar}} (a one-element tensor on the optimizer's device: a step's loss), read in
+         * ONE device-to-host copy on CUDA (the scalar is copied beside the norm on the device first): a training loop
+         * that checks both before the update then makes one host synchronisation per step.
+         */
+        public double[] valueWith(Tensor scalar) {
+            if (scalar.numel() != 1 || !scalar.isContiguous())
+                throw new IllegalArgumentException("valueWith: a one-element contiguous tensor needed, got " + scalar);
+            if (known || scalar.device() != Device.CUDA) {
+                float s = scalar.toArray()[0];
+                return new double[] {value(), s};
+            }
+            current();
+            owner.clipBuf.deviceBuffer().slice(12, 4).copyFrom(scalar.deviceBuffer());   // float 3, beside the norm and factor
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment h = a.allocate(16, 8);
+                owner.clipBuf.deviceBuffer().copyTo(h);   // one synchronising copy: sum of squares, factor, scalar
+                value = Math.sqrt(h.get(JAVA_DOUBLE, 0));
+                known = true;
+                return new double[] {value, h.get(JAVA_FLOAT, 12)};
+            }
         }
 
         /** The norm before clipping (NaN when the update did not clip, as {@code clip <= 0} computes no norm). */
         public double value() {
             if (known) return value;
-            if (owner.deviceNorms != id)
-                throw new IllegalStateException("AdamW: this gradient norm (update " + id + ") was overwritten by a later clipped update ("
-                        + owner.deviceNorms + "); read value() before the next update");
+            current();
             try (Arena a = Arena.ofConfined()) {
                 MemorySegment h = a.allocate(JAVA_DOUBLE);
                 owner.clipBuf.deviceBuffer().slice(0, 8).copyTo(h);   // one synchronising copy
@@ -173,23 +205,50 @@ public final class AdamW {
      */
     public GradNorm update(float lr, double clip) {
         if (!(clip > 0)) return new GradNorm(update(lr, clip, Double.NaN));
+        return update(lr, clip, gradNorm(clip));
+    }
+
+    /**
+     * The global gradient norm for an update with {@code clip} that follows ({@link #update(float, double, GradNorm)}),
+     * computed before it so a caller can check it first: on the CPU {@link #gradNorm()}; on CUDA the norm and the clip
+     * factor are computed on the device (no host synchronisation) and read when asked ({@link GradNorm#value()}, or
+     * {@link GradNorm#valueWith} together with the step's loss in one copy).
+     */
+    public GradNorm gradNorm(double clip) {
+        if (Double.isNaN(clip)) throw new IllegalArgumentException("gradNorm: clip is NaN");
         ensurePacked();
-        if (flat.device() != Device.CUDA) return new GradNorm(update(lr, clip, gradNorm()));
+        if (flat.device() != Device.CUDA) return new GradNorm(gradNorm());
         checkDevices();
         flat.syncGrads();
         long[][] seg = flat.gradSegments();
-        if (seg.length == 0) {   // no gradient: nothing to clip or update (the host path's norm is 0 then)
-            step++;
-            return new GradNorm(0.0);
-        }
+        if (seg.length == 0) return new GradNorm(0.0);   // no gradient: the host path's norm is 0
         long[] off = new long[seg.length], len = new long[seg.length];
         for (int k = 0; k < seg.length; k++) { off[k] = seg[k][0]; len[k] = seg[k][1]; }
         if (clipBuf == null || clipBuf.device() != Device.CUDA) clipBuf = Tensor.zeros(scope, Device.CUDA, 4);
         Kernels.gradClip(flat.grads(), off, len, clip, clipBuf);
         deviceNorms++;
+        return new GradNorm(this, deviceNorms, clip);
+    }
+
+    /**
+     * {@link #update(float, double)} with the norm {@link #gradNorm(double)} computed for this {@code clip} (and not
+     * replaced since): on CUDA the update kernels read the clip factor on the device. Returns {@code norm}.
+     */
+    public GradNorm update(float lr, double clip, GradNorm norm) {
+        if (norm.owner == null) {   // a host value (the CPU, or no gradient)
+            update(lr, clip, norm.value);
+            return norm;
+        }
+        if (norm.owner != this) throw new IllegalArgumentException("update: the norm was computed by another optimizer");
+        norm.current();
+        if (Double.compare(norm.clip, clip) != 0 && (norm.clip > 0 || clip > 0))
+            throw new IllegalArgumentException("update: the norm's clip factor was computed for clip " + norm.clip + ", not " + clip);
+        ensurePacked();
+        checkDevices();
         step++;
-        apply(lr, 1f, clipBuf.slice(0, 2, 3));
-        return new GradNorm(this, deviceNorms);
+        if (flat.syncGrads() == 0) return norm;
+        apply(lr, 1f, clip > 0 ? clipBuf.slice(0, 2, 3) : null);
+        return norm;
     }
 
     /** The global L2 norm of the gradients (what {@link #update} clips): one pass over the gradient buffer. */

@@ -92,7 +92,7 @@ class CudaFlatAdamWTest {
     }
 
     /** Gradients 2 c p of sum(c p^2) for every parameter but {@code skip}. */
-    static void backward(Map<String, Var> p, String skip, float c) {
+    static Var backward(Map<String, Var> p, String skip, float c) {
         Var loss = null;
         for (var e : p.entrySet()) {
             if (e.getKey().equals(skip)) continue;
@@ -100,6 +100,7 @@ class CudaFlatAdamWTest {
             loss = loss == null ? t : dev.latent.autograd.F.add(loss, t);
         }
         Graph.current().backward(loss);
+        return loss;
     }
 
     /**
@@ -119,10 +120,21 @@ class CudaFlatAdamWTest {
                     float c = 3f + step;
                     AdamW.GradNorm got;
                     double want;
+                    float lossGot = Float.NaN;
                     try (Graph g = Graph.open()) {
-                        backward(a, skip, c);
-                        got = da.update(1e-2f, clip);
-                        assertTrue(got.onDevice(), "the norm stays on the device until asked");
+                        Var l = backward(a, skip, c);
+                        if (step % 2 == 0) {
+                            got = da.update(1e-2f, clip);
+                            assertTrue(got.onDevice(), "the norm stays on the device until asked");
+                        } else {   // GptTrainer's order: the norm first, read with the loss in one copy, then the update
+                            got = da.gradNorm(clip);
+                            assertTrue(got.onDevice(), "the norm stays on the device until asked");
+                            double[] nl = got.valueWith(l.value());
+                            lossGot = (float) nl[1];
+                            assertEquals(Float.floatToRawIntBits(dev.latent.autograd.F.item(l)), Float.floatToRawIntBits(lossGot), "the loss read with the norm");
+                            assertEquals(Double.doubleToRawLongBits(nl[0]), Double.doubleToRawLongBits(got.value()));
+                            assertSame(got, da.update(1e-2f, clip, got));
+                        }
                     }
                     try (Graph g = Graph.open()) {
                         backward(b, skip, c);

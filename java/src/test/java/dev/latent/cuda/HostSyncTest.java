@@ -138,6 +138,25 @@ class HostSyncTest {
                     }
                 }
             }
+            // The step as GptTrainer runs it: the norm (and clip factor) on the device, the loss and the norm read together
+            // in one copy and checked before the update: one host synchronisation for the whole step.
+            long trainer;
+            {
+                int[] ids = new int[n], targets = new int[n];
+                for (int i = 0; i < n; i++) { ids[i] = r.nextInt(65); targets[i] = r.nextInt(65); }
+                MemorySegment hi = a.allocateFrom(JAVA_INT, ids), ht = a.allocateFrom(JAVA_INT, targets);
+                try (Graph g = Graph.open()) {
+                    trainer = syncs("GPT step as GptTrainer runs it (loss and norm read together, checked before the update)", () -> {
+                        Var l = gpt.loss(hi, ht, b, cfg.context());
+                        g.backward(l);
+                        AdamW.GradNorm gn = opt.gradNorm(1.0);
+                        double[] nl = gn.valueWith(l.value());
+                        assertTrue(Double.isFinite(nl[0]) && Double.isFinite(nl[1]), "norm " + nl[0] + ", loss " + nl[1]);
+                        opt.update(1e-3f, 1.0, gn);
+                    });
+                }
+            }
+            assertEquals(1, trainer, "GptTrainer's step: one host synchronisation (the loss and the norm in one copy)");
             // steady state (after the first steps' allocations and scratch growth)
             assertTrue(counts[0] <= GPT_MODEL_SYNCS, "GPT forward + backward: " + counts[0] + " host synchronisations, bound " + GPT_MODEL_SYNCS);
             long params = named.size();
