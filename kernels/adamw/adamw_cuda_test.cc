@@ -1,7 +1,8 @@
 /* adamw.cu in the CUDA emulation against lt_adamw at ISA ref (adamw_ref.c), three steps, lengths at every tail.
  * The constants are computed here exactly as adamw.c computes them (in double, rounded to float); the Java backend
- * does the same. Tolerance per element: 8 u of each term of the update (nvcc fuses the moment updates into fmas;
+ * does the same; ltk_adamw_dscale (the scale read from device memory) must give ltk_adamw's bits. Tolerance per element: 8 u of each term of the update (nvcc fuses the moment updates into fmas;
  * adamw_test.c derives the same kind of bound from counting roundings). Run: build/adamw_cuda_test */
+#include <cstring>
 #include <vector>
 
 #include "../adamw/adamw.cu"
@@ -27,8 +28,17 @@ int main() {
             lt_adamw_desc d = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.5f, step};
             std::vector<float> pw = p, mw = m, vw = v; /* reference step from the kernel's previous state */
             lt_adamw(&d, n, pw.data(), g.data(), mw.data(), vw.data());
+            std::vector<float> p3 = p, m3 = m, v3 = v; /* the same state for ltk_adamw_dscale */
             LAUNCH(ltk_adamw, dim3(lt_cu_blocks(n, 256)), dim3(256), 0, consts(d), n, p.data(), (const float *)g.data(),
                    m.data(), v.data());
+            {   /* the device-scale kernel (*scale in memory) gives the by-value kernel's bits */
+                ltk_adamw_consts k0 = consts(d);
+                const float sc = k0.grad_scale;
+                k0.grad_scale = 7.0f; /* ignored by ltk_adamw_dscale */
+                LAUNCH(ltk_adamw_dscale, dim3(lt_cu_blocks(n, 256)), dim3(256), 0, k0, &sc, n, p3.data(), (const float *)g.data(), m3.data(), v3.data());
+                CHECK(memcmp(p3.data(), p.data(), 4 * n) == 0 && memcmp(m3.data(), m.data(), 4 * n) == 0 && memcmp(v3.data(), v.data(), 4 * n) == 0,
+                      "adamw_dscale n=%lld step %d differs from ltk_adamw", (long long)n, step);
+            }
             CHECK(lt_cu_close("m", m.data(), mw.data(), n, 1e-30, 4 * U), "adamw m n=%lld step %d", (long long)n, step);
             CHECK(lt_cu_close("v", v.data(), vw.data(), n, 1e-30, 4 * U), "adamw v n=%lld step %d", (long long)n, step);
             /* p = p*decay - step_size * m / denom: 8 u of |p| plus 8 u of the update (<= ~lr / (1 - b1^t)) */

@@ -7,6 +7,8 @@
  *   ltk_coupling_bwd(n, hw, mask, y, h, scale, dout, dlogdet, dy, dh, part)   grid n, CP_THREADS: dy, dh overwritten
  *       (dlogdet may be NULL: 0); part[i] = image i's sum of ds tanh(h0) (same order scheme as logdet)
  *   ltk_coupling_dscale(n, part, dscale)   one thread: *dscale += part[0] + part[1] + ..., in image order (as the CPU)
+ *   ltk_coupling_fwd_ds / ltk_coupling_bwd_ds: fwd / bwd with the learned scale read from device memory (*scale: the
+ *       parameter itself, so a training step does not copy it back); the same bits as passing its value.
  * Deterministic, no atomics. The CPU sums an image sequentially and CUDA's double tanh / exp are not glibc's (both
  * within 2 ulp), so logdet / dscale agree to the double additions' rounding and every float output to one rounding.
  * Outputs must not overlap inputs (the CPU's rule). */
@@ -24,10 +26,9 @@ static __device__ __forceinline__ double cp_block_sum(double v, double *red) {
     return red[0];
 }
 
-LT_KERNEL void __launch_bounds__(CP_THREADS) ltk_coupling_fwd(int64_t n, int64_t hw, const float *__restrict__ mask,
-                                                              const float *__restrict__ y, const float *__restrict__ h,
-                                                              float scale, float *__restrict__ out, double *__restrict__ logdet) {
-    __shared__ double red[CP_THREADS];
+static __device__ __forceinline__ void cp_fwd(int64_t hw, const float *__restrict__ mask, const float *__restrict__ y,
+                                              const float *__restrict__ h, float scale, float *__restrict__ out,
+                                              double *__restrict__ logdet, double *red) {
     const int64_t i = blockIdx.x;
     const float *yi = y + i * hw, *h0 = h + 2 * i * hw, *h1 = h0 + hw;
     float *oi = out + i * hw;
@@ -41,6 +42,21 @@ LT_KERNEL void __launch_bounds__(CP_THREADS) ltk_coupling_fwd(int64_t n, int64_t
     if (threadIdx.x == 0 && logdet) logdet[i] = ld;
 }
 
+LT_KERNEL void __launch_bounds__(CP_THREADS) ltk_coupling_fwd(int64_t n, int64_t hw, const float *__restrict__ mask,
+                                                              const float *__restrict__ y, const float *__restrict__ h,
+                                                              float scale, float *__restrict__ out, double *__restrict__ logdet) {
+    __shared__ double red[CP_THREADS];
+    cp_fwd(hw, mask, y, h, scale, out, logdet, red);
+}
+
+LT_KERNEL void __launch_bounds__(CP_THREADS) ltk_coupling_fwd_ds(int64_t n, int64_t hw, const float *__restrict__ mask,
+                                                                 const float *__restrict__ y, const float *__restrict__ h,
+                                                                 const float *__restrict__ scale, float *__restrict__ out,
+                                                                 double *__restrict__ logdet) {
+    __shared__ double red[CP_THREADS];
+    cp_fwd(hw, mask, y, h, *scale, out, logdet, red);
+}
+
 LT_KERNEL void ltk_coupling_inv(int64_t n, int64_t hw, const float *__restrict__ mask, const float *__restrict__ yp,
                                 const float *__restrict__ h, float scale, float *__restrict__ y) {
     const int64_t i = blockIdx.x;
@@ -52,12 +68,10 @@ LT_KERNEL void ltk_coupling_inv(int64_t n, int64_t hw, const float *__restrict__
     }
 }
 
-LT_KERNEL void __launch_bounds__(CP_THREADS) ltk_coupling_bwd(int64_t n, int64_t hw, const float *__restrict__ mask,
-                                                              const float *__restrict__ y, const float *__restrict__ h,
-                                                              float scale, const float *__restrict__ dout,
-                                                              const double *__restrict__ dlogdet, float *__restrict__ dy,
-                                                              float *__restrict__ dh, double *__restrict__ part) {
-    __shared__ double red[CP_THREADS];
+static __device__ __forceinline__ void cp_bwd(int64_t hw, const float *__restrict__ mask, const float *__restrict__ y,
+                                              const float *__restrict__ h, float scale, const float *__restrict__ dout,
+                                              const double *__restrict__ dlogdet, float *__restrict__ dy, float *__restrict__ dh,
+                                              double *__restrict__ part, double *red) {
     const int64_t i = blockIdx.x;
     const float *yi = y + i * hw, *h0 = h + 2 * i * hw, *gi = dout + i * hw;
     float *dyi = dy + i * hw, *dh0 = dh + 2 * i * hw, *dh1 = dh0 + hw;
@@ -73,6 +87,24 @@ LT_KERNEL void __launch_bounds__(CP_THREADS) ltk_coupling_bwd(int64_t n, int64_t
     }
     acc = cp_block_sum(acc, red);
     if (threadIdx.x == 0) part[i] = acc;
+}
+
+LT_KERNEL void __launch_bounds__(CP_THREADS) ltk_coupling_bwd(int64_t n, int64_t hw, const float *__restrict__ mask,
+                                                              const float *__restrict__ y, const float *__restrict__ h,
+                                                              float scale, const float *__restrict__ dout,
+                                                              const double *__restrict__ dlogdet, float *__restrict__ dy,
+                                                              float *__restrict__ dh, double *__restrict__ part) {
+    __shared__ double red[CP_THREADS];
+    cp_bwd(hw, mask, y, h, scale, dout, dlogdet, dy, dh, part, red);
+}
+
+LT_KERNEL void __launch_bounds__(CP_THREADS) ltk_coupling_bwd_ds(int64_t n, int64_t hw, const float *__restrict__ mask,
+                                                                 const float *__restrict__ y, const float *__restrict__ h,
+                                                                 const float *__restrict__ scale, const float *__restrict__ dout,
+                                                                 const double *__restrict__ dlogdet, float *__restrict__ dy,
+                                                                 float *__restrict__ dh, double *__restrict__ part) {
+    __shared__ double red[CP_THREADS];
+    cp_bwd(hw, mask, y, h, *scale, dout, dlogdet, dy, dh, part, red);
 }
 
 LT_KERNEL void ltk_coupling_dscale(int64_t n, const double *__restrict__ part, double *__restrict__ dscale) {

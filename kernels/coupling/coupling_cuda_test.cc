@@ -4,7 +4,9 @@
  * Tolerance: both sides evaluate the same double formulas and round once; CUDA's double tanh / exp may differ from
  * glibc's by ~2 ulp and the sums run in another order, so each float output is within one float ulp (2^-23 |want|)
  * plus 2^-40 of its terms' magnitude (O(10) here); logdet within 2^-53 (hw + 40) of sum |s|, dscale within
- * 2^-53 (hw + n + 40) of sum |ds tanh| (the CPU adds an image's terms one after another). Run: build/coupling_cuda_test */
+ * 2^-53 (hw + n + 40) of sum |ds tanh| (the CPU adds an image's terms one after another). ltk_coupling_fwd_ds / _bwd_ds
+ * (the scale read from device memory) must give the by-value kernels' bits. Run: build/coupling_cuda_test */
+#include <cstring>
 #include <vector>
 
 #include "../coupling/coupling.cu"
@@ -75,6 +77,18 @@ int main() {
         bad += !(err <= tol);
         CHECK(bad == 0, "coupling bwd %lld x %lld: %lld outside tolerance (dscale %.17g vs %.17g)", (long long)N, (long long)HW,
               (long long)bad, ds, dsw);
+        {   /* the device-scale kernels (*scale in memory) give the by-value kernels' bits */
+            std::vector<float> o2(n, NAN), dy2(n, NAN), dh2(2 * n, NAN);
+            std::vector<double> ld2(N, NAN), part2(N, NAN);
+            LAUNCH(ltk_coupling_fwd_ds, dim3((unsigned)N), dim3(CP_THREADS), 0, N, HW, (const float *)b.data(), (const float *)y.data(),
+                   (const float *)h.data(), &scale, o2.data(), cs.with_ld ? ld2.data() : nullptr);
+            LAUNCH(ltk_coupling_bwd_ds, dim3((unsigned)N), dim3(CP_THREADS), 0, N, HW, (const float *)b.data(), (const float *)y.data(),
+                   (const float *)h.data(), &scale, (const float *)dout.data(), dl, dy2.data(), dh2.data(), part2.data());
+            CHECK(memcmp(o2.data(), o.data(), 4 * n) == 0 && (!cs.with_ld || memcmp(ld2.data(), ld.data(), 8 * N) == 0),
+                  "coupling fwd_ds %lld x %lld differs from fwd", (long long)N, (long long)HW);
+            CHECK(memcmp(dy2.data(), dy.data(), 4 * n) == 0 && memcmp(dh2.data(), dh.data(), 8 * n) == 0 && memcmp(part2.data(), part.data(), 8 * N) == 0,
+                  "coupling bwd_ds %lld x %lld differs from bwd", (long long)N, (long long)HW);
+        }
     }
     printf("largest error / tolerance: %.3f\n", lt_t_worst_ratio);
     return lt_test_summary();

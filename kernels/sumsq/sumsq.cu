@@ -9,7 +9,19 @@
  *   ltk_sum_part(n, x, part)        as ltk_sumsq_part with x[i] for x[i]^2 (each float exact in double).
  *   ltk_sum_total_f32(chunks, part, out)   one thread: *out = (float)(part[0] + part[1] + ...), in order: the result
  *       stays on the device (no copy back, no synchronisation). Against the CPU's in-order double sum: within
- *       2^-53 (4096 + 16 + 8 + chunks) sum |x_i| before the one rounding to float. */
+ *       2^-53 (4096 + 16 + 8 + chunks) sum |x_i| before the one rounding to float.
+ * The global gradient norm and AdamW's clip factor without a copy back (a flat gradient buffer, one segment per
+ * parameter holding a gradient; issue 18: no host synchronisation in a step):
+ *   ltk_sumsq_seg_part(nseg, tab, x, part)   grid = the segments' chunks in all, 256 threads: tab holds nseg rows of
+ *       int64 (offset, len, first_chunk) in floats, len > 0, first_chunk the running sum of ceil(len / 4096) (rows in
+ *       increasing first_chunk); block q finds its row (the last with first_chunk <= q) and sums chunk q - first_chunk
+ *       of x[offset .. offset + len) exactly as ltk_sumsq_part sums that chunk of the segment, so part[] holds the
+ *       same bits as one ltk_sumsq_part launch per segment, in one launch over the whole buffer.
+ *   ltk_sumsq_seg_clip(nseg, tab, part, clip, sumsq, scale)   one thread: each segment's chunks added in order (the
+ *       bits of ltk_sumsq_total per segment), the segments' totals added in row order from 0 (the host loop of the
+ *       per-segment path), *sumsq = that total; then with norm = sqrt(total) (IEEE, correctly rounded, like Java's
+ *       Math.sqrt) *scale = clip > 0 && norm > clip ? (float)(clip / (norm + 1e-6)) : 1 (AdamW.update's expression,
+ *       each operation one IEEE rounding, so the same float as the host computes from the same total). */
 #include "lt_cuda.cuh"
 
 #define SQ_CHUNK 4096
@@ -58,4 +70,43 @@ LT_KERNEL void __launch_bounds__(SQ_THREADS) ltk_sum_part(int64_t n, const float
 
 LT_KERNEL void ltk_sum_total_f32(int64_t chunks, const double *__restrict__ part, float *__restrict__ out) {
     if (blockIdx.x == 0 && threadIdx.x == 0) *out = (float)sq_chunks_total(chunks, part);
+}
+
+/* The row of chunk q: the last row whose first_chunk <= q (rows sorted by first_chunk, nseg >= 1, row 0 starts at 0). */
+static __device__ __forceinline__ int64_t sq_seg_row(int64_t nseg, const int64_t *__restrict__ tab, int64_t q) {
+    int64_t lo = 0, hi = nseg - 1;
+    while (lo < hi) {
+        const int64_t mid = (lo + hi + 1) / 2;
+        if (tab[3 * mid + 2] <= q) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
+LT_KERNEL void __launch_bounds__(SQ_THREADS) ltk_sumsq_seg_part(int64_t nseg, const int64_t *__restrict__ tab, const float *__restrict__ x,
+                                                               double *__restrict__ part) {
+    __shared__ double red[SQ_THREADS];
+    const int64_t q = blockIdx.x, k = sq_seg_row(nseg, tab, q);
+    const int64_t len = tab[3 * k + 1];
+    const float *__restrict__ xs = x + tab[3 * k];
+    const int64_t c0 = (q - tab[3 * k + 2]) * SQ_CHUNK, c1 = c0 + SQ_CHUNK < len ? c0 + SQ_CHUNK : len;
+    double s = 0.0;
+    for (int64_t i = c0 + threadIdx.x; i < c1; i += SQ_THREADS) {
+        const double v = xs[i];
+        s += v * v; /* exact in double, as in ltk_sumsq_part */
+    }
+    sq_block_store(s, red, part);
+}
+
+LT_KERNEL void ltk_sumsq_seg_clip(int64_t nseg, const int64_t *__restrict__ tab, const double *__restrict__ part, double clip,
+                                  double *__restrict__ sumsq, float *__restrict__ scale) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    double total = 0.0;
+    for (int64_t k = 0; k < nseg; k++) {
+        const int64_t first = tab[3 * k + 2], chunks = (tab[3 * k + 1] + SQ_CHUNK - 1) / SQ_CHUNK;
+        total = __dadd_rn(total, sq_chunks_total(chunks, part + first));
+    }
+    *sumsq = total;
+    const double norm = sqrt(total);
+    *scale = clip > 0.0 && norm > clip ? (float)(clip / __dadd_rn(norm, 1e-6)) : 1.0f;
 }

@@ -41,10 +41,10 @@ import java.util.function.ToIntFunction;
  *
  * <p><b>Norm.</b> {@link #gradSumOfSquares()} is the global squared L2 norm of the gradients that exist, in one
  * pass: on the CPU one native call (lt_sumsq_segments) whose bits equal the old per-parameter loop (each
- * parameter chunked from its own start, per-parameter sums added in map order). On CUDA it is still one
- * reduction per parameter with one host synchronisation each (sumsq.cu); a device-side one-pass norm that keeps
- * the scalar on the device can be built on {@link #grads()} and {@link #gradSegments()} (the segment table of
- * the parameters holding a gradient, in map order).
+ * parameter chunked from its own start, per-parameter sums added in map order). On CUDA the per-parameter sums
+ * (sumsq.cu) come back in one copy (one host synchronisation); {@code Kernels.gradClip} over {@link #grads()} and
+ * {@link #gradSegments()} keeps the same double, and AdamW's clip factor, on the device instead (what
+ * {@code AdamW.update(lr, clip)} uses on CUDA).
  */
 public final class FlatParams {
     /** Parameter offsets are multiples of this many floats (64 bytes). */

@@ -176,12 +176,13 @@ public final class ProbF {
         long n = yv.size(0), hw = yv.numel() / n;
         if (mv.numel() != hw || hv.numel() != 2 * n * hw || scale.value.numel() != 1)
             throw new IllegalArgumentException("coupling: y " + yv + ", h " + hv + " (need 2 channels per pixel), mask " + mv + ", scale " + scale.value);
-        float sc = scalar(scale.value);   /* on CUDA a 4-byte copy: the kernels take the scale by value */
+        Tensor scv = scale.value.contiguous();   /* on CUDA the kernels read the scale on the device: no copy back */
+        float sc = dev == Device.CPU ? scalar(scale.value) : Float.NaN;
         Tensor out = g().empty(dev, yv.shape());
         Tensor ldT;
         if (dev != Device.CPU) {   /* logdet stays on the device (the same (float) of the same double sums) */
             ldT = g().empty(dev, n);
-            Kernels.couplingForwardOnDevice(mv, yv, hv, sc, out, ldT);
+            Kernels.couplingForwardOnDevice(mv, yv, hv, scv, out, ldT);
         } else {
             double[] ld = new double[(int) n];
             Kernels.couplingForward(mv, yv, hv, sc, out, ld);
@@ -194,7 +195,7 @@ public final class ProbF {
             Tensor dy = g().empty(dev, yv.shape()), dh = g().empty(dev, hv.shape());
             if (dev != Device.CPU) {   /* dlogdet and d(scale) stay on the device */
                 Tensor go = dOut != null ? dense(dOut) : g().zeros(dev, yv.shape()), dsc = g().empty(dev, 1);
-                Kernels.couplingBackwardOnDevice(mv, yv, hv, sc, go, dLd == null ? null : dense(dLd), dy, dh, dsc);
+                Kernels.couplingBackwardOnDevice(mv, yv, hv, scv, go, dLd == null ? null : dense(dLd), dy, dh, dsc);
                 return of(Var.constant(dy), Var.constant(dh), Var.constant(dsc));
             }
             double[] dl = null;

@@ -17,6 +17,7 @@ import java.util.concurrent.ConcurrentHashMap;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
@@ -339,7 +340,7 @@ public final class Cuda {
 
     /**
      * cuLaunchKernel on the default stream. Arguments, in the kernel's order: Integer (int32_t), Long (int64_t),
-     * Float, DeviceBuffer (a device pointer), null (a NULL pointer), MemorySegment (a struct passed by value: its
+     * Float, Double, DeviceBuffer (a device pointer), null (a NULL pointer), MemorySegment (a struct passed by value: its
      * bytes, laid out as the C struct, e.g. LatentNative.GEMM_DESC). Launch errors throw here; errors while the
      * kernel runs surface at {@link #synchronize()}.
      */
@@ -354,6 +355,7 @@ public final class Cuda {
                     case Integer x -> a.allocateFrom(JAVA_INT, x);
                     case Long x -> a.allocateFrom(JAVA_LONG, x);
                     case Float x -> a.allocateFrom(JAVA_FLOAT, x);
+                    case Double x -> a.allocateFrom(JAVA_DOUBLE, x);
                     case DeviceBuffer x -> a.allocateFrom(JAVA_LONG, x.address());
                     case MemorySegment x -> a.allocate(x.byteSize(), 16).copyFrom(x);
                     default -> throw new IllegalArgumentException(kernel + ": argument " + i + " of type "

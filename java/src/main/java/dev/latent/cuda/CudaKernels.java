@@ -22,6 +22,8 @@ public final class CudaKernels {
 
     /** Rows per dw / db partial sum in layernorm.cu (LN_CHUNK), elements per chunk in reparam.cu and sumsq.cu. */
     static final int LN_CHUNK = 256, RP_CHUNK = 4096, RP_THREADS = 256, SQ_CHUNK = 4096, SQ_THREADS = 256;
+    /** Elements per chunk of sumsq.cu's reductions (ltk_sumsq_part, ltk_sumsq_seg_part): a segment table's chunk counts. */
+    public static final int SUMSQ_CHUNK = SQ_CHUNK;
     /** batchnorm.cu's block size (BN_THREADS), bce.cu's chunk and block size (BCE_CHUNK, BCE_THREADS). */
     static final int BN_THREADS = 256, BCE_CHUNK = 4096, BCE_THREADS = 256;
     /** coupling.cu's block size (CP_THREADS). */
@@ -215,6 +217,33 @@ public final class CudaKernels {
             for (int k = 0; k < nseg; k++) total += len[k] == 0 ? 0 : h.getAtIndex(JAVA_DOUBLE, k);
             return total;
         }
+    }
+
+    /**
+     * The squared global norm of the segments of x listed in {@code tab} and AdamW's clip factor, both left on the
+     * device (no copy back, no host synchronisation): {@code tab} holds {@code nseg} rows of int64 (offset, len,
+     * first_chunk) in floats, every len > 0, first_chunk the running sum of ceil(len / 4096) (the caller builds and
+     * checks it: {@code Kernels.gradClip}); {@code chunks} is the sum over all rows. sumsq (8 bytes) = the same double as
+     * {@link #sumOfSquaresSegments} returns for those segments (the same launches' bits, one launch for all segments
+     * and one for the total); scale (4 bytes) = clip > 0 and sqrt(sumsq) > clip ? (float) (clip / (sqrt(sumsq) + 1e-6)) :
+     * 1, AdamW.update's factor, for {@link #adamw(Cuda, long, DeviceBuffer, DeviceBuffer, DeviceBuffer, DeviceBuffer,
+     * float, float, float, float, float, DeviceBuffer, long)}.
+     */
+    public static void sumOfSquaresClip(Cuda cu, DeviceBuffer x, DeviceBuffer tab, long nseg, long chunks, double clip, DeviceBuffer sumsq,
+                                        DeviceBuffer scale) {
+        if (nseg < 0 || chunks < nseg || chunks > Integer.MAX_VALUE)
+            throw new IllegalArgumentException("sumOfSquaresClip: nseg=" + nseg + " >= 0 and nseg <= chunks=" + chunks + " <= 2^31 - 1 needed");
+        if (sumsq == null || scale == null || sumsq.byteSize() < 8 || scale.byteSize() < 4)
+            throw new IllegalArgumentException("sumOfSquaresClip: sumsq needs 8 bytes and scale 4, got " + sumsq + " and " + scale);
+        if (nseg == 0) {   // no gradient: sumsq 0, scale 1 (the kernel reads neither table nor partial sums)
+            cu.launch("ltk_sumsq_seg_clip", dim(1), dim(32), 0, 0L, null, null, clip, sumsq, scale);
+            return;
+        }
+        if (tab.byteSize() < nseg * 24) throw new IllegalArgumentException("sumOfSquaresClip: the table holds " + tab.byteSize() + " bytes, "
+                + nseg + " rows need " + nseg * 24);
+        DeviceBuffer part = scratch(cu, chunks * 8).slice(0, chunks * 8);
+        cu.launch("ltk_sumsq_seg_part", dim(chunks), dim(SQ_THREADS), 0, nseg, tab, x, part);
+        cu.launch("ltk_sumsq_seg_clip", dim(1), dim(32), 0, nseg, tab, part, clip, sumsq, scale);
     }
 
     /**
@@ -581,14 +610,40 @@ public final class CudaKernels {
                     + eps + " > 0, weightDecay=" + weightDecay + " >= 0, gradScale=" + gradScale + " >= 0 (all finite), step=" + step + " >= 1 needed");
         floats("adamw", n, "param", p, "grad", g, "m", m, "v", v);
         if (n == 0) return;
-        double t = step, b1 = beta1, b2 = beta2;
         try (Arena a = Arena.ofConfined()) {
-            MemorySegment k = a.allocate(9 * 4L, 4);
-            float[] f = {gradScale, (float) (1.0 - (double) lr * weightDecay), beta1, (float) (1.0 - b1), beta2,
-                    (float) (1.0 - b2), (float) (lr / (1.0 - Math.pow(b1, t))), (float) Math.sqrt(1.0 - Math.pow(b2, t)), eps};
-            for (int i = 0; i < f.length; i++) k.setAtIndex(JAVA_FLOAT, i, f[i]);
-            cu.launch("ltk_adamw", dim(strideBlocks(n)), dim(256), 0, k, n, p, g, m, v);
+            cu.launch("ltk_adamw", dim(strideBlocks(n)), dim(256), 0, adamwConsts(a, lr, beta1, beta2, eps, weightDecay, gradScale, step), n, p, g, m, v);
         }
+    }
+
+    /**
+     * {@link #adamw(Cuda, long, DeviceBuffer, DeviceBuffer, DeviceBuffer, DeviceBuffer, float, float, float, float, float,
+     * float, long)} with the gradient scale read by the kernel from device memory ({@code gradScale}: 4 bytes, a float,
+     * written by {@link #sumOfSquaresClip}): the same bits as passing that float by value, without it on the host.
+     */
+    public static void adamw(Cuda cu, long n, DeviceBuffer p, DeviceBuffer g, DeviceBuffer m, DeviceBuffer v, float lr,
+                             float beta1, float beta2, float eps, float weightDecay, DeviceBuffer gradScale, long step) {
+        if (gradScale == null || gradScale.byteSize() < 4)
+            throw new IllegalArgumentException("adamw: the device gradient scale must be a 4-byte device buffer, got " + gradScale);
+        if (!(lr >= 0) || !Float.isFinite(lr) || !(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1) || !(eps > 0)
+                || !Float.isFinite(eps) || !(weightDecay >= 0) || !Float.isFinite(weightDecay) || step < 1)
+            throw new IllegalArgumentException("adamw: lr=" + lr + " >= 0, beta1=" + beta1 + " and beta2=" + beta2 + " in [0, 1), eps="
+                    + eps + " > 0, weightDecay=" + weightDecay + " >= 0 (all finite), step=" + step + " >= 1 needed");
+        floats("adamw", n, "param", p, "grad", g, "m", m, "v", v);
+        if (n == 0) return;
+        try (Arena a = Arena.ofConfined()) {
+            cu.launch("ltk_adamw_dscale", dim(strideBlocks(n)), dim(256), 0, adamwConsts(a, lr, beta1, beta2, eps, weightDecay, 1f, step),
+                    gradScale, n, p, g, m, v);
+        }
+    }
+
+    /** ltk_adamw_consts, computed in double and rounded to float as adamw.c does. */
+    private static MemorySegment adamwConsts(Arena a, float lr, float beta1, float beta2, float eps, float weightDecay, float gradScale, long step) {
+        double t = step, b1 = beta1, b2 = beta2;
+        MemorySegment k = a.allocate(9 * 4L, 4);
+        float[] f = {gradScale, (float) (1.0 - (double) lr * weightDecay), beta1, (float) (1.0 - b1), beta2,
+                (float) (1.0 - b2), (float) (lr / (1.0 - Math.pow(b1, t))), (float) Math.sqrt(1.0 - Math.pow(b2, t)), eps};
+        for (int i = 0; i < f.length; i++) k.setAtIndex(JAVA_FLOAT, i, f[i]);
+        return k;
     }
     // ---- batchnorm.cu ----
 
@@ -748,9 +803,28 @@ public final class CudaKernels {
      */
     public static void couplingForwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, float scale,
                                           DeviceBuffer out, DeviceBuffer logdetF32) {
+        forwardF32(cu, n, hw, mask, y, h, scale, out, logdetF32);
+    }
+
+    /**
+     * {@link #couplingForwardF32(Cuda, long, long, DeviceBuffer, DeviceBuffer, DeviceBuffer, float, DeviceBuffer,
+     * DeviceBuffer)} with the learned scale read by the kernel from device memory ({@code scale}: one float, the
+     * parameter itself): the same bits, and the scale is not copied back.
+     */
+    public static void couplingForwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, DeviceBuffer scale,
+                                          DeviceBuffer out, DeviceBuffer logdetF32) {
+        floats("couplingForward", 1, "scale", scale);
+        forwardF32(cu, n, hw, mask, y, h, scale, out, logdetF32);
+    }
+
+    /** scale: a Float (ltk_coupling_fwd) or a DeviceBuffer holding it (ltk_coupling_fwd_ds). */
+    private static void forwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, Object scale,
+                                   DeviceBuffer out, DeviceBuffer logdetF32) {
+        cpCheck("couplingForward", n, hw, mask, y, h, out);
         floats("couplingForward", n, "logdet", logdetF32);
         DeviceBuffer ld = scratch(cu, n * 8).slice(0, n * 8);
-        couplingForward(cu, n, hw, mask, y, h, scale, out, ld);
+        cu.launch(scale instanceof DeviceBuffer ? "ltk_coupling_fwd_ds" : "ltk_coupling_fwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h,
+                scale, out, ld);
         cu.launch("ltk_f64_to_f32", dim(strideBlocks(n)), dim(256), 0, n, ld, logdetF32);
     }
 
@@ -761,6 +835,19 @@ public final class CudaKernels {
      */
     public static void couplingBackwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, float scale,
                                            DeviceBuffer dout, DeviceBuffer dlogdetF32, DeviceBuffer dy, DeviceBuffer dh, DeviceBuffer dscaleF32) {
+        backwardF32(cu, n, hw, mask, y, h, scale, dout, dlogdetF32, dy, dh, dscaleF32);
+    }
+
+    /** The backward with the learned scale read from device memory (one float): the same bits, nothing copied back. */
+    public static void couplingBackwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, DeviceBuffer scale,
+                                           DeviceBuffer dout, DeviceBuffer dlogdetF32, DeviceBuffer dy, DeviceBuffer dh, DeviceBuffer dscaleF32) {
+        floats("couplingBackward", 1, "scale", scale);
+        backwardF32(cu, n, hw, mask, y, h, scale, dout, dlogdetF32, dy, dh, dscaleF32);
+    }
+
+    /** scale: a Float (ltk_coupling_bwd) or a DeviceBuffer holding it (ltk_coupling_bwd_ds). */
+    private static void backwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, Object scale,
+                                    DeviceBuffer dout, DeviceBuffer dlogdetF32, DeviceBuffer dy, DeviceBuffer dh, DeviceBuffer dscaleF32) {
         String op = "couplingBackward";
         cpCheck(op, n, hw, mask, y, h, dy);
         floats(op, n * hw, "dout", dout);
@@ -773,7 +860,8 @@ public final class CudaKernels {
         DeviceBuffer dl = dlogdetF32 == null ? null : s.slice(0, n * 8), ds = s.slice(n * 8, 8), part = s.slice((n + 1) * 8, n * 8);
         if (dl != null) cu.launch("ltk_f32_to_f64", dim(strideBlocks(n)), dim(256), 0, n, dlogdetF32, dl);
         ds.zero();
-        cu.launch("ltk_coupling_bwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, scale, dout, dl, dy, dh, part);
+        cu.launch(scale instanceof DeviceBuffer ? "ltk_coupling_bwd_ds" : "ltk_coupling_bwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h,
+                scale, dout, dl, dy, dh, part);
         cu.launch("ltk_coupling_dscale", dim(1), dim(32), 0, n, part, ds);
         cu.launch("ltk_f64_to_f32", dim(1), dim(32), 0, 1L, ds, dscaleF32);
     }

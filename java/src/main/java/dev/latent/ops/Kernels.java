@@ -3,6 +3,7 @@ package dev.latent.ops;
 import dev.latent.cuda.Cuda;
 import dev.latent.cuda.CudaKernels;
 import dev.latent.cuda.DeviceBuffer;
+import dev.latent.cuda.Staging;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
@@ -94,7 +95,7 @@ public final class Kernels {
      * Int32 host data on the device (token ids, targets, the embedding backward's grouping of the ids). A host-to-device
      * copy from pageable memory makes the host wait for the stream (a host synchronisation), so each upload is kept,
      * per thread, with a host copy of the bytes it came from (and goes up from page-locked staging, asynchronously: see
-     * Pinned): a later call with equal bytes (the same batch's ids in the
+     * dev.latent.cuda.Staging): a later call with equal bytes (the same batch's ids in the
      * embedding forward and backward, its targets in the loss) reuses the device copy without copying again. An upload
      * is never written by a kernel, so reuse is exact; the comparison is a host memcmp of the int32 data. stageTokens
      * puts a batch's ids, targets and id grouping in ONE copy. The last STAGED_KEEP uploads are kept; an older one goes
@@ -107,14 +108,33 @@ public final class Kernels {
 
     private record Staged(int kind, long vocab, int[] host, DeviceBuffer dev) {}
 
-    private static final int KIND_INTS = 0, KIND_GROUPS = 1;
+    private static final int KIND_INTS = 0, KIND_GROUPS = 1, KIND_LONGS = 2;
     private static final ThreadLocal<java.util.ArrayDeque<Upload>> UPLOADS = ThreadLocal.withInitial(java.util.ArrayDeque::new);
 
     private static DeviceBuffer lookup(int kind, long vocab, int[] host) {
-        for (Upload u : UPLOADS.get())
+        java.util.ArrayDeque<Upload> q = UPLOADS.get();
+        for (Upload u : q)
             for (Staged e : u.entries)
-                if (e.kind == kind && e.vocab == vocab && Arrays.equals(e.host, host) && u.root.isAlive()) return e.dev;
+                if (e.kind == kind && e.vocab == vocab && Arrays.equals(e.host, host) && u.root.isAlive()) {
+                    if (q.peekFirst() != u) {   // most recently used first: what every step uses (a segment table) stays
+                        q.remove(u);
+                        q.addFirst(u);
+                    }
+                    return e.dev;
+                }
         return null;
+    }
+
+    /**
+     * The device copy of {@code v} (int64, 8-byte aligned): a kept upload of equal values, or a new one, asynchronous
+     * from page-locked staging (a gradient-norm segment table: the same every step, so uploaded once).
+     */
+    static DeviceBuffer deviceLongs(long[] v) {
+        if (v.length > (Integer.MAX_VALUE - 8) / 2) throw new IllegalArgumentException(v.length + " int64 values: too many to upload at once");
+        int[] w = new int[2 * v.length];
+        for (int i = 0; i < v.length; i++) { w[2 * i] = (int) v[i]; w[2 * i + 1] = (int) (v[i] >>> 32); }   // little-endian words
+        DeviceBuffer d = lookup(KIND_LONGS, 0, w);
+        return d != null ? d : upload(new int[] {KIND_LONGS}, new long[] {0}, new int[][] {w}, new int[][] {w})[0];
     }
 
     /**
@@ -127,62 +147,24 @@ public final class Kernels {
         DeviceBuffer root = cuda().alloc(4 * total);
         DeviceBuffer[] out = new DeviceBuffer[arrays.length];
         java.util.List<Staged> entries = new java.util.ArrayList<>();
-        Pinned slot = pinned(4 * total);
-        MemorySegment h = slot.host.asSlice(0, 4 * total);
         long at = 0;
         for (int i = 0; i < arrays.length; i++) {
             int len = Math.max(1, arrays[i].length);
-            MemorySegment.copy(arrays[i], 0, h, JAVA_INT, at * 4, arrays[i].length);
             out[i] = root.slice(at * 4, len * 4L);
             entries.add(new Staged(kinds[i], vocabs[i], keys[i].clone(), out[i]));
             at += len;
         }
-        root.copyFromAsync(h);          // from page-locked memory: the host does not wait
-        cuda().eventRecord(slot.event); // the slot is free again once this completes
+        Staging.upload(root, 4 * total, h -> {   // from page-locked staging, asynchronously (dev.latent.cuda.Staging)
+            long o = 0;
+            for (int[] a : arrays) {
+                MemorySegment.copy(a, 0, h, JAVA_INT, o * 4, a.length);
+                o += Math.max(1, a.length);
+            }
+        });
         java.util.ArrayDeque<Upload> q = UPLOADS.get();
         q.addFirst(new Upload(root, entries));
         while (q.size() > STAGED_KEEP) q.removeLast().root.close();
         return out;
-    }
-
-    /*
-     * Page-locked staging for the uploads, per thread: up to PINNED_SLOTS slots, each with an event recorded after its
-     * copy. A slot whose event has completed (cuEventQuery: never blocks) is reused; when every slot is busy, a new one
-     * is made, and past PINNED_SLOTS the oldest is waited for (cuEventSynchronize, a counted host synchronisation; a
-     * step that uploads once never gets there). A slot too small for a batch is replaced (cuMemFreeHost, counted).
-     */
-    private static final int PINNED_SLOTS = 4;
-
-    private static final class Pinned {
-        MemorySegment host;
-        final MemorySegment event;
-
-        Pinned(MemorySegment host, MemorySegment event) { this.host = host; this.event = event; }
-    }
-
-    private static final ThreadLocal<java.util.ArrayDeque<Pinned>> PINNED = ThreadLocal.withInitial(java.util.ArrayDeque::new);
-
-    private static Pinned pinned(long bytes) {
-        Cuda cu = cuda();
-        java.util.ArrayDeque<Pinned> ring = PINNED.get();
-        Pinned pick = null;
-        for (Pinned p : ring)
-            if (cu.eventDone(p.event)) { pick = p; break; }
-        if (pick == null && ring.size() < PINNED_SLOTS) {
-            pick = new Pinned(cu.hostAlloc(Math.max(bytes, 1 << 16)), cu.eventCreate());
-            ring.addLast(pick);
-        }
-        if (pick == null) {   // every slot in flight: wait for the oldest
-            pick = ring.peekFirst();
-            cu.eventSynchronize(pick.event);
-        }
-        ring.remove(pick);
-        ring.addLast(pick);   // most recently used last: the oldest is first
-        if (pick.host.byteSize() < bytes) {
-            cu.hostFree(pick.host);
-            pick.host = cu.hostAlloc(Math.max(bytes, 2 * pick.host.byteSize()));
-        }
-        return pick;
     }
 
     /** The device copy of n int32s of a host segment (targets, ids): a kept upload of equal bytes, or a new one. */
@@ -456,6 +438,20 @@ public final class Kernels {
         nat().adamw(d, p.numel(), p.segment(), g.segment(), m.segment(), v.segment());
     }
 
+    /**
+     * {@link #adamw(Tensor, Tensor, Tensor, Tensor, float, float, float, float, float, float, long)} on CUDA with the
+     * gradient scale read from device memory: {@code gradScale} is a one-element CUDA tensor (the clip factor
+     * {@link #gradClip} wrote), so clipping needs no host synchronisation; the same bits as passing its value.
+     */
+    public static void adamw(Tensor p, Tensor g, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
+                             float weightDecay, Tensor gradScale, long step) {
+        if (!onCuda("adamw", p, g, m, v, gradScale))
+            throw new IllegalArgumentException("adamw with a device gradient scale: CUDA tensors needed, got " + p + ", " + gradScale);
+        numel("adamw", p.numel(), g, m, v);
+        numel("adamw", 1, gradScale);
+        CudaKernels.adamw(cuda(), p.numel(), buf(p), buf(g), buf(m), buf(v), lr, beta1, beta2, eps, weightDecay, buf(gradScale), step);
+    }
+
     /** Sum of squares in double, fixed chunking (same bits for any thread count). */
     public static double sumOfSquares(Tensor x) {
         if (onCuda("sumOfSquares", x)) return CudaKernels.sumOfSquares(cuda(), x.numel(), buf(x));
@@ -485,6 +481,44 @@ public final class Kernels {
             MemorySegment o = a.allocateFrom(JAVA_LONG, offset), l = a.allocateFrom(JAVA_LONG, len);
             return nat().sumsqSegments(offset.length, o, l, x.segment(), F64.get());
         }
+    }
+
+    /**
+     * Global-norm clipping on CUDA without the norm on the host: {@code out} (a contiguous CUDA tensor of 4 floats) gets
+     * in its bytes [0, 8) the double {@link #sumOfSquaresSegments}{@code (x, offset, len)} returns (the same bits), and
+     * in its third float the clip factor {@code clip > 0 && norm > clip ? (float) (clip / (norm + 1e-6)) : 1f} with
+     * norm = sqrt of that double (AdamW.update's expression, the same float the host would compute from it), for
+     * {@link #adamw(Tensor, Tensor, Tensor, Tensor, float, float, float, float, float, Tensor, long)}. One launch over
+     * every segment and one for the total and the factor; the segment table goes up asynchronously from page-locked
+     * staging and is reused while the segments stay the same, so a training step makes no host synchronisation here.
+     */
+    public static void gradClip(Tensor x, long[] offset, long[] len, double clip, Tensor out) {
+        if (offset.length != len.length)
+            throw new IllegalArgumentException("gradClip: " + offset.length + " offsets but " + len.length + " lengths");
+        if (x.rank() != 1 || !x.isContiguous() || x.device() != Device.CUDA)
+            throw new IllegalArgumentException("gradClip: x must be a 1-D contiguous CUDA tensor, got " + x);
+        if (out.device() != Device.CUDA || !out.isContiguous() || out.numel() != 4)
+            throw new IllegalArgumentException("gradClip: out must be a contiguous CUDA tensor of 4 floats, got " + out);
+        if (Double.isNaN(clip)) throw new IllegalArgumentException("gradClip: clip is NaN");
+        int rows = 0;
+        long chunks = 0;
+        for (int k = 0; k < offset.length; k++) {
+            if (offset[k] < 0 || len[k] < 0 || offset[k] > x.numel() - len[k])
+                throw new IllegalArgumentException("gradClip: segment " + k + " [" + offset[k] + ", +" + len[k] + ") outside " + x);
+            if (len[k] > 0) rows++;
+        }
+        long[] tab = new long[3 * rows];
+        int r = 0;
+        for (int k = 0; k < offset.length; k++) {
+            if (len[k] == 0) continue;
+            tab[3 * r] = offset[k];
+            tab[3 * r + 1] = len[k];
+            tab[3 * r + 2] = chunks;
+            chunks = Math.addExact(chunks, (len[k] + CudaKernels.SUMSQ_CHUNK - 1) / CudaKernels.SUMSQ_CHUNK);
+            r++;
+        }
+        DeviceBuffer o = buf(out);
+        CudaKernels.sumOfSquaresClip(cuda(), buf(x), rows == 0 ? null : deviceLongs(tab), rows, chunks, clip, o.slice(0, 8), o.slice(8, 4));
     }
 
     /** Sets every element of a contiguous tensor to +0 (one memset, on either device). */
@@ -750,6 +784,32 @@ public final class Kernels {
         long[] d = couplingDims(op, mask, y, h, out);
         numel(op, d[0], logdet);
         CudaKernels.couplingForwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(out), buf(logdet));
+    }
+
+    /**
+     * {@link #couplingForwardOnDevice(Tensor, Tensor, Tensor, float, Tensor, Tensor)} with the scale a one-element CUDA
+     * tensor (the learned parameter) that the kernel reads on the device: the same bits, no copy back.
+     */
+    public static void couplingForwardOnDevice(Tensor mask, Tensor y, Tensor h, Tensor scale, Tensor out, Tensor logdet) {
+        String op = "couplingForward";
+        if (!onCuda(op, mask, y, h, scale, out, logdet)) throw new IllegalArgumentException(op + ": CUDA tensors expected, got " + y);
+        long[] d = couplingDims(op, mask, y, h, out);
+        numel(op, d[0], logdet);
+        numel(op, 1, scale);
+        CudaKernels.couplingForwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), buf(scale), buf(out), buf(logdet));
+    }
+
+    /** {@link #couplingBackwardOnDevice(Tensor, Tensor, Tensor, float, Tensor, Tensor, Tensor, Tensor, Tensor)} with the scale on the device. */
+    public static void couplingBackwardOnDevice(Tensor mask, Tensor y, Tensor h, Tensor scale, Tensor dout, Tensor dlogdet, Tensor dy,
+                                                Tensor dh, Tensor dscale) {
+        String op = "couplingBackward";
+        if (!onCuda(op, mask, y, h, scale, dout, dlogdet, dy, dh, dscale)) throw new IllegalArgumentException(op + ": CUDA tensors expected, got " + y);
+        long[] d = couplingDims(op, mask, y, h, dy);
+        numel(op, y.numel(), dout);
+        numel(op, 2 * y.numel(), dh);
+        if (dlogdet != null) numel(op, d[0], dlogdet);
+        numel(op, 1, dscale, scale);
+        CudaKernels.couplingBackwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), buf(scale), buf(dout), buf(dlogdet), buf(dy), buf(dh), buf(dscale));
     }
 
     /**

@@ -2,6 +2,7 @@ package dev.latent.tensor;
 
 import dev.latent.cuda.Cuda;
 import dev.latent.cuda.DeviceBuffer;
+import dev.latent.cuda.Staging;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -78,14 +79,19 @@ public final class Tensor {
         return new Tensor(null, b, scope, 0, shape.clone(), contiguousStrides(shape), device);
     }
 
-    /** A new tensor on {@code device} holding {@code data} (row-major) with {@code shape}. */
+    /**
+     * A new tensor on {@code device} holding {@code data} (row-major) with {@code shape}; on CUDA an asynchronous upload
+     * from page-locked staging ({@link Staging}), a synchronous copy above {@link Staging#MAX_BYTES}.
+     */
     public static Tensor of(Scope scope, Device device, float[] data, long... shape) {
         if (device == Device.CPU) return of(scope, data, shape);
         if (numel(checkShape(shape)) != data.length)
             throw new IllegalArgumentException("data has " + data.length + " elements but shape " + Arrays.toString(shape)
                     + " needs " + numel(shape));
         Tensor t = empty(scope, device, shape);
-        if (data.length > 0)
+        if (data.length > 0 && 4L * data.length <= Staging.MAX_BYTES)   // from page-locked staging: the host does not wait
+            Staging.upload(t.deviceStorage, 4L * data.length, h -> MemorySegment.copy(data, 0, h, F32, 0, data.length));
+        else if (data.length > 0)
             try (Arena a = Arena.ofConfined()) { t.deviceStorage.copyFrom(a.allocateFrom(F32, data)); }
         return t;
     }
@@ -258,7 +264,9 @@ public final class Tensor {
 
     /**
      * A copy of this tensor on {@code device}, contiguous, in {@code scope} (also when it is already there: the result
-     * never aliases this one). CPU to CUDA and back are synchronous copies.
+     * never aliases this one). CUDA to the CPU is a synchronous copy. CPU to CUDA goes up asynchronously from
+     * page-locked staging ({@link Staging}: the host does not wait; up to {@link Staging#MAX_BYTES}), a larger tensor
+     * in a synchronous copy.
      */
     public Tensor to(Scope into, Device target) {
         scope.ensureAlive();
@@ -268,7 +276,9 @@ public final class Tensor {
         if (device == Device.CUDA && isContiguous()) {
             t.deviceStorage.copyFrom(deviceBuffer());
         } else if (device == Device.CPU && isContiguous()) {
-            t.deviceStorage.copyFrom(segment());
+            MemorySegment src = segment().asSlice(0, numel() * 4);
+            if (src.byteSize() <= Staging.MAX_BYTES) Staging.upload(t.deviceStorage, src);   // an image batch: no host wait
+            else t.deviceStorage.copyFrom(src);
         } else {
             try (Arena a = Arena.ofConfined()) {
                 t.deviceStorage.copyFrom(a.allocateFrom(F32, toArray()));

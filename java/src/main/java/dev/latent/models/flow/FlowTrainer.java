@@ -12,6 +12,7 @@ import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
+import dev.latent.train.StepScalars;
 import dev.latent.train.TrainLoop;
 import dev.latent.train.TrainingListener;
 
@@ -66,6 +67,7 @@ public final class FlowTrainer {
     public final Config cfg;
     public final ImageFlow model;
     private final AdamW opt;
+    private final StepScalars losses;   /* CUDA: a step's bits/dim, read back when asked */
     private long step;
 
     private static final long PERM = 1L << 40, NOISE = 2L << 40, TEST = 3L << 40;
@@ -93,20 +95,29 @@ public final class FlowTrainer {
                 : new RealNvp(scope, h, w, cfg.couplings, cfg.hidden, 0.05, cfg.seed);
         if (device != Device.CPU) model.to(scope, device);
         opt = new AdamW(scope, model.namedParameters(), 0.9f, 0.999f, 1e-8f, 0f);
+        losses = device == Device.CPU ? null : new StepScalars(scope, device, 1);
     }
 
     /** y (preprocessed on the host: the same bits for any device) on the trainer's device; ldPre stays on the host. */
     private Tensor onDevice(Scope s, Tensor y) { return device == Device.CPU ? y : y.to(s, device); }
 
     /** One Adam step on images idx[from .. from + m); returns the batch's mean bits/dim. */
-    public double trainStep(ImageData data, int[] idx, int from, int m) {
+    public double trainStep(ImageData data, int[] idx, int from, int m) { return stepDeferred(data, idx, from, m).get(0); }
+
+    /**
+     * {@link #trainStep} without reading the loss: {@code get(0)} of the result is the batch's mean bits/dim, which on
+     * CUDA stays on the device until read (one copy; read it before the next step), so the step itself makes no host
+     * synchronisation where the model's ops make none.
+     */
+    public StepScalars.Values stepDeferred(ImageData data, int[] idx, int from, int m) {
         step++;
         try (Graph g = Graph.open()) {
             Tensor[] pre = model.preprocess(g.scope(), data.pixels, idx, from, m, cfg.seed, NOISE + step);
             Var bpd = model.bitsPerDim(Var.constant(onDevice(g.scope(), pre[0])), pre[1]);
             g.backward(bpd);
             opt.update(cfg.lr, 0);
-            return F.item(bpd);
+            if (device == Device.CPU) return StepScalars.Values.known(F.item(bpd));
+            return losses.capture(bpd.value());
         }
     }
 

@@ -13,6 +13,7 @@ import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
+import dev.latent.train.StepScalars;
 import dev.latent.train.TrainLoop;
 import dev.latent.train.TrainingListener;
 
@@ -77,6 +78,7 @@ public final class GanTrainer {
     public final Dcgan.Discriminator d;
     private final AdamW optG, optD;
     private final Scope params = Scope.shared();
+    private StepScalars stepValues;   /* CUDA: a DCGAN iteration's losses and logits, read back when asked */
     /** Where the nets train; samples and checkpoints are copied to the host as they are written. */
     public final Device device;
     private TrainingListener listener = TrainingListener.LOG;
@@ -293,7 +295,40 @@ public final class GanTrainer {
     }
 
     /** One D step then one G step (non-saturating) on the same G(z); returns {lossD, lossG, D(x), D(G(z))}. */
-    double[] ganStep(ImageData data, int[] perm, int pos, long it) {
+    double[] ganStep(ImageData data, int[] perm, int pos, long it) { return ganStepDeferred(data, perm, pos, it).values(); }
+
+    /**
+     * The values of one DCGAN iteration {lossD, lossG, D(x), D(G(z))}, read when asked: on CUDA the two losses and the
+     * two batches of logits stay on the device until {@link #values()} copies them back in one copy (the means of the
+     * sigmoids are then taken on the host, as on the CPU), so an iteration that is not logged makes no host
+     * synchronisation. Read before the next iteration.
+     */
+    public static final class StepValues {
+        private final double[] known;
+        private final StepScalars.Values terms;
+
+        StepValues(double[] known, StepScalars.Values terms) {
+            this.known = known;
+            this.terms = terms;
+        }
+
+        /** {lossD, lossG, D(x), D(G(z))}. */
+        public double[] values() {
+            if (known != null) return known.clone();
+            return new double[] {terms.get(0), terms.get(1), meanSigmoid(terms.floats(2)), meanSigmoid(terms.floats(3))};
+        }
+
+        /** Whether {@link #values()} still has to copy from the device. */
+        public boolean onDevice() { return terms != null && terms.onDevice(); }
+    }
+
+    /** {@link #step} of a DCGAN (loss gan) without reading its values: on CUDA no host synchronisation. */
+    public StepValues stepDeferred(ImageData data, int[] perm, int pos, long it) {
+        if (cfg.loss != Loss.GAN) throw new IllegalStateException("stepDeferred: for loss gan only (this trainer runs " + cfg.loss + ")");
+        return ganStepDeferred(data, perm, pos, it);
+    }
+
+    private StepValues ganStepDeferred(ImageData data, int[] perm, int pos, long it) {
         try (Graph gr = Graph.open()) {
             Var real = Var.constant(realBatch(gr.scope(), data, perm, pos));
             Var z = Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + it, cfg.batch, cfg.nz)));
@@ -307,12 +342,15 @@ public final class GanTrainer {
             gr.freeze(d.parameters());   // D's weight gradients of the G step would be thrown away: skip them
             gr.backward(lossG);
             optG.update(cfg.lr, 0);
-            return new double[] {F.item(lossD), F.item(lossG), meanSigmoid(outReal), meanSigmoid(outFake)};
+            if (device == Device.CPU)
+                return new StepValues(new double[] {F.item(lossD), F.item(lossG), meanSigmoid(outReal.value().toArray()),
+                        meanSigmoid(outFake.value().toArray())}, null);
+            if (stepValues == null) stepValues = new StepScalars(params, device, 2 + 2 * cfg.batch);
+            return new StepValues(null, stepValues.capture(lossD.value(), lossG.value(), outReal.value().contiguous(), outFake.value().contiguous()));
         }
     }
 
-    private static double meanSigmoid(Var logits) {
-        float[] s = logits.value().toArray();   /* B logits: from the device, a copy */
+    private static double meanSigmoid(float[] s) {
         double acc = 0;
         for (float v : s) acc += 1 / (1 + Math.exp(-v));
         return acc / s.length;

@@ -168,12 +168,16 @@ public final class GptTrainer {
                     long t0 = System.nanoTime();
                     try (Graph g = Graph.open().precision(o.precision())) {
                         Var l = model.loss(x, y, b, t);
-                        loss = F.item(l);
-                        DivergedException.check("gpt", step + 1, "the loss", loss, "lower --lr (" + o.lr() + ") or --clip");
                         g.backward(l);
-                        norm = opt.gradNorm();
+                        /* the norm (and on CUDA the clip factor) computed on the device, then the loss and the norm read
+                         * together in one copy and checked before the update: one host synchronisation per step */
+                        AdamW.GradNorm gn = opt.gradNorm(o.clip());
+                        double[] nl = gn.valueWith(l.value());
+                        loss = (float) nl[1];
+                        norm = nl[0];
+                        DivergedException.check("gpt", step + 1, "the loss", loss, "lower --lr (" + o.lr() + ") or --clip");
                         DivergedException.check("gpt", step + 1, "the gradient norm", norm, "lower --lr (" + o.lr() + ") or --clip");
-                        opt.update((float) sched.at(step), o.clip(), norm);
+                        opt.update((float) sched.at(step), o.clip(), gn);
                     }
                     trainNanos += System.nanoTime() - t0;
                     tokens += (long) b * t;

@@ -14,6 +14,7 @@ import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
 import dev.latent.train.Limits;
+import dev.latent.train.StepScalars;
 import dev.latent.train.TrainLoop;
 import dev.latent.train.TrainingListener;
 
@@ -106,6 +107,7 @@ public final class VaeTrainer {
     public final Device device;
     private final ConvVae host;
     private final AdamW opt;
+    private final StepScalars losses;   /* a step's reconstruction term and KL, read back when asked */
     private long step, hostSyncedAt = -1;
     private TrainingListener listener = TrainingListener.LOG;
 
@@ -133,6 +135,7 @@ public final class VaeTrainer {
             host = model;
         }
         opt = new AdamW(scope, model.namedParameters(), 0.9f, 0.999f, 1e-8f, 0f);
+        losses = device == Device.CPU ? null : new StepScalars(scope, device, 2);
     }
 
     /** The model on the CPU: {@link #model} itself, or its mirror with the device weights copied over (once per step). */
@@ -164,11 +167,37 @@ public final class VaeTrainer {
     double betaAt(long s) { return cfg.warmup > 0 ? cfg.beta * Math.min(1.0, (double) s / cfg.warmup) : cfg.beta; }
 
     /** One optimizer step on images idx[from .. from + m); returns the batch's mean neg-ELBO (beta = 1, nats per image). */
-    public double trainStep(ImageData data, int[] idx, int from, int m) {
+    public double trainStep(ImageData data, int[] idx, int from, int m) { return step(data, idx, from, m).negElbo(); }
+
+    /**
+     * The batch's mean neg-ELBO of one {@link VaeTrainer#step}, read when asked: on CUDA the reconstruction term and the KL stay
+     * on the device until {@link #negElbo()} copies both back in one copy (so a step whose loss is not read makes no host
+     * synchronisation). Read it before the next step.
+     */
+    public static final class StepLoss {
+        private final StepScalars.Values terms;   /* (rec, KL) on the device; null on the CPU */
+        private final int batch;
+        private final double value;
+
+        StepLoss(StepScalars.Values terms, int batch, double value) {
+            this.terms = terms;
+            this.batch = batch;
+            this.value = value;
+        }
+
+        /** rec + KL / batch (in float, as {@link VaeTrainer#trainStep} always computed it). */
+        public double negElbo() { return terms == null ? value : terms.get(0) + terms.get(1) / batch; }
+
+        /** Whether {@link #negElbo()} still has to copy from the device. */
+        public boolean onDevice() { return terms != null && terms.onDevice(); }
+    }
+
+    /** {@link #trainStep} without reading the loss: on CUDA the step makes no host synchronisation (the batch goes up asynchronously). */
+    public StepLoss step(ImageData data, int[] idx, int from, int m) {
         step++;
         try (Graph g = Graph.open()) {
             Tensor x = images(g.scope(), data, idx, from, m);
-            if (device != Device.CPU) x = x.to(g.scope(), device);
+            if (device != Device.CPU) x = x.to(g.scope(), device);   // from page-locked staging (Tensor.to): no host wait
             Var[] h = model.encode(Var.constant(x));
             F.Reparam r = F.reparam(h[0], h[1], cfg.seed, EPS + step);
             Var rec = reconstruction(model.decode(r.z()), x, 1f / m);
@@ -176,7 +205,8 @@ public final class VaeTrainer {
             Var klTerm = cfg.freeBits > 0 ? F.scale(F.klFreeBits(h[0], h[1], cfg.freeBits), (float) b) : F.scale(r.kl(), (float) (b / m));
             g.backward(F.add(rec, klTerm));
             opt.update(cfg.lr, 0);
-            return F.item(rec) + F.item(r.kl()) / m;
+            if (device == Device.CPU) return new StepLoss(null, m, F.item(rec) + F.item(r.kl()) / m);
+            return new StepLoss(losses.capture(rec.value(), r.kl().value()), m, Double.NaN);
         }
     }
 
