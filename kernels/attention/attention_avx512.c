@@ -1,5 +1,5 @@
-/* AVX-512 attention: attention_avx2.c's FlashAttention-2 tiling and order, 16 lanes per vector. Everything that
- * file's header says holds here with these changes: a tile has L = 48 lanes (3 zmm) instead of 24 (3 ymm); the
+/* AVX-512 attention: attention_simd.h's FlashAttention-2 tiling and order, 16 lanes per vector. Everything that
+ * header's comment says holds here with these changes: a tile has L = 48 lanes (3 zmm) instead of 24 (3 ymm); the
  * causal skips go by 16-lane vectors (a key past query q0 + 16u + 15 is never seen by vector u); the causal mask
  * and the backward's P mask are opmask stores / zero-masking; dQ += dS K goes by 6 queries x 32 head dims with
  * the head-size tail under opmasks over K rows zero-padded to 32 columns; broadcasts of K, V, dout, Q and dS

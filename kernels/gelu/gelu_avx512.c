@@ -1,5 +1,5 @@
-/* AVX-512 exact GELU: gelu_simd.h's operations (the body shared with gelu_avx2.c) (the same normal CDF through the upper tail, the same vexp), 16 lanes
- * per vector, in the same order, so y and dx have the AVX2 path's bits (gelu_test checks avx512 against avx2
+/* AVX-512 exact GELU: gelu_simd.h's operations, the body shared with gelu_avx2.c (the same normal CDF through the
+ * upper tail, the same vexp), 16 lanes per vector, in the same order, so y and dx have the AVX2 path's bits (gelu_test checks avx512 against avx2
  * bit for bit, and both against the double reference). The quadrant-free parts change only in form: the sign
  * select by an opmask from the sign bits (VPMOVD2M) instead of BLENDVPS, exp's underflow by zero-masking, and
  * the tail by masked loads and stores.

@@ -1,4 +1,5 @@
-/* Exact GELU, the SIMD body written once for both levels: y = x Phi(x), dx = dy (Phi(x) + x phi(x)), Phi the normal CDF = (1 + erf(x/sqrt2)) / 2.
+/* Exact GELU, the SIMD body written once for both levels: y = x Phi(x), dx = dy (Phi(x) + x phi(x)), Phi the
+ * normal CDF = (1 + erf(x/sqrt2)) / 2.
  *
  *   x, y, dy, dx: (n) contiguous, y may equal x, dx may equal dy. VL lanes per step, masked tail.
  *

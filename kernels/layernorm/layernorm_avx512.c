@@ -1,5 +1,5 @@
-/* AVX-512 LayerNorm forward and backward: layernorm_simd.h's passes (the body shared with layernorm_avx2.c) (double row statistics around the double
- * mean, then the float elementwise pass), 16 floats per step: the double sums take 8 doubles per zmm (so their
+/* AVX-512 LayerNorm forward and backward: layernorm_simd.h's passes, the body shared with layernorm_avx2.c (double
+ * row statistics around the double mean, then the float elementwise pass), 16 floats per step: the double sums take 8 doubles per zmm (so their
  * order differs from the AVX2 path's; both within layernorm_test's bounds of the double reference), the float
  * passes end in opmask-masked loads and stores, the double passes in the same scalar tail as AVX2 (C % 16).
  * Deterministic: fixed order inside a row and, for dw / db, inside the chunk (layernorm.c).

@@ -1,4 +1,5 @@
-/* LayerNorm forward and backward, the SIMD body written once for both levels over rows of C floats (the math is in layernorm_ref.c's header).
+/* LayerNorm forward and backward over rows of C floats, the SIMD body written once for both levels (the math is in
+ * layernorm_ref.c's header).
  *
  *   fwd: x, y (rows, C); w, b (C); mean, rstd (rows)              y may equal x
  *   bwd: x, dy, dx (rows, C); w (C); mean, rstd (rows); dw_part, db_part (C) overwritten with this chunk's sums

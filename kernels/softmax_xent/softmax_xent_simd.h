@@ -1,4 +1,5 @@
-/* Softmax + cross-entropy, the SIMD body written once for both levels: losses[i] = logsumexp(x) - x[t], dlogits = (softmax(x) - onehot(t)) * dscale.
+/* Softmax + cross-entropy, the SIMD body written once for both levels: losses[i] = logsumexp(x) - x[t],
+ * dlogits = (softmax(x) - onehot(t)) * dscale.
  *
  *   logits (rows, V) row-major, targets (rows), losses (rows), dlogits (rows, V) or NULL (may equal logits).
  *
