@@ -1,5 +1,5 @@
 /* lt_attention_fwd / lt_attention_bwd: causal or full multi-head scaled dot-product attention
- * (latent.h has the layouts; attention_ref.c and attention_avx2.c have the math).
+ * (latent.h has the layouts; attention_ref.c and attention_simd.h have the math).
  *
  * This file is the front door shared by every implementation: it validates the descriptor and the pointers
  * (every check names the field and its value in lt_last_error()), then dispatches by ISA, fastest first:

@@ -16,7 +16,8 @@ LT_HIDDEN lt_status attention_bwd_ref(const lt_attention_desc *d, const float *q
                                       const float *o, const float *lse, const float *dout, float *dq, float *dk,
                                       float *dv);
 
-/* FlashAttention-2 tiling with AVX2+FMA register-blocked micro-kernels (attention_avx2.c). */
+/* FlashAttention-2 tiling with AVX2+FMA register-blocked micro-kernels (attention_simd.h, built by attention_avx2.c
+ * and attention_avx512.c). */
 LT_HIDDEN lt_status attention_fwd_avx2(const lt_attention_desc *d, const float *q, const float *k, const float *v,
                                        float *o, float *lse);
 LT_HIDDEN lt_status attention_bwd_avx2(const lt_attention_desc *d, const float *q, const float *k, const float *v,

@@ -352,7 +352,7 @@ static void test_gradcheck(void) {
 /* ---- determinism, invalid arguments ------------------------------------------------------------------- */
 
 /* Results must not depend on the pool size: 1 and 2 threads give the same bits. The single-(b, h) shapes
- * also take a different schedule of the backward on 2 threads (split by tiles, see attention_avx2.c). */
+ * also take a different schedule of the backward on 2 threads (split by tiles, see attention_simd.h). */
 static void test_determinism(void) {
     uint64_t rng = 42;
     static const int64_t shapes[][4] = {{2, 3, 203, 64}, {1, 1, 203, 64}, {1, 1, 150, 13}};

@@ -1,5 +1,5 @@
-/* Internals shared by the AVX2 convolution files: conv2d_avx2.c (fwd, bwd_data: the correlation engine, the
- * micro-kernels, scratch) and conv2d_wgrad_avx2.c (bwd_weight). Not exported. The design is in conv2d_avx2.c's
+/* Internals shared by the AVX2 convolution files: conv2d_avx2.c (fwd, bwd_data: the micro-kernel, scratch, and the
+ * correlation engine of conv2d_simd.h), conv2d_wgrad_avx2.c (bwd_weight) and conv2d_wino_avx2.c. Not exported. The design is in conv2d_avx2.c's
  * header comment. */
 #ifndef LT_CONV2D_AVX2_H
 #define LT_CONV2D_AVX2_H

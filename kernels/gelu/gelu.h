@@ -8,7 +8,7 @@
 /* Plain loops in double (erfc, exp), rounded once: the ISA-ref fallback and the readable oracle (gelu_ref.c). */
 LT_HIDDEN void gelu_fwd_ref(int64_t n, const float *x, float *y);
 LT_HIDDEN void gelu_bwd_ref(int64_t n, const float *x, const float *dy, float *dx);
-/* AVX2+FMA with a vectorized normal CDF (gelu_avx2.c). */
+/* AVX2+FMA with a vectorized normal CDF (gelu_simd.h). */
 LT_HIDDEN void gelu_fwd_avx2(int64_t n, const float *x, float *y);
 LT_HIDDEN void gelu_bwd_avx2(int64_t n, const float *x, const float *dy, float *dx);
 /* The vector math alone, for the accuracy sweeps in gelu_test.c: which = 0: exp(in) (vexp),

@@ -17,7 +17,7 @@
  *         each of Phi and x phi, measured against their magnitudes rather than the sum, which cancels near the
  *         root of GELU' (x = -0.7518); the sweep measures 5.68 u.
  * Vector math thresholds: exp 1.5 u, Phi and phi 6 u (measured 1.42, 4.93, 3.35 u over every float).
- * Measured with --sweep on this machine: the header of gelu_avx2.c. */
+ * Measured with --sweep on this machine: the header of gelu_simd.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -126,40 +126,21 @@ static void pack_a(const lt_gemm_desc *d, const float *a, int64_t i0, int64_t mc
     }
 }
 
-/* Pack op(B)[p0 .. p0+kc)[j0 .. j0+nc) into slivers of NR columns: sliver s holds, for p = 0 .. kc-1, the NR
- * values op(B)[p0 + p][j0 + s*NR + j] contiguously (columns past nc are zero).  bp: (ceil(nc/NR), kc, NR). */
-static void pack_b(const lt_gemm_desc *d, const float *b, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
-                   float *bp) {
-    const int64_t ldb = d->ldb;
-    for (int64_t s0 = 0; s0 < nc; s0 += NR, bp += NR * kc) {
-        int64_t nr = min64(NR, nc - s0);
-        if (!d->trans_b) { /* B is (K, N): a sliver row is 16 contiguous floats */
-            const float *src = b + p0 * ldb + j0 + s0;
-            if (nr == NR) {
-                for (int64_t p = 0; p < kc; p++)
-                    for (int v = 0; v < NR / 8; v++) _mm256_store_ps(bp + p * NR + 8 * v, _mm256_loadu_ps(src + p * ldb + 8 * v));
-            } else {
-                for (int64_t p = 0; p < kc; p++)
-                    for (int64_t j = 0; j < NR; j++) bp[p * NR + j] = j < nr ? src[p * ldb + j] : 0.0f;
-            }
-        } else { /* B is (N, K): transpose 8x8 blocks from 16 row streams */
-            const float *src = b + (j0 + s0) * ldb + p0;
-            int64_t p = 0;
-            if (nr == NR) {
-                for (; p + 8 <= kc; p += 8) {
-                    for (int h = 0; h < NR / 8; h++) {
-                        __m256 r[8];
-                        for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + (h * 8 + i) * ldb + p);
-                        tr8x8(r);
-                        for (int j = 0; j < 8; j++) _mm256_store_ps(bp + (p + j) * NR + h * 8, r[j]);
-                    }
-                }
-            }
-            for (; p < kc; p++)
-                for (int64_t j = 0; j < NR; j++) bp[p * NR + j] = j < nr ? src[j * ldb + p] : 0.0f;
-        }
-    }
-}
+/* pack_b's sliver from B (K, N): kc rows of NR contiguous floats (nr of them real, zeros past), 2 ymm copies a row
+ * when the sliver is full, else element by element. A macro, not an inline function: inlined as a function it moved
+ * the register allocation of run_task, which holds the micro-kernel's loop. */
+#define PACK_B_KN(src, ldb, kc, nr, bp)                                                                                      \
+    do {                                                                                                                     \
+        if (nr == NR) {                                                                                                      \
+            for (int64_t p = 0; p < kc; p++)                                                                                 \
+                for (int v = 0; v < NR / 8; v++) _mm256_store_ps(bp + p * NR + 8 * v, _mm256_loadu_ps(src + p * ldb + 8 * v)); \
+        } else {                                                                                                             \
+            for (int64_t p = 0; p < kc; p++)                                                                                 \
+                for (int64_t j = 0; j < NR; j++) bp[p * NR + j] = j < nr ? src[p * ldb + j] : 0.0f;                          \
+        }                                                                                                                    \
+    } while (0)
+
+#include "gemm_pack_b.h"
 
 /* ---- micro-kernel -------------------------------------------------------------------------------------- */
 

@@ -109,44 +109,24 @@ static void pack_a(const lt_gemm_desc *d, const float *a, int64_t i0, int64_t mc
     }
 }
 
-/* Pack op(B)[p0 .. p0+kc)[j0 .. j0+nc) into slivers of NR columns: sliver s holds, for p = 0 .. kc-1, the NR
- * values op(B)[p0 + p][j0 + s*NR + j] contiguously (columns past nc are zero).  bp: (ceil(nc/NR), kc, NR). */
-static void pack_b(const lt_gemm_desc *d, const float *b, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
-                   float *bp) {
-    const int64_t ldb = d->ldb;
-    for (int64_t s0 = 0; s0 < nc; s0 += NR, bp += NR * kc) {
-        int64_t nr = min64(NR, nc - s0);
-        if (!d->trans_b) { /* B is (K, N): a sliver row is NR contiguous floats */
-            const float *src = b + p0 * ldb + j0 + s0;
-            if (nr == NR) {
-                for (int64_t p = 0; p < kc; p++)
-#pragma GCC unroll 4
-                    for (int v = 0; v < NV; v++) _mm512_store_ps(bp + p * NR + 16 * v, _mm512_loadu_ps(src + p * ldb + 16 * v));
-            } else {
-                __mmask16 m[NV];
-                for (int v = 0; v < NV; v++) m[v] = lanes(nr - 16 * v);
-                for (int64_t p = 0; p < kc; p++)
-                    for (int v = 0; v < NV; v++)
-                        _mm512_store_ps(bp + p * NR + 16 * v, _mm512_maskz_loadu_ps(m[v], src + p * ldb + 16 * v));
-            }
-        } else { /* B is (N, K): transpose 8 p at a time, 8 columns per ymm transpose */
-            const float *src = b + (j0 + s0) * ldb + p0;
-            int64_t p = 0;
-            if (nr == NR) {
-                for (; p + 8 <= kc; p += 8) {
-                    for (int h = 0; h < NR / 8; h++) {
-                        __m256 r[8];
-                        for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + (h * 8 + i) * ldb + p);
-                        tr8x8(r);
-                        for (int j = 0; j < 8; j++) _mm256_store_ps(bp + (p + j) * NR + h * 8, r[j]);
-                    }
-                }
-            }
-            for (; p < kc; p++)
-                for (int64_t j = 0; j < NR; j++) bp[p * NR + j] = j < nr ? src[j * ldb + p] : 0.0f;
-        }
-    }
-}
+/* pack_b's sliver from B (K, N): kc rows of NR contiguous floats (nr of them real, zeros past), NV zmm copies a
+ * row, under opmasks at the edge sliver (the AVX2 file goes element by element there). A macro, as in gemm_avx2.c. */
+#define PACK_B_KN(src, ldb, kc, nr, bp)                                                                                    \
+    do {                                                                                                                   \
+        if (nr == NR) {                                                                                                    \
+            for (int64_t p = 0; p < kc; p++)                                                                               \
+                _Pragma("GCC unroll 4")                                                                                    \
+                for (int v = 0; v < NV; v++) _mm512_store_ps(bp + p * NR + 16 * v, _mm512_loadu_ps(src + p * ldb + 16 * v)); \
+        } else {                                                                                                           \
+            __mmask16 m[NV];                                                                                               \
+            for (int v = 0; v < NV; v++) m[v] = lanes(nr - 16 * v);                                                        \
+            for (int64_t p = 0; p < kc; p++)                                                                               \
+                for (int v = 0; v < NV; v++)                                                                               \
+                    _mm512_store_ps(bp + p * NR + 16 * v, _mm512_maskz_loadu_ps(m[v], src + p * ldb + 16 * v));            \
+        }                                                                                                                  \
+    } while (0)
+
+#include "gemm_pack_b.h"
 
 /* ---- micro-kernel -------------------------------------------------------------------------------------- */
 

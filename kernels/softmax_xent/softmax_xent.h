@@ -12,7 +12,7 @@
 /* Plain loops, sums in double: the ISA-ref fallback and the readable oracle (softmax_xent_ref.c). */
 LT_HIDDEN void softmax_xent_rows_ref(int64_t rows, int64_t v, const float *logits, const int32_t *targets,
                                      float *losses, float *dlogits, float dscale);
-/* Blocked online softmax, one read of each row from memory (softmax_xent_avx2.c). */
+/* Blocked online softmax, one read of each row from memory (softmax_xent_simd.h). */
 /* The same blocks, 16 lanes (softmax_xent_avx512.c). */
 LT_HIDDEN void softmax_xent_rows_avx512(int64_t rows, int64_t v, const float *logits, const int32_t *targets,
                                         float *losses, float *dlogits, float dscale);

@@ -1,149 +1,43 @@
-/* AVX2+FMA softmax + cross-entropy: losses[i] = logsumexp(x) - x[t], dlogits = (softmax(x) - onehot(t)) * dscale.
- *
- *   logits (rows, V) row-major, targets (rows), losses (rows), dlogits (rows, V) or NULL (may equal logits).
- *
- * One read of each row from memory, blocked online softmax: the row is cut into blocks of B floats (B >= 512,
- * at most 256 blocks per row, so B depends on V only: the same bits for any thread count). Per block, from L1:
- *   1. m_b = max of the block; if m_b > M, the running sum is rescaled: S *= exp(M - m_b) (double), M = m_b;
- *   2. e_j = exp(x_j - M) summed (two 8-lane float accumulators, added to S in double) and, with dlogits,
- *      stored into dlogits (in place: e_j overwrites x_j after x_j is read; x[t] is saved before) and M_b = M
- *      remembered for the block.
- * Then loss = M + log S - x[t] (double), and with dlogits a second sweep over the row (from L2 for V = 50257:
- * 200 KB) scales block b by exp(M_b - M) / S * dscale and subtracts dscale at t. One exp per logit in total.
- * Error: the float block sums err by at most (B/16 + 3) u relative worst case (positive terms; B = 512 up to
- * V = 131072: 35 u), exp by ~1 ulp (vmath_avx2.h),
- * x - M rounds by u |x - M| (negligible weight once exp makes the term small): softmax_xent_test.c allows
- * |d loss| <= u (48 + |loss|) and |d grad_j| <= u |dscale| ((48 + |x_j - M|) p_j + 2 [j == t]).
- * Special rows: a leading run of blocks that are all -inf contributes zeros (no -inf - -inf); a row with no
- * finite maximum gives NaN loss and gradient (as PyTorch); NaN anywhere in a row gives NaN (a block whose max
- * is -inf is scanned for NaN, elsewhere exp(NaN - M) carries it).
- * Measured on the 2-core Zen 5 VM, shared with other builds (load average 2.3-2.7 during the run, so the
- * 2-thread figures are contended and noisy; best of the reps):
- *   N=2048 V=50257 loss only:   1 thr 39.8 ms (10.3 GB/s), 2 thr 21.2 ms (19.4 GB/s); STREAM triad 40-75 GB/s.
- *   N=2048 V=50257 + in-place dlogits: 1 thr 44.1 ms (18.7 GB/s), 2 thr 24.4 ms (33.7 GB/s).
- *   N=2048 V=65: loss only 0.105 / 0.053 ms, + dlogits 0.122 / 0.063 ms (1 / 2 threads).
- *   Compute-bound at ~10 cycles per 8 logits (the exp):
- *   the prefetch of the next block while the current one is in exp halved the V=50257 time (82 -> 43 ms).
- */
+/* AVX2+FMA softmax + cross-entropy (8 floats per ymm): softmax_xent_simd.h's blocked online softmax (its header comment
+ * has the design, error bounds and measurements). Row tails by vector masks: vmaskmov loads / stores and a blend or an
+ * AND (AVX2 has no mask registers; softmax_xent_avx512.c uses opmasks). Compiled with -mavx2 -mfma only. */
 #include <math.h>
 
 #include "softmax_xent.h"
 #include "../common/vmath_avx2.h"
 
-#define MAX_BLOCKS 256
+#define V __m256
+#define VL 8
+#define VLOAD(p) _mm256_loadu_ps(p)
+#define VSTORE(p, v) _mm256_storeu_ps(p, v)
+#define VSET1(x) _mm256_set1_ps(x)
+#define VZERO() _mm256_setzero_ps()
+#define VADD(a, b) _mm256_add_ps(a, b)
+#define VSUB(a, b) _mm256_sub_ps(a, b)
+#define VMUL(a, b) _mm256_mul_ps(a, b)
+#define VMAX(a, b) _mm256_max_ps(a, b)
+#define VEXP(y) vexp(y)
+#define VHMAX(v) vhmax(v)
+#define VHSUM_D(v) vhsum_d(v)
+#define VMASK __m256i
+#define VTAIL(rem) vtail_mask(rem)
+#define VMASKLOAD(p, m) _mm256_maskload_ps(p, m)
+#define VMASKSTORE(p, m, v) _mm256_maskstore_ps(p, m, v)
+#define VMASKZERO(m, v) _mm256_and_ps(v, _mm256_castsi256_ps(m))
+#define SFX(name) name##_avx2
 
-static int64_t block_len(int64_t v) {
-    int64_t b = (v + MAX_BLOCKS - 1) / MAX_BLOCKS;
-    b = (b + 7) & ~(int64_t)7;
-    return b < 512 ? 512 : b;
+static inline __m256 load_tail_ninf(const float *p, int64_t rem) {
+    __m256i mask = vtail_mask(rem);
+    return _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(p, mask), _mm256_castsi256_ps(mask));
 }
-
-static float block_max(const float *x, int64_t len) {
-    __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
-    int64_t j = 0;
-    for (; j + 16 <= len; j += 16) {
-        m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + j));
-        m1 = _mm256_max_ps(m1, _mm256_loadu_ps(x + j + 8));
-    }
-    for (; j + 8 <= len; j += 8) m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + j));
-    if (j < len) {
-        __m256i mask = vtail_mask(len - j);
-        __m256 t = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(x + j, mask), _mm256_castsi256_ps(mask));
-        m1 = _mm256_max_ps(m1, t);
-    }
-    return vhmax(_mm256_max_ps(m0, m1));
-}
-
-/* sum_j exp(x_j - m) over the block, in a fixed order; stores each term to e (may equal x) when e != NULL. */
-static double block_sumexp(const float *x, int64_t len, float m, float *e) {
-    const __m256 vm = _mm256_set1_ps(m);
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
-    int64_t j = 0;
-    for (; j + 16 <= len; j += 16) {
-        __m256 e0 = vexp(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm));
-        __m256 e1 = vexp(_mm256_sub_ps(_mm256_loadu_ps(x + j + 8), vm));
-        s0 = _mm256_add_ps(s0, e0);
-        s1 = _mm256_add_ps(s1, e1);
-        if (e) {
-            _mm256_storeu_ps(e + j, e0);
-            _mm256_storeu_ps(e + j + 8, e1);
-        }
-    }
-    for (; j + 8 <= len; j += 8) {
-        __m256 e0 = vexp(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm));
-        s0 = _mm256_add_ps(s0, e0);
-        if (e) _mm256_storeu_ps(e + j, e0);
-    }
-    if (j < len) {
-        __m256i mask = vtail_mask(len - j);
-        __m256 e0 = _mm256_and_ps(vexp(_mm256_sub_ps(_mm256_maskload_ps(x + j, mask), vm)), _mm256_castsi256_ps(mask));
-        s1 = _mm256_add_ps(s1, e0);
-        if (e) _mm256_maskstore_ps(e + j, mask, e0);
-    }
-    return vhsum_d(_mm256_add_ps(s0, s1));
-}
-
-static void fill(float *d, int64_t len, float val) {
-    const __m256 z = _mm256_set1_ps(val);
-    int64_t j = 0;
-    for (; j + 8 <= len; j += 8) _mm256_storeu_ps(d + j, z);
+/* the last < 8 (fill) and < 16 (scale) elements one by one */
+static inline void fill_tail(float *d, int64_t j, int64_t len, __m256 z, float val) {
+    (void)z;
     for (; j < len; j++) d[j] = val;
 }
-
-static void scale(float *d, int64_t len, float f) {
-    const __m256 vf = _mm256_set1_ps(f);
-    int64_t j = 0;
-    for (; j + 16 <= len; j += 16) {
-        _mm256_storeu_ps(d + j, _mm256_mul_ps(_mm256_loadu_ps(d + j), vf));
-        _mm256_storeu_ps(d + j + 8, _mm256_mul_ps(_mm256_loadu_ps(d + j + 8), vf));
-    }
+static inline void scale_tail(float *d, int64_t j, int64_t len, __m256 vf, float f) {
+    (void)vf;
     for (; j < len; j++) d[j] *= f;
 }
 
-static void row(int64_t v, const float *x, int32_t t, float *loss, float *d, float dscale) {
-    if (t < 0) { /* ignored row: logits not read */
-        *loss = 0.0f;
-        if (d) fill(d, v, 0.0f);
-        return;
-    }
-    const float xt = x[t];
-    const int64_t bl = block_len(v);
-    float mb[MAX_BLOCKS]; /* the running max each block's stored terms are relative to */
-    float m = -INFINITY;
-    double s = 0;
-    int64_t nb = 0;
-    for (int64_t b0 = 0; b0 < v; b0 += bl, nb++) {
-        const int64_t len = v - b0 < bl ? v - b0 : bl;
-        const float bm = block_max(x + b0, len);
-        if (bm > m) {
-            s *= exp((double)m - bm); /* 0 * exp(-inf) = 0 on the first finite block */
-            m = bm;
-        }
-        mb[nb] = m;
-        if (m == -INFINITY) { /* nothing finite yet: the block contributes exp(-inf) = 0, unless it holds NaN */
-            for (int64_t j = 0; j < len; j++)
-                if (x[b0 + j] != x[b0 + j]) s = NAN;
-            if (d) fill(d + b0, len, 0.0f);
-            continue;
-        }
-        /* The exp sweep is compute-bound and runs from L1: start the next block's DRAM reads now. */
-        for (int64_t j = b0 + bl; j < b0 + 2 * bl && j < v; j += 16) _mm_prefetch((const char *)(x + j), _MM_HINT_T0);
-        s += block_sumexp(x + b0, len, m, d ? d + b0 : NULL);
-    }
-    *loss = (float)((double)m + log(s) - xt);
-    if (!d) return;
-    const double inv = dscale / s;
-    nb = 0;
-    for (int64_t b0 = 0; b0 < v; b0 += bl, nb++) {
-        const int64_t len = v - b0 < bl ? v - b0 : bl;
-        /* exp(-inf) = 0 for blocks before the first finite value; NaN when no value is finite (-inf - -inf). */
-        scale(d + b0, len, (float)(exp((double)mb[nb] - m) * inv));
-    }
-    d[t] -= dscale;
-}
-
-void softmax_xent_rows_avx2(int64_t rows, int64_t v, const float *logits, const int32_t *targets, float *losses,
-                            float *dlogits, float dscale) {
-    for (int64_t i = 0; i < rows; i++)
-        row(v, logits + i * v, targets[i], losses + i, dlogits ? dlogits + i * v : NULL, dscale);
-}
+#include "softmax_xent_simd.h"
