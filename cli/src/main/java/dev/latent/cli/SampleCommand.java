@@ -1,8 +1,8 @@
 package dev.latent.cli;
 
+import dev.latent.Latent;
 import dev.latent.models.gpt.GptCheckpoint;
 import dev.latent.models.gpt.KvDecoder;
-import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Scope;
 import dev.latent.train.Limits;
 import picocli.CommandLine.Command;
@@ -48,7 +48,7 @@ final class SampleCommand implements Runnable {
             Limits.atLeast("--top-k", topK, 0);
             if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("--top-p must be in (0, 1], got " + topP);
             if (threads != null) Limits.atLeast("--threads", threads, 1);
-            if (threads != null) LatentNative.get().setNumThreads(threads);
+            if (threads != null) Latent.setThreads(threads);
             try (Scope scope = Scope.shared()) {
                 GptCheckpoint.Loaded l = GptCheckpoint.loadWeights(checkpoint, scope, allowNonFinite);
                 int[] ids = l.tokenizer().encode(prompt);

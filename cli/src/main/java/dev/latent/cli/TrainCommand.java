@@ -1,12 +1,11 @@
 package dev.latent.cli;
 
-import dev.latent.cuda.Cuda;
+import dev.latent.Latent;
 import dev.latent.data.TextData;
 import dev.latent.models.gpt.Gpt;
 import dev.latent.models.gpt.GptCheckpoint;
 import dev.latent.models.gpt.GptConfig;
 import dev.latent.models.gpt.GptTrainer;
-import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.train.Limits;
@@ -33,11 +32,11 @@ final class TrainCommand implements Runnable {
         if (!name.equals("cpu") && !name.equals("cuda"))
             throw new IllegalArgumentException("--device must be cpu or cuda, got " + name);
         if (name.equals("cpu")) return Device.CPU;
-        if (Cuda.available()) {
-            System.err.println("device: " + Cuda.get().describe());
+        if (Latent.cudaAvailable()) {
+            System.err.println("device: " + Latent.cudaDescription());
             return Device.CUDA;
         }
-        System.err.println(Cuda.unavailableReason());   // probed once, cached: said once
+        System.err.println(Latent.cudaUnavailableReason());   // probed once, cached: said once
         return Device.CPU;
     }
 
@@ -129,7 +128,7 @@ final class TrainCommand implements Runnable {
             if (!resume) checkMemory(new GptConfig(1, layers, heads, dim, context, tied), batch);
             Device runOn = TrainCommand.device(device);
             var prec = precision.runnable(runOn);   // bf16 refused here (CPU without AVX512_BF16, ISA below avx512, CUDA)
-            if (threads != null) LatentNative.get().setNumThreads(threads);
+            if (threads != null) Latent.setThreads(threads);
             Path file = data != null ? data : TextData.defaultCorpus(System.err::println);
             String text = TextData.read(file);
             if (text.isEmpty()) throw new IllegalArgumentException("--data " + file + " is empty");
@@ -172,7 +171,7 @@ final class TrainCommand implements Runnable {
                 if (gpt == null) gpt = new dev.latent.models.gpt.Gpt(model, cfg, seed);
                 System.err.printf("data: %s: %d tokens (vocab %d), train %d, val %d; model %s, %,d parameters; %d threads%n",
                         file, d.train.length + d.val.length, tok.vocabSize(), d.train.length, d.val.length, cfg,
-                        gpt.parameterCount(), LatentNative.get().numThreads());
+                        gpt.parameterCount(), Latent.threads());
                 var o = new GptTrainer.Options(batch, steps, lr, minLr, warmup, weightDecay, clip, evalInterval, evalBatches, 1234,
                         logInterval, checkpointInterval, seed, prec);
                 var last = GptTrainer.train(gpt, tok, d, o, out, resume, model, stopAfter == null ? steps : Math.min(stopAfter, steps), runOn, ConsoleListener.INSTANCE);
