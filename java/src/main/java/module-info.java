@@ -30,6 +30,11 @@ module dev.latent {
     exports dev.latent.eval;
     exports dev.latent.train;
 
+    // The tensor layer's allocator, generator and device copies come from ops (the tensor package depends on none of
+    // nativ, cuda, ops: docs/decisions.md, "Package cycle").
+    uses dev.latent.tensor.TensorSupport;
+    provides dev.latent.tensor.TensorSupport with dev.latent.ops.TensorSupportProvider;
+
     // Internal: the benchmarks time the kernels and the binding directly (debt: docs/decisions.md).
     exports dev.latent.nativ to dev.latent.bench;
     exports dev.latent.ops to dev.latent.bench;

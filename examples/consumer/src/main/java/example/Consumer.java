@@ -24,6 +24,9 @@ public final class Consumer {
             Var b = Var.constant(Tensor.of(g.scope(), new float[] {7, 8, 9, 10, 11, 12}, 3, 2));
             float[] c = F.matmul(a, b).value().toArray();
             float[] want = {58, 64, 139, 154};
+            // Philox uniforms: the tensor layer reaches the generator through its service (module-info's provides)
+            for (float u : Tensor.rand(g.scope(), 1, 0, 64).toArray())
+                if (!(u > 0 && u < 1)) throw new AssertionError("Tensor.rand gave " + u + ", outside (0, 1)");
             if (!java.util.Arrays.equals(c, want))
                 throw new AssertionError("got " + java.util.Arrays.toString(c) + ", want " + java.util.Arrays.toString(want));
             System.out.println("consumer (" + mode + ", Latent in " + (latent.isNamed() ? "module " + latent.getName() : "the unnamed module")

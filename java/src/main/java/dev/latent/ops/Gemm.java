@@ -86,7 +86,7 @@ public final class Gemm {
         }
         if (gpu) {
             callCuda(ma.trans, mb.trans, m, n, k, alpha, beta, ma.ld, mb.ld, mc.ld, batch, ma.batchStride, mb.batchStride, mc.batchStride,
-                    a.deviceBuffer(), b.deviceBuffer(), c.deviceBuffer(), precision == Precision.BF16);
+                    DeviceBuffer.of(a.deviceBuffer()), DeviceBuffer.of(b.deviceBuffer()), DeviceBuffer.of(c.deviceBuffer()), precision == Precision.BF16);
             return;
         }
         call(ma.trans, mb.trans, m, n, k, alpha, beta, ma.ld, mb.ld, mc.ld, batch, ma.batchStride, mb.batchStride, mc.batchStride,

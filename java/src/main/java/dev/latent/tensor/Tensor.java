@@ -1,7 +1,5 @@
 package dev.latent.tensor;
 
-import dev.latent.cuda.Cuda;
-import dev.latent.cuda.DeviceBuffer;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -10,7 +8,7 @@ import java.util.Arrays;
 
 /**
  * An fp32 tensor: shape, strides (in elements), an element offset into storage owned by a {@link Scope}, and a
- * {@link Device}. On the CPU the storage is a 64-byte aligned native segment; on CUDA it is a {@link DeviceBuffer}
+ * {@link Device}. On the CPU the storage is a 64-byte aligned native segment; on CUDA it is a {@link DeviceMemory}
  * and never a host segment: {@link #storage()}, {@link #segment()}, {@link #get} and {@link #set} refuse a CUDA
  * tensor (a host read of a device pointer crashes on a GPU; the emulated driver would let it pass), and data moves
  * only through {@link #to} and {@link #toArray}, which copy. One final class for every dtype and device to come.
@@ -21,7 +19,7 @@ public final class Tensor {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT;
 
     private final MemorySegment storage;        /* CPU, else null */
-    private final DeviceBuffer deviceStorage;   /* CUDA, else null */
+    private final DeviceMemory deviceStorage;   /* CUDA, else null */
     private final Scope scope;
     private final long offset;
     private final long[] shape;
@@ -32,7 +30,7 @@ public final class Tensor {
         this(storage, null, scope, offset, shape, strides, device);
     }
 
-    private Tensor(MemorySegment storage, DeviceBuffer deviceStorage, Scope scope, long offset, long[] shape, long[] strides, Device device) {
+    private Tensor(MemorySegment storage, DeviceMemory deviceStorage, Scope scope, long offset, long[] shape, long[] strides, Device device) {
         this.storage = storage;
         this.deviceStorage = deviceStorage;
         this.scope = scope;
@@ -61,7 +59,7 @@ public final class Tensor {
 
     /**
      * A new zero-filled contiguous tensor on {@code device}. CUDA when it is unavailable: UnsupportedOperationException
-     * with {@link Cuda#unavailableReason()}.
+     * with {@link dev.latent.Latent#cudaUnavailableReason()}.
      */
     public static Tensor zeros(Scope scope, Device device, long... shape) {
         if (device == Device.CPU) return zeros(scope, shape);
@@ -74,7 +72,7 @@ public final class Tensor {
     public static Tensor empty(Scope scope, Device device, long... shape) {
         if (device == Device.CPU) return empty(scope, shape);
         long n = numel(checkShape(shape));
-        DeviceBuffer b = scope.allocateDevice(Math.multiplyExact(n, 4L));
+        DeviceMemory b = scope.allocateDevice(Math.multiplyExact(n, 4L));
         return new Tensor(null, b, scope, 0, shape.clone(), contiguousStrides(shape), device);
     }
 
@@ -103,7 +101,7 @@ public final class Tensor {
     /** A tensor of uniforms in (0, 1) from Philox stream (seed, stream): the same bits everywhere. */
     public static Tensor rand(Scope scope, long seed, long stream, long... shape) {
         Tensor t = zeros(scope, shape);
-        dev.latent.nativ.LatentNative.get().randUniform(t.storage, t.numel(), seed, stream);
+        Support.INSTANCE.randUniform(t.storage, t.numel(), seed, stream);
         return t;
     }
 
@@ -160,7 +158,7 @@ public final class Tensor {
      * The device memory starting at this view's first element (the kernel pointer is its address: storage + offset
      * * 4): for contiguous tensors exactly numel floats, else the rest of the storage. CUDA tensors only.
      */
-    public DeviceBuffer deviceBuffer() {
+    public DeviceMemory deviceBuffer() {
         scope.ensureAlive();
         if (device != Device.CUDA) throw new IllegalStateException("deviceBuffer(): " + this + " is not on CUDA");
         long from = offset * 4, len = isContiguous() ? numel() * 4 : deviceStorage.byteSize() - from;
@@ -328,7 +326,7 @@ public final class Tensor {
     /** This tensor if contiguous, else a contiguous copy in the same scope (on CUDA, by the strided-copy kernel). */
     public Tensor contiguous() {
         if (isContiguous()) return this;
-        if (device != Device.CPU) return dev.latent.ops.Kernels.contiguous(scope, this);
+        if (device != Device.CPU) return Support.INSTANCE.contiguousOnDevice(scope, this);
         return of(scope, toArray(), shape);
     }
 
