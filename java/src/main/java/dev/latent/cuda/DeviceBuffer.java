@@ -87,7 +87,6 @@ public final class DeviceBuffer implements DeviceMemory {
     /** Sets every byte to zero (cuMemsetD8). */
     public void zero() { cuda.memsetZero(address(), bytes); }
 
-    /** Returns the allocation to the allocator's cache; on a slice, does nothing (the root owns the memory). */
     /**
      * {@code m} as this backend's buffer: every {@link DeviceMemory} of a CUDA tensor is one (the library's allocator
      * hands them out); anything else is an IllegalArgumentException naming it.
@@ -97,6 +96,7 @@ public final class DeviceBuffer implements DeviceMemory {
         throw new IllegalArgumentException("not CUDA device memory of this backend: " + m);
     }
 
+    /** Returns the allocation to the allocator's cache; on a slice, does nothing (the root owns the memory). */
     @Override
     public void close() {
         if (cleanable == null || closed) return;

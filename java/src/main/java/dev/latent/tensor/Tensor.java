@@ -1,6 +1,5 @@
 package dev.latent.tensor;
 
-
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
