@@ -85,7 +85,7 @@ public final class Scope implements AutoCloseable {
     public DeviceMemory allocateDevice(long bytes) {
         if (bytes < 0) throw new IllegalArgumentException("negative allocation: " + bytes + " bytes");
         ensureAlive();
-        DeviceMemory b = Support.INSTANCE.allocateDevice(Math.max(bytes, 4));
+        DeviceMemory b = Support.get().allocateDevice(Math.max(bytes, 4));
         synchronized (this) {
             deviceBlocks.add(b);
             deviceSeq.add(deviceAllocations++);

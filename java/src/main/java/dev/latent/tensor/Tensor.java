@@ -100,7 +100,7 @@ public final class Tensor {
     /** A tensor of uniforms in (0, 1) from Philox stream (seed, stream): the same bits everywhere. */
     public static Tensor rand(Scope scope, long seed, long stream, long... shape) {
         Tensor t = zeros(scope, shape);
-        Support.INSTANCE.randUniform(t.storage, t.numel(), seed, stream);
+        Support.get().randUniform(t.storage, t.numel(), seed, stream);
         return t;
     }
 
@@ -325,7 +325,7 @@ public final class Tensor {
     /** This tensor if contiguous, else a contiguous copy in the same scope (on CUDA, by the strided-copy kernel). */
     public Tensor contiguous() {
         if (isContiguous()) return this;
-        if (device != Device.CPU) return Support.INSTANCE.contiguousOnDevice(scope, this);
+        if (device != Device.CPU) return Support.get().contiguousOnDevice(scope, this);
         return of(scope, toArray(), shape);
     }
 
