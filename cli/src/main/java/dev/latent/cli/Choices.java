@@ -4,7 +4,6 @@ import dev.latent.models.gan.Dcgan;
 import dev.latent.models.pixelcnn.PixelCnnSampler;
 import dev.latent.models.vae.VaeScores;
 import dev.latent.models.vae.VaeTrainer;
-import dev.latent.ops.Gemm;
 import picocli.CommandLine;
 import picocli.CommandLine.Model.ArgSpec;
 import picocli.CommandLine.TypeConversionException;
@@ -38,10 +37,10 @@ final class Choices {
 
     /** {@code --precision}: the matmul operands' precision. */
     enum Precision {
-        FP32(Gemm.Precision.FP32), BF16(Gemm.Precision.BF16);
-        final Gemm.Precision precision;
-        Precision(Gemm.Precision p) { this.precision = p; }
-        static Precision of(Gemm.Precision p) { return p == Gemm.Precision.BF16 ? BF16 : FP32; }
+        FP32(dev.latent.tensor.Precision.FP32), BF16(dev.latent.tensor.Precision.BF16);
+        final dev.latent.tensor.Precision precision;
+        Precision(dev.latent.tensor.Precision p) { this.precision = p; }
+        static Precision of(dev.latent.tensor.Precision p) { return p == dev.latent.tensor.Precision.BF16 ? BF16 : FP32; }
         @Override public String toString() { return precision.id(); }
     }
 

@@ -1,5 +1,6 @@
 package dev.latent.cli;
 
+import dev.latent.Latent;
 import dev.latent.data.ImageData;
 import dev.latent.eval.Fid;
 import dev.latent.io.Json;
@@ -8,7 +9,6 @@ import dev.latent.models.classifier.Classifier;
 import dev.latent.models.gan.Dcgan;
 import dev.latent.models.gan.GanTrainer;
 import dev.latent.models.gan.ToyGan;
-import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.Limits;
@@ -75,7 +75,7 @@ final class GanCommands {
             threads.apply();
             GanTrainer t = new GanTrainer(c, device.resolve()).listener(ConsoleListener.INSTANCE);
             System.err.printf(Locale.ROOT, "%s: data %s, %d iterations of batch %d, %d threads%n", c.loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp",
-                    c.data(), c.iters(), c.batch(), LatentNative.get().numThreads());
+                    c.data(), c.iters(), c.batch(), Latent.threads());
             GanTrainer.Result r = t.run(c.iters(), resume.resume, resume.stopAt());
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("model", c.loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp");

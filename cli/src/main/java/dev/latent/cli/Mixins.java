@@ -1,7 +1,6 @@
 package dev.latent.cli;
 
-import dev.latent.cuda.Cuda;
-import dev.latent.nativ.LatentNative;
+import dev.latent.Latent;
 import dev.latent.train.Limits;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -31,7 +30,7 @@ final class Mixins {
         /** {@link #check}, then sets the native thread count when one was given. */
         void apply() {
             check();
-            if (threads != null) LatentNative.get().setNumThreads(threads);
+            if (threads != null) Latent.setThreads(threads);
         }
     }
 
@@ -87,11 +86,11 @@ final class Mixins {
          */
         dev.latent.tensor.Device resolve() {
             if (device == Choices.Device.CPU) return dev.latent.tensor.Device.CPU;
-            if (Cuda.available()) {
-                System.err.println("device: " + Cuda.get().describe());
+            if (Latent.cudaAvailable()) {
+                System.err.println("device: " + Latent.cudaDescription());
                 return dev.latent.tensor.Device.CUDA;
             }
-            System.err.println(Cuda.unavailableReason());   // probed once, cached: said once
+            System.err.println(Latent.cudaUnavailableReason());   // probed once, cached: said once
             return dev.latent.tensor.Device.CPU;
         }
     }

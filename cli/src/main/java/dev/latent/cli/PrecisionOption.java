@@ -1,7 +1,8 @@
 package dev.latent.cli;
 
-import dev.latent.ops.Gemm;
+import dev.latent.Latent;
 import dev.latent.tensor.Device;
+import dev.latent.tensor.Precision;
 import picocli.CommandLine.Option;
 
 /**
@@ -14,31 +15,31 @@ final class PrecisionOption {
     Choices.Precision precision = Choices.Precision.FP32;
 
     /** The value (picocli refuses a name outside the set, naming the option and the valid names). */
-    Gemm.Precision get() {
+    Precision get() {
         return precision.precision;
     }
 
     /** A copy holding {@code p}. */
-    PrecisionOption with(Gemm.Precision p) {
+    PrecisionOption with(Precision p) {
         PrecisionOption o = new PrecisionOption();
         o.precision = Choices.Precision.of(p);
         return o;
     }
 
     /** {@link #get()}, with bf16 refused unless this CPU and ISA run it, on the CPU. */
-    Gemm.Precision runnable(Device device) {
-        Gemm.Precision p = get();
-        if (p != Gemm.Precision.BF16) return p;
+    Precision runnable(Device device) {
+        Precision p = get();
+        if (p != Precision.BF16) return p;
         if (device != Device.CPU)
             throw new IllegalArgumentException("--precision bf16 is CPU-only (AVX512_BF16): " + device + " has no bf16 path yet; use --precision fp32");
-        String why = Gemm.bf16Unavailable();
-        if (why != null) throw new IllegalArgumentException("--precision bf16 refused: " + why);
+        String why = Latent.bf16UnavailableReason();
+        if (!why.isEmpty()) throw new IllegalArgumentException("--precision bf16 refused: " + why);
         return p;
     }
 
     /** Refuses bf16 for a command whose training has no bf16 path: {@code missing} says what is missing. */
     void fp32Only(String command, String missing) {
-        if (get() == Gemm.Precision.BF16)
+        if (get() == Precision.BF16)
             throw new IllegalArgumentException("--precision bf16: train " + command + " cannot run it: " + missing + "; use --precision fp32");
     }
 }

@@ -1,11 +1,11 @@
 package dev.latent.cli;
 
+import dev.latent.Latent;
 import dev.latent.data.TextData;
 import dev.latent.models.gpt.Gpt;
 import dev.latent.models.gpt.GptCheckpoint;
 import dev.latent.models.gpt.GptConfig;
 import dev.latent.models.gpt.GptTrainer;
-import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.train.Limits;
@@ -149,7 +149,7 @@ final class TrainCommand implements Runnable {
                 if (gpt == null) gpt = new dev.latent.models.gpt.Gpt(model, cfg, seed.seed);
                 System.err.printf("data: %s: %d tokens (vocab %d), train %d, val %d; model %s, %,d parameters; %d threads%n",
                         file, d.train.length + d.val.length, tok.vocabSize(), d.train.length, d.val.length, cfg,
-                        gpt.parameterCount(), LatentNative.get().numThreads());
+                        gpt.parameterCount(), Latent.threads());
                 var o = new GptTrainer.Options(batch, steps, lr, minLr, warmup, weightDecay, clip, evalInterval, evalBatches, 1234,
                         logInterval, checkpointInterval, seed.seed, prec);
                 var last = GptTrainer.train(gpt, tok, d, o, out, resume, model, Math.min(this.resume.stopAt(), steps), runOn, ConsoleListener.INSTANCE);

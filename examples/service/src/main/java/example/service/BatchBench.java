@@ -24,7 +24,7 @@ import java.util.List;
 public final class BatchBench {
     public static void main(String[] args) throws Exception {
         int n = args.length > 1 ? Integer.parseInt(args[1]) : 64;
-        if (args.length > 2) dev.latent.nativ.LatentNative.get().setNumThreads(Integer.parseInt(args[2]));   // native pool size
+        if (args.length > 2) dev.latent.Latent.setThreads(Integer.parseInt(args[2]));   // native pool size
         try (Scope s = Scope.shared()) {
             GptCheckpoint.Loaded l = GptCheckpoint.load(Path.of(args[0]), s);
             KvDecoder d = new KvDecoder(l.model());

@@ -425,7 +425,7 @@ public final class Server implements AutoCloseable {
         // Parallelism comes from the lanes (one decoding thread per core); the native pool's hand-off costs more
         // than it saves on a small model's kernels, and stalls when another thread holds a core: a pool of 1
         // measured ~1.6x the tokens/s of 2 (BENCHMARKS.md S1).
-        dev.latent.nativ.LatentNative.get().setNumThreads(Integer.parseInt(a.get("--native-threads")));
+        dev.latent.Latent.setThreads(Integer.parseInt(a.get("--native-threads")));
         Server s;
         try {
             s = new Server(c);

@@ -1,5 +1,6 @@
 package dev.latent.autograd;
 
+import dev.latent.tensor.Precision;
 import dev.latent.nativ.LatentNative;
 import dev.latent.ops.Gemm;
 import dev.latent.ops.Kernels;
@@ -121,9 +122,9 @@ public final class F {
     }
 
     /** The current graph's matmul precision; BF16 on a CUDA tensor is refused (no device bf16 path yet). */
-    private static Gemm.Precision gemmPrecision(Tensor t, String op) {
-        Gemm.Precision p = g().precision();
-        if (p == Gemm.Precision.BF16 && t.device() != Device.CPU)
+    private static Precision gemmPrecision(Tensor t, String op) {
+        Precision p = g().precision();
+        if (p == Precision.BF16 && t.device() != Device.CPU)
             throw new IllegalArgumentException(op + ": bf16 precision is CPU-only (AVX512_BF16); " + t.device()
                     + " tensors have no bf16 path yet: use fp32 (or TF32 through Gemm.setCudaTf32) on CUDA");
         return p;

@@ -1,5 +1,6 @@
 package dev.latent.autograd;
 
+import dev.latent.tensor.Precision;
 import dev.latent.ops.Gemm;
 import dev.latent.ops.Kernels;
 import dev.latent.tensor.Scope;
@@ -51,7 +52,7 @@ public final class Graph implements AutoCloseable {
 
     public Scope scope() { return scope; }
 
-    private Gemm.Precision precision = Gemm.Precision.FP32;
+    private Precision precision = Precision.FP32;
 
     /**
      * Operand precision of this graph's matmul GEMMs ({@link F#matmul}, {@link F#linear}, forward and the backward
@@ -61,15 +62,15 @@ public final class Graph implements AutoCloseable {
      * Scoped to this graph (one step), not process-wide. BF16 where it cannot run is an IllegalStateException naming
      * AVX512_BF16 and the ISA in use ({@link Gemm#bf16Unavailable}); nothing emulates it.
      */
-    public Graph precision(Gemm.Precision p) {
+    public Graph precision(Precision p) {
         if (p == null) throw new IllegalArgumentException("graph precision is null (FP32 or BF16)");
-        if (p == Gemm.Precision.BF16) Gemm.requireBf16();
+        if (p == Precision.BF16) Gemm.requireBf16();
         precision = p;
         return this;
     }
 
-    /** This graph's matmul operand precision (see {@link #precision(Gemm.Precision)}). */
-    public Gemm.Precision precision() { return precision; }
+    /** This graph's matmul operand precision (see {@link #precision(Precision)}). */
+    public Precision precision() { return precision; }
 
     final java.util.Set<Var> frozen = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
 

@@ -1,5 +1,7 @@
 package dev.latent.cuda;
 
+import dev.latent.tensor.DeviceMemory;
+
 import java.lang.foreign.MemorySegment;
 import java.lang.ref.Cleaner;
 
@@ -9,7 +11,7 @@ import java.lang.ref.Cleaner;
  * {@link #slice} makes a view (a tensor view's elements start at an offset into its storage): it shares the
  * allocation, owns nothing, and dies with its root buffer.
  */
-public final class DeviceBuffer implements AutoCloseable {
+public final class DeviceBuffer implements DeviceMemory {
     private static final Cleaner CLEANER = Cleaner.create();
     private final Cuda cuda;
     private final long ptr, bytes;
@@ -76,7 +78,7 @@ public final class DeviceBuffer implements AutoCloseable {
     }
 
     /** Device -> device: src.byteSize() bytes from src to offset 0 of this buffer. */
-    public void copyFrom(DeviceBuffer src) {
+    public void copyFrom(DeviceMemory src) {
         if (src.byteSize() > bytes)
             throw new IllegalArgumentException("copy of " + src.byteSize() + " bytes into a " + bytes + "-byte device buffer");
         cuda.copyDtoD(address(), src.address(), src.byteSize());
@@ -84,6 +86,15 @@ public final class DeviceBuffer implements AutoCloseable {
 
     /** Sets every byte to zero (cuMemsetD8). */
     public void zero() { cuda.memsetZero(address(), bytes); }
+
+    /**
+     * {@code m} as this backend's buffer: every {@link DeviceMemory} of a CUDA tensor is one (the library's allocator
+     * hands them out); anything else is an IllegalArgumentException naming it.
+     */
+    public static DeviceBuffer of(DeviceMemory m) {
+        if (m == null || m instanceof DeviceBuffer) return (DeviceBuffer) m;
+        throw new IllegalArgumentException("not CUDA device memory of this backend: " + m);
+    }
 
     /** Returns the allocation to the allocator's cache; on a slice, does nothing (the root owns the memory). */
     @Override

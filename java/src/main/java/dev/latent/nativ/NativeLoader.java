@@ -5,8 +5,10 @@ import java.io.InputStream;
 import java.lang.foreign.Arena;
 import java.lang.foreign.SymbolLookup;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
@@ -90,7 +92,11 @@ public final class NativeLoader {
         Path tmp = Files.createTempFile(dir, LIB + ".", ".tmp");
         try {
             Files.write(tmp, lib);
-            dev.latent.io.AtomicFiles.replace(tmp, target);
+            try {   /* atomic where the file system can; a cache entry needs no directory fsync (it is re-hashed on use) */
+                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            } catch (AtomicMoveNotSupportedException e) {
+                Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
+            }
         } finally {
             Files.deleteIfExists(tmp);
         }

@@ -5,6 +5,7 @@ import dev.latent.cuda.CudaVendor;
 import dev.latent.cuda.DeviceBuffer;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
+import dev.latent.tensor.Precision;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 
@@ -85,7 +86,7 @@ public final class Gemm {
         }
         if (gpu) {
             callCuda(ma.trans, mb.trans, m, n, k, alpha, beta, ma.ld, mb.ld, mc.ld, batch, ma.batchStride, mb.batchStride, mc.batchStride,
-                    a.deviceBuffer(), b.deviceBuffer(), c.deviceBuffer(), precision == Precision.BF16);
+                    DeviceBuffer.of(a.deviceBuffer()), DeviceBuffer.of(b.deviceBuffer()), DeviceBuffer.of(c.deviceBuffer()), precision == Precision.BF16);
             return;
         }
         call(ma.trans, mb.trans, m, n, k, alpha, beta, ma.ld, mb.ld, mc.ld, batch, ma.batchStride, mb.batchStride, mc.batchStride,
@@ -137,26 +138,6 @@ public final class Gemm {
                                     float beta, MemorySegment c, long ldc, long strideC, long batch) {
         sgemmBatched(transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC, batch,
                 Precision.FP32);
-    }
-
-    /**
-     * Operand precision of a CPU GEMM. {@code FP32}: lt_gemm. {@code BF16}: lt_gemm_bf16, op(A) and op(B) rounded
-     * to bf16 (round to nearest even) as they are read, products summed in fp32, C / alpha / beta fp32; per element
-     * {@code |C - exact| <= (2^-7 + 2^-16) sum|alpha a b|} + the fp32 summation error. BF16 needs AVX512_BF16 at ISA avx512
-     * and is refused otherwise (a NativeException naming AVX512_BF16), never emulated. The autograd matmuls use it
-     * when their {@link dev.latent.autograd.Graph#precision} is BF16.
-     */
-    public enum Precision {
-        FP32, BF16;
-
-        /** The name used by {@code --precision} and saved in checkpoints: "fp32" or "bf16". */
-        public String id() { return name().toLowerCase(java.util.Locale.ROOT); }
-
-        /** From {@link #id()} (fp32 | bf16); refuses any other name. */
-        public static Precision of(String id) {
-            if (id != null) for (Precision p : values()) if (p.id().equals(id)) return p;
-            throw new IllegalArgumentException("precision '" + id + "': expected fp32 or bf16");
-        }
     }
 
     /**

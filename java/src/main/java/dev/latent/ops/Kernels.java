@@ -89,7 +89,7 @@ public final class Kernels {
 
     static Cuda cuda() { return Cuda.get(); }
 
-    static DeviceBuffer buf(Tensor t) { return t == null ? null : t.deviceBuffer(); }
+    static DeviceBuffer buf(Tensor t) { return t == null ? null : DeviceBuffer.of(t.deviceBuffer()); }
 
     /*
      * Int32 host data on the device (token ids, targets, the embedding backward's grouping of the ids). A host-to-device
@@ -260,7 +260,7 @@ public final class Kernels {
             d.set(JAVA_LONG, 104 + 8L * i, dst.stride(i));
         }
         if (r == 0) { d.set(JAVA_LONG, 8, 1); d.set(JAVA_LONG, 56, 1); d.set(JAVA_LONG, 104, 1); }
-        if (gpu) CudaKernels.copyStrided(cuda(), d, src.deviceBuffer(), dst.deviceBuffer());
+        if (gpu) CudaKernels.copyStrided(cuda(), d, buf(src), buf(dst));
         else nat().copyStrided(d, src.storage().asSlice(src.offset() * 4), dst.storage().asSlice(dst.offset() * 4));
     }
 

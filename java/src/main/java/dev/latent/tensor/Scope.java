@@ -1,8 +1,5 @@
 package dev.latent.tensor;
 
-import dev.latent.cuda.Cuda;
-import dev.latent.cuda.DeviceBuffer;
-
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.concurrent.atomic.AtomicLong;
@@ -28,7 +25,7 @@ public final class Scope implements AutoCloseable {
     private long bytes;               // guarded by this (shared scopes may allocate from several threads)
     private final java.util.ArrayList<MemorySegment> blocks = new java.util.ArrayList<>();   // guarded by this
     // Device buffers and their allocation numbers (0, 1, 2, ... in this scope, never reused: see deviceMark()).
-    private final java.util.ArrayList<DeviceBuffer> deviceBlocks = new java.util.ArrayList<>();   // guarded by this
+    private final java.util.ArrayList<DeviceMemory> deviceBlocks = new java.util.ArrayList<>();   // guarded by this
     private final java.util.ArrayList<Long> deviceSeq = new java.util.ArrayList<>();             // guarded by this
     private long deviceAllocations;                                                               // guarded by this
     private volatile boolean closed;
@@ -82,12 +79,13 @@ public final class Scope implements AutoCloseable {
 
     /**
      * Device memory of {@code bytes} (contents undefined) owned by this scope, freed at {@link #close()}. Without a
-     * usable GPU: UnsupportedOperationException with {@link Cuda#unavailableReason()}.
+     * usable GPU: UnsupportedOperationException with {@link dev.latent.Latent#cudaUnavailableReason()}. Device memory
+     * comes from the library's {@link TensorSupport} (the allocator), not from the CUDA backend directly.
      */
-    public DeviceBuffer allocateDevice(long bytes) {
+    public DeviceMemory allocateDevice(long bytes) {
         if (bytes < 0) throw new IllegalArgumentException("negative allocation: " + bytes + " bytes");
         ensureAlive();
-        DeviceBuffer b = Cuda.get().alloc(Math.max(bytes, 4));
+        DeviceMemory b = Support.get().allocateDevice(Math.max(bytes, 4));
         synchronized (this) {
             deviceBlocks.add(b);
             deviceSeq.add(deviceAllocations++);
@@ -107,7 +105,7 @@ public final class Scope implements AutoCloseable {
      * it after {@code deviceMark}. The caller promises no kernel uses it any more (cuMemFree waits for the device).
      */
     public boolean releaseDeviceSince(long deviceMark, long address) {
-        DeviceBuffer found = null;
+        DeviceMemory found = null;
         synchronized (this) {
             for (int i = deviceBlocks.size() - 1; i >= 0 && deviceSeq.get(i) >= deviceMark; i--)
                 if (deviceBlocks.get(i).address() == address) {
@@ -156,7 +154,7 @@ public final class Scope implements AutoCloseable {
         closed = true;
         long b;
         java.util.List<MemorySegment> free;
-        java.util.List<DeviceBuffer> freeDevice;
+        java.util.List<DeviceMemory> freeDevice;
         synchronized (this) {
             b = bytes;
             bytes = 0;
@@ -170,7 +168,7 @@ public final class Scope implements AutoCloseable {
         for (MemorySegment m : free) NativePool.release(m);
         LIVE.addAndGet(-b);
         RuntimeException failed = null;
-        for (DeviceBuffer d : freeDevice) {   /* free them all even if one fails, then report the first failure */
+        for (DeviceMemory d : freeDevice) {   /* free them all even if one fails, then report the first failure */
             LIVE_DEVICE.addAndGet(-d.byteSize());
             try {
                 d.close();

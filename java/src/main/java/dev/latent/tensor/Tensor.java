@@ -1,9 +1,5 @@
 package dev.latent.tensor;
 
-import dev.latent.cuda.Cuda;
-import dev.latent.cuda.DeviceBuffer;
-import dev.latent.cuda.Staging;
-
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -11,7 +7,7 @@ import java.util.Arrays;
 
 /**
  * An fp32 tensor: shape, strides (in elements), an element offset into storage owned by a {@link Scope}, and a
- * {@link Device}. On the CPU the storage is a 64-byte aligned native segment; on CUDA it is a {@link DeviceBuffer}
+ * {@link Device}. On the CPU the storage is a 64-byte aligned native segment; on CUDA it is a {@link DeviceMemory}
  * and never a host segment: {@link #storage()}, {@link #segment()}, {@link #get} and {@link #set} refuse a CUDA
  * tensor (a host read of a device pointer crashes on a GPU; the emulated driver would let it pass), and data moves
  * only through {@link #to} and {@link #toArray}, which copy. One final class for every dtype and device to come.
@@ -22,7 +18,7 @@ public final class Tensor {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT;
 
     private final MemorySegment storage;        /* CPU, else null */
-    private final DeviceBuffer deviceStorage;   /* CUDA, else null */
+    private final DeviceMemory deviceStorage;   /* CUDA, else null */
     private final Scope scope;
     private final long offset;
     private final long[] shape;
@@ -33,7 +29,7 @@ public final class Tensor {
         this(storage, null, scope, offset, shape, strides, device);
     }
 
-    private Tensor(MemorySegment storage, DeviceBuffer deviceStorage, Scope scope, long offset, long[] shape, long[] strides, Device device) {
+    private Tensor(MemorySegment storage, DeviceMemory deviceStorage, Scope scope, long offset, long[] shape, long[] strides, Device device) {
         this.storage = storage;
         this.deviceStorage = deviceStorage;
         this.scope = scope;
@@ -62,7 +58,7 @@ public final class Tensor {
 
     /**
      * A new zero-filled contiguous tensor on {@code device}. CUDA when it is unavailable: UnsupportedOperationException
-     * with {@link Cuda#unavailableReason()}.
+     * with {@link dev.latent.Latent#cudaUnavailableReason()}.
      */
     public static Tensor zeros(Scope scope, Device device, long... shape) {
         if (device == Device.CPU) return zeros(scope, shape);
@@ -75,13 +71,13 @@ public final class Tensor {
     public static Tensor empty(Scope scope, Device device, long... shape) {
         if (device == Device.CPU) return empty(scope, shape);
         long n = numel(checkShape(shape));
-        DeviceBuffer b = scope.allocateDevice(Math.multiplyExact(n, 4L));
+        DeviceMemory b = scope.allocateDevice(Math.multiplyExact(n, 4L));
         return new Tensor(null, b, scope, 0, shape.clone(), contiguousStrides(shape), device);
     }
 
     /**
      * A new tensor on {@code device} holding {@code data} (row-major) with {@code shape}; on CUDA an asynchronous upload
-     * from page-locked staging ({@link Staging}), a synchronous copy above {@link Staging#MAX_BYTES}.
+     * from page-locked staging (the library's TensorSupport), a synchronous copy when it is larger than staging holds.
      */
     public static Tensor of(Scope scope, Device device, float[] data, long... shape) {
         if (device == Device.CPU) return of(scope, data, shape);
@@ -89,9 +85,8 @@ public final class Tensor {
             throw new IllegalArgumentException("data has " + data.length + " elements but shape " + Arrays.toString(shape)
                     + " needs " + numel(shape));
         Tensor t = empty(scope, device, shape);
-        if (data.length > 0 && 4L * data.length <= Staging.MAX_BYTES)   // from page-locked staging: the host does not wait
-            Staging.upload(t.deviceStorage, 4L * data.length, h -> MemorySegment.copy(data, 0, h, F32, 0, data.length));
-        else if (data.length > 0)
+        if (data.length > 0 && !Support.get().uploadStaged(t.deviceStorage, 4L * data.length,   // the host does not wait
+                h -> MemorySegment.copy(data, 0, h, F32, 0, data.length)))
             try (Arena a = Arena.ofConfined()) { t.deviceStorage.copyFrom(a.allocateFrom(F32, data)); }
         return t;
     }
@@ -109,7 +104,7 @@ public final class Tensor {
     /** A tensor of uniforms in (0, 1) from Philox stream (seed, stream): the same bits everywhere. */
     public static Tensor rand(Scope scope, long seed, long stream, long... shape) {
         Tensor t = zeros(scope, shape);
-        dev.latent.nativ.LatentNative.get().randUniform(t.storage, t.numel(), seed, stream);
+        Support.get().randUniform(t.storage, t.numel(), seed, stream);
         return t;
     }
 
@@ -166,7 +161,7 @@ public final class Tensor {
      * The device memory starting at this view's first element (the kernel pointer is its address: storage + offset
      * * 4): for contiguous tensors exactly numel floats, else the rest of the storage. CUDA tensors only.
      */
-    public DeviceBuffer deviceBuffer() {
+    public DeviceMemory deviceBuffer() {
         scope.ensureAlive();
         if (device != Device.CUDA) throw new IllegalStateException("deviceBuffer(): " + this + " is not on CUDA");
         long from = offset * 4, len = isContiguous() ? numel() * 4 : deviceStorage.byteSize() - from;
@@ -265,7 +260,7 @@ public final class Tensor {
     /**
      * A copy of this tensor on {@code device}, contiguous, in {@code scope} (also when it is already there: the result
      * never aliases this one). CUDA to the CPU is a synchronous copy. CPU to CUDA goes up asynchronously from
-     * page-locked staging ({@link Staging}: the host does not wait; up to {@link Staging#MAX_BYTES}), a larger tensor
+     * page-locked staging (the host does not wait; up to 16 MiB), a larger tensor
      * in a synchronous copy.
      */
     public Tensor to(Scope into, Device target) {
@@ -277,8 +272,8 @@ public final class Tensor {
             t.deviceStorage.copyFrom(deviceBuffer());
         } else if (device == Device.CPU && isContiguous()) {
             MemorySegment src = segment().asSlice(0, numel() * 4);
-            if (src.byteSize() <= Staging.MAX_BYTES) Staging.upload(t.deviceStorage, src);   // an image batch: no host wait
-            else t.deviceStorage.copyFrom(src);
+            if (!Support.get().uploadStaged(t.deviceStorage, src.byteSize(), h -> MemorySegment.copy(src, 0, h, 0, src.byteSize())))
+                t.deviceStorage.copyFrom(src);   // above what staging holds: a synchronous copy
         } else {
             try (Arena a = Arena.ofConfined()) {
                 t.deviceStorage.copyFrom(a.allocateFrom(F32, toArray()));
@@ -338,7 +333,7 @@ public final class Tensor {
     /** This tensor if contiguous, else a contiguous copy in the same scope (on CUDA, by the strided-copy kernel). */
     public Tensor contiguous() {
         if (isContiguous()) return this;
-        if (device != Device.CPU) return dev.latent.ops.Kernels.contiguous(scope, this);
+        if (device != Device.CPU) return Support.get().contiguousOnDevice(scope, this);
         return of(scope, toArray(), shape);
     }
 

@@ -1,5 +1,6 @@
 package dev.latent.cuda;
 
+import dev.latent.tensor.Precision;
 import dev.latent.ops.Gemm;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
@@ -186,7 +187,7 @@ class CuBlasTest {
     }
 
     /** max over elements of |vendor - ours| / bound, where bound is per element (2 factor) sum |alpha a b| + |beta c| (host double). */
-    static double compareVendorToOurs(Gemm.Precision prec, boolean tf32, double perProduct, Tensor a, Tensor b, Tensor c0, float alpha,
+    static double compareVendorToOurs(Precision prec, boolean tf32, double perProduct, Tensor a, Tensor b, Tensor c0, float alpha,
                                       float beta) {
         long k = a.size(-1);
         float[] av = a.contiguous().toArray(), bv = b.contiguous().toArray(), cv = c0.toArray();
@@ -217,7 +218,7 @@ class CuBlasTest {
                 assertEquals(1, batch == 1 ? mid[EMU_GEMM_EX] - before[EMU_GEMM_EX]
                         : mid[EMU_GEMM_STRIDED_BATCHED_EX] - before[EMU_GEMM_STRIDED_BATCHED_EX], "batched GEMMs take the strided-batched call");
             }
-            if (prec == Gemm.Precision.BF16) return worst(cVendor.toArray(), referenceProduct(a, b, c0, alpha, beta), bound, perProduct, k);
+            if (prec == Precision.BF16) return worst(cVendor.toArray(), referenceProduct(a, b, c0, alpha, beta), bound, perProduct, k);
             CudaVendor.force(false);
             Gemm.matmul(a, b, cOurs, alpha, beta, prec);
             if (before != null) {
@@ -275,13 +276,13 @@ class CuBlasTest {
                 for (int t = 0; t < 4; t++) {
                     Tensor a = operand(s, seed++, (t & 1) != 0, sh[0], sh[1]), b = operand(s, seed++, (t & 2) != 0, sh[1], sh[2]);
                     Tensor c = Tensor.of(s, Device.CUDA, fill((int) (sh[0] * sh[2]), seed++), sh[0], sh[2]);
-                    w = Math.max(w, compareVendorToOurs(Gemm.Precision.FP32, false, 0, a, b, c, 1f, 0f));
-                    w = Math.max(w, compareVendorToOurs(Gemm.Precision.FP32, false, 0, a, b, c, -0.75f, 1.25f));
+                    w = Math.max(w, compareVendorToOurs(Precision.FP32, false, 0, a, b, c, 1f, 0f));
+                    w = Math.max(w, compareVendorToOurs(Precision.FP32, false, 0, a, b, c, -0.75f, 1.25f));
                 }
             Tensor a3 = operand(s, seed++, false, 3, 19, 11), b3 = operand(s, seed++, true, 3, 11, 23), c3 = Tensor.zeros(s, Device.CUDA, 3, 19, 23);
-            w = Math.max(w, compareVendorToOurs(Gemm.Precision.FP32, false, 0, a3, b3, c3, 1f, 0f));
+            w = Math.max(w, compareVendorToOurs(Precision.FP32, false, 0, a3, b3, c3, 1f, 0f));
             Tensor b2 = operand(s, seed++, true, 11, 23);   // rank 2, broadcast over the batch: stride 0
-            w = Math.max(w, compareVendorToOurs(Gemm.Precision.FP32, false, 0, a3, b2, c3, 0.5f, 0f));
+            w = Math.max(w, compareVendorToOurs(Precision.FP32, false, 0, a3, b2, c3, 0.5f, 0f));
             System.out.printf("cuBLAS vs our GEMM, fp32: largest error / tolerance %.3f%n", w);
         }
     }
@@ -290,15 +291,15 @@ class CuBlasTest {
     void tf32AndBf16ComputeModes() {
         try (Scope s = Scope.confined()) {
             Tensor a = operand(s, 7, true, 37, 70), b = operand(s, 8, false, 70, 45), c = Tensor.zeros(s, Device.CUDA, 37, 45);
-            double tf = compareVendorToOurs(Gemm.Precision.FP32, true, 0x1p-9, a, b, c, 1f, 0f);
-            double bf = compareVendorToOurs(Gemm.Precision.BF16, false, 0x1p-7 + 0x1p-16, a, b, c, 1f, 0f);
+            double tf = compareVendorToOurs(Precision.FP32, true, 0x1p-9, a, b, c, 1f, 0f);
+            double bf = compareVendorToOurs(Precision.BF16, false, 0x1p-7 + 0x1p-16, a, b, c, 1f, 0f);
             System.out.printf("cuBLAS TF32 vs ours: %.3f, cuBLAS bf16 vs exact: %.3f of the tolerance%n", tf, bf);
             if (blas.standIn) {
                 // the stand-in rounds operands to bf16: the result must differ from fp32 (it is not silently fp32)
                 Tensor c1 = Tensor.zeros(s, Device.CUDA, 37, 45), c2 = Tensor.zeros(s, Device.CUDA, 37, 45);
                 CudaVendor.force(true);
-                Gemm.matmul(a, b, c1, 1f, 0f, Gemm.Precision.BF16);
-                Gemm.matmul(a, b, c2, 1f, 0f, Gemm.Precision.FP32);
+                Gemm.matmul(a, b, c1, 1f, 0f, Precision.BF16);
+                Gemm.matmul(a, b, c2, 1f, 0f, Precision.FP32);
                 assertFalse(Arrays.equals(c1.toArray(), c2.toArray()), "bf16 compute must round the operands");
             }
         }
@@ -309,7 +310,7 @@ class CuBlasTest {
         CudaVendor.force(false);
         try (Scope s = Scope.confined()) {
             Tensor a = operand(s, 1, false, 4, 4), b = operand(s, 2, false, 4, 4), c = Tensor.zeros(s, Device.CUDA, 4, 4);
-            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Gemm.matmul(a, b, c, 1f, 0f, Gemm.Precision.BF16));
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Gemm.matmul(a, b, c, 1f, 0f, Precision.BF16));
             assertTrue(e.getMessage().contains("LATENT_CUDA_VENDOR=0"), e.getMessage());
             assertTrue(CudaVendor.describe().get(0).contains("our kernels (LATENT_CUDA_VENDOR=0)"), CudaVendor.describe().toString());
         }

@@ -84,7 +84,8 @@ class CudaTensorTest {
             assertArrayEquals(wc, cols.contiguous().toArray());
             assertArrayEquals(want, t.reshape(24).toArray(), "reshape of a strided view copies on the device");
             /* a kernel through a view touches only the view's elements */
-            CudaKernels.mul(cu, 12, rows.deviceBuffer(), rows.deviceBuffer(), rows.deviceBuffer());
+            DeviceBuffer rb = DeviceBuffer.of(rows.deviceBuffer());
+            CudaKernels.mul(cu, 12, rb, rb, rb);
             float[] after = d.toArray();
             for (int i = 0; i < 24; i++) assertEquals(i >= 6 && i < 18 ? all[i] * all[i] : all[i], after[i], "element " + i);
         }
@@ -97,7 +98,7 @@ class CudaTensorTest {
         DeviceBuffer buf;
         try (Scope s = Scope.confined()) {
             kept = Tensor.zeros(s, Device.CUDA, 1000);
-            buf = kept.deviceBuffer();
+            buf = DeviceBuffer.of(kept.deviceBuffer());
             assertTrue(Scope.liveDeviceBytes() >= before + 4000);
         }
         assertEquals(before, Scope.liveDeviceBytes());

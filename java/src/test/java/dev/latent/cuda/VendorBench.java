@@ -1,5 +1,6 @@
 package dev.latent.cuda;
 
+import dev.latent.tensor.Precision;
 import dev.latent.ops.Conv;
 import dev.latent.ops.Gemm;
 import dev.latent.tensor.Device;
@@ -47,7 +48,7 @@ public final class VendorBench {
                     try (Scope sc = Scope.confined()) {
                         Tensor a = Tensor.zeros(sc, Device.CUDA, s[0], s[2]), b = Tensor.zeros(sc, Device.CUDA, s[2], s[1]),
                                 c = Tensor.zeros(sc, Device.CUDA, s[0], s[1]);
-                        Gemm.Precision p = mode.equals("bf16") ? Gemm.Precision.BF16 : Gemm.Precision.FP32;
+                        Precision p = mode.equals("bf16") ? Precision.BF16 : Precision.FP32;
                         Gemm.setCudaTf32(mode.equals("tf32"));
                         CudaVendor.force(vendor);
                         double ms = time(cu, reps, () -> Gemm.matmul(a, b, c, 1f, 0f, p));

@@ -1,5 +1,6 @@
 package dev.latent.models;
 
+import dev.latent.tensor.Precision;
 import dev.latent.autograd.F;
 import dev.latent.autograd.Graph;
 import dev.latent.autograd.Var;
@@ -41,7 +42,7 @@ class Bf16TrainingTest {
         assumeTrue(why == null, () -> "skipped: " + why);
     }
 
-    static Map<String, Object> train(Path out, Gemm.Precision p, int steps) throws IOException {
+    static Map<String, Object> train(Path out, Precision p, int steps) throws IOException {
         try (Scope s = Scope.shared()) {
             return GptTrainer.train(new Gpt(s, CFG, 7), TOK, DATA, GptTest.opts(steps).withPrecision(p), out, false, s);
         }
@@ -50,7 +51,7 @@ class Bf16TrainingTest {
     static double num(Map<String, Object> m, String k) { return ((Number) m.get(k)).doubleValue(); }
 
     /** Loss of one batch, and the gradient of the first block's attention weight, at a precision. */
-    static float[][] lossAndGrad(Gpt m, Gemm.Precision p) {
+    static float[][] lossAndGrad(Gpt m, Precision p) {
         int b = 4, t = CFG.context();
         try (Arena a = Arena.ofConfined(); Graph g = Graph.open().precision(p)) {
             MemorySegment x = a.allocate(JAVA_INT, (long) b * t), y = a.allocate(JAVA_INT, (long) b * t);
@@ -75,7 +76,7 @@ class Bf16TrainingTest {
         needBf16();
         try (Scope s = Scope.shared()) {
             Gpt m = new Gpt(s, CFG, 7);
-            float[][] f = lossAndGrad(m, Gemm.Precision.FP32), h = lossAndGrad(m, Gemm.Precision.BF16);
+            float[][] f = lossAndGrad(m, Precision.FP32), h = lossAndGrad(m, Precision.BF16);
             double lf = f[0][0], lh = h[0][0];
             assertNotEquals(lf, lh, "bf16 must change the loss's bits (else the GEMMs did not run in bf16)");
             assertEquals(lf, lh, Math.scalb(lf, -5), "one-step loss, fp32 " + lf + " vs bf16 " + lh);
@@ -98,8 +99,8 @@ class Bf16TrainingTest {
         LatentNative nat = LatentNative.get();
         int threads = nat.numThreads();
         try {
-            Map<String, Object> f = train(dir.resolve("fp32"), Gemm.Precision.FP32, 40);
-            Map<String, Object> h = train(dir.resolve("bf16"), Gemm.Precision.BF16, 40);
+            Map<String, Object> f = train(dir.resolve("fp32"), Precision.FP32, 40);
+            Map<String, Object> h = train(dir.resolve("bf16"), Precision.BF16, 40);
             for (var r : new Object[][] {{"fp32", f}, {"bf16", h}}) {   // the step-0 evaluation, as GptTest reads it
                 String line0 = java.nio.file.Files.readAllLines(dir.resolve((String) r[0]).resolve("metrics.jsonl")).get(0);
                 double first = Double.parseDouble(line0.replaceAll(".*\"train_loss\":([0-9.eE+-]+).*", "$1"));
@@ -111,15 +112,15 @@ class Bf16TrainingTest {
             assertNotEquals(num(f, "train_loss"), num(h, "train_loss"), "bf16 ran (its loss differs in bits)");
             try (Scope s = Scope.shared()) {
                 var l = GptCheckpoint.load(dir.resolve("bf16"), s);
-                assertEquals(Gemm.Precision.BF16, l.precision(), "the checkpoint records bf16");
+                assertEquals(Precision.BF16, l.precision(), "the checkpoint records bf16");
                 assertEquals("bf16", l.args().get("precision"));
-                assertEquals(Gemm.Precision.FP32, GptCheckpoint.load(dir.resolve("fp32"), s).precision());
+                assertEquals(Precision.FP32, GptCheckpoint.load(dir.resolve("fp32"), s).precision());
             }
             // bits identical across thread counts at a given ISA
             float[][] w = new float[2][];
             for (int t = 1; t <= 2; t++) {
                 nat.setNumThreads(t);
-                train(dir.resolve("t" + t), Gemm.Precision.BF16, 10);
+                train(dir.resolve("t" + t), Precision.BF16, 10);
                 try (Scope s = Scope.shared()) {
                     var p = GptCheckpoint.load(dir.resolve("t" + t), s).model().namedParameters();
                     w[t - 1] = p.values().stream().map(v -> v.value().toArray())
@@ -136,8 +137,8 @@ class Bf16TrainingTest {
     @Test
     void checkpointWithoutPrecisionIsFp32() {
         var l = new GptCheckpoint.Loaded(null, TOK, 0, Map.of("batch", 4), Map.of());
-        assertEquals(Gemm.Precision.FP32, l.precision());
-        assertEquals(Gemm.Precision.FP32, new GptCheckpoint.Loaded(null, TOK, 0, null, Map.of()).precision());
+        assertEquals(Precision.FP32, l.precision());
+        assertEquals(Precision.FP32, new GptCheckpoint.Loaded(null, TOK, 0, null, Map.of()).precision());
         assertThrows(IllegalArgumentException.class, () -> new GptCheckpoint.Loaded(null, TOK, 0, Map.of("precision", "fp16"), Map.of()).precision());
     }
 
@@ -152,11 +153,11 @@ class Bf16TrainingTest {
             assertNotNull(why);
             assertTrue(why.contains("AVX512_BF16") && why.contains("avx2"), why);
             try (Graph g = Graph.open()) {
-                var e = assertThrows(IllegalStateException.class, () -> g.precision(Gemm.Precision.BF16));
+                var e = assertThrows(IllegalStateException.class, () -> g.precision(Precision.BF16));
                 assertTrue(e.getMessage().contains("AVX512_BF16"), e.getMessage());
-                assertEquals(Gemm.Precision.FP32, g.precision(), "a refused setting leaves fp32");
+                assertEquals(Precision.FP32, g.precision(), "a refused setting leaves fp32");
             }
-            var e2 = assertThrows(IllegalStateException.class, () -> train(dir.resolve("r"), Gemm.Precision.BF16, 2));
+            var e2 = assertThrows(IllegalStateException.class, () -> train(dir.resolve("r"), Precision.BF16, 2));
             assertTrue(e2.getMessage().contains("AVX512_BF16") && e2.getMessage().contains("avx2"), e2.getMessage());
             assertFalse(dir.resolve("r").toFile().exists(), "refused before anything was written");
         } finally {
@@ -169,7 +170,7 @@ class Bf16TrainingTest {
     void bf16OnCudaIsRefused(@TempDir Path dir) {
         try (Scope s = Scope.shared()) {
             var e = assertThrows(IllegalArgumentException.class, () -> GptTrainer.train(new Gpt(s, CFG, 7), TOK, DATA,
-                    GptTest.opts(2).withPrecision(Gemm.Precision.BF16), dir, false, s, 2, Device.CUDA));
+                    GptTest.opts(2).withPrecision(Precision.BF16), dir, false, s, 2, Device.CUDA));
             assertTrue(e.getMessage().contains("CPU-only") && e.getMessage().contains("CUDA"), e.getMessage());
         }
         try (Graph g = Graph.open()) {

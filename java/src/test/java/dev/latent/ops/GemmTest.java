@@ -1,5 +1,6 @@
 package dev.latent.ops;
 
+import dev.latent.tensor.Precision;
 import dev.latent.TestUtil;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Scope;
@@ -149,7 +150,7 @@ class GemmTest {
         try (Scope s = Scope.confined()) {
             Tensor ta = Tensor.of(s, a, m, k), tb = Tensor.of(s, b, k, n), c = Tensor.of(s, nans(m * n), m, n);
             if (nat.isa() < LatentNative.ISA_AVX512 || !nat.cpuBf16()) {
-                var e = assertThrows(dev.latent.nativ.NativeException.class, () -> Gemm.matmul(ta, tb, c, alpha, 0f, Gemm.Precision.BF16));
+                var e = assertThrows(dev.latent.nativ.NativeException.class, () -> Gemm.matmul(ta, tb, c, alpha, 0f, Precision.BF16));
                 assertTrue(e.getMessage().contains("AVX512_BF16"), e.getMessage());
                 return;
             }
@@ -157,10 +158,10 @@ class GemmTest {
             float[] one, two;
             try {
                 nat.setNumThreads(1);
-                Gemm.matmul(ta, tb, c, alpha, 0f, Gemm.Precision.BF16);
+                Gemm.matmul(ta, tb, c, alpha, 0f, Precision.BF16);
                 one = c.toArray();
                 nat.setNumThreads(2);
-                Gemm.matmul(ta, tb, c, alpha, 0f, Gemm.Precision.BF16);
+                Gemm.matmul(ta, tb, c, alpha, 0f, Precision.BF16);
                 two = c.toArray();
             } finally {
                 nat.setNumThreads(threads);

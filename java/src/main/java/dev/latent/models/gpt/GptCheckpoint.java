@@ -1,5 +1,6 @@
 package dev.latent.models.gpt;
 
+import dev.latent.tensor.Precision;
 import dev.latent.autograd.Var;
 import dev.latent.io.Json;
 import dev.latent.io.JsonReader;
@@ -60,9 +61,9 @@ public final class GptCheckpoint {
     /** What a checkpoint holds, loaded into {@code scope}. */
     public record Loaded(Gpt model, Tokenizer tokenizer, long step, Map<String, Object> args, Map<String, Tensor> optState) {
         /** The training precision the checkpoint's args record; FP32 for checkpoints written before it was recorded. */
-        public dev.latent.ops.Gemm.Precision precision() {
+        public dev.latent.tensor.Precision precision() {
             Object p = args == null ? null : args.get("precision");
-            return p == null ? dev.latent.ops.Gemm.Precision.FP32 : dev.latent.ops.Gemm.Precision.of(p.toString());
+            return p == null ? dev.latent.tensor.Precision.FP32 : dev.latent.tensor.Precision.of(p.toString());
         }
     }
 

@@ -1,5 +1,6 @@
 package dev.latent.models.gpt;
 
+import dev.latent.tensor.Precision;
 import dev.latent.autograd.F;
 import dev.latent.autograd.Graph;
 import dev.latent.autograd.Var;
@@ -35,7 +36,7 @@ public final class GptTrainer {
     /** Everything a run depends on; saved in the checkpoint. */
     public record Options(int batch, int steps, double lr, double minLr, int warmup, double weightDecay, double clip,
                           int evalInterval, int evalBatches, long evalSeed, int logInterval, int checkpointInterval, long seed,
-                          Gemm.Precision precision) {
+                          Precision precision) {
         /** The same limits as the CLI's (Limits), so a bad value fails here, by name, not in the native AdamW mid-run. */
         public Options {
             Limits.atLeast("batch", batch, 1);
@@ -56,7 +57,7 @@ public final class GptTrainer {
         public Options(int batch, int steps, double lr, double minLr, int warmup, double weightDecay, double clip,
                        int evalInterval, int evalBatches, long evalSeed, int logInterval, int checkpointInterval, long seed) {
             this(batch, steps, lr, minLr, warmup, weightDecay, clip, evalInterval, evalBatches, evalSeed, logInterval, checkpointInterval,
-                    seed, Gemm.Precision.FP32);
+                    seed, Precision.FP32);
         }
 
         /**
@@ -64,7 +65,7 @@ public final class GptTrainer {
          * head's forward and backward GEMMs in bf16 with fp32 accumulation; the rest, the optimizer, the master weights
          * and the evaluation stay fp32).
          */
-        public Options withPrecision(Gemm.Precision p) {
+        public Options withPrecision(Precision p) {
             return new Options(batch, steps, lr, minLr, warmup, weightDecay, clip, evalInterval, evalBatches, evalSeed, logInterval,
                     checkpointInterval, seed, p);
         }
@@ -110,7 +111,7 @@ public final class GptTrainer {
                                             Scope modelScope, long stopAt, Device device, TrainingListener listener)
             throws IOException {
         int t = model.cfg.context(), b = o.batch();
-        if (o.precision() == Gemm.Precision.BF16) {   // refused before anything is read or moved, never emulated
+        if (o.precision() == Precision.BF16) {   // refused before anything is read or moved, never emulated
             if (device != Device.CPU)
                 throw new IllegalArgumentException("gpt: bf16 precision is CPU-only (AVX512_BF16); " + device + " has no bf16 path yet: use fp32");
             Gemm.requireBf16();
