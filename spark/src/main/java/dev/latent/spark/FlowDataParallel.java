@@ -1,0 +1,151 @@
+package dev.latent.spark;
+
+import dev.latent.autograd.Var;
+import dev.latent.data.ImageData;
+import dev.latent.io.Json;
+import dev.latent.models.flow.RealNvp;
+import dev.latent.optim.AdamW;
+import dev.latent.spark.collective.TcpAllReduce;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+import dev.latent.train.TrainLoop;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.broadcast.Broadcast;
+
+import java.io.IOException;
+import java.io.Serializable;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+/**
+ * Data-parallel RealNVP training with {@link dev.latent.models.flow.FlowTrainer}'s step: Adam (0.9, 0.999, 1e-8, no
+ * decay), the loss the batch's mean bits/dim of the dequantized images.
+ * <p><b>Micro-batches, not workers, fix the bits.</b> A step's global batch is {@code micro} micro-batches of
+ * {@code batch} images (micro-batch i: rows [iB, (i+1)B) of the step's slice of the epoch's permutation
+ * {@code ImageData.permutation(n, seed, 2^40 + epoch)}, epochs counted from 1 as FlowTrainer does; a last partial
+ * global batch is dropped), micro-batch i's dequantization noise from Philox stream 2 x 2^40 + step + i x 2^32 (for
+ * i = 0 FlowTrainer's stream). The N workers split the micro-batches evenly (rank r computes [r m/N, (r+1) m/N)),
+ * and the gradients are summed over the m micro-batches in micro-batch order ({@link TcpAllReduce#allReduce(
+ * MemorySegment[], float)}), times 1/m. So the weights do not depend on N: 1, 2 or 3 workers with m = 6 give the
+ * same bits, equal to {@link #reference} (one process, all m micro-batches). RealNVP has no batch statistics, so a
+ * micro-batch's gradient depends only on its own images. With m = 1 the step is FlowTrainer.trainStep's to the bit.
+ * <p>Checkpoints: rank 0 writes FlowTrainer's format (weights, Adam state, step; {@code FlowTrainer.load} and
+ * {@code latent sample realnvp} read it) every {@code checkpointInterval} steps and at the end, atomically; a
+ * resumed run (or Spark's retry of a failed stage) restores every rank from it and ends with the uninterrupted
+ * run's bits.
+ */
+public final class FlowDataParallel {
+    private FlowDataParallel() {}
+
+    static final long PERM = 1L << 40, NOISE = 2L << 40;
+
+    /** Everything a run depends on (serialized to the workers); {@code data} only names the data in the checkpoint. */
+    public record Job(int workers, int micro, int batch, int couplings, int hidden, float lr, long seed, int steps,
+                      String out, int checkpointInterval, boolean resume, String data) implements Serializable {
+        public Job {
+            if (workers < 1 || micro < 1 || batch < 1 || couplings < 1 || hidden < 1 || steps < 0 || checkpointInterval < 0)
+                throw new IllegalArgumentException("workers, micro, batch, couplings, hidden >= 1 and steps, checkpoint interval >= 0 required");
+            if (micro % workers != 0)
+                throw new IllegalArgumentException(micro + " micro-batches per step cannot be split evenly over " + workers + " workers");
+        }
+    }
+
+    /** Trains on {@code workers} Spark barrier tasks; {@code fault} (tests) makes one rank fail once. */
+    public static List<GptDataParallel.Result> train(JavaSparkContext sc, Job job, ImageData data, SparkGpt.Fault fault) {
+        Broadcast<SparkGpt.Images> images = sc.broadcast(new SparkGpt.Images(data.n, data.h, data.w, data.pixels));
+        try {
+            return SparkGpt.run(sc, job.workers(), (c, retry) -> {
+                long stopAt = fault != null && !retry && fault.rank() == c.rank() ? fault.step() : Long.MAX_VALUE;
+                GptDataParallel.Result r = worker(job, images.value().data(), c, job.resume() || retry, stopAt);
+                if (stopAt != Long.MAX_VALUE) throw new IllegalStateException("injected fault: rank " + c.rank() + " dies at step " + fault.step());
+                return r;
+            });
+        } finally {
+            images.destroy();
+        }
+    }
+
+    public static GptDataParallel.Result worker(Job job, ImageData data, TcpAllReduce c, boolean resume, long stopAt) throws IOException {
+        if (c.size() != job.workers()) throw new IllegalArgumentException("job has " + job.workers() + " workers, the group " + c.size());
+        GptDataParallel.Result r = run(job, data, c.rank(), MicroBatches.of(c.rank(), job.workers(), job.micro()), MicroBatches.over(c), resume, stopAt);
+        return new GptDataParallel.Result(r.rank(), r.step(), r.loss(), r.weightsSha256(), c.bytesSent(), r.stepSeconds());
+    }
+
+    /** One process computing all the micro-batches of every step (the reference the workers equal). */
+    public static GptDataParallel.Result reference(Job job, ImageData data, boolean resume, long stopAt) throws IOException {
+        return run(job, data, 0, MicroBatches.all(job.micro()), MicroBatches.local(), resume, stopAt);
+    }
+
+    /** The checkpoint's view: FlowTrainer's names and format. */
+    static TrainLoop.Family family(RealNvp model, AdamW opt, Job job) {
+        return new TrainLoop.Family() {
+            @Override public String name() { return "realnvp"; }
+            @Override public Map<String, Var> parameters() { return model.namedParameters(); }
+            @Override public Map<String, AdamW> optimizers() { return Map.of("opt", opt); }
+            @Override public Map<String, String> metadata() {
+                Map<String, String> meta = new LinkedHashMap<>();
+                meta.put("format", "latent-realnvp-1");
+                Map<String, Object> c = new LinkedHashMap<>(model.config());
+                c.put("data", job.data());
+                c.put("seed", job.seed());
+                meta.put("config", Json.object(c));
+                return meta;
+            }
+            @Override public TrainLoop.StepResult step(long s) { throw new UnsupportedOperationException(); }
+        };
+    }
+
+    private static GptDataParallel.Result run(Job job, ImageData data, int rank, int[] micro, MicroBatches.Reducer reducer,
+                                              boolean resume, long stopAt) throws IOException {
+        int m = job.micro(), b = job.batch(), global = m * b;
+        int perEpoch = data.n / global;
+        if (perEpoch < 1) throw new IllegalArgumentException(data.n + " images are fewer than one global batch of " + m + " x " + b);
+        Path out = Path.of(job.out()), file = out.resolve(TrainLoop.CHECKPOINT);
+        try (Scope scope = Scope.shared(); Arena a = Arena.ofConfined()) {
+            RealNvp model = new RealNvp(scope, data.h, data.w, job.couplings(), job.hidden(), 0.05, job.seed());
+            Map<String, Var> named = model.namedParameters();
+            AdamW opt = new AdamW(scope, named, 0.9f, 0.999f, 1e-8f, 0f);
+            TrainLoop.Family fam = family(model, opt, job);
+            long first = resume && Files.isRegularFile(file) ? TrainLoop.restore(file, fam) : 0;
+            if (rank == 0) Files.createDirectories(out);
+            Gradients grads = new Gradients(named, 1);
+            MemorySegment[] parts = new MemorySegment[micro.length];
+            for (int i = 0; i < parts.length; i++) parts[i] = a.allocate(JAVA_FLOAT, grads.floats());
+            double last = Double.NaN;
+            long t0 = System.nanoTime(), end = Math.min(job.steps(), stopAt);
+            int[] perm = null;
+            int permEpoch = -1;
+            for (long s0 = first; s0 < end; s0++) {
+                int epoch = (int) (s0 / perEpoch) + 1;
+                if (epoch != permEpoch) {
+                    perm = ImageData.permutation(data.n, job.seed(), PERM + epoch);
+                    permEpoch = epoch;
+                }
+                int from = (int) (s0 % perEpoch) * global;
+                int[] p = perm;
+                long step = s0 + 1;
+                last = MicroBatches.step(grads, parts, micro, m, reducer, (g, i) -> {
+                    Tensor[] pre = model.preprocess(g.scope(), data.pixels, p, from + i * b, b, job.seed(), NOISE + step + ((long) i << 32));
+                    Var bpd = model.bitsPerDim(Var.constant(pre[0]), pre[1]);
+                    g.backward(bpd);
+                    return (float) dev.latent.autograd.F.item(bpd);
+                }, v -> {
+                    opt.update(job.lr(), 0);
+                    return 0;
+                })[0];
+                if (rank == 0 && job.checkpointInterval() > 0 && step % job.checkpointInterval() == 0 && step < end)
+                    TrainLoop.save(file, fam, step);
+            }
+            if (rank == 0 && end > first && end == job.steps()) TrainLoop.save(file, fam, end);
+            double secs = (System.nanoTime() - t0) / 1e9;
+            return new GptDataParallel.Result(rank, Math.max(first, end), last, Gradients.hash(named), 0, end > first ? secs / (end - first) : 0);
+        }
+    }
+}
