@@ -1,8 +1,11 @@
 package dev.latent.spark;
 
+import dev.latent.autograd.Graph;
 import dev.latent.autograd.Var;
 import dev.latent.data.ImageData;
 import dev.latent.io.Json;
+import dev.latent.models.flow.Glow;
+import dev.latent.models.flow.ImageFlow;
 import dev.latent.models.flow.RealNvp;
 import dev.latent.optim.AdamW;
 import dev.latent.spark.collective.TcpAllReduce;
@@ -25,7 +28,7 @@ import java.util.Map;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 /**
- * Data-parallel RealNVP training with {@link dev.latent.models.flow.FlowTrainer}'s step: Adam (0.9, 0.999, 1e-8, no
+ * Data-parallel RealNVP and Glow training with {@link dev.latent.models.flow.FlowTrainer}'s step: Adam (0.9, 0.999, 1e-8, no
  * decay), the loss the batch's mean bits/dim of the dequantized images.
  * <p><b>Micro-batches, not workers, fix the bits.</b> A step's global batch is {@code micro} micro-batches of
  * {@code batch} images (micro-batch i: rows [iB, (i+1)B) of the step's slice of the epoch's permutation
@@ -34,10 +37,13 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  * i = 0 FlowTrainer's stream). The N workers split the micro-batches evenly (rank r computes [r m/N, (r+1) m/N)),
  * and the gradients are summed over the m micro-batches in micro-batch order ({@link TcpAllReduce#allReduce(
  * MemorySegment[], float)}), times 1/m. So the weights do not depend on N: 1, 2 or 3 workers with m = 6 give the
- * same bits, equal to {@link #reference} (one process, all m micro-batches). RealNVP has no batch statistics, so a
- * micro-batch's gradient depends only on its own images. With m = 1 the step is FlowTrainer.trainStep's to the bit.
+ * same bits, equal to {@link #reference} (one process, all m micro-batches). RealNVP and Glow have no batch
+ * statistics, so a micro-batch's gradient depends only on its own images. Glow's ActNorm initialises from the data
+ * of its first forward: every rank first runs micro-batch 0 of step 1 (whichever micro-batches it holds), so all
+ * replicas start from the parameters FlowTrainer's first step would set. With m = 1 the step is
+ * FlowTrainer.trainStep's to the bit.
  * <p>Checkpoints: rank 0 writes FlowTrainer's format (weights, Adam state, step; {@code FlowTrainer.load} and
- * {@code latent sample realnvp} read it) every {@code checkpointInterval} steps and at the end, atomically; a
+ * {@code latent sample realnvp|glow} read it) every {@code checkpointInterval} steps and at the end, atomically; a
  * resumed run (or Spark's retry of a failed stage) restores every rank from it and ends with the uninterrupted
  * run's bits.
  */
@@ -47,13 +53,33 @@ public final class FlowDataParallel {
     static final long PERM = 1L << 40, NOISE = 2L << 40;
 
     /** Everything a run depends on (serialized to the workers); {@code data} only names the data in the checkpoint. */
-    public record Job(int workers, int micro, int batch, int couplings, int hidden, float lr, long seed, int steps,
-                      String out, int checkpointInterval, boolean resume, String data) implements Serializable {
+    public record Job(int workers, int micro, int batch, String arch, int couplings, int levels, int depth, int hidden, float lr,
+                      long seed, int steps, String out, int checkpointInterval, boolean resume, String data) implements Serializable {
         public Job {
-            if (workers < 1 || micro < 1 || batch < 1 || couplings < 1 || hidden < 1 || steps < 0 || checkpointInterval < 0)
-                throw new IllegalArgumentException("workers, micro, batch, couplings, hidden >= 1 and steps, checkpoint interval >= 0 required");
+            if (!"realnvp".equals(arch) && !"glow".equals(arch)) throw new IllegalArgumentException("flow arch must be realnvp or glow, got " + arch);
+            if ("realnvp".equals(arch) ? couplings < 1 : levels < 1 || depth < 1)
+                throw new IllegalArgumentException(arch + ": couplings (realnvp) or levels and depth (glow) must be >= 1");
+            if (workers < 1 || micro < 1 || batch < 1 || hidden < 1 || steps < 0 || checkpointInterval < 0)
+                throw new IllegalArgumentException("workers, micro, batch, hidden >= 1 and steps, checkpoint interval >= 0 required");
             if (micro % workers != 0)
                 throw new IllegalArgumentException(micro + " micro-batches per step cannot be split evenly over " + workers + " workers");
+        }
+
+        /** RealNVP with {@code couplings} couplings of {@code hidden} channels. */
+        public static Job realNvp(int workers, int micro, int batch, int couplings, int hidden, float lr, long seed, int steps,
+                                  String out, int checkpointInterval, boolean resume, String data) {
+            return new Job(workers, micro, batch, "realnvp", couplings, 0, 0, hidden, lr, seed, steps, out, checkpointInterval, resume, data);
+        }
+
+        /** Glow with {@code levels} levels of {@code depth} steps, coupling nets of {@code hidden} channels. */
+        public static Job glow(int workers, int micro, int batch, int levels, int depth, int hidden, float lr, long seed, int steps,
+                               String out, int checkpointInterval, boolean resume, String data) {
+            return new Job(workers, micro, batch, "glow", 0, levels, depth, hidden, lr, seed, steps, out, checkpointInterval, resume, data);
+        }
+
+        ImageFlow model(Scope scope, int h, int w) {
+            return "glow".equals(arch) ? new Glow(scope, h, w, levels, depth, hidden, 0.05, seed)
+                    : new RealNvp(scope, h, w, couplings, hidden, 0.05, seed);
         }
     }
 
@@ -84,14 +110,17 @@ public final class FlowDataParallel {
     }
 
     /** The checkpoint's view: FlowTrainer's names and format. */
-    static TrainLoop.Family family(RealNvp model, AdamW opt, Job job) {
+    static TrainLoop.Family family(ImageFlow model, AdamW opt, Job job) {
         return new TrainLoop.Family() {
-            @Override public String name() { return "realnvp"; }
+            @Override public String name() { return job.arch(); }
+            @Override public void restored(long step) {
+                if (model instanceof Glow gl) gl.markInitialized();   // ActNorm's data-dependent init happened before the checkpoint
+            }
             @Override public Map<String, Var> parameters() { return model.namedParameters(); }
             @Override public Map<String, AdamW> optimizers() { return Map.of("opt", opt); }
             @Override public Map<String, String> metadata() {
                 Map<String, String> meta = new LinkedHashMap<>();
-                meta.put("format", "latent-realnvp-1");
+                meta.put("format", model instanceof Glow ? "latent-glow-1" : "latent-realnvp-1");
                 Map<String, Object> c = new LinkedHashMap<>(model.config());
                 c.put("data", job.data());
                 c.put("seed", job.seed());
@@ -109,17 +138,26 @@ public final class FlowDataParallel {
         if (perEpoch < 1) throw new IllegalArgumentException(data.n + " images are fewer than one global batch of " + m + " x " + b);
         Path out = Path.of(job.out()), file = out.resolve(TrainLoop.CHECKPOINT);
         try (Scope scope = Scope.shared(); Arena a = Arena.ofConfined()) {
-            RealNvp model = new RealNvp(scope, data.h, data.w, job.couplings(), job.hidden(), 0.05, job.seed());
+            ImageFlow model = job.model(scope, data.h, data.w);
             Map<String, Var> named = model.namedParameters();
             AdamW opt = new AdamW(scope, named, 0.9f, 0.999f, 1e-8f, 0f);
             TrainLoop.Family fam = family(model, opt, job);
+            long t0 = System.nanoTime(), end = Math.min(job.steps(), stopAt);
             long first = resume && Files.isRegularFile(file) ? TrainLoop.restore(file, fam) : 0;
             if (rank == 0) Files.createDirectories(out);
+            if (first == 0 && model instanceof Glow && end > 0) {
+                // Glow's ActNorm initialises from the data of the first forward: on every rank (and in the reference) that
+                // is micro-batch 0 of step 1, so every replica starts from the same parameters whatever micro-batches it holds
+                int[] perm0 = ImageData.permutation(data.n, job.seed(), PERM + 1);
+                try (Graph g = Graph.inference()) {
+                    Tensor[] pre = model.preprocess(g.scope(), data.pixels, perm0, 0, b, job.seed(), NOISE + 1);
+                    model.bitsPerDim(Var.constant(pre[0]), pre[1]);
+                }
+            }
             Gradients grads = new Gradients(named, 1);
             MemorySegment[] parts = new MemorySegment[micro.length];
             for (int i = 0; i < parts.length; i++) parts[i] = a.allocate(JAVA_FLOAT, grads.floats());
             double last = Double.NaN;
-            long t0 = System.nanoTime(), end = Math.min(job.steps(), stopAt);
             int[] perm = null;
             int permEpoch = -1;
             for (long s0 = first; s0 < end; s0++) {

@@ -54,7 +54,7 @@ class GanFlowDataParallelTest {
     static ImageData images() { return VaeReproducibilityTest.images(); }
 
     static FlowDataParallel.Job flow(int workers, int micro, int steps, int ckpt, Path out) {
-        return new FlowDataParallel.Job(workers, micro, 2, 2, 8, 1e-3f, 9, steps, out.toString(), ckpt, false, "synthetic");
+        return FlowDataParallel.Job.realNvp(workers, micro, 2, 2, 8, 1e-3f, 9, steps, out.toString(), ckpt, false, "synthetic");
     }
 
     static GanDataParallel.Job gan(int workers, int micro, int steps, int ckpt, Path out) {
@@ -108,6 +108,30 @@ class GanFlowDataParallelTest {
             int[] perm = ImageData.permutation(data.n, 9, FlowDataParallel.PERM + 1);
             for (int k = 0; k < 3; k++) t.trainStep(data, perm, k * 2, 2);
             assertEquals(one.weightsSha256(), Gradients.hash(t.model.namedParameters()), "m=1 vs FlowTrainer.trainStep");
+        }
+    }
+
+    static FlowDataParallel.Job glow(int workers, int micro, int steps, Path out) {
+        return FlowDataParallel.Job.glow(workers, micro, 2, 2, 1, 8, 1e-3f, 4, steps, out.toString(), 0, false, "synthetic");
+    }
+
+    @Test
+    void glowGivesTheSameBitsForOneTwoAndThreeWorkersAndOneMicroBatchIsFlowTrainers() throws Exception {
+        ImageData data = images();
+        GptDataParallel.Result one = FlowDataParallel.reference(glow(1, 6, 2, dir.resolve("glow-ref")), data, false, Long.MAX_VALUE);
+        assertTrue(Double.isFinite(one.loss()) && one.loss() > 0, "bits/dim " + one.loss());
+        for (int n : new int[] {1, 2, 3}) {
+            Path out = dir.resolve("glow-" + n);
+            for (GptDataParallel.Result r : FlowDataParallel.train(sc, glow(n, 6, 2, out), data, null))
+                assertEquals(one.weightsSha256(), r.weightsSha256(), "Glow N=" + n + " rank " + r.rank() + " differs from the 6-micro-batch reference");
+            assertEquals(one.weightsSha256(), flowHash(out), "Glow N=" + n + ": rank 0's checkpoint");
+        }
+        GptDataParallel.Result m1 = FlowDataParallel.reference(glow(1, 1, 2, dir.resolve("glow-m1")), data, false, Long.MAX_VALUE);
+        try (Scope s = Scope.shared()) {
+            FlowTrainer t = new FlowTrainer(new FlowTrainer.Config("unused", dir.resolve("glow-core"), "glow", 0, 2, 1, 8, 1, 2, 1e-3f, 0, 4, 0, 0, true), s, 28, 28);
+            int[] perm = ImageData.permutation(data.n, 4, FlowDataParallel.PERM + 1);
+            for (int k = 0; k < 2; k++) t.trainStep(data, perm, k * 2, 2);
+            assertEquals(m1.weightsSha256(), Gradients.hash(t.model.namedParameters()), "Glow m=1 vs FlowTrainer.trainStep (ActNorm's init included)");
         }
     }
 
