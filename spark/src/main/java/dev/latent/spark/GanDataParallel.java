@@ -31,7 +31,7 @@ import java.util.Map;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 /**
- * Data-parallel DCGAN training (non-saturating BCE loss, BatchNorm in both nets) with
+ * Data-parallel DCGAN training (non-saturating BCE loss, BatchNorm in both nets), and WGAN-GP, with
  * {@link dev.latent.models.gan.GanTrainer}'s iteration: one D step on real and G(z) (detached), then one G step
  * through the updated D on the same z; Adam (beta1, beta2, 1e-8, no decay) for each net.
  * <p><b>Two reductions per iteration.</b> D's gradients are all-reduced and every rank applies the same D update;
@@ -56,30 +56,61 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  * <p>Checkpoints: rank 0 writes GanTrainer's format (both nets, running statistics, both optimizers, "iter"; {@code
  * GanTrainer.load}, {@code latent sample dcgan} and {@code SparkGenerate.ganSamples} read it) every
  * {@code checkpointInterval} iterations and at the end, atomically; a resumed run restores every rank from it and
- * ends with the uninterrupted run's bits. WGAN-GP is not done yet (its critic steps and penalty would follow the
- * same pattern: n_critic reductions of D, one of G).
+ * ends with the uninterrupted run's bits.
+ * <p>WGAN-GP ({@link Job#wganGp}): n_critic critic steps per iteration, each a reduction of D's gradients (the
+ * gradient penalty is a mean over the micro-batch's images, so it decomposes like the loss), then one G step and
+ * its reduction; the critic has no BatchNorm (none or LayerNorm, per image), and G's running statistics are
+ * handled as for DCGAN (see {@code wganIteration}).
  */
 public final class GanDataParallel {
     private GanDataParallel() {}
 
-    static final long PERM = 1L << 40, LATENT = 2L << 40;
+    static final long PERM = 1L << 40, LATENT = 2L << 40, EPS = 3L << 40;
 
-    /** Everything a run depends on (serialized to the workers); {@code data} only names the data in the checkpoint. */
+    /**
+     * Everything a run depends on (serialized to the workers); {@code data} only names the data in the checkpoint.
+     * {@code loss} "gan" (DCGAN: BatchNorm critic, nCritic 1) or "wgan-gp" ({@code nCritic} critic steps per
+     * generator step, penalty weight {@code lambda}, critic norm "none" or "layer").
+     */
     public record Job(int workers, int micro, int batch, int nz, int ngf, int ndf, float lr, float beta1, float beta2, long seed,
-                      int steps, String out, int checkpointInterval, boolean resume, String data) implements Serializable {
+                      int steps, String out, int checkpointInterval, boolean resume, String data,
+                      String loss, int nCritic, float lambda, String criticNorm) implements Serializable {
         public Job {
             if (workers < 1 || micro < 1 || batch < 1 || nz < 1 || ngf < 1 || ndf < 1 || steps < 0 || checkpointInterval < 0)
                 throw new IllegalArgumentException("workers, micro, batch, nz, ngf, ndf >= 1 and steps, checkpoint interval >= 0 required");
             if (micro % workers != 0)
                 throw new IllegalArgumentException(micro + " micro-batches per iteration cannot be split evenly over " + workers + " workers");
+            if (!"gan".equals(loss) && !"wgan-gp".equals(loss)) throw new IllegalArgumentException("loss must be gan or wgan-gp, got " + loss);
+            if ("gan".equals(loss) && (nCritic != 1 || !"batch".equals(criticNorm)))
+                throw new IllegalArgumentException("gan (DCGAN): one D step per iteration and a BatchNorm critic");
+            if ("wgan-gp".equals(loss) && (nCritic < 1 || !(lambda >= 0) || !("none".equals(criticNorm) || "layer".equals(criticNorm))))
+                throw new IllegalArgumentException("wgan-gp: n_critic >= 1, lambda >= 0 and critic norm none or layer (the penalty is per sample), got "
+                        + nCritic + ", " + lambda + ", " + criticNorm);
             if (batch < 2) throw new IllegalArgumentException("batch per micro-batch must be >= 2 (BatchNorm's batch statistics), got " + batch);
         }
 
+        /** DCGAN. */
+        public Job(int workers, int micro, int batch, int nz, int ngf, int ndf, float lr, float beta1, float beta2, long seed,
+                   int steps, String out, int checkpointInterval, boolean resume, String data) {
+            this(workers, micro, batch, nz, ngf, ndf, lr, beta1, beta2, seed, steps, out, checkpointInterval, resume, data, "gan", 1, 0f, "batch");
+        }
+
+        /** WGAN-GP with GanTrainer's reference optimiser (Adam 0.5, 0.9). */
+        public static Job wganGp(int workers, int micro, int batch, int nz, int ngf, int ndf, float lr, int nCritic, float lambda, String criticNorm,
+                                 long seed, int steps, String out, int checkpointInterval, boolean resume, String data) {
+            return new Job(workers, micro, batch, nz, ngf, ndf, lr, 0.5f, 0.9f, seed, steps, out, checkpointInterval, resume, data,
+                    "wgan-gp", nCritic, lambda, criticNorm);
+        }
+
+        boolean wgan() { return "wgan-gp".equals(loss); }
+
+        Dcgan.Norm norm() { return Dcgan.Norm.valueOf(criticNorm.toUpperCase(java.util.Locale.ROOT)); }
+
         Map<String, Object> config() {   // GanTrainer's checkpoint config keys
             Map<String, Object> m = new LinkedHashMap<>();
-            m.put("loss", "gan"); m.put("data", data); m.put("iters", steps); m.put("batch", micro * batch);
+            m.put("loss", loss); m.put("data", data); m.put("iters", steps); m.put("batch", micro * batch);
             m.put("nz", nz); m.put("ngf", ngf); m.put("ndf", ndf); m.put("lr", lr); m.put("beta1", beta1); m.put("beta2", beta2);
-            m.put("n_critic", 1); m.put("lambda", 0f); m.put("critic_norm", "batch"); m.put("seed", seed); m.put("train_limit", 0);
+            m.put("n_critic", nCritic); m.put("lambda", lambda); m.put("critic_norm", criticNorm); m.put("seed", seed); m.put("train_limit", 0);
             m.put("workers", workers); m.put("micro_batches", micro); m.put("batch_per_micro", batch);
             return m;
         }
@@ -164,12 +195,12 @@ public final class GanDataParallel {
         Path out = Path.of(job.out()), file = out.resolve(TrainLoop.CHECKPOINT);
         try (Scope scope = Scope.shared(); Arena a = Arena.ofConfined()) {
             Dcgan.Generator g = new Dcgan.Generator(scope, job.nz(), job.ngf(), job.seed());
-            Dcgan.Discriminator d = new Dcgan.Discriminator(scope, job.ndf(), Dcgan.Norm.BATCH, job.seed());
+            Dcgan.Discriminator d = new Dcgan.Discriminator(scope, job.ndf(), job.norm(), job.seed());
             AdamW optG = new AdamW(scope, g.namedParameters(), job.beta1(), job.beta2(), 1e-8f, 0f);
             AdamW optD = new AdamW(scope, d.namedParameters(), job.beta1(), job.beta2(), 1e-8f, 0f);
             long[] iterBox = {0};
             TrainLoop.Family fam = new TrainLoop.Family() {
-                @Override public String name() { return "dcgan"; }
+                @Override public String name() { return job.wgan() ? "wgan-gp" : "dcgan"; }
                 @Override public Map<String, Var> parameters() {
                     Map<String, Var> p = new LinkedHashMap<>();
                     g.namedParameters().forEach((key, v) -> p.put("G." + key, v));
@@ -221,6 +252,11 @@ public final class GanDataParallel {
                     perm = ImageData.permutation(data.n, job.seed(), PERM + epoch);
                     permEpoch = epoch;
                 }
+                if (job.wgan()) {
+                    double[] l = wganIteration(job, data, g, d, optG, optD, gD, gG, bufs, partD, partG, afterD, micro, reducer, it, perEpoch);
+                    lossD = l[0];
+                    lossG = l[1];
+                } else {
                 int pos = (int) (q % perEpoch) * global;
                 bufs.save(start, 0);
                 // D step: each micro-batch from the iteration's starting running statistics
@@ -272,9 +308,10 @@ public final class GanDataParallel {
                         gr.close();
                     }
                 }
+                }
                 iterBox[0] = it;
                 if (!Double.isFinite(lossD) || !Double.isFinite(lossG))
-                    throw new IllegalStateException("dcgan diverged at iteration " + it + " (lossD " + lossD + ", lossG " + lossG + "): lower the lr (" + job.lr() + ")");
+                    throw new IllegalStateException(job.loss() + " diverged at iteration " + it + " (lossD " + lossD + ", lossG " + lossG + "): lower the lr (" + job.lr() + ")");
                 if (rank == 0 && job.checkpointInterval() > 0 && it % job.checkpointInterval() == 0 && it < end)
                     TrainLoop.save(file, fam, it);
             }
@@ -285,6 +322,99 @@ public final class GanDataParallel {
             double secs = (System.nanoTime() - t0) / 1e9;
             return new GptDataParallel.Result(rank, Math.max(first, end), lossD + lossG, hash(g, d), 0, end > first ? secs / (end - first) : 0);
         }
+    }
+
+    /**
+     * One WGAN-GP iteration, as GanTrainer's: n_critic critic steps (critic step j of iteration it: global batch
+     * (it - 1) n_critic + j of the epoch order, latents and interpolation weights from stream it n_critic + j), each
+     * a reduction of D's gradients and a D update, then a G step (latents from stream 2^39 + it) and a reduction of
+     * G's. Micro-batch i adds i x 2^32 to every stream. The critic has no BatchNorm; G's running statistics evolve
+     * per micro-batch through the iteration (each critic step's G forward and the G step's update them, as in
+     * GanTrainer) and are averaged with G's gradients. Returns {last critic loss, G loss} (means over micro-batches).
+     */
+    private static double[] wganIteration(Job job, ImageData data, Dcgan.Generator g, Dcgan.Discriminator d, AdamW optG, AdamW optD,
+                                          Gradients gD, Gradients gG, Buffers bufs, MemorySegment[] partD, MemorySegment[] partG,
+                                          MemorySegment[] state, int[] micro, MicroBatches.Reducer reducer, long it, int perEpoch) {
+        int m = job.micro(), b = job.batch(), k = micro.length, nc = job.nCritic();
+        double lossD = Double.NaN;
+        for (int j = 0; j < k; j++) bufs.save(state[j], 0);
+        try {
+            for (int c = 0; c < nc; c++) {
+                long q = (it - 1) * nc + c, step = it * nc + c;
+                int[] perm = ImageData.permutation(data.n, job.seed(), PERM + q / perEpoch);
+                int pos = (int) (q % perEpoch) * m * b;
+                for (int j = 0; j < k; j++) {
+                    int i = micro[j];
+                    bufs.load(state[j], 0);
+                    Graph gr = Graph.open();
+                    try {
+                        Tensor real = Tensor.empty(gr.scope(), b, 1, 32, 32);
+                        data.fill(real, perm, pos + i * b, b, 1f / 127.5f, -1f, 2);
+                        Var fake = F.detach(g.forward(Var.constant(Init.normal(gr.scope(), job.seed(), LATENT + step + ((long) i << 32), 1.0, b, job.nz(), 1, 1))));
+                        Var dReal = F.mean(d.forward(Var.constant(real))), dFake = F.mean(d.forward(fake));
+                        Var penalty = F.scale(gradientPenalty(gr, d, real, fake.value(), job.seed(), EPS + step + ((long) i << 32)), job.lambda());
+                        Var loss = F.add(F.sub(dFake, dReal), penalty);
+                        gr.backward(loss);
+                        gD.gather(partD[j]);
+                        partD[j].setAtIndex(JAVA_FLOAT, gD.numel, (float) F.item(loss));
+                        bufs.save(state[j], 0);
+                        if (j == k - 1) {
+                            MemorySegment red = reducer.reduce(partD, 1f / m);
+                            gD.scatter(red);
+                            optD.update(job.lr(), 0);
+                            lossD = red.getAtIndex(JAVA_FLOAT, gD.numel);
+                        }
+                    } finally {
+                        gr.close();
+                    }
+                }
+            }
+            for (int j = 0; j < k; j++) {
+                int i = micro[j];
+                bufs.load(state[j], 0);
+                Graph gr = Graph.open();
+                try {
+                    Var fake = g.forward(Var.constant(Init.normal(gr.scope(), job.seed(), LATENT + (1L << 39) + it + ((long) i << 32), 1.0, b, job.nz(), 1, 1)));
+                    Var loss = F.scale(F.mean(d.forward(fake)), -1f);
+                    gr.freeze(d.parameters());
+                    gr.backward(loss);
+                    gG.gather(partG[j]);
+                    bufs.save(partG[j], gG.numel);
+                    partG[j].setAtIndex(JAVA_FLOAT, gG.numel + bufs.floats, (float) F.item(loss));
+                    if (j == k - 1) {
+                        MemorySegment red = reducer.reduce(partG, 1f / m);
+                        gG.scatter(red);
+                        bufs.load(red, gG.numel);
+                        optG.update(job.lr(), 0);
+                        return new double[] {lossD, red.getAtIndex(JAVA_FLOAT, gG.numel + bufs.floats)};
+                    }
+                } finally {
+                    gr.close();
+                }
+            }
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+        throw new IllegalStateException("no micro-batches");
+    }
+
+    /** mean over the batch of (|grad_x D(x_hat)|_2 - 1)^2 at x_hat = e real + (1 - e) fake, e ~ U(0, 1) per image (GanTrainer's, on the host). */
+    static Var gradientPenalty(Graph gr, Dcgan.Discriminator d, Tensor real, Tensor fake, long seed, long stream) {
+        int b = (int) real.size(0);
+        long per = real.numel() / b;
+        Tensor e = Tensor.rand(gr.scope(), seed, stream, b);
+        Tensor xh = Tensor.empty(gr.scope(), real.shape());
+        MemorySegment rs = real.segment(), fs = fake.contiguous().segment(), xs = xh.segment(), es = e.segment();
+        for (int i = 0; i < b; i++) {
+            float a = es.getAtIndex(JAVA_FLOAT, i);
+            for (long j = i * per; j < (i + 1) * per; j++)
+                xs.setAtIndex(JAVA_FLOAT, j, a * rs.getAtIndex(JAVA_FLOAT, j) + (1 - a) * fs.getAtIndex(JAVA_FLOAT, j));
+        }
+        Var xHat = Var.input(xh);
+        Var grad = gr.gradient(F.sum(d.forward(xHat)), xHat);
+        Var norm = F.sqrt(F.addScalar(F.rowSum(F.mul(grad, grad)), 1e-12f));
+        Var dev = F.addScalar(norm, -1f);
+        return F.mean(F.mul(dev, dev));
     }
 
     /** G's running statistics back to the iteration's start (the recomputed G(z) updates them once more, as in the D step). */

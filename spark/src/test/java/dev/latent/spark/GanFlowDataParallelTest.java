@@ -182,6 +182,31 @@ class GanFlowDataParallelTest {
         assertEquals(one.weightsSha256(), GanDataParallel.hash(t.g, t.d), "m=1 vs GanTrainer.step (weights and running statistics)");
     }
 
+    static GanDataParallel.Job wgan(int workers, int micro, Path out) {
+        return GanDataParallel.Job.wganGp(workers, micro, 2, 8, 8, 8, 1e-4f, 2, 10f, "layer", 6, 2, out.toString(), 0, false, "synthetic");
+    }
+
+    @Test
+    void wganGpGivesTheSameBitsForOneTwoAndThreeWorkersAndOneMicroBatchIsGanTrainers() throws Exception {
+        ImageData data = images();
+        GptDataParallel.Result one = GanDataParallel.reference(wgan(1, 6, dir.resolve("wgan-ref")), data, false, Long.MAX_VALUE);
+        assertTrue(Double.isFinite(one.loss()));
+        for (int n : new int[] {1, 2, 3}) {
+            Path out = dir.resolve("wgan-" + n);
+            for (GptDataParallel.Result r : GanDataParallel.train(sc, wgan(n, 6, out), data, null))
+                assertEquals(one.weightsSha256(), r.weightsSha256(), "WGAN-GP N=" + n + " rank " + r.rank() + " differs from the 6-micro-batch reference");
+            assertEquals(one.weightsSha256(), ganHash(out), "WGAN-GP N=" + n + ": rank 0's checkpoint");
+        }
+        GptDataParallel.Result m1 = GanDataParallel.reference(wgan(1, 1, dir.resolve("wgan-m1")), data, false, Long.MAX_VALUE);
+        // the core trainer's whole run loop on the same images (an IDX file), its checkpoint read back
+        Path idx = dir.resolve("wgan-images-idx3-ubyte"), core = dir.resolve("wgan-core");
+        Idx.writeU8(idx, data.pixels, data.n, 28, 28);
+        var cfg = new GanTrainer.Config(GanTrainer.Loss.WGAN_GP, idx.toString(), core, 2, 2, 8, 8, 8, 1e-4f, 0.5f, 0.9f, 2, 10f,
+                Dcgan.Norm.LAYER, 6, 1, 0, 0, 1234, true);
+        new GanTrainer(cfg).run();
+        assertEquals(m1.weightsSha256(), ganHash(core), "WGAN-GP m=1 vs GanTrainer.run");
+    }
+
     @Test
     void dcganFailedWorkerResumesFromTheCheckpoint() throws Exception {
         ImageData data = images();
