@@ -27,7 +27,7 @@ import java.util.regex.Pattern;
  * the spark-submit main class: GPT training as a Spark barrier stage of {@code --workers} tasks, each with
  * {@code --batch} sequences per step (a global batch of workers x batch). The options are those of
  * {@code latent train gpt}, minus evaluation and sampling (run {@code latent eval}/{@code sample} on the checkpoint).
- * {@code train dcgan|realnvp|glow --spark MASTER}: the image families, with {@code --micro} micro-batches of
+ * {@code train dcgan|wgan-gp|realnvp|glow --spark MASTER}: the image families, with {@code --micro} micro-batches of
  * {@code --batch} images per step split over the workers (the same bits for any worker count dividing it).
  */
 @Command(name = "latent-spark", mixinStandardHelpOptions = true, subcommands = SparkMain.Train.class,
@@ -46,7 +46,7 @@ public final class SparkMain implements Runnable {
         if (rc != 0) System.exit(rc);
     }
 
-    @Command(name = "train", mixinStandardHelpOptions = true, subcommands = {Gpt.class, Dcgan.class, RealNvp.class, Glow.class},
+    @Command(name = "train", mixinStandardHelpOptions = true, subcommands = {Gpt.class, Dcgan.class, WganGp.class, RealNvp.class, Glow.class},
             description = "Train a model on Spark.")
     static final class Train implements Runnable {
         @Override
@@ -199,6 +199,25 @@ public final class SparkMain implements Runnable {
         @Override
         List<GptDataParallel.Result> train(JavaSparkContext sc, int n, int m, dev.latent.data.ImageData images) {
             var job = new GanDataParallel.Job(n, m, batch, nz, ngf, ndf, lr != null ? lr : 2e-4f, beta1, beta2, seed, steps,
+                    out.toAbsolutePath().toString(), checkpointInterval, resume, data);
+            return GanDataParallel.train(sc, job, images, null);
+        }
+    }
+
+    @Command(name = "wgan-gp", mixinStandardHelpOptions = true, description = "Data-parallel WGAN-GP training on Spark (checkpoint: latent sample dcgan reads it).")
+    static final class WganGp extends ImageCommand {
+        @Option(names = "--nz", description = "latent size (default: ${DEFAULT-VALUE})") int nz = 100;
+        @Option(names = "--ngf", description = "generator width (default: ${DEFAULT-VALUE})") int ngf = 64;
+        @Option(names = "--ndf", description = "critic width (default: ${DEFAULT-VALUE})") int ndf = 64;
+        @Option(names = "--n-critic", description = "critic steps per generator step (default: ${DEFAULT-VALUE})") int nCritic = 5;
+        @Option(names = "--lambda", description = "weight of the gradient penalty (default: ${DEFAULT-VALUE})") float lambda = 10f;
+        @Option(names = "--critic-norm", description = "none | layer (default: ${DEFAULT-VALUE})") String criticNorm = "none";
+
+        @Override String name() { return "wgan-gp"; }
+
+        @Override
+        List<GptDataParallel.Result> train(JavaSparkContext sc, int n, int m, dev.latent.data.ImageData images) {
+            var job = GanDataParallel.Job.wganGp(n, m, batch, nz, ngf, ndf, lr != null ? lr : 1e-4f, nCritic, lambda, criticNorm, seed, steps,
                     out.toAbsolutePath().toString(), checkpointInterval, resume, data);
             return GanDataParallel.train(sc, job, images, null);
         }
