@@ -118,9 +118,15 @@ public final class GanDataParallel {
 
     /** Trains on {@code workers} Spark barrier tasks; {@code fault} (tests) makes one rank fail once. */
     public static List<GptDataParallel.Result> train(JavaSparkContext sc, Job job, ImageData data, SparkGpt.Fault fault) {
+        return train(sc, job, data, fault, null);
+    }
+
+    /** As above, with {@code threads} native threads per worker JVM (null: all cores). */
+    public static List<GptDataParallel.Result> train(JavaSparkContext sc, Job job, ImageData data, SparkGpt.Fault fault, Integer threads) {
         Broadcast<SparkGpt.Images> images = sc.broadcast(new SparkGpt.Images(data.n, data.h, data.w, data.pixels));
         try {
             return SparkGpt.run(sc, job.workers(), (c, retry) -> {
+                if (threads != null) dev.latent.nativ.LatentNative.get().setNumThreads(threads);
                 long stopAt = fault != null && !retry && fault.rank() == c.rank() ? fault.step() : Long.MAX_VALUE;
                 GptDataParallel.Result r = worker(job, images.value().data(), c, job.resume() || retry, stopAt);
                 if (stopAt != Long.MAX_VALUE) throw new IllegalStateException("injected fault: rank " + c.rank() + " dies at iteration " + fault.step());

@@ -148,6 +148,7 @@ public final class SparkMain implements Runnable {
         @Option(names = "--checkpoint-interval", description = "steps between checkpoints (default: ${DEFAULT-VALUE})") int checkpointInterval = 100;
         @Option(names = "--out", required = true, description = "output folder, on storage every executor sees") Path out;
         @Option(names = "--resume", description = "continue from the checkpoint in --out") boolean resume;
+        @Option(names = "--threads", description = "native threads per worker JVM (default: all cores)") Integer threads;
 
         abstract String name();
 
@@ -200,7 +201,7 @@ public final class SparkMain implements Runnable {
         List<GptDataParallel.Result> train(JavaSparkContext sc, int n, int m, dev.latent.data.ImageData images) {
             var job = new GanDataParallel.Job(n, m, batch, nz, ngf, ndf, lr != null ? lr : 2e-4f, beta1, beta2, seed, steps,
                     out.toAbsolutePath().toString(), checkpointInterval, resume, data);
-            return GanDataParallel.train(sc, job, images, null);
+            return GanDataParallel.train(sc, job, images, null, threads);
         }
     }
 
@@ -219,7 +220,7 @@ public final class SparkMain implements Runnable {
         List<GptDataParallel.Result> train(JavaSparkContext sc, int n, int m, dev.latent.data.ImageData images) {
             var job = GanDataParallel.Job.wganGp(n, m, batch, nz, ngf, ndf, lr != null ? lr : 1e-4f, nCritic, lambda, criticNorm, seed, steps,
                     out.toAbsolutePath().toString(), checkpointInterval, resume, data);
-            return GanDataParallel.train(sc, job, images, null);
+            return GanDataParallel.train(sc, job, images, null, threads);
         }
     }
 
@@ -234,7 +235,7 @@ public final class SparkMain implements Runnable {
         List<GptDataParallel.Result> train(JavaSparkContext sc, int n, int m, dev.latent.data.ImageData images) {
             var job = FlowDataParallel.Job.realNvp(n, m, batch, couplings, hidden, lr != null ? lr : 1e-3f, seed, steps,
                     out.toAbsolutePath().toString(), checkpointInterval, resume, data);
-            return FlowDataParallel.train(sc, job, images, null);
+            return FlowDataParallel.train(sc, job, images, null, threads);
         }
     }
 
@@ -250,7 +251,7 @@ public final class SparkMain implements Runnable {
         List<GptDataParallel.Result> train(JavaSparkContext sc, int n, int m, dev.latent.data.ImageData images) {
             var job = FlowDataParallel.Job.glow(n, m, batch, levels, depth, hidden, lr != null ? lr : 1e-3f, seed, steps,
                     out.toAbsolutePath().toString(), checkpointInterval, resume, data);
-            return FlowDataParallel.train(sc, job, images, null);
+            return FlowDataParallel.train(sc, job, images, null, threads);
         }
     }
 }
