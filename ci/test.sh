@@ -4,7 +4,8 @@
 #   1. mvn install: liblatent.so via CMake, the Java tests (core java/ and CLI cli/) at ISA avx512 (on a CPU without
 #      AVX-512 the level in use is the CPU's best, logged), the jars (incl. the native classifier), the bench module's
 #      tests and the spark module's tests (Spark local mode in the test JVM: the all-reduce, N-worker vs one-process
-#      bit-identity for GPT and the VAE, stage retry after a failed worker; ~1 min, Spark's jars ~230 MB on first run)
+#      bit-identity for GPT and the VAE, the same bits on 1, 2, 3 workers for DCGAN, WGAN-GP, RealNVP and Glow, stage
+#      retry after a failed worker, samples / scores as Datasets; ~1.5 min, Spark's jars ~230 MB on first run)
 #   1b. the core jar needs only java.base (jdeps; no java.desktop, picocli or bench classes)
 #   2. the Java tests (core and CLI) again at ISA avx2 and at ISA ref (LATENT_MAX_ISA)
 #   3. the native tests (ctest: each registered at ref, avx2 and avx512; avx512 says "skipped: no AVX-512" and

@@ -30,7 +30,7 @@ final class MicroBatches {
 
     static Reducer over(TcpAllReduce c) {
         return (parts, scale) -> {
-            c.allReduce(parts[0], scale);
+            c.allReduce(parts, scale);   // this rank's micro-batches, in order (contributions rank * k .. rank * k + k - 1)
             return parts[0];
         };
     }
@@ -40,6 +40,16 @@ final class MicroBatches {
             RankOrder.sum(parts, parts[0].byteSize() / 4, scale, parts[0]);
             return parts[0];
         };
+    }
+
+    /** Rank {@code rank}'s micro-batches when {@code m} are split over {@code workers}: [rank m/w, (rank + 1) m/w). */
+    static int[] of(int rank, int workers, int m) {
+        if (workers < 1 || m < 1 || m % workers != 0)
+            throw new IllegalArgumentException(m + " micro-batches per step cannot be split evenly over " + workers + " workers");
+        int k = m / workers;
+        int[] a = new int[k];
+        for (int i = 0; i < k; i++) a[i] = rank * k + i;
+        return a;
     }
 
     static int[] all(int n) {

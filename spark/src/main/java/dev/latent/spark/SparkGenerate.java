@@ -1,10 +1,16 @@
 package dev.latent.spark;
 
+import dev.latent.autograd.Graph;
+import dev.latent.autograd.Var;
+import dev.latent.models.gan.GanTrainer;
 import dev.latent.models.gpt.GptCheckpoint;
 import dev.latent.models.gpt.GptSampler;
 import dev.latent.models.vae.VaeSampler;
 import dev.latent.models.vae.VaeTrainer;
+import dev.latent.nn.Init;
 import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+import dev.latent.train.ImageGrid;
 import org.apache.spark.api.java.function.MapPartitionsFunction;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Encoders;
@@ -15,9 +21,12 @@ import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructType;
 
 import java.io.UncheckedIOException;
+import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 /**
  * Distributed generation: samples of a checkpoint as a Spark {@link Dataset}, computed by the executors, one model
@@ -76,6 +85,50 @@ public final class SparkGenerate {
             return out.iterator();
         };
         return spark.range(0, n, 1, partitions).mapPartitions(f, Encoders.row(IMAGES));
+    }
+
+    /** DCGAN samples are generated in groups of this many ids, each group one forward (see {@link #ganSamples}). */
+    public static final int GAN_GROUP = 100;
+
+    /**
+     * {@code n} samples of the DCGAN checkpoint {@code checkpoint} (GanTrainer's or GanDataParallel's) in up to
+     * {@code partitions} partitions: rows id = 0 .. n-1 (columns of {@link #IMAGES}, the 32 x 32 output cropped to
+     * 28 x 28, bytes round((x + 1) 127.5)). DCGAN's generator normalises with batch statistics (as it was trained and
+     * as GanTrainer samples), so a sample depends on the others of its forward: the ids are generated in fixed groups
+     * of {@value #GAN_GROUP} ([100 g, 100 g + 100), the last one shorter), group g's z from Philox (sampleSeed, 1 + g),
+     * and a partition holds whole groups. The rows are therefore the same bits for any partitioning, and equal to the
+     * IDX file {@code GanTrainer.writeSamples(file, n)} writes with the same sample seed ({@code latent sample dcgan}).
+     */
+    public static Dataset<Row> ganSamples(SparkSession spark, String checkpoint, long n, int partitions, long sampleSeed) {
+        if (n < 0 || n > (1L << 40)) throw new IllegalArgumentException("ganSamples: n = " + n + ", expected 0 .. 2^40");
+        if (partitions < 1) throw new IllegalArgumentException("ganSamples: partitions = " + partitions + ", expected >= 1");
+        long groups = (n + GAN_GROUP - 1) / GAN_GROUP;
+        MapPartitionsFunction<Long, Row> f = gs -> {
+            List<Row> out = new ArrayList<>();
+            if (!gs.hasNext()) return out.iterator();
+            try (Scope s = Scope.shared()) {
+                GanTrainer t = GanTrainer.load(Path.of(checkpoint), s, sampleSeed);
+                while (gs.hasNext()) {
+                    long grp = gs.next(), from = grp * GAN_GROUP;
+                    int m = (int) Math.min(GAN_GROUP, n - from);
+                    try (Graph g = Graph.inference()) {
+                        Tensor z = Init.normal(g.scope(), sampleSeed, 1 + grp, 1.0, m, t.config().nz(), 1, 1);
+                        MemorySegment x = t.g.forward(Var.constant(z)).value().segment();
+                        for (int k = 0; k < m; k++) {
+                            byte[] px = new byte[784];
+                            for (int y = 0; y < 28; y++)
+                                for (int xx = 0; xx < 28; xx++)
+                                    px[y * 28 + xx] = (byte) ImageGrid.toByte(x.getAtIndex(JAVA_FLOAT, (long) k * 1024 + (y + 2) * 32 + xx + 2), -1f, 1f);
+                            out.add(RowFactory.create(from + k, px));
+                        }
+                    }
+                }
+            } catch (java.io.IOException e) {
+                throw new UncheckedIOException(checkpoint + ": " + e.getMessage(), e);
+            }
+            return out.iterator();
+        };
+        return spark.range(0, groups, 1, (int) Math.max(1, Math.min(partitions, groups))).mapPartitions(f, Encoders.row(IMAGES));
     }
 
     /** The seed of text row {@code id}: a SplitMix64 step of (seed, id), so neighbouring ids get unrelated streams. */

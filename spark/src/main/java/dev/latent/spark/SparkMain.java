@@ -27,6 +27,8 @@ import java.util.regex.Pattern;
  * the spark-submit main class: GPT training as a Spark barrier stage of {@code --workers} tasks, each with
  * {@code --batch} sequences per step (a global batch of workers x batch). The options are those of
  * {@code latent train gpt}, minus evaluation and sampling (run {@code latent eval}/{@code sample} on the checkpoint).
+ * {@code train dcgan|wgan-gp|realnvp|glow --spark MASTER}: the image families, with {@code --micro} micro-batches of
+ * {@code --batch} images per step split over the workers (the same bits for any worker count dividing it).
  */
 @Command(name = "latent-spark", mixinStandardHelpOptions = true, subcommands = SparkMain.Train.class,
         description = "Latent on Apache Spark: data-parallel training in a barrier stage.")
@@ -44,7 +46,8 @@ public final class SparkMain implements Runnable {
         if (rc != 0) System.exit(rc);
     }
 
-    @Command(name = "train", mixinStandardHelpOptions = true, subcommands = Gpt.class, description = "Train a model on Spark.")
+    @Command(name = "train", mixinStandardHelpOptions = true, subcommands = {Gpt.class, Dcgan.class, WganGp.class, RealNvp.class, Glow.class},
+            description = "Train a model on Spark.")
     static final class Train implements Runnable {
         @Override
         public void run() { new CommandLine(this).usage(System.out); }
@@ -128,6 +131,127 @@ public final class SparkMain implements Runnable {
             if (mt.matches()) return Integer.parseInt(mt.group(1));
             if (master.equals("local")) return 1;
             throw new IllegalArgumentException("--workers is required with master " + master + " (only local[N] implies it)");
+        }
+    }
+
+    /** What the image families share: the Spark master, the split into workers and micro-batches, the data, the run. */
+    abstract static class ImageCommand implements Callable<Integer> {
+        @Option(names = "--spark", description = "Spark master: local[N], spark://host:7077, k8s://..., yarn; 'submit' keeps spark-submit's") String master;
+        @Option(names = "--workers", description = "barrier tasks (default: N of local[N], else required)") Integer workers;
+        @Option(names = "--micro", description = "micro-batches per step, a multiple of --workers; it (not --workers) fixes the bits (default: --workers)") Integer micro;
+        @Option(names = "--batch", description = "images per micro-batch (default: ${DEFAULT-VALUE})") int batch = 16;
+        @Option(names = "--steps", description = "optimizer steps (GAN: iterations) (default: ${DEFAULT-VALUE})") int steps = 1000;
+        @Option(names = "--lr", description = "Adam learning rate (default: the family's)") Float lr;
+        @Option(names = "--seed", description = "initialisation, shuffles, noise (default: ${DEFAULT-VALUE})") long seed = 1;
+        @Option(names = "--data", description = "fashion-mnist, a folder of IDX files, or an IDX file (default: ${DEFAULT-VALUE})") String data = "fashion-mnist";
+        @Option(names = "--train-limit", description = "use only the first N training images (0: all) (default: ${DEFAULT-VALUE})") int trainLimit;
+        @Option(names = "--checkpoint-interval", description = "steps between checkpoints (default: ${DEFAULT-VALUE})") int checkpointInterval = 100;
+        @Option(names = "--out", required = true, description = "output folder, on storage every executor sees") Path out;
+        @Option(names = "--resume", description = "continue from the checkpoint in --out") boolean resume;
+        @Option(names = "--threads", description = "native threads per worker JVM (default: all cores)") Integer threads;
+
+        abstract String name();
+
+        abstract List<GptDataParallel.Result> train(JavaSparkContext sc, int n, int m, dev.latent.data.ImageData images);
+
+        @Override
+        public Integer call() throws Exception {
+            if (master == null) throw new IllegalArgumentException("--spark MASTER is required (e.g. local[4])");
+            int n = workers != null ? workers : Gpt.localSlots(master), m = micro != null ? micro : n;
+            if (m < n || m % n != 0) throw new IllegalArgumentException("--micro " + m + " must be a multiple of the " + n + " workers");
+            dev.latent.data.ImageData images = dev.latent.data.ImageData.load(data, "train");
+            if (trainLimit > 0) images = images.head(trainLimit);
+            SparkConf conf = new SparkConf().setAppName("latent train " + name());
+            if (!master.equals("submit")) conf.setMaster(master);
+            if (!conf.contains("spark.ui.enabled")) conf.set("spark.ui.enabled", "false");
+            System.err.printf("spark: %s, %d workers, %d micro-batches of %d (global %d), %d images%n", master, n, m, batch, m * batch, images.n);
+            long t0 = System.nanoTime();
+            try (JavaSparkContext sc = new JavaSparkContext(conf)) {
+                sc.setLogLevel("WARN");
+                List<GptDataParallel.Result> rs = train(sc, n, m, images);
+                for (GptDataParallel.Result r : rs)
+                    if (!r.weightsSha256().equals(rs.get(0).weightsSha256()))
+                        throw new IllegalStateException("replicas diverged: rank " + r.rank() + " has other weights than rank 0");
+                Map<String, Object> o = new LinkedHashMap<>();
+                o.put("workers", n);
+                o.put("micro_batches", m);
+                o.put("step", rs.get(0).step());
+                o.put("loss", rs.get(0).loss());
+                o.put("step_s", rs.get(0).stepSeconds());
+                o.put("bytes_sent_per_worker", rs.get(0).bytesSent());
+                o.put("wall_s", (System.nanoTime() - t0) / 1e9);
+                o.put("weights_sha256", rs.get(0).weightsSha256());
+                System.out.println(Json.object(o));
+            }
+            return 0;
+        }
+    }
+
+    @Command(name = "dcgan", mixinStandardHelpOptions = true, description = "Data-parallel DCGAN training on Spark (checkpoint: latent sample dcgan reads it).")
+    static final class Dcgan extends ImageCommand {
+        @Option(names = "--nz", description = "latent size (default: ${DEFAULT-VALUE})") int nz = 100;
+        @Option(names = "--ngf", description = "generator width (default: ${DEFAULT-VALUE})") int ngf = 64;
+        @Option(names = "--ndf", description = "discriminator width (default: ${DEFAULT-VALUE})") int ndf = 64;
+        @Option(names = "--beta1", description = "Adam beta1 (default: ${DEFAULT-VALUE})") float beta1 = 0.5f;
+        @Option(names = "--beta2", description = "Adam beta2 (default: ${DEFAULT-VALUE})") float beta2 = 0.999f;
+
+        @Override String name() { return "dcgan"; }
+
+        @Override
+        List<GptDataParallel.Result> train(JavaSparkContext sc, int n, int m, dev.latent.data.ImageData images) {
+            var job = new GanDataParallel.Job(n, m, batch, nz, ngf, ndf, lr != null ? lr : 2e-4f, beta1, beta2, seed, steps,
+                    out.toAbsolutePath().toString(), checkpointInterval, resume, data);
+            return GanDataParallel.train(sc, job, images, null, threads);
+        }
+    }
+
+    @Command(name = "wgan-gp", mixinStandardHelpOptions = true, description = "Data-parallel WGAN-GP training on Spark (checkpoint: latent sample dcgan reads it).")
+    static final class WganGp extends ImageCommand {
+        @Option(names = "--nz", description = "latent size (default: ${DEFAULT-VALUE})") int nz = 100;
+        @Option(names = "--ngf", description = "generator width (default: ${DEFAULT-VALUE})") int ngf = 64;
+        @Option(names = "--ndf", description = "critic width (default: ${DEFAULT-VALUE})") int ndf = 64;
+        @Option(names = "--n-critic", description = "critic steps per generator step (default: ${DEFAULT-VALUE})") int nCritic = 5;
+        @Option(names = "--lambda", description = "weight of the gradient penalty (default: ${DEFAULT-VALUE})") float lambda = 10f;
+        @Option(names = "--critic-norm", description = "none | layer (default: ${DEFAULT-VALUE})") String criticNorm = "none";
+
+        @Override String name() { return "wgan-gp"; }
+
+        @Override
+        List<GptDataParallel.Result> train(JavaSparkContext sc, int n, int m, dev.latent.data.ImageData images) {
+            var job = GanDataParallel.Job.wganGp(n, m, batch, nz, ngf, ndf, lr != null ? lr : 1e-4f, nCritic, lambda, criticNorm, seed, steps,
+                    out.toAbsolutePath().toString(), checkpointInterval, resume, data);
+            return GanDataParallel.train(sc, job, images, null, threads);
+        }
+    }
+
+    @Command(name = "realnvp", mixinStandardHelpOptions = true, description = "Data-parallel RealNVP training on Spark (checkpoint: latent sample|eval realnvp read it).")
+    static final class RealNvp extends ImageCommand {
+        @Option(names = "--couplings", description = "affine couplings (default: ${DEFAULT-VALUE})") int couplings = 6;
+        @Option(names = "--hidden", description = "channels of each coupling net (default: ${DEFAULT-VALUE})") int hidden = 64;
+
+        @Override String name() { return "realnvp"; }
+
+        @Override
+        List<GptDataParallel.Result> train(JavaSparkContext sc, int n, int m, dev.latent.data.ImageData images) {
+            var job = FlowDataParallel.Job.realNvp(n, m, batch, couplings, hidden, lr != null ? lr : 1e-3f, seed, steps,
+                    out.toAbsolutePath().toString(), checkpointInterval, resume, data);
+            return FlowDataParallel.train(sc, job, images, null, threads);
+        }
+    }
+
+    @Command(name = "glow", mixinStandardHelpOptions = true, description = "Data-parallel Glow training on Spark (checkpoint: latent sample|eval glow read it).")
+    static final class Glow extends ImageCommand {
+        @Option(names = "--levels", description = "multi-scale levels L (default: ${DEFAULT-VALUE})") int levels = 2;
+        @Option(names = "--depth", description = "steps per level K (default: ${DEFAULT-VALUE})") int depth = 8;
+        @Option(names = "--hidden", description = "channels of each coupling net (default: ${DEFAULT-VALUE})") int hidden = 128;
+
+        @Override String name() { return "glow"; }
+
+        @Override
+        List<GptDataParallel.Result> train(JavaSparkContext sc, int n, int m, dev.latent.data.ImageData images) {
+            var job = FlowDataParallel.Job.glow(n, m, batch, levels, depth, hidden, lr != null ? lr : 1e-3f, seed, steps,
+                    out.toAbsolutePath().toString(), checkpointInterval, resume, data);
+            return FlowDataParallel.train(sc, job, images, null, threads);
         }
     }
 }

@@ -160,51 +160,86 @@ public final class TcpAllReduce implements AutoCloseable {
      * (buf_0 + buf_1 + ... + buf_{N-1}) * scale, summed in rank order, bit-identical on every rank.
      */
     public void allReduce(MemorySegment buf, float scale) throws IOException {
-        if (buf.byteSize() % 4 != 0) throw new IllegalArgumentException("buffer of " + buf.byteSize() + " bytes is not float32");
-        long n = buf.byteSize() / 4;
-        for (long off = 0; off < n; off += bucketFloats)
-            bucket(buf.asSlice(off * 4, Math.min(bucketFloats, n - off) * 4), scale);
-        if (n == 0) bucket(buf, scale);   // still a (empty) collective call, so sequence numbers stay in step
+        allReduce(new MemorySegment[] {buf}, scale);
+    }
+
+    /**
+     * In place into {@code pieces[0]}: every rank contributes k pieces (the same k and length everywhere; rank r's
+     * piece i is contribution r*k + i of N*k), and {@code pieces[0]} becomes the sum of all N*k contributions in
+     * that order, times {@code scale}, bit-identical on every rank. So N workers holding k micro-batches each give
+     * the bits of one process summing the N*k micro-batches in order, for any split of them (1 x 6, 2 x 3, 3 x 2).
+     * The reduce-scatter sends the k pieces unsummed (the owner must add them in global order), so a rank sends
+     * (k + 1) (N-1)/N of a piece's bytes per call; k = 1 is the bandwidth-optimal 2 (N-1)/N.
+     */
+    public void allReduce(MemorySegment[] pieces, float scale) throws IOException {
+        if (pieces.length < 1) throw new IllegalArgumentException("allReduce: no pieces");
+        long bytes = pieces[0].byteSize();
+        for (MemorySegment p : pieces)
+            if (p.byteSize() != bytes) throw new IllegalArgumentException("allReduce: pieces of " + bytes + " and " + p.byteSize() + " bytes");
+        if (bytes % 4 != 0) throw new IllegalArgumentException("buffer of " + bytes + " bytes is not float32");
+        long n = bytes / 4;
+        int k = pieces.length;
+        MemorySegment[] b = new MemorySegment[k];
+        for (long off = 0; off < n; off += bucketFloats) {
+            long m = Math.min(bucketFloats, n - off);
+            for (int i = 0; i < k; i++) b[i] = pieces[i].asSlice(off * 4, m * 4);
+            bucket(b, scale);
+        }
+        if (n == 0) bucket(pieces, scale);   // still a (empty) collective call, so sequence numbers stay in step
     }
 
     private long start(long len, int j) { return len * j / size; }
 
-    private void bucket(MemorySegment b, float scale) throws IOException {
-        long len = b.byteSize() / 4;
+    private void bucket(MemorySegment[] b, float scale) throws IOException {
+        int k = b.length;
+        long len = b[0].byteSize() / 4;
         long myFrom = start(len, rank), myLen = start(len, rank + 1) - myFrom;
-        MemorySegment mine = b.asSlice(myFrom * 4, myLen * 4);
+        MemorySegment[] mine = new MemorySegment[k];
+        for (int i = 0; i < k; i++) mine[i] = b[i].asSlice(myFrom * 4, myLen * 4);
         if (size == 1) {
-            RankOrder.sum(new MemorySegment[] {mine}, myLen, scale, mine);
+            RankOrder.sum(mine, myLen, scale, mine[0]);
             return;
         }
-        long need = (size - 1) * myLen * 4;
+        long need = (size - 1) * k * myLen * 4;
         if (scratch.byteSize() < need) scratch = arena.allocate(Math.max(need, scratch.byteSize() * 2), 64);
-        MemorySegment[] sends = new MemorySegment[size], recvs = new MemorySegment[size], parts = new MemorySegment[size];
-        // reduce-scatter: my piece of chunk p goes to p; p's piece of my chunk lands in scratch
-        for (int p = 0, k = 0; p < size; p++) {
-            if (p == rank) { parts[p] = mine; continue; }
-            sends[p] = b.asSlice(start(len, p) * 4, (start(len, p + 1) - start(len, p)) * 4);
-            recvs[p] = parts[p] = scratch.asSlice(k++ * myLen * 4, myLen * 4);
+        MemorySegment[][] sends = new MemorySegment[size][];
+        MemorySegment[] recvs = new MemorySegment[size], parts = new MemorySegment[size * k];
+        // reduce-scatter: my k pieces of chunk p go to p; p's k pieces of my chunk land in scratch
+        for (int p = 0, q = 0; p < size; p++) {
+            if (p == rank) {
+                System.arraycopy(mine, 0, parts, p * k, k);
+                continue;
+            }
+            long from = start(len, p), cnt = start(len, p + 1) - from;
+            sends[p] = new MemorySegment[k];
+            for (int i = 0; i < k; i++) sends[p][i] = b[i].asSlice(from * 4, cnt * 4);
+            recvs[p] = scratch.asSlice(q++ * k * myLen * 4, k * myLen * 4);
+            for (int i = 0; i < k; i++) parts[p * k + i] = recvs[p].asSlice(i * myLen * 4, myLen * 4);
         }
         exchange(sends, recvs, seq++);
-        RankOrder.sum(parts, myLen, scale, mine);
+        RankOrder.sum(parts, myLen, scale, mine[0]);
         // all-gather: my reduced chunk to everyone; theirs into place
         for (int p = 0; p < size; p++) {
             if (p == rank) continue;
-            sends[p] = mine;
-            recvs[p] = b.asSlice(start(len, p) * 4, (start(len, p + 1) - start(len, p)) * 4);
+            sends[p] = new MemorySegment[] {mine[0]};
+            recvs[p] = b[0].asSlice(start(len, p) * 4, (start(len, p + 1) - start(len, p)) * 4);
         }
         exchange(sends, recvs, seq++);
     }
 
     /** Sends sends[p] to p and receives recvs[p] from p for every peer p, all at once. */
-    private void exchange(MemorySegment[] sends, MemorySegment[] recvs, int s) throws IOException {
+    private void exchange(MemorySegment[][] sends, MemorySegment[] recvs, int s) throws IOException {
         ByteBuffer[][] out = new ByteBuffer[size][], in = new ByteBuffer[size][];
+        long[] sendBytes = new long[size];
         int pending = 0;
         for (int p = 0; p < size; p++) {
             if (p == rank) continue;
-            ByteBuffer h = ByteBuffer.allocate(HEADER).order(ByteOrder.LITTLE_ENDIAN).putInt(s).putLong(sends[p].byteSize() / 4).flip();
-            out[p] = new ByteBuffer[] {h, sends[p].asByteBuffer()};
+            out[p] = new ByteBuffer[1 + sends[p].length];
+            for (int i = 0; i < sends[p].length; i++) {
+                out[p][1 + i] = sends[p][i].asByteBuffer();
+                sendBytes[p] += sends[p][i].byteSize();
+            }
+            out[p][0] = ByteBuffer.allocate(HEADER).order(ByteOrder.LITTLE_ENDIAN).putInt(s).putLong(sendBytes[p] / 4).flip();
             in[p] = new ByteBuffer[] {ByteBuffer.allocate(HEADER).order(ByteOrder.LITTLE_ENDIAN), recvs[p].asByteBuffer()};
             pending += 2;
         }
@@ -216,8 +251,8 @@ public final class TcpAllReduce implements AutoCloseable {
                 if (out[p] != null) {
                     long w = peers[p].write(out[p]);
                     if (w > 0) progress = true;
-                    if (!out[p][1].hasRemaining() && !out[p][0].hasRemaining()) {
-                        payloadSent += sends[p].byteSize();
+                    if (!anyRemaining(out[p])) {
+                        payloadSent += sendBytes[p];
                         out[p] = null;
                         pending--;
                     }
@@ -256,6 +291,11 @@ public final class TcpAllReduce implements AutoCloseable {
             selector.selectedKeys().clear();
             if (Thread.interrupted()) throw new InterruptedIOException("rank " + rank + ": all-reduce interrupted");
         }
+    }
+
+    private static boolean anyRemaining(ByteBuffer[] bs) {
+        for (ByteBuffer b : bs) if (b.hasRemaining()) return true;
+        return false;
     }
 
     @Override

@@ -90,6 +90,42 @@ class TcpAllReduceTest {
     }
 
     @Test
+    void piecesPerRankGiveTheSameBitsForEverySplitOfTheContributions() throws Exception {
+        // 6 contributions split as 1 x 6, 2 x 3, 3 x 2, 6 x 1: every split sums them in the order 0..5
+        int m = 6, len = 10_007;
+        float[][] in = new float[m][];
+        for (int i = 0; i < m; i++) in[i] = data(50 + i, len);
+        in[1][0] = 1e8f; in[2][0] = -1e8f; in[3][0] = 1f; in[0][0] = 0f; in[4][0] = 0f; in[5][0] = 0f;
+        float[] expect = new float[len];
+        for (int e = 0; e < len; e++) {
+            float acc = in[0][e];
+            for (int i = 1; i < m; i++) acc += in[i][e];
+            expect[e] = acc * (1f / m);
+        }
+        for (int n : new int[] {1, 2, 3, 6}) {
+            int k = m / n;
+            List<Object> got = group(n, 4 * 1031, (c, rank) -> {
+                MemorySegment[] ps = new MemorySegment[k];
+                for (int i = 0; i < k; i++) {
+                    ps[i] = Arena.ofAuto().allocate(JAVA_FLOAT, len);
+                    MemorySegment.copy(in[rank * k + i], 0, ps[i], JAVA_FLOAT, 0, len);
+                }
+                c.allReduce(ps, 1f / m);
+                double volume = (k + 1.0) * (n - 1) / n * 4L * len;
+                assertEquals(volume, c.bytesSent(), 8.0 * n * k * (len / 1031 + 1), "rank " + rank + " bytes sent, k = " + k);
+                return ps[0].toArray(JAVA_FLOAT);
+            });
+            for (int r = 0; r < n; r++) {
+                float[] g = (float[]) got.get(r);
+                for (int e = 0; e < len; e++)
+                    if (Float.floatToRawIntBits(g[e]) != Float.floatToRawIntBits(expect[e]))
+                        fail("n=" + n + " k=" + k + " rank " + r + " element " + e + ": " + g[e] + " != " + expect[e]);
+            }
+            assertEquals(1f / m, ((float[]) got.get(0))[0], "(1e8 + -1e8) + 1 in contribution order");
+        }
+    }
+
+    @Test
     void theOrderIsRankOrderNotArrivalOrRingOrder() throws Exception {
         // (1e8 + -1e8) + 1 = 1, but a ring that starts a chunk at rank 1 computes (-1e8 + 1) + 1e8 = 0.
         float[] v = {1e8f, -1e8f, 1f};
