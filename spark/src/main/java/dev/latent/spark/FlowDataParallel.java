@@ -93,7 +93,7 @@ public final class FlowDataParallel {
         Broadcast<SparkGpt.Images> images = sc.broadcast(new SparkGpt.Images(data.n, data.h, data.w, data.pixels));
         try {
             return SparkGpt.run(sc, job.workers(), (c, retry) -> {
-                if (threads != null) dev.latent.nativ.LatentNative.get().setNumThreads(threads);
+                if (threads != null) dev.latent.Latent.setThreads(threads);
                 long stopAt = fault != null && !retry && fault.rank() == c.rank() ? fault.step() : Long.MAX_VALUE;
                 GptDataParallel.Result r = worker(job, images.value().data(), c, job.resume() || retry, stopAt);
                 if (stopAt != Long.MAX_VALUE) throw new IllegalStateException("injected fault: rank " + c.rank() + " dies at step " + fault.step());

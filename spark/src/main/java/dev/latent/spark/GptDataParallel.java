@@ -80,7 +80,7 @@ public final class GptDataParallel {
 
     private static Result run(Job job, int[] tokens, int rank, int[] micro, MicroBatches.Reducer reducer, boolean resume, long stopAt)
             throws IOException {
-        if (job.threads() != null) dev.latent.nativ.LatentNative.get().setNumThreads(job.threads());
+        if (job.threads() != null) dev.latent.Latent.setThreads(job.threads());
         Tokenizer tok = Tokenizer.fromJson(job.tokenizerJson());
         TextData data = new TextData(tokens);
         Path out = Path.of(job.out());
