@@ -2,7 +2,8 @@
  * L2-resident size, 1 and 2 threads, in GB/s against the STREAM triad measured in the same run (issue 15: does an
  * AVX-512 path pay where AVX2 already streams?). Not a test and not in `cmake --build`'s default set:
  *   cmake --build build --target membound_bench
- *   LATENT_MAX_ISA=avx2 build/membound_bench [filter]      (filter: substring of the op name)
+ *   build/membound_bench [filter [rounds]]   filter: substring of the op name; at ISA avx512 it times avx2 and avx512
+ *                                            interleaved in one process (lt_set_isa), `rounds` times (2)
  * Bytes are the compulsory traffic (each array read or written once per call); an op that makes two passes over
  * its input (BatchNorm: statistics then normalization) can read more. Each line: best and median ms of 15 blocks,
  * a block being enough calls for ~2 ms, so the L2-resident rows are warm-cache figures. */
@@ -70,7 +71,7 @@ static void measure(const char *name, double bpe, void (*run)(bufs *), int kind,
         tm[r] = (lt_t_now() - t0) / calls;
     }
     qsort(tm, 15, sizeof(double), cmpd);
-    printf("%-14s %-22s %d thr: best %8.4f ms %6.1f GB/s %6.1f%% of triad | median %8.4f ms %6.1f GB/s\n", name, label,
+    printf("%-6s %-14s %-22s %d thr: best %8.4f ms %6.1f GB/s %6.1f%% of triad | median %8.4f ms %6.1f GB/s\n", lt_isa() >= LT_ISA_AVX512 ? "avx512" : "avx2", name, label,
            threads, tm[0] * 1e3, bytes / tm[0] / 1e9, 100 * bytes / tm[0] / 1e9 / triad, tm[7] * 1e3, bytes / tm[7] / 1e9);
     fflush(stdout);
     for (int k = 0; k < 6; k++) free(*arr[k]);
@@ -80,7 +81,13 @@ static void measure(const char *name, double bpe, void (*run)(bufs *), int kind,
 int main(int argc, char **argv) {
     const char *filter = argc > 1 ? argv[1] : "";
     if (lt_isa() < LT_ISA_AVX2) { printf("membound_bench: ISA is ref (%s); lt_peak_triad needs avx2\n", lt_isa_reason()); return 0; }
-    printf("membound_bench at ISA %s\n", lt_t_isa_name());
+    /* Both levels in the same process, interleaved (avx2, avx512, avx2, avx512 per op and size), when the ISA in
+     * use is avx512; otherwise the one level in use. */
+    const int32_t isa0 = lt_isa();
+    int32_t levels[2] = {LT_ISA_AVX2, LT_ISA_AVX512};
+    int nlev = isa0 >= LT_ISA_AVX512 ? 2 : 1, rounds = argc > 2 ? atoi(argv[2]) : 2;
+    if (nlev == 1) levels[0] = isa0;
+    printf("membound_bench at ISA %s, levels timed:%s%s, %d rounds\n", lt_t_isa_name(), nlev == 2 ? " avx2" : "", nlev == 2 ? " avx512" : " the one in use", rounds);
     struct { const char *name; double bpe; void (*run)(bufs *); int kind; int64_t n, c, hw, n2, c2, hw2; const char *l1, *l2; } ops[] = {
         /* AdamW: p, g, m, v read, p, m, v written. E1's GPT has 10.7M parameters; 32768 = 896 KB (L2) */
         {"adamw", 28, r_adamw, 0, 10700000, 0, 0, 32768, 0, 0, "n=10.7M", "n=32768 (L2)"},
@@ -115,8 +122,13 @@ int main(int argc, char **argv) {
         printf("triad %d thr: %.1f GB/s\n", th, triad);
         for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
             if (!strstr(ops[k].name, filter)) continue;
-            measure(ops[k].name, ops[k].bpe, ops[k].run, ops[k].kind, ops[k].n, ops[k].c, ops[k].hw, ops[k].l1, th, triad);
-            measure(ops[k].name, ops[k].bpe, ops[k].run, ops[k].kind, ops[k].n2, ops[k].c2, ops[k].hw2, ops[k].l2, th, triad);
+            for (int size = 0; size < 2; size++)
+                for (int round = 0; round < rounds; round++)
+                    for (int li = 0; li < nlev; li++) {
+                        lt_set_isa(levels[li]);
+                        if (size == 0) measure(ops[k].name, ops[k].bpe, ops[k].run, ops[k].kind, ops[k].n, ops[k].c, ops[k].hw, ops[k].l1, th, triad);
+                        else measure(ops[k].name, ops[k].bpe, ops[k].run, ops[k].kind, ops[k].n2, ops[k].c2, ops[k].hw2, ops[k].l2, th, triad);
+                    }
         }
     }
     return 0;
