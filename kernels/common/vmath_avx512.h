@@ -1,6 +1,7 @@
-/* AVX-512 vector math shared by the fused training kernels: vmath_avx2.h's exp 16 wide, tail masks, and the 16-lane
- * reductions (down to 8 lanes, then vmath_avx2.h's fixed order). Header-only, static inline, included by *_avx512.c
- * files only (compiled with the AVX-512 flags). Used by softmax_xent_avx512.c and gelu_avx512.c. */
+/* AVX-512 vector math shared by the fused training kernels: vmath_avx2.h's exp and tanh 16 wide (same bits per lane),
+ * tail masks, and the 16-lane reductions (down to 8 lanes, then vmath_avx2.h's fixed order). Header-only, static
+ * inline, included by *_avx512.c files only (compiled with the AVX-512 flags). Used by softmax_xent_avx512.c,
+ * gelu_avx512.c, coupling_avx512.c and activation_avx512.c. */
 #ifndef LT_VMATH_AVX512_H
 #define LT_VMATH_AVX512_H
 
