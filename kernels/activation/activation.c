@@ -1,6 +1,6 @@
 /* lt_act_fwd / lt_act_bwd / lt_bce_logits: validation (n >= 0, known kind, non-NULL pointers when n > 0, outputs
- * equal to an input or disjoint from it), then CHUNK-element tasks on the pool, each running the AVX-512, AVX2 or the
- * reference loop. Pointwise: the bits never depend on the thread count. BCE's loss sum is deterministic too: each
+ * equal to an input or disjoint from it), then CHUNK-element tasks on the pool, each running the AVX-512 (forward
+ * only), AVX2 or the reference loop. Pointwise: the bits never depend on the thread count. BCE's loss sum is deterministic too: each
  * 4096-element chunk is summed in double in order, and the chunk sums are added in chunk order afterwards.
  * Test and benchmark: activation_test.c. */
 #include <stdlib.h>
@@ -21,7 +21,7 @@ static void fwd_task(void *p, int64_t t, int worker) {
 static void bwd_task(void *p, int64_t t, int worker) {
     const act_ctx *c = p;
     int64_t lo = t * CHUNK, len = c->n - lo < CHUNK ? c->n - lo : CHUNK;
-    (c->isa >= LT_ISA_AVX512 ? act_bwd_avx512 : c->isa >= LT_ISA_AVX2 ? act_bwd_avx2 : act_bwd_ref)(c->kind, len, c->alpha, c->x + lo, c->dy + lo, c->out + lo);
+    (c->isa >= LT_ISA_AVX2 ? act_bwd_avx2 : act_bwd_ref) /* AVX2 at avx512 too: activation_simd.h */(c->kind, len, c->alpha, c->x + lo, c->dy + lo, c->out + lo);
 }
 
 static int shifted_overlap(const float *a, const float *b, int64_t n) { return a != b && a < b + n && b < a + n; }

@@ -1,4 +1,5 @@
-/* AVX-512 activations: activation_simd.h's body at 16 lanes (opmask selects, vmath_avx512.h's vexp16 / vtanh16, which
+/* AVX-512 activations, forward only (the backward measured no consistent gain and stays act_bwd_avx2):
+ * activation_simd.h's body at 16 lanes (opmask selects, vmath_avx512.h's vexp16 / vtanh16, which
  * are vexp / vtanh lane for lane); the tail (n % 16) goes to act_*_avx2 (8 lanes, then the reference), so every
  * element has activation_avx2.c's bits. Dispatched at ISA avx512 (activation.c). Speed: BENCHMARKS.md
  * ("Memory-bound ops at AVX-512, measured", issue 15). */
@@ -31,5 +32,6 @@
 #define VTANH(x) vtanh16(x)
 #define TAILFN(name) name##_avx2
 #define SFX(name) name##_avx512
+#define FWD_ONLY /* the backward stays AVX2: activation_simd.h */
 
 #include "activation_simd.h"

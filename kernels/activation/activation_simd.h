@@ -6,7 +6,7 @@
  *   max error vs double over a sweep of [-30, 30] in activation_test: a few u (the test's bound is 8 u).
  *   Tanh: the shared vtanh (vmath_avx2.h: odd Taylor polynomial below 0.4, else via vexp; <= 4 u).
  *   Backward: dy (1 - y^2) and dy y (1 - y), from the forward output.
- * The AVX-512 level runs the same operations lane for lane (vexp16 / vtanh16 are vexp / vtanh 16 wide, selects are
+ * The AVX-512 level (forward only) runs the same operations lane for lane (vexp16 / vtanh16 are vexp / vtanh 16 wide, selects are
  * opmask blends), and the last n % VL elements go to the level below (TAILFN: the reference at AVX2, the AVX2
  * function at AVX-512), so both levels give the same bits (activation_test checks).
  * Required macros: V, VL, VMASK, VSET1, VZERO, VLOAD, VSTORE, VADD, VSUB, VMUL, VDIV, VMAX, VFNMA (c - a b), VABS,
@@ -37,6 +37,9 @@ void SFX(act_fwd)(int kind, int64_t n, float alpha, const float *x, float *y) {
     if (i < n) TAILFN(act_fwd)(kind, n - i, alpha, x + i, y + i);
 }
 
+/* The backward is compiled at AVX2 only (activation_avx512.c defines FWD_ONLY): at AVX-512 it measured 0.73-1.33x
+ * (LeakyReLU's backward slower in L2 in every round), no consistent gain, so the avx512 level runs act_bwd_avx2. */
+#ifndef FWD_ONLY
 void SFX(act_bwd)(int kind, int64_t n, float alpha, const float *in, const float *dy, float *dx) {
     const V zero = VZERO(), a = VSET1(alpha), one = VSET1(1.0f);
     int64_t i = 0;
@@ -53,3 +56,4 @@ void SFX(act_bwd)(int kind, int64_t n, float alpha, const float *in, const float
     }
     if (i < n) TAILFN(act_bwd)(kind, n - i, alpha, in + i, dy + i, dx + i);
 }
+#endif
