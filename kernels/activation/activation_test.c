@@ -86,9 +86,9 @@ static void check_bce(const float *x, int64_t n, uint64_t *rng, const char *what
     free(t); free(d);
 }
 
-/* activation_avx512.c runs activation_avx2.c's operations lane for lane (one body, activation_simd.h), tails through
- * the AVX2 function: forward and backward bit-identical to AVX2 for each kind, on a sweep of [-30, 30], specials and
- * 16-lane tails. Runs only where the CPU has AVX-512 (noted otherwise). */
+/* activation_avx512.c runs activation_avx2.c's forward operations lane for lane (one body, activation_simd.h), tails
+ * through the AVX2 function: forward bit-identical to AVX2 for each kind, on a sweep of [-30, 30], specials and
+ * 16-lane tails (the backward, act_bwd_avx2 at both levels, is compared too). Runs only where the CPU has AVX-512 (noted otherwise). */
 static void avx512_bits(void) {
     if (lt_isa_supported() < LT_ISA_AVX512) { printf("  note: no AVX-512 on this CPU: avx512-vs-avx2 bits not checked\n"); return; }
     const int32_t isa0 = lt_isa();
