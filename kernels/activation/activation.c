@@ -1,6 +1,6 @@
 /* lt_act_fwd / lt_act_bwd / lt_bce_logits: validation (n >= 0, known kind, non-NULL pointers when n > 0, outputs
- * equal to an input or disjoint from it), then CHUNK-element tasks on the pool, each running the AVX2 or the
- * reference loop. Pointwise: the bits never depend on the thread count. BCE's loss sum is deterministic too: each
+ * equal to an input or disjoint from it), then CHUNK-element tasks on the pool, each running the AVX-512 (forward
+ * only), AVX2 or the reference loop. Pointwise: the bits never depend on the thread count. BCE's loss sum is deterministic too: each
  * 4096-element chunk is summed in double in order, and the chunk sums are added in chunk order afterwards.
  * Test and benchmark: activation_test.c. */
 #include <stdlib.h>
@@ -10,18 +10,18 @@
 #define CHUNK 16384
 #define BCE_CHUNK 4096
 
-typedef struct { int kind; float alpha; const float *x, *dy; float *out; int64_t n; int avx2; } act_ctx;
+typedef struct { int kind; float alpha; const float *x, *dy; float *out; int64_t n; int isa; } act_ctx;
 
 static void fwd_task(void *p, int64_t t, int worker) {
     const act_ctx *c = p;
     int64_t lo = t * CHUNK, len = c->n - lo < CHUNK ? c->n - lo : CHUNK;
-    (c->avx2 ? act_fwd_avx2 : act_fwd_ref)(c->kind, len, c->alpha, c->x + lo, c->out + lo);
+    (c->isa >= LT_ISA_AVX512 ? act_fwd_avx512 : c->isa >= LT_ISA_AVX2 ? act_fwd_avx2 : act_fwd_ref)(c->kind, len, c->alpha, c->x + lo, c->out + lo);
 }
 
 static void bwd_task(void *p, int64_t t, int worker) {
     const act_ctx *c = p;
     int64_t lo = t * CHUNK, len = c->n - lo < CHUNK ? c->n - lo : CHUNK;
-    (c->avx2 ? act_bwd_avx2 : act_bwd_ref)(c->kind, len, c->alpha, c->x + lo, c->dy + lo, c->out + lo);
+    (c->isa >= LT_ISA_AVX2 ? act_bwd_avx2 : act_bwd_ref) /* AVX2 at avx512 too: activation_simd.h */(c->kind, len, c->alpha, c->x + lo, c->dy + lo, c->out + lo);
 }
 
 static int shifted_overlap(const float *a, const float *b, int64_t n) { return a != b && a < b + n && b < a + n; }
@@ -38,7 +38,7 @@ lt_status lt_act_fwd(int32_t kind, int64_t n, float alpha, const float *x, float
     if (s != LT_OK || n == 0) return s;
     if (!x || !y) return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_act_fwd: %s is NULL with n=%lld", !x ? "x" : "y", (long long)n);
     if (shifted_overlap(x, y, n)) return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_act_fwd: y overlaps x without being equal to it");
-    act_ctx c = {kind, alpha, x, NULL, y, n, lt_isa_level() >= LT_ISA_AVX2};
+    act_ctx c = {kind, alpha, x, NULL, y, n, lt_isa_level()};
     lt_parallel_for((n + CHUNK - 1) / CHUNK, fwd_task, &c);
     return LT_OK;
 }
@@ -50,7 +50,7 @@ lt_status lt_act_bwd(int32_t kind, int64_t n, float alpha, const float *in, cons
         return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_act_bwd: %s is NULL with n=%lld", !in ? "in" : !dy ? "dy" : "dx", (long long)n);
     if (shifted_overlap(dx, dy, n) || shifted_overlap(dx, in, n))
         return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_act_bwd: dx overlaps %s without being equal to it", shifted_overlap(dx, dy, n) ? "dy" : "in");
-    act_ctx c = {kind, alpha, in, dy, dx, n, lt_isa_level() >= LT_ISA_AVX2};
+    act_ctx c = {kind, alpha, in, dy, dx, n, lt_isa_level()};
     lt_parallel_for((n + CHUNK - 1) / CHUNK, bwd_task, &c);
     return LT_OK;
 }

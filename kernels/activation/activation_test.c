@@ -1,7 +1,7 @@
-/* lt_act_fwd / lt_act_bwd / lt_bce_logits through the exported symbols (avx2 or ref by LATENT_MAX_ISA), against
+/* lt_act_fwd / lt_act_bwd / lt_bce_logits through the exported symbols (avx512, avx2 or ref by LATENT_MAX_ISA), against
  * double formulas here: random data and tails (n = 0, 1, 7, 8, 9, 1023, 100003), a sweep of [-30, 30], extreme and
  * special inputs (+-100, +-inf, NaN), in place and out of place with NaN-prefilled outputs, 1 vs 2 threads
- * bit-identical, bad arguments refused with a message.
+ * bit-identical, avx512 bit-identical to avx2, bad arguments refused with a message.
  *   activation_test            the checks; prints "N passed, N failed" last
  *   activation_test --bench    n = 64*128*16*16 (a DCGAN activation): fwd and bwd, 1 and 2 threads, GB/s
  * Tolerances in u = 2^-24 relative: ReLU / LeakyReLU exact; Tanh and Sigmoid 8 u (+1e-37 absolute for flushed
@@ -86,6 +86,38 @@ static void check_bce(const float *x, int64_t n, uint64_t *rng, const char *what
     free(t); free(d);
 }
 
+/* activation_avx512.c runs activation_avx2.c's forward operations lane for lane (one body, activation_simd.h), tails
+ * through the AVX2 function: forward bit-identical to AVX2 for each kind, on a sweep of [-30, 30], specials and
+ * 16-lane tails (the backward, act_bwd_avx2 at both levels, is compared too). Runs only where the CPU has AVX-512 (noted otherwise). */
+static void avx512_bits(void) {
+    if (lt_isa_supported() < LT_ISA_AVX512) { printf("  note: no AVX-512 on this CPU: avx512-vs-avx2 bits not checked\n"); return; }
+    const int32_t isa0 = lt_isa();
+    const int64_t n = 60013;
+    float *x = malloc(n * 4), *dy = malloc(n * 4), *o[2][2];
+    uint64_t rng = 4242;
+    for (int64_t i = 0; i < n; i++) x[i] = -30.0f + 60.0f * (float)i / (float)(n - 1);
+    const float special[] = {INFINITY, -INFINITY, NAN, 100.0f, -100.0f, 0.0f, -0.0f, 0.4f, -0.4f, 1e-40f, -88.0f};
+    for (size_t k = 0; k < sizeof special / sizeof special[0]; k++) x[1000 + 7 * k] = special[k];
+    lt_t_fill(dy, n, &rng);
+    static const int64_t lens[] = {1, 9, 15, 16, 17, 31, 33, 60013};
+    for (int kind = 0; kind < 4; kind++) {
+        for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+            for (int r = 0; r < 2; r++) {
+                lt_set_isa(r ? LT_ISA_AVX512 : LT_ISA_AVX2);
+                o[r][0] = malloc(n * 4); o[r][1] = malloc(n * 4);
+                lt_t_nan(o[r][0], n); lt_t_nan(o[r][1], n);
+                lt_act_fwd(kind, lens[l], 0.2f, x, o[r][0]);
+                lt_act_bwd(kind, lens[l], 0.2f, kind <= 1 ? x : o[r][0], dy, o[r][1]);
+            }
+            CHECK(!memcmp(o[0][0], o[1][0], n * 4) && !memcmp(o[0][1], o[1][1], n * 4),
+                  "kind %d n=%lld: avx512 differs from avx2 (or wrote past n)", kind, (long long)lens[l]);
+            for (int r = 0; r < 2; r++) { free(o[r][0]); free(o[r][1]); }
+        }
+    }
+    lt_set_isa(isa0);
+    free(x); free(dy);
+}
+
 static void bench(void) {
     int64_t n = 64LL * 128 * 16 * 16;
     float *x = malloc(n * 4), *y = malloc(n * 4), *d = malloc(n * 4);
@@ -158,5 +190,6 @@ int main(int argc, char **argv) {
     CHECK(lt_bce_logits(-1, x, NULL, 0, NULL, NULL, 1) == LT_ERR_INVALID_ARGUMENT, "bce negative n accepted");
     CHECK(lt_bce_logits(4, NULL, NULL, 0, NULL, NULL, 1) == LT_ERR_INVALID_ARGUMENT, "bce NULL logits accepted");
     free(x); free(a); free(b);
+    avx512_bits();
     return lt_test_summary();
 }

@@ -4,8 +4,9 @@
  *   m = beta1 * m + (1 - beta1) * g                         v = beta2 * v + (1 - beta2) * g * g
  *   p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
  * The scalars are computed here once in double (adamw_consts) and the elementwise update runs on
- * CHUNK-element tasks, adamw_avx2 (adamw_avx2.c) at ISA avx2, else adamw_ref (adamw_ref.c). Elementwise, so
- * the bits never depend on the thread count.
+ * CHUNK-element tasks, adamw_avx512 (adamw_avx512.c) at ISA avx512, adamw_avx2 (adamw_avx2.c) at avx2, both from
+ * adamw_simd.h and bit-identical to each other, else adamw_ref (adamw_ref.c). Elementwise, so the bits never depend
+ * on the thread count.
  * Validation: beta1, beta2 in [0, 1); lr, weight_decay, grad_scale finite and >= 0; eps finite and > 0 (PyTorch
  * accepts 0, but v = 0 then divides 0 by 0); step >= 1; the four arrays must not overlap.
  * Test and benchmark: adamw_test.c (`adamw_test --bench`). */
@@ -15,12 +16,12 @@
 
 #define CHUNK 16384 /* parameters per task: 4 arrays x 64 KB */
 
-typedef struct { const adamw_consts *k; int64_t n; float *p, *m, *v; const float *g; int avx2; } adamw_ctx;
+typedef struct { const adamw_consts *k; int64_t n; float *p, *m, *v; const float *g; int isa; } adamw_ctx;
 
 static void task(void *p, int64_t t, int worker) {
     const adamw_ctx *c = p;
     int64_t lo = t * CHUNK, len = c->n - lo < CHUNK ? c->n - lo : CHUNK;
-    (c->avx2 ? adamw_avx2 : adamw_ref)(c->k, len, c->p + lo, c->g + lo, c->m + lo, c->v + lo);
+    (c->isa >= LT_ISA_AVX512 ? adamw_avx512 : c->isa >= LT_ISA_AVX2 ? adamw_avx2 : adamw_ref)(c->k, len, c->p + lo, c->g + lo, c->m + lo, c->v + lo);
 }
 
 static int overlap(const float *a, const float *b, int64_t n) { return a < b + n && b < a + n; }
@@ -56,7 +57,7 @@ lt_status lt_adamw(const lt_adamw_desc *d, int64_t n, float *param, const float 
         (float)sqrt(1.0 - pow(b2, t)),
         d->eps,
     };
-    adamw_ctx c = {&k, n, param, m, v, grad, lt_isa_level() >= LT_ISA_AVX2};
+    adamw_ctx c = {&k, n, param, m, v, grad, lt_isa_level()};
     lt_parallel_for((n + CHUNK - 1) / CHUNK, task, &c);
     return LT_OK;
 }

@@ -18,5 +18,6 @@ typedef struct {
 /* One contiguous chunk of len parameters; param, m, v updated in place. */
 LT_HIDDEN void adamw_ref(const adamw_consts *k, int64_t len, float *param, const float *grad, float *m, float *v);
 LT_HIDDEN void adamw_avx2(const adamw_consts *k, int64_t len, float *param, const float *grad, float *m, float *v);
+LT_HIDDEN void adamw_avx512(const adamw_consts *k, int64_t len, float *param, const float *grad, float *m, float *v);
 
 #endif

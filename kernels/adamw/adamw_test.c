@@ -1,4 +1,4 @@
-/* lt_adamw test: through the exported symbol (avx2 or ref by LATENT_MAX_ISA), against one AdamW step computed in
+/* lt_adamw test: through the exported symbol (avx512, avx2 or ref by LATENT_MAX_ISA), against one AdamW step computed in
  * double here from the same float inputs and float hyperparameters.
  *
  *   adamw_test                    the checks; prints "N passed, N failed" last
@@ -138,6 +138,33 @@ static void test_determinism(void) {
     lt_set_num_threads(2);
 }
 
+/* adamw_avx512.c runs adamw_avx2.c's operations (one body, adamw_simd.h) in the same order: the same bits for p, m
+ * and v, on opmask tails and across chunk edges, and nothing written past n (runs only where the CPU has AVX-512;
+ * noted otherwise). */
+static void test_avx512_bits(void) {
+    if (lt_isa_supported() < LT_ISA_AVX512) { printf("  note: no AVX-512 on this CPU: avx512-vs-avx2 bits not checked\n"); return; }
+    static const int64_t sizes[] = {1, 7, 15, 16, 17, 31, 33, 47, 1000, 16383, 16385, 50001};
+    const lt_adamw_desc d = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.7f, 3};
+    const int32_t isa0 = lt_isa();
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        const int64_t n = sizes[k], pad = n + 16;
+        float *buf[2][4];
+        for (int r = 0; r < 2; r++) {
+            uint64_t rng = 1234 + k;
+            for (int a = 0; a < 4; a++) { buf[r][a] = malloc(pad * 4); lt_t_nan(buf[r][a], pad); lt_t_fill(buf[r][a], n, &rng); }
+            for (int64_t i = 0; i < n; i++) buf[r][3][i] = 0.01f * fabsf(buf[r][3][i]);
+            if (n > 2) buf[r][2][0] = buf[r][3][0] = 0.0f;
+            lt_set_isa(r ? LT_ISA_AVX512 : LT_ISA_AVX2);
+            lt_adamw(&d, n, buf[r][0], buf[r][1], buf[r][2], buf[r][3]);
+        }
+        int same = 1;
+        for (int a = 0; a < 4; a++) same &= !memcmp(buf[0][a], buf[1][a], pad * 4);
+        CHECK(same, "n=%lld: avx512 differs from avx2 (or wrote past n)", (long long)n);
+        for (int r = 0; r < 2; r++) for (int a = 0; a < 4; a++) free(buf[r][a]);
+    }
+    lt_set_isa(isa0);
+}
+
 static int cmp_double(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
 
 static void bench(int64_t n, int threads, int reps) {
@@ -176,6 +203,7 @@ int main(int argc, char **argv) {
     test_invalid();
     test_shapes();
     test_determinism();
+    test_avx512_bits();
     printf("largest error / tolerance: %.3f\n", worst_ratio);
     return lt_test_summary();
 }

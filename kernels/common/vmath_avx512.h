@@ -1,6 +1,7 @@
-/* AVX-512 vector math shared by the fused training kernels: vmath_avx2.h's exp 16 wide, tail masks, and the 16-lane
- * reductions (down to 8 lanes, then vmath_avx2.h's fixed order). Header-only, static inline, included by *_avx512.c
- * files only (compiled with the AVX-512 flags). Used by softmax_xent_avx512.c and gelu_avx512.c. */
+/* AVX-512 vector math shared by the fused training kernels: vmath_avx2.h's exp and tanh 16 wide (same bits per lane),
+ * tail masks, and the 16-lane reductions (down to 8 lanes, then vmath_avx2.h's fixed order). Header-only, static
+ * inline, included by *_avx512.c files only (compiled with the AVX-512 flags). Used by softmax_xent_avx512.c,
+ * gelu_avx512.c, coupling_avx512.c and activation_avx512.c. */
 #ifndef LT_VMATH_AVX512_H
 #define LT_VMATH_AVX512_H
 
@@ -29,6 +30,29 @@ static inline __m512 vexp16(__m512 y) {
     p = _mm512_add_ps(p, _mm512_set1_ps(1.0f));
     const __m512 two_k = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), 23));
     return _mm512_maskz_mov_ps((__mmask16)~under, _mm512_mul_ps(p, two_k));
+}
+
+/* vmath_avx2.h's vtanh, 16 lanes: the same operations in the same order (so the same bits per lane), the blends as
+ * opmask blends. NaN stays NaN. */
+static inline __m512 vtanh16(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(sign, _mm512_castps_si512(x)));
+    __m512i sx = _mm512_and_si512(sign, _mm512_castps_si512(x));
+    __m512 e = vexp16(_mm512_min_ps(_mm512_add_ps(ax, ax), _mm512_set1_ps(88.0f)));
+    __m512 big = _mm512_sub_ps(one, _mm512_div_ps(two, _mm512_add_ps(e, one)));
+    __m512 x2 = _mm512_mul_ps(ax, ax);
+    __m512 p = _mm512_set1_ps(-1.45583438e-3f);
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(3.59212803e-3f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-8.86323552e-3f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(2.18694885e-2f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-5.39682540e-2f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(1.33333333e-1f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-3.33333333e-1f));
+    __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, x2), ax, ax);
+    __m512 r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.4f), _CMP_LT_OQ), big, small);
+    r = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(r), sx));
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), r, x);
 }
 
 /* Opmask with the first min(rem, 16) lanes set (rem >= 0), for a row's last partial vector. */

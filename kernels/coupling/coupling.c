@@ -1,5 +1,5 @@
 /* lt_coupling_fwd / _inv / _bwd: validation, then one task per image on the pool (an image's sums run whole on one
- * worker, and the per-image dscale partials are added in image order afterwards), AVX2 or reference per ISA.
+ * worker, and the per-image dscale partials are added in image order afterwards), AVX-512, AVX2 or reference per ISA.
  * Test and benchmark: coupling_test.c. */
 #include "coupling.h"
 
@@ -10,7 +10,7 @@ typedef struct {
     float scale;
     float *out, *dh;
     double *ld, *part;
-    int which, avx2;
+    int which, isa;
 } cp_ctx;
 
 static void task(void *p, int64_t i, int worker) {
@@ -18,13 +18,13 @@ static void task(void *p, int64_t i, int worker) {
     int64_t hw = c->hw;
     const float *y = c->y + i * hw, *h0 = c->h + 2 * i * hw, *h1 = h0 + hw;
     if (c->which == 0) {
-        double ld = (c->avx2 ? coupling_fwd_avx2 : coupling_fwd_ref)(hw, c->b, y, h0, h1, c->scale, c->out + i * hw);
+        double ld = (c->isa >= LT_ISA_AVX512 ? coupling_fwd_avx512 : c->isa >= LT_ISA_AVX2 ? coupling_fwd_avx2 : coupling_fwd_ref)(hw, c->b, y, h0, h1, c->scale, c->out + i * hw);
         if (c->ld) c->ld[i] = ld;
     } else if (c->which == 1) {
-        (c->avx2 ? coupling_inv_avx2 : coupling_inv_ref)(hw, c->b, y, h0, h1, c->scale, c->out + i * hw);
+        (c->isa >= LT_ISA_AVX512 ? coupling_inv_avx512 : c->isa >= LT_ISA_AVX2 ? coupling_inv_avx2 : coupling_inv_ref)(hw, c->b, y, h0, h1, c->scale, c->out + i * hw);
     } else {
         float *dh0 = c->dh + 2 * i * hw;
-        c->part[i] = (c->avx2 ? coupling_bwd_avx2 : coupling_bwd_ref)(hw, c->b, y, h0, h1, c->scale, c->dout + i * hw,
+        c->part[i] = (c->isa >= LT_ISA_AVX512 ? coupling_bwd_avx512 : c->isa >= LT_ISA_AVX2 ? coupling_bwd_avx2 : coupling_bwd_ref)(hw, c->b, y, h0, h1, c->scale, c->dout + i * hw,
                                                                       c->dld ? c->dld[i] : 0.0, c->out + i * hw, dh0, dh0 + hw);
     }
 }
@@ -46,7 +46,7 @@ static lt_status check(const char *fn, int64_t n, int64_t hw, const float *mask,
 lt_status lt_coupling_fwd(int64_t n, int64_t hw, const float *mask, const float *y, const float *h, float scale, float *out, double *logdet) {
     lt_status s = check("lt_coupling_fwd", n, hw, mask, y, h, out);
     if (s != LT_OK) return s;
-    cp_ctx c = {hw, mask, y, h, NULL, NULL, scale, out, NULL, logdet, NULL, 0, lt_isa_level() >= LT_ISA_AVX2};
+    cp_ctx c = {hw, mask, y, h, NULL, NULL, scale, out, NULL, logdet, NULL, 0, lt_isa_level()};
     lt_parallel_for(n, task, &c);
     return LT_OK;
 }
@@ -54,7 +54,7 @@ lt_status lt_coupling_fwd(int64_t n, int64_t hw, const float *mask, const float 
 lt_status lt_coupling_inv(int64_t n, int64_t hw, const float *mask, const float *yp, const float *h, float scale, float *y) {
     lt_status s = check("lt_coupling_inv", n, hw, mask, yp, h, y);
     if (s != LT_OK) return s;
-    cp_ctx c = {hw, mask, yp, h, NULL, NULL, scale, y, NULL, NULL, NULL, 1, lt_isa_level() >= LT_ISA_AVX2};
+    cp_ctx c = {hw, mask, yp, h, NULL, NULL, scale, y, NULL, NULL, NULL, 1, lt_isa_level()};
     lt_parallel_for(n, task, &c);
     return LT_OK;
 }
@@ -69,7 +69,7 @@ lt_status lt_coupling_bwd(int64_t n, int64_t hw, const float *mask, const float 
         return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_coupling_bwd: dy or dh overlaps an input or each other");
     double *part = lt_alloc((size_t)n * sizeof(double));
     if (!part) return lt_fail(LT_ERR_OUT_OF_MEMORY, "lt_coupling_bwd: %lld partial sums", (long long)n);
-    cp_ctx c = {hw, mask, y, h, dout, dlogdet, scale, dy, dh, NULL, part, 2, lt_isa_level() >= LT_ISA_AVX2};
+    cp_ctx c = {hw, mask, y, h, dout, dlogdet, scale, dy, dh, NULL, part, 2, lt_isa_level()};
     lt_parallel_for(n, task, &c);
     double acc = 0;
     for (int64_t i = 0; i < n; i++) acc += part[i];

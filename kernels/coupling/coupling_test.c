@@ -1,7 +1,7 @@
 /* lt_coupling_* through the exported symbols against double formulas here, on random shapes (hw = 1, 7, 8, 9, 784,
  * 1023; n = 1, 3, 64), checkerboard and random masks, NaN-prefilled outputs; inverse(forward(y)) == y; logdet
  * equal to the sum of s; the backward against central differences of a scalar in double; 1 vs 2 threads
- * bit-identical; bad arguments refused with a message.
+ * bit-identical; avx512 element outputs bit-identical to avx2's (sums to summation order); bad arguments refused with a message.
  *   coupling_test           the checks; "N passed, N failed" last
  *   coupling_test --bench   n = 64, hw = 784 (RealNVP's batch): fwd and bwd, 1 and 2 threads
  * Tolerances: outputs 1e-5 relative to the sum of |terms| (vexp / vtanh are a few ulp; exp(s) multiplies y). */
@@ -94,6 +94,39 @@ static void fd_check(uint64_t *rng) {
     CHECK(bad == 0, "coupling backward vs central differences");
 }
 
+/* coupling_avx512.c runs coupling_avx2.c's per-element operations (one body, coupling_simd.h; vexp16 / vtanh16 lane
+ * for lane as vexp / vtanh): out, the inverse, dy and dh bit-identical; logdet and dscale (sums in another order)
+ * within 1e-12 relative of |terms|. Runs only where the CPU has AVX-512 (noted otherwise). */
+static void avx512_bits(uint64_t *rng) {
+    if (lt_isa_supported() < LT_ISA_AVX512) { printf("  note: no AVX-512 on this CPU: avx512-vs-avx2 bits not checked\n"); return; }
+    const int32_t isa0 = lt_isa();
+    static const int64_t hws[] = {16, 17, 31, 784, 1023};
+    for (size_t a = 0; a < sizeof hws / sizeof hws[0]; a++) {
+        const int64_t n = 3, hw = hws[a], t = n * hw;
+        float *b = malloc(hw * 4), *y = malloc(t * 4), *h = malloc(2 * t * 4), *g = malloc(t * 4);
+        float *o[2], *inv[2], *dy[2], *dh[2];
+        double ld[2][3], dld[3] = {0.3, -1.0, 2.0}, ds[2] = {0, 0};
+        for (int64_t j = 0; j < hw; j++) b[j] = (float)(j % 2);
+        lt_t_fill(y, t, rng); lt_t_fill(h, 2 * t, rng); lt_t_fill(g, t, rng);
+        for (int64_t j = 0; j < 2 * t; j++) h[j] *= 3.0f; /* tanh's both branches */
+        for (int r = 0; r < 2; r++) {
+            lt_set_isa(r ? LT_ISA_AVX512 : LT_ISA_AVX2);
+            o[r] = malloc(t * 4); inv[r] = malloc(t * 4); dy[r] = malloc(t * 4); dh[r] = malloc(2 * t * 4);
+            lt_coupling_fwd(n, hw, b, y, h, 1.5f, o[r], ld[r]);
+            lt_coupling_inv(n, hw, b, o[r], h, 1.5f, inv[r]);
+            lt_coupling_bwd(n, hw, b, y, h, 1.5f, g, dld, dy[r], dh[r], &ds[r]);
+        }
+        CHECK(!memcmp(o[0], o[1], t * 4) && !memcmp(inv[0], inv[1], t * 4) && !memcmp(dy[0], dy[1], t * 4) &&
+              !memcmp(dh[0], dh[1], 2 * t * 4), "hw=%lld: avx512 outputs differ from avx2", (long long)hw);
+        int close = fabs(ds[0] - ds[1]) <= 1e-12 * (fabs(ds[0]) + 1.5 * t);
+        for (int i = 0; i < n; i++) close &= fabs(ld[0][i] - ld[1][i]) <= 1e-12 * (1.5 * hw);
+        CHECK(close, "hw=%lld: avx512 logdet / dscale differ from avx2 beyond summation order", (long long)hw);
+        for (int r = 0; r < 2; r++) { free(o[r]); free(inv[r]); free(dy[r]); free(dh[r]); }
+        free(b); free(y); free(h); free(g);
+    }
+    lt_set_isa(isa0);
+}
+
 static void bench(void) {
     int64_t n = 64, hw = 784;
     float *b = malloc(hw * 4), *y = malloc(n * hw * 4), *h = malloc(2 * n * hw * 4), *o = malloc(n * hw * 4), *dh = malloc(2 * n * hw * 4);
@@ -123,6 +156,7 @@ int main(int argc, char **argv) {
     int64_t hws[] = {1, 7, 8, 9, 784, 1023}, ns[] = {1, 3, 64};
     for (int a = 0; a < 6; a++) for (int c = 0; c < 3; c++) for (int m = 0; m < 2; m++) check(ns[c], hws[a], m, &rng);
     fd_check(&rng);
+    avx512_bits(&rng);
     float buf[64] = {0};
     double d[4];
     CHECK(lt_coupling_fwd(0, 4, buf, buf, buf, 1, buf + 32, d) == LT_ERR_INVALID_ARGUMENT && strstr(lt_last_error(), ">= 1"), "n = 0 accepted");
