@@ -361,6 +361,10 @@ class HostileCliTest {
         add(1, "no-such-file.txt", "train", "pixelcnn", "--data", missing, "--out", root.resolve("pix-new").toString(), "--steps", "2");
         add(1, "--steps", "train", "flow-toy", "--out", R(), "--steps", "0");
         add(1, "already holds files", "train", "flow-toy", "--out", R(), "--steps", "1");
+        add(1, "checkpoint, this run needs latent-flow-toy-1", "train", "flow-toy", "--out", R(), "--steps", "2", "--resume");   // a GPT run
+        add(1, "--resume and --overwrite", "train", "flow-toy", "--out", R(), "--resume", "--overwrite");
+        add(1, "--stop-after must be >= 0, got -2", "train", "flow-toy", "--out", R(), "--stop-after", "-2");
+        add(1, "no checkpoint in", "train", "flow-toy", "--out", dir.toString(), "--resume");
         // --- the command line itself ---
         add(2, "Unmatched argument", "frobnicate");
         // "@PATH" is an ordinary (unmatched) argument, never a file of arguments to read (CliArgsFuzzTest found "@/")

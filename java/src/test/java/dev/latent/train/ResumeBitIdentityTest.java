@@ -101,6 +101,17 @@ class ResumeBitIdentityTest {
         }
     }
 
+    @Test
+    void flowToy() throws IOException {
+        var cfg = new dev.latent.models.flow.ToyFlow.Config("moons", 2, 8, 9, 64, 3e-3f, 3);
+        Path one = dir.resolve("flow-toy-one"), two = dir.resolve("flow-toy-two");
+        try (Scope s = Scope.shared()) { assertEquals(9, new dev.latent.models.flow.ToyFlow(cfg, s).run(one, false, Long.MAX_VALUE, 2, 0, TrainingListener.NONE, true)); }
+        try (Scope s = Scope.shared()) { assertEquals(4, new dev.latent.models.flow.ToyFlow(cfg, s).run(two, false, 4, 2, 0, TrainingListener.NONE, true)); }
+        try (Scope s = Scope.shared()) { assertEquals(9, new dev.latent.models.flow.ToyFlow(cfg, s).run(two, true, Long.MAX_VALUE, 2, 0, TrainingListener.NONE, true)); }
+        sameCheckpoint(one.resolve(TrainLoop.CHECKPOINT), two.resolve(TrainLoop.CHECKPOINT));
+        assertEquals(Files.readAllLines(one.resolve(Metrics.FILE)), Files.readAllLines(two.resolve(Metrics.FILE)), "metrics.jsonl: steps 2, 4, 6, 8, 9 once each");
+    }
+
     static GanTrainer.Config gan(GanTrainer.Config base, Path out, int iters) {
         return new GanTrainer.Config(base.loss(), data.toString(), out, iters, 16, 16, 8, 8, base.lr(), base.beta1(), base.beta2(),
                 2, base.lambda(), base.loss() == GanTrainer.Loss.GAN ? Dcgan.Norm.BATCH : Dcgan.Norm.NONE, 3, 2, 0, 0, 1234, true);
