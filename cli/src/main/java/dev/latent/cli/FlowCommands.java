@@ -146,7 +146,7 @@ final class FlowCommands {
     }
 
     @Command(name = "flow-toy", mixinStandardHelpOptions = true,
-            description = "RealNVP on a 2-D toy density (moons or rings): prints the test NLL, writes density.png and samples.png.")
+            description = "RealNVP on a 2-D toy density (moons or rings): prints the test NLL, writes density.png, samples.png, metrics.jsonl and a resumable checkpoint.")
     static final class TrainToy implements Callable<Integer> {
         @Option(names = "--dist", description = "one of ${COMPLETION-CANDIDATES}: the 2-D density to fit (default: ${DEFAULT-VALUE})") Choices.ToyFlowDist dist = Choices.ToyFlowDist.MOONS;
         @Option(names = "--steps", description = "optimizer steps in all (default: ${DEFAULT-VALUE})") int steps = 2000;
@@ -156,23 +156,25 @@ final class FlowCommands {
         @Mixin Mixins.TrainSeed seed;
         @Mixin Mixins.Threads threads;
         @Mixin PrecisionOption precision;
+        @Mixin Resume resume;
 
         @Override
         public Integer call() throws Exception {
             precision.fp32Only("flow-toy", "its coupling MLPs are linear layers the bf16 GEMM could run, but the flow trainer takes no precision yet");
             if (steps < 1 || couplings < 1 || hidden < 1) throw new IllegalArgumentException("--steps, --couplings, --hidden must be >= 1");
             threads.check();
-            out.check();
+            resume.check(out, dev.latent.train.TrainLoop.CHECKPOINT);
             threads.apply();
             try (Scope scope = Scope.shared()) {
                 var cfg = new dev.latent.models.flow.ToyFlow.Config(dist.toString(), couplings, hidden, steps, 256, 2e-3f, seed.seed);
                 var f = new dev.latent.models.flow.ToyFlow(cfg, scope);
-                double before = f.evalNll(2000);
-                f.train();
+                double before = f.evalNll(2000);   // the initial weights (the same on a resume: they come from --seed)
+                long done = f.run(out.out, resume.resume, resume.stopAt(), 100, 0, ConsoleListener.INSTANCE, true);
                 double after = f.evalNll(2000);
                 f.writePictures(out.out, 256, 4000);
                 Map<String, Object> m = new LinkedHashMap<>();
-                m.put("model", "flow-toy"); m.put("dist", dist.toString()); m.put("nll_before", before); m.put("nll", after); m.put("out", out.out.toString());
+                m.put("model", "flow-toy"); m.put("dist", dist.toString()); m.put("steps", done); m.put("nll_before", before); m.put("nll", after);
+                m.put("out", out.out.toString());
                 System.out.println(Json.object(m));
             }
             return 0;

@@ -42,6 +42,7 @@ final class PixelCnnCommands {
         @Mixin Mixins.Threads threads;
         @Mixin Mixins.Quiet quiet;
         @Mixin PrecisionOption precision;
+        @Mixin TrainSteps run;
 
         @Override
         public Integer call() throws Exception {
@@ -58,15 +59,19 @@ final class PixelCnnCommands {
             Limits.fitsInMemory("a PixelCNN with --channels " + channels + " at --batch " + batch.batch,
                     Limits.product(batch.batch, Limits.product(784L * layers, 8L * channels + 2L * head)), 8);
             ImageData.load(data.data, "train");   // validated before the run folder is touched
-            out.check();
+            run.check(out, PixelCnnTrainer.CHECKPOINT);
             threads.apply();
             var c = new PixelCnnTrainer.Config(data.data, out.out, arch, epochs.epochs, batch.batch, lr, seed.seed, limit.limit, testLimit.testLimit, samples, 1234, 20, quiet.quiet);
             try (Scope scope = Scope.shared()) {
                 PixelCnnTrainer t = new PixelCnnTrainer(c, scope).listener(ConsoleListener.INSTANCE);
-                var results = t.run();
+                var results = t.run(run.steps(), run.resume(), run.stopAt());
+                if (results.isEmpty()) {   // stopped (--stop-after) before the end of a pass over the data
+                    System.out.println(Json.object(Map.of("model", "pixelcnn", "stopped", true, "step", t.step(), "out", out.out.toString())));
+                    return 0;
+                }
                 var last = results.get(results.size() - 1);
                 Map<String, Object> m = new LinkedHashMap<>();
-                m.put("model", "pixelcnn"); m.put("epochs", epochs.epochs); m.put("final_train_bits_per_dim", last.trainBitsPerDim());
+                m.put("model", "pixelcnn"); m.put("epochs", epochs.epochs); m.put("steps", t.step()); m.put("final_train_bits_per_dim", last.trainBitsPerDim());
                 m.put("test_bits_per_dim", last.testBitsPerDim());
                 m.put("images_per_s", results.stream().mapToDouble(PixelCnnTrainer.EpochResult::imagesPerSecond).average().orElse(0));
                 m.put("out", out.out.toString());

@@ -7,7 +7,7 @@ import java.nio.file.Files;
 
 /**
  * {@code --resume} and {@code --stop-after} of every train command that checkpoints a resumable run (gpt, dcgan,
- * wgan-gp, vae, realnvp, glow, classifier): continue the run in {@code --out} from its checkpoint (weights, optimizer
+ * wgan-gp, vae, realnvp, glow, pixelcnn, classifier, flow-toy): continue the run in {@code --out} from its checkpoint (weights, optimizer
  * state, step) bit-identically, or stop early with a checkpoint that {@code --resume} continues.
  */
 final class Resume {

@@ -7,7 +7,7 @@ import java.io.IOException;
 
 /**
  * {@code --steps} (with {@link Resume}'s {@code --resume} and {@code --stop-after}) of the image train commands that
- * count in epochs (vae, realnvp, glow, classifier), with the meaning {@code train gpt} gives it: optimizer steps in all
+ * count in epochs (vae, realnvp, glow, pixelcnn, classifier), with the meaning {@code train gpt} gives it: optimizer steps in all
  * (the older {@code --epochs} / {@code --max-steps} convert to steps). The training skeleton behind them is
  * {@link dev.latent.train.TrainLoop}.
  */

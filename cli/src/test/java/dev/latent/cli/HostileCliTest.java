@@ -348,8 +348,23 @@ class HostileCliTest {
         add(2, "Invalid value for option '--dist': expected one of [moons, rings] but was 'spirals'", "train", "flow-toy", "--out", R(), "--dist", "spirals");
         add(2, "Invalid value for option '--scores' (<score>): expected one of [rec, elbo, iwae] but was 'nll'", "eval", "vae-anomaly", "--checkpoint", R(), "--scores", "rec,nll");
         add(2, "Invalid value for option '--sampler': expected one of [cached, naive] but was 'Naive'", "sample", "pixelcnn", "--checkpoint", R(), "--out", R(), "--sampler", "Naive");
+        // --- PixelCNN training: its --steps / --resume / --stop-after are TrainSteps' (checked after the data, before --out) ---
+        String[] pix = {"train", "pixelcnn", "--data", images.toString(), "--out", R(), "--channels", "4", "--layers", "1", "--head", "4"};
+        add(1, "--steps must be >= 1, got 0", with(pix, "--steps", "0"));
+        add(1, "--steps must be >= 1, got -3", with(pix, "--steps", "-3"));
+        add(1, "--stop-after must be >= 0, got -1", with(pix, "--stop-after", "-1"));
+        add(2, "Invalid value for option '--steps'", with(pix, "--steps", "ten"));
+        add(2, "Invalid value for option '--stop-after'", with(pix, "--stop-after", "1.5"));
+        add(1, "--resume and --overwrite", with(pix, "--resume", "--overwrite"));
+        add(1, "no checkpoint in", "train", "pixelcnn", "--data", images.toString(), "--out", dir.toString(), "--resume");
+        add(1, "checkpoint, this run needs latent-pixelcnn-1", with(pix, "--resume"));   // the run folder holds a GPT run
+        add(1, "no-such-file.txt", "train", "pixelcnn", "--data", missing, "--out", root.resolve("pix-new").toString(), "--steps", "2");
         add(1, "--steps", "train", "flow-toy", "--out", R(), "--steps", "0");
         add(1, "already holds files", "train", "flow-toy", "--out", R(), "--steps", "1");
+        add(1, "checkpoint, this run needs latent-flow-toy-1", "train", "flow-toy", "--out", R(), "--steps", "2", "--resume");   // a GPT run
+        add(1, "--resume and --overwrite", "train", "flow-toy", "--out", R(), "--resume", "--overwrite");
+        add(1, "--stop-after must be >= 0, got -2", "train", "flow-toy", "--out", R(), "--stop-after", "-2");
+        add(1, "no checkpoint in", "train", "flow-toy", "--out", dir.toString(), "--resume");
         // --- the command line itself ---
         add(2, "Unmatched argument", "frobnicate");
         // "@PATH" is an ordinary (unmatched) argument, never a file of arguments to read (CliArgsFuzzTest found "@/")

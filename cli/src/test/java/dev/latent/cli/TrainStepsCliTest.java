@@ -96,6 +96,12 @@ class TrainStepsCliTest {
     }
 
     @Test
+    void pixelcnn() throws IOException {
+        resumes("pixelcnn", "checkpoint.safetensors", List.of("--batch", "16", "--channels", "4", "--layers", "2", "--first-kernel", "3",
+                "--head", "8", "--test-limit", "8", "--samples", "1"));
+    }
+
+    @Test
     void classifier() throws IOException {
         resumes("classifier", "classifier.safetensors", List.of("--batch", "16"));
     }

@@ -10,6 +10,8 @@ import dev.latent.data.TextData;
 import dev.latent.models.gpt.Gpt;
 import dev.latent.models.gpt.GptConfig;
 import dev.latent.models.gpt.GptTrainer;
+import dev.latent.models.pixelcnn.GatedPixelCnn;
+import dev.latent.models.pixelcnn.PixelCnnTrainer;
 import dev.latent.models.vae.VaeTrainer;
 import dev.latent.tensor.Device;
 import dev.latent.text.CharTokenizer;
@@ -22,6 +24,7 @@ import org.junit.jupiter.api.io.TempDir;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -98,6 +101,17 @@ class ResumeBitIdentityTest {
         }
     }
 
+    @Test
+    void flowToy() throws IOException {
+        var cfg = new dev.latent.models.flow.ToyFlow.Config("moons", 2, 8, 9, 64, 3e-3f, 3);
+        Path one = dir.resolve("flow-toy-one"), two = dir.resolve("flow-toy-two");
+        try (Scope s = Scope.shared()) { assertEquals(9, new dev.latent.models.flow.ToyFlow(cfg, s).run(one, false, Long.MAX_VALUE, 2, 0, TrainingListener.NONE, true)); }
+        try (Scope s = Scope.shared()) { assertEquals(4, new dev.latent.models.flow.ToyFlow(cfg, s).run(two, false, 4, 2, 0, TrainingListener.NONE, true)); }
+        try (Scope s = Scope.shared()) { assertEquals(9, new dev.latent.models.flow.ToyFlow(cfg, s).run(two, true, Long.MAX_VALUE, 2, 0, TrainingListener.NONE, true)); }
+        sameCheckpoint(one.resolve(TrainLoop.CHECKPOINT), two.resolve(TrainLoop.CHECKPOINT));
+        assertEquals(Files.readAllLines(one.resolve(Metrics.FILE)), Files.readAllLines(two.resolve(Metrics.FILE)), "metrics.jsonl: steps 2, 4, 6, 8, 9 once each");
+    }
+
     static GanTrainer.Config gan(GanTrainer.Config base, Path out, int iters) {
         return new GanTrainer.Config(base.loss(), data.toString(), out, iters, 16, 16, 8, 8, base.lr(), base.beta1(), base.beta2(),
                 2, base.lambda(), base.loss() == GanTrainer.Loss.GAN ? Dcgan.Norm.BATCH : Dcgan.Norm.NONE, 3, 2, 0, 0, 1234, true);
@@ -116,6 +130,40 @@ class ResumeBitIdentityTest {
             assertEquals(n, r.iters());
             sameCheckpoint(one.resolve(TrainLoop.CHECKPOINT), two.resolve(TrainLoop.CHECKPOINT));
         }
+    }
+
+    static PixelCnnTrainer.Config pixelcnn(Path out) {
+        return new PixelCnnTrainer.Config(data.toString(), out, new GatedPixelCnn.Arch(4, 2, 3, 3, 8), 1, 32, 3e-3f, 1, 0, 8, 2, 1234, 2, true);
+    }
+
+    /** metrics.jsonl's per-step records (not the evaluations, which carry timings). */
+    static List<String> stepRecords(Path run) throws IOException {
+        return Files.readAllLines(run.resolve(Metrics.FILE)).stream().filter(l -> !l.contains("test_bits_per_dim")).toList();
+    }
+
+    /** The "step" of metrics.jsonl's evaluation records. */
+    static List<Long> epochSteps(Path run) throws IOException {
+        return Files.readAllLines(run.resolve(Metrics.FILE)).stream().filter(l -> l.contains("test_bits_per_dim"))
+                .map(l -> (Long) dev.latent.io.JsonReader.parseObject(l).get("step")).toList();
+    }
+
+    @Test
+    void pixelcnn() throws IOException {
+        Path one = dir.resolve("pixelcnn-one"), two = dir.resolve("pixelcnn-two");
+        long n = 8, k = 4;   /* 5 steps per pass over 160 images: n - k steps resumed from inside the first pass, across an epoch */
+        try (Scope s = Scope.shared()) { new PixelCnnTrainer(pixelcnn(one), s).run(n, false, Long.MAX_VALUE); }
+        try (Scope s = Scope.shared()) {
+            var r = new PixelCnnTrainer(pixelcnn(two), s).run(n, false, k);
+            assertTrue(r.isEmpty(), "stopped inside the first pass: no epoch finished");
+        }
+        try (Scope s = Scope.shared()) {
+            PixelCnnTrainer t = new PixelCnnTrainer(pixelcnn(two), s);
+            t.run(n, true, Long.MAX_VALUE);
+            assertEquals(n, t.step());
+        }
+        sameCheckpoint(one.resolve(PixelCnnTrainer.CHECKPOINT), two.resolve(PixelCnnTrainer.CHECKPOINT));
+        assertEquals(stepRecords(one), stepRecords(two), "metrics.jsonl: the resumed run's step records replace the ones past the checkpoint");
+        assertEquals(List.of(5L, 8L), epochSteps(two), "an evaluation at the end of the pass (step 5) and at the last step (8)");
     }
 
     @Test

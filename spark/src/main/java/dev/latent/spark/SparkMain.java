@@ -37,13 +37,34 @@ public final class SparkMain implements Runnable {
     public void run() { new CommandLine(this).usage(System.out); }
 
     public static void main(String[] args) {
-        CommandLine cl = new CommandLine(new SparkMain());
+        CommandLine cl = commandLine();
         cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
             cmd.getErr().println("latent: " + ex.getMessage());
             return 1;
         });
         int rc = cl.execute(args);
         if (rc != 0) System.exit(rc);
+    }
+
+    /**
+     * The command tree with every fixed-choice option taking exactly its documented spellings (a bad value is a usage
+     * error, exit 2, that names the option and lists the set), as the CLI's own options do.
+     */
+    static CommandLine commandLine() {
+        CommandLine cl = new CommandLine(new SparkMain());
+        cl.registerConverter(TokenizerKind.class, v -> {
+            for (TokenizerKind k : TokenizerKind.values()) if (k.toString().equals(v)) return k;
+            throw new CommandLine.TypeConversionException("expected one of " + java.util.Arrays.toString(TokenizerKind.values()) + " but was '" + v + "'");
+        });
+        return cl;
+    }
+
+    /** {@code --tokenizer}: its spellings are the constants' toString, as {@code latent train gpt}'s. */
+    enum TokenizerKind {
+        CHAR("char"), BPE("bpe");
+        private final String id;
+        TokenizerKind(String id) { this.id = id; }
+        @Override public String toString() { return id; }
     }
 
     @Command(name = "train", mixinStandardHelpOptions = true, subcommands = {Gpt.class, Dcgan.class, WganGp.class, RealNvp.class, Glow.class},
@@ -58,26 +79,26 @@ public final class SparkMain implements Runnable {
         @Option(names = "--spark", description = "Spark master: local[N], spark://host:7077, k8s://..., yarn; 'submit' keeps spark-submit's") String master;
         @Option(names = "--workers", description = "barrier tasks (default: N of local[N], else required)") Integer workers;
         @Option(names = "--data", description = "UTF-8 text file (default: Moby-Dick)") Path data;
-        @Option(names = "--tokenizer") String tokenizer = "char";
-        @Option(names = "--bpe-vocab") int bpeVocab = 512;
-        @Option(names = "--layers") int layers = 4;
-        @Option(names = "--heads") int heads = 4;
-        @Option(names = "--dim") int dim = 128;
-        @Option(names = "--context") int context = 128;
-        @Option(names = "--tied") boolean tied;
+        @Option(names = "--tokenizer", description = "one of ${COMPLETION-CANDIDATES}: characters, or byte-pair merges learned from --data (default: ${DEFAULT-VALUE})") TokenizerKind tokenizer = TokenizerKind.CHAR;
+        @Option(names = "--bpe-vocab", description = "BPE vocabulary size (default: ${DEFAULT-VALUE})") int bpeVocab = 512;
+        @Option(names = "--layers", description = "transformer blocks (default: ${DEFAULT-VALUE})") int layers = 4;
+        @Option(names = "--heads", description = "attention heads per block (must divide --dim) (default: ${DEFAULT-VALUE})") int heads = 4;
+        @Option(names = "--dim", description = "embedding width (default: ${DEFAULT-VALUE})") int dim = 128;
+        @Option(names = "--context", description = "context length in tokens (default: ${DEFAULT-VALUE})") int context = 128;
+        @Option(names = "--tied", description = "tie the output head to the token embedding") boolean tied;
         @Option(names = "--batch", description = "sequences per worker per step (default: ${DEFAULT-VALUE})") int batch = 16;
-        @Option(names = "--steps") int steps = 500;
-        @Option(names = "--lr") double lr = 1e-3;
-        @Option(names = "--min-lr") double minLr = 1e-4;
-        @Option(names = "--warmup") int warmup = 50;
-        @Option(names = "--weight-decay") double weightDecay = 0.1;
-        @Option(names = "--clip") double clip = 1.0;
-        @Option(names = "--log-interval") int logInterval = 10;
-        @Option(names = "--checkpoint-interval") int checkpointInterval = 100;
-        @Option(names = "--seed") long seed = 1;
+        @Option(names = "--steps", description = "optimizer steps in total (a resumed run continues to this step) (default: ${DEFAULT-VALUE})") int steps = 500;
+        @Option(names = "--lr", description = "peak AdamW learning rate (after the warm-up) (default: ${DEFAULT-VALUE})") double lr = 1e-3;
+        @Option(names = "--min-lr", description = "learning rate at the end of the cosine decay (default: ${DEFAULT-VALUE})") double minLr = 1e-4;
+        @Option(names = "--warmup", description = "linear warm-up steps (default: ${DEFAULT-VALUE})") int warmup = 50;
+        @Option(names = "--weight-decay", description = "AdamW weight decay on the weight matrices (default: ${DEFAULT-VALUE})") double weightDecay = 0.1;
+        @Option(names = "--clip", description = "gradient-norm clipping threshold (0: no clipping) (default: ${DEFAULT-VALUE})") double clip = 1.0;
+        @Option(names = "--log-interval", description = "steps between progress lines and metrics records (default: ${DEFAULT-VALUE})") int logInterval = 10;
+        @Option(names = "--checkpoint-interval", description = "save every N steps (0: only at the end) (default: ${DEFAULT-VALUE})") int checkpointInterval = 100;
+        @Option(names = "--seed", description = "seed of the initial weights, the batch order and every random draw (same seed, same data, same workers: same bits) (default: ${DEFAULT-VALUE})") long seed = 1;
         @Option(names = "--threads", description = "native threads per worker JVM (default: all cores)") Integer threads;
         @Option(names = "--out", required = true, description = "output folder, on storage every executor sees") Path out;
-        @Option(names = "--resume") boolean resume;
+        @Option(names = "--resume", description = "continue the run in --out from its checkpoint (weights, optimizer state, step, tokenizer, architecture)") boolean resume;
 
         @Override
         public Integer call() throws Exception {
@@ -96,8 +117,7 @@ public final class SparkMain implements Runnable {
                     ly = c.layers(); hd = c.heads(); dm = c.dim(); ctx = c.context(); ti = c.tied();
                 }
             } else {
-                tok = tokenizer.equals("bpe") ? BpeTokenizer.train(text, bpeVocab) : tokenizer.equals("char") ? CharTokenizer.train(text) : null;
-                if (tok == null) throw new IllegalArgumentException("--tokenizer must be char or bpe, got " + tokenizer);
+                tok = tokenizer == TokenizerKind.BPE ? BpeTokenizer.train(text, bpeVocab) : CharTokenizer.train(text);
             }
             int[] tokens = tok.encode(text);
             var job = new GptDataParallel.Job(n, batch, ly, hd, dm, ctx, ti, tok.toJson(), steps, lr, minLr, warmup, weightDecay, clip,

@@ -34,6 +34,7 @@ public final class ToyFlow {
     final Var[] scales;
     final Tensor[] masks;
     private final AdamW opt;
+    private final java.util.Map<String, Var> params;
 
     public ToyFlow(Config cfg, Scope scope) {
         if (!cfg.dist.equals("moons") && !cfg.dist.equals("rings")) throw new IllegalArgumentException("unknown toy density " + cfg.dist + " (moons or rings)");
@@ -41,7 +42,7 @@ public final class ToyFlow {
         nets = new Linear[cfg.couplings][3];
         scales = new Var[cfg.couplings];
         masks = new Tensor[cfg.couplings];
-        java.util.Map<String, Var> params = new java.util.LinkedHashMap<>();
+        params = new java.util.LinkedHashMap<>();
         for (int k = 0; k < cfg.couplings; k++) {
             long st = 50L * (k + 1);
             int hd = cfg.hidden;
@@ -122,15 +123,53 @@ public final class ToyFlow {
     /** Trains; returns the final mean negative log-likelihood (nats per point) on a fresh batch. */
     public double train() {
         double last = Double.NaN;
-        for (int t = 1; t <= cfg.steps; t++) {
-            try (Graph g = Graph.open()) {
-                Var nll = F.scale(F.mean(logProb(Var.constant(sampleData(g.scope(), cfg.seed, 4L * t, cfg.batch)))), -1f);
-                g.backward(nll);
-                opt.update(cfg.lr, 0);
-                last = F.item(nll);
-            }
-        }
+        for (int t = 1; t <= cfg.steps; t++) last = step(t);
         return last;
+    }
+
+    /** Adam step t (1-based): a fresh batch from Philox (seed, 4t); returns its mean NLL before the step. */
+    private double step(long t) {
+        try (Graph g = Graph.open()) {
+            Var nll = F.scale(F.mean(logProb(Var.constant(sampleData(g.scope(), cfg.seed, 4L * t, cfg.batch)))), -1f);
+            g.backward(nll);
+            opt.update(cfg.lr, 0);
+            return F.item(nll);
+        }
+    }
+
+    /** The checkpoint's format (metadata "format"). */
+    static final String FORMAT = "latent-flow-toy-1";
+
+    /**
+     * {@link #train} on {@link dev.latent.train.TrainLoop} into the run folder {@code out}: metrics.jsonl (the NLL every
+     * {@code logEvery} steps), a checkpoint (weights, Adam's state, the step) at the end and every {@code checkpointEvery}
+     * steps (0: only at the end); {@code resume} continues from {@code out}'s checkpoint, {@code stopAt} stops early.
+     * Each step's batch is keyed by the step, so N steps and k steps resumed to N end with the same bits (the same as
+     * {@link #train}'s). Returns the steps done.
+     */
+    public long run(Path out, boolean resume, long stopAt, int logEvery, long checkpointEvery, dev.latent.train.TrainingListener listener,
+                      boolean quiet) throws IOException {
+        if (logEvery < 1) throw new IllegalArgumentException("logEvery must be >= 1, got " + logEvery);
+        dev.latent.train.TrainLoop.Family family = new dev.latent.train.TrainLoop.Family() {
+            @Override public String name() { return "flow-toy"; }
+            @Override public java.util.Map<String, Var> parameters() { return params; }
+            @Override public java.util.Map<String, AdamW> optimizers() { return java.util.Map.of("opt", opt); }
+            @Override public java.util.Map<String, String> metadata() {
+                java.util.Map<String, Object> c = new java.util.LinkedHashMap<>();
+                c.put("dist", cfg.dist); c.put("couplings", cfg.couplings); c.put("hidden", cfg.hidden); c.put("steps", cfg.steps);
+                c.put("batch", cfg.batch); c.put("lr", cfg.lr); c.put("seed", cfg.seed);
+                return java.util.Map.of("format", FORMAT, "config", dev.latent.io.Json.object(c));
+            }
+            @Override public String divergenceHint() { return "lower the learning rate (" + cfg.lr + ")"; }
+            @Override public boolean logAt(long done) { return done % logEvery == 0 || done == cfg.steps; }
+
+            @Override public dev.latent.train.TrainLoop.StepResult step(long s) {
+                double l = ToyFlow.this.step(s + 1);
+                return new dev.latent.train.TrainLoop.StepResult(l, "the NLL", String.format(java.util.Locale.ROOT, "NLL %.4f", l),
+                        java.util.Map.of("nll", l));
+            }
+        };
+        return dev.latent.train.TrainLoop.run(family, new dev.latent.train.TrainLoop.Options(out, cfg.steps, stopAt, resume, checkpointEvery, listener, quiet));
     }
 
     public double evalNll(int n) {

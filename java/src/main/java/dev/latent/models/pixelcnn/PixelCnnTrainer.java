@@ -10,12 +10,9 @@ import dev.latent.io.SafeTensors;
 import dev.latent.optim.AdamW;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
-import dev.latent.train.DiskSpace;
-import dev.latent.train.DivergedException;
 import dev.latent.train.ImageGrid;
 import dev.latent.train.Limits;
-import dev.latent.train.Metrics;
-import dev.latent.train.Progress;
+import dev.latent.train.TrainLoop;
 import dev.latent.train.TrainingListener;
 
 import java.io.IOException;
@@ -24,7 +21,6 @@ import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -40,7 +36,8 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * Adam (beta 0.9, 0.999, eps 1e-8, no weight decay), shuffling by Philox (seed). The metric is the exact negative
  * log-likelihood in bits per dimension (the cross-entropy in nats / ln 2, averaged over every pixel of the test
  * split): 8 is a uniform model. After each epoch: a test evaluation, a 64-image sample grid (cached sampler) and a
- * checkpoint (atomic SafeTensors). 28 x 28 images (the model itself takes any size); CPU only.
+ * checkpoint (atomic SafeTensors, with Adam's state: {@code --resume} continues a run bit for bit). The loop is
+ * {@link TrainLoop}'s. 28 x 28 images (the model itself takes any size); CPU only.
  */
 public final class PixelCnnTrainer {
     public static final String CHECKPOINT = "checkpoint.safetensors";
@@ -140,64 +137,91 @@ public final class PixelCnnTrainer {
     }
 
     /** Training, a test evaluation, sample grid and checkpoint after each epoch; returns the epochs' results. */
-    public List<EpochResult> run() throws IOException {
+    public List<EpochResult> run() throws IOException { return run(0, false, Long.MAX_VALUE); }
+
+    /**
+     * The run on {@link TrainLoop}: {@code steps} Adam steps in all (0: the config's epochs of full passes), resumed
+     * from the run folder's checkpoint when {@code resume}, stopping after {@code stopAt} steps. The shuffle is keyed by
+     * the epoch the global step falls in, so N steps and k steps resumed to N give the same weights, bit for bit. An
+     * epoch's test evaluation, sample grid and checkpoint come at each full pass over the training set and at the last
+     * step; a resumed epoch's train bits/dim averages the steps this process ran.
+     */
+    public List<EpochResult> run(long steps, boolean resume, long stopAt) throws IOException {
+        if (steps < 0) throw new IllegalArgumentException("steps must be >= 0, got " + steps);
         try (var p = dev.latent.io.Provenance.training("pixelcnn", cfg.seed(), cfg.toMap(), cfg.out()).use()) {
-            return runWithProvenance();
+            return runWithProvenance(steps, resume, stopAt);
         }
     }
 
-    private List<EpochResult> runWithProvenance() throws IOException {
-        ImageData train = ImageData.load(cfg.data, "train"), test = ImageData.load(cfg.data, "test");
-        if (cfg.trainLimit > 0) train = train.head(Math.min(cfg.trainLimit, train.n));
+    private List<EpochResult> runWithProvenance(long steps, boolean resume, long stopAt) throws IOException {
+        ImageData train0 = ImageData.load(cfg.data, "train"), test = ImageData.load(cfg.data, "test");
+        if (cfg.trainLimit > 0) train0 = train0.head(Math.min(cfg.trainLimit, train0.n));
+        ImageData train = train0;
         int nTest = cfg.testLimit > 0 ? Math.min(cfg.testLimit, test.n) : test.n;
         if (train.h != 28 || train.w != 28 || test.h != 28 || test.w != 28)
             throw new IOException(train.source + ": the PixelCNN commands are for 28 x 28 images, got " + train.h + "x" + train.w + " (test "
                     + test.h + "x" + test.w + ")");
-        Files.createDirectories(cfg.out);
-        DiskSpace.require(cfg.out, DiskSpace.parameterCount(model.parameters()));   // before the first write into the run folder
-        List<EpochResult> results = new ArrayList<>();
         int stepsPerEpoch = (train.n + cfg.batch - 1) / cfg.batch;
-        Progress progress = new Progress(0, (long) stepsPerEpoch * cfg.epochs, listener);
+        long total = steps > 0 ? steps : (long) stepsPerEpoch * cfg.epochs;
+        List<EpochResult> results = new ArrayList<>();
         List<double[]> curve = new ArrayList<>();
-        try (Metrics metrics = new Metrics(cfg.out, false)) {
-            for (int ep = 1; ep <= cfg.epochs; ep++) {
-                int[] perm = ImageData.permutation(train.n, cfg.seed, PERM + ep);
-                double tot = 0;
-                long t0 = System.nanoTime();
-                for (int from = 0, s = 0; from < train.n; from += cfg.batch, s++) {
-                    int m = Math.min(cfg.batch, train.n - from);
-                    double l = trainStep(train, perm, from, m);
-                    tot += l * m;
-                    DivergedException.check("pixelcnn", step, "the bits/dim", l, "lower --lr (" + cfg.lr + ")");
-                    if (s % cfg.logEvery == 0) {
-                        Map<String, Object> rec = new LinkedHashMap<>();
-                        rec.put("step", step); rec.put("epoch", ep); rec.put("bits_per_dim", l);
-                        metrics.log(rec);
-                        curve.add(new double[] {step, l});
-                        if (!cfg.quiet) progress.report(step, String.format(Locale.ROOT, "%.4f bits/dim", l), Collections.unmodifiableMap(rec));
-                    }
+        TrainLoop.Family family = new TrainLoop.Family() {
+            int permEpoch = -1;
+            int[] perm;
+            double tot;
+            long images, t0 = System.nanoTime();
+
+            @Override public String name() { return "pixelcnn"; }
+            @Override public Map<String, Var> parameters() { return model.namedParameters(); }
+            @Override public Map<String, AdamW> optimizers() { return Map.of("opt", opt); }
+            @Override public Map<String, String> metadata() { return checkpointMetadata(); }
+            @Override public String divergenceHint() { return "lower --lr (" + cfg.lr + ")"; }
+            @Override public void restored(long s) { step = s; }
+
+            @Override public TrainLoop.StepResult step(long s) {
+                int ep = (int) (s / stepsPerEpoch) + 1, i = (int) (s % stepsPerEpoch);
+                if (ep != permEpoch) {
+                    perm = ImageData.permutation(train.n, cfg.seed, PERM + ep);
+                    permEpoch = ep;
                 }
+                int from = i * cfg.batch, m = Math.min(cfg.batch, train.n - from);
+                step = s;
+                double l = trainStep(train, perm, from, m);
+                tot += l * m;
+                images += m;
+                if (logAt(s + 1)) curve.add(new double[] {s + 1, l});
+                Map<String, Object> rec = new LinkedHashMap<>();
+                rec.put("epoch", ep); rec.put("bits_per_dim", l);
+                return new TrainLoop.StepResult(l, "the bits/dim", String.format(Locale.ROOT, "%.4f bits/dim", l), rec);
+            }
+
+            /** The first step of an epoch and every logEvery-th after it (as before the loop moved to TrainLoop). */
+            @Override public boolean logAt(long done) { return ((done - 1) % stepsPerEpoch) % cfg.logEvery == 0; }
+
+            @Override public void after(long done, TrainLoop.Run run) throws IOException {
+                if (done % stepsPerEpoch != 0 && done != total) return;
+                int ep = (int) ((done - 1) / stepsPerEpoch) + 1;
                 double secs = (System.nanoTime() - t0) / 1e9;
                 double bpd = bitsPerDim(test, nTest);
-                EpochResult r = new EpochResult(ep, tot / train.n, bpd, secs, train.n / secs);
+                EpochResult r = new EpochResult(ep, tot / Math.max(images, 1), bpd, secs, images / secs);
                 results.add(r);
                 Map<String, Object> rec = new LinkedHashMap<>();
                 rec.put("epoch", ep); rec.put("train_bits_per_dim", r.trainBitsPerDim); rec.put("test_bits_per_dim", bpd); rec.put("n_test", nTest);
                 rec.put("epoch_seconds", secs); rec.put("images_per_s", r.imagesPerSecond);
-                metrics.log(rec);
-                if (!cfg.quiet)
-                    listener.onEvaluation(new TrainingListener.Evaluation(step, String.format(Locale.ROOT,
-                            "epoch %d: train %.4f bits/dim, test %.4f bits/dim (%d images), %.1f img/s", ep, r.trainBitsPerDim, bpd, nTest,
-                            r.imagesPerSecond), Collections.unmodifiableMap(rec)));
+                run.evaluation(done, String.format(Locale.ROOT, "epoch %d: train %.4f bits/dim, test %.4f bits/dim (%d images), %.1f img/s", ep,
+                        r.trainBitsPerDim, bpd, nTest, r.imagesPerSecond), rec);
                 if (cfg.samples > 0) {
                     Path samples = cfg.out.resolve(String.format(Locale.ROOT, "samples-epoch-%03d.png", ep));
                     writeSamples(samples, cfg.samples, cfg.sampleSeed, train.h, train.w);
                     listener.onSample(samples, step);
                 }
-                save(cfg.out.resolve(CHECKPOINT));
-                listener.onCheckpoint(cfg.out.resolve(CHECKPOINT), step);
+                run.checkpoint(done);
+                tot = 0;
+                images = 0;
+                t0 = System.nanoTime();
             }
-        }
+        };
+        TrainLoop.run(family, new TrainLoop.Options(cfg.out, total, stopAt, resume, 0, listener, cfg.quiet));
         if (!curve.isEmpty())
             listener.onCurves(new TrainingListener.Curves(cfg.out, "PixelCNN training bits/dim", "step", "bits per dimension",
                     List.of(new TrainingListener.Series("bits/dim", curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray()))));
@@ -215,16 +239,26 @@ public final class PixelCnnTrainer {
         }
     }
 
-    /** Writes the weights, Adam's state, the step and the config (atomic: SafeTensors writes a temporary and renames). */
-    public void save(Path file) throws IOException {
-        Map<String, Tensor> t = new LinkedHashMap<>();
-        model.namedParameters().forEach((k, v) -> t.put(k, v.value()));
-        opt.state().forEach((k, mv) -> { t.put("opt.m." + k, mv[0]); t.put("opt.v." + k, mv[1]); });
+    private Map<String, String> checkpointMetadata() {
         Map<String, String> meta = new LinkedHashMap<>();
         meta.put("format", FORMAT);
-        meta.put("step", Long.toString(step));
         meta.put("config", Json.object(cfg.toMap()));
-        SafeTensors.write(file, t, meta);
+        return meta;
+    }
+
+    /**
+     * Writes the weights, Adam's state, the step and the config (the checkpoint {@code --resume} reads; atomic: a
+     * temporary file and a rename). The layout is {@link TrainLoop}'s: the same tensors as the format's first
+     * checkpoints, plus the metadata {@code opt.step} (a checkpoint without it resumes with Adam's step = "step").
+     */
+    public void save(Path file) throws IOException {
+        TrainLoop.save(file, new TrainLoop.Family() {
+            @Override public String name() { return "pixelcnn"; }
+            @Override public Map<String, Var> parameters() { return model.namedParameters(); }
+            @Override public Map<String, AdamW> optimizers() { return Map.of("opt", opt); }
+            @Override public Map<String, String> metadata() { return checkpointMetadata(); }
+            @Override public TrainLoop.StepResult step(long s) { throw new UnsupportedOperationException(); }
+        }, step);
     }
 
     private static int intField(Path f, Map<String, Object> c, String key) throws IOException {
