@@ -26,7 +26,7 @@ import java.util.function.Consumer;
  * tied; random weights: latency does not depend on their values, every request runs its full token count) served with
  * the service's defaults: 2 lanes, batches of up to 16, native pool of {@code threads}. Per load level, C client threads
  * each submit a streaming request, wait for its end and submit the next (closed loop) for {@code seconds}, after a
- * warm-up of the same length at 8 clients; a request is one of 64 fixed ones (6 prompts of 9-40 characters, 32 tokens,
+ * warm-up of the same length at 8 clients; a request is one of 64 fixed ones (6 prompts of 3-49 characters, 32 tokens,
  * temperatures 0-1, top-k 20 on a third, top-p 0.9 on a fifth, seeds 1000-1063, as the service's load test). First token
  * = submit to the first {@code onText} call (the first piece of text, drawn after the prompt's prefill and one step,
  * timed on the decoding thread); total = submit to completion. Percentiles over every request of the level.
