@@ -29,7 +29,7 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  * <p>
  * Weights: {@link Weights#IN_PLACE} (the default) reads the model's matrices where they are; {@link Weights#PACKED}
  * copies them once, at construction, into k-major panels ({@code lt_gemm_rows_pack}) that {@code lt_gemm_rows_packed}
- * streams with up to 16 rows in registers and the bias fused: about 1.5x faster per step at 16 sequences
+ * streams with up to 16 rows in registers and the bias fused: 1.2-1.5x faster per step at 16 sequences
  * (BENCHMARKS.md S2), for one more copy of the matrices in native memory, held until {@link #close()}. The two layouts
  * sum each element in a different order, so their logits differ in the last bits (both within the tolerance of the
  * full forward); each is deterministic in itself as stated above.
