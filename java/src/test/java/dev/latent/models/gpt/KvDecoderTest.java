@@ -4,6 +4,7 @@ import dev.latent.autograd.Graph;
 import dev.latent.autograd.Var;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Scope;
+import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
@@ -39,6 +40,20 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class KvDecoderTest {
     private static final double U = Math.ulp(1.0f) / 2;
+
+    /** Decoders a test opened (the packed ones hold native memory of their own), closed after it. */
+    private final List<KvDecoder> decoders = new ArrayList<>();
+
+    private KvDecoder opened(KvDecoder d) {
+        decoders.add(d);
+        return d;
+    }
+
+    @AfterEach
+    void closeDecoders() {
+        decoders.forEach(KvDecoder::close);
+        decoders.clear();
+    }
 
     static Gpt randomModel(Scope s, GptConfig cfg, long seed) {
         Gpt m = new Gpt(s, cfg, seed);
@@ -89,7 +104,7 @@ class KvDecoderTest {
             SplittableRandom r = new SplittableRandom(100 + ci);
             try (Scope s = Scope.shared()) {
                 Gpt m = randomModel(s, cfg, 7 + ci);
-                KvDecoder d = new KvDecoder(m, weights);
+                KvDecoder d = opened(new KvDecoder(m, weights));
                 for (int trial = 0; trial < 4; trial++) {
                     int t = 1 + r.nextInt(cfg.context());
                     int[] ids = r.ints(t, 0, cfg.vocab()).toArray();
@@ -140,7 +155,7 @@ class KvDecoderTest {
             SplittableRandom r = new SplittableRandom(200 + ci);
             try (Scope s = Scope.shared()) {
                 Gpt m = randomModel(s, cfg, 17 + ci);
-                KvDecoder d = new KvDecoder(m, weights);
+                KvDecoder d = opened(new KvDecoder(m, weights));
                 int[] prompt = r.ints(1 + r.nextInt(cfg.context() / 2 + 1), 0, cfg.vocab()).toArray();
                 int n = cfg.context() + 5;   // runs past the context: the cache is rebuilt from its newest half
                 int[] got = d.generate(prompt, new KvDecoder.Settings(n, 0, 0, 1, 1));
@@ -174,7 +189,7 @@ class KvDecoderTest {
         int old = nat.numThreads();
         try (Scope s = Scope.shared()) {
             Gpt m = randomModel(s, cfg, 3);
-            KvDecoder d = new KvDecoder(m, weights);
+            KvDecoder d = opened(new KvDecoder(m, weights));
             KvDecoder.Settings st = new KvDecoder.Settings(30, 4.0, 20, 0.99, 42);
             int[] prompt = {1, 2, 3, 4, 5};
             nat.setNumThreads(1);
