@@ -2,6 +2,7 @@ package dev.latent.bench;
 
 import dev.latent.models.gpt.Gpt;
 import dev.latent.models.gpt.GptConfig;
+import dev.latent.models.gpt.KvDecoder;
 import dev.latent.nativ.LatentNative;
 import dev.latent.serve.GptGenerator;
 import dev.latent.serve.Outcome;
@@ -24,7 +25,8 @@ import java.util.function.Consumer;
  * S1 streaming: first-token latency of {@link GptGenerator} under load, in process (no HTTP: what the library adds;
  * the service's SSE framing is on top). The 4 x 4 x 128 GPT of GeneratorMemoryTest (char vocabulary, context 128,
  * tied; random weights: latency does not depend on their values, every request runs its full token count) served with
- * the service's defaults: 2 lanes, batches of up to 16, native pool of {@code threads}. Per load level, C client threads
+ * the service's defaults: 2 lanes, batches of up to 16, native pool of {@code threads}; with the decoder's weights in
+ * place (the generator's default) and then packed. Per load level, C client threads
  * each submit a streaming request, wait for its end and submit the next (closed loop) for {@code seconds}, after a
  * warm-up of the same length at 8 clients; a request is one of 64 fixed ones (6 prompts of 3-49 characters, 32 tokens,
  * temperatures 0-1, top-k 20 on a third, top-p 0.9 on a fifth, seeds 1000-1063, as the service's load test). First token
@@ -53,13 +55,19 @@ public final class StreamWorkload {
         CharTokenizer tok = CharTokenizer.train(TEXT);
         GptConfig cfg = new GptConfig(tok.vocabSize(), 4, 4, 128, 128, true);
         List<Map<String, Object>> out = new ArrayList<>();
-        try (Scope s = Scope.shared(); GptGenerator g = new GptGenerator(new Gpt(s, cfg, 1), tok, new GptGenerator.Options(2, 16, 4096))) {
-            level(g, 8, seconds, null);   // warm-up: JIT, allocator caches
-            for (int c : clients) {
-                Map<String, Object> rec = level(g, c, seconds, log);
-                rec.put("threads", threads);
-                out.add(rec);
-            }
+        try (Scope s = Scope.shared()) {
+            Gpt m = new Gpt(s, cfg, 1);
+            for (KvDecoder.Weights w : KvDecoder.Weights.values())
+                try (GptGenerator g = new GptGenerator(m, tok, new GptGenerator.Options(2, 16, 4096, w))) {
+                    level(g, 8, seconds, null);   // warm-up: JIT, allocator caches
+                    for (int c : clients) {
+                        if (log != null) log.accept("stream: weights " + w + ", native pool " + threads);
+                        Map<String, Object> rec = level(g, c, seconds, log);
+                        rec.put("threads", threads);
+                        rec.put("weights", w.name().toLowerCase(java.util.Locale.ROOT));
+                        out.add(rec);
+                    }
+                }
         }
         return out;
     }
