@@ -3,13 +3,22 @@
  * blocks (running max m, normalizer l, the output accumulated in o itself and rescaled by 2^(m_old - m_new) when the
  * max grows); the weights 2^(s - m) 16 at a time with exp2_ps (attention_avx512.c's polynomial, <= 0.95 ulp); then
  * o += sum_j p_j v_j over the block. o is divided by l at the end. Any hs >= 1 and len >= 1. The order of every sum
- * is fixed by (hs, len) alone. */
+ * is fixed by (hs, len) alone.
+ * Prefetch: at 16 sequences a decode step reads ~24 MB of cache per step (E1 shape, position 80), from DRAM, in short
+ * runs per (row, head) (20 KB at ld = hs, KvDecoder's head-major cache; strided pieces at ld = nh hs) that the hardware
+ * prefetchers ramp up on late and stop at page ends; so the score loop prefetches the K slice PF_KEYS keys ahead and the
+ * V slice of the key it scores (read by the weighted sum right after the block): 2.6-2.8 -> 2.1-2.2 ms per step on one
+ * thread for 6 layers x 16 rows x 80 keys with the caches cold (1.8 -> 1.1-1.2 ms on two), head-major layout included.
+ * Prefetches change no arithmetic. */
 #include <immintrin.h>
 #include <math.h>
 
 #include "attention_decode.h"
 
 #define BK 64
+#ifndef PF_KEYS
+#define PF_KEYS 16 /* keys ahead whose K slice the score loop prefetches */
+#endif
 #define LOG2E 1.4426950408889634f
 
 static inline __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
@@ -41,6 +50,10 @@ void attn_decode_head_avx512(int64_t hs, int64_t len, float scale, const float *
         float bm = -INFINITY;
         for (int64_t j = 0; j < nb; j++) {
             const float *kj = k + (j0 + j) * ld;
+            for (int64_t e = 0; e < hs; e += 16) {
+                _mm_prefetch((const char *)(kj + PF_KEYS * ld + e), _MM_HINT_T0);
+                _mm_prefetch((const char *)(v + (j0 + j) * ld + e), _MM_HINT_T0);
+            }
             __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
             int64_t e = 0;
             for (; e + 32 <= hs; e += 32) {

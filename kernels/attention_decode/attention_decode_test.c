@@ -5,6 +5,10 @@
  *   attention_decode_test                 the checks; prints "N passed, N failed" last
  *   attention_decode_test --bench [reps]  E1's decode shape (NH 6, HS 64) at len 128 and 256, rows 1 and 16, 1 and 2
  *                                         threads: us per call and GB/s of cache read (K and V once each)
+ *   attention_decode_test --bench-cold    a decode step's attention as KvDecoder runs it at 16 sequences: 6 layers x 16
+ *                                         rows x 80 keys, each (layer, row) its own 256 x 384 cache, 64 MB swept before
+ *                                         each step (so the caches come from DRAM, as after the weights' stream), in
+ *                                         the (ctx, nh hs) layout (6 heads a row) and head-major (96 rows of 1 head)
  *
  * Tolerance (derived, per output element of row r, head h; u = 2^-24):
  *   |o - ref| <= ((2 hs + 4) S + 2 len + 16) u W + 1e-30,  W = sum_j w_j |v_j,e| (w the exact weights),
@@ -217,7 +221,58 @@ static void bench(int reps) {
             }
 }
 
+static void bench_cold(void) {
+    enum { L = 6, R = 16, CTX = 256, NH = 6, HS = 64, C = NH * HS, LEN = 80 };
+    float *kc[L][R], *vc[L][R];
+    uint64_t rng = 8;
+    for (int l = 0; l < L; l++)
+        for (int r = 0; r < R; r++) {
+            kc[l][r] = malloc(sizeof(float) * CTX * C);
+            vc[l][r] = malloc(sizeof(float) * CTX * C);
+            lt_t_fill(kc[l][r], CTX * C, &rng);
+            lt_t_fill(vc[l][r], CTX * C, &rng);
+        }
+    size_t fl = (size_t)64 << 20;
+    char *flush = malloc(fl);
+    memset(flush, 1, fl);
+    float *q = malloc(sizeof(float) * R * C), *o = malloc(sizeof(float) * R * C);
+    lt_t_fill(q, R * C, &rng);
+    int32_t len[R * NH];
+    for (int r = 0; r < R * NH; r++) len[r] = LEN;
+    for (int th = 1; th <= 2; th++)
+        for (int hm = 0; hm < 2; hm++) {
+            lt_set_num_threads(th);
+            lt_attention_decode_desc d = {hm ? R * NH : R, hm ? 1 : NH, HS, hm ? HS : C, hm ? HS : C, hm ? HS : C, 0.125f, 0};
+            double best = 1e30;
+            volatile long sink = 0;
+            for (int rep = 0; rep < 15; rep++) {
+                for (size_t i = 0; i < fl; i += 64) sink += flush[i];
+                double t = 0;
+                for (int l = 0; l < L; l++) {
+                    const float *kp[R * NH], *vp[R * NH];
+                    for (int r = 0; r < d.rows; r++) {
+                        kp[r] = hm ? kc[l][r / NH] + (r % NH) * CTX * HS : kc[l][r];
+                        vp[r] = hm ? vc[l][r / NH] + (r % NH) * CTX * HS : vc[l][r];
+                    }
+                    double t0 = lt_t_now();
+                    lt_attention_decode_fwd(&d, q, kp, vp, len, o);
+                    t += lt_t_now() - t0;
+                }
+                if (t < best) best = t;
+            }
+            printf("decode attention %s, caches from DRAM, %s, 6 layers x 16 rows x %d keys, %d thread(s): %.0f us per step, %.1f GB/s\n",
+                   lt_t_isa_name(), hm ? "head-major (ld = hs)" : "(ctx, nh hs) rows", LEN, th, best * 1e6, 2.0 * L * R * LEN * C * 4 / best / 1e9);
+        }
+    for (int l = 0; l < L; l++)
+        for (int r = 0; r < R; r++) { free(kc[l][r]); free(vc[l][r]); }
+    free(flush); free(q); free(o);
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--bench-cold")) {
+        bench_cold();
+        return 0;
+    }
     if (argc > 1 && !strcmp(argv[1], "--bench")) {
         bench(argc > 2 ? atoi(argv[2]) : 20);
         return 0;

@@ -101,6 +101,20 @@ LT_API lt_status lt_gemm_bf16(const lt_gemm_desc *d, const float *a, const float
  * weights stream through once per call. Slower than lt_gemm once M reaches tens of rows. C must not overlap A or B. */
 LT_API lt_status lt_gemm_rows(const lt_gemm_desc *d, const float *a, const float *b, float *c);
 
+/* Skinny GEMM on pre-packed weights (kernels/gemm/gemm_packed.c), for decoding with M = sequences in flight:
+ * lt_gemm_rows_pack copies B (N, K) at row stride ldb (a Linear layer's weight) into panels of LT_GEMM_PACK_NR
+ * columns, k-major: packed[(p * K + k) * NR + j] = B[p * NR + j][k], zero where p * NR + j >= N; packed holds
+ * ceil(N / NR) * NR * K floats (lt_gemm_rows_packed_size) and must not overlap B. lt_gemm_rows_packed then computes
+ * C (M, N) at row stride ldc = A (M, K) at row stride lda times B^T, plus bias[j] when bias is not NULL: every panel
+ * streams through once per call with up to 16 rows of A against it in registers. Each element is one fused
+ * multiply-add chain over k = 0 .. K-1 in order from 0, then + bias[j]: its bits depend neither on M, the thread
+ * count, the tile nor the ISA (the reference uses fmaf). C must not overlap A, packed or bias. Forward only. */
+#define LT_GEMM_PACK_NR 16
+LT_API int64_t lt_gemm_rows_packed_size(int64_t n, int64_t k);
+LT_API lt_status lt_gemm_rows_pack(int64_t n, int64_t k, const float *b, int64_t ldb, float *packed);
+LT_API lt_status lt_gemm_rows_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *packed,
+                                     const float *bias, float *c, int64_t ldc);
+
 /* ---- attention: multi-head scaled dot-product, FlashAttention-2 style ------------------------------
  * q, k, v, o, dq, dk, dv: (B, NH, T, HS) contiguous. lse: (B, NH, T), the log-sum-exp of each row of the
  * scaled (and, if causal, masked) scores, written by the forward and read by the backward, which recomputes

@@ -27,7 +27,7 @@ public final class BenchCommand implements Runnable {
         }
     }
 
-    @Parameters(index = "0", description = "workload: gemm | attention | gpt | decode | reparam | conv | dcgan | vae | realnvp | peak")
+    @Parameters(index = "0", description = "workload: gemm | attention | gpt | decode | stream | reparam | conv | dcgan | vae | realnvp | peak")
     String workload;
 
     @Option(names = "--json", description = "print one JSON object per result on stdout (progress goes to stderr)")
@@ -39,7 +39,7 @@ public final class BenchCommand implements Runnable {
     @Option(names = "--no-peer", description = "skip the PyTorch reference peer even when it is installed")
     boolean noPeer;
 
-    @Option(names = "--reps", description = "timed repetitions per measurement; the median is reported (default: ${DEFAULT-VALUE})")
+    @Option(names = "--reps", description = "timed repetitions per measurement; the median is reported (stream: seconds per load level) (default: ${DEFAULT-VALUE})")
     int reps = 10;
 
     @Override
@@ -92,12 +92,17 @@ public final class BenchCommand implements Runnable {
                 yield all;
             }
             case "peak" -> peak();
+            case "stream" -> {   // S1: streaming first-token latency of GptGenerator under load (dev.latent.bench.StreamWorkload)
+                List<Map<String, Object>> all = new java.util.ArrayList<>();
+                for (int t : threads) all.addAll(dev.latent.bench.StreamWorkload.run(t, new int[] {1, 8, 32, 64}, Math.max(1, reps), log()));
+                yield all;
+            }
             case "decode" -> {   // S2: KV-cache decoding at batch 1 and 16 against PyTorch's loop (dev.latent.bench.DecodeWorkload)
                 List<Map<String, Object>> all = new java.util.ArrayList<>();
                 for (int t : threads) all.addAll(dev.latent.bench.DecodeWorkload.run(t, new int[] {1, 16}, Math.max(3, Math.min(reps, 7)), !noPeer, log()));
                 yield all;
             }
-            default -> throw new IllegalArgumentException("unknown workload '" + workload + "' (gemm | attention | gpt | decode | reparam | conv | dcgan | vae | realnvp | peak)");
+            default -> throw new IllegalArgumentException("unknown workload '" + workload + "' (gemm | attention | gpt | decode | stream | reparam | conv | dcgan | vae | realnvp | peak)");
         };
         if (json) results.forEach(r -> System.out.println(Json.object(r)));
     }

@@ -24,7 +24,8 @@ import java.util.function.Consumer;
  * tokens/s = B * 128 / time, median of the repetitions. Beside it, the same loop in PyTorch (bench/reference/gpt_decode.py)
  * in the same run, and the ceiling decode at small B is bound by: every step reads all weights once, so weight bytes per
  * step / step time is graded against the STREAM triad bandwidth measured in the same run (the KV cache read per step
- * is reported too).
+ * is reported too). Both weight layouts of {@link KvDecoder} are timed (in place, and packed once into k-major panels),
+ * each against the same peer run.
  * <p>
  * The PyTorch peer is found as: $LATENT_TORCH_PYTHON, else the reference venv ($LATENT_REFERENCE/.venv or
  * ../shared/reference/.venv), else ../venv-torch, beside the repository; absent, the peer is skipped with the reason.
@@ -43,66 +44,82 @@ public final class DecodeWorkload {
         log.accept(String.format("decode: triad %.1f GB/s on %d thread(s)", triad, threads));
         try (Scope s = Scope.shared()) {
             Gpt m = new Gpt(s, cfg, 1);
-            KvDecoder d = new KvDecoder(m);
-            // Weights read per step: every matrix, bias and gain once, the head (= wte, tied) once; wpe one row per sequence.
-            double weightBytes = 4.0 * (m.parameterCount() - (long) cfg.context() * cfg.dim());
-            for (int b : batches) {
-                double[] ms = new double[reps];
-                SplittableRandom r = new SplittableRandom(1);
-                for (int rep = -1; rep < reps; rep++) {
-                    List<KvDecoder.Sequence> seqs = new ArrayList<>();
-                    try {
-                        for (int i = 0; i < b; i++)
-                            seqs.add(d.new Sequence(r.ints(PROMPT, 0, cfg.vocab()).toArray(), new KvDecoder.Settings(TOKENS + 1, 0, 0, 1, i)));
-                        d.step(seqs);   // the prompts, and the first token
-                        long t0 = System.nanoTime();
-                        for (int i = 0; i < TOKENS; i++) d.step(seqs);
-                        if (rep >= 0) ms[rep] = (System.nanoTime() - t0) / 1e6;
-                    } finally {
-                        for (KvDecoder.Sequence q : seqs) q.close();
+            try (KvDecoder inPlace = new KvDecoder(m); KvDecoder packed = new KvDecoder(m, KvDecoder.Weights.PACKED)) {
+                // Weights read per step: every matrix, bias and gain once, the head (= wte, tied) once; wpe one row per sequence.
+                double weightBytes = 4.0 * (m.parameterCount() - (long) cfg.context() * cfg.dim());
+                for (int b : batches) {
+                    // K and V read per step, averaged over the timed positions (PROMPT + 1 .. PROMPT + TOKENS keys)
+                    double kvBytes = 4.0 * b * cfg.layers() * 2 * cfg.dim() * (PROMPT + 1 + (TOKENS - 1) / 2.0);
+                    List<Map<String, Object>> ours = new ArrayList<>();
+                    for (KvDecoder d : List.of(inPlace, packed)) {
+                        double step = msPerStep(d, cfg, b, reps), tps = b * 1e3 / step, wgbs = weightBytes / (step / 1e3) / 1e9;
+                        Map<String, Object> rec = new LinkedHashMap<>();
+                        rec.put("workload", "gpt-decode");
+                        rec.put("shape", "L6 H6 C384 T256 V65 tied, prompt " + PROMPT + ", " + TOKENS + " tokens");
+                        rec.put("batch", b);
+                        rec.put("impl", "latent");
+                        rec.put("weights", d.weights().name().toLowerCase(java.util.Locale.ROOT));
+                        rec.put("isa", LatentNative.isaName(nat.isa()));
+                        rec.put("threads", threads);
+                        rec.put("ms_per_step", step);
+                        rec.put("tokens_per_s", tps);
+                        rec.put("weight_gb_per_s", wgbs);
+                        rec.put("kv_gb_per_s", kvBytes / (step / 1e3) / 1e9);
+                        rec.put("triad_gb_per_s", triad);
+                        rec.put("pct_triad", 100 * wgbs / triad);
+                        out.add(rec);
+                        ours.add(rec);
+                        log.accept(String.format("decode B=%d, %d thread(s), weights %s: %.3f ms/step, %.0f tokens/s; weights %.1f GB/s = %.0f%% of triad %.1f (+ KV cache %.1f GB/s)",
+                                b, threads, rec.get("weights"), step, tps, wgbs, 100 * wgbs / triad, triad, kvBytes / (step / 1e3) / 1e9));
                     }
-                }
-                java.util.Arrays.sort(ms);
-                double med = ms[reps / 2], step = med / TOKENS, tps = b * TOKENS / (med / 1e3);
-                // K and V read per step, averaged over the timed positions (PROMPT + 1 .. PROMPT + TOKENS keys)
-                double kvBytes = 4.0 * b * cfg.layers() * 2 * cfg.dim() * (PROMPT + 1 + (TOKENS - 1) / 2.0);
-                double wgbs = weightBytes / (step / 1e3) / 1e9;
-                Map<String, Object> rec = new LinkedHashMap<>();
-                rec.put("workload", "gpt-decode");
-                rec.put("shape", "L6 H6 C384 T256 V65 tied, prompt " + PROMPT + ", " + TOKENS + " tokens");
-                rec.put("batch", b);
-                rec.put("impl", "latent");
-                rec.put("isa", LatentNative.isaName(nat.isa()));
-                rec.put("threads", threads);
-                rec.put("ms_per_step", step);
-                rec.put("tokens_per_s", tps);
-                rec.put("weight_gb_per_s", wgbs);
-                rec.put("kv_gb_per_s", kvBytes / (step / 1e3) / 1e9);
-                rec.put("triad_gb_per_s", triad);
-                rec.put("pct_triad", 100 * wgbs / triad);
-                out.add(rec);
-                log.accept(String.format("decode B=%d, %d thread(s): %.3f ms/step, %.0f tokens/s; weights %.1f GB/s = %.0f%% of triad %.1f (+ KV cache %.1f GB/s)",
-                        b, threads, step, tps, wgbs, 100 * wgbs / triad, triad, kvBytes / (step / 1e3) / 1e9));
-                if (peer) {
+                    if (!peer) continue;
                     Map<String, Object> p = torch(threads, b, reps, log);
-                    if (p != null) {
-                        double pt = ((Number) p.get("tokens_per_s")).doubleValue(), pstep = ((Number) p.get("median_ms_per_step")).doubleValue();
-                        Map<String, Object> pr = new LinkedHashMap<>(rec);
-                        pr.put("impl", "pytorch " + p.get("torch"));
-                        pr.remove("isa");
-                        pr.put("ms_per_step", pstep);
-                        pr.put("tokens_per_s", pt);
-                        pr.put("weight_gb_per_s", weightBytes / (pstep / 1e3) / 1e9);
-                        pr.put("kv_gb_per_s", kvBytes / (pstep / 1e3) / 1e9);
-                        pr.put("pct_triad", 100 * weightBytes / (pstep / 1e3) / 1e9 / triad);
-                        pr.put("latent_speedup", tps / pt);
-                        out.add(pr);
-                        log.accept(String.format("pytorch decode B=%d, %d thread(s): %.3f ms/step, %.0f tokens/s; latent is %.2fx", b, threads, pstep, pt, tps / pt));
+                    if (p == null) continue;
+                    double pt = ((Number) p.get("tokens_per_s")).doubleValue(), pstep = ((Number) p.get("median_ms_per_step")).doubleValue();
+                    Map<String, Object> pr = new LinkedHashMap<>(ours.get(0));
+                    pr.put("impl", "pytorch " + p.get("torch"));
+                    pr.remove("isa");
+                    pr.remove("weights");
+                    pr.put("ms_per_step", pstep);
+                    pr.put("tokens_per_s", pt);
+                    pr.put("weight_gb_per_s", weightBytes / (pstep / 1e3) / 1e9);
+                    pr.put("kv_gb_per_s", kvBytes / (pstep / 1e3) / 1e9);
+                    pr.put("pct_triad", 100 * weightBytes / (pstep / 1e3) / 1e9 / triad);
+                    StringBuilder ratios = new StringBuilder();
+                    for (Map<String, Object> o : ours) {
+                        double speed = ((Number) o.get("tokens_per_s")).doubleValue() / pt;
+                        o.put("latent_speedup", speed);
+                        pr.put("latent_speedup_" + o.get("weights"), speed);
+                        ratios.append(String.format(", %.2fx %s", speed, o.get("weights")));
                     }
+                    out.add(pr);
+                    log.accept(String.format("pytorch decode B=%d, %d thread(s): %.3f ms/step, %.0f tokens/s; latent is%s", b, threads, pstep, pt,
+                            ratios.substring(1)));
                 }
             }
         }
         return out;
+    }
+
+    /** B sequences, prompts prefilled (not timed), then TOKENS steps timed; the median over reps (after one warm-up), ms per step. */
+    static double msPerStep(KvDecoder d, GptConfig cfg, int b, int reps) {
+        double[] ms = new double[reps];
+        SplittableRandom r = new SplittableRandom(1);
+        for (int rep = -1; rep < reps; rep++) {
+            List<KvDecoder.Sequence> seqs = new ArrayList<>();
+            try {
+                for (int i = 0; i < b; i++)
+                    seqs.add(d.new Sequence(r.ints(PROMPT, 0, cfg.vocab()).toArray(), new KvDecoder.Settings(TOKENS + 1, 0, 0, 1, i)));
+                d.step(seqs);   // the prompts, and the first token
+                long t0 = System.nanoTime();
+                for (int i = 0; i < TOKENS; i++) d.step(seqs);
+                if (rep >= 0) ms[rep] = (System.nanoTime() - t0) / 1e6;
+            } finally {
+                for (KvDecoder.Sequence q : seqs) q.close();
+            }
+        }
+        java.util.Arrays.sort(ms);
+        return ms[reps / 2] / TOKENS;
     }
 
     /** The PyTorch python, or null with the reason logged. */

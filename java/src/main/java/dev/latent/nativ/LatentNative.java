@@ -83,6 +83,8 @@ public final class LatentNative {
             structInfo, philox, randUniform, gemm, peakFma, peakTriad, abiVersionCritical;
     // Kernels bound lazily-checked: a library built without one fails at the call, naming the symbol.
     private final MethodHandle attentionDecodeFwd, gemmRows;
+    // issue 19: the skinny GEMM of decoding on pre-packed weights (kernels/gemm/gemm_packed.c)
+    private final MethodHandle gemmRowsPackedSize, gemmRowsPack, gemmRowsPacked;
     private final MethodHandle attentionFwd, attentionBwd, layernormFwd, layernormBwd, geluFwd, geluBwd, softmaxXent,
             adamw, sumsq, sumsqSegments, embeddingBwd, axpby, mul, addRows, sumRows, copyStrided, reparamFwd, reparamBwd,
             conv2dFwd, conv2dBwdData, conv2dBwdWeight, bnFwdTrain, bnFwdInfer, bnBwd, actFwd, actBwd, bceLogits, couplingFwd, couplingInv, couplingBwd;
@@ -147,6 +149,10 @@ public final class LatentNative {
                 FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_INT, ADDRESS));
         attentionFwd = opt(l, linker, "lt_attention_fwd", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
         gemmRows = opt(l, linker, "lt_gemm_rows", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        gemmRowsPackedSize = opt(l, linker, "lt_gemm_rows_packed_size", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        gemmRowsPack = opt(l, linker, "lt_gemm_rows_pack", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS));
+        gemmRowsPacked = opt(l, linker, "lt_gemm_rows_packed", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS,
+                JAVA_LONG, ADDRESS, ADDRESS, ADDRESS, JAVA_LONG));
         attentionDecodeFwd = opt(l, linker, "lt_attention_decode_fwd", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS,
                 ADDRESS, ADDRESS));
         attentionBwd = opt(l, linker, "lt_attention_bwd", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS,
@@ -437,6 +443,45 @@ public final class LatentNative {
     public void gemmRows(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c) {
         checkGemm(desc, a, b, c);
         try { check("lt_gemm_rows", (int) need(gemmRows, "lt_gemm_rows").invokeExact(desc, a, b, c)); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** Floats that {@link #gemmRowsPack} writes for B (n, k): ceil(n / 16) * 16 * k. */
+    public long gemmRowsPackedSize(long n, long k) {
+        String op = "lt_gemm_rows_packed_size";
+        elems(op, n, k);
+        long size;
+        try { size = (long) need(gemmRowsPackedSize, op).invokeExact(n, k); } catch (Throwable t) { throw rethrow(t); }
+        if (size < 0) throw new IllegalArgumentException(op + ": n " + n + " x k " + k + " overflows");
+        return size;
+    }
+
+    /** Raw lt_gemm_rows_pack: B (n, k) at row stride ldb into {@link #gemmRowsPackedSize} floats of k-major 16-column panels. */
+    public void gemmRowsPack(long n, long k, MemorySegment b, long ldb, MemorySegment packed) {
+        String op = "lt_gemm_rows_pack";
+        long size = gemmRowsPackedSize(n, k);
+        if (ldb < Math.max(1, k)) throw new IllegalArgumentException(op + ": ldb " + ldb + " must be >= max(1, k = " + k + ")");
+        if (n > 0 && k > 0) floats(op, "b", b, elems(op, n - 1, ldb) + k);
+        floats(op, "packed", packed, size);
+        try { check(op, (int) need(gemmRowsPack, op).invokeExact(n, k, b, ldb, packed)); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /**
+     * Raw lt_gemm_rows_packed: C (m, n) at row stride ldc = A (m, k) at row stride lda times B^T (+ bias (n) unless
+     * bias is {@link MemorySegment#NULL}), B packed by {@link #gemmRowsPack}. Bits independent of m, threads and ISA.
+     */
+    public void gemmRowsPacked(long m, long n, long k, MemorySegment a, long lda, MemorySegment packed, MemorySegment bias, MemorySegment c, long ldc) {
+        String op = "lt_gemm_rows_packed";
+        long size = gemmRowsPackedSize(n, k);
+        elems(op, m, n, k);
+        if (lda < Math.max(1, k) || ldc < Math.max(1, n))
+            throw new IllegalArgumentException(op + ": lda " + lda + " must be >= max(1, k = " + k + "), ldc " + ldc + " >= max(1, n = " + n + ")");
+        if (m > 0 && n > 0) {
+            if (k > 0) floats(op, "a", a, elems(op, m - 1, lda) + k);
+            floats(op, "packed", packed, size);
+            floats(op, "bias", bias, n);
+            floats(op, "c", c, elems(op, m - 1, ldc) + n);
+        }
+        try { check(op, (int) need(gemmRowsPacked, op).invokeExact(m, n, k, a, lda, packed, bias, c, ldc)); } catch (Throwable t) { throw rethrow(t); }
     }
 
     /** Raw lt_gemm_bf16 (same descriptor; operands rounded to bf16, fp32 accumulation); NativeException

@@ -29,12 +29,22 @@ public final class GptGenerator implements TextGenerator {
     /**
      * {@code lanes}: decoding threads (about the cores to give it); {@code maxBatch}: requests one lane
      * steps together (1 = no batching); {@code maxQueued}: requests accepted but not finished, past which
-     * {@link #submit} refuses.
+     * {@link #submit} refuses; {@code weights}: the decoder's weight layout ({@link KvDecoder.Weights#IN_PLACE}, the
+     * default, holds the weights once; {@link KvDecoder.Weights#PACKED} adds a packed copy of the matrices, faster
+     * at larger batches, BENCHMARKS.md S2; the two layouts' texts can differ where two tokens' logits are within
+     * float rounding).
      */
-    public record Options(int lanes, int maxBatch, int maxQueued) {
+    public record Options(int lanes, int maxBatch, int maxQueued, KvDecoder.Weights weights) {
         public Options {
             if (lanes < 1 || maxBatch < 1 || maxQueued < 1) throw new IllegalArgumentException("options must be >= 1: " + this);
+            java.util.Objects.requireNonNull(weights, "weights");
         }
+
+        /** The weights read in place. */
+        public Options(int lanes, int maxBatch, int maxQueued) { this(lanes, maxBatch, maxQueued, KvDecoder.Weights.IN_PLACE); }
+
+        /** These options with another weight layout. */
+        public Options withWeights(KvDecoder.Weights w) { return new Options(lanes, maxBatch, maxQueued, w); }
 
         /** One lane per core (at most 4), batches of up to 16 (measured best on 2 cores, docs/decisions.md), 1024 requests in flight. */
         public static Options defaults() {
@@ -80,7 +90,7 @@ public final class GptGenerator implements TextGenerator {
         this.owned = owned;
         this.model = model;
         this.tok = tokenizer;
-        this.decoder = new KvDecoder(model);
+        this.decoder = new KvDecoder(model, options.weights());
         this.opt = options;
         for (int i = 0; i < options.lanes(); i++) {
             Thread t = new Thread(this::lane, "latent-gpt-lane-" + i);
@@ -326,6 +336,7 @@ public final class GptGenerator implements TextGenerator {
                 }
             }
         }
+        decoder.close();
         if (owned != null) owned.close();
         if (interrupted) Thread.currentThread().interrupt();
     }

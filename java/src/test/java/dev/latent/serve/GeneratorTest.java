@@ -2,6 +2,7 @@ package dev.latent.serve;
 
 import dev.latent.models.gpt.Gpt;
 import dev.latent.models.gpt.GptConfig;
+import dev.latent.models.gpt.KvDecoder;
 import dev.latent.models.gpt.GptSampler;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
@@ -44,8 +45,18 @@ class GeneratorTest {
                 TextRequest r = request(i);
                 expected[i] = alone.generate(TOK.encode(r.prompt()), new GptSampler.Settings(r.maxTokens(), r.temperature(), r.topK(), r.topP(), r.seed()));
             }
+            // the packed weight layout sums in another order: its reference is the packed decoder alone
+            int[][] expectedPacked = new int[n][];
+            try (KvDecoder pd = new KvDecoder(m, KvDecoder.Weights.PACKED)) {
+                for (int i = 0; i < n; i++) {
+                    TextRequest r = request(i);
+                    expectedPacked[i] = pd.generate(TOK.encode(r.prompt()), new KvDecoder.Settings(r.maxTokens(), r.temperature(), r.topK(), r.topP(), r.seed()));
+                }
+            }
             long held = Scope.liveBytes();
-            for (GptGenerator.Options o : List.of(new GptGenerator.Options(1, 1, 64), new GptGenerator.Options(2, 8, 64), new GptGenerator.Options(3, 32, 64))) {
+            for (GptGenerator.Options o : List.of(new GptGenerator.Options(1, 1, 64), new GptGenerator.Options(2, 8, 64), new GptGenerator.Options(3, 32, 64),
+                    new GptGenerator.Options(2, 8, 64).withWeights(KvDecoder.Weights.PACKED))) {
+                int[][] want = o.weights() == KvDecoder.Weights.PACKED ? expectedPacked : expected;
                 try (GptGenerator g = new GptGenerator(m, TOK, o)) {
                     ExecutorService ex = Executors.newFixedThreadPool(8);
                     List<Future<TextResult>> fs = new ArrayList<>();
@@ -56,8 +67,8 @@ class GeneratorTest {
                     for (int i = 0; i < n; i++) {
                         TextResult res = fs.get(i).get();
                         assertEquals(Outcome.COMPLETE, res.outcome());
-                        assertArrayEquals(expected[i], res.tokens(), "request " + i + " under " + o);
-                        assertEquals(TOK.decode(expected[i]), res.text());
+                        assertArrayEquals(want[i], res.tokens(), "request " + i + " under " + o);
+                        assertEquals(TOK.decode(want[i]), res.text());
                     }
                     ex.shutdown();
                     assertEquals(0, g.inFlight());

@@ -4,7 +4,10 @@ import dev.latent.autograd.Graph;
 import dev.latent.autograd.Var;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Scope;
+import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -37,6 +40,20 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class KvDecoderTest {
     private static final double U = Math.ulp(1.0f) / 2;
+
+    /** Decoders a test opened (the packed ones hold native memory of their own), closed after it. */
+    private final List<KvDecoder> decoders = new ArrayList<>();
+
+    private KvDecoder opened(KvDecoder d) {
+        decoders.add(d);
+        return d;
+    }
+
+    @AfterEach
+    void closeDecoders() {
+        decoders.forEach(KvDecoder::close);
+        decoders.clear();
+    }
 
     static Gpt randomModel(Scope s, GptConfig cfg, long seed) {
         Gpt m = new Gpt(s, cfg, seed);
@@ -78,15 +95,16 @@ class KvDecoderTest {
             new GptConfig(65, 1, 1, 7, 9, false),
     };
 
-    @Test
-    void logitsMatchTheFullForwardAndDoNotDependOnBatchingOrFeeding() {
+    @ParameterizedTest
+    @EnumSource(KvDecoder.Weights.class)
+    void logitsMatchTheFullForwardAndDoNotDependOnBatchingOrFeeding(KvDecoder.Weights weights) {
         double worst = 0;
         for (int ci = 0; ci < CONFIGS.length; ci++) {
             GptConfig cfg = CONFIGS[ci];
             SplittableRandom r = new SplittableRandom(100 + ci);
             try (Scope s = Scope.shared()) {
                 Gpt m = randomModel(s, cfg, 7 + ci);
-                KvDecoder d = new KvDecoder(m);
+                KvDecoder d = opened(new KvDecoder(m, weights));
                 for (int trial = 0; trial < 4; trial++) {
                     int t = 1 + r.nextInt(cfg.context());
                     int[] ids = r.ints(t, 0, cfg.vocab()).toArray();
@@ -125,18 +143,19 @@ class KvDecoderTest {
                 }
             }
         }
-        System.out.printf("KvDecoderTest: worst |decode - full| = %.3f of the tolerance%n", worst);
+        System.out.printf("KvDecoderTest (%s): worst |decode - full| = %.3f of the tolerance%n", weights, worst);
     }
 
     /** Greedy decoding picks the full forward's argmax at every step, through a context rollover. */
-    @Test
-    void greedyTokensEqualTheFullForwardsArgmax() {
+    @ParameterizedTest
+    @EnumSource(KvDecoder.Weights.class)
+    void greedyTokensEqualTheFullForwardsArgmax(KvDecoder.Weights weights) {
         for (int ci = 0; ci < CONFIGS.length; ci++) {
             GptConfig cfg = CONFIGS[ci];
             SplittableRandom r = new SplittableRandom(200 + ci);
             try (Scope s = Scope.shared()) {
                 Gpt m = randomModel(s, cfg, 17 + ci);
-                KvDecoder d = new KvDecoder(m);
+                KvDecoder d = opened(new KvDecoder(m, weights));
                 int[] prompt = r.ints(1 + r.nextInt(cfg.context() / 2 + 1), 0, cfg.vocab()).toArray();
                 int n = cfg.context() + 5;   // runs past the context: the cache is rebuilt from its newest half
                 int[] got = d.generate(prompt, new KvDecoder.Settings(n, 0, 0, 1, 1));
@@ -162,14 +181,15 @@ class KvDecoderTest {
     }
 
     /** Sampled tokens depend on the seed only: not on the thread count, the batch, or what else is in it. */
-    @Test
-    void samplingIsDeterministicAcrossThreadsAndBatches() {
+    @ParameterizedTest
+    @EnumSource(KvDecoder.Weights.class)
+    void samplingIsDeterministicAcrossThreadsAndBatches(KvDecoder.Weights weights) {
         GptConfig cfg = CONFIGS[0];
         LatentNative nat = LatentNative.get();
         int old = nat.numThreads();
         try (Scope s = Scope.shared()) {
             Gpt m = randomModel(s, cfg, 3);
-            KvDecoder d = new KvDecoder(m);
+            KvDecoder d = opened(new KvDecoder(m, weights));
             KvDecoder.Settings st = new KvDecoder.Settings(30, 4.0, 20, 0.99, 42);
             int[] prompt = {1, 2, 3, 4, 5};
             nat.setNumThreads(1);
@@ -205,6 +225,32 @@ class KvDecoderTest {
                 assertThrows(IllegalArgumentException.class, () -> d.forward(List.of(c), List.of(new int[] {-1}), false));
                 assertThrows(IllegalArgumentException.class, () -> d.forward(List.of(c), List.of(), false));
             }
+            KvDecoder p = new KvDecoder(d.model(), KvDecoder.Weights.PACKED);
+            assertTrue(p.ownBytes() > 0 && d.ownBytes() == 0, "packed " + p.ownBytes() + ", in place " + d.ownBytes());
+            p.close();
+            p.close();   // idempotent
+            var g = assertThrows(IllegalStateException.class, () -> p.generate(new int[] {1}, new KvDecoder.Settings(1, 0, 0, 1, 1)));
+            assertTrue(g.getMessage().contains("closed"), g.getMessage());
+        }
+    }
+
+    /** The packed GEMM's binding checks its segments by name before the downcall. */
+    @Test
+    void packedGemmBindingRefusesShortSegments() {
+        LatentNative nat = LatentNative.get();
+        assertEquals(32 * 5, nat.gemmRowsPackedSize(21, 5));
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment b = a.allocate(4 * 21 * 5), p = a.allocate(4 * 32 * 5), x = a.allocate(4 * 2 * 5), y = a.allocate(4 * 2 * 21), bias = a.allocate(4 * 21);
+            nat.gemmRowsPack(21, 5, b, 5, p);
+            nat.gemmRowsPacked(2, 21, 5, x, 5, p, bias, y, 21);
+            var e = assertThrows(IllegalArgumentException.class, () -> nat.gemmRowsPack(21, 5, b, 5, p.asSlice(0, 4 * 31 * 5)));
+            assertTrue(e.getMessage().contains("packed"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> nat.gemmRowsPacked(2, 21, 5, x, 5, p, bias.asSlice(0, 4 * 20), y, 21));
+            assertTrue(e.getMessage().contains("bias"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> nat.gemmRowsPacked(3, 21, 5, x, 5, p, MemorySegment.NULL, y, 21));
+            assertTrue(e.getMessage().contains("a needs"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> nat.gemmRowsPacked(2, 21, 5, x, 4, p, MemorySegment.NULL, y, 21));
+            assertTrue(e.getMessage().contains("lda"), e.getMessage());
         }
     }
 
