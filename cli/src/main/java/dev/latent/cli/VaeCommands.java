@@ -36,6 +36,8 @@ final class VaeCommands {
         @Option(names = "--seed", description = "seed of the initial weights, the batch order and every random draw (same seed, same data: same bits) (default: ${DEFAULT-VALUE})") long seed = 1;
         @Option(names = "--limit", description = "use only the first N training images") int limit = 0;
         @Option(names = "--exclude-class", description = "hold class K out of training (for eval vae-anomaly; default: none)") Integer excludeClass;
+        @Option(names = "--conditional", description = "conditional VAE (cVAE): a one-hot label concatenated to the encoder's features and to z; needs labelled data (the class count is 1 + the largest label)")
+        boolean conditional;
         @Option(names = "--iwae-k", description = "importance samples of the IWAE bound in the final evaluation (default: ${DEFAULT-VALUE})") int iwaeK = 100;
         @Option(names = "--iwae-n", description = "test images the IWAE bound is computed on (0: skip it) (default: ${DEFAULT-VALUE})") int iwaeN = 1000;
         @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
@@ -65,11 +67,12 @@ final class VaeCommands {
             if (excludeClass != null && (excludeClass < 0 || excludeClass > 255))
                 throw new IllegalArgumentException("--exclude-class must be a label in [0, 255], got " + excludeClass);
             VaeTrainer.checkMemory(latent, batch);
-            ImageData.load(data, "train");   // validated before the run folder is touched
+            ImageData trainSet = ImageData.load(data, "train");   // validated before the run folder is touched
+            int classes = conditional ? dev.latent.models.gan.GanTrainer.classesOf(trainSet) : 0;
             run.check(out, folder, VaeTrainer.CHECKPOINT);
             GanCommands.threads(threads);
             var c = new VaeTrainer.Config(data, out, latent, beta, epochs, batch, lr, lik, sigma, warmup, freeBits, seed, limit, 1234, iwaeK, iwaeN, 100, quiet,
-                    excludeClass == null ? -1 : excludeClass);
+                    excludeClass == null ? -1 : excludeClass).withClasses(classes);
             Device runOn = TrainCommand.device(device);
             try (Scope scope = Scope.shared()) {
                 VaeTrainer t = new VaeTrainer(c, scope, runOn).listener(ConsoleListener.INSTANCE);
@@ -90,7 +93,8 @@ final class VaeCommands {
         }
     }
 
-    @Command(name = "vae", mixinStandardHelpOptions = true, description = "Decode samples z ~ N(0, I) of a trained VAE into a PNG grid.")
+    @Command(name = "vae", mixinStandardHelpOptions = true,
+            description = "Decode samples z ~ N(0, I) of a trained VAE into a PNG grid (or, for an --out not ending in .png, an IDX3 file); a conditional VAE takes --class or --analogy.")
     static final class Sample implements Callable<Integer> {
         @Option(names = "--checkpoint", description = "a checkpoint file, or the run folder holding it", required = true) Path checkpoint;
         @Option(names = "--out", required = true, description = "PNG file") Path out;
@@ -98,19 +102,41 @@ final class VaeCommands {
         @Option(names = "--seed", description = "seed of the latent draw (default: ${DEFAULT-VALUE})") long seed = 1;
         @Option(names = "--threads", description = "native threads (default: all cores)") Integer threads;
         @Option(names = "--max-images", description = "cap on --n (default: ${DEFAULT-VALUE})") int maxImages = Limits.DEFAULT_MAX_IMAGES;
+        @Option(names = "--class", description = "a conditional VAE's class K in [0, classes): every image of that class (default: classes in turn)")
+        Integer cls;
+        @Option(names = "--analogy", description = "a conditional VAE's analogy grid: --n rows, one z per row, every class across (PNG)")
+        boolean analogy;
 
         @Override
         public Integer call() throws Exception {
             SampleCommand.checkImages(n, maxImages);
+            if (cls != null && cls < 0) throw new IllegalArgumentException("--class must be >= 0 (classes are numbered from 0), got " + cls);
+            if (cls != null && analogy) throw new IllegalArgumentException("--class and --analogy exclude each other (the analogy grid shows every class)");
             GanCommands.threads(threads);
             try (Scope scope = Scope.shared()) {
                 VaeTrainer t = VaeTrainer.load(checkpoint, scope);
-                var prov = dev.latent.io.Provenance.ofCheckpoint("vae", checkpoint, VaeTrainer.CHECKPOINT, seed, Map.of("n", n, "command", "sample vae"));
+                int k = cls == null ? -1 : cls;
+                if ((k >= 0 || analogy) && !t.cfg.conditional())
+                    throw new IllegalArgumentException(checkpoint + ": the VAE is unconditional (trained without --conditional), so "
+                            + (analogy ? "it has no analogy grid" : "it cannot be asked for a class"));
+                t.checkClass(k);
+                if (analogy && t.cfg.conditional()) Limits.atMost("--n (analogy rows) x classes", (long) n * t.cfg.classes(), 1, maxImages, "--max-images");
+                Map<String, Object> settings = new LinkedHashMap<>();
+                settings.put("n", n); settings.put("command", "sample vae");
+                if (k >= 0) settings.put("class", k);
+                if (analogy) settings.put("analogy", true);
+                var prov = dev.latent.io.Provenance.ofCheckpoint("vae", checkpoint, VaeTrainer.CHECKPOINT, seed, settings);
                 try (var p = prov.use()) {
-                    t.writeSamples(out, n, seed);
-                    if (t.cfg.latent() == 2) t.writeManifold(out.resolveSibling(out.getFileName().toString().replace(".png", "") + "-manifold.png"), 20);
+                    if (analogy) t.writeAnalogy(out, n, seed);
+                    else t.writeSamples(out, n, seed, k);
+                    if (t.cfg.latent() == 2 && !t.cfg.conditional() && out.toString().endsWith(".png"))
+                        t.writeManifold(out.resolveSibling(out.getFileName().toString().replace(".png", "") + "-manifold.png"), 20);
                 }
-                System.out.println(Json.object(Map.of("out", out.toString(), "n", n)));
+                Map<String, Object> m = new LinkedHashMap<>();
+                m.put("out", out.toString()); m.put("n", n);
+                if (k >= 0) m.put("class", k);
+                if (analogy) m.put("analogy", true);
+                System.out.println(Json.object(m));
             }
             return 0;
         }
