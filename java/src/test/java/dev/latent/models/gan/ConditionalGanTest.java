@@ -80,7 +80,8 @@ class ConditionalGanTest {
         }
         Path all = ClassJudge.concat(dir.resolve("all-idx3-ubyte"), files);
         double hit = judge.agreement(all, asked), miss = judge.agreement(all, wrong);
-        assertTrue(hit > 0.5, "samples of class K must be judged class K far above chance (0.1): " + hit);
+        System.out.printf("class agreement: asked %.3f, a wrong class %.3f (judge test accuracy %.3f)%n", hit, miss, judge.testAccuracy);
+        assertTrue(hit > 0.8, "samples of class K must be judged class K far above chance (0.1): " + hit);
         assertTrue(miss < 0.2, "and not as another class: " + miss);
     }
 

@@ -43,7 +43,7 @@ class ConditionalVaeTest {
         dev.latent.SyntheticImages.write(data, "train", 640, 1);
         dev.latent.SyntheticImages.write(data, "t10k", 200, 2);
         scope = Scope.shared();
-        cvae = new VaeTrainer(cfg(dir.resolve("cvae"), 6, 1), scope);
+        cvae = new VaeTrainer(cfg(dir.resolve("cvae"), 15, 1), scope);
         before = cvae.evaluate(ImageData.load(data.toString(), "test"), false).negElbo();
         results = cvae.run();
         judge = new ClassJudge(scope, data, dir.resolve("judge"));
@@ -58,7 +58,7 @@ class ConditionalVaeTest {
         assertTrue(after < before - 50, "the cVAE's test neg-ELBO must fall: " + before + " -> " + after);
         double first = results.get(0).trainNegElbo(), last = results.get(results.size() - 1).trainNegElbo();
         assertTrue(last < first, "train neg-ELBO must fall from the first epoch to the last: " + first + " -> " + last);
-        for (String f : new String[] {"analogy.png", "samples-epoch-006.png", "interpolations.png", "checkpoint.safetensors"})
+        for (String f : new String[] {"analogy.png", "samples-epoch-015.png", "interpolations.png", "checkpoint.safetensors"})
             assertTrue(Files.isRegularFile(dir.resolve("cvae").resolve(f)), f);
     }
 
@@ -92,7 +92,8 @@ class ConditionalVaeTest {
         }
         Path all = ClassJudge.concat(dir.resolve("all-idx3-ubyte"), files);
         double hit = judge.agreement(all, asked), miss = judge.agreement(all, wrong);
-        assertTrue(hit > 0.6, "samples of class K must be judged class K far above chance (0.1): " + hit);
+        System.out.printf("class agreement: asked %.3f, a wrong class %.3f (judge test accuracy %.3f)%n", hit, miss, judge.testAccuracy);
+        assertTrue(hit > 0.8, "samples of class K must be judged class K far above chance (0.1): " + hit);
         assertTrue(miss < 0.2, "and not as another class: " + miss);
     }
 
@@ -106,6 +107,7 @@ class ConditionalVaeTest {
             for (int c = 1; c < 10; c++) if (ll[i][c] > ll[i][arg]) arg = c;
             if (arg == test.labels[i]) right++;
         }
+        System.out.println("argmax_y log p(x | y) right on " + right + "/" + test.n);
         assertTrue(right > 0.6 * test.n, "argmax_y log p(x | y) must find the label of most test images: " + right + "/" + test.n);
     }
 
