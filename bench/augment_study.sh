@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The augmentation study of issue 21: does adding images of the class-conditional models to a small labelled subset of
+# Fashion-MNIST help the classifier? Per seed: a subset of PER_CLASS train images per class (seeded pick), a cVAE and
+# a cDCGAN trained on that subset only (no other image is seen), GEN_PER_CLASS generated images per class from each,
+# then `train classifier` for CLS_STEPS steps (batch 64, the same step count for every arm) on
+#   real      the subset alone
+#   real+cvae the subset and the cVAE's images (labelled with the class they were asked for)
+#   real+cgan the subset and the cDCGAN's images
+# and its accuracy on the full 10,000-image test split. Prints and writes OUT/results.json and OUT/results.md.
+#
+#   bench/augment_study.sh [OUT]        (default OUT: /tmp/latent-augment)
+# Settings by environment: SEEDS ("1 2 3"), PER_CLASS (100), GEN_PER_CLASS (100), VAE_EPOCHS (60), VAE_LATENT (16),
+# GAN_ITERS (1500), GAN_WIDTH (32, --ngf and --ndf), CLS_STEPS (600), DATA (/usr/share/datasets/fashion-mnist, or
+# $LATENT_FASHION_MNIST), RUN (a prefix for every bin/latent call, e.g. "flock /tmp/latent-heavy.lock" so each
+# training run takes a shared lock and releases it between runs).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${1:-/tmp/latent-augment}"
+SEEDS="${SEEDS:-1 2 3}"
+PER_CLASS="${PER_CLASS:-100}"; GEN_PER_CLASS="${GEN_PER_CLASS:-100}"
+VAE_EPOCHS="${VAE_EPOCHS:-60}"; VAE_LATENT="${VAE_LATENT:-16}"
+GAN_ITERS="${GAN_ITERS:-1500}"; GAN_WIDTH="${GAN_WIDTH:-32}"
+CLS_STEPS="${CLS_STEPS:-600}"
+DATA="${DATA:-${LATENT_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}}"
+RUN="${RUN:-}"
+LATENT="$ROOT/bin/latent"
+PY="$ROOT/bench/augment_idx.py"
+mkdir -p "$OUT"
+log() { echo "[augment $(date -u +%H:%M:%S)] $*" >&2; }
+# last JSON line of a command's stdout -> the value of key $1
+field() { python3 -c 'import json,sys; print(json.loads([l for l in sys.stdin if l.startswith("{")][-1])[sys.argv[1]])' "$1"; }
+
+echo -n > "$OUT/runs.tsv"
+for s in $SEEDS; do
+  W="$OUT/seed-$s"
+  rm -rf "$W"; mkdir -p "$W"
+  python3 "$PY" subset "$DATA" "$PER_CLASS" "$s" "$W/real"            # classifier arm: the full test split
+  python3 "$PY" subset "$DATA" "$PER_CLASS" "$s" "$W/gen-data" 1000   # generators: their per-epoch test metrics on 1,000
+  log "seed $s: cVAE ($VAE_EPOCHS epochs, latent $VAE_LATENT)"
+  $RUN "$LATENT" train vae --conditional --data "$W/gen-data" --out "$W/cvae" --epochs "$VAE_EPOCHS" --batch 64 \
+      --latent "$VAE_LATENT" --iwae-n 0 --seed "$s" --quiet > "$W/cvae.json"
+  log "seed $s: cDCGAN ($GAN_ITERS iterations, width $GAN_WIDTH)"
+  $RUN "$LATENT" train dcgan --conditional --data "$W/gen-data" --out "$W/cgan" --iters "$GAN_ITERS" --batch 64 \
+      --ngf "$GAN_WIDTH" --ndf "$GAN_WIDTH" --seed "$s" --quiet > "$W/cgan.json"
+  vae_parts=(); gan_parts=()
+  for k in 0 1 2 3 4 5 6 7 8 9; do
+    $RUN "$LATENT" sample vae --checkpoint "$W/cvae" --class "$k" --n "$GEN_PER_CLASS" --seed $((1000 * s + k)) \
+        --out "$W/cvae-$k-idx3-ubyte" > /dev/null
+    $RUN "$LATENT" sample dcgan --checkpoint "$W/cgan" --class "$k" --n "$GEN_PER_CLASS" --seed $((1000 * s + k)) \
+        --out "$W/cgan-$k-idx3-ubyte" > /dev/null
+    vae_parts+=("$W/cvae-$k-idx3-ubyte:$k"); gan_parts+=("$W/cgan-$k-idx3-ubyte:$k")
+  done
+  $RUN "$LATENT" sample vae --checkpoint "$W/cvae" --analogy --n 8 --seed "$s" --out "$W/cvae-analogy.png" > /dev/null
+  $RUN "$LATENT" sample dcgan --checkpoint "$W/cgan" --n 100 --seed "$s" --out "$W/cgan-by-class.png" > /dev/null
+  python3 "$PY" merge "$W/real+cvae" "$W/real" "$W/real" "${vae_parts[@]}"
+  python3 "$PY" merge "$W/real+cgan" "$W/real" "$W/real" "${gan_parts[@]}"
+  for arm in real real+cvae real+cgan; do
+    log "seed $s: classifier on $arm ($CLS_STEPS steps)"
+    acc=$($RUN "$LATENT" train classifier --data "$W/$arm" --out "$W/cls-$arm" --steps "$CLS_STEPS" --batch 64 --seed "$s" \
+        --quiet | field test_accuracy)
+    printf '%s\t%s\t%s\n' "$s" "$arm" "$acc" | tee -a "$OUT/runs.tsv"
+  done
+done
+
+python3 - "$OUT" "$PER_CLASS" "$GEN_PER_CLASS" "$CLS_STEPS" <<'PYEOF'
+import json, statistics, sys
+out, per, gen, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rows = [l.split("\t") for l in open(f"{out}/runs.tsv").read().splitlines() if l]
+arms = {}
+for s, arm, acc in rows:
+    arms.setdefault(arm, []).append((int(s), float(acc)))
+res = {}
+md = [f"| arm | train images | test accuracy per seed | mean | std (n-1) | min-max |", "|---|---|---|---|---|---|"]
+base = statistics.mean(a for _, a in arms.get("real", [(0, float("nan"))]))
+for arm, v in arms.items():
+    accs = [a for _, a in v]
+    sd = statistics.stdev(accs) if len(accs) > 1 else float("nan")
+    n = 10 * per + (10 * gen if arm != "real" else 0)
+    res[arm] = {"seeds": [s for s, _ in v], "test_accuracy": accs, "mean": statistics.mean(accs), "std": sd, "train_images": n}
+    md.append(f"| {arm} | {n} | {', '.join(f'{a:.4f}' for a in accs)} | {statistics.mean(accs):.4f} | {sd:.4f} | "
+              f"{min(accs):.4f}-{max(accs):.4f} |")
+json.dump(res, open(f"{out}/results.json", "w"), indent=1)
+open(f"{out}/results.md", "w").write("\n".join(md) + "\n")
+print("\n".join(md))
+PYEOF
