@@ -11,8 +11,9 @@
 #   bench/augment_study.sh [OUT]        (default OUT: /tmp/latent-augment)
 # Settings by environment: SEEDS ("1 2 3"), PER_CLASS (100), GEN_PER_CLASS (100), VAE_EPOCHS (60), VAE_LATENT (16),
 # GAN_ITERS (1500), GAN_WIDTH (32, --ngf and --ndf), CLS_STEPS (600), DATA (/usr/share/datasets/fashion-mnist, or
-# $LATENT_FASHION_MNIST), RUN (a prefix for every bin/latent call, e.g. "flock /tmp/latent-heavy.lock" so each
-# training run takes a shared lock and releases it between runs).
+# $LATENT_FASHION_MNIST), RUN (a prefix for every training command, e.g. "flock /tmp/latent-heavy.lock" so each
+# training run takes a shared lock and releases it between runs; the sampling calls, a second each, run without it).
+# A run already done in OUT (its JSON summary present) is kept, so an interrupted study continues where it stopped.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${1:-/tmp/latent-augment}"
@@ -33,31 +34,42 @@ field() { python3 -c 'import json,sys; print(json.loads([l for l in sys.stdin if
 echo -n > "$OUT/runs.tsv"
 for s in $SEEDS; do
   W="$OUT/seed-$s"
-  rm -rf "$W"; mkdir -p "$W"
+  mkdir -p "$W"
   python3 "$PY" subset "$DATA" "$PER_CLASS" "$s" "$W/real"            # classifier arm: the full test split
   python3 "$PY" subset "$DATA" "$PER_CLASS" "$s" "$W/gen-data" 1000   # generators: their per-epoch test metrics on 1,000
-  log "seed $s: cVAE ($VAE_EPOCHS epochs, latent $VAE_LATENT)"
-  $RUN "$LATENT" train vae --conditional --data "$W/gen-data" --out "$W/cvae" --epochs "$VAE_EPOCHS" --batch 64 \
-      --latent "$VAE_LATENT" --iwae-n 0 --seed "$s" --quiet > "$W/cvae.json"
-  log "seed $s: cDCGAN ($GAN_ITERS iterations, width $GAN_WIDTH)"
-  $RUN "$LATENT" train dcgan --conditional --data "$W/gen-data" --out "$W/cgan" --iters "$GAN_ITERS" --batch 64 \
-      --ngf "$GAN_WIDTH" --ndf "$GAN_WIDTH" --seed "$s" --quiet > "$W/cgan.json"
+  if [ ! -s "$W/cvae.json" ]; then
+    log "seed $s: cVAE ($VAE_EPOCHS epochs, latent $VAE_LATENT)"
+    $RUN "$LATENT" train vae --conditional --data "$W/gen-data" --out "$W/cvae" --epochs "$VAE_EPOCHS" --batch 64 \
+        --latent "$VAE_LATENT" --iwae-n 0 --seed "$s" --quiet --overwrite > "$W/cvae.json.tmp"
+    mv "$W/cvae.json.tmp" "$W/cvae.json"
+  fi
+  if [ ! -s "$W/cgan.json" ]; then
+    log "seed $s: cDCGAN ($GAN_ITERS iterations, width $GAN_WIDTH)"
+    $RUN "$LATENT" train dcgan --conditional --data "$W/gen-data" --out "$W/cgan" --iters "$GAN_ITERS" --batch 64 \
+        --ngf "$GAN_WIDTH" --ndf "$GAN_WIDTH" --seed "$s" --quiet --overwrite > "$W/cgan.json.tmp"
+    mv "$W/cgan.json.tmp" "$W/cgan.json"
+  fi
+  log "seed $s: sampling $GEN_PER_CLASS images per class from each"
   vae_parts=(); gan_parts=()
   for k in 0 1 2 3 4 5 6 7 8 9; do
-    $RUN "$LATENT" sample vae --checkpoint "$W/cvae" --class "$k" --n "$GEN_PER_CLASS" --seed $((1000 * s + k)) \
+    "$LATENT" sample vae --checkpoint "$W/cvae" --class "$k" --n "$GEN_PER_CLASS" --seed $((1000 * s + k)) \
         --out "$W/cvae-$k-idx3-ubyte" > /dev/null
-    $RUN "$LATENT" sample dcgan --checkpoint "$W/cgan" --class "$k" --n "$GEN_PER_CLASS" --seed $((1000 * s + k)) \
+    "$LATENT" sample dcgan --checkpoint "$W/cgan" --class "$k" --n "$GEN_PER_CLASS" --seed $((1000 * s + k)) \
         --out "$W/cgan-$k-idx3-ubyte" > /dev/null
     vae_parts+=("$W/cvae-$k-idx3-ubyte:$k"); gan_parts+=("$W/cgan-$k-idx3-ubyte:$k")
   done
-  $RUN "$LATENT" sample vae --checkpoint "$W/cvae" --analogy --n 8 --seed "$s" --out "$W/cvae-analogy.png" > /dev/null
-  $RUN "$LATENT" sample dcgan --checkpoint "$W/cgan" --n 100 --seed "$s" --out "$W/cgan-by-class.png" > /dev/null
+  "$LATENT" sample vae --checkpoint "$W/cvae" --analogy --n 8 --seed "$s" --out "$W/cvae-analogy.png" > /dev/null
+  "$LATENT" sample dcgan --checkpoint "$W/cgan" --n 100 --seed "$s" --out "$W/cgan-by-class.png" > /dev/null
   python3 "$PY" merge "$W/real+cvae" "$W/real" "$W/real" "${vae_parts[@]}"
   python3 "$PY" merge "$W/real+cgan" "$W/real" "$W/real" "${gan_parts[@]}"
   for arm in real real+cvae real+cgan; do
-    log "seed $s: classifier on $arm ($CLS_STEPS steps)"
-    acc=$($RUN "$LATENT" train classifier --data "$W/$arm" --out "$W/cls-$arm" --steps "$CLS_STEPS" --batch 64 --seed "$s" \
-        --quiet | field test_accuracy)
+    if [ ! -s "$W/cls-$arm.json" ]; then
+      log "seed $s: classifier on $arm ($CLS_STEPS steps)"
+      $RUN "$LATENT" train classifier --data "$W/$arm" --out "$W/cls-$arm" --steps "$CLS_STEPS" --batch 64 --seed "$s" \
+          --quiet --overwrite > "$W/cls-$arm.json.tmp"
+      mv "$W/cls-$arm.json.tmp" "$W/cls-$arm.json"
+    fi
+    acc=$(field test_accuracy < "$W/cls-$arm.json")
     printf '%s\t%s\t%s\n' "$s" "$arm" "$acc" | tee -a "$OUT/runs.tsv"
   done
 done
