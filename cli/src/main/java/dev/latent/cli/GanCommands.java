@@ -89,10 +89,17 @@ final class GanCommands {
 
     @Command(name = "dcgan", mixinStandardHelpOptions = true, description = "Train DCGAN (BCE loss) on 28 x 28 images padded to 32 x 32.")
     static final class TrainDcgan extends ImageGan {
+        @Option(names = "--conditional", description = "class-conditional: a one-hot label concatenated to z, a projection discriminator; needs labelled data (the class count is 1 + the largest label)")
+        boolean conditional;
+
         GanTrainer.Config base() { return GanTrainer.Config.dcgan(data.data, out.out); }
 
         @Override
-        public Integer call() throws Exception { return run(config(base(), 1, 0f, Dcgan.Norm.BATCH)); }
+        public Integer call() throws Exception {
+            GanTrainer.Config c = config(base(), 1, 0f, Dcgan.Norm.BATCH);
+            if (conditional) c = c.withClasses(GanTrainer.classesOf(ImageData.load(data.data, "train")));
+            return run(c);
+        }
     }
 
     @Command(name = "wgan-gp", mixinStandardHelpOptions = true, description = "Train WGAN-GP (critic without BatchNorm, gradient penalty).")
@@ -267,21 +274,27 @@ final class GanCommands {
         @Mixin Mixins.Images images;
         @Mixin Mixins.SampleSeed seed = new Mixins.SampleSeed(1234);
         @Mixin Mixins.Threads threads;
+        @Option(names = "--class", description = "a conditional checkpoint's class K in [0, classes): every image of that class (default: classes in turn)")
+        Integer cls;
 
         @Override
         public Integer call() throws Exception {
             images.check();
+            if (cls != null && cls < 0) throw new IllegalArgumentException("--class must be >= 0 (classes are numbered from 0), got " + cls);
             threads.apply();
             int n = images.n;
             try (Scope scope = Scope.shared()) {
                 GanTrainer t = GanTrainer.load(checkpoint.checkpoint, scope, seed.seed);
+                int k = cls == null ? -1 : cls;
+                if (k >= 0 && !t.config().conditional()) throw new IllegalArgumentException(GanTrainer.notConditional(checkpoint.checkpoint.toString()));
+                t.checkClass(k);
                 var prov = dev.latent.io.Provenance.ofCheckpoint(t.config().loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp", checkpoint.checkpoint,
-                        GanTrainer.CHECKPOINT, seed.seed, Map.of("n", n, "command", "sample dcgan"));
+                        GanTrainer.CHECKPOINT, seed.seed, k >= 0 ? Map.of("n", n, "class", k, "command", "sample dcgan") : Map.of("n", n, "command", "sample dcgan"));
                 try (var p = prov.use()) {
-                    if (out.toString().endsWith(".png")) t.writeGridSamples(out, n);
-                    else t.writeSamples(out, n);
+                    if (out.toString().endsWith(".png")) t.writeGridSamples(out, n, k);
+                    else t.writeSamples(out, n, k);
                 }
-                System.out.println(Json.object(Map.of("out", out.toString(), "n", n)));
+                System.out.println(Json.object(k >= 0 ? Map.of("out", out.toString(), "n", n, "class", k) : Map.of("out", out.toString(), "n", n)));
             }
             return 0;
         }

@@ -31,6 +31,8 @@ final class VaeCommands {
         @Option(names = "--warmup", description = "KL warm-up steps: beta ramps from 0 (default: none)") int warmup = 0;
         @Option(names = "--free-bits", description = "free bits per latent dim (nats; default: none)") double freeBits = 0;
         @Option(names = "--exclude-class", description = "hold class K out of training (for eval vae-anomaly; default: none)") Integer excludeClass;
+        @Option(names = "--conditional", description = "conditional VAE (cVAE): a one-hot label concatenated to the encoder's features and to z; needs labelled data (the class count is 1 + the largest label)")
+        boolean conditional;
         @Mixin Mixins.Epochs epochs = new Mixins.Epochs(5);
         @Mixin Mixins.ImageBatch batch = new Mixins.ImageBatch(128);
         @Mixin Mixins.TrainLimit limit;
@@ -61,11 +63,12 @@ final class VaeCommands {
             if (excludeClass != null && (excludeClass < 0 || excludeClass > 255))
                 throw new IllegalArgumentException("--exclude-class must be a label in [0, 255], got " + excludeClass);
             VaeTrainer.checkMemory(latent, batch.batch);
-            ImageData.load(data.data, "train");   // validated before the run folder is touched
+            ImageData trainSet = ImageData.load(data.data, "train");   // validated before the run folder is touched
+            int classes = conditional ? dev.latent.models.gan.GanTrainer.classesOf(trainSet) : 0;
             run.check(out, VaeTrainer.CHECKPOINT);
             threads.apply();
             var c = new VaeTrainer.Config(data.data, out.out, latent, beta, epochs.epochs, batch.batch, lr, likelihood.likelihood, sigma, warmup, freeBits, seed.seed,
-                    limit.limit, 1234, iwae.k, iwae.n, 100, quiet.quiet, excludeClass == null ? -1 : excludeClass);
+                    limit.limit, 1234, iwae.k, iwae.n, 100, quiet.quiet, excludeClass == null ? -1 : excludeClass).withClasses(classes);
             Device runOn = device.resolve();
             try (Scope scope = Scope.shared()) {
                 VaeTrainer t = new VaeTrainer(c, scope, runOn).listener(ConsoleListener.INSTANCE);
@@ -86,27 +89,51 @@ final class VaeCommands {
         }
     }
 
-    @Command(name = "vae", mixinStandardHelpOptions = true, description = "Decode samples z ~ N(0, I) of a trained VAE into a PNG grid.")
+    @Command(name = "vae", mixinStandardHelpOptions = true,
+            description = "Decode samples z ~ N(0, I) of a trained VAE into a PNG grid (or, for an --out not ending in .png, an IDX3 file); a conditional VAE takes --class or --analogy.")
     static final class Sample implements Callable<Integer> {
-        @Option(names = "--out", required = true, description = "PNG file for the sample grid (with a 2-D latent, also NAME-manifold.png beside it)") Path out;
+        @Option(names = "--out", required = true, description = "PNG file for the sample grid (with a 2-D latent, also NAME-manifold.png beside it), or an IDX3 file for any other name") Path out;
         @Mixin Mixins.Checkpoint checkpoint;
         @Mixin Mixins.Images images;
         @Mixin Mixins.SampleSeed seed;
         @Mixin Mixins.Threads threads;
+        @Option(names = "--class", description = "a conditional VAE's class K in [0, classes): every image of that class (default: classes in turn)")
+        Integer cls;
+        @Option(names = "--analogy", description = "a conditional VAE's analogy grid: --n rows, one z per row, every class across (PNG)")
+        boolean analogy;
 
         @Override
         public Integer call() throws Exception {
             images.check();
+            if (cls != null && cls < 0) throw new IllegalArgumentException("--class must be >= 0 (classes are numbered from 0), got " + cls);
+            if (cls != null && analogy) throw new IllegalArgumentException("--class and --analogy exclude each other (the analogy grid shows every class)");
             threads.apply();
-            int n = images.n;
+            int n = images.n, maxImages = images.maxImages;
+            Path ckpt = checkpoint.checkpoint;
             try (Scope scope = Scope.shared()) {
-                VaeTrainer t = VaeTrainer.load(checkpoint.checkpoint, scope);
-                var prov = dev.latent.io.Provenance.ofCheckpoint("vae", checkpoint.checkpoint, VaeTrainer.CHECKPOINT, seed.seed, Map.of("n", n, "command", "sample vae"));
+                VaeTrainer t = VaeTrainer.load(ckpt, scope);
+                int k = cls == null ? -1 : cls;
+                if ((k >= 0 || analogy) && !t.cfg.conditional())
+                    throw new IllegalArgumentException(ckpt + ": the VAE is unconditional (trained without --conditional), so "
+                            + (analogy ? "it has no analogy grid" : "it cannot be asked for a class"));
+                t.checkClass(k);
+                if (analogy && t.cfg.conditional()) Limits.atMost("--n (analogy rows) x classes", (long) n * t.cfg.classes(), 1, maxImages, "--max-images");
+                Map<String, Object> settings = new LinkedHashMap<>();
+                settings.put("n", n); settings.put("command", "sample vae");
+                if (k >= 0) settings.put("class", k);
+                if (analogy) settings.put("analogy", true);
+                var prov = dev.latent.io.Provenance.ofCheckpoint("vae", ckpt, VaeTrainer.CHECKPOINT, seed.seed, settings);
                 try (var p = prov.use()) {
-                    t.writeSamples(out, n, seed.seed);
-                    if (t.cfg.latent() == 2) t.writeManifold(out.resolveSibling(out.getFileName().toString().replace(".png", "") + "-manifold.png"), 20);
+                    if (analogy) t.writeAnalogy(out, n, seed.seed);
+                    else t.writeSamples(out, n, seed.seed, k);
+                    if (t.cfg.latent() == 2 && !t.cfg.conditional() && out.toString().endsWith(".png"))
+                        t.writeManifold(out.resolveSibling(out.getFileName().toString().replace(".png", "") + "-manifold.png"), 20);
                 }
-                System.out.println(Json.object(Map.of("out", out.toString(), "n", n)));
+                Map<String, Object> m = new LinkedHashMap<>();
+                m.put("out", out.toString()); m.put("n", n);
+                if (k >= 0) m.put("class", k);
+                if (analogy) m.put("analogy", true);
+                System.out.println(Json.object(m));
             }
             return 0;
         }

@@ -43,7 +43,7 @@ import static org.junit.jupiter.api.Assertions.*;
  */
 class HostileCliTest {
     static Path images, root, text, run, file, dir, oneByte, empty, nanCkpt, vaeHuge, vaePoisson, vaeSigma0, vaeNan, truncGz, idxHuge, idxBadMagic,
-            notSafetensors;
+            notSafetensors, ganPlain, ganCond, vaePlain, vaeCond, noLabels;
     static Map<String, String> runBefore;
 
     /**
@@ -106,6 +106,32 @@ class HostileCliTest {
         images = Files.createDirectories(root.resolve("images"));
         dev.latent.SyntheticImages.write(images, "train", 8, 1);
         dev.latent.SyntheticImages.write(images, "t10k", 8, 2);
+        // issue 21: tiny unconditional and conditional DCGAN (8 classes: the labels 0..7 of the 8 images) and VAE (10) runs,
+        // and a labelled set's images without their labels
+        ganPlain = root.resolve("gan-plain");
+        ganCond = root.resolve("gan-cond");
+        vaePlain = root.resolve("vae-plain");
+        vaeCond = root.resolve("vae-cond");
+        for (Path g : new Path[] {ganPlain, ganCond}) {
+            List<String> a = new ArrayList<>(List.of("train", "dcgan", "--data", images.toString(), "--out", g.toString(), "--iters", "1",
+                    "--batch", "4", "--nz", "4", "--ngf", "4", "--ndf", "4", "--quiet"));
+            if (g == ganCond) a.add("--conditional");
+            assertEquals(0, quiet(a.toArray(String[]::new)), "the " + g.getFileName() + " fixture trains");
+        }
+        Path vaeData = Files.createDirectories(root.resolve("vae-data"));   /* the VAE's epoch pictures read 32 test images */
+        dev.latent.SyntheticImages.write(vaeData, "train", 10, 1);
+        dev.latent.SyntheticImages.write(vaeData, "t10k", 32, 2);
+        for (Path v : new Path[] {vaePlain, vaeCond}) {
+            List<String> a = new ArrayList<>(List.of("train", "vae", "--data", vaeData.toString(), "--out", v.toString(), "--epochs", "1",
+                    "--batch", "4", "--latent", "2", "--iwae-n", "0", "--quiet"));
+            if (v == vaeCond) a.add("--conditional");
+            assertEquals(0, quiet(a.toArray(String[]::new)), "the " + v.getFileName() + " fixture trains");
+        }
+        noLabels = Files.createDirectories(root.resolve("no-labels"));
+        dev.latent.SyntheticImages.write(noLabels, "train", 8, 1);
+        dev.latent.SyntheticImages.write(noLabels, "t10k", 8, 2);
+        Files.delete(noLabels.resolve("train-labels-idx1-ubyte"));
+        Files.delete(noLabels.resolve("t10k-labels-idx1-ubyte"));
         runBefore = snapshot(run);
         table();
     }
@@ -311,6 +337,19 @@ class HostileCliTest {
         add(1, "--n must be >= 1", "sample", "dcgan", "--checkpoint", R(), "--out", png, "--n", "0");
         add(1, "over the limit", "sample", "dcgan", "--checkpoint", R(), "--out", png, "--n", "1000000000");
         add(1, "not a Latent", "sample", "dcgan", "--checkpoint", R(), "--out", png);
+        // --- issue 21: class conditioning (train --conditional, sample --class / --analogy) ---
+        add(1, "--conditional needs labels", "train", "dcgan", "--data", noLabels.toString(), "--out", root.resolve("c-new").toString(), "--conditional");
+        add(1, "--conditional needs labels", "train", "vae", "--data", noLabels.toString(), "--out", root.resolve("c-new").toString(), "--conditional");
+        add(2, "Unknown option: '--conditional'", "train", "wgan-gp", "--data", images.toString(), "--out", root.resolve("c-new").toString(), "--conditional");
+        add(1, "unconditional (trained without --conditional)", "sample", "dcgan", "--checkpoint", ganPlain.toString(), "--out", png, "--class", "0");
+        add(1, "--class 8 is outside [0, 8)", "sample", "dcgan", "--checkpoint", ganCond.toString(), "--out", png, "--class", "8");
+        add(1, "--class must be >= 0", "sample", "dcgan", "--checkpoint", ganCond.toString(), "--out", png, "--class", "-1");
+        add(1, "unconditional (trained without --conditional)", "sample", "vae", "--checkpoint", vaePlain.toString(), "--out", png, "--class", "3");
+        add(1, "it has no analogy grid", "sample", "vae", "--checkpoint", vaePlain.toString(), "--out", png, "--analogy");
+        add(1, "--class 99 is outside [0, 10)", "sample", "vae", "--checkpoint", vaeCond.toString(), "--out", png, "--class", "99");
+        add(1, "--class must be >= 0", "sample", "vae", "--checkpoint", vaeCond.toString(), "--out", png, "--class", "-3");
+        add(1, "--class and --analogy exclude each other", "sample", "vae", "--checkpoint", vaeCond.toString(), "--out", png, "--class", "1", "--analogy");
+        add(1, "over the limit", "sample", "vae", "--checkpoint", vaeCond.toString(), "--out", png, "--analogy", "--n", "5000");
         // --- toy GAN, classifier, FID ---
         add(2, "Invalid value for option '--loss': expected one of [gan, wgan-gp] but was 'lsgan'", "train", "toy-gan", "--loss", "lsgan");
         add(2, "Invalid value for option '--dist': expected one of [ring8, grid25] but was 'moons'", "train", "toy-gan", "--dist", "moons");

@@ -122,6 +122,41 @@ class CudaGanTest extends AtRefIsaOnDevice {
         }
     }
 
+    static Run conditional(Device dev, ImageData data) {
+        GanTrainer t = new GanTrainer(config(Path.of("unused"), GanTrainer.Loss.GAN).withClasses(3), dev);
+        int[] perm = {0, 1, 2, 3, 4, 5};
+        double[][] steps = {t.step(data, perm, 0, 1), t.step(data, perm, 3, 2)};
+        Map<String, float[]> state = new LinkedHashMap<>();
+        Dcgan.stateDict(t.g, t.d).forEach((k, v) -> {
+            assertEquals(dev, v.device(), k);
+            state.put(k, v.toArray());
+        });
+        return new Run(steps, state);
+    }
+
+    /**
+     * The class-conditional DCGAN (issue 21: the generator's per-class table added after its first transposed conv, the
+     * projection discriminator's embedding dot product), two trainer steps on labelled images: the embedding lookups
+     * and their backward run on the device with the ids on the host; the same tolerances as the unconditional steps.
+     */
+    @Test
+    void conditionalTrainerStepsMatchTheCpu() {
+        ImageData d0 = images(6, 6);
+        ImageData data = new ImageData(6, 28, 28, d0.pixels, new int[] {0, 2, 1, 1, 0, 2}, "random, labelled");
+        Run cpu = conditional(Device.CPU, data), gpu = conditional(Device.CUDA, data);
+        for (int s = 0; s < 2; s++)
+            for (int j = 0; j < 4; j++) {
+                System.out.printf("conditional GanTrainer step %d value %d: CPU %.9g CUDA %.9g%n", s + 1, j, cpu.steps[s][j], gpu.steps[s][j]);
+                assertEquals(cpu.steps[s][j], gpu.steps[s][j], 1e-5 * Math.abs(cpu.steps[s][j]) + 1e-7, "step " + (s + 1) + " value " + j);
+            }
+        assertEquals(cpu.state.keySet(), gpu.state.keySet());
+        assertTrue(cpu.state.containsKey("G.cond.weight") && cpu.state.containsKey("D.proj.weight"));
+        for (String k : cpu.state.keySet()) {
+            float[] c = cpu.state.get(k);
+            close(k, gpu.state.get(k), c, i -> 1e-6 + 1e-5 * Math.abs(c[i]));
+        }
+    }
+
     static Run wgan(Device dev, ImageData data, Dcgan.Norm norm) {
         GanTrainer.Config c = config(Path.of("unused"), GanTrainer.Loss.WGAN_GP);
         c = new GanTrainer.Config(c.loss(), c.data(), c.out(), c.iters(), c.batch(), c.nz(), c.ngf(), c.ndf(), c.lr(), c.beta1(), c.beta2(),

@@ -120,9 +120,12 @@ class CudaVaeTest extends AtRefIsaOnDevice {
         compare("gaussian + free bits", step(Device.CPU, data, true, 0.05), step(Device.CUDA, data, true, 0.05));
     }
 
-    static Step trainerStep(Device dev, ImageData data, VaeTrainer.Likelihood lik, double freeBits) {
+    static Step trainerStep(Device dev, ImageData data, VaeTrainer.Likelihood lik, double freeBits) { return trainerStep(dev, data, lik, freeBits, 0); }
+
+    static Step trainerStep(Device dev, ImageData data, VaeTrainer.Likelihood lik, double freeBits, int classes) {
         try (Scope s = Scope.shared()) {
-            var cfg = new VaeTrainer.Config("unused", Path.of("unused"), LATENT, 1.0, 1, B, LR, lik, 0.1, 3, freeBits, 1, 0, 1234, 0, 0, 1, true);
+            var cfg = new VaeTrainer.Config("unused", Path.of("unused"), LATENT, 1.0, 1, B, LR, lik, 0.1, 3, freeBits, 1, 0, 1234, 0, 0, 1, true)
+                    .withClasses(classes);
             VaeTrainer t = new VaeTrainer(cfg, s, dev);
             assertEquals(dev, t.model.namedParameters().values().iterator().next().value().device());
             double loss = 0;
@@ -144,5 +147,14 @@ class CudaVaeTest extends AtRefIsaOnDevice {
         ImageData data = images(2, 7);
         compare("VaeTrainer bernoulli", trainerStep(Device.CPU, data, VaeTrainer.Likelihood.BERNOULLI, 0),
                 trainerStep(Device.CUDA, data, VaeTrainer.Likelihood.BERNOULLI, 0));
+    }
+
+    /** The conditional VAE (issue 21): the label tables of the heads and the decoder looked up on the device, host ids. */
+    @Test
+    void conditionalTrainerStepsMatchTheCpu() {
+        ImageData d0 = images(2, 8);
+        ImageData data = new ImageData(d0.n, d0.h, d0.w, d0.pixels, new int[] {2, 0}, "random, labelled");
+        compare("conditional VaeTrainer bernoulli", trainerStep(Device.CPU, data, VaeTrainer.Likelihood.BERNOULLI, 0, 3),
+                trainerStep(Device.CUDA, data, VaeTrainer.Likelihood.BERNOULLI, 0, 3));
     }
 }

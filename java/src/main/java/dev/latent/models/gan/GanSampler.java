@@ -37,7 +37,7 @@ public final class GanSampler {
             long nz = positive(f, c, "nz"), ngf = positive(f, c, "ngf");
             dev.latent.train.Limits.fitsInMemory("a GAN generator with nz " + nz + ", ngf " + ngf,
                     dev.latent.train.Limits.product(ngf, ngf, 64), 4);
-            Dcgan.Generator g = new Dcgan.Generator(scope, nz, ngf, 0);
+            Dcgan.Generator g = new Dcgan.Generator(scope, nz, ngf, GanTrainer.classesIn(f, c), 0);
             java.util.Map<String, Tensor> want = new java.util.LinkedHashMap<>();
             g.namedParameters().forEach((k, v) -> want.put("G." + k, v.value()));
             g.buffers("G.", want);
@@ -61,13 +61,27 @@ public final class GanSampler {
     }
 
     /** n images of the generator, z ~ N(0, I) on Philox (seed, 0), cropped from 32 x 32 to 28 x 28: n x 784 bytes, round((x + 1) 127.5). */
-    public static byte[] sample(Dcgan.Generator g, long seed, int n) {
+    public static byte[] sample(Dcgan.Generator g, long seed, int n) { return sample(g, seed, n, -1); }
+
+    /**
+     * As {@link #sample(Dcgan.Generator, long, int)}, every image of class {@code cls} for a class-conditional generator
+     * (cls in [0, classes)); an unconditional one takes cls = -1 only.
+     */
+    public static byte[] sample(Dcgan.Generator g, long seed, int n, int cls) {
         if (n < 1) throw new IllegalArgumentException("GanSampler: n = " + n + ", expected >= 1");
+        if (g.classes == 0 && cls != -1) throw new IllegalArgumentException(GanTrainer.notConditional("GanSampler"));
+        if (g.classes > 0 && (cls < 0 || cls >= g.classes))
+            throw new IllegalArgumentException("GanSampler: class " + cls + " outside [0, " + g.classes + ") (a conditional generator needs a class)");
         byte[] out = new byte[Math.multiplyExact(n, 784)];
         try (Graph gr = Graph.inference()) {
             Tensor z = GanTrainer.latent(gr.scope(), seed, 0, n, g.nz);
             Device dev = g.namedParameters().values().iterator().next().value().device();
-            Var x = g.forward(Var.constant(dev == Device.CPU ? z : z.to(gr.scope(), dev)));
+            java.lang.foreign.MemorySegment ys = null;
+            if (g.classes > 0) {
+                ys = gr.scope().allocate(4L * n);
+                for (int i = 0; i < n; i++) ys.setAtIndex(java.lang.foreign.ValueLayout.JAVA_INT, i, cls);
+            }
+            Var x = g.forward(Var.constant(dev == Device.CPU ? z : z.to(gr.scope(), dev)), ys);
             Tensor h = x.value().device() == Device.CPU ? x.value() : x.value().to(gr.scope(), Device.CPU);
             MemorySegment s = h.contiguous().segment();
             for (int k = 0; k < n; k++)

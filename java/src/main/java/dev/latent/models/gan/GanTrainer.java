@@ -28,6 +28,7 @@ import java.util.Locale;
 import java.util.Map;
 
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
 
 /**
  * Trains DCGAN (non-saturating BCE loss) or WGAN-GP (critic without BatchNorm, n_critic critic steps per generator
@@ -46,7 +47,30 @@ public final class GanTrainer {
     /** Everything a run depends on (saved in the checkpoint); {@link #dcgan} and {@link #wganGp} give the reference settings. */
     public record Config(Loss loss, String data, Path out, int iters, int batch, long nz, long ngf, long ndf, float lr,
                          float beta1, float beta2, int nCritic, float lambda, Dcgan.Norm criticNorm, long seed,
-                         int logEvery, int trainLimit, int samples, long sampleSeed, boolean quiet) {
+                         int logEvery, int trainLimit, int samples, long sampleSeed, boolean quiet, int classes) {
+        public Config {
+            if (classes < 0) throw new IllegalArgumentException("classes = " + classes + ", expected >= 0 (0: unconditional)");
+            if (classes > 0 && loss != Loss.GAN)
+                throw new IllegalArgumentException("class conditioning is implemented for dcgan (the GAN loss) only, not for wgan-gp");
+        }
+
+        /** An unconditional run (classes = 0). */
+        public Config(Loss loss, String data, Path out, int iters, int batch, long nz, long ngf, long ndf, float lr,
+                      float beta1, float beta2, int nCritic, float lambda, Dcgan.Norm criticNorm, long seed,
+                      int logEvery, int trainLimit, int samples, long sampleSeed, boolean quiet) {
+            this(loss, data, out, iters, batch, nz, ngf, ndf, lr, beta1, beta2, nCritic, lambda, criticNorm, seed, logEvery, trainLimit,
+                    samples, sampleSeed, quiet, 0);
+        }
+
+        /** The same run conditioned on {@code k} classes (a one-hot y concatenated to z, a projection discriminator); 0: unconditional. */
+        public Config withClasses(int k) {
+            return new Config(loss, data, out, iters, batch, nz, ngf, ndf, lr, beta1, beta2, nCritic, lambda, criticNorm, seed, logEvery,
+                    trainLimit, samples, sampleSeed, quiet, k);
+        }
+
+        /** Whether the nets are class-conditional. */
+        public boolean conditional() { return classes > 0; }
+
         public static Config dcgan(String data, Path out) {
             return new Config(Loss.GAN, data, out, 2000, 64, 100, 64, 64, 2e-4f, 0.5f, 0.999f, 1, 0f, Dcgan.Norm.BATCH,
                     1, 50, 0, 0, 1234, false);
@@ -63,6 +87,7 @@ public final class GanTrainer {
             m.put("nz", nz); m.put("ngf", ngf); m.put("ndf", ndf); m.put("lr", lr); m.put("beta1", beta1); m.put("beta2", beta2);
             m.put("n_critic", nCritic); m.put("lambda", lambda); m.put("critic_norm", criticNorm.name().toLowerCase(Locale.ROOT));
             m.put("seed", seed); m.put("train_limit", trainLimit);
+            if (classes > 0) { m.put("conditional", true); m.put("classes", classes); }
             return m;
         }
     }
@@ -71,7 +96,7 @@ public final class GanTrainer {
     public record Result(int iters, double seconds, double imagesPerSecond, double lossD, double lossG, boolean finite) {}
 
     // Philox stream ids per purpose: batches, latents, interpolation weights. Step-keyed so runs can resume exactly.
-    private static final long PERM = 1L << 40, LATENT = 2L << 40, EPS = 3L << 40;
+    private static final long PERM = 1L << 40, LATENT = 2L << 40, EPS = 3L << 40, LABEL = 4L << 40;
 
     private final Config cfg;
     public final Dcgan.Generator g;
@@ -105,8 +130,8 @@ public final class GanTrainer {
         Dcgan.Norm norm = cfg.loss == Loss.GAN ? Dcgan.Norm.BATCH : cfg.criticNorm;
         if (cfg.loss == Loss.WGAN_GP && norm == Dcgan.Norm.BATCH)
             throw new IllegalArgumentException("wgan-gp: the critic must not use BatchNorm (the penalty is per sample); use none or layer");
-        g = new Dcgan.Generator(params, cfg.nz, cfg.ngf, cfg.seed);
-        d = new Dcgan.Discriminator(params, cfg.ndf, norm, cfg.seed);
+        g = new Dcgan.Generator(params, cfg.nz, cfg.ngf, cfg.classes, cfg.seed);
+        d = new Dcgan.Discriminator(params, cfg.ndf, norm, cfg.classes, cfg.seed);
         if (device != Device.CPU) {
             g.to(params, device);
             d.to(params, device);
@@ -183,13 +208,14 @@ public final class GanTrainer {
         ImageData train = train0;
         if (train.h != 28 || train.w != 28)
             throw new IOException(train.source + ": DCGAN here is for 28 x 28 images (padded to 32 x 32), got " + train.h + "x" + train.w);
+        if (cfg.conditional()) checkLabels(train, cfg.classes);
         int b = cfg.batch, perEpoch = train.n / b, batchesPerIter = cfg.loss == Loss.GAN ? 1 : cfg.nCritic;
         if (perEpoch < 1) throw new IllegalArgumentException("batch " + b + " is larger than the data (" + train.n + " images)");
         List<double[]> curve = new ArrayList<>();
         double[] last = {Double.NaN, Double.NaN};
         long[] timed = new long[2];   /* nanoseconds and iterations this process trained */
         try (Scope fixed = Scope.confined()) {
-            Tensor zFixed = latent(fixed, cfg.sampleSeed, 0, 64, cfg.nz);
+            Tensor zFixed = latent(fixed, cfg.sampleSeed, 0, cfg.conditional() ? 8 * cfg.classes : 64, cfg.nz);
             Nets family = new Nets() {
                 int permEpoch = -1;
                 int[] perm;
@@ -332,13 +358,19 @@ public final class GanTrainer {
         try (Graph gr = Graph.open()) {
             Var real = Var.constant(realBatch(gr.scope(), data, perm, pos));
             Var z = Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + it, cfg.batch, cfg.nz)));
-            Var fake = g.forward(z);
-            Var outReal = d.forward(real), outFake = d.forward(F.detach(fake));
+            MemorySegment yReal = null, yFake = null;
+            if (cfg.conditional()) {   /* real images with their labels; fake ones with labels drawn uniformly (Philox, keyed by it) */
+                yReal = gr.scope().allocate(4L * cfg.batch);
+                for (int i = 0; i < cfg.batch; i++) yReal.setAtIndex(JAVA_INT, i, data.labels[perm[pos + i]]);
+                yFake = randomLabels(gr.scope(), cfg.seed, LABEL + it, cfg.batch, cfg.classes);
+            }
+            Var fake = g.forward(z, yFake);
+            Var outReal = d.forward(real, yReal), outFake = d.forward(F.detach(fake), yFake);
             Var lossD = F.add(F.bceWithLogits(outReal, 1f), F.bceWithLogits(outFake, 0f));
             gr.backward(lossD);
             optD.update(cfg.lr, 0);
             for (Var p : d.parameters()) p.zeroGrad();
-            Var lossG = F.bceWithLogits(d.forward(fake), 1f);
+            Var lossG = F.bceWithLogits(d.forward(fake, yFake), 1f);
             gr.freeze(d.parameters());   // D's weight gradients of the G step would be thrown away: skip them
             gr.backward(lossG);
             optG.update(cfg.lr, 0);
@@ -415,21 +447,89 @@ public final class GanTrainer {
         }
     }
 
-    /** Samples from G in training mode (batch statistics, as the reference samples), values in [-1, 1]. */
+    /**
+     * Samples from G in training mode (batch statistics, as the reference samples), values in [-1, 1]: 8 x 8, or for a
+     * conditional generator one row per class (z's rows taken 8 per class, class r on row r).
+     */
     void writeGrid(Tensor z, Path file) throws IOException {
         try (Graph gr = Graph.inference()) {
-            Var x = g.forward(Var.constant(onDevice(gr.scope(), z)));
-            ImageGrid.write(file, onHost(gr.scope(), x.value()), 8, 8, -1f, 1f, 2);
+            int n = (int) z.size(0);
+            MemorySegment y = null;
+            if (cfg.conditional()) {
+                y = gr.scope().allocate(4L * n);
+                for (int i = 0; i < n; i++) y.setAtIndex(JAVA_INT, i, i / 8);
+            }
+            Var x = g.forward(Var.constant(onDevice(gr.scope(), z)), y);
+            ImageGrid.write(file, onHost(gr.scope(), x.value()), n / 8, 8, -1f, 1f, 2);
         }
     }
 
+    /** n int32 labels uniform in [0, k) from Philox (seed, stream). */
+    static MemorySegment randomLabels(Scope scope, long seed, long stream, int n, int k) {
+        MemorySegment y = scope.allocate(4L * n);
+        try (Scope tmp = Scope.confined()) {
+            MemorySegment u = Tensor.rand(tmp, seed, stream, n).segment();
+            for (int i = 0; i < n; i++) y.setAtIndex(JAVA_INT, i, Math.min(k - 1, (int) (u.getAtIndex(JAVA_FLOAT, i) * k)));
+        }
+        return y;
+    }
+
+    /** n labels for sampling: all {@code cls}, or (cls = -1) classes in turn, i mod classes; null for an unconditional generator. */
+    MemorySegment sampleLabels(Scope scope, int from, int n, int cls) {
+        checkClass(cls);
+        if (!cfg.conditional()) return null;
+        MemorySegment y = scope.allocate(4L * n);
+        for (int i = 0; i < n; i++) y.setAtIndex(JAVA_INT, i, cls >= 0 ? cls : (from + i) % cfg.classes);
+        return y;
+    }
+
+    /** Refuses a class (cls >= 0) of an unconditional generator, and one outside [0, classes) of a conditional one; -1 passes. */
+    public void checkClass(int cls) {
+        if (cls < -1) throw new IllegalArgumentException("--class " + cls + " is negative; classes are numbered from 0");
+        if (cls >= 0 && !cfg.conditional()) throw new IllegalArgumentException(notConditional(cfg.out == null ? "the checkpoint" : cfg.out.toString()));
+        if (cfg.conditional() && cls >= cfg.classes)
+            throw new IllegalArgumentException("--class " + cls + " is outside [0, " + cfg.classes + "): the model was trained on " + cfg.classes + " classes");
+    }
+
+    /** The message for a class asked of an unconditional model. */
+    public static String notConditional(String where) {
+        return where + ": the model is unconditional (trained without --conditional), so it cannot be asked for a class";
+    }
+
+    /** Refuses data without labels, or with a label outside [0, classes). */
+    static void checkLabels(ImageData data, int classes) throws IOException {
+        if (data.labels == null)
+            throw new IOException(data.source + ": --conditional needs labels (an IDX label file beside the images; a PNG folder has none)");
+        for (int i = 0; i < data.n; i++)
+            if (data.labels[i] < 0 || data.labels[i] >= classes)
+                throw new IOException(data.source + ": label " + data.labels[i] + " of image " + i + " is outside [0, " + classes + ")");
+    }
+
+    /** The number of classes of a labelled set: 1 + its largest label (Fashion-MNIST: 10). */
+    public static int classesOf(ImageData data) throws IOException {
+        if (data.labels == null)
+            throw new IOException(data.source + ": --conditional needs labels (an IDX label file beside the images; a PNG folder has none)");
+        int k = 0;
+        for (int l : data.labels) k = Math.max(k, l + 1);
+        if (k < 2) throw new IOException(data.source + ": --conditional needs at least 2 classes, the labels hold " + k);
+        return k;
+    }
+
     /** n samples (batches of 100, z from sampleSeed), cropped to 28 x 28, as bytes round((x + 1) 127.5): IDX3. */
-    public void writeSamples(Path file, int n) throws IOException {
+    public void writeSamples(Path file, int n) throws IOException { writeSamples(file, n, -1); }
+
+    /**
+     * As {@link #writeSamples(Path, int)}; a conditional generator draws every image of class {@code cls}, or with
+     * cls = -1 image i of class i mod classes. An unconditional one refuses cls >= 0.
+     */
+    public void writeSamples(Path file, int n, int cls) throws IOException {
+        checkClass(cls);   /* refuses a bad class before any work */
         byte[] out = new byte[n * 28 * 28];
         for (int i = 0; i < n; i += 100) {
             int m = Math.min(100, n - i);
             try (Graph gr = Graph.inference()) {
-                Var x = g.forward(Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.sampleSeed, 1 + i / 100, m, cfg.nz))));
+                Var x = g.forward(Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.sampleSeed, 1 + i / 100, m, cfg.nz))),
+                        sampleLabels(gr.scope(), i, m, cls));
                 MemorySegment s = onHost(gr.scope(), x.value()).segment();
                 for (int k = 0; k < m; k++)
                     for (int y = 0; y < 28; y++)
@@ -451,7 +551,7 @@ public final class GanTrainer {
         Dcgan.Norm norm = Dcgan.Norm.valueOf(String.valueOf(c.getOrDefault("critic_norm", "batch")).toUpperCase(Locale.ROOT));
         Config cfg = new Config(gan ? Loss.GAN : Loss.WGAN_GP, String.valueOf(c.get("data")), f.getParent(), num(c, "iters"), num(c, "batch"),
                 num(c, "nz"), num(c, "ngf"), num(c, "ndf"), 0f, 0.5f, 0.9f, Math.max(1, num(c, "n_critic")), 0f, norm, num(c, "seed"),
-                1, 0, 0, sampleSeed, true);
+                1, 0, 0, sampleSeed, true, classesIn(f, c));
         GanTrainer t = new GanTrainer(cfg);
         for (var e : Dcgan.stateDict(t.g, t.d).entrySet()) {
             Tensor src = l.tensors().get(e.getKey());
@@ -464,6 +564,15 @@ public final class GanTrainer {
         return t;
     }
 
+    /** The class count a checkpoint's config records: 0 for an unconditional (or older) checkpoint. */
+    public static int classesIn(Path f, Map<String, Object> c) throws IOException {
+        Object cond = c.get("conditional"), k = c.get("classes");
+        if (cond == null && k == null) return 0;
+        if (!Boolean.TRUE.equals(cond) || !(k instanceof Long v) || v < 2 || v > 1 << 16)
+            throw new IOException(f + ": config conditional = " + cond + ", classes = " + k + ", expected true and an integer in [2, 65536]");
+        return v.intValue();
+    }
+
     private static int num(Map<String, Object> c, String k) {
         Object v = c.get(k);
         if (!(v instanceof Number n)) throw new IllegalArgumentException("checkpoint config: " + k + " missing or not a number");
@@ -471,10 +580,13 @@ public final class GanTrainer {
     }
 
     /** A PNG grid of n samples (z from the sample seed), as many columns as fit a square. */
-    public void writeGridSamples(Path file, int n) throws IOException {
+    public void writeGridSamples(Path file, int n) throws IOException { writeGridSamples(file, n, -1); }
+
+    /** As {@link #writeGridSamples(Path, int)}, of class {@code cls} (or, cls = -1 on a conditional generator, classes in turn). */
+    public void writeGridSamples(Path file, int n, int cls) throws IOException {
         int cols = (int) Math.ceil(Math.sqrt(n)), rows = (n + cols - 1) / cols;
         try (Graph gr = Graph.inference()) {
-            Var x = g.forward(Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.sampleSeed, 0, n, cfg.nz))));
+            Var x = g.forward(Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.sampleSeed, 0, n, cfg.nz))), sampleLabels(gr.scope(), 0, n, cls));
             ImageGrid.write(file, onHost(gr.scope(), x.value()), rows, cols, -1f, 1f, 2);
         }
     }

@@ -29,6 +29,7 @@ import java.util.Locale;
 import java.util.Map;
 
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
 
 /**
  * Trains and evaluates {@link ConvVae} as ../shared/reference/vae_fmnist.py: pixels / 255, batch 128 (last partial
@@ -49,8 +50,9 @@ public final class VaeTrainer {
     /** Everything a run depends on (saved in the checkpoint); {@link #reference} gives the reference settings. */
     public record Config(String data, Path out, int latent, double beta, int epochs, int batch, float lr, Likelihood likelihood,
                          double sigma, int warmup, double freeBits, long seed, int trainLimit, long evalSeed, int iwaeK, int iwaeN,
-                         int logEvery, boolean quiet, int excludeClass) {
+                         int logEvery, boolean quiet, int excludeClass, int classes) {
         public Config {
+            if (classes < 0) throw new IllegalArgumentException("classes must be >= 0 (0: unconditional), got " + classes);
             Limits.atLeast("latent", latent, 1);
             Limits.atLeast("batch", batch, 1);
             Limits.nonNegative("beta", beta);
@@ -58,6 +60,14 @@ public final class VaeTrainer {
             Limits.positive("sigma", sigma);
             if (likelihood == null) throw new IllegalArgumentException("likelihood must be bernoulli or gaussian, got null");
             if (excludeClass < -1) throw new IllegalArgumentException("excludeClass must be a class label >= 0, or -1 for none; got " + excludeClass);
+        }
+
+        /** Unconditional (classes = 0). */
+        public Config(String data, Path out, int latent, double beta, int epochs, int batch, float lr, Likelihood likelihood,
+                      double sigma, int warmup, double freeBits, long seed, int trainLimit, long evalSeed, int iwaeK, int iwaeN,
+                      int logEvery, boolean quiet, int excludeClass) {
+            this(data, out, latent, beta, epochs, batch, lr, likelihood, sigma, warmup, freeBits, seed, trainLimit, evalSeed, iwaeK, iwaeN,
+                    logEvery, quiet, excludeClass, 0);
         }
 
         /** Without a held-out class (excludeClass = -1: train on every image). */
@@ -75,8 +85,17 @@ public final class VaeTrainer {
         /** The same configuration with class {@code cls} held out of training (anomaly detection; -1: none). */
         public Config withExcludedClass(int cls) {
             return new Config(data, out, latent, beta, epochs, batch, lr, likelihood, sigma, warmup, freeBits, seed, trainLimit, evalSeed,
-                    iwaeK, iwaeN, logEvery, quiet, cls);
+                    iwaeK, iwaeN, logEvery, quiet, cls, classes);
         }
+
+        /** The same configuration as a conditional VAE over {@code k} classes (0: unconditional). */
+        public Config withClasses(int k) {
+            return new Config(data, out, latent, beta, epochs, batch, lr, likelihood, sigma, warmup, freeBits, seed, trainLimit, evalSeed,
+                    iwaeK, iwaeN, logEvery, quiet, excludeClass, k);
+        }
+
+        /** Whether the model is a conditional VAE. */
+        public boolean conditional() { return classes > 0; }
 
         Map<String, Object> toMap() {
             Map<String, Object> m = new LinkedHashMap<>();
@@ -84,6 +103,7 @@ public final class VaeTrainer {
             m.put("likelihood", likelihood.name().toLowerCase(Locale.ROOT)); m.put("sigma", sigma); m.put("warmup", warmup);
             m.put("free_bits", freeBits); m.put("seed", seed); m.put("train_limit", trainLimit);
             if (excludeClass >= 0) m.put("exclude_class", excludeClass);
+            if (classes > 0) { m.put("conditional", true); m.put("classes", classes); }
             return m;
         }
     }
@@ -127,10 +147,10 @@ public final class VaeTrainer {
     public VaeTrainer(Config cfg, Scope scope, Device device) {
         this.cfg = cfg;
         this.device = java.util.Objects.requireNonNull(device, "device");
-        model = new ConvVae(scope, cfg.latent, cfg.seed);
+        model = new ConvVae(scope, cfg.latent, cfg.classes, cfg.seed);
         if (device != Device.CPU) {
             model.to(scope, device);
-            host = new ConvVae(scope, cfg.latent, cfg.seed);
+            host = new ConvVae(scope, cfg.latent, cfg.classes, cfg.seed);
         } else {
             host = model;
         }
@@ -156,6 +176,42 @@ public final class VaeTrainer {
         Tensor x = Tensor.empty(s, m, 1, d.h, d.w);
         d.fill(x, idx, from, m, 1f / 255f, 0f, 0);
         return x;
+    }
+
+    /**
+     * The int32 labels of images idx[from .. from + m) (idx null: from ..) repeated {@code copies} times, in g's scope;
+     * null for an unconditional model.
+     */
+    MemorySegment labels(Graph g, ImageData d, int[] idx, int from, int m, int copies) {
+        if (!cfg.conditional()) return null;
+        if (d.labels == null) throw new IllegalArgumentException(d.source + ": a conditional VAE needs labels (an IDX label file beside the images)");
+        MemorySegment y = g.scope().allocate(4L * m * copies);
+        for (int j = 0; j < copies; j++)
+            for (int i = 0; i < m; i++) {
+                int l = d.labels[idx == null ? from + i : idx[from + i]];
+                if (l < 0 || l >= cfg.classes)
+                    throw new IllegalArgumentException(d.source + ": label " + l + " is outside the model's [0, " + cfg.classes + ")");
+                y.setAtIndex(JAVA_INT, (long) j * m + i, l);
+            }
+        return y;
+    }
+
+    /** n labels, all {@code cls}, or (cls = -1) i mod classes; null for an unconditional model. Refuses a bad class. */
+    MemorySegment classLabels(Graph g, int n, int cls) {
+        checkClass(cls);
+        if (!cfg.conditional()) return null;
+        MemorySegment y = g.scope().allocate(4L * n);
+        for (int i = 0; i < n; i++) y.setAtIndex(JAVA_INT, i, cls >= 0 ? cls : i % cfg.classes);
+        return y;
+    }
+
+    /** Refuses a class (cls >= 0) of an unconditional VAE, and one outside [0, classes) of a conditional one; -1 passes. */
+    public void checkClass(int cls) {
+        if (cls < -1) throw new IllegalArgumentException("--class " + cls + " is negative; classes are numbered from 0");
+        if (cls >= 0 && !cfg.conditional())
+            throw new IllegalArgumentException(String.valueOf(cfg.out) + ": the VAE is unconditional (trained without --conditional), so it cannot be asked for a class");
+        if (cfg.conditional() && cls >= cfg.classes)
+            throw new IllegalArgumentException("--class " + cls + " is outside [0, " + cfg.classes + "): the VAE was trained on " + cfg.classes + " classes");
     }
 
     /** -log p(x|z) summed over pixels and the batch, times scale. */
@@ -198,9 +254,10 @@ public final class VaeTrainer {
         try (Graph g = Graph.open()) {
             Tensor x = images(g.scope(), data, idx, from, m);
             if (device != Device.CPU) x = x.to(g.scope(), device);   // from page-locked staging (Tensor.to): no host wait
-            Var[] h = model.encode(Var.constant(x));
+            MemorySegment y = labels(g, data, idx, from, m, 1);
+            Var[] h = model.encode(Var.constant(x), y);
             F.Reparam r = F.reparam(h[0], h[1], cfg.seed, EPS + step);
-            Var rec = reconstruction(model.decode(r.z()), x, 1f / m);
+            Var rec = reconstruction(model.decode(r.z(), y), x, 1f / m);
             double b = betaAt(step);
             Var klTerm = cfg.freeBits > 0 ? F.scale(F.klFreeBits(h[0], h[1], cfg.freeBits), (float) b) : F.scale(r.kl(), (float) (b / m));
             g.backward(F.add(rec, klTerm));
@@ -235,6 +292,14 @@ public final class VaeTrainer {
         if (cfg.trainLimit > 0) train0 = train0.head(cfg.trainLimit);
         ImageData train = train0;
         if (train.h != 28 || train.w != 28) throw new IOException(train.source + ": the conv VAE is for 28 x 28 images, got " + train.h + "x" + train.w);
+        if (cfg.conditional()) {
+            dev.latent.models.gan.GanTrainer.classesOf(train);   /* labels present */
+            for (ImageData d : new ImageData[] {train, test}) {
+                if (d.labels == null) throw new IOException(d.source + ": --conditional needs labels (an IDX label file beside the images)");
+                for (int l : d.labels)
+                    if (l < 0 || l >= cfg.classes) throw new IOException(d.source + ": label " + l + " is outside [0, " + cfg.classes + ")");
+            }
+        }
         int stepsPerEpoch = (train.n + cfg.batch - 1) / cfg.batch;
         long total = steps > 0 ? steps : (long) stepsPerEpoch * cfg.epochs;
         List<EpochResult> results = new ArrayList<>();
@@ -309,7 +374,8 @@ public final class VaeTrainer {
         };
         TrainLoop.run(family, new TrainLoop.Options(cfg.out, total, stopAt, resume, 0, listener, cfg.quiet));
         writeInterpolations(test, cfg.out.resolve("interpolations.png"));
-        if (cfg.latent == 2) writeManifold(cfg.out.resolve("manifold.png"), 20);
+        if (cfg.latent == 2 && !cfg.conditional()) writeManifold(cfg.out.resolve("manifold.png"), 20);
+        if (cfg.conditional()) writeAnalogy(cfg.out.resolve("analogy.png"), 8, cfg.evalSeed);
         if (!curve.isEmpty())
             listener.onCurves(new TrainingListener.Curves(cfg.out, "VAE training neg-ELBO", "step", "nats per image",
                     List.of(new TrainingListener.Series("neg-ELBO", curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray()))));
@@ -326,9 +392,10 @@ public final class VaeTrainer {
             int m = Math.min(500, n - from);
             try (Graph g = Graph.inference()) {
                 Tensor x = images(g.scope(), test, null, from, m);
-                Var[] h = model.encode(Var.constant(x));
+                MemorySegment y = labels(g, test, null, from, m, 1);
+                Var[] h = model.encode(Var.constant(x), y);
                 F.Reparam r = F.reparam(h[0], h[1], cfg.evalSeed, TEST + from);
-                rec += F.item(reconstruction(model.decode(r.z()), x, 1f)) ;
+                rec += F.item(reconstruction(model.decode(r.z(), y), x, 1f)) ;
                 kl += F.item(r.kl());
                 MemorySegment ms = h[0].value().segment(), ls = h[1].value().segment();
                 for (int i = 0; i < m; i++)
@@ -361,7 +428,7 @@ public final class VaeTrainer {
             int m = Math.min(chunk, n - from);
             try (Graph g = Graph.inference()) {
                 Tensor x = images(g.scope(), test, null, from, m);
-                Var[] h = model.encode(Var.constant(x));
+                Var[] h = model.encode(Var.constant(x), labels(g, test, null, from, m, 1));
                 // k copies of (mu, logvar): (k m, d); row j*m + i is sample j of image i
                 Tensor mu = g.empty((long) k * m, d), lv = g.empty((long) k * m, d), xs = g.empty((long) k * m, 1, 28, 28);
                 for (int j = 0; j < k; j++) {
@@ -371,7 +438,7 @@ public final class VaeTrainer {
                 }
                 Tensor z = g.empty((long) k * m, d);
                 Kernels.reparam(mu, lv, cfg.evalSeed + 1, IWAE + from, z);
-                Tensor out = model.decode(Var.constant(z)).value();
+                Tensor out = model.decode(Var.constant(z), labels(g, test, null, from, m, k)).value();
                 double[][] w = new double[m][k];
                 for (int j = 0; j < k; j++)
                     for (int i = 0; i < m; i++) {
@@ -398,7 +465,8 @@ public final class VaeTrainer {
         ConvVae model = hostModel();
         try (Graph g = Graph.inference()) {
             Tensor x = images(g.scope(), test, null, 0, 32);
-            Tensor rec = toPixels(model.decode(model.encode(Var.constant(x))[0]).value());
+            MemorySegment y = labels(g, test, null, 0, 32, 1);
+            Tensor rec = toPixels(model.decode(model.encode(Var.constant(x), y)[0], y).value());
             Tensor grid = g.empty(64, 1, 28, 28);
             for (int r = 0; r < 4; r++) {
                 MemorySegment.copy(x.segment(), (long) r * 8 * 784 * 4, grid.segment(), (long) (2 * r) * 8 * 784 * 4, 8L * 784 * 4);
@@ -408,14 +476,92 @@ public final class VaeTrainer {
         }
     }
 
-    /** n samples of the decoder's mean at z ~ N(0, I) (Philox seed). */
-    public void writeSamples(Path file, int n, long seed) throws IOException {
+    /** n samples of the decoder's mean at z ~ N(0, I) (Philox seed); a conditional VAE's image i is of class i mod classes. */
+    public void writeSamples(Path file, int n, long seed) throws IOException { writeSamples(file, n, seed, -1); }
+
+    /**
+     * As {@link #writeSamples(Path, int, long)}, every image of class {@code cls} (a conditional VAE; -1: classes in
+     * turn). A file not ending in .png gets the images as IDX3 bytes (28 x 28, round(255 p)), the form `eval fid` and
+     * the classifier read.
+     */
+    public void writeSamples(Path file, int n, long seed, int cls) throws IOException {
         ConvVae model = hostModel();
+        checkClass(cls);
         try (Graph g = Graph.inference()) {
             Tensor z = dev.latent.nn.Init.normal(g.scope(), seed, 7, 1.0, n, cfg.latent);
+            Tensor px = toPixels(model.decode(Var.constant(z), classLabels(g, n, cls)).value());
+            if (!file.getFileName().toString().toLowerCase(Locale.ROOT).endsWith(".png")) {
+                byte[] out = new byte[Math.multiplyExact(n, 784)];
+                MemorySegment s = px.contiguous().segment();
+                for (int i = 0; i < out.length; i++) out[i] = (byte) Math.round(Math.min(1f, Math.max(0f, s.getAtIndex(JAVA_FLOAT, i))) * 255f);
+                dev.latent.data.Idx.writeU8(file, out, n, 28, 28);
+                return;
+            }
             int cols = (int) Math.ceil(Math.sqrt(n));
-            ImageGrid.write(file, toPixels(model.decode(Var.constant(z)).value()), (n + cols - 1) / cols, cols, 0f, 1f, 0);
+            if (cfg.conditional() && cls < 0 && n % cfg.classes == 0) cols = cfg.classes;   /* one class per column */
+            ImageGrid.write(file, px, (n + cols - 1) / cols, cols, 0f, 1f, 0);
         }
+    }
+
+    /**
+     * The cVAE's analogy grid: {@code rows} latents z ~ N(0, I) (Philox seed), one per row, each decoded with every
+     * class across the row. What z holds that the label does not (thickness, brightness, pose) stays along a row.
+     */
+    public void writeAnalogy(Path file, int rows, long seed) throws IOException {
+        if (!cfg.conditional())
+            throw new IllegalArgumentException(String.valueOf(cfg.out) + ": --analogy needs a conditional VAE (train vae --conditional); this one is unconditional");
+        if (rows < 1) throw new IllegalArgumentException("analogy grid: rows = " + rows + ", expected >= 1");
+        ConvVae model = hostModel();
+        int k = cfg.classes, d = cfg.latent;
+        try (Graph g = Graph.inference()) {
+            Tensor z0 = dev.latent.nn.Init.normal(g.scope(), seed, 8, 1.0, rows, d);
+            Tensor z = g.empty((long) rows * k, d);
+            MemorySegment y = g.scope().allocate(4L * rows * k);
+            for (int r = 0; r < rows; r++)
+                for (int c = 0; c < k; c++) {
+                    MemorySegment.copy(z0.segment(), (long) r * d * 4, z.segment(), ((long) r * k + c) * d * 4, (long) d * 4);
+                    y.setAtIndex(JAVA_INT, (long) r * k + c, c);
+                }
+            ImageGrid.write(file, toPixels(model.decode(Var.constant(z), y).value()), rows, k, 0f, 1f, 0);
+        }
+    }
+
+    /**
+     * log p(x | y) of each image under each class, by the IWAE bound with {@code k} samples (nats): (n, classes). A
+     * cVAE's own classifier: argmax_y is its Bayes decision under a uniform class prior.
+     */
+    public double[][] classLogLikelihoods(ImageData data, int k) {
+        if (!cfg.conditional()) throw new IllegalArgumentException("class likelihoods need a conditional VAE");
+        ConvVae model = hostModel();
+        int n = data.n, d = cfg.latent, kc = cfg.classes;
+        double[][] out = new double[n][kc];
+        for (int from = 0; from < n; from += 50) {
+            int m = Math.min(50, n - from);
+            for (int c = 0; c < kc; c++)
+                try (Graph g = Graph.inference()) {
+                    Tensor x = images(g.scope(), data, null, from, m);
+                    MemorySegment y1 = classLabels(g, m, c), yk = classLabels(g, m * k, c);
+                    Var[] h = model.encode(Var.constant(x), y1);
+                    Tensor mu = g.empty((long) k * m, d), lv = g.empty((long) k * m, d), xs = g.empty((long) k * m, 1, 28, 28);
+                    for (int j = 0; j < k; j++) {
+                        MemorySegment.copy(h[0].value().segment(), 0, mu.segment(), (long) j * m * d * 4, (long) m * d * 4);
+                        MemorySegment.copy(h[1].value().segment(), 0, lv.segment(), (long) j * m * d * 4, (long) m * d * 4);
+                        MemorySegment.copy(x.segment(), 0, xs.segment(), (long) j * m * 784 * 4, (long) m * 784 * 4);
+                    }
+                    Tensor z = g.empty((long) k * m, d);
+                    Kernels.reparam(mu, lv, cfg.evalSeed + 2, IWAE + ((long) c << 32) + from, z);
+                    Tensor o = model.decode(Var.constant(z), yk).value();
+                    for (int i = 0; i < m; i++) {
+                        double[] w = new double[k];
+                        for (int j = 0; j < k; j++) {
+                            long row = (long) j * m + i;
+                            w[j] = -VaeScores.nll(cfg.likelihood, cfg.sigma, o, row, xs, row) + VaeScores.logPriorMinusPosterior(z, mu, lv, row, d);
+                        }
+                        out[from + i][c] = VaeScores.logMeanExp(w);
+                    }
+                }
+        }
+        return out;
     }
 
     /** 8 rows: linear interpolation in latent space (posterior means) between test images 2r and 2r + 1, 10 steps. */
@@ -423,7 +569,7 @@ public final class VaeTrainer {
         ConvVae model = hostModel();
         try (Graph g = Graph.inference()) {
             Tensor x = images(g.scope(), test, null, 0, 16);
-            MemorySegment mu = model.encode(Var.constant(x))[0].value().segment();
+            MemorySegment mu = model.encode(Var.constant(x), labels(g, test, null, 0, 16, 1))[0].value().segment();
             int d = cfg.latent;
             Tensor z = g.empty(80, d);
             for (int r = 0; r < 8; r++)
@@ -433,13 +579,19 @@ public final class VaeTrainer {
                         z.segment().setAtIndex(JAVA_FLOAT, (long) (r * 10 + s) * d + j, (float) ((1 - a) * mu.getAtIndex(JAVA_FLOAT, (long) 2 * r * d + j)
                                 + a * mu.getAtIndex(JAVA_FLOAT, (long) (2 * r + 1) * d + j)));
                 }
-            ImageGrid.write(file, toPixels(model.decode(Var.constant(z)).value()), 8, 10, 0f, 1f, 0);
+            MemorySegment y = null;   /* a cVAE decodes row r with the label of its first image, 2r */
+            if (cfg.conditional()) {
+                y = g.scope().allocate(4L * 80);
+                for (int i = 0; i < 80; i++) y.setAtIndex(JAVA_INT, i, test.labels[2 * (i / 10)]);
+            }
+            ImageGrid.write(file, toPixels(model.decode(Var.constant(z), y).value()), 8, 10, 0f, 1f, 0);
         }
     }
 
     /** For a 2-D latent space: decoded means on a grid x grid lattice of standard-normal quantiles. */
     public void writeManifold(Path file, int grid) throws IOException {
         if (cfg.latent != 2) throw new IllegalArgumentException("the manifold plot needs a 2-D latent space, got " + cfg.latent);
+        if (cfg.conditional()) throw new IllegalArgumentException("the manifold plot is for an unconditional VAE (use --analogy for a conditional one)");
         ConvVae model = hostModel();
         try (Graph g = Graph.inference()) {
             Tensor z = g.empty((long) grid * grid, 2);
@@ -533,7 +685,7 @@ public final class VaeTrainer {
         try {
             cfg = new Config(d.data(), d.out(), latent.intValue(), c.get("beta") instanceof Number b ? b.doubleValue() : 1.0, d.epochs(), d.batch(),
                 d.lr(), lik, sigma, 0, 0, c.get("seed") instanceof Number s2 ? s2.longValue() : 1, 0, d.evalSeed(), d.iwaeK(), d.iwaeN(), d.logEvery(), true,
-                c.get("exclude_class") instanceof Number ex ? ex.intValue() : -1);
+                c.get("exclude_class") instanceof Number ex ? ex.intValue() : -1, dev.latent.models.gan.GanTrainer.classesIn(f, c));
         } catch (IllegalArgumentException e) {
             throw new IOException(f + ": bad config: " + e.getMessage());
         }
