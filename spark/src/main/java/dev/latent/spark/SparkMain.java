@@ -52,11 +52,26 @@ public final class SparkMain implements Runnable {
      */
     static CommandLine commandLine() {
         CommandLine cl = new CommandLine(new SparkMain());
-        cl.registerConverter(TokenizerKind.class, v -> {
-            for (TokenizerKind k : TokenizerKind.values()) if (k.toString().equals(v)) return k;
-            throw new CommandLine.TypeConversionException("expected one of " + java.util.Arrays.toString(TokenizerKind.values()) + " but was '" + v + "'");
-        });
+        exact(cl, TokenizerKind.class);
+        exact(cl, CriticNorm.class);
         return cl;
+    }
+
+    /** Registers a converter taking exactly the toString spellings of {@code type}'s constants. */
+    private static <E extends Enum<E>> void exact(CommandLine cl, Class<E> type) {
+        E[] all = type.getEnumConstants();
+        cl.registerConverter(type, v -> {
+            for (E k : all) if (k.toString().equals(v)) return k;
+            throw new CommandLine.TypeConversionException("expected one of " + java.util.Arrays.toString(all) + " but was '" + v + "'");
+        });
+    }
+
+    /** {@code --critic-norm} of wgan-gp: the critic's normalisation, spelled as {@code latent train wgan-gp}'s. */
+    enum CriticNorm {
+        NONE("none"), LAYER("layer");
+        private final String id;
+        CriticNorm(String id) { this.id = id; }
+        @Override public String toString() { return id; }
     }
 
     /** {@code --tokenizer}: its spellings are the constants' toString, as {@code latent train gpt}'s. */
@@ -232,13 +247,13 @@ public final class SparkMain implements Runnable {
         @Option(names = "--ndf", description = "critic width (default: ${DEFAULT-VALUE})") int ndf = 64;
         @Option(names = "--n-critic", description = "critic steps per generator step (default: ${DEFAULT-VALUE})") int nCritic = 5;
         @Option(names = "--lambda", description = "weight of the gradient penalty (default: ${DEFAULT-VALUE})") float lambda = 10f;
-        @Option(names = "--critic-norm", description = "none | layer (default: ${DEFAULT-VALUE})") String criticNorm = "none";
+        @Option(names = "--critic-norm", description = "one of ${COMPLETION-CANDIDATES}: the critic's normalisation (default: ${DEFAULT-VALUE})") CriticNorm criticNorm = CriticNorm.NONE;
 
         @Override String name() { return "wgan-gp"; }
 
         @Override
         List<GptDataParallel.Result> train(JavaSparkContext sc, int n, int m, dev.latent.data.ImageData images) {
-            var job = GanDataParallel.Job.wganGp(n, m, batch, nz, ngf, ndf, lr != null ? lr : 1e-4f, nCritic, lambda, criticNorm, seed, steps,
+            var job = GanDataParallel.Job.wganGp(n, m, batch, nz, ngf, ndf, lr != null ? lr : 1e-4f, nCritic, lambda, criticNorm.toString(), seed, steps,
                     out.toAbsolutePath().toString(), checkpointInterval, resume, data);
             return GanDataParallel.train(sc, job, images, null, threads);
         }
