@@ -102,7 +102,7 @@ final class CudaBackend implements Backend {
 
     @Override public void softmaxCrossEntropy(long n, long v, Tensor logits, MemorySegment targets, Tensor losses, Tensor dlogits,
                                               float dscale) {
-        CudaKernels.softmaxCrossEntropy(cuda(), n, v, buf(logits), Kernels.deviceInts(targets, n), buf(losses), buf(dlogits), dscale);
+        CudaKernels.softmaxCrossEntropy(cuda(), n, v, buf(logits), DeviceUploads.deviceInts(targets, n), buf(losses), buf(dlogits), dscale);
     }
 
     @Override public double bceWithLogits(long n, Tensor logits, Tensor targets, float t, Tensor dlogits, float dscale) {
@@ -110,14 +110,14 @@ final class CudaBackend implements Backend {
     }
 
     @Override public void embedding(long n, long c, MemorySegment ids, int[] id, Tensor table, Tensor out) {
-        CudaKernels.embedding(cuda(), n, c, Kernels.deviceInts(ids, n), buf(table), buf(out));
+        CudaKernels.embedding(cuda(), n, c, DeviceUploads.deviceInts(ids, n), buf(table), buf(out));
     }
 
     @Override public void embeddingBackward(long n, long c, long vocab, MemorySegment ids, int[] id, Tensor dout, Tensor dtable) {
         /* The positions grouped by id (host data: the ids), each group in increasing index order: the kernel then adds
          * every table element's terms in the CPU's order, without atomics. Built and uploaded once per batch
          * (stageTokens, or the first backward of these ids). */
-        DeviceBuffer dg = Kernels.deviceGroups(id, vocab);
+        DeviceBuffer dg = DeviceUploads.deviceGroups(id, vocab);
         int rows = 0;   // uniq holds the distinct ids: count them again (cheap, host data)
         boolean[] seen = new boolean[(int) vocab];
         for (int v : id) if (!seen[v]) { seen[v] = true; rows++; }
