@@ -110,7 +110,7 @@ final class DeviceUploads {
         return d != null ? d : upload(new int[] {KIND_INTS}, new long[] {0}, new int[][] {host}, new int[][] {host})[0];
     }
 
-    /** stageTokens' upload, after its checks: {@code id} (checked ids) and {@code tg} (targets), n > 0 each. */
+    /** stageTokens' upload, after its checks: {@code id} (checked ids) and {@code tg} (targets), at least one each. */
     static void stage(int[] id, int[] tg, long vocab) {
         if (lookup(KIND_INTS, 0, id) != null && lookup(KIND_INTS, 0, tg) != null && lookup(KIND_GROUPS, vocab, id) != null) return;
         upload(new int[] {KIND_INTS, KIND_INTS, KIND_GROUPS}, new long[] {0, 0, vocab}, new int[][] {id, tg, id},
