@@ -16,6 +16,9 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  * transposed convolution, channel sums and broadcasts, and BatchNorm2d.
  * Part of {@link F}, which exposes every public op here under the same name; see F for the conventions (devices,
  * recording, double backward).
+ * <p>
+ * The device tests here are semantic, not a kernel choice (the ops layer's Backend picks kernels): see {@link F}'s
+ * class comment, (a) to (d).
  */
 public final class ConvF {
     private ConvF() {}

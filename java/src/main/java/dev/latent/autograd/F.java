@@ -24,6 +24,16 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * composition of kernels (sum, rowSum, broadcasts, addScalar), or, for small or rare tensors (the pointwise ops, diag,
  * free bits, BatchNorm's eval-mode backward, GELU's second derivative), explicit copies to the host and back that
  * compute the CPU's bits (docs/cuda.md).
+ * <p>
+ * Which kernel runs for a device is not decided here: the ops layer validates and picks the tensors' backend once
+ * (dev.latent.ops.Kernels, Backend). The device tests that remain in this class (and in ProbF, ConvF) are semantic,
+ * not a kernel choice: (a) a loss or KL that the CPU returns as a host double, rounded once, stays on CUDA as a
+ * one-element tensor (no host synchronisation; one more float rounding: crossEntropy, bceWithLogits, reparam,
+ * coupling's logdet); (b) the CPU's exact Java loops (sums in double: rowSum, channelSum) become exact-fp32 kernel
+ * compositions on CUDA (GEMMs with ones, addRows of zeros: expand, colBroadcast, addScalar), whose bits are the CPU's
+ * only where the comment beside them says so; (c) ops with no CUDA kernel copy small tensors to the host and back
+ * (pointwise, diag, GELU's second derivative); (d) reading a scalar (a host read versus a device copy). Merging any of
+ * them would change the CPU's golden bits or add a synchronisation per step on CUDA.
  */
 public final class F {
     private F() {}
@@ -274,16 +284,7 @@ public final class F {
         Tensor t = dense(table);
         long vocab = t.size(0), c = t.size(1);
         Tensor out = g().empty(t.device(), n, c);
-        if (t.device() == Device.CUDA) {
-            Kernels.embedding(ids, t, out);   /* checks the ids on the host first */
-        } else {
-            MemorySegment src = t.segment(), dst = out.segment();
-            for (long i = 0; i < n; i++) {
-                int id = ids.getAtIndex(JAVA_INT, i);
-                if (id < 0 || id >= vocab) throw new IllegalArgumentException("embedding: id " + id + " at position " + i + " outside [0, " + vocab + ")");
-                MemorySegment.copy(src, id * c * 4, dst, i * c * 4, c * 4);
-            }
-        }
+        Kernels.embedding(ids, t, out);   /* checks the ids on the host first, then the device's backend copies the rows */
         return rec(out, "embedding", of(table), gr -> {
             firstOrderOnly("embedding");
             Tensor d = g().zeros(t.device(), vocab, c);

@@ -14,6 +14,9 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  * (BCE, Gaussian NLL), free-bits KL, the affine coupling and diag.
  * Part of {@link F}, which exposes every public op here under the same name; see F for the conventions (devices,
  * recording, double backward).
+ * <p>
+ * The device tests here are semantic, not a kernel choice (the ops layer's Backend picks kernels): see {@link F}'s
+ * class comment, (a) to (d).
  */
 public final class ProbF {
     private ProbF() {}

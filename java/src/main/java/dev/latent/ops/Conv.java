@@ -1,7 +1,6 @@
 package dev.latent.ops;
 
 import dev.latent.cuda.CudaKernels;
-import dev.latent.cuda.CudaVendor;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Tensor;
 
@@ -13,9 +12,10 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
- * Tensor-level 2-D convolution (kernels/conv2d): NCHW activations, (K, C, R, S) weights. Each call checks
- * shapes against a {@link Geometry} and makes one downcall (or, for tensors all on CUDA, one launch of
- * conv2d.cu's kernel: see {@link Kernels} for the device rules); outputs are passed in.
+ * Tensor-level 2-D convolution (kernels/conv2d): NCHW activations, (K, C, R, S) weights. Each call checks devices,
+ * contiguity and shapes against a {@link Geometry} once, then makes one call on the tensors' {@link Backend} (the CPU
+ * library, or on CUDA cuDNN where it serves, else conv2d.cu's kernels: see {@link Kernels} for the device rules);
+ * outputs are passed in.
  */
 public final class Conv {
     private Conv() {}
@@ -84,40 +84,25 @@ public final class Conv {
 
     /** y = conv(x, w) + bias. */
     public static void forward(Geometry g, Tensor x, Tensor w, Tensor bias, Tensor y) {
-        boolean gpu = Kernels.onCuda("conv2d", x, w, bias, y);
-        if (!gpu) Kernels.dense("conv2d", x, w, bias, y);
+        Backend be = Backend.on("conv2d", x, w, bias, y);
         shape("conv2d", "x", x, g.inShape()); shape("conv2d", "w", w, g.weightShape());
         shape("conv2d", "bias", bias, g.k()); shape("conv2d", "y", y, g.outShape());
-        if (gpu) {
-            if (!CudaVendor.convForward(Kernels.cuda(), g.dims(), Kernels.buf(x), Kernels.buf(w), Kernels.buf(bias), Kernels.buf(y)))
-                CudaKernels.conv2d(Kernels.cuda(), g.desc(), Kernels.buf(x), Kernels.buf(w), Kernels.buf(bias), Kernels.buf(y));
-        } else Kernels.nat().conv2dFwd(g.desc(), x.segment(), w.segment(), Kernels.seg(bias), y.segment());
+        be.conv2d(g, x, w, bias, y);
     }
 
     /** dx = conv^T(dy, w) (+ bias per input channel: the forward of a transposed convolution). */
     public static void backwardData(Geometry g, Tensor dy, Tensor w, Tensor bias, Tensor dx) {
-        boolean gpu = Kernels.onCuda("conv2dBackwardData", dy, w, bias, dx);
-        if (!gpu) Kernels.dense("conv2dBackwardData", dy, w, bias, dx);
+        Backend be = Backend.on("conv2dBackwardData", dy, w, bias, dx);
         shape("conv2dBackwardData", "dy", dy, g.outShape()); shape("conv2dBackwardData", "w", w, g.weightShape());
         shape("conv2dBackwardData", "bias", bias, g.c()); shape("conv2dBackwardData", "dx", dx, g.inShape());
-        if (gpu) {
-            if (!CudaVendor.convBackwardData(Kernels.cuda(), g.dims(), Kernels.buf(dy), Kernels.buf(w), Kernels.buf(bias), Kernels.buf(dx)))
-                CudaKernels.conv2dBackwardData(Kernels.cuda(), g.desc(), Kernels.buf(dy), Kernels.buf(w), Kernels.buf(bias), Kernels.buf(dx));
-        } else Kernels.nat().conv2dBwdData(g.desc(), dy.segment(), w.segment(), Kernels.seg(bias), dx.segment());
+        be.conv2dBackwardData(g, dy, w, bias, dx);
     }
 
     /** dw (and db when not null) from x and dy; accumulate adds instead of overwriting. */
     public static void backwardWeight(Geometry g, Tensor x, Tensor dy, Tensor dw, Tensor db, boolean accumulate) {
-        boolean gpu = Kernels.onCuda("conv2dBackwardWeight", x, dy, dw, db);
-        if (!gpu) Kernels.dense("conv2dBackwardWeight", x, dy, dw, db);
+        Backend be = Backend.on("conv2dBackwardWeight", x, dy, dw, db);
         shape("conv2dBackwardWeight", "x", x, g.inShape()); shape("conv2dBackwardWeight", "dy", dy, g.outShape());
         shape("conv2dBackwardWeight", "dw", dw, g.weightShape()); shape("conv2dBackwardWeight", "db", db, g.k());
-        if (gpu) {
-            if (CudaVendor.convBackwardFilter(Kernels.cuda(), g.dims(), Kernels.buf(x), Kernels.buf(dy), Kernels.buf(dw), accumulate)) {
-                if (db != null) CudaKernels.conv2dBackwardBias(Kernels.cuda(), g.desc(), Kernels.buf(dy), Kernels.buf(db), accumulate);
-            } else {
-                CudaKernels.conv2dBackwardWeight(Kernels.cuda(), g.desc(), Kernels.buf(x), Kernels.buf(dy), Kernels.buf(dw), Kernels.buf(db), accumulate);
-            }
-        } else Kernels.nat().conv2dBwdWeight(g.desc(), x.segment(), dy.segment(), dw.segment(), Kernels.seg(db), accumulate);
+        be.conv2dBackwardWeight(g, x, dy, dw, db, accumulate);
     }
 }

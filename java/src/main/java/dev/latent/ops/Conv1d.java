@@ -1,6 +1,5 @@
 package dev.latent.ops;
 
-import dev.latent.cuda.CudaKernels;
 import dev.latent.tensor.Tensor;
 
 import java.util.Arrays;
@@ -8,9 +7,9 @@ import java.util.Arrays;
 /**
  * Tensor-level dilated causal 1-D convolution (kernels/conv1d; WaveNet's layer): activations (N, C, T), weights
  * (Cout, Cin, K). y[n, o, t] = bias[o] + sum_{i, j} w[o, i, j] x[n, i, t - (K-1-j) d]: the input is padded on the
- * left with (K-1) d zeros, so an output never depends on a later input. Each call checks shapes against a
- * {@link Geometry} and makes one downcall, or, for tensors all on CUDA, launches conv1d.cu's kernels (see
- * {@link Kernels} for the device rules); outputs are passed in.
+ * left with (K-1) d zeros, so an output never depends on a later input. Each call checks devices, contiguity and
+ * shapes against a {@link Geometry} once, then makes one call on the tensors' {@link Backend} (the CPU library or
+ * conv1d.cu's kernels: see {@link Kernels} for the device rules); outputs are passed in.
  */
 public final class Conv1d {
     private Conv1d() {}
@@ -39,31 +38,25 @@ public final class Conv1d {
 
     /** y = causal conv(x, w) + bias (bias may be null). */
     public static void forward(Geometry g, Tensor x, Tensor w, Tensor bias, Tensor y) {
-        boolean gpu = Kernels.onCuda("conv1d", x, w, bias, y);
-        if (!gpu) Kernels.dense("conv1d", x, w, bias, y);
+        Backend be = Backend.on("conv1d", x, w, bias, y);
         shape("conv1d", "x", x, g.inShape()); shape("conv1d", "w", w, g.weightShape());
         shape("conv1d", "bias", bias, g.cout()); shape("conv1d", "y", y, g.outShape());
-        if (gpu) CudaKernels.conv1d(Kernels.cuda(), g.n(), g.cin(), g.t(), g.cout(), g.k(), g.dilation(), Kernels.buf(x), Kernels.buf(w), Kernels.buf(bias), Kernels.buf(y));
-        else Kernels.nat().conv1dFwd(g.n(), g.cin(), g.t(), g.cout(), g.k(), g.dilation(), x.segment(), w.segment(), Kernels.seg(bias), y.segment());
+        be.conv1d(g, x, w, bias, y);
     }
 
     /** dx = conv^T(dy, w): dx[n, i, t] = sum_{o, j} w[o, i, j] dy[n, o, t + (K-1-j) d]. */
     public static void backwardData(Geometry g, Tensor dy, Tensor w, Tensor dx) {
-        boolean gpu = Kernels.onCuda("conv1dBackwardData", dy, w, dx);
-        if (!gpu) Kernels.dense("conv1dBackwardData", dy, w, dx);
+        Backend be = Backend.on("conv1dBackwardData", dy, w, dx);
         shape("conv1dBackwardData", "dy", dy, g.outShape()); shape("conv1dBackwardData", "w", w, g.weightShape());
         shape("conv1dBackwardData", "dx", dx, g.inShape());
-        if (gpu) CudaKernels.conv1dBackwardData(Kernels.cuda(), g.n(), g.cin(), g.t(), g.cout(), g.k(), g.dilation(), Kernels.buf(dy), Kernels.buf(w), Kernels.buf(dx));
-        else Kernels.nat().conv1dBwdData(g.n(), g.cin(), g.t(), g.cout(), g.k(), g.dilation(), dy.segment(), w.segment(), dx.segment());
+        be.conv1dBackwardData(g, dy, w, dx);
     }
 
     /** dw (and db when not null) from x and dy; accumulate adds instead of overwriting. */
     public static void backwardWeight(Geometry g, Tensor x, Tensor dy, Tensor dw, Tensor db, boolean accumulate) {
-        boolean gpu = Kernels.onCuda("conv1dBackwardWeight", x, dy, dw, db);
-        if (!gpu) Kernels.dense("conv1dBackwardWeight", x, dy, dw, db);
+        Backend be = Backend.on("conv1dBackwardWeight", x, dy, dw, db);
         shape("conv1dBackwardWeight", "x", x, g.inShape()); shape("conv1dBackwardWeight", "dy", dy, g.outShape());
         shape("conv1dBackwardWeight", "dw", dw, g.weightShape()); shape("conv1dBackwardWeight", "db", db, g.cout());
-        if (gpu) CudaKernels.conv1dBackwardWeight(Kernels.cuda(), g.n(), g.cin(), g.t(), g.cout(), g.k(), g.dilation(), Kernels.buf(x), Kernels.buf(dy), Kernels.buf(dw), Kernels.buf(db), accumulate);
-        else Kernels.nat().conv1dBwdWeight(g.n(), g.cin(), g.t(), g.cout(), g.k(), g.dilation(), x.segment(), dy.segment(), dw.segment(), Kernels.seg(db), accumulate);
+        be.conv1dBackwardWeight(g, x, dy, dw, db, accumulate);
     }
 }

@@ -84,13 +84,8 @@ public final class Gemm {
             String why = CudaVendor.bf16GemmUnavailable(Kernels.cuda());
             if (why != null) throw new IllegalArgumentException("gemm: BF16 precision on CUDA: " + why + "; " + shapes.get());
         }
-        if (gpu) {
-            callCuda(ma.trans, mb.trans, m, n, k, alpha, beta, ma.ld, mb.ld, mc.ld, batch, ma.batchStride, mb.batchStride, mc.batchStride,
-                    DeviceBuffer.of(a.deviceBuffer()), DeviceBuffer.of(b.deviceBuffer()), DeviceBuffer.of(c.deviceBuffer()), precision == Precision.BF16);
-            return;
-        }
-        call(ma.trans, mb.trans, m, n, k, alpha, beta, ma.ld, mb.ld, mc.ld, batch, ma.batchStride, mb.batchStride, mc.batchStride,
-                a.storage(), a.offset(), b.storage(), b.offset(), c.storage(), c.offset(), precision == Precision.BF16);
+        Backend.of(a.device()).gemm(ma.trans, mb.trans, m, n, k, alpha, beta, ma.ld, mb.ld, mc.ld, batch, ma.batchStride,
+                mb.batchStride, mc.batchStride, a, b, c, precision == Precision.BF16);
     }
 
     /** One matrix operand as the native side sees it: transpose flag, leading dimension, batch stride. */
@@ -183,10 +178,11 @@ public final class Gemm {
         call(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, a, offA, b, offB, c, offC, false);
     }
 
-    private static void call(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta,
-                             long lda, long ldb, long ldc, long batch, long sa, long sb, long sc,
-                             MemorySegment a, long offA, MemorySegment b, long offB, MemorySegment c, long offC,
-                             boolean bf16) {
+    /** The CPU's GEMM on segments (CpuBackend's gemm, the raw-segment entries): bounds checks, then one downcall. */
+    static void call(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta,
+                     long lda, long ldb, long ldc, long batch, long sa, long sb, long sc,
+                     MemorySegment a, long offA, MemorySegment b, long offB, MemorySegment c, long offC,
+                     boolean bf16) {
         // Messages are built only on failure: this runs on every call, including 1x1x1 ones.
         Supplier<String> what = () -> "gemm(m=" + m + ", n=" + n + ", k=" + k + ", transA=" + ta + ", transB=" + tb + ", lda=" + lda
                 + ", ldb=" + ldb + ", ldc=" + ldc + ", batch=" + batch + ")";
@@ -230,8 +226,8 @@ public final class Gemm {
         return d;
     }
 
-    /** {@link #call} for device buffers (each starting at its operand's first element): the same checks, then a launch. */
-    private static void callCuda(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta,
+    /** {@link #call} for device buffers (each starting at its operand's first element; CudaBackend's gemm): the same checks, then a launch. */
+    static void callCuda(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta,
                                  long lda, long ldb, long ldc, long batch, long sa, long sb, long sc,
                                  DeviceBuffer a, DeviceBuffer b, DeviceBuffer c, boolean bf16) {
         Supplier<String> what = () -> "gemm on CUDA(m=" + m + ", n=" + n + ", k=" + k + ", transA=" + ta + ", transB=" + tb + ", lda=" + lda

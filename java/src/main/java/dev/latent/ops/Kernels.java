@@ -3,7 +3,6 @@ package dev.latent.ops;
 import dev.latent.cuda.Cuda;
 import dev.latent.cuda.CudaKernels;
 import dev.latent.cuda.DeviceBuffer;
-import dev.latent.cuda.Staging;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
@@ -18,32 +17,21 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
- * Tensor-level entry points of the native kernels other than GEMM: each checks devices, contiguity and
- * shapes, then makes one downcall. Outputs are passed in (callers own allocation and lifetimes);
- * integer inputs (token ids, targets) are int32 segments.
- * Devices: all tensors on the CPU take the CPU library, unchanged; all on CUDA launch the op's CUDA kernel
- * ({@link CudaKernels}; int32 host segments are copied to the device first); a mix is an IllegalArgumentException
- * naming both devices. An op without a CUDA kernel throws UnsupportedOperationException for CUDA tensors: nothing
- * here reads device memory from the host.
+ * Tensor-level entry points of the kernels other than GEMM and convolution: each validates once, at this boundary
+ * (devices agree, tensors contiguous, shapes, element counts, ids inside the vocabulary), then makes one call on the
+ * tensors' {@link Backend} (the CPU's native library, {@link CpuBackend}, or our CUDA kernels, {@link CudaBackend}):
+ * no op branches on the device. Outputs are passed in (callers own allocation and lifetimes); integer inputs (token
+ * ids, targets) are int32 host segments (on CUDA copied to the device first, through the upload cache, {@link DeviceUploads}). A mix
+ * of devices is an IllegalArgumentException naming both. The ops named ...OnDevice, gradClip, setOne and stageTokens
+ * exist only on CUDA (results kept on the device) and call {@link CudaKernels} directly. Nothing here reads device
+ * memory from the host.
  */
 public final class Kernels {
     private Kernels() {}
 
     private static final ThreadLocal<MemorySegment> ATT = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(LatentNative.ATTENTION_DESC));
-    private static final ThreadLocal<MemorySegment> ADAM = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(LatentNative.ADAMW_DESC));
     private static final ThreadLocal<MemorySegment> COPY = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(LatentNative.COPY_DESC));
-    private static final ThreadLocal<MemorySegment> F64 = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(8, 8));
 
-    static LatentNative nat() { return LatentNative.get(); }
-
-    static void dense(String op, Tensor... ts) {
-        for (Tensor t : ts) {
-            if (t == null) continue;
-            if (t.device() != Device.CPU) throw new IllegalArgumentException(op + ": CPU tensors only, got " + t.device());
-            if (!t.isContiguous()) throw new IllegalArgumentException(op + ": needs contiguous tensors, got " + t
-                    + " with strides " + Arrays.toString(t.strides()) + "; call contiguous() first");
-        }
-    }
 
     static void numel(String op, long n, Tensor... ts) {
         for (Tensor t : ts)
@@ -58,122 +46,18 @@ public final class Kernels {
         if (!s.scope().isAlive()) throw new IllegalStateException(op + ": int32 segment's scope is closed");
     }
 
-    static MemorySegment seg(Tensor t) { return t == null ? MemorySegment.NULL : t.segment(); }
 
     /**
-     * True when every non-null tensor is on CUDA (then they must be contiguous: the kernels take dense buffers), false
-     * when all are on the CPU (the CPU path's own checks follow); IllegalArgumentException naming both devices for a mix.
+     * For the CUDA-only ops (the OnDevice variants, gradClip, ...): true when every non-null tensor is on CUDA and
+     * contiguous ({@link Backend#on}'s checks: IllegalArgumentException for a mix of devices or a strided tensor).
      */
     static boolean onCuda(String op, Tensor... ts) {
-        Tensor first = null;
-        for (Tensor t : ts) {
-            if (t == null) continue;
-            if (first == null) first = t;
-            else if (t.device() != first.device())
-                throw new IllegalArgumentException(op + ": tensors on different devices, " + first.device() + " (" + first + ") and "
-                        + t.device() + " (" + t + "); move one with to(scope, device)");
-        }
-        if (first == null || first.device() != Device.CUDA) return false;
-        for (Tensor t : ts)
-            if (t != null && !t.isContiguous()) throw new IllegalArgumentException(op + ": needs contiguous tensors, got " + t
-                    + " with strides " + Arrays.toString(t.strides()) + "; call contiguous() first");
-        return true;
-    }
-
-    /** For an op without a CUDA kernel: returns for CPU tensors, UnsupportedOperationException for CUDA ones. */
-    static void cpuOnly(String op, Tensor... ts) {
-        if (onCuda(op, ts))
-            throw new UnsupportedOperationException(op + " has no CUDA kernel yet; its tensors are on CUDA (copy them to the CPU"
-                    + " with to(scope, Device.CPU) to run it there)");
+        return Backend.on(op, ts).device() == Device.CUDA;
     }
 
     static Cuda cuda() { return Cuda.get(); }
 
     static DeviceBuffer buf(Tensor t) { return t == null ? null : DeviceBuffer.of(t.deviceBuffer()); }
-
-    /*
-     * Int32 host data on the device (token ids, targets, the embedding backward's grouping of the ids). A host-to-device
-     * copy from pageable memory makes the host wait for the stream (a host synchronisation), so each upload is kept,
-     * per thread, with a host copy of the bytes it came from (and goes up from page-locked staging, asynchronously: see
-     * dev.latent.cuda.Staging): a later call with equal bytes (the same batch's ids in the
-     * embedding forward and backward, its targets in the loss) reuses the device copy without copying again. An upload
-     * is never written by a kernel, so reuse is exact; the comparison is a host memcmp of the int32 data. stageTokens
-     * puts a batch's ids, targets and id grouping in ONE copy. The last STAGED_KEEP uploads are kept; an older one goes
-     * back to the allocator (stream-ordered, so a queued kernel still reading it is safe).
-     */
-    private static final int STAGED_KEEP = 8;
-
-    /** One upload: the root device buffer, and the entries (kind, vocabulary, host bytes, slice) it serves. */
-    private record Upload(DeviceBuffer root, java.util.List<Staged> entries) {}
-
-    private record Staged(int kind, long vocab, int[] host, DeviceBuffer dev) {}
-
-    private static final int KIND_INTS = 0, KIND_GROUPS = 1, KIND_LONGS = 2;
-    private static final ThreadLocal<java.util.ArrayDeque<Upload>> UPLOADS = ThreadLocal.withInitial(java.util.ArrayDeque::new);
-
-    private static DeviceBuffer lookup(int kind, long vocab, int[] host) {
-        java.util.ArrayDeque<Upload> q = UPLOADS.get();
-        for (Upload u : q)
-            for (Staged e : u.entries)
-                if (e.kind == kind && e.vocab == vocab && Arrays.equals(e.host, host) && u.root.isAlive()) {
-                    if (q.peekFirst() != u) {   // most recently used first: what every step uses (a segment table) stays
-                        q.remove(u);
-                        q.addFirst(u);
-                    }
-                    return e.dev;
-                }
-        return null;
-    }
-
-    /**
-     * The device copy of {@code v} (int64, 8-byte aligned): a kept upload of equal values, or a new one, asynchronous
-     * from page-locked staging (a gradient-norm segment table: the same every step, so uploaded once).
-     */
-    static DeviceBuffer deviceLongs(long[] v) {
-        if (v.length > (Integer.MAX_VALUE - 8) / 2) throw new IllegalArgumentException(v.length + " int64 values: too many to upload at once");
-        int[] w = new int[2 * v.length];
-        for (int i = 0; i < v.length; i++) { w[2 * i] = (int) v[i]; w[2 * i + 1] = (int) (v[i] >>> 32); }   // little-endian words
-        DeviceBuffer d = lookup(KIND_LONGS, 0, w);
-        return d != null ? d : upload(new int[] {KIND_LONGS}, new long[] {0}, new int[][] {w}, new int[][] {w})[0];
-    }
-
-    /**
-     * Uploads the int arrays in one host-to-device copy and registers each as (kinds[i], vocabs[i], keys[i]): the key
-     * is the data itself for plain ints, the ids for their grouping. Returns the slices.
-     */
-    private static DeviceBuffer[] upload(int[] kinds, long[] vocabs, int[][] keys, int[][] arrays) {
-        long total = 0;
-        for (int[] a : arrays) total += Math.max(1, a.length);
-        DeviceBuffer root = cuda().alloc(4 * total);
-        DeviceBuffer[] out = new DeviceBuffer[arrays.length];
-        java.util.List<Staged> entries = new java.util.ArrayList<>();
-        long at = 0;
-        for (int i = 0; i < arrays.length; i++) {
-            int len = Math.max(1, arrays[i].length);
-            out[i] = root.slice(at * 4, len * 4L);
-            entries.add(new Staged(kinds[i], vocabs[i], keys[i].clone(), out[i]));
-            at += len;
-        }
-        Staging.upload(root, 4 * total, h -> {   // from page-locked staging, asynchronously (dev.latent.cuda.Staging)
-            long o = 0;
-            for (int[] a : arrays) {
-                MemorySegment.copy(a, 0, h, JAVA_INT, o * 4, a.length);
-                o += Math.max(1, a.length);
-            }
-        });
-        java.util.ArrayDeque<Upload> q = UPLOADS.get();
-        q.addFirst(new Upload(root, entries));
-        while (q.size() > STAGED_KEEP) q.removeLast().root.close();
-        return out;
-    }
-
-    /** The device copy of n int32s of a host segment (targets, ids): a kept upload of equal bytes, or a new one. */
-    static DeviceBuffer deviceInts(MemorySegment s, long n) {
-        if (n > Integer.MAX_VALUE - 8) throw new IllegalArgumentException(n + " int32 values: too many to upload at once");
-        int[] host = s.asSlice(0, 4 * n).toArray(JAVA_INT);
-        DeviceBuffer d = lookup(KIND_INTS, 0, host);
-        return d != null ? d : upload(new int[] {KIND_INTS}, new long[] {0}, new int[][] {host}, new int[][] {host})[0];
-    }
 
     /**
      * A training batch's token ids and targets (n int32 each) on the device in one host-to-device copy, together with
@@ -184,33 +68,7 @@ public final class Kernels {
         ints("stageTokens", ids, n);
         ints("stageTokens", targets, n);
         if (n == 0) return;
-        int[] id = checkIds("stageTokens", ids, n, vocab), tg = targets.asSlice(0, 4 * n).toArray(JAVA_INT);
-        if (lookup(KIND_INTS, 0, id) != null && lookup(KIND_INTS, 0, tg) != null && lookup(KIND_GROUPS, vocab, id) != null) return;
-        upload(new int[] {KIND_INTS, KIND_INTS, KIND_GROUPS}, new long[] {0, 0, vocab}, new int[][] {id, tg, id},
-                new int[][] {id, tg, groups(id, vocab)});
-    }
-
-    /** The n positions grouped by id in increasing id order, each group in position order: uniq (rows), start (rows + 1), pos (n). */
-    private static int[] groups(int[] id, long vocab) {
-        int n = id.length;
-        int[] count = new int[(int) vocab];
-        for (int v : id) count[v]++;
-        int rows = 0;
-        for (int k : count) if (k > 0) rows++;
-        int[] g = new int[2 * rows + 1 + n];
-        int r = 0, at = 0;
-        int[] next = new int[(int) vocab];
-        for (int v = 0; v < vocab; v++)
-            if (count[v] > 0) {
-                g[r] = v;
-                g[rows + r] = at;
-                next[v] = at;
-                at += count[v];
-                r++;
-            }
-        g[2 * rows] = at;
-        for (int i = 0; i < n; i++) g[2 * rows + 1 + next[id[i]]++] = i;
-        return g;
+        DeviceUploads.stage(checkIds("stageTokens", ids, n, vocab), targets.asSlice(0, 4 * n).toArray(JAVA_INT), vocab);
     }
 
     private static volatile DeviceBuffer one;   /* 1f on the device, uploaded once per process */
@@ -223,7 +81,7 @@ public final class Kernels {
         if (o == null) {
             synchronized (Kernels.class) {
                 if (one == null) {
-                    DeviceBuffer b = cuda().alloc(4);
+                    DeviceBuffer b = Cuda.get().alloc(4);
                     try (Arena a = Arena.ofConfined()) { b.copyFrom(a.allocateFrom(JAVA_FLOAT, 1f)); }   // once per process
                     one = b;
                 }
@@ -242,14 +100,14 @@ public final class Kernels {
         if (src.device() != dst.device())
             throw new IllegalArgumentException("copy: tensors on different devices, " + src.device() + " (" + src + ") and "
                     + dst.device() + " (" + dst + "); move one with to(scope, device)");
-        boolean gpu = src.device() == Device.CUDA;
-        if (gpu && src.numel() > 0 && src.isContiguous() && dst.isContiguous()) {   /* dense to dense: a memcpy */
-            dst.deviceBuffer().copyFrom(src.deviceBuffer());
-            return;
-        }
-        int r = src.rank();
-        if (r > LatentNative.MAX_RANK) throw new IllegalArgumentException("copy: rank " + r + " > " + LatentNative.MAX_RANK);
+        if (src.rank() > LatentNative.MAX_RANK) throw new IllegalArgumentException("copy: rank " + src.rank() + " > " + LatentNative.MAX_RANK);
         if (src.numel() == 0) return;
+        Backend.of(src.device()).copy(src, dst);
+    }
+
+    /** This thread's lt_copy_desc for src -> dst (same shape, rank checked). */
+    static MemorySegment copyDesc(Tensor src, Tensor dst) {
+        int r = src.rank();
         MemorySegment d = COPY.get();
         d.fill((byte) 0);
         int rr = Math.max(r, 1);
@@ -260,8 +118,7 @@ public final class Kernels {
             d.set(JAVA_LONG, 104 + 8L * i, dst.stride(i));
         }
         if (r == 0) { d.set(JAVA_LONG, 8, 1); d.set(JAVA_LONG, 56, 1); d.set(JAVA_LONG, 104, 1); }
-        if (gpu) CudaKernels.copyStrided(cuda(), d, buf(src), buf(dst));
-        else nat().copyStrided(d, src.storage().asSlice(src.offset() * 4), dst.storage().asSlice(dst.offset() * 4));
+        return d;
     }
 
     /** A contiguous copy of {@code x} in {@code scope}. */
@@ -275,92 +132,69 @@ public final class Kernels {
 
     /** y = a*x + b*y (b == 0: y write-only). */
     public static void axpby(float a, Tensor x, float b, Tensor y) {
-        if (onCuda("axpby", x, y)) {
-            numel("axpby", y.numel(), x);
-            CudaKernels.axpby(cuda(), y.numel(), a, buf(x), b, buf(y));
-            return;
-        }
-        dense("axpby", x, y);
+        Backend be = Backend.on("axpby", x, y);
         numel("axpby", y.numel(), x);
-        nat().axpby(y.numel(), a, x.segment(), b, y.segment());
+        be.axpby(y.numel(), a, x, b, y);
     }
 
     /** y = x * z elementwise. */
     public static void mul(Tensor x, Tensor z, Tensor y) {
-        if (onCuda("mul", x, z, y)) {
-            numel("mul", y.numel(), x, z);
-            CudaKernels.mul(cuda(), y.numel(), buf(x), buf(z), buf(y));
-            return;
-        }
-        dense("mul", x, z, y);
+        Backend be = Backend.on("mul", x, z, y);
         numel("mul", y.numel(), x, z);
-        nat().mul(y.numel(), x.segment(), z.segment(), y.segment());
+        be.mul(y.numel(), x, z, y);
     }
 
     /** y[i, :] = x[i, :] + rows[i % P, :] with x, y viewed as (N, C) and rows (P, C). */
     public static void addRows(Tensor x, Tensor rows, Tensor y) {
-        boolean gpu = onCuda("addRows", x, rows, y);
-        if (!gpu) dense("addRows", x, rows, y);
+        Backend be = Backend.on("addRows", x, rows, y);
         long c = rows.size(-1), p = rows.numel() / Math.max(c, 1);
         if (x.numel() % Math.max(c, 1) != 0 || x.size(-1) != c || (x.numel() / Math.max(c, 1)) % Math.max(p, 1) != 0)
             throw new IllegalArgumentException("addRows: x " + x + " does not tile rows " + rows);
         numel("addRows", x.numel(), y);
-        if (gpu) CudaKernels.addRows(cuda(), x.numel() / Math.max(c, 1), c, Math.max(p, 1), buf(x), buf(rows), buf(y));
-        else nat().addRows(x.numel() / Math.max(c, 1), c, p, x.segment(), rows.segment(), y.segment());
+        be.addRows(x.numel() / Math.max(c, 1), c, p, x, rows, y);
     }
 
     /** out[i % P, :] += x[i, :] (the adjoint of addRows), deterministic. */
     public static void sumRows(Tensor x, Tensor out) {
-        boolean gpu = onCuda("sumRows", x, out);
-        if (!gpu) dense("sumRows", x, out);
+        Backend be = Backend.on("sumRows", x, out);
         long c = out.size(-1), p = out.numel() / Math.max(c, 1);
         if (x.size(-1) != c || (x.numel() / Math.max(c, 1)) % Math.max(p, 1) != 0)
             throw new IllegalArgumentException("sumRows: x " + x + " does not tile out " + out);
-        if (gpu) CudaKernels.sumRows(cuda(), x.numel() / Math.max(c, 1), c, Math.max(p, 1), buf(x), buf(out));
-        else nat().sumRows(x.numel() / Math.max(c, 1), c, p, x.segment(), out.segment());
+        be.sumRows(x.numel() / Math.max(c, 1), c, p, x, out);
     }
 
     // ---- normalization and activations ----
 
     /** LayerNorm over the last dimension; mean and rstd (N) are saved for the backward. */
     public static void layerNorm(Tensor x, Tensor w, Tensor b, float eps, Tensor y, Tensor mean, Tensor rstd) {
-        boolean gpu = onCuda("layerNorm", x, w, b, y, mean, rstd);
-        if (!gpu) dense("layerNorm", x, w, b, y, mean, rstd);
+        Backend be = Backend.on("layerNorm", x, w, b, y, mean, rstd);
         long c = x.size(-1), n = x.numel() / Math.max(c, 1);
         numel("layerNorm", c, w, b);
         numel("layerNorm", x.numel(), y);
         numel("layerNorm", n, mean, rstd);
-        if (gpu) CudaKernels.layerNorm(cuda(), n, c, eps, buf(x), buf(w), buf(b), buf(y), buf(mean), buf(rstd));
-        else nat().layernormFwd(n, c, eps, x.segment(), w.segment(), b.segment(), y.segment(), mean.segment(), rstd.segment());
+        be.layerNorm(n, c, eps, x, w, b, y, mean, rstd);
     }
 
     /** dx overwritten; dw, db accumulated. */
     public static void layerNormBackward(Tensor x, Tensor w, Tensor mean, Tensor rstd, Tensor dy, Tensor dx, Tensor dw, Tensor db) {
-        boolean gpu = onCuda("layerNormBackward", x, w, mean, rstd, dy, dx, dw, db);
-        if (!gpu) dense("layerNormBackward", x, w, mean, rstd, dy, dx, dw, db);
+        Backend be = Backend.on("layerNormBackward", x, w, mean, rstd, dy, dx, dw, db);
         long c = x.size(-1), n = x.numel() / Math.max(c, 1);
         numel("layerNormBackward", c, w, dw, db);
         numel("layerNormBackward", x.numel(), dy, dx);
         numel("layerNormBackward", n, mean, rstd);
-        if (gpu) CudaKernels.layerNormBackward(cuda(), n, c, buf(x), buf(w), buf(mean), buf(rstd), buf(dy), buf(dx), buf(dw), buf(db));
-        else nat().layernormBwd(n, c, x.segment(), w.segment(), mean.segment(), rstd.segment(), dy.segment(), dx.segment(),
-                dw.segment(), db.segment());
+        be.layerNormBackward(n, c, x, w, mean, rstd, dy, dx, dw, db);
     }
 
     public static void gelu(Tensor x, Tensor y) {
-        boolean gpu = onCuda("gelu", x, y);
-        if (!gpu) dense("gelu", x, y);
+        Backend be = Backend.on("gelu", x, y);
         numel("gelu", x.numel(), y);
-        if (gpu) CudaKernels.gelu(cuda(), x.numel(), buf(x), buf(y));
-        else nat().geluFwd(x.numel(), x.segment(), y.segment());
+        be.gelu(x.numel(), x, y);
     }
 
     public static void geluBackward(Tensor x, Tensor dy, Tensor dx) {
-        boolean gpu = onCuda("geluBackward", x, dy, dx);
-        if (!gpu) dense("geluBackward", x, dy, dx);
+        Backend be = Backend.on("geluBackward", x, dy, dx);
         numel("geluBackward", x.numel(), dy, dx);
-        if (gpu) CudaKernels.geluBackward(cuda(), x.numel(), buf(x), buf(dy), buf(dx));
-        else nat().geluBwd(x.numel(), x.segment(), dy.segment(), dx.segment());
+        be.geluBackward(x.numel(), x, dy, dx);
     }
 
     // ---- attention ----
@@ -382,60 +216,40 @@ public final class Kernels {
 
     /** q, k, v, o (B, NH, T, HS); lse (B, NH, T). */
     public static void attention(Tensor q, Tensor k, Tensor v, boolean causal, float scale, Tensor o, Tensor lse) {
-        boolean gpu = onCuda("attention", q, k, v, o, lse);
-        if (!gpu) dense("attention", q, k, v, o, lse);
+        Backend be = Backend.on("attention", q, k, v, o, lse);
         MemorySegment d = attDesc("attention", q, causal, scale, k, v, o);
         numel("attention", q.numel() / q.size(3), lse);
-        if (gpu) CudaKernels.attention(cuda(), d, buf(q), buf(k), buf(v), buf(o), buf(lse));
-        else nat().attentionFwd(d, q.segment(), k.segment(), v.segment(), o.segment(), lse.segment());
+        be.attention(d, q, k, v, o, lse);
     }
 
     public static void attentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dout, boolean causal,
                                          float scale, Tensor dq, Tensor dk, Tensor dv) {
-        boolean gpu = onCuda("attentionBackward", q, k, v, o, lse, dout, dq, dk, dv);
-        if (!gpu) dense("attentionBackward", q, k, v, o, lse, dout, dq, dk, dv);
+        Backend be = Backend.on("attentionBackward", q, k, v, o, lse, dout, dq, dk, dv);
         MemorySegment d = attDesc("attentionBackward", q, causal, scale, k, v, o, dout, dq, dk, dv);
         numel("attentionBackward", q.numel() / q.size(3), lse);
-        if (gpu) CudaKernels.attentionBackward(cuda(), d, buf(q), buf(k), buf(v), buf(o), buf(lse), buf(dout), buf(dq), buf(dk), buf(dv));
-        else nat().attentionBwd(d, q.segment(), k.segment(), v.segment(), o.segment(), lse.segment(), dout.segment(),
-                dq.segment(), dk.segment(), dv.segment());
+        be.attentionBackward(d, q, k, v, o, lse, dout, dq, dk, dv);
     }
 
     // ---- loss ----
 
     /** Per-row cross-entropy of logits (N, V) against int32 targets (N); dlogits (nullable) = (softmax - onehot) * dscale. */
     public static void softmaxCrossEntropy(Tensor logits, MemorySegment targets, Tensor losses, Tensor dlogits, float dscale) {
-        boolean gpu = onCuda("softmaxCrossEntropy", logits, losses, dlogits);
-        if (!gpu) dense("softmaxCrossEntropy", logits, losses, dlogits);
+        Backend be = Backend.on("softmaxCrossEntropy", logits, losses, dlogits);
         long v = logits.size(-1), n = logits.numel() / Math.max(v, 1);
         ints("softmaxCrossEntropy", targets, n);
         numel("softmaxCrossEntropy", n, losses);
         numel("softmaxCrossEntropy", logits.numel(), dlogits);
-        if (gpu) CudaKernels.softmaxCrossEntropy(cuda(), n, v, buf(logits), deviceInts(targets, n), buf(losses), buf(dlogits), dscale);
-        else nat().softmaxXent(n, v, logits.segment(), targets, losses.segment(), seg(dlogits), dscale);
+        be.softmaxCrossEntropy(n, v, logits, targets, losses, dlogits, dscale);
     }
 
     // ---- optimizer ----
 
     public static void adamw(Tensor p, Tensor g, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
                              float weightDecay, float gradScale, long step) {
-        if (onCuda("adamw", p, g, m, v)) {
-            numel("adamw", p.numel(), g, m, v);
-            CudaKernels.adamw(cuda(), p.numel(), buf(p), buf(g), buf(m), buf(v), lr, beta1, beta2, eps, weightDecay, gradScale, step);
-            return;
-        }
-        dense("adamw", p, g, m, v);
+        Backend be = Backend.on("adamw", p, g, m, v);
         numel("adamw", p.numel(), g, m, v);
         if (step < 1) throw new IllegalArgumentException("adamw: step must be >= 1, got " + step);
-        MemorySegment d = ADAM.get();
-        d.set(JAVA_FLOAT, 0, lr);
-        d.set(JAVA_FLOAT, 4, beta1);
-        d.set(JAVA_FLOAT, 8, beta2);
-        d.set(JAVA_FLOAT, 12, eps);
-        d.set(JAVA_FLOAT, 16, weightDecay);
-        d.set(JAVA_FLOAT, 20, gradScale);
-        d.set(JAVA_LONG, 24, step);
-        nat().adamw(d, p.numel(), p.segment(), g.segment(), m.segment(), v.segment());
+        be.adamw(p.numel(), p, g, m, v, lr, beta1, beta2, eps, weightDecay, gradScale, step);
     }
 
     /**
@@ -454,9 +268,7 @@ public final class Kernels {
 
     /** Sum of squares in double, fixed chunking (same bits for any thread count). */
     public static double sumOfSquares(Tensor x) {
-        if (onCuda("sumOfSquares", x)) return CudaKernels.sumOfSquares(cuda(), x.numel(), buf(x));
-        dense("sumOfSquares", x);
-        return nat().sumsq(x.numel(), x.segment(), F64.get());
+        return Backend.on("sumOfSquares", x).sumOfSquares(x.numel(), x);
     }
 
     /**
@@ -474,13 +286,7 @@ public final class Kernels {
             if (offset[k] < 0 || len[k] < 0 || offset[k] > x.numel() - len[k])
                 throw new IllegalArgumentException("sumOfSquaresSegments: segment " + k + " [" + offset[k] + ", +" + len[k]
                         + ") outside " + x);
-        if (x.device() == Device.CUDA) return CudaKernels.sumOfSquaresSegments(cuda(), buf(x), offset, len);
-        dense("sumOfSquaresSegments", x);
-        if (offset.length == 0) return 0;
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment o = a.allocateFrom(JAVA_LONG, offset), l = a.allocateFrom(JAVA_LONG, len);
-            return nat().sumsqSegments(offset.length, o, l, x.segment(), F64.get());
-        }
+        return Backend.of(x.device()).sumOfSquaresSegments(x, offset, len);
     }
 
     /**
@@ -518,15 +324,14 @@ public final class Kernels {
             r++;
         }
         DeviceBuffer o = buf(out);
-        CudaKernels.sumOfSquaresClip(cuda(), buf(x), rows == 0 ? null : deviceLongs(tab), rows, chunks, clip, o.slice(0, 8), o.slice(8, 4));
+        CudaKernels.sumOfSquaresClip(cuda(), buf(x), rows == 0 ? null : DeviceUploads.deviceLongs(tab), rows, chunks, clip, o.slice(0, 8), o.slice(8, 4));
     }
 
     /** Sets every element of a contiguous tensor to +0 (one memset, on either device). */
     public static void zero(Tensor x) {
         if (!x.isContiguous()) throw new IllegalArgumentException("zero: contiguous tensor needed, got " + x);
         if (x.numel() == 0) return;
-        if (x.device() == Device.CUDA) x.deviceBuffer().zero();
-        else x.segment().fill((byte) 0);
+        Backend.of(x.device()).zero(x);
     }
 
     /**
@@ -534,46 +339,19 @@ public final class Kernels {
      * fixed chunks (the result stays on the device).
      */
     public static void sum(Tensor x, Tensor out) {
-        boolean gpu = onCuda("sum", x, out);
-        if (!gpu) dense("sum", x, out);
+        Backend be = Backend.on("sum", x, out);
         numel("sum", 1, out);
-        if (gpu) {
-            if (!x.isContiguous() || !out.isContiguous()) throw new IllegalArgumentException("sum: contiguous tensors needed, got " + x + ", " + out);
-            CudaKernels.sum(cuda(), x.numel(), buf(x), buf(out));
-            return;
-        }
-        MemorySegment s = x.segment();
-        double acc = 0;
-        for (long i = 0, n = x.numel(); i < n; i++) acc += s.getAtIndex(JAVA_FLOAT, i);
-        out.segment().set(JAVA_FLOAT, 0, (float) acc);
+        be.sum(x.numel(), x, out);
     }
 
     /** dtable[ids[i], :] += dout[i, :]. */
     public static void embeddingBackward(MemorySegment ids, Tensor dout, Tensor dtable) {
-        boolean gpu = onCuda("embeddingBackward", dout, dtable);
-        if (!gpu) dense("embeddingBackward", dout, dtable);
+        Backend be = Backend.on("embeddingBackward", dout, dtable);
         long c = dtable.size(-1), n = dout.numel() / Math.max(c, 1);
         if (dout.size(-1) != c) throw new IllegalArgumentException("embeddingBackward: dout " + dout + " vs table " + dtable);
         ints("embeddingBackward", ids, n);
-        if (gpu) {
-            /* The positions grouped by id (host data: the ids), each group in increasing index order: the kernel then adds
-             * every table element's terms in the CPU's order, without atomics. Built and uploaded once per batch
-             * (stageTokens, or the first backward of these ids). */
-            long vocab = dtable.size(0);
-            int[] id = checkIds("embeddingBackward", ids, n, vocab);
-            DeviceBuffer dg = lookup(KIND_GROUPS, vocab, id);
-            int[] g = null;
-            if (dg == null) {
-                g = groups(id, vocab);
-                dg = upload(new int[] {KIND_GROUPS}, new long[] {vocab}, new int[][] {id}, new int[][] {g})[0];
-            }
-            int rows = 0;   // uniq holds the distinct ids: count them again (cheap, host data)
-            boolean[] seen = new boolean[(int) vocab];
-            for (int v : id) if (!seen[v]) { seen[v] = true; rows++; }
-            CudaKernels.embeddingBackward(cuda(), rows, n, c, vocab, dg, buf(dout), buf(dtable));
-            return;
-        }
-        nat().embeddingBwd(n, c, dtable.size(0), ids, dout.segment(), dtable.segment());
+        long vocab = dtable.size(0);
+        be.embeddingBackward(n, c, vocab, ids, checkIds("embeddingBackward", ids, n, vocab), dout, dtable);
     }
 
     /** out[i, :] = table[ids[i], :] for int32 host ids (n = out's rows); ids are checked against the table first. */
@@ -582,17 +360,8 @@ public final class Kernels {
             throw new IllegalArgumentException("embedding: table (V, C) and out (n, C) needed, got " + table + ", " + out);
         long n = out.size(0), c = table.size(1);
         ints("embedding", ids, n);
-        if (onCuda("embedding", table, out)) {
-            checkIds("embedding", ids, n, table.size(0));
-            CudaKernels.embedding(cuda(), n, c, deviceInts(ids, n), buf(table), buf(out));
-            return;
-        }
-        dense("embedding", table, out);
-        MemorySegment src = table.segment(), dst = out.segment();
-        for (long i = 0; i < n; i++) {
-            int id = checkId("embedding", ids.getAtIndex(JAVA_INT, i), i, table.size(0));
-            MemorySegment.copy(src, id * c * 4, dst, i * c * 4, c * 4);
-        }
+        Backend be = Backend.on("embedding", table, out);
+        be.embedding(n, c, ids, checkIds("embedding", ids, n, table.size(0)), table, out);
     }
 
     private static int checkId(String op, int id, long i, long vocab) {
@@ -611,15 +380,9 @@ public final class Kernels {
 
     /** z = mu + exp(0.5 logvar) * eps, eps from Philox (seed, stream); returns KL(q || N(0, I)) summed in double. */
     public static double reparam(Tensor mu, Tensor logvar, long seed, long stream, Tensor z) {
-        if (onCuda("reparam", mu, logvar, z)) {
-            numel("reparam", mu.numel(), logvar, z);
-            return CudaKernels.reparam(cuda(), mu.numel(), buf(mu), buf(logvar), seed, stream, buf(z));
-        }
-        dense("reparam", mu, logvar, z);
+        Backend be = Backend.on("reparam", mu, logvar, z);
         numel("reparam", mu.numel(), logvar, z);
-        MemorySegment kl = F64.get();
-        nat().reparamFwd(mu.numel(), mu.segment(), logvar.segment(), seed, stream, z.segment(), kl);
-        return kl.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0);
+        return be.reparam(mu.numel(), mu, logvar, seed, stream, z);
     }
 
     /** {@link #reparam} on CUDA tensors with the KL written to {@code kl} (one element, on the device): no synchronisation. */
@@ -632,11 +395,9 @@ public final class Kernels {
 
     /** Gradients of sum(dz * z) + klScale * KL with respect to mu and logvar (eps recomputed). */
     public static void reparamBackward(Tensor mu, Tensor logvar, long seed, long stream, Tensor dz, float klScale, Tensor dmu, Tensor dlogvar) {
-        boolean gpu = onCuda("reparamBackward", mu, logvar, dz, dmu, dlogvar);
-        if (!gpu) dense("reparamBackward", mu, logvar, dz, dmu, dlogvar);
+        Backend be = Backend.on("reparamBackward", mu, logvar, dz, dmu, dlogvar);
         numel("reparamBackward", mu.numel(), logvar, dz, dmu, dlogvar);
-        if (gpu) CudaKernels.reparamBackward(cuda(), mu.numel(), buf(mu), buf(logvar), seed, stream, buf(dz), klScale, buf(dmu), buf(dlogvar));
-        else nat().reparamBwd(mu.numel(), mu.segment(), logvar.segment(), seed, stream, dz.segment(), klScale, dmu.segment(), dlogvar.segment());
+        be.reparamBackward(mu.numel(), mu, logvar, seed, stream, dz, klScale, dmu, dlogvar);
     }
 
     // ---- BatchNorm2d, activations, BCE (kernels/batchnorm, kernels/activation) ----
@@ -650,57 +411,43 @@ public final class Kernels {
     /** Training-mode BatchNorm over (N, C, H, W): batch statistics, running statistics updated when not null. */
     public static void batchNormTrain(Tensor x, Tensor gamma, Tensor beta, float eps, float momentum, Tensor y,
                                       Tensor mean, Tensor rstd, Tensor runningMean, Tensor runningVar) {
-        boolean gpu = onCuda("batchNorm2d", x, gamma, beta, y, mean, rstd, runningMean, runningVar);
-        if (!gpu) dense("batchNorm2d", x, gamma, beta, y, mean, rstd, runningMean, runningVar);
+        Backend be = Backend.on("batchNorm2d", x, gamma, beta, y, mean, rstd, runningMean, runningVar);
         long[] d = nchw("batchNorm2d", x);
         numel("batchNorm2d", d[1], gamma, beta, mean, rstd, runningMean, runningVar);
         numel("batchNorm2d", x.numel(), y);
-        if (gpu) CudaKernels.batchNormTrain(cuda(), d[0], d[1], d[2], eps, momentum, buf(x), buf(gamma), buf(beta), buf(y),
-                buf(mean), buf(rstd), buf(runningMean), buf(runningVar));
-        else nat().batchnorm2dFwdTrain(d[0], d[1], d[2], eps, momentum, x.segment(), seg(gamma), seg(beta), y.segment(),
-                mean.segment(), rstd.segment(), seg(runningMean), seg(runningVar));
+        be.batchNormTrain(d[0], d[1], d[2], eps, momentum, x, gamma, beta, y, mean, rstd, runningMean, runningVar);
     }
 
     /** Inference-mode BatchNorm with given statistics. */
     public static void batchNormInfer(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor mean, Tensor var, Tensor y) {
-        boolean gpu = onCuda("batchNorm2d", x, gamma, beta, mean, var, y);
-        if (!gpu) dense("batchNorm2d", x, gamma, beta, mean, var, y);
+        Backend be = Backend.on("batchNorm2d", x, gamma, beta, mean, var, y);
         long[] d = nchw("batchNorm2d", x);
         numel("batchNorm2d", d[1], gamma, beta, mean, var);
         numel("batchNorm2d", x.numel(), y);
-        if (gpu) CudaKernels.batchNormInfer(cuda(), d[0], d[1], d[2], eps, buf(x), buf(gamma), buf(beta), buf(mean), buf(var), buf(y));
-        else nat().batchnorm2dFwdInfer(d[0], d[1], d[2], eps, x.segment(), seg(gamma), seg(beta), mean.segment(), var.segment(), y.segment());
+        be.batchNormInfer(d[0], d[1], d[2], eps, x, gamma, beta, mean, var, y);
     }
 
     /** dx (overwritten), dgamma and dbeta (accumulated, may be null) of the training forward. */
     public static void batchNormBackward(Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dy, Tensor dx, Tensor dgamma, Tensor dbeta) {
-        boolean gpu = onCuda("batchNorm2dBackward", x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
-        if (!gpu) dense("batchNorm2dBackward", x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
+        Backend be = Backend.on("batchNorm2dBackward", x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
         long[] d = nchw("batchNorm2dBackward", x);
         numel("batchNorm2dBackward", d[1], gamma, mean, rstd, dgamma, dbeta);
         numel("batchNorm2dBackward", x.numel(), dy, dx);
-        if (gpu) CudaKernels.batchNormBackward(cuda(), d[0], d[1], d[2], buf(x), buf(gamma), buf(mean), buf(rstd), buf(dy),
-                buf(dx), buf(dgamma), buf(dbeta));
-        else nat().batchnorm2dBwd(d[0], d[1], d[2], x.segment(), seg(gamma), mean.segment(), rstd.segment(), dy.segment(),
-                dx.segment(), seg(dgamma), seg(dbeta));
+        be.batchNormBackward(d[0], d[1], d[2], x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
     }
 
     /** y = act(x) for LatentNative.ACT_* (alpha: LeakyReLU's slope). */
     public static void activation(int kind, float alpha, Tensor x, Tensor y) {
-        boolean gpu = onCuda("activation", x, y);
-        if (!gpu) dense("activation", x, y);
+        Backend be = Backend.on("activation", x, y);
         numel("activation", x.numel(), y);
-        if (gpu) CudaKernels.activation(cuda(), kind, x.numel(), alpha, buf(x), buf(y));
-        else nat().actFwd(kind, x.numel(), alpha, x.segment(), y.segment());
+        be.activation(kind, x.numel(), alpha, x, y);
     }
 
     /** dx = dy * act'(.); {@code in} is x for ReLU / LeakyReLU and the forward output y for Tanh / Sigmoid. */
     public static void activationBackward(int kind, float alpha, Tensor in, Tensor dy, Tensor dx) {
-        boolean gpu = onCuda("activationBackward", in, dy, dx);
-        if (!gpu) dense("activationBackward", in, dy, dx);
+        Backend be = Backend.on("activationBackward", in, dy, dx);
         numel("activationBackward", in.numel(), dy, dx);
-        if (gpu) CudaKernels.activationBackward(cuda(), kind, in.numel(), alpha, buf(in), buf(dy), buf(dx));
-        else nat().actBwd(kind, in.numel(), alpha, in.segment(), dy.segment(), dx.segment());
+        be.activationBackward(kind, in.numel(), alpha, in, dy, dx);
     }
 
     /**
@@ -708,13 +455,9 @@ public final class Kernels {
      * null); writes dlogits = (sigmoid(x) - t) * dscale when dlogits is not null.
      */
     public static double bceWithLogits(Tensor logits, Tensor targets, float t, Tensor dlogits, float dscale) {
-        boolean gpu = onCuda("bceWithLogits", logits, targets, dlogits);
-        if (!gpu) dense("bceWithLogits", logits, targets, dlogits);
+        Backend be = Backend.on("bceWithLogits", logits, targets, dlogits);
         numel("bceWithLogits", logits.numel(), targets, dlogits);
-        if (gpu) return CudaKernels.bceWithLogits(cuda(), logits.numel(), buf(logits), buf(targets), t, buf(dlogits), dscale);
-        MemorySegment out = F64.get();
-        nat().bceLogits(logits.numel(), logits.segment(), seg(targets), t, out, seg(dlogits), dscale);
-        return out.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0);
+        return be.bceWithLogits(logits.numel(), logits, targets, t, dlogits, dscale);
     }
     /** {@link #bceWithLogits} on CUDA tensors with the (float) sum written to {@code out} (one element, on the device): no synchronisation. */
     public static void bceWithLogitsOnDevice(Tensor logits, Tensor targets, float t, Tensor dlogits, float dscale, Tensor out) {
@@ -746,32 +489,18 @@ public final class Kernels {
      */
     public static void couplingForward(Tensor mask, Tensor y, Tensor h, float scale, Tensor out, double[] logdet) {
         String op = "couplingForward";
-        boolean gpu = onCuda(op, mask, y, h, out);
-        if (!gpu) dense(op, mask, y, h, out);
+        Backend be = Backend.on(op, mask, y, h, out);
         long[] d = couplingDims(op, mask, y, h, out);
         doublesFor(op, "logdet", logdet, d[0]);
-        if (gpu) {
-            try (DeviceBuffer ld = logdet == null ? null : cuda().alloc(8 * d[0])) {
-                CudaKernels.couplingForward(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(out), ld);
-                if (ld != null) copyBack(ld, logdet);
-            }
-            return;
-        }
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment ld = logdet == null ? MemorySegment.NULL : a.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE, d[0]);
-            nat().couplingFwd(d[0], d[1], mask.segment(), y.segment(), h.segment(), scale, out.segment(), ld);
-            if (logdet != null) MemorySegment.copy(ld, java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0, logdet, 0, logdet.length);
-        }
+        be.couplingForward(d[0], d[1], mask, y, h, scale, out, logdet);
     }
 
     /** Affine coupling inverse (lt_coupling_inv): y from y' and h (computed from the masked part). */
     public static void couplingInverse(Tensor mask, Tensor yp, Tensor h, float scale, Tensor y) {
         String op = "couplingInverse";
-        boolean gpu = onCuda(op, mask, yp, h, y);
-        if (!gpu) dense(op, mask, yp, h, y);
+        Backend be = Backend.on(op, mask, yp, h, y);
         long[] d = couplingDims(op, mask, yp, h, y);
-        if (gpu) CudaKernels.couplingInverse(cuda(), d[0], d[1], buf(mask), buf(yp), buf(h), scale, buf(y));
-        else nat().couplingInv(d[0], d[1], mask.segment(), yp.segment(), h.segment(), scale, y.segment());
+        be.couplingInverse(d[0], d[1], mask, yp, h, scale, y);
     }
 
     /**
@@ -834,37 +563,11 @@ public final class Kernels {
      */
     public static double couplingBackward(Tensor mask, Tensor y, Tensor h, float scale, Tensor dout, double[] dlogdet, Tensor dy, Tensor dh) {
         String op = "couplingBackward";
-        boolean gpu = onCuda(op, mask, y, h, dout, dy, dh);
-        if (!gpu) dense(op, mask, y, h, dout, dy, dh);
+        Backend be = Backend.on(op, mask, y, h, dout, dy, dh);
         long[] d = couplingDims(op, mask, y, h, dy);
         numel(op, y.numel(), dout);
         numel(op, 2 * y.numel(), dh);
         doublesFor(op, "dlogdet", dlogdet, d[0]);
-        if (gpu) {
-            try (Arena a = Arena.ofConfined(); DeviceBuffer dl = dlogdet == null ? null : cuda().alloc(8 * d[0]);
-                 DeviceBuffer ds = cuda().alloc(8)) {
-                if (dl != null) dl.copyFrom(a.allocateFrom(java.lang.foreign.ValueLayout.JAVA_DOUBLE, dlogdet));
-                ds.zero();
-                CudaKernels.couplingBackward(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(dout), dl, buf(dy), buf(dh), ds);
-                double[] r = new double[1];
-                copyBack(ds, r);
-                return r[0];
-            }
-        }
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment dl = dlogdet == null ? MemorySegment.NULL : a.allocateFrom(java.lang.foreign.ValueLayout.JAVA_DOUBLE, dlogdet);
-            MemorySegment ds = a.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE);
-            nat().couplingBwd(d[0], d[1], mask.segment(), y.segment(), h.segment(), scale, dout.segment(), dl, dy.segment(), dh.segment(), ds);
-            return ds.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0);
-        }
-    }
-
-    /** Device doubles into a host array (synchronous copy). */
-    private static void copyBack(DeviceBuffer b, double[] dst) {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment h = a.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE, dst.length);
-            b.copyTo(h);
-            MemorySegment.copy(h, java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0, dst, 0, dst.length);
-        }
+        return be.couplingBackward(d[0], d[1], mask, y, h, scale, dout, dlogdet, dy, dh);
     }
 }

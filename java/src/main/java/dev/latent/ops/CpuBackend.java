@@ -1,0 +1,208 @@
+package dev.latent.ops;
+
+import dev.latent.nativ.LatentNative;
+import dev.latent.tensor.Device;
+import dev.latent.tensor.Tensor;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * {@link Backend} on the CPU: one downcall into the native library per op ({@link LatentNative}, host segments; a null
+ * optional tensor is passed as NULL). A few ops are plain Java loops (embedding's row copies, sum).
+ */
+final class CpuBackend implements Backend {
+    static final CpuBackend INSTANCE = new CpuBackend();
+
+    private CpuBackend() {}
+
+    private static final ThreadLocal<MemorySegment> ADAM = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(LatentNative.ADAMW_DESC));
+    private static final ThreadLocal<MemorySegment> F64 = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(8, 8));
+
+    private static LatentNative nat() { return LatentNative.get(); }
+
+    private static MemorySegment seg(Tensor t) { return t == null ? MemorySegment.NULL : t.segment(); }
+
+    @Override public Device device() { return Device.CPU; }
+
+    @Override public void copy(Tensor src, Tensor dst) {
+        MemorySegment d = Kernels.copyDesc(src, dst);
+        nat().copyStrided(d, src.storage().asSlice(src.offset() * 4), dst.storage().asSlice(dst.offset() * 4));
+    }
+
+    @Override public void zero(Tensor x) { x.segment().fill((byte) 0); }
+
+    @Override public void axpby(long n, float a, Tensor x, float b, Tensor y) { nat().axpby(n, a, x.segment(), b, y.segment()); }
+
+    @Override public void mul(long n, Tensor x, Tensor z, Tensor y) { nat().mul(n, x.segment(), z.segment(), y.segment()); }
+
+    @Override public void addRows(long n, long c, long p, Tensor x, Tensor rows, Tensor y) {
+        nat().addRows(n, c, p, x.segment(), rows.segment(), y.segment());
+    }
+
+    @Override public void sumRows(long n, long c, long p, Tensor x, Tensor out) { nat().sumRows(n, c, p, x.segment(), out.segment()); }
+
+    @Override public void sum(long n, Tensor x, Tensor out) {
+        MemorySegment s = x.segment();
+        double acc = 0;
+        for (long i = 0; i < n; i++) acc += s.getAtIndex(JAVA_FLOAT, i);
+        out.segment().set(JAVA_FLOAT, 0, (float) acc);
+    }
+
+    @Override public void layerNorm(long n, long c, float eps, Tensor x, Tensor w, Tensor b, Tensor y, Tensor mean, Tensor rstd) {
+        nat().layernormFwd(n, c, eps, x.segment(), w.segment(), b.segment(), y.segment(), mean.segment(), rstd.segment());
+    }
+
+    @Override public void layerNormBackward(long n, long c, Tensor x, Tensor w, Tensor mean, Tensor rstd, Tensor dy, Tensor dx,
+                                            Tensor dw, Tensor db) {
+        nat().layernormBwd(n, c, x.segment(), w.segment(), mean.segment(), rstd.segment(), dy.segment(), dx.segment(),
+                dw.segment(), db.segment());
+    }
+
+    @Override public void gelu(long n, Tensor x, Tensor y) { nat().geluFwd(n, x.segment(), y.segment()); }
+
+    @Override public void geluBackward(long n, Tensor x, Tensor dy, Tensor dx) { nat().geluBwd(n, x.segment(), dy.segment(), dx.segment()); }
+
+    @Override public void activation(int kind, long n, float alpha, Tensor x, Tensor y) { nat().actFwd(kind, n, alpha, x.segment(), y.segment()); }
+
+    @Override public void activationBackward(int kind, long n, float alpha, Tensor in, Tensor dy, Tensor dx) {
+        nat().actBwd(kind, n, alpha, in.segment(), dy.segment(), dx.segment());
+    }
+
+    @Override public void batchNormTrain(long n, long c, long hw, float eps, float momentum, Tensor x, Tensor gamma, Tensor beta,
+                                         Tensor y, Tensor mean, Tensor rstd, Tensor runningMean, Tensor runningVar) {
+        nat().batchnorm2dFwdTrain(n, c, hw, eps, momentum, x.segment(), seg(gamma), seg(beta), y.segment(),
+                mean.segment(), rstd.segment(), seg(runningMean), seg(runningVar));
+    }
+
+    @Override public void batchNormInfer(long n, long c, long hw, float eps, Tensor x, Tensor gamma, Tensor beta, Tensor mean,
+                                         Tensor var, Tensor y) {
+        nat().batchnorm2dFwdInfer(n, c, hw, eps, x.segment(), seg(gamma), seg(beta), mean.segment(), var.segment(), y.segment());
+    }
+
+    @Override public void batchNormBackward(long n, long c, long hw, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dy,
+                                            Tensor dx, Tensor dgamma, Tensor dbeta) {
+        nat().batchnorm2dBwd(n, c, hw, x.segment(), seg(gamma), mean.segment(), rstd.segment(), dy.segment(),
+                dx.segment(), seg(dgamma), seg(dbeta));
+    }
+
+    @Override public void attention(MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse) {
+        nat().attentionFwd(desc, q.segment(), k.segment(), v.segment(), o.segment(), lse.segment());
+    }
+
+    @Override public void attentionBackward(MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dout,
+                                            Tensor dq, Tensor dk, Tensor dv) {
+        nat().attentionBwd(desc, q.segment(), k.segment(), v.segment(), o.segment(), lse.segment(), dout.segment(),
+                dq.segment(), dk.segment(), dv.segment());
+    }
+
+    @Override public void softmaxCrossEntropy(long n, long v, Tensor logits, MemorySegment targets, Tensor losses, Tensor dlogits,
+                                              float dscale) {
+        nat().softmaxXent(n, v, logits.segment(), targets, losses.segment(), seg(dlogits), dscale);
+    }
+
+    @Override public double bceWithLogits(long n, Tensor logits, Tensor targets, float t, Tensor dlogits, float dscale) {
+        MemorySegment out = F64.get();
+        nat().bceLogits(n, logits.segment(), seg(targets), t, out, seg(dlogits), dscale);
+        return out.get(JAVA_DOUBLE, 0);
+    }
+
+    @Override public void embedding(long n, long c, MemorySegment ids, int[] id, Tensor table, Tensor out) {
+        MemorySegment src = table.segment(), dst = out.segment();
+        for (int i = 0; i < n; i++) MemorySegment.copy(src, id[i] * c * 4, dst, i * c * 4, c * 4);
+    }
+
+    @Override public void embeddingBackward(long n, long c, long vocab, MemorySegment ids, int[] id, Tensor dout, Tensor dtable) {
+        nat().embeddingBwd(n, c, vocab, ids, dout.segment(), dtable.segment());
+    }
+
+    @Override public void adamw(long n, Tensor p, Tensor g, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
+                                float weightDecay, float gradScale, long step) {
+        MemorySegment d = ADAM.get();
+        d.set(JAVA_FLOAT, 0, lr);
+        d.set(JAVA_FLOAT, 4, beta1);
+        d.set(JAVA_FLOAT, 8, beta2);
+        d.set(JAVA_FLOAT, 12, eps);
+        d.set(JAVA_FLOAT, 16, weightDecay);
+        d.set(JAVA_FLOAT, 20, gradScale);
+        d.set(JAVA_LONG, 24, step);
+        nat().adamw(d, n, p.segment(), g.segment(), m.segment(), v.segment());
+    }
+
+    @Override public double sumOfSquares(long n, Tensor x) { return nat().sumsq(n, x.segment(), F64.get()); }
+
+    @Override public double sumOfSquaresSegments(Tensor x, long[] offset, long[] len) {
+        if (offset.length == 0) return 0;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment o = a.allocateFrom(JAVA_LONG, offset), l = a.allocateFrom(JAVA_LONG, len);
+            return nat().sumsqSegments(offset.length, o, l, x.segment(), F64.get());
+        }
+    }
+
+    @Override public double reparam(long n, Tensor mu, Tensor logvar, long seed, long stream, Tensor z) {
+        MemorySegment kl = F64.get();
+        nat().reparamFwd(n, mu.segment(), logvar.segment(), seed, stream, z.segment(), kl);
+        return kl.get(JAVA_DOUBLE, 0);
+    }
+
+    @Override public void reparamBackward(long n, Tensor mu, Tensor logvar, long seed, long stream, Tensor dz, float klScale,
+                                          Tensor dmu, Tensor dlogvar) {
+        nat().reparamBwd(n, mu.segment(), logvar.segment(), seed, stream, dz.segment(), klScale, dmu.segment(), dlogvar.segment());
+    }
+
+    @Override public void couplingForward(long n, long hw, Tensor mask, Tensor y, Tensor h, float scale, Tensor out, double[] logdet) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment ld = logdet == null ? MemorySegment.NULL : a.allocate(JAVA_DOUBLE, n);
+            nat().couplingFwd(n, hw, mask.segment(), y.segment(), h.segment(), scale, out.segment(), ld);
+            if (logdet != null) MemorySegment.copy(ld, JAVA_DOUBLE, 0, logdet, 0, logdet.length);
+        }
+    }
+
+    @Override public void couplingInverse(long n, long hw, Tensor mask, Tensor yp, Tensor h, float scale, Tensor y) {
+        nat().couplingInv(n, hw, mask.segment(), yp.segment(), h.segment(), scale, y.segment());
+    }
+
+    @Override public double couplingBackward(long n, long hw, Tensor mask, Tensor y, Tensor h, float scale, Tensor dout,
+                                             double[] dlogdet, Tensor dy, Tensor dh) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment dl = dlogdet == null ? MemorySegment.NULL : a.allocateFrom(JAVA_DOUBLE, dlogdet);
+            MemorySegment ds = a.allocate(JAVA_DOUBLE);
+            nat().couplingBwd(n, hw, mask.segment(), y.segment(), h.segment(), scale, dout.segment(), dl, dy.segment(), dh.segment(), ds);
+            return ds.get(JAVA_DOUBLE, 0);
+        }
+    }
+
+    @Override public void conv2d(Conv.Geometry g, Tensor x, Tensor w, Tensor bias, Tensor y) {
+        nat().conv2dFwd(g.desc(), x.segment(), w.segment(), seg(bias), y.segment());
+    }
+
+    @Override public void conv2dBackwardData(Conv.Geometry g, Tensor dy, Tensor w, Tensor bias, Tensor dx) {
+        nat().conv2dBwdData(g.desc(), dy.segment(), w.segment(), seg(bias), dx.segment());
+    }
+
+    @Override public void conv2dBackwardWeight(Conv.Geometry g, Tensor x, Tensor dy, Tensor dw, Tensor db, boolean accumulate) {
+        nat().conv2dBwdWeight(g.desc(), x.segment(), dy.segment(), dw.segment(), seg(db), accumulate);
+    }
+
+    @Override public void conv1d(Conv1d.Geometry g, Tensor x, Tensor w, Tensor bias, Tensor y) {
+        nat().conv1dFwd(g.n(), g.cin(), g.t(), g.cout(), g.k(), g.dilation(), x.segment(), w.segment(), seg(bias), y.segment());
+    }
+
+    @Override public void conv1dBackwardData(Conv1d.Geometry g, Tensor dy, Tensor w, Tensor dx) {
+        nat().conv1dBwdData(g.n(), g.cin(), g.t(), g.cout(), g.k(), g.dilation(), dy.segment(), w.segment(), dx.segment());
+    }
+
+    @Override public void conv1dBackwardWeight(Conv1d.Geometry g, Tensor x, Tensor dy, Tensor dw, Tensor db, boolean accumulate) {
+        nat().conv1dBwdWeight(g.n(), g.cin(), g.t(), g.cout(), g.k(), g.dilation(), x.segment(), dy.segment(), dw.segment(), seg(db), accumulate);
+    }
+
+    @Override public void gemm(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta, long lda, long ldb, long ldc,
+                               long batch, long sa, long sb, long sc, Tensor a, Tensor b, Tensor c, boolean bf16) {
+        Gemm.call(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, a.storage(), a.offset(), b.storage(), b.offset(),
+                c.storage(), c.offset(), bf16);
+    }
+}

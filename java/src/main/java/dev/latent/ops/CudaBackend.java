@@ -1,0 +1,214 @@
+package dev.latent.ops;
+
+import dev.latent.cuda.Cuda;
+import dev.latent.cuda.CudaKernels;
+import dev.latent.cuda.CudaVendor;
+import dev.latent.cuda.DeviceBuffer;
+import dev.latent.tensor.Device;
+import dev.latent.tensor.Tensor;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
+
+/**
+ * {@link Backend} on CUDA: one launch of our kernel per op ({@link CudaKernels}, device buffers; a null optional tensor
+ * is passed as null), or cuBLAS / cuDNN first where {@link CudaVendor} serves (GEMM, convolution). Int32 host inputs
+ * (targets, ids) go up through {@link Kernels}' per-thread upload cache. Nothing here reads device memory from the host
+ * except where the op's result is a host double (sumOfSquares, bce, reparam's KL, coupling): those synchronise.
+ */
+final class CudaBackend implements Backend {
+    static final CudaBackend INSTANCE = new CudaBackend();
+
+    private CudaBackend() {}
+
+    private static Cuda cuda() { return Cuda.get(); }
+
+    private static DeviceBuffer buf(Tensor t) { return t == null ? null : DeviceBuffer.of(t.deviceBuffer()); }
+
+    @Override public Device device() { return Device.CUDA; }
+
+    @Override public void copy(Tensor src, Tensor dst) {
+        if (src.isContiguous() && dst.isContiguous()) {   /* dense to dense: a memcpy */
+            dst.deviceBuffer().copyFrom(src.deviceBuffer());
+            return;
+        }
+        CudaKernels.copyStrided(cuda(), Kernels.copyDesc(src, dst), buf(src), buf(dst));
+    }
+
+    @Override public void zero(Tensor x) { x.deviceBuffer().zero(); }
+
+    @Override public void axpby(long n, float a, Tensor x, float b, Tensor y) { CudaKernels.axpby(cuda(), n, a, buf(x), b, buf(y)); }
+
+    @Override public void mul(long n, Tensor x, Tensor z, Tensor y) { CudaKernels.mul(cuda(), n, buf(x), buf(z), buf(y)); }
+
+    @Override public void addRows(long n, long c, long p, Tensor x, Tensor rows, Tensor y) {
+        CudaKernels.addRows(cuda(), n, c, Math.max(p, 1), buf(x), buf(rows), buf(y));
+    }
+
+    @Override public void sumRows(long n, long c, long p, Tensor x, Tensor out) {
+        CudaKernels.sumRows(cuda(), n, c, Math.max(p, 1), buf(x), buf(out));
+    }
+
+    @Override public void sum(long n, Tensor x, Tensor out) { CudaKernels.sum(cuda(), n, buf(x), buf(out)); }
+
+    @Override public void layerNorm(long n, long c, float eps, Tensor x, Tensor w, Tensor b, Tensor y, Tensor mean, Tensor rstd) {
+        CudaKernels.layerNorm(cuda(), n, c, eps, buf(x), buf(w), buf(b), buf(y), buf(mean), buf(rstd));
+    }
+
+    @Override public void layerNormBackward(long n, long c, Tensor x, Tensor w, Tensor mean, Tensor rstd, Tensor dy, Tensor dx,
+                                            Tensor dw, Tensor db) {
+        CudaKernels.layerNormBackward(cuda(), n, c, buf(x), buf(w), buf(mean), buf(rstd), buf(dy), buf(dx), buf(dw), buf(db));
+    }
+
+    @Override public void gelu(long n, Tensor x, Tensor y) { CudaKernels.gelu(cuda(), n, buf(x), buf(y)); }
+
+    @Override public void geluBackward(long n, Tensor x, Tensor dy, Tensor dx) { CudaKernels.geluBackward(cuda(), n, buf(x), buf(dy), buf(dx)); }
+
+    @Override public void activation(int kind, long n, float alpha, Tensor x, Tensor y) {
+        CudaKernels.activation(cuda(), kind, n, alpha, buf(x), buf(y));
+    }
+
+    @Override public void activationBackward(int kind, long n, float alpha, Tensor in, Tensor dy, Tensor dx) {
+        CudaKernels.activationBackward(cuda(), kind, n, alpha, buf(in), buf(dy), buf(dx));
+    }
+
+    @Override public void batchNormTrain(long n, long c, long hw, float eps, float momentum, Tensor x, Tensor gamma, Tensor beta,
+                                         Tensor y, Tensor mean, Tensor rstd, Tensor runningMean, Tensor runningVar) {
+        CudaKernels.batchNormTrain(cuda(), n, c, hw, eps, momentum, buf(x), buf(gamma), buf(beta), buf(y),
+                buf(mean), buf(rstd), buf(runningMean), buf(runningVar));
+    }
+
+    @Override public void batchNormInfer(long n, long c, long hw, float eps, Tensor x, Tensor gamma, Tensor beta, Tensor mean,
+                                         Tensor var, Tensor y) {
+        CudaKernels.batchNormInfer(cuda(), n, c, hw, eps, buf(x), buf(gamma), buf(beta), buf(mean), buf(var), buf(y));
+    }
+
+    @Override public void batchNormBackward(long n, long c, long hw, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dy,
+                                            Tensor dx, Tensor dgamma, Tensor dbeta) {
+        CudaKernels.batchNormBackward(cuda(), n, c, hw, buf(x), buf(gamma), buf(mean), buf(rstd), buf(dy),
+                buf(dx), buf(dgamma), buf(dbeta));
+    }
+
+    @Override public void attention(MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse) {
+        CudaKernels.attention(cuda(), desc, buf(q), buf(k), buf(v), buf(o), buf(lse));
+    }
+
+    @Override public void attentionBackward(MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dout,
+                                            Tensor dq, Tensor dk, Tensor dv) {
+        CudaKernels.attentionBackward(cuda(), desc, buf(q), buf(k), buf(v), buf(o), buf(lse), buf(dout), buf(dq), buf(dk), buf(dv));
+    }
+
+    @Override public void softmaxCrossEntropy(long n, long v, Tensor logits, MemorySegment targets, Tensor losses, Tensor dlogits,
+                                              float dscale) {
+        CudaKernels.softmaxCrossEntropy(cuda(), n, v, buf(logits), DeviceUploads.deviceInts(targets, n), buf(losses), buf(dlogits), dscale);
+    }
+
+    @Override public double bceWithLogits(long n, Tensor logits, Tensor targets, float t, Tensor dlogits, float dscale) {
+        return CudaKernels.bceWithLogits(cuda(), n, buf(logits), buf(targets), t, buf(dlogits), dscale);
+    }
+
+    @Override public void embedding(long n, long c, MemorySegment ids, int[] id, Tensor table, Tensor out) {
+        CudaKernels.embedding(cuda(), n, c, DeviceUploads.deviceInts(ids, n), buf(table), buf(out));
+    }
+
+    @Override public void embeddingBackward(long n, long c, long vocab, MemorySegment ids, int[] id, Tensor dout, Tensor dtable) {
+        /* The positions grouped by id (host data: the ids), each group in increasing index order: the kernel then adds
+         * every table element's terms in the CPU's order, without atomics. Built and uploaded once per batch
+         * (stageTokens, or the first backward of these ids). */
+        DeviceBuffer dg = DeviceUploads.deviceGroups(id, vocab);
+        int rows = 0;   // uniq holds the distinct ids: count them again (cheap, host data)
+        boolean[] seen = new boolean[(int) vocab];
+        for (int v : id) if (!seen[v]) { seen[v] = true; rows++; }
+        CudaKernels.embeddingBackward(cuda(), rows, n, c, vocab, dg, buf(dout), buf(dtable));
+    }
+
+    @Override public void adamw(long n, Tensor p, Tensor g, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
+                                float weightDecay, float gradScale, long step) {
+        CudaKernels.adamw(cuda(), n, buf(p), buf(g), buf(m), buf(v), lr, beta1, beta2, eps, weightDecay, gradScale, step);
+    }
+
+    @Override public double sumOfSquares(long n, Tensor x) { return CudaKernels.sumOfSquares(cuda(), n, buf(x)); }
+
+    @Override public double sumOfSquaresSegments(Tensor x, long[] offset, long[] len) {
+        return CudaKernels.sumOfSquaresSegments(cuda(), buf(x), offset, len);
+    }
+
+    @Override public double reparam(long n, Tensor mu, Tensor logvar, long seed, long stream, Tensor z) {
+        return CudaKernels.reparam(cuda(), n, buf(mu), buf(logvar), seed, stream, buf(z));
+    }
+
+    @Override public void reparamBackward(long n, Tensor mu, Tensor logvar, long seed, long stream, Tensor dz, float klScale,
+                                          Tensor dmu, Tensor dlogvar) {
+        CudaKernels.reparamBackward(cuda(), n, buf(mu), buf(logvar), seed, stream, buf(dz), klScale, buf(dmu), buf(dlogvar));
+    }
+
+    @Override public void couplingForward(long n, long hw, Tensor mask, Tensor y, Tensor h, float scale, Tensor out, double[] logdet) {
+        try (DeviceBuffer ld = logdet == null ? null : cuda().alloc(8 * n)) {
+            CudaKernels.couplingForward(cuda(), n, hw, buf(mask), buf(y), buf(h), scale, buf(out), ld);
+            if (ld != null) copyBack(ld, logdet);
+        }
+    }
+
+    @Override public void couplingInverse(long n, long hw, Tensor mask, Tensor yp, Tensor h, float scale, Tensor y) {
+        CudaKernels.couplingInverse(cuda(), n, hw, buf(mask), buf(yp), buf(h), scale, buf(y));
+    }
+
+    @Override public double couplingBackward(long n, long hw, Tensor mask, Tensor y, Tensor h, float scale, Tensor dout,
+                                             double[] dlogdet, Tensor dy, Tensor dh) {
+        try (Arena a = Arena.ofConfined(); DeviceBuffer dl = dlogdet == null ? null : cuda().alloc(8 * n);
+             DeviceBuffer ds = cuda().alloc(8)) {
+            if (dl != null) dl.copyFrom(a.allocateFrom(JAVA_DOUBLE, dlogdet));
+            ds.zero();
+            CudaKernels.couplingBackward(cuda(), n, hw, buf(mask), buf(y), buf(h), scale, buf(dout), dl, buf(dy), buf(dh), ds);
+            double[] r = new double[1];
+            copyBack(ds, r);
+            return r[0];
+        }
+    }
+
+    /** Device doubles into a host array (synchronous copy). */
+    private static void copyBack(DeviceBuffer b, double[] dst) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment h = a.allocate(JAVA_DOUBLE, dst.length);
+            b.copyTo(h);
+            MemorySegment.copy(h, JAVA_DOUBLE, 0, dst, 0, dst.length);
+        }
+    }
+
+    @Override public void conv2d(Conv.Geometry g, Tensor x, Tensor w, Tensor bias, Tensor y) {
+        if (!CudaVendor.convForward(cuda(), g.dims(), buf(x), buf(w), buf(bias), buf(y)))
+            CudaKernels.conv2d(cuda(), g.desc(), buf(x), buf(w), buf(bias), buf(y));
+    }
+
+    @Override public void conv2dBackwardData(Conv.Geometry g, Tensor dy, Tensor w, Tensor bias, Tensor dx) {
+        if (!CudaVendor.convBackwardData(cuda(), g.dims(), buf(dy), buf(w), buf(bias), buf(dx)))
+            CudaKernels.conv2dBackwardData(cuda(), g.desc(), buf(dy), buf(w), buf(bias), buf(dx));
+    }
+
+    @Override public void conv2dBackwardWeight(Conv.Geometry g, Tensor x, Tensor dy, Tensor dw, Tensor db, boolean accumulate) {
+        if (CudaVendor.convBackwardFilter(cuda(), g.dims(), buf(x), buf(dy), buf(dw), accumulate)) {
+            if (db != null) CudaKernels.conv2dBackwardBias(cuda(), g.desc(), buf(dy), buf(db), accumulate);
+        } else {
+            CudaKernels.conv2dBackwardWeight(cuda(), g.desc(), buf(x), buf(dy), buf(dw), buf(db), accumulate);
+        }
+    }
+
+    @Override public void conv1d(Conv1d.Geometry g, Tensor x, Tensor w, Tensor bias, Tensor y) {
+        CudaKernels.conv1d(cuda(), g.n(), g.cin(), g.t(), g.cout(), g.k(), g.dilation(), buf(x), buf(w), buf(bias), buf(y));
+    }
+
+    @Override public void conv1dBackwardData(Conv1d.Geometry g, Tensor dy, Tensor w, Tensor dx) {
+        CudaKernels.conv1dBackwardData(cuda(), g.n(), g.cin(), g.t(), g.cout(), g.k(), g.dilation(), buf(dy), buf(w), buf(dx));
+    }
+
+    @Override public void conv1dBackwardWeight(Conv1d.Geometry g, Tensor x, Tensor dy, Tensor dw, Tensor db, boolean accumulate) {
+        CudaKernels.conv1dBackwardWeight(cuda(), g.n(), g.cin(), g.t(), g.cout(), g.k(), g.dilation(), buf(x), buf(dy), buf(dw), buf(db), accumulate);
+    }
+
+    @Override public void gemm(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta, long lda, long ldb, long ldc,
+                               long batch, long sa, long sb, long sc, Tensor a, Tensor b, Tensor c, boolean bf16) {
+        Gemm.callCuda(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, buf(a), buf(b), buf(c), bf16);
+    }
+}

@@ -1,0 +1,142 @@
+package dev.latent.ops;
+
+import dev.latent.cuda.Cuda;
+import dev.latent.cuda.DeviceBuffer;
+import dev.latent.cuda.Staging;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+
+/**
+ * Int32 host data on the device for {@link CudaBackend} and the CUDA-only entries of {@link Kernels}: token ids,
+ * targets, the embedding backward's grouping of the ids, gradient-norm segment tables. Split out of {@link Kernels}
+ * (it is CUDA's, not the boundary's); callers have checked the data (ids inside the vocabulary) before.
+ */
+final class DeviceUploads {
+    private DeviceUploads() {}
+
+    /*
+     * Int32 host data on the device (token ids, targets, the embedding backward's grouping of the ids). A host-to-device
+     * copy from pageable memory makes the host wait for the stream (a host synchronisation), so each upload is kept,
+     * per thread, with a host copy of the bytes it came from (and goes up from page-locked staging, asynchronously: see
+     * dev.latent.cuda.Staging): a later call with equal bytes (the same batch's ids in the
+     * embedding forward and backward, its targets in the loss) reuses the device copy without copying again. An upload
+     * is never written by a kernel, so reuse is exact; the comparison is a host memcmp of the int32 data. stageTokens
+     * puts a batch's ids, targets and id grouping in ONE copy. The last STAGED_KEEP uploads are kept; an older one goes
+     * back to the allocator (stream-ordered, so a queued kernel still reading it is safe).
+     */
+    private static final int STAGED_KEEP = 8;
+
+    /** One upload: the root device buffer, and the entries (kind, vocabulary, host bytes, slice) it serves. */
+    private record Upload(DeviceBuffer root, java.util.List<Staged> entries) {}
+
+    private record Staged(int kind, long vocab, int[] host, DeviceBuffer dev) {}
+
+    private static final int KIND_INTS = 0, KIND_GROUPS = 1, KIND_LONGS = 2;
+    private static final ThreadLocal<java.util.ArrayDeque<Upload>> UPLOADS = ThreadLocal.withInitial(java.util.ArrayDeque::new);
+
+    private static DeviceBuffer lookup(int kind, long vocab, int[] host) {
+        java.util.ArrayDeque<Upload> q = UPLOADS.get();
+        for (Upload u : q)
+            for (Staged e : u.entries)
+                if (e.kind == kind && e.vocab == vocab && Arrays.equals(e.host, host) && u.root.isAlive()) {
+                    if (q.peekFirst() != u) {   // most recently used first: what every step uses (a segment table) stays
+                        q.remove(u);
+                        q.addFirst(u);
+                    }
+                    return e.dev;
+                }
+        return null;
+    }
+
+    /**
+     * The device copy of {@code v} (int64, 8-byte aligned): a kept upload of equal values, or a new one, asynchronous
+     * from page-locked staging (a gradient-norm segment table: the same every step, so uploaded once).
+     */
+    static DeviceBuffer deviceLongs(long[] v) {
+        if (v.length > (Integer.MAX_VALUE - 8) / 2) throw new IllegalArgumentException(v.length + " int64 values: too many to upload at once");
+        int[] w = new int[2 * v.length];
+        for (int i = 0; i < v.length; i++) { w[2 * i] = (int) v[i]; w[2 * i + 1] = (int) (v[i] >>> 32); }   // little-endian words
+        DeviceBuffer d = lookup(KIND_LONGS, 0, w);
+        return d != null ? d : upload(new int[] {KIND_LONGS}, new long[] {0}, new int[][] {w}, new int[][] {w})[0];
+    }
+
+    /**
+     * Uploads the int arrays in one host-to-device copy and registers each as (kinds[i], vocabs[i], keys[i]): the key
+     * is the data itself for plain ints, the ids for their grouping. Returns the slices.
+     */
+    private static DeviceBuffer[] upload(int[] kinds, long[] vocabs, int[][] keys, int[][] arrays) {
+        long total = 0;
+        for (int[] a : arrays) total += Math.max(1, a.length);
+        DeviceBuffer root = Cuda.get().alloc(4 * total);
+        DeviceBuffer[] out = new DeviceBuffer[arrays.length];
+        java.util.List<Staged> entries = new java.util.ArrayList<>();
+        long at = 0;
+        for (int i = 0; i < arrays.length; i++) {
+            int len = Math.max(1, arrays[i].length);
+            out[i] = root.slice(at * 4, len * 4L);
+            entries.add(new Staged(kinds[i], vocabs[i], keys[i].clone(), out[i]));
+            at += len;
+        }
+        Staging.upload(root, 4 * total, h -> {   // from page-locked staging, asynchronously (dev.latent.cuda.Staging)
+            long o = 0;
+            for (int[] a : arrays) {
+                MemorySegment.copy(a, 0, h, JAVA_INT, o * 4, a.length);
+                o += Math.max(1, a.length);
+            }
+        });
+        java.util.ArrayDeque<Upload> q = UPLOADS.get();
+        q.addFirst(new Upload(root, entries));
+        while (q.size() > STAGED_KEEP) q.removeLast().root.close();
+        return out;
+    }
+
+    /**
+     * The device copy of the embedding backward's grouping of {@code id} (checked ids, vocabulary {@code vocab}): a
+     * kept upload (stageTokens, or an earlier backward of these ids), or built and uploaded now.
+     */
+    static DeviceBuffer deviceGroups(int[] id, long vocab) {
+        DeviceBuffer dg = lookup(KIND_GROUPS, vocab, id);
+        return dg != null ? dg : upload(new int[] {KIND_GROUPS}, new long[] {vocab}, new int[][] {id}, new int[][] {groups(id, vocab)})[0];
+    }
+
+    /** The device copy of n int32s of a host segment (targets, ids): a kept upload of equal bytes, or a new one. */
+    static DeviceBuffer deviceInts(MemorySegment s, long n) {
+        if (n > Integer.MAX_VALUE - 8) throw new IllegalArgumentException(n + " int32 values: too many to upload at once");
+        int[] host = s.asSlice(0, 4 * n).toArray(JAVA_INT);
+        DeviceBuffer d = lookup(KIND_INTS, 0, host);
+        return d != null ? d : upload(new int[] {KIND_INTS}, new long[] {0}, new int[][] {host}, new int[][] {host})[0];
+    }
+
+    /** stageTokens' upload, after its checks: {@code id} (checked ids) and {@code tg} (targets), at least one each. */
+    static void stage(int[] id, int[] tg, long vocab) {
+        if (lookup(KIND_INTS, 0, id) != null && lookup(KIND_INTS, 0, tg) != null && lookup(KIND_GROUPS, vocab, id) != null) return;
+        upload(new int[] {KIND_INTS, KIND_INTS, KIND_GROUPS}, new long[] {0, 0, vocab}, new int[][] {id, tg, id},
+                new int[][] {id, tg, groups(id, vocab)});
+    }
+
+    /** The n positions grouped by id in increasing id order, each group in position order: uniq (rows), start (rows + 1), pos (n). */
+    private static int[] groups(int[] id, long vocab) {
+        int n = id.length;
+        int[] count = new int[(int) vocab];
+        for (int v : id) count[v]++;
+        int rows = 0;
+        for (int k : count) if (k > 0) rows++;
+        int[] g = new int[2 * rows + 1 + n];
+        int r = 0, at = 0;
+        int[] next = new int[(int) vocab];
+        for (int v = 0; v < vocab; v++)
+            if (count[v] > 0) {
+                g[r] = v;
+                g[rows + r] = at;
+                next[v] = at;
+                at += count[v];
+                r++;
+            }
+        g[2 * rows] = at;
+        for (int i = 0; i < n; i++) g[2 * rows + 1 + next[id[i]]++] = i;
+        return g;
+    }
+}
