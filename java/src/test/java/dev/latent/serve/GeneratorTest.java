@@ -117,6 +117,24 @@ class GeneratorTest {
         assertEquals(KvDecoder.Weights.PACKED, new GptGenerator.Options(1, 1, 1).weights(), "serving defaults to the packed layout");
     }
 
+    /** A packed load refuses a damaged checkpoint with a message naming the tensor, and frees what it had packed. */
+    @Test
+    void aPackedLoadRefusesNonFiniteWeightsAndFreesWhatItPacked(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        try (Scope s = Scope.shared()) {
+            Gpt m = new Gpt(s, CFG, 9);
+            m.namedParameters().get("h.1.mlp.c_fc.weight").value().segment().setAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT, 7, Float.NaN);
+            dev.latent.models.gpt.GptCheckpoint.save(dir, m, null, TOK, java.util.Map.of());
+        }
+        long base = Scope.liveBytes();
+        java.io.IOException e = assertThrows(java.io.IOException.class, () -> GptGenerator.load(dir, new GptGenerator.Options(1, 1, 1)));
+        assertTrue(e.getMessage().contains("h.1.mlp.c_fc.weight") && e.getMessage().contains("NaN"), e.getMessage());
+        assertEquals(base, Scope.liveBytes(), "the layers packed before the bad tensor are freed");
+        try (var sv = dev.latent.models.gpt.GptCheckpoint.loadPacked(dir, true)) {
+            assertEquals(CFG, sv.decoder().config());
+        }
+        assertEquals(base, Scope.liveBytes());
+    }
+
     @Test
     void deadlinesAndCancellationStopBetweenTokensKeepingPartialOutput() throws Exception {
         try (Scope s = Scope.shared(); GptGenerator g = new GptGenerator(new Gpt(s, CFG, 5), TOK, new GptGenerator.Options(1, 4, 16))) {

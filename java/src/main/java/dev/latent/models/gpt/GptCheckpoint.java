@@ -169,8 +169,14 @@ public final class GptCheckpoint {
         }
     }
 
-    /** A checkpoint loaded for serving: a packed decoder holding the weights, and the checkpoint's tokenizer, step and args. */
-    public record Served(KvDecoder decoder, Tokenizer tokenizer, long step, Map<String, Object> args) {}
+    /**
+     * A checkpoint loaded for serving: a packed decoder holding the weights, and the checkpoint's tokenizer, step and
+     * args. {@link #close()} closes the decoder.
+     */
+    public record Served(KvDecoder decoder, Tokenizer tokenizer, long step, Map<String, Object> args) implements AutoCloseable {
+        @Override
+        public void close() { decoder.close(); }
+    }
 
     /**
      * Loads only what decoding needs, straight into a {@link KvDecoder.Weights#PACKED} decoder
