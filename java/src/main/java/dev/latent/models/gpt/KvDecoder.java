@@ -30,7 +30,9 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  * Weights: {@link Weights#IN_PLACE} (the default) reads the model's matrices where they are; {@link Weights#PACKED}
  * copies them once, at construction, into k-major panels ({@code lt_gemm_rows_pack}) that {@code lt_gemm_rows_packed}
  * streams with up to 16 rows in registers and the bias fused: 1.2-1.5x faster per step at 16 sequences
- * (BENCHMARKS.md S2), for one more copy of the matrices in native memory, held until {@link #close()}. The two layouts
+ * (BENCHMARKS.md S2), for one more copy of the matrices in native memory, held until {@link #close()}; or, with
+ * {@link #packed(GptConfig, TensorSource)} (what {@code GptGenerator.load} and {@code sample gpt} use), packed straight
+ * from stored tensors with no model and no copy of the matrices in their original layout (~1x the weight bytes). The two layouts
  * sum each element in a different order, so their logits differ in the last bits (both within the tolerance of the
  * full forward); each is deterministic in itself as stated above.
  * <p>
