@@ -2,7 +2,6 @@ package dev.latent.cli;
 
 import dev.latent.models.gpt.GptCheckpoint;
 import dev.latent.models.gpt.KvDecoder;
-import dev.latent.tensor.Scope;
 import dev.latent.train.Limits;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -42,8 +41,9 @@ final class SampleCommand implements Runnable {
             Limits.atLeast("--top-k", topK, 0);
             if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("--top-p must be in (0, 1], got " + topP);
             threads.apply();
-            try (Scope scope = Scope.shared()) {
-                GptCheckpoint.Loaded l = GptCheckpoint.loadWeights(checkpoint.checkpoint, scope, allowNonFinite);
+            // Packed straight from the file, as GptGenerator.load serves by default: the same text as the service.
+            GptCheckpoint.Served l = GptCheckpoint.loadPacked(checkpoint.checkpoint, allowNonFinite);
+            try (KvDecoder decoder = l.decoder()) {
                 int[] ids = l.tokenizer().encode(prompt);
                 if (ids.length == 0) throw new IllegalArgumentException("--prompt is empty; give at least one character");
                 var settings = new KvDecoder.Settings(tokens, temperature, topK, topP, seed.seed);
@@ -56,7 +56,7 @@ final class SampleCommand implements Runnable {
                 var tok = l.tokenizer();
                 int[] got = new int[tokens];
                 int[] n = {0}, printed = {0};
-                new KvDecoder(l.model()).generate(ids, settings, id -> {
+                decoder.generate(ids, settings, id -> {
                     got[n[0]++] = id;
                     if (n[0] % 32 == 0) {
                         String text = tok.decode(java.util.Arrays.copyOf(got, n[0]));

@@ -3,8 +3,7 @@ package example.service;
 import dev.latent.io.Json;
 import dev.latent.io.JsonReader;
 import dev.latent.models.gpt.GptCheckpoint;
-import dev.latent.models.gpt.GptSampler;
-import dev.latent.tensor.Scope;
+import dev.latent.models.gpt.KvDecoder;
 
 import java.net.InetAddress;
 import java.net.URI;
@@ -25,7 +24,8 @@ import java.util.concurrent.atomic.AtomicLong;
 /**
  * A bounded load test of the service, loopback only: {@code --clients} threads send POST /generate in a
  * loop for {@code --seconds}, then stop. Each request is one of {@code --distinct} fixed requests whose
- * expected text was computed beforehand, single-threaded, with {@link GptSampler} on the same checkpoint;
+ * expected text was computed beforehand, single-threaded, with a {@link KvDecoder} in the service's weight layout
+ * (packed, {@link GptCheckpoint#loadPacked}, as {@code GptGenerator.load} by default) on the same checkpoint;
  * every answer must match it bit for bit. A monitor samples /health each second (native bytes held by
  * Latent's scopes, process RSS). Prints a summary and one JSON line; exits 1 on any failed or differing
  * request, or when memory grew between the first and the last 10 s (a third each for short runs; under 30 s
@@ -53,16 +53,15 @@ public final class LoadTest {
         // Expected answers, single-threaded, before any load.
         List<Req> reqs = new ArrayList<>();
         String[] prompts = {"\n", "The ", "Call me ", "whale", "It was", "And "};
-        try (Scope s = Scope.shared()) {
-            GptCheckpoint.Loaded l = GptCheckpoint.load(Path.of(a.get("--checkpoint")), s);
-            GptSampler sampler = new GptSampler(l.model());
+        GptCheckpoint.Served l = GptCheckpoint.loadPacked(Path.of(a.get("--checkpoint")), false);
+        try (KvDecoder sampler = l.decoder()) {
             for (int i = 0; i < distinct; i++) {
                 String p = prompts[i % prompts.length];
                 double temp = i % 4 == 0 ? 0 : 0.8 + 0.05 * (i % 5);
                 int topK = i % 3 == 0 ? 20 : 0;
                 double topP = i % 5 == 0 ? 0.9 : 1.0;
                 long seed = 1000 + i;
-                int[] out = sampler.generate(l.tokenizer().encode(p), new GptSampler.Settings(tokens, temp, topK, topP, seed));
+                int[] out = sampler.generate(l.tokenizer().encode(p), new KvDecoder.Settings(tokens, temp, topK, topP, seed));
                 Map<String, Object> body = new LinkedHashMap<>();
                 body.put("prompt", p);
                 body.put("max_tokens", tokens);

@@ -18,21 +18,26 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 
 /**
- * A GPT served to many threads. The weights are loaded once into a shared scope; requests wait in one
+ * A GPT served to many threads. The weights are loaded once (by default packed for the decoder's GEMM, see
+ * {@link #load}); requests wait in one
  * bounded queue and are decoded by {@code lanes} threads, each stepping up to {@code maxBatch} requests
  * together (continuous batching: a request joins a lane's batch at the next token and leaves when done,
  * cancelled or past its deadline). A request's KV cache lives in its own scope, freed as it leaves.
  * Results do not depend on lanes, batch size or what else runs (see {@link KvDecoder}), so a request
- * gives the same text alone, batched, or from {@code bin/latent sample gpt}.
+ * gives the same text alone, batched, or from {@code bin/latent sample gpt} (which decodes packed too; a
+ * generator with {@link KvDecoder.Weights#IN_PLACE} gives {@link dev.latent.models.gpt.GptSampler}'s text instead:
+ * the two layouts agree to float rounding, so their texts can differ where two tokens' odds are that close).
  */
 public final class GptGenerator implements TextGenerator {
     /**
      * {@code lanes}: decoding threads (about the cores to give it); {@code maxBatch}: requests one lane
      * steps together (1 = no batching); {@code maxQueued}: requests accepted but not finished, past which
-     * {@link #submit} refuses; {@code weights}: the decoder's weight layout ({@link KvDecoder.Weights#IN_PLACE}, the
-     * default, holds the weights once; {@link KvDecoder.Weights#PACKED} adds a packed copy of the matrices, faster
-     * at larger batches, BENCHMARKS.md S2; the two layouts' texts can differ where two tokens' logits are within
-     * float rounding).
+     * {@link #submit} refuses; {@code weights}: the decoder's weight layout. {@link KvDecoder.Weights#PACKED}, the
+     * default, streams the matrices from k-major panels (BENCHMARKS.md S2: 2.1-2.8x a PyTorch KV-cache loop, against
+     * 1.3-1.8x in place on one thread); {@link #load} then holds the matrices only packed (~1x the weight bytes),
+     * while a generator over a caller's {@link Gpt} packs a copy beside the caller's model (the caller's tensors are
+     * never freed). {@link KvDecoder.Weights#IN_PLACE} reads the model's matrices where they are (no copy, slower at
+     * larger batches). The two layouts' texts can differ where two tokens' logits are within float rounding.
      */
     public record Options(int lanes, int maxBatch, int maxQueued, KvDecoder.Weights weights) {
         public Options {
@@ -40,8 +45,8 @@ public final class GptGenerator implements TextGenerator {
             java.util.Objects.requireNonNull(weights, "weights");
         }
 
-        /** The weights read in place. */
-        public Options(int lanes, int maxBatch, int maxQueued) { this(lanes, maxBatch, maxQueued, KvDecoder.Weights.IN_PLACE); }
+        /** The weights packed ({@link KvDecoder.Weights#PACKED}, the default). */
+        public Options(int lanes, int maxBatch, int maxQueued) { this(lanes, maxBatch, maxQueued, KvDecoder.Weights.PACKED); }
 
         /** These options with another weight layout. */
         public Options withWeights(KvDecoder.Weights w) { return new Options(lanes, maxBatch, maxQueued, w); }
@@ -52,8 +57,9 @@ public final class GptGenerator implements TextGenerator {
         }
     }
 
-    private final Scope owned;          // the weights' scope when loaded here, else null (the caller's)
-    private final Gpt model;
+    private final Scope owned;          // the model's scope when loaded here in place, else null (the caller's, or none)
+    private final Gpt model;            // null when loaded packed (the decoder holds the weights)
+    private final dev.latent.models.gpt.GptConfig cfg;
     private final Tokenizer tok;
     private final KvDecoder decoder;
     private final Options opt;
@@ -83,14 +89,22 @@ public final class GptGenerator implements TextGenerator {
     public GeneratorMetrics metrics() { return recorder.snapshot(); }
     private volatile boolean closed;
 
-    /** Serves {@code model} (whose scope the caller keeps open until {@link #close()}). */
-    public GptGenerator(Gpt model, Tokenizer tokenizer, Options options) { this(null, model, tokenizer, options); }
+    /**
+     * Serves {@code model}, whose tensors stay the caller's (its scope must stay open until {@link #close()}; nothing of
+     * it is freed here). With {@link KvDecoder.Weights#PACKED} (the default) the generator packs a copy of the matrices
+     * into memory of its own, freed by {@link #close()}: the process then holds the caller's model plus ~1x the matrix
+     * bytes; {@link KvDecoder.Weights#IN_PLACE} adds nothing. {@link #load} holds the matrices once either way.
+     */
+    public GptGenerator(Gpt model, Tokenizer tokenizer, Options options) {
+        this(null, model, tokenizer, new KvDecoder(model, options.weights()), options);
+    }
 
-    private GptGenerator(Scope owned, Gpt model, Tokenizer tokenizer, Options options) {
+    private GptGenerator(Scope owned, Gpt model, Tokenizer tokenizer, KvDecoder decoder, Options options) {
         this.owned = owned;
         this.model = model;
+        this.cfg = decoder.config();
         this.tok = tokenizer;
-        this.decoder = new KvDecoder(model, options.weights());
+        this.decoder = decoder;
         this.opt = options;
         for (int i = 0; i < options.lanes(); i++) {
             Thread t = new Thread(this::lane, "latent-gpt-lane-" + i);
@@ -101,16 +115,31 @@ public final class GptGenerator implements TextGenerator {
     }
 
     /**
-     * Loads a checkpoint (a training --out folder or a .safetensors file) and serves it. Only the weights are read
-     * ({@link GptCheckpoint#loadWeights}: through a mapping of the file, into the model's parameters; the optimizer
-     * moments are never touched), so the generator holds the weights once plus the KV caches of the requests in flight.
+     * Loads a checkpoint (a training --out folder or a .safetensors file) and serves it. Only the weights are read,
+     * through a mapping of the file (the optimizer moments are never touched), so the generator holds the weights once
+     * plus the KV caches of the requests in flight: with {@link KvDecoder.Weights#PACKED} (the default) straight into
+     * the decoder ({@link GptCheckpoint#loadPacked}: each matrix packed and its original layout dropped, no {@link Gpt}
+     * kept, so {@link #model()} is not available); with {@link KvDecoder.Weights#IN_PLACE} into a model's parameters
+     * ({@link GptCheckpoint#loadWeights}).
      */
     public static GptGenerator load(Path checkpoint, Options options) throws IOException {
+        if (options.weights() == KvDecoder.Weights.PACKED) {
+            GptCheckpoint.Served sv = GptCheckpoint.loadPacked(checkpoint, false);
+            try {
+                return new GptGenerator(null, null, sv.tokenizer(), sv.decoder(), options);
+            } catch (RuntimeException | Error e) {
+                sv.decoder().close();
+                throw e;
+            }
+        }
         Scope s = Scope.shared();
+        KvDecoder d = null;
         try {
             GptCheckpoint.Loaded l = GptCheckpoint.loadWeights(checkpoint, s, false);
-            return new GptGenerator(s, l.model(), l.tokenizer(), options);
+            d = new KvDecoder(l.model(), options.weights());
+            return new GptGenerator(s, l.model(), l.tokenizer(), d, options);
         } catch (IOException | RuntimeException | Error e) {
+            if (d != null) d.close();
             s.close();
             throw e;
         }
@@ -120,9 +149,25 @@ public final class GptGenerator implements TextGenerator {
     public Tokenizer tokenizer() { return tok; }
 
     @Override
-    public int context() { return model.cfg.context(); }
+    public int context() { return cfg.context(); }
 
-    public Gpt model() { return model; }
+    /**
+     * The served model. A generator {@link #load loaded} packed holds none (its weights live in the decoder's packed
+     * panels): IllegalStateException; see {@link #config()}.
+     */
+    public Gpt model() {
+        if (model == null) throw new IllegalStateException("this generator was loaded packed: it holds no Gpt (its weights are in the decoder)");
+        return model;
+    }
+
+    /** The served model's configuration. */
+    public dev.latent.models.gpt.GptConfig config() { return cfg; }
+
+    /** The weight layout the decoder reads. */
+    public KvDecoder.Weights weights() { return decoder.weights(); }
+
+    /** Bytes of one request's KV cache (the whole context; every request in flight holds one). */
+    public long cacheBytes() { return decoder.cacheBytes(); }
 
     public Options options() { return opt; }
 

@@ -55,7 +55,7 @@ class GeneratorTest {
             }
             long held = Scope.liveBytes();
             for (GptGenerator.Options o : List.of(new GptGenerator.Options(1, 1, 64), new GptGenerator.Options(2, 8, 64), new GptGenerator.Options(3, 32, 64),
-                    new GptGenerator.Options(2, 8, 64).withWeights(KvDecoder.Weights.PACKED))) {
+                    new GptGenerator.Options(2, 8, 64).withWeights(KvDecoder.Weights.IN_PLACE))) {
                 int[][] want = o.weights() == KvDecoder.Weights.PACKED ? expectedPacked : expected;
                 try (GptGenerator g = new GptGenerator(m, TOK, o)) {
                     ExecutorService ex = Executors.newFixedThreadPool(8);
@@ -81,6 +81,60 @@ class GeneratorTest {
         assertEquals(base, Scope.liveBytes());
     }
 
+    /**
+     * GptGenerator.load packs straight from the checkpoint (no model kept) by default, or loads a model read in place:
+     * each gives the bits of its layout's decoder over the same weights, for a tied and an untied model.
+     */
+    @Test
+    void aLoadedGeneratorGivesTheBitsOfItsLayout(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        for (boolean tied : new boolean[] {false, true}) {
+            GptConfig cfg = new GptConfig(TOK.vocabSize(), 2, 2, 32, 24, tied);
+            java.nio.file.Path ck = dir.resolve("tied-" + tied);
+            int n = 12;
+            int[][] inPlace = new int[n][], packed = new int[n][];
+            try (Scope s = Scope.shared()) {
+                Gpt m = new Gpt(s, cfg, 9);
+                dev.latent.models.gpt.GptCheckpoint.save(ck, m, null, TOK, java.util.Map.of());
+                try (KvDecoder a = new KvDecoder(m); KvDecoder b = new KvDecoder(m, KvDecoder.Weights.PACKED)) {
+                    for (int i = 0; i < n; i++) {
+                        TextRequest r = request(i);
+                        KvDecoder.Settings st = new KvDecoder.Settings(r.maxTokens(), r.temperature(), r.topK(), r.topP(), r.seed());
+                        inPlace[i] = a.generate(TOK.encode(r.prompt()), st);
+                        packed[i] = b.generate(TOK.encode(r.prompt()), st);
+                    }
+                }
+            }
+            long base = Scope.liveBytes();
+            for (KvDecoder.Weights w : KvDecoder.Weights.values()) {
+                try (GptGenerator g = GptGenerator.load(ck, new GptGenerator.Options(2, 4, 64).withWeights(w))) {
+                    assertEquals(cfg, g.config());
+                    for (int i = 0; i < n; i++)
+                        assertArrayEquals(w == KvDecoder.Weights.PACKED ? packed[i] : inPlace[i], g.generate(request(i)).tokens(), "request " + i + ", " + w + ", tied " + tied);
+                }
+                assertEquals(base, Scope.liveBytes(), "close() frees what the generator loaded (" + w + ")");
+            }
+        }
+        assertEquals(KvDecoder.Weights.PACKED, new GptGenerator.Options(1, 1, 1).weights(), "serving defaults to the packed layout");
+    }
+
+    /** A packed load refuses a damaged checkpoint with a message naming the tensor, and frees what it had packed. */
+    @Test
+    void aPackedLoadRefusesNonFiniteWeightsAndFreesWhatItPacked(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        try (Scope s = Scope.shared()) {
+            Gpt m = new Gpt(s, CFG, 9);
+            m.namedParameters().get("h.1.mlp.c_fc.weight").value().segment().setAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT, 7, Float.NaN);
+            dev.latent.models.gpt.GptCheckpoint.save(dir, m, null, TOK, java.util.Map.of());
+        }
+        long base = Scope.liveBytes();
+        java.io.IOException e = assertThrows(java.io.IOException.class, () -> GptGenerator.load(dir, new GptGenerator.Options(1, 1, 1)));
+        assertTrue(e.getMessage().contains("h.1.mlp.c_fc.weight") && e.getMessage().contains("NaN"), e.getMessage());
+        assertEquals(base, Scope.liveBytes(), "the layers packed before the bad tensor are freed");
+        try (var sv = dev.latent.models.gpt.GptCheckpoint.loadPacked(dir, true)) {
+            assertEquals(CFG, sv.decoder().config());
+        }
+        assertEquals(base, Scope.liveBytes());
+    }
+
     @Test
     void deadlinesAndCancellationStopBetweenTokensKeepingPartialOutput() throws Exception {
         try (Scope s = Scope.shared(); GptGenerator g = new GptGenerator(new Gpt(s, CFG, 5), TOK, new GptGenerator.Options(1, 4, 16))) {
@@ -93,7 +147,10 @@ class GeneratorTest {
             assertTrue(late.tokens().length > 0 && late.tokens().length < 1_000_000, "partial: " + late.tokens().length);
             assertTrue(late.millis() < 5000, "stopped near its deadline: " + late.millis() + " ms");
             // The partial output is a prefix of the full one: stopping never changes what was drawn.
-            int[] full = new GptSampler(g.model()).generate(TOK.encode("Call"), new GptSampler.Settings(late.tokens().length, 0.8, 0, 1.0, 1));
+            int[] full;
+            try (KvDecoder same = new KvDecoder(g.model(), g.weights())) {
+                full = same.generate(TOK.encode("Call"), new KvDecoder.Settings(late.tokens().length, 0.8, 0, 1.0, 1));
+            }
             assertArrayEquals(full, late.tokens());
 
             Pending<TextResult> p = g.submit(TextRequest.of("Call", 1_000_000, 2));

@@ -169,6 +169,50 @@ public final class GptCheckpoint {
         }
     }
 
+    /**
+     * A checkpoint loaded for serving: a packed decoder holding the weights, and the checkpoint's tokenizer, step and
+     * args. {@link #close()} closes the decoder.
+     */
+    public record Served(KvDecoder decoder, Tokenizer tokenizer, long step, Map<String, Object> args) implements AutoCloseable {
+        @Override
+        public void close() { decoder.close(); }
+    }
+
+    /**
+     * Loads only what decoding needs, straight into a {@link KvDecoder.Weights#PACKED} decoder
+     * ({@link KvDecoder#packed}): through a read-only mapping of the file, each weight matrix is converted into a
+     * temporary buffer, packed, and the buffer freed; the embeddings, LayerNorms and biases are kept as read. No
+     * {@link Gpt} is built, so the matrices are held once, in the packed layout (~1x the weight bytes, against ~2x for
+     * a loaded model plus a packed copy); the optimizer moments are never read. The same checks as
+     * {@link #loadWeights} (shapes, NaN / infinity unless {@code allowNonFinite}). The caller closes the decoder.
+     */
+    public static Served loadPacked(Path dirOrFile, boolean allowNonFinite) throws IOException {
+        Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(FILE) : dirOrFile;
+        if (!Files.isRegularFile(f)) throw new IOException("no checkpoint at " + f);
+        try (SafeTensors.Mapped mp = SafeTensors.map(f)) {
+            Header h = header(f, mp.metadata());
+            long held = 0;
+            for (String name : mp.names()) if (!name.startsWith("opt.")) held += numel(mp.shape(name));
+            long need = h.cfg.parameterCount();
+            if (need < 0 || need > held)
+                throw new IOException(f + ": config " + h.cfg + " needs " + (need < 0 ? "too many" : need) + " parameters, the file's weights hold " + held + " floats");
+            KvDecoder d = KvDecoder.packed(h.cfg, (name, shape, dst) -> {
+                if (!mp.has(name)) throw new IOException(f + ": missing tensor " + name);
+                long[] stored = mp.shape(name);
+                if (!Arrays.equals(stored, shape))
+                    throw new IOException(f + ": tensor " + name + " has shape " + Arrays.toString(stored) + ", config says " + Arrays.toString(shape));
+                mp.copyTo(name, dst);
+                long bad = 0, n = numel(shape);
+                for (long i = 0; i < n; i++) if (!Float.isFinite(dst.getAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT, i))) bad++;
+                if (bad == 0) return;
+                String what = f + ": tensor " + name + " holds " + bad + " NaN or infinite value" + (bad == 1 ? "" : "s");
+                if (!allowNonFinite) throw new IOException(what + " (a diverged or damaged checkpoint; --allow-nonfinite loads it anyway)");
+                System.getLogger("dev.latent").log(System.Logger.Level.WARNING, what);
+            });
+            return new Served(d, h.tok, h.step, h.args);
+        }
+    }
+
     private static long numel(long[] shape) {
         long n = 1;
         for (long d : shape) n = Math.multiplyExact(n, d);

@@ -30,7 +30,9 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  * Weights: {@link Weights#IN_PLACE} (the default) reads the model's matrices where they are; {@link Weights#PACKED}
  * copies them once, at construction, into k-major panels ({@code lt_gemm_rows_pack}) that {@code lt_gemm_rows_packed}
  * streams with up to 16 rows in registers and the bias fused: 1.2-1.5x faster per step at 16 sequences
- * (BENCHMARKS.md S2), for one more copy of the matrices in native memory, held until {@link #close()}. The two layouts
+ * (BENCHMARKS.md S2), for one more copy of the matrices in native memory, held until {@link #close()}; or, with
+ * {@link #packed(GptConfig, TensorSource)} (what {@code GptGenerator.load} and {@code sample gpt} use), packed straight
+ * from stored tensors with no model and no copy of the matrices in their original layout (~1x the weight bytes). The two layouts
  * sum each element in a different order, so their logits differ in the last bits (both within the tolerance of the
  * full forward); each is deterministic in itself as stated above.
  * <p>
@@ -49,15 +51,17 @@ public final class KvDecoder implements AutoCloseable {
 
     private static final float LN_EPS = 1e-5f;
 
-    private final Gpt m;
+    private final Gpt m;                  // the model read in place or packed from; null when built from stored tensors
+    private final GptConfig cfg;
     private final int layers, heads, hs, c, ctx, vocab;
     private final float scale;
     private final boolean tanhGelu;
     private final Layer[] ls;
     private final MemorySegment wte, wpe, lnFw, lnFb, headW, headB;
     private final Weights weights;
-    private final Scope packScope;        // the packed matrices (PACKED), else null
+    private final Scope own;              // what the decoder holds itself (the packed matrices, and when built from stored tensors the rest), else null
     private final MemorySegment headP;    // the head packed, else null
+    private long ownBytes;
     private volatile boolean closed;
 
     /** One block's weights as native segments (views of the model's parameters); the *P ones packed, or null. */
@@ -66,48 +70,130 @@ public final class KvDecoder implements AutoCloseable {
                          MemorySegment fc2W, MemorySegment fc2B, MemorySegment qkvP, MemorySegment projP, MemorySegment fcP,
                          MemorySegment fc2P) {}
 
+    /**
+     * Where {@link #packed(GptConfig, TensorSource)} reads the model's tensors: by the parameter names of {@link Gpt}
+     * ({@code h.0.attn.c_attn.weight}, ...), each converted to F32 into {@code dst} with the given shape. An implementation
+     * checks the stored shape and values (and names the problem in its exception).
+     */
+    @FunctionalInterface
+    public interface TensorSource {
+        /** Writes the tensor {@code name}, of {@code shape}, as F32 into {@code dst} (exactly its bytes). */
+        void read(String name, long[] shape, MemorySegment dst) throws java.io.IOException;
+    }
+
     /** A decoder reading the model's weights in place ({@link Weights#IN_PLACE}). */
     public KvDecoder(Gpt model) { this(model, Weights.IN_PLACE); }
 
     /**
      * A decoder with the given weight layout. {@link Weights#PACKED} copies the weight matrices now (the model's later
-     * changes are not seen) into native memory that {@link #close()} frees; the model's scope must stay open either way.
+     * changes are not seen) into native memory that {@link #close()} frees; the model's scope must stay open either way
+     * (the embeddings, LayerNorms and biases are read in place).
      */
     public KvDecoder(Gpt model, Weights weights) {
+        this(java.util.Objects.requireNonNull(model, "model").cfg, model, weights, null);
+    }
+
+    /**
+     * A {@link Weights#PACKED} decoder built straight from stored tensors, with no {@link Gpt} and no copy of the matrices
+     * in their original layout: each weight matrix is read through a temporary buffer (freed at once) and packed into the
+     * decoder's own memory; the embeddings, LayerNorms and biases (what the packed path reads in place) are kept as read.
+     * The decoder then holds ~1x the weight bytes (a tied model's token embedding twice: as the embedding table and packed
+     * as the head, vocab x dim floats more), all freed by {@link #close()}. Its bits are those of
+     * {@code new KvDecoder(model, PACKED)} on a model holding the same weights. {@link #model()} is not available.
+     */
+    public static KvDecoder packed(GptConfig cfg, TensorSource source) throws java.io.IOException {
+        try {
+            return new KvDecoder(java.util.Objects.requireNonNull(cfg, "cfg"), null, Weights.PACKED, java.util.Objects.requireNonNull(source, "source"));
+        } catch (java.io.UncheckedIOException e) {
+            throw e.getCause();
+        }
+    }
+
+    private KvDecoder(GptConfig cfg, Gpt model, Weights weights, TensorSource src) {
         m = model;
+        this.cfg = cfg;
         this.weights = java.util.Objects.requireNonNull(weights, "weights");
-        GptConfig cfg = model.cfg;
         layers = cfg.layers(); heads = cfg.heads(); hs = cfg.headSize(); c = cfg.dim(); ctx = cfg.context(); vocab = cfg.vocab();
         scale = (float) (1.0 / Math.sqrt(hs));
         tanhGelu = cfg.activation() == GptConfig.Activation.GELU_TANH;
         ls = new Layer[layers];
-        packScope = weights == Weights.PACKED ? Scope.shared() : null;
+        own = weights == Weights.PACKED ? Scope.shared() : null;
+        java.util.Map<String, dev.latent.autograd.Var> params = model == null ? null : model.namedParameters();
+        Get get = src == null ? (name, shape) -> seg(params.get(name)) : (name, shape) -> read(src, name, shape);
         try {
+            long c3 = 3L * c, c4 = 4L * c;
             for (int l = 0; l < layers; l++) {
-                Gpt.Block b = model.blocks.get(l);
-                MemorySegment qkvW = seg(b.attn.attn.weight), projW = seg(b.attn.proj.weight), fcW = seg(b.mlp.fc.weight), fc2W = seg(b.mlp.proj.weight);
-                ls[l] = new Layer(seg(b.ln1.weight), seg(b.ln1.bias), qkvW, seg(b.attn.attn.bias), projW,
-                        seg(b.attn.proj.bias), seg(b.ln2.weight), seg(b.ln2.bias), fcW, seg(b.mlp.fc.bias),
-                        fc2W, seg(b.mlp.proj.bias), pack(qkvW, 3 * c, c), pack(projW, c, c), pack(fcW, 4 * c, c), pack(fc2W, c, 4 * c));
+                String p = "h." + l + ".";
+                MemorySegment[] qkv = mat(get, src, p + "attn.c_attn.weight", c3, c), proj = mat(get, src, p + "attn.c_proj.weight", c, c),
+                        fc = mat(get, src, p + "mlp.c_fc.weight", c4, c), fc2 = mat(get, src, p + "mlp.c_proj.weight", c, c4);
+                ls[l] = new Layer(get.at(p + "ln_1.weight", c), get.at(p + "ln_1.bias", c), qkv[0], get.at(p + "attn.c_attn.bias", c3), proj[0],
+                        get.at(p + "attn.c_proj.bias", c), get.at(p + "ln_2.weight", c), get.at(p + "ln_2.bias", c), fc[0], get.at(p + "mlp.c_fc.bias", c4),
+                        fc2[0], get.at(p + "mlp.c_proj.bias", c), qkv[1], proj[1], fc[1], fc2[1]);
             }
-            wte = seg(model.wte.weight);
-            wpe = seg(model.wpe.weight);
-            lnFw = seg(model.lnF.weight);
-            lnFb = seg(model.lnF.bias);
-            headW = model.head == null ? wte : seg(model.head.weight);
-            headB = model.head == null || model.head.bias == null ? null : seg(model.head.bias);
-            headP = pack(headW, vocab, c);
+            wte = get.at("wte.weight", vocab, c);
+            wpe = get.at("wpe.weight", ctx, c);
+            lnFw = get.at("ln_f.weight", c);
+            lnFb = get.at("ln_f.bias", c);
+            if (cfg.tied()) {            // the head is the embedding: kept as read for the lookup, packed for the head
+                headW = wte;
+                headP = pack(wte, vocab, c);
+                headB = null;
+            } else {
+                MemorySegment[] hd = mat(get, src, "lm_head.weight", vocab, c);
+                headW = hd[0];
+                headP = hd[1];
+                headB = get.at("lm_head.bias", vocab);
+            }
+        } catch (java.io.IOException e) {
+            if (own != null) own.close();
+            throw new java.io.UncheckedIOException(e);
         } catch (RuntimeException | Error e) {
-            if (packScope != null) packScope.close();
+            if (own != null) own.close();
             throw e;
+        }
+    }
+
+    /** Fetches one tensor by parameter name and shape: a view of the model's parameter, or read into the decoder's memory. */
+    @FunctionalInterface
+    private interface Get {
+        MemorySegment get(String name, long[] shape) throws java.io.IOException;
+
+        default MemorySegment at(String name, long... shape) throws java.io.IOException { return get(name, shape); }
+    }
+
+    /** A tensor read from {@code src} into the decoder's own memory. */
+    private MemorySegment read(TensorSource src, String name, long[] shape) throws java.io.IOException {
+        long n = 1;
+        for (long d : shape) n = Math.multiplyExact(n, d);
+        MemorySegment s = own.allocateUninitialized(4 * n);
+        ownBytes += 4 * n;
+        src.read(name, shape.clone(), s);
+        return s;
+    }
+
+    /**
+     * A weight matrix (n, k): {in place or null, packed or null}. From a model: its parameter, packed when PACKED. From
+     * stored tensors: read into a temporary buffer outside the scopes (returned to the system at once), packed, dropped.
+     */
+    private MemorySegment[] mat(Get get, TensorSource src, String name, long n, long k) throws java.io.IOException {
+        if (src == null) {
+            MemorySegment w = get.at(name, n, k);
+            return new MemorySegment[] {weights == Weights.PACKED ? null : w, pack(w, n, k)};
+        }
+        try (java.lang.foreign.Arena tmp = java.lang.foreign.Arena.ofConfined()) {
+            MemorySegment w = tmp.allocate(4 * n * k, Scope.ALIGNMENT);
+            src.read(name, new long[] {n, k}, w);
+            return new MemorySegment[] {null, pack(w, n, k)};
         }
     }
 
     /** W (n, k) packed into the decoder's scope, or null when reading in place. */
     private MemorySegment pack(MemorySegment w, long n, long k) {
-        if (packScope == null) return null;
+        if (own == null) return null;
         LatentNative nat = LatentNative.get();
-        MemorySegment p = packScope.allocateUninitialized(4 * nat.gemmRowsPackedSize(n, k));
+        long bytes = 4 * nat.gemmRowsPackedSize(n, k);
+        MemorySegment p = own.allocateUninitialized(bytes);
+        ownBytes += bytes;
         nat.gemmRowsPack(n, k, w, k, p);
         return p;
     }
@@ -115,20 +201,21 @@ public final class KvDecoder implements AutoCloseable {
     /** The weight layout in use. */
     public Weights weights() { return weights; }
 
-    /** Native bytes the decoder holds beyond the model's (the packed matrices; 0 in place). */
-    public long ownBytes() {
-        if (packScope == null) return 0;
-        LatentNative nat = LatentNative.get();
-        long per = nat.gemmRowsPackedSize(3L * c, c) + nat.gemmRowsPackedSize(c, c) + nat.gemmRowsPackedSize(4L * c, c) + nat.gemmRowsPackedSize(c, 4L * c);
-        return 4 * (layers * per + nat.gemmRowsPackedSize(vocab, c));
-    }
+    /** The model's configuration. */
+    public GptConfig config() { return cfg; }
 
-    /** Frees the packed weights ({@link Weights#PACKED}); the decoder must not be used after. Idempotent. */
+    /**
+     * Native bytes the decoder holds itself: 0 in place; the packed matrices when packed from a model; everything it
+     * reads when built from stored tensors ({@link #packed(GptConfig, TensorSource)}).
+     */
+    public long ownBytes() { return ownBytes; }
+
+    /** Frees what the decoder holds ({@link Weights#PACKED}); the decoder must not be used after. Idempotent. */
     @Override
     public void close() {
         if (closed) return;
         closed = true;
-        if (packScope != null) packScope.close();
+        if (own != null) own.close();
     }
 
     private static MemorySegment seg(dev.latent.autograd.Var v) {
@@ -138,7 +225,14 @@ public final class KvDecoder implements AutoCloseable {
         return v.value().contiguous().segment();
     }
 
-    public Gpt model() { return m; }
+    /**
+     * The model this decoder reads. A decoder built from stored tensors ({@link #packed(GptConfig, TensorSource)}) has
+     * none: IllegalStateException.
+     */
+    public Gpt model() {
+        if (m == null) throw new IllegalStateException("this decoder was built packed from stored tensors: it holds no Gpt (see KvDecoder.packed)");
+        return m;
+    }
 
     /** Settings of one generation. {@code topK = 0} and {@code topP = 1} disable those filters (a negative topK is refused); temperature 0 is greedy. */
     public record Settings(int tokens, double temperature, int topK, double topP, long seed) {

@@ -234,6 +234,48 @@ class KvDecoderTest {
         }
     }
 
+    /**
+     * A decoder packed from stored tensors (no model) gives the bits of one packed from the model, tied and untied, with
+     * either GELU; it asks for every parameter with the model's shapes, and a source's error reaches the caller with
+     * nothing left allocated.
+     */
+    @Test
+    void packedFromStoredTensorsGivesTheBitsOfPackedFromTheModel() throws Exception {
+        for (boolean tied : new boolean[] {true, false}) {
+            GptConfig cfg = new GptConfig(29, 2, 2, 24, 20, tied, tied ? GptConfig.Activation.GELU : GptConfig.Activation.GELU_TANH);
+            try (Scope s = Scope.shared()) {
+                Gpt m = randomModel(s, cfg, 17);
+                var params = m.namedParameters();
+                java.util.Set<String> asked = new java.util.HashSet<>();
+                long base = Scope.liveBytes();
+                KvDecoder fromModel = opened(new KvDecoder(m, KvDecoder.Weights.PACKED));
+                KvDecoder stored = opened(KvDecoder.packed(cfg, (name, shape, dst) -> {
+                    assertTrue(asked.add(name), "asked twice: " + name);
+                    assertArrayEquals(params.get(name).value().shape(), shape, name);
+                    MemorySegment.copy(params.get(name).value().segment(), 0, dst, 0, dst.byteSize());
+                }));
+                assertEquals(params.keySet(), asked, "every parameter is read once");
+                assertEquals(KvDecoder.Weights.PACKED, stored.weights());
+                assertThrows(IllegalStateException.class, stored::model);
+                assertTrue(stored.ownBytes() > fromModel.ownBytes(), "it holds the vectors and embeddings too");
+                int[] prompt = {3, 1, 4, 1, 5, 9, 2, 6};
+                try (KvDecoder.Cache a = fromModel.new Cache(); KvDecoder.Cache b = stored.new Cache()) {
+                    float[] la = fromModel.forward(List.of(a), List.of(prompt), true), lb = stored.forward(List.of(b), List.of(prompt), true);
+                    assertArrayEquals(la, lb, "tied " + tied);
+                }
+                stored.close();
+                fromModel.close();
+                assertEquals(base, Scope.liveBytes());
+                var e = assertThrows(java.io.IOException.class, () -> KvDecoder.packed(cfg, (name, shape, dst) -> {
+                    if (name.equals("h.1.mlp.c_proj.weight")) throw new java.io.IOException("bad " + name);
+                    MemorySegment.copy(params.get(name).value().segment(), 0, dst, 0, dst.byteSize());
+                }));
+                assertEquals("bad h.1.mlp.c_proj.weight", e.getMessage());
+                assertEquals(base, Scope.liveBytes(), "a failed build frees what it had packed");
+            }
+        }
+    }
+
     /** The packed GEMM's binding checks its segments by name before the downcall. */
     @Test
     void packedGemmBindingRefusesShortSegments() {
