@@ -89,8 +89,19 @@ public final class GptDataParallel {
     /** One rank of N: its micro-batch, reduced with the others through {@code c}. */
     public static Result worker(Job job, int[] tokens, TcpAllReduce c, boolean resume, long stopAt) throws IOException {
         if (c.size() != job.workers()) throw new IllegalArgumentException("job has " + job.workers() + " workers, the group " + c.size());
-        Result r = run(job, tokens, c.rank(), new int[] {c.rank()}, MicroBatches.over(c), job.overlapBucketBytes() > 0 ? c : null,
-                resume, stopAt);
+        MicroBatches.Reducer over = MicroBatches.over(c);
+        long[] reduce = {0, 0};   // nanoseconds, calls
+        MicroBatches.Reducer timed = (parts, scale) -> {   // the all-reduce after the backward, timed for the log
+            long t0 = System.nanoTime();
+            MemorySegment out = over.reduce(parts, scale);
+            reduce[0] += System.nanoTime() - t0;
+            reduce[1]++;
+            return out;
+        };
+        Result r = run(job, tokens, c.rank(), new int[] {c.rank()}, timed, job.overlapBucketBytes() > 0 ? c : null, resume, stopAt);
+        if (reduce[1] > 0)
+            System.err.printf(java.util.Locale.ROOT, "rank %d: all-reduce after the backward: %.1f ms/step (mean over %d steps)%n",
+                    c.rank(), reduce[0] / 1e6 / reduce[1], reduce[1]);
         return new Result(r.rank(), r.step(), r.loss(), r.weightsSha256(), c.bytesSent(), r.stepSeconds());
     }
 
@@ -172,7 +183,13 @@ public final class GptDataParallel {
             if (writer) GptCheckpoint.save(out, model, opt, tok, job.args());
             return new Result(rank, opt.step(), lastLoss, Gradients.hash(named), 0, timed == 0 ? 0 : nanos / 1e9 / timed);
         } finally {
-            if (ov != null) ov.close();
+            if (ov != null) {
+                if (ov.steps() > 0)
+                    System.err.printf(java.util.Locale.ROOT, "rank %d: all-reduce overlapped in %d buckets: %.1f ms/step on the communication"
+                            + " thread, %.1f ms/step waited for after the backward (mean over %d steps)%n", rank, ov.buckets(),
+                            ov.commNanos() / 1e6 / ov.steps(), ov.waitNanos() / 1e6 / ov.steps(), ov.steps());
+                ov.close();
+            }
         }
     }
 }

@@ -55,6 +55,9 @@ final class OverlappedReduce implements AutoCloseable {
     private final ExecutorService comm;
     private final List<Future<?>> inFlight = new ArrayList<>();
     private volatile boolean failed;
+    private final java.util.concurrent.atomic.AtomicLong commNanos = new java.util.concurrent.atomic.AtomicLong();
+    private long waitNanos;
+    private int steps;
     private float scale;
     private int remaining, sentEarly;
     private final List<Integer> sentOrder = new ArrayList<>();
@@ -102,6 +105,15 @@ final class OverlappedReduce implements AutoCloseable {
      */
     int sentEarly() { return sentEarly; }
 
+    /** Steps finished. */
+    int steps() { return steps; }
+
+    /** Nanoseconds the communication thread spent in all-reduce calls, all steps so far. */
+    long commNanos() { return commNanos.get(); }
+
+    /** Nanoseconds the caller waited for the all-reduce after its backward, all steps so far (the exposed part). */
+    long waitNanos() { return waitNanos; }
+
     /** The buckets' indices in the order the last step sent them (the loss's last). */
     List<Integer> sentOrder() { return List.copyOf(sentOrder); }
 
@@ -138,8 +150,10 @@ final class OverlappedReduce implements AutoCloseable {
         sentOrder.add(tag);
         inFlight.add(comm.submit(() -> {
             if (failed) throw new IOException("skipped: an earlier bucket of this step failed");
+            long t0 = System.nanoTime();
             try {
                 c.allReduce(seg, s, tag);
+                commNanos.addAndGet(System.nanoTime() - t0);
             } catch (Throwable t) {
                 failed = true;
                 throw t;
@@ -166,8 +180,10 @@ final class OverlappedReduce implements AutoCloseable {
         }
         loss.set(JAVA_FLOAT, 0, localLoss);
         send(loss, buckets.length);
+        long t0 = System.nanoTime();
         try {
             for (Future<?> f : inFlight) f.get();
+            waitNanos += System.nanoTime() - t0;
         } catch (InterruptedException e) {
             abort();
             Thread.currentThread().interrupt();
@@ -181,6 +197,7 @@ final class OverlappedReduce implements AutoCloseable {
             throw new IOException(t);
         }
         inFlight.clear();
+        steps++;
         grads.scatter(staging);
         return loss.get(JAVA_FLOAT, 0);
     }
