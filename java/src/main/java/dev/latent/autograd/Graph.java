@@ -213,42 +213,94 @@ public final class Graph implements AutoCloseable {
         known.put(one, 1f);
         Map<Var, Boolean> seen = new IdentityHashMap<>();
         accumulate(loss, new Var(one, false, null), seen, refs);
+        java.util.function.Consumer<Var> listener = gradientListener;
+        if (listener != null && loss.node == null) {   // a leaf loss: its gradient is the seed, and nothing else gets one
+            listener.accept(loss);
+            listener = null;
+        }
+        List<Var>[] due = listener == null ? null : lastUses();
         boolean saved = recording;
         recording = createGraph;
         try {
             for (int i = tape.size() - 1; i >= 0; i--) {
-                Var v = tape.get(i);
-                if (v.node == null) continue;
-                Var[] outs = v.node.outputs();
-                Var[] gs;
-                if (outs == null) {
-                    if (v.grad == null) continue;
-                    gs = v.node.rule().apply(v.grad);
-                    outs = new Var[] {v};
-                } else {
-                    // A multi-output node runs once, at its first output: every output's gradient is complete then.
-                    if (v != outs[0]) continue;
-                    Var[] gys = new Var[outs.length];
-                    boolean any = false;
-                    for (int k = 0; k < outs.length; k++) any |= (gys[k] = outs[k].grad) != null;
-                    if (!any) continue;
-                    gs = v.node.multi().apply(gys);
-                }
-                Var[] ins = v.node.inputs();
-                if (refs != null) for (Var gv : gs) refs.hold(gv);
-                for (int j = 0; j < ins.length; j++)
-                    if (ins[j] != null && ins[j].requiresGrad && gs[j] != null) accumulate(ins[j], gs[j], seen, refs);
-                if (refs != null) for (Var gv : gs) refs.drop(gv);
-                if (!createGraph) {
-                    for (Var o : outs) {
-                        if (refs != null) refs.drop(o.grad);
-                        o.grad = null;   // intermediate grads are dead once propagated
-                    }
-                }
+                propagate(tape.get(i), createGraph, seen, refs);
+                if (due != null && due[i] != null)   // every use of these leaves is behind us: their gradients are final
+                    for (Var leaf : due[i]) if (seen.containsKey(leaf)) listener.accept(leaf);
             }
         } finally {
             recording = saved;
         }
+    }
+
+    /** Runs one tape entry's backward rule and accumulates into its inputs (nothing when no gradient reached it). */
+    private void propagate(Var v, boolean createGraph, Map<Var, Boolean> seen, Refs refs) {
+        if (v.node == null) return;
+        Var[] outs = v.node.outputs();
+        Var[] gs;
+        if (outs == null) {
+            if (v.grad == null) return;
+            gs = v.node.rule().apply(v.grad);
+            outs = new Var[] {v};
+        } else {
+            // A multi-output node runs once, at its first output: every output's gradient is complete then.
+            if (v != outs[0]) return;
+            Var[] gys = new Var[outs.length];
+            boolean any = false;
+            for (int k = 0; k < outs.length; k++) any |= (gys[k] = outs[k].grad) != null;
+            if (!any) return;
+            gs = v.node.multi().apply(gys);
+        }
+        Var[] ins = v.node.inputs();
+        if (refs != null) for (Var gv : gs) refs.hold(gv);
+        for (int j = 0; j < ins.length; j++)
+            if (ins[j] != null && ins[j].requiresGrad && gs[j] != null) accumulate(ins[j], gs[j], seen, refs);
+        if (refs != null) for (Var gv : gs) refs.drop(gv);
+        if (!createGraph) {
+            for (Var o : outs) {
+                if (refs != null) refs.drop(o.grad);
+                o.grad = null;   // intermediate grads are dead once propagated
+            }
+        }
+    }
+
+    /**
+     * For each tape index i, the gradient-requiring leaves whose lowest-indexed consumer is entry i (in the order of
+     * their first appearance there), or null: the backward walks the tape downwards, so once it has passed entry i
+     * nothing accumulates into those leaves any more.
+     */
+    @SuppressWarnings("unchecked")
+    private List<Var>[] lastUses() {
+        List<Var>[] due = new List[tape.size()];
+        Map<Var, Boolean> placed = new IdentityHashMap<>();
+        for (int i = 0; i < tape.size(); i++) {
+            Var.Node node = tape.get(i).node;
+            if (node == null) continue;
+            for (Var in : node.inputs()) {
+                if (in == null || in.node != null || !in.requiresGrad || placed.put(in, Boolean.TRUE) != null) continue;
+                if (due[i] == null) due[i] = new ArrayList<>(2);
+                due[i].add(in);
+            }
+        }
+        return due;
+    }
+
+    private java.util.function.Consumer<Var> gradientListener;
+
+    /**
+     * Sets (null: clears) a listener that this graph's {@link #backward} passes call once for each leaf that requires a
+     * gradient (parameters and {@link Var#input} leaves) and received one in that pass, as soon as its gradient is
+     * final: after its last accumulation of the pass, while the backward continues with the rest of the tape. It runs
+     * on the backward's thread, in a deterministic order (the order in which the walk from the loss passes the leaves'
+     * first uses in the forward, so the last layers' parameters come first) and before backward returns; an exception
+     * it throws ends the backward. Leaves that no gradient reached (unused or {@link #freeze frozen}) are not reported.
+     * From the call on, nothing in this pass writes the leaf's {@link Var#grad()} again (for a parameter packed by
+     * {@link FlatParams}, its slot of {@link FlatParams#grads()}), so another thread may read it, or replace its
+     * contents with values of the same shape (a data-parallel all-reduce of finished gradient buckets overlapping the
+     * rest of the backward). Costs one pass over the tape per backward when set, nothing when not.
+     */
+    public Graph onGradientReady(java.util.function.Consumer<Var> listener) {
+        this.gradientListener = listener;
+        return this;
     }
 
     /**

@@ -47,10 +47,30 @@ public final class GptDataParallel {
     /** Everything a run depends on (serialized to the workers). */
     public record Job(int workers, int batch, int layers, int heads, int dim, int context, boolean tied, String tokenizerJson,
                       int steps, double lr, double minLr, int warmup, double weightDecay, double clip, int logInterval,
-                      int checkpointInterval, long seed, String out, boolean resume, Integer threads) implements Serializable {
+                      int checkpointInterval, long seed, String out, boolean resume, Integer threads,
+                      long overlapBucketBytes) implements Serializable {
         public Job {
             if (workers < 1 || batch < 1 || steps < 0 || logInterval < 1 || checkpointInterval < 0 || warmup < 0)
                 throw new IllegalArgumentException("workers, batch, log interval >= 1 and steps, warmup, checkpoint interval >= 0 required");
+            if (overlapBucketBytes < 0 || overlapBucketBytes > 0 && overlapBucketBytes < 4)
+                throw new IllegalArgumentException("overlap bucket size " + overlapBucketBytes + " bytes: 0 (off) or >= 4");
+        }
+
+        /** A job whose workers overlap the all-reduce with the backward in buckets of the default size. */
+        public Job(int workers, int batch, int layers, int heads, int dim, int context, boolean tied, String tokenizerJson,
+                   int steps, double lr, double minLr, int warmup, double weightDecay, double clip, int logInterval,
+                   int checkpointInterval, long seed, String out, boolean resume, Integer threads) {
+            this(workers, batch, layers, heads, dim, context, tied, tokenizerJson, steps, lr, minLr, warmup, weightDecay, clip,
+                    logInterval, checkpointInterval, seed, out, resume, threads, OverlappedReduce.DEFAULT_BUCKET_BYTES);
+        }
+
+        /**
+         * This job with the workers' all-reduce overlapping the backward in buckets of about {@code bytes} (0: off, the
+         * whole gradient all-reduced after the backward). The weights are the same bits either way.
+         */
+        public Job withOverlap(long bytes) {
+            return new Job(workers, batch, layers, heads, dim, context, tied, tokenizerJson, steps, lr, minLr, warmup, weightDecay,
+                    clip, logInterval, checkpointInterval, seed, out, resume, threads, bytes);
         }
 
         Map<String, Object> args() {
@@ -69,23 +89,36 @@ public final class GptDataParallel {
     /** One rank of N: its micro-batch, reduced with the others through {@code c}. */
     public static Result worker(Job job, int[] tokens, TcpAllReduce c, boolean resume, long stopAt) throws IOException {
         if (c.size() != job.workers()) throw new IllegalArgumentException("job has " + job.workers() + " workers, the group " + c.size());
-        Result r = run(job, tokens, c.rank(), new int[] {c.rank()}, MicroBatches.over(c), resume, stopAt);
+        MicroBatches.Reducer over = MicroBatches.over(c);
+        long[] reduce = {0, 0};   // nanoseconds, calls
+        MicroBatches.Reducer timed = (parts, scale) -> {   // the all-reduce after the backward, timed for the log
+            long t0 = System.nanoTime();
+            MemorySegment out = over.reduce(parts, scale);
+            reduce[0] += System.nanoTime() - t0;
+            reduce[1]++;
+            return out;
+        };
+        Result r = run(job, tokens, c.rank(), new int[] {c.rank()}, timed, job.overlapBucketBytes() > 0 ? c : null, resume, stopAt);
+        if (reduce[1] > 0)
+            System.err.printf(java.util.Locale.ROOT, "rank %d: all-reduce after the backward: %.1f ms/step (mean over %d steps)%n",
+                    c.rank(), reduce[0] / 1e6 / reduce[1], reduce[1]);
         return new Result(r.rank(), r.step(), r.loss(), r.weightsSha256(), c.bytesSent(), r.stepSeconds());
     }
 
     /** The single-process reference: all N micro-batches in this process, reduced in rank order. */
     public static Result reference(Job job, int[] tokens, boolean resume, long stopAt) throws IOException {
-        return run(job, tokens, 0, MicroBatches.all(job.workers()), MicroBatches.local(), resume, stopAt);
+        return run(job, tokens, 0, MicroBatches.all(job.workers()), MicroBatches.local(), null, resume, stopAt);
     }
 
-    private static Result run(Job job, int[] tokens, int rank, int[] micro, MicroBatches.Reducer reducer, boolean resume, long stopAt)
-            throws IOException {
+    private static Result run(Job job, int[] tokens, int rank, int[] micro, MicroBatches.Reducer reducer, TcpAllReduce overlap,
+                              boolean resume, long stopAt) throws IOException {
         if (job.threads() != null) dev.latent.Latent.setThreads(job.threads());
         Tokenizer tok = Tokenizer.fromJson(job.tokenizerJson());
         TextData data = new TextData(tokens);
         Path out = Path.of(job.out());
         boolean writer = rank == 0;
         int n = job.workers(), b = job.batch(), t = job.context();
+        OverlappedReduce ov = null;
         try (Scope scope = Scope.shared(); Arena a = Arena.ofConfined()) {
             Gpt model = new Gpt(scope, new GptConfig(tok.vocabSize(), job.layers(), job.heads(), job.dim(), t, job.tied()), job.seed());
             Map<String, Var> named = model.namedParameters();
@@ -102,7 +135,8 @@ public final class GptDataParallel {
             if (writer) Files.createDirectories(out);
             Schedule sched = new Schedule(job.lr(), job.minLr(), job.warmup(), job.steps());
             Gradients grads = new Gradients(named, 1);
-            MemorySegment[] parts = new MemorySegment[micro.length];
+            if (overlap != null) ov = new OverlappedReduce(overlap, grads, job.overlapBucketBytes());
+            MemorySegment[] parts = new MemorySegment[ov == null ? micro.length : 0];   // the overlapped path stages its own
             for (int i = 0; i < parts.length; i++) parts[i] = a.allocate(JAVA_FLOAT, grads.floats());
             long rowInts = (long) b * t;
             MemorySegment x = a.allocate(JAVA_INT, n * rowInts), y = a.allocate(JAVA_INT, n * rowInts);
@@ -114,12 +148,16 @@ public final class GptDataParallel {
                     long t0 = System.nanoTime();
                     TextData.batch(data.train, n * b, t, job.seed(), step, x, y);
                     long st = step;
-                    double[] lr = MicroBatches.step(grads, parts, micro, n, reducer, (g, r) -> {
+                    MicroBatches.Backward bw = (g, r) -> {
                         Var l = model.loss(x.asSlice(r * rowInts * 4, rowInts * 4), y.asSlice(r * rowInts * 4, rowInts * 4), b, t);
                         float loss = F.item(l);
                         g.backward(l);
                         return loss;
-                    }, v -> opt.update((float) sched.at(st), job.clip(), opt.gradNorm()));   // the norm is logged even without clipping
+                    };
+                    java.util.function.ToDoubleFunction<Void> update =
+                            v -> opt.update((float) sched.at(st), job.clip(), opt.gradNorm());   // the norm is logged even without clipping
+                    double[] lr = ov != null ? MicroBatches.stepOverlapped(ov, micro[0], n, bw, update)
+                            : MicroBatches.step(grads, parts, micro, n, reducer, bw, update);
                     lastLoss = lr[0];
                     double norm = lr[1];
                     if (step - first >= warm) {   // the step time excludes the first (warm-up) steps
@@ -144,6 +182,14 @@ public final class GptDataParallel {
             }
             if (writer) GptCheckpoint.save(out, model, opt, tok, job.args());
             return new Result(rank, opt.step(), lastLoss, Gradients.hash(named), 0, timed == 0 ? 0 : nanos / 1e9 / timed);
+        } finally {
+            if (ov != null) {
+                if (ov.steps() > 0)
+                    System.err.printf(java.util.Locale.ROOT, "rank %d: all-reduce overlapped in %d buckets: %.1f ms/step on the communication"
+                            + " thread, %.1f ms/step waited for after the backward (mean over %d steps)%n", rank, ov.buckets(),
+                            ov.commNanos() / 1e6 / ov.steps(), ov.waitNanos() / 1e6 / ov.steps(), ov.steps());
+                ov.close();
+            }
         }
     }
 }

@@ -58,6 +58,27 @@ final class MicroBatches {
         return a;
     }
 
+    /**
+     * One step of a worker with one micro-batch, its gradients all-reduced in buckets while its backward runs
+     * ({@link OverlappedReduce}); the same bits as {@link #step} over {@link #over} (GptOverlapTest).
+     */
+    static double[] stepOverlapped(OverlappedReduce o, int microRank, int n, Backward bw, ToDoubleFunction<Void> update)
+            throws IOException {
+        try (Graph g = Graph.open()) {
+            float loss;
+            o.begin(g, 1f / n);
+            try {
+                loss = bw.lossAndBackward(g, microRank);
+            } catch (RuntimeException | Error e) {
+                o.abort();
+                throw e;
+            }
+            float mean = o.finish(loss);
+            double r = update.applyAsDouble(null);
+            return new double[] {mean, r};
+        }
+    }
+
     /** One step; {@code update} runs the optimizer (gradients in place) and returns e.g. the gradient norm. */
     static double[] step(Gradients grads, MemorySegment[] parts, int[] micro, int n, Reducer reducer, Backward bw,
                          ToDoubleFunction<Void> update) throws IOException {

@@ -32,13 +32,18 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  * {@code allreduce [MB]}: loopback TCP bandwidth (one stream; two streams in opposite directions at once) and the
  * all-reduce of an MB-sized buffer between 2 ranks (threads) in the same run;
  * {@code gpt TEXT [steps]}: E1's GPT (6 x 6 x 384, context 256, batch 8 per worker, tied) one process outside
- * Spark, 1 worker through Spark (local[1]), 2 workers through Spark (local[2]), 1 native thread per worker.
+ * Spark, 1 worker through Spark (local[1]), 2 workers through Spark (local[2]), 1 native thread per worker;
+ * {@code overlap TEXT [steps] [pairs]}: E1's GPT with 2 workers x 1 thread (local[2]), the all-reduce after the
+ * backward and overlapped with it ({@link GptDataParallel.Job#withOverlap}) alternating, {@code pairs} times, in one
+ * JVM; the workers log where the all-reduce time went.
  */
 public final class ScaleOutBench {
     public static void main(String[] args) throws Exception {
-        if (args.length == 0) throw new IllegalArgumentException("usage: allreduce [MB] | gpt TEXT [steps]");
+        if (args.length == 0) throw new IllegalArgumentException("usage: allreduce [MB] | gpt TEXT [steps] | overlap TEXT [steps] [pairs]");
         if (args[0].equals("allreduce")) allReduce(args.length > 1 ? Integer.parseInt(args[1]) : 40);
         else if (args[0].equals("gpt")) gpt(Path.of(args[1]), args.length > 2 ? Integer.parseInt(args[2]) : 6);
+        else if (args[0].equals("overlap")) overlap(Path.of(args[1]), args.length > 2 ? Integer.parseInt(args[2]) : 6,
+                args.length > 3 ? Integer.parseInt(args[3]) : 3);
         else throw new IllegalArgumentException("unknown bench " + args[0]);
     }
 
@@ -139,6 +144,31 @@ public final class ScaleOutBench {
                 double st = rs.stream().mapToDouble(GptDataParallel.Result::stepSeconds).max().orElseThrow();
                 System.out.printf(Locale.ROOT, "Spark local[%d], %d worker(s) x 1 thread: %.1f ms/step, %.0f tokens/s (%.2fx the one-process rate), %.1f MB sent per worker per step%n",
                         n, n, st * 1e3, n * 8 * 256 / st, (n * 8 * 256 / st) / (8 * 256 / plain.stepSeconds()), rs.get(0).bytesSent() / 1e6 / steps);
+            }
+        }
+    }
+
+    static void overlap(Path text, int steps, int pairs) throws Exception {
+        String s = Files.readString(text);
+        Tokenizer tok = CharTokenizer.train(s);
+        int[] tokens = tok.encode(s);
+        Path tmp = Files.createTempDirectory("latent-overlap");
+        try (JavaSparkContext sc = new JavaSparkContext(new SparkConf().setMaster("local[2]").setAppName("overlap")
+                .set("spark.ui.enabled", "false").set("spark.driver.host", "127.0.0.1").set("spark.driver.bindAddress", "127.0.0.1")
+                .set("spark.latent.collective.host", "127.0.0.1"))) {
+            sc.setLogLevel("WARN");
+            String hash = null;
+            for (int p = 0; p < pairs; p++) {
+                for (long bucket : new long[] {0, OverlappedReduce.DEFAULT_BUCKET_BYTES}) {
+                    GptDataParallel.Job j = job(2, tok, steps, tmp.resolve("run" + p + "-" + bucket)).withOverlap(bucket);
+                    List<GptDataParallel.Result> rs = SparkGpt.train(sc, j, tokens);
+                    double st = rs.stream().mapToDouble(GptDataParallel.Result::stepSeconds).max().orElseThrow();
+                    if (hash == null) hash = rs.get(0).weightsSha256();
+                    for (GptDataParallel.Result r : rs)
+                        if (!r.weightsSha256().equals(hash)) throw new IllegalStateException("weights differ between runs: " + r);
+                    System.out.printf(Locale.ROOT, "pair %d, %s: %.1f ms/step, %.0f tokens/s%n", p + 1,
+                            bucket == 0 ? "all-reduce after the backward" : "overlapped (" + (bucket >> 20) + " MiB buckets)", st * 1e3, 2 * 8 * 256 / st);
+                }
             }
         }
     }

@@ -114,6 +114,7 @@ public final class SparkMain implements Runnable {
         @Option(names = "--threads", description = "native threads per worker JVM (default: all cores)") Integer threads;
         @Option(names = "--out", required = true, description = "output folder, on storage every executor sees") Path out;
         @Option(names = "--resume", description = "continue the run in --out from its checkpoint (weights, optimizer state, step, tokenizer, architecture)") boolean resume;
+        @Option(names = "--overlap-bucket-mb", description = "all-reduce the gradients in buckets of this many MiB while the backward runs (0: after the whole backward; the same bits either way) (default: ${DEFAULT-VALUE})") double overlapBucketMb = OverlappedReduce.DEFAULT_BUCKET_BYTES / (double) (1 << 20);
 
         @Override
         public Integer call() throws Exception {
@@ -137,6 +138,9 @@ public final class SparkMain implements Runnable {
             int[] tokens = tok.encode(text);
             var job = new GptDataParallel.Job(n, batch, ly, hd, dm, ctx, ti, tok.toJson(), steps, lr, minLr, warmup, weightDecay, clip,
                     logInterval, checkpointInterval, seed, out.toAbsolutePath().toString(), resume, threads);
+            if (!(overlapBucketMb >= 0) || Double.isInfinite(overlapBucketMb))
+                throw new IllegalArgumentException("--overlap-bucket-mb must be >= 0 (0: off), got " + overlapBucketMb);
+            job = job.withOverlap(overlapBucketMb == 0 ? 0 : Math.max(4, (long) (overlapBucketMb * (1 << 20))));
             SparkConf conf = new SparkConf().setAppName("latent train gpt");
             if (!master.equals("submit")) conf.setMaster(master);
             if (!conf.contains("spark.ui.enabled")) conf.set("spark.ui.enabled", "false");

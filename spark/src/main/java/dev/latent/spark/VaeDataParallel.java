@@ -39,26 +39,37 @@ public final class VaeDataParallel {
         }
     }
 
+    /** One rank, its all-reduce overlapping the backward in buckets of the default size. */
     public static GptDataParallel.Result worker(Job job, ImageData data, TcpAllReduce c) throws IOException {
+        return worker(job, data, c, OverlappedReduce.DEFAULT_BUCKET_BYTES);
+    }
+
+    /** One rank; {@code overlapBucketBytes} 0 all-reduces after the backward (the same bits either way). */
+    public static GptDataParallel.Result worker(Job job, ImageData data, TcpAllReduce c, long overlapBucketBytes) throws IOException {
         if (c.size() != job.workers()) throw new IllegalArgumentException("job has " + job.workers() + " workers, the group " + c.size());
-        GptDataParallel.Result r = run(job, data, c.rank(), new int[] {c.rank()}, MicroBatches.over(c));
+        if (overlapBucketBytes < 0) throw new IllegalArgumentException("overlap bucket size " + overlapBucketBytes + " bytes");
+        GptDataParallel.Result r = run(job, data, c.rank(), new int[] {c.rank()}, MicroBatches.over(c), overlapBucketBytes > 0 ? c : null,
+                overlapBucketBytes);
         return new GptDataParallel.Result(r.rank(), r.step(), r.loss(), r.weightsSha256(), c.bytesSent(), r.stepSeconds());
     }
 
     public static GptDataParallel.Result reference(Job job, ImageData data) throws IOException {
-        return run(job, data, 0, MicroBatches.all(job.workers()), MicroBatches.local());
+        return run(job, data, 0, MicroBatches.all(job.workers()), MicroBatches.local(), null, 0);
     }
 
-    private static GptDataParallel.Result run(Job job, ImageData data, int rank, int[] micro, MicroBatches.Reducer reducer) throws IOException {
+    private static GptDataParallel.Result run(Job job, ImageData data, int rank, int[] micro, MicroBatches.Reducer reducer,
+                                              TcpAllReduce overlap, long bucketBytes) throws IOException {
         int n = job.workers(), b = job.batch(), global = n * b;
         int perEpoch = data.n / global;
         if (perEpoch < 1) throw new IllegalArgumentException(data.n + " images are fewer than one global batch of " + n + " x " + b);
+        OverlappedReduce ov = null;
         try (Scope scope = Scope.shared(); Arena a = Arena.ofConfined()) {
             ConvVae model = new ConvVae(scope, job.latent(), job.seed());
             Map<String, Var> named = model.namedParameters();
             AdamW opt = new AdamW(scope, named, 0.9f, 0.999f, 1e-8f, 0f);
             Gradients grads = new Gradients(named, 1);
-            MemorySegment[] parts = new MemorySegment[micro.length];
+            if (overlap != null) ov = new OverlappedReduce(overlap, grads, bucketBytes);
+            MemorySegment[] parts = new MemorySegment[ov == null ? micro.length : 0];
             for (int i = 0; i < parts.length; i++) parts[i] = a.allocate(JAVA_FLOAT, grads.floats());
             double last = Double.NaN;
             long t0 = System.nanoTime();
@@ -71,7 +82,7 @@ public final class VaeDataParallel {
                 int[] p = perm;
                 long st = step;
                 double beta = job.warmup() > 0 ? job.beta() * Math.min(1.0, (double) step / job.warmup()) : job.beta();
-                last = MicroBatches.step(grads, parts, micro, n, reducer, (g, r) -> {
+                MicroBatches.Backward bw = (g, r) -> {
                     Tensor x = Tensor.empty(g.scope(), b, 1, data.h, data.w);
                     data.fill(x, p, from + r * b, b, 1f / 255f, 0f, 0);
                     Var[] h = model.encode(Var.constant(x));
@@ -80,13 +91,18 @@ public final class VaeDataParallel {
                     Var kl = F.scale(rp.kl(), (float) (beta / b));
                     g.backward(F.add(rec, kl));
                     return (float) (F.item(rec) + F.item(rp.kl()) / b);
-                }, v -> {
+                };
+                java.util.function.ToDoubleFunction<Void> update = v -> {
                     opt.update(job.lr(), 0);
                     return 0;
-                })[0];
+                };
+                last = (ov != null ? MicroBatches.stepOverlapped(ov, micro[0], n, bw, update)
+                        : MicroBatches.step(grads, parts, micro, n, reducer, bw, update))[0];
             }
             double secs = (System.nanoTime() - t0) / 1e9;
             return new GptDataParallel.Result(rank, job.steps(), last, Gradients.hash(named), 0, job.steps() == 0 ? 0 : secs / job.steps());
+        } finally {
+            if (ov != null) ov.close();
         }
     }
 }

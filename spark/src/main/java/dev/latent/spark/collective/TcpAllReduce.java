@@ -34,10 +34,12 @@ import java.time.Duration;
  * same as a ring all-reduce, whose rotating summation order would not be reproducible). All sends and
  * receives of a phase run at once on non-blocking sockets driven by one selector in the calling thread.
  * The buffer is processed in buckets of {@code bucketBytes} (bounding the receive scratch to (N-1)/N of a
- * bucket); buckets run one after another and do not yet overlap the backward pass (the trainer calls this once
- * the whole backward is done).
- * <p>Messages carry a 12-byte header (call sequence number, float count), checked on arrival, so mismatched
- * calls between ranks fail with a message naming both sides. A peer that closes its socket (its task died)
+ * bucket), one after another. Overlapping the backward pass is the caller's: the data-parallel trainers hand
+ * finished gradient buckets to this class from a communication thread while the backward continues
+ * ({@code dev.latent.spark.OverlappedReduce}); one thread at a time may call it.
+ * <p>Messages carry a 16-byte header (call sequence number, the caller's tag, float count), checked on arrival, so
+ * mismatched calls between ranks (other buffers, or the same sizes in another order) fail with a message naming both
+ * sides. A peer that closes its socket (its task died)
  * fails the call at once; a peer that stops making progress fails it after {@code timeout}; an interrupt of
  * the calling thread (Spark killing the task) fails it with {@link InterruptedIOException}.
  */
@@ -45,7 +47,7 @@ public final class TcpAllReduce implements AutoCloseable {
     public static final long DEFAULT_BUCKET_BYTES = 32L << 20;
     public static final Duration DEFAULT_TIMEOUT = Duration.ofMinutes(10);
     private static final int MAGIC = 0x4C54_4152;   // "LTAR"
-    private static final int HEADER = 12;
+    private static final int HEADER = 16;
 
     private final int rank, size;
     private final ServerSocketChannel server;
@@ -164,6 +166,15 @@ public final class TcpAllReduce implements AutoCloseable {
     }
 
     /**
+     * As {@link #allReduce(MemorySegment, float)}, with {@code tag} carried in every message and checked: every rank
+     * must pass the same tag in the same call (a bucket's index, so buckets reduced in another order on one rank fail
+     * instead of summing the wrong ranges).
+     */
+    public void allReduce(MemorySegment buf, float scale, int tag) throws IOException {
+        allReduce(new MemorySegment[] {buf}, scale, tag);
+    }
+
+    /**
      * In place into {@code pieces[0]}: every rank contributes k pieces (the same k and length everywhere; rank r's
      * piece i is contribution r*k + i of N*k), and {@code pieces[0]} becomes the sum of all N*k contributions in
      * that order, times {@code scale}, bit-identical on every rank. So N workers holding k micro-batches each give
@@ -172,6 +183,10 @@ public final class TcpAllReduce implements AutoCloseable {
      * (k + 1) (N-1)/N of a piece's bytes per call; k = 1 is the bandwidth-optimal 2 (N-1)/N.
      */
     public void allReduce(MemorySegment[] pieces, float scale) throws IOException {
+        allReduce(pieces, scale, 0);
+    }
+
+    private void allReduce(MemorySegment[] pieces, float scale, int tag) throws IOException {
         if (pieces.length < 1) throw new IllegalArgumentException("allReduce: no pieces");
         long bytes = pieces[0].byteSize();
         for (MemorySegment p : pieces)
@@ -183,14 +198,14 @@ public final class TcpAllReduce implements AutoCloseable {
         for (long off = 0; off < n; off += bucketFloats) {
             long m = Math.min(bucketFloats, n - off);
             for (int i = 0; i < k; i++) b[i] = pieces[i].asSlice(off * 4, m * 4);
-            bucket(b, scale);
+            bucket(b, scale, tag);
         }
-        if (n == 0) bucket(pieces, scale);   // still a (empty) collective call, so sequence numbers stay in step
+        if (n == 0) bucket(pieces, scale, tag);   // still a (empty) collective call, so sequence numbers stay in step
     }
 
     private long start(long len, int j) { return len * j / size; }
 
-    private void bucket(MemorySegment[] b, float scale) throws IOException {
+    private void bucket(MemorySegment[] b, float scale, int tag) throws IOException {
         int k = b.length;
         long len = b[0].byteSize() / 4;
         long myFrom = start(len, rank), myLen = start(len, rank + 1) - myFrom;
@@ -216,7 +231,7 @@ public final class TcpAllReduce implements AutoCloseable {
             recvs[p] = scratch.asSlice(q++ * k * myLen * 4, k * myLen * 4);
             for (int i = 0; i < k; i++) parts[p * k + i] = recvs[p].asSlice(i * myLen * 4, myLen * 4);
         }
-        exchange(sends, recvs, seq++);
+        exchange(sends, recvs, seq++, tag);
         RankOrder.sum(parts, myLen, scale, mine[0]);
         // all-gather: my reduced chunk to everyone; theirs into place
         for (int p = 0; p < size; p++) {
@@ -224,11 +239,11 @@ public final class TcpAllReduce implements AutoCloseable {
             sends[p] = new MemorySegment[] {mine[0]};
             recvs[p] = b[0].asSlice(start(len, p) * 4, (start(len, p + 1) - start(len, p)) * 4);
         }
-        exchange(sends, recvs, seq++);
+        exchange(sends, recvs, seq++, tag);
     }
 
     /** Sends sends[p] to p and receives recvs[p] from p for every peer p, all at once. */
-    private void exchange(MemorySegment[][] sends, MemorySegment[] recvs, int s) throws IOException {
+    private void exchange(MemorySegment[][] sends, MemorySegment[] recvs, int s, int tag) throws IOException {
         ByteBuffer[][] out = new ByteBuffer[size][], in = new ByteBuffer[size][];
         long[] sendBytes = new long[size];
         int pending = 0;
@@ -239,7 +254,7 @@ public final class TcpAllReduce implements AutoCloseable {
                 out[p][1 + i] = sends[p][i].asByteBuffer();
                 sendBytes[p] += sends[p][i].byteSize();
             }
-            out[p][0] = ByteBuffer.allocate(HEADER).order(ByteOrder.LITTLE_ENDIAN).putInt(s).putLong(sendBytes[p] / 4).flip();
+            out[p][0] = ByteBuffer.allocate(HEADER).order(ByteOrder.LITTLE_ENDIAN).putInt(s).putInt(tag).putLong(sendBytes[p] / 4).flip();
             in[p] = new ByteBuffer[] {ByteBuffer.allocate(HEADER).order(ByteOrder.LITTLE_ENDIAN), recvs[p].asByteBuffer()};
             pending += 2;
         }
@@ -263,12 +278,12 @@ public final class TcpAllReduce implements AutoCloseable {
                     if (r > 0) progress = true;
                     ByteBuffer h = in[p][0];
                     if (!checked[p] && !h.hasRemaining()) {
-                        int seqIn = h.getInt(0);
-                        long cnt = h.getLong(4);
-                        if (seqIn != s || cnt != recvs[p].byteSize() / 4)
-                            throw new IOException("rank " + rank + ": rank " + p + " sent message " + seqIn + " of " + cnt
-                                    + " floats, expected message " + s + " of " + recvs[p].byteSize() / 4
-                                    + " (the ranks called allReduce with different buffers)");
+                        int seqIn = h.getInt(0), tagIn = h.getInt(4);
+                        long cnt = h.getLong(8);
+                        if (seqIn != s || tagIn != tag || cnt != recvs[p].byteSize() / 4)
+                            throw new IOException("rank " + rank + ": rank " + p + " sent message " + seqIn + " (tag " + tagIn + ") of "
+                                    + cnt + " floats, expected message " + s + " (tag " + tag + ") of " + recvs[p].byteSize() / 4
+                                    + " (the ranks called allReduce with different buffers, or in another order)");
                         checked[p] = true;
                     }
                     if (checked[p] && !in[p][1].hasRemaining()) {
