@@ -13,7 +13,6 @@ import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.TrainLoop;
 import org.apache.spark.api.java.JavaSparkContext;
-import org.apache.spark.broadcast.Broadcast;
 
 import java.io.IOException;
 import java.io.Serializable;
@@ -90,29 +89,17 @@ public final class FlowDataParallel {
 
     /** As above, with {@code threads} native threads per worker JVM (null: all cores). */
     public static List<GptDataParallel.Result> train(JavaSparkContext sc, Job job, ImageData data, SparkGpt.Fault fault, Integer threads) {
-        Broadcast<SparkGpt.Images> images = sc.broadcast(new SparkGpt.Images(data.n, data.h, data.w, data.pixels));
-        try {
-            return SparkGpt.run(sc, job.workers(), (c, retry) -> {
-                if (threads != null) dev.latent.Latent.setThreads(threads);
-                long stopAt = fault != null && !retry && fault.rank() == c.rank() ? fault.step() : Long.MAX_VALUE;
-                GptDataParallel.Result r = worker(job, images.value().data(), c, job.resume() || retry, stopAt);
-                if (stopAt != Long.MAX_VALUE) throw new IllegalStateException("injected fault: rank " + c.rank() + " dies at step " + fault.step());
-                return r;
-            });
-        } finally {
-            images.destroy();
-        }
+        return ImageWorkers.train(sc, job.workers(), job.resume(), data, fault, threads, "step",
+                (images, c, resume, stopAt) -> worker(job, images, c, resume, stopAt));
     }
 
     public static GptDataParallel.Result worker(Job job, ImageData data, TcpAllReduce c, boolean resume, long stopAt) throws IOException {
-        if (c.size() != job.workers()) throw new IllegalArgumentException("job has " + job.workers() + " workers, the group " + c.size());
-        GptDataParallel.Result r = run(job, data, c.rank(), MicroBatches.of(c.rank(), job.workers(), job.micro()), MicroBatches.over(c), resume, stopAt);
-        return new GptDataParallel.Result(r.rank(), r.step(), r.loss(), r.weightsSha256(), c.bytesSent(), r.stepSeconds());
+        return ImageWorkers.worker(job.workers(), job.micro(), c, (rank, micro, reducer) -> run(job, data, rank, micro, reducer, resume, stopAt));
     }
 
     /** One process computing all the micro-batches of every step (the reference the workers equal). */
     public static GptDataParallel.Result reference(Job job, ImageData data, boolean resume, long stopAt) throws IOException {
-        return run(job, data, 0, MicroBatches.all(job.micro()), MicroBatches.local(), resume, stopAt);
+        return ImageWorkers.reference(job.micro(), (rank, micro, reducer) -> run(job, data, rank, micro, reducer, resume, stopAt));
     }
 
     /** The checkpoint's view: FlowTrainer's names and format. */

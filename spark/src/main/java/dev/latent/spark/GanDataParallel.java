@@ -4,8 +4,8 @@ import dev.latent.autograd.F;
 import dev.latent.autograd.Graph;
 import dev.latent.autograd.Var;
 import dev.latent.data.ImageData;
-import dev.latent.io.Json;
 import dev.latent.models.gan.Dcgan;
+import dev.latent.models.gan.GanTrainer;
 import dev.latent.nn.Init;
 import dev.latent.optim.AdamW;
 import dev.latent.spark.collective.TcpAllReduce;
@@ -13,7 +13,6 @@ import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.TrainLoop;
 import org.apache.spark.api.java.JavaSparkContext;
-import org.apache.spark.broadcast.Broadcast;
 
 import java.io.IOException;
 import java.io.Serializable;
@@ -27,6 +26,7 @@ import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.IntConsumer;
 
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
@@ -123,29 +123,17 @@ public final class GanDataParallel {
 
     /** As above, with {@code threads} native threads per worker JVM (null: all cores). */
     public static List<GptDataParallel.Result> train(JavaSparkContext sc, Job job, ImageData data, SparkGpt.Fault fault, Integer threads) {
-        Broadcast<SparkGpt.Images> images = sc.broadcast(new SparkGpt.Images(data.n, data.h, data.w, data.pixels));
-        try {
-            return SparkGpt.run(sc, job.workers(), (c, retry) -> {
-                if (threads != null) dev.latent.Latent.setThreads(threads);
-                long stopAt = fault != null && !retry && fault.rank() == c.rank() ? fault.step() : Long.MAX_VALUE;
-                GptDataParallel.Result r = worker(job, images.value().data(), c, job.resume() || retry, stopAt);
-                if (stopAt != Long.MAX_VALUE) throw new IllegalStateException("injected fault: rank " + c.rank() + " dies at iteration " + fault.step());
-                return r;
-            });
-        } finally {
-            images.destroy();
-        }
+        return ImageWorkers.train(sc, job.workers(), job.resume(), data, fault, threads, "iteration",
+                (images, c, resume, stopAt) -> worker(job, images, c, resume, stopAt));
     }
 
     public static GptDataParallel.Result worker(Job job, ImageData data, TcpAllReduce c, boolean resume, long stopAt) throws IOException {
-        if (c.size() != job.workers()) throw new IllegalArgumentException("job has " + job.workers() + " workers, the group " + c.size());
-        GptDataParallel.Result r = run(job, data, c.rank(), MicroBatches.of(c.rank(), job.workers(), job.micro()), MicroBatches.over(c), resume, stopAt);
-        return new GptDataParallel.Result(r.rank(), r.step(), r.loss(), r.weightsSha256(), c.bytesSent(), r.stepSeconds());
+        return ImageWorkers.worker(job.workers(), job.micro(), c, (rank, micro, reducer) -> run(job, data, rank, micro, reducer, resume, stopAt));
     }
 
     /** One process computing all the micro-batches of every iteration (the reference the workers equal). */
     public static GptDataParallel.Result reference(Job job, ImageData data, boolean resume, long stopAt) throws IOException {
-        return run(job, data, 0, MicroBatches.all(job.micro()), MicroBatches.local(), resume, stopAt);
+        return ImageWorkers.reference(job.micro(), (rank, micro, reducer) -> run(job, data, rank, micro, reducer, resume, stopAt));
     }
 
     /** SHA-256 of both nets' parameters and BatchNorm running statistics, in checkpoint order. */
@@ -167,11 +155,8 @@ public final class GanDataParallel {
         final Tensor[] t;
         final long floats;
 
-        Buffers(Dcgan.Generator g, Dcgan.Discriminator d) {
-            Map<String, Tensor> m = new LinkedHashMap<>();
-            g.buffers("G.", m);
-            d.buffers("D.", m);
-            t = m.values().toArray(new Tensor[0]);
+        Buffers(Map<String, Tensor> checkpointBuffers) {
+            t = checkpointBuffers.values().toArray(new Tensor[0]);
             long n = 0;
             for (Tensor x : t) n += x.numel();
             floats = n;
@@ -204,40 +189,13 @@ public final class GanDataParallel {
             Dcgan.Discriminator d = new Dcgan.Discriminator(scope, job.ndf(), job.norm(), job.seed());
             AdamW optG = new AdamW(scope, g.namedParameters(), job.beta1(), job.beta2(), 1e-8f, 0f);
             AdamW optD = new AdamW(scope, d.namedParameters(), job.beta1(), job.beta2(), 1e-8f, 0f);
-            long[] iterBox = {0};
-            TrainLoop.Family fam = new TrainLoop.Family() {
-                @Override public String name() { return job.wgan() ? "wgan-gp" : "dcgan"; }
-                @Override public Map<String, Var> parameters() {
-                    Map<String, Var> p = new LinkedHashMap<>();
-                    g.namedParameters().forEach((key, v) -> p.put("G." + key, v));
-                    d.namedParameters().forEach((key, v) -> p.put("D." + key, v));
-                    return p;
-                }
-                @Override public Map<String, Tensor> buffers() {
-                    Map<String, Tensor> t = new LinkedHashMap<>();
-                    g.buffers("G.", t);
-                    d.buffers("D.", t);
-                    return t;
-                }
-                @Override public Map<String, AdamW> optimizers() {
-                    Map<String, AdamW> o = new LinkedHashMap<>();
-                    o.put("optG", optG);
-                    o.put("optD", optD);
-                    return o;
-                }
-                @Override public Map<String, String> metadata() {
-                    Map<String, String> meta = new LinkedHashMap<>();
-                    meta.put("format", "latent-gan-1");
-                    meta.put("iter", Long.toString(iterBox[0]));
-                    meta.put("config", Json.object(job.config()));
-                    return meta;
-                }
+            GanTrainer.Checkpoint fam = new GanTrainer.Checkpoint(job.wgan() ? "wgan-gp" : "dcgan", g, d, optG, optD, job.config()) {
                 @Override public TrainLoop.StepResult step(long s) { throw new UnsupportedOperationException(); }
             };
             long first = resume && Files.isRegularFile(file) ? TrainLoop.restore(file, fam) : 0;
             if (rank == 0) Files.createDirectories(out);
             Gradients gD = new Gradients(d.namedParameters(), 1), gG = new Gradients(g.namedParameters(), 1);
-            Buffers bufs = new Buffers(g, d);
+            Buffers bufs = new Buffers(fam.buffers());
             long dFloats = gD.numel + 1, gFloats = gG.numel + bufs.floats + 1;   // D: grads, loss; G: grads, buffers, loss
             MemorySegment[] partD = new MemorySegment[k], partG = new MemorySegment[k];
             for (int i = 0; i < k; i++) {
@@ -263,66 +221,35 @@ public final class GanDataParallel {
                     lossD = l[0];
                     lossG = l[1];
                 } else {
-                int pos = (int) (q % perEpoch) * global;
-                bufs.save(start, 0);
-                // D step: each micro-batch from the iteration's starting running statistics
-                for (int j = 0; j < k; j++) {
-                    int i = micro[j];
-                    bufs.load(start, 0);
-                    Graph gr = Graph.open();
-                    try {
+                    int pos = (int) (q % perEpoch) * global;
+                    int[] order = perm;
+                    bufs.save(start, 0);
+                    // D step: each micro-batch from the iteration's starting running statistics
+                    lossD = reducedStep(micro, m, reducer, bufs, gD, partD, optD, job.lr(), afterD, j -> bufs.load(start, 0), (gr, i) -> {
                         Tensor x = Tensor.empty(gr.scope(), b, 1, 32, 32);
-                        data.fill(x, perm, pos + i * b, b, 1f / 127.5f, -1f, 2);
+                        data.fill(x, order, pos + i * b, b, 1f / 127.5f, -1f, 2);
                         Var fake = g.forward(Var.constant(latent(gr.scope(), job, it, i)));
-                        Var loss = F.add(F.bceWithLogits(d.forward(Var.constant(x)), 1f), F.bceWithLogits(d.forward(F.detach(fake)), 0f));
-                        gr.backward(loss);
-                        gD.gather(partD[j]);
-                        partD[j].setAtIndex(JAVA_FLOAT, gD.numel, (float) F.item(loss));
-                        bufs.save(afterD[j], 0);
-                        if (j == k - 1) {
-                            MemorySegment red = reducer.reduce(partD, 1f / m);
-                            gD.scatter(red);
-                            optD.update(job.lr(), 0);
-                            lossD = red.getAtIndex(JAVA_FLOAT, gD.numel);
-                        }
-                    } finally {
-                        gr.close();
-                    }
-                }
-                // G step through the updated D: G(z) recomputed from the starting statistics, D's from after its step
-                for (int j = 0; j < k; j++) {
-                    int i = micro[j];
-                    bufs.load(afterD[j], 0);
-                    restoreG(start, g);
-                    Graph gr = Graph.open();
-                    try {
+                        return F.add(F.bceWithLogits(d.forward(Var.constant(x)), 1f), F.bceWithLogits(d.forward(F.detach(fake)), 0f));
+                    });
+                    // G step through the updated D: G(z) recomputed from the starting statistics, D's from after its step
+                    lossG = reducedStep(micro, m, reducer, bufs, gG, partG, optG, job.lr(), null, j -> {
+                        bufs.load(afterD[j], 0);
+                        restoreG(start, g);
+                    }, (gr, i) -> {
                         Var fake = g.forward(Var.constant(latent(gr.scope(), job, it, i)));
                         Var loss = F.bceWithLogits(d.forward(fake), 1f);
                         gr.freeze(d.parameters());
-                        gr.backward(loss);
-                        gG.gather(partG[j]);
-                        bufs.save(partG[j], gG.numel);
-                        partG[j].setAtIndex(JAVA_FLOAT, gG.numel + bufs.floats, (float) F.item(loss));
-                        if (j == k - 1) {
-                            MemorySegment red = reducer.reduce(partG, 1f / m);
-                            gG.scatter(red);
-                            bufs.load(red, gG.numel);
-                            optG.update(job.lr(), 0);
-                            lossG = red.getAtIndex(JAVA_FLOAT, gG.numel + bufs.floats);
-                        }
-                    } finally {
-                        gr.close();
-                    }
+                        return loss;
+                    });
                 }
-                }
-                iterBox[0] = it;
+                fam.iter(it);
                 if (!Double.isFinite(lossD) || !Double.isFinite(lossG))
                     throw new IllegalStateException(job.loss() + " diverged at iteration " + it + " (lossD " + lossD + ", lossG " + lossG + "): lower the lr (" + job.lr() + ")");
                 if (rank == 0 && job.checkpointInterval() > 0 && it % job.checkpointInterval() == 0 && it < end)
                     TrainLoop.save(file, fam, it);
             }
             if (rank == 0 && end > first && end == job.steps()) {
-                iterBox[0] = end;
+                fam.iter(end);
                 TrainLoop.save(file, fam, end);
             }
             double secs = (System.nanoTime() - t0) / 1e9;
@@ -349,57 +276,66 @@ public final class GanDataParallel {
                 long q = (it - 1) * nc + c, step = it * nc + c;
                 int[] perm = ImageData.permutation(data.n, job.seed(), PERM + q / perEpoch);
                 int pos = (int) (q % perEpoch) * m * b;
-                for (int j = 0; j < k; j++) {
-                    int i = micro[j];
-                    bufs.load(state[j], 0);
-                    Graph gr = Graph.open();
-                    try {
-                        Tensor real = Tensor.empty(gr.scope(), b, 1, 32, 32);
-                        data.fill(real, perm, pos + i * b, b, 1f / 127.5f, -1f, 2);
-                        Var fake = F.detach(g.forward(Var.constant(Init.normal(gr.scope(), job.seed(), LATENT + step + ((long) i << 32), 1.0, b, job.nz(), 1, 1))));
-                        Var dReal = F.mean(d.forward(Var.constant(real))), dFake = F.mean(d.forward(fake));
-                        Var penalty = F.scale(gradientPenalty(gr, d, real, fake.value(), job.seed(), EPS + step + ((long) i << 32)), job.lambda());
-                        Var loss = F.add(F.sub(dFake, dReal), penalty);
-                        gr.backward(loss);
-                        gD.gather(partD[j]);
-                        partD[j].setAtIndex(JAVA_FLOAT, gD.numel, (float) F.item(loss));
-                        bufs.save(state[j], 0);
-                        if (j == k - 1) {
-                            MemorySegment red = reducer.reduce(partD, 1f / m);
-                            gD.scatter(red);
-                            optD.update(job.lr(), 0);
-                            lossD = red.getAtIndex(JAVA_FLOAT, gD.numel);
-                        }
-                    } finally {
-                        gr.close();
-                    }
-                }
+                lossD = reducedStep(micro, m, reducer, bufs, gD, partD, optD, job.lr(), state, j -> bufs.load(state[j], 0), (gr, i) -> {
+                    Tensor real = Tensor.empty(gr.scope(), b, 1, 32, 32);
+                    data.fill(real, perm, pos + i * b, b, 1f / 127.5f, -1f, 2);
+                    Var fake = F.detach(g.forward(Var.constant(Init.normal(gr.scope(), job.seed(), LATENT + step + ((long) i << 32), 1.0, b, job.nz(), 1, 1))));
+                    Var dReal = F.mean(d.forward(Var.constant(real))), dFake = F.mean(d.forward(fake));
+                    Var penalty = F.scale(gradientPenalty(gr, d, real, fake.value(), job.seed(), EPS + step + ((long) i << 32)), job.lambda());
+                    return F.add(F.sub(dFake, dReal), penalty);
+                });
             }
-            for (int j = 0; j < k; j++) {
-                int i = micro[j];
-                bufs.load(state[j], 0);
-                Graph gr = Graph.open();
-                try {
-                    Var fake = g.forward(Var.constant(Init.normal(gr.scope(), job.seed(), LATENT + (1L << 39) + it + ((long) i << 32), 1.0, b, job.nz(), 1, 1)));
-                    Var loss = F.scale(F.mean(d.forward(fake)), -1f);
-                    gr.freeze(d.parameters());
-                    gr.backward(loss);
-                    gG.gather(partG[j]);
-                    bufs.save(partG[j], gG.numel);
-                    partG[j].setAtIndex(JAVA_FLOAT, gG.numel + bufs.floats, (float) F.item(loss));
-                    if (j == k - 1) {
-                        MemorySegment red = reducer.reduce(partG, 1f / m);
-                        gG.scatter(red);
-                        bufs.load(red, gG.numel);
-                        optG.update(job.lr(), 0);
-                        return new double[] {lossD, red.getAtIndex(JAVA_FLOAT, gG.numel + bufs.floats)};
-                    }
-                } finally {
-                    gr.close();
-                }
-            }
+            double lossG = reducedStep(micro, m, reducer, bufs, gG, partG, optG, job.lr(), null, j -> bufs.load(state[j], 0), (gr, i) -> {
+                Var fake = g.forward(Var.constant(Init.normal(gr.scope(), job.seed(), LATENT + (1L << 39) + it + ((long) i << 32), 1.0, b, job.nz(), 1, 1)));
+                Var loss = F.scale(F.mean(d.forward(fake)), -1f);
+                gr.freeze(d.parameters());
+                return loss;
+            });
+            return new double[] {lossD, lossG};
         } catch (IOException e) {
             throw new java.io.UncheckedIOException(e);
+        }
+    }
+
+    /** A micro-batch's loss, built in its own graph {@code gr} for micro-batch {@code i} ({@link #reducedStep} runs the backward). */
+    @FunctionalInterface
+    private interface MicroLoss {
+        Var build(Graph gr, int i) throws IOException;
+    }
+
+    /**
+     * One reduced update of one net over this rank's micro-batches (the j-th is micro-batch micro[j]), the D step's
+     * and the G step's shape: {@code before.accept(j)} sets the running statistics the micro-batch starts from,
+     * {@code loss} builds its loss in a graph of its own, and the backward's gradients and the loss go into part[j];
+     * the running statistics after it go to {@code keep[j]} or, with keep null, into part[j] after the gradients,
+     * to be averaged with them. After the last micro-batch (its graph still open) the parts are reduced in
+     * micro-batch order times 1/m, the gradients (and averaged statistics) scattered back and {@code opt} updates.
+     * Returns the reduced loss.
+     */
+    private static double reducedStep(int[] micro, int m, MicroBatches.Reducer reducer, Buffers bufs, Gradients grads, MemorySegment[] part,
+                                      AdamW opt, float lr, MemorySegment[] keep, IntConsumer before, MicroLoss loss) throws IOException {
+        int k = micro.length;
+        long lossAt = keep == null ? grads.numel + bufs.floats : grads.numel;
+        for (int j = 0; j < k; j++) {
+            before.accept(j);
+            Graph gr = Graph.open();
+            try {
+                Var l = loss.build(gr, micro[j]);
+                gr.backward(l);
+                grads.gather(part[j]);
+                if (keep == null) bufs.save(part[j], grads.numel);
+                else bufs.save(keep[j], 0);
+                part[j].setAtIndex(JAVA_FLOAT, lossAt, (float) F.item(l));
+                if (j == k - 1) {
+                    MemorySegment red = reducer.reduce(part, 1f / m);
+                    grads.scatter(red);
+                    if (keep == null) bufs.load(red, grads.numel);
+                    opt.update(lr, 0);
+                    return red.getAtIndex(JAVA_FLOAT, lossAt);
+                }
+            } finally {
+                gr.close();
+            }
         }
         throw new IllegalStateException("no micro-batches");
     }

@@ -39,7 +39,8 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  */
 public final class GanTrainer {
     public static final String CHECKPOINT = "checkpoint.safetensors";
-    static final String FORMAT = "latent-gan-1";
+    /** The checkpoint format ({@link Checkpoint}'s metadata "format"). */
+    public static final String FORMAT = "latent-gan-1";
 
     /** The objective: the original non-saturating GAN loss (DCGAN), or the Wasserstein loss with gradient penalty. */
     public enum Loss { GAN, WGAN_GP }
@@ -166,11 +167,35 @@ public final class GanTrainer {
         }
     }
 
-    /** The checkpoint's view of the two nets and their optimizers. */
-    private abstract class Nets implements TrainLoop.Family {
-        long iter;
+    /**
+     * The GAN checkpoint (format {@value #FORMAT}) of two nets and their optimizers, as a {@link TrainLoop.Family}:
+     * G's parameters and buffers under "G.", D's under "D.", the optimizers "optG" and "optD", and the metadata
+     * format, "iter" (set it before a save; a restore sets it) and the config. GanTrainer's run and Spark's
+     * data-parallel trainer both write it through this class, so a checkpoint of either is read by
+     * {@link #load} and resumed by both. Subclasses add the step (or, for a save-only use, refuse it).
+     */
+    public abstract static class Checkpoint implements TrainLoop.Family {
+        private final String name;
+        private final Dcgan.Generator g;
+        private final Dcgan.Discriminator d;
+        private final AdamW optG, optD;
+        private final Map<String, Object> config;
+        /** The iteration the next save records (and a restore sets). */
+        protected long iter;
 
-        @Override public String name() { return cfg.loss() == Loss.GAN ? "dcgan" : "wgan-gp"; }
+        /** {@code name}: "dcgan" or "wgan-gp"; {@code config}: the keys {@link #load} reads, in the metadata's "config". */
+        public Checkpoint(String name, Dcgan.Generator g, Dcgan.Discriminator d, AdamW optG, AdamW optD, Map<String, Object> config) {
+            this.name = name; this.config = config;
+            this.g = g; this.d = d;
+            this.optG = optG; this.optD = optD;
+        }
+
+        /** Sets the iteration the next save records. */
+        public void iter(long iter) { this.iter = iter; }
+
+        @Override public String name() { return name; }
+
+        @Override public void restored(long s) { iter = s; }
 
         @Override public Map<String, Var> parameters() {
             Map<String, Var> m = new LinkedHashMap<>();
@@ -197,7 +222,7 @@ public final class GanTrainer {
             Map<String, String> meta = new LinkedHashMap<>();
             meta.put("format", FORMAT);
             meta.put("iter", Long.toString(iter));
-            meta.put("config", Json.object(cfg.toMap()));
+            meta.put("config", Json.object(config));
             return meta;
         }
     }
@@ -216,14 +241,13 @@ public final class GanTrainer {
         long[] timed = new long[2];   /* nanoseconds and iterations this process trained */
         try (Scope fixed = Scope.confined()) {
             Tensor zFixed = latent(fixed, cfg.sampleSeed, 0, cfg.conditional() ? 8 * cfg.classes : 64, cfg.nz);
-            Nets family = new Nets() {
+            Checkpoint family = new Checkpoint(cfg.loss() == Loss.GAN ? "dcgan" : "wgan-gp", g, d, optG, optD, cfg.toMap()) {
                 int permEpoch = -1;
                 int[] perm;
                 double sumD, sumG, sumA, sumB;
                 int inLog;
 
                 @Override public String divergenceHint() { return "lower --lr (" + cfg.lr + ")"; }
-                @Override public void restored(long s) { iter = s; }
                 @Override public boolean logAt(long done) { return done % cfg.logEvery == 0 || done == iters; }
 
                 /** The permutation of the epoch holding global batch q, and q's position in it. */
