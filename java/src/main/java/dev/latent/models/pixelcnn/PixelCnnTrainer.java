@@ -12,6 +12,7 @@ import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
 import dev.latent.train.Limits;
+import dev.latent.train.EpochFamily;
 import dev.latent.train.TrainLoop;
 import dev.latent.train.TrainingListener;
 
@@ -161,49 +162,25 @@ public final class PixelCnnTrainer {
         if (train.h != 28 || train.w != 28 || test.h != 28 || test.w != 28)
             throw new IOException(train.source + ": the PixelCNN commands are for 28 x 28 images, got " + train.h + "x" + train.w + " (test "
                     + test.h + "x" + test.w + ")");
-        int stepsPerEpoch = (train.n + cfg.batch - 1) / cfg.batch;
-        long total = steps > 0 ? steps : (long) stepsPerEpoch * cfg.epochs;
         List<EpochResult> results = new ArrayList<>();
-        List<double[]> curve = new ArrayList<>();
-        TrainLoop.Family family = new TrainLoop.Family() {
-            int permEpoch = -1;
-            int[] perm;
-            double tot;
-            long images, t0 = System.nanoTime();
-
-            @Override public String name() { return "pixelcnn"; }
-            @Override public Map<String, Var> parameters() { return model.namedParameters(); }
-            @Override public Map<String, AdamW> optimizers() { return Map.of("opt", opt); }
-            @Override public Map<String, String> metadata() { return checkpointMetadata(); }
-            @Override public String divergenceHint() { return "lower --lr (" + cfg.lr + ")"; }
+        EpochFamily family = new EpochFamily(checkpoint(), cfg.lr, train.n, cfg.batch, steps, cfg.epochs, cfg.seed, PERM, cfg.logEvery) {
             @Override public void restored(long s) { step = s; }
 
-            @Override public TrainLoop.StepResult step(long s) {
-                int ep = (int) (s / stepsPerEpoch) + 1, i = (int) (s % stepsPerEpoch);
-                if (ep != permEpoch) {
-                    perm = ImageData.permutation(train.n, cfg.seed, PERM + ep);
-                    permEpoch = ep;
-                }
-                int from = i * cfg.batch, m = Math.min(cfg.batch, train.n - from);
+            @Override protected double trainBatch(long s, int[] perm, int from, int m) {
                 step = s;
-                double l = trainStep(train, perm, from, m);
-                tot += l * m;
-                images += m;
-                if (logAt(s + 1)) curve.add(new double[] {s + 1, l});
+                return trainStep(train, perm, from, m);
+            }
+
+            @Override protected TrainLoop.StepResult stepResult(long s, int ep, double l) {
                 Map<String, Object> rec = new LinkedHashMap<>();
                 rec.put("epoch", ep); rec.put("bits_per_dim", l);
                 return new TrainLoop.StepResult(l, "the bits/dim", String.format(Locale.ROOT, "%.4f bits/dim", l), rec);
             }
 
-            /** The first step of an epoch and every logEvery-th after it (as before the loop moved to TrainLoop). */
-            @Override public boolean logAt(long done) { return ((done - 1) % stepsPerEpoch) % cfg.logEvery == 0; }
-
-            @Override public void after(long done, TrainLoop.Run run) throws IOException {
-                if (done % stepsPerEpoch != 0 && done != total) return;
-                int ep = (int) ((done - 1) / stepsPerEpoch) + 1;
-                double secs = (System.nanoTime() - t0) / 1e9;
+            @Override protected void endOfEpoch(long done, int ep, double trainBpd, double secs, double imagesPerSecond, TrainLoop.Run run)
+                    throws IOException {
                 double bpd = bitsPerDim(test, nTest);
-                EpochResult r = new EpochResult(ep, tot / Math.max(images, 1), bpd, secs, images / secs);
+                EpochResult r = new EpochResult(ep, trainBpd, bpd, secs, imagesPerSecond);
                 results.add(r);
                 Map<String, Object> rec = new LinkedHashMap<>();
                 rec.put("epoch", ep); rec.put("train_bits_per_dim", r.trainBitsPerDim); rec.put("test_bits_per_dim", bpd); rec.put("n_test", nTest);
@@ -215,16 +192,10 @@ public final class PixelCnnTrainer {
                     writeSamples(samples, cfg.samples, cfg.sampleSeed, train.h, train.w);
                     listener.onSample(samples, step);
                 }
-                run.checkpoint(done);
-                tot = 0;
-                images = 0;
-                t0 = System.nanoTime();
             }
         };
-        TrainLoop.run(family, new TrainLoop.Options(cfg.out, total, stopAt, resume, 0, listener, cfg.quiet));
-        if (!curve.isEmpty())
-            listener.onCurves(new TrainingListener.Curves(cfg.out, "PixelCNN training bits/dim", "step", "bits per dimension",
-                    List.of(new TrainingListener.Series("bits/dim", curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray()))));
+        TrainLoop.run(family, new TrainLoop.Options(cfg.out, family.total(), stopAt, resume, 0, listener, cfg.quiet));
+        family.plotCurve(listener, cfg.out, "PixelCNN training bits/dim", "bits per dimension", "bits/dim");
         return results;
     }
 
@@ -239,11 +210,9 @@ public final class PixelCnnTrainer {
         }
     }
 
-    private Map<String, String> checkpointMetadata() {
-        Map<String, String> meta = new LinkedHashMap<>();
-        meta.put("format", FORMAT);
-        meta.put("config", Json.object(cfg.toMap()));
-        return meta;
+    /** The checkpoint: weights, Adam's state, the format and the config. */
+    private EpochFamily.Checkpoint checkpoint() {
+        return new EpochFamily.Checkpoint("pixelcnn", model::namedParameters, opt, FORMAT, cfg::toMap);
     }
 
     /**
@@ -252,13 +221,7 @@ public final class PixelCnnTrainer {
      * checkpoints, plus the metadata {@code opt.step} (a checkpoint without it resumes with Adam's step = "step").
      */
     public void save(Path file) throws IOException {
-        TrainLoop.save(file, new TrainLoop.Family() {
-            @Override public String name() { return "pixelcnn"; }
-            @Override public Map<String, Var> parameters() { return model.namedParameters(); }
-            @Override public Map<String, AdamW> optimizers() { return Map.of("opt", opt); }
-            @Override public Map<String, String> metadata() { return checkpointMetadata(); }
-            @Override public TrainLoop.StepResult step(long s) { throw new UnsupportedOperationException(); }
-        }, step);
+        TrainLoop.save(file, checkpoint().saveOnly(), step);
     }
 
     private static int intField(Path f, Map<String, Object> c, String key) throws IOException {

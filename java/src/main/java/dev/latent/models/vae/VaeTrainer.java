@@ -15,6 +15,7 @@ import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
 import dev.latent.train.Limits;
 import dev.latent.train.StepScalars;
+import dev.latent.train.EpochFamily;
 import dev.latent.train.TrainLoop;
 import dev.latent.train.TrainingListener;
 
@@ -300,48 +301,25 @@ public final class VaeTrainer {
                     if (l < 0 || l >= cfg.classes) throw new IOException(d.source + ": label " + l + " is outside [0, " + cfg.classes + ")");
             }
         }
-        int stepsPerEpoch = (train.n + cfg.batch - 1) / cfg.batch;
-        long total = steps > 0 ? steps : (long) stepsPerEpoch * cfg.epochs;
         List<EpochResult> results = new ArrayList<>();
-        List<double[]> curve = new ArrayList<>();
-        TrainLoop.Family family = new TrainLoop.Family() {
-            int permEpoch = -1;
-            int[] perm;
-            double tot;
-            long images, t0 = System.nanoTime();
-
-            @Override public String name() { return "vae"; }
-            @Override public Map<String, Var> parameters() { return model.namedParameters(); }
-            @Override public Map<String, AdamW> optimizers() { return Map.of("opt", opt); }
-            @Override public Map<String, String> metadata() { return checkpointMetadata(); }
-            @Override public String divergenceHint() { return "lower --lr (" + cfg.lr + ")"; }
+        EpochFamily family = new EpochFamily(checkpoint(), cfg.lr, train.n, cfg.batch, steps, cfg.epochs, cfg.seed, PERM, cfg.logEvery) {
             @Override public void restored(long s) { step = s; }
 
-            @Override public TrainLoop.StepResult step(long s) {
-                int ep = (int) (s / stepsPerEpoch) + 1, i = (int) (s % stepsPerEpoch);
-                if (ep != permEpoch) {
-                    perm = ImageData.permutation(train.n, cfg.seed, PERM + ep);
-                    permEpoch = ep;
-                }
-                int from = i * cfg.batch, m = Math.min(cfg.batch, train.n - from);
+            @Override protected double trainBatch(long s, int[] perm, int from, int m) {
                 step = s;
-                double l = trainStep(train, perm, from, m);
-                tot += l * m;
-                images += m;
-                if (logAt(s + 1)) curve.add(new double[] {s + 1, l});
+                return trainStep(train, perm, from, m);
+            }
+
+            @Override protected TrainLoop.StepResult stepResult(long s, int ep, double l) {
                 Map<String, Object> rec = new LinkedHashMap<>();
                 rec.put("epoch", ep); rec.put("neg_elbo", l); rec.put("beta", betaAt(step));
                 return new TrainLoop.StepResult(l, "the negative ELBO", String.format(Locale.ROOT, "neg-ELBO %.2f", l), rec);
             }
 
-            @Override public boolean logAt(long done) { return ((done - 1) % stepsPerEpoch) % cfg.logEvery == 0; }
-
-            @Override public void after(long done, TrainLoop.Run run) throws IOException {
-                if (done % stepsPerEpoch != 0 && done != total) return;
-                int ep = (int) ((done - 1) / stepsPerEpoch) + 1;
-                double secs = (System.nanoTime() - t0) / 1e9;
+            @Override protected void endOfEpoch(long done, int ep, double trainNegElbo, double secs, double imagesPerSecond, TrainLoop.Run run)
+                    throws IOException {
                 Eval e = evaluate(test, false);
-                EpochResult r = new EpochResult(ep, tot / Math.max(images, 1), secs, images / secs, e);
+                EpochResult r = new EpochResult(ep, trainNegElbo, secs, imagesPerSecond, e);
                 results.add(r);
                 Map<String, Object> rec = new LinkedHashMap<>();
                 rec.put("epoch", ep); rec.put("train_neg_elbo", r.trainNegElbo); rec.put("test_neg_elbo", e.negElbo); rec.put("test_rec", e.rec);
@@ -355,10 +333,6 @@ public final class VaeTrainer {
                 Path samples = cfg.out.resolve(String.format(Locale.ROOT, "samples-epoch-%03d.png", ep));
                 writeSamples(samples, 64, cfg.evalSeed);
                 listener.onSample(samples, step);
-                run.checkpoint(done);
-                tot = 0;
-                images = 0;
-                t0 = System.nanoTime();
             }
 
             @Override public void finish(TrainLoop.Run run) throws IOException {
@@ -372,13 +346,11 @@ public final class VaeTrainer {
                 }
             }
         };
-        TrainLoop.run(family, new TrainLoop.Options(cfg.out, total, stopAt, resume, 0, listener, cfg.quiet));
+        TrainLoop.run(family, new TrainLoop.Options(cfg.out, family.total(), stopAt, resume, 0, listener, cfg.quiet));
         writeInterpolations(test, cfg.out.resolve("interpolations.png"));
         if (cfg.latent == 2 && !cfg.conditional()) writeManifold(cfg.out.resolve("manifold.png"), 20);
         if (cfg.conditional()) writeAnalogy(cfg.out.resolve("analogy.png"), 8, cfg.evalSeed);
-        if (!curve.isEmpty())
-            listener.onCurves(new TrainingListener.Curves(cfg.out, "VAE training neg-ELBO", "step", "nats per image",
-                    List.of(new TrainingListener.Series("neg-ELBO", curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray()))));
+        family.plotCurve(listener, cfg.out, "VAE training neg-ELBO", "nats per image", "neg-ELBO");
         return results;
     }
 
@@ -621,22 +593,14 @@ public final class VaeTrainer {
         return x >= 0 ? r : 2 - r;
     }
 
-    private Map<String, String> checkpointMetadata() {
-        Map<String, String> meta = new LinkedHashMap<>();
-        meta.put("format", FORMAT);
-        meta.put("config", Json.object(cfg.toMap()));
-        return meta;
+    /** The checkpoint: weights, Adam's state, the format and the config. */
+    private EpochFamily.Checkpoint checkpoint() {
+        return new EpochFamily.Checkpoint("vae", model::namedParameters, opt, FORMAT, cfg::toMap);
     }
 
     /** Writes the weights and the optimizer state after the steps done so far (the checkpoint {@code --resume} reads). */
     public void save(Path file) throws IOException {
-        TrainLoop.save(file, new TrainLoop.Family() {
-            @Override public String name() { return "vae"; }
-            @Override public Map<String, Var> parameters() { return model.namedParameters(); }
-            @Override public Map<String, AdamW> optimizers() { return Map.of("opt", opt); }
-            @Override public Map<String, String> metadata() { return checkpointMetadata(); }
-            @Override public TrainLoop.StepResult step(long s) { throw new UnsupportedOperationException(); }
-        }, step);
+        TrainLoop.save(file, checkpoint().saveOnly(), step);
     }
 
     /** Refuses a latent size / batch whose model and activations could not fit this machine's memory, before allocating. */

@@ -1,0 +1,134 @@
+package dev.latent.train;
+
+import dev.latent.autograd.Var;
+import dev.latent.data.ImageData;
+import dev.latent.io.Json;
+import dev.latent.optim.AdamW;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Supplier;
+
+/**
+ * A {@link TrainLoop.Family} of a model with one optimizer ("opt") trained in epochs of shuffled mini-batches over
+ * a training set (the VAE, PixelCNN): global step s is batch s mod stepsPerEpoch of epoch s / stepsPerEpoch + 1,
+ * its images that slice of the permutation {@code ImageData.permutation(n, seed, permStream + epoch)} (a last
+ * partial batch is kept), so N steps and k steps resumed to N see the same batches. Metrics come at an epoch's
+ * first step and every logEvery-th after it; after each full pass over the training set, and after the last step,
+ * {@link #endOfEpoch} (the evaluation, sample files) and then a checkpoint. A resumed epoch's train loss averages
+ * the steps this process ran. The subclass trains a batch ({@link #trainBatch}) and names a step's metrics
+ * ({@link #stepResult}).
+ */
+public abstract class EpochFamily implements TrainLoop.Family {
+    /** What the checkpoint holds: the family name, the weights, the optimizer "opt" and the metadata "format" and "config". */
+    public record Checkpoint(String name, Supplier<Map<String, Var>> parameters, AdamW opt, String format, Supplier<Map<String, Object>> config) {
+        /** The metadata: "format", then "config" (the config as JSON). */
+        public Map<String, String> metadata() {
+            Map<String, String> meta = new LinkedHashMap<>();
+            meta.put("format", format);
+            meta.put("config", Json.object(config.get()));
+            return meta;
+        }
+
+
+        /** A family that only writes this checkpoint ({@link TrainLoop#save}); its step is never run. */
+        public TrainLoop.Family saveOnly() {
+            return new TrainLoop.Family() {
+                @Override public String name() { return name; }
+                @Override public Map<String, Var> parameters() { return parameters.get(); }
+                @Override public Map<String, AdamW> optimizers() { return Map.of("opt", opt); }
+                @Override public Map<String, String> metadata() { return Checkpoint.this.metadata(); }
+                @Override public TrainLoop.StepResult step(long s) { throw new UnsupportedOperationException(); }
+            };
+        }
+    }
+
+    private final Checkpoint checkpoint;
+    private final float lr;
+    private final int n, batch, logEvery;
+    private final long seed, permStream;
+    /** Steps in a full pass over the training set (the last batch may be partial). */
+    protected final int stepsPerEpoch;
+    /** Steps in the whole run. */
+    protected final long total;
+    private final List<double[]> curve = new ArrayList<>();
+    private int permEpoch = -1;
+    private int[] perm;
+    private double tot;
+    private long images, t0 = System.nanoTime();
+
+    /**
+     * {@code n} training images in batches of {@code batch}; {@code steps} in all (0: {@code epochs} full passes);
+     * the shuffle of epoch e from Philox ({@code seed}, {@code permStream} + e); {@code lr} is named in a
+     * divergence's advice.
+     */
+    protected EpochFamily(Checkpoint checkpoint, float lr, int n, int batch, long steps, int epochs, long seed, long permStream, int logEvery) {
+        this.checkpoint = checkpoint;
+        this.lr = lr;
+        this.n = n; this.batch = batch; this.logEvery = logEvery;
+        this.seed = seed; this.permStream = permStream;
+        this.stepsPerEpoch = (n + batch - 1) / batch;
+        this.total = steps > 0 ? steps : (long) stepsPerEpoch * epochs;
+    }
+
+    /** Runs step {@code s + 1} on the images perm[from .. from + m) and returns the batch's loss. */
+    protected abstract double trainBatch(long s, int[] perm, int from, int m);
+
+    /** Step {@code s + 1}'s result (its metrics record starting with "epoch"), of loss {@code loss} in epoch {@code epoch}. */
+    protected abstract TrainLoop.StepResult stepResult(long s, int epoch, double loss);
+
+    /**
+     * After the last step of epoch {@code epoch} (step {@code done}): the evaluation, sample files; the checkpoint
+     * follows. {@code trainLoss}: the mean over the images this process trained in the epoch, in {@code seconds}.
+     */
+    protected abstract void endOfEpoch(long done, int epoch, double trainLoss, double seconds, double imagesPerSecond, TrainLoop.Run run)
+            throws IOException;
+
+    @Override public String name() { return checkpoint.name(); }
+    @Override public Map<String, Var> parameters() { return checkpoint.parameters().get(); }
+    @Override public Map<String, AdamW> optimizers() { return Map.of("opt", checkpoint.opt()); }
+    @Override public Map<String, String> metadata() { return checkpoint.metadata(); }
+    @Override public String divergenceHint() { return "lower --lr (" + lr + ")"; }
+
+    @Override public final TrainLoop.StepResult step(long s) {
+        int ep = (int) (s / stepsPerEpoch) + 1, i = (int) (s % stepsPerEpoch);
+        if (ep != permEpoch) {
+            perm = ImageData.permutation(n, seed, permStream + ep);
+            permEpoch = ep;
+        }
+        int from = i * batch, m = Math.min(batch, n - from);
+        double l = trainBatch(s, perm, from, m);
+        tot += l * m;
+        images += m;
+        if (logAt(s + 1)) curve.add(new double[] {s + 1, l});
+        return stepResult(s, ep, l);
+    }
+
+    /** The first step of an epoch and every logEvery-th after it. */
+    @Override public boolean logAt(long done) { return ((done - 1) % stepsPerEpoch) % logEvery == 0; }
+
+    @Override public final void after(long done, TrainLoop.Run run) throws IOException {
+        if (done % stepsPerEpoch != 0 && done != total) return;
+        int ep = (int) ((done - 1) / stepsPerEpoch) + 1;
+        double secs = (System.nanoTime() - t0) / 1e9;
+        endOfEpoch(done, ep, tot / Math.max(images, 1), secs, images / secs, run);
+        run.checkpoint(done);
+        tot = 0;
+        images = 0;
+        t0 = System.nanoTime();
+    }
+
+    /** The logged steps' losses as one curve (step on x) to {@code listener}, when any step was logged. */
+    public void plotCurve(TrainingListener listener, Path folder, String title, String yLabel, String series) {
+        if (curve.isEmpty()) return;
+        listener.onCurves(new TrainingListener.Curves(folder, title, "step", yLabel,
+                List.of(new TrainingListener.Series(series, curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray()))));
+    }
+
+    /** The steps in the whole run. */
+    public long total() { return total; }
+}
