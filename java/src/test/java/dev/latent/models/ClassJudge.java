@@ -6,6 +6,8 @@ import dev.latent.data.ImageData;
 import java.io.IOException;
 import java.nio.file.Path;
 
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
 /**
  * The judge of the class-conditional tests: a nearest-class-mean classifier trained in the test on the labelled
  * synthetic set (10 classes: a bright bar at column 2 + 2k over faint noise), asked which class each generated image
@@ -70,5 +72,32 @@ public final class ClassJudge {
         }
         Idx.writeU8(out, b.toByteArray(), n, 28, 28);
         return out;
+    }
+
+    /** Writes {@code n} IDX3 samples of class {@code cls} to {@code file} (a conditional model's writeSamples). */
+    @FunctionalInterface
+    public interface Sampler {
+        void write(Path file, int n, int cls) throws IOException;
+    }
+
+    /**
+     * The class-conditional check: after the judge shows it knows the classes (test accuracy above 0.9),
+     * {@code perClass} samples of each class K (files in {@code dir}) must be judged class K far above chance
+     * (agreement above 0.8) and not as another class, K + 3 mod 10 (agreement below 0.2).
+     */
+    public void assertSamplesJudgedAsAsked(Path dir, int perClass, Sampler sampler) throws IOException {
+        assertTrue(testAccuracy > 0.9, "the judge must know the classes first: " + testAccuracy);
+        Path[] files = new Path[10];
+        int[] asked = new int[10 * perClass], wrong = new int[10 * perClass];
+        for (int k = 0; k < 10; k++) {
+            files[k] = dir.resolve("class-" + k + "-idx3-ubyte");
+            sampler.write(files[k], perClass, k);
+            for (int i = 0; i < perClass; i++) { asked[perClass * k + i] = k; wrong[perClass * k + i] = (k + 3) % 10; }
+        }
+        Path all = concat(dir.resolve("all-idx3-ubyte"), files);
+        double hit = agreement(all, asked), miss = agreement(all, wrong);
+        System.out.printf("class agreement: asked %.3f, a wrong class %.3f (judge test accuracy %.3f)%n", hit, miss, testAccuracy);
+        assertTrue(hit > 0.8, "samples of class K must be judged class K far above chance (0.1): " + hit);
+        assertTrue(miss < 0.2, "and not as another class: " + miss);
     }
 }

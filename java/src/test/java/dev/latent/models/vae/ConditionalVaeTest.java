@@ -82,19 +82,7 @@ class ConditionalVaeTest {
 
     @Test
     void samplesOfClassKAreJudgedClassK() throws IOException {
-        assertTrue(judge.testAccuracy > 0.9, "the judge must know the classes first: " + judge.testAccuracy);
-        Path[] files = new Path[10];
-        int[] asked = new int[200], wrong = new int[200];
-        for (int k = 0; k < 10; k++) {
-            files[k] = dir.resolve("class-" + k + "-idx3-ubyte");
-            cvae.writeSamples(files[k], 20, 42, k);
-            for (int i = 0; i < 20; i++) { asked[20 * k + i] = k; wrong[20 * k + i] = (k + 3) % 10; }
-        }
-        Path all = ClassJudge.concat(dir.resolve("all-idx3-ubyte"), files);
-        double hit = judge.agreement(all, asked), miss = judge.agreement(all, wrong);
-        System.out.printf("class agreement: asked %.3f, a wrong class %.3f (judge test accuracy %.3f)%n", hit, miss, judge.testAccuracy);
-        assertTrue(hit > 0.8, "samples of class K must be judged class K far above chance (0.1): " + hit);
-        assertTrue(miss < 0.2, "and not as another class: " + miss);
+        judge.assertSamplesJudgedAsAsked(dir, 20, (file, n, k) -> cvae.writeSamples(file, n, 42, k));
     }
 
     @Test
