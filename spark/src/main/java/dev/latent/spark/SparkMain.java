@@ -59,27 +59,25 @@ public final class SparkMain implements Runnable {
 
     /** Registers a converter taking exactly the toString spellings of {@code type}'s constants. */
     private static <E extends Enum<E>> void exact(CommandLine cl, Class<E> type) {
-        E[] all = type.getEnumConstants();
         cl.registerConverter(type, v -> {
-            for (E k : all) if (k.toString().equals(v)) return k;
-            throw new CommandLine.TypeConversionException("expected one of " + java.util.Arrays.toString(all) + " but was '" + v + "'");
+            try {
+                return dev.latent.Choice.parse(type, v);
+            } catch (IllegalArgumentException e) {
+                throw new CommandLine.TypeConversionException(e.getMessage());
+            }
         });
     }
 
     /** {@code --critic-norm} of wgan-gp: the critic's normalisation, spelled as {@code latent train wgan-gp}'s. */
-    enum CriticNorm {
-        NONE("none"), LAYER("layer");
-        private final String id;
-        CriticNorm(String id) { this.id = id; }
-        @Override public String toString() { return id; }
+    enum CriticNorm implements dev.latent.Choice {
+        NONE, LAYER;
+        @Override public String toString() { return id(); }
     }
 
     /** {@code --tokenizer}: its spellings are the constants' toString, as {@code latent train gpt}'s. */
-    enum TokenizerKind {
-        CHAR("char"), BPE("bpe");
-        private final String id;
-        TokenizerKind(String id) { this.id = id; }
-        @Override public String toString() { return id; }
+    enum TokenizerKind implements dev.latent.Choice {
+        CHAR, BPE;
+        @Override public String toString() { return id(); }
     }
 
     @Command(name = "train", mixinStandardHelpOptions = true, subcommands = {Gpt.class, Dcgan.class, WganGp.class, RealNvp.class, Glow.class},
