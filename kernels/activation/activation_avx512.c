@@ -9,19 +9,8 @@
 #include "activation.h"
 #include "../common/vmath_avx512.h"
 
-#define V __m512
-#define VL 16
+#include "../common/simd_avx512.h"
 #define VMASK __mmask16
-#define VSET1(x) _mm512_set1_ps(x)
-#define VZERO() _mm512_setzero_ps()
-#define VLOAD(p) _mm512_loadu_ps(p)
-#define VSTORE(p, v) _mm512_storeu_ps(p, v)
-#define VADD(a, b) _mm512_add_ps(a, b)
-#define VSUB(a, b) _mm512_sub_ps(a, b)
-#define VMUL(a, b) _mm512_mul_ps(a, b)
-#define VDIV(a, b) _mm512_div_ps(a, b)
-#define VMAX(a, b) _mm512_max_ps(a, b)
-#define VFNMA(a, b, c) _mm512_fnmadd_ps(a, b, c)
 #define VABS(a) _mm512_abs_ps(a)
 #define VLT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
 #define VGT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
@@ -31,7 +20,6 @@
 #define VEXP(x) vexp16(x)
 #define VTANH(x) vtanh16(x)
 #define TAILFN(name) name##_avx2
-#define SFX(name) name##_avx512
 #define FWD_ONLY /* the backward stays AVX2: activation_simd.h */
 
 #include "activation_simd.h"

@@ -14,33 +14,18 @@
 #define FWD_R 4    /* forward register block: 4 x 3 ymm accumulators (12 of the 16 ymm registers) */
 #define DQW 16     /* dQ block: 6 queries x 2 ymm */
 
-#define V __m256
+#include "../common/simd_avx2.h"
 #define VI __m256i
-#define VL 8
-#define VLOAD(p) _mm256_loadu_ps(p)
-#define VSTORE(p, v) _mm256_storeu_ps(p, v)
-#define VZERO() _mm256_setzero_ps()
-#define VSET1(x) _mm256_set1_ps(x)
-#define VBCAST(p) _mm256_broadcast_ss(p)
-#define VADD(a, b) _mm256_add_ps(a, b)
-#define VSUB(a, b) _mm256_sub_ps(a, b)
-#define VMUL(a, b) _mm256_mul_ps(a, b)
-#define VMAX(a, b) _mm256_max_ps(a, b)
-#define VMIN(a, b) _mm256_min_ps(a, b)
-#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define VSET1I(i) _mm256_set1_epi32(i)
 #define VADDI(a, b) _mm256_add_epi32(a, b)
 #define VSLLI(v, n) _mm256_slli_epi32(v, n)
 #define VCAST_I(v) _mm256_castps_si256(v)
 #define VCAST_F(v) _mm256_castsi256_ps(v)
 #define VIOTA() _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)
-#define SFX(name) name##_avx2
 
 /* Masks: AVX2 has no mask registers, so a mask is a vector of all-ones / zero lanes, applied by blend, AND or
  * vmaskmov (AVX-512 uses opmasks: attention_avx512.c). */
 #define VMASK __m256i
-#define VMASKLOAD(p, m) _mm256_maskload_ps(p, m)
-#define VMASKSTORE(p, m, v) _mm256_maskstore_ps(p, m, v)
 AI void hide_ninf(float *p, __m256i lim, __m256i iota, __m256 ninf) {
     __m256 hide = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lim, iota));
     _mm256_storeu_ps(p, _mm256_blendv_ps(_mm256_loadu_ps(p), ninf, hide));

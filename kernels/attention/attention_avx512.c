@@ -23,33 +23,18 @@
 #define FWD_R 8    /* forward register block: 8 x 3 zmm accumulators (24 of the 32 zmm registers; AVX2 has 16, so 4) */
 #define DQW 32     /* dQ block: 6 queries x 2 zmm */
 
-#define V __m512
+#include "../common/simd_avx512.h"
 #define VI __m512i
-#define VL 16
-#define VLOAD(p) _mm512_loadu_ps(p)
-#define VSTORE(p, v) _mm512_storeu_ps(p, v)
-#define VZERO() _mm512_setzero_ps()
-#define VSET1(x) _mm512_set1_ps(x)
-#define VBCAST(p) _mm512_set1_ps(*(p)) /* folds into the FMA as a {1to16} memory operand */
-#define VADD(a, b) _mm512_add_ps(a, b)
-#define VSUB(a, b) _mm512_sub_ps(a, b)
-#define VMUL(a, b) _mm512_mul_ps(a, b)
-#define VMAX(a, b) _mm512_max_ps(a, b)
-#define VMIN(a, b) _mm512_min_ps(a, b)
-#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define VSET1I(i) _mm512_set1_epi32(i)
 #define VADDI(a, b) _mm512_add_epi32(a, b)
 #define VSLLI(v, n) _mm512_slli_epi32(v, n)
 #define VCAST_I(v) _mm512_castps_si512(v)
 #define VCAST_F(v) _mm512_castsi512_ps(v)
 #define VIOTA() _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-#define SFX(name) name##_avx512
 
 /* Masks are opmask registers: a masked store / zero-masking move / masked load, where AVX2 needs a vector mask and
  * a blend, an AND or vmaskmov (attention_avx2.c). */
 #define VMASK __mmask16
-#define VMASKLOAD(p, m) _mm512_maskz_loadu_ps(m, p)
-#define VMASKSTORE(p, m, v) _mm512_mask_storeu_ps(p, m, v)
 AI void hide_ninf(float *p, __m512i lim, __m512i iota, __m512 ninf) {
     _mm512_mask_storeu_ps(p, _mm512_cmpgt_epi32_mask(lim, iota), ninf);
 }

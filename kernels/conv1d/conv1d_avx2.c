@@ -4,15 +4,8 @@
 
 #include "conv1d.h"
 
-#define V __m256
-#define VL 8
-#define VLOAD(p) _mm256_loadu_ps(p)
-#define VSTORE(p, v) _mm256_storeu_ps(p, v)
-#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define VADD(a, b) _mm256_add_ps(a, b)
-#define VBCAST(p) _mm256_broadcast_ss(p)
+#include "../common/simd_avx2.h"
 #define TV 3
 #define CIB 3
-#define SFX(name) name##_avx2
 
 #include "conv1d_simd.h"

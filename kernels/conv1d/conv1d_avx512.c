@@ -5,15 +5,8 @@
 
 #include "conv1d.h"
 
-#define V __m512
-#define VL 16
-#define VLOAD(p) _mm512_loadu_ps(p)
-#define VSTORE(p, v) _mm512_storeu_ps(p, v)
-#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define VADD(a, b) _mm512_add_ps(a, b)
-#define VBCAST(p) _mm512_set1_ps(*(p))
+#include "../common/simd_avx512.h"
 #define TV 4
 #define CIB 4
-#define SFX(name) name##_avx512
 
 #include "conv1d_simd.h"

@@ -15,25 +15,12 @@ static inline double hsum8_pd(__m512d v) {
     return _mm_cvtsd_f64(_mm_add_sd(t, _mm_unpackhi_pd(t, t)));
 }
 
-#define V __m512
-#define VL 16
-#define VSET1(x) _mm512_set1_ps(x)
-#define VLOAD(p) _mm512_loadu_ps(p)
-#define VSTORE(p, v) _mm512_storeu_ps(p, v)
-#define VADD(a, b) _mm512_add_ps(a, b)
-#define VSUB(a, b) _mm512_sub_ps(a, b)
-#define VMUL(a, b) _mm512_mul_ps(a, b)
-#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define VFNMA(a, b, c) _mm512_fnmadd_ps(a, b, c)
+#include "../common/simd_avx512.h"
 #define VEXP(x) vexp16(x)
 #define VTANH(x) vtanh16(x)
-#define VD __m512d
-#define VDZERO() _mm512_setzero_pd()
-#define VDADD(a, b) _mm512_add_pd(a, b)
 #define VLO(v) _mm512_cvtps_pd(_mm512_castps512_ps256(v))
 #define VHI(v) _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1))
 #define VDHSUM(v) hsum8_pd(v)
-#define SFX(name) name##_avx512
 #define TAILFN(name) name##_avx2
 
 #include "coupling_simd.h"

@@ -5,30 +5,15 @@
 #include "gelu.h"
 #include "../common/vmath_avx2.h"
 
-#define V __m256
-#define VL 8
-#define VLOAD(p) _mm256_loadu_ps(p)
-#define VSTORE(p, v) _mm256_storeu_ps(p, v)
-#define VSET1(x) _mm256_set1_ps(x)
-#define VADD(a, b) _mm256_add_ps(a, b)
-#define VSUB(a, b) _mm256_sub_ps(a, b)
-#define VMUL(a, b) _mm256_mul_ps(a, b)
-#define VDIV(a, b) _mm256_div_ps(a, b)
-#define VMIN(a, b) _mm256_min_ps(a, b)
-#define VMAX(a, b) _mm256_max_ps(a, b)
+#include "../common/simd_avx2.h"
 #define VANDNOT(a, b) _mm256_andnot_ps(a, b)
-#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define VFMSUB(a, b, c) _mm256_fmsub_ps(a, b, c)
 #define VFNMADD(a, b, c) _mm256_fnmadd_ps(a, b, c)
 #define VEXP(y) vexp(y)
-#define SFX(name) name##_avx2
 /* BLENDVPS selects by each lane's sign bit directly (AVX-512 has no BLENDVPS on zmm: an opmask from the sign bits) */
 #define SIGN_SELECT(x, neg, pos) _mm256_blendv_ps(pos, neg, x)
 /* tails by vector masks and vmaskmov (no mask registers before AVX-512) */
 #define VMASK __m256i
 #define VTAIL(rem) vtail_mask((rem) < 8 ? (rem) : 8)
-#define VMASKLOAD(p, m) _mm256_maskload_ps(p, m)
-#define VMASKSTORE(p, m, v) _mm256_maskstore_ps(p, m, v)
 
 #include "gelu_simd.h"
 

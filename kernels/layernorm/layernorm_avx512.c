@@ -18,20 +18,8 @@ static inline double hsum8(__m512d v) {
 }
 static inline __mmask16 tail16(int64_t rem) { return (__mmask16)((1u << rem) - 1); } /* 0 < rem < 16 */
 
-#define V __m512
-#define VL 16
-#define VSET1(x) _mm512_set1_ps(x)
-#define VLOAD(p) _mm512_loadu_ps(p)
-#define VSTORE(p, v) _mm512_storeu_ps(p, v)
-#define VADD(a, b) _mm512_add_ps(a, b)
-#define VSUB(a, b) _mm512_sub_ps(a, b)
-#define VMUL(a, b) _mm512_mul_ps(a, b)
-#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define VFMSUB(a, b, c) _mm512_fmsub_ps(a, b, c)
-#define VD __m512d
-#define VDZERO() _mm512_setzero_pd()
+#include "../common/simd_avx512.h"
 #define VDSET1(x) _mm512_set1_pd(x)
-#define VDADD(a, b) _mm512_add_pd(a, b)
 #define VDSUB(a, b) _mm512_sub_pd(a, b)
 #define VDFMA(a, b, c) _mm512_fmadd_pd(a, b, c)
 #define VLO(v) lo8(v)
@@ -39,8 +27,5 @@ static inline __mmask16 tail16(int64_t rem) { return (__mmask16)((1u << rem) - 1
 #define VDHSUM(v) hsum8(v)
 #define VMASK __mmask16
 #define VTAIL(rem) tail16(rem)
-#define VMASKLOAD(p, k) _mm512_maskz_loadu_ps(k, p)
-#define VMASKSTORE(p, k, v) _mm512_mask_storeu_ps(p, k, v)
-#define SFX(name) name##_avx512
 
 #include "layernorm_simd.h"

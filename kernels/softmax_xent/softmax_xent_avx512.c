@@ -10,25 +10,13 @@
 #include "softmax_xent.h"
 #include "../common/vmath_avx512.h"
 
-#define V __m512
-#define VL 16
-#define VLOAD(p) _mm512_loadu_ps(p)
-#define VSTORE(p, v) _mm512_storeu_ps(p, v)
-#define VSET1(x) _mm512_set1_ps(x)
-#define VZERO() _mm512_setzero_ps()
-#define VADD(a, b) _mm512_add_ps(a, b)
-#define VSUB(a, b) _mm512_sub_ps(a, b)
-#define VMUL(a, b) _mm512_mul_ps(a, b)
-#define VMAX(a, b) _mm512_max_ps(a, b)
+#include "../common/simd_avx512.h"
 #define VEXP(y) vexp16(y)
 #define VHMAX(v) vhmax16(v)
 #define VHSUM_D(v) vhsum16_d(v)
 #define VMASK __mmask16
 #define VTAIL(rem) tail16(rem)
-#define VMASKLOAD(p, m) _mm512_maskz_loadu_ps(m, p)
-#define VMASKSTORE(p, m, v) _mm512_mask_storeu_ps(p, m, v)
 #define VMASKZERO(m, v) _mm512_maskz_mov_ps(m, v)
-#define SFX(name) name##_avx512
 
 static inline __m512 load_tail_ninf(const float *p, int64_t rem) {
     return _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail16(rem), p);
