@@ -281,7 +281,7 @@ public final class GanDataParallel {
                     data.fill(real, perm, pos + i * b, b, 1f / 127.5f, -1f, 2);
                     Var fake = F.detach(g.forward(Var.constant(Init.normal(gr.scope(), job.seed(), LATENT + step + ((long) i << 32), 1.0, b, job.nz(), 1, 1))));
                     Var dReal = F.mean(d.forward(Var.constant(real))), dFake = F.mean(d.forward(fake));
-                    Var penalty = F.scale(gradientPenalty(gr, d, real, fake.value(), job.seed(), EPS + step + ((long) i << 32)), job.lambda());
+                    Var penalty = F.scale(GanTrainer.gradientPenalty(gr, d, real, fake.value(), job.seed(), EPS + step + ((long) i << 32)), job.lambda());
                     return F.add(F.sub(dFake, dReal), penalty);
                 });
             }
@@ -338,25 +338,6 @@ public final class GanDataParallel {
             }
         }
         throw new IllegalStateException("no micro-batches");
-    }
-
-    /** mean over the batch of (|grad_x D(x_hat)|_2 - 1)^2 at x_hat = e real + (1 - e) fake, e ~ U(0, 1) per image (GanTrainer's, on the host). */
-    static Var gradientPenalty(Graph gr, Dcgan.Discriminator d, Tensor real, Tensor fake, long seed, long stream) {
-        int b = (int) real.size(0);
-        long per = real.numel() / b;
-        Tensor e = Tensor.rand(gr.scope(), seed, stream, b);
-        Tensor xh = Tensor.empty(gr.scope(), real.shape());
-        MemorySegment rs = real.segment(), fs = fake.contiguous().segment(), xs = xh.segment(), es = e.segment();
-        for (int i = 0; i < b; i++) {
-            float a = es.getAtIndex(JAVA_FLOAT, i);
-            for (long j = i * per; j < (i + 1) * per; j++)
-                xs.setAtIndex(JAVA_FLOAT, j, a * rs.getAtIndex(JAVA_FLOAT, j) + (1 - a) * fs.getAtIndex(JAVA_FLOAT, j));
-        }
-        Var xHat = Var.input(xh);
-        Var grad = gr.gradient(F.sum(d.forward(xHat)), xHat);
-        Var norm = F.sqrt(F.addScalar(F.rowSum(F.mul(grad, grad)), 1e-12f));
-        Var dev = F.addScalar(norm, -1f);
-        return F.mean(F.mul(dev, dev));
     }
 
     /** G's running statistics back to the iteration's start (the recomputed G(z) updates them once more, as in the D step). */

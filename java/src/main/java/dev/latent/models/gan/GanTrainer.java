@@ -429,29 +429,42 @@ public final class GanTrainer {
 
     /** mean over the batch of (|grad_x D(x_hat)|_2 - 1)^2 at x_hat = e real + (1 - e) fake, e ~ U(0, 1) per sample. */
     Var gradientPenalty(Graph gr, Tensor real, Tensor fake, long step) {
+        if (device == Device.CPU) return gradientPenalty(gr, d, real, fake, cfg.seed, EPS + step);
         int b = (int) real.size(0);
         long per = real.numel() / b;
         Tensor e = Tensor.rand(gr.scope(), cfg.seed, EPS + step, b);
-        Tensor xh;
-        if (device != Device.CPU) {
-            /* e real + (1 - e) fake with the CPU's float roundings: each product, then the sum (e and 1 - e per sample,
-             * formed on the host, broadcast over the sample's pixels on the device) */
-            float[] a = e.toArray(), am = new float[b];
-            for (int i = 0; i < b; i++) am[i] = 1 - a[i];
-            long[] bs = {1, b, per};
-            Var ea = F.channelBroadcast(Var.constant(Tensor.of(gr.scope(), device, a, b)), bs);
-            Var eb = F.channelBroadcast(Var.constant(Tensor.of(gr.scope(), device, am, b)), bs);
-            Var r = Var.constant(real.reshape(bs)), f = Var.constant(fake.contiguous().reshape(bs));
-            xh = F.add(F.mul(ea, r), F.mul(eb, f)).value().reshape(real.shape());
-        } else {
-            xh = Tensor.empty(gr.scope(), real.shape());
-            MemorySegment rs = real.segment(), fs = fake.contiguous().segment(), xs = xh.segment(), es = e.segment();
-            for (int i = 0; i < b; i++) {
-                float a = es.getAtIndex(JAVA_FLOAT, i);
-                for (long j = i * per; j < (i + 1) * per; j++)
-                    xs.setAtIndex(JAVA_FLOAT, j, a * rs.getAtIndex(JAVA_FLOAT, j) + (1 - a) * fs.getAtIndex(JAVA_FLOAT, j));
-            }
+        /* e real + (1 - e) fake with the CPU's float roundings: each product, then the sum (e and 1 - e per sample,
+         * formed on the host, broadcast over the sample's pixels on the device) */
+        float[] a = e.toArray(), am = new float[b];
+        for (int i = 0; i < b; i++) am[i] = 1 - a[i];
+        long[] bs = {1, b, per};
+        Var ea = F.channelBroadcast(Var.constant(Tensor.of(gr.scope(), device, a, b)), bs);
+        Var eb = F.channelBroadcast(Var.constant(Tensor.of(gr.scope(), device, am, b)), bs);
+        Var r = Var.constant(real.reshape(bs)), f = Var.constant(fake.contiguous().reshape(bs));
+        return penaltyAt(gr, d, F.add(F.mul(ea, r), F.mul(eb, f)).value().reshape(real.shape()));
+    }
+
+    /**
+     * WGAN-GP's penalty on the host: mean over the batch of (|grad_x D(x_hat)|_2 - 1)^2 at x_hat = e real + (1 - e)
+     * fake, e ~ U(0, 1) per image from Philox ({@code seed}, {@code stream}). GanTrainer's CPU step and Spark's
+     * data-parallel WGAN-GP (each micro-batch its own stream) both use it.
+     */
+    public static Var gradientPenalty(Graph gr, Dcgan.Discriminator d, Tensor real, Tensor fake, long seed, long stream) {
+        int b = (int) real.size(0);
+        long per = real.numel() / b;
+        Tensor e = Tensor.rand(gr.scope(), seed, stream, b);
+        Tensor xh = Tensor.empty(gr.scope(), real.shape());
+        MemorySegment rs = real.segment(), fs = fake.contiguous().segment(), xs = xh.segment(), es = e.segment();
+        for (int i = 0; i < b; i++) {
+            float a = es.getAtIndex(JAVA_FLOAT, i);
+            for (long j = i * per; j < (i + 1) * per; j++)
+                xs.setAtIndex(JAVA_FLOAT, j, a * rs.getAtIndex(JAVA_FLOAT, j) + (1 - a) * fs.getAtIndex(JAVA_FLOAT, j));
         }
+        return penaltyAt(gr, d, xh);
+    }
+
+    /** mean over the batch of (|grad_x D(x_hat)|_2 - 1)^2 at the mixed images {@code xh}. */
+    private static Var penaltyAt(Graph gr, Dcgan.Discriminator d, Tensor xh) {
         Var xHat = Var.input(xh);
         Var grad = gr.gradient(F.sum(d.forward(xHat)), xHat);
         Var norm = F.sqrt(F.addScalar(F.rowSum(F.mul(grad, grad)), 1e-12f));
