@@ -3,14 +3,19 @@ package dev.latent.train;
 import dev.latent.autograd.Var;
 import dev.latent.data.ImageData;
 import dev.latent.io.Json;
+import dev.latent.io.JsonReader;
+import dev.latent.io.SafeTensors;
 import dev.latent.optim.AdamW;
+import dev.latent.tensor.Scope;
 
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.LongConsumer;
 import java.util.function.Supplier;
 
 /**
@@ -47,10 +52,42 @@ public abstract class EpochFamily implements TrainLoop.Family {
         }
     }
 
+    /** A {@link Checkpoint} read back: the file, its tensors and metadata, and its config (parsed). */
+    public record Saved(Path file, SafeTensors.Loaded loaded, Map<String, Object> config) {
+        /**
+         * Reads the checkpoint at {@code dirOrFile} (a run folder: its {@link TrainLoop#CHECKPOINT}) into {@code scope},
+         * refusing a missing file, another format and a missing or malformed config; {@code what} ("VAE") names the
+         * family in the messages.
+         */
+        public static Saved read(Path dirOrFile, String format, String what, Scope scope) throws IOException {
+            Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(TrainLoop.CHECKPOINT) : dirOrFile;
+            if (!Files.isRegularFile(f)) throw new IOException("no " + what + " checkpoint at " + f);
+            SafeTensors.Loaded l = SafeTensors.read(f, scope);
+            if (!format.equals(l.metadata().get("format"))) throw new IOException(f + ": not a Latent " + what + " checkpoint (format " + l.metadata().get("format") + ")");
+            String cj = l.metadata().get("config");
+            if (cj == null) throw new IOException(f + ": metadata lacks config");
+            try {
+                return new Saved(f, l, JsonReader.parseObject(cj));
+            } catch (IllegalArgumentException e) {
+                throw new IOException(f + ": bad config metadata: " + e.getMessage());
+            }
+        }
+
+        /** The optimizer steps done (metadata "step"; 0 when absent). */
+        public long step() throws IOException {
+            try {
+                return Long.parseLong(loaded.metadata().getOrDefault("step", "0"));
+            } catch (NumberFormatException e) {
+                throw new IOException(file + ": bad step " + loaded.metadata().get("step"));
+            }
+        }
+    }
+
     private final Checkpoint checkpoint;
     private final float lr;
     private final int n, batch, logEvery;
     private final long seed, permStream;
+    private final LongConsumer atStep;
     /** Steps in a full pass over the training set (the last batch may be partial). */
     protected final int stepsPerEpoch;
     /** Steps in the whole run. */
@@ -64,19 +101,22 @@ public abstract class EpochFamily implements TrainLoop.Family {
     /**
      * {@code n} training images in batches of {@code batch}; {@code steps} in all (0: {@code epochs} full passes);
      * the shuffle of epoch e from Philox ({@code seed}, {@code permStream} + e); {@code lr} is named in a
-     * divergence's advice.
+     * divergence's advice; {@code atStep} sets the trainer's step count (the steps done) before each step and on a
+     * restore.
      */
-    protected EpochFamily(Checkpoint checkpoint, float lr, int n, int batch, long steps, int epochs, long seed, long permStream, int logEvery) {
+    protected EpochFamily(Checkpoint checkpoint, float lr, int n, int batch, long steps, int epochs, long seed, long permStream, int logEvery,
+                          LongConsumer atStep) {
         this.checkpoint = checkpoint;
         this.lr = lr;
         this.n = n; this.batch = batch; this.logEvery = logEvery;
         this.seed = seed; this.permStream = permStream;
+        this.atStep = atStep;
         this.stepsPerEpoch = (n + batch - 1) / batch;
         this.total = steps > 0 ? steps : (long) stepsPerEpoch * epochs;
     }
 
-    /** Runs step {@code s + 1} on the images perm[from .. from + m) and returns the batch's loss. */
-    protected abstract double trainBatch(long s, int[] perm, int from, int m);
+    /** Runs the next step on the images perm[from .. from + m) and returns the batch's loss. */
+    protected abstract double trainBatch(int[] perm, int from, int m);
 
     /** Step {@code s + 1}'s result (its metrics record starting with "epoch"), of loss {@code loss} in epoch {@code epoch}. */
     protected abstract TrainLoop.StepResult stepResult(long s, int epoch, double loss);
@@ -93,6 +133,7 @@ public abstract class EpochFamily implements TrainLoop.Family {
     @Override public Map<String, AdamW> optimizers() { return Map.of("opt", checkpoint.opt()); }
     @Override public Map<String, String> metadata() { return checkpoint.metadata(); }
     @Override public String divergenceHint() { return "lower --lr (" + lr + ")"; }
+    @Override public void restored(long s) { atStep.accept(s); }
 
     @Override public final TrainLoop.StepResult step(long s) {
         int ep = (int) (s / stepsPerEpoch) + 1, i = (int) (s % stepsPerEpoch);
@@ -101,7 +142,8 @@ public abstract class EpochFamily implements TrainLoop.Family {
             permEpoch = ep;
         }
         int from = i * batch, m = Math.min(batch, n - from);
-        double l = trainBatch(s, perm, from, m);
+        atStep.accept(s);
+        double l = trainBatch(perm, from, m);
         tot += l * m;
         images += m;
         if (logAt(s + 1)) curve.add(new double[] {s + 1, l});

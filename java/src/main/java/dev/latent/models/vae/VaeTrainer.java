@@ -5,7 +5,6 @@ import dev.latent.autograd.Graph;
 import dev.latent.autograd.Var;
 import dev.latent.data.ImageData;
 import dev.latent.io.Json;
-import dev.latent.io.JsonReader;
 import dev.latent.io.SafeTensors;
 import dev.latent.ops.Kernels;
 import dev.latent.optim.AdamW;
@@ -21,7 +20,6 @@ import dev.latent.train.TrainingListener;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -302,13 +300,9 @@ public final class VaeTrainer {
             }
         }
         List<EpochResult> results = new ArrayList<>();
-        EpochFamily family = new EpochFamily(checkpoint(), cfg.lr, train.n, cfg.batch, steps, cfg.epochs, cfg.seed, PERM, cfg.logEvery) {
-            @Override public void restored(long s) { step = s; }
-
-            @Override protected double trainBatch(long s, int[] perm, int from, int m) {
-                step = s;
-                return trainStep(train, perm, from, m);
-            }
+        EpochFamily family = new EpochFamily(checkpoint(), cfg.lr, train.n, cfg.batch, steps, cfg.epochs, cfg.seed, PERM, cfg.logEvery,
+                s -> step = s) {
+            @Override protected double trainBatch(int[] perm, int from, int m) { return trainStep(train, perm, from, m); }
 
             @Override protected TrainLoop.StepResult stepResult(long s, int ep, double l) {
                 Map<String, Object> rec = new LinkedHashMap<>();
@@ -613,18 +607,10 @@ public final class VaeTrainer {
 
     /** A trainer holding a checkpoint's model (for eval and sampling). */
     public static VaeTrainer load(Path dirOrFile, Scope scope) throws IOException {
-        Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(CHECKPOINT) : dirOrFile;
-        if (!Files.isRegularFile(f)) throw new IOException("no VAE checkpoint at " + f);
-        SafeTensors.Loaded l = SafeTensors.read(f, scope);
-        if (!FORMAT.equals(l.metadata().get("format"))) throw new IOException(f + ": not a Latent VAE checkpoint (format " + l.metadata().get("format") + ")");
-        String cj = l.metadata().get("config");
-        if (cj == null) throw new IOException(f + ": metadata lacks config");
-        Map<String, Object> c;
-        try {
-            c = JsonReader.parseObject(cj);
-        } catch (IllegalArgumentException e) {
-            throw new IOException(f + ": bad config metadata: " + e.getMessage());
-        }
+        EpochFamily.Saved saved = EpochFamily.Saved.read(dirOrFile, FORMAT, "VAE", scope);
+        Path f = saved.file();
+        SafeTensors.Loaded l = saved.loaded();
+        Map<String, Object> c = saved.config();
         Config d = Config.reference(String.valueOf(c.get("data")), f.getParent());
         Object lat = c.get("latent");
         if (!(lat instanceof Long latent) || latent < 1 || latent > Integer.MAX_VALUE) throw new IOException(f + ": config latent = " + lat + ", expected an integer in [1, 2^31-1]");
@@ -661,11 +647,7 @@ public final class VaeTrainer {
                 throw new IOException(f + ": tensor " + e.getKey() + " has shape " + java.util.Arrays.toString(src.shape()));
             MemorySegment.copy(src.segment(), 0, e.getValue().value().segment(), 0, src.numel() * 4);
         }
-        try {
-            t.step = Long.parseLong(l.metadata().getOrDefault("step", "0"));
-        } catch (NumberFormatException e) {
-            throw new IOException(f + ": bad step " + l.metadata().get("step"));
-        }
+        t.step = saved.step();
         return t;
     }
 }
