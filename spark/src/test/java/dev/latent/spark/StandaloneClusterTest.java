@@ -155,6 +155,7 @@ class StandaloneClusterTest {
 
             // a flow through the same two executor JVMs: RealNVP, 4 micro-batches per step on 2 ranks (2 each, the
             // k-pieces all-reduce) equals the one-process 4-micro-batch reference, to the bit
+            long flowStart = System.nanoTime();
             ImageData images = GanFlowDataParallelTest.images();
             GptDataParallel.Result flowRef = FlowDataParallel.reference(GanFlowDataParallelTest.flow(1, 4, 3, 0, tmp.resolve("flow-ref")),
                     images, false, Long.MAX_VALUE);
@@ -162,6 +163,8 @@ class StandaloneClusterTest {
             assertEquals(2, flow.size());
             for (GptDataParallel.Result r : flow)
                 assertEquals(flowRef.weightsSha256(), r.weightsSha256(), "RealNVP rank " + r.rank() + " in its own JVM");
+            System.err.printf("StandaloneClusterTest: RealNVP through the two executor JVMs and its reference: %.1f s%n",
+                    (System.nanoTime() - flowStart) / 1e9);
 
             // rank 1's executor JVM halts at step 5 of 8 (checkpoint every 2): the retried stage resumes at step 4
             List<GptDataParallel.Result> after = SparkGpt.train(sc, GptReproducibilityTest.job(2, 8, 2, faulty, tok), tokens,
