@@ -28,7 +28,7 @@ import static org.junit.jupiter.api.Assertions.*;
 /**
  * Worker processes (issue 20): a Spark standalone master and worker started by this test as child JVMs on
  * loopback, the worker launching one executor JVM per rank (two), this JVM the driver. Data-parallel GPT training
- * through them is bit-identical to the one-process reference, and so is RealNVP (a flow: micro-batches split over
+ * through them is bit-identical to the one-process reference, and so are RealNVP and DCGAN (micro-batches split over
  * the ranks, the k-pieces all-reduce) through the same two JVMs; then a rank's executor JVM is killed mid-run
  * ({@code Runtime.halt}, what a kill -9 or an OOM kill does to a worker): Spark fails the barrier stage, the
  * worker starts a new executor, the retried stage resumes from the last checkpoint and ends with the
@@ -163,7 +163,14 @@ class StandaloneClusterTest {
             assertEquals(2, flow.size());
             for (GptDataParallel.Result r : flow)
                 assertEquals(flowRef.weightsSha256(), r.weightsSha256(), "RealNVP rank " + r.rank() + " in its own JVM");
-            System.err.printf("StandaloneClusterTest: RealNVP through the two executor JVMs and its reference: %.1f s%n",
+            // and a GAN: DCGAN (BatchNorm per micro-batch, running statistics averaged with G's gradients), 4 micro-batches
+            GptDataParallel.Result ganRef = GanDataParallel.reference(GanFlowDataParallelTest.gan(1, 4, 2, 0, tmp.resolve("gan-ref")),
+                    images, false, Long.MAX_VALUE);
+            List<GptDataParallel.Result> gan = GanDataParallel.train(sc, GanFlowDataParallelTest.gan(2, 4, 2, 0, tmp.resolve("gan")), images, null);
+            assertEquals(2, gan.size());
+            for (GptDataParallel.Result r : gan)
+                assertEquals(ganRef.weightsSha256(), r.weightsSha256(), "DCGAN rank " + r.rank() + " in its own JVM");
+            System.err.printf("StandaloneClusterTest: RealNVP and DCGAN through the two executor JVMs and their references: %.1f s%n",
                     (System.nanoTime() - flowStart) / 1e9);
 
             // rank 1's executor JVM halts at step 5 of 8 (checkpoint every 2): the retried stage resumes at step 4
