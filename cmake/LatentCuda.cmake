@@ -108,3 +108,11 @@ if(LATENT_SANITIZE MATCHES "thread|address")
     endforeach()
   endif()
 endif()
+
+# libnccl_emu.so: CPU stand-ins for the NCCL entry points dev.latent.spark.collective.Nccl binds (native/nccl_emu/nccl_emu.c:
+# ranks as threads of one process, rank-order float sums), so the spark module's NCCL path is tested without a GPU
+# (-Dlatent.nccl.path=<this library>). Test-only, never shipped.
+add_library(nccl_emu SHARED ${CMAKE_SOURCE_DIR}/native/nccl_emu/nccl_emu.c)
+target_link_libraries(nccl_emu PRIVATE pthread)
+target_compile_options(nccl_emu PRIVATE -ffp-contract=off)
+set_target_properties(nccl_emu PROPERTIES C_VISIBILITY_PRESET hidden)

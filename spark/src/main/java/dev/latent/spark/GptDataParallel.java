@@ -8,7 +8,11 @@ import dev.latent.models.gpt.GptCheckpoint;
 import dev.latent.models.gpt.GptConfig;
 import dev.latent.optim.AdamW;
 import dev.latent.optim.Schedule;
+import dev.latent.spark.collective.Nccl;
+import dev.latent.spark.collective.Rendezvous;
 import dev.latent.spark.collective.TcpAllReduce;
+import dev.latent.tensor.Device;
+import dev.latent.tensor.Tensor;
 import dev.latent.tensor.Scope;
 import dev.latent.text.Tokenizer;
 import dev.latent.train.Metrics;
@@ -48,12 +52,24 @@ public final class GptDataParallel {
     public record Job(int workers, int batch, int layers, int heads, int dim, int context, boolean tied, String tokenizerJson,
                       int steps, double lr, double minLr, int warmup, double weightDecay, double clip, int logInterval,
                       int checkpointInterval, long seed, String out, boolean resume, Integer threads,
-                      long overlapBucketBytes) implements Serializable {
+                      long overlapBucketBytes, Device device, Collective collective) implements Serializable {
         public Job {
             if (workers < 1 || batch < 1 || steps < 0 || logInterval < 1 || checkpointInterval < 0 || warmup < 0)
                 throw new IllegalArgumentException("workers, batch, log interval >= 1 and steps, warmup, checkpoint interval >= 0 required");
             if (overlapBucketBytes < 0 || overlapBucketBytes > 0 && overlapBucketBytes < 4)
                 throw new IllegalArgumentException("overlap bucket size " + overlapBucketBytes + " bytes: 0 (off) or >= 4");
+            if (device == null) device = Device.CPU;
+            if (collective == null) collective = Collective.AUTO;
+            if (collective == Collective.NCCL && device != Device.CUDA)
+                throw new IllegalArgumentException("--collective nccl needs CUDA workers (--device cuda): NCCL reduces device buffers");
+        }
+
+        /** A CPU job (the collective: TCP) with the overlap of {@code overlapBucketBytes}. */
+        public Job(int workers, int batch, int layers, int heads, int dim, int context, boolean tied, String tokenizerJson,
+                   int steps, double lr, double minLr, int warmup, double weightDecay, double clip, int logInterval,
+                   int checkpointInterval, long seed, String out, boolean resume, Integer threads, long overlapBucketBytes) {
+            this(workers, batch, layers, heads, dim, context, tied, tokenizerJson, steps, lr, minLr, warmup, weightDecay, clip,
+                    logInterval, checkpointInterval, seed, out, resume, threads, overlapBucketBytes, Device.CPU, Collective.AUTO);
         }
 
         /** A job whose workers overlap the all-reduce with the backward in buckets of the default size. */
@@ -70,7 +86,18 @@ public final class GptDataParallel {
          */
         public Job withOverlap(long bytes) {
             return new Job(workers, batch, layers, heads, dim, context, tied, tokenizerJson, steps, lr, minLr, warmup, weightDecay,
-                    clip, logInterval, checkpointInterval, seed, out, resume, threads, bytes);
+                    clip, logInterval, checkpointInterval, seed, out, resume, threads, bytes, device, collective);
+        }
+
+        /**
+         * This job with its workers on {@code device} and their gradients all-reduced by {@code collective}
+         * ({@link Collective}: NCCL serves CUDA workers when found, TCP otherwise). CUDA workers all-reduce after the
+         * backward (the overlap is a host-buffer path), so the overlap is turned off for them.
+         */
+        public Job on(Device device, Collective collective) {
+            return new Job(workers, batch, layers, heads, dim, context, tied, tokenizerJson, steps, lr, minLr, warmup, weightDecay,
+                    clip, logInterval, checkpointInterval, seed, out, resume, threads,
+                    device == Device.CUDA ? 0 : overlapBucketBytes, device, collective);
         }
 
         Map<String, Object> args() {
@@ -86,9 +113,20 @@ public final class GptDataParallel {
     /** What a worker reports: its rank, the step it reached, the last mean loss, and a hash of its weights. */
     public record Result(int rank, long step, double loss, String weightsSha256, long bytesSent, double stepSeconds) implements Serializable {}
 
-    /** One rank of N: its micro-batch, reduced with the others through {@code c}. */
+    /** One rank of N: its micro-batch, reduced with the others through {@code c} (CPU workers; no NCCL exchange). */
     public static Result worker(Job job, int[] tokens, TcpAllReduce c, boolean resume, long stopAt) throws IOException {
+        return worker(job, tokens, c, null, resume, stopAt);
+    }
+
+    /**
+     * One rank of N: its micro-batch, reduced with the others through NCCL (CUDA workers, {@link Collective#choose}
+     * over {@code rv}, the rendezvous the TCP group was built on) or through {@code c}. Rank 0 logs which and why.
+     */
+    public static Result worker(Job job, int[] tokens, TcpAllReduce c, Rendezvous rv, boolean resume, long stopAt) throws IOException {
         if (c.size() != job.workers()) throw new IllegalArgumentException("job has " + job.workers() + " workers, the group " + c.size());
+        if (job.device() == Device.CUDA) return deviceWorker(job, tokens, c, rv, resume, stopAt);
+        String why = Collective.choose(job.collective(), job.device(), rv).reason();   // CPU: TCP, no exchange
+        if (c.rank() == 0) System.err.println("collective: " + why);
         MicroBatches.Reducer over = MicroBatches.over(c);
         long[] reduce = {0, 0};   // nanoseconds, calls
         MicroBatches.Reducer timed = (parts, scale) -> {   // the all-reduce after the backward, timed for the log
@@ -105,6 +143,30 @@ public final class GptDataParallel {
         return new Result(r.rank(), r.step(), r.loss(), r.weightsSha256(), c.bytesSent(), r.stepSeconds());
     }
 
+    /**
+     * A CUDA rank: the model, optimizer state and gradients on the device; the all-reduce through NCCL on the device
+     * when {@link Collective#choose} picks it, else through {@code c} over host copies of the gradients. Both sum in
+     * rank order (NCCL: the stand-in does; see docs/decisions.md for real NCCL) and scale by 1/N in one float
+     * multiplication, so the two give the same bits.
+     */
+    private static Result deviceWorker(Job job, int[] tokens, TcpAllReduce c, Rendezvous rv, boolean resume, long stopAt) throws IOException {
+        Collective.Choice[] choice = {null};
+        long[] reduce = {0, 0};
+        try {
+            Result r = run(job, tokens, c.rank(), new int[] {c.rank()}, MicroBatches.over(c), null, resume, stopAt, () -> {
+                choice[0] = Collective.choose(job.collective(), Device.CUDA, rv);
+                if (c.rank() == 0) System.err.println("collective: " + choice[0].reason());
+                return choice[0].comm();
+            }, reduce);
+            if (reduce[1] > 0)
+                System.err.printf(java.util.Locale.ROOT, "rank %d: %s all-reduce after the backward: %.1f ms/step (mean over %d steps)%n",
+                        c.rank(), choice[0] != null && choice[0].nccl() ? "NCCL" : "TCP", reduce[0] / 1e6 / reduce[1], reduce[1]);
+            return new Result(r.rank(), r.step(), r.loss(), r.weightsSha256(), c.bytesSent(), r.stepSeconds());
+        } finally {
+            if (choice[0] != null && choice[0].comm() != null) choice[0].comm().close();
+        }
+    }
+
     /** The single-process reference: all N micro-batches in this process, reduced in rank order. */
     public static Result reference(Job job, int[] tokens, boolean resume, long stopAt) throws IOException {
         return run(job, tokens, 0, MicroBatches.all(job.workers()), MicroBatches.local(), null, resume, stopAt);
@@ -112,6 +174,26 @@ public final class GptDataParallel {
 
     private static Result run(Job job, int[] tokens, int rank, int[] micro, MicroBatches.Reducer reducer, TcpAllReduce overlap,
                               boolean resume, long stopAt) throws IOException {
+        return run(job, tokens, rank, micro, reducer, overlap, resume, stopAt, null, null);
+    }
+
+    private static MicroBatches.Reducer timed(MicroBatches.Reducer r, long[] acc) {
+        return (parts, scale) -> {
+            long t0 = System.nanoTime();
+            MemorySegment out = r.reduce(parts, scale);
+            acc[0] += System.nanoTime() - t0;
+            acc[1]++;
+            return out;
+        };
+    }
+
+    /** What opens a CUDA rank's NCCL communicator once the model is on the device (null: the TCP reducer serves). */
+    interface NcclOpener {
+        Nccl.Comm open() throws IOException;
+    }
+
+    private static Result run(Job job, int[] tokens, int rank, int[] micro, MicroBatches.Reducer reducer, TcpAllReduce overlap,
+                              boolean resume, long stopAt, NcclOpener nccl, long[] reduceTime) throws IOException {
         if (job.threads() != null) dev.latent.Latent.setThreads(job.threads());
         Tokenizer tok = Tokenizer.fromJson(job.tokenizerJson());
         TextData data = new TextData(tokens);
@@ -132,11 +214,18 @@ public final class GptDataParallel {
             } else {
                 resume = false;
             }
+            boolean cuda = job.device() == Device.CUDA;
+            if (cuda) {   // after a resume, so the checkpoint is copied into the CPU tensors first (as GptTrainer does)
+                model.to(scope, Device.CUDA);
+                opt.to(scope, Device.CUDA);
+            }
+            Nccl.Comm comm = nccl == null ? null : nccl.open();   // the model's copies made the CUDA context current here
             if (writer) Files.createDirectories(out);
             Schedule sched = new Schedule(job.lr(), job.minLr(), job.warmup(), job.steps());
             Gradients grads = new Gradients(named, 1);
             if (overlap != null) ov = new OverlappedReduce(overlap, grads, job.overlapBucketBytes());
-            MemorySegment[] parts = new MemorySegment[ov == null ? micro.length : 0];   // the overlapped path stages its own
+            MemorySegment[] parts = new MemorySegment[ov == null && comm == null ? micro.length : 0];   // the overlapped and NCCL paths stage their own
+            Tensor flatDevice = comm == null ? null : Tensor.empty(scope, Device.CUDA, grads.floats());
             for (int i = 0; i < parts.length; i++) parts[i] = a.allocate(JAVA_FLOAT, grads.floats());
             long rowInts = (long) b * t;
             MemorySegment x = a.allocate(JAVA_INT, n * rowInts), y = a.allocate(JAVA_INT, n * rowInts);
@@ -154,10 +243,12 @@ public final class GptDataParallel {
                         g.backward(l);
                         return loss;
                     };
-                    java.util.function.ToDoubleFunction<Void> update =
-                            v -> opt.update((float) sched.at(st), job.clip(), opt.gradNorm());   // the norm is logged even without clipping
+                    java.util.function.ToDoubleFunction<Void> update = cuda
+                            ? v -> opt.update((float) sched.at(st), job.clip(), opt.gradNorm(job.clip())).value()   // clip factor on the device
+                            : v -> opt.update((float) sched.at(st), job.clip(), opt.gradNorm());   // the norm is logged even without clipping
                     double[] lr = ov != null ? MicroBatches.stepOverlapped(ov, micro[0], n, bw, update)
-                            : MicroBatches.step(grads, parts, micro, n, reducer, bw, update);
+                            : comm != null ? MicroBatches.stepNccl(grads, flatDevice, comm, micro[0], n, bw, update, reduceTime)
+                            : MicroBatches.step(grads, parts, micro, n, reduceTime == null ? reducer : timed(reducer, reduceTime), bw, update);
                     lastLoss = lr[0];
                     double norm = lr[1];
                     if (step - first >= warm) {   // the step time excludes the first (warm-up) steps

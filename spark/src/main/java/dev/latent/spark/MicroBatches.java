@@ -1,10 +1,15 @@
 package dev.latent.spark;
 
+import dev.latent.autograd.F;
 import dev.latent.autograd.Graph;
+import dev.latent.autograd.Var;
+import dev.latent.spark.collective.Nccl;
+import dev.latent.tensor.Tensor;
 import dev.latent.spark.collective.RankOrder;
 import dev.latent.spark.collective.TcpAllReduce;
 
 import java.io.IOException;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.function.ToDoubleFunction;
 
@@ -76,6 +81,35 @@ final class MicroBatches {
             float mean = o.finish(loss);
             double r = update.applyAsDouble(null);
             return new double[] {mean, r};
+        }
+    }
+
+    /**
+     * One step of a CUDA worker whose all-reduce is NCCL's, all on the device: the gradients (+ the loss) gathered into
+     * {@code flat} (device to device, {@link Gradients}' layout), summed over the ranks in place by
+     * {@code ncclAllReduce}, scaled by 1/N in one float multiplication per element ({@code F.scale}: the same
+     * operation {@link RankOrder#sum} ends with), written back into the gradients; one 4-byte copy reads the mean
+     * loss. {@code time} accumulates the all-reduce's nanoseconds and calls.
+     */
+    static double[] stepNccl(Gradients grads, Tensor flat, Nccl.Comm comm, int microRank, int n, Backward bw,
+                             ToDoubleFunction<Void> update, long[] time) throws IOException {
+        try (Graph g = Graph.open(); Arena a = Arena.ofConfined()) {
+            float loss = bw.lossAndBackward(g, microRank);
+            grads.gatherDevice(flat.deviceBuffer());
+            MemorySegment one = a.allocate(JAVA_FLOAT);
+            one.set(JAVA_FLOAT, 0, loss);
+            flat.deviceBuffer().slice(grads.numel * 4, 4).copyFrom(one);
+            long t0 = System.nanoTime();
+            comm.allReduceSum(flat.deviceBuffer().address(), grads.floats());
+            if (time != null) {
+                time[0] += System.nanoTime() - t0;
+                time[1]++;
+            }
+            Tensor red = F.scale(Var.constant(flat), 1f / n).value();
+            grads.scatterDevice(red.deviceBuffer());
+            red.deviceBuffer().slice(grads.numel * 4, 4).copyTo(one);
+            double r = update.applyAsDouble(null);
+            return new double[] {one.get(JAVA_FLOAT, 0), r};
         }
     }
 

@@ -49,7 +49,9 @@ public final class SparkGpt {
         try {
             return run(sc, job.workers(), (c, retry) -> {
                 long stopAt = fault != null && !retry && fault.rank() == c.rank() ? fault.step() : Long.MAX_VALUE;
-                GptDataParallel.Result r = GptDataParallel.worker(job, corpus.value(), c, job.resume() || retry, stopAt);
+                // the barrier context is the rendezvous of the NCCL unique id too (CUDA workers), as of the TCP addresses
+                GptDataParallel.Result r = GptDataParallel.worker(job, corpus.value(), c, new BarrierRendezvous(BarrierTaskContext.get(), ""),
+                        job.resume() || retry, stopAt);
                 if (stopAt != Long.MAX_VALUE) {
                     if (fault.killJvm()) Runtime.getRuntime().halt(137);
                     throw new IllegalStateException("injected fault: rank " + c.rank() + " dies at step " + fault.step());

@@ -54,6 +54,8 @@ public final class SparkMain implements Runnable {
         CommandLine cl = new CommandLine(new SparkMain());
         exact(cl, TokenizerKind.class);
         exact(cl, CriticNorm.class);
+        exact(cl, DeviceKind.class);
+        exact(cl, CollectiveKind.class);
         return cl;
     }
 
@@ -72,6 +74,24 @@ public final class SparkMain implements Runnable {
     enum CriticNorm implements dev.latent.Choice {
         NONE, LAYER;
         @Override public String toString() { return id(); }
+    }
+
+    /** {@code --device} of train gpt: where each worker computes. */
+    enum DeviceKind {
+        CPU("cpu", dev.latent.tensor.Device.CPU), CUDA("cuda", dev.latent.tensor.Device.CUDA);
+        private final String id;
+        final dev.latent.tensor.Device device;
+        DeviceKind(String id, dev.latent.tensor.Device device) { this.id = id; this.device = device; }
+        @Override public String toString() { return id; }
+    }
+
+    /** {@code --collective} of train gpt: what all-reduces the gradients ({@link Collective}). */
+    enum CollectiveKind {
+        TCP("tcp", Collective.TCP), NCCL("nccl", Collective.NCCL), AUTO("auto", Collective.AUTO);
+        private final String id;
+        final Collective collective;
+        CollectiveKind(String id, Collective c) { this.id = id; this.collective = c; }
+        @Override public String toString() { return id; }
     }
 
     /** {@code --tokenizer}: its spellings are the constants' toString, as {@code latent train gpt}'s. */
@@ -112,6 +132,8 @@ public final class SparkMain implements Runnable {
         @Option(names = "--threads", description = "native threads per worker JVM (default: all cores)") Integer threads;
         @Option(names = "--out", required = true, description = "output folder, on storage every executor sees") Path out;
         @Option(names = "--resume", description = "continue the run in --out from its checkpoint (weights, optimizer state, step, tokenizer, architecture)") boolean resume;
+        @Option(names = "--device", description = "one of ${COMPLETION-CANDIDATES}: where each worker computes (cuda: one GPU per worker JVM) (default: ${DEFAULT-VALUE})") DeviceKind device = DeviceKind.CPU;
+        @Option(names = "--collective", description = "one of ${COMPLETION-CANDIDATES}: the gradient all-reduce; auto takes NCCL for CUDA workers when every worker finds libnccl.so.2, else TCP (default: -Dlatent.collective, else auto)") CollectiveKind collective;
         @Option(names = "--overlap-bucket-mb", description = "all-reduce the gradients in buckets of this many MiB while the backward runs (0: after the whole backward; the same bits either way) (default: ${DEFAULT-VALUE})") double overlapBucketMb = OverlappedReduce.DEFAULT_BUCKET_BYTES / (double) (1 << 20);
 
         @Override
@@ -139,6 +161,7 @@ public final class SparkMain implements Runnable {
             if (!(overlapBucketMb >= 0) || Double.isInfinite(overlapBucketMb))
                 throw new IllegalArgumentException("--overlap-bucket-mb must be >= 0 (0: off), got " + overlapBucketMb);
             job = job.withOverlap(overlapBucketMb == 0 ? 0 : Math.max(4, (long) (overlapBucketMb * (1 << 20))));
+            job = job.on(device.device, collective != null ? collective.collective : Collective.fromSystem());
             SparkConf conf = new SparkConf().setAppName("latent train gpt");
             if (!master.equals("submit")) conf.setMaster(master);
             if (!conf.contains("spark.ui.enabled")) conf.set("spark.ui.enabled", "false");

@@ -1,5 +1,6 @@
 package dev.latent.spark;
 
+import dev.latent.data.ImageData;
 import dev.latent.text.CharTokenizer;
 import dev.latent.text.Tokenizer;
 import org.apache.spark.SparkConf;
@@ -27,7 +28,8 @@ import static org.junit.jupiter.api.Assertions.*;
 /**
  * Worker processes (issue 20): a Spark standalone master and worker started by this test as child JVMs on
  * loopback, the worker launching one executor JVM per rank (two), this JVM the driver. Data-parallel GPT training
- * through them is bit-identical to the one-process reference; then a rank's executor JVM is killed mid-run
+ * through them is bit-identical to the one-process reference, and so are RealNVP and DCGAN (micro-batches split over
+ * the ranks, the k-pieces all-reduce) through the same two JVMs; then a rank's executor JVM is killed mid-run
  * ({@code Runtime.halt}, what a kill -9 or an OOM kill does to a worker): Spark fails the barrier stage, the
  * worker starts a new executor, the retried stage resumes from the last checkpoint and ends with the
  * uninterrupted run's weights. Spark needs a SPARK_HOME with a jars/ folder to launch executors: the test makes
@@ -150,6 +152,26 @@ class StandaloneClusterTest {
             GptDataParallel.Result one = GptDataParallel.reference(GptReproducibilityTest.job(2, 4, 0, ref, tok), tokens, false, Long.MAX_VALUE);
             assertEquals(2, rs.size());
             for (GptDataParallel.Result r : rs) assertEquals(one.weightsSha256(), r.weightsSha256(), "rank " + r.rank() + " in its own JVM");
+
+            // a flow through the same two executor JVMs: RealNVP, 4 micro-batches per step on 2 ranks (2 each, the
+            // k-pieces all-reduce) equals the one-process 4-micro-batch reference, to the bit
+            long flowStart = System.nanoTime();
+            ImageData images = GanFlowDataParallelTest.images();
+            GptDataParallel.Result flowRef = FlowDataParallel.reference(GanFlowDataParallelTest.flow(1, 4, 3, 0, tmp.resolve("flow-ref")),
+                    images, false, Long.MAX_VALUE);
+            List<GptDataParallel.Result> flow = FlowDataParallel.train(sc, GanFlowDataParallelTest.flow(2, 4, 3, 0, tmp.resolve("flow")), images, null);
+            assertEquals(2, flow.size());
+            for (GptDataParallel.Result r : flow)
+                assertEquals(flowRef.weightsSha256(), r.weightsSha256(), "RealNVP rank " + r.rank() + " in its own JVM");
+            // and a GAN: DCGAN (BatchNorm per micro-batch, running statistics averaged with G's gradients), 4 micro-batches
+            GptDataParallel.Result ganRef = GanDataParallel.reference(GanFlowDataParallelTest.gan(1, 4, 2, 0, tmp.resolve("gan-ref")),
+                    images, false, Long.MAX_VALUE);
+            List<GptDataParallel.Result> gan = GanDataParallel.train(sc, GanFlowDataParallelTest.gan(2, 4, 2, 0, tmp.resolve("gan")), images, null);
+            assertEquals(2, gan.size());
+            for (GptDataParallel.Result r : gan)
+                assertEquals(ganRef.weightsSha256(), r.weightsSha256(), "DCGAN rank " + r.rank() + " in its own JVM");
+            System.err.printf("StandaloneClusterTest: RealNVP and DCGAN through the two executor JVMs and their references: %.1f s%n",
+                    (System.nanoTime() - flowStart) / 1e9);
 
             // rank 1's executor JVM halts at step 5 of 8 (checkpoint every 2): the retried stage resumes at step 4
             List<GptDataParallel.Result> after = SparkGpt.train(sc, GptReproducibilityTest.job(2, 8, 2, faulty, tok), tokens,
