@@ -77,21 +77,19 @@ public final class SparkMain implements Runnable {
     }
 
     /** {@code --device} of train gpt: where each worker computes. */
-    enum DeviceKind {
-        CPU("cpu", dev.latent.tensor.Device.CPU), CUDA("cuda", dev.latent.tensor.Device.CUDA);
-        private final String id;
+    enum DeviceKind implements dev.latent.Choice {
+        CPU(dev.latent.tensor.Device.CPU), CUDA(dev.latent.tensor.Device.CUDA);
         final dev.latent.tensor.Device device;
-        DeviceKind(String id, dev.latent.tensor.Device device) { this.id = id; this.device = device; }
-        @Override public String toString() { return id; }
+        DeviceKind(dev.latent.tensor.Device device) { this.device = device; }
+        @Override public String toString() { return id(); }
     }
 
     /** {@code --collective} of train gpt: what all-reduces the gradients ({@link Collective}). */
-    enum CollectiveKind {
-        TCP("tcp", Collective.TCP), NCCL("nccl", Collective.NCCL), AUTO("auto", Collective.AUTO);
-        private final String id;
+    enum CollectiveKind implements dev.latent.Choice {
+        TCP(Collective.TCP), NCCL(Collective.NCCL), AUTO(Collective.AUTO);
         final Collective collective;
-        CollectiveKind(String id, Collective c) { this.id = id; this.collective = c; }
-        @Override public String toString() { return id; }
+        CollectiveKind(Collective c) { this.collective = c; }
+        @Override public String toString() { return id(); }
     }
 
     /** {@code --tokenizer}: its spellings are the constants' toString, as {@code latent train gpt}'s. */
