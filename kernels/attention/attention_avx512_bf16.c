@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "attention.h"
+#include "../common/transpose_avx2.h"
 
 #define AI static inline __attribute__((always_inline))
 #define LOG2E 1.44269504088896340736f
@@ -93,28 +94,37 @@ static void pack_rows(const float *x, int64_t ldx, int64_t nrows, int64_t n, uin
     }
 }
 
+/* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols: 8 x 8 blocks through tr8x8, scalar edges. Pure data
+ * movement, so it also moves 32-bit pair words bit for bit. */
+static void transpose(const float *src, int64_t lds, int64_t rows, int64_t cols, float *dst, int64_t ldd) {
+    const int64_t r8 = rows / 8 * 8, c8 = cols / 8 * 8;
+    for (int64_t r0 = 0; r0 < r8; r0 += 8) {
+        for (int64_t c0 = 0; c0 < c8; c0 += 8) {
+            __m256 v[8];
+            for (int t = 0; t < 8; t++) v[t] = _mm256_loadu_ps(src + (r0 + t) * lds + c0);
+            tr8x8(v);
+            for (int t = 0; t < 8; t++) _mm256_storeu_ps(dst + (c0 + t) * ldd + r0, v[t]);
+        }
+        for (int64_t r = r0; r < r0 + 8; r++)
+            for (int64_t c = c8; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];
+    }
+    for (int64_t r = r8; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];
+}
+
 /* Pairs over columns: dst[p * ldd + j] = (x[j][2p], x[j][2p + 1]) for j < nrows, p < ceil(hs / 2): the 32-bit
  * transpose of the bf16 rows (tmp: nrows x rup(hs, 2) bf16). */
 static void pack_cols(const float *x, int64_t hs, int64_t nrows, uint16_t *tmp, uint32_t *dst, int64_t ldd) {
     const int64_t he = rup(hs, 2), np = he / 2;
     for (int64_t j = 0; j < nrows; j++) row_bf16(x + j * hs, hs, tmp + j * he, he);
-    const uint32_t *w = (const uint32_t *)tmp;
-    for (int64_t j = 0; j < nrows; j++)
-        for (int64_t p = 0; p < np; p++) dst[p * ldd + j] = w[j * np + p];
+    transpose((const float *)tmp, np, nrows, np, (float *)dst, ldd);
 }
 
-/* Transposed bf16 rows: dst[c * ldd + r] = bf16(x[r][c]) for c < hs, r < nr, and 0 for r in [nr, ldd) (ldd even). */
-static void pack_t_bf16(const float *x, int64_t hs, int64_t nr, uint16_t *dst, int64_t ldd) {
-    for (int64_t c = 0; c < hs; c++)
-        for (int64_t r = nr; r < ldd; r++) dst[c * ldd + r] = 0;
-    for (int64_t r = 0; r < nr; r++) {
-        const float *row = x + r * hs;
-        for (int64_t c0 = 0; c0 < hs; c0 += 16) {
-            uint16_t t[16];
-            _mm256_storeu_si256((__m256i *)t, bf16x16(_mm512_maskz_loadu_ps(lanes(hs - c0), row + c0)));
-            for (int64_t c = c0; c < min64(hs, c0 + 16); c++) dst[c * ldd + r] = t[c - c0];
-        }
-    }
+/* Transposed bf16 rows: dst[c * ldd + r] = bf16(x[r][c]) for c < hs, r < nr, and 0 for r in [nr, ldd) (ldd even);
+ * tt: hs x BR floats of scratch. */
+static void pack_t_bf16(const float *x, int64_t hs, int64_t nr, float *tt, uint16_t *dst, int64_t ldd) {
+    transpose(x, hs, nr, hs, tt, BR);
+    for (int64_t c = 0; c < hs; c++) row_bf16(tt + c * BR, nr, dst + c * ldd, ldd);
 }
 
 /* ---- the micro-kernel --------------------------------------------------------------------------------------- */
@@ -235,7 +245,7 @@ static void fwd_block(const bctx *x, int64_t bh, int64_t i0, int64_t nr, const f
         float *s = w->s + r * tw;
         __m512 mx = ninf;
         for (int64_t j = 0; j < n; j += 16)
-            mx = _mm512_mask_max_ps(mx, lanes(n - j), mx, _mm512_mul_ps(_mm512_loadu_ps(s + j), vc2));
+            mx = _mm512_mask_max_ps(mx, lanes(n - j), mx, _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes(n - j), s + j), vc2));
         const float m = _mm512_reduce_max_ps(mx);
         const __m512 vm = _mm512_set1_ps(m);
         __m512 sum = _mm512_setzero_ps();
@@ -295,7 +305,7 @@ lt_status attention_fwd_avx512_bf16(const lt_attention_desc *d, const float *q, 
 typedef struct {
     uint16_t *tmp;
     uint32_t *kp, *vtp, *kjp, *qa, *da, *dsa, *pp, *dsp, *qt, *dot;
-    float *s, *dp, *dvt, *dkt, *stat;
+    float *s, *dp, *dvt, *dkt, *stat, *tt;
 } bwd_ws;
 static int64_t bwd_bytes(int64_t T, int64_t HS, bwd_ws *w, char *base) {
     const int64_t he = rup(HS, 2), np = he / 2, tw = rup(T, 16), tp = rup(T, 2) / 2, hw = rup(HS, 16);
@@ -317,6 +327,7 @@ static int64_t bwd_bytes(int64_t T, int64_t HS, bwd_ws *w, char *base) {
     TAKE(dvt, float *, HS * tw * 4);
     TAKE(dkt, float *, HS * tw * 4);
     TAKE(stat, float *, 2 * T * 4);
+    TAKE(tt, float *, HS * BR * 4);
 #undef TAKE
     return off;
 }
@@ -377,16 +388,13 @@ static void bwd_task(void *p, int64_t bh, int worker) {
         /* dV^T += dout^T P, dK^T += Q^T (scale dS): pairs over the block's queries */
         pack_rows(w.s, tw, nr, kend, w.pp, tw);
         pack_rows(w.dp, tw, nr, kend, w.dsp, tw);
-        pack_t_bf16(dout + i0 * HS, HS, nr, (uint16_t *)w.dot, 2 * npr);
-        pack_t_bf16(q + i0 * HS, HS, nr, (uint16_t *)w.qt, 2 * npr);
+        pack_t_bf16(dout + i0 * HS, HS, nr, w.tt, (uint16_t *)w.dot, 2 * npr);
+        pack_t_bf16(q + i0 * HS, HS, nr, w.tt, (uint16_t *)w.qt, 2 * npr);
         mm(HS, kend, npr, w.dot, npr, w.pp, tw, w.dvt, tw, 1, TRIM_NONE, 0);
         mm(HS, kend, npr, w.qt, npr, w.dsp, tw, w.dkt, tw, 1, TRIM_NONE, 0);
     }
-    for (int64_t j = 0; j < T; j++)
-        for (int64_t c = 0; c < HS; c++) {
-            x->dv[base + j * HS + c] = w.dvt[c * tw + j];
-            x->dk[base + j * HS + c] = w.dkt[c * tw + j];
-        }
+    transpose(w.dvt, tw, HS, T, x->dv + base, HS);
+    transpose(w.dkt, tw, HS, T, x->dk + base, HS);
 }
 
 lt_status attention_bwd_avx512_bf16(const lt_attention_desc *d, const float *q, const float *k, const float *v,
