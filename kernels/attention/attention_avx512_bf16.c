@@ -47,9 +47,12 @@ static inline __mmask32 lanes32(int64_t n) { return n >= 32 ? (__mmask32)0xFFFFF
 
 /* 16 floats to 16 bf16 (RNE). */
 AI __m256i bf16x16(__m512 x) { return (__m256i)_mm512_cvtneps_pbh(x); }
-/* Pair words from 16 values of the even row (low halves) and 16 of the odd row (high halves). */
+/* Pair words from 16 values of the even row (low halves) and 16 of the odd row (high halves): one vcvtne2ps2bf16
+ * (lo in the low 256 bits, hi in the high) and one vpermw interleaving them (same RNE bits as bf16x16). */
 AI __m512i pairs(__m512 lo, __m512 hi) {
-    return _mm512_or_si512(_mm512_cvtepu16_epi32(bf16x16(lo)), _mm512_slli_epi32(_mm512_cvtepu16_epi32(bf16x16(hi)), 16));
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                         23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
 /* 2^x, 16 lanes: attention_simd.h's exp2_ps (Cephes exp2f polynomial, <= 0.95 ulp; x < -126.5 and -inf give 0). */
@@ -356,8 +359,7 @@ static void bwd_task(void *p, int64_t bh, int worker) {
     pack_cols(k, HS, T, w.tmp, w.kp, tw);
     pack_cols(v, HS, T, w.tmp, w.vtp, tw);
     pack_rows(k, HS, T, HS, w.kjp, hw);
-    memset(w.dvt, 0, (size_t)(HS * tw) * sizeof(float));
-    memset(w.dkt, 0, (size_t)(HS * tw) * sizeof(float));
+    int64_t kdone = 0; /* keys whose dV^T / dK^T columns hold a partial sum (the rest are written, not added) */
     const __m512 vc2 = _mm512_set1_ps(c2), vsc = _mm512_set1_ps(scale);
     for (int64_t i0 = 0; i0 < T; i0 += BR) {
         const int64_t nr = min64(BR, T - i0), kend = causal ? i0 + nr : T, kpe = rup(kend, 2), npr = (nr + 1) / 2;
@@ -368,30 +370,44 @@ static void bwd_task(void *p, int64_t bh, int worker) {
         }
         mm(nr, kend, np, w.qa, np, w.kp, tw, w.s, tw, 0, t1, i0);  /* S = Q K^T */
         mm(nr, kend, np, w.da, np, w.vtp, tw, w.dp, tw, 0, t1, i0); /* dP = dout V^T */
-        for (int64_t r = 0; r < nr; r++) {
-            const int64_t i = i0 + r, n = causal ? i + 1 : T;
-            float *s = w.s + r * tw, *dp = w.dp + r * tw;
-            const __m512 l2 = _mm512_set1_ps(lse2[i]), di = _mm512_set1_ps(dd[i]);
-            /* P = exp2(c2 s - lse2) (0 past the row's keys), scale dS = scale P (dP - D); both fp32, kept in s and
-             * dp, rows padded with zeros up to the block's kend for the pair packings */
+        /* Two query rows at a time: P = exp2(c2 s - lse2) (0 past the row's keys) and scale dS = scale P (dP - D) in
+         * fp32, written straight as the bf16 operands: dS rows (for dQ) and the pair words of P and dS over the two
+         * rows (for dV^T, dK^T; an odd last row pairs with zeros). */
+        for (int64_t r0 = 0; r0 < nr; r0 += 2) {
+            const int two = r0 + 1 < nr;
+            const int64_t n0 = causal ? i0 + r0 + 1 : T, n1 = two ? (causal ? i0 + r0 + 2 : T) : 0;
+            const float *s0 = w.s + r0 * tw, *s1 = s0 + tw, *p0 = w.dp + r0 * tw, *p1 = p0 + tw;
+            const __m512 l20 = _mm512_set1_ps(lse2[i0 + r0]), d0 = _mm512_set1_ps(dd[i0 + r0]);
+            const __m512 l21 = _mm512_set1_ps(two ? lse2[i0 + r0 + 1] : 0.0f), d1 = _mm512_set1_ps(two ? dd[i0 + r0 + 1] : 0.0f);
+            uint16_t *a0 = (uint16_t *)(w.dsa + r0 * (tw / 2)), *a1 = a0 + tw;
+            uint32_t *ppr = w.pp + (r0 / 2) * tw, *dspr = w.dsp + (r0 / 2) * tw;
             for (int64_t j = 0; j < kpe; j += 16) {
-                const __mmask16 mv = lanes(n - j), mk = lanes(kpe - j);
-                __m512 pv = _mm512_maskz_mov_ps(mv, exp2_16(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mv, s + j), vc2), l2)));
-                __m512 ds = _mm512_mul_ps(vsc, _mm512_mul_ps(pv, _mm512_sub_ps(_mm512_maskz_loadu_ps(mv, dp + j), di)));
-                _mm512_mask_storeu_ps(s + j, mk, pv);
-                _mm512_mask_storeu_ps(dp + j, mk, ds);
-                _mm256_mask_storeu_epi16((uint16_t *)(w.dsa + r * (tw / 2)) + j, (__mmask16)mk, bf16x16(ds));
+                const __mmask16 m0 = lanes(n0 - j), m1 = lanes(n1 - j), mk = lanes(kpe - j), mp = lanes(kend - j);
+                __m512 pv0 = _mm512_maskz_mov_ps(m0, exp2_16(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m0, s0 + j), vc2), l20)));
+                __m512 ds0 = _mm512_mul_ps(vsc, _mm512_mul_ps(pv0, _mm512_sub_ps(_mm512_maskz_loadu_ps(m0, p0 + j), d0)));
+                __m512 pv1 = _mm512_maskz_mov_ps(m1, exp2_16(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m1, s1 + j), vc2), l21)));
+                __m512 ds1 = _mm512_mul_ps(vsc, _mm512_mul_ps(pv1, _mm512_sub_ps(_mm512_maskz_loadu_ps(m1, p1 + j), d1)));
+                _mm256_mask_storeu_epi16(a0 + j, (__mmask16)mk, bf16x16(ds0));
+                if (two) _mm256_mask_storeu_epi16(a1 + j, (__mmask16)mk, bf16x16(ds1));
+                _mm512_mask_storeu_epi32(ppr + j, mp, pairs(pv0, pv1));
+                _mm512_mask_storeu_epi32(dspr + j, mp, pairs(ds0, ds1));
             }
         }
         /* dQ = (scale dS) K, every key of the row in one go: written, not accumulated */
         mm(nr, HS, kpe / 2, w.dsa, tw / 2, w.kjp, hw, x->dq + base + i0 * HS, HS, 0, t2, i0);
-        /* dV^T += dout^T P, dK^T += Q^T (scale dS): pairs over the block's queries */
-        pack_rows(w.s, tw, nr, kend, w.pp, tw);
-        pack_rows(w.dp, tw, nr, kend, w.dsp, tw);
+        /* dV^T += dout^T P, dK^T += Q^T (scale dS): pairs over the block's queries (packed above) */
         pack_t_bf16(dout + i0 * HS, HS, nr, w.tt, (uint16_t *)w.dot, 2 * npr);
         pack_t_bf16(q + i0 * HS, HS, nr, w.tt, (uint16_t *)w.qt, 2 * npr);
-        mm(HS, kend, npr, w.dot, npr, w.pp, tw, w.dvt, tw, 1, TRIM_NONE, 0);
-        mm(HS, kend, npr, w.qt, npr, w.dsp, tw, w.dkt, tw, 1, TRIM_NONE, 0);
+        /* columns [0, kdone) accumulate; [kdone, kend) are first reached by this block: written (no memset) */
+        if (kdone > 0) {
+            mm(HS, kdone, npr, w.dot, npr, w.pp, tw, w.dvt, tw, 1, TRIM_NONE, 0);
+            mm(HS, kdone, npr, w.qt, npr, w.dsp, tw, w.dkt, tw, 1, TRIM_NONE, 0);
+        }
+        if (kend > kdone) {
+            mm(HS, kend - kdone, npr, w.dot, npr, w.pp + kdone, tw, w.dvt + kdone, tw, 0, TRIM_NONE, 0);
+            mm(HS, kend - kdone, npr, w.qt, npr, w.dsp + kdone, tw, w.dkt + kdone, tw, 0, TRIM_NONE, 0);
+            kdone = kend;
+        }
     }
     transpose(w.dvt, tw, HS, T, x->dv + base, HS);
     transpose(w.dkt, tw, HS, T, x->dk + base, HS);
