@@ -31,4 +31,12 @@ LT_HIDDEN lt_status attention_bwd_avx512(const lt_attention_desc *d, const float
                                          const float *o, const float *lse, const float *dout, float *dq, float *dk,
                                          float *dv);
 
+/* bf16 operands (RNE) and fp32 accumulation with AVX512_BF16 vdpbf16ps (attention_avx512_bf16.c); only called when
+ * lt_cpu_bf16() and the level in use is avx512. */
+LT_HIDDEN lt_status attention_fwd_avx512_bf16(const lt_attention_desc *d, const float *q, const float *k,
+                                              const float *v, float *o, float *lse);
+LT_HIDDEN lt_status attention_bwd_avx512_bf16(const lt_attention_desc *d, const float *q, const float *k,
+                                              const float *v, const float *o, const float *lse, const float *dout,
+                                              float *dq, float *dk, float *dv);
+
 #endif

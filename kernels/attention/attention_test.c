@@ -7,6 +7,8 @@
  *   attention_test --bench [reps]           W2 (B=8 NH=6 T=256 HS=64 causal), then T=1024, then HS=128, on 2
  *                                           and 1 threads: ms of fwd and of fwd+bwd, GFLOP/s, % of lt_peak_fma
  *   attention_test --bench reps b nh t hs causal    one shape of your choice, same report
+ *   attention_test --bench-bf16 [reps [b nh t hs causal]]   fp32 and bf16 entry points alternately (W2 by default),
+ *                                           2 then 1 threads, medians, % of lt_peak_fma / lt_peak_bf16
  *
  * FLOPs counted in the benchmark: the forward's two matmuls over the full square are 4*B*NH*T*T*HS; causal
  * counts the useful half of that (2*B*NH*T*T*HS), the backward 2.5x the forward (five matmuls for two), so
@@ -24,6 +26,16 @@
  * ~1e-4 relative) without letting a real bug through: a lost key, a wrong mask, a missed rescale or a
  * wrong scale factor moves an output by a whole term, orders of magnitude above u sqrt(HS) smag. The
  * backward's magnitudes include |dP_ij| + |D_i| so the cancellation in dS = P (dP - D) is accounted for.
+ * bf16 (lt_attention_fwd_bf16 / _bwd_bf16, run by the same binary after the fp32 checks when lt_cpu_bf16() and the
+ * level is avx512; below that the test checks they are refused): every matmul operand is rounded to bf16 (RNE, 8
+ * significant bits: relative error <= 2^-9 each) and products are summed in fp32. So a score s_ij errs by at most
+ * 2^-8 smag_i more (two rounded factors per product); p_ij = exp(s_ij - lse_i) then errs relatively by that twice
+ * (its own score and the lse's); P, V, dout, dS and K/Q rounded again as the second matmul's operands add 2^-8 per
+ * term. Hence eps_i(bf16) = eps_i(fp32) + 2^-8 (2 smag_i + 3): the first-order worst case, not a probabilistic
+ * bound (bf16 rounding errors are not small enough to average out over a handful of terms), with the +1 on the 2
+ * for the dS = P (dP - D) chain; dP's magnitude is already sum_c |dout_c v_jc|, so cancellation is covered. A
+ * kernel that forgot to round would pass (tighter); test_bf16_rounds() checks that the results do differ from the
+ * fp32 kernel's, and that they sit well inside the tolerance is printed ("largest |err|/tol").
  * Zero-trust: outputs are NaN-prefilled, and guard zones before and after each output must come back
  * bit-identical. */
 #include <math.h>
@@ -37,8 +49,21 @@
 #define U (1.0 / 16777216.0) /* unit roundoff of float, 2^-24 */
 #define GUARD 64             /* floats of canary before and after every output array */
 
+static int g_bf16; /* 1: the cases run lt_attention_*_bf16 and get the bf16 tolerance (see the header) */
+#define UBF (1.0 / 256.0) /* 2^-8: two bf16 roundings of 2^-9 each per product */
+
 static double row_eps(double smag, int64_t hs, int64_t t) {
-    return U * (2.0 * sqrt((double)hs) * (smag + 1.0) + 2.0 * sqrt((double)t) + 8.0);
+    const double e = U * (2.0 * sqrt((double)hs) * (smag + 1.0) + 2.0 * sqrt((double)t) + 8.0);
+    return g_bf16 ? e + UBF * (2.0 * smag + 3.0) : e;
+}
+
+static lt_status FWD(const lt_attention_desc *d, const float *q, const float *k, const float *v, float *o, float *lse) {
+    return g_bf16 ? lt_attention_fwd_bf16(d, q, k, v, o, lse) : lt_attention_fwd(d, q, k, v, o, lse);
+}
+static lt_status BWD(const lt_attention_desc *d, const float *q, const float *k, const float *v, const float *o,
+                     const float *lse, const float *dout, float *dq, float *dk, float *dv) {
+    return g_bf16 ? lt_attention_bwd_bf16(d, q, k, v, o, lse, dout, dq, dk, dv)
+                  : lt_attention_bwd(d, q, k, v, o, lse, dout, dq, dk, dv);
 }
 
 /* ---- double-precision reference ---------------------------------------------------------------------- */
@@ -222,10 +247,10 @@ static void run_case(const acase *a, uint64_t *rng) {
     ref_run(&d, qd, kd, vd, dod, &r);
 
     char what[200];
-    snprintf(what, sizeof what, "b=%lld nh=%lld t=%lld hs=%lld causal=%d scale=%g logits~%g fill=%d", (long long)d.b,
+    snprintf(what, sizeof what, "%sb=%lld nh=%lld t=%lld hs=%lld causal=%d scale=%g logits~%g fill=%d", g_bf16 ? "bf16 " : "", (long long)d.b,
              (long long)d.nh, (long long)d.t, (long long)d.hs, d.causal, d.scale, a->logit_max, a->fill);
     float *o = guarded(n), *lse = guarded(nr), *dq = guarded(n), *dk = guarded(n), *dv = guarded(n);
-    lt_status st = lt_attention_fwd(&d, q, k, v, o, lse);
+    lt_status st = FWD(&d, q, k, v, o, lse);
     CHECK(st == LT_OK, "%s: fwd status %d (%s)", what, st, lt_last_error());
     if (st == LT_OK) {
         char w2[240];
@@ -235,7 +260,7 @@ static void run_case(const acase *a, uint64_t *rng) {
         CHECK(compare(w2, 1, lse, r.lse, r.tol_lse, nr), "%s: wrong lse", what);
         CHECK(guards_ok(o, n) && guards_ok(lse, nr), "%s: fwd wrote outside o or lse", what);
         /* The backward gets the forward's own o and lse, as in training. */
-        st = lt_attention_bwd(&d, q, k, v, o, lse, dout, dq, dk, dv);
+        st = BWD(&d, q, k, v, o, lse, dout, dq, dk, dv);
         CHECK(st == LT_OK, "%s: bwd status %d (%s)", what, st, lt_last_error());
         if (st == LT_OK) {
             snprintf(w2, sizeof w2, "%s dq", what);
@@ -368,8 +393,8 @@ static void test_determinism(void) {
             lt_set_num_threads(r + 1);
             out[r] = malloc((4 * n + nr) * sizeof(float));
             float *o = out[r], *dq = o + n, *dk = o + 2 * n, *dv = o + 3 * n, *lse = o + 4 * n;
-            st[r] = lt_attention_fwd(&d, q, k, v, o, lse);
-            if (!st[r]) st[r] = lt_attention_bwd(&d, q, k, v, o, lse, dout, dq, dk, dv);
+            st[r] = FWD(&d, q, k, v, o, lse);
+            if (!st[r]) st[r] = BWD(&d, q, k, v, o, lse, dout, dq, dk, dv);
         }
         CHECK(!st[0] && !st[1], "determinism shape %d causal=%d: status %d %d (%s)", sh, causal, st[0], st[1],
               lt_last_error());
@@ -432,11 +457,106 @@ static void test_invalid(void) {
     }
 }
 
+/* ---- bf16 ----------------------------------------------------------------------------------------------- */
+
+/* The bf16 entry points round: on random inputs their o, dq, dk, dv differ from the fp32 kernel's (a kernel that
+ * silently ran fp32 would pass the tolerance, which is looser), yet stay within a few bf16 ulps of them. */
+static void test_bf16_rounds(void) {
+    uint64_t rng = 7;
+    lt_attention_desc d = {2, 2, 77, 40, 1, 1.0f / sqrtf(40.0f)};
+    const int64_t n = d.b * d.nh * d.t * d.hs, nr = d.b * d.nh * d.t;
+    float *in = malloc(4 * n * sizeof(float)), *out[2];
+    lt_t_fill(in, 4 * n, &rng);
+    const float *q = in, *k = in + n, *v = in + 2 * n, *dout = in + 3 * n;
+    for (int r = 0; r < 2; r++) {
+        g_bf16 = r;
+        out[r] = malloc((4 * n + nr) * sizeof(float));
+        float *o = out[r], *dq = o + n, *dk = o + 2 * n, *dv = o + 3 * n, *lse = o + 4 * n;
+        lt_status st = FWD(&d, q, k, v, o, lse);
+        if (!st) st = BWD(&d, q, k, v, o, lse, dout, dq, dk, dv);
+        CHECK(st == LT_OK, "bf16 rounds: status %d (%s)", st, lt_last_error());
+    }
+    for (int a = 0; a < 4; a++) {
+        int64_t differ = 0;
+        double worst = 0, mag = 0;
+        for (int64_t i = 0; i < n; i++) {
+            differ += out[0][a * n + i] != out[1][a * n + i];
+            worst = fmax(worst, fabs(out[0][a * n + i] - out[1][a * n + i]));
+            mag = fmax(mag, fabs(out[0][a * n + i]));
+        }
+        static const char *names[4] = {"o", "dq", "dk", "dv"};
+        CHECK(differ > n / 2, "bf16 %s: only %lld of %lld elements differ from fp32: operands not rounded?", names[a],
+              (long long)differ, (long long)n);
+        CHECK(worst < 0.05 * mag, "bf16 %s: max |bf16 - fp32| %g against max |fp32| %g", names[a], worst, mag);
+    }
+    g_bf16 = 1;
+    free(in); free(out[0]); free(out[1]);
+}
+
+/* Where the CPU or the level in use lacks AVX512_BF16 / avx512 the bf16 entry points refuse, naming why. */
+static void test_bf16_refused(void) {
+    static float buf[9][64];
+    const lt_attention_desc ok = {1, 2, 4, 8, 1, 0.35f};
+    lt_status s = lt_attention_fwd_bf16(&ok, buf[0], buf[1], buf[2], buf[3], buf[4]);
+    CHECK(s == LT_ERR_UNSUPPORTED && strstr(lt_last_error(), "AVX512_BF16"), "fwd_bf16 without bf16: %d \"%s\"", s,
+          lt_last_error());
+    s = lt_attention_bwd_bf16(&ok, buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7], buf[8]);
+    CHECK(s == LT_ERR_UNSUPPORTED && strstr(lt_last_error(), "AVX512_BF16"), "bwd_bf16 without bf16: %d \"%s\"", s,
+          lt_last_error());
+    lt_attention_desc bad = ok;
+    bad.t = 0; /* the descriptor checks come first, as in the fp32 entry points */
+    s = lt_attention_fwd_bf16(&bad, buf[0], buf[1], buf[2], buf[3], buf[4]);
+    CHECK(s == LT_ERR_INVALID_ARGUMENT && strstr(lt_last_error(), "t=0"), "fwd_bf16 t=0: %d \"%s\"", s, lt_last_error());
+}
+
 /* ---- --bench --------------------------------------------------------------------------------------------- */
 
 static int cmp_double(const void *x, const void *y) {
     double a = *(const double *)x, b = *(const double *)y;
     return (a > b) - (a < b);
+}
+
+/* fp32 (lt_attention_*) and bf16 (lt_attention_*_bf16) alternately on the same inputs, medians of reps each. */
+static void bench_bf16(int64_t b, int64_t nh, int64_t t, int64_t hs, int causal, int threads, int reps) {
+    lt_set_num_threads(threads);
+    double peak = 0, pbf = 0;
+    for (int r = 0; r < 3; r++) {
+        double g;
+        if (lt_peak_fma(threads, 30000000, &g) == LT_OK && g > peak) peak = g;
+        if (lt_peak_bf16(threads, 30000000, &g) == LT_OK && g > pbf) pbf = g;
+    }
+    lt_attention_desc d = {b, nh, t, hs, causal, 1.0f / sqrtf((float)hs)};
+    const int64_t n = b * nh * t * hs, nr = b * nh * t;
+    uint64_t rng = 1;
+    float *buf = malloc((8 * n + nr) * sizeof(float));
+    float *q = buf, *k = q + n, *v = k + n, *dout = v + n, *o = dout + n, *dq = o + n, *dk = dq + n, *dv = dk + n;
+    float *lse = dv + n;
+    lt_t_fill(q, 4 * n, &rng);
+    double *tm[4];
+    for (int i = 0; i < 4; i++) tm[i] = malloc(reps * sizeof(double));
+    for (int r = -1; r < reps; r++) /* r = -1: warm-up */
+        for (int bf = 0; bf < 2; bf++) {
+            g_bf16 = bf;
+            double t0 = lt_t_now();
+            lt_status s1 = FWD(&d, q, k, v, o, lse);
+            double t1 = lt_t_now();
+            lt_status s2 = BWD(&d, q, k, v, o, lse, dout, dq, dk, dv);
+            double t2 = lt_t_now();
+            if (s1 || s2) { printf("bench-bf16: %s\n", lt_last_error()); g_bf16 = 0; return; }
+            if (r >= 0) { tm[2 * bf][r] = t1 - t0; tm[2 * bf + 1][r] = t2 - t0; }
+        }
+    g_bf16 = 0;
+    for (int i = 0; i < 4; i++) qsort(tm[i], reps, sizeof(double), cmp_double);
+    const double ff = (causal ? 2.0 : 4.0) * b * nh * t * t * hs;
+    printf("attention B=%lld NH=%lld T=%lld HS=%lld causal=%d %d thr medians | fp32 fwd %7.3f ms (%5.1f%% of FMA %.1f) "
+           "fwd+bwd %7.3f ms | bf16 fwd %7.3f ms (%5.1f%% of bf16 dot %.1f) fwd+bwd %7.3f ms | bf16/fp32 speed-up %.2fx / %.2fx\n",
+           (long long)b, (long long)nh, (long long)t, (long long)hs, causal, threads, tm[0][reps / 2] * 1e3,
+           100 * ff / tm[0][reps / 2] / 1e9 / peak, peak, tm[1][reps / 2] * 1e3, tm[2][reps / 2] * 1e3,
+           100 * ff / tm[2][reps / 2] / 1e9 / pbf, pbf, tm[3][reps / 2] * 1e3, tm[0][reps / 2] / tm[2][reps / 2],
+           tm[1][reps / 2] / tm[3][reps / 2]);
+    fflush(stdout);
+    for (int i = 0; i < 4; i++) free(tm[i]);
+    free(buf);
 }
 
 static void bench_one(int64_t b, int64_t nh, int64_t t, int64_t hs, int causal, int threads, int reps) {
@@ -481,6 +601,17 @@ static void bench_one(int64_t b, int64_t nh, int64_t t, int64_t hs, int causal, 
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--bench-bf16")) {
+        if (!lt_cpu_bf16() || lt_isa() < LT_ISA_AVX512) { printf("bench-bf16: needs AVX512_BF16 at ISA avx512\n"); return 0; }
+        int reps = argc > 2 ? atoi(argv[2]) : 20;
+        if (reps < 1) reps = 1;
+        printf("FLOPs: causal counts the useful half of the full square 4*B*NH*T*T*HS; fwd+bwd = 3.5x fwd\n");
+        for (int th = 2; th >= 1; th--) {
+            if (argc >= 8) bench_bf16(atoll(argv[3]), atoll(argv[4]), atoll(argv[5]), atoll(argv[6]), atoi(argv[7]), th, reps);
+            else bench_bf16(8, 6, 256, 64, 1, th, reps);
+        }
+        return 0;
+    }
     if (argc > 1 && !strcmp(argv[1], "--bench")) {
         if (lt_isa() < LT_ISA_AVX2) { printf("bench: ISA is ref (%s); lt_peak_fma needs avx2\n", lt_isa_reason()); return 0; }
         int reps = argc > 2 ? atoi(argv[2]) : 20;
@@ -504,6 +635,21 @@ int main(int argc, char **argv) {
     test_gradcheck();
     test_shapes();
     test_determinism();
+    printf("largest |err|/tol seen (fp32): o %.3g, lse %.3g, dq %.3g, dk %.3g, dv %.3g\n", worst_ratio_seen[0],
+           worst_ratio_seen[1], worst_ratio_seen[2], worst_ratio_seen[3], worst_ratio_seen[4]);
+    if (lt_cpu_bf16() && lt_isa() >= LT_ISA_AVX512) {
+        memset(worst_ratio_seen, 0, sizeof worst_ratio_seen);
+        g_bf16 = 1;
+        test_bf16_rounds(); /* (no finite-difference check: the double reference checks the gradients) */
+        test_shapes();
+        test_determinism();
+        g_bf16 = 0;
+        printf("bf16: ");
+    } else {
+        printf("bf16: skipped: %s; checked that lt_attention_*_bf16 refuse\n",
+               lt_cpu_bf16() ? "level in use below avx512" : "no AVX512_BF16");
+        test_bf16_refused();
+    }
     printf("largest |err|/tol seen: o %.3g, lse %.3g, dq %.3g, dk %.3g, dv %.3g\n", worst_ratio_seen[0],
            worst_ratio_seen[1], worst_ratio_seen[2], worst_ratio_seen[3], worst_ratio_seen[4]);
     return lt_test_summary();

@@ -130,6 +130,15 @@ LT_API lt_status lt_attention_fwd(const lt_attention_desc *d, const float *q, co
 /* dq, dk, dv are overwritten. */
 LT_API lt_status lt_attention_bwd(const lt_attention_desc *d, const float *q, const float *k, const float *v,
                                   const float *o, const float *lse, const float *dout, float *dq, float *dk, float *dv);
+/* bf16 attention: the same descriptor, layouts, checks and lse contract; the operands of every matmul (Q K^T, P V and
+ * the backward's dout V^T, dS K, P^T dout, dS^T Q) are rounded to bf16 (round to nearest even) and their products
+ * summed in fp32 (AVX512_BF16 vdpbf16ps); softmax, statistics and outputs stay fp32. LT_ERR_UNSUPPORTED unless
+ * lt_cpu_bf16() and the level in use is avx512 (never emulated). Bits identical across thread counts. */
+LT_API lt_status lt_attention_fwd_bf16(const lt_attention_desc *d, const float *q, const float *k, const float *v,
+                                       float *o, float *lse);
+LT_API lt_status lt_attention_bwd_bf16(const lt_attention_desc *d, const float *q, const float *k, const float *v,
+                                       const float *o, const float *lse, const float *dout, float *dq, float *dk,
+                                       float *dv);
 
 /* ---- decode attention: one new query per row against that row's KV cache (kernels/attention_decode) ---------
  * Inference only (no backward): the attention of KV-cache decoding. Row r (r < rows) has its query q + r*ldq, (NH*HS)

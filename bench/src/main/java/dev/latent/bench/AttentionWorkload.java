@@ -2,6 +2,7 @@ package dev.latent.bench;
 
 import dev.latent.nativ.LatentNative;
 import dev.latent.ops.Kernels;
+import dev.latent.tensor.Precision;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 
@@ -24,6 +25,11 @@ public final class AttentionWorkload {
     static final int[][] SHAPES = {{8, 6, 256, 64}, {8, 6, 1024, 64}, {8, 6, 256, 128}};
 
     public static List<Map<String, Object>> run(int threads, int reps, boolean peer, Consumer<String> log) throws Exception {
+        return run(threads, reps, peer, false, log);
+    }
+
+    /** bf16: also time lt_attention_*_bf16 (Kernels at Precision.BF16) on the same inputs, reported as impl "latent-bf16". */
+    public static List<Map<String, Object>> run(int threads, int reps, boolean peer, boolean bf16, Consumer<String> log) throws Exception {
         LatentNative nat = LatentNative.get();
         int saved = nat.numThreads();
         nat.setNumThreads(threads);
@@ -48,6 +54,18 @@ public final class AttentionWorkload {
                 out.add(rec(shape, "latent", "fwd+bwd", threads, fb, 3 * fwdFlops, peak, null));
                 log.accept(String.format("attention %s: fwd %.2f ms (%.1f%% of peak, causal half counted), fwd+bwd %.2f ms (%.1f%%)",
                         shape, f, 50 * fwdFlops / f / 1e6 / peak, fb, 50 * 3 * fwdFlops / fb / 1e6 / peak));
+                double bf = 0, bfb = 0;
+                if (bf16) {
+                    bf = GemmWorkload.time(() -> Kernels.attention(q, k, v, true, scale, o, lse, Precision.BF16), reps);
+                    bfb = GemmWorkload.time(() -> {
+                        Kernels.attention(q, k, v, true, scale, o, lse, Precision.BF16);
+                        Kernels.attentionBackward(q, k, v, o, lse, d, true, scale, dq, dk, dv, Precision.BF16);
+                    }, reps);
+                    out.add(rec(shape, "latent-bf16", "fwd", threads, bf, fwdFlops, peak, null));
+                    out.add(rec(shape, "latent-bf16", "fwd+bwd", threads, bfb, 3 * fwdFlops, peak, null));
+                    log.accept(String.format("attention bf16 %s: fwd %.2f ms (%.2fx fp32), fwd+bwd %.2f ms (%.2fx fp32)",
+                            shape, bf, f / bf, bfb, fb / bfb));
+                }
                 if (peer && sh == SHAPES[0]) {
                     TorchPeer tp = TorchPeer.find();
                     if (tp != null) {
@@ -57,6 +75,11 @@ public final class AttentionWorkload {
                         if (pfb != null) out.add(rec(shape, "pytorch-sdpa", "fwd+bwd", threads, pfb, 3 * fwdFlops, peak, pfb / fb));
                         log.accept(String.format("pytorch sdpa: fwd %.2f ms (latent %.2fx), fwd+bwd %.2f ms (latent %.2fx)",
                                 pf, pf / f, pfb, pfb / fb));
+                        if (bf16) {
+                            if (pf != null) out.add(rec(shape, "pytorch-sdpa-vs-bf16", "fwd", threads, pf, fwdFlops, peak, pf / bf));
+                            if (pfb != null) out.add(rec(shape, "pytorch-sdpa-vs-bf16", "fwd+bwd", threads, pfb, 3 * fwdFlops, peak, pfb / bfb));
+                            log.accept(String.format("pytorch sdpa vs latent bf16: fwd %.2fx, fwd+bwd %.2fx", pf / bf, pfb / bfb));
+                        }
                     }
                 }
             }

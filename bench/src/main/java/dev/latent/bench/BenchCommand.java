@@ -39,6 +39,13 @@ public final class BenchCommand implements Runnable {
     @Option(names = "--no-peer", description = "skip the PyTorch reference peer even when it is installed")
     boolean noPeer;
 
+    @picocli.CommandLine.Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
+    @Option(names = "--precision", description = "attention | gpt only: bf16 also times our bf16 path (AVX512_BF16: bf16 operands, fp32 "
+            + "accumulation) beside fp32 and the peer in the same run; fp32 (default) times fp32 only")
+    String precision = "fp32";
+
     @Option(names = "--reps", description = "timed repetitions per measurement; the median is reported (stream: seconds per load level) (default: ${DEFAULT-VALUE})")
     int reps = 10;
 
@@ -56,18 +63,25 @@ public final class BenchCommand implements Runnable {
     private void run0() throws Exception {
         if (reps < 1) throw new IllegalArgumentException("--reps must be >= 1, got " + reps);
         for (int t : threads) if (t < 1) throw new IllegalArgumentException("--threads must be >= 1, got " + t);
+        if (!precision.equals("fp32") && !precision.equals("bf16"))   // a value outside the fixed set: a usage error (exit 2)
+            throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+                    "Invalid value for option '--precision': expected one of [fp32, bf16] but was '" + precision + "'");
+        boolean bf16 = precision.equals("bf16");
+        if (bf16 && !workload.equals("attention") && !workload.equals("gpt"))
+            throw new IllegalArgumentException("--precision bf16: only the attention and gpt workloads have a bf16 run");
+        if (bf16) dev.latent.ops.Gemm.requireBf16();
         LatentNative nat = LatentNative.get();
         System.err.printf("latent bench %s: ISA %s, library %s%n", workload, LatentNative.isaName(nat.isa()), nat.path());
         List<Map<String, Object>> results = switch (workload) {
             case "gemm" -> GemmWorkload.run(threads, reps, json ? System.err::println : System.out::println);
             case "attention" -> {
                 List<Map<String, Object>> all = new java.util.ArrayList<>();
-                for (int t : threads) all.addAll(AttentionWorkload.run(t, reps, !noPeer, log()));
+                for (int t : threads) all.addAll(AttentionWorkload.run(t, reps, !noPeer, bf16, log()));
                 yield all;
             }
             case "gpt" -> {
                 List<Map<String, Object>> all = new java.util.ArrayList<>();
-                for (int t : threads) all.addAll(GptWorkload.run(t, Math.max(3, reps), !noPeer, log()));
+                for (int t : threads) all.addAll(GptWorkload.run(t, Math.max(3, reps), !noPeer, bf16, log()));
                 yield all;
             }
             case "reparam" -> {

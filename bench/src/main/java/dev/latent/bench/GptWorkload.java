@@ -7,6 +7,7 @@ import dev.latent.models.gpt.Gpt;
 import dev.latent.models.gpt.GptConfig;
 import dev.latent.nativ.LatentNative;
 import dev.latent.optim.AdamW;
+import dev.latent.tensor.Precision;
 import dev.latent.tensor.Scope;
 
 import java.lang.foreign.Arena;
@@ -29,6 +30,11 @@ public final class GptWorkload {
     private GptWorkload() {}
 
     public static List<Map<String, Object>> run(int threads, int steps, boolean peer, Consumer<String> log) throws Exception {
+        return run(threads, steps, peer, false, log);
+    }
+
+    /** bf16: after the fp32 steps, the same steps on the same model at Graph precision BF16 (impl "latent-bf16"). */
+    public static List<Map<String, Object>> run(int threads, int steps, boolean peer, boolean bf16, Consumer<String> log) throws Exception {
         LatentNative nat = LatentNative.get();
         nat.setNumThreads(threads);
         GptConfig cfg = new GptConfig(65, 6, 6, 384, 256, true);
@@ -41,19 +47,7 @@ public final class GptWorkload {
             SplittableRandom r = new SplittableRandom(1);
             for (long i = 0; i < (long) b * t; i++) { x.setAtIndex(JAVA_INT, i, r.nextInt(65)); y.setAtIndex(JAVA_INT, i, r.nextInt(65)); }
             double peak = Ceilings.fmaPeak(threads, 5);
-            double[] ms = new double[steps];
-            for (int i = -2; i < steps; i++) {
-                long t0 = System.nanoTime();
-                try (Graph g = Graph.open()) {
-                    Var loss = m.loss(x, y, b, t);
-                    g.backward(loss);
-                    opt.update(1e-3f, 0);
-                    F.item(loss);
-                }
-                if (i >= 0) ms[i] = (System.nanoTime() - t0) / 1e6;
-            }
-            java.util.Arrays.sort(ms);
-            double med = ms[steps / 2], tps = b * t / (med / 1e3);
+            double med = steps(m, opt, x, y, b, t, steps, Precision.FP32), tps = b * t / (med / 1e3);
             double flops = 6.0 * m.parameterCount() * b * t + 3 * 4.0 * b * cfg.heads() * (double) t * t * cfg.headSize() * cfg.layers() / 2;
             long hwm = vmHwmKb();
             Map<String, Object> rec = new LinkedHashMap<>();
@@ -68,6 +62,19 @@ public final class GptWorkload {
             out.add(rec);
             log.accept(String.format("gpt step: %.1f ms, %.0f tokens/s, ~%.0f%% of peak (6N flops + causal attention), peak RSS %.0f MB",
                     med, tps, 100 * flops / med / 1e6 / peak, hwm / 1024.0));
+            Map<String, Object> recBf = null;
+            if (bf16) {
+                double mb = steps(m, opt, x, y, b, t, steps, Precision.BF16);
+                recBf = new LinkedHashMap<>(rec);
+                recBf.put("impl", "latent-bf16");
+                recBf.put("ms", mb);
+                recBf.put("tokens_per_s", b * t / (mb / 1e3));
+                recBf.put("pct_peak", 100 * flops / mb / 1e6 / peak);
+                recBf.put("bf16_speedup_over_fp32", med / mb);
+                recBf.remove("peak_rss_mb");
+                out.add(recBf);
+                log.accept(String.format("gpt step, bf16: %.1f ms, %.0f tokens/s (%.2fx our fp32)", mb, b * t / (mb / 1e3), med / mb));
+            }
             if (peer) {
                 TorchPeer tp = TorchPeer.find();
                 if (tp != null) {
@@ -82,11 +89,33 @@ public final class GptWorkload {
                         p.put("latent_speedup", pms / med);
                         out.add(p);
                         log.accept(String.format("pytorch step: %.1f ms, %.0f tokens/s; latent is %.2fx", pms, b * t / (pms / 1e3), pms / med));
+                        if (recBf != null) {
+                            recBf.put("latent_speedup", pms / (double) recBf.get("ms"));
+                            log.accept(String.format("latent bf16 is %.2fx pytorch", pms / (double) recBf.get("ms")));
+                        }
                     }
                 }
             }
         }
         return out;
+    }
+
+    /** Median ms of {@code steps} training steps (after 2 warm-up steps) at the given graph precision. */
+    private static double steps(Gpt m, AdamW opt, MemorySegment x, MemorySegment y, int b, int t, int steps, Precision p) {
+        double[] ms = new double[steps];
+        for (int i = -2; i < steps; i++) {
+            long t0 = System.nanoTime();
+            try (Graph g = Graph.open()) {
+                g.precision(p);
+                Var loss = m.loss(x, y, b, t);
+                g.backward(loss);
+                opt.update(1e-3f, 0);
+                F.item(loss);
+            }
+            if (i >= 0) ms[i] = (System.nanoTime() - t0) / 1e6;
+        }
+        java.util.Arrays.sort(ms);
+        return ms[steps / 2];
     }
 
     static long vmHwmKb() {

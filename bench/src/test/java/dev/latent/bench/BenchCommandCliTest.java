@@ -56,4 +56,14 @@ class BenchCommandCliTest {
         assertEquals(1, z.exit, z.err);
         assertTrue(z.err.startsWith("latent: --reps must be >= 1, got 0"), z.err);
     }
+
+    @Test
+    void precisionIsFp32OrBf16AndBf16OnlyForAttentionAndGpt() {
+        Result r = run("bench", "attention", "--precision", "fp16");
+        assertEquals(2, r.exit, r.err);
+        assertTrue(r.err.contains("Invalid value for option '--precision': expected one of [fp32, bf16] but was 'fp16'"), r.err);
+        Result g = run("bench", "gemm", "--precision", "bf16");
+        assertEquals(1, g.exit, g.err);
+        assertTrue(g.err.contains("--precision bf16: only the attention and gpt workloads have a bf16 run"), g.err);
+    }
 }

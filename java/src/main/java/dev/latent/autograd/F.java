@@ -269,12 +269,13 @@ public final class F {
         Tensor k = p.slice(0, 1, 2).reshape(q.shape()), v = p.slice(0, 2, 3).reshape(q.shape());
         float scale = (float) (1.0 / Math.sqrt(p.size(4)));
         Tensor o = g().empty(p.device(), q.shape()), lse = g().empty(p.device(), p.size(1), p.size(2), p.size(3));
-        Kernels.attention(q, k, v, causal, scale, o, lse);
+        Precision prec = gemmPrecision(p, "attention"); /* BF16: bf16 operands of its matmuls, fp32 softmax */
+        Kernels.attention(q, k, v, causal, scale, o, lse, prec);
         return rec(o, "attention", of(qkv), gr -> {
             firstOrderOnly("attention");
             Tensor d = g().empty(p.device(), p.shape());
             Tensor dq = d.slice(0, 0, 1).reshape(q.shape()), dk = d.slice(0, 1, 2).reshape(q.shape()), dv = d.slice(0, 2, 3).reshape(q.shape());
-            Kernels.attentionBackward(q, k, v, o, lse, dense(gr), causal, scale, dq, dk, dv);
+            Kernels.attentionBackward(q, k, v, o, lse, dense(gr), causal, scale, dq, dk, dv, prec);
             return of(Var.constant(d));
         });
     }

@@ -79,6 +79,7 @@ public final class LatentNative {
 
     private final Path path;
     private final MethodHandle peakFmaIsa, peakBf16, gemmBf16; // issue 15: AVX-512 FMA and bf16 dot ceilings, bf16 GEMM
+    private final MethodHandle attentionFwdBf16, attentionBwdBf16; // issue 15: bf16 attention
     private final MethodHandle lastError, isaSupported, isa, setIsa, isaReason, cpuBf16, setNumThreads, numThreads,
             structInfo, philox, randUniform, gemm, peakFma, peakTriad, abiVersionCritical;
     // Kernels bound lazily-checked: a library built without one fails at the call, naming the symbol.
@@ -156,6 +157,10 @@ public final class LatentNative {
         attentionDecodeFwd = opt(l, linker, "lt_attention_decode_fwd", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS,
                 ADDRESS, ADDRESS));
         attentionBwd = opt(l, linker, "lt_attention_bwd", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS,
+                ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        attentionFwdBf16 = opt(l, linker, "lt_attention_fwd_bf16", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS,
+                ADDRESS, ADDRESS));
+        attentionBwdBf16 = opt(l, linker, "lt_attention_bwd_bf16", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS,
                 ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
         layernormFwd = opt(l, linker, "lt_layernorm_fwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_FLOAT,
                 ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
@@ -538,6 +543,22 @@ public final class LatentNative {
                              MemorySegment lse, MemorySegment dout, MemorySegment dq, MemorySegment dk, MemorySegment dv) {
         checkAttention("lt_attention_bwd", desc, new String[] {"q", "k", "v", "o", "dout", "dq", "dk", "dv"}, new MemorySegment[] {q, k, v, o, dout, dq, dk, dv}, lse);
         try { check("lt_attention_bwd", (int) need(attentionBwd, "lt_attention_bwd").invokeExact(desc, q, k, v, o, lse, dout, dq, dk, dv)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** lt_attention_fwd_bf16: operands of Q K^T and P V rounded to bf16, fp32 accumulation; NativeException
+     * (LT_ERR_UNSUPPORTED) without AVX512_BF16 at ISA avx512. */
+    public void attentionFwdBf16(MemorySegment desc, MemorySegment q, MemorySegment k, MemorySegment v, MemorySegment o, MemorySegment lse) {
+        checkAttention("lt_attention_fwd_bf16", desc, new String[] {"q", "k", "v", "o"}, new MemorySegment[] {q, k, v, o}, lse);
+        try { check("lt_attention_fwd_bf16", (int) need(attentionFwdBf16, "lt_attention_fwd_bf16").invokeExact(desc, q, k, v, o, lse)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** lt_attention_bwd_bf16: the backward's five matmuls with bf16 operands, fp32 accumulation. */
+    public void attentionBwdBf16(MemorySegment desc, MemorySegment q, MemorySegment k, MemorySegment v, MemorySegment o,
+                                 MemorySegment lse, MemorySegment dout, MemorySegment dq, MemorySegment dk, MemorySegment dv) {
+        checkAttention("lt_attention_bwd_bf16", desc, new String[] {"q", "k", "v", "o", "dout", "dq", "dk", "dv"}, new MemorySegment[] {q, k, v, o, dout, dq, dk, dv}, lse);
+        try { check("lt_attention_bwd_bf16", (int) need(attentionBwdBf16, "lt_attention_bwd_bf16").invokeExact(desc, q, k, v, o, lse, dout, dq, dk, dv)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 

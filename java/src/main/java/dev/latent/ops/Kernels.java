@@ -5,6 +5,7 @@ import dev.latent.cuda.CudaKernels;
 import dev.latent.cuda.DeviceBuffer;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
+import dev.latent.tensor.Precision;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 
@@ -228,6 +229,39 @@ public final class Kernels {
         MemorySegment d = attDesc("attentionBackward", q, causal, scale, k, v, o, dout, dq, dk, dv);
         numel("attentionBackward", q.numel() / q.size(3), lse);
         be.attentionBackward(d, q, k, v, o, lse, dout, dq, dk, dv);
+    }
+
+    /**
+     * {@link #attention} at a chosen operand {@link Precision}: BF16 rounds the operands of Q K^T and P V to bf16 (RNE)
+     * and sums in fp32 (lt_attention_fwd_bf16; softmax and lse stay fp32). BF16 is CPU-only and needs AVX512_BF16 at
+     * ISA avx512; otherwise it is refused with {@link Gemm#bf16Unavailable()}'s reason, never emulated.
+     */
+    public static void attention(Tensor q, Tensor k, Tensor v, boolean causal, float scale, Tensor o, Tensor lse, Precision precision) {
+        if (precision != Precision.BF16) { attention(q, k, v, causal, scale, o, lse); return; }
+        Backend.on("attention", q, k, v, o, lse);
+        bf16Cpu("attention", q);
+        MemorySegment d = attDesc("attention", q, causal, scale, k, v, o);
+        numel("attention", q.numel() / q.size(3), lse);
+        LatentNative.get().attentionFwdBf16(d, q.segment(), k.segment(), v.segment(), o.segment(), lse.segment());
+    }
+
+    /** {@link #attentionBackward} at a chosen operand {@link Precision} (BF16: lt_attention_bwd_bf16, as {@link #attention}). */
+    public static void attentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dout, boolean causal,
+                                         float scale, Tensor dq, Tensor dk, Tensor dv, Precision precision) {
+        if (precision != Precision.BF16) { attentionBackward(q, k, v, o, lse, dout, causal, scale, dq, dk, dv); return; }
+        Backend.on("attentionBackward", q, k, v, o, lse, dout, dq, dk, dv);
+        bf16Cpu("attentionBackward", q);
+        MemorySegment d = attDesc("attentionBackward", q, causal, scale, k, v, o, dout, dq, dk, dv);
+        numel("attentionBackward", q.numel() / q.size(3), lse);
+        LatentNative.get().attentionBwdBf16(d, q.segment(), k.segment(), v.segment(), o.segment(), lse.segment(), dout.segment(),
+                dq.segment(), dk.segment(), dv.segment());
+    }
+
+    private static void bf16Cpu(String op, Tensor t) {
+        if (t.device() != Device.CPU)
+            throw new IllegalArgumentException(op + ": bf16 precision is CPU-only (AVX512_BF16); " + t.device() + " tensors have no bf16 attention");
+        String why = Gemm.bf16Unavailable();
+        if (why != null) throw new IllegalStateException(op + ": " + why);
     }
 
     // ---- loss ----

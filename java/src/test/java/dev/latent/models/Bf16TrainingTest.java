@@ -11,8 +11,10 @@ import dev.latent.models.gpt.GptConfig;
 import dev.latent.models.gpt.GptTrainer;
 import dev.latent.nativ.LatentNative;
 import dev.latent.ops.Gemm;
+import dev.latent.ops.Kernels;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
 import dev.latent.text.CharTokenizer;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -84,6 +86,72 @@ class Bf16TrainingTest {
             for (int i = 0; i < f[1].length; i++) { d += Math.pow(f[1][i] - h[1][i], 2); n += Math.pow(f[1][i], 2); }
             assertTrue(d > 0, "bf16 must change the gradient (the backward GEMMs run in bf16 too)");
             assertTrue(Math.sqrt(d) <= Math.sqrt(n) / 8, "gradient relative difference " + Math.sqrt(d / n));
+        }
+    }
+
+    /**
+     * Attention in a BF16 graph runs lt_attention_*_bf16: F.attention's output and its q/k/v gradient are bit-identical to
+     * Kernels.attention / attentionBackward at Precision.BF16 on the same tensors, differ from fp32 (so the bf16 kernel
+     * really ran), and stay within 2^-5 of the fp32 values' largest magnitude (bf16 operands err by <= 2^-9 each; the
+     * native attention_test checks the elementwise bound against a double reference).
+     */
+    @Test
+    void attentionInABf16GraphRunsTheBf16Kernel() {
+        needBf16();
+        long b = 2, nh = 2, t = 37, hs = 24;
+        try (Scope s = Scope.shared()) {
+            Tensor qkv = Tensor.rand(s, 3, 0, 3, b, nh, t, hs), dout = Tensor.rand(s, 3, 1, b, nh, t, hs);
+            float[][] out = new float[2][], grad = new float[2][];
+            for (int i = 0; i < 2; i++) {
+                try (Graph g = Graph.open().precision(i == 0 ? Precision.FP32 : Precision.BF16)) {
+                    Var x = Var.param(qkv);
+                    Var o = F.attention(x, true);
+                    out[i] = o.value().toArray();
+                    g.backward(F.sum(F.mul(o, Var.constant(dout))));
+                    grad[i] = x.grad().value().toArray();
+                }
+            }
+            Tensor q = qkv.slice(0, 0, 1).reshape(b, nh, t, hs), k = qkv.slice(0, 1, 2).reshape(b, nh, t, hs);
+            Tensor v = qkv.slice(0, 2, 3).reshape(b, nh, t, hs);
+            Tensor o = Tensor.zeros(s, b, nh, t, hs), lse = Tensor.zeros(s, b, nh, t);
+            Tensor dq = Tensor.zeros(s, b, nh, t, hs), dk = Tensor.zeros(s, b, nh, t, hs), dv = Tensor.zeros(s, b, nh, t, hs);
+            float scale = (float) (1 / Math.sqrt(hs));
+            Kernels.attention(q, k, v, true, scale, o, lse, Precision.BF16);
+            Kernels.attentionBackward(q, k, v, o, lse, dout, true, scale, dq, dk, dv, Precision.BF16);
+            assertArrayEquals(o.toArray(), out[1], "F.attention in a BF16 graph = the bf16 kernel, bit for bit");
+            float[] g1 = grad[1], dqa = dq.toArray(), dka = dk.toArray(), dva = dv.toArray();
+            int n = dqa.length;
+            for (int i = 0; i < n; i++) {
+                assertEquals(dqa[i], g1[i], 0f, "dq[" + i + "]");
+                assertEquals(dka[i], g1[n + i], 0f, "dk[" + i + "]");
+                assertEquals(dva[i], g1[2 * n + i], 0f, "dv[" + i + "]");
+            }
+            for (float[][] pair : new float[][][] {{out[0], out[1]}, {grad[0], grad[1]}}) {
+                double worst = 0, mag = 0;
+                int differ = 0;
+                for (int i = 0; i < pair[0].length; i++) {
+                    worst = Math.max(worst, Math.abs(pair[0][i] - pair[1][i]));
+                    mag = Math.max(mag, Math.abs(pair[0][i]));
+                    if (pair[0][i] != pair[1][i]) differ++;
+                }
+                assertTrue(differ > pair[0].length / 2, "bf16 attention must change most bits, changed " + differ);
+                assertTrue(worst <= mag / 32, "bf16 vs fp32 attention: max diff " + worst + " of max " + mag);
+            }
+        }
+    }
+
+    /** Kernels.attention at BF16 is refused below ISA avx512 with the GEMM's reason (never emulated). */
+    @Test
+    void bf16AttentionIsRefusedAtIsaAvx2() {
+        LatentNative nat = LatentNative.get();
+        int isa = nat.isa();
+        try (Scope s = Scope.shared()) {
+            nat.setIsa(LatentNative.ISA_AVX2);
+            Tensor q = Tensor.rand(s, 1, 0, 1, 1, 4, 8), o = Tensor.zeros(s, 1, 1, 4, 8), lse = Tensor.zeros(s, 1, 1, 4);
+            var e = assertThrows(IllegalStateException.class, () -> Kernels.attention(q, q, q, true, 0.3f, o, lse, Precision.BF16));
+            assertTrue(e.getMessage().contains("AVX512_BF16") && e.getMessage().contains("avx2"), e.getMessage());
+        } finally {
+            nat.setIsa(isa);
         }
     }
 
