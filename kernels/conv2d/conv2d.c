@@ -134,3 +134,27 @@ lt_status lt_conv2d_bwd_weight(const lt_conv2d_desc *d, const float *x, const fl
                                    : conv2d_bwd_weight_avx2(d, x, dy, dw, db, accumulate);
     return conv2d_bwd_weight_ref(d, x, dy, dw, db, accumulate);
 }
+
+/* The bf16 passes: the same descriptor and checks, then conv2d_bf16.c (which refuses without AVX512_BF16). */
+lt_status lt_conv2d_fwd_bf16(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
+    static const int sz[3] = {0, 1, 2};
+    lt_status st = check("lt_conv2d_fwd_bf16", d, x, "x", w, "w", y, "y", sz);
+    return st ? st : conv2d_fwd_bf16(d, x, w, bias, y);
+}
+
+lt_status lt_conv2d_bwd_data_bf16(const lt_conv2d_desc *d, const float *dy, const float *w, const float *bias,
+                                  float *dx) {
+    static const int sz[3] = {2, 1, 0};
+    lt_status st = check("lt_conv2d_bwd_data_bf16", d, dy, "dy", w, "w", dx, "dx", sz);
+    return st ? st : conv2d_bwd_data_bf16(d, dy, w, bias, dx);
+}
+
+lt_status lt_conv2d_bwd_weight_bf16(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw, float *db,
+                                    int32_t accumulate) {
+    static const int sz[3] = {0, 2, 1};
+    lt_status st = check("lt_conv2d_bwd_weight_bf16", d, x, "x", dy, "dy", dw, "dw", sz);
+    if (st) return st;
+    if (accumulate != 0 && accumulate != 1)
+        return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_conv2d_bwd_weight_bf16: accumulate=%d must be 0 or 1", accumulate);
+    return conv2d_bwd_weight_bf16(d, x, dy, dw, db, accumulate);
+}

@@ -63,4 +63,13 @@ LT_HIDDEN lt_status conv2d_wino_bwd_data_avx512(const lt_conv2d_desc *d, const f
 LT_HIDDEN lt_status conv2d_wino_bwd_weight_avx512(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw,
                                                   float *db, int accumulate);
 
+/* bf16 operands (RNE), fp32 sums: each pass lowered to the bf16 GEMM per block of images (conv2d_bf16.c). Each
+ * refuses with LT_ERR_UNSUPPORTED unless lt_cpu_bf16() and the level in use is avx512. */
+LT_HIDDEN lt_status conv2d_fwd_bf16(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias,
+                                    float *y);
+LT_HIDDEN lt_status conv2d_bwd_data_bf16(const lt_conv2d_desc *d, const float *dy, const float *w, const float *bias,
+                                         float *dx);
+LT_HIDDEN lt_status conv2d_bwd_weight_bf16(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw,
+                                           float *db, int accumulate);
+
 #endif

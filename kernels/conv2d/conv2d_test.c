@@ -15,7 +15,18 @@
  * results are each held to it against double, and to twice it against each other.
  * Zero-trust: every write-only output (y, dx, dw and db with accumulate = 0) is NaN-prefilled, so an unwritten
  * element or a NaN read back from the output fails. Also: 1, 2 and 3 threads bit-identical, the adjoint identity
- * <conv(x, w), y> = <x, conv^T(y, w)>, concurrent callers, and bad arguments (LT_ERR_INVALID_ARGUMENT with a message). */
+ * <conv(x, w), y> = <x, conv^T(y, w)>, concurrent callers, and bad arguments (LT_ERR_INVALID_ARGUMENT with a message).
+ *
+ * bf16 (lt_conv2d_*_bf16; at avx512 with AVX512_BF16 the same fixed and random shapes, else the check that they are
+ * refused). Each result is held twice, as gemm_test.c holds lt_gemm_bf16: (1) against the double reference computed
+ * on the operands rounded to bf16 here (RNE by bit manipulation, independent of the kernel's instructions) with the
+ * fp32 tolerance above: products of bf16 values are exact in fp32, so only fp32 sums err, and a kernel that rounded
+ * the wrong operands, or none, fails it; (2) against the double reference on the fp32 operands with
+ * (2^-7 + 2^-16) mag added: bf16 keeps 8 significant bits, so RNE errs by at most u_bf = 2^-8 relative per operand
+ * and a product of two rounded operands by (2 u_bf + u_bf^2) = 2^-7 + 2^-16 relative; summed, at most that times mag
+ * (first order and rigorous, not probabilistic). Bias, db and old dw/db are fp32 and not rounded (mag includes them,
+ * which only loosens (2) a little). Also: 1, 2, 3 threads bit-identical on shapes of several image blocks, and that
+ * the results really differ from the fp32 kernels' (rounded, not silently fp32). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +38,28 @@
 
 #define U (1.0 / 16777216.0)
 
-static double tol(double mag, int64_t terms) { return U * (8.0 * sqrt((double)terms) + 3.0) * mag + 1e-30; }
+
+/* ---- bf16 -------------------------------------------------------------------------------------------------------- */
+
+static int g_bf16;         /* 1: check_shape runs the lt_conv2d_*_bf16 entry points (see the header) */
+static double g_extra;     /* added relative tolerance (x mag): 0, or 2^-7 + 2^-16 against the fp32 operands */
+
+static float bf16_rne(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x7FFFFFu)) return x; /* NaN stays NaN */
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    u &= 0xFFFF0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+static float *bf16_copy(const float *x, int64_t n) {
+    float *y = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    for (int64_t i = 0; i < n; i++) y[i] = bf16_rne(x[i]);
+    return y;
+}
+
+static double tol(double mag, int64_t terms) { return U * (8.0 * sqrt((double)terms) + 3.0) * mag + g_extra * mag + 1e-30; }
 
 static int64_t nx_of(const lt_conv2d_desc *d) { return d->n * d->c * d->h * d->w; }
 static int64_t nw_of(const lt_conv2d_desc *d) { return d->k * d->c * d->r * d->s; }
@@ -154,7 +186,9 @@ static float *fmalloc(int64_t n) { return malloc((size_t)(n > 0 ? n : 1) * sizeo
 static double *dmalloc(int64_t n) { return malloc((size_t)(n > 0 ? n : 1) * sizeof(double)); }
 
 /* All passes of one shape against double and the C reference. */
+static void check_shape_bf16(const lt_conv2d_desc *d, uint64_t *rng);
 static void check_shape(const lt_conv2d_desc *d, uint64_t *rng) {
+    if (g_bf16) { check_shape_bf16(d, rng); return; }
     const int64_t nx = nx_of(d), nw = nw_of(d), ny = ny_of(d);
     char sh[256];
     snprintf(sh, sizeof sh, "%s", shape_str(d));
@@ -209,6 +243,53 @@ static void check_shape(const lt_conv2d_desc *d, uint64_t *rng) {
         }
     free(x); free(w); free(dy); free(bk); free(bc); free(y); free(yr); free(dx); free(dxr);
     free(dw0); free(dw); free(dwr); free(db0); free(db); free(dbr); free(want); free(mag); free(bw); free(bm);
+}
+
+
+/* All bf16 passes of one shape: (1) against double on the bf16-rounded operands with the fp32 tolerance, (2) against
+ * double on the fp32 operands with the bf16 bound (the header). Write-only outputs are NaN-prefilled. */
+static void check_shape_bf16(const lt_conv2d_desc *d, uint64_t *rng) {
+    const int64_t nx = nx_of(d), nw = nw_of(d), ny = ny_of(d), big = ny > nx ? (ny > nw ? ny : nw) : (nx > nw ? nx : nw);
+    char sh[256], what[400];
+    snprintf(sh, sizeof sh, "%s", shape_str(d));
+    float *x = fmalloc(nx), *w = fmalloc(nw), *dy = fmalloc(ny), *bk = fmalloc(d->k), *bc = fmalloc(d->c);
+    float *dw0 = fmalloc(nw), *db0 = fmalloc(d->k), *out = fmalloc(big), *db = fmalloc(d->k);
+    double *want = dmalloc(big), *mag = dmalloc(big), *bw = dmalloc(d->k), *bm = dmalloc(d->k);
+    lt_t_fill(x, nx, rng); lt_t_fill(w, nw, rng); lt_t_fill(dy, ny, rng);
+    lt_t_fill(bk, d->k, rng); lt_t_fill(bc, d->c, rng); lt_t_fill(dw0, nw, rng); lt_t_fill(db0, d->k, rng);
+    float *x16 = bf16_copy(x, nx), *w16 = bf16_copy(w, nw), *dy16 = bf16_copy(dy, ny);
+    for (int pass = 0; pass < 3; pass++)
+        for (int v = 0; v < 2; v++) { /* v: bias / db or not; for bwd_weight also accumulate */
+            int64_t n = pass == 0 ? ny : pass == 1 ? nx : nw;
+            int64_t terms = pass == 0 ? d->c * d->r * d->s : pass == 1 ? d->k * d->r * d->s : d->n * d->oh * d->ow + 1;
+            lt_status st;
+            if (pass == 2 && v) { memcpy(out, dw0, nw * 4); memcpy(db, db0, d->k * 4); }
+            else { lt_t_nan(out, n); lt_t_nan(db, d->k); }
+            st = pass == 0 ? lt_conv2d_fwd_bf16(d, x, w, v ? bk : NULL, out)
+               : pass == 1 ? lt_conv2d_bwd_data_bf16(d, dy, w, v ? bc : NULL, out)
+                           : lt_conv2d_bwd_weight_bf16(d, x, dy, out, db, v);
+            snprintf(what, sizeof what, "bf16 %s %s=%d %s", pass == 0 ? "fwd" : pass == 1 ? "bwd_data" : "bwd_weight",
+                     pass == 2 ? "acc" : "bias", v, sh);
+            CHECK(st == LT_OK, "%s: status %d (%s)", what, st, lt_last_error());
+            for (int against = 0; against < 2; against++) { /* 0: bf16-rounded operands, 1: fp32 operands */
+                const float *xx = against ? x : x16, *ww = against ? w : w16, *gg = against ? dy : dy16;
+                if (pass == 0) dref_fwd(d, xx, ww, v ? bk : NULL, want, mag);
+                else if (pass == 1) dref_bwd_data(d, gg, ww, v ? bc : NULL, want, mag);
+                else dref_bwd_weight(d, xx, gg, dw0, db0, v, want, mag, bw, bm);
+                g_extra = against ? 1.0 / 128 + 1.0 / 65536 : 0;
+                CHECK(agree_all(what, out, want, mag, n, terms, NULL), "%s: wrong result against the %s operands", what,
+                      against ? "fp32" : "bf16-rounded");
+                /* db sums dy in fp32, unrounded: the fp32 reference, fp32 tolerance */
+                if (pass == 2 && !against) {
+                    g_extra = 0;
+                    dref_bwd_weight(d, x, dy, dw0, db0, v, want, mag, bw, bm);
+                    CHECK(agree_all(what, db, bw, bm, d->k, terms, NULL), "%s: wrong db", what);
+                }
+            }
+            g_extra = 0;
+        }
+    free(x); free(w); free(dy); free(bk); free(bc); free(dw0); free(db0); free(out); free(db);
+    free(want); free(mag); free(bw); free(bm); free(x16); free(w16); free(dy16);
 }
 
 static int64_t irange(uint64_t *rng, int64_t lo, int64_t hi) { return lo + (int64_t)(lt_t_next(rng) % (uint64_t)(hi - lo + 1)); }
@@ -267,7 +348,7 @@ static void test_shapes(void) {
         make(1, 33, 13, 9, 16, 3, 3, 1, 1, 0, 0),  make(1, 40, 10, 38, 17, 3, 3, 1, 1, 2, 2),
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) check_shape(&fixed[i], &rng);
-    for (int i = 0; i < 150; i++) {
+    for (int i = 0; i < (g_bf16 ? 60 : 150); i++) {
         lt_conv2d_desc d = random_shape(&rng);
         check_shape(&d, &rng);
     }
@@ -426,6 +507,99 @@ static void test_invalid(void) {
 #undef EXPECT_BAD
 }
 
+/* bf16: 1, 2 and 3 threads give the same bits, on shapes of several image blocks (conv2d_bf16.c) and the FC path. */
+static void test_bf16_threads(void) {
+    uint64_t rng = 4343;
+    lt_conv2d_desc shapes[] = {make(40, 5, 9, 9, 7, 3, 3, 1, 1, 1, 1), make(9, 17, 14, 14, 33, 4, 4, 2, 2, 1, 1),
+                               make(3, 33, 11, 13, 16, 3, 3, 1, 1, 1, 1), make(6, 40, 4, 4, 19, 4, 4, 1, 1, 0, 0),
+                               make(64, 64, 8, 8, 128, 4, 4, 2, 2, 1, 1)};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const lt_conv2d_desc *d = &shapes[si];
+        int64_t nx = nx_of(d), nw = nw_of(d), ny = ny_of(d), nb = d->k > d->c ? d->k : d->c;
+        float *x = fmalloc(nx), *w = fmalloc(nw), *dy = fmalloc(ny), *b = fmalloc(nb);
+        lt_t_fill(x, nx, &rng); lt_t_fill(w, nw, &rng); lt_t_fill(dy, ny, &rng); lt_t_fill(b, nb, &rng);
+        float *out[3][4];
+        for (int t = 0; t < 3; t++) {
+            lt_set_num_threads(t + 1);
+            out[t][0] = fmalloc(ny); out[t][1] = fmalloc(nx); out[t][2] = fmalloc(nw); out[t][3] = fmalloc(d->k);
+            lt_status s = lt_conv2d_fwd_bf16(d, x, w, b, out[t][0]);
+            s |= lt_conv2d_bwd_data_bf16(d, dy, w, b, out[t][1]);
+            s |= lt_conv2d_bwd_weight_bf16(d, x, dy, out[t][2], out[t][3], 0);
+            CHECK(s == LT_OK, "bf16 threads=%d %s: status %d (%s)", t + 1, shape_str(d), s, lt_last_error());
+        }
+        for (int t = 1; t < 3; t++)
+            CHECK(!memcmp(out[0][0], out[t][0], ny * 4) && !memcmp(out[0][1], out[t][1], nx * 4) &&
+                      !memcmp(out[0][2], out[t][2], nw * 4) && !memcmp(out[0][3], out[t][3], d->k * 4),
+                  "bf16 %s: 1 and %d threads differ (fwd %d bwd_data %d dw %d db %d)", shape_str(d), t + 1,
+                  !!memcmp(out[0][0], out[t][0], ny * 4), !!memcmp(out[0][1], out[t][1], nx * 4),
+                  !!memcmp(out[0][2], out[t][2], nw * 4), !!memcmp(out[0][3], out[t][3], d->k * 4));
+        for (int t = 0; t < 3; t++) for (int j = 0; j < 4; j++) free(out[t][j]);
+        free(x); free(w); free(dy); free(b);
+    }
+    lt_set_num_threads(2);
+}
+
+/* bf16 really rounds: on random inputs most outputs differ from the fp32 kernels' (a path that silently ran fp32 would
+ * pass the looser bf16 tolerance), yet stay close to them. */
+static void test_bf16_rounds(void) {
+    uint64_t rng = 555;
+    lt_conv2d_desc shapes[] = {make(3, 17, 14, 14, 33, 4, 4, 2, 2, 1, 1), make(4, 40, 4, 4, 19, 4, 4, 1, 1, 0, 0)};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const lt_conv2d_desc *d = &shapes[si];
+        int64_t nx = nx_of(d), nw = nw_of(d), ny = ny_of(d), n[3] = {ny, nx, nw};
+        float *x = fmalloc(nx), *w = fmalloc(nw), *dy = fmalloc(ny), *a[3], *b[3];
+        lt_t_fill(x, nx, &rng); lt_t_fill(w, nw, &rng); lt_t_fill(dy, ny, &rng);
+        for (int p = 0; p < 3; p++) { a[p] = fmalloc(n[p]); b[p] = fmalloc(n[p]); }
+        lt_status s = lt_conv2d_fwd(d, x, w, NULL, a[0]) | lt_conv2d_bwd_data(d, dy, w, NULL, a[1]) |
+                      lt_conv2d_bwd_weight(d, x, dy, a[2], NULL, 0) | lt_conv2d_fwd_bf16(d, x, w, NULL, b[0]) |
+                      lt_conv2d_bwd_data_bf16(d, dy, w, NULL, b[1]) | lt_conv2d_bwd_weight_bf16(d, x, dy, b[2], NULL, 0);
+        CHECK(s == LT_OK, "bf16 rounds %s: (%s)", shape_str(d), lt_last_error());
+        static const char *names[3] = {"fwd", "bwd_data", "bwd_weight"};
+        for (int p = 0; p < 3; p++) {
+            int64_t differ = 0;
+            double worst = 0, mx = 0;
+            for (int64_t i = 0; i < n[p]; i++) {
+                if (a[p][i] != b[p][i]) differ++;
+                worst = fmax(worst, fabs((double)a[p][i] - b[p][i]));
+                mx = fmax(mx, fabs((double)a[p][i]));
+            }
+            CHECK(differ > n[p] / 2, "bf16 %s %s: only %lld of %lld differ from fp32: operands not rounded?", names[p],
+                  shape_str(d), (long long)differ, (long long)n[p]);
+            CHECK(worst < 0.05 * mx, "bf16 %s %s: max |bf16 - fp32| %g against max |fp32| %g", names[p], shape_str(d),
+                  worst, mx);
+        }
+        for (int p = 0; p < 3; p++) { free(a[p]); free(b[p]); }
+        free(x); free(w); free(dy);
+    }
+}
+
+/* Without AVX512_BF16 or below avx512 the bf16 entry points refuse, naming why; a bad descriptor is still
+ * LT_ERR_INVALID_ARGUMENT (checked first). */
+static void test_bf16_refused(void) {
+    float buf[64] = {0}, o[64], o2[64];
+    lt_conv2d_desc ok = make(1, 1, 4, 4, 1, 3, 3, 1, 1, 1, 1), bad = ok;
+    bad.oh = 3;
+    lt_status s = lt_conv2d_fwd_bf16(&ok, buf, buf + 16, NULL, o);
+    CHECK(s == LT_ERR_UNSUPPORTED && strstr(lt_last_error(), "AVX512_BF16"), "fwd_bf16 refused: %d \"%s\"", s, lt_last_error());
+    s = lt_conv2d_bwd_data_bf16(&ok, buf, buf + 16, NULL, o);
+    CHECK(s == LT_ERR_UNSUPPORTED && strstr(lt_last_error(), "AVX512_BF16"), "bwd_data_bf16 refused: %d \"%s\"", s, lt_last_error());
+    s = lt_conv2d_bwd_weight_bf16(&ok, buf, buf + 16, o, o2, 0);
+    CHECK(s == LT_ERR_UNSUPPORTED && strstr(lt_last_error(), "AVX512_BF16"), "bwd_weight_bf16 refused: %d \"%s\"", s, lt_last_error());
+    s = lt_conv2d_fwd_bf16(&bad, buf, buf + 16, NULL, o);
+    CHECK(s == LT_ERR_INVALID_ARGUMENT && strstr(lt_last_error(), "oh=3"), "fwd_bf16 bad oh: %d \"%s\"", s, lt_last_error());
+}
+
+static void test_bf16_invalid(void) {
+    float buf[64] = {0}, o[64];
+    lt_conv2d_desc ok = make(1, 1, 4, 4, 1, 3, 3, 1, 1, 1, 1);
+    lt_status s = lt_conv2d_bwd_weight_bf16(&ok, buf, buf + 16, o, NULL, 2);
+    CHECK(s == LT_ERR_INVALID_ARGUMENT && strstr(lt_last_error(), "accumulate"), "bwd_weight_bf16 accumulate=2: %d", s);
+    s = lt_conv2d_fwd_bf16(&ok, buf, buf + 16, NULL, buf + 8);
+    CHECK(s == LT_ERR_INVALID_ARGUMENT && strstr(lt_last_error(), "overlaps"), "fwd_bf16 in place: %d", s);
+    s = lt_conv2d_bwd_data_bf16(NULL, buf, buf + 16, NULL, o);
+    CHECK(s == LT_ERR_INVALID_ARGUMENT, "bwd_data_bf16 NULL descriptor: %d", s);
+}
+
 /* ---- --bench --------------------------------------------------------------------------------------------------- */
 
 static double best_of(int reps, int pass, const lt_conv2d_desc *d, const float *a, const float *b, float *out) {
@@ -515,6 +689,16 @@ int main(int argc, char **argv) {
     }
     test_adjoint();
     test_concurrent();
+    test_bf16_invalid();
+    if (lt_cpu_bf16() && lt_isa() >= LT_ISA_AVX512) {
+        g_bf16 = 1;
+        test_shapes();
+        g_bf16 = 0;
+        test_bf16_threads();
+        test_bf16_rounds();
+    } else {
+        test_bf16_refused();
+    }
     printf("worst error / tolerance: %.3f\n", lt_t_worst_ratio);
     return lt_test_summary();
 }

@@ -265,6 +265,16 @@ LT_API lt_status lt_conv2d_bwd_data(const lt_conv2d_desc *d, const float *dy, co
  * fixed reduction order independent of the thread count. */
 LT_API lt_status lt_conv2d_bwd_weight(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw, float *db,
                                       int32_t accumulate);
+/* bf16 conv2d: the same descriptor, layouts and checks as the three above; the operands of every product (x or its
+ * unfolded patches, w, dy) are rounded to bf16 (round to nearest even) and the products summed in fp32 (AVX512_BF16
+ * vdpbf16ps, through the bf16 GEMM); bias, db and outputs stay fp32. LT_ERR_UNSUPPORTED unless lt_cpu_bf16() and
+ * the level in use is avx512 (never emulated). Bits identical across thread counts. */
+LT_API lt_status lt_conv2d_fwd_bf16(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias,
+                                    float *y);
+LT_API lt_status lt_conv2d_bwd_data_bf16(const lt_conv2d_desc *d, const float *dy, const float *w, const float *bias,
+                                         float *dx);
+LT_API lt_status lt_conv2d_bwd_weight_bf16(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw,
+                                           float *db, int32_t accumulate);
 
 /* ---- dilated causal 1-D convolution (kernels/conv1d; WaveNet's layer) ------------------------------------
  * x (N, Cin, T), w (Cout, Cin, K), bias (Cout), y (N, Cout, T), all contiguous; dilation d >= 1, causal: the input is
