@@ -12,6 +12,7 @@ import dev.latent.models.gan.ToyGan;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.Limits;
+import dev.latent.tensor.Device;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -53,7 +54,8 @@ final class GanCommands {
         abstract GanTrainer.Config base();
 
         GanTrainer.Config config(GanTrainer.Config b, int nCritic, float lambda, Dcgan.Norm norm) {
-            precision.fp32Only(b.loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp", "its convolutions have no bf16 kernel (bf16 is wired for train gpt's linear layers only)");
+            if (b.loss() != GanTrainer.Loss.GAN)
+                precision.fp32Only("wgan-gp", "bf16 convolutions are not checked through its gradient penalty's double backward (bf16 runs train gpt, dcgan and vae)");
             Limits.atLeast("--steps/--iters", iters, 1);
             batch.check();
             Limits.atLeast("--nz", nz, 1);
@@ -73,7 +75,8 @@ final class GanCommands {
             ImageData.load(data.data, "train");   // validated before the run folder is touched
             resume.check(out, GanTrainer.CHECKPOINT);
             threads.apply();
-            GanTrainer t = new GanTrainer(c, device.resolve()).listener(ConsoleListener.INSTANCE);
+            Device runOn = device.resolve();
+            GanTrainer t = new GanTrainer(c, runOn).listener(ConsoleListener.INSTANCE).precision(precision.runnable(runOn));
             System.err.printf(Locale.ROOT, "%s: data %s, %d iterations of batch %d, %d threads%n", c.loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp",
                     c.data(), c.iters(), c.batch(), Latent.threads());
             GanTrainer.Result r = t.run(c.iters(), resume.resume, resume.stopAt());

@@ -48,7 +48,6 @@ final class VaeCommands {
 
         @Override
         public Integer call() throws Exception {
-            precision.fp32Only("vae", "its convolutions have no bf16 kernel (bf16 is wired for train gpt's linear layers only)");
             threads.check();
             Limits.positive("--lr", lr);
             Limits.nonNegative("--beta", beta);
@@ -71,7 +70,7 @@ final class VaeCommands {
                     limit.limit, 1234, iwae.k, iwae.n, 100, quiet.quiet, excludeClass == null ? -1 : excludeClass).withClasses(classes);
             Device runOn = device.resolve();
             try (Scope scope = Scope.shared()) {
-                VaeTrainer t = new VaeTrainer(c, scope, runOn).listener(ConsoleListener.INSTANCE);
+                VaeTrainer t = new VaeTrainer(c, scope, runOn).listener(ConsoleListener.INSTANCE).precision(precision.runnable(runOn));
                 var results = t.run(run.steps(), run.resume(), run.stopAt());
                 if (results.isEmpty()) {   // stopped (--stop-after) before the end of a pass over the data
                     System.out.println(Json.object(Map.of("model", "vae", "stopped", true, "out", out.out.toString())));

@@ -4,6 +4,7 @@ import dev.latent.ops.Conv;
 import dev.latent.ops.Gemm;
 import dev.latent.ops.Kernels;
 import dev.latent.tensor.Device;
+import dev.latent.tensor.Precision;
 import dev.latent.tensor.Tensor;
 
 import java.lang.foreign.MemorySegment;
@@ -34,6 +35,9 @@ public final class ConvF {
         return new Conv.Geometry(x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), strideH, strideW, padH, padW);
     }
 
+    /** The current graph's operand precision for a convolution on t (BF16: lt_conv2d_*_bf16; CUDA refused, as in F). */
+    private static Precision convPrecision(Tensor t) { return gemmPrecision(t, "conv2d"); }
+
     /** 2-D convolution (cross-correlation) of x (N, C, H, W) with w (K, C, R, S), optional bias (K): PyTorch's conv2d. */
     public static Var conv2d(Var x, Var w, Var b, int stride, int pad) { return conv2d(x, w, b, stride, stride, pad, pad); }
 
@@ -45,12 +49,12 @@ public final class ConvF {
         Conv.Geometry geo = convGeometry("conv2d", x.value, w.value, strideH, strideW, padH, padW);
         if (b != null && b.value.numel() != geo.k()) throw new IllegalArgumentException("conv2d: bias " + b.value + " for " + geo.k() + " channels");
         Tensor y = g().empty(x.value.device(), geo.outShape());
-        Conv.forward(geo, dense(x), dense(w), b == null ? null : dense(b), y);
+        Conv.forward(geo, dense(x), dense(w), b == null ? null : dense(b), y, convPrecision(x.value));
         return rec(y, "conv2d", b == null ? of(x, w) : of(x, w, b), gr -> {
             Var dx = x.requiresGrad ? convBackwardData(geo, gr, w) : null;
             if (!g().recording && wants(w) && wants(b)) {   // first order: dw and db in one pass
                 Tensor dw = g().empty(x.value.device(), geo.weightShape()), db = g().empty(x.value.device(), geo.k());
-                Conv.backwardWeight(geo, dense(x), dense(gr), dw, db, false);
+                Conv.backwardWeight(geo, dense(x), dense(gr), dw, db, false, convPrecision(x.value));
                 return of(dx, Var.constant(dw), Var.constant(db));
             }
             Var dw = wants(w) ? convBackwardWeight(geo, x, gr) : null;
@@ -62,7 +66,7 @@ public final class ConvF {
     /** conv2d without bias for a given geometry (the adjoint rules' building block). */
     static Var conv2d(Conv.Geometry geo, Var x, Var w) {
         Tensor y = g().empty(x.value.device(), geo.outShape());
-        Conv.forward(geo, dense(x), dense(w), null, y);
+        Conv.forward(geo, dense(x), dense(w), null, y, convPrecision(x.value));
         return rec(y, "conv2d", of(x, w), gr -> of(
                 x.requiresGrad ? convBackwardData(geo, gr, w) : null,
                 wants(w) ? convBackwardWeight(geo, x, gr) : null));
@@ -71,7 +75,7 @@ public final class ConvF {
     /** dx = conv^T(dy, w): the input gradient of a convolution, and the forward of a transposed one. */
     static Var convBackwardData(Conv.Geometry geo, Var dy, Var w) {
         Tensor dx = g().empty(dy.value.device(), geo.inShape());
-        Conv.backwardData(geo, dense(dy), dense(w), null, dx);
+        Conv.backwardData(geo, dense(dy), dense(w), null, dx, convPrecision(dy.value));
         return rec(dx, "conv2dBackwardData", of(dy, w), gr -> of(
                 dy.requiresGrad ? conv2d(geo, gr, w) : null,
                 wants(w) ? convBackwardWeight(geo, gr, dy) : null));
@@ -80,7 +84,7 @@ public final class ConvF {
     /** dw = sum over the batch of dy (x) patches of x: the weight gradient of a convolution. */
     static Var convBackwardWeight(Conv.Geometry geo, Var x, Var dy) {
         Tensor dw = g().empty(x.value.device(), geo.weightShape());
-        Conv.backwardWeight(geo, dense(x), dense(dy), dw, null, false);
+        Conv.backwardWeight(geo, dense(x), dense(dy), dw, null, false, convPrecision(x.value));
         return rec(dw, "conv2dBackwardWeight", of(x, dy), gr -> of(
                 x.requiresGrad ? convBackwardData(geo, dy, gr) : null,
                 dy.requiresGrad ? conv2d(geo, x, gr) : null));
@@ -104,7 +108,7 @@ public final class ConvF {
         if (b == null) return convBackwardData(geo, x, w);
         if (b.value.numel() != geo.c()) throw new IllegalArgumentException("convTranspose2d: bias " + b.value + " for " + geo.c() + " channels");
         Tensor y = g().empty(xv.device(), geo.inShape());
-        Conv.backwardData(geo, dense(x), dense(w), dense(b), y);
+        Conv.backwardData(geo, dense(x), dense(w), dense(b), y, convPrecision(x.value));
         return rec(y, "convTranspose2d", of(x, w, b), gr -> of(
                 x.requiresGrad ? conv2d(geo, gr, w) : null,
                 wants(w) ? convBackwardWeight(geo, gr, x) : null,

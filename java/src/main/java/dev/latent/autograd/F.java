@@ -132,7 +132,7 @@ public final class F {
     }
 
     /** The current graph's matmul precision; BF16 on a CUDA tensor is refused (no device bf16 path yet). */
-    private static Precision gemmPrecision(Tensor t, String op) {
+    static Precision gemmPrecision(Tensor t, String op) {
         Precision p = g().precision();
         if (p == Precision.BF16 && t.device() != Device.CPU)
             throw new IllegalArgumentException(op + ": bf16 precision is CPU-only (AVX512_BF16); " + t.device()

@@ -58,8 +58,9 @@ public final class Graph implements AutoCloseable {
      * Operand precision of this graph's matmul GEMMs ({@link F#matmul}, {@link F#linear}, forward and the backward
      * dX = dY W, dW = dY^T X, which run while this graph is current): FP32 (default) or BF16 (operands rounded to
      * bf16, round to nearest even, products summed in fp32; CPU with AVX512_BF16 only). Everything else stays fp32:
-     * reductions, LayerNorm, softmax and attention's statistics, convolutions (no bf16 kernel), the optimizer and the
-     * master weights. {@link F#attention} rounds the operands of its matmuls (Q K^T, P V and the backward's) the same way.
+     * reductions, LayerNorm, BatchNorm, softmax and attention's statistics, biases, the optimizer and the master weights.
+     * {@link F#attention} rounds the operands of its matmuls (Q K^T, P V and the backward's) the same way, and
+     * {@link F#conv2d} / {@link F#convTranspose2d} those of their three passes (lt_conv2d_*_bf16).
      * Scoped to this graph (one step), not process-wide. BF16 where it cannot run is an IllegalStateException naming
      * AVX512_BF16 and the ISA in use ({@link Gemm#bf16Unavailable}); nothing emulates it.
      */

@@ -80,6 +80,7 @@ public final class LatentNative {
     private final Path path;
     private final MethodHandle peakFmaIsa, peakBf16, gemmBf16; // issue 15: AVX-512 FMA and bf16 dot ceilings, bf16 GEMM
     private final MethodHandle attentionFwdBf16, attentionBwdBf16; // issue 15: bf16 attention
+    private final MethodHandle conv2dFwdBf16, conv2dBwdDataBf16, conv2dBwdWeightBf16; // issue 15: bf16 conv2d
     private final MethodHandle lastError, isaSupported, isa, setIsa, isaReason, cpuBf16, setNumThreads, numThreads,
             structInfo, philox, randUniform, gemm, peakFma, peakTriad, abiVersionCritical;
     // Kernels bound lazily-checked: a library built without one fails at the call, naming the symbol.
@@ -187,6 +188,10 @@ public final class LatentNative {
         conv2dFwd = opt(l, linker, "lt_conv2d_fwd", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
         conv2dBwdData = opt(l, linker, "lt_conv2d_bwd_data", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
         conv2dBwdWeight = opt(l, linker, "lt_conv2d_bwd_weight", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS,
+                ADDRESS, JAVA_INT));
+        conv2dFwdBf16 = opt(l, linker, "lt_conv2d_fwd_bf16", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        conv2dBwdDataBf16 = opt(l, linker, "lt_conv2d_bwd_data_bf16", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        conv2dBwdWeightBf16 = opt(l, linker, "lt_conv2d_bwd_weight_bf16", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS,
                 ADDRESS, JAVA_INT));
         bnFwdTrain = opt(l, linker, "lt_batchnorm2d_fwd_train", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG,
                 JAVA_FLOAT, JAVA_FLOAT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
@@ -337,7 +342,7 @@ public final class LatentNative {
         long k = d.get(JAVA_LONG, 32), r = d.get(JAVA_LONG, 40), s = d.get(JAVA_LONG, 48), oh = d.get(JAVA_LONG, 56), ow = d.get(JAVA_LONG, 64);
         floats(op, names[0] + " (n=" + n + ", c=" + c + ", h=" + h + ", w=" + wd + ")", in0, elems(op, n, c, h, wd));
         floats(op, names[1] + " (k=" + k + ", c=" + c + ", r=" + r + ", s=" + s + ")", w, elems(op, k, c, r, s));
-        boolean biasOverC = op.equals("lt_conv2d_bwd_data");   // the transposed conv's bias is per input channel
+        boolean biasOverC = op.startsWith("lt_conv2d_bwd_data");   // the transposed conv's bias is per input channel
         floats(op, names[2] + (biasOverC ? " (c=" + c + ")" : " (k=" + k + ")"), bias, elems(op, biasOverC ? c : k));
         floats(op, names[3] + " (n=" + n + ", k=" + k + ", oh=" + oh + ", ow=" + ow + ")", out, elems(op, n, k, oh, ow));
     }
@@ -746,6 +751,28 @@ public final class LatentNative {
     public void conv2dBwdWeight(MemorySegment desc, MemorySegment x, MemorySegment dy, MemorySegment dw, MemorySegment db, boolean accumulate) {
         checkConv("lt_conv2d_bwd_weight", desc, new String[] {"x", "dw", "db", "dy"}, x, dw, db, dy);
         try { check("lt_conv2d_bwd_weight", (int) need(conv2dBwdWeight, "lt_conv2d_bwd_weight").invokeExact(desc, x, dy, dw, db, accumulate ? 1 : 0)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** lt_conv2d_fwd_bf16: x (as unfolded patches) and w rounded to bf16, fp32 accumulation; NativeException
+     * (LT_ERR_UNSUPPORTED) without AVX512_BF16 at ISA avx512. */
+    public void conv2dFwdBf16(MemorySegment desc, MemorySegment x, MemorySegment w, MemorySegment bias, MemorySegment y) {
+        checkConv("lt_conv2d_fwd_bf16", desc, new String[] {"x", "w", "bias", "y"}, x, w, bias, y);
+        try { check("lt_conv2d_fwd_bf16", (int) need(conv2dFwdBf16, "lt_conv2d_fwd_bf16").invokeExact(desc, x, w, bias, y)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** lt_conv2d_bwd_data_bf16: dy and w rounded to bf16, fp32 accumulation. */
+    public void conv2dBwdDataBf16(MemorySegment desc, MemorySegment dy, MemorySegment w, MemorySegment bias, MemorySegment dx) {
+        checkConv("lt_conv2d_bwd_data_bf16", desc, new String[] {"dx", "w", "bias", "dy"}, dx, w, bias, dy);
+        try { check("lt_conv2d_bwd_data_bf16", (int) need(conv2dBwdDataBf16, "lt_conv2d_bwd_data_bf16").invokeExact(desc, dy, w, bias, dx)); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** lt_conv2d_bwd_weight_bf16: x (as unfolded patches) and dy rounded to bf16, fp32 accumulation; db fp32. */
+    public void conv2dBwdWeightBf16(MemorySegment desc, MemorySegment x, MemorySegment dy, MemorySegment dw, MemorySegment db, boolean accumulate) {
+        checkConv("lt_conv2d_bwd_weight_bf16", desc, new String[] {"x", "dw", "db", "dy"}, x, dw, db, dy);
+        try { check("lt_conv2d_bwd_weight_bf16", (int) need(conv2dBwdWeightBf16, "lt_conv2d_bwd_weight_bf16").invokeExact(desc, x, dy, dw, db, accumulate ? 1 : 0)); }
         catch (Throwable t) { throw rethrow(t); }
     }
 

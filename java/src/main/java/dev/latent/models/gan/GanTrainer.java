@@ -120,6 +120,29 @@ public final class GanTrainer {
         return this;
     }
 
+    private dev.latent.tensor.Precision precision = dev.latent.tensor.Precision.FP32;
+
+    /**
+     * Operand precision of the training steps' convolutions and matmuls (issue 15): BF16 runs them through
+     * lt_conv2d_*_bf16 and lt_gemm_bf16 (operands rounded to bf16, fp32 sums); BatchNorm, the losses, reductions, the
+     * master weights and Adam's state stay fp32, and sampling and evaluation graphs stay fp32. CPU with AVX512_BF16
+     * only: elsewhere an exception naming why, before any step. Not recorded in the checkpoint: a resumed run takes
+     * the precision it is given.
+     */
+    public GanTrainer precision(dev.latent.tensor.Precision p) {
+        java.util.Objects.requireNonNull(p, "precision");
+        if (p == dev.latent.tensor.Precision.BF16) {
+            if (cfg.loss != Loss.GAN)
+                throw new IllegalArgumentException("wgan-gp: bf16 precision is not checked for its gradient penalty's double backward; use fp32");
+            if (device != Device.CPU)
+                throw new IllegalArgumentException("dcgan: bf16 precision is CPU-only (AVX512_BF16); " + device + " has no bf16 path yet: use fp32");
+            String why = dev.latent.ops.Gemm.bf16Unavailable();
+            if (why != null) throw new IllegalStateException("dcgan: " + why);
+        }
+        this.precision = p;
+        return this;
+    }
+
     /**
      * A trainer on {@code device}: the nets are built on the CPU (the same initial weights for any device), moved there
      * with BatchNorm's running statistics, and the optimizers made after, so Adam's state lives there too. WGAN-GP's
@@ -379,7 +402,7 @@ public final class GanTrainer {
     }
 
     private StepValues ganStepDeferred(ImageData data, int[] perm, int pos, long it) {
-        try (Graph gr = Graph.open()) {
+        try (Graph gr = Graph.open().precision(precision)) {
             Var real = Var.constant(realBatch(gr.scope(), data, perm, pos));
             Var z = Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + it, cfg.batch, cfg.nz)));
             MemorySegment yReal = null, yFake = null;

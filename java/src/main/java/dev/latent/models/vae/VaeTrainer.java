@@ -138,6 +138,27 @@ public final class VaeTrainer {
         return this;
     }
 
+    private dev.latent.tensor.Precision precision = dev.latent.tensor.Precision.FP32;
+
+    /**
+     * Operand precision of the training steps' convolutions and matmuls (issue 15): BF16 runs them through
+     * lt_conv2d_*_bf16 and lt_gemm_bf16 (operands rounded to bf16, fp32 sums); BatchNorm, the losses, reductions, the
+     * master weights and Adam's state stay fp32, and sampling and evaluation graphs stay fp32. CPU with AVX512_BF16
+     * only: elsewhere an exception naming why, before any step. Not recorded in the checkpoint: a resumed run takes
+     * the precision it is given.
+     */
+    public VaeTrainer precision(dev.latent.tensor.Precision p) {
+        java.util.Objects.requireNonNull(p, "precision");
+        if (p == dev.latent.tensor.Precision.BF16) {
+            if (device != Device.CPU)
+                throw new IllegalArgumentException("vae: bf16 precision is CPU-only (AVX512_BF16); " + device + " has no bf16 path yet: use fp32");
+            String why = dev.latent.ops.Gemm.bf16Unavailable();
+            if (why != null) throw new IllegalStateException("vae: " + why);
+        }
+        this.precision = p;
+        return this;
+    }
+
     /**
      * A trainer whose steps run on {@code device}: the model is built on the CPU (the same initial weights for any
      * device) and moved there before the optimizer is made, so AdamW's state lives there too. Off the CPU a second
@@ -250,7 +271,7 @@ public final class VaeTrainer {
     /** {@link #trainStep} without reading the loss: on CUDA the step makes no host synchronisation (the batch goes up asynchronously). */
     public StepLoss step(ImageData data, int[] idx, int from, int m) {
         step++;
-        try (Graph g = Graph.open()) {
+        try (Graph g = Graph.open().precision(precision)) {
             Tensor x = images(g.scope(), data, idx, from, m);
             if (device != Device.CPU) x = x.to(g.scope(), device);   // from page-locked staging (Tensor.to): no host wait
             MemorySegment y = labels(g, data, idx, from, m, 1);
