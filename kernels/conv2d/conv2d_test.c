@@ -5,7 +5,8 @@
  *   conv2d_test                  the checks; prints "N passed, N failed" last
  *   conv2d_test --bench [reps]   W3a, W3b, W3c (WORKLOADS.md), each pass on 1 and 2 threads: best ms, GFLOP/s and
  *                                % of the lt_peak_fma measured right before (FLOPs = 2 N K OH OW C R S per pass;
- *                                lt_peak_fma is the AVX2 FMA ceiling, which on a Zen 4 host is also the AVX-512 one)
+ *                                lt_peak_fma is the AVX2 FMA ceiling, which on a Zen 4 host is also the AVX-512 one);
+ *                                CONV_BENCH_BF16=1 times each pass's lt_conv2d_*_bf16 right after it (bf16/fp32 speed-up)
  *
  * Tolerance, per element (written once, in tol()): |got - want| <= u (8 sqrt(t) + 3) mag + 1e-30, u = 2^-24, t the
  * number of terms of the sum and mag = sum |terms| + |bias or old dw|: the same probabilistic bound as gemm_test.c
@@ -606,7 +607,10 @@ static double best_of(int reps, int pass, const lt_conv2d_desc *d, const float *
     double best = 1e30;
     for (int r = 0; r <= reps; r++) { /* r = 0: warm-up */
         double t0 = lt_t_now();
-        lt_status s = pass == 0 ? lt_conv2d_fwd(d, a, b, NULL, out)
+        lt_status s = g_bf16 ? (pass == 0 ? lt_conv2d_fwd_bf16(d, a, b, NULL, out)
+                                : pass == 1 ? lt_conv2d_bwd_data_bf16(d, a, b, NULL, out)
+                                            : lt_conv2d_bwd_weight_bf16(d, a, b, out, NULL, 0))
+                    : pass == 0 ? lt_conv2d_fwd(d, a, b, NULL, out)
                     : pass == 1 ? lt_conv2d_bwd_data(d, a, b, NULL, out)
                                 : lt_conv2d_bwd_weight(d, a, b, out, NULL, 0);
         double t = lt_t_now() - t0;
@@ -642,6 +646,8 @@ static void bench(int reps) {
     };
     static const char *pname[3] = {"fwd", "bwd_data", "bwd_weight"}, *ours[3] = {"lt_conv2d_fwd", "lt_conv2d_bwd_data", "lt_conv2d_bwd_weight"};
     const char *only = getenv("CONV_BENCH_ONLY"); /* e.g. "E4": only the shapes whose name starts so */
+    /* CONV_BENCH_BF16=1: each pass also through its lt_conv2d_*_bf16 entry point (needs AVX512_BF16 at avx512) */
+    const int bf = getenv("CONV_BENCH_BF16") && atoi(getenv("CONV_BENCH_BF16")) && lt_cpu_bf16() && lt_isa() >= LT_ISA_AVX512;
     for (int th = 1; th <= 2; th++) {
         lt_set_num_threads(th);
         double peak = 0;
@@ -660,6 +666,13 @@ static void bench(int reps) {
                 double t = best_of(reps, q, d, q == 1 ? dy : x, q == 0 ? wt : q == 1 ? wt : dy, o);
                 printf("  %-40s %-10s (%-20s) %d thr: %8.3f ms %7.1f GFLOP/s %5.1f%% of peak\n", w[i].name, pname[p],
                        ours[q], th, t * 1e3, flop / t / 1e9, 100 * flop / t / 1e9 / peak);
+                if (bf) { /* the bf16 entry point right after, on the same inputs */
+                    g_bf16 = 1;
+                    double tb = best_of(reps, q, d, q == 1 ? dy : x, q == 0 ? wt : q == 1 ? wt : dy, o);
+                    g_bf16 = 0;
+                    printf("  %-40s %-10s (%-15s_bf16) %d thr: %8.3f ms %7.1f GFLOP/s  bf16/fp32 speed-up %.2fx\n", w[i].name,
+                           pname[p], ours[q], th, tb * 1e3, flop / tb / 1e9, t / tb);
+                }
                 fflush(stdout);
             }
             free(x); free(wt); free(dy); free(o);
