@@ -133,6 +133,10 @@ class NativeBoundsTest {
             refused(() -> N.conv2dBwdData(conv, y, s8, MemorySegment.NULL, x), "lt_conv2d_bwd_data", "w (k=4");
             refused(() -> N.conv2dBwdWeight(conv, x, y, s8, MemorySegment.NULL, false), "lt_conv2d_bwd_weight", "dw");
             refused(() -> N.conv2dFwd(a.allocate(16), x, w, MemorySegment.NULL, y), "lt_conv2d_fwd", "descriptor");
+            // the bf16 entry points check the same bounds in Java before any call (so on any CPU)
+            refused(() -> N.conv2dFwdBf16(conv, x, w, MemorySegment.NULL, s8), "lt_conv2d_fwd_bf16", "y (n=2");
+            refused(() -> N.conv2dBwdDataBf16(conv, y, w, s8, x), "lt_conv2d_bwd_data_bf16", "bias (c=3");
+            refused(() -> N.conv2dBwdWeightBf16(conv, s8, y, w, MemorySegment.NULL, false), "lt_conv2d_bwd_weight_bf16", "x (n=2");
             MemorySegment cp = a.allocate(LatentNative.COPY_DESC);
             cp.set(JAVA_INT, 0, 2);
             cp.set(JAVA_LONG, 8, 4); cp.set(JAVA_LONG, 16, 4);
