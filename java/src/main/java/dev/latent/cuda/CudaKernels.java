@@ -21,19 +21,20 @@ public final class CudaKernels {
     private CudaKernels() {}
 
     /** Rows per dw / db partial sum in layernorm.cu (LN_CHUNK), elements per chunk in reparam.cu and sumsq.cu. */
-    static final int LN_CHUNK = 256, RP_CHUNK = 4096, RP_THREADS = 256, SQ_CHUNK = 4096, SQ_THREADS = 256;
+    static final int LN_CHUNK = Ltk.LN_CHUNK, RP_CHUNK = Ltk.RP_CHUNK, RP_THREADS = Ltk.RP_THREADS, SQ_CHUNK = Ltk.SQ_CHUNK,
+            SQ_THREADS = Ltk.SQ_THREADS;
     /** Elements per chunk of sumsq.cu's reductions (ltk_sumsq_part, ltk_sumsq_seg_part): a segment table's chunk counts. */
     public static final int SUMSQ_CHUNK = SQ_CHUNK;
     /** batchnorm.cu's block size (BN_THREADS), bce.cu's chunk and block size (BCE_CHUNK, BCE_THREADS). */
-    static final int BN_THREADS = 256, BCE_CHUNK = 4096, BCE_THREADS = 256;
+    static final int BN_THREADS = Ltk.BN_THREADS, BCE_CHUNK = Ltk.BCE_CHUNK, BCE_THREADS = Ltk.BCE_THREADS;
     /** coupling.cu's block size (CP_THREADS). */
-    static final int CP_THREADS = 256;
+    static final int CP_THREADS = Ltk.CP_THREADS;
     /** lt_copy_desc's rank limit (LT_MAX_RANK). */
-    static final int MAX_RANK = 6;
+    static final int MAX_RANK = dev.latent.nativ.LatentNative.MAX_RANK;
     /** Largest head size attention.cu's shared-memory tiles hold (ATT_MAXHS). */
-    public static final long ATTENTION_MAX_HS = 128;
+    public static final long ATTENTION_MAX_HS = Ltk.ATT_MAXHS;
     /** Head sizes up to this take attention.cu's register-tiled backward kernels (ATT_SMALL_HS). */
-    static final long ATTENTION_SMALL_HS = 64;
+    static final long ATTENTION_SMALL_HS = Ltk.ATT_SMALL_HS;
     private static final int MAX_GRID_YZ = 65535;
 
     /** Blocks for a grid-stride kernel of {@code threads} threads (a grid-stride loop covers the rest). */
@@ -84,14 +85,14 @@ public final class CudaKernels {
     public static void axpby(Cuda cu, long n, float a, DeviceBuffer x, float b, DeviceBuffer y) {
         floats("axpby", n, "x", x, "y", y);
         if (n == 0) return;
-        cu.launch("ltk_axpby", dim(strideBlocks(n)), dim(256), 0, n, a, x, b, y);
+        Ltk.ltk_axpby(cu, dim(strideBlocks(n)), dim(256), 0, n, a, x, b, y);
     }
 
     /** y = x * z elementwise (y may alias x). */
     public static void mul(Cuda cu, long n, DeviceBuffer x, DeviceBuffer z, DeviceBuffer y) {
         floats("mul", n, "x", x, "z", z, "y", y);
         if (n == 0) return;
-        cu.launch("ltk_mul", dim(strideBlocks(n)), dim(256), 0, n, x, z, y);
+        Ltk.ltk_mul(cu, dim(strideBlocks(n)), dim(256), 0, n, x, z, y);
     }
 
     /** y[i, :] = x[i, :] + rows[i % period, :], x and y (n, c), rows (period, c); y may alias x. */
@@ -100,7 +101,7 @@ public final class CudaKernels {
         floats("addRows", n * c, "x", x, "y", y);
         floats("addRows", period * c, "rows", rows);
         if (n * c == 0) return;
-        cu.launch("ltk_add_rows", dim(strideBlocks(n * c, 128)), dim(128), 0, n, c, period, x, rows, y);
+        Ltk.ltk_add_rows(cu, dim(strideBlocks(n * c, 128)), dim(128), 0, n, c, period, x, rows, y);
     }
 
     /** out[p, :] += sum of x[i, :] over i = p (mod period), in row order; x (n, c), out (period, c). */
@@ -109,7 +110,7 @@ public final class CudaKernels {
         floats("sumRows", n * c, "x", x);
         floats("sumRows", period * c, "out", out);
         if (period * c == 0) return;
-        cu.launch("ltk_sum_rows", dim(strideBlocks(period * c, 64)), dim(64), 0, n, c, period, x, out);
+        Ltk.ltk_sum_rows(cu, dim(strideBlocks(period * c, 64)), dim(64), 0, n, c, period, x, out);
     }
 
     private static void rowsCheck(String op, long n, long c, long period) {
@@ -138,7 +139,7 @@ public final class CudaKernels {
         if (n == 0) return;
         floats("copyStrided", lastSrc + 1, "src", src);
         floats("copyStrided", lastDst + 1, "dst", dst);
-        cu.launch("ltk_copy_strided", dim(strideBlocks(n)), dim(256), 0, desc, src, dst);
+        Ltk.ltk_copy_strided(cu, dim(strideBlocks(n)), dim(256), 0, desc, src, dst);
     }
 
     // ---- embedding.cu, sumsq.cu ----
@@ -148,7 +149,7 @@ public final class CudaKernels {
         floats("embedding", n, "ids (int32)", ids);
         floats("embedding", n * c, "out", out);
         if (n * c == 0) return;
-        cu.launch("ltk_embedding_fwd", dim(strideBlocks(n * c)), dim(256), 0, n, c, ids, table, out);
+        Ltk.ltk_embedding_fwd(cu, dim(strideBlocks(n * c)), dim(256), 0, n, c, ids, table, out);
     }
 
     /**
@@ -164,7 +165,7 @@ public final class CudaKernels {
         if (rows == 0 || c == 0) return;
         DeviceBuffer uniq = groups.slice(0, rows * 4), start = groups.slice(rows * 4, (rows + 1) * 4),
                 pos = groups.slice((2 * rows + 1) * 4, Math.max(n, 1) * 4);
-        cu.launch("ltk_embedding_bwd", dim(rows, (c + 127) / 128), dim(128), 0, rows, c, uniq, start, pos, dout, dtable);
+        Ltk.ltk_embedding_bwd(cu, dim(rows, (c + 127) / 128), dim(128), 0, rows, c, uniq, start, pos, dout, dtable);
     }
 
     /** The sum of x[i]^2 in double (fixed chunks and order: the same bits every run); synchronises to copy it back. */
@@ -174,8 +175,8 @@ public final class CudaKernels {
         long chunks = (n + SQ_CHUNK - 1) / SQ_CHUNK;
         DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
         DeviceBuffer out = s.slice(0, 8), part = s.slice(8, chunks * 8);
-        cu.launch("ltk_sumsq_part", dim(chunks), dim(SQ_THREADS), 0, n, x, part);
-        cu.launch("ltk_sumsq_total", dim(1), dim(32), 0, chunks, part, out);
+        Ltk.ltk_sumsq_part(cu, dim(chunks), dim(SQ_THREADS), 0, n, x, part);
+        Ltk.ltk_sumsq_total(cu, dim(1), dim(32), 0, chunks, part, out);
         try (Arena a = Arena.ofConfined()) {
             MemorySegment h = a.allocate(JAVA_DOUBLE);
             out.copyTo(h);
@@ -206,8 +207,8 @@ public final class CudaKernels {
             if (len[k] == 0) continue;
             long ck = (len[k] + SQ_CHUNK - 1) / SQ_CHUNK;
             DeviceBuffer part = s.slice(pc * 8, ck * 8);
-            cu.launch("ltk_sumsq_part", dim(ck), dim(SQ_THREADS), 0, len[k], x.slice(offset[k] * 4, len[k] * 4), part);
-            cu.launch("ltk_sumsq_total", dim(1), dim(32), 0, ck, part, outs.slice(k * 8L, 8));
+            Ltk.ltk_sumsq_part(cu, dim(ck), dim(SQ_THREADS), 0, len[k], x.slice(offset[k] * 4, len[k] * 4), part);
+            Ltk.ltk_sumsq_total(cu, dim(1), dim(32), 0, ck, part, outs.slice(k * 8L, 8));
             pc += ck;
         }
         try (Arena a = Arena.ofConfined()) {
@@ -236,14 +237,14 @@ public final class CudaKernels {
         if (sumsq == null || scale == null || sumsq.byteSize() < 8 || scale.byteSize() < 4)
             throw new IllegalArgumentException("sumOfSquaresClip: sumsq needs 8 bytes and scale 4, got " + sumsq + " and " + scale);
         if (nseg == 0) {   // no gradient: sumsq 0, scale 1 (the kernel reads neither table nor partial sums)
-            cu.launch("ltk_sumsq_seg_clip", dim(1), dim(32), 0, 0L, null, null, clip, sumsq, scale);
+            Ltk.ltk_sumsq_seg_clip(cu, dim(1), dim(32), 0, 0L, null, null, clip, sumsq, scale);
             return;
         }
         if (tab.byteSize() < nseg * 24) throw new IllegalArgumentException("sumOfSquaresClip: the table holds " + tab.byteSize() + " bytes, "
                 + nseg + " rows need " + nseg * 24);
         DeviceBuffer part = scratch(cu, chunks * 8).slice(0, chunks * 8);
-        cu.launch("ltk_sumsq_seg_part", dim(chunks), dim(SQ_THREADS), 0, nseg, tab, x, part);
-        cu.launch("ltk_sumsq_seg_clip", dim(1), dim(32), 0, nseg, tab, part, clip, sumsq, scale);
+        Ltk.ltk_sumsq_seg_part(cu, dim(chunks), dim(SQ_THREADS), 0, nseg, tab, x, part);
+        Ltk.ltk_sumsq_seg_clip(cu, dim(1), dim(32), 0, nseg, tab, part, clip, sumsq, scale);
     }
 
     /**
@@ -256,11 +257,11 @@ public final class CudaKernels {
         long chunks = Math.max(1, (n + SQ_CHUNK - 1) / SQ_CHUNK);
         DeviceBuffer part = scratch(cu, chunks * 8).slice(0, chunks * 8);
         if (n == 0) {
-            cu.launch("ltk_sum_total_f32", dim(1), dim(32), 0, 0L, part, out);
+            Ltk.ltk_sum_total_f32(cu, dim(1), dim(32), 0, 0L, part, out);
             return;
         }
-        cu.launch("ltk_sum_part", dim(chunks), dim(SQ_THREADS), 0, n, x, part);
-        cu.launch("ltk_sum_total_f32", dim(1), dim(32), 0, chunks, part, out);
+        Ltk.ltk_sum_part(cu, dim(chunks), dim(SQ_THREADS), 0, n, x, part);
+        Ltk.ltk_sum_total_f32(cu, dim(1), dim(32), 0, chunks, part, out);
     }
 
     // ---- activation.cu, gelu.cu ----
@@ -270,7 +271,7 @@ public final class CudaKernels {
         actKind(kind);
         floats("activation", n, "x", x, "y", y);
         if (n == 0) return;
-        cu.launch("ltk_act_fwd", dim(strideBlocks(n)), dim(256), 0, kind, n, alpha, x, y);
+        Ltk.ltk_act_fwd(cu, dim(strideBlocks(n)), dim(256), 0, kind, n, alpha, x, y);
     }
 
     /** dx = dy act'(in): in is x for ReLU / LeakyReLU, the forward output y for Tanh / Sigmoid. */
@@ -278,7 +279,7 @@ public final class CudaKernels {
         actKind(kind);
         floats("activationBackward", n, "in", in, "dy", dy, "dx", dx);
         if (n == 0) return;
-        cu.launch("ltk_act_bwd", dim(strideBlocks(n)), dim(256), 0, kind, n, alpha, in, dy, dx);
+        Ltk.ltk_act_bwd(cu, dim(strideBlocks(n)), dim(256), 0, kind, n, alpha, in, dy, dx);
     }
 
     private static void actKind(int kind) {
@@ -289,14 +290,14 @@ public final class CudaKernels {
     public static void gelu(Cuda cu, long n, DeviceBuffer x, DeviceBuffer y) {
         floats("gelu", n, "x", x, "y", y);
         if (n == 0) return;
-        cu.launch("ltk_gelu_fwd", dim(strideBlocks(n)), dim(256), 0, n, x, y);
+        Ltk.ltk_gelu_fwd(cu, dim(strideBlocks(n)), dim(256), 0, n, x, y);
     }
 
     /** dx = dy gelu'(x); dx may alias dy. */
     public static void geluBackward(Cuda cu, long n, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dx) {
         floats("geluBackward", n, "x", x, "dy", dy, "dx", dx);
         if (n == 0) return;
-        cu.launch("ltk_gelu_bwd", dim(strideBlocks(n)), dim(256), 0, n, x, dy, dx);
+        Ltk.ltk_gelu_bwd(cu, dim(strideBlocks(n)), dim(256), 0, n, x, dy, dx);
     }
 
     // ---- layernorm.cu ----
@@ -309,7 +310,7 @@ public final class CudaKernels {
         floats("layerNorm", c, "w", w, "b", b);
         floats("layerNorm", rows, "mean", mean, "rstd", rstd);
         if (rows == 0) return;
-        cu.launch("ltk_layernorm_fwd", dim((rows + 7) / 8), dim(256), 0, rows, c, eps, x, w, b, y, mean, rstd);
+        Ltk.ltk_layernorm_fwd(cu, dim((rows + 7) / 8), dim(256), 0, rows, c, eps, x, w, b, y, mean, rstd);
     }
 
     /**
@@ -326,9 +327,9 @@ public final class CudaKernels {
         long chunks = (rows + LN_CHUNK - 1) / LN_CHUNK;
         DeviceBuffer part = scratch(cu, chunks * 2 * c * 4);
         // dw / db first: they read dy, which dx may overwrite (in place, dx == dy)
-        cu.launch("ltk_layernorm_bwd_dwdb_part", dim((c + 127) / 128, chunks), dim(128), 0, rows, c, x, mean, rstd, dy, part);
-        cu.launch("ltk_layernorm_bwd_dwdb_sum", dim((c + 127) / 128), dim(128), 0, chunks, c, part, dw, db);
-        cu.launch("ltk_layernorm_bwd_dx", dim((rows + 7) / 8), dim(256), 0, rows, c, x, w, mean, rstd, dy, dx);
+        Ltk.ltk_layernorm_bwd_dwdb_part(cu, dim((c + 127) / 128, chunks), dim(128), 0, rows, c, x, mean, rstd, dy, part);
+        Ltk.ltk_layernorm_bwd_dwdb_sum(cu, dim((c + 127) / 128), dim(128), 0, chunks, c, part, dw, db);
+        Ltk.ltk_layernorm_bwd_dx(cu, dim((rows + 7) / 8), dim(256), 0, rows, c, x, w, mean, rstd, dy, dx);
     }
 
     private static void lnCheck(String op, long rows, long c) {
@@ -348,7 +349,7 @@ public final class CudaKernels {
         floats("softmaxCrossEntropy", rows, "targets (int32)", targets, "losses", losses);
         if (dlogits != null) floats("softmaxCrossEntropy", rows * v, "dlogits", dlogits);
         if (rows == 0) return;
-        cu.launch("ltk_softmax_xent", dim(rows), dim(256), 0, rows, v, logits, targets, losses, dlogits, dscale);
+        Ltk.ltk_softmax_xent(cu, dim(rows), dim(256), 0, rows, v, logits, targets, losses, dlogits, dscale);
     }
 
     // ---- gemm.cu ----
@@ -361,14 +362,17 @@ public final class CudaKernels {
     public static void gemm(Cuda cu, MemorySegment desc, long m, long n, long batch, DeviceBuffer a, DeviceBuffer b,
                             DeviceBuffer c, boolean tf32) {
         // the 128 x 128 tile when it alone gives >= 128 blocks (gemm.cu's gemm_big), else 64 x 64
-        boolean big = (m + 127) / 128 * ((n + 127) / 128) * batch >= 128;
+        boolean big = (m + Ltk.G2_BM - 1) / Ltk.G2_BM * ((n + Ltk.G2_BN - 1) / Ltk.G2_BN) * batch >= Ltk.GEMM_BIG_MIN_BLOCKS;
         int t = big ? 128 : 64;
         int[] grid = {(int) ((n + t - 1) / t), (int) ((m + t - 1) / t), (int) batch};
         if ((m + t - 1) / t > MAX_GRID_YZ || batch > MAX_GRID_YZ || (n + t - 1) / t > Integer.MAX_VALUE)
             throw new IllegalArgumentException("gemm grid too large: M=" + m + " N=" + n + " batch=" + batch);
         if (m == 0 || n == 0) return;
-        cu.launch((tf32 ? "ltk_gemm_tf32" : "ltk_gemm_f32") + (big ? "_128" : ""), grid,
-                  new int[] {tf32 && !big ? 128 : 256, 1, 1}, 0, desc, a, b, c);
+        int[] block = {tf32 && !big ? 128 : 256, 1, 1};
+        if (tf32 && big) Ltk.ltk_gemm_tf32_128(cu, grid, block, 0, desc, a, b, c);
+        else if (tf32) Ltk.ltk_gemm_tf32(cu, grid, block, 0, desc, a, b, c);
+        else if (big) Ltk.ltk_gemm_f32_128(cu, grid, block, 0, desc, a, b, c);
+        else Ltk.ltk_gemm_f32(cu, grid, block, 0, desc, a, b, c);
     }
 
     // ---- attention.cu ----
@@ -394,7 +398,7 @@ public final class CudaKernels {
         Att a = att("attention", desc);
         floats("attention", a.numel(), "q", q, "k", k, "v", v, "o", o);
         floats("attention", a.bh() * a.t, "lse", lse);
-        cu.launch("ltk_attention_fwd", dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, o, lse);
+        Ltk.ltk_attention_fwd(cu, dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, o, lse);
     }
 
     /**
@@ -409,13 +413,13 @@ public final class CudaKernels {
         floats("attentionBackward", a.bh() * a.t, "lse", lse);
         long rows = a.bh() * a.t;
         DeviceBuffer dvec = scratch(cu, rows * 4);
-        cu.launch("ltk_attention_bwd_dot", dim((rows + 7) / 8), dim(256), 0, rows, a.hs, dout, o, dvec);
+        Ltk.ltk_attention_bwd_dot(cu, dim((rows + 7) / 8), dim(256), 0, rows, a.hs, dout, o, dvec);
         if (a.hs <= ATTENTION_SMALL_HS) {   // register-tiled kernels; their shared tiles hold HS <= 64
-            cu.launch("ltk_attention_bwd_dkdv64", dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, lse, dvec, dout, dk, dv);
-            cu.launch("ltk_attention_bwd_dq64", dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, lse, dvec, dout, dq);
+            Ltk.ltk_attention_bwd_dkdv64(cu, dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, lse, dvec, dout, dk, dv);
+            Ltk.ltk_attention_bwd_dq64(cu, dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, lse, dvec, dout, dq);
         } else {
-            cu.launch("ltk_attention_bwd_dkdv", dim((a.t + 7) / 8, a.bh()), dim(128), 0, desc, q, k, v, lse, dvec, dout, dk, dv);
-            cu.launch("ltk_attention_bwd_dq", dim((a.t + 7) / 8, a.bh()), dim(128), 0, desc, q, k, v, lse, dvec, dout, dq);
+            Ltk.ltk_attention_bwd_dkdv(cu, dim((a.t + 7) / 8, a.bh()), dim(128), 0, desc, q, k, v, lse, dvec, dout, dk, dv);
+            Ltk.ltk_attention_bwd_dq(cu, dim((a.t + 7) / 8, a.bh()), dim(128), 0, desc, q, k, v, lse, dvec, dout, dq);
         }
     }
 
@@ -443,7 +447,7 @@ public final class CudaKernels {
      * (a pure function of the shape).
      */
     static boolean convWide(long ncol, long m, long phases) {
-        return (ncol + 255) / 256 * ((m + 63) / 64) * phases >= 128;
+        return (ncol + Ltk.CW_BN - 1) / Ltk.CW_BN * ((m + Ltk.CONV_BM - 1) / Ltk.CONV_BM) * phases >= Ltk.CONV_WIDE_MIN_BLOCKS;
     }
 
     /**
@@ -459,8 +463,9 @@ public final class CudaKernels {
         long ncol = g.n * g.oh * g.ow;
         boolean wide = convWide(ncol, g.k, 1);
         int tn = wide ? 256 : 64;
-        cu.launch(wide ? "ltk_conv2d_fwd_wide" : "ltk_conv2d_fwd", dim((ncol + tn - 1) / tn, (g.k + 63) / 64), dim(256), 0,
-                  desc, x, w, bias, y);
+        int[] grid = dim((ncol + tn - 1) / tn, (g.k + 63) / 64);
+        if (wide) Ltk.ltk_conv2d_fwd_wide(cu, grid, dim(256), 0, desc, x, w, bias, y);
+        else Ltk.ltk_conv2d_fwd(cu, grid, dim(256), 0, desc, x, w, bias, y);
     }
 
     /**
@@ -482,7 +487,8 @@ public final class CudaKernels {
         int tn = wide ? 256 : 64;
         int[] grid = dim((ncol + tn - 1) / tn, (g.c + 63) / 64);
         grid[2] = sh * sw;
-        cu.launch(wide ? "ltk_conv2d_bwd_data_wide" : "ltk_conv2d_bwd_data", grid, dim(256), 0, desc, dy, w, bias, dx);
+        if (wide) Ltk.ltk_conv2d_bwd_data_wide(cu, grid, dim(256), 0, desc, dy, w, bias, dx);
+        else Ltk.ltk_conv2d_bwd_data(cu, grid, dim(256), 0, desc, dy, w, bias, dx);
     }
 
     /** bwd_weight's tile (conv2d.cu's conv2d_bwd_weight_wide): 64 x 256 when C R S >= 256, else 64 x 64. */
@@ -520,20 +526,21 @@ public final class CudaKernels {
         long chunk = conv2dBackwardWeightChunk(g), splits = (g.n * g.oh * g.ow + chunk - 1) / chunk;
         boolean wide = conv2dBackwardWeightWide(g);
         long tn = wide ? 256 : 64;
-        String kernel = wide ? "ltk_conv2d_bwd_weight_wide" : "ltk_conv2d_bwd_weight";
         int[] grid = dim((g.c * g.r * g.s + tn - 1) / tn, (g.k + 63) / 64);
         grid[2] = (int) splits;   // <= 512 by construction
         if (splits == 1) {
-            cu.launch(kernel, grid, dim(256), 0, desc, x, dy, dw, acc, null, chunk);
+            if (wide) Ltk.ltk_conv2d_bwd_weight_wide(cu, grid, dim(256), 0, desc, x, dy, dw, acc, null, chunk);
+            else Ltk.ltk_conv2d_bwd_weight(cu, grid, dim(256), 0, desc, x, dy, dw, acc, null, chunk);
         } else {
             // each split's partial dW in this thread's scratch, then summed in split order (deterministic)
             long nw = g.wt();
             DeviceBuffer part = scratch(cu, splits * nw * 4);
-            cu.launch(kernel, grid, dim(256), 0, desc, x, dy, dw, 0, part, chunk);
-            cu.launch("ltk_conv2d_bwd_weight_sum", dim(Math.min((nw + 255) / 256, 1024)), dim(256), 0, nw, (int) splits,
+            if (wide) Ltk.ltk_conv2d_bwd_weight_wide(cu, grid, dim(256), 0, desc, x, dy, dw, 0, part, chunk);
+            else Ltk.ltk_conv2d_bwd_weight(cu, grid, dim(256), 0, desc, x, dy, dw, 0, part, chunk);
+            Ltk.ltk_conv2d_bwd_weight_sum(cu, dim(Math.min((nw + 255) / 256, 1024)), dim(256), 0, nw, (int) splits,
                       part, dw, acc);
         }
-        if (db != null) cu.launch("ltk_conv2d_bwd_bias", dim(g.k), dim(256), 0, desc, dy, db, acc);
+        if (db != null) Ltk.ltk_conv2d_bwd_bias(cu, dim(g.k), dim(256), 0, desc, dy, db, acc);
     }
 
     /** db (K) (+)= the sum of dy (N, K, OH, OW) per filter alone (ltk_conv2d_bwd_bias): also any per-channel sum. */
@@ -541,7 +548,7 @@ public final class CudaKernels {
         ConvDims g = conv("conv2dBackwardBias", desc);
         floats("conv2dBackwardBias", g.y(), "dy", dy);
         floats("conv2dBackwardBias", g.k, "db", db);
-        cu.launch("ltk_conv2d_bwd_bias", dim(g.k), dim(256), 0, desc, dy, db, accumulate ? 1 : 0);
+        Ltk.ltk_conv2d_bwd_bias(cu, dim(g.k), dim(256), 0, desc, dy, db, accumulate ? 1 : 0);
     }
 
     // ---- reparam.cu ----
@@ -557,8 +564,8 @@ public final class CudaKernels {
         long chunks = (n + RP_CHUNK - 1) / RP_CHUNK;
         DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
         DeviceBuffer kl = s.slice(0, 8), part = s.slice(8, chunks * 8);
-        cu.launch("ltk_reparam_fwd", dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, seed, stream, z, part);
-        cu.launch("ltk_reparam_kl_sum", dim(1), dim(32), 0, chunks, part, kl);
+        Ltk.ltk_reparam_fwd(cu, dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, seed, stream, z, part);
+        Ltk.ltk_reparam_kl_sum(cu, dim(1), dim(32), 0, chunks, part, kl);
         try (Arena a = Arena.ofConfined()) {
             MemorySegment out = a.allocate(JAVA_DOUBLE);
             kl.copyTo(out);
@@ -580,10 +587,10 @@ public final class CudaKernels {
         if (n == 0) {
             kl.zero();
         } else {
-            cu.launch("ltk_reparam_fwd", dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, seed, stream, z, part);
-            cu.launch("ltk_reparam_kl_sum", dim(1), dim(32), 0, chunks, part, kl);
+            Ltk.ltk_reparam_fwd(cu, dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, seed, stream, z, part);
+            Ltk.ltk_reparam_kl_sum(cu, dim(1), dim(32), 0, chunks, part, kl);
         }
-        cu.launch("ltk_f64_to_f32", dim(1), dim(32), 0, 1L, kl, klF32);
+        Ltk.ltk_f64_to_f32(cu, dim(1), dim(32), 0, 1L, kl, klF32);
     }
 
     /** dmu, dlogvar of sum(dz z) + klScale KL, eps recomputed from (seed, stream). */
@@ -591,7 +598,7 @@ public final class CudaKernels {
                                        DeviceBuffer dz, float klScale, DeviceBuffer dmu, DeviceBuffer dlogvar) {
         floats("reparamBackward", n, "mu", mu, "logvar", logvar, "dz", dz, "dmu", dmu, "dlogvar", dlogvar);
         if (n == 0) return;
-        cu.launch("ltk_reparam_bwd", dim(strideBlocks((n + 3) / 4)), dim(256), 0, n, mu, logvar, seed, stream, dz, klScale, dmu, dlogvar);
+        Ltk.ltk_reparam_bwd(cu, dim(strideBlocks((n + 3) / 4)), dim(256), 0, n, mu, logvar, seed, stream, dz, klScale, dmu, dlogvar);
     }
 
     // ---- adamw.cu ----
@@ -611,7 +618,7 @@ public final class CudaKernels {
         floats("adamw", n, "param", p, "grad", g, "m", m, "v", v);
         if (n == 0) return;
         try (Arena a = Arena.ofConfined()) {
-            cu.launch("ltk_adamw", dim(strideBlocks(n)), dim(256), 0, adamwConsts(a, lr, beta1, beta2, eps, weightDecay, gradScale, step), n, p, g, m, v);
+            Ltk.ltk_adamw(cu, dim(strideBlocks(n)), dim(256), 0, adamwConsts(a, lr, beta1, beta2, eps, weightDecay, gradScale, step), n, p, g, m, v);
         }
     }
 
@@ -631,7 +638,7 @@ public final class CudaKernels {
         floats("adamw", n, "param", p, "grad", g, "m", m, "v", v);
         if (n == 0) return;
         try (Arena a = Arena.ofConfined()) {
-            cu.launch("ltk_adamw_dscale", dim(strideBlocks(n)), dim(256), 0, adamwConsts(a, lr, beta1, beta2, eps, weightDecay, 1f, step),
+            Ltk.ltk_adamw_dscale(cu, dim(strideBlocks(n)), dim(256), 0, adamwConsts(a, lr, beta1, beta2, eps, weightDecay, 1f, step),
                     gradScale, n, p, g, m, v);
         }
     }
@@ -679,7 +686,7 @@ public final class CudaKernels {
         optFloats(op, c, "runningMean", runningMean);
         optFloats(op, c, "runningVar", runningVar);
         if (same(x, y)) throw new IllegalArgumentException(op + ": in place (y == x) is not supported: the statistics pass reads x twice");
-        cu.launch("ltk_bn_fwd_train", dim(c), dim(BN_THREADS), 0, n, c, hw, eps, momentum, x, gamma, beta, y, mean, rstd,
+        Ltk.ltk_bn_fwd_train(cu, dim(c), dim(BN_THREADS), 0, n, c, hw, eps, momentum, x, gamma, beta, y, mean, rstd,
                 runningMean, runningVar);
     }
 
@@ -692,7 +699,7 @@ public final class CudaKernels {
         floats(op, c, "mean", mean, "var", var);
         optFloats(op, c, "gamma", gamma);
         optFloats(op, c, "beta", beta);
-        cu.launch("ltk_bn_fwd_infer", dim(c, Math.min(n, MAX_GRID_YZ)), dim(Math.min(256, (hw + 31) / 32 * 32)), 0, n, c, hw,
+        Ltk.ltk_bn_fwd_infer(cu, dim(c, Math.min(n, MAX_GRID_YZ)), dim(Math.min(256, (hw + 31) / 32 * 32)), 0, n, c, hw,
                 eps, x, gamma, beta, mean, var, y);
     }
 
@@ -711,7 +718,7 @@ public final class CudaKernels {
         optFloats(op, c, "dbeta", dbeta);
         if (same(dx, x) || same(dx, dy))
             throw new IllegalArgumentException(op + ": dx must not be x or dy (as on the CPU)");
-        cu.launch("ltk_bn_bwd", dim(c), dim(BN_THREADS), 0, n, c, hw, x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
+        Ltk.ltk_bn_bwd(cu, dim(c), dim(BN_THREADS), 0, n, c, hw, x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
     }
 
     // ---- bce.cu ----
@@ -731,8 +738,8 @@ public final class CudaKernels {
         long chunks = (n + BCE_CHUNK - 1) / BCE_CHUNK;
         DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
         DeviceBuffer out = s.slice(0, 8), part = s.slice(8, chunks * 8);
-        cu.launch("ltk_bce_part", dim(chunks), dim(BCE_THREADS), 0, n, logits, targets, t, dlogits, dscale, part);
-        cu.launch("ltk_bce_total", dim(1), dim(32), 0, chunks, part, out);
+        Ltk.ltk_bce_part(cu, dim(chunks), dim(BCE_THREADS), 0, n, logits, targets, t, dlogits, dscale, part);
+        Ltk.ltk_bce_total(cu, dim(1), dim(32), 0, chunks, part, out);
         try (Arena a = Arena.ofConfined()) {
             MemorySegment h = a.allocate(JAVA_DOUBLE);
             out.copyTo(h);
@@ -757,10 +764,10 @@ public final class CudaKernels {
         if (n == 0) {
             out.zero();
         } else {
-            cu.launch("ltk_bce_part", dim(chunks), dim(BCE_THREADS), 0, n, logits, targets, t, dlogits, dscale, part);
-            cu.launch("ltk_bce_total", dim(1), dim(32), 0, chunks, part, out);
+            Ltk.ltk_bce_part(cu, dim(chunks), dim(BCE_THREADS), 0, n, logits, targets, t, dlogits, dscale, part);
+            Ltk.ltk_bce_total(cu, dim(1), dim(32), 0, chunks, part, out);
         }
-        cu.launch("ltk_f64_to_f32", dim(1), dim(32), 0, 1L, out, outF32);
+        Ltk.ltk_f64_to_f32(cu, dim(1), dim(32), 0, 1L, out, outF32);
     }
 
     // ---- coupling.cu ----
@@ -788,13 +795,13 @@ public final class CudaKernels {
                                        DeviceBuffer out, DeviceBuffer logdet) {
         cpCheck("couplingForward", n, hw, mask, y, h, out);
         doubles("couplingForward", n, "logdet", logdet);
-        cu.launch("ltk_coupling_fwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, scale, out, logdet);
+        Ltk.ltk_coupling_fwd(cu, dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, scale, out, logdet);
     }
 
     /** Affine coupling inverse (lt_coupling_inv): y from y' and h (computed from the masked part). */
     public static void couplingInverse(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer yp, DeviceBuffer h, float scale, DeviceBuffer y) {
         cpCheck("couplingInverse", n, hw, mask, yp, h, y);
-        cu.launch("ltk_coupling_inv", dim(n), dim(Math.min(256, (hw + 31) / 32 * 32)), 0, n, hw, mask, yp, h, scale, y);
+        Ltk.ltk_coupling_inv(cu, dim(n), dim(Math.min(256, (hw + 31) / 32 * 32)), 0, n, hw, mask, yp, h, scale, y);
     }
 
     /**
@@ -823,9 +830,9 @@ public final class CudaKernels {
         cpCheck("couplingForward", n, hw, mask, y, h, out);
         floats("couplingForward", n, "logdet", logdetF32);
         DeviceBuffer ld = scratch(cu, n * 8).slice(0, n * 8);
-        cu.launch(scale instanceof DeviceBuffer ? "ltk_coupling_fwd_ds" : "ltk_coupling_fwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h,
-                scale, out, ld);
-        cu.launch("ltk_f64_to_f32", dim(strideBlocks(n)), dim(256), 0, n, ld, logdetF32);
+        if (scale instanceof DeviceBuffer ds) Ltk.ltk_coupling_fwd_ds(cu, dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, ds, out, ld);
+        else Ltk.ltk_coupling_fwd(cu, dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, (Float) scale, out, ld);
+        Ltk.ltk_f64_to_f32(cu, dim(strideBlocks(n)), dim(256), 0, n, ld, logdetF32);
     }
 
     /**
@@ -858,12 +865,12 @@ public final class CudaKernels {
             throw new IllegalArgumentException(op + ": dy or dh overlaps an input or each other");
         DeviceBuffer s = scratch(cu, (2 * n + 1) * 8);
         DeviceBuffer dl = dlogdetF32 == null ? null : s.slice(0, n * 8), ds = s.slice(n * 8, 8), part = s.slice((n + 1) * 8, n * 8);
-        if (dl != null) cu.launch("ltk_f32_to_f64", dim(strideBlocks(n)), dim(256), 0, n, dlogdetF32, dl);
+        if (dl != null) Ltk.ltk_f32_to_f64(cu, dim(strideBlocks(n)), dim(256), 0, n, dlogdetF32, dl);
         ds.zero();
-        cu.launch(scale instanceof DeviceBuffer ? "ltk_coupling_bwd_ds" : "ltk_coupling_bwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h,
-                scale, dout, dl, dy, dh, part);
-        cu.launch("ltk_coupling_dscale", dim(1), dim(32), 0, n, part, ds);
-        cu.launch("ltk_f64_to_f32", dim(1), dim(32), 0, 1L, ds, dscaleF32);
+        if (scale instanceof DeviceBuffer sb) Ltk.ltk_coupling_bwd_ds(cu, dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, sb, dout, dl, dy, dh, part);
+        else Ltk.ltk_coupling_bwd(cu, dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, (Float) scale, dout, dl, dy, dh, part);
+        Ltk.ltk_coupling_dscale(cu, dim(1), dim(32), 0, n, part, ds);
+        Ltk.ltk_f64_to_f32(cu, dim(1), dim(32), 0, 1L, ds, dscaleF32);
     }
 
     /**
@@ -882,14 +889,14 @@ public final class CudaKernels {
         if (same(dh, y) || same(dh, h) || same(dh, dout) || same(dh, dy) || same(dy, dout))
             throw new IllegalArgumentException(op + ": dy or dh overlaps an input or each other");
         DeviceBuffer part = scratch(cu, n * 8).slice(0, n * 8);
-        cu.launch("ltk_coupling_bwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, scale, dout, dlogdet, dy, dh, part);
-        cu.launch("ltk_coupling_dscale", dim(1), dim(32), 0, n, part, dscale);
+        Ltk.ltk_coupling_bwd(cu, dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, scale, dout, dlogdet, dy, dh, part);
+        Ltk.ltk_coupling_dscale(cu, dim(1), dim(32), 0, n, part, dscale);
     }
 
     // ---- conv1d.cu (issue 21: dilated causal 1-D convolution) ----
 
     /** conv1d.cu's block size (C1_THREADS). */
-    static final int C1_THREADS = 256;
+    static final int C1_THREADS = Ltk.C1_THREADS;
 
     private static void conv1dSizes(String op, long n, long ci, long t, long co, long k, long d) {
         if (n < 1 || ci < 1 || t < 1 || co < 1 || k < 1 || d < 1)
@@ -908,7 +915,7 @@ public final class CudaKernels {
         floats("conv1d", Math.multiplyExact(Math.multiplyExact(co, ci), k), "w", w);
         floats("conv1d", ny, "y", y);
         if (bias != null) floats("conv1d", co, "bias", bias);
-        cu.launch("ltk_conv1d_fwd", dim(strideBlocks(ny, C1_THREADS)), dim(C1_THREADS), 0, n, ci, t, co, k, d, x, w, bias, y);
+        Ltk.ltk_conv1d_fwd(cu, dim(strideBlocks(ny, C1_THREADS)), dim(C1_THREADS), 0, n, ci, t, co, k, d, x, w, bias, y);
     }
 
     /** dx = conv^T(dy, w), overwritten: one thread per dx element, grid-stride. */
@@ -919,7 +926,7 @@ public final class CudaKernels {
         floats("conv1dBackwardData", Math.multiplyExact(Math.multiplyExact(n, co), t), "dy", dy);
         floats("conv1dBackwardData", Math.multiplyExact(Math.multiplyExact(co, ci), k), "w", w);
         floats("conv1dBackwardData", nx, "dx", dx);
-        cu.launch("ltk_conv1d_bwd_data", dim(strideBlocks(nx, C1_THREADS)), dim(C1_THREADS), 0, n, ci, t, co, k, d, dy, w, dx);
+        Ltk.ltk_conv1d_bwd_data(cu, dim(strideBlocks(nx, C1_THREADS)), dim(C1_THREADS), 0, n, ci, t, co, k, d, dy, w, dx);
     }
 
     /** dw (Cout, Cin, K) and db (Cout, or null) from x and dy: one block per element, a fixed-order block reduction. */
@@ -932,10 +939,10 @@ public final class CudaKernels {
         floats("conv1dBackwardWeight", Math.multiplyExact(Math.multiplyExact(n, co), t), "dy", dy);
         floats("conv1dBackwardWeight", nw, "dw", dw);
         int acc = accumulate ? 1 : 0;
-        cu.launch("ltk_conv1d_bwd_weight", dim(nw), dim(C1_THREADS), 0, n, ci, t, co, k, d, x, dy, dw, acc);
+        Ltk.ltk_conv1d_bwd_weight(cu, dim(nw), dim(C1_THREADS), 0, n, ci, t, co, k, d, x, dy, dw, acc);
         if (db != null) {
             floats("conv1dBackwardWeight", co, "db", db);
-            cu.launch("ltk_conv1d_bwd_bias", dim(co), dim(C1_THREADS), 0, n, t, co, dy, db, acc);
+            Ltk.ltk_conv1d_bwd_bias(cu, dim(co), dim(C1_THREADS), 0, n, t, co, dy, db, acc);
         }
     }
 }
