@@ -3,6 +3,10 @@ package dev.latent.cuda;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
+import dev.latent.nativ.LatentBinding.AttentionDesc;
+import dev.latent.nativ.LatentBinding.Conv2dDesc;
+import dev.latent.nativ.LatentBinding.CopyDesc;
+
 import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
@@ -123,11 +127,11 @@ public final class CudaKernels {
      * layout: rank, shape, src and dst strides in elements, all >= 0). src and dst start at each view's first element.
      */
     public static void copyStrided(Cuda cu, MemorySegment desc, DeviceBuffer src, DeviceBuffer dst) {
-        int rank = desc.get(java.lang.foreign.ValueLayout.JAVA_INT, 0);
+        int rank = CopyDesc.rank(desc);
         if (rank < 1 || rank > MAX_RANK) throw new IllegalArgumentException("copyStrided: rank " + rank + " outside [1, " + MAX_RANK + "]");
         long n = 1, lastSrc = 0, lastDst = 0;
         for (int k = 0; k < rank; k++) {
-            long size = desc.get(JAVA_LONG, 8 + 8L * k), ss = desc.get(JAVA_LONG, 56 + 8L * k), ds = desc.get(JAVA_LONG, 104 + 8L * k);
+            long size = CopyDesc.shape(desc, k), ss = CopyDesc.srcStride(desc, k), ds = CopyDesc.dstStride(desc, k);
             if (size < 0 || ss < 0 || ds < 0)
                 throw new IllegalArgumentException("copyStrided: dim " + k + ": size " + size + ", strides " + ss + " / " + ds + " must be >= 0");
             n = Math.multiplyExact(n, size);
@@ -383,7 +387,7 @@ public final class CudaKernels {
     }
 
     private static Att att(String op, MemorySegment d) {
-        Att a = new Att(d.get(JAVA_LONG, 0), d.get(JAVA_LONG, 8), d.get(JAVA_LONG, 16), d.get(JAVA_LONG, 24));
+        Att a = new Att(AttentionDesc.b(d), AttentionDesc.nh(d), AttentionDesc.t(d), AttentionDesc.hs(d));
         if (a.b < 1 || a.nh < 1 || a.t < 1 || a.hs < 1)
             throw new IllegalArgumentException(op + ": B, NH, T, HS must be >= 1, got " + a);
         if (a.hs > ATTENTION_MAX_HS)
@@ -432,8 +436,8 @@ public final class CudaKernels {
     }
 
     private static ConvDims conv(String op, MemorySegment d) {
-        long[] f = new long[9];
-        for (int i = 0; i < 9; i++) f[i] = d.get(JAVA_LONG, 8L * i);
+        long[] f = {Conv2dDesc.n(d), Conv2dDesc.c(d), Conv2dDesc.h(d), Conv2dDesc.w(d), Conv2dDesc.k(d), Conv2dDesc.r(d),
+                Conv2dDesc.s(d), Conv2dDesc.oh(d), Conv2dDesc.ow(d)};
         ConvDims g = new ConvDims(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]);
         for (long v : f) if (v < 1) throw new IllegalArgumentException(op + ": every size must be >= 1, got " + g);
         // conv2d.cu indexes in 32 bits (64-bit division spilled bwd_data): each tensor under 2^31 elements.
@@ -479,7 +483,7 @@ public final class CudaKernels {
         floats("conv2dBackwardData", g.x(), "dx", dx);
         if (bias != null) floats("conv2dBackwardData", g.c, "bias", bias);
         // one implicit GEMM per stride phase of (h, w) (grid z); phase 0 has the most columns
-        int sh = desc.get(JAVA_INT, 72), sw = desc.get(JAVA_INT, 76);
+        int sh = Conv2dDesc.strideH(desc), sw = Conv2dDesc.strideW(desc);
         if (sh < 1 || sw < 1 || (long) sh * sw > MAX_GRID_YZ)
             throw new IllegalArgumentException("conv2dBackwardData: strides must be >= 1 (and sh sw <= 65535), got " + sh + ", " + sw);
         long ncol = g.n * ((g.h + sh - 1) / sh) * ((g.w + sw - 1) / sw);

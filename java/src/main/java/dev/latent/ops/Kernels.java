@@ -1,5 +1,7 @@
 package dev.latent.ops;
 
+import dev.latent.nativ.LatentBinding.CopyDesc;
+import dev.latent.nativ.LatentBinding.AttentionDesc;
 import dev.latent.cuda.Cuda;
 import dev.latent.cuda.CudaKernels;
 import dev.latent.cuda.DeviceBuffer;
@@ -111,13 +113,13 @@ public final class Kernels {
         MemorySegment d = COPY.get();
         d.fill((byte) 0);
         int rr = Math.max(r, 1);
-        d.set(JAVA_INT, 0, rr);
+        CopyDesc.setRank(d, rr);
         for (int i = 0; i < r; i++) {
-            d.set(JAVA_LONG, 8 + 8L * i, src.size(i));
-            d.set(JAVA_LONG, 56 + 8L * i, src.stride(i));
-            d.set(JAVA_LONG, 104 + 8L * i, dst.stride(i));
+            CopyDesc.setShape(d, i, src.size(i));
+            CopyDesc.setSrcStride(d, i, src.stride(i));
+            CopyDesc.setDstStride(d, i, dst.stride(i));
         }
-        if (r == 0) { d.set(JAVA_LONG, 8, 1); d.set(JAVA_LONG, 56, 1); d.set(JAVA_LONG, 104, 1); }
+        if (r == 0) { CopyDesc.setShape(d, 0, 1); CopyDesc.setSrcStride(d, 0, 1); CopyDesc.setDstStride(d, 0, 1); }
         return d;
     }
 
@@ -205,12 +207,12 @@ public final class Kernels {
             if (t != null && !Arrays.equals(t.shape(), q.shape()))
                 throw new IllegalArgumentException(op + ": shapes must all be " + Arrays.toString(q.shape()) + ", got " + t);
         MemorySegment d = ATT.get();
-        d.set(JAVA_LONG, 0, q.size(0));
-        d.set(JAVA_LONG, 8, q.size(1));
-        d.set(JAVA_LONG, 16, q.size(2));
-        d.set(JAVA_LONG, 24, q.size(3));
-        d.set(JAVA_INT, 32, causal ? 1 : 0);
-        d.set(JAVA_FLOAT, 36, scale);
+        AttentionDesc.setB(d, q.size(0));
+        AttentionDesc.setNh(d, q.size(1));
+        AttentionDesc.setT(d, q.size(2));
+        AttentionDesc.setHs(d, q.size(3));
+        AttentionDesc.setCausal(d, causal ? 1 : 0);
+        AttentionDesc.setScale(d, scale);
         return d;
     }
 
