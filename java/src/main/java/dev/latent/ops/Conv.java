@@ -2,6 +2,7 @@ package dev.latent.ops;
 
 import dev.latent.nativ.LatentBinding.Conv2dDesc;
 import dev.latent.cuda.CudaKernels;
+import dev.latent.cuda.CudaConvKernels;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Tensor;
 
@@ -75,7 +76,7 @@ public final class Conv {
         long n = x.size(0), c = x.size(1), hw = x.numel() / Math.max(1, n * c);
         if (out.numel() != c) throw new IllegalArgumentException("channelSum: out " + out + " for " + c + " channels");
         Geometry g = new Geometry(n, 1, hw, 1, c, 1, 1, 1, 1, 0, 0);   // output (N, C, HW, 1): dy's layout
-        CudaKernels.conv2dBackwardBias(Kernels.cuda(), g.desc(), Kernels.buf(x), Kernels.buf(out), false);
+        CudaConvKernels.conv2dBackwardBias(Kernels.cuda(), g.desc(), Kernels.buf(x), Kernels.buf(out), false);
     }
 
     private static void shape(String op, String what, Tensor t, long... expect) {

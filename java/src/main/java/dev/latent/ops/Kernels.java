@@ -4,6 +4,7 @@ import dev.latent.nativ.LatentBinding.CopyDesc;
 import dev.latent.nativ.LatentBinding.AttentionDesc;
 import dev.latent.cuda.Cuda;
 import dev.latent.cuda.CudaKernels;
+import dev.latent.cuda.CudaProbKernels;
 import dev.latent.cuda.DeviceBuffer;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
@@ -392,7 +393,7 @@ public final class Kernels {
         if (!onCuda("reparam", mu, logvar, z, kl)) throw new IllegalArgumentException("reparamOnDevice: CUDA tensors needed, got " + mu.device());
         numel("reparam", mu.numel(), logvar, z);
         numel("reparam", 1, kl);
-        CudaKernels.reparamF32(cuda(), mu.numel(), buf(mu), buf(logvar), seed, stream, buf(z), buf(kl));
+        CudaProbKernels.reparamF32(cuda(), mu.numel(), buf(mu), buf(logvar), seed, stream, buf(z), buf(kl));
     }
 
     /** Gradients of sum(dz * z) + klScale * KL with respect to mu and logvar (eps recomputed). */
@@ -467,7 +468,7 @@ public final class Kernels {
             throw new IllegalArgumentException("bceWithLogitsOnDevice: CUDA tensors needed, got " + logits.device());
         numel("bceWithLogits", logits.numel(), targets, dlogits);
         numel("bceWithLogits", 1, out);
-        CudaKernels.bceWithLogitsF32(cuda(), logits.numel(), buf(logits), buf(targets), t, buf(dlogits), dscale, buf(out));
+        CudaProbKernels.bceWithLogitsF32(cuda(), logits.numel(), buf(logits), buf(targets), t, buf(dlogits), dscale, buf(out));
     }
 
     // ---- affine coupling (kernels/coupling) ----
@@ -514,7 +515,7 @@ public final class Kernels {
         if (!onCuda(op, mask, y, h, out, logdet)) throw new IllegalArgumentException(op + ": CUDA tensors expected, got " + y);
         long[] d = couplingDims(op, mask, y, h, out);
         numel(op, d[0], logdet);
-        CudaKernels.couplingForwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(out), buf(logdet));
+        CudaProbKernels.couplingForwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(out), buf(logdet));
     }
 
     /**
@@ -527,7 +528,7 @@ public final class Kernels {
         long[] d = couplingDims(op, mask, y, h, out);
         numel(op, d[0], logdet);
         numel(op, 1, scale);
-        CudaKernels.couplingForwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), buf(scale), buf(out), buf(logdet));
+        CudaProbKernels.couplingForwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), buf(scale), buf(out), buf(logdet));
     }
 
     /** {@link #couplingBackwardOnDevice(Tensor, Tensor, Tensor, float, Tensor, Tensor, Tensor, Tensor, Tensor)} with the scale on the device. */
@@ -540,7 +541,7 @@ public final class Kernels {
         numel(op, 2 * y.numel(), dh);
         if (dlogdet != null) numel(op, d[0], dlogdet);
         numel(op, 1, dscale, scale);
-        CudaKernels.couplingBackwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), buf(scale), buf(dout), buf(dlogdet), buf(dy), buf(dh), buf(dscale));
+        CudaProbKernels.couplingBackwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), buf(scale), buf(dout), buf(dlogdet), buf(dy), buf(dh), buf(dscale));
     }
 
     /**
@@ -556,7 +557,7 @@ public final class Kernels {
         numel(op, 2 * y.numel(), dh);
         if (dlogdet != null) numel(op, d[0], dlogdet);
         numel(op, 1, dscale);
-        CudaKernels.couplingBackwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(dout), buf(dlogdet), buf(dy), buf(dh), buf(dscale));
+        CudaProbKernels.couplingBackwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(dout), buf(dlogdet), buf(dy), buf(dh), buf(dscale));
     }
 
     /**
