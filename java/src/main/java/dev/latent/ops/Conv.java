@@ -1,8 +1,8 @@
 package dev.latent.ops;
 
-import dev.latent.nativ.LatentBinding.Conv2dDesc;
-import dev.latent.cuda.CudaKernels;
 import dev.latent.cuda.CudaConvKernels;
+import dev.latent.cuda.CudaKernels;
+import dev.latent.nativ.LatentBinding.Conv2dDesc;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Tensor;
 

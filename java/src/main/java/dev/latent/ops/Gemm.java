@@ -1,9 +1,9 @@
 package dev.latent.ops;
 
-import dev.latent.nativ.LatentBinding.GemmDesc;
 import dev.latent.cuda.CudaKernels;
 import dev.latent.cuda.CudaVendor;
 import dev.latent.cuda.DeviceBuffer;
+import dev.latent.nativ.LatentBinding.GemmDesc;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Precision;

@@ -1,11 +1,11 @@
 package dev.latent.ops;
 
-import dev.latent.nativ.LatentBinding.CopyDesc;
-import dev.latent.nativ.LatentBinding.AttentionDesc;
 import dev.latent.cuda.Cuda;
 import dev.latent.cuda.CudaKernels;
 import dev.latent.cuda.CudaProbKernels;
 import dev.latent.cuda.DeviceBuffer;
+import dev.latent.nativ.LatentBinding.AttentionDesc;
+import dev.latent.nativ.LatentBinding.CopyDesc;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
