@@ -36,7 +36,7 @@ field() { python3 -c 'import json,sys; print(json.loads([l for l in sys.stdin if
 echo -n > "$OUT/runs.tsv"; echo -n > "$OUT/agreement.tsv"
 "$LATENT" --help > /dev/null   # builds the jars when they are missing or stale
 . "$ROOT/ci/find-jdk.sh"; latent_find_jdk
-CP="$ROOT/java/target/latent-0.1.0-SNAPSHOT.jar:$ROOT/java/target/latent-0.1.0-SNAPSHOT-linux-x86_64.jar"
+CP="$ROOT/java/target/latent-0.2.0.jar:$ROOT/java/target/latent-0.2.0-linux-x86_64.jar"
 for s in $SEEDS; do
   W="$OUT/seed-$s"
   mkdir -p "$W"

@@ -8,7 +8,7 @@
 # Why the core is kept this light, and where the CLI, plots and benchmarks went: docs/decisions.md ("Core jar split").
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VERSION=0.1.0-SNAPSHOT
+VERSION=0.2.0
 JAR="${1:-$ROOT/java/target/latent-$VERSION.jar}"
 CLASSPATH_ARG="${2:-}"   # the jar's own dependencies, when it has any (the core has none)
 ALLOWED="${LATENT_JDEPS_ALLOWED:-java.base,java.logging,jdk.jfr}"

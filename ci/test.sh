@@ -27,7 +27,7 @@ cd "$ROOT"
 latent_find_jdk
 echo "== JDK: $JAVA_HOME"
 MVN=(mvn -B -ntp)
-VERSION=0.1.0-SNAPSHOT
+VERSION=0.2.0
 step() { echo; echo "== $* ($(date +%H:%M:%S))"; }
 
 step "data: Fashion-MNIST from Debian's dataset-fashion-mnist"

@@ -13,8 +13,9 @@ rm -rf .gpu && mkdir -p .gpu/lib .gpu/native
   --strip-debug --no-header-files --no-man-pages --output .gpu/jre
 (cd .gpu && tar cJf jre.tar.xz jre && rm -rf jre)
 M2=${M2_REPO:-$HOME/.m2/repository}
-cp java/target/latent-*-SNAPSHOT.jar .gpu/lib/latent.jar
-cp cli/target/latent-cli-*-SNAPSHOT.jar .gpu/lib/latent-cli.jar   # the CLI (train gpt ...) and CudaCliTest's target
+V=$(sed -n 's/^VERSION=//p' bin/latent)   # the one version line the launcher and ci/test.sh carry
+cp java/target/latent-$V.jar .gpu/lib/latent.jar
+cp cli/target/latent-cli-$V.jar .gpu/lib/latent-cli.jar   # the CLI (train gpt ...) and CudaCliTest's target
 (cd java/target/test-classes && zip -qr "$OLDPWD/.gpu/lib/test-classes.jar" .)
 (cd cli/target/test-classes && zip -qr "$OLDPWD/.gpu/lib/cli-test-classes.jar" .)
 cp "$M2"/info/picocli/picocli/4.7.7/picocli-4.7.7.jar .gpu/lib/picocli.jar

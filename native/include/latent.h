@@ -7,6 +7,13 @@
  *   - arguments are plain pointers and small descriptor structs; Java mirrors each struct with a
  *     StructLayout and a test compares sizes and offsets with lt_struct_info().
  *   - only lt_* symbols are exported (hidden visibility elsewhere; ci/check-exports.sh enforces it).
+ *   - this header is the one description of the boundary: java/src/build/GenBindings.java reads every LT_API
+ *     prototype, struct and LT_ constant and generates the Java binding (dev.latent.nativ.LatentBinding: layouts,
+ *     accessors, downcalls, checked wrappers named after the C name). The @-comment after each prototype says what C
+ *     cannot: "@ x[n*c] y[n]" gives each pointer's extent in elements (its element size is its C type's), so
+ *     the Java wrapper checks every segment before the call; "custom" means LatentNative checks it by hand (descriptors,
+ *     out-parameters); "required" binds it at load (else a missing symbol fails at the call). A pointer without
+ *     an extent in a function not marked custom, or a stale generated file, fails the build.
  *
  * Glossary of shape letters:
  *   GEMM:       M, N, K (C is M x N, op(A) is M x K, op(B) is K x N), batch
@@ -43,36 +50,36 @@ enum {
 enum { LT_ISA_REF = 0, LT_ISA_AVX2 = 1, LT_ISA_AVX512 = 2 };
 
 /* ---- runtime ---------------------------------------------------------------------------------- */
-LT_API int32_t lt_abi_version(void);
+LT_API int32_t lt_abi_version(void); /*@ required */
 /* Message of the last failing call on the calling thread; "" when none. Valid until the next call. */
-LT_API const char *lt_last_error(void);
+LT_API const char *lt_last_error(void); /*@ required */
 /* Highest ISA the CPU supports (CPUID, checked once), the cap from LATENT_MAX_ISA, and the level in use. */
-LT_API int32_t lt_isa_supported(void);
-LT_API int32_t lt_isa(void);
+LT_API int32_t lt_isa_supported(void); /*@ required */
+LT_API int32_t lt_isa(void); /*@ required */
 /* Set the level in use: clamped to what the CPU supports; returns the level actually set. */
-LT_API int32_t lt_set_isa(int32_t isa);
+LT_API int32_t lt_set_isa(int32_t isa); /*@ required */
 /* Why the level in use is below the CPU's best, or "" (e.g. "capped by LATENT_MAX_ISA=ref"). */
-LT_API const char *lt_isa_reason(void);
+LT_API const char *lt_isa_reason(void); /*@ required */
 /* 1 when the CPU has AVX512_BF16 (vdpbf16ps) and the avx512 level is supported, else 0. bf16 kernels also need
  * the level in use to be avx512; nothing emulates bf16 where this is 0. */
-LT_API int32_t lt_cpu_bf16(void);
+LT_API int32_t lt_cpu_bf16(void); /*@ custom required */
 
 /* The fixed worker pool. Default size = online cores. Resizing waits for running work to finish.
  * Many threads may call kernels at once: a call that finds the pool busy runs on its own thread,
  * so nothing oversubscribes and nothing deadlocks. Results never depend on the thread count. */
-LT_API lt_status lt_set_num_threads(int32_t n);
-LT_API int32_t lt_num_threads(void);
+LT_API lt_status lt_set_num_threads(int32_t n); /*@ custom required */
+LT_API int32_t lt_num_threads(void); /*@ required */
 
 /* Size and field offsets of the descriptor structs, for the Java layout test.
  * which: 0 = lt_gemm_desc, 1 = lt_attention_desc, 2 = lt_adamw_desc, 3 = lt_copy_desc, 4 = lt_conv2d_desc,
  * 5 = lt_attention_decode_desc. out[0] = sizeof, out[1..] = offsetof of each field in declaration order. */
-LT_API lt_status lt_struct_info(int32_t which, int64_t *out, int32_t capacity);
+LT_API lt_status lt_struct_info(int32_t which, int64_t *out, int32_t capacity); /*@ custom required */
 
 /* ---- RNG: Philox4x32-10 (Salmon et al., SC'11) -------------------------------------------------- */
 /* out[4] = philox4x32_10(ctr[4], key[2]). Exposed for known-answer tests against Random123. */
-LT_API lt_status lt_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+LT_API lt_status lt_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]); /*@ custom required */
 /* Fill out[n] with uniforms in (0, 1) from the stream (seed, stream): element i uses counter i. */
-LT_API lt_status lt_rand_uniform(float *out, int64_t n, uint64_t seed, uint64_t stream);
+LT_API lt_status lt_rand_uniform(float *out, int64_t n, uint64_t seed, uint64_t stream); /*@ required out[n] */
 
 /* ---- GEMM: C = alpha * op(A) * op(B) + beta * C, row-major ---------------------------------------
  * op(A) is M x K: A is M x K with row stride lda (trans_a = 0) or K x M (trans_a = 1).
@@ -87,19 +94,19 @@ typedef struct lt_gemm_desc {
     int64_t batch;
     int64_t stride_a, stride_b, stride_c;
 } lt_gemm_desc;
-LT_API lt_status lt_gemm(const lt_gemm_desc *d, const float *a, const float *b, float *c);
+LT_API lt_status lt_gemm(const lt_gemm_desc *d, const float *a, const float *b, float *c); /*@ custom required */
 /* bf16 GEMM: the same descriptor, layouts and checks as lt_gemm; op(A) and op(B) are rounded to bf16 (round to
  * nearest even) as they are read and their products summed in fp32 (AVX512_BF16 vdpbf16ps); C, alpha, beta stay
  * fp32. Per element |C - exact| <= (2^-7 + 2^-16) * sum|alpha a b| + fp32 summation error. LT_ERR_UNSUPPORTED unless
  * lt_cpu_bf16() and the level in use is avx512 (never emulated). Bits identical across thread counts. */
-LT_API lt_status lt_gemm_bf16(const lt_gemm_desc *d, const float *a, const float *b, float *c);
+LT_API lt_status lt_gemm_bf16(const lt_gemm_desc *d, const float *a, const float *b, float *c); /*@ custom required */
 
 /* Skinny GEMM without packing: C = alpha * A B^T + beta * C with A (M, K) and B (N, K) row-major (trans_a = 0,
  * trans_b = 1, batch = 1 only; anything else is LT_ERR_INVALID_ARGUMENT): a Linear layer's y = x W^T for a few rows of x,
  * as in decoding (M = sequences in flight). Each element is the dot product of an A row and a B row summed in a fixed
  * order, so the bits depend neither on the thread count nor on M (a row is the same alone or among others); the
  * weights stream through once per call. Slower than lt_gemm once M reaches tens of rows. C must not overlap A or B. */
-LT_API lt_status lt_gemm_rows(const lt_gemm_desc *d, const float *a, const float *b, float *c);
+LT_API lt_status lt_gemm_rows(const lt_gemm_desc *d, const float *a, const float *b, float *c); /*@ custom */
 
 /* Skinny GEMM on pre-packed weights (kernels/gemm/gemm_packed.c), for decoding with M = sequences in flight:
  * lt_gemm_rows_pack copies B (N, K) at row stride ldb (a Linear layer's weight) into panels of LT_GEMM_PACK_NR
@@ -110,10 +117,10 @@ LT_API lt_status lt_gemm_rows(const lt_gemm_desc *d, const float *a, const float
  * multiply-add chain over k = 0 .. K-1 in order from 0, then + bias[j]: its bits depend neither on M, the thread
  * count, the tile nor the ISA (the reference uses fmaf). C must not overlap A, packed or bias. Forward only. */
 #define LT_GEMM_PACK_NR 16
-LT_API int64_t lt_gemm_rows_packed_size(int64_t n, int64_t k);
-LT_API lt_status lt_gemm_rows_pack(int64_t n, int64_t k, const float *b, int64_t ldb, float *packed);
+LT_API int64_t lt_gemm_rows_packed_size(int64_t n, int64_t k); /*@ custom */
+LT_API lt_status lt_gemm_rows_pack(int64_t n, int64_t k, const float *b, int64_t ldb, float *packed); /*@ custom */
 LT_API lt_status lt_gemm_rows_packed(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *packed,
-                                     const float *bias, float *c, int64_t ldc);
+                                     const float *bias, float *c, int64_t ldc); /*@ custom */
 
 /* ---- attention: multi-head scaled dot-product, FlashAttention-2 style ------------------------------
  * q, k, v, o, dq, dk, dv: (B, NH, T, HS) contiguous. lse: (B, NH, T), the log-sum-exp of each row of the
@@ -126,19 +133,22 @@ typedef struct lt_attention_desc {
     float scale;     /* usually 1/sqrt(HS) */
 } lt_attention_desc;
 LT_API lt_status lt_attention_fwd(const lt_attention_desc *d, const float *q, const float *k, const float *v,
-                                  float *o, float *lse);
+                                  float *o, float *lse); /*@ custom */
 /* dq, dk, dv are overwritten. */
 LT_API lt_status lt_attention_bwd(const lt_attention_desc *d, const float *q, const float *k, const float *v,
                                   const float *o, const float *lse, const float *dout, float *dq, float *dk, float *dv);
+    /*@ custom */
 /* bf16 attention: the same descriptor, layouts, checks and lse contract; the operands of every matmul (Q K^T, P V and
  * the backward's dout V^T, dS K, P^T dout, dS^T Q) are rounded to bf16 (round to nearest even) and their products
  * summed in fp32 (AVX512_BF16 vdpbf16ps); softmax, statistics and outputs stay fp32. LT_ERR_UNSUPPORTED unless
  * lt_cpu_bf16() and the level in use is avx512 (never emulated). Bits identical across thread counts. */
 LT_API lt_status lt_attention_fwd_bf16(const lt_attention_desc *d, const float *q, const float *k, const float *v,
                                        float *o, float *lse);
+    /*@ custom */
 LT_API lt_status lt_attention_bwd_bf16(const lt_attention_desc *d, const float *q, const float *k, const float *v,
                                        const float *o, const float *lse, const float *dout, float *dq, float *dk,
                                        float *dv);
+    /*@ custom */
 
 /* ---- decode attention: one new query per row against that row's KV cache (kernels/attention_decode) ---------
  * Inference only (no backward): the attention of KV-cache decoding. Row r (r < rows) has its query q + r*ldq, (NH*HS)
@@ -154,7 +164,7 @@ typedef struct lt_attention_decode_desc {
     int32_t pad_;
 } lt_attention_decode_desc;
 LT_API lt_status lt_attention_decode_fwd(const lt_attention_decode_desc *d, const float *q, const float *const *k,
-                                         const float *const *v, const int32_t *len, float *o);
+                                         const float *const *v, const int32_t *len, float *o); /*@ custom */
 
 /* ---- fused training kernels ---------------------------------------------------------------------------
  * Row-wise ops take (N, C) contiguous row-major. Parameter gradients (dw, db, dtable) ACCUMULATE (+=) with a
@@ -162,19 +172,20 @@ LT_API lt_status lt_attention_decode_fwd(const lt_attention_decode_desc *d, cons
 
 /* LayerNorm over C: y = (x - mean) * rstd * w + b; mean, rstd: (N) saved for the backward. */
 LT_API lt_status lt_layernorm_fwd(int64_t n, int64_t c, float eps, const float *x, const float *w, const float *b,
-                                  float *y, float *mean, float *rstd);
+                                  float *y, float *mean, float *rstd); /*@ x[n*c] w[c] b[c] y[n*c] mean[n] rstd[n] */
 LT_API lt_status lt_layernorm_bwd(int64_t n, int64_t c, const float *x, const float *w, const float *mean,
                                   const float *rstd, const float *dy, float *dx, float *dw, float *db);
+    /*@ x[n*c] w[c] mean[n] rstd[n] dy[n*c] dx[n*c] dw[c] db[c] */
 
 /* Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), over n elements; bwd: dx = dy * gelu'(x) (dx may alias dy). */
-LT_API lt_status lt_gelu_fwd(int64_t n, const float *x, float *y);
-LT_API lt_status lt_gelu_bwd(int64_t n, const float *x, const float *dy, float *dx);
+LT_API lt_status lt_gelu_fwd(int64_t n, const float *x, float *y); /*@ x[n] y[n] */
+LT_API lt_status lt_gelu_bwd(int64_t n, const float *x, const float *dy, float *dx); /*@ x[n] dy[n] dx[n] */
 
 /* Softmax + cross-entropy in one pass over logits (N, V): losses[i] = logsumexp(row) - row[target[i]].
  * target < 0 ignores the row (loss 0, zero gradient). When dlogits != NULL it is written with
  * (softmax(row) - onehot(target)) * dscale (dlogits may alias logits). */
 LT_API lt_status lt_softmax_xent(int64_t n, int64_t v, const float *logits, const int32_t *targets, float *losses,
-                                 float *dlogits, float dscale);
+                                 float *dlogits, float dscale); /*@ logits[n*v] targets[n] losses[n] dlogits[n*v] */
 
 /* AdamW, one pass over n parameters: decoupled weight decay (p -= lr*wd*p), bias-corrected moments with
  * step t >= 1, p -= lr * mhat / (sqrt(vhat) + eps). grad_scale multiplies g first (gradient clipping). */
@@ -183,27 +194,30 @@ typedef struct lt_adamw_desc {
     int64_t step;
 } lt_adamw_desc;
 LT_API lt_status lt_adamw(const lt_adamw_desc *d, int64_t n, float *param, const float *grad, float *m, float *v);
+    /*@ custom */
 
 /* Sum of squares of x[n] in double, accumulated in fixed 4096-element chunks (global-norm clipping). */
-LT_API lt_status lt_sumsq(int64_t n, const float *x, double *out);
+LT_API lt_status lt_sumsq(int64_t n, const float *x, double *out); /*@ custom */
 /* The sum of lt_sumsq over nseg segments x[offset[k] .. offset[k] + len[k]) in one parallel pass, with the bits of
  * lt_sumsq per segment added in segment order from 0 (one gradient-norm pass over a model's flat gradient buffer). */
 LT_API lt_status lt_sumsq_segments(int64_t nseg, const int64_t *offset, const int64_t *len, const float *x, double *out);
+    /*@ custom */
 
 /* Embedding backward: dtable[ids[i], :] += dout[i, :] for i < n, c columns; ids outside [0, vocab) is an
  * error. Deterministic: rows are accumulated in index order, without atomics. */
 LT_API lt_status lt_embedding_bwd(int64_t n, int64_t c, int64_t vocab, const int32_t *ids, const float *dout,
-                                  float *dtable);
+                                  float *dtable); /*@ ids[n] dout[n*c] dtable[vocab*c] */
 
 /* ---- elementwise and layout helpers (kernels/elementwise) -------------------------------------------- */
 /* y = a*x + b*y over n elements; b == 0 makes y write-only. x may equal y. */
-LT_API lt_status lt_axpby(int64_t n, float a, const float *x, float b, float *y);
+LT_API lt_status lt_axpby(int64_t n, float a, const float *x, float b, float *y); /*@ x[n] y[n] */
 /* y = x * z elementwise (y may alias x or z). */
-LT_API lt_status lt_mul(int64_t n, const float *x, const float *z, float *y);
+LT_API lt_status lt_mul(int64_t n, const float *x, const float *z, float *y); /*@ x[n] z[n] y[n] */
 /* Row broadcast add: y[i, :] = x[i, :] + rows[i % period, :] for x, y (N, C), rows (period, C); y may alias x. */
 LT_API lt_status lt_add_rows(int64_t n, int64_t c, int64_t period, const float *x, const float *rows, float *y);
+    /*@ custom */
 /* Its adjoint: out[i % period, :] += x[i, :], accumulated in row order in fixed chunks (deterministic). */
-LT_API lt_status lt_sum_rows(int64_t n, int64_t c, int64_t period, const float *x, float *out);
+LT_API lt_status lt_sum_rows(int64_t n, int64_t c, int64_t period, const float *x, float *out); /*@ custom */
 /* Strided copy of a rank <= 6 tensor: dst[idx] = src[idx] (strides in elements, may be any sign >= 0 layout).
  * Used for permutes (qkv split into heads) and Tensor.contiguous(). */
 #define LT_MAX_RANK 6
@@ -214,7 +228,7 @@ typedef struct lt_copy_desc {
     int64_t src_stride[LT_MAX_RANK];
     int64_t dst_stride[LT_MAX_RANK];
 } lt_copy_desc;
-LT_API lt_status lt_copy_strided(const lt_copy_desc *d, const float *src, float *dst);
+LT_API lt_status lt_copy_strided(const lt_copy_desc *d, const float *src, float *dst); /*@ custom */
 
 /* ---- VAE reparameterization sampler (kernels/reparam) ------------------------------------------------
  * z = mu + exp(0.5 logvar) * eps over n elements, eps ~ N(0, 1) from Philox4x32-10 stream (seed, stream), keyed as
@@ -233,11 +247,12 @@ LT_API lt_status lt_copy_strided(const lt_copy_desc *d, const float *src, float 
  * 4096-element chunk, chunks added in order; reparam_ref.c), so kl's bits too are the same everywhere.
  * Inputs and outputs must not overlap. */
 LT_API lt_status lt_reparam_fwd(int64_t n, const float *mu, const float *logvar, uint64_t seed, uint64_t stream,
-                                float *z, double *kl);
+                                float *z, double *kl); /*@ mu[n] logvar[n] z[n] kl[1] */
 /* Backward of z (upstream dz) plus kl_scale * kl (finite), recomputing eps (never stored); dmu, dlogvar overwritten:
  * dmu = dz + kl_scale mu, dlogvar = dz eps 0.5 exp(0.5 logvar) + kl_scale 0.5 (exp(logvar) - 1), logvar clamped. */
 LT_API lt_status lt_reparam_bwd(int64_t n, const float *mu, const float *logvar, uint64_t seed, uint64_t stream,
                                 const float *dz, float kl_scale, float *dmu, float *dlogvar);
+    /*@ mu[n] logvar[n] dz[n] dmu[n] dlogvar[n] */
 
 /* ---- 2-D convolution (kernels/conv2d) -------------------------------------------------------------------
  * Cross-correlation, NCHW at the API: x (N, C, H, W), w (K, C, R, S), y (N, K, OH, OW), all contiguous, with
@@ -257,24 +272,25 @@ typedef struct lt_conv2d_desc {
 } lt_conv2d_desc;
 /* y = conv(x, w) + bias[k] (bias may be NULL). y is overwritten (write-only: NaNs in y do not propagate). */
 LT_API lt_status lt_conv2d_fwd(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y);
+    /*@ custom */
 /* dx = conv^T(dy, w) (+ bias[c] per input channel when bias != NULL, which makes this the fused forward of a
  * transposed convolution). dx is overwritten. */
 LT_API lt_status lt_conv2d_bwd_data(const lt_conv2d_desc *d, const float *dy, const float *w, const float *bias,
-                                    float *dx);
+                                    float *dx); /*@ custom */
 /* dw (K, C, R, S) and db (K, may be NULL) from x and dy. accumulate = 0 overwrites, 1 adds (+=). Deterministic: a
  * fixed reduction order independent of the thread count. */
 LT_API lt_status lt_conv2d_bwd_weight(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw, float *db,
-                                      int32_t accumulate);
+                                      int32_t accumulate); /*@ custom */
 /* bf16 conv2d: the same descriptor, layouts and checks as the three above; the operands of every product (x or its
  * unfolded patches, w, dy) are rounded to bf16 (round to nearest even) and the products summed in fp32 (AVX512_BF16
  * vdpbf16ps, through the bf16 GEMM); bias, db and outputs stay fp32. LT_ERR_UNSUPPORTED unless lt_cpu_bf16() and
  * the level in use is avx512 (never emulated). Bits identical across thread counts. */
 LT_API lt_status lt_conv2d_fwd_bf16(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias,
-                                    float *y);
+                                    float *y); /*@ custom */
 LT_API lt_status lt_conv2d_bwd_data_bf16(const lt_conv2d_desc *d, const float *dy, const float *w, const float *bias,
-                                         float *dx);
+                                         float *dx); /*@ custom */
 LT_API lt_status lt_conv2d_bwd_weight_bf16(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw,
-                                           float *db, int32_t accumulate);
+                                           float *db, int32_t accumulate); /*@ custom */
 
 /* ---- dilated causal 1-D convolution (kernels/conv1d; WaveNet's layer) ------------------------------------
  * x (N, Cin, T), w (Cout, Cin, K), bias (Cout), y (N, Cout, T), all contiguous; dilation d >= 1, causal: the input is
@@ -284,13 +300,14 @@ LT_API lt_status lt_conv2d_bwd_weight_bf16(const lt_conv2d_desc *d, const float 
  * order that depends on the shape and the ISA level only: the same bits on any thread count. */
 /* y = conv(x, w) + bias (bias may be NULL); y is overwritten. */
 LT_API lt_status lt_conv1d_fwd(int64_t n, int64_t cin, int64_t t, int64_t cout, int64_t k, int64_t dilation,
-                               const float *x, const float *w, const float *bias, float *y);
+                               const float *x, const float *w, const float *bias, float *y); /*@ custom */
 /* dx[n, i, t] = sum_{o, j} w[o, i, j] dy[n, o, t + (K-1-j) d] (dy = 0 past T); dx is overwritten. */
 LT_API lt_status lt_conv1d_bwd_data(int64_t n, int64_t cin, int64_t t, int64_t cout, int64_t k, int64_t dilation,
-                                    const float *dy, const float *w, float *dx);
+                                    const float *dy, const float *w, float *dx); /*@ custom */
 /* dw (Cout, Cin, K) and db (Cout, may be NULL) from x and dy; accumulate = 0 overwrites, 1 adds (+=). */
 LT_API lt_status lt_conv1d_bwd_weight(int64_t n, int64_t cin, int64_t t, int64_t cout, int64_t k, int64_t dilation,
                                       const float *x, const float *dy, float *dw, float *db, int32_t accumulate);
+    /*@ custom */
 
 /* ---- BatchNorm2d (kernels/batchnorm) ------------------------------------------------------------------
  * x, y: (N, C, HW) contiguous (HW = H * W). Training forward uses batch statistics: mean[c], rstd[c] =
@@ -300,27 +317,30 @@ LT_API lt_status lt_conv1d_bwd_weight(int64_t n, int64_t cin, int64_t t, int64_t
 LT_API lt_status lt_batchnorm2d_fwd_train(int64_t n, int64_t c, int64_t hw, float eps, float momentum, const float *x,
                                           const float *gamma, const float *beta, float *y, float *mean, float *rstd,
                                           float *running_mean, float *running_var);
+    /*@ x[n*c*hw] gamma[c] beta[c] y[n*c*hw] mean[c] rstd[c] running_mean[c] running_var[c] */
 /* Inference forward with given statistics: y = (x - mean) / sqrt(var + eps) * gamma + beta. */
 LT_API lt_status lt_batchnorm2d_fwd_infer(int64_t n, int64_t c, int64_t hw, float eps, const float *x,
                                           const float *gamma, const float *beta, const float *mean, const float *var,
-                                          float *y);
+                                          float *y); /*@ x[n*c*hw] gamma[c] beta[c] mean[c] var[c] y[n*c*hw] */
 /* Backward of the training forward: dx overwritten; dgamma, dbeta (may be NULL) ACCUMULATE (+=). */
 LT_API lt_status lt_batchnorm2d_bwd(int64_t n, int64_t c, int64_t hw, const float *x, const float *gamma,
                                     const float *mean, const float *rstd, const float *dy, float *dx, float *dgamma,
                                     float *dbeta);
+    /*@ x[n*c*hw] gamma[c] mean[c] rstd[c] dy[n*c*hw] dx[n*c*hw] dgamma[c] dbeta[c] */
 
 /* ---- pointwise activations (kernels/activation) --------------------------------------------------------
  * kind: LT_ACT_*; alpha is LeakyReLU's negative slope (ignored otherwise). Forward y = f(x) over n elements (y may
  * alias x). Backward dx = dy * f'(.) where `in` is x for RELU and LEAKY_RELU and y (the forward output) for TANH
  * and SIGMOID (dx may alias dy). */
 enum { LT_ACT_RELU = 0, LT_ACT_LEAKY_RELU = 1, LT_ACT_TANH = 2, LT_ACT_SIGMOID = 3 };
-LT_API lt_status lt_act_fwd(int32_t kind, int64_t n, float alpha, const float *x, float *y);
+LT_API lt_status lt_act_fwd(int32_t kind, int64_t n, float alpha, const float *x, float *y); /*@ x[n] y[n] */
 LT_API lt_status lt_act_bwd(int32_t kind, int64_t n, float alpha, const float *in, const float *dy, float *dx);
+    /*@ in[n] dy[n] dx[n] */
 /* Binary cross-entropy with logits, numerically stable: l_i = max(x,0) - x t + log1p(exp(-|x|)). loss (may be
  * NULL) = sum_i l_i in double, fixed 4096-element chunks added in order. dlogits (may be NULL, may alias logits) =
  * (sigmoid(x) - t) * dscale. targets may be NULL with a constant target `t_const` instead. */
 LT_API lt_status lt_bce_logits(int64_t n, const float *logits, const float *targets, float t_const, double *loss,
-                               float *dlogits, float dscale);
+                               float *dlogits, float dscale); /*@ logits[n] targets[n] loss[1] dlogits[n] */
 
 /* ---- normalizing flows: affine coupling, elementwise part (kernels/coupling) ----------------------------------
  * RealNVP's affine coupling with a binary mask b (hw, values 0 or 1) over images y (n, hw) and the coupling net's
@@ -330,25 +350,26 @@ LT_API lt_status lt_bce_logits(int64_t n, const float *logits, const float *targ
  * The backward takes dy' and dlogdet (n) and writes dy, dh (n, 2, hw) (overwritten) and adds d(scale) to *dscale
  * (double, summed per image then in image order: deterministic). Outputs must not overlap inputs. */
 LT_API lt_status lt_coupling_fwd(int64_t n, int64_t hw, const float *mask, const float *y, const float *h, float scale,
-                                 float *out, double *logdet);
+                                 float *out, double *logdet); /*@ mask[hw] y[n*hw] h[n*2*hw] out[n*hw] logdet[n] */
 LT_API lt_status lt_coupling_inv(int64_t n, int64_t hw, const float *mask, const float *yp, const float *h, float scale,
-                                 float *y);
+                                 float *y); /*@ mask[hw] yp[n*hw] h[n*2*hw] y[n*hw] */
 LT_API lt_status lt_coupling_bwd(int64_t n, int64_t hw, const float *mask, const float *y, const float *h, float scale,
                                  const float *dout, const double *dlogdet, float *dy, float *dh, double *dscale);
+    /*@ mask[hw] y[n*hw] h[n*2*hw] dout[n*hw] dlogdet[n] dy[n*hw] dh[n*2*hw] dscale[1] */
 
 /* ---- machine ceilings, for benchmarks ------------------------------------------------------------ */
 /* FMA peak: `threads` workers each run independent vfmadd chains for `iters` rounds.
  * Writes the achieved GFLOP/s. ISA must be avx2 (the reference has no meaningful peak). */
-LT_API lt_status lt_peak_fma(int32_t threads, int64_t iters, double *gflops);
+LT_API lt_status lt_peak_fma(int32_t threads, int64_t iters, double *gflops); /*@ custom required */
 /* The same ceiling at a named ISA: LT_ISA_AVX2 (ymm, = lt_peak_fma) or LT_ISA_AVX512 (12 zmm chains, 16 lanes x
  * 2 flops each; LT_ERR_UNSUPPORTED unless the level in use is avx512). */
-LT_API lt_status lt_peak_fma_isa(int32_t isa, int32_t threads, int64_t iters, double *gflops);
+LT_API lt_status lt_peak_fma_isa(int32_t isa, int32_t threads, int64_t iters, double *gflops); /*@ custom required */
 /* AVX512_BF16 dot-product ceiling: 12 vdpbf16ps chains, 64 flops per instruction (2 per bf16 pair).
  * LT_ERR_UNSUPPORTED unless lt_cpu_bf16() and the level in use is avx512. */
-LT_API lt_status lt_peak_bf16(int32_t threads, int64_t iters, double *gflops);
+LT_API lt_status lt_peak_bf16(int32_t threads, int64_t iters, double *gflops); /*@ custom required */
 /* STREAM triad a = b + s*c over n floats per array on `threads` workers, best of `reps`; GB/s counts
  * 3 arrays (2 read + 1 written), as STREAM does. */
-LT_API lt_status lt_peak_triad(int32_t threads, int64_t n, int32_t reps, double *gbs);
+LT_API lt_status lt_peak_triad(int32_t threads, int64_t n, int32_t reps, double *gbs); /*@ custom required */
 
 #ifdef __cplusplus
 }

@@ -22,7 +22,7 @@ import java.util.ServiceLoader;
  * error (unknown option, missing or malformed value), 3 training diverged. Every failure is one line on stderr naming
  * the thing, the value and what was expected; {@code --stacktrace} (anywhere on the line) adds the full trace.
  */
-@Command(name = "latent", mixinStandardHelpOptions = true, version = "latent 0.1.0",
+@Command(name = "latent", mixinStandardHelpOptions = true, version = "latent 0.2.0",
         description = "Generative models on the JVM with native kernels.",
         subcommands = {TrainCommand.class, SampleCommand.class, EvalCommand.class, ProvenanceCommand.class, ImportCommand.class, ExportCommand.class},
         footer = "Global flag: --stacktrace prints the full stack trace of a failure (default: one line).")

@@ -103,7 +103,7 @@ class RunFolderSafetyTest {
     @Test
     void theRealMainExitsWithTheDocumentedStatus(@TempDir Path dir) throws Exception {
         for (Object[] c : new Object[][] {{new String[] {"train", "gpt", "--out", dir.toString(), "--lr", "-1"}, 1, "latent: --lr must be"},
-                {new String[] {"train", "gpt", "--out", dir.toString(), "--bogus"}, 2, "Unknown option"}, {new String[] {"--version"}, 0, "latent 0.1.0"}}) {
+                {new String[] {"train", "gpt", "--out", dir.toString(), "--bogus"}, 2, "Unknown option"}, {new String[] {"--version"}, 0, "latent 0.2.0"}}) {
             Process p = main((String[]) c[0]).start();
             String out = new String(p.getInputStream().readAllBytes());
             assertTrue(p.waitFor(60, TimeUnit.SECONDS));

@@ -3,6 +3,10 @@ package dev.latent.cuda;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
+import dev.latent.nativ.LatentBinding.AttentionDesc;
+import dev.latent.nativ.LatentBinding.Conv2dDesc;
+import dev.latent.nativ.LatentBinding.CopyDesc;
+
 import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
@@ -21,41 +25,42 @@ public final class CudaKernels {
     private CudaKernels() {}
 
     /** Rows per dw / db partial sum in layernorm.cu (LN_CHUNK), elements per chunk in reparam.cu and sumsq.cu. */
-    static final int LN_CHUNK = 256, RP_CHUNK = 4096, RP_THREADS = 256, SQ_CHUNK = 4096, SQ_THREADS = 256;
+    static final int LN_CHUNK = Ltk.LN_CHUNK, RP_CHUNK = Ltk.RP_CHUNK, RP_THREADS = Ltk.RP_THREADS, SQ_CHUNK = Ltk.SQ_CHUNK,
+            SQ_THREADS = Ltk.SQ_THREADS;
     /** Elements per chunk of sumsq.cu's reductions (ltk_sumsq_part, ltk_sumsq_seg_part): a segment table's chunk counts. */
     public static final int SUMSQ_CHUNK = SQ_CHUNK;
     /** batchnorm.cu's block size (BN_THREADS), bce.cu's chunk and block size (BCE_CHUNK, BCE_THREADS). */
-    static final int BN_THREADS = 256, BCE_CHUNK = 4096, BCE_THREADS = 256;
+    static final int BN_THREADS = Ltk.BN_THREADS, BCE_CHUNK = Ltk.BCE_CHUNK, BCE_THREADS = Ltk.BCE_THREADS;
     /** coupling.cu's block size (CP_THREADS). */
-    static final int CP_THREADS = 256;
+    static final int CP_THREADS = Ltk.CP_THREADS;
     /** lt_copy_desc's rank limit (LT_MAX_RANK). */
-    static final int MAX_RANK = 6;
+    static final int MAX_RANK = dev.latent.nativ.LatentNative.MAX_RANK;
     /** Largest head size attention.cu's shared-memory tiles hold (ATT_MAXHS). */
-    public static final long ATTENTION_MAX_HS = 128;
+    public static final long ATTENTION_MAX_HS = Ltk.ATT_MAXHS;
     /** Head sizes up to this take attention.cu's register-tiled backward kernels (ATT_SMALL_HS). */
-    static final long ATTENTION_SMALL_HS = 64;
-    private static final int MAX_GRID_YZ = 65535;
+    static final long ATTENTION_SMALL_HS = Ltk.ATT_SMALL_HS;
+    static final int MAX_GRID_YZ = 65535;
 
     /** Blocks for a grid-stride kernel of {@code threads} threads (a grid-stride loop covers the rest). */
     static int strideBlocks(long n, int threads) { return (int) Math.max(1, Math.min((n + threads - 1) / threads, 65535)); }
 
     static int strideBlocks(long n) { return strideBlocks(n, 256); }
 
-    private static int[] dim(long x) { return new int[] {(int) x, 1, 1}; }
+    static int[] dim(long x) { return new int[] {(int) x, 1, 1}; }
 
-    private static int[] dim(long x, long y) {
+    static int[] dim(long x, long y) {
         if (x > Integer.MAX_VALUE || y > MAX_GRID_YZ)
             throw new IllegalArgumentException("grid (" + x + ", " + y + ") exceeds CUDA's limits (2^31 - 1, 65535)");
         return new int[] {(int) x, (int) y, 1};
     }
 
-    private static void need(DeviceBuffer d, long bytes, String op, String what) {
+    static void need(DeviceBuffer d, long bytes, String op, String what) {
         if (d == null) throw new IllegalArgumentException(op + ": " + what + " is null");
         if (d.byteSize() < bytes)
             throw new IllegalArgumentException(op + ": " + what + " is a device buffer of " + d.byteSize() + " bytes, needs " + bytes);
     }
 
-    private static void floats(String op, long n, Object... namesAndBuffers) {
+    static void floats(String op, long n, Object... namesAndBuffers) {
         if (n < 0) throw new IllegalArgumentException(op + ": negative length " + n);
         for (int i = 0; i < namesAndBuffers.length; i += 2)
             need((DeviceBuffer) namesAndBuffers[i + 1], Math.multiplyExact(n, 4L), op, (String) namesAndBuffers[i]);
@@ -84,14 +89,14 @@ public final class CudaKernels {
     public static void axpby(Cuda cu, long n, float a, DeviceBuffer x, float b, DeviceBuffer y) {
         floats("axpby", n, "x", x, "y", y);
         if (n == 0) return;
-        cu.launch("ltk_axpby", dim(strideBlocks(n)), dim(256), 0, n, a, x, b, y);
+        Ltk.ltk_axpby(cu, dim(strideBlocks(n)), dim(256), 0, n, a, x, b, y);
     }
 
     /** y = x * z elementwise (y may alias x). */
     public static void mul(Cuda cu, long n, DeviceBuffer x, DeviceBuffer z, DeviceBuffer y) {
         floats("mul", n, "x", x, "z", z, "y", y);
         if (n == 0) return;
-        cu.launch("ltk_mul", dim(strideBlocks(n)), dim(256), 0, n, x, z, y);
+        Ltk.ltk_mul(cu, dim(strideBlocks(n)), dim(256), 0, n, x, z, y);
     }
 
     /** y[i, :] = x[i, :] + rows[i % period, :], x and y (n, c), rows (period, c); y may alias x. */
@@ -100,7 +105,7 @@ public final class CudaKernels {
         floats("addRows", n * c, "x", x, "y", y);
         floats("addRows", period * c, "rows", rows);
         if (n * c == 0) return;
-        cu.launch("ltk_add_rows", dim(strideBlocks(n * c, 128)), dim(128), 0, n, c, period, x, rows, y);
+        Ltk.ltk_add_rows(cu, dim(strideBlocks(n * c, 128)), dim(128), 0, n, c, period, x, rows, y);
     }
 
     /** out[p, :] += sum of x[i, :] over i = p (mod period), in row order; x (n, c), out (period, c). */
@@ -109,7 +114,7 @@ public final class CudaKernels {
         floats("sumRows", n * c, "x", x);
         floats("sumRows", period * c, "out", out);
         if (period * c == 0) return;
-        cu.launch("ltk_sum_rows", dim(strideBlocks(period * c, 64)), dim(64), 0, n, c, period, x, out);
+        Ltk.ltk_sum_rows(cu, dim(strideBlocks(period * c, 64)), dim(64), 0, n, c, period, x, out);
     }
 
     private static void rowsCheck(String op, long n, long c, long period) {
@@ -122,11 +127,11 @@ public final class CudaKernels {
      * layout: rank, shape, src and dst strides in elements, all >= 0). src and dst start at each view's first element.
      */
     public static void copyStrided(Cuda cu, MemorySegment desc, DeviceBuffer src, DeviceBuffer dst) {
-        int rank = desc.get(java.lang.foreign.ValueLayout.JAVA_INT, 0);
+        int rank = CopyDesc.rank(desc);
         if (rank < 1 || rank > MAX_RANK) throw new IllegalArgumentException("copyStrided: rank " + rank + " outside [1, " + MAX_RANK + "]");
         long n = 1, lastSrc = 0, lastDst = 0;
         for (int k = 0; k < rank; k++) {
-            long size = desc.get(JAVA_LONG, 8 + 8L * k), ss = desc.get(JAVA_LONG, 56 + 8L * k), ds = desc.get(JAVA_LONG, 104 + 8L * k);
+            long size = CopyDesc.shape(desc, k), ss = CopyDesc.srcStride(desc, k), ds = CopyDesc.dstStride(desc, k);
             if (size < 0 || ss < 0 || ds < 0)
                 throw new IllegalArgumentException("copyStrided: dim " + k + ": size " + size + ", strides " + ss + " / " + ds + " must be >= 0");
             n = Math.multiplyExact(n, size);
@@ -138,7 +143,7 @@ public final class CudaKernels {
         if (n == 0) return;
         floats("copyStrided", lastSrc + 1, "src", src);
         floats("copyStrided", lastDst + 1, "dst", dst);
-        cu.launch("ltk_copy_strided", dim(strideBlocks(n)), dim(256), 0, desc, src, dst);
+        Ltk.ltk_copy_strided(cu, dim(strideBlocks(n)), dim(256), 0, desc, src, dst);
     }
 
     // ---- embedding.cu, sumsq.cu ----
@@ -148,7 +153,7 @@ public final class CudaKernels {
         floats("embedding", n, "ids (int32)", ids);
         floats("embedding", n * c, "out", out);
         if (n * c == 0) return;
-        cu.launch("ltk_embedding_fwd", dim(strideBlocks(n * c)), dim(256), 0, n, c, ids, table, out);
+        Ltk.ltk_embedding_fwd(cu, dim(strideBlocks(n * c)), dim(256), 0, n, c, ids, table, out);
     }
 
     /**
@@ -164,7 +169,7 @@ public final class CudaKernels {
         if (rows == 0 || c == 0) return;
         DeviceBuffer uniq = groups.slice(0, rows * 4), start = groups.slice(rows * 4, (rows + 1) * 4),
                 pos = groups.slice((2 * rows + 1) * 4, Math.max(n, 1) * 4);
-        cu.launch("ltk_embedding_bwd", dim(rows, (c + 127) / 128), dim(128), 0, rows, c, uniq, start, pos, dout, dtable);
+        Ltk.ltk_embedding_bwd(cu, dim(rows, (c + 127) / 128), dim(128), 0, rows, c, uniq, start, pos, dout, dtable);
     }
 
     /** The sum of x[i]^2 in double (fixed chunks and order: the same bits every run); synchronises to copy it back. */
@@ -174,8 +179,8 @@ public final class CudaKernels {
         long chunks = (n + SQ_CHUNK - 1) / SQ_CHUNK;
         DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
         DeviceBuffer out = s.slice(0, 8), part = s.slice(8, chunks * 8);
-        cu.launch("ltk_sumsq_part", dim(chunks), dim(SQ_THREADS), 0, n, x, part);
-        cu.launch("ltk_sumsq_total", dim(1), dim(32), 0, chunks, part, out);
+        Ltk.ltk_sumsq_part(cu, dim(chunks), dim(SQ_THREADS), 0, n, x, part);
+        Ltk.ltk_sumsq_total(cu, dim(1), dim(32), 0, chunks, part, out);
         try (Arena a = Arena.ofConfined()) {
             MemorySegment h = a.allocate(JAVA_DOUBLE);
             out.copyTo(h);
@@ -206,8 +211,8 @@ public final class CudaKernels {
             if (len[k] == 0) continue;
             long ck = (len[k] + SQ_CHUNK - 1) / SQ_CHUNK;
             DeviceBuffer part = s.slice(pc * 8, ck * 8);
-            cu.launch("ltk_sumsq_part", dim(ck), dim(SQ_THREADS), 0, len[k], x.slice(offset[k] * 4, len[k] * 4), part);
-            cu.launch("ltk_sumsq_total", dim(1), dim(32), 0, ck, part, outs.slice(k * 8L, 8));
+            Ltk.ltk_sumsq_part(cu, dim(ck), dim(SQ_THREADS), 0, len[k], x.slice(offset[k] * 4, len[k] * 4), part);
+            Ltk.ltk_sumsq_total(cu, dim(1), dim(32), 0, ck, part, outs.slice(k * 8L, 8));
             pc += ck;
         }
         try (Arena a = Arena.ofConfined()) {
@@ -236,14 +241,14 @@ public final class CudaKernels {
         if (sumsq == null || scale == null || sumsq.byteSize() < 8 || scale.byteSize() < 4)
             throw new IllegalArgumentException("sumOfSquaresClip: sumsq needs 8 bytes and scale 4, got " + sumsq + " and " + scale);
         if (nseg == 0) {   // no gradient: sumsq 0, scale 1 (the kernel reads neither table nor partial sums)
-            cu.launch("ltk_sumsq_seg_clip", dim(1), dim(32), 0, 0L, null, null, clip, sumsq, scale);
+            Ltk.ltk_sumsq_seg_clip(cu, dim(1), dim(32), 0, 0L, null, null, clip, sumsq, scale);
             return;
         }
         if (tab.byteSize() < nseg * 24) throw new IllegalArgumentException("sumOfSquaresClip: the table holds " + tab.byteSize() + " bytes, "
                 + nseg + " rows need " + nseg * 24);
         DeviceBuffer part = scratch(cu, chunks * 8).slice(0, chunks * 8);
-        cu.launch("ltk_sumsq_seg_part", dim(chunks), dim(SQ_THREADS), 0, nseg, tab, x, part);
-        cu.launch("ltk_sumsq_seg_clip", dim(1), dim(32), 0, nseg, tab, part, clip, sumsq, scale);
+        Ltk.ltk_sumsq_seg_part(cu, dim(chunks), dim(SQ_THREADS), 0, nseg, tab, x, part);
+        Ltk.ltk_sumsq_seg_clip(cu, dim(1), dim(32), 0, nseg, tab, part, clip, sumsq, scale);
     }
 
     /**
@@ -256,11 +261,11 @@ public final class CudaKernels {
         long chunks = Math.max(1, (n + SQ_CHUNK - 1) / SQ_CHUNK);
         DeviceBuffer part = scratch(cu, chunks * 8).slice(0, chunks * 8);
         if (n == 0) {
-            cu.launch("ltk_sum_total_f32", dim(1), dim(32), 0, 0L, part, out);
+            Ltk.ltk_sum_total_f32(cu, dim(1), dim(32), 0, 0L, part, out);
             return;
         }
-        cu.launch("ltk_sum_part", dim(chunks), dim(SQ_THREADS), 0, n, x, part);
-        cu.launch("ltk_sum_total_f32", dim(1), dim(32), 0, chunks, part, out);
+        Ltk.ltk_sum_part(cu, dim(chunks), dim(SQ_THREADS), 0, n, x, part);
+        Ltk.ltk_sum_total_f32(cu, dim(1), dim(32), 0, chunks, part, out);
     }
 
     // ---- activation.cu, gelu.cu ----
@@ -270,7 +275,7 @@ public final class CudaKernels {
         actKind(kind);
         floats("activation", n, "x", x, "y", y);
         if (n == 0) return;
-        cu.launch("ltk_act_fwd", dim(strideBlocks(n)), dim(256), 0, kind, n, alpha, x, y);
+        Ltk.ltk_act_fwd(cu, dim(strideBlocks(n)), dim(256), 0, kind, n, alpha, x, y);
     }
 
     /** dx = dy act'(in): in is x for ReLU / LeakyReLU, the forward output y for Tanh / Sigmoid. */
@@ -278,7 +283,7 @@ public final class CudaKernels {
         actKind(kind);
         floats("activationBackward", n, "in", in, "dy", dy, "dx", dx);
         if (n == 0) return;
-        cu.launch("ltk_act_bwd", dim(strideBlocks(n)), dim(256), 0, kind, n, alpha, in, dy, dx);
+        Ltk.ltk_act_bwd(cu, dim(strideBlocks(n)), dim(256), 0, kind, n, alpha, in, dy, dx);
     }
 
     private static void actKind(int kind) {
@@ -289,14 +294,14 @@ public final class CudaKernels {
     public static void gelu(Cuda cu, long n, DeviceBuffer x, DeviceBuffer y) {
         floats("gelu", n, "x", x, "y", y);
         if (n == 0) return;
-        cu.launch("ltk_gelu_fwd", dim(strideBlocks(n)), dim(256), 0, n, x, y);
+        Ltk.ltk_gelu_fwd(cu, dim(strideBlocks(n)), dim(256), 0, n, x, y);
     }
 
     /** dx = dy gelu'(x); dx may alias dy. */
     public static void geluBackward(Cuda cu, long n, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dx) {
         floats("geluBackward", n, "x", x, "dy", dy, "dx", dx);
         if (n == 0) return;
-        cu.launch("ltk_gelu_bwd", dim(strideBlocks(n)), dim(256), 0, n, x, dy, dx);
+        Ltk.ltk_gelu_bwd(cu, dim(strideBlocks(n)), dim(256), 0, n, x, dy, dx);
     }
 
     // ---- layernorm.cu ----
@@ -309,7 +314,7 @@ public final class CudaKernels {
         floats("layerNorm", c, "w", w, "b", b);
         floats("layerNorm", rows, "mean", mean, "rstd", rstd);
         if (rows == 0) return;
-        cu.launch("ltk_layernorm_fwd", dim((rows + 7) / 8), dim(256), 0, rows, c, eps, x, w, b, y, mean, rstd);
+        Ltk.ltk_layernorm_fwd(cu, dim((rows + 7) / 8), dim(256), 0, rows, c, eps, x, w, b, y, mean, rstd);
     }
 
     /**
@@ -326,9 +331,9 @@ public final class CudaKernels {
         long chunks = (rows + LN_CHUNK - 1) / LN_CHUNK;
         DeviceBuffer part = scratch(cu, chunks * 2 * c * 4);
         // dw / db first: they read dy, which dx may overwrite (in place, dx == dy)
-        cu.launch("ltk_layernorm_bwd_dwdb_part", dim((c + 127) / 128, chunks), dim(128), 0, rows, c, x, mean, rstd, dy, part);
-        cu.launch("ltk_layernorm_bwd_dwdb_sum", dim((c + 127) / 128), dim(128), 0, chunks, c, part, dw, db);
-        cu.launch("ltk_layernorm_bwd_dx", dim((rows + 7) / 8), dim(256), 0, rows, c, x, w, mean, rstd, dy, dx);
+        Ltk.ltk_layernorm_bwd_dwdb_part(cu, dim((c + 127) / 128, chunks), dim(128), 0, rows, c, x, mean, rstd, dy, part);
+        Ltk.ltk_layernorm_bwd_dwdb_sum(cu, dim((c + 127) / 128), dim(128), 0, chunks, c, part, dw, db);
+        Ltk.ltk_layernorm_bwd_dx(cu, dim((rows + 7) / 8), dim(256), 0, rows, c, x, w, mean, rstd, dy, dx);
     }
 
     private static void lnCheck(String op, long rows, long c) {
@@ -348,7 +353,7 @@ public final class CudaKernels {
         floats("softmaxCrossEntropy", rows, "targets (int32)", targets, "losses", losses);
         if (dlogits != null) floats("softmaxCrossEntropy", rows * v, "dlogits", dlogits);
         if (rows == 0) return;
-        cu.launch("ltk_softmax_xent", dim(rows), dim(256), 0, rows, v, logits, targets, losses, dlogits, dscale);
+        Ltk.ltk_softmax_xent(cu, dim(rows), dim(256), 0, rows, v, logits, targets, losses, dlogits, dscale);
     }
 
     // ---- gemm.cu ----
@@ -361,14 +366,17 @@ public final class CudaKernels {
     public static void gemm(Cuda cu, MemorySegment desc, long m, long n, long batch, DeviceBuffer a, DeviceBuffer b,
                             DeviceBuffer c, boolean tf32) {
         // the 128 x 128 tile when it alone gives >= 128 blocks (gemm.cu's gemm_big), else 64 x 64
-        boolean big = (m + 127) / 128 * ((n + 127) / 128) * batch >= 128;
+        boolean big = (m + Ltk.G2_BM - 1) / Ltk.G2_BM * ((n + Ltk.G2_BN - 1) / Ltk.G2_BN) * batch >= Ltk.GEMM_BIG_MIN_BLOCKS;
         int t = big ? 128 : 64;
         int[] grid = {(int) ((n + t - 1) / t), (int) ((m + t - 1) / t), (int) batch};
         if ((m + t - 1) / t > MAX_GRID_YZ || batch > MAX_GRID_YZ || (n + t - 1) / t > Integer.MAX_VALUE)
             throw new IllegalArgumentException("gemm grid too large: M=" + m + " N=" + n + " batch=" + batch);
         if (m == 0 || n == 0) return;
-        cu.launch((tf32 ? "ltk_gemm_tf32" : "ltk_gemm_f32") + (big ? "_128" : ""), grid,
-                  new int[] {tf32 && !big ? 128 : 256, 1, 1}, 0, desc, a, b, c);
+        int[] block = {tf32 && !big ? 128 : 256, 1, 1};
+        if (tf32 && big) Ltk.ltk_gemm_tf32_128(cu, grid, block, 0, desc, a, b, c);
+        else if (tf32) Ltk.ltk_gemm_tf32(cu, grid, block, 0, desc, a, b, c);
+        else if (big) Ltk.ltk_gemm_f32_128(cu, grid, block, 0, desc, a, b, c);
+        else Ltk.ltk_gemm_f32(cu, grid, block, 0, desc, a, b, c);
     }
 
     // ---- attention.cu ----
@@ -379,7 +387,7 @@ public final class CudaKernels {
     }
 
     private static Att att(String op, MemorySegment d) {
-        Att a = new Att(d.get(JAVA_LONG, 0), d.get(JAVA_LONG, 8), d.get(JAVA_LONG, 16), d.get(JAVA_LONG, 24));
+        Att a = new Att(AttentionDesc.b(d), AttentionDesc.nh(d), AttentionDesc.t(d), AttentionDesc.hs(d));
         if (a.b < 1 || a.nh < 1 || a.t < 1 || a.hs < 1)
             throw new IllegalArgumentException(op + ": B, NH, T, HS must be >= 1, got " + a);
         if (a.hs > ATTENTION_MAX_HS)
@@ -394,7 +402,7 @@ public final class CudaKernels {
         Att a = att("attention", desc);
         floats("attention", a.numel(), "q", q, "k", k, "v", v, "o", o);
         floats("attention", a.bh() * a.t, "lse", lse);
-        cu.launch("ltk_attention_fwd", dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, o, lse);
+        Ltk.ltk_attention_fwd(cu, dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, o, lse);
     }
 
     /**
@@ -409,189 +417,14 @@ public final class CudaKernels {
         floats("attentionBackward", a.bh() * a.t, "lse", lse);
         long rows = a.bh() * a.t;
         DeviceBuffer dvec = scratch(cu, rows * 4);
-        cu.launch("ltk_attention_bwd_dot", dim((rows + 7) / 8), dim(256), 0, rows, a.hs, dout, o, dvec);
+        Ltk.ltk_attention_bwd_dot(cu, dim((rows + 7) / 8), dim(256), 0, rows, a.hs, dout, o, dvec);
         if (a.hs <= ATTENTION_SMALL_HS) {   // register-tiled kernels; their shared tiles hold HS <= 64
-            cu.launch("ltk_attention_bwd_dkdv64", dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, lse, dvec, dout, dk, dv);
-            cu.launch("ltk_attention_bwd_dq64", dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, lse, dvec, dout, dq);
+            Ltk.ltk_attention_bwd_dkdv64(cu, dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, lse, dvec, dout, dk, dv);
+            Ltk.ltk_attention_bwd_dq64(cu, dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, lse, dvec, dout, dq);
         } else {
-            cu.launch("ltk_attention_bwd_dkdv", dim((a.t + 7) / 8, a.bh()), dim(128), 0, desc, q, k, v, lse, dvec, dout, dk, dv);
-            cu.launch("ltk_attention_bwd_dq", dim((a.t + 7) / 8, a.bh()), dim(128), 0, desc, q, k, v, lse, dvec, dout, dq);
+            Ltk.ltk_attention_bwd_dkdv(cu, dim((a.t + 7) / 8, a.bh()), dim(128), 0, desc, q, k, v, lse, dvec, dout, dk, dv);
+            Ltk.ltk_attention_bwd_dq(cu, dim((a.t + 7) / 8, a.bh()), dim(128), 0, desc, q, k, v, lse, dvec, dout, dq);
         }
-    }
-
-    // ---- conv2d.cu ----
-
-    private record ConvDims(long n, long c, long h, long w, long k, long r, long s, long oh, long ow) {
-        long x() { return n * c * h * w; }
-        long y() { return n * k * oh * ow; }
-        long wt() { return k * c * r * s; }
-    }
-
-    private static ConvDims conv(String op, MemorySegment d) {
-        long[] f = new long[9];
-        for (int i = 0; i < 9; i++) f[i] = d.get(JAVA_LONG, 8L * i);
-        ConvDims g = new ConvDims(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]);
-        for (long v : f) if (v < 1) throw new IllegalArgumentException(op + ": every size must be >= 1, got " + g);
-        // conv2d.cu indexes in 32 bits (64-bit division spilled bwd_data): each tensor under 2^31 elements.
-        if (g.x() >= 1L << 31 || g.y() >= 1L << 31 || g.wt() >= 1L << 31)
-            throw new IllegalArgumentException(op + ": x, y and w must each have fewer than 2^31 elements on CUDA, got " + g);
-        return g;
-    }
-
-    /**
-     * conv2d.cu's conv2d_wide: the 64 x 256 tile (ltk_conv2d_*_wide) when it alone gives >= 128 blocks, else 64 x 64
-     * (a pure function of the shape).
-     */
-    static boolean convWide(long ncol, long m, long phases) {
-        return (ncol + 255) / 256 * ((m + 63) / 64) * phases >= 128;
-    }
-
-    /**
-     * y = conv(x, w) + bias (bias (K) or null), lt_conv2d_desc geometry. Grid (ceil(N OH OW / tile), ceil(K / 64)),
-     * tile 256 (ltk_conv2d_fwd_wide) or 64 by {@link #convWide}.
-     */
-    public static void conv2d(Cuda cu, MemorySegment desc, DeviceBuffer x, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer y) {
-        ConvDims g = conv("conv2d", desc);
-        floats("conv2d", g.x(), "x", x);
-        floats("conv2d", g.wt(), "w", w);
-        floats("conv2d", g.y(), "y", y);
-        if (bias != null) floats("conv2d", g.k, "bias", bias);
-        long ncol = g.n * g.oh * g.ow;
-        boolean wide = convWide(ncol, g.k, 1);
-        int tn = wide ? 256 : 64;
-        cu.launch(wide ? "ltk_conv2d_fwd_wide" : "ltk_conv2d_fwd", dim((ncol + tn - 1) / tn, (g.k + 63) / 64), dim(256), 0,
-                  desc, x, w, bias, y);
-    }
-
-    /**
-     * dx = conv^T(dy, w) + bias (bias (C) or null: a transposed convolution's forward). Grid (ceil(N ceil(H/sh)
-     * ceil(W/sw) / tile), ceil(C / 64), sh sw): one GEMM per stride phase; tile 256 (_wide) or 64 by {@link #convWide}.
-     */
-    public static void conv2dBackwardData(Cuda cu, MemorySegment desc, DeviceBuffer dy, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer dx) {
-        ConvDims g = conv("conv2dBackwardData", desc);
-        floats("conv2dBackwardData", g.y(), "dy", dy);
-        floats("conv2dBackwardData", g.wt(), "w", w);
-        floats("conv2dBackwardData", g.x(), "dx", dx);
-        if (bias != null) floats("conv2dBackwardData", g.c, "bias", bias);
-        // one implicit GEMM per stride phase of (h, w) (grid z); phase 0 has the most columns
-        int sh = desc.get(JAVA_INT, 72), sw = desc.get(JAVA_INT, 76);
-        if (sh < 1 || sw < 1 || (long) sh * sw > MAX_GRID_YZ)
-            throw new IllegalArgumentException("conv2dBackwardData: strides must be >= 1 (and sh sw <= 65535), got " + sh + ", " + sw);
-        long ncol = g.n * ((g.h + sh - 1) / sh) * ((g.w + sw - 1) / sw);
-        boolean wide = convWide(ncol, g.c, (long) sh * sw);
-        int tn = wide ? 256 : 64;
-        int[] grid = dim((ncol + tn - 1) / tn, (g.c + 63) / 64);
-        grid[2] = sh * sw;
-        cu.launch(wide ? "ltk_conv2d_bwd_data_wide" : "ltk_conv2d_bwd_data", grid, dim(256), 0, desc, dy, w, bias, dx);
-    }
-
-    /** bwd_weight's tile (conv2d.cu's conv2d_bwd_weight_wide): 64 x 256 when C R S >= 256, else 64 x 64. */
-    static boolean conv2dBackwardWeightWide(ConvDims g) {
-        return g.c * g.r * g.s >= 256;
-    }
-
-    /**
-     * bwd_weight's depth split (conv2d.cu's conv2d_bwd_weight_chunk, a pure function of the shape): splits to reach
-     * about 512 blocks (256 for the wide tile), each at least 256 deep, chunks a multiple of 16. Returns the chunk;
-     * splits = ceil(depth / chunk).
-     */
-    static long conv2dBackwardWeightChunk(ConvDims g) {
-        boolean wide = conv2dBackwardWeightWide(g);
-        long depth = g.n * g.oh * g.ow, tn = wide ? 256 : 64, target = wide ? 256 : 512;
-        long tiles = (g.c * g.r * g.s + tn - 1) / tn * ((g.k + 63) / 64);
-        long splits = Math.max(1, Math.min(Math.min((target + tiles - 1) / tiles, (depth + 255) / 256), 65535));
-        long per = (depth + splits - 1) / splits;
-        return (per + 15) / 16 * 16;
-    }
-
-    /**
-     * dw (K, C, R, S) (+)= dy (x) x; db (K) (+)= the sum of dy per filter when db is not null. The depth N OH OW is
-     * split across grid z when the K x CRS grid alone is small (partials in this thread's scratch, then
-     * ltk_conv2d_bwd_weight_sum adds them in split order).
-     */
-    public static void conv2dBackwardWeight(Cuda cu, MemorySegment desc, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dw,
-                                            DeviceBuffer db, boolean accumulate) {
-        ConvDims g = conv("conv2dBackwardWeight", desc);
-        floats("conv2dBackwardWeight", g.x(), "x", x);
-        floats("conv2dBackwardWeight", g.y(), "dy", dy);
-        floats("conv2dBackwardWeight", g.wt(), "dw", dw);
-        if (db != null) floats("conv2dBackwardWeight", g.k, "db", db);
-        int acc = accumulate ? 1 : 0;
-        long chunk = conv2dBackwardWeightChunk(g), splits = (g.n * g.oh * g.ow + chunk - 1) / chunk;
-        boolean wide = conv2dBackwardWeightWide(g);
-        long tn = wide ? 256 : 64;
-        String kernel = wide ? "ltk_conv2d_bwd_weight_wide" : "ltk_conv2d_bwd_weight";
-        int[] grid = dim((g.c * g.r * g.s + tn - 1) / tn, (g.k + 63) / 64);
-        grid[2] = (int) splits;   // <= 512 by construction
-        if (splits == 1) {
-            cu.launch(kernel, grid, dim(256), 0, desc, x, dy, dw, acc, null, chunk);
-        } else {
-            // each split's partial dW in this thread's scratch, then summed in split order (deterministic)
-            long nw = g.wt();
-            DeviceBuffer part = scratch(cu, splits * nw * 4);
-            cu.launch(kernel, grid, dim(256), 0, desc, x, dy, dw, 0, part, chunk);
-            cu.launch("ltk_conv2d_bwd_weight_sum", dim(Math.min((nw + 255) / 256, 1024)), dim(256), 0, nw, (int) splits,
-                      part, dw, acc);
-        }
-        if (db != null) cu.launch("ltk_conv2d_bwd_bias", dim(g.k), dim(256), 0, desc, dy, db, acc);
-    }
-
-    /** db (K) (+)= the sum of dy (N, K, OH, OW) per filter alone (ltk_conv2d_bwd_bias): also any per-channel sum. */
-    public static void conv2dBackwardBias(Cuda cu, MemorySegment desc, DeviceBuffer dy, DeviceBuffer db, boolean accumulate) {
-        ConvDims g = conv("conv2dBackwardBias", desc);
-        floats("conv2dBackwardBias", g.y(), "dy", dy);
-        floats("conv2dBackwardBias", g.k, "db", db);
-        cu.launch("ltk_conv2d_bwd_bias", dim(g.k), dim(256), 0, desc, dy, db, accumulate ? 1 : 0);
-    }
-
-    // ---- reparam.cu ----
-
-    /**
-     * z = mu + exp(0.5 logvar) eps, eps from Philox (seed, stream): the CPU's bits. Returns KL(q || N(0, I)) summed
-     * in double in the CPU's fixed order (per-chunk partial sums in this thread's scratch, then one thread sums them),
-     * which is copied back: this call synchronises.
-     */
-    public static double reparam(Cuda cu, long n, DeviceBuffer mu, DeviceBuffer logvar, long seed, long stream, DeviceBuffer z) {
-        floats("reparam", n, "mu", mu, "logvar", logvar, "z", z);
-        if (n == 0) return 0;
-        long chunks = (n + RP_CHUNK - 1) / RP_CHUNK;
-        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
-        DeviceBuffer kl = s.slice(0, 8), part = s.slice(8, chunks * 8);
-        cu.launch("ltk_reparam_fwd", dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, seed, stream, z, part);
-        cu.launch("ltk_reparam_kl_sum", dim(1), dim(32), 0, chunks, part, kl);
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment out = a.allocate(JAVA_DOUBLE);
-            kl.copyTo(out);
-            return out.get(JAVA_DOUBLE, 0);
-        }
-    }
-
-    /**
-     * {@link #reparam} with the KL handed to a float device tensor (klF32, one element): the double sum is rounded to
-     * float on the device (ltk_f64_to_f32, as the CPU's (float) cast). Nothing comes back: no synchronisation.
-     */
-    public static void reparamF32(Cuda cu, long n, DeviceBuffer mu, DeviceBuffer logvar, long seed, long stream, DeviceBuffer z,
-                                  DeviceBuffer klF32) {
-        floats("reparam", n, "mu", mu, "logvar", logvar, "z", z);
-        floats("reparam", 1, "kl", klF32);
-        long chunks = Math.max(1, (n + RP_CHUNK - 1) / RP_CHUNK);
-        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
-        DeviceBuffer kl = s.slice(0, 8), part = s.slice(8, chunks * 8);
-        if (n == 0) {
-            kl.zero();
-        } else {
-            cu.launch("ltk_reparam_fwd", dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, seed, stream, z, part);
-            cu.launch("ltk_reparam_kl_sum", dim(1), dim(32), 0, chunks, part, kl);
-        }
-        cu.launch("ltk_f64_to_f32", dim(1), dim(32), 0, 1L, kl, klF32);
-    }
-
-    /** dmu, dlogvar of sum(dz z) + klScale KL, eps recomputed from (seed, stream). */
-    public static void reparamBackward(Cuda cu, long n, DeviceBuffer mu, DeviceBuffer logvar, long seed, long stream,
-                                       DeviceBuffer dz, float klScale, DeviceBuffer dmu, DeviceBuffer dlogvar) {
-        floats("reparamBackward", n, "mu", mu, "logvar", logvar, "dz", dz, "dmu", dmu, "dlogvar", dlogvar);
-        if (n == 0) return;
-        cu.launch("ltk_reparam_bwd", dim(strideBlocks((n + 3) / 4)), dim(256), 0, n, mu, logvar, seed, stream, dz, klScale, dmu, dlogvar);
     }
 
     // ---- adamw.cu ----
@@ -611,7 +444,7 @@ public final class CudaKernels {
         floats("adamw", n, "param", p, "grad", g, "m", m, "v", v);
         if (n == 0) return;
         try (Arena a = Arena.ofConfined()) {
-            cu.launch("ltk_adamw", dim(strideBlocks(n)), dim(256), 0, adamwConsts(a, lr, beta1, beta2, eps, weightDecay, gradScale, step), n, p, g, m, v);
+            Ltk.ltk_adamw(cu, dim(strideBlocks(n)), dim(256), 0, adamwConsts(a, lr, beta1, beta2, eps, weightDecay, gradScale, step), n, p, g, m, v);
         }
     }
 
@@ -631,7 +464,7 @@ public final class CudaKernels {
         floats("adamw", n, "param", p, "grad", g, "m", m, "v", v);
         if (n == 0) return;
         try (Arena a = Arena.ofConfined()) {
-            cu.launch("ltk_adamw_dscale", dim(strideBlocks(n)), dim(256), 0, adamwConsts(a, lr, beta1, beta2, eps, weightDecay, 1f, step),
+            Ltk.ltk_adamw_dscale(cu, dim(strideBlocks(n)), dim(256), 0, adamwConsts(a, lr, beta1, beta2, eps, weightDecay, 1f, step),
                     gradScale, n, p, g, m, v);
         }
     }
@@ -644,298 +477,5 @@ public final class CudaKernels {
                 (float) (1.0 - b2), (float) (lr / (1.0 - Math.pow(b1, t))), (float) Math.sqrt(1.0 - Math.pow(b2, t)), eps};
         for (int i = 0; i < f.length; i++) k.setAtIndex(JAVA_FLOAT, i, f[i]);
         return k;
-    }
-    // ---- batchnorm.cu ----
-
-    private static void bnCheck(String op, long n, long c, long hw, float eps) {
-        if (n < 1 || c < 1 || hw < 1)
-            throw new IllegalArgumentException(op + ": n=" + n + " c=" + c + " hw=" + hw + " must all be >= 1");
-        if (c > Integer.MAX_VALUE) throw new IllegalArgumentException(op + ": c=" + c + " exceeds the grid's x limit");
-        Math.multiplyExact(Math.multiplyExact(Math.multiplyExact(n, c), hw), 4L);
-        if (!(eps > 0)) throw new IllegalArgumentException(op + ": eps=" + eps + " must be > 0");
-    }
-
-    private static void optFloats(String op, long n, String what, DeviceBuffer b) {
-        if (b != null) floats(op, n, what, b);
-    }
-
-    private static boolean same(DeviceBuffer a, DeviceBuffer b) { return a != null && b != null && a.address() == b.address(); }
-
-    /**
-     * Training BatchNorm2d over x (n, c, hw): batch statistics in double (block per channel, fixed order), y, mean,
-     * rstd written, running statistics (may be null) updated; gamma / beta may be null (1, 0). lt_batchnorm2d_fwd_train's
-     * checks: y must not be x.
-     */
-    public static void batchNormTrain(Cuda cu, long n, long c, long hw, float eps, float momentum, DeviceBuffer x,
-                                      DeviceBuffer gamma, DeviceBuffer beta, DeviceBuffer y, DeviceBuffer mean, DeviceBuffer rstd,
-                                      DeviceBuffer runningMean, DeviceBuffer runningVar) {
-        String op = "batchNorm2d";
-        bnCheck(op, n, c, hw, eps);
-        if (!(momentum >= 0 && momentum <= 1)) throw new IllegalArgumentException(op + ": momentum=" + momentum + " must be in [0, 1]");
-        floats(op, n * c * hw, "x", x, "y", y);
-        floats(op, c, "mean", mean, "rstd", rstd);
-        optFloats(op, c, "gamma", gamma);
-        optFloats(op, c, "beta", beta);
-        optFloats(op, c, "runningMean", runningMean);
-        optFloats(op, c, "runningVar", runningVar);
-        if (same(x, y)) throw new IllegalArgumentException(op + ": in place (y == x) is not supported: the statistics pass reads x twice");
-        cu.launch("ltk_bn_fwd_train", dim(c), dim(BN_THREADS), 0, n, c, hw, eps, momentum, x, gamma, beta, y, mean, rstd,
-                runningMean, runningVar);
-    }
-
-    /** Inference BatchNorm2d with given mean and var (c): y = (x - mean) / sqrt(var + eps) gamma + beta, in double. */
-    public static void batchNormInfer(Cuda cu, long n, long c, long hw, float eps, DeviceBuffer x, DeviceBuffer gamma,
-                                      DeviceBuffer beta, DeviceBuffer mean, DeviceBuffer var, DeviceBuffer y) {
-        String op = "batchNorm2d";
-        bnCheck(op, n, c, hw, eps);
-        floats(op, n * c * hw, "x", x, "y", y);
-        floats(op, c, "mean", mean, "var", var);
-        optFloats(op, c, "gamma", gamma);
-        optFloats(op, c, "beta", beta);
-        cu.launch("ltk_bn_fwd_infer", dim(c, Math.min(n, MAX_GRID_YZ)), dim(Math.min(256, (hw + 31) / 32 * 32)), 0, n, c, hw,
-                eps, x, gamma, beta, mean, var, y);
-    }
-
-    /**
-     * Backward of the training forward: dx overwritten; dgamma, dbeta (may be null) accumulate. As
-     * lt_batchnorm2d_bwd, dx must not be x or dy.
-     */
-    public static void batchNormBackward(Cuda cu, long n, long c, long hw, DeviceBuffer x, DeviceBuffer gamma, DeviceBuffer mean,
-                                         DeviceBuffer rstd, DeviceBuffer dy, DeviceBuffer dx, DeviceBuffer dgamma, DeviceBuffer dbeta) {
-        String op = "batchNorm2dBackward";
-        bnCheck(op, n, c, hw, 1);
-        floats(op, n * c * hw, "x", x, "dy", dy, "dx", dx);
-        floats(op, c, "mean", mean, "rstd", rstd);
-        optFloats(op, c, "gamma", gamma);
-        optFloats(op, c, "dgamma", dgamma);
-        optFloats(op, c, "dbeta", dbeta);
-        if (same(dx, x) || same(dx, dy))
-            throw new IllegalArgumentException(op + ": dx must not be x or dy (as on the CPU)");
-        cu.launch("ltk_bn_bwd", dim(c), dim(BN_THREADS), 0, n, c, hw, x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
-    }
-
-    // ---- bce.cu ----
-
-    /**
-     * Sum over n elements of BCE with logits against targets (or the constant t when targets is null), in double in
-     * lt_bce_logits's 4096-element chunks added in order; dlogits (may be null, may be the logits) = (sigmoid(x) - t)
-     * dscale. The loss is copied back: this call synchronises.
-     */
-    public static double bceWithLogits(Cuda cu, long n, DeviceBuffer logits, DeviceBuffer targets, float t, DeviceBuffer dlogits, float dscale) {
-        String op = "bceWithLogits";
-        floats(op, n, "logits", logits);
-        optFloats(op, n, "targets", targets);
-        optFloats(op, n, "dlogits", dlogits);
-        if (same(dlogits, targets)) throw new IllegalArgumentException(op + ": dlogits must not be the targets array");
-        if (n == 0) return 0;
-        long chunks = (n + BCE_CHUNK - 1) / BCE_CHUNK;
-        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
-        DeviceBuffer out = s.slice(0, 8), part = s.slice(8, chunks * 8);
-        cu.launch("ltk_bce_part", dim(chunks), dim(BCE_THREADS), 0, n, logits, targets, t, dlogits, dscale, part);
-        cu.launch("ltk_bce_total", dim(1), dim(32), 0, chunks, part, out);
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment h = a.allocate(JAVA_DOUBLE);
-            out.copyTo(h);
-            return h.get(JAVA_DOUBLE, 0);
-        }
-    }
-    /**
-     * {@link #bceWithLogits} with the loss handed to a float device tensor (outF32, one element): the double sum
-     * rounded to float on the device (ltk_f64_to_f32). Nothing comes back: no synchronisation.
-     */
-    public static void bceWithLogitsF32(Cuda cu, long n, DeviceBuffer logits, DeviceBuffer targets, float t, DeviceBuffer dlogits,
-                                        float dscale, DeviceBuffer outF32) {
-        String op = "bceWithLogits";
-        floats(op, n, "logits", logits);
-        optFloats(op, n, "targets", targets);
-        optFloats(op, n, "dlogits", dlogits);
-        floats(op, 1, "out", outF32);
-        if (same(dlogits, targets)) throw new IllegalArgumentException(op + ": dlogits must not be the targets array");
-        long chunks = Math.max(1, (n + BCE_CHUNK - 1) / BCE_CHUNK);
-        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
-        DeviceBuffer out = s.slice(0, 8), part = s.slice(8, chunks * 8);
-        if (n == 0) {
-            out.zero();
-        } else {
-            cu.launch("ltk_bce_part", dim(chunks), dim(BCE_THREADS), 0, n, logits, targets, t, dlogits, dscale, part);
-            cu.launch("ltk_bce_total", dim(1), dim(32), 0, chunks, part, out);
-        }
-        cu.launch("ltk_f64_to_f32", dim(1), dim(32), 0, 1L, out, outF32);
-    }
-
-    // ---- coupling.cu ----
-
-    private static void cpCheck(String op, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, DeviceBuffer out) {
-        if (n < 1 || hw < 1) throw new IllegalArgumentException(op + ": n=" + n + " hw=" + hw + " must be >= 1");
-        if (n > Integer.MAX_VALUE) throw new IllegalArgumentException(op + ": n=" + n + " exceeds the grid's x limit");
-        long nhw = Math.multiplyExact(n, hw);
-        Math.multiplyExact(nhw, 8L);
-        floats(op, hw, "mask", mask);
-        floats(op, nhw, "y", y, "output", out);
-        floats(op, 2 * nhw, "h", h);
-        if (same(out, y) || same(out, h) || same(out, mask)) throw new IllegalArgumentException(op + ": the output must not overlap an input");
-    }
-
-    private static void doubles(String op, long n, String what, DeviceBuffer b) {
-        if (b != null) need(b, Math.multiplyExact(n, 8L), op, what);
-    }
-
-    /**
-     * Affine coupling forward (lt_coupling_fwd): out (n, hw) from y (n, hw), h (n, 2, hw), mask (hw); logdet (n
-     * doubles, may be null) = the per-image sum of s, in double with a fixed order.
-     */
-    public static void couplingForward(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, float scale,
-                                       DeviceBuffer out, DeviceBuffer logdet) {
-        cpCheck("couplingForward", n, hw, mask, y, h, out);
-        doubles("couplingForward", n, "logdet", logdet);
-        cu.launch("ltk_coupling_fwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, scale, out, logdet);
-    }
-
-    /** Affine coupling inverse (lt_coupling_inv): y from y' and h (computed from the masked part). */
-    public static void couplingInverse(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer yp, DeviceBuffer h, float scale, DeviceBuffer y) {
-        cpCheck("couplingInverse", n, hw, mask, yp, h, y);
-        cu.launch("ltk_coupling_inv", dim(n), dim(Math.min(256, (hw + 31) / 32 * 32)), 0, n, hw, mask, yp, h, scale, y);
-    }
-
-    /**
-     * The forward with the per-image log-determinants handed to a float device tensor (n): the double sums go to this
-     * thread's scratch and ltk_f64_to_f32 rounds them once, as the CPU's (float) cast. Nothing comes back to the host.
-     */
-    public static void couplingForwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, float scale,
-                                          DeviceBuffer out, DeviceBuffer logdetF32) {
-        forwardF32(cu, n, hw, mask, y, h, scale, out, logdetF32);
-    }
-
-    /**
-     * {@link #couplingForwardF32(Cuda, long, long, DeviceBuffer, DeviceBuffer, DeviceBuffer, float, DeviceBuffer,
-     * DeviceBuffer)} with the learned scale read by the kernel from device memory ({@code scale}: one float, the
-     * parameter itself): the same bits, and the scale is not copied back.
-     */
-    public static void couplingForwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, DeviceBuffer scale,
-                                          DeviceBuffer out, DeviceBuffer logdetF32) {
-        floats("couplingForward", 1, "scale", scale);
-        forwardF32(cu, n, hw, mask, y, h, scale, out, logdetF32);
-    }
-
-    /** scale: a Float (ltk_coupling_fwd) or a DeviceBuffer holding it (ltk_coupling_fwd_ds). */
-    private static void forwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, Object scale,
-                                   DeviceBuffer out, DeviceBuffer logdetF32) {
-        cpCheck("couplingForward", n, hw, mask, y, h, out);
-        floats("couplingForward", n, "logdet", logdetF32);
-        DeviceBuffer ld = scratch(cu, n * 8).slice(0, n * 8);
-        cu.launch(scale instanceof DeviceBuffer ? "ltk_coupling_fwd_ds" : "ltk_coupling_fwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h,
-                scale, out, ld);
-        cu.launch("ltk_f64_to_f32", dim(strideBlocks(n)), dim(256), 0, n, ld, logdetF32);
-    }
-
-    /**
-     * The backward with float device tensors for dlogdet (n, may be null) and d(scale) (1, overwritten): widened to /
-     * rounded from the kernels' doubles on the device (this thread's scratch holds dlogdet, d(scale) and the per-image
-     * partials). Nothing comes back to the host.
-     */
-    public static void couplingBackwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, float scale,
-                                           DeviceBuffer dout, DeviceBuffer dlogdetF32, DeviceBuffer dy, DeviceBuffer dh, DeviceBuffer dscaleF32) {
-        backwardF32(cu, n, hw, mask, y, h, scale, dout, dlogdetF32, dy, dh, dscaleF32);
-    }
-
-    /** The backward with the learned scale read from device memory (one float): the same bits, nothing copied back. */
-    public static void couplingBackwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, DeviceBuffer scale,
-                                           DeviceBuffer dout, DeviceBuffer dlogdetF32, DeviceBuffer dy, DeviceBuffer dh, DeviceBuffer dscaleF32) {
-        floats("couplingBackward", 1, "scale", scale);
-        backwardF32(cu, n, hw, mask, y, h, scale, dout, dlogdetF32, dy, dh, dscaleF32);
-    }
-
-    /** scale: a Float (ltk_coupling_bwd) or a DeviceBuffer holding it (ltk_coupling_bwd_ds). */
-    private static void backwardF32(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, Object scale,
-                                    DeviceBuffer dout, DeviceBuffer dlogdetF32, DeviceBuffer dy, DeviceBuffer dh, DeviceBuffer dscaleF32) {
-        String op = "couplingBackward";
-        cpCheck(op, n, hw, mask, y, h, dy);
-        floats(op, n * hw, "dout", dout);
-        floats(op, 2 * n * hw, "dh", dh);
-        if (dlogdetF32 != null) floats(op, n, "dlogdet", dlogdetF32);
-        floats(op, 1, "dscale", dscaleF32);
-        if (same(dh, y) || same(dh, h) || same(dh, dout) || same(dh, dy) || same(dy, dout))
-            throw new IllegalArgumentException(op + ": dy or dh overlaps an input or each other");
-        DeviceBuffer s = scratch(cu, (2 * n + 1) * 8);
-        DeviceBuffer dl = dlogdetF32 == null ? null : s.slice(0, n * 8), ds = s.slice(n * 8, 8), part = s.slice((n + 1) * 8, n * 8);
-        if (dl != null) cu.launch("ltk_f32_to_f64", dim(strideBlocks(n)), dim(256), 0, n, dlogdetF32, dl);
-        ds.zero();
-        cu.launch(scale instanceof DeviceBuffer ? "ltk_coupling_bwd_ds" : "ltk_coupling_bwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h,
-                scale, dout, dl, dy, dh, part);
-        cu.launch("ltk_coupling_dscale", dim(1), dim(32), 0, n, part, ds);
-        cu.launch("ltk_f64_to_f32", dim(1), dim(32), 0, 1L, ds, dscaleF32);
-    }
-
-    /**
-     * Affine coupling backward (lt_coupling_bwd): dy (n, hw) and dh (n, 2, hw) overwritten from dout and dlogdet (n
-     * doubles, may be null); dscale (one double on the device) += d(scale), per-image partials (this thread's
-     * scratch) added in image order. Does not synchronise.
-     */
-    public static void couplingBackward(Cuda cu, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, float scale,
-                                        DeviceBuffer dout, DeviceBuffer dlogdet, DeviceBuffer dy, DeviceBuffer dh, DeviceBuffer dscale) {
-        String op = "couplingBackward";
-        cpCheck(op, n, hw, mask, y, h, dy);
-        floats(op, n * hw, "dout", dout);
-        floats(op, 2 * n * hw, "dh", dh);
-        doubles(op, n, "dlogdet", dlogdet);
-        need(dscale, 8, op, "dscale");
-        if (same(dh, y) || same(dh, h) || same(dh, dout) || same(dh, dy) || same(dy, dout))
-            throw new IllegalArgumentException(op + ": dy or dh overlaps an input or each other");
-        DeviceBuffer part = scratch(cu, n * 8).slice(0, n * 8);
-        cu.launch("ltk_coupling_bwd", dim(n), dim(CP_THREADS), 0, n, hw, mask, y, h, scale, dout, dlogdet, dy, dh, part);
-        cu.launch("ltk_coupling_dscale", dim(1), dim(32), 0, n, part, dscale);
-    }
-
-    // ---- conv1d.cu (issue 21: dilated causal 1-D convolution) ----
-
-    /** conv1d.cu's block size (C1_THREADS). */
-    static final int C1_THREADS = 256;
-
-    private static void conv1dSizes(String op, long n, long ci, long t, long co, long k, long d) {
-        if (n < 1 || ci < 1 || t < 1 || co < 1 || k < 1 || d < 1)
-            throw new IllegalArgumentException(op + ": sizes and dilation must be >= 1, got n=" + n + " cin=" + ci + " t=" + t
-                    + " cout=" + co + " k=" + k + " dilation=" + d);
-        try { Math.multiplyExact(k - 1, d); }
-        catch (ArithmeticException e) { throw new IllegalArgumentException(op + ": (k - 1) x dilation overflows 64 bits"); }
-    }
-
-    /** y = causal dilated conv(x, w) + bias (bias (Cout) or null): one thread per output, grid-stride. */
-    public static void conv1d(Cuda cu, long n, long ci, long t, long co, long k, long d, DeviceBuffer x, DeviceBuffer w,
-                              DeviceBuffer bias, DeviceBuffer y) {
-        conv1dSizes("conv1d", n, ci, t, co, k, d);
-        long ny = Math.multiplyExact(Math.multiplyExact(n, co), t);
-        floats("conv1d", Math.multiplyExact(Math.multiplyExact(n, ci), t), "x", x);
-        floats("conv1d", Math.multiplyExact(Math.multiplyExact(co, ci), k), "w", w);
-        floats("conv1d", ny, "y", y);
-        if (bias != null) floats("conv1d", co, "bias", bias);
-        cu.launch("ltk_conv1d_fwd", dim(strideBlocks(ny, C1_THREADS)), dim(C1_THREADS), 0, n, ci, t, co, k, d, x, w, bias, y);
-    }
-
-    /** dx = conv^T(dy, w), overwritten: one thread per dx element, grid-stride. */
-    public static void conv1dBackwardData(Cuda cu, long n, long ci, long t, long co, long k, long d, DeviceBuffer dy,
-                                          DeviceBuffer w, DeviceBuffer dx) {
-        conv1dSizes("conv1dBackwardData", n, ci, t, co, k, d);
-        long nx = Math.multiplyExact(Math.multiplyExact(n, ci), t);
-        floats("conv1dBackwardData", Math.multiplyExact(Math.multiplyExact(n, co), t), "dy", dy);
-        floats("conv1dBackwardData", Math.multiplyExact(Math.multiplyExact(co, ci), k), "w", w);
-        floats("conv1dBackwardData", nx, "dx", dx);
-        cu.launch("ltk_conv1d_bwd_data", dim(strideBlocks(nx, C1_THREADS)), dim(C1_THREADS), 0, n, ci, t, co, k, d, dy, w, dx);
-    }
-
-    /** dw (Cout, Cin, K) and db (Cout, or null) from x and dy: one block per element, a fixed-order block reduction. */
-    public static void conv1dBackwardWeight(Cuda cu, long n, long ci, long t, long co, long k, long d, DeviceBuffer x,
-                                            DeviceBuffer dy, DeviceBuffer dw, DeviceBuffer db, boolean accumulate) {
-        conv1dSizes("conv1dBackwardWeight", n, ci, t, co, k, d);
-        long nw = Math.multiplyExact(Math.multiplyExact(co, ci), k);
-        if (nw > Integer.MAX_VALUE) throw new IllegalArgumentException("conv1dBackwardWeight: " + nw + " weights exceed one grid on CUDA");
-        floats("conv1dBackwardWeight", Math.multiplyExact(Math.multiplyExact(n, ci), t), "x", x);
-        floats("conv1dBackwardWeight", Math.multiplyExact(Math.multiplyExact(n, co), t), "dy", dy);
-        floats("conv1dBackwardWeight", nw, "dw", dw);
-        int acc = accumulate ? 1 : 0;
-        cu.launch("ltk_conv1d_bwd_weight", dim(nw), dim(C1_THREADS), 0, n, ci, t, co, k, d, x, dy, dw, acc);
-        if (db != null) {
-            floats("conv1dBackwardWeight", co, "db", db);
-            cu.launch("ltk_conv1d_bwd_bias", dim(co), dim(C1_THREADS), 0, n, t, co, dy, db, acc);
-        }
     }
 }

@@ -1,6 +1,8 @@
 package dev.latent.ops;
 
+import dev.latent.cuda.CudaConvKernels;
 import dev.latent.cuda.CudaKernels;
+import dev.latent.nativ.LatentBinding.Conv2dDesc;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Precision;
@@ -57,10 +59,10 @@ public final class Conv {
 
         MemorySegment desc() {
             MemorySegment d = DESC.get();
-            d.set(JAVA_LONG, 0, n); d.set(JAVA_LONG, 8, c); d.set(JAVA_LONG, 16, h); d.set(JAVA_LONG, 24, w);
-            d.set(JAVA_LONG, 32, k); d.set(JAVA_LONG, 40, r); d.set(JAVA_LONG, 48, s);
-            d.set(JAVA_LONG, 56, oh()); d.set(JAVA_LONG, 64, ow());
-            d.set(JAVA_INT, 72, strideH); d.set(JAVA_INT, 76, strideW); d.set(JAVA_INT, 80, padH); d.set(JAVA_INT, 84, padW);
+            Conv2dDesc.setN(d, n); Conv2dDesc.setC(d, c); Conv2dDesc.setH(d, h); Conv2dDesc.setW(d, w);
+            Conv2dDesc.setK(d, k); Conv2dDesc.setR(d, r); Conv2dDesc.setS(d, s);
+            Conv2dDesc.setOh(d, oh()); Conv2dDesc.setOw(d, ow());
+            Conv2dDesc.setStrideH(d, strideH); Conv2dDesc.setStrideW(d, strideW); Conv2dDesc.setPadH(d, padH); Conv2dDesc.setPadW(d, padW);
             return d;
         }
     }
@@ -76,7 +78,7 @@ public final class Conv {
         long n = x.size(0), c = x.size(1), hw = x.numel() / Math.max(1, n * c);
         if (out.numel() != c) throw new IllegalArgumentException("channelSum: out " + out + " for " + c + " channels");
         Geometry g = new Geometry(n, 1, hw, 1, c, 1, 1, 1, 1, 0, 0);   // output (N, C, HW, 1): dy's layout
-        CudaKernels.conv2dBackwardBias(Kernels.cuda(), g.desc(), Kernels.buf(x), Kernels.buf(out), false);
+        CudaConvKernels.conv2dBackwardBias(Kernels.cuda(), g.desc(), Kernels.buf(x), Kernels.buf(out), false);
     }
 
     private static void shape(String op, String what, Tensor t, long... expect) {

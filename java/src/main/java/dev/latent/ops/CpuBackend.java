@@ -1,5 +1,6 @@
 package dev.latent.ops;
 
+import dev.latent.nativ.LatentBinding.AdamwDesc;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Tensor;
@@ -123,13 +124,13 @@ final class CpuBackend implements Backend {
     @Override public void adamw(long n, Tensor p, Tensor g, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
                                 float weightDecay, float gradScale, long step) {
         MemorySegment d = ADAM.get();
-        d.set(JAVA_FLOAT, 0, lr);
-        d.set(JAVA_FLOAT, 4, beta1);
-        d.set(JAVA_FLOAT, 8, beta2);
-        d.set(JAVA_FLOAT, 12, eps);
-        d.set(JAVA_FLOAT, 16, weightDecay);
-        d.set(JAVA_FLOAT, 20, gradScale);
-        d.set(JAVA_LONG, 24, step);
+        AdamwDesc.setLr(d, lr);
+        AdamwDesc.setBeta1(d, beta1);
+        AdamwDesc.setBeta2(d, beta2);
+        AdamwDesc.setEps(d, eps);
+        AdamwDesc.setWeightDecay(d, weightDecay);
+        AdamwDesc.setGradScale(d, gradScale);
+        AdamwDesc.setStep(d, step);
         nat().adamw(d, n, p.segment(), g.segment(), m.segment(), v.segment());
     }
 

@@ -2,6 +2,8 @@ package dev.latent.ops;
 
 import dev.latent.cuda.Cuda;
 import dev.latent.cuda.CudaKernels;
+import dev.latent.cuda.CudaConvKernels;
+import dev.latent.cuda.CudaProbKernels;
 import dev.latent.cuda.CudaVendor;
 import dev.latent.cuda.DeviceBuffer;
 import dev.latent.tensor.Device;
@@ -76,18 +78,18 @@ final class CudaBackend implements Backend {
 
     @Override public void batchNormTrain(long n, long c, long hw, float eps, float momentum, Tensor x, Tensor gamma, Tensor beta,
                                          Tensor y, Tensor mean, Tensor rstd, Tensor runningMean, Tensor runningVar) {
-        CudaKernels.batchNormTrain(cuda(), n, c, hw, eps, momentum, buf(x), buf(gamma), buf(beta), buf(y),
+        CudaProbKernels.batchNormTrain(cuda(), n, c, hw, eps, momentum, buf(x), buf(gamma), buf(beta), buf(y),
                 buf(mean), buf(rstd), buf(runningMean), buf(runningVar));
     }
 
     @Override public void batchNormInfer(long n, long c, long hw, float eps, Tensor x, Tensor gamma, Tensor beta, Tensor mean,
                                          Tensor var, Tensor y) {
-        CudaKernels.batchNormInfer(cuda(), n, c, hw, eps, buf(x), buf(gamma), buf(beta), buf(mean), buf(var), buf(y));
+        CudaProbKernels.batchNormInfer(cuda(), n, c, hw, eps, buf(x), buf(gamma), buf(beta), buf(mean), buf(var), buf(y));
     }
 
     @Override public void batchNormBackward(long n, long c, long hw, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dy,
                                             Tensor dx, Tensor dgamma, Tensor dbeta) {
-        CudaKernels.batchNormBackward(cuda(), n, c, hw, buf(x), buf(gamma), buf(mean), buf(rstd), buf(dy),
+        CudaProbKernels.batchNormBackward(cuda(), n, c, hw, buf(x), buf(gamma), buf(mean), buf(rstd), buf(dy),
                 buf(dx), buf(dgamma), buf(dbeta));
     }
 
@@ -106,7 +108,7 @@ final class CudaBackend implements Backend {
     }
 
     @Override public double bceWithLogits(long n, Tensor logits, Tensor targets, float t, Tensor dlogits, float dscale) {
-        return CudaKernels.bceWithLogits(cuda(), n, buf(logits), buf(targets), t, buf(dlogits), dscale);
+        return CudaProbKernels.bceWithLogits(cuda(), n, buf(logits), buf(targets), t, buf(dlogits), dscale);
     }
 
     @Override public void embedding(long n, long c, MemorySegment ids, int[] id, Tensor table, Tensor out) {
@@ -136,23 +138,23 @@ final class CudaBackend implements Backend {
     }
 
     @Override public double reparam(long n, Tensor mu, Tensor logvar, long seed, long stream, Tensor z) {
-        return CudaKernels.reparam(cuda(), n, buf(mu), buf(logvar), seed, stream, buf(z));
+        return CudaProbKernels.reparam(cuda(), n, buf(mu), buf(logvar), seed, stream, buf(z));
     }
 
     @Override public void reparamBackward(long n, Tensor mu, Tensor logvar, long seed, long stream, Tensor dz, float klScale,
                                           Tensor dmu, Tensor dlogvar) {
-        CudaKernels.reparamBackward(cuda(), n, buf(mu), buf(logvar), seed, stream, buf(dz), klScale, buf(dmu), buf(dlogvar));
+        CudaProbKernels.reparamBackward(cuda(), n, buf(mu), buf(logvar), seed, stream, buf(dz), klScale, buf(dmu), buf(dlogvar));
     }
 
     @Override public void couplingForward(long n, long hw, Tensor mask, Tensor y, Tensor h, float scale, Tensor out, double[] logdet) {
         try (DeviceBuffer ld = logdet == null ? null : cuda().alloc(8 * n)) {
-            CudaKernels.couplingForward(cuda(), n, hw, buf(mask), buf(y), buf(h), scale, buf(out), ld);
+            CudaProbKernels.couplingForward(cuda(), n, hw, buf(mask), buf(y), buf(h), scale, buf(out), ld);
             if (ld != null) copyBack(ld, logdet);
         }
     }
 
     @Override public void couplingInverse(long n, long hw, Tensor mask, Tensor yp, Tensor h, float scale, Tensor y) {
-        CudaKernels.couplingInverse(cuda(), n, hw, buf(mask), buf(yp), buf(h), scale, buf(y));
+        CudaProbKernels.couplingInverse(cuda(), n, hw, buf(mask), buf(yp), buf(h), scale, buf(y));
     }
 
     @Override public double couplingBackward(long n, long hw, Tensor mask, Tensor y, Tensor h, float scale, Tensor dout,
@@ -161,7 +163,7 @@ final class CudaBackend implements Backend {
              DeviceBuffer ds = cuda().alloc(8)) {
             if (dl != null) dl.copyFrom(a.allocateFrom(JAVA_DOUBLE, dlogdet));
             ds.zero();
-            CudaKernels.couplingBackward(cuda(), n, hw, buf(mask), buf(y), buf(h), scale, buf(dout), dl, buf(dy), buf(dh), ds);
+            CudaProbKernels.couplingBackward(cuda(), n, hw, buf(mask), buf(y), buf(h), scale, buf(dout), dl, buf(dy), buf(dh), ds);
             double[] r = new double[1];
             copyBack(ds, r);
             return r[0];
@@ -179,32 +181,32 @@ final class CudaBackend implements Backend {
 
     @Override public void conv2d(Conv.Geometry g, Tensor x, Tensor w, Tensor bias, Tensor y) {
         if (!CudaVendor.convForward(cuda(), g.dims(), buf(x), buf(w), buf(bias), buf(y)))
-            CudaKernels.conv2d(cuda(), g.desc(), buf(x), buf(w), buf(bias), buf(y));
+            CudaConvKernels.conv2d(cuda(), g.desc(), buf(x), buf(w), buf(bias), buf(y));
     }
 
     @Override public void conv2dBackwardData(Conv.Geometry g, Tensor dy, Tensor w, Tensor bias, Tensor dx) {
         if (!CudaVendor.convBackwardData(cuda(), g.dims(), buf(dy), buf(w), buf(bias), buf(dx)))
-            CudaKernels.conv2dBackwardData(cuda(), g.desc(), buf(dy), buf(w), buf(bias), buf(dx));
+            CudaConvKernels.conv2dBackwardData(cuda(), g.desc(), buf(dy), buf(w), buf(bias), buf(dx));
     }
 
     @Override public void conv2dBackwardWeight(Conv.Geometry g, Tensor x, Tensor dy, Tensor dw, Tensor db, boolean accumulate) {
         if (CudaVendor.convBackwardFilter(cuda(), g.dims(), buf(x), buf(dy), buf(dw), accumulate)) {
-            if (db != null) CudaKernels.conv2dBackwardBias(cuda(), g.desc(), buf(dy), buf(db), accumulate);
+            if (db != null) CudaConvKernels.conv2dBackwardBias(cuda(), g.desc(), buf(dy), buf(db), accumulate);
         } else {
-            CudaKernels.conv2dBackwardWeight(cuda(), g.desc(), buf(x), buf(dy), buf(dw), buf(db), accumulate);
+            CudaConvKernels.conv2dBackwardWeight(cuda(), g.desc(), buf(x), buf(dy), buf(dw), buf(db), accumulate);
         }
     }
 
     @Override public void conv1d(Conv1d.Geometry g, Tensor x, Tensor w, Tensor bias, Tensor y) {
-        CudaKernels.conv1d(cuda(), g.n(), g.cin(), g.t(), g.cout(), g.k(), g.dilation(), buf(x), buf(w), buf(bias), buf(y));
+        CudaConvKernels.conv1d(cuda(), g.n(), g.cin(), g.t(), g.cout(), g.k(), g.dilation(), buf(x), buf(w), buf(bias), buf(y));
     }
 
     @Override public void conv1dBackwardData(Conv1d.Geometry g, Tensor dy, Tensor w, Tensor dx) {
-        CudaKernels.conv1dBackwardData(cuda(), g.n(), g.cin(), g.t(), g.cout(), g.k(), g.dilation(), buf(dy), buf(w), buf(dx));
+        CudaConvKernels.conv1dBackwardData(cuda(), g.n(), g.cin(), g.t(), g.cout(), g.k(), g.dilation(), buf(dy), buf(w), buf(dx));
     }
 
     @Override public void conv1dBackwardWeight(Conv1d.Geometry g, Tensor x, Tensor dy, Tensor dw, Tensor db, boolean accumulate) {
-        CudaKernels.conv1dBackwardWeight(cuda(), g.n(), g.cin(), g.t(), g.cout(), g.k(), g.dilation(), buf(x), buf(dy), buf(dw), buf(db), accumulate);
+        CudaConvKernels.conv1dBackwardWeight(cuda(), g.n(), g.cin(), g.t(), g.cout(), g.k(), g.dilation(), buf(x), buf(dy), buf(dw), buf(db), accumulate);
     }
 
     @Override public void gemm(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta, long lda, long ldb, long ldc,

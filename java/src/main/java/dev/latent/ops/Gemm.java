@@ -3,6 +3,7 @@ package dev.latent.ops;
 import dev.latent.cuda.CudaKernels;
 import dev.latent.cuda.CudaVendor;
 import dev.latent.cuda.DeviceBuffer;
+import dev.latent.nativ.LatentBinding.GemmDesc;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Precision;
@@ -209,20 +210,20 @@ public final class Gemm {
     private static MemorySegment desc(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta, long lda,
                                       long ldb, long ldc, long batch, long sa, long sb, long sc) {
         MemorySegment d = DESC.get();
-        d.set(JAVA_INT, 0, ta ? 1 : 0);
-        d.set(JAVA_INT, 4, tb ? 1 : 0);
-        d.set(JAVA_LONG, 8, m);
-        d.set(JAVA_LONG, 16, n);
-        d.set(JAVA_LONG, 24, k);
-        d.set(JAVA_FLOAT, 32, alpha);
-        d.set(JAVA_FLOAT, 36, beta);
-        d.set(JAVA_LONG, 40, lda);
-        d.set(JAVA_LONG, 48, ldb);
-        d.set(JAVA_LONG, 56, ldc);
-        d.set(JAVA_LONG, 64, batch);
-        d.set(JAVA_LONG, 72, sa);
-        d.set(JAVA_LONG, 80, sb);
-        d.set(JAVA_LONG, 88, sc);
+        GemmDesc.setTransA(d, ta ? 1 : 0);
+        GemmDesc.setTransB(d, tb ? 1 : 0);
+        GemmDesc.setM(d, m);
+        GemmDesc.setN(d, n);
+        GemmDesc.setK(d, k);
+        GemmDesc.setAlpha(d, alpha);
+        GemmDesc.setBeta(d, beta);
+        GemmDesc.setLda(d, lda);
+        GemmDesc.setLdb(d, ldb);
+        GemmDesc.setLdc(d, ldc);
+        GemmDesc.setBatch(d, batch);
+        GemmDesc.setStrideA(d, sa);
+        GemmDesc.setStrideB(d, sb);
+        GemmDesc.setStrideC(d, sc);
         return d;
     }
 

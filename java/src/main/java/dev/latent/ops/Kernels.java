@@ -2,7 +2,10 @@ package dev.latent.ops;
 
 import dev.latent.cuda.Cuda;
 import dev.latent.cuda.CudaKernels;
+import dev.latent.cuda.CudaProbKernels;
 import dev.latent.cuda.DeviceBuffer;
+import dev.latent.nativ.LatentBinding.AttentionDesc;
+import dev.latent.nativ.LatentBinding.CopyDesc;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Precision;
@@ -112,13 +115,13 @@ public final class Kernels {
         MemorySegment d = COPY.get();
         d.fill((byte) 0);
         int rr = Math.max(r, 1);
-        d.set(JAVA_INT, 0, rr);
+        CopyDesc.setRank(d, rr);
         for (int i = 0; i < r; i++) {
-            d.set(JAVA_LONG, 8 + 8L * i, src.size(i));
-            d.set(JAVA_LONG, 56 + 8L * i, src.stride(i));
-            d.set(JAVA_LONG, 104 + 8L * i, dst.stride(i));
+            CopyDesc.setShape(d, i, src.size(i));
+            CopyDesc.setSrcStride(d, i, src.stride(i));
+            CopyDesc.setDstStride(d, i, dst.stride(i));
         }
-        if (r == 0) { d.set(JAVA_LONG, 8, 1); d.set(JAVA_LONG, 56, 1); d.set(JAVA_LONG, 104, 1); }
+        if (r == 0) { CopyDesc.setShape(d, 0, 1); CopyDesc.setSrcStride(d, 0, 1); CopyDesc.setDstStride(d, 0, 1); }
         return d;
     }
 
@@ -206,12 +209,12 @@ public final class Kernels {
             if (t != null && !Arrays.equals(t.shape(), q.shape()))
                 throw new IllegalArgumentException(op + ": shapes must all be " + Arrays.toString(q.shape()) + ", got " + t);
         MemorySegment d = ATT.get();
-        d.set(JAVA_LONG, 0, q.size(0));
-        d.set(JAVA_LONG, 8, q.size(1));
-        d.set(JAVA_LONG, 16, q.size(2));
-        d.set(JAVA_LONG, 24, q.size(3));
-        d.set(JAVA_INT, 32, causal ? 1 : 0);
-        d.set(JAVA_FLOAT, 36, scale);
+        AttentionDesc.setB(d, q.size(0));
+        AttentionDesc.setNh(d, q.size(1));
+        AttentionDesc.setT(d, q.size(2));
+        AttentionDesc.setHs(d, q.size(3));
+        AttentionDesc.setCausal(d, causal ? 1 : 0);
+        AttentionDesc.setScale(d, scale);
         return d;
     }
 
@@ -424,7 +427,7 @@ public final class Kernels {
         if (!onCuda("reparam", mu, logvar, z, kl)) throw new IllegalArgumentException("reparamOnDevice: CUDA tensors needed, got " + mu.device());
         numel("reparam", mu.numel(), logvar, z);
         numel("reparam", 1, kl);
-        CudaKernels.reparamF32(cuda(), mu.numel(), buf(mu), buf(logvar), seed, stream, buf(z), buf(kl));
+        CudaProbKernels.reparamF32(cuda(), mu.numel(), buf(mu), buf(logvar), seed, stream, buf(z), buf(kl));
     }
 
     /** Gradients of sum(dz * z) + klScale * KL with respect to mu and logvar (eps recomputed). */
@@ -499,7 +502,7 @@ public final class Kernels {
             throw new IllegalArgumentException("bceWithLogitsOnDevice: CUDA tensors needed, got " + logits.device());
         numel("bceWithLogits", logits.numel(), targets, dlogits);
         numel("bceWithLogits", 1, out);
-        CudaKernels.bceWithLogitsF32(cuda(), logits.numel(), buf(logits), buf(targets), t, buf(dlogits), dscale, buf(out));
+        CudaProbKernels.bceWithLogitsF32(cuda(), logits.numel(), buf(logits), buf(targets), t, buf(dlogits), dscale, buf(out));
     }
 
     // ---- affine coupling (kernels/coupling) ----
@@ -546,7 +549,7 @@ public final class Kernels {
         if (!onCuda(op, mask, y, h, out, logdet)) throw new IllegalArgumentException(op + ": CUDA tensors expected, got " + y);
         long[] d = couplingDims(op, mask, y, h, out);
         numel(op, d[0], logdet);
-        CudaKernels.couplingForwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(out), buf(logdet));
+        CudaProbKernels.couplingForwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(out), buf(logdet));
     }
 
     /**
@@ -559,7 +562,7 @@ public final class Kernels {
         long[] d = couplingDims(op, mask, y, h, out);
         numel(op, d[0], logdet);
         numel(op, 1, scale);
-        CudaKernels.couplingForwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), buf(scale), buf(out), buf(logdet));
+        CudaProbKernels.couplingForwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), buf(scale), buf(out), buf(logdet));
     }
 
     /** {@link #couplingBackwardOnDevice(Tensor, Tensor, Tensor, float, Tensor, Tensor, Tensor, Tensor, Tensor)} with the scale on the device. */
@@ -572,7 +575,7 @@ public final class Kernels {
         numel(op, 2 * y.numel(), dh);
         if (dlogdet != null) numel(op, d[0], dlogdet);
         numel(op, 1, dscale, scale);
-        CudaKernels.couplingBackwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), buf(scale), buf(dout), buf(dlogdet), buf(dy), buf(dh), buf(dscale));
+        CudaProbKernels.couplingBackwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), buf(scale), buf(dout), buf(dlogdet), buf(dy), buf(dh), buf(dscale));
     }
 
     /**
@@ -588,7 +591,7 @@ public final class Kernels {
         numel(op, 2 * y.numel(), dh);
         if (dlogdet != null) numel(op, d[0], dlogdet);
         numel(op, 1, dscale);
-        CudaKernels.couplingBackwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(dout), buf(dlogdet), buf(dy), buf(dh), buf(dscale));
+        CudaProbKernels.couplingBackwardF32(cuda(), d[0], d[1], buf(mask), buf(y), buf(h), scale, buf(dout), buf(dlogdet), buf(dy), buf(dh), buf(dscale));
     }
 
     /**

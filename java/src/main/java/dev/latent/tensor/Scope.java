@@ -74,6 +74,26 @@ public final class Scope implements AutoCloseable {
         return block.asSlice(0, Math.max(bytes, 1)).reinterpret(arena, null);
     }
 
+    /**
+     * As {@link #allocateUninitialized}, on transparent huge pages where the size allows (at least 2 MiB): the block is
+     * 2 MiB aligned and advised {@code MADV_HUGEPAGE}, so its whole 2 MiB pieces get huge pages when Linux has them (THP
+     * in mode {@code madvise} or {@code always}; elsewhere it is an ordinary block). For big buffers a hot loop streams
+     * through every step, such as a decoder's packed weights and KV caches: with 4 KiB pages each 64 cache lines cost a
+     * TLB miss and stop the hardware prefetchers (BENCHMARKS.md S2: ~1 ms of a 6.5 ms decode step at 16 sequences). The
+     * bytes counted are the same as {@link #allocateUninitialized}'s; resident memory may round up to whole huge pages.
+     */
+    public MemorySegment allocateHugePages(long bytes) {
+        if (bytes < NativePool.HUGE_PAGE) return allocateUninitialized(bytes);
+        ensureAlive();
+        MemorySegment block = NativePool.acquireHuge(bytes);
+        synchronized (this) {
+            blocks.add(block);
+            this.bytes += block.byteSize();
+        }
+        LIVE.addAndGet(block.byteSize());
+        return block.asSlice(0, bytes).reinterpret(arena, null);
+    }
+
     /** Bytes of device memory held by all open scopes of this process. */
     public static long liveDeviceBytes() { return LIVE_DEVICE.get(); }
 

@@ -146,8 +146,8 @@ class CudaAttentionConvTest extends AtRefIsaOnDevice {
                         MemorySegment hy = a.allocate(JAVA_FLOAT, ny), hdx = a.allocate(JAVA_FLOAT, nx);
                         nat.conv2dFwd(d, host(a, x), host(a, w), bias ? host(a, bk) : MemorySegment.NULL, hy);
                         nat.conv2dBwdData(d, host(a, dy), host(a, w), bias ? host(a, bc) : MemorySegment.NULL, hdx);
-                        CudaKernels.conv2d(cu, d, gx, gw, bias ? gbk : null, gy);
-                        CudaKernels.conv2dBackwardData(cu, d, gdy, gw, bias ? gbc : null, gdx);
+                        CudaConvKernels.conv2d(cu, d, gx, gw, bias ? gbk : null, gy);
+                        CudaConvKernels.conv2dBackwardData(cu, d, gdy, gw, bias ? gbc : null, gdx);
                         float[] wy = floats(hy, ny), wdx = floats(hdx, nx);
                         close(what + " y bias " + bias, down(cu, gy, ny), wy,
                                 e -> tol(C * R * S, ty[e], bias ? bk[e / (OH * OW) % K] : 0, 0, wy[e]));
@@ -160,7 +160,7 @@ class CudaAttentionConvTest extends AtRefIsaOnDevice {
                     try (DeviceBuffer gdw = up(cu, dw0); DeviceBuffer gdb = up(cu, db0)) {
                         MemorySegment hdw = host(a, dw0), hdb = host(a, db0);
                         nat.conv2dBwdWeight(d, host(a, x), host(a, dy), hdw, hdb, acc);
-                        CudaKernels.conv2dBackwardWeight(cu, d, gx, gdy, gdw, gdb, acc);
+                        CudaConvKernels.conv2dBackwardWeight(cu, d, gx, gdy, gdw, gdb, acc);
                         float[] wdw = floats(hdw, nw), wdb = floats(hdb, K);
                         int depth = N * OH * OW;
                         close(what + " dw accumulate " + acc, down(cu, gdw, nw), wdw, e -> tol(depth, tdw[e], 0, acc ? dw0[e] : 0, wdw[e]));

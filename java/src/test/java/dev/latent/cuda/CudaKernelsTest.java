@@ -300,8 +300,8 @@ class CudaKernelsTest extends AtRefIsaOnDevice {
                             hdl = a.allocate(JAVA_FLOAT, n);
                     nat().reparamFwd(n, host(a, mu), host(a, lv), seed, stream, hz, kl);
                     nat().reparamBwd(n, host(a, mu), host(a, lv), seed, stream, host(a, dz), 0.37f, hdm, hdl);
-                    double gkl = CudaKernels.reparam(cu, n, gmu, glv, seed, stream, gz);
-                    CudaKernels.reparamBackward(cu, n, gmu, glv, seed, stream, gdz, 0.37f, gdm, gdl);
+                    double gkl = CudaProbKernels.reparam(cu, n, gmu, glv, seed, stream, gz);
+                    CudaProbKernels.reparamBackward(cu, n, gmu, glv, seed, stream, gdz, 0.37f, gdm, gdl);
                     same(what + (variant == 0 ? " eps" : " z"), down(cu, gz, n), floats(hz, n));
                     double want = kl.get(JAVA_DOUBLE, 0);
                     assertTrue(Double.doubleToLongBits(gkl) == Double.doubleToLongBits(want) || Double.isNaN(gkl) && Double.isNaN(want),
@@ -435,7 +435,7 @@ class CudaKernelsTest extends AtRefIsaOnDevice {
                 DeviceBuffer gx = up(cu, x), gg = upOrNull(cu, g, affine), gb = upOrNull(cu, b, affine), gy = nans(cu, len),
                         gm = nans(cu, c), gr = nans(cu, c), grm = upOrNull(cu, rm, running), grv = upOrNull(cu, rv, running);
                 try {
-                    CudaKernels.batchNormTrain(cu, n, c, hw, 1e-5f, 0.1f, gx, gg, gb, gy, gm, gr, grm, grv);
+                    CudaProbKernels.batchNormTrain(cu, n, c, hw, 1e-5f, 0.1f, gx, gg, gb, gy, gm, gr, grm, grv);
                     ulpClose(what + " y", down(cu, gy, len), floats(hy, len), mag);
                     ulpClose(what + " mean", down(cu, gm, c), floats(hm, c), mag);
                     ulpClose(what + " rstd", down(cu, gr, c), floats(hr, c), mag);
@@ -447,7 +447,7 @@ class CudaKernelsTest extends AtRefIsaOnDevice {
                     MemorySegment hyi = a.allocate(JAVA_FLOAT, len);
                     nat().batchnorm2dFwdInfer(n, c, hw, 1e-5f, host(a, x), hg, hb, hrm, hrv, hyi);
                     try (DeviceBuffer im = up(cu, floats(hrm, c)); DeviceBuffer iv = up(cu, floats(hrv, c)); DeviceBuffer gyi = nans(cu, len)) {
-                        CudaKernels.batchNormInfer(cu, n, c, hw, 1e-5f, gx, gg, gb, im, iv, gyi);
+                        CudaProbKernels.batchNormInfer(cu, n, c, hw, 1e-5f, gx, gg, gb, im, iv, gyi);
                         ulpClose(what + " infer y", down(cu, gyi, len), floats(hyi, len), mag);
                     }
                     /* backward from the CPU's statistics; dgamma / dbeta accumulate onto random values */
@@ -456,7 +456,7 @@ class CudaKernelsTest extends AtRefIsaOnDevice {
                             affine ? hdb : MemorySegment.NULL);
                     try (DeviceBuffer sm = up(cu, floats(hm, c)); DeviceBuffer sr = up(cu, floats(hr, c)); DeviceBuffer gdy = up(cu, dy);
                          DeviceBuffer gdx = nans(cu, len); DeviceBuffer gdg = up(cu, dg0); DeviceBuffer gdb = up(cu, db0)) {
-                        CudaKernels.batchNormBackward(cu, n, c, hw, gx, gg, sm, sr, gdy, gdx, affine ? gdg : null, affine ? gdb : null);
+                        CudaProbKernels.batchNormBackward(cu, n, c, hw, gx, gg, sm, sr, gdy, gdx, affine ? gdg : null, affine ? gdb : null);
                         ulpClose(what + " dx", down(cu, gdx, len), floats(hdx, len), mag);
                         ulpClose(what + " dgamma", down(cu, gdg, c), floats(hdg, c), mag);
                         ulpClose(what + " dbeta", down(cu, gdb, c), floats(hdb, c), mag);
@@ -483,7 +483,7 @@ class CudaKernelsTest extends AtRefIsaOnDevice {
                     MemorySegment loss = a.allocate(JAVA_DOUBLE), hd = a.allocate(JAVA_FLOAT, n);
                     nat().bceLogits(n, host(a, x), mode == 1 ? MemorySegment.NULL : host(a, t), tc, loss, mode == 2 ? MemorySegment.NULL : hd, dscale);
                     double want = loss.get(JAVA_DOUBLE, 0);
-                    double got = CudaKernels.bceWithLogits(cu, n, gx, mode == 1 ? null : gt, tc, mode == 2 ? null : mode == 3 ? gx : gd, dscale);
+                    double got = CudaProbKernels.bceWithLogits(cu, n, gx, mode == 1 ? null : gt, tc, mode == 2 ? null : mode == 3 ? gx : gd, dscale);
                     double mag = 0;
                     for (int i = 0; i < n; i++) {
                         double v = x[i], tt = mode == 1 ? tc : t[i];
@@ -536,7 +536,7 @@ class CudaKernelsTest extends AtRefIsaOnDevice {
                  DeviceBuffer gdh = nans(cu, 2 * len); DeviceBuffer gds = upDoubles(cu, new double[] {0.25})) {
                 MemorySegment hb = host(a, b), hy = host(a, y), hh = host(a, h), ho = a.allocate(JAVA_FLOAT, len), hld = a.allocate(JAVA_DOUBLE, n);
                 nat().couplingFwd(n, hw, hb, hy, hh, scale, ho, hld);
-                CudaKernels.couplingForward(cu, n, hw, gb, gy, gh, scale, go, gld);
+                CudaProbKernels.couplingForward(cu, n, hw, gb, gy, gh, scale, go, gld);
                 float[] ow = floats(ho, len);
                 close(what + " out", down(cu, go, len), ow, i -> Math.ulp(ow[i]) + 0x1p-36);
                 double[] ldw = hld.toArray(JAVA_DOUBLE), ld = downDoubles(cu, gld, n);
@@ -548,13 +548,13 @@ class CudaKernelsTest extends AtRefIsaOnDevice {
                 MemorySegment hi = a.allocate(JAVA_FLOAT, len);
                 nat().couplingInv(n, hw, hb, ho, hh, scale, hi);
                 try (DeviceBuffer gyp = up(cu, ow)) {
-                    CudaKernels.couplingInverse(cu, n, hw, gb, gyp, gh, scale, gi);
+                    CudaProbKernels.couplingInverse(cu, n, hw, gb, gyp, gh, scale, gi);
                 }
                 float[] iw = floats(hi, len);
                 close(what + " inverse", down(cu, gi, len), iw, i -> Math.ulp(iw[i]) + 0x1p-36);
                 MemorySegment hdy = a.allocate(JAVA_FLOAT, len), hdh = a.allocate(JAVA_FLOAT, 2 * len), hds = a.allocateFrom(JAVA_DOUBLE, 0.25);
                 nat().couplingBwd(n, hw, hb, hy, hh, scale, host(a, dout), a.allocateFrom(JAVA_DOUBLE, dld), hdy, hdh, hds);
-                CudaKernels.couplingBackward(cu, n, hw, gb, gy, gh, scale, gdout, gdld, gdy, gdh, gds);
+                CudaProbKernels.couplingBackward(cu, n, hw, gb, gy, gh, scale, gdout, gdld, gdy, gdh, gds);
                 float[] dyw = floats(hdy, len), dhw = floats(hdh, 2 * len);
                 close(what + " dy", down(cu, gdy, len), dyw, i -> Math.ulp(dyw[i]) + 0x1p-36);
                 close(what + " dh", down(cu, gdh, 2 * len), dhw, i -> Math.ulp(dhw[i]) + 0x1p-36);
@@ -569,7 +569,7 @@ class CudaKernelsTest extends AtRefIsaOnDevice {
         }
         try (DeviceBuffer x = cu.alloc(64)) {
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                    () -> CudaKernels.couplingForward(cu, 1, 4, x, x, x, 1f, x, null));
+                    () -> CudaProbKernels.couplingForward(cu, 1, 4, x, x, x, 1f, x, null));
             assertTrue(e.getMessage().contains("overlap"), e.getMessage());
         }
     }

@@ -61,6 +61,8 @@ public final class KvDecoder implements AutoCloseable {
     private final Weights weights;
     private final Scope own;              // what the decoder holds itself (the packed matrices, and when built from stored tensors the rest), else null
     private final MemorySegment headP;    // the head packed, else null
+    private final MemorySegment panels;   // PACKED: one block on huge pages holding every packed matrix, else null
+    private long panelsUsed;              // bytes of panels handed out so far (pack, in construction order)
     private long ownBytes;
     private volatile boolean closed;
 
@@ -121,6 +123,10 @@ public final class KvDecoder implements AutoCloseable {
         java.util.Map<String, dev.latent.autograd.Var> params = model == null ? null : model.namedParameters();
         Get get = src == null ? (name, shape) -> seg(params.get(name)) : (name, shape) -> read(src, name, shape);
         try {
+            // All packed matrices in one block on 2 MiB pages (Scope.allocateHugePages): a step streams them all, and on
+            // 4 KiB pages every 4 KiB of panel costs a TLB miss and a hardware prefetcher restart (BENCHMARKS.md S2).
+            panels = own == null ? null : own.allocateHugePages(packedBytes(cfg));
+            if (panels != null) ownBytes += panels.byteSize();
             long c3 = 3L * c, c4 = 4L * c;
             for (int l = 0; l < layers; l++) {
                 String p = "h." + l + ".";
@@ -187,15 +193,25 @@ public final class KvDecoder implements AutoCloseable {
         }
     }
 
-    /** W (n, k) packed into the decoder's scope, or null when reading in place. */
+    /** W (n, k) packed into the next piece of {@link #panels}, or null when reading in place. */
     private MemorySegment pack(MemorySegment w, long n, long k) {
         if (own == null) return null;
         LatentNative nat = LatentNative.get();
         long bytes = 4 * nat.gemmRowsPackedSize(n, k);
-        MemorySegment p = own.allocateUninitialized(bytes);
-        ownBytes += bytes;
+        MemorySegment p = panels.asSlice(panelsUsed, bytes);
+        panelsUsed += align(bytes);
         nat.gemmRowsPack(n, k, w, k, p);
         return p;
+    }
+
+    private static long align(long bytes) { return (bytes + Scope.ALIGNMENT - 1) / Scope.ALIGNMENT * Scope.ALIGNMENT; }
+
+    /** Bytes of all packed matrices (each 64-byte aligned), in the order the constructor packs them. */
+    private static long packedBytes(GptConfig cfg) {
+        LatentNative nat = LatentNative.get();
+        long c = cfg.dim(), per = align(4 * nat.gemmRowsPackedSize(3 * c, c)) + align(4 * nat.gemmRowsPackedSize(c, c))
+                + align(4 * nat.gemmRowsPackedSize(4 * c, c)) + align(4 * nat.gemmRowsPackedSize(c, 4 * c));
+        return cfg.layers() * per + align(4 * nat.gemmRowsPackedSize(cfg.vocab(), c));
     }
 
     /** The weight layout in use. */
@@ -269,7 +285,7 @@ public final class KvDecoder implements AutoCloseable {
         public Cache() {
             scope = Scope.confined();
             try {
-                kv = scope.allocateUninitialized(cacheBytes());
+                kv = scope.allocateHugePages(cacheBytes());   // read whole every step: on 2 MiB pages (see the constructor)
                 long per = (long) ctx * c * 4, head = (long) ctx * hs * 4;
                 for (int l = 0; l < layers; l++)
                     for (int hh = 0; hh < heads; hh++) {
