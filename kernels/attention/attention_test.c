@@ -28,10 +28,10 @@
  * backward's magnitudes include |dP_ij| + |D_i| so the cancellation in dS = P (dP - D) is accounted for.
  * bf16 (lt_attention_fwd_bf16 / _bwd_bf16, run by the same binary after the fp32 checks when lt_cpu_bf16() and the
  * level is avx512; below that the test checks they are refused): every matmul operand is rounded to bf16 (RNE, 8
- * significant bits: relative error <= 2^-9 each) and products are summed in fp32. So a score s_ij errs by at most
- * 2^-8 smag_i more (two rounded factors per product); p_ij = exp(s_ij - lse_i) then errs relatively by that twice
- * (its own score and the lse's); P, V, dout, dS and K/Q rounded again as the second matmul's operands add 2^-8 per
- * term. Hence eps_i(bf16) = eps_i(fp32) + 2^-8 (2 smag_i + 3): the first-order worst case, not a probabilistic
+ * significant bits: unit roundoff u = 2^-8, relative error <= 2^-8 each) and products are summed in fp32. So a score
+ * s_ij errs by at most (2u + u^2) smag_i = (2^-7 + 2^-16) smag_i more (two rounded factors per product); p_ij = exp(s_ij - lse_i) then errs relatively by that twice
+ * (its own score and the lse's); P, V, dout, dS and K/Q rounded again as the second matmul's operands add 2^-7 + 2^-16 per
+ * term. Hence eps_i(bf16) = eps_i(fp32) + (2^-7 + 2^-16) (2 smag_i + 3): the first-order worst case, not a probabilistic
  * bound (bf16 rounding errors are not small enough to average out over a handful of terms), with the +1 on the 2
  * for the dS = P (dP - D) chain; dP's magnitude is already sum_c |dout_c v_jc|, so cancellation is covered. A
  * kernel that forgot to round would pass (tighter); test_bf16_rounds() checks that the results do differ from the
@@ -50,7 +50,7 @@
 #define GUARD 64             /* floats of canary before and after every output array */
 
 static int g_bf16; /* 1: the cases run lt_attention_*_bf16 and get the bf16 tolerance (see the header) */
-#define UBF (1.0 / 256.0) /* 2^-8: two bf16 roundings of 2^-9 each per product */
+#define UBF (1.0 / 128.0 + 1.0 / 65536.0) /* 2u + u^2, u = 2^-8: two bf16 roundings (RNE, 8 significant bits) per product */
 
 static double row_eps(double smag, int64_t hs, int64_t t) {
     const double e = U * (2.0 * sqrt((double)hs) * (smag + 1.0) + 2.0 * sqrt((double)t) + 8.0);
