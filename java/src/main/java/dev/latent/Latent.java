@@ -115,6 +115,18 @@ public final class Latent {
      */
     public static String cudaDescription() { return Cuda.available() ? Cuda.get().describe() : Cuda.unavailableReason(); }
 
+    /**
+     * Where Latent looks for an optional NVIDIA library (as it does for cuBLAS and cuDNN), in order: the system property
+     * {@code property} (a file, or a folder holding one of {@code sonames}), the folders of {@code LD_LIBRARY_PATH},
+     * the CUDA toolkit ({@code $CUDA_HOME}, {@code $CUDA_PATH}, /usr/local/cuda*), NVIDIA's Python wheels
+     * ({@code site-packages/nvidia/*}{@code /lib}), then the bare sonames for the dynamic linker's own search. Each
+     * entry is an absolute path of a file that exists, or a bare soname; nothing is loaded. latent-spark finds NCCL
+     * this way, so every NVIDIA library is looked for in one order.
+     */
+    public static java.util.List<String> nvidiaLibraryCandidates(String property, java.util.List<String> sonames) {
+        return dev.latent.cuda.CudaVendor.candidates(property, sonames);
+    }
+
     // ---- the native library ----
 
     /** The path of the native library loaded (liblatent.so; extracted from the classifier jar unless set). */

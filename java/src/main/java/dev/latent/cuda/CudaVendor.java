@@ -241,7 +241,7 @@ public final class CudaVendor {
      * last): the system property (a file, or a folder holding one of the sonames), LD_LIBRARY_PATH, the CUDA toolkit,
      * NVIDIA's Python wheels, then the sonames themselves.
      */
-    static List<String> candidates(String property, List<String> sonames) {
+    public static List<String> candidates(String property, List<String> sonames) {
         Set<String> out = new LinkedHashSet<>();
         String prop = System.getProperty(property);
         if (prop != null && !prop.isBlank()) {

@@ -8,14 +8,10 @@ import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
-import java.nio.file.DirectoryStream;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HexFormat;
-import java.util.LinkedHashSet;
 import java.util.List;
-import java.util.Set;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
@@ -255,83 +251,10 @@ public final class Nccl {
         }
     }
 
-    // ---- discovery (the order of dev.latent.cuda.CudaVendor.candidates) ----
+    // ---- discovery: the core's order for NVIDIA libraries (as cuBLAS and cuDNN are found) ----
 
     /** Where to look, in order: absolute files that exist, then the bare soname for the dynamic linker's search. */
     public static List<String> candidates() {
-        Set<String> out = new LinkedHashSet<>();
-        String prop = System.getProperty("latent.nccl.path");
-        if (prop != null && !prop.isBlank()) {
-            Path p = Path.of(prop.trim()).toAbsolutePath();
-            if (Files.isDirectory(p)) addIn(out, List.of(p));
-            else out.add(p.toString());   // a missing file is reported by the load attempt, naming it
-        }
-        List<Path> dirs = new ArrayList<>();
-        String ld = System.getenv("LD_LIBRARY_PATH");
-        if (ld != null) for (String d : ld.split(":")) if (!d.isBlank()) dirs.add(Path.of(d));
-        addIn(out, dirs);
-        List<Path> roots = new ArrayList<>();
-        for (String env : new String[] {"CUDA_HOME", "CUDA_PATH"}) {
-            String v = System.getenv(env);
-            if (v != null && !v.isBlank()) roots.add(Path.of(v));
-        }
-        roots.add(Path.of("/usr/local/cuda"));
-        roots.addAll(glob(Path.of("/usr/local"), "cuda-*"));
-        List<Path> tk = new ArrayList<>();
-        for (Path r : roots) {
-            tk.add(r.resolve("lib64"));
-            tk.add(r.resolve("lib"));
-            tk.add(r.resolve("targets/x86_64-linux/lib"));
-        }
-        addIn(out, tk);
-        addIn(out, wheelDirs());
-        out.addAll(SONAMES);
-        return new ArrayList<>(out);
-    }
-
-    private static void addIn(Set<String> out, List<Path> dirs) {
-        for (String so : SONAMES)
-            for (Path d : dirs) {
-                Path f = d.resolve(so);
-                if (Files.isRegularFile(f)) out.add(f.toAbsolutePath().normalize().toString());
-            }
-    }
-
-    private static List<Path> wheelDirs() {
-        List<Path> sites = new ArrayList<>();
-        for (String env : new String[] {"VIRTUAL_ENV", "CONDA_PREFIX"}) {
-            String v = System.getenv(env);
-            if (v != null && !v.isBlank()) sitesUnder(sites, Path.of(v));
-        }
-        String pp = System.getenv("PYTHONPATH");
-        if (pp != null) for (String d : pp.split(":")) if (!d.isBlank()) sites.add(Path.of(d));
-        String home = System.getProperty("user.home");
-        if (home != null) sitesUnder(sites, Path.of(home, ".local"));
-        sitesUnder(sites, Path.of("/usr/local"));
-        sitesUnder(sites, Path.of("/usr"));
-        sites.add(Path.of("/usr/lib/python3/dist-packages"));
-        List<Path> dirs = new ArrayList<>();
-        for (Path s : sites)
-            for (Path pkg : glob(s.resolve("nvidia"), "*")) dirs.add(pkg.resolve("lib"));
-        return dirs;
-    }
-
-    private static void sitesUnder(List<Path> sites, Path prefix) {
-        for (Path py : glob(prefix.resolve("lib"), "python3*")) {
-            sites.add(py.resolve("site-packages"));
-            sites.add(py.resolve("dist-packages"));
-        }
-    }
-
-    private static List<Path> glob(Path dir, String pattern) {
-        List<Path> out = new ArrayList<>();
-        if (!Files.isDirectory(dir)) return out;
-        try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, pattern)) {
-            for (Path p : ds) if (Files.isDirectory(p)) out.add(p);
-        } catch (IOException | SecurityException e) {
-            // an unreadable folder is simply not a candidate
-        }
-        out.sort(null);
-        return out;
+        return dev.latent.Latent.nvidiaLibraryCandidates("latent.nccl.path", SONAMES);
     }
 }
