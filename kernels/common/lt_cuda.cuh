@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #ifdef __CUDACC__
+#include <cuda_bf16.h> /* __nv_bfloat16, __float2bfloat16_rn, __bfloat162float: header-only device code */
 #define LT_KERNEL extern "C" __global__
 /* Dynamic shared memory: `extern __shared__` on a GPU; a per-block heap buffer in the emulation. */
 #define LT_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
@@ -80,6 +81,10 @@ __device__ __forceinline__ float lt_to_tf32(float x) {
     return __uint_as_float(u);
 #endif
 }
+
+/* Round a float to bfloat16 (8 significant bits), to nearest even, kept as a float (the value a bf16 operand
+ * has): the same bits as widening __float2bfloat16_rn's result. NaN stays NaN. */
+__device__ __forceinline__ float lt_round_bf16(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
 
 /* D = A * B + C for one m16n8k8 tile, TF32 inputs (already rounded with lt_to_tf32), fp32 accumulate, as
  * PTX mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32. Warp-collective: all 32 lanes call it together.

@@ -381,3 +381,70 @@ LT_KERNEL void __launch_bounds__(128) ltk_gemm_tf32(lt_gemm_desc d, const float 
             gemm_store(d, c, r + 8, col + 1, acc[mi][ni][3]);
         }
 }
+
+/* ---- ltk_gemm_bf16: bf16 operands, fp32 accumulation and C (--precision bf16 on CUDA without cuBLAS) ----
+ * A and B are 2-byte bf16 (ltk_f32_to_bf16 rounds them, to nearest even), C, alpha and beta fp32; the lt_gemm_desc
+ * strides and leading dimensions count elements, as for the fp32 kernels. The 64 x 64 SIMT tile of ltk_gemm_f32 (256
+ * threads, 4 x 4 micro-tile, K in steps of 16 through shared memory), the operands widened to float as they are
+ * stored to shared memory: every product of two bf16 values is exact in fp32, so each C element is one fp32 fmaf chain
+ * over p = 0..K-1 in order, and ltk_gemm_f32's bound holds for the rounded operands (gemm_cuda_test.cc: 2^-8 per
+ * input rounding on top of the fp32 bound). A simple, correct kernel, not a fast one: on a GPU cuBLAS serves bf16
+ * (cublasGemmEx with CUDA_R_16BF); mma.sync m16n8k16 bf16 is the step after (docs/cuda.md). */
+struct gemm_view_bf16 {
+    const __nv_bfloat16 *a, *b;
+    int64_t a_si, a_sp, b_sp, b_sj, m, n, k;
+    __device__ __forceinline__ float A(int64_t i, int64_t p) const { return i < m && p < k ? __bfloat162float(a[i * a_si + p * a_sp]) : 0.0f; }
+    __device__ __forceinline__ float B(int64_t p, int64_t j) const { return p < k && j < n ? __bfloat162float(b[p * b_sp + j * b_sj]) : 0.0f; }
+};
+
+LT_KERNEL void __launch_bounds__(256) ltk_gemm_bf16(lt_gemm_desc d, const __nv_bfloat16 *__restrict__ a,
+                                                    const __nv_bfloat16 *__restrict__ b, float *__restrict__ c) {
+    __shared__ float As[GEMM_BK][GEMM_BM + 4];
+    __shared__ float Bs[GEMM_BK][GEMM_BN + 4];
+    const int64_t bt = blockIdx.z;
+    gemm_view_bf16 v;
+    v.a = a + bt * d.stride_a;
+    v.b = b + bt * d.stride_b;
+    v.a_si = d.trans_a ? 1 : d.lda;
+    v.a_sp = d.trans_a ? d.lda : 1;
+    v.b_sp = d.trans_b ? 1 : d.ldb;
+    v.b_sj = d.trans_b ? d.ldb : 1;
+    v.m = d.m;
+    v.n = d.n;
+    v.k = d.k;
+    const int64_t m0 = (int64_t)blockIdx.y * GEMM_BM, n0 = (int64_t)blockIdx.x * GEMM_BN;
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    float acc[4][4];
+#pragma unroll
+    for (int r = 0; r < 4; r++)
+#pragma unroll
+        for (int q = 0; q < 4; q++) acc[r][q] = 0.0f;
+    for (int64_t k0 = 0; k0 < d.k; k0 += GEMM_BK) {
+        for (int e = threadIdx.x; e < GEMM_BM * GEMM_BK; e += 256) {
+            const int i = e / GEMM_BK, p = e % GEMM_BK;
+            As[p][i] = v.A(m0 + i, k0 + p);
+        }
+        for (int e = threadIdx.x; e < GEMM_BK * GEMM_BN; e += 256) {
+            const int p = e / GEMM_BN, j = e % GEMM_BN;
+            Bs[p][j] = v.B(k0 + p, n0 + j);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int p = 0; p < GEMM_BK; p++) {
+            float ar[4], br[4];
+#pragma unroll
+            for (int r = 0; r < 4; r++) ar[r] = As[p][ty + 16 * r];
+#pragma unroll
+            for (int q = 0; q < 4; q++) br[q] = Bs[p][tx + 16 * q];
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+#pragma unroll
+                for (int q = 0; q < 4; q++) acc[r][q] = fmaf(ar[r], br[q], acc[r][q]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int r = 0; r < 4; r++)
+#pragma unroll
+        for (int q = 0; q < 4; q++) gemm_store(d, c, m0 + ty + 16 * r, n0 + tx + 16 * q, acc[r][q]);
+}

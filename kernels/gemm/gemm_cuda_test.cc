@@ -2,7 +2,10 @@
  * double-precision product: M, N, K at every tile tail (0 (K), 1, 7, 16, 37, 64, 65, 129, 130, 131), all four transposes, padded leading dimensions, batches,
  * alpha / beta, beta = 0 with NaN in C (must not propagate). Tolerance per element, with mag = sum |alpha a b| +
  * |beta c|: fp32 kernels u (8 sqrt(K) + 3) mag (gemm_test.c's bound: it also sums p = 0..K-1 in order); TF32 adds
- * 2^-10 mag (each input rounded to 11 significant bits, two per product). Run: build/gemm_cuda_test */
+ * 2^-10 mag (each input rounded to 11 significant bits, two per product). ltk_gemm_bf16 (kind 4: A and B converted to
+ * bf16 with __float2bfloat16_rn, to nearest even) is checked against the double product of the UNROUNDED inputs: a
+ * bf16 value has 8 significant bits, unit roundoff u = 2^-8, so each product carries at most (1 + u)^2 - 1 = 2u + u^2
+ * relative error before the fp32 sum, and the tolerance adds (2^-7 + 2^-16) mag to the fp32 bound. Run: build/gemm_cuda_test */
 #include <vector>
 
 #include "../gemm/gemm.cu"
@@ -10,7 +13,7 @@
 
 /* kind 0: ltk_gemm_f32, 1: ltk_gemm_tf32, 2: ltk_gemm_f32_128, 3: ltk_gemm_tf32_128 (the 128 x 128 kernels on
  * every shape, whatever gemm_big picks). */
-static const char *const KIND[] = {"f32", "tf32", "f32_128", "tf32_128"};
+static const char *const KIND[] = {"f32", "tf32", "f32_128", "tf32_128", "bf16"};
 static int run(const lt_gemm_desc &d, int kind, uint64_t *s) {
     const bool tf32 = kind == 1 || kind == 3;
     const int64_t ar = d.trans_a ? d.k : d.m, br = d.trans_b ? d.n : d.k;
@@ -26,7 +29,12 @@ static int run(const lt_gemm_desc &d, int kind, uint64_t *s) {
     dim3 grid128((unsigned)((d.n + 127) / 128), (unsigned)((d.m + 127) / 128), (unsigned)d.batch);
     if (kind == 1) LAUNCH(ltk_gemm_tf32, grid, dim3(128), 0, d, (const float *)a.data(), (const float *)b.data(), c.data());
     else if (kind == 2) LAUNCH(ltk_gemm_f32_128, grid128, dim3(256), 0, d, (const float *)a.data(), (const float *)b.data(), c.data());
-    else if (kind == 3) LAUNCH(ltk_gemm_tf32_128, grid128, dim3(256), 0, d, (const float *)a.data(), (const float *)b.data(), c.data());
+    else if (kind == 4) {
+        std::vector<__nv_bfloat16> a16, b16;
+        for (float x : a) a16.push_back(__float2bfloat16_rn(x));
+        for (float x : b) b16.push_back(__float2bfloat16_rn(x));
+        LAUNCH(ltk_gemm_bf16, grid, dim3(256), 0, d, (const __nv_bfloat16 *)a16.data(), (const __nv_bfloat16 *)b16.data(), c.data());
+    } else if (kind == 3) LAUNCH(ltk_gemm_tf32_128, grid128, dim3(256), 0, d, (const float *)a.data(), (const float *)b.data(), c.data());
     else LAUNCH(ltk_gemm_f32, grid, dim3(256), 0, d, (const float *)a.data(), (const float *)b.data(), c.data());
     const double U = 1.0 / (1 << 24);
     int64_t bad = 0;
@@ -43,7 +51,8 @@ static int run(const lt_gemm_desc &d, int kind, uint64_t *s) {
                 const int64_t ci = t * d.stride_c + i * d.ldc + j;
                 double want = d.alpha * sum + (d.beta == 0.0f ? 0.0 : d.beta * (double)c0[ci]);
                 mag = fabs(d.alpha) * mag + (d.beta == 0.0f ? 0.0 : fabs(d.beta * (double)c0[ci]));
-                double tol = U * (8 * sqrt((double)d.k) + 3) * mag + (tf32 ? mag / 1024.0 : 0.0) + 1e-30;
+                double tol = U * (8 * sqrt((double)d.k) + 3) * mag + (tf32 ? mag / 1024.0 : 0.0) +
+                              (kind == 4 ? (1.0 / 128 + 1.0 / 65536) * mag : 0.0) + 1e-30;
                 if (!lt_t_agree(c[ci], want, tol) && bad++ < 3)
                     fprintf(stderr, "  [%lld][%lld][%lld] got %.9g want %.9g tol %.3g\n", (long long)t, (long long)i,
                             (long long)j, c[ci], want, tol);
@@ -55,7 +64,7 @@ int main() {
     uint64_t s = 31;
     struct { int64_t m, n, k; } shapes[] = {{1, 1, 1}, {7, 16, 37}, {16, 7, 1}, {37, 65, 64}, {64, 64, 16}, {65, 130, 9},
                                             {130, 37, 70}, {9, 5, 0}, {131, 129, 19}, {129, 131, 8}};
-    for (int kind = 0; kind < 4; kind++) {
+    for (int kind = 0; kind < 5; kind++) {
         lt_t_worst_ratio = 0;
         for (auto sh : shapes)
             for (int tr = 0; tr < 4; tr++) {

@@ -180,4 +180,23 @@ inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned)x); }
 template <class T> inline T min(T a, T b) { return a < b ? a : b; }
 template <class T> inline T max(T a, T b) { return a < b ? b : a; }
 
+/* bfloat16 (cuda_bf16.h's __nv_bfloat16), the minimum the kernels use: the storage type, the round-to-nearest-even
+ * conversion from float (NaN stays a quiet NaN, inf stays inf, overflow rounds to inf as on the GPU) and the exact
+ * widening to float. Bit-identical to the device intrinsics of the same names. */
+struct __nv_bfloat16 { unsigned short __x; };
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+    unsigned u;
+    std::memcpy(&u, &f, 4);
+    __nv_bfloat16 r;
+    if ((u & 0x7fffffffu) > 0x7f800000u) r.__x = (unsigned short)((u >> 16) | 0x40u);   /* NaN: quiet, sign kept */
+    else r.__x = (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    return r;
+}
+inline float __bfloat162float(__nv_bfloat16 h) {
+    unsigned u = (unsigned)h.__x << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
 #endif /* CUDA_EMU_H */
