@@ -4,7 +4,7 @@
 # a JSON summary ($O/summary.json) for BENCHMARKS.md's tables. One call on a lent GPU; never run without one (the dry
 # run below uses the emulated driver and its CPU stand-ins instead, and times nothing that means anything).
 # usage: bash bench/cuda/gpu_checks.sh OUTDIR [DRIVER]   (DRIVER: libcuda.so.1, or PATH/libcuda_emu.so for a dry run here)
-# env: STEPS=all|tests,bench,vendorbench,gpt,models  PY=python3  CUBLAS=PATH  CUDNN=PATH (default: found below)
+# env: STEPS=all|tests,bench,vendorbench,gpt,precision,models  PY=python3  CUBLAS=PATH  CUDNN=PATH (default: found below)
 cd "$(dirname "$0")/../.."
 O=${1:?out}; DRV=${2:-libcuda.so.1}; G=$PWD/.gpu; mkdir -p $O  # the kit: bench/cuda/make_gpu_kit.sh
 PY=${PY:-python3}; STEPS=${STEPS:-all}
@@ -60,6 +60,25 @@ if [[ $STEPS == all || $STEPS == *gpt* ]]; then
     done
   done
 fi
+if [[ $STEPS == all || $STEPS == *precision* ]]; then
+  # The GPT training step on the device at each --precision (fp32 / tf32 / bf16; issue 18), vendor libraries where found
+  # and our kernels alone: tokens_per_s and the loss of each run land in gpt-prec-<cfg>-<precision>[-ours].jsonl.
+  echo "== gpt --precision"; PS=${PREC_STEPS:-30}
+  for cfg in small big; do
+    A="$GPT_ARGS"; S=$PS; [ $cfg = big ] && { A="--layers 6 --heads 6 --dim 384 --context 256 --batch 32 $GPT_ARGS"; S=$((PS/3)); }
+    for prec in fp32 tf32 bf16; do
+      for V in 1 0; do
+        run=$prec; [ $V = 0 ] && run=$prec-ours
+        LATENT_CUDA_VENDOR=$V timeout 150 $J -Xmx8g $P -cp $CP dev.latent.cli.Main train gpt --data $G/text.txt --out /tmp/gpt-prec-$cfg-$run \
+          --device cuda --precision $prec --steps $S --eval-interval $S --eval-batches 5 --log-interval 5 --checkpoint-interval 0 \
+          --sample-tokens 40 $A > /tmp/gpt-prec-$cfg-$run.log 2>&1; r=$?; cat /tmp/gpt-prec-$cfg-$run.log >> $O/gpt-precision.log
+        tail -2 /tmp/gpt-prec-$cfg-$run/metrics.jsonl 2>/dev/null
+        cp /tmp/gpt-prec-$cfg-$run/metrics.jsonl $O/gpt-prec-$cfg-$run.jsonl 2>/dev/null
+        echo "gpt --precision $prec $cfg $([ $V = 0 ] && echo 'our kernels' || echo 'vendor where found') rc=$r"; rc=$((rc|r))
+      done
+    done
+  done
+fi
 if [[ $STEPS == all || $STEPS == *models* ]] && [ -d $G/fmnist ]; then
   echo "== models on Fashion-MNIST (cuda, then cpu on this machine's cores)"
   run() { local name=$1; shift
@@ -89,7 +108,9 @@ ok = re.findall(r"\[ *(\d+) tests successful", text("tests.log")); bad = re.find
 s = {"gpu": text("gpu.txt").strip(), "vendor": text("vendor.txt").strip(),
      "tests": {"successful": int(ok[0]) if ok else 0, "failed": int(bad[0]) if bad else None},
      "host_syncs": text("syncs.txt").splitlines(), "vendor_bench": js("vendor_bench.json"), "gpu_bench": js("gpu_bench.json"),
-     "gpt": {os.path.basename(f)[4:-6]: last(os.path.basename(f)) for f in sorted(glob.glob(os.path.join(o, "gpt-*.jsonl")))}}
+     "gpt": {os.path.basename(f)[4:-6]: last(os.path.basename(f)) for f in sorted(glob.glob(os.path.join(o, "gpt-*.jsonl")))
+             if not os.path.basename(f).startswith("gpt-prec-")},
+     "gpt_precision": {os.path.basename(f)[9:-6]: last(os.path.basename(f)) for f in sorted(glob.glob(os.path.join(o, "gpt-prec-*.jsonl")))}}
 json.dump(s, open(os.path.join(o, "summary.json"), "w"), indent=1)
 print("summary.json written")
 PYEOF

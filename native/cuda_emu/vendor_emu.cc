@@ -12,7 +12,14 @@
  * to float once; beta == 0 makes C write-only (a NaN in C does not propagate), as cuBLAS documents. Compute types:
  * CUBLAS_COMPUTE_32F / _PEDANTIC use the float inputs as they are; _FAST_TF32 rounds each input to TF32 (10-bit
  * mantissa, to nearest with ties away from zero, as cvt.rna.tf32.f32 and lt_to_tf32), _FAST_16BF to bfloat16 (to
- * nearest even). Real cuBLAS may pick another legal rounding or accumulation order inside a compute type; callers'
+ * nearest even). Why ties away for TF32: cuBLAS does not document its fp32 -> TF32 conversion; our own TF32 kernels
+ * use cvt.rna (ties away) and CUTLASS's default conversion (round_half_ulp_truncate) is the same rounding, so the
+ * stand-in models the rounding a TF32 GEMM is most likely to apply. Ties to even or away both keep the per-input
+ * error within u = 2^-11; a kernel that truncated (dropped the 13 low bits, as a tensor core fed raw fp32 registers
+ * does) would reach 2^-10, which is why the Java tests allow 2 u per input when a real cuBLAS serves. Operand types:
+ * A and B both CUDA_R_32F, or both CUDA_R_16BF (bf16, 2 bytes an element, read exactly: the caller rounded them) with
+ * CUBLAS_COMPUTE_32F / _PEDANTIC (the combination cuBLAS supports for bf16 inputs and fp32 output); C CUDA_R_32F.
+ * Real cuBLAS may pick another legal rounding or accumulation order inside a compute type; callers'
  * tolerances are derived for that, not for this reference's extra accuracy.
  *
  * Status codes as cuBLAS returns them: NOT_INITIALIZED for a null or destroyed handle, INVALID_VALUE for negative
@@ -40,7 +47,7 @@ enum : int {
     ST_NOT_SUPPORTED = 15,
 };
 enum : int { OP_N = 0, OP_T = 1, OP_C = 2 };
-enum : int { R_32F = 0 };
+enum : int { R_32F = 0, R_16BF = 14 };
 enum : int { COMPUTE_32F = 68, COMPUTE_32F_PEDANTIC = 69, COMPUTE_32F_FAST_16F = 74, COMPUTE_32F_FAST_16BF = 75,
              COMPUTE_32F_FAST_TF32 = 77 };
 
@@ -83,14 +90,23 @@ float to_bf16(float x) {
     return x;
 }
 
-/* The extent, in floats from the base pointer, that batch matrices of `rows` x `cols` (column-major, ld) touch. */
-bool extent_inside(const void *base, int64_t rows, int64_t cols, int64_t ld, int64_t stride, int64_t batch) {
+/* bf16 bits widened to float (exact). */
+float from_bf16(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float x;
+    std::memcpy(&x, &u, 4);
+    return x;
+}
+
+/* The extent, in elements of `esize` bytes from the base pointer, that batch matrices of `rows` x `cols`
+ * (column-major, ld) touch. */
+bool extent_inside(const void *base, int64_t rows, int64_t cols, int64_t ld, int64_t stride, int64_t batch, int64_t esize = 4) {
     if (rows == 0 || cols == 0 || batch == 0) return true;
     int64_t lo = 0, hi = (cols - 1) * ld + rows;   /* one past the last element of matrix 0 */
     if (stride >= 0) hi += (batch - 1) * stride;
     else lo += (batch - 1) * stride;
-    uintptr_t p = (uintptr_t)base + (uintptr_t)(lo * 4);
-    return lt_driver_emu::inside(p, (size_t)((hi - lo) * 4));
+    uintptr_t p = (uintptr_t)base + (uintptr_t)(lo * esize);
+    return lt_driver_emu::inside(p, (size_t)((hi - lo) * esize));
 }
 
 int gemm(const char *fn, Handle *h, int transa, int transb, int64_t m, int64_t n, int64_t k, const void *alpha,
@@ -110,15 +126,20 @@ int gemm(const char *fn, Handle *h, int transa, int transb, int64_t m, int64_t n
     if (compute != COMPUTE_32F && compute != COMPUTE_32F_PEDANTIC && compute != COMPUTE_32F_FAST_TF32 &&
         compute != COMPUTE_32F_FAST_16BF && compute != COMPUTE_32F_FAST_16F)
         return fail(ST_NOT_SUPPORTED, std::string(fn) + ": the stand-in implements the CUBLAS_COMPUTE_32F family only");
-    if (atype != R_32F || btype != R_32F || ctype != R_32F)
-        return fail(ST_NOT_SUPPORTED, std::string(fn) + ": the stand-in implements CUDA_R_32F A, B and C only");
+    const bool bf16_in = atype == R_16BF && btype == R_16BF;
+    if (!((atype == R_32F && btype == R_32F) || bf16_in) || ctype != R_32F)
+        return fail(ST_NOT_SUPPORTED, std::string(fn) + ": the stand-in implements A and B both CUDA_R_32F or both CUDA_R_16BF, "
+                                                        "and C CUDA_R_32F");
+    if (bf16_in && compute != COMPUTE_32F && compute != COMPUTE_32F_PEDANTIC)
+        return fail(ST_NOT_SUPPORTED, std::string(fn) + ": CUDA_R_16BF A and B with CUDA_R_32F C need CUBLAS_COMPUTE_32F(_PEDANTIC)");
+    const int64_t es = bf16_in ? 2 : 4;
     if (compute == COMPUTE_32F_FAST_16F)
         return fail(ST_NOT_SUPPORTED, std::string(fn) + ": CUBLAS_COMPUTE_32F_FAST_16F is not implemented by the stand-in");
     if (m == 0 || n == 0 || batch == 0) return ST_SUCCESS;
     /* on a GPU these would be faults, not status codes: report them, never touch the memory */
-    if (!extent_inside(A, a_rows, a_cols, lda, stride_a, batch) && k > 0)
+    if (!extent_inside(A, a_rows, a_cols, lda, stride_a, batch, es) && k > 0)
         return fail(ST_EXECUTION_FAILED, std::string(fn) + ": A's extent is not inside one device allocation");
-    if (!extent_inside(B, b_rows, b_cols, ldb, stride_b, batch) && k > 0)
+    if (!extent_inside(B, b_rows, b_cols, ldb, stride_b, batch, es) && k > 0)
         return fail(ST_EXECUTION_FAILED, std::string(fn) + ": B's extent is not inside one device allocation");
     if (!extent_inside(C, m, n, ldc, stride_c, batch))
         return fail(ST_EXECUTION_FAILED, std::string(fn) + ": C's extent is not inside one device allocation");
@@ -128,16 +149,18 @@ int gemm(const char *fn, Handle *h, int transa, int transb, int64_t m, int64_t n
     auto rnd = [compute](float x) {
         return compute == COMPUTE_32F_FAST_TF32 ? to_tf32(x) : compute == COMPUTE_32F_FAST_16BF ? to_bf16(x) : x;
     };
+    /* element e of batch entry t of an operand, as a float (bf16 widened exactly) */
+    auto at = [bf16_in](const void *base, int64_t t, int64_t stride, int64_t e) {
+        return bf16_in ? from_bf16(static_cast<const uint16_t *>(base)[t * stride + e]) : static_cast<const float *>(base)[t * stride + e];
+    };
     for (int64_t b = 0; b < batch; b++) {
-        const float *a = static_cast<const float *>(A) + b * stride_a;
-        const float *bb = static_cast<const float *>(B) + b * stride_b;
         float *c = static_cast<float *>(C) + b * stride_c;
         for (int64_t j = 0; j < n; j++)
             for (int64_t i = 0; i < m; i++) {
                 double s = 0;
                 for (int64_t p = 0; p < k; p++) {
-                    const float x = transa == OP_N ? a[i + p * lda] : a[p + i * lda];
-                    const float y = transb == OP_N ? bb[p + j * ldb] : bb[j + p * ldb];
+                    const float x = at(A, b, stride_a, transa == OP_N ? i + p * lda : p + i * lda);
+                    const float y = at(B, b, stride_b, transb == OP_N ? p + j * ldb : j + p * ldb);
                     s += (double)rnd(x) * (double)rnd(y);
                 }
                 float &out = c[i + j * ldc];
@@ -268,7 +291,11 @@ API int latent_emu_vendor_stand_in(void) { return 1; }
  * passes none is caught). The arithmetic is the definition, in double, rounded once per element:
  *   y(n, k, p, q) = alpha sum_{c, r, s} x(n, c, p u - pad_h + r dil_h, q v - pad_w + s dil_w) w'(k, c, r, s) + beta y
  * with w' = w for CUDNN_CROSS_CORRELATION and w flipped in r and s for CUDNN_CONVOLUTION; backward-data and
- * backward-filter are its adjoints with respect to x and w. beta == 0 makes the output write-only. */
+ * backward-filter are its adjoints with respect to x and w. beta == 0 makes the output write-only. Math type: with
+ * CUDNN_FMA_MATH (3) the float operands are used as they are; with CUDNN_DEFAULT_MATH, _TENSOR_OP_MATH or
+ * _TENSOR_OP_MATH_ALLOW_CONVERSION (0, 1, 2) cuDNN may run float convolutions on TF32 tensor cores (sm_80+), and the
+ * stand-in models that by rounding both operands of every product to TF32 (to nearest, ties away, as the cuBLAS
+ * stand-in), so a caller that asks for exact fp32 but forgets FMA_MATH, or asks for TF32 and does not get it, is seen. */
 
 namespace {
 
@@ -355,6 +382,9 @@ template <class F> void conv_terms(const TensorDesc *x, const FilterDesc *w, con
 void blend(float *out, const double *acc, int64_t n, float alpha, float beta) {
     for (int64_t i = 0; i < n; i++) out[i] = (float)(beta == 0.0f ? (double)alpha * acc[i] : (double)alpha * acc[i] + (double)beta * out[i]);
 }
+
+/* An operand as the descriptor's math type reads it: exact under CUDNN_FMA_MATH, else TF32 (see the header). */
+float mrnd(const ConvDesc *c, float v) { return c->math == 3 ? v : to_tf32(v); }
 
 int64_t numel(const TensorDesc *t) { return (int64_t)t->n * t->c * t->h * t->w; }
 int64_t numel(const FilterDesc *f) { return (int64_t)f->k * f->c * f->r * f->s; }
@@ -467,7 +497,7 @@ API int cudnnConvolutionForward(void *h, const void *alpha, void *xd, const void
         return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": an operand is not inside one device allocation");
     std::vector<double> acc((size_t)numel(y), 0.0);
     const float *xs = static_cast<const float *>(xp), *wsrc = static_cast<const float *>(wp);
-    conv_terms(x, w, c, y, [&](int64_t yi, int64_t xi, int64_t wi) { acc[yi] += (double)xs[xi] * wsrc[wi]; });
+    conv_terms(x, w, c, y, [&](int64_t yi, int64_t xi, int64_t wi) { acc[yi] += (double)mrnd(c, xs[xi]) * mrnd(c, wsrc[wi]); });
     blend(static_cast<float *>(yp), acc.data(), numel(y), *static_cast<const float *>(alpha), *static_cast<const float *>(beta));
     lt_driver_emu::count(lt_driver_emu::CNT_CUDNN_CONV_FWD);
     return DNN_SUCCESS;
@@ -485,7 +515,7 @@ API int cudnnConvolutionBackwardData(void *h, const void *alpha, void *wd, const
         return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": an operand is not inside one device allocation");
     std::vector<double> acc((size_t)numel(x), 0.0);
     const float *dy = static_cast<const float *>(dyp), *wsrc = static_cast<const float *>(wp);
-    conv_terms(x, w, c, y, [&](int64_t yi, int64_t xi, int64_t wi) { acc[xi] += (double)dy[yi] * wsrc[wi]; });
+    conv_terms(x, w, c, y, [&](int64_t yi, int64_t xi, int64_t wi) { acc[xi] += (double)mrnd(c, dy[yi]) * mrnd(c, wsrc[wi]); });
     blend(static_cast<float *>(dxp), acc.data(), numel(x), *static_cast<const float *>(alpha), *static_cast<const float *>(beta));
     lt_driver_emu::count(lt_driver_emu::CNT_CUDNN_CONV_BWD_DATA);
     return DNN_SUCCESS;
@@ -503,7 +533,7 @@ API int cudnnConvolutionBackwardFilter(void *h, const void *alpha, void *xd, con
         return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": an operand is not inside one device allocation");
     std::vector<double> acc((size_t)numel(w), 0.0);
     const float *xs = static_cast<const float *>(xp), *dy = static_cast<const float *>(dyp);
-    conv_terms(x, w, c, y, [&](int64_t yi, int64_t xi, int64_t wi) { acc[wi] += (double)xs[xi] * dy[yi]; });
+    conv_terms(x, w, c, y, [&](int64_t yi, int64_t xi, int64_t wi) { acc[wi] += (double)mrnd(c, xs[xi]) * mrnd(c, dy[yi]); });
     blend(static_cast<float *>(dwp), acc.data(), numel(w), *static_cast<const float *>(alpha), *static_cast<const float *>(beta));
     lt_driver_emu::count(lt_driver_emu::CNT_CUDNN_CONV_BWD_FILTER);
     return DNN_SUCCESS;

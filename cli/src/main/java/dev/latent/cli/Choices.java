@@ -36,10 +36,10 @@ final class Choices {
 
     /** {@code --precision}: the matmul operands' precision (spelled as {@link dev.latent.tensor.Precision#id()}). */
     enum Precision implements Choice {
-        FP32(dev.latent.tensor.Precision.FP32), BF16(dev.latent.tensor.Precision.BF16);
+        FP32(dev.latent.tensor.Precision.FP32), TF32(dev.latent.tensor.Precision.TF32), BF16(dev.latent.tensor.Precision.BF16);
         final dev.latent.tensor.Precision precision;
         Precision(dev.latent.tensor.Precision p) { this.precision = p; }
-        static Precision of(dev.latent.tensor.Precision p) { return p == dev.latent.tensor.Precision.BF16 ? BF16 : FP32; }
+        static Precision of(dev.latent.tensor.Precision p) { return valueOf(p.name()); }
         @Override public String toString() { return id(); }
     }
 

@@ -1,17 +1,19 @@
 package dev.latent.cli;
 
-import dev.latent.Latent;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Precision;
 import picocli.CommandLine.Option;
 
 /**
- * {@code --precision fp32|bf16} on every {@code train} command (issue 15). bf16 rounds the matmul operands to bf16 (fp32
- * accumulation; master weights, optimizer state and reductions stay fp32) and needs AVX512_BF16 at ISA avx512: it is
- * refused, in one line, where it cannot run, and by the commands whose layers have no bf16 path; never emulated.
+ * {@code --precision fp32|tf32|bf16} on every {@code train} command (issues 15 and 18). Master weights, optimizer
+ * state and reductions stay fp32 at every precision. tf32 (CUDA only) runs the GEMMs and convolutions with TF32
+ * tensor-core math (operands rounded to a 10-bit mantissa, fp32 accumulation). bf16 rounds the operands of the
+ * matmuls, convolutions and attention to bf16 with fp32 accumulation: on the CPU it needs AVX512_BF16 at ISA avx512,
+ * on CUDA it always runs (cuBLAS with bf16 inputs where found, else our kernels). A precision that cannot run on the
+ * chosen device is refused in one line, as by the commands whose layers have no reduced-precision path; never emulated.
  */
 final class PrecisionOption {
-    @Option(names = "--precision", description = "one of ${COMPLETION-CANDIDATES}: bf16 rounds the matmul operands to bf16 with fp32 accumulation (CPU with AVX512_BF16; default: ${DEFAULT-VALUE})")
+    @Option(names = "--precision", description = "one of ${COMPLETION-CANDIDATES}: tf32 = TF32 tensor-core GEMM/conv (CUDA only); bf16 = bf16 operands of matmul/conv/attention with fp32 accumulation (CPU with AVX512_BF16, or CUDA); fp32 master weights and optimizer state always (default: ${DEFAULT-VALUE})")
     Choices.Precision precision = Choices.Precision.FP32;
 
     /** The value (picocli refuses a name outside the set, naming the option and the valid names). */
@@ -26,20 +28,17 @@ final class PrecisionOption {
         return o;
     }
 
-    /** {@link #get()}, with bf16 refused unless this CPU and ISA run it, on the CPU. */
+    /** {@link #get()}, refused where it cannot run on {@code device}: tf32 off CUDA; bf16 on a CPU without AVX512_BF16 (or below ISA avx512). */
     Precision runnable(Device device) {
         Precision p = get();
-        if (p != Precision.BF16) return p;
-        if (device != Device.CPU)
-            throw new IllegalArgumentException("--precision bf16 is CPU-only (AVX512_BF16): " + device + " has no bf16 path yet; use --precision fp32");
-        String why = Latent.bf16UnavailableReason();
-        if (!why.isEmpty()) throw new IllegalArgumentException("--precision bf16 refused: " + why);
+        String why = p.unavailableOn(device);
+        if (why != null) throw new IllegalArgumentException("--precision " + p.id() + " refused: " + why);
         return p;
     }
 
-    /** Refuses bf16 for a command whose training has no bf16 path: {@code missing} says what is missing. */
+    /** Refuses tf32 and bf16 for a command whose training has no reduced-precision path: {@code missing} says what is missing. */
     void fp32Only(String command, String missing) {
-        if (get() == Precision.BF16)
-            throw new IllegalArgumentException("--precision bf16: train " + command + " cannot run it: " + missing + "; use --precision fp32");
+        if (get() != Precision.FP32)
+            throw new IllegalArgumentException("--precision " + get().id() + ": train " + command + " cannot run it: " + missing + "; use --precision fp32");
     }
 }

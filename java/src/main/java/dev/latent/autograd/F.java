@@ -131,12 +131,16 @@ public final class F {
                 b.requiresGrad ? matmul(transpose(a), gr) : null));
     }
 
-    /** The current graph's matmul precision; BF16 on a CUDA tensor is refused (no device bf16 path yet). */
+    /**
+     * The current graph's matmul precision for an op on t: TF32 on a CPU tensor is refused (CUDA-only), BF16 on a CPU
+     * tensor needs AVX512_BF16 (IllegalStateException with the reason otherwise); on CUDA every precision runs.
+     */
     static Precision gemmPrecision(Tensor t, String op) {
         Precision p = g().precision();
-        if (p == Precision.BF16 && t.device() != Device.CPU)
-            throw new IllegalArgumentException(op + ": bf16 precision is CPU-only (AVX512_BF16); " + t.device()
-                    + " tensors have no bf16 path yet: use fp32 (or TF32 through Gemm.setCudaTf32) on CUDA");
+        if (p == Precision.TF32 && t.device() != Device.CUDA)
+            throw new IllegalArgumentException(op + ": tf32 precision is CUDA-only (TF32 tensor-core math); " + t.device()
+                    + " tensors run fp32 or bf16");
+        if (p == Precision.BF16 && t.device() == Device.CPU) Gemm.requireBf16();
         return p;
     }
 

@@ -56,17 +56,20 @@ public final class Graph implements AutoCloseable {
 
     /**
      * Operand precision of this graph's matmul GEMMs ({@link F#matmul}, {@link F#linear}, forward and the backward
-     * dX = dY W, dW = dY^T X, which run while this graph is current): FP32 (default) or BF16 (operands rounded to
-     * bf16, round to nearest even, products summed in fp32; CPU with AVX512_BF16 only). Everything else stays fp32:
-     * reductions, LayerNorm, BatchNorm, softmax and attention's statistics, biases, the optimizer and the master weights.
-     * {@link F#attention} rounds the operands of its matmuls (Q K^T, P V and the backward's) the same way, and
-     * {@link F#conv2d} / {@link F#convTranspose2d} those of their three passes (lt_conv2d_*_bf16).
-     * Scoped to this graph (one step), not process-wide. BF16 where it cannot run is an IllegalStateException naming
-     * AVX512_BF16 and the ISA in use ({@link Gemm#bf16Unavailable}); nothing emulates it.
+     * dX = dY W, dW = dY^T X, which run while this graph is current): FP32 (default), TF32 (CUDA only: tensor-core
+     * math, operands rounded to TF32) or BF16 (operands rounded to bf16, round to nearest even, products summed in fp32;
+     * on the CPU with AVX512_BF16 only, on CUDA always). Everything else stays fp32: reductions, LayerNorm, BatchNorm,
+     * softmax and attention's statistics, biases, the optimizer and the master weights. {@link F#attention} rounds the
+     * operands of its matmuls (Q K^T, P V and the backward's) the same way, and {@link F#conv2d} /
+     * {@link F#convTranspose2d} those of their three passes. Scoped to this graph (one step), not process-wide.
+     * The device decides at each op: BF16 on a CPU tensor where this CPU cannot run it is an IllegalStateException
+     * naming AVX512_BF16 and the ISA in use ({@link Gemm#bf16Unavailable}), TF32 on a CPU tensor an
+     * IllegalArgumentException; nothing emulates either. Setting BF16 already fails here when neither the CPU nor a
+     * CUDA device could run it.
      */
     public Graph precision(Precision p) {
-        if (p == null) throw new IllegalArgumentException("graph precision is null (FP32 or BF16)");
-        if (p == Precision.BF16) Gemm.requireBf16();
+        if (p == null) throw new IllegalArgumentException("graph precision is null (FP32, TF32 or BF16)");
+        if (p == Precision.BF16 && Gemm.bf16Unavailable() != null && !dev.latent.cuda.Cuda.available()) Gemm.requireBf16();
         precision = p;
         return this;
     }

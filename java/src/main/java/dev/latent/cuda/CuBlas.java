@@ -21,7 +21,8 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * ours goes, so cuBLAS's work is ordered with our kernels without events), a 32 MiB device workspace of ours
  * (cublasSetWorkspace: no allocation inside a call, the layout CUDA-graph capture needs), and
  * cublasGemmEx / cublasGemmStridedBatchedEx with fp32 A, B, C and a compute type per call: CUBLAS_COMPUTE_32F (exact
- * fp32), _FAST_TF32 (tensor cores, TF32 operands) or _FAST_16BF (tensor cores, bf16 operands, fp32 accumulation).
+ * fp32), _FAST_TF32 (tensor cores, TF32 operands) or _FAST_16BF (tensor cores, bf16 operands, fp32 accumulation); and
+ * with bf16 A and B (CUDA_R_16BF, converted by us, to nearest even), fp32 C and CUBLAS_COMPUTE_32F for --precision bf16.
  *
  * Our GEMMs are row-major (lt_gemm_desc); cuBLAS is column-major. A row-major M x N matrix with row stride ld is the
  * column-major N x M matrix with the same ld, so C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T: cuBLAS's first
@@ -33,7 +34,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  */
 final class CuBlas {
     private static final Linker LINKER = Linker.nativeLinker();
-    static final int OP_N = 0, OP_T = 1, CUDA_R_32F = 0, GEMM_DEFAULT = -1;
+    static final int OP_N = 0, OP_T = 1, CUDA_R_32F = 0, CUDA_R_16BF = 14, GEMM_DEFAULT = -1;
     static final long WORKSPACE_BYTES = 32L << 20;
 
     /** The compute types we use (cublasComputeType_t values). */
@@ -112,8 +113,24 @@ final class CuBlas {
      * C = alpha op(A) op(B) + beta C in our row-major convention (lt_gemm_desc's fields; operands already checked by
      * ops.Gemm against their buffers), as one column-major cuBLAS call with the operands swapped.
      */
-    synchronized void gemm(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta, long lda, long ldb, long ldc,
-                           long batch, long sa, long sb, long sc, DeviceBuffer a, DeviceBuffer b, DeviceBuffer c, Compute mode) {
+    void gemm(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta, long lda, long ldb, long ldc,
+              long batch, long sa, long sb, long sc, DeviceBuffer a, DeviceBuffer b, DeviceBuffer c, Compute mode) {
+        gemm(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, a, b, c, CUDA_R_32F, mode);
+    }
+
+    /**
+     * {@link #gemm} with A and B bf16 (CUDA_R_16BF, 2 bytes an element, ld and strides in elements), C fp32
+     * (CUDA_R_32F) and CUBLAS_COMPUTE_32F: bf16 products summed in fp32, the combination cuBLAS documents for
+     * cublasGemmEx (tensor cores on sm_80+). The caller converted the operands (ltk_f32_to_bf16, to nearest even).
+     */
+    void gemmBf16(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta, long lda, long ldb, long ldc,
+                  long batch, long sa, long sb, long sc, DeviceBuffer a16, DeviceBuffer b16, DeviceBuffer c) {
+        gemm(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, a16, b16, c, CUDA_R_16BF, Compute.FP32);
+    }
+
+    private synchronized void gemm(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta, long lda, long ldb, long ldc,
+                                   long batch, long sa, long sb, long sc, DeviceBuffer a, DeviceBuffer b, DeviceBuffer c, int abType,
+                                   Compute mode) {
         if (!fits(m, n, k, lda, ldb, ldc, batch))
             throw new IllegalArgumentException("cuBLAS GEMM: sizes beyond 2^31 - 1 (m=" + m + ", n=" + n + ", k=" + k + ")");
         scalars.set(JAVA_FLOAT, 0, alpha);
@@ -122,11 +139,11 @@ final class CuBlas {
         cu.makeCurrent();
         if (batch == 1)
             check("cublasGemmEx", gemmEx, handle, tb ? OP_T : OP_N, ta ? OP_T : OP_N, (int) n, (int) m, (int) k, pa,
-                    b.address(), CUDA_R_32F, (int) ldb, a.address(), CUDA_R_32F, (int) lda, pb, c.address(), CUDA_R_32F, (int) ldc,
+                    b.address(), abType, (int) ldb, a.address(), abType, (int) lda, pb, c.address(), CUDA_R_32F, (int) ldc,
                     mode.code, GEMM_DEFAULT);
         else
             check("cublasGemmStridedBatchedEx", gemmStridedBatchedEx, handle, tb ? OP_T : OP_N, ta ? OP_T : OP_N, (int) n, (int) m,
-                    (int) k, pa, b.address(), CUDA_R_32F, (int) ldb, sb, a.address(), CUDA_R_32F, (int) lda, sa, pb, c.address(),
+                    (int) k, pa, b.address(), abType, (int) ldb, sb, a.address(), abType, (int) lda, sa, pb, c.address(),
                     CUDA_R_32F, (int) ldc, sc, (int) batch, mode.code, GEMM_DEFAULT);
     }
 
@@ -134,14 +151,21 @@ final class CuBlas {
      * The raw column-major call, for tests of the stand-in's conventions (and of a real cuBLAS): every argument as
      * cuBLAS takes it. Returns the status without throwing.
      */
-    synchronized int gemmRaw(int transa, int transb, int m, int n, int k, float alpha, long a, int lda, long strideA, long b, int ldb,
-                             long strideB, float beta, long c, int ldc, long strideC, int batch, Compute mode) {
+    int gemmRaw(int transa, int transb, int m, int n, int k, float alpha, long a, int lda, long strideA, long b, int ldb,
+                long strideB, float beta, long c, int ldc, long strideC, int batch, Compute mode) {
+        return gemmRaw(transa, transb, m, n, k, alpha, a, CUDA_R_32F, lda, strideA, b, CUDA_R_32F, ldb, strideB, beta, c, ldc, strideC,
+                batch, mode.code);
+    }
+
+    /** {@link #gemmRaw} with the operand types and the compute type as cuBLAS codes (tests of the stand-in's checks). */
+    synchronized int gemmRaw(int transa, int transb, int m, int n, int k, float alpha, long a, int atype, int lda, long strideA, long b,
+                             int btype, int ldb, long strideB, float beta, long c, int ldc, long strideC, int batch, int compute) {
         scalars.set(JAVA_FLOAT, 0, alpha);
         scalars.set(JAVA_FLOAT, 4, beta);
         cu.makeCurrent();
         try {
-            return (int) gemmStridedBatchedEx.invokeWithArguments(handle, transa, transb, m, n, k, scalars.asSlice(0, 4), a, CUDA_R_32F,
-                    lda, strideA, b, CUDA_R_32F, ldb, strideB, scalars.asSlice(4, 4), c, CUDA_R_32F, ldc, strideC, batch, mode.code,
+            return (int) gemmStridedBatchedEx.invokeWithArguments(handle, transa, transb, m, n, k, scalars.asSlice(0, 4), a, atype,
+                    lda, strideA, b, btype, ldb, strideB, scalars.asSlice(4, 4), c, CUDA_R_32F, ldc, strideC, batch, compute,
                     GEMM_DEFAULT);
         } catch (RuntimeException | Error e) {
             throw e;

@@ -20,7 +20,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 /**
  * cuDNN (libcudnn.so.9 / .8) bound through FFM, for 2-D convolution with the legacy descriptor API: NCHW float tensors,
  * KCRS filters, CUDNN_CROSS_CORRELATION (PyTorch's and our convolution), CUDNN_FMA_MATH (exact fp32: cuDNN's default
- * math allows TF32 on Ampere and newer, our kernels do not), and fixed deterministic algorithms
+ * math allows TF32 on Ampere and newer, our kernels do not) or, for --precision tf32, CUDNN_TENSOR_OP_MATH, and fixed deterministic algorithms
  * (forward IMPLICIT_PRECOMP_GEMM, backward-data ALGO_1, backward-filter ALGO_1: no atomics, the same bits every run),
  * each with the workspace its cudnnGet*WorkspaceSize asks for (from our caching allocator, stream-ordered). One handle
  * on the legacy default stream, where our kernels run. Descriptors are made once per geometry and kept.
@@ -32,7 +32,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  */
 final class CuDnn {
     private static final Linker LINKER = Linker.nativeLinker();
-    static final int NCHW = 0, FLOAT = 0, CONVOLUTION = 0, CROSS_CORRELATION = 1, FMA_MATH = 3;
+    static final int NCHW = 0, FLOAT = 0, CONVOLUTION = 0, CROSS_CORRELATION = 1, FMA_MATH = 3, TENSOR_OP_MATH = 1;
     static final int FWD_ALGO = 1, BWD_DATA_ALGO = 1, BWD_FILTER_ALGO = 1;
 
     final String source;
@@ -45,8 +45,16 @@ final class CuDnn {
     private final MemorySegment scalars = Arena.ofAuto().allocate(16, 8);   /* alpha, beta (host pointers), 1, 1 */
     private final Map<Key, Descs> descs = new HashMap<>();
 
-    /** A convolution's shape as cuDNN's int32 dimensions take it. */
-    record Key(int n, int c, int h, int w, int k, int r, int s, int oh, int ow, int strideH, int strideW, int padH, int padW, int mode) {}
+    /**
+     * A convolution's shape as cuDNN's int32 dimensions take it, and its math type: FMA_MATH (exact fp32, the default)
+     * or TENSOR_OP_MATH (TF32 tensor cores allowed, for --precision tf32).
+     */
+    record Key(int n, int c, int h, int w, int k, int r, int s, int oh, int ow, int strideH, int strideW, int padH, int padW, int mode,
+               int math) {
+        Key(int n, int c, int h, int w, int k, int r, int s, int oh, int ow, int strideH, int strideW, int padH, int padW, int mode) {
+            this(n, c, h, w, k, r, s, oh, ow, strideH, strideW, padH, padW, mode, FMA_MATH);
+        }
+    }
 
     private record Descs(MemorySegment x, MemorySegment w, MemorySegment y, MemorySegment conv, MemorySegment biasK, MemorySegment biasC,
                          long fwdWs, long bwdDataWs, long bwdFilterWs) {}
@@ -127,7 +135,7 @@ final class CuDnn {
             check("cudnnCreateConvolutionDescriptor", createConv, p);
             MemorySegment conv = p.get(ADDRESS, 0);
             check("cudnnSetConvolution2dDescriptor", setConv2d, conv, g.padH, g.padW, g.strideH, g.strideW, 1, 1, g.mode, FLOAT);
-            check("cudnnSetConvolutionMathType", setConvMath, conv, FMA_MATH);
+            check("cudnnSetConvolutionMathType", setConvMath, conv, g.math);
             check("cudnnGetConvolutionForwardWorkspaceSize", fwdWs, handle, x, w, conv, y, FWD_ALGO, sz);
             long f = sz.get(JAVA_LONG, 0);
             check("cudnnGetConvolutionBackwardDataWorkspaceSize", bwdDataWs, handle, w, y, conv, x, BWD_DATA_ALGO, sz);

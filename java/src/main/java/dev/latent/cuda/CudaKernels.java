@@ -379,6 +379,40 @@ public final class CudaKernels {
         else Ltk.ltk_gemm_f32(cu, grid, block, 0, desc, a, b, c);
     }
 
+    /**
+     * ltk_gemm_bf16: C (fp32) = alpha op(A) op(B) + beta C with A and B bf16 (2 bytes an element, lt_gemm_desc's
+     * strides in elements; {@link #toBf16} writes them), fp32 accumulation. The 64 x 64 tile; the caller has checked the
+     * extents (in elements) as for {@link #gemm}.
+     */
+    public static void gemmBf16(Cuda cu, MemorySegment desc, long m, long n, long batch, DeviceBuffer a16, DeviceBuffer b16,
+                                DeviceBuffer c) {
+        int[] grid = {(int) ((n + 63) / 64), (int) ((m + 63) / 64), (int) batch};
+        if ((m + 63) / 64 > MAX_GRID_YZ || batch > MAX_GRID_YZ || (n + 63) / 64 > Integer.MAX_VALUE)
+            throw new IllegalArgumentException("gemm (bf16) grid too large: M=" + m + " N=" + n + " batch=" + batch);
+        if (m == 0 || n == 0) return;
+        Ltk.ltk_gemm_bf16(cu, grid, dim(256), 0, desc, a16, b16, c);
+    }
+
+    // ---- cast.cu ----
+
+    /** y (n bf16, 2 bytes each) = x (n floats) rounded to bfloat16, to nearest even (ltk_f32_to_bf16). */
+    public static void toBf16(Cuda cu, long n, DeviceBuffer x, DeviceBuffer y) {
+        floats("f32_to_bf16", n, "x", x);
+        need(y, Math.multiplyExact(n, 2L), "f32_to_bf16", "y");
+        if (n == 0) return;
+        Ltk.ltk_f32_to_bf16(cu, dim(strideBlocks(n)), dim(256), 0, x, y, n);
+    }
+
+    /**
+     * y = x rounded to TF32 (tf32 true: 10-bit mantissa, to nearest, ties away from zero, as ltk_gemm_tf32 rounds) or
+     * to bf16 (to nearest even), kept as floats (ltk_round_operand); y may be x.
+     */
+    public static void roundOperand(Cuda cu, long n, DeviceBuffer x, DeviceBuffer y, boolean tf32) {
+        floats("round_operand", n, "x", x, "y", y);
+        if (n == 0) return;
+        Ltk.ltk_round_operand(cu, dim(strideBlocks(n)), dim(256), 0, x, y, n, tf32 ? Ltk.CAST_TF32 : Ltk.CAST_BF16);
+    }
+
     // ---- attention.cu ----
 
     private record Att(long b, long nh, long t, long hs) {

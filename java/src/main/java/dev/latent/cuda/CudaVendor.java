@@ -100,11 +100,17 @@ public final class CudaVendor {
         return true;
     }
 
-    /** Null when bf16 GEMMs can run on CUDA now (cuBLAS serves GEMMs), else why not: our kernels have no bf16 GEMM. */
-    public static String bf16GemmUnavailable(Cuda cu) {
-        if (blas(cu) != null) return null;
-        return "bf16 GEMMs on CUDA need cuBLAS (our kernels have fp32 and TF32 only), and "
-                + (!enabled() ? "LATENT_CUDA_VENDOR=0 turns it off" : "none serves: " + blas);
+    /**
+     * C (fp32) = alpha op(A) op(B) + beta C with A and B already bf16 (CUDA_R_16BF, element strides) on cuBLAS
+     * (cublasGemmEx / cublasGemmStridedBatchedEx, CUBLAS_COMPUTE_32F) when cuBLAS serves GEMMs now; false, doing nothing,
+     * when our ltk_gemm_bf16 must serve it.
+     */
+    public static boolean gemmBf16(Cuda cu, boolean ta, boolean tb, long m, long n, long k, float alpha, float beta, long lda, long ldb,
+                                   long ldc, long batch, long sa, long sb, long sc, DeviceBuffer a16, DeviceBuffer b16, DeviceBuffer c) {
+        CuBlas blas = blas(cu);
+        if (blas == null || !CuBlas.fits(m, n, k, lda, ldb, ldc, batch)) return false;
+        blas.gemmBf16(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, a16, b16, c);
+        return true;
     }
 
     /** The cuDNN binding when it serves convolutions now (loaded and {@link #enabled()}), else null. */
@@ -119,8 +125,14 @@ public final class CudaVendor {
 
     /** y = conv(x, w) (+ bias (K)) on cuDNN (cross-correlation, lt_conv2d_desc's geometry); false: our kernels must run it. */
     public static boolean convForward(Cuda cu, long[] geometry, DeviceBuffer x, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer y) {
+        return convForward(cu, geometry, x, w, bias, y, false);
+    }
+
+    /** {@link #convForward} with cuDNN's math type chosen: tf32 = CUDNN_TENSOR_OP_MATH (TF32 tensor cores), else FMA (exact fp32). */
+    public static boolean convForward(Cuda cu, long[] geometry, DeviceBuffer x, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer y,
+                                      boolean tf32) {
         CuDnn d = dnn(cu);
-        CuDnn.Key k = d == null ? null : key(geometry, CuDnn.CROSS_CORRELATION);
+        CuDnn.Key k = d == null ? null : key(geometry, CuDnn.CROSS_CORRELATION, tf32);
         if (k == null) return false;
         d.forward(k, x, w, bias, y);
         return true;
@@ -128,8 +140,14 @@ public final class CudaVendor {
 
     /** dx = conv^T(dy, w) (+ bias (C)) on cuDNN; false: our kernels must run it. */
     public static boolean convBackwardData(Cuda cu, long[] geometry, DeviceBuffer dy, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer dx) {
+        return convBackwardData(cu, geometry, dy, w, bias, dx, false);
+    }
+
+    /** {@link #convBackwardData} with the math type chosen (tf32: CUDNN_TENSOR_OP_MATH). */
+    public static boolean convBackwardData(Cuda cu, long[] geometry, DeviceBuffer dy, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer dx,
+                                           boolean tf32) {
         CuDnn d = dnn(cu);
-        CuDnn.Key k = d == null ? null : key(geometry, CuDnn.CROSS_CORRELATION);
+        CuDnn.Key k = d == null ? null : key(geometry, CuDnn.CROSS_CORRELATION, tf32);
         if (k == null) return false;
         d.backwardData(k, dy, w, bias, dx);
         return true;
@@ -137,18 +155,26 @@ public final class CudaVendor {
 
     /** dw (=|+=) the filter gradient on cuDNN (the bias gradient is not: callers run our kernel for it); false: our kernels. */
     public static boolean convBackwardFilter(Cuda cu, long[] geometry, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dw, boolean accumulate) {
+        return convBackwardFilter(cu, geometry, x, dy, dw, accumulate, false);
+    }
+
+    /** {@link #convBackwardFilter} with the math type chosen (tf32: CUDNN_TENSOR_OP_MATH). */
+    public static boolean convBackwardFilter(Cuda cu, long[] geometry, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dw, boolean accumulate,
+                                             boolean tf32) {
         CuDnn d = dnn(cu);
-        CuDnn.Key k = d == null ? null : key(geometry, CuDnn.CROSS_CORRELATION);
+        CuDnn.Key k = d == null ? null : key(geometry, CuDnn.CROSS_CORRELATION, tf32);
         if (k == null) return false;
         d.backwardFilter(k, x, dy, dw, accumulate);
         return true;
     }
 
     /** geometry: n, c, h, w, k, r, s, oh, ow, strideH, strideW, padH, padW (lt_conv2d_desc's order); null when beyond int32. */
-    static CuDnn.Key key(long[] g, int mode) {
+    static CuDnn.Key key(long[] g, int mode) { return key(g, mode, false); }
+
+    static CuDnn.Key key(long[] g, int mode, boolean tf32) {
         if (g.length != 13 || !CuDnn.fits(g)) return null;
         return new CuDnn.Key((int) g[0], (int) g[1], (int) g[2], (int) g[3], (int) g[4], (int) g[5], (int) g[6], (int) g[7], (int) g[8],
-                (int) g[9], (int) g[10], (int) g[11], (int) g[12], mode);
+                (int) g[9], (int) g[10], (int) g[11], (int) g[12], mode, tf32 ? CuDnn.TENSOR_OP_MATH : CuDnn.FMA_MATH);
     }
 
     /** One line per op family: which library serves it (probing first if nothing asked yet). */

@@ -27,6 +27,10 @@ final class Ltk {
     static final int BCE_CHUNK = 4096;
     /** BCE_THREADS of kernels/bce/bce.cu. */
     static final int BCE_THREADS = 256;
+    /** CAST_TF32 of kernels/cast/cast.cu. */
+    static final int CAST_TF32 = 1;
+    /** CAST_BF16 of kernels/cast/cast.cu. */
+    static final int CAST_BF16 = 2;
     /** C1_THREADS of kernels/conv1d/conv1d.cu. */
     static final int C1_THREADS = 256;
     /** CONV_BM of kernels/conv2d/conv2d.cu. */
@@ -145,6 +149,16 @@ final class Ltk {
     /** ltk_bce_total (kernels/bce/bce.cu). */
     static void ltk_bce_total(Cuda cu, int[] grid, int[] block, int sharedBytes, long chunks, DeviceBuffer part, DeviceBuffer loss) {
         cu.launch("ltk_bce_total", grid, block, sharedBytes, chunks, part, loss);
+    }
+
+    /** ltk_round_operand (kernels/cast/cast.cu). */
+    static void ltk_round_operand(Cuda cu, int[] grid, int[] block, int sharedBytes, DeviceBuffer x, DeviceBuffer y, long n, int mode) {
+        cu.launch("ltk_round_operand", grid, block, sharedBytes, x, y, n, mode);
+    }
+
+    /** ltk_f32_to_bf16 (kernels/cast/cast.cu). */
+    static void ltk_f32_to_bf16(Cuda cu, int[] grid, int[] block, int sharedBytes, DeviceBuffer x, DeviceBuffer y, long n) {
+        cu.launch("ltk_f32_to_bf16", grid, block, sharedBytes, x, y, n);
     }
 
     /** ltk_conv1d_fwd (kernels/conv1d/conv1d.cu). */
@@ -310,6 +324,11 @@ final class Ltk {
     /** ltk_gemm_tf32 (kernels/gemm/gemm.cu); d: a lt_gemm_desc by value. */
     static void ltk_gemm_tf32(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment d, DeviceBuffer a, DeviceBuffer b, DeviceBuffer c) {
         cu.launch("ltk_gemm_tf32", grid, block, sharedBytes, d, a, b, c);
+    }
+
+    /** ltk_gemm_bf16 (kernels/gemm/gemm.cu); d: a lt_gemm_desc by value. */
+    static void ltk_gemm_bf16(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment d, DeviceBuffer a, DeviceBuffer b, DeviceBuffer c) {
+        cu.launch("ltk_gemm_bf16", grid, block, sharedBytes, d, a, b, c);
     }
 
     /** ltk_layernorm_fwd (kernels/layernorm/layernorm.cu). */

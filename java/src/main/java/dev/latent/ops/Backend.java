@@ -162,4 +162,17 @@ interface Backend {
      */
     void gemm(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta, long lda, long ldb, long ldc,
               long batch, long sa, long sb, long sc, Tensor a, Tensor b, Tensor c, boolean bf16);
+
+    /**
+     * {@link #gemm(boolean, boolean, long, long, long, float, float, long, long, long, long, long, long, long, Tensor,
+     * Tensor, Tensor, boolean)} at a {@link dev.latent.tensor.Precision} (h-cudaprec): FP32 and BF16 go to the boolean
+     * form; TF32 is refused here (CPU) and served by CUDA's override.
+     */
+    default void gemm(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta, long lda, long ldb, long ldc,
+                      long batch, long sa, long sb, long sc, Tensor a, Tensor b, Tensor c, dev.latent.tensor.Precision precision) {
+        if (precision == dev.latent.tensor.Precision.TF32)
+            throw new IllegalArgumentException("gemm: tf32 precision is CUDA-only (TF32 tensor-core math); " + device()
+                    + " runs fp32 or bf16");
+        gemm(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, a, b, c, precision == dev.latent.tensor.Precision.BF16);
+    }
 }

@@ -114,9 +114,15 @@ public final class Conv {
 
     /** {@link #forward} at a chosen operand precision: BF16 rounds x (its patches) and w to bf16 (RNE), sums in fp32. */
     public static void forward(Geometry g, Tensor x, Tensor w, Tensor bias, Tensor y, Precision precision) {
-        if (precision != Precision.BF16) { forward(g, x, w, bias, y); return; }
-        Backend.on("conv2d", x, w, bias, y);
-        bf16Cpu("conv2d", x);
+        if (precision == null || precision == Precision.FP32) { forward(g, x, w, bias, y); return; }
+        Backend be = Backend.on("conv2d", x, w, bias, y);
+        if (be.device() == Device.CUDA) {
+            shape("conv2d", "x", x, g.inShape()); shape("conv2d", "w", w, g.weightShape());
+            shape("conv2d", "bias", bias, g.k()); shape("conv2d", "y", y, g.outShape());
+            CudaBackend.INSTANCE.conv2d(g, x, w, bias, y, precision);
+            return;
+        }
+        bf16Cpu("conv2d", x, precision);
         shape("conv2d", "x", x, g.inShape()); shape("conv2d", "w", w, g.weightShape());
         shape("conv2d", "bias", bias, g.k()); shape("conv2d", "y", y, g.outShape());
         LatentNative.get().conv2dFwdBf16(g.desc(), x.segment(), w.segment(), seg(bias), y.segment());
@@ -124,9 +130,15 @@ public final class Conv {
 
     /** {@link #backwardData} at a chosen operand precision (BF16: dy and w rounded, fp32 sums; bias fp32). */
     public static void backwardData(Geometry g, Tensor dy, Tensor w, Tensor bias, Tensor dx, Precision precision) {
-        if (precision != Precision.BF16) { backwardData(g, dy, w, bias, dx); return; }
-        Backend.on("conv2dBackwardData", dy, w, bias, dx);
-        bf16Cpu("conv2dBackwardData", dy);
+        if (precision == null || precision == Precision.FP32) { backwardData(g, dy, w, bias, dx); return; }
+        Backend be = Backend.on("conv2dBackwardData", dy, w, bias, dx);
+        if (be.device() == Device.CUDA) {
+            shape("conv2dBackwardData", "dy", dy, g.outShape()); shape("conv2dBackwardData", "w", w, g.weightShape());
+            shape("conv2dBackwardData", "bias", bias, g.c()); shape("conv2dBackwardData", "dx", dx, g.inShape());
+            CudaBackend.INSTANCE.conv2dBackwardData(g, dy, w, bias, dx, precision);
+            return;
+        }
+        bf16Cpu("conv2dBackwardData", dy, precision);
         shape("conv2dBackwardData", "dy", dy, g.outShape()); shape("conv2dBackwardData", "w", w, g.weightShape());
         shape("conv2dBackwardData", "bias", bias, g.c()); shape("conv2dBackwardData", "dx", dx, g.inShape());
         LatentNative.get().conv2dBwdDataBf16(g.desc(), dy.segment(), w.segment(), seg(bias), dx.segment());
@@ -134,9 +146,15 @@ public final class Conv {
 
     /** {@link #backwardWeight} at a chosen operand precision (BF16: x and dy rounded, fp32 sums; db fp32). */
     public static void backwardWeight(Geometry g, Tensor x, Tensor dy, Tensor dw, Tensor db, boolean accumulate, Precision precision) {
-        if (precision != Precision.BF16) { backwardWeight(g, x, dy, dw, db, accumulate); return; }
-        Backend.on("conv2dBackwardWeight", x, dy, dw, db);
-        bf16Cpu("conv2dBackwardWeight", x);
+        if (precision == null || precision == Precision.FP32) { backwardWeight(g, x, dy, dw, db, accumulate); return; }
+        Backend be = Backend.on("conv2dBackwardWeight", x, dy, dw, db);
+        if (be.device() == Device.CUDA) {
+            shape("conv2dBackwardWeight", "x", x, g.inShape()); shape("conv2dBackwardWeight", "dy", dy, g.outShape());
+            shape("conv2dBackwardWeight", "dw", dw, g.weightShape()); shape("conv2dBackwardWeight", "db", db, g.k());
+            CudaBackend.INSTANCE.conv2dBackwardWeight(g, x, dy, dw, db, accumulate, precision);
+            return;
+        }
+        bf16Cpu("conv2dBackwardWeight", x, precision);
         shape("conv2dBackwardWeight", "x", x, g.inShape()); shape("conv2dBackwardWeight", "dy", dy, g.outShape());
         shape("conv2dBackwardWeight", "dw", dw, g.weightShape()); shape("conv2dBackwardWeight", "db", db, g.k());
         LatentNative.get().conv2dBwdWeightBf16(g.desc(), x.segment(), dy.segment(), dw.segment(), seg(db), accumulate);
@@ -144,9 +162,11 @@ public final class Conv {
 
     private static MemorySegment seg(Tensor t) { return t == null ? MemorySegment.NULL : t.segment(); }
 
-    private static void bf16Cpu(String op, Tensor t) {
+    private static void bf16Cpu(String op, Tensor t, Precision precision) {
+        if (precision == Precision.TF32 && t.device() == Device.CPU)
+            throw new IllegalArgumentException(op + ": tf32 precision is CUDA-only (TF32 tensor-core math); CPU tensors run fp32 or bf16");
         if (t.device() != Device.CPU)
-            throw new IllegalArgumentException(op + ": bf16 precision is CPU-only (AVX512_BF16); " + t.device() + " tensors have no bf16 convolution");
+            throw new IllegalArgumentException(op + ": " + t.device() + " tensors have no reduced-precision convolution");
         String why = Gemm.bf16Unavailable();
         if (why != null) throw new IllegalStateException(op + ": " + why);
     }

@@ -7,6 +7,7 @@ import dev.latent.cuda.CudaProbKernels;
 import dev.latent.cuda.CudaVendor;
 import dev.latent.cuda.DeviceBuffer;
 import dev.latent.tensor.Device;
+import dev.latent.tensor.Precision;
 import dev.latent.tensor.Tensor;
 
 import java.lang.foreign.Arena;
@@ -211,6 +212,97 @@ final class CudaBackend implements Backend {
 
     @Override public void gemm(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta, long lda, long ldb, long ldc,
                                long batch, long sa, long sb, long sc, Tensor a, Tensor b, Tensor c, boolean bf16) {
-        Gemm.callCuda(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, buf(a), buf(b), buf(c), bf16);
+        Gemm.callCuda(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, buf(a), buf(b), buf(c),
+                bf16 ? Precision.BF16 : Precision.FP32);
+    }
+
+    /** GEMM at a precision (h-cudaprec): FP32 (TF32 after Gemm.setCudaTf32), TF32 and BF16 all run on CUDA (Gemm.callCuda). */
+    @Override public void gemm(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta, long lda, long ldb, long ldc,
+                               long batch, long sa, long sb, long sc, Tensor a, Tensor b, Tensor c, Precision precision) {
+        Gemm.callCuda(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, buf(a), buf(b), buf(c), precision);
+    }
+
+    // ---- reduced precision on CUDA (--precision tf32 | bf16; h-cudaprec, docs/cuda.md "Mixed precision") ----
+    // GEMM: Gemm.callCuda (cuBLAS TF32 / bf16 inputs, or our ltk_gemm_tf32 / ltk_gemm_bf16). Convolution: TF32 on cuDNN
+    // with CUDNN_TENSOR_OP_MATH where it serves; otherwise (and for bf16 always) the operands are rounded on the device
+    // (ltk_round_operand) and the fp32 kernels (cuDNN with FMA math, or our implicit-GEMM kernels) run on them: the
+    // same numerics as a tensor-core op (bf16 / TF32 inputs, each product exact in fp32, fp32 accumulation). Bias and
+    // bias gradients stay fp32. Attention: the operands q, k, v (and dout) rounded, our fp32 kernels (softmax P and dS
+    // stay fp32 inside them), unless vendorAttention serves.
+
+    /** A dense copy of t rounded to TF32 or bf16 (kept as floats), in fresh device memory the caller closes. */
+    private static DeviceBuffer rounded(String op, Tensor t, Precision p) {
+        if (!t.isContiguous()) throw new IllegalArgumentException(op + ": " + p.id() + " operands must be contiguous, got " + t);
+        long n = t.numel();
+        DeviceBuffer out = cuda().alloc(Math.max(n, 1) * 4);
+        CudaKernels.roundOperand(cuda(), n, buf(t), out, p == Precision.TF32);
+        return out;
+    }
+
+    /** conv2d at a precision (Conv.forward's CUDA path). */
+    void conv2d(Conv.Geometry g, Tensor x, Tensor w, Tensor bias, Tensor y, Precision p) {
+        if (p == Precision.FP32) { conv2d(g, x, w, bias, y); return; }
+        if (p == Precision.TF32 && CudaVendor.convForward(cuda(), g.dims(), buf(x), buf(w), buf(bias), buf(y), true)) return;
+        try (DeviceBuffer xr = rounded("conv2d", x, p); DeviceBuffer wr = rounded("conv2d", w, p)) {
+            if (!CudaVendor.convForward(cuda(), g.dims(), xr, wr, buf(bias), buf(y)))
+                CudaConvKernels.conv2d(cuda(), g.desc(), xr, wr, buf(bias), buf(y));
+        }
+    }
+
+    /** conv2dBackwardData at a precision (dy and w rounded; bias fp32). */
+    void conv2dBackwardData(Conv.Geometry g, Tensor dy, Tensor w, Tensor bias, Tensor dx, Precision p) {
+        if (p == Precision.FP32) { conv2dBackwardData(g, dy, w, bias, dx); return; }
+        if (p == Precision.TF32 && CudaVendor.convBackwardData(cuda(), g.dims(), buf(dy), buf(w), buf(bias), buf(dx), true)) return;
+        try (DeviceBuffer dyr = rounded("conv2dBackwardData", dy, p); DeviceBuffer wr = rounded("conv2dBackwardData", w, p)) {
+            if (!CudaVendor.convBackwardData(cuda(), g.dims(), dyr, wr, buf(bias), buf(dx)))
+                CudaConvKernels.conv2dBackwardData(cuda(), g.desc(), dyr, wr, buf(bias), buf(dx));
+        }
+    }
+
+    /** conv2dBackwardWeight at a precision (x and dy rounded for dw; db from the fp32 dy). */
+    void conv2dBackwardWeight(Conv.Geometry g, Tensor x, Tensor dy, Tensor dw, Tensor db, boolean accumulate, Precision p) {
+        if (p == Precision.FP32) { conv2dBackwardWeight(g, x, dy, dw, db, accumulate); return; }
+        if (p == Precision.TF32 && CudaVendor.convBackwardFilter(cuda(), g.dims(), buf(x), buf(dy), buf(dw), accumulate, true)) {
+            if (db != null) CudaConvKernels.conv2dBackwardBias(cuda(), g.desc(), buf(dy), buf(db), accumulate);
+            return;
+        }
+        try (DeviceBuffer xr = rounded("conv2dBackwardWeight", x, p); DeviceBuffer dyr = rounded("conv2dBackwardWeight", dy, p)) {
+            if (!CudaVendor.convBackwardFilter(cuda(), g.dims(), xr, dyr, buf(dw), accumulate))
+                CudaConvKernels.conv2dBackwardWeight(cuda(), g.desc(), xr, dyr, buf(dw), null, accumulate);
+        }
+        if (db != null) CudaConvKernels.conv2dBackwardBias(cuda(), g.desc(), buf(dy), buf(db), accumulate);
+    }
+
+    /** attention at a precision: vendorAttention if it serves, else our kernel on rounded q, k, v. */
+    void attention(MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Precision p) {
+        if (p == Precision.FP32) { attention(desc, q, k, v, o, lse); return; }
+        if (vendorAttention(p, desc, q, k, v, o, lse, null, null, null, null)) return;
+        try (DeviceBuffer qr = rounded("attention", q, p); DeviceBuffer kr = rounded("attention", k, p);
+             DeviceBuffer vr = rounded("attention", v, p)) {
+            CudaKernels.attention(cuda(), desc, qr, kr, vr, buf(o), buf(lse));
+        }
+    }
+
+    /** attentionBackward at a precision: vendorAttention if it serves, else our kernel on rounded q, k, v, dout (o, lse fp32). */
+    void attentionBackward(MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk,
+                           Tensor dv, Precision p) {
+        if (p == Precision.FP32) { attentionBackward(desc, q, k, v, o, lse, dout, dq, dk, dv); return; }
+        if (vendorAttention(p, desc, q, k, v, o, lse, dout, dq, dk, dv)) return;
+        try (DeviceBuffer qr = rounded("attentionBackward", q, p); DeviceBuffer kr = rounded("attentionBackward", k, p);
+             DeviceBuffer vr = rounded("attentionBackward", v, p); DeviceBuffer dr = rounded("attentionBackward", dout, p)) {
+            CudaKernels.attentionBackward(cuda(), desc, qr, kr, vr, buf(o), buf(lse), dr, buf(dq), buf(dk), buf(dv));
+        }
+    }
+
+    /**
+     * THE HOOK for a vendor attention at reduced precision (cuDNN's SDPA in bf16, h-sdpa): run attention on q, k, v
+     * (B, NH, T, HS, lt_attention_desc in desc) at precision p, the forward (o, lse) when dout is null, else the
+     * backward (dq, dk, dv from o, lse, dout), and return true; return false to let our kernels run it on rounded
+     * operands. o and lse must stay what our backward reads (lse: natural-log sum of exp of the scaled scores per row)
+     * unless the vendor serves both directions. Today nothing serves: false.
+     */
+    private static boolean vendorAttention(Precision p, MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse,
+                                           Tensor dout, Tensor dq, Tensor dk, Tensor dv) {
+        return false;
     }
 }

@@ -60,11 +60,13 @@ public final class Gemm {
     }
 
     /**
-     * {@link #matmul(Tensor, Tensor, Tensor, float, float)} at a chosen operand {@link Precision}. BF16 on CUDA runs on
-     * cuBLAS (CUBLAS_COMPUTE_32F_FAST_16BF) and is refused, with the reason, where cuBLAS does not serve GEMMs.
+     * {@link #matmul(Tensor, Tensor, Tensor, float, float)} at a chosen operand {@link Precision}. On CUDA: TF32 on
+     * cuBLAS (CUBLAS_COMPUTE_32F_FAST_TF32) or our ltk_gemm_tf32 kernels; BF16 with the operands converted to bf16 on the
+     * device (ltk_f32_to_bf16, to nearest even), then cuBLAS (cublasGemmEx, CUDA_R_16BF A and B, fp32 compute and C) or
+     * our ltk_gemm_bf16. TF32 on CPU tensors is refused (CUDA-only); BF16 on the CPU needs AVX512_BF16.
      */
     public static void matmul(Tensor a, Tensor b, Tensor c, float alpha, float beta, Precision precision) {
-        if (precision == null) throw new IllegalArgumentException("gemm: precision is null (FP32 or BF16)");
+        if (precision == null) throw new IllegalArgumentException("gemm: precision is null (FP32, TF32 or BF16)");
         Supplier<String> shapes = () -> "A" + Arrays.toString(a.shape()) + " @ B" + Arrays.toString(b.shape()) + " -> C" + Arrays.toString(c.shape());
         boolean gpu = a.device() == Device.CUDA && b.device() == Device.CUDA && c.device() == Device.CUDA;
         for (Tensor t : new Tensor[] {a, b, c}) {
@@ -81,12 +83,11 @@ public final class Gemm {
             throw new IllegalArgumentException("gemm: batch sizes do not match: " + shapes.get());
         Mat ma = Mat.of("A", a, shapes), mb = Mat.of("B", b, shapes), mc = Mat.of("C", c, shapes);
         if (mc.trans) throw new IllegalArgumentException("gemm: C must be row-major (last stride 1): " + shapes.get());
-        if (gpu && precision == Precision.BF16) {
-            String why = CudaVendor.bf16GemmUnavailable(Kernels.cuda());
-            if (why != null) throw new IllegalArgumentException("gemm: BF16 precision on CUDA: " + why + "; " + shapes.get());
-        }
+        if (!gpu && precision == Precision.TF32)
+            throw new IllegalArgumentException("gemm: tf32 precision is CUDA-only (TF32 tensor-core math); CPU tensors run fp32 or bf16: "
+                    + shapes.get());
         Backend.of(a.device()).gemm(ma.trans, mb.trans, m, n, k, alpha, beta, ma.ld, mb.ld, mc.ld, batch, ma.batchStride,
-                mb.batchStride, mc.batchStride, a, b, c, precision == Precision.BF16);
+                mb.batchStride, mc.batchStride, a, b, c, precision);
     }
 
     /** One matrix operand as the native side sees it: transpose flag, leading dimension, batch stride. */
@@ -227,38 +228,56 @@ public final class Gemm {
         return d;
     }
 
-    /** {@link #call} for device buffers (each starting at its operand's first element; CudaBackend's gemm): the same checks, then a launch. */
+    /**
+     * {@link #call} for device buffers (each starting at its operand's first element; CudaBackend's gemm): the same
+     * checks, then cuBLAS where it serves (CudaVendor: found, not LATENT_CUDA_VENDOR=0, sizes within its 32-bit
+     * arguments), else our kernels. FP32 (TF32 after {@link #setCudaTf32}), TF32: compute type or kernel; BF16: A and B
+     * converted to bf16 (to nearest even) into scratch of the operands' extents, then cublasGemmEx with CUDA_R_16BF
+     * inputs, or ltk_gemm_bf16.
+     */
     static void callCuda(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta,
                                  long lda, long ldb, long ldc, long batch, long sa, long sb, long sc,
-                                 DeviceBuffer a, DeviceBuffer b, DeviceBuffer c, boolean bf16) {
+                                 DeviceBuffer a, DeviceBuffer b, DeviceBuffer c, Precision precision) {
+        if (precision == null) throw new IllegalArgumentException("gemm: precision is null (FP32, TF32 or BF16)");
         Supplier<String> what = () -> "gemm on CUDA(m=" + m + ", n=" + n + ", k=" + k + ", transA=" + ta + ", transB=" + tb + ", lda=" + lda
-                + ", ldb=" + ldb + ", ldc=" + ldc + ", batch=" + batch + ")";
+                + ", ldb=" + ldb + ", ldc=" + ldc + ", batch=" + batch + ", " + precision.id() + ")";
         checkSizes(what, m, n, k, batch, sa, sb, sc);
-        checkDeviceOperand(what, "A", a, ta ? k : m, ta ? m : k, lda, sa, batch);
-        checkDeviceOperand(what, "B", b, tb ? n : k, tb ? k : n, ldb, sb, batch);
+        long na = checkDeviceOperand(what, "A", a, ta ? k : m, ta ? m : k, lda, sa, batch);
+        long nb = checkDeviceOperand(what, "B", b, tb ? n : k, tb ? k : n, ldb, sb, batch);
         checkDeviceOperand(what, "C", c, m, n, ldc, sc, batch);
         if (batch > 1 && m > 0 && n > 0 && sc < (m - 1) * ldc + n)
             throw new IllegalArgumentException(what.get() + ": stride of C " + sc + " makes batches overlap");
         if (m == 0 || n == 0) return;
-        // cuBLAS where it serves (CudaVendor: found, not LATENT_CUDA_VENDOR=0, sizes within its 32-bit arguments), else ours
-        CudaVendor.GemmCompute mode = bf16 ? CudaVendor.GemmCompute.BF16 : cudaTf32 ? CudaVendor.GemmCompute.TF32 : CudaVendor.GemmCompute.FP32;
-        if (CudaVendor.gemm(Kernels.cuda(), ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, a, b, c, mode)) return;
-        if (bf16) throw new IllegalArgumentException(what.get() + ": BF16 needs cuBLAS, which cannot take these sizes (beyond 2^31 - 1)");
+        dev.latent.cuda.Cuda cu = Kernels.cuda();
+        if (precision == Precision.BF16 && k > 0) {
+            try (DeviceBuffer a16 = cu.alloc(na * 2); DeviceBuffer b16 = cu.alloc(nb * 2)) {
+                CudaKernels.toBf16(cu, na, a, a16);
+                CudaKernels.toBf16(cu, nb, b, b16);
+                if (CudaVendor.gemmBf16(cu, ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, a16, b16, c)) return;
+                CudaKernels.gemmBf16(cu, desc(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc), m, n, batch, a16, b16, c);
+            }   // freed to the allocator's cache: later work on the one stream runs after these launches
+            return;
+        }
+        boolean tf32 = precision == Precision.TF32 || cudaTf32;   /* K = 0 at BF16: C = beta C, any path */
+        CudaVendor.GemmCompute mode = tf32 ? CudaVendor.GemmCompute.TF32 : CudaVendor.GemmCompute.FP32;
+        if (CudaVendor.gemm(cu, ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, a, b, c, mode)) return;
         MemorySegment d = desc(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc);
-        CudaKernels.gemm(Kernels.cuda(), d, m, n, batch, a, b, c, cudaTf32);
+        CudaKernels.gemm(cu, d, m, n, batch, a, b, c, tf32);
     }
 
-    private static void checkDeviceOperand(Supplier<String> what, String name, DeviceBuffer s, long rows, long cols,
+    /** Checks one operand against its buffer; returns its extent in elements (0 when empty). */
+    private static long checkDeviceOperand(Supplier<String> what, String name, DeviceBuffer s, long rows, long cols,
                                            long ld, long stride, long batch) {
         if (!s.isAlive()) throw new IllegalStateException(what.get() + ": " + name + "'s device memory was freed");
         if (ld < Math.max(cols, 1))
             throw new IllegalArgumentException(what.get() + ": leading dimension of " + name + " is " + ld + " < " + Math.max(cols, 1)
                     + " (" + rows + " x " + cols + " as stored)");
-        if (rows == 0 || cols == 0) return;
+        if (rows == 0 || cols == 0) return 0;
         long last = Math.addExact(Math.multiplyExact(batch - 1, stride), Math.addExact(Math.multiplyExact(rows - 1, ld), cols));
         if (Math.multiplyExact(last, 4L) > s.byteSize())
             throw new IllegalArgumentException(what.get() + ": " + name + " (" + rows + " x " + cols + ", ld " + ld + ", batch stride "
                     + stride + ") needs " + last + " floats but its device buffer holds " + s.byteSize() / 4);
+        return last;
     }
 
     private static void checkOperand(Supplier<String> what, String name, MemorySegment s, long off, long rows, long cols,

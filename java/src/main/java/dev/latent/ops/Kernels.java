@@ -240,9 +240,15 @@ public final class Kernels {
      * ISA avx512; otherwise it is refused with {@link Gemm#bf16Unavailable()}'s reason, never emulated.
      */
     public static void attention(Tensor q, Tensor k, Tensor v, boolean causal, float scale, Tensor o, Tensor lse, Precision precision) {
-        if (precision != Precision.BF16) { attention(q, k, v, causal, scale, o, lse); return; }
-        Backend.on("attention", q, k, v, o, lse);
-        bf16Cpu("attention", q);
+        if (precision == null || precision == Precision.FP32) { attention(q, k, v, causal, scale, o, lse); return; }
+        Backend be = Backend.on("attention", q, k, v, o, lse);
+        if (be.device() == Device.CUDA) {   /* TF32 / BF16 on CUDA: CudaBackend's reduced-precision attention */
+            MemorySegment d = attDesc("attention", q, causal, scale, k, v, o);
+            numel("attention", q.numel() / q.size(3), lse);
+            CudaBackend.INSTANCE.attention(d, q, k, v, o, lse, precision);
+            return;
+        }
+        bf16Cpu("attention", q, precision);
         MemorySegment d = attDesc("attention", q, causal, scale, k, v, o);
         numel("attention", q.numel() / q.size(3), lse);
         LatentNative.get().attentionFwdBf16(d, q.segment(), k.segment(), v.segment(), o.segment(), lse.segment());
@@ -251,18 +257,26 @@ public final class Kernels {
     /** {@link #attentionBackward} at a chosen operand {@link Precision} (BF16: lt_attention_bwd_bf16, as {@link #attention}). */
     public static void attentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dout, boolean causal,
                                          float scale, Tensor dq, Tensor dk, Tensor dv, Precision precision) {
-        if (precision != Precision.BF16) { attentionBackward(q, k, v, o, lse, dout, causal, scale, dq, dk, dv); return; }
-        Backend.on("attentionBackward", q, k, v, o, lse, dout, dq, dk, dv);
-        bf16Cpu("attentionBackward", q);
+        if (precision == null || precision == Precision.FP32) { attentionBackward(q, k, v, o, lse, dout, causal, scale, dq, dk, dv); return; }
+        Backend be = Backend.on("attentionBackward", q, k, v, o, lse, dout, dq, dk, dv);
+        if (be.device() == Device.CUDA) {
+            MemorySegment d = attDesc("attentionBackward", q, causal, scale, k, v, o, dout, dq, dk, dv);
+            numel("attentionBackward", q.numel() / q.size(3), lse);
+            CudaBackend.INSTANCE.attentionBackward(d, q, k, v, o, lse, dout, dq, dk, dv, precision);
+            return;
+        }
+        bf16Cpu("attentionBackward", q, precision);
         MemorySegment d = attDesc("attentionBackward", q, causal, scale, k, v, o, dout, dq, dk, dv);
         numel("attentionBackward", q.numel() / q.size(3), lse);
         LatentNative.get().attentionBwdBf16(d, q.segment(), k.segment(), v.segment(), o.segment(), lse.segment(), dout.segment(),
                 dq.segment(), dk.segment(), dv.segment());
     }
 
-    private static void bf16Cpu(String op, Tensor t) {
+    private static void bf16Cpu(String op, Tensor t, Precision precision) {
+        if (precision == Precision.TF32 && t.device() == Device.CPU)
+            throw new IllegalArgumentException(op + ": tf32 precision is CUDA-only (TF32 tensor-core math); CPU tensors run fp32 or bf16");
         if (t.device() != Device.CPU)
-            throw new IllegalArgumentException(op + ": bf16 precision is CPU-only (AVX512_BF16); " + t.device() + " tensors have no bf16 attention");
+            throw new IllegalArgumentException(op + ": " + t.device() + " tensors have no reduced-precision attention");
         String why = Gemm.bf16Unavailable();
         if (why != null) throw new IllegalStateException(op + ": " + why);
     }

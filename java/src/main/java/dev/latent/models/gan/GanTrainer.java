@@ -131,11 +131,11 @@ public final class GanTrainer {
      */
     public GanTrainer precision(dev.latent.tensor.Precision p) {
         java.util.Objects.requireNonNull(p, "precision");
-        if (p == dev.latent.tensor.Precision.BF16) {
-            if (cfg.loss != Loss.GAN)
-                throw new IllegalArgumentException("wgan-gp: bf16 precision is not checked for its gradient penalty's double backward; use fp32");
-            if (device != Device.CPU)
-                throw new IllegalArgumentException("dcgan: bf16 precision is CPU-only (AVX512_BF16); " + device + " has no bf16 path yet: use fp32");
+        if (p != dev.latent.tensor.Precision.FP32 && cfg.loss != Loss.GAN)
+            throw new IllegalArgumentException("wgan-gp: " + p.id() + " precision is not checked for its gradient penalty's double backward; use fp32");
+        if (p == dev.latent.tensor.Precision.TF32 && device != Device.CUDA)
+            throw new IllegalArgumentException("dcgan: " + p.unavailableOn(device));
+        if (p == dev.latent.tensor.Precision.BF16 && device == Device.CPU) {
             String why = dev.latent.ops.Gemm.bf16Unavailable();
             if (why != null) throw new IllegalStateException("dcgan: " + why);
         }

@@ -111,11 +111,10 @@ public final class GptTrainer {
                                             Scope modelScope, long stopAt, Device device, TrainingListener listener)
             throws IOException {
         int t = model.cfg.context(), b = o.batch();
-        if (o.precision() == Precision.BF16) {   // refused before anything is read or moved, never emulated
-            if (device != Device.CPU)
-                throw new IllegalArgumentException("gpt: bf16 precision is CPU-only (AVX512_BF16); " + device + " has no bf16 path yet: use fp32");
-            Gemm.requireBf16();
-        }
+        // refused before anything is read or moved, never emulated: TF32 is CUDA-only, BF16 on the CPU needs AVX512_BF16
+        if (o.precision() == Precision.TF32 && device != Device.CUDA)
+            throw new IllegalArgumentException("gpt: " + o.precision().unavailableOn(device));
+        if (o.precision() == Precision.BF16 && device == Device.CPU) Gemm.requireBf16();
         AdamW opt = new AdamW(modelScope, model.namedParameters(), 0.9f, 0.99f, 1e-8f, (float) o.weightDecay());
         if (device != Device.CPU) {   // a resume copies the checkpoint straight into the moved weights and moments
             model.to(modelScope, device);

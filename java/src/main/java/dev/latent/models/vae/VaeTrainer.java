@@ -149,9 +149,9 @@ public final class VaeTrainer {
      */
     public VaeTrainer precision(dev.latent.tensor.Precision p) {
         java.util.Objects.requireNonNull(p, "precision");
-        if (p == dev.latent.tensor.Precision.BF16) {
-            if (device != Device.CPU)
-                throw new IllegalArgumentException("vae: bf16 precision is CPU-only (AVX512_BF16); " + device + " has no bf16 path yet: use fp32");
+        if (p == dev.latent.tensor.Precision.TF32 && device != Device.CUDA)
+            throw new IllegalArgumentException("vae: " + p.unavailableOn(device));
+        if (p == dev.latent.tensor.Precision.BF16 && device == Device.CPU) {
             String why = dev.latent.ops.Gemm.bf16Unavailable();
             if (why != null) throw new IllegalStateException("vae: " + why);
         }

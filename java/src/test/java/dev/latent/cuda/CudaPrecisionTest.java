@@ -1,0 +1,351 @@
+package dev.latent.cuda;
+
+import dev.latent.autograd.F;
+import dev.latent.autograd.Graph;
+import dev.latent.autograd.Var;
+import dev.latent.data.ImageData;
+import dev.latent.models.gan.GanTrainer;
+import dev.latent.models.gpt.Gpt;
+import dev.latent.models.gpt.GptConfig;
+import dev.latent.models.vae.VaeTrainer;
+import dev.latent.ops.Conv;
+import dev.latent.ops.Gemm;
+import dev.latent.optim.AdamW;
+import dev.latent.tensor.Device;
+import dev.latent.tensor.Precision;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+import static dev.latent.cuda.CudaTesting.device;
+import static dev.latent.cuda.CudaTesting.fill;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * --precision tf32 | bf16 on CUDA (issue 18): GEMM and convolution against a double reference, on cuBLAS / cuDNN
+ * (the emulated driver's stand-ins, or NVIDIA's libraries on a GPU) and on our kernels; the exact rounding each path
+ * applies; the CPU's refusal of TF32; and a short training run per family whose loss stays near fp32's.
+ *
+ * Bounds, per element, with mag = sum over the products of |alpha a b| (+ |beta c| where beta != 0): each operand is
+ * rounded to nearest in a format with unit roundoff u (TF32: 11 significant bits, u = 2^-11; bf16: 8, u = 2^-8), so
+ * a product of two rounded operands is within (1 + u)^2 - 1 = 2u + u^2 of the exact product (and exact in fp32: 11 +
+ * 11 and 8 + 8 significant bits fit in 24). The fp32 sum of k such products adds at most (k + 2) 2^-24 mag in any
+ * order. Hence |C - exact| <= (2u + u^2 + (k + 2) 2^-24) mag. A real cuBLAS / cuDNN may truncate to TF32 instead of
+ * rounding (undocumented): then u = 2^-10, which is what the bound uses when NVIDIA's library serves. Convolutions
+ * use the same bound with k = C R S (forward), K R S (backward data), N OH OW (backward weight).
+ */
+class CudaPrecisionTest extends AtRefIsaOnDevice {
+    static Cuda cu;
+
+    @BeforeAll
+    static void setUp() { cu = device(); }
+
+    @AfterEach
+    void restore() { CudaVendor.force(null); }
+
+    static final double U24 = 1.0 / (1 << 24);
+
+    /** The per-operand unit roundoff the bound assumes on this path (see the class comment). */
+    static double unit(Precision p, boolean vendor) {
+        boolean realVendor = vendor && !CudaTesting.emulated();
+        return switch (p) {
+            case FP32 -> 0;
+            case TF32 -> realVendor ? 0x1p-10 : 0x1p-11;
+            case BF16 -> 0x1p-8;
+        };
+    }
+
+    /** The routes a test runs: cuBLAS / cuDNN where loaded (true), and our kernels (false). */
+    static List<Boolean> routes() {
+        List<Boolean> r = new ArrayList<>();
+        CudaVendor.force(true);
+        if (CudaVendor.blas(cu) != null) r.add(true);
+        CudaVendor.force(null);
+        r.add(false);
+        return r;
+    }
+
+    // ---- GEMM: the exact rounding, so a wrong compute type or operand type fails ----------------------------------------
+
+    /**
+     * A (1 x 2) [1 + t, 1 + 3t/2] times B (2 x 1) of ones, with t the half-ulp of the format at 1 (TF32 2^-11, bf16
+     * 2^-8): the first operand is a tie, the second above half. Round to nearest, ties away (TF32: cvt.rna, our kernels
+     * and the stand-in) gives 2 + 4t; ties to even (bf16, and a TF32 rounding cuBLAS might use) 2 + 2t; truncation 2;
+     * fp32 (no rounding: a compute type of CUBLAS_COMPUTE_32F passed by mistake) 2 + 2.5t; bf16 bits read as floats
+     * (CUDA_R_32F passed for bf16 operands) something else again. The emulated paths must give exactly the modelled value.
+     */
+    @Test
+    void roundingIsTheFormatsAndTheComputeTypeIsHonoured() {
+        for (boolean vendor : routes())
+            for (Precision p : new Precision[] {Precision.TF32, Precision.BF16, Precision.FP32}) {
+                double t = p == Precision.BF16 ? 0x1p-8 : 0x1p-11;
+                try (Scope s = Scope.confined()) {
+                    Tensor a = Tensor.of(s, Device.CUDA, new float[] {(float) (1 + t), (float) (1 + 1.5 * t)}, 1, 2);
+                    Tensor b = Tensor.of(s, Device.CUDA, new float[] {1, 1}, 2, 1);
+                    Tensor c = Tensor.zeros(s, Device.CUDA, 1, 1);
+                    CudaVendor.force(vendor);
+                    Gemm.matmul(a, b, c, 1f, 0f, p);
+                    double got = c.toArray()[0];
+                    double want = switch (p) {
+                        case FP32 -> 2 + 2.5 * t;
+                        case TF32 -> 2 + 4 * t;   /* ties away from zero */
+                        case BF16 -> 2 + 2 * t;   /* ties to even */
+                    };
+                    String what = p.id() + (vendor ? " on cuBLAS" : " on our kernels");
+                    System.out.printf("rounding %s: %.10f (want %.10f)%n", what, got, want);
+                    if (vendor && !CudaTesting.emulated() && p == Precision.TF32)
+                        assertTrue(got == 2 + 4 * t || got == 2 + 2 * t || got == 2, what + ": " + got + " is no TF32 rounding of the operands");
+                    else assertEquals(want, got, 0.0, what);
+                }
+            }
+    }
+
+    // ---- GEMM against double ----------------------------------------------------------------------------------------
+
+    @Test
+    void gemmWithinTheDerivedBound() {
+        int[][] shapes = {{1, 1, 1}, {7, 16, 37}, {37, 65, 64}, {65, 33, 130}, {3, 5, 0}};
+        for (boolean vendor : routes())
+            for (Precision p : new Precision[] {Precision.TF32, Precision.BF16})
+                for (int[] sh : shapes)
+                    for (int tr = 0; tr < 4; tr++) {
+                        int m = sh[0], n = sh[1], k = sh[2], batch = tr == 3 ? 3 : 1;
+                        float alpha = tr == 2 ? -0.5f : 1f, beta = tr == 1 ? 0.75f : 0f;
+                        float[] av = fill(batch * m * k, 11 + tr), bv = fill(batch * n * k, 13 + tr), cv = fill(batch * m * n, 17);
+                        try (Scope s = Scope.confined()) {
+                            /* tr 1: A stored transposed (a column-major view); tr 2: B transposed; tr 3: batched */
+                            Tensor a = batch > 1 ? Tensor.of(s, av, batch, m, k) : (tr == 1 ? Tensor.of(s, av, k, m).transpose(0, 1) : Tensor.of(s, av, m, k));
+                            Tensor b = batch > 1 ? Tensor.of(s, bv, batch, k, n) : (tr == 2 ? Tensor.of(s, bv, n, k).transpose(0, 1) : Tensor.of(s, bv, k, n));
+                            Tensor c0 = batch > 1 ? Tensor.of(s, cv, batch, m, n) : Tensor.of(s, cv, m, n);
+                            Tensor ad = a.to(s, Device.CUDA), bd = b.to(s, Device.CUDA), cd = c0.to(s, Device.CUDA);
+                            CudaVendor.force(vendor);
+                            Gemm.matmul(ad, bd, cd, alpha, beta, p);
+                            float[] got = cd.toArray(), ac = a.contiguous().toArray(), bc = b.contiguous().toArray();
+                            double u = unit(p, vendor), worst = 0;
+                            for (int q = 0; q < batch; q++)
+                                for (int i = 0; i < m; i++)
+                                    for (int j = 0; j < n; j++) {
+                                        double sum = 0, mag = 0;
+                                        for (int l = 0; l < k; l++) {
+                                            double x = ac[q * m * k + i * k + l], y = bc[q * k * n + l * n + j];
+                                            sum += alpha * x * y;
+                                            mag += Math.abs(alpha * x * y);
+                                        }
+                                        int at = q * m * n + i * n + j;
+                                        double want = sum + (beta == 0 ? 0 : beta * (double) cv[at]);
+                                        double cm = beta == 0 ? 0 : Math.abs(beta * (double) cv[at]);
+                                        double tol = (2 * u + u * u + (k + 2) * U24) * mag + 2 * U24 * (cm + Math.abs(want)) + 1e-30;
+                                        double err = Math.abs(got[at] - want);
+                                        worst = Math.max(worst, err / tol);
+                                        assertTrue(err <= tol, p.id() + (vendor ? " cuBLAS" : " ours") + " " + m + "x" + n + "x" + k + " tr " + tr
+                                                + " [" + q + "," + i + "," + j + "]: got " + got[at] + " want " + want + " tol " + tol);
+                                    }
+                            if (k >= 37) System.out.printf("gemm %s %s %dx%dx%d tr %d: largest error / bound %.3f%n", p.id(), vendor ? "cuBLAS" : "ours", m, n, k, tr, worst);
+                        }
+                    }
+    }
+
+    // ---- convolution against double --------------------------------------------------------------------------------
+
+    /** The three passes in double over every term: y = conv(x, w); dx = conv^T(dy, w); dw = corr(x, dy); mags alike. */
+    static void convReference(Conv.Geometry g, float[] x, float[] w, float[] dy, double[] y, double[] ym, double[] dx, double[] dxm,
+                              double[] dw, double[] dwm) {
+        long oh = g.oh(), ow = g.ow();
+        for (int n = 0; n < g.n(); n++)
+            for (int k = 0; k < g.k(); k++)
+                for (int p = 0; p < oh; p++)
+                    for (int q = 0; q < ow; q++)
+                        for (int c = 0; c < g.c(); c++)
+                            for (int r = 0; r < g.r(); r++)
+                                for (int t = 0; t < g.s(); t++) {
+                                    long ih = p * g.strideH() - g.padH() + r, iw = q * g.strideW() - g.padW() + t;
+                                    if (ih < 0 || ih >= g.h() || iw < 0 || iw >= g.w()) continue;
+                                    int yi = (int) (((n * g.k() + k) * oh + p) * ow + q), xi = (int) (((n * g.c() + c) * g.h() + ih) * g.w() + iw);
+                                    int wi = (int) (((k * g.c() + c) * g.r() + r) * g.s() + t);
+                                    y[yi] += (double) x[xi] * w[wi];
+                                    ym[yi] += Math.abs((double) x[xi] * w[wi]);
+                                    dx[xi] += (double) dy[yi] * w[wi];
+                                    dxm[xi] += Math.abs((double) dy[yi] * w[wi]);
+                                    dw[wi] += (double) x[xi] * dy[yi];
+                                    dwm[wi] += Math.abs((double) x[xi] * dy[yi]);
+                                }
+    }
+
+    @Test
+    void convolutionWithinTheDerivedBound() {
+        Conv.Geometry[] geos = {new Conv.Geometry(2, 3, 9, 7, 5, 3, 3, 1, 1, 1, 1), new Conv.Geometry(3, 4, 8, 8, 6, 4, 4, 2, 2, 1, 1),
+                new Conv.Geometry(1, 5, 6, 5, 2, 1, 1, 1, 1, 0, 0)};
+        for (boolean vendor : routes())
+            for (Precision p : new Precision[] {Precision.TF32, Precision.BF16})
+                for (Conv.Geometry g : geos) {
+                    float[] x = fill((int) (g.n() * g.c() * g.h() * g.w()), 3), w = fill((int) (g.k() * g.c() * g.r() * g.s()), 4);
+                    int ny = (int) (g.n() * g.k() * g.oh() * g.ow());
+                    float[] dy = fill(ny, 5);
+                    double[] y = new double[ny], ym = new double[ny], dx = new double[x.length], dxm = new double[x.length],
+                            dw = new double[w.length], dwm = new double[w.length];
+                    convReference(g, x, w, dy, y, ym, dx, dxm, dw, dwm);
+                    try (Scope s = Scope.confined()) {
+                        Tensor xd = Tensor.of(s, Device.CUDA, x, g.inShape()), wd = Tensor.of(s, Device.CUDA, w, g.weightShape());
+                        Tensor dyd = Tensor.of(s, Device.CUDA, dy, g.outShape());
+                        Tensor yd = Tensor.zeros(s, Device.CUDA, g.outShape()), dxd = Tensor.zeros(s, Device.CUDA, g.inShape());
+                        Tensor dwd = Tensor.zeros(s, Device.CUDA, g.weightShape());
+                        CudaVendor.force(vendor);
+                        Conv.forward(g, xd, wd, null, yd, p);
+                        Conv.backwardData(g, dyd, wd, null, dxd, p);
+                        Conv.backwardWeight(g, xd, dyd, dwd, null, false, p);
+                        double u = unit(p, vendor);
+                        String what = p.id() + (vendor ? " cuDNN-or-ours" : " ours") + " conv " + g;
+                        double w1 = check(what + " forward", yd.toArray(), y, ym, u, g.c() * g.r() * g.s());
+                        double w2 = check(what + " backward data", dxd.toArray(), dx, dxm, u, g.k() * g.r() * g.s());
+                        double w3 = check(what + " backward weight", dwd.toArray(), dw, dwm, u, g.n() * g.oh() * g.ow());
+                        System.out.printf("%s: largest error / bound fwd %.3f, bwd data %.3f, bwd weight %.3f%n", what, w1, w2, w3);
+                    }
+                }
+    }
+
+    static double check(String what, float[] got, double[] want, double[] mag, double u, long terms) {
+        double worst = 0;
+        for (int i = 0; i < got.length; i++) {
+            double tol = (2 * u + u * u + (terms + 2) * U24) * mag[i] + 1e-30;
+            double err = Math.abs(got[i] - want[i]);
+            worst = Math.max(worst, err / tol);
+            assertTrue(err <= tol, what + " [" + i + "]: got " + got[i] + " want " + want[i] + " tol " + tol);
+        }
+        return worst;
+    }
+
+    // ---- the CPU refuses TF32 ----------------------------------------------------------------------------------------
+
+    @Test
+    void tf32IsRefusedOnTheCpu() {
+        try (Scope s = Scope.confined()) {
+            Tensor a = Tensor.of(s, new float[] {1, 2}, 1, 2), b = Tensor.of(s, new float[] {1, 1}, 2, 1), c = Tensor.zeros(s, 1, 1);
+            var e = assertThrows(IllegalArgumentException.class, () -> Gemm.matmul(a, b, c, 1f, 0f, Precision.TF32));
+            assertTrue(e.getMessage().contains("CUDA-only"), e.getMessage());
+            try (Graph g = Graph.open().precision(Precision.TF32)) {
+                var f = assertThrows(IllegalArgumentException.class, () -> F.matmul(Var.constant(a), Var.constant(b)));
+                assertTrue(f.getMessage().contains("tf32") && f.getMessage().contains("CUDA-only"), f.getMessage());
+            }
+        }
+        assertNotNull(Precision.TF32.unavailableOn(Device.CPU));
+        assertNull(Precision.TF32.unavailableOn(Device.CUDA));
+        assertNull(Precision.BF16.unavailableOn(Device.CUDA));
+        assertEquals(Precision.TF32, Precision.of("tf32"));
+    }
+
+    // ---- a short training run per family: the loss stays near fp32's ---------------------------------------------------
+
+    /**
+     * Loss tolerance after a few steps, relative to fp32's: 8 u of the operand format (TF32 2^-8 = 0.4%, bf16 2^-5 =
+     * 3.1%). Every matmul output carries at most 2u + u^2 relative error per product; the losses here are smooth in
+     * those outputs and a few Adam steps at these learning rates move the weights by less than the loss's own scale, so
+     * a few u is the expected difference and 8 u leaves room without hiding a broken path (a wrong operand, an unrounded
+     * or doubly rounded tensor, a bias gradient from rounded dy all show up far above it, or as NaN).
+     */
+    static double lossTol(Precision p) { return p == Precision.TF32 ? 0x1p-8 : p == Precision.BF16 ? 0x1p-5 : 0; }
+
+    static double[] gptLosses(Precision p, int steps) {
+        GptConfig cfg = new GptConfig(65, 2, 2, 32, 16, false);
+        SplittableRandom r = new SplittableRandom(3);
+        int n = 2 * cfg.context();
+        int[] ids = new int[n], targets = new int[n];
+        for (int i = 0; i < n; i++) { ids[i] = r.nextInt(65); targets[i] = (ids[i] + 1) % 65; }   /* learnable: next = id + 1 */
+        double[] losses = new double[steps];
+        try (Arena a = Arena.ofConfined(); Scope model = Scope.shared()) {
+            MemorySegment hi = a.allocateFrom(JAVA_INT, ids), ht = a.allocateFrom(JAVA_INT, targets);
+            Gpt gpt = new Gpt(model, cfg, 5);
+            gpt.to(model, Device.CUDA);
+            Map<String, Var> named = gpt.namedParameters();
+            AdamW opt = new AdamW(model, named, 0.9f, 0.95f, 1e-8f, 0.0f);
+            for (int i = 0; i < steps; i++)
+                try (Graph g = Graph.open().precision(p)) {
+                    Var l = gpt.loss(hi, ht, 2, cfg.context());
+                    losses[i] = F.item(l);
+                    g.backward(l);
+                    opt.update(3e-3f, 1.0);
+                }
+        }
+        return losses;
+    }
+
+    @Test
+    void gptTrainsAtEveryPrecision() {
+        int steps = 5;
+        double[] fp32 = gptLosses(Precision.FP32, steps);
+        assertTrue(fp32[steps - 1] < fp32[0], "fp32 loss falls: " + java.util.Arrays.toString(fp32));
+        for (Precision p : new Precision[] {Precision.TF32, Precision.BF16}) {
+            double[] l = gptLosses(p, steps);
+            System.out.printf("GPT on CUDA, %s: losses %s (fp32 %s)%n", p.id(), java.util.Arrays.toString(l), java.util.Arrays.toString(fp32));
+            assertNotEquals(fp32[0], l[0], p.id() + " must round something: its first loss equals fp32's bit for bit");
+            for (int i = 0; i < steps; i++)
+                assertEquals(fp32[i], l[i], lossTol(p) * Math.abs(fp32[i]), p.id() + " GPT loss at step " + (i + 1));
+            assertTrue(l[steps - 1] < l[0], p.id() + " loss falls");
+        }
+    }
+
+    static ImageData images(int n, long seed) {
+        byte[] px = new byte[n * 28 * 28];
+        SplittableRandom r = new SplittableRandom(seed);
+        for (int i = 0; i < px.length; i++) px[i] = (byte) (r.nextInt(4) == 0 ? 0 : r.nextInt(256));
+        return new ImageData(n, 28, 28, px, null, "random");
+    }
+
+    static double[] vaeLosses(Precision p, ImageData data, int steps) {
+        try (Scope s = Scope.shared()) {
+            var cfg = new VaeTrainer.Config("unused", Path.of("unused"), 4, 1.0, 1, 2, 1e-3f, VaeTrainer.Likelihood.BERNOULLI, 0.1, 3, 0, 1, 0,
+                    1234, 0, 0, 1, true);
+            VaeTrainer t = new VaeTrainer(cfg, s, Device.CUDA).precision(p);
+            double[] out = new double[steps];
+            for (int i = 0; i < steps; i++) out[i] = t.trainStep(data, new int[] {0, 1}, 0, 2);
+            return out;
+        }
+    }
+
+    @Test
+    void vaeTrainsAtEveryPrecision() {
+        ImageData data = images(2, 7);
+        double[] fp32 = vaeLosses(Precision.FP32, data, 3);
+        for (Precision p : new Precision[] {Precision.TF32, Precision.BF16}) {
+            double[] l = vaeLosses(p, data, 3);
+            System.out.printf("VAE on CUDA, %s: losses %s (fp32 %s)%n", p.id(), java.util.Arrays.toString(l), java.util.Arrays.toString(fp32));
+            for (int i = 0; i < l.length; i++)
+                assertEquals(fp32[i], l[i], lossTol(p) * Math.abs(fp32[i]), p.id() + " VAE loss at step " + (i + 1));
+        }
+    }
+
+    static double[][] dcganSteps(Precision p, ImageData data) {
+        GanTrainer.Config c = CudaGanTest.config(Path.of("unused"), GanTrainer.Loss.GAN);
+        GanTrainer t = new GanTrainer(c, Device.CUDA).precision(p);
+        int[] perm = {0, 1, 2, 3, 4, 5};
+        return new double[][] {t.step(data, perm, 0, 1), t.step(data, perm, 3, 2)};
+    }
+
+    @Test
+    void dcganTrainsAtEveryPrecision() {
+        ImageData data = CudaGanTest.images(6, 4);
+        double[][] fp32 = dcganSteps(Precision.FP32, data);
+        for (Precision p : new Precision[] {Precision.TF32, Precision.BF16}) {
+            double[][] l = dcganSteps(p, data);
+            for (int s = 0; s < l.length; s++) {
+                System.out.printf("DCGAN on CUDA, %s, step %d: D loss %.6f G loss %.6f (fp32 %.6f %.6f)%n", p.id(), s + 1, l[s][0], l[s][1],
+                        fp32[s][0], fp32[s][1]);
+                for (int j = 0; j < 2; j++)
+                    assertEquals(fp32[s][j], l[s][j], lossTol(p) * Math.abs(fp32[s][j]), p.id() + " DCGAN loss " + j + " at step " + (s + 1));
+            }
+        }
+        var e = assertThrows(IllegalArgumentException.class,
+                () -> new GanTrainer(CudaGanTest.config(Path.of("unused"), GanTrainer.Loss.GAN), Device.CPU).precision(Precision.TF32));
+        assertTrue(e.getMessage().contains("CUDA-only"), e.getMessage());
+    }
+}
