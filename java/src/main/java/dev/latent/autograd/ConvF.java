@@ -35,7 +35,7 @@ public final class ConvF {
         return new Conv.Geometry(x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), strideH, strideW, padH, padW);
     }
 
-    /** The current graph's operand precision for a convolution on t (BF16: lt_conv2d_*_bf16; CUDA refused, as in F). */
+    /** The current graph's operand precision for a convolution on t (CPU BF16: lt_conv2d_*_bf16; CUDA: TF32 / BF16 too; as in F). */
     private static Precision convPrecision(Tensor t) { return gemmPrecision(t, "conv2d"); }
 
     /** 2-D convolution (cross-correlation) of x (N, C, H, W) with w (K, C, R, S), optional bias (K): PyTorch's conv2d. */

@@ -125,8 +125,9 @@ public final class GanTrainer {
     /**
      * Operand precision of the training steps' convolutions and matmuls (issue 15): BF16 runs them through
      * lt_conv2d_*_bf16 and lt_gemm_bf16 (operands rounded to bf16, fp32 sums); BatchNorm, the losses, reductions, the
-     * master weights and Adam's state stay fp32, and sampling and evaluation graphs stay fp32. CPU with AVX512_BF16
-     * only: elsewhere an exception naming why, before any step. Not recorded in the checkpoint: a resumed run takes
+     * master weights and Adam's state stay fp32, and sampling and evaluation graphs stay fp32. On the CPU BF16 needs
+     * AVX512_BF16 (else an exception naming why, before any step); on CUDA (issue 18) TF32 and BF16 both run
+     * (docs/cuda.md "Mixed precision"), and TF32 is refused off CUDA. Not recorded in the checkpoint: a resumed run takes
      * the precision it is given.
      */
     public GanTrainer precision(dev.latent.tensor.Precision p) {
