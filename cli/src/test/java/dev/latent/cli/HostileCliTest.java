@@ -235,7 +235,7 @@ class HostileCliTest {
         add(2, "Invalid value for option '--tokenizer': expected one of [char, bpe] but was ''", gpt("--tokenizer", ""));
         add(2, "Invalid value for option '--device': expected one of [cpu, cuda] but was 'tpu'", gpt("--device", "tpu"));
         add(2, "Invalid value for option '--device': expected one of [cpu, cuda] but was 'CUDA'", gpt("--device", "CUDA"));
-        add(2, "Invalid value for option '--precision': expected one of [fp32, bf16] but was 'BF16'", gpt("--precision", "BF16"));
+        add(2, "Invalid value for option '--precision': expected one of [fp32, tf32, bf16] but was 'BF16'", gpt("--precision", "BF16"));
         // sizes checked against memory before allocating: a one-line error, not an OutOfMemoryError
         add(1, "needs", gpt("--dim", "1048576", "--heads", "1", "--overwrite"));
         add(1, "needs", gpt("--layers", "1000000", "--dim", "4096", "--heads", "4", "--overwrite"));
@@ -329,12 +329,16 @@ class HostileCliTest {
         add(1, "--lambda", "train", "wgan-gp", "--data", missing, "--out", R(), "--lambda", "NaN");
         add(2, "Invalid value for option '--critic-norm': expected one of [none, layer] but was 'batch'", "train", "wgan-gp", "--data", missing, "--out", R(), "--critic-norm", "batch");
         // issue 15: --precision on every train command; bf16 refused, before any file is read, where training has no bf16 path
-        add(2, "Invalid value for option '--precision': expected one of [fp32, bf16] but was 'fp16'", "train", "gpt", "--data", text.toString(), "--out", R(), "--precision", "fp16");
+        add(2, "Invalid value for option '--precision': expected one of [fp32, tf32, bf16] but was 'fp16'", "train", "gpt", "--data", text.toString(), "--out", R(), "--precision", "fp16");
         for (String model : new String[] {"realnvp", "glow", "classifier"})
             add(1, "bf16 is not checked for", "train", model, "--data", missing, "--out", R(), "--precision", "bf16");
         add(1, "not checked through its gradient penalty", "train", "wgan-gp", "--data", missing, "--out", R(), "--precision", "bf16");
         add(1, "trainer takes no precision yet", "train", "toy-gan", "--precision", "bf16");
         add(1, "trainer takes no precision yet", "train", "flow-toy", "--out", R(), "--precision", "bf16");
+        // issue 18: tf32 is CUDA-only (refused on the CPU before any file is read), and refused where bf16 is
+        add(1, "tf32 precision is CUDA-only", "train", "gpt", "--data", text.toString(), "--out", R(), "--precision", "tf32", "--device", "cpu");
+        add(1, "not checked through its gradient penalty", "train", "wgan-gp", "--data", missing, "--out", R(), "--precision", "tf32");
+        add(1, "cannot run it", "train", "realnvp", "--data", missing, "--out", R(), "--precision", "tf32");
         add(1, "--n must be >= 1", "sample", "dcgan", "--checkpoint", R(), "--out", png, "--n", "0");
         add(1, "over the limit", "sample", "dcgan", "--checkpoint", R(), "--out", png, "--n", "1000000000");
         add(1, "not a Latent", "sample", "dcgan", "--checkpoint", R(), "--out", png);
