@@ -348,4 +348,26 @@ class CudaPrecisionTest extends AtRefIsaOnDevice {
                 () -> new GanTrainer(CudaGanTest.config(Path.of("unused"), GanTrainer.Loss.GAN), Device.CPU).precision(Precision.TF32));
         assertTrue(e.getMessage().contains("CUDA-only"), e.getMessage());
     }
+
+    /** train gpt on CUDA at tf32 and bf16: the checkpoint records the precision (args.precision), which a resume reads back. */
+    @Test
+    void gptCheckpointRecordsThePrecision(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        String text = "Call me Ishmael. Some years ago, never mind how long precisely, having little money.\n".repeat(20);
+        var tok = dev.latent.text.CharTokenizer.train(text);
+        var data = new dev.latent.data.TextData(tok.encode(text));
+        GptConfig cfg = new GptConfig(tok.vocabSize(), 1, 2, 16, 16, false);
+        for (Precision p : new Precision[] {Precision.TF32, Precision.BF16}) {
+            Path out = dir.resolve(p.id());
+            var o = new dev.latent.models.gpt.GptTrainer.Options(2, 2, 3e-3, 3e-4, 1, 0.1, 1.0, 2, 1, 1234, 1, 2, 7).withPrecision(p);
+            try (Scope s = Scope.shared()) {
+                dev.latent.models.gpt.GptTrainer.train(new Gpt(s, cfg, 7), tok, data, o, out, false, s, 2, Device.CUDA,
+                        new dev.latent.train.TrainingListener() {});
+            }
+            try (Scope s = Scope.shared()) {
+                var l = dev.latent.models.gpt.GptCheckpoint.load(out, s);
+                assertEquals(p.id(), String.valueOf(l.args().get("precision")), "args.precision");
+                assertEquals(p, l.precision());
+            }
+        }
+    }
 }
