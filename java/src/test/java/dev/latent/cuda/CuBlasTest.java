@@ -306,13 +306,31 @@ class CuBlasTest {
     }
 
     @Test
-    void vendorOffRefusesBf16AndLeavesCublasAlone() {
-        CudaVendor.force(false);
+    void vendorOffRunsBf16OnOurKernelAndLeavesCublasAlone() {
+        // issue 18: bf16 no longer needs cuBLAS: with the vendor off, ltk_gemm_bf16 serves it (no stand-in call), on the
+        // same bf16 operands (converted on the device, to nearest even), so it agrees with cuBLAS's bf16 GEMM to the fp32
+        // summation error: 2 (k + 2) u sum |a b| (the stand-in sums in double, ours in fp32)
         try (Scope s = Scope.confined()) {
-            Tensor a = operand(s, 1, false, 4, 4), b = operand(s, 2, false, 4, 4), c = Tensor.zeros(s, Device.CUDA, 4, 4);
-            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Gemm.matmul(a, b, c, 1f, 0f, Precision.BF16));
-            assertTrue(e.getMessage().contains("LATENT_CUDA_VENDOR=0"), e.getMessage());
+            int k = 37;
+            Tensor a = operand(s, 1, false, 5, k), b = operand(s, 2, true, k, 6);
+            Tensor cOurs = Tensor.zeros(s, Device.CUDA, 5, 6), cVendor = Tensor.zeros(s, Device.CUDA, 5, 6);
+            CudaVendor.force(false);
+            long[] before = emuCounters();
+            Gemm.matmul(a, b, cOurs, 1f, 0f, Precision.BF16);
+            long[] after = emuCounters();
+            if (before != null)
+                assertArrayEquals(Arrays.copyOfRange(before, EMU_GEMM_EX, EMU_GEMM_STRIDED_BATCHED_EX + 1),
+                        Arrays.copyOfRange(after, EMU_GEMM_EX, EMU_GEMM_STRIDED_BATCHED_EX + 1), "LATENT_CUDA_VENDOR=0: no cuBLAS call");
             assertTrue(CudaVendor.describe().get(0).contains("our kernels (LATENT_CUDA_VENDOR=0)"), CudaVendor.describe().toString());
+            CudaVendor.force(true);
+            Gemm.matmul(a, b, cVendor, 1f, 0f, Precision.BF16);
+            float[] av = a.contiguous().toArray(), bv = b.contiguous().toArray(), go = cOurs.toArray(), gv = cVendor.toArray();
+            for (int i = 0; i < 5; i++)
+                for (int j = 0; j < 6; j++) {
+                    double mag = 0;
+                    for (int p = 0; p < k; p++) mag += Math.abs((double) av[i * k + p] * bv[p * 6 + j]) * 1.01;   /* bf16 operands: within 1% */
+                    assertEquals(gv[i * 6 + j], go[i * 6 + j], 2 * (k + 2) * U * mag + 1e-30, "bf16 ours vs cuBLAS [" + i + "," + j + "]");
+                }
         }
     }
 
