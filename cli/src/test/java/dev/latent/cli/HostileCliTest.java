@@ -336,7 +336,7 @@ class HostileCliTest {
         add(1, "trainer takes no precision yet", "train", "toy-gan", "--precision", "bf16");
         add(1, "trainer takes no precision yet", "train", "flow-toy", "--out", R(), "--precision", "bf16");
         // issue 18: tf32 is CUDA-only (refused on the CPU before any file is read), and refused where bf16 is
-        add(1, "tf32 precision is CUDA-only", "train", "gpt", "--data", text.toString(), "--out", R(), "--precision", "tf32", "--device", "cpu");
+        add(1, "tf32 precision is CUDA-only", "train", "gpt", "--data", text.toString(), "--out", root.resolve("tf32-new").toString(), "--precision", "tf32", "--device", "cpu");
         add(1, "not checked through its gradient penalty", "train", "wgan-gp", "--data", missing, "--out", R(), "--precision", "tf32");
         add(1, "cannot run it", "train", "realnvp", "--data", missing, "--out", R(), "--precision", "tf32");
         add(1, "--n must be >= 1", "sample", "dcgan", "--checkpoint", R(), "--out", png, "--n", "0");
