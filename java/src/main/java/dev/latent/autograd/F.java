@@ -547,16 +547,15 @@ public final class F {
         Tensor xv = dense(x);
         long n = xv.numel();
         if (xv.device() != Device.CPU) {
-            /* No kernel: an explicit copy to the host, the CPU's double formula, and a copy back (both directions of the
-             * backward alike). Meant for small tensors (Glow's per-channel log-scales); same bits as the CPU. */
+            /* kernels/pointwise: the same double formula on the device, rounded once (no host copy, no synchronisation) */
             Device dev = xv.device();
-            float[] xs = xv.toArray(), ys = new float[xs.length];
-            for (int i = 0; i < xs.length; i++) ys[i] = (float) f.applyAsDouble(xs[i]);
-            return rec(Tensor.of(g().scope, dev, ys, xv.shape()), name, of(x), gr -> {
+            Tensor y = g().empty(dev, xv.shape());
+            Kernels.pointwise(name, xv, y);
+            return rec(y, name, of(x), gr -> {
                 firstOrderOnly(name);
-                float[] gs = dense(gr).toArray(), ds = new float[xs.length];
-                for (int i = 0; i < xs.length; i++) ds[i] = (float) (gs[i] * df.applyAsDouble(xs[i]));
-                return of(Var.constant(Tensor.of(g().scope, dev, ds, xv.shape())));
+                Tensor d = g().empty(dev, xv.shape());
+                Kernels.pointwiseBackward(name, xv, dense(gr), d);
+                return of(Var.constant(d));
             });
         }
         Tensor y = g().empty(xv.shape());

@@ -83,6 +83,52 @@ public final class CudaKernels {
         return s;
     }
 
+    // ---- pointwise.cu: F's small pointwise ops in double, rounded once (as F's CPU loops) ----
+
+    /** The kernel's kind of F's pointwise op {@code op} (sqrt, rsqrt, square, exp, log). */
+    static int pointwiseKind(String op) {
+        return switch (op) {
+            case "sqrt" -> Ltk.POINTWISE_SQRT;
+            case "rsqrt" -> Ltk.POINTWISE_RSQRT;
+            case "square" -> Ltk.POINTWISE_SQUARE;
+            case "exp" -> Ltk.POINTWISE_EXP;
+            case "log" -> Ltk.POINTWISE_LOG;
+            default -> throw new IllegalArgumentException("pointwise: no CUDA kernel for " + op + " (sqrt, rsqrt, square, exp, log)");
+        };
+    }
+
+    /** y = (float) f((double) x) over n floats, f named by {@code op}. */
+    public static void pointwise(Cuda cu, String op, long n, DeviceBuffer x, DeviceBuffer y) {
+        int kind = pointwiseKind(op);
+        floats(op, n, "x", x, "y", y);
+        if (n == 0) return;
+        Ltk.ltk_pointwise_fwd(cu, dim(strideBlocks(n)), dim(256), 0, kind, n, x, y);
+    }
+
+    /** dx = (float) (dy * f'(x)) in double over n floats (dx may alias dy). */
+    public static void pointwiseBackward(Cuda cu, String op, long n, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dx) {
+        int kind = pointwiseKind(op);
+        floats(op + " backward", n, "x", x, "dy", dy, "dx", dx);
+        if (n == 0) return;
+        Ltk.ltk_pointwise_bwd(cu, dim(strideBlocks(n)), dim(256), 0, kind, n, x, dy, dx);
+    }
+
+    /** m (c, c) = diag(v). */
+    public static void diag(Cuda cu, long c, DeviceBuffer v, DeviceBuffer m) {
+        floats("diag", c, "v", v);
+        floats("diag", Math.multiplyExact(c, c), "m", m);
+        if (c == 0) return;
+        Ltk.ltk_diag_fwd(cu, dim(strideBlocks(c * c)), dim(256), 0, c, v, m);
+    }
+
+    /** d[i] = g[i, i] of a (c, c) g. */
+    public static void diagBackward(Cuda cu, long c, DeviceBuffer g, DeviceBuffer d) {
+        floats("diag backward", Math.multiplyExact(c, c), "g", g);
+        floats("diag backward", c, "d", d);
+        if (c == 0) return;
+        Ltk.ltk_diag_bwd(cu, dim(strideBlocks(c)), dim(256), 0, c, g, d);
+    }
+
     // ---- elementwise.cu ----
 
     /** y = a x + b y over n floats (b == 0: y write-only). */

@@ -63,6 +63,16 @@ final class Ltk {
     static final int GEMM_BIG_MIN_BLOCKS = 128;
     /** LN_CHUNK of kernels/layernorm/layernorm.cu. */
     static final int LN_CHUNK = 256;
+    /** POINTWISE_SQRT of kernels/pointwise/pointwise.cu. */
+    static final int POINTWISE_SQRT = 0;
+    /** POINTWISE_RSQRT of kernels/pointwise/pointwise.cu. */
+    static final int POINTWISE_RSQRT = 1;
+    /** POINTWISE_SQUARE of kernels/pointwise/pointwise.cu. */
+    static final int POINTWISE_SQUARE = 2;
+    /** POINTWISE_EXP of kernels/pointwise/pointwise.cu. */
+    static final int POINTWISE_EXP = 3;
+    /** POINTWISE_LOG of kernels/pointwise/pointwise.cu. */
+    static final int POINTWISE_LOG = 4;
     /** RP_CHUNK of kernels/reparam/reparam.cu. */
     static final int RP_CHUNK = 4096;
     /** RP_THREADS of kernels/reparam/reparam.cu. */
@@ -330,6 +340,26 @@ final class Ltk {
     /** ltk_layernorm_bwd_dwdb_sum (kernels/layernorm/layernorm.cu). */
     static void ltk_layernorm_bwd_dwdb_sum(Cuda cu, int[] grid, int[] block, int sharedBytes, long chunks, long c, DeviceBuffer part, DeviceBuffer dw, DeviceBuffer db) {
         cu.launch("ltk_layernorm_bwd_dwdb_sum", grid, block, sharedBytes, chunks, c, part, dw, db);
+    }
+
+    /** ltk_pointwise_fwd (kernels/pointwise/pointwise.cu). */
+    static void ltk_pointwise_fwd(Cuda cu, int[] grid, int[] block, int sharedBytes, int kind, long n, DeviceBuffer x, DeviceBuffer y) {
+        cu.launch("ltk_pointwise_fwd", grid, block, sharedBytes, kind, n, x, y);
+    }
+
+    /** ltk_pointwise_bwd (kernels/pointwise/pointwise.cu). */
+    static void ltk_pointwise_bwd(Cuda cu, int[] grid, int[] block, int sharedBytes, int kind, long n, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dx) {
+        cu.launch("ltk_pointwise_bwd", grid, block, sharedBytes, kind, n, x, dy, dx);
+    }
+
+    /** ltk_diag_fwd (kernels/pointwise/pointwise.cu). */
+    static void ltk_diag_fwd(Cuda cu, int[] grid, int[] block, int sharedBytes, long c, DeviceBuffer v, DeviceBuffer m) {
+        cu.launch("ltk_diag_fwd", grid, block, sharedBytes, c, v, m);
+    }
+
+    /** ltk_diag_bwd (kernels/pointwise/pointwise.cu). */
+    static void ltk_diag_bwd(Cuda cu, int[] grid, int[] block, int sharedBytes, long c, DeviceBuffer g, DeviceBuffer d) {
+        cu.launch("ltk_diag_bwd", grid, block, sharedBytes, c, g, d);
     }
 
     /** ltk_reparam_fwd (kernels/reparam/reparam.cu). */

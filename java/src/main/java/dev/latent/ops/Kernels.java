@@ -158,6 +158,36 @@ public final class Kernels {
         be.addRows(x.numel() / Math.max(c, 1), c, p, x, rows, y);
     }
 
+    /** y = (float) f((double) x) elementwise, f named by {@code op}: sqrt, rsqrt, square, exp, log (autograd's F.pointwise). */
+    public static void pointwise(String op, Tensor x, Tensor y) {
+        Backend be = Backend.on(op, x, y);
+        numel(op, x.numel(), y);
+        be.pointwise(op, x.numel(), x, y);
+    }
+
+    /** dx = (float) (dy * f'(x)) in double elementwise (dx may alias dy). */
+    public static void pointwiseBackward(String op, Tensor x, Tensor dy, Tensor dx) {
+        Backend be = Backend.on(op + " backward", x, dy, dx);
+        numel(op + " backward", x.numel(), dy, dx);
+        be.pointwiseBackward(op, x.numel(), x, dy, dx);
+    }
+
+    /** m (C, C) = diag(v), v (C). */
+    public static void diag(Tensor v, Tensor m) {
+        Backend be = Backend.on("diag", v, m);
+        long c = v.numel();
+        numel("diag", Math.multiplyExact(c, c), m);
+        be.diag(c, v, m);
+    }
+
+    /** d[i] = g[i, i]: diag's adjoint. */
+    public static void diagBackward(Tensor g, Tensor d) {
+        Backend be = Backend.on("diag backward", g, d);
+        long c = d.numel();
+        numel("diag backward", Math.multiplyExact(c, c), g);
+        be.diagBackward(c, g, d);
+    }
+
     /** out[i % P, :] += x[i, :] (the adjoint of addRows), deterministic. */
     public static void sumRows(Tensor x, Tensor out) {
         Backend be = Backend.on("sumRows", x, out);

@@ -11,6 +11,7 @@ import dev.latent.nn.Init;
 import dev.latent.optim.AdamW;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
+import dev.latent.ops.Kernels;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
 import dev.latent.train.StepScalars;
@@ -105,6 +106,8 @@ public final class GanTrainer {
     private final AdamW optG, optD;
     private final Scope params = Scope.shared();
     private StepScalars stepValues;   /* CUDA: a DCGAN iteration's losses and logits, read back when asked */
+    private Tensor wganKept;           /* CUDA, WGAN-GP: {lossD, lossG, W estimate, penalty} of the last iteration, on the device */
+    private StepScalars wganValues;
     /** Where the nets train; samples and checkpoints are copied to the host as they are written. */
     public final Device device;
     private TrainingListener listener = TrainingListener.LOG;
@@ -296,7 +299,9 @@ public final class GanTrainer {
                             int pos = position(s * cfg.nCritic + j);
                             r = criticStep(train, perm, pos, (long) it * cfg.nCritic + j);
                         }
-                        r[1] = generatorStep(it);
+                        double lossG = generatorStep(it);
+                        if (r == null) r = wganStepValues().values();   /* CUDA: the iteration's values in one copy */
+                        else r[1] = lossG;
                     }
                     timed[0] += System.nanoTime() - t0;
                     timed[1]++;
@@ -361,10 +366,7 @@ public final class GanTrainer {
     /** One training iteration on data[perm[pos ..]] (benchmarks): a GAN step, or n_critic critic steps and a G step. */
     public double[] step(ImageData data, int[] perm, int pos, long it) {
         if (cfg.loss == Loss.GAN) return ganStep(data, perm, pos, it);
-        double[] r = null;
-        for (int j = 0; j < cfg.nCritic; j++) r = criticStep(data, perm, pos, it * cfg.nCritic + j);
-        r[1] = generatorStep(it);
-        return r;
+        return wganStepDeferred(data, perm, pos, it).values();
     }
 
     /** One D step then one G step (non-saturating) on the same G(z); returns {lossD, lossG, D(x), D(G(z))}. */
@@ -380,14 +382,20 @@ public final class GanTrainer {
         private final double[] known;
         private final StepScalars.Values terms;
 
-        StepValues(double[] known, StepScalars.Values terms) {
+        private final boolean scalars;   /* WGAN-GP: four scalars; DCGAN: two scalars and two batches of logits */
+
+        StepValues(double[] known, StepScalars.Values terms) { this(known, terms, false); }
+
+        StepValues(double[] known, StepScalars.Values terms, boolean scalars) {
             this.known = known;
             this.terms = terms;
+            this.scalars = scalars;
         }
 
-        /** {lossD, lossG, D(x), D(G(z))}. */
+        /** DCGAN: {lossD, lossG, D(x), D(G(z))}; WGAN-GP: {lossD, lossG, W estimate E[D(real)] - E[D(fake)], penalty}. */
         public double[] values() {
             if (known != null) return known.clone();
+            if (scalars) return new double[] {terms.get(0), terms.get(1), terms.get(2), terms.get(3)};
             return new double[] {terms.get(0), terms.get(1), meanSigmoid(terms.floats(2)), meanSigmoid(terms.floats(3))};
         }
 
@@ -395,10 +403,35 @@ public final class GanTrainer {
         public boolean onDevice() { return terms != null && terms.onDevice(); }
     }
 
-    /** {@link #step} of a DCGAN (loss gan) without reading its values: on CUDA no host synchronisation. */
+    /**
+     * {@link #step} without reading its values: on CUDA no host synchronisation (a DCGAN iteration's {lossD, lossG, D(x),
+     * D(G(z))}, or WGAN-GP's n_critic critic steps and generator step with {lossD, lossG, W estimate, penalty} of the
+     * last critic step and the generator step, stay on the device until {@link StepValues#values()} reads them).
+     */
     public StepValues stepDeferred(ImageData data, int[] perm, int pos, long it) {
-        if (cfg.loss != Loss.GAN) throw new IllegalStateException("stepDeferred: for loss gan only (this trainer runs " + cfg.loss + ")");
-        return ganStepDeferred(data, perm, pos, it);
+        return cfg.loss == Loss.GAN ? ganStepDeferred(data, perm, pos, it) : wganStepDeferred(data, perm, pos, it);
+    }
+
+    private StepValues wganStepDeferred(ImageData data, int[] perm, int pos, long it) {
+        double[] r = null;
+        for (int j = 0; j < cfg.nCritic; j++) r = criticStep(data, perm, pos, it * cfg.nCritic + j);
+        double lossG = generatorStep(it);
+        if (r == null) return wganStepValues();
+        r[1] = lossG;
+        return new StepValues(r, null);
+    }
+
+    /** CUDA, WGAN-GP: the kept {lossD, lossG, W, penalty} as one capture (device-to-device copies; read in one copy). */
+    private StepValues wganStepValues() {
+        if (wganValues == null) wganValues = new StepScalars(params, device, 4);
+        return new StepValues(null, wganValues.capture(wganKept.slice(0, 0, 1), wganKept.slice(0, 1, 2), wganKept.slice(0, 2, 3),
+                wganKept.slice(0, 3, 4)), true);
+    }
+
+    /** CUDA, WGAN-GP: slot i of the kept values = the one-element device tensor v (a device-to-device copy). */
+    private void keep(int i, Tensor v) {
+        if (wganKept == null) wganKept = Tensor.zeros(params, device, 4);
+        Kernels.copy(v.reshape(1), wganKept.slice(0, i, i + 1));
     }
 
     private StepValues ganStepDeferred(ImageData data, int[] perm, int pos, long it) {
@@ -435,17 +468,29 @@ public final class GanTrainer {
         return acc / s.length;
     }
 
-    /** One WGAN-GP critic step; returns {lossD, 0, W estimate E[D(real)] - E[D(fake)], penalty}. */
+    /**
+     * One WGAN-GP critic step; returns {lossD, 0, W estimate E[D(real)] - E[D(fake)], penalty}. On CUDA it returns null
+     * and keeps those values on the device (slots 0, 2, 3 of {@link #wganKept}: no host synchronisation; the W estimate
+     * is then the float difference of the two means, where the CPU subtracts their doubles).
+     */
     double[] criticStep(ImageData data, int[] perm, int pos, long step) {
         try (Graph gr = Graph.open()) {
             Tensor realT = realBatch(gr.scope(), data, perm, pos);
             Var real = Var.constant(realT);
             Var fake = F.detach(g.forward(Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + step, cfg.batch, cfg.nz)))));
             Var dReal = F.mean(d.forward(real)), dFake = F.mean(d.forward(fake));
-            Var penalty = F.scale(gradientPenalty(gr, realT, fake.value(), step), cfg.lambda);
+            Var gp = gradientPenalty(gr, realT, fake.value(), step);
+            Var penalty = F.scale(gp, cfg.lambda);
             Var loss = F.add(F.sub(dFake, dReal), penalty);
             gr.backward(loss);
             optD.update(cfg.lr, 0);
+            if (device != Device.CPU) {
+                keep(0, loss.value());
+                keep(2, dReal.value());
+                Kernels.axpby(-1f, dFake.value().reshape(1), 1f, wganKept.slice(0, 2, 3));   // E[D(real)] - E[D(fake)]
+                keep(3, gp.value());
+                return null;
+            }
             return new double[] {F.item(loss), 0, F.item(dReal) - F.item(dFake), F.item(penalty) / cfg.lambda};
         }
     }
@@ -495,7 +540,7 @@ public final class GanTrainer {
         return F.mean(F.mul(dev, dev));
     }
 
-    /** One WGAN generator step: loss -E[D(G(z))]. */
+    /** One WGAN generator step: loss -E[D(G(z))] (on CUDA NaN: the loss is kept on the device, see {@link #criticStep}). */
     double generatorStep(long it) {
         try (Graph gr = Graph.open()) {
             Var fake = g.forward(Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + (1L << 39) + it, cfg.batch, cfg.nz))));
@@ -503,6 +548,10 @@ public final class GanTrainer {
             gr.freeze(d.parameters());
             gr.backward(loss);
             optG.update(cfg.lr, 0);
+            if (device != Device.CPU) {   /* kept on the device (slot 1) until the iteration's values are read */
+                keep(1, loss.value());
+                return Double.NaN;
+            }
             return F.item(loss);
         }
     }
