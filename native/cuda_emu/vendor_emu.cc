@@ -63,6 +63,15 @@ int fail(int status, std::string msg) {
 
 bool valid(const Handle *h) { return h != nullptr && h->magic == HANDLE_MAGIC; }
 
+/* A stand-in's computation on its handle's stream (lt_driver_emu::submit: run now, or recorded while the stream
+ * captures); a driver error (work on the legacy stream during a capture) becomes `status` with the driver's reason. */
+int enqueued(const char *fn, const void *stream, lt_driver_emu::Work work, int status) {
+    int rc = lt_driver_emu::submit(stream, std::move(work));
+    if (rc == 0) return 0;
+    return fail(status, std::string(fn) + ": the stream is being captured and this work cannot join the capture (CUresult " +
+                            std::to_string(rc) + ")");
+}
+
 /* TF32: keep 10 mantissa bits, round to nearest, ties away from zero (cvt.rna.tf32.f32); inf / NaN unchanged. */
 float to_tf32(float x) {
     uint32_t u;
@@ -125,6 +134,9 @@ int gemm(const char *fn, Handle *h, int transa, int transb, int64_t m, int64_t n
     if (h->workspace != 0 && !lt_driver_emu::inside((uintptr_t)h->workspace, h->workspace_bytes))
         return fail(ST_EXECUTION_FAILED, std::string(fn) + ": the workspace set by cublasSetWorkspace was freed");
     const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
+    /* enqueued on the handle's stream: run now, or recorded while that stream captures (alpha and beta read now, as
+     * cuBLAS reads host-pointer scalars at the call) */
+    return enqueued(fn, h->stream, [=] {
     auto rnd = [compute](float x) {
         return compute == COMPUTE_32F_FAST_TF32 ? to_tf32(x) : compute == COMPUTE_32F_FAST_16BF ? to_bf16(x) : x;
     };
@@ -144,7 +156,8 @@ int gemm(const char *fn, Handle *h, int transa, int transb, int64_t m, int64_t n
                 out = (float)(be == 0.0f ? (double)al * s : (double)al * s + (double)be * (double)out);
             }
     }
-    return ST_SUCCESS;
+    return 0;
+    }, ST_EXECUTION_FAILED);
 }
 
 Handle *as_handle(void *h) { return static_cast<Handle *>(h); }
@@ -465,12 +478,16 @@ API int cudnnConvolutionForward(void *h, const void *alpha, void *xd, const void
     if ((rc = workspace_check(fn, ws, ws_bytes))) return rc;
     if (!dense_inside(xp, numel(x)) || !dense_inside(wp, numel(w)) || !dense_inside(yp, numel(y)))
         return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": an operand is not inside one device allocation");
-    std::vector<double> acc((size_t)numel(y), 0.0);
-    const float *xs = static_cast<const float *>(xp), *wsrc = static_cast<const float *>(wp);
-    conv_terms(x, w, c, y, [&](int64_t yi, int64_t xi, int64_t wi) { acc[yi] += (double)xs[xi] * wsrc[wi]; });
-    blend(static_cast<float *>(yp), acc.data(), numel(y), *static_cast<const float *>(alpha), *static_cast<const float *>(beta));
+    const TensorDesc xd_ = *x, yd_ = *y; const FilterDesc wd_ = *w; const ConvDesc cd_ = *c;
+    const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
     lt_driver_emu::count(lt_driver_emu::CNT_CUDNN_CONV_FWD);
-    return DNN_SUCCESS;
+    return enqueued(fn, static_cast<DnnHandle *>(h)->stream, [=] {
+        std::vector<double> acc((size_t)numel(&yd_), 0.0);
+        const float *xs = static_cast<const float *>(xp), *wsrc = static_cast<const float *>(wp);
+        conv_terms(&xd_, &wd_, &cd_, &yd_, [&](int64_t yi, int64_t xi, int64_t wi) { acc[yi] += (double)xs[xi] * wsrc[wi]; });
+        blend(static_cast<float *>(yp), acc.data(), numel(&yd_), al, be);
+        return 0;
+    }, DNN_EXECUTION_FAILED);
 }
 
 API int cudnnConvolutionBackwardData(void *h, const void *alpha, void *wd, const void *wp, void *dyd, const void *dyp, void *cd, int algo,
@@ -483,12 +500,16 @@ API int cudnnConvolutionBackwardData(void *h, const void *alpha, void *wd, const
     if ((rc = workspace_check(fn, ws, ws_bytes))) return rc;
     if (!dense_inside(dxp, numel(x)) || !dense_inside(wp, numel(w)) || !dense_inside(dyp, numel(y)))
         return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": an operand is not inside one device allocation");
-    std::vector<double> acc((size_t)numel(x), 0.0);
-    const float *dy = static_cast<const float *>(dyp), *wsrc = static_cast<const float *>(wp);
-    conv_terms(x, w, c, y, [&](int64_t yi, int64_t xi, int64_t wi) { acc[xi] += (double)dy[yi] * wsrc[wi]; });
-    blend(static_cast<float *>(dxp), acc.data(), numel(x), *static_cast<const float *>(alpha), *static_cast<const float *>(beta));
+    const TensorDesc xd_ = *x, yd_ = *y; const FilterDesc wd_ = *w; const ConvDesc cd_ = *c;
+    const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
     lt_driver_emu::count(lt_driver_emu::CNT_CUDNN_CONV_BWD_DATA);
-    return DNN_SUCCESS;
+    return enqueued(fn, static_cast<DnnHandle *>(h)->stream, [=] {
+        std::vector<double> acc((size_t)numel(&xd_), 0.0);
+        const float *dy = static_cast<const float *>(dyp), *wsrc = static_cast<const float *>(wp);
+        conv_terms(&xd_, &wd_, &cd_, &yd_, [&](int64_t yi, int64_t xi, int64_t wi) { acc[xi] += (double)dy[yi] * wsrc[wi]; });
+        blend(static_cast<float *>(dxp), acc.data(), numel(&xd_), al, be);
+        return 0;
+    }, DNN_EXECUTION_FAILED);
 }
 
 API int cudnnConvolutionBackwardFilter(void *h, const void *alpha, void *xd, const void *xp, void *dyd, const void *dyp, void *cd, int algo,
@@ -501,12 +522,16 @@ API int cudnnConvolutionBackwardFilter(void *h, const void *alpha, void *xd, con
     if ((rc = workspace_check(fn, ws, ws_bytes))) return rc;
     if (!dense_inside(xp, numel(x)) || !dense_inside(dwp, numel(w)) || !dense_inside(dyp, numel(y)))
         return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": an operand is not inside one device allocation");
-    std::vector<double> acc((size_t)numel(w), 0.0);
-    const float *xs = static_cast<const float *>(xp), *dy = static_cast<const float *>(dyp);
-    conv_terms(x, w, c, y, [&](int64_t yi, int64_t xi, int64_t wi) { acc[wi] += (double)xs[xi] * dy[yi]; });
-    blend(static_cast<float *>(dwp), acc.data(), numel(w), *static_cast<const float *>(alpha), *static_cast<const float *>(beta));
+    const TensorDesc xd_ = *x, yd_ = *y; const FilterDesc wd_ = *w; const ConvDesc cd_ = *c;
+    const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
     lt_driver_emu::count(lt_driver_emu::CNT_CUDNN_CONV_BWD_FILTER);
-    return DNN_SUCCESS;
+    return enqueued(fn, static_cast<DnnHandle *>(h)->stream, [=] {
+        std::vector<double> acc((size_t)numel(&wd_), 0.0);
+        const float *xs = static_cast<const float *>(xp), *dy = static_cast<const float *>(dyp);
+        conv_terms(&xd_, &wd_, &cd_, &yd_, [&](int64_t yi, int64_t xi, int64_t wi) { acc[wi] += (double)xs[xi] * dy[yi]; });
+        blend(static_cast<float *>(dwp), acc.data(), numel(&wd_), al, be);
+        return 0;
+    }, DNN_EXECUTION_FAILED);
 }
 
 /* C = alpha A + beta C, A broadcast over C where A's dimension is 1 (the bias add: A (1, K, 1, 1), C (N, K, H, W)). */
@@ -521,6 +546,9 @@ API int cudnnAddTensor(void *h, const void *alpha, void *ad, const void *ap, con
     if (!dense_inside(ap, numel(a)) || !dense_inside(cp, numel(c)))
         return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": an operand is not inside one device allocation");
     const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
+    const TensorDesc a_ = *a, c_ = *c;
+    return enqueued(fn, static_cast<DnnHandle *>(h)->stream, [=] {
+    const TensorDesc *a = &a_, *c = &c_;
     const float *A = static_cast<const float *>(ap);
     float *C = static_cast<float *>(cp);
     for (int n = 0; n < c->n; n++)
@@ -532,5 +560,6 @@ API int cudnnAddTensor(void *h, const void *alpha, void *ad, const void *ap, con
                                        (a->w == 1 ? 0 : q);
                     C[ci] = (float)(be == 0.0f ? (double)al * A[ai] : (double)al * A[ai] + (double)be * C[ci]);
                 }
-    return DNN_SUCCESS;
+    return 0;
+    }, DNN_EXECUTION_FAILED);
 }

@@ -515,6 +515,42 @@ public final class CudaKernels {
         }
     }
 
+    /** The bytes of one ltk_adamw_consts (nine floats). */
+    public static final long ADAMW_CONSTS_BYTES = 36;
+
+    /**
+     * Writes the constants of one AdamW step (ltk_adamw_consts, the same floats the by-value kernels get) into {@code dst}
+     * at byte {@code offset}, by an asynchronous upload from page-locked staging (no host synchronisation): the half of
+     * an update that a CUDA graph cannot replay, done before each step (see {@link #adamwStaged}).
+     */
+    public static void stageAdamwConsts(DeviceBuffer dst, long offset, float lr, float beta1, float beta2, float eps,
+                                        float weightDecay, long step) {
+        if (!(lr >= 0) || !Float.isFinite(lr) || !(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1) || !(eps > 0)
+                || !Float.isFinite(eps) || !(weightDecay >= 0) || !Float.isFinite(weightDecay) || step < 1)
+            throw new IllegalArgumentException("adamw: lr=" + lr + " >= 0, beta1=" + beta1 + " and beta2=" + beta2 + " in [0, 1), eps="
+                    + eps + " > 0, weightDecay=" + weightDecay + " >= 0 (all finite), step=" + step + " >= 1 needed");
+        need(dst, offset + ADAMW_CONSTS_BYTES, "adamw", "constants");
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment k = adamwConsts(a, lr, beta1, beta2, eps, weightDecay, 1f, step);
+            Staging.upload(dst.slice(offset, ADAMW_CONSTS_BYTES), k);
+        }
+    }
+
+    /**
+     * One AdamW step with its constants read from device memory ({@code consts}: 36 bytes written by {@link
+     * #stageAdamwConsts}) and the gradient scale from {@code gradScale} (4 bytes on the device, the clip factor) or 1 when
+     * null: nothing that changes from step to step is passed by value, so a CUDA graph replays it. The same bits as
+     * the by-value kernel.
+     */
+    public static void adamwStaged(Cuda cu, long n, DeviceBuffer consts, DeviceBuffer gradScale, DeviceBuffer p, DeviceBuffer g,
+                                   DeviceBuffer m, DeviceBuffer v) {
+        need(consts, ADAMW_CONSTS_BYTES, "adamw", "constants");
+        if (gradScale != null) need(gradScale, 4, "adamw", "gradient scale");
+        floats("adamw", n, "param", p, "grad", g, "m", m, "v", v);
+        if (n == 0) return;
+        Ltk.ltk_adamw_dconsts(cu, dim(strideBlocks(n)), dim(256), 0, consts, gradScale, n, p, g, m, v);
+    }
+
     /** ltk_adamw_consts, computed in double and rounded to float as adamw.c does. */
     private static MemorySegment adamwConsts(Arena a, float lr, float beta1, float beta2, float eps, float weightDecay, float gradScale, long step) {
         double t = step, b1 = beta1, b2 = beta2;

@@ -97,6 +97,11 @@ final class Ltk {
         cu.launch("ltk_adamw", grid, block, sharedBytes, k, n, param, grad, m, v);
     }
 
+    /** ltk_adamw_dconsts (kernels/adamw/adamw.cu). */
+    static void ltk_adamw_dconsts(Cuda cu, int[] grid, int[] block, int sharedBytes, DeviceBuffer k, DeviceBuffer scale, long n, DeviceBuffer param, DeviceBuffer grad, DeviceBuffer m, DeviceBuffer v) {
+        cu.launch("ltk_adamw_dconsts", grid, block, sharedBytes, k, scale, n, param, grad, m, v);
+    }
+
     /** ltk_adamw_dscale (kernels/adamw/adamw.cu); k: a ltk_adamw_ s by value. */
     static void ltk_adamw_dscale(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment k, DeviceBuffer scale, long n, DeviceBuffer param, DeviceBuffer grad, DeviceBuffer m, DeviceBuffer v) {
         cu.launch("ltk_adamw_dscale", grid, block, sharedBytes, k, scale, n, param, grad, m, v);

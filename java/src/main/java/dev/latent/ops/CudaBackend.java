@@ -130,9 +130,7 @@ final class CudaBackend implements Backend {
          * every table element's terms in the CPU's order, without atomics. Built and uploaded once per batch
          * (stageTokens, or the first backward of these ids). */
         DeviceBuffer dg = DeviceUploads.deviceGroups(id, vocab);
-        int rows = 0;   // uniq holds the distinct ids: count them again (cheap, host data)
-        boolean[] seen = new boolean[(int) vocab];
-        for (int v : id) if (!seen[v]) { seen[v] = true; rows++; }
+        int rows = DeviceUploads.groupRows(n, vocab);   // the distinct ids, then empty groups: fixed for (n, vocab)
         CudaKernels.embeddingBackward(cuda(), rows, n, c, vocab, dg, buf(dout), buf(dtable));
     }
 
