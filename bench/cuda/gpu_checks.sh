@@ -4,7 +4,7 @@
 # a JSON summary ($O/summary.json) for BENCHMARKS.md's tables. One call on a lent GPU; never run without one (the dry
 # run below uses the emulated driver and its CPU stand-ins instead, and times nothing that means anything).
 # usage: bash bench/cuda/gpu_checks.sh OUTDIR [DRIVER]   (DRIVER: libcuda.so.1, or PATH/libcuda_emu.so for a dry run here)
-# env: STEPS=all|tests,bench,vendorbench,gpt,models  PY=python3  CUBLAS=PATH  CUDNN=PATH (default: found below)
+# env: STEPS=all|tests,bench,vendorbench,graph,gpt,models  PY=python3  CUBLAS=PATH  CUDNN=PATH (default: found below)
 cd "$(dirname "$0")/../.."
 O=${1:?out}; DRV=${2:-libcuda.so.1}; G=$PWD/.gpu; mkdir -p $O  # the kit: bench/cuda/make_gpu_kit.sh
 PY=${PY:-python3}; STEPS=${STEPS:-all}
@@ -46,14 +46,22 @@ if [[ $STEPS == all || $STEPS == *bench* ]]; then
   echo "== bench"; EMU=""; [ "$DRV" != libcuda.so.1 ] && EMU="--emulated $DRV"
   timeout 240 $PY bench/cuda/gpu_bench.py $EMU --fatbin $G/native/latent_kernels.fatbin --out $O/gpu_bench.json > $O/bench.log 2>&1; r=$?; grep -v NNPACK $O/bench.log; echo "bench rc=$r"; rc=$((rc|r))
 fi
+if [[ $STEPS == all || $STEPS == *graph* ]]; then
+  # the GPT training step (forward, backward, clipped AdamW) timed plainly and replayed from a CUDA graph, same process,
+  # same data, for two model sizes; and whether the graph's results equal the plain step's (graph_bench.json)
+  echo "== CUDA graphs (GraphBench)"
+  timeout 200 $J -Xmx16g $P -cp $CP dev.latent.cuda.GraphBench $O/graph_bench.json $TINY > $O/graph_bench.log 2>&1; r=$?; cat $O/graph_bench.log; echo "graphbench rc=$r"; rc=$((rc|r))
+fi
 if [[ $STEPS == all || $STEPS == *gpt* ]]; then
   echo "== gpt"; GS=${GPT_STEPS:-60}
   for cfg in small big; do
     A="$GPT_ARGS"; S=$GS; [ $cfg = big ] && { A="--layers 6 --heads 6 --dim 384 --context 256 --batch 32 $GPT_ARGS"; S=$((GS/3)); }
-    for run in cuda cuda-ours cpu; do   # cuda: vendor libraries where found; cuda-ours: LATENT_CUDA_VENDOR=0
-      dev=${run%-ours}; V=1; [ $run = cuda-ours ] && V=0
+    # cuda: vendor libraries where found; cuda-graph: the same, each step after two warm-up steps replayed from a CUDA
+    # graph (--cuda-graph: compare its tokens_per_s with cuda's); cuda-ours: LATENT_CUDA_VENDOR=0
+    for run in cuda cuda-graph cuda-ours cpu; do
+      dev=${run%-ours}; dev=${dev%-graph}; V=1; [ $run = cuda-ours ] && V=0; X=""; [ $run = cuda-graph ] && X=--cuda-graph
       LATENT_CUDA_VENDOR=$V timeout 150 $J -Xmx8g $P -cp $CP dev.latent.cli.Main train gpt --data $G/text.txt --out /tmp/gpt-$cfg-$run --device $dev --steps $S \
-        --eval-interval $S --eval-batches 5 --log-interval 5 --checkpoint-interval 0 --sample-tokens 40 $A > /tmp/gpt-$cfg-$run.log 2>&1; r=$?; cat /tmp/gpt-$cfg-$run.log >> $O/gpt.log
+        --eval-interval $S --eval-batches 5 --log-interval 5 --checkpoint-interval 0 --sample-tokens 40 $X $A > /tmp/gpt-$cfg-$run.log 2>&1; r=$?; cat /tmp/gpt-$cfg-$run.log >> $O/gpt.log
       grep -m3 "device\|data:" /tmp/gpt-$cfg-$run.log; tail -4 /tmp/gpt-$cfg-$run.log; tail -2 /tmp/gpt-$cfg-$run/metrics.jsonl 2>/dev/null
       cp /tmp/gpt-$cfg-$run/metrics.jsonl $O/gpt-$cfg-$run.jsonl 2>/dev/null
       echo "gpt $cfg $run rc=$r"; rc=$((rc|r))
@@ -89,6 +97,7 @@ ok = re.findall(r"\[ *(\d+) tests successful", text("tests.log")); bad = re.find
 s = {"gpu": text("gpu.txt").strip(), "vendor": text("vendor.txt").strip(),
      "tests": {"successful": int(ok[0]) if ok else 0, "failed": int(bad[0]) if bad else None},
      "host_syncs": text("syncs.txt").splitlines(), "vendor_bench": js("vendor_bench.json"), "gpu_bench": js("gpu_bench.json"),
+     "graph_bench": js("graph_bench.json"),
      "gpt": {os.path.basename(f)[4:-6]: last(os.path.basename(f)) for f in sorted(glob.glob(os.path.join(o, "gpt-*.jsonl")))}}
 json.dump(s, open(os.path.join(o, "summary.json"), "w"), indent=1)
 print("summary.json written")

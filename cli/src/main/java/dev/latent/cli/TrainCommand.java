@@ -51,6 +51,8 @@ final class TrainCommand implements Runnable {
         @Option(names = "--eval-batches", description = "batches per evaluation (default: ${DEFAULT-VALUE})") int evalBatches = 50;
         @Option(names = "--log-interval", description = "steps between progress lines and metrics records (default: ${DEFAULT-VALUE})") int logInterval = 10;
         @Option(names = "--checkpoint-interval", description = "save every N steps (0: only at the end)") int checkpointInterval = 100;
+        @Option(names = "--cuda-graph", description = "with --device cuda: replay each step (after two warm-up steps) from a CUDA"
+                + " graph (opt-in until measured on a GPU; the same results)") boolean cudaGraph;
         @Option(names = "--sample-tokens", description = "print a sample of this many tokens at the end (default: ${DEFAULT-VALUE})") int sampleTokens = 300;
 
         @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
@@ -152,7 +154,8 @@ final class TrainCommand implements Runnable {
                         gpt.parameterCount(), Latent.threads());
                 var o = new GptTrainer.Options(batch, steps, lr, minLr, warmup, weightDecay, clip, evalInterval, evalBatches, 1234,
                         logInterval, checkpointInterval, seed.seed, prec);
-                var last = GptTrainer.train(gpt, tok, d, o, out, resume, model, Math.min(this.resume.stopAt(), steps), runOn, ConsoleListener.INSTANCE);
+                var last = GptTrainer.train(gpt, tok, d, o, out, resume, model, Math.min(this.resume.stopAt(), steps), runOn, ConsoleListener.INSTANCE,
+                        cudaGraph);
                 gpt.to(model, Device.CPU);   // the sampler runs on the CPU (its KV cache is host memory)
                 System.out.println(dev.latent.io.Json.object(last));
                 if (sampleTokens > 0) {

@@ -318,6 +318,15 @@ public final class AdamW {
         return norm;
     }
 
+    /**
+     * CUDA: the two floats whose bytes are the double sum of squares of the last device-side norm ({@link
+     * #gradNorm(double)}, {@link #updateStaged}): a view a captured step can copy into its outputs (norm = sqrt of it).
+     */
+    public Tensor deviceNormSumOfSquares() {
+        if (clipBuf == null || clipBuf.device() != Device.CUDA) throw new IllegalStateException("AdamW: no device-side norm computed yet");
+        return clipBuf.slice(0, 0, 2);
+    }
+
     private void adamwStaged(Tensor p, Tensor g, long from, long to, int grp, Tensor deviceScale) {
         if (to <= from) return;
         Kernels.adamwStaged(p.slice(0, from, to), g.slice(0, from, to), m.slice(0, from, to), v.slice(0, from, to), stagedConsts, grp,

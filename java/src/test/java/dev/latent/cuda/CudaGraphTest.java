@@ -65,7 +65,7 @@ class CudaGraphTest {
         int n = 37;
         float[] x0 = new float[n], y0 = new float[n];
         for (int i = 0; i < n; i++) { x0[i] = i * 0.25f - 3; y0[i] = 1 - i * 0.5f; }
-        try (DeviceBuffer x = upload(x0), y = upload(y0), z = cu.alloc(4L * n)) {
+        try (DeviceBuffer x = upload(x0); DeviceBuffer y = upload(y0); DeviceBuffer z = cu.alloc(4L * n)) {
             // y = 2 x + 0.5 y; z = y (a stream-ordered copy); y = y * x
             Runnable body = () -> {
                 CudaKernels.axpby(cu, n, 2f, x, 0.5f, y);
