@@ -77,10 +77,20 @@ class HostSyncTest {
      * both scales and the loss copied back).
      */
     static final long REALNVP_TRAINER_STEP_SYNCS = 0;
-    /** GanTrainer.stepDeferred, WGAN-GP (critic step with the gradient penalty's double backward, generator step). */
-    static final long WGANGP_TRAINER_STEP_SYNCS = 99;
-    /** FlowTrainer.stepDeferred, Glow (ActNorm, invertible 1x1 convolution, affine couplings). */
-    static final long GLOW_TRAINER_STEP_SYNCS = 99;
+    /**
+     * GanTrainer.stepDeferred, WGAN-GP (a critic step with the gradient penalty's double backward, then a generator step):
+     * none. The penalty's sqrt of the per-sample norms runs on the device (kernels/pointwise, was a copy there and back in
+     * the forward and in the backward) and the iteration's lossD, lossG, W estimate and penalty stay on the device until
+     * StepValues.values() reads them in one copy (were five F.item reads).
+     */
+    static final long WGANGP_TRAINER_STEP_SYNCS = 0;
+    /**
+     * FlowTrainer.stepDeferred, Glow (ActNorm, the LU-parameterised 1x1 convolution, affine couplings): none in steady
+     * state. exp of the ActNorm and 1x1 log-scales and diag(sign exp(log_s)) run on the device (kernels/pointwise: were
+     * copies there and back in the forward and the backward); the 1x1 log-determinant is H W sum(log_s) on the device.
+     * The first step makes one (ActNorm's data-dependent initialisation reads the first batch).
+     */
+    static final long GLOW_TRAINER_STEP_SYNCS = 0;
 
     static Cuda cu;
 
