@@ -70,17 +70,6 @@ interface Backend {
     /** out (1 element) = the sum of x in double, rounded once. */
     void sum(long n, Tensor x, Tensor out);
 
-    /** y = (float) f((double) x), f = sqrt, rsqrt, square, exp or log ({@code op}). */
-    void pointwise(String op, long n, Tensor x, Tensor y);
-
-    /** dx = (float) (dy * f'(x)) in double (dx may alias dy). */
-    void pointwiseBackward(String op, long n, Tensor x, Tensor dy, Tensor dx);
-
-    /** m (c, c) = diag(v); its adjoint d[i] = g[i, i]. */
-    void diag(long c, Tensor v, Tensor m);
-
-    void diagBackward(long c, Tensor g, Tensor d);
-
     // ---- normalization, activations ----
 
     void layerNorm(long n, long c, float eps, Tensor x, Tensor w, Tensor b, Tensor y, Tensor mean, Tensor rstd);
@@ -173,4 +162,15 @@ interface Backend {
      */
     void gemm(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta, long lda, long ldb, long ldc,
               long batch, long sa, long sb, long sc, Tensor a, Tensor b, Tensor c, boolean bf16);
+
+    /** y = (float) f((double) x), f = sqrt, rsqrt, square, exp or log ({@code op}). */
+    void pointwise(String op, long n, Tensor x, Tensor y);
+
+    /** dx = (float) (dy * f'(x)) in double (dx may alias dy). */
+    void pointwiseBackward(String op, long n, Tensor x, Tensor dy, Tensor dx);
+
+    /** m (c, c) = diag(v); its adjoint d[i] = g[i, i]. */
+    void diag(long c, Tensor v, Tensor m);
+
+    void diagBackward(long c, Tensor g, Tensor d);
 }

@@ -41,49 +41,6 @@ final class CpuBackend implements Backend {
 
     @Override public void mul(long n, Tensor x, Tensor z, Tensor y) { nat().mul(n, x.segment(), z.segment(), y.segment()); }
 
-    /* F's pointwise formulas (F.sqrt ... F.log), in double, rounded once: the bits of F's own CPU loops */
-    private static double pointwiseF(String op, double v) {
-        return switch (op) {
-            case "sqrt" -> Math.sqrt(v);
-            case "rsqrt" -> 1 / Math.sqrt(v);
-            case "square" -> v * v;
-            case "exp" -> Math.exp(v);
-            case "log" -> Math.log(v);
-            default -> throw new IllegalArgumentException("pointwise: unknown op " + op + " (sqrt, rsqrt, square, exp, log)");
-        };
-    }
-
-    private static double pointwiseDf(String op, double v) {
-        return switch (op) {
-            case "sqrt" -> 0.5 / Math.sqrt(v);
-            case "rsqrt" -> -0.5 / (v * Math.sqrt(v));
-            case "square" -> 2 * v;
-            case "exp" -> Math.exp(v);
-            case "log" -> 1 / v;
-            default -> throw new IllegalArgumentException("pointwise: unknown op " + op + " (sqrt, rsqrt, square, exp, log)");
-        };
-    }
-
-    @Override public void pointwise(String op, long n, Tensor x, Tensor y) {
-        MemorySegment s = x.segment(), o = y.segment();
-        for (long i = 0; i < n; i++) o.setAtIndex(JAVA_FLOAT, i, (float) pointwiseF(op, s.getAtIndex(JAVA_FLOAT, i)));
-    }
-
-    @Override public void pointwiseBackward(String op, long n, Tensor x, Tensor dy, Tensor dx) {
-        MemorySegment s = x.segment(), g = dy.segment(), d = dx.segment();
-        for (long i = 0; i < n; i++)
-            d.setAtIndex(JAVA_FLOAT, i, (float) (g.getAtIndex(JAVA_FLOAT, i) * pointwiseDf(op, s.getAtIndex(JAVA_FLOAT, i))));
-    }
-
-    @Override public void diag(long c, Tensor v, Tensor m) {
-        m.segment().fill((byte) 0);
-        for (long i = 0; i < c; i++) m.segment().setAtIndex(JAVA_FLOAT, i * c + i, v.segment().getAtIndex(JAVA_FLOAT, i));
-    }
-
-    @Override public void diagBackward(long c, Tensor g, Tensor d) {
-        for (long i = 0; i < c; i++) d.segment().setAtIndex(JAVA_FLOAT, i, g.segment().getAtIndex(JAVA_FLOAT, i * c + i));
-    }
-
     @Override public void addRows(long n, long c, long p, Tensor x, Tensor rows, Tensor y) {
         nat().addRows(n, c, p, x.segment(), rows.segment(), y.segment());
     }
@@ -248,5 +205,48 @@ final class CpuBackend implements Backend {
                                long batch, long sa, long sb, long sc, Tensor a, Tensor b, Tensor c, boolean bf16) {
         Gemm.call(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, a.storage(), a.offset(), b.storage(), b.offset(),
                 c.storage(), c.offset(), bf16);
+    }
+
+    /* F's pointwise formulas (F.sqrt ... F.log), in double, rounded once: the bits of F's own CPU loops */
+    private static double pointwiseF(String op, double v) {
+        return switch (op) {
+            case "sqrt" -> Math.sqrt(v);
+            case "rsqrt" -> 1 / Math.sqrt(v);
+            case "square" -> v * v;
+            case "exp" -> Math.exp(v);
+            case "log" -> Math.log(v);
+            default -> throw new IllegalArgumentException("pointwise: unknown op " + op + " (sqrt, rsqrt, square, exp, log)");
+        };
+    }
+
+    private static double pointwiseDf(String op, double v) {
+        return switch (op) {
+            case "sqrt" -> 0.5 / Math.sqrt(v);
+            case "rsqrt" -> -0.5 / (v * Math.sqrt(v));
+            case "square" -> 2 * v;
+            case "exp" -> Math.exp(v);
+            case "log" -> 1 / v;
+            default -> throw new IllegalArgumentException("pointwise: unknown op " + op + " (sqrt, rsqrt, square, exp, log)");
+        };
+    }
+
+    @Override public void pointwise(String op, long n, Tensor x, Tensor y) {
+        MemorySegment s = x.segment(), o = y.segment();
+        for (long i = 0; i < n; i++) o.setAtIndex(JAVA_FLOAT, i, (float) pointwiseF(op, s.getAtIndex(JAVA_FLOAT, i)));
+    }
+
+    @Override public void pointwiseBackward(String op, long n, Tensor x, Tensor dy, Tensor dx) {
+        MemorySegment s = x.segment(), g = dy.segment(), d = dx.segment();
+        for (long i = 0; i < n; i++)
+            d.setAtIndex(JAVA_FLOAT, i, (float) (g.getAtIndex(JAVA_FLOAT, i) * pointwiseDf(op, s.getAtIndex(JAVA_FLOAT, i))));
+    }
+
+    @Override public void diag(long c, Tensor v, Tensor m) {
+        m.segment().fill((byte) 0);
+        for (long i = 0; i < c; i++) m.segment().setAtIndex(JAVA_FLOAT, i * c + i, v.segment().getAtIndex(JAVA_FLOAT, i));
+    }
+
+    @Override public void diagBackward(long c, Tensor g, Tensor d) {
+        for (long i = 0; i < c; i++) d.segment().setAtIndex(JAVA_FLOAT, i, g.segment().getAtIndex(JAVA_FLOAT, i * c + i));
     }
 }

@@ -45,16 +45,6 @@ final class CudaBackend implements Backend {
 
     @Override public void mul(long n, Tensor x, Tensor z, Tensor y) { CudaKernels.mul(cuda(), n, buf(x), buf(z), buf(y)); }
 
-    @Override public void pointwise(String op, long n, Tensor x, Tensor y) { CudaKernels.pointwise(cuda(), op, n, buf(x), buf(y)); }
-
-    @Override public void pointwiseBackward(String op, long n, Tensor x, Tensor dy, Tensor dx) {
-        CudaKernels.pointwiseBackward(cuda(), op, n, buf(x), buf(dy), buf(dx));
-    }
-
-    @Override public void diag(long c, Tensor v, Tensor m) { CudaKernels.diag(cuda(), c, buf(v), buf(m)); }
-
-    @Override public void diagBackward(long c, Tensor g, Tensor d) { CudaKernels.diagBackward(cuda(), c, buf(g), buf(d)); }
-
     @Override public void addRows(long n, long c, long p, Tensor x, Tensor rows, Tensor y) {
         CudaKernels.addRows(cuda(), n, c, Math.max(p, 1), buf(x), buf(rows), buf(y));
     }
@@ -221,4 +211,14 @@ final class CudaBackend implements Backend {
                                long batch, long sa, long sb, long sc, Tensor a, Tensor b, Tensor c, boolean bf16) {
         Gemm.callCuda(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, buf(a), buf(b), buf(c), bf16);
     }
+
+    @Override public void pointwise(String op, long n, Tensor x, Tensor y) { CudaKernels.pointwise(cuda(), op, n, buf(x), buf(y)); }
+
+    @Override public void pointwiseBackward(String op, long n, Tensor x, Tensor dy, Tensor dx) {
+        CudaKernels.pointwiseBackward(cuda(), op, n, buf(x), buf(dy), buf(dx));
+    }
+
+    @Override public void diag(long c, Tensor v, Tensor m) { CudaKernels.diag(cuda(), c, buf(v), buf(m)); }
+
+    @Override public void diagBackward(long c, Tensor g, Tensor d) { CudaKernels.diagBackward(cuda(), c, buf(g), buf(d)); }
 }
