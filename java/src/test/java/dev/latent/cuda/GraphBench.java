@@ -30,7 +30,7 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * process on the same stream, from the same weights and batches, with no host read inside the timed steps (one
  * synchronisation at the end of each group); the losses of the two runs are compared bit for bit. The VAE step is not
  * here: it is not capturable yet (its sampler's Philox key is passed by value and its batch is uploaded inside the
- * step; CudaGraphStep refuses it by name). Writes one JSON object.
+ * step, which CudaGraphStep would refuse). Writes one JSON object.
  *
  *     java ... dev.latent.cuda.GraphBench OUT.json [--tiny]     (--tiny: a model the emulated driver runs in seconds)
  */
