@@ -122,7 +122,10 @@ public final class VaeTrainer {
     public final Config cfg;
     /** The trained model, on {@link #device}. */
     public final ConvVae model;
-    /** Where training runs. Evaluation and the PNGs run on the CPU, on {@link #hostModel()}. */
+    /**
+     * Where training runs, and sampling and evaluation ({@link #evalModel()}); the training plots (reconstructions,
+     * interpolations, the manifold) run on the CPU, on {@link #hostModel()}.
+     */
     public final Device device;
     private final ConvVae host;
     private final AdamW opt;
