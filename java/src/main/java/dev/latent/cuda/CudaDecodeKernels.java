@@ -39,7 +39,7 @@ public final class CudaDecodeKernels {
         Ltk.ltk_kv_append(cu, CudaKernels.dim(CudaKernels.strideBlocks(rows * c)), CudaKernels.dim(256), 0, rows, nh, hs, ctx, p0, qkv, ld, kc, vc);
     }
 
-    /** o[r, h] = softmax(scale q[r, h] . K[h, j]) V[h, j] over j <= p0 + r, for r < rows (q: rows x ldq, o: rows x ldo). */
+    /** {@code o[r, h] = softmax(scale q[r, h] . K[h, j]) V[h, j]} over {@code j <= p0 + r}, for {@code r < rows} (q: rows x ldq, o: rows x ldo). */
     public static void attention(Cuda cu, long rows, long nh, long hs, long ctx, long p0, float scale, DeviceBuffer q, long ldq,
                                  DeviceBuffer kc, DeviceBuffer vc, DeviceBuffer o, long ldo) {
         check(rows, nh, hs, ctx, p0, "decodeAttention");
