@@ -534,3 +534,268 @@ API int cudnnAddTensor(void *h, const void *alpha, void *ad, const void *ap, con
                 }
     return DNN_SUCCESS;
 }
+
+/* ==== cuBLASLt (cublasLt.h): the entry points dev.latent.cuda.CuBlasLt binds ====
+ *
+ * Same symbols, signatures and enum values as libcublasLt.so: descriptors are created by the library and handed out
+ * as pointers (cublasLtMatmulDesc_t, cublasLtMatrixLayout_t, cublasLtMatmulPreference_t: pointers to the opaque
+ * structs, whose real sizes, 8 x 64-bit words for a layout / preference / algo and 32 for a matmul descriptor, bound
+ * ours), attributes set by enum with the size of their value checked (a wrong size is INVALID_VALUE, as cuBLASLt
+ * does), and cublasLtMatmulAlgoGetHeuristic filling cublasLtMatmulHeuristicResult_t (96 bytes: the 64-byte algo,
+ * size_t workspaceSize, int state, float wavesCount, int reserved[4]). The stand-in's one algorithm asks for 4 KiB of
+ * workspace, so a caller that passes none to cublasLtMatmul is caught.
+ *
+ * cublasLtMatmul: D = epilogue(alpha op(A) op(B) + beta C [+ bias]), column-major, m x n = D's layout, k from A's
+ * layout and op; every layout must agree with the op's shape (else INVALID_VALUE). Epilogues: DEFAULT, BIAS (bias[i]
+ * added to row i of D: the vector has D's rows), GELU, GELU_BIAS, GELU_AUX, GELU_AUX_BIAS (AUX: the pre-activation,
+ * after the bias, stored to EPILOGUE_AUX_POINTER with EPILOGUE_AUX_LD). cuBLASLt's GELU is the tanh approximation
+ * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), evaluated here in double. Data types: CUDA_R_32F everywhere
+ * (scale type too), compute types of the CUBLAS_COMPUTE_32F family, operands rounded as in gemm() above. Others:
+ * NOT_SUPPORTED. */
+
+namespace {
+
+enum : int { LT_DESC_COMPUTE_TYPE = 0, LT_DESC_SCALE_TYPE = 1, LT_DESC_POINTER_MODE = 2, LT_DESC_TRANSA = 3, LT_DESC_TRANSB = 4,
+             LT_DESC_EPILOGUE = 7, LT_DESC_BIAS_POINTER = 8, LT_DESC_EPILOGUE_AUX_POINTER = 11, LT_DESC_EPILOGUE_AUX_LD = 12 };
+enum : int { LT_EPI_DEFAULT = 1, LT_EPI_BIAS = 4, LT_EPI_GELU = 32, LT_EPI_GELU_BIAS = 36, LT_EPI_GELU_AUX = 160,
+             LT_EPI_GELU_AUX_BIAS = 164 };
+enum : int { LT_LAYOUT_TYPE = 0, LT_LAYOUT_ORDER = 1, LT_LAYOUT_ROWS = 2, LT_LAYOUT_COLS = 3, LT_LAYOUT_LD = 4,
+             LT_LAYOUT_BATCH_COUNT = 5 };
+enum : int { LT_PREF_SEARCH_MODE = 0, LT_PREF_MAX_WORKSPACE_BYTES = 1 };
+constexpr uint32_t LT_HANDLE = 0x6c746c68u, LT_DESC = 0x6c746c64u, LT_LAYOUT = 0x6c746c6cu, LT_PREF = 0x6c746c70u,
+                   LT_ALGO = 0x6c746c61u;
+constexpr size_t LT_WORKSPACE = 4096;
+
+struct LtHandle { uint32_t magic; };
+struct LtDesc { uint32_t magic; int compute, scale_type, pointer_mode, transa, transb, epilogue; const void *bias, *aux; int64_t aux_ld; };
+struct LtLayout { uint32_t magic; int type, order; uint64_t rows, cols; int64_t ld; int batch; };
+struct LtPref { uint32_t magic; uint64_t max_ws; };
+struct LtAlgo { uint32_t magic; uint32_t id; uint64_t workspace; };
+struct LtHeuristic { uint64_t algo[8]; size_t workspace; int state; float waves; int reserved[4]; };
+static_assert(sizeof(LtDesc) <= 32 * 8 && sizeof(LtLayout) <= 8 * 8 && sizeof(LtPref) <= 8 * 8 && sizeof(LtAlgo) <= 8 * 8, "opaque sizes");
+static_assert(sizeof(LtHeuristic) == 96, "cublasLtMatmulHeuristicResult_t is 96 bytes");
+
+template <class T> int lt_create(void **out, uint32_t magic, const char *fn) {
+    if (!out) return fail(ST_INVALID_VALUE, std::string(fn) + ": null output pointer");
+    T *t = new (std::nothrow) T{};
+    if (!t) return fail(ST_ALLOC_FAILED, std::string(fn) + ": out of host memory");
+    t->magic = magic;
+    *out = t;
+    return ST_SUCCESS;
+}
+
+template <class T> int lt_destroy(void *p, uint32_t magic, const char *fn) {
+    T *t = as<T>(p, magic);
+    if (!t) return fail(ST_INVALID_VALUE, std::string(fn) + ": not a live descriptor");
+    t->magic = 0;
+    delete t;
+    return ST_SUCCESS;
+}
+
+/* Attribute values are passed by pointer with their size; a mismatch is INVALID_VALUE. */
+template <class V> int get_attr(const char *fn, const void *buf, size_t size, V *out) {
+    if (!buf || size != sizeof(V)) return fail(ST_INVALID_VALUE, std::string(fn) + ": attribute value null or of the wrong size");
+    std::memcpy(out, buf, sizeof(V));
+    return ST_SUCCESS;
+}
+
+struct LtShape { int64_t m, n, k; };
+
+/* The shapes of a matmul from its descriptors, checked as cuBLASLt checks them. */
+int lt_check(const char *fn, void *handle, void *desc, void *ad, void *bd, void *cd, void *dd, LtDesc **op, LtLayout **a,
+             LtLayout **b, LtLayout **c, LtLayout **d, LtShape *s) {
+    if (!as<LtHandle>(handle, LT_HANDLE)) return fail(ST_NOT_INITIALIZED, std::string(fn) + ": not a live cublasLtHandle_t");
+    *op = as<LtDesc>(desc, LT_DESC);
+    *a = as<LtLayout>(ad, LT_LAYOUT);
+    *b = as<LtLayout>(bd, LT_LAYOUT);
+    *c = as<LtLayout>(cd, LT_LAYOUT);
+    *d = as<LtLayout>(dd, LT_LAYOUT);
+    if (!*op || !*a || !*b || !*c || !*d) return fail(ST_INVALID_VALUE, std::string(fn) + ": a descriptor is null or destroyed");
+    for (LtLayout *l : {*a, *b, *c, *d}) {
+        if (l->type != R_32F || (*op)->scale_type != R_32F)
+            return fail(ST_NOT_SUPPORTED, std::string(fn) + ": the stand-in implements CUDA_R_32F layouts and scale type only");
+        if (l->order != 0 || l->batch != 1)
+            return fail(ST_NOT_SUPPORTED, std::string(fn) + ": the stand-in implements column-major, unbatched layouts only");
+        if (l->ld < (int64_t)(l->rows > 1 ? l->rows : 1)) return fail(ST_INVALID_VALUE, std::string(fn) + ": a layout's ld < its rows");
+    }
+    const int cmp = (*op)->compute;
+    if (cmp != COMPUTE_32F && cmp != COMPUTE_32F_PEDANTIC && cmp != COMPUTE_32F_FAST_TF32 && cmp != COMPUTE_32F_FAST_16BF)
+        return fail(ST_NOT_SUPPORTED, std::string(fn) + ": the stand-in implements CUBLAS_COMPUTE_32F(_PEDANTIC / _FAST_TF32 / _FAST_16BF)");
+    s->m = (int64_t)(*d)->rows;
+    s->n = (int64_t)(*d)->cols;
+    s->k = (int64_t)((*op)->transa == OP_N ? (*a)->cols : (*a)->rows);
+    const int64_t am = (int64_t)((*op)->transa == OP_N ? (*a)->rows : (*a)->cols);
+    const int64_t bk = (int64_t)((*op)->transb == OP_N ? (*b)->rows : (*b)->cols), bn = (int64_t)((*op)->transb == OP_N ? (*b)->cols : (*b)->rows);
+    if (am != s->m || bk != s->k || bn != s->n)
+        return fail(ST_INVALID_VALUE, std::string(fn) + ": op(A) (" + std::to_string(am) + " x " + std::to_string(s->k) + "), op(B) (" +
+                    std::to_string(bk) + " x " + std::to_string(bn) + ") and D (" + std::to_string(s->m) + " x " + std::to_string(s->n) +
+                    ") do not make a matrix product");
+    if ((*c)->rows != (*d)->rows || (*c)->cols != (*d)->cols) return fail(ST_INVALID_VALUE, std::string(fn) + ": C's shape is not D's");
+    const int e = (*op)->epilogue;
+    if (e != LT_EPI_DEFAULT && e != LT_EPI_BIAS && e != LT_EPI_GELU && e != LT_EPI_GELU_BIAS && e != LT_EPI_GELU_AUX && e != LT_EPI_GELU_AUX_BIAS)
+        return fail(ST_NOT_SUPPORTED, std::string(fn) + ": the stand-in implements the DEFAULT, BIAS and GELU(_AUX)(_BIAS) epilogues only");
+    if ((e & 128) && (*op)->aux_ld < s->m) return fail(ST_INVALID_VALUE, std::string(fn) + ": EPILOGUE_AUX_LD < D's rows");
+    return ST_SUCCESS;
+}
+
+double gelu_tanh(double x) { return 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))); }
+
+}  // namespace
+
+API size_t cublasLtGetVersion(void) { return 130000; }
+
+API int cublasLtCreate(void **handle) {
+    if (!lt_driver_emu::initialized()) return fail(ST_NOT_INITIALIZED, "cublasLtCreate: the driver is not initialised (cuInit)");
+    return lt_create<LtHandle>(handle, LT_HANDLE, "cublasLtCreate");
+}
+API int cublasLtDestroy(void *handle) { return lt_destroy<LtHandle>(handle, LT_HANDLE, "cublasLtDestroy"); }
+
+API int cublasLtMatmulDescCreate(void **desc, int compute, int scale_type) {
+    int rc = lt_create<LtDesc>(desc, LT_DESC, "cublasLtMatmulDescCreate");
+    if (rc) return rc;
+    LtDesc *d = static_cast<LtDesc *>(*desc);
+    d->compute = compute;
+    d->scale_type = scale_type;
+    d->transa = d->transb = OP_N;
+    d->epilogue = LT_EPI_DEFAULT;
+    return ST_SUCCESS;
+}
+API int cublasLtMatmulDescDestroy(void *desc) { return lt_destroy<LtDesc>(desc, LT_DESC, "cublasLtMatmulDescDestroy"); }
+
+API int cublasLtMatmulDescSetAttribute(void *desc, int attr, const void *buf, size_t size) {
+    const char *fn = "cublasLtMatmulDescSetAttribute";
+    LtDesc *d = as<LtDesc>(desc, LT_DESC);
+    if (!d) return fail(ST_INVALID_VALUE, std::string(fn) + ": not a live cublasLtMatmulDesc_t");
+    int32_t v = 0;
+    switch (attr) {
+        case LT_DESC_COMPUTE_TYPE: return get_attr(fn, buf, size, &d->compute);
+        case LT_DESC_SCALE_TYPE: return get_attr(fn, buf, size, &d->scale_type);
+        case LT_DESC_POINTER_MODE:
+            if (int rc = get_attr(fn, buf, size, &v)) return rc;
+            if (v != 0) return fail(ST_NOT_SUPPORTED, std::string(fn) + ": the stand-in implements CUBLASLT_POINTER_MODE_HOST only");
+            d->pointer_mode = v;
+            return ST_SUCCESS;
+        case LT_DESC_TRANSA:
+        case LT_DESC_TRANSB:
+            if (int rc = get_attr(fn, buf, size, &v)) return rc;
+            if (v != OP_N && v != OP_T) return fail(ST_INVALID_VALUE, std::string(fn) + ": TRANSA / TRANSB must be CUBLAS_OP_N or _T for real types");
+            (attr == LT_DESC_TRANSA ? d->transa : d->transb) = v;
+            return ST_SUCCESS;
+        case LT_DESC_EPILOGUE: return get_attr(fn, buf, size, &d->epilogue);
+        case LT_DESC_BIAS_POINTER: return get_attr(fn, buf, size, &d->bias);
+        case LT_DESC_EPILOGUE_AUX_POINTER: return get_attr(fn, buf, size, &d->aux);
+        case LT_DESC_EPILOGUE_AUX_LD: return get_attr(fn, buf, size, &d->aux_ld);
+        default: return fail(ST_NOT_SUPPORTED, std::string(fn) + ": attribute " + std::to_string(attr) + " is not implemented by the stand-in");
+    }
+}
+
+API int cublasLtMatrixLayoutCreate(void **layout, int type, uint64_t rows, uint64_t cols, int64_t ld) {
+    int rc = lt_create<LtLayout>(layout, LT_LAYOUT, "cublasLtMatrixLayoutCreate");
+    if (rc) return rc;
+    LtLayout *l = static_cast<LtLayout *>(*layout);
+    l->type = type;
+    l->rows = rows;
+    l->cols = cols;
+    l->ld = ld;
+    l->batch = 1;
+    return ST_SUCCESS;
+}
+API int cublasLtMatrixLayoutDestroy(void *layout) { return lt_destroy<LtLayout>(layout, LT_LAYOUT, "cublasLtMatrixLayoutDestroy"); }
+
+API int cublasLtMatmulPreferenceCreate(void **pref) {
+    int rc = lt_create<LtPref>(pref, LT_PREF, "cublasLtMatmulPreferenceCreate");
+    if (rc == ST_SUCCESS) static_cast<LtPref *>(*pref)->max_ws = 0;   /* cuBLASLt's default: no workspace */
+    return rc;
+}
+API int cublasLtMatmulPreferenceDestroy(void *pref) { return lt_destroy<LtPref>(pref, LT_PREF, "cublasLtMatmulPreferenceDestroy"); }
+API int cublasLtMatmulPreferenceSetAttribute(void *pref, int attr, const void *buf, size_t size) {
+    const char *fn = "cublasLtMatmulPreferenceSetAttribute";
+    LtPref *p = as<LtPref>(pref, LT_PREF);
+    if (!p) return fail(ST_INVALID_VALUE, std::string(fn) + ": not a live cublasLtMatmulPreference_t");
+    if (attr == LT_PREF_MAX_WORKSPACE_BYTES) return get_attr(fn, buf, size, &p->max_ws);
+    if (attr == LT_PREF_SEARCH_MODE) { uint32_t v; return get_attr(fn, buf, size, &v); }
+    return fail(ST_NOT_SUPPORTED, std::string(fn) + ": attribute " + std::to_string(attr) + " is not implemented by the stand-in");
+}
+
+API int cublasLtMatmulAlgoGetHeuristic(void *handle, void *desc, void *ad, void *bd, void *cd, void *dd, void *pref, int requested,
+                                       void *results, int *returned) {
+    const char *fn = "cublasLtMatmulAlgoGetHeuristic";
+    LtDesc *op; LtLayout *a, *b, *c, *d; LtShape s;
+    if (int rc = lt_check(fn, handle, desc, ad, bd, cd, dd, &op, &a, &b, &c, &d, &s)) return rc;
+    LtPref *p = as<LtPref>(pref, LT_PREF);
+    if (!p || !results || !returned || requested < 1)
+        return fail(ST_INVALID_VALUE, std::string(fn) + ": null preference / results / count, or requestedAlgoCount < 1");
+    *returned = 0;
+    if (p->max_ws < LT_WORKSPACE)
+        return fail(ST_NOT_SUPPORTED, std::string(fn) + ": no algorithm fits the preference's MAX_WORKSPACE_BYTES (the stand-in's needs 4096)");
+    LtHeuristic r{};
+    LtAlgo algo{LT_ALGO, 1, LT_WORKSPACE};
+    std::memcpy(r.algo, &algo, sizeof algo);
+    r.workspace = LT_WORKSPACE;
+    r.state = ST_SUCCESS;
+    r.waves = 1.0f;
+    std::memcpy(results, &r, sizeof r);
+    *returned = 1;
+    return ST_SUCCESS;
+}
+
+API int cublasLtMatmul(void *handle, void *desc, const void *alpha, const void *A, void *ad, const void *B, void *bd, const void *beta,
+                       const void *C, void *cd, void *D, void *dd, const void *algo, void *workspace, size_t ws_bytes, void *stream) {
+    const char *fn = "cublasLtMatmul";
+    LtDesc *op; LtLayout *a, *b, *c, *d; LtShape s;
+    if (int rc = lt_check(fn, handle, desc, ad, bd, cd, dd, &op, &a, &b, &c, &d, &s)) return rc;
+    if (!alpha || !beta) return fail(ST_INVALID_VALUE, std::string(fn) + ": alpha and beta must not be null");
+    if (!lt_driver_emu::is_stream(stream)) return fail(ST_INVALID_VALUE, std::string(fn) + ": not a stream of this context");
+    size_t need = 0;
+    if (algo) {
+        LtAlgo al;
+        std::memcpy(&al, algo, sizeof al);
+        if (al.magic != LT_ALGO) return fail(ST_INVALID_VALUE, std::string(fn) + ": algo is not one cublasLtMatmulAlgoGetHeuristic returned");
+        need = al.workspace;
+    }
+    if (ws_bytes < need) return fail(ST_INVALID_VALUE, std::string(fn) + ": workspace smaller than the algo's workspaceSize");
+    if (ws_bytes > 0 && (!workspace || !lt_driver_emu::inside((uintptr_t)workspace, ws_bytes)))
+        return fail(ST_EXECUTION_FAILED, std::string(fn) + ": the workspace is not inside one device allocation");
+    const int e = op->epilogue;
+    const bool has_bias = e == LT_EPI_BIAS || e == LT_EPI_GELU_BIAS || e == LT_EPI_GELU_AUX_BIAS, gelu = (e & 32) != 0, aux = (e & 128) != 0;
+    if (s.m == 0 || s.n == 0) return ST_SUCCESS;
+    const int64_t a_rows = (int64_t)a->rows, a_cols = (int64_t)a->cols, b_rows = (int64_t)b->rows, b_cols = (int64_t)b->cols;
+    if (s.k > 0 && (!extent_inside(A, a_rows, a_cols, a->ld, 0, 1) || !extent_inside(B, b_rows, b_cols, b->ld, 0, 1)))
+        return fail(ST_EXECUTION_FAILED, std::string(fn) + ": A's or B's extent is not inside one device allocation");
+    if (!extent_inside(D, s.m, s.n, d->ld, 0, 1) || (*static_cast<const float *>(beta) != 0.0f && !extent_inside(C, s.m, s.n, c->ld, 0, 1)))
+        return fail(ST_EXECUTION_FAILED, std::string(fn) + ": C's or D's extent is not inside one device allocation");
+    if (has_bias && (!op->bias || !lt_driver_emu::inside((uintptr_t)op->bias, (size_t)s.m * 4)))
+        return fail(ST_EXECUTION_FAILED, std::string(fn) + ": the BIAS_POINTER (D's rows floats) is not inside one device allocation");
+    if (aux && (!op->aux || !extent_inside(op->aux, s.m, s.n, op->aux_ld, 0, 1)))
+        return fail(ST_EXECUTION_FAILED, std::string(fn) + ": the EPILOGUE_AUX_POINTER's extent is not inside one device allocation");
+    const int compute = op->compute;
+    auto rnd = [compute](float x) {
+        return compute == COMPUTE_32F_FAST_TF32 ? to_tf32(x) : compute == COMPUTE_32F_FAST_16BF ? to_bf16(x) : x;
+    };
+    const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
+    const float *pa = static_cast<const float *>(A), *pb = static_cast<const float *>(B), *pc = static_cast<const float *>(C);
+    const float *bias = static_cast<const float *>(op->bias);
+    std::vector<float> out((size_t)(s.m * s.n));   /* C may alias D: read every C before writing any D */
+    std::vector<float> pre(aux ? out.size() : 0);
+    for (int64_t j = 0; j < s.n; j++)
+        for (int64_t i = 0; i < s.m; i++) {
+            double acc = 0;
+            for (int64_t p = 0; p < s.k; p++) {
+                const float x = op->transa == OP_N ? pa[i + p * a->ld] : pa[p + i * a->ld];
+                const float y = op->transb == OP_N ? pb[p + j * b->ld] : pb[j + p * b->ld];
+                acc += (double)rnd(x) * (double)rnd(y);
+            }
+            double v = (double)al * acc + (be == 0.0f ? 0.0 : (double)be * pc[i + j * c->ld]);
+            if (has_bias) v += bias[i];
+            if (aux) pre[(size_t)(i + j * s.m)] = (float)v;
+            out[(size_t)(i + j * s.m)] = (float)(gelu ? gelu_tanh(v) : v);
+        }
+    float *pd = static_cast<float *>(D);
+    for (int64_t j = 0; j < s.n; j++)
+        for (int64_t i = 0; i < s.m; i++) {
+            pd[i + j * d->ld] = out[(size_t)(i + j * s.m)];
+            if (aux) static_cast<float *>(const_cast<void *>(op->aux))[i + j * op->aux_ld] = pre[(size_t)(i + j * s.m)];
+        }
+    lt_driver_emu::count(lt_driver_emu::CNT_CUBLASLT_MATMUL);
+    return ST_SUCCESS;
+}

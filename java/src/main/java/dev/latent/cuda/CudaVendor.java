@@ -26,6 +26,9 @@ import java.util.Set;
  *       ({@code site-packages/nvidia/&#42;/lib} under {@code $VIRTUAL_ENV}, {@code $CONDA_PREFIX}, {@code PYTHONPATH},
  *       {@code ~/.local} and the system's Python folders), then the dynamic linker's own search by soname
  *       (libcublas.so.13, then .12).</li>
+ *   <li>GEMM + bias, the Linear layer's forward: cuBLASLt ({@link CuBlasLt}: cublasLtMatmul with the BIAS epilogue),
+ *       found the same way from {@code -Dlatent.cublaslt.path} (libcublasLt.so.13, then .12); without it, the GEMM
+ *       above and our bias kernel.</li>
  *   <li>Convolution forward, backward-data and backward-weight: cuDNN ({@link CuDnn}: the legacy descriptor API, exact
  *       fp32, deterministic algorithms), found the same way from {@code -Dlatent.cudnn.path} (libcudnn.so.9, then .8).
  *       The bias gradient stays on our kernel.</li>
@@ -40,9 +43,11 @@ public final class CudaVendor {
     private static final System.Logger LOG = System.getLogger("dev.latent.cuda");
     static final List<String> CUBLAS_SONAMES = List.of("libcublas.so.13", "libcublas.so.12");
     static final List<String> CUDNN_SONAMES = List.of("libcudnn.so.9", "libcudnn.so.8");
+    static final List<String> CUBLASLT_SONAMES = List.of("libcublasLt.so.13", "libcublasLt.so.12");
 
     private static volatile Object blas;          /* a CuBlas, or the String reason there is none; null: not probed */
     private static volatile Object dnn;           /* a CuDnn, or the String reason there is none */
+    private static volatile Object lt;            /* a CuBlasLt, or the String reason there is none */
     private static volatile Boolean forced;       /* tests: true / false overrides the environment for routing */
 
     /** False when LATENT_CUDA_VENDOR=0 (or -Dlatent.cuda.vendor=0 / false): our kernels serve every family. */
@@ -93,6 +98,33 @@ public final class CudaVendor {
         CuBlas blas = blas(cu);
         if (blas == null || !CuBlas.fits(m, n, k, lda, ldb, ldc, batch)) return false;
         blas.gemm(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, a, b, c, switch (mode) {
+            case FP32 -> CuBlas.Compute.FP32;
+            case TF32 -> CuBlas.Compute.TF32;
+            case BF16 -> CuBlas.Compute.BF16;
+        });
+        return true;
+    }
+
+    /** The cuBLASLt binding when it serves fused GEMM epilogues now (loaded and {@link #enabled()}), else null. */
+    static CuBlasLt blasLt(Cuda cu) {
+        if (!enabled()) {
+            logDisabledOnce();
+            return null;
+        }
+        if (blas == null) probe(cu);
+        return lt instanceof CuBlasLt c ? c : null;
+    }
+
+    /**
+     * Row-major C (m x n) = op(A) op(B) + bias (n values, one per column of C: nn.Linear's bias) as one cublasLtMatmul
+     * with the BIAS epilogue, when cuBLASLt serves now and the sizes fit its arguments; false, doing nothing, otherwise
+     * (callers then run the GEMM and our bias kernel). Operands already checked by ops.Gemm.
+     */
+    public static boolean gemmBias(Cuda cu, boolean ta, boolean tb, long m, long n, long k, long lda, long ldb, long ldc,
+                                   DeviceBuffer a, DeviceBuffer b, DeviceBuffer bias, DeviceBuffer c, GemmCompute mode) {
+        CuBlasLt l = blasLt(cu);
+        if (l == null || !CuBlas.fits(m, n, k, lda, ldb, ldc, 1) || bias.byteSize() < 4 * n) return false;
+        l.linearBias(ta, tb, m, n, k, lda, ldb, ldc, a, b, bias, c, switch (mode) {
             case FP32 -> CuBlas.Compute.FP32;
             case TF32 -> CuBlas.Compute.TF32;
             case BF16 -> CuBlas.Compute.BF16;
@@ -159,7 +191,15 @@ public final class CudaVendor {
         String gemm = !enabled() ? "GEMM and batched GEMM: our kernels (LATENT_CUDA_VENDOR=0)"
                 : b instanceof CuBlas c ? "GEMM and batched GEMM: " + c.describe() + ", fp32 / TF32 / bf16 compute"
                 : "GEMM and batched GEMM: our kernels (" + (b == null ? "CUDA unavailable" : b) + ")";
-        return List.of(gemm, convolutionLine(), attentionLine());
+        return List.of(gemm, epilogueLine(), convolutionLine(), attentionLine());
+    }
+
+    private static String epilogueLine() {
+        Object l = lt;
+        String what = "GEMM + bias (the Linear layer's forward, BIAS epilogue): ";
+        if (!enabled()) return what + "our GEMM, then our bias kernel (LATENT_CUDA_VENDOR=0)";
+        return l instanceof CuBlasLt c ? what + c.describe() + ", fp32 / TF32 / bf16 compute"
+                : what + "the GEMM's library, then our bias kernel (" + (l == null ? "CUDA unavailable" : l) + ")";
     }
 
     private static String convolutionLine() {
@@ -178,10 +218,12 @@ public final class CudaVendor {
     private static synchronized void probe(Cuda cu) {
         if (blas != null) return;
         dnn = loadDnn(cu);
+        lt = loadLt(cu);
         Object b = loadBlas(cu);
         blas = b;
         LOG.log(System.Logger.Level.INFO, b instanceof CuBlas c ? "GEMM and batched GEMM: " + c.describe()
                 : "GEMM and batched GEMM: our kernels (" + b + ")");
+        LOG.log(System.Logger.Level.INFO, epilogueLine());
         LOG.log(System.Logger.Level.INFO, convolutionLine());
         LOG.log(System.Logger.Level.INFO, attentionLine());
     }
@@ -198,6 +240,20 @@ public final class CudaVendor {
             }
         }
         return tried.isEmpty() ? "no cuDNN found" : "no usable cuDNN: " + String.join("; ", tried);
+    }
+
+    private static Object loadLt(Cuda cu) {
+        List<String> tried = new ArrayList<>();
+        for (String cand : candidates("latent.cublaslt.path", CUBLASLT_SONAMES)) {
+            try {
+                Path p = Path.of(cand);
+                SymbolLookup lib = p.isAbsolute() ? SymbolLookup.libraryLookup(p, Arena.global()) : SymbolLookup.libraryLookup(cand, Arena.global());
+                return new CuBlasLt(cu, lib, cand);
+            } catch (IllegalArgumentException | UnsatisfiedLinkError | dev.latent.nativ.NativeException e) {
+                tried.add(cand + ": " + e.getMessage());
+            }
+        }
+        return tried.isEmpty() ? "no cuBLASLt found" : "no usable cuBLASLt: " + String.join("; ", tried);
     }
 
     private static Object loadBlas(Cuda cu) {
