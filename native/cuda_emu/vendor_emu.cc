@@ -24,6 +24,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <algorithm>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <string>
@@ -798,4 +800,492 @@ API int cublasLtMatmul(void *handle, void *desc, const void *alpha, const void *
         }
     lt_driver_emu::count(lt_driver_emu::CNT_CUBLASLT_MATMUL);
     return ST_SUCCESS;
+}
+
+/* ==== cuDNN 9 backend (graph) API (cudnn_graph.h): the entry points dev.latent.cuda.CuDnnAttention binds ====
+ *
+ * cudnnBackendCreateDescriptor / SetAttribute / GetAttribute / Finalize / DestroyDescriptor / Execute with cuDNN's
+ * enum values (descriptor types, attribute names, attribute types, pointwise modes, reduction operators, data types).
+ * Every descriptor records its attributes as set (type and element count checked against the attribute: a mismatch
+ * is CUDNN_STATUS_BAD_PARAM); Finalize checks the attributes each type requires (tensors: data type, dimensions,
+ * strides, unique id, byte alignment; operations: finalized descriptors of the right types).
+ *
+ * The one graph the stand-in runs is the causal SDPA forward as cuDNN 9's fused flash-attention engine takes it
+ * (the pattern cudnn-frontend's sdpa node builds): S = matmul(Q, K^T); S1 = S * attn_scale (a by-value scalar);
+ * row = GEN_INDEX(S1, axis 2), col = GEN_INDEX(S1, axis 3), mask = CMP_GE(row, col);
+ * S2 = BINARY_SELECT(S1, neg_inf (by-value), mask); M = reduction MAX(S2) over the last axis; E = EXP(S2 - M);
+ * L = reduction ADD(E); Stats = M + LOG(L) (saved for the backward); O = matmul(E / L, V). Q, K, V, O bf16 with any
+ * strides (K^T is K's memory with swapped strides), Stats fp32 (B, H, T, 1). OPERATIONGRAPH Finalize traces the ops
+ * through their tensors' unique ids and answers CUDNN_STATUS_BAD_PARAM, naming the first difference, for any other
+ * graph (a real cuDNN accepts any well-formed graph there and refuses unsupported patterns at engine selection with
+ * NOT_SUPPORTED_GRAPH_PATTERN: the stand-in is stricter, and earlier, on purpose). Execute computes the reference
+ * (kernels/attention/attention_ref.c's definition) in double from the bf16 inputs converted exactly, rounds O to bf16
+ * (to nearest even) and writes Stats as float; it asks for a 4 KiB workspace (EXECUTION_PLAN_WORKSPACE_SIZE) so a
+ * caller that passes none is caught. */
+
+namespace {
+
+enum : int { BK_POINTWISE = 0, BK_ENGINE = 2, BK_ENGINECFG = 3, BK_ENGINEHEUR = 4, BK_PLAN = 5, BK_OP_POINTWISE = 13,
+             BK_OPGRAPH = 15, BK_VARPACK = 16, BK_TENSOR = 17, BK_MATMUL = 18, BK_OP_MATMUL = 19, BK_REDUCTION = 21,
+             BK_OP_REDUCTION = 22, BK_TYPE_END = 36 };
+enum : int { A_PW_MODE = 0, A_PW_MATH_PREC = 1, A_PW_AXIS = 9, A_HEUR_MODE = 200, A_HEUR_GRAPH = 201, A_HEUR_RESULTS = 202,
+             A_CFG_ENGINE = 300, A_CFG_WORKSPACE = 303, A_PLAN_HANDLE = 400, A_PLAN_CFG = 401, A_PLAN_WORKSPACE = 402,
+             A_OPPW_DESC = 750, A_OPPW_X = 751, A_OPPW_B = 752, A_OPPW_Y = 753, A_OPPW_T = 758, A_GRAPH_HANDLE = 800,
+             A_GRAPH_OPS = 801, A_T_ALIGN = 900, A_T_DTYPE = 901, A_T_DIMS = 902, A_T_STRIDES = 903, A_T_UID = 906,
+             A_T_VIRTUAL = 907, A_T_BY_VALUE = 908, A_VP_UIDS = 1000, A_VP_PTRS = 1001, A_VP_WORKSPACE = 1003,
+             A_MM_COMP = 1500, A_OPMM_A = 1520, A_OPMM_B = 1521, A_OPMM_C = 1522, A_OPMM_DESC = 1523, A_RED_OP = 1600,
+             A_RED_COMP = 1601, A_OPRED_X = 1610, A_OPRED_Y = 1611, A_OPRED_DESC = 1612 };
+enum : int { TY_HANDLE = 0, TY_DATA_TYPE = 1, TY_BOOLEAN = 2, TY_INT64 = 3, TY_FLOAT = 4, TY_VOID_PTR = 6, TY_HEUR_MODE = 8,
+             TY_POINTWISE_MODE = 14, TY_DESCRIPTOR = 15, TY_REDUCTION_OP = 18 };
+enum : int { DT_FLOAT = 0, DT_INT32 = 4, DT_BF16 = 9, DT_BOOLEAN = 11 };
+enum : int { PW_ADD = 0, PW_MUL = 1, PW_DIV = 6, PW_SUB = 9, PW_EXP = 13, PW_LOG = 15, PW_CMP_GE = 303, PW_GEN_INDEX = 501,
+             PW_BINARY_SELECT = 601 };
+enum : int { RED_ADD = 0, RED_MAX = 3 };
+constexpr uint32_t BK_MAGIC = 0x6c74626bu; /* "ltbk" */
+constexpr size_t SDPA_WORKSPACE = 4096;
+
+struct Attr { int type; std::vector<uint8_t> bytes; int64_t count; };
+
+struct TensorInfo { int64_t uid = -1; int dtype = -1; int rank = 0; int64_t dims[8] = {}, strides[8] = {}; bool is_virtual = false, by_value = false; };
+
+struct SdpaGraph { int64_t b = 0, h = 0, t = 0, d = 0; TensorInfo q, kt, v, o, stats, scale, neg_inf; };
+
+struct Bk {
+    uint32_t magic;
+    int type;
+    bool finalized;
+    std::vector<std::pair<int, Attr>> attrs;
+    TensorInfo tensor;                        /* BK_TENSOR, once finalized */
+    std::shared_ptr<SdpaGraph> graph;         /* OPGRAPH / ENGINEHEUR / ENGINECFG / PLAN, once finalized or filled */
+};
+
+size_t type_size(int ty) {
+    switch (ty) {
+        case TY_BOOLEAN: return 1;
+        case TY_DATA_TYPE: case TY_FLOAT: case TY_HEUR_MODE: case TY_POINTWISE_MODE: case TY_REDUCTION_OP: return 4;
+        case TY_HANDLE: case TY_INT64: case TY_VOID_PTR: case TY_DESCRIPTOR: return 8;
+        default: return 0;
+    }
+}
+
+/* The attribute type cuDNN documents for each attribute the stand-in knows; -1: unknown to the stand-in. */
+int attr_type(int a) {
+    switch (a) {
+        case A_PW_MODE: return TY_POINTWISE_MODE;
+        case A_PW_MATH_PREC: case A_T_DTYPE: case A_MM_COMP: case A_RED_COMP: return TY_DATA_TYPE;
+        case A_PW_AXIS: case A_CFG_WORKSPACE: case A_PLAN_WORKSPACE: case A_T_ALIGN: case A_T_DIMS: case A_T_STRIDES: case A_T_UID:
+        case A_VP_UIDS: return TY_INT64;
+        case A_HEUR_MODE: return TY_HEUR_MODE;
+        case A_HEUR_GRAPH: case A_HEUR_RESULTS: case A_CFG_ENGINE: case A_PLAN_CFG: case A_OPPW_DESC: case A_OPPW_X: case A_OPPW_B:
+        case A_OPPW_Y: case A_OPPW_T: case A_GRAPH_OPS: case A_OPMM_A: case A_OPMM_B: case A_OPMM_C: case A_OPMM_DESC:
+        case A_OPRED_X: case A_OPRED_Y: case A_OPRED_DESC: return TY_DESCRIPTOR;
+        case A_PLAN_HANDLE: case A_GRAPH_HANDLE: return TY_HANDLE;
+        case A_T_VIRTUAL: case A_T_BY_VALUE: return TY_BOOLEAN;
+        case A_VP_PTRS: case A_VP_WORKSPACE: return TY_VOID_PTR;
+        case A_RED_OP: return TY_REDUCTION_OP;
+        default: return -1;
+    }
+}
+
+Bk *bk(void *p) {
+    Bk *d = static_cast<Bk *>(p);
+    return d && d->magic == BK_MAGIC ? d : nullptr;
+}
+
+const Attr *find_attr(const Bk *d, int name) {
+    for (auto &a : d->attrs)
+        if (a.first == name) return &a.second;
+    return nullptr;
+}
+
+template <class V> bool attr_values(const Bk *d, int name, std::vector<V> *out) {
+    const Attr *a = find_attr(d, name);
+    if (!a) return false;
+    out->resize((size_t)a->count);
+    if (a->count) std::memcpy(out->data(), a->bytes.data(), (size_t)a->count * sizeof(V));
+    return true;
+}
+
+template <class V> bool attr_value(const Bk *d, int name, V *out) {
+    std::vector<V> v;
+    if (!attr_values(d, name, &v) || v.size() != 1) return false;
+    *out = v[0];
+    return true;
+}
+
+/* A finalized descriptor of the given type held by attribute `name` of d (null if absent or not so). */
+Bk *held(const Bk *d, int name, int type) {
+    void *p = nullptr;
+    if (!attr_value(d, name, &p)) return nullptr;
+    Bk *h = bk(p);
+    return h && h->type == type && h->finalized ? h : nullptr;
+}
+
+int finalize_tensor(Bk *d) {
+    const char *fn = "cudnnBackendFinalize(TENSOR)";
+    TensorInfo &t = d->tensor;
+    std::vector<int64_t> dims, strides;
+    int64_t align = 0;
+    if (!attr_value(d, A_T_DTYPE, &t.dtype) || !attr_values(d, A_T_DIMS, &dims) || !attr_values(d, A_T_STRIDES, &strides) ||
+        !attr_value(d, A_T_UID, &t.uid) || !attr_value(d, A_T_ALIGN, &align))
+        return fail(DNN_BAD_PARAM, std::string(fn) + ": data type, dimensions, strides, unique id and byte alignment are required");
+    if (dims.empty() || dims.size() > 8 || dims.size() != strides.size())
+        return fail(DNN_BAD_PARAM, std::string(fn) + ": 1 to 8 dimensions, as many strides");
+    t.rank = (int)dims.size();
+    for (int i = 0; i < t.rank; i++) {
+        if (dims[i] < 1 || strides[i] < 1) return fail(DNN_BAD_PARAM, std::string(fn) + ": dimensions and strides must be >= 1");
+        t.dims[i] = dims[i];
+        t.strides[i] = strides[i];
+    }
+    uint8_t v = 0;   /* CUDNN_TYPE_BOOLEAN: a C bool, one byte */
+    if (attr_value(d, A_T_VIRTUAL, &v)) t.is_virtual = v != 0;
+    if (attr_value(d, A_T_BY_VALUE, &v)) t.by_value = v != 0;
+    return DNN_SUCCESS;
+}
+
+/* One operation of a graph, as the SDPA tracing reads it. */
+struct OpInfo { int kind; int mode; int64_t axis; const TensorInfo *x, *b, *t, *y; };
+
+struct Tracer {
+    std::vector<OpInfo> ops;
+    std::string why;
+    const OpInfo *producer(const TensorInfo *t) const {
+        for (auto &o : ops)
+            if (o.y->uid == t->uid) return &o;
+        return nullptr;
+    }
+    /* The op producing t, required to be of `kind` (and pointwise / reduction `mode`). */
+    const OpInfo *need(const TensorInfo *t, int kind, int mode, const char *what) {
+        const OpInfo *o = t ? producer(t) : nullptr;
+        if (!o || o->kind != kind || (mode >= 0 && o->mode != mode)) {
+            if (why.empty()) why = std::string("expected ") + what + " (producing tensor uid " + (t ? std::to_string(t->uid) : "?") + ")";
+            return nullptr;
+        }
+        return o;
+    }
+};
+
+bool dims_are(const TensorInfo *t, int64_t a, int64_t b, int64_t c, int64_t d) {
+    return t && t->rank == 4 && t->dims[0] == a && t->dims[1] == b && t->dims[2] == c && t->dims[3] == d;
+}
+
+int finalize_graph(Bk *g) {
+    const char *fn = "cudnnBackendFinalize(OPERATIONGRAPH)";
+    void *h = nullptr;
+    if (!attr_value(g, A_GRAPH_HANDLE, &h) || !as<DnnHandle>(h, DNN_HANDLE))
+        return fail(DNN_BAD_PARAM, std::string(fn) + ": CUDNN_ATTR_OPERATIONGRAPH_HANDLE is not a live cudnnHandle_t");
+    std::vector<void *> ops;
+    if (!attr_values(g, A_GRAPH_OPS, &ops) || ops.empty()) return fail(DNN_BAD_PARAM, std::string(fn) + ": no operations");
+    Tracer tr;
+    for (void *p : ops) {
+        Bk *o = bk(p);
+        if (!o || !o->finalized) return fail(DNN_BAD_PARAM, std::string(fn) + ": an operation is not a finalized descriptor");
+        OpInfo info{o->type, -1, -1, nullptr, nullptr, nullptr, nullptr};
+        auto tensor = [&](int attr) -> const TensorInfo * {
+            Bk *t = held(o, attr, BK_TENSOR);
+            return t ? &t->tensor : nullptr;
+        };
+        if (o->type == BK_OP_MATMUL) {
+            info.x = tensor(A_OPMM_A);
+            info.b = tensor(A_OPMM_B);
+            info.y = tensor(A_OPMM_C);
+        } else if (o->type == BK_OP_POINTWISE) {
+            Bk *pw = held(o, A_OPPW_DESC, BK_POINTWISE);
+            if (!pw) return fail(DNN_BAD_PARAM, std::string(fn) + ": a pointwise operation's PW_DESCRIPTOR was destroyed");
+            attr_value(pw, A_PW_MODE, &info.mode);
+            attr_value(pw, A_PW_AXIS, &info.axis);
+            info.x = tensor(A_OPPW_X);
+            info.b = tensor(A_OPPW_B);
+            info.t = tensor(A_OPPW_T);
+            info.y = tensor(A_OPPW_Y);
+        } else if (o->type == BK_OP_REDUCTION) {
+            Bk *rd = held(o, A_OPRED_DESC, BK_REDUCTION);
+            if (!rd) return fail(DNN_BAD_PARAM, std::string(fn) + ": a reduction's DESC was destroyed");
+            attr_value(rd, A_RED_OP, &info.mode);
+            info.x = tensor(A_OPRED_X);
+            info.y = tensor(A_OPRED_Y);
+        } else {
+            return fail(DNN_BAD_PARAM, std::string(fn) + ": the stand-in runs matmul, pointwise and reduction operations only");
+        }
+        if (!info.x || !info.y) return fail(DNN_BAD_PARAM, std::string(fn) + ": an operation's tensor descriptor was destroyed");
+        for (auto &prev : tr.ops)
+            if (prev.y->uid == info.y->uid) return fail(DNN_BAD_PARAM, std::string(fn) + ": two operations write tensor uid " + std::to_string(info.y->uid));
+        tr.ops.push_back(info);
+    }
+    /* trace the causal SDPA forward back from its two outputs: O (the matmul with a non-virtual output) and Stats */
+    const OpInfo *bmm2 = nullptr;
+    for (auto &o : tr.ops)
+        if (o.kind == BK_OP_MATMUL && !o.y->is_virtual) bmm2 = &o;
+    auto bad = [&](const std::string &w) { return fail(DNN_BAD_PARAM, std::string(fn) + ": not the causal SDPA forward graph: " + w); };
+    if (!bmm2 || tr.ops.size() != 14) return bad("14 operations ending in a matmul into a non-virtual O are expected, got " + std::to_string(tr.ops.size()));
+    const OpInfo *div = tr.need(bmm2->x, BK_OP_POINTWISE, PW_DIV, "P = DIV(E, L) as the O matmul's A");
+    const OpInfo *exp_ = div ? tr.need(div->x, BK_OP_POINTWISE, PW_EXP, "E = EXP(S2 - M)") : nullptr;
+    const OpInfo *sum = div ? tr.need(div->b, BK_OP_REDUCTION, RED_ADD, "L = reduction ADD(E)") : nullptr;
+    if (sum && exp_ && sum->x->uid != exp_->y->uid) tr.why = "L must sum E";
+    const OpInfo *sub = exp_ ? tr.need(exp_->x, BK_OP_POINTWISE, PW_SUB, "S2 - M") : nullptr;
+    const OpInfo *max = sub ? tr.need(sub->b, BK_OP_REDUCTION, RED_MAX, "M = reduction MAX(S2)") : nullptr;
+    const OpInfo *sel = sub ? tr.need(sub->x, BK_OP_POINTWISE, PW_BINARY_SELECT, "S2 = BINARY_SELECT(S1, -inf, mask)") : nullptr;
+    if (max && sel && max->x->uid != sel->y->uid) tr.why = "M must be the maximum of S2";
+    const OpInfo *cmp = sel ? tr.need(sel->t, BK_OP_POINTWISE, PW_CMP_GE, "mask = CMP_GE(row index, column index)") : nullptr;
+    const OpInfo *row = cmp ? tr.need(cmp->x, BK_OP_POINTWISE, PW_GEN_INDEX, "row = GEN_INDEX(axis 2)") : nullptr;
+    const OpInfo *col = cmp ? tr.need(cmp->b, BK_OP_POINTWISE, PW_GEN_INDEX, "col = GEN_INDEX(axis 3)") : nullptr;
+    if (row && col && (row->axis != 2 || col->axis != 3)) tr.why = "the mask must compare GEN_INDEX axis 2 (rows) >= axis 3 (columns)";
+    const OpInfo *mul = sel ? tr.need(sel->x, BK_OP_POINTWISE, PW_MUL, "S1 = MUL(S, attn_scale)") : nullptr;
+    const OpInfo *bmm1 = mul ? tr.need(mul->x, BK_OP_MATMUL, -1, "S = matmul(Q, K^T)") : nullptr;
+    const OpInfo *stats = nullptr;
+    for (auto &o : tr.ops)
+        if (o.kind == BK_OP_POINTWISE && o.mode == PW_ADD && !o.y->is_virtual) stats = &o;
+    const OpInfo *log_ = stats ? tr.need(stats->b, BK_OP_POINTWISE, PW_LOG, "Stats = ADD(M, LOG(L))") : nullptr;
+    if (!stats && tr.why.empty()) tr.why = "no non-virtual Stats = ADD(M, LOG(L))";
+    if (stats && max && stats->x->uid != max->y->uid) tr.why = "Stats must add M";
+    if (log_ && sum && log_->x->uid != sum->y->uid) tr.why = "Stats must take the LOG of L";
+    if (row && mul && (row->x->uid != mul->y->uid || col->x->uid != mul->y->uid)) tr.why = "GEN_INDEX must index S1";
+    if (!tr.why.empty()) return bad(tr.why);
+    if (!sel->b || !sel->b->by_value || !mul->b || !mul->b->by_value) return bad("attn_scale and the mask's fill value must be by-value scalars");
+    auto sg = std::make_shared<SdpaGraph>();
+    sg->q = *bmm1->x; sg->kt = *bmm1->b; sg->v = *bmm2->b; sg->o = *bmm2->y; sg->stats = *stats->y; sg->scale = *mul->b; sg->neg_inf = *sel->b;
+    const int64_t B = sg->q.dims[0], H = sg->q.dims[1], T = sg->q.dims[2], D = sg->q.dims[3];
+    if (!dims_are(&sg->q, B, H, T, D) || !dims_are(&sg->kt, B, H, D, T) || !dims_are(&sg->v, B, H, T, D) || !dims_are(&sg->o, B, H, T, D) ||
+        !dims_are(&sg->stats, B, H, T, 1) || !dims_are(bmm1->y, B, H, T, T) || !dims_are(max->y, B, H, T, 1) || !dims_are(sum->y, B, H, T, 1))
+        return bad("Q, O, V (B, H, T, D), K^T (B, H, D, T), S (B, H, T, T) and Stats, M, L (B, H, T, 1) are expected");
+    if (sg->q.dtype != DT_BF16 || sg->kt.dtype != DT_BF16 || sg->v.dtype != DT_BF16 || sg->o.dtype != DT_BF16 || sg->stats.dtype != DT_FLOAT ||
+        sg->scale.dtype != DT_FLOAT || sg->neg_inf.dtype != DT_FLOAT)
+        return bad("Q, K, V, O must be bf16, Stats, attn_scale and the fill value float");
+    for (const TensorInfo *t : {&sg->q, &sg->kt, &sg->v, &sg->o, &sg->stats})
+        if (t->is_virtual || t->by_value) return bad("Q, K, V, O and Stats must be non-virtual device tensors");
+    sg->b = B; sg->h = H; sg->t = T; sg->d = D;
+    g->graph = sg;
+    return DNN_SUCCESS;
+}
+
+int finalize(Bk *d) {
+    const char *fn = "cudnnBackendFinalize";
+    switch (d->type) {
+        case BK_TENSOR: return finalize_tensor(d);
+        case BK_POINTWISE: {
+            int mode;
+            if (!attr_value(d, A_PW_MODE, &mode)) return fail(DNN_BAD_PARAM, std::string(fn) + "(POINTWISE): CUDNN_ATTR_POINTWISE_MODE is required");
+            int64_t axis;
+            if (mode == PW_GEN_INDEX && !attr_value(d, A_PW_AXIS, &axis))
+                return fail(DNN_BAD_PARAM, std::string(fn) + "(POINTWISE): GEN_INDEX needs CUDNN_ATTR_POINTWISE_AXIS");
+            return DNN_SUCCESS;
+        }
+        case BK_MATMUL: {
+            int c;
+            return attr_value(d, A_MM_COMP, &c) ? DNN_SUCCESS : fail(DNN_BAD_PARAM, std::string(fn) + "(MATMUL): COMP_TYPE is required");
+        }
+        case BK_REDUCTION: {
+            int op, c;
+            if (!attr_value(d, A_RED_OP, &op) || !attr_value(d, A_RED_COMP, &c))
+                return fail(DNN_BAD_PARAM, std::string(fn) + "(REDUCTION): OPERATOR and COMP_TYPE are required");
+            return DNN_SUCCESS;
+        }
+        case BK_OP_MATMUL:
+            if (!held(d, A_OPMM_A, BK_TENSOR) || !held(d, A_OPMM_B, BK_TENSOR) || !held(d, A_OPMM_C, BK_TENSOR) || !held(d, A_OPMM_DESC, BK_MATMUL))
+                return fail(DNN_BAD_PARAM, std::string(fn) + "(OPERATION_MATMUL): A, B, C (finalized tensors) and DESC (a finalized MATMUL) are required");
+            return DNN_SUCCESS;
+        case BK_OP_POINTWISE: {
+            Bk *pw = held(d, A_OPPW_DESC, BK_POINTWISE);
+            if (!pw || !held(d, A_OPPW_X, BK_TENSOR) || !held(d, A_OPPW_Y, BK_TENSOR))
+                return fail(DNN_BAD_PARAM, std::string(fn) + "(OPERATION_POINTWISE): PW_DESCRIPTOR, XDESC and YDESC are required");
+            int mode = -1;
+            attr_value(pw, A_PW_MODE, &mode);
+            const bool binary = mode == PW_ADD || mode == PW_MUL || mode == PW_DIV || mode == PW_SUB || mode == PW_CMP_GE || mode == PW_BINARY_SELECT;
+            if (binary && !held(d, A_OPPW_B, BK_TENSOR)) return fail(DNN_BAD_PARAM, std::string(fn) + "(OPERATION_POINTWISE): a binary mode needs BDESC");
+            if (mode == PW_BINARY_SELECT && !held(d, A_OPPW_T, BK_TENSOR))
+                return fail(DNN_BAD_PARAM, std::string(fn) + "(OPERATION_POINTWISE): BINARY_SELECT needs TDESC");
+            return DNN_SUCCESS;
+        }
+        case BK_OP_REDUCTION:
+            if (!held(d, A_OPRED_X, BK_TENSOR) || !held(d, A_OPRED_Y, BK_TENSOR) || !held(d, A_OPRED_DESC, BK_REDUCTION))
+                return fail(DNN_BAD_PARAM, std::string(fn) + "(OPERATION_REDUCTION): XDESC, YDESC and DESC are required");
+            return DNN_SUCCESS;
+        case BK_OPGRAPH: return finalize_graph(d);
+        case BK_ENGINEHEUR: {
+            Bk *g = held(d, A_HEUR_GRAPH, BK_OPGRAPH);
+            int mode;
+            if (!g || !attr_value(d, A_HEUR_MODE, &mode))
+                return fail(DNN_BAD_PARAM, std::string(fn) + "(ENGINEHEUR): a finalized OPERATION_GRAPH and MODE are required");
+            d->graph = g->graph;
+            return DNN_SUCCESS;
+        }
+        case BK_ENGINECFG:
+            if (!d->graph) return fail(DNN_BAD_PARAM, std::string(fn) + "(ENGINECFG): no engine (fill it from CUDNN_ATTR_ENGINEHEUR_RESULTS)");
+            return DNN_SUCCESS;
+        case BK_PLAN: {
+            void *h = nullptr;
+            Bk *cfg = held(d, A_PLAN_CFG, BK_ENGINECFG);
+            if (!attr_value(d, A_PLAN_HANDLE, &h) || !as<DnnHandle>(h, DNN_HANDLE) || !cfg)
+                return fail(DNN_BAD_PARAM, std::string(fn) + "(EXECUTION_PLAN): a live HANDLE and a finalized ENGINE_CONFIG are required");
+            d->graph = cfg->graph;
+            return DNN_SUCCESS;
+        }
+        case BK_VARPACK: {
+            std::vector<int64_t> uids;
+            std::vector<void *> ptrs;
+            if (!attr_values(d, A_VP_UIDS, &uids) || !attr_values(d, A_VP_PTRS, &ptrs) || uids.size() != ptrs.size())
+                return fail(DNN_BAD_PARAM, std::string(fn) + "(VARIANT_PACK): as many UNIQUE_IDS as DATA_POINTERS are required");
+            return DNN_SUCCESS;
+        }
+        default: return fail(DNN_NOT_SUPPORTED, std::string(fn) + ": descriptor type " + std::to_string(d->type) + " is not implemented by the stand-in");
+    }
+}
+
+uint16_t to_bf16_bits(float x) {
+    uint32_t u;
+    std::memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u) return (uint16_t)((u >> 16) | ((u & 0xffffu) ? 0x40u : 0u));
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+float from_bf16(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float x;
+    std::memcpy(&x, &u, 4);
+    return x;
+}
+
+/* Bytes from a tensor's base pointer to one past its last element (element size esz). */
+size_t extent_bytes(const TensorInfo &t, size_t esz) {
+    int64_t last = 0;
+    for (int i = 0; i < t.rank; i++) last += (t.dims[i] - 1) * t.strides[i];
+    return (size_t)(last + 1) * esz;
+}
+
+int64_t off4(const TensorInfo &t, int64_t a, int64_t b, int64_t c, int64_t d) {
+    return a * t.strides[0] + b * t.strides[1] + c * t.strides[2] + d * t.strides[3];
+}
+
+}  // namespace
+
+API int cudnnBackendCreateDescriptor(int type, void **out) {
+    if (!out) return fail(DNN_BAD_PARAM, "cudnnBackendCreateDescriptor: null output pointer");
+    if (type < 0 || type >= BK_TYPE_END) return fail(DNN_BAD_PARAM, "cudnnBackendCreateDescriptor: unknown cudnnBackendDescriptorType_t");
+    Bk *d = new (std::nothrow) Bk{BK_MAGIC, type, false, {}, {}, nullptr};
+    if (!d) return fail(DNN_NOT_INITIALIZED, "cudnnBackendCreateDescriptor: out of host memory");
+    *out = d;
+    return DNN_SUCCESS;
+}
+
+API int cudnnBackendDestroyDescriptor(void *p) {
+    Bk *d = bk(p);
+    if (!d) return fail(DNN_BAD_PARAM, "cudnnBackendDestroyDescriptor: not a live backend descriptor");
+    d->magic = 0;
+    delete d;
+    return DNN_SUCCESS;
+}
+
+API int cudnnBackendSetAttribute(void *p, int name, int type, int64_t count, const void *elements) {
+    const char *fn = "cudnnBackendSetAttribute";
+    Bk *d = bk(p);
+    if (!d) return fail(DNN_BAD_PARAM, std::string(fn) + ": not a live backend descriptor");
+    if (d->finalized) return fail(DNN_BAD_PARAM, std::string(fn) + ": the descriptor is already finalized");
+    const int want = attr_type(name);
+    if (want < 0) return fail(DNN_NOT_SUPPORTED, std::string(fn) + ": attribute " + std::to_string(name) + " is not implemented by the stand-in");
+    if (type != want) return fail(DNN_BAD_PARAM, std::string(fn) + ": attribute " + std::to_string(name) + " takes attribute type " +
+                                  std::to_string(want) + ", got " + std::to_string(type));
+    if (count < 0 || (count > 0 && !elements)) return fail(DNN_BAD_PARAM, std::string(fn) + ": negative count or null elements");
+    Attr a{type, std::vector<uint8_t>((size_t)count * type_size(type)), count};
+    if (count) std::memcpy(a.bytes.data(), elements, a.bytes.size());
+    for (auto &e : d->attrs)
+        if (e.first == name) {
+            e.second = std::move(a);
+            return DNN_SUCCESS;
+        }
+    d->attrs.emplace_back(name, std::move(a));
+    return DNN_SUCCESS;
+}
+
+API int cudnnBackendFinalize(void *p) {
+    Bk *d = bk(p);
+    if (!d) return fail(DNN_BAD_PARAM, "cudnnBackendFinalize: not a live backend descriptor");
+    if (d->finalized) return fail(DNN_BAD_PARAM, "cudnnBackendFinalize: already finalized");
+    int rc = finalize(d);
+    if (rc == DNN_SUCCESS) d->finalized = true;
+    return rc;
+}
+
+API int cudnnBackendGetAttribute(void *p, int name, int type, int64_t requested, int64_t *count, void *elements) {
+    const char *fn = "cudnnBackendGetAttribute";
+    Bk *d = bk(p);
+    if (!d || !d->finalized) return fail(DNN_BAD_PARAM, std::string(fn) + ": not a live, finalized backend descriptor");
+    if (d->type == BK_ENGINEHEUR && name == A_HEUR_RESULTS) {
+        if (type != TY_DESCRIPTOR || !count) return fail(DNN_BAD_PARAM, std::string(fn) + ": ENGINEHEUR_RESULTS are BACKEND_DESCRIPTORs");
+        *count = 1;   /* one engine: the stand-in's */
+        if (requested >= 1 && elements) {
+            Bk *cfg = bk(static_cast<void **>(elements)[0]);
+            if (!cfg || cfg->type != BK_ENGINECFG || cfg->finalized)
+                return fail(DNN_BAD_PARAM, std::string(fn) + ": ENGINEHEUR_RESULTS fill created, unfinalized ENGINECFG descriptors");
+            cfg->graph = d->graph;
+            cfg->finalized = true;
+        }
+        return DNN_SUCCESS;
+    }
+    if ((d->type == BK_PLAN && name == A_PLAN_WORKSPACE) || (d->type == BK_ENGINECFG && name == A_CFG_WORKSPACE)) {
+        if (type != TY_INT64 || requested < 1 || !elements) return fail(DNN_BAD_PARAM, std::string(fn) + ": the workspace size is one INT64");
+        *static_cast<int64_t *>(elements) = (int64_t)SDPA_WORKSPACE;
+        if (count) *count = 1;
+        return DNN_SUCCESS;
+    }
+    const Attr *a = find_attr(d, name);
+    if (!a) return fail(DNN_NOT_SUPPORTED, std::string(fn) + ": attribute " + std::to_string(name) + " is not set or not readable from the stand-in");
+    if (type != a->type) return fail(DNN_BAD_PARAM, std::string(fn) + ": wrong attribute type");
+    if (count) *count = a->count;
+    if (elements && requested > 0) std::memcpy(elements, a->bytes.data(), (size_t)std::min(requested, a->count) * type_size(type));
+    return DNN_SUCCESS;
+}
+
+API int cudnnBackendExecute(void *handle, void *plan, void *pack) {
+    const char *fn = "cudnnBackendExecute";
+    if (!as<DnnHandle>(handle, DNN_HANDLE)) return fail(DNN_BAD_PARAM, std::string(fn) + ": handle is not a live cudnnHandle_t");
+    Bk *pl = bk(plan), *vp = bk(pack);
+    if (!pl || pl->type != BK_PLAN || !pl->finalized || !pl->graph || !vp || vp->type != BK_VARPACK || !vp->finalized)
+        return fail(DNN_BAD_PARAM, std::string(fn) + ": a finalized EXECUTION_PLAN and VARIANT_PACK are required");
+    const SdpaGraph &g = *pl->graph;
+    std::vector<int64_t> uids;
+    std::vector<void *> ptrs;
+    attr_values(vp, A_VP_UIDS, &uids);
+    attr_values(vp, A_VP_PTRS, &ptrs);
+    void *ws = nullptr;
+    attr_value(vp, A_VP_WORKSPACE, &ws);
+    if (!ws || !lt_driver_emu::inside((uintptr_t)ws, SDPA_WORKSPACE))
+        return fail(DNN_BAD_PARAM, std::string(fn) + ": the variant pack's WORKSPACE is not EXECUTION_PLAN_WORKSPACE_SIZE bytes of device memory");
+    auto ptr = [&](const TensorInfo &t) -> void * {
+        for (size_t i = 0; i < uids.size(); i++)
+            if (uids[i] == t.uid) return ptrs[i];
+        return nullptr;
+    };
+    void *pq = ptr(g.q), *pk = ptr(g.kt), *pv = ptr(g.v), *po = ptr(g.o), *ps = ptr(g.stats), *pscale = ptr(g.scale), *pinf = ptr(g.neg_inf);
+    if (!pq || !pk || !pv || !po || !ps || !pscale || !pinf)
+        return fail(DNN_BAD_PARAM, std::string(fn) + ": the variant pack lacks a pointer for a non-virtual tensor's unique id");
+    if (!lt_driver_emu::inside((uintptr_t)pq, extent_bytes(g.q, 2)) || !lt_driver_emu::inside((uintptr_t)pk, extent_bytes(g.kt, 2)) ||
+        !lt_driver_emu::inside((uintptr_t)pv, extent_bytes(g.v, 2)) || !lt_driver_emu::inside((uintptr_t)po, extent_bytes(g.o, 2)) ||
+        !lt_driver_emu::inside((uintptr_t)ps, extent_bytes(g.stats, 4)))
+        return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": a tensor's extent is not inside one device allocation");
+    const float scale = *static_cast<const float *>(pscale), fill = *static_cast<const float *>(pinf);
+    const uint16_t *Q = static_cast<const uint16_t *>(pq), *K = static_cast<const uint16_t *>(pk), *V = static_cast<const uint16_t *>(pv);
+    uint16_t *O = static_cast<uint16_t *>(po);
+    float *S = static_cast<float *>(ps);
+    std::vector<double> s((size_t)g.t), acc((size_t)g.d);
+    for (int64_t b = 0; b < g.b; b++)
+        for (int64_t h = 0; h < g.h; h++)
+            for (int64_t i = 0; i < g.t; i++) {
+                double m = -INFINITY;
+                for (int64_t j = 0; j < g.t; j++) {
+                    double dot = 0;
+                    for (int64_t c = 0; c < g.d; c++)
+                        dot += (double)from_bf16(Q[off4(g.q, b, h, i, c)]) * (double)from_bf16(K[off4(g.kt, b, h, c, j)]);
+                    s[(size_t)j] = i >= j ? (double)scale * dot : (double)fill;   /* CMP_GE(row, col) selects the score */
+                    m = std::max(m, s[(size_t)j]);
+                }
+                double l = 0;
+                for (int64_t j = 0; j < g.t; j++) l += (s[(size_t)j] = std::exp(s[(size_t)j] - m));
+                std::fill(acc.begin(), acc.end(), 0.0);
+                for (int64_t j = 0; j < g.t; j++)
+                    for (int64_t c = 0; c < g.d; c++) acc[(size_t)c] += s[(size_t)j] / l * (double)from_bf16(V[off4(g.v, b, h, j, c)]);
+                for (int64_t c = 0; c < g.d; c++) O[off4(g.o, b, h, i, c)] = to_bf16_bits((float)acc[(size_t)c]);
+                S[off4(g.stats, b, h, i, 0)] = (float)(m + std::log(l));
+            }
+    lt_driver_emu::count(lt_driver_emu::CNT_CUDNN_SDPA_FWD);
+    return DNN_SUCCESS;
 }

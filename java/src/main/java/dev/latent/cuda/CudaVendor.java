@@ -32,7 +32,9 @@ import java.util.Set;
  *   <li>Convolution forward, backward-data and backward-weight: cuDNN ({@link CuDnn}: the legacy descriptor API, exact
  *       fp32, deterministic algorithms), found the same way from {@code -Dlatent.cudnn.path} (libcudnn.so.9, then .8).
  *       The bias gradient stays on our kernel.</li>
- *   <li>Attention: our kernels. cuDNN's SDPA needs its graph (frontend) API, which is not bound; the log says so.</li>
+ *   <li>Causal attention forward on bf16 operands: cuDNN 9's SDPA ({@link CuDnnAttention}: the backend graph API), through
+ *       {@link #attentionBf16} (CudaBackend.attentionBf16: bf16 device buffers in and out). fp32 attention and every
+ *       attention backward: our kernels (cuDNN's Stats is our lse, so our backward runs from cuDNN's forward).</li>
  * </ul>
  * {@code LATENT_CUDA_VENDOR=0} in the environment (or {@code -Dlatent.cuda.vendor=0}) forces our kernels for every
  * family, for A/B timing and tests; nothing is then loaded.
@@ -48,6 +50,7 @@ public final class CudaVendor {
     private static volatile Object blas;          /* a CuBlas, or the String reason there is none; null: not probed */
     private static volatile Object dnn;           /* a CuDnn, or the String reason there is none */
     private static volatile Object lt;            /* a CuBlasLt, or the String reason there is none */
+    private static volatile Object attn;          /* a CuDnnAttention (cuDNN >= 9), or the String reason there is none */
     private static volatile Boolean forced;       /* tests: true / false overrides the environment for routing */
 
     /** False when LATENT_CUDA_VENDOR=0 (or -Dlatent.cuda.vendor=0 / false): our kernels serve every family. */
@@ -176,6 +179,39 @@ public final class CudaVendor {
         return true;
     }
 
+    /** cuDNN's SDPA when it serves causal bf16 attention now (cuDNN >= 9 loaded and {@link #enabled()}), else null. */
+    static CuDnnAttention attention(Cuda cu) {
+        if (!enabled()) {
+            logDisabledOnce();
+            return null;
+        }
+        if (blas == null) probe(cu);
+        return attn instanceof CuDnnAttention a ? a : null;
+    }
+
+    /**
+     * Causal attention forward on bf16 device buffers through cuDNN's SDPA: q, k, v, o (B, H, T, D) bf16 contiguous,
+     * lse (B, H, T) fp32 (cuDNN's Stats: the log-sum-exp our backward kernels take). False, doing nothing, when cuDNN's
+     * SDPA does not serve (no cuDNN 9, LATENT_CUDA_VENDOR=0, a head size its kernels do not take); the caller then runs
+     * our kernel. IllegalArgumentException when a buffer is smaller than its shape.
+     */
+    public static boolean attentionBf16(Cuda cu, long b, long h, long t, long d, float scale, DeviceBuffer q, DeviceBuffer k,
+                                        DeviceBuffer v, DeviceBuffer o, DeviceBuffer lse) {
+        CuDnnAttention a = attention(cu);
+        if (a == null || !CuDnnAttention.fits(b, h, t, d)) return false;
+        long bytes = Math.multiplyExact(Math.multiplyExact(Math.multiplyExact(b, h), Math.multiplyExact(t, d)), 2L);
+        String[] names = {"q", "k", "v", "o"};
+        DeviceBuffer[] bufs = {q, k, v, o};
+        for (int i = 0; i < 4; i++)
+            if (bufs[i].byteSize() < bytes)
+                throw new IllegalArgumentException("attention (cuDNN SDPA, bf16): " + names[i] + " holds " + bufs[i].byteSize() + " bytes, ("
+                        + b + ", " + h + ", " + t + ", " + d + ") bf16 needs " + bytes);
+        if (lse.byteSize() < 4 * b * h * t)
+            throw new IllegalArgumentException("attention (cuDNN SDPA): lse holds " + lse.byteSize() + " bytes, needs " + 4 * b * h * t);
+        a.forward(b, h, t, d, scale, q, k, v, o, lse);
+        return true;
+    }
+
     /** geometry: n, c, h, w, k, r, s, oh, ow, strideH, strideW, padH, padW (lt_conv2d_desc's order); null when beyond int32. */
     static CuDnn.Key key(long[] g, int mode) {
         if (g.length != 13 || !CuDnn.fits(g)) return null;
@@ -211,13 +247,19 @@ public final class CudaVendor {
     }
 
     private static String attentionLine() {
-        return "attention forward / backward: our kernels (cuDNN's SDPA through the graph API is not bound)";
+        Object a = attn;
+        String what = "causal attention forward, bf16: ";
+        if (!enabled()) return what + "our kernels (LATENT_CUDA_VENDOR=0); fp32 attention and every attention backward: our kernels";
+        return (a instanceof CuDnnAttention c ? what + "cuDNN's SDPA through the backend graph API (" + c.describe() + ")"
+                : what + "our kernels (" + (a == null ? "CUDA unavailable" : a) + ")")
+                + "; fp32 attention and every attention backward: our kernels";
     }
 
     /** Loads what is there, once (both families), and logs one line per op family. */
     private static synchronized void probe(Cuda cu) {
         if (blas != null) return;
         dnn = loadDnn(cu);
+        if (attn == null) attn = "no cuDNN 9 (" + dnn + ")";
         lt = loadLt(cu);
         Object b = loadBlas(cu);
         blas = b;
@@ -234,12 +276,23 @@ public final class CudaVendor {
             try {
                 Path p = Path.of(cand);
                 SymbolLookup lib = p.isAbsolute() ? SymbolLookup.libraryLookup(p, Arena.global()) : SymbolLookup.libraryLookup(cand, Arena.global());
-                return new CuDnn(cu, lib, cand);
+                CuDnn c = new CuDnn(cu, lib, cand);
+                attn = loadAttention(cu, c, lib);
+                return c;
             } catch (IllegalArgumentException | UnsatisfiedLinkError | dev.latent.nativ.NativeException e) {
                 tried.add(cand + ": " + e.getMessage());
             }
         }
         return tried.isEmpty() ? "no cuDNN found" : "no usable cuDNN: " + String.join("; ", tried);
+    }
+
+    private static Object loadAttention(Cuda cu, CuDnn c, SymbolLookup lib) {
+        if (c.version < 90000) return c.describe() + " is older than 9: its SDPA needs cuDNN 9's backend graph API";
+        try {
+            return new CuDnnAttention(cu, c, lib);
+        } catch (IllegalArgumentException | UnsatisfiedLinkError e) {
+            return c.describe() + " lacks the backend graph API: " + e.getMessage();
+        }
     }
 
     private static Object loadLt(Cuda cu) {
