@@ -821,24 +821,25 @@ API int cublasLtMatmul(void *handle, void *desc, const void *alpha, const void *
  * NOT_SUPPORTED_GRAPH_PATTERN: the stand-in is stricter, and earlier, on purpose). Execute computes the reference
  * (kernels/attention/attention_ref.c's definition) in double from the bf16 inputs converted exactly, rounds O to bf16
  * (to nearest even) and writes Stats as float; it asks for a 4 KiB workspace (EXECUTION_PLAN_WORKSPACE_SIZE) so a
- * caller that passes none is caught. */
+ * caller that passes none is caught. The causal SDPA backward graph is traced and computed the same way (below). */
 
 namespace {
 
 enum : int { BK_POINTWISE = 0, BK_ENGINE = 2, BK_ENGINECFG = 3, BK_ENGINEHEUR = 4, BK_PLAN = 5, BK_OP_POINTWISE = 13,
              BK_OPGRAPH = 15, BK_VARPACK = 16, BK_TENSOR = 17, BK_MATMUL = 18, BK_OP_MATMUL = 19, BK_REDUCTION = 21,
-             BK_OP_REDUCTION = 22, BK_TYPE_END = 36 };
+             BK_OP_REDUCTION = 22, BK_OP_RESHAPE = 31, BK_TYPE_END = 36 };
 enum : int { A_PW_MODE = 0, A_PW_MATH_PREC = 1, A_PW_AXIS = 9, A_HEUR_MODE = 200, A_HEUR_GRAPH = 201, A_HEUR_RESULTS = 202,
              A_CFG_ENGINE = 300, A_CFG_WORKSPACE = 303, A_PLAN_HANDLE = 400, A_PLAN_CFG = 401, A_PLAN_WORKSPACE = 402,
              A_OPPW_DESC = 750, A_OPPW_X = 751, A_OPPW_B = 752, A_OPPW_Y = 753, A_OPPW_T = 758, A_GRAPH_HANDLE = 800,
              A_GRAPH_OPS = 801, A_T_ALIGN = 900, A_T_DTYPE = 901, A_T_DIMS = 902, A_T_STRIDES = 903, A_T_UID = 906,
              A_T_VIRTUAL = 907, A_T_BY_VALUE = 908, A_VP_UIDS = 1000, A_VP_PTRS = 1001, A_VP_WORKSPACE = 1003,
              A_MM_COMP = 1500, A_OPMM_A = 1520, A_OPMM_B = 1521, A_OPMM_C = 1522, A_OPMM_DESC = 1523, A_RED_OP = 1600,
-             A_RED_COMP = 1601, A_OPRED_X = 1610, A_OPRED_Y = 1611, A_OPRED_DESC = 1612 };
+             A_RED_COMP = 1601, A_OPRED_X = 1610, A_OPRED_Y = 1611, A_OPRED_DESC = 1612, A_RESHAPE_X = 2200,
+             A_RESHAPE_Y = 2201 };
 enum : int { TY_HANDLE = 0, TY_DATA_TYPE = 1, TY_BOOLEAN = 2, TY_INT64 = 3, TY_FLOAT = 4, TY_VOID_PTR = 6, TY_HEUR_MODE = 8,
              TY_POINTWISE_MODE = 14, TY_DESCRIPTOR = 15, TY_REDUCTION_OP = 18 };
 enum : int { DT_FLOAT = 0, DT_INT32 = 4, DT_BF16 = 9, DT_BOOLEAN = 11 };
-enum : int { PW_ADD = 0, PW_MUL = 1, PW_DIV = 6, PW_SUB = 9, PW_EXP = 13, PW_LOG = 15, PW_CMP_GE = 303, PW_GEN_INDEX = 501,
+enum : int { PW_ADD = 0, PW_MUL = 1, PW_DIV = 6, PW_SUB = 9, PW_EXP = 13, PW_LOG = 15, PW_IDENTITY = 21, PW_CMP_GE = 303, PW_GEN_INDEX = 501,
              PW_BINARY_SELECT = 601 };
 enum : int { RED_ADD = 0, RED_MAX = 3 };
 constexpr uint32_t BK_MAGIC = 0x6c74626bu; /* "ltbk" */
@@ -849,6 +850,7 @@ struct Attr { int type; std::vector<uint8_t> bytes; int64_t count; };
 struct TensorInfo { int64_t uid = -1; int dtype = -1; int rank = 0; int64_t dims[8] = {}, strides[8] = {}; bool is_virtual = false, by_value = false; };
 
 struct SdpaGraph { int64_t b = 0, h = 0, t = 0, d = 0; TensorInfo q, kt, v, o, stats, scale, neg_inf; };
+struct SdpaBwdGraph;
 
 struct Bk {
     uint32_t magic;
@@ -856,7 +858,8 @@ struct Bk {
     bool finalized;
     std::vector<std::pair<int, Attr>> attrs;
     TensorInfo tensor;                        /* BK_TENSOR, once finalized */
-    std::shared_ptr<SdpaGraph> graph;         /* OPGRAPH / ENGINEHEUR / ENGINECFG / PLAN, once finalized or filled */
+    std::shared_ptr<SdpaGraph> graph;         /* OPGRAPH / ENGINEHEUR / ENGINECFG / PLAN: the forward, once finalized or filled */
+    std::shared_ptr<SdpaBwdGraph> bwd;        /* ... or the backward */
 };
 
 size_t type_size(int ty) {
@@ -878,7 +881,7 @@ int attr_type(int a) {
         case A_HEUR_MODE: return TY_HEUR_MODE;
         case A_HEUR_GRAPH: case A_HEUR_RESULTS: case A_CFG_ENGINE: case A_PLAN_CFG: case A_OPPW_DESC: case A_OPPW_X: case A_OPPW_B:
         case A_OPPW_Y: case A_OPPW_T: case A_GRAPH_OPS: case A_OPMM_A: case A_OPMM_B: case A_OPMM_C: case A_OPMM_DESC:
-        case A_OPRED_X: case A_OPRED_Y: case A_OPRED_DESC: return TY_DESCRIPTOR;
+        case A_OPRED_X: case A_OPRED_Y: case A_OPRED_DESC: case A_RESHAPE_X: case A_RESHAPE_Y: return TY_DESCRIPTOR;
         case A_PLAN_HANDLE: case A_GRAPH_HANDLE: return TY_HANDLE;
         case A_T_VIRTUAL: case A_T_BY_VALUE: return TY_BOOLEAN;
         case A_VP_PTRS: case A_VP_WORKSPACE: return TY_VOID_PTR;
@@ -969,6 +972,10 @@ bool dims_are(const TensorInfo *t, int64_t a, int64_t b, int64_t c, int64_t d) {
     return t && t->rank == 4 && t->dims[0] == a && t->dims[1] == b && t->dims[2] == c && t->dims[3] == d;
 }
 
+/* The backward graph's tracing and execution, defined below with the bf16 helpers. */
+int trace_backward(const char *fn, Tracer &tr, std::shared_ptr<SdpaBwdGraph> *out);
+
+
 int finalize_graph(Bk *g) {
     const char *fn = "cudnnBackendFinalize(OPERATIONGRAPH)";
     void *h = nullptr;
@@ -1004,14 +1011,19 @@ int finalize_graph(Bk *g) {
             attr_value(rd, A_RED_OP, &info.mode);
             info.x = tensor(A_OPRED_X);
             info.y = tensor(A_OPRED_Y);
+        } else if (o->type == BK_OP_RESHAPE) {
+            info.x = tensor(A_RESHAPE_X);
+            info.y = tensor(A_RESHAPE_Y);
         } else {
-            return fail(DNN_BAD_PARAM, std::string(fn) + ": the stand-in runs matmul, pointwise and reduction operations only");
+            return fail(DNN_BAD_PARAM, std::string(fn) + ": the stand-in runs matmul, pointwise, reduction and reshape operations only");
         }
         if (!info.x || !info.y) return fail(DNN_BAD_PARAM, std::string(fn) + ": an operation's tensor descriptor was destroyed");
         for (auto &prev : tr.ops)
             if (prev.y->uid == info.y->uid) return fail(DNN_BAD_PARAM, std::string(fn) + ": two operations write tensor uid " + std::to_string(info.y->uid));
         tr.ops.push_back(info);
     }
+    for (auto &o : tr.ops)
+        if (o.kind == BK_OP_POINTWISE && o.mode == PW_IDENTITY) return trace_backward(fn, tr, &g->bwd);
     /* trace the causal SDPA forward back from its two outputs: O (the matmul with a non-virtual output) and Stats */
     const OpInfo *bmm2 = nullptr;
     for (auto &o : tr.ops)
@@ -1100,6 +1112,10 @@ int finalize(Bk *d) {
             if (!held(d, A_OPRED_X, BK_TENSOR) || !held(d, A_OPRED_Y, BK_TENSOR) || !held(d, A_OPRED_DESC, BK_REDUCTION))
                 return fail(DNN_BAD_PARAM, std::string(fn) + "(OPERATION_REDUCTION): XDESC, YDESC and DESC are required");
             return DNN_SUCCESS;
+        case BK_OP_RESHAPE:
+            if (!held(d, A_RESHAPE_X, BK_TENSOR) || !held(d, A_RESHAPE_Y, BK_TENSOR))
+                return fail(DNN_BAD_PARAM, std::string(fn) + "(OPERATION_RESHAPE): XDESC and YDESC are required");
+            return DNN_SUCCESS;
         case BK_OPGRAPH: return finalize_graph(d);
         case BK_ENGINEHEUR: {
             Bk *g = held(d, A_HEUR_GRAPH, BK_OPGRAPH);
@@ -1107,10 +1123,11 @@ int finalize(Bk *d) {
             if (!g || !attr_value(d, A_HEUR_MODE, &mode))
                 return fail(DNN_BAD_PARAM, std::string(fn) + "(ENGINEHEUR): a finalized OPERATION_GRAPH and MODE are required");
             d->graph = g->graph;
+            d->bwd = g->bwd;
             return DNN_SUCCESS;
         }
         case BK_ENGINECFG:
-            if (!d->graph) return fail(DNN_BAD_PARAM, std::string(fn) + "(ENGINECFG): no engine (fill it from CUDNN_ATTR_ENGINEHEUR_RESULTS)");
+            if (!d->graph && !d->bwd) return fail(DNN_BAD_PARAM, std::string(fn) + "(ENGINECFG): no engine (fill it from CUDNN_ATTR_ENGINEHEUR_RESULTS)");
             return DNN_SUCCESS;
         case BK_PLAN: {
             void *h = nullptr;
@@ -1118,6 +1135,7 @@ int finalize(Bk *d) {
             if (!attr_value(d, A_PLAN_HANDLE, &h) || !as<DnnHandle>(h, DNN_HANDLE) || !cfg)
                 return fail(DNN_BAD_PARAM, std::string(fn) + "(EXECUTION_PLAN): a live HANDLE and a finalized ENGINE_CONFIG are required");
             d->graph = cfg->graph;
+            d->bwd = cfg->bwd;
             return DNN_SUCCESS;
         }
         case BK_VARPACK: {
@@ -1156,12 +1174,154 @@ int64_t off4(const TensorInfo &t, int64_t a, int64_t b, int64_t c, int64_t d) {
     return a * t.strides[0] + b * t.strides[1] + c * t.strides[2] + d * t.strides[3];
 }
 
+/* ---- the causal SDPA backward graph (cudnn-frontend's sdpa backward pattern, composite form) ----
+ *   softmax_sum = reduction ADD(dO * O) * one          (non-virtual fp32 (B, H, T, 1): D_i = dO_i . O_i)
+ *   S = matmul(Q, K^T) * attn_scale - Stats;  S' = BINARY_SELECT(S, -inf, CMP_GE(GEN_INDEX(axis 2), GEN_INDEX(axis 3)))
+ *   P = EXP(S');  dV = matmul(RESHAPE(P) = P^T, dO)
+ *   dS = (matmul(dO, V^T) - softmax_sum) * P * attn_scale
+ *   dK = matmul(RESHAPE(dS) = dS^T, Q);  dQ_accum = matmul(dS, RESHAPE(K^T) = K) (non-virtual fp32);  dQ = IDENTITY(dQ_accum)
+ * 22 operations. The reference (attention_ref.c's backward) recomputes P from the given Stats, in double. */
+
+
+struct SdpaBwdGraph { int64_t b = 0, h = 0, t = 0, d = 0; TensorInfo q, kt, vt, o, dout, stats, dq, dk, dv, ssum, dq_acc, scale, neg_inf, one; };
+
+int trace_backward(const char *fn, Tracer &tr, std::shared_ptr<SdpaBwdGraph> *out) {
+    auto bad = [&](const std::string &w) { return fail(DNN_BAD_PARAM, std::string(fn) + ": not the causal SDPA backward graph: " + w); };
+    if (tr.ops.size() != 22) return bad("22 operations are expected, got " + std::to_string(tr.ops.size()));
+    const OpInfo *ident = nullptr;
+    for (auto &o : tr.ops)
+        if (o.kind == BK_OP_POINTWISE && o.mode == PW_IDENTITY) ident = &o;
+    if (!ident) return bad("no dQ = IDENTITY(dQ_accum)");
+    const OpInfo *mm_q = tr.need(ident->x, BK_OP_MATMUL, -1, "dQ_accum = matmul(dS, K)");
+    const OpInfo *ds2 = mm_q ? tr.need(mm_q->x, BK_OP_POINTWISE, PW_MUL, "dS = ... * attn_scale") : nullptr;
+    const OpInfo *rk = mm_q ? tr.need(mm_q->b, BK_OP_RESHAPE, -1, "K = RESHAPE(K^T)") : nullptr;
+    const OpInfo *ds = ds2 ? tr.need(ds2->x, BK_OP_POINTWISE, PW_MUL, "(dP - softmax_sum) * P") : nullptr;
+    const OpInfo *sub = ds ? tr.need(ds->x, BK_OP_POINTWISE, PW_SUB, "dP - softmax_sum") : nullptr;
+    const OpInfo *exp_ = ds ? tr.need(ds->b, BK_OP_POINTWISE, PW_EXP, "P = EXP(S')") : nullptr;
+    const OpInfo *mm_dp = sub ? tr.need(sub->x, BK_OP_MATMUL, -1, "dP = matmul(dO, V^T)") : nullptr;
+    const OpInfo *one = sub ? tr.need(sub->b, BK_OP_POINTWISE, PW_MUL, "softmax_sum = reduction * one") : nullptr;
+    const OpInfo *red = one ? tr.need(one->x, BK_OP_REDUCTION, RED_ADD, "reduction ADD(dO * O)") : nullptr;
+    const OpInfo *doo = red ? tr.need(red->x, BK_OP_POINTWISE, PW_MUL, "dO * O") : nullptr;
+    const OpInfo *sel = exp_ ? tr.need(exp_->x, BK_OP_POINTWISE, PW_BINARY_SELECT, "S' = BINARY_SELECT(S, -inf, mask)") : nullptr;
+    const OpInfo *cmp = sel ? tr.need(sel->t, BK_OP_POINTWISE, PW_CMP_GE, "mask = CMP_GE(row index, column index)") : nullptr;
+    const OpInfo *row = cmp ? tr.need(cmp->x, BK_OP_POINTWISE, PW_GEN_INDEX, "row = GEN_INDEX(axis 2)") : nullptr;
+    const OpInfo *col = cmp ? tr.need(cmp->b, BK_OP_POINTWISE, PW_GEN_INDEX, "col = GEN_INDEX(axis 3)") : nullptr;
+    if (row && col && (row->axis != 2 || col->axis != 3)) tr.why = "the mask must compare GEN_INDEX axis 2 (rows) >= axis 3 (columns)";
+    const OpInfo *sub_s = sel ? tr.need(sel->x, BK_OP_POINTWISE, PW_SUB, "S * attn_scale - Stats") : nullptr;
+    const OpInfo *mul_s = sub_s ? tr.need(sub_s->x, BK_OP_POINTWISE, PW_MUL, "S * attn_scale") : nullptr;
+    const OpInfo *mm_s = mul_s ? tr.need(mul_s->x, BK_OP_MATMUL, -1, "S = matmul(Q, K^T)") : nullptr;
+    if (!tr.why.empty()) return bad(tr.why);
+    if (row->x->uid != sub_s->y->uid || col->x->uid != sub_s->y->uid) return bad("GEN_INDEX must index the scores");
+    const OpInfo *mm_v = nullptr, *mm_k = nullptr;
+    for (auto &o : tr.ops) {
+        if (o.kind != BK_OP_MATMUL) continue;
+        const OpInfo *ra = tr.producer(o.x);
+        if (!ra || ra->kind != BK_OP_RESHAPE) continue;
+        if (ra->x->uid == exp_->y->uid && o.b->uid == doo->x->uid) mm_v = &o;
+        if (ra->x->uid == ds2->y->uid && o.b->uid == mm_s->x->uid) mm_k = &o;
+    }
+    if (!mm_v) return bad("no dV = matmul(RESHAPE(P), dO)");
+    if (!mm_k) return bad("no dK = matmul(RESHAPE(dS), Q)");
+    if (mm_dp->x->uid != doo->x->uid) return bad("dP must multiply dO (the tensor dO * O reads)");
+    if (rk->x->uid != mm_s->b->uid) return bad("dQ's K must be the RESHAPE of S's K^T");
+    for (const OpInfo *o : {ds2, mul_s})
+        if (!o->b || !o->b->by_value) return bad("attn_scale must be a by-value scalar");
+    if (!sel->b || !sel->b->by_value || !one->b || !one->b->by_value) return bad("the mask's fill value and one must be by-value scalars");
+    auto g = std::make_shared<SdpaBwdGraph>();
+    g->q = *mm_s->x; g->kt = *mm_s->b; g->vt = *mm_dp->b; g->o = *doo->b; g->dout = *doo->x; g->stats = *sub_s->b;
+    g->dq = *ident->y; g->dk = *mm_k->y; g->dv = *mm_v->y; g->ssum = *one->y; g->dq_acc = *mm_q->y;
+    g->scale = *mul_s->b; g->neg_inf = *sel->b; g->one = *one->b;
+    const int64_t B = g->q.dims[0], H = g->q.dims[1], T = g->q.dims[2], D = g->q.dims[3];
+    for (const TensorInfo *t : {&g->q, &g->o, &g->dout, &g->dq, &g->dk, &g->dv, &g->dq_acc})
+        if (!dims_are(t, B, H, T, D)) return bad("Q, O, dO, dQ, dK, dV and dQ_accum (B, H, T, D) are expected");
+    if (!dims_are(&g->kt, B, H, D, T) || !dims_are(&g->vt, B, H, D, T)) return bad("K^T and V^T (B, H, D, T) are expected");
+    if (!dims_are(&g->stats, B, H, T, 1) || !dims_are(&g->ssum, B, H, T, 1)) return bad("Stats and softmax_sum (B, H, T, 1) are expected");
+    for (const TensorInfo *t : {&g->q, &g->kt, &g->vt, &g->o, &g->dout, &g->dq, &g->dk, &g->dv})
+        if (t->dtype != DT_BF16) return bad("Q, K, V, O, dO, dQ, dK, dV must be bf16");
+    for (const TensorInfo *t : {&g->stats, &g->ssum, &g->dq_acc, &g->scale, &g->neg_inf, &g->one})
+        if (t->dtype != DT_FLOAT) return bad("Stats, softmax_sum, dQ_accum and the scalars must be float");
+    for (const TensorInfo *t : {&g->q, &g->kt, &g->vt, &g->o, &g->dout, &g->dq, &g->dk, &g->dv, &g->stats, &g->ssum, &g->dq_acc})
+        if (t->is_virtual || t->by_value) return bad("the inputs, outputs, softmax_sum and dQ_accum must be non-virtual device tensors");
+    g->b = B; g->h = H; g->t = T; g->d = D;
+    *out = g;
+    return DNN_SUCCESS;
+}
+
+int execute_backward(const char *fn, const SdpaBwdGraph &g, const std::vector<int64_t> &uids, const std::vector<void *> &ptrs) {
+    auto ptr = [&](const TensorInfo &t) -> void * {
+        for (size_t i = 0; i < uids.size(); i++)
+            if (uids[i] == t.uid) return ptrs[i];
+        return nullptr;
+    };
+    const TensorInfo *dev[] = {&g.q, &g.kt, &g.vt, &g.o, &g.dout, &g.dq, &g.dk, &g.dv, &g.stats, &g.ssum, &g.dq_acc};
+    for (const TensorInfo *t : dev) {
+        void *p = ptr(*t);
+        const size_t esz = t->dtype == DT_BF16 ? 2 : 4;
+        if (!p) return fail(DNN_BAD_PARAM, std::string(fn) + ": the variant pack lacks a pointer for tensor uid " + std::to_string(t->uid));
+        if (!lt_driver_emu::inside((uintptr_t)p, extent_bytes(*t, esz)))
+            return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": tensor uid " + std::to_string(t->uid) + " is not inside one device allocation");
+    }
+    if (!ptr(g.scale) || !ptr(g.neg_inf) || !ptr(g.one)) return fail(DNN_BAD_PARAM, std::string(fn) + ": the variant pack lacks a by-value scalar");
+    const double scale = *static_cast<const float *>(ptr(g.scale));
+    auto bf = [&](const TensorInfo &t, int64_t b, int64_t h, int64_t i, int64_t c) {
+        return (double)from_bf16(static_cast<const uint16_t *>(ptr(t))[off4(t, b, h, i, c)]);
+    };
+    auto f32 = [&](const TensorInfo &t, int64_t b, int64_t h, int64_t i, int64_t c) -> float & {
+        return static_cast<float *>(ptr(t))[off4(t, b, h, i, c)];
+    };
+    auto put = [&](const TensorInfo &t, int64_t b, int64_t h, int64_t i, int64_t c, double v) {
+        static_cast<uint16_t *>(ptr(t))[off4(t, b, h, i, c)] = to_bf16_bits((float)v);
+    };
+    const int64_t T = g.t, D = g.d;
+    std::vector<double> dq((size_t)(T * D)), dk((size_t)(T * D)), dv((size_t)(T * D)), dsum((size_t)T), p((size_t)T), dp((size_t)T);
+    for (int64_t b = 0; b < g.b; b++)
+        for (int64_t h = 0; h < g.h; h++) {
+            std::fill(dq.begin(), dq.end(), 0.0);
+            std::fill(dk.begin(), dk.end(), 0.0);
+            std::fill(dv.begin(), dv.end(), 0.0);
+            for (int64_t i = 0; i < T; i++) {
+                double s = 0;
+                for (int64_t c = 0; c < D; c++) s += bf(g.dout, b, h, i, c) * bf(g.o, b, h, i, c);
+                dsum[(size_t)i] = s;
+                f32(g.ssum, b, h, i, 0) = (float)s;
+            }
+            for (int64_t i = 0; i < T; i++) {
+                const double lse = f32(g.stats, b, h, i, 0);
+                for (int64_t j = 0; j <= i; j++) {   /* CMP_GE(row, col): the keys j <= i; the rest have P = exp(-inf) = 0 */
+                    double dot = 0, dpij = 0;
+                    for (int64_t c = 0; c < D; c++) {
+                        dot += bf(g.q, b, h, i, c) * bf(g.kt, b, h, c, j);
+                        dpij += bf(g.dout, b, h, i, c) * bf(g.vt, b, h, c, j);
+                    }
+                    p[(size_t)j] = std::exp(scale * dot - lse);
+                    dp[(size_t)j] = p[(size_t)j] * (dpij - dsum[(size_t)i]) * scale;   /* dS, with attn_scale */
+                }
+                for (int64_t j = 0; j <= i; j++)
+                    for (int64_t c = 0; c < D; c++) {
+                        dv[(size_t)(j * D + c)] += p[(size_t)j] * bf(g.dout, b, h, i, c);
+                        dq[(size_t)(i * D + c)] += dp[(size_t)j] * bf(g.kt, b, h, c, j);
+                        dk[(size_t)(j * D + c)] += dp[(size_t)j] * bf(g.q, b, h, i, c);
+                    }
+            }
+            for (int64_t i = 0; i < T; i++)
+                for (int64_t c = 0; c < D; c++) {
+                    f32(g.dq_acc, b, h, i, c) = (float)dq[(size_t)(i * D + c)];
+                    put(g.dq, b, h, i, c, dq[(size_t)(i * D + c)]);
+                    put(g.dk, b, h, i, c, dk[(size_t)(i * D + c)]);
+                    put(g.dv, b, h, i, c, dv[(size_t)(i * D + c)]);
+                }
+        }
+    lt_driver_emu::count(lt_driver_emu::CNT_CUDNN_SDPA_BWD);
+    return DNN_SUCCESS;
+}
+
+
 }  // namespace
 
 API int cudnnBackendCreateDescriptor(int type, void **out) {
     if (!out) return fail(DNN_BAD_PARAM, "cudnnBackendCreateDescriptor: null output pointer");
     if (type < 0 || type >= BK_TYPE_END) return fail(DNN_BAD_PARAM, "cudnnBackendCreateDescriptor: unknown cudnnBackendDescriptorType_t");
-    Bk *d = new (std::nothrow) Bk{BK_MAGIC, type, false, {}, {}, nullptr};
+    Bk *d = new (std::nothrow) Bk{BK_MAGIC, type, false, {}, {}, nullptr, nullptr};
     if (!d) return fail(DNN_NOT_INITIALIZED, "cudnnBackendCreateDescriptor: out of host memory");
     *out = d;
     return DNN_SUCCESS;
@@ -1217,6 +1377,7 @@ API int cudnnBackendGetAttribute(void *p, int name, int type, int64_t requested,
             if (!cfg || cfg->type != BK_ENGINECFG || cfg->finalized)
                 return fail(DNN_BAD_PARAM, std::string(fn) + ": ENGINEHEUR_RESULTS fill created, unfinalized ENGINECFG descriptors");
             cfg->graph = d->graph;
+            cfg->bwd = d->bwd;
             cfg->finalized = true;
         }
         return DNN_SUCCESS;
@@ -1239,9 +1400,8 @@ API int cudnnBackendExecute(void *handle, void *plan, void *pack) {
     const char *fn = "cudnnBackendExecute";
     if (!as<DnnHandle>(handle, DNN_HANDLE)) return fail(DNN_BAD_PARAM, std::string(fn) + ": handle is not a live cudnnHandle_t");
     Bk *pl = bk(plan), *vp = bk(pack);
-    if (!pl || pl->type != BK_PLAN || !pl->finalized || !pl->graph || !vp || vp->type != BK_VARPACK || !vp->finalized)
+    if (!pl || pl->type != BK_PLAN || !pl->finalized || (!pl->graph && !pl->bwd) || !vp || vp->type != BK_VARPACK || !vp->finalized)
         return fail(DNN_BAD_PARAM, std::string(fn) + ": a finalized EXECUTION_PLAN and VARIANT_PACK are required");
-    const SdpaGraph &g = *pl->graph;
     std::vector<int64_t> uids;
     std::vector<void *> ptrs;
     attr_values(vp, A_VP_UIDS, &uids);
@@ -1250,6 +1410,8 @@ API int cudnnBackendExecute(void *handle, void *plan, void *pack) {
     attr_value(vp, A_VP_WORKSPACE, &ws);
     if (!ws || !lt_driver_emu::inside((uintptr_t)ws, SDPA_WORKSPACE))
         return fail(DNN_BAD_PARAM, std::string(fn) + ": the variant pack's WORKSPACE is not EXECUTION_PLAN_WORKSPACE_SIZE bytes of device memory");
+    if (pl->bwd) return execute_backward(fn, *pl->bwd, uids, ptrs);
+    const SdpaGraph &g = *pl->graph;
     auto ptr = [&](const TensorInfo &t) -> void * {
         for (size_t i = 0; i < uids.size(); i++)
             if (uids[i] == t.uid) return ptrs[i];

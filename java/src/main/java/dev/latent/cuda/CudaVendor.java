@@ -32,9 +32,10 @@ import java.util.Set;
  *   <li>Convolution forward, backward-data and backward-weight: cuDNN ({@link CuDnn}: the legacy descriptor API, exact
  *       fp32, deterministic algorithms), found the same way from {@code -Dlatent.cudnn.path} (libcudnn.so.9, then .8).
  *       The bias gradient stays on our kernel.</li>
- *   <li>Causal attention forward on bf16 operands: cuDNN 9's SDPA ({@link CuDnnAttention}: the backend graph API), through
- *       {@link #attentionBf16} (CudaBackend.attentionBf16: bf16 device buffers in and out). fp32 attention and every
- *       attention backward: our kernels (cuDNN's Stats is our lse, so our backward runs from cuDNN's forward).</li>
+ *   <li>Causal attention forward and backward on bf16 operands: cuDNN 9's SDPA ({@link CuDnnAttention}: the backend
+ *       graph API), through {@link #attentionBf16} / {@link #attentionBackwardBf16} (CudaBackend.attentionBf16 /
+ *       attentionBackwardBf16: bf16 device buffers in and out; cuDNN's Stats is our kernels' lse, so either backward
+ *       runs from either forward). fp32 attention: our kernels.</li>
  * </ul>
  * {@code LATENT_CUDA_VENDOR=0} in the environment (or {@code -Dlatent.cuda.vendor=0}) forces our kernels for every
  * family, for A/B timing and tests; nothing is then loaded.
@@ -199,17 +200,52 @@ public final class CudaVendor {
                                         DeviceBuffer v, DeviceBuffer o, DeviceBuffer lse) {
         CuDnnAttention a = attention(cu);
         if (a == null || !CuDnnAttention.fits(b, h, t, d)) return false;
-        long bytes = Math.multiplyExact(Math.multiplyExact(Math.multiplyExact(b, h), Math.multiplyExact(t, d)), 2L);
-        String[] names = {"q", "k", "v", "o"};
-        DeviceBuffer[] bufs = {q, k, v, o};
-        for (int i = 0; i < 4; i++)
-            if (bufs[i].byteSize() < bytes)
-                throw new IllegalArgumentException("attention (cuDNN SDPA, bf16): " + names[i] + " holds " + bufs[i].byteSize() + " bytes, ("
-                        + b + ", " + h + ", " + t + ", " + d + ") bf16 needs " + bytes);
-        if (lse.byteSize() < 4 * b * h * t)
-            throw new IllegalArgumentException("attention (cuDNN SDPA): lse holds " + lse.byteSize() + " bytes, needs " + 4 * b * h * t);
+        checkAttention("attention", b, h, t, d, lse, new String[] {"q", "k", "v", "o"}, q, k, v, o);
+        String why = a.refusal(b, h, t, d);
+        if (why != null) {
+            logRefusalOnce(why);
+            return false;
+        }
         a.forward(b, h, t, d, scale, q, k, v, o, lse);
         return true;
+    }
+
+    /**
+     * Causal attention backward on bf16 device buffers through cuDNN's SDPA backward: q, k, v, o, dout in and dq, dk, dv
+     * out (B, H, T, D) bf16 contiguous, lse (B, H, T) fp32 as the forward wrote it (cuDNN's Stats or our kernels' lse:
+     * the same quantity). False, doing nothing, when cuDNN's SDPA does not serve; the caller then runs our kernel.
+     */
+    public static boolean attentionBackwardBf16(Cuda cu, long b, long h, long t, long d, float scale, DeviceBuffer q, DeviceBuffer k,
+                                                DeviceBuffer v, DeviceBuffer o, DeviceBuffer dout, DeviceBuffer lse, DeviceBuffer dq,
+                                                DeviceBuffer dk, DeviceBuffer dv) {
+        CuDnnAttention a = attention(cu);
+        if (a == null || !CuDnnAttention.fits(b, h, t, d)) return false;
+        checkAttention("attention backward", b, h, t, d, lse, new String[] {"q", "k", "v", "o", "dout", "dq", "dk", "dv"}, q, k, v, o, dout,
+                dq, dk, dv);
+        String why = a.backwardRefusal(b, h, t, d);
+        if (why != null) {
+            logRefusalOnce(why);
+            return false;
+        }
+        a.backward(b, h, t, d, scale, q, k, v, o, dout, lse, dq, dk, dv);
+        return true;
+    }
+
+    private static void checkAttention(String op, long b, long h, long t, long d, DeviceBuffer lse, String[] names, DeviceBuffer... bufs) {
+        long bytes = Math.multiplyExact(Math.multiplyExact(Math.multiplyExact(b, h), Math.multiplyExact(t, d)), 2L);
+        for (int i = 0; i < bufs.length; i++)
+            if (bufs[i].byteSize() < bytes)
+                throw new IllegalArgumentException(op + " (cuDNN SDPA, bf16): " + names[i] + " holds " + bufs[i].byteSize() + " bytes, ("
+                        + b + ", " + h + ", " + t + ", " + d + ") bf16 needs " + bytes);
+        if (lse.byteSize() < 4 * b * h * t)
+            throw new IllegalArgumentException(op + " (cuDNN SDPA): lse holds " + lse.byteSize() + " bytes, needs " + 4 * b * h * t);
+    }
+
+    private static final Set<String> loggedRefusals = java.util.concurrent.ConcurrentHashMap.newKeySet();
+
+    private static void logRefusalOnce(String why) {
+        if (loggedRefusals.add(why))
+            LOG.log(System.Logger.Level.INFO, "causal attention, bf16: our kernels for this shape (cuDNN's SDPA refused its graph: " + why + ")");
     }
 
     /** geometry: n, c, h, w, k, r, s, oh, ow, strideH, strideW, padH, padW (lt_conv2d_desc's order); null when beyond int32. */
@@ -248,11 +284,11 @@ public final class CudaVendor {
 
     private static String attentionLine() {
         Object a = attn;
-        String what = "causal attention forward, bf16: ";
-        if (!enabled()) return what + "our kernels (LATENT_CUDA_VENDOR=0); fp32 attention and every attention backward: our kernels";
+        String what = "causal attention forward / backward, bf16: ";
+        if (!enabled()) return what + "our kernels (LATENT_CUDA_VENDOR=0); fp32 attention: our kernels";
         return (a instanceof CuDnnAttention c ? what + "cuDNN's SDPA through the backend graph API (" + c.describe() + ")"
                 : what + "our kernels (" + (a == null ? "CUDA unavailable" : a) + ")")
-                + "; fp32 attention and every attention backward: our kernels";
+                + "; fp32 attention: our kernels";
     }
 
     /** Loads what is there, once (both families), and logs one line per op family. */
