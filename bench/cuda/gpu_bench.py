@@ -278,7 +278,16 @@ if want("attention") and not EMU:
         record("attention fwd bf16 peer", f"B{b} NH{nh} T{t} HS{hs} causal", float("nan"),
                timed(lambda: TF.scaled_dot_product_attention(qb, kb, vb, is_causal=True), max(1, int(2e10 / flops_f))),
                "torch SDPA bf16", flops_f, "TFLOP/s", 0.0, float("nan"), float("inf"))
-        del qb, kb, vb
+        qg, kg, vg = (x.clone().requires_grad_() for x in (qb, kb, vb))
+        dob = torch.randn_like(qb)
+
+        def peer_bf16_fb():
+            out = TF.scaled_dot_product_attention(qg, kg, vg, is_causal=True)
+            torch.autograd.grad(out, (qg, kg, vg), dob)
+        record("attention fwd+bwd bf16 peer", f"B{b} NH{nh} T{t} HS{hs} causal", float("nan"),
+               timed(peer_bf16_fb, max(1, int(2e10 / flops_f))), "torch SDPA bf16 + autograd", 3.5 * flops_f, "TFLOP/s", 0.0,
+               float("nan"), float("inf"))
+        del qb, kb, vb, qg, kg, vg, dob
 
 # ---- conv2d ----
 if want("conv"):

@@ -112,9 +112,13 @@ public final class VendorBench {
                 Tensor q = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]), k = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]),
                         v = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]), o = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]),
                         lse = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2]);
+                Tensor dout = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]), dq = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]),
+                        dk = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]), dv = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]);
                 CudaVendor.force(false);
                 double ms = time(cu, reps, () -> Kernels.attention(q, k, v, true, scale, o, lse));
                 rows.add(new Row("attention_fwd", shape, "ours_fp32", ms, flops / ms / 1e6));
+                double bms = time(cu, reps, () -> Kernels.attentionBackward(q, k, v, o, lse, dout, true, scale, dq, dk, dv));
+                rows.add(new Row("attention_bwd", shape, "ours_fp32", bms, 2.5 * flops / bms / 1e6));
             } finally {
                 CudaVendor.force(null);
             }
@@ -124,6 +128,13 @@ public final class VendorBench {
                     for (DeviceBuffer d : new DeviceBuffer[] {q, k, v, o, lse}) d.zero();
                     double ms = time(cu, reps, () -> CudaVendor.attentionBf16(cu, s[0], s[1], s[2], s[3], scale, q, k, v, o, lse));
                     rows.add(new Row("attention_fwd", shape, "cudnn_sdpa_bf16", ms, flops / ms / 1e6));
+                    try (DeviceBuffer dout = cu.alloc(2 * n); DeviceBuffer dq = cu.alloc(2 * n); DeviceBuffer dk = cu.alloc(2 * n);
+                         DeviceBuffer dv = cu.alloc(2 * n)) {
+                        dout.zero();
+                        double bms = time(cu, reps, () -> CudaVendor.attentionBackwardBf16(cu, s[0], s[1], s[2], s[3], scale, q, k, v, o, dout,
+                                lse, dq, dk, dv));
+                        rows.add(new Row("attention_bwd", shape, "cudnn_sdpa_bf16", bms, 2.5 * flops / bms / 1e6));
+                    }
                 }
         }
         Conv.Geometry[] convs = tiny ? new Conv.Geometry[] {Conv.Geometry.of(2, 3, 8, 8, 4, 3, 1, 1)}
