@@ -4,7 +4,11 @@
 # a JSON summary ($O/summary.json) for BENCHMARKS.md's tables. One call on a lent GPU; never run without one (the dry
 # run below uses the emulated driver and its CPU stand-ins instead, and times nothing that means anything).
 # usage: bash bench/cuda/gpu_checks.sh OUTDIR [DRIVER]   (DRIVER: libcuda.so.1, or PATH/libcuda_emu.so for a dry run here)
-# env: STEPS=all|tests,bench,vendorbench,gpt,decode,models  PY=python3  CUBLAS=PATH  CUDNN=PATH (default: found below)
+# env: STEPS=all|tests,bench,vendorbench,gpt,decode,models  PY=python3  CUBLAS=PATH  CUBLASLT=PATH  CUDNN=PATH (default: found below)
+# VendorBench adds (issue 18, h-sdpa): linear + bias on cuBLASLt's BIAS epilogue vs cuBLAS + our bias kernel vs ours
+# ("linear_bias" rows), cuBLASLt vs cuBLAS on the plain GEMM ("gemm_lt"), and causal attention forward through cuDNN's
+# SDPA (bf16) vs our fp32 kernels ("attention_fwd", "attention_bwd"); gpu_bench.py times PyTorch's SDPA bf16 (forward,
+# forward + backward) at the same shapes.
 cd "$(dirname "$0")/../.."
 O=${1:?out}; DRV=${2:-libcuda.so.1}; G=$PWD/.gpu; mkdir -p $O  # the kit: bench/cuda/make_gpu_kit.sh
 PY=${PY:-python3}; STEPS=${STEPS:-all}
@@ -23,16 +27,18 @@ hits = sorted(p for r in roots for p in glob.glob(r + "/nvidia/*/lib/" + sys.arg
 print(hits[-1] if hits else "")
 PYEOF
 }
-CUBLAS=${CUBLAS:-$(findlib libcublas)}; CUDNN=${CUDNN:-$(findlib libcudnn)}
+[ "$DRV" != libcuda.so.1 ] && CUBLASLT=${CUBLASLT:-$DRV}
+CUBLAS=${CUBLAS:-$(findlib libcublas)}; CUDNN=${CUDNN:-$(findlib libcudnn)}; CUBLASLT=${CUBLASLT:-$(findlib libcublasLt)}
 [ -n "$CUBLAS" ] && P="$P -Dlatent.cublas.path=$CUBLAS"
+[ -n "$CUBLASLT" ] && P="$P -Dlatent.cublaslt.path=$CUBLASLT"
 [ -n "$CUDNN" ] && P="$P -Dlatent.cudnn.path=$CUDNN"
-echo "vendor libraries: cuBLAS ${CUBLAS:-none found}, cuDNN ${CUDNN:-none found}" | tee $O/vendor.txt
+echo "vendor libraries: cuBLAS ${CUBLAS:-none found}, cuBLASLt ${CUBLASLT:-none found}, cuDNN ${CUDNN:-none found}" | tee $O/vendor.txt
 rc=0
 if [[ $STEPS == all || $STEPS == *tests* ]]; then
   echo "== java tests (vendor libraries where found)"; SEL=${SEL:---select-package dev.latent.cuda --select-class dev.latent.cli.CudaCliTest --select-class dev.latent.cli.CudaSampleCliTest}
   timeout 240 $J -Xmx16g $P -jar $G/lib/junit.jar execute --class-path $CP $SEL --exclude-classname '.*CudaUnavailableTest' \
     --details=tree --disable-banner --reports-dir /tmp/junit-reports > $O/tests.log 2>&1; r=$?; tail -60 $O/tests.log; ok=$(grep -o "\[ *[0-9]* tests successful" $O/tests.log | grep -o "[0-9]*"); [ "${ok:-0}" -gt 0 ] || r=9; echo "tests rc=$r ($ok successful)"; rc=$((rc|r))
-  grep -h "host synchronisations\|cuBLAS vs\|CuBlasTest:\|CuDnnTest:\|DeviceKvDecoderTest:" $O/tests.log | tee $O/syncs.txt
+  grep -h "host synchronisations\|cuBLAS vs\|CuBlasTest:\|CuBlasLtTest:\|CuDnnTest:\|sdpa\|DeviceKvDecoderTest:" $O/tests.log | tee $O/syncs.txt
   echo "== java tests with LATENT_CUDA_VENDOR=0 (our kernels only): the model steps and the sync count"
   LATENT_CUDA_VENDOR=0 timeout 120 $J -Xmx16g $P -jar $G/lib/junit.jar execute --class-path $CP --select-class dev.latent.cuda.CudaGptTest \
     --select-class dev.latent.cuda.CudaVaeTest --select-class dev.latent.cuda.CudaGanTest --select-class dev.latent.cuda.HostSyncTest \

@@ -213,4 +213,29 @@ final class CudaBackend implements Backend {
                                long batch, long sa, long sb, long sc, Tensor a, Tensor b, Tensor c, boolean bf16) {
         Gemm.callCuda(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, buf(a), buf(b), buf(c), bf16);
     }
+
+    // ---- cuDNN SDPA (h-sdpa): entry points on bf16 device buffers, for CUDA's bf16 precision ----
+
+    /**
+     * Causal attention forward on bf16 device buffers: q, k, v, o (B, NH, T, HS) bf16 contiguous, lse (B, NH, T) fp32,
+     * through cuDNN 9's SDPA where it serves ({@link CudaVendor#attentionBf16}). Returns false, doing nothing, where it
+     * does not (no cuDNN 9, LATENT_CUDA_VENDOR=0, a head size its kernels do not take): the caller then runs
+     * {@link #attention} on fp32 copies. The lse written is our kernels' contract, so {@link #attentionBackward} runs
+     * from it (with o converted to fp32). The hook for CUDA's bf16 precision: convert q, k, v to bf16, call this,
+     * convert o back.
+     */
+    boolean attentionBf16(long b, long nh, long t, long hs, float scale, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer o,
+                          DeviceBuffer lse) {
+        return CudaVendor.attentionBf16(cuda(), b, nh, t, hs, scale, q, k, v, o, lse);
+    }
+
+    /**
+     * Causal attention backward on bf16 device buffers (q, k, v, o, dout in; dq, dk, dv out; lse fp32 from either
+     * forward) through cuDNN 9's SDPA backward ({@link CudaVendor#attentionBackwardBf16}); false where it does not serve:
+     * the caller then runs {@link #attentionBackward} on fp32 copies.
+     */
+    boolean attentionBackwardBf16(long b, long nh, long t, long hs, float scale, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer o,
+                                  DeviceBuffer dout, DeviceBuffer lse, DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv) {
+        return CudaVendor.attentionBackwardBf16(cuda(), b, nh, t, hs, scale, q, k, v, o, dout, lse, dq, dk, dv);
+    }
 }
