@@ -14,6 +14,12 @@
  *     the Java wrapper checks every segment before the call; "custom" means LatentNative checks it by hand (descriptors,
  *     out-parameters); "required" binds it at load (else a missing symbol fails at the call). A pointer without
  *     an extent in a function not marked custom, or a stale generated file, fails the build.
+ *     "op=NAME" makes the function the CPU side of the Backend op NAME (its parameters, pointers as tensors): the
+ *     generator writes the Backend method and both backends' bodies (the CUDA one calls the launcher NAME, which a
+ *     .cu launch annotation generates or CudaKernels writes); "host=p" passes p as a host segment, "hand=cpu|cuda"
+ *     leaves that body to CpuBackend / CudaBackend, "cpuonly" makes the CUDA body refuse, "launcher=C" names the
+ *     launcher's class. "@ id=N" after a descriptor struct is its lt_struct_info id (cases generated into
+ *     native/src/struct_info.inc). Grammar and walk-through: docs/extending.md.
  *
  * Glossary of shape letters:
  *   GEMM:       M, N, K (C is M x N, op(A) is M x K, op(B) is K x N), batch

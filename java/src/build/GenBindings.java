@@ -13,10 +13,18 @@ import java.util.regex.Pattern;
  * <ul>
  *   <li>native/include/latent.h (every {@code LT_API} prototype, descriptor struct, {@code LT_*} constant, and the
  *   {@code /*@ ... *&#47;} annotation after a prototype: each pointer parameter's extent, {@code custom}, {@code required})
- *   -> java/src/main/java/dev/latent/nativ/LatentBinding.java: layouts, field accessors, downcall handles, raw calls and
- *   the bounds-checked wrappers;</li>
+ *   -> java/src/main/java/dev/latent/nativ/LatentBinding.java (constants, layouts, field accessors, shared helpers) and
+ *   one Binding&lt;Family&gt;.java per kernels/ folder (downcall handles, raw calls and the bounds-checked wrappers of
+ *   that family's functions), chained up to LatentFunctions, which LatentNative extends;</li>
+ *   <li>latent.h's {@code op=NAME} annotations -> java/src/main/java/dev/latent/ops/BackendOps.java (the Backend method),
+ *   CpuOps.java (its CPU body: one call of the checked wrapper) and CudaOps.java (its CUDA body: one call of the launcher),
+ *   {@code host=}, {@code hand=cpu|cuda}, {@code cpuonly} and {@code launcher=} saying where the common case does not fit;</li>
+ *   <li>latent.h's descriptor structs and their {@code /*@ id=N *&#47;} -> native/src/struct_info.inc (lt_struct_info's
+ *   cases: sizeof and every offsetof);</li>
  *   <li>kernels/&#42;/&#42;.cu (every {@code LT_KERNEL void ltk_*} signature and every {@code #define NAME <integer>})
- *   -> java/src/main/java/dev/latent/cuda/Ltk.java: one typed launcher per kernel and the shared launch constants.</li>
+ *   -> java/src/main/java/dev/latent/cuda/Ltk.java: one typed launcher per kernel and the shared launch constants; and
+ *   their launch annotations ({@code /*@ launch=NAME grid=stride(E)|ceil(E,R) block=B check=... p[extent] *&#47;} right
+ *   before LT_KERNEL) -> java/src/main/java/dev/latent/cuda/CudaLaunchers.java: the checked launcher NAME.</li>
  * </ul>
  * Run from the repository root: {@code java java/src/build/GenBindings.java} writes the files; {@code --check} writes
  * nothing and exits 1 naming the stale file (the Maven build runs this in generate-sources, so a prototype, struct or
@@ -36,7 +44,8 @@ public final class GenBindings {
     /**
      * One LT_API function: its prototype, its annotation (extents, custom, required) and, when annotated with
      * {@code op=NAME}, the Backend op it implements: {@code host} lists pointer parameters passed as host segments (not
-     * tensors), {@code hand} the backends whose body is written by hand ("cpu", "cuda"), {@code launcher} the class in
+     * tensors), {@code hand} the backends whose body is written by hand ("cpu", "cuda"; "none" for a
+     * {@code cpuonly} op, whose CUDA body refuses), {@code launcher} the class in
      * dev.latent.cuda holding the CUDA launcher NAME (CudaKernels unless said). {@code family}: the kernels/ folder.
      */
     record Fn(String name, String ret, List<Param> params, Map<String, String> extents, boolean custom, boolean required,
@@ -203,6 +212,7 @@ public final class GenBindings {
                     if (tok.isEmpty()) continue;
                     if (tok.equals("custom")) custom = true;
                     else if (tok.startsWith("op=")) op = tok.substring(3);
+                    else if (tok.equals("cpuonly")) hand.add("none");
                     else if (tok.startsWith("launcher=")) launcher = tok.substring(9);
                     else if (tok.startsWith("hand=")) hand.addAll(List.of(tok.substring(5).split(",")));
                     else if (tok.startsWith("host=")) {
@@ -230,7 +240,8 @@ public final class GenBindings {
                     if (p.pointer() && !ext.containsKey(p.name))
                         throw fail(name + ": pointer parameter '" + p.name + "' has no extent: annotate the prototype with /*@ "
                                 + p.name + "[n] ... */ (elements it touches) or /*@ custom */ and check it in LatentNative");
-            for (String x : hand) if (!x.equals("cpu") && !x.equals("cuda")) throw fail(name + ": hand=" + x + " is not cpu or cuda");
+            for (String x : hand)
+                if (!x.equals("cpu") && !x.equals("cuda") && !x.equals("none")) throw fail(name + ": hand=" + x + " is not cpu or cuda");
             if (op != null && !ret.equals("lt_status")) throw fail(name + ": op=" + op + " needs an lt_status function");
             out.add(new Fn(name, ret, params, ext, custom, required, op, host, hand, launcher, family(name, h, m.start(), families)));
         }
@@ -682,7 +693,10 @@ public final class GenBindings {
             if (!f.hand.contains("cpu"))
                 cpu.append("\n    @Override public void ").append(sig).append(" {\n        LatentNative.get().").append(camel(f.name))
                         .append("(").append(String.join(", ", cpuArgs)).append(");\n    }\n");
-            if (!f.hand.contains("cuda"))
+            if (f.hand.contains("none"))   // a CPU-only op: the CUDA body refuses, naming it
+                cuda.append("\n    @Override public void ").append(sig).append(" {\n        throw new UnsupportedOperationException(\"")
+                        .append(f.op).append(": no CUDA kernel yet (").append(f.name).append(" runs on the CPU only); move the tensors to the CPU\");\n    }\n");
+            else if (!f.hand.contains("cuda"))
                 cuda.append("\n    @Override public void ").append(sig).append(" {\n        ").append(f.launcher).append(".").append(f.op)
                         .append("(Cuda.get()").append(cudaArgs.isEmpty() ? "" : ", " + String.join(", ", cudaArgs)).append(");\n    }\n");
         }
