@@ -9,6 +9,7 @@
  * dout (n, c), table / dtable (vocab, c); uniq, start (rows + 1), pos (n) int32. Memory-bound, coalesced in j. */
 #include "lt_cuda.cuh"
 
+/*@ launch=embedding grid=stride(n*c) block=256 ids[n] table[0] out[n*c] */
 LT_KERNEL void ltk_embedding_fwd(int64_t n, int64_t c, const int32_t *__restrict__ ids, const float *__restrict__ table,
                                  float *__restrict__ out) {
     const int64_t total = n * c, stride = (int64_t)gridDim.x * blockDim.x;
