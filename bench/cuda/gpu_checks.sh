@@ -4,7 +4,11 @@
 # a JSON summary ($O/summary.json) for BENCHMARKS.md's tables. One call on a lent GPU; never run without one (the dry
 # run below uses the emulated driver and its CPU stand-ins instead, and times nothing that means anything).
 # usage: bash bench/cuda/gpu_checks.sh OUTDIR [DRIVER]   (DRIVER: libcuda.so.1, or PATH/libcuda_emu.so for a dry run here)
-# env: STEPS=all|tests,bench,vendorbench,graph,gpt,models  PY=python3  CUBLAS=PATH  CUDNN=PATH (default: found below)
+# env: STEPS=all|tests,bench,vendorbench,graph,gpt,decode,models  PY=python3  CUBLAS=PATH  CUBLASLT=PATH  CUDNN=PATH (default: found below)
+# VendorBench adds (issue 18, h-sdpa): linear + bias on cuBLASLt's BIAS epilogue vs cuBLAS + our bias kernel vs ours
+# ("linear_bias" rows), cuBLASLt vs cuBLAS on the plain GEMM ("gemm_lt"), and causal attention forward through cuDNN's
+# SDPA (bf16) vs our fp32 kernels ("attention_fwd", "attention_bwd"); gpu_bench.py times PyTorch's SDPA bf16 (forward,
+# forward + backward) at the same shapes.
 cd "$(dirname "$0")/../.."
 O=${1:?out}; DRV=${2:-libcuda.so.1}; G=$PWD/.gpu; mkdir -p $O  # the kit: bench/cuda/make_gpu_kit.sh
 PY=${PY:-python3}; STEPS=${STEPS:-all}
@@ -23,16 +27,18 @@ hits = sorted(p for r in roots for p in glob.glob(r + "/nvidia/*/lib/" + sys.arg
 print(hits[-1] if hits else "")
 PYEOF
 }
-CUBLAS=${CUBLAS:-$(findlib libcublas)}; CUDNN=${CUDNN:-$(findlib libcudnn)}
+[ "$DRV" != libcuda.so.1 ] && CUBLASLT=${CUBLASLT:-$DRV}
+CUBLAS=${CUBLAS:-$(findlib libcublas)}; CUDNN=${CUDNN:-$(findlib libcudnn)}; CUBLASLT=${CUBLASLT:-$(findlib libcublasLt)}
 [ -n "$CUBLAS" ] && P="$P -Dlatent.cublas.path=$CUBLAS"
+[ -n "$CUBLASLT" ] && P="$P -Dlatent.cublaslt.path=$CUBLASLT"
 [ -n "$CUDNN" ] && P="$P -Dlatent.cudnn.path=$CUDNN"
-echo "vendor libraries: cuBLAS ${CUBLAS:-none found}, cuDNN ${CUDNN:-none found}" | tee $O/vendor.txt
+echo "vendor libraries: cuBLAS ${CUBLAS:-none found}, cuBLASLt ${CUBLASLT:-none found}, cuDNN ${CUDNN:-none found}" | tee $O/vendor.txt
 rc=0
 if [[ $STEPS == all || $STEPS == *tests* ]]; then
-  echo "== java tests (vendor libraries where found)"; SEL=${SEL:---select-package dev.latent.cuda --select-class dev.latent.cli.CudaCliTest}
+  echo "== java tests (vendor libraries where found)"; SEL=${SEL:---select-package dev.latent.cuda --select-class dev.latent.cli.CudaCliTest --select-class dev.latent.cli.CudaSampleCliTest}
   timeout 240 $J -Xmx16g $P -jar $G/lib/junit.jar execute --class-path $CP $SEL --exclude-classname '.*CudaUnavailableTest' \
     --details=tree --disable-banner --reports-dir /tmp/junit-reports > $O/tests.log 2>&1; r=$?; tail -60 $O/tests.log; ok=$(grep -o "\[ *[0-9]* tests successful" $O/tests.log | grep -o "[0-9]*"); [ "${ok:-0}" -gt 0 ] || r=9; echo "tests rc=$r ($ok successful)"; rc=$((rc|r))
-  grep -h "host synchronisations\|cuBLAS vs\|CuBlasTest:\|CuDnnTest:" $O/tests.log | tee $O/syncs.txt
+  grep -h "host synchronisations\|cuBLAS vs\|CuBlasTest:\|CuBlasLtTest:\|CuDnnTest:\|sdpa\|DeviceKvDecoderTest:" $O/tests.log | tee $O/syncs.txt
   echo "== java tests with LATENT_CUDA_VENDOR=0 (our kernels only): the model steps and the sync count"
   LATENT_CUDA_VENDOR=0 timeout 120 $J -Xmx16g $P -jar $G/lib/junit.jar execute --class-path $CP --select-class dev.latent.cuda.CudaGptTest \
     --select-class dev.latent.cuda.CudaVaeTest --select-class dev.latent.cuda.CudaGanTest --select-class dev.latent.cuda.HostSyncTest \
@@ -68,6 +74,26 @@ if [[ $STEPS == all || $STEPS == *gpt* ]]; then
     done
   done
 fi
+if [[ $STEPS == all || $STEPS == *decode* ]]; then
+  # GPT decoding, tokens/s: sample gpt on the device (DeviceKvDecoder: KV cache in device memory, one host sync a token)
+  # and on the CPU (the packed KvDecoder) from the big config's checkpoint (trained by the gpt step, else briefly here),
+  # greedy and sampled. The rate is what sample gpt prints: "N tokens in S s (R tokens/s)", prompt included in S.
+  echo "== decode"; CK=/tmp/gpt-big-cuda; DT=${DECODE_TOKENS:-200}
+  if [ ! -f $CK/checkpoint.safetensors ]; then
+    timeout 150 $J -Xmx8g $P -cp $CP dev.latent.cli.Main train gpt --data $G/text.txt --out $CK --device cuda --steps 20 --eval-interval 20 \
+      --eval-batches 1 --log-interval 10 --checkpoint-interval 0 --sample-tokens 0 --layers 6 --heads 6 --dim 384 --context 256 --batch 32 > /tmp/decode-train.log 2>&1
+  fi
+  : > $O/decode.txt
+  for dev in cuda cpu; do
+    for temp in 0 0.8; do
+      timeout 120 $J -Xmx8g $P -cp $CP dev.latent.cli.Main sample gpt --checkpoint $CK --tokens $DT --temperature $temp --prompt "The " \
+        --device $dev > /tmp/decode-$dev-$temp.out 2> /tmp/decode-$dev-$temp.err; r=$?
+      echo "decode $dev temperature $temp: $(grep -h 'tokens/s' /tmp/decode-$dev-$temp.err) rc=$r" | tee -a $O/decode.txt; rc=$((rc|r))
+    done
+  done
+  cmp -s /tmp/decode-cuda-0.out /tmp/decode-cpu-0.out && echo "decode: greedy text on the device equals the CPU's" | tee -a $O/decode.txt \
+    || echo "decode: greedy text differs between the device and the CPU (near ties can part them; see /tmp/decode-*.out)" | tee -a $O/decode.txt
+fi
 if [[ $STEPS == all || $STEPS == *models* ]] && [ -d $G/fmnist ]; then
   echo "== models on Fashion-MNIST (cuda, then cpu on this machine's cores)"
   run() { local name=$1; shift
@@ -96,7 +122,7 @@ def last(f):
 ok = re.findall(r"\[ *(\d+) tests successful", text("tests.log")); bad = re.findall(r"\[ *(\d+) tests failed", text("tests.log"))
 s = {"gpu": text("gpu.txt").strip(), "vendor": text("vendor.txt").strip(),
      "tests": {"successful": int(ok[0]) if ok else 0, "failed": int(bad[0]) if bad else None},
-     "host_syncs": text("syncs.txt").splitlines(), "vendor_bench": js("vendor_bench.json"), "gpu_bench": js("gpu_bench.json"),
+     "host_syncs": text("syncs.txt").splitlines(), "decode": text("decode.txt").splitlines(), "vendor_bench": js("vendor_bench.json"), "gpu_bench": js("gpu_bench.json"),
      "graph_bench": js("graph_bench.json"),
      "gpt": {os.path.basename(f)[4:-6]: last(os.path.basename(f)) for f in sorted(glob.glob(os.path.join(o, "gpt-*.jsonl")))}}
 json.dump(s, open(os.path.join(o, "summary.json"), "w"), indent=1)

@@ -11,6 +11,7 @@
  * min(n, vocab) rows, so the launch does not depend on how many ids are distinct (a CUDA graph replays it for any batch). */
 #include "lt_cuda.cuh"
 
+/*@ launch=embedding grid=stride(n*c) block=256 ids[n] table[0] out[n*c] */
 LT_KERNEL void ltk_embedding_fwd(int64_t n, int64_t c, const int32_t *__restrict__ ids, const float *__restrict__ table,
                                  float *__restrict__ out) {
     const int64_t total = n * c, stride = (int64_t)gridDim.x * blockDim.x;

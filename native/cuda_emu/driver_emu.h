@@ -78,6 +78,9 @@ enum Counter : int {
     CNT_CUDNN_CONV_FWD, CNT_CUDNN_CONV_BWD_DATA, CNT_CUDNN_CONV_BWD_FILTER,
     CNT_EVENT_SYNC,      /* cuEventSynchronize: blocks the host (a host synchronisation, like the first five) */
     CNT_HTOD_ASYNC,      /* cuMemcpyHtoDAsync from page-locked memory: does not block (not a synchronisation) */
+    CNT_CUBLASLT_MATMUL, /* cublasLtMatmul (any epilogue) */
+    CNT_CUDNN_SDPA_FWD,  /* cudnnBackendExecute of the causal SDPA forward graph */
+    CNT_CUDNN_SDPA_BWD,  /* cudnnBackendExecute of the causal SDPA backward graph */
     CNT_LAUNCH,          /* cuLaunchKernel calls (a graph's replayed kernels are not calls) */
     CNT_GRAPH_LAUNCH,    /* cuGraphLaunch calls */
     CNT_COUNT

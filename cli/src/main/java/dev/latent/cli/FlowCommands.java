@@ -105,6 +105,7 @@ final class FlowCommands {
         @Mixin Mixins.Images images;
         @Mixin Mixins.SampleSeed seed;
         @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
 
         @Override
         public Integer call() throws Exception {
@@ -112,8 +113,9 @@ final class FlowCommands {
             Limits.nonNegative("--temperature", temperature);
             threads.apply();
             int n = images.n;
+            dev.latent.tensor.Device on = device.resolve();
             try (Scope scope = Scope.shared()) {
-                FlowTrainer t = FlowTrainer.load(checkpoint.checkpoint, scope);
+                FlowTrainer t = FlowTrainer.load(checkpoint.checkpoint, scope, on);
                 var prov = dev.latent.io.Provenance.ofCheckpoint(t.cfg.arch(), checkpoint.checkpoint, FlowTrainer.CHECKPOINT, seed.seed,
                         Map.of("n", n, "temperature", temperature, "command", "sample " + t.cfg.arch()));
                 try (var p = prov.use()) {
@@ -130,12 +132,14 @@ final class FlowCommands {
         @Mixin Mixins.Checkpoint checkpoint;
         @Mixin Mixins.EvalData data;
         @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
 
         @Override
         public Integer call() throws Exception {
             threads.apply();
+            dev.latent.tensor.Device on = device.resolve();
             try (Scope scope = Scope.shared()) {
-                FlowTrainer t = FlowTrainer.load(checkpoint.checkpoint, scope);
+                FlowTrainer t = FlowTrainer.load(checkpoint.checkpoint, scope, on);
                 ImageData test = ImageData.load(data.or(t.cfg.data()), "test");
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("test_bpd", t.testBpd(test)); m.put("invertibility_error", t.invertibilityError(test, 64)); m.put("n_test", test.n);

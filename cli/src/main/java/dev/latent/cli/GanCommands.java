@@ -246,6 +246,7 @@ final class GanCommands {
         @Option(names = "--ref", description = "reference split (default: ${DEFAULT-VALUE})") String ref = "fashion-mnist:test";
         @Option(names = "--limit", description = "use at most N images of each set (0: all)") int limit = 0;
         @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
 
         @Override
         public Integer call() throws Exception {
@@ -255,8 +256,9 @@ final class GanCommands {
             if (limit > 0) { a = a.head(limit); b = b.head(limit); }
             if (a.h != 28 || a.w != 28 || b.h != 28 || b.w != 28)
                 throw new IllegalArgumentException("eval fid: 28 x 28 images expected, got " + a.h + "x" + a.w + " and " + b.h + "x" + b.w);
+            dev.latent.tensor.Device on = device.resolve();
             try (Scope scope = Scope.shared()) {
-                Classifier c = Classifier.load(classifier, scope);
+                Classifier c = Classifier.load(classifier, scope, on);   // the feature net's forward on the device with --device cuda
                 double[][][] fa = c.featuresAndProbs(a), fb = c.featuresAndProbs(b);
                 double fid = Fid.distance(Fid.stats(fa[0]), Fid.stats(fb[0]));
                 double[] is = Fid.inceptionScore(fa[1], 10);
@@ -277,6 +279,7 @@ final class GanCommands {
         @Mixin Mixins.Images images;
         @Mixin Mixins.SampleSeed seed = new Mixins.SampleSeed(1234);
         @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
         @Option(names = "--class", description = "a conditional checkpoint's class K in [0, classes): every image of that class (default: classes in turn)")
         Integer cls;
 
@@ -286,8 +289,9 @@ final class GanCommands {
             if (cls != null && cls < 0) throw new IllegalArgumentException("--class must be >= 0 (classes are numbered from 0), got " + cls);
             threads.apply();
             int n = images.n;
+            dev.latent.tensor.Device on = device.resolve();
             try (Scope scope = Scope.shared()) {
-                GanTrainer t = GanTrainer.load(checkpoint.checkpoint, scope, seed.seed);
+                GanTrainer t = GanTrainer.load(checkpoint.checkpoint, scope, seed.seed, on);
                 int k = cls == null ? -1 : cls;
                 if (k >= 0 && !t.config().conditional()) throw new IllegalArgumentException(GanTrainer.notConditional(checkpoint.checkpoint.toString()));
                 t.checkClass(k);

@@ -91,10 +91,12 @@ final class PixelCnnCommands {
         @Mixin Mixins.Images images;
         @Mixin Mixins.SampleSeed seed;
         @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
 
         @Override
         public Integer call() throws Exception {
             images.check();
+            refuseCuda(device);
             int n = images.n;
             PixelCnnSampler.Mode mode = sampler.mode;
             if (pixels != null) Limits.atMost("--pixels", pixels, 1, 784, null);   // a 28 x 28 image has 784
@@ -130,9 +132,11 @@ final class PixelCnnCommands {
         @Mixin Mixins.Checkpoint checkpoint;
         @Mixin Mixins.EvalData data;
         @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
 
         @Override
         public Integer call() throws Exception {
+            refuseCuda(device);
             if (limit < 0) throw new IllegalArgumentException("--limit must be >= 0, got " + limit);
             threads.apply();
             try (Scope scope = Scope.shared()) {
@@ -148,4 +152,14 @@ final class PixelCnnCommands {
             return 0;
         }
     }
+
+    /** PixelCNN's sample and eval run on the CPU only: --device cuda with a usable GPU is refused with the reason. */
+    static void refuseCuda(Mixins.Device device) {
+        if (device.resolve() == dev.latent.tensor.Device.CUDA)
+            throw new IllegalArgumentException(PIXELCNN_NO_CUDA);
+    }
+
+    static final String PIXELCNN_NO_CUDA = "pixelcnn has no CUDA path: its cached sampler keeps per-layer incremental state in host memory "
+            + "and runs its masked convolutions through the CPU kernels (PixelCnnSampler), and train pixelcnn has no --device either; "
+            + "use --device cpu (docs/cuda.md, \"Sampling and evaluation on the device\")";
 }

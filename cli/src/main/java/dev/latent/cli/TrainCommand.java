@@ -156,12 +156,19 @@ final class TrainCommand implements Runnable {
                         logInterval, checkpointInterval, seed.seed, prec);
                 var last = GptTrainer.train(gpt, tok, d, o, out, resume, model, Math.min(this.resume.stopAt(), steps), runOn, ConsoleListener.INSTANCE,
                         cudaGraph);
-                gpt.to(model, Device.CPU);   // the sampler runs on the CPU (its KV cache is host memory)
                 System.out.println(dev.latent.io.Json.object(last));
                 if (sampleTokens > 0) {
-                    var s = new dev.latent.models.gpt.GptSampler(gpt);
                     int[] prompt = tok.encode(text.substring(0, Math.min(text.length(), 1)));
-                    int[] gen = s.generate(prompt, new dev.latent.models.gpt.GptSampler.Settings(sampleTokens, 0.8, 0, 1.0, seed.seed));
+                    var settings = new dev.latent.models.gpt.KvDecoder.Settings(sampleTokens, 0.8, 0, 1.0, seed.seed);
+                    int[] gen;
+                    if (runOn == Device.CUDA) {   // decoded where it trained: the KV cache in device memory (DeviceKvDecoder)
+                        try (var dec = new dev.latent.models.gpt.DeviceKvDecoder(gpt)) {
+                            gen = dec.generate(prompt, settings);
+                        }
+                    } else {
+                        gen = new dev.latent.models.gpt.GptSampler(gpt).generate(prompt,
+                                new dev.latent.models.gpt.GptSampler.Settings(sampleTokens, 0.8, 0, 1.0, seed.seed));
+                    }
                     System.out.println("--- sample ---");
                     System.out.println(tok.decode(prompt) + tok.decode(gen));
                 }

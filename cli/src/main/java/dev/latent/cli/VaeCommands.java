@@ -96,6 +96,7 @@ final class VaeCommands {
         @Mixin Mixins.Images images;
         @Mixin Mixins.SampleSeed seed;
         @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
         @Option(names = "--class", description = "a conditional VAE's class K in [0, classes): every image of that class (default: classes in turn)")
         Integer cls;
         @Option(names = "--analogy", description = "a conditional VAE's analogy grid: --n rows, one z per row, every class across (PNG)")
@@ -109,8 +110,9 @@ final class VaeCommands {
             threads.apply();
             int n = images.n, maxImages = images.maxImages;
             Path ckpt = checkpoint.checkpoint;
+            dev.latent.tensor.Device on = device.resolve();
             try (Scope scope = Scope.shared()) {
-                VaeTrainer t = VaeTrainer.load(ckpt, scope);
+                VaeTrainer t = VaeTrainer.load(ckpt, scope, on);
                 int k = cls == null ? -1 : cls;
                 if ((k >= 0 || analogy) && !t.cfg.conditional())
                     throw new IllegalArgumentException(ckpt + ": the VAE is unconditional (trained without --conditional), so "
@@ -145,13 +147,15 @@ final class VaeCommands {
         @Mixin Mixins.Checkpoint checkpoint;
         @Mixin Mixins.EvalData data;
         @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
 
         @Override
         public Integer call() throws Exception {
             iwae.check();
             threads.apply();
+            dev.latent.tensor.Device on = device.resolve();
             try (Scope scope = Scope.shared()) {
-                VaeTrainer t = VaeTrainer.load(checkpoint.checkpoint, scope);
+                VaeTrainer t = VaeTrainer.load(checkpoint.checkpoint, scope, on);
                 ImageData test = ImageData.load(data.or(t.cfg.data()), "test");
                 VaeTrainer.Eval e = t.evaluate(test, false);
                 Map<String, Object> m = new LinkedHashMap<>(e.toMap());

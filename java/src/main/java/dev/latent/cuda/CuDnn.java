@@ -99,6 +99,9 @@ final class CuDnn {
         scalars.set(JAVA_FLOAT, 12, 1f);
     }
 
+    /** The cudnnHandle_t (for the backend graph API's HANDLE attributes: CuDnnAttention). */
+    MemorySegment handle() { return handle; }
+
     /** cudnnGetVersion: 9.x as major 10000 + minor 100 + patch, 8.x as major 1000 + minor 100 + patch. */
     String describe() {
         String v = version >= 90000 ? version / 10000 + "." + version % 10000 / 100 + "." + version % 100

@@ -21,6 +21,12 @@ final class Ltk {
     static final int AF_BC = 32;
     /** ATT_SMALL_HS of kernels/attention/attention.cu. */
     static final int ATT_SMALL_HS = 64;
+    /** AD_THREADS of kernels/attention_decode/attention_decode.cu. */
+    static final int AD_THREADS = 128;
+    /** AD_MAXHS of kernels/attention_decode/attention_decode.cu. */
+    static final int AD_MAXHS = 256;
+    /** AD_SMEM_EXTRA of kernels/attention_decode/attention_decode.cu. */
+    static final int AD_SMEM_EXTRA = 32;
     /** BN_THREADS of kernels/batchnorm/batchnorm.cu. */
     static final int BN_THREADS = 256;
     /** BCE_CHUNK of kernels/bce/bce.cu. */
@@ -135,6 +141,21 @@ final class Ltk {
     /** ltk_attention_bwd_dq64 (kernels/attention/attention.cu); d: a lt_attention_desc by value. */
     static void ltk_attention_bwd_dq64(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment d, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer lse, DeviceBuffer dvec, DeviceBuffer dout, DeviceBuffer dq) {
         cu.launch("ltk_attention_bwd_dq64", grid, block, sharedBytes, d, q, k, v, lse, dvec, dout, dq);
+    }
+
+    /** ltk_kv_append (kernels/attention_decode/attention_decode.cu). */
+    static void ltk_kv_append(Cuda cu, int[] grid, int[] block, int sharedBytes, long rows, long nh, long hs, long ctx, long p0, DeviceBuffer qkv, long ld, DeviceBuffer kc, DeviceBuffer vc) {
+        cu.launch("ltk_kv_append", grid, block, sharedBytes, rows, nh, hs, ctx, p0, qkv, ld, kc, vc);
+    }
+
+    /** ltk_attention_decode (kernels/attention_decode/attention_decode.cu). */
+    static void ltk_attention_decode(Cuda cu, int[] grid, int[] block, int sharedBytes, long rows, long nh, long hs, long ctx, long p0, float scale, DeviceBuffer q, long ldq, DeviceBuffer kc, DeviceBuffer vc, DeviceBuffer o, long ldo) {
+        cu.launch("ltk_attention_decode", grid, block, sharedBytes, rows, nh, hs, ctx, p0, scale, q, ldq, kc, vc, o, ldo);
+    }
+
+    /** ltk_argmax_rows (kernels/attention_decode/attention_decode.cu). */
+    static void ltk_argmax_rows(Cuda cu, int[] grid, int[] block, int sharedBytes, long rows, long n, DeviceBuffer x, DeviceBuffer out) {
+        cu.launch("ltk_argmax_rows", grid, block, sharedBytes, rows, n, x, out);
     }
 
     /** ltk_bn_fwd_train (kernels/batchnorm/batchnorm.cu). */

@@ -280,4 +280,40 @@ class HostSyncTest {
             assertTrue(last <= GLOW_TRAINER_STEP_SYNCS, "Glow trainer step: " + last + " host synchronisations, bound " + GLOW_TRAINER_STEP_SYNCS);
         }
     }
+
+    /**
+     * GPT decoding on the device (DeviceKvDecoder): one host synchronisation per drawn token, the token's read (greedy:
+     * the argmax's 4 bytes; sampling: the row of logits); the ids of the next step go up asynchronously from
+     * page-locked staging. Counted per token (between onToken calls) over 12 tokens, greedy and sampled, and the whole
+     * generation checked against the emulated driver's count.
+     */
+    static final long GPT_DECODE_SYNCS_PER_TOKEN = 1;
+
+    @Test
+    void gptDecodeOnDevice() {
+        GptConfig cfg = new GptConfig(65, 2, 2, 32, 16, false);
+        try (Scope model = Scope.shared()) {
+            Gpt gpt = new Gpt(model, cfg, 5);
+            gpt.to(model, Device.CUDA);
+            try (var dec = new dev.latent.models.gpt.DeviceKvDecoder(gpt)) {
+                int[] prompt = {1, 2, 3};
+                dec.generate(prompt, new dev.latent.models.gpt.KvDecoder.Settings(2, 0, 0, 1, 1));   // warm: allocations, scratch
+                for (double temperature : new double[] {0, 0.8}) {
+                    var s = new dev.latent.models.gpt.KvDecoder.Settings(12, temperature, 5, 0.9, 3);
+                    long[] last = {cu.hostSyncs()}, worst = {0};
+                    int[] count = {0};
+                    long total = syncs("GPT decode on the device, 12 tokens at temperature " + temperature, () -> dec.generate(prompt, s, t -> {
+                        long now = cu.hostSyncs();
+                        worst[0] = Math.max(worst[0], now - last[0]);
+                        last[0] = now;
+                        count[0]++;
+                    }));
+                    assertEquals(12, count[0]);
+                    System.out.printf("GPT decode (temperature %s): %d host synchronisations for 12 tokens, at most %d per token%n", temperature, total, worst[0]);
+                    assertTrue(worst[0] <= GPT_DECODE_SYNCS_PER_TOKEN, "decode: " + worst[0] + " host synchronisations for one token, bound " + GPT_DECODE_SYNCS_PER_TOKEN);
+                    assertTrue(total <= 12 * GPT_DECODE_SYNCS_PER_TOKEN, "decode: " + total + " host synchronisations for 12 tokens");
+                }
+            }
+        }
+    }
 }

@@ -183,7 +183,16 @@ public final class Classifier implements Module {
         return (double) correct / data.n;
     }
 
-    /** Features (n x 128) and class probabilities (n x classes) of every image, in double. */
+    /** t's contiguous floats on the host (a copy in g's scope when t is on a device). */
+    private static MemorySegment host(Graph g, Tensor t) {
+        return t.device() == dev.latent.tensor.Device.CPU ? t.contiguous().segment() : t.to(g.scope(), dev.latent.tensor.Device.CPU).segment();
+    }
+
+    /**
+     * Features (n x 128) and class probabilities (n x classes) of every image, in double. The forward runs where the
+     * classifier's weights are (the CPU, or a device after {@code load(..., device)}); features and logits come back in
+     * one copy each per chunk of 500 images.
+     */
     public double[][][] featuresAndProbs(ImageData data) {
         double[][] feats = new double[data.n][], probs = new double[data.n][];
         for (int from = 0; from < data.n; from += 500) {
@@ -191,8 +200,10 @@ public final class Classifier implements Module {
             try (Graph g = Graph.inference()) {
                 Tensor x = g.empty(m, 1, 28, 28);
                 batch(data, null, from, m, x);
-                Var f = features(Var.constant(x));
-                MemorySegment fs = f.value().segment(), ls = out.forward(f).value().segment();
+                dev.latent.tensor.Device on = out.weight.value().device();
+                Var f = features(Var.constant(on == dev.latent.tensor.Device.CPU ? x : x.to(g.scope(), on)));
+                Var lg = out.forward(f);
+                MemorySegment fs = host(g, f.value()), ls = host(g, lg.value());
                 for (int i = 0; i < m; i++) {
                     double[] fi = new double[FEATURES], pi = new double[classes];
                     for (int j = 0; j < FEATURES; j++) fi[j] = fs.getAtIndex(JAVA_FLOAT, (long) i * FEATURES + j);
@@ -219,7 +230,10 @@ public final class Classifier implements Module {
     }
 
     /** Loads a classifier from its checkpoint file or the folder holding it. */
-    public static Classifier load(Path dirOrFile, Scope scope) throws IOException {
+    public static Classifier load(Path dirOrFile, Scope scope) throws IOException { return load(dirOrFile, scope, dev.latent.tensor.Device.CPU); }
+
+    /** A classifier on {@code device}: {@link #featuresAndProbs} (the FID / IS feature net) then runs its forward there. */
+    public static Classifier load(Path dirOrFile, Scope scope, dev.latent.tensor.Device device) throws IOException {
         Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(CHECKPOINT) : dirOrFile;
         if (!Files.isRegularFile(f))
             throw new IOException("no classifier at " + f + ": train one with `bin/latent train classifier --out " + dirOrFile + "`");
@@ -239,6 +253,7 @@ public final class Classifier implements Module {
                 throw new IOException(f + ": tensor " + e.getKey() + " has shape " + java.util.Arrays.toString(src.shape()));
             MemorySegment.copy(src.segment(), 0, e.getValue().value().segment(), 0, src.numel() * 4);
         }
+        if (device != dev.latent.tensor.Device.CPU) c.to(scope, device);
         return c;
     }
 }

@@ -279,7 +279,13 @@ public final class FlowTrainer {
         }, step);
     }
 
-    public static FlowTrainer load(Path dirOrFile, Scope scope) throws IOException {
+    public static FlowTrainer load(Path dirOrFile, Scope scope) throws IOException { return load(dirOrFile, scope, Device.CPU); }
+
+    /**
+     * A checkpoint's flow on {@code device} (sampling, bits/dim and the invertibility check then run there: every op of
+     * the forward and the inverse has a device path).
+     */
+    public static FlowTrainer load(Path dirOrFile, Scope scope, Device device) throws IOException {
         Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(CHECKPOINT) : dirOrFile;
         if (!Files.isRegularFile(f)) throw new IOException("no RealNVP checkpoint at " + f);
         SafeTensors.Loaded l = SafeTensors.read(f, scope);
@@ -291,11 +297,11 @@ public final class FlowTrainer {
         String data = String.valueOf(c.get("data"));
         Config cfg = glow ? new Config(data, f.getParent(), "glow", 0, num(c, "levels"), num(c, "depth"), hid, 1, 64, 1e-3f, 0, 1, 0, 0, true)
                 : new Config(data, f.getParent(), num(c, "couplings"), hid, 1, 64, 1e-3f, 0, 1, 0, 0, true);
-        FlowTrainer t = new FlowTrainer(cfg, scope, h, w);
+        FlowTrainer t = new FlowTrainer(cfg, scope, h, w, device);
         for (var e : t.model.namedParameters().entrySet()) {
             Tensor src = l.tensors().get(e.getKey());
             if (src == null || src.numel() != e.getValue().value().numel()) throw new IOException(f + ": missing or mis-shaped tensor " + e.getKey());
-            MemorySegment.copy(src.segment(), 0, e.getValue().value().segment(), 0, src.numel() * 4);
+            dev.latent.nn.Init.assign(src, e.getValue().value());
         }
         if (t.model instanceof Glow gl) gl.markInitialized();
         return t;

@@ -650,7 +650,10 @@ public final class GanTrainer {
     }
 
     /** A trainer holding the nets of a checkpoint (for sampling); sampleSeed keys the latents of writeSamples. */
-    public static GanTrainer load(Path dirOrFile, Scope scope, long sampleSeed) throws IOException {
+    public static GanTrainer load(Path dirOrFile, Scope scope, long sampleSeed) throws IOException { return load(dirOrFile, scope, sampleSeed, Device.CPU); }
+
+    /** A checkpoint's nets on {@code device} (BatchNorm's running statistics too): sampling then runs there (GanSampler). */
+    public static GanTrainer load(Path dirOrFile, Scope scope, long sampleSeed, Device device) throws IOException {
         Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(CHECKPOINT) : dirOrFile;
         if (!Files.isRegularFile(f)) throw new IOException("no GAN checkpoint at " + f);
         SafeTensors.Loaded l = SafeTensors.read(f, scope);
@@ -661,14 +664,14 @@ public final class GanTrainer {
         Config cfg = new Config(gan ? Loss.GAN : Loss.WGAN_GP, String.valueOf(c.get("data")), f.getParent(), num(c, "iters"), num(c, "batch"),
                 num(c, "nz"), num(c, "ngf"), num(c, "ndf"), 0f, 0.5f, 0.9f, Math.max(1, num(c, "n_critic")), 0f, norm, num(c, "seed"),
                 1, 0, 0, sampleSeed, true, classesIn(f, c));
-        GanTrainer t = new GanTrainer(cfg);
+        GanTrainer t = new GanTrainer(cfg, device);
         for (var e : Dcgan.stateDict(t.g, t.d).entrySet()) {
             Tensor src = l.tensors().get(e.getKey());
             if (src == null) throw new IOException(f + ": missing tensor " + e.getKey());
             if (!java.util.Arrays.equals(src.shape(), e.getValue().shape()))
                 throw new IOException(f + ": tensor " + e.getKey() + " has shape " + java.util.Arrays.toString(src.shape()) + ", config says "
                         + java.util.Arrays.toString(e.getValue().shape()));
-            MemorySegment.copy(src.segment(), 0, e.getValue().segment(), 0, src.numel() * 4);
+            dev.latent.nn.Init.assign(src, e.getValue());
         }
         return t;
     }
