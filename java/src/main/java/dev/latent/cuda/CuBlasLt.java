@@ -127,7 +127,7 @@ final class CuBlasLt {
         scalars.set(JAVA_FLOAT, 0, alpha);
         scalars.set(JAVA_FLOAT, 4, beta);
         check("cublasLtMatmul", matmul, handle, p.desc, scalars.asSlice(0, 4), a, p.a, b, p.b, scalars.asSlice(4, 4), c, p.c, c, p.c,
-                p.algo, workspace, WORKSPACE_BYTES, MemorySegment.NULL);
+                p.algo, workspace, WORKSPACE_BYTES, cu.stream());   // the backend's stream: a CUDA-graph capture records it
     }
 
     /**

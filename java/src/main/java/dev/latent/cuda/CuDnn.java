@@ -100,7 +100,11 @@ final class CuDnn {
     }
 
     /** The cudnnHandle_t (for the backend graph API's HANDLE attributes: CuDnnAttention). */
-    MemorySegment handle() { return handle; }
+    /** The handle, bound to the backend's current stream first (CuDnnAttention executes on it: CUDA graphs capture it). */
+    synchronized MemorySegment handle() {
+        followStream();
+        return handle;
+    }
 
     /** cudnnGetVersion: 9.x as major 10000 + minor 100 + patch, 8.x as major 1000 + minor 100 + patch. */
     String describe() {
