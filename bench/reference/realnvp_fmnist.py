@@ -10,8 +10,9 @@ unrelated by step ~80; two runs of this script that differ only in thread count 
 gradient norms spike to 300-1000 (median ~30), and the test bits/dim of one run's weights jumps between 4.8 and
 7.1 from one 100-step checkpoint to the next, so the end-of-epoch figure is a draw, not a property of the
 implementation. --clip 100 (the max_grad_norm default of a widely used PyTorch RealNVP) is the clipped variant
-both sides can run (Latent: `train realnvp --clip 100`); it smooths training but, on Latent's seed 1, did not make
-the end-of-epoch test figure stable (5.46 clipped against 4.40 unclipped).
+both sides can run (Latent: `train realnvp --clip 100`); it smooths training but did not make the end-of-epoch
+test figure stable (Latent seed 1: 5.46 clipped against 4.40 unclipped; PyTorch seed 1 the other way, 4.47 clipped
+against 5.41).
 
 Data: standard gzipped IDX files in --data DIR, images 1x28x28 (D = 784).
 Preprocessing (with its log-det, as in the RealNVP paper):
