@@ -21,6 +21,7 @@ final class FlowCommands {
     /** Options and the run shared by train realnvp and train glow: data, schedule, limits; one JSON line of results. */
     static final class TrainOptions {
         @Option(names = "--lr", description = "AdamW learning rate (default: ${DEFAULT-VALUE})") float lr = 1e-3f;
+        @Option(names = "--clip", description = "global gradient-norm clipping threshold (0: none, the reference recipe) (default: ${DEFAULT-VALUE})") double clip = 0;
         @Option(names = "--max-steps", description = "the older cap: at most N steps of the --epochs (0: all of them; --steps N asks for N steps outright)") int maxSteps = 0;
         @Mixin Mixins.Epochs epochs = new Mixins.Epochs(1);
         @Mixin Mixins.ImageBatch batch = new Mixins.ImageBatch(64);
@@ -43,6 +44,7 @@ final class FlowCommands {
             limit.check();
             testLimit.check();
             Limits.positive("--lr", lr);
+            Limits.nonNegative("--clip", clip);
             threads.check();
             ImageData probe = ImageData.load(data.data, "test");
             run.check(out, FlowTrainer.CHECKPOINT);
@@ -71,7 +73,7 @@ final class FlowCommands {
         public Integer call() throws Exception {
             if (couplings < 1 || hidden < 1) throw new IllegalArgumentException("--couplings, --hidden >= 1");
             return o.train("realnvp", () -> new FlowTrainer.Config(o.data.data, o.out.out, couplings, hidden, o.epochs.epochs, o.batch.batch, o.lr,
-                    o.maxSteps, o.seed.seed, o.limit.limit, o.testLimit.testLimit, o.quiet.quiet));
+                    o.maxSteps, o.seed.seed, o.limit.limit, o.testLimit.testLimit, o.quiet.quiet).withClip(o.clip));
         }
     }
 
@@ -87,7 +89,7 @@ final class FlowCommands {
         public Integer call() throws Exception {
             if (levels < 1 || depth < 1 || hidden < 1) throw new IllegalArgumentException("--levels, --depth, --hidden >= 1");
             return o.train("glow", () -> new FlowTrainer.Config(o.data.data, o.out.out, "glow", 0, levels, depth, hidden, o.epochs.epochs, o.batch.batch,
-                    o.lr, o.maxSteps, o.seed.seed, o.limit.limit, o.testLimit.testLimit, o.quiet.quiet));
+                    o.lr, o.maxSteps, o.seed.seed, o.limit.limit, o.testLimit.testLimit, o.quiet.quiet).withClip(o.clip));
         }
     }
 

@@ -43,9 +43,21 @@ public final class FlowTrainer {
      * training loop's.
      */
     public record Config(String data, Path out, String arch, int couplings, int levels, int depth, int hidden, int epochs, int batch,
-                         float lr, int maxSteps, long seed, int trainLimit, int testLimit, boolean quiet) {
+                         float lr, int maxSteps, long seed, int trainLimit, int testLimit, boolean quiet, double clip) {
         public Config {
             if (!arch.equals("realnvp") && !arch.equals("glow")) throw new IllegalArgumentException("flow arch must be realnvp or glow, got " + arch);
+            if (!(clip >= 0)) throw new IllegalArgumentException("clip must be >= 0 (0: no clipping), got " + clip);
+        }
+
+        /** No gradient clipping: the reference recipe ({@code clip} 0). */
+        public Config(String data, Path out, String arch, int couplings, int levels, int depth, int hidden, int epochs, int batch,
+                      float lr, int maxSteps, long seed, int trainLimit, int testLimit, boolean quiet) {
+            this(data, out, arch, couplings, levels, depth, hidden, epochs, batch, lr, maxSteps, seed, trainLimit, testLimit, quiet, 0);
+        }
+
+        /** This config with global-norm gradient clipping at {@code clip} (0: none). */
+        public Config withClip(double clip) {
+            return new Config(data, out, arch, couplings, levels, depth, hidden, epochs, batch, lr, maxSteps, seed, trainLimit, testLimit, quiet, clip);
         }
 
         /** RealNVP with the given sizes (the form the reference script's flags take). */
@@ -115,7 +127,7 @@ public final class FlowTrainer {
             Tensor[] pre = model.preprocess(g.scope(), data.pixels, idx, from, m, cfg.seed, NOISE + step);
             Var bpd = model.bitsPerDim(Var.constant(onDevice(g.scope(), pre[0])), pre[1]);
             g.backward(bpd);
-            opt.update(cfg.lr, 0);
+            opt.update(cfg.lr, cfg.clip);
             if (device == Device.CPU) return StepScalars.Values.known(F.item(bpd));
             return losses.capture(bpd.value());
         }
