@@ -37,7 +37,8 @@ final class FlowCommands {
         @Mixin TrainSteps run;
 
         int train(String model, java.util.function.Supplier<FlowTrainer.Config> config) throws Exception {
-            precision.fp32Only(model, "bf16 is not checked for its coupling networks and log-determinants yet: its trainer takes no precision (bf16 runs train gpt, dcgan and vae)");
+            var runOn = device.resolve();
+            var prec = precision.runnable(runOn);   // bf16 refused here, before the data is read
             epochs.check();
             batch.check();
             Limits.atLeast("--max-steps", maxSteps, 0);
@@ -49,9 +50,8 @@ final class FlowCommands {
             ImageData probe = ImageData.load(data.data, "test");
             run.check(out, FlowTrainer.CHECKPOINT);
             threads.apply();
-            var runOn = device.resolve();
             try (Scope scope = Scope.shared()) {
-                FlowTrainer.Result r = new FlowTrainer(config.get(), scope, probe.h, probe.w, runOn).listener(ConsoleListener.INSTANCE)
+                FlowTrainer.Result r = new FlowTrainer(config.get(), scope, probe.h, probe.w, runOn).listener(ConsoleListener.INSTANCE).precision(prec)
                         .run(run.steps(), run.resume(), run.stopAt());
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("model", model); m.put("steps", r.steps()); m.put("train_bpd", r.trainBpd()); m.put("test_bpd", r.testBpd());
@@ -123,7 +123,7 @@ final class FlowCommands {
                 try (var p = prov.use()) {
                     t.writeSamples(out, n, temperature, seed.seed);
                 }
-                System.out.println(Json.object(Map.of("out", out.toString(), "n", n, "temperature", temperature)));
+                System.out.println(Json.object(Map.of("out", out.toString(), "n", n, "temperature", temperature, "trained_precision", t.precision().id())));
             }
             return 0;
         }
@@ -145,6 +145,7 @@ final class FlowCommands {
                 ImageData test = ImageData.load(data.or(t.cfg.data()), "test");
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("test_bpd", t.testBpd(test)); m.put("invertibility_error", t.invertibilityError(test, 64)); m.put("n_test", test.n);
+                m.put("trained_precision", t.precision().id());   // the checkpoint's (fp32 for one written before it was recorded)
                 System.out.println(Json.object(m));
             }
             return 0;
@@ -166,14 +167,14 @@ final class FlowCommands {
 
         @Override
         public Integer call() throws Exception {
-            precision.fp32Only("flow-toy", "its coupling MLPs are linear layers the bf16 GEMM could run, but the flow trainer takes no precision yet");
+            var prec = precision.runnable(dev.latent.tensor.Device.CPU);   // bf16 refused here, before anything runs
             if (steps < 1 || couplings < 1 || hidden < 1) throw new IllegalArgumentException("--steps, --couplings, --hidden must be >= 1");
             threads.check();
             resume.check(out, dev.latent.train.TrainLoop.CHECKPOINT);
             threads.apply();
             try (Scope scope = Scope.shared()) {
                 var cfg = new dev.latent.models.flow.ToyFlow.Config(dist.toString(), couplings, hidden, steps, 256, 2e-3f, seed.seed);
-                var f = new dev.latent.models.flow.ToyFlow(cfg, scope);
+                var f = new dev.latent.models.flow.ToyFlow(cfg, scope).precision(prec);
                 double before = f.evalNll(2000);   // the initial weights (the same on a resume: they come from --seed)
                 long done = f.run(out.out, resume.resume, resume.stopAt(), 100, 0, ConsoleListener.INSTANCE, true);
                 double after = f.evalNll(2000);

@@ -53,9 +53,13 @@ final class GanCommands {
 
         abstract GanTrainer.Config base();
 
+        /** Where and at which precision the run trains: resolved by {@link #config} before any data is read. */
+        Device runOn;
+        dev.latent.tensor.Precision prec;
+
         GanTrainer.Config config(GanTrainer.Config b, int nCritic, float lambda, Dcgan.Norm norm) {
-            if (b.loss() != GanTrainer.Loss.GAN)
-                precision.fp32Only("wgan-gp", "bf16 convolutions are not checked through its gradient penalty's double backward (bf16 runs train gpt, dcgan and vae)");
+            runOn = device.resolve();
+            prec = precision.runnable(runOn);   // bf16 refused here, before the data is read
             Limits.atLeast("--steps/--iters", iters, 1);
             batch.check();
             Limits.atLeast("--nz", nz, 1);
@@ -75,8 +79,7 @@ final class GanCommands {
             ImageData.load(data.data, "train");   // validated before the run folder is touched
             resume.check(out, GanTrainer.CHECKPOINT);
             threads.apply();
-            Device runOn = device.resolve();
-            GanTrainer t = new GanTrainer(c, runOn).listener(ConsoleListener.INSTANCE).precision(precision.runnable(runOn));
+            GanTrainer t = new GanTrainer(c, runOn).listener(ConsoleListener.INSTANCE).precision(prec);
             System.err.printf(Locale.ROOT, "%s: data %s, %d iterations of batch %d, %d threads%n", c.loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp",
                     c.data(), c.iters(), c.batch(), Latent.threads());
             GanTrainer.Result r = t.run(c.iters(), resume.resume, resume.stopAt());
@@ -141,7 +144,7 @@ final class GanCommands {
 
         @Override
         public Integer call() throws Exception {
-            precision.fp32Only("toy-gan", "its MLPs are linear layers the bf16 GEMM could run, but the GAN trainer takes no precision yet");
+            var prec = precision.runnable(dev.latent.tensor.Device.CPU);   // bf16 refused here, before anything runs
             threads.check();
             if (steps != null) Limits.atLeast("--steps", steps, 1);
             Limits.atLeast("--hidden", hidden, 1);
@@ -165,7 +168,7 @@ final class GanCommands {
                         lr == null ? d.lr() : lr, true, nCritic == null ? d.nCritic() : nCritic,
                         lambda == null ? d.lambda() : lambda, seed);
                 long t0 = System.nanoTime();
-                ToyGan gan = new ToyGan(c);
+                ToyGan gan = new ToyGan(c).precision(prec);
                 double[] last = gan.train();
                 ToyGan.Coverage cov = ToyGan.coverage(gan.dist, gan.sample(2500, 1234));
                 Map<String, Object> r = new LinkedHashMap<>();
@@ -207,7 +210,7 @@ final class GanCommands {
 
         @Override
         public Integer call() throws Exception {
-            precision.fp32Only("classifier", "bf16 is not checked for it yet: its trainer takes no precision (bf16 runs train gpt, dcgan and vae)");
+            var prec = precision.runnable(dev.latent.tensor.Device.CPU);   // bf16 refused here, before the data is read
             threads.check();
             epochs.check();
             batch.check();
@@ -218,7 +221,7 @@ final class GanCommands {
             threads.apply();
             if (limit.limit > 0) train = train.head(limit.limit);
             try (Scope scope = Scope.shared()) {
-                Classifier c = new Classifier(scope, 10, seed.seed);
+                Classifier c = new Classifier(scope, 10, seed.seed).precision(prec);
                 Classifier.TrainResult r = c.train(train, test, out.out, run.steps(), run.resume(), run.stopAt(), epochs.epochs, batch.batch, lr, seed.seed, quiet.quiet,
                         ConsoleListener.INSTANCE);
                 Map<String, Object> m = new LinkedHashMap<>();
@@ -266,6 +269,7 @@ final class GanCommands {
                 m.put("metric", "fid"); m.put("fid", fid); m.put("is_mean", is[0]); m.put("is_std", is[1]);
                 m.put("samples", a.source); m.put("n_samples", a.n); m.put("ref", b.source); m.put("n_ref", b.n);
                 m.put("classifier", classifier.toString());
+                m.put("classifier_precision", c.precision().id());   // the classifier checkpoint's training precision (fp32 for older ones)
                 System.out.println(Json.object(m));
             }
             return 0;
@@ -301,7 +305,8 @@ final class GanCommands {
                     if (out.toString().endsWith(".png")) t.writeGridSamples(out, n, k);
                     else t.writeSamples(out, n, k);
                 }
-                System.out.println(Json.object(k >= 0 ? Map.of("out", out.toString(), "n", n, "class", k) : Map.of("out", out.toString(), "n", n)));
+                System.out.println(Json.object(k >= 0 ? Map.of("out", out.toString(), "n", n, "class", k, "trained_precision", t.precision().id())
+                        : Map.of("out", out.toString(), "n", n, "trained_precision", t.precision().id())));
             }
             return 0;
         }

@@ -8,7 +8,8 @@ import picocli.CommandLine.Option;
 /**
  * {@code --precision fp32|bf16} on every {@code train} command (issue 15). bf16 rounds the matmul operands to bf16 (fp32
  * accumulation; master weights, optimizer state and reductions stay fp32) and needs AVX512_BF16 at ISA avx512: it is
- * refused, in one line, where it cannot run, and by the commands whose layers have no bf16 path; never emulated.
+ * refused, in one line, before any data is read, where it cannot run (another device, no AVX512_BF16, ISA below
+ * avx512); never emulated. Every train command takes it; each checkpoint records it (old ones read as fp32).
  */
 final class PrecisionOption {
     @Option(names = "--precision", description = "one of ${COMPLETION-CANDIDATES}: bf16 rounds the matmul operands to bf16 with fp32 accumulation (CPU with AVX512_BF16; default: ${DEFAULT-VALUE})")
@@ -35,11 +36,5 @@ final class PrecisionOption {
         String why = Latent.bf16UnavailableReason();
         if (!why.isEmpty()) throw new IllegalArgumentException("--precision bf16 refused: " + why);
         return p;
-    }
-
-    /** Refuses bf16 for a command whose training has no bf16 path: {@code missing} says what is missing. */
-    void fp32Only(String command, String missing) {
-        if (get() == Precision.BF16)
-            throw new IllegalArgumentException("--precision bf16: train " + command + " cannot run it: " + missing + "; use --precision fp32");
     }
 }

@@ -58,7 +58,7 @@ final class VaeAnomalyCommand implements Callable<Integer> {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("model", "vae"); m.put("checkpoint", checkpoint.checkpoint.toString()); m.put("anomaly_class", cls);
             m.put("trained_without_class", t.cfg.excludeClass()); m.put("n_test", test.n); m.put("n_anomalous", nAnom);
-            m.put("iwae_k", iwaeK); m.put("seed", seed.seed);
+            m.put("iwae_k", iwaeK); m.put("seed", seed.seed); m.put("trained_precision", t.precision().id());
             for (Choices.Score score : kinds) {
                 VaeScores.Kind kind = score.kind;
                 double[] s = scores(t, test, kind);

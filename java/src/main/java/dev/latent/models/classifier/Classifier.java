@@ -76,6 +76,23 @@ public final class Classifier implements Module {
         data.fill(x, idx, from, m, 1f / 127.5f, -1f, 0);
     }
 
+    private dev.latent.tensor.Precision precision = dev.latent.tensor.Precision.FP32;
+
+    /**
+     * Operand precision of {@link #train}'s steps (issue 15): BF16 runs the convolutions and the linear layers through
+     * lt_conv2d_*_bf16 and lt_gemm_bf16 (operands rounded to bf16, fp32 sums); BatchNorm, the cross-entropy,
+     * reductions, the master weights and AdamW's state stay fp32, and the test accuracy, features and probabilities
+     * (FID, IS) are computed at fp32. CPU with AVX512_BF16 only: elsewhere an exception naming why. Recorded in the
+     * checkpoint (metadata "precision"); a resume must ask the same.
+     */
+    public Classifier precision(dev.latent.tensor.Precision p) {
+        this.precision = dev.latent.train.TrainingPrecision.requireRunnable("classifier", p, dev.latent.tensor.Device.CPU);
+        return this;
+    }
+
+    /** The training precision: the one set, or for a {@link #load}ed classifier the checkpoint's (FP32 for older ones). */
+    public dev.latent.tensor.Precision precision() { return precision; }
+
     /** What {@link #train} achieved: epochs run, final test accuracy (fraction correct), wall-clock seconds. */
     public record TrainResult(int epochs, double testAccuracy, double seconds) {}
 
@@ -126,6 +143,7 @@ public final class Classifier implements Module {
                     meta.put("format", FORMAT);
                     meta.put("classes", Integer.toString(classes));
                     meta.put("info", Json.object(Map.of("test_accuracy", acc[0], "epochs", epochs, "seed", seed)));
+                    meta.put(dev.latent.train.TrainingPrecision.KEY, precision.id());
                     return meta;
                 }
 
@@ -136,7 +154,7 @@ public final class Classifier implements Module {
                         permEpoch = ep;
                     }
                     float lrNow = (float) (lr * 0.5 * (1 + Math.cos(Math.PI * s / total)));
-                    try (Graph g = Graph.open()) {
+                    try (Graph g = Graph.open().precision(precision)) {
                         Tensor x = g.empty(batch, 1, 28, 28);
                         batch(trainSet, perm, pos, batch, x);
                         for (int i = 0; i < batch; i++) targets.setAtIndex(JAVA_INT, i, trainSet.labels[perm[pos + i]]);
@@ -226,6 +244,7 @@ public final class Classifier implements Module {
         meta.put("format", FORMAT);
         meta.put("classes", Integer.toString(classes));
         meta.put("info", Json.object(info));
+        meta.put(dev.latent.train.TrainingPrecision.KEY, precision.id());
         SafeTensors.write(file, t, meta);
     }
 
@@ -246,6 +265,7 @@ public final class Classifier implements Module {
             throw new IOException(f + ": bad class count " + l.metadata().get("classes"));
         }
         Classifier c = new Classifier(scope, classes, 0);
+        c.precision = dev.latent.train.TrainingPrecision.of(f, l.metadata());   /* read, not required: features run fp32 */
         for (var e : c.namedParameters().entrySet()) {
             Tensor src = l.tensors().get(e.getKey());
             if (src == null) throw new IOException(f + ": missing tensor " + e.getKey());

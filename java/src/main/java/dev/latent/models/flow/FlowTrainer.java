@@ -110,6 +110,24 @@ public final class FlowTrainer {
         losses = device == Device.CPU ? null : new StepScalars(scope, device, 1);
     }
 
+    private dev.latent.tensor.Precision precision = dev.latent.tensor.Precision.FP32;
+
+    /**
+     * Operand precision of the training steps' coupling networks (issue 15): BF16 runs their convolutions through
+     * lt_conv2d_*_bf16 (operands rounded to bf16, fp32 sums; every prior is a fixed N(0, I), so nothing else has one). The
+     * affine couplings themselves, the log-determinants, ActNorm, Glow's invertible 1x1 convolution (kept exact inside
+     * the BF16 graph: its log-det is that of the fp32 W), the bits/dim, reductions, master weights and Adam's state
+     * stay fp32; evaluation, the invertibility check and sampling run at fp32. CPU with AVX512_BF16 only: elsewhere an
+     * exception naming why, before any step. Recorded in the checkpoint (metadata "precision"); a resume must ask the same.
+     */
+    public FlowTrainer precision(dev.latent.tensor.Precision p) {
+        this.precision = dev.latent.train.TrainingPrecision.requireRunnable(cfg.arch(), p, device);
+        return this;
+    }
+
+    /** The training precision: the one set, or for a {@link #load}ed trainer the checkpoint's (FP32 for older ones). */
+    public dev.latent.tensor.Precision precision() { return precision; }
+
     /** y (preprocessed on the host: the same bits for any device) on the trainer's device; ldPre stays on the host. */
     private Tensor onDevice(Scope s, Tensor y) { return device == Device.CPU ? y : y.to(s, device); }
 
@@ -123,7 +141,7 @@ public final class FlowTrainer {
      */
     public StepScalars.Values stepDeferred(ImageData data, int[] idx, int from, int m) {
         step++;
-        try (Graph g = Graph.open()) {
+        try (Graph g = Graph.open().precision(precision)) {
             Tensor[] pre = model.preprocess(g.scope(), data.pixels, idx, from, m, cfg.seed, NOISE + step);
             Var bpd = model.bitsPerDim(Var.constant(onDevice(g.scope(), pre[0])), pre[1]);
             g.backward(bpd);
@@ -277,6 +295,7 @@ public final class FlowTrainer {
         c.put("data", cfg.data);
         c.put("seed", cfg.seed);
         meta.put("config", Json.object(c));
+        meta.put(dev.latent.train.TrainingPrecision.KEY, precision.id());
         return meta;
     }
 
@@ -310,6 +329,7 @@ public final class FlowTrainer {
         Config cfg = glow ? new Config(data, f.getParent(), "glow", 0, num(c, "levels"), num(c, "depth"), hid, 1, 64, 1e-3f, 0, 1, 0, 0, true)
                 : new Config(data, f.getParent(), num(c, "couplings"), hid, 1, 64, 1e-3f, 0, 1, 0, 0, true);
         FlowTrainer t = new FlowTrainer(cfg, scope, h, w, device);
+        t.precision = dev.latent.train.TrainingPrecision.of(f, l.metadata());   /* read, not required: sampling runs fp32 */
         for (var e : t.model.namedParameters().entrySet()) {
             Tensor src = l.tensors().get(e.getKey());
             if (src == null || src.numel() != e.getValue().value().numel()) throw new IOException(f + ": missing or mis-shaped tensor " + e.getKey());

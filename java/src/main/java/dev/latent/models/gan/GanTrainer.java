@@ -128,23 +128,18 @@ public final class GanTrainer {
     /**
      * Operand precision of the training steps' convolutions and matmuls (issue 15): BF16 runs them through
      * lt_conv2d_*_bf16 and lt_gemm_bf16 (operands rounded to bf16, fp32 sums); BatchNorm, the losses, reductions, the
-     * master weights and Adam's state stay fp32, and sampling and evaluation graphs stay fp32. CPU with AVX512_BF16
-     * only: elsewhere an exception naming why, before any step. Not recorded in the checkpoint: a resumed run takes
-     * the precision it is given.
+     * master weights and Adam's state stay fp32, and sampling and evaluation graphs stay fp32. WGAN-GP's gradient
+     * penalty differentiates through the bf16 convolutions' backward (each pass of the double backward is again a bf16
+     * convolution: Bf16RestTrainingTest checks it against fp32). CPU with AVX512_BF16 only: elsewhere an exception
+     * naming why, before any step. Recorded in the checkpoint (metadata "precision"); a resume must ask the same.
      */
     public GanTrainer precision(dev.latent.tensor.Precision p) {
-        java.util.Objects.requireNonNull(p, "precision");
-        if (p == dev.latent.tensor.Precision.BF16) {
-            if (cfg.loss != Loss.GAN)
-                throw new IllegalArgumentException("wgan-gp: bf16 precision is not checked for its gradient penalty's double backward; use fp32");
-            if (device != Device.CPU)
-                throw new IllegalArgumentException("dcgan: bf16 precision is CPU-only (AVX512_BF16); " + device + " has no bf16 path yet: use fp32");
-            String why = dev.latent.ops.Gemm.bf16Unavailable();
-            if (why != null) throw new IllegalStateException("dcgan: " + why);
-        }
-        this.precision = p;
+        this.precision = dev.latent.train.TrainingPrecision.requireRunnable(cfg.loss == Loss.GAN ? "dcgan" : "wgan-gp", p, device);
         return this;
     }
+
+    /** The training precision: the one set, or for a {@link #load}ed trainer the checkpoint's (FP32 for older ones). */
+    public dev.latent.tensor.Precision precision() { return precision; }
 
     /**
      * A trainer on {@code device}: the nets are built on the CPU (the same initial weights for any device), moved there
@@ -219,6 +214,14 @@ public final class GanTrainer {
         /** Sets the iteration the next save records. */
         public void iter(long iter) { this.iter = iter; }
 
+        private dev.latent.tensor.Precision precision = dev.latent.tensor.Precision.FP32;
+
+        /** The training precision the checkpoint records (metadata "precision"; default FP32) and a resume must match. */
+        public Checkpoint precision(dev.latent.tensor.Precision p) {
+            this.precision = java.util.Objects.requireNonNull(p, "precision");
+            return this;
+        }
+
         @Override public String name() { return name; }
 
         @Override public void restored(long s) { iter = s; }
@@ -249,6 +252,7 @@ public final class GanTrainer {
             meta.put("format", FORMAT);
             meta.put("iter", Long.toString(iter));
             meta.put("config", Json.object(config));
+            meta.put(dev.latent.train.TrainingPrecision.KEY, precision.id());
             return meta;
         }
     }
@@ -344,6 +348,7 @@ public final class GanTrainer {
                     }
                 }
             };
+            family.precision(precision);
             long done = TrainLoop.run(family, new TrainLoop.Options(cfg.out, iters, stopAt, resume, 0, listener, cfg.quiet));
             if (!curve.isEmpty()) {
                 double[] x = curve.stream().mapToDouble(r -> r[0]).toArray();
@@ -474,7 +479,7 @@ public final class GanTrainer {
      * is then the float difference of the two means, where the CPU subtracts their doubles).
      */
     double[] criticStep(ImageData data, int[] perm, int pos, long step) {
-        try (Graph gr = Graph.open()) {
+        try (Graph gr = Graph.open().precision(precision)) {
             Tensor realT = realBatch(gr.scope(), data, perm, pos);
             Var real = Var.constant(realT);
             Var fake = F.detach(g.forward(Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + step, cfg.batch, cfg.nz)))));
@@ -542,7 +547,7 @@ public final class GanTrainer {
 
     /** One WGAN generator step: loss -E[D(G(z))] (on CUDA NaN: the loss is kept on the device, see {@link #criticStep}). */
     double generatorStep(long it) {
-        try (Graph gr = Graph.open()) {
+        try (Graph gr = Graph.open().precision(precision)) {
             Var fake = g.forward(Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + (1L << 39) + it, cfg.batch, cfg.nz))));
             Var loss = F.scale(F.mean(d.forward(fake)), -1f);
             gr.freeze(d.parameters());
@@ -665,6 +670,7 @@ public final class GanTrainer {
                 num(c, "nz"), num(c, "ngf"), num(c, "ndf"), 0f, 0.5f, 0.9f, Math.max(1, num(c, "n_critic")), 0f, norm, num(c, "seed"),
                 1, 0, 0, sampleSeed, true, classesIn(f, c));
         GanTrainer t = new GanTrainer(cfg, device);
+        t.precision = dev.latent.train.TrainingPrecision.of(f, l.metadata());   /* read, not required: sampling runs fp32 */
         for (var e : Dcgan.stateDict(t.g, t.d).entrySet()) {
             Tensor src = l.tensors().get(e.getKey());
             if (src == null) throw new IOException(f + ": missing tensor " + e.getKey());

@@ -147,20 +147,16 @@ public final class VaeTrainer {
      * Operand precision of the training steps' convolutions and matmuls (issue 15): BF16 runs them through
      * lt_conv2d_*_bf16 and lt_gemm_bf16 (operands rounded to bf16, fp32 sums); BatchNorm, the losses, reductions, the
      * master weights and Adam's state stay fp32, and sampling and evaluation graphs stay fp32. CPU with AVX512_BF16
-     * only: elsewhere an exception naming why, before any step. Not recorded in the checkpoint: a resumed run takes
-     * the precision it is given.
+     * only: elsewhere an exception naming why, before any step. Recorded in the checkpoint (metadata "precision"); a
+     * resume must ask the same.
      */
     public VaeTrainer precision(dev.latent.tensor.Precision p) {
-        java.util.Objects.requireNonNull(p, "precision");
-        if (p == dev.latent.tensor.Precision.BF16) {
-            if (device != Device.CPU)
-                throw new IllegalArgumentException("vae: bf16 precision is CPU-only (AVX512_BF16); " + device + " has no bf16 path yet: use fp32");
-            String why = dev.latent.ops.Gemm.bf16Unavailable();
-            if (why != null) throw new IllegalStateException("vae: " + why);
-        }
-        this.precision = p;
+        this.precision = dev.latent.train.TrainingPrecision.requireRunnable("vae", p, device);
         return this;
     }
+
+    /** The training precision: the one set, or for a {@link #load}ed trainer the checkpoint's (FP32 for older ones). */
+    public dev.latent.tensor.Precision precision() { return precision; }
 
     /**
      * A trainer whose steps run on {@code device}: the model is built on the CPU (the same initial weights for any
@@ -631,7 +627,7 @@ public final class VaeTrainer {
 
     /** The checkpoint: weights, Adam's state, the format and the config. */
     private EpochFamily.Checkpoint checkpoint() {
-        return new EpochFamily.Checkpoint("vae", model::namedParameters, opt, FORMAT, cfg::toMap);
+        return new EpochFamily.Checkpoint("vae", model::namedParameters, opt, FORMAT, cfg::toMap, precision);
     }
 
     /** Writes the weights and the optimizer state after the steps done so far (the checkpoint {@code --resume} reads). */
@@ -693,6 +689,7 @@ public final class VaeTrainer {
             dev.latent.nn.Init.assign(src, e.getValue().value());
         }
         t.step = saved.step();
+        t.precision = dev.latent.train.TrainingPrecision.of(f, l.metadata());   /* read, not required: evaluation runs fp32 */
         return t;
     }
 }
