@@ -269,6 +269,26 @@ if want("attention"):
                "TFLOP/s", e_ours, e_peer, bound, PEAK["fp32"])
         del q, k_, v, do, o, dq, dk, dv, lse, dvec, o64, g64
 
+# PyTorch's SDPA in bf16 (its flash / cuDNN kernel): the peer of cuDNN's SDPA through our binding, which VendorBench
+# times at the same shapes ("attention_fwd_bf16" rows: cuDNN SDPA bf16 vs our fp32 kernel). Peer only here: no ours.
+if want("attention") and not EMU:
+    for (b, nh, t, hs) in [(8, 12, 1024, 64), (4, 16, 1024, 64)]:
+        qb, kb, vb = (torch.randn(b, nh, t, hs, device=DEV, dtype=torch.bfloat16) for _ in range(3))
+        flops_f = 4 * b * nh * t * t * hs / 2
+        record("attention fwd bf16 peer", f"B{b} NH{nh} T{t} HS{hs} causal", float("nan"),
+               timed(lambda: TF.scaled_dot_product_attention(qb, kb, vb, is_causal=True), max(1, int(2e10 / flops_f))),
+               "torch SDPA bf16", flops_f, "TFLOP/s", 0.0, float("nan"), float("inf"))
+        qg, kg, vg = (x.clone().requires_grad_() for x in (qb, kb, vb))
+        dob = torch.randn_like(qb)
+
+        def peer_bf16_fb():
+            out = TF.scaled_dot_product_attention(qg, kg, vg, is_causal=True)
+            torch.autograd.grad(out, (qg, kg, vg), dob)
+        record("attention fwd+bwd bf16 peer", f"B{b} NH{nh} T{t} HS{hs} causal", float("nan"),
+               timed(peer_bf16_fb, max(1, int(2e10 / flops_f))), "torch SDPA bf16 + autograd", 3.5 * flops_f, "TFLOP/s", 0.0,
+               float("nan"), float("inf"))
+        del qb, kb, vb, qg, kg, vg, dob
+
 # ---- conv2d ----
 if want("conv"):
     if not EMU:

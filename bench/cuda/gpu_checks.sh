@@ -4,7 +4,11 @@
 # a JSON summary ($O/summary.json) for BENCHMARKS.md's tables. One call on a lent GPU; never run without one (the dry
 # run below uses the emulated driver and its CPU stand-ins instead, and times nothing that means anything).
 # usage: bash bench/cuda/gpu_checks.sh OUTDIR [DRIVER]   (DRIVER: libcuda.so.1, or PATH/libcuda_emu.so for a dry run here)
-# env: STEPS=all|tests,bench,vendorbench,gpt,precision,models  PY=python3  CUBLAS=PATH  CUDNN=PATH (default: found below)
+# env: STEPS=all|tests,bench,vendorbench,graph,gpt,precision,decode,models  PY=python3  CUBLAS=PATH  CUBLASLT=PATH  CUDNN=PATH (default: found below)
+# VendorBench adds (issue 18, h-sdpa): linear + bias on cuBLASLt's BIAS epilogue vs cuBLAS + our bias kernel vs ours
+# ("linear_bias" rows), cuBLASLt vs cuBLAS on the plain GEMM ("gemm_lt"), and causal attention forward through cuDNN's
+# SDPA (bf16) vs our fp32 kernels ("attention_fwd", "attention_bwd"); gpu_bench.py times PyTorch's SDPA bf16 (forward,
+# forward + backward) at the same shapes.
 cd "$(dirname "$0")/../.."
 O=${1:?out}; DRV=${2:-libcuda.so.1}; G=$PWD/.gpu; mkdir -p $O  # the kit: bench/cuda/make_gpu_kit.sh
 PY=${PY:-python3}; STEPS=${STEPS:-all}
@@ -23,16 +27,18 @@ hits = sorted(p for r in roots for p in glob.glob(r + "/nvidia/*/lib/" + sys.arg
 print(hits[-1] if hits else "")
 PYEOF
 }
-CUBLAS=${CUBLAS:-$(findlib libcublas)}; CUDNN=${CUDNN:-$(findlib libcudnn)}
+[ "$DRV" != libcuda.so.1 ] && CUBLASLT=${CUBLASLT:-$DRV}
+CUBLAS=${CUBLAS:-$(findlib libcublas)}; CUDNN=${CUDNN:-$(findlib libcudnn)}; CUBLASLT=${CUBLASLT:-$(findlib libcublasLt)}
 [ -n "$CUBLAS" ] && P="$P -Dlatent.cublas.path=$CUBLAS"
+[ -n "$CUBLASLT" ] && P="$P -Dlatent.cublaslt.path=$CUBLASLT"
 [ -n "$CUDNN" ] && P="$P -Dlatent.cudnn.path=$CUDNN"
-echo "vendor libraries: cuBLAS ${CUBLAS:-none found}, cuDNN ${CUDNN:-none found}" | tee $O/vendor.txt
+echo "vendor libraries: cuBLAS ${CUBLAS:-none found}, cuBLASLt ${CUBLASLT:-none found}, cuDNN ${CUDNN:-none found}" | tee $O/vendor.txt
 rc=0
 if [[ $STEPS == all || $STEPS == *tests* ]]; then
-  echo "== java tests (vendor libraries where found)"; SEL=${SEL:---select-package dev.latent.cuda --select-class dev.latent.cli.CudaCliTest}
+  echo "== java tests (vendor libraries where found)"; SEL=${SEL:---select-package dev.latent.cuda --select-class dev.latent.cli.CudaCliTest --select-class dev.latent.cli.CudaSampleCliTest}
   timeout 240 $J -Xmx16g $P -jar $G/lib/junit.jar execute --class-path $CP $SEL --exclude-classname '.*CudaUnavailableTest' \
     --details=tree --disable-banner --reports-dir /tmp/junit-reports > $O/tests.log 2>&1; r=$?; tail -60 $O/tests.log; ok=$(grep -o "\[ *[0-9]* tests successful" $O/tests.log | grep -o "[0-9]*"); [ "${ok:-0}" -gt 0 ] || r=9; echo "tests rc=$r ($ok successful)"; rc=$((rc|r))
-  grep -h "host synchronisations\|cuBLAS vs\|CuBlasTest:\|CuDnnTest:" $O/tests.log | tee $O/syncs.txt
+  grep -h "host synchronisations\|cuBLAS vs\|CuBlasTest:\|CuBlasLtTest:\|CuDnnTest:\|sdpa\|DeviceKvDecoderTest:" $O/tests.log | tee $O/syncs.txt
   echo "== java tests with LATENT_CUDA_VENDOR=0 (our kernels only): the model steps and the sync count"
   LATENT_CUDA_VENDOR=0 timeout 120 $J -Xmx16g $P -jar $G/lib/junit.jar execute --class-path $CP --select-class dev.latent.cuda.CudaGptTest \
     --select-class dev.latent.cuda.CudaVaeTest --select-class dev.latent.cuda.CudaGanTest --select-class dev.latent.cuda.HostSyncTest \
@@ -46,14 +52,22 @@ if [[ $STEPS == all || $STEPS == *bench* ]]; then
   echo "== bench"; EMU=""; [ "$DRV" != libcuda.so.1 ] && EMU="--emulated $DRV"
   timeout 240 $PY bench/cuda/gpu_bench.py $EMU --fatbin $G/native/latent_kernels.fatbin --out $O/gpu_bench.json > $O/bench.log 2>&1; r=$?; grep -v NNPACK $O/bench.log; echo "bench rc=$r"; rc=$((rc|r))
 fi
+if [[ $STEPS == all || $STEPS == *graph* ]]; then
+  # the GPT training step (forward, backward, clipped AdamW) timed plainly and replayed from a CUDA graph, same process,
+  # same data, for two model sizes; and whether the graph's results equal the plain step's (graph_bench.json)
+  echo "== CUDA graphs (GraphBench)"
+  timeout 200 $J -Xmx16g $P -cp $CP dev.latent.cuda.GraphBench $O/graph_bench.json $TINY > $O/graph_bench.log 2>&1; r=$?; cat $O/graph_bench.log; echo "graphbench rc=$r"; rc=$((rc|r))
+fi
 if [[ $STEPS == all || $STEPS == *gpt* ]]; then
   echo "== gpt"; GS=${GPT_STEPS:-60}
   for cfg in small big; do
     A="$GPT_ARGS"; S=$GS; [ $cfg = big ] && { A="--layers 6 --heads 6 --dim 384 --context 256 --batch 32 $GPT_ARGS"; S=$((GS/3)); }
-    for run in cuda cuda-ours cpu; do   # cuda: vendor libraries where found; cuda-ours: LATENT_CUDA_VENDOR=0
-      dev=${run%-ours}; V=1; [ $run = cuda-ours ] && V=0
+    # cuda: vendor libraries where found; cuda-graph: the same, each step after two warm-up steps replayed from a CUDA
+    # graph (--cuda-graph: compare its tokens_per_s with cuda's); cuda-ours: LATENT_CUDA_VENDOR=0
+    for run in cuda cuda-graph cuda-ours cpu; do
+      dev=${run%-ours}; dev=${dev%-graph}; V=1; [ $run = cuda-ours ] && V=0; X=""; [ $run = cuda-graph ] && X=--cuda-graph
       LATENT_CUDA_VENDOR=$V timeout 150 $J -Xmx8g $P -cp $CP dev.latent.cli.Main train gpt --data $G/text.txt --out /tmp/gpt-$cfg-$run --device $dev --steps $S \
-        --eval-interval $S --eval-batches 5 --log-interval 5 --checkpoint-interval 0 --sample-tokens 40 $A > /tmp/gpt-$cfg-$run.log 2>&1; r=$?; cat /tmp/gpt-$cfg-$run.log >> $O/gpt.log
+        --eval-interval $S --eval-batches 5 --log-interval 5 --checkpoint-interval 0 --sample-tokens 40 $X $A > /tmp/gpt-$cfg-$run.log 2>&1; r=$?; cat /tmp/gpt-$cfg-$run.log >> $O/gpt.log
       grep -m3 "device\|data:" /tmp/gpt-$cfg-$run.log; tail -4 /tmp/gpt-$cfg-$run.log; tail -2 /tmp/gpt-$cfg-$run/metrics.jsonl 2>/dev/null
       cp /tmp/gpt-$cfg-$run/metrics.jsonl $O/gpt-$cfg-$run.jsonl 2>/dev/null
       echo "gpt $cfg $run rc=$r"; rc=$((rc|r))
@@ -78,6 +92,26 @@ if [[ $STEPS == all || $STEPS == *precision* ]]; then
       done
     done
   done
+fi
+if [[ $STEPS == all || $STEPS == *decode* ]]; then
+  # GPT decoding, tokens/s: sample gpt on the device (DeviceKvDecoder: KV cache in device memory, one host sync a token)
+  # and on the CPU (the packed KvDecoder) from the big config's checkpoint (trained by the gpt step, else briefly here),
+  # greedy and sampled. The rate is what sample gpt prints: "N tokens in S s (R tokens/s)", prompt included in S.
+  echo "== decode"; CK=/tmp/gpt-big-cuda; DT=${DECODE_TOKENS:-200}
+  if [ ! -f $CK/checkpoint.safetensors ]; then
+    timeout 150 $J -Xmx8g $P -cp $CP dev.latent.cli.Main train gpt --data $G/text.txt --out $CK --device cuda --steps 20 --eval-interval 20 \
+      --eval-batches 1 --log-interval 10 --checkpoint-interval 0 --sample-tokens 0 --layers 6 --heads 6 --dim 384 --context 256 --batch 32 > /tmp/decode-train.log 2>&1
+  fi
+  : > $O/decode.txt
+  for dev in cuda cpu; do
+    for temp in 0 0.8; do
+      timeout 120 $J -Xmx8g $P -cp $CP dev.latent.cli.Main sample gpt --checkpoint $CK --tokens $DT --temperature $temp --prompt "The " \
+        --device $dev > /tmp/decode-$dev-$temp.out 2> /tmp/decode-$dev-$temp.err; r=$?
+      echo "decode $dev temperature $temp: $(grep -h 'tokens/s' /tmp/decode-$dev-$temp.err) rc=$r" | tee -a $O/decode.txt; rc=$((rc|r))
+    done
+  done
+  cmp -s /tmp/decode-cuda-0.out /tmp/decode-cpu-0.out && echo "decode: greedy text on the device equals the CPU's" | tee -a $O/decode.txt \
+    || echo "decode: greedy text differs between the device and the CPU (near ties can part them; see /tmp/decode-*.out)" | tee -a $O/decode.txt
 fi
 if [[ $STEPS == all || $STEPS == *models* ]] && [ -d $G/fmnist ]; then
   echo "== models on Fashion-MNIST (cuda, then cpu on this machine's cores)"
@@ -107,7 +141,8 @@ def last(f):
 ok = re.findall(r"\[ *(\d+) tests successful", text("tests.log")); bad = re.findall(r"\[ *(\d+) tests failed", text("tests.log"))
 s = {"gpu": text("gpu.txt").strip(), "vendor": text("vendor.txt").strip(),
      "tests": {"successful": int(ok[0]) if ok else 0, "failed": int(bad[0]) if bad else None},
-     "host_syncs": text("syncs.txt").splitlines(), "vendor_bench": js("vendor_bench.json"), "gpu_bench": js("gpu_bench.json"),
+     "host_syncs": text("syncs.txt").splitlines(), "decode": text("decode.txt").splitlines(), "vendor_bench": js("vendor_bench.json"), "gpu_bench": js("gpu_bench.json"),
+     "graph_bench": js("graph_bench.json"),
      "gpt": {os.path.basename(f)[4:-6]: last(os.path.basename(f)) for f in sorted(glob.glob(os.path.join(o, "gpt-*.jsonl")))
              if not os.path.basename(f).startswith("gpt-prec-")},
      "gpt_precision": {os.path.basename(f)[9:-6]: last(os.path.basename(f)) for f in sorted(glob.glob(os.path.join(o, "gpt-prec-*.jsonl")))}}

@@ -25,11 +25,13 @@ static __device__ __forceinline__ float act_df(int kind, float in, float alpha) 
     }
 }
 
+/*@ launch=activation grid=stride(n) block=256 check=kind>=0,kind<=3 */
 LT_KERNEL void ltk_act_fwd(int32_t kind, int64_t n, float alpha, const float *x, float *y) {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) y[i] = act_f(kind, x[i], alpha);
 }
 
+/*@ launch=activationBackward grid=stride(n) block=256 check=kind>=0,kind<=3 */
 LT_KERNEL void ltk_act_bwd(int32_t kind, int64_t n, float alpha, const float *in, const float *dy, float *dx) {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)

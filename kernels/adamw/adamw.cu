@@ -34,6 +34,16 @@ LT_KERNEL void ltk_adamw(ltk_adamw_consts k, int64_t n, float *__restrict__ para
     adamw_body(k, k.grad_scale, n, param, grad, m, v);
 }
 
+/* ltk_adamw with the constants read from device memory (*k, written before the step by an asynchronous upload) and the
+ * gradient scale from *scale, or k->grad_scale when scale is null: a step whose learning rate and bias corrections change
+ * from step to step then passes no per-step value by value, so a CUDA graph captured over it replays correctly. */
+LT_KERNEL void ltk_adamw_dconsts(const ltk_adamw_consts *__restrict__ k, const float *__restrict__ scale, int64_t n,
+                                 float *__restrict__ param, const float *__restrict__ grad, float *__restrict__ m,
+                                 float *__restrict__ v) {
+    const ltk_adamw_consts kk = *k;
+    adamw_body(kk, scale ? *scale : kk.grad_scale, n, param, grad, m, v);
+}
+
 LT_KERNEL void ltk_adamw_dscale(ltk_adamw_consts k, const float *__restrict__ scale, int64_t n, float *__restrict__ param,
                                 const float *__restrict__ grad, float *__restrict__ m, float *__restrict__ v) {
     adamw_body(k, *scale, n, param, grad, m, v);

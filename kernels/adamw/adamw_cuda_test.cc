@@ -29,6 +29,7 @@ int main() {
             std::vector<float> pw = p, mw = m, vw = v; /* reference step from the kernel's previous state */
             lt_adamw(&d, n, pw.data(), g.data(), mw.data(), vw.data());
             std::vector<float> p3 = p, m3 = m, v3 = v; /* the same state for ltk_adamw_dscale */
+            std::vector<float> p4 = p, m4 = m, v4 = v, p5 = p, m5 = m, v5 = v; /* and for ltk_adamw_dconsts (scale null / in memory) */
             LAUNCH(ltk_adamw, dim3(lt_cu_blocks(n, 256)), dim3(256), 0, consts(d), n, p.data(), (const float *)g.data(),
                    m.data(), v.data());
             {   /* the device-scale kernel (*scale in memory) gives the by-value kernel's bits */
@@ -38,6 +39,16 @@ int main() {
                 LAUNCH(ltk_adamw_dscale, dim3(lt_cu_blocks(n, 256)), dim3(256), 0, k0, &sc, n, p3.data(), (const float *)g.data(), m3.data(), v3.data());
                 CHECK(memcmp(p3.data(), p.data(), 4 * n) == 0 && memcmp(m3.data(), m.data(), 4 * n) == 0 && memcmp(v3.data(), v.data(), 4 * n) == 0,
                       "adamw_dscale n=%lld step %d differs from ltk_adamw", (long long)n, step);
+                /* the constants in memory too (a CUDA graph's step): null scale takes k->grad_scale, else *scale */
+                const ltk_adamw_consts k1 = consts(d);
+                LAUNCH(ltk_adamw_dconsts, dim3(lt_cu_blocks(n, 256)), dim3(256), 0, &k1, (const float *)nullptr, n, p4.data(),
+                       (const float *)g.data(), m4.data(), v4.data());
+                CHECK(memcmp(p4.data(), p.data(), 4 * n) == 0 && memcmp(m4.data(), m.data(), 4 * n) == 0 && memcmp(v4.data(), v.data(), 4 * n) == 0,
+                      "adamw_dconsts (k->grad_scale) n=%lld step %d differs from ltk_adamw", (long long)n, step);
+                LAUNCH(ltk_adamw_dconsts, dim3(lt_cu_blocks(n, 256)), dim3(256), 0, (const ltk_adamw_consts *)&k0, &sc, n, p5.data(),
+                       (const float *)g.data(), m5.data(), v5.data());
+                CHECK(memcmp(p5.data(), p.data(), 4 * n) == 0 && memcmp(m5.data(), m.data(), 4 * n) == 0 && memcmp(v5.data(), v.data(), 4 * n) == 0,
+                      "adamw_dconsts (*scale) n=%lld step %d differs from ltk_adamw", (long long)n, step);
             }
             CHECK(lt_cu_close("m", m.data(), mw.data(), n, 1e-30, 4 * U), "adamw m n=%lld step %d", (long long)n, step);
             CHECK(lt_cu_close("v", v.data(), vw.data(), n, 1e-30, 4 * U), "adamw v n=%lld step %d", (long long)n, step);

@@ -6,9 +6,9 @@
  * attention_*_avx512 (attention_avx512.c) at avx512, attention_*_avx2 (attention_avx2.c) at avx2, else
  * attention_*_ref (attention_ref.c).
  * Neither implementation declines a valid shape, so there is no further fallback.
- * lt_attention_fwd_bf16 / lt_attention_bwd_bf16 take the same checks, then run attention_avx512_bf16.c (bf16
- * operands, fp32 accumulation); they are refused with LT_ERR_UNSUPPORTED where AVX512_BF16 or the avx512 level is
- * missing (as lt_gemm_bf16), never emulated.
+ * lt_attention_fwd_bf16 / lt_attention_bwd_bf16 go through the same fwd / bwd (checks, then the kernel), which run
+ * attention_avx512_bf16.c (bf16 operands, fp32 accumulation) for them; they are refused with LT_ERR_UNSUPPORTED
+ * where AVX512_BF16 or the avx512 level is missing (as lt_gemm_bf16), never emulated.
  * Test and benchmark: attention_test.c (ctest runs it at LATENT_MAX_ISA=ref, =avx2 and =avx512; `attention_test --bench`). */
 #include <math.h>
 
@@ -37,41 +37,7 @@ static lt_status check(const char *fn, const lt_attention_desc *d) {
 #define NULLCHECK(fn, p) \
     if (!(p)) return lt_fail(LT_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, #p)
 
-lt_status lt_attention_fwd(const lt_attention_desc *d, const float *q, const float *k, const float *v, float *o,
-                           float *lse) {
-    static const char fn[] = "lt_attention_fwd";
-    lt_status st = check(fn, d);
-    if (st) return st;
-    NULLCHECK(fn, q);
-    NULLCHECK(fn, k);
-    NULLCHECK(fn, v);
-    NULLCHECK(fn, o);
-    NULLCHECK(fn, lse);
-    if (lt_isa_level() >= LT_ISA_AVX512) return attention_fwd_avx512(d, q, k, v, o, lse);
-    if (lt_isa_level() >= LT_ISA_AVX2) return attention_fwd_avx2(d, q, k, v, o, lse);
-    return attention_fwd_ref(d, q, k, v, o, lse);
-}
-
-lt_status lt_attention_bwd(const lt_attention_desc *d, const float *q, const float *k, const float *v,
-                           const float *o, const float *lse, const float *dout, float *dq, float *dk, float *dv) {
-    static const char fn[] = "lt_attention_bwd";
-    lt_status st = check(fn, d);
-    if (st) return st;
-    NULLCHECK(fn, q);
-    NULLCHECK(fn, k);
-    NULLCHECK(fn, v);
-    NULLCHECK(fn, o);
-    NULLCHECK(fn, lse);
-    NULLCHECK(fn, dout);
-    NULLCHECK(fn, dq);
-    NULLCHECK(fn, dk);
-    NULLCHECK(fn, dv);
-    if (lt_isa_level() >= LT_ISA_AVX512) return attention_bwd_avx512(d, q, k, v, o, lse, dout, dq, dk, dv);
-    if (lt_isa_level() >= LT_ISA_AVX2) return attention_bwd_avx2(d, q, k, v, o, lse, dout, dq, dk, dv);
-    return attention_bwd_ref(d, q, k, v, o, lse, dout, dq, dk, dv);
-}
-
-/* Refusal shared by the bf16 entry points: the same wording as lt_gemm_bf16's. */
+/* bf16: LT_OK when it can run here, else the refusal (the same wording as lt_gemm_bf16's). */
 static lt_status bf16_refused(const char *fn) {
     if (lt_cpu_bf16() && lt_isa_level() >= LT_ISA_AVX512) return LT_OK;
     return lt_fail(LT_ERR_UNSUPPORTED, "%s: bf16 attention needs AVX512_BF16 at ISA avx512 (CPU %s AVX512_BF16, "
@@ -79,9 +45,10 @@ static lt_status bf16_refused(const char *fn) {
                    lt_isa_level() >= LT_ISA_AVX512 ? "avx512" : lt_isa_level() >= LT_ISA_AVX2 ? "avx2" : "ref");
 }
 
-lt_status lt_attention_fwd_bf16(const lt_attention_desc *d, const float *q, const float *k, const float *v, float *o,
-                                float *lse) {
-    static const char fn[] = "lt_attention_fwd_bf16";
+/* The forward of every entry point: the checks, then bf16's kernel (or its refusal) or the fp32 kernel of the
+ * level in use. */
+static lt_status fwd(const char *fn, int bf16, const lt_attention_desc *d, const float *q, const float *k,
+                     const float *v, float *o, float *lse) {
     lt_status st = check(fn, d);
     if (st) return st;
     NULLCHECK(fn, q);
@@ -89,13 +56,16 @@ lt_status lt_attention_fwd_bf16(const lt_attention_desc *d, const float *q, cons
     NULLCHECK(fn, v);
     NULLCHECK(fn, o);
     NULLCHECK(fn, lse);
-    if ((st = bf16_refused(fn))) return st;
-    return attention_fwd_avx512_bf16(d, q, k, v, o, lse);
+    if (bf16) return (st = bf16_refused(fn)) ? st : attention_fwd_avx512_bf16(d, q, k, v, o, lse);
+    if (lt_isa_level() >= LT_ISA_AVX512) return attention_fwd_avx512(d, q, k, v, o, lse);
+    if (lt_isa_level() >= LT_ISA_AVX2) return attention_fwd_avx2(d, q, k, v, o, lse);
+    return attention_fwd_ref(d, q, k, v, o, lse);
 }
 
-lt_status lt_attention_bwd_bf16(const lt_attention_desc *d, const float *q, const float *k, const float *v,
-                                const float *o, const float *lse, const float *dout, float *dq, float *dk, float *dv) {
-    static const char fn[] = "lt_attention_bwd_bf16";
+/* The backward of every entry point, as fwd. */
+static lt_status bwd(const char *fn, int bf16, const lt_attention_desc *d, const float *q, const float *k,
+                     const float *v, const float *o, const float *lse, const float *dout, float *dq, float *dk,
+                     float *dv) {
     lt_status st = check(fn, d);
     if (st) return st;
     NULLCHECK(fn, q);
@@ -107,6 +77,28 @@ lt_status lt_attention_bwd_bf16(const lt_attention_desc *d, const float *q, cons
     NULLCHECK(fn, dq);
     NULLCHECK(fn, dk);
     NULLCHECK(fn, dv);
-    if ((st = bf16_refused(fn))) return st;
-    return attention_bwd_avx512_bf16(d, q, k, v, o, lse, dout, dq, dk, dv);
+    if (bf16) return (st = bf16_refused(fn)) ? st : attention_bwd_avx512_bf16(d, q, k, v, o, lse, dout, dq, dk, dv);
+    if (lt_isa_level() >= LT_ISA_AVX512) return attention_bwd_avx512(d, q, k, v, o, lse, dout, dq, dk, dv);
+    if (lt_isa_level() >= LT_ISA_AVX2) return attention_bwd_avx2(d, q, k, v, o, lse, dout, dq, dk, dv);
+    return attention_bwd_ref(d, q, k, v, o, lse, dout, dq, dk, dv);
+}
+
+lt_status lt_attention_fwd(const lt_attention_desc *d, const float *q, const float *k, const float *v, float *o,
+                           float *lse) {
+    return fwd("lt_attention_fwd", 0, d, q, k, v, o, lse);
+}
+
+lt_status lt_attention_bwd(const lt_attention_desc *d, const float *q, const float *k, const float *v,
+                           const float *o, const float *lse, const float *dout, float *dq, float *dk, float *dv) {
+    return bwd("lt_attention_bwd", 0, d, q, k, v, o, lse, dout, dq, dk, dv);
+}
+
+lt_status lt_attention_fwd_bf16(const lt_attention_desc *d, const float *q, const float *k, const float *v, float *o,
+                                float *lse) {
+    return fwd("lt_attention_fwd_bf16", 1, d, q, k, v, o, lse);
+}
+
+lt_status lt_attention_bwd_bf16(const lt_attention_desc *d, const float *q, const float *k, const float *v,
+                                const float *o, const float *lse, const float *dout, float *dq, float *dk, float *dv) {
+    return bwd("lt_attention_bwd_bf16", 1, d, q, k, v, o, lse, dout, dq, dk, dv);
 }

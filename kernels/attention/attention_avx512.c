@@ -8,8 +8,8 @@
  * Determinism: as in attention_avx2.c (each output element owned by one task, fixed order inside), so 1 and 2
  * threads give the same bits at this ISA; the bits differ from the AVX2 path's (other tile sizes, other
  * summation order), both within attention_test.c's tolerance of the double reference.
- * The body is attention_simd.h, shared with attention_avx2.c; this file sets the vector width, the tile and block
- * sizes, and the masked operations. Speed: BENCHMARKS.md (W2, AVX-512). */
+ * The body is attention_simd.h, shared with attention_avx2.c; this file sets the tile and block sizes,
+ * attention_avx512.h the vector width and the masked operations (shared with attention_avx512_bf16.c). Speed: BENCHMARKS.md (W2, AVX-512). */
 #include <immintrin.h>
 
 #include "attention.h"
@@ -23,25 +23,5 @@
 #define FWD_R 8    /* forward register block: 8 x 3 zmm accumulators (24 of the 32 zmm registers; AVX2 has 16, so 4) */
 #define DQW 32     /* dQ block: 6 queries x 2 zmm */
 
-#include "../common/simd_avx512.h"
-#define VI __m512i
-#define VSET1I(i) _mm512_set1_epi32(i)
-#define VADDI(a, b) _mm512_add_epi32(a, b)
-#define VSLLI(v, n) _mm512_slli_epi32(v, n)
-#define VCAST_I(v) _mm512_castps_si512(v)
-#define VCAST_F(v) _mm512_castsi512_ps(v)
-#define VIOTA() _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-
-/* Masks are opmask registers: a masked store / zero-masking move / masked load, where AVX2 needs a vector mask and
- * a blend, an AND or vmaskmov (attention_avx2.c). */
-#define VMASK __mmask16
-AI void hide_ninf(float *p, __m512i lim, __m512i iota, __m512 ninf) {
-    _mm512_mask_storeu_ps(p, _mm512_cmpgt_epi32_mask(lim, iota), ninf);
-}
-AI __m512 keep_below(__m512 v, int n, __m512i iota0) {
-    return _mm512_maskz_mov_ps(_mm512_cmpgt_epi32_mask(_mm512_set1_epi32(n), iota0), v);
-}
-#define DQ_MASK0(rem) ((rem) >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (rem)) - 1))
-#define DQ_MASK1(rem) ((rem) > 16 ? (__mmask16)((1u << ((rem) - 16)) - 1) : 0)
-
+#include "attention_avx512.h"
 #include "attention_simd.h"

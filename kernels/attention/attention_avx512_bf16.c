@@ -34,14 +34,11 @@
 
 #include "attention.h"
 #include "../common/transpose_avx2.h"
+#include "attention_avx512.h" /* the 16-lane vector macros exp2_ps is written in */
+#include "attention_base.h"   /* min64, rup, LOG2E, LN2, exp2_ps: the fp32 body's own (attention_simd.h) */
 
-#define AI static inline __attribute__((always_inline))
-#define LOG2E 1.44269504088896340736f
-#define LN2 0.69314718055994530942f
 #define BR 48 /* queries per block (multiple of 6, even) */
 
-static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-static inline int64_t rup(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 static inline __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 static inline __mmask32 lanes32(int64_t n) { return n >= 32 ? (__mmask32)0xFFFFFFFFu : n <= 0 ? 0 : (__mmask32)((1u << n) - 1); }
 
@@ -53,23 +50,6 @@ AI __m512i pairs(__m512 lo, __m512 hi) {
     const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
                                          23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-}
-
-/* 2^x, 16 lanes: attention_simd.h's exp2_ps (Cephes exp2f polynomial, <= 0.95 ulp; x < -126.5 and -inf give 0). */
-AI __m512 exp2_16(__m512 x) {
-    x = _mm512_max_ps(_mm512_set1_ps(-127.0f), _mm512_min_ps(_mm512_set1_ps(128.0f), x));
-    const __m512 magic = _mm512_set1_ps(12582912.0f);
-    __m512 t = _mm512_add_ps(x, magic);
-    __m512 f = _mm512_sub_ps(x, _mm512_sub_ps(t, magic));
-    __m512 p = _mm512_set1_ps(1.535336188319500e-4f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339887440266574e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618437357674640e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550332471162809e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402264791363012e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931472028550421e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
 }
 
 /* ---- packing ------------------------------------------------------------------------------------------------ */
@@ -254,7 +234,7 @@ static void fwd_block(const bctx *x, int64_t bh, int64_t i0, int64_t nr, const f
         __m512 sum = _mm512_setzero_ps();
         for (int64_t j = 0; j < kpe; j += 16) { /* P = exp2(c2 s - m) for keys < n, 0 up to kpe */
             const __mmask16 mv = lanes(n - j);
-            __m512 p = _mm512_maskz_mov_ps(mv, exp2_16(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mv, s + j), vc2), vm)));
+            __m512 p = _mm512_maskz_mov_ps(mv, exp2_ps(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mv, s + j), vc2), vm)));
             sum = _mm512_add_ps(sum, p);
             _mm256_mask_storeu_epi16((uint16_t *)(w->pa + r * (tw / 2)) + j, (__mmask16)lanes(kpe - j), bf16x16(p));
         }
@@ -383,9 +363,9 @@ static void bwd_task(void *p, int64_t bh, int worker) {
             uint32_t *ppr = w.pp + (r0 / 2) * tw, *dspr = w.dsp + (r0 / 2) * tw;
             for (int64_t j = 0; j < kpe; j += 16) {
                 const __mmask16 m0 = lanes(n0 - j), m1 = lanes(n1 - j), mk = lanes(kpe - j), mp = lanes(kend - j);
-                __m512 pv0 = _mm512_maskz_mov_ps(m0, exp2_16(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m0, s0 + j), vc2), l20)));
+                __m512 pv0 = _mm512_maskz_mov_ps(m0, exp2_ps(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m0, s0 + j), vc2), l20)));
                 __m512 ds0 = _mm512_mul_ps(vsc, _mm512_mul_ps(pv0, _mm512_sub_ps(_mm512_maskz_loadu_ps(m0, p0 + j), d0)));
-                __m512 pv1 = _mm512_maskz_mov_ps(m1, exp2_16(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m1, s1 + j), vc2), l21)));
+                __m512 pv1 = _mm512_maskz_mov_ps(m1, exp2_ps(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m1, s1 + j), vc2), l21)));
                 __m512 ds1 = _mm512_mul_ps(vsc, _mm512_mul_ps(pv1, _mm512_sub_ps(_mm512_maskz_loadu_ps(m1, p1 + j), d1)));
                 _mm256_mask_storeu_epi16(a0 + j, (__mmask16)mk, bf16x16(ds0));
                 if (two) _mm256_mask_storeu_epi16(a1 + j, (__mmask16)mk, bf16x16(ds1));

@@ -25,8 +25,19 @@ LT_HIDDEN lt_status conv2d_bwd_data_avx2(const lt_conv2d_desc *d, const float *d
 LT_HIDDEN lt_status conv2d_bwd_weight_avx2(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw,
                                            float *db, int accumulate);
 
-/* Fully connected shapes (output 1 x 1, no padding, the kernel as large as the input) as GEMMs (conv2d_fc_avx2.c). */
+/* Fully connected shapes (output 1 x 1, no padding, the kernel as large as the input) as GEMMs (conv2d_fc_avx2.c).
+ * conv2d_fc_* run them on a given GEMM (gemm_avx2 for the fp32 kernels below, gemm_avx512_bf16 for conv2d_bf16.c);
+ * conv2d_gemm_desc is the one-matrix, alpha = 1 GEMM descriptor both files lower to. */
 LT_HIDDEN int conv2d_is_fc(const lt_conv2d_desc *d);
+typedef lt_status (*conv2d_gemm_fn)(const lt_gemm_desc *g, const float *a, const float *b, float *c);
+LT_HIDDEN lt_gemm_desc conv2d_gemm_desc(int ta, int tb, int64_t m, int64_t n, int64_t k, float beta, int64_t lda,
+                                        int64_t ldb, int64_t ldc);
+LT_HIDDEN lt_status conv2d_fc_fwd(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias,
+                                  float *y, conv2d_gemm_fn gemm);
+LT_HIDDEN lt_status conv2d_fc_bwd_data(const lt_conv2d_desc *d, const float *dy, const float *w, const float *bias,
+                                       float *dx, conv2d_gemm_fn gemm);
+LT_HIDDEN lt_status conv2d_fc_bwd_weight(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw,
+                                         float *db, int accumulate, conv2d_gemm_fn gemm);
 LT_HIDDEN lt_status conv2d_fc_fwd_avx2(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias,
                                        float *y);
 LT_HIDDEN lt_status conv2d_fc_bwd_data_avx2(const lt_conv2d_desc *d, const float *dy, const float *w,

@@ -10,7 +10,8 @@
  * Every product is one of the bf16 GEMM's (both operands rounded RNE, fp32 sums), so the arithmetic is what
  * "bf16 operands, fp32 accumulation" says and nothing else is rounded: bias, db (fp32 sums in increasing n, p)
  * and the col2im additions stay fp32. Fully connected shapes (conv2d_is_fc) skip the unfold: x is already the
- * (N, CRS) matrix, as in conv2d_fc_avx2.c.
+ * (N, CRS) matrix, and conv2d_fc_avx2.c's lowering (conv2d_fc_*) runs them on the bf16 GEMM; its db is the sum
+ * below's (p = 1), in the same order.
  * Scratch: col and Y for one block, at most about BLOCK_FLOATS floats each unless one image alone is larger.
  * Determinism: the GEMM's bits do not depend on the thread count; unfold, gather, scatter and col2im give each
  * output element to one task (col2im: one task per (image, channel) plane, its (r, s) taps added in a fixed order).
@@ -32,18 +33,6 @@ static lt_status refuse(const char *op) {
                        "level in use: %s)", op, lt_cpu_bf16() ? "has" : "lacks",
                        lt_isa_level() == LT_ISA_AVX512 ? "avx512" : lt_isa_level() == LT_ISA_AVX2 ? "avx2" : "ref");
     return LT_OK;
-}
-
-static lt_gemm_desc gdesc(int ta, int tb, int64_t m, int64_t n, int64_t k, float beta, int64_t lda, int64_t ldb,
-                          int64_t ldc) {
-    lt_gemm_desc g;
-    memset(&g, 0, sizeof g);
-    g.trans_a = ta; g.trans_b = tb;
-    g.m = m; g.n = n; g.k = k;
-    g.alpha = 1.0f; g.beta = beta;
-    g.lda = lda; g.ldb = ldb; g.ldc = ldc;
-    g.batch = 1;
-    return g;
 }
 
 /* Images per block: a function of the shape only. */
@@ -149,41 +138,12 @@ static void scatter_task(void *ctx, int64_t t, int worker) {
         memcpy(dst, src, (size_t)p * sizeof(float));
 }
 
-/* ---- fully connected shapes ------------------------------------------------------------------------- */
-
-static lt_status fc_fwd(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
-    const int64_t crs = d->c * d->r * d->s;
-    lt_gemm_desc g = gdesc(0, 1, d->n, d->k, crs, 0.0f, crs, crs, d->k);
-    lt_status st = gemm_avx512_bf16(&g, x, w, y);
-    if (st || !bias) return st;
-    for (int64_t n = 0; n < d->n; n++)
-        for (int64_t k = 0; k < d->k; k++) y[n * d->k + k] += bias[k];
-    return LT_OK;
-}
-
-static lt_status fc_bwd_data(const lt_conv2d_desc *d, const float *dy, const float *w, const float *bias, float *dx) {
-    const int64_t crs = d->c * d->r * d->s, rs = d->r * d->s;
-    lt_gemm_desc g = gdesc(0, 0, d->n, crs, d->k, 0.0f, d->k, crs, crs);
-    lt_status st = gemm_avx512_bf16(&g, dy, w, dx);
-    if (st || !bias) return st;
-    for (int64_t n = 0; n < d->n; n++)
-        for (int64_t c = 0; c < d->c; c++)
-            for (int64_t q = 0; q < rs; q++) dx[n * crs + c * rs + q] += bias[c];
-    return LT_OK;
-}
-
-static lt_status fc_bwd_weight(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw, int accumulate) {
-    const int64_t crs = d->c * d->r * d->s;
-    lt_gemm_desc g = gdesc(1, 0, d->k, crs, d->n, accumulate ? 1.0f : 0.0f, d->k, crs, crs);
-    return gemm_avx512_bf16(&g, dy, x, dw);
-}
-
 /* ---- the three passes ------------------------------------------------------------------------------- */
 
 lt_status conv2d_fwd_bf16(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
     lt_status st = refuse("lt_conv2d_fwd_bf16");
     if (st) return st;
-    if (conv2d_is_fc(d)) return fc_fwd(d, x, w, bias, y);
+    if (conv2d_is_fc(d)) return conv2d_fc_fwd(d, x, w, bias, y, gemm_avx512_bf16);
     const int64_t p = d->oh * d->ow, crs = d->c * d->r * d->s, nb0 = block_images(d);
     float *col = lt_alloc((size_t)(crs * nb0 * p) * sizeof(float));
     float *ybuf = lt_alloc((size_t)(d->k * nb0 * p) * sizeof(float));
@@ -196,7 +156,7 @@ lt_status conv2d_fwd_bf16(const lt_conv2d_desc *d, const float *x, const float *
         const int64_t nb = d->n - n0 < nb0 ? d->n - n0 : nb0;
         job u = {d, x + n0 * d->c * d->h * d->w, col, NULL, nb};
         lt_parallel_for(nb * d->c, unfold_task, &u);
-        lt_gemm_desc g = gdesc(0, 0, d->k, nb * p, crs, 0.0f, crs, nb * p, nb * p);
+        lt_gemm_desc g = conv2d_gemm_desc(0, 0, d->k, nb * p, crs, 0.0f, crs, nb * p, nb * p);
         st = gemm_avx512_bf16(&g, w, col, ybuf);
         if (st) break;
         job s = {d, ybuf, y + n0 * d->k * p, bias, nb};
@@ -210,7 +170,7 @@ lt_status conv2d_bwd_data_bf16(const lt_conv2d_desc *d, const float *dy, const f
                                float *dx) {
     lt_status st = refuse("lt_conv2d_bwd_data_bf16");
     if (st) return st;
-    if (conv2d_is_fc(d)) return fc_bwd_data(d, dy, w, bias, dx);
+    if (conv2d_is_fc(d)) return conv2d_fc_bwd_data(d, dy, w, bias, dx, gemm_avx512_bf16);
     const int64_t p = d->oh * d->ow, crs = d->c * d->r * d->s, nb0 = block_images(d);
     float *col = lt_alloc((size_t)(crs * nb0 * p) * sizeof(float));
     float *ybuf = lt_alloc((size_t)(d->k * nb0 * p) * sizeof(float));
@@ -223,7 +183,7 @@ lt_status conv2d_bwd_data_bf16(const lt_conv2d_desc *d, const float *dy, const f
         const int64_t nb = d->n - n0 < nb0 ? d->n - n0 : nb0;
         job gth = {d, dy + n0 * d->k * p, ybuf, NULL, nb};
         lt_parallel_for(nb * d->k, gather_task, &gth);
-        lt_gemm_desc g = gdesc(1, 0, crs, nb * p, d->k, 0.0f, crs, nb * p, nb * p);
+        lt_gemm_desc g = conv2d_gemm_desc(1, 0, crs, nb * p, d->k, 0.0f, crs, nb * p, nb * p);
         st = gemm_avx512_bf16(&g, w, ybuf, col);
         if (st) break;
         job f = {d, col, dx + n0 * d->c * d->h * d->w, bias, nb};
@@ -237,30 +197,27 @@ lt_status conv2d_bwd_weight_bf16(const lt_conv2d_desc *d, const float *x, const 
                                  int accumulate) {
     lt_status st = refuse("lt_conv2d_bwd_weight_bf16");
     if (st) return st;
+    if (conv2d_is_fc(d)) return conv2d_fc_bwd_weight(d, x, dy, dw, db, accumulate, gemm_avx512_bf16);
     const int64_t p = d->oh * d->ow, crs = d->c * d->r * d->s;
-    if (conv2d_is_fc(d)) {
-        st = fc_bwd_weight(d, x, dy, dw, accumulate);
-    } else {
-        const int64_t nb0 = block_images(d);
-        float *col = lt_alloc((size_t)(crs * nb0 * p) * sizeof(float));
-        float *ybuf = lt_alloc((size_t)(d->k * nb0 * p) * sizeof(float));
-        if (!col || !ybuf) {
-            lt_free(col); lt_free(ybuf);
-            return lt_fail(LT_ERR_OUT_OF_MEMORY,
-                           "lt_conv2d_bwd_weight_bf16: no memory for %lld + %lld floats of scratch",
-                           (long long)(crs * nb0 * p), (long long)(d->k * nb0 * p));
-        }
-        for (int64_t n0 = 0; n0 < d->n && !st; n0 += nb0) {
-            const int64_t nb = d->n - n0 < nb0 ? d->n - n0 : nb0;
-            job u = {d, x + n0 * d->c * d->h * d->w, col, NULL, nb};
-            lt_parallel_for(nb * d->c, unfold_task, &u);
-            job gth = {d, dy + n0 * d->k * p, ybuf, NULL, nb};
-            lt_parallel_for(nb * d->k, gather_task, &gth);
-            lt_gemm_desc g = gdesc(0, 1, d->k, crs, nb * p, accumulate || n0 > 0 ? 1.0f : 0.0f, nb * p, nb * p, crs);
-            st = gemm_avx512_bf16(&g, ybuf, col, dw);
-        }
+    const int64_t nb0 = block_images(d);
+    float *col = lt_alloc((size_t)(crs * nb0 * p) * sizeof(float));
+    float *ybuf = lt_alloc((size_t)(d->k * nb0 * p) * sizeof(float));
+    if (!col || !ybuf) {
         lt_free(col); lt_free(ybuf);
+        return lt_fail(LT_ERR_OUT_OF_MEMORY,
+                       "lt_conv2d_bwd_weight_bf16: no memory for %lld + %lld floats of scratch",
+                       (long long)(crs * nb0 * p), (long long)(d->k * nb0 * p));
     }
+    for (int64_t n0 = 0; n0 < d->n && !st; n0 += nb0) {
+        const int64_t nb = d->n - n0 < nb0 ? d->n - n0 : nb0;
+        job u = {d, x + n0 * d->c * d->h * d->w, col, NULL, nb};
+        lt_parallel_for(nb * d->c, unfold_task, &u);
+        job gth = {d, dy + n0 * d->k * p, ybuf, NULL, nb};
+        lt_parallel_for(nb * d->k, gather_task, &gth);
+        lt_gemm_desc g = conv2d_gemm_desc(0, 1, d->k, crs, nb * p, accumulate || n0 > 0 ? 1.0f : 0.0f, nb * p, nb * p, crs);
+        st = gemm_avx512_bf16(&g, ybuf, col, dw);
+    }
+    lt_free(col); lt_free(ybuf);
     if (st || !db) return st;
     /* db[k] (+)= the sum of dy[n, k, :] in increasing n, then p, in fp32. */
     for (int64_t k = 0; k < d->k; k++) {

@@ -21,6 +21,7 @@ extern "C" {
 #include "latent.h"
 }
 
+/*@ launch=axpby grid=stride(n) block=256 */
 LT_KERNEL void ltk_axpby(int64_t n, float a, const float *__restrict__ x, float b, float *__restrict__ y) {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
@@ -28,12 +29,14 @@ LT_KERNEL void ltk_axpby(int64_t n, float a, const float *__restrict__ x, float 
 }
 
 /* Not __restrict__: y may alias x or z. */
+/*@ launch=mul grid=stride(n) block=256 */
 LT_KERNEL void ltk_mul(int64_t n, const float *x, const float *z, float *y) {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) y[i] = x[i] * z[i];
 }
 
 /* y may alias x. */
+/*@ launch=addRows grid=stride(n*c) block=128 check=n>=0,c>=0,period>=1 x[n*c] rows[period*c] y[n*c] */
 LT_KERNEL void ltk_add_rows(int64_t n, int64_t c, int64_t period, const float *x, const float *__restrict__ rows,
                             float *y) {
     const int64_t total = n * c, stride = (int64_t)gridDim.x * blockDim.x;
@@ -43,6 +46,7 @@ LT_KERNEL void ltk_add_rows(int64_t n, int64_t c, int64_t period, const float *x
     }
 }
 
+/*@ launch=sumRows grid=stride(period*c) block=64 check=n>=0,c>=0,period>=1 x[n*c] out[period*c] */
 LT_KERNEL void ltk_sum_rows(int64_t n, int64_t c, int64_t period, const float *__restrict__ x, float *__restrict__ out) {
     const int64_t total = period * c, stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += stride) {

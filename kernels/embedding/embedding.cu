@@ -6,9 +6,12 @@
  *       (rows, ceil(c / 128)), 128 threads: one thread per dtable element, no atomics. The caller groups the
  *       positions by id on the host (the ids are host data) in increasing index order, so every element receives
  *       exactly the additions lt_embedding_bwd makes, in its order: the same bits (embedding_cuda_test.cc).
- * dout (n, c), table / dtable (vocab, c); uniq, start (rows + 1), pos (n) int32. Memory-bound, coalesced in j. */
+ * dout (n, c), table / dtable (vocab, c); uniq, start (rows + 1), pos (n) int32. Memory-bound, coalesced in j.
+ * An empty group (start[r] == start[r + 1]) is skipped without touching dtable: the Java side pads the groups to
+ * min(n, vocab) rows, so the launch does not depend on how many ids are distinct (a CUDA graph replays it for any batch). */
 #include "lt_cuda.cuh"
 
+/*@ launch=embedding grid=stride(n*c) block=256 ids[n] table[0] out[n*c] */
 LT_KERNEL void ltk_embedding_fwd(int64_t n, int64_t c, const int32_t *__restrict__ ids, const float *__restrict__ table,
                                  float *__restrict__ out) {
     const int64_t total = n * c, stride = (int64_t)gridDim.x * blockDim.x;
@@ -21,7 +24,7 @@ LT_KERNEL void ltk_embedding_fwd(int64_t n, int64_t c, const int32_t *__restrict
 LT_KERNEL void ltk_embedding_bwd(int64_t rows, int64_t c, const int32_t *__restrict__ uniq, const int32_t *__restrict__ start,
                                  const int32_t *__restrict__ pos, const float *__restrict__ dout, float *__restrict__ dtable) {
     const int64_t r = blockIdx.x, j = (int64_t)blockIdx.y * blockDim.x + threadIdx.x;
-    if (r >= rows || j >= c) return;
+    if (r >= rows || j >= c || start[r] == start[r + 1]) return;   /* an empty group (padding): touches nothing */
     float *d = dtable + (int64_t)uniq[r] * c + j;
     float s = *d;
     for (int32_t p = start[r], e = start[r + 1]; p < e; p++) s += dout[(int64_t)pos[p] * c + j];

@@ -10,6 +10,7 @@
 static __device__ __forceinline__ float gelu_cdf(float x) { return 0.5f * erfcf(-x * 0.70710678118654752f); }
 static __device__ __forceinline__ float gelu_clamp40(float x) { return x < -40.0f ? -40.0f : x > 40.0f ? 40.0f : x; }
 
+/*@ launch=gelu grid=stride(n) block=256 */
 LT_KERNEL void ltk_gelu_fwd(int64_t n, const float *x, float *y) {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
@@ -18,6 +19,7 @@ LT_KERNEL void ltk_gelu_fwd(int64_t n, const float *x, float *y) {
     }
 }
 
+/*@ launch=geluBackward grid=stride(n) block=256 */
 LT_KERNEL void ltk_gelu_bwd(int64_t n, const float *x, const float *dy, float *dx) {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {

@@ -13,6 +13,7 @@
 
 #define LN_CHUNK 256 /* rows per partial sum of dw / db (the Java backend sizes `part` with it) */
 
+/*@ launch=layerNorm grid=ceil(rows,8) block=256 check=rows>=0,c>=1 x[rows*c] w[c] b[c] y[rows*c] mean[rows] rstd[rows] */
 LT_KERNEL void ltk_layernorm_fwd(int64_t rows, int64_t c, float eps, const float *__restrict__ x,
                                  const float *__restrict__ w, const float *__restrict__ b, float *__restrict__ y,
                                  float *__restrict__ mean, float *__restrict__ rstd) {

@@ -127,6 +127,7 @@ LT_KERNEL void ltk_reparam_kl_sum(int64_t chunks, const double *__restrict__ par
     *kl = 0.5 * s;
 }
 
+/*@ launch=reparamBackward grid=stride((n+3)/4) block=256 */
 LT_KERNEL void ltk_reparam_bwd(int64_t n, const float *__restrict__ mu, const float *__restrict__ logvar, uint64_t seed,
                                uint64_t stream, const float *__restrict__ dz, float kl_scale, float *__restrict__ dmu,
                                float *__restrict__ dlogvar) {

@@ -7,6 +7,7 @@
  * row is 200 KB and stays in L2 between passes. */
 #include "lt_cuda.cuh"
 
+/*@ launch=softmaxCrossEntropy grid=ceil(rows,1) block=256 check=rows>=0,v>=1 logits[rows*v] targets[rows] losses[rows] dlogits[rows*v]? */
 LT_KERNEL void __launch_bounds__(256) ltk_softmax_xent(int64_t rows, int64_t v, const float *logits,
                                                        const int32_t *__restrict__ targets, float *__restrict__ losses,
                                                        float *dlogits, float dscale) {

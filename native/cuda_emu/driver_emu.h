@@ -17,7 +17,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <functional>
+#include <memory>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "cuda_emu.h"
 
@@ -27,7 +31,7 @@ namespace lt_driver_emu {
 using Trampoline = int (*)(dim3 grid, dim3 block, size_t dyn_smem, void **params);
 
 struct Registration {
-    Registration(const char *name, Trampoline t, int nparams);
+    Registration(const char *name, Trampoline t, int nparams, const size_t *param_sizes);
 };
 
 template <class... P, std::size_t... I>
@@ -37,6 +41,12 @@ int call(void (*k)(P...), dim3 g, dim3 b, size_t smem, void **params, std::index
 
 template <class... P> constexpr int arity(void (*)(P...)) { return (int)sizeof...(P); }
 
+/* The byte size of each parameter (what cuLaunchKernel copies out of kernelParams; a graph keeps these copies). */
+template <class... P> const size_t *param_sizes(void (*)(P...)) {
+    static const size_t s[] = {sizeof(std::remove_cv_t<P>)..., 0};
+    return s;
+}
+
 template <auto K> int trampoline(dim3 g, dim3 b, size_t smem, void **params) {
     return call(K, g, b, smem, params, std::make_index_sequence<arity(K)>{});
 }
@@ -45,6 +55,17 @@ template <auto K> int trampoline(dim3 g, dim3 b, size_t smem, void **params) {
 bool inside(uintptr_t p, size_t n);   /* [p, p + n) lies inside one device allocation */
 bool initialized();                   /* cuInit ran */
 bool is_stream(const void *s);        /* NULL (the legacy default stream) or the one stream cuStreamCreate hands out */
+
+/*
+ * Stream capture (CUDA graphs). Work enqueued on a stream goes through submit: while that stream is capturing, the work
+ * is recorded into the capture (and runs when the instantiated graph is launched); otherwise it runs now. Work on the
+ * legacy default stream while a stream captures invalidates the capture (CUDA_ERROR_STREAM_CAPTURE_IMPLICIT), as a real
+ * driver does. The vendor stand-ins (vendor_emu.cc) submit their computation on their handle's stream the same way, so
+ * cuBLAS / cuDNN calls inside a captured step are replayed too. Returns a CUresult (cuBLAS / cuDNN callers map it).
+ */
+using Work = std::function<int()>;
+int submit(const void *stream, Work work);
+bool capturing();                      /* a capture is active (on any stream) */
 
 /* Counters read by the Java tests through latent_emu_counters (indices are part of that ABI; append only).
  * The first five are the calls that block the host on a real GPU: a synchronous device-to-host copy, a synchronous
@@ -57,6 +78,11 @@ enum Counter : int {
     CNT_CUDNN_CONV_FWD, CNT_CUDNN_CONV_BWD_DATA, CNT_CUDNN_CONV_BWD_FILTER,
     CNT_EVENT_SYNC,      /* cuEventSynchronize: blocks the host (a host synchronisation, like the first five) */
     CNT_HTOD_ASYNC,      /* cuMemcpyHtoDAsync from page-locked memory: does not block (not a synchronisation) */
+    CNT_CUBLASLT_MATMUL, /* cublasLtMatmul (any epilogue) */
+    CNT_CUDNN_SDPA_FWD,  /* cudnnBackendExecute of the causal SDPA forward graph */
+    CNT_CUDNN_SDPA_BWD,  /* cudnnBackendExecute of the causal SDPA backward graph */
+    CNT_LAUNCH,          /* cuLaunchKernel calls (a graph's replayed kernels are not calls) */
+    CNT_GRAPH_LAUNCH,    /* cuGraphLaunch calls */
     CNT_COUNT
 };
 void count(Counter c);
@@ -64,6 +90,7 @@ void count(Counter c);
 }  // namespace lt_driver_emu
 
 #define LT_EMU_REGISTER(k) \
-    static ::lt_driver_emu::Registration lt_emu_reg_##k(#k, &::lt_driver_emu::trampoline<&k>, ::lt_driver_emu::arity(&k));
+    static ::lt_driver_emu::Registration lt_emu_reg_##k(#k, &::lt_driver_emu::trampoline<&k>, ::lt_driver_emu::arity(&k), \
+                                                        ::lt_driver_emu::param_sizes(&k));
 
 #endif

@@ -14,6 +14,12 @@
  *     the Java wrapper checks every segment before the call; "custom" means LatentNative checks it by hand (descriptors,
  *     out-parameters); "required" binds it at load (else a missing symbol fails at the call). A pointer without
  *     an extent in a function not marked custom, or a stale generated file, fails the build.
+ *     "op=NAME" makes the function the CPU side of the Backend op NAME (its parameters, pointers as tensors): the
+ *     generator writes the Backend method and both backends' bodies (the CUDA one calls the launcher NAME, which a
+ *     .cu launch annotation generates or CudaKernels writes); "host=p" passes p as a host segment, "hand=cpu|cuda"
+ *     leaves that body to CpuBackend / CudaBackend, "cpuonly" makes the CUDA body refuse, "launcher=C" names the
+ *     launcher's class. "@ id=N" after a descriptor struct is its lt_struct_info id (cases generated into
+ *     native/src/struct_info.inc). Grammar and walk-through: docs/extending.md.
  *
  * Glossary of shape letters:
  *   GEMM:       M, N, K (C is M x N, op(A) is M x K, op(B) is K x N), batch
@@ -93,7 +99,7 @@ typedef struct lt_gemm_desc {
     int64_t lda, ldb, ldc;
     int64_t batch;
     int64_t stride_a, stride_b, stride_c;
-} lt_gemm_desc;
+} lt_gemm_desc; /*@ id=0 */
 LT_API lt_status lt_gemm(const lt_gemm_desc *d, const float *a, const float *b, float *c); /*@ custom required */
 /* bf16 GEMM: the same descriptor, layouts and checks as lt_gemm; op(A) and op(B) are rounded to bf16 (round to
  * nearest even) as they are read and their products summed in fp32 (AVX512_BF16 vdpbf16ps); C, alpha, beta stay
@@ -131,13 +137,13 @@ typedef struct lt_attention_desc {
     int64_t b, nh, t, hs;
     int32_t causal;  /* 1: query i attends to keys j <= i */
     float scale;     /* usually 1/sqrt(HS) */
-} lt_attention_desc;
+} lt_attention_desc; /*@ id=1 */
 LT_API lt_status lt_attention_fwd(const lt_attention_desc *d, const float *q, const float *k, const float *v,
-                                  float *o, float *lse); /*@ custom */
+                                  float *o, float *lse); /*@ custom op=attention host=d */
 /* dq, dk, dv are overwritten. */
 LT_API lt_status lt_attention_bwd(const lt_attention_desc *d, const float *q, const float *k, const float *v,
                                   const float *o, const float *lse, const float *dout, float *dq, float *dk, float *dv);
-    /*@ custom */
+    /*@ custom op=attentionBackward host=d */
 /* bf16 attention: the same descriptor, layouts, checks and lse contract; the operands of every matmul (Q K^T, P V and
  * the backward's dout V^T, dS K, P^T dout, dS^T Q) are rounded to bf16 (round to nearest even) and their products
  * summed in fp32 (AVX512_BF16 vdpbf16ps); softmax, statistics and outputs stay fp32. LT_ERR_UNSUPPORTED unless
@@ -162,7 +168,7 @@ typedef struct lt_attention_decode_desc {
     int64_t ldq, ldkv, ldo; /* row strides in floats, each >= nh * hs */
     float scale;            /* usually 1/sqrt(HS) */
     int32_t pad_;
-} lt_attention_decode_desc;
+} lt_attention_decode_desc; /*@ id=5 */
 LT_API lt_status lt_attention_decode_fwd(const lt_attention_decode_desc *d, const float *q, const float *const *k,
                                          const float *const *v, const int32_t *len, float *o); /*@ custom */
 
@@ -172,27 +178,27 @@ LT_API lt_status lt_attention_decode_fwd(const lt_attention_decode_desc *d, cons
 
 /* LayerNorm over C: y = (x - mean) * rstd * w + b; mean, rstd: (N) saved for the backward. */
 LT_API lt_status lt_layernorm_fwd(int64_t n, int64_t c, float eps, const float *x, const float *w, const float *b,
-                                  float *y, float *mean, float *rstd); /*@ x[n*c] w[c] b[c] y[n*c] mean[n] rstd[n] */
+                                  float *y, float *mean, float *rstd); /*@ x[n*c] w[c] b[c] y[n*c] mean[n] rstd[n] op=layerNorm */
 LT_API lt_status lt_layernorm_bwd(int64_t n, int64_t c, const float *x, const float *w, const float *mean,
                                   const float *rstd, const float *dy, float *dx, float *dw, float *db);
-    /*@ x[n*c] w[c] mean[n] rstd[n] dy[n*c] dx[n*c] dw[c] db[c] */
+    /*@ x[n*c] w[c] mean[n] rstd[n] dy[n*c] dx[n*c] dw[c] db[c] op=layerNormBackward */
 
 /* Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), over n elements; bwd: dx = dy * gelu'(x) (dx may alias dy). */
-LT_API lt_status lt_gelu_fwd(int64_t n, const float *x, float *y); /*@ x[n] y[n] */
-LT_API lt_status lt_gelu_bwd(int64_t n, const float *x, const float *dy, float *dx); /*@ x[n] dy[n] dx[n] */
+LT_API lt_status lt_gelu_fwd(int64_t n, const float *x, float *y); /*@ x[n] y[n] op=gelu */
+LT_API lt_status lt_gelu_bwd(int64_t n, const float *x, const float *dy, float *dx); /*@ x[n] dy[n] dx[n] op=geluBackward */
 
 /* Softmax + cross-entropy in one pass over logits (N, V): losses[i] = logsumexp(row) - row[target[i]].
  * target < 0 ignores the row (loss 0, zero gradient). When dlogits != NULL it is written with
  * (softmax(row) - onehot(target)) * dscale (dlogits may alias logits). */
 LT_API lt_status lt_softmax_xent(int64_t n, int64_t v, const float *logits, const int32_t *targets, float *losses,
-                                 float *dlogits, float dscale); /*@ logits[n*v] targets[n] losses[n] dlogits[n*v] */
+                                 float *dlogits, float dscale); /*@ logits[n*v] targets[n] losses[n] dlogits[n*v] op=softmaxCrossEntropy host=targets hand=cuda */
 
 /* AdamW, one pass over n parameters: decoupled weight decay (p -= lr*wd*p), bias-corrected moments with
  * step t >= 1, p -= lr * mhat / (sqrt(vhat) + eps). grad_scale multiplies g first (gradient clipping). */
 typedef struct lt_adamw_desc {
     float lr, beta1, beta2, eps, weight_decay, grad_scale;
     int64_t step;
-} lt_adamw_desc;
+} lt_adamw_desc; /*@ id=2 */
 LT_API lt_status lt_adamw(const lt_adamw_desc *d, int64_t n, float *param, const float *grad, float *m, float *v);
     /*@ custom */
 
@@ -210,14 +216,14 @@ LT_API lt_status lt_embedding_bwd(int64_t n, int64_t c, int64_t vocab, const int
 
 /* ---- elementwise and layout helpers (kernels/elementwise) -------------------------------------------- */
 /* y = a*x + b*y over n elements; b == 0 makes y write-only. x may equal y. */
-LT_API lt_status lt_axpby(int64_t n, float a, const float *x, float b, float *y); /*@ x[n] y[n] */
+LT_API lt_status lt_axpby(int64_t n, float a, const float *x, float b, float *y); /*@ x[n] y[n] op=axpby */
 /* y = x * z elementwise (y may alias x or z). */
-LT_API lt_status lt_mul(int64_t n, const float *x, const float *z, float *y); /*@ x[n] z[n] y[n] */
+LT_API lt_status lt_mul(int64_t n, const float *x, const float *z, float *y); /*@ x[n] z[n] y[n] op=mul */
 /* Row broadcast add: y[i, :] = x[i, :] + rows[i % period, :] for x, y (N, C), rows (period, C); y may alias x. */
 LT_API lt_status lt_add_rows(int64_t n, int64_t c, int64_t period, const float *x, const float *rows, float *y);
-    /*@ custom */
+    /*@ custom op=addRows hand=cuda */
 /* Its adjoint: out[i % period, :] += x[i, :], accumulated in row order in fixed chunks (deterministic). */
-LT_API lt_status lt_sum_rows(int64_t n, int64_t c, int64_t period, const float *x, float *out); /*@ custom */
+LT_API lt_status lt_sum_rows(int64_t n, int64_t c, int64_t period, const float *x, float *out); /*@ custom op=sumRows hand=cuda */
 /* Strided copy of a rank <= 6 tensor: dst[idx] = src[idx] (strides in elements, may be any sign >= 0 layout).
  * Used for permutes (qkv split into heads) and Tensor.contiguous(). */
 #define LT_MAX_RANK 6
@@ -227,7 +233,7 @@ typedef struct lt_copy_desc {
     int64_t shape[LT_MAX_RANK];
     int64_t src_stride[LT_MAX_RANK];
     int64_t dst_stride[LT_MAX_RANK];
-} lt_copy_desc;
+} lt_copy_desc; /*@ id=3 */
 LT_API lt_status lt_copy_strided(const lt_copy_desc *d, const float *src, float *dst); /*@ custom */
 
 /* ---- VAE reparameterization sampler (kernels/reparam) ------------------------------------------------
@@ -252,7 +258,7 @@ LT_API lt_status lt_reparam_fwd(int64_t n, const float *mu, const float *logvar,
  * dmu = dz + kl_scale mu, dlogvar = dz eps 0.5 exp(0.5 logvar) + kl_scale 0.5 (exp(logvar) - 1), logvar clamped. */
 LT_API lt_status lt_reparam_bwd(int64_t n, const float *mu, const float *logvar, uint64_t seed, uint64_t stream,
                                 const float *dz, float kl_scale, float *dmu, float *dlogvar);
-    /*@ mu[n] logvar[n] dz[n] dmu[n] dlogvar[n] */
+    /*@ mu[n] logvar[n] dz[n] dmu[n] dlogvar[n] op=reparamBackward launcher=CudaProbKernels */
 
 /* ---- 2-D convolution (kernels/conv2d) -------------------------------------------------------------------
  * Cross-correlation, NCHW at the API: x (N, C, H, W), w (K, C, R, S), y (N, K, OH, OW), all contiguous, with
@@ -269,7 +275,7 @@ typedef struct lt_conv2d_desc {
     int64_t oh, ow;      /* output height and width, checked against the formula */
     int32_t stride_h, stride_w;
     int32_t pad_h, pad_w;
-} lt_conv2d_desc;
+} lt_conv2d_desc; /*@ id=4 */
 /* y = conv(x, w) + bias[k] (bias may be NULL). y is overwritten (write-only: NaNs in y do not propagate). */
 LT_API lt_status lt_conv2d_fwd(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y);
     /*@ custom */
@@ -317,25 +323,25 @@ LT_API lt_status lt_conv1d_bwd_weight(int64_t n, int64_t cin, int64_t t, int64_t
 LT_API lt_status lt_batchnorm2d_fwd_train(int64_t n, int64_t c, int64_t hw, float eps, float momentum, const float *x,
                                           const float *gamma, const float *beta, float *y, float *mean, float *rstd,
                                           float *running_mean, float *running_var);
-    /*@ x[n*c*hw] gamma[c] beta[c] y[n*c*hw] mean[c] rstd[c] running_mean[c] running_var[c] */
+    /*@ x[n*c*hw] gamma[c] beta[c] y[n*c*hw] mean[c] rstd[c] running_mean[c] running_var[c] op=batchNormTrain launcher=CudaProbKernels */
 /* Inference forward with given statistics: y = (x - mean) / sqrt(var + eps) * gamma + beta. */
 LT_API lt_status lt_batchnorm2d_fwd_infer(int64_t n, int64_t c, int64_t hw, float eps, const float *x,
                                           const float *gamma, const float *beta, const float *mean, const float *var,
-                                          float *y); /*@ x[n*c*hw] gamma[c] beta[c] mean[c] var[c] y[n*c*hw] */
+                                          float *y); /*@ x[n*c*hw] gamma[c] beta[c] mean[c] var[c] y[n*c*hw] op=batchNormInfer launcher=CudaProbKernels */
 /* Backward of the training forward: dx overwritten; dgamma, dbeta (may be NULL) ACCUMULATE (+=). */
 LT_API lt_status lt_batchnorm2d_bwd(int64_t n, int64_t c, int64_t hw, const float *x, const float *gamma,
                                     const float *mean, const float *rstd, const float *dy, float *dx, float *dgamma,
                                     float *dbeta);
-    /*@ x[n*c*hw] gamma[c] mean[c] rstd[c] dy[n*c*hw] dx[n*c*hw] dgamma[c] dbeta[c] */
+    /*@ x[n*c*hw] gamma[c] mean[c] rstd[c] dy[n*c*hw] dx[n*c*hw] dgamma[c] dbeta[c] op=batchNormBackward launcher=CudaProbKernels */
 
 /* ---- pointwise activations (kernels/activation) --------------------------------------------------------
  * kind: LT_ACT_*; alpha is LeakyReLU's negative slope (ignored otherwise). Forward y = f(x) over n elements (y may
  * alias x). Backward dx = dy * f'(.) where `in` is x for RELU and LEAKY_RELU and y (the forward output) for TANH
  * and SIGMOID (dx may alias dy). */
 enum { LT_ACT_RELU = 0, LT_ACT_LEAKY_RELU = 1, LT_ACT_TANH = 2, LT_ACT_SIGMOID = 3 };
-LT_API lt_status lt_act_fwd(int32_t kind, int64_t n, float alpha, const float *x, float *y); /*@ x[n] y[n] */
+LT_API lt_status lt_act_fwd(int32_t kind, int64_t n, float alpha, const float *x, float *y); /*@ x[n] y[n] op=activation */
 LT_API lt_status lt_act_bwd(int32_t kind, int64_t n, float alpha, const float *in, const float *dy, float *dx);
-    /*@ in[n] dy[n] dx[n] */
+    /*@ in[n] dy[n] dx[n] op=activationBackward */
 /* Binary cross-entropy with logits, numerically stable: l_i = max(x,0) - x t + log1p(exp(-|x|)). loss (may be
  * NULL) = sum_i l_i in double, fixed 4096-element chunks added in order. dlogits (may be NULL, may alias logits) =
  * (sigmoid(x) - t) * dscale. targets may be NULL with a constant target `t_const` instead. */
@@ -352,7 +358,7 @@ LT_API lt_status lt_bce_logits(int64_t n, const float *logits, const float *targ
 LT_API lt_status lt_coupling_fwd(int64_t n, int64_t hw, const float *mask, const float *y, const float *h, float scale,
                                  float *out, double *logdet); /*@ mask[hw] y[n*hw] h[n*2*hw] out[n*hw] logdet[n] */
 LT_API lt_status lt_coupling_inv(int64_t n, int64_t hw, const float *mask, const float *yp, const float *h, float scale,
-                                 float *y); /*@ mask[hw] yp[n*hw] h[n*2*hw] y[n*hw] */
+                                 float *y); /*@ mask[hw] yp[n*hw] h[n*2*hw] y[n*hw] op=couplingInverse launcher=CudaProbKernels */
 LT_API lt_status lt_coupling_bwd(int64_t n, int64_t hw, const float *mask, const float *y, const float *h, float scale,
                                  const float *dout, const double *dlogdet, float *dy, float *dh, double *dscale);
     /*@ mask[hw] y[n*hw] h[n*2*hw] dout[n*hw] dlogdet[n] dy[n*hw] dh[n*2*hw] dscale[1] */

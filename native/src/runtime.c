@@ -107,52 +107,14 @@ void *lt_alloc(size_t bytes) {
 }
 void lt_free(void *p) { free(p); }
 
+/* The cases, one per descriptor struct of latent.h with its id, are generated (GenBindings.java). */
+#include "struct_info.inc"
+
 lt_status lt_struct_info(int32_t which, int64_t *out, int32_t capacity) {
     if (!out) return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_struct_info: out is NULL");
-    int64_t v[16];
-    int n = 0;
-    switch (which) {
-    case 0:
-#define F(f) v[n++] = (int64_t)offsetof(lt_gemm_desc, f)
-        v[n++] = sizeof(lt_gemm_desc);
-        F(trans_a); F(trans_b); F(m); F(n); F(k); F(alpha); F(beta); F(lda); F(ldb); F(ldc);
-        F(batch); F(stride_a); F(stride_b); F(stride_c);
-        break;
-    case 1:
-#undef F
-#define F(f) v[n++] = (int64_t)offsetof(lt_attention_desc, f)
-        v[n++] = sizeof(lt_attention_desc);
-        F(b); F(nh); F(t); F(hs); F(causal); F(scale);
-        break;
-    case 2:
-#undef F
-#define F(f) v[n++] = (int64_t)offsetof(lt_adamw_desc, f)
-        v[n++] = sizeof(lt_adamw_desc);
-        F(lr); F(beta1); F(beta2); F(eps); F(weight_decay); F(grad_scale); F(step);
-#undef F
-        break;
-    case 3:
-        v[n++] = sizeof(lt_copy_desc);
-        v[n++] = offsetof(lt_copy_desc, rank);
-        v[n++] = offsetof(lt_copy_desc, shape);
-        v[n++] = offsetof(lt_copy_desc, src_stride);
-        v[n++] = offsetof(lt_copy_desc, dst_stride);
-        break;
-    case 4:
-#define F(f) v[n++] = (int64_t)offsetof(lt_conv2d_desc, f)
-        v[n++] = sizeof(lt_conv2d_desc);
-        F(n); F(c); F(h); F(w); F(k); F(r); F(s); F(oh); F(ow); F(stride_h); F(stride_w); F(pad_h); F(pad_w);
-#undef F
-        break;
-    case 5:
-#define F(f) v[n++] = (int64_t)offsetof(lt_attention_decode_desc, f)
-        v[n++] = sizeof(lt_attention_decode_desc);
-        F(rows); F(nh); F(hs); F(ldq); F(ldkv); F(ldo); F(scale); F(pad_);
-#undef F
-        break;
-    default:
-        return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_struct_info: unknown struct id %d", which);
-    }
+    int64_t v[LT_STRUCT_INFO_MAX];
+    int n = lt_struct_info_fill(which, v);
+    if (n < 0) return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_struct_info: unknown struct id %d", which);
     if (capacity < n) return lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_struct_info: capacity %d < %d", capacity, n);
     memcpy(out, v, (size_t)n * sizeof(int64_t));
     return LT_OK;

@@ -13,10 +13,18 @@ import java.util.regex.Pattern;
  * <ul>
  *   <li>native/include/latent.h (every {@code LT_API} prototype, descriptor struct, {@code LT_*} constant, and the
  *   {@code /*@ ... *&#47;} annotation after a prototype: each pointer parameter's extent, {@code custom}, {@code required})
- *   -> java/src/main/java/dev/latent/nativ/LatentBinding.java: layouts, field accessors, downcall handles, raw calls and
- *   the bounds-checked wrappers;</li>
+ *   -> java/src/main/java/dev/latent/nativ/LatentBinding.java (constants, layouts, field accessors, shared helpers) and
+ *   one Binding&lt;Family&gt;.java per kernels/ folder (downcall handles, raw calls and the bounds-checked wrappers of
+ *   that family's functions), chained up to LatentFunctions, which LatentNative extends;</li>
+ *   <li>latent.h's {@code op=NAME} annotations -> java/src/main/java/dev/latent/ops/BackendOps.java (the Backend method),
+ *   CpuOps.java (its CPU body: one call of the checked wrapper) and CudaOps.java (its CUDA body: one call of the launcher),
+ *   {@code host=}, {@code hand=cpu|cuda}, {@code cpuonly} and {@code launcher=} saying where the common case does not fit;</li>
+ *   <li>latent.h's descriptor structs and their {@code /*@ id=N *&#47;} -> native/src/struct_info.inc (lt_struct_info's
+ *   cases: sizeof and every offsetof);</li>
  *   <li>kernels/&#42;/&#42;.cu (every {@code LT_KERNEL void ltk_*} signature and every {@code #define NAME <integer>})
- *   -> java/src/main/java/dev/latent/cuda/Ltk.java: one typed launcher per kernel and the shared launch constants.</li>
+ *   -> java/src/main/java/dev/latent/cuda/Ltk.java: one typed launcher per kernel and the shared launch constants; and
+ *   their launch annotations ({@code /*@ launch=NAME grid=stride(E)|ceil(E,R) block=B check=... p[extent] *&#47;} right
+ *   before LT_KERNEL) -> java/src/main/java/dev/latent/cuda/CudaLaunchers.java: the checked launcher NAME.</li>
  * </ul>
  * Run from the repository root: {@code java java/src/build/GenBindings.java} writes the files; {@code --check} writes
  * nothing and exits 1 naming the stale file (the Maven build runs this in generate-sources, so a prototype, struct or
@@ -33,27 +41,53 @@ public final class GenBindings {
         boolean pointer() { return ptr > 0 || array != null; }
     }
 
-    record Fn(String name, String ret, List<Param> params, Map<String, String> extents, boolean custom, boolean required) {}
+    /**
+     * One LT_API function: its prototype, its annotation (extents, custom, required) and, when annotated with
+     * {@code op=NAME}, the Backend op it implements: {@code host} lists pointer parameters passed as host segments (not
+     * tensors), {@code hand} the backends whose body is written by hand ("cpu", "cuda"; "none" for a
+     * {@code cpuonly} op, whose CUDA body refuses), {@code launcher} the class in
+     * dev.latent.cuda holding the CUDA launcher NAME (CudaKernels unless said). {@code family}: the kernels/ folder.
+     */
+    record Fn(String name, String ret, List<Param> params, Map<String, String> extents, boolean custom, boolean required,
+              String op, List<String> host, List<String> hand, String launcher, String family) {}
 
     record Field(String name, String base, String array) {}
 
-    record Struct(String name, List<Field> fields) {}
+    record Struct(String name, List<Field> fields, int id) {}
+
+    /** A CUDA kernel with a launch annotation ({@code /*@ launch=NAME grid=... block=... *&#47;} right before LT_KERNEL). */
+    record Launch(String kernel, String file, List<Param> params, String name, String grid, String block, List<String> checks,
+                  Map<String, String> extents, List<String> optional) {}
+
+    static final String OPS = "java/src/main/java/dev/latent/ops/";
+    static final String CUDA = "java/src/main/java/dev/latent/cuda/";
+    static final String NATIV = "java/src/main/java/dev/latent/nativ/";
+    static final String STRUCT_INFO = "native/src/struct_info.inc";
 
     public static void main(String[] args) throws IOException {
         boolean check = args.length > 0 && args[0].equals("--check");
         Path root = Path.of(args.length > 1 ? args[1] : ".");
         String h = Files.readString(root.resolve(HEADER));
+        List<String> families;
+        try (var s = Files.list(root.resolve(KERNELS))) {
+            families = s.filter(Files::isDirectory).map(p -> p.getFileName().toString()).sorted().toList();
+        }
         Map<String, Long> consts = constants(h);
         List<Struct> structs = structs(h);
-        List<Fn> fns = functions(h);
-        String binding = binding(consts, structs, fns);
+        List<Fn> fns = functions(h, families);
         List<Path> cu;
         try (var s = Files.walk(root.resolve(KERNELS))) {
             cu = s.filter(p -> p.toString().endsWith(".cu")).sorted().toList();
         }
-        String ltk = ltk(root, cu);
+        Map<String, String> out = new LinkedHashMap<>();
+        out.putAll(binding(consts, structs, fns));
+        out.put(LTK, ltk(root, cu));
+        List<Launch> launches = launches(root, cu, fns);
+        out.put(CUDA + "CudaLaunchers.java", cudaLaunchers(launches));
+        out.putAll(backendOps(fns));
+        out.put(STRUCT_INFO, structInfo(structs));
         int stale = 0;
-        for (var e : Map.of(BINDING, binding, LTK, ltk).entrySet()) {
+        for (var e : out.entrySet()) {
             Path p = root.resolve(e.getKey());
             String old = Files.exists(p) ? Files.readString(p) : "";
             if (old.equals(e.getValue())) continue;
@@ -65,6 +99,20 @@ public final class GenBindings {
             } else {
                 Files.writeString(p, e.getValue());
                 System.out.println("GenBindings: wrote " + e.getKey());
+            }
+        }
+        // a generated binding file no family produces any more is stale too (a renamed or removed family)
+        try (var s = Files.list(root.resolve(NATIV))) {
+            for (Path p : s.filter(x -> x.getFileName().toString().matches("Binding[A-Z]\\w*\\.java")).sorted().toList()) {
+                String rel = NATIV + p.getFileName();
+                if (out.containsKey(rel) || !Files.readString(p).startsWith("// " + GENERATED)) continue;
+                if (check) {
+                    System.err.println("GenBindings: " + rel + " is generated but no family of " + HEADER + " produces it any more: delete it");
+                    stale++;
+                } else {
+                    Files.delete(p);
+                    System.out.println("GenBindings: deleted " + rel);
+                }
             }
         }
         if (stale > 0) System.exit(1);
@@ -112,7 +160,7 @@ public final class GenBindings {
 
     static List<Struct> structs(String h) {
         List<Struct> out = new ArrayList<>();
-        Matcher m = Pattern.compile("(?s)typedef struct (\\w+) \\{(.*?)\\} (\\w+);").matcher(h);
+        Matcher m = Pattern.compile("(?s)typedef struct (\\w+) \\{(.*?)\\} (\\w+);(?:[ \\t]*/\\*@ id=(\\d+) \\*/)?").matcher(h);
         while (m.find()) {
             if (!m.group(1).equals(m.group(3))) throw fail("typedef struct " + m.group(1) + " is named " + m.group(3));
             List<Field> fields = new ArrayList<>();
@@ -127,12 +175,29 @@ public final class GenBindings {
                     fields.add(new Field(a.group(1), d.group(1), a.group(2)));
                 }
             }
-            out.add(new Struct(m.group(1), fields));
+            if (m.group(4) == null)
+                throw fail(m.group(1) + ": a descriptor struct needs its lt_struct_info id after the typedef: } " + m.group(1) + "; /*@ id=N */");
+            int id = Integer.parseInt(m.group(4));
+            if (out.stream().anyMatch(x -> x.id == id)) throw fail(m.group(1) + ": struct id " + id + " is taken");
+            out.add(new Struct(m.group(1), fields, id));
         }
         return out;
     }
 
-    static List<Fn> functions(String h) {
+    /** The family of lt_NAME: the longest kernels/ folder NAME starts with, else the folder its latent.h section names, else runtime. */
+    static String family(String name, String h, int at, List<String> families) {
+        String bare = name.substring(3), best = null;
+        for (String f : families) if (bare.startsWith(f) && (best == null || f.length() > best.length())) best = f;
+        if (best != null) return best;
+        int sec = h.lastIndexOf("/* ----", at);
+        if (sec >= 0) {
+            Matcher k = Pattern.compile("\\(kernels/(\\w+)").matcher(h.substring(sec, h.indexOf('\n', sec)));
+            if (k.find()) return k.group(1);
+        }
+        return "runtime";
+    }
+
+    static List<Fn> functions(String h, List<String> families) {
         List<Fn> out = new ArrayList<>();
         Matcher m = Pattern.compile("(?s)LT_API ([^;(]*?)\\s*\\b(lt_\\w+)\\(([^)]*)\\);[ \\t]*(?:\\n?[ \\t]*/\\*@(.*?)\\*/)?").matcher(h);
         while (m.find()) {
@@ -140,10 +205,22 @@ public final class GenBindings {
             List<Param> params = params(name, m.group(3));
             Map<String, String> ext = new LinkedHashMap<>();
             boolean custom = false, required = false;
+            String op = null, launcher = "CudaKernels";
+            List<String> host = new ArrayList<>(), hand = new ArrayList<>();
             if (m.group(4) != null)
                 for (String tok : m.group(4).trim().split("\\s+")) {
                     if (tok.isEmpty()) continue;
                     if (tok.equals("custom")) custom = true;
+                    else if (tok.startsWith("op=")) op = tok.substring(3);
+                    else if (tok.equals("cpuonly")) hand.add("none");
+                    else if (tok.startsWith("launcher=")) launcher = tok.substring(9);
+                    else if (tok.startsWith("hand=")) hand.addAll(List.of(tok.substring(5).split(",")));
+                    else if (tok.startsWith("host=")) {
+                        for (String x : tok.substring(5).split(","))
+                            if (params.stream().noneMatch(q -> q.name.equals(x) && q.pointer()))
+                                throw fail(name + ": host=" + x + " is not a pointer parameter");
+                        host.addAll(List.of(tok.substring(5).split(",")));
+                    }
                     else if (tok.equals("required")) required = true;
                     else {
                         Matcher t = Pattern.compile("^(\\w+)\\[([\\w*]+)\\]$").matcher(tok);
@@ -163,7 +240,10 @@ public final class GenBindings {
                     if (p.pointer() && !ext.containsKey(p.name))
                         throw fail(name + ": pointer parameter '" + p.name + "' has no extent: annotate the prototype with /*@ "
                                 + p.name + "[n] ... */ (elements it touches) or /*@ custom */ and check it in LatentNative");
-            out.add(new Fn(name, ret, params, ext, custom, required));
+            for (String x : hand)
+                if (!x.equals("cpu") && !x.equals("cuda") && !x.equals("none")) throw fail(name + ": hand=" + x + " is not cpu or cuda");
+            if (op != null && !ret.equals("lt_status")) throw fail(name + ": op=" + op + " needs an lt_status function");
+            out.add(new Fn(name, ret, params, ext, custom, required, op, host, hand, launcher, family(name, h, m.start(), families)));
         }
         return out;
     }
@@ -236,16 +316,34 @@ public final class GenBindings {
 
     static final String GENERATED = "GENERATED by java/src/build/GenBindings.java from ";
 
-    static String binding(Map<String, Long> consts, List<Struct> structs, List<Fn> fns) {
-        StringBuilder o = new StringBuilder();
+    static final List<String> BINDING_IMPORTS = List.of("java.lang.foreign.FunctionDescriptor", "java.lang.foreign.Linker",
+            "java.lang.foreign.MemoryLayout", "java.lang.foreign.MemorySegment", "java.lang.foreign.StructLayout",
+            "java.lang.foreign.SymbolLookup", "java.lang.invoke.MethodHandle", "java.lang.invoke.VarHandle", "java.nio.file.Path");
+
+    static void bindingHead(StringBuilder o, List<String> imports, boolean bounds) {
         o.append("// ").append(GENERATED).append(HEADER).append(": do not edit. Change latent.h, then run\n")
                 .append("// `java java/src/build/GenBindings.java` from the repository root (the build fails while this file is stale).\n");
         o.append("package dev.latent.nativ;\n\n");
-        for (String i : List.of("java.lang.foreign.FunctionDescriptor", "java.lang.foreign.Linker", "java.lang.foreign.MemoryLayout",
-                "java.lang.foreign.MemorySegment", "java.lang.foreign.StructLayout", "java.lang.foreign.SymbolLookup",
-                "java.lang.invoke.MethodHandle", "java.lang.invoke.VarHandle", "java.nio.file.Path"))
-            o.append("import ").append(i).append(";\n");
-        o.append("\nimport static dev.latent.nativ.Bounds.elems;\nimport static dev.latent.nativ.Bounds.fits;\n");
+        for (String i : imports) o.append("import ").append(i).append(";\n");
+        if (bounds) o.append("\nimport static dev.latent.nativ.Bounds.elems;\nimport static dev.latent.nativ.Bounds.fits;\n");
+    }
+
+    static String familyClass(String family) { return "Binding" + pascal("lt_" + family); }
+
+    /**
+     * LatentBinding.java (constants, descriptor layouts and accessors, the shared helpers) and one Binding&lt;Family&gt;.java
+     * per kernels/ family (its downcall handles, raw calls and checked wrappers), chained by inheritance in family order
+     * and closed by LatentFunctions, which LatentNative extends: one file per family, each a few hundred lines.
+     */
+    static Map<String, String> binding(Map<String, Long> consts, List<Struct> structs, List<Fn> fns) {
+        Map<String, String> files = new LinkedHashMap<>();
+        Map<String, List<Fn>> byFamily = new java.util.TreeMap<>();
+        for (Fn f : fns) byFamily.computeIfAbsent(f.family, k -> new ArrayList<>()).add(f);
+        List<String> chain = new ArrayList<>();
+        for (String fam : byFamily.keySet()) chain.add(familyClass(fam));
+        chain.add("LatentFunctions");
+        StringBuilder o = new StringBuilder();
+        bindingHead(o, BINDING_IMPORTS, false);
         o.append("import static java.lang.foreign.MemoryLayout.PathElement.groupElement;\n");
         o.append("import static java.lang.foreign.MemoryLayout.PathElement.sequenceElement;\n");
         for (String l : List.of("ADDRESS", "JAVA_DOUBLE", "JAVA_FLOAT", "JAVA_INT", "JAVA_LONG"))
@@ -254,13 +352,14 @@ public final class GenBindings {
 
                 /**
                  * The mechanical part of liblatent's binding, generated from latent.h: its constants, a {@link StructLayout} and
-                 * accessors per descriptor struct, a downcall handle per {@code lt_*} function, a raw call per function (named as in C,
-                 * package-private: no bounds checks) and, for every function whose prototype is annotated with its pointers' extents,
-                 * the public checked wrapper (the C name in camel case: {@code lt_gelu_fwd} is {@code geluFwd}). The rest of the safety
-                 * layer (functions annotated {@code custom}) is hand-written in {@link LatentNative}.
+                 * accessors per descriptor struct, and the helpers of the per-family binding classes (Binding&lt;Family&gt;, one per
+                 * kernels/ folder, chained by inheritance up to {@link LatentFunctions}): a downcall handle per {@code lt_*}
+                 * function, a raw call per function (named as in C, package-private: no bounds checks) and, for every function
+                 * whose prototype is annotated with its pointers' extents, the public checked wrapper (the C name in camel case:
+                 * {@code lt_gelu_fwd} is {@code geluFwd}). The rest of the safety layer (functions annotated {@code custom}) is
+                 * hand-written in {@link LatentNative}.
                  */
-                public abstract sealed class LatentBinding permits LatentNative {
-                """);
+                public abstract sealed class LatentBinding""").append(" permits ").append(chain.get(0)).append(" {\n");
         // constants
         for (var e : consts.entrySet())
             o.append("    /** ").append(e.getKey()).append(" (latent.h). */\n    public static final int ").append(constName(e.getKey()))
@@ -314,30 +413,22 @@ public final class GenBindings {
             }
             o.append("    }\n");
         }
-        // handles
-        o.append("\n    private final Path path;\n");
-        for (Fn f : fns) o.append("    private final MethodHandle ").append(f.name).append(";\n");
-        o.append("\n    LatentBinding(Path path, SymbolLookup l, Linker linker) {\n        this.path = path;\n");
-        for (Fn f : fns) {
-            List<String> lays = new ArrayList<>();
-            lays.add(retLayout(f));
-            for (Param p : f.params) lays.add(layoutOf(p, f.name));
-            o.append("        ").append(f.name).append(" = ").append(f.required ? "bind" : "opt").append("(l, linker, \"").append(f.name)
-                    .append("\", FunctionDescriptor.of(").append(String.join(", ", lays)).append("));\n");
-        }
-        o.append("    }\n");
+        o.append("\n    /** The lt_struct_info id of each descriptor struct (its @ id in latent.h; native/src/struct_info.inc). */\n");
+        for (Struct st : structs)
+            o.append("    public static final int STRUCT_ID_").append(constName(st.name.toUpperCase())).append(" = ").append(st.id).append(";\n");
+        o.append("\n    private final Path path;\n\n    LatentBinding(Path path) {\n        this.path = path;\n    }\n");
         o.append("""
 
-                    private MethodHandle bind(SymbolLookup l, Linker linker, String name, FunctionDescriptor fd) {
+                    final MethodHandle bind(SymbolLookup l, Linker linker, String name, FunctionDescriptor fd) {
                         return linker.downcallHandle(l.find(name).orElseThrow(() -> new UnsatisfiedLinkError("symbol " + name + " missing in " + path)), fd);
                     }
 
                     /** Bound if present: a library built without it fails at the call, naming the symbol. */
-                    private static MethodHandle opt(SymbolLookup l, Linker linker, String name, FunctionDescriptor fd) {
+                    static MethodHandle opt(SymbolLookup l, Linker linker, String name, FunctionDescriptor fd) {
                         return l.find(name).map(a -> linker.downcallHandle(a, fd)).orElse(null);
                     }
 
-                    private static MethodHandle need(MethodHandle h, String name) {
+                    static MethodHandle need(MethodHandle h, String name) {
                         if (h == null) throw new UnsatisfiedLinkError("symbol " + name + " missing from liblatent.so (stale native build?)");
                         return h;
                     }
@@ -356,12 +447,69 @@ public final class GenBindings {
                         if (status != 0) throw new NativeException(op, status, lastError());
                     }
 
+                    /** lt_last_error()'s text (the runtime family's binding). */
+                    abstract String lastError();
+
                     /** A {@code const char *} result: a NUL-terminated string the library keeps. */
-                    private static String string(MemorySegment s) { return s.reinterpret(4096).getString(0); }
+                    static String string(MemorySegment s) { return s.reinterpret(4096).getString(0); }
+                }
                 """);
-        for (Fn f : fns) emitCall(o, f);
-        o.append("}\n");
-        return o.toString();
+        files.put(BINDING, o.toString());
+        int i = 0;
+        for (var e : byFamily.entrySet()) {
+            String cls = chain.get(i), sup = i == 0 ? "LatentBinding" : chain.get(i - 1), next = chain.get(i + 1);
+            i++;
+            StringBuilder b = new StringBuilder();
+            List<Fn> fs = e.getValue();
+            boolean bounds = fs.stream().anyMatch(f -> !f.custom && f.params.stream().anyMatch(Param::pointer));
+            List<String> imps = new ArrayList<>(List.of("java.lang.foreign.FunctionDescriptor", "java.lang.foreign.Linker"));
+            if (fs.stream().anyMatch(f -> f.params.stream().anyMatch(Param::pointer) || f.ret.equals("const char *")))
+                imps.add("java.lang.foreign.MemorySegment");
+            imps.addAll(List.of("java.lang.foreign.SymbolLookup", "java.lang.invoke.MethodHandle", "java.nio.file.Path"));
+            bindingHead(b, imps, bounds);
+            b.append("\n");
+            java.util.TreeSet<String> lays = new java.util.TreeSet<>();
+            for (Fn f : fs) {
+                lays.add(retLayout(f));
+                for (Param p : f.params) lays.add(layoutOf(p, f.name));
+            }
+            for (String l : lays) b.append("import static java.lang.foreign.ValueLayout.").append(l).append(";\n");
+            b.append("\n/** The ").append(e.getKey()).append(" family of latent.h");
+            if (!e.getKey().equals("runtime")) b.append(" (kernels/").append(e.getKey()).append(")");
+            b.append(": ").append(fs.size()).append(" function").append(fs.size() == 1 ? "" : "s")
+                    .append("' downcall handles, raw calls and checked wrappers. Part of the chain {@link LatentBinding} .. {@link LatentNative}. */\n");
+            b.append("public abstract sealed class ").append(cls).append(" extends ").append(sup).append(" permits ").append(next).append(" {\n");
+            for (Fn f : fs) b.append("    private final MethodHandle ").append(f.name).append(";\n");
+            b.append("\n    ").append(cls).append("(Path path, SymbolLookup l, Linker linker) {\n        super(path")
+                    .append(i == 1 ? "" : ", l, linker").append(");\n");
+            for (Fn f : fs) {
+                List<String> ls = new ArrayList<>();
+                ls.add(retLayout(f));
+                for (Param p : f.params) ls.add(layoutOf(p, f.name));
+                b.append("        ").append(f.name).append(" = ").append(f.required ? "bind" : "opt").append("(l, linker, \"").append(f.name)
+                        .append("\", FunctionDescriptor.of(").append(String.join(", ", ls)).append("));\n");
+            }
+            b.append("    }\n");
+            for (Fn f : fs) emitCall(b, f);
+            b.append("}\n");
+            files.put(NATIV + cls + ".java", b.toString());
+        }
+        String last = chain.get(chain.size() - 2);
+        files.put(NATIV + "LatentFunctions.java", "// " + GENERATED + HEADER + ": do not edit.\n" + """
+                package dev.latent.nativ;
+
+                import java.lang.foreign.Linker;
+                import java.lang.foreign.SymbolLookup;
+                import java.nio.file.Path;
+
+                /** The end of the generated chain of per-family bindings (a stable name for {@link LatentNative} to extend). */
+                public abstract sealed class LatentFunctions extends %s permits LatentNative {
+                    LatentFunctions(Path path, SymbolLookup l, Linker linker) {
+                        super(path, l, linker);
+                    }
+                }
+                """.formatted(last));
+        return files;
     }
 
     static String retLayout(Fn f) {
@@ -480,6 +628,249 @@ public final class GenBindings {
             }
         }
         o.append(kernels).append("}\n");
+        return o.toString();
+    }
+
+    // ---------------------------------------------------------------- Backend ops (dev.latent.ops)
+
+    static String ident(String expr) {
+        Matcher m = Pattern.compile("\\b[a-z_][a-z0-9_]*\\b").matcher(expr);
+        StringBuilder b = new StringBuilder();
+        while (m.find()) m.appendReplacement(b, Matcher.quoteReplacement(camel(m.group())));
+        m.appendTail(b);
+        return b.toString();
+    }
+
+    static String scalarJava(Param p, String where) { return javaType(scalarLayout(p.base, where)); }
+
+    /**
+     * BackendOps.java (the Backend methods of every {@code op=} function), CpuOps.java (their CPU bodies: one call of the
+     * LatentNative wrapper on the tensors' segments) and CudaOps.java (their CUDA bodies: one call of the launcher on the
+     * tensors' device buffers), except the bodies marked {@code hand=cpu} / {@code hand=cuda}, which CpuBackend /
+     * CudaBackend write.
+     */
+    static Map<String, String> backendOps(List<Fn> fns) {
+        List<Fn> ops = fns.stream().filter(f -> f.op != null).toList();
+        String head = "// " + GENERATED + HEADER + " (the op= annotations): do not edit. Change latent.h, then run\n"
+                + "// `java java/src/build/GenBindings.java` from the repository root (the build fails while this file is stale).\n"
+                + "package dev.latent.ops;\n\n";
+        StringBuilder ifc = new StringBuilder(head), cpu = new StringBuilder(head), cuda = new StringBuilder(head);
+        ifc.append("import dev.latent.tensor.Tensor;\n\nimport java.lang.foreign.MemorySegment;\n\n");
+        ifc.append("""
+                /**
+                 * The {@link Backend} methods that follow from latent.h: one per prototype annotated {@code op=NAME}, its parameters
+                 * the C function's (a pointer is a validated {@link Tensor}, null where the op allows it, or a host segment where the
+                 * annotation says {@code host=}). {@link CpuOps} and {@link CudaOps} implement them (docs/extending.md).
+                 */
+                interface BackendOps {
+                """);
+        cpu.append("import dev.latent.nativ.LatentNative;\nimport dev.latent.tensor.Tensor;\n\nimport java.lang.foreign.MemorySegment;\n\n");
+        cpu.append("""
+                /** The CPU bodies of {@link BackendOps}: one call of the checked LatentNative wrapper on the tensors' segments (null: NULL). */
+                abstract class CpuOps implements Backend {
+                    private static MemorySegment seg(Tensor t) { return t == null ? MemorySegment.NULL : t.segment(); }
+                """);
+        cuda.append("import dev.latent.cuda.Cuda;\nimport dev.latent.cuda.CudaKernels;\nimport dev.latent.cuda.CudaProbKernels;\n"
+                + "import dev.latent.cuda.DeviceBuffer;\nimport dev.latent.tensor.Tensor;\n\nimport java.lang.foreign.MemorySegment;\n\n");
+        cuda.append("""
+                /** The CUDA bodies of {@link BackendOps}: one call of the op's launcher on the tensors' device buffers (null: null). */
+                abstract class CudaOps implements Backend {
+                    private static DeviceBuffer buf(Tensor t) { return t == null ? null : DeviceBuffer.of(t.deviceBuffer()); }
+                """);
+        for (Fn f : ops) {
+            List<String> decl = new ArrayList<>(), cpuArgs = new ArrayList<>(), cudaArgs = new ArrayList<>();
+            for (Param p : f.params) {
+                String n = camel(p.name);
+                boolean host = f.host.contains(p.name);
+                decl.add((p.pointer() ? host ? "MemorySegment" : "Tensor" : scalarJava(p, f.name)) + " " + n);
+                cpuArgs.add(p.pointer() && !host ? "seg(" + n + ")" : n);
+                cudaArgs.add(p.pointer() && !host ? "buf(" + n + ")" : n);
+            }
+            String sig = f.op + "(" + String.join(", ", decl) + ")";
+            ifc.append("\n    /** ").append(f.name).append(" (latent.h)").append(f.extents.isEmpty() ? "" : ": " + String.join(" ",
+                    f.extents.entrySet().stream().map(e -> e.getKey() + "[" + e.getValue() + "]").toList())).append(". */\n    void ")
+                    .append(sig).append(";\n");
+            if (!f.hand.contains("cpu"))
+                cpu.append("\n    @Override public void ").append(sig).append(" {\n        LatentNative.get().").append(camel(f.name))
+                        .append("(").append(String.join(", ", cpuArgs)).append(");\n    }\n");
+            if (f.hand.contains("none"))   // a CPU-only op: the CUDA body refuses, naming it
+                cuda.append("\n    @Override public void ").append(sig).append(" {\n        throw new UnsupportedOperationException(\"")
+                        .append(f.op).append(": no CUDA kernel yet (").append(f.name).append(" runs on the CPU only); move the tensors to the CPU\");\n    }\n");
+            else if (!f.hand.contains("cuda"))
+                cuda.append("\n    @Override public void ").append(sig).append(" {\n        ").append(f.launcher).append(".").append(f.op)
+                        .append("(Cuda.get()").append(cudaArgs.isEmpty() ? "" : ", " + String.join(", ", cudaArgs)).append(");\n    }\n");
+        }
+        ifc.append("}\n");
+        cpu.append("}\n");
+        cuda.append("}\n");
+        return Map.of(OPS + "BackendOps.java", ifc.toString(), OPS + "CpuOps.java", cpu.toString(), OPS + "CudaOps.java", cuda.toString());
+    }
+
+    // ---------------------------------------------------------------- CUDA launchers (dev.latent.cuda)
+
+    static List<Launch> launches(Path root, List<Path> files, List<Fn> fns) throws IOException {
+        List<Launch> out = new ArrayList<>();
+        Pattern ann = Pattern.compile("(?s)/\\*@((?:(?!\\*/).)*)\\*/\\s*LT_KERNEL void\\s+(?:__launch_bounds__\\([^)]*\\)\\s*)?(ltk_\\w+)\\s*\\(([^)]*)\\)");
+        for (Path p : files) {
+            String src = Files.readString(p), rel = root.relativize(p).toString();
+            Matcher m = ann.matcher(src);
+            while (m.find()) {
+                String k = m.group(2);
+                List<Param> ps = params(k, stripComments(m.group(3)));
+                String name = null, grid = null, block = null;
+                List<String> checks = new ArrayList<>(), optional = new ArrayList<>();
+                Map<String, String> ext = new LinkedHashMap<>();
+                for (String tok : m.group(1).trim().split("\\s+")) {
+                    if (tok.startsWith("launch=")) name = tok.substring(7);
+                    else if (tok.startsWith("grid=")) grid = tok.substring(5);
+                    else if (tok.startsWith("block=")) block = tok.substring(6);
+                    else if (tok.startsWith("check=")) checks.addAll(List.of(tok.substring(6).split(",")));
+                    else {
+                        Matcher t = Pattern.compile("^(\\w+)\\[([\\w*+()/-]+)\\](\\?)?$").matcher(tok);
+                        if (!t.matches()) throw fail(k + " (" + rel + "): launch annotation token '" + tok + "' is not launch=, grid=, block=, check= or param[extent]");
+                        if (ps.stream().noneMatch(q -> q.name.equals(t.group(1)) && q.pointer()))
+                            throw fail(k + ": '" + t.group(1) + "' is not a pointer parameter");
+                        ext.put(t.group(1), t.group(2));
+                        if (t.group(3) != null) optional.add(t.group(1));
+                    }
+                }
+                if (name == null || grid == null || block == null) throw fail(k + " (" + rel + "): a launch annotation needs launch=, grid= and block=");
+                if (!grid.matches("(stride|ceil)\\(.*\\)")) throw fail(k + ": grid=" + grid + " is not stride(E) or ceil(E,R)");
+                if (!block.matches("\\d+|[A-Z][A-Z0-9_]*")) throw fail(k + ": block=" + block + " is not an integer or a #define of the .cu");
+                for (String c : checks)
+                    if (!c.matches("\\w+(>=|<=|>|<)-?\\d+")) throw fail(k + ": check " + c + " is not param(>=|<=|>|<)integer");
+                if (ext.isEmpty()) {   // the extents of the C function of the same name
+                    String cname = "lt_" + k.substring(4);
+                    Fn f = fns.stream().filter(x -> x.name.equals(cname)).findFirst()
+                            .orElseThrow(() -> fail(k + ": no extents in its launch annotation and no " + cname + " in latent.h to take them from"));
+                    if (f.params.size() != ps.size()) throw fail(k + ": parameters differ from " + cname + "'s: give the extents in the annotation");
+                    for (int i = 0; i < ps.size(); i++)
+                        if (!ps.get(i).name.equals(f.params.get(i).name) || !ps.get(i).base.equals(f.params.get(i).base)
+                                || ps.get(i).pointer() != f.params.get(i).pointer())
+                            throw fail(k + ": parameter " + ps.get(i).name + " differs from " + cname + "'s: give the extents in the annotation");
+                    if (f.extents.isEmpty()) throw fail(k + ": " + cname + " has no extents (custom): give them in the annotation");
+                    ext.putAll(f.extents);
+                }
+                for (Param q : ps)
+                    if (q.pointer() && !ext.containsKey(q.name)) throw fail(k + ": pointer parameter '" + q.name + "' has no extent");
+                out.add(new Launch(k, rel, ps, name, grid, block, checks, ext, optional));
+            }
+        }
+        return out;
+    }
+
+    static String cudaLaunchers(List<Launch> ls) {
+        StringBuilder o = new StringBuilder();
+        o.append("// ").append(GENERATED).append(KERNELS).append("/*/*.cu (the launch annotations): do not edit. Change a kernel's\n")
+                .append("// annotation there, then run `java java/src/build/GenBindings.java` from the repository root (the build fails while this file is stale).\n");
+        o.append("package dev.latent.cuda;\n\n");
+        o.append("""
+                /**
+                 * The launchers that follow from the kernels' launch annotations ({@code /*@ launch=NAME grid=... block=... *&#47;} before
+                 * {@code LT_KERNEL}): each checks its scalar conditions and every buffer's extent (IllegalArgumentException naming the
+                 * operand, before the launch: the kernels trust them), returns when the grid's size expression is 0 and launches one
+                 * kernel through {@link Ltk}. Called as {@code CudaKernels.NAME} (CudaKernels and CudaProbKernels extend this class).
+                 */
+                abstract class CudaLaunchers {
+                    CudaLaunchers() {}
+
+                    /** The product of the extent's factors, each >= 0 (else an IllegalArgumentException naming the op), overflow-checked. */
+                    static long elems(String op, long... factors) {
+                        long n = 1;
+                        for (long f : factors) {
+                            if (f < 0) throw new IllegalArgumentException(op + ": negative length " + f);
+                            n = Math.multiplyExact(n, f);
+                        }
+                        return n;
+                    }
+
+                    /** b holds elems elements of elemBytes (null only where optional). */
+                    static void fits(String op, String what, DeviceBuffer b, long elems, long elemBytes, boolean optional) {
+                        if (b == null && optional) return;
+                        CudaKernels.need(b, Math.multiplyExact(elems, elemBytes), op, what);
+                    }
+                """);
+        for (Launch l : ls) {
+            List<String> decl = new ArrayList<>(List.of("Cuda cu")), args = new ArrayList<>(), scal = new ArrayList<>();
+            for (Param q : l.params) {
+                String n = camel(q.name);
+                decl.add((q.pointer() ? "DeviceBuffer" : scalarJava(q, l.kernel)) + " " + n);
+                args.add(n);
+                if (!q.pointer() && (q.base.contains("int"))) scal.add(n);
+            }
+            Matcher g = Pattern.compile("(stride|ceil)\\((.*)\\)").matcher(l.grid);
+            g.matches();
+            String blk = l.block.matches("\\d+") ? l.block : "Ltk." + l.block;
+            String size, grid;
+            if (g.group(1).equals("stride")) {
+                size = ident(g.group(2));
+                grid = "CudaKernels.strideBlocks(" + size + ", " + blk + ")";
+            } else {
+                int comma = g.group(2).lastIndexOf(',');
+                size = ident(g.group(2).substring(0, comma));
+                grid = "(" + size + " + " + g.group(2).substring(comma + 1) + " - 1) / " + g.group(2).substring(comma + 1);
+            }
+            o.append("\n    /** ").append(l.kernel).append(" (").append(l.file).append("): grid ").append(l.grid).append(", block ").append(l.block);
+            if (!l.checks.isEmpty()) o.append(", needs ").append(String.join(", ", l.checks));
+            o.append("; ").append(String.join(" ", l.extents.entrySet().stream()
+                    .map(e -> e.getKey() + "[" + e.getValue() + "]" + (l.optional.contains(e.getKey()) ? " (may be null)" : "")).toList()))
+                    .append(". */\n");
+            o.append("    public static void ").append(l.name).append("(").append(String.join(", ", decl)).append(") {\n");
+            o.append("        String op = \"").append(l.name).append("\";\n");
+            String all = String.join(" + \", \" + ", scal.stream().map(x -> "\"" + x + "=\" + " + x).toList());
+            for (String c : l.checks) {
+                Matcher cm = Pattern.compile("(\\w+)(>=|<=|>|<)(-?\\d+)").matcher(c);
+                cm.matches();
+                String v = camel(cm.group(1));
+                o.append("        if (!(").append(v).append(" ").append(cm.group(2)).append(" ").append(cm.group(3)).append(")) throw new IllegalArgumentException(op + \": ")
+                        .append(v).append(" \" + ").append(v).append(" + \" must be ").append(cm.group(2)).append(" ").append(cm.group(3))
+                        .append(scal.isEmpty() ? "\"" : " (\" + " + all + " + \")\"").append(");\n");
+            }
+            Map<String, String> locals = new LinkedHashMap<>();
+            for (Param q : l.params)
+                if (q.pointer()) {
+                    String e = l.extents.get(q.name);
+                    if (!locals.containsKey(e)) {
+                        String v = "e" + locals.size();
+                        locals.put(e, v);
+                        List<String> fs = new ArrayList<>();
+                        for (String x : e.split("\\*")) fs.add(ident(x));
+                        o.append("        long ").append(v).append(" = elems(op, ").append(String.join(", ", fs)).append(");\n");
+                    }
+                }
+            for (Param q : l.params)
+                if (q.pointer())
+                    o.append("        fits(op, \"").append(q.name).append("\", ").append(camel(q.name)).append(", ").append(locals.get(l.extents.get(q.name)))
+                            .append(", ").append(elemBytes(q, l.kernel)).append(", ").append(l.optional.contains(q.name)).append(");\n");
+            o.append("        if (").append(size).append(" == 0) return;\n");
+            o.append("        Ltk.").append(l.kernel).append("(cu, CudaKernels.dim(").append(grid).append("), CudaKernels.dim(").append(blk)
+                    .append("), 0, ").append(String.join(", ", args)).append(");\n    }\n");
+        }
+        o.append("}\n");
+        return o.toString();
+    }
+
+    // ---------------------------------------------------------------- native/src/struct_info.inc
+
+    static String structInfo(List<Struct> structs) {
+        StringBuilder o = new StringBuilder();
+        o.append("/* ").append(GENERATED).append(HEADER).append(" (its descriptor structs and their @ id annotations):\n")
+                .append(" * do not edit. Run `java java/src/build/GenBindings.java` from the repository root after changing a struct.\n")
+                .append(" * Included by runtime.c: lt_struct_info(id) reports sizeof and every field's offsetof, in declaration order,\n")
+                .append(" * which NativeLoaderTest compares with the Java StructLayouts. */\n");
+        int max = 0;
+        for (Struct st : structs) max = Math.max(max, st.fields.size() + 1);
+        o.append("#define LT_STRUCT_INFO_MAX ").append(max).append("\n\n");
+        o.append("/* Writes sizeof and the field offsets of struct `which` into v (LT_STRUCT_INFO_MAX entries); returns their count, -1 for an unknown id. */\n");
+        o.append("static int lt_struct_info_fill(int32_t which, int64_t *v) {\n    switch (which) {\n");
+        for (Struct st : structs.stream().sorted((x, y) -> Integer.compare(x.id, y.id)).toList()) {
+            o.append("    case ").append(st.id).append(":\n        v[0] = (int64_t)sizeof(").append(st.name).append(");\n");
+            int i = 1;
+            for (Field f : st.fields)
+                o.append("        v[").append(i++).append("] = (int64_t)offsetof(").append(st.name).append(", ").append(f.name).append(");\n");
+            o.append("        return ").append(i).append(";\n");
+        }
+        o.append("    default:\n        return -1;\n    }\n}\n");
         return o.toString();
     }
 }

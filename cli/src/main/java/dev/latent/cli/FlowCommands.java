@@ -21,6 +21,7 @@ final class FlowCommands {
     /** Options and the run shared by train realnvp and train glow: data, schedule, limits; one JSON line of results. */
     static final class TrainOptions {
         @Option(names = "--lr", description = "AdamW learning rate (default: ${DEFAULT-VALUE})") float lr = 1e-3f;
+        @Option(names = "--clip", description = "global gradient-norm clipping threshold (0: none, the reference recipe) (default: ${DEFAULT-VALUE})") double clip = 0;
         @Option(names = "--max-steps", description = "the older cap: at most N steps of the --epochs (0: all of them; --steps N asks for N steps outright)") int maxSteps = 0;
         @Mixin Mixins.Epochs epochs = new Mixins.Epochs(1);
         @Mixin Mixins.ImageBatch batch = new Mixins.ImageBatch(64);
@@ -36,20 +37,21 @@ final class FlowCommands {
         @Mixin TrainSteps run;
 
         int train(String model, java.util.function.Supplier<FlowTrainer.Config> config) throws Exception {
-            precision.fp32Only(model, "bf16 is not checked for its coupling networks and log-determinants yet: its trainer takes no precision (bf16 runs train gpt, dcgan and vae)");
+            var runOn = device.resolve();
+            var prec = precision.runnable(runOn);   // bf16 refused here, before the data is read
             epochs.check();
             batch.check();
             Limits.atLeast("--max-steps", maxSteps, 0);
             limit.check();
             testLimit.check();
             Limits.positive("--lr", lr);
+            Limits.nonNegative("--clip", clip);
             threads.check();
             ImageData probe = ImageData.load(data.data, "test");
             run.check(out, FlowTrainer.CHECKPOINT);
             threads.apply();
-            var runOn = device.resolve();
             try (Scope scope = Scope.shared()) {
-                FlowTrainer.Result r = new FlowTrainer(config.get(), scope, probe.h, probe.w, runOn).listener(ConsoleListener.INSTANCE)
+                FlowTrainer.Result r = new FlowTrainer(config.get(), scope, probe.h, probe.w, runOn).listener(ConsoleListener.INSTANCE).precision(prec)
                         .run(run.steps(), run.resume(), run.stopAt());
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("model", model); m.put("steps", r.steps()); m.put("train_bpd", r.trainBpd()); m.put("test_bpd", r.testBpd());
@@ -71,7 +73,7 @@ final class FlowCommands {
         public Integer call() throws Exception {
             if (couplings < 1 || hidden < 1) throw new IllegalArgumentException("--couplings, --hidden >= 1");
             return o.train("realnvp", () -> new FlowTrainer.Config(o.data.data, o.out.out, couplings, hidden, o.epochs.epochs, o.batch.batch, o.lr,
-                    o.maxSteps, o.seed.seed, o.limit.limit, o.testLimit.testLimit, o.quiet.quiet));
+                    o.maxSteps, o.seed.seed, o.limit.limit, o.testLimit.testLimit, o.quiet.quiet).withClip(o.clip));
         }
     }
 
@@ -87,7 +89,7 @@ final class FlowCommands {
         public Integer call() throws Exception {
             if (levels < 1 || depth < 1 || hidden < 1) throw new IllegalArgumentException("--levels, --depth, --hidden >= 1");
             return o.train("glow", () -> new FlowTrainer.Config(o.data.data, o.out.out, "glow", 0, levels, depth, hidden, o.epochs.epochs, o.batch.batch,
-                    o.lr, o.maxSteps, o.seed.seed, o.limit.limit, o.testLimit.testLimit, o.quiet.quiet));
+                    o.lr, o.maxSteps, o.seed.seed, o.limit.limit, o.testLimit.testLimit, o.quiet.quiet).withClip(o.clip));
         }
     }
 
@@ -105,6 +107,7 @@ final class FlowCommands {
         @Mixin Mixins.Images images;
         @Mixin Mixins.SampleSeed seed;
         @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
 
         @Override
         public Integer call() throws Exception {
@@ -112,14 +115,15 @@ final class FlowCommands {
             Limits.nonNegative("--temperature", temperature);
             threads.apply();
             int n = images.n;
+            dev.latent.tensor.Device on = device.resolve();
             try (Scope scope = Scope.shared()) {
-                FlowTrainer t = FlowTrainer.load(checkpoint.checkpoint, scope);
+                FlowTrainer t = FlowTrainer.load(checkpoint.checkpoint, scope, on);
                 var prov = dev.latent.io.Provenance.ofCheckpoint(t.cfg.arch(), checkpoint.checkpoint, FlowTrainer.CHECKPOINT, seed.seed,
                         Map.of("n", n, "temperature", temperature, "command", "sample " + t.cfg.arch()));
                 try (var p = prov.use()) {
                     t.writeSamples(out, n, temperature, seed.seed);
                 }
-                System.out.println(Json.object(Map.of("out", out.toString(), "n", n, "temperature", temperature)));
+                System.out.println(Json.object(Map.of("out", out.toString(), "n", n, "temperature", temperature, "trained_precision", t.precision().id())));
             }
             return 0;
         }
@@ -130,15 +134,18 @@ final class FlowCommands {
         @Mixin Mixins.Checkpoint checkpoint;
         @Mixin Mixins.EvalData data;
         @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
 
         @Override
         public Integer call() throws Exception {
             threads.apply();
+            dev.latent.tensor.Device on = device.resolve();
             try (Scope scope = Scope.shared()) {
-                FlowTrainer t = FlowTrainer.load(checkpoint.checkpoint, scope);
+                FlowTrainer t = FlowTrainer.load(checkpoint.checkpoint, scope, on);
                 ImageData test = ImageData.load(data.or(t.cfg.data()), "test");
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("test_bpd", t.testBpd(test)); m.put("invertibility_error", t.invertibilityError(test, 64)); m.put("n_test", test.n);
+                m.put("trained_precision", t.precision().id());   // the checkpoint's (fp32 for one written before it was recorded)
                 System.out.println(Json.object(m));
             }
             return 0;
@@ -160,14 +167,14 @@ final class FlowCommands {
 
         @Override
         public Integer call() throws Exception {
-            precision.fp32Only("flow-toy", "its coupling MLPs are linear layers the bf16 GEMM could run, but the flow trainer takes no precision yet");
+            var prec = precision.runnable(dev.latent.tensor.Device.CPU);   // bf16 refused here, before anything runs
             if (steps < 1 || couplings < 1 || hidden < 1) throw new IllegalArgumentException("--steps, --couplings, --hidden must be >= 1");
             threads.check();
             resume.check(out, dev.latent.train.TrainLoop.CHECKPOINT);
             threads.apply();
             try (Scope scope = Scope.shared()) {
                 var cfg = new dev.latent.models.flow.ToyFlow.Config(dist.toString(), couplings, hidden, steps, 256, 2e-3f, seed.seed);
-                var f = new dev.latent.models.flow.ToyFlow(cfg, scope);
+                var f = new dev.latent.models.flow.ToyFlow(cfg, scope).precision(prec);
                 double before = f.evalNll(2000);   // the initial weights (the same on a resume: they come from --seed)
                 long done = f.run(out.out, resume.resume, resume.stopAt(), 100, 0, ConsoleListener.INSTANCE, true);
                 double after = f.evalNll(2000);

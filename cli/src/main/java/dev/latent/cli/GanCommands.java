@@ -53,9 +53,13 @@ final class GanCommands {
 
         abstract GanTrainer.Config base();
 
+        /** Where and at which precision the run trains: resolved by {@link #config} before any data is read. */
+        Device runOn;
+        dev.latent.tensor.Precision prec;
+
         GanTrainer.Config config(GanTrainer.Config b, int nCritic, float lambda, Dcgan.Norm norm) {
-            if (b.loss() != GanTrainer.Loss.GAN)
-                precision.fp32Only("wgan-gp", "bf16 convolutions are not checked through its gradient penalty's double backward (bf16 runs train gpt, dcgan and vae)");
+            runOn = device.resolve();
+            prec = precision.runnable(runOn);   // bf16 refused here, before the data is read
             Limits.atLeast("--steps/--iters", iters, 1);
             batch.check();
             Limits.atLeast("--nz", nz, 1);
@@ -75,8 +79,7 @@ final class GanCommands {
             ImageData.load(data.data, "train");   // validated before the run folder is touched
             resume.check(out, GanTrainer.CHECKPOINT);
             threads.apply();
-            Device runOn = device.resolve();
-            GanTrainer t = new GanTrainer(c, runOn).listener(ConsoleListener.INSTANCE).precision(precision.runnable(runOn));
+            GanTrainer t = new GanTrainer(c, runOn).listener(ConsoleListener.INSTANCE).precision(prec);
             System.err.printf(Locale.ROOT, "%s: data %s, %d iterations of batch %d, %d threads%n", c.loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp",
                     c.data(), c.iters(), c.batch(), Latent.threads());
             GanTrainer.Result r = t.run(c.iters(), resume.resume, resume.stopAt());
@@ -141,7 +144,7 @@ final class GanCommands {
 
         @Override
         public Integer call() throws Exception {
-            precision.fp32Only("toy-gan", "its MLPs are linear layers the bf16 GEMM could run, but the GAN trainer takes no precision yet");
+            var prec = precision.runnable(dev.latent.tensor.Device.CPU);   // bf16 refused here, before anything runs
             threads.check();
             if (steps != null) Limits.atLeast("--steps", steps, 1);
             Limits.atLeast("--hidden", hidden, 1);
@@ -165,7 +168,7 @@ final class GanCommands {
                         lr == null ? d.lr() : lr, true, nCritic == null ? d.nCritic() : nCritic,
                         lambda == null ? d.lambda() : lambda, seed);
                 long t0 = System.nanoTime();
-                ToyGan gan = new ToyGan(c);
+                ToyGan gan = new ToyGan(c).precision(prec);
                 double[] last = gan.train();
                 ToyGan.Coverage cov = ToyGan.coverage(gan.dist, gan.sample(2500, 1234));
                 Map<String, Object> r = new LinkedHashMap<>();
@@ -207,7 +210,7 @@ final class GanCommands {
 
         @Override
         public Integer call() throws Exception {
-            precision.fp32Only("classifier", "bf16 is not checked for it yet: its trainer takes no precision (bf16 runs train gpt, dcgan and vae)");
+            var prec = precision.runnable(dev.latent.tensor.Device.CPU);   // bf16 refused here, before the data is read
             threads.check();
             epochs.check();
             batch.check();
@@ -218,7 +221,7 @@ final class GanCommands {
             threads.apply();
             if (limit.limit > 0) train = train.head(limit.limit);
             try (Scope scope = Scope.shared()) {
-                Classifier c = new Classifier(scope, 10, seed.seed);
+                Classifier c = new Classifier(scope, 10, seed.seed).precision(prec);
                 Classifier.TrainResult r = c.train(train, test, out.out, run.steps(), run.resume(), run.stopAt(), epochs.epochs, batch.batch, lr, seed.seed, quiet.quiet,
                         ConsoleListener.INSTANCE);
                 Map<String, Object> m = new LinkedHashMap<>();
@@ -246,6 +249,7 @@ final class GanCommands {
         @Option(names = "--ref", description = "reference split (default: ${DEFAULT-VALUE})") String ref = "fashion-mnist:test";
         @Option(names = "--limit", description = "use at most N images of each set (0: all)") int limit = 0;
         @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
 
         @Override
         public Integer call() throws Exception {
@@ -255,8 +259,9 @@ final class GanCommands {
             if (limit > 0) { a = a.head(limit); b = b.head(limit); }
             if (a.h != 28 || a.w != 28 || b.h != 28 || b.w != 28)
                 throw new IllegalArgumentException("eval fid: 28 x 28 images expected, got " + a.h + "x" + a.w + " and " + b.h + "x" + b.w);
+            dev.latent.tensor.Device on = device.resolve();
             try (Scope scope = Scope.shared()) {
-                Classifier c = Classifier.load(classifier, scope);
+                Classifier c = Classifier.load(classifier, scope, on);   // the feature net's forward on the device with --device cuda
                 double[][][] fa = c.featuresAndProbs(a), fb = c.featuresAndProbs(b);
                 double fid = Fid.distance(Fid.stats(fa[0]), Fid.stats(fb[0]));
                 double[] is = Fid.inceptionScore(fa[1], 10);
@@ -264,6 +269,7 @@ final class GanCommands {
                 m.put("metric", "fid"); m.put("fid", fid); m.put("is_mean", is[0]); m.put("is_std", is[1]);
                 m.put("samples", a.source); m.put("n_samples", a.n); m.put("ref", b.source); m.put("n_ref", b.n);
                 m.put("classifier", classifier.toString());
+                m.put("classifier_precision", c.precision().id());   // the classifier checkpoint's training precision (fp32 for older ones)
                 System.out.println(Json.object(m));
             }
             return 0;
@@ -277,6 +283,7 @@ final class GanCommands {
         @Mixin Mixins.Images images;
         @Mixin Mixins.SampleSeed seed = new Mixins.SampleSeed(1234);
         @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
         @Option(names = "--class", description = "a conditional checkpoint's class K in [0, classes): every image of that class (default: classes in turn)")
         Integer cls;
 
@@ -286,8 +293,9 @@ final class GanCommands {
             if (cls != null && cls < 0) throw new IllegalArgumentException("--class must be >= 0 (classes are numbered from 0), got " + cls);
             threads.apply();
             int n = images.n;
+            dev.latent.tensor.Device on = device.resolve();
             try (Scope scope = Scope.shared()) {
-                GanTrainer t = GanTrainer.load(checkpoint.checkpoint, scope, seed.seed);
+                GanTrainer t = GanTrainer.load(checkpoint.checkpoint, scope, seed.seed, on);
                 int k = cls == null ? -1 : cls;
                 if (k >= 0 && !t.config().conditional()) throw new IllegalArgumentException(GanTrainer.notConditional(checkpoint.checkpoint.toString()));
                 t.checkClass(k);
@@ -297,7 +305,8 @@ final class GanCommands {
                     if (out.toString().endsWith(".png")) t.writeGridSamples(out, n, k);
                     else t.writeSamples(out, n, k);
                 }
-                System.out.println(Json.object(k >= 0 ? Map.of("out", out.toString(), "n", n, "class", k) : Map.of("out", out.toString(), "n", n)));
+                System.out.println(Json.object(k >= 0 ? Map.of("out", out.toString(), "n", n, "class", k, "trained_precision", t.precision().id())
+                        : Map.of("out", out.toString(), "n", n, "trained_precision", t.precision().id())));
             }
             return 0;
         }

@@ -46,7 +46,7 @@ final class PixelCnnCommands {
 
         @Override
         public Integer call() throws Exception {
-            precision.fp32Only("pixelcnn", "bf16 is not checked for its masked convolutions yet: its trainer takes no precision (bf16 runs train gpt, dcgan and vae)");
+            var prec = precision.runnable(dev.latent.tensor.Device.CPU);   // bf16 refused here, before the data is read
             threads.check();
             Limits.positive("--lr", lr);
             epochs.check();
@@ -63,7 +63,7 @@ final class PixelCnnCommands {
             threads.apply();
             var c = new PixelCnnTrainer.Config(data.data, out.out, arch, epochs.epochs, batch.batch, lr, seed.seed, limit.limit, testLimit.testLimit, samples, 1234, 20, quiet.quiet);
             try (Scope scope = Scope.shared()) {
-                PixelCnnTrainer t = new PixelCnnTrainer(c, scope).listener(ConsoleListener.INSTANCE);
+                PixelCnnTrainer t = new PixelCnnTrainer(c, scope).listener(ConsoleListener.INSTANCE).precision(prec);
                 var results = t.run(run.steps(), run.resume(), run.stopAt());
                 if (results.isEmpty()) {   // stopped (--stop-after) before the end of a pass over the data
                     System.out.println(Json.object(Map.of("model", "pixelcnn", "stopped", true, "step", t.step(), "out", out.out.toString())));
@@ -91,10 +91,12 @@ final class PixelCnnCommands {
         @Mixin Mixins.Images images;
         @Mixin Mixins.SampleSeed seed;
         @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
 
         @Override
         public Integer call() throws Exception {
             images.check();
+            refuseCuda(device);
             int n = images.n;
             PixelCnnSampler.Mode mode = sampler.mode;
             if (pixels != null) Limits.atMost("--pixels", pixels, 1, 784, null);   // a 28 x 28 image has 784
@@ -116,6 +118,7 @@ final class PixelCnnCommands {
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("out", out.toString()); m.put("n", n); m.put("sampler", sampler.toString()); m.put("pixels", p); m.put("seconds", secs);
                 m.put("pixels_per_s", (double) n * p / secs);
+                m.put("trained_precision", t.precision().id());   // the checkpoint's (fp32 for one written before it was recorded)
                 System.out.println(Json.object(m));
                 System.err.printf(Locale.ROOT, "%d images x %d pixels in %.2f s (%s sampler)%n", n, p, secs, sampler);
             }
@@ -130,9 +133,11 @@ final class PixelCnnCommands {
         @Mixin Mixins.Checkpoint checkpoint;
         @Mixin Mixins.EvalData data;
         @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
 
         @Override
         public Integer call() throws Exception {
+            refuseCuda(device);
             if (limit < 0) throw new IllegalArgumentException("--limit must be >= 0, got " + limit);
             threads.apply();
             try (Scope scope = Scope.shared()) {
@@ -142,10 +147,21 @@ final class PixelCnnCommands {
                 double bpd = t.bitsPerDim(test, nTest);
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("test_bits_per_dim", bpd); m.put("n_test", nTest); m.put("step", t.step());
+                m.put("trained_precision", t.precision().id());   // the checkpoint's (fp32 for one written before it was recorded)
                 System.out.println(Json.object(m));
                 System.err.printf(Locale.ROOT, "test %.4f bits/dim on %d images%n", bpd, nTest);
             }
             return 0;
         }
     }
+
+    /** PixelCNN's sample and eval run on the CPU only: --device cuda with a usable GPU is refused with the reason. */
+    static void refuseCuda(Mixins.Device device) {
+        if (device.resolve() == dev.latent.tensor.Device.CUDA)
+            throw new IllegalArgumentException(PIXELCNN_NO_CUDA);
+    }
+
+    static final String PIXELCNN_NO_CUDA = "pixelcnn has no CUDA path: its cached sampler keeps per-layer incremental state in host memory "
+            + "and runs its masked convolutions through the CPU kernels (PixelCnnSampler), and train pixelcnn has no --device either; "
+            + "use --device cpu (docs/cuda.md, \"Sampling and evaluation on the device\")";
 }

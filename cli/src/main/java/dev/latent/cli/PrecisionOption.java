@@ -10,7 +10,9 @@ import picocli.CommandLine.Option;
  * tensor-core math (operands rounded to a 10-bit mantissa, fp32 accumulation). bf16 rounds the operands of the
  * matmuls, convolutions and attention to bf16 with fp32 accumulation: on the CPU it needs AVX512_BF16 at ISA avx512,
  * on CUDA it always runs (cuBLAS with bf16 inputs where found, else our kernels). A precision that cannot run on the
- * chosen device is refused in one line, as by the commands whose layers have no reduced-precision path; never emulated.
+ * chosen device is refused in one line, before any data is read; never emulated. Every train command takes it; each
+ * checkpoint records it (old ones read as fp32). On CUDA, gpt, vae and dcgan are checked at tf32 / bf16; the other
+ * models refuse them there (their trainers say so).
  */
 final class PrecisionOption {
     @Option(names = "--precision", description = "one of ${COMPLETION-CANDIDATES}: tf32 = TF32 tensor-core GEMM/conv (CUDA only); bf16 = bf16 operands of matmul/conv/attention with fp32 accumulation (CPU with AVX512_BF16, or CUDA); fp32 master weights and optimizer state always (default: ${DEFAULT-VALUE})")
@@ -34,11 +36,5 @@ final class PrecisionOption {
         String why = p.unavailableOn(device);
         if (why != null) throw new IllegalArgumentException("--precision " + p.id() + " refused: " + why);
         return p;
-    }
-
-    /** Refuses tf32 and bf16 for a command whose training has no reduced-precision path: {@code missing} says what is missing. */
-    void fp32Only(String command, String missing) {
-        if (get() != Precision.FP32)
-            throw new IllegalArgumentException("--precision " + get().id() + ": train " + command + " cannot run it: " + missing + "; use --precision fp32");
     }
 }

@@ -31,6 +31,7 @@ final class SampleCommand implements Runnable {
         @Mixin Mixins.Checkpoint checkpoint;
         @Mixin Mixins.SampleSeed seed;
         @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
         @Option(names = "--allow-nonfinite", description = "load a checkpoint holding NaN or infinite weights (refused by default)") boolean allowNonFinite;
 
         @Override
@@ -41,22 +42,49 @@ final class SampleCommand implements Runnable {
             Limits.atLeast("--top-k", topK, 0);
             if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("--top-p must be in (0, 1], got " + topP);
             threads.apply();
+            dev.latent.tensor.Device on = device.resolve();
+            if (on == dev.latent.tensor.Device.CUDA) return onDevice();
             // Packed straight from the file, as GptGenerator.load serves by default: the same text as the service.
             GptCheckpoint.Served l = GptCheckpoint.loadPacked(checkpoint.checkpoint, allowNonFinite);
             try (KvDecoder decoder = l.decoder()) {
                 int[] ids = l.tokenizer().encode(prompt);
                 if (ids.length == 0) throw new IllegalArgumentException("--prompt is empty; give at least one character");
                 var settings = new KvDecoder.Settings(tokens, temperature, topK, topP, seed.seed);
+                stream(l.tokenizer(), ids, settings, decoder::generate);
+            }
+            return 0;
+        }
+
+        /** The generator both paths share: (prompt ids, settings, onToken) -> tokens. */
+        interface Generate {
+            int[] run(int[] ids, KvDecoder.Settings s, java.util.function.IntConsumer onToken);
+        }
+
+        /** --device cuda: the checkpoint's model on the device and DeviceKvDecoder (KV cache in device memory). */
+        private Integer onDevice() throws Exception {
+            try (dev.latent.tensor.Scope scope = dev.latent.tensor.Scope.shared()) {
+                GptCheckpoint.Loaded l = GptCheckpoint.load(checkpoint.checkpoint, scope, allowNonFinite);
+                l.model().to(scope, dev.latent.tensor.Device.CUDA);
+                int[] ids = l.tokenizer().encode(prompt);
+                if (ids.length == 0) throw new IllegalArgumentException("--prompt is empty; give at least one character");
+                try (var decoder = new dev.latent.models.gpt.DeviceKvDecoder(l.model())) {
+                    stream(l.tokenizer(), ids, new KvDecoder.Settings(tokens, temperature, topK, topP, seed.seed), decoder::generate);
+                }
+            }
+            return 0;
+        }
+
+        private void stream(dev.latent.text.Tokenizer tok, int[] ids, KvDecoder.Settings settings, Generate decoder) {
+            {
                 long t0 = System.nanoTime();
                 // Streamed: the text is printed (and flushed) as it is drawn, so a long run shows progress and ^C loses nothing.
                 // Decoded from the start each time and printed up to its last character, which a later token may still change.
                 PrintStream sys = System.out;
                 sys.print(prompt);
                 sys.flush();
-                var tok = l.tokenizer();
                 int[] got = new int[tokens];
                 int[] n = {0}, printed = {0};
-                decoder.generate(ids, settings, id -> {
+                decoder.run(ids, settings, id -> {
                     got[n[0]++] = id;
                     if (n[0] % 32 == 0) {
                         String text = tok.decode(java.util.Arrays.copyOf(got, n[0]));
@@ -70,7 +98,6 @@ final class SampleCommand implements Runnable {
                 double s = (System.nanoTime() - t0) / 1e9;
                 System.err.printf("%d tokens in %.2f s (%.0f tokens/s)%n", n[0], s, n[0] / s);
             }
-            return 0;
         }
     }
 }

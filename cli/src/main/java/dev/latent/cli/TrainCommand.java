@@ -51,6 +51,8 @@ final class TrainCommand implements Runnable {
         @Option(names = "--eval-batches", description = "batches per evaluation (default: ${DEFAULT-VALUE})") int evalBatches = 50;
         @Option(names = "--log-interval", description = "steps between progress lines and metrics records (default: ${DEFAULT-VALUE})") int logInterval = 10;
         @Option(names = "--checkpoint-interval", description = "save every N steps (0: only at the end)") int checkpointInterval = 100;
+        @Option(names = "--cuda-graph", description = "with --device cuda: replay each step (after two warm-up steps) from a CUDA"
+                + " graph (opt-in until measured on a GPU; the same results)") boolean cudaGraph;
         @Option(names = "--sample-tokens", description = "print a sample of this many tokens at the end (default: ${DEFAULT-VALUE})") int sampleTokens = 300;
 
         @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
@@ -152,13 +154,21 @@ final class TrainCommand implements Runnable {
                         gpt.parameterCount(), Latent.threads());
                 var o = new GptTrainer.Options(batch, steps, lr, minLr, warmup, weightDecay, clip, evalInterval, evalBatches, 1234,
                         logInterval, checkpointInterval, seed.seed, prec);
-                var last = GptTrainer.train(gpt, tok, d, o, out, resume, model, Math.min(this.resume.stopAt(), steps), runOn, ConsoleListener.INSTANCE);
-                gpt.to(model, Device.CPU);   // the sampler runs on the CPU (its KV cache is host memory)
+                var last = GptTrainer.train(gpt, tok, d, o, out, resume, model, Math.min(this.resume.stopAt(), steps), runOn, ConsoleListener.INSTANCE,
+                        cudaGraph);
                 System.out.println(dev.latent.io.Json.object(last));
                 if (sampleTokens > 0) {
-                    var s = new dev.latent.models.gpt.GptSampler(gpt);
                     int[] prompt = tok.encode(text.substring(0, Math.min(text.length(), 1)));
-                    int[] gen = s.generate(prompt, new dev.latent.models.gpt.GptSampler.Settings(sampleTokens, 0.8, 0, 1.0, seed.seed));
+                    var settings = new dev.latent.models.gpt.KvDecoder.Settings(sampleTokens, 0.8, 0, 1.0, seed.seed);
+                    int[] gen;
+                    if (runOn == Device.CUDA) {   // decoded where it trained: the KV cache in device memory (DeviceKvDecoder)
+                        try (var dec = new dev.latent.models.gpt.DeviceKvDecoder(gpt)) {
+                            gen = dec.generate(prompt, settings);
+                        }
+                    } else {
+                        gen = new dev.latent.models.gpt.GptSampler(gpt).generate(prompt,
+                                new dev.latent.models.gpt.GptSampler.Settings(sampleTokens, 0.8, 0, 1.0, seed.seed));
+                    }
                     System.out.println("--- sample ---");
                     System.out.println(tok.decode(prompt) + tok.decode(gen));
                 }

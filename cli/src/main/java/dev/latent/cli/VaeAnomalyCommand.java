@@ -34,14 +34,16 @@ final class VaeAnomalyCommand implements Callable<Integer> {
     @Mixin Mixins.EvalData data;
     @Mixin Mixins.SampleSeed seed = new Mixins.SampleSeed(1234);   // the draws of the ELBO and IWAE scores
     @Mixin Mixins.Threads threads;
+    @Mixin Mixins.Device device;
 
     @Override
     public Integer call() throws Exception {
         threads.apply();
+        dev.latent.tensor.Device on = device.resolve();
         if (iwaeK < 1 || iwaeK > 10_000) throw new IllegalArgumentException("--iwae-k must be in [1, 10000], got " + iwaeK);
         if (n < 0) throw new IllegalArgumentException("--n must be >= 0, got " + n);
         try (Scope scope = Scope.shared()) {
-            VaeTrainer t = VaeTrainer.load(checkpoint.checkpoint, scope);
+            VaeTrainer t = VaeTrainer.load(checkpoint.checkpoint, scope, on);
             int cls = anomalyClass != null ? anomalyClass : t.cfg.excludeClass();
             if (cls < 0)
                 throw new IllegalArgumentException(checkpoint + " was trained on every class: pass --anomaly-class K, or train with --exclude-class K");
@@ -56,7 +58,7 @@ final class VaeAnomalyCommand implements Callable<Integer> {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("model", "vae"); m.put("checkpoint", checkpoint.checkpoint.toString()); m.put("anomaly_class", cls);
             m.put("trained_without_class", t.cfg.excludeClass()); m.put("n_test", test.n); m.put("n_anomalous", nAnom);
-            m.put("iwae_k", iwaeK); m.put("seed", seed.seed);
+            m.put("iwae_k", iwaeK); m.put("seed", seed.seed); m.put("trained_precision", t.precision().id());
             for (Choices.Score score : kinds) {
                 VaeScores.Kind kind = score.kind;
                 double[] s = scores(t, test, kind);
@@ -86,7 +88,7 @@ final class VaeAnomalyCommand implements Callable<Integer> {
                 test.fill(x, null, from, m, 1f / 255f, 0f, 0);
                 long[] streams = new long[m];
                 for (int i = 0; i < m; i++) streams[i] = from + i;
-                double[] s = VaeScores.score(t.hostModel(), t.cfg.likelihood(), t.cfg.sigma(), x, kind, iwaeK, seed.seed, streams);
+                double[] s = VaeScores.score(t.evalModel(), t.cfg.likelihood(), t.cfg.sigma(), x, kind, iwaeK, seed.seed, streams);
                 System.arraycopy(s, 0, out, from, m);
             }
         }

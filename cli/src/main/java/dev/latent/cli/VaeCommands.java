@@ -62,15 +62,16 @@ final class VaeCommands {
             if (excludeClass != null && (excludeClass < 0 || excludeClass > 255))
                 throw new IllegalArgumentException("--exclude-class must be a label in [0, 255], got " + excludeClass);
             VaeTrainer.checkMemory(latent, batch.batch);
+            Device runOn = device.resolve();
+            var prec = precision.runnable(runOn);   // bf16 refused here, before the data is read
             ImageData trainSet = ImageData.load(data.data, "train");   // validated before the run folder is touched
             int classes = conditional ? dev.latent.models.gan.GanTrainer.classesOf(trainSet) : 0;
             run.check(out, VaeTrainer.CHECKPOINT);
             threads.apply();
             var c = new VaeTrainer.Config(data.data, out.out, latent, beta, epochs.epochs, batch.batch, lr, likelihood.likelihood, sigma, warmup, freeBits, seed.seed,
                     limit.limit, 1234, iwae.k, iwae.n, 100, quiet.quiet, excludeClass == null ? -1 : excludeClass).withClasses(classes);
-            Device runOn = device.resolve();
             try (Scope scope = Scope.shared()) {
-                VaeTrainer t = new VaeTrainer(c, scope, runOn).listener(ConsoleListener.INSTANCE).precision(precision.runnable(runOn));
+                VaeTrainer t = new VaeTrainer(c, scope, runOn).listener(ConsoleListener.INSTANCE).precision(prec);
                 var results = t.run(run.steps(), run.resume(), run.stopAt());
                 if (results.isEmpty()) {   // stopped (--stop-after) before the end of a pass over the data
                     System.out.println(Json.object(Map.of("model", "vae", "stopped", true, "out", out.out.toString())));
@@ -96,6 +97,7 @@ final class VaeCommands {
         @Mixin Mixins.Images images;
         @Mixin Mixins.SampleSeed seed;
         @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
         @Option(names = "--class", description = "a conditional VAE's class K in [0, classes): every image of that class (default: classes in turn)")
         Integer cls;
         @Option(names = "--analogy", description = "a conditional VAE's analogy grid: --n rows, one z per row, every class across (PNG)")
@@ -109,8 +111,9 @@ final class VaeCommands {
             threads.apply();
             int n = images.n, maxImages = images.maxImages;
             Path ckpt = checkpoint.checkpoint;
+            dev.latent.tensor.Device on = device.resolve();
             try (Scope scope = Scope.shared()) {
-                VaeTrainer t = VaeTrainer.load(ckpt, scope);
+                VaeTrainer t = VaeTrainer.load(ckpt, scope, on);
                 int k = cls == null ? -1 : cls;
                 if ((k >= 0 || analogy) && !t.cfg.conditional())
                     throw new IllegalArgumentException(ckpt + ": the VAE is unconditional (trained without --conditional), so "
@@ -132,6 +135,7 @@ final class VaeCommands {
                 m.put("out", out.toString()); m.put("n", n);
                 if (k >= 0) m.put("class", k);
                 if (analogy) m.put("analogy", true);
+                m.put("trained_precision", t.precision().id());   // the checkpoint's (fp32 for one written before it was recorded)
                 System.out.println(Json.object(m));
             }
             return 0;
@@ -145,19 +149,22 @@ final class VaeCommands {
         @Mixin Mixins.Checkpoint checkpoint;
         @Mixin Mixins.EvalData data;
         @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
 
         @Override
         public Integer call() throws Exception {
             iwae.check();
             threads.apply();
+            dev.latent.tensor.Device on = device.resolve();
             try (Scope scope = Scope.shared()) {
-                VaeTrainer t = VaeTrainer.load(checkpoint.checkpoint, scope);
+                VaeTrainer t = VaeTrainer.load(checkpoint.checkpoint, scope, on);
                 ImageData test = ImageData.load(data.or(t.cfg.data()), "test");
                 VaeTrainer.Eval e = t.evaluate(test, false);
                 Map<String, Object> m = new LinkedHashMap<>(e.toMap());
                 if (iwae.k > 0 && iwae.n > 0) m.put("iwae_nll", t.iwae(test, iwae.k, Math.min(iwae.n, test.n)));
                 m.put("iwae_k", iwae.k);
                 m.put("n_test", test.n);
+                m.put("trained_precision", t.precision().id());   // the checkpoint's (fp32 for one written before it was recorded)
                 System.out.println(Json.object(m));
                 System.err.printf(Locale.ROOT, "test neg-ELBO %.2f nats, active units %d/%d%n", e.negElbo(), e.activeUnits(), t.cfg.latent());
             }

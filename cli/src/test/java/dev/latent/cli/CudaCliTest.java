@@ -23,18 +23,20 @@ import static org.junit.jupiter.api.Assertions.*;
 class CudaCliTest {
     record Run(int rc, String err, List<String> metrics) {}
 
-    static Run train(Path dir, String device) throws IOException {
-        Path data = dir.resolve("text.txt"), out = dir.resolve("out-" + device);
+    static Run train(Path dir, String device, String... extra) throws IOException {
+        Path data = dir.resolve("text.txt"), out = dir.resolve("out-" + device + String.join("", extra));
         Files.writeString(data, "Call me Ishmael. Some years ago, never mind how long precisely, having little or no money.\n".repeat(8));
         ByteArrayOutputStream err = new ByteArrayOutputStream();
         PrintStream saved = System.err;
         int rc;
         try (PrintStream p = new PrintStream(err, true, StandardCharsets.UTF_8)) {
             System.setErr(p);
-            rc = new CommandLine(new Main()).execute("train", "gpt", "--data", data.toString(), "--out", out.toString(),
+            List<String> args = new java.util.ArrayList<>(List.of("train", "gpt", "--data", data.toString(), "--out", out.toString(),
                     "--device", device, "--steps", "4", "--layers", "1", "--heads", "2", "--dim", "16", "--context", "8",
                     "--batch", "2", "--eval-interval", "2", "--eval-batches", "1", "--log-interval", "1",
-                    "--checkpoint-interval", "0", "--sample-tokens", "5");
+                    "--checkpoint-interval", "0", "--sample-tokens", "5"));
+            args.addAll(List.of(extra));
+            rc = new CommandLine(new Main()).execute(args.toArray(new String[0]));
         } finally {
             System.setErr(saved);
         }
@@ -140,6 +142,28 @@ class CudaCliTest {
         assertEquals(0, rc, e);
         assertTrue(Files.isRegularFile(out.resolve("samples.png")), e);
         return new Run(rc, e, Files.readAllLines(out.resolve("metrics.jsonl")));
+    }
+
+    /**
+     * {@code train gpt --device cuda --cuda-graph}: steps 3 and 4 replayed from a CUDA graph (2 warm-up steps, then the
+     * capture) log the same losses and gradient norms, to the last digit, as the run without a graph.
+     */
+    @Test
+    void gptCudaGraph(@TempDir Path dir) throws IOException {
+        if (System.getProperty("latent.cuda.driver") != null) assertTrue(Cuda.available(), Cuda::unavailableReason);
+        if (!Cuda.available()) return;   // deviceCuda checks the fallback's message
+        Run plain = train(dir, "cuda"), graphed = train(dir, "cuda", "--cuda-graph");
+        assertEquals(plain.metrics.size(), graphed.metrics.size());
+        int steps = 0;
+        for (int i = 0; i < plain.metrics.size(); i++) {
+            String a = plain.metrics.get(i), b = graphed.metrics.get(i);
+            for (String key : new String[] {"loss", "grad_norm", "val_loss", "train_loss"})
+                if (a.contains("\"" + key + "\"")) {
+                    assertEquals(value(a, key), value(b, key), 0.0, "metrics line " + i + " " + key + ": " + a + " vs " + b);
+                    if (key.equals("loss")) steps++;
+                }
+        }
+        assertEquals(4, steps, "four logged steps, the last two replayed from the graph");
     }
 
     /** {@code train dcgan --device cuda} and {@code train wgan-gp --device cuda} as train vae's. */

@@ -171,8 +171,14 @@ public final class F {
         long outF = w.value.size(0);
         if (b != null && b.value.numel() != outF) throw new IllegalArgumentException("linear: bias " + b.value + " for " + outF + " outputs");
         Tensor out = g().empty(x.value.device(), x.value.size(0), outF);
-        Gemm.matmul(x.value, w.value.transpose(0, 1), out, 1f, 0f, gemmPrecision(x.value, "linear"));
-        if (b != null) Kernels.addRows(out, dense(b).reshape(1, outF), out);   // bias in place: no second activation
+        Precision prec = gemmPrecision(x.value, "linear");
+        /* CUDA with cuBLASLt: the bias rides the GEMM's BIAS epilogue (one pass over out). GELU is not fused (GELU_BIAS):
+         * cuBLASLt's GELU is the tanh approximation while F.gelu is the exact erf one, and autograd keeps this op's
+         * output, the pre-activation, for GELU's backward anyway, so GELU_AUX_BIAS would save no memory. */
+        if (b == null || !Gemm.matmulBiasFused(x.value, w.value.transpose(0, 1), dense(b).reshape(outF), out, prec)) {
+            Gemm.matmul(x.value, w.value.transpose(0, 1), out, 1f, 0f, prec);
+            if (b != null) Kernels.addRows(out, dense(b).reshape(1, outF), out);   // bias in place: no second activation
+        }
         return rec(out, "linear", b == null ? of(x, w) : of(x, w, b), gr -> {
             Var dx = x.requiresGrad ? matmul(gr, w) : null, dw = wants(w) ? matmul(transpose(gr), x) : null;
             if (b == null) return of(dx, dw);
@@ -551,16 +557,15 @@ public final class F {
         Tensor xv = dense(x);
         long n = xv.numel();
         if (xv.device() != Device.CPU) {
-            /* No kernel: an explicit copy to the host, the CPU's double formula, and a copy back (both directions of the
-             * backward alike). Meant for small tensors (Glow's per-channel log-scales); same bits as the CPU. */
+            /* kernels/pointwise: the same double formula on the device, rounded once (no host copy, no synchronisation) */
             Device dev = xv.device();
-            float[] xs = xv.toArray(), ys = new float[xs.length];
-            for (int i = 0; i < xs.length; i++) ys[i] = (float) f.applyAsDouble(xs[i]);
-            return rec(Tensor.of(g().scope, dev, ys, xv.shape()), name, of(x), gr -> {
+            Tensor y = g().empty(dev, xv.shape());
+            Kernels.pointwise(name, xv, y);
+            return rec(y, name, of(x), gr -> {
                 firstOrderOnly(name);
-                float[] gs = dense(gr).toArray(), ds = new float[xs.length];
-                for (int i = 0; i < xs.length; i++) ds[i] = (float) (gs[i] * df.applyAsDouble(xs[i]));
-                return of(Var.constant(Tensor.of(g().scope, dev, ds, xv.shape())));
+                Tensor d = g().empty(dev, xv.shape());
+                Kernels.pointwiseBackward(name, xv, dense(gr), d);
+                return of(Var.constant(d));
             });
         }
         Tensor y = g().empty(xv.shape());

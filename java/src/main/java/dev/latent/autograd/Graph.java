@@ -71,7 +71,45 @@ public final class Graph implements AutoCloseable {
         if (p == null) throw new IllegalArgumentException("graph precision is null (FP32, TF32 or BF16)");
         if (p == Precision.BF16 && Gemm.bf16Unavailable() != null && !dev.latent.cuda.Cuda.available()) Gemm.requireBf16();
         precision = p;
+        basePrecision = p;
         return this;
+    }
+
+    /** The precision set by {@link #precision(Precision)}; ops recorded at another one (inside {@link #at}) carry theirs. */
+    private Precision basePrecision = Precision.FP32;
+
+    /**
+     * Runs the ops made until {@link PrecisionScope#close()} at {@code p} instead of this graph's precision, and their
+     * backward rules too (however much later {@link #backward} runs them): a model keeps a part exact inside a BF16
+     * graph (Glow's invertible 1x1 convolution, whose log-determinant is computed from the fp32 weight), or the other
+     * way round. Scopes nest; closing restores the precision in force before. BF16 where it cannot run is refused as
+     * by {@link #precision(Precision)}. (An op recorded at the graph's own precision runs its backward rule at the
+     * precision current when {@link #backward} reaches it: the graph's, unless the backward itself runs inside a scope.)
+     */
+    public PrecisionScope at(Precision p) {
+        if (p == null) throw new IllegalArgumentException("graph precision is null (FP32 or BF16)");
+        if (p == Precision.BF16) Gemm.requireBf16();
+        PrecisionScope s = new PrecisionScope(precision);
+        precision = p;
+        return s;
+    }
+
+    /** What {@link #at} returns: closing it restores the precision in force before. */
+    public final class PrecisionScope implements AutoCloseable {
+        private final Precision saved;
+        private PrecisionScope(Precision saved) { this.saved = saved; }
+        @Override public void close() { precision = saved; }
+    }
+
+    /** {@code rule}, run at the precision in force now when that is not the graph's own (see {@link #at}). */
+    private Var.Backward atRecordPrecision(Var.Backward rule) {
+        if (precision == basePrecision || rule == null) return rule;
+        Precision p = precision;
+        return gy -> {
+            Precision saved = precision;
+            precision = p;
+            try { return rule.apply(gy); } finally { precision = saved; }
+        };
     }
 
     /** This graph's matmul operand precision (see {@link #precision(Precision)}). */
@@ -120,7 +158,7 @@ public final class Graph implements AutoCloseable {
         boolean needs = false;
         if (recording) for (Var v : inputs) needs |= v != null && v.requiresGrad;
         if (!needs) return new Var(value, false, null);
-        Var out = new Var(value, true, new Var.Node(op, inputs, rule));
+        Var out = new Var(value, true, new Var.Node(op, inputs, atRecordPrecision(rule)));
         tape.add(out);
         return out;
     }
@@ -184,7 +222,16 @@ public final class Graph implements AutoCloseable {
             for (int k = 0; k < values.length; k++) outs[k] = new Var(values[k], false, null);
             return outs;
         }
-        Var.Node node = new Var.Node(op, inputs, null, outs, rule);
+        Var.MultiBackward r = rule;
+        if (precision != basePrecision && rule != null) {   /* as atRecordPrecision, for a multi-output rule */
+            Precision p = precision;
+            r = gys -> {
+                Precision saved = precision;
+                precision = p;
+                try { return rule.apply(gys); } finally { precision = saved; }
+            };
+        }
+        Var.Node node = new Var.Node(op, inputs, null, outs, r);
         for (int k = 0; k < values.length; k++) {
             outs[k] = new Var(values[k], true, node);
             tape.add(outs[k]);

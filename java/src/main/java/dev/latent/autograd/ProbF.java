@@ -235,15 +235,15 @@ public final class ProbF {
     public static Var diag(Var v) {
         Tensor vv = dense(v);
         long c = vv.numel();
-        if (vv.device() != Device.CPU) {   /* (C) and (C, C) are small: explicit copies, the CPU's bits */
+        if (vv.device() != Device.CPU) {   /* kernels/pointwise: ltk_diag_fwd / _bwd, exact copies, no host round trip */
             Device dev = vv.device();
-            float[] vs = vv.toArray(), m = new float[(int) (c * c)];
-            for (int i = 0; i < c; i++) m[(int) (i * c + i)] = vs[i];
-            return rec(Tensor.of(g().scope, dev, m, c, c), "diag", of(v), gr -> {
+            Tensor m = g().empty(dev, c, c);
+            Kernels.diag(vv, m);
+            return rec(m, "diag", of(v), gr -> {
                 firstOrderOnly("diag");
-                float[] gs = dense(gr).toArray(), d = new float[(int) c];
-                for (int i = 0; i < c; i++) d[i] = gs[(int) (i * c + i)];
-                return of(Var.constant(Tensor.of(g().scope, dev, d, c)));
+                Tensor d = g().empty(dev, c);
+                Kernels.diagBackward(dense(gr), d);
+                return of(Var.constant(d));
             });
         }
         Tensor out = g().zeros(c, c);

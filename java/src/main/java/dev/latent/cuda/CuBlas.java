@@ -50,6 +50,8 @@ final class CuBlas {
     private final Cuda cu;
     private final MethodHandle gemmEx, gemmStridedBatchedEx, getStatusName, getStatusString, lastStandInError;
     private final MemorySegment handle;
+    private final MethodHandle setStream;
+    private MemorySegment boundStream = MemorySegment.NULL;   /* the stream the handle is bound to: the backend's (Cuda.stream) */
     private final long workspace;   /* device memory straight from cuMemAlloc: lives as long as the handle (the process) */
     private final MemorySegment scalars = Arena.ofAuto().allocate(8, 8);   /* alpha, beta: host pointers (the default mode) */
 
@@ -59,7 +61,7 @@ final class CuBlas {
         this.source = source;
         MethodHandle create = bind(lib, "cublasCreate_v2", ADDRESS);
         MethodHandle getVersion = bind(lib, "cublasGetVersion_v2", ADDRESS, ADDRESS);
-        MethodHandle setStream = bind(lib, "cublasSetStream_v2", ADDRESS, ADDRESS);
+        setStream = bind(lib, "cublasSetStream_v2", ADDRESS, ADDRESS);
         MethodHandle setWorkspace = bind(lib, "cublasSetWorkspace_v2", ADDRESS, JAVA_LONG, JAVA_LONG);
         MethodHandle setMathMode = bind(lib, "cublasSetMathMode", ADDRESS, JAVA_INT);
         gemmEx = bind(lib, "cublasGemmEx", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT,
@@ -86,6 +88,14 @@ final class CuBlas {
             workspace = cu.driverAlloc(WORKSPACE_BYTES);   // outside the caching allocator: not a tensor's memory
             check("cublasSetWorkspace_v2", setWorkspace, handle, workspace, WORKSPACE_BYTES);
         }
+    }
+
+    /** Binds the handle to the backend's stream when it changed (Cuda.useCaptureStream: CUDA graphs capture our calls). */
+    private void followStream() {
+        MemorySegment s = cu.stream();
+        if (s.equals(boundStream)) return;
+        check("cublasSetStream_v2", setStream, handle, s);
+        boundStream = s;
     }
 
     /** "cuBLAS 13.0.2", or the stand-in's name. */
@@ -137,6 +147,7 @@ final class CuBlas {
         scalars.set(JAVA_FLOAT, 4, beta);
         MemorySegment pa = scalars.asSlice(0, 4), pb = scalars.asSlice(4, 4);
         cu.makeCurrent();
+        followStream();
         if (batch == 1)
             check("cublasGemmEx", gemmEx, handle, tb ? OP_T : OP_N, ta ? OP_T : OP_N, (int) n, (int) m, (int) k, pa,
                     b.address(), abType, (int) ldb, a.address(), abType, (int) lda, pb, c.address(), CUDA_R_32F, (int) ldc,

@@ -40,6 +40,8 @@ final class CuDnn {
     final boolean standIn;
     private final Cuda cu;
     private final MemorySegment handle;
+    private final MethodHandle setStream;
+    private MemorySegment boundStream = MemorySegment.NULL;   /* the stream the handle is bound to: the backend's (Cuda.stream) */
     private final MethodHandle createTensor, setTensor4d, createFilter, setFilter4d, createConv, setConv2d, setConvMath,
             fwdWs, bwdDataWs, bwdFilterWs, fwd, bwdData, bwdFilter, addTensor, errorString, lastStandInError;
     private final MemorySegment scalars = Arena.ofAuto().allocate(16, 8);   /* alpha, beta (host pointers), 1, 1 */
@@ -62,7 +64,8 @@ final class CuDnn {
     CuDnn(Cuda cu, SymbolLookup lib, String source) {
         this.cu = cu;
         this.source = source;
-        MethodHandle create = bind(lib, "cudnnCreate", ADDRESS), setStream = bind(lib, "cudnnSetStream", ADDRESS, ADDRESS);
+        MethodHandle create = bind(lib, "cudnnCreate", ADDRESS);
+        setStream = bind(lib, "cudnnSetStream", ADDRESS, ADDRESS);
         MethodHandle getVersion = LINKER.downcallHandle(lib.find("cudnnGetVersion").orElseThrow(
                 () -> new IllegalArgumentException("lacks cudnnGetVersion")), FunctionDescriptor.of(JAVA_LONG));
         createTensor = bind(lib, "cudnnCreateTensorDescriptor", ADDRESS);
@@ -102,6 +105,13 @@ final class CuDnn {
         }
         scalars.set(JAVA_FLOAT, 8, 1f);
         scalars.set(JAVA_FLOAT, 12, 1f);
+    }
+
+    /** The cudnnHandle_t (for the backend graph API's HANDLE attributes: CuDnnAttention). */
+    /** The handle, bound to the backend's current stream first (CuDnnAttention executes on it: CUDA graphs capture it). */
+    synchronized MemorySegment handle() {
+        followStream();
+        return handle;
     }
 
     /** cudnnGetVersion: 9.x as major 10000 + minor 100 + patch, 8.x as major 1000 + minor 100 + patch. */
@@ -166,9 +176,18 @@ final class CuDnn {
     private static long addr(DeviceBuffer b) { return b == null ? 0 : b.address(); }
 
     /** y = conv(x, w) (+ bias (K) when not null). */
+    /** Binds the handle to the backend's stream when it changed (Cuda.useCaptureStream: CUDA graphs capture our calls). */
+    private void followStream() {
+        MemorySegment s = cu.stream();
+        if (s.equals(boundStream)) return;
+        check("cudnnSetStream", setStream, handle, s);
+        boundStream = s;
+    }
+
     synchronized void forward(Key g, DeviceBuffer x, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer y) {
         Descs d = descs(g);
         cu.makeCurrent();
+        followStream();
         scalars.set(JAVA_FLOAT, 0, 1f);
         scalars.set(JAVA_FLOAT, 4, 0f);
         try (DeviceBuffer ws = workspace(d.fwdWs)) {
@@ -182,6 +201,7 @@ final class CuDnn {
     synchronized void backwardData(Key g, DeviceBuffer dy, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer dx) {
         Descs d = descs(g);
         cu.makeCurrent();
+        followStream();
         scalars.set(JAVA_FLOAT, 0, 1f);
         scalars.set(JAVA_FLOAT, 4, 0f);
         try (DeviceBuffer ws = workspace(d.bwdDataWs)) {
@@ -195,6 +215,7 @@ final class CuDnn {
     synchronized void backwardFilter(Key g, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dw, boolean accumulate) {
         Descs d = descs(g);
         cu.makeCurrent();
+        followStream();
         scalars.set(JAVA_FLOAT, 0, 1f);
         scalars.set(JAVA_FLOAT, 4, accumulate ? 1f : 0f);
         try (DeviceBuffer ws = workspace(d.bwdFilterWs)) {

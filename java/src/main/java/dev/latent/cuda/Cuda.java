@@ -133,6 +133,9 @@ public final class Cuda {
 
     private void current() { drv.call("cuCtxSetCurrent", drv.cuCtxSetCurrent, ctx); }
 
+    /** The driver binding (tests: raw calls such as capturing the legacy stream). */
+    CudaDriver driver() { return drv; }
+
     /** Makes the primary context current on this thread (before a vendor library call). */
     void makeCurrent() { current(); }
 
@@ -160,6 +163,27 @@ public final class Cuda {
         if (bytes <= 0) throw new IllegalArgumentException("device allocation of " + bytes + " bytes");
         long cls = sizeClass(bytes);
         synchronized (cache) {
+            if (capturePool != null) {   /* during a capture: from the graph's own blocks, else the cache, never the driver */
+                ArrayDeque<Long> own = capturePool.free.get(cls);
+                Long ptr = own != null && !own.isEmpty() ? own.pop() : null;
+                if (ptr == null) {
+                    ArrayDeque<Long> free = cache.get(cls);
+                    if (free == null || free.isEmpty())
+                        throw new IllegalStateException("CUDA graph capture: an allocation of " + bytes + " bytes (size class " + cls
+                                + ") found no cached block, and cuMemAlloc is not permitted while a stream captures; run the step"
+                                + " uncaptured first (warm-up) so that its allocations are cached, and keep its shapes fixed");
+                    ptr = free.pop();
+                    cachedBytes -= cls;
+                    liveBytes += cls;
+                } else {
+                    capturePool.pooledBytes -= cls;
+                    liveBytes += cls;
+                }
+                capturePool.owned.add(ptr);
+                graphOwner.put(ptr, capturePool);
+                reuses++;
+                return new DeviceBuffer(this, ptr, bytes, cls);
+            }
             ArrayDeque<Long> free = cache.get(cls);
             if (free != null && !free.isEmpty()) {
                 cachedBytes -= cls;
@@ -193,13 +217,184 @@ public final class Cuda {
         }
     }
 
-    /** A block back into the cache (DeviceBuffer.close, or its Cleaner). */
+    /**
+     * A block back into the cache (DeviceBuffer.close, or its Cleaner); during a capture, or when a live graph owns it,
+     * into that graph's pool instead: the graph's kernels use it on every replay, so nothing else may get it.
+     */
     void release(long ptr, long cls) {
         synchronized (cache) {
+            GraphPool pool = capturePool != null ? capturePool : graphOwner.get(ptr);
+            if (pool != null && !pool.closed) {
+                pool.free.computeIfAbsent(cls, c -> new ArrayDeque<>()).push(ptr);
+                pool.owned.add(ptr);
+                graphOwner.put(ptr, pool);
+                pool.pooledBytes += cls;
+                liveBytes -= cls;
+                return;
+            }
             cache.computeIfAbsent(cls, c -> new ArrayDeque<>()).push(ptr);
             cachedBytes += cls;
             liveBytes -= cls;
         }
+    }
+
+    // ---- the stream, stream capture and CUDA graphs ------------------------------------------------------------
+    /*
+     * Every launch, stream-ordered copy and event record goes to stream(): the legacy default stream (NULL), or, after
+     * useCaptureStream(), one stream of ours created with CU_STREAM_DEFAULT (it synchronises with the legacy stream, so
+     * the synchronous copies stay ordered with it). Only such a stream can be captured. A capture records the step's
+     * work instead of running it (on a GPU and in the emulated driver alike); the blocks the captured work uses are the
+     * graph's (a GraphPool) until the graph is closed: blocks freed during the capture go to the pool, allocations during
+     * the capture come from the pool or the cache (cuMemAlloc is not permitted then), and a block the graph allocated is
+     * returned to the pool, not the cache, while the graph lives.
+     */
+    static final class GraphPool {
+        final Map<Long, ArrayDeque<Long>> free = new HashMap<>();
+        final java.util.Set<Long> owned = new java.util.HashSet<>();
+        long pooledBytes;
+        boolean closed;
+    }
+
+    private volatile MemorySegment stream = MemorySegment.NULL;
+    private MemorySegment ownStream;
+    private GraphPool capturePool;                                 /* guarded by cache */
+    private final Map<Long, GraphPool> graphOwner = new HashMap<>();   /* guarded by cache */
+    private volatile List<String> launchLog;
+
+    /** The stream this backend's work goes to (NULL: the legacy default stream). */
+    MemorySegment stream() { return stream; }
+
+    /** Whether this backend runs on its own (capturable) stream: {@link #useCaptureStream()}. */
+    public boolean onCaptureStream() { return !stream.equals(MemorySegment.NULL); }
+
+    /**
+     * Moves this backend's work (every thread's launches and copies, and the vendor libraries' calls) from the legacy
+     * default stream to one stream of ours, which CUDA graphs can capture. Work already queued stays ordered (the stream
+     * synchronises with the legacy stream). Idempotent; there is no way back (the process keeps the stream).
+     */
+    public synchronized void useCaptureStream() {
+        if (ownStream == null) {
+            current();
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment p = a.allocate(ADDRESS);
+                drv.call("cuStreamCreate", drv.cuStreamCreate, p, 0);   // CU_STREAM_DEFAULT: blocking w.r.t. the legacy stream
+                ownStream = p.get(ADDRESS, 0);
+            }
+        }
+        stream = ownStream;
+    }
+
+    private static final int CU_STREAM_CAPTURE_MODE_GLOBAL = 0;
+
+    /**
+     * Captures the work {@code body} enqueues into a CUDA graph, instantiated and ready to {@link CudaGraph#launch()}.
+     * The work is recorded, not run: launch the graph to run it. Needs {@link #useCaptureStream()}. What a real driver
+     * does not permit during a capture (a synchronous copy, cuMemAlloc / cuMemFree, a synchronisation, an upload whose
+     * page-locked source is reused) fails: the driver's error, or an IllegalStateException naming it, and no graph.
+     */
+    public CudaGraph capture(Runnable body) {
+        if (!onCaptureStream())
+            throw new IllegalStateException("CUDA graph capture: the legacy default stream cannot be captured; call useCaptureStream()"
+                    + " before the warm-up steps");
+        GraphPool pool = new GraphPool();
+        synchronized (cache) {
+            if (capturePool != null) throw new IllegalStateException("CUDA graph capture: a capture is already in progress");
+            capturePool = pool;
+        }
+        current();
+        try {
+            drv.call("cuStreamBeginCapture_v2", drv.cuStreamBeginCapture, stream, CU_STREAM_CAPTURE_MODE_GLOBAL);
+        } catch (RuntimeException e) {
+            endPool(pool);
+            throw e;
+        }
+        RuntimeException failure = null;
+        MemorySegment graph = MemorySegment.NULL;
+        try {
+            body.run();
+        } catch (RuntimeException e) {
+            failure = e;
+        } finally {
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment pg = a.allocate(ADDRESS);
+                try {
+                    current();
+                    drv.call("cuStreamEndCapture", drv.cuStreamEndCapture, stream, pg);
+                    graph = pg.get(ADDRESS, 0);
+                } catch (NativeException e) {
+                    if (failure == null) failure = new IllegalStateException("CUDA graph capture failed: the captured work did something a"
+                            + " capture does not permit (" + e.getMessage() + ")", e);
+                    else failure.addSuppressed(e);
+                }
+            }
+            synchronized (cache) { capturePool = null; }
+        }
+        if (failure != null) {
+            if (!graph.equals(MemorySegment.NULL)) {
+                try { drv.call("cuGraphDestroy", drv.cuGraphDestroy, graph); } catch (NativeException e) { failure.addSuppressed(e); }
+            }
+            endPool(pool);
+            throw failure;
+        }
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment pe = a.allocate(ADDRESS);
+            try {
+                drv.call("cuGraphInstantiateWithFlags", drv.cuGraphInstantiateWithFlags, pe, graph, 0L);
+            } finally {
+                drv.call("cuGraphDestroy", drv.cuGraphDestroy, graph);   // the executable graph is a copy
+            }
+            return new CudaGraph(this, pe.get(ADDRESS, 0), pool);
+        } catch (RuntimeException e) {
+            endPool(pool);
+            throw e;
+        }
+    }
+
+    /** Launches an instantiated graph on the stream (no host synchronisation). */
+    void graphLaunch(MemorySegment exec) {
+        current();
+        drv.call("cuGraphLaunch", drv.cuGraphLaunch, exec, stream);
+    }
+
+    /** Destroys an instantiated graph and gives its pool's blocks back to the cache (stream-ordered: safe). */
+    void graphDestroy(MemorySegment exec, GraphPool pool) {
+        current();
+        try {
+            drv.call("cuGraphExecDestroy", drv.cuGraphExecDestroy, exec);
+        } finally {
+            endPool(pool);
+        }
+    }
+
+    private void endPool(GraphPool pool) {
+        synchronized (cache) {
+            pool.closed = true;
+            for (Map.Entry<Long, ArrayDeque<Long>> e : pool.free.entrySet())
+                for (long ptr : e.getValue()) {
+                    cache.computeIfAbsent(e.getKey(), c -> new ArrayDeque<>()).push(ptr);
+                    cachedBytes += e.getKey();
+                }
+            pool.free.clear();
+            pool.pooledBytes = 0;
+            for (long ptr : pool.owned) graphOwner.remove(ptr, pool);
+            pool.owned.clear();
+        }
+    }
+
+    /** Whether a capture is in progress (this backend's). */
+    public boolean capturing() {
+        synchronized (cache) { return capturePool != null; }
+    }
+
+    /**
+     * Starts (or with false stops and returns) a log of launches: kernel name and every by-value argument (pointers
+     * written as "p"), so that two steps' launches can be compared (CudaGraphStep: a value that differs between steps
+     * would be frozen by a graph).
+     */
+    List<String> launchLog(boolean start) {
+        List<String> l = launchLog;
+        launchLog = start ? java.util.Collections.synchronizedList(new ArrayList<>()) : null;
+        return l;
     }
 
     /** Returns every cached block to the driver (cuMemFree; each one synchronises the device). */
@@ -267,9 +462,18 @@ public final class Cuda {
      * Host -> device on the default stream without blocking the host when {@code src} is page-locked ({@link
      * #hostAlloc}): the caller must not touch src until an event recorded after it has completed.
      */
+    /** Refuses an upload during a capture (a graph would replay it from a staging slot that has been reused since). */
+    void refuseUploadWhileCapturing(long bytes) {
+        if (capturing())
+            throw new IllegalStateException("CUDA graph capture: a host-to-device upload (" + bytes + " bytes) inside the captured"
+                    + " step; a graph would replay it from a staging slot that has been reused since. Stage the step's inputs into"
+                    + " fixed device buffers before the captured region (CudaGraphStep's prepare)");
+    }
+
     void copyHtoDAsync(long dst, MemorySegment src) {
+        refuseUploadWhileCapturing(src.byteSize());
         current();
-        drv.call("cuMemcpyHtoDAsync_v2", drv.cuMemcpyHtoDAsync, dst, src, src.byteSize(), MemorySegment.NULL);
+        drv.call("cuMemcpyHtoDAsync_v2", drv.cuMemcpyHtoDAsync, dst, src, src.byteSize(), stream);
     }
 
     /** A new event (cuEventCreate, default flags). */
@@ -285,7 +489,7 @@ public final class Cuda {
     /** Records the event on the default stream: it completes when everything launched before it has. */
     public void eventRecord(MemorySegment event) {
         current();
-        drv.call("cuEventRecord", drv.cuEventRecord, event, MemorySegment.NULL);
+        drv.call("cuEventRecord", drv.cuEventRecord, event, stream);
     }
 
     private static final int CUDA_ERROR_NOT_READY = 600;
@@ -319,12 +523,16 @@ public final class Cuda {
 
     void copyDtoD(long dst, long src, long bytes) {
         current();
-        drv.call("cuMemcpyDtoD_v2", drv.cuMemcpyDtoD, dst, src, bytes);
+        MemorySegment s = stream;
+        if (s.equals(MemorySegment.NULL)) drv.call("cuMemcpyDtoD_v2", drv.cuMemcpyDtoD, dst, src, bytes);
+        else drv.call("cuMemcpyDtoDAsync_v2", drv.cuMemcpyDtoDAsync, dst, src, bytes, s);   // on our stream: capturable
     }
 
     void memsetZero(long dst, long bytes) {
         current();
-        drv.call("cuMemsetD8_v2", drv.cuMemsetD8, dst, 0, bytes);
+        MemorySegment s = stream;
+        if (s.equals(MemorySegment.NULL)) drv.call("cuMemsetD8_v2", drv.cuMemsetD8, dst, 0, bytes);
+        else drv.call("cuMemsetD8Async", drv.cuMemsetD8Async, dst, 0, bytes, s);
     }
 
     /** The kernel {@code name} (an ltk_* symbol of the fatbin), looked up once. */
@@ -363,9 +571,28 @@ public final class Cuda {
                 };
                 params.setAtIndex(ADDRESS, i, v);
             }
+            List<String> log = launchLog;
+            if (log != null) log.add(describeLaunch(kernel, grid, block, sharedBytes, args));
             drv.call("cuLaunchKernel(" + kernel + ")", drv.cuLaunchKernel, f, grid[0], grid[1], grid[2], block[0], block[1],
-                    block[2], sharedBytes, MemorySegment.NULL, params, MemorySegment.NULL);
+                    block[2], sharedBytes, stream, params, MemorySegment.NULL);
         }
+    }
+
+    /** "kernel grid block smem (arg, arg, ...)" with every by-value argument's value and "p" for a device pointer. */
+    private static String describeLaunch(String kernel, int[] grid, int[] block, int smem, Object[] args) {
+        StringBuilder b = new StringBuilder(kernel).append(" grid ").append(java.util.Arrays.toString(grid)).append(" block ")
+                .append(java.util.Arrays.toString(block)).append(" smem ").append(smem).append(" (");
+        for (int i = 0; i < args.length; i++) {
+            if (i > 0) b.append(", ");
+            switch (args[i]) {
+                case null -> b.append("null");
+                case DeviceBuffer x -> b.append("p");
+                case MemorySegment x -> b.append("struct ").append(java.util.HexFormat.of().formatHex(x.toArray(JAVA_BYTE)));
+                case Float x -> b.append(x).append("f");
+                default -> b.append(args[i]);
+            }
+        }
+        return b.append(")").toString();
     }
 
     /** Waits for the device; an error of a kernel that already ran is thrown here. */

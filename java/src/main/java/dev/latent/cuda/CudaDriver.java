@@ -26,7 +26,10 @@ final class CudaDriver {
             cuDevicePrimaryCtxRetain, cuCtxSetCurrent, cuCtxSynchronize, cuModuleLoadData, cuModuleGetFunction,
             cuMemAlloc, cuMemFree, cuMemcpyHtoD, cuMemcpyDtoH, cuMemcpyDtoD, cuMemsetD8, cuStreamCreate, cuStreamSynchronize,
             cuLaunchKernel, cuGetErrorName, cuGetErrorString, cuMemHostAlloc, cuMemFreeHost, cuMemcpyHtoDAsync, cuEventCreate,
-            cuEventRecord, cuEventQuery, cuEventSynchronize, cuEventDestroy;
+            cuEventRecord, cuEventQuery, cuEventSynchronize, cuEventDestroy,
+            // stream-ordered copies, stream capture and CUDA graphs (CudaGraph)
+            cuMemcpyDtoDAsync, cuMemsetD8Async, cuStreamBeginCapture, cuStreamEndCapture, cuStreamIsCapturing,
+            cuGraphInstantiateWithFlags, cuGraphLaunch, cuGraphExecDestroy, cuGraphDestroy;
 
     /**
      * The driver library: libcuda.so.1, or what -Dlatent.cuda.driver names (the emulated driver libcuda_emu.so of
@@ -71,6 +74,15 @@ final class CudaDriver {
         cuEventSynchronize = bind(lib, "cuEventSynchronize", ADDRESS);
         cuEventDestroy = bind(lib, "cuEventDestroy_v2", ADDRESS);
         cuGetErrorString = bind(lib, "cuGetErrorString", JAVA_INT, ADDRESS);
+        cuMemcpyDtoDAsync = bind(lib, "cuMemcpyDtoDAsync_v2", JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS);
+        cuMemsetD8Async = bind(lib, "cuMemsetD8Async", JAVA_LONG, JAVA_INT, JAVA_LONG, ADDRESS);
+        cuStreamBeginCapture = bind(lib, "cuStreamBeginCapture_v2", ADDRESS, JAVA_INT);
+        cuStreamEndCapture = bind(lib, "cuStreamEndCapture", ADDRESS, ADDRESS);
+        cuStreamIsCapturing = bind(lib, "cuStreamIsCapturing", ADDRESS, ADDRESS);
+        cuGraphInstantiateWithFlags = bind(lib, "cuGraphInstantiateWithFlags", ADDRESS, ADDRESS, JAVA_LONG);
+        cuGraphLaunch = bind(lib, "cuGraphLaunch", ADDRESS, ADDRESS);
+        cuGraphExecDestroy = bind(lib, "cuGraphExecDestroy", ADDRESS);
+        cuGraphDestroy = bind(lib, "cuGraphDestroy", ADDRESS);
     }
 
     private static MethodHandle bind(SymbolLookup lib, String name, java.lang.foreign.MemoryLayout... args) {

@@ -21,7 +21,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * LatentNative's) are read from the descriptor, so grid and checks cannot disagree with what the kernel sees.
  * Launches are asynchronous on a GPU: a fault inside a kernel surfaces at the next synchronising call.
  */
-public final class CudaKernels {
+public final class CudaKernels extends CudaLaunchers {
     private CudaKernels() {}
 
     /** Rows per dw / db partial sum in layernorm.cu (LN_CHUNK), elements per chunk in reparam.cu and sumsq.cu. */
@@ -83,44 +83,53 @@ public final class CudaKernels {
         return s;
     }
 
+    // ---- pointwise.cu: F's small pointwise ops in double, rounded once (as F's CPU loops) ----
+
+    /** The kernel's kind of F's pointwise op {@code op} (sqrt, rsqrt, square, exp, log). */
+    static int pointwiseKind(String op) {
+        return switch (op) {
+            case "sqrt" -> Ltk.POINTWISE_SQRT;
+            case "rsqrt" -> Ltk.POINTWISE_RSQRT;
+            case "square" -> Ltk.POINTWISE_SQUARE;
+            case "exp" -> Ltk.POINTWISE_EXP;
+            case "log" -> Ltk.POINTWISE_LOG;
+            default -> throw new IllegalArgumentException("pointwise: no CUDA kernel for " + op + " (sqrt, rsqrt, square, exp, log)");
+        };
+    }
+
+    /** y = (float) f((double) x) over n floats, f named by {@code op}. */
+    public static void pointwise(Cuda cu, String op, long n, DeviceBuffer x, DeviceBuffer y) {
+        int kind = pointwiseKind(op);
+        floats(op, n, "x", x, "y", y);
+        if (n == 0) return;
+        Ltk.ltk_pointwise_fwd(cu, dim(strideBlocks(n)), dim(256), 0, kind, n, x, y);
+    }
+
+    /** dx = (float) (dy * f'(x)) in double over n floats (dx may alias dy). */
+    public static void pointwiseBackward(Cuda cu, String op, long n, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dx) {
+        int kind = pointwiseKind(op);
+        floats(op + " backward", n, "x", x, "dy", dy, "dx", dx);
+        if (n == 0) return;
+        Ltk.ltk_pointwise_bwd(cu, dim(strideBlocks(n)), dim(256), 0, kind, n, x, dy, dx);
+    }
+
+    /** m (c, c) = diag(v). */
+    public static void diag(Cuda cu, long c, DeviceBuffer v, DeviceBuffer m) {
+        floats("diag", c, "v", v);
+        floats("diag", Math.multiplyExact(c, c), "m", m);
+        if (c == 0) return;
+        Ltk.ltk_diag_fwd(cu, dim(strideBlocks(c * c)), dim(256), 0, c, v, m);
+    }
+
+    /** d[i] = g[i, i] of a (c, c) g. */
+    public static void diagBackward(Cuda cu, long c, DeviceBuffer g, DeviceBuffer d) {
+        floats("diag backward", Math.multiplyExact(c, c), "g", g);
+        floats("diag backward", c, "d", d);
+        if (c == 0) return;
+        Ltk.ltk_diag_bwd(cu, dim(strideBlocks(c)), dim(256), 0, c, g, d);
+    }
+
     // ---- elementwise.cu ----
-
-    /** y = a x + b y over n floats (b == 0: y write-only). */
-    public static void axpby(Cuda cu, long n, float a, DeviceBuffer x, float b, DeviceBuffer y) {
-        floats("axpby", n, "x", x, "y", y);
-        if (n == 0) return;
-        Ltk.ltk_axpby(cu, dim(strideBlocks(n)), dim(256), 0, n, a, x, b, y);
-    }
-
-    /** y = x * z elementwise (y may alias x). */
-    public static void mul(Cuda cu, long n, DeviceBuffer x, DeviceBuffer z, DeviceBuffer y) {
-        floats("mul", n, "x", x, "z", z, "y", y);
-        if (n == 0) return;
-        Ltk.ltk_mul(cu, dim(strideBlocks(n)), dim(256), 0, n, x, z, y);
-    }
-
-    /** y[i, :] = x[i, :] + rows[i % period, :], x and y (n, c), rows (period, c); y may alias x. */
-    public static void addRows(Cuda cu, long n, long c, long period, DeviceBuffer x, DeviceBuffer rows, DeviceBuffer y) {
-        rowsCheck("addRows", n, c, period);
-        floats("addRows", n * c, "x", x, "y", y);
-        floats("addRows", period * c, "rows", rows);
-        if (n * c == 0) return;
-        Ltk.ltk_add_rows(cu, dim(strideBlocks(n * c, 128)), dim(128), 0, n, c, period, x, rows, y);
-    }
-
-    /** out[p, :] += sum of x[i, :] over i = p (mod period), in row order; x (n, c), out (period, c). */
-    public static void sumRows(Cuda cu, long n, long c, long period, DeviceBuffer x, DeviceBuffer out) {
-        rowsCheck("sumRows", n, c, period);
-        floats("sumRows", n * c, "x", x);
-        floats("sumRows", period * c, "out", out);
-        if (period * c == 0) return;
-        Ltk.ltk_sum_rows(cu, dim(strideBlocks(period * c, 64)), dim(64), 0, n, c, period, x, out);
-    }
-
-    private static void rowsCheck(String op, long n, long c, long period) {
-        if (n < 0 || c < 0 || period < 1)
-            throw new IllegalArgumentException(op + ": n=" + n + " and c=" + c + " must be >= 0 and period=" + period + " >= 1");
-    }
 
     /**
      * dst[idx . dstStride] = src[idx . srcStride] over every index of the lt_copy_desc's shape (LatentNative.COPY_DESC
@@ -147,14 +156,6 @@ public final class CudaKernels {
     }
 
     // ---- embedding.cu, sumsq.cu ----
-
-    /** out[i, :] = table[ids[i], :] for int32 device ids (n) already checked against the table's rows. */
-    public static void embedding(Cuda cu, long n, long c, DeviceBuffer ids, DeviceBuffer table, DeviceBuffer out) {
-        floats("embedding", n, "ids (int32)", ids);
-        floats("embedding", n * c, "out", out);
-        if (n * c == 0) return;
-        Ltk.ltk_embedding_fwd(cu, dim(strideBlocks(n * c)), dim(256), 0, n, c, ids, table, out);
-    }
 
     /**
      * dtable[uniq[r], :] += dout[pos[p], :] for p in [start[r], start[r + 1]), in order: the backward of an embedding
@@ -270,52 +271,7 @@ public final class CudaKernels {
 
     // ---- activation.cu, gelu.cu ----
 
-    /** y = act(x), kind as LatentNative.ACT_* (alpha: LeakyReLU's slope). */
-    public static void activation(Cuda cu, int kind, long n, float alpha, DeviceBuffer x, DeviceBuffer y) {
-        actKind(kind);
-        floats("activation", n, "x", x, "y", y);
-        if (n == 0) return;
-        Ltk.ltk_act_fwd(cu, dim(strideBlocks(n)), dim(256), 0, kind, n, alpha, x, y);
-    }
-
-    /** dx = dy act'(in): in is x for ReLU / LeakyReLU, the forward output y for Tanh / Sigmoid. */
-    public static void activationBackward(Cuda cu, int kind, long n, float alpha, DeviceBuffer in, DeviceBuffer dy, DeviceBuffer dx) {
-        actKind(kind);
-        floats("activationBackward", n, "in", in, "dy", dy, "dx", dx);
-        if (n == 0) return;
-        Ltk.ltk_act_bwd(cu, dim(strideBlocks(n)), dim(256), 0, kind, n, alpha, in, dy, dx);
-    }
-
-    private static void actKind(int kind) {
-        if (kind < 0 || kind > 3) throw new IllegalArgumentException("activation: kind " + kind + " is not one of ACT_RELU..ACT_SIGMOID (0..3)");
-    }
-
-    /** Exact (erf) GELU. */
-    public static void gelu(Cuda cu, long n, DeviceBuffer x, DeviceBuffer y) {
-        floats("gelu", n, "x", x, "y", y);
-        if (n == 0) return;
-        Ltk.ltk_gelu_fwd(cu, dim(strideBlocks(n)), dim(256), 0, n, x, y);
-    }
-
-    /** dx = dy gelu'(x); dx may alias dy. */
-    public static void geluBackward(Cuda cu, long n, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dx) {
-        floats("geluBackward", n, "x", x, "dy", dy, "dx", dx);
-        if (n == 0) return;
-        Ltk.ltk_gelu_bwd(cu, dim(strideBlocks(n)), dim(256), 0, n, x, dy, dx);
-    }
-
     // ---- layernorm.cu ----
-
-    /** LayerNorm of x (rows, c) over c: y, and mean and rstd (rows) for the backward. A warp per row. */
-    public static void layerNorm(Cuda cu, long rows, long c, float eps, DeviceBuffer x, DeviceBuffer w, DeviceBuffer b,
-                                 DeviceBuffer y, DeviceBuffer mean, DeviceBuffer rstd) {
-        lnCheck("layerNorm", rows, c);
-        floats("layerNorm", rows * c, "x", x, "y", y);
-        floats("layerNorm", c, "w", w, "b", b);
-        floats("layerNorm", rows, "mean", mean, "rstd", rstd);
-        if (rows == 0) return;
-        Ltk.ltk_layernorm_fwd(cu, dim((rows + 7) / 8), dim(256), 0, rows, c, eps, x, w, b, y, mean, rstd);
-    }
 
     /**
      * LayerNorm backward: dx overwritten (may alias dy), dw and db accumulated. dw / db are reduced in fixed chunks
@@ -341,20 +297,6 @@ public final class CudaKernels {
     }
 
     // ---- softmax_xent.cu ----
-
-    /**
-     * Per-row softmax cross-entropy of logits (rows, v) against int32 targets (rows; negative = ignored): losses
-     * (rows), and dlogits = (softmax - onehot) * dscale when dlogits is not null (it may alias logits). A block per row.
-     */
-    public static void softmaxCrossEntropy(Cuda cu, long rows, long v, DeviceBuffer logits, DeviceBuffer targets,
-                                           DeviceBuffer losses, DeviceBuffer dlogits, float dscale) {
-        if (rows < 0 || v < 1) throw new IllegalArgumentException("softmaxCrossEntropy: rows=" + rows + " must be >= 0 and v=" + v + " >= 1");
-        floats("softmaxCrossEntropy", rows * v, "logits", logits);
-        floats("softmaxCrossEntropy", rows, "targets (int32)", targets, "losses", losses);
-        if (dlogits != null) floats("softmaxCrossEntropy", rows * v, "dlogits", dlogits);
-        if (rows == 0) return;
-        Ltk.ltk_softmax_xent(cu, dim(rows), dim(256), 0, rows, v, logits, targets, losses, dlogits, dscale);
-    }
 
     // ---- gemm.cu ----
 
@@ -501,6 +443,42 @@ public final class CudaKernels {
             Ltk.ltk_adamw_dscale(cu, dim(strideBlocks(n)), dim(256), 0, adamwConsts(a, lr, beta1, beta2, eps, weightDecay, 1f, step),
                     gradScale, n, p, g, m, v);
         }
+    }
+
+    /** The bytes of one ltk_adamw_consts (nine floats). */
+    public static final long ADAMW_CONSTS_BYTES = 36;
+
+    /**
+     * Writes the constants of one AdamW step (ltk_adamw_consts, the same floats the by-value kernels get) into {@code dst}
+     * at byte {@code offset}, by an asynchronous upload from page-locked staging (no host synchronisation): the half of
+     * an update that a CUDA graph cannot replay, done before each step (see {@link #adamwStaged}).
+     */
+    public static void stageAdamwConsts(DeviceBuffer dst, long offset, float lr, float beta1, float beta2, float eps,
+                                        float weightDecay, long step) {
+        if (!(lr >= 0) || !Float.isFinite(lr) || !(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1) || !(eps > 0)
+                || !Float.isFinite(eps) || !(weightDecay >= 0) || !Float.isFinite(weightDecay) || step < 1)
+            throw new IllegalArgumentException("adamw: lr=" + lr + " >= 0, beta1=" + beta1 + " and beta2=" + beta2 + " in [0, 1), eps="
+                    + eps + " > 0, weightDecay=" + weightDecay + " >= 0 (all finite), step=" + step + " >= 1 needed");
+        need(dst, offset + ADAMW_CONSTS_BYTES, "adamw", "constants");
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment k = adamwConsts(a, lr, beta1, beta2, eps, weightDecay, 1f, step);
+            Staging.upload(dst.slice(offset, ADAMW_CONSTS_BYTES), k);
+        }
+    }
+
+    /**
+     * One AdamW step with its constants read from device memory ({@code consts}: 36 bytes written by {@link
+     * #stageAdamwConsts}) and the gradient scale from {@code gradScale} (4 bytes on the device, the clip factor) or 1 when
+     * null: nothing that changes from step to step is passed by value, so a CUDA graph replays it. The same bits as
+     * the by-value kernel.
+     */
+    public static void adamwStaged(Cuda cu, long n, DeviceBuffer consts, DeviceBuffer gradScale, DeviceBuffer p, DeviceBuffer g,
+                                   DeviceBuffer m, DeviceBuffer v) {
+        need(consts, ADAMW_CONSTS_BYTES, "adamw", "constants");
+        if (gradScale != null) need(gradScale, 4, "adamw", "gradient scale");
+        floats("adamw", n, "param", p, "grad", g, "m", m, "v", v);
+        if (n == 0) return;
+        Ltk.ltk_adamw_dconsts(cu, dim(strideBlocks(n)), dim(256), 0, consts, gradScale, n, p, g, m, v);
     }
 
     /** ltk_adamw_consts, computed in double and rounded to float as adamw.c does. */

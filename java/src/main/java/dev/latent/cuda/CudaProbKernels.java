@@ -14,7 +14,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * out of {@link CudaKernels} by op family; the same contract: sizes checked before the launch (IllegalArgumentException
  * naming the operand), grids and blocks as each kernel's header specifies, launches asynchronous.
  */
-public final class CudaProbKernels {
+public final class CudaProbKernels extends CudaLaunchers {
     private CudaProbKernels() {}
 
     // ---- batchnorm.cu ----
@@ -175,14 +175,6 @@ public final class CudaProbKernels {
             Ltk.ltk_reparam_kl_sum(cu, dim(1), dim(32), 0, chunks, part, kl);
         }
         Ltk.ltk_f64_to_f32(cu, dim(1), dim(32), 0, 1L, kl, klF32);
-    }
-
-    /** dmu, dlogvar of sum(dz z) + klScale KL, eps recomputed from (seed, stream). */
-    public static void reparamBackward(Cuda cu, long n, DeviceBuffer mu, DeviceBuffer logvar, long seed, long stream,
-                                       DeviceBuffer dz, float klScale, DeviceBuffer dmu, DeviceBuffer dlogvar) {
-        floats("reparamBackward", n, "mu", mu, "logvar", logvar, "dz", dz, "dmu", dmu, "dlogvar", dlogvar);
-        if (n == 0) return;
-        Ltk.ltk_reparam_bwd(cu, dim(strideBlocks((n + 3) / 4)), dim(256), 0, n, mu, logvar, seed, stream, dz, klScale, dmu, dlogvar);
     }
 
     // ---- coupling.cu ----

@@ -26,10 +26,16 @@ import java.util.Set;
  *       ({@code site-packages/nvidia/&#42;/lib} under {@code $VIRTUAL_ENV}, {@code $CONDA_PREFIX}, {@code PYTHONPATH},
  *       {@code ~/.local} and the system's Python folders), then the dynamic linker's own search by soname
  *       (libcublas.so.13, then .12).</li>
+ *   <li>GEMM + bias, the Linear layer's forward: cuBLASLt ({@link CuBlasLt}: cublasLtMatmul with the BIAS epilogue),
+ *       found the same way from {@code -Dlatent.cublaslt.path} (libcublasLt.so.13, then .12); without it, the GEMM
+ *       above and our bias kernel.</li>
  *   <li>Convolution forward, backward-data and backward-weight: cuDNN ({@link CuDnn}: the legacy descriptor API, exact
  *       fp32, deterministic algorithms), found the same way from {@code -Dlatent.cudnn.path} (libcudnn.so.9, then .8).
  *       The bias gradient stays on our kernel.</li>
- *   <li>Attention: our kernels. cuDNN's SDPA needs its graph (frontend) API, which is not bound; the log says so.</li>
+ *   <li>Causal attention forward and backward on bf16 operands: cuDNN 9's SDPA ({@link CuDnnAttention}: the backend
+ *       graph API), through {@link #attentionBf16} / {@link #attentionBackwardBf16} (CudaBackend.attentionBf16 /
+ *       attentionBackwardBf16: bf16 device buffers in and out; cuDNN's Stats is our kernels' lse, so either backward
+ *       runs from either forward). fp32 attention: our kernels.</li>
  * </ul>
  * {@code LATENT_CUDA_VENDOR=0} in the environment (or {@code -Dlatent.cuda.vendor=0}) forces our kernels for every
  * family, for A/B timing and tests; nothing is then loaded.
@@ -40,9 +46,12 @@ public final class CudaVendor {
     private static final System.Logger LOG = System.getLogger("dev.latent.cuda");
     static final List<String> CUBLAS_SONAMES = List.of("libcublas.so.13", "libcublas.so.12");
     static final List<String> CUDNN_SONAMES = List.of("libcudnn.so.9", "libcudnn.so.8");
+    static final List<String> CUBLASLT_SONAMES = List.of("libcublasLt.so.13", "libcublasLt.so.12");
 
     private static volatile Object blas;          /* a CuBlas, or the String reason there is none; null: not probed */
     private static volatile Object dnn;           /* a CuDnn, or the String reason there is none */
+    private static volatile Object lt;            /* a CuBlasLt, or the String reason there is none */
+    private static volatile Object attn;          /* a CuDnnAttention (cuDNN >= 9), or the String reason there is none */
     private static volatile Boolean forced;       /* tests: true / false overrides the environment for routing */
 
     /** False when LATENT_CUDA_VENDOR=0 (or -Dlatent.cuda.vendor=0 / false): our kernels serve every family. */
@@ -113,6 +122,43 @@ public final class CudaVendor {
         return true;
     }
 
+    /** The cuBLASLt binding when it serves fused GEMM epilogues now (loaded and {@link #enabled()}), else null. */
+    static CuBlasLt blasLt(Cuda cu) {
+        if (!enabled()) {
+            logDisabledOnce();
+            return null;
+        }
+        if (blas == null) probe(cu);
+        return lt instanceof CuBlasLt c ? c : null;
+    }
+
+    /**
+     * Row-major C (m x n) = op(A) op(B) + bias (n values, one per column of C: nn.Linear's bias) as one cublasLtMatmul
+     * with the BIAS epilogue, when cuBLASLt serves now and the sizes fit its arguments; false, doing nothing, otherwise
+     * (callers then run the GEMM and our bias kernel). Operands already checked by ops.Gemm.
+     */
+    public static boolean gemmBias(Cuda cu, boolean ta, boolean tb, long m, long n, long k, long lda, long ldb, long ldc,
+                                   DeviceBuffer a, DeviceBuffer b, DeviceBuffer bias, DeviceBuffer c, GemmCompute mode) {
+        CuBlasLt l = blasLt(cu);
+        if (l == null || !CuBlas.fits(m, n, k, lda, ldb, ldc, 1) || bias.byteSize() < 4 * n) return false;
+        l.linearBias(ta, tb, m, n, k, lda, ldb, ldc, a, b, bias, c, switch (mode) {
+            case FP32 -> CuBlas.Compute.FP32;
+            case TF32 -> CuBlas.Compute.TF32;
+            case BF16 -> CuBlas.Compute.BF16;
+        });
+        return true;
+    }
+
+    /**
+     * Null when the vendor libraries serve bf16 GEMMs on CUDA now (cuBLAS loaded), else why not; without them bf16 GEMMs
+     * run on our ltk_gemm_bf16 (h-cudaprec), so this only gates the fused cuBLASLt path.
+     */
+    public static String bf16GemmUnavailable(Cuda cu) {
+        if (blas(cu) != null) return null;
+        return "bf16 GEMMs through the vendor libraries need cuBLAS, and "
+                + (!enabled() ? "LATENT_CUDA_VENDOR=0 turns it off" : "none serves: " + blas);
+    }
+
     /** The cuDNN binding when it serves convolutions now (loaded and {@link #enabled()}), else null. */
     static CuDnn dnn(Cuda cu) {
         if (!enabled()) {
@@ -168,6 +214,74 @@ public final class CudaVendor {
         return true;
     }
 
+    /** cuDNN's SDPA when it serves causal bf16 attention now (cuDNN >= 9 loaded and {@link #enabled()}), else null. */
+    static CuDnnAttention attention(Cuda cu) {
+        if (!enabled()) {
+            logDisabledOnce();
+            return null;
+        }
+        if (blas == null) probe(cu);
+        return attn instanceof CuDnnAttention a ? a : null;
+    }
+
+    /**
+     * Causal attention forward on bf16 device buffers through cuDNN's SDPA: q, k, v, o (B, H, T, D) bf16 contiguous,
+     * lse (B, H, T) fp32 (cuDNN's Stats: the log-sum-exp our backward kernels take). False, doing nothing, when cuDNN's
+     * SDPA does not serve (no cuDNN 9, LATENT_CUDA_VENDOR=0, a head size its kernels do not take); the caller then runs
+     * our kernel. IllegalArgumentException when a buffer is smaller than its shape.
+     */
+    public static boolean attentionBf16(Cuda cu, long b, long h, long t, long d, float scale, DeviceBuffer q, DeviceBuffer k,
+                                        DeviceBuffer v, DeviceBuffer o, DeviceBuffer lse) {
+        CuDnnAttention a = attention(cu);
+        if (a == null || !CuDnnAttention.fits(b, h, t, d)) return false;
+        checkAttention("attention", b, h, t, d, lse, new String[] {"q", "k", "v", "o"}, q, k, v, o);
+        String why = a.refusal(b, h, t, d);
+        if (why != null) {
+            logRefusalOnce(why);
+            return false;
+        }
+        a.forward(b, h, t, d, scale, q, k, v, o, lse);
+        return true;
+    }
+
+    /**
+     * Causal attention backward on bf16 device buffers through cuDNN's SDPA backward: q, k, v, o, dout in and dq, dk, dv
+     * out (B, H, T, D) bf16 contiguous, lse (B, H, T) fp32 as the forward wrote it (cuDNN's Stats or our kernels' lse:
+     * the same quantity). False, doing nothing, when cuDNN's SDPA does not serve; the caller then runs our kernel.
+     */
+    public static boolean attentionBackwardBf16(Cuda cu, long b, long h, long t, long d, float scale, DeviceBuffer q, DeviceBuffer k,
+                                                DeviceBuffer v, DeviceBuffer o, DeviceBuffer dout, DeviceBuffer lse, DeviceBuffer dq,
+                                                DeviceBuffer dk, DeviceBuffer dv) {
+        CuDnnAttention a = attention(cu);
+        if (a == null || !CuDnnAttention.fits(b, h, t, d)) return false;
+        checkAttention("attention backward", b, h, t, d, lse, new String[] {"q", "k", "v", "o", "dout", "dq", "dk", "dv"}, q, k, v, o, dout,
+                dq, dk, dv);
+        String why = a.backwardRefusal(b, h, t, d);
+        if (why != null) {
+            logRefusalOnce(why);
+            return false;
+        }
+        a.backward(b, h, t, d, scale, q, k, v, o, dout, lse, dq, dk, dv);
+        return true;
+    }
+
+    private static void checkAttention(String op, long b, long h, long t, long d, DeviceBuffer lse, String[] names, DeviceBuffer... bufs) {
+        long bytes = Math.multiplyExact(Math.multiplyExact(Math.multiplyExact(b, h), Math.multiplyExact(t, d)), 2L);
+        for (int i = 0; i < bufs.length; i++)
+            if (bufs[i].byteSize() < bytes)
+                throw new IllegalArgumentException(op + " (cuDNN SDPA, bf16): " + names[i] + " holds " + bufs[i].byteSize() + " bytes, ("
+                        + b + ", " + h + ", " + t + ", " + d + ") bf16 needs " + bytes);
+        if (lse.byteSize() < 4 * b * h * t)
+            throw new IllegalArgumentException(op + " (cuDNN SDPA): lse holds " + lse.byteSize() + " bytes, needs " + 4 * b * h * t);
+    }
+
+    private static final Set<String> loggedRefusals = java.util.concurrent.ConcurrentHashMap.newKeySet();
+
+    private static void logRefusalOnce(String why) {
+        if (loggedRefusals.add(why))
+            LOG.log(System.Logger.Level.INFO, "causal attention, bf16: our kernels for this shape (cuDNN's SDPA refused its graph: " + why + ")");
+    }
+
     /** geometry: n, c, h, w, k, r, s, oh, ow, strideH, strideW, padH, padW (lt_conv2d_desc's order); null when beyond int32. */
     static CuDnn.Key key(long[] g, int mode) { return key(g, mode, false); }
 
@@ -185,7 +299,15 @@ public final class CudaVendor {
         String gemm = !enabled() ? "GEMM and batched GEMM: our kernels (LATENT_CUDA_VENDOR=0)"
                 : b instanceof CuBlas c ? "GEMM and batched GEMM: " + c.describe() + ", fp32 / TF32 / bf16 compute"
                 : "GEMM and batched GEMM: our kernels (" + (b == null ? "CUDA unavailable" : b) + ")";
-        return List.of(gemm, convolutionLine(), attentionLine());
+        return List.of(gemm, epilogueLine(), convolutionLine(), attentionLine());
+    }
+
+    private static String epilogueLine() {
+        Object l = lt;
+        String what = "GEMM + bias (the Linear layer's forward, BIAS epilogue): ";
+        if (!enabled()) return what + "our GEMM, then our bias kernel (LATENT_CUDA_VENDOR=0)";
+        return l instanceof CuBlasLt c ? what + c.describe() + ", fp32 / TF32 / bf16 compute"
+                : what + "the GEMM's library, then our bias kernel (" + (l == null ? "CUDA unavailable" : l) + ")";
     }
 
     private static String convolutionLine() {
@@ -197,17 +319,25 @@ public final class CudaVendor {
     }
 
     private static String attentionLine() {
-        return "attention forward / backward: our kernels (cuDNN's SDPA through the graph API is not bound)";
+        Object a = attn;
+        String what = "causal attention forward / backward, bf16: ";
+        if (!enabled()) return what + "our kernels (LATENT_CUDA_VENDOR=0); fp32 attention: our kernels";
+        return (a instanceof CuDnnAttention c ? what + "cuDNN's SDPA through the backend graph API (" + c.describe() + ")"
+                : what + "our kernels (" + (a == null ? "CUDA unavailable" : a) + ")")
+                + "; fp32 attention: our kernels";
     }
 
     /** Loads what is there, once (both families), and logs one line per op family. */
     private static synchronized void probe(Cuda cu) {
         if (blas != null) return;
         dnn = loadDnn(cu);
+        if (attn == null) attn = "no cuDNN 9 (" + dnn + ")";
+        lt = loadLt(cu);
         Object b = loadBlas(cu);
         blas = b;
         LOG.log(System.Logger.Level.INFO, b instanceof CuBlas c ? "GEMM and batched GEMM: " + c.describe()
                 : "GEMM and batched GEMM: our kernels (" + b + ")");
+        LOG.log(System.Logger.Level.INFO, epilogueLine());
         LOG.log(System.Logger.Level.INFO, convolutionLine());
         LOG.log(System.Logger.Level.INFO, attentionLine());
     }
@@ -218,12 +348,37 @@ public final class CudaVendor {
             try {
                 Path p = Path.of(cand);
                 SymbolLookup lib = p.isAbsolute() ? SymbolLookup.libraryLookup(p, Arena.global()) : SymbolLookup.libraryLookup(cand, Arena.global());
-                return new CuDnn(cu, lib, cand);
+                CuDnn c = new CuDnn(cu, lib, cand);
+                attn = loadAttention(cu, c, lib);
+                return c;
             } catch (IllegalArgumentException | UnsatisfiedLinkError | dev.latent.nativ.NativeException e) {
                 tried.add(cand + ": " + e.getMessage());
             }
         }
         return tried.isEmpty() ? "no cuDNN found" : "no usable cuDNN: " + String.join("; ", tried);
+    }
+
+    private static Object loadAttention(Cuda cu, CuDnn c, SymbolLookup lib) {
+        if (c.version < 90000) return c.describe() + " is older than 9: its SDPA needs cuDNN 9's backend graph API";
+        try {
+            return new CuDnnAttention(cu, c, lib);
+        } catch (IllegalArgumentException | UnsatisfiedLinkError e) {
+            return c.describe() + " lacks the backend graph API: " + e.getMessage();
+        }
+    }
+
+    private static Object loadLt(Cuda cu) {
+        List<String> tried = new ArrayList<>();
+        for (String cand : candidates("latent.cublaslt.path", CUBLASLT_SONAMES)) {
+            try {
+                Path p = Path.of(cand);
+                SymbolLookup lib = p.isAbsolute() ? SymbolLookup.libraryLookup(p, Arena.global()) : SymbolLookup.libraryLookup(cand, Arena.global());
+                return new CuBlasLt(cu, lib, cand);
+            } catch (IllegalArgumentException | UnsatisfiedLinkError | dev.latent.nativ.NativeException e) {
+                tried.add(cand + ": " + e.getMessage());
+            }
+        }
+        return tried.isEmpty() ? "no cuBLASLt found" : "no usable cuBLASLt: " + String.join("; ", tried);
     }
 
     private static Object loadBlas(Cuda cu) {

@@ -21,6 +21,12 @@ final class Ltk {
     static final int AF_BC = 32;
     /** ATT_SMALL_HS of kernels/attention/attention.cu. */
     static final int ATT_SMALL_HS = 64;
+    /** AD_THREADS of kernels/attention_decode/attention_decode.cu. */
+    static final int AD_THREADS = 128;
+    /** AD_MAXHS of kernels/attention_decode/attention_decode.cu. */
+    static final int AD_MAXHS = 256;
+    /** AD_SMEM_EXTRA of kernels/attention_decode/attention_decode.cu. */
+    static final int AD_SMEM_EXTRA = 32;
     /** BN_THREADS of kernels/batchnorm/batchnorm.cu. */
     static final int BN_THREADS = 256;
     /** BCE_CHUNK of kernels/bce/bce.cu. */
@@ -67,6 +73,16 @@ final class Ltk {
     static final int GEMM_BIG_MIN_BLOCKS = 128;
     /** LN_CHUNK of kernels/layernorm/layernorm.cu. */
     static final int LN_CHUNK = 256;
+    /** POINTWISE_SQRT of kernels/pointwise/pointwise.cu. */
+    static final int POINTWISE_SQRT = 0;
+    /** POINTWISE_RSQRT of kernels/pointwise/pointwise.cu. */
+    static final int POINTWISE_RSQRT = 1;
+    /** POINTWISE_SQUARE of kernels/pointwise/pointwise.cu. */
+    static final int POINTWISE_SQUARE = 2;
+    /** POINTWISE_EXP of kernels/pointwise/pointwise.cu. */
+    static final int POINTWISE_EXP = 3;
+    /** POINTWISE_LOG of kernels/pointwise/pointwise.cu. */
+    static final int POINTWISE_LOG = 4;
     /** RP_CHUNK of kernels/reparam/reparam.cu. */
     static final int RP_CHUNK = 4096;
     /** RP_THREADS of kernels/reparam/reparam.cu. */
@@ -89,6 +105,11 @@ final class Ltk {
     /** ltk_adamw (kernels/adamw/adamw.cu); k: a ltk_adamw_ s by value. */
     static void ltk_adamw(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment k, long n, DeviceBuffer param, DeviceBuffer grad, DeviceBuffer m, DeviceBuffer v) {
         cu.launch("ltk_adamw", grid, block, sharedBytes, k, n, param, grad, m, v);
+    }
+
+    /** ltk_adamw_dconsts (kernels/adamw/adamw.cu). */
+    static void ltk_adamw_dconsts(Cuda cu, int[] grid, int[] block, int sharedBytes, DeviceBuffer k, DeviceBuffer scale, long n, DeviceBuffer param, DeviceBuffer grad, DeviceBuffer m, DeviceBuffer v) {
+        cu.launch("ltk_adamw_dconsts", grid, block, sharedBytes, k, scale, n, param, grad, m, v);
     }
 
     /** ltk_adamw_dscale (kernels/adamw/adamw.cu); k: a ltk_adamw_ s by value. */
@@ -124,6 +145,21 @@ final class Ltk {
     /** ltk_attention_bwd_dq64 (kernels/attention/attention.cu); d: a lt_attention_desc by value. */
     static void ltk_attention_bwd_dq64(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment d, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer lse, DeviceBuffer dvec, DeviceBuffer dout, DeviceBuffer dq) {
         cu.launch("ltk_attention_bwd_dq64", grid, block, sharedBytes, d, q, k, v, lse, dvec, dout, dq);
+    }
+
+    /** ltk_kv_append (kernels/attention_decode/attention_decode.cu). */
+    static void ltk_kv_append(Cuda cu, int[] grid, int[] block, int sharedBytes, long rows, long nh, long hs, long ctx, long p0, DeviceBuffer qkv, long ld, DeviceBuffer kc, DeviceBuffer vc) {
+        cu.launch("ltk_kv_append", grid, block, sharedBytes, rows, nh, hs, ctx, p0, qkv, ld, kc, vc);
+    }
+
+    /** ltk_attention_decode (kernels/attention_decode/attention_decode.cu). */
+    static void ltk_attention_decode(Cuda cu, int[] grid, int[] block, int sharedBytes, long rows, long nh, long hs, long ctx, long p0, float scale, DeviceBuffer q, long ldq, DeviceBuffer kc, DeviceBuffer vc, DeviceBuffer o, long ldo) {
+        cu.launch("ltk_attention_decode", grid, block, sharedBytes, rows, nh, hs, ctx, p0, scale, q, ldq, kc, vc, o, ldo);
+    }
+
+    /** ltk_argmax_rows (kernels/attention_decode/attention_decode.cu). */
+    static void ltk_argmax_rows(Cuda cu, int[] grid, int[] block, int sharedBytes, long rows, long n, DeviceBuffer x, DeviceBuffer out) {
+        cu.launch("ltk_argmax_rows", grid, block, sharedBytes, rows, n, x, out);
     }
 
     /** ltk_bn_fwd_train (kernels/batchnorm/batchnorm.cu). */
@@ -349,6 +385,26 @@ final class Ltk {
     /** ltk_layernorm_bwd_dwdb_sum (kernels/layernorm/layernorm.cu). */
     static void ltk_layernorm_bwd_dwdb_sum(Cuda cu, int[] grid, int[] block, int sharedBytes, long chunks, long c, DeviceBuffer part, DeviceBuffer dw, DeviceBuffer db) {
         cu.launch("ltk_layernorm_bwd_dwdb_sum", grid, block, sharedBytes, chunks, c, part, dw, db);
+    }
+
+    /** ltk_pointwise_fwd (kernels/pointwise/pointwise.cu). */
+    static void ltk_pointwise_fwd(Cuda cu, int[] grid, int[] block, int sharedBytes, int kind, long n, DeviceBuffer x, DeviceBuffer y) {
+        cu.launch("ltk_pointwise_fwd", grid, block, sharedBytes, kind, n, x, y);
+    }
+
+    /** ltk_pointwise_bwd (kernels/pointwise/pointwise.cu). */
+    static void ltk_pointwise_bwd(Cuda cu, int[] grid, int[] block, int sharedBytes, int kind, long n, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dx) {
+        cu.launch("ltk_pointwise_bwd", grid, block, sharedBytes, kind, n, x, dy, dx);
+    }
+
+    /** ltk_diag_fwd (kernels/pointwise/pointwise.cu). */
+    static void ltk_diag_fwd(Cuda cu, int[] grid, int[] block, int sharedBytes, long c, DeviceBuffer v, DeviceBuffer m) {
+        cu.launch("ltk_diag_fwd", grid, block, sharedBytes, c, v, m);
+    }
+
+    /** ltk_diag_bwd (kernels/pointwise/pointwise.cu). */
+    static void ltk_diag_bwd(Cuda cu, int[] grid, int[] block, int sharedBytes, long c, DeviceBuffer g, DeviceBuffer d) {
+        cu.launch("ltk_diag_bwd", grid, block, sharedBytes, c, g, d);
     }
 
     /** ltk_reparam_fwd (kernels/reparam/reparam.cu). */

@@ -66,6 +66,7 @@ public final class Staging {
             throw new IllegalArgumentException("staged upload of " + bytes + " bytes into a " + dst.byteSize() + "-byte device buffer");
         if (bytes == 0) return;
         Cuda cu = Cuda.get();
+        cu.refuseUploadWhileCapturing(bytes);
         Slot s = slot(cu, bytes);
         MemorySegment h = s.host.asSlice(0, bytes);
         fill.accept(h);

@@ -36,7 +36,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * the op, the argument and both sizes, never a read or write past its end. NULL segments pass through (the library
  * refuses or skips them itself).
  */
-public final class LatentNative extends LatentBinding {
+public final class LatentNative extends LatentFunctions {
     private static volatile LatentNative instance;
 
     private final MethodHandle abiVersionCritical;

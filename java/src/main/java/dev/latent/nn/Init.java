@@ -47,4 +47,19 @@ public final class Init {
     public static Tensor torchDefault(Scope scope, long seed, long stream, long fanIn, long... shape) {
         return uniform(scope, seed, stream, 1.0 / Math.sqrt(fanIn), shape);
     }
+
+    /**
+     * Copies a loaded tensor (a checkpoint's, on the CPU) into a parameter or buffer on any device: a host copy on the
+     * CPU, else one upload into a temporary and a device-to-device copy (numel must match; shapes are the caller's check).
+     */
+    public static void assign(Tensor src, Tensor dst) {
+        if (src.numel() != dst.numel()) throw new IllegalArgumentException("assign: " + src + " into " + dst + ": element counts differ");
+        if (dst.device() == dev.latent.tensor.Device.CPU) {
+            MemorySegment.copy(src.segment(), 0, dst.segment(), 0, src.numel() * 4);
+            return;
+        }
+        try (Scope tmp = Scope.confined()) {
+            dev.latent.ops.Kernels.copy(src.to(tmp, dst.device()).reshape(dst.shape()), dst);
+        }
+    }
 }

@@ -7,7 +7,10 @@ import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 
 /**
- * The kernels of one device, one method per kernel family the ops layer calls (issue 16). {@link Kernels},
+ * The kernels of one device, one method per kernel family the ops layer calls (issue 16). The methods that follow from
+ * latent.h (a prototype annotated {@code op=NAME}) are generated into {@link BackendOps}, with their CPU bodies in
+ * {@link CpuOps} and their CUDA bodies in {@link CudaOps}; the ones declared here are the ops whose plumbing is not one
+ * call of one kernel (docs/extending.md). {@link Kernels},
  * {@link Conv}, {@link Conv1d} and {@link Gemm} validate once, at the boundary (devices agree, tensors contiguous,
  * shapes and element counts, ids inside the vocabulary), pick the backend once with {@link #on} or {@link #of}, and
  * make one call: no method here re-checks what the boundary checked, and no caller branches on the device.
@@ -21,7 +24,7 @@ import java.util.Arrays;
  * buffers). The two are stateless singletons: the call site is bimorphic, which the JIT inlines (docs/decisions.md,
  * "Backend").
  */
-interface Backend {
+interface Backend extends BackendOps {
 
     /** The backend of tensors on {@code device}. */
     static Backend of(Device device) {
@@ -57,53 +60,10 @@ interface Backend {
 
     void zero(Tensor x);
 
-    void axpby(long n, float a, Tensor x, float b, Tensor y);
-
-    void mul(long n, Tensor x, Tensor z, Tensor y);
-
-    /** y[i, :] = x[i, :] + rows[i % p, :], x viewed as (n, c). */
-    void addRows(long n, long c, long p, Tensor x, Tensor rows, Tensor y);
-
-    /** out[i % p, :] += x[i, :], x viewed as (n, c). */
-    void sumRows(long n, long c, long p, Tensor x, Tensor out);
-
     /** out (1 element) = the sum of x in double, rounded once. */
     void sum(long n, Tensor x, Tensor out);
 
-    // ---- normalization, activations ----
-
-    void layerNorm(long n, long c, float eps, Tensor x, Tensor w, Tensor b, Tensor y, Tensor mean, Tensor rstd);
-
-    void layerNormBackward(long n, long c, Tensor x, Tensor w, Tensor mean, Tensor rstd, Tensor dy, Tensor dx, Tensor dw, Tensor db);
-
-    void gelu(long n, Tensor x, Tensor y);
-
-    void geluBackward(long n, Tensor x, Tensor dy, Tensor dx);
-
-    void activation(int kind, long n, float alpha, Tensor x, Tensor y);
-
-    void activationBackward(int kind, long n, float alpha, Tensor in, Tensor dy, Tensor dx);
-
-    void batchNormTrain(long n, long c, long hw, float eps, float momentum, Tensor x, Tensor gamma, Tensor beta, Tensor y,
-                        Tensor mean, Tensor rstd, Tensor runningMean, Tensor runningVar);
-
-    void batchNormInfer(long n, long c, long hw, float eps, Tensor x, Tensor gamma, Tensor beta, Tensor mean, Tensor var, Tensor y);
-
-    void batchNormBackward(long n, long c, long hw, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dy, Tensor dx,
-                           Tensor dgamma, Tensor dbeta);
-
-    // ---- attention ----
-
-    /** {@code desc}: the filled lt_attention_desc (LatentNative.ATTENTION_DESC). */
-    void attention(MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse);
-
-    void attentionBackward(MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dout, Tensor dq,
-                           Tensor dk, Tensor dv);
-
-    // ---- losses, embedding ----
-
-    /** {@code targets}: n int32 host values (checked to be there). */
-    void softmaxCrossEntropy(long n, long v, Tensor logits, MemorySegment targets, Tensor losses, Tensor dlogits, float dscale);
+    // ---- losses, embedding (the normalizations, activations, attention, softmax cross-entropy: BackendOps) ----
 
     double bceWithLogits(long n, Tensor logits, Tensor targets, float t, Tensor dlogits, float dscale);
 
@@ -126,14 +86,10 @@ interface Backend {
 
     double reparam(long n, Tensor mu, Tensor logvar, long seed, long stream, Tensor z);
 
-    void reparamBackward(long n, Tensor mu, Tensor logvar, long seed, long stream, Tensor dz, float klScale, Tensor dmu, Tensor dlogvar);
-
     // ---- affine coupling ----
 
     /** logdet: n doubles or null. */
     void couplingForward(long n, long hw, Tensor mask, Tensor y, Tensor h, float scale, Tensor out, double[] logdet);
-
-    void couplingInverse(long n, long hw, Tensor mask, Tensor yp, Tensor h, float scale, Tensor y);
 
     /** dlogdet: n doubles or null; returns d(scale). */
     double couplingBackward(long n, long hw, Tensor mask, Tensor y, Tensor h, float scale, Tensor dout, double[] dlogdet,
@@ -175,4 +131,15 @@ interface Backend {
                     + " runs fp32 or bf16");
         gemm(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, a, b, c, precision == dev.latent.tensor.Precision.BF16);
     }
+
+    /** y = (float) f((double) x), f = sqrt, rsqrt, square, exp or log ({@code op}). */
+    void pointwise(String op, long n, Tensor x, Tensor y);
+
+    /** dx = (float) (dy * f'(x)) in double (dx may alias dy). */
+    void pointwiseBackward(String op, long n, Tensor x, Tensor dy, Tensor dx);
+
+    /** m (c, c) = diag(v); its adjoint d[i] = g[i, i]. */
+    void diag(long c, Tensor v, Tensor m);
+
+    void diagBackward(long c, Tensor g, Tensor d);
 }

@@ -16,7 +16,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * {@link Backend} on the CPU: one downcall into the native library per op ({@link LatentNative}, host segments; a null
  * optional tensor is passed as NULL). A few ops are plain Java loops (embedding's row copies, sum).
  */
-final class CpuBackend implements Backend {
+final class CpuBackend extends CpuOps {
     static final CpuBackend INSTANCE = new CpuBackend();
 
     private CpuBackend() {}
@@ -37,73 +37,11 @@ final class CpuBackend implements Backend {
 
     @Override public void zero(Tensor x) { x.segment().fill((byte) 0); }
 
-    @Override public void axpby(long n, float a, Tensor x, float b, Tensor y) { nat().axpby(n, a, x.segment(), b, y.segment()); }
-
-    @Override public void mul(long n, Tensor x, Tensor z, Tensor y) { nat().mul(n, x.segment(), z.segment(), y.segment()); }
-
-    @Override public void addRows(long n, long c, long p, Tensor x, Tensor rows, Tensor y) {
-        nat().addRows(n, c, p, x.segment(), rows.segment(), y.segment());
-    }
-
-    @Override public void sumRows(long n, long c, long p, Tensor x, Tensor out) { nat().sumRows(n, c, p, x.segment(), out.segment()); }
-
     @Override public void sum(long n, Tensor x, Tensor out) {
         MemorySegment s = x.segment();
         double acc = 0;
         for (long i = 0; i < n; i++) acc += s.getAtIndex(JAVA_FLOAT, i);
         out.segment().set(JAVA_FLOAT, 0, (float) acc);
-    }
-
-    @Override public void layerNorm(long n, long c, float eps, Tensor x, Tensor w, Tensor b, Tensor y, Tensor mean, Tensor rstd) {
-        nat().layernormFwd(n, c, eps, x.segment(), w.segment(), b.segment(), y.segment(), mean.segment(), rstd.segment());
-    }
-
-    @Override public void layerNormBackward(long n, long c, Tensor x, Tensor w, Tensor mean, Tensor rstd, Tensor dy, Tensor dx,
-                                            Tensor dw, Tensor db) {
-        nat().layernormBwd(n, c, x.segment(), w.segment(), mean.segment(), rstd.segment(), dy.segment(), dx.segment(),
-                dw.segment(), db.segment());
-    }
-
-    @Override public void gelu(long n, Tensor x, Tensor y) { nat().geluFwd(n, x.segment(), y.segment()); }
-
-    @Override public void geluBackward(long n, Tensor x, Tensor dy, Tensor dx) { nat().geluBwd(n, x.segment(), dy.segment(), dx.segment()); }
-
-    @Override public void activation(int kind, long n, float alpha, Tensor x, Tensor y) { nat().actFwd(kind, n, alpha, x.segment(), y.segment()); }
-
-    @Override public void activationBackward(int kind, long n, float alpha, Tensor in, Tensor dy, Tensor dx) {
-        nat().actBwd(kind, n, alpha, in.segment(), dy.segment(), dx.segment());
-    }
-
-    @Override public void batchNormTrain(long n, long c, long hw, float eps, float momentum, Tensor x, Tensor gamma, Tensor beta,
-                                         Tensor y, Tensor mean, Tensor rstd, Tensor runningMean, Tensor runningVar) {
-        nat().batchnorm2dFwdTrain(n, c, hw, eps, momentum, x.segment(), seg(gamma), seg(beta), y.segment(),
-                mean.segment(), rstd.segment(), seg(runningMean), seg(runningVar));
-    }
-
-    @Override public void batchNormInfer(long n, long c, long hw, float eps, Tensor x, Tensor gamma, Tensor beta, Tensor mean,
-                                         Tensor var, Tensor y) {
-        nat().batchnorm2dFwdInfer(n, c, hw, eps, x.segment(), seg(gamma), seg(beta), mean.segment(), var.segment(), y.segment());
-    }
-
-    @Override public void batchNormBackward(long n, long c, long hw, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dy,
-                                            Tensor dx, Tensor dgamma, Tensor dbeta) {
-        nat().batchnorm2dBwd(n, c, hw, x.segment(), seg(gamma), mean.segment(), rstd.segment(), dy.segment(),
-                dx.segment(), seg(dgamma), seg(dbeta));
-    }
-
-    @Override public void attention(MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse) {
-        nat().attentionFwd(desc, q.segment(), k.segment(), v.segment(), o.segment(), lse.segment());
-    }
-
-    @Override public void attentionBackward(MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dout,
-                                            Tensor dq, Tensor dk, Tensor dv) {
-        nat().attentionBwd(desc, q.segment(), k.segment(), v.segment(), o.segment(), lse.segment(), dout.segment(),
-                dq.segment(), dk.segment(), dv.segment());
-    }
-
-    @Override public void softmaxCrossEntropy(long n, long v, Tensor logits, MemorySegment targets, Tensor losses, Tensor dlogits,
-                                              float dscale) {
-        nat().softmaxXent(n, v, logits.segment(), targets, losses.segment(), seg(dlogits), dscale);
     }
 
     @Override public double bceWithLogits(long n, Tensor logits, Tensor targets, float t, Tensor dlogits, float dscale) {
@@ -150,21 +88,12 @@ final class CpuBackend implements Backend {
         return kl.get(JAVA_DOUBLE, 0);
     }
 
-    @Override public void reparamBackward(long n, Tensor mu, Tensor logvar, long seed, long stream, Tensor dz, float klScale,
-                                          Tensor dmu, Tensor dlogvar) {
-        nat().reparamBwd(n, mu.segment(), logvar.segment(), seed, stream, dz.segment(), klScale, dmu.segment(), dlogvar.segment());
-    }
-
     @Override public void couplingForward(long n, long hw, Tensor mask, Tensor y, Tensor h, float scale, Tensor out, double[] logdet) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment ld = logdet == null ? MemorySegment.NULL : a.allocate(JAVA_DOUBLE, n);
             nat().couplingFwd(n, hw, mask.segment(), y.segment(), h.segment(), scale, out.segment(), ld);
             if (logdet != null) MemorySegment.copy(ld, JAVA_DOUBLE, 0, logdet, 0, logdet.length);
         }
-    }
-
-    @Override public void couplingInverse(long n, long hw, Tensor mask, Tensor yp, Tensor h, float scale, Tensor y) {
-        nat().couplingInv(n, hw, mask.segment(), yp.segment(), h.segment(), scale, y.segment());
     }
 
     @Override public double couplingBackward(long n, long hw, Tensor mask, Tensor y, Tensor h, float scale, Tensor dout,
@@ -205,5 +134,48 @@ final class CpuBackend implements Backend {
                                long batch, long sa, long sb, long sc, Tensor a, Tensor b, Tensor c, boolean bf16) {
         Gemm.call(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, a.storage(), a.offset(), b.storage(), b.offset(),
                 c.storage(), c.offset(), bf16);
+    }
+
+    /* F's pointwise formulas (F.sqrt ... F.log), in double, rounded once: the bits of F's own CPU loops */
+    private static double pointwiseF(String op, double v) {
+        return switch (op) {
+            case "sqrt" -> Math.sqrt(v);
+            case "rsqrt" -> 1 / Math.sqrt(v);
+            case "square" -> v * v;
+            case "exp" -> Math.exp(v);
+            case "log" -> Math.log(v);
+            default -> throw new IllegalArgumentException("pointwise: unknown op " + op + " (sqrt, rsqrt, square, exp, log)");
+        };
+    }
+
+    private static double pointwiseDf(String op, double v) {
+        return switch (op) {
+            case "sqrt" -> 0.5 / Math.sqrt(v);
+            case "rsqrt" -> -0.5 / (v * Math.sqrt(v));
+            case "square" -> 2 * v;
+            case "exp" -> Math.exp(v);
+            case "log" -> 1 / v;
+            default -> throw new IllegalArgumentException("pointwise: unknown op " + op + " (sqrt, rsqrt, square, exp, log)");
+        };
+    }
+
+    @Override public void pointwise(String op, long n, Tensor x, Tensor y) {
+        MemorySegment s = x.segment(), o = y.segment();
+        for (long i = 0; i < n; i++) o.setAtIndex(JAVA_FLOAT, i, (float) pointwiseF(op, s.getAtIndex(JAVA_FLOAT, i)));
+    }
+
+    @Override public void pointwiseBackward(String op, long n, Tensor x, Tensor dy, Tensor dx) {
+        MemorySegment s = x.segment(), g = dy.segment(), d = dx.segment();
+        for (long i = 0; i < n; i++)
+            d.setAtIndex(JAVA_FLOAT, i, (float) (g.getAtIndex(JAVA_FLOAT, i) * pointwiseDf(op, s.getAtIndex(JAVA_FLOAT, i))));
+    }
+
+    @Override public void diag(long c, Tensor v, Tensor m) {
+        m.segment().fill((byte) 0);
+        for (long i = 0; i < c; i++) m.segment().setAtIndex(JAVA_FLOAT, i * c + i, v.segment().getAtIndex(JAVA_FLOAT, i));
+    }
+
+    @Override public void diagBackward(long c, Tensor g, Tensor d) {
+        for (long i = 0; i < c; i++) d.segment().setAtIndex(JAVA_FLOAT, i, g.segment().getAtIndex(JAVA_FLOAT, i * c + i));
     }
 }

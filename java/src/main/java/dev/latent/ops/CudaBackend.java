@@ -21,7 +21,7 @@ import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
  * (targets, ids) go up through {@link Kernels}' per-thread upload cache. Nothing here reads device memory from the host
  * except where the op's result is a host double (sumOfSquares, bce, reparam's KL, coupling): those synchronise.
  */
-final class CudaBackend implements Backend {
+final class CudaBackend extends CudaOps {
     static final CudaBackend INSTANCE = new CudaBackend();
 
     private CudaBackend() {}
@@ -42,10 +42,6 @@ final class CudaBackend implements Backend {
 
     @Override public void zero(Tensor x) { x.deviceBuffer().zero(); }
 
-    @Override public void axpby(long n, float a, Tensor x, float b, Tensor y) { CudaKernels.axpby(cuda(), n, a, buf(x), b, buf(y)); }
-
-    @Override public void mul(long n, Tensor x, Tensor z, Tensor y) { CudaKernels.mul(cuda(), n, buf(x), buf(z), buf(y)); }
-
     @Override public void addRows(long n, long c, long p, Tensor x, Tensor rows, Tensor y) {
         CudaKernels.addRows(cuda(), n, c, Math.max(p, 1), buf(x), buf(rows), buf(y));
     }
@@ -55,53 +51,6 @@ final class CudaBackend implements Backend {
     }
 
     @Override public void sum(long n, Tensor x, Tensor out) { CudaKernels.sum(cuda(), n, buf(x), buf(out)); }
-
-    @Override public void layerNorm(long n, long c, float eps, Tensor x, Tensor w, Tensor b, Tensor y, Tensor mean, Tensor rstd) {
-        CudaKernels.layerNorm(cuda(), n, c, eps, buf(x), buf(w), buf(b), buf(y), buf(mean), buf(rstd));
-    }
-
-    @Override public void layerNormBackward(long n, long c, Tensor x, Tensor w, Tensor mean, Tensor rstd, Tensor dy, Tensor dx,
-                                            Tensor dw, Tensor db) {
-        CudaKernels.layerNormBackward(cuda(), n, c, buf(x), buf(w), buf(mean), buf(rstd), buf(dy), buf(dx), buf(dw), buf(db));
-    }
-
-    @Override public void gelu(long n, Tensor x, Tensor y) { CudaKernels.gelu(cuda(), n, buf(x), buf(y)); }
-
-    @Override public void geluBackward(long n, Tensor x, Tensor dy, Tensor dx) { CudaKernels.geluBackward(cuda(), n, buf(x), buf(dy), buf(dx)); }
-
-    @Override public void activation(int kind, long n, float alpha, Tensor x, Tensor y) {
-        CudaKernels.activation(cuda(), kind, n, alpha, buf(x), buf(y));
-    }
-
-    @Override public void activationBackward(int kind, long n, float alpha, Tensor in, Tensor dy, Tensor dx) {
-        CudaKernels.activationBackward(cuda(), kind, n, alpha, buf(in), buf(dy), buf(dx));
-    }
-
-    @Override public void batchNormTrain(long n, long c, long hw, float eps, float momentum, Tensor x, Tensor gamma, Tensor beta,
-                                         Tensor y, Tensor mean, Tensor rstd, Tensor runningMean, Tensor runningVar) {
-        CudaProbKernels.batchNormTrain(cuda(), n, c, hw, eps, momentum, buf(x), buf(gamma), buf(beta), buf(y),
-                buf(mean), buf(rstd), buf(runningMean), buf(runningVar));
-    }
-
-    @Override public void batchNormInfer(long n, long c, long hw, float eps, Tensor x, Tensor gamma, Tensor beta, Tensor mean,
-                                         Tensor var, Tensor y) {
-        CudaProbKernels.batchNormInfer(cuda(), n, c, hw, eps, buf(x), buf(gamma), buf(beta), buf(mean), buf(var), buf(y));
-    }
-
-    @Override public void batchNormBackward(long n, long c, long hw, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, Tensor dy,
-                                            Tensor dx, Tensor dgamma, Tensor dbeta) {
-        CudaProbKernels.batchNormBackward(cuda(), n, c, hw, buf(x), buf(gamma), buf(mean), buf(rstd), buf(dy),
-                buf(dx), buf(dgamma), buf(dbeta));
-    }
-
-    @Override public void attention(MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse) {
-        CudaKernels.attention(cuda(), desc, buf(q), buf(k), buf(v), buf(o), buf(lse));
-    }
-
-    @Override public void attentionBackward(MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dout,
-                                            Tensor dq, Tensor dk, Tensor dv) {
-        CudaKernels.attentionBackward(cuda(), desc, buf(q), buf(k), buf(v), buf(o), buf(lse), buf(dout), buf(dq), buf(dk), buf(dv));
-    }
 
     @Override public void softmaxCrossEntropy(long n, long v, Tensor logits, MemorySegment targets, Tensor losses, Tensor dlogits,
                                               float dscale) {
@@ -121,9 +70,7 @@ final class CudaBackend implements Backend {
          * every table element's terms in the CPU's order, without atomics. Built and uploaded once per batch
          * (stageTokens, or the first backward of these ids). */
         DeviceBuffer dg = DeviceUploads.deviceGroups(id, vocab);
-        int rows = 0;   // uniq holds the distinct ids: count them again (cheap, host data)
-        boolean[] seen = new boolean[(int) vocab];
-        for (int v : id) if (!seen[v]) { seen[v] = true; rows++; }
+        int rows = DeviceUploads.groupRows(n, vocab);   // the distinct ids, then empty groups: fixed for (n, vocab)
         CudaKernels.embeddingBackward(cuda(), rows, n, c, vocab, dg, buf(dout), buf(dtable));
     }
 
@@ -142,20 +89,11 @@ final class CudaBackend implements Backend {
         return CudaProbKernels.reparam(cuda(), n, buf(mu), buf(logvar), seed, stream, buf(z));
     }
 
-    @Override public void reparamBackward(long n, Tensor mu, Tensor logvar, long seed, long stream, Tensor dz, float klScale,
-                                          Tensor dmu, Tensor dlogvar) {
-        CudaProbKernels.reparamBackward(cuda(), n, buf(mu), buf(logvar), seed, stream, buf(dz), klScale, buf(dmu), buf(dlogvar));
-    }
-
     @Override public void couplingForward(long n, long hw, Tensor mask, Tensor y, Tensor h, float scale, Tensor out, double[] logdet) {
         try (DeviceBuffer ld = logdet == null ? null : cuda().alloc(8 * n)) {
             CudaProbKernels.couplingForward(cuda(), n, hw, buf(mask), buf(y), buf(h), scale, buf(out), ld);
             if (ld != null) copyBack(ld, logdet);
         }
-    }
-
-    @Override public void couplingInverse(long n, long hw, Tensor mask, Tensor yp, Tensor h, float scale, Tensor y) {
-        CudaProbKernels.couplingInverse(cuda(), n, hw, buf(mask), buf(yp), buf(h), scale, buf(y));
     }
 
     @Override public double couplingBackward(long n, long hw, Tensor mask, Tensor y, Tensor h, float scale, Tensor dout,
@@ -304,5 +242,40 @@ final class CudaBackend implements Backend {
     private static boolean vendorAttention(Precision p, MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse,
                                            Tensor dout, Tensor dq, Tensor dk, Tensor dv) {
         return false;
+    }
+
+    @Override public void pointwise(String op, long n, Tensor x, Tensor y) { CudaKernels.pointwise(cuda(), op, n, buf(x), buf(y)); }
+
+    @Override public void pointwiseBackward(String op, long n, Tensor x, Tensor dy, Tensor dx) {
+        CudaKernels.pointwiseBackward(cuda(), op, n, buf(x), buf(dy), buf(dx));
+    }
+
+    @Override public void diag(long c, Tensor v, Tensor m) { CudaKernels.diag(cuda(), c, buf(v), buf(m)); }
+
+    @Override public void diagBackward(long c, Tensor g, Tensor d) { CudaKernels.diagBackward(cuda(), c, buf(g), buf(d)); }
+
+    // ---- cuDNN SDPA (h-sdpa): entry points on bf16 device buffers, for CUDA's bf16 precision ----
+
+    /**
+     * Causal attention forward on bf16 device buffers: q, k, v, o (B, NH, T, HS) bf16 contiguous, lse (B, NH, T) fp32,
+     * through cuDNN 9's SDPA where it serves ({@link CudaVendor#attentionBf16}). Returns false, doing nothing, where it
+     * does not (no cuDNN 9, LATENT_CUDA_VENDOR=0, a head size its kernels do not take): the caller then runs
+     * {@link #attention} on fp32 copies. The lse written is our kernels' contract, so {@link #attentionBackward} runs
+     * from it (with o converted to fp32). The hook for CUDA's bf16 precision: convert q, k, v to bf16, call this,
+     * convert o back.
+     */
+    boolean attentionBf16(long b, long nh, long t, long hs, float scale, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer o,
+                          DeviceBuffer lse) {
+        return CudaVendor.attentionBf16(cuda(), b, nh, t, hs, scale, q, k, v, o, lse);
+    }
+
+    /**
+     * Causal attention backward on bf16 device buffers (q, k, v, o, dout in; dq, dk, dv out; lse fp32 from either
+     * forward) through cuDNN 9's SDPA backward ({@link CudaVendor#attentionBackwardBf16}); false where it does not serve:
+     * the caller then runs {@link #attentionBackward} on fp32 copies.
+     */
+    boolean attentionBackwardBf16(long b, long nh, long t, long hs, float scale, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer o,
+                                  DeviceBuffer dout, DeviceBuffer lse, DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv) {
+        return CudaVendor.attentionBackwardBf16(cuda(), b, nh, t, hs, scale, q, k, v, o, dout, lse, dq, dk, dv);
     }
 }

@@ -42,6 +42,7 @@ final class DeviceUploads {
         for (Upload u : q)
             for (Staged e : u.entries)
                 if (e.kind == kind && e.vocab == vocab && Arrays.equals(e.host, host) && u.root.isAlive()) {
+                    if (Cuda.get().capturing()) PINNED.get().add(u.root);   // a CUDA graph reads it on every replay: keep it
                     if (q.peekFirst() != u) {   // most recently used first: what every step uses (a segment table) stays
                         q.remove(u);
                         q.addFirst(u);
@@ -89,8 +90,80 @@ final class DeviceUploads {
         });
         java.util.ArrayDeque<Upload> q = UPLOADS.get();
         q.addFirst(new Upload(root, entries));
-        while (q.size() > STAGED_KEEP) q.removeLast().root.close();
+        evict(q);
         return out;
+    }
+
+    /* Uploads a captured step read (a CUDA graph replays their pointers): never evicted. */
+    private static final ThreadLocal<java.util.Set<DeviceBuffer>> PINNED =
+            ThreadLocal.withInitial(() -> java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>()));
+
+    /** Keeps the last STAGED_KEEP uploads, besides the fixed token slot (stageFixed) and what a captured step read. */
+    private static void evict(java.util.ArrayDeque<Upload> q) {
+        Upload fixed = FIXED.get();
+        java.util.Set<DeviceBuffer> pinned = PINNED.get();
+        int keep = STAGED_KEEP;
+        for (Upload u : q) if ((fixed != null && u.root == fixed.root) || pinned.contains(u.root)) keep++;
+        while (q.size() > keep) {
+            java.util.Iterator<Upload> it = q.descendingIterator();
+            while (it.hasNext()) {
+                Upload u = it.next();
+                if ((fixed != null && u.root == fixed.root) || pinned.contains(u.root)) continue;
+                it.remove();
+                u.root.close();
+                break;
+            }
+        }
+    }
+
+    /* This thread's fixed token slot: ids, targets and grouping always in the same device buffer (CUDA graphs). */
+    private static final ThreadLocal<Upload> FIXED = new ThreadLocal<>();
+
+    /**
+     * stageTokens into this thread's fixed device buffer: the same addresses for every batch of the same n and vocabulary
+     * (the grouping's size depends on (n, vocab) only), written by one asynchronous upload ordered after the work already
+     * queued, and registered for the lookups of the embedding, the loss and the embedding backward. A CUDA graph
+     * captured over a step that reads these buffers replays with each new batch staged here.
+     */
+    static void stageFixed(int[] id, int[] tg, long vocab) {
+        int[] gr = groups(id, vocab);
+        int[][] arrays = {id, tg, gr};
+        long total = 0;
+        for (int[] a : arrays) total += Math.max(1, a.length);
+        java.util.ArrayDeque<Upload> q = UPLOADS.get();
+        Upload f = FIXED.get();
+        if (f == null || !f.root.isAlive() || f.root.byteSize() != 4 * total || f.entries.get(0).host.length != id.length
+                || f.entries.get(2).vocab != vocab) {
+            if (f != null) q.remove(f);   // an older slot of another shape goes back with the ordinary uploads' rules
+            DeviceBuffer root = Cuda.get().alloc(4 * total);
+            java.util.List<Staged> entries = new java.util.ArrayList<>();
+            long at = 0;
+            for (int i = 0; i < 3; i++) {
+                int len = Math.max(1, arrays[i].length);
+                entries.add(new Staged(i == 2 ? KIND_GROUPS : KIND_INTS, i == 2 ? vocab : 0, new int[0], root.slice(at * 4, len * 4L)));
+                at += len;
+            }
+            f = new Upload(root, entries);
+        } else {
+            q.remove(f);
+        }
+        java.util.List<Staged> keyed = new java.util.ArrayList<>();   // the same slices, keyed by this batch's bytes
+        int[][] keys = {id, tg, id};
+        for (int i = 0; i < 3; i++) {
+            Staged e = f.entries.get(i);
+            keyed.add(new Staged(e.kind, e.vocab, keys[i].clone(), e.dev));
+        }
+        Upload now = new Upload(f.root, keyed);
+        FIXED.set(now);
+        Staging.upload(f.root, 4 * total, h -> {
+            long o = 0;
+            for (int[] a : arrays) {
+                MemorySegment.copy(a, 0, h, JAVA_INT, o * 4, a.length);
+                o += Math.max(1, a.length);
+            }
+        });
+        q.addFirst(now);
+        evict(q);
     }
 
     /**
@@ -117,13 +190,20 @@ final class DeviceUploads {
                 new int[][] {id, tg, groups(id, vocab)});
     }
 
-    /** The n positions grouped by id in increasing id order, each group in position order: uniq (rows), start (rows + 1), pos (n). */
+    /** The number of group rows for n positions over a vocabulary of {@code vocab}: min(n, vocab), whatever the ids. */
+    static int groupRows(long n, long vocab) { return (int) Math.min(n, vocab); }
+
+    /**
+     * The n positions grouped by id in increasing id order, each group in position order: uniq (R), start (R + 1), pos (n)
+     * with R = {@link #groupRows} rows, the distinct ids first, then empty groups (start = n, which the kernel skips).
+     * The size and the launch geometry depend on (n, vocab) only, not on the ids, so a captured step (CUDA graph)
+     * replays correctly for any batch written into the same buffer.
+     */
     private static int[] groups(int[] id, long vocab) {
         int n = id.length;
         int[] count = new int[(int) vocab];
         for (int v : id) count[v]++;
-        int rows = 0;
-        for (int k : count) if (k > 0) rows++;
+        int rows = groupRows(n, vocab);
         int[] g = new int[2 * rows + 1 + n];
         int r = 0, at = 0;
         int[] next = new int[(int) vocab];
@@ -135,7 +215,7 @@ final class DeviceUploads {
                 at += count[v];
                 r++;
             }
-        g[2 * rows] = at;
+        for (int e = r; e <= rows; e++) g[rows + e] = at;   // the empty groups after the distinct ids (uniq 0), and the end
         for (int i = 0; i < n; i++) g[2 * rows + 1 + next[id[i]]++] = i;
         return g;
     }

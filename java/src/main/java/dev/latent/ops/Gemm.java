@@ -90,6 +90,36 @@ public final class Gemm {
                 mb.batchStride, mc.batchStride, a, b, c, precision);
     }
 
+    /**
+     * C = A @ B + bias (bias: C's columns, one value each; nn.Linear's bias) as one fused cuBLASLt call (the BIAS
+     * epilogue) when A, B, C and bias are all CUDA tensors, 2-D, and cuBLASLt serves now (CudaVendor); returns false,
+     * doing nothing, otherwise: the caller then runs {@link #matmul} and its bias add. The checks are {@link #matmul}'s.
+     */
+    public static boolean matmulBiasFused(Tensor a, Tensor b, Tensor bias, Tensor c, Precision precision) {
+        for (Tensor t : new Tensor[] {a, b, c, bias}) if (t.device() != Device.CUDA) return false;
+        if (a.rank() != 2 || b.rank() != 2 || c.rank() != 2 || precision == null) return false;
+        Supplier<String> shapes = () -> "A" + Arrays.toString(a.shape()) + " @ B" + Arrays.toString(b.shape()) + " + bias"
+                + Arrays.toString(bias.shape()) + " -> C" + Arrays.toString(c.shape());
+        long m = a.size(0), k = a.size(1), n = b.size(1);
+        if (b.size(0) != k || c.size(0) != m || c.size(1) != n)
+            throw new IllegalArgumentException("gemm: inner or outer dimensions do not match: " + shapes.get());
+        if (bias.numel() != n || !bias.isContiguous())
+            throw new IllegalArgumentException("gemm + bias: the bias must be " + n + " contiguous values: " + shapes.get());
+        Mat ma = Mat.of("A", a, shapes), mb = Mat.of("B", b, shapes), mc = Mat.of("C", c, shapes);
+        if (mc.trans || m == 0 || n == 0 || k == 0) return false;
+        if (precision == Precision.BF16 && CudaVendor.bf16GemmUnavailable(Kernels.cuda()) != null) return false;
+        DeviceBuffer da = DeviceBuffer.of(a.deviceBuffer()), db = DeviceBuffer.of(b.deviceBuffer()), dc = DeviceBuffer.of(c.deviceBuffer()),
+                dbias = DeviceBuffer.of(bias.deviceBuffer());
+        Supplier<String> what = () -> "gemm + bias on CUDA(" + shapes.get() + ")";
+        checkDeviceOperand(what, "A", da, ma.trans ? k : m, ma.trans ? m : k, ma.ld, 0, 1);
+        checkDeviceOperand(what, "B", db, mb.trans ? n : k, mb.trans ? k : n, mb.ld, 0, 1);
+        checkDeviceOperand(what, "C", dc, m, n, mc.ld, 0, 1);
+        checkDeviceOperand(what, "bias", dbias, 1, n, n, 0, 1);
+        CudaVendor.GemmCompute mode = precision == Precision.BF16 ? CudaVendor.GemmCompute.BF16
+                : cudaTf32 ? CudaVendor.GemmCompute.TF32 : CudaVendor.GemmCompute.FP32;
+        return CudaVendor.gemmBias(Kernels.cuda(), ma.trans, mb.trans, m, n, k, ma.ld, mb.ld, mc.ld, da, db, dbias, dc, mode);
+    }
+
     /** One matrix operand as the native side sees it: transpose flag, leading dimension, batch stride. */
     private record Mat(boolean trans, long ld, long batchStride) {
         static Mat of(String name, Tensor t, Supplier<String> shapes) {

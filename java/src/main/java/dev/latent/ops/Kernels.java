@@ -75,6 +75,18 @@ public final class Kernels {
         DeviceUploads.stage(checkIds("stageTokens", ids, n, vocab), targets.asSlice(0, 4 * n).toArray(JAVA_INT), vocab);
     }
 
+    /**
+     * {@link #stageTokens} into fixed device buffers (CUDA only): every batch of the same n and vocabulary goes to the
+     * same device addresses (this thread's token slot), so a step captured into a CUDA graph that reads the batch's ids,
+     * targets and grouping replays with each batch staged here before the replay. One asynchronous upload.
+     */
+    public static void stageTokensFixed(MemorySegment ids, MemorySegment targets, long n, long vocab) {
+        ints("stageTokensFixed", ids, n);
+        ints("stageTokensFixed", targets, n);
+        if (n == 0) throw new IllegalArgumentException("stageTokensFixed: an empty batch");
+        DeviceUploads.stageFixed(checkIds("stageTokensFixed", ids, n, vocab), targets.asSlice(0, 4 * n).toArray(JAVA_INT), vocab);
+    }
+
     private static volatile DeviceBuffer one;   /* 1f on the device, uploaded once per process */
 
     /** Sets a one-element CUDA tensor to 1 by a device-to-device copy of a resident 1f (no host synchronisation). */
@@ -156,6 +168,36 @@ public final class Kernels {
             throw new IllegalArgumentException("addRows: x " + x + " does not tile rows " + rows);
         numel("addRows", x.numel(), y);
         be.addRows(x.numel() / Math.max(c, 1), c, p, x, rows, y);
+    }
+
+    /** y = (float) f((double) x) elementwise, f named by {@code op}: sqrt, rsqrt, square, exp, log (autograd's F.pointwise). */
+    public static void pointwise(String op, Tensor x, Tensor y) {
+        Backend be = Backend.on(op, x, y);
+        numel(op, x.numel(), y);
+        be.pointwise(op, x.numel(), x, y);
+    }
+
+    /** dx = (float) (dy * f'(x)) in double elementwise (dx may alias dy). */
+    public static void pointwiseBackward(String op, Tensor x, Tensor dy, Tensor dx) {
+        Backend be = Backend.on(op + " backward", x, dy, dx);
+        numel(op + " backward", x.numel(), dy, dx);
+        be.pointwiseBackward(op, x.numel(), x, dy, dx);
+    }
+
+    /** m (C, C) = diag(v), v (C). */
+    public static void diag(Tensor v, Tensor m) {
+        Backend be = Backend.on("diag", v, m);
+        long c = v.numel();
+        numel("diag", Math.multiplyExact(c, c), m);
+        be.diag(c, v, m);
+    }
+
+    /** d[i] = g[i, i]: diag's adjoint. */
+    public static void diagBackward(Tensor g, Tensor d) {
+        Backend be = Backend.on("diag backward", g, d);
+        long c = d.numel();
+        numel("diag backward", Math.multiplyExact(c, c), g);
+        be.diagBackward(c, g, d);
     }
 
     /** out[i % P, :] += x[i, :] (the adjoint of addRows), deterministic. */
@@ -315,6 +357,28 @@ public final class Kernels {
         numel("adamw", p.numel(), g, m, v);
         numel("adamw", 1, gradScale);
         CudaKernels.adamw(cuda(), p.numel(), buf(p), buf(g), buf(m), buf(v), lr, beta1, beta2, eps, weightDecay, buf(gradScale), step);
+    }
+
+    /**
+     * CUDA graphs: the constants of one AdamW step written into {@code consts} (a CUDA tensor of at least {@code slot + 1}
+     * groups of 9 floats) at group {@code slot}, by an asynchronous upload (no host synchronisation); {@link #adamwStaged}
+     * reads them.
+     */
+    public static void stageAdamwConsts(Tensor consts, int slot, float lr, float beta1, float beta2, float eps, float weightDecay,
+                                        long step) {
+        if (consts.device() != Device.CUDA || !consts.isContiguous() || consts.numel() < 9L * (slot + 1))
+            throw new IllegalArgumentException("stageAdamwConsts: a contiguous CUDA tensor of >= " + 9L * (slot + 1) + " floats needed, got " + consts);
+        CudaKernels.stageAdamwConsts(buf(consts), 36L * slot, lr, beta1, beta2, eps, weightDecay, step);
+    }
+
+    /** AdamW on CUDA with its constants in device memory (group {@code slot} of {@code consts}) and the scale there too (or 1). */
+    public static void adamwStaged(Tensor p, Tensor g, Tensor m, Tensor v, Tensor consts, int slot, Tensor gradScale) {
+        if (!onCuda("adamw", p, g, m, v, consts) || (gradScale != null && gradScale.device() != Device.CUDA))
+            throw new IllegalArgumentException("adamw with staged constants: CUDA tensors needed, got " + p + ", " + consts);
+        numel("adamw", p.numel(), g, m, v);
+        if (consts.numel() < 9L * (slot + 1)) throw new IllegalArgumentException("adamw: constants " + consts + " lack group " + slot);
+        CudaKernels.adamwStaged(cuda(), p.numel(), buf(consts).slice(36L * slot, 36), gradScale == null ? null : buf(gradScale),
+                buf(p), buf(g), buf(m), buf(v));
     }
 
     /** Sum of squares in double, fixed chunking (same bits for any thread count). */

@@ -269,6 +269,70 @@ public final class AdamW {
         return norm;
     }
 
+    // ---- CUDA graphs: an update split into its host half (stage) and its device half (updateStaged) ----
+    private Tensor stagedConsts;   /* CUDA: per group, the nine floats of ltk_adamw_consts for the staged step */
+    private long stagedStep = -1;
+
+    /**
+     * The host half of an update for a step captured into a CUDA graph: the step count advances and this step's constants
+     * (learning rate {@code lr}, bias corrections) go to device memory by an asynchronous upload (no host synchronisation).
+     * Call it before every {@link #updateStaged}, outside the captured region; CUDA only.
+     */
+    public void stage(float lr) {
+        ensurePacked();
+        checkDevices();
+        if (flat.device() != Device.CUDA) throw new IllegalStateException("AdamW.stage: for parameters on CUDA (CUDA graphs), these are on " + flat.device());
+        if (stagedConsts == null) stagedConsts = Tensor.zeros(scope, Device.CUDA, 9L * Math.max(1, flat.groupCount()));
+        step++;
+        for (int grp = 0; grp < flat.groupCount(); grp++)
+            Kernels.stageAdamwConsts(stagedConsts, grp, lr, beta1, beta2, eps, grp == 0 && weightDecay > 0 ? weightDecay : 0f, step);
+        stagedStep = step;
+    }
+
+    /**
+     * The device half of {@link #update(float, double)}, after {@link #stage}: global-norm clipping on the device when
+     * {@code clip > 0} (the returned norm read only when asked) and the update kernels reading the staged constants. It
+     * changes no host state that the next step depends on and passes nothing by value that changes between steps, so a
+     * CUDA graph captured over it replays it; the bits equal {@code update(lr, clip)}. The parameters holding a gradient
+     * must be the same every step (a graph replays the launches it captured).
+     */
+    public GradNorm updateStaged(double clip) {
+        if (stagedStep != step) throw new IllegalStateException("AdamW.updateStaged: call stage(lr) first (staged step " + stagedStep + ", step " + step + ")");
+        GradNorm norm = clip > 0 ? gradNorm(clip) : new GradNorm(Double.NaN);
+        if (flat.syncGrads() == 0) return norm;
+        Tensor p = flat.values(), g = flat.grads(), deviceScale = clip > 0 ? clipBuf.slice(0, 2, 3) : null;
+        for (int grp = 0; grp < flat.groupCount(); grp++) {
+            long from = -1, to = -1;
+            for (int i = 0; i < flat.size(); i++) {
+                if (flat.group(i) != grp) continue;
+                if (flat.hasGrad(i)) {
+                    if (from < 0) from = flat.offset(i);
+                    to = flat.offset(i) + flat.numel(i);
+                } else if (from >= 0) {
+                    adamwStaged(p, g, from, to, grp, deviceScale);
+                    from = -1;
+                }
+            }
+            if (from >= 0) adamwStaged(p, g, from, to, grp, deviceScale);
+        }
+        return norm;
+    }
+
+    /**
+     * CUDA: the two floats whose bytes are the double sum of squares of the last device-side norm ({@link
+     * #gradNorm(double)}, {@link #updateStaged}): a view a captured step can copy into its outputs (norm = sqrt of it).
+     */
+    public Tensor deviceNormSumOfSquares() {
+        if (clipBuf == null || clipBuf.device() != Device.CUDA) throw new IllegalStateException("AdamW: no device-side norm computed yet");
+        return clipBuf.slice(0, 0, 2);
+    }
+
+    private void adamwStaged(Tensor p, Tensor g, long from, long to, int grp, Tensor deviceScale) {
+        if (to <= from) return;
+        Kernels.adamwStaged(p.slice(0, from, to), g.slice(0, from, to), m.slice(0, from, to), v.slice(0, from, to), stagedConsts, grp,
+                deviceScale);
+    }
+
     /** The update kernels, one per run of parameters holding a gradient, scaled by deviceScale (CUDA) or else by scale. */
     private void apply(float lr, float scale, Tensor deviceScale) {
         Tensor p = flat.values(), g = flat.grads();

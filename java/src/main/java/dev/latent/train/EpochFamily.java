@@ -30,12 +30,23 @@ import java.util.function.Supplier;
  */
 public abstract class EpochFamily implements TrainLoop.Family {
     /** What the checkpoint holds: the family name, the weights, the optimizer "opt" and the metadata "format" and "config". */
-    public record Checkpoint(String name, Supplier<Map<String, Var>> parameters, AdamW opt, String format, Supplier<Map<String, Object>> config) {
-        /** The metadata: "format", then "config" (the config as JSON). */
+    public record Checkpoint(String name, Supplier<Map<String, Var>> parameters, AdamW opt, String format, Supplier<Map<String, Object>> config,
+                             dev.latent.tensor.Precision precision) {
+        public Checkpoint {
+            java.util.Objects.requireNonNull(precision, "precision");
+        }
+
+        /** A checkpoint of an fp32 run. */
+        public Checkpoint(String name, Supplier<Map<String, Var>> parameters, AdamW opt, String format, Supplier<Map<String, Object>> config) {
+            this(name, parameters, opt, format, config, dev.latent.tensor.Precision.FP32);
+        }
+
+        /** The metadata: "format", then "config" (the config as JSON), then the training precision ({@link TrainingPrecision}). */
         public Map<String, String> metadata() {
             Map<String, String> meta = new LinkedHashMap<>();
             meta.put("format", format);
             meta.put("config", Json.object(config.get()));
+            meta.put(TrainingPrecision.KEY, precision.id());
             return meta;
         }
 

@@ -232,6 +232,13 @@ public final class TrainLoop {
             if (want != null && !want.equals(meta.get("format")))
                 throw new IOException(file + ": a " + meta.get("format") + " checkpoint, this run needs " + want);
             long step = number(file, meta, "step");
+            String wantPrecision = family.metadata().get(TrainingPrecision.KEY);
+            if (wantPrecision != null) {   /* a family recording its precision resumes only at the checkpoint's (absent: fp32) */
+                String have = TrainingPrecision.of(file, meta).id();
+                if (!have.equals(wantPrecision))
+                    throw new IOException(file + ": the run was trained at --precision " + have + ", this one asks " + wantPrecision
+                            + " (a resumed run keeps its precision: pass --precision " + have + ", or start a new run)");
+            }
             Map<String, Tensor[]> copies = new LinkedHashMap<>();   // destination -> source, all checked first
             family.parameters().forEach((k, v) -> copies.put(k, new Tensor[] {v.value(), null}));
             family.buffers().forEach((k, v) -> copies.put(k, new Tensor[] {v, null}));

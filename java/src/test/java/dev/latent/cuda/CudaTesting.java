@@ -27,7 +27,8 @@ final class CudaTesting {
     /** Indices into {@link #emuCounters()} (driver_emu.h, Counter). */
     static final int EMU_DTOH = 0, EMU_HTOD = 1, EMU_CTX_SYNC = 2, EMU_STREAM_SYNC = 3, EMU_FREE = 4, EMU_GEMM_EX = 5,
             EMU_GEMM_STRIDED_BATCHED_EX = 6, EMU_CONV_FWD = 7,
-            EMU_CONV_BWD_DATA = 8, EMU_CONV_BWD_FILTER = 9, EMU_EVENT_SYNC = 10, EMU_HTOD_ASYNC = 11, EMU_COUNTERS = 12;
+            EMU_CONV_BWD_DATA = 8, EMU_CONV_BWD_FILTER = 9, EMU_EVENT_SYNC = 10, EMU_HTOD_ASYNC = 11, EMU_LT_MATMUL = 12,
+            EMU_SDPA_FWD = 13, EMU_SDPA_BWD = 14, EMU_LAUNCH = 15, EMU_GRAPH_LAUNCH = 16, EMU_COUNTERS = 17;
 
     private static java.lang.invoke.MethodHandle emuCounters;
 

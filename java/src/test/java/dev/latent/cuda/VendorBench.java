@@ -3,6 +3,7 @@ package dev.latent.cuda;
 import dev.latent.tensor.Precision;
 import dev.latent.ops.Conv;
 import dev.latent.ops.Gemm;
+import dev.latent.ops.Kernels;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
@@ -59,6 +60,83 @@ public final class VendorBench {
                         CudaVendor.force(null);
                     }
                 }
+        // cuBLASLt (issue 18, h-sdpa): the Linear layer's x W^T + b with the bias in cuBLASLt's BIAS epilogue, against the
+        // cuBLAS GEMM then our bias kernel, and our GEMM then our bias kernel; and the plain GEMM on cuBLASLt (DEFAULT
+        // epilogue) beside the cuBLAS rows above. s: rows N, out features, in features.
+        long[][] linears = tiny ? new long[][] {{64, 48, 80}} : new long[][] {{8192, 3072, 768}, {8192, 768, 3072}, {8192, 2304, 768}};
+        for (long[] s : linears)
+            for (String path : new String[] {"ours", "cublas+bias", "cublaslt"}) {
+                if (!path.equals("ours") && CudaVendor.blas(cu) == null) continue;
+                if (path.equals("cublaslt") && CudaVendor.blasLt(cu) == null) continue;
+                try (Scope sc = Scope.confined()) {
+                    Tensor x = Tensor.zeros(sc, Device.CUDA, s[0], s[2]), w = Tensor.zeros(sc, Device.CUDA, s[1], s[2]),
+                            b = Tensor.zeros(sc, Device.CUDA, s[1]), y = Tensor.zeros(sc, Device.CUDA, s[0], s[1]);
+                    Tensor wt = w.transpose(0, 1), b2 = b.reshape(1, s[1]);
+                    CudaVendor.force(!path.equals("ours"));
+                    Runnable op = path.equals("cublaslt") ? () -> {
+                        if (!Gemm.matmulBiasFused(x, wt, b, y, Precision.FP32)) throw new IllegalStateException("cuBLASLt did not serve");
+                    } : () -> {
+                        Gemm.matmul(x, wt, y, 1f, 0f, Precision.FP32);
+                        Kernels.addRows(y, b2, y);
+                    };
+                    double ms = time(cu, reps, op);
+                    rows.add(new Row("linear_bias_fp32", s[0] + "x" + s[1] + "x" + s[2], path, ms, 2.0 * s[0] * s[1] * s[2] / ms / 1e6));
+                } finally {
+                    CudaVendor.force(null);
+                }
+            }
+        CuBlasLt lt = CudaVendor.blasLt(cu);
+        if (lt != null)
+            for (long[] s : gemms)
+                for (CuBlas.Compute mode : CuBlas.Compute.values())
+                    try (Scope sc = Scope.confined()) {
+                        Tensor a = Tensor.zeros(sc, Device.CUDA, s[0], s[2]), b = Tensor.zeros(sc, Device.CUDA, s[2], s[1]),
+                                c = Tensor.zeros(sc, Device.CUDA, s[0], s[1]);
+                        long pa = DeviceBuffer.of(a.deviceBuffer()).address(), pb = DeviceBuffer.of(b.deviceBuffer()).address(),
+                                pc = DeviceBuffer.of(c.deviceBuffer()).address();
+                        // row-major C = A B as column-major C^T = B^T A^T (CuBlas's swap)
+                        double ms = time(cu, reps, () -> lt.matmul(CuBlas.OP_N, CuBlas.OP_N, s[1], s[0], s[2], 1f, pb, s[1], pa, s[2], 0f, pc, s[1],
+                                CuBlasLt.Epilogue.DEFAULT, 0, 0, 0, mode));
+                        rows.add(new Row("gemm_" + mode.name().toLowerCase(Locale.ROOT), s[0] + "x" + s[1] + "x" + s[2], "cublaslt", ms,
+                                2.0 * s[0] * s[1] * s[2] / ms / 1e6));
+                    }
+        // causal attention forward: cuDNN's SDPA (bf16 Q, K, V, O through the backend graph API) against our fp32 kernel;
+        // gpu_bench.py times PyTorch's SDPA bf16 at the same shapes. s: B, NH, T, HS.
+        long[][] atts = tiny ? new long[][] {{1, 2, 37, 16}} : new long[][] {{8, 12, 1024, 64}, {4, 16, 1024, 64}};
+        for (long[] s : atts) {
+            long n = s[0] * s[1] * s[2] * s[3];
+            float scale = (float) (1 / Math.sqrt(s[3]));
+            double flops = 4.0 * s[0] * s[1] * s[2] * s[2] * s[3] / 2;   // causal: half the scores
+            String shape = "B" + s[0] + " NH" + s[1] + " T" + s[2] + " HS" + s[3];
+            try (Scope sc = Scope.confined()) {
+                Tensor q = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]), k = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]),
+                        v = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]), o = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]),
+                        lse = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2]);
+                Tensor dout = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]), dq = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]),
+                        dk = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]), dv = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]);
+                CudaVendor.force(false);
+                double ms = time(cu, reps, () -> Kernels.attention(q, k, v, true, scale, o, lse));
+                rows.add(new Row("attention_fwd", shape, "ours_fp32", ms, flops / ms / 1e6));
+                double bms = time(cu, reps, () -> Kernels.attentionBackward(q, k, v, o, lse, dout, true, scale, dq, dk, dv));
+                rows.add(new Row("attention_bwd", shape, "ours_fp32", bms, 2.5 * flops / bms / 1e6));
+            } finally {
+                CudaVendor.force(null);
+            }
+            if (CudaVendor.attention(cu) != null)
+                try (DeviceBuffer q = cu.alloc(2 * n); DeviceBuffer k = cu.alloc(2 * n); DeviceBuffer v = cu.alloc(2 * n);
+                     DeviceBuffer o = cu.alloc(2 * n); DeviceBuffer lse = cu.alloc(4 * n / s[3])) {
+                    for (DeviceBuffer d : new DeviceBuffer[] {q, k, v, o, lse}) d.zero();
+                    double ms = time(cu, reps, () -> CudaVendor.attentionBf16(cu, s[0], s[1], s[2], s[3], scale, q, k, v, o, lse));
+                    rows.add(new Row("attention_fwd", shape, "cudnn_sdpa_bf16", ms, flops / ms / 1e6));
+                    try (DeviceBuffer dout = cu.alloc(2 * n); DeviceBuffer dq = cu.alloc(2 * n); DeviceBuffer dk = cu.alloc(2 * n);
+                         DeviceBuffer dv = cu.alloc(2 * n)) {
+                        dout.zero();
+                        double bms = time(cu, reps, () -> CudaVendor.attentionBackwardBf16(cu, s[0], s[1], s[2], s[3], scale, q, k, v, o, dout,
+                                lse, dq, dk, dv));
+                        rows.add(new Row("attention_bwd", shape, "cudnn_sdpa_bf16", bms, 2.5 * flops / bms / 1e6));
+                    }
+                }
+        }
         Conv.Geometry[] convs = tiny ? new Conv.Geometry[] {Conv.Geometry.of(2, 3, 8, 8, 4, 3, 1, 1)}
                 : new Conv.Geometry[] {Conv.Geometry.of(64, 64, 32, 32, 128, 4, 2, 1), Conv.Geometry.of(64, 128, 16, 16, 256, 4, 2, 1),
                         Conv.Geometry.of(128, 32, 28, 28, 64, 3, 1, 1)};

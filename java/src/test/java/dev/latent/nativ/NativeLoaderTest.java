@@ -96,7 +96,7 @@ class NativeLoaderTest {
         String[][] fields = {
                 {"b", "nh", "t", "hs", "causal", "scale"},
                 {"lr", "beta1", "beta2", "eps", "weight_decay", "grad_scale", "step"},
-                {"rank", "shape", "src_stride", "dst_stride"},
+                {"rank", "pad_", "shape", "src_stride", "dst_stride"},
                 {"n", "c", "h", "w", "k", "r", "s", "oh", "ow", "stride_h", "stride_w", "pad_h", "pad_w"},
                 {"rows", "nh", "hs", "ldq", "ldkv", "ldo", "scale", "pad_"}};
         java.lang.foreign.StructLayout[] layouts = {LatentNative.ATTENTION_DESC, LatentNative.ADAMW_DESC, LatentNative.COPY_DESC,

@@ -76,6 +76,23 @@ public final class Classifier implements Module {
         data.fill(x, idx, from, m, 1f / 127.5f, -1f, 0);
     }
 
+    private dev.latent.tensor.Precision precision = dev.latent.tensor.Precision.FP32;
+
+    /**
+     * Operand precision of {@link #train}'s steps (issue 15): BF16 runs the convolutions and the linear layers through
+     * lt_conv2d_*_bf16 and lt_gemm_bf16 (operands rounded to bf16, fp32 sums); BatchNorm, the cross-entropy,
+     * reductions, the master weights and AdamW's state stay fp32, and the test accuracy, features and probabilities
+     * (FID, IS) are computed at fp32. CPU with AVX512_BF16 only: elsewhere an exception naming why. Recorded in the
+     * checkpoint (metadata "precision"); a resume must ask the same.
+     */
+    public Classifier precision(dev.latent.tensor.Precision p) {
+        this.precision = dev.latent.train.TrainingPrecision.requireRunnable("classifier", p, dev.latent.tensor.Device.CPU);
+        return this;
+    }
+
+    /** The training precision: the one set, or for a {@link #load}ed classifier the checkpoint's (FP32 for older ones). */
+    public dev.latent.tensor.Precision precision() { return precision; }
+
     /** What {@link #train} achieved: epochs run, final test accuracy (fraction correct), wall-clock seconds. */
     public record TrainResult(int epochs, double testAccuracy, double seconds) {}
 
@@ -126,6 +143,7 @@ public final class Classifier implements Module {
                     meta.put("format", FORMAT);
                     meta.put("classes", Integer.toString(classes));
                     meta.put("info", Json.object(Map.of("test_accuracy", acc[0], "epochs", epochs, "seed", seed)));
+                    meta.put(dev.latent.train.TrainingPrecision.KEY, precision.id());
                     return meta;
                 }
 
@@ -136,7 +154,7 @@ public final class Classifier implements Module {
                         permEpoch = ep;
                     }
                     float lrNow = (float) (lr * 0.5 * (1 + Math.cos(Math.PI * s / total)));
-                    try (Graph g = Graph.open()) {
+                    try (Graph g = Graph.open().precision(precision)) {
                         Tensor x = g.empty(batch, 1, 28, 28);
                         batch(trainSet, perm, pos, batch, x);
                         for (int i = 0; i < batch; i++) targets.setAtIndex(JAVA_INT, i, trainSet.labels[perm[pos + i]]);
@@ -183,7 +201,16 @@ public final class Classifier implements Module {
         return (double) correct / data.n;
     }
 
-    /** Features (n x 128) and class probabilities (n x classes) of every image, in double. */
+    /** t's contiguous floats on the host (a copy in g's scope when t is on a device). */
+    private static MemorySegment host(Graph g, Tensor t) {
+        return t.device() == dev.latent.tensor.Device.CPU ? t.contiguous().segment() : t.to(g.scope(), dev.latent.tensor.Device.CPU).segment();
+    }
+
+    /**
+     * Features (n x 128) and class probabilities (n x classes) of every image, in double. The forward runs where the
+     * classifier's weights are (the CPU, or a device after {@code load(..., device)}); features and logits come back in
+     * one copy each per chunk of 500 images.
+     */
     public double[][][] featuresAndProbs(ImageData data) {
         double[][] feats = new double[data.n][], probs = new double[data.n][];
         for (int from = 0; from < data.n; from += 500) {
@@ -191,8 +218,10 @@ public final class Classifier implements Module {
             try (Graph g = Graph.inference()) {
                 Tensor x = g.empty(m, 1, 28, 28);
                 batch(data, null, from, m, x);
-                Var f = features(Var.constant(x));
-                MemorySegment fs = f.value().segment(), ls = out.forward(f).value().segment();
+                dev.latent.tensor.Device on = out.weight.value().device();
+                Var f = features(Var.constant(on == dev.latent.tensor.Device.CPU ? x : x.to(g.scope(), on)));
+                Var lg = out.forward(f);
+                MemorySegment fs = host(g, f.value()), ls = host(g, lg.value());
                 for (int i = 0; i < m; i++) {
                     double[] fi = new double[FEATURES], pi = new double[classes];
                     for (int j = 0; j < FEATURES; j++) fi[j] = fs.getAtIndex(JAVA_FLOAT, (long) i * FEATURES + j);
@@ -215,11 +244,15 @@ public final class Classifier implements Module {
         meta.put("format", FORMAT);
         meta.put("classes", Integer.toString(classes));
         meta.put("info", Json.object(info));
+        meta.put(dev.latent.train.TrainingPrecision.KEY, precision.id());
         SafeTensors.write(file, t, meta);
     }
 
     /** Loads a classifier from its checkpoint file or the folder holding it. */
-    public static Classifier load(Path dirOrFile, Scope scope) throws IOException {
+    public static Classifier load(Path dirOrFile, Scope scope) throws IOException { return load(dirOrFile, scope, dev.latent.tensor.Device.CPU); }
+
+    /** A classifier on {@code device}: {@link #featuresAndProbs} (the FID / IS feature net) then runs its forward there. */
+    public static Classifier load(Path dirOrFile, Scope scope, dev.latent.tensor.Device device) throws IOException {
         Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(CHECKPOINT) : dirOrFile;
         if (!Files.isRegularFile(f))
             throw new IOException("no classifier at " + f + ": train one with `bin/latent train classifier --out " + dirOrFile + "`");
@@ -232,6 +265,7 @@ public final class Classifier implements Module {
             throw new IOException(f + ": bad class count " + l.metadata().get("classes"));
         }
         Classifier c = new Classifier(scope, classes, 0);
+        c.precision = dev.latent.train.TrainingPrecision.of(f, l.metadata());   /* read, not required: features run fp32 */
         for (var e : c.namedParameters().entrySet()) {
             Tensor src = l.tensors().get(e.getKey());
             if (src == null) throw new IOException(f + ": missing tensor " + e.getKey());
@@ -239,6 +273,7 @@ public final class Classifier implements Module {
                 throw new IOException(f + ": tensor " + e.getKey() + " has shape " + java.util.Arrays.toString(src.shape()));
             MemorySegment.copy(src.segment(), 0, e.getValue().value().segment(), 0, src.numel() * 4);
         }
+        if (device != dev.latent.tensor.Device.CPU) c.to(scope, device);
         return c;
     }
 }

@@ -43,9 +43,21 @@ public final class FlowTrainer {
      * training loop's.
      */
     public record Config(String data, Path out, String arch, int couplings, int levels, int depth, int hidden, int epochs, int batch,
-                         float lr, int maxSteps, long seed, int trainLimit, int testLimit, boolean quiet) {
+                         float lr, int maxSteps, long seed, int trainLimit, int testLimit, boolean quiet, double clip) {
         public Config {
             if (!arch.equals("realnvp") && !arch.equals("glow")) throw new IllegalArgumentException("flow arch must be realnvp or glow, got " + arch);
+            if (!(clip >= 0)) throw new IllegalArgumentException("clip must be >= 0 (0: no clipping), got " + clip);
+        }
+
+        /** No gradient clipping: the reference recipe ({@code clip} 0). */
+        public Config(String data, Path out, String arch, int couplings, int levels, int depth, int hidden, int epochs, int batch,
+                      float lr, int maxSteps, long seed, int trainLimit, int testLimit, boolean quiet) {
+            this(data, out, arch, couplings, levels, depth, hidden, epochs, batch, lr, maxSteps, seed, trainLimit, testLimit, quiet, 0);
+        }
+
+        /** This config with global-norm gradient clipping at {@code clip} (0: none). */
+        public Config withClip(double clip) {
+            return new Config(data, out, arch, couplings, levels, depth, hidden, epochs, batch, lr, maxSteps, seed, trainLimit, testLimit, quiet, clip);
         }
 
         /** RealNVP with the given sizes (the form the reference script's flags take). */
@@ -98,6 +110,24 @@ public final class FlowTrainer {
         losses = device == Device.CPU ? null : new StepScalars(scope, device, 1);
     }
 
+    private dev.latent.tensor.Precision precision = dev.latent.tensor.Precision.FP32;
+
+    /**
+     * Operand precision of the training steps' coupling networks (issue 15): BF16 runs their convolutions through
+     * lt_conv2d_*_bf16 (operands rounded to bf16, fp32 sums; every prior is a fixed N(0, I), so nothing else has one). The
+     * affine couplings themselves, the log-determinants, ActNorm, Glow's invertible 1x1 convolution (kept exact inside
+     * the BF16 graph: its log-det is that of the fp32 W), the bits/dim, reductions, master weights and Adam's state
+     * stay fp32; evaluation, the invertibility check and sampling run at fp32. CPU with AVX512_BF16 only: elsewhere an
+     * exception naming why, before any step. Recorded in the checkpoint (metadata "precision"); a resume must ask the same.
+     */
+    public FlowTrainer precision(dev.latent.tensor.Precision p) {
+        this.precision = dev.latent.train.TrainingPrecision.requireRunnable(cfg.arch(), p, device);
+        return this;
+    }
+
+    /** The training precision: the one set, or for a {@link #load}ed trainer the checkpoint's (FP32 for older ones). */
+    public dev.latent.tensor.Precision precision() { return precision; }
+
     /** y (preprocessed on the host: the same bits for any device) on the trainer's device; ldPre stays on the host. */
     private Tensor onDevice(Scope s, Tensor y) { return device == Device.CPU ? y : y.to(s, device); }
 
@@ -111,11 +141,11 @@ public final class FlowTrainer {
      */
     public StepScalars.Values stepDeferred(ImageData data, int[] idx, int from, int m) {
         step++;
-        try (Graph g = Graph.open()) {
+        try (Graph g = Graph.open().precision(precision)) {
             Tensor[] pre = model.preprocess(g.scope(), data.pixels, idx, from, m, cfg.seed, NOISE + step);
             Var bpd = model.bitsPerDim(Var.constant(onDevice(g.scope(), pre[0])), pre[1]);
             g.backward(bpd);
-            opt.update(cfg.lr, 0);
+            opt.update(cfg.lr, cfg.clip);
             if (device == Device.CPU) return StepScalars.Values.known(F.item(bpd));
             return losses.capture(bpd.value());
         }
@@ -265,6 +295,7 @@ public final class FlowTrainer {
         c.put("data", cfg.data);
         c.put("seed", cfg.seed);
         meta.put("config", Json.object(c));
+        meta.put(dev.latent.train.TrainingPrecision.KEY, precision.id());
         return meta;
     }
 
@@ -279,7 +310,13 @@ public final class FlowTrainer {
         }, step);
     }
 
-    public static FlowTrainer load(Path dirOrFile, Scope scope) throws IOException {
+    public static FlowTrainer load(Path dirOrFile, Scope scope) throws IOException { return load(dirOrFile, scope, Device.CPU); }
+
+    /**
+     * A checkpoint's flow on {@code device} (sampling, bits/dim and the invertibility check then run there: every op of
+     * the forward and the inverse has a device path).
+     */
+    public static FlowTrainer load(Path dirOrFile, Scope scope, Device device) throws IOException {
         Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(CHECKPOINT) : dirOrFile;
         if (!Files.isRegularFile(f)) throw new IOException("no RealNVP checkpoint at " + f);
         SafeTensors.Loaded l = SafeTensors.read(f, scope);
@@ -291,11 +328,12 @@ public final class FlowTrainer {
         String data = String.valueOf(c.get("data"));
         Config cfg = glow ? new Config(data, f.getParent(), "glow", 0, num(c, "levels"), num(c, "depth"), hid, 1, 64, 1e-3f, 0, 1, 0, 0, true)
                 : new Config(data, f.getParent(), num(c, "couplings"), hid, 1, 64, 1e-3f, 0, 1, 0, 0, true);
-        FlowTrainer t = new FlowTrainer(cfg, scope, h, w);
+        FlowTrainer t = new FlowTrainer(cfg, scope, h, w, device);
+        t.precision = dev.latent.train.TrainingPrecision.of(f, l.metadata());   /* read, not required: sampling runs fp32 */
         for (var e : t.model.namedParameters().entrySet()) {
             Tensor src = l.tensors().get(e.getKey());
             if (src == null || src.numel() != e.getValue().value().numel()) throw new IOException(f + ": missing or mis-shaped tensor " + e.getKey());
-            MemorySegment.copy(src.segment(), 0, e.getValue().value().segment(), 0, src.numel() * 4);
+            dev.latent.nn.Init.assign(src, e.getValue().value());
         }
         if (t.model instanceof Glow gl) gl.markInitialized();
         return t;

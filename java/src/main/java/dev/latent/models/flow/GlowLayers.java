@@ -201,12 +201,17 @@ public final class GlowLayers {
             return F.matmul(Var.constant(p), F.matmul(l, u));
         }
 
-        /** {y = W x per pixel, log-det per image = H W sum(log_s)}. */
+        /**
+         * {y = W x per pixel, log-det per image = H W sum(log_s)}. Always fp32, also in a BF16 graph (and its backward):
+         * the log-det is exact for the fp32 W, so y must be W x with W's and x's operands unrounded.
+         */
         public Var[] forward(Var x) {
             long[] s = x.shape();
             if (s[1] != c) throw new IllegalArgumentException("InvConv1x1: " + c + " channels expected, got " + x.value());
-            Var y = F.conv2d(x, F.reshape(weight(), c, c, 1, 1), null, 1, 0);
-            return new Var[] {y, F.scale(F.sum(logS), (float) (s[2] * s[3]))};
+            try (var exact = Graph.current().at(dev.latent.tensor.Precision.FP32)) {
+                Var y = F.conv2d(x, F.reshape(weight(), c, c, 1, 1), null, 1, 0);
+                return new Var[] {y, F.scale(F.sum(logS), (float) (s[2] * s[3]))};
+            }
         }
 
         /** x = W^-1 y per pixel (W inverted in double). */

@@ -127,9 +127,25 @@ public final class ToyFlow {
         return last;
     }
 
+    private dev.latent.tensor.Precision precision = dev.latent.tensor.Precision.FP32;
+
+    /**
+     * Operand precision of the training steps' coupling MLPs (issue 15): BF16 runs their linear layers through
+     * lt_gemm_bf16 (operands rounded to bf16, fp32 sums); the affine couplings, log-determinants, the NLL, master
+     * weights and Adam's state stay fp32, and evaluation and sampling run fp32. CPU with AVX512_BF16 only: elsewhere an
+     * exception naming why. {@link #run}'s checkpoint records it (metadata "precision"); a resume must ask the same.
+     */
+    public ToyFlow precision(dev.latent.tensor.Precision p) {
+        this.precision = dev.latent.train.TrainingPrecision.requireRunnable("flow-toy", p, dev.latent.tensor.Device.CPU);
+        return this;
+    }
+
+    /** The training precision set (FP32 by default). */
+    public dev.latent.tensor.Precision precision() { return precision; }
+
     /** Adam step t (1-based): a fresh batch from Philox (seed, 4t); returns its mean NLL before the step. */
     private double step(long t) {
-        try (Graph g = Graph.open()) {
+        try (Graph g = Graph.open().precision(precision)) {
             Var nll = F.scale(F.mean(logProb(Var.constant(sampleData(g.scope(), cfg.seed, 4L * t, cfg.batch)))), -1f);
             g.backward(nll);
             opt.update(cfg.lr, 0);
@@ -158,7 +174,7 @@ public final class ToyFlow {
                 java.util.Map<String, Object> c = new java.util.LinkedHashMap<>();
                 c.put("dist", cfg.dist); c.put("couplings", cfg.couplings); c.put("hidden", cfg.hidden); c.put("steps", cfg.steps);
                 c.put("batch", cfg.batch); c.put("lr", cfg.lr); c.put("seed", cfg.seed);
-                return java.util.Map.of("format", FORMAT, "config", dev.latent.io.Json.object(c));
+                return java.util.Map.of("format", FORMAT, "config", dev.latent.io.Json.object(c), dev.latent.train.TrainingPrecision.KEY, precision.id());
             }
             @Override public String divergenceHint() { return "lower the learning rate (" + cfg.lr + ")"; }
             @Override public boolean logAt(long done) { return done % logEvery == 0 || done == cfg.steps; }

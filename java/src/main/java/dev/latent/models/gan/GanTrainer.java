@@ -11,6 +11,7 @@ import dev.latent.nn.Init;
 import dev.latent.optim.AdamW;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
+import dev.latent.ops.Kernels;
 import dev.latent.tensor.Tensor;
 import dev.latent.train.ImageGrid;
 import dev.latent.train.StepScalars;
@@ -105,6 +106,8 @@ public final class GanTrainer {
     private final AdamW optG, optD;
     private final Scope params = Scope.shared();
     private StepScalars stepValues;   /* CUDA: a DCGAN iteration's losses and logits, read back when asked */
+    private Tensor wganKept;           /* CUDA, WGAN-GP: {lossD, lossG, W estimate, penalty} of the last iteration, on the device */
+    private StepScalars wganValues;
     /** Where the nets train; samples and checkpoints are copied to the host as they are written. */
     public final Device device;
     private TrainingListener listener = TrainingListener.LOG;
@@ -125,24 +128,20 @@ public final class GanTrainer {
     /**
      * Operand precision of the training steps' convolutions and matmuls (issue 15): BF16 runs them through
      * lt_conv2d_*_bf16 and lt_gemm_bf16 (operands rounded to bf16, fp32 sums); BatchNorm, the losses, reductions, the
-     * master weights and Adam's state stay fp32, and sampling and evaluation graphs stay fp32. On the CPU BF16 needs
-     * AVX512_BF16 (else an exception naming why, before any step); on CUDA (issue 18) TF32 and BF16 both run
-     * (docs/cuda.md "Mixed precision"), and TF32 is refused off CUDA. Not recorded in the checkpoint: a resumed run takes
-     * the precision it is given.
+     * master weights and Adam's state stay fp32, and sampling and evaluation graphs stay fp32. WGAN-GP's gradient
+     * penalty differentiates through the bf16 convolutions' backward (each pass of the double backward is again a bf16
+     * convolution: Bf16RestTrainingTest checks it against fp32). bf16 on a CPU with AVX512_BF16; on CUDA (issue 18) TF32 and
+     * BF16 for dcgan (docs/cuda.md "Mixed precision"; wgan-gp's penalty is not checked there); elsewhere an exception
+     * naming why, before any step. Recorded in the checkpoint (metadata "precision"); a resume must ask the same.
      */
     public GanTrainer precision(dev.latent.tensor.Precision p) {
-        java.util.Objects.requireNonNull(p, "precision");
-        if (p != dev.latent.tensor.Precision.FP32 && cfg.loss != Loss.GAN)
-            throw new IllegalArgumentException("wgan-gp: " + p.id() + " precision is not checked for its gradient penalty's double backward; use fp32");
-        if (p == dev.latent.tensor.Precision.TF32 && device != Device.CUDA)
-            throw new IllegalArgumentException("dcgan: " + p.unavailableOn(device));
-        if (p == dev.latent.tensor.Precision.BF16 && device == Device.CPU) {
-            String why = dev.latent.ops.Gemm.bf16Unavailable();
-            if (why != null) throw new IllegalStateException("dcgan: " + why);
-        }
-        this.precision = p;
+        this.precision = dev.latent.train.TrainingPrecision.requireRunnable(cfg.loss == Loss.GAN ? "dcgan" : "wgan-gp", p, device,
+                cfg.loss == Loss.GAN);
         return this;
     }
+
+    /** The training precision: the one set, or for a {@link #load}ed trainer the checkpoint's (FP32 for older ones). */
+    public dev.latent.tensor.Precision precision() { return precision; }
 
     /**
      * A trainer on {@code device}: the nets are built on the CPU (the same initial weights for any device), moved there
@@ -217,6 +216,14 @@ public final class GanTrainer {
         /** Sets the iteration the next save records. */
         public void iter(long iter) { this.iter = iter; }
 
+        private dev.latent.tensor.Precision precision = dev.latent.tensor.Precision.FP32;
+
+        /** The training precision the checkpoint records (metadata "precision"; default FP32) and a resume must match. */
+        public Checkpoint precision(dev.latent.tensor.Precision p) {
+            this.precision = java.util.Objects.requireNonNull(p, "precision");
+            return this;
+        }
+
         @Override public String name() { return name; }
 
         @Override public void restored(long s) { iter = s; }
@@ -247,6 +254,7 @@ public final class GanTrainer {
             meta.put("format", FORMAT);
             meta.put("iter", Long.toString(iter));
             meta.put("config", Json.object(config));
+            meta.put(dev.latent.train.TrainingPrecision.KEY, precision.id());
             return meta;
         }
     }
@@ -297,7 +305,9 @@ public final class GanTrainer {
                             int pos = position(s * cfg.nCritic + j);
                             r = criticStep(train, perm, pos, (long) it * cfg.nCritic + j);
                         }
-                        r[1] = generatorStep(it);
+                        double lossG = generatorStep(it);
+                        if (r == null) r = wganStepValues().values();   /* CUDA: the iteration's values in one copy */
+                        else r[1] = lossG;
                     }
                     timed[0] += System.nanoTime() - t0;
                     timed[1]++;
@@ -340,6 +350,7 @@ public final class GanTrainer {
                     }
                 }
             };
+            family.precision(precision);
             long done = TrainLoop.run(family, new TrainLoop.Options(cfg.out, iters, stopAt, resume, 0, listener, cfg.quiet));
             if (!curve.isEmpty()) {
                 double[] x = curve.stream().mapToDouble(r -> r[0]).toArray();
@@ -362,10 +373,7 @@ public final class GanTrainer {
     /** One training iteration on data[perm[pos ..]] (benchmarks): a GAN step, or n_critic critic steps and a G step. */
     public double[] step(ImageData data, int[] perm, int pos, long it) {
         if (cfg.loss == Loss.GAN) return ganStep(data, perm, pos, it);
-        double[] r = null;
-        for (int j = 0; j < cfg.nCritic; j++) r = criticStep(data, perm, pos, it * cfg.nCritic + j);
-        r[1] = generatorStep(it);
-        return r;
+        return wganStepDeferred(data, perm, pos, it).values();
     }
 
     /** One D step then one G step (non-saturating) on the same G(z); returns {lossD, lossG, D(x), D(G(z))}. */
@@ -381,14 +389,20 @@ public final class GanTrainer {
         private final double[] known;
         private final StepScalars.Values terms;
 
-        StepValues(double[] known, StepScalars.Values terms) {
+        private final boolean scalars;   /* WGAN-GP: four scalars; DCGAN: two scalars and two batches of logits */
+
+        StepValues(double[] known, StepScalars.Values terms) { this(known, terms, false); }
+
+        StepValues(double[] known, StepScalars.Values terms, boolean scalars) {
             this.known = known;
             this.terms = terms;
+            this.scalars = scalars;
         }
 
-        /** {lossD, lossG, D(x), D(G(z))}. */
+        /** DCGAN: {lossD, lossG, D(x), D(G(z))}; WGAN-GP: {lossD, lossG, W estimate E[D(real)] - E[D(fake)], penalty}. */
         public double[] values() {
             if (known != null) return known.clone();
+            if (scalars) return new double[] {terms.get(0), terms.get(1), terms.get(2), terms.get(3)};
             return new double[] {terms.get(0), terms.get(1), meanSigmoid(terms.floats(2)), meanSigmoid(terms.floats(3))};
         }
 
@@ -396,10 +410,35 @@ public final class GanTrainer {
         public boolean onDevice() { return terms != null && terms.onDevice(); }
     }
 
-    /** {@link #step} of a DCGAN (loss gan) without reading its values: on CUDA no host synchronisation. */
+    /**
+     * {@link #step} without reading its values: on CUDA no host synchronisation (a DCGAN iteration's {lossD, lossG, D(x),
+     * D(G(z))}, or WGAN-GP's n_critic critic steps and generator step with {lossD, lossG, W estimate, penalty} of the
+     * last critic step and the generator step, stay on the device until {@link StepValues#values()} reads them).
+     */
     public StepValues stepDeferred(ImageData data, int[] perm, int pos, long it) {
-        if (cfg.loss != Loss.GAN) throw new IllegalStateException("stepDeferred: for loss gan only (this trainer runs " + cfg.loss + ")");
-        return ganStepDeferred(data, perm, pos, it);
+        return cfg.loss == Loss.GAN ? ganStepDeferred(data, perm, pos, it) : wganStepDeferred(data, perm, pos, it);
+    }
+
+    private StepValues wganStepDeferred(ImageData data, int[] perm, int pos, long it) {
+        double[] r = null;
+        for (int j = 0; j < cfg.nCritic; j++) r = criticStep(data, perm, pos, it * cfg.nCritic + j);
+        double lossG = generatorStep(it);
+        if (r == null) return wganStepValues();
+        r[1] = lossG;
+        return new StepValues(r, null);
+    }
+
+    /** CUDA, WGAN-GP: the kept {lossD, lossG, W, penalty} as one capture (device-to-device copies; read in one copy). */
+    private StepValues wganStepValues() {
+        if (wganValues == null) wganValues = new StepScalars(params, device, 4);
+        return new StepValues(null, wganValues.capture(wganKept.slice(0, 0, 1), wganKept.slice(0, 1, 2), wganKept.slice(0, 2, 3),
+                wganKept.slice(0, 3, 4)), true);
+    }
+
+    /** CUDA, WGAN-GP: slot i of the kept values = the one-element device tensor v (a device-to-device copy). */
+    private void keep(int i, Tensor v) {
+        if (wganKept == null) wganKept = Tensor.zeros(params, device, 4);
+        Kernels.copy(v.reshape(1), wganKept.slice(0, i, i + 1));
     }
 
     private StepValues ganStepDeferred(ImageData data, int[] perm, int pos, long it) {
@@ -436,17 +475,29 @@ public final class GanTrainer {
         return acc / s.length;
     }
 
-    /** One WGAN-GP critic step; returns {lossD, 0, W estimate E[D(real)] - E[D(fake)], penalty}. */
+    /**
+     * One WGAN-GP critic step; returns {lossD, 0, W estimate E[D(real)] - E[D(fake)], penalty}. On CUDA it returns null
+     * and keeps those values on the device (slots 0, 2, 3 of {@link #wganKept}: no host synchronisation; the W estimate
+     * is then the float difference of the two means, where the CPU subtracts their doubles).
+     */
     double[] criticStep(ImageData data, int[] perm, int pos, long step) {
-        try (Graph gr = Graph.open()) {
+        try (Graph gr = Graph.open().precision(precision)) {
             Tensor realT = realBatch(gr.scope(), data, perm, pos);
             Var real = Var.constant(realT);
             Var fake = F.detach(g.forward(Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + step, cfg.batch, cfg.nz)))));
             Var dReal = F.mean(d.forward(real)), dFake = F.mean(d.forward(fake));
-            Var penalty = F.scale(gradientPenalty(gr, realT, fake.value(), step), cfg.lambda);
+            Var gp = gradientPenalty(gr, realT, fake.value(), step);
+            Var penalty = F.scale(gp, cfg.lambda);
             Var loss = F.add(F.sub(dFake, dReal), penalty);
             gr.backward(loss);
             optD.update(cfg.lr, 0);
+            if (device != Device.CPU) {
+                keep(0, loss.value());
+                keep(2, dReal.value());
+                Kernels.axpby(-1f, dFake.value().reshape(1), 1f, wganKept.slice(0, 2, 3));   // E[D(real)] - E[D(fake)]
+                keep(3, gp.value());
+                return null;
+            }
             return new double[] {F.item(loss), 0, F.item(dReal) - F.item(dFake), F.item(penalty) / cfg.lambda};
         }
     }
@@ -496,14 +547,18 @@ public final class GanTrainer {
         return F.mean(F.mul(dev, dev));
     }
 
-    /** One WGAN generator step: loss -E[D(G(z))]. */
+    /** One WGAN generator step: loss -E[D(G(z))] (on CUDA NaN: the loss is kept on the device, see {@link #criticStep}). */
     double generatorStep(long it) {
-        try (Graph gr = Graph.open()) {
+        try (Graph gr = Graph.open().precision(precision)) {
             Var fake = g.forward(Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + (1L << 39) + it, cfg.batch, cfg.nz))));
             Var loss = F.scale(F.mean(d.forward(fake)), -1f);
             gr.freeze(d.parameters());
             gr.backward(loss);
             optG.update(cfg.lr, 0);
+            if (device != Device.CPU) {   /* kept on the device (slot 1) until the iteration's values are read */
+                keep(1, loss.value());
+                return Double.NaN;
+            }
             return F.item(loss);
         }
     }
@@ -602,7 +657,10 @@ public final class GanTrainer {
     }
 
     /** A trainer holding the nets of a checkpoint (for sampling); sampleSeed keys the latents of writeSamples. */
-    public static GanTrainer load(Path dirOrFile, Scope scope, long sampleSeed) throws IOException {
+    public static GanTrainer load(Path dirOrFile, Scope scope, long sampleSeed) throws IOException { return load(dirOrFile, scope, sampleSeed, Device.CPU); }
+
+    /** A checkpoint's nets on {@code device} (BatchNorm's running statistics too): sampling then runs there (GanSampler). */
+    public static GanTrainer load(Path dirOrFile, Scope scope, long sampleSeed, Device device) throws IOException {
         Path f = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(CHECKPOINT) : dirOrFile;
         if (!Files.isRegularFile(f)) throw new IOException("no GAN checkpoint at " + f);
         SafeTensors.Loaded l = SafeTensors.read(f, scope);
@@ -613,14 +671,15 @@ public final class GanTrainer {
         Config cfg = new Config(gan ? Loss.GAN : Loss.WGAN_GP, String.valueOf(c.get("data")), f.getParent(), num(c, "iters"), num(c, "batch"),
                 num(c, "nz"), num(c, "ngf"), num(c, "ndf"), 0f, 0.5f, 0.9f, Math.max(1, num(c, "n_critic")), 0f, norm, num(c, "seed"),
                 1, 0, 0, sampleSeed, true, classesIn(f, c));
-        GanTrainer t = new GanTrainer(cfg);
+        GanTrainer t = new GanTrainer(cfg, device);
+        t.precision = dev.latent.train.TrainingPrecision.of(f, l.metadata());   /* read, not required: sampling runs fp32 */
         for (var e : Dcgan.stateDict(t.g, t.d).entrySet()) {
             Tensor src = l.tensors().get(e.getKey());
             if (src == null) throw new IOException(f + ": missing tensor " + e.getKey());
             if (!java.util.Arrays.equals(src.shape(), e.getValue().shape()))
                 throw new IOException(f + ": tensor " + e.getKey() + " has shape " + java.util.Arrays.toString(src.shape()) + ", config says "
                         + java.util.Arrays.toString(e.getValue().shape()));
-            MemorySegment.copy(src.segment(), 0, e.getValue().segment(), 0, src.numel() * 4);
+            dev.latent.nn.Init.assign(src, e.getValue());
         }
         return t;
     }

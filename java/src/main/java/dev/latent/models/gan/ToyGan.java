@@ -153,6 +153,19 @@ public final class ToyGan {
         return cfg.cosine ? (float) (cfg.lr * 0.5 * (1 + Math.cos(Math.PI * (t - 1) / cfg.steps))) : cfg.lr;
     }
 
+    private dev.latent.tensor.Precision precision = dev.latent.tensor.Precision.FP32;
+
+    /**
+     * Operand precision of the training steps' linear layers (issue 15): BF16 runs them through lt_gemm_bf16 (operands
+     * rounded to bf16, fp32 sums), WGAN-GP's penalty differentiating through the bf16 matmuls' backward; activations,
+     * the losses, reductions, master weights and Adam's state stay fp32, and sampling runs fp32. CPU with AVX512_BF16
+     * only: elsewhere an exception naming why.
+     */
+    public ToyGan precision(dev.latent.tensor.Precision p) {
+        this.precision = dev.latent.train.TrainingPrecision.requireRunnable("toy-gan", p, dev.latent.tensor.Device.CPU);
+        return this;
+    }
+
     /** Trains for cfg.steps generator steps; returns the last step's {lossD, lossG}. */
     public double[] train() {
         double[] last = {Double.NaN, Double.NaN};
@@ -161,7 +174,7 @@ public final class ToyGan {
     }
 
     double[] ganStep(int t) {
-        try (Graph gr = Graph.open()) {
+        try (Graph gr = Graph.open().precision(precision)) {
             Var real = Var.constant(dist.sample(gr.scope(), cfg.seed, REAL + 4L * t, cfg.batch));
             Var fake = g.forward(Var.constant(Init.normal(gr.scope(), cfg.seed, LAT + t, 1.0, cfg.batch, 2)));
             Var lossD = F.add(F.bceWithLogits(d.forward(real), 1f), F.bceWithLogits(d.forward(F.detach(fake)), 0f));
@@ -180,7 +193,7 @@ public final class ToyGan {
         double lossD = Double.NaN;
         for (int j = 0; j < cfg.nCritic; j++) {
             long s = (long) t * cfg.nCritic + j;
-            try (Graph gr = Graph.open()) {
+            try (Graph gr = Graph.open().precision(precision)) {
                 Tensor realT = dist.sample(gr.scope(), cfg.seed, REAL + 4L * s, cfg.batch);
                 Tensor fakeT = g.forward(Var.constant(Init.normal(gr.scope(), cfg.seed, LAT + s, 1.0, cfg.batch, 2))).value();
                 Tensor e = Tensor.rand(gr.scope(), cfg.seed, EPS + s, cfg.batch);
@@ -200,7 +213,7 @@ public final class ToyGan {
                 lossD = F.item(loss);
             }
         }
-        try (Graph gr = Graph.open()) {
+        try (Graph gr = Graph.open().precision(precision)) {
             Var loss = F.scale(F.mean(d.forward(g.forward(Var.constant(Init.normal(gr.scope(), cfg.seed, LAT + (1L << 39) + t, 1.0, cfg.batch, 2))))), -1f);
             gr.freeze(d.parameters());
             gr.backward(loss);

@@ -9,6 +9,8 @@ import dev.latent.ops.Gemm;
 import dev.latent.optim.AdamW;
 import dev.latent.optim.Schedule;
 import dev.latent.tensor.Device;
+import dev.latent.tensor.Tensor;
+import dev.latent.ops.Kernels;
 import dev.latent.tensor.Scope;
 import dev.latent.text.Tokenizer;
 import dev.latent.train.DivergedException;
@@ -110,6 +112,24 @@ public final class GptTrainer {
     public static Map<String, Object> train(Gpt model, Tokenizer tok, TextData data, Options o, Path out, boolean resume,
                                             Scope modelScope, long stopAt, Device device, TrainingListener listener)
             throws IOException {
+        return train(model, tok, data, o, out, resume, modelScope, stopAt, device, listener, false);
+    }
+
+    /**
+     * As above; with {@code cudaGraph} (CUDA only, opt-in: {@code train gpt --cuda-graph}) each step after two warm-up
+     * steps is replayed from a CUDA graph ({@link dev.latent.cuda.CudaGraphStep}): the batch goes into fixed device
+     * buffers ({@code Kernels.stageTokensFixed}) and the learning rate and bias corrections into device memory
+     * ({@code AdamW.stage}) before each step, and the captured body (forward, backward, clipping, update) makes no host
+     * synchronisation; the loss and the gradient norm are read after the step in one copy (checked for divergence after
+     * the update, not before it as without a graph). The same bits as without a graph.
+     */
+    public static Map<String, Object> train(Gpt model, Tokenizer tok, TextData data, Options o, Path out, boolean resume,
+                                            Scope modelScope, long stopAt, Device device, TrainingListener listener,
+                                            boolean cudaGraph) throws IOException {
+        if (cudaGraph && device != Device.CUDA)
+            throw new IllegalArgumentException("gpt: --cuda-graph needs --device cuda (running on " + device + ")");
+        if (cudaGraph && o.precision() != Precision.FP32)
+            throw new IllegalArgumentException("gpt: --cuda-graph is checked with fp32 only, not " + o.precision());
         int t = model.cfg.context(), b = o.batch();
         // refused before anything is read or moved, never emulated: TF32 is CUDA-only, BF16 on the CPU needs AVX512_BF16
         if (o.precision() == Precision.TF32 && device != Device.CUDA)
@@ -126,6 +146,9 @@ public final class GptTrainer {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment x = a.allocate(JAVA_INT, (long) b * t), y = a.allocate(JAVA_INT, (long) b * t);
             EvalSet evalSet = new EvalSet(data, b, t, o, a);
+            dev.latent.cuda.CudaGraphStep graphStep = cudaGraph ? new dev.latent.cuda.CudaGraphStep(2) : null;
+            /* graph mode: {loss, unused, the norm's sum of squares as a double (two floats)}, written by the captured step */
+            Tensor graphOut = cudaGraph ? Tensor.zeros(modelScope, Device.CUDA, 4) : null;
             TrainLoop.Family family = new TrainLoop.Family() {
                 long tokens, trainNanos;   // throughput counts training steps only, not evaluation
 
@@ -161,11 +184,38 @@ public final class GptTrainer {
                     if (evaluatesAt(done, run)) evaluate(done, run);
                 }
 
+                /** One step through the CUDA graph; returns {loss, norm}, read after the step in one copy. */
+                double[] graphedStep(long step) {
+                    float lr = (float) sched.at(step);
+                    graphStep.step(() -> {
+                        Kernels.stageTokensFixed(x, y, (long) b * t, model.cfg.vocab());
+                        opt.stage(lr);
+                    }, () -> {
+                        try (Graph g = Graph.open()) {
+                            Var l = model.loss(x, y, b, t);
+                            g.backward(l);
+                            opt.updateStaged(o.clip());
+                            Kernels.copy(l.value().reshape(1), graphOut.slice(0, 0, 1));
+                            if (o.clip() > 0) Kernels.copy(opt.deviceNormSumOfSquares(), graphOut.slice(0, 2, 4));
+                        }
+                    });
+                    float[] v = graphOut.toArray();   // one copy: the loss and the norm
+                    long bits = (Integer.toUnsignedLong(Float.floatToRawIntBits(v[3])) << 32) | Integer.toUnsignedLong(Float.floatToRawIntBits(v[2]));
+                    return new double[] {v[0], o.clip() > 0 ? Math.sqrt(Double.longBitsToDouble(bits)) : Double.NaN};
+                }
+
                 @Override public TrainLoop.StepResult step(long step) {
                     TextData.batch(data.train, b, t, o.seed(), step, x, y);
                     float loss;
                     double norm;
                     long t0 = System.nanoTime();
+                    if (graphStep != null) {
+                        double[] ln = graphedStep(step);
+                        loss = (float) ln[0];
+                        norm = ln[1];
+                        DivergedException.check("gpt", step + 1, "the loss", loss, "lower --lr (" + o.lr() + ") or --clip");
+                        if (o.clip() > 0) DivergedException.check("gpt", step + 1, "the gradient norm", norm, "lower --lr (" + o.lr() + ") or --clip");
+                    } else
                     try (Graph g = Graph.open().precision(o.precision())) {
                         Var l = model.loss(x, y, b, t);
                         g.backward(l);
@@ -202,7 +252,11 @@ public final class GptTrainer {
 
                 final long started = System.nanoTime();
             };
-            TrainLoop.run(family, new TrainLoop.Options(out, o.steps(), stopAt, resume, o.checkpointInterval(), listener, false));
+            try {
+                TrainLoop.run(family, new TrainLoop.Options(out, o.steps(), stopAt, resume, o.checkpointInterval(), listener, false));
+            } finally {
+                if (graphStep != null) graphStep.close();
+            }
         }
         curves(out, curve, evals, listener);
         return last;

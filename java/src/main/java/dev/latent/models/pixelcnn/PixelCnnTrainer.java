@@ -95,6 +95,24 @@ public final class PixelCnnTrainer {
 
     public long step() { return step; }
 
+    private dev.latent.tensor.Precision precision = dev.latent.tensor.Precision.FP32;
+
+    /**
+     * Operand precision of the training steps' masked convolutions (issue 15): BF16 runs them through
+     * lt_conv2d_*_bf16 on the masked weights (the mask is folded into the weight before the convolution, as at fp32,
+     * and a masked-out tap is an exact 0 in bf16 too, so the causal structure is unchanged); the gates, the softmax
+     * cross-entropy, reductions, the master weights and Adam's state stay fp32, and evaluation and sampling stay fp32.
+     * CPU with AVX512_BF16 only: elsewhere an exception naming why, before any step. Recorded in the checkpoint
+     * (metadata "precision"); a resume must ask the same.
+     */
+    public PixelCnnTrainer precision(dev.latent.tensor.Precision p) {
+        this.precision = dev.latent.train.TrainingPrecision.requireRunnable("pixelcnn", p, dev.latent.tensor.Device.CPU);
+        return this;
+    }
+
+    /** The training precision: the one set, or for a {@link #load}ed trainer the checkpoint's (FP32 for older ones). */
+    public dev.latent.tensor.Precision precision() { return precision; }
+
     /** Inputs (m, 1, h, w) = pixels / 255 of images idx[from ..) (idx null: from, from + 1, ...), targets the bytes. */
     static Tensor batch(Scope s, ImageData d, int[] idx, int from, int m, MemorySegment targets) {
         Tensor x = Tensor.empty(s, m, 1, d.h, d.w);
@@ -110,7 +128,7 @@ public final class PixelCnnTrainer {
     /** One Adam step on images idx[from .. from + m); returns the batch's mean bits/dim before the step. */
     public double trainStep(ImageData data, int[] idx, int from, int m) {
         step++;
-        try (Graph g = Graph.open(); Arena a = Arena.ofConfined()) {
+        try (Graph g = Graph.open().precision(precision); Arena a = Arena.ofConfined()) {
             MemorySegment t = a.allocate(4L * m * data.h * data.w, 4);
             Tensor x = batch(g.scope(), data, idx, from, m, t);
             Var loss = F.crossEntropy(model.logits(Var.constant(x)), t);
@@ -206,7 +224,7 @@ public final class PixelCnnTrainer {
 
     /** The checkpoint: weights, Adam's state, the format and the config. */
     private EpochFamily.Checkpoint checkpoint() {
-        return new EpochFamily.Checkpoint("pixelcnn", model::namedParameters, opt, FORMAT, cfg::toMap);
+        return new EpochFamily.Checkpoint("pixelcnn", model::namedParameters, opt, FORMAT, cfg::toMap, precision);
     }
 
     /**
@@ -257,6 +275,7 @@ public final class PixelCnnTrainer {
             MemorySegment.copy(src.segment(), 0, e.getValue().value().segment(), 0, src.numel() * 4);
         }
         t.step = saved.step();
+        t.precision = dev.latent.train.TrainingPrecision.of(f, l.metadata());   /* read, not required: evaluation runs fp32 */
         return t;
     }
 }

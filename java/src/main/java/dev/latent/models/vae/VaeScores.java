@@ -30,12 +30,18 @@ public final class VaeScores {
 
     static final double LOG2PI = Math.log(2 * Math.PI);
 
-    /** Scores of the m images x (m, 1, 28, 28), pixels in [0, 1]; k is the IWAE sample count (ignored otherwise). */
+    /**
+     * Scores of the m images x (m, 1, 28, 28, on the host), pixels in [0, 1]; k is the IWAE sample count (ignored
+     * otherwise). The encoder, the draws (Philox: the same eps on every device) and the decoder run where the model's
+     * weights are; the per-image sums run on the host over copies of the decoder's output.
+     */
     public static double[] score(ConvVae model, Likelihood lik, double sigma, Tensor x, Kind kind, int k, long seed, long[] streams) {
         int m = (int) x.size(0), d = model.latent;
         if (streams.length != m) throw new IllegalArgumentException("VaeScores: " + streams.length + " streams for " + m + " images");
         if (kind == Kind.IWAE && k < 1) throw new IllegalArgumentException("VaeScores: IWAE needs k >= 1, got " + k);
         Graph g = Graph.current();
+        dev.latent.tensor.Device where = model.namedParameters().values().iterator().next().value().device();
+        if (where != dev.latent.tensor.Device.CPU) return scoreOnDevice(model, lik, sigma, x, kind, k, seed, streams, where);
         Var[] h = model.encode(Var.constant(x));
         Tensor mu = h[0].value().contiguous(), lv = h[1].value().contiguous();
         double[] out = new double[m];
@@ -70,6 +76,57 @@ public final class VaeScores {
                     for (int j = 0; j < k; j++) {
                         long row = (long) i * k + j;
                         w[j] = -nll(lik, sigma, logits, row, x, i) + logPriorMinusPosterior(z, mus, lvs, row, d);
+                    }
+                    out[i] = -logMeanExp(w);
+                }
+            }
+        }
+        return out;
+    }
+
+    /** {@link #score} for a model on a device: the same draws and sums, the tensors copied to the host for the sums. */
+    private static double[] scoreOnDevice(ConvVae model, Likelihood lik, double sigma, Tensor x, Kind kind, int k, long seed, long[] streams,
+                                          dev.latent.tensor.Device on) {
+        int m = (int) x.size(0), d = model.latent;
+        Graph g = Graph.current();
+        Var[] h = model.encode(Var.constant(x.to(g.scope(), on)));
+        Tensor mu = h[0].value().contiguous(), lv = h[1].value().contiguous();
+        double[] out = new double[m];
+        dev.latent.tensor.Device cpu = dev.latent.tensor.Device.CPU;
+        switch (kind) {
+            case REC -> {
+                Tensor logits = model.decode(Var.constant(mu)).value().to(g.scope(), cpu);
+                for (int i = 0; i < m; i++) out[i] = nll(lik, sigma, logits, i, x, i);
+            }
+            case ELBO -> {
+                Tensor z = Tensor.empty(g.scope(), on, m, d);
+                double[] kl = new double[m];
+                for (int i = 0; i < m; i++)
+                    kl[i] = Kernels.reparam(mu.slice(0, i, i + 1), lv.slice(0, i, i + 1), seed, streams[i], z.slice(0, i, i + 1));
+                Tensor logits = model.decode(Var.constant(z)).value().to(g.scope(), cpu);
+                for (int i = 0; i < m; i++) out[i] = nll(lik, sigma, logits, i, x, i) + kl[i];
+            }
+            case IWAE -> {
+                // rows i*k + j: sample j of image i, all k samples of an image from its own stream
+                Tensor mus = Tensor.empty(g.scope(), on, (long) m * k, d), lvs = Tensor.empty(g.scope(), on, (long) m * k, d);
+                Tensor z = Tensor.empty(g.scope(), on, (long) m * k, d);
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < k; j++) {
+                        long r = (long) i * k + j;
+                        Kernels.copy(mu.slice(0, i, i + 1), mus.slice(0, r, r + 1));
+                        Kernels.copy(lv.slice(0, i, i + 1), lvs.slice(0, r, r + 1));
+                    }
+                for (int i = 0; i < m; i++) {
+                    long a = (long) i * k, b = a + k;
+                    Kernels.reparam(mus.slice(0, a, b), lvs.slice(0, a, b), seed, streams[i], z.slice(0, a, b));
+                }
+                Tensor logits = model.decode(Var.constant(z)).value().to(g.scope(), cpu);
+                Tensor zh = z.to(g.scope(), cpu), mh = mus.to(g.scope(), cpu), lh = lvs.to(g.scope(), cpu);
+                double[] w = new double[k];
+                for (int i = 0; i < m; i++) {
+                    for (int j = 0; j < k; j++) {
+                        long row = (long) i * k + j;
+                        w[j] = -nll(lik, sigma, logits, row, x, i) + logPriorMinusPosterior(zh, mh, lh, row, d);
                     }
                     out[i] = -logMeanExp(w);
                 }

@@ -122,7 +122,10 @@ public final class VaeTrainer {
     public final Config cfg;
     /** The trained model, on {@link #device}. */
     public final ConvVae model;
-    /** Where training runs. Evaluation and the PNGs run on the CPU, on {@link #hostModel()}. */
+    /**
+     * Where training runs, and sampling and evaluation ({@link #evalModel()}); the training plots (reconstructions,
+     * interpolations, the manifold) run on the CPU, on {@link #hostModel()}.
+     */
     public final Device device;
     private final ConvVae host;
     private final AdamW opt;
@@ -143,22 +146,18 @@ public final class VaeTrainer {
     /**
      * Operand precision of the training steps' convolutions and matmuls (issue 15): BF16 runs them through
      * lt_conv2d_*_bf16 and lt_gemm_bf16 (operands rounded to bf16, fp32 sums); BatchNorm, the losses, reductions, the
-     * master weights and Adam's state stay fp32, and sampling and evaluation graphs stay fp32. On the CPU BF16 needs
-     * AVX512_BF16 (else an exception naming why, before any step); on CUDA (issue 18) TF32 and BF16 both run
-     * (docs/cuda.md "Mixed precision"), and TF32 is refused off CUDA. Not recorded in the checkpoint: a resumed run takes
-     * the precision it is given.
+     * master weights and Adam's state stay fp32, and sampling and evaluation graphs stay fp32. bf16 on a CPU with
+     * AVX512_BF16; TF32 and BF16 on CUDA (issue 18, docs/cuda.md "Mixed precision"); elsewhere an exception naming why,
+     * before any step. Recorded in the checkpoint (metadata "precision"); a
+     * resume must ask the same.
      */
     public VaeTrainer precision(dev.latent.tensor.Precision p) {
-        java.util.Objects.requireNonNull(p, "precision");
-        if (p == dev.latent.tensor.Precision.TF32 && device != Device.CUDA)
-            throw new IllegalArgumentException("vae: " + p.unavailableOn(device));
-        if (p == dev.latent.tensor.Precision.BF16 && device == Device.CPU) {
-            String why = dev.latent.ops.Gemm.bf16Unavailable();
-            if (why != null) throw new IllegalStateException("vae: " + why);
-        }
-        this.precision = p;
+        this.precision = dev.latent.train.TrainingPrecision.requireRunnable("vae", p, device, true);
         return this;
     }
+
+    /** The training precision: the one set, or for a {@link #load}ed trainer the checkpoint's (FP32 for older ones). */
+    public dev.latent.tensor.Precision precision() { return precision; }
 
     /**
      * A trainer whose steps run on {@code device}: the model is built on the CPU (the same initial weights for any
@@ -192,6 +191,20 @@ public final class VaeTrainer {
     }
 
     private static final long PERM = 1L << 40, EPS = 2L << 40, TEST = 3L << 40, IWAE = 4L << 40;
+
+    /**
+     * The model that sampling and evaluation run on: {@link #model} itself, on {@link #device} (the CPU, or CUDA for a
+     * trainer made or loaded there: its samples and test metrics then come from the device, equal to the CPU's within
+     * float rounding; CudaSampleEvalTest). The plots of training (reconstructions, interpolations, the manifold) stay on
+     * {@link #hostModel()}.
+     */
+    public ConvVae evalModel() { return model; }
+
+    /** t on the eval model's device (a copy from the host; the same tensor on the CPU). */
+    private Tensor onDevice(Graph g, Tensor t) { return device == Device.CPU ? t : t.to(g.scope(), device); }
+
+    /** t on the host (a copy in g's scope when it is on a device). */
+    private static Tensor onHost(Graph g, Tensor t) { return t.device() == Device.CPU ? t : t.to(g.scope(), Device.CPU); }
 
     static Tensor images(Scope s, ImageData d, int[] idx, int from, int m) {
         Tensor x = Tensor.empty(s, m, 1, d.h, d.w);
@@ -372,20 +385,20 @@ public final class VaeTrainer {
 
     /** Test neg-ELBO (one z per image, eps keyed by evalSeed), active units, per-dim KL; with iwae, the IWAE bound too. */
     public Eval evaluate(ImageData test, boolean iwae) {
-        ConvVae model = hostModel();
+        ConvVae model = evalModel();
         int n = test.n, d = cfg.latent;
         double rec = 0, kl = 0;
         double[] klDim = new double[d], muSum = new double[d], muSq = new double[d];
         for (int from = 0; from < n; from += 500) {
             int m = Math.min(500, n - from);
             try (Graph g = Graph.inference()) {
-                Tensor x = images(g.scope(), test, null, from, m);
+                Tensor x = onDevice(g, images(g.scope(), test, null, from, m));
                 MemorySegment y = labels(g, test, null, from, m, 1);
                 Var[] h = model.encode(Var.constant(x), y);
                 F.Reparam r = F.reparam(h[0], h[1], cfg.evalSeed, TEST + from);
                 rec += F.item(reconstruction(model.decode(r.z(), y), x, 1f)) ;
                 kl += F.item(r.kl());
-                MemorySegment ms = h[0].value().segment(), ls = h[1].value().segment();
+                MemorySegment ms = onHost(g, h[0].value()).contiguous().segment(), ls = onHost(g, h[1].value()).contiguous().segment();
                 for (int i = 0; i < m; i++)
                     for (int j = 0; j < d; j++) {
                         double mu = ms.getAtIndex(JAVA_FLOAT, (long) i * d + j), lv = Math.max(-30, Math.min(30, ls.getAtIndex(JAVA_FLOAT, (long) i * d + j)));
@@ -409,24 +422,28 @@ public final class VaeTrainer {
 
     /** {@code -log p(x) <= -(logmeanexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)])}, averaged over the first n images. */
     public double iwae(ImageData test, int k, int n) {
-        ConvVae model = hostModel();
+        ConvVae model = evalModel();
         int d = cfg.latent, chunk = Math.max(1, 1000 / k);
         double total = 0;
         for (int from = 0; from < n; from += chunk) {
             int m = Math.min(chunk, n - from);
             try (Graph g = Graph.inference()) {
-                Tensor x = images(g.scope(), test, null, from, m);
+                Tensor xh = images(g.scope(), test, null, from, m), x = onDevice(g, xh);
                 Var[] h = model.encode(Var.constant(x), labels(g, test, null, from, m, 1));
-                // k copies of (mu, logvar): (k m, d); row j*m + i is sample j of image i
-                Tensor mu = g.empty((long) k * m, d), lv = g.empty((long) k * m, d), xs = g.empty((long) k * m, 1, 28, 28);
+                // k copies of (mu, logvar): (k m, d); row j*m + i is sample j of image i (on the model's device)
+                Tensor mu = Tensor.empty(g.scope(), device, (long) k * m, d), lv = Tensor.empty(g.scope(), device, (long) k * m, d);
+                Tensor xs = g.empty((long) k * m, 1, 28, 28);
                 for (int j = 0; j < k; j++) {
-                    MemorySegment.copy(h[0].value().segment(), 0, mu.segment(), (long) j * m * d * 4, (long) m * d * 4);
-                    MemorySegment.copy(h[1].value().segment(), 0, lv.segment(), (long) j * m * d * 4, (long) m * d * 4);
-                    MemorySegment.copy(x.segment(), 0, xs.segment(), (long) j * m * 784 * 4, (long) m * 784 * 4);
+                    Kernels.copy(h[0].value(), mu.slice(0, (long) j * m, (long) (j + 1) * m));
+                    Kernels.copy(h[1].value(), lv.slice(0, (long) j * m, (long) (j + 1) * m));
+                    MemorySegment.copy(xh.segment(), 0, xs.segment(), (long) j * m * 784 * 4, (long) m * 784 * 4);
                 }
-                Tensor z = g.empty((long) k * m, d);
-                Kernels.reparam(mu, lv, cfg.evalSeed + 1, IWAE + from, z);
-                Tensor out = model.decode(Var.constant(z), labels(g, test, null, from, m, k)).value();
+                Tensor z = Tensor.empty(g.scope(), device, (long) k * m, d);
+                Kernels.reparam(mu, lv, cfg.evalSeed + 1, IWAE + from, z);   // Philox: the same eps on every device
+                Tensor out = onHost(g, model.decode(Var.constant(z), labels(g, test, null, from, m, k)).value());
+                z = onHost(g, z);
+                mu = onHost(g, mu);
+                lv = onHost(g, lv);
                 double[][] w = new double[m][k];
                 for (int j = 0; j < k; j++)
                     for (int i = 0; i < m; i++) {
@@ -443,7 +460,7 @@ public final class VaeTrainer {
     /** Decoder output mapped to pixel intensities in [0, 1]. */
     Tensor toPixels(Tensor out) {
         if (cfg.likelihood == Likelihood.GAUSSIAN) return out;
-        Tensor p = Tensor.empty(out.scope(), out.shape());
+        Tensor p = Tensor.empty(out.scope(), out.device(), out.shape());
         Kernels.activation(dev.latent.nativ.LatentNative.ACT_SIGMOID, 0f, out, p);
         return p;
     }
@@ -473,11 +490,11 @@ public final class VaeTrainer {
      * the classifier read.
      */
     public void writeSamples(Path file, int n, long seed, int cls) throws IOException {
-        ConvVae model = hostModel();
+        ConvVae model = evalModel();
         checkClass(cls);
         try (Graph g = Graph.inference()) {
-            Tensor z = dev.latent.nn.Init.normal(g.scope(), seed, 7, 1.0, n, cfg.latent);
-            Tensor px = toPixels(model.decode(Var.constant(z), classLabels(g, n, cls)).value());
+            Tensor z = dev.latent.nn.Init.normal(g.scope(), seed, 7, 1.0, n, cfg.latent);   // drawn on the host: the same z on any device
+            Tensor px = onHost(g, toPixels(model.decode(Var.constant(onDevice(g, z)), classLabels(g, n, cls)).value()));
             if (!file.getFileName().toString().toLowerCase(Locale.ROOT).endsWith(".png")) {
                 byte[] out = new byte[Math.multiplyExact(n, 784)];
                 MemorySegment s = px.contiguous().segment();
@@ -499,7 +516,7 @@ public final class VaeTrainer {
         if (!cfg.conditional())
             throw new IllegalArgumentException(String.valueOf(cfg.out) + ": --analogy needs a conditional VAE (train vae --conditional); this one is unconditional");
         if (rows < 1) throw new IllegalArgumentException("analogy grid: rows = " + rows + ", expected >= 1");
-        ConvVae model = hostModel();
+        ConvVae model = evalModel();
         int k = cfg.classes, d = cfg.latent;
         try (Graph g = Graph.inference()) {
             Tensor z0 = dev.latent.nn.Init.normal(g.scope(), seed, 8, 1.0, rows, d);
@@ -510,7 +527,7 @@ public final class VaeTrainer {
                     MemorySegment.copy(z0.segment(), (long) r * d * 4, z.segment(), ((long) r * k + c) * d * 4, (long) d * 4);
                     y.setAtIndex(JAVA_INT, (long) r * k + c, c);
                 }
-            ImageGrid.write(file, toPixels(model.decode(Var.constant(z), y).value()), rows, k, 0f, 1f, 0);
+            ImageGrid.write(file, onHost(g, toPixels(model.decode(Var.constant(onDevice(g, z)), y).value())), rows, k, 0f, 1f, 0);
         }
     }
 
@@ -611,7 +628,7 @@ public final class VaeTrainer {
 
     /** The checkpoint: weights, Adam's state, the format and the config. */
     private EpochFamily.Checkpoint checkpoint() {
-        return new EpochFamily.Checkpoint("vae", model::namedParameters, opt, FORMAT, cfg::toMap);
+        return new EpochFamily.Checkpoint("vae", model::namedParameters, opt, FORMAT, cfg::toMap, precision);
     }
 
     /** Writes the weights and the optimizer state after the steps done so far (the checkpoint {@code --resume} reads). */
@@ -628,7 +645,10 @@ public final class VaeTrainer {
     }
 
     /** A trainer holding a checkpoint's model (for eval and sampling). */
-    public static VaeTrainer load(Path dirOrFile, Scope scope) throws IOException {
+    public static VaeTrainer load(Path dirOrFile, Scope scope) throws IOException { return load(dirOrFile, scope, Device.CPU); }
+
+    /** A checkpoint's VAE on {@code device}: sampling and evaluation then run there ({@link #evalModel()}). */
+    public static VaeTrainer load(Path dirOrFile, Scope scope, Device device) throws IOException {
         EpochFamily.Saved saved = EpochFamily.Saved.read(dirOrFile, FORMAT, "VAE", scope);
         Path f = saved.file();
         SafeTensors.Loaded l = saved.loaded();
@@ -661,15 +681,16 @@ public final class VaeTrainer {
         } catch (IllegalArgumentException e) {
             throw new IOException(f + ": bad config: " + e.getMessage());
         }
-        VaeTrainer t = new VaeTrainer(cfg, scope);
+        VaeTrainer t = new VaeTrainer(cfg, scope, device);
         for (var e : t.model.namedParameters().entrySet()) {
             Tensor src = l.tensors().get(e.getKey());
             if (src == null) throw new IOException(f + ": missing tensor " + e.getKey());
             if (!java.util.Arrays.equals(src.shape(), e.getValue().shape()))
                 throw new IOException(f + ": tensor " + e.getKey() + " has shape " + java.util.Arrays.toString(src.shape()));
-            MemorySegment.copy(src.segment(), 0, e.getValue().value().segment(), 0, src.numel() * 4);
+            dev.latent.nn.Init.assign(src, e.getValue().value());
         }
         t.step = saved.step();
+        t.precision = dev.latent.train.TrainingPrecision.of(f, l.metadata());   /* read, not required: evaluation runs fp32 */
         return t;
     }
 }

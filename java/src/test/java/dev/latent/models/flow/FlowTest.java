@@ -147,6 +147,33 @@ class FlowTest {
         }
     }
 
+    /**
+     * {@code --clip}: a threshold above every gradient norm leaves the steps bit for bit those of no clipping (the
+     * reference recipe); a tiny one changes them from the second step on (the first loss is computed before any
+     * update); a negative one is refused.
+     */
+    @Test
+    void gradientClippingIsOffByDefaultAndChangesTheStepsWhenItBites() throws Exception {
+        Path data = Files.createDirectories(dir.resolve("synthetic"));
+        SyntheticImages.write(data, "train", 128, 1);
+        var train = dev.latent.data.ImageData.load(data.toString(), "train");
+        int[] idx = new int[train.n];
+        for (int i = 0; i < idx.length; i++) idx[i] = i;
+        double[][] loss = new double[3][4];
+        double[] clips = {0, 1e9, 1e-6};
+        for (int c = 0; c < 3; c++)
+            try (Scope s = Scope.shared()) {
+                FlowTrainer.Config cfg = new FlowTrainer.Config(data.toString(), dir.resolve("out" + c), 2, 8, 1, 32, 2e-3f, 0, 1, 0, 0, true);
+                assertEquals(0.0, cfg.clip(), "no clipping unless asked");
+                FlowTrainer t = new FlowTrainer(cfg.withClip(clips[c]), s, 28, 28);
+                for (int k = 0; k < 4; k++) loss[c][k] = t.trainStep(train, idx, 32 * k, 32);
+            }
+        assertArrayEquals(loss[0], loss[1], 0.0, "a clip above every norm is no clipping");
+        assertEquals(loss[0][0], loss[2][0], 0.0, "the first loss precedes any update");
+        assertNotEquals(loss[0][3], loss[2][3], "a clip of 1e-6 must change the updates");
+        assertThrows(IllegalArgumentException.class, () -> new FlowTrainer.Config(data.toString(), dir, 2, 8, 1, 32, 2e-3f, 0, 1, 0, 0, true).withClip(-1));
+    }
+
     /** log|det| of the Jacobian of f: R^d -> R^d at x by central differences (h = 1e-3) and LU in double. */
     static double bruteLogDet(Tensor x, java.util.function.Function<Tensor, float[]> f) {
         int d = (int) x.numel();

@@ -1,0 +1,233 @@
+package dev.latent.cuda;
+
+import dev.latent.autograd.Graph;
+import dev.latent.autograd.Var;
+import dev.latent.models.gpt.Gpt;
+import dev.latent.models.gpt.GptConfig;
+import dev.latent.nativ.NativeException;
+import dev.latent.ops.Kernels;
+import dev.latent.optim.AdamW;
+import dev.latent.tensor.Device;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+import static dev.latent.cuda.CudaTesting.EMU_GRAPH_LAUNCH;
+import static dev.latent.cuda.CudaTesting.EMU_LAUNCH;
+import static dev.latent.cuda.CudaTesting.device;
+import static dev.latent.cuda.CudaTesting.emuCounters;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * CUDA graphs (Cuda.capture, CudaGraph, CudaGraphStep): a captured sequence of launches and copies replays with the
+ * results of running it; what a real driver refuses during a capture (a synchronous copy, a synchronisation, an
+ * allocation the cache cannot serve, an upload from a reused staging slot, capturing the legacy stream) fails with the
+ * driver's error or a message naming it, and leaves the backend usable; and a GPT training step (forward, backward,
+ * AdamW with global-norm clipping) replayed from a graph gives the uncaptured step's bits, loss and parameters, step
+ * after step with a new batch each step, with no kernel launch calls and no host synchronisation during a replay.
+ * On a GPU the same test runs against the real driver (bench/cuda/gpu_checks.sh).
+ */
+class CudaGraphTest {
+    static Cuda cu;
+
+    @BeforeAll
+    static void setUp() {
+        cu = device();
+        cu.useCaptureStream();
+    }
+
+    private static float[] read(DeviceBuffer b, int n) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment h = a.allocate(4L * n);
+            b.copyTo(h);
+            return h.toArray(JAVA_FLOAT);
+        }
+    }
+
+    private static DeviceBuffer upload(float[] v) {
+        DeviceBuffer d = cu.alloc(4L * v.length);
+        try (Arena a = Arena.ofConfined()) { d.copyFrom(a.allocateFrom(JAVA_FLOAT, v)); }
+        return d;
+    }
+
+    @Test
+    void capturedLaunchesReplayInOrder() {
+        int n = 37;
+        float[] x0 = new float[n], y0 = new float[n];
+        for (int i = 0; i < n; i++) { x0[i] = i * 0.25f - 3; y0[i] = 1 - i * 0.5f; }
+        try (DeviceBuffer x = upload(x0); DeviceBuffer y = upload(y0); DeviceBuffer z = cu.alloc(4L * n)) {
+            // y = 2 x + 0.5 y; z = y (a stream-ordered copy); y = y * x
+            Runnable body = () -> {
+                CudaKernels.axpby(cu, n, 2f, x, 0.5f, y);
+                z.copyFrom(y);
+                CudaKernels.mul(cu, n, y, x, y);
+            };
+            float[] wantY = y0.clone(), wantZ = new float[n];
+            long[] before = emuCounters();
+            CudaGraph g = cu.capture(body);
+            long[] afterCapture = emuCounters();
+            assertArrayEquals(y0, read(y, n), "a capture records the work; it does not run it");
+            try (g) {
+                for (int r = 1; r <= 3; r++) {
+                    long[] c0 = emuCounters();
+                    g.launch();
+                    long[] c1 = emuCounters();
+                    for (int i = 0; i < n; i++) {
+                        wantY[i] = 2f * x0[i] + 0.5f * wantY[i];
+                        wantZ[i] = wantY[i];
+                        wantY[i] = wantY[i] * x0[i];
+                    }
+                    assertArrayEquals(wantY, read(y, n), "y after replay " + r);
+                    assertArrayEquals(wantZ, read(z, n), "z after replay " + r);
+                    if (c0 != null) {
+                        assertEquals(0, c1[EMU_LAUNCH] - c0[EMU_LAUNCH], "a replay makes no cuLaunchKernel call");
+                        assertEquals(1, c1[EMU_GRAPH_LAUNCH] - c0[EMU_GRAPH_LAUNCH], "one cuGraphLaunch per replay");
+                    }
+                }
+                assertEquals(3, g.launches());
+            }
+            if (before != null) assertEquals(2, afterCapture[EMU_LAUNCH] - before[EMU_LAUNCH], "the capture saw both launches");
+            assertThrows(IllegalStateException.class, g::launch, "a closed graph");
+        }
+    }
+
+    /** Runs a capture whose body does something a capture does not permit; returns the failure; the backend must still work. */
+    private static RuntimeException refused(Runnable body) {
+        RuntimeException e = assertThrows(RuntimeException.class, () -> cu.capture(body));
+        assertFalse(cu.capturing(), "the capture ended");
+        // still usable: an ordinary launch and a read
+        try (DeviceBuffer d = upload(new float[] {1, 2, 3})) {
+            CudaKernels.axpby(cu, 3, 2f, d, 0f, d);
+            assertArrayEquals(new float[] {2, 4, 6}, read(d, 3));
+        }
+        return e;
+    }
+
+    @Test
+    void whatBreaksACaptureOnAGpuFailsHere() {
+        try (DeviceBuffer d = upload(new float[] {1, 2, 3, 4})) {
+            // a synchronous device-to-host copy (the legacy stream, and a host synchronisation)
+            RuntimeException e = refused(() -> { CudaKernels.axpby(cu, 4, 1f, d, 1f, d); read(d, 4); });
+            assertTrue(e.getMessage().contains("CUDA_ERROR_STREAM_CAPTURE"), e.getMessage());
+            // cuCtxSynchronize
+            e = refused(cu::synchronize);
+            assertTrue(e.getMessage().contains("CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED"), e.getMessage());
+            // an allocation the cache cannot serve (cuMemAlloc is not permitted while capturing)
+            e = refused(() -> cu.alloc(123L << 20));
+            assertTrue(e.getMessage().contains("no cached block"), e.getMessage());
+            // an upload from page-locked staging (its slot is reused before a replay would read it)
+            e = refused(() -> Staging.upload(d, MemorySegment.ofArray(new float[] {9, 9, 9, 9})));
+            assertTrue(e.getMessage().contains("inside the captured step"), e.getMessage());
+            // a failure inside the body ends the capture too, and is the one thrown
+            e = refused(() -> { throw new IllegalArgumentException("boom"); });
+            assertEquals("boom", e.getMessage());
+            assertArrayEquals(new float[] {1, 2, 3, 4}, read(d, 4), "nothing captured ran");
+        }
+        // the legacy default stream cannot be captured: the driver's own answer
+        CudaDriver drv = cu.driver();
+        cu.makeCurrent();
+        NativeException ne = assertThrows(NativeException.class,
+                () -> drv.call("cuStreamBeginCapture_v2", drv.cuStreamBeginCapture, MemorySegment.NULL, 0));
+        assertTrue(ne.getMessage().contains("CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED"), ne.getMessage());
+    }
+
+    // ---- GPT: a training step replayed from a graph against the same step run plainly ----
+
+    static final GptConfig CFG = new GptConfig(65, 2, 2, 32, 16, false);
+    static final int B = 2, STEPS = 6;
+
+    record Run(float[] losses, Map<String, float[]> params) {}
+
+    /** STEPS GPT steps on CUDA, each with a new batch; through a CudaGraphStep (2 warm-up steps) or plainly. */
+    static Run gpt(boolean graphed) {
+        int n = B * CFG.context();
+        SplittableRandom r = new SplittableRandom(11);
+        float[] losses = new float[STEPS];
+        try (Scope model = Scope.shared(); Arena a = Arena.ofConfined()) {
+            Gpt gpt = new Gpt(model, CFG, 5);
+            gpt.to(model, Device.CUDA);
+            AdamW opt = new AdamW(model, gpt.namedParameters(), 0.9f, 0.95f, 1e-8f, 0.1f);
+            Tensor lossBuf = Tensor.zeros(model, Device.CUDA, 1);
+            CudaGraphStep gs = graphed ? new CudaGraphStep(2) : null;
+            for (int s = 0; s < STEPS; s++) {
+                int[] ids = new int[n], targets = new int[n];
+                for (int i = 0; i < n; i++) { ids[i] = r.nextInt(65); targets[i] = r.nextInt(65); }
+                MemorySegment hi = a.allocateFrom(JAVA_INT, ids), ht = a.allocateFrom(JAVA_INT, targets);
+                float lr = 1e-3f * (1 + s);   // a schedule: the learning rate changes every step
+                Runnable body = () -> {
+                    try (Graph g = Graph.open()) {
+                        Var l = gpt.loss(hi, ht, B, CFG.context());
+                        g.backward(l);
+                        opt.updateStaged(1.0);
+                        Kernels.copy(l.value().reshape(1), lossBuf);
+                    }
+                };
+                if (graphed) {
+                    long h0 = cu.hostSyncs();
+                    long[] c0 = emuCounters();
+                    gs.step(() -> { Kernels.stageTokensFixed(hi, ht, n, CFG.vocab()); opt.stage(lr); }, body);
+                    long[] c1 = emuCounters();
+                    if (s > 2) {   // a replay
+                        assertEquals(0, cu.hostSyncs() - h0, "a replayed step (staging included) makes no host synchronisation");
+                        if (c0 != null) {
+                            assertEquals(0, c1[EMU_LAUNCH] - c0[EMU_LAUNCH], "a replayed step makes no cuLaunchKernel call");
+                            assertEquals(1, c1[EMU_GRAPH_LAUNCH] - c0[EMU_GRAPH_LAUNCH], "a replayed step is one cuGraphLaunch");
+                        }
+                    }
+                    assertEquals(s >= 2, gs.captured(), "captured after the warm-up, at step " + s);
+                } else {
+                    try (Graph g = Graph.open()) {
+                        Var l = gpt.loss(hi, ht, B, CFG.context());
+                        g.backward(l);
+                        opt.update(lr, 1.0);
+                        Kernels.copy(l.value().reshape(1), lossBuf);
+                    }
+                }
+                losses[s] = lossBuf.toArray()[0];
+            }
+            if (graphed) {
+                assertEquals(STEPS - 2, gs.replays(), "graph launches: the captured step and the replays");
+                gs.close();
+            }
+            Map<String, float[]> params = new java.util.LinkedHashMap<>();
+            gpt.namedParameters().forEach((k, v) -> params.put(k, v.value().toArray()));
+            return new Run(losses, params);
+        }
+    }
+
+    @Test
+    void gptStepReplayedFromAGraphGivesTheUncapturedBits() {
+        Run plain = gpt(false), graphed = gpt(true);
+        for (int s = 0; s < STEPS; s++)
+            assertEquals(Float.floatToRawIntBits(plain.losses[s]), Float.floatToRawIntBits(graphed.losses[s]),
+                    "loss at step " + s + ": uncaptured " + plain.losses[s] + ", graph " + graphed.losses[s]);
+        assertTrue(plain.losses[STEPS - 1] != plain.losses[STEPS - 2], "the batches differ, so do the losses");
+        List<String> differ = new ArrayList<>();
+        plain.params.forEach((k, v) -> { if (!java.util.Arrays.equals(v, graphed.params.get(k))) differ.add(k); });
+        assertTrue(differ.isEmpty(), "parameters differ after " + STEPS + " steps: " + differ);
+        System.out.printf("GPT through a CUDA graph: %d steps (2 warm-up, 1 captured, %d replayed), losses and parameters bit-identical"
+                + " to the uncaptured steps; last loss %.6f%n", STEPS, STEPS - 3, graphed.losses[STEPS - 1]);
+    }
+
+    @Test
+    void aStepThatPassesAChangingValueByValueIsRefused() {
+        try (DeviceBuffer d = upload(new float[] {1, 2, 3}); CudaGraphStep gs = new CudaGraphStep(1)) {
+            float[] a = {1f};
+            Runnable body = () -> CudaKernels.axpby(cu, 3, a[0], d, 1f, d);   // the factor changes every step: by value
+            gs.step(() -> a[0] = 2f, body);
+            IllegalStateException e = assertThrows(IllegalStateException.class, () -> gs.step(() -> a[0] = 3f, body));
+            assertTrue(e.getMessage().contains("ltk_axpby") && e.getMessage().contains("2.0f") && e.getMessage().contains("3.0f"), e.getMessage());
+            assertFalse(gs.captured());
+        }
+    }
+}
