@@ -33,7 +33,7 @@ final class PrecisionOption {
     /** {@link #get()}, refused where it cannot run on {@code device}: tf32 off CUDA; bf16 on a CPU without AVX512_BF16 (or below ISA avx512). */
     Precision runnable(Device device) {
         Precision p = get();
-        String why = p.unavailableOn(device);
+        String why = dev.latent.train.TrainingPrecision.unavailable(p, device);
         if (why != null) throw new IllegalArgumentException("--precision " + p.id() + " refused: " + why);
         return p;
     }

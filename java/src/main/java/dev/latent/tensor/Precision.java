@@ -31,21 +31,4 @@ public enum Precision {
         if (id != null) for (Precision p : values()) if (p.id().equals(id)) return p;
         throw new IllegalArgumentException("precision '" + id + "': expected fp32, tf32 or bf16");
     }
-
-    /**
-     * Null when this precision can run on {@code device}, else a one-line reason: TF32 is CUDA-only; BF16 on the CPU
-     * needs AVX512_BF16 at ISA avx512 (never emulated); on CUDA every precision runs (our kernels when no vendor
-     * library serves). The check a training command makes before it reads data.
-     */
-    public String unavailableOn(Device device) {
-        if (device == null) throw new IllegalArgumentException("device is null");
-        if (this == TF32 && device != Device.CUDA)
-            return "tf32 precision is CUDA-only (TF32 tensor-core math): " + device + " has no TF32 arithmetic; use --precision fp32"
-                    + " or bf16 on the CPU";
-        if (this == BF16 && device == Device.CPU) {
-            String why = dev.latent.Latent.bf16UnavailableReason();
-            return why.isEmpty() ? null : why;
-        }
-        return null;
-    }
 }

@@ -32,6 +32,25 @@ public final class TrainingPrecision {
     }
 
     /**
+     * Null when {@code p} can run on {@code device}, else a one-line reason: TF32 is CUDA-only; BF16 on the CPU needs
+     * AVX512_BF16 at ISA avx512 (never emulated); on CUDA every precision runs (our kernels when no vendor library
+     * serves). The check a training command makes before it reads data. (Here, not on {@link Precision}: the tensor
+     * package sits below the CPU's feature detection.)
+     */
+    public static String unavailable(Precision p, Device device) {
+        java.util.Objects.requireNonNull(p, "precision");
+        if (device == null) throw new IllegalArgumentException("device is null");
+        if (p == Precision.TF32 && device != Device.CUDA)
+            return "tf32 precision is CUDA-only (TF32 tensor-core math): " + device + " has no TF32 arithmetic; use --precision fp32"
+                    + " or bf16 on the CPU";
+        if (p == Precision.BF16 && device == Device.CPU) {
+            String why = dev.latent.Latent.bf16UnavailableReason();
+            return why.isEmpty() ? null : why;
+        }
+        return null;
+    }
+
+    /**
      * Refuses {@code p} for a trainer of {@code model} on {@code device} where it cannot run, before any data is read;
      * the same as {@link #requireRunnable(String, Precision, Device, boolean)} for a model not checked at reduced
      * precision on CUDA.
@@ -56,7 +75,7 @@ public final class TrainingPrecision {
                         + "vae, dcgan); use fp32, or bf16 on a CPU with AVX512_BF16");
             return p;
         }
-        if (p == Precision.TF32) throw new IllegalArgumentException(model + ": " + p.unavailableOn(device));
+        if (p == Precision.TF32) throw new IllegalArgumentException(model + ": " + unavailable(p, device));
         String why = dev.latent.ops.Gemm.bf16Unavailable();
         if (why != null) throw new IllegalStateException(model + ": " + why);
         return p;

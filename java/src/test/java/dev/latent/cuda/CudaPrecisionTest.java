@@ -238,9 +238,9 @@ class CudaPrecisionTest extends AtRefIsaOnDevice {
                 assertTrue(f.getMessage().contains("tf32") && f.getMessage().contains("CUDA-only"), f.getMessage());
             }
         }
-        assertNotNull(Precision.TF32.unavailableOn(Device.CPU));
-        assertNull(Precision.TF32.unavailableOn(Device.CUDA));
-        assertNull(Precision.BF16.unavailableOn(Device.CUDA));
+        assertNotNull(dev.latent.train.TrainingPrecision.unavailable(Precision.TF32, Device.CPU));
+        assertNull(dev.latent.train.TrainingPrecision.unavailable(Precision.TF32, Device.CUDA));
+        assertNull(dev.latent.train.TrainingPrecision.unavailable(Precision.BF16, Device.CUDA));
         assertEquals(Precision.TF32, Precision.of("tf32"));
     }
 

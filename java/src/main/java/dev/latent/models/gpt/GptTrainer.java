@@ -133,7 +133,7 @@ public final class GptTrainer {
         int t = model.cfg.context(), b = o.batch();
         // refused before anything is read or moved, never emulated: TF32 is CUDA-only, BF16 on the CPU needs AVX512_BF16
         if (o.precision() == Precision.TF32 && device != Device.CUDA)
-            throw new IllegalArgumentException("gpt: " + o.precision().unavailableOn(device));
+            throw new IllegalArgumentException("gpt: " + dev.latent.train.TrainingPrecision.unavailable(o.precision(), device));
         if (o.precision() == Precision.BF16 && device == Device.CPU) Gemm.requireBf16();
         AdamW opt = new AdamW(modelScope, model.namedParameters(), 0.9f, 0.99f, 1e-8f, (float) o.weightDecay());
         if (device != Device.CPU) {   // a resume copies the checkpoint straight into the moved weights and moments
