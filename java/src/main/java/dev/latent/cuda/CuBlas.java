@@ -1,15 +1,10 @@
 package dev.latent.cuda;
 
-import dev.latent.nativ.NativeException;
-
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
-import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
-import java.util.Optional;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
@@ -33,7 +28,6 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * Thread-safe: calls are serialised (the handle's workspace is shared).
  */
 final class CuBlas {
-    private static final Linker LINKER = Linker.nativeLinker();
     static final int OP_N = 0, OP_T = 1, CUDA_R_32F = 0, CUDA_R_16BF = 14, GEMM_DEFAULT = -1;
     static final long WORKSPACE_BYTES = 32L << 20;
 
@@ -48,7 +42,8 @@ final class CuBlas {
     final int version;         /* CUBLAS_VERSION: major 10000 + minor 100 + patch */
     final boolean standIn;     /* the emulated driver's CPU stand-in, not NVIDIA's library */
     private final Cuda cu;
-    private final MethodHandle gemmEx, gemmStridedBatchedEx, getStatusName, getStatusString, lastStandInError;
+    private final VendorLib lib;
+    private final MethodHandle gemmEx, gemmStridedBatchedEx, getStatusName, getStatusString;
     private final MemorySegment handle;
     private final MethodHandle setStream;
     private MemorySegment boundStream = MemorySegment.NULL;   /* the stream the handle is bound to: the backend's (Cuda.stream) */
@@ -56,25 +51,23 @@ final class CuBlas {
     private final MemorySegment scalars = Arena.ofAuto().allocate(8, 8);   /* alpha, beta: host pointers (the default mode) */
 
     /** Binds and initialises the library at {@code lib}; NativeException / IllegalArgumentException when it cannot. */
-    CuBlas(Cuda cu, SymbolLookup lib, String source) {
+    CuBlas(Cuda cu, SymbolLookup lookup, String source) {
         this.cu = cu;
         this.source = source;
-        MethodHandle create = bind(lib, "cublasCreate_v2", ADDRESS);
-        MethodHandle getVersion = bind(lib, "cublasGetVersion_v2", ADDRESS, ADDRESS);
-        setStream = bind(lib, "cublasSetStream_v2", ADDRESS, ADDRESS);
-        MethodHandle setWorkspace = bind(lib, "cublasSetWorkspace_v2", ADDRESS, JAVA_LONG, JAVA_LONG);
-        MethodHandle setMathMode = bind(lib, "cublasSetMathMode", ADDRESS, JAVA_INT);
-        gemmEx = bind(lib, "cublasGemmEx", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT,
+        lib = new VendorLib(lookup, "", "cuBLAS 11.4 or newer needed", this::statusName, true);
+        MethodHandle create = lib.status("cublasCreate_v2", ADDRESS);
+        MethodHandle getVersion = lib.status("cublasGetVersion_v2", ADDRESS, ADDRESS);
+        setStream = lib.status("cublasSetStream_v2", ADDRESS, ADDRESS);
+        MethodHandle setWorkspace = lib.status("cublasSetWorkspace_v2", ADDRESS, JAVA_LONG, JAVA_LONG);
+        MethodHandle setMathMode = lib.status("cublasSetMathMode", ADDRESS, JAVA_INT);
+        gemmEx = lib.status("cublasGemmEx", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT,
                 JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT);
-        gemmStridedBatchedEx = bind(lib, "cublasGemmStridedBatchedEx", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
+        gemmStridedBatchedEx = lib.status("cublasGemmStridedBatchedEx", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
                 ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS, JAVA_LONG,
                 JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT);
-        getStatusName = optional(lib, "cublasGetStatusName");
-        getStatusString = optional(lib, "cublasGetStatusString");
-        Optional<MemorySegment> marker = lib.find("latent_emu_vendor_stand_in");
-        standIn = marker.isPresent();
-        lastStandInError = lib.find("latent_emu_last_vendor_error")
-                .map(s -> LINKER.downcallHandle(s, FunctionDescriptor.of(ADDRESS))).orElse(null);
+        getStatusName = lib.optional("cublasGetStatusName", FunctionDescriptor.of(ADDRESS, JAVA_INT));
+        getStatusString = lib.optional("cublasGetStatusString", FunctionDescriptor.of(ADDRESS, JAVA_INT));
+        standIn = lib.standIn;
         try (Arena a = Arena.ofConfined()) {
             MemorySegment p = a.allocate(ADDRESS);
             cu.makeCurrent();
@@ -102,15 +95,6 @@ final class CuBlas {
     String describe() {
         String v = version / 10000 + "." + version % 10000 / 100 + "." + version % 100;
         return standIn ? "the emulated driver's CPU stand-in for cuBLAS " + v + " (" + source + ")" : "cuBLAS " + v + " (" + source + ")";
-    }
-
-    private static MethodHandle bind(SymbolLookup lib, String name, MemoryLayout... args) {
-        MemorySegment sym = lib.find(name).orElseThrow(() -> new IllegalArgumentException("lacks " + name + " (cuBLAS 11.4 or newer needed)"));
-        return LINKER.downcallHandle(sym, FunctionDescriptor.of(JAVA_INT, args));
-    }
-
-    private static MethodHandle optional(SymbolLookup lib, String name) {
-        return lib.find(name).map(s -> LINKER.downcallHandle(s, FunctionDescriptor.of(ADDRESS, JAVA_INT))).orElse(null);
     }
 
     /** True when the shapes fit cuBLAS's 32-bit m, n, k, ld and batch count (else our kernels serve the call). */
@@ -185,41 +169,14 @@ final class CuBlas {
         }
     }
 
-    private void check(String name, MethodHandle h, Object... args) {
-        int rc;
-        try {
-            rc = (int) h.invokeWithArguments(args);
-        } catch (RuntimeException | Error e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new IllegalStateException(name, t);
-        }
-        if (rc != 0) throw new NativeException(name, rc, describeStatus(rc));
-    }
+    private void check(String name, MethodHandle h, Object... args) { lib.check(name, h, args); }
 
     /** "CUBLAS_STATUS_INVALID_VALUE: an invalid numeric value was used as an argument" (+ the stand-in's detail). */
-    String describeStatus(int rc) {
-        String n = cstr(getStatusName, rc), s = cstr(getStatusString, rc);
-        String d = (n.isEmpty() ? "cublasStatus_t " + rc : n) + (s.isEmpty() ? "" : ": " + s);
-        if (lastStandInError != null) {
-            try {
-                MemorySegment p = (MemorySegment) lastStandInError.invokeExact();
-                String detail = p.equals(MemorySegment.NULL) ? "" : p.reinterpret(4096).getString(0);
-                if (!detail.isEmpty()) d += " (stand-in: " + detail + ")";
-            } catch (Throwable ignored) {
-                // the detail is optional
-            }
-        }
-        return d;
-    }
+    String describeStatus(int rc) { return lib.describeStatus(rc); }
 
-    private static String cstr(MethodHandle h, int rc) {
-        if (h == null) return "";
-        try {
-            MemorySegment p = (MemorySegment) h.invokeExact(rc);
-            return p.equals(MemorySegment.NULL) ? "" : p.reinterpret(4096).getString(0);
-        } catch (Throwable t) {
-            return "";
-        }
+    /** cublasGetStatusName and cublasGetStatusString's texts, or "cublasStatus_t N" without them. */
+    private String statusName(int rc) {
+        String n = VendorLib.text(getStatusName, rc), s = VendorLib.text(getStatusString, rc);
+        return (n.isEmpty() ? "cublasStatus_t " + rc : n) + (s.isEmpty() ? "" : ": " + s);
     }
 }

@@ -4,8 +4,6 @@ import dev.latent.nativ.NativeException;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
-import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
@@ -35,7 +33,6 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * for its backward, stay ours).
  */
 final class CuBlasLt {
-    private static final Linker LINKER = Linker.nativeLinker();
     static final int CUDA_R_32F = 0;
     static final int DESC_TRANSA = 3, DESC_TRANSB = 4, DESC_EPILOGUE = 7, DESC_BIAS_POINTER = 8, DESC_EPILOGUE_AUX_POINTER = 11,
             DESC_EPILOGUE_AUX_LD = 12;
@@ -58,7 +55,8 @@ final class CuBlasLt {
     final boolean standIn;
     private final Cuda cu;
     private final MethodHandle descCreate, descDestroy, descSet, layoutCreate, layoutDestroy, prefCreate, prefDestroy, prefSet,
-            heuristic, matmul, lastStandInError;
+            heuristic, matmul;
+    private final VendorLib lib;
     private final MemorySegment handle;
     private final long workspace;
     private final Arena arena = Arena.ofAuto();
@@ -66,26 +64,25 @@ final class CuBlasLt {
             count = arena.allocate(4, 4), out = arena.allocate(ADDRESS);
     private final Map<Key, Plan> plans = new LinkedHashMap<>();
 
-    CuBlasLt(Cuda cu, SymbolLookup lib, String source) {
+    CuBlasLt(Cuda cu, SymbolLookup lookup, String source) {
         this.cu = cu;
         this.source = source;
-        MethodHandle create = bind(lib, "cublasLtCreate", ADDRESS);
-        MethodHandle getVersion = LINKER.downcallHandle(find(lib, "cublasLtGetVersion"), FunctionDescriptor.of(JAVA_LONG));
-        descCreate = bind(lib, "cublasLtMatmulDescCreate", ADDRESS, JAVA_INT, JAVA_INT);
-        descDestroy = bind(lib, "cublasLtMatmulDescDestroy", ADDRESS);
-        descSet = bind(lib, "cublasLtMatmulDescSetAttribute", ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG);
-        layoutCreate = bind(lib, "cublasLtMatrixLayoutCreate", ADDRESS, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG);
-        layoutDestroy = bind(lib, "cublasLtMatrixLayoutDestroy", ADDRESS);
-        prefCreate = bind(lib, "cublasLtMatmulPreferenceCreate", ADDRESS);
-        prefDestroy = bind(lib, "cublasLtMatmulPreferenceDestroy", ADDRESS);
-        prefSet = bind(lib, "cublasLtMatmulPreferenceSetAttribute", ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG);
-        heuristic = bind(lib, "cublasLtMatmulAlgoGetHeuristic", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, JAVA_INT,
+        lib = new VendorLib(lookup, "", "cuBLASLt 11.4 or newer needed", CuBlasLt::statusName, true);
+        MethodHandle create = lib.status("cublasLtCreate", ADDRESS);
+        MethodHandle getVersion = lib.function("cublasLtGetVersion", FunctionDescriptor.of(JAVA_LONG));
+        descCreate = lib.status("cublasLtMatmulDescCreate", ADDRESS, JAVA_INT, JAVA_INT);
+        descDestroy = lib.status("cublasLtMatmulDescDestroy", ADDRESS);
+        descSet = lib.status("cublasLtMatmulDescSetAttribute", ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG);
+        layoutCreate = lib.status("cublasLtMatrixLayoutCreate", ADDRESS, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG);
+        layoutDestroy = lib.status("cublasLtMatrixLayoutDestroy", ADDRESS);
+        prefCreate = lib.status("cublasLtMatmulPreferenceCreate", ADDRESS);
+        prefDestroy = lib.status("cublasLtMatmulPreferenceDestroy", ADDRESS);
+        prefSet = lib.status("cublasLtMatmulPreferenceSetAttribute", ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG);
+        heuristic = lib.status("cublasLtMatmulAlgoGetHeuristic", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, JAVA_INT,
                 ADDRESS, ADDRESS);
-        matmul = bind(lib, "cublasLtMatmul", ADDRESS, ADDRESS, ADDRESS, JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG,
+        matmul = lib.status("cublasLtMatmul", ADDRESS, ADDRESS, ADDRESS, JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG,
                 ADDRESS, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG, JAVA_LONG, ADDRESS);
-        standIn = lib.find("latent_emu_vendor_stand_in").isPresent();
-        lastStandInError = lib.find("latent_emu_last_vendor_error")
-                .map(s -> LINKER.downcallHandle(s, FunctionDescriptor.of(ADDRESS))).orElse(null);
+        standIn = lib.standIn;
         try {
             version = (long) getVersion.invokeExact();
         } catch (Throwable t) {
@@ -100,14 +97,6 @@ final class CuBlasLt {
     String describe() {
         String v = version / 10000 + "." + version % 10000 / 100 + "." + version % 100;
         return (standIn ? "the emulated driver's CPU stand-in for cuBLASLt " : "cuBLASLt ") + v + " (" + source + ")";
-    }
-
-    private static MemorySegment find(SymbolLookup lib, String name) {
-        return lib.find(name).orElseThrow(() -> new IllegalArgumentException("lacks " + name + " (cuBLASLt 11.4 or newer needed)"));
-    }
-
-    private static MethodHandle bind(SymbolLookup lib, String name, MemoryLayout... args) {
-        return LINKER.downcallHandle(find(lib, name), FunctionDescriptor.of(JAVA_INT, args));
     }
 
     private record Key(int transa, int transb, long m, long n, long k, long lda, long ldb, long ldc, Epilogue epi, int compute, long auxLd) {}
@@ -217,21 +206,14 @@ final class CuBlasLt {
         }
     }
 
-    private void check(String name, MethodHandle h, Object... args) {
-        int rc;
-        try {
-            rc = (int) h.invokeWithArguments(args);
-        } catch (RuntimeException | Error e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new IllegalStateException(name, t);
-        }
-        if (rc != 0) throw new NativeException(name, rc, describeStatus(rc));
-    }
+    private void check(String name, MethodHandle h, Object... args) { lib.check(name, h, args); }
+
+    /** The status's name (+ the stand-in's detail). */
+    String describeStatus(int rc) { return lib.describeStatus(rc); }
 
     /** cuBLASLt shares cublasStatus_t with cuBLAS; the names are cuBLAS's (cublasLt has no status-name call). */
-    String describeStatus(int rc) {
-        String d = switch (rc) {
+    private static String statusName(int rc) {
+        return switch (rc) {
             case 1 -> "CUBLAS_STATUS_NOT_INITIALIZED";
             case 3 -> "CUBLAS_STATUS_ALLOC_FAILED";
             case 7 -> "CUBLAS_STATUS_INVALID_VALUE";
@@ -241,15 +223,5 @@ final class CuBlasLt {
             case 15 -> "CUBLAS_STATUS_NOT_SUPPORTED";
             default -> "cublasStatus_t " + rc;
         };
-        if (lastStandInError != null) {
-            try {
-                MemorySegment p = (MemorySegment) lastStandInError.invokeExact();
-                String detail = p.equals(MemorySegment.NULL) ? "" : p.reinterpret(4096).getString(0);
-                if (!detail.isEmpty()) d += " (stand-in: " + detail + ")";
-            } catch (Throwable ignored) {
-                // the detail is optional
-            }
-        }
-        return d;
     }
 }

@@ -1,10 +1,7 @@
 package dev.latent.cuda;
 
-import dev.latent.nativ.NativeException;
-
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
@@ -31,7 +28,6 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * descriptors' argument order, the mode flag and the workspace plumbing are checked in every build (CuDnnTest).
  */
 final class CuDnn {
-    private static final Linker LINKER = Linker.nativeLinker();
     static final int NCHW = 0, FLOAT = 0, CONVOLUTION = 0, CROSS_CORRELATION = 1, FMA_MATH = 3, TENSOR_OP_MATH = 1;
     static final int FWD_ALGO = 1, BWD_DATA_ALGO = 1, BWD_FILTER_ALGO = 1;
 
@@ -43,7 +39,8 @@ final class CuDnn {
     private final MethodHandle setStream;
     private MemorySegment boundStream = MemorySegment.NULL;   /* the stream the handle is bound to: the backend's (Cuda.stream) */
     private final MethodHandle createTensor, setTensor4d, createFilter, setFilter4d, createConv, setConv2d, setConvMath,
-            fwdWs, bwdDataWs, bwdFilterWs, fwd, bwdData, bwdFilter, addTensor, errorString, lastStandInError;
+            fwdWs, bwdDataWs, bwdFilterWs, fwd, bwdData, bwdFilter, addTensor, errorString;
+    final VendorLib lib;   /* the library's symbols and status checks (CuDnnAttention shares them) */
     private final MemorySegment scalars = Arena.ofAuto().allocate(16, 8);   /* alpha, beta (host pointers), 1, 1 */
     private final Map<Key, Descs> descs = new HashMap<>();
 
@@ -61,13 +58,13 @@ final class CuDnn {
     private record Descs(MemorySegment x, MemorySegment w, MemorySegment y, MemorySegment conv, MemorySegment biasK, MemorySegment biasC,
                          long fwdWs, long bwdDataWs, long bwdFilterWs) {}
 
-    CuDnn(Cuda cu, SymbolLookup lib, String source) {
+    CuDnn(Cuda cu, SymbolLookup lookup, String source) {
         this.cu = cu;
         this.source = source;
+        lib = new VendorLib(lookup, "", "cuDNN 8 or 9 needed", this::statusName, true);
         MethodHandle create = bind(lib, "cudnnCreate", ADDRESS);
         setStream = bind(lib, "cudnnSetStream", ADDRESS, ADDRESS);
-        MethodHandle getVersion = LINKER.downcallHandle(lib.find("cudnnGetVersion").orElseThrow(
-                () -> new IllegalArgumentException("lacks cudnnGetVersion")), FunctionDescriptor.of(JAVA_LONG));
+        MethodHandle getVersion = lib.function("cudnnGetVersion", FunctionDescriptor.of(JAVA_LONG));
         createTensor = bind(lib, "cudnnCreateTensorDescriptor", ADDRESS);
         setTensor4d = bind(lib, "cudnnSetTensor4dDescriptor", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT);
         createFilter = bind(lib, "cudnnCreateFilterDescriptor", ADDRESS);
@@ -87,10 +84,8 @@ final class CuDnn {
         bwdFilter = bind(lib, "cudnnConvolutionBackwardFilter", ADDRESS, ADDRESS, ADDRESS, JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS,
                 JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG);
         addTensor = bind(lib, "cudnnAddTensor", ADDRESS, ADDRESS, ADDRESS, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG);
-        errorString = lib.find("cudnnGetErrorString").map(s -> LINKER.downcallHandle(s, FunctionDescriptor.of(ADDRESS, JAVA_INT))).orElse(null);
-        standIn = lib.find("latent_emu_vendor_stand_in").isPresent();
-        lastStandInError = lib.find("latent_emu_last_vendor_error")
-                .map(s -> LINKER.downcallHandle(s, FunctionDescriptor.of(ADDRESS))).orElse(null);
+        errorString = lib.optional("cudnnGetErrorString", FunctionDescriptor.of(ADDRESS, JAVA_INT));
+        standIn = lib.standIn;
         try {
             version = (long) getVersion.invokeExact();
         } catch (Throwable t) {
@@ -121,10 +116,7 @@ final class CuDnn {
         return (standIn ? "the emulated driver's CPU stand-in for cuDNN " : "cuDNN ") + v + " (" + source + ")";
     }
 
-    private static MethodHandle bind(SymbolLookup lib, String name, MemoryLayout... args) {
-        MemorySegment sym = lib.find(name).orElseThrow(() -> new IllegalArgumentException("lacks " + name + " (cuDNN 8 or 9 needed)"));
-        return LINKER.downcallHandle(sym, FunctionDescriptor.of(JAVA_INT, args));
-    }
+    private static MethodHandle bind(VendorLib lib, String name, MemoryLayout... args) { return lib.status(name, args); }
 
     /** True when every size fits cuDNN's int32 dimensions. */
     static boolean fits(long... v) {
@@ -224,38 +216,13 @@ final class CuDnn {
         }
     }
 
-    private void check(String name, MethodHandle h, Object... args) {
-        int rc;
-        try {
-            rc = (int) h.invokeWithArguments(args);
-        } catch (RuntimeException | Error e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new IllegalStateException(name, t);
-        }
-        if (rc != 0) throw new NativeException(name, rc, describeStatus(rc));
-    }
+    private void check(String name, MethodHandle h, Object... args) { lib.check(name, h, args); }
 
     /** cudnnGetErrorString's text (and the stand-in's detail). */
-    String describeStatus(int rc) {
-        String s = "cudnnStatus_t " + rc;
-        if (errorString != null) {
-            try {
-                MemorySegment p = (MemorySegment) errorString.invokeExact(rc);
-                if (!p.equals(MemorySegment.NULL)) s = p.reinterpret(4096).getString(0);
-            } catch (Throwable ignored) {
-                // keep the number
-            }
-        }
-        if (lastStandInError != null) {
-            try {
-                MemorySegment p = (MemorySegment) lastStandInError.invokeExact();
-                String detail = p.equals(MemorySegment.NULL) ? "" : p.reinterpret(4096).getString(0);
-                if (!detail.isEmpty()) s += " (stand-in: " + detail + ")";
-            } catch (Throwable ignored) {
-                // the detail is optional
-            }
-        }
-        return s;
+    String describeStatus(int rc) { return lib.describeStatus(rc); }
+
+    private String statusName(int rc) {
+        String s = VendorLib.text(errorString, rc);
+        return s.isEmpty() ? "cudnnStatus_t " + rc : s;
     }
 }

@@ -3,11 +3,8 @@ package dev.latent.cuda;
 import dev.latent.nativ.NativeException;
 
 import java.lang.foreign.Arena;
-import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -47,7 +44,6 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * variant pack's memory, so the graph, the strides and the packing are checked in every build (CuDnnAttentionTest).
  */
 final class CuDnnAttention {
-    private static final Linker LINKER = Linker.nativeLinker();
     // cudnnBackendDescriptorType_t
     static final int POINTWISE = 0, ENGINECFG = 3, ENGINEHEUR = 4, EXECUTION_PLAN = 5, OP_POINTWISE = 13, OPERATION_GRAPH = 15,
             VARIANT_PACK = 16, TENSOR = 17, MATMUL = 18, OP_MATMUL = 19, REDUCTION = 21, OP_REDUCTION = 22, OP_RESHAPE = 31;
@@ -76,6 +72,7 @@ final class CuDnnAttention {
 
     private final Cuda cu;
     private final CuDnn dnn;
+    private final VendorLib lib;   /* cuDNN's, shared with CuDnn: the same status names */
     private final MethodHandle create, destroy, set, finalizeH, get, execute;
     private final Arena arena = Arena.ofAuto();
     private final MemorySegment out = arena.allocate(ADDRESS), count = arena.allocate(JAVA_LONG), scalars = arena.allocate(16, 8);
@@ -87,9 +84,10 @@ final class CuDnnAttention {
     /** A built plan: the descriptors it owns (destroyed with it) and its workspace size. */
     private record Plan(MemorySegment plan, long workspace, boolean usesOne, List<MemorySegment> owned) {}
 
-    CuDnnAttention(Cuda cu, CuDnn dnn, SymbolLookup lib) {
+    CuDnnAttention(Cuda cu, CuDnn dnn) {
         this.cu = cu;
         this.dnn = dnn;
+        lib = dnn.lib.needing("cuDNN 9's backend API needed");
         create = bind(lib, "cudnnBackendCreateDescriptor", JAVA_INT, ADDRESS);
         destroy = bind(lib, "cudnnBackendDestroyDescriptor", ADDRESS);
         set = bind(lib, "cudnnBackendSetAttribute", ADDRESS, JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS);
@@ -100,10 +98,7 @@ final class CuDnnAttention {
         scalars.set(JAVA_FLOAT, 8, 1f);
     }
 
-    private static MethodHandle bind(SymbolLookup lib, String name, MemoryLayout... args) {
-        MemorySegment sym = lib.find(name).orElseThrow(() -> new IllegalArgumentException("lacks " + name + " (cuDNN 9's backend API needed)"));
-        return LINKER.downcallHandle(sym, FunctionDescriptor.of(JAVA_INT, args));
-    }
+    private static MethodHandle bind(VendorLib lib, String name, MemoryLayout... args) { return lib.status(name, args); }
 
     /** True when every size fits the graph's int64 dims and the kernels' limits we know of (head size <= 256, even). */
     static boolean fits(long b, long h, long t, long d) {
@@ -485,15 +480,5 @@ final class CuDnnAttention {
         }
     }
 
-    private void check(String name, MethodHandle h, Object... args) {
-        int rc;
-        try {
-            rc = (int) h.invokeWithArguments(args);
-        } catch (RuntimeException | Error e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new IllegalStateException(name, t);
-        }
-        if (rc != 0) throw new NativeException(name, rc, dnn.describeStatus(rc));
-    }
+    private void check(String name, MethodHandle h, Object... args) { lib.check(name, h, args); }
 }

@@ -1,10 +1,7 @@
 package dev.latent.cuda;
 
-import dev.latent.nativ.NativeException;
-
 import java.lang.foreign.Arena;
-import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
@@ -21,7 +18,6 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * the driver's own name and description of the error.
  */
 final class CudaDriver {
-    private static final Linker LINKER = Linker.nativeLinker();
     final MethodHandle cuInit, cuDriverGetVersion, cuDeviceGetCount, cuDeviceGet, cuDeviceGetAttribute,
             cuDevicePrimaryCtxRetain, cuCtxSetCurrent, cuCtxSynchronize, cuModuleLoadData, cuModuleGetFunction,
             cuMemAlloc, cuMemFree, cuMemcpyHtoD, cuMemcpyDtoH, cuMemcpyDtoD, cuMemsetD8, cuStreamCreate, cuStreamSynchronize,
@@ -30,6 +26,7 @@ final class CudaDriver {
             // stream-ordered copies, stream capture and CUDA graphs (CudaGraph)
             cuMemcpyDtoDAsync, cuMemsetD8Async, cuStreamBeginCapture, cuStreamEndCapture, cuStreamIsCapturing,
             cuGraphInstantiateWithFlags, cuGraphLaunch, cuGraphExecDestroy, cuGraphDestroy;
+    private final VendorLib lib;
 
     /**
      * The driver library: libcuda.so.1, or what -Dlatent.cuda.driver names (the emulated driver libcuda_emu.so of
@@ -42,7 +39,8 @@ final class CudaDriver {
 
     /** Throws IllegalArgumentException when the driver library cannot be opened (no driver). */
     CudaDriver() {
-        SymbolLookup lib = SymbolLookup.libraryLookup(library(), Arena.global());
+        lib = new VendorLib(SymbolLookup.libraryLookup(library(), Arena.global()), library(), "driver too old", this::describeName,
+                false);
         cuInit = bind(lib, "cuInit", JAVA_INT);
         cuDriverGetVersion = bind(lib, "cuDriverGetVersion", ADDRESS);
         cuDeviceGetCount = bind(lib, "cuDeviceGetCount", ADDRESS);
@@ -85,41 +83,24 @@ final class CudaDriver {
         cuGraphDestroy = bind(lib, "cuGraphDestroy", ADDRESS);
     }
 
-    private static MethodHandle bind(SymbolLookup lib, String name, java.lang.foreign.MemoryLayout... args) {
-        MemorySegment sym = lib.find(name).orElseThrow(
-                () -> new IllegalArgumentException(library() + " lacks " + name + " (driver too old)"));
-        return LINKER.downcallHandle(sym, FunctionDescriptor.of(JAVA_INT, args));
-    }
+    private static MethodHandle bind(VendorLib lib, String name, MemoryLayout... args) { return lib.status(name, args); }
 
     /** Invokes a driver call; a non-zero CUresult becomes NativeException(call, code, "NAME: description"). */
-    int call(String name, MethodHandle h, Object... args) {
-        int rc;
-        try {
-            rc = (int) h.invokeWithArguments(args);
-        } catch (RuntimeException | Error e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new IllegalStateException(name, t);
-        }
-        if (rc != 0) throw new NativeException(name, rc, describe(rc));
-        return rc;
-    }
+    int call(String name, MethodHandle h, Object... args) { return lib.check(name, h, args); }
 
     /** "CUDA_ERROR_NO_DEVICE: no CUDA-capable device is detected", from the driver itself. */
-    String describe(int rc) {
+    String describe(int rc) { return lib.describeStatus(rc); }
+
+    private String describeName(int rc) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment pn = a.allocate(ADDRESS), ps = a.allocate(ADDRESS);
             int r1 = (int) cuGetErrorName.invokeExact(rc, pn);
             int r2 = (int) cuGetErrorString.invokeExact(rc, ps);
-            String n = r1 == 0 ? cstr(pn) : "CUresult " + rc, s = r2 == 0 ? cstr(ps) : "";
+            String n = r1 == 0 ? VendorLib.string(pn.get(ADDRESS, 0)) : "CUresult " + rc;
+            String s = r2 == 0 ? VendorLib.string(ps.get(ADDRESS, 0)) : "";
             return s.isEmpty() ? n : n + ": " + s;
         } catch (Throwable t) {
             return "CUresult " + rc;
         }
-    }
-
-    private static String cstr(MemorySegment p) {
-        MemorySegment s = p.get(ADDRESS, 0);
-        return s.equals(MemorySegment.NULL) ? "" : s.reinterpret(4096).getString(0);
     }
 }

@@ -343,62 +343,33 @@ public final class CudaVendor {
     }
 
     private static Object loadDnn(Cuda cu) {
-        List<String> tried = new ArrayList<>();
-        for (String cand : candidates("latent.cudnn.path", CUDNN_SONAMES)) {
-            try {
-                Path p = Path.of(cand);
-                SymbolLookup lib = p.isAbsolute() ? SymbolLookup.libraryLookup(p, Arena.global()) : SymbolLookup.libraryLookup(cand, Arena.global());
-                CuDnn c = new CuDnn(cu, lib, cand);
-                attn = loadAttention(cu, c, lib);
-                return c;
-            } catch (IllegalArgumentException | UnsatisfiedLinkError | dev.latent.nativ.NativeException e) {
-                tried.add(cand + ": " + e.getMessage());
-            }
-        }
-        return tried.isEmpty() ? "no cuDNN found" : "no usable cuDNN: " + String.join("; ", tried);
+        return VendorLib.first(candidates("latent.cudnn.path", CUDNN_SONAMES), "cuDNN", cand -> {
+            CuDnn c = new CuDnn(cu, VendorLib.open(cand), cand);
+            attn = loadAttention(cu, c);
+            return c;
+        });
     }
 
-    private static Object loadAttention(Cuda cu, CuDnn c, SymbolLookup lib) {
+    private static Object loadAttention(Cuda cu, CuDnn c) {
         if (c.version < 90000) return c.describe() + " is older than 9: its SDPA needs cuDNN 9's backend graph API";
         try {
-            return new CuDnnAttention(cu, c, lib);
+            return new CuDnnAttention(cu, c);
         } catch (IllegalArgumentException | UnsatisfiedLinkError e) {
             return c.describe() + " lacks the backend graph API: " + e.getMessage();
         }
     }
 
     private static Object loadLt(Cuda cu) {
-        List<String> tried = new ArrayList<>();
-        for (String cand : candidates("latent.cublaslt.path", CUBLASLT_SONAMES)) {
-            try {
-                Path p = Path.of(cand);
-                SymbolLookup lib = p.isAbsolute() ? SymbolLookup.libraryLookup(p, Arena.global()) : SymbolLookup.libraryLookup(cand, Arena.global());
-                return new CuBlasLt(cu, lib, cand);
-            } catch (IllegalArgumentException | UnsatisfiedLinkError | dev.latent.nativ.NativeException e) {
-                tried.add(cand + ": " + e.getMessage());
-            }
-        }
-        return tried.isEmpty() ? "no cuBLASLt found" : "no usable cuBLASLt: " + String.join("; ", tried);
+        return VendorLib.first(candidates("latent.cublaslt.path", CUBLASLT_SONAMES), "cuBLASLt",
+                cand -> new CuBlasLt(cu, VendorLib.open(cand), cand));
     }
 
     private static Object loadBlas(Cuda cu) {
-        List<String> tried = new ArrayList<>();
-        for (String cand : candidates("latent.cublas.path", CUBLAS_SONAMES)) {
-            try {
-                Path p = Path.of(cand);
-                SymbolLookup lib;
-                if (p.isAbsolute()) {
-                    preloadSibling(p, "libcublasLt.so");
-                    lib = SymbolLookup.libraryLookup(p, Arena.global());
-                } else {
-                    lib = SymbolLookup.libraryLookup(cand, Arena.global());
-                }
-                return new CuBlas(cu, lib, cand);
-            } catch (IllegalArgumentException | UnsatisfiedLinkError | dev.latent.nativ.NativeException e) {
-                tried.add(cand + ": " + e.getMessage());
-            }
-        }
-        return tried.isEmpty() ? "no cuBLAS found" : "no usable cuBLAS: " + String.join("; ", tried);
+        return VendorLib.first(candidates("latent.cublas.path", CUBLAS_SONAMES), "cuBLAS", cand -> {
+            Path p = Path.of(cand);
+            if (p.isAbsolute()) preloadSibling(p, "libcublasLt.so");
+            return new CuBlas(cu, VendorLib.open(cand), cand);
+        });
     }
 
     /** libcublas needs libcublasLt of the same release: load the one beside it first, so the soname resolves to it. */
