@@ -1,5 +1,6 @@
 package dev.latent.cuda;
 
+import dev.latent.models.gpt.DecoderFixtures;
 import dev.latent.models.gpt.DeviceKvDecoder;
 import dev.latent.models.gpt.Gpt;
 import dev.latent.models.gpt.GptConfig;
@@ -9,14 +10,13 @@ import dev.latent.tensor.Scope;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
-import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.SplittableRandom;
 
 import static dev.latent.cuda.CudaTesting.device;
-import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static dev.latent.models.gpt.DecoderFixtures.CONFIGS;
+import static dev.latent.models.gpt.DecoderFixtures.randomModel;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
@@ -39,44 +39,11 @@ import static org.junit.jupiter.api.Assertions.*;
  * The host synchronisations per token are bounded in HostSyncTest.gptDecodeOnDevice.
  */
 class DeviceKvDecoderTest {
-    private static final double U = Math.ulp(1.0f) / 2;
-
     @BeforeAll
     static void gate() { device(); }
 
-    static final GptConfig[] CONFIGS = {
-            new GptConfig(37, 2, 3, 48, 40, true),
-            new GptConfig(29, 3, 2, 30, 23, false, GptConfig.Activation.GELU_TANH),
-            new GptConfig(65, 1, 1, 7, 9, false),
-    };
-
-    /** KvDecoderTest.randomModel's weights: large enough that logits spread (clear greedy margins). */
-    static Gpt randomModel(Scope s, GptConfig cfg, long seed) {
-        Gpt m = new Gpt(s, cfg, seed);
-        SplittableRandom r = new SplittableRandom(seed);
-        m.namedParameters().forEach((name, v) -> {
-            MemorySegment seg = v.value().segment();
-            long n = v.value().numel();
-            long[] shape = v.value().shape();
-            for (long i = 0; i < n; i++) {
-                float x;
-                if (name.contains("ln") && name.endsWith("weight")) x = (float) (1 + 0.2 * r.nextGaussian());
-                else if (name.endsWith("bias")) x = (float) (0.1 * r.nextGaussian());
-                else if (name.startsWith("wte") || name.startsWith("wpe")) x = (float) r.nextGaussian();
-                else x = (float) (1.5 * r.nextGaussian() / Math.sqrt(shape[shape.length - 1]));
-                seg.setAtIndex(JAVA_FLOAT, i, x);
-            }
-        });
-        return m;
-    }
-
-    /** Twice KvDecoderTest.tolerance: both decoders err against the exact logits. */
-    static double tolerance(GptConfig cfg, int t, float[] ref) {
-        double mx = 0;
-        for (float v : ref) mx = Math.max(mx, Math.abs(v));
-        double eps = 2.0 * ((2 * cfg.headSize() + t + 16) + 4.0 * (4 * cfg.dim() + 2)) * U;
-        return 2 * (cfg.layers() * 4.0 * eps + 2.0 * (cfg.dim() + 2) * U) * mx;
-    }
+    /** Twice one decoder's bound (DecoderFixtures.tolerance, KvDecoderTest's): both decoders err against the exact logits. */
+    static double tolerance(GptConfig cfg, int t, float[] ref) { return 2 * DecoderFixtures.tolerance(cfg, t, ref); }
 
     static int argmax(float[] l) {
         int b = 0;

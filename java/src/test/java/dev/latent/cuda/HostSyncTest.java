@@ -205,79 +205,62 @@ class HostSyncTest {
 
     @Test
     void dcganTrainerStep() {
-        ImageData data = CudaGanTest.images(6, 5);
-        dev.latent.models.gan.GanTrainer t = new dev.latent.models.gan.GanTrainer(CudaGanTest.config(Path.of("unused"),
-                dev.latent.models.gan.GanTrainer.Loss.GAN), Device.CUDA);
-        int[] perm = {0, 1, 2, 3, 4, 5};
-        long last = 0, read = 0;
-        for (int i = 0; i < 4; i++) {
-            int it = i;
-            dev.latent.models.gan.GanTrainer.StepValues[] v = new dev.latent.models.gan.GanTrainer.StepValues[1];
-            last = syncs("DCGAN trainer step " + i, () -> v[0] = t.stepDeferred(data, perm, (it % 2) * CudaGanTest.B, it + 1));
-            read = syncs("DCGAN trainer step " + i + ", the losses and D's outputs read (once per logging interval)", () -> v[0].values());
-            for (double x : v[0].values()) assertTrue(Double.isFinite(x), "DCGAN value " + x);
-        }
-        System.out.printf("DCGAN step: %d host synchronisations, values read %d; issue 18's budget is 1%n", last, read);
-        assertEquals(1, read, "reading lossD, lossG and both batches of D's outputs is one device-to-host copy");
-        assertTrue(last <= DCGAN_TRAINER_STEP_SYNCS, "DCGAN trainer step: " + last + " host synchronisations, bound " + DCGAN_TRAINER_STEP_SYNCS);
+        ganTrainerSteps("DCGAN", dev.latent.models.gan.GanTrainer.Loss.GAN, "the losses and D's outputs", DCGAN_TRAINER_STEP_SYNCS);
     }
 
     @Test
-    void realNvpTrainerStep() {
-        ImageData data = new ImageData(6, CudaFlowTest.HW, CudaFlowTest.HW, CudaFlowTest.pixels(6, 4), null, "random");
-        try (Scope s = Scope.shared()) {
-            dev.latent.models.flow.FlowTrainer t = new dev.latent.models.flow.FlowTrainer(CudaFlowTest.config("realnvp"), s,
-                    CudaFlowTest.HW, CudaFlowTest.HW, Device.CUDA);
-            long last = 0, read = 0;
-            for (int i = 0; i < 4; i++) {
-                int it = i;
-                dev.latent.train.StepScalars.Values[] v = new dev.latent.train.StepScalars.Values[1];
-                last = syncs("RealNVP trainer step " + i, () -> v[0] = t.stepDeferred(data, new int[] {0, 1, 2, 3, 4, 5}, (it % 2) * CudaFlowTest.B, CudaFlowTest.B));
-                read = syncs("RealNVP trainer step " + i + ", the loss read (once per logging interval)", () -> v[0].get(0));
-                assertTrue(Float.isFinite(v[0].get(0)), "bits/dim " + v[0].get(0));
-            }
-            System.out.printf("RealNVP step: %d host synchronisations, loss read %d; issue 18's budget is 1%n", last, read);
-            assertEquals(1, read, "reading the bits/dim is one device-to-host copy");
-            assertTrue(last <= REALNVP_TRAINER_STEP_SYNCS, "RealNVP trainer step: " + last + " host synchronisations, bound " + REALNVP_TRAINER_STEP_SYNCS);
-        }
-    }
+    void realNvpTrainerStep() { flowTrainerSteps("RealNVP", "realnvp", REALNVP_TRAINER_STEP_SYNCS); }
 
     @Test
     void wganGpTrainerStep() {
+        ganTrainerSteps("WGAN-GP", dev.latent.models.gan.GanTrainer.Loss.WGAN_GP, "the losses and the critic's outputs",
+                WGANGP_TRAINER_STEP_SYNCS);
+    }
+
+    @Test
+    void glowTrainerStep() { flowTrainerSteps("Glow", "glow", GLOW_TRAINER_STEP_SYNCS); }
+
+    /**
+     * Four GanTrainer.stepDeferred iterations with {@code loss} (DCGAN's or WGAN-GP's): the last one's host
+     * synchronisations at most {@code bound}, reading its values ({@code values}) one copy.
+     */
+    static void ganTrainerSteps(String name, dev.latent.models.gan.GanTrainer.Loss loss, String values, long bound) {
         ImageData data = CudaGanTest.images(6, 5);
-        dev.latent.models.gan.GanTrainer t = new dev.latent.models.gan.GanTrainer(CudaGanTest.config(Path.of("unused"),
-                dev.latent.models.gan.GanTrainer.Loss.WGAN_GP), Device.CUDA);
+        dev.latent.models.gan.GanTrainer t = new dev.latent.models.gan.GanTrainer(CudaGanTest.config(Path.of("unused"), loss), Device.CUDA);
         int[] perm = {0, 1, 2, 3, 4, 5};
         long last = 0, read = 0;
         for (int i = 0; i < 4; i++) {
             int it = i;
             dev.latent.models.gan.GanTrainer.StepValues[] v = new dev.latent.models.gan.GanTrainer.StepValues[1];
-            last = syncs("WGAN-GP trainer step " + i, () -> v[0] = t.stepDeferred(data, perm, (it % 2) * CudaGanTest.B, it + 1));
-            read = syncs("WGAN-GP trainer step " + i + ", the losses and the critic's outputs read (once per logging interval)", () -> v[0].values());
-            for (double x : v[0].values()) assertTrue(Double.isFinite(x), "WGAN-GP value " + x);
+            last = syncs(name + " trainer step " + i, () -> v[0] = t.stepDeferred(data, perm, (it % 2) * CudaGanTest.B, it + 1));
+            read = syncs(name + " trainer step " + i + ", " + values + " read (once per logging interval)", () -> v[0].values());
+            for (double x : v[0].values()) assertTrue(Double.isFinite(x), name + " value " + x);
         }
-        System.out.printf("WGAN-GP step: %d host synchronisations, values read %d; issue 18's budget is 1%n", last, read);
-        assertEquals(1, read, "reading the losses and the critic's outputs is one device-to-host copy");
-        assertTrue(last <= WGANGP_TRAINER_STEP_SYNCS, "WGAN-GP trainer step: " + last + " host synchronisations, bound " + WGANGP_TRAINER_STEP_SYNCS);
+        System.out.printf("%s step: %d host synchronisations, values read %d; issue 18's budget is 1%n", name, last, read);
+        assertEquals(1, read, "reading " + values + " is one device-to-host copy");
+        assertTrue(last <= bound, name + " trainer step: " + last + " host synchronisations, bound " + bound);
     }
 
-    @Test
-    void glowTrainerStep() {
+    /**
+     * Four FlowTrainer.stepDeferred iterations of the flow {@code family} ("realnvp", "glow"): the last one's host
+     * synchronisations at most {@code bound}, reading its bits/dim one copy.
+     */
+    static void flowTrainerSteps(String name, String family, long bound) {
         ImageData data = new ImageData(6, CudaFlowTest.HW, CudaFlowTest.HW, CudaFlowTest.pixels(6, 4), null, "random");
         try (Scope s = Scope.shared()) {
-            dev.latent.models.flow.FlowTrainer t = new dev.latent.models.flow.FlowTrainer(CudaFlowTest.config("glow"), s,
+            dev.latent.models.flow.FlowTrainer t = new dev.latent.models.flow.FlowTrainer(CudaFlowTest.config(family), s,
                     CudaFlowTest.HW, CudaFlowTest.HW, Device.CUDA);
             long last = 0, read = 0;
             for (int i = 0; i < 4; i++) {
                 int it = i;
                 dev.latent.train.StepScalars.Values[] v = new dev.latent.train.StepScalars.Values[1];
-                last = syncs("Glow trainer step " + i, () -> v[0] = t.stepDeferred(data, new int[] {0, 1, 2, 3, 4, 5}, (it % 2) * CudaFlowTest.B, CudaFlowTest.B));
-                read = syncs("Glow trainer step " + i + ", the loss read (once per logging interval)", () -> v[0].get(0));
+                last = syncs(name + " trainer step " + i, () -> v[0] = t.stepDeferred(data, new int[] {0, 1, 2, 3, 4, 5}, (it % 2) * CudaFlowTest.B, CudaFlowTest.B));
+                read = syncs(name + " trainer step " + i + ", the loss read (once per logging interval)", () -> v[0].get(0));
                 assertTrue(Float.isFinite(v[0].get(0)), "bits/dim " + v[0].get(0));
             }
-            System.out.printf("Glow step: %d host synchronisations, loss read %d; issue 18's budget is 1%n", last, read);
+            System.out.printf("%s step: %d host synchronisations, loss read %d; issue 18's budget is 1%n", name, last, read);
             assertEquals(1, read, "reading the bits/dim is one device-to-host copy");
-            assertTrue(last <= GLOW_TRAINER_STEP_SYNCS, "Glow trainer step: " + last + " host synchronisations, bound " + GLOW_TRAINER_STEP_SYNCS);
+            assertTrue(last <= bound, name + " trainer step: " + last + " host synchronisations, bound " + bound);
         }
     }
 

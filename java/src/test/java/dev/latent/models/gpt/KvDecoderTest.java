@@ -16,7 +16,9 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
 
-import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static dev.latent.models.gpt.DecoderFixtures.CONFIGS;
+import static dev.latent.models.gpt.DecoderFixtures.randomModel;
+import static dev.latent.models.gpt.DecoderFixtures.tolerance;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -39,8 +41,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * printed: 0.006 when written). Per logit: |decode - full| <= (L G eps + 2 (C + 2) u) max|logits|, the last term the head's GEMM.
  */
 class KvDecoderTest {
-    private static final double U = Math.ulp(1.0f) / 2;
-
     /** Decoders a test opened (the packed ones hold native memory of their own), closed after it. */
     private final List<KvDecoder> decoders = new ArrayList<>();
 
@@ -55,25 +55,6 @@ class KvDecoderTest {
         decoders.clear();
     }
 
-    static Gpt randomModel(Scope s, GptConfig cfg, long seed) {
-        Gpt m = new Gpt(s, cfg, seed);
-        SplittableRandom r = new SplittableRandom(seed);
-        m.namedParameters().forEach((name, v) -> {
-            MemorySegment seg = v.value().segment();
-            long n = v.value().numel();
-            long[] shape = v.value().shape();
-            for (long i = 0; i < n; i++) {
-                float x;
-                if (name.contains("ln") && name.endsWith("weight")) x = (float) (1 + 0.2 * r.nextGaussian());
-                else if (name.endsWith("bias")) x = (float) (0.1 * r.nextGaussian());
-                else if (name.startsWith("wte") || name.startsWith("wpe")) x = (float) r.nextGaussian();
-                else x = (float) (1.5 * r.nextGaussian() / Math.sqrt(shape[shape.length - 1]));
-                seg.setAtIndex(JAVA_FLOAT, i, x);
-            }
-        });
-        return m;
-    }
-
     static float[] fullLogits(Gpt m, int[] ids) {
         try (Graph g = Graph.inference(); Arena a = Arena.ofConfined()) {
             MemorySegment x = a.allocateFrom(JAVA_INT, ids);
@@ -81,19 +62,6 @@ class KvDecoderTest {
             return l.value().toArray();
         }
     }
-
-    static double tolerance(GptConfig cfg, int t, float[] ref) {
-        double mx = 0;
-        for (float v : ref) mx = Math.max(mx, Math.abs(v));
-        double eps = 2.0 * ((2 * cfg.headSize() + t + 16) + 4.0 * (4 * cfg.dim() + 2)) * U;
-        return (cfg.layers() * 4.0 * eps + 2.0 * (cfg.dim() + 2) * U) * mx;
-    }
-
-    static final GptConfig[] CONFIGS = {
-            new GptConfig(37, 2, 3, 48, 40, true),
-            new GptConfig(29, 3, 2, 30, 23, false, GptConfig.Activation.GELU_TANH),
-            new GptConfig(65, 1, 1, 7, 9, false),
-    };
 
     @ParameterizedTest
     @EnumSource(KvDecoder.Weights.class)
