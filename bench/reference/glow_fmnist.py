@@ -56,21 +56,20 @@ Usage:  python glow_fmnist.py --out glow_fmnist.json [--data DIR] [--seeds 1,2,3
         python glow_fmnist.py --selftest
 """
 import argparse
-import gzip
 import json
 import math
 import os
 import platform
-import struct
 import time
 
+import fmnist
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 parser = argparse.ArgumentParser(description="Glow on Fashion-MNIST")
-parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+parser.add_argument("--data", default=fmnist.DEFAULT_DIR)
 parser.add_argument("--out", default="glow_fmnist.json")
 parser.add_argument("--seeds", default="1", help="comma-separated seeds, each a full run")
 parser.add_argument("--threads", type=int, default=2)
@@ -282,26 +281,8 @@ if args.selftest:
     selftest()
 
 
-def load_idx(path):
-    """Read an IDX file (optionally gzipped) of unsigned bytes into a numpy array."""
-    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
-        buf = f.read()
-    zero, dtype, ndim = struct.unpack(">HBB", buf[:4])
-    assert zero == 0 and dtype == 0x08, f"{path}: not an unsigned-byte IDX file"
-    dims = struct.unpack(">" + "I" * ndim, buf[4:4 + 4 * ndim])
-    return np.frombuffer(buf, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def find(name):
-    for cand in (name + ".gz", name):
-        p = os.path.join(args.data, cand)
-        if os.path.exists(p):
-            return p
-    raise FileNotFoundError(f"{name}(.gz) not in {args.data}")
-
-
-px_train = torch.from_numpy(load_idx(find("train-images-idx3-ubyte")).astype(np.float32)).unsqueeze(1)
-px_test = torch.from_numpy(load_idx(find("t10k-images-idx3-ubyte")).astype(np.float32)).unsqueeze(1)
+px_train = torch.from_numpy(fmnist.images(args.data, "train").astype(np.float32)).unsqueeze(1)
+px_test = torch.from_numpy(fmnist.images(args.data, "t10k").astype(np.float32)).unsqueeze(1)
 if args.test_n:
     px_test = px_test[:args.test_n]
 print(f"data: {args.data}: train {tuple(px_train.shape)}, test {tuple(px_test.shape)}")

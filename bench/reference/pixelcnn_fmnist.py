@@ -21,21 +21,19 @@ Evaluation: exact test bits/dim on the first --test_n test images (0: all).
 Usage:  python pixelcnn_fmnist.py --out pixelcnn_fmnist.json [--data DIR] [--limit 4000] [--epochs 1] [--test_n 2000]
 """
 import argparse
-import gzip
 import json
 import math
-import os
 import platform
-import struct
 import time
 
+import fmnist
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 parser = argparse.ArgumentParser(description="Gated PixelCNN on Fashion-MNIST")
-parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+parser.add_argument("--data", default=fmnist.DEFAULT_DIR)
 parser.add_argument("--out", default="pixelcnn_fmnist.json")
 parser.add_argument("--seeds", default="1", help="comma-separated seeds, each a full run")
 parser.add_argument("--threads", type=int, default=2)
@@ -54,26 +52,8 @@ args = parser.parse_args()
 torch.set_num_threads(args.threads)
 
 
-def load_idx(path):
-    """Read an IDX file (optionally gzipped) of unsigned bytes into a numpy array."""
-    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
-        buf = f.read()
-    zero, dtype, ndim = struct.unpack(">HBB", buf[:4])
-    assert zero == 0 and dtype == 0x08, f"{path}: not an unsigned-byte IDX file"
-    dims = struct.unpack(">" + "I" * ndim, buf[4:4 + 4 * ndim])
-    return np.frombuffer(buf, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def find(name):
-    for cand in (name + ".gz", name):
-        p = os.path.join(args.data, cand)
-        if os.path.exists(p):
-            return p
-    raise FileNotFoundError(f"{name}(.gz) not in {args.data}")
-
-
-px_train = torch.from_numpy(load_idx(find("train-images-idx3-ubyte")).astype(np.int64)).unsqueeze(1)
-px_test = torch.from_numpy(load_idx(find("t10k-images-idx3-ubyte")).astype(np.int64)).unsqueeze(1)
+px_train = torch.from_numpy(fmnist.images(args.data, "train").astype(np.int64)).unsqueeze(1)
+px_test = torch.from_numpy(fmnist.images(args.data, "t10k").astype(np.int64)).unsqueeze(1)
 if args.limit:
     px_train = px_train[:args.limit]
 if args.test_n:

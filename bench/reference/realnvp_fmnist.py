@@ -1,7 +1,8 @@
 """
 RealNVP (affine coupling flow) on Fashion-MNIST: a PyTorch CPU quality reference.
 
-This is ../shared/reference/realnvp_fmnist.py (read-only there) plus one flag, --clip C (global gradient-norm
+This is ../shared/reference/realnvp_fmnist.py (read-only there), its IDX reading moved to fmnist.py (shared by this
+folder's Fashion-MNIST scripts), plus one flag, --clip C (global gradient-norm
 clipping, torch.nn.utils.clip_grad_norm_, before each Adam step; default 0 = none, which is the shared script
 step for step: same draws, same bits). Why (issue 21, BENCHMARKS.md "RealNVP: why the two sides differed"):
 the unclipped recipe is chaotic here. From the same initial weights, batches and noise, Latent and this script
@@ -38,21 +39,20 @@ Evaluation: test bits/dim on all 10,000 test images with one dequantisation samp
 Usage:  python realnvp_fmnist.py --out realnvp_fmnist.json [--data DIR] [--epochs 1] [--max_steps N]
 """
 import argparse
-import gzip
 import json
 import math
 import os
 import platform
-import struct
 import time
 
+import fmnist
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 parser = argparse.ArgumentParser(description="RealNVP on Fashion-MNIST")
-parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+parser.add_argument("--data", default=fmnist.DEFAULT_DIR)
 parser.add_argument("--out", default="realnvp_fmnist.json")
 parser.add_argument("--seeds", default="1", help="comma-separated seeds, each a full run")
 parser.add_argument("--threads", type=int, default=2)
@@ -72,27 +72,9 @@ args = parser.parse_args()
 torch.set_num_threads(args.threads)
 
 
-def load_idx(path):
-    """Read an IDX file (optionally gzipped) of unsigned bytes into a numpy array."""
-    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
-        buf = f.read()
-    zero, dtype, ndim = struct.unpack(">HBB", buf[:4])
-    assert zero == 0 and dtype == 0x08, f"{path}: not an unsigned-byte IDX file"
-    dims = struct.unpack(">" + "I" * ndim, buf[4:4 + 4 * ndim])
-    return np.frombuffer(buf, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def find(name):
-    for cand in (name + ".gz", name):
-        p = os.path.join(args.data, cand)
-        if os.path.exists(p):
-            return p
-    raise FileNotFoundError(f"{name}(.gz) not in {args.data}")
-
-
 # pixels kept as float 0..255; dequantisation happens per batch
-px_train = torch.from_numpy(load_idx(find("train-images-idx3-ubyte")).astype(np.float32)).unsqueeze(1)
-px_test = torch.from_numpy(load_idx(find("t10k-images-idx3-ubyte")).astype(np.float32)).unsqueeze(1)
+px_train = torch.from_numpy(fmnist.images(args.data, "train").astype(np.float32)).unsqueeze(1)
+px_test = torch.from_numpy(fmnist.images(args.data, "t10k").astype(np.float32)).unsqueeze(1)
 if args.test_n:
     px_test = px_test[:args.test_n]
 D = 28 * 28

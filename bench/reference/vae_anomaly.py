@@ -16,21 +16,20 @@ The noise differs from Latent's (torch.randn vs Philox), so the sampled scores a
 Usage:  python vae_anomaly.py --classes 0,1,...,9 --epochs 5 --out vae_anomaly.json [--data DIR] [--seed 1]
 """
 import argparse
-import gzip
 import json
 import math
 import os
 import platform
-import struct
 import time
 
+import fmnist
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 parser = argparse.ArgumentParser(description="VAE anomaly detection, one held-out class at a time")
-parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+parser.add_argument("--data", default=fmnist.DEFAULT_DIR)
 parser.add_argument("--out", default="vae_anomaly.json")
 parser.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
 parser.add_argument("--seed", type=int, default=1)
@@ -45,25 +44,12 @@ args = parser.parse_args()
 torch.set_num_threads(args.threads)
 
 
-def load_idx(name):
-    for cand in (name + ".gz", name):
-        path = os.path.join(args.data, cand)
-        if os.path.exists(path):
-            with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
-                buf = f.read()
-            zero, dtype, ndim = struct.unpack(">HBB", buf[:4])
-            assert zero == 0 and dtype == 0x08, f"{path}: not an unsigned-byte IDX file"
-            dims = struct.unpack(">" + "I" * ndim, buf[4:4 + 4 * ndim])
-            return np.frombuffer(buf, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-    raise FileNotFoundError(f"{name}(.gz) not in {args.data}")
+def images(split):
+    return torch.from_numpy(fmnist.images(args.data, split).astype(np.float32) / 255.0).unsqueeze(1)
 
 
-def images(stem):
-    return torch.from_numpy(load_idx(stem + "-images-idx" + "3-ubyte").astype(np.float32) / 255.0).unsqueeze(1)
-
-
-x_train, y_train = images("train"), load_idx("train-labels-idx1-ubyte").astype(np.int64)
-x_test, y_test = images("t10k"), load_idx("t10k-labels-idx1-ubyte").astype(np.int64)
+x_train, y_train = images("train"), fmnist.labels(args.data, "train").astype(np.int64)
+x_test, y_test = images("t10k"), fmnist.labels(args.data, "t10k").astype(np.int64)
 
 
 class VAE(nn.Module):

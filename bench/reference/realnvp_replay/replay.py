@@ -6,7 +6,9 @@ import numpy as np, torch
 d, K = sys.argv[1], int(sys.argv[2]); cl = sys.argv[3] if len(sys.argv) > 3 else "0"
 clip = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
 sys.argv = ["realnvp_fmnist.py", "--threads", "1", "--channels_last", cl]
-src = open(__import__("os").environ.get("REALNVP_REF", "/work/shared/reference/realnvp_fmnist.py")).read()
+ref = __import__("os").environ.get("REALNVP_REF", "/work/shared/reference/realnvp_fmnist.py")
+sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.abspath(ref)))   # its imports (bench/reference: fmnist.py)
+src = open(ref).read()
 exec(src[:src.index("def run(seed)")])
 def st(path):
     with open(path, "rb") as f:
