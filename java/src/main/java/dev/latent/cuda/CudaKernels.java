@@ -322,17 +322,21 @@ public final class CudaKernels extends CudaLaunchers {
     }
 
     /**
-     * ltk_gemm_bf16: C (fp32) = alpha op(A) op(B) + beta C with A and B bf16 (2 bytes an element, lt_gemm_desc's
-     * strides in elements; {@link #toBf16} writes them), fp32 accumulation. The 64 x 64 tile; the caller has checked the
-     * extents (in elements) as for {@link #gemm}.
+     * ltk_gemm_bf16 / ltk_gemm_bf16_128 (tensor cores, mma.sync m16n8k16): C (fp32) = alpha op(A) op(B) + beta C with A
+     * and B bf16 (2 bytes an element, lt_gemm_desc's strides in elements; {@link #toBf16} writes them), fp32
+     * accumulation. The 128 x 128 tile when it alone gives >= 128 blocks (as {@link #gemm}), else 64 x 64; the caller
+     * has checked the extents (in elements) as for {@link #gemm}.
      */
     public static void gemmBf16(Cuda cu, MemorySegment desc, long m, long n, long batch, DeviceBuffer a16, DeviceBuffer b16,
                                 DeviceBuffer c) {
-        int[] grid = {(int) ((n + 63) / 64), (int) ((m + 63) / 64), (int) batch};
-        if ((m + 63) / 64 > MAX_GRID_YZ || batch > MAX_GRID_YZ || (n + 63) / 64 > Integer.MAX_VALUE)
+        boolean big = (m + Ltk.G2_BM - 1) / Ltk.G2_BM * ((n + Ltk.G2_BN - 1) / Ltk.G2_BN) * batch >= Ltk.GEMM_BIG_MIN_BLOCKS;
+        int t = big ? 128 : 64;
+        int[] grid = {(int) ((n + t - 1) / t), (int) ((m + t - 1) / t), (int) batch};
+        if ((m + t - 1) / t > MAX_GRID_YZ || batch > MAX_GRID_YZ || (n + t - 1) / t > Integer.MAX_VALUE)
             throw new IllegalArgumentException("gemm (bf16) grid too large: M=" + m + " N=" + n + " batch=" + batch);
         if (m == 0 || n == 0) return;
-        Ltk.ltk_gemm_bf16(cu, grid, dim(256), 0, desc, a16, b16, c);
+        if (big) Ltk.ltk_gemm_bf16_128(cu, grid, dim(256), 0, desc, a16, b16, c);
+        else Ltk.ltk_gemm_bf16(cu, grid, dim(128), 0, desc, a16, b16, c);
     }
 
     // ---- cast.cu ----
@@ -379,6 +383,20 @@ public final class CudaKernels extends CudaLaunchers {
         floats("attention", a.numel(), "q", q, "k", k, "v", v, "o", o);
         floats("attention", a.bh() * a.t, "lse", lse);
         Ltk.ltk_attention_fwd(cu, dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, o, lse);
+    }
+
+    /**
+     * bf16 attention forward on tensor cores (ltk_attention_fwd_bf16, mma.sync m16n8k16): the lt_attention_fwd_bf16
+     * contract (latent.h): fp32 q, k, v, o (B, NH, T, HS) and lse (B, NH, T); the operands of Q K^T and P V rounded to
+     * bf16 (nearest even) in the kernel, fp32 sums and softmax. Our own path for when cuDNN's SDPA is absent (issue 18);
+     * not yet called by CudaBackend (its bf16 attention is wired by the SDPA hook's owner).
+     */
+    public static void attentionBf16(Cuda cu, MemorySegment desc, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v,
+                                     DeviceBuffer o, DeviceBuffer lse) {
+        Att a = att("attentionBf16", desc);
+        floats("attentionBf16", a.numel(), "q", q, "k", k, "v", v, "o", o);
+        floats("attentionBf16", a.bh() * a.t, "lse", lse);
+        Ltk.ltk_attention_fwd_bf16(cu, dim((a.t + 63) / 64, a.bh()), dim(128), 0, desc, q, k, v, o, lse);
     }
 
     /**
