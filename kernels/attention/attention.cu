@@ -13,8 +13,8 @@
  *   ltk_attention_bwd_dkdv   grid (ceil(T/8), B*NH), 128 threads: 8 keys, query tiles of 32 (q, dout in smem)
  *   ltk_attention_bwd_dq     grid (ceil(T/8), B*NH), 128 threads: 8 query rows, key tiles of 32
  * dk / dv and dq are separate passes (the CPU's split schedule), so no atomics: deterministic. Causal blocks skip
- * the tiles above the diagonal. Everything is float SIMT; the mma.sync version (S = Q K^T and O += P V as TF32
- * tiles) is the next step once a GPU can measure it (docs/cuda.md).
+ * the tiles above the diagonal. These are float SIMT; ltk_attention_fwd_bf16 (at the end) is the forward on bf16
+ * tensor cores (mma.sync m16n8k16); its backward, and TF32 mma versions of these, are next (docs/cuda.md).
  * Checked by attention_cuda_test.cc against a double reference on tiles' tails, causal and not. */
 #include "lt_cuda.cuh"
 extern "C" {
