@@ -421,6 +421,26 @@ public final class CudaKernels extends CudaLaunchers {
         }
     }
 
+    /**
+     * bf16 attention backward on tensor cores (the lt_attention_bwd_bf16 contract: the operands of dout V^T, dS K,
+     * P^T dout and dS^T Q rounded to bf16, fp32 sums): D = rowwise dout . o (fp32, this thread's scratch), then
+     * ltk_attention_bwd_dkdv_bf16 and ltk_attention_bwd_dq_bf16 (separate passes, no atomics). dq, dk, dv overwritten.
+     * Pairs with {@link #attentionBf16}'s o and lse; not yet called by CudaBackend.
+     */
+    public static void attentionBackwardBf16(Cuda cu, MemorySegment desc, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v,
+                                             DeviceBuffer o, DeviceBuffer lse, DeviceBuffer dout, DeviceBuffer dq,
+                                             DeviceBuffer dk, DeviceBuffer dv) {
+        Att a = att("attentionBackwardBf16", desc);
+        floats("attentionBackwardBf16", a.numel(), "q", q, "k", k, "v", v, "o", o, "dout", dout, "dq", dq, "dk", dk, "dv", dv);
+        floats("attentionBackwardBf16", a.bh() * a.t, "lse", lse);
+        long rows = a.bh() * a.t;
+        DeviceBuffer dvec = scratch(cu, rows * 4);
+        Ltk.ltk_attention_bwd_dot(cu, dim((rows + 7) / 8), dim(256), 0, rows, a.hs, dout, o, dvec);
+        int[] grid = dim((a.t + 31) / 32, a.bh());
+        Ltk.ltk_attention_bwd_dkdv_bf16(cu, grid, dim(64), 0, desc, q, k, v, lse, dvec, dout, dk, dv);
+        Ltk.ltk_attention_bwd_dq_bf16(cu, grid, dim(64), 0, desc, q, k, v, lse, dvec, dout, dq);
+    }
+
     // ---- adamw.cu ----
 
     /**

@@ -29,6 +29,8 @@ final class Ltk {
     static final int AB_QW = 68;
     /** AB_VW of kernels/attention/attention.cu. */
     static final int AB_VW = 20;
+    /** AB_KW of kernels/attention/attention.cu. */
+    static final int AB_KW = 12;
     /** AD_THREADS of kernels/attention_decode/attention_decode.cu. */
     static final int AD_THREADS = 128;
     /** AD_MAXHS of kernels/attention_decode/attention_decode.cu. */
@@ -162,6 +164,16 @@ final class Ltk {
     /** ltk_attention_fwd_bf16 (kernels/attention/attention.cu); d: a lt_attention_desc by value. */
     static void ltk_attention_fwd_bf16(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment d, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer o, DeviceBuffer lse) {
         cu.launch("ltk_attention_fwd_bf16", grid, block, sharedBytes, d, q, k, v, o, lse);
+    }
+
+    /** ltk_attention_bwd_dkdv_bf16 (kernels/attention/attention.cu); d: a lt_attention_desc by value. */
+    static void ltk_attention_bwd_dkdv_bf16(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment d, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer lse, DeviceBuffer dvec, DeviceBuffer dout, DeviceBuffer dk, DeviceBuffer dv) {
+        cu.launch("ltk_attention_bwd_dkdv_bf16", grid, block, sharedBytes, d, q, k, v, lse, dvec, dout, dk, dv);
+    }
+
+    /** ltk_attention_bwd_dq_bf16 (kernels/attention/attention.cu); d: a lt_attention_desc by value. */
+    static void ltk_attention_bwd_dq_bf16(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment d, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer lse, DeviceBuffer dvec, DeviceBuffer dout, DeviceBuffer dq) {
+        cu.launch("ltk_attention_bwd_dq_bf16", grid, block, sharedBytes, d, q, k, v, lse, dvec, dout, dq);
     }
 
     /** ltk_kv_append (kernels/attention_decode/attention_decode.cu). */

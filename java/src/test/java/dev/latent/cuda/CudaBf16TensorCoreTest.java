@@ -120,6 +120,67 @@ class CudaBf16TensorCoreTest extends AtRefIsaOnDevice {
     }
 
     @Test
+    void attentionBackwardAgainstDouble() {
+        // attentionBf16's o and lse feed attentionBackwardBf16, as a training step does; the double reference takes the
+        // same lse and D = dout . o and the rounded operands (attention_cuda_test.cc's bf16_bwd_cases bounds)
+        long seed = 91;
+        int[][] shapes = {{1, 1, 1, 8}, {1, 2, 37, 33}, {1, 1, 40, 128}};
+        for (int[] sh : shapes)
+            for (int causal = 0; causal < 2; causal++) {
+                int bh = sh[0] * sh[1], t = sh[2], hs = sh[3], n = bh * t * hs;
+                float scale = (float) (1.0 / Math.sqrt(hs));
+                float[] q = fill(n, seed++), k = fill(n, seed++), v = fill(n, seed++), dout = fill(n, seed++);
+                String what = "attention bwd bf16 B" + sh[0] + " NH" + sh[1] + " T" + t + " HS" + hs + (causal == 1 ? " causal" : "");
+                try (Arena a = Arena.ofConfined(); DeviceBuffer gq = up(cu, q); DeviceBuffer gk = up(cu, k); DeviceBuffer gv = up(cu, v);
+                     DeviceBuffer gdo = up(cu, dout); DeviceBuffer go = nans(cu, n); DeviceBuffer gl = nans(cu, bh * t);
+                     DeviceBuffer gdq = nans(cu, n); DeviceBuffer gdk = nans(cu, n); DeviceBuffer gdv = nans(cu, n)) {
+                    MemorySegment d = desc(a, sh, causal, scale);
+                    CudaKernels.attentionBf16(cu, d, gq, gk, gv, go, gl);
+                    CudaKernels.attentionBackwardBf16(cu, d, gq, gk, gv, go, gl, gdo, gdq, gdk, gdv);
+                    float[] o = down(cu, go, n), lse = down(cu, gl, bh * t);
+                    float[] dq = down(cu, gdq, n), dk = down(cu, gdk, n), dv = down(cu, gdv, n);
+                    double[] wq = new double[n], wk = new double[n], wv = new double[n], mq = new double[n], mk = new double[n], mv = new double[n];
+                    double epsS = 0;
+                    for (int b = 0; b < bh; b++) {
+                        int b0 = b * t * hs;
+                        for (int i = 0; i < t; i++) {
+                            double di = 0;
+                            for (int c = 0; c < hs; c++) di += (double) dout[b0 + i * hs + c] * o[b0 + i * hs + c];
+                            for (int j = 0; j <= (causal == 1 ? i : t - 1); j++) {
+                                double s = 0, sm = 0, dp = 0, dpm = 0;
+                                for (int h = 0; h < hs; h++) {
+                                    double x = bf16(q[b0 + i * hs + h]) * bf16(k[b0 + j * hs + h]), y = bf16(dout[b0 + i * hs + h]) * bf16(v[b0 + j * hs + h]);
+                                    s += x;
+                                    sm += Math.abs(x);
+                                    dp += y;
+                                    dpm += Math.abs(y);
+                                }
+                                epsS = Math.max(epsS, 4 * U * (hs + 16) * sm * scale);
+                                double p = Math.exp(s * scale - lse[b * t + i]), ds = p * (dp - di) * scale, m = p * (dpm + Math.abs(di)) * scale;
+                                for (int c = 0; c < hs; c++) {
+                                    int ic = b0 + i * hs + c, jc = b0 + j * hs + c;
+                                    wv[jc] += p * bf16(dout[ic]);
+                                    mv[jc] += p * Math.abs(bf16(dout[ic]));
+                                    wk[jc] += ds * bf16(q[ic]);
+                                    mk[jc] += m * Math.abs(bf16(q[ic]));
+                                    wq[ic] += ds * bf16(k[jc]);
+                                    mq[ic] += m * Math.abs(bf16(k[jc]));
+                                }
+                            }
+                        }
+                    }
+                    /* the emulation test's bounds, doubled: D here is a double dot, the kernel's an fp32 one */
+                    double ev = 2 * (0x1p-8 + 2 * epsS + 4 * U * (t + 16)), ek = 2 * (0x1p-8 + 2 * epsS + 4 * U * (hs + t + 32));
+                    for (int e = 0; e < n; e++) {
+                        assertTrue(Math.abs(dv[e] - wv[e]) <= ev * mv[e] + 1e-30, what + " dv[" + e + "]: got " + dv[e] + " want " + wv[e]);
+                        assertTrue(Math.abs(dk[e] - wk[e]) <= ek * mk[e] + 1e-30, what + " dk[" + e + "]: got " + dk[e] + " want " + wk[e]);
+                        assertTrue(Math.abs(dq[e] - wq[e]) <= ek * mq[e] + 1e-30, what + " dq[" + e + "]: got " + dq[e] + " want " + wq[e]);
+                    }
+                }
+            }
+    }
+
+    @Test
     void attentionRefusesAHeadSizeItsTilesCannotHold() {
         try (Arena a = Arena.ofConfined(); DeviceBuffer x = nans(cu, 129); DeviceBuffer l = nans(cu, 1)) {
             MemorySegment d = desc(a, new int[] {1, 1, 1, 129}, 0, 1f);
