@@ -30,7 +30,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--fatbin", required=True)
 ap.add_argument("--emulated", help="libcuda_emu.so: check the launches on the CPU with tiny shapes, no timing")
 ap.add_argument("--out", default=None)
-ap.add_argument("--only", default="", help="comma-separated subset: gemm,attention,conv,reparam,copy")
+ap.add_argument("--only", default="", help="comma-separated subset: gemm,attention,conv,reparam,copy,bf16tc")
 args = ap.parse_args()
 EMU = args.emulated is not None
 ONLY = set(filter(None, args.only.split(",")))
@@ -288,6 +288,121 @@ if want("attention") and not EMU:
                timed(peer_bf16_fb, max(1, int(2e10 / flops_f))), "torch SDPA bf16 + autograd", 3.5 * flops_f, "TFLOP/s", 0.0,
                float("nan"), float("inf"))
         del qb, kb, vb, qg, kg, vg, dob
+
+
+
+def bench_bf16_tensor_cores():
+    """Our bf16 tensor-core kernels (mma.sync m16n8k16: ltk_gemm_bf16[_128], ltk_attention_fwd_bf16; issue 18, branch
+    h-tcbf16) beside cuBLAS bf16 (torch.matmul on bf16 tensors) and SDPA bf16 (torch's default flash backend, and its
+    cuDNN backend where torch offers it) at the same shapes: the rows that measure issue 18's ">= 0.5x cuDNN's SDPA".
+    Ours GEMM: bf16 A, B, fp32 C (the peer writes bf16 C). Ours attention: fp32 q, k, v, dout rounded to bf16 in the
+    kernels (CudaKernels.attentionBf16 / attentionBackwardBf16's contract), the peer's inputs bf16. Errors against fp64
+    on the bf16-rounded inputs, before timing."""
+    bf = torch.bfloat16
+    shapes = [(33, 47, 29), (67, 129, 77), (1030, 2050, 21)] if EMU else [(4096, 4096, 4096), (8192, 3072, 768),
+                                                                        (8192, 768, 3072), (4096, 1536, 384)]
+    for (m, n, k) in shapes:
+        A, B = torch.randn(m, k, device=DEV).to(bf), torch.randn(k, n, device=DEV).to(bf)
+        Cm = torch.empty(m, n, device=DEV)
+        ref = A.double() @ B.double()
+        bound_scale = ((A.double().abs() @ B.double().abs()).max() / ref.abs().max()).item()
+        d = GemmDesc(0, 0, m, n, k, 1.0, 0.0, k, n, n, 1, 0, 0, 0)
+        big = -(-m // 128) * -(-n // 128) >= 128  # CudaKernels.gemmBf16's choice (gemm_big)
+        tile = 128 if big else 64
+        grid = ((n + tile - 1) // tile, (m + tile - 1) // tile, 1)
+        run = lambda: launch("ltk_gemm_bf16_128" if big else "ltk_gemm_bf16", grid, (256 if big else 128,), d, P(A), P(B), P(Cm))
+        run()
+        sync()
+        e_ours = err_rel(Cm, ref)
+        if not EMU:
+            Ct = A @ B
+            e_peer = err_rel(Ct.float(), ref)
+            peer = lambda: torch.matmul(A, B, out=Ct)
+        else:
+            e_peer, peer = float("nan"), None
+        # exact products, fp32 sums in any order within each 16: (k + 18) 2^-24 of sum |a||b|, doubled
+        bound = 2 * (k + 18) * 2 ** -24 * bound_scale
+        reps = max(1, int(2e9 / (2 * m * n * k) * 16))
+        t_ours = timed(run, reps)
+        t_peer = timed(peer, reps) if peer else float("nan")
+        record("gemm bf16 mma", f"M{m} N{n} K{k}", t_ours, t_peer, "cuBLAS bf16 (torch)", 2 * m * n * k, "TFLOP/s",
+               e_ours, e_peer, bound)
+        del A, B, Cm, ref
+    # GPT-2 small's attention (NH 12, HS 64, T 1024), a 16-head one, HS 128; not T 4096 (its fp64 reference and
+    # backward would eat gpu_checks.sh's 240 s for the whole script)
+    ashapes = [(1, 2, 37, 16), (2, 1, 70, 64), (1, 1, 65, 128)] if EMU else [(8, 12, 1024, 64), (4, 16, 1024, 64),
+                                                                            (4, 8, 1024, 128)]
+    for (b, nh, t, hs) in ashapes:
+        q, k_, v, do = (torch.randn(b, nh, t, hs, device=DEV) for _ in range(4))
+        qb, kb, vb, dob = (x.to(bf) for x in (q, k_, v, do))
+        o, dq, dk, dv = (torch.empty_like(q) for _ in range(4))
+        lse = torch.empty(b, nh, t, device=DEV)
+        dvec = torch.empty(b * nh * t, device=DEV)
+        rows = b * nh * t
+        d = AttDesc(b, nh, t, hs, 1, 1.0 / math.sqrt(hs))
+        fwd = lambda: launch("ltk_attention_fwd_bf16", ((t + 63) // 64, b * nh), (128,), d, P(q), P(k_), P(v), P(o), P(lse))
+
+        def bwd():  # CudaKernels.attentionBackwardBf16
+            launch("ltk_attention_bwd_dot", ((rows + 7) // 8,), (256,), C.c_int64(rows), C.c_int64(hs), P(do), P(o), P(dvec))
+            g = ((t + 31) // 32, b * nh)
+            launch("ltk_attention_bwd_dkdv_bf16", g, (64,), d, P(q), P(k_), P(v), P(lse), P(dvec), P(do), P(dk), P(dv))
+            launch("ltk_attention_bwd_dq_bf16", g, (64,), d, P(q), P(k_), P(v), P(lse), P(dvec), P(do), P(dq))
+
+        fwd()
+        bwd()
+        sync()
+        q64, k64, v64 = (x.double().requires_grad_() for x in (qb, kb, vb))
+        s = (q64 @ k64.transpose(-1, -2)) / math.sqrt(hs)
+        s = s.masked_fill(torch.ones(t, t, dtype=torch.bool, device=DEV).triu(1), float("-inf"))
+        o64 = torch.softmax(s, -1) @ v64
+        g64 = torch.autograd.grad(o64, (q64, k64, v64), dob.double())
+        e_f = max(err_rel(o, o64.detach()), err_rel(lse, torch.logsumexp(s.detach(), -1)))
+        e_fb = max(e_f, *(err_rel(x, r) for x, r in zip((dq, dk, dv), g64)))
+        del s, q64, k64, v64
+        flops_f = 4 * b * nh * t * t * hs / 2
+        reps = max(1, int(2e10 / flops_f)) if not EMU else 1
+        bound = 2 ** -6  # P and dS rounded to bf16 (2^-9 relative) before their matmuls; fp32 elsewhere
+        peers = []  # (name, forward only, forward + backward returning (out, grads))
+        if not EMU:
+            qg, kg, vg = (x.clone().requires_grad_() for x in (qb, kb, vb))
+            import contextlib
+
+            def sdpa(ctx):
+                def f():
+                    with ctx():
+                        return TF.scaled_dot_product_attention(qb, kb, vb, is_causal=True)
+
+                def fb():
+                    with ctx():
+                        out = TF.scaled_dot_product_attention(qg, kg, vg, is_causal=True)
+                    return out, torch.autograd.grad(out, (qg, kg, vg), dob)
+                return f, fb
+            peers.append(("torch SDPA bf16", *sdpa(contextlib.nullcontext)))
+            try:
+                from torch.nn.attention import SDPBackend, sdpa_kernel
+                cud = sdpa(lambda: sdpa_kernel(SDPBackend.CUDNN_ATTENTION))
+                cud[1]()
+                peers.append(("torch SDPA bf16 (cuDNN)", *cud))
+            except Exception as ex:  # no cuDNN SDPA in this torch / for this shape: the default rows stay
+                print(f"cuDNN SDPA backend unavailable: {ex}", flush=True)
+        t_f = timed(fwd, reps)
+        t_fb = timed(lambda: (fwd(), bwd()), reps)
+        shape = f"B{b} NH{nh} T{t} HS{hs} causal"
+        for (pname, pf, pfb) in peers or [("torch SDPA bf16", None, None)]:
+            if pf:
+                po, pg = pfb()
+                e_pf = err_rel(po.detach().float(), o64.detach())
+                e_pfb = max(e_pf, *(err_rel(x.float(), r) for x, r in zip(pg, g64)))
+            else:
+                e_pf = e_pfb = float("nan")
+            record("attention fwd bf16 mma", shape, t_f, timed(pf, reps) if pf else float("nan"), pname, flops_f,
+                   "TFLOP/s", e_f, e_pf, bound)
+            record("attention fwd+bwd bf16 mma", shape, t_fb, timed(pfb, reps) if pfb else float("nan"),
+                   pname + " + autograd", 3.5 * flops_f, "TFLOP/s", e_fb, e_pfb, bound)
+        del q, k_, v, do, qb, kb, vb, dob, o, dq, dk, dv, lse, dvec, o64, g64
+
+if want("bf16tc"):
+    bench_bf16_tensor_cores()
 
 # ---- conv2d ----
 if want("conv"):

@@ -118,4 +118,56 @@ __device__ __forceinline__ void lt_mma_tf32_16x8x8(float c[4], const float a[4],
 #endif
 }
 
+/* ---- bf16 tensor cores (issue 18: our own kernels where cuBLAS / cuDNN are absent) ----
+ * A bf16 pair in one 32-bit word, the element with the lower index in the low 16 bits (the mma operand registers'
+ * layout). Widening is exact (a bf16 is the high half of a float). */
+__device__ __forceinline__ float lt_bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float lt_bf16_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
+/* Two floats rounded to bf16 (to nearest even, as __float2bfloat16_rn) and packed: lo in the low half. */
+__device__ __forceinline__ uint32_t lt_pack_bf16x2(float lo, float hi) {
+#ifdef __CUDACC__
+    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
+           (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16;
+#else
+    return (uint32_t)__float2bfloat16_rn(lo).__x | (uint32_t)__float2bfloat16_rn(hi).__x << 16;
+#endif
+}
+
+/* D = A * B + C for one m16n8k16 tile, bf16 inputs, fp32 accumulate, as PTX
+ * mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32. Warp-collective: all 32 lanes call it together.
+ * Fragments, with g = lane / 4 and t = lane % 4 (PTX ISA, "Matrix fragments for mma.m16n8k16", .bf16), each
+ * register a bf16 pair (lt_bf16_lo / lt_bf16_hi: the lower k in the low half):
+ *   a[0] = A[g][2t, 2t+1]    a[1] = A[g+8][2t, 2t+1]    a[2] = A[g][2t+8, 2t+9]    a[3] = A[g+8][2t+8, 2t+9]
+ *   b[0] = B[2t, 2t+1][g]    b[1] = B[2t+8, 2t+9][g]
+ *   c[0] = C[g][2t]  c[1] = C[g][2t+1]  c[2] = C[g+8][2t]  c[3] = C[g+8][2t+1]   (as m16n8k8)
+ * The twin gathers each lane's A rows and B columns with shuffles (one shuffle brings a k pair) and sums
+ * k = 0..15 in order with fmaf: a product of two bf16 values is exact in fp32, so the twin is an fp32 fmaf chain;
+ * the tensor core's order within the 16 products is unspecified, so the two agree to fp32 rounding. */
+__device__ __forceinline__ void lt_mma_bf16_16x8x16(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+#if LT_PTX
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int kp = 0; kp < 8; kp++) { /* k = 2 kp, 2 kp + 1: in lane r*4 + kp%4, register (kp < 4 ? 0 : 2) + (r >= 8) */
+        const int hi = kp >> 2, src = kp & 3;
+        const uint32_t alo = __shfl_sync(LT_FULL_MASK, a[hi * 2], g * 4 + src);     /* A[g][2kp, 2kp+1] */
+        const uint32_t ahi = __shfl_sync(LT_FULL_MASK, a[hi * 2 + 1], g * 4 + src); /* A[g+8][..] */
+        const uint32_t b0 = __shfl_sync(LT_FULL_MASK, b[hi], (2 * t) * 4 + src);     /* B[..][2t] */
+        const uint32_t b1 = __shfl_sync(LT_FULL_MASK, b[hi], (2 * t + 1) * 4 + src); /* B[..][2t+1] */
+        c[0] = fmaf(lt_bf16_lo(alo), lt_bf16_lo(b0), c[0]);
+        c[1] = fmaf(lt_bf16_lo(alo), lt_bf16_lo(b1), c[1]);
+        c[2] = fmaf(lt_bf16_lo(ahi), lt_bf16_lo(b0), c[2]);
+        c[3] = fmaf(lt_bf16_lo(ahi), lt_bf16_lo(b1), c[3]);
+        c[0] = fmaf(lt_bf16_hi(alo), lt_bf16_hi(b0), c[0]);
+        c[1] = fmaf(lt_bf16_hi(alo), lt_bf16_hi(b1), c[1]);
+        c[2] = fmaf(lt_bf16_hi(ahi), lt_bf16_hi(b0), c[2]);
+        c[3] = fmaf(lt_bf16_hi(ahi), lt_bf16_hi(b1), c[3]);
+    }
+#endif
+}
+
 #endif /* LT_CUDA_CUH */

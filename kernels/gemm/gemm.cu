@@ -24,8 +24,10 @@
  *                   shuffle twin). Inputs are rounded to TF32 (cvt.rna) when stored to shared memory: relative
  *                   error 2^-11 per input, so the test allows 2^-10 sum |terms| on top of the fp32 bound.
  *                   Shared-memory strides (BK + 4 for A, BN + 8 for B) make the fragment reads bank-conflict free.
+ *   ltk_gemm_bf16 / ltk_gemm_bf16_128 — bf16 operands on tensor cores (mma.sync m16n8k16), the two tiles above
+ *                   through one template (gemm_bf16_tile, below).
  * Loads are plain guarded loads (zero outside the matrix); cp.async is the next step (docs/cuda.md).
- * gemm_cuda_test.cc checks all four against a double product on shapes at every tile tail,
+ * gemm_cuda_test.cc checks all six against a double product on shapes at every tile tail,
  * transposes, batches, alpha / beta, beta = 0 with NaN in C, K = 0. */
 #include "lt_cuda.cuh"
 extern "C" {
@@ -382,69 +384,168 @@ LT_KERNEL void __launch_bounds__(128) ltk_gemm_tf32(lt_gemm_desc d, const float 
         }
 }
 
-/* ---- ltk_gemm_bf16: bf16 operands, fp32 accumulation and C (--precision bf16 on CUDA without cuBLAS) ----
- * A and B are 2-byte bf16 (ltk_f32_to_bf16 rounds them, to nearest even), C, alpha and beta fp32; the lt_gemm_desc
- * strides and leading dimensions count elements, as for the fp32 kernels. The 64 x 64 SIMT tile of ltk_gemm_f32 (256
- * threads, 4 x 4 micro-tile, K in steps of 16 through shared memory), the operands widened to float as they are
- * stored to shared memory: every product of two bf16 values is exact in fp32, so each C element is one fp32 fmaf chain
- * over p = 0..K-1 in order, and ltk_gemm_f32's bound holds for the rounded operands (gemm_cuda_test.cc: 2^-8 per
- * input rounding on top of the fp32 bound). A simple, correct kernel, not a fast one: on a GPU cuBLAS serves bf16
- * (cublasGemmEx with CUDA_R_16BF); mma.sync m16n8k16 bf16 is the step after (docs/cuda.md). */
-struct gemm_view_bf16 {
-    const __nv_bfloat16 *a, *b;
-    int64_t a_si, a_sp, b_sp, b_sj, m, n, k;
-    __device__ __forceinline__ float A(int64_t i, int64_t p) const { return i < m && p < k ? __bfloat162float(a[i * a_si + p * a_sp]) : 0.0f; }
-    __device__ __forceinline__ float B(int64_t p, int64_t j) const { return p < k && j < n ? __bfloat162float(b[p * b_sp + j * b_sj]) : 0.0f; }
-};
+/* ---- ltk_gemm_bf16 / ltk_gemm_bf16_128: bf16 operands on tensor cores, fp32 accumulation and C ----
+ * (--precision bf16 on CUDA without cuBLAS.) A and B are 2-byte bf16 (ltk_f32_to_bf16 rounds them, to nearest even),
+ * C, alpha and beta fp32; the lt_gemm_desc strides and leading dimensions count elements, as for the fp32 kernels.
+ * mma.sync m16n8k16 bf16 (lt_mma_bf16_16x8x16 in lt_cuda.cuh: PTX with a shuffle twin), the block tiles and
+ * double buffering of ltk_gemm_tf32_128, one template over the tile (gemm_bf16_tile):
+ *   ltk_gemm_bf16_128 — 128 x 128 block, 256 threads = 8 warps in 2 x 4, each 64 x 32 = 4 x 4 mma per depth step;
+ *   ltk_gemm_bf16     — 64 x 64 block, 128 threads = 4 warps in 2 x 2, each 32 x 32 = 2 x 4 mma per depth step;
+ *   picked as the fp32 pair (gemm_big, CudaKernels.gemmBf16). Depth steps of 16 (one mma k) through two shared buffers.
+ * Shared tiles are k-contiguous for both operands (A row-major [m][k], B column-major [n][k]), k pairs packed in
+ * 32-bit words as the fragments want them, rows of 8 + 4 words: the fragment reads (word 12 g + t) hit 32 distinct
+ * banks. Each thread loads 8 bf16 of A and 8 of B per step: where the operand's contiguous index is k (A not
+ * transposed, B transposed) 8 consecutive k of one row, stored as one 16-byte vector; otherwise the k pairs
+ * (2 kp, 2 kp + 1) of one row for kp = tid / BM + 0, 2, 4, 6, consecutive lanes on consecutive rows (coalesced),
+ * packed in registers and stored as words. Loads are guarded scalar loads (zero outside the matrix).
+ * Every product of two bf16 values is exact in fp32. The twin sums p = 0..K-1 in order with fmaf, so on the emulation
+ * each C element is the fp32 kernel's chain on the rounded operands; the tensor core sums each group of 16 in an
+ * unspecified order (gemm_cuda_test.cc states the tolerance against a double product of the rounded operands). */
+#define GB_BK 16
+#define GB_LDW 12 /* words per shared row: 8 k pairs + 4 pad */
 
-LT_KERNEL void __launch_bounds__(256) ltk_gemm_bf16(lt_gemm_desc d, const __nv_bfloat16 *__restrict__ a,
-                                                    const __nv_bfloat16 *__restrict__ b, float *__restrict__ c) {
-    __shared__ float As[GEMM_BK][GEMM_BM + 4];
-    __shared__ float Bs[GEMM_BK][GEMM_BN + 4];
-    const int64_t bt = blockIdx.z;
-    gemm_view_bf16 v;
-    v.a = a + bt * d.stride_a;
-    v.b = b + bt * d.stride_b;
-    v.a_si = d.trans_a ? 1 : d.lda;
-    v.a_sp = d.trans_a ? d.lda : 1;
-    v.b_sp = d.trans_b ? 1 : d.ldb;
-    v.b_sj = d.trans_b ? d.ldb : 1;
-    v.m = d.m;
-    v.n = d.n;
-    v.k = d.k;
-    const int64_t m0 = (int64_t)blockIdx.y * GEMM_BM, n0 = (int64_t)blockIdx.x * GEMM_BN;
-    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
-    float acc[4][4];
+template <int BM, int BN, int WARPS_M, int WARPS_N>
+static __device__ __forceinline__ void gemm_bf16_tile(const lt_gemm_desc &d, const uint16_t *__restrict__ a,
+                                                      const uint16_t *__restrict__ b, float *__restrict__ c) {
+    constexpr int NT = WARPS_M * WARPS_N * 32, WTM = BM / WARPS_M, WTN = BN / WARPS_N, MI = WTM / 16, NI = WTN / 8;
+    static_assert(NT == 2 * BM && NT == 2 * BN, "one thread per half row of each operand tile");
+    __align__(16) __shared__ uint32_t As[2][BM][GB_LDW];
+    __align__(16) __shared__ uint32_t Bs[2][BN][GB_LDW];
+    const int64_t bt = blockIdx.z, m0 = (int64_t)blockIdx.y * BM, n0 = (int64_t)blockIdx.x * BN;
+    const int tid = threadIdx.x;
+    /* operand tiles as rows r (i of A, j of B) x depth p: element (r, p) at base[r * s_r + p * s_p] */
+    const bool a_pf = !d.trans_a, b_pf = d.trans_b; /* p contiguous */
+    const int64_t a_sr = d.trans_a ? 1 : d.lda, a_sp = d.trans_a ? d.lda : 1;
+    const int64_t b_sr = d.trans_b ? d.ldb : 1, b_sp = d.trans_b ? 1 : d.ldb;
+    /* this thread's row and first depth: p contiguous: row tid / 2, depths (tid & 1) * 8 + 0..7; else row tid % R,
+     * depths 2 kp + 0..1 for kp = tid / R + 0, 2, 4, 6 */
+    const int ar = a_pf ? tid >> 1 : tid % BM, ap = a_pf ? (tid & 1) * 8 : 2 * (tid / BM);
+    const int br = b_pf ? tid >> 1 : tid % BN, bp = b_pf ? (tid & 1) * 8 : 2 * (tid / BN);
+    const bool a_ok = m0 + ar < d.m, b_ok = n0 + br < d.n;
+    const uint16_t *pa = a + bt * d.stride_a + (m0 + ar) * a_sr + ap * a_sp;
+    const uint16_t *pb = b + bt * d.stride_b + (n0 + br) * b_sr + bp * b_sp;
+    uint32_t ra[4], rb[4]; /* the next step's 8 + 8 bf16, packed in k pairs */
+    /* Element e (0..7) of a step sits at depth offset e (p contiguous) or 4 (e / 2) + e % 2 from the thread's first:
+     * reached by walking a pointer with two alternating increments (odd e: +1 or +s_p; even e: +1 or +3 s_p), so no
+     * per-element 64-bit offsets stay live across the loop. */
+    const int64_t a_i1 = a_pf ? 1 : a_sp, a_i2 = a_pf ? 1 : 3 * a_sp;
+    const int64_t b_i1 = b_pf ? 1 : b_sp, b_i2 = b_pf ? 1 : 3 * b_sp;
+    const int a_d2 = a_pf ? 1 : 3, b_d2 = b_pf ? 1 : 3; /* depth increments of the even steps */
+    auto load = [&](int64_t krem) { /* krem: depth left from this step on */
+        const uint16_t *qa = pa, *qb = pb;
+        int da = ap, db = bp;
 #pragma unroll
-    for (int r = 0; r < 4; r++)
+        for (int w = 0; w < 4; w++) {
+            uint32_t va = 0, vb = 0;
 #pragma unroll
-        for (int q = 0; q < 4; q++) acc[r][q] = 0.0f;
-    for (int64_t k0 = 0; k0 < d.k; k0 += GEMM_BK) {
-        for (int e = threadIdx.x; e < GEMM_BM * GEMM_BK; e += 256) {
-            const int i = e / GEMM_BK, p = e % GEMM_BK;
-            As[p][i] = v.A(m0 + i, k0 + p);
+            for (int h = 0; h < 2; h++) {
+                if (w > 0 || h > 0) {
+                    qa += h ? a_i1 : a_i2;
+                    qb += h ? b_i1 : b_i2;
+                    da += h ? 1 : a_d2;
+                    db += h ? 1 : b_d2;
+                }
+                const uint32_t xa = a_ok && da < krem ? *qa : 0u;
+                const uint32_t xb = b_ok && db < krem ? *qb : 0u;
+                va |= xa << (16 * h);
+                vb |= xb << (16 * h);
+            }
+            ra[w] = va;
+            rb[w] = vb;
         }
-        for (int e = threadIdx.x; e < GEMM_BK * GEMM_BN; e += 256) {
-            const int p = e / GEMM_BN, j = e % GEMM_BN;
-            Bs[p][j] = v.B(k0 + p, n0 + j);
+    };
+    auto store = [&](int buf) {
+        if (a_pf) {
+#ifdef __CUDACC__
+            *reinterpret_cast<uint4 *>(&As[buf][ar][ap >> 1]) = make_uint4(ra[0], ra[1], ra[2], ra[3]);
+#else
+            for (int w = 0; w < 4; w++) As[buf][ar][(ap >> 1) + w] = ra[w];
+#endif
+        } else {
+#pragma unroll
+            for (int w = 0; w < 4; w++) As[buf][ar][(ap >> 1) + 2 * w] = ra[w];
         }
+        if (b_pf) {
+#ifdef __CUDACC__
+            *reinterpret_cast<uint4 *>(&Bs[buf][br][bp >> 1]) = make_uint4(rb[0], rb[1], rb[2], rb[3]);
+#else
+            for (int w = 0; w < 4; w++) Bs[buf][br][(bp >> 1) + w] = rb[w];
+#endif
+        } else {
+#pragma unroll
+            for (int w = 0; w < 4; w++) Bs[buf][br][(bp >> 1) + 2 * w] = rb[w];
+        }
+    };
+    float acc[MI][NI][4];
+#pragma unroll
+    for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+        for (int ni = 0; ni < NI; ni++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[mi][ni][e] = 0.0f;
+    load(d.k);
+    store(0);
+    __syncthreads();
+    const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+    const int wm = (warp / WARPS_N) * WTM, wn = (warp % WARPS_N) * WTN;
+    const int64_t akst = GB_BK * a_sp, bkst = GB_BK * b_sp;
+    int cur = 0;
+    for (int64_t k0 = 0; k0 < d.k; k0 += GB_BK) {
+        const int64_t krem = d.k - k0 - GB_BK; /* depth left after this step */
+        if (krem > 0) { /* the next step's loads are in flight during this step's arithmetic */
+            pa += akst;
+            pb += bkst;
+            load(krem);
+        }
+        uint32_t af[MI][4], bfr[NI][2];
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++) {
+            const int r = wm + mi * 16 + g;
+            af[mi][0] = As[cur][r][t];
+            af[mi][1] = As[cur][r + 8][t];
+            af[mi][2] = As[cur][r][t + 4];
+            af[mi][3] = As[cur][r + 8][t + 4];
+        }
+#pragma unroll
+        for (int ni = 0; ni < NI; ni++) {
+            const int col = wn + ni * 8 + g;
+            bfr[ni][0] = Bs[cur][col][t];
+            bfr[ni][1] = Bs[cur][col][t + 4];
+        }
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+            for (int ni = 0; ni < NI; ni++) lt_mma_bf16_16x8x16(acc[mi][ni], af[mi], bfr[ni]);
+        if (krem > 0) store(cur ^ 1); /* the other buffer: everyone finished reading it before the previous barrier */
         __syncthreads();
-#pragma unroll
-        for (int p = 0; p < GEMM_BK; p++) {
-            float ar[4], br[4];
-#pragma unroll
-            for (int r = 0; r < 4; r++) ar[r] = As[p][ty + 16 * r];
-#pragma unroll
-            for (int q = 0; q < 4; q++) br[q] = Bs[p][tx + 16 * q];
-#pragma unroll
-            for (int r = 0; r < 4; r++)
-#pragma unroll
-                for (int q = 0; q < 4; q++) acc[r][q] = fmaf(ar[r], br[q], acc[r][q]);
-        }
-        __syncthreads();
+        cur ^= 1;
     }
+    const bool beta0 = d.beta == 0.0f;
+    const int64_t jb = n0 + wn + 2 * t;
 #pragma unroll
-    for (int r = 0; r < 4; r++)
+    for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-        for (int q = 0; q < 4; q++) gemm_store(d, c, m0 + ty + 16 * r, n0 + tx + 16 * q, acc[r][q]);
+        for (int h = 0; h < 2; h++) {
+            const int64_t i = m0 + wm + mi * 16 + g + 8 * h;
+            if (i >= d.m) continue;
+            float *crow = c + bt * d.stride_c + i * d.ldc + jb;
+#pragma unroll
+            for (int ni = 0; ni < NI; ni++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int off = ni * 8 + e;
+                    const float v = acc[mi][ni][2 * h + e];
+                    if (jb + off < d.n) crow[off] = beta0 ? d.alpha * v : d.alpha * v + d.beta * crow[off];
+                }
+        }
+}
+
+LT_KERNEL void __launch_bounds__(128) ltk_gemm_bf16(lt_gemm_desc d, const __nv_bfloat16 *__restrict__ a,
+                                                    const __nv_bfloat16 *__restrict__ b, float *__restrict__ c) {
+    gemm_bf16_tile<64, 64, 2, 2>(d, reinterpret_cast<const uint16_t *>(a), reinterpret_cast<const uint16_t *>(b), c);
+}
+
+LT_KERNEL void __launch_bounds__(256, 2) ltk_gemm_bf16_128(lt_gemm_desc d, const __nv_bfloat16 *__restrict__ a,
+                                                           const __nv_bfloat16 *__restrict__ b, float *__restrict__ c) {
+    gemm_bf16_tile<128, 128, 2, 4>(d, reinterpret_cast<const uint16_t *>(a), reinterpret_cast<const uint16_t *>(b), c);
 }

@@ -322,17 +322,21 @@ public final class CudaKernels extends CudaLaunchers {
     }
 
     /**
-     * ltk_gemm_bf16: C (fp32) = alpha op(A) op(B) + beta C with A and B bf16 (2 bytes an element, lt_gemm_desc's
-     * strides in elements; {@link #toBf16} writes them), fp32 accumulation. The 64 x 64 tile; the caller has checked the
-     * extents (in elements) as for {@link #gemm}.
+     * ltk_gemm_bf16 / ltk_gemm_bf16_128 (tensor cores, mma.sync m16n8k16): C (fp32) = alpha op(A) op(B) + beta C with A
+     * and B bf16 (2 bytes an element, lt_gemm_desc's strides in elements; {@link #toBf16} writes them), fp32
+     * accumulation. The 128 x 128 tile when it alone gives >= 128 blocks (as {@link #gemm}), else 64 x 64; the caller
+     * has checked the extents (in elements) as for {@link #gemm}.
      */
     public static void gemmBf16(Cuda cu, MemorySegment desc, long m, long n, long batch, DeviceBuffer a16, DeviceBuffer b16,
                                 DeviceBuffer c) {
-        int[] grid = {(int) ((n + 63) / 64), (int) ((m + 63) / 64), (int) batch};
-        if ((m + 63) / 64 > MAX_GRID_YZ || batch > MAX_GRID_YZ || (n + 63) / 64 > Integer.MAX_VALUE)
+        boolean big = (m + Ltk.G2_BM - 1) / Ltk.G2_BM * ((n + Ltk.G2_BN - 1) / Ltk.G2_BN) * batch >= Ltk.GEMM_BIG_MIN_BLOCKS;
+        int t = big ? 128 : 64;
+        int[] grid = {(int) ((n + t - 1) / t), (int) ((m + t - 1) / t), (int) batch};
+        if ((m + t - 1) / t > MAX_GRID_YZ || batch > MAX_GRID_YZ || (n + t - 1) / t > Integer.MAX_VALUE)
             throw new IllegalArgumentException("gemm (bf16) grid too large: M=" + m + " N=" + n + " batch=" + batch);
         if (m == 0 || n == 0) return;
-        Ltk.ltk_gemm_bf16(cu, grid, dim(256), 0, desc, a16, b16, c);
+        if (big) Ltk.ltk_gemm_bf16_128(cu, grid, dim(256), 0, desc, a16, b16, c);
+        else Ltk.ltk_gemm_bf16(cu, grid, dim(128), 0, desc, a16, b16, c);
     }
 
     // ---- cast.cu ----
@@ -382,6 +386,20 @@ public final class CudaKernels extends CudaLaunchers {
     }
 
     /**
+     * bf16 attention forward on tensor cores (ltk_attention_fwd_bf16, mma.sync m16n8k16): the lt_attention_fwd_bf16
+     * contract (latent.h): fp32 q, k, v, o (B, NH, T, HS) and lse (B, NH, T); the operands of Q K^T and P V rounded to
+     * bf16 (nearest even) in the kernel, fp32 sums and softmax. Our own path for when cuDNN's SDPA is absent (issue 18);
+     * not yet called by CudaBackend (its bf16 attention is wired by the SDPA hook's owner).
+     */
+    public static void attentionBf16(Cuda cu, MemorySegment desc, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v,
+                                     DeviceBuffer o, DeviceBuffer lse) {
+        Att a = att("attentionBf16", desc);
+        floats("attentionBf16", a.numel(), "q", q, "k", k, "v", v, "o", o);
+        floats("attentionBf16", a.bh() * a.t, "lse", lse);
+        Ltk.ltk_attention_fwd_bf16(cu, dim((a.t + 63) / 64, a.bh()), dim(128), 0, desc, q, k, v, o, lse);
+    }
+
+    /**
      * Attention backward: D = rowwise dout . o (this thread's scratch), then dk / dv and dq in separate passes (no
      * atomics). dq, dk, dv overwritten.
      */
@@ -401,6 +419,26 @@ public final class CudaKernels extends CudaLaunchers {
             Ltk.ltk_attention_bwd_dkdv(cu, dim((a.t + 7) / 8, a.bh()), dim(128), 0, desc, q, k, v, lse, dvec, dout, dk, dv);
             Ltk.ltk_attention_bwd_dq(cu, dim((a.t + 7) / 8, a.bh()), dim(128), 0, desc, q, k, v, lse, dvec, dout, dq);
         }
+    }
+
+    /**
+     * bf16 attention backward on tensor cores (the lt_attention_bwd_bf16 contract: the operands of dout V^T, dS K,
+     * P^T dout and dS^T Q rounded to bf16, fp32 sums): D = rowwise dout . o (fp32, this thread's scratch), then
+     * ltk_attention_bwd_dkdv_bf16 and ltk_attention_bwd_dq_bf16 (separate passes, no atomics). dq, dk, dv overwritten.
+     * Pairs with {@link #attentionBf16}'s o and lse; not yet called by CudaBackend.
+     */
+    public static void attentionBackwardBf16(Cuda cu, MemorySegment desc, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v,
+                                             DeviceBuffer o, DeviceBuffer lse, DeviceBuffer dout, DeviceBuffer dq,
+                                             DeviceBuffer dk, DeviceBuffer dv) {
+        Att a = att("attentionBackwardBf16", desc);
+        floats("attentionBackwardBf16", a.numel(), "q", q, "k", k, "v", v, "o", o, "dout", dout, "dq", dq, "dk", dk, "dv", dv);
+        floats("attentionBackwardBf16", a.bh() * a.t, "lse", lse);
+        long rows = a.bh() * a.t;
+        DeviceBuffer dvec = scratch(cu, rows * 4);
+        Ltk.ltk_attention_bwd_dot(cu, dim((rows + 7) / 8), dim(256), 0, rows, a.hs, dout, o, dvec);
+        int[] grid = dim((a.t + 31) / 32, a.bh());
+        Ltk.ltk_attention_bwd_dkdv_bf16(cu, grid, dim(64), 0, desc, q, k, v, lse, dvec, dout, dk, dv);
+        Ltk.ltk_attention_bwd_dq_bf16(cu, grid, dim(64), 0, desc, q, k, v, lse, dvec, dout, dq);
     }
 
     // ---- adamw.cu ----

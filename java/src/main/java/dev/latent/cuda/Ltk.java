@@ -21,6 +21,16 @@ final class Ltk {
     static final int AF_BC = 32;
     /** ATT_SMALL_HS of kernels/attention/attention.cu. */
     static final int ATT_SMALL_HS = 64;
+    /** AB_BR of kernels/attention/attention.cu. */
+    static final int AB_BR = 64;
+    /** AB_BC of kernels/attention/attention.cu. */
+    static final int AB_BC = 32;
+    /** AB_QW of kernels/attention/attention.cu. */
+    static final int AB_QW = 68;
+    /** AB_VW of kernels/attention/attention.cu. */
+    static final int AB_VW = 20;
+    /** AB_KW of kernels/attention/attention.cu. */
+    static final int AB_KW = 12;
     /** AD_THREADS of kernels/attention_decode/attention_decode.cu. */
     static final int AD_THREADS = 128;
     /** AD_MAXHS of kernels/attention_decode/attention_decode.cu. */
@@ -71,6 +81,10 @@ final class Ltk {
     static final int G2_BK = 8;
     /** GEMM_BIG_MIN_BLOCKS of kernels/gemm/gemm.cu. */
     static final int GEMM_BIG_MIN_BLOCKS = 128;
+    /** GB_BK of kernels/gemm/gemm.cu. */
+    static final int GB_BK = 16;
+    /** GB_LDW of kernels/gemm/gemm.cu. */
+    static final int GB_LDW = 12;
     /** LN_CHUNK of kernels/layernorm/layernorm.cu. */
     static final int LN_CHUNK = 256;
     /** POINTWISE_SQRT of kernels/pointwise/pointwise.cu. */
@@ -145,6 +159,21 @@ final class Ltk {
     /** ltk_attention_bwd_dq64 (kernels/attention/attention.cu); d: a lt_attention_desc by value. */
     static void ltk_attention_bwd_dq64(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment d, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer lse, DeviceBuffer dvec, DeviceBuffer dout, DeviceBuffer dq) {
         cu.launch("ltk_attention_bwd_dq64", grid, block, sharedBytes, d, q, k, v, lse, dvec, dout, dq);
+    }
+
+    /** ltk_attention_fwd_bf16 (kernels/attention/attention.cu); d: a lt_attention_desc by value. */
+    static void ltk_attention_fwd_bf16(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment d, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer o, DeviceBuffer lse) {
+        cu.launch("ltk_attention_fwd_bf16", grid, block, sharedBytes, d, q, k, v, o, lse);
+    }
+
+    /** ltk_attention_bwd_dkdv_bf16 (kernels/attention/attention.cu); d: a lt_attention_desc by value. */
+    static void ltk_attention_bwd_dkdv_bf16(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment d, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer lse, DeviceBuffer dvec, DeviceBuffer dout, DeviceBuffer dk, DeviceBuffer dv) {
+        cu.launch("ltk_attention_bwd_dkdv_bf16", grid, block, sharedBytes, d, q, k, v, lse, dvec, dout, dk, dv);
+    }
+
+    /** ltk_attention_bwd_dq_bf16 (kernels/attention/attention.cu); d: a lt_attention_desc by value. */
+    static void ltk_attention_bwd_dq_bf16(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment d, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer lse, DeviceBuffer dvec, DeviceBuffer dout, DeviceBuffer dq) {
+        cu.launch("ltk_attention_bwd_dq_bf16", grid, block, sharedBytes, d, q, k, v, lse, dvec, dout, dq);
     }
 
     /** ltk_kv_append (kernels/attention_decode/attention_decode.cu). */
@@ -365,6 +394,11 @@ final class Ltk {
     /** ltk_gemm_bf16 (kernels/gemm/gemm.cu); d: a lt_gemm_desc by value. */
     static void ltk_gemm_bf16(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment d, DeviceBuffer a, DeviceBuffer b, DeviceBuffer c) {
         cu.launch("ltk_gemm_bf16", grid, block, sharedBytes, d, a, b, c);
+    }
+
+    /** ltk_gemm_bf16_128 (kernels/gemm/gemm.cu); d: a lt_gemm_desc by value. */
+    static void ltk_gemm_bf16_128(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment d, DeviceBuffer a, DeviceBuffer b, DeviceBuffer c) {
+        cu.launch("ltk_gemm_bf16_128", grid, block, sharedBytes, d, a, b, c);
     }
 
     /** ltk_layernorm_fwd (kernels/layernorm/layernorm.cu). */

@@ -165,8 +165,9 @@ final class CudaBackend extends CudaOps {
     // with CUDNN_TENSOR_OP_MATH where it serves; otherwise (and for bf16 always) the operands are rounded on the device
     // (ltk_round_operand) and the fp32 kernels (cuDNN with FMA math, or our implicit-GEMM kernels) run on them: the
     // same numerics as a tensor-core op (bf16 / TF32 inputs, each product exact in fp32, fp32 accumulation). Bias and
-    // bias gradients stay fp32. Attention: the operands q, k, v (and dout) rounded, our fp32 kernels (softmax P and dS
-    // stay fp32 inside them), unless vendorAttention serves.
+    // bias gradients stay fp32. Attention: unless vendorAttention serves, bf16 runs our bf16 tensor-core kernels
+    // (CudaKernels.attentionBf16 / attentionBackwardBf16: q, k, v, dout, P and dS rounded as the CPU's bf16 attention
+    // does; h-tcbf16), tf32 the operands rounded and our fp32 kernels (P and dS fp32 inside them).
 
     /** A dense copy of t rounded to TF32 or bf16 (kept as floats), in fresh device memory the caller closes. */
     private static DeviceBuffer rounded(String op, Tensor t, Precision p) {
@@ -211,10 +212,21 @@ final class CudaBackend extends CudaOps {
         if (db != null) CudaConvKernels.conv2dBackwardBias(cuda(), g.desc(), buf(dy), buf(db), accumulate);
     }
 
-    /** attention at a precision: vendorAttention if it serves, else our kernel on rounded q, k, v. */
+    /** h-tcbf16: the bf16 kernels read q, k, v (, dout) in place, so they must be dense, as rounded() requires. */
+    private static void dense(String op, Tensor... ts) {
+        for (Tensor t : ts)
+            if (!t.isContiguous()) throw new IllegalArgumentException(op + ": bf16 operands must be contiguous, got " + t);
+    }
+
+    /** attention at a precision: vendorAttention if it serves, else (bf16) our tensor-core kernel, or (tf32) our kernel on rounded q, k, v. */
     void attention(MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Precision p) {
         if (p == Precision.FP32) { attention(desc, q, k, v, o, lse); return; }
         if (vendorAttention(p, desc, q, k, v, o, lse, null, null, null, null)) return;
+        if (p == Precision.BF16) {   // h-tcbf16: our bf16 tensor-core kernel (rounds q, k, v and P itself)
+            dense("attention", q, k, v);
+            CudaKernels.attentionBf16(cuda(), desc, buf(q), buf(k), buf(v), buf(o), buf(lse));
+            return;
+        }
         try (DeviceBuffer qr = rounded("attention", q, p); DeviceBuffer kr = rounded("attention", k, p);
              DeviceBuffer vr = rounded("attention", v, p)) {
             CudaKernels.attention(cuda(), desc, qr, kr, vr, buf(o), buf(lse));
@@ -226,6 +238,11 @@ final class CudaBackend extends CudaOps {
                            Tensor dv, Precision p) {
         if (p == Precision.FP32) { attentionBackward(desc, q, k, v, o, lse, dout, dq, dk, dv); return; }
         if (vendorAttention(p, desc, q, k, v, o, lse, dout, dq, dk, dv)) return;
+        if (p == Precision.BF16) {   // h-tcbf16: our bf16 tensor-core kernels (round q, k, v, dout, P and dS themselves)
+            dense("attentionBackward", q, k, v, dout);
+            CudaKernels.attentionBackwardBf16(cuda(), desc, buf(q), buf(k), buf(v), buf(o), buf(lse), buf(dout), buf(dq), buf(dk), buf(dv));
+            return;
+        }
         try (DeviceBuffer qr = rounded("attentionBackward", q, p); DeviceBuffer kr = rounded("attentionBackward", k, p);
              DeviceBuffer vr = rounded("attentionBackward", v, p); DeviceBuffer dr = rounded("attentionBackward", dout, p)) {
             CudaKernels.attentionBackward(cuda(), desc, qr, kr, vr, buf(o), buf(lse), dr, buf(dq), buf(dk), buf(dv));
