@@ -164,6 +164,12 @@ class CudaSdpaWiringTest {
 
     @Test
     void gptBf16StepRunsAttentionOnCudnnSdpa() {
+        long hs = CFG.dim() / CFG.heads();
+        CudaVendor.force(true);
+        assertTrue(CudaVendor.servesAttentionBf16(cu, B, CFG.heads(), CFG.context(), hs, true, false),
+                "cuDNN's SDPA must plan this forward (a GPU's cuDNN refusing it fails here rather than passing on our kernels)");
+        assertTrue(CudaVendor.servesAttentionBf16(cu, B, CFG.heads(), CFG.context(), hs, true, true), "cuDNN's SDPA must plan this backward");
+        CudaVendor.force(null);
         Run vendor = train(CFG, Precision.BF16, true, true);
         Run ours = train(CFG, Precision.BF16, false, false);
         Run fp32 = train(CFG, Precision.FP32, true, true);
