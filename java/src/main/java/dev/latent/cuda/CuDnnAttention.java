@@ -41,7 +41,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * where our kernels run.
  *
  * Stats is exactly our attention's lse contract (lt_attention_desc: the log-sum-exp of the scaled, masked scores of
- * each query row, natural log), so our backward kernel can run from cuDNN's forward. The backward graph is not bound.
+ * each query row, natural log), so our backward kernel can run from cuDNN's forward, and the backward graph below from ours.
  *
  * The emulated driver implements these entry points (native/cuda_emu/vendor_emu.cc): it traces the graph through its
  * tensors' unique ids, refuses any other with CUDNN_STATUS_BAD_PARAM, and computes the attention reference from the
