@@ -38,7 +38,7 @@ if [[ $STEPS == all || $STEPS == *tests* ]]; then
   echo "== java tests (vendor libraries where found)"; SEL=${SEL:---select-package dev.latent.cuda --select-class dev.latent.cli.CudaCliTest --select-class dev.latent.cli.CudaSampleCliTest}
   timeout 240 $J -Xmx16g $P -jar $G/lib/junit.jar execute --class-path $CP $SEL --exclude-classname '.*CudaUnavailableTest' \
     --details=tree --disable-banner --reports-dir /tmp/junit-reports > $O/tests.log 2>&1; r=$?; tail -60 $O/tests.log; ok=$(grep -o "\[ *[0-9]* tests successful" $O/tests.log | grep -o "[0-9]*"); [ "${ok:-0}" -gt 0 ] || r=9; echo "tests rc=$r ($ok successful)"; rc=$((rc|r))
-  grep -h "host synchronisations\|cuBLAS vs\|CuBlasTest:\|CuBlasLtTest:\|CuDnnTest:\|sdpa\|DeviceKvDecoderTest:" $O/tests.log | tee $O/syncs.txt
+  grep -h "host synchronisations\|cuBLAS vs\|CuBlasTest:\|CuBlasLtTest:\|CuDnnTest:\|sdpa\|worst difference / bound\|DeviceKvDecoderTest:" $O/tests.log | tee $O/syncs.txt
   echo "== java tests with LATENT_CUDA_VENDOR=0 (our kernels only): the model steps and the sync count"
   LATENT_CUDA_VENDOR=0 timeout 120 $J -Xmx16g $P -jar $G/lib/junit.jar execute --class-path $CP --select-class dev.latent.cuda.CudaGptTest \
     --select-class dev.latent.cuda.CudaVaeTest --select-class dev.latent.cuda.CudaGanTest --select-class dev.latent.cuda.HostSyncTest \

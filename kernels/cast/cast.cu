@@ -8,7 +8,10 @@
  *                       tensor-core op with fp32 accumulation (a product of two bf16 or TF32 values is exact in fp32).
  *   ltk_f32_to_bf16   — y[i] = bf16(x[i]) (to nearest even), stored as 2-byte bf16: the operands of cublasGemmEx with
  *                       CUDA_R_16BF inputs and of ltk_gemm_bf16.
- * Both are grid-stride loops over n elements (any grid); inf stays inf, NaN stays NaN. cast_cuda_test.cc checks every
+ *   ltk_bf16_to_f32   — y[i] = float(x[i]) for 2-byte bf16 x: exact (the bf16 bits become the float's high half), so a
+ *                       value through ltk_f32_to_bf16 and back is the bf16 rounding of the original. Brings cuDNN SDPA's
+ *                       bf16 O, dQ, dK, dV back to the fp32 tensors of the model (CudaBackend's bf16 attention).
+ * All three are grid-stride loops over n elements (any grid); inf stays inf, NaN stays NaN. cast_cuda_test.cc checks every
  * rounding case (ties to even / away, the carry into the exponent, overflow to inf, subnormals, NaN) against the C
  * definition and against the CPU's bf16 conversion. */
 #include "lt_cuda.cuh"
@@ -25,4 +28,9 @@ LT_KERNEL void ltk_round_operand(const float *__restrict__ x, float *y, int64_t 
 LT_KERNEL void ltk_f32_to_bf16(const float *__restrict__ x, __nv_bfloat16 *__restrict__ y, int64_t n) {
     const int64_t step = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) y[i] = __float2bfloat16_rn(x[i]);
+}
+
+LT_KERNEL void ltk_bf16_to_f32(const __nv_bfloat16 *__restrict__ x, float *__restrict__ y, int64_t n) {
+    const int64_t step = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) y[i] = __bfloat162float(x[i]);
 }

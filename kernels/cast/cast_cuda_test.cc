@@ -4,6 +4,9 @@
  * the exponent, the largest finite float (bf16 and TF32 round it up to inf), subnormals, +-0, +-inf, NaN; then on
  * 100003 random floats (a grid-stride loop with a grid smaller than n, so every thread does several elements), and
  * y == x in place. A wrong rounding mode (truncation, ties to even for TF32) fails the tie and halfway cases.
+ * ltk_bf16_to_f32 against the exact widening (the 16 bits become the float's high half) on all 65536 bf16 patterns
+ * (+-0, subnormals, +-inf, every NaN payload kept) and on the round trip f32 -> bf16 -> f32 of the floats above, which
+ * must equal ltk_round_operand's bf16 rounding bit for bit (NaN: a NaN).
  * Run: build/cast_cuda_test */
 #include <cstring>
 #include <vector>
@@ -74,5 +77,21 @@ int main() {
     std::vector<float> z(x.begin(), x.begin() + (long)fixed);
     LAUNCH(ltk_round_operand, dim3(1), dim3(32), 0, (const float *)z.data(), z.data(), (int64_t)fixed, (int32_t)CAST_BF16);
     for (size_t i = 0; i < fixed; i++) CHECK(same(z[i], yb[i]), "in-place bf16 rounding differs at %zu", i);
+    /* bf16 -> f32: every 16-bit pattern widens exactly (a grid smaller than n: several elements per thread) */
+    std::vector<__nv_bfloat16> all(65536);
+    for (uint32_t i = 0; i < 65536; i++) all[i].__x = (unsigned short)i;
+    std::vector<float> wide(65536, from(0x7fc01234u));
+    LAUNCH(ltk_bf16_to_f32, dim3(3), dim3(64), 0, (const __nv_bfloat16 *)all.data(), wide.data(), (int64_t)65536);
+    int64_t bad_w = 0;
+    for (uint32_t i = 0; i < 65536; i++)
+        if (bits(wide[i]) != i << 16 && bad_w++ < 3) fprintf(stderr, "  f32(bf16 %04x) = %08x, want %08x\n", i, bits(wide[i]), i << 16);
+    CHECK(bad_w == 0, "ltk_bf16_to_f32: %lld of 65536 patterns differ from the exact widening", (long long)bad_w);
+    /* the round trip equals the in-fp32 rounding (what our kernels' fallback sees) */
+    std::vector<float> back(n);
+    LAUNCH(ltk_bf16_to_f32, dim3(5), dim3(96), 0, (const __nv_bfloat16 *)h.data(), back.data(), n);
+    int64_t bad_r = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!same(back[i], yb[i]) && bad_r++ < 3) fprintf(stderr, "  f32(bf16(%08x)) = %08x, want %08x\n", bits(x[i]), bits(back[i]), bits(yb[i]));
+    CHECK(bad_r == 0, "f32 -> bf16 -> f32: %lld of %lld differ from ltk_round_operand's bf16 rounding", (long long)bad_r, (long long)n);
     return lt_test_summary();
 }

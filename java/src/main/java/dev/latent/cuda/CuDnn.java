@@ -168,8 +168,11 @@ final class CuDnn {
     private static long addr(DeviceBuffer b) { return b == null ? 0 : b.address(); }
 
     /** y = conv(x, w) (+ bias (K) when not null). */
-    /** Binds the handle to the backend's stream when it changed (Cuda.useCaptureStream: CUDA graphs capture our calls). */
-    private void followStream() {
+    /**
+     * Binds the handle to the backend's stream when it changed (Cuda.useCaptureStream: CUDA graphs capture our calls).
+     * Also called by CuDnnAttention before each SDPA execution, which shares this handle.
+     */
+    synchronized void followStream() {
         MemorySegment s = cu.stream();
         if (s.equals(boundStream)) return;
         check("cudnnSetStream", setStream, handle, s);

@@ -34,10 +34,11 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * with every intermediate virtual and fp32, then the first engine configuration the heuristic (CUDNN_HEUR_MODE_A)
  * offers that finalizes into an execution plan. A call packs the seven pointers (Q, K, V, O, Stats, and host pointers
  * to the two scalars) and a workspace of the plan's size from our caching allocator into a variant pack and executes
- * it on the handle's stream (the legacy default stream, where our kernels run).
+ * it on the backend's stream (CuDnn.followStream: the legacy default stream, or the stream a CUDA-graph capture records),
+ * where our kernels run.
  *
  * Stats is exactly our attention's lse contract (lt_attention_desc: the log-sum-exp of the scaled, masked scores of
- * each query row, natural log), so our backward kernel can run from cuDNN's forward. The backward graph is not bound.
+ * each query row, natural log), so our backward kernel can run from cuDNN's forward, and the backward graph below from ours.
  *
  * The emulated driver implements these entry points (native/cuda_emu/vendor_emu.cc): it traces the graph through its
  * tensors' unique ids, refuses any other with CUDNN_STATUS_BAD_PARAM, and computes the attention reference from the
@@ -163,6 +164,7 @@ final class CuDnnAttention {
                 set(pack, VP_PTRS, TY_VOID_PTR, used, ptrs);
                 set(pack, VP_WORKSPACE, TY_VOID_PTR, 1, a.allocateFrom(JAVA_LONG, ws.address()));
                 check("cudnnBackendFinalize(VARIANT_PACK)", finalizeH, pack);
+                dnn.followStream();   // the backend's stream, as our kernels and the convolutions use (a capture records it)
                 check("cudnnBackendExecute", execute, dnn.handle(), p.plan, pack);
             } finally {
                 destroyQuietly(pack);

@@ -85,7 +85,7 @@ public final class CudaVendor {
     private static void logDisabledOnce() {
         if (loggedDisabled) return;
         loggedDisabled = true;
-        LOG.log(System.Logger.Level.INFO, "GEMM, batched GEMM and convolution: our kernels (LATENT_CUDA_VENDOR=0: no vendor library loaded)");
+        LOG.log(System.Logger.Level.INFO, "GEMM, batched GEMM, convolution and bf16 attention: our kernels (LATENT_CUDA_VENDOR=0: no vendor library loaded)");
     }
 
     /** Compute modes of a CUDA GEMM: exact fp32, TF32 tensor cores, bf16 tensor cores (fp32 accumulation). */
@@ -235,6 +235,7 @@ public final class CudaVendor {
         CuDnnAttention a = attention(cu);
         if (a == null || !CuDnnAttention.fits(b, h, t, d)) return false;
         checkAttention("attention", b, h, t, d, lse, new String[] {"q", "k", "v", "o"}, q, k, v, o);
+        if (headsTransposedForTest) { long x = h; h = t; t = x; }
         String why = a.refusal(b, h, t, d);
         if (why != null) {
             logRefusalOnce(why);
@@ -243,6 +244,41 @@ public final class CudaVendor {
         a.forward(b, h, t, d, scale, q, k, v, o, lse);
         return true;
     }
+
+    // ---- cuDNN SDPA in the model path (h-sdpawire): CudaBackend's bf16 attention asks here before converting ----
+
+    /**
+     * Whether cuDNN's SDPA takes this bf16 attention now, the forward or (backward true) the backward: cuDNN >= 9 loaded
+     * and {@link #enabled()}, causal (the only graph bound), a head size its kernels take (8..256 in steps of 8), and a
+     * graph this cuDNN plans (built now if needed). When not, the reason is logged once (LATENT_CUDA_VENDOR=0 and a
+     * missing cuDNN 9 by the probe's lines) and the caller (CudaBackend's bf16 attention) runs our kernels on
+     * bf16-rounded fp32 operands, having converted nothing.
+     */
+    public static boolean servesAttentionBf16(Cuda cu, long b, long h, long t, long d, boolean causal, boolean backward) {
+        CuDnnAttention a = attention(cu);
+        if (a == null) return false;
+        if (!causal) {
+            logRefusalOnce("non-causal attention: the SDPA graph bound is the causal one", false);
+            return false;
+        }
+        if (!CuDnnAttention.fits(b, h, t, d)) {
+            logRefusalOnce("head size " + d + ": cuDNN's SDPA takes 8..256 in steps of 8", false);
+            return false;
+        }
+        if (headsTransposedForTest) { long x = h; h = t; t = x; }
+        String why = backward ? a.backwardRefusal(b, h, t, d) : a.refusal(b, h, t, d);
+        if (why != null) {
+            logRefusalOnce(why);
+            return false;
+        }
+        return true;
+    }
+
+    /**
+     * Tests only (CudaSdpaWiringTest's must-fail check): hand cuDNN (B, T, H, D) for the (B, H, T, D) buffers, the layout
+     * mistake a model-level comparison must catch. Never set outside tests.
+     */
+    static volatile boolean headsTransposedForTest;
 
     /**
      * Causal attention backward on bf16 device buffers through cuDNN's SDPA backward: q, k, v, o, dout in and dq, dk, dv
@@ -256,6 +292,7 @@ public final class CudaVendor {
         if (a == null || !CuDnnAttention.fits(b, h, t, d)) return false;
         checkAttention("attention backward", b, h, t, d, lse, new String[] {"q", "k", "v", "o", "dout", "dq", "dk", "dv"}, q, k, v, o, dout,
                 dq, dk, dv);
+        if (headsTransposedForTest) { long x = h; h = t; t = x; }
         String why = a.backwardRefusal(b, h, t, d);
         if (why != null) {
             logRefusalOnce(why);
@@ -277,9 +314,12 @@ public final class CudaVendor {
 
     private static final Set<String> loggedRefusals = java.util.concurrent.ConcurrentHashMap.newKeySet();
 
-    private static void logRefusalOnce(String why) {
+    private static void logRefusalOnce(String why) { logRefusalOnce(why, true); }
+
+    private static void logRefusalOnce(String why, boolean refusedGraph) {
         if (loggedRefusals.add(why))
-            LOG.log(System.Logger.Level.INFO, "causal attention, bf16: our kernels for this shape (cuDNN's SDPA refused its graph: " + why + ")");
+            LOG.log(System.Logger.Level.INFO, refusedGraph ? "causal attention, bf16: our kernels for this shape (cuDNN's SDPA refused its graph: " + why + ")"
+                    : "attention, bf16: our kernels on bf16-rounded operands (" + why + ")");
     }
 
     /** geometry: n, c, h, w, k, r, s, oh, ow, strideH, strideW, padH, padW (lt_conv2d_desc's order); null when beyond int32. */

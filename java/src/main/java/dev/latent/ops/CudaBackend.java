@@ -6,6 +6,7 @@ import dev.latent.cuda.CudaConvKernels;
 import dev.latent.cuda.CudaProbKernels;
 import dev.latent.cuda.CudaVendor;
 import dev.latent.cuda.DeviceBuffer;
+import dev.latent.nativ.LatentBinding.AttentionDesc;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Precision;
 import dev.latent.tensor.Tensor;
@@ -250,15 +251,51 @@ final class CudaBackend extends CudaOps {
     }
 
     /**
-     * THE HOOK for a vendor attention at reduced precision (cuDNN's SDPA in bf16, h-sdpa): run attention on q, k, v
-     * (B, NH, T, HS, lt_attention_desc in desc) at precision p, the forward (o, lse) when dout is null, else the
-     * backward (dq, dk, dv from o, lse, dout), and return true; return false to let our kernels run it on rounded
-     * operands. o and lse must stay what our backward reads (lse: natural-log sum of exp of the scaled scores per row)
-     * unless the vendor serves both directions. Today nothing serves: false.
+     * THE HOOK for a vendor attention at reduced precision: run attention on q, k, v (B, NH, T, HS, lt_attention_desc in
+     * desc) at precision p, the forward (o, lse) when dout is null, else the backward (dq, dk, dv from o, lse, dout), and
+     * return true; false lets our kernels run it on rounded operands.
+     *
+     * <p>BF16 (h-sdpawire): cuDNN 9's SDPA where {@link CudaVendor#servesAttentionBf16} says it takes the shape (causal,
+     * head size 8..256 in steps of 8, a graph this cuDNN plans; not with LATENT_CUDA_VENDOR=0). Forward: q, k, v
+     * converted on the device to bf16 (ltk_f32_to_bf16, to nearest even: the same values our fallback's rounding gives),
+     * cuDNN's SDPA writes o in bf16 and lse (its Stats, fp32: our kernels' lse contract) straight into the lse tensor, o
+     * widened back to fp32 (ltk_bf16_to_f32, exact). Backward: q, k, v, o and dout converted, cuDNN's SDPA backward,
+     * dq, dk, dv widened back (overwritten, as our kernel does). Either backward runs from either forward (Stats == lse),
+     * so a shape whose forward and backward are decided differently still trains. The bf16 copies live in one scratch
+     * block from the caching allocator per call (returned to its cache at the end of the call: stream-ordered reuse, no
+     * host synchronisation). TF32 and fp32 attention: our kernels (cuDNN's SDPA engines take fp16 / bf16 only).
      */
     private static boolean vendorAttention(Precision p, MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse,
                                            Tensor dout, Tensor dq, Tensor dk, Tensor dv) {
-        return false;
+        if (p != Precision.BF16) return false;
+        boolean backward = dout != null;
+        for (Tensor x : backward ? new Tensor[] {q, k, v, o, lse, dout, dq, dk, dv} : new Tensor[] {q, k, v, o, lse})
+            if (!x.isContiguous()) return false;   /* our path names the operand in its exception */
+        long b = AttentionDesc.b(desc), nh = AttentionDesc.nh(desc), t = AttentionDesc.t(desc), hs = AttentionDesc.hs(desc);
+        Cuda cu = cuda();
+        if (!CudaVendor.servesAttentionBf16(cu, b, nh, t, hs, AttentionDesc.causal(desc) != 0, backward)) return false;
+        float scale = AttentionDesc.scale(desc);
+        long n = q.numel(), bytes = Math.multiplyExact(n, 2L);   /* one bf16 operand */
+        try (DeviceBuffer s = cu.alloc(Math.multiplyExact(bytes, backward ? 8L : 4L))) {
+            DeviceBuffer qb = s.slice(0, bytes), kb = s.slice(bytes, bytes), vb = s.slice(2 * bytes, bytes), ob = s.slice(3 * bytes, bytes);
+            CudaKernels.toBf16(cu, n, buf(q), qb);
+            CudaKernels.toBf16(cu, n, buf(k), kb);
+            CudaKernels.toBf16(cu, n, buf(v), vb);
+            if (!backward) {
+                if (!CudaVendor.attentionBf16(cu, b, nh, t, hs, scale, qb, kb, vb, ob, buf(lse))) return false;
+                CudaKernels.fromBf16(cu, n, ob, buf(o));
+                return true;
+            }
+            DeviceBuffer db = s.slice(4 * bytes, bytes), dqb = s.slice(5 * bytes, bytes), dkb = s.slice(6 * bytes, bytes),
+                    dvb = s.slice(7 * bytes, bytes);
+            CudaKernels.toBf16(cu, n, buf(o), ob);
+            CudaKernels.toBf16(cu, n, buf(dout), db);
+            if (!CudaVendor.attentionBackwardBf16(cu, b, nh, t, hs, scale, qb, kb, vb, ob, db, buf(lse), dqb, dkb, dvb)) return false;
+            CudaKernels.fromBf16(cu, n, dqb, buf(dq));
+            CudaKernels.fromBf16(cu, n, dkb, buf(dk));
+            CudaKernels.fromBf16(cu, n, dvb, buf(dv));
+            return true;
+        }
     }
 
     @Override public void pointwise(String op, long n, Tensor x, Tensor y) { CudaKernels.pointwise(cuda(), op, n, buf(x), buf(y)); }

@@ -182,6 +182,44 @@ class HostSyncTest {
         }
     }
 
+    /**
+     * GPT forward + backward at bf16 with cuDNN's SDPA serving attention (h-sdpawire: q, k, v, o, dout converted to bf16
+     * on the device, o / dq / dk / dv widened back, scratch from the caching allocator): none, as at fp32; AdamW: none.
+     * On the emulated driver the SDPA stand-in must have served every layer's forward and backward.
+     */
+    @Test
+    void gptBf16TrainingStepWithSdpa() {
+        GptConfig cfg = new GptConfig(65, 2, 2, 32, 16, false);
+        int b = 2, n = b * cfg.context();
+        SplittableRandom r = new SplittableRandom(4);
+        CudaVendor.force(true);
+        try (Scope model = Scope.shared(); Arena a = Arena.ofConfined()) {
+            Gpt gpt = new Gpt(model, cfg, 5);
+            gpt.to(model, Device.CUDA);
+            AdamW opt = new AdamW(model, gpt.namedParameters(), 0.9f, 0.95f, 1e-8f, 0.1f);
+            long model0 = 0, optim = 0;
+            for (int step = 0; step < 3; step++) {
+                int[] ids = new int[n], targets = new int[n];
+                for (int i = 0; i < n; i++) { ids[i] = r.nextInt(65); targets[i] = r.nextInt(65); }
+                MemorySegment hi = a.allocateFrom(JAVA_INT, ids), ht = a.allocateFrom(JAVA_INT, targets);
+                try (Graph g = Graph.open().precision(dev.latent.tensor.Precision.BF16)) {
+                    long[] e0 = emuCounters();
+                    model0 = syncs("GPT bf16 step " + step + " (cuDNN SDPA), forward + backward", () -> g.backward(gpt.loss(hi, ht, b, cfg.context())));
+                    long[] e1 = emuCounters();
+                    if (e0 != null) {
+                        assertEquals(cfg.layers(), e1[CudaTesting.EMU_SDPA_FWD] - e0[CudaTesting.EMU_SDPA_FWD], "SDPA forward executions");
+                        assertEquals(cfg.layers(), e1[CudaTesting.EMU_SDPA_BWD] - e0[CudaTesting.EMU_SDPA_BWD], "SDPA backward executions");
+                    }
+                    optim = syncs("GPT bf16 step " + step + ", AdamW.update with clipping", () -> opt.update(1e-3f, 1.0));
+                }
+            }
+            assertTrue(model0 <= GPT_MODEL_SYNCS, "GPT bf16 forward + backward with SDPA: " + model0 + " host synchronisations, bound " + GPT_MODEL_SYNCS);
+            assertTrue(optim <= GPT_OPTIMIZER_SYNCS, "AdamW.update after a bf16 step: " + optim + ", bound " + GPT_OPTIMIZER_SYNCS);
+        } finally {
+            CudaVendor.force(null);
+        }
+    }
+
     @Test
     void vaeTrainerStep() {
         ImageData data = CudaVaeTest.images(2, 9);
