@@ -48,8 +48,11 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  * gradients within 2^-5 (8 u of bf16); vendor vs fp32, the bf16 GEMMs' operand rounding adds 2u + u^2 per product
  * everywhere: every step's loss within 2^-5 (CudaPrecisionTest's 8 u) and the first step's gradients (the same
  * weights; after it AdamW's normalised update amplifies small gradient differences into weight differences of order
- * lr) within 2^-3. Measured on the emulated driver (2026-12-07): 0.16 of the vendor-off bound (2^-7.7), 0.04 of the fp32
- * bound. The must-fail check (cuDNN handed (B, T, H, D) dims for the (B, H, T, D) buffers) must break the vendor-off
+ * lr) within 2^-3. Against the vendor-off run the gradients are compared at the first step only too, for the same
+ * reason: since the fallback became our bf16 tensor-core kernels (h-tcbf16: they round P and dS to bf16, as the CPU's
+ * bf16 attention does), AdamW turned the first step's small differences into step-2 gradients 2.7x the bound apart
+ * (measured); every step's loss is still compared. Measured on the emulated driver (2026-12-07, before that change of
+ * fallback): 0.16 of the vendor-off bound (2^-7.7), 0.04 of the fp32 bound. The must-fail check (cuDNN handed (B, T, H, D) dims for the (B, H, T, D) buffers) must break the vendor-off
  * comparison by more than 4x its bound (measured 62x), so the bounds are tight enough to see a layout mistake.
  */
 class CudaSdpaWiringTest {
@@ -183,7 +186,7 @@ class CudaSdpaWiringTest {
                 assertEquals(0, fp32.fwdExecutes[s] + fp32.bwdExecutes[s], "fp32 attention: our kernels (SDPA's engines take bf16)");
             }
         }
-        assertTrue(worst("cuDNN SDPA vs our kernels, bf16", vendor, ours, LOSS_VS_OURS, GRAD_VS_OURS, STEPS) <= 1,
+        assertTrue(worst("cuDNN SDPA vs our kernels, bf16", vendor, ours, LOSS_VS_OURS, GRAD_VS_OURS, 1) <= 1,
                 "the SDPA step must be within the stated bf16 bounds of our kernels' step");
         assertTrue(worst("cuDNN SDPA bf16 vs fp32", vendor, fp32, LOSS_VS_FP32, GRAD_VS_FP32, 1) <= 1,
                 "the SDPA step must be within the stated bounds of the fp32 step");
@@ -203,9 +206,9 @@ class CudaSdpaWiringTest {
                 assertEquals(0, oursThenSdpa.fwdExecutes[s], "our forward, step " + (s + 1));
                 assertEquals(CFG.layers(), oursThenSdpa.bwdExecutes[s], "SDPA backward after our forward, step " + (s + 1));
             }
-        assertTrue(worst("SDPA forward, our backward vs ours", sdpaThenOurs, ours, LOSS_VS_OURS, GRAD_VS_OURS, STEPS) <= 1,
+        assertTrue(worst("SDPA forward, our backward vs ours", sdpaThenOurs, ours, LOSS_VS_OURS, GRAD_VS_OURS, 1) <= 1,
                 "our backward from cuDNN's Stats (lse) and bf16 O");
-        assertTrue(worst("our forward, SDPA backward vs ours", oursThenSdpa, ours, LOSS_VS_OURS, GRAD_VS_OURS, STEPS) <= 1,
+        assertTrue(worst("our forward, SDPA backward vs ours", oursThenSdpa, ours, LOSS_VS_OURS, GRAD_VS_OURS, 1) <= 1,
                 "cuDNN's backward from our lse and fp32 O");
     }
 
@@ -218,7 +221,7 @@ class CudaSdpaWiringTest {
         Run wrong = train(CFG, Precision.BF16, true, true);
         CudaVendor.headsTransposedForTest = false;
         if (emulated()) assertEquals(CFG.layers(), wrong.fwdExecutes[0], "the mutant ran on cuDNN's SDPA");
-        double w = worst("transposed heads (must fail) vs ours", wrong, ours, LOSS_VS_OURS, GRAD_VS_OURS, STEPS);
+        double w = worst("transposed heads (must fail) vs ours", wrong, ours, LOSS_VS_OURS, GRAD_VS_OURS, 1);
         assertTrue(w > 4, "a (B, T, H, D) layout handed to cuDNN must fail the comparison by far, got " + w + " of the bound");
     }
 
