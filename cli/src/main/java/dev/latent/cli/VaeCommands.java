@@ -71,7 +71,8 @@ final class VaeCommands {
             var c = new VaeTrainer.Config(data.data, out.out, latent, beta, epochs.epochs, batch.batch, lr, likelihood.likelihood, sigma, warmup, freeBits, seed.seed,
                     limit.limit, 1234, iwae.k, iwae.n, 100, quiet.quiet, excludeClass == null ? -1 : excludeClass).withClasses(classes);
             try (Scope scope = Scope.shared()) {
-                VaeTrainer t = new VaeTrainer(c, scope, runOn).listener(ConsoleListener.INSTANCE).precision(prec);
+                var clock = new StepClock(ConsoleListener.INSTANCE);
+                VaeTrainer t = new VaeTrainer(c, scope, runOn).listener(clock).precision(prec);
                 var results = t.run(run.steps(), run.resume(), run.stopAt());
                 if (results.isEmpty()) {   // stopped (--stop-after) before the end of a pass over the data
                     System.out.println(Json.object(Map.of("model", "vae", "stopped", true, "out", out.out.toString())));
@@ -83,6 +84,7 @@ final class VaeCommands {
                 m.putAll(last.test().toMap());
                 m.put("images_per_s", results.stream().mapToDouble(VaeTrainer.EpochResult::imagesPerSecond).average().orElse(0));
                 m.put("out", out.out.toString());
+                m.putAll(clock.steady(batch.batch, "images"));
                 System.out.println(Json.object(m));
             }
             return 0;
