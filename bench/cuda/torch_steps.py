@@ -50,26 +50,26 @@ import os
 import sys
 import time
 
-# The table both sides read. shape: the model's; latent: `latent train` arguments (window: its StepClock measures from
-# the second logged step to the last); torch: warm-up and timed steps.
+# The table both sides read. shape: the model's; latent_steps: `latent train`'s --steps and --log-interval (its StepClock
+# times the steps after the second logged one: the first interval and a bit are warm-up); torch_steps: warm-up, timed.
 MODELS = {
     "gpt": dict(
         unit="tokens",
         full=dict(layers=6, heads=6, dim=384, context=256, batch=32),
         tiny=dict(layers=2, heads=2, dim=32, context=16, batch=2),
-        latent_steps=dict(full=(30, 10), tiny=(6, 2)),     # (--steps, --log-interval): logged 10, 20, 30 -> steps 11-30 timed
+        latent_steps=dict(full=(30, 5), tiny=(6, 2)),      # (--steps, --log-interval): logged 5, 10, .., 30 -> steps 11-30 timed
         torch_steps=dict(full=(5, 20), tiny=(1, 3))),       # (warm-up, timed)
     "gpt2s": dict(
         unit="tokens",
         full=dict(layers=12, heads=12, dim=768, context=1024, batch=8),
         tiny=dict(layers=2, heads=2, dim=32, context=32, batch=2),
-        latent_steps=dict(full=(20, 5), tiny=(6, 2)),      # logged 5, 10, 15, 20 -> steps 6-20 timed
+        latent_steps=dict(full=(20, 5), tiny=(6, 2)),      # logged 5, 10, 15, 20 -> steps 11-20 timed
         torch_steps=dict(full=(4, 12), tiny=(1, 3))),
     "dcgan": dict(
         unit="images",
         full=dict(nz=100, ngf=64, ndf=64, batch=64),
         tiny=dict(nz=8, ngf=8, ndf=8, batch=4),
-        latent_steps=dict(full=(150, 50), tiny=(6, 2)),    # logged 50, 100, 150 -> iterations 51-150 timed
+        latent_steps=dict(full=(150, 25), tiny=(6, 2)),    # logged 25, 50, .., 150 -> iterations 51-150 timed
         torch_steps=dict(full=(10, 100), tiny=(1, 3))),
     "vae": dict(
         unit="images",

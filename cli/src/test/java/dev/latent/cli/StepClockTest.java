@@ -73,7 +73,7 @@ class StepClockTest {
         Path data = Files.createDirectories(dir.resolve("synthetic"));
         dev.latent.SyntheticImages.write(data, "train", 48, 1);
         dev.latent.SyntheticImages.write(data, "t10k", 16, 2);
-        String[] a = {"train", "dcgan", "--data", data.toString(), "--out", dir.resolve("run").toString(), "--steps", "6", "--log-interval", "2",
+        String[] a = {"train", "dcgan", "--data", data.toString(), "--out", dir.resolve("run").toString(), "--steps", "8", "--log-interval", "2",
                 "--batch", "8", "--nz", "4", "--ngf", "4", "--ndf", "4"};
         ByteArrayOutputStream err = new ByteArrayOutputStream(), out = new ByteArrayOutputStream();
         PrintStream savedErr = System.err, savedOut = System.out;
@@ -89,8 +89,8 @@ class StepClockTest {
         assertEquals(0, rc, err.toString(StandardCharsets.UTF_8));
         String[] lines = out.toString(StandardCharsets.UTF_8).strip().split("\n");
         Map<String, Object> m = JsonReader.parseObject(lines[lines.length - 1]);
-        assertEquals(4L, ((Number) m.get("steady_steps")).longValue(), "logged at 2, 4, 6: the window is steps 3 .. 6: " + m);
+        assertEquals(4L, ((Number) m.get("steady_steps")).longValue(), "logged at 2, 4, 6, 8: the window is steps 5 .. 8: " + m);
         double secs = ((Number) m.get("steady_seconds")).doubleValue();
-        assertEquals(4 * 8 / secs, ((Number) m.get("steady_images_per_s")).doubleValue(), 1e-6 * (4 * 8 / secs), m.toString());
+        assertEquals(4 * 8 / secs, ((Number) m.get("steady_images_per_s")).doubleValue(), 1e-4 * (4 * 8 / secs), "the JSON prints 6 digits: " + m);
     }
 }
