@@ -67,15 +67,15 @@ stage_steps() {
   # every row in one process, then `latent train ... --device cuda --precision P` per row, most wanted first (vendor
   # libraries where found). One JSON line per side and row lands in $O/steps.jsonl as soon as it is measured; a row the
   # budget leaves out says so. Ours: the train command's steady rate (StepClock: second logged step to the last).
-  local TS=bench/cuda/torch_steps.py DRY="" row m p a d r
-  [ -n "$TINY" ] && DRY=--dry-run
+  local TS=bench/cuda/torch_steps.py DRY="" FM=$G/fmnist row m p a d r
+  [ -n "$TINY" ] && { DRY=--dry-run; FM=/tmp/steps-fmnist-tiny; [ -d $G/fmnist ] && $PY $TS --tiny-data $G/fmnist $FM; }
   echo "-- PyTorch eager ($PY)"
   timeout $(tl ${TORCH_STEPS_TIMEOUT:-90}) $PY $TS $DRY --out $O/steps.jsonl --text $G/text.txt --budget-s ${TORCH_STEPS_BUDGET:-60} \
     > $O/torch_steps.log 2>&1; r=$?; grep -v "Warning\|warn(" $O/torch_steps.log | tail -20; echo "torch_steps rc=$r"; rc=$((rc|r))
   echo "-- Latent (train ... --device cuda)"
   for row in ${STEPS_ROWS:-gpt:fp32 gpt:bf16 gpt2s:bf16 gpt2s:fp32 dcgan:fp32 vae:fp32 realnvp:fp32 gpt:tf32 gpt2s:tf32 dcgan:bf16 vae:bf16 realnvp:bf16 dcgan:tf32 vae:tf32 realnvp:tf32}; do
     m=${row%%:*}; p=${row#*:}
-    case $m in gpt*) d=$G/text.txt;; *) d=$G/fmnist;; esac
+    case $m in gpt*) d=$G/text.txt;; *) d=$FM;; esac
     if [ $((STAGE_END - SECONDS)) -lt 15 ] || [ $(left) -lt 15 ]; then
       echo "{\"side\": \"latent\", \"model\": \"$m\", \"precision\": \"$p\", \"error\": \"not run: the steps stage's budget was spent\"}" | tee -a $O/steps.jsonl
       continue
@@ -215,7 +215,9 @@ def host_syncs():
         m = re.match(r"^(?:[^A-Za-z]*)(.+?): (\d+) host synchronisations", l)
         if m: counts[m.group(1)] = int(m.group(2))
     okh = re.findall(r"\[ *(\d+) tests successful", text("hostsync.log")); badh = re.findall(r"\[ *(\d+) tests failed", text("hostsync.log"))
-    return {"counts": counts, "budget_per_step": 1, "test_successful": int(okh[0]) if okh else None,
+    per_step = {k: v for k, v in counts.items() if re.fullmatch(r".* step( total)?", k)}   # the tests' summary lines
+    return {"per_step": per_step, "budget_per_step": 1, "within_budget": all(v <= 1 for v in per_step.values()) if per_step else None,
+            "counts": counts, "test_successful": int(okh[0]) if okh else None,
             "test_failed": int(badh[0]) if badh else None, "lines": lines}
 def steps():
     rows = [json.loads(l) for l in text("steps.jsonl").splitlines() if l.strip().startswith("{")]

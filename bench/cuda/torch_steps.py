@@ -75,7 +75,7 @@ MODELS = {
         unit="images",
         full=dict(latent=32, batch=128),
         tiny=dict(latent=4, batch=4),
-        latent_steps=dict(full=(201, None), tiny=(201, None)),   # train vae logs steps 1, 101, 201 -> steps 102-201 timed
+        latent_steps=dict(full=(201, 50), tiny=(6, 2)),    # logged 1, 51, 101, 151, 201 -> steps 52-201 timed
         torch_steps=dict(full=(10, 100), tiny=(1, 3))),
     "realnvp": dict(
         unit="images",
@@ -112,7 +112,7 @@ def latent_args(model, tiny):
         return ["dcgan", "--nz", s["nz"], "--ngf", s["ngf"], "--ndf", s["ndf"], "--batch", s["batch"], "--steps", steps,
                 "--log-interval", log]
     if model == "vae":
-        return ["vae", "--latent", s["latent"], "--batch", s["batch"], "--steps", steps, "--iwae-k", 0]
+        return ["vae", "--latent", s["latent"], "--batch", s["batch"], "--steps", steps, "--log-interval", log, "--iwae-k", 0]
     if model == "realnvp":
         return ["realnvp", "--couplings", s["couplings"], "--hidden", s["hidden"], "--batch", s["batch"], "--steps", steps,
                 "--test-limit", 500]
@@ -148,6 +148,26 @@ def latent_record(model, precision, rc, stdout, stderr, tiny):
         if hit:
             r.setdefault("log", []).append(hit[:300])
     return r
+
+
+def tiny_data(src, dst, n_train=512, n_test=256):
+    """The dry run's Fashion-MNIST: the first images of each split (the emulated driver evaluates 10,000 slowly)."""
+    import gzip
+    import struct
+    os.makedirs(dst, exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
+            name = f"{split}-{kind}.gz"
+            with gzip.open(os.path.join(src, name), "rb") as f:
+                buf = f.read()
+            ndim = buf[3]
+            dims = list(struct.unpack(">" + "I" * ndim, buf[4:4 + 4 * ndim]))
+            per = 1
+            for d in dims[1:]:
+                per *= d
+            dims[0] = min(n, dims[0])
+            with gzip.open(os.path.join(dst, name), "wb") as f:
+                f.write(buf[:4] + struct.pack(">" + "I" * ndim, *dims) + buf[4 + 4 * ndim:4 + 4 * ndim + dims[0] * per])
 
 
 # ---------------------------------------------------------------------------------------------------------------- torch
@@ -421,11 +441,16 @@ def main():
     ap.add_argument("--budget-s", type=float, default=0, help="stop starting rows after this many seconds (0: none)")
     ap.add_argument("--dry-run", action="store_true", help="tiny shapes (a test of this script; on the CPU without a GPU)")
     ap.add_argument("--latent-args", metavar="MODEL", help="print our `latent train` arguments for MODEL's row and exit")
+    ap.add_argument("--tiny-data", nargs=2, metavar=("SRC", "DST"), help="write the first 512 / 256 images of SRC's gzipped "
+                    "Fashion-MNIST splits to DST (the dry run's data), and exit")
     ap.add_argument("--latent-record", nargs=5, metavar=("MODEL", "PRECISION", "RC", "STDOUT", "STDERR"),
                     help="print the JSON line of our run from its exit status and output files, and exit")
     args = ap.parse_args()
     if args.latent_args:
         print(" ".join(str(x) for x in latent_args(args.latent_args, args.dry_run)))
+        return 0
+    if args.tiny_data:
+        tiny_data(*args.tiny_data)
         return 0
     if args.latent_record:
         m, p, rc, o, e = args.latent_record
