@@ -31,6 +31,7 @@ P="--enable-native-access=ALL-UNNAMED -Dlatent.library.path=$G/native/liblatent.
 # The vendor libraries: where PyTorch's wheels put them (site-packages/nvidia/*/lib), unless CUBLAS / CUDNN name them.
 # Naming them makes CuBlasTest / CuDnnTest fail (not skip) when they do not load. The dry run uses the stand-ins.
 if [ "$DRV" != libcuda.so.1 ]; then CUBLAS=${CUBLAS:-$DRV}; CUDNN=${CUDNN:-$DRV}; TINY=--tiny; else TINY=""; fi
+export LATENT_DRY_RUN=$([ -n "$TINY" ] && echo 1 || echo 0)   # summary.json's dry_run: its times say nothing about a GPU
 findlib() { $PY - "$1" 2>/dev/null <<'PYEOF'
 import glob, site, sys, sysconfig
 roots = set(site.getsitepackages() + [site.getusersitepackages(), sysconfig.get_paths()["purelib"]])
@@ -231,7 +232,7 @@ def steps():
             v["target_met"] = v["ratio"] >= 1.0
     return pairs
 ok = re.findall(r"\[ *(\d+) tests successful", text("tests.log")); bad = re.findall(r"\[ *(\d+) tests failed", text("tests.log"))
-s = {"gpu": text("gpu.txt").strip(), "vendor": text("vendor.txt").strip(),
+s = {"gpu": text("gpu.txt").strip(), "vendor": text("vendor.txt").strip(), "dry_run": os.environ.get("LATENT_DRY_RUN") == "1",
      "tests": {"successful": int(ok[0]) if ok else 0, "failed": int(bad[0]) if bad else None},
      "host_syncs": host_syncs(), "decode": text("decode.txt").splitlines(), "vendor_bench": js("vendor_bench.json"), "gpu_bench": js("gpu_bench.json"),
      "graph_bench": js("graph_bench.json"), "steps": steps(), "stages": text("stages.txt").splitlines(),
