@@ -3,7 +3,8 @@
 # cuBLAS / cuDNN through our FFM binding vs PyTorch's), GPT on the device with and without the vendor libraries, and
 # a JSON summary ($O/summary.json) for BENCHMARKS.md's tables. One call on a lent GPU; never run without one (the dry
 # run below uses the emulated driver and its CPU stand-ins instead, and times nothing that means anything).
-# usage: bash bench/cuda/gpu_checks.sh OUTDIR [DRIVER]   (DRIVER: libcuda.so.1, or PATH/libcuda_emu.so for a dry run here)
+# usage: bash bench/cuda/gpu_checks.sh OUTDIR [DRIVER]   (DRIVER: libcuda.so.1, or PATH/libcuda_emu.so for a dry run here:
+#        tiny shapes; its steps stage needs a PY with torch, e.g. PY=/work/venv-torch/bin/python, and runs PyTorch on the CPU)
 # env: STEPS=all|steps,hostsync,tests,bench,vendorbench,graph,precision,gpt,decode,models (exact stage names)
 #      BUDGET=480 (seconds for the whole run)  PY=python3  CUBLAS=PATH  CUBLASLT=PATH  CUDNN=PATH (default: found below)
 # Device time is scarce (a lent GPU: 15 minutes in all, machine start included; one command at most 10): the stages run
