@@ -33,9 +33,12 @@ def steps_table(path):
             return "(" + str(r.get("error", "no rate"))[:120].replace("|", "/") + ")", "-"
         return f"{r['items_per_s']:,.0f} {r['unit']}/s", f"{r['ms_per_step']:.2f}"
     met = total = 0
+    odd = []
     for (m, p), v in pairs.items():
         a, b = v.get("latent"), v.get("pytorch")
         shape = (a or {}).get("shape") or (b or {}).get("shape") or "?"
+        if a and b and a.get("params") and b.get("params") and a["params"] != b["params"]:
+            odd.append(f"{m} {p}: ours {a['params']:,} parameters, PyTorch's {b['params']:,}")
         (ra, ma), (rb, mb) = cell(a), cell(b)
         ratio, ok = "-", "-"
         if a and b and a.get("items_per_s") and b.get("items_per_s") and not a.get("error") and not b.get("error"):
@@ -46,6 +49,8 @@ def steps_table(path):
         print(f"| {m} | {shape} | {p} | {ra} | {ma} | {rb} | {mb} | {ratio} | {ok} |")
     print()
     print(f"{met} of {total} measured rows at >= 1.0x PyTorch eager; {len(pairs) - total} rows without both sides")
+    checked = sum(1 for v in pairs.values() if v.get("latent", {}).get("params") and v.get("pytorch", {}).get("params"))
+    print(f"parameter counts compared in {checked} rows: " + ("all equal (the same models)" if not odd else "DIFFER: " + "; ".join(odd)))
 
 
 if len(sys.argv) > 1 and sys.argv[1] == "--steps":

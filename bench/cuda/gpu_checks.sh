@@ -90,7 +90,8 @@ stage_steps() {
     timeout $(tl ${STEPS_ROW_TIMEOUT:-90}) $J -Xmx16g $P -cp $CP dev.latent.cli.Main train $a --data $d --out /tmp/steps-$m-$p --device cuda \
       --precision $p > /tmp/steps-$m-$p.out 2> /tmp/steps-$m-$p.err; r=$?
     cp /tmp/steps-$m-$p.err $O/steps-$m-$p.log
-    $PY $TS --latent-record $m $p $r /tmp/steps-$m-$p.out /tmp/steps-$m-$p.err $DRY | tee -a $O/steps.jsonl; rc=$((rc|r))
+    $PY $TS --latent-record $m $p $r /tmp/steps-$m-$p.out /tmp/steps-$m-$p.err --checkpoint /tmp/steps-$m-$p/checkpoint.safetensors $DRY \
+      | tee -a $O/steps.jsonl; rc=$((rc|r))
   done
   $PY bench/cuda/gpu_bench_table.py --steps $O/steps.jsonl
 }
@@ -228,6 +229,8 @@ def steps():
         pairs.setdefault(r["model"] + " " + r["precision"], {})[r["side"]] = r
     for k, v in pairs.items():
         a, b = v.get("latent", {}), v.get("pytorch", {})
+        if a.get("params") and b.get("params"):   # the same model on both sides: the same trained parameter count
+            v["same_params"] = a["params"] == b["params"]
         if a.get("items_per_s") and b.get("items_per_s"):
             v["ratio"] = a["items_per_s"] / b["items_per_s"]
             v["target_met"] = v["ratio"] >= 1.0

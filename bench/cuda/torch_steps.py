@@ -41,7 +41,7 @@ usage:
                          [--text FILE (the vocabulary: its distinct characters)] [--budget-s 150]
   python3 torch_steps.py --dry-run --out x.jsonl          # tiny shapes, on the CPU when there is no GPU (tests this file)
   python3 torch_steps.py --latent-args MODEL [--dry-run]   # our CLI's arguments for that row (no torch import)
-  python3 torch_steps.py --latent-record MODEL PRECISION RC STDOUT STDERR [--dry-run]   # one JSON line for our run
+  python3 torch_steps.py --latent-record MODEL PRECISION RC STDOUT STDERR [--checkpoint FILE] [--dry-run]   # our run's line
 """
 import argparse
 import json
@@ -119,8 +119,26 @@ def latent_args(model, tiny):
     raise ValueError(model)
 
 
-def latent_record(model, precision, rc, stdout, stderr, tiny):
-    """Our run's JSON line: the train command's final JSON (its StepClock fields), or why there is none."""
+def checkpoint_params(path):
+    """Trained parameters in one of our checkpoints: the elements of its Adam first moments (opt.m.*, optD.m.*, optG.m.*),
+    one per parameter element, so BatchNorm's running statistics and the masks are not counted. None without a file."""
+    import re
+    import struct
+    if not path or not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+    total = 0
+    for k, v in header.items():
+        if re.match(r"^opt[A-Z]?\.m\.", k):
+            total += math.prod(v["shape"])
+    return total
+
+
+def latent_record(model, precision, rc, stdout, stderr, tiny, checkpoint=None):
+    """Our run's JSON line: the train command's final JSON (its StepClock fields), or why there is none; with the
+    run's checkpoint, its parameter count (the table checks it against PyTorch's: the same model on both sides)."""
     unit = MODELS[model]["unit"]
     r = {"side": "latent", "model": model, "precision": precision, "shape": shape_text(model, tiny), "unit": unit,
          "items_per_step": items_per_step(model, tiny), "rc": rc}
@@ -143,6 +161,9 @@ def latent_record(model, precision, rc, stdout, stderr, tiny):
         r["error"] = ("exit %s: " % rc if rc != 0 else "no steady rate in the final JSON: ") + why[:400]
         if rc == 124 or rc == 137:
             r["error"] = "timed out (exit %s); last line: %s" % (rc, why[:300])
+    params = checkpoint_params(checkpoint) if rc == 0 else None
+    if params is not None:
+        r["params"] = params
     for k in ("device", "CUDA", "vendor"):   # which libraries served it, as the run logged them
         hit = next((l for l in err.splitlines() if k in l), None)
         if hit:
@@ -441,6 +462,7 @@ def main():
     ap.add_argument("--budget-s", type=float, default=0, help="stop starting rows after this many seconds (0: none)")
     ap.add_argument("--dry-run", action="store_true", help="tiny shapes (a test of this script; on the CPU without a GPU)")
     ap.add_argument("--latent-args", metavar="MODEL", help="print our `latent train` arguments for MODEL's row and exit")
+    ap.add_argument("--checkpoint", help="with --latent-record: the run's checkpoint.safetensors (its parameter count goes in the line)")
     ap.add_argument("--tiny-data", nargs=2, metavar=("SRC", "DST"), help="write the first 512 / 256 images of SRC's gzipped "
                     "Fashion-MNIST splits to DST (the dry run's data), and exit")
     ap.add_argument("--latent-record", nargs=5, metavar=("MODEL", "PRECISION", "RC", "STDOUT", "STDERR"),
@@ -454,7 +476,7 @@ def main():
         return 0
     if args.latent_record:
         m, p, rc, o, e = args.latent_record
-        print(json.dumps(latent_record(m, p, int(rc), o, e, args.dry_run)))
+        print(json.dumps(latent_record(m, p, int(rc), o, e, args.dry_run, args.checkpoint)))
         return 0
     if not args.out:
         ap.error("--out is required")
