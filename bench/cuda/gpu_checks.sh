@@ -3,8 +3,20 @@
 # cuBLAS / cuDNN through our FFM binding vs PyTorch's), GPT on the device with and without the vendor libraries, and
 # a JSON summary ($O/summary.json) for BENCHMARKS.md's tables. One call on a lent GPU; never run without one (the dry
 # run below uses the emulated driver and its CPU stand-ins instead, and times nothing that means anything).
-# usage: bash bench/cuda/gpu_checks.sh OUTDIR [DRIVER]   (DRIVER: libcuda.so.1, or PATH/libcuda_emu.so for a dry run here)
-# env: STEPS=all|tests,bench,vendorbench,graph,gpt,precision,decode,models  PY=python3  CUBLAS=PATH  CUBLASLT=PATH  CUDNN=PATH (default: found below)
+# usage: bash bench/cuda/gpu_checks.sh OUTDIR [DRIVER]   (DRIVER: libcuda.so.1, or PATH/libcuda_emu.so for a dry run here:
+#        tiny shapes; its steps stage needs a PY with torch, e.g. PY=/work/venv-torch/bin/python, and runs PyTorch on the CPU)
+# env: STEPS=all|steps,hostsync,tests,bench,vendorbench,graph,precision,gpt,decode,models (exact stage names)
+#      BUDGET=480 (seconds for the whole run)  PY=python3  CUBLAS=PATH  CUBLASLT=PATH  CUDNN=PATH (default: found below)
+# Device time is scarce (a lent GPU: 15 minutes in all, machine start included; one command at most 10): the stages run
+# most wanted first, each with a budget (seconds) that caps every command in it (tl), a stage starts only while BUDGET
+# has its minimum left (else stages.txt says it was skipped), and summary.json is rewritten after every stage, so a
+# run cut short keeps what it finished. Estimate on an H100 / H200 (from G1 in BENCHMARKS.md: JVM + CUDA + vendor
+# libraries ~5-8 s a run, GPT 6x6x384 ~0.2 s a step on the old kernels): steps ~200 s, hostsync ~20 s, tests ~100 s,
+# bench ~60 s, vendorbench ~40 s, graph ~30 s: ~450 s, inside BUDGET=480; the stages after graph run only on what is left.
+# A new stage: define stage_NAME() below and add `stage NAME BUDGET MIN` to the list at the end, in its priority.
+# steps (issue 18's step targets): bench/cuda/torch_steps.py trains the same models in PyTorch eager, then `latent train
+# ... --device cuda --precision P` per row; steps.jsonl, one line per side and row; gpu_bench_table.py --steps prints
+# the table. hostsync: HostSyncTest alone, its counts parsed into summary.json's host_syncs.
 # VendorBench adds (issue 18, h-sdpa): linear + bias on cuBLASLt's BIAS epilogue vs cuBLAS + our bias kernel vs ours
 # ("linear_bias" rows), cuBLASLt vs cuBLAS on the plain GEMM ("gemm_lt"), and causal attention forward through cuDNN's
 # SDPA (bf16) vs our fp32 kernels ("attention_fwd", "attention_bwd"); gpu_bench.py times PyTorch's SDPA bf16 (forward,
@@ -20,6 +32,7 @@ P="--enable-native-access=ALL-UNNAMED -Dlatent.library.path=$G/native/liblatent.
 # The vendor libraries: where PyTorch's wheels put them (site-packages/nvidia/*/lib), unless CUBLAS / CUDNN name them.
 # Naming them makes CuBlasTest / CuDnnTest fail (not skip) when they do not load. The dry run uses the stand-ins.
 if [ "$DRV" != libcuda.so.1 ]; then CUBLAS=${CUBLAS:-$DRV}; CUDNN=${CUDNN:-$DRV}; TINY=--tiny; else TINY=""; fi
+export LATENT_DRY_RUN=$([ -n "$TINY" ] && echo 1 || echo 0)   # summary.json's dry_run: its times say nothing about a GPU
 findlib() { $PY - "$1" 2>/dev/null <<'PYEOF'
 import glob, site, sys, sysconfig
 roots = set(site.getsitepackages() + [site.getusersitepackages(), sysconfig.get_paths()["purelib"]])
@@ -34,31 +47,86 @@ CUBLAS=${CUBLAS:-$(findlib libcublas)}; CUDNN=${CUDNN:-$(findlib libcudnn)}; CUB
 [ -n "$CUDNN" ] && P="$P -Dlatent.cudnn.path=$CUDNN"
 echo "vendor libraries: cuBLAS ${CUBLAS:-none found}, cuBLASLt ${CUBLASLT:-none found}, cuDNN ${CUDNN:-none found}" | tee $O/vendor.txt
 rc=0
-if [[ $STEPS == all || $STEPS == *tests* ]]; then
+BUDGET=${BUDGET:-480}; T0=$SECONDS; STAGE_END=$((T0 + BUDGET)); : > $O/stages.txt
+left() { echo $((BUDGET - (SECONDS - T0))); }
+# tl N: a command's timeout, N seconds capped by what is left of its stage and of the whole run (at least 1)
+tl() { local n=$1 s=$((STAGE_END - SECONDS)) g=$(left); [ $s -lt $n ] && n=$s; [ $g -lt $n ] && n=$g; [ $n -lt 1 ] && n=1; echo $n; }
+# stage NAME BUDGET MIN: runs stage_NAME when STEPS names it (or is all) and at least MIN seconds of BUDGET are left
+stage() {
+  local name=$1 b=$2 min=$3 t=$SECONDS before=$rc
+  [[ $STEPS == all || ,$STEPS, == *,$name,* ]] || return 0
+  if [ $(left) -lt $min ]; then echo "$name: skipped: $(left) s of BUDGET=$BUDGET left, needs $min" | tee -a $O/stages.txt; return 0; fi
+  [ $b -gt $(left) ] && b=$(left)
+  STAGE_END=$((SECONDS + b)); rc=0
+  echo "== stage $name (budget $b s; $(left) s of $BUDGET left)"
+  stage_$name
+  echo "$name: rc $rc in $((SECONDS - t)) s of its $b" | tee -a $O/stages.txt
+  rc=$((before | rc)); STAGE_END=$((T0 + BUDGET))
+  summary
+}
+stage_steps() {
+  # Issue 18's step targets, both sides on this machine at the same shapes (the table in torch_steps.py): PyTorch eager,
+  # every row in one process, then `latent train ... --device cuda --precision P` per row, most wanted first (vendor
+  # libraries where found). One JSON line per side and row lands in $O/steps.jsonl as soon as it is measured; a row the
+  # budget leaves out says so. Ours: the train command's steady rate (StepClock: second logged step to the last).
+  local TS=bench/cuda/torch_steps.py DRY="" FM=$G/fmnist row m p a d r
+  [ -n "$TINY" ] && { DRY=--dry-run; FM=/tmp/steps-fmnist-tiny; [ -d $G/fmnist ] && $PY $TS --tiny-data $G/fmnist $FM; }
+  echo "-- PyTorch eager ($PY)"
+  timeout $(tl ${TORCH_STEPS_TIMEOUT:-90}) $PY $TS $DRY --out $O/steps.jsonl --text $G/text.txt --budget-s ${TORCH_STEPS_BUDGET:-60} \
+    > $O/torch_steps.log 2>&1; r=$?; grep -v "Warning\|warn(" $O/torch_steps.log | tail -20; echo "torch_steps rc=$r"; rc=$((rc|r))
+  echo "-- Latent (train ... --device cuda)"
+  for row in ${STEPS_ROWS:-gpt:fp32 gpt:bf16 gpt2s:bf16 gpt2s:fp32 dcgan:fp32 vae:fp32 realnvp:fp32 gpt:tf32 gpt2s:tf32 dcgan:bf16 vae:bf16 realnvp:bf16 dcgan:tf32 vae:tf32 realnvp:tf32}; do
+    m=${row%%:*}; p=${row#*:}
+    case $m in gpt*) d=$G/text.txt;; *) d=$FM;; esac
+    if [ $((STAGE_END - SECONDS)) -lt 15 ] || [ $(left) -lt 15 ]; then
+      echo "{\"side\": \"latent\", \"model\": \"$m\", \"precision\": \"$p\", \"error\": \"not run: the steps stage's budget was spent\"}" | tee -a $O/steps.jsonl
+      continue
+    fi
+    if [ ! -e $d ]; then
+      echo "{\"side\": \"latent\", \"model\": \"$m\", \"precision\": \"$p\", \"error\": \"not run: $d is not in the kit\"}" | tee -a $O/steps.jsonl
+      rc=$((rc|1)); continue
+    fi
+    a=$($PY $TS --latent-args $m $DRY); rm -rf /tmp/steps-$m-$p
+    timeout $(tl ${STEPS_ROW_TIMEOUT:-90}) $J -Xmx16g $P -cp $CP dev.latent.cli.Main train $a --data $d --out /tmp/steps-$m-$p --device cuda \
+      --precision $p > /tmp/steps-$m-$p.out 2> /tmp/steps-$m-$p.err; r=$?
+    cp /tmp/steps-$m-$p.err $O/steps-$m-$p.log
+    $PY $TS --latent-record $m $p $r /tmp/steps-$m-$p.out /tmp/steps-$m-$p.err --checkpoint /tmp/steps-$m-$p/checkpoint.safetensors $DRY \
+      | tee -a $O/steps.jsonl; rc=$((rc|r))
+  done
+  $PY bench/cuda/gpu_bench_table.py --steps $O/steps.jsonl
+}
+stage_hostsync() {
+  # HostSyncTest alone, vendor libraries where found: the host synchronisations of each model's training step counted
+  # on this GPU (issue 18: <= 1 a step; the test fails above its bounds), parsed into summary.json's host_syncs
+  timeout $(tl 60) $J -Xmx8g $P -jar $G/lib/junit.jar execute --class-path $CP --select-class dev.latent.cuda.HostSyncTest \
+    --details=tree --disable-banner --reports-dir /tmp/junit-reports-hostsync > $O/hostsync.log 2>&1; r=$?
+  grep -h "host synchronisations\|tests successful\|tests failed" $O/hostsync.log; echo "hostsync rc=$r"; rc=$((rc|r))
+}
+stage_tests() {
   echo "== java tests (vendor libraries where found)"; SEL=${SEL:---select-package dev.latent.cuda --select-class dev.latent.cli.CudaCliTest --select-class dev.latent.cli.CudaSampleCliTest}
-  timeout 240 $J -Xmx16g $P -jar $G/lib/junit.jar execute --class-path $CP $SEL --exclude-classname '.*CudaUnavailableTest' \
+  timeout $(tl 240) $J -Xmx16g $P -jar $G/lib/junit.jar execute --class-path $CP $SEL --exclude-classname '.*CudaUnavailableTest' \
     --details=tree --disable-banner --reports-dir /tmp/junit-reports > $O/tests.log 2>&1; r=$?; tail -60 $O/tests.log; ok=$(grep -o "\[ *[0-9]* tests successful" $O/tests.log | grep -o "[0-9]*"); [ "${ok:-0}" -gt 0 ] || r=9; echo "tests rc=$r ($ok successful)"; rc=$((rc|r))
   grep -h "host synchronisations\|cuBLAS vs\|CuBlasTest:\|CuBlasLtTest:\|CuDnnTest:\|sdpa\|worst difference / bound\|DeviceKvDecoderTest:" $O/tests.log | tee $O/syncs.txt
   echo "== java tests with LATENT_CUDA_VENDOR=0 (our kernels only): the model steps and the sync count"
-  LATENT_CUDA_VENDOR=0 timeout 120 $J -Xmx16g $P -jar $G/lib/junit.jar execute --class-path $CP --select-class dev.latent.cuda.CudaGptTest \
+  LATENT_CUDA_VENDOR=0 timeout $(tl 120) $J -Xmx16g $P -jar $G/lib/junit.jar execute --class-path $CP --select-class dev.latent.cuda.CudaGptTest \
     --select-class dev.latent.cuda.CudaVaeTest --select-class dev.latent.cuda.CudaGanTest --select-class dev.latent.cuda.HostSyncTest \
     --details=tree --disable-banner --reports-dir /tmp/junit-reports-ours > $O/tests-ours.log 2>&1; r=$?; tail -15 $O/tests-ours.log; echo "tests (ours) rc=$r"; rc=$((rc|r))
-fi
-if [[ $STEPS == all || $STEPS == *vendorbench* ]]; then
+}
+stage_vendorbench() {
   echo "== ours vs cuBLAS / cuDNN through our binding (VendorBench)"
-  timeout 200 $J -Xmx16g $P -cp $CP dev.latent.cuda.VendorBench $O/vendor_bench.json $TINY > $O/vendor_bench.log 2>&1; r=$?; cat $O/vendor_bench.log; echo "vendorbench rc=$r"; rc=$((rc|r))
-fi
-if [[ $STEPS == all || $STEPS == *bench* ]]; then
+  timeout $(tl 200) $J -Xmx16g $P -cp $CP dev.latent.cuda.VendorBench $O/vendor_bench.json $TINY > $O/vendor_bench.log 2>&1; r=$?; cat $O/vendor_bench.log; echo "vendorbench rc=$r"; rc=$((rc|r))
+}
+stage_bench() {
   echo "== bench"; EMU=""; [ "$DRV" != libcuda.so.1 ] && EMU="--emulated $DRV"
-  timeout 240 $PY bench/cuda/gpu_bench.py $EMU --fatbin $G/native/latent_kernels.fatbin --out $O/gpu_bench.json > $O/bench.log 2>&1; r=$?; grep -v NNPACK $O/bench.log; echo "bench rc=$r"; rc=$((rc|r))
-fi
-if [[ $STEPS == all || $STEPS == *graph* ]]; then
+  timeout $(tl 240) $PY bench/cuda/gpu_bench.py $EMU --fatbin $G/native/latent_kernels.fatbin --out $O/gpu_bench.json > $O/bench.log 2>&1; r=$?; grep -v NNPACK $O/bench.log; echo "bench rc=$r"; rc=$((rc|r))
+}
+stage_graph() {
   # the GPT training step (forward, backward, clipped AdamW) timed plainly and replayed from a CUDA graph, same process,
   # same data, for two model sizes; and whether the graph's results equal the plain step's (graph_bench.json)
   echo "== CUDA graphs (GraphBench)"
-  timeout 200 $J -Xmx16g $P -cp $CP dev.latent.cuda.GraphBench $O/graph_bench.json $TINY > $O/graph_bench.log 2>&1; r=$?; cat $O/graph_bench.log; echo "graphbench rc=$r"; rc=$((rc|r))
-fi
-if [[ $STEPS == all || $STEPS == *gpt* ]]; then
+  timeout $(tl 200) $J -Xmx16g $P -cp $CP dev.latent.cuda.GraphBench $O/graph_bench.json $TINY > $O/graph_bench.log 2>&1; r=$?; cat $O/graph_bench.log; echo "graphbench rc=$r"; rc=$((rc|r))
+}
+stage_gpt() {
   echo "== gpt"; GS=${GPT_STEPS:-60}
   for cfg in small big; do
     A="$GPT_ARGS"; S=$GS; [ $cfg = big ] && { A="--layers 6 --heads 6 --dim 384 --context 256 --batch 32 $GPT_ARGS"; S=$((GS/3)); }
@@ -66,15 +134,15 @@ if [[ $STEPS == all || $STEPS == *gpt* ]]; then
     # graph (--cuda-graph: compare its tokens_per_s with cuda's); cuda-ours: LATENT_CUDA_VENDOR=0
     for run in cuda cuda-graph cuda-ours cpu; do
       dev=${run%-ours}; dev=${dev%-graph}; V=1; [ $run = cuda-ours ] && V=0; X=""; [ $run = cuda-graph ] && X=--cuda-graph
-      LATENT_CUDA_VENDOR=$V timeout 150 $J -Xmx8g $P -cp $CP dev.latent.cli.Main train gpt --data $G/text.txt --out /tmp/gpt-$cfg-$run --device $dev --steps $S \
+      LATENT_CUDA_VENDOR=$V timeout $(tl 150) $J -Xmx8g $P -cp $CP dev.latent.cli.Main train gpt --data $G/text.txt --out /tmp/gpt-$cfg-$run --device $dev --steps $S \
         --eval-interval $S --eval-batches 5 --log-interval 5 --checkpoint-interval 0 --sample-tokens 40 $X $A > /tmp/gpt-$cfg-$run.log 2>&1; r=$?; cat /tmp/gpt-$cfg-$run.log >> $O/gpt.log
       grep -m3 "device\|data:" /tmp/gpt-$cfg-$run.log; tail -4 /tmp/gpt-$cfg-$run.log; tail -2 /tmp/gpt-$cfg-$run/metrics.jsonl 2>/dev/null
       cp /tmp/gpt-$cfg-$run/metrics.jsonl $O/gpt-$cfg-$run.jsonl 2>/dev/null
       echo "gpt $cfg $run rc=$r"; rc=$((rc|r))
     done
   done
-fi
-if [[ $STEPS == all || $STEPS == *precision* ]]; then
+}
+stage_precision() {
   # The GPT training step on the device at each --precision (fp32 / tf32 / bf16; issue 18), vendor libraries where found
   # and our kernels alone: tokens_per_s and the loss of each run land in gpt-prec-<cfg>-<precision>[-ours].jsonl.
   echo "== gpt --precision"; PS=${PREC_STEPS:-30}
@@ -83,7 +151,7 @@ if [[ $STEPS == all || $STEPS == *precision* ]]; then
     for prec in fp32 tf32 bf16; do
       for V in 1 0; do
         run=$prec; [ $V = 0 ] && run=$prec-ours
-        LATENT_CUDA_VENDOR=$V timeout 150 $J -Xmx8g $P -cp $CP dev.latent.cli.Main train gpt --data $G/text.txt --out /tmp/gpt-prec-$cfg-$run \
+        LATENT_CUDA_VENDOR=$V timeout $(tl 150) $J -Xmx8g $P -cp $CP dev.latent.cli.Main train gpt --data $G/text.txt --out /tmp/gpt-prec-$cfg-$run \
           --device cuda --precision $prec --steps $S --eval-interval $S --eval-batches 5 --log-interval 5 --checkpoint-interval 0 \
           --sample-tokens 40 $A > /tmp/gpt-prec-$cfg-$run.log 2>&1; r=$?; cat /tmp/gpt-prec-$cfg-$run.log >> $O/gpt-precision.log
         tail -2 /tmp/gpt-prec-$cfg-$run/metrics.jsonl 2>/dev/null
@@ -92,40 +160,43 @@ if [[ $STEPS == all || $STEPS == *precision* ]]; then
       done
     done
   done
-fi
-if [[ $STEPS == all || $STEPS == *decode* ]]; then
+}
+stage_decode() {
   # GPT decoding, tokens/s: sample gpt on the device (DeviceKvDecoder: KV cache in device memory, one host sync a token)
   # and on the CPU (the packed KvDecoder) from the big config's checkpoint (trained by the gpt step, else briefly here),
   # greedy and sampled. The rate is what sample gpt prints: "N tokens in S s (R tokens/s)", prompt included in S.
   echo "== decode"; CK=/tmp/gpt-big-cuda; DT=${DECODE_TOKENS:-200}
   if [ ! -f $CK/checkpoint.safetensors ]; then
-    timeout 150 $J -Xmx8g $P -cp $CP dev.latent.cli.Main train gpt --data $G/text.txt --out $CK --device cuda --steps 20 --eval-interval 20 \
+    timeout $(tl 150) $J -Xmx8g $P -cp $CP dev.latent.cli.Main train gpt --data $G/text.txt --out $CK --device cuda --steps 20 --eval-interval 20 \
       --eval-batches 1 --log-interval 10 --checkpoint-interval 0 --sample-tokens 0 --layers 6 --heads 6 --dim 384 --context 256 --batch 32 > /tmp/decode-train.log 2>&1
   fi
   : > $O/decode.txt
   for dev in cuda cpu; do
     for temp in 0 0.8; do
-      timeout 120 $J -Xmx8g $P -cp $CP dev.latent.cli.Main sample gpt --checkpoint $CK --tokens $DT --temperature $temp --prompt "The " \
+      timeout $(tl 120) $J -Xmx8g $P -cp $CP dev.latent.cli.Main sample gpt --checkpoint $CK --tokens $DT --temperature $temp --prompt "The " \
         --device $dev > /tmp/decode-$dev-$temp.out 2> /tmp/decode-$dev-$temp.err; r=$?
       echo "decode $dev temperature $temp: $(grep -h 'tokens/s' /tmp/decode-$dev-$temp.err) rc=$r" | tee -a $O/decode.txt; rc=$((rc|r))
     done
   done
   cmp -s /tmp/decode-cuda-0.out /tmp/decode-cpu-0.out && echo "decode: greedy text on the device equals the CPU's" | tee -a $O/decode.txt \
     || echo "decode: greedy text differs between the device and the CPU (near ties can part them; see /tmp/decode-*.out)" | tee -a $O/decode.txt
-fi
-if [[ $STEPS == all || $STEPS == *models* ]] && [ -d $G/fmnist ]; then
+}
+stage_models() {
+  [ -d $G/fmnist ] || { echo "models: no Fashion-MNIST in the kit ($G/fmnist)" | tee -a $O/stages.txt; return 0; }
   echo "== models on Fashion-MNIST (cuda, then cpu on this machine's cores)"
   run() { local name=$1; shift
     for dev in cuda cpu; do
-      timeout ${MODEL_TIMEOUT:-150} $J -Xmx16g $P -cp $CP dev.latent.cli.Main "$@" --data $G/fmnist --out /tmp/$name-$dev --device $dev \
+      timeout $(tl ${MODEL_TIMEOUT:-150}) $J -Xmx16g $P -cp $CP dev.latent.cli.Main "$@" --data $G/fmnist --out /tmp/$name-$dev --device $dev \
         > /tmp/$name-$dev.log 2>&1; r=$?; cat /tmp/$name-$dev.log >> $O/models.log
       echo "-- $name $dev rc=$r"; grep -m2 "device\|CUDA" /tmp/$name-$dev.log; tail -3 /tmp/$name-$dev.log; rc=$((rc|r))
     done; }
   run vae train vae --epochs 1 --iwae-k 20 --iwae-n 200 ${VAE_ARGS}
   run dcgan train dcgan --iters ${DCGAN_ITERS:-300} --log-interval 100 ${DCGAN_ARGS}
   run realnvp train realnvp ${REALNVP_ARGS:---max-steps 200 --test-limit 2000}
-fi
-# One JSON for BENCHMARKS.md: the machine, the libraries, the test outcome, both benches, the GPT runs' last metrics.
+}
+# One JSON for BENCHMARKS.md: the machine, the libraries, the test outcome, both benches, the GPT runs' last metrics, the
+# training steps of both sides with their ratios, the host synchronisation counts, which stages ran; after every stage.
+summary() {
 $PY - $O <<'PYEOF' || echo "summary.json: not written"
 import glob, json, os, re, sys
 o = sys.argv[1]
@@ -138,15 +209,55 @@ def js(f):
 def last(f):
     lines = [l for l in text(f).splitlines() if l.strip().startswith("{")]
     return json.loads(lines[-1]) if lines else None
+def host_syncs():
+    # "WHAT: N host synchronisations ..." lines of HostSyncTest (its own stage, else the tests stage's grep)
+    log = text("hostsync.log") or text("syncs.txt")
+    lines = [l.strip() for l in log.splitlines() if "host synchronisations" in l]
+    counts = {}
+    for l in lines:
+        m = re.match(r"^(?:[^A-Za-z]*)(.+?): (\d+) host synchronisations", l)
+        if m: counts[m.group(1)] = int(m.group(2))
+    okh = re.findall(r"\[ *(\d+) tests successful", text("hostsync.log")); badh = re.findall(r"\[ *(\d+) tests failed", text("hostsync.log"))
+    per_step = {k: v for k, v in counts.items() if re.fullmatch(r".* step( total)?", k)}   # the tests' summary lines
+    return {"per_step": per_step, "budget_per_step": 1, "within_budget": all(v <= 1 for v in per_step.values()) if per_step else None,
+            "counts": counts, "test_successful": int(okh[0]) if okh else None,
+            "test_failed": int(badh[0]) if badh else None, "lines": lines}
+def steps():
+    rows = [json.loads(l) for l in text("steps.jsonl").splitlines() if l.strip().startswith("{")]
+    pairs = {}
+    for r in rows:   # the last line of a side wins (a rerun appends)
+        pairs.setdefault(r["model"] + " " + r["precision"], {})[r["side"]] = r
+    for k, v in pairs.items():
+        a, b = v.get("latent", {}), v.get("pytorch", {})
+        if a.get("params") and b.get("params"):   # the same model on both sides: the same trained parameter count
+            v["same_params"] = a["params"] == b["params"]
+        if a.get("items_per_s") and b.get("items_per_s"):
+            v["ratio"] = a["items_per_s"] / b["items_per_s"]
+            v["target_met"] = v["ratio"] >= 1.0
+    return pairs
 ok = re.findall(r"\[ *(\d+) tests successful", text("tests.log")); bad = re.findall(r"\[ *(\d+) tests failed", text("tests.log"))
-s = {"gpu": text("gpu.txt").strip(), "vendor": text("vendor.txt").strip(),
+s = {"gpu": text("gpu.txt").strip(), "vendor": text("vendor.txt").strip(), "dry_run": os.environ.get("LATENT_DRY_RUN") == "1",
      "tests": {"successful": int(ok[0]) if ok else 0, "failed": int(bad[0]) if bad else None},
-     "host_syncs": text("syncs.txt").splitlines(), "decode": text("decode.txt").splitlines(), "vendor_bench": js("vendor_bench.json"), "gpu_bench": js("gpu_bench.json"),
-     "graph_bench": js("graph_bench.json"),
+     "host_syncs": host_syncs(), "decode": text("decode.txt").splitlines(), "vendor_bench": js("vendor_bench.json"), "gpu_bench": js("gpu_bench.json"),
+     "graph_bench": js("graph_bench.json"), "steps": steps(), "stages": text("stages.txt").splitlines(),
      "gpt": {os.path.basename(f)[4:-6]: last(os.path.basename(f)) for f in sorted(glob.glob(os.path.join(o, "gpt-*.jsonl")))
              if not os.path.basename(f).startswith("gpt-prec-")},
      "gpt_precision": {os.path.basename(f)[9:-6]: last(os.path.basename(f)) for f in sorted(glob.glob(os.path.join(o, "gpt-prec-*.jsonl")))}}
 json.dump(s, open(os.path.join(o, "summary.json"), "w"), indent=1)
 print("summary.json written")
 PYEOF
+}
+# The stages, most wanted first (issue 18's GPU-only targets: the steps beside PyTorch, the host synchronisations, the
+# tests on the real driver, attention bf16 vs cuDNN's SDPA in the benches): stage NAME BUDGET_S MIN_S
+stage steps 210 60
+stage hostsync 40 20
+stage tests 100 40
+stage bench 60 30
+stage vendorbench 40 20
+stage graph 30 20
+stage precision 60 40
+stage gpt 60 40
+stage decode 40 30
+stage models 60 40
+summary
 exit $rc

@@ -1,12 +1,11 @@
 #!/bin/bash
 # Packs what bench/cuda/gpu_checks.sh needs on a GPU machine that has the NVIDIA driver and PyTorch but no JDK, no
 # Maven and no network (the device tool's machines): a jlinked Java runtime, the jars, liblatent.so and the fatbin,
-# and a text for `train gpt`. Output: .gpu/ (git-ignored through .git/info/exclude), ~25 MB.
+# and a text for `train gpt`. Output: .gpu/ (git-ignored by .gitignore: the device tool carries it when asked), ~25 MB.
 # Run after `mvn -B -q install -DskipTests` (or package); needs JAVA_HOME at a JDK >= 22 with jlink.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 J=${JAVA_HOME:?set JAVA_HOME to a JDK >= 22}
-grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
 rm -rf .gpu && mkdir -p .gpu/lib .gpu/native
 # java.desktop: the PNG charts; java.xml + jdk.zipfs: the JUnit console launcher's reports and jar scanning
 "$J/bin/jlink" --add-modules java.base,java.desktop,java.logging,java.management,jdk.unsupported,java.xml,jdk.zipfs \

@@ -51,11 +51,13 @@ final class FlowCommands {
             run.check(out, FlowTrainer.CHECKPOINT);
             threads.apply();
             try (Scope scope = Scope.shared()) {
-                FlowTrainer.Result r = new FlowTrainer(config.get(), scope, probe.h, probe.w, runOn).listener(ConsoleListener.INSTANCE).precision(prec)
+                var clock = new StepClock(ConsoleListener.INSTANCE);
+                FlowTrainer.Result r = new FlowTrainer(config.get(), scope, probe.h, probe.w, runOn).listener(clock).precision(prec)
                         .run(run.steps(), run.resume(), run.stopAt());
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("model", model); m.put("steps", r.steps()); m.put("train_bpd", r.trainBpd()); m.put("test_bpd", r.testBpd());
                 m.put("invertibility_error", r.invertibilityError()); m.put("images_per_s", r.imagesPerSecond()); m.put("out", out.out.toString());
+                m.putAll(clock.steady(batch.batch, "images"));
                 System.out.println(Json.object(m));
             }
             return 0;

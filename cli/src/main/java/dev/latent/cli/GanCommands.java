@@ -79,7 +79,8 @@ final class GanCommands {
             ImageData.load(data.data, "train");   // validated before the run folder is touched
             resume.check(out, GanTrainer.CHECKPOINT);
             threads.apply();
-            GanTrainer t = new GanTrainer(c, runOn).listener(ConsoleListener.INSTANCE).precision(prec);
+            var clock = new StepClock(ConsoleListener.INSTANCE);
+            GanTrainer t = new GanTrainer(c, runOn).listener(clock).precision(prec);
             System.err.printf(Locale.ROOT, "%s: data %s, %d iterations of batch %d, %d threads%n", c.loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp",
                     c.data(), c.iters(), c.batch(), Latent.threads());
             GanTrainer.Result r = t.run(c.iters(), resume.resume, resume.stopAt());
@@ -87,6 +88,7 @@ final class GanCommands {
             m.put("model", c.loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp");
             m.put("iters", r.iters()); m.put("seconds", r.seconds()); m.put("images_per_s", r.imagesPerSecond());
             m.put("lossD", r.lossD()); m.put("lossG", r.lossG()); m.put("finite", r.finite()); m.put("out", c.out().toString());
+            m.putAll(clock.steady((double) c.batch() * (c.loss() == GanTrainer.Loss.GAN ? 1 : c.nCritic()), "images"));   // an iteration's batches
             System.out.println(Json.object(m));
             if (!r.finite()) System.err.println("latent: " + m.get("model") + " training diverged: a loss is not finite (lossD " + r.lossD() + ", lossG " + r.lossG() + ")");
             return r.finite() ? 0 : dev.latent.train.DivergedException.EXIT_CODE;

@@ -154,8 +154,10 @@ final class TrainCommand implements Runnable {
                         gpt.parameterCount(), Latent.threads());
                 var o = new GptTrainer.Options(batch, steps, lr, minLr, warmup, weightDecay, clip, evalInterval, evalBatches, 1234,
                         logInterval, checkpointInterval, seed.seed, prec);
-                var last = GptTrainer.train(gpt, tok, d, o, out, resume, model, Math.min(this.resume.stopAt(), steps), runOn, ConsoleListener.INSTANCE,
-                        cudaGraph);
+                var clock = new StepClock(ConsoleListener.INSTANCE);
+                var last = new java.util.LinkedHashMap<String, Object>(GptTrainer.train(gpt, tok, d, o, out, resume, model,
+                        Math.min(this.resume.stopAt(), steps), runOn, clock, cudaGraph));
+                last.putAll(clock.steady((double) batch * cfg.context(), "tokens"));
                 System.out.println(dev.latent.io.Json.object(last));
                 if (sampleTokens > 0) {
                     int[] prompt = tok.encode(text.substring(0, Math.min(text.length(), 1)));

@@ -30,6 +30,7 @@ final class VaeCommands {
         @Option(names = "--sigma", description = "Gaussian likelihood's fixed std (default: ${DEFAULT-VALUE})") double sigma = 0.1;
         @Option(names = "--warmup", description = "KL warm-up steps: beta ramps from 0 (default: none)") int warmup = 0;
         @Option(names = "--free-bits", description = "free bits per latent dim (nats; default: none)") double freeBits = 0;
+        @Option(names = "--log-interval", description = "steps between progress lines and metrics records, counted from each epoch's first step (default: ${DEFAULT-VALUE})") int logInterval = 100;
         @Option(names = "--exclude-class", description = "hold class K out of training (for eval vae-anomaly; default: none)") Integer excludeClass;
         @Option(names = "--conditional", description = "conditional VAE (cVAE): a one-hot label concatenated to the encoder's features and to z; needs labelled data (the class count is 1 + the largest label)")
         boolean conditional;
@@ -57,6 +58,7 @@ final class VaeCommands {
             epochs.check();
             batch.check();
             Limits.atLeast("--warmup", warmup, 0);
+            Limits.atLeast("--log-interval", logInterval, 1);
             limit.check();
             iwae.check();
             if (excludeClass != null && (excludeClass < 0 || excludeClass > 255))
@@ -69,9 +71,10 @@ final class VaeCommands {
             run.check(out, VaeTrainer.CHECKPOINT);
             threads.apply();
             var c = new VaeTrainer.Config(data.data, out.out, latent, beta, epochs.epochs, batch.batch, lr, likelihood.likelihood, sigma, warmup, freeBits, seed.seed,
-                    limit.limit, 1234, iwae.k, iwae.n, 100, quiet.quiet, excludeClass == null ? -1 : excludeClass).withClasses(classes);
+                    limit.limit, 1234, iwae.k, iwae.n, logInterval, quiet.quiet, excludeClass == null ? -1 : excludeClass).withClasses(classes);
             try (Scope scope = Scope.shared()) {
-                VaeTrainer t = new VaeTrainer(c, scope, runOn).listener(ConsoleListener.INSTANCE).precision(prec);
+                var clock = new StepClock(ConsoleListener.INSTANCE);
+                VaeTrainer t = new VaeTrainer(c, scope, runOn).listener(clock).precision(prec);
                 var results = t.run(run.steps(), run.resume(), run.stopAt());
                 if (results.isEmpty()) {   // stopped (--stop-after) before the end of a pass over the data
                     System.out.println(Json.object(Map.of("model", "vae", "stopped", true, "out", out.out.toString())));
@@ -83,6 +86,7 @@ final class VaeCommands {
                 m.putAll(last.test().toMap());
                 m.put("images_per_s", results.stream().mapToDouble(VaeTrainer.EpochResult::imagesPerSecond).average().orElse(0));
                 m.put("out", out.out.toString());
+                m.putAll(clock.steady(batch.batch, "images"));
                 System.out.println(Json.object(m));
             }
             return 0;

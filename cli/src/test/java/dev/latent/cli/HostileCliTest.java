@@ -291,6 +291,7 @@ class HostileCliTest {
                 {"--latent", "0", "--latent"}, {"--epochs", "0", "--epochs"}, {"--batch", "0", "--batch"}, {"--warmup", "-1", "--warmup"},
                 {"--limit", "-1", "--limit"}, {"--iwae-k", "-1", "--iwae-k"}, {"--iwae-n", "-1", "--iwae-n"},
                 {"--threads", "0", "--threads"}, {"--latent", "2000000000", "needs"}, {"--batch", "2000000000", "needs"},
+                {"--log-interval", "0", "--log-interval"},
         };
         for (String[] r : vaeRange) add(1, r[2], with(vae, r[0], r[1]));
         add(2, "Invalid value for option '--likelihood': expected one of [bernoulli, gaussian] but was 'poisson'", with(vae, "--likelihood", "poisson"));
