@@ -3,7 +3,7 @@
  * ties (even and odd lower bit: to even for bf16, away for TF32), just above / below halfway, the carry that bumps
  * the exponent, the largest finite float (bf16 and TF32 round it up to inf), subnormals, +-0, +-inf, NaN; then on
  * 100003 random floats (a grid-stride loop with a grid smaller than n, so every thread does several elements), and
- * y == x in place. A wrong rounding mode (truncation, ties to even for TF32) fails the tie and halfway cases.
+ * y == x in place; ltk_bf16_to_f32_acc widens exactly and accumulates in fp32. A wrong rounding mode (truncation, ties to even for TF32) fails the tie and halfway cases.
  * Run: build/cast_cuda_test */
 #include <cstring>
 #include <vector>
@@ -74,5 +74,17 @@ int main() {
     std::vector<float> z(x.begin(), x.begin() + (long)fixed);
     LAUNCH(ltk_round_operand, dim3(1), dim3(32), 0, (const float *)z.data(), z.data(), (int64_t)fixed, (int32_t)CAST_BF16);
     for (size_t i = 0; i < fixed; i++) CHECK(same(z[i], yb[i]), "in-place bf16 rounding differs at %zu", i);
+    /* ltk_bf16_to_f32_acc: widening is exact (bits << 16), and accumulate adds in fp32 to what y held */
+    std::vector<float> back(n), acc(n, 0.5f);
+    LAUNCH(ltk_bf16_to_f32_acc, dim3(5), dim3(96), 0, (const __nv_bfloat16 *)h.data(), back.data(), n, (int32_t)0);
+    LAUNCH(ltk_bf16_to_f32_acc, dim3(3), dim3(64), 0, (const __nv_bfloat16 *)h.data(), acc.data(), n, (int32_t)1);
+    int64_t bad_w = 0, bad_a = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float wide = from((uint32_t)h[i].__x << 16);
+        if (!same(back[i], wide) && bad_w++ < 3) fprintf(stderr, "  widen(%04x) = %08x\n", h[i].__x, bits(back[i]));
+        if (!same(acc[i], 0.5f + wide) && bad_a++ < 3) fprintf(stderr, "  0.5 + widen(%04x) = %08x\n", h[i].__x, bits(acc[i]));
+    }
+    CHECK(bad_w == 0, "ltk_bf16_to_f32_acc: %lld of %lld widened wrongly", (long long)bad_w, (long long)n);
+    CHECK(bad_a == 0, "ltk_bf16_to_f32_acc (accumulate): %lld of %lld wrong", (long long)bad_a, (long long)n);
     return lt_test_summary();
 }
