@@ -215,6 +215,9 @@ final class CuDnn {
         return d;
     }
 
+    /** Test hook (CuDnnTest): marks geometry g as refused in bf16, as if cuDNN had answered NOT_SUPPORTED for it. */
+    synchronized void refuseBf16(Key g, String why) { bf16Refused.put(g, why); }
+
     /** cuDNN's NOT_SUPPORTED family: 9 in cuDNN 8, 3000-3999 in cuDNN 9 (sub-codes included). */
     static boolean notSupported(int rc) { return rc == 9 || (rc >= 3000 && rc < 4000); }
 
