@@ -473,6 +473,46 @@ class CudaPrecisionTest extends AtRefIsaOnDevice {
         }
     }
 
+    /** Three steps of a small gated PixelCNN (train pixelcnn --device cuda) on 8 x 8 images at precision p. */
+    static double[] pixelCnnSteps(Precision p, ImageData data, Path save) throws java.io.IOException {
+        var arch = new dev.latent.models.pixelcnn.GatedPixelCnn.Arch(8, 2, 5, 3, 16);
+        var cfg = new dev.latent.models.pixelcnn.PixelCnnTrainer.Config("unused", Path.of("unused"), arch, 1, 2, 3e-3f, 1, 0, 0, 0, 1, 1, true);
+        try (Scope s = Scope.shared()) {
+            var t = new dev.latent.models.pixelcnn.PixelCnnTrainer(cfg, s, Device.CUDA).precision(p);
+            assertEquals(Device.CUDA, t.model.namedParameters().values().iterator().next().value().device());
+            int[] perm = {0, 1, 2, 3};
+            double[] bpd = new double[3];
+            for (int i = 0; i < 3; i++) bpd[i] = t.trainStep(data, perm, (i % 2) * 2, 2);
+            if (save != null) t.save(save);
+            return bpd;
+        }
+    }
+
+    /**
+     * PixelCNN on CUDA at tf32 and bf16 against fp32 on CUDA: the masked convolutions (mask folded into the weight, an
+     * exact 0 in every format) at the precision; bits/dim of three steps within 8u relative, the same bits on a second
+     * run, and the checkpoint records the precision.
+     */
+    @Test
+    void pixelCnnTrainsAtEveryPrecision(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        byte[] px = new byte[4 * 64];
+        new SplittableRandom(12).nextBytes(px);
+        ImageData data = new ImageData(4, 8, 8, px, null, "random");
+        double[] fp32 = pixelCnnSteps(Precision.FP32, data, null);
+        for (Precision p : new Precision[] {Precision.TF32, Precision.BF16}) {
+            Path ck = dir.resolve("pixelcnn-" + p.id() + ".safetensors");
+            double[] l = pixelCnnSteps(p, data, ck), again = pixelCnnSteps(p, data, null);
+            System.out.printf("PixelCNN on CUDA, %s: bits/dim %s (fp32 %s)%n", p.id(), java.util.Arrays.toString(l), java.util.Arrays.toString(fp32));
+            assertArrayEquals(l, again, 0.0, p.id() + " PixelCNN: two runs must give the same bits");
+            assertNotEquals(fp32[0], l[0], p.id() + " must round something");
+            for (int i = 0; i < l.length; i++)
+                assertEquals(fp32[i], l[i], lossTol(p) * Math.abs(fp32[i]), p.id() + " PixelCNN bits/dim at step " + (i + 1));
+            try (Scope s = Scope.shared()) {
+                assertEquals(p, dev.latent.models.pixelcnn.PixelCnnTrainer.load(ck, s).precision(), "PixelCNN checkpoint's precision");
+            }
+        }
+    }
+
     /** train gpt on CUDA at tf32 and bf16: the checkpoint records the precision (args.precision), which a resume reads back. */
     @Test
     void gptCheckpointRecordsThePrecision(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
