@@ -247,7 +247,8 @@ class CudaCliTest {
 
     /**
      * {@code --precision tf32} on CUDA for the families that refused it there before (issue 18, h-cudaprec2): train
-     * wgan-gp, realnvp and classifier with --device cuda run, and each checkpoint records "precision": "tf32". Without a
+     * wgan-gp, realnvp, classifier and pixelcnn with --device cuda run (pixelcnn's sample grid drawn on the CPU from the
+     * device's weights), and each checkpoint records "precision": "tf32". Without a
      * GPU the device falls back to the CPU, where tf32 is refused in one line, before any data is read.
      */
     @Test
@@ -260,7 +261,9 @@ class CudaCliTest {
         List<List<String>> runs = List.of(
                 List.of("wgan-gp", "--iters", "1", "--batch", "3", "--nz", "8", "--ngf", "4", "--ndf", "4", "--n-critic", "1", "--quiet"),
                 List.of("realnvp", "--batch", "2", "--max-steps", "1", "--hidden", "4", "--couplings", "2", "--test-limit", "4", "--quiet"),
-                List.of("classifier", "--batch", "3", "--steps", "2", "--quiet"));
+                List.of("classifier", "--batch", "3", "--steps", "2", "--quiet"),
+                List.of("pixelcnn", "--batch", "2", "--steps", "1", "--channels", "4", "--layers", "1", "--head", "8", "--test-limit", "2",
+                        "--samples", "1", "--quiet"));
         for (List<String> r : runs) {
             Path out = dir.resolve(r.get(0));
             List<String> args = new java.util.ArrayList<>(List.of("train", r.get(0), "--data", data.toString(), "--out", out.toString(),
