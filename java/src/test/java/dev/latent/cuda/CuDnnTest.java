@@ -210,7 +210,7 @@ class CuDnnTest {
      * y that was widened, not an fp32 result (which the old rounded-operand route would give).
      */
     static void checkBf16(String what, float[] got, double[] want, double[] mag, long terms, boolean bf16Out) {
-        CudaTesting.close(what, got, toFloat(want), i -> (terms + 2) * U * mag[i] + 0x1p-8 * Math.abs(want[i]) + U * Math.abs(want[i]));
+        CudaTesting.close(what, got, toFloat(want), i -> (terms + 2) * U * mag[i] * (1 + 0x1p-8) + 0x1p-8 * Math.abs(want[i]) + U * Math.abs(want[i]));
         if (bf16Out)
             for (int i = 0; i < got.length; i++)
                 assertEquals(0, Float.floatToRawIntBits(got[i]) & 0xffff, what + " [" + i + "] = " + got[i] + " is no bf16 value");
