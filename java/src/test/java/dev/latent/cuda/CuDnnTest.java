@@ -238,8 +238,14 @@ class CuDnnTest {
                         tdy = Tensor.of(s, Device.CUDA, dy, g.outShape());
                 Tensor y = Tensor.of(s, Device.CUDA, nanArray(ref.y().length), g.outShape());
                 Conv.forward(g, tx, tw, null, y, dev.latent.tensor.Precision.BF16);
+                /* the stand-in serves every geometry in bf16; NVIDIA's cuDNN may refuse one (at set-up or at its first call;
+                   then the rounded-operand route serves it, an fp32 result: within the same bound, not a bf16 value) */
+                String refused = dnn.bf16Refusal(CudaVendor.key(g.dims(), CuDnn.CROSS_CORRELATION, false));
+                if (CudaTesting.emulated()) assertNull(refused, "the stand-in serves bf16 " + g);
+                else if (refused != null) System.out.println("cuDNN refuses bf16 for " + g + ": " + refused);
+                boolean served = refused == null;
                 float[] yv = y.toArray();
-                checkBf16("bf16 forward " + g, yv, ref.y(), ref.yMag(), crs, true);
+                checkBf16("bf16 forward " + g, yv, ref.y(), ref.yMag(), crs, served);
                 Tensor yb = Tensor.of(s, Device.CUDA, nanArray(ref.y().length), g.outShape());
                 Conv.forward(g, tx, tw, Tensor.of(s, Device.CUDA, bias, g.k()), yb, dev.latent.tensor.Precision.BF16);
                 float[] ybv = yb.toArray();
@@ -249,7 +255,7 @@ class CuDnnTest {
                 }
                 Tensor dx = Tensor.of(s, Device.CUDA, nanArray(ref.dx().length), g.inShape());
                 Conv.backwardData(g, tdy, tw, null, dx, dev.latent.tensor.Precision.BF16);
-                checkBf16("bf16 backward-data " + g, dx.toArray(), ref.dx(), ref.dxMag(), krs, true);
+                checkBf16("bf16 backward-data " + g, dx.toArray(), ref.dx(), ref.dxMag(), krs, served);
                 Tensor dxb = Tensor.of(s, Device.CUDA, nanArray(ref.dx().length), g.inShape());
                 Conv.backwardData(g, tdy, tw, Tensor.of(s, Device.CUDA, biasC, g.c()), dxb, dev.latent.tensor.Precision.BF16);
                 float[] dxv = dx.toArray(), dxbv = dxb.toArray();
@@ -260,12 +266,13 @@ class CuDnnTest {
                 Tensor dw = Tensor.of(s, Device.CUDA, nanArray(ref.dw().length), g.weightShape());
                 Conv.backwardWeight(g, tx, tdy, dw, null, false, dev.latent.tensor.Precision.BF16);
                 float[] dwv = dw.toArray();
-                checkBf16("bf16 backward-filter " + g, dwv, ref.dw(), ref.dwMag(), depth, true);
+                checkBf16("bf16 backward-filter " + g, dwv, ref.dw(), ref.dwMag(), depth, served);
                 Tensor dwAcc = Tensor.of(s, Device.CUDA, dw0, g.weightShape());
                 Conv.backwardWeight(g, tx, tdy, dwAcc, null, true, dev.latent.tensor.Precision.BF16);
                 float[] acc = dwAcc.toArray();
                 for (int i = 0; i < acc.length; i++)   /* dw0 + the same bf16 gradient, added in fp32 (not in bf16) */
-                    assertEquals(dw0[i] + dwv[i], acc[i], 0.0, "bf16 backward-filter, accumulating in fp32 " + g + " [" + i + "]");
+                    assertEquals(dw0[i] + dwv[i], acc[i], served ? 0.0 : (depth + 2) * U * (Math.abs(dw0[i]) + ref.dwMag()[i]),
+                            "bf16 backward-filter, accumulating in fp32 " + g + " [" + i + "]");
             }
             long[] after = emuCounters();
             if (before != null)
@@ -302,7 +309,12 @@ class CuDnnTest {
                 if (emu) assertEquals(want[i], rc, what + " must fail with " + want[i]);
                 else assertNotEquals(0, rc, what + " must fail");
             }
-            assertEquals(0, dnn.rawForward(k, bf, bf, bf, fl, x16, w16, y16), "x, w, y bf16 with compute float (PSEUDO_BFLOAT16_CONFIG)");
+            int ok = dnn.rawForward(k, bf, bf, bf, fl, x16, w16, y16);
+            if (!emu && CuDnn.notSupported(ok)) {   /* NVIDIA's cuDNN without a bf16 engine for this: the fallback serves (logged) */
+                System.out.println("cuDNN refuses PSEUDO_BFLOAT16 here: " + dnn.describeStatus(ok));
+                return;
+            }
+            assertEquals(0, ok, "x, w, y bf16 with compute float (PSEUDO_BFLOAT16_CONFIG): " + dnn.describeStatus(ok));
             try (DeviceBuffer yf = CudaTesting.nans(cu, 108)) {
                 CudaKernels.fromBf16(cu, 108, y16, yf, false);
                 checkBf16("bf16 descriptors", CudaTesting.down(cu, yf, 108), ref.y(), ref.yMag(), 18, true);
