@@ -284,11 +284,31 @@ class HostSyncTest {
     /**
      * The trainers' budgets hold at --precision bf16 too (h-cudaprec2): the operand conversions (ltk_f32_to_bf16), cuDNN's
      * bf16 convolutions and the widening back (ltk_bf16_to_f32_acc) are stream-ordered work on device buffers from the
-     * caching allocator, with nothing read back. VAE, DCGAN, WGAN-GP, RealNVP and Glow, 4 steps each, the last counted.
+     * caching allocator, with nothing read back. GPT's forward + backward, VAE, DCGAN, WGAN-GP, RealNVP and Glow, 4 steps
+     * each, the last counted.
      */
     @Test
     void trainerStepsAtBf16() {
         dev.latent.tensor.Precision bf16 = dev.latent.tensor.Precision.BF16;
+        GptConfig gc = new GptConfig(65, 2, 2, 32, 16, false);
+        int gb = 2, gn = gb * gc.context();
+        SplittableRandom r = new SplittableRandom(4);
+        try (Scope model = Scope.shared(); Arena a = Arena.ofConfined()) {
+            Gpt gpt = new Gpt(model, gc, 5);
+            gpt.to(model, Device.CUDA);
+            AdamW opt = new AdamW(model, gpt.namedParameters(), 0.9f, 0.95f, 1e-8f, 0.1f);
+            long last = 0;
+            for (int step = 0; step < 4; step++) {
+                int[] ids = new int[gn], targets = new int[gn];
+                for (int i = 0; i < gn; i++) { ids[i] = r.nextInt(65); targets[i] = r.nextInt(65); }
+                MemorySegment hi = a.allocateFrom(JAVA_INT, ids), ht = a.allocateFrom(JAVA_INT, targets);
+                try (Graph g = Graph.open().precision(bf16)) {
+                    last = syncs("GPT step (bf16) " + step + ", forward + backward", () -> g.backward(gpt.loss(hi, ht, gb, gc.context())));
+                    opt.update(1e-3f, 0);
+                }
+            }
+            assertTrue(last <= GPT_MODEL_SYNCS, "GPT forward + backward at bf16: " + last + " host synchronisations, bound " + GPT_MODEL_SYNCS);
+        }
         ImageData vaeData = CudaVaeTest.images(2, 9);
         try (Scope s = Scope.shared()) {
             var cfg = new VaeTrainer.Config("unused", Path.of("unused"), CudaVaeTest.LATENT, 1.0, 1, CudaVaeTest.B, CudaVaeTest.LR,
