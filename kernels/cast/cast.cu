@@ -34,3 +34,15 @@ LT_KERNEL void ltk_bf16_to_f32(const __nv_bfloat16 *__restrict__ x, float *__res
     const int64_t step = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) y[i] = __bfloat162float(x[i]);
 }
+
+/* ltk_bf16_to_f32_acc — y[i] = float(x[i]) (accumulate 0) or y[i] += float(x[i]) (accumulate 1), x 2-byte bf16
+ * (widened exactly). The way back from a bf16 result of cuDNN's PSEUDO_BFLOAT16 convolutions (x, w, y bf16,
+ * compute fp32: docs/cuda.md "Mixed precision") into the fp32 tensors; accumulate adds a weight gradient into
+ * the fp32 one in fp32, so nothing accumulates in bf16. Grid-stride over n. */
+LT_KERNEL void ltk_bf16_to_f32_acc(const __nv_bfloat16 *__restrict__ x, float *__restrict__ y, int64_t n, int32_t accumulate) {
+    const int64_t step = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
+        const float v = __bfloat162float(x[i]);
+        y[i] = accumulate ? y[i] + v : v;
+    }
+}

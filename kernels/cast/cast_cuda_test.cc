@@ -3,7 +3,7 @@
  * ties (even and odd lower bit: to even for bf16, away for TF32), just above / below halfway, the carry that bumps
  * the exponent, the largest finite float (bf16 and TF32 round it up to inf), subnormals, +-0, +-inf, NaN; then on
  * 100003 random floats (a grid-stride loop with a grid smaller than n, so every thread does several elements), and
- * y == x in place. A wrong rounding mode (truncation, ties to even for TF32) fails the tie and halfway cases.
+ * y == x in place; ltk_bf16_to_f32_acc widens exactly and accumulates in fp32. A wrong rounding mode (truncation, ties to even for TF32) fails the tie and halfway cases.
  * ltk_bf16_to_f32 against the exact widening (the 16 bits become the float's high half) on all 65536 bf16 patterns
  * (+-0, subnormals, +-inf, every NaN payload kept) and on the round trip f32 -> bf16 -> f32 of the floats above, which
  * must equal ltk_round_operand's bf16 rounding bit for bit (NaN: a NaN).
@@ -93,5 +93,17 @@ int main() {
     for (int64_t i = 0; i < n; i++)
         if (!same(back[i], yb[i]) && bad_r++ < 3) fprintf(stderr, "  f32(bf16(%08x)) = %08x, want %08x\n", bits(x[i]), bits(back[i]), bits(yb[i]));
     CHECK(bad_r == 0, "f32 -> bf16 -> f32: %lld of %lld differ from ltk_round_operand's bf16 rounding", (long long)bad_r, (long long)n);
+    /* ltk_bf16_to_f32_acc: widening is exact (bits << 16), and accumulate adds in fp32 to what y held */
+    std::vector<float> back_acc(n), acc(n, 0.5f);
+    LAUNCH(ltk_bf16_to_f32_acc, dim3(5), dim3(96), 0, (const __nv_bfloat16 *)h.data(), back_acc.data(), n, (int32_t)0);
+    LAUNCH(ltk_bf16_to_f32_acc, dim3(3), dim3(64), 0, (const __nv_bfloat16 *)h.data(), acc.data(), n, (int32_t)1);
+    int64_t bad_wa = 0, bad_a = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float wv = from((uint32_t)h[i].__x << 16);
+        if (!same(back_acc[i], wv) && bad_wa++ < 3) fprintf(stderr, "  widen(%04x) = %08x\n", h[i].__x, bits(back_acc[i]));
+        if (!same(acc[i], 0.5f + wv) && bad_a++ < 3) fprintf(stderr, "  0.5 + widen(%04x) = %08x\n", h[i].__x, bits(acc[i]));
+    }
+    CHECK(bad_wa == 0, "ltk_bf16_to_f32_acc: %lld of %lld widened wrongly", (long long)bad_wa, (long long)n);
+    CHECK(bad_a == 0, "ltk_bf16_to_f32_acc (accumulate): %lld of %lld wrong", (long long)bad_a, (long long)n);
     return lt_test_summary();
 }

@@ -310,7 +310,17 @@ API int latent_emu_vendor_stand_in(void) { return 1; }
  * CUDNN_FMA_MATH (3) the float operands are used as they are; with CUDNN_DEFAULT_MATH, _TENSOR_OP_MATH or
  * _TENSOR_OP_MATH_ALLOW_CONVERSION (0, 1, 2) cuDNN may run float convolutions on TF32 tensor cores (sm_80+), and the
  * stand-in models that by rounding both operands of every product to TF32 (to nearest, ties away, as the cuBLAS
- * stand-in), so a caller that asks for exact fp32 but forgets FMA_MATH, or asks for TF32 and does not get it, is seen. */
+ * stand-in), so a caller that asks for exact fp32 but forgets FMA_MATH, or asks for TF32 and does not get it, is seen.
+ *
+ * Data types (h-cudaprec2): CUDNN_DATA_FLOAT (0) and CUDNN_DATA_BFLOAT16 (9, 2 bytes an element) on tensor and filter
+ * descriptors, CUDNN_DATA_FLOAT or _BFLOAT16 as the convolution's compute type. The configurations served are cuDNN's
+ * FLOAT_CONFIG (x, w, y float, compute float) and PSEUDO_BFLOAT16_CONFIG (x, w, y bf16, compute float): bf16 operands
+ * are widened exactly, the sum is the same double sum, and a bf16 output is the fp32 result rounded once to bf16 (to
+ * nearest even; with beta != 0 the old bf16 y is read back). As cuDNN, descriptors whose data types differ among x, w
+ * and y are CUDNN_STATUS_BAD_PARAM, and a configuration outside those two (bf16 data with a bf16 compute type, float
+ * data with a bf16 compute type) is CUDNN_STATUS_NOT_SUPPORTED; so a caller that declares float for bf16 data, or
+ * mixes a bf16 input with a float output, is caught. Math types do not change bf16 operands (a bf16 value is exact in
+ * TF32). cudnnAddTensor takes float descriptors only (NOT_SUPPORTED otherwise: the bias is added in fp32). */
 
 namespace {
 
@@ -318,11 +328,30 @@ enum : int { DNN_SUCCESS = 0, DNN_NOT_INITIALIZED = 1001, DNN_BAD_PARAM = 2000, 
              DNN_EXECUTION_FAILED = 5000 };
 constexpr uint32_t DNN_HANDLE = 0x6c74646eu, DNN_TENSOR = 0x6c747464u, DNN_FILTER = 0x6c746664u, DNN_CONV = 0x6c746364u;
 constexpr size_t DNN_WORKSPACE = 4096;
+constexpr int DNN_FLOAT = 0, DNN_BF16 = 9;   /* cudnnDataType_t: CUDNN_DATA_FLOAT, CUDNN_DATA_BFLOAT16 */
 
 struct DnnHandle { uint32_t magic; const void *stream; };
-struct TensorDesc { uint32_t magic; int set, n, c, h, w; };
-struct FilterDesc { uint32_t magic; int set, k, c, r, s; };
-struct ConvDesc { uint32_t magic; int set, pad_h, pad_w, u, v, dil_h, dil_w, mode, math; };
+struct TensorDesc { uint32_t magic; int set, n, c, h, w, dtype; };
+struct FilterDesc { uint32_t magic; int set, k, c, r, s, dtype; };
+struct ConvDesc { uint32_t magic; int set, pad_h, pad_w, u, v, dil_h, dil_w, mode, math, ctype; };
+
+/* Bytes an element of a descriptor's data type takes. */
+int64_t esize(int dtype) { return dtype == DNN_BF16 ? 2 : 4; }
+
+/* Element i of an operand of data type dtype, as a float (bf16 widened exactly). */
+float load(const void *p, int dtype, int64_t i) {
+    return dtype == DNN_BF16 ? from_bf16(static_cast<const uint16_t *>(p)[i]) : static_cast<const float *>(p)[i];
+}
+
+/* A float rounded to bf16 (to nearest even) as its 16 bits; NaN stays a (quiet) NaN, inf stays inf. */
+uint16_t bf16_bits(float x) {
+    uint32_t u;
+    std::memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    const float r = to_bf16(x);
+    std::memcpy(&u, &r, 4);
+    return (uint16_t)(u >> 16);
+}
 
 template <class T> T *as(void *p, uint32_t magic) {
     T *t = static_cast<T *>(p);
@@ -358,6 +387,12 @@ int conv_check(const char *fn, void *handle, void *xd, void *wd, void *cd, void 
     *y = as<TensorDesc>(yd, DNN_TENSOR);
     if (!*x || !*w || !*c || !*y || !(*x)->set || !(*w)->set || !(*c)->set || !(*y)->set)
         return fail(DNN_BAD_PARAM, std::string(fn) + ": a descriptor is null, destroyed or not set");
+    if ((*x)->dtype != (*w)->dtype || (*y)->dtype != (*x)->dtype)
+        return fail(DNN_BAD_PARAM, std::string(fn) + ": the tensor and filter descriptors' data types differ (x " + std::to_string((*x)->dtype) +
+                    ", w " + std::to_string((*w)->dtype) + ", y " + std::to_string((*y)->dtype) + ")");
+    if ((*c)->ctype != DNN_FLOAT)
+        return fail(DNN_NOT_SUPPORTED, std::string(fn) + ": data type " + std::to_string((*x)->dtype) + " with compute type " +
+                    std::to_string((*c)->ctype) + " is no supported configuration (FLOAT_CONFIG or PSEUDO_BFLOAT16_CONFIG: compute float)");
     if ((*x)->c != (*w)->c) return fail(DNN_BAD_PARAM, std::string(fn) + ": x's channels differ from the filter's");
     if ((*y)->n != (*x)->n || (*y)->c != (*w)->k ||
         (*y)->h != out_dim((*x)->h, (*c)->pad_h, (*w)->r, (*c)->dil_h, (*c)->u) ||
@@ -366,7 +401,9 @@ int conv_check(const char *fn, void *handle, void *xd, void *wd, void *cd, void 
     return DNN_SUCCESS;
 }
 
-bool dense_inside(const void *p, int64_t elems) { return elems == 0 || lt_driver_emu::inside((uintptr_t)p, (size_t)elems * 4); }
+bool dense_inside(const void *p, int64_t elems, int dtype = DNN_FLOAT) {
+    return elems == 0 || lt_driver_emu::inside((uintptr_t)p, (size_t)(elems * esize(dtype)));
+}
 
 int workspace_check(const char *fn, const void *ws, size_t bytes) {
     if (bytes < DNN_WORKSPACE) return fail(DNN_BAD_PARAM, std::string(fn) + ": workspace smaller than the size cudnnGet*WorkspaceSize reported");
@@ -393,9 +430,13 @@ template <class F> void conv_terms(const TensorDesc *x, const FilterDesc *w, con
                             }
 }
 
-/* out = alpha acc + beta out, rounded once (beta == 0: write-only). */
-void blend(float *out, const double *acc, int64_t n, float alpha, float beta) {
-    for (int64_t i = 0; i < n; i++) out[i] = (float)(beta == 0.0f ? (double)alpha * acc[i] : (double)alpha * acc[i] + (double)beta * out[i]);
+/* out = alpha acc + beta out, rounded once (beta == 0: write-only); a bf16 out gets that float rounded to bf16. */
+void blend(void *out, int dtype, const double *acc, int64_t n, float alpha, float beta) {
+    for (int64_t i = 0; i < n; i++) {
+        const float v = (float)(beta == 0.0f ? (double)alpha * acc[i] : (double)alpha * acc[i] + (double)beta * load(out, dtype, i));
+        if (dtype == DNN_BF16) static_cast<uint16_t *>(out)[i] = bf16_bits(v);
+        else static_cast<float *>(out)[i] = v;
+    }
 }
 
 /* An operand as the descriptor's math type reads it: exact under CUDNN_FMA_MATH, else TF32 (see the header). */
@@ -439,8 +480,9 @@ API int cudnnSetTensor4dDescriptor(void *d, int format, int dtype, int n, int c,
     TensorDesc *t = as<TensorDesc>(d, DNN_TENSOR);
     if (!t) return fail(DNN_BAD_PARAM, "cudnnSetTensor4dDescriptor: not a live descriptor");
     if (n < 1 || c < 1 || h < 1 || w < 1) return fail(DNN_BAD_PARAM, "cudnnSetTensor4dDescriptor: dimensions must be >= 1");
-    if (format != 0 || dtype != 0) return fail(DNN_NOT_SUPPORTED, "cudnnSetTensor4dDescriptor: the stand-in implements NCHW float only");
-    *t = TensorDesc{DNN_TENSOR, 1, n, c, h, w};
+    if (format != 0 || (dtype != DNN_FLOAT && dtype != DNN_BF16))
+        return fail(DNN_NOT_SUPPORTED, "cudnnSetTensor4dDescriptor: the stand-in implements NCHW float and bfloat16 only");
+    *t = TensorDesc{DNN_TENSOR, 1, n, c, h, w, dtype};
     return DNN_SUCCESS;
 }
 
@@ -450,8 +492,9 @@ API int cudnnSetFilter4dDescriptor(void *d, int dtype, int format, int k, int c,
     FilterDesc *f = as<FilterDesc>(d, DNN_FILTER);
     if (!f) return fail(DNN_BAD_PARAM, "cudnnSetFilter4dDescriptor: not a live descriptor");
     if (k < 1 || c < 1 || h < 1 || w < 1) return fail(DNN_BAD_PARAM, "cudnnSetFilter4dDescriptor: dimensions must be >= 1");
-    if (format != 0 || dtype != 0) return fail(DNN_NOT_SUPPORTED, "cudnnSetFilter4dDescriptor: the stand-in implements NCHW float only");
-    *f = FilterDesc{DNN_FILTER, 1, k, c, h, w};
+    if (format != 0 || (dtype != DNN_FLOAT && dtype != DNN_BF16))
+        return fail(DNN_NOT_SUPPORTED, "cudnnSetFilter4dDescriptor: the stand-in implements NCHW float and bfloat16 only");
+    *f = FilterDesc{DNN_FILTER, 1, k, c, h, w, dtype};
     return DNN_SUCCESS;
 }
 
@@ -462,9 +505,10 @@ API int cudnnSetConvolution2dDescriptor(void *d, int pad_h, int pad_w, int u, in
     if (!c) return fail(DNN_BAD_PARAM, "cudnnSetConvolution2dDescriptor: not a live descriptor");
     if (pad_h < 0 || pad_w < 0 || u < 1 || v < 1 || dil_h < 1 || dil_w < 1 || (mode != 0 && mode != 1))
         return fail(DNN_BAD_PARAM, "cudnnSetConvolution2dDescriptor: negative padding, stride or dilation < 1, or unknown mode");
-    if (ctype != 0) return fail(DNN_NOT_SUPPORTED, "cudnnSetConvolution2dDescriptor: the stand-in computes in float only");
+    if (ctype != DNN_FLOAT && ctype != DNN_BF16)
+        return fail(DNN_NOT_SUPPORTED, "cudnnSetConvolution2dDescriptor: the stand-in knows compute types float and bfloat16 only");
     int math = c->math;
-    *c = ConvDesc{DNN_CONV, 1, pad_h, pad_w, u, v, dil_h, dil_w, mode, math};
+    *c = ConvDesc{DNN_CONV, 1, pad_h, pad_w, u, v, dil_h, dil_w, mode, math, ctype};
     return DNN_SUCCESS;
 }
 API int cudnnSetConvolutionMathType(void *d, int math) {
@@ -508,16 +552,18 @@ API int cudnnConvolutionForward(void *h, const void *alpha, void *xd, const void
     if (rc) return rc;
     if (!alpha || !beta || algo < 0 || algo > 7) return fail(DNN_BAD_PARAM, std::string(fn) + ": null alpha / beta or unknown algo");
     if ((rc = workspace_check(fn, ws, ws_bytes))) return rc;
-    if (!dense_inside(xp, numel(x)) || !dense_inside(wp, numel(w)) || !dense_inside(yp, numel(y)))
+    const int dt = x->dtype;
+    if (!dense_inside(xp, numel(x), dt) || !dense_inside(wp, numel(w), dt) || !dense_inside(yp, numel(y), dt))
         return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": an operand is not inside one device allocation");
     const TensorDesc xd_ = *x, yd_ = *y; const FilterDesc wd_ = *w; const ConvDesc cd_ = *c;
     const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
     lt_driver_emu::count(lt_driver_emu::CNT_CUDNN_CONV_FWD);
     return enqueued(fn, static_cast<DnnHandle *>(h)->stream, [=] {
         std::vector<double> acc((size_t)numel(&yd_), 0.0);
-        const float *xs = static_cast<const float *>(xp), *wsrc = static_cast<const float *>(wp);
-        conv_terms(&xd_, &wd_, &cd_, &yd_, [&](int64_t yi, int64_t xi, int64_t wi) { acc[yi] += (double)mrnd(&cd_, xs[xi]) * mrnd(&cd_, wsrc[wi]); });
-        blend(static_cast<float *>(yp), acc.data(), numel(&yd_), al, be);
+        conv_terms(&xd_, &wd_, &cd_, &yd_, [&](int64_t yi, int64_t xi, int64_t wi) {
+            acc[yi] += (double)mrnd(&cd_, load(xp, dt, xi)) * mrnd(&cd_, load(wp, dt, wi));
+        });
+        blend(yp, dt, acc.data(), numel(&yd_), al, be);
         return 0;
     }, DNN_EXECUTION_FAILED);
 }
@@ -530,16 +576,18 @@ API int cudnnConvolutionBackwardData(void *h, const void *alpha, void *wd, const
     if (rc) return rc;
     if (!alpha || !beta || algo < 0 || algo > 5) return fail(DNN_BAD_PARAM, std::string(fn) + ": null alpha / beta or unknown algo");
     if ((rc = workspace_check(fn, ws, ws_bytes))) return rc;
-    if (!dense_inside(dxp, numel(x)) || !dense_inside(wp, numel(w)) || !dense_inside(dyp, numel(y)))
+    const int dt = x->dtype;
+    if (!dense_inside(dxp, numel(x), dt) || !dense_inside(wp, numel(w), dt) || !dense_inside(dyp, numel(y), dt))
         return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": an operand is not inside one device allocation");
     const TensorDesc xd_ = *x, yd_ = *y; const FilterDesc wd_ = *w; const ConvDesc cd_ = *c;
     const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
     lt_driver_emu::count(lt_driver_emu::CNT_CUDNN_CONV_BWD_DATA);
     return enqueued(fn, static_cast<DnnHandle *>(h)->stream, [=] {
         std::vector<double> acc((size_t)numel(&xd_), 0.0);
-        const float *dy = static_cast<const float *>(dyp), *wsrc = static_cast<const float *>(wp);
-        conv_terms(&xd_, &wd_, &cd_, &yd_, [&](int64_t yi, int64_t xi, int64_t wi) { acc[xi] += (double)mrnd(&cd_, dy[yi]) * mrnd(&cd_, wsrc[wi]); });
-        blend(static_cast<float *>(dxp), acc.data(), numel(&xd_), al, be);
+        conv_terms(&xd_, &wd_, &cd_, &yd_, [&](int64_t yi, int64_t xi, int64_t wi) {
+            acc[xi] += (double)mrnd(&cd_, load(dyp, dt, yi)) * mrnd(&cd_, load(wp, dt, wi));
+        });
+        blend(dxp, dt, acc.data(), numel(&xd_), al, be);
         return 0;
     }, DNN_EXECUTION_FAILED);
 }
@@ -552,16 +600,18 @@ API int cudnnConvolutionBackwardFilter(void *h, const void *alpha, void *xd, con
     if (rc) return rc;
     if (!alpha || !beta || algo < 0 || algo > 6) return fail(DNN_BAD_PARAM, std::string(fn) + ": null alpha / beta or unknown algo");
     if ((rc = workspace_check(fn, ws, ws_bytes))) return rc;
-    if (!dense_inside(xp, numel(x)) || !dense_inside(dwp, numel(w)) || !dense_inside(dyp, numel(y)))
+    const int dt = x->dtype;
+    if (!dense_inside(xp, numel(x), dt) || !dense_inside(dwp, numel(w), dt) || !dense_inside(dyp, numel(y), dt))
         return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": an operand is not inside one device allocation");
     const TensorDesc xd_ = *x, yd_ = *y; const FilterDesc wd_ = *w; const ConvDesc cd_ = *c;
     const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
     lt_driver_emu::count(lt_driver_emu::CNT_CUDNN_CONV_BWD_FILTER);
     return enqueued(fn, static_cast<DnnHandle *>(h)->stream, [=] {
         std::vector<double> acc((size_t)numel(&wd_), 0.0);
-        const float *xs = static_cast<const float *>(xp), *dy = static_cast<const float *>(dyp);
-        conv_terms(&xd_, &wd_, &cd_, &yd_, [&](int64_t yi, int64_t xi, int64_t wi) { acc[wi] += (double)mrnd(&cd_, xs[xi]) * mrnd(&cd_, dy[yi]); });
-        blend(static_cast<float *>(dwp), acc.data(), numel(&wd_), al, be);
+        conv_terms(&xd_, &wd_, &cd_, &yd_, [&](int64_t yi, int64_t xi, int64_t wi) {
+            acc[wi] += (double)mrnd(&cd_, load(xp, dt, xi)) * mrnd(&cd_, load(dyp, dt, yi));
+        });
+        blend(dwp, dt, acc.data(), numel(&wd_), al, be);
         return 0;
     }, DNN_EXECUTION_FAILED);
 }
@@ -572,6 +622,7 @@ API int cudnnAddTensor(void *h, const void *alpha, void *ad, const void *ap, con
     if (!as<DnnHandle>(h, DNN_HANDLE)) return fail(DNN_BAD_PARAM, std::string(fn) + ": handle is not a live cudnnHandle_t");
     TensorDesc *a = as<TensorDesc>(ad, DNN_TENSOR), *c = as<TensorDesc>(cdesc, DNN_TENSOR);
     if (!a || !c || !a->set || !c->set || !alpha || !beta) return fail(DNN_BAD_PARAM, std::string(fn) + ": bad descriptor or null alpha / beta");
+    if (a->dtype != DNN_FLOAT || c->dtype != DNN_FLOAT) return fail(DNN_NOT_SUPPORTED, std::string(fn) + ": the stand-in adds float tensors only");
     const int ad4[4] = {a->n, a->c, a->h, a->w}, cd4[4] = {c->n, c->c, c->h, c->w};
     for (int i = 0; i < 4; i++)
         if (ad4[i] != 1 && ad4[i] != cd4[i]) return fail(DNN_BAD_PARAM, std::string(fn) + ": A's dimensions neither 1 nor C's");

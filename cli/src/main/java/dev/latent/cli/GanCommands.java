@@ -207,12 +207,14 @@ final class GanCommands {
         @Mixin Mixins.TrainSeed seed;
         @Mixin Mixins.Threads threads;
         @Mixin Mixins.Quiet quiet;
+        @Mixin Mixins.Device device;
         @Mixin PrecisionOption precision;
         @Mixin TrainSteps run;
 
         @Override
         public Integer call() throws Exception {
-            var prec = precision.runnable(dev.latent.tensor.Device.CPU);   // bf16 refused here, before the data is read
+            var runOn = device.resolve();
+            var prec = precision.runnable(runOn);   // tf32 off CUDA, bf16 on a CPU without AVX512_BF16: refused here, before the data is read
             threads.check();
             epochs.check();
             batch.check();
@@ -223,7 +225,7 @@ final class GanCommands {
             threads.apply();
             if (limit.limit > 0) train = train.head(limit.limit);
             try (Scope scope = Scope.shared()) {
-                Classifier c = new Classifier(scope, 10, seed.seed).precision(prec);
+                Classifier c = new Classifier(scope, 10, seed.seed).on(runOn).precision(prec);
                 Classifier.TrainResult r = c.train(train, test, out.out, run.steps(), run.resume(), run.stopAt(), epochs.epochs, batch.batch, lr, seed.seed, quiet.quiet,
                         ConsoleListener.INSTANCE);
                 Map<String, Object> m = new LinkedHashMap<>();

@@ -41,12 +41,14 @@ final class PixelCnnCommands {
         @Mixin Mixins.TrainSeed seed;
         @Mixin Mixins.Threads threads;
         @Mixin Mixins.Quiet quiet;
+        @Mixin Mixins.Device device;
         @Mixin PrecisionOption precision;
         @Mixin TrainSteps run;
 
         @Override
         public Integer call() throws Exception {
-            var prec = precision.runnable(dev.latent.tensor.Device.CPU);   // bf16 refused here, before the data is read
+            var runOn = device.resolve();
+            var prec = precision.runnable(runOn);   // tf32 off CUDA, bf16 on a CPU without AVX512_BF16: refused here, before the data is read
             threads.check();
             Limits.positive("--lr", lr);
             epochs.check();
@@ -63,7 +65,7 @@ final class PixelCnnCommands {
             threads.apply();
             var c = new PixelCnnTrainer.Config(data.data, out.out, arch, epochs.epochs, batch.batch, lr, seed.seed, limit.limit, testLimit.testLimit, samples, 1234, 20, quiet.quiet);
             try (Scope scope = Scope.shared()) {
-                PixelCnnTrainer t = new PixelCnnTrainer(c, scope).listener(ConsoleListener.INSTANCE).precision(prec);
+                PixelCnnTrainer t = new PixelCnnTrainer(c, scope, runOn).listener(ConsoleListener.INSTANCE).precision(prec);
                 var results = t.run(run.steps(), run.resume(), run.stopAt());
                 if (results.isEmpty()) {   // stopped (--stop-after) before the end of a pass over the data
                     System.out.println(Json.object(Map.of("model", "pixelcnn", "stopped", true, "step", t.step(), "out", out.out.toString())));
@@ -161,7 +163,7 @@ final class PixelCnnCommands {
             throw new IllegalArgumentException(PIXELCNN_NO_CUDA);
     }
 
-    static final String PIXELCNN_NO_CUDA = "pixelcnn has no CUDA path: its cached sampler keeps per-layer incremental state in host memory "
-            + "and runs its masked convolutions through the CPU kernels (PixelCnnSampler), and train pixelcnn has no --device either; "
-            + "use --device cpu (docs/cuda.md, \"Sampling and evaluation on the device\")";
+    static final String PIXELCNN_NO_CUDA = "pixelcnn sampling has no CUDA path: its cached sampler keeps per-layer incremental state in host memory "
+            + "and runs its masked convolutions through the CPU kernels (PixelCnnSampler); train pixelcnn --device cuda trains there and "
+            + "its checkpoint samples here; use --device cpu (docs/cuda.md, \"Sampling and evaluation on the device\")";
 }

@@ -245,6 +245,58 @@ class CudaCliTest {
         }
     }
 
+    /**
+     * {@code --precision tf32} on CUDA for the families that refused it there before (issue 18, h-cudaprec2): train
+     * wgan-gp, realnvp, classifier and pixelcnn with --device cuda run (pixelcnn's sample grid drawn on the CPU from the
+     * device's weights), and each checkpoint records "precision": "tf32". Without a
+     * GPU the device falls back to the CPU, where tf32 is refused in one line, before any data is read.
+     */
+    @Test
+    void tf32OnCudaForEveryFamily(@TempDir Path dir) throws IOException {
+        if (System.getProperty("latent.cuda.driver") != null) assertTrue(Cuda.available(), Cuda::unavailableReason);
+        Path data = dir.resolve("images");
+        Files.createDirectories(data);
+        dev.latent.SyntheticImages.write(data, "train", 6, 3);
+        dev.latent.SyntheticImages.write(data, "t10k", 4, 4);
+        List<List<String>> runs = List.of(
+                List.of("wgan-gp", "--iters", "1", "--batch", "3", "--nz", "8", "--ngf", "4", "--ndf", "4", "--n-critic", "1", "--quiet"),
+                List.of("realnvp", "--batch", "2", "--max-steps", "1", "--hidden", "4", "--couplings", "2", "--test-limit", "4", "--quiet"),
+                List.of("classifier", "--batch", "3", "--steps", "2", "--quiet"),
+                List.of("pixelcnn", "--batch", "2", "--steps", "1", "--channels", "4", "--layers", "1", "--head", "8", "--test-limit", "2",
+                        "--samples", "1", "--quiet"));
+        for (List<String> r : runs) {
+            Path out = dir.resolve(r.get(0));
+            List<String> args = new java.util.ArrayList<>(List.of("train", r.get(0), "--data", data.toString(), "--out", out.toString(),
+                    "--device", "cuda", "--precision", "tf32"));
+            args.addAll(r.subList(1, r.size()));
+            ByteArrayOutputStream err = new ByteArrayOutputStream();
+            PrintStream saved = System.err;
+            int rc;
+            try (PrintStream p = new PrintStream(err, true, StandardCharsets.UTF_8)) {
+                System.setErr(p);
+                rc = new CommandLine(new Main()).setErr(new java.io.PrintWriter(p, true)).execute(args.toArray(String[]::new));
+            } finally {
+                System.setErr(saved);
+            }
+            String e = err.toString(StandardCharsets.UTF_8);
+            if (!Cuda.available()) {
+                assertEquals(1, rc, e);
+                assertTrue(e.contains("tf32 precision is CUDA-only"), e);
+                continue;
+            }
+            assertEquals(0, rc, r.get(0) + ": " + e);
+            List<Path> checkpoints;
+            try (var files = Files.list(out)) {
+                checkpoints = files.filter(f -> f.toString().endsWith(".safetensors")).toList();
+            }
+            assertFalse(checkpoints.isEmpty(), r.get(0) + ": no checkpoint in " + out);
+            for (Path f : checkpoints)
+                try (var scope = dev.latent.tensor.Scope.confined()) {
+                    assertEquals("tf32", dev.latent.io.SafeTensors.read(f, scope).metadata().get("precision"), f + "'s metadata \"precision\"");
+                }
+        }
+    }
+
     private static double value(String line, String key) {
         return Double.parseDouble(line.replaceAll(".*\"" + key + "\":([0-9.eE+-]+).*", "$1"));
     }

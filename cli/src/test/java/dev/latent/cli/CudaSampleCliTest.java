@@ -109,7 +109,7 @@ class CudaSampleCliTest {
         boolean gpu = gpu();
         Out o = run("eval", "pixelcnn", "--checkpoint", dir.resolve("none").toString(), "--device", "cuda");
         assertNotEquals(0, o.rc);
-        if (gpu) assertTrue(o.err.contains("pixelcnn has no CUDA path"), o.err);
+        if (gpu) assertTrue(o.err.contains("pixelcnn sampling has no CUDA path"), o.err);
         else saysWhere(o, false);   // no GPU: the fallback, then the CPU path (which finds no checkpoint)
     }
 

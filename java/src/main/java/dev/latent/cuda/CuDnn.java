@@ -28,7 +28,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * descriptors' argument order, the mode flag and the workspace plumbing are checked in every build (CuDnnTest).
  */
 final class CuDnn {
-    static final int NCHW = 0, FLOAT = 0, CONVOLUTION = 0, CROSS_CORRELATION = 1, FMA_MATH = 3, TENSOR_OP_MATH = 1;
+    static final int NCHW = 0, FLOAT = 0, BFLOAT16 = 9, CONVOLUTION = 0, CROSS_CORRELATION = 1, FMA_MATH = 3, TENSOR_OP_MATH = 1;
     static final int FWD_ALGO = 1, BWD_DATA_ALGO = 1, BWD_FILTER_ALGO = 1;
 
     final String source;
@@ -43,6 +43,8 @@ final class CuDnn {
     final VendorLib lib;   /* the library's symbols and status checks (CuDnnAttention shares them) */
     private final MemorySegment scalars = Arena.ofAuto().allocate(16, 8);   /* alpha, beta (host pointers), 1, 1 */
     private final Map<Key, Descs> descs = new HashMap<>();
+    private final Map<Key, Bf16Descs> bf16Descs = new HashMap<>();
+    private final Map<Key, String> bf16Refused = new HashMap<>();
 
     /**
      * A convolution's shape as cuDNN's int32 dimensions take it, and its math type: FMA_MATH (exact fp32, the default)
@@ -57,6 +59,10 @@ final class CuDnn {
 
     private record Descs(MemorySegment x, MemorySegment w, MemorySegment y, MemorySegment conv, MemorySegment biasK, MemorySegment biasC,
                          long fwdWs, long bwdDataWs, long bwdFilterWs) {}
+
+    /** A geometry's PSEUDO_BFLOAT16_CONFIG descriptors: x, w, y bf16, compute float, CUDNN_TENSOR_OP_MATH. */
+    private record Bf16Descs(MemorySegment x, MemorySegment w, MemorySegment y, MemorySegment conv, long fwdWs, long bwdDataWs,
+                             long bwdFilterWs) {}
 
     CuDnn(Cuda cu, SymbolLookup lookup, String source) {
         this.cu = cu;
@@ -129,8 +135,8 @@ final class CuDnn {
         if (d != null) return d;
         try (Arena a = Arena.ofConfined()) {
             MemorySegment p = a.allocate(ADDRESS), sz = a.allocate(JAVA_LONG);
-            MemorySegment x = tensor(a, g.n, g.c, g.h, g.w), y = tensor(a, g.n, g.k, g.oh, g.ow);
-            MemorySegment bk = tensor(a, 1, g.k, 1, 1), bc = tensor(a, 1, g.c, 1, 1);
+            MemorySegment x = tensor(a, FLOAT, g.n, g.c, g.h, g.w), y = tensor(a, FLOAT, g.n, g.k, g.oh, g.ow);
+            MemorySegment bk = tensor(a, FLOAT, 1, g.k, 1, 1), bc = tensor(a, FLOAT, 1, g.c, 1, 1);
             check("cudnnCreateFilterDescriptor", createFilter, p);
             MemorySegment w = p.get(ADDRESS, 0);
             check("cudnnSetFilter4dDescriptor", setFilter4d, w, FLOAT, NCHW, g.k, g.c, g.r, g.s);
@@ -150,12 +156,180 @@ final class CuDnn {
         return d;
     }
 
-    private MemorySegment tensor(Arena a, int n, int c, int h, int w) {
+    private MemorySegment tensor(Arena a, int dtype, int n, int c, int h, int w) {
         MemorySegment p = a.allocate(ADDRESS);
         check("cudnnCreateTensorDescriptor", createTensor, p);
         MemorySegment t = p.get(ADDRESS, 0);
-        check("cudnnSetTensor4dDescriptor", setTensor4d, t, NCHW, FLOAT, n, c, h, w);
+        check("cudnnSetTensor4dDescriptor", setTensor4d, t, NCHW, dtype, n, c, h, w);
         return t;
+    }
+
+    // ---- bf16 (--precision bf16 on CUDA, h-cudaprec2): cuDNN's PSEUDO_BFLOAT16_CONFIG ----
+    // x, w and y descriptors CUDNN_DATA_BFLOAT16, compute type CUDNN_DATA_FLOAT, CUDNN_TENSOR_OP_MATH, the same fixed
+    // algorithms. The legacy API has no bf16-in / fp32-out configuration, so the fp32 operands are converted to bf16 on
+    // the device (ltk_f32_to_bf16, to nearest even), cuDNN writes a bf16 result (fp32 accumulation, rounded once), and
+    // ltk_bf16_to_f32_acc widens it into the fp32 tensor (a weight gradient is added there in fp32 when accumulating,
+    // never in bf16). The bias is added afterwards in fp32 (cudnnAddTensor on the float descriptors). Where cuDNN refuses
+    // the configuration for a geometry (a descriptor, workspace query or call answering NOT_SUPPORTED: no bf16 engine
+    // for it on this GPU / version) the refusal is remembered and the caller runs the fp32 route on rounded operands.
+
+    /** Null when cuDNN takes geometry g in bf16, else why not (asked once per geometry and remembered). */
+    synchronized String bf16Refusal(Key g) {
+        bf16Descs(g);
+        return bf16Refused.get(g);
+    }
+
+    private Bf16Descs bf16Descs(Key g) {
+        Bf16Descs d = bf16Descs.get(g);
+        if (d != null || bf16Refused.containsKey(g)) return d;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment p = a.allocate(ADDRESS), sz = a.allocate(JAVA_LONG);
+            MemorySegment x = tensor(a, BFLOAT16, g.n, g.c, g.h, g.w), y = tensor(a, BFLOAT16, g.n, g.k, g.oh, g.ow);
+            check("cudnnCreateFilterDescriptor", createFilter, p);
+            MemorySegment w = p.get(ADDRESS, 0);
+            check("cudnnSetFilter4dDescriptor", setFilter4d, w, BFLOAT16, NCHW, g.k, g.c, g.r, g.s);
+            check("cudnnCreateConvolutionDescriptor", createConv, p);
+            MemorySegment conv = p.get(ADDRESS, 0);
+            check("cudnnSetConvolution2dDescriptor", setConv2d, conv, g.padH, g.padW, g.strideH, g.strideW, 1, 1, g.mode, FLOAT);
+            check("cudnnSetConvolutionMathType", setConvMath, conv, TENSOR_OP_MATH);
+            check("cudnnGetConvolutionForwardWorkspaceSize", fwdWs, handle, x, w, conv, y, FWD_ALGO, sz);
+            long f = sz.get(JAVA_LONG, 0);
+            check("cudnnGetConvolutionBackwardDataWorkspaceSize", bwdDataWs, handle, w, y, conv, x, BWD_DATA_ALGO, sz);
+            long bd = sz.get(JAVA_LONG, 0);
+            check("cudnnGetConvolutionBackwardFilterWorkspaceSize", bwdFilterWs, handle, x, y, conv, w, BWD_FILTER_ALGO, sz);
+            long bf = sz.get(JAVA_LONG, 0);
+            d = new Bf16Descs(x, w, y, conv, f, bd, bf);
+        } catch (NativeException e) {
+            bf16Refused.put(g, e.getMessage());
+            return null;
+        }
+        bf16Descs.put(g, d);
+        return d;
+    }
+
+    /** Test hook (CuDnnTest): marks geometry g as refused in bf16, as if cuDNN had answered NOT_SUPPORTED for it. */
+    synchronized void refuseBf16(Key g, String why) { bf16Refused.put(g, why); }
+
+    /** cuDNN's NOT_SUPPORTED family: 9 in cuDNN 8, 3000-3999 in cuDNN 9 (sub-codes included). */
+    static boolean notSupported(int rc) { return rc == 9 || (rc >= 3000 && rc < 4000); }
+
+    /** Runs a bf16 convolution call: false (the refusal remembered) when cuDNN answers NOT_SUPPORTED, throws on other errors. */
+    private boolean runBf16(Key g, String name, MethodHandle h, Object... args) {
+        try {
+            check(name, h, args);
+            return true;
+        } catch (NativeException e) {
+            if (!notSupported(e.code())) throw e;
+            bf16Refused.put(g, e.getMessage());
+            return false;
+        }
+    }
+
+    private DeviceBuffer halves(long n) { return cu.alloc(Math.max(n, 1) * 2); }
+
+    private static long numel(int... d) {
+        long n = 1;
+        for (int v : d) n *= v;
+        return n;
+    }
+
+    /** y = conv(x, w) (+ bias (K)) with bf16 operands and fp32 accumulation (x, w, y, bias fp32 buffers); false: not served. */
+    synchronized boolean forwardBf16(Key g, DeviceBuffer x, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer y) {
+        Bf16Descs d = bf16Descs(g);
+        if (d == null) return false;
+        cu.makeCurrent();
+        followStream();
+        long nx = numel(g.n, g.c, g.h, g.w), nw = numel(g.k, g.c, g.r, g.s), ny = numel(g.n, g.k, g.oh, g.ow);
+        try (DeviceBuffer x16 = halves(nx); DeviceBuffer w16 = halves(nw); DeviceBuffer y16 = halves(ny); DeviceBuffer ws = workspace(d.fwdWs)) {
+            CudaKernels.toBf16(cu, nx, x, x16);
+            CudaKernels.toBf16(cu, nw, w, w16);
+            scalars.set(JAVA_FLOAT, 0, 1f);
+            scalars.set(JAVA_FLOAT, 4, 0f);
+            if (!runBf16(g, "cudnnConvolutionForward (bf16)", fwd, handle, alpha(), d.x, x16.address(), d.w, w16.address(), d.conv, FWD_ALGO,
+                    addr(ws), d.fwdWs, beta(), d.y, y16.address()))
+                return false;
+            CudaKernels.fromBf16(cu, ny, y16, y, false);
+        }
+        if (bias != null) {
+            Descs f = descs(g);
+            check("cudnnAddTensor", addTensor, handle, one(), f.biasK, bias.address(), one(), f.y, y.address());
+        }
+        return true;
+    }
+
+    /** dx = conv^T(dy, w) (+ bias (C)) with bf16 operands, fp32 accumulation; false: not served. */
+    synchronized boolean backwardDataBf16(Key g, DeviceBuffer dy, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer dx) {
+        Bf16Descs d = bf16Descs(g);
+        if (d == null) return false;
+        cu.makeCurrent();
+        followStream();
+        long nx = numel(g.n, g.c, g.h, g.w), nw = numel(g.k, g.c, g.r, g.s), ny = numel(g.n, g.k, g.oh, g.ow);
+        try (DeviceBuffer dy16 = halves(ny); DeviceBuffer w16 = halves(nw); DeviceBuffer dx16 = halves(nx); DeviceBuffer ws = workspace(d.bwdDataWs)) {
+            CudaKernels.toBf16(cu, ny, dy, dy16);
+            CudaKernels.toBf16(cu, nw, w, w16);
+            scalars.set(JAVA_FLOAT, 0, 1f);
+            scalars.set(JAVA_FLOAT, 4, 0f);
+            if (!runBf16(g, "cudnnConvolutionBackwardData (bf16)", bwdData, handle, alpha(), d.w, w16.address(), d.y, dy16.address(), d.conv,
+                    BWD_DATA_ALGO, addr(ws), d.bwdDataWs, beta(), d.x, dx16.address()))
+                return false;
+            CudaKernels.fromBf16(cu, nx, dx16, dx, false);
+        }
+        if (bias != null) {
+            Descs f = descs(g);
+            check("cudnnAddTensor", addTensor, handle, one(), f.biasC, bias.address(), one(), f.x, dx.address());
+        }
+        return true;
+    }
+
+    /** dw (=|+=, in fp32) the filter gradient of x and dy with bf16 operands, fp32 accumulation; false: not served. */
+    synchronized boolean backwardFilterBf16(Key g, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dw, boolean accumulate) {
+        Bf16Descs d = bf16Descs(g);
+        if (d == null) return false;
+        cu.makeCurrent();
+        followStream();
+        long nx = numel(g.n, g.c, g.h, g.w), nw = numel(g.k, g.c, g.r, g.s), ny = numel(g.n, g.k, g.oh, g.ow);
+        try (DeviceBuffer x16 = halves(nx); DeviceBuffer dy16 = halves(ny); DeviceBuffer dw16 = halves(nw); DeviceBuffer ws = workspace(d.bwdFilterWs)) {
+            CudaKernels.toBf16(cu, nx, x, x16);
+            CudaKernels.toBf16(cu, ny, dy, dy16);
+            scalars.set(JAVA_FLOAT, 0, 1f);
+            scalars.set(JAVA_FLOAT, 4, 0f);
+            if (!runBf16(g, "cudnnConvolutionBackwardFilter (bf16)", bwdFilter, handle, alpha(), d.x, x16.address(), d.y, dy16.address(), d.conv,
+                    BWD_FILTER_ALGO, addr(ws), d.bwdFilterWs, beta(), d.w, dw16.address()))
+                return false;
+            CudaKernels.fromBf16(cu, nw, dw16, dw, accumulate);
+        }
+        return true;
+    }
+
+    /**
+     * Test hook (CuDnnTest): one forward call with descriptors of the given data types (x, w, y) and compute type, on raw
+     * device buffers, alpha 1, beta 0, cross-correlation, FMA math unless tensorOp; returns cuDNN's status (0: success),
+     * the descriptors destroyed-free (kept: a test makes a few). Any set-up failure is returned as its status too.
+     */
+    int rawForward(Key g, int xType, int wType, int yType, int computeType, DeviceBuffer x, DeviceBuffer w, DeviceBuffer y) {
+        cu.makeCurrent();
+        try (Arena a = Arena.ofConfined(); DeviceBuffer ws = workspace(1 << 16)) {
+            MemorySegment p = a.allocate(ADDRESS);
+            MemorySegment xd = tensor(a, xType, g.n, g.c, g.h, g.w), yd = tensor(a, yType, g.n, g.k, g.oh, g.ow);
+            check("cudnnCreateFilterDescriptor", createFilter, p);
+            MemorySegment wd = p.get(ADDRESS, 0);
+            check("cudnnSetFilter4dDescriptor", setFilter4d, wd, wType, NCHW, g.k, g.c, g.r, g.s);
+            check("cudnnCreateConvolutionDescriptor", createConv, p);
+            MemorySegment conv = p.get(ADDRESS, 0);
+            check("cudnnSetConvolution2dDescriptor", setConv2d, conv, g.padH, g.padW, g.strideH, g.strideW, 1, 1, g.mode, computeType);
+            check("cudnnSetConvolutionMathType", setConvMath, conv, g.math);
+            synchronized (this) {
+                followStream();
+                scalars.set(JAVA_FLOAT, 0, 1f);
+                scalars.set(JAVA_FLOAT, 4, 0f);
+                return (int) fwd.invokeWithArguments(handle, alpha(), xd, x.address(), wd, w.address(), conv, FWD_ALGO, addr(ws), 1L << 16, beta(), yd,
+                        y.address());
+            }
+        } catch (NativeException e) {
+            return e.code();
+        } catch (Throwable t) {
+            throw new IllegalStateException("rawForward", t);
+        }
     }
 
     private MemorySegment alpha() { return scalars.asSlice(0, 4); }

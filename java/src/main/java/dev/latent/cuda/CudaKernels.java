@@ -358,6 +358,17 @@ public final class CudaKernels extends CudaLaunchers {
     }
 
     /**
+     * y (n floats) = x (n bf16, 2 bytes each) widened exactly, or y += it in fp32 when {@code accumulate}
+     * (ltk_bf16_to_f32_acc): the way back from a bf16 result of cuDNN's bf16 convolutions.
+     */
+    public static void fromBf16(Cuda cu, long n, DeviceBuffer x, DeviceBuffer y, boolean accumulate) {
+        need(x, Math.multiplyExact(n, 2L), "bf16_to_f32", "x");
+        floats("bf16_to_f32", n, "y", y);
+        if (n == 0) return;
+        Ltk.ltk_bf16_to_f32_acc(cu, dim(strideBlocks(n)), dim(256), 0, x, y, n, accumulate ? 1 : 0);
+    }
+
+    /**
      * y = x rounded to TF32 (tf32 true: 10-bit mantissa, to nearest, ties away from zero, as ltk_gemm_tf32 rounds) or
      * to bf16 (to nearest even), kept as floats (ltk_round_operand); y may be x.
      */

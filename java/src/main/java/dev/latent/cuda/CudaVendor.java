@@ -214,6 +214,43 @@ public final class CudaVendor {
         return true;
     }
 
+    // ---- bf16 convolutions through cuDNN's bf16 descriptors (PSEUDO_BFLOAT16_CONFIG; h-cudaprec2) ----
+
+    /**
+     * y = conv(x, w) (+ bias (K)) on cuDNN with bf16 operands (x and w converted on the device, to nearest even), fp32
+     * accumulation, the bf16 result widened into y (fp32 buffers in and out, bias added in fp32). False: cuDNN does not
+     * serve (absent, off, beyond int32, or it refused the bf16 configuration for this geometry, logged once): the caller
+     * runs its fp32 route on rounded operands.
+     */
+    public static boolean convForwardBf16(Cuda cu, long[] geometry, DeviceBuffer x, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer y) {
+        CuDnn d = dnn(cu);
+        CuDnn.Key k = d == null ? null : key(geometry, CuDnn.CROSS_CORRELATION, false);
+        return k != null && bf16Served(d, k, d.forwardBf16(k, x, w, bias, y));
+    }
+
+    /** dx = conv^T(dy, w) (+ bias (C)) on cuDNN in bf16 (as {@link #convForwardBf16}); false: not served. */
+    public static boolean convBackwardDataBf16(Cuda cu, long[] geometry, DeviceBuffer dy, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer dx) {
+        CuDnn d = dnn(cu);
+        CuDnn.Key k = d == null ? null : key(geometry, CuDnn.CROSS_CORRELATION, false);
+        return k != null && bf16Served(d, k, d.backwardDataBf16(k, dy, w, bias, dx));
+    }
+
+    /** dw (=|+= in fp32) the filter gradient on cuDNN in bf16 (no bias gradient); false: not served. */
+    public static boolean convBackwardFilterBf16(Cuda cu, long[] geometry, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dw, boolean accumulate) {
+        CuDnn d = dnn(cu);
+        CuDnn.Key k = d == null ? null : key(geometry, CuDnn.CROSS_CORRELATION, false);
+        return k != null && bf16Served(d, k, d.backwardFilterBf16(k, x, dy, dw, accumulate));
+    }
+
+    private static boolean bf16Served(CuDnn d, CuDnn.Key k, boolean served) {
+        if (!served) {
+            String why = d.bf16Refusal(k);
+            if (why != null && loggedRefusals.add("conv bf16 " + why))
+                LOG.log(System.Logger.Level.INFO, "convolution, bf16: operands rounded, fp32 route for " + k + " (cuDNN refused bf16: " + why + ")");
+        }
+        return served;
+    }
+
     /** cuDNN's SDPA when it serves causal bf16 attention now (cuDNN >= 9 loaded and {@link #enabled()}), else null. */
     static CuDnnAttention attention(Cuda cu) {
         if (!enabled()) {
@@ -354,7 +391,8 @@ public final class CudaVendor {
         Object d = dnn;
         String what = "convolution forward / backward-data / backward-weight: ";
         if (!enabled()) return what + "our kernels (LATENT_CUDA_VENDOR=0)";
-        return d instanceof CuDnn c ? what + c.describe() + ", fp32 (CUDNN_FMA_MATH), deterministic algorithms; bias gradient: our kernel"
+        return d instanceof CuDnn c ? what + c.describe() + ", fp32 (CUDNN_FMA_MATH), tf32 (TENSOR_OP_MATH) and bf16 (bf16 descriptors, "
+                + "fp32 compute) at --precision tf32 / bf16, deterministic algorithms; bias gradient: our kernel"
                 : what + "our kernels (" + (d == null ? "CUDA unavailable" : d) + ")";
     }
 

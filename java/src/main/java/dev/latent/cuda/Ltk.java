@@ -231,6 +231,11 @@ final class Ltk {
         cu.launch("ltk_bf16_to_f32", grid, block, sharedBytes, x, y, n);
     }
 
+    /** ltk_bf16_to_f32_acc (kernels/cast/cast.cu). */
+    static void ltk_bf16_to_f32_acc(Cuda cu, int[] grid, int[] block, int sharedBytes, DeviceBuffer x, DeviceBuffer y, long n, int accumulate) {
+        cu.launch("ltk_bf16_to_f32_acc", grid, block, sharedBytes, x, y, n, accumulate);
+    }
+
     /** ltk_conv1d_fwd (kernels/conv1d/conv1d.cu). */
     static void ltk_conv1d_fwd(Cuda cu, int[] grid, int[] block, int sharedBytes, long n, long ci, long t, long co, long k, long d, DeviceBuffer x, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer y) {
         cu.launch("ltk_conv1d_fwd", grid, block, sharedBytes, n, ci, t, co, k, d, x, w, bias, y);

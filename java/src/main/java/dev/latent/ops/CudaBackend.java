@@ -163,7 +163,8 @@ final class CudaBackend extends CudaOps {
 
     // ---- reduced precision on CUDA (--precision tf32 | bf16; h-cudaprec, docs/cuda.md "Mixed precision") ----
     // GEMM: Gemm.callCuda (cuBLAS TF32 / bf16 inputs, or our ltk_gemm_tf32 / ltk_gemm_bf16). Convolution: TF32 on cuDNN
-    // with CUDNN_TENSOR_OP_MATH where it serves; otherwise (and for bf16 always) the operands are rounded on the device
+    // with CUDNN_TENSOR_OP_MATH, bf16 on cuDNN's bf16 descriptors (CudaVendor.conv*Bf16: operands converted to bf16, a
+    // bf16 result widened back, h-cudaprec2) where it serves; otherwise the operands are rounded on the device
     // (ltk_round_operand) and the fp32 kernels (cuDNN with FMA math, or our implicit-GEMM kernels) run on them: the
     // same numerics as a tensor-core op (bf16 / TF32 inputs, each product exact in fp32, fp32 accumulation). Bias and
     // bias gradients stay fp32. Attention: unless vendorAttention serves, bf16 runs our bf16 tensor-core kernels
@@ -183,6 +184,7 @@ final class CudaBackend extends CudaOps {
     void conv2d(Conv.Geometry g, Tensor x, Tensor w, Tensor bias, Tensor y, Precision p) {
         if (p == Precision.FP32) { conv2d(g, x, w, bias, y); return; }
         if (p == Precision.TF32 && CudaVendor.convForward(cuda(), g.dims(), buf(x), buf(w), buf(bias), buf(y), true)) return;
+        if (p == Precision.BF16 && CudaVendor.convForwardBf16(cuda(), g.dims(), buf(x), buf(w), buf(bias), buf(y))) return;
         try (DeviceBuffer xr = rounded("conv2d", x, p); DeviceBuffer wr = rounded("conv2d", w, p)) {
             if (!CudaVendor.convForward(cuda(), g.dims(), xr, wr, buf(bias), buf(y)))
                 CudaConvKernels.conv2d(cuda(), g.desc(), xr, wr, buf(bias), buf(y));
@@ -193,6 +195,7 @@ final class CudaBackend extends CudaOps {
     void conv2dBackwardData(Conv.Geometry g, Tensor dy, Tensor w, Tensor bias, Tensor dx, Precision p) {
         if (p == Precision.FP32) { conv2dBackwardData(g, dy, w, bias, dx); return; }
         if (p == Precision.TF32 && CudaVendor.convBackwardData(cuda(), g.dims(), buf(dy), buf(w), buf(bias), buf(dx), true)) return;
+        if (p == Precision.BF16 && CudaVendor.convBackwardDataBf16(cuda(), g.dims(), buf(dy), buf(w), buf(bias), buf(dx))) return;
         try (DeviceBuffer dyr = rounded("conv2dBackwardData", dy, p); DeviceBuffer wr = rounded("conv2dBackwardData", w, p)) {
             if (!CudaVendor.convBackwardData(cuda(), g.dims(), dyr, wr, buf(bias), buf(dx)))
                 CudaConvKernels.conv2dBackwardData(cuda(), g.desc(), dyr, wr, buf(bias), buf(dx));
@@ -202,7 +205,8 @@ final class CudaBackend extends CudaOps {
     /** conv2dBackwardWeight at a precision (x and dy rounded for dw; db from the fp32 dy). */
     void conv2dBackwardWeight(Conv.Geometry g, Tensor x, Tensor dy, Tensor dw, Tensor db, boolean accumulate, Precision p) {
         if (p == Precision.FP32) { conv2dBackwardWeight(g, x, dy, dw, db, accumulate); return; }
-        if (p == Precision.TF32 && CudaVendor.convBackwardFilter(cuda(), g.dims(), buf(x), buf(dy), buf(dw), accumulate, true)) {
+        if ((p == Precision.TF32 && CudaVendor.convBackwardFilter(cuda(), g.dims(), buf(x), buf(dy), buf(dw), accumulate, true))
+                || (p == Precision.BF16 && CudaVendor.convBackwardFilterBf16(cuda(), g.dims(), buf(x), buf(dy), buf(dw), accumulate))) {
             if (db != null) CudaConvKernels.conv2dBackwardBias(cuda(), g.desc(), buf(dy), buf(db), accumulate);
             return;
         }

@@ -62,8 +62,8 @@ public final class TrainingPrecision {
     /**
      * Refuses {@code p} for a trainer of {@code model} on {@code device} where it cannot run, before any data is read:
      * TF32 off CUDA; BF16 on a CPU without AVX512_BF16 at ISA avx512 (never emulated); TF32 and BF16 on CUDA unless
-     * {@code cudaChecked} (the model's training at reduced precision is tested on the emulated driver: gpt, vae, dcgan;
-     * issue 18). Returns p.
+     * {@code cudaChecked} (the model's training at reduced precision is tested on the emulated driver: gpt, vae, dcgan,
+     * wgan-gp, realnvp, glow; issue 18). Returns p.
      */
     public static Precision requireRunnable(String model, Precision p, Device device, boolean cudaChecked) {
         java.util.Objects.requireNonNull(p, "precision");
@@ -72,7 +72,7 @@ public final class TrainingPrecision {
         if (device == Device.CUDA) {
             if (!cudaChecked)
                 throw new IllegalArgumentException(model + ": " + p.id() + " precision on CUDA is not checked for this model (on CUDA: gpt, "
-                        + "vae, dcgan); use fp32, or bf16 on a CPU with AVX512_BF16");
+                        + "vae, dcgan, wgan-gp, realnvp, glow); use fp32, or bf16 on a CPU with AVX512_BF16");
             return p;
         }
         if (p == Precision.TF32) throw new IllegalArgumentException(model + ": " + unavailable(p, device));

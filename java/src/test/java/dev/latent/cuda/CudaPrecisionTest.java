@@ -205,19 +205,27 @@ class CudaPrecisionTest extends AtRefIsaOnDevice {
                         Conv.backwardData(g, dyd, wd, null, dxd, p);
                         Conv.backwardWeight(g, xd, dyd, dwd, null, false, p);
                         double u = unit(p, vendor);
+                        /* bf16 on cuDNN's bf16 descriptors: the result is rounded once more, to bf16 (PSEUDO_BFLOAT16_CONFIG) */
+                        double out = p == Precision.BF16 && vendor && CudaVendor.dnn(cu) != null ? 0x1p-8 : 0;
                         String what = p.id() + (vendor ? " cuDNN-or-ours" : " ours") + " conv " + g;
-                        double w1 = check(what + " forward", yd.toArray(), y, ym, u, g.c() * g.r() * g.s());
-                        double w2 = check(what + " backward data", dxd.toArray(), dx, dxm, u, g.k() * g.r() * g.s());
-                        double w3 = check(what + " backward weight", dwd.toArray(), dw, dwm, u, g.n() * g.oh() * g.ow());
+                        double w1 = check(what + " forward", yd.toArray(), y, ym, u, g.c() * g.r() * g.s(), out);
+                        double w2 = check(what + " backward data", dxd.toArray(), dx, dxm, u, g.k() * g.r() * g.s(), out);
+                        double w3 = check(what + " backward weight", dwd.toArray(), dw, dwm, u, g.n() * g.oh() * g.ow(), out);
                         System.out.printf("%s: largest error / bound fwd %.3f, bwd data %.3f, bwd weight %.3f%n", what, w1, w2, w3);
                     }
                 }
     }
 
     static double check(String what, float[] got, double[] want, double[] mag, double u, long terms) {
+        return check(what, got, want, mag, u, terms, 0);
+    }
+
+    /** {@link #check} with one more rounding of the result, of unit roundoff {@code out} (a bf16 output: 2^-8). */
+    static double check(String what, float[] got, double[] want, double[] mag, double u, long terms, double out) {
         double worst = 0;
         for (int i = 0; i < got.length; i++) {
-            double tol = (2 * u + u * u + (terms + 2) * U24) * mag[i] + 1e-30;
+            double sumTol = (2 * u + u * u + (terms + 2) * U24) * mag[i];
+            double tol = sumTol + out * (Math.abs(want[i]) + sumTol) + 1e-30;
             double err = Math.abs(got[i] - want[i]);
             worst = Math.max(worst, err / tol);
             assertTrue(err <= tol, what + " [" + i + "]: got " + got[i] + " want " + want[i] + " tol " + tol);
@@ -337,6 +345,7 @@ class CudaPrecisionTest extends AtRefIsaOnDevice {
         double[][] fp32 = dcganSteps(Precision.FP32, data);
         for (Precision p : new Precision[] {Precision.TF32, Precision.BF16}) {
             double[][] l = dcganSteps(p, data);
+            assertTrue(java.util.Arrays.deepEquals(l, dcganSteps(p, data)), p.id() + " DCGAN: two runs must give the same bits");
             for (int s = 0; s < l.length; s++) {
                 System.out.printf("DCGAN on CUDA, %s, step %d: D loss %.6f G loss %.6f (fp32 %.6f %.6f)%n", p.id(), s + 1, l[s][0], l[s][1],
                         fp32[s][0], fp32[s][1]);
@@ -347,6 +356,175 @@ class CudaPrecisionTest extends AtRefIsaOnDevice {
         var e = assertThrows(IllegalArgumentException.class,
                 () -> new GanTrainer(CudaGanTest.config(Path.of("unused"), GanTrainer.Loss.GAN), Device.CPU).precision(Precision.TF32));
         assertTrue(e.getMessage().contains("CUDA-only"), e.getMessage());
+    }
+
+    /** WGAN-GP with a LayerNorm critic, 2 critic steps per generator step, lambda 10: two iterations at precision p. */
+    static double[][] wganSteps(Precision p, ImageData data) {
+        GanTrainer.Config c = CudaGanTest.config(Path.of("unused"), GanTrainer.Loss.WGAN_GP);
+        c = new GanTrainer.Config(c.loss(), c.data(), c.out(), c.iters(), c.batch(), c.nz(), c.ngf(), c.ndf(), c.lr(), c.beta1(), c.beta2(),
+                2, c.lambda(), dev.latent.models.gan.Dcgan.Norm.LAYER, c.seed(), c.logEvery(), c.trainLimit(), c.samples(), c.sampleSeed(),
+                c.quiet());
+        GanTrainer t = new GanTrainer(c, Device.CUDA).precision(p);
+        assertEquals(p, t.precision());
+        int[] perm = {0, 1, 2, 3, 4, 5};
+        return new double[][] {t.step(data, perm, 0, 1), t.step(data, perm, 3, 2)};
+    }
+
+    /**
+     * WGAN-GP on CUDA at tf32 and bf16 against fp32 on CUDA: the penalty's double backward runs every convolution pass
+     * (and its adjoints) at the precision. Values per iteration: lossD, lossG, the W estimate and the penalty / lambda.
+     * lossD and W are differences of critic means (cancellation), so their tolerance is 8u of the critic's scale,
+     * mean |D(real)| + mean |D(fake)| + lambda penalty (from fp32's values: |W - lossG| + |lossG| + lambda penalty), not of
+     * the value itself. The penalty is the mean of (|grad_i| - 1)^2 over the batch B: its square root is an RMS, which
+     * moves by at most the largest change of a |grad_i| (triangle inequality), itself within 8u of |grad_i| <= 1 +
+     * sqrt(B pen): so |sqrt(pen) - sqrt(pen32)| <= 8u (1 + sqrt(B pen32)). Two runs at a precision give the same bits.
+     */
+    @Test
+    void wganGpTrainsAtEveryPrecision() {
+        ImageData data = CudaGanTest.images(6, 8);
+        double[][] fp32 = wganSteps(Precision.FP32, data);
+        double lambda = 10, b = CudaGanTest.B;
+        for (Precision p : new Precision[] {Precision.TF32, Precision.BF16}) {
+            double[][] l = wganSteps(p, data), again = wganSteps(p, data);
+            assertTrue(java.util.Arrays.deepEquals(l, again), p.id() + " WGAN-GP: two runs must give the same bits: "
+                    + java.util.Arrays.deepToString(l) + " vs " + java.util.Arrays.deepToString(again));
+            for (int s = 0; s < l.length; s++) {
+                double[] f = fp32[s];
+                System.out.printf("WGAN-GP on CUDA, %s, step %d: lossD %.6f lossG %.6f W %.6f pen %.6g (fp32 %.6f %.6f %.6f %.6g)%n", p.id(),
+                        s + 1, l[s][0], l[s][1], l[s][2], l[s][3], f[0], f[1], f[2], f[3]);
+                assertNotEquals(f[0], l[s][0], p.id() + " must round something: lossD equals fp32's bit for bit");
+                double scale = Math.abs(f[2] - f[1]) + Math.abs(f[1]) + lambda * f[3];
+                for (int j = 0; j < 3; j++)
+                    assertEquals(f[j], l[s][j], lossTol(p) * (Math.abs(f[j]) + scale), p.id() + " WGAN-GP value " + j + " at step " + (s + 1));
+                assertEquals(Math.sqrt(f[3]), Math.sqrt(l[s][3]), lossTol(p) * (1 + Math.sqrt(b * f[3])), p.id() + " WGAN-GP penalty at step " + (s + 1));
+            }
+        }
+    }
+
+    /** Bits/dim of three steps and every parameter after them, flattened in name order. */
+    record FlowRun(double[] bpd, float[] params) {}
+
+    /** Three FlowTrainer steps of {@code arch} on CUDA at precision p (the trainer saved to {@code save} when not null). */
+    static FlowRun flowSteps(String arch, Precision p, ImageData data, Path save) throws java.io.IOException {
+        try (Scope s = Scope.shared()) {
+            var t = new dev.latent.models.flow.FlowTrainer(CudaFlowTest.config(arch), s, CudaFlowTest.HW, CudaFlowTest.HW, Device.CUDA).precision(p);
+            double[] bpd = new double[3];
+            int b = CudaFlowTest.B;
+            for (int i = 0; i < 3; i++) bpd[i] = t.trainStep(data, new int[] {0, 1, 2, 3, 4, 5}, (i % 2) * b, b);
+            if (save != null) t.save(save);
+            List<Float> flat = new ArrayList<>();
+            new java.util.TreeMap<>(t.model.namedParameters()).forEach((k, v) -> { for (float x : v.value().toArray()) flat.add(x); });
+            float[] params = new float[flat.size()];
+            for (int i = 0; i < params.length; i++) params[i] = flat.get(i);
+            return new FlowRun(bpd, params);
+        }
+    }
+
+    /**
+     * RealNVP and Glow on CUDA at tf32 and bf16 against fp32 on CUDA: bits/dim of three steps within 8u relative (the
+     * coupling networks' convolutions at the precision; Glow's invertible 1x1 convolution and every log-determinant
+     * stay fp32), the same bits on a second run, and the checkpoint records the precision (metadata "precision", read
+     * back by FlowTrainer.load).
+     */
+    @Test
+    void flowsTrainAtEveryPrecision(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        ImageData data = new ImageData(6, CudaFlowTest.HW, CudaFlowTest.HW, CudaFlowTest.pixels(6, 4), null, "random");
+        for (String arch : new String[] {"realnvp", "glow"}) {
+            FlowRun f32 = flowSteps(arch, Precision.FP32, data, null);
+            double[] fp32 = f32.bpd();
+            for (Precision p : new Precision[] {Precision.TF32, Precision.BF16}) {
+                Path ck = dir.resolve(arch + "-" + p.id() + ".safetensors");
+                FlowRun run = flowSteps(arch, p, data, ck), again = flowSteps(arch, p, data, null);
+                double[] l = run.bpd();
+                System.out.printf("%s on CUDA, %s: bits/dim %s (fp32 %s)%n", arch, p.id(), java.util.Arrays.toString(l), java.util.Arrays.toString(fp32));
+                assertArrayEquals(l, again.bpd(), 0.0, p.id() + " " + arch + ": two runs must give the same bits");
+                assertArrayEquals(run.params(), again.params(), 0f, p.id() + " " + arch + ": two runs must give the same weights");
+                /* on the weights, not the loss: the couplings' last convolutions start at zero (the first loss is exact at any
+                   precision) and Adam's first steps are near +-lr whatever the rounding, so three bits/dim can match fp32's floats */
+                assertFalse(java.util.Arrays.equals(f32.params(), run.params()), p.id() + " " + arch + " must round something: the weights equal fp32's bit for bit");
+                for (int i = 0; i < l.length; i++)
+                    assertEquals(fp32[i], l[i], lossTol(p) * Math.abs(fp32[i]), p.id() + " " + arch + " bits/dim at step " + (i + 1));
+                try (Scope s = Scope.shared()) {
+                    assertEquals(p, dev.latent.models.flow.FlowTrainer.load(ck, s).precision(), arch + " checkpoint's precision");
+                }
+            }
+        }
+    }
+
+    /** Three AdamW steps of the FID classifier on CUDA at precision p (batch 4 of 8 labelled images). */
+    static float[] classifierSteps(Precision p, ImageData data) {
+        try (Scope s = Scope.shared()) {
+            var c = new dev.latent.models.classifier.Classifier(s, 10, 5).on(Device.CUDA).precision(p);
+            assertEquals(Device.CUDA, c.device());
+            AdamW opt = new AdamW(s, c.namedParameters(), 0.9f, 0.999f, 1e-8f, 0f);
+            int[] perm = {0, 1, 2, 3, 4, 5, 6, 7};
+            float[] l = new float[3];
+            for (int i = 0; i < 3; i++) l[i] = c.trainStep(data, perm, (i % 2) * 4, 4, opt, 2e-3f);
+            return l;
+        }
+    }
+
+    /**
+     * The classifier (train classifier --device cuda) at tf32 and bf16 against fp32 on CUDA: the cross-entropy of three
+     * steps within 8u relative, the same bits on a second run.
+     */
+    @Test
+    void classifierTrainsAtEveryPrecision() {
+        ImageData im = images(8, 11);
+        int[] labels = new int[8];
+        for (int i = 0; i < 8; i++) labels[i] = i % 10;
+        ImageData data = new ImageData(8, 28, 28, im.pixels, labels, "random");
+        float[] fp32 = classifierSteps(Precision.FP32, data);
+        for (Precision p : new Precision[] {Precision.TF32, Precision.BF16}) {
+            float[] l = classifierSteps(p, data), again = classifierSteps(p, data);
+            System.out.printf("classifier on CUDA, %s: losses %s (fp32 %s)%n", p.id(), java.util.Arrays.toString(l), java.util.Arrays.toString(fp32));
+            assertArrayEquals(l, again, 0f, p.id() + " classifier: two runs must give the same bits");
+            assertNotEquals(fp32[0], l[0], p.id() + " must round something");
+            for (int i = 0; i < l.length; i++)
+                assertEquals(fp32[i], l[i], lossTol(p) * Math.abs(fp32[i]), p.id() + " classifier loss at step " + (i + 1));
+        }
+    }
+
+    /** Three steps of a small gated PixelCNN (train pixelcnn --device cuda) on 8 x 8 images at precision p. */
+    static double[] pixelCnnSteps(Precision p, ImageData data, Path save) throws java.io.IOException {
+        var arch = new dev.latent.models.pixelcnn.GatedPixelCnn.Arch(8, 2, 5, 3, 16);
+        var cfg = new dev.latent.models.pixelcnn.PixelCnnTrainer.Config("unused", Path.of("unused"), arch, 1, 2, 3e-3f, 1, 0, 0, 0, 1, 1, true);
+        try (Scope s = Scope.shared()) {
+            var t = new dev.latent.models.pixelcnn.PixelCnnTrainer(cfg, s, Device.CUDA).precision(p);
+            assertEquals(Device.CUDA, t.model.namedParameters().values().iterator().next().value().device());
+            int[] perm = {0, 1, 2, 3};
+            double[] bpd = new double[3];
+            for (int i = 0; i < 3; i++) bpd[i] = t.trainStep(data, perm, (i % 2) * 2, 2);
+            if (save != null) t.save(save);
+            return bpd;
+        }
+    }
+
+    /**
+     * PixelCNN on CUDA at tf32 and bf16 against fp32 on CUDA: the masked convolutions (mask folded into the weight, an
+     * exact 0 in every format) at the precision; bits/dim of three steps within 8u relative, the same bits on a second
+     * run, and the checkpoint records the precision.
+     */
+    @Test
+    void pixelCnnTrainsAtEveryPrecision(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        byte[] px = new byte[4 * 64];
+        new SplittableRandom(12).nextBytes(px);
+        ImageData data = new ImageData(4, 8, 8, px, null, "random");
+        double[] fp32 = pixelCnnSteps(Precision.FP32, data, null);
+        for (Precision p : new Precision[] {Precision.TF32, Precision.BF16}) {
+            Path ck = dir.resolve("pixelcnn-" + p.id() + ".safetensors");
+            double[] l = pixelCnnSteps(p, data, ck), again = pixelCnnSteps(p, data, null);
+            System.out.printf("PixelCNN on CUDA, %s: bits/dim %s (fp32 %s)%n", p.id(), java.util.Arrays.toString(l), java.util.Arrays.toString(fp32));
+            assertArrayEquals(l, again, 0.0, p.id() + " PixelCNN: two runs must give the same bits");
+            /* any step: the first loss can be the same float (at initialisation the 256-way logits are small and near uniform,
+               so the rounding moves the mean cross-entropy by less than its last bit) */
+            assertFalse(java.util.Arrays.equals(fp32, l), p.id() + " must round something: every bits/dim equals fp32's bit for bit");
+            for (int i = 0; i < l.length; i++)
+                assertEquals(fp32[i], l[i], lossTol(p) * Math.abs(fp32[i]), p.id() + " PixelCNN bits/dim at step " + (i + 1));
+            try (Scope s = Scope.shared()) {
+                assertEquals(p, dev.latent.models.pixelcnn.PixelCnnTrainer.load(ck, s).precision(), "PixelCNN checkpoint's precision");
+            }
+        }
     }
 
     /** train gpt on CUDA at tf32 and bf16: the checkpoint records the precision (args.precision), which a resume reads back. */

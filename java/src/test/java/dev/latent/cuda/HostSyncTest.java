@@ -303,6 +303,78 @@ class HostSyncTest {
     }
 
     /**
+     * The trainers' budgets hold at --precision bf16 too (h-cudaprec2): the operand conversions (ltk_f32_to_bf16), cuDNN's
+     * bf16 convolutions and the widening back (ltk_bf16_to_f32_acc) are stream-ordered work on device buffers from the
+     * caching allocator, with nothing read back. GPT's forward + backward, VAE, DCGAN, WGAN-GP, RealNVP and Glow, 4 steps
+     * each, the last counted.
+     */
+    @Test
+    void trainerStepsAtBf16() {
+        dev.latent.tensor.Precision bf16 = dev.latent.tensor.Precision.BF16;
+        GptConfig gc = new GptConfig(65, 2, 2, 32, 16, false);
+        int gb = 2, gn = gb * gc.context();
+        SplittableRandom r = new SplittableRandom(4);
+        try (Scope model = Scope.shared(); Arena a = Arena.ofConfined()) {
+            Gpt gpt = new Gpt(model, gc, 5);
+            gpt.to(model, Device.CUDA);
+            AdamW opt = new AdamW(model, gpt.namedParameters(), 0.9f, 0.95f, 1e-8f, 0.1f);
+            long last = 0;
+            for (int step = 0; step < 4; step++) {
+                int[] ids = new int[gn], targets = new int[gn];
+                for (int i = 0; i < gn; i++) { ids[i] = r.nextInt(65); targets[i] = r.nextInt(65); }
+                MemorySegment hi = a.allocateFrom(JAVA_INT, ids), ht = a.allocateFrom(JAVA_INT, targets);
+                try (Graph g = Graph.open().precision(bf16)) {
+                    last = syncs("GPT step (bf16) " + step + ", forward + backward", () -> g.backward(gpt.loss(hi, ht, gb, gc.context())));
+                    opt.update(1e-3f, 0);
+                }
+            }
+            assertTrue(last <= GPT_MODEL_SYNCS, "GPT forward + backward at bf16: " + last + " host synchronisations, bound " + GPT_MODEL_SYNCS);
+        }
+        ImageData vaeData = CudaVaeTest.images(2, 9);
+        try (Scope s = Scope.shared()) {
+            var cfg = new VaeTrainer.Config("unused", Path.of("unused"), CudaVaeTest.LATENT, 1.0, 1, CudaVaeTest.B, CudaVaeTest.LR,
+                    VaeTrainer.Likelihood.BERNOULLI, 0.1, 3, 0, 1, 0, 1234, 0, 0, 1, true);
+            VaeTrainer t = new VaeTrainer(cfg, s, Device.CUDA).precision(bf16);
+            long last = 0;
+            for (int i = 0; i < 4; i++) {
+                VaeTrainer.StepLoss[] l = new VaeTrainer.StepLoss[1];
+                last = syncs("VAE trainer step (bf16) " + i, () -> l[0] = t.step(vaeData, new int[] {0, 1}, 0, CudaVaeTest.B));
+                assertTrue(Double.isFinite(l[0].negElbo()), "neg-ELBO " + l[0].negElbo());
+            }
+            assertTrue(last <= VAE_TRAINER_STEP_SYNCS, "VAE trainer step at bf16: " + last + " host synchronisations, bound " + VAE_TRAINER_STEP_SYNCS);
+        }
+        ImageData ganData = CudaGanTest.images(6, 5);
+        int[] perm = {0, 1, 2, 3, 4, 5};
+        for (var loss : new dev.latent.models.gan.GanTrainer.Loss[] {dev.latent.models.gan.GanTrainer.Loss.GAN, dev.latent.models.gan.GanTrainer.Loss.WGAN_GP}) {
+            var t = new dev.latent.models.gan.GanTrainer(CudaGanTest.config(Path.of("unused"), loss), Device.CUDA).precision(bf16);
+            long last = 0;
+            for (int i = 0; i < 4; i++) {
+                int it = i;
+                dev.latent.models.gan.GanTrainer.StepValues[] v = new dev.latent.models.gan.GanTrainer.StepValues[1];
+                last = syncs(loss + " trainer step (bf16) " + i, () -> v[0] = t.stepDeferred(ganData, perm, (it % 2) * CudaGanTest.B, it + 1));
+                for (double x : v[0].values()) assertTrue(Double.isFinite(x), loss + " value " + x);
+            }
+            long bound = loss == dev.latent.models.gan.GanTrainer.Loss.GAN ? DCGAN_TRAINER_STEP_SYNCS : WGANGP_TRAINER_STEP_SYNCS;
+            assertTrue(last <= bound, loss + " trainer step at bf16: " + last + " host synchronisations, bound " + bound);
+        }
+        ImageData flowData = new ImageData(6, CudaFlowTest.HW, CudaFlowTest.HW, CudaFlowTest.pixels(6, 4), null, "random");
+        for (String arch : new String[] {"realnvp", "glow"})
+            try (Scope s = Scope.shared()) {
+                var t = new dev.latent.models.flow.FlowTrainer(CudaFlowTest.config(arch), s, CudaFlowTest.HW, CudaFlowTest.HW, Device.CUDA)
+                        .precision(bf16);
+                long last = 0;
+                for (int i = 0; i < 4; i++) {
+                    int it = i;
+                    dev.latent.train.StepScalars.Values[] v = new dev.latent.train.StepScalars.Values[1];
+                    last = syncs(arch + " trainer step (bf16) " + i, () -> v[0] = t.stepDeferred(flowData, perm, (it % 2) * CudaFlowTest.B, CudaFlowTest.B));
+                    assertTrue(Float.isFinite(v[0].get(0)), "bits/dim " + v[0].get(0));
+                }
+                long bound = arch.equals("glow") ? GLOW_TRAINER_STEP_SYNCS : REALNVP_TRAINER_STEP_SYNCS;
+                assertTrue(last <= bound, arch + " trainer step at bf16: " + last + " host synchronisations, bound " + bound);
+            }
+    }
+
+    /**
      * GPT decoding on the device (DeviceKvDecoder): one host synchronisation per drawn token, the token's read (greedy:
      * the argmax's 4 bytes; sampling: the row of logits); the ids of the next step go up asynchronously from
      * page-locked staging. Counted per token (between onToken calls) over 12 tokens, greedy and sampled, and the whole

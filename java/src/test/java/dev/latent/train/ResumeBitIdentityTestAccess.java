@@ -10,4 +10,7 @@ public final class ResumeBitIdentityTestAccess {
     private ResumeBitIdentityTestAccess() {}
 
     public static void gptResumes(Path root, Device device) throws IOException { ResumeBitIdentityTest.gptResumes(root, device); }
+
+    /** Every tensor and the step metadata of two checkpoints are equal, bit for bit. */
+    public static void sameCheckpoint(Path a, Path b) throws IOException { ResumeBitIdentityTest.sameCheckpoint(a, b); }
 }

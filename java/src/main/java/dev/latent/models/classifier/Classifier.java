@@ -82,12 +82,44 @@ public final class Classifier implements Module {
      * Operand precision of {@link #train}'s steps (issue 15): BF16 runs the convolutions and the linear layers through
      * lt_conv2d_*_bf16 and lt_gemm_bf16 (operands rounded to bf16, fp32 sums); BatchNorm, the cross-entropy,
      * reductions, the master weights and AdamW's state stay fp32, and the test accuracy, features and probabilities
-     * (FID, IS) are computed at fp32. CPU with AVX512_BF16 only: elsewhere an exception naming why. Recorded in the
-     * checkpoint (metadata "precision"); a resume must ask the same.
+     * (FID, IS) are computed at fp32. BF16 on a CPU with AVX512_BF16; on CUDA (after {@link #on}; issue 18) TF32 and
+     * BF16: elsewhere an exception naming why. Recorded in the checkpoint (metadata "precision"); a resume must ask the same.
      */
     public Classifier precision(dev.latent.tensor.Precision p) {
-        this.precision = dev.latent.train.TrainingPrecision.requireRunnable("classifier", p, dev.latent.tensor.Device.CPU);
+        this.precision = dev.latent.train.TrainingPrecision.requireRunnable("classifier", p, device(), true);
         return this;
+    }
+
+    /** Where the weights are (the CPU unless {@link #on} or {@code load(..., device)} moved them). */
+    public dev.latent.tensor.Device device() { return out.weight.value().device(); }
+
+    /**
+     * Moves the weights to {@code device} (issue 18: {@code train classifier --device cuda}): {@link #train}'s steps, the
+     * test accuracy and the checkpoint's weights then come from there. Call it before {@link #precision}, which checks
+     * the precision against the device. Returns this.
+     */
+    public Classifier on(dev.latent.tensor.Device device) {
+        java.util.Objects.requireNonNull(device, "device");
+        if (device != device()) to(scope, device);
+        return this;
+    }
+
+    /**
+     * One AdamW step (learning rate {@code lr}) on images idx[from .. from + m) at {@link #precision()}, on the weights'
+     * device; returns the batch's mean cross-entropy (one read of the loss).
+     */
+    public float trainStep(ImageData data, int[] idx, int from, int m, AdamW opt, float lr) {
+        try (Graph g = Graph.open().precision(precision); Arena a = Arena.ofConfined()) {
+            MemorySegment targets = a.allocate(JAVA_INT, m);
+            Tensor x = g.empty(m, 1, 28, 28);
+            batch(data, idx, from, m, x);
+            for (int i = 0; i < m; i++) targets.setAtIndex(JAVA_INT, i, data.labels[idx == null ? from + i : idx[from + i]]);
+            dev.latent.tensor.Device on = device();
+            Var loss = F.crossEntropy(logits(Var.constant(on == dev.latent.tensor.Device.CPU ? x : x.to(g.scope(), on))), targets);
+            g.backward(loss);
+            opt.update(lr, 0);
+            return F.item(loss);
+        }
     }
 
     /** The training precision: the one set, or for a {@link #load}ed classifier the checkpoint's (FP32 for older ones). */
@@ -125,8 +157,7 @@ public final class Classifier implements Module {
         long total = steps > 0 ? steps : (long) epochs * perEpoch;
         long t0 = System.nanoTime();
         double[] acc = {Double.NaN};
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment targets = arena.allocate(JAVA_INT, batch);
+        {
             TrainLoop.Family family = new TrainLoop.Family() {
                 int permEpoch = -1;
                 int[] perm;
@@ -154,16 +185,8 @@ public final class Classifier implements Module {
                         permEpoch = ep;
                     }
                     float lrNow = (float) (lr * 0.5 * (1 + Math.cos(Math.PI * s / total)));
-                    try (Graph g = Graph.open().precision(precision)) {
-                        Tensor x = g.empty(batch, 1, 28, 28);
-                        batch(trainSet, perm, pos, batch, x);
-                        for (int i = 0; i < batch; i++) targets.setAtIndex(JAVA_INT, i, trainSet.labels[perm[pos + i]]);
-                        Var loss = F.crossEntropy(logits(Var.constant(x)), targets);
-                        g.backward(loss);
-                        opt.update(lrNow, 0);
-                        float l = F.item(loss);
-                        return new TrainLoop.StepResult(l, "the cross-entropy", String.format(Locale.ROOT, "loss %.4f", l), Map.of("loss", l));
-                    }
+                    float l = trainStep(trainSet, perm, pos, batch, opt, lrNow);
+                    return new TrainLoop.StepResult(l, "the cross-entropy", String.format(Locale.ROOT, "loss %.4f", l), Map.of("loss", l));
                 }
 
                 @Override public void after(long done, TrainLoop.Run run) throws IOException {
@@ -190,7 +213,8 @@ public final class Classifier implements Module {
             try (Graph g = Graph.inference()) {
                 Tensor x = g.empty(m, 1, 28, 28);
                 batch(data, null, from, m, x);
-                MemorySegment s = logits(Var.constant(x)).value().segment();
+                dev.latent.tensor.Device on = device();
+                MemorySegment s = host(g, logits(Var.constant(on == dev.latent.tensor.Device.CPU ? x : x.to(g.scope(), on))).value());
                 for (int i = 0; i < m; i++) {
                     int arg = 0;
                     for (int c = 1; c < classes; c++) if (s.getAtIndex(JAVA_FLOAT, (long) i * classes + c) > s.getAtIndex(JAVA_FLOAT, (long) i * classes + arg)) arg = c;

@@ -117,11 +117,12 @@ public final class FlowTrainer {
      * lt_conv2d_*_bf16 (operands rounded to bf16, fp32 sums; every prior is a fixed N(0, I), so nothing else has one). The
      * affine couplings themselves, the log-determinants, ActNorm, Glow's invertible 1x1 convolution (kept exact inside
      * the BF16 graph: its log-det is that of the fp32 W), the bits/dim, reductions, master weights and Adam's state
-     * stay fp32; evaluation, the invertibility check and sampling run at fp32. CPU with AVX512_BF16 only: elsewhere an
-     * exception naming why, before any step. Recorded in the checkpoint (metadata "precision"); a resume must ask the same.
+     * stay fp32; evaluation, the invertibility check and sampling run at fp32. BF16 on a CPU with AVX512_BF16; on CUDA
+     * (issue 18) TF32 and BF16 (the couplings' convolutions and GEMMs at the precision; the 1x1 convolution exact as on the
+     * CPU): elsewhere an exception naming why, before any step. Recorded in the checkpoint (metadata "precision"); a resume must ask the same.
      */
     public FlowTrainer precision(dev.latent.tensor.Precision p) {
-        this.precision = dev.latent.train.TrainingPrecision.requireRunnable(cfg.arch(), p, device);
+        this.precision = dev.latent.train.TrainingPrecision.requireRunnable(cfg.arch(), p, device, true);
         return this;
     }
 

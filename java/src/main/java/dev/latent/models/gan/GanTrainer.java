@@ -131,12 +131,12 @@ public final class GanTrainer {
      * master weights and Adam's state stay fp32, and sampling and evaluation graphs stay fp32. WGAN-GP's gradient
      * penalty differentiates through the bf16 convolutions' backward (each pass of the double backward is again a bf16
      * convolution: Bf16RestTrainingTest checks it against fp32). bf16 on a CPU with AVX512_BF16; on CUDA (issue 18) TF32 and
-     * BF16 for dcgan (docs/cuda.md "Mixed precision"; wgan-gp's penalty is not checked there); elsewhere an exception
+     * BF16 for dcgan and wgan-gp (docs/cuda.md "Mixed precision"; the penalty's double backward runs each convolution pass
+     * at the precision too: CudaPrecisionTest checks it against fp32 on CUDA); elsewhere an exception
      * naming why, before any step. Recorded in the checkpoint (metadata "precision"); a resume must ask the same.
      */
     public GanTrainer precision(dev.latent.tensor.Precision p) {
-        this.precision = dev.latent.train.TrainingPrecision.requireRunnable(cfg.loss == Loss.GAN ? "dcgan" : "wgan-gp", p, device,
-                cfg.loss == Loss.GAN);
+        this.precision = dev.latent.train.TrainingPrecision.requireRunnable(cfg.loss == Loss.GAN ? "dcgan" : "wgan-gp", p, device, true);
         return this;
     }
 

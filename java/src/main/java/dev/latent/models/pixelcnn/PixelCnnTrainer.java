@@ -81,11 +81,26 @@ public final class PixelCnnTrainer {
     private long step;
     private TrainingListener listener = TrainingListener.LOG;
 
-    public PixelCnnTrainer(Config cfg, Scope scope) {
+    /** Where the model trains (issue 18): its weights and Adam's state live there; sampling copies the weights to the CPU. */
+    public final dev.latent.tensor.Device device;
+
+    public PixelCnnTrainer(Config cfg, Scope scope) { this(cfg, scope, dev.latent.tensor.Device.CPU); }
+
+    /**
+     * A trainer on {@code device} (train pixelcnn --device cuda): the model is built on the CPU (the same initial weights
+     * for any device) and moved there before the optimizer is made. Training steps and the test bits/dim run there; the
+     * sample grids are drawn on the CPU from a copy of the weights (PixelCnnSampler).
+     */
+    public PixelCnnTrainer(Config cfg, Scope scope, dev.latent.tensor.Device device) {
         this.cfg = Objects.requireNonNull(cfg, "cfg");
+        this.device = Objects.requireNonNull(device, "device");
         model = new GatedPixelCnn(scope, cfg.arch, cfg.seed);
+        if (device != dev.latent.tensor.Device.CPU) model.to(scope, device);
         opt = new AdamW(scope, model.namedParameters(), 0.9f, 0.999f, 1e-8f, 0f);
     }
+
+    /** x on the trainer's device (built on the host). */
+    private Tensor onDevice(Scope s, Tensor x) { return device == dev.latent.tensor.Device.CPU ? x : x.to(s, device); }
 
     /** Where {@link #run} reports steps, epochs, samples and checkpoints (default {@link TrainingListener#LOG}). */
     public PixelCnnTrainer listener(TrainingListener listener) {
@@ -102,11 +117,11 @@ public final class PixelCnnTrainer {
      * lt_conv2d_*_bf16 on the masked weights (the mask is folded into the weight before the convolution, as at fp32,
      * and a masked-out tap is an exact 0 in bf16 too, so the causal structure is unchanged); the gates, the softmax
      * cross-entropy, reductions, the master weights and Adam's state stay fp32, and evaluation and sampling stay fp32.
-     * CPU with AVX512_BF16 only: elsewhere an exception naming why, before any step. Recorded in the checkpoint
-     * (metadata "precision"); a resume must ask the same.
+     * BF16 on a CPU with AVX512_BF16; on CUDA (issue 18) TF32 and BF16: elsewhere an exception naming why, before any
+     * step. Recorded in the checkpoint (metadata "precision"); a resume must ask the same.
      */
     public PixelCnnTrainer precision(dev.latent.tensor.Precision p) {
-        this.precision = dev.latent.train.TrainingPrecision.requireRunnable("pixelcnn", p, dev.latent.tensor.Device.CPU);
+        this.precision = dev.latent.train.TrainingPrecision.requireRunnable("pixelcnn", p, device, true);
         return this;
     }
 
@@ -130,7 +145,7 @@ public final class PixelCnnTrainer {
         step++;
         try (Graph g = Graph.open().precision(precision); Arena a = Arena.ofConfined()) {
             MemorySegment t = a.allocate(4L * m * data.h * data.w, 4);
-            Tensor x = batch(g.scope(), data, idx, from, m, t);
+            Tensor x = onDevice(g.scope(), batch(g.scope(), data, idx, from, m, t));
             Var loss = F.crossEntropy(model.logits(Var.constant(x)), t);
             g.backward(loss);
             opt.update(cfg.lr, 0);
@@ -146,7 +161,7 @@ public final class PixelCnnTrainer {
             int m = Math.min(100, n - from);
             try (Graph g = Graph.inference(); Arena a = Arena.ofConfined()) {
                 MemorySegment t = a.allocate(4L * m * test.h * test.w, 4);
-                Tensor x = batch(g.scope(), test, null, from, m, t);
+                Tensor x = onDevice(g.scope(), batch(g.scope(), test, null, from, m, t));
                 nats += F.item(F.crossEntropy(model.logits(Var.constant(x)), t)) * (double) m * test.h * test.w;
             }
         }
