@@ -1,5 +1,7 @@
 package dev.latent.cuda;
 
+import dev.latent.nativ.NativeException;
+
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.MemoryLayout;
