@@ -533,7 +533,9 @@ public final class F {
             Tensor xv = dense(x);
             long n = xv.numel();
             Tensor y = g().empty(xv.device(), xv.shape());
-            Kernels.addRows(xv.reshape(n, 1), Tensor.of(g().scope, xv.device(), new float[] {c}, 1, 1), y.reshape(n, 1));
+            /* c from a resident device constant (uploaded once per value: a step captured into a CUDA graph may not upload) */
+            Tensor k = Kernels.residentScalar(c);
+            Kernels.addRows(xv.reshape(n, 1), k != null ? k : Tensor.of(g().scope, xv.device(), new float[] {c}, 1, 1), y.reshape(n, 1));
             return rec(y, "addScalar", of(x), gr -> of(gr));
         }
         return pointwise(x, "addScalar", v -> v + c, v -> 1);
@@ -625,6 +627,11 @@ public final class F {
     /** See {@link ProbF#reparam}. */
     public static Reparam reparam(Var mu, Var logvar, long seed, long stream) {
         return ProbF.reparam(mu, logvar, seed, stream);
+    }
+
+    /** See {@link ProbF#reparam(Var, Var, Tensor)}: the Philox key read from device memory (CUDA graphs). */
+    public static Reparam reparam(Var mu, Var logvar, Tensor key) {
+        return ProbF.reparam(mu, logvar, key);
     }
 
     /** See {@link ProbF#bceWithLogitsSum}. */
