@@ -248,8 +248,6 @@ class CudaGraphTest {
         for (int s = 0; s < steps; s++) {
             long h0 = cu.hostSyncs();
             long[] c0 = emuCounters();
-            double[][] v = new double[1][];
-            v[0] = null;
             out[s] = step.run(s);   // the step, then its values read (one copy)
             if (graphed && s >= firstReplay && !uncaptured.contains(s) && c0 != null) {
                 long[] c1 = emuCounters();
@@ -290,11 +288,12 @@ class CudaGraphTest {
                     CudaVaeTest.B, CudaVaeTest.LR, dev.latent.models.vae.VaeTrainer.Likelihood.BERNOULLI, 0.1, warmup, 0, 1, 0, 1234, 0, 0, 1, true);
             var t = new dev.latent.models.vae.VaeTrainer(cfg, s, Device.CUDA).cudaGraph(graphed);
             int[] perm = {4, 1, 0, 5, 2, 3};
-            int first = Math.max(2, warmup) + 1;   /* the KL warm-up runs uncaptured, then 2 warm-up steps and the capture */
+            /* steps 1 .. warmup - 1 run uncaptured (beta still ramps), then 2 warm-up steps, the capture, the replays */
+            int first = Math.max(0, warmup - 1) + 3;
             double[][] v = runSteps(FAMILY_STEPS, graphed, first, 1, java.util.Set.of(), st -> new double[] {t.step(data, perm, (st % 3) * 2, 2).negElbo()});
             if (graphed) {
                 assertTrue(t.graphStep().captured());
-                assertEquals(FAMILY_STEPS - first + 1, t.graphStep().replays(), "graph launches");
+                assertEquals(FAMILY_STEPS - first + 1, t.graphStep().replays(), "graph launches: the captured step and the replays");
             }
             FamilyRun r = new FamilyRun(v, params(t.model.namedParameters()));
             t.closeCudaGraph();
@@ -357,7 +356,7 @@ class CudaGraphTest {
                     .cudaGraph(graphed);
             int[] perm = {6, 2, 0, 4, 1, 5, 3};
             int[] from = {0, 3, 6, 0, 3, 0, 3}, m = {3, 3, 1, 3, 3, 3, 3};
-            double[][] v = runSteps(from.length, graphed, 3, 1, java.util.Set.of(2),
+            double[][] v = runSteps(from.length, graphed, 4, 1, java.util.Set.of(2),   /* warm-up 0, 1; partial 2; capture 3 */
                     st -> new double[] {t.stepDeferred(data, perm, from[st], m[st]).get(0)});
             if (graphed) {
                 assertTrue(t.graphStep().captured());
