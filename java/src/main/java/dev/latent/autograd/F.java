@@ -519,6 +519,9 @@ public final class F {
     /** A (r, c) tensor of ones on {@code dev} in the current graph (the GEMM operand of the device broadcasts and row sums). */
     static Tensor ones(Device dev, long r, long c) {
         if (r * c > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("ones: " + r + " x " + c + " too large");
+        /* read-only GEMM operands: a resident device tensor per length (a step captured into a CUDA graph may not upload) */
+        Tensor k = dev == Device.CUDA ? Kernels.residentOnes(r * c) : null;
+        if (k != null) return k.reshape(r, c);
         float[] o = new float[(int) (r * c)];
         Arrays.fill(o, 1f);
         return Tensor.of(g().scope, dev, o, r, c);

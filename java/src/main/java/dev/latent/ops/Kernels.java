@@ -90,7 +90,7 @@ public final class Kernels {
     /** Resident one-element device constants by float bits (residentScalar); at most RESIDENT_MAX values. */
     private static final java.util.concurrent.ConcurrentHashMap<Integer, Tensor> RESIDENT = new java.util.concurrent.ConcurrentHashMap<>();
     private static final int RESIDENT_MAX = 256;
-    private static volatile Scope residentScope;
+    private static Scope residentScope() { return Scope.resident(); }
 
     /**
      * A (1, 1) CUDA tensor holding {@code c} that stays resident for the process (uploaded, asynchronously, the first time
@@ -105,9 +105,31 @@ public final class Kernels {
         synchronized (RESIDENT) {
             t = RESIDENT.get(key);
             if (t == null && RESIDENT.size() < RESIDENT_MAX) {
-                if (residentScope == null) residentScope = Scope.shared();
-                t = Tensor.of(residentScope, Device.CUDA, new float[] {c}, 1, 1);
+                t = Tensor.of(residentScope(), Device.CUDA, new float[] {c}, 1, 1);
                 RESIDENT.put(key, t);
+            }
+            return t;
+        }
+    }
+
+    /** Resident ones by length (residentOnes); at most RESIDENT_MAX lengths of at most 1 << 20 floats. */
+    private static final java.util.concurrent.ConcurrentHashMap<Long, Tensor> RESIDENT_ONES = new java.util.concurrent.ConcurrentHashMap<>();
+
+    /**
+     * A CUDA tensor of {@code n} ones that stays resident for the process (uploaded the first time a length is asked for),
+     * or null past {@value #RESIDENT_MAX} lengths or above 2^20 elements (the caller then uploads its own): the read-only
+     * operand of the device broadcasts and row sums, which a step captured into a CUDA graph may not upload.
+     */
+    public static Tensor residentOnes(long n) {
+        Tensor t = RESIDENT_ONES.get(n);
+        if (t != null || n > (1 << 20) || n < 1 || RESIDENT_ONES.size() >= RESIDENT_MAX) return t;
+        synchronized (RESIDENT_ONES) {
+            t = RESIDENT_ONES.get(n);
+            if (t == null && RESIDENT_ONES.size() < RESIDENT_MAX) {
+                float[] o = new float[(int) n];
+                Arrays.fill(o, 1f);
+                t = Tensor.of(residentScope(), Device.CUDA, o, n);
+                RESIDENT_ONES.put(n, t);
             }
             return t;
         }
