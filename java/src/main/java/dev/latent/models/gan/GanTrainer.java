@@ -492,7 +492,8 @@ public final class GanTrainer {
     /**
      * With {@code on}, each iteration after two warm-up iterations is replayed from CUDA graphs ({@link
      * dev.latent.cuda.CudaGraphStep}): DCGAN's D and G steps as one graph; WGAN-GP's critic step as one graph launched
-     * n_critic times per iteration and its generator step as another. Before each launch the host stages what the step
+     * n_critic times per iteration (after two warm-up critic steps) and its generator step as another (after three warm-up
+     * iterations: one after the critic's capture). Before each launch the host stages what the step
      * reads into fixed device memory: the real batch, z (drawn on the host from Philox keyed by the iteration, as without a
      * graph, so every replay gets new noise), WGAN-GP's per-sample mixing weights e and 1 - e, and Adam's step
      * constants. The same bits as without a graph. Refused (naming why) off CUDA, at a precision other than fp32 (not
@@ -508,7 +509,9 @@ public final class GanTrainer {
         if (why != null) throw new IllegalArgumentException(name + ": --cuda-graph " + why);
         if (graph == null) {
             graph = new dev.latent.cuda.CudaGraphStep(2);
-            if (cfg.loss == Loss.WGAN_GP) graphG = new dev.latent.cuda.CudaGraphStep(2);
+            /* the generator's capture comes one iteration later: the critic's capture takes the cached blocks of its size
+             * classes into its graph's pool, so the generator needs a warm-up step after it to cache its own again */
+            if (cfg.loss == Loss.WGAN_GP) graphG = new dev.latent.cuda.CudaGraphStep(3);
             graphScope = Scope.shared();
             long[] real = {cfg.batch, 1, 32, 32}, z = {cfg.batch, cfg.nz, 1, 1};
             if (cfg.loss == Loss.GAN) {
