@@ -231,6 +231,30 @@ class CudaGraphTest {
         }
     }
 
+    /**
+     * A block the step needs taken out of the cache between the last warm-up step and the capture (here held by the test;
+     * in a trainer, a resident constant made by the sampling between steps): the capture misses the cache, runs nothing,
+     * and the step runs plainly instead; the next step is captured. The results are those of three plain steps.
+     */
+    @Test
+    void aCaptureThatMissesTheCacheRunsThatStepPlainlyAndCapturesTheNext() {
+        long bytes = 7L << 20;   // a size class nothing else here uses
+        try (DeviceBuffer d = upload(new float[] {1, 2, 3}); CudaGraphStep gs = new CudaGraphStep(1)) {
+            Runnable body = () -> {
+                try (DeviceBuffer t = cu.alloc(bytes)) { CudaKernels.axpby(cu, 3, 2f, d, 0f, d); }
+            };
+            gs.step(() -> {}, body);   // warm-up: the block is allocated and cached
+            DeviceBuffer held = cu.alloc(bytes);   // ... and taken before the capture
+            gs.step(() -> {}, body);
+            assertFalse(gs.captured(), "the capture missed the cache");
+            assertEquals(1, gs.cacheMisses());
+            gs.step(() -> {}, body);
+            assertTrue(gs.captured(), "captured a step later");
+            held.close();
+            assertArrayEquals(new float[] {8, 16, 24}, read(d, 3), "three steps ran, one each");
+        }
+    }
+
     // ---- the other families (vae, dcgan, wgan-gp, realnvp, glow): trainer steps through CUDA graphs ----
 
     /** Device-side work of one family step, counted: returns the step's values read after it. */
