@@ -5,7 +5,7 @@
 # run below uses the emulated driver and its CPU stand-ins instead, and times nothing that means anything).
 # usage: bash bench/cuda/gpu_checks.sh OUTDIR [DRIVER]   (DRIVER: libcuda.so.1, or PATH/libcuda_emu.so for a dry run here:
 #        tiny shapes; its steps stage needs a PY with torch, e.g. PY=/work/venv-torch/bin/python, and runs PyTorch on the CPU)
-# env: STEPS=all|steps,hostsync,tests,bench,vendorbench,graph,precision,gpt,decode,models (exact stage names)
+# env: STEPS=all|steps,hostsync,tests,bench,vendorbench,graph,familygraph,precision,gpt,decode,models (exact stage names)
 #      BUDGET=480 (seconds for the whole run)  PY=python3  CUBLAS=PATH  CUBLASLT=PATH  CUDNN=PATH (default: found below)
 # Device time is scarce (a lent GPU: 15 minutes in all, machine start included; one command at most 10): the stages run
 # most wanted first, each with a budget (seconds) that caps every command in it (tl), a stage starts only while BUDGET
@@ -126,6 +126,42 @@ stage_graph() {
   echo "== CUDA graphs (GraphBench)"
   timeout $(tl 200) $J -Xmx16g $P -cp $CP dev.latent.cuda.GraphBench $O/graph_bench.json $TINY > $O/graph_bench.log 2>&1; r=$?; cat $O/graph_bench.log; echo "graphbench rc=$r"; rc=$((rc|r))
 }
+# CUDA graphs for a non-GPT family (h-graphs2): train dcgan and train realnvp on the device, plain and with --cuda-graph
+# (each step after two warm-up steps replayed from a graph), same data, same process settings; images_per_s of each run
+# lands in familygraph-<model>-<run>.jsonl, and whether the graph's losses equal the plain run's in familygraph.txt.
+# Fashion-MNIST when the kit has it, else 2048 random 28 x 28 images (IDX files written here).
+stage_familygraph() {
+  echo "== CUDA graphs for dcgan and realnvp (train --cuda-graph vs plain)"
+  local D=$G/fmnist; : > $O/familygraph.txt
+  if [ ! -d $D ]; then D=/tmp/familygraph-data; mkdir -p $D; $PY - $D <<'PYEOF'
+import os, struct, sys
+d = sys.argv[1]; n = 2048
+for stem in ("train", "t10k"):
+    with open(os.path.join(d, stem + "-images-idx3-ubyte"), "wb") as f: f.write(struct.pack(">IIII", 0x803, n, 28, 28) + os.urandom(n * 784))
+PYEOF
+  fi
+  for model in dcgan realnvp; do
+    A="--iters ${FG_ITERS:-200} --log-interval 20"; [ $model = realnvp ] && A="--max-steps ${FG_ITERS:-200} --test-limit 500"
+    for run in plain graph; do
+      X=""; [ $run = graph ] && X=--cuda-graph
+      timeout $(tl 150) $J -Xmx8g $P -cp $CP dev.latent.cli.Main train $model --data $D --out /tmp/fg-$model-$run --device cuda $A $X \
+        > /tmp/fg-$model-$run.log 2>&1; r=$?; tail -2 /tmp/fg-$model-$run.log
+      cp /tmp/fg-$model-$run/metrics.jsonl $O/familygraph-$model-$run.jsonl 2>/dev/null
+      echo "familygraph $model $run rc=$r" | tee -a $O/familygraph.txt; rc=$((rc|r))
+    done
+    $PY - /tmp/fg-$model-plain/metrics.jsonl /tmp/fg-$model-graph/metrics.jsonl $model <<'PYEOF' | tee -a $O/familygraph.txt
+import json, sys
+def rows(f):
+    try: return [json.loads(l) for l in open(f) if l.strip()]
+    except Exception: return []
+a, b, m = rows(sys.argv[1]), rows(sys.argv[2]), sys.argv[3]
+skip = {"elapsed_s", "images_per_s", "train_images_per_s", "seconds", "epoch_seconds", "steady_seconds", "steady_steps_per_s", "steady_images_per_s", "steady_tokens_per_s"}
+same = len(a) == len(b) and all({k: v for k, v in x.items() if k not in skip} == {k: v for k, v in y.items() if k not in skip} for x, y in zip(a, b))
+ips = lambda r: [x.get("images_per_s", x.get("train_images_per_s")) for x in r if x.get("images_per_s", x.get("train_images_per_s")) is not None]
+print(f"familygraph {m}: values equal without and with --cuda-graph: {same}; images/s plain {ips(a)[-1:] }, graph {ips(b)[-1:]}")
+PYEOF
+  done
+}
 stage_gpt() {
   echo "== gpt"; GS=${GPT_STEPS:-60}
   for cfg in small big; do
@@ -239,7 +275,8 @@ ok = re.findall(r"\[ *(\d+) tests successful", text("tests.log")); bad = re.find
 s = {"gpu": text("gpu.txt").strip(), "vendor": text("vendor.txt").strip(), "dry_run": os.environ.get("LATENT_DRY_RUN") == "1",
      "tests": {"successful": int(ok[0]) if ok else 0, "failed": int(bad[0]) if bad else None},
      "host_syncs": host_syncs(), "decode": text("decode.txt").splitlines(), "vendor_bench": js("vendor_bench.json"), "gpu_bench": js("gpu_bench.json"),
-     "graph_bench": js("graph_bench.json"), "steps": steps(), "stages": text("stages.txt").splitlines(),
+     "graph_bench": js("graph_bench.json"), "steps": steps(), "family_graph": text("familygraph.txt").splitlines(),
+     "stages": text("stages.txt").splitlines(),
      "gpt": {os.path.basename(f)[4:-6]: last(os.path.basename(f)) for f in sorted(glob.glob(os.path.join(o, "gpt-*.jsonl")))
              if not os.path.basename(f).startswith("gpt-prec-")},
      "gpt_precision": {os.path.basename(f)[9:-6]: last(os.path.basename(f)) for f in sorted(glob.glob(os.path.join(o, "gpt-prec-*.jsonl")))}}
@@ -255,6 +292,7 @@ stage tests 100 40
 stage bench 60 30
 stage vendorbench 40 20
 stage graph 30 20
+stage familygraph 60 40
 stage precision 60 40
 stage gpt 60 40
 stage decode 40 30

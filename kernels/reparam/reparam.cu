@@ -11,6 +11,8 @@
  *   ltk_reparam_kl_sum(chunks, part, kl)   one thread: kl = 0.5 * (part[0] + part[1] + ...), in order (as reparam.c).
  *   ltk_reparam_bwd(n, mu, logvar, seed, stream, dz, kl_scale, dmu, dlogvar)   256 threads, any grid, grid-stride
  *       over the Philox blocks.
+ *   ltk_reparam_fwd_key / ltk_reparam_bwd_key: the same with (seed, stream) read from key[0..1] in device memory (CUDA
+ *       graphs: the key is staged before each replay).
  * Memory: a warp's 32 threads touch 4 runs of 8 consecutive floats per operand (32-byte sectors): coalesced.
  * Checked by reparam_cuda_test.cc (emulation) bit for bit against lt_reparam_* at ISA ref. */
 #include "lt_cuda.cuh"
@@ -84,12 +86,10 @@ static __device__ __forceinline__ void rp_eps4(uint64_t b, uint64_t seed, uint64
     rp_bm_pair(w[2], w[3], &e[2], &e[3]);
 }
 
-LT_KERNEL void __launch_bounds__(RP_THREADS) ltk_reparam_fwd(int64_t n, const float *__restrict__ mu,
-                                                             const float *__restrict__ logvar, uint64_t seed,
-                                                             uint64_t stream, float *__restrict__ z,
-                                                             double *__restrict__ part) {
-    __shared__ float sums[RP_CHUNK / 4];
-    __shared__ double lanes[8];
+/* The forward's body for Philox key (seed, stream); sums (RP_CHUNK / 4 floats) and lanes (8 doubles) in shared memory. */
+static __device__ __forceinline__ void rp_fwd(int64_t n, const float *__restrict__ mu, const float *__restrict__ logvar,
+                                              uint64_t seed, uint64_t stream, float *__restrict__ z,
+                                              double *__restrict__ part, float *sums, double *lanes) {
     const int64_t chunk = blockIdx.x;
     for (int r = 0; r < RP_CHUNK / 4 / RP_THREADS; r++) {
         const int jb = threadIdx.x + RP_THREADS * r;
@@ -120,6 +120,27 @@ LT_KERNEL void __launch_bounds__(RP_THREADS) ltk_reparam_fwd(int64_t n, const fl
                                 __dadd_rn(__dadd_rn(lanes[1], lanes[5]), __dadd_rn(lanes[3], lanes[7])));
 }
 
+LT_KERNEL void __launch_bounds__(RP_THREADS) ltk_reparam_fwd(int64_t n, const float *__restrict__ mu,
+                                                             const float *__restrict__ logvar, uint64_t seed,
+                                                             uint64_t stream, float *__restrict__ z,
+                                                             double *__restrict__ part) {
+    __shared__ float sums[RP_CHUNK / 4];
+    __shared__ double lanes[8];
+    rp_fwd(n, mu, logvar, seed, stream, z, part, sums, lanes);
+}
+
+/* ltk_reparam_fwd with the Philox key read from device memory: key[0] = seed, key[1] = stream. A step captured into a
+ * CUDA graph passes the key's address, which stays fixed, and the key staged before each replay is read there, so every
+ * replay draws new eps (a key passed by value would be frozen into the graph). Same bits as ltk_reparam_fwd. */
+LT_KERNEL void __launch_bounds__(RP_THREADS) ltk_reparam_fwd_key(int64_t n, const float *__restrict__ mu,
+                                                                 const float *__restrict__ logvar,
+                                                                 const uint64_t *__restrict__ key, float *__restrict__ z,
+                                                                 double *__restrict__ part) {
+    __shared__ float sums[RP_CHUNK / 4];
+    __shared__ double lanes[8];
+    rp_fwd(n, mu, logvar, key[0], key[1], z, part, sums, lanes);
+}
+
 LT_KERNEL void ltk_reparam_kl_sum(int64_t chunks, const double *__restrict__ part, double *__restrict__ kl) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
     double s = 0.0;
@@ -127,10 +148,9 @@ LT_KERNEL void ltk_reparam_kl_sum(int64_t chunks, const double *__restrict__ par
     *kl = 0.5 * s;
 }
 
-/*@ launch=reparamBackward grid=stride((n+3)/4) block=256 */
-LT_KERNEL void ltk_reparam_bwd(int64_t n, const float *__restrict__ mu, const float *__restrict__ logvar, uint64_t seed,
-                               uint64_t stream, const float *__restrict__ dz, float kl_scale, float *__restrict__ dmu,
-                               float *__restrict__ dlogvar) {
+static __device__ __forceinline__ void rp_bwd(int64_t n, const float *__restrict__ mu, const float *__restrict__ logvar,
+                                              uint64_t seed, uint64_t stream, const float *__restrict__ dz, float kl_scale,
+                                              float *__restrict__ dmu, float *__restrict__ dlogvar) {
     const int64_t blocks = ((n + 31) >> 5) * 8, stride = (int64_t)gridDim.x * blockDim.x;
     const float hk = __fmul_rn(0.5f, kl_scale);
     for (int64_t b = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; b < blocks; b += stride) {
@@ -144,4 +164,19 @@ LT_KERNEL void ltk_reparam_bwd(int64_t n, const float *__restrict__ mu, const fl
             dlogvar[i] = __fmaf_rn(hk, __fmaf_rn(s, s, -1.0f), __fmul_rn(__fmul_rn(g, e[h]), __fmul_rn(0.5f, s)));
         }
     }
+}
+
+/*@ launch=reparamBackward grid=stride((n+3)/4) block=256 */
+LT_KERNEL void ltk_reparam_bwd(int64_t n, const float *__restrict__ mu, const float *__restrict__ logvar, uint64_t seed,
+                               uint64_t stream, const float *__restrict__ dz, float kl_scale, float *__restrict__ dmu,
+                               float *__restrict__ dlogvar) {
+    rp_bwd(n, mu, logvar, seed, stream, dz, kl_scale, dmu, dlogvar);
+}
+
+/* ltk_reparam_bwd with the key read from device memory (key[0] = seed, key[1] = stream), as ltk_reparam_fwd_key. */
+/*@ launch=reparamBackwardKeyed grid=stride((n+3)/4) block=256 check=n>=0 mu[n] logvar[n] key[2] dz[n] dmu[n] dlogvar[n] */
+LT_KERNEL void ltk_reparam_bwd_key(int64_t n, const float *__restrict__ mu, const float *__restrict__ logvar,
+                                   const uint64_t *__restrict__ key, const float *__restrict__ dz, float kl_scale,
+                                   float *__restrict__ dmu, float *__restrict__ dlogvar) {
+    rp_bwd(n, mu, logvar, key[0], key[1], dz, kl_scale, dmu, dlogvar);
 }

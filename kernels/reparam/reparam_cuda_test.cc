@@ -56,6 +56,24 @@ int main() {
             LAUNCH(ltk_reparam_fwd, dim3((unsigned)chunks), dim3(RP_THREADS), 0, n, (const float *)mu.data(),
                    (const float *)lv.data(), seed, stream, z2.data(), (double *)nullptr);
             CHECK(count_diff(z2, zr) == 0, "n=%lld variant %d: z differs without the KL", (long long)n, variant);
+            /* the keyed kernels (CUDA graphs): (seed, stream) read from memory give the same bits; another stream other eps */
+            const uint64_t key[2] = {seed, stream};
+            std::vector<float> z3(n, NAN), dmu3(n, NAN), dlv3(n, NAN);
+            std::vector<double> part3(chunks, NAN);
+            double kl3 = NAN;
+            LAUNCH(ltk_reparam_fwd_key, dim3((unsigned)chunks), dim3(RP_THREADS), 0, n, (const float *)mu.data(),
+                   (const float *)lv.data(), key, z3.data(), part3.data());
+            LAUNCH(ltk_reparam_kl_sum, dim3(1), dim3(32), 0, chunks, (const double *)part3.data(), &kl3);
+            LAUNCH(ltk_reparam_bwd_key, dim3(lt_cu_blocks(n / 4, 256)), dim3(256), 0, n, (const float *)mu.data(),
+                   (const float *)lv.data(), key, (const float *)dz.data(), k, dmu3.data(), dlv3.data());
+            CHECK(count_diff(z3, zr) == 0 && count_diff(dmu3, dmur) == 0 && count_diff(dlv3, dlvr) == 0 &&
+                      (!memcmp(&kl3, &klr, 8) || (kl3 != kl3 && klr != klr)),
+                  "n=%lld variant %d: the keyed kernels differ from the by-value ones", (long long)n, variant);
+            const uint64_t key2[2] = {seed, stream + 1};
+            std::vector<float> z4(n, NAN);
+            LAUNCH(ltk_reparam_fwd_key, dim3((unsigned)chunks), dim3(RP_THREADS), 0, n, (const float *)mu.data(),
+                   (const float *)lv.data(), key2, z4.data(), (double *)nullptr);
+            CHECK(count_diff(z4, zr) > 0, "n=%lld variant %d: the next stream drew the same eps", (long long)n, variant);
         }
     }
     return lt_test_summary();

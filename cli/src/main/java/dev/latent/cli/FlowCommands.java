@@ -35,6 +35,7 @@ final class FlowCommands {
         @Mixin Mixins.Device device;
         @Mixin PrecisionOption precision;
         @Mixin TrainSteps run;
+        @Mixin Mixins.CudaGraph cudaGraph;
 
         int train(String model, java.util.function.Supplier<FlowTrainer.Config> config) throws Exception {
             var runOn = device.resolve();
@@ -53,7 +54,7 @@ final class FlowCommands {
             try (Scope scope = Scope.shared()) {
                 var clock = new StepClock(ConsoleListener.INSTANCE);
                 FlowTrainer.Result r = new FlowTrainer(config.get(), scope, probe.h, probe.w, runOn).listener(clock).precision(prec)
-                        .run(run.steps(), run.resume(), run.stopAt());
+                        .cudaGraph(cudaGraph.on).run(run.steps(), run.resume(), run.stopAt());
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("model", model); m.put("steps", r.steps()); m.put("train_bpd", r.trainBpd()); m.put("test_bpd", r.testBpd());
                 m.put("invertibility_error", r.invertibilityError()); m.put("images_per_s", r.imagesPerSecond()); m.put("out", out.out.toString());

@@ -50,6 +50,7 @@ final class GanCommands {
         @Mixin Mixins.Quiet quiet;
         @Mixin Mixins.Device device;
         @Mixin PrecisionOption precision;
+        @Mixin Mixins.CudaGraph cudaGraph;
 
         abstract GanTrainer.Config base();
 
@@ -80,7 +81,7 @@ final class GanCommands {
             resume.check(out, GanTrainer.CHECKPOINT);
             threads.apply();
             var clock = new StepClock(ConsoleListener.INSTANCE);
-            GanTrainer t = new GanTrainer(c, runOn).listener(clock).precision(prec);
+            GanTrainer t = new GanTrainer(c, runOn).listener(clock).precision(prec).cudaGraph(cudaGraph.on);
             System.err.printf(Locale.ROOT, "%s: data %s, %d iterations of batch %d, %d threads%n", c.loss() == GanTrainer.Loss.GAN ? "dcgan" : "wgan-gp",
                     c.data(), c.iters(), c.batch(), Latent.threads());
             GanTrainer.Result r = t.run(c.iters(), resume.resume, resume.stopAt());

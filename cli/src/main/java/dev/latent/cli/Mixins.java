@@ -40,6 +40,13 @@ final class Mixins {
         boolean quiet;
     }
 
+    /** {@code --cuda-graph} of the image train commands (vae, dcgan, wgan-gp, realnvp, glow; gpt has its own). */
+    static final class CudaGraph {
+        @Option(names = "--cuda-graph", description = "with --device cuda: replay each full-batch step (after two warm-up steps) from a CUDA"
+                + " graph (opt-in until measured on a GPU; the same results; refused, naming why, where a step cannot be captured)")
+        boolean on;
+    }
+
     /** {@code --seed} of the train commands. */
     static final class TrainSeed {
         @Option(names = "--seed", description = "seed of the initial weights, the batch order and every random draw (same seed, same data: same bits) (default: ${DEFAULT-VALUE})")

@@ -46,6 +46,7 @@ final class VaeCommands {
         @Mixin Mixins.Device device;
         @Mixin PrecisionOption precision;
         @Mixin TrainSteps run;
+        @Mixin Mixins.CudaGraph cudaGraph;
 
         @Override
         public Integer call() throws Exception {
@@ -74,7 +75,7 @@ final class VaeCommands {
                     limit.limit, 1234, iwae.k, iwae.n, logInterval, quiet.quiet, excludeClass == null ? -1 : excludeClass).withClasses(classes);
             try (Scope scope = Scope.shared()) {
                 var clock = new StepClock(ConsoleListener.INSTANCE);
-                VaeTrainer t = new VaeTrainer(c, scope, runOn).listener(clock).precision(prec);
+                VaeTrainer t = new VaeTrainer(c, scope, runOn).listener(clock).precision(prec).cudaGraph(cudaGraph.on);
                 var results = t.run(run.steps(), run.resume(), run.stopAt());
                 if (results.isEmpty()) {   // stopped (--stop-after) before the end of a pass over the data
                     System.out.println(Json.object(Map.of("model", "vae", "stopped", true, "out", out.out.toString())));

@@ -519,6 +519,9 @@ public final class F {
     /** A (r, c) tensor of ones on {@code dev} in the current graph (the GEMM operand of the device broadcasts and row sums). */
     static Tensor ones(Device dev, long r, long c) {
         if (r * c > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("ones: " + r + " x " + c + " too large");
+        /* read-only GEMM operands: a resident device tensor per length (a step captured into a CUDA graph may not upload) */
+        Tensor k = dev == Device.CUDA ? Kernels.residentOnes(r * c) : null;
+        if (k != null) return k.reshape(r, c);
         float[] o = new float[(int) (r * c)];
         Arrays.fill(o, 1f);
         return Tensor.of(g().scope, dev, o, r, c);
@@ -533,7 +536,9 @@ public final class F {
             Tensor xv = dense(x);
             long n = xv.numel();
             Tensor y = g().empty(xv.device(), xv.shape());
-            Kernels.addRows(xv.reshape(n, 1), Tensor.of(g().scope, xv.device(), new float[] {c}, 1, 1), y.reshape(n, 1));
+            /* c from a resident device constant (uploaded once per value: a step captured into a CUDA graph may not upload) */
+            Tensor k = Kernels.residentScalar(c);
+            Kernels.addRows(xv.reshape(n, 1), k != null ? k : Tensor.of(g().scope, xv.device(), new float[] {c}, 1, 1), y.reshape(n, 1));
             return rec(y, "addScalar", of(x), gr -> of(gr));
         }
         return pointwise(x, "addScalar", v -> v + c, v -> 1);
@@ -625,6 +630,11 @@ public final class F {
     /** See {@link ProbF#reparam}. */
     public static Reparam reparam(Var mu, Var logvar, long seed, long stream) {
         return ProbF.reparam(mu, logvar, seed, stream);
+    }
+
+    /** See {@link ProbF#reparam(Var, Var, Tensor)}: the Philox key read from device memory (CUDA graphs). */
+    public static Reparam reparam(Var mu, Var logvar, Tensor key) {
+        return ProbF.reparam(mu, logvar, key);
     }
 
     /** See {@link ProbF#bceWithLogitsSum}. */

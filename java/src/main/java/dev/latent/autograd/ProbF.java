@@ -57,6 +57,32 @@ public final class ProbF {
         return new Reparam(zv, klv);
     }
 
+    /**
+     * {@link #reparam(Var, Var, long, long)} on CUDA with the Philox key read from device memory: {@code key} is a CUDA
+     * tensor of 4 floats whose 16 bytes hold (seed, stream) as two int64, written before the step by an asynchronous
+     * upload (Kernels.stageRngKey). A step captured into a CUDA graph passes only the key's address, so each replay draws
+     * the eps of the key staged for it (a key passed by value would repeat the captured step's noise forever). The same
+     * bits as the by-value form with that key.
+     */
+    public static Reparam reparam(Var mu, Var logvar, Tensor key) {
+        sameShape("reparam", mu, logvar);
+        Tensor m = dense(mu), lv = dense(logvar);
+        Device dev = m.device();
+        if (dev != Device.CUDA) throw new IllegalArgumentException("reparam with a device key: CUDA tensors needed, got " + dev);
+        Tensor z = g().empty(dev, m.shape());
+        Tensor klT = g().empty(dev, 1);
+        Kernels.reparamOnDeviceKeyed(m, lv, key, z, klT);
+        Var[] zk = g().recordMulti(new Tensor[] {z, klT}, "reparam", of(mu, logvar), gs -> {
+            firstOrderOnly("reparam");
+            float w = gs[1] != null ? scalar(gs[1].value) : 0f;
+            Tensor dz = gs[0] != null ? dense(gs[0]) : g().zeros(dev, m.shape());
+            Tensor dm = g().empty(dev, m.shape()), dl = g().empty(dev, m.shape());
+            Kernels.reparamBackwardKeyed(m, lv, key, dz, w, dm, dl);
+            return of(Var.constant(dm), Var.constant(dl));
+        });
+        return new Reparam(zk[0], zk[1]);
+    }
+
     /** Sum over all elements of BCE-with-logits against target probabilities (the Bernoulli -log p(x|z)), times scale. */
     public static Var bceWithLogitsSum(Var logits, Tensor targets, float scale) {
         Tensor lv = dense(logits);

@@ -152,6 +152,11 @@ public final class Cuda {
     private final Map<Long, ArrayDeque<Long>> cache = new HashMap<>();
     private long cachedBytes, liveBytes, driverAllocs, reuses;
 
+    /** A capture needed a block of a size class the cache did not hold (CudaGraphStep warms up one more step then). */
+    static final class CaptureCacheMiss extends IllegalStateException {
+        CaptureCacheMiss(String message) { super(message); }
+    }
+
     static long sizeClass(long bytes) {
         if (bytes <= 1L << 20) return (bytes + 511) & ~511L;
         long step = Long.highestOneBit(bytes - 1) >> 2;
@@ -169,7 +174,7 @@ public final class Cuda {
                 if (ptr == null) {
                     ArrayDeque<Long> free = cache.get(cls);
                     if (free == null || free.isEmpty())
-                        throw new IllegalStateException("CUDA graph capture: an allocation of " + bytes + " bytes (size class " + cls
+                        throw new CaptureCacheMiss("CUDA graph capture: an allocation of " + bytes + " bytes (size class " + cls
                                 + ") found no cached block, and cuMemAlloc is not permitted while a stream captures; run the step"
                                 + " uncaptured first (warm-up) so that its allocations are cached, and keep its shapes fixed");
                     ptr = free.pop();

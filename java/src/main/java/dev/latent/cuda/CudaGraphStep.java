@@ -28,6 +28,9 @@ public final class CudaGraphStep implements AutoCloseable {
     private long steps;
     private CudaGraph graph;
     private List<String> lastWarmup;
+    private int cacheMisses;
+    /** Captures retried after a cache miss (each after one more plain step) before the miss is thrown. */
+    static final int MAX_CACHE_MISSES = 3;
 
     /** {@code warmup} >= 1 uncaptured steps before the capture. */
     public CudaGraphStep(int warmup) {
@@ -55,12 +58,27 @@ public final class CudaGraphStep implements AutoCloseable {
         } else {
             cu.launchLog(true);
             CudaGraph g;
-            List<String> captured;
             try {
                 g = cu.capture(body);
-            } finally {
-                captured = cu.launchLog(false);
+            } catch (Cuda.CaptureCacheMiss miss) {
+                /* Something between the last warm-up step and this one kept blocks the step needs (a tensor made to last,
+                 * a resident constant): the capture ran nothing, so run the step plainly now, which caches them again,
+                 * and capture the next step. A step that misses the cache every time is refused after a few tries. */
+                cu.launchLog(false);
+                if (++cacheMisses > MAX_CACHE_MISSES) throw miss;
+                cu.launchLog(true);
+                try {
+                    body.run();
+                } finally {
+                    lastWarmup = cu.launchLog(false);
+                }
+                steps++;
+                return;
+            } catch (RuntimeException | Error e) {
+                cu.launchLog(false);
+                throw e;
             }
+            List<String> captured = cu.launchLog(false);
             String diff = firstDifference(lastWarmup, captured);
             if (diff != null) {
                 g.close();
@@ -84,6 +102,9 @@ public final class CudaGraphStep implements AutoCloseable {
 
     /** Whether the step has been captured (later steps replay the graph). */
     public boolean captured() { return graph != null; }
+
+    /** Captures that missed the allocator's cache and were retried a step later (each such step ran plainly). */
+    public int cacheMisses() { return cacheMisses; }
 
     /** Graph launches so far (the captured step's own launch included). */
     public long replays() { return graph == null ? 0 : graph.launches(); }

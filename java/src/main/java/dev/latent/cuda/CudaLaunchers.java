@@ -167,6 +167,22 @@ abstract class CudaLaunchers {
         Ltk.ltk_reparam_bwd(cu, CudaKernels.dim(CudaKernels.strideBlocks((n+3)/4, 256)), CudaKernels.dim(256), 0, n, mu, logvar, seed, stream, dz, klScale, dmu, dlogvar);
     }
 
+    /** ltk_reparam_bwd_key (kernels/reparam/reparam.cu): grid stride((n+3)/4), block 256, needs n>=0; mu[n] logvar[n] key[2] dz[n] dmu[n] dlogvar[n]. */
+    public static void reparamBackwardKeyed(Cuda cu, long n, DeviceBuffer mu, DeviceBuffer logvar, DeviceBuffer key, DeviceBuffer dz, float klScale, DeviceBuffer dmu, DeviceBuffer dlogvar) {
+        String op = "reparamBackwardKeyed";
+        if (!(n >= 0)) throw new IllegalArgumentException(op + ": n " + n + " must be >= 0 (" + "n=" + n + ")");
+        long e0 = elems(op, n);
+        long e1 = elems(op, 2);
+        fits(op, "mu", mu, e0, 4, false);
+        fits(op, "logvar", logvar, e0, 4, false);
+        fits(op, "key", key, e1, 8, false);
+        fits(op, "dz", dz, e0, 4, false);
+        fits(op, "dmu", dmu, e0, 4, false);
+        fits(op, "dlogvar", dlogvar, e0, 4, false);
+        if ((n+3)/4 == 0) return;
+        Ltk.ltk_reparam_bwd_key(cu, CudaKernels.dim(CudaKernels.strideBlocks((n+3)/4, 256)), CudaKernels.dim(256), 0, n, mu, logvar, key, dz, klScale, dmu, dlogvar);
+    }
+
     /** ltk_softmax_xent (kernels/softmax_xent/softmax_xent.cu): grid ceil(rows,1), block 256, needs rows>=0, v>=1; logits[rows*v] targets[rows] losses[rows] dlogits[rows*v] (may be null). */
     public static void softmaxCrossEntropy(Cuda cu, long rows, long v, DeviceBuffer logits, DeviceBuffer targets, DeviceBuffer losses, DeviceBuffer dlogits, float dscale) {
         String op = "softmaxCrossEntropy";

@@ -177,6 +177,43 @@ public final class CudaProbKernels extends CudaLaunchers {
         Ltk.ltk_f64_to_f32(cu, dim(1), dim(32), 0, 1L, kl, klF32);
     }
 
+    /**
+     * {@link #reparamF32} with the Philox key read from device memory ({@code key}: 16 bytes, seed then stream, as two
+     * int64; ltk_reparam_fwd_key): a step captured into a CUDA graph reads the key staged before each replay, so each
+     * replay draws new eps. Same bits as {@link #reparamF32} with that key.
+     */
+    public static void reparamF32Keyed(Cuda cu, long n, DeviceBuffer mu, DeviceBuffer logvar, DeviceBuffer key, DeviceBuffer z,
+                                       DeviceBuffer klF32) {
+        floats("reparam", n, "mu", mu, "logvar", logvar, "z", z);
+        floats("reparam", 1, "kl", klF32);
+        need(key, 16, "reparam", "key");
+        long chunks = Math.max(1, (n + RP_CHUNK - 1) / RP_CHUNK);
+        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
+        DeviceBuffer kl = s.slice(0, 8), part = s.slice(8, chunks * 8);
+        if (n == 0) {
+            kl.zero();
+        } else {
+            Ltk.ltk_reparam_fwd_key(cu, dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, key, z, part);
+            Ltk.ltk_reparam_kl_sum(cu, dim(1), dim(32), 0, chunks, part, kl);
+        }
+        Ltk.ltk_f64_to_f32(cu, dim(1), dim(32), 0, 1L, kl, klF32);
+    }
+
+    /** ltk_reparam_bwd_key: {@code ltk_reparam_bwd} with the key read from device memory (16 bytes: seed, stream). */
+    public static void reparamBackwardKeyed(Cuda cu, long n, DeviceBuffer mu, DeviceBuffer logvar, DeviceBuffer key, DeviceBuffer dz,
+                                            float klScale, DeviceBuffer dmu, DeviceBuffer dlogvar) {
+        CudaLaunchers.reparamBackwardKeyed(cu, n, mu, logvar, key, dz, klScale, dmu, dlogvar);
+    }
+
+    /** Writes the Philox key (seed, stream) into {@code key} (16 bytes on the device) by an asynchronous staged upload. */
+    public static void stageRngKey(DeviceBuffer key, long seed, long stream) {
+        need(key, 16, "stageRngKey", "key");
+        Staging.upload(key.slice(0, 16), 16, h -> {
+            h.set(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, 0, seed);
+            h.set(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, 8, stream);
+        });
+    }
+
     // ---- coupling.cu ----
 
     private static void cpCheck(String op, long n, long hw, DeviceBuffer mask, DeviceBuffer y, DeviceBuffer h, DeviceBuffer out) {

@@ -456,6 +456,11 @@ final class Ltk {
         cu.launch("ltk_reparam_fwd", grid, block, sharedBytes, n, mu, logvar, seed, stream, z, part);
     }
 
+    /** ltk_reparam_fwd_key (kernels/reparam/reparam.cu). */
+    static void ltk_reparam_fwd_key(Cuda cu, int[] grid, int[] block, int sharedBytes, long n, DeviceBuffer mu, DeviceBuffer logvar, DeviceBuffer key, DeviceBuffer z, DeviceBuffer part) {
+        cu.launch("ltk_reparam_fwd_key", grid, block, sharedBytes, n, mu, logvar, key, z, part);
+    }
+
     /** ltk_reparam_kl_sum (kernels/reparam/reparam.cu). */
     static void ltk_reparam_kl_sum(Cuda cu, int[] grid, int[] block, int sharedBytes, long chunks, DeviceBuffer part, DeviceBuffer kl) {
         cu.launch("ltk_reparam_kl_sum", grid, block, sharedBytes, chunks, part, kl);
@@ -464,6 +469,11 @@ final class Ltk {
     /** ltk_reparam_bwd (kernels/reparam/reparam.cu). */
     static void ltk_reparam_bwd(Cuda cu, int[] grid, int[] block, int sharedBytes, long n, DeviceBuffer mu, DeviceBuffer logvar, long seed, long stream, DeviceBuffer dz, float kl_scale, DeviceBuffer dmu, DeviceBuffer dlogvar) {
         cu.launch("ltk_reparam_bwd", grid, block, sharedBytes, n, mu, logvar, seed, stream, dz, kl_scale, dmu, dlogvar);
+    }
+
+    /** ltk_reparam_bwd_key (kernels/reparam/reparam.cu). */
+    static void ltk_reparam_bwd_key(Cuda cu, int[] grid, int[] block, int sharedBytes, long n, DeviceBuffer mu, DeviceBuffer logvar, DeviceBuffer key, DeviceBuffer dz, float kl_scale, DeviceBuffer dmu, DeviceBuffer dlogvar) {
+        cu.launch("ltk_reparam_bwd_key", grid, block, sharedBytes, n, mu, logvar, key, dz, kl_scale, dmu, dlogvar);
     }
 
     /** ltk_softmax_xent (kernels/softmax_xent/softmax_xent.cu). */

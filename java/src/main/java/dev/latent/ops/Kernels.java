@@ -87,6 +87,54 @@ public final class Kernels {
         DeviceUploads.stageFixed(checkIds("stageTokensFixed", ids, n, vocab), targets.asSlice(0, 4 * n).toArray(JAVA_INT), vocab);
     }
 
+    /** Resident one-element device constants by float bits (residentScalar); at most RESIDENT_MAX values. */
+    private static final java.util.concurrent.ConcurrentHashMap<Integer, Tensor> RESIDENT = new java.util.concurrent.ConcurrentHashMap<>();
+    private static final int RESIDENT_MAX = 256;
+    private static Scope residentScope() { return Scope.resident(); }
+
+    /**
+     * A (1, 1) CUDA tensor holding {@code c} that stays resident for the process (uploaded, asynchronously, the first time
+     * a value is asked for), or null once {@value #RESIDENT_MAX} distinct values are resident (the caller then uploads its
+     * own copy). For the constants of ops such as {@code F.addScalar}: a step captured into a CUDA graph may not upload,
+     * and its warm-up steps made these resident. Values that change every step do not belong here.
+     */
+    public static Tensor residentScalar(float c) {
+        Integer key = Float.floatToRawIntBits(c);
+        Tensor t = RESIDENT.get(key);
+        if (t != null || RESIDENT.size() >= RESIDENT_MAX) return t;
+        synchronized (RESIDENT) {
+            t = RESIDENT.get(key);
+            if (t == null && RESIDENT.size() < RESIDENT_MAX) {
+                t = Tensor.of(residentScope(), Device.CUDA, new float[] {c}, 1, 1);
+                RESIDENT.put(key, t);
+            }
+            return t;
+        }
+    }
+
+    /** Resident ones by length (residentOnes); at most RESIDENT_MAX lengths of at most 1 << 20 floats. */
+    private static final java.util.concurrent.ConcurrentHashMap<Long, Tensor> RESIDENT_ONES = new java.util.concurrent.ConcurrentHashMap<>();
+
+    /**
+     * A CUDA tensor of {@code n} ones that stays resident for the process (uploaded the first time a length is asked for),
+     * or null past {@value #RESIDENT_MAX} lengths or above 2^20 elements (the caller then uploads its own): the read-only
+     * operand of the device broadcasts and row sums, which a step captured into a CUDA graph may not upload.
+     */
+    public static Tensor residentOnes(long n) {
+        Tensor t = RESIDENT_ONES.get(n);
+        if (t != null || n > (1 << 20) || n < 1 || RESIDENT_ONES.size() >= RESIDENT_MAX) return t;
+        synchronized (RESIDENT_ONES) {
+            t = RESIDENT_ONES.get(n);
+            if (t == null && RESIDENT_ONES.size() < RESIDENT_MAX) {
+                float[] o = new float[(int) n];
+                Arrays.fill(o, 1f);
+                t = Tensor.of(residentScope(), Device.CUDA, o, n);
+                RESIDENT_ONES.put(n, t);
+            }
+            return t;
+        }
+    }
+
     private static volatile DeviceBuffer one;   /* 1f on the device, uploaded once per process */
 
     /** Sets a one-element CUDA tensor to 1 by a device-to-device copy of a resident 1f (no host synchronisation). */
@@ -513,6 +561,38 @@ public final class Kernels {
         Backend be = Backend.on("reparamBackward", mu, logvar, dz, dmu, dlogvar);
         numel("reparamBackward", mu.numel(), logvar, dz, dmu, dlogvar);
         be.reparamBackward(mu.numel(), mu, logvar, seed, stream, dz, klScale, dmu, dlogvar);
+    }
+
+    /**
+     * CUDA graphs: a Philox key (seed, stream) written into {@code key} (a contiguous CUDA tensor of 4 floats whose 16 bytes
+     * hold the two int64) by an asynchronous upload, before the step that reads it ({@link #reparamOnDeviceKeyed}).
+     */
+    public static void stageRngKey(Tensor key, long seed, long stream) {
+        rngKey("stageRngKey", key);
+        CudaProbKernels.stageRngKey(buf(key), seed, stream);
+    }
+
+    private static void rngKey(String op, Tensor key) {
+        if (key.device() != Device.CUDA || !key.isContiguous() || key.numel() != 4)
+            throw new IllegalArgumentException(op + ": the key must be a contiguous CUDA tensor of 4 floats (seed and stream as two int64), got " + key);
+    }
+
+    /** {@link #reparamOnDevice} with the Philox key read from device memory ({@link #stageRngKey}): the same bits. */
+    public static void reparamOnDeviceKeyed(Tensor mu, Tensor logvar, Tensor key, Tensor z, Tensor kl) {
+        if (!onCuda("reparam", mu, logvar, z, kl)) throw new IllegalArgumentException("reparamOnDeviceKeyed: CUDA tensors needed, got " + mu.device());
+        rngKey("reparam", key);
+        numel("reparam", mu.numel(), logvar, z);
+        numel("reparam", 1, kl);
+        CudaProbKernels.reparamF32Keyed(cuda(), mu.numel(), buf(mu), buf(logvar), buf(key), buf(z), buf(kl));
+    }
+
+    /** {@link #reparamBackward} with the Philox key read from device memory ({@link #stageRngKey}). */
+    public static void reparamBackwardKeyed(Tensor mu, Tensor logvar, Tensor key, Tensor dz, float klScale, Tensor dmu, Tensor dlogvar) {
+        if (!onCuda("reparamBackward", mu, logvar, dz, dmu, dlogvar))
+            throw new IllegalArgumentException("reparamBackwardKeyed: CUDA tensors needed, got " + mu.device());
+        rngKey("reparamBackward", key);
+        numel("reparamBackward", mu.numel(), logvar, dz, dmu, dlogvar);
+        CudaProbKernels.reparamBackwardKeyed(cuda(), mu.numel(), buf(mu), buf(logvar), buf(key), buf(dz), klScale, buf(dmu), buf(dlogvar));
     }
 
     // ---- BatchNorm2d, activations, BCE (kernels/batchnorm, kernels/activation) ----

@@ -29,10 +29,33 @@ public final class Scope implements AutoCloseable {
     private final java.util.ArrayList<Long> deviceSeq = new java.util.ArrayList<>();             // guarded by this
     private long deviceAllocations;                                                               // guarded by this
     private volatile boolean closed;
+    private final boolean counted;   /* false: the process-resident scope, left out of liveDeviceBytes */
 
-    private Scope(Arena arena, String name) {
+    private Scope(Arena arena, String name) { this(arena, name, true); }
+
+    private Scope(Arena arena, String name, boolean counted) {
         this.arena = arena;
         this.name = name;
+        this.counted = counted;
+    }
+
+    private static volatile Scope resident;
+
+    /**
+     * The process-resident scope, never closed: small read-only device constants an op keeps for the life of the process
+     * (a one-element constant per value, a vector of ones per length), made the first time they are asked for. Its device
+     * memory is not counted in {@link #liveDeviceBytes()}, which callers use to check that a run's scopes free what they
+     * made.
+     */
+    public static Scope resident() {
+        Scope r = resident;
+        if (r == null) {
+            synchronized (Scope.class) {
+                if (resident == null) resident = new Scope(Arena.ofShared(), "resident", false);
+                r = resident;
+            }
+        }
+        return r;
     }
 
     public static Scope shared() { return new Scope(Arena.ofShared(), "shared"); }
@@ -110,7 +133,7 @@ public final class Scope implements AutoCloseable {
             deviceBlocks.add(b);
             deviceSeq.add(deviceAllocations++);
         }
-        LIVE_DEVICE.addAndGet(b.byteSize());
+        if (counted) LIVE_DEVICE.addAndGet(b.byteSize());
         return b;
     }
 
@@ -135,7 +158,7 @@ public final class Scope implements AutoCloseable {
                 }
         }
         if (found == null) return false;
-        LIVE_DEVICE.addAndGet(-found.byteSize());
+        if (counted) LIVE_DEVICE.addAndGet(-found.byteSize());
         found.close();
         return true;
     }
@@ -189,7 +212,7 @@ public final class Scope implements AutoCloseable {
         LIVE.addAndGet(-b);
         RuntimeException failed = null;
         for (DeviceMemory d : freeDevice) {   /* free them all even if one fails, then report the first failure */
-            LIVE_DEVICE.addAndGet(-d.byteSize());
+            if (counted) LIVE_DEVICE.addAndGet(-d.byteSize());
             try {
                 d.close();
             } catch (RuntimeException e) {

@@ -22,6 +22,7 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 public final class StepScalars {
     private final Tensor buf;
     private long captures;
+    private long[] lastAt;   /* the layout of the last capture (again) */
 
     /** Room for {@code capacity} floats on {@code device}, allocated in {@code scope}. */
     public StepScalars(Scope scope, Device device, int capacity) {
@@ -45,6 +46,7 @@ public final class StepScalars {
         }
         if (total > buf.numel()) throw new IllegalArgumentException("StepScalars: " + total + " floats, room for " + buf.numel());
         captures++;
+        lastAt = at;
         if (buf.device() == Device.CPU) {
             float[] v = new float[(int) total];
             for (int i = 0; i < ts.length; i++) MemorySegment.copy(ts[i].segment(), JAVA_FLOAT, 0, v, (int) at[i], (int) ts[i].numel());
@@ -53,6 +55,18 @@ public final class StepScalars {
         for (int i = 0; i < ts.length; i++)
             if (ts[i].numel() > 0) buf.deviceBuffer().slice(4L * at[i], 4L * ts[i].numel()).copyFrom(ts[i].deviceBuffer());
         return new Values(this, captures, at, null);
+    }
+
+    /**
+     * CUDA graphs: the values the last {@link #capture}'s copies wrote again, as a step replayed from a graph rewrites
+     * this buffer without running the Java code that called capture: a new {@link Values} with that capture's layout
+     * (earlier ones become stale, as after a capture).
+     */
+    public Values again() {
+        if (buf.device() == Device.CPU) throw new IllegalStateException("StepScalars.again: for a device buffer (CUDA graphs), this one is on the CPU");
+        if (lastAt == null) throw new IllegalStateException("StepScalars.again: nothing was captured yet");
+        captures++;
+        return new Values(this, captures, lastAt, null);
     }
 
     /** The tensors of one capture; the first read copies them all back (on CUDA one synchronising copy), then cached. */

@@ -230,4 +230,254 @@ class CudaGraphTest {
             assertFalse(gs.captured());
         }
     }
+
+    /**
+     * A block the step needs taken out of the cache between the last warm-up step and the capture (here held by the test;
+     * in a trainer, a resident constant made by the sampling between steps): the capture misses the cache, runs nothing,
+     * and the step runs plainly instead; the next step is captured. The results are those of three plain steps.
+     */
+    @Test
+    void aCaptureThatMissesTheCacheRunsThatStepPlainlyAndCapturesTheNext() {
+        long bytes = 7L << 20;   // a size class nothing else here uses
+        try (DeviceBuffer d = upload(new float[] {1, 2, 3}); CudaGraphStep gs = new CudaGraphStep(1)) {
+            Runnable body = () -> {
+                try (DeviceBuffer t = cu.alloc(bytes)) { CudaKernels.axpby(cu, 3, 2f, d, 0f, d); }
+            };
+            gs.step(() -> {}, body);   // warm-up: the block is allocated and cached
+            DeviceBuffer held = cu.alloc(bytes);   // ... and taken before the capture
+            gs.step(() -> {}, body);
+            assertFalse(gs.captured(), "the capture missed the cache");
+            assertEquals(1, gs.cacheMisses());
+            gs.step(() -> {}, body);
+            assertTrue(gs.captured(), "captured a step later");
+            held.close();
+            assertArrayEquals(new float[] {8, 16, 24}, read(d, 3), "three steps ran, one each");
+        }
+    }
+
+    // ---- the other families (vae, dcgan, wgan-gp, realnvp, glow): trainer steps through CUDA graphs ----
+
+    /** Device-side work of one family step, counted: returns the step's values read after it. */
+    interface FamilyStep { double[] run(int s); }
+
+    record FamilyRun(double[][] values, Map<String, float[]> params) {}
+
+    /**
+     * Runs {@code steps} steps, reading each step's values after it; for a graphed run checks that every step from
+     * {@code firstReplay} on (except those listed in {@code uncaptured}) is replayed: no cuLaunchKernel call, {@code
+     * graphLaunches} cuGraphLaunch calls and no host synchronisation during the step.
+     */
+    static double[][] runSteps(int steps, boolean graphed, int firstReplay, int graphLaunches, java.util.Set<Integer> uncaptured, FamilyStep step) {
+        double[][] out = new double[steps][];
+        for (int s = 0; s < steps; s++) {
+            long h0 = cu.hostSyncs();
+            long[] c0 = emuCounters();
+            out[s] = step.run(s);   // the step, then its values read (one copy)
+            if (graphed && s >= firstReplay && !uncaptured.contains(s) && c0 != null) {
+                long[] c1 = emuCounters();
+                assertEquals(0, c1[EMU_LAUNCH] - c0[EMU_LAUNCH], "step " + s + ": a replayed step makes no cuLaunchKernel call");
+                assertEquals(graphLaunches, c1[EMU_GRAPH_LAUNCH] - c0[EMU_GRAPH_LAUNCH], "step " + s + ": cuGraphLaunch calls");
+                assertEquals(1, cu.hostSyncs() - h0, "step " + s + ": a replayed step makes no host synchronisation; reading its values one copy");
+            }
+        }
+        return out;
+    }
+
+    static void sameBits(String family, FamilyRun plain, FamilyRun graphed) {
+        for (int s = 0; s < plain.values.length; s++)
+            for (int k = 0; k < plain.values[s].length; k++)
+                assertEquals(Double.doubleToRawLongBits(plain.values[s][k]), Double.doubleToRawLongBits(graphed.values[s][k]),
+                        family + ": value " + k + " of step " + s + ": uncaptured " + plain.values[s][k] + ", graph " + graphed.values[s][k]);
+        assertNotEquals(plain.values[plain.values.length - 1][0], plain.values[plain.values.length - 2][0], family + ": the steps differ");
+        List<String> differ = new ArrayList<>();
+        plain.params.forEach((k, v) -> { if (!java.util.Arrays.equals(v, graphed.params.get(k))) differ.add(k); });
+        assertTrue(differ.isEmpty(), family + ": parameters differ after " + plain.values.length + " steps: " + differ);
+        assertEquals(plain.params.keySet(), graphed.params.keySet());
+        System.out.printf("%s through CUDA graphs: %d steps, values and parameters bit-identical to the uncaptured steps; last %s%n",
+                family, plain.values.length, java.util.Arrays.toString(graphed.values[plain.values.length - 1]));
+    }
+
+    static Map<String, float[]> params(Map<String, Var> named) {
+        Map<String, float[]> m = new java.util.LinkedHashMap<>();
+        named.forEach((k, v) -> m.put(k, v.value().toArray()));
+        return m;
+    }
+
+    static final int FAMILY_STEPS = 6;
+
+    static FamilyRun vae(boolean graphed, int warmup) {
+        dev.latent.data.ImageData data = CudaVaeTest.images(6, 9);
+        try (Scope s = Scope.shared()) {
+            var cfg = new dev.latent.models.vae.VaeTrainer.Config("unused", java.nio.file.Path.of("unused"), CudaVaeTest.LATENT, 1.0, 1,
+                    CudaVaeTest.B, CudaVaeTest.LR, dev.latent.models.vae.VaeTrainer.Likelihood.BERNOULLI, 0.1, warmup, 0, 1, 0, 1234, 0, 0, 1, true);
+            var t = new dev.latent.models.vae.VaeTrainer(cfg, s, Device.CUDA).cudaGraph(graphed);
+            int[] perm = {4, 1, 0, 5, 2, 3};
+            /* steps 1 .. warmup - 1 run uncaptured (beta still ramps), then 2 warm-up steps, the capture, the replays */
+            int first = Math.max(0, warmup - 1) + 3;
+            double[][] v = runSteps(FAMILY_STEPS, graphed, first, 1, java.util.Set.of(), st -> new double[] {t.step(data, perm, (st % 3) * 2, 2).negElbo()});
+            if (graphed) {
+                assertTrue(t.graphStep().captured());
+                assertEquals(FAMILY_STEPS - first + 1, t.graphStep().replays(), "graph launches: the captured step and the replays");
+            }
+            FamilyRun r = new FamilyRun(v, params(t.model.namedParameters()));
+            t.closeCudaGraph();
+            return r;
+        }
+    }
+
+    @Test
+    void vaeStepsReplayedFromAGraphGiveTheUncapturedBits() {
+        sameBits("VAE", vae(false, 0), vae(true, 0));
+    }
+
+    @Test
+    void vaeKlWarmupRunsUncapturedThenCaptures() {
+        sameBits("VAE with a 2-step KL warm-up", vae(false, 2), vae(true, 2));
+    }
+
+    static GanTrainerHandle gan(dev.latent.models.gan.GanTrainer.Loss loss) {
+        return new GanTrainerHandle(new dev.latent.models.gan.GanTrainer(CudaGanTest.config(java.nio.file.Path.of("unused"), loss), Device.CUDA));
+    }
+
+    record GanTrainerHandle(dev.latent.models.gan.GanTrainer t) {}
+
+    static FamilyRun gan(dev.latent.models.gan.GanTrainer.Loss loss, boolean graphed) {
+        dev.latent.data.ImageData data = CudaGanTest.images(6, 5);
+        var t = gan(loss).t().cudaGraph(graphed);
+        int[] perm = {0, 1, 2, 3, 4, 5};
+        /* DCGAN: one graph per iteration; WGAN-GP (n_critic 1 here): the critic graph and the generator graph */
+        int launches = loss == dev.latent.models.gan.GanTrainer.Loss.GAN ? 1 : 2;
+        /* WGAN-GP's generator graph is captured one iteration after the critic's (a warm-up after the critic's capture) */
+        double[][] v = runSteps(FAMILY_STEPS, graphed, launches == 1 ? 3 : 4, launches, java.util.Set.of(),
+                st -> t.stepDeferred(data, perm, (st % 2) * CudaGanTest.B, st + 1).values());
+        if (graphed) {
+            assertTrue(t.graphStep().captured());
+            assertEquals(FAMILY_STEPS - 2, t.graphStep().replays());
+            if (launches == 2) assertEquals(FAMILY_STEPS - 3, t.generatorGraphStep().replays());
+        }
+        Map<String, float[]> p = params(t.g.namedParameters());
+        params(t.d.namedParameters()).forEach((k, x) -> p.put("D." + k, x));
+        t.closeCudaGraph();
+        return new FamilyRun(v, p);
+    }
+
+    @Test
+    void dcganStepsReplayedFromAGraphGiveTheUncapturedBits() {
+        var L = dev.latent.models.gan.GanTrainer.Loss.GAN;
+        sameBits("DCGAN", gan(L, false), gan(L, true));
+    }
+
+    @Test
+    void wganGpStepsReplayedFromGraphsGiveTheUncapturedBits() {
+        var L = dev.latent.models.gan.GanTrainer.Loss.WGAN_GP;
+        sameBits("WGAN-GP", gan(L, false), gan(L, true));
+    }
+
+    /** Flow steps over 7 images in batches of 3: step 3 is an epoch's last partial batch (1 image), run uncaptured. */
+    static FamilyRun flow(String arch, boolean graphed) {
+        dev.latent.data.ImageData data = new dev.latent.data.ImageData(7, CudaFlowTest.HW, CudaFlowTest.HW, CudaFlowTest.pixels(7, 4), null, "random");
+        try (Scope s = Scope.shared()) {
+            var t = new dev.latent.models.flow.FlowTrainer(CudaFlowTest.config(arch).withClip(0.5), s, CudaFlowTest.HW, CudaFlowTest.HW, Device.CUDA)
+                    .cudaGraph(graphed);
+            int[] perm = {6, 2, 0, 4, 1, 5, 3};
+            int[] from = {0, 3, 6, 0, 3, 0, 3}, m = {3, 3, 1, 3, 3, 3, 3};
+            double[][] v = runSteps(from.length, graphed, 4, 1, java.util.Set.of(2),   /* warm-up 0, 1; partial 2; capture 3 */
+                    st -> new double[] {t.stepDeferred(data, perm, from[st], m[st]).get(0)});
+            if (graphed) {
+                assertTrue(t.graphStep().captured());
+                assertEquals(from.length - 1, t.graphStep().steps(), "the partial batch ran uncaptured");
+                assertEquals(from.length - 1 - 2, t.graphStep().replays());
+            }
+            FamilyRun r = new FamilyRun(v, params(t.model.namedParameters()));
+            t.closeCudaGraph();
+            return r;
+        }
+    }
+
+    @Test
+    void realNvpStepsReplayedFromAGraphGiveTheUncapturedBits() {
+        sameBits("RealNVP", flow("realnvp", false), flow("realnvp", true));
+    }
+
+    /** Glow's ActNorm initialises from the first batch (host copies) in the first warm-up step; the capture comes after. */
+    @Test
+    void glowStepsReplayedFromAGraphGiveTheUncapturedBits() {
+        sameBits("Glow", flow("glow", false), flow("glow", true));
+    }
+
+    /**
+     * The reparameterisation's noise in a graph: with the Philox key in device memory each replay draws the eps of the key
+     * staged for it (z equal, bit for bit, to the by-value sampler's for that key, and different every step); with the
+     * key passed by value CudaGraphStep refuses the capture, since every replay would reuse the captured step's eps.
+     */
+    @Test
+    void replayedReparamDrawsNewNoiseEveryStep() {
+        int n = 37;
+        float[] mu0 = new float[n], lv0 = new float[n];
+        for (int i = 0; i < n; i++) { mu0[i] = 0.1f * i - 1; lv0[i] = 0.05f * i - 0.7f; }
+        try (Scope sc = Scope.shared(); CudaGraphStep gs = new CudaGraphStep(1)) {
+            Tensor mu = Tensor.of(sc, Device.CUDA, mu0, n), lv = Tensor.of(sc, Device.CUDA, lv0, n);
+            Tensor key = Tensor.zeros(sc, Device.CUDA, 4), out = Tensor.zeros(sc, Device.CUDA, n);
+            float[] prev = null;
+            for (long s = 1; s <= 5; s++) {
+                long step = s;
+                gs.step(() -> Kernels.stageRngKey(key, 1234, 77 + step), () -> {
+                    try (Graph g = Graph.inference()) {
+                        Kernels.copy(dev.latent.autograd.F.reparam(Var.constant(mu), Var.constant(lv), key).z().value(), out);
+                    }
+                });
+                float[] got = out.toArray(), want;
+                try (Graph g = Graph.inference()) {
+                    want = dev.latent.autograd.F.reparam(Var.constant(mu), Var.constant(lv), 1234, 77 + step).z().value().toArray();
+                }
+                assertArrayEquals(want, got, "step " + s + ": z of the staged key");
+                if (prev != null) assertFalse(java.util.Arrays.equals(prev, got), "step " + s + " drew the previous step's eps");
+                prev = got;
+            }
+            assertEquals(4, gs.replays());
+        }
+        try (Scope sc = Scope.shared(); CudaGraphStep gs = new CudaGraphStep(1)) {
+            Tensor mu = Tensor.of(sc, Device.CUDA, mu0, n), lv = Tensor.of(sc, Device.CUDA, lv0, n);
+            long[] stream = {1};
+            Runnable body = () -> {
+                try (Graph g = Graph.inference()) { dev.latent.autograd.F.reparam(Var.constant(mu), Var.constant(lv), 1234, stream[0]); }
+            };
+            gs.step(() -> stream[0] = 1, body);
+            IllegalStateException e = assertThrows(IllegalStateException.class, () -> gs.step(() -> stream[0] = 2, body));
+            assertTrue(e.getMessage().contains("ltk_reparam_fwd"), e.getMessage());
+        }
+    }
+
+    @Test
+    void familiesThatCannotBeCapturedAreRefusedByName() {
+        var V = dev.latent.models.vae.VaeTrainer.class;
+        try (Scope s = Scope.shared()) {
+            java.util.function.Function<dev.latent.models.vae.VaeTrainer.Config, String> vaeRefusal = c -> assertThrows(IllegalArgumentException.class,
+                    () -> new dev.latent.models.vae.VaeTrainer(c, s, Device.CUDA).cudaGraph(true)).getMessage();
+            var base = new dev.latent.models.vae.VaeTrainer.Config("unused", java.nio.file.Path.of("unused"), 2, 1.0, 1, 2, 1e-3f,
+                    dev.latent.models.vae.VaeTrainer.Likelihood.BERNOULLI, 0.1, 0, 0.5, 1, 0, 0, 0, 0, 1, true);
+            String m = vaeRefusal.apply(base);
+            assertTrue(m.contains("vae: --cuda-graph") && m.contains("free-bits"), m);
+            m = vaeRefusal.apply(new dev.latent.models.vae.VaeTrainer.Config("unused", java.nio.file.Path.of("unused"), 2, 1.0, 1, 2, 1e-3f,
+                    dev.latent.models.vae.VaeTrainer.Likelihood.GAUSSIAN, 0.1, 0, 0, 1, 0, 0, 0, 0, 1, true));
+            assertTrue(m.contains("Gaussian likelihood"), m);
+            m = vaeRefusal.apply(new dev.latent.models.vae.VaeTrainer.Config("unused", java.nio.file.Path.of("unused"), 2, 1.0, 1, 2, 1e-3f,
+                    dev.latent.models.vae.VaeTrainer.Likelihood.BERNOULLI, 0.1, 0, 0, 1, 0, 0, 0, 0, 1, true).withClasses(3));
+            assertTrue(m.contains("conditional VAE"), m);
+            m = assertThrows(IllegalArgumentException.class, () -> new dev.latent.models.vae.VaeTrainer(new dev.latent.models.vae.VaeTrainer.Config("unused",
+                    java.nio.file.Path.of("unused"), 2, 1.0, 1, 2, 1e-3f, dev.latent.models.vae.VaeTrainer.Likelihood.BERNOULLI, 0.1, 0, 0, 1, 0, 0, 0, 0, 1, true), s,
+                    Device.CPU).cudaGraph(true)).getMessage();
+            assertTrue(m.contains("needs --device cuda"), m);
+            m = assertThrows(IllegalArgumentException.class, () -> new dev.latent.models.flow.FlowTrainer(CudaFlowTest.config("glow"), s,
+                    CudaFlowTest.HW, CudaFlowTest.HW, Device.CPU).cudaGraph(true)).getMessage();
+            assertTrue(m.startsWith("glow: --cuda-graph needs --device cuda"), m);
+        }
+        String m = assertThrows(IllegalArgumentException.class, () -> new dev.latent.models.gan.GanTrainer(
+                CudaGanTest.config(java.nio.file.Path.of("unused"), dev.latent.models.gan.GanTrainer.Loss.GAN).withClasses(3), Device.CUDA).cudaGraph(true)).getMessage();
+        assertTrue(m.contains("dcgan: --cuda-graph cannot capture class-conditional nets"), m);
+        m = assertThrows(IllegalArgumentException.class, () -> new dev.latent.models.gan.GanTrainer(
+                CudaGanTest.config(java.nio.file.Path.of("unused"), dev.latent.models.gan.GanTrainer.Loss.WGAN_GP), Device.CPU).cudaGraph(true)).getMessage();
+        assertTrue(m.contains("wgan-gp: --cuda-graph needs --device cuda"), m);
+        assertNotNull(V);
+    }
 }

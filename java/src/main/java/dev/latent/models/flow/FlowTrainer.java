@@ -80,6 +80,7 @@ public final class FlowTrainer {
     public final ImageFlow model;
     private final AdamW opt;
     private final StepScalars losses;   /* CUDA: a step's bits/dim, read back when asked */
+    private final Scope scope;          /* the model's */
     private long step;
 
     private static final long PERM = 1L << 40, NOISE = 2L << 40, TEST = 3L << 40;
@@ -102,6 +103,7 @@ public final class FlowTrainer {
      */
     public FlowTrainer(Config cfg, Scope scope, int h, int w, Device device) {
         this.cfg = cfg;
+        this.scope = scope;
         this.device = java.util.Objects.requireNonNull(device, "device");
         model = cfg.arch.equals("glow") ? new Glow(scope, h, w, cfg.levels, cfg.depth, cfg.hidden, 0.05, cfg.seed)
                 : new RealNvp(scope, h, w, cfg.couplings, cfg.hidden, 0.05, cfg.seed);
@@ -141,6 +143,7 @@ public final class FlowTrainer {
      * synchronisation where the model's ops make none.
      */
     public StepScalars.Values stepDeferred(ImageData data, int[] idx, int from, int m) {
+        if (graph != null && m == cfg.batch) return graphedStep(data, idx, from, m);
         step++;
         try (Graph g = Graph.open().precision(precision)) {
             Tensor[] pre = model.preprocess(g.scope(), data.pixels, idx, from, m, cfg.seed, NOISE + step);
@@ -150,6 +153,60 @@ public final class FlowTrainer {
             if (device == Device.CPU) return StepScalars.Values.known(F.item(bpd));
             return losses.capture(bpd.value());
         }
+    }
+
+    // ---- CUDA graphs (train realnvp|glow --cuda-graph) ----
+    private dev.latent.cuda.CudaGraphStep graph;
+    private dev.latent.train.GraphInputs graphIn;   /* the batch (B, 1, h, w) and its bits/dim constant (1), fixed on the device */
+
+    /**
+     * With {@code on}, each full-batch step after two warm-up steps is replayed from a CUDA graph ({@link
+     * dev.latent.cuda.CudaGraphStep}): before each step the host dequantizes the batch (its noise keyed by the step, as
+     * without a graph) and stages it, the bits/dim's constant term ({@link ImageFlow#bpdConstant}) and AdamW's step
+     * constants into fixed device memory; the captured forward, backward, clipping and update read them there. Glow's
+     * data-dependent ActNorm initialisation (host copies of the first batch) happens in the first warm-up step, before
+     * the capture. A last partial batch of an epoch runs uncaptured. The same bits as without a graph. CUDA and fp32
+     * only (refused otherwise, naming why).
+     */
+    public FlowTrainer cudaGraph(boolean on) {
+        if (!on) { closeCudaGraph(); return this; }
+        if (device != Device.CUDA)
+            throw new IllegalArgumentException(cfg.arch() + ": --cuda-graph needs --device cuda (running on " + device + ")");
+        if (precision != dev.latent.tensor.Precision.FP32)
+            throw new IllegalArgumentException(cfg.arch() + ": --cuda-graph is checked with fp32 only, not " + precision);
+        if (graph == null) graph = new dev.latent.cuda.CudaGraphStep(2);
+        return this;
+    }
+
+    /** The CUDA graph of {@link #cudaGraph}, or null: how many steps ran and whether it was captured. */
+    public dev.latent.cuda.CudaGraphStep graphStep() { return graph; }
+
+    /** Releases the CUDA graph (later steps run uncaptured until {@link #cudaGraph} is asked again). */
+    public void closeCudaGraph() {
+        if (graph != null) graph.close();
+        graph = null;
+    }
+
+    private StepScalars.Values graphedStep(ImageData data, int[] idx, int from, int m) {
+        step++;
+        long s = step;
+        if (graphIn == null) graphIn = new dev.latent.train.GraphInputs(scope, new long[] {m, 1, model.height(), model.width()}, new long[] {1});
+        Tensor graphY = graphIn.get(0), graphConst = graphIn.get(1);
+        graph.step(() -> {
+            try (Scope sc = Scope.confined()) {   /* one upload: the dequantized batch and its constant */
+                Tensor[] pre = model.preprocess(sc, data.pixels, idx, from, m, cfg.seed, NOISE + s);
+                graphIn.stage(pre[0], Tensor.of(sc, new float[] {ImageFlow.bpdConstant(pre[1], m, (long) model.height() * model.width())}, 1));
+            }
+            opt.stage(cfg.lr);
+        }, () -> {
+            try (Graph g = Graph.open().precision(precision)) {
+                Var bpd = model.bitsPerDim(Var.constant(graphY), graphConst);
+                g.backward(bpd);
+                opt.updateStaged(cfg.clip);
+                losses.capture(bpd.value());
+            }
+        });
+        return losses.again();
     }
 
     /** Mean test bits/dim with one dequantization sample per image (seed 1234). */
@@ -282,7 +339,12 @@ public final class FlowTrainer {
                 listener.onSample(cfg.out.resolve("samples.png"), step);
             }
         };
-        long done = TrainLoop.run(family, new TrainLoop.Options(cfg.out, total, stopAt, resume, 0, listener, cfg.quiet));
+        long done;
+        try {
+            done = TrainLoop.run(family, new TrainLoop.Options(cfg.out, total, stopAt, resume, 0, listener, cfg.quiet));
+        } finally {
+            closeCudaGraph();
+        }
         if (!curve.isEmpty())
             listener.onCurves(new TrainingListener.Curves(cfg.out, (model instanceof Glow ? "Glow" : "RealNVP") + " training bits/dim", "step", "bits/dim",
                     List.of(new TrainingListener.Series("bpd", curve.stream().mapToDouble(c -> c[0]).toArray(), curve.stream().mapToDouble(c -> c[1]).toArray()))));

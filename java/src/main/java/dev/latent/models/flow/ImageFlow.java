@@ -58,13 +58,34 @@ public interface ImageFlow extends Module {
         return new Tensor[] {y, ld};
     }
 
-    /** Bits/dim from the prior's quadratic term 0.5 sum z^2 and the batch's summed log-det (both scalars). */
+    /**
+     * Bits/dim from the prior's quadratic term 0.5 sum z^2 and the batch's summed log-det (both scalars). {@code ldPre}
+     * is the per-image log-det of the preprocessing (n, on the host), or, on a device, the batch's constant term
+     * {@link #bpdConstant} already computed and staged into a one-element device tensor (a step captured into a CUDA
+     * graph reads it there: it changes with every batch's noise). Both give the same bits.
+     */
     static Var bitsPerDim(Var halfQuad, Var logdetSum, Tensor ldPre, long n, long d) {
-        double ln2 = Math.log(2), preSum = 0;
-        for (long i = 0; i < n; i++) preSum += ldPre.segment().getAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT, i);
+        double ln2 = Math.log(2);
         // sum_i bpd_i / n = [0.5 sum z^2 + n D 0.5 log 2 pi - sum logdet - preSum] / (n D ln 2) + log2(256)
         Var num = dev.latent.autograd.F.sub(halfQuad, logdetSum);
-        double constant = (n * d * 0.5 * Math.log(2 * Math.PI) - preSum) / (n * d * ln2) + 8.0;
-        return dev.latent.autograd.F.addScalar(dev.latent.autograd.F.scale(num, (float) (1.0 / (n * d * ln2))), (float) constant);
+        Var scaled = dev.latent.autograd.F.scale(num, (float) (1.0 / (n * d * ln2)));
+        dev.latent.tensor.Device on = scaled.value().device();
+        if (ldPre.device() != dev.latent.tensor.Device.CPU) {
+            if (ldPre.numel() != 1 || ldPre.device() != on)
+                throw new IllegalArgumentException("bitsPerDim: a device ldPre must be the staged constant (one element on " + on + "), got " + ldPre);
+            return dev.latent.autograd.F.add(scaled, Var.constant(ldPre.reshape(scaled.value().shape())));
+        }
+        float constant = bpdConstant(ldPre, n, d);
+        if (on == dev.latent.tensor.Device.CPU) return dev.latent.autograd.F.addScalar(scaled, constant);
+        /* on a device: x + c as a two-tensor add (the same float rounding as addScalar), c uploaded for this batch */
+        Tensor c = Tensor.of(dev.latent.autograd.Graph.current().scope(), on, new float[] {constant}, scaled.value().shape());
+        return dev.latent.autograd.F.add(scaled, Var.constant(c));
+    }
+
+    /** The constant term of {@link #bitsPerDim}: (n D 0.5 log 2 pi - sum ldPre) / (n D ln 2) + 8, rounded to float. */
+    static float bpdConstant(Tensor ldPre, long n, long d) {
+        double preSum = 0;
+        for (long i = 0; i < n; i++) preSum += ldPre.segment().getAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT, i);
+        return (float) ((n * d * 0.5 * Math.log(2 * Math.PI) - preSum) / (n * d * Math.log(2)) + 8.0);
     }
 }

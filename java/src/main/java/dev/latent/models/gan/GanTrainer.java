@@ -187,6 +187,8 @@ public final class GanTrainer {
     public Result run(long iters, boolean resume, long stopAt) throws IOException {
         try (var p = dev.latent.io.Provenance.training(cfg.loss() == Loss.GAN ? "dcgan" : "wgan-gp", cfg.seed(), cfg.toMap(), cfg.out()).use()) {
             return runWithProvenance(iters > 0 ? iters : cfg.iters, resume, stopAt);
+        } finally {
+            closeCudaGraph();
         }
     }
 
@@ -442,6 +444,7 @@ public final class GanTrainer {
     }
 
     private StepValues ganStepDeferred(ImageData data, int[] perm, int pos, long it) {
+        if (graph != null) return ganGraphed(data, perm, pos, it);
         try (Graph gr = Graph.open().precision(precision)) {
             Var real = Var.constant(realBatch(gr.scope(), data, perm, pos));
             Var z = Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + it, cfg.batch, cfg.nz)));
@@ -451,22 +454,114 @@ public final class GanTrainer {
                 for (int i = 0; i < cfg.batch; i++) yReal.setAtIndex(JAVA_INT, i, data.labels[perm[pos + i]]);
                 yFake = randomLabels(gr.scope(), cfg.seed, LABEL + it, cfg.batch, cfg.classes);
             }
-            Var fake = g.forward(z, yFake);
-            Var outReal = d.forward(real, yReal), outFake = d.forward(F.detach(fake), yFake);
-            Var lossD = F.add(F.bceWithLogits(outReal, 1f), F.bceWithLogits(outFake, 0f));
-            gr.backward(lossD);
-            optD.update(cfg.lr, 0);
-            for (Var p : d.parameters()) p.zeroGrad();
-            Var lossG = F.bceWithLogits(d.forward(fake, yFake), 1f);
-            gr.freeze(d.parameters());   // D's weight gradients of the G step would be thrown away: skip them
-            gr.backward(lossG);
-            optG.update(cfg.lr, 0);
+            Var[] v = ganBody(gr, real, z, yReal, yFake, false);
+            Var lossD = v[0], lossG = v[1], outReal = v[2], outFake = v[3];
             if (device == Device.CPU)
                 return new StepValues(new double[] {F.item(lossD), F.item(lossG), meanSigmoid(outReal.value().toArray()),
                         meanSigmoid(outFake.value().toArray())}, null);
             if (stepValues == null) stepValues = new StepScalars(params, device, 2 + 2 * cfg.batch);
             return new StepValues(null, stepValues.capture(lossD.value(), lossG.value(), outReal.value().contiguous(), outFake.value().contiguous()));
         }
+    }
+
+    /**
+     * A DCGAN iteration's device work: one D step then one G step (non-saturating) on the same G(z); returns {lossD, lossG,
+     * D's logits on the real batch, on the fake one}. {@code staged}: the optimizers' constants were staged (CUDA graphs).
+     */
+    private Var[] ganBody(Graph gr, Var real, Var z, MemorySegment yReal, MemorySegment yFake, boolean staged) {
+        Var fake = g.forward(z, yFake);
+        Var outReal = d.forward(real, yReal), outFake = d.forward(F.detach(fake), yFake);
+        Var lossD = F.add(F.bceWithLogits(outReal, 1f), F.bceWithLogits(outFake, 0f));
+        gr.backward(lossD);
+        if (staged) optD.updateStaged(0); else optD.update(cfg.lr, 0);
+        for (Var p : d.parameters()) p.zeroGrad();
+        Var lossG = F.bceWithLogits(d.forward(fake, yFake), 1f);
+        gr.freeze(d.parameters());   // D's weight gradients of the G step would be thrown away: skip them
+        gr.backward(lossG);
+        if (staged) optG.updateStaged(0); else optG.update(cfg.lr, 0);
+        return new Var[] {lossD, lossG, outReal, outFake};
+    }
+
+    // ---- CUDA graphs (train dcgan|wgan-gp --cuda-graph) ----
+    /* DCGAN: the whole iteration. WGAN-GP: the critic step (replayed n_critic times per iteration) and the generator step. */
+    private dev.latent.cuda.CudaGraphStep graph, graphG;
+    /* staged inputs, fixed on the device: the real batch and z (DCGAN); + e and 1 - e (WGAN-GP's critic); G's z (WGAN-GP) */
+    private dev.latent.train.GraphInputs graphIn, graphInG;
+    private Scope graphScope;
+
+    /**
+     * With {@code on}, each iteration after two warm-up iterations is replayed from CUDA graphs ({@link
+     * dev.latent.cuda.CudaGraphStep}): DCGAN's D and G steps as one graph; WGAN-GP's critic step as one graph launched
+     * n_critic times per iteration (after two warm-up critic steps) and its generator step as another (after three warm-up
+     * iterations: one after the critic's capture). Before each launch the host stages what the step
+     * reads into fixed device memory: the real batch, z (drawn on the host from Philox keyed by the iteration, as without a
+     * graph, so every replay gets new noise), WGAN-GP's per-sample mixing weights e and 1 - e, and Adam's step
+     * constants. The same bits as without a graph. Refused (naming why) off CUDA, at a precision other than fp32 (not
+     * checked) and for class-conditional nets (their labels go up inside the step).
+     */
+    public GanTrainer cudaGraph(boolean on) {
+        String name = cfg.loss == Loss.GAN ? "dcgan" : "wgan-gp";
+        if (!on) { closeCudaGraph(); return this; }
+        String why = device != Device.CUDA ? "needs --device cuda (running on " + device + ")"
+                : precision != dev.latent.tensor.Precision.FP32 ? "is checked with fp32 only, not " + precision
+                : cfg.conditional() ? "cannot capture class-conditional nets: their labels are uploaded inside the step"
+                : null;
+        if (why != null) throw new IllegalArgumentException(name + ": --cuda-graph " + why);
+        if (graph == null) {
+            graph = new dev.latent.cuda.CudaGraphStep(2);
+            /* the generator's capture comes one iteration later: the critic's capture takes the cached blocks of its size
+             * classes into its graph's pool, so the generator needs a warm-up step after it to cache its own again */
+            if (cfg.loss == Loss.WGAN_GP) graphG = new dev.latent.cuda.CudaGraphStep(3);
+            graphScope = Scope.shared();
+            long[] real = {cfg.batch, 1, 32, 32}, z = {cfg.batch, cfg.nz, 1, 1};
+            if (cfg.loss == Loss.GAN) {
+                graphIn = new dev.latent.train.GraphInputs(graphScope, real, z);
+            } else {
+                graphIn = new dev.latent.train.GraphInputs(graphScope, real, z, new long[] {cfg.batch}, new long[] {cfg.batch});
+                graphInG = new dev.latent.train.GraphInputs(graphScope, z);
+            }
+        }
+        return this;
+    }
+
+    /** The CUDA graph of DCGAN's iteration or WGAN-GP's critic step ({@link #cudaGraph}), or null. */
+    public dev.latent.cuda.CudaGraphStep graphStep() { return graph; }
+
+    /** WGAN-GP: the CUDA graph of the generator step ({@link #cudaGraph}), or null. */
+    public dev.latent.cuda.CudaGraphStep generatorGraphStep() { return graphG; }
+
+    /** Releases the CUDA graphs and their fixed buffers (later iterations run uncaptured until {@link #cudaGraph} is asked again). */
+    public void closeCudaGraph() {
+        if (graph != null) graph.close();
+        if (graphG != null) graphG.close();
+        graph = graphG = null;
+        if (graphScope != null) graphScope.close();
+        graphScope = null;
+        graphIn = graphInG = null;
+    }
+
+    /** The real batch data[perm[pos ..]] on the host, in [-1, 1], padded to 32 x 32. */
+    private Tensor hostBatch(Scope sc, ImageData data, int[] perm, int pos) {
+        Tensor x = Tensor.empty(sc, cfg.batch, 1, 32, 32);
+        data.fill(x, perm, pos, cfg.batch, 1f / 127.5f, -1f, 2);
+        return x;
+    }
+
+    private StepValues ganGraphed(ImageData data, int[] perm, int pos, long it) {
+        if (stepValues == null) stepValues = new StepScalars(params, device, 2 + 2 * cfg.batch);
+        graph.step(() -> {
+            try (Scope sc = Scope.confined()) {   /* one upload: the real batch and z */
+                graphIn.stage(hostBatch(sc, data, perm, pos), latent(sc, cfg.seed, LATENT + it, cfg.batch, cfg.nz));
+            }
+            optD.stage(cfg.lr);
+            optG.stage(cfg.lr);
+        }, () -> {
+            try (Graph gr = Graph.open().precision(precision)) {
+                Var[] v = ganBody(gr, Var.constant(graphIn.get(0)), Var.constant(graphIn.get(1)), null, null, true);
+                stepValues.capture(v[0].value(), v[1].value(), v[2].value().contiguous(), v[3].value().contiguous());
+            }
+        });
+        return new StepValues(null, stepValues.again());
     }
 
     private static double meanSigmoid(float[] s) {
@@ -481,42 +576,78 @@ public final class GanTrainer {
      * is then the float difference of the two means, where the CPU subtracts their doubles).
      */
     double[] criticStep(ImageData data, int[] perm, int pos, long step) {
+        if (graph != null) {
+            float[][] w = penaltyWeights(step);
+            graph.step(() -> {
+                try (Scope sc = Scope.confined()) {   /* one upload: the real batch, z, e and 1 - e */
+                    graphIn.stage(hostBatch(sc, data, perm, pos), latent(sc, cfg.seed, LATENT + step, cfg.batch, cfg.nz),
+                            Tensor.of(sc, w[0], cfg.batch), Tensor.of(sc, w[1], cfg.batch));
+                }
+                optD.stage(cfg.lr);
+            }, () -> {
+                try (Graph gr = Graph.open().precision(precision)) {
+                    criticBody(gr, graphIn.get(0), Var.constant(graphIn.get(1)), graphIn.get(2), graphIn.get(3), step, true);
+                }
+            });
+            return null;
+        }
         try (Graph gr = Graph.open().precision(precision)) {
             Tensor realT = realBatch(gr.scope(), data, perm, pos);
-            Var real = Var.constant(realT);
-            Var fake = F.detach(g.forward(Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + step, cfg.batch, cfg.nz)))));
-            Var dReal = F.mean(d.forward(real)), dFake = F.mean(d.forward(fake));
-            Var gp = gradientPenalty(gr, realT, fake.value(), step);
-            Var penalty = F.scale(gp, cfg.lambda);
-            Var loss = F.add(F.sub(dFake, dReal), penalty);
-            gr.backward(loss);
-            optD.update(cfg.lr, 0);
-            if (device != Device.CPU) {
-                keep(0, loss.value());
-                keep(2, dReal.value());
-                Kernels.axpby(-1f, dFake.value().reshape(1), 1f, wganKept.slice(0, 2, 3));   // E[D(real)] - E[D(fake)]
-                keep(3, gp.value());
-                return null;
-            }
-            return new double[] {F.item(loss), 0, F.item(dReal) - F.item(dFake), F.item(penalty) / cfg.lambda};
+            return criticBody(gr, realT, Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + step, cfg.batch, cfg.nz))),
+                    null, null, step, false);
         }
+    }
+
+    /**
+     * A critic step's work: on CUDA the values go to {@link #wganKept} and null is returned. {@code ea}, {@code eb}: the
+     * penalty's staged mixing weights (CUDA graphs), or null to make them here; {@code staged}: optD's constants staged.
+     */
+    private double[] criticBody(Graph gr, Tensor realT, Var z, Tensor ea, Tensor eb, long step, boolean staged) {
+        Var real = Var.constant(realT);
+        Var fake = F.detach(g.forward(z));
+        Var dReal = F.mean(d.forward(real)), dFake = F.mean(d.forward(fake));
+        Var gp = ea != null ? penaltyMixed(gr, realT, fake.value(), ea, eb) : gradientPenalty(gr, realT, fake.value(), step);
+        Var penalty = F.scale(gp, cfg.lambda);
+        Var loss = F.add(F.sub(dFake, dReal), penalty);
+        gr.backward(loss);
+        if (staged) optD.updateStaged(0); else optD.update(cfg.lr, 0);
+        if (device != Device.CPU) {
+            keep(0, loss.value());
+            keep(2, dReal.value());
+            Kernels.axpby(-1f, dFake.value().reshape(1), 1f, wganKept.slice(0, 2, 3));   // E[D(real)] - E[D(fake)]
+            keep(3, gp.value());
+            return null;
+        }
+        return new double[] {F.item(loss), 0, F.item(dReal) - F.item(dFake), F.item(penalty) / cfg.lambda};
+    }
+
+    /** The penalty's per-sample mixing weights {e, 1 - e}, e ~ U(0, 1) from Philox (seed, EPS + step), formed on the host. */
+    private float[][] penaltyWeights(long step) {
+        try (Scope sc = Scope.confined()) {
+            float[] a = Tensor.rand(sc, cfg.seed, EPS + step, cfg.batch).toArray(), am = new float[a.length];
+            for (int i = 0; i < a.length; i++) am[i] = 1 - a[i];
+            return new float[][] {a, am};
+        }
+    }
+
+    /** The penalty at e real + (1 - e) fake on the device, e and 1 - e per sample in the device tensors ea and eb. */
+    private Var penaltyMixed(Graph gr, Tensor real, Tensor fake, Tensor ea, Tensor eb) {
+        int b = (int) real.size(0);
+        long per = real.numel() / b;
+        long[] bs = {1, b, per};
+        Var va = F.channelBroadcast(Var.constant(ea), bs), vb = F.channelBroadcast(Var.constant(eb), bs);
+        Var r = Var.constant(real.reshape(bs)), f = Var.constant(fake.contiguous().reshape(bs));
+        return penaltyAt(gr, d, F.add(F.mul(va, r), F.mul(vb, f)).value().reshape(real.shape()));
     }
 
     /** mean over the batch of (|grad_x D(x_hat)|_2 - 1)^2 at x_hat = e real + (1 - e) fake, e ~ U(0, 1) per sample. */
     Var gradientPenalty(Graph gr, Tensor real, Tensor fake, long step) {
         if (device == Device.CPU) return gradientPenalty(gr, d, real, fake, cfg.seed, EPS + step);
         int b = (int) real.size(0);
-        long per = real.numel() / b;
-        Tensor e = Tensor.rand(gr.scope(), cfg.seed, EPS + step, b);
         /* e real + (1 - e) fake with the CPU's float roundings: each product, then the sum (e and 1 - e per sample,
          * formed on the host, broadcast over the sample's pixels on the device) */
-        float[] a = e.toArray(), am = new float[b];
-        for (int i = 0; i < b; i++) am[i] = 1 - a[i];
-        long[] bs = {1, b, per};
-        Var ea = F.channelBroadcast(Var.constant(Tensor.of(gr.scope(), device, a, b)), bs);
-        Var eb = F.channelBroadcast(Var.constant(Tensor.of(gr.scope(), device, am, b)), bs);
-        Var r = Var.constant(real.reshape(bs)), f = Var.constant(fake.contiguous().reshape(bs));
-        return penaltyAt(gr, d, F.add(F.mul(ea, r), F.mul(eb, f)).value().reshape(real.shape()));
+        float[][] w = penaltyWeights(step);
+        return penaltyMixed(gr, real, fake, Tensor.of(gr.scope(), device, w[0], b), Tensor.of(gr.scope(), device, w[1], b));
     }
 
     /**
@@ -549,6 +680,21 @@ public final class GanTrainer {
 
     /** One WGAN generator step: loss -E[D(G(z))] (on CUDA NaN: the loss is kept on the device, see {@link #criticStep}). */
     double generatorStep(long it) {
+        if (graphG != null) {
+            graphG.step(() -> {
+                try (Scope sc = Scope.confined()) { graphInG.stage(latent(sc, cfg.seed, LATENT + (1L << 39) + it, cfg.batch, cfg.nz)); }
+                optG.stage(cfg.lr);
+            }, () -> {
+                try (Graph gr = Graph.open().precision(precision)) {
+                    Var loss = F.scale(F.mean(d.forward(g.forward(Var.constant(graphInG.get(0))))), -1f);
+                    gr.freeze(d.parameters());
+                    gr.backward(loss);
+                    optG.updateStaged(0);
+                    keep(1, loss.value());
+                }
+            });
+            return Double.NaN;
+        }
         try (Graph gr = Graph.open().precision(precision)) {
             Var fake = g.forward(Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + (1L << 39) + it, cfg.batch, cfg.nz))));
             Var loss = F.scale(F.mean(d.forward(fake)), -1f);

@@ -284,6 +284,8 @@ public final class VaeTrainer {
 
     /** {@link #trainStep} without reading the loss: on CUDA the step makes no host synchronisation (the batch goes up asynchronously). */
     public StepLoss step(ImageData data, int[] idx, int from, int m) {
+        /* captured once the KL warm-up is over (beta then stays cfg.beta) and for full batches only */
+        if (graph != null && m == cfg.batch && step + 1 >= cfg.warmup) return graphedStep(data, idx, from, m);
         step++;
         try (Graph g = Graph.open().precision(precision)) {
             Tensor x = images(g.scope(), data, idx, from, m);
@@ -299,6 +301,76 @@ public final class VaeTrainer {
             if (device == Device.CPU) return new StepLoss(null, m, F.item(rec) + F.item(r.kl()) / m);
             return new StepLoss(losses.capture(rec.value(), r.kl().value()), m, Double.NaN);
         }
+    }
+
+    // ---- CUDA graphs (train vae --cuda-graph) ----
+    private dev.latent.cuda.CudaGraphStep graph;
+    private dev.latent.train.GraphInputs graphIn;   /* the reparameterisation's Philox key and the batch (B, 1, 28, 28), fixed on the device */
+    private Scope graphScope;
+
+    /**
+     * With {@code on}, each full-batch step after two warm-up steps is replayed from a CUDA graph ({@link
+     * dev.latent.cuda.CudaGraphStep}): before each step the host stages the batch, the reparameterisation's Philox key
+     * (seed, step: {@link F#reparam(Var, Var, Tensor)} reads it on the device, so every replay draws new eps) and Adam's
+     * step constants into fixed device memory; the captured encoder, sampler, decoder, backward and update read them
+     * there. Steps run uncaptured while the KL warm-up changes beta (a graph would repeat one beta), and for a last
+     * partial batch of an epoch. The same bits as without a graph. Refused (naming why) off CUDA, at a precision other
+     * than fp32 (not checked), with free bits (the free-bits KL reads the latent codes on the host), with the Gaussian
+     * likelihood (its sum of squares comes back to the host) and for a conditional VAE (its labels go up inside the step).
+     */
+    public VaeTrainer cudaGraph(boolean on) {
+        if (!on) { closeCudaGraph(); return this; }
+        String why = device != Device.CUDA ? "needs --device cuda (running on " + device + ")"
+                : precision != dev.latent.tensor.Precision.FP32 ? "is checked with fp32 only, not " + precision
+                : cfg.freeBits > 0 ? "cannot capture the free-bits KL (--free-bits " + cfg.freeBits + "): it copies the latent codes to the host every step"
+                : cfg.likelihood != Likelihood.BERNOULLI ? "cannot capture the Gaussian likelihood: its sum of squares is read back on the host every step"
+                : cfg.conditional() ? "cannot capture a conditional VAE: its labels are uploaded inside the step"
+                : null;
+        if (why != null) throw new IllegalArgumentException("vae: --cuda-graph " + why);
+        if (graph == null) graph = new dev.latent.cuda.CudaGraphStep(2);
+        return this;
+    }
+
+    /** The CUDA graph of {@link #cudaGraph}, or null: how many steps ran through it and whether it was captured. */
+    public dev.latent.cuda.CudaGraphStep graphStep() { return graph; }
+
+    /** Releases the CUDA graph and its fixed buffers (later steps run uncaptured until {@link #cudaGraph} is asked again). */
+    public void closeCudaGraph() {
+        if (graph != null) graph.close();
+        graph = null;
+        if (graphScope != null) graphScope.close();
+        graphScope = null;
+        graphIn = null;
+    }
+
+    /** The Philox key a step's eps came from (seed, stream), for {@link #step} at trainer step {@code s}. */
+    long[] epsKey(long s) { return new long[] {cfg.seed, EPS + s}; }
+
+    private StepLoss graphedStep(ImageData data, int[] idx, int from, int m) {
+        step++;
+        long s = step;
+        if (graphScope == null) {
+            graphScope = Scope.shared();
+            graphIn = new dev.latent.train.GraphInputs(graphScope, new long[] {4}, new long[] {m, 1, data.h, data.w});
+        }
+        Tensor graphKey = graphIn.get(0), graphX = graphIn.get(1);
+        graph.step(() -> {
+            try (Scope sc = Scope.confined()) {   /* one upload: the key and the batch */
+                graphIn.stage(dev.latent.train.GraphInputs.rngKey(sc, cfg.seed, EPS + s), images(sc, data, idx, from, m));
+            }
+            opt.stage(cfg.lr);
+        }, () -> {
+            try (Graph g = Graph.open().precision(precision)) {
+                Var[] h = model.encode(Var.constant(graphX), null);
+                F.Reparam r = F.reparam(h[0], h[1], graphKey);
+                Var rec = reconstruction(model.decode(r.z(), null), graphX, 1f / m);
+                Var klTerm = F.scale(r.kl(), (float) (betaAt(s) / m));   /* beta is constant here (warm-up over) */
+                g.backward(F.add(rec, klTerm));
+                opt.updateStaged(0);
+                losses.capture(rec.value(), r.kl().value());
+            }
+        });
+        return new StepLoss(losses.again(), m, Double.NaN);
     }
 
     /** One epoch: its mean train neg-ELBO (nats per image), time, throughput, and the test evaluation after it. */
@@ -375,7 +447,11 @@ public final class VaeTrainer {
                 }
             }
         };
-        TrainLoop.run(family, new TrainLoop.Options(cfg.out, family.total(), stopAt, resume, 0, listener, cfg.quiet));
+        try {
+            TrainLoop.run(family, new TrainLoop.Options(cfg.out, family.total(), stopAt, resume, 0, listener, cfg.quiet));
+        } finally {
+            closeCudaGraph();
+        }
         writeInterpolations(test, cfg.out.resolve("interpolations.png"));
         if (cfg.latent == 2 && !cfg.conditional()) writeManifold(cfg.out.resolve("manifold.png"), 20);
         if (cfg.conditional()) writeAnalogy(cfg.out.resolve("analogy.png"), 8, cfg.evalSeed);
