@@ -318,6 +318,17 @@ public final class CudaVendor {
     static volatile boolean headsTransposedForTest;
 
     /**
+     * h-sdpaconv: whether the bf16 model path's SDPA hook (CudaBackend.vendorAttention) converts a packed q, k, v in one
+     * launch, widens a packed dq, dk, dv in one, and keeps the forward's bf16 q, k, v, o for the backward (true, always
+     * outside tests), or converts each operand in each pass as h-sdpawire did. Tests only (CudaSdpaConversionTest
+     * compares the two bit for bit and counts their launches) set it false.
+     */
+    static volatile boolean fewerSdpaConversionsForTest = true;
+
+    /** See {@link #fewerSdpaConversionsForTest}: true unless a test turned the fewer conversions off. */
+    public static boolean fewerSdpaConversions() { return fewerSdpaConversionsForTest; }
+
+    /**
      * Causal attention backward on bf16 device buffers through cuDNN's SDPA backward: q, k, v, o, dout in and dq, dk, dv
      * out (B, H, T, D) bf16 contiguous, lse (B, H, T) fp32 as the forward wrote it (cuDNN's Stats or our kernels' lse:
      * the same quantity). False, doing nothing, when cuDNN's SDPA does not serve; the caller then runs our kernel.

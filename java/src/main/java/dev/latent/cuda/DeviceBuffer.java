@@ -53,6 +53,15 @@ public final class DeviceBuffer implements DeviceMemory {
         return offset == 0 && length == bytes ? this : new DeviceBuffer(root, ptr + offset, length);
     }
 
+    /**
+     * The {@code length} bytes of this buffer's allocation that start where this buffer starts: a view that may reach past
+     * this slice's end into the same allocation (h-sdpaconv: q, k, v slices of one packed qkv seen as one run);
+     * IllegalArgumentException when the allocation ends first.
+     */
+    public DeviceBuffer widen(long length) {
+        return root.slice(ptr - root.ptr, length);
+    }
+
     /** Host -> device: src.byteSize() bytes to offset 0. */
     public void copyFrom(MemorySegment src) {
         if (src.byteSize() > bytes)

@@ -225,8 +225,13 @@ final class CudaBackend extends CudaOps {
 
     /** attention at a precision: vendorAttention if it serves, else (bf16) our tensor-core kernel, or (tf32) our kernel on rounded q, k, v. */
     void attention(MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Precision p) {
+        attention(desc, q, k, v, o, lse, p, null);
+    }
+
+    /** {@link #attention(MemorySegment, Tensor, Tensor, Tensor, Tensor, Tensor, Precision)}, leaving in keep (when not null) what its backward can reuse. */
+    void attention(MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Precision p, KeptOperands keep) {
         if (p == Precision.FP32) { attention(desc, q, k, v, o, lse); return; }
-        if (vendorAttention(p, desc, q, k, v, o, lse, null, null, null, null)) return;
+        if (vendorAttention(p, desc, q, k, v, o, lse, null, null, null, null, keep)) return;
         if (p == Precision.BF16) {   // h-tcbf16: our bf16 tensor-core kernel (rounds q, k, v and P itself)
             dense("attention", q, k, v);
             CudaKernels.attentionBf16(cuda(), desc, buf(q), buf(k), buf(v), buf(o), buf(lse));
@@ -241,8 +246,14 @@ final class CudaBackend extends CudaOps {
     /** attentionBackward at a precision: vendorAttention if it serves, else our kernel on rounded q, k, v, dout (o, lse fp32). */
     void attentionBackward(MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk,
                            Tensor dv, Precision p) {
+        attentionBackward(desc, q, k, v, o, lse, dout, dq, dk, dv, p, null);
+    }
+
+    /** {@link #attentionBackward(MemorySegment, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Precision)}, reading what the forward left in kept (null or empty: nothing). */
+    void attentionBackward(MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dout, Tensor dq, Tensor dk,
+                           Tensor dv, Precision p, KeptOperands kept) {
         if (p == Precision.FP32) { attentionBackward(desc, q, k, v, o, lse, dout, dq, dk, dv); return; }
-        if (vendorAttention(p, desc, q, k, v, o, lse, dout, dq, dk, dv)) return;
+        if (vendorAttention(p, desc, q, k, v, o, lse, dout, dq, dk, dv, kept)) return;
         if (p == Precision.BF16) {   // h-tcbf16: our bf16 tensor-core kernels (round q, k, v, dout, P and dS themselves)
             dense("attentionBackward", q, k, v, dout);
             CudaKernels.attentionBackwardBf16(cuda(), desc, buf(q), buf(k), buf(v), buf(o), buf(lse), buf(dout), buf(dq), buf(dk), buf(dv));
@@ -265,12 +276,22 @@ final class CudaBackend extends CudaOps {
      * cuDNN's SDPA writes o in bf16 and lse (its Stats, fp32: our kernels' lse contract) straight into the lse tensor, o
      * widened back to fp32 (ltk_bf16_to_f32, exact). Backward: q, k, v, o and dout converted, cuDNN's SDPA backward,
      * dq, dk, dv widened back (overwritten, as our kernel does). Either backward runs from either forward (Stats == lse),
-     * so a shape whose forward and backward are decided differently still trains. The bf16 copies live in one scratch
-     * block from the caching allocator per call (returned to its cache at the end of the call: stream-ordered reuse, no
-     * host synchronisation). TF32 and fp32 attention: our kernels (cuDNN's SDPA engines take fp16 / bf16 only).
+     * so a shape whose forward and backward are decided differently still trains. TF32 and fp32 attention: our kernels
+     * (cuDNN's SDPA engines take fp16 / bf16 only).
+     *
+     * <p>Fewer conversions (h-sdpaconv): where q, k, v are the adjacent slices of one packed (3, B, NH, T, HS) tensor (F.attention's
+     * packed qkv), the three are converted by one launch over 3n elements, and where dq, dk, dv are adjacent slices of
+     * one packed gradient, widened by one; and a forward given {@code keep} converts into a block it holds there (bf16
+     * q, k, v and cuDNN's bf16 o) instead of scratch, which the backward given the same holder reads instead of
+     * converting q, k, v and o again: per layer and step 2 launches in the forward (4 before) and 2 in the backward (dout
+     * and one widening; 8 before). The same bf16 values either way (each conversion is exact RNE of the same fp32 input,
+     * and the kept o is the very bf16 o whose widening the fp32 o is), so the results are bit-identical. Scratch comes
+     * from the caching allocator per call and goes back to its cache at the end of the call (stream-ordered reuse, no
+     * host synchronisation); the kept block belongs to keep's scope (the graph's), freed by {@link KeptOperands#release}.
+     * {@link CudaVendor#fewerSdpaConversions()} false (tests only) restores the earlier conversions (tests compare the two bit for bit).
      */
     private static boolean vendorAttention(Precision p, MemorySegment desc, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse,
-                                           Tensor dout, Tensor dq, Tensor dk, Tensor dv) {
+                                           Tensor dout, Tensor dq, Tensor dk, Tensor dv, KeptOperands kept) {
         if (p != Precision.BF16) return false;
         boolean backward = dout != null;
         for (Tensor x : backward ? new Tensor[] {q, k, v, o, lse, dout, dq, dk, dv} : new Tensor[] {q, k, v, o, lse})
@@ -280,26 +301,70 @@ final class CudaBackend extends CudaOps {
         if (!CudaVendor.servesAttentionBf16(cu, b, nh, t, hs, AttentionDesc.causal(desc) != 0, backward)) return false;
         float scale = AttentionDesc.scale(desc);
         long n = q.numel(), bytes = Math.multiplyExact(n, 2L);   /* one bf16 operand */
-        try (DeviceBuffer s = cu.alloc(Math.multiplyExact(bytes, backward ? 8L : 4L))) {
-            DeviceBuffer qb = s.slice(0, bytes), kb = s.slice(bytes, bytes), vb = s.slice(2 * bytes, bytes), ob = s.slice(3 * bytes, bytes);
-            CudaKernels.toBf16(cu, n, buf(q), qb);
-            CudaKernels.toBf16(cu, n, buf(k), kb);
-            CudaKernels.toBf16(cu, n, buf(v), vb);
-            if (!backward) {
-                if (!CudaVendor.attentionBf16(cu, b, nh, t, hs, scale, qb, kb, vb, ob, buf(lse))) return false;
+        boolean fewer = CudaVendor.fewerSdpaConversions();
+        if (!backward) {
+            DeviceBuffer held = fewer && kept != null ? DeviceBuffer.of(kept.hold(Math.multiplyExact(bytes, 4L))) : null;
+            try (DeviceBuffer s = held == null ? cu.alloc(Math.multiplyExact(bytes, 4L)) : null) {
+                DeviceBuffer blk = held != null ? held : s;
+                DeviceBuffer qb = blk.slice(0, bytes), kb = blk.slice(bytes, bytes), vb = blk.slice(2 * bytes, bytes),
+                        ob = blk.slice(3 * bytes, bytes);
+                toBf16(cu, n, q, k, v, blk, fewer);
+                if (!CudaVendor.attentionBf16(cu, b, nh, t, hs, scale, qb, kb, vb, ob, buf(lse))) {
+                    if (held != null) kept.release();
+                    return false;
+                }
                 CudaKernels.fromBf16(cu, n, ob, buf(o));
                 return true;
             }
-            DeviceBuffer db = s.slice(4 * bytes, bytes), dqb = s.slice(5 * bytes, bytes), dkb = s.slice(6 * bytes, bytes),
-                    dvb = s.slice(7 * bytes, bytes);
-            CudaKernels.toBf16(cu, n, buf(o), ob);
+        }
+        /* The forward's bf16 q, k, v, o when it kept them for this shape (cuDNN served it); else convert. */
+        DeviceBuffer reuse = fewer && kept != null && kept.block() != null && kept.byteSize() == 4 * bytes ? DeviceBuffer.of(kept.block()) : null;
+        try (DeviceBuffer s = cu.alloc(Math.multiplyExact(bytes, reuse != null ? 4L : 8L))) {
+            DeviceBuffer in = reuse != null ? reuse : s, out = reuse != null ? s : s.slice(4 * bytes, 4 * bytes);
+            DeviceBuffer qb = in.slice(0, bytes), kb = in.slice(bytes, bytes), vb = in.slice(2 * bytes, bytes), ob = in.slice(3 * bytes, bytes);
+            DeviceBuffer db = out.slice(0, bytes), dqb = out.slice(bytes, bytes), dkb = out.slice(2 * bytes, bytes),
+                    dvb = out.slice(3 * bytes, bytes);
+            if (reuse == null) {
+                toBf16(cu, n, q, k, v, in, fewer);
+                CudaKernels.toBf16(cu, n, buf(o), ob);
+            }
             CudaKernels.toBf16(cu, n, buf(dout), db);
             if (!CudaVendor.attentionBackwardBf16(cu, b, nh, t, hs, scale, qb, kb, vb, ob, db, buf(lse), dqb, dkb, dvb)) return false;
-            CudaKernels.fromBf16(cu, n, dqb, buf(dq));
-            CudaKernels.fromBf16(cu, n, dkb, buf(dk));
-            CudaKernels.fromBf16(cu, n, dvb, buf(dv));
+            DeviceBuffer packedGrad = fewer ? packed(n, dq, dk, dv) : null;
+            if (packedGrad != null) {
+                CudaKernels.fromBf16(cu, 3 * n, out.slice(bytes, 3 * bytes), packedGrad);
+            } else {
+                CudaKernels.fromBf16(cu, n, dqb, buf(dq));
+                CudaKernels.fromBf16(cu, n, dkb, buf(dk));
+                CudaKernels.fromBf16(cu, n, dvb, buf(dv));
+            }
             return true;
         }
+    }
+
+    /** q, k, v (n floats each) into the first 3 x 2n bytes of dst as bf16: one launch when they are one packed run, else three. */
+    private static void toBf16(Cuda cu, long n, Tensor q, Tensor k, Tensor v, DeviceBuffer dst, boolean fewer) {
+        long bytes = 2 * n;
+        DeviceBuffer run = fewer ? packed(n, q, k, v) : null;
+        if (run != null) {
+            CudaKernels.toBf16(cu, 3 * n, run, dst.slice(0, 3 * bytes));
+            return;
+        }
+        CudaKernels.toBf16(cu, n, buf(q), dst.slice(0, bytes));
+        CudaKernels.toBf16(cu, n, buf(k), dst.slice(bytes, bytes));
+        CudaKernels.toBf16(cu, n, buf(v), dst.slice(2 * bytes, bytes));
+    }
+
+    /**
+     * The 3n floats of a, b, c as one buffer when they are adjacent in one storage block in that order (the (3, B, NH, T, HS)
+     * packed qkv or its gradient split by F.attention: a at offset x, b at x + n, c at x + 2n, each dense), else null.
+     */
+    private static DeviceBuffer packed(long n, Tensor a, Tensor b, Tensor c) {
+        if (n == 0 || !a.isContiguous() || !b.isContiguous() || !c.isContiguous()) return null;
+        if (a.storageAddress() != b.storageAddress() || a.storageAddress() != c.storageAddress()) return null;
+        if (b.offset() != a.offset() + n || c.offset() != a.offset() + 2 * n) return null;
+        DeviceBuffer first = buf(a);
+        return first.widen(Math.multiplyExact(n, 12L));
     }
 
     @Override public void pointwise(String op, long n, Tensor x, Tensor y) { CudaKernels.pointwise(cuda(), op, n, buf(x), buf(y)); }

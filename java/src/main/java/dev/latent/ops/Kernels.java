@@ -362,6 +362,38 @@ public final class Kernels {
                 dq.segment(), dk.segment(), dv.segment());
     }
 
+    /**
+     * {@link #attention(Tensor, Tensor, Tensor, boolean, float, Tensor, Tensor, Precision)} that may leave in {@code keep}
+     * what its backward can reuse (h-sdpaconv): on CUDA at BF16 under cuDNN's SDPA, the bf16 q, k, v and o; elsewhere
+     * nothing. Pass the same holder to {@link #attentionBackward(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, boolean,
+     * float, Tensor, Tensor, Tensor, Precision, KeptOperands)} with the same q, k, v, o and lse, unchanged since, then
+     * {@link KeptOperands#release()} it. Results are bit-identical to the call without a holder.
+     */
+    public static void attention(Tensor q, Tensor k, Tensor v, boolean causal, float scale, Tensor o, Tensor lse, Precision precision,
+                                 KeptOperands keep) {
+        if (keep == null || precision == null || precision == Precision.FP32 || q.device() != Device.CUDA) {
+            attention(q, k, v, causal, scale, o, lse, precision);
+            return;
+        }
+        Backend.on("attention", q, k, v, o, lse);
+        MemorySegment d = attDesc("attention", q, causal, scale, k, v, o);
+        numel("attention", q.numel() / q.size(3), lse);
+        CudaBackend.INSTANCE.attention(d, q, k, v, o, lse, precision, keep);
+    }
+
+    /** {@link #attentionBackward(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, boolean, float, Tensor, Tensor, Tensor, Precision)} reading what the forward left in {@code kept} (null or empty: converts as without it). */
+    public static void attentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dout, boolean causal,
+                                         float scale, Tensor dq, Tensor dk, Tensor dv, Precision precision, KeptOperands kept) {
+        if (kept == null || !kept.holds() || precision == null || precision == Precision.FP32 || q.device() != Device.CUDA) {
+            attentionBackward(q, k, v, o, lse, dout, causal, scale, dq, dk, dv, precision);
+            return;
+        }
+        Backend.on("attentionBackward", q, k, v, o, lse, dout, dq, dk, dv);
+        MemorySegment d = attDesc("attentionBackward", q, causal, scale, k, v, o, dout, dq, dk, dv);
+        numel("attentionBackward", q.numel() / q.size(3), lse);
+        CudaBackend.INSTANCE.attentionBackward(d, q, k, v, o, lse, dout, dq, dk, dv, precision, kept);
+    }
+
     private static void bf16Cpu(String op, Tensor t, Precision precision) {
         if (precision == Precision.TF32 && t.device() == Device.CPU)
             throw new IllegalArgumentException(op + ": tf32 precision is CUDA-only (TF32 tensor-core math); CPU tensors run fp32 or bf16");
