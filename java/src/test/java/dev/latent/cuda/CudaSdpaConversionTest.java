@@ -124,7 +124,7 @@ class CudaSdpaConversionTest {
     @Test
     void gptBf16StepSameBitsWithFewerConversionLaunches() {
         Run old = train(false), now = train(true);
-        System.out.printf("GPT bf16 on the SDPA stand-in, losses %s; launches per step forward %d -> %d, backward %d -> %d%n",
+        System.out.printf("GPT bf16 on cuDNN's SDPA (the stand-in when emulated), losses %s; launches per step forward %d -> %d, backward %d -> %d%n",
                 java.util.Arrays.toString(now.losses), old.fwdLaunches[STEPS - 1], now.fwdLaunches[STEPS - 1],
                 old.bwdLaunches[STEPS - 1], now.bwdLaunches[STEPS - 1]);
         for (int s = 0; s < STEPS; s++) {
