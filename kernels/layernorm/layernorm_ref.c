@@ -55,3 +55,7 @@ void layernorm_bwd_ref(int64_t rows, int64_t c, const float *x, const float *w, 
         }
     }
 }
+
+void layernorm_add_ref(int64_t n, const float *x, const float *a, float *s) {
+    for (int64_t j = 0; j < n; j++) s[j] = x[j] + a[j];
+}
