@@ -19,7 +19,6 @@
 #define MIN_CHUNK_ROWS 64   /* backward chunk: at least 64 rows ... */
 #define MAX_CHUNKS 128      /* ... and at most 128 chunks, so the scratch is at most 2 * 128 * C floats */
 #define RED_COLS 512        /* columns per task of the final dw/db reduction */
-#define RES_BLOCK_ELEMS 4096 /* residual forward: floats of s added then normalized per step (16 KB, stays in L1) */
 
 static int overlap(const void *a, int64_t na, const void *b, int64_t nb) { /* bytes */
     uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
@@ -57,14 +56,11 @@ static void (*add_fn(int isa))(int64_t, const float *, const float *, float *) {
 static void fwd_task(void *p, int64_t t, int worker) {
     const fwd_ctx *k = p;
     int64_t r0 = t * k->rows_per_task, rows = k->n - r0 < k->rows_per_task ? k->n - r0 : k->rows_per_task;
-    if (k->a) { /* fused residual: s = x + a for a block of rows (kept in L1), then the same LayerNorm call on them */
-        const int64_t blk = k->c < RES_BLOCK_ELEMS ? RES_BLOCK_ELEMS / k->c : 1;
-        for (int64_t i = r0; i < r0 + rows; i += blk) {
-            const int64_t rb = r0 + rows - i < blk ? r0 + rows - i : blk;
-            add_fn(k->isa)(rb * k->c, k->x + i * k->c, k->a + i * k->c, k->s + i * k->c);
-            (k->isa >= LT_ISA_AVX512 ? layernorm_fwd_avx512 : k->isa >= LT_ISA_AVX2 ? layernorm_fwd_avx2 : layernorm_fwd_ref)(
-                rb, k->c, k->eps, k->s + i * k->c, k->w, k->b, k->y + i * k->c, k->mean + i, k->rstd + i);
-        }
+    if (k->a) { /* fused residual: s = x + a formed in the LayerNorm's first pass over each row */
+        (k->isa >= LT_ISA_AVX512 ? layernorm_residual_fwd_avx512 : k->isa >= LT_ISA_AVX2 ? layernorm_residual_fwd_avx2
+                                                                                         : layernorm_residual_fwd_ref)(
+            rows, k->c, k->eps, k->x + r0 * k->c, k->a + r0 * k->c, k->s + r0 * k->c, k->w, k->b, k->y + r0 * k->c,
+            k->mean + r0, k->rstd + r0);
         return;
     }
     (k->isa >= LT_ISA_AVX512 ? layernorm_fwd_avx512 : k->isa >= LT_ISA_AVX2 ? layernorm_fwd_avx2 : layernorm_fwd_ref)(rows, k->c, k->eps, k->x + r0 * k->c, k->w, k->b,
@@ -171,8 +167,9 @@ lt_status lt_layernorm_bwd(int64_t n, int64_t c, const float *x, const float *w,
 }
 
 /* ---- residual add fused with LayerNorm (GPT's x = x + f(...); ln(x)) ----
- * fwd: s = x + a, then exactly lt_layernorm_fwd on s, block of rows by block of rows while s is in L1: the same
- *      bits as lt_axpby's add followed by lt_layernorm_fwd (the same float add, the same per-ISA LayerNorm call).
+ * fwd: per row, s = x + a formed, stored and summed in the LayerNorm's first pass, then its other passes on s (in L1)
+ *      with the same code as lt_layernorm_fwd's (fwd_rest in layernorm_simd.h, fwd_rest_ref): the bits of lt_axpby's
+ *      add followed by lt_layernorm_fwd.
  * bwd: exactly lt_layernorm_bwd's chunks and dw / db reduction, then dx = ds + dx per chunk: the same bits as
  *      lt_layernorm_bwd followed by the autograd's add of the two gradients. */
 
