@@ -30,7 +30,7 @@ LT_HIDDEN void layernorm_residual_fwd_avx2(int64_t rows, int64_t c, float eps, c
                                            const float *w, const float *b, float *y, float *mean, float *rstd);
 LT_HIDDEN void layernorm_residual_fwd_avx512(int64_t rows, int64_t c, float eps, const float *x, const float *a, float *s,
                                              const float *w, const float *b, float *y, float *mean, float *rstd);
-/* s = x + a over n floats (s may equal x or a): the residual add of lt_layernorm_residual_fwd / _bwd. */
+/* s = x + a over n floats (s may equal x or a): lt_layernorm_residual_bwd's dx = ds + dx. */
 LT_HIDDEN void layernorm_add_ref(int64_t n, const float *x, const float *a, float *s);
 LT_HIDDEN void layernorm_add_avx2(int64_t n, const float *x, const float *a, float *s);
 LT_HIDDEN void layernorm_add_avx512(int64_t n, const float *x, const float *a, float *s);

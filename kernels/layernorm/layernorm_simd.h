@@ -151,8 +151,8 @@ void SFX(layernorm_bwd)(int64_t rows, int64_t c, const float *x, const float *w,
     }
 }
 
-/* s = x + a over n floats (the residual add of lt_layernorm_residual_fwd / _bwd): one float add per element, the
- * same bits as lt_axpby(1, x, 1, s = a) at every ISA. s may equal x or a. */
+/* s = x + a over n floats (lt_layernorm_residual_bwd's dx = ds + dx): one float add per element, the same bits as
+ * lt_axpby(1, x, 1, s = a) at every ISA. s may equal x or a. */
 void SFX(layernorm_add)(int64_t n, const float *x, const float *a, float *s) {
     const int64_t nv = n & ~(int64_t)(VL - 1);
     for (int64_t j = 0; j < nv; j += VL) VSTORE(s + j, VADD(VLOAD(x + j), VLOAD(a + j)));
