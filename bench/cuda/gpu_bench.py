@@ -30,7 +30,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--fatbin", required=True)
 ap.add_argument("--emulated", help="libcuda_emu.so: check the launches on the CPU with tiny shapes, no timing")
 ap.add_argument("--out", default=None)
-ap.add_argument("--only", default="", help="comma-separated subset: gemm,attention,conv,reparam,copy,bf16tc")
+ap.add_argument("--only", default="", help="comma-separated subset: gemm,attention,conv,reparam,copy,bf16tc,lnres")
 args = ap.parse_args()
 EMU = args.emulated is not None
 ONLY = set(filter(None, args.only.split(",")))
@@ -401,6 +401,41 @@ def bench_bf16_tensor_cores():
                    pname + " + autograd", 3.5 * flops_f, "TFLOP/s", e_fb, e_pfb, bound)
         del q, k_, v, do, qb, kb, vb, dob, o, dq, dk, dv, lse, dvec, o64, g64
 
+def bench_layernorm_residual():
+    """GPT's residual add + LayerNorm: ltk_layernorm_residual_fwd (one kernel) against our unfused pair (ltk_axpby,
+    then ltk_layernorm_fwd: the bits are equal, checked here too) and PyTorch eager (x + a, F.layer_norm)."""
+    for rows, c in ((4, 33), (16, 64)) if EMU else ((32 * 256, 384), (8 * 1024, 768)):
+        x, a = torch.randn(rows, c, device=DEV), torch.randn(rows, c, device=DEV)
+        w, b = torch.randn(c, device=DEV), torch.randn(c, device=DEV)
+        s, y, su, yu = (torch.empty(rows, c, device=DEV) for _ in range(4))
+        mean, rstd, mu, ru = (torch.empty(rows, device=DEV) for _ in range(4))
+        n, grid = rows * c, ((rows + 7) // 8,)
+        eps = C.c_float(1e-5)
+        fused = lambda: launch("ltk_layernorm_residual_fwd", grid, (256,), C.c_int64(rows), C.c_int64(c), eps, P(x), P(a),
+                               P(w), P(b), P(s), P(y), P(mean), P(rstd))
+
+        def unfused():
+            su.copy_(x)
+            launch("ltk_axpby", (max(1, min((n + 255) // 256, 65535)),), (256,), C.c_int64(n), C.c_float(1.0), P(a),
+                   C.c_float(1.0), P(su))
+            launch("ltk_layernorm_fwd", grid, (256,), C.c_int64(rows), C.c_int64(c), eps, P(su), P(w), P(b), P(yu),
+                   P(mu), P(ru))
+        fused(), unfused()
+        sync()
+        if not (torch.equal(s, su) and torch.equal(y, yu) and torch.equal(mean, mu) and torch.equal(rstd, ru)):
+            failures.append(f"layernorm residual {rows}x{c}: fused and unfused bits differ")
+        s64 = x.double() + a.double()
+        ref = TF.layer_norm(s64, (c,), w.double(), b.double(), 1e-5)
+        peer = lambda: TF.layer_norm(x + a, (c,), w, b, 1e-5)
+        e = max(err_rel(s, s64), err_rel(y, ref))
+        tf, tu = timed(fused, 20), timed(unfused, 20)
+        # bytes: x, a read; s, y written (w, b, mean, rstd negligible)
+        record("layernorm+residual fused", f"rows={rows} C={c}", tf, timed(peer, 20) if not EMU else float("nan"),
+               "torch eager add+layer_norm", 16 * n, "TB/s", e, err_rel(peer(), ref), 1e-5)
+        record("layernorm+residual unfused", f"rows={rows} C={c}", tu, tf, "ours fused", 16 * n, "TB/s", e,
+               float("nan"), 1e-5)
+
+
 if want("bf16tc"):
     bench_bf16_tensor_cores()
 
@@ -511,6 +546,9 @@ if want("reparam"):
     if BW == BW:
         print(f"reparam: fwd {12 * n / rf / 1e12:.2f} TB/s = {100 * 12 * n / rf / BW:.0f}% of copy; "
               f"bwd {20 * n / rb / 1e12:.2f} TB/s = {100 * 20 * n / rb / BW:.0f}% of copy", flush=True)
+
+if want("lnres"):
+    bench_layernorm_residual()
 
 meta = dict(gpu=gpu_name, torch=torch.__version__, cudnn=None if EMU else torch.backends.cudnn.version(),
             cuda=torch.version.cuda, copy_TBps=BW / 1e12 if BW == BW else None, peak=PEAK)

@@ -45,11 +45,24 @@ typedef struct {
     const float *x, *w, *b;
     float *y, *mean, *rstd;
     int isa;
+    const float *a; /* lt_layernorm_residual_fwd: the residual's other term, else NULL */
+    float *s;       /* lt_layernorm_residual_fwd: s = x + a, the rows normalized, else NULL */
 } fwd_ctx;
+
+static void (*add_fn(int isa))(int64_t, const float *, const float *, float *) {
+    return isa >= LT_ISA_AVX512 ? layernorm_add_avx512 : isa >= LT_ISA_AVX2 ? layernorm_add_avx2 : layernorm_add_ref;
+}
 
 static void fwd_task(void *p, int64_t t, int worker) {
     const fwd_ctx *k = p;
     int64_t r0 = t * k->rows_per_task, rows = k->n - r0 < k->rows_per_task ? k->n - r0 : k->rows_per_task;
+    if (k->a) { /* fused residual: s = x + a formed in the LayerNorm's first pass over each row */
+        (k->isa >= LT_ISA_AVX512 ? layernorm_residual_fwd_avx512 : k->isa >= LT_ISA_AVX2 ? layernorm_residual_fwd_avx2
+                                                                                         : layernorm_residual_fwd_ref)(
+            rows, k->c, k->eps, k->x + r0 * k->c, k->a + r0 * k->c, k->s + r0 * k->c, k->w, k->b, k->y + r0 * k->c,
+            k->mean + r0, k->rstd + r0);
+        return;
+    }
     (k->isa >= LT_ISA_AVX512 ? layernorm_fwd_avx512 : k->isa >= LT_ISA_AVX2 ? layernorm_fwd_avx2 : layernorm_fwd_ref)(rows, k->c, k->eps, k->x + r0 * k->c, k->w, k->b,
                                                        k->y + r0 * k->c, k->mean + r0, k->rstd + r0);
 }
@@ -72,7 +85,7 @@ lt_status lt_layernorm_fwd(int64_t n, int64_t c, float eps, const float *x, cons
     if (overlap(rstd, nb, x, nc) || overlap(rstd, nb, y, nc) || overlap(rstd, nb, w, cb) || overlap(rstd, nb, b, cb))
         return BAD("rstd=%p overlaps another array", (void *)rstd);
 #undef BAD
-    fwd_ctx k = {n, c, c < TASK_ELEMS ? TASK_ELEMS / c : 1, eps, x, w, b, y, mean, rstd, lt_isa_level()};
+    fwd_ctx k = {n, c, c < TASK_ELEMS ? TASK_ELEMS / c : 1, eps, x, w, b, y, mean, rstd, lt_isa_level(), NULL, NULL};
     lt_parallel_for((n + k.rows_per_task - 1) / k.rows_per_task, fwd_task, &k);
     return LT_OK;
 }
@@ -85,6 +98,7 @@ typedef struct {
     float *dx, *dw, *db;
     float *part; /* (nchunks, 2, C): dw then db partial sums of each chunk */
     int isa;
+    const float *ds; /* lt_layernorm_residual_bwd: the residual stream's own gradient, added to dx; else NULL */
 } bwd_ctx;
 
 static void bwd_task(void *p, int64_t t, int worker) {
@@ -93,6 +107,9 @@ static void bwd_task(void *p, int64_t t, int worker) {
     float *part = k->part + t * 2 * k->c;
     (k->isa >= LT_ISA_AVX512 ? layernorm_bwd_avx512 : k->isa >= LT_ISA_AVX2 ? layernorm_bwd_avx2 : layernorm_bwd_ref)(rows, k->c, k->x + r0 * k->c, k->w, k->mean + r0, k->rstd + r0,
                                                        k->dy + r0 * k->c, k->dx + r0 * k->c, part, part + k->c);
+    /* fused residual: dx = ds + dLN over the chunk just written (still in L2): the add of two finished float
+     * gradients, the bits of the autograd's F.add(ds, dLN) */
+    if (k->ds) add_fn(k->isa)(rows * k->c, k->ds + r0 * k->c, k->dx + r0 * k->c, k->dx + r0 * k->c);
 }
 
 /* dw[j] += sum over chunks in order of part[chunk][0][j], db likewise, for one block of columns. */
@@ -108,6 +125,22 @@ static void reduce_task(void *p, int64_t t, int worker) {
         k->dw[j] += sw;
         k->db[j] += sb;
     }
+}
+
+/* The backward after validation (n > 0): chunks, then the fixed-order dw / db reduction; ds NULL or added to dx. */
+static lt_status bwd_run(const char *fn, int64_t n, int64_t c, const float *x, const float *w, const float *mean,
+                         const float *rstd, const float *dy, const float *ds, float *dx, float *dw, float *db) {
+    int64_t chunk_rows = (n + MAX_CHUNKS - 1) / MAX_CHUNKS;
+    if (chunk_rows < MIN_CHUNK_ROWS) chunk_rows = MIN_CHUNK_ROWS;
+    const int64_t nchunks = (n + chunk_rows - 1) / chunk_rows;
+    float *part = lt_alloc((size_t)nchunks * 2 * (size_t)c * sizeof(float));
+    if (!part)
+        return lt_fail(LT_ERR_OUT_OF_MEMORY, "%s: %lld bytes of dw/db partial sums", fn, (long long)(nchunks * 2 * c * 4));
+    bwd_ctx k = {n, c, chunk_rows, nchunks, x, w, mean, rstd, dy, dx, dw, db, part, lt_isa_level(), ds};
+    lt_parallel_for(nchunks, bwd_task, &k);
+    lt_parallel_for((c + RED_COLS - 1) / RED_COLS, reduce_task, &k);
+    lt_free(part);
+    return LT_OK;
 }
 
 lt_status lt_layernorm_bwd(int64_t n, int64_t c, const float *x, const float *w, const float *mean, const float *rstd,
@@ -130,16 +163,61 @@ lt_status lt_layernorm_bwd(int64_t n, int64_t c, const float *x, const float *w,
             return BAD("dw=%p or db=%p overlaps another array", (void *)dw, (void *)db);
     if (overlap(dw, cb, db, cb)) return BAD("dw=%p and db=%p overlap", (void *)dw, (void *)db);
 #undef BAD
-    int64_t chunk_rows = (n + MAX_CHUNKS - 1) / MAX_CHUNKS;
-    if (chunk_rows < MIN_CHUNK_ROWS) chunk_rows = MIN_CHUNK_ROWS;
-    const int64_t nchunks = (n + chunk_rows - 1) / chunk_rows;
-    float *part = lt_alloc((size_t)nchunks * 2 * (size_t)c * sizeof(float));
-    if (!part)
-        return lt_fail(LT_ERR_OUT_OF_MEMORY, "lt_layernorm_bwd: %lld bytes of dw/db partial sums",
-                       (long long)(nchunks * 2 * c * 4));
-    bwd_ctx k = {n, c, chunk_rows, nchunks, x, w, mean, rstd, dy, dx, dw, db, part, lt_isa_level()};
-    lt_parallel_for(nchunks, bwd_task, &k);
-    lt_parallel_for((c + RED_COLS - 1) / RED_COLS, reduce_task, &k);
-    lt_free(part);
+    return bwd_run("lt_layernorm_bwd", n, c, x, w, mean, rstd, dy, NULL, dx, dw, db);
+}
+
+/* ---- residual add fused with LayerNorm (GPT's x = x + f(...); ln(x)) ----
+ * fwd: per row, s = x + a formed, stored and summed in the LayerNorm's first pass, then its other passes on s (in L1)
+ *      with the same code as lt_layernorm_fwd's (fwd_rest in layernorm_simd.h, fwd_rest_ref): the bits of lt_axpby's
+ *      add followed by lt_layernorm_fwd.
+ * bwd: exactly lt_layernorm_bwd's chunks and dw / db reduction, then dx = ds + dx per chunk: the same bits as
+ *      lt_layernorm_bwd followed by the autograd's add of the two gradients. */
+
+lt_status lt_layernorm_residual_fwd(int64_t n, int64_t c, float eps, const float *x, const float *a, const float *w,
+                                    const float *b, float *s, float *y, float *mean, float *rstd) {
+#define BAD(...) lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_layernorm_residual_fwd: " __VA_ARGS__)
+    lt_status st = check_shape("lt_layernorm_residual_fwd", n, c);
+    if (st) return st;
+    if (!(eps > 0.0f) || !isfinite(eps)) return BAD("eps=%g must be finite and > 0 (PyTorch's default is 1e-5)", (double)eps);
+    if (n == 0) return LT_OK;
+    const char *null = !x ? "x" : !a ? "a" : !w ? "w" : !b ? "b" : !s ? "s" : !y ? "y" : !mean ? "mean" : !rstd ? "rstd" : NULL;
+    if (null) return BAD("%s is NULL for n=%lld c=%lld", null, (long long)n, (long long)c);
+    const int64_t nc = n * c * 4, cb = c * 4, nb = n * 4;
+    if ((s != x && overlap(s, nc, x, nc)) || (s != a && overlap(s, nc, a, nc)) || overlap(s, nc, w, cb) ||
+        overlap(s, nc, b, cb))
+        return BAD("s=%p overlaps x, a, w or b (only s == x or s == a is allowed)", (void *)s);
+    const void *other[7] = {x, a, w, b, s, mean, rstd};
+    const int64_t len[7] = {nc, nc, cb, cb, nc, nb, nb};
+    for (int i = 0; i < 7; i++) {
+        if (overlap(y, nc, other[i], len[i])) return BAD("y=%p overlaps another array", (void *)y);
+        if (i != 5 && overlap(mean, nb, other[i], len[i])) return BAD("mean=%p overlaps another array", (void *)mean);
+        if (i != 6 && overlap(rstd, nb, other[i], len[i])) return BAD("rstd=%p overlaps another array", (void *)rstd);
+    }
+#undef BAD
+    fwd_ctx k = {n, c, c < TASK_ELEMS ? TASK_ELEMS / c : 1, eps, x, w, b, y, mean, rstd, lt_isa_level(), a, s};
+    lt_parallel_for((n + k.rows_per_task - 1) / k.rows_per_task, fwd_task, &k);
     return LT_OK;
+}
+
+lt_status lt_layernorm_residual_bwd(int64_t n, int64_t c, const float *s, const float *w, const float *mean,
+                                    const float *rstd, const float *dy, const float *ds, float *dx, float *dw, float *db) {
+#define BAD(...) lt_fail(LT_ERR_INVALID_ARGUMENT, "lt_layernorm_residual_bwd: " __VA_ARGS__)
+    lt_status st = check_shape("lt_layernorm_residual_bwd", n, c);
+    if (st) return st;
+    if (n == 0) return LT_OK; /* dw += 0, db += 0 */
+    const char *null = !s ? "s" : !w ? "w" : !mean ? "mean" : !rstd ? "rstd" : !dy ? "dy" : !ds ? "ds" : !dx ? "dx"
+                     : !dw ? "dw" : !db ? "db" : NULL;
+    if (null) return BAD("%s is NULL for n=%lld c=%lld", null, (long long)n, (long long)c);
+    const int64_t nc = n * c * 4, cb = c * 4, nb = n * 4;
+    if ((dx != dy && overlap(dx, nc, dy, nc)) || overlap(dx, nc, s, nc) || overlap(dx, nc, ds, nc) ||
+        overlap(dx, nc, w, cb) || overlap(dx, nc, mean, nb) || overlap(dx, nc, rstd, nb))
+        return BAD("dx=%p overlaps an input (only dx == dy is allowed)", (void *)dx);
+    const void *ins[7] = {s, w, mean, rstd, dy, ds, dx};
+    const int64_t len[7] = {nc, cb, nb, nb, nc, nc, nc};
+    for (int i = 0; i < 7; i++)
+        if (overlap(dw, cb, ins[i], len[i]) || overlap(db, cb, ins[i], len[i]))
+            return BAD("dw=%p or db=%p overlaps another array", (void *)dw, (void *)db);
+    if (overlap(dw, cb, db, cb)) return BAD("dw=%p and db=%p overlap", (void *)dw, (void *)db);
+#undef BAD
+    return bwd_run("lt_layernorm_residual_bwd", n, c, s, w, mean, rstd, dy, ds, dx, dw, db);
 }

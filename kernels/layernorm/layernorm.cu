@@ -88,3 +88,64 @@ LT_KERNEL void ltk_layernorm_bwd_dwdb_sum(int64_t chunks, int64_t c, const float
     dw[j] += sw;
     db[j] += sb;
 }
+
+/* Residual add fused with LayerNorm (lt_layernorm_residual_fwd / _bwd's CUDA siblings):
+ *   ltk_layernorm_residual_fwd(rows, c, eps, x, a, w, b, s, y, mean, rstd)   s = x + a, then ltk_layernorm_fwd's
+ *       arithmetic on s (each lane re-reads its own s elements): the bits of ltk_axpby's add then ltk_layernorm_fwd.
+ *       s may equal x or a (each element read then written by one thread), so those three are not __restrict__.
+ *   ltk_layernorm_residual_bwd_dx(rows, c, s, w, mean, rstd, dy, ds, dx)   dx = ds + ltk_layernorm_bwd_dx's value,
+ *       the add rounded on its own (__fadd_rn: never contracted into the product before it), so the bits of
+ *       ltk_layernorm_bwd_dx then ltk_axpby's add. dw / db: ltk_layernorm_bwd_dwdb_part / _sum on s unchanged. */
+/*@ launch=layerNormResidual grid=ceil(rows,8) block=256 check=rows>=0,c>=1 x[rows*c] a[rows*c] w[c] b[c] s[rows*c] y[rows*c] mean[rows] rstd[rows] */
+LT_KERNEL void ltk_layernorm_residual_fwd(int64_t rows, int64_t c, float eps, const float *x, const float *a,
+                                          const float *__restrict__ w, const float *__restrict__ b, float *s,
+                                          float *__restrict__ y, float *__restrict__ mean, float *__restrict__ rstd) {
+    const int lane = threadIdx.x & 31;
+    const int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= rows) return; /* whole warps leave together: no barrier below, only warp shuffles */
+    const float *xr = x + row * c, *ar = a + row * c;
+    float *sr = s + row * c;
+    float t = 0.0f;
+    for (int64_t j = lane; j < c; j += 32) {
+        const float v = __fadd_rn(xr[j], ar[j]);
+        sr[j] = v;
+        t += v;
+    }
+    const float m = lt_warp_sum(t) / (float)c;
+    float v = 0.0f;
+    for (int64_t j = lane; j < c; j += 32) {
+        const float d = sr[j] - m;
+        v += d * d;
+    }
+    const float r = 1.0f / sqrtf(lt_warp_sum(v) / (float)c + eps);
+    float *yr = y + row * c;
+    for (int64_t j = lane; j < c; j += 32) yr[j] = (sr[j] - m) * r * w[j] + b[j];
+    if (lane == 0) {
+        mean[row] = m;
+        rstd[row] = r;
+    }
+}
+
+LT_KERNEL void ltk_layernorm_residual_bwd_dx(int64_t rows, int64_t c, const float *__restrict__ s,
+                                             const float *__restrict__ w, const float *__restrict__ mean,
+                                             const float *__restrict__ rstd, const float *dy,
+                                             const float *__restrict__ ds, float *dx) {
+    const int lane = threadIdx.x & 31;
+    const int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= rows) return;
+    const float *sr = s + row * c, *dyr = dy + row * c, *dsr = ds + row * c;
+    float *dxr = dx + row * c;
+    const float m = mean[row], r = rstd[row];
+    float sa = 0.0f, sb = 0.0f;
+    for (int64_t j = lane; j < c; j += 32) {
+        const float dn = dyr[j] * w[j], xh = (sr[j] - m) * r;
+        sa += dn;
+        sb += dn * xh;
+    }
+    const float a = lt_warp_sum(sa) / (float)c, bb = lt_warp_sum(sb) / (float)c;
+    for (int64_t j = lane; j < c; j += 32) {
+        const float xh = (sr[j] - m) * r;
+        const float g = r * (dyr[j] * w[j] - a - xh * bb);
+        dxr[j] = __fadd_rn(dsr[j], g);
+    }
+}

@@ -23,5 +23,16 @@ LT_HIDDEN void layernorm_fwd_avx2(int64_t rows, int64_t c, float eps, const floa
                                   float *y, float *mean, float *rstd);
 LT_HIDDEN void layernorm_bwd_avx2(int64_t rows, int64_t c, const float *x, const float *w, const float *mean,
                                   const float *rstd, const float *dy, float *dx, float *dw_part, float *db_part);
+/* lt_layernorm_residual_fwd's rows: s = x + a (s may equal x or a), then exactly layernorm_fwd_* on s. */
+LT_HIDDEN void layernorm_residual_fwd_ref(int64_t rows, int64_t c, float eps, const float *x, const float *a, float *s,
+                                          const float *w, const float *b, float *y, float *mean, float *rstd);
+LT_HIDDEN void layernorm_residual_fwd_avx2(int64_t rows, int64_t c, float eps, const float *x, const float *a, float *s,
+                                           const float *w, const float *b, float *y, float *mean, float *rstd);
+LT_HIDDEN void layernorm_residual_fwd_avx512(int64_t rows, int64_t c, float eps, const float *x, const float *a, float *s,
+                                             const float *w, const float *b, float *y, float *mean, float *rstd);
+/* s = x + a over n floats (s may equal x or a): lt_layernorm_residual_bwd's dx = ds + dx. */
+LT_HIDDEN void layernorm_add_ref(int64_t n, const float *x, const float *a, float *s);
+LT_HIDDEN void layernorm_add_avx2(int64_t n, const float *x, const float *a, float *s);
+LT_HIDDEN void layernorm_add_avx512(int64_t n, const float *x, const float *a, float *s);
 
 #endif

@@ -16,20 +16,41 @@
 
 #include "layernorm.h"
 
+/* the rest of a row after the sum s of its C values x: mean, the two-pass variance, y (shared by both forwards) */
+static void fwd_rest_ref(int64_t c, float eps, double s, const float *xr, const float *w, const float *b, float *yr,
+                         float *mean, float *rstd) {
+    const double m = s / c;
+    double v = 0;
+    for (int64_t j = 0; j < c; j++) v += ((double)xr[j] - m) * ((double)xr[j] - m);
+    const float mf = (float)m, rf = (float)(1.0 / sqrt(v / c + eps));
+    for (int64_t j = 0; j < c; j++) yr[j] = (xr[j] - mf) * rf * w[j] + b[j];
+    *mean = mf;
+    *rstd = rf;
+}
+
 void layernorm_fwd_ref(int64_t rows, int64_t c, float eps, const float *x, const float *w, const float *b, float *y,
                        float *mean, float *rstd) {
     for (int64_t i = 0; i < rows; i++) {
         const float *xr = x + i * c; // (C,)
-        float *yr = y + i * c;       // (C,)
         double s = 0;
         for (int64_t j = 0; j < c; j++) s += xr[j];
-        const double m = s / c;
-        double v = 0;
-        for (int64_t j = 0; j < c; j++) v += ((double)xr[j] - m) * ((double)xr[j] - m);
-        const float mf = (float)m, rf = (float)(1.0 / sqrt(v / c + eps));
-        for (int64_t j = 0; j < c; j++) yr[j] = (xr[j] - mf) * rf * w[j] + b[j];
-        mean[i] = mf;
-        rstd[i] = rf;
+        fwd_rest_ref(c, eps, s, xr, w, b, y + i * c, mean + i, rstd + i);
+    }
+}
+
+/* lt_layernorm_residual_fwd's rows: s = x + a formed, stored and summed in one loop, then the same rest on s. */
+void layernorm_residual_fwd_ref(int64_t rows, int64_t c, float eps, const float *x, const float *a, float *s,
+                                const float *w, const float *b, float *y, float *mean, float *rstd) {
+    for (int64_t i = 0; i < rows; i++) {
+        const float *xr = x + i * c, *ar = a + i * c;
+        float *sr = s + i * c;
+        double sum = 0;
+        for (int64_t j = 0; j < c; j++) {
+            const float v = xr[j] + ar[j];
+            sr[j] = v;
+            sum += v;
+        }
+        fwd_rest_ref(c, eps, sum, sr, w, b, y + i * c, mean + i, rstd + i);
     }
 }
 
@@ -54,4 +75,8 @@ void layernorm_bwd_ref(int64_t rows, int64_t c, const float *x, const float *w, 
             dxr[j] = r * (g * w[j] - a - xh * bb);
         }
     }
+}
+
+void layernorm_add_ref(int64_t n, const float *x, const float *a, float *s) {
+    for (int64_t j = 0; j < n; j++) s[j] = x[j] + a[j];
 }

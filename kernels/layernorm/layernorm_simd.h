@@ -28,17 +28,10 @@
  */
 #include <math.h>
 
-static void fwd_row(int64_t c, float eps, const float *x, const float *w, const float *b, float *y, float *mean,
-                    float *rstd) {
+/* passes (2) and (3) of a row whose pass (1) gave the sum s (shared by fwd_row and fwd_row_res: the same code) */
+static inline void fwd_rest(int64_t c, float eps, double s, const float *x, const float *w, const float *b, float *y,
+                            float *mean, float *rstd) {
     const int64_t cv = c & ~(int64_t)(VL - 1);
-    VD s0 = VDZERO(), s1 = s0;
-    for (int64_t j = 0; j < cv; j += VL) {
-        V v = VLOAD(x + j);
-        s0 = VDADD(s0, VLO(v));
-        s1 = VDADD(s1, VHI(v));
-    }
-    double s = VDHSUM(VDADD(s0, s1));
-    for (int64_t j = cv; j < c; j++) s += x[j];
     const double m = s / c;
     const VD vm = VDSET1(m);
     VD q0 = VDZERO(), q1 = q0;
@@ -65,9 +58,51 @@ static void fwd_row(int64_t c, float eps, const float *x, const float *w, const 
     *rstd = rf;
 }
 
+
+static void fwd_row(int64_t c, float eps, const float *x, const float *w, const float *b, float *y, float *mean,
+                    float *rstd) {
+    const int64_t cv = c & ~(int64_t)(VL - 1);
+    VD s0 = VDZERO(), s1 = s0;
+    for (int64_t j = 0; j < cv; j += VL) {
+        V v = VLOAD(x + j);
+        s0 = VDADD(s0, VLO(v));
+        s1 = VDADD(s1, VHI(v));
+    }
+    double s = VDHSUM(VDADD(s0, s1));
+    for (int64_t j = cv; j < c; j++) s += x[j];
+    fwd_rest(c, eps, s, x, w, b, y, mean, rstd);
+}
+
+/* lt_layernorm_residual_fwd's row: pass (1) also forms and stores sv = x + a (then sums it exactly as fwd_row sums its
+ * input), passes (2) and (3) read sv back from L1: the bits of fwd_row on x + a. */
+static void fwd_row_res(int64_t c, float eps, const float *x, const float *a, float *sv, const float *w, const float *b,
+                        float *y, float *mean, float *rstd) {
+    const int64_t cv = c & ~(int64_t)(VL - 1);
+    VD s0 = VDZERO(), s1 = s0;
+    for (int64_t j = 0; j < cv; j += VL) {
+        V v = VADD(VLOAD(x + j), VLOAD(a + j));
+        VSTORE(sv + j, v);
+        s0 = VDADD(s0, VLO(v));
+        s1 = VDADD(s1, VHI(v));
+    }
+    double s = VDHSUM(VDADD(s0, s1));
+    for (int64_t j = cv; j < c; j++) {
+        const float v = x[j] + a[j];
+        sv[j] = v;
+        s += v;
+    }
+    fwd_rest(c, eps, s, sv, w, b, y, mean, rstd);
+}
+
 void SFX(layernorm_fwd)(int64_t rows, int64_t c, float eps, const float *x, const float *w, const float *b, float *y,
                          float *mean, float *rstd) {
     for (int64_t i = 0; i < rows; i++) fwd_row(c, eps, x + i * c, w, b, y + i * c, mean + i, rstd + i);
+}
+
+void SFX(layernorm_residual_fwd)(int64_t rows, int64_t c, float eps, const float *x, const float *a, float *s,
+                                   const float *w, const float *b, float *y, float *mean, float *rstd) {
+    for (int64_t i = 0; i < rows; i++)
+        fwd_row_res(c, eps, x + i * c, a + i * c, s + i * c, w, b, y + i * c, mean + i, rstd + i);
 }
 
 void SFX(layernorm_bwd)(int64_t rows, int64_t c, const float *x, const float *w, const float *mean, const float *rstd,
@@ -113,5 +148,16 @@ void SFX(layernorm_bwd)(int64_t rows, int64_t c, const float *x, const float *w,
             V t = VFMA(xh, vb, va);
             VMASKSTORE(dxr + cv, k, VMUL(vr, VFMSUB(g, VMASKLOAD(w + cv, k), t)));
         }
+    }
+}
+
+/* s = x + a over n floats (lt_layernorm_residual_bwd's dx = ds + dx): one float add per element, the same bits as
+ * lt_axpby(1, x, 1, s = a) at every ISA. s may equal x or a. */
+void SFX(layernorm_add)(int64_t n, const float *x, const float *a, float *s) {
+    const int64_t nv = n & ~(int64_t)(VL - 1);
+    for (int64_t j = 0; j < nv; j += VL) VSTORE(s + j, VADD(VLOAD(x + j), VLOAD(a + j)));
+    if (nv < n) {
+        const VMASK k = VTAIL(n - nv);
+        VMASKSTORE(s + nv, k, VADD(VMASKLOAD(x + nv, k), VMASKLOAD(a + nv, k)));
     }
 }

@@ -182,6 +182,17 @@ LT_API lt_status lt_layernorm_fwd(int64_t n, int64_t c, float eps, const float *
 LT_API lt_status lt_layernorm_bwd(int64_t n, int64_t c, const float *x, const float *w, const float *mean,
                                   const float *rstd, const float *dy, float *dx, float *dw, float *db);
     /*@ x[n*c] w[c] mean[n] rstd[n] dy[n*c] dx[n*c] dw[c] db[c] op=layerNormBackward */
+/* Residual add fused with LayerNorm (GPT's pre-LN blocks): s = x + a (the new residual stream, an output), then
+ * lt_layernorm_fwd on s (y, mean, rstd), in one pass over the rows; the same bits as lt_axpby's add followed by
+ * lt_layernorm_fwd. s may equal x or a. bwd: dx = ds + (lt_layernorm_bwd's dx from dy), the gradient of both x and a;
+ * dw, db accumulate as lt_layernorm_bwd's, with its bits; dx may equal dy. */
+LT_API lt_status lt_layernorm_residual_fwd(int64_t n, int64_t c, float eps, const float *x, const float *a,
+                                           const float *w, const float *b, float *s, float *y, float *mean, float *rstd);
+    /*@ x[n*c] a[n*c] w[c] b[c] s[n*c] y[n*c] mean[n] rstd[n] op=layerNormResidual */
+LT_API lt_status lt_layernorm_residual_bwd(int64_t n, int64_t c, const float *s, const float *w, const float *mean,
+                                           const float *rstd, const float *dy, const float *ds, float *dx, float *dw,
+                                           float *db);
+    /*@ s[n*c] w[c] mean[n] rstd[n] dy[n*c] ds[n*c] dx[n*c] dw[c] db[c] op=layerNormResidualBackward */
 
 /* Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), over n elements; bwd: dx = dy * gelu'(x) (dx may alias dy). */
 LT_API lt_status lt_gelu_fwd(int64_t n, const float *x, float *y); /*@ x[n] y[n] op=gelu */

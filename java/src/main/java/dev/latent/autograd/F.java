@@ -250,6 +250,36 @@ public final class F {
     }
 
     /**
+     * The residual add fused with LayerNorm (a pre-LN transformer's {@code s = x + a; y = layerNorm(s)}): returns
+     * {s, y} from one pass over the rows, with the bits of {@code add(x, a)} then {@code layerNorm} (forward and
+     * backward): the backward's dx = ds + LayerNorm's dx is one float add of the two finished gradients, as the graph's
+     * accumulation would do, and is the gradient of both x and a.
+     */
+    public static Var[] layerNormResidual(Var x, Var a, Var w, Var b, float eps) {
+        sameShape("layerNormResidual", x, a);
+        Tensor xv = dense(x), av = dense(a);
+        long c = xv.size(-1), n = xv.numel() / c;
+        Device dev = xv.device();
+        Tensor s = g().empty(dev, xv.shape()), y = g().empty(dev, xv.shape()), mean = g().empty(dev, n), rstd = g().empty(dev, n);
+        Kernels.layerNormResidual(xv, av, w.value, b.value, eps, s, y, mean, rstd);
+        return g().recordMulti(new Tensor[] {s, y}, "layerNormResidual", of(x, a, w, b), gys -> {
+            Var gs = gys[0], gy = gys[1];
+            if (g().recording) {   // double backward: LayerNorm's differentiable backward on s = x + a, recomputed
+                if (gy == null) return of(gs, gs, null, null);
+                Var[] l = layerNormBackwardDifferentiable(add(x, a), w, gy, eps, n, c);
+                Var d = gs == null ? l[0] : add(gs, l[0]);
+                return of(d, d, l[1], l[2]);
+            }
+            if (gy == null) return of(gs, gs, null, null);   // only the residual stream reached a loss
+            Tensor dx = g().empty(dev, xv.shape()), dw = g().zeros(dev, c), db = g().zeros(dev, c);
+            if (gs == null) Kernels.layerNormBackward(s, w.value, mean, rstd, dense(gy), dx, dw, db);
+            else Kernels.layerNormResidualBackward(s, w.value, mean, rstd, dense(gy), dense(gs), dx, dw, db);
+            Var d = Var.constant(dx);
+            return of(d, d, Var.constant(dw), Var.constant(db));
+        });
+    }
+
+    /**
      * LayerNorm's backward written with differentiable ops (for double backward, e.g. a WGAN-GP critic with
      * LayerNorm): recomputes x-hat and 1/sigma from x so their dependence on x is on the tape.
      */

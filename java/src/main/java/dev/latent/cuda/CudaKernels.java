@@ -292,6 +292,27 @@ public final class CudaKernels extends CudaLaunchers {
         Ltk.ltk_layernorm_bwd_dx(cu, dim((rows + 7) / 8), dim(256), 0, rows, c, x, w, mean, rstd, dy, dx);
     }
 
+    /**
+     * Residual add fused with LayerNorm, backward: dx = ds + LayerNorm's dx from dy (dx may alias dy, not ds), dw and db
+     * accumulated as {@link #layerNormBackward}'s (the same two reduction kernels on s): the bits of that backward
+     * followed by the add of the residual stream's gradient.
+     */
+    public static void layerNormResidualBackward(Cuda cu, long rows, long c, DeviceBuffer s, DeviceBuffer w, DeviceBuffer mean,
+                                                 DeviceBuffer rstd, DeviceBuffer dy, DeviceBuffer ds, DeviceBuffer dx,
+                                                 DeviceBuffer dw, DeviceBuffer db) {
+        lnCheck("layerNormResidualBackward", rows, c);
+        floats("layerNormResidualBackward", rows * c, "s", s, "dy", dy, "ds", ds, "dx", dx);
+        floats("layerNormResidualBackward", c, "w", w, "dw", dw, "db", db);
+        floats("layerNormResidualBackward", rows, "mean", mean, "rstd", rstd);
+        if (rows == 0) return;
+        long chunks = (rows + LN_CHUNK - 1) / LN_CHUNK;
+        DeviceBuffer part = scratch(cu, chunks * 2 * c * 4);
+        // dw / db first: they read dy, which dx may overwrite (in place, dx == dy)
+        Ltk.ltk_layernorm_bwd_dwdb_part(cu, dim((c + 127) / 128, chunks), dim(128), 0, rows, c, s, mean, rstd, dy, part);
+        Ltk.ltk_layernorm_bwd_dwdb_sum(cu, dim((c + 127) / 128), dim(128), 0, chunks, c, part, dw, db);
+        Ltk.ltk_layernorm_residual_bwd_dx(cu, dim((rows + 7) / 8), dim(256), 0, rows, c, s, w, mean, rstd, dy, ds, dx);
+    }
+
     private static void lnCheck(String op, long rows, long c) {
         if (rows < 0 || c < 1) throw new IllegalArgumentException(op + ": rows=" + rows + " must be >= 0 and c=" + c + " >= 1");
     }

@@ -154,6 +154,26 @@ abstract class CudaLaunchers {
         Ltk.ltk_layernorm_fwd(cu, CudaKernels.dim((rows + 8 - 1) / 8), CudaKernels.dim(256), 0, rows, c, eps, x, w, b, y, mean, rstd);
     }
 
+    /** ltk_layernorm_residual_fwd (kernels/layernorm/layernorm.cu): grid ceil(rows,8), block 256, needs rows>=0, c>=1; x[rows*c] a[rows*c] w[c] b[c] s[rows*c] y[rows*c] mean[rows] rstd[rows]. */
+    public static void layerNormResidual(Cuda cu, long rows, long c, float eps, DeviceBuffer x, DeviceBuffer a, DeviceBuffer w, DeviceBuffer b, DeviceBuffer s, DeviceBuffer y, DeviceBuffer mean, DeviceBuffer rstd) {
+        String op = "layerNormResidual";
+        if (!(rows >= 0)) throw new IllegalArgumentException(op + ": rows " + rows + " must be >= 0 (" + "rows=" + rows + ", " + "c=" + c + ")");
+        if (!(c >= 1)) throw new IllegalArgumentException(op + ": c " + c + " must be >= 1 (" + "rows=" + rows + ", " + "c=" + c + ")");
+        long e0 = elems(op, rows, c);
+        long e1 = elems(op, c);
+        long e2 = elems(op, rows);
+        fits(op, "x", x, e0, 4, false);
+        fits(op, "a", a, e0, 4, false);
+        fits(op, "w", w, e1, 4, false);
+        fits(op, "b", b, e1, 4, false);
+        fits(op, "s", s, e0, 4, false);
+        fits(op, "y", y, e0, 4, false);
+        fits(op, "mean", mean, e2, 4, false);
+        fits(op, "rstd", rstd, e2, 4, false);
+        if (rows == 0) return;
+        Ltk.ltk_layernorm_residual_fwd(cu, CudaKernels.dim((rows + 8 - 1) / 8), CudaKernels.dim(256), 0, rows, c, eps, x, a, w, b, s, y, mean, rstd);
+    }
+
     /** ltk_reparam_bwd (kernels/reparam/reparam.cu): grid stride((n+3)/4), block 256; mu[n] logvar[n] dz[n] dmu[n] dlogvar[n]. */
     public static void reparamBackward(Cuda cu, long n, DeviceBuffer mu, DeviceBuffer logvar, long seed, long stream, DeviceBuffer dz, float klScale, DeviceBuffer dmu, DeviceBuffer dlogvar) {
         String op = "reparamBackward";

@@ -431,6 +431,16 @@ final class Ltk {
         cu.launch("ltk_layernorm_bwd_dwdb_sum", grid, block, sharedBytes, chunks, c, part, dw, db);
     }
 
+    /** ltk_layernorm_residual_fwd (kernels/layernorm/layernorm.cu). */
+    static void ltk_layernorm_residual_fwd(Cuda cu, int[] grid, int[] block, int sharedBytes, long rows, long c, float eps, DeviceBuffer x, DeviceBuffer a, DeviceBuffer w, DeviceBuffer b, DeviceBuffer s, DeviceBuffer y, DeviceBuffer mean, DeviceBuffer rstd) {
+        cu.launch("ltk_layernorm_residual_fwd", grid, block, sharedBytes, rows, c, eps, x, a, w, b, s, y, mean, rstd);
+    }
+
+    /** ltk_layernorm_residual_bwd_dx (kernels/layernorm/layernorm.cu). */
+    static void ltk_layernorm_residual_bwd_dx(Cuda cu, int[] grid, int[] block, int sharedBytes, long rows, long c, DeviceBuffer s, DeviceBuffer w, DeviceBuffer mean, DeviceBuffer rstd, DeviceBuffer dy, DeviceBuffer ds, DeviceBuffer dx) {
+        cu.launch("ltk_layernorm_residual_bwd_dx", grid, block, sharedBytes, rows, c, s, w, mean, rstd, dy, ds, dx);
+    }
+
     /** ltk_pointwise_fwd (kernels/pointwise/pointwise.cu). */
     static void ltk_pointwise_fwd(Cuda cu, int[] grid, int[] block, int sharedBytes, int kind, long n, DeviceBuffer x, DeviceBuffer y) {
         cu.launch("ltk_pointwise_fwd", grid, block, sharedBytes, kind, n, x, y);

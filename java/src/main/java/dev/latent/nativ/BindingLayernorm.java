@@ -17,15 +17,19 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
-/** The layernorm family of latent.h (kernels/layernorm): 2 functions' downcall handles, raw calls and checked wrappers. Part of the chain {@link LatentBinding} .. {@link LatentNative}. */
+/** The layernorm family of latent.h (kernels/layernorm): 4 functions' downcall handles, raw calls and checked wrappers. Part of the chain {@link LatentBinding} .. {@link LatentNative}. */
 public abstract sealed class BindingLayernorm extends BindingGemm permits BindingReparam {
     private final MethodHandle lt_layernorm_fwd;
     private final MethodHandle lt_layernorm_bwd;
+    private final MethodHandle lt_layernorm_residual_fwd;
+    private final MethodHandle lt_layernorm_residual_bwd;
 
     BindingLayernorm(Path path, SymbolLookup l, Linker linker) {
         super(path, l, linker);
         lt_layernorm_fwd = opt(l, linker, "lt_layernorm_fwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_FLOAT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
         lt_layernorm_bwd = opt(l, linker, "lt_layernorm_bwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        lt_layernorm_residual_fwd = opt(l, linker, "lt_layernorm_residual_fwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_FLOAT, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+        lt_layernorm_residual_bwd = opt(l, linker, "lt_layernorm_residual_bwd", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
     }
 
     /** lt_layernorm_fwd, raw: no bounds checks; a non-zero status throws NativeException. */
@@ -68,5 +72,50 @@ public abstract sealed class BindingLayernorm extends BindingGemm permits Bindin
         fits(op, "dw", dw, e1, 4);
         fits(op, "db", db, e1, 4);
         lt_layernorm_bwd(n, c, x, w, mean, rstd, dy, dx, dw, db);
+    }
+
+    /** lt_layernorm_residual_fwd, raw: no bounds checks; a non-zero status throws NativeException. */
+    final void lt_layernorm_residual_fwd(long n, long c, float eps, MemorySegment x, MemorySegment a, MemorySegment w, MemorySegment b, MemorySegment s, MemorySegment y, MemorySegment mean, MemorySegment rstd) {
+        try { check("lt_layernorm_residual_fwd", (int) need(lt_layernorm_residual_fwd, "lt_layernorm_residual_fwd").invokeExact(n, c, eps, x, a, w, b, s, y, mean, rstd)); } catch (Throwable thrown) { throw rethrow(thrown); }
+    }
+
+    /** lt_layernorm_residual_fwd (latent.h), checked: x holds n * c, a holds n * c, w holds c, b holds c, s holds n * c, y holds n * c, mean holds n, rstd holds n elements (NULL passes: the library refuses or skips it); a too-small segment is an IllegalArgumentException naming the argument. */
+    public void layernormResidualFwd(long n, long c, float eps, MemorySegment x, MemorySegment a, MemorySegment w, MemorySegment b, MemorySegment s, MemorySegment y, MemorySegment mean, MemorySegment rstd) {
+        String op = "lt_layernorm_residual_fwd";
+        long e0 = elems(op, n, c);
+        long e1 = elems(op, c);
+        long e2 = elems(op, n);
+        fits(op, "x", x, e0, 4);
+        fits(op, "a", a, e0, 4);
+        fits(op, "w", w, e1, 4);
+        fits(op, "b", b, e1, 4);
+        fits(op, "s", s, e0, 4);
+        fits(op, "y", y, e0, 4);
+        fits(op, "mean", mean, e2, 4);
+        fits(op, "rstd", rstd, e2, 4);
+        lt_layernorm_residual_fwd(n, c, eps, x, a, w, b, s, y, mean, rstd);
+    }
+
+    /** lt_layernorm_residual_bwd, raw: no bounds checks; a non-zero status throws NativeException. */
+    final void lt_layernorm_residual_bwd(long n, long c, MemorySegment s, MemorySegment w, MemorySegment mean, MemorySegment rstd, MemorySegment dy, MemorySegment ds, MemorySegment dx, MemorySegment dw, MemorySegment db) {
+        try { check("lt_layernorm_residual_bwd", (int) need(lt_layernorm_residual_bwd, "lt_layernorm_residual_bwd").invokeExact(n, c, s, w, mean, rstd, dy, ds, dx, dw, db)); } catch (Throwable thrown) { throw rethrow(thrown); }
+    }
+
+    /** lt_layernorm_residual_bwd (latent.h), checked: s holds n * c, w holds c, mean holds n, rstd holds n, dy holds n * c, ds holds n * c, dx holds n * c, dw holds c, db holds c elements (NULL passes: the library refuses or skips it); a too-small segment is an IllegalArgumentException naming the argument. */
+    public void layernormResidualBwd(long n, long c, MemorySegment s, MemorySegment w, MemorySegment mean, MemorySegment rstd, MemorySegment dy, MemorySegment ds, MemorySegment dx, MemorySegment dw, MemorySegment db) {
+        String op = "lt_layernorm_residual_bwd";
+        long e0 = elems(op, n, c);
+        long e1 = elems(op, c);
+        long e2 = elems(op, n);
+        fits(op, "s", s, e0, 4);
+        fits(op, "w", w, e1, 4);
+        fits(op, "mean", mean, e2, 4);
+        fits(op, "rstd", rstd, e2, 4);
+        fits(op, "dy", dy, e0, 4);
+        fits(op, "ds", ds, e0, 4);
+        fits(op, "dx", dx, e0, 4);
+        fits(op, "dw", dw, e1, 4);
+        fits(op, "db", db, e1, 4);
+        lt_layernorm_residual_bwd(n, c, s, w, mean, rstd, dy, ds, dx, dw, db);
     }
 }

@@ -19,6 +19,9 @@ public final class LayerNorm implements Module {
 
     public Var forward(Var x) { return F.layerNorm(x, weight, bias, eps); }
 
+    /** {s, forward(s)} for s = x + a, in one fused pass ({@link F#layerNormResidual}): the same bits as add then forward. */
+    public Var[] forwardResidual(Var x, Var a) { return F.layerNormResidual(x, a, weight, bias, eps); }
+
     @Override
     public void collect(String prefix, Map<String, Var> out) {
         out.put(prefix + "weight", weight);

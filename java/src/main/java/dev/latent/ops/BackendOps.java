@@ -25,6 +25,12 @@ interface BackendOps {
     /** lt_layernorm_bwd (latent.h): x[n*c] w[c] mean[n] rstd[n] dy[n*c] dx[n*c] dw[c] db[c]. */
     void layerNormBackward(long n, long c, Tensor x, Tensor w, Tensor mean, Tensor rstd, Tensor dy, Tensor dx, Tensor dw, Tensor db);
 
+    /** lt_layernorm_residual_fwd (latent.h): x[n*c] a[n*c] w[c] b[c] s[n*c] y[n*c] mean[n] rstd[n]. */
+    void layerNormResidual(long n, long c, float eps, Tensor x, Tensor a, Tensor w, Tensor b, Tensor s, Tensor y, Tensor mean, Tensor rstd);
+
+    /** lt_layernorm_residual_bwd (latent.h): s[n*c] w[c] mean[n] rstd[n] dy[n*c] ds[n*c] dx[n*c] dw[c] db[c]. */
+    void layerNormResidualBackward(long n, long c, Tensor s, Tensor w, Tensor mean, Tensor rstd, Tensor dy, Tensor ds, Tensor dx, Tensor dw, Tensor db);
+
     /** lt_gelu_fwd (latent.h): x[n] y[n]. */
     void gelu(long n, Tensor x, Tensor y);
 

@@ -27,6 +27,14 @@ abstract class CpuOps implements Backend {
         LatentNative.get().layernormBwd(n, c, seg(x), seg(w), seg(mean), seg(rstd), seg(dy), seg(dx), seg(dw), seg(db));
     }
 
+    @Override public void layerNormResidual(long n, long c, float eps, Tensor x, Tensor a, Tensor w, Tensor b, Tensor s, Tensor y, Tensor mean, Tensor rstd) {
+        LatentNative.get().layernormResidualFwd(n, c, eps, seg(x), seg(a), seg(w), seg(b), seg(s), seg(y), seg(mean), seg(rstd));
+    }
+
+    @Override public void layerNormResidualBackward(long n, long c, Tensor s, Tensor w, Tensor mean, Tensor rstd, Tensor dy, Tensor ds, Tensor dx, Tensor dw, Tensor db) {
+        LatentNative.get().layernormResidualBwd(n, c, seg(s), seg(w), seg(mean), seg(rstd), seg(dy), seg(ds), seg(dx), seg(dw), seg(db));
+    }
+
     @Override public void gelu(long n, Tensor x, Tensor y) {
         LatentNative.get().geluFwd(n, seg(x), seg(y));
     }

@@ -30,6 +30,14 @@ abstract class CudaOps implements Backend {
         CudaKernels.layerNormBackward(Cuda.get(), n, c, buf(x), buf(w), buf(mean), buf(rstd), buf(dy), buf(dx), buf(dw), buf(db));
     }
 
+    @Override public void layerNormResidual(long n, long c, float eps, Tensor x, Tensor a, Tensor w, Tensor b, Tensor s, Tensor y, Tensor mean, Tensor rstd) {
+        CudaKernels.layerNormResidual(Cuda.get(), n, c, eps, buf(x), buf(a), buf(w), buf(b), buf(s), buf(y), buf(mean), buf(rstd));
+    }
+
+    @Override public void layerNormResidualBackward(long n, long c, Tensor s, Tensor w, Tensor mean, Tensor rstd, Tensor dy, Tensor ds, Tensor dx, Tensor dw, Tensor db) {
+        CudaKernels.layerNormResidualBackward(Cuda.get(), n, c, buf(s), buf(w), buf(mean), buf(rstd), buf(dy), buf(ds), buf(dx), buf(dw), buf(db));
+    }
+
     @Override public void gelu(long n, Tensor x, Tensor y) {
         CudaKernels.gelu(Cuda.get(), n, buf(x), buf(y));
     }

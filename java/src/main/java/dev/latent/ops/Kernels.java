@@ -279,6 +279,31 @@ public final class Kernels {
         be.layerNormBackward(n, c, x, w, mean, rstd, dy, dx, dw, db);
     }
 
+    /**
+     * Residual add fused with LayerNorm: s = x + a (all of x, a, s, y shaped alike, LayerNorm over the last dimension),
+     * y = LayerNorm(s) with w, b; mean and rstd (N) saved for the backward. The bits of {@link #axpby}'s add then
+     * {@link #layerNorm}. s may be x or a.
+     */
+    public static void layerNormResidual(Tensor x, Tensor a, Tensor w, Tensor b, float eps, Tensor s, Tensor y, Tensor mean, Tensor rstd) {
+        Backend be = Backend.on("layerNormResidual", x, a, w, b, s, y, mean, rstd);
+        long c = x.size(-1), n = x.numel() / Math.max(c, 1);
+        if (a.size(-1) != c) throw new IllegalArgumentException("layerNormResidual: a " + a + " and x " + x + " differ in the last dimension");
+        numel("layerNormResidual", c, w, b);
+        numel("layerNormResidual", x.numel(), a, s, y);
+        numel("layerNormResidual", n, mean, rstd);
+        be.layerNormResidual(n, c, eps, x, a, w, b, s, y, mean, rstd);
+    }
+
+    /** Backward of {@link #layerNormResidual}: dx = ds + LayerNorm's dx from dy (overwritten; may be dy); dw, db accumulated. */
+    public static void layerNormResidualBackward(Tensor s, Tensor w, Tensor mean, Tensor rstd, Tensor dy, Tensor ds, Tensor dx, Tensor dw, Tensor db) {
+        Backend be = Backend.on("layerNormResidualBackward", s, w, mean, rstd, dy, ds, dx, dw, db);
+        long c = s.size(-1), n = s.numel() / Math.max(c, 1);
+        numel("layerNormResidualBackward", c, w, dw, db);
+        numel("layerNormResidualBackward", s.numel(), dy, ds, dx);
+        numel("layerNormResidualBackward", n, mean, rstd);
+        be.layerNormResidualBackward(n, c, s, w, mean, rstd, dy, ds, dx, dw, db);
+    }
+
     public static void gelu(Tensor x, Tensor y) {
         Backend be = Backend.on("gelu", x, y);
         numel("gelu", x.numel(), y);

@@ -103,6 +103,16 @@ public final class Gpt implements Module {
             return F.add(x, mlp.forward(ln2.forward(x)));
         }
 
+        /**
+         * The same block with each residual add fused into the LayerNorm that reads its result: given the stream x and
+         * h = ln1(x), returns {x', next(x')} for x' = forward(x) and the LayerNorm that follows the block (the next
+         * block's ln1, or ln_f). The bits of {@link #forward} then next.forward (F.layerNormResidual).
+         */
+        Var[] forwardFused(Var x, Var h, LayerNorm next, int b, int t) {
+            Var[] r = ln2.forwardResidual(x, attn.forward(h, b, t));
+            return next.forwardResidual(r[0], mlp.forward(r[1]));
+        }
+
         @Override
         public void collect(String p, Map<String, Var> out) {
             ln1.collect(p + "ln_1.", out);
@@ -137,8 +147,18 @@ public final class Gpt implements Module {
     public Var logits(MemorySegment ids, int b, int t) {
         if (t > cfg.context()) throw new IllegalArgumentException("sequence length " + t + " > context " + cfg.context());
         Var x = F.addRows(wte.forward(ids, (long) b * t), F.narrowRows(wpe.weight, t));
-        for (Block blk : blocks) x = blk.forward(x, b, t);
-        x = lnF.forward(x);
+        // pre-LN blocks with every residual add fused into the LayerNorm after it (ln_2, the next ln_1, ln_f):
+        // the bits of x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)) per block, then ln_f(x)
+        if (blocks.isEmpty()) x = lnF.forward(x);
+        else {
+            Var h = blocks.get(0).ln1.forward(x);
+            for (int i = 0; i < blocks.size(); i++) {
+                Var[] r = blocks.get(i).forwardFused(x, h, i + 1 < blocks.size() ? blocks.get(i + 1).ln1 : lnF, b, t);
+                x = r[0];
+                h = r[1];
+            }
+            x = h;
+        }
         return head == null ? F.matmul(x, F.transpose(wte.weight)) : head.forward(x);
     }
 
