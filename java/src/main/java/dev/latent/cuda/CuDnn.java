@@ -235,23 +235,37 @@ final class CuDnn {
         return n;
     }
 
+    /** One bf16 call of cuDNN given its converted operands, its bf16 output and the workspace; false: not served. */
+    private interface Bf16Call { boolean run(DeviceBuffer a16, DeviceBuffer b16, DeviceBuffer out16, DeviceBuffer ws); }
+
+    /**
+     * One bf16 pass: a (na elements) and b (nb) converted to bf16 on the device, alpha 1 and beta 0, the call, then its bf16
+     * result (nOut) widened into the fp32 out (added there in fp32 when accumulate); scratch from the caching allocator.
+     * False (nothing written to out) when cuDNN refused the call.
+     */
+    private boolean bf16Pass(long wsBytes, DeviceBuffer a, long na, DeviceBuffer b, long nb, DeviceBuffer out, long nOut, boolean accumulate,
+                             Bf16Call call) {
+        cu.makeCurrent();
+        followStream();
+        try (DeviceBuffer a16 = halves(na); DeviceBuffer b16 = halves(nb); DeviceBuffer out16 = halves(nOut); DeviceBuffer ws = workspace(wsBytes)) {
+            CudaKernels.toBf16(cu, na, a, a16);
+            CudaKernels.toBf16(cu, nb, b, b16);
+            scalars.set(JAVA_FLOAT, 0, 1f);
+            scalars.set(JAVA_FLOAT, 4, 0f);
+            if (!call.run(a16, b16, out16, ws)) return false;
+            CudaKernels.fromBf16(cu, nOut, out16, out, accumulate);
+        }
+        return true;
+    }
+
     /** y = conv(x, w) (+ bias (K)) with bf16 operands and fp32 accumulation (x, w, y, bias fp32 buffers); false: not served. */
     synchronized boolean forwardBf16(Key g, DeviceBuffer x, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer y) {
         Bf16Descs d = bf16Descs(g);
         if (d == null) return false;
-        cu.makeCurrent();
-        followStream();
         long nx = numel(g.n, g.c, g.h, g.w), nw = numel(g.k, g.c, g.r, g.s), ny = numel(g.n, g.k, g.oh, g.ow);
-        try (DeviceBuffer x16 = halves(nx); DeviceBuffer w16 = halves(nw); DeviceBuffer y16 = halves(ny); DeviceBuffer ws = workspace(d.fwdWs)) {
-            CudaKernels.toBf16(cu, nx, x, x16);
-            CudaKernels.toBf16(cu, nw, w, w16);
-            scalars.set(JAVA_FLOAT, 0, 1f);
-            scalars.set(JAVA_FLOAT, 4, 0f);
-            if (!runBf16(g, "cudnnConvolutionForward (bf16)", fwd, handle, alpha(), d.x, x16.address(), d.w, w16.address(), d.conv, FWD_ALGO,
-                    addr(ws), d.fwdWs, beta(), d.y, y16.address()))
-                return false;
-            CudaKernels.fromBf16(cu, ny, y16, y, false);
-        }
+        if (!bf16Pass(d.fwdWs, x, nx, w, nw, y, ny, false, (x16, w16, y16, ws) -> runBf16(g, "cudnnConvolutionForward (bf16)", fwd, handle,
+                alpha(), d.x, x16.address(), d.w, w16.address(), d.conv, FWD_ALGO, addr(ws), d.fwdWs, beta(), d.y, y16.address())))
+            return false;
         if (bias != null) {
             Descs f = descs(g);
             check("cudnnAddTensor", addTensor, handle, one(), f.biasK, bias.address(), one(), f.y, y.address());
@@ -263,19 +277,11 @@ final class CuDnn {
     synchronized boolean backwardDataBf16(Key g, DeviceBuffer dy, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer dx) {
         Bf16Descs d = bf16Descs(g);
         if (d == null) return false;
-        cu.makeCurrent();
-        followStream();
         long nx = numel(g.n, g.c, g.h, g.w), nw = numel(g.k, g.c, g.r, g.s), ny = numel(g.n, g.k, g.oh, g.ow);
-        try (DeviceBuffer dy16 = halves(ny); DeviceBuffer w16 = halves(nw); DeviceBuffer dx16 = halves(nx); DeviceBuffer ws = workspace(d.bwdDataWs)) {
-            CudaKernels.toBf16(cu, ny, dy, dy16);
-            CudaKernels.toBf16(cu, nw, w, w16);
-            scalars.set(JAVA_FLOAT, 0, 1f);
-            scalars.set(JAVA_FLOAT, 4, 0f);
-            if (!runBf16(g, "cudnnConvolutionBackwardData (bf16)", bwdData, handle, alpha(), d.w, w16.address(), d.y, dy16.address(), d.conv,
-                    BWD_DATA_ALGO, addr(ws), d.bwdDataWs, beta(), d.x, dx16.address()))
-                return false;
-            CudaKernels.fromBf16(cu, nx, dx16, dx, false);
-        }
+        if (!bf16Pass(d.bwdDataWs, dy, ny, w, nw, dx, nx, false, (dy16, w16, dx16, ws) -> runBf16(g, "cudnnConvolutionBackwardData (bf16)",
+                bwdData, handle, alpha(), d.w, w16.address(), d.y, dy16.address(), d.conv, BWD_DATA_ALGO, addr(ws), d.bwdDataWs, beta(), d.x,
+                dx16.address())))
+            return false;
         if (bias != null) {
             Descs f = descs(g);
             check("cudnnAddTensor", addTensor, handle, one(), f.biasC, bias.address(), one(), f.x, dx.address());
@@ -287,20 +293,10 @@ final class CuDnn {
     synchronized boolean backwardFilterBf16(Key g, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dw, boolean accumulate) {
         Bf16Descs d = bf16Descs(g);
         if (d == null) return false;
-        cu.makeCurrent();
-        followStream();
         long nx = numel(g.n, g.c, g.h, g.w), nw = numel(g.k, g.c, g.r, g.s), ny = numel(g.n, g.k, g.oh, g.ow);
-        try (DeviceBuffer x16 = halves(nx); DeviceBuffer dy16 = halves(ny); DeviceBuffer dw16 = halves(nw); DeviceBuffer ws = workspace(d.bwdFilterWs)) {
-            CudaKernels.toBf16(cu, nx, x, x16);
-            CudaKernels.toBf16(cu, ny, dy, dy16);
-            scalars.set(JAVA_FLOAT, 0, 1f);
-            scalars.set(JAVA_FLOAT, 4, 0f);
-            if (!runBf16(g, "cudnnConvolutionBackwardFilter (bf16)", bwdFilter, handle, alpha(), d.x, x16.address(), d.y, dy16.address(), d.conv,
-                    BWD_FILTER_ALGO, addr(ws), d.bwdFilterWs, beta(), d.w, dw16.address()))
-                return false;
-            CudaKernels.fromBf16(cu, nw, dw16, dw, accumulate);
-        }
-        return true;
+        return bf16Pass(d.bwdFilterWs, x, nx, dy, ny, dw, nw, accumulate, (x16, dy16, dw16, ws) -> runBf16(g,
+                "cudnnConvolutionBackwardFilter (bf16)", bwdFilter, handle, alpha(), d.x, x16.address(), d.y, dy16.address(), d.conv,
+                BWD_FILTER_ALGO, addr(ws), d.bwdFilterWs, beta(), d.w, dw16.address()));
     }
 
     /**

@@ -27,12 +27,11 @@ import java.util.SplittableRandom;
 import static dev.latent.cuda.CudaTesting.EMU_LAUNCH;
 import static dev.latent.cuda.CudaTesting.EMU_SDPA_BWD;
 import static dev.latent.cuda.CudaTesting.EMU_SDPA_FWD;
-import static dev.latent.cuda.CudaTesting.device;
-import static dev.latent.cuda.CudaTesting.emuCounters;
+import static dev.latent.cuda.CudaTesting.deviceWithSdpa;
+import static dev.latent.cuda.CudaTesting.emuCountersOrZeros;
 import static dev.latent.cuda.CudaTesting.emulated;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static org.junit.jupiter.api.Assertions.*;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * Fewer bf16 conversions around cuDNN's SDPA in the bf16 model path (h-sdpaconv, issue 18). CudaBackend.vendorAttention
@@ -52,14 +51,7 @@ class CudaSdpaConversionTest {
     static Cuda cu;
 
     @BeforeAll
-    static void setUp() {
-        cu = device();
-        CudaVendor.force(null);
-        CuDnnAttention a = CudaVendor.attention(cu);
-        String why = String.join("; ", CudaVendor.describe());
-        if (System.getProperty("latent.cudnn.path") != null) assertNotNull(a, "-Dlatent.cudnn.path is set but cuDNN's SDPA did not load: " + why);
-        else assumeTrue(a != null, "no cuDNN 9 here: " + why);
-    }
+    static void setUp() { cu = deviceWithSdpa(); }
 
     @AfterEach
     void restore() {
@@ -71,10 +63,7 @@ class CudaSdpaConversionTest {
     record Run(double[] losses, List<Map<String, float[]>> grads, long[] fwdLaunches, long[] bwdLaunches, long[] sdpa,
                long[] liveAfterForward, long[] liveAfterBackward, long leftAfter) {}
 
-    static long[] counters() {
-        long[] c = emuCounters();
-        return c == null ? new long[CudaTesting.EMU_COUNTERS] : c;
-    }
+    static long[] counters() { return emuCountersOrZeros(); }
 
     /** STEPS GPT steps on CUDA at BF16 with the vendor on, the fewer conversions on or off. */
     static Run train(boolean fewer) {

@@ -25,12 +25,11 @@ import java.util.SplittableRandom;
 
 import static dev.latent.cuda.CudaTesting.EMU_SDPA_BWD;
 import static dev.latent.cuda.CudaTesting.EMU_SDPA_FWD;
-import static dev.latent.cuda.CudaTesting.device;
-import static dev.latent.cuda.CudaTesting.emuCounters;
+import static dev.latent.cuda.CudaTesting.deviceWithSdpa;
+import static dev.latent.cuda.CudaTesting.emuCountersOrZeros;
 import static dev.latent.cuda.CudaTesting.emulated;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static org.junit.jupiter.api.Assertions.*;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * cuDNN's SDPA in the model path (h-sdpawire): GPT training steps on CUDA at {@code Precision.BF16}, where the attention
@@ -64,14 +63,7 @@ class CudaSdpaWiringTest {
     static Cuda cu;
 
     @BeforeAll
-    static void setUp() {
-        cu = device();
-        CudaVendor.force(null);
-        CuDnnAttention a = CudaVendor.attention(cu);
-        String why = String.join("; ", CudaVendor.describe());
-        if (System.getProperty("latent.cudnn.path") != null) assertNotNull(a, "-Dlatent.cudnn.path is set but cuDNN's SDPA did not load: " + why);
-        else assumeTrue(a != null, "no cuDNN 9 here: " + why);
-    }
+    static void setUp() { cu = deviceWithSdpa(); }
 
     @AfterEach
     void restore() {
@@ -82,10 +74,7 @@ class CudaSdpaWiringTest {
     /** Per step: the loss, every parameter's gradient, and the SDPA executions of its forward and of its backward. */
     record Run(double[] losses, List<Map<String, float[]>> grads, long[] fwdExecutes, long[] bwdExecutes) {}
 
-    static long[] counters() {
-        long[] c = emuCounters();
-        return c == null ? new long[CudaTesting.EMU_COUNTERS] : c;
-    }
+    static long[] counters() { return emuCountersOrZeros(); }
 
     /**
      * STEPS GPT steps on CUDA at precision p (same data, seed and optimizer each run); the vendor routing of each step's

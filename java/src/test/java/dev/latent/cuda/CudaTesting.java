@@ -73,6 +73,27 @@ final class CudaTesting {
         return Cuda.get();
     }
 
+    /** {@link #emuCounters}, or zeros on a real driver (so differences of counters read 0 there). */
+    static long[] emuCountersOrZeros() {
+        long[] c = emuCounters();
+        return c == null ? new long[EMU_COUNTERS] : c;
+    }
+
+    /**
+     * The device, with cuDNN's SDPA loaded (vendor routing reset to the environment's): a failure when
+     * -Dlatent.cudnn.path names a cuDNN whose SDPA did not load, else the test is skipped without cuDNN 9.
+     */
+    static Cuda deviceWithSdpa() {
+        Cuda cu = device();
+        CudaVendor.force(null);
+        CuDnnAttention a = CudaVendor.attention(cu);
+        String why = String.join("; ", CudaVendor.describe());
+        if (System.getProperty("latent.cudnn.path") != null) org.junit.jupiter.api.Assertions.assertNotNull(a,
+                "-Dlatent.cudnn.path is set but cuDNN's SDPA did not load: " + why);
+        else assumeTrue(a != null, "no cuDNN 9 here: " + why);
+        return cu;
+    }
+
     /** The emulation tests compare with the C reference at ISA ref; so do these (restored by {@link #restoreIsa}). */
     static int refIsa() {
         LatentNative nat = LatentNative.get();
