@@ -165,25 +165,28 @@ final class FlowCommands {
         @Mixin Mixins.Out out;
         @Mixin Mixins.TrainSeed seed;
         @Mixin Mixins.Threads threads;
+        @Mixin Mixins.Device device;
         @Mixin PrecisionOption precision;
         @Mixin Resume resume;
 
         @Override
         public Integer call() throws Exception {
-            var prec = precision.runnable(dev.latent.tensor.Device.CPU);   // bf16 refused here, before anything runs
+            var runOn = device.resolve();
+            var prec = precision.runnable(runOn);   // tf32 off CUDA, bf16 on a CPU without AVX512_BF16: refused here, before anything runs
             if (steps < 1 || couplings < 1 || hidden < 1) throw new IllegalArgumentException("--steps, --couplings, --hidden must be >= 1");
             threads.check();
             resume.check(out, dev.latent.train.TrainLoop.CHECKPOINT);
             threads.apply();
             try (Scope scope = Scope.shared()) {
                 var cfg = new dev.latent.models.flow.ToyFlow.Config(dist.toString(), couplings, hidden, steps, 256, 2e-3f, seed.seed);
-                var f = new dev.latent.models.flow.ToyFlow(cfg, scope).precision(prec);
+                var f = new dev.latent.models.flow.ToyFlow(cfg, scope, runOn).precision(prec);   // trains, evaluates and samples on runOn
                 double before = f.evalNll(2000);   // the initial weights (the same on a resume: they come from --seed)
                 long done = f.run(out.out, resume.resume, resume.stopAt(), 100, 0, ConsoleListener.INSTANCE, true);
                 double after = f.evalNll(2000);
                 f.writePictures(out.out, 256, 4000);
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("model", "flow-toy"); m.put("dist", dist.toString()); m.put("steps", done); m.put("nll_before", before); m.put("nll", after);
+                m.put("device", runOn == dev.latent.tensor.Device.CUDA ? "cuda" : "cpu"); m.put("precision", prec.id());
                 m.put("out", out.out.toString());
                 System.out.println(Json.object(m));
             }

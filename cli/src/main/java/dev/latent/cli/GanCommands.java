@@ -143,11 +143,13 @@ final class GanCommands {
         @Option(names = "--out", description = "folder for result.json (optional)") Path out;
         @Mixin Mixins.Threads threads;
         @Mixin RunFolder folder;
+        @Mixin Mixins.Device device;
         @Mixin PrecisionOption precision;
 
         @Override
         public Integer call() throws Exception {
-            var prec = precision.runnable(dev.latent.tensor.Device.CPU);   // bf16 refused here, before anything runs
+            Device runOn = device.resolve();
+            var prec = precision.runnable(runOn);   // tf32 off CUDA, bf16 on a CPU without AVX512_BF16: refused here, before anything runs
             threads.check();
             if (steps != null) Limits.atLeast("--steps", steps, 1);
             Limits.atLeast("--hidden", hidden, 1);
@@ -171,9 +173,12 @@ final class GanCommands {
                         lr == null ? d.lr() : lr, true, nCritic == null ? d.nCritic() : nCritic,
                         lambda == null ? d.lambda() : lambda, seed);
                 long t0 = System.nanoTime();
-                ToyGan gan = new ToyGan(c).precision(prec);
-                double[] last = gan.train();
-                ToyGan.Coverage cov = ToyGan.coverage(gan.dist, gan.sample(2500, 1234));
+                double[] last;
+                ToyGan.Coverage cov;
+                try (ToyGan gan = new ToyGan(c, runOn).precision(prec)) {   // trains and samples on runOn
+                    last = gan.train();
+                    cov = gan.coverage(2500, 1234);
+                }
                 Map<String, Object> r = new LinkedHashMap<>();
                 r.put("seed", seed);
                 r.putAll(cov.toMap());
@@ -185,6 +190,7 @@ final class GanCommands {
             }
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("dist", dist.toString()); m.put("loss", loss.toString()); m.put("seeds", ss.length);
+            m.put("device", runOn == Device.CUDA ? "cuda" : "cpu"); m.put("precision", prec.id());
             m.put("modes_mean", modes / ss.length); m.put("hq_pct_mean", hq / ss.length); m.put("runs", runs);
             String json = Json.object(m);
             if (out != null) {

@@ -12,7 +12,7 @@ import picocli.CommandLine.Option;
  * on CUDA it always runs (cuBLAS with bf16 inputs where found, else our kernels). A precision that cannot run on the
  * chosen device is refused in one line, before any data is read; never emulated. Every train command takes it; each
  * checkpoint records it (old ones read as fp32). On CUDA every train command with --device runs tf32 and bf16 (each
- * checked against fp32 on the emulated driver); the 2-D toys train on the CPU only.
+ * checked against fp32 on the emulated driver), the 2-D toys (toy-gan, flow-toy) included.
  */
 final class PrecisionOption {
     @Option(names = "--precision", description = "one of ${COMPLETION-CANDIDATES}: tf32 = TF32 tensor-core GEMM/conv (CUDA only); bf16 = bf16 operands of matmul/conv/attention with fp32 accumulation (CPU with AVX512_BF16, or CUDA); fp32 master weights and optimizer state always (default: ${DEFAULT-VALUE})")

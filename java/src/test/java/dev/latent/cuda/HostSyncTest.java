@@ -375,6 +375,61 @@ class HostSyncTest {
     }
 
     /**
+     * ToyGan.stepDeferred on CUDA (h-toycuda): GAN (one D and one G step) and WGAN-GP (two critic steps with the penalty's
+     * double backward, then a G step): none. Real points, z and the penalty's mixing weights go up from page-locked
+     * staging; the last critic loss is kept on the device (a device-to-device copy) and lossD, lossG come back together
+     * in one copy when read.
+     */
+    static final long TOY_GAN_STEP_SYNCS = 0;
+    /**
+     * ToyFlow.stepDeferred on CUDA (h-toycuda): none. The batch goes up from page-locked staging, the training batch's
+     * masks were made once on the device, the couplings read their scale there, and the NLL stays on the device until read.
+     */
+    static final long TOY_FLOW_STEP_SYNCS = 0;
+
+    @Test
+    void toyGanSteps() {
+        for (boolean wgan : new boolean[] {false, true}) {
+            String name = "toy-gan " + (wgan ? "wgan-gp" : "gan");
+            var c = new dev.latent.models.gan.ToyGan.Config("ring8", wgan, 4, 16, 8, 1e-3f, true, 2, 0.1f, 3);
+            for (var p : new dev.latent.tensor.Precision[] {dev.latent.tensor.Precision.FP32, dev.latent.tensor.Precision.BF16})
+                try (var t = new dev.latent.models.gan.ToyGan(c, Device.CUDA).precision(p)) {
+                    long last = 0, read = 0;
+                    for (int i = 1; i <= 4; i++) {
+                        int it = i;
+                        dev.latent.train.StepScalars.Values[] v = new dev.latent.train.StepScalars.Values[1];
+                        last = syncs(name + " (" + p.id() + ") step " + i, () -> v[0] = t.stepDeferred(it));
+                        read = syncs(name + " (" + p.id() + ") step " + i + ", lossD and lossG read (once per logging interval)", () -> v[0].get(0));
+                        assertTrue(Float.isFinite(v[0].get(0)) && Float.isFinite(v[0].get(1)), name + " losses " + v[0].get(0) + ", " + v[0].get(1));
+                    }
+                    System.out.printf("%s (%s) step: %d host synchronisations, losses read %d; issue 18's budget is 1%n", name, p.id(), last, read);
+                    assertEquals(1, read, "reading lossD and lossG is one device-to-host copy");
+                    assertTrue(last <= TOY_GAN_STEP_SYNCS, name + " step at " + p.id() + ": " + last + " host synchronisations, bound " + TOY_GAN_STEP_SYNCS);
+                }
+        }
+    }
+
+    @Test
+    void toyFlowSteps() {
+        var c = new dev.latent.models.flow.ToyFlow.Config("moons", 2, 8, 4, 32, 3e-3f, 3);
+        for (var p : new dev.latent.tensor.Precision[] {dev.latent.tensor.Precision.FP32, dev.latent.tensor.Precision.BF16})
+            try (Scope s = Scope.shared()) {
+                var f = new dev.latent.models.flow.ToyFlow(c, s, Device.CUDA).precision(p);
+                long last = 0, read = 0;
+                for (int i = 1; i <= 4; i++) {
+                    int it = i;
+                    dev.latent.train.StepScalars.Values[] v = new dev.latent.train.StepScalars.Values[1];
+                    last = syncs("flow-toy (" + p.id() + ") step " + i, () -> v[0] = f.stepDeferred(it));
+                    read = syncs("flow-toy (" + p.id() + ") step " + i + ", the NLL read (once per logging interval)", () -> v[0].get(0));
+                    assertTrue(Float.isFinite(v[0].get(0)), "NLL " + v[0].get(0));
+                }
+                System.out.printf("flow-toy (%s) step: %d host synchronisations, NLL read %d; issue 18's budget is 1%n", p.id(), last, read);
+                assertEquals(1, read, "reading the NLL is one device-to-host copy");
+                assertTrue(last <= TOY_FLOW_STEP_SYNCS, "flow-toy step at " + p.id() + ": " + last + " host synchronisations, bound " + TOY_FLOW_STEP_SYNCS);
+            }
+    }
+
+    /**
      * GPT decoding on the device (DeviceKvDecoder): one host synchronisation per drawn token, the token's read (greedy:
      * the argmax's 4 bytes; sampling: the row of logits); the ids of the next step go up asynchronously from
      * page-locked staging. Counted per token (between onToken calls) over 12 tokens, greedy and sampled, and the whole

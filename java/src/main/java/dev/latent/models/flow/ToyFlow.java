@@ -8,13 +8,16 @@ import dev.latent.io.Png;
 import dev.latent.nn.Init;
 import dev.latent.nn.Linear;
 import dev.latent.optim.AdamW;
+import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
+import dev.latent.train.StepScalars;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Objects;
 
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
@@ -30,15 +33,30 @@ public final class ToyFlow {
     }
 
     public final Config cfg;
+    /** Where the flow trains, evaluates and samples: the CPU, or CUDA (issue 18: one API across families; far too small to gain from a GPU). */
+    public final Device device;
     final Linear[][] nets;
     final Var[] scales;
     final Tensor[] masks;
     private final AdamW opt;
     private final java.util.Map<String, Var> params;
+    private final Scope scope;                 /* the model's */
+    private final Tensor[] trainMasks;         /* CUDA: the two (batch, 2) masks of a training batch, made once */
+    private StepScalars losses;                /* CUDA: a step's NLL, read back when asked */
 
-    public ToyFlow(Config cfg, Scope scope) {
+    public ToyFlow(Config cfg, Scope scope) { this(cfg, scope, Device.CPU); }
+
+    /**
+     * A flow on {@code device}: built on the CPU (the same initial weights for any device), its parameters and masks
+     * moved there before the optimizer is made. Training batches, evaluation points and the picture's grid are made on
+     * the host from Philox (the same bits for any device) and go up asynchronously from page-locked staging; the
+     * couplings run on the device (ltk_coupling_*_ds: the learned scale read there).
+     */
+    public ToyFlow(Config cfg, Scope scope, Device device) {
         if (!cfg.dist.equals("moons") && !cfg.dist.equals("rings")) throw new IllegalArgumentException("unknown toy density " + cfg.dist + " (moons or rings)");
         this.cfg = cfg;
+        this.device = Objects.requireNonNull(device, "device");
+        this.scope = scope;
         nets = new Linear[cfg.couplings][3];
         scales = new Var[cfg.couplings];
         masks = new Tensor[cfg.couplings];
@@ -53,6 +71,15 @@ public final class ToyFlow {
             masks[k] = Tensor.of(scope, k % 2 == 0 ? new float[] {1, 0} : new float[] {0, 1}, 2);
             for (int l = 0; l < 3; l++) nets[k][l].collect("c" + k + ".n" + l + ".", params);
             params.put("c" + k + ".scale", scales[k]);
+        }
+        if (device != Device.CPU) {
+            for (Var p : params.values()) p.to(scope, device);
+            for (int k = 0; k < cfg.couplings; k++) masks[k] = masks[k].to(scope, device);
+            try (Scope tmp = Scope.confined()) {
+                trainMasks = new Tensor[] {hostBatchMask(tmp, 0, cfg.batch).to(scope, device), hostBatchMask(tmp, 1, cfg.batch).to(scope, device)};
+            }
+        } else {
+            trainMasks = null;
         }
         opt = new AdamW(scope, params, 0.9f, 0.999f, 1e-8f, 0f);
     }
@@ -88,11 +115,25 @@ public final class ToyFlow {
         return F.reshape(nets[k][2].forward(h), masked.shape()[0], 2, 2);   // (n, [s, t], 2 dims)
     }
 
+    /** Coupling k's mask [1, 0] or [0, 1] repeated over n points, on the flow's device. */
     Tensor batchMask(int k, long n) {
-        Tensor m = Graph.current().empty(n, 2);
-        for (long i = 0; i < n; i++) MemorySegment.copy(masks[k].segment(), 0, m.segment(), i * 8, 8);
+        if (device == Device.CPU) return hostBatchMask(Graph.current().scope(), k, n);
+        if (n == cfg.batch) return trainMasks[k % 2];
+        return hostBatchMask(Graph.current().scope(), k, n).to(Graph.current().scope(), device);
+    }
+
+    private static Tensor hostBatchMask(Scope s, int k, long n) {
+        Tensor m = Tensor.empty(s, n, 2);
+        float a = k % 2 == 0 ? 1 : 0;
+        for (long i = 0; i < n; i++) {
+            m.segment().setAtIndex(JAVA_FLOAT, 2 * i, a);
+            m.segment().setAtIndex(JAVA_FLOAT, 2 * i + 1, 1 - a);
+        }
         return m;
     }
+
+    /** t on the flow's device (made on the host: the same bits for any device). */
+    private Tensor onDevice(Scope s, Tensor t) { return t.device() == device ? t : t.to(s, device); }
 
     /** Per-point log-density log p(x) (n), differentiable. */
     public Var logProb(Var x) {
@@ -108,14 +149,18 @@ public final class ToyFlow {
         return F.addScalar(F.sub(ld, F.scale(quad, 0.5f)), (float) -Math.log(2 * Math.PI));
     }
 
-    /** Inverse pass: x from z. */
+    /**
+     * Inverse pass: x from z (n, 2), on the flow's device (z moved there when it is elsewhere). On CUDA each coupling's
+     * learned scale is read back once (a 4-byte copy per coupling: F.couplingInverse takes it by value).
+     */
     public Tensor inverse(Tensor z) {
         long n = z.size(0);
-        Tensor y = z;
+        Tensor y = onDevice(Graph.current().scope(), z);
         for (int k = cfg.couplings - 1; k >= 0; k--) {
-            Tensor masked = Graph.current().empty(n, 2);
+            Tensor masked = Graph.current().empty(device, n, 2);
             dev.latent.ops.Kernels.mul(y, batchMask(k, n), masked);
-            y = F.couplingInverse(y, net(k, Var.constant(masked)).value(), scales[k].value().segment().get(JAVA_FLOAT, 0), masks[k]);
+            float sc = device == Device.CPU ? scales[k].value().segment().get(JAVA_FLOAT, 0) : scales[k].value().toArray()[0];
+            y = F.couplingInverse(y, net(k, Var.constant(masked)).value(), sc, masks[k]);
         }
         return y;
     }
@@ -131,25 +176,38 @@ public final class ToyFlow {
 
     /**
      * Operand precision of the training steps' coupling MLPs (issue 15): BF16 runs their linear layers through
-     * lt_gemm_bf16 (operands rounded to bf16, fp32 sums); the affine couplings, log-determinants, the NLL, master
-     * weights and Adam's state stay fp32, and evaluation and sampling run fp32. CPU with AVX512_BF16 only: elsewhere an
-     * exception naming why. {@link #run}'s checkpoint records it (metadata "precision"); a resume must ask the same.
+     * lt_gemm_bf16 (operands rounded to bf16, fp32 sums; CPU with AVX512_BF16), on CUDA TF32 and BF16 (issue 18: the
+     * GEMMs at the precision); the affine couplings, log-determinants, the NLL, master weights and Adam's state stay fp32,
+     * and evaluation and sampling run fp32. Where it cannot run, an exception naming why. {@link #run}'s checkpoint
+     * records it (metadata "precision"); a resume must ask the same.
      */
     public ToyFlow precision(dev.latent.tensor.Precision p) {
-        this.precision = dev.latent.train.TrainingPrecision.requireRunnable("flow-toy", p, dev.latent.tensor.Device.CPU);
+        this.precision = dev.latent.train.TrainingPrecision.requireRunnable("flow-toy", p, device, true);
         return this;
     }
+
+    /** The parameters by their checkpoint names (on the flow's device), in creation order. */
+    public java.util.Map<String, Var> namedParameters() { return java.util.Collections.unmodifiableMap(params); }
 
     /** The training precision set (FP32 by default). */
     public dev.latent.tensor.Precision precision() { return precision; }
 
     /** Adam step t (1-based): a fresh batch from Philox (seed, 4t); returns its mean NLL before the step. */
-    private double step(long t) {
+    private double step(long t) { return stepDeferred(t).get(0); }
+
+    /**
+     * Adam step t (1-based) without reading its loss: {@code get(0)} of the result is the batch's mean NLL before the
+     * step, which on CUDA stays on the device until read (one copy; read it before the next step), so the step makes
+     * no host synchronisation.
+     */
+    public StepScalars.Values stepDeferred(long t) {
         try (Graph g = Graph.open().precision(precision)) {
-            Var nll = F.scale(F.mean(logProb(Var.constant(sampleData(g.scope(), cfg.seed, 4L * t, cfg.batch)))), -1f);
+            Var nll = F.scale(F.mean(logProb(Var.constant(onDevice(g.scope(), sampleData(g.scope(), cfg.seed, 4L * t, cfg.batch))))), -1f);
             g.backward(nll);
             opt.update(cfg.lr, 0);
-            return F.item(nll);
+            if (device == Device.CPU) return StepScalars.Values.known(F.item(nll));
+            if (losses == null) losses = new StepScalars(scope, device, 1);
+            return losses.capture(nll.value().reshape(1));
         }
     }
 
@@ -188,13 +246,14 @@ public final class ToyFlow {
         return dev.latent.train.TrainLoop.run(family, new dev.latent.train.TrainLoop.Options(out, cfg.steps, stopAt, resume, checkpointEvery, listener, quiet));
     }
 
+    /** Mean NLL (nats per point) of n fresh points (Philox seed 1234), computed on the flow's device (one copy back). */
     public double evalNll(int n) {
         try (Graph g = Graph.inference()) {
-            return -F.item(F.mean(logProb(Var.constant(sampleData(g.scope(), 1234, 1L << 40, n)))));
+            return -F.item(F.mean(logProb(Var.constant(onDevice(g.scope(), sampleData(g.scope(), 1234, 1L << 40, n))))));
         }
     }
 
-    /** Heat map of p(x) on [-3, 3]^2 (size x size pixels, gray, brighter = denser) and a scatter of n samples beside it. */
+    /** On the flow's device: heat map of p(x) on [-3, 3]^2 (size x size pixels, gray, brighter = denser) and a scatter of n samples beside it. */
     public void writePictures(Path dir, int size, int n) throws IOException {
         Files.createDirectories(dir);
         float[] lp;
@@ -205,7 +264,7 @@ public final class ToyFlow {
                     grid.segment().setAtIndex(JAVA_FLOAT, 2L * (r * size + c), (float) (-3 + 6.0 * (c + 0.5) / size));
                     grid.segment().setAtIndex(JAVA_FLOAT, 2L * (r * size + c) + 1, (float) (3 - 6.0 * (r + 0.5) / size));
                 }
-            lp = logProb(Var.constant(grid)).value().toArray();
+            lp = logProb(Var.constant(onDevice(g.scope(), grid))).value().toArray();
         }
         double mx = Double.NEGATIVE_INFINITY;
         for (float v : lp) mx = Math.max(mx, v);
