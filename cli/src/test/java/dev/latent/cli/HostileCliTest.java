@@ -340,7 +340,7 @@ class HostileCliTest {
         add(1, bf16 ? "--steps" : "AVX512_BF16", "train", "flow-toy", "--out", R(), "--precision", "bf16", "--steps", "0");
         // issue 18: tf32 is CUDA-only, refused on the CPU before any file is read, for every train command
         add(1, "tf32 precision is CUDA-only", "train", "gpt", "--data", text.toString(), "--out", root.resolve("tf32-new").toString(), "--precision", "tf32", "--device", "cpu");
-        // (on CUDA every one of them runs tf32 since h-cudaprec2: CudaCliTest.tf32OnCudaForEveryFamily; pixelcnn and the toys train on the CPU only)
+        // (on CUDA every one of them runs tf32 since h-cudaprec2: CudaCliTest.tf32OnCudaForEveryFamily; the toys since h-toycuda: CudaCliTest.toysOnCuda)
         for (String model : new String[] {"wgan-gp", "realnvp", "glow", "dcgan", "vae", "classifier", "pixelcnn"})
             add(1, "tf32 precision is CUDA-only", "train", model, "--data", missing, "--out", R(), "--precision", "tf32");
         add(1, "tf32 precision is CUDA-only", "train", "toy-gan", "--precision", "tf32", "--hidden", "0");
