@@ -13,6 +13,46 @@ extern "C" {
 
 #define ATT_MAXHS 128 /* attention.cu's limit, repeated so this file stands alone (GenBindings fails if they differ) */
 
+#define AB_BR 64  /* query rows per block: 4 warps x 16 */
+#define AB_BC 32  /* keys per tile */
+#define AB_QW 68  /* words per Q / K row: 64 h pairs + 4 pad */
+#define AB_VW 20  /* words per V^T row: 16 key pairs + 4 pad */
+
+/* Staging and fragment helpers of the three kernels (forward and backward load their tiles the same way) */
+
+/* rows r0 .. r0 + R - 1 of x (T x HS, at base) into S[R][AB_QW] as bf16 pairs, zero past T and HS */
+template <int R>
+static __device__ __forceinline__ void ab_stage_rows(uint32_t (*S)[AB_QW], const float *__restrict__ x, int64_t base,
+                                                     int r0, int T, int HS, int HW, int tid, int nth) {
+    for (int e = tid; e < R * HW; e += nth) {
+        const int r = e / HW, hp = e % HW, row = r0 + r, h = 2 * hp;
+        const float *src = x + base + (int64_t)row * HS;
+        const bool ok = row < T;
+        S[r][hp] = lt_pack_bf16x2(ok && h < HS ? src[h] : 0.0f, ok && h + 1 < HS ? src[h + 1] : 0.0f);
+    }
+}
+
+/* the same rows transposed: S[h][p] = pair (row r0 + 2p, r0 + 2p + 1) of column h, for h < HS16, p < R / 2 */
+template <int R, int W>
+static __device__ __forceinline__ void ab_stage_cols(uint32_t (*S)[W], const float *__restrict__ x, int64_t base, int r0,
+                                                     int T, int HS, int HS16, int tid, int nth) {
+    for (int e = tid; e < (R / 2) * HS16; e += nth) { /* consecutive threads: consecutive h (coalesced reads) */
+        const int h = e % HS16, p = e / HS16, row = r0 + 2 * p;
+        const bool hok = h < HS;
+        const float lo = hok && row < T ? x[base + (int64_t)row * HS + h] : 0.0f;
+        const float hi = hok && row + 1 < T ? x[base + (int64_t)(row + 1) * HS + h] : 0.0f;
+        S[h][p] = lt_pack_bf16x2(lo, hi);
+    }
+}
+
+/* A fragments of a 16 x (8 NT) accumulator tile (rows g, g + 8 of the lane's quad) as the k = 16 kk .. 16 kk + 15 slice */
+static __device__ __forceinline__ void ab_afrag(uint32_t a[4], const float c0[4], const float c1[4]) {
+    a[0] = lt_pack_bf16x2(c0[0], c0[1]);
+    a[1] = lt_pack_bf16x2(c0[2], c0[3]);
+    a[2] = lt_pack_bf16x2(c1[0], c1[1]);
+    a[3] = lt_pack_bf16x2(c1[2], c1[3]);
+}
+
 /* ---- ltk_attention_fwd_bf16: the forward on bf16 tensor cores (issue 18: our own kernel where cuDNN's SDPA is absent)
  * The lt_attention_fwd_bf16 contract of latent.h (the CPU's): q, k, v, o fp32 (B, NH, T, HS), lse fp32 (B, NH, T) with the
  * fp32 kernel's meaning (m + log l, -inf for a row that sees no key); the operands of both matmuls (Q K^T and P V) are
@@ -31,11 +71,6 @@ extern "C" {
  * order (the twin: in k order): deterministic on a given device. Checked by attention_cuda_test.cc against a double
  * reference on the bf16-rounded inputs. Not yet tuned or timed (no GPU here): V's transposed store has bank conflicts
  * (ldmatrix.trans is the fix), global loads are scalar fp32 reads (no cp.async). */
-#define AB_BR 64  /* query rows per block: 4 warps x 16 */
-#define AB_BC 32  /* keys per tile */
-#define AB_QW 68  /* words per Q / K row: 64 h pairs + 4 pad */
-#define AB_VW 20  /* words per V^T row: 16 key pairs + 4 pad */
-
 LT_KERNEL void __launch_bounds__(128) ltk_attention_fwd_bf16(lt_attention_desc d, const float *__restrict__ q,
                                                              const float *__restrict__ k, const float *__restrict__ v,
                                                              float *__restrict__ o, float *__restrict__ lse) {
@@ -49,12 +84,7 @@ LT_KERNEL void __launch_bounds__(128) ltk_attention_fwd_bf16(lt_attention_desc d
     const int64_t base = (int64_t)blockIdx.y * T * HS;
     const int q0 = blockIdx.x * AB_BR;
     /* Q: word (r, hp) = bf16(q[r][2hp]) | bf16(q[r][2hp+1]) << 16, zero outside T x HS */
-    for (int e = tid; e < AB_BR * HW; e += 128) {
-        const int r = e / HW, hp = e % HW, row = q0 + r, h = 2 * hp;
-        const float *src = q + base + (int64_t)row * HS;
-        const bool ok = row < T;
-        Qs[r][hp] = lt_pack_bf16x2(ok && h < HS ? src[h] : 0.0f, ok && h + 1 < HS ? src[h + 1] : 0.0f);
-    }
+    ab_stage_rows<AB_BR>(Qs, q, base, q0, T, HS, HW, tid, 128);
     const int r0 = q0 + warp * 16 + g, r1 = r0 + 8; /* this lane's two rows */
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
     float acc[ATT_MAXHS / 8][4];
@@ -65,19 +95,8 @@ LT_KERNEL void __launch_bounds__(128) ltk_attention_fwd_bf16(lt_attention_desc d
     const int kend = d.causal ? min(T, q0 + AB_BR) : T;
     for (int kt = 0; kt < kend; kt += AB_BC) {
         __syncthreads(); /* the previous tile is done with Ks / Vt (and Qs is complete, the first time) */
-        for (int e = tid; e < AB_BC * HW; e += 128) {
-            const int j = e / HW, hp = e % HW, key = kt + j, h = 2 * hp;
-            const float *src = k + base + (int64_t)key * HS;
-            const bool ok = key < T;
-            Ks[j][hp] = lt_pack_bf16x2(ok && h < HS ? src[h] : 0.0f, ok && h + 1 < HS ? src[h + 1] : 0.0f);
-        }
-        for (int e = tid; e < (AB_BC / 2) * HS16; e += 128) { /* consecutive threads: consecutive h (coalesced reads) */
-            const int h = e % HS16, kp = e / HS16, key = kt + 2 * kp;
-            const bool hok = h < HS;
-            const float lo = hok && key < T ? v[base + (int64_t)key * HS + h] : 0.0f;
-            const float hi = hok && key + 1 < T ? v[base + (int64_t)(key + 1) * HS + h] : 0.0f;
-            Vt[h][kp] = lt_pack_bf16x2(lo, hi);
-        }
+        ab_stage_rows<AB_BC>(Ks, k, base, kt, T, HS, HW, tid, 128);
+        ab_stage_cols<AB_BC, AB_VW>(Vt, v, base, kt, T, HS, HS16, tid, 128);
         __syncthreads();
         /* S = Q K^T: 4 n-tiles of 8 keys */
         float s[AB_BC / 8][4];
@@ -143,12 +162,7 @@ LT_KERNEL void __launch_bounds__(128) ltk_attention_fwd_bf16(lt_attention_desc d
         /* O = O corr + P V: P's A fragments straight from the S accumulators */
         uint32_t pf[AB_BC / 16][4];
 #pragma unroll
-        for (int kk = 0; kk < AB_BC / 16; kk++) {
-            pf[kk][0] = lt_pack_bf16x2(s[2 * kk][0], s[2 * kk][1]);
-            pf[kk][1] = lt_pack_bf16x2(s[2 * kk][2], s[2 * kk][3]);
-            pf[kk][2] = lt_pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-            pf[kk][3] = lt_pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-        }
+        for (int kk = 0; kk < AB_BC / 16; kk++) ab_afrag(pf[kk], s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
         for (int nh = 0; nh < ATT_MAXHS / 8; nh++) {
             if (nh < NH8) {
@@ -200,37 +214,29 @@ LT_KERNEL void __launch_bounds__(128) ltk_attention_fwd_bf16(lt_attention_desc d
  * Checked by attention_cuda_test.cc against a double reference on the rounded operands. */
 #define AB_KW 12 /* words per row of a transposed 16-query tile: 8 pairs + 4 pad */
 
-/* rows r0 .. r0 + R - 1 of x (T x HS, at base) into S[R][AB_QW] as bf16 pairs, zero past T and HS */
-template <int R>
-static __device__ __forceinline__ void ab_stage_rows(uint32_t (*S)[AB_QW], const float *__restrict__ x, int64_t base,
-                                                     int r0, int T, int HS, int HW, int tid, int nth) {
-    for (int e = tid; e < R * HW; e += nth) {
-        const int r = e / HW, hp = e % HW, row = r0 + r, h = 2 * hp;
-        const float *src = x + base + (int64_t)row * HS;
-        const bool ok = row < T;
-        S[r][hp] = lt_pack_bf16x2(ok && h < HS ? src[h] : 0.0f, ok && h + 1 < HS ? src[h + 1] : 0.0f);
+/* The backward's two products over one k loop, for this warp's 16 A rows (ar, ar + 8 of the lane's quad) against NT
+ * n-tiles of 8 B rows: x[ni] = A1 B1^T and y[ni] = A2 B2^T over the HS16 / 16 k-steps. The dk dv pass takes S^T = K Q^T
+ * and dP^T = V dout^T (NT 2: 16 queries), the dq pass S = Q K^T and dP = dout V^T (NT 4: 32 keys). */
+template <int NT>
+static __device__ __forceinline__ void ab_mma2(float x[NT][4], float y[NT][4], const uint32_t (*A1)[AB_QW],
+                                               const uint32_t (*A2)[AB_QW], const uint32_t (*B1)[AB_QW],
+                                               const uint32_t (*B2)[AB_QW], int ar, int NK, int g, int t) {
+#pragma unroll
+    for (int ni = 0; ni < NT; ni++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) x[ni][e] = y[ni][e] = 0.0f;
+    for (int kk = 0; kk < NK; kk++) {
+        const int w0 = kk * 8 + t;
+        const uint32_t a1[4] = {A1[ar][w0], A1[ar + 8][w0], A1[ar][w0 + 4], A1[ar + 8][w0 + 4]};
+        const uint32_t a2[4] = {A2[ar][w0], A2[ar + 8][w0], A2[ar][w0 + 4], A2[ar + 8][w0 + 4]};
+#pragma unroll
+        for (int ni = 0; ni < NT; ni++) {
+            const uint32_t b1[2] = {B1[ni * 8 + g][w0], B1[ni * 8 + g][w0 + 4]};
+            const uint32_t b2[2] = {B2[ni * 8 + g][w0], B2[ni * 8 + g][w0 + 4]};
+            lt_mma_bf16_16x8x16(x[ni], a1, b1);
+            lt_mma_bf16_16x8x16(y[ni], a2, b2);
+        }
     }
-}
-
-/* the same rows transposed: S[h][p] = pair (row r0 + 2p, r0 + 2p + 1) of column h, for h < HS16, p < R / 2 */
-template <int R, int W>
-static __device__ __forceinline__ void ab_stage_cols(uint32_t (*S)[W], const float *__restrict__ x, int64_t base, int r0,
-                                                     int T, int HS, int HS16, int tid, int nth) {
-    for (int e = tid; e < (R / 2) * HS16; e += nth) { /* consecutive threads: consecutive h (coalesced reads) */
-        const int h = e % HS16, p = e / HS16, row = r0 + 2 * p;
-        const bool hok = h < HS;
-        const float lo = hok && row < T ? x[base + (int64_t)row * HS + h] : 0.0f;
-        const float hi = hok && row + 1 < T ? x[base + (int64_t)(row + 1) * HS + h] : 0.0f;
-        S[h][p] = lt_pack_bf16x2(lo, hi);
-    }
-}
-
-/* A fragments of a 16 x (8 NT) accumulator tile (rows g, g + 8 of the lane's quad) as the k = 16 kk .. 16 kk + 15 slice */
-static __device__ __forceinline__ void ab_afrag(uint32_t a[4], const float c0[4], const float c1[4]) {
-    a[0] = lt_pack_bf16x2(c0[0], c0[1]);
-    a[1] = lt_pack_bf16x2(c0[2], c0[3]);
-    a[2] = lt_pack_bf16x2(c1[0], c1[1]);
-    a[3] = lt_pack_bf16x2(c1[2], c1[3]);
 }
 
 LT_KERNEL void __launch_bounds__(64) ltk_attention_bwd_dkdv_bf16(lt_attention_desc d, const float *__restrict__ q,
@@ -267,22 +273,7 @@ LT_KERNEL void __launch_bounds__(64) ltk_attention_bwd_dkdv_bf16(lt_attention_de
         }
         __syncthreads();
         float st[2][4], dpt[2][4]; /* S^T and dP^T: 16 keys x 16 queries */
-#pragma unroll
-        for (int ni = 0; ni < 2; ni++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) st[ni][e] = dpt[ni][e] = 0.0f;
-        for (int kk = 0; kk < NK; kk++) {
-            const int w0 = kk * 8 + t;
-            const uint32_t ak[4] = {Ks[kr][w0], Ks[kr + 8][w0], Ks[kr][w0 + 4], Ks[kr + 8][w0 + 4]};
-            const uint32_t av[4] = {Vs[kr][w0], Vs[kr + 8][w0], Vs[kr][w0 + 4], Vs[kr + 8][w0 + 4]};
-#pragma unroll
-            for (int ni = 0; ni < 2; ni++) {
-                const uint32_t bq[2] = {Qs[ni * 8 + g][w0], Qs[ni * 8 + g][w0 + 4]};
-                const uint32_t bo[2] = {Os[ni * 8 + g][w0], Os[ni * 8 + g][w0 + 4]};
-                lt_mma_bf16_16x8x16(st[ni], ak, bq);
-                lt_mma_bf16_16x8x16(dpt[ni], av, bo);
-            }
-        }
+        ab_mma2<2>(st, dpt, Ks, Vs, Qs, Os, kr, NK, g, t);
 #pragma unroll
         for (int ni = 0; ni < 2; ni++)
 #pragma unroll
@@ -350,23 +341,8 @@ LT_KERNEL void __launch_bounds__(64) ltk_attention_bwd_dq_bf16(lt_attention_desc
         ab_stage_rows<32>(Vs, v, base, kt, T, HS, HW, tid, 64);
         ab_stage_cols<32, AB_VW>(Kt, k, base, kt, T, HS, HS16, tid, 64);
         __syncthreads();
-        float s[4][4], dp[4][4];
-#pragma unroll
-        for (int ni = 0; ni < 4; ni++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) s[ni][e] = dp[ni][e] = 0.0f;
-        for (int kk = 0; kk < NK; kk++) {
-            const int w0 = kk * 8 + t;
-            const uint32_t aq[4] = {Qs[qr][w0], Qs[qr + 8][w0], Qs[qr][w0 + 4], Qs[qr + 8][w0 + 4]};
-            const uint32_t ao[4] = {Os[qr][w0], Os[qr + 8][w0], Os[qr][w0 + 4], Os[qr + 8][w0 + 4]};
-#pragma unroll
-            for (int ni = 0; ni < 4; ni++) {
-                const uint32_t bk[2] = {Ks[ni * 8 + g][w0], Ks[ni * 8 + g][w0 + 4]};
-                const uint32_t bv[2] = {Vs[ni * 8 + g][w0], Vs[ni * 8 + g][w0 + 4]};
-                lt_mma_bf16_16x8x16(s[ni], aq, bk);
-                lt_mma_bf16_16x8x16(dp[ni], ao, bv);
-            }
-        }
+        float s[4][4], dp[4][4]; /* S and dP: 16 query rows x 32 keys */
+        ab_mma2<4>(s, dp, Qs, Os, Ks, Vs, qr, NK, g, t);
 #pragma unroll
         for (int ni = 0; ni < 4; ni++)
 #pragma unroll
