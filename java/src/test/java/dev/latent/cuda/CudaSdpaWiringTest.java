@@ -5,7 +5,7 @@ import dev.latent.autograd.Graph;
 import dev.latent.autograd.Var;
 import dev.latent.models.gpt.Gpt;
 import dev.latent.models.gpt.GptConfig;
-import dev.latent.ops.Kernels;
+import dev.latent.ops.AttentionKernels;
 import dev.latent.optim.AdamW;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Precision;
@@ -237,7 +237,7 @@ class CudaSdpaWiringTest {
         assertTrue(on.losses[STEPS - 1] < on.losses[0], "GPT with 4-wide heads trains at bf16: " + java.util.Arrays.toString(on.losses));
     }
 
-    /** o, dq, dk, dv of Kernels.attention / attentionBackward at BF16 on CUDA (random q, k, v, dout), the vendor forced. */
+    /** o, dq, dk, dv of AttentionKernels.attention / attentionBackward at BF16 on CUDA (random q, k, v, dout), the vendor forced. */
     static float[] attentionOp(long[] shape, boolean causal, boolean vendor) {
         int n = (int) (shape[0] * shape[1] * shape[2] * shape[3]);
         float scale = (float) (1 / Math.sqrt(shape[3]));
@@ -250,8 +250,8 @@ class CudaSdpaWiringTest {
                     dout = Tensor.of(sc, Device.CUDA, CudaTesting.fill(n, 12), shape);
             Tensor o = Tensor.zeros(sc, Device.CUDA, shape), lse = Tensor.zeros(sc, Device.CUDA, shape[0], shape[1], shape[2]),
                     dq = Tensor.zeros(sc, Device.CUDA, shape), dk = Tensor.zeros(sc, Device.CUDA, shape), dv = Tensor.zeros(sc, Device.CUDA, shape);
-            Kernels.attention(q, k, v, causal, scale, o, lse, Precision.BF16);
-            Kernels.attentionBackward(q, k, v, o, lse, dout, causal, scale, dq, dk, dv, Precision.BF16);
+            AttentionKernels.attention(q, k, v, causal, scale, o, lse, Precision.BF16);
+            AttentionKernels.attentionBackward(q, k, v, o, lse, dout, causal, scale, dq, dk, dv, Precision.BF16);
             float[] all = new float[4 * n];
             System.arraycopy(o.toArray(), 0, all, 0, n);
             System.arraycopy(dq.toArray(), 0, all, n, n);
