@@ -2,6 +2,7 @@ package dev.latent.cuda;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.function.ObjLongConsumer;
 
 import static dev.latent.cuda.CudaKernels.*;
 import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
@@ -138,6 +139,24 @@ public final class CudaProbKernels extends CudaLaunchers {
     // ---- reparam.cu ----
 
     /**
+     * What every reparam forward launcher shares: the forward over ceil(n / RP_CHUNK) chunks ({@code fwd}: the chunk
+     * kernel, given the per-chunk KL slice and the chunk count), then the chunks' KL partials summed in order
+     * (ltk_reparam_kl_sum) into one double in this thread's scratch, which it returns; n == 0 launches nothing and zeroes it.
+     */
+    private static DeviceBuffer reparamKl(Cuda cu, long n, ObjLongConsumer<DeviceBuffer> fwd) {
+        long chunks = Math.max(1, (n + RP_CHUNK - 1) / RP_CHUNK);
+        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
+        DeviceBuffer kl = s.slice(0, 8), part = s.slice(8, chunks * 8);
+        if (n == 0) {
+            kl.zero();
+        } else {
+            fwd.accept(part, chunks);
+            Ltk.ltk_reparam_kl_sum(cu, dim(1), dim(32), 0, chunks, part, kl);
+        }
+        return kl;
+    }
+
+    /**
      * z = mu + exp(0.5 logvar) eps, eps from Philox (seed, stream): the CPU's bits. Returns KL(q || N(0, I)) summed
      * in double in the CPU's fixed order (per-chunk partial sums in this thread's scratch, then one thread sums them),
      * which is copied back: this call synchronises.
@@ -145,11 +164,8 @@ public final class CudaProbKernels extends CudaLaunchers {
     public static double reparam(Cuda cu, long n, DeviceBuffer mu, DeviceBuffer logvar, long seed, long stream, DeviceBuffer z) {
         floats("reparam", n, "mu", mu, "logvar", logvar, "z", z);
         if (n == 0) return 0;
-        long chunks = (n + RP_CHUNK - 1) / RP_CHUNK;
-        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
-        DeviceBuffer kl = s.slice(0, 8), part = s.slice(8, chunks * 8);
-        Ltk.ltk_reparam_fwd(cu, dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, seed, stream, z, part);
-        Ltk.ltk_reparam_kl_sum(cu, dim(1), dim(32), 0, chunks, part, kl);
+        DeviceBuffer kl = reparamKl(cu, n, (part, chunks) ->
+                Ltk.ltk_reparam_fwd(cu, dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, seed, stream, z, part));
         try (Arena a = Arena.ofConfined()) {
             MemorySegment out = a.allocate(JAVA_DOUBLE);
             kl.copyTo(out);
@@ -165,15 +181,8 @@ public final class CudaProbKernels extends CudaLaunchers {
                                   DeviceBuffer klF32) {
         floats("reparam", n, "mu", mu, "logvar", logvar, "z", z);
         floats("reparam", 1, "kl", klF32);
-        long chunks = Math.max(1, (n + RP_CHUNK - 1) / RP_CHUNK);
-        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
-        DeviceBuffer kl = s.slice(0, 8), part = s.slice(8, chunks * 8);
-        if (n == 0) {
-            kl.zero();
-        } else {
-            Ltk.ltk_reparam_fwd(cu, dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, seed, stream, z, part);
-            Ltk.ltk_reparam_kl_sum(cu, dim(1), dim(32), 0, chunks, part, kl);
-        }
+        DeviceBuffer kl = reparamKl(cu, n, (part, chunks) ->
+                Ltk.ltk_reparam_fwd(cu, dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, seed, stream, z, part));
         Ltk.ltk_f64_to_f32(cu, dim(1), dim(32), 0, 1L, kl, klF32);
     }
 
@@ -187,15 +196,8 @@ public final class CudaProbKernels extends CudaLaunchers {
         floats("reparam", n, "mu", mu, "logvar", logvar, "z", z);
         floats("reparam", 1, "kl", klF32);
         need(key, 16, "reparam", "key");
-        long chunks = Math.max(1, (n + RP_CHUNK - 1) / RP_CHUNK);
-        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
-        DeviceBuffer kl = s.slice(0, 8), part = s.slice(8, chunks * 8);
-        if (n == 0) {
-            kl.zero();
-        } else {
-            Ltk.ltk_reparam_fwd_key(cu, dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, key, z, part);
-            Ltk.ltk_reparam_kl_sum(cu, dim(1), dim(32), 0, chunks, part, kl);
-        }
+        DeviceBuffer kl = reparamKl(cu, n, (part, chunks) ->
+                Ltk.ltk_reparam_fwd_key(cu, dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, key, z, part));
         Ltk.ltk_f64_to_f32(cu, dim(1), dim(32), 0, 1L, kl, klF32);
     }
 
