@@ -1,5 +1,6 @@
 /* attention.cu in the CUDA emulation (forward, D = dout . o, dk / dv, dq) against a double-precision reference
- * written here, causal and not, T and HS at tile tails (T = 1, 7, 37, 70; HS = 1, 16, 33, 72, 128).
+ * written here, causal and not, T and HS at tile tails (T = 1, 7, 37, 70; HS = 1, 16, 33, 72, 128); attention_bf16.cu's
+ * tensor-core kernels against the bf16-rounded operands (bf16_fwd_cases, bf16_bwd_cases).
  * Tolerance, per element, eps times the sum of |terms| of that element (as attention_test.c does), with
  * eps = 4 u (HS + T + 16): every score is a float dot of HS terms (scale |q.k| <= sqrt(HS) for inputs in (-1, 1))
  * whose error moves p by that much relatively, and each output sums T terms in float.
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "../attention/attention.cu"
+#include "../attention/attention_bf16.cu"
 #include "lt_cuda_test.h"
 
 static int check(const char *what, const std::vector<float> &got, const std::vector<double> &want,

@@ -1,7 +1,7 @@
 package dev.latent.bench;
 
 import dev.latent.nativ.LatentNative;
-import dev.latent.ops.Kernels;
+import dev.latent.ops.AttentionKernels;
 import dev.latent.tensor.Precision;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
@@ -45,10 +45,10 @@ public final class AttentionWorkload {
                 float scale = (float) (1 / Math.sqrt(hs));
                 double fwdFlops = 4.0 * b * nh * t * t * hs;
                 String shape = "B=" + b + " NH=" + nh + " T=" + t + " HS=" + hs + " causal";
-                double f = GemmWorkload.time(() -> Kernels.attention(q, k, v, true, scale, o, lse), reps);
+                double f = GemmWorkload.time(() -> AttentionKernels.attention(q, k, v, true, scale, o, lse), reps);
                 double fb = GemmWorkload.time(() -> {
-                    Kernels.attention(q, k, v, true, scale, o, lse);
-                    Kernels.attentionBackward(q, k, v, o, lse, d, true, scale, dq, dk, dv);
+                    AttentionKernels.attention(q, k, v, true, scale, o, lse);
+                    AttentionKernels.attentionBackward(q, k, v, o, lse, d, true, scale, dq, dk, dv);
                 }, reps);
                 out.add(rec(shape, "latent", "fwd", threads, f, fwdFlops, peak, null));
                 out.add(rec(shape, "latent", "fwd+bwd", threads, fb, 3 * fwdFlops, peak, null));
@@ -56,10 +56,10 @@ public final class AttentionWorkload {
                         shape, f, 50 * fwdFlops / f / 1e6 / peak, fb, 50 * 3 * fwdFlops / fb / 1e6 / peak));
                 double bf = 0, bfb = 0;
                 if (bf16) {
-                    bf = GemmWorkload.time(() -> Kernels.attention(q, k, v, true, scale, o, lse, Precision.BF16), reps);
+                    bf = GemmWorkload.time(() -> AttentionKernels.attention(q, k, v, true, scale, o, lse, Precision.BF16), reps);
                     bfb = GemmWorkload.time(() -> {
-                        Kernels.attention(q, k, v, true, scale, o, lse, Precision.BF16);
-                        Kernels.attentionBackward(q, k, v, o, lse, d, true, scale, dq, dk, dv, Precision.BF16);
+                        AttentionKernels.attention(q, k, v, true, scale, o, lse, Precision.BF16);
+                        AttentionKernels.attentionBackward(q, k, v, o, lse, d, true, scale, dq, dk, dv, Precision.BF16);
                     }, reps);
                     out.add(rec(shape, "latent-bf16", "fwd", threads, bf, fwdFlops, peak, null));
                     out.add(rec(shape, "latent-bf16", "fwd+bwd", threads, bfb, 3 * fwdFlops, peak, null));

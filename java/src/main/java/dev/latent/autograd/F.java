@@ -2,6 +2,7 @@ package dev.latent.autograd;
 
 import dev.latent.tensor.Precision;
 import dev.latent.nativ.LatentNative;
+import dev.latent.ops.AttentionKernels;
 import dev.latent.ops.Gemm;
 import dev.latent.ops.Kernels;
 import dev.latent.ops.KeptOperands;
@@ -314,12 +315,12 @@ public final class F {
         /* h-sdpaconv: where a backward will follow (recording, qkv requires grad), the forward may keep its bf16 operands
          * (CUDA, BF16, cuDNN's SDPA) in the graph's scope for it; released once the backward has used them. */
         KeptOperands keep = g().recording && qkv.requiresGrad ? new KeptOperands(g().scope) : null;
-        Kernels.attention(q, k, v, causal, scale, o, lse, prec, keep);
+        AttentionKernels.attention(q, k, v, causal, scale, o, lse, prec, keep);
         return rec(o, "attention", of(qkv), gr -> {
             firstOrderOnly("attention");
             Tensor d = g().empty(p.device(), p.shape());
             Tensor dq = d.slice(0, 0, 1).reshape(q.shape()), dk = d.slice(0, 1, 2).reshape(q.shape()), dv = d.slice(0, 2, 3).reshape(q.shape());
-            Kernels.attentionBackward(q, k, v, o, lse, dense(gr), causal, scale, dq, dk, dv, prec, keep);
+            AttentionKernels.attentionBackward(q, k, v, o, lse, dense(gr), causal, scale, dq, dk, dv, prec, keep);
             if (keep != null) keep.release();   /* a second backward over this graph converts again */
             return of(Var.constant(d));
         });

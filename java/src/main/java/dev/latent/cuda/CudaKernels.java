@@ -416,12 +416,34 @@ public final class CudaKernels extends CudaLaunchers {
         return a;
     }
 
+    /** The forwards' checks (fp32 and bf16): the desc, then q, k, v, o (B, NH, T, HS) and lse (B, NH, T) in fp32. */
+    private static Att attForward(String op, MemorySegment desc, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer o,
+                                  DeviceBuffer lse) {
+        Att a = att(op, desc);
+        floats(op, a.numel(), "q", q, "k", k, "v", v, "o", o);
+        floats(op, a.bh() * a.t, "lse", lse);
+        return a;
+    }
+
+    /**
+     * The backwards' prologue (fp32 and bf16): the sizes of every operand checked against {@code a}, then D = rowwise
+     * dout . o (fp32, ltk_attention_bwd_dot) into this thread's scratch, which it returns for the dk / dv and dq passes.
+     */
+    private static DeviceBuffer attBackwardDot(Cuda cu, String op, Att a, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v,
+                                               DeviceBuffer o, DeviceBuffer lse, DeviceBuffer dout, DeviceBuffer dq,
+                                               DeviceBuffer dk, DeviceBuffer dv) {
+        floats(op, a.numel(), "q", q, "k", k, "v", v, "o", o, "dout", dout, "dq", dq, "dk", dk, "dv", dv);
+        floats(op, a.bh() * a.t, "lse", lse);
+        long rows = a.bh() * a.t;
+        DeviceBuffer dvec = scratch(cu, rows * 4);
+        Ltk.ltk_attention_bwd_dot(cu, dim((rows + 7) / 8), dim(256), 0, rows, a.hs, dout, o, dvec);
+        return dvec;
+    }
+
     /** Attention forward with an lt_attention_desc: q, k, v, o (B, NH, T, HS), lse (B, NH, T). */
     public static void attention(Cuda cu, MemorySegment desc, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v,
                                  DeviceBuffer o, DeviceBuffer lse) {
-        Att a = att("attention", desc);
-        floats("attention", a.numel(), "q", q, "k", k, "v", v, "o", o);
-        floats("attention", a.bh() * a.t, "lse", lse);
+        Att a = attForward("attention", desc, q, k, v, o, lse);
         Ltk.ltk_attention_fwd(cu, dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, o, lse);
     }
 
@@ -433,9 +455,7 @@ public final class CudaKernels extends CudaLaunchers {
      */
     public static void attentionBf16(Cuda cu, MemorySegment desc, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v,
                                      DeviceBuffer o, DeviceBuffer lse) {
-        Att a = att("attentionBf16", desc);
-        floats("attentionBf16", a.numel(), "q", q, "k", k, "v", v, "o", o);
-        floats("attentionBf16", a.bh() * a.t, "lse", lse);
+        Att a = attForward("attentionBf16", desc, q, k, v, o, lse);
         Ltk.ltk_attention_fwd_bf16(cu, dim((a.t + 63) / 64, a.bh()), dim(128), 0, desc, q, k, v, o, lse);
     }
 
@@ -447,11 +467,7 @@ public final class CudaKernels extends CudaLaunchers {
                                          DeviceBuffer o, DeviceBuffer lse, DeviceBuffer dout, DeviceBuffer dq,
                                          DeviceBuffer dk, DeviceBuffer dv) {
         Att a = att("attentionBackward", desc);
-        floats("attentionBackward", a.numel(), "q", q, "k", k, "v", v, "o", o, "dout", dout, "dq", dq, "dk", dk, "dv", dv);
-        floats("attentionBackward", a.bh() * a.t, "lse", lse);
-        long rows = a.bh() * a.t;
-        DeviceBuffer dvec = scratch(cu, rows * 4);
-        Ltk.ltk_attention_bwd_dot(cu, dim((rows + 7) / 8), dim(256), 0, rows, a.hs, dout, o, dvec);
+        DeviceBuffer dvec = attBackwardDot(cu, "attentionBackward", a, q, k, v, o, lse, dout, dq, dk, dv);
         if (a.hs <= ATTENTION_SMALL_HS) {   // register-tiled kernels; their shared tiles hold HS <= 64
             Ltk.ltk_attention_bwd_dkdv64(cu, dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, lse, dvec, dout, dk, dv);
             Ltk.ltk_attention_bwd_dq64(cu, dim((a.t + 31) / 32, a.bh()), dim(64), 0, desc, q, k, v, lse, dvec, dout, dq);
@@ -471,11 +487,7 @@ public final class CudaKernels extends CudaLaunchers {
                                              DeviceBuffer o, DeviceBuffer lse, DeviceBuffer dout, DeviceBuffer dq,
                                              DeviceBuffer dk, DeviceBuffer dv) {
         Att a = att("attentionBackwardBf16", desc);
-        floats("attentionBackwardBf16", a.numel(), "q", q, "k", k, "v", v, "o", o, "dout", dout, "dq", dq, "dk", dk, "dv", dv);
-        floats("attentionBackwardBf16", a.bh() * a.t, "lse", lse);
-        long rows = a.bh() * a.t;
-        DeviceBuffer dvec = scratch(cu, rows * 4);
-        Ltk.ltk_attention_bwd_dot(cu, dim((rows + 7) / 8), dim(256), 0, rows, a.hs, dout, o, dvec);
+        DeviceBuffer dvec = attBackwardDot(cu, "attentionBackwardBf16", a, q, k, v, o, lse, dout, dq, dk, dv);
         int[] grid = dim((a.t + 31) / 32, a.bh());
         Ltk.ltk_attention_bwd_dkdv_bf16(cu, grid, dim(64), 0, desc, q, k, v, lse, dvec, dout, dk, dv);
         Ltk.ltk_attention_bwd_dq_bf16(cu, grid, dim(64), 0, desc, q, k, v, lse, dvec, dout, dq);

@@ -2,6 +2,7 @@ package dev.latent.cuda;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.function.ObjLongConsumer;
 
 import static dev.latent.cuda.CudaKernels.*;
 import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
@@ -88,6 +89,37 @@ public final class CudaProbKernels extends CudaLaunchers {
 
     // ---- bce.cu ----
 
+    /** A kernel summing {@code chunks} per-chunk doubles of {@code part}, in order, into the double {@code out}. */
+    private interface ChunkTotal {
+        void launch(long chunks, DeviceBuffer part, DeviceBuffer out);
+    }
+
+    /**
+     * What the chunked double sums (BCE's loss, reparam's KL) share: ceil(n / chunk) chunks, {@code part} launched over
+     * them into per-chunk doubles of this thread's scratch (given that slice and the chunk count), {@code total} summing
+     * those in order into the scratch's first double, which it returns; n == 0 launches nothing and zeroes it.
+     */
+    private static DeviceBuffer chunkedSum(Cuda cu, long n, long chunk, ObjLongConsumer<DeviceBuffer> part, ChunkTotal total) {
+        long chunks = Math.max(1, (n + chunk - 1) / chunk);
+        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
+        DeviceBuffer out = s.slice(0, 8), parts = s.slice(8, chunks * 8);
+        if (n == 0) {
+            out.zero();
+        } else {
+            part.accept(parts, chunks);
+            total.launch(chunks, parts, out);
+        }
+        return out;
+    }
+
+    /** The BCE loss over n elements (ltk_bce_part, which also writes dlogits, then ltk_bce_total): {@link #chunkedSum}. */
+    private static DeviceBuffer bceSum(Cuda cu, long n, DeviceBuffer logits, DeviceBuffer targets, float t, DeviceBuffer dlogits,
+                                       float dscale) {
+        return chunkedSum(cu, n, BCE_CHUNK,
+                (part, chunks) -> Ltk.ltk_bce_part(cu, dim(chunks), dim(BCE_THREADS), 0, n, logits, targets, t, dlogits, dscale, part),
+                (chunks, part, out) -> Ltk.ltk_bce_total(cu, dim(1), dim(32), 0, chunks, part, out));
+    }
+
     /**
      * Sum over n elements of BCE with logits against targets (or the constant t when targets is null), in double in
      * lt_bce_logits's 4096-element chunks added in order; dlogits (may be null, may be the logits) = (sigmoid(x) - t)
@@ -100,11 +132,7 @@ public final class CudaProbKernels extends CudaLaunchers {
         optFloats(op, n, "dlogits", dlogits);
         if (same(dlogits, targets)) throw new IllegalArgumentException(op + ": dlogits must not be the targets array");
         if (n == 0) return 0;
-        long chunks = (n + BCE_CHUNK - 1) / BCE_CHUNK;
-        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
-        DeviceBuffer out = s.slice(0, 8), part = s.slice(8, chunks * 8);
-        Ltk.ltk_bce_part(cu, dim(chunks), dim(BCE_THREADS), 0, n, logits, targets, t, dlogits, dscale, part);
-        Ltk.ltk_bce_total(cu, dim(1), dim(32), 0, chunks, part, out);
+        DeviceBuffer out = bceSum(cu, n, logits, targets, t, dlogits, dscale);
         try (Arena a = Arena.ofConfined()) {
             MemorySegment h = a.allocate(JAVA_DOUBLE);
             out.copyTo(h);
@@ -123,19 +151,16 @@ public final class CudaProbKernels extends CudaLaunchers {
         optFloats(op, n, "dlogits", dlogits);
         floats(op, 1, "out", outF32);
         if (same(dlogits, targets)) throw new IllegalArgumentException(op + ": dlogits must not be the targets array");
-        long chunks = Math.max(1, (n + BCE_CHUNK - 1) / BCE_CHUNK);
-        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
-        DeviceBuffer out = s.slice(0, 8), part = s.slice(8, chunks * 8);
-        if (n == 0) {
-            out.zero();
-        } else {
-            Ltk.ltk_bce_part(cu, dim(chunks), dim(BCE_THREADS), 0, n, logits, targets, t, dlogits, dscale, part);
-            Ltk.ltk_bce_total(cu, dim(1), dim(32), 0, chunks, part, out);
-        }
+        DeviceBuffer out = bceSum(cu, n, logits, targets, t, dlogits, dscale);
         Ltk.ltk_f64_to_f32(cu, dim(1), dim(32), 0, 1L, out, outF32);
     }
 
     // ---- reparam.cu ----
+
+    /** The KL of reparam's forward over n elements ({@code fwd}: the chunk kernel, keyed or by value): {@link #chunkedSum}. */
+    private static DeviceBuffer reparamKl(Cuda cu, long n, ObjLongConsumer<DeviceBuffer> fwd) {
+        return chunkedSum(cu, n, RP_CHUNK, fwd, (chunks, part, kl) -> Ltk.ltk_reparam_kl_sum(cu, dim(1), dim(32), 0, chunks, part, kl));
+    }
 
     /**
      * z = mu + exp(0.5 logvar) eps, eps from Philox (seed, stream): the CPU's bits. Returns KL(q || N(0, I)) summed
@@ -145,11 +170,8 @@ public final class CudaProbKernels extends CudaLaunchers {
     public static double reparam(Cuda cu, long n, DeviceBuffer mu, DeviceBuffer logvar, long seed, long stream, DeviceBuffer z) {
         floats("reparam", n, "mu", mu, "logvar", logvar, "z", z);
         if (n == 0) return 0;
-        long chunks = (n + RP_CHUNK - 1) / RP_CHUNK;
-        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
-        DeviceBuffer kl = s.slice(0, 8), part = s.slice(8, chunks * 8);
-        Ltk.ltk_reparam_fwd(cu, dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, seed, stream, z, part);
-        Ltk.ltk_reparam_kl_sum(cu, dim(1), dim(32), 0, chunks, part, kl);
+        DeviceBuffer kl = reparamKl(cu, n, (part, chunks) ->
+                Ltk.ltk_reparam_fwd(cu, dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, seed, stream, z, part));
         try (Arena a = Arena.ofConfined()) {
             MemorySegment out = a.allocate(JAVA_DOUBLE);
             kl.copyTo(out);
@@ -165,15 +187,8 @@ public final class CudaProbKernels extends CudaLaunchers {
                                   DeviceBuffer klF32) {
         floats("reparam", n, "mu", mu, "logvar", logvar, "z", z);
         floats("reparam", 1, "kl", klF32);
-        long chunks = Math.max(1, (n + RP_CHUNK - 1) / RP_CHUNK);
-        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
-        DeviceBuffer kl = s.slice(0, 8), part = s.slice(8, chunks * 8);
-        if (n == 0) {
-            kl.zero();
-        } else {
-            Ltk.ltk_reparam_fwd(cu, dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, seed, stream, z, part);
-            Ltk.ltk_reparam_kl_sum(cu, dim(1), dim(32), 0, chunks, part, kl);
-        }
+        DeviceBuffer kl = reparamKl(cu, n, (part, chunks) ->
+                Ltk.ltk_reparam_fwd(cu, dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, seed, stream, z, part));
         Ltk.ltk_f64_to_f32(cu, dim(1), dim(32), 0, 1L, kl, klF32);
     }
 
@@ -187,15 +202,8 @@ public final class CudaProbKernels extends CudaLaunchers {
         floats("reparam", n, "mu", mu, "logvar", logvar, "z", z);
         floats("reparam", 1, "kl", klF32);
         need(key, 16, "reparam", "key");
-        long chunks = Math.max(1, (n + RP_CHUNK - 1) / RP_CHUNK);
-        DeviceBuffer s = scratch(cu, (chunks + 1) * 8);
-        DeviceBuffer kl = s.slice(0, 8), part = s.slice(8, chunks * 8);
-        if (n == 0) {
-            kl.zero();
-        } else {
-            Ltk.ltk_reparam_fwd_key(cu, dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, key, z, part);
-            Ltk.ltk_reparam_kl_sum(cu, dim(1), dim(32), 0, chunks, part, kl);
-        }
+        DeviceBuffer kl = reparamKl(cu, n, (part, chunks) ->
+                Ltk.ltk_reparam_fwd_key(cu, dim(chunks), dim(RP_THREADS), 0, n, mu, logvar, key, z, part));
         Ltk.ltk_f64_to_f32(cu, dim(1), dim(32), 0, 1L, kl, klF32);
     }
 

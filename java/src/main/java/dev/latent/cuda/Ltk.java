@@ -21,15 +21,15 @@ final class Ltk {
     static final int AF_BC = 32;
     /** ATT_SMALL_HS of kernels/attention/attention.cu. */
     static final int ATT_SMALL_HS = 64;
-    /** AB_BR of kernels/attention/attention.cu. */
+    /** AB_BR of kernels/attention/attention_bf16.cu. */
     static final int AB_BR = 64;
-    /** AB_BC of kernels/attention/attention.cu. */
+    /** AB_BC of kernels/attention/attention_bf16.cu. */
     static final int AB_BC = 32;
-    /** AB_QW of kernels/attention/attention.cu. */
+    /** AB_QW of kernels/attention/attention_bf16.cu. */
     static final int AB_QW = 68;
-    /** AB_VW of kernels/attention/attention.cu. */
+    /** AB_VW of kernels/attention/attention_bf16.cu. */
     static final int AB_VW = 20;
-    /** AB_KW of kernels/attention/attention.cu. */
+    /** AB_KW of kernels/attention/attention_bf16.cu. */
     static final int AB_KW = 12;
     /** AD_THREADS of kernels/attention_decode/attention_decode.cu. */
     static final int AD_THREADS = 128;
@@ -161,17 +161,17 @@ final class Ltk {
         cu.launch("ltk_attention_bwd_dq64", grid, block, sharedBytes, d, q, k, v, lse, dvec, dout, dq);
     }
 
-    /** ltk_attention_fwd_bf16 (kernels/attention/attention.cu); d: a lt_attention_desc by value. */
+    /** ltk_attention_fwd_bf16 (kernels/attention/attention_bf16.cu); d: a lt_attention_desc by value. */
     static void ltk_attention_fwd_bf16(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment d, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer o, DeviceBuffer lse) {
         cu.launch("ltk_attention_fwd_bf16", grid, block, sharedBytes, d, q, k, v, o, lse);
     }
 
-    /** ltk_attention_bwd_dkdv_bf16 (kernels/attention/attention.cu); d: a lt_attention_desc by value. */
+    /** ltk_attention_bwd_dkdv_bf16 (kernels/attention/attention_bf16.cu); d: a lt_attention_desc by value. */
     static void ltk_attention_bwd_dkdv_bf16(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment d, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer lse, DeviceBuffer dvec, DeviceBuffer dout, DeviceBuffer dk, DeviceBuffer dv) {
         cu.launch("ltk_attention_bwd_dkdv_bf16", grid, block, sharedBytes, d, q, k, v, lse, dvec, dout, dk, dv);
     }
 
-    /** ltk_attention_bwd_dq_bf16 (kernels/attention/attention.cu); d: a lt_attention_desc by value. */
+    /** ltk_attention_bwd_dq_bf16 (kernels/attention/attention_bf16.cu); d: a lt_attention_desc by value. */
     static void ltk_attention_bwd_dq_bf16(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment d, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer lse, DeviceBuffer dvec, DeviceBuffer dout, DeviceBuffer dq) {
         cu.launch("ltk_attention_bwd_dq_bf16", grid, block, sharedBytes, d, q, k, v, lse, dvec, dout, dq);
     }

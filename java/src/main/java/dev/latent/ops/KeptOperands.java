@@ -9,7 +9,7 @@ import java.util.Objects;
  * Operands a reduced-precision forward keeps for its backward, so the backward need not convert them again (h-sdpaconv,
  * issue 18). Today: the bf16 q, k, v and o of an attention forward that cuDNN's SDPA served on CUDA at
  * {@code Precision.BF16} (one device block of 4 x 2 n bytes, n = B NH T HS), read by the same node's backward
- * ({@link Kernels#attention(dev.latent.tensor.Tensor, dev.latent.tensor.Tensor, dev.latent.tensor.Tensor, boolean, float,
+ * ({@link AttentionKernels#attention(dev.latent.tensor.Tensor, dev.latent.tensor.Tensor, dev.latent.tensor.Tensor, boolean, float,
  * dev.latent.tensor.Tensor, dev.latent.tensor.Tensor, dev.latent.tensor.Precision, KeptOperands)}).
  *
  * <p>The block belongs to {@code scope} (autograd passes its graph's), so it is freed at the scope's close at the latest

@@ -4,11 +4,9 @@ import dev.latent.cuda.Cuda;
 import dev.latent.cuda.CudaKernels;
 import dev.latent.cuda.CudaProbKernels;
 import dev.latent.cuda.DeviceBuffer;
-import dev.latent.nativ.LatentBinding.AttentionDesc;
 import dev.latent.nativ.LatentBinding.CopyDesc;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
-import dev.latent.tensor.Precision;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
 
@@ -21,8 +19,9 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
- * Tensor-level entry points of the kernels other than GEMM and convolution: each validates once, at this boundary
- * (devices agree, tensors contiguous, shapes, element counts, ids inside the vocabulary), then makes one call on the
+ * Tensor-level entry points of the kernels other than GEMM, convolution and attention ({@link AttentionKernels}): each
+ * validates once, at this boundary (devices agree, tensors contiguous, shapes, element counts, ids inside the
+ * vocabulary), then makes one call on the
  * tensors' {@link Backend} (the CPU's native library, {@link CpuBackend}, or our CUDA kernels, {@link CudaBackend}):
  * no op branches on the device. Outputs are passed in (callers own allocation and lifetimes); integer inputs (token
  * ids, targets) are int32 host segments (on CUDA copied to the device first, through the upload cache, {@link DeviceUploads}). A mix
@@ -33,7 +32,6 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 public final class Kernels {
     private Kernels() {}
 
-    private static final ThreadLocal<MemorySegment> ATT = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(LatentNative.ATTENTION_DESC));
     private static final ThreadLocal<MemorySegment> COPY = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(LatentNative.COPY_DESC));
 
 
@@ -314,118 +312,6 @@ public final class Kernels {
         Backend be = Backend.on("geluBackward", x, dy, dx);
         numel("geluBackward", x.numel(), dy, dx);
         be.geluBackward(x.numel(), x, dy, dx);
-    }
-
-    // ---- attention ----
-
-    private static MemorySegment attDesc(String op, Tensor q, boolean causal, float scale, Tensor... same) {
-        if (q.rank() != 4) throw new IllegalArgumentException(op + ": q must be (B, NH, T, HS), got " + q);
-        for (Tensor t : same)
-            if (t != null && !Arrays.equals(t.shape(), q.shape()))
-                throw new IllegalArgumentException(op + ": shapes must all be " + Arrays.toString(q.shape()) + ", got " + t);
-        MemorySegment d = ATT.get();
-        AttentionDesc.setB(d, q.size(0));
-        AttentionDesc.setNh(d, q.size(1));
-        AttentionDesc.setT(d, q.size(2));
-        AttentionDesc.setHs(d, q.size(3));
-        AttentionDesc.setCausal(d, causal ? 1 : 0);
-        AttentionDesc.setScale(d, scale);
-        return d;
-    }
-
-    /** q, k, v, o (B, NH, T, HS); lse (B, NH, T). */
-    public static void attention(Tensor q, Tensor k, Tensor v, boolean causal, float scale, Tensor o, Tensor lse) {
-        Backend be = Backend.on("attention", q, k, v, o, lse);
-        MemorySegment d = attDesc("attention", q, causal, scale, k, v, o);
-        numel("attention", q.numel() / q.size(3), lse);
-        be.attention(d, q, k, v, o, lse);
-    }
-
-    public static void attentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dout, boolean causal,
-                                         float scale, Tensor dq, Tensor dk, Tensor dv) {
-        Backend be = Backend.on("attentionBackward", q, k, v, o, lse, dout, dq, dk, dv);
-        MemorySegment d = attDesc("attentionBackward", q, causal, scale, k, v, o, dout, dq, dk, dv);
-        numel("attentionBackward", q.numel() / q.size(3), lse);
-        be.attentionBackward(d, q, k, v, o, lse, dout, dq, dk, dv);
-    }
-
-    /**
-     * {@link #attention} at a chosen operand {@link Precision}: BF16 rounds the operands of Q K^T and P V to bf16 (RNE)
-     * and sums in fp32 (lt_attention_fwd_bf16; softmax and lse stay fp32). BF16 is CPU-only and needs AVX512_BF16 at
-     * ISA avx512; otherwise it is refused with {@link Gemm#bf16Unavailable()}'s reason, never emulated.
-     */
-    public static void attention(Tensor q, Tensor k, Tensor v, boolean causal, float scale, Tensor o, Tensor lse, Precision precision) {
-        if (precision == null || precision == Precision.FP32) { attention(q, k, v, causal, scale, o, lse); return; }
-        Backend be = Backend.on("attention", q, k, v, o, lse);
-        if (be.device() == Device.CUDA) {   /* TF32 / BF16 on CUDA: CudaBackend's reduced-precision attention */
-            MemorySegment d = attDesc("attention", q, causal, scale, k, v, o);
-            numel("attention", q.numel() / q.size(3), lse);
-            CudaBackend.INSTANCE.attention(d, q, k, v, o, lse, precision);
-            return;
-        }
-        bf16Cpu("attention", q, precision);
-        MemorySegment d = attDesc("attention", q, causal, scale, k, v, o);
-        numel("attention", q.numel() / q.size(3), lse);
-        LatentNative.get().attentionFwdBf16(d, q.segment(), k.segment(), v.segment(), o.segment(), lse.segment());
-    }
-
-    /** {@link #attentionBackward} at a chosen operand {@link Precision} (BF16: lt_attention_bwd_bf16, as {@link #attention}). */
-    public static void attentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dout, boolean causal,
-                                         float scale, Tensor dq, Tensor dk, Tensor dv, Precision precision) {
-        if (precision == null || precision == Precision.FP32) { attentionBackward(q, k, v, o, lse, dout, causal, scale, dq, dk, dv); return; }
-        Backend be = Backend.on("attentionBackward", q, k, v, o, lse, dout, dq, dk, dv);
-        if (be.device() == Device.CUDA) {
-            MemorySegment d = attDesc("attentionBackward", q, causal, scale, k, v, o, dout, dq, dk, dv);
-            numel("attentionBackward", q.numel() / q.size(3), lse);
-            CudaBackend.INSTANCE.attentionBackward(d, q, k, v, o, lse, dout, dq, dk, dv, precision);
-            return;
-        }
-        bf16Cpu("attentionBackward", q, precision);
-        MemorySegment d = attDesc("attentionBackward", q, causal, scale, k, v, o, dout, dq, dk, dv);
-        numel("attentionBackward", q.numel() / q.size(3), lse);
-        LatentNative.get().attentionBwdBf16(d, q.segment(), k.segment(), v.segment(), o.segment(), lse.segment(), dout.segment(),
-                dq.segment(), dk.segment(), dv.segment());
-    }
-
-    /**
-     * {@link #attention(Tensor, Tensor, Tensor, boolean, float, Tensor, Tensor, Precision)} that may leave in {@code keep}
-     * what its backward can reuse (h-sdpaconv): on CUDA at BF16 under cuDNN's SDPA, the bf16 q, k, v and o; elsewhere
-     * nothing. Pass the same holder to {@link #attentionBackward(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, boolean,
-     * float, Tensor, Tensor, Tensor, Precision, KeptOperands)} with the same q, k, v, o and lse, unchanged since, then
-     * {@link KeptOperands#release()} it. Results are bit-identical to the call without a holder.
-     */
-    public static void attention(Tensor q, Tensor k, Tensor v, boolean causal, float scale, Tensor o, Tensor lse, Precision precision,
-                                 KeptOperands keep) {
-        if (keep == null || precision == null || precision == Precision.FP32 || q.device() != Device.CUDA) {
-            attention(q, k, v, causal, scale, o, lse, precision);
-            return;
-        }
-        Backend.on("attention", q, k, v, o, lse);
-        MemorySegment d = attDesc("attention", q, causal, scale, k, v, o);
-        numel("attention", q.numel() / q.size(3), lse);
-        CudaBackend.INSTANCE.attention(d, q, k, v, o, lse, precision, keep);
-    }
-
-    /** {@link #attentionBackward(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, boolean, float, Tensor, Tensor, Tensor, Precision)} reading what the forward left in {@code kept} (null or empty: converts as without it). */
-    public static void attentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dout, boolean causal,
-                                         float scale, Tensor dq, Tensor dk, Tensor dv, Precision precision, KeptOperands kept) {
-        if (kept == null || !kept.holds() || precision == null || precision == Precision.FP32 || q.device() != Device.CUDA) {
-            attentionBackward(q, k, v, o, lse, dout, causal, scale, dq, dk, dv, precision);
-            return;
-        }
-        Backend.on("attentionBackward", q, k, v, o, lse, dout, dq, dk, dv);
-        MemorySegment d = attDesc("attentionBackward", q, causal, scale, k, v, o, dout, dq, dk, dv);
-        numel("attentionBackward", q.numel() / q.size(3), lse);
-        CudaBackend.INSTANCE.attentionBackward(d, q, k, v, o, lse, dout, dq, dk, dv, precision, kept);
-    }
-
-    private static void bf16Cpu(String op, Tensor t, Precision precision) {
-        if (precision == Precision.TF32 && t.device() == Device.CPU)
-            throw new IllegalArgumentException(op + ": tf32 precision is CUDA-only (TF32 tensor-core math); CPU tensors run fp32 or bf16");
-        if (t.device() != Device.CPU)
-            throw new IllegalArgumentException(op + ": " + t.device() + " tensors have no reduced-precision attention");
-        String why = Gemm.bf16Unavailable();
-        if (why != null) throw new IllegalStateException(op + ": " + why);
     }
 
     // ---- loss ----

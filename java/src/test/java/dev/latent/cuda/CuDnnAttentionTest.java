@@ -2,7 +2,7 @@ package dev.latent.cuda;
 
 import dev.latent.autograd.Graph;
 import dev.latent.nativ.NativeException;
-import dev.latent.ops.Kernels;
+import dev.latent.ops.AttentionKernels;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Tensor;
 import org.junit.jupiter.api.AfterEach;
@@ -175,7 +175,7 @@ class CuDnnAttentionTest {
                     tv = Tensor.of(g.scope(), Device.CUDA, v, B, H, T, D);
             Tensor to = Tensor.zeros(g.scope(), Device.CUDA, B, H, T, D), tl = Tensor.zeros(g.scope(), Device.CUDA, B, H, T);
             CudaVendor.force(false);   // our kernel, whatever serves attention
-            Kernels.attention(tq, tk, tv, true, scale, to, tl);
+            AttentionKernels.attention(tq, tk, tv, true, scale, to, tl);
             float[] ours = to.toArray(), lse = tl.toArray();
             double[] od = new double[n], ld = new double[B * H * T];
             for (int i = 0; i < n; i++) od[i] = ours[i];
@@ -270,7 +270,7 @@ class CuDnnAttentionTest {
                 Tensor gq = Tensor.zeros(g.scope(), Device.CUDA, shape), gk = Tensor.zeros(g.scope(), Device.CUDA, shape),
                         gv = Tensor.zeros(g.scope(), Device.CUDA, shape);
                 CudaVendor.force(false);
-                Kernels.attentionBackward(tq, tk, tv, to, tl, td, true, scale, gq, gk, gv);
+                AttentionKernels.attentionBackward(tq, tk, tv, to, tl, td, true, scale, gq, gk, gv);
                 CudaVendor.force(null);
                 float[][] ours = {gq.toArray(), gk.toArray(), gv.toArray()};
                 double[][] od = new double[3][n];

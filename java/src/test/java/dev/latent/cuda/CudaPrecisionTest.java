@@ -19,17 +19,13 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.SplittableRandom;
 
 import static dev.latent.cuda.CudaTesting.device;
 import static dev.latent.cuda.CudaTesting.fill;
-import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
@@ -263,28 +259,9 @@ class CudaPrecisionTest extends AtRefIsaOnDevice {
      */
     static double lossTol(Precision p) { return p == Precision.TF32 ? 0x1p-8 : p == Precision.BF16 ? 0x1p-5 : 0; }
 
+    /** The losses of {@code steps} steps of {@link CudaGptFixture}'s GPT run at precision p. */
     static double[] gptLosses(Precision p, int steps) {
-        GptConfig cfg = new GptConfig(65, 2, 2, 32, 16, false);
-        SplittableRandom r = new SplittableRandom(3);
-        int n = 2 * cfg.context();
-        int[] ids = new int[n], targets = new int[n];
-        for (int i = 0; i < n; i++) { ids[i] = r.nextInt(65); targets[i] = (ids[i] + 1) % 65; }   /* learnable: next = id + 1 */
-        double[] losses = new double[steps];
-        try (Arena a = Arena.ofConfined(); Scope model = Scope.shared()) {
-            MemorySegment hi = a.allocateFrom(JAVA_INT, ids), ht = a.allocateFrom(JAVA_INT, targets);
-            Gpt gpt = new Gpt(model, cfg, 5);
-            gpt.to(model, Device.CUDA);
-            Map<String, Var> named = gpt.namedParameters();
-            AdamW opt = new AdamW(model, named, 0.9f, 0.95f, 1e-8f, 0.0f);
-            for (int i = 0; i < steps; i++)
-                try (Graph g = Graph.open().precision(p)) {
-                    Var l = gpt.loss(hi, ht, 2, cfg.context());
-                    losses[i] = F.item(l);
-                    g.backward(l);
-                    opt.update(3e-3f, 1.0);
-                }
-        }
-        return losses;
+        return CudaGptFixture.train(CudaGptFixture.CFG, p, steps, CudaGptFixture.NONE).losses();
     }
 
     @Test

@@ -3,11 +3,8 @@ package dev.latent.cuda;
 import dev.latent.autograd.F;
 import dev.latent.autograd.Graph;
 import dev.latent.autograd.Var;
-import dev.latent.models.gpt.Gpt;
-import dev.latent.models.gpt.GptConfig;
-import dev.latent.ops.Kernels;
+import dev.latent.ops.AttentionKernels;
 import dev.latent.ops.KeptOperands;
-import dev.latent.optim.AdamW;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Precision;
 import dev.latent.tensor.Scope;
@@ -16,21 +13,17 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.SplittableRandom;
 
+import static dev.latent.cuda.CudaGptFixture.B;
+import static dev.latent.cuda.CudaGptFixture.CFG;
 import static dev.latent.cuda.CudaTesting.EMU_LAUNCH;
 import static dev.latent.cuda.CudaTesting.EMU_SDPA_BWD;
 import static dev.latent.cuda.CudaTesting.EMU_SDPA_FWD;
 import static dev.latent.cuda.CudaTesting.deviceWithSdpa;
 import static dev.latent.cuda.CudaTesting.emuCountersOrZeros;
 import static dev.latent.cuda.CudaTesting.emulated;
-import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
@@ -44,9 +37,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * backward, freed by the backward, and nothing may be left once the graph closes (with or without a backward).
  */
 class CudaSdpaConversionTest {
-    static final GptConfig CFG = new GptConfig(65, 2, 2, 32, 16, false);
-    static final int B = 2, STEPS = 3;
-    static final float LR = 3e-3f;
+    static final int STEPS = 3;
 
     static Cuda cu;
 
@@ -65,49 +56,31 @@ class CudaSdpaConversionTest {
 
     static long[] counters() { return emuCountersOrZeros(); }
 
-    /** STEPS GPT steps on CUDA at BF16 with the vendor on, the fewer conversions on or off. */
+    /** STEPS GPT steps on CUDA at BF16 ({@link CudaGptFixture}) with the vendor on, the fewer conversions on or off. */
     static Run train(boolean fewer) {
-        CudaVendor.fewerSdpaConversionsForTest = fewer;
-        SplittableRandom r = new SplittableRandom(3);
-        int n = B * CFG.context();
-        int[] ids = new int[n], targets = new int[n];
-        for (int i = 0; i < n; i++) { ids[i] = r.nextInt(CFG.vocab()); targets[i] = (ids[i] + 1) % CFG.vocab(); }
-        double[] losses = new double[STEPS];
-        long[] fwd = new long[STEPS], bwd = new long[STEPS], sdpa = new long[STEPS], liveF = new long[STEPS], liveB = new long[STEPS];
-        List<Map<String, float[]>> grads = new ArrayList<>();
+        long[] liveF = new long[STEPS], liveB = new long[STEPS];
         long before = Scope.liveDeviceBytes();
-        try (Arena a = Arena.ofConfined()) {
-            try (Scope model = Scope.shared()) {
-                MemorySegment hi = a.allocateFrom(JAVA_INT, ids), ht = a.allocateFrom(JAVA_INT, targets);
-                Gpt gpt = new Gpt(model, CFG, 5);
-                gpt.to(model, Device.CUDA);
-                Map<String, Var> named = gpt.namedParameters();
-                AdamW opt = new AdamW(model, named, 0.9f, 0.95f, 1e-8f, 0.0f);
-                CudaVendor.force(true);
-                for (int s = 0; s < STEPS; s++)
-                    try (Graph g = Graph.open().precision(Precision.BF16)) {
-                        long[] c0 = counters();
-                        Var l = gpt.loss(hi, ht, B, CFG.context());
-                        long[] c1 = counters();
-                        liveF[s] = Scope.liveDeviceBytes();
-                        g.backward(l);
-                        long[] c2 = counters();
-                        liveB[s] = Scope.liveDeviceBytes();
-                        losses[s] = F.item(l);
-                        fwd[s] = c1[EMU_LAUNCH] - c0[EMU_LAUNCH];
-                        bwd[s] = c2[EMU_LAUNCH] - c1[EMU_LAUNCH];
-                        sdpa[s] = c2[EMU_SDPA_FWD] - c0[EMU_SDPA_FWD] + c2[EMU_SDPA_BWD] - c0[EMU_SDPA_BWD];
-                        Map<String, float[]> gs = new LinkedHashMap<>();
-                        for (var e : named.entrySet()) gs.put(e.getKey(), e.getValue().grad().value().toArray());
-                        grads.add(gs);
-                        opt.update(LR, 1.0);
-                    }
-            }
+        CudaGptFixture.Run r;
+        CudaVendor.fewerSdpaConversionsForTest = fewer;
+        try {
+            r = CudaGptFixture.train(CFG, Precision.BF16, STEPS, new CudaGptFixture.Hooks() {
+                @Override public void beforeForward(int step) { CudaVendor.force(true); }
+
+                @Override public void beforeBackward(int step) { liveF[step] = Scope.liveDeviceBytes(); }
+
+                @Override public void afterBackward(int step) { liveB[step] = Scope.liveDeviceBytes(); }
+            });
         } finally {
             CudaVendor.force(null);
             CudaVendor.fewerSdpaConversionsForTest = true;
         }
-        return new Run(losses, grads, fwd, bwd, sdpa, liveF, liveB, Scope.liveDeviceBytes() - before);
+        long[] fwd = new long[STEPS], bwd = new long[STEPS], sdpa = new long[STEPS];
+        for (int s = 0; s < STEPS; s++) {
+            fwd[s] = r.forward(s, EMU_LAUNCH);
+            bwd[s] = r.backward(s, EMU_LAUNCH);
+            sdpa[s] = r.forward(s, EMU_SDPA_FWD) + r.backward(s, EMU_SDPA_FWD) + r.forward(s, EMU_SDPA_BWD) + r.backward(s, EMU_SDPA_BWD);
+        }
+        return new Run(r.losses(), r.grads(), fwd, bwd, sdpa, liveF, liveB, Scope.liveDeviceBytes() - before);
     }
 
     @Test
@@ -217,9 +190,9 @@ class CudaSdpaConversionTest {
         Tensor d = Tensor.zeros(sc, Device.CUDA, 3, shape[0], shape[1], shape[2], shape[3]);
         Tensor dq = d.slice(0, 0, 1).reshape(shape), dk = d.slice(0, 1, 2).reshape(shape), dv = d.slice(0, 2, 3).reshape(shape);
         KeptOperands keep = new KeptOperands(sc);
-        Kernels.attention(q, k, v, true, scale, o, lse, Precision.BF16, keep);
+        AttentionKernels.attention(q, k, v, true, scale, o, lse, Precision.BF16, keep);
         assertTrue(keep.holds(), "cuDNN's SDPA served the forward and kept its bf16 operands");
-        Kernels.attentionBackward(q, k, v, o, lse, dout, true, scale, dq, dk, dv, Precision.BF16, keep);
+        AttentionKernels.attentionBackward(q, k, v, o, lse, dout, true, scale, dq, dk, dv, Precision.BF16, keep);
         keep.release();
         assertFalse(keep.holds());
         float[] all = new float[4 * n + n / (int) shape[3]];

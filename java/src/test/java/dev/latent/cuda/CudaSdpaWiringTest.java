@@ -1,12 +1,7 @@
 package dev.latent.cuda;
 
-import dev.latent.autograd.F;
-import dev.latent.autograd.Graph;
-import dev.latent.autograd.Var;
-import dev.latent.models.gpt.Gpt;
 import dev.latent.models.gpt.GptConfig;
-import dev.latent.ops.Kernels;
-import dev.latent.optim.AdamW;
+import dev.latent.ops.AttentionKernels;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Precision;
 import dev.latent.tensor.Scope;
@@ -15,20 +10,16 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.SplittableRandom;
 
+import static dev.latent.cuda.CudaGptFixture.B;
+import static dev.latent.cuda.CudaGptFixture.CFG;
 import static dev.latent.cuda.CudaTesting.EMU_SDPA_BWD;
 import static dev.latent.cuda.CudaTesting.EMU_SDPA_FWD;
 import static dev.latent.cuda.CudaTesting.deviceWithSdpa;
 import static dev.latent.cuda.CudaTesting.emuCountersOrZeros;
 import static dev.latent.cuda.CudaTesting.emulated;
-import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
@@ -55,9 +46,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * comparison by more than 4x its bound (measured 62x), so the bounds are tight enough to see a layout mistake.
  */
 class CudaSdpaWiringTest {
-    static final GptConfig CFG = new GptConfig(65, 2, 2, 32, 16, false);
-    static final int B = 2, STEPS = 3;
-    static final float LR = 3e-3f;
+    static final int STEPS = 3;
     static final double LOSS_VS_OURS = 0x1p-8, GRAD_VS_OURS = 0x1p-5, LOSS_VS_FP32 = 0x1p-5, GRAD_VS_FP32 = 0x1p-3;
 
     static Cuda cu;
@@ -77,45 +66,29 @@ class CudaSdpaWiringTest {
     static long[] counters() { return emuCountersOrZeros(); }
 
     /**
-     * STEPS GPT steps on CUDA at precision p (same data, seed and optimizer each run); the vendor routing of each step's
-     * forward and of its backward set apart (null: as the environment says), so either backward can follow either forward.
+     * STEPS GPT steps on CUDA at precision p ({@link CudaGptFixture}: same data, seed and optimizer each run); the vendor
+     * routing of each step's forward and of its backward set apart (null: as the environment says), so either backward
+     * can follow either forward.
      */
     static Run train(GptConfig cfg, Precision p, Boolean vendorForward, Boolean vendorBackward) {
-        SplittableRandom r = new SplittableRandom(3);
-        int n = B * cfg.context();
-        int[] ids = new int[n], targets = new int[n];
-        for (int i = 0; i < n; i++) { ids[i] = r.nextInt(cfg.vocab()); targets[i] = (ids[i] + 1) % cfg.vocab(); }   // learnable
-        double[] losses = new double[STEPS];
-        long[] fwd = new long[STEPS], bwd = new long[STEPS];
-        List<Map<String, float[]>> grads = new ArrayList<>();
-        try (Arena a = Arena.ofConfined(); Scope model = Scope.shared()) {
-            MemorySegment hi = a.allocateFrom(JAVA_INT, ids), ht = a.allocateFrom(JAVA_INT, targets);
-            Gpt gpt = new Gpt(model, cfg, 5);
-            gpt.to(model, Device.CUDA);
-            Map<String, Var> named = gpt.namedParameters();
-            AdamW opt = new AdamW(model, named, 0.9f, 0.95f, 1e-8f, 0.0f);
-            for (int s = 0; s < STEPS; s++)
-                try (Graph g = Graph.open().precision(p)) {
-                    CudaVendor.force(vendorForward);
-                    long[] c0 = counters();
-                    Var l = gpt.loss(hi, ht, B, cfg.context());
-                    long[] c1 = counters();
-                    CudaVendor.force(vendorBackward);
-                    g.backward(l);
-                    long[] c2 = counters();
-                    CudaVendor.force(null);
-                    losses[s] = F.item(l);
-                    fwd[s] = c1[EMU_SDPA_FWD] - c0[EMU_SDPA_FWD] + c1[EMU_SDPA_BWD] - c0[EMU_SDPA_BWD];
-                    bwd[s] = c2[EMU_SDPA_BWD] - c1[EMU_SDPA_BWD] + c2[EMU_SDPA_FWD] - c1[EMU_SDPA_FWD];
-                    Map<String, float[]> gs = new LinkedHashMap<>();
-                    for (var e : named.entrySet()) gs.put(e.getKey(), e.getValue().grad().value().toArray());
-                    grads.add(gs);
-                    opt.update(LR, 1.0);
-                }
+        CudaGptFixture.Run r;
+        try {
+            r = CudaGptFixture.train(cfg, p, STEPS, new CudaGptFixture.Hooks() {
+                @Override public void beforeForward(int step) { CudaVendor.force(vendorForward); }
+
+                @Override public void beforeBackward(int step) { CudaVendor.force(vendorBackward); }
+
+                @Override public void afterBackward(int step) { CudaVendor.force(null); }
+            });
         } finally {
             CudaVendor.force(null);
         }
-        return new Run(losses, grads, fwd, bwd);
+        long[] fwd = new long[STEPS], bwd = new long[STEPS];
+        for (int s = 0; s < STEPS; s++) {
+            fwd[s] = r.forward(s, EMU_SDPA_FWD) + r.forward(s, EMU_SDPA_BWD);
+            bwd[s] = r.backward(s, EMU_SDPA_BWD) + r.backward(s, EMU_SDPA_FWD);
+        }
+        return new Run(r.losses(), r.grads(), fwd, bwd);
     }
 
     /**
@@ -237,7 +210,7 @@ class CudaSdpaWiringTest {
         assertTrue(on.losses[STEPS - 1] < on.losses[0], "GPT with 4-wide heads trains at bf16: " + java.util.Arrays.toString(on.losses));
     }
 
-    /** o, dq, dk, dv of Kernels.attention / attentionBackward at BF16 on CUDA (random q, k, v, dout), the vendor forced. */
+    /** o, dq, dk, dv of AttentionKernels.attention / attentionBackward at BF16 on CUDA (random q, k, v, dout), the vendor forced. */
     static float[] attentionOp(long[] shape, boolean causal, boolean vendor) {
         int n = (int) (shape[0] * shape[1] * shape[2] * shape[3]);
         float scale = (float) (1 / Math.sqrt(shape[3]));
@@ -250,8 +223,8 @@ class CudaSdpaWiringTest {
                     dout = Tensor.of(sc, Device.CUDA, CudaTesting.fill(n, 12), shape);
             Tensor o = Tensor.zeros(sc, Device.CUDA, shape), lse = Tensor.zeros(sc, Device.CUDA, shape[0], shape[1], shape[2]),
                     dq = Tensor.zeros(sc, Device.CUDA, shape), dk = Tensor.zeros(sc, Device.CUDA, shape), dv = Tensor.zeros(sc, Device.CUDA, shape);
-            Kernels.attention(q, k, v, causal, scale, o, lse, Precision.BF16);
-            Kernels.attentionBackward(q, k, v, o, lse, dout, causal, scale, dq, dk, dv, Precision.BF16);
+            AttentionKernels.attention(q, k, v, causal, scale, o, lse, Precision.BF16);
+            AttentionKernels.attentionBackward(q, k, v, o, lse, dout, causal, scale, dq, dk, dv, Precision.BF16);
             float[] all = new float[4 * n];
             System.arraycopy(o.toArray(), 0, all, 0, n);
             System.arraycopy(dq.toArray(), 0, all, n, n);

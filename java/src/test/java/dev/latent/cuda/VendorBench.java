@@ -1,6 +1,7 @@
 package dev.latent.cuda;
 
 import dev.latent.tensor.Precision;
+import dev.latent.ops.AttentionKernels;
 import dev.latent.ops.Conv;
 import dev.latent.ops.Gemm;
 import dev.latent.ops.Kernels;
@@ -115,9 +116,9 @@ public final class VendorBench {
                 Tensor dout = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]), dq = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]),
                         dk = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]), dv = Tensor.zeros(sc, Device.CUDA, s[0], s[1], s[2], s[3]);
                 CudaVendor.force(false);
-                double ms = time(cu, reps, () -> Kernels.attention(q, k, v, true, scale, o, lse));
+                double ms = time(cu, reps, () -> AttentionKernels.attention(q, k, v, true, scale, o, lse));
                 rows.add(new Row("attention_fwd", shape, "ours_fp32", ms, flops / ms / 1e6));
-                double bms = time(cu, reps, () -> Kernels.attentionBackward(q, k, v, o, lse, dout, true, scale, dq, dk, dv));
+                double bms = time(cu, reps, () -> AttentionKernels.attentionBackward(q, k, v, o, lse, dout, true, scale, dq, dk, dv));
                 rows.add(new Row("attention_bwd", shape, "ours_fp32", bms, 2.5 * flops / bms / 1e6));
             } finally {
                 CudaVendor.force(null);

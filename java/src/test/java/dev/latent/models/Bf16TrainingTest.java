@@ -10,8 +10,8 @@ import dev.latent.models.gpt.GptCheckpoint;
 import dev.latent.models.gpt.GptConfig;
 import dev.latent.models.gpt.GptTrainer;
 import dev.latent.nativ.LatentNative;
+import dev.latent.ops.AttentionKernels;
 import dev.latent.ops.Gemm;
-import dev.latent.ops.Kernels;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
@@ -91,7 +91,7 @@ class Bf16TrainingTest {
 
     /**
      * Attention in a BF16 graph runs lt_attention_*_bf16: F.attention's output and its q/k/v gradient are bit-identical to
-     * Kernels.attention / attentionBackward at Precision.BF16 on the same tensors, differ from fp32 (so the bf16 kernel
+     * AttentionKernels.attention / attentionBackward at Precision.BF16 on the same tensors, differ from fp32 (so the bf16 kernel
      * really ran), and stay within 2^-5 of the fp32 values' largest magnitude (bf16 operands err by <= 2^-9 each; the
      * native attention_test checks the elementwise bound against a double reference).
      */
@@ -116,8 +116,8 @@ class Bf16TrainingTest {
             Tensor o = Tensor.zeros(s, b, nh, t, hs), lse = Tensor.zeros(s, b, nh, t);
             Tensor dq = Tensor.zeros(s, b, nh, t, hs), dk = Tensor.zeros(s, b, nh, t, hs), dv = Tensor.zeros(s, b, nh, t, hs);
             float scale = (float) (1 / Math.sqrt(hs));
-            Kernels.attention(q, k, v, true, scale, o, lse, Precision.BF16);
-            Kernels.attentionBackward(q, k, v, o, lse, dout, true, scale, dq, dk, dv, Precision.BF16);
+            AttentionKernels.attention(q, k, v, true, scale, o, lse, Precision.BF16);
+            AttentionKernels.attentionBackward(q, k, v, o, lse, dout, true, scale, dq, dk, dv, Precision.BF16);
             assertArrayEquals(o.toArray(), out[1], "F.attention in a BF16 graph = the bf16 kernel, bit for bit");
             float[] g1 = grad[1], dqa = dq.toArray(), dka = dk.toArray(), dva = dv.toArray();
             int n = dqa.length;
@@ -140,7 +140,7 @@ class Bf16TrainingTest {
         }
     }
 
-    /** Kernels.attention at BF16 is refused below ISA avx512 with the GEMM's reason (never emulated). */
+    /** AttentionKernels.attention at BF16 is refused below ISA avx512 with the GEMM's reason (never emulated). */
     @Test
     void bf16AttentionIsRefusedAtIsaAvx2() {
         LatentNative nat = LatentNative.get();
@@ -148,7 +148,7 @@ class Bf16TrainingTest {
         try (Scope s = Scope.shared()) {
             nat.setIsa(LatentNative.ISA_AVX2);
             Tensor q = Tensor.rand(s, 1, 0, 1, 1, 4, 8), o = Tensor.zeros(s, 1, 1, 4, 8), lse = Tensor.zeros(s, 1, 1, 4);
-            var e = assertThrows(IllegalStateException.class, () -> Kernels.attention(q, q, q, true, 0.3f, o, lse, Precision.BF16));
+            var e = assertThrows(IllegalStateException.class, () -> AttentionKernels.attention(q, q, q, true, 0.3f, o, lse, Precision.BF16));
             assertTrue(e.getMessage().contains("AVX512_BF16") && e.getMessage().contains("avx2"), e.getMessage());
         } finally {
             nat.setIsa(isa);

@@ -73,8 +73,8 @@ class AttentionTest {
             Tensor o = Tensor.zeros(s, b, nh, t, hs), lse = Tensor.zeros(s, b, nh, t), td = Tensor.of(s, d, b, nh, t, hs);
             Tensor dq = Tensor.zeros(s, b, nh, t, hs), dk = Tensor.zeros(s, b, nh, t, hs), dv = Tensor.zeros(s, b, nh, t, hs);
             float scale = (float) (1 / Math.sqrt(hs));
-            Kernels.attention(tq, tk, tv, causal, scale, o, lse);
-            Kernels.attentionBackward(tq, tk, tv, o, lse, td, causal, scale, dq, dk, dv);
+            AttentionKernels.attention(tq, tk, tv, causal, scale, o, lse);
+            AttentionKernels.attentionBackward(tq, tk, tv, o, lse, td, causal, scale, dq, dk, dv);
             double tol = amp > 1 ? 1e-3 : 2e-5;   // scores of +-80: the softmax is nearly one-hot, rounding in q.k is amplified
             TestUtil.assertClose("o", o.toArray(), want[0], tol, 1e-4);
             TestUtil.assertClose("dq", dq.toArray(), want[1], tol * amp * amp, 1e-3);

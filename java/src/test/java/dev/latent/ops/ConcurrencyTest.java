@@ -63,8 +63,8 @@ class ConcurrencyTest {
             Tensor o = Tensor.empty(s, sh), lse = Tensor.empty(s, sh[0], sh[1], sh[2]);
             Tensor dq = Tensor.empty(s, sh), dk = Tensor.empty(s, sh), dv = Tensor.empty(s, sh);
             float scale = (float) (1 / Math.sqrt(sh[3]));
-            Kernels.attention(q, q, q, true, scale, o, lse);
-            Kernels.attentionBackward(q, q, q, o, lse, q, true, scale, dq, dk, dv);
+            AttentionKernels.attention(q, q, q, true, scale, o, lse);
+            AttentionKernels.attentionBackward(q, q, q, o, lse, q, true, scale, dq, dk, dv);
             out.add(o.toArray()); out.add(lse.toArray()); out.add(dq.toArray()); out.add(dk.toArray()); out.add(dv.toArray());
         }
         Tensor x = in[6], w = in[7], b = in[8];                                           // (300, 96), (96), (96)
