@@ -326,6 +326,10 @@ class CudaCliTest {
         Files.createDirectories(images);
         dev.latent.SyntheticImages.write(images, "train", 7, 1);
         dev.latent.SyntheticImages.write(images, "t10k", 32, 2);
+        Path labelled = dir.resolve("labelled");   /* every class of the test split also in the train split (--conditional) */
+        Files.createDirectories(labelled);
+        dev.latent.SyntheticImages.write(labelled, "train", 10, 1);
+        dev.latent.SyntheticImages.write(labelled, "t10k", 32, 2);
         Map<String, List<String>> models = new java.util.LinkedHashMap<>();
         models.put("vae", List.of("--epochs", "2", "--batch", "2", "--latent", "2", "--iwae-k", "0"));
         models.put("dcgan", List.of("--iters", "5", "--batch", "3", "--nz", "8", "--ngf", "4", "--ndf", "4", "--log-interval", "1"));
@@ -342,7 +346,8 @@ class CudaCliTest {
             Run[] r = new Run[2];
             for (int g = 0; g < 2; g++) {
                 Path out = dir.resolve(e.getKey().replace(' ', '-') + (g == 1 ? "-graph" : "-plain"));
-                List<String> args = new java.util.ArrayList<>(List.of("train", e.getKey().split(" ")[0], "--data", images.toString(), "--out", out.toString(),
+                Path data = e.getKey().contains(" ") ? labelled : images;
+                List<String> args = new java.util.ArrayList<>(List.of("train", e.getKey().split(" ")[0], "--data", data.toString(), "--out", out.toString(),
                         "--device", "cuda", "--quiet"));
                 args.addAll(e.getValue());
                 if (g == 1) args.add("--cuda-graph");
