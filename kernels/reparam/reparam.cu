@@ -180,3 +180,53 @@ LT_KERNEL void ltk_reparam_bwd_key(int64_t n, const float *__restrict__ mu, cons
                                    float *__restrict__ dmu, float *__restrict__ dlogvar) {
     rp_bwd(n, mu, logvar, key[0], key[1], dz, kl_scale, dmu, dlogvar);
 }
+
+/* Free-bits KL (Kingma et al. 2016; ProbF.klFreeBits) on the device, for mu, logvar (b, d): no copy to the host.
+ *   ltk_kl_free_bits_fwd(b, d, mu, logvar, lambda, kd, out)   one block of FB_THREADS = 256 threads (required): thread t
+ *       takes dims j = t, t + 256, ...: kd[j] = sum over i in order of 0.5 (mu^2 + exp(l) - 1 - l) / b in double (l =
+ *       logvar clamped to [-30, 30], NaN kept); then thread 0: *out = (float) sum over j in order of max(lambda, kd[j])
+ *       (NaN kept): the host loop's expression and order; exp is the device's double exp (within an ulp of Java's).
+ *   ltk_kl_free_bits_bwd(b, d, mu, logvar, kd, lambda, grad, dmu, dlogvar)   any grid, grid-stride over b d: with
+ *       s = (double)(grad[0] / (float) b) (float division, as the host's), dims with kd[j] > lambda get
+ *       dmu = (float)(s mu), dlogvar = (float)(s 0.5 (exp(l) - 1)) (0 where logvar is outside [-30, 30]); others 0. */
+#define FB_THREADS 256
+
+LT_KERNEL void __launch_bounds__(FB_THREADS) ltk_kl_free_bits_fwd(int64_t b, int64_t d, const float *__restrict__ mu,
+                                                                  const float *__restrict__ logvar, double lambda,
+                                                                  double *__restrict__ kd, float *__restrict__ out) {
+    for (int64_t j = threadIdx.x; j < d; j += FB_THREADS) {
+        double s = 0.0;
+        for (int64_t i = 0; i < b; i++) {
+            const double m = mu[i * d + j];
+            double l = logvar[i * d + j];
+            if (l > 30.0) l = 30.0;
+            if (l < -30.0) l = -30.0;
+            const double t = __dsub_rn(__dsub_rn(__dadd_rn(__dmul_rn(m, m), exp(l)), 1.0), l);
+            s = __dadd_rn(s, __ddiv_rn(__dmul_rn(0.5, t), (double)b));
+        }
+        kd[j] = s;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double tot = 0.0;
+        for (int64_t j = 0; j < d; j++) {
+            const double v = kd[j];
+            tot = __dadd_rn(tot, v != v ? v : v > lambda ? v : lambda);
+        }
+        *out = (float)tot;
+    }
+}
+
+LT_KERNEL void ltk_kl_free_bits_bwd(int64_t b, int64_t d, const float *__restrict__ mu, const float *__restrict__ logvar,
+                                    const double *__restrict__ kd, double lambda, const float *__restrict__ grad,
+                                    float *__restrict__ dmu, float *__restrict__ dlogvar) {
+    const double s = (double)__fdiv_rn(grad[0], (float)b);
+    const int64_t n = b * d;
+    for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < n; k += (int64_t)gridDim.x * blockDim.x) {
+        const bool on = kd[k % d] > lambda;
+        const float l = logvar[k];
+        const bool clamped = l < -30.0f || l > 30.0f;
+        dmu[k] = on ? (float)__dmul_rn(s, (double)mu[k]) : 0.0f;
+        dlogvar[k] = on && !clamped ? (float)__dmul_rn(__dmul_rn(s, 0.5), __dsub_rn(exp((double)l), 1.0)) : 0.0f;
+    }
+}

@@ -110,3 +110,14 @@ LT_KERNEL void ltk_sumsq_seg_clip(int64_t nseg, const int64_t *__restrict__ tab,
     const double norm = sqrt(total);
     *scale = clip > 0.0 && norm > clip ? (float)(clip / __dadd_rn(norm, 1e-6)) : 1.0f;
 }
+
+/* A scalar loss from a sum of squares, on the device (the Gaussian -log p(x|z) of ProbF.gaussianNllSum: no copy back):
+ *   ltk_sumsq_affine_f32(chunks, part, a, c, scale, out)   one thread: total as ltk_sumsq_total, then
+ *       *out = (float)((a * total + c) * scale), each operation one IEEE rounding (the host's double expression on the
+ *       total ltk_sumsq_total would have copied back: the same float). */
+LT_KERNEL void ltk_sumsq_affine_f32(int64_t chunks, const double *__restrict__ part, double a, double c, double scale,
+                                    float *__restrict__ out) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    const double total = sq_chunks_total(chunks, part);
+    *out = (float)__dmul_rn(__dadd_rn(__dmul_rn(a, total), c), scale);
+}

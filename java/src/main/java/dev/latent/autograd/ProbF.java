@@ -117,14 +117,16 @@ public final class ProbF {
         double c = Math.log(sigma * Math.sqrt(2 * Math.PI)), inv = 1 / (sigma * sigma);
         Device dev = pv.device();
         if (dev != Device.CPU) {
-            /* e = pred - target on the device (float), sum of e^2 in double by ltk_sumsq (fixed chunks; the result comes
-             * back: a synchronisation); the gradient is s e / sigma^2, one axpby. The CPU forms e in double: the two
-             * differ by the float rounding of e (~1e-7 relative). */
+            /* e = pred - target on the device (float), sum of e^2 in double by ltk_sumsq (fixed chunks), then
+             * (float) ((0.5 / sigma^2 * sum + n c) * scale) on the device too (ltk_sumsq_affine_f32: the double
+             * expression this computed on the host, the same bits, no copy back: no synchronisation); the gradient
+             * is s e / sigma^2, one axpby. The CPU forms e in double: the two differ by the float rounding of e
+             * (~1e-7 relative). */
             if (tv.device() != dev) throw new IllegalArgumentException("gaussianNllSum: pred on " + dev + ", target on " + tv.device());
             Tensor e = Kernels.contiguous(g().scope, pv);
             Kernels.axpby(-1f, tv, 1f, e);
-            double acc = 0.5 * inv * Kernels.sumOfSquares(e) + n * c;
-            Tensor out = Tensor.of(g().scope, dev, new float[] {(float) (acc * scale)}, 1);
+            Tensor out = g().empty(dev, 1);
+            Kernels.sumOfSquaresAffineOnDevice(e, 0.5 * inv, n * c, scale, out);
             return rec(out, "gaussianNllSum", of(pred), gr -> {
                 firstOrderOnly("gaussianNllSum");
                 float s = (float) (scalar(gr.value) * scale * inv);
@@ -161,8 +163,19 @@ public final class ProbF {
         Device dev = m.device();
         if (lv.device() != dev) throw new IllegalArgumentException("klFreeBits: mu on " + dev + ", logvar on " + lv.device());
         int b = (int) m.size(0), d = (int) (m.numel() / b);
-        /* (B, D) is small (the latent codes): on CUDA both are copied to the host (explicitly) and the gradients back,
-         * so both devices compute the same bits in the same order. */
+        if (dev != Device.CPU) {
+            /* On CUDA (issue 18: no host synchronisation in a step): ltk_kl_free_bits_fwd / _bwd compute the loop below
+             * on the device in the same order and double arithmetic (exp is the device's: within an ulp of Java's),
+             * the per-dimension KL kept on the device for the backward. */
+            Tensor kd = g().empty(dev, 2L * d), out = g().empty(dev, 1);
+            Kernels.klFreeBitsOnDevice(m, lv, lambda, kd, out);
+            return rec(out, "klFreeBits", of(mu, logvar), gr -> {
+                firstOrderOnly("klFreeBits");
+                Tensor dm = g().empty(dev, m.shape()), dl = g().empty(dev, m.shape());
+                Kernels.klFreeBitsBackwardOnDevice(m, lv, kd, lambda, dense(gr), dm, dl);
+                return of(Var.constant(dm), Var.constant(dl));
+            });
+        }
         float[] ms = m.toArray(), ls = lv.toArray();
         double[] kd = new double[d];
         for (int i = 0; i < b; i++)

@@ -190,6 +190,21 @@ public final class CudaKernels extends CudaLaunchers {
     }
 
     /**
+     * {@code out} (one float on the device) = (float) ((a * S + c) * scale) with S = {@link #sumOfSquares}{@code (n, x)}
+     * (the same launches, so the same S), formed on the device (ltk_sumsq_affine_f32): the host's double expression on
+     * that S without copying it back (the Gaussian -log p(x|z) of a training step: no host synchronisation).
+     */
+    public static void sumOfSquaresAffine(Cuda cu, long n, DeviceBuffer x, double a, double c, double scale, DeviceBuffer out) {
+        floats("sumOfSquaresAffine", n, "x", x);
+        floats("sumOfSquaresAffine", 1, "out", out);
+        long chunks = (n + SQ_CHUNK - 1) / SQ_CHUNK;
+        DeviceBuffer s = scratch(cu, Math.max(1, chunks) * 8);
+        DeviceBuffer part = s.slice(0, Math.max(1, chunks) * 8);
+        if (chunks > 0) Ltk.ltk_sumsq_part(cu, dim(chunks), dim(SQ_THREADS), 0, n, x, part);
+        Ltk.ltk_sumsq_affine_f32(cu, dim(1), dim(32), 0, chunks, part, a, c, scale, out);
+    }
+
+    /**
      * The sum over k of {@link #sumOfSquares} of x[offset[k] .. offset[k] + len[k]), added in k order on the host: each
      * segment's partial sums and total are computed on the device exactly as {@link #sumOfSquares} computes them (the
      * same launches, so the same bits), into one device array of per-segment totals that comes back in ONE

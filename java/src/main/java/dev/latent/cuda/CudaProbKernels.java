@@ -213,6 +213,29 @@ public final class CudaProbKernels extends CudaLaunchers {
         CudaLaunchers.reparamBackwardKeyed(cu, n, mu, logvar, key, dz, klScale, dmu, dlogvar);
     }
 
+    /**
+     * Free-bits KL of mu, logvar (b, d) on the device (ltk_kl_free_bits_fwd, one block): kd (d doubles) gets each
+     * dimension's batch-mean KL, out (one float) the sum over dimensions of max(lambda, kd). Nothing comes back.
+     */
+    public static void klFreeBits(Cuda cu, long b, long d, DeviceBuffer mu, DeviceBuffer logvar, double lambda, DeviceBuffer kd,
+                                  DeviceBuffer out) {
+        long n = Math.multiplyExact(b, d);
+        floats("klFreeBits", n, "mu", mu, "logvar", logvar);
+        floats("klFreeBits", 1, "out", out);
+        need(kd, Math.multiplyExact(d, 8L), "klFreeBits", "kd");
+        Ltk.ltk_kl_free_bits_fwd(cu, dim(1), dim(Ltk.FB_THREADS), 0, b, d, mu, logvar, lambda, kd, out);
+    }
+
+    /** The free-bits KL's gradients (ltk_kl_free_bits_bwd) from {@link #klFreeBits}' kd and the upstream gradient grad (one float). */
+    public static void klFreeBitsBackward(Cuda cu, long b, long d, DeviceBuffer mu, DeviceBuffer logvar, DeviceBuffer kd, double lambda,
+                                          DeviceBuffer grad, DeviceBuffer dmu, DeviceBuffer dlogvar) {
+        long n = Math.multiplyExact(b, d);
+        floats("klFreeBitsBackward", n, "mu", mu, "logvar", logvar, "dmu", dmu, "dlogvar", dlogvar);
+        floats("klFreeBitsBackward", 1, "grad", grad);
+        need(kd, Math.multiplyExact(d, 8L), "klFreeBitsBackward", "kd");
+        Ltk.ltk_kl_free_bits_bwd(cu, dim(CudaKernels.strideBlocks(n)), dim(256), 0, b, d, mu, logvar, kd, lambda, grad, dmu, dlogvar);
+    }
+
     /** Writes the Philox key (seed, stream) into {@code key} (16 bytes on the device) by an asynchronous staged upload. */
     public static void stageRngKey(DeviceBuffer key, long seed, long stream) {
         need(key, 16, "stageRngKey", "key");

@@ -101,6 +101,8 @@ final class Ltk {
     static final int RP_CHUNK = 4096;
     /** RP_THREADS of kernels/reparam/reparam.cu. */
     static final int RP_THREADS = 256;
+    /** FB_THREADS of kernels/reparam/reparam.cu. */
+    static final int FB_THREADS = 256;
     /** SQ_CHUNK of kernels/sumsq/sumsq.cu. */
     static final int SQ_CHUNK = 4096;
     /** SQ_THREADS of kernels/sumsq/sumsq.cu. */
@@ -486,6 +488,16 @@ final class Ltk {
         cu.launch("ltk_reparam_bwd_key", grid, block, sharedBytes, n, mu, logvar, key, dz, kl_scale, dmu, dlogvar);
     }
 
+    /** ltk_kl_free_bits_fwd (kernels/reparam/reparam.cu). */
+    static void ltk_kl_free_bits_fwd(Cuda cu, int[] grid, int[] block, int sharedBytes, long b, long d, DeviceBuffer mu, DeviceBuffer logvar, double lambda, DeviceBuffer kd, DeviceBuffer out) {
+        cu.launch("ltk_kl_free_bits_fwd", grid, block, sharedBytes, b, d, mu, logvar, lambda, kd, out);
+    }
+
+    /** ltk_kl_free_bits_bwd (kernels/reparam/reparam.cu). */
+    static void ltk_kl_free_bits_bwd(Cuda cu, int[] grid, int[] block, int sharedBytes, long b, long d, DeviceBuffer mu, DeviceBuffer logvar, DeviceBuffer kd, double lambda, DeviceBuffer grad, DeviceBuffer dmu, DeviceBuffer dlogvar) {
+        cu.launch("ltk_kl_free_bits_bwd", grid, block, sharedBytes, b, d, mu, logvar, kd, lambda, grad, dmu, dlogvar);
+    }
+
     /** ltk_softmax_xent (kernels/softmax_xent/softmax_xent.cu). */
     static void ltk_softmax_xent(Cuda cu, int[] grid, int[] block, int sharedBytes, long rows, long v, DeviceBuffer logits, DeviceBuffer targets, DeviceBuffer losses, DeviceBuffer dlogits, float dscale) {
         cu.launch("ltk_softmax_xent", grid, block, sharedBytes, rows, v, logits, targets, losses, dlogits, dscale);
@@ -519,5 +531,10 @@ final class Ltk {
     /** ltk_sumsq_seg_clip (kernels/sumsq/sumsq.cu). */
     static void ltk_sumsq_seg_clip(Cuda cu, int[] grid, int[] block, int sharedBytes, long nseg, DeviceBuffer tab, DeviceBuffer part, double clip, DeviceBuffer sumsq, DeviceBuffer scale) {
         cu.launch("ltk_sumsq_seg_clip", grid, block, sharedBytes, nseg, tab, part, clip, sumsq, scale);
+    }
+
+    /** ltk_sumsq_affine_f32 (kernels/sumsq/sumsq.cu). */
+    static void ltk_sumsq_affine_f32(Cuda cu, int[] grid, int[] block, int sharedBytes, long chunks, DeviceBuffer part, double a, double c, double scale, DeviceBuffer out) {
+        cu.launch("ltk_sumsq_affine_f32", grid, block, sharedBytes, chunks, part, a, c, scale, out);
     }
 }

@@ -70,7 +70,7 @@ final class CudaBackend extends CudaOps {
         /* The positions grouped by id (host data: the ids), each group in increasing index order: the kernel then adds
          * every table element's terms in the CPU's order, without atomics. Built and uploaded once per batch
          * (stageTokens, or the first backward of these ids). */
-        DeviceBuffer dg = DeviceUploads.deviceGroups(id, vocab);
+        DeviceBuffer dg = DeviceUploads.deviceGroups(ids, id, vocab);   // a bound slot first (CUDA graphs: bindIds)
         int rows = DeviceUploads.groupRows(n, vocab);   // the distinct ids, then empty groups: fixed for (n, vocab)
         CudaKernels.embeddingBackward(cuda(), rows, n, c, vocab, dg, buf(dout), buf(dtable));
     }

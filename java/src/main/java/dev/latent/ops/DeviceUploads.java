@@ -175,9 +175,52 @@ final class DeviceUploads {
         return dg != null ? dg : upload(new int[] {KIND_GROUPS}, new long[] {vocab}, new int[][] {id}, new int[][] {groups(id, vocab)})[0];
     }
 
-    /** The device copy of n int32s of a host segment (targets, ids): a kept upload of equal bytes, or a new one. */
+    /* Host id segments bound to fixed device slots (bind): the conditional VAE / DCGAN under CUDA graphs. */
+    private record Bound(long n, long vocab, DeviceBuffer ids, DeviceBuffer groups) {}
+
+    private static final ThreadLocal<java.util.Map<Long, Bound>> BOUND = ThreadLocal.withInitial(java.util.HashMap::new);
+
+    /**
+     * Binds the host segment {@code host} (n int32 ids over a vocabulary of {@code vocab}) to fixed device slots that
+     * the caller rewrites with the same ids (and their grouping, {@link #groupInts}) before every step: the embedding
+     * forward and backward of {@code host} (this thread) then read those slots, found by the segment's address, not by
+     * its bytes (two label sets of a step may hold equal bytes in one step and differ in the next: a CUDA graph must
+     * keep reading each from its own slot). No upload here or in the ops.
+     */
+    static void bind(MemorySegment host, long n, long vocab, DeviceBuffer ids, DeviceBuffer groups) {
+        if (ids.byteSize() < 4 * n || groups.byteSize() < 4L * groupInts(n, vocab))
+            throw new IllegalArgumentException("bindIds: device slots of " + ids.byteSize() + " and " + groups.byteSize() + " bytes for " + n
+                    + " ids over " + vocab + " (need " + 4 * n + " and " + 4L * groupInts(n, vocab) + ")");
+        BOUND.get().put(host.address(), new Bound(n, vocab, ids, groups));
+    }
+
+    /** Undoes {@link #bind} for {@code host} (nothing if it is not bound). */
+    static void unbind(MemorySegment host) { BOUND.get().remove(host.address()); }
+
+    private static Bound bound(MemorySegment s, long n) {
+        java.util.Map<Long, Bound> m = BOUND.get();
+        if (m.isEmpty() || !s.isNative()) return null;
+        Bound b = m.get(s.address());
+        return b != null && b.n == n ? b : null;
+    }
+
+    /** The int32s of the embedding backward's grouping of n ids over {@code vocab} ({@link #groups}' length). */
+    static long groupInts(long n, long vocab) { return 2L * groupRows(n, vocab) + 1 + n; }
+
+    /** The grouping of checked ids {@code id} (vocabulary {@code vocab}) as the device reads it ({@link #groups}). */
+    static int[] groupsOf(int[] id, long vocab) { return groups(id, vocab); }
+
+    /** The device grouping for the embedding backward of host ids {@code s}: a bound slot ({@link #bind}), or {@link #deviceGroups}. */
+    static DeviceBuffer deviceGroups(MemorySegment s, int[] id, long vocab) {
+        Bound b = bound(s, id.length);
+        return b != null && b.vocab == vocab ? b.groups : deviceGroups(id, vocab);
+    }
+
+    /** The device copy of n int32s of a host segment (targets, ids): a bound slot, a kept upload of equal bytes, or a new one. */
     static DeviceBuffer deviceInts(MemorySegment s, long n) {
         if (n > Integer.MAX_VALUE - 8) throw new IllegalArgumentException(n + " int32 values: too many to upload at once");
+        Bound b = bound(s, n);
+        if (b != null) return b.ids;
         int[] host = s.asSlice(0, 4 * n).toArray(JAVA_INT);
         DeviceBuffer d = lookup(KIND_INTS, 0, host);
         return d != null ? d : upload(new int[] {KIND_INTS}, new long[] {0}, new int[][] {host}, new int[][] {host})[0];

@@ -85,6 +85,37 @@ public final class Kernels {
         DeviceUploads.stageFixed(checkIds("stageTokensFixed", ids, n, vocab), targets.asSlice(0, 4 * n).toArray(JAVA_INT), vocab);
     }
 
+    /** The int32 length of {@link #embeddingGroups}' output for n ids over a vocabulary of {@code vocab}. */
+    public static long embeddingGroupInts(long n, long vocab) { return DeviceUploads.groupInts(n, vocab); }
+
+    /**
+     * Writes into {@code out} ({@link #embeddingGroupInts} int32s) the embedding backward's grouping of the n ids of
+     * {@code ids} (checked against {@code vocab}, IllegalArgumentException naming a bad one): the form the device reads,
+     * for staging it with a batch ({@link #bindIds}).
+     */
+    public static void embeddingGroups(MemorySegment ids, long n, long vocab, MemorySegment out) {
+        ints("embeddingGroups", ids, n);
+        int[] g = DeviceUploads.groupsOf(checkIds("embeddingGroups", ids, n, vocab), vocab);
+        ints("embeddingGroups", out, g.length);
+        MemorySegment.copy(g, 0, out, JAVA_INT, 0, g.length);
+    }
+
+    /**
+     * Binds the host int32 segment {@code host} (n ids over {@code vocab}) to fixed CUDA slots: {@code ids} (n int32s)
+     * and {@code groups} ({@link #embeddingGroupInts} int32s), which the caller rewrites with host's ids and their
+     * {@link #embeddingGroups} before each step (one staged upload with the batch). F.embedding of {@code host} on CUDA,
+     * forward and backward, then reads those slots (found by the segment, on this thread) and uploads nothing, so a step
+     * captured into a CUDA graph reads each step's labels on replay. {@link #unbindIds} undoes it.
+     */
+    public static void bindIds(MemorySegment host, long n, long vocab, Tensor ids, Tensor groups) {
+        ints("bindIds", host, n);
+        if (!onCuda("bindIds", ids, groups)) throw new IllegalArgumentException("bindIds: CUDA slots needed, got " + ids.device());
+        DeviceUploads.bind(host, n, vocab, buf(ids), buf(groups));
+    }
+
+    /** Undoes {@link #bindIds} for {@code host}. */
+    public static void unbindIds(MemorySegment host) { DeviceUploads.unbind(host); }
+
     /** Resident one-element device constants by float bits (residentScalar); at most RESIDENT_MAX values. */
     private static final java.util.concurrent.ConcurrentHashMap<Integer, Tensor> RESIDENT = new java.util.concurrent.ConcurrentHashMap<>();
     private static final int RESIDENT_MAX = 256;
@@ -536,6 +567,42 @@ public final class Kernels {
         rngKey("reparamBackward", key);
         numel("reparamBackward", mu.numel(), logvar, dz, dmu, dlogvar);
         CudaProbKernels.reparamBackwardKeyed(cuda(), mu.numel(), buf(mu), buf(logvar), buf(key), buf(dz), klScale, buf(dmu), buf(dlogvar));
+    }
+
+    /**
+     * Free-bits KL of mu, logvar (b, d) on CUDA: {@code kd} (a CUDA tensor of 2 d floats, holding d doubles) gets each
+     * dimension's batch-mean KL, {@code out} (one element) the sum over dimensions of max(lambda, kd), all on the device
+     * (ProbF.klFreeBits' host loop, the same order; exp is the device's). No host synchronisation.
+     */
+    public static void klFreeBitsOnDevice(Tensor mu, Tensor logvar, double lambda, Tensor kd, Tensor out) {
+        if (!onCuda("klFreeBits", mu, logvar, kd, out)) throw new IllegalArgumentException("klFreeBitsOnDevice: CUDA tensors needed, got " + mu.device());
+        long b = mu.size(0), d = mu.numel() / Math.max(1, b);
+        numel("klFreeBits", mu.numel(), logvar);
+        numel("klFreeBits", 2 * d, kd);
+        numel("klFreeBits", 1, out);
+        CudaProbKernels.klFreeBits(cuda(), b, d, buf(mu), buf(logvar), lambda, buf(kd), buf(out));
+    }
+
+    /** The gradients of {@link #klFreeBitsOnDevice} for the upstream gradient {@code grad} (one element on the device). */
+    public static void klFreeBitsBackwardOnDevice(Tensor mu, Tensor logvar, Tensor kd, double lambda, Tensor grad, Tensor dmu, Tensor dlogvar) {
+        if (!onCuda("klFreeBitsBackward", mu, logvar, kd, grad, dmu, dlogvar))
+            throw new IllegalArgumentException("klFreeBitsBackwardOnDevice: CUDA tensors needed, got " + mu.device());
+        long b = mu.size(0), d = mu.numel() / Math.max(1, b);
+        numel("klFreeBitsBackward", mu.numel(), logvar, dmu, dlogvar);
+        numel("klFreeBitsBackward", 2 * d, kd);
+        numel("klFreeBitsBackward", 1, grad);
+        CudaProbKernels.klFreeBitsBackward(cuda(), b, d, buf(mu), buf(logvar), buf(kd), lambda, buf(grad), buf(dmu), buf(dlogvar));
+    }
+
+    /**
+     * {@code out} (one element, CUDA) = (float) ((a * S + c) * scale), S = {@link #sumOfSquares}{@code (x)} in double (the
+     * same S), computed on the device: nothing comes back (the Gaussian -log p(x|z) without a host synchronisation).
+     */
+    public static void sumOfSquaresAffineOnDevice(Tensor x, double a, double c, double scale, Tensor out) {
+        if (!onCuda("sumOfSquaresAffine", x, out)) throw new IllegalArgumentException("sumOfSquaresAffineOnDevice: CUDA tensors needed, got " + x.device());
+        if (!x.isContiguous()) throw new IllegalArgumentException("sumOfSquaresAffineOnDevice: x must be contiguous, got " + x);
+        numel("sumOfSquaresAffine", 1, out);
+        dev.latent.cuda.CudaKernels.sumOfSquaresAffine(cuda(), x.numel(), buf(x), a, c, scale, buf(out));
     }
 
     // ---- BatchNorm2d, activations, BCE (kernels/batchnorm, kernels/activation) ----

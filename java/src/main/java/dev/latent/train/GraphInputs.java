@@ -70,6 +70,18 @@ public final class GraphInputs {
         });
     }
 
+    /**
+     * The trainers' {@code cudaGraph(true)} guard: an IllegalArgumentException "FAMILY: --cuda-graph WHY" off CUDA, at a
+     * precision other than fp32 (graphs are checked with fp32 only), or for {@code familyWhy} (a reason of the family's
+     * own that its step cannot be captured; null: none).
+     */
+    public static void requireCapturable(String family, Device device, dev.latent.tensor.Precision precision, String familyWhy) {
+        String why = device != Device.CUDA ? "needs --device cuda (running on " + device + ")"
+                : precision != dev.latent.tensor.Precision.FP32 ? "is checked with fp32 only, not " + precision
+                : familyWhy;
+        if (why != null) throw new IllegalArgumentException(family + ": --cuda-graph " + why);
+    }
+
     /** A CPU tensor of 4 floats whose 16 bytes are the Philox key (seed, stream) as two int64: the form the device reads. */
     public static Tensor rngKey(Scope scope, long seed, long stream) {
         Tensor k = Tensor.zeros(scope, 4);

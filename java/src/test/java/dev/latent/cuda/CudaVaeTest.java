@@ -120,6 +120,48 @@ class CudaVaeTest extends AtRefIsaOnDevice {
         compare("gaussian + free bits", step(Device.CPU, data, true, 0.05), step(Device.CUDA, data, true, 0.05));
     }
 
+    /**
+     * The free-bits KL on the device (ltk_kl_free_bits_fwd / _bwd) against the CPU's host loop: the value within float
+     * rounding, the gradients equal up to the last bit of exp (zero exactly where the CPU's are zero: dimensions at or
+     * below lambda, logvar outside [-30, 30]), with an upstream gradient read from device memory (0.75).
+     */
+    @Test
+    void freeBitsKlOnTheDeviceMatchesTheHostLoop() {
+        int b = 5, d = 7;
+        float[] mu = new float[b * d], lv = new float[b * d];
+        SplittableRandom r = new SplittableRandom(3);
+        for (int i = 0; i < b * d; i++) {
+            int j = i % d;
+            mu[i] = j < 2 ? (float) (0.01 * r.nextDouble()) : (float) (2 * r.nextDouble() - 1);   /* dims 0, 1: below lambda */
+            lv[i] = j < 2 ? 0f : (float) (r.nextDouble() - 0.5);
+        }
+        lv[3] = 31f;
+        lv[d + 4] = -40f;   /* clamped: no logvar gradient there */
+        double lambda = 0.05;
+        float[][] got = new float[2][], dm = new float[2][], dl = new float[2][];
+        for (int k = 0; k < 2; k++) {
+            Device dev = k == 0 ? Device.CPU : Device.CUDA;
+            try (Graph g = Graph.open()) {
+                Var m = Var.input(Tensor.of(g.scope(), dev, mu, b, d)), l = Var.input(Tensor.of(g.scope(), dev, lv, b, d));
+                Var kl = F.klFreeBits(m, l, lambda);
+                g.backward(F.scale(kl, 0.75f));
+                got[k] = kl.value().toArray();
+                dm[k] = m.grad().value().toArray();
+                dl[k] = l.grad().value().toArray();
+            }
+        }
+        assertEquals(got[0][0], got[1][0], 2e-6 * Math.abs(got[0][0]), "free-bits KL");
+        for (int i = 0; i < b * d; i++) {
+            assertEquals(dm[0][i] == 0f, dm[1][i] == 0f, "dmu " + i + " zero on one device only");
+            assertEquals(dl[0][i] == 0f, dl[1][i] == 0f, "dlogvar " + i + " zero on one device only");
+            assertEquals(dm[0][i], dm[1][i], 0f, "dmu " + i);   /* s mu: no exp in it, the same bits */
+            assertEquals(dl[0][i], dl[1][i], 1e-6 * Math.abs(dl[0][i]), "dlogvar " + i);
+        }
+        assertEquals(0f, dm[0][0], "dimension 0 is below lambda: no gradient");
+        assertEquals(0f, dl[0][3], "logvar 31 is clamped: no gradient");
+        assertNotEquals(0f, dm[0][3], "dimension 3 is above lambda");
+    }
+
     static Step trainerStep(Device dev, ImageData data, VaeTrainer.Likelihood lik, double freeBits) { return trainerStep(dev, data, lik, freeBits, 0); }
 
     static Step trainerStep(Device dev, ImageData data, VaeTrainer.Likelihood lik, double freeBits, int classes) {

@@ -170,10 +170,7 @@ public final class FlowTrainer {
      */
     public FlowTrainer cudaGraph(boolean on) {
         if (!on) { closeCudaGraph(); return this; }
-        if (device != Device.CUDA)
-            throw new IllegalArgumentException(cfg.arch() + ": --cuda-graph needs --device cuda (running on " + device + ")");
-        if (precision != dev.latent.tensor.Precision.FP32)
-            throw new IllegalArgumentException(cfg.arch() + ": --cuda-graph is checked with fp32 only, not " + precision);
+        dev.latent.train.GraphInputs.requireCapturable(cfg.arch(), device, precision, null);
         if (graph == null) graph = new dev.latent.cuda.CudaGraphStep(2);
         return this;
     }

@@ -98,12 +98,12 @@ public final class GanTrainer {
     public record Result(int iters, double seconds, double imagesPerSecond, double lossD, double lossG, boolean finite) {}
 
     // Philox stream ids per purpose: batches, latents, interpolation weights. Step-keyed so runs can resume exactly.
-    private static final long PERM = 1L << 40, LATENT = 2L << 40, EPS = 3L << 40, LABEL = 4L << 40;
+    static final long PERM = 1L << 40, LATENT = 2L << 40, EPS = 3L << 40, LABEL = 4L << 40;
 
     private final Config cfg;
     public final Dcgan.Generator g;
     public final Dcgan.Discriminator d;
-    private final AdamW optG, optD;
+    final AdamW optG, optD;
     private final Scope params = Scope.shared();
     private StepScalars stepValues;   /* CUDA: a DCGAN iteration's losses and logits, read back when asked */
     private Tensor wganKept;           /* CUDA, WGAN-GP: {lossD, lossG, W estimate, penalty} of the last iteration, on the device */
@@ -438,20 +438,32 @@ public final class GanTrainer {
     }
 
     /** CUDA, WGAN-GP: slot i of the kept values = the one-element device tensor v (a device-to-device copy). */
-    private void keep(int i, Tensor v) {
+    void keep(int i, Tensor v) {
         if (wganKept == null) wganKept = Tensor.zeros(params, device, 4);
         Kernels.copy(v.reshape(1), wganKept.slice(0, i, i + 1));
     }
 
+    /** CUDA: the buffer a DCGAN iteration's values are captured into (made at the first use). */
+    StepScalars stepValues() {
+        if (stepValues == null) stepValues = new StepScalars(params, device, 2 + 2 * cfg.batch);
+        return stepValues;
+    }
+
+    /** The int32 labels of the real images data[perm[pos ..]] (a conditional DCGAN), in {@code scope}. */
+    MemorySegment realLabels(Scope scope, ImageData data, int[] perm, int pos) {
+        MemorySegment y = scope.allocate(4L * cfg.batch);
+        for (int i = 0; i < cfg.batch; i++) y.setAtIndex(JAVA_INT, i, data.labels[perm[pos + i]]);
+        return y;
+    }
+
     private StepValues ganStepDeferred(ImageData data, int[] perm, int pos, long it) {
-        if (graph != null) return ganGraphed(data, perm, pos, it);
+        if (graphs != null) return graphs.gan(data, perm, pos, it);
         try (Graph gr = Graph.open().precision(precision)) {
             Var real = Var.constant(realBatch(gr.scope(), data, perm, pos));
             Var z = Var.constant(onDevice(gr.scope(), latent(gr.scope(), cfg.seed, LATENT + it, cfg.batch, cfg.nz)));
             MemorySegment yReal = null, yFake = null;
             if (cfg.conditional()) {   /* real images with their labels; fake ones with labels drawn uniformly (Philox, keyed by it) */
-                yReal = gr.scope().allocate(4L * cfg.batch);
-                for (int i = 0; i < cfg.batch; i++) yReal.setAtIndex(JAVA_INT, i, data.labels[perm[pos + i]]);
+                yReal = realLabels(gr.scope(), data, perm, pos);
                 yFake = randomLabels(gr.scope(), cfg.seed, LABEL + it, cfg.batch, cfg.classes);
             }
             Var[] v = ganBody(gr, real, z, yReal, yFake, false);
@@ -459,8 +471,7 @@ public final class GanTrainer {
             if (device == Device.CPU)
                 return new StepValues(new double[] {F.item(lossD), F.item(lossG), meanSigmoid(outReal.value().toArray()),
                         meanSigmoid(outFake.value().toArray())}, null);
-            if (stepValues == null) stepValues = new StepScalars(params, device, 2 + 2 * cfg.batch);
-            return new StepValues(null, stepValues.capture(lossD.value(), lossG.value(), outReal.value().contiguous(), outFake.value().contiguous()));
+            return new StepValues(null, stepValues().capture(lossD.value(), lossG.value(), outReal.value().contiguous(), outFake.value().contiguous()));
         }
     }
 
@@ -468,7 +479,7 @@ public final class GanTrainer {
      * A DCGAN iteration's device work: one D step then one G step (non-saturating) on the same G(z); returns {lossD, lossG,
      * D's logits on the real batch, on the fake one}. {@code staged}: the optimizers' constants were staged (CUDA graphs).
      */
-    private Var[] ganBody(Graph gr, Var real, Var z, MemorySegment yReal, MemorySegment yFake, boolean staged) {
+    Var[] ganBody(Graph gr, Var real, Var z, MemorySegment yReal, MemorySegment yFake, boolean staged) {
         Var fake = g.forward(z, yFake);
         Var outReal = d.forward(real, yReal), outFake = d.forward(F.detach(fake), yFake);
         Var lossD = F.add(F.bceWithLogits(outReal, 1f), F.bceWithLogits(outFake, 0f));
@@ -482,86 +493,34 @@ public final class GanTrainer {
         return new Var[] {lossD, lossG, outReal, outFake};
     }
 
-    // ---- CUDA graphs (train dcgan|wgan-gp --cuda-graph) ----
-    /* DCGAN: the whole iteration. WGAN-GP: the critic step (replayed n_critic times per iteration) and the generator step. */
-    private dev.latent.cuda.CudaGraphStep graph, graphG;
-    /* staged inputs, fixed on the device: the real batch and z (DCGAN); + e and 1 - e (WGAN-GP's critic); G's z (WGAN-GP) */
-    private dev.latent.train.GraphInputs graphIn, graphInG;
-    private Scope graphScope;
+    // ---- CUDA graphs (train dcgan|wgan-gp --cuda-graph): the bodies are GanGraphSteps' ----
+    private GanGraphSteps graphs;
 
     /**
-     * With {@code on}, each iteration after two warm-up iterations is replayed from CUDA graphs ({@link
-     * dev.latent.cuda.CudaGraphStep}): DCGAN's D and G steps as one graph; WGAN-GP's critic step as one graph launched
-     * n_critic times per iteration (after two warm-up critic steps) and its generator step as another (after three warm-up
-     * iterations: one after the critic's capture). Before each launch the host stages what the step
-     * reads into fixed device memory: the real batch, z (drawn on the host from Philox keyed by the iteration, as without a
-     * graph, so every replay gets new noise), WGAN-GP's per-sample mixing weights e and 1 - e, and Adam's step
-     * constants. The same bits as without a graph. Refused (naming why) off CUDA, at a precision other than fp32 (not
-     * checked) and for class-conditional nets (their labels go up inside the step).
+     * With {@code on}, each iteration after two warm-up iterations is replayed from CUDA graphs ({@link GanGraphSteps}):
+     * DCGAN's D and G steps as one graph; WGAN-GP's critic step as one graph launched n_critic times per iteration and
+     * its generator step as another. Before each launch the host stages what the step reads into fixed device memory
+     * (the real batch, z, a conditional DCGAN's real and fake labels, WGAN-GP's mixing weights) and Adam's step
+     * constants. The same bits as without a graph. Refused (naming why) off CUDA and at a precision other than fp32
+     * (not checked).
      */
     public GanTrainer cudaGraph(boolean on) {
-        String name = cfg.loss == Loss.GAN ? "dcgan" : "wgan-gp";
         if (!on) { closeCudaGraph(); return this; }
-        String why = device != Device.CUDA ? "needs --device cuda (running on " + device + ")"
-                : precision != dev.latent.tensor.Precision.FP32 ? "is checked with fp32 only, not " + precision
-                : cfg.conditional() ? "cannot capture class-conditional nets: their labels are uploaded inside the step"
-                : null;
-        if (why != null) throw new IllegalArgumentException(name + ": --cuda-graph " + why);
-        if (graph == null) {
-            graph = new dev.latent.cuda.CudaGraphStep(2);
-            /* the generator's capture comes one iteration later: the critic's capture takes the cached blocks of its size
-             * classes into its graph's pool, so the generator needs a warm-up step after it to cache its own again */
-            if (cfg.loss == Loss.WGAN_GP) graphG = new dev.latent.cuda.CudaGraphStep(3);
-            graphScope = Scope.shared();
-            long[] real = {cfg.batch, 1, 32, 32}, z = {cfg.batch, cfg.nz, 1, 1};
-            if (cfg.loss == Loss.GAN) {
-                graphIn = new dev.latent.train.GraphInputs(graphScope, real, z);
-            } else {
-                graphIn = new dev.latent.train.GraphInputs(graphScope, real, z, new long[] {cfg.batch}, new long[] {cfg.batch});
-                graphInG = new dev.latent.train.GraphInputs(graphScope, z);
-            }
-        }
+        dev.latent.train.GraphInputs.requireCapturable(cfg.loss == Loss.GAN ? "dcgan" : "wgan-gp", device, precision, null);
+        if (graphs == null) graphs = new GanGraphSteps(this);
         return this;
     }
 
     /** The CUDA graph of DCGAN's iteration or WGAN-GP's critic step ({@link #cudaGraph}), or null. */
-    public dev.latent.cuda.CudaGraphStep graphStep() { return graph; }
+    public dev.latent.cuda.CudaGraphStep graphStep() { return graphs == null ? null : graphs.graph; }
 
     /** WGAN-GP: the CUDA graph of the generator step ({@link #cudaGraph}), or null. */
-    public dev.latent.cuda.CudaGraphStep generatorGraphStep() { return graphG; }
+    public dev.latent.cuda.CudaGraphStep generatorGraphStep() { return graphs == null ? null : graphs.graphG; }
 
     /** Releases the CUDA graphs and their fixed buffers (later iterations run uncaptured until {@link #cudaGraph} is asked again). */
     public void closeCudaGraph() {
-        if (graph != null) graph.close();
-        if (graphG != null) graphG.close();
-        graph = graphG = null;
-        if (graphScope != null) graphScope.close();
-        graphScope = null;
-        graphIn = graphInG = null;
-    }
-
-    /** The real batch data[perm[pos ..]] on the host, in [-1, 1], padded to 32 x 32. */
-    private Tensor hostBatch(Scope sc, ImageData data, int[] perm, int pos) {
-        Tensor x = Tensor.empty(sc, cfg.batch, 1, 32, 32);
-        data.fill(x, perm, pos, cfg.batch, 1f / 127.5f, -1f, 2);
-        return x;
-    }
-
-    private StepValues ganGraphed(ImageData data, int[] perm, int pos, long it) {
-        if (stepValues == null) stepValues = new StepScalars(params, device, 2 + 2 * cfg.batch);
-        graph.step(() -> {
-            try (Scope sc = Scope.confined()) {   /* one upload: the real batch and z */
-                graphIn.stage(hostBatch(sc, data, perm, pos), latent(sc, cfg.seed, LATENT + it, cfg.batch, cfg.nz));
-            }
-            optD.stage(cfg.lr);
-            optG.stage(cfg.lr);
-        }, () -> {
-            try (Graph gr = Graph.open().precision(precision)) {
-                Var[] v = ganBody(gr, Var.constant(graphIn.get(0)), Var.constant(graphIn.get(1)), null, null, true);
-                stepValues.capture(v[0].value(), v[1].value(), v[2].value().contiguous(), v[3].value().contiguous());
-            }
-        });
-        return new StepValues(null, stepValues.again());
+        if (graphs != null) graphs.close();
+        graphs = null;
     }
 
     private static double meanSigmoid(float[] s) {
@@ -576,19 +535,8 @@ public final class GanTrainer {
      * is then the float difference of the two means, where the CPU subtracts their doubles).
      */
     double[] criticStep(ImageData data, int[] perm, int pos, long step) {
-        if (graph != null) {
-            float[][] w = penaltyWeights(step);
-            graph.step(() -> {
-                try (Scope sc = Scope.confined()) {   /* one upload: the real batch, z, e and 1 - e */
-                    graphIn.stage(hostBatch(sc, data, perm, pos), latent(sc, cfg.seed, LATENT + step, cfg.batch, cfg.nz),
-                            Tensor.of(sc, w[0], cfg.batch), Tensor.of(sc, w[1], cfg.batch));
-                }
-                optD.stage(cfg.lr);
-            }, () -> {
-                try (Graph gr = Graph.open().precision(precision)) {
-                    criticBody(gr, graphIn.get(0), Var.constant(graphIn.get(1)), graphIn.get(2), graphIn.get(3), step, true);
-                }
-            });
+        if (graphs != null) {
+            graphs.critic(data, perm, pos, step);
             return null;
         }
         try (Graph gr = Graph.open().precision(precision)) {
@@ -602,7 +550,7 @@ public final class GanTrainer {
      * A critic step's work: on CUDA the values go to {@link #wganKept} and null is returned. {@code ea}, {@code eb}: the
      * penalty's staged mixing weights (CUDA graphs), or null to make them here; {@code staged}: optD's constants staged.
      */
-    private double[] criticBody(Graph gr, Tensor realT, Var z, Tensor ea, Tensor eb, long step, boolean staged) {
+    double[] criticBody(Graph gr, Tensor realT, Var z, Tensor ea, Tensor eb, long step, boolean staged) {
         Var real = Var.constant(realT);
         Var fake = F.detach(g.forward(z));
         Var dReal = F.mean(d.forward(real)), dFake = F.mean(d.forward(fake));
@@ -622,7 +570,7 @@ public final class GanTrainer {
     }
 
     /** The penalty's per-sample mixing weights {e, 1 - e}, e ~ U(0, 1) from Philox (seed, EPS + step), formed on the host. */
-    private float[][] penaltyWeights(long step) {
+    float[][] penaltyWeights(long step) {
         try (Scope sc = Scope.confined()) {
             float[] a = Tensor.rand(sc, cfg.seed, EPS + step, cfg.batch).toArray(), am = new float[a.length];
             for (int i = 0; i < a.length; i++) am[i] = 1 - a[i];
@@ -680,19 +628,8 @@ public final class GanTrainer {
 
     /** One WGAN generator step: loss -E[D(G(z))] (on CUDA NaN: the loss is kept on the device, see {@link #criticStep}). */
     double generatorStep(long it) {
-        if (graphG != null) {
-            graphG.step(() -> {
-                try (Scope sc = Scope.confined()) { graphInG.stage(latent(sc, cfg.seed, LATENT + (1L << 39) + it, cfg.batch, cfg.nz)); }
-                optG.stage(cfg.lr);
-            }, () -> {
-                try (Graph gr = Graph.open().precision(precision)) {
-                    Var loss = F.scale(F.mean(d.forward(g.forward(Var.constant(graphInG.get(0))))), -1f);
-                    gr.freeze(d.parameters());
-                    gr.backward(loss);
-                    optG.updateStaged(0);
-                    keep(1, loss.value());
-                }
-            });
+        if (graphs != null && graphs.graphG != null) {
+            graphs.generator(it);
             return Double.NaN;
         }
         try (Graph gr = Graph.open().precision(precision)) {

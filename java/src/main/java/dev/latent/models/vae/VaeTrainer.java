@@ -216,10 +216,13 @@ public final class VaeTrainer {
      * The int32 labels of images idx[from .. from + m) (idx null: from ..) repeated {@code copies} times, in g's scope;
      * null for an unconditional model.
      */
-    MemorySegment labels(Graph g, ImageData d, int[] idx, int from, int m, int copies) {
+    MemorySegment labels(Graph g, ImageData d, int[] idx, int from, int m, int copies) { return labels(g.scope(), d, idx, from, m, copies); }
+
+    /** {@link #labels(Graph, ImageData, int[], int, int, int)} in {@code scope}. */
+    MemorySegment labels(Scope scope, ImageData d, int[] idx, int from, int m, int copies) {
         if (!cfg.conditional()) return null;
         if (d.labels == null) throw new IllegalArgumentException(d.source + ": a conditional VAE needs labels (an IDX label file beside the images)");
-        MemorySegment y = g.scope().allocate(4L * m * copies);
+        MemorySegment y = scope.allocate(4L * m * copies);
         for (int j = 0; j < copies; j++)
             for (int i = 0; i < m; i++) {
                 int l = d.labels[idx == null ? from + i : idx[from + i]];
@@ -294,18 +297,23 @@ public final class VaeTrainer {
             Var[] h = model.encode(Var.constant(x), y);
             F.Reparam r = F.reparam(h[0], h[1], cfg.seed, EPS + step);
             Var rec = reconstruction(model.decode(r.z(), y), x, 1f / m);
-            double b = betaAt(step);
-            Var klTerm = cfg.freeBits > 0 ? F.scale(F.klFreeBits(h[0], h[1], cfg.freeBits), (float) b) : F.scale(r.kl(), (float) (b / m));
-            g.backward(F.add(rec, klTerm));
+            g.backward(F.add(rec, klTerm(h, r, step, m)));
             opt.update(cfg.lr, 0);
             if (device == Device.CPU) return new StepLoss(null, m, F.item(rec) + F.item(r.kl()) / m);
             return new StepLoss(losses.capture(rec.value(), r.kl().value()), m, Double.NaN);
         }
     }
 
+    /** The step's weighted KL: beta KL / batch, or with free bits beta times the free-bits KL. */
+    private Var klTerm(Var[] h, F.Reparam r, long s, int m) {
+        double b = betaAt(s);
+        return cfg.freeBits > 0 ? F.scale(F.klFreeBits(h[0], h[1], cfg.freeBits), (float) b) : F.scale(r.kl(), (float) (b / m));
+    }
+
     // ---- CUDA graphs (train vae --cuda-graph) ----
     private dev.latent.cuda.CudaGraphStep graph;
-    private dev.latent.train.GraphInputs graphIn;   /* the reparameterisation's Philox key and the batch (B, 1, 28, 28), fixed on the device */
+    private dev.latent.train.GraphInputs graphIn;   /* the reparameterisation's Philox key and the batch (B, 1, 28, 28), fixed on the device; a cVAE's labels */
+    private dev.latent.train.GraphLabels graphY;    /* a cVAE's labels: their host segment, bound to graphIn's slots 2 and 3 */
     private Scope graphScope;
 
     /**
@@ -314,19 +322,14 @@ public final class VaeTrainer {
      * (seed, step: {@link F#reparam(Var, Var, Tensor)} reads it on the device, so every replay draws new eps) and Adam's
      * step constants into fixed device memory; the captured encoder, sampler, decoder, backward and update read them
      * there. Steps run uncaptured while the KL warm-up changes beta (a graph would repeat one beta), and for a last
-     * partial batch of an epoch. The same bits as without a graph. Refused (naming why) off CUDA, at a precision other
-     * than fp32 (not checked), with free bits (the free-bits KL reads the latent codes on the host), with the Gaussian
-     * likelihood (its sum of squares comes back to the host) and for a conditional VAE (its labels go up inside the step).
+     * partial batch of an epoch. Free bits (ltk_kl_free_bits_*), the Gaussian likelihood (ltk_sumsq_affine_f32) stay
+     * on the device; a conditional VAE's labels are staged with the batch into slots its embeddings read ({@link
+     * dev.latent.train.GraphLabels}). The same bits as without a graph. Refused (naming why) off CUDA and at a
+     * precision other than fp32 (not checked).
      */
     public VaeTrainer cudaGraph(boolean on) {
         if (!on) { closeCudaGraph(); return this; }
-        String why = device != Device.CUDA ? "needs --device cuda (running on " + device + ")"
-                : precision != dev.latent.tensor.Precision.FP32 ? "is checked with fp32 only, not " + precision
-                : cfg.freeBits > 0 ? "cannot capture the free-bits KL (--free-bits " + cfg.freeBits + "): it copies the latent codes to the host every step"
-                : cfg.likelihood != Likelihood.BERNOULLI ? "cannot capture the Gaussian likelihood: its sum of squares is read back on the host every step"
-                : cfg.conditional() ? "cannot capture a conditional VAE: its labels are uploaded inside the step"
-                : null;
-        if (why != null) throw new IllegalArgumentException("vae: --cuda-graph " + why);
+        dev.latent.train.GraphInputs.requireCapturable("vae", device, precision, null);
         if (graph == null) graph = new dev.latent.cuda.CudaGraphStep(2);
         return this;
     }
@@ -338,6 +341,8 @@ public final class VaeTrainer {
     public void closeCudaGraph() {
         if (graph != null) graph.close();
         graph = null;
+        if (graphY != null) graphY.close();
+        graphY = null;
         if (graphScope != null) graphScope.close();
         graphScope = null;
         graphIn = null;
@@ -351,21 +356,34 @@ public final class VaeTrainer {
         long s = step;
         if (graphScope == null) {
             graphScope = Scope.shared();
-            graphIn = new dev.latent.train.GraphInputs(graphScope, new long[] {4}, new long[] {m, 1, data.h, data.w});
+            if (cfg.conditional()) {
+                graphY = new dev.latent.train.GraphLabels(graphScope, m, cfg.classes);
+                long[][] ys = graphY.slotShapes();
+                graphIn = new dev.latent.train.GraphInputs(graphScope, new long[] {4}, new long[] {m, 1, data.h, data.w}, ys[0], ys[1]);
+                graphY.bind(graphIn.get(2), graphIn.get(3));
+            } else {
+                graphIn = new dev.latent.train.GraphInputs(graphScope, new long[] {4}, new long[] {m, 1, data.h, data.w});
+            }
         }
         Tensor graphKey = graphIn.get(0), graphX = graphIn.get(1);
+        MemorySegment y = graphY == null ? null : graphY.ids();
         graph.step(() -> {
-            try (Scope sc = Scope.confined()) {   /* one upload: the key and the batch */
-                graphIn.stage(dev.latent.train.GraphInputs.rngKey(sc, cfg.seed, EPS + s), images(sc, data, idx, from, m));
+            try (Scope sc = Scope.confined()) {   /* one upload: the key, the batch (and a cVAE's labels) */
+                Tensor key = dev.latent.train.GraphInputs.rngKey(sc, cfg.seed, EPS + s), x = images(sc, data, idx, from, m);
+                if (graphY == null) {
+                    graphIn.stage(key, x);
+                } else {
+                    Tensor[] ly = graphY.stage(sc, labels(sc, data, idx, from, m, 1));
+                    graphIn.stage(key, x, ly[0], ly[1]);
+                }
             }
             opt.stage(cfg.lr);
         }, () -> {
             try (Graph g = Graph.open().precision(precision)) {
-                Var[] h = model.encode(Var.constant(graphX), null);
+                Var[] h = model.encode(Var.constant(graphX), y);
                 F.Reparam r = F.reparam(h[0], h[1], graphKey);
-                Var rec = reconstruction(model.decode(r.z(), null), graphX, 1f / m);
-                Var klTerm = F.scale(r.kl(), (float) (betaAt(s) / m));   /* beta is constant here (warm-up over) */
-                g.backward(F.add(rec, klTerm));
+                Var rec = reconstruction(model.decode(r.z(), y), graphX, 1f / m);
+                g.backward(F.add(rec, klTerm(h, r, s, m)));   /* beta is constant here (warm-up over) */
                 opt.updateStaged(0);
                 losses.capture(rec.value(), r.kl().value());
             }
