@@ -485,6 +485,7 @@ API const char *cudnnGetErrorString(int status) {
         case DNN_NOT_INITIALIZED: return "CUDNN_STATUS_NOT_INITIALIZED";
         case DNN_BAD_PARAM: return "CUDNN_STATUS_BAD_PARAM";
         case DNN_NOT_SUPPORTED: return "CUDNN_STATUS_NOT_SUPPORTED";
+        case 4000: return "CUDNN_STATUS_INTERNAL_ERROR";
         case DNN_EXECUTION_FAILED: return "CUDNN_STATUS_EXECUTION_FAILED";
         default: return "CUDNN_UNKNOWN_STATUS_FOUND";
     }
