@@ -104,6 +104,19 @@ final class CuDnnAlgos {
         };
     }
 
+    /** The pick's mode and cap in words, for the load-time log line (an invalid setting is named, not thrown). */
+    static String describeMode() {
+        try {
+            return switch (mode()) {
+                case FIXED -> "fixed: LATENT_CUDNN_FIND=0";
+                case HEURISTIC -> "cuDNN's heuristics pick per geometry, workspace cap " + (workspaceCap() >> 20) + " MiB";
+                case MEASURE -> "timed search per geometry (LATENT_CUDNN_FIND=measure), workspace cap " + (workspaceCap() >> 20) + " MiB";
+            };
+        } catch (IllegalArgumentException e) {
+            return e.getMessage();
+        }
+    }
+
     /** The workspace cap in bytes. */
     static long workspaceCap() {
         Long f = forcedCap;
@@ -229,7 +242,7 @@ final class CuDnnAlgos {
             if (ws < 0) { skipped.add(n + " (cudnnGet*WorkspaceSize refuses it: " + (-ws) + ")"); continue; }
             ws = Math.max(ws, r.memory);
             if (ws > cap) { skipped.add(n + " (workspace " + ws + " > cap " + cap + ")"); continue; }
-            return new Algo(r.algo, ws, how + (r.time >= 0 ? String.format(Locale.ROOT, ", %.4f ms", r.time) : ""));
+            return new Algo(r.algo, ws, how + (r.time >= 0 ? String.format(Locale.ROOT, ", %.3g ms", r.time) : ""));
         }
         return null;
     }

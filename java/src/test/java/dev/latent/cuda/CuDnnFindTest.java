@@ -156,6 +156,7 @@ class CuDnnFindTest {
             for (Pass p : Pass.values()) {
                 List<Perf> r = dnn.algos.heuristics(p, dnn.descriptorsOf(p, g));
                 String what = p + " " + g + ": " + r;
+                if (!emulated()) System.out.println("CuDnnFindTest: " + dnn.describe() + " heuristics " + what);
                 assertFalse(r.isEmpty(), what);
                 Set<Integer> seen = new HashSet<>();
                 boolean failedSeen = false;
