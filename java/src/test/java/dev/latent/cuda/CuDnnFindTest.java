@@ -186,6 +186,16 @@ class CuDnnFindTest {
     }
 
     @Test
+    void anAlgorithmOutsideThePassOrWithoutAKernelIsRefused() {
+        assumeTrue(emulated(), "the stand-in's refusals");
+        assertEquals(-2000, dnn.workspaceSize(Pass.FORWARD, K3, 8), "forward algorithm 8 is outside cudnnConvolutionFwdAlgo_t");
+        assertEquals(-2000, dnn.workspaceSize(Pass.BACKWARD_DATA, K3, 6), "backward-data algorithm 6 is outside its enum");
+        assertEquals(-3000, dnn.workspaceSize(Pass.BACKWARD_FILTER, K3, 4), "backward-filter WINOGRAD has no kernel");
+        assertEquals(-3000, dnn.workspaceSize(Pass.FORWARD, K4S2, 4), "forward FFT needs stride 1");
+        assertEquals(4096, dnn.workspaceSize(Pass.FORWARD, K3, 1), "the fixed forward algorithm asks for the minimum");
+    }
+
+    @Test
     void thePickIsTheFastestDeterministicCandidateWithinTheCap() {
         assumeTrue(emulated(), "the expected picks are the stand-in's model");
         CuDnnAlgos.force(Mode.HEURISTIC, null);
