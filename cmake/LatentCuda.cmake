@@ -74,6 +74,7 @@ file(WRITE ${_emu_dir}/kernels_emu.cc.tmp "${_emu_tu}${_emu_reg}")
 configure_file(${_emu_dir}/kernels_emu.cc.tmp ${_emu_dir}/kernels_emu.cc COPYONLY)
 # vendor_emu.cc adds CPU stand-ins for the cuBLAS entry points dev.latent.cuda.CuBlas binds (same names and conventions).
 add_library(cuda_driver_emu SHARED ${CMAKE_SOURCE_DIR}/native/cuda_emu/driver_emu.cc ${CMAKE_SOURCE_DIR}/native/cuda_emu/vendor_emu.cc
+            ${CMAKE_SOURCE_DIR}/native/cuda_emu/cudnn_algo_emu.cc
             ${_emu_dir}/kernels_emu.cc)
 target_link_libraries(cuda_driver_emu PRIVATE cuda_emu m pthread)
 target_include_directories(cuda_driver_emu PRIVATE ${LATENT_INCLUDE_DIRS} ${CMAKE_SOURCE_DIR}/native/include)

@@ -20,7 +20,9 @@
 # VendorBench adds (issue 18, h-sdpa): linear + bias on cuBLASLt's BIAS epilogue vs cuBLAS + our bias kernel vs ours
 # ("linear_bias" rows), cuBLASLt vs cuBLAS on the plain GEMM ("gemm_lt"), and causal attention forward through cuDNN's
 # SDPA (bf16) vs our fp32 kernels ("attention_fwd", "attention_bwd"); gpu_bench.py times PyTorch's SDPA bf16 (forward,
-# forward + backward) at the same shapes.
+# forward + backward) at the same shapes. Its conv rows also time cuDNN's algorithm pick (h-cudnnfind): paths
+# cudnn_fixed (LATENT_CUDNN_FIND=0), cudnn_heuristic (the default) and cudnn_find (=measure), the served algorithm after
+# a colon (VendorBench.convAlgoRows).
 cd "$(dirname "$0")/../.."
 O=${1:?out}; DRV=${2:-libcuda.so.1}; G=$PWD/.gpu; mkdir -p $O  # the kit: bench/cuda/make_gpu_kit.sh
 PY=${PY:-python3}; STEPS=${STEPS:-all}
@@ -106,7 +108,7 @@ stage_tests() {
   echo "== java tests (vendor libraries where found)"; SEL=${SEL:---select-package dev.latent.cuda --select-class dev.latent.cli.CudaCliTest --select-class dev.latent.cli.CudaSampleCliTest}
   timeout $(tl 240) $J -Xmx16g $P -jar $G/lib/junit.jar execute --class-path $CP $SEL --exclude-classname '.*CudaUnavailableTest' \
     --details=tree --disable-banner --reports-dir /tmp/junit-reports > $O/tests.log 2>&1; r=$?; tail -60 $O/tests.log; ok=$(grep -o "\[ *[0-9]* tests successful" $O/tests.log | grep -o "[0-9]*"); [ "${ok:-0}" -gt 0 ] || r=9; echo "tests rc=$r ($ok successful)"; rc=$((rc|r))
-  grep -h "host synchronisations\|cuBLAS vs\|CuBlasTest:\|CuBlasLtTest:\|CuDnnTest:\|sdpa\|worst difference / bound\|DeviceKvDecoderTest:" $O/tests.log | tee $O/syncs.txt
+  grep -h "host synchronisations\|cuBLAS vs\|CuBlasTest:\|CuBlasLtTest:\|CuDnnTest:\|CuDnnFindTest:\|sdpa\|worst difference / bound\|DeviceKvDecoderTest:" $O/tests.log | tee $O/syncs.txt
   echo "== java tests with LATENT_CUDA_VENDOR=0 (our kernels only): the model steps and the sync count"
   LATENT_CUDA_VENDOR=0 timeout $(tl 120) $J -Xmx16g $P -jar $G/lib/junit.jar execute --class-path $CP --select-class dev.latent.cuda.CudaGptTest \
     --select-class dev.latent.cuda.CudaVaeTest --select-class dev.latent.cuda.CudaGanTest --select-class dev.latent.cuda.HostSyncTest \

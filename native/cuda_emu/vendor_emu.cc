@@ -38,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "cudnn_algo_emu.h"
 #include "driver_emu.h"
 
 #define API extern "C" __attribute__((visibility("default")))
@@ -327,7 +328,6 @@ namespace {
 enum : int { DNN_SUCCESS = 0, DNN_NOT_INITIALIZED = 1001, DNN_BAD_PARAM = 2000, DNN_NOT_SUPPORTED = 3000,
              DNN_EXECUTION_FAILED = 5000 };
 constexpr uint32_t DNN_HANDLE = 0x6c74646eu, DNN_TENSOR = 0x6c747464u, DNN_FILTER = 0x6c746664u, DNN_CONV = 0x6c746364u;
-constexpr size_t DNN_WORKSPACE = 4096;
 constexpr int DNN_FLOAT = 0, DNN_BF16 = 9;   /* cudnnDataType_t: CUDNN_DATA_FLOAT, CUDNN_DATA_BFLOAT16 */
 
 struct DnnHandle { uint32_t magic; const void *stream; };
@@ -405,8 +405,10 @@ bool dense_inside(const void *p, int64_t elems, int dtype = DNN_FLOAT) {
     return elems == 0 || lt_driver_emu::inside((uintptr_t)p, (size_t)(elems * esize(dtype)));
 }
 
-int workspace_check(const char *fn, const void *ws, size_t bytes) {
-    if (bytes < DNN_WORKSPACE) return fail(DNN_BAD_PARAM, std::string(fn) + ": workspace smaller than the size cudnnGet*WorkspaceSize reported");
+int workspace_check(const char *fn, const void *ws, size_t bytes, size_t needed) {
+    if (bytes < needed)
+        return fail(DNN_BAD_PARAM, std::string(fn) + ": workspace of " + std::to_string(bytes) + " bytes, smaller than the " +
+                    std::to_string(needed) + " cudnnGet*WorkspaceSize reports for this algorithm");
     if (!ws || !lt_driver_emu::inside((uintptr_t)ws, bytes))
         return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": workspace is not inside one device allocation");
     return DNN_SUCCESS;
@@ -445,7 +447,35 @@ float mrnd(const ConvDesc *c, float v) { return c->math == 3 ? v : to_tf32(v); }
 int64_t numel(const TensorDesc *t) { return (int64_t)t->n * t->c * t->h * t->w; }
 int64_t numel(const FilterDesc *f) { return (int64_t)f->k * f->c * f->r * f->s; }
 
+lt_cudnn_algo::Geom geom_of(const TensorDesc *x, const FilterDesc *w, const ConvDesc *c, const TensorDesc *y) {
+    return lt_cudnn_algo::Geom{x->n, x->c, x->h, x->w, w->k, w->r, w->s, y->h, y->w, c->u, c->v, c->pad_h, c->pad_w, c->dil_h, c->dil_w,
+                               c->math, x->dtype};
+}
+
+/* The algorithm check of a workspace query or a convolution call (cudnn_algo_emu.cc: which algorithm runs where, the
+ * workspace it needs); on success *needed = that workspace. */
+int algo_check(const char *fn, lt_cudnn_algo::Op op, int algo, const TensorDesc *x, const FilterDesc *w, const ConvDesc *c,
+               const TensorDesc *y, size_t *needed) {
+    const lt_cudnn_algo::Geom g = geom_of(x, w, c, y);
+    std::string why;
+    int rc = lt_cudnn_algo::support(op, algo, g, &why);
+    if (rc) return fail(rc, std::string(fn) + ": " + why);
+    *needed = lt_cudnn_algo::workspace(op, algo, g);
+    return DNN_SUCCESS;
+}
+
 }  // namespace
+
+namespace lt_cudnn_algo {
+int conv_geom(const char *fn, void *handle, void *xd, void *wd, void *cd, void *yd, Geom *g) {
+    TensorDesc *x, *y; FilterDesc *w; ConvDesc *c;
+    int rc = conv_check(fn, handle, xd, wd, cd, yd, &x, &w, &c, &y);
+    if (rc) return rc;
+    *g = geom_of(x, w, c, y);
+    return DNN_SUCCESS;
+}
+int fail(int status, std::string msg) { return ::fail(status, std::move(msg)); }
+}  // namespace lt_cudnn_algo
 
 API size_t cudnnGetVersion(void) { return 90000; }
 
@@ -455,6 +485,7 @@ API const char *cudnnGetErrorString(int status) {
         case DNN_NOT_INITIALIZED: return "CUDNN_STATUS_NOT_INITIALIZED";
         case DNN_BAD_PARAM: return "CUDNN_STATUS_BAD_PARAM";
         case DNN_NOT_SUPPORTED: return "CUDNN_STATUS_NOT_SUPPORTED";
+        case 4000: return "CUDNN_STATUS_INTERNAL_ERROR";
         case DNN_EXECUTION_FAILED: return "CUDNN_STATUS_EXECUTION_FAILED";
         default: return "CUDNN_UNKNOWN_STATUS_FOUND";
     }
@@ -523,24 +554,30 @@ API int cudnnGetConvolutionForwardWorkspaceSize(void *h, void *xd, void *wd, voi
     TensorDesc *x, *y; FilterDesc *w; ConvDesc *c;
     int rc = conv_check("cudnnGetConvolutionForwardWorkspaceSize", h, xd, wd, cd, yd, &x, &w, &c, &y);
     if (rc) return rc;
-    if (!bytes || algo < 0 || algo > 7) return fail(DNN_BAD_PARAM, "cudnnGetConvolutionForwardWorkspaceSize: bad algo or null size");
-    *bytes = DNN_WORKSPACE;
+    if (!bytes) return fail(DNN_BAD_PARAM, "cudnnGetConvolutionForwardWorkspaceSize: null size");
+    size_t need;
+    if ((rc = algo_check("cudnnGetConvolutionForwardWorkspaceSize", lt_cudnn_algo::FWD, algo, x, w, c, y, &need))) return rc;
+    *bytes = need;
     return DNN_SUCCESS;
 }
 API int cudnnGetConvolutionBackwardDataWorkspaceSize(void *h, void *wd, void *dyd, void *cd, void *dxd, int algo, size_t *bytes) {
     TensorDesc *x, *y; FilterDesc *w; ConvDesc *c;
     int rc = conv_check("cudnnGetConvolutionBackwardDataWorkspaceSize", h, dxd, wd, cd, dyd, &x, &w, &c, &y);
     if (rc) return rc;
-    if (!bytes || algo < 0 || algo > 5) return fail(DNN_BAD_PARAM, "cudnnGetConvolutionBackwardDataWorkspaceSize: bad algo or null size");
-    *bytes = DNN_WORKSPACE;
+    if (!bytes) return fail(DNN_BAD_PARAM, "cudnnGetConvolutionBackwardDataWorkspaceSize: null size");
+    size_t need;
+    if ((rc = algo_check("cudnnGetConvolutionBackwardDataWorkspaceSize", lt_cudnn_algo::BWD_DATA, algo, x, w, c, y, &need))) return rc;
+    *bytes = need;
     return DNN_SUCCESS;
 }
 API int cudnnGetConvolutionBackwardFilterWorkspaceSize(void *h, void *xd, void *dyd, void *cd, void *dwd, int algo, size_t *bytes) {
     TensorDesc *x, *y; FilterDesc *w; ConvDesc *c;
     int rc = conv_check("cudnnGetConvolutionBackwardFilterWorkspaceSize", h, xd, dwd, cd, dyd, &x, &w, &c, &y);
     if (rc) return rc;
-    if (!bytes || algo < 0 || algo > 6) return fail(DNN_BAD_PARAM, "cudnnGetConvolutionBackwardFilterWorkspaceSize: bad algo or null size");
-    *bytes = DNN_WORKSPACE;
+    if (!bytes) return fail(DNN_BAD_PARAM, "cudnnGetConvolutionBackwardFilterWorkspaceSize: null size");
+    size_t need;
+    if ((rc = algo_check("cudnnGetConvolutionBackwardFilterWorkspaceSize", lt_cudnn_algo::BWD_FILTER, algo, x, w, c, y, &need))) return rc;
+    *bytes = need;
     return DNN_SUCCESS;
 }
 
@@ -550,14 +587,17 @@ API int cudnnConvolutionForward(void *h, const void *alpha, void *xd, const void
     TensorDesc *x, *y; FilterDesc *w; ConvDesc *c;
     int rc = conv_check(fn, h, xd, wd, cd, yd, &x, &w, &c, &y);
     if (rc) return rc;
-    if (!alpha || !beta || algo < 0 || algo > 7) return fail(DNN_BAD_PARAM, std::string(fn) + ": null alpha / beta or unknown algo");
-    if ((rc = workspace_check(fn, ws, ws_bytes))) return rc;
+    if (!alpha || !beta) return fail(DNN_BAD_PARAM, std::string(fn) + ": null alpha / beta");
+    size_t need;
+    if ((rc = algo_check(fn, lt_cudnn_algo::FWD, algo, x, w, c, y, &need))) return rc;
+    if ((rc = workspace_check(fn, ws, ws_bytes, need))) return rc;
     const int dt = x->dtype;
     if (!dense_inside(xp, numel(x), dt) || !dense_inside(wp, numel(w), dt) || !dense_inside(yp, numel(y), dt))
         return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": an operand is not inside one device allocation");
     const TensorDesc xd_ = *x, yd_ = *y; const FilterDesc wd_ = *w; const ConvDesc cd_ = *c;
     const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
     lt_driver_emu::count(lt_driver_emu::CNT_CUDNN_CONV_FWD);
+    lt_cudnn_algo::ran(lt_cudnn_algo::FWD, algo);
     return enqueued(fn, static_cast<DnnHandle *>(h)->stream, [=] {
         std::vector<double> acc((size_t)numel(&yd_), 0.0);
         conv_terms(&xd_, &wd_, &cd_, &yd_, [&](int64_t yi, int64_t xi, int64_t wi) {
@@ -574,14 +614,17 @@ API int cudnnConvolutionBackwardData(void *h, const void *alpha, void *wd, const
     TensorDesc *x, *y; FilterDesc *w; ConvDesc *c;
     int rc = conv_check(fn, h, dxd, wd, cd, dyd, &x, &w, &c, &y);
     if (rc) return rc;
-    if (!alpha || !beta || algo < 0 || algo > 5) return fail(DNN_BAD_PARAM, std::string(fn) + ": null alpha / beta or unknown algo");
-    if ((rc = workspace_check(fn, ws, ws_bytes))) return rc;
+    if (!alpha || !beta) return fail(DNN_BAD_PARAM, std::string(fn) + ": null alpha / beta");
+    size_t need;
+    if ((rc = algo_check(fn, lt_cudnn_algo::BWD_DATA, algo, x, w, c, y, &need))) return rc;
+    if ((rc = workspace_check(fn, ws, ws_bytes, need))) return rc;
     const int dt = x->dtype;
     if (!dense_inside(dxp, numel(x), dt) || !dense_inside(wp, numel(w), dt) || !dense_inside(dyp, numel(y), dt))
         return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": an operand is not inside one device allocation");
     const TensorDesc xd_ = *x, yd_ = *y; const FilterDesc wd_ = *w; const ConvDesc cd_ = *c;
     const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
     lt_driver_emu::count(lt_driver_emu::CNT_CUDNN_CONV_BWD_DATA);
+    lt_cudnn_algo::ran(lt_cudnn_algo::BWD_DATA, algo);
     return enqueued(fn, static_cast<DnnHandle *>(h)->stream, [=] {
         std::vector<double> acc((size_t)numel(&xd_), 0.0);
         conv_terms(&xd_, &wd_, &cd_, &yd_, [&](int64_t yi, int64_t xi, int64_t wi) {
@@ -598,14 +641,17 @@ API int cudnnConvolutionBackwardFilter(void *h, const void *alpha, void *xd, con
     TensorDesc *x, *y; FilterDesc *w; ConvDesc *c;
     int rc = conv_check(fn, h, xd, dwd, cd, dyd, &x, &w, &c, &y);
     if (rc) return rc;
-    if (!alpha || !beta || algo < 0 || algo > 6) return fail(DNN_BAD_PARAM, std::string(fn) + ": null alpha / beta or unknown algo");
-    if ((rc = workspace_check(fn, ws, ws_bytes))) return rc;
+    if (!alpha || !beta) return fail(DNN_BAD_PARAM, std::string(fn) + ": null alpha / beta");
+    size_t need;
+    if ((rc = algo_check(fn, lt_cudnn_algo::BWD_FILTER, algo, x, w, c, y, &need))) return rc;
+    if ((rc = workspace_check(fn, ws, ws_bytes, need))) return rc;
     const int dt = x->dtype;
     if (!dense_inside(xp, numel(x), dt) || !dense_inside(dwp, numel(w), dt) || !dense_inside(dyp, numel(y), dt))
         return fail(DNN_EXECUTION_FAILED, std::string(fn) + ": an operand is not inside one device allocation");
     const TensorDesc xd_ = *x, yd_ = *y; const FilterDesc wd_ = *w; const ConvDesc cd_ = *c;
     const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
     lt_driver_emu::count(lt_driver_emu::CNT_CUDNN_CONV_BWD_FILTER);
+    lt_cudnn_algo::ran(lt_cudnn_algo::BWD_FILTER, algo);
     return enqueued(fn, static_cast<DnnHandle *>(h)->stream, [=] {
         std::vector<double> acc((size_t)numel(&wd_), 0.0);
         conv_terms(&xd_, &wd_, &cd_, &yd_, [&](int64_t yi, int64_t xi, int64_t wi) {

@@ -19,9 +19,11 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 /**
  * cuDNN (libcudnn.so.9 / .8) bound through FFM, for 2-D convolution with the legacy descriptor API: NCHW float tensors,
  * KCRS filters, CUDNN_CROSS_CORRELATION (PyTorch's and our convolution), CUDNN_FMA_MATH (exact fp32: cuDNN's default
- * math allows TF32 on Ampere and newer, our kernels do not) or, for --precision tf32, CUDNN_TENSOR_OP_MATH, and fixed deterministic algorithms
- * (forward IMPLICIT_PRECOMP_GEMM, backward-data ALGO_1, backward-filter ALGO_1: no atomics, the same bits every run),
- * each with the workspace its cudnnGet*WorkspaceSize asks for (from our caching allocator, stream-ordered). One handle
+ * math allows TF32 on Ampere and newer, our kernels do not) or, for --precision tf32, CUDNN_TENSOR_OP_MATH, and per
+ * geometry the algorithm {@link CuDnnAlgos} picks: the first deterministic candidate within the workspace cap of cuDNN's
+ * heuristics (or of its timed search, LATENT_CUDNN_FIND=measure), else, and with LATENT_CUDNN_FIND=0, the fixed
+ * deterministic algorithms (forward IMPLICIT_PRECOMP_GEMM, backward-data ALGO_1, backward-filter ALGO_1: no atomics, the
+ * same bits every run), each with its workspace from our caching allocator, stream-ordered. One handle
  * on the legacy default stream, where our kernels run. Descriptors are made once per geometry and kept.
  *
  * Bias: cudnnAddTensor of a (1, K, 1, 1) tensor after the forward (and of (1, C, 1, 1) after the backward-data, the
@@ -47,6 +49,7 @@ final class CuDnn {
     private final Map<Key, Descs> descs = new HashMap<>();
     private final Map<Key, Bf16Descs> bf16Descs = new HashMap<>();
     private final Map<Key, String> bf16Refused = new HashMap<>();
+    final CuDnnAlgos algos;   /* the algorithm pick per geometry (LATENT_CUDNN_FIND) */
 
     /**
      * A convolution's shape as cuDNN's int32 dimensions take it, and its math type: FMA_MATH (exact fp32, the default)
@@ -106,6 +109,7 @@ final class CuDnn {
             handle = p.get(ADDRESS, 0);
             check("cudnnSetStream", setStream, handle, MemorySegment.NULL);
         }
+        algos = new CuDnnAlgos(cu, lib, handle);
         scalars.set(JAVA_FLOAT, 8, 1f);
         scalars.set(JAVA_FLOAT, 12, 1f);
     }
@@ -209,6 +213,19 @@ final class CuDnn {
         return d;
     }
 
+    /** Test hook (CuDnnFindTest): pass p's fp32 descriptors of geometry g, in the pass's argument order, without buffers. */
+    synchronized CuDnnAlgos.Call descriptorsOf(CuDnnAlgos.Pass p, Key g) {
+        Descs d = descs(g);
+        return switch (p) {
+            case FORWARD -> new CuDnnAlgos.Call(d.x, d.w, d.conv, d.y, null, null, 0);
+            case BACKWARD_DATA -> new CuDnnAlgos.Call(d.w, d.y, d.conv, d.x, null, null, 0);
+            case BACKWARD_FILTER -> new CuDnnAlgos.Call(d.x, d.y, d.conv, d.w, null, null, 0);
+        };
+    }
+
+    /** Test hook (CuDnnFindTest): cudnnGet*WorkspaceSize of algorithm algo of pass p on g (fp32), or minus the refusal's status. */
+    long workspaceSize(CuDnnAlgos.Pass p, Key g, int algo) { return algos.workspaceOf(p, descriptorsOf(p, g), algo); }
+
     /** Test hook (CuDnnTest): marks geometry g as refused in bf16, as if cuDNN had answered NOT_SUPPORTED for it. */
     synchronized void refuseBf16(Key g, String why) { bf16Refused.put(g, why); }
 
@@ -235,24 +252,21 @@ final class CuDnn {
         return n;
     }
 
-    /** One bf16 call of cuDNN given its converted operands, its bf16 output and the workspace; false: not served. */
-    private interface Bf16Call { boolean run(DeviceBuffer a16, DeviceBuffer b16, DeviceBuffer out16, DeviceBuffer ws); }
+    /** One bf16 call of cuDNN given its converted operands and its bf16 output (it picks its algorithm and workspace); false: not served. */
+    private interface Bf16Call { boolean run(DeviceBuffer a16, DeviceBuffer b16, DeviceBuffer out16); }
 
     /**
      * One bf16 pass: a (na elements) and b (nb) converted to bf16 on the device, alpha 1 and beta 0, the call, then its bf16
      * result (nOut) widened into the fp32 out (added there in fp32 when accumulate); scratch from the caching allocator.
      * False (nothing written to out) when cuDNN refused the call.
      */
-    private boolean bf16Pass(long wsBytes, DeviceBuffer a, long na, DeviceBuffer b, long nb, DeviceBuffer out, long nOut, boolean accumulate,
-                             Bf16Call call) {
+    private boolean bf16Pass(DeviceBuffer a, long na, DeviceBuffer b, long nb, DeviceBuffer out, long nOut, boolean accumulate, Bf16Call call) {
         cu.makeCurrent();
         followStream();
-        try (DeviceBuffer a16 = halves(na); DeviceBuffer b16 = halves(nb); DeviceBuffer out16 = halves(nOut); DeviceBuffer ws = workspace(wsBytes)) {
+        try (DeviceBuffer a16 = halves(na); DeviceBuffer b16 = halves(nb); DeviceBuffer out16 = halves(nOut)) {
             CudaKernels.toBf16(cu, na, a, a16);
             CudaKernels.toBf16(cu, nb, b, b16);
-            scalars.set(JAVA_FLOAT, 0, 1f);
-            scalars.set(JAVA_FLOAT, 4, 0f);
-            if (!call.run(a16, b16, out16, ws)) return false;
+            if (!call.run(a16, b16, out16)) return false;
             CudaKernels.fromBf16(cu, nOut, out16, out, accumulate);
         }
         return true;
@@ -263,8 +277,15 @@ final class CuDnn {
         Bf16Descs d = bf16Descs(g);
         if (d == null) return false;
         long nx = numel(g.n, g.c, g.h, g.w), nw = numel(g.k, g.c, g.r, g.s), ny = numel(g.n, g.k, g.oh, g.ow);
-        if (!bf16Pass(d.fwdWs, x, nx, w, nw, y, ny, false, (x16, w16, y16, ws) -> runBf16(g, "cudnnConvolutionForward (bf16)", fwd, handle,
-                alpha(), d.x, x16.address(), d.w, w16.address(), d.conv, FWD_ALGO, addr(ws), d.fwdWs, beta(), d.y, y16.address())))
+        if (!bf16Pass(x, nx, w, nw, y, ny, false, (x16, w16, y16) -> {
+            CuDnnAlgos.Algo al = algos.pick(CuDnnAlgos.Pass.FORWARD, g, true, TENSOR_OP_MATH,
+                    new CuDnnAlgos.Call(d.x, d.w, d.conv, d.y, x16, w16, ny * 2), d.fwdWs);
+            try (DeviceBuffer ws = workspace(al.workspace())) {
+                setAlphaBeta(0f);
+                return runBf16(g, "cudnnConvolutionForward (bf16)", fwd, handle, alpha(), d.x, x16.address(), d.w, w16.address(), d.conv,
+                        al.algo(), addr(ws), al.workspace(), beta(), d.y, y16.address());
+            }
+        }))
             return false;
         if (bias != null) {
             Descs f = descs(g);
@@ -278,9 +299,15 @@ final class CuDnn {
         Bf16Descs d = bf16Descs(g);
         if (d == null) return false;
         long nx = numel(g.n, g.c, g.h, g.w), nw = numel(g.k, g.c, g.r, g.s), ny = numel(g.n, g.k, g.oh, g.ow);
-        if (!bf16Pass(d.bwdDataWs, dy, ny, w, nw, dx, nx, false, (dy16, w16, dx16, ws) -> runBf16(g, "cudnnConvolutionBackwardData (bf16)",
-                bwdData, handle, alpha(), d.w, w16.address(), d.y, dy16.address(), d.conv, BWD_DATA_ALGO, addr(ws), d.bwdDataWs, beta(), d.x,
-                dx16.address())))
+        if (!bf16Pass(dy, ny, w, nw, dx, nx, false, (dy16, w16, dx16) -> {
+            CuDnnAlgos.Algo al = algos.pick(CuDnnAlgos.Pass.BACKWARD_DATA, g, true, TENSOR_OP_MATH,
+                    new CuDnnAlgos.Call(d.w, d.y, d.conv, d.x, w16, dy16, nx * 2), d.bwdDataWs);
+            try (DeviceBuffer ws = workspace(al.workspace())) {
+                setAlphaBeta(0f);
+                return runBf16(g, "cudnnConvolutionBackwardData (bf16)", bwdData, handle, alpha(), d.w, w16.address(), d.y, dy16.address(),
+                        d.conv, al.algo(), addr(ws), al.workspace(), beta(), d.x, dx16.address());
+            }
+        }))
             return false;
         if (bias != null) {
             Descs f = descs(g);
@@ -294,9 +321,15 @@ final class CuDnn {
         Bf16Descs d = bf16Descs(g);
         if (d == null) return false;
         long nx = numel(g.n, g.c, g.h, g.w), nw = numel(g.k, g.c, g.r, g.s), ny = numel(g.n, g.k, g.oh, g.ow);
-        return bf16Pass(d.bwdFilterWs, x, nx, dy, ny, dw, nw, accumulate, (x16, dy16, dw16, ws) -> runBf16(g,
-                "cudnnConvolutionBackwardFilter (bf16)", bwdFilter, handle, alpha(), d.x, x16.address(), d.y, dy16.address(), d.conv,
-                BWD_FILTER_ALGO, addr(ws), d.bwdFilterWs, beta(), d.w, dw16.address()));
+        return bf16Pass(x, nx, dy, ny, dw, nw, accumulate, (x16, dy16, dw16) -> {
+            CuDnnAlgos.Algo al = algos.pick(CuDnnAlgos.Pass.BACKWARD_FILTER, g, true, TENSOR_OP_MATH,
+                    new CuDnnAlgos.Call(d.x, d.y, d.conv, d.w, x16, dy16, nw * 2), d.bwdFilterWs);
+            try (DeviceBuffer ws = workspace(al.workspace())) {
+                setAlphaBeta(0f);
+                return runBf16(g, "cudnnConvolutionBackwardFilter (bf16)", bwdFilter, handle, alpha(), d.x, x16.address(), d.y,
+                        dy16.address(), d.conv, al.algo(), addr(ws), al.workspace(), beta(), d.w, dw16.address());
+            }
+        });
     }
 
     /**
@@ -330,6 +363,11 @@ final class CuDnn {
         }
     }
 
+    private void setAlphaBeta(float beta) {
+        scalars.set(JAVA_FLOAT, 0, 1f);
+        scalars.set(JAVA_FLOAT, 4, beta);
+    }
+
     private MemorySegment alpha() { return scalars.asSlice(0, 4); }
     private MemorySegment beta() { return scalars.asSlice(4, 4); }
     private MemorySegment one() { return scalars.asSlice(8, 4); }
@@ -355,10 +393,11 @@ final class CuDnn {
         Descs d = descs(g);
         cu.makeCurrent();
         followStream();
-        scalars.set(JAVA_FLOAT, 0, 1f);
-        scalars.set(JAVA_FLOAT, 4, 0f);
-        try (DeviceBuffer ws = workspace(d.fwdWs)) {
-            check("cudnnConvolutionForward", fwd, handle, alpha(), d.x, x.address(), d.w, w.address(), d.conv, FWD_ALGO, addr(ws), d.fwdWs,
+        CuDnnAlgos.Algo a = algos.pick(CuDnnAlgos.Pass.FORWARD, g, false, g.math, new CuDnnAlgos.Call(d.x, d.w, d.conv, d.y, x, w,
+                numel(g.n, g.k, g.oh, g.ow) * 4), d.fwdWs);
+        setAlphaBeta(0f);
+        try (DeviceBuffer ws = workspace(a.workspace())) {
+            check("cudnnConvolutionForward", fwd, handle, alpha(), d.x, x.address(), d.w, w.address(), d.conv, a.algo(), addr(ws), a.workspace(),
                     beta(), d.y, y.address());
         }
         if (bias != null) check("cudnnAddTensor", addTensor, handle, one(), d.biasK, bias.address(), one(), d.y, y.address());
@@ -369,11 +408,12 @@ final class CuDnn {
         Descs d = descs(g);
         cu.makeCurrent();
         followStream();
-        scalars.set(JAVA_FLOAT, 0, 1f);
-        scalars.set(JAVA_FLOAT, 4, 0f);
-        try (DeviceBuffer ws = workspace(d.bwdDataWs)) {
-            check("cudnnConvolutionBackwardData", bwdData, handle, alpha(), d.w, w.address(), d.y, dy.address(), d.conv, BWD_DATA_ALGO,
-                    addr(ws), d.bwdDataWs, beta(), d.x, dx.address());
+        CuDnnAlgos.Algo a = algos.pick(CuDnnAlgos.Pass.BACKWARD_DATA, g, false, g.math, new CuDnnAlgos.Call(d.w, d.y, d.conv, d.x, w, dy,
+                numel(g.n, g.c, g.h, g.w) * 4), d.bwdDataWs);
+        setAlphaBeta(0f);
+        try (DeviceBuffer ws = workspace(a.workspace())) {
+            check("cudnnConvolutionBackwardData", bwdData, handle, alpha(), d.w, w.address(), d.y, dy.address(), d.conv, a.algo(),
+                    addr(ws), a.workspace(), beta(), d.x, dx.address());
         }
         if (bias != null) check("cudnnAddTensor", addTensor, handle, one(), d.biasC, bias.address(), one(), d.x, dx.address());
     }
@@ -383,11 +423,12 @@ final class CuDnn {
         Descs d = descs(g);
         cu.makeCurrent();
         followStream();
-        scalars.set(JAVA_FLOAT, 0, 1f);
-        scalars.set(JAVA_FLOAT, 4, accumulate ? 1f : 0f);
-        try (DeviceBuffer ws = workspace(d.bwdFilterWs)) {
+        CuDnnAlgos.Algo a = algos.pick(CuDnnAlgos.Pass.BACKWARD_FILTER, g, false, g.math, new CuDnnAlgos.Call(d.x, d.y, d.conv, d.w, x, dy,
+                numel(g.k, g.c, g.r, g.s) * 4), d.bwdFilterWs);
+        setAlphaBeta(accumulate ? 1f : 0f);
+        try (DeviceBuffer ws = workspace(a.workspace())) {
             check("cudnnConvolutionBackwardFilter", bwdFilter, handle, alpha(), d.x, x.address(), d.y, dy.address(), d.conv,
-                    BWD_FILTER_ALGO, addr(ws), d.bwdFilterWs, beta(), d.w, dw.address());
+                    a.algo(), addr(ws), a.workspace(), beta(), d.w, dw.address());
         }
     }
 

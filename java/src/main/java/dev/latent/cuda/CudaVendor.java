@@ -403,7 +403,7 @@ public final class CudaVendor {
         String what = "convolution forward / backward-data / backward-weight: ";
         if (!enabled()) return what + "our kernels (LATENT_CUDA_VENDOR=0)";
         return d instanceof CuDnn c ? what + c.describe() + ", fp32 (CUDNN_FMA_MATH), tf32 (TENSOR_OP_MATH) and bf16 (bf16 descriptors, "
-                + "fp32 compute) at --precision tf32 / bf16, deterministic algorithms; bias gradient: our kernel"
+                + "fp32 compute) at --precision tf32 / bf16, deterministic algorithms (" + CuDnnAlgos.describeMode() + "); bias gradient: our kernel"
                 : what + "our kernels (" + (d == null ? "CUDA unavailable" : d) + ")";
     }
 

@@ -160,6 +160,7 @@ public final class VendorBench {
                     CudaVendor.force(null);
                 }
             }
+        convAlgoRows(cu, convs, reps, rows);
         StringBuilder json = new StringBuilder("{\"device\": \"" + cu.describe() + "\", \"tiny\": " + tiny + ", \"rows\": [\n");
         for (int i = 0; i < rows.size(); i++) {
             Row r = rows.get(i);
@@ -169,6 +170,46 @@ public final class VendorBench {
         }
         json.append("]}\n");
         Files.writeString(Path.of(args[0]), json);
+    }
+
+    /**
+     * cuDNN's algorithm pick (CuDnnAlgos) against the fixed algorithms, fp32, on the conv shapes: each pass with
+     * LATENT_CUDNN_FIND=0 (path cudnn_fixed), the heuristics (cudnn_heuristic, the default) and the measured search
+     * (cudnn_find), the algorithm that served after a colon; the search runs in the warm-up call, outside the timing.
+     */
+    static void convAlgoRows(Cuda cu, Conv.Geometry[] convs, int reps, List<Row> rows) {
+        CudaVendor.force(true);
+        CuDnn dnn = CudaVendor.dnn(cu);
+        CudaVendor.force(null);
+        if (dnn == null) return;
+        for (Conv.Geometry g : convs)
+            for (CuDnnAlgos.Mode m : CuDnnAlgos.Mode.values())
+                try (Scope sc = Scope.confined()) {
+                    Tensor x = Tensor.zeros(sc, Device.CUDA, g.inShape()), w = Tensor.zeros(sc, Device.CUDA, g.weightShape()),
+                            y = Tensor.zeros(sc, Device.CUDA, g.outShape()), dx = Tensor.zeros(sc, Device.CUDA, g.inShape()),
+                            dw = Tensor.zeros(sc, Device.CUDA, g.weightShape());
+                    CudaVendor.force(true);
+                    CuDnnAlgos.force(m, null);
+                    CuDnn.Key key = new CuDnn.Key((int) g.n(), (int) g.c(), (int) g.h(), (int) g.w(), (int) g.k(), (int) g.r(), (int) g.s(),
+                            (int) g.oh(), (int) g.ow(), g.strideH(), g.strideW(), g.padH(), g.padW(), CuDnn.CROSS_CORRELATION);
+                    String path = "cudnn_" + (m == CuDnnAlgos.Mode.FIXED ? "fixed" : m == CuDnnAlgos.Mode.HEURISTIC ? "heuristic" : "find");
+                    double f = time(cu, reps, () -> Conv.forward(g, x, w, null, y));
+                    rows.add(new Row("conv_fwd", g.toString(), path + ":" + served(dnn, CuDnnAlgos.Pass.FORWARD, key), f, g.flops() / f / 1e6));
+                    double d = time(cu, reps, () -> Conv.backwardData(g, y, w, null, dx));
+                    rows.add(new Row("conv_bwd_data", g.toString(), path + ":" + served(dnn, CuDnnAlgos.Pass.BACKWARD_DATA, key), d,
+                            g.flops() / d / 1e6));
+                    double wt = time(cu, reps, () -> Conv.backwardWeight(g, x, y, dw, null, false));
+                    rows.add(new Row("conv_bwd_weight", g.toString(), path + ":" + served(dnn, CuDnnAlgos.Pass.BACKWARD_FILTER, key), wt,
+                            g.flops() / wt / 1e6));
+                } finally {
+                    CuDnnAlgos.force(null, null);
+                    CudaVendor.force(null);
+                }
+    }
+
+    private static String served(CuDnn dnn, CuDnnAlgos.Pass p, CuDnn.Key key) {
+        CuDnnAlgos.Algo a = dnn.algos.picked(p, key, false);
+        return p.name(a == null ? p.fixed : a.algo());
     }
 
     /** Median milliseconds per call over 5 groups of {@code reps} calls (one warm-up group first). */
