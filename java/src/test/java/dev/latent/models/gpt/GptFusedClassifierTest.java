@@ -39,7 +39,7 @@ public class GptFusedClassifierTest {
         assertEquals(want.length, got.length, what);
         for (int i = 0; i < want.length; i++)
             if (Float.floatToRawIntBits(want[i]) != Float.floatToRawIntBits(got[i]))
-                fail(what + "[" + i + "]: in place " + got[i] + " vs separate buffer " + want[i] + " (bits differ)");
+                fail(what + "[" + i + "]: got " + got[i] + ", expected " + want[i] + " (bits differ)");
     }
 
     /** {loss, dx, dw, logits after the loss, bytes the loss call allocated} for logits = x w^T on {@code dev}. */
