@@ -340,8 +340,30 @@ public final class F {
         });
     }
 
-    /** Mean cross-entropy of logits (N, V) against int32 targets (N; negative = ignored): a scalar. */
-    public static Var crossEntropy(Var logits, MemorySegment targets) {
+    /**
+     * Mean cross-entropy of logits (N, V) against int32 targets (N; negative = ignored): a scalar. One kernel pass per row
+     * writes the row's loss and, when a gradient is wanted, d loss / d logits (softmax - one-hot, times 1 / counted) into
+     * a buffer of its own: no probabilities are stored and the backward only hands that buffer on.
+     */
+    public static Var crossEntropy(Var logits, MemorySegment targets) { return crossEntropy(logits, targets, false); }
+
+    /**
+     * {@link #crossEntropy} as llm.c's fused classifier: the kernel writes d loss / d logits over the logits themselves
+     * (the softmax-cross-entropy kernels read each logit before overwriting it), so a training step holds one
+     * logits-sized buffer instead of two (GPT-2's vocabulary at 32 x 1024 tokens: 6.6 GB less). The loss and the gradient
+     * have crossEntropy's bits. <b>The logits' values are gone after the call</b> whenever a gradient is computed: only
+     * for logits an op produced and nothing reads afterwards (not the caller, not another op, and not the producing op's
+     * backward: a matmul's or a Linear's reads its inputs, not its output); {@link dev.latent.models.gpt.Gpt#loss} uses
+     * it. Logits that are a leaf (a parameter or an input) are refused, since overwriting them would corrupt the values
+     * a caller holds; without a gradient to compute (inference, or logits needing none) they are left intact.
+     */
+    public static Var crossEntropyInPlace(Var logits, MemorySegment targets) { return crossEntropy(logits, targets, true); }
+
+    private static Var crossEntropy(Var logits, MemorySegment targets, boolean inPlace) {
+        boolean grad = logits.requiresGrad && g().recording;
+        if (inPlace && grad && logits.node == null)
+            throw new IllegalArgumentException("crossEntropyInPlace: the logits " + logits.value + " are a leaf (a parameter or an input), whose values "
+                    + "the gradient would overwrite; use crossEntropy, or pass logits an op produced");
         Tensor lv = dense(logits);
         long v = lv.size(-1), n = lv.numel() / v;
         long counted = 0;
@@ -349,7 +371,8 @@ public final class F {
         float inv = counted == 0 ? 0f : 1f / counted;
         Device dev = lv.device();
         Tensor losses = g().empty(dev, n);
-        Tensor dlogits = logits.requiresGrad && g().recording ? g().empty(dev, lv.shape()) : null;
+        // in place: over the logits when dense, else over dense()'s copy (then the logits themselves stay intact)
+        Tensor dlogits = !grad ? null : inPlace ? lv : g().empty(dev, lv.shape());
         Kernels.softmaxCrossEntropy(lv, targets, losses, dlogits, inv);
         double sum = 0;
         Tensor out;
@@ -364,8 +387,8 @@ public final class F {
             out = g().empty(dev, 1);
             Kernels.axpby(inv, total, 0f, out);   // (float) ((float) sum * inv): within one float rounding of the CPU's
         }
-        return rec(out, "crossEntropy", of(logits), gr -> {
-            firstOrderOnly("crossEntropy");
+        return rec(out, inPlace ? "crossEntropyInPlace" : "crossEntropy", of(logits), gr -> {
+            firstOrderOnly(inPlace ? "crossEntropyInPlace" : "crossEntropy");
             float s = scalar(gr.value);
             if (s == 1f) return of(Var.constant(dlogits));
             Tensor d = g().empty(dev, lv.shape());

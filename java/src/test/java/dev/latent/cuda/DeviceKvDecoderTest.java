@@ -137,6 +137,38 @@ class DeviceKvDecoderTest {
         }
     }
 
+    /**
+     * The residual adds fused into the LayerNorms (Kernels.layerNormResidual) against the path before (Kernels.axpby, then
+     * Kernels.layerNorm) on the device, all three configurations: every logit's bits equal (the prompt as one chunk, then one
+     * token a step to the context's end), and the same greedy and sampled tokens through a context rebuild.
+     */
+    @Test
+    void fusedResidualLayerNormKeepsEveryBit() {
+        for (int ci = 0; ci < CONFIGS.length; ci++) {
+            GptConfig cfg = CONFIGS[ci];
+            try (Scope s = Scope.shared()) {
+                Gpt gpu = randomModel(s, cfg, 31 + ci);
+                gpu.to(s, Device.CUDA);
+                try (DeviceKvDecoder fused = new DeviceKvDecoder(gpu); DeviceKvDecoder plain = DecoderFixtures.unfusedDeviceDecoder(gpu)) {
+                    int[] prompt = {1, 4, 2, 0, 3};
+                    int pos = 0;
+                    int[] feed = prompt;
+                    while (pos + feed.length <= cfg.context()) {
+                        float[] a = fused.stepLogits(feed, pos), b = plain.stepLogits(feed, pos);
+                        for (int i = 0; i < a.length; i++)
+                            assertEquals(Float.floatToRawIntBits(b[i]), Float.floatToRawIntBits(a[i]),
+                                    "config " + ci + " position " + pos + " logit " + i + ": fused " + a[i] + ", unfused " + b[i]);
+                        pos += feed.length;
+                        feed = new int[] {argmax(a)};
+                    }
+                    int n = cfg.context() + 5;   // through the cache's rebuild
+                    for (var st : List.of(new KvDecoder.Settings(n, 0, 0, 1, 1), new KvDecoder.Settings(n, 0.9, 5, 0.95, 77)))
+                        assertArrayEquals(plain.generate(prompt, st), fused.generate(prompt, st), "config " + ci + " tokens at temperature " + st.temperature());
+                }
+            }
+        }
+    }
+
     @Test
     void refusesAModelOnTheCpu() {
         try (Scope s = Scope.shared()) {

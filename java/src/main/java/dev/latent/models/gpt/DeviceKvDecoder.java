@@ -22,7 +22,8 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * KV-cache decoding of a {@link Gpt} whose parameters live on {@link Device#CUDA}: {@link KvDecoder}'s incremental
  * forward with every tensor, the KV cache included, in device memory. A step feeds the sequence's pending tokens (the
  * whole prompt first, then one token) as rows at the next positions: embedding (the ids go up asynchronously from
- * page-locked staging), per block LayerNorm, the q | k | v projection (ops.Gemm: cuBLAS where present, else our GEMM),
+ * page-locked staging), per block LayerNorm (each residual add fused into the LayerNorm that reads it,
+ * Kernels.layerNormResidual, as the training forward: the bits of the add then the LayerNorm), the q | k | v projection (ops.Gemm: cuBLAS where present, else our GEMM),
  * {@code ltk_kv_append} into the layer's head-major cache (K and V each (heads, context, head size), as the CPU
  * decoder's), {@code ltk_attention_decode} (kernels/attention_decode/attention_decode.cu), the output projection,
  * LayerNorm, the MLP with the config's GELU; then the final LayerNorm and the head on the last row only.
@@ -159,27 +160,45 @@ public final class DeviceKvDecoder implements AutoCloseable {
         Tensor f2 = tanhGelu ? Tensor.empty(sc, d, rows, 4L * c) : null;
         Tensor mean = Tensor.empty(sc, d, rows), rstd = Tensor.empty(sc, d, rows);
         Kernels.embedding(ids, m.wte.weight.value(), x);
-        Kernels.axpby(1f, m.wpe.weight.value().slice(0, p0, p0 + rows), 1f, x);          // x = wte[id] + wpe[pos]
+        // x = wte[id], y = wpe[pos]: every residual add (this one included) is fused into the LayerNorm that reads its
+        // sum (Kernels.layerNormResidual: the bits of the add then the LayerNorm), which leaves that sum in x
+        Tensor a = m.wpe.weight.value().slice(0, p0, p0 + rows);
         for (int l = 0; l < layers; l++) {
             Gpt.Block b = m.blocks.get(l);
-            Kernels.layerNorm(x, b.ln1.weight.value(), b.ln1.bias.value(), LN_EPS, h, mean, rstd);
+            addNorm(x, a, b.ln1, h, mean, rstd);                                            // x += a; h = ln_1(x)
             linear(h, b.attn.attn, qkv);                                                   // (R, 3C): q | k | v
             CudaDecodeKernels.kvAppend(cu, rows, heads, hs, ctx, p0, buf(qkv), 3L * c, kc[l], vc[l]);
             CudaDecodeKernels.attention(cu, rows, heads, hs, ctx, p0, scale, buf(qkv), 3L * c, kc[l], vc[l], buf(h), c);
             linear(h, b.attn.proj, y);
-            Kernels.axpby(1f, y, 1f, x);
-            Kernels.layerNorm(x, b.ln2.weight.value(), b.ln2.bias.value(), LN_EPS, h, mean, rstd);
+            addNorm(x, y, b.ln2, h, mean, rstd);                                            // x += y; h = ln_2(x)
             linear(h, b.mlp.fc, f);
             Tensor act = gelu(f, f2);
-            linear(act, b.mlp.proj, y);
-            Kernels.axpby(1f, y, 1f, x);
+            linear(act, b.mlp.proj, y);                                                    // the next LayerNorm adds y
+            a = y;
         }
+        // the last residual add on the last row only, fused into ln_f
         Tensor last = x.slice(0, rows - 1, rows), hl = h.slice(0, 0, 1);
-        Kernels.layerNorm(last, m.lnF.weight.value(), m.lnF.bias.value(), LN_EPS, hl, mean.slice(0, 0, 1), rstd.slice(0, 0, 1));
+        addNorm(last, a.slice(0, rows - 1, rows), m.lnF, hl, mean.slice(0, 0, 1), rstd.slice(0, 0, 1));
         Tensor logits = Tensor.empty(sc, d, 1, vocab);
         Gemm.matmul(hl, headT, logits, 1f, 0f);
         if (m.head != null && m.head.bias != null) Kernels.addRows(logits, m.head.bias.value(), logits);
         return logits;
+    }
+
+    /**
+     * Tests only: each residual add as Kernels.axpby and then Kernels.layerNorm, the path before the fused op, which must
+     * give the same bits (DeviceKvDecoderTest.fusedResidualLayerNormKeepsEveryBit).
+     */
+    boolean unfused;
+
+    /** x += a, then h = LayerNorm(x) with ln's gain and bias: fused (Kernels.layerNormResidual) unless {@link #unfused}; the same bits either way. */
+    private void addNorm(Tensor x, Tensor a, dev.latent.nn.LayerNorm ln, Tensor h, Tensor mean, Tensor rstd) {
+        if (unfused) {
+            Kernels.axpby(1f, a, 1f, x);
+            Kernels.layerNorm(x, ln.weight.value(), ln.bias.value(), LN_EPS, h, mean, rstd);
+        } else {
+            Kernels.layerNormResidual(x, a, ln.weight.value(), ln.bias.value(), LN_EPS, x, h, mean, rstd);
+        }
     }
 
     /** y (rows, out) = x W^T + b. */

@@ -162,11 +162,16 @@ public final class Gpt implements Module {
         return head == null ? F.matmul(x, F.transpose(wte.weight)) : head.forward(x);
     }
 
-    /** Mean cross-entropy of next-token prediction. */
+    /**
+     * Mean cross-entropy of next-token prediction. The classifier is fused with the loss as llm.c's: the logits (B*T,
+     * vocab) are read by nothing after the loss (the head's backward reads its input and weight), so the loss kernel
+     * writes their gradient over them ({@link F#crossEntropyInPlace}): one logits-sized buffer per step instead of two,
+     * the bits of {@link F#crossEntropy} (GptFusedClassifierTest).
+     */
     public Var loss(MemorySegment ids, MemorySegment targets, int b, int t) {
         // on CUDA the batch's ids, targets and the embedding backward's id grouping go up in one copy (one host sync)
         if (wte.weight.value().device() == dev.latent.tensor.Device.CUDA) dev.latent.ops.Kernels.stageTokens(ids, targets, (long) b * t, cfg.vocab());
-        return F.crossEntropy(logits(ids, b, t), targets);
+        return F.crossEntropyInPlace(logits(ids, b, t), targets);
     }
 
     @Override

@@ -14,7 +14,9 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 /**
  * KV-cache decoding of a {@link Gpt} on the model's own native kernels: a batched incremental forward in which every
  * row is one position of one sequence. Per step the rows of all sequences go through each block as one (R, C) batch:
- * LayerNorm ({@code lt_layernorm_fwd}), the projections and the MLP as {@code lt_gemm_rows} calls on the model's
+ * the residual add fused into the LayerNorm that reads it ({@code lt_layernorm_residual_fwd}, as the training forward
+ * does: the bits of the add then {@code lt_layernorm_fwd}; the embedding's add into the first ln_1, the last block's
+ * into ln_f on the rows whose logits are asked for), the projections and the MLP as {@code lt_gemm_rows} calls on the model's
  * weights (by default read in place: {@link Gemm#sgemmRows}, the GEMM for a few rows; or packed once, see below), GELU ({@code lt_gelu_fwd}), and attention as {@code lt_attention_decode_fwd}, one
  * query per row against its own sequence's cache (K and V per layer, in native memory owned by the sequence). A
  * sequence feeds its whole prompt in its first step (as many rows as tokens, each seeing the cache up to itself) and
@@ -65,6 +67,11 @@ public final class KvDecoder implements AutoCloseable {
     private long panelsUsed;              // bytes of panels handed out so far (pack, in construction order)
     private long ownBytes;
     private volatile boolean closed;
+    /**
+     * Tests only: each residual add as lt_axpby and then lt_layernorm_fwd, the path before the fused op, which must give
+     * the same bits (KvDecoderTest.fusedResidualLayerNormKeepsEveryBit).
+     */
+    boolean unfused;
 
     /** One block's weights as native segments (views of the model's parameters); the *P ones packed, or null. */
     private record Layer(MemorySegment ln1w, MemorySegment ln1b, MemorySegment qkvW, MemorySegment qkvB, MemorySegment projW,
@@ -351,7 +358,9 @@ public final class KvDecoder implements AutoCloseable {
                     r++;
                 }
             }
-            nat.axpby(rc, 1f, y, 1f, x);                                           // x = wte[id] + wpe[pos]
+            // x = wte[id], y = wpe[pos]: every residual add below (this one included) is fused into the LayerNorm that
+            // reads its sum (lt_layernorm_residual_fwd: the bits of lt_axpby's add then lt_layernorm_fwd), so at each
+            // LayerNorm the stream is x + y, and x becomes that sum.
             // attention runs over (row, head) pairs as rows of one head each: queries gathered (rows, C), caches head-major
             int pairs = rows * heads;
             MemorySegment[] kr = new MemorySegment[pairs], vr = new MemorySegment[pairs];
@@ -360,7 +369,7 @@ public final class KvDecoder implements AutoCloseable {
             long hb = 4L * hs;
             for (int l = 0; l < layers; l++) {
                 Layer w = ls[l];
-                nat.layernormFwd(rows, c, LN_EPS, x, w.ln1w, w.ln1b, h, mean, rstd);
+                addNorm(nat, rows, x, y, w.ln1w, w.ln1b, h, mean, rstd);                  // x += y; h = ln_1(x)
                 linear(h, rows, c, 3 * c, w.qkvW, w.qkvP, w.qkvB, qkv);                   // (R, 3C): q | k | v
                 for (int j = 0; j < rows; j++) {
                     long dst = pos[j] * hb, src = j * 3 * cb;
@@ -375,12 +384,10 @@ public final class KvDecoder implements AutoCloseable {
                 }
                 nat.attentionDecodeFwd(pairs, 1, hs, scale, qs, hs, kr, vr, hs, len, h, hs);   // h = attention output, (rows, C)
                 linear(h, rows, c, c, w.projW, w.projP, w.projB, y);
-                nat.axpby(rc, 1f, y, 1f, x);
-                nat.layernormFwd(rows, c, LN_EPS, x, w.ln2w, w.ln2b, h, mean, rstd);
+                addNorm(nat, rows, x, y, w.ln2w, w.ln2b, h, mean, rstd);                  // x += y; h = ln_2(x)
                 linear(h, rows, c, 4 * c, w.fcW, w.fcP, w.fcB, f);
                 MemorySegment act = gelu(nat, f, 4 * rc, f2);
-                linear(act, rows, 4 * c, c, w.fc2W, w.fc2P, w.fc2B, y);
-                nat.axpby(rc, 1f, y, 1f, x);
+                linear(act, rows, 4 * c, c, w.fc2W, w.fc2P, w.fc2B, y);                    // the next LayerNorm adds y
             }
             for (int i = 0; i < n; i++) {
                 Cache q = caches.get(i);
@@ -388,20 +395,37 @@ public final class KvDecoder implements AutoCloseable {
                 System.arraycopy(t, 0, q.window, q.length, t.length);
                 q.length += t.length;
             }
-            // Logits only for the rows asked for: the last of each cache (a prompt's other rows only fill the cache).
+            // Logits only for the rows asked for: the last of each cache (a prompt's other rows only fill the cache), so
+            // the last residual add runs on those rows only, fused into ln_f.
             int out = allRows ? rows : n;
-            MemorySegment xs = x;
+            MemorySegment xs = x, ys = y;
             if (!allRows && out != rows) {
                 xs = sc.allocateUninitialized((long) out * cb);
+                ys = sc.allocateUninitialized((long) out * cb);
                 for (int i = 0, last = -1; i < n; i++) {
                     last += tokens.get(i).length;
                     MemorySegment.copy(x, last * cb, xs, i * cb, cb);
+                    MemorySegment.copy(y, last * cb, ys, i * cb, cb);
                 }
             }
-            nat.layernormFwd(out, c, LN_EPS, xs, lnFw, lnFb, h, mean, rstd);
+            addNorm(nat, out, xs, ys, lnFw, lnFb, h, mean, rstd);                           // h = ln_f(x + y)
             MemorySegment lg = sc.allocateUninitialized((long) out * vocab * 4);
             linear(h, out, c, vocab, headW, headP, headB, lg);
             return lg.toArray(JAVA_FLOAT);
+        }
+    }
+
+    /**
+     * The residual add and the LayerNorm that reads it: x (rows, C) += a, then h = LayerNorm(x) with w, b. Fused
+     * ({@code lt_layernorm_residual_fwd}, one pass over the rows) unless {@link #unfused}; either way the same bits.
+     */
+    private void addNorm(LatentNative nat, int rows, MemorySegment x, MemorySegment a, MemorySegment w, MemorySegment b,
+                         MemorySegment h, MemorySegment mean, MemorySegment rstd) {
+        if (unfused) {
+            nat.axpby((long) rows * c, 1f, a, 1f, x);
+            nat.layernormFwd(rows, c, LN_EPS, x, w, b, h, mean, rstd);
+        } else {
+            nat.layernormResidualFwd(rows, c, LN_EPS, x, a, w, b, x, h, mean, rstd);
         }
     }
 

@@ -47,6 +47,13 @@ public final class DecoderFixtures {
         return m;
     }
 
+    /** A device decoder on the path before the fused residual LayerNorm (axpby, then layerNorm): for the bit comparison in DeviceKvDecoderTest. */
+    public static DeviceKvDecoder unfusedDeviceDecoder(Gpt model) {
+        DeviceKvDecoder d = new DeviceKvDecoder(model);
+        d.unfused = true;
+        return d;
+    }
+
     /** |decode - full| per logit at position t: (L G eps + 2 (C + 2) u) max|ref| (KvDecoderTest's class comment). */
     public static double tolerance(GptConfig cfg, int t, float[] ref) {
         double mx = 0;

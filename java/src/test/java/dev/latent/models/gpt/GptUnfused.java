@@ -7,7 +7,8 @@ import java.lang.foreign.MemorySegment;
 
 /**
  * GPT's loss through the unfused blocks (Block.forward: F.add then F.layerNorm, then ln_f), as Gpt.logits ran before the
- * residual adds were fused into the LayerNorms: the reference the fused path must match bit for bit
+ * residual adds were fused into the LayerNorms, and the loss with its gradient in a buffer of its own (F.crossEntropy;
+ * Gpt.loss writes it over the logits, F.crossEntropyInPlace): the reference the fused path must match bit for bit
  * (GptFusedResidualTest on the CPU, CudaGptFusedResidualTest on the device).
  */
 public final class GptUnfused {

@@ -179,6 +179,46 @@ class KvDecoderTest {
         }
     }
 
+    /**
+     * The residual adds fused into the LayerNorms (lt_layernorm_residual_fwd) against the path before (lt_axpby, then
+     * lt_layernorm_fwd), both layouts, all three configurations: every logit's bits equal (every row of a prompt chunk, and
+     * the last rows of a batch of two caches, where the last add runs on the gathered rows only), and the same greedy and
+     * sampled tokens through a context rebuild. The logits are checked to differ between two models, so the comparison
+     * is not of something constant.
+     */
+    @ParameterizedTest
+    @EnumSource(KvDecoder.Weights.class)
+    void fusedResidualLayerNormKeepsEveryBit(KvDecoder.Weights weights) {
+        for (int ci = 0; ci < CONFIGS.length; ci++) {
+            GptConfig cfg = CONFIGS[ci];
+            SplittableRandom r = new SplittableRandom(300 + ci);
+            try (Scope s = Scope.shared()) {
+                Gpt m = randomModel(s, cfg, 27 + ci), other = randomModel(s, cfg, 28 + ci);
+                KvDecoder fused = opened(new KvDecoder(m, weights)), plain = opened(new KvDecoder(m, weights)), o = opened(new KvDecoder(other, weights));
+                plain.unfused = true;
+                int[] ids = r.ints(cfg.context() - 1, 0, cfg.vocab()).toArray(), two = r.ints(3, 0, cfg.vocab()).toArray();
+                for (boolean allRows : new boolean[] {true, false}) {
+                    float[][] got = new float[3][];
+                    KvDecoder[] ds = {fused, plain, o};
+                    for (int k = 0; k < 3; k++)
+                        try (KvDecoder.Cache a = ds[k].new Cache(); KvDecoder.Cache b = ds[k].new Cache()) {
+                            got[k] = allRows ? ds[k].forward(List.of(a), List.of(ids), true)
+                                    : ds[k].forward(List.of(a, b), List.of(ids, two), false);
+                        }
+                    assertEquals(got[1].length, got[0].length);
+                    for (int i = 0; i < got[0].length; i++)
+                        assertEquals(Float.floatToRawIntBits(got[1][i]), Float.floatToRawIntBits(got[0][i]),
+                                "config " + ci + " " + weights + (allRows ? " all rows" : " last rows") + " logit " + i + ": fused " + got[0][i] + ", unfused " + got[1][i]);
+                    assertTrue(!Arrays.equals(got[0], got[2]), "config " + ci + ": another model's logits must differ");
+                }
+                int n = cfg.context() + 5;   // through the cache's rebuild
+                int[] prompt = Arrays.copyOf(ids, 3);
+                for (KvDecoder.Settings st : List.of(new KvDecoder.Settings(n, 0, 0, 1, 1), new KvDecoder.Settings(n, 0.9, 5, 0.95, 77)))
+                    assertArrayEquals(plain.generate(prompt, st), fused.generate(prompt, st), "config " + ci + " " + weights + " tokens at temperature " + st.temperature());
+            }
+        }
+    }
+
     @Test
     void badInputIsRefusedByName() {
         GptConfig cfg = CONFIGS[2];
