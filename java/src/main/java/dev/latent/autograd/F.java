@@ -127,10 +127,30 @@ public final class F {
     public static Var matmul(Var a, Var b) {
         if (a.value.rank() != 2 || b.value.rank() != 2) throw new IllegalArgumentException("matmul: 2-D operands, got " + a.value + " @ " + b.value);
         Tensor out = g().empty(a.value.device(), a.value.size(0), b.value.size(1));
-        Gemm.matmul(a.value, b.value, out, 1f, 0f, gemmPrecision(a.value, "matmul"));
-        return rec(out, "matmul", of(a, b), gr -> of(
-                a.requiresGrad ? matmul(gr, transpose(b)) : null,
-                b.requiresGrad ? matmul(transpose(a), gr) : null));
+        Precision prec = gemmPrecision(a.value, "matmul");
+        /* h-linconv: where a backward will follow, a CUDA bf16 forward keeps its converted A (for dB) and B (for dA). */
+        KeptOperands keep = keepGemmOperands(a.value, prec, b.requiresGrad || a.requiresGrad);
+        Gemm.matmul(a.value, b.value, out, prec, keep, b.requiresGrad, a.requiresGrad);
+        return rec(out, "matmul", of(a, b), gr -> {
+            if (g().recording) {   /* double backward: differentiable products */
+                if (keep != null) keep.release();
+                return of(a.requiresGrad ? matmul(gr, transpose(b)) : null, b.requiresGrad ? matmul(transpose(a), gr) : null);
+            }
+            Tensor da = a.requiresGrad ? g().empty(a.value.device(), a.value.shape()) : null;
+            Tensor db = b.requiresGrad ? g().empty(b.value.device(), b.value.shape()) : null;
+            /* the same two products as above, with gr converted once at bf16 on CUDA and the kept operands read */
+            Gemm.matmulBackward(a.value, b.value, gr.value, da, db, null, gemmPrecision(gr.value, "matmul"), keep);
+            if (keep != null) keep.release();   /* a second backward over this graph converts again */
+            return of(da == null ? null : Var.constant(da), db == null ? null : Var.constant(db));
+        });
+    }
+
+    /**
+     * A holder for a GEMM forward's bf16 operands (h-linconv): only where they can be kept and used (a CUDA tensor at
+     * BF16, the graph recording, some input wanting a gradient), else null.
+     */
+    private static KeptOperands keepGemmOperands(Tensor t, Precision prec, boolean backwardFollows) {
+        return backwardFollows && g().recording && prec == Precision.BF16 && t.device() == Device.CUDA ? new KeptOperands(g().scope) : null;
     }
 
     /**
@@ -177,12 +197,28 @@ public final class F {
         /* CUDA with cuBLASLt: the bias rides the GEMM's BIAS epilogue (one pass over out). GELU is not fused (GELU_BIAS):
          * cuBLASLt's GELU is the tanh approximation while F.gelu is the exact erf one, and autograd keeps this op's
          * output, the pre-activation, for GELU's backward anyway, so GELU_AUX_BIAS would save no memory. */
+        /* h-linconv: where the forward converts x and W to bf16 (CUDA at BF16 without cuBLASLt's fused bias), it keeps the
+         * copies its backward reads (x for dW, W for dx); the backward converts dy once for both products. */
+        boolean wantX = x.requiresGrad, wantW = wants(w);
+        KeptOperands keep = keepGemmOperands(x.value, prec, wantX || wantW);
         if (b == null || !Gemm.matmulBiasFused(x.value, w.value.transpose(0, 1), dense(b).reshape(outF), out, prec)) {
-            Gemm.matmul(x.value, w.value.transpose(0, 1), out, 1f, 0f, prec);
+            Gemm.matmul(x.value, w.value.transpose(0, 1), out, prec, keep, wantW, wantX);
             if (b != null) Kernels.addRows(out, dense(b).reshape(1, outF), out);   // bias in place: no second activation
         }
         return rec(out, "linear", b == null ? of(x, w) : of(x, w, b), gr -> {
-            Var dx = x.requiresGrad ? matmul(gr, w) : null, dw = wants(w) ? matmul(transpose(gr), x) : null;
+            Var dx, dw;
+            if (g().recording) {   /* double backward: differentiable products */
+                if (keep != null) keep.release();
+                dx = x.requiresGrad ? matmul(gr, w) : null;
+                dw = wants(w) ? matmul(transpose(gr), x) : null;
+            } else {   /* dx = dy W, dW = dy^T x (W's layout): the products above, dy converted once at bf16 on CUDA */
+                Tensor tx = x.requiresGrad ? g().empty(x.value.device(), x.value.shape()) : null;
+                Tensor tw = wants(w) ? g().empty(w.value.device(), w.value.shape()) : null;
+                Gemm.matmulBackward(x.value, w.value.transpose(0, 1), gr.value, tx, null, tw, gemmPrecision(gr.value, "matmul"), keep);
+                if (keep != null) keep.release();   /* a second backward over this graph converts again */
+                dx = tx == null ? null : Var.constant(tx);
+                dw = tw == null ? null : Var.constant(tw);
+            }
             if (b == null) return of(dx, dw);
             return of(dx, dw, wants(b) ? reshape(sumRows(gr, 1, outF), outF) : null);
         });

@@ -329,6 +329,17 @@ public final class CudaVendor {
     public static boolean fewerSdpaConversions() { return fewerSdpaConversionsForTest; }
 
     /**
+     * h-linconv: F.linear's and F.matmul's bf16 GEMMs on CUDA convert the incoming gradient once for both products of the
+     * backward and keep the forward's converted operands for it (Gemm.matmul with a KeptOperands, Gemm.matmulBackward),
+     * true outside tests; false restores one conversion per operand and product. Tests only (CudaLinearConversionTest
+     * compares the two bit for bit and counts their launches) set it false.
+     */
+    static volatile boolean fewerGemmConversionsForTest = true;
+
+    /** See {@link #fewerGemmConversionsForTest}: true unless a test turned the fewer conversions off. */
+    public static boolean fewerGemmConversions() { return fewerGemmConversionsForTest; }
+
+    /**
      * Causal attention backward on bf16 device buffers through cuDNN's SDPA backward: q, k, v, o, dout in and dq, dk, dv
      * out (B, H, T, D) bf16 contiguous, lse (B, H, T) fp32 as the forward wrote it (cuDNN's Stats or our kernels' lse:
      * the same quantity). False, doing nothing, when cuDNN's SDPA does not serve; the caller then runs our kernel.

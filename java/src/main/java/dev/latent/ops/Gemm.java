@@ -6,6 +6,7 @@ import dev.latent.cuda.DeviceBuffer;
 import dev.latent.nativ.LatentBinding.GemmDesc;
 import dev.latent.nativ.LatentNative;
 import dev.latent.tensor.Device;
+import dev.latent.tensor.DeviceMemory;
 import dev.latent.tensor.Precision;
 import dev.latent.tensor.Scope;
 import dev.latent.tensor.Tensor;
@@ -66,6 +67,16 @@ public final class Gemm {
      * our ltk_gemm_bf16. TF32 on CPU tensors is refused (CUDA-only); BF16 on the CPU needs AVX512_BF16.
      */
     public static void matmul(Tensor a, Tensor b, Tensor c, float alpha, float beta, Precision precision) {
+        Plan p = plan(a, b, c, precision);
+        Backend.of(a.device()).gemm(p.a.trans, p.b.trans, p.m, p.n, p.k, alpha, beta, p.a.ld, p.b.ld, p.c.ld, p.batch, p.a.batchStride,
+                p.b.batchStride, p.c.batchStride, a, b, c, precision);
+    }
+
+    /** A product {@link #matmul} has checked: its operands as the native side sees them, and its sizes. */
+    private record Plan(Mat a, Mat b, Mat c, long m, long n, long k, long batch) {}
+
+    /** {@link #matmul}'s checks (devices, ranks, dimensions, layouts, tf32 off CUDA), each failure naming the shapes. */
+    private static Plan plan(Tensor a, Tensor b, Tensor c, Precision precision) {
         if (precision == null) throw new IllegalArgumentException("gemm: precision is null (FP32, TF32 or BF16)");
         Supplier<String> shapes = () -> "A" + Arrays.toString(a.shape()) + " @ B" + Arrays.toString(b.shape()) + " -> C" + Arrays.toString(c.shape());
         boolean gpu = a.device() == Device.CUDA && b.device() == Device.CUDA && c.device() == Device.CUDA;
@@ -86,9 +97,110 @@ public final class Gemm {
         if (!gpu && precision == Precision.TF32)
             throw new IllegalArgumentException("gemm: tf32 precision is CUDA-only (TF32 tensor-core math); CPU tensors run fp32 or bf16: "
                     + shapes.get());
-        Backend.of(a.device()).gemm(ma.trans, mb.trans, m, n, k, alpha, beta, ma.ld, mb.ld, mc.ld, batch, ma.batchStride,
-                mb.batchStride, mc.batchStride, a, b, c, precision);
+        return new Plan(ma, mb, mc, m, n, k, batch);
     }
+
+    // ---- fewer bf16 conversions around F.linear / F.matmul on CUDA (h-linconv, issue 18) ----
+
+    /**
+     * C = A @ B (2-D) at {@code precision} that, on CUDA at BF16, converts A (when {@code keepA}) and B (when {@code keepB})
+     * into one block held by {@code keep} (in keep's scope: the graph's) instead of per-call scratch, so that
+     * {@link #matmulBackward} given the same holder reads them instead of converting them again: B's copy serves
+     * dA = dC B^T, A's serves dB = A^T dC. Elsewhere (CPU, FP32 / TF32, batched, an empty product, a holder already holding,
+     * keep null, {@link CudaVendor#fewerGemmConversions()} off) exactly {@link #matmul(Tensor, Tensor, Tensor, float, float,
+     * Precision)} with alpha 1, beta 0, keeping nothing. The same bits either way: each conversion is the same round to
+     * nearest even of the same fp32 values, then the same bf16 GEMM (cuBLAS's or ours) on them. The caller must not change
+     * A or B before the backward (autograd does not: the backward reads them too), and releases keep afterwards.
+     */
+    public static void matmul(Tensor a, Tensor b, Tensor c, Precision precision, KeptOperands keep, boolean keepA, boolean keepB) {
+        Plan p = plan(a, b, c, precision);
+        if (keep == null || (!keepA && !keepB) || keep.holds() || !fewerOnCuda(precision, p, a, b, c)) {
+            matmul(a, b, c, 1f, 0f, precision);
+            return;
+        }
+        DeviceBuffer da = dbuf(a), db = dbuf(b);
+        long na = extent(p.a, p.m, p.k), nb = extent(p.b, p.k, p.n), at = keepA ? aligned(na * 2) : 0;
+        DeviceBuffer blk = DeviceBuffer.of(keep.hold(at + (keepB ? nb * 2 : 0), key(da, keepA ? na : 0, db, keepB ? nb : 0)));
+        DeviceBuffer a16 = keepA ? blk.slice(0, na * 2) : null, b16 = keepB ? blk.slice(at, nb * 2) : null;
+        callCuda(p.a.trans, p.b.trans, p.m, p.n, p.k, 1f, 0f, p.a.ld, p.b.ld, p.c.ld, 1, 0, 0, 0, da, db, dbuf(c), precision,
+                a16, false, b16, false);
+    }
+
+    /**
+     * The gradients of C = A @ B (2-D) from dC at {@code precision}, as the backward of {@link #matmul(Tensor, Tensor, Tensor,
+     * Precision, KeptOperands, boolean, boolean)} computes them: dA = dC B^T into {@code da} when not null; B's gradient
+     * either as dB = A^T dC into {@code db}, or transposed, dB^T = dC^T A, into {@code dbt} (F.linear, whose B is W^T:
+     * dW in W's layout); at most one of the two. Results are overwritten. On CUDA at BF16 dC is converted once for both
+     * products, and A's and B's bf16 copies are read from {@code kept} where the forward left them for these very
+     * operands (else, or with kept null, converted here, per call); elsewhere (CPU, FP32 / TF32, {@link
+     * CudaVendor#fewerGemmConversions()} off) the two products run as separate {@link #matmul} calls, each converting its
+     * operands: the same bits either way. Does not release kept.
+     */
+    public static void matmulBackward(Tensor a, Tensor b, Tensor dc, Tensor da, Tensor db, Tensor dbt, Precision precision, KeptOperands kept) {
+        if (db != null && dbt != null) throw new IllegalArgumentException("gemm backward: B's gradient as db or as dbt, not both");
+        if (a.rank() != 2 || b.rank() != 2 || dc.rank() != 2)
+            throw new IllegalArgumentException("gemm backward: 2-D A, B and dC, got A" + Arrays.toString(a.shape()) + ", B"
+                    + Arrays.toString(b.shape()) + ", dC" + Arrays.toString(dc.shape()));
+        Tensor bT = b.transpose(0, 1), aT = a.transpose(0, 1), dcT = dc.transpose(0, 1);
+        Plan pa = da == null ? null : plan(dc, bT, da, precision);
+        Plan pb = db != null ? plan(aT, dc, db, precision) : dbt != null ? plan(dcT, a, dbt, precision) : null;
+        if (pa == null && pb == null) return;
+        boolean fused = (pa == null || fewerOnCuda(precision, pa, dc, bT, da))
+                && (pb == null || (db != null ? fewerOnCuda(precision, pb, aT, dc, db) : fewerOnCuda(precision, pb, dcT, a, dbt)));
+        if (!fused) {
+            if (da != null) matmul(dc, bT, da, 1f, 0f, precision);
+            if (db != null) matmul(aT, dc, db, 1f, 0f, precision);
+            if (dbt != null) matmul(dcT, a, dbt, 1f, 0f, precision);
+            return;
+        }
+        dev.latent.cuda.Cuda cu = Kernels.cuda();
+        DeviceBuffer ddc = dbuf(dc), dA = dbuf(a), dB = dbuf(b);
+        Mat mdc = Mat.of("dC", dc, () -> "dC" + Arrays.toString(dc.shape())), ma = Mat.of("A", a, () -> "A" + Arrays.toString(a.shape())),
+                mb = Mat.of("B", b, () -> "B" + Arrays.toString(b.shape()));
+        long nd = extent(mdc, dc.size(0), dc.size(1)), na = extent(ma, a.size(0), a.size(1)), nb = extent(mb, b.size(0), b.size(1));
+        /* What the forward kept for these operands: A's copy at 0, B's after it (aligned), as matmul(..., keep, ...) laid them out. */
+        DeviceBuffer a16 = null, b16 = null;
+        long[] key = kept == null ? new long[0] : kept.key();
+        DeviceMemory blk = key.length == 4 ? kept.block(key) : null;
+        if (blk != null && key[0] == dA.address() && key[2] == dB.address() && (key[1] == 0 || key[1] == na) && (key[3] == 0 || key[3] == nb)) {
+            DeviceBuffer kb = DeviceBuffer.of(blk);
+            if (key[1] == na) a16 = kb.slice(0, na * 2);
+            if (key[3] == nb) b16 = kb.slice(key[1] == na ? aligned(na * 2) : 0, nb * 2);
+        }
+        try (DeviceBuffer dc16 = cu.alloc(nd * 2)) {
+            CudaKernels.toBf16(cu, nd, ddc, dc16);
+            if (pa != null)
+                callCuda(pa.a.trans, pa.b.trans, pa.m, pa.n, pa.k, 1f, 0f, pa.a.ld, pa.b.ld, pa.c.ld, 1, 0, 0, 0, ddc, dbuf(bT), dbuf(da),
+                        precision, dc16, true, b16, b16 != null);
+            if (db != null)
+                callCuda(pb.a.trans, pb.b.trans, pb.m, pb.n, pb.k, 1f, 0f, pb.a.ld, pb.b.ld, pb.c.ld, 1, 0, 0, 0, dbuf(aT), ddc, dbuf(db),
+                        precision, a16, a16 != null, dc16, true);
+            if (dbt != null)
+                callCuda(pb.a.trans, pb.b.trans, pb.m, pb.n, pb.k, 1f, 0f, pb.a.ld, pb.b.ld, pb.c.ld, 1, 0, 0, 0, dbuf(dcT), dA, dbuf(dbt),
+                        precision, dc16, true, a16, a16 != null);
+        }   // back to the allocator's cache: later work on the one stream runs after these launches
+    }
+
+    /** Whether this checked product takes the fewer-conversions path: all on CUDA, BF16, 2-D, non-empty, the switch on. */
+    private static boolean fewerOnCuda(Precision precision, Plan p, Tensor a, Tensor b, Tensor c) {
+        return precision == Precision.BF16 && CudaVendor.fewerGemmConversions() && a.device() == Device.CUDA && b.device() == Device.CUDA
+                && c.device() == Device.CUDA && a.rank() == 2 && b.rank() == 2 && c.rank() == 2 && p.m > 0 && p.n > 0 && p.k > 0;
+    }
+
+    private static DeviceBuffer dbuf(Tensor t) { return DeviceBuffer.of(t.deviceBuffer()); }
+
+    /** Elements of an operand's storage a GEMM reads (rows x cols as the tensor shows them), from its first element: what a bf16 copy covers. */
+    private static long extent(Mat mt, long rows, long cols) {
+        if (rows == 0 || cols == 0) return 0;
+        long sr = mt.trans ? cols : rows, sc = mt.trans ? rows : cols;   /* as stored */
+        return Math.addExact(Math.multiplyExact(sr - 1, mt.ld), sc);
+    }
+
+    /** Bytes rounded up to 256 (the second operand's copy in a kept block starts aligned, as a fresh allocation would). */
+    private static long aligned(long bytes) { return Math.addExact(bytes, 255) & ~255L; }
+
+    /** A kept block's key: A's device address and kept extent (0: not kept), B's likewise. */
+    private static long[] key(DeviceBuffer a, long na, DeviceBuffer b, long nb) { return new long[] {a.address(), na, b.address(), nb}; }
 
     /**
      * C = A @ B + bias (bias: C's columns, one value each; nn.Linear's bias) as one fused cuBLASLt call (the BIAS
@@ -268,6 +380,19 @@ public final class Gemm {
     static void callCuda(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta,
                                  long lda, long ldb, long ldc, long batch, long sa, long sb, long sc,
                                  DeviceBuffer a, DeviceBuffer b, DeviceBuffer c, Precision precision) {
+        callCuda(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, a, b, c, precision, null, false, null, false);
+    }
+
+    /**
+     * {@link #callCuda(boolean, boolean, long, long, long, float, float, long, long, long, long, long, long, long, DeviceBuffer,
+     * DeviceBuffer, DeviceBuffer, Precision)} where, at BF16, A's bf16 copy may be given (h-linconv): {@code a16} not null
+     * holds (aReady) or receives (not aReady) A's extent converted; null: converted into scratch, as before. B likewise.
+     * Ignored at FP32 / TF32.
+     */
+    private static void callCuda(boolean ta, boolean tb, long m, long n, long k, float alpha, float beta,
+                                 long lda, long ldb, long ldc, long batch, long sa, long sb, long sc,
+                                 DeviceBuffer a, DeviceBuffer b, DeviceBuffer c, Precision precision,
+                                 DeviceBuffer a16, boolean aReady, DeviceBuffer b16, boolean bReady) {
         if (precision == null) throw new IllegalArgumentException("gemm: precision is null (FP32, TF32 or BF16)");
         Supplier<String> what = () -> "gemm on CUDA(m=" + m + ", n=" + n + ", k=" + k + ", transA=" + ta + ", transB=" + tb + ", lda=" + lda
                 + ", ldb=" + ldb + ", ldc=" + ldc + ", batch=" + batch + ", " + precision.id() + ")";
@@ -280,12 +405,15 @@ public final class Gemm {
         if (m == 0 || n == 0) return;
         dev.latent.cuda.Cuda cu = Kernels.cuda();
         if (precision == Precision.BF16 && k > 0) {
-            try (DeviceBuffer a16 = cu.alloc(na * 2); DeviceBuffer b16 = cu.alloc(nb * 2)) {
-                CudaKernels.toBf16(cu, na, a, a16);
-                CudaKernels.toBf16(cu, nb, b, b16);
-                if (CudaVendor.gemmBf16(cu, ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, a16, b16, c)) return;
-                CudaKernels.gemmBf16(cu, desc(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc), m, n, batch, a16, b16, c);
-            }   // freed to the allocator's cache: later work on the one stream runs after these launches
+            if (a16 != null && a16.byteSize() < na * 2 || b16 != null && b16.byteSize() < nb * 2)
+                throw new IllegalArgumentException(what.get() + ": a bf16 copy of A or B is shorter than its extent (" + na + ", " + nb + " elements)");
+            try (DeviceBuffer sa16 = a16 == null ? cu.alloc(na * 2) : null; DeviceBuffer sb16 = b16 == null ? cu.alloc(nb * 2) : null) {
+                DeviceBuffer ua = a16 != null ? a16 : sa16, ub = b16 != null ? b16 : sb16;
+                if (a16 == null || !aReady) CudaKernels.toBf16(cu, na, a, ua);
+                if (b16 == null || !bReady) CudaKernels.toBf16(cu, nb, b, ub);
+                if (CudaVendor.gemmBf16(cu, ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc, ua, ub, c)) return;
+                CudaKernels.gemmBf16(cu, desc(ta, tb, m, n, k, alpha, beta, lda, ldb, ldc, batch, sa, sb, sc), m, n, batch, ua, ub, c);
+            }   // scratch freed to the allocator's cache: later work on the one stream runs after these launches
             return;
         }
         boolean tf32 = precision == Precision.TF32 || cudaTf32;   /* K = 0 at BF16: C = beta C, any path */
