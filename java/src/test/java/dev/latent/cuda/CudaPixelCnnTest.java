@@ -166,14 +166,26 @@ class CudaPixelCnnTest extends AtRefIsaOnDevice {
             DevicePixelCnnSampler ds = new DevicePixelCnnSampler(gpu);
             ds.sample(2, H, W, 1);   // warm: the allocator's cache, the libraries' plans
             long s0 = cu.hostSyncs();
+            long[] e0 = CudaTesting.emuCountersOrZeros();
             ds.sample(2, H, W, 1, 6);
             long six = cu.hostSyncs() - s0;
+            long[] e1 = CudaTesting.emuCountersOrZeros();
             s0 = cu.hostSyncs();
             ds.sample(2, H, W, 1);
             long thirty = cu.hostSyncs() - s0;
+            long[] e2 = CudaTesting.emuCountersOrZeros();
             System.out.printf("PixelCNN device sampling: %d host synchronisations for 6 pixels, %d for 30%n", six, thirty);
             assertEquals(six, thirty, "host synchronisations grow with the pixels");
             assertTrue(thirty <= 3, thirty + " host synchronisations for one sample call (the uniforms up, the bytes down)");
+            if (CudaTesting.emulated()) {   // the driver's own count agrees, and the launches per pixel (for docs/cuda.md)
+                long emu = 0;
+                for (int k : new int[] {CudaTesting.EMU_DTOH, CudaTesting.EMU_HTOD, CudaTesting.EMU_CTX_SYNC, CudaTesting.EMU_STREAM_SYNC,
+                        CudaTesting.EMU_FREE, CudaTesting.EMU_EVENT_SYNC}) emu += e2[k] - e1[k];
+                assertEquals(thirty, emu, "the emulated driver's count of host synchronisations");
+                java.util.function.IntToDoubleFunction per = k -> ((e2[k] - e1[k]) - (e1[k] - e0[k])) / 24.0;
+                System.out.printf("PixelCNN device sampling, %d blocks: %.1f kernel launches and %.1f cuDNN convolutions per pixel (the vertical rows "
+                        + "included)%n", ARCH.layers(), per.applyAsDouble(CudaTesting.EMU_LAUNCH), per.applyAsDouble(CudaTesting.EMU_CONV_FWD));
+            }
         }
     }
 
