@@ -5,7 +5,7 @@
 # run below uses the emulated driver and its CPU stand-ins instead, and times nothing that means anything).
 # usage: bash bench/cuda/gpu_checks.sh OUTDIR [DRIVER]   (DRIVER: libcuda.so.1, or PATH/libcuda_emu.so for a dry run here:
 #        tiny shapes; its steps stage needs a PY with torch, e.g. PY=/work/venv-torch/bin/python, and runs PyTorch on the CPU)
-# env: STEPS=all|steps,hostsync,tests,bench,vendorbench,graph,familygraph,precision,gpt,decode,models (exact stage names)
+# env: STEPS=all|steps,hostsync,tests,bench,vendorbench,graph,familygraph,precision,gpt,decode,models,pixelcnn (exact stage names)
 #      BUDGET=480 (seconds for the whole run)  PY=python3  CUBLAS=PATH  CUBLASLT=PATH  CUDNN=PATH (default: found below)
 # Device time is scarce (a lent GPU: 15 minutes in all, machine start included; one command at most 10): the stages run
 # most wanted first, each with a budget (seconds) that caps every command in it (tl), a stage starts only while BUDGET
@@ -237,6 +237,29 @@ stage_models() {
   run dcgan train dcgan --iters ${DCGAN_ITERS:-300} --log-interval 100 ${DCGAN_ARGS}
   run realnvp train realnvp ${REALNVP_ARGS:---max-steps 200 --test-limit 2000}
 }
+stage_pixelcnn() {
+  # PixelCNN on the device (h-pixcuda): a short train pixelcnn --device cuda (default architecture), then sample pixelcnn
+  # (64 images, DevicePixelCnnSampler: no host read per pixel) and eval pixelcnn on cuda and on this machine's CPU; the
+  # rates are what the commands print ("N images x 784 pixels in S s", test bits/dim). Last: it needs Fashion-MNIST.
+  [ -d $G/fmnist ] || { echo "pixelcnn: no Fashion-MNIST in the kit ($G/fmnist)" | tee -a $O/stages.txt; return 0; }
+  echo "== pixelcnn"; CK=/tmp/pixelcnn-cuda; : > $O/pixelcnn.txt; rm -rf $CK
+  # the dry run (emulated driver): a tiny model and a few pixels; on a GPU the default architecture and whole grids
+  if [ -n "$TINY" ]; then TA="--steps 2 --limit 8 --test-limit 4 --channels 4 --layers 2 --head 8"; SA="--n 2 --pixels 30"; EA="--limit 4"
+  else TA="--steps ${PCNN_STEPS:-50} --test-limit 500"; SA="--n 64"; EA="--limit 1000"; fi
+  timeout $(tl 90) $J -Xmx8g $P -cp $CP dev.latent.cli.Main train pixelcnn --data $G/fmnist --out $CK --device cuda $TA \
+    --samples 0 --quiet > /tmp/pixelcnn-train.log 2>&1; r=$?
+  echo "pixelcnn train rc=$r: $(tail -1 /tmp/pixelcnn-train.log)" | tee -a $O/pixelcnn.txt; rc=$((rc|r))
+  for dev in cuda cpu; do
+    rm -f /tmp/pixelcnn-$dev.png
+    timeout $(tl 120) $J -Xmx8g $P -cp $CP dev.latent.cli.Main sample pixelcnn --checkpoint $CK --out /tmp/pixelcnn-$dev.png $SA --seed 7 \
+      --device $dev > /tmp/pixelcnn-sample-$dev.out 2> /tmp/pixelcnn-sample-$dev.err; r=$?
+    echo "pixelcnn sample $dev rc=$r: $(cat /tmp/pixelcnn-sample-$dev.out)" | tee -a $O/pixelcnn.txt; rc=$((rc|r))
+    timeout $(tl 60) $J -Xmx8g $P -cp $CP dev.latent.cli.Main eval pixelcnn --checkpoint $CK $EA --device $dev \
+      > /tmp/pixelcnn-eval-$dev.out 2>&1; r=$?
+    echo "pixelcnn eval $dev rc=$r: $(grep '^{' /tmp/pixelcnn-eval-$dev.out)" | tee -a $O/pixelcnn.txt; rc=$((rc|r))
+  done
+  # (the bytes against the CPU's: CudaPixelCnnTest and CudaSampleCliTest in the tests stage)
+}
 # One JSON for BENCHMARKS.md: the machine, the libraries, the test outcome, both benches, the GPT runs' last metrics, the
 # training steps of both sides with their ratios, the host synchronisation counts, which stages ran; after every stage.
 summary() {
@@ -282,7 +305,7 @@ ok = re.findall(r"\[ *(\d+) tests successful", text("tests.log")); bad = re.find
 s = {"gpu": text("gpu.txt").strip(), "vendor": text("vendor.txt").strip(), "dry_run": os.environ.get("LATENT_DRY_RUN") == "1",
      "tests": {"successful": int(ok[0]) if ok else 0, "failed": int(bad[0]) if bad else None},
      "host_syncs": host_syncs(), "decode": text("decode.txt").splitlines(), "vendor_bench": js("vendor_bench.json"), "gpu_bench": js("gpu_bench.json"),
-     "graph_bench": js("graph_bench.json"), "steps": steps(), "family_graph": text("familygraph.txt").splitlines(),
+     "graph_bench": js("graph_bench.json"), "steps": steps(), "family_graph": text("familygraph.txt").splitlines(), "pixelcnn": text("pixelcnn.txt").splitlines(),
      "stages": text("stages.txt").splitlines(),
      "gpt": {os.path.basename(f)[4:-6]: last(os.path.basename(f)) for f in sorted(glob.glob(os.path.join(o, "gpt-*.jsonl")))
              if not os.path.basename(f).startswith("gpt-prec-")},
@@ -304,5 +327,6 @@ stage precision 60 40
 stage gpt 60 40
 stage decode 40 30
 stage models 60 40
+stage pixelcnn 60 40
 summary
 exit $rc

@@ -98,18 +98,24 @@ final class PixelCnnCommands {
         @Override
         public Integer call() throws Exception {
             images.check();
-            refuseCuda(device);
             int n = images.n;
             PixelCnnSampler.Mode mode = sampler.mode;
             if (pixels != null) Limits.atMost("--pixels", pixels, 1, 784, null);   // a 28 x 28 image has 784
             threads.apply();
+            var on = device.resolve();
+            boolean cuda = on == dev.latent.tensor.Device.CUDA;
+            if (cuda && mode != PixelCnnSampler.Mode.CACHED)
+                throw new IllegalArgumentException("--sampler " + sampler + " runs on the CPU only (the CPU's reference sampler); --device cuda samples with "
+                        + "the device sampler (DevicePixelCnnSampler): leave --sampler out or use --device cpu");
+            String samplerName = cuda ? "device" : sampler.toString();
             try (Scope scope = Scope.shared()) {
-                PixelCnnTrainer t = PixelCnnTrainer.load(checkpoint.checkpoint, scope);
+                PixelCnnTrainer t = PixelCnnTrainer.load(checkpoint.checkpoint, scope, on);
                 int p = pixels == null ? 784 : pixels;
                 var prov = dev.latent.io.Provenance.ofCheckpoint("pixelcnn", checkpoint.checkpoint, PixelCnnTrainer.CHECKPOINT, seed.seed,
-                        Map.of("n", n, "sampler", sampler.toString(), "pixels", p, "command", "sample pixelcnn"));
+                        Map.of("n", n, "sampler", samplerName, "pixels", p, "command", "sample pixelcnn"));
                 long t0 = System.nanoTime();
-                byte[] px = new PixelCnnSampler(t.model).sample(n, 28, 28, seed.seed, mode, p);
+                byte[] px = cuda ? new dev.latent.models.pixelcnn.DevicePixelCnnSampler(t.model).sample(n, 28, 28, seed.seed, p)
+                        : new PixelCnnSampler(t.model).sample(n, 28, 28, seed.seed, mode, p);
                 double secs = (System.nanoTime() - t0) / 1e9;
                 try (var use = prov.use(); Scope s = Scope.confined()) {
                     var img = dev.latent.tensor.Tensor.empty(s, n, 1, 28, 28);
@@ -118,11 +124,12 @@ final class PixelCnnCommands {
                     ImageGrid.write(out, img, (n + cols - 1) / cols, cols, 0f, 1f, 0);
                 }
                 Map<String, Object> m = new LinkedHashMap<>();
-                m.put("out", out.toString()); m.put("n", n); m.put("sampler", sampler.toString()); m.put("pixels", p); m.put("seconds", secs);
+                m.put("out", out.toString()); m.put("n", n); m.put("sampler", samplerName); m.put("device", cuda ? "cuda" : "cpu"); m.put("pixels", p);
+                m.put("seconds", secs);
                 m.put("pixels_per_s", (double) n * p / secs);
                 m.put("trained_precision", t.precision().id());   // the checkpoint's (fp32 for one written before it was recorded)
                 System.out.println(Json.object(m));
-                System.err.printf(Locale.ROOT, "%d images x %d pixels in %.2f s (%s sampler)%n", n, p, secs, sampler);
+                System.err.printf(Locale.ROOT, "%d images x %d pixels in %.2f s (%s sampler)%n", n, p, secs, samplerName);
             }
             return 0;
         }
@@ -139,16 +146,16 @@ final class PixelCnnCommands {
 
         @Override
         public Integer call() throws Exception {
-            refuseCuda(device);
             if (limit < 0) throw new IllegalArgumentException("--limit must be >= 0, got " + limit);
             threads.apply();
+            var on = device.resolve();
             try (Scope scope = Scope.shared()) {
-                PixelCnnTrainer t = PixelCnnTrainer.load(checkpoint.checkpoint, scope);
+                PixelCnnTrainer t = PixelCnnTrainer.load(checkpoint.checkpoint, scope, on);
                 ImageData test = ImageData.load(data.or(t.cfg.data()), "test");
                 int nTest = limit > 0 ? Math.min(limit, test.n) : test.n;
                 double bpd = t.bitsPerDim(test, nTest);
                 Map<String, Object> m = new LinkedHashMap<>();
-                m.put("test_bits_per_dim", bpd); m.put("n_test", nTest); m.put("step", t.step());
+                m.put("test_bits_per_dim", bpd); m.put("n_test", nTest); m.put("step", t.step()); m.put("device", on == dev.latent.tensor.Device.CUDA ? "cuda" : "cpu");
                 m.put("trained_precision", t.precision().id());   // the checkpoint's (fp32 for one written before it was recorded)
                 System.out.println(Json.object(m));
                 System.err.printf(Locale.ROOT, "test %.4f bits/dim on %d images%n", bpd, nTest);
@@ -156,14 +163,4 @@ final class PixelCnnCommands {
             return 0;
         }
     }
-
-    /** PixelCNN's sample and eval run on the CPU only: --device cuda with a usable GPU is refused with the reason. */
-    static void refuseCuda(Mixins.Device device) {
-        if (device.resolve() == dev.latent.tensor.Device.CUDA)
-            throw new IllegalArgumentException(PIXELCNN_NO_CUDA);
-    }
-
-    static final String PIXELCNN_NO_CUDA = "pixelcnn sampling has no CUDA path: its cached sampler keeps per-layer incremental state in host memory "
-            + "and runs its masked convolutions through the CPU kernels (PixelCnnSampler); train pixelcnn --device cuda trains there and "
-            + "its checkpoint samples here; use --device cpu (docs/cuda.md, \"Sampling and evaluation on the device\")";
 }

@@ -248,8 +248,8 @@ class CudaCliTest {
 
     /**
      * {@code --precision tf32} on CUDA for the families that refused it there before (issue 18, h-cudaprec2): train
-     * wgan-gp, realnvp, classifier and pixelcnn with --device cuda run (pixelcnn's sample grid drawn on the CPU from the
-     * device's weights), and each checkpoint records "precision": "tf32". Without a
+     * wgan-gp, realnvp, classifier and pixelcnn with --device cuda run (pixelcnn's sample grid drawn on the device too,
+     * DevicePixelCnnSampler), and each checkpoint records "precision": "tf32". Without a
      * GPU the device falls back to the CPU, where tf32 is refused in one line, before any data is read.
      */
     @Test

@@ -18,7 +18,8 @@ import static org.junit.jupiter.api.Assertions.*;
  * a GPU each command must say why once on stderr and give the CPU's output; with one (or the emulated driver, where the
  * backend must come up) it must say it runs on the device and give the CPU's output within float rounding: GPT text
  * (sampled at temperature 0.8 from the same Philox uniforms: equal unless a draw sits within rounding of a bucket edge),
- * VAE samples (IDX bytes within 1) and the test neg-ELBO (relative 1e-4). PixelCNN refuses a usable GPU with the reason.
+ * VAE samples (IDX bytes within 1) and the test neg-ELBO (relative 1e-4), PixelCNN samples (the same pixels) and test
+ * bits/dim (relative 1e-5); --sampler naive (a CPU reference) with a usable GPU is refused with the reason.
  */
 class CudaSampleCliTest {
     record Out(int rc, String out, String err) {}
@@ -105,12 +106,43 @@ class CudaSampleCliTest {
     }
 
     @Test
-    void pixelCnnRefusesAGpu(@TempDir Path dir) {
+    void sampleAndEvalPixelCnn(@TempDir Path dir) throws IOException {
         boolean gpu = gpu();
-        Out o = run("eval", "pixelcnn", "--checkpoint", dir.resolve("none").toString(), "--device", "cuda");
-        assertNotEquals(0, o.rc);
-        if (gpu) assertTrue(o.err.contains("pixelcnn sampling has no CUDA path"), o.err);
-        else saysWhere(o, false);   // no GPU: the fallback, then the CPU path (which finds no checkpoint)
+        Path data = dir.resolve("images"), ck = dir.resolve("pixelcnn");
+        Files.createDirectories(data);
+        dev.latent.SyntheticImages.write(data, "train", 4, 1);
+        dev.latent.SyntheticImages.write(data, "t10k", 6, 2);
+        Out t = run("train", "pixelcnn", "--data", data.toString(), "--out", ck.toString(), "--steps", "2", "--batch", "2", "--channels", "4",
+                "--layers", "2", "--first-kernel", "3", "--kernel", "3", "--head", "8", "--samples", "0", "--quiet");
+        assertEquals(0, t.rc, t.err);
+        // samples: the device sampler draws with the CPU sampler's uniforms and rule (equal unless a draw sits within
+        // float rounding of a CDF boundary: CudaPixelCnnTest bounds that case; none here)
+        Path a = dir.resolve("cpu.png"), b = dir.resolve("cuda.png");
+        String[] sample = {"sample", "pixelcnn", "--checkpoint", ck.toString(), "--n", "2", "--seed", "5", "--pixels", "40"};
+        Out sc = run(concat(sample, "--out", a.toString(), "--device", "cpu")), sg = run(concat(sample, "--out", b.toString(), "--device", "cuda"));
+        assertEquals(0, sc.rc, sc.err);
+        assertEquals(0, sg.rc, sg.err);
+        saysWhere(sg, gpu);
+        assertTrue(sg.out.contains(gpu ? "\"device\":\"cuda\"" : "\"device\":\"cpu\""), sg.out);
+        var x = javax.imageio.ImageIO.read(a.toFile()); var y = javax.imageio.ImageIO.read(b.toFile());
+        assertEquals(x.getWidth(), y.getWidth());
+        assertEquals(x.getHeight(), y.getHeight());
+        int[] px = x.getRGB(0, 0, x.getWidth(), x.getHeight(), null, 0, x.getWidth()), py = y.getRGB(0, 0, y.getWidth(), y.getHeight(), null, 0, y.getWidth());
+        assertArrayEquals(px, py, "sample pixelcnn --device cuda vs cpu");
+        assertTrue(java.util.Arrays.stream(px).distinct().count() > 2, "the grid is (nearly) constant: the comparison means nothing");
+        String[] eval = {"eval", "pixelcnn", "--checkpoint", ck.toString(), "--data", data.toString(), "--limit", "3"};
+        Out ec = run(concat(eval, "--device", "cpu")), eg = run(concat(eval, "--device", "cuda"));
+        assertEquals(0, ec.rc, ec.err);
+        assertEquals(0, eg.rc, eg.err);
+        saysWhere(eg, gpu);
+        double u = number(ec.out, "test_bits_per_dim"), v = number(eg.out, "test_bits_per_dim");
+        assertEquals(u, v, 1e-5 * u, "test_bits_per_dim: " + ec.out + " vs " + eg.out);
+        Out naive = run("sample", "pixelcnn", "--checkpoint", ck.toString(), "--n", "1", "--pixels", "3", "--out", dir.resolve("naive.png").toString(),
+                "--device", "cuda", "--sampler", "naive");
+        if (gpu) {
+            assertNotEquals(0, naive.rc);
+            assertTrue(naive.err.contains("--sampler naive runs on the CPU only"), naive.err);
+        } else assertEquals(0, naive.rc, naive.err);   // no GPU: the CPU, where the naive sampler runs
     }
 
     static String[] concat(String[] a, String... b) {

@@ -443,6 +443,11 @@ final class Ltk {
         cu.launch("ltk_layernorm_residual_bwd_dx", grid, block, sharedBytes, rows, c, s, w, mean, rstd, dy, ds, dx);
     }
 
+    /** ltk_pixel_draw (kernels/pixel_draw/pixel_draw.cu). */
+    static void ltk_pixel_draw(Cuda cu, int[] grid, int[] block, int sharedBytes, long n, long levels, long hw, long p, DeviceBuffer logits, DeviceBuffer u, float denom, DeviceBuffer img, DeviceBuffer codes) {
+        cu.launch("ltk_pixel_draw", grid, block, sharedBytes, n, levels, hw, p, logits, u, denom, img, codes);
+    }
+
     /** ltk_pointwise_fwd (kernels/pointwise/pointwise.cu). */
     static void ltk_pointwise_fwd(Cuda cu, int[] grid, int[] block, int sharedBytes, int kind, long n, DeviceBuffer x, DeviceBuffer y) {
         cu.launch("ltk_pointwise_fwd", grid, block, sharedBytes, kind, n, x, y);

@@ -25,7 +25,7 @@ class CudaResumeTest {
     /**
      * train classifier and train pixelcnn on the device at bf16 (h-cudaprec2): n steps against k steps and a resume to n,
      * the same checkpoint bit for bit (weights and AdamW moments restored into the device's buffers, the precision kept);
-     * PixelCNN's epoch-end sample grid is drawn on the CPU from the device's weights.
+     * PixelCNN's epoch-end sample grid is drawn on the device (DevicePixelCnnSampler).
      */
     @Test
     void classifierAndPixelCnnResumeOnTheDeviceAtBf16(@TempDir Path dir) throws Exception {

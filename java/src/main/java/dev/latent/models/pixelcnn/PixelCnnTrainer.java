@@ -36,7 +36,7 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * log-likelihood in bits per dimension (the cross-entropy in nats / ln 2, averaged over every pixel of the test
  * split): 8 is a uniform model. After each epoch: a test evaluation, a 64-image sample grid (cached sampler) and a
  * checkpoint (atomic SafeTensors, with Adam's state: {@code --resume} continues a run bit for bit). The loop is
- * {@link TrainLoop}'s. 28 x 28 images (the model itself takes any size); CPU only.
+ * {@link TrainLoop}'s. 28 x 28 images (the model itself takes any size); on the CPU or on CUDA.
  */
 public final class PixelCnnTrainer {
     public static final String CHECKPOINT = "checkpoint.safetensors";
@@ -81,15 +81,15 @@ public final class PixelCnnTrainer {
     private long step;
     private TrainingListener listener = TrainingListener.LOG;
 
-    /** Where the model trains (issue 18): its weights and Adam's state live there; sampling copies the weights to the CPU. */
+    /** Where the model trains (issue 18): its weights and Adam's state live there; evaluation and sampling run there too. */
     public final dev.latent.tensor.Device device;
 
     public PixelCnnTrainer(Config cfg, Scope scope) { this(cfg, scope, dev.latent.tensor.Device.CPU); }
 
     /**
      * A trainer on {@code device} (train pixelcnn --device cuda): the model is built on the CPU (the same initial weights
-     * for any device) and moved there before the optimizer is made. Training steps and the test bits/dim run there; the
-     * sample grids are drawn on the CPU from a copy of the weights (PixelCnnSampler).
+     * for any device) and moved there before the optimizer is made. Training steps, the test bits/dim and the
+     * sample grids (DevicePixelCnnSampler on CUDA) run there.
      */
     public PixelCnnTrainer(Config cfg, Scope scope, dev.latent.tensor.Device device) {
         this.cfg = Objects.requireNonNull(cfg, "cfg");
@@ -226,15 +226,24 @@ public final class PixelCnnTrainer {
         return results;
     }
 
-    /** n samples (cached sampler, {@code seed}) of h x w as a PNG grid. */
+    /**
+     * n samples ({@code seed}) of h x w as a PNG grid: on the CPU the cached sampler, on CUDA {@link DevicePixelCnnSampler}
+     * (the same uniforms and draw rule: the same bytes wherever the devices' logits do not straddle a draw's boundary).
+     */
     public void writeSamples(Path file, int n, long seed, int h, int w) throws IOException {
-        byte[] px = new PixelCnnSampler(model).sample(n, h, w, seed, PixelCnnSampler.Mode.CACHED);
+        byte[] px = sample(n, h, w, seed);
         try (Scope s = Scope.confined()) {
             Tensor t = Tensor.empty(s, n, 1, h, w);
             for (int i = 0; i < px.length; i++) t.segment().setAtIndex(JAVA_FLOAT, i, (px[i] & 0xff) / 255f);
             int cols = (int) Math.ceil(Math.sqrt(n));
             ImageGrid.write(file, t, (n + cols - 1) / cols, cols, 0f, 1f, 0);
         }
+    }
+
+    /** n images of h x w from {@code seed} where the model lives: the CPU's cached sampler, or on CUDA {@link DevicePixelCnnSampler}. */
+    public byte[] sample(int n, int h, int w, long seed) {
+        return device == dev.latent.tensor.Device.CUDA ? new DevicePixelCnnSampler(model).sample(n, h, w, seed)
+                : new PixelCnnSampler(model).sample(n, h, w, seed, PixelCnnSampler.Mode.CACHED);
     }
 
     /** The checkpoint: weights, Adam's state, the format and the config. */
@@ -258,7 +267,15 @@ public final class PixelCnnTrainer {
     }
 
     /** A trainer holding a checkpoint's model (a run folder or the file itself), for eval and sampling. */
-    public static PixelCnnTrainer load(Path dirOrFile, Scope scope) throws IOException {
+    public static PixelCnnTrainer load(Path dirOrFile, Scope scope) throws IOException { return load(dirOrFile, scope, dev.latent.tensor.Device.CPU); }
+
+    /**
+     * As {@link #load(Path, Scope)} with the model on {@code device} (issue 18: {@code sample|eval pixelcnn --device
+     * cuda}): built on the CPU, moved there, and the checkpoint's tensors assigned on it. {@link #bitsPerDim} then runs
+     * there and {@link #writeSamples} draws with {@link DevicePixelCnnSampler}.
+     */
+    public static PixelCnnTrainer load(Path dirOrFile, Scope scope, dev.latent.tensor.Device device) throws IOException {
+        Objects.requireNonNull(device, "device");
         EpochFamily.Saved saved = EpochFamily.Saved.read(dirOrFile, FORMAT, "PixelCNN", scope);
         Path f = saved.file();
         SafeTensors.Loaded l = saved.loaded();
@@ -278,7 +295,7 @@ public final class PixelCnnTrainer {
         for (Tensor x : l.tensors().values()) held += x.numel();
         long needed = (long) arch.channels() * arch.channels() * arch.layers();
         if (needed > held) throw new IOException(f + ": config " + arch + " cannot fit the " + held + " floats the file holds");
-        PixelCnnTrainer t = new PixelCnnTrainer(cfg, scope);
+        PixelCnnTrainer t = new PixelCnnTrainer(cfg, scope, device);
         for (var e : t.model.namedParameters().entrySet()) {
             Tensor src = l.tensors().get(e.getKey());
             if (src == null) throw new IOException(f + ": missing tensor " + e.getKey());
@@ -287,7 +304,7 @@ public final class PixelCnnTrainer {
                         + java.util.Arrays.toString(e.getValue().shape()));
             long bad = Limits.nonFinite(src);
             if (bad > 0) throw new IOException(f + ": tensor " + e.getKey() + " holds " + bad + " NaN or infinite values (a diverged or damaged checkpoint)");
-            MemorySegment.copy(src.segment(), 0, e.getValue().value().segment(), 0, src.numel() * 4);
+            dev.latent.nn.Init.assign(src, e.getValue().value());
         }
         t.step = saved.step();
         t.precision = dev.latent.train.TrainingPrecision.of(f, l.metadata());   /* read, not required: evaluation runs fp32 */

@@ -1,0 +1,183 @@
+package dev.latent.models.pixelcnn;
+
+import dev.latent.autograd.F;
+import dev.latent.autograd.Graph;
+import dev.latent.autograd.Var;
+import dev.latent.cuda.Cuda;
+import dev.latent.cuda.CudaPixelKernels;
+import dev.latent.cuda.DeviceBuffer;
+import dev.latent.nn.MaskedConv2d;
+import dev.latent.ops.Kernels;
+import dev.latent.tensor.Device;
+import dev.latent.tensor.Scope;
+import dev.latent.tensor.Tensor;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Objects;
+import java.util.SplittableRandom;
+
+import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+
+/**
+ * Pixel-by-pixel sampling of a {@link GatedPixelCnn} whose parameters live on {@link Device#CUDA}, the whole batch at
+ * once, every layer on the device, and the per-pixel draw on the device too ({@code ltk_pixel_draw}), so nothing comes
+ * back to the host per pixel: the uniforms go up once, the drawn bytes come back once.
+ *
+ * <p>The work per image follows the masks (as {@link PixelCnnSampler}'s cached mode, at the granularity of rows):
+ * <ul>
+ *   <li>When row i starts, block l's vertical stack runs on rows max(0, i - k/2) .. i of its input (the image, or
+ *       block l - 1's vertical output, kept for the whole image on the device) with the layer's padding, and the last
+ *       output row is row i of the full-image convolution: the taps below row i are masked, the rows above the window
+ *       are outside the kernel. Its gate goes into the block's vertical output at row i, and the 1x1 link (v2h) of
+ *       row i is kept for the row.</li>
+ *   <li>For pixel (i, j) the horizontal stacks run on row i (1 x k convolutions with the link added, the gates, the
+ *       1x1 output layer, the residual), from image row i, which holds the pixels drawn so far; then the head on
+ *       column j only, giving (n, 256) logits, and {@code ltk_pixel_draw} writes each image's value into the image on
+ *       the device. The horizontal stack recomputes the row's W positions per pixel (W times the cached sampler's
+ *       horizontal work, no per-position cache), which keeps every call a whole-row convolution.</li>
+ * </ul>
+ * The convolutions, activations, additions and linear layers are the library's device ops ({@link F} in an inference
+ * graph): cuDNN / cuBLAS where present, else our kernels.
+ *
+ * <p>Draws: image {@code id} uses the uniforms of {@link PixelCnnSampler} (a {@link SplittableRandom} keyed by
+ * (seed, id), one per pixel in raster order) and its rule ({@link PixelCnnSampler#draw}: inverse CDF in double), so
+ * for the same seed the device draws the CPU's bytes wherever the two devices' logits do not straddle a CDF boundary
+ * at u (they agree to float rounding, not bit for bit: different summation orders); after a differing pixel the rest
+ * of that image differs. The device's own result is deterministic: the same seed gives the same bytes on every run.
+ * Host synchronisations: the upload of the uniforms and the download of the bytes, whatever the number of pixels
+ * (plus what the ops' own calls do; none per pixel: {@code CudaPixelCnnTest} counts them). Not thread-safe per
+ * instance beyond the model being only read: each call builds its own state.
+ */
+public final class DevicePixelCnnSampler {
+    private final GatedPixelCnn m;
+
+    /** A sampler for {@code model}, whose parameters must be on CUDA (grey images: one channel group). */
+    public DevicePixelCnnSampler(GatedPixelCnn model) {
+        m = Objects.requireNonNull(model, "model");
+        Device d = model.head2.weight.value().device();
+        if (d != Device.CUDA)
+            throw new IllegalArgumentException("DevicePixelCnnSampler: the model's parameters are on " + d
+                    + ", not CUDA; move them with model.to(scope, Device.CUDA) (or use PixelCnnSampler on the CPU)");
+        for (GatedPixelCnn.Block b : model.blocks)
+            if (b.vconv.groups != 1 || b.hconv.groups != 1)
+                throw new IllegalArgumentException("DevicePixelCnnSampler: grey images (one channel group) only");
+    }
+
+    /** {@code n} images of h x w (8-bit grey, row-major, image after image), images 0 .. n-1 of {@code seed}. */
+    public byte[] sample(int n, int h, int w, long seed) { return sample(n, h, w, seed, h * w); }
+
+    /** As {@link #sample(int, int, int, long)} but stopping after the first {@code pixels} pixels of each image (the rest stay 0). */
+    public byte[] sample(int n, int h, int w, long seed, int pixels) {
+        check(n, h, w);
+        if (pixels < 0 || pixels > h * w) throw new IllegalArgumentException("DevicePixelCnnSampler: pixels " + pixels + " outside [0, " + h * w + "]");
+        return (byte[]) run(n, h, w, seed, pixels, null);
+    }
+
+    /**
+     * The logits (n h w, 256) of {@code n} given images (8-bit grey, row-major, image after image) by this sampler's
+     * path, teacher-forced: each pixel's logits are computed as in {@link #sample} and then the given pixel, not a draw,
+     * goes into the image. For tests (the CPU's {@link PixelCnnSampler#logits} and {@link GatedPixelCnn#logits}).
+     */
+    public float[] logits(byte[] images, int n, int h, int w) {
+        check(n, h, w);
+        if (images.length != n * h * w) throw new IllegalArgumentException("DevicePixelCnnSampler: " + images.length + " pixels for " + n + " x " + h + " x " + w);
+        return (float[]) run(n, h, w, 0, h * w, images);
+    }
+
+    private static void check(int n, int h, int w) {
+        if (n < 1 || h < 1 || w < 1 || (long) n * h * w * GatedPixelCnn.LEVELS > Integer.MAX_VALUE)
+            throw new IllegalArgumentException("DevicePixelCnnSampler: bad size " + n + " x " + h + " x " + w);
+    }
+
+    /** Samples (forced null: the bytes) or the teacher-forced logits of {@code forced} (a float[]). */
+    private Object run(int n, int h, int w, long seed, int pixels, byte[] forced) {
+        int hw = h * w, layers = m.arch.layers(), levels = GatedPixelCnn.LEVELS;
+        long c = m.arch.channels();
+        Cuda cu = Cuda.get();
+        try (Graph g = Graph.inference(); Arena a = Arena.ofConfined()) {
+            Scope s = g.scope();
+            Tensor img = Tensor.zeros(s, Device.CUDA, n, 1, h, w);
+            Tensor u = null, codes = null, given = null, all = null;
+            if (forced == null) {
+                // the uniforms of PixelCnnSampler, image after image, one per pixel: up once
+                MemorySegment us = a.allocate(8L * n * hw, 8);
+                for (int id = 0; id < n; id++) {
+                    SplittableRandom r = PixelCnnSampler.rng(seed, id);
+                    for (int p = 0; p < pixels; p++) us.setAtIndex(JAVA_DOUBLE, (long) id * hw + p, r.nextDouble());
+                }
+                u = Tensor.empty(s, Device.CUDA, 2L * n * hw);   // doubles in a float tensor's bytes
+                DeviceBuffer.of(u.deviceBuffer()).copyFrom(us);
+                codes = Tensor.zeros(s, Device.CUDA, (long) n * hw);   // int32 in a float tensor's bytes
+            } else {
+                float[] f = new float[n * hw];
+                for (int k = 0; k < f.length; k++) f[k] = (forced[k] & 0xff) / 255f;   // the sampler's v / 255f
+                given = Tensor.of(s, Device.CUDA, f, n, 1, h, w);
+                all = Tensor.empty(s, Device.CUDA, n, hw, levels);
+            }
+            // the masked weights, once (MaskedConv2d.forward multiplies per call)
+            Var[] vw = new Var[layers], hwt = new Var[layers];
+            Tensor[] vout = new Tensor[layers];
+            for (int l = 0; l < layers; l++) {
+                GatedPixelCnn.Block b = m.blocks.get(l);
+                vw[l] = masked(b.vconv);
+                hwt[l] = masked(b.hconv);
+                vout[l] = Tensor.zeros(s, Device.CUDA, n, c, h, w);
+            }
+            for (int i = 0; i < h && i * w < pixels; i++) {
+                try (Graph rowG = Graph.inference()) {
+                    Var[] link = new Var[layers];
+                    for (int l = 0; l < layers; l++) {
+                        GatedPixelCnn.Block b = m.blocks.get(l);
+                        Tensor vin = l == 0 ? img : vout[l - 1];
+                        int half = b.vconv.kernel / 2, lo = Math.max(0, i - half);
+                        Tensor win = Kernels.contiguous(rowG.scope(), vin.slice(2, lo, i + 1));
+                        Var vp = F.conv2d(Var.constant(win), vw[l], b.vconv.bias, 1, 1, half, half);
+                        Var row = Var.constant(Kernels.contiguous(rowG.scope(), vp.value().slice(2, i - lo, i - lo + 1)));   // (n, 2C, 1, w)
+                        Kernels.copy(GatedPixelCnn.gate(row, c).value(), vout[l].slice(2, i, i + 1));
+                        link[l] = b.v2h.forward(row);
+                    }
+                    for (int j = 0; j < w && i * w + j < pixels; j++) {
+                        try (Graph px = Graph.inference()) {
+                            Var hin = Var.constant(Kernels.contiguous(px.scope(), img.slice(2, i, i + 1)));   // (n, 1, 1, w)
+                            for (int l = 0; l < layers; l++) {
+                                GatedPixelCnn.Block b = m.blocks.get(l);
+                                int half = b.hconv.kernel / 2;
+                                Var hp = F.add(F.conv2d(hin, hwt[l], b.hconv.bias, 1, 1, 0, half), link[l]);
+                                Var ho = b.hout.forward(GatedPixelCnn.gate(hp, c));
+                                hin = b.residual ? F.add(ho, hin) : ho;
+                            }
+                            Tensor col = Kernels.contiguous(px.scope(), hin.value().slice(3, j, j + 1)).reshape(n, c);
+                            Var logits = m.head2.forward(F.relu(m.head1.forward(F.relu(Var.constant(col)))));   // (n, 256)
+                            int p = i * w + j;
+                            if (forced == null) {
+                                CudaPixelKernels.pixelDraw(cu, n, levels, hw, p, buf(logits.value()), buf(u), 255f, buf(img), buf(codes));
+                            } else {
+                                Kernels.copy(logits.value().reshape(n, 1, levels), all.slice(1, p, p + 1));
+                                Kernels.copy(given.slice(2, i, i + 1).slice(3, j, j + 1), img.slice(2, i, i + 1).slice(3, j, j + 1));
+                            }
+                        }
+                    }
+                }
+            }
+            if (forced != null) return all.toArray();
+            MemorySegment cs = a.allocate(4L * n * hw, 4);
+            DeviceBuffer.of(codes.deviceBuffer()).copyTo(cs);
+            byte[] out = new byte[n * hw];
+            for (int k = 0; k < n * hw; k++) out[k] = (byte) cs.getAtIndex(JAVA_INT, k);
+            return out;
+        }
+    }
+
+    private static Var masked(MaskedConv2d mc) {
+        Tensor mask = mc.mask();
+        if (mask.device() != Device.CUDA) throw new IllegalStateException("DevicePixelCnnSampler: a mask is on " + mask.device() + ", its weight on CUDA");
+        return F.mul(mc.weight, Var.constant(mask));
+    }
+
+    private static DeviceBuffer buf(Tensor t) {
+        if (!t.isContiguous()) throw new IllegalStateException("DevicePixelCnnSampler: " + t + " is not contiguous");
+        return DeviceBuffer.of(t.deviceBuffer());
+    }
+}

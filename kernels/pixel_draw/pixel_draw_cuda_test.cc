@@ -1,0 +1,80 @@
+/* pixel_draw.cu in the CUDA emulation: ltk_pixel_draw against a transcription of PixelCnnSampler.draw (Java: max in
+ * float with NaN winning, x - max in float, exp and the sums in double in index order, the first k whose cumulative
+ * sum exceeds u * sum, else levels - 1), for every image of the batch and several pixels of the plane:
+ *  - random logits of amplitude 1 and 40, 256 and 3 and 1 levels, u across [0, 1) including 0 and 1 - 2^-53;
+ *  - u exactly on a cumulative sum (the comparison is strict: the next level), one dominant logit (+-88 range),
+ *    ties, -inf entries (never drawn), a row of -inf, a NaN and a +inf logit (levels - 1, as in Java);
+ *  - img[r hw + p] = v / 255 and codes[r hw + p] = v, and every other element of both planes untouched
+ *    (NaN / -1 sentinels), over grids of one block and of several (n 1, 5, 64, 130).
+ * Run: build/pixel_draw_cuda_test */
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "../pixel_draw/pixel_draw.cu"
+#include "lt_cuda_test.h"
+
+static uint64_t rng = 0x9e11;
+
+/* PixelCnnSampler.draw, line for line. */
+static int java_draw(const float *x, int64_t levels, double u) {
+    float mx = -INFINITY;
+    for (int64_t k = 0; k < levels; k++) mx = (std::isnan(x[k]) || std::isnan(mx)) ? NAN : std::max(mx, x[k]);
+    double sum = 0;
+    for (int64_t k = 0; k < levels; k++) sum += std::exp((double)(x[k] - mx));
+    const double target = u * sum;
+    double acc = 0;
+    for (int64_t k = 0; k < levels; k++) {
+        acc += std::exp((double)(x[k] - mx));
+        if (acc > target) return (int)k;
+    }
+    return (int)levels - 1;
+}
+
+static void draw_case(int64_t n, int64_t levels, int pattern, float amp) {
+    const int64_t hw = 6, p = (n + levels + pattern) % hw;
+    std::vector<float> x(n * levels);
+    lt_t_fill(x.data(), n * levels, &rng);
+    for (auto &v : x) v *= amp;
+    std::vector<double> u(n * hw, 0.5);
+    for (int64_t r = 0; r < n; r++) {
+        float *xr = &x[r * levels];
+        double ur = (double)(lt_t_uniform(&rng) * 0.5f + 0.5f);
+        if (r % 7 == 1) ur = 0.0;
+        if (r % 7 == 2) ur = 1.0 - 1.0 / 9007199254740992.0;
+        if (pattern == 1 && levels > 2) { xr[levels / 2] = 88.0f; xr[0] = -88.0f; }          /* one dominant level */
+        if (pattern == 2) for (int64_t k = 0; k < levels; k++) xr[k] = (float)((k * 3) % 4);  /* ties */
+        if (pattern == 3 && levels > 2) { xr[1] = -INFINITY; xr[levels - 1] = -INFINITY; }   /* never drawn */
+        if (pattern == 4) for (int64_t k = 0; k < levels; k++) xr[k] = -INFINITY;             /* all -inf: NaN sums */
+        if (pattern == 5 && levels > 1) xr[levels / 3] = NAN;
+        if (pattern == 6) xr[0] = INFINITY;
+        if (pattern == 7 && levels > 3) {   /* u exactly at the first cumulative sum: strict comparison */
+            for (int64_t k = 0; k < levels; k++) xr[k] = 0.0f;
+            ur = 1.0 / (double)levels;      /* target = u * levels = 1 = acc after level 0: not >, so level 1 */
+        }
+        u[r * hw + p] = ur;
+    }
+    std::vector<float> img(n * hw, NAN);
+    std::vector<int32_t> codes(n * hw, -1);
+    const int threads = 64;
+    LAUNCH(ltk_pixel_draw, dim3((unsigned)((n + threads - 1) / threads)), dim3(threads), 0, n, levels, hw, p, (const float *)x.data(),
+           (const double *)u.data(), 255.0f, img.data(), codes.data());
+    for (int64_t r = 0; r < n; r++) {
+        const int want = java_draw(&x[r * levels], levels, u[r * hw + p]);
+        if (pattern == 7 && levels > 3) CHECK(want == 1, "pattern 7: the Java rule gives %d", want);
+        if (pattern == 3 && levels > 2) CHECK(want != 1, "pattern 3: the -inf level 1 drawn");
+        CHECK(codes[r * hw + p] == want, "n %lld levels %lld pattern %d amp %g row %lld: drew %d, the Java rule %d", (long long)n,
+              (long long)levels, pattern, amp, (long long)r, codes[r * hw + p], want);
+        CHECK(img[r * hw + p] == (float)want / 255.0f, "row %lld: img %g, want %g", (long long)r, img[r * hw + p], (float)want / 255.0f);
+        for (int64_t q = 0; q < hw; q++)
+            if (q != p) CHECK(std::isnan(img[r * hw + q]) && codes[r * hw + q] == -1, "row %lld: pixel %lld touched", (long long)r, (long long)q);
+    }
+}
+
+int main() {
+    for (int64_t n : {1, 5, 64, 130})
+        for (int64_t levels : {1, 3, 256})
+            for (int pattern = 0; pattern <= 7; pattern++)
+                for (float amp : {1.0f, 40.0f}) draw_case(n, levels, pattern, amp);
+    return lt_test_summary();
+}
