@@ -18,8 +18,8 @@ import static dev.latent.cuda.CudaTesting.emuCounters;
 import static dev.latent.cuda.CudaTesting.emulated;
 import static dev.latent.cuda.CudaTesting.fill;
 import static dev.latent.cuda.CudaTesting.up;
+import static dev.latent.cuda.CudaTesting.vendor;
 import static org.junit.jupiter.api.Assertions.*;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * cuBLASLt through FFM (CuBlasLt, CudaVendor.gemmBias, F.linear): on the emulated driver against its CPU stand-ins
@@ -36,11 +36,7 @@ class CuBlasLtTest {
     @BeforeAll
     static void setUp() {
         cu = device();
-        CudaVendor.force(null);
-        lt = CudaVendor.blasLt(cu);
-        String why = String.join("; ", CudaVendor.describe());
-        if (System.getProperty("latent.cublaslt.path") != null) assertNotNull(lt, "-Dlatent.cublaslt.path is set but cuBLASLt did not load: " + why);
-        else assumeTrue(lt != null, "no cuBLASLt here: " + why);
+        lt = vendor(cu, CudaVendor::blasLt, "latent.cublaslt.path", "cuBLASLt", "cuBLASLt");
         System.out.println("CuBlasLtTest: " + lt.describe());
     }
 

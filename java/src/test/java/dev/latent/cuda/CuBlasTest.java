@@ -20,8 +20,8 @@ import static dev.latent.cuda.CudaTesting.emuCounters;
 import static dev.latent.cuda.CudaTesting.emulated;
 import static dev.latent.cuda.CudaTesting.fill;
 import static dev.latent.cuda.CudaTesting.up;
+import static dev.latent.cuda.CudaTesting.vendor;
 import static org.junit.jupiter.api.Assertions.*;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * cuBLAS through FFM (CuBlas, CudaVendor): on the emulated driver against its CPU stand-ins (vendor_emu.cc), on a GPU
@@ -42,11 +42,7 @@ class CuBlasTest {
     @BeforeAll
     static void setUp() {
         cu = device();
-        CudaVendor.force(null);
-        blas = CudaVendor.blas(cu);
-        String why = String.join("; ", CudaVendor.describe());
-        if (System.getProperty("latent.cublas.path") != null) assertNotNull(blas, "-Dlatent.cublas.path is set but cuBLAS did not load: " + why);
-        else assumeTrue(blas != null, "no cuBLAS here: " + why);
+        blas = vendor(cu, CudaVendor::blas, "latent.cublas.path", "cuBLAS", "cuBLAS");
         System.out.println("CuBlasTest: " + blas.describe());
     }
 

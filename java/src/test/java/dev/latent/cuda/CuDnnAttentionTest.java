@@ -19,9 +19,9 @@ import static dev.latent.cuda.CudaTesting.down;
 import static dev.latent.cuda.CudaTesting.emuCounters;
 import static dev.latent.cuda.CudaTesting.emulated;
 import static dev.latent.cuda.CudaTesting.fill;
+import static dev.latent.cuda.CudaTesting.sdpa;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 import static org.junit.jupiter.api.Assertions.*;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * cuDNN's SDPA forward and backward through the backend graph API (CuDnnAttention, CudaVendor.attentionBf16): on the emulated driver
@@ -41,11 +41,7 @@ class CuDnnAttentionTest {
     @BeforeAll
     static void setUp() {
         cu = device();
-        CudaVendor.force(null);
-        attn = CudaVendor.attention(cu);
-        String why = String.join("; ", CudaVendor.describe());
-        if (System.getProperty("latent.cudnn.path") != null) assertNotNull(attn, "-Dlatent.cudnn.path is set but cuDNN's SDPA did not load: " + why);
-        else assumeTrue(attn != null, "no cuDNN 9 here: " + why);
+        attn = sdpa(cu);
     }
 
     @AfterEach

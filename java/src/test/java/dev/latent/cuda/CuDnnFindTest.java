@@ -22,6 +22,7 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 
+import static dev.latent.cuda.CudaTesting.cudnn;
 import static dev.latent.cuda.CudaTesting.device;
 import static dev.latent.cuda.CudaTesting.down;
 import static dev.latent.cuda.CudaTesting.emulated;
@@ -51,11 +52,7 @@ class CuDnnFindTest {
     @BeforeAll
     static void setUp() {
         cu = device();
-        CudaVendor.force(null);
-        dnn = CudaVendor.dnn(cu);
-        String why = String.join("; ", CudaVendor.describe());
-        if (System.getProperty("latent.cudnn.path") != null) assertNotNull(dnn, "-Dlatent.cudnn.path is set but cuDNN did not load: " + why);
-        else assumeTrue(dnn != null, "no cuDNN here: " + why);
+        dnn = cudnn(cu);
         if (emulated()) {
             SymbolLookup l = SymbolLookup.libraryLookup(System.getProperty("latent.cuda.driver"), Arena.global());
             stats = Linker.nativeLinker().downcallHandle(l.find("latent_emu_cudnn_algo_stats").orElseThrow(),

@@ -15,11 +15,11 @@ import static dev.latent.cuda.CudaTesting.EMU_CONV_BWD_DATA;
 import static dev.latent.cuda.CudaTesting.EMU_CONV_BWD_FILTER;
 import static dev.latent.cuda.CudaTesting.EMU_CONV_FWD;
 import static dev.latent.cuda.CudaTesting.U;
+import static dev.latent.cuda.CudaTesting.cudnn;
 import static dev.latent.cuda.CudaTesting.device;
 import static dev.latent.cuda.CudaTesting.emuCounters;
 import static dev.latent.cuda.CudaTesting.fill;
 import static org.junit.jupiter.api.Assertions.*;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * cuDNN convolutions through FFM (CuDnn, CudaVendor): on the emulated driver against its CPU stand-ins, on a GPU against
@@ -36,11 +36,7 @@ class CuDnnTest {
     @BeforeAll
     static void setUp() {
         cu = device();
-        CudaVendor.force(null);
-        dnn = CudaVendor.dnn(cu);
-        String why = String.join("; ", CudaVendor.describe());
-        if (System.getProperty("latent.cudnn.path") != null) assertNotNull(dnn, "-Dlatent.cudnn.path is set but cuDNN did not load: " + why);
-        else assumeTrue(dnn != null, "no cuDNN here: " + why);
+        dnn = cudnn(cu);
         System.out.println("CuDnnTest: " + dnn.describe());
     }
 

@@ -80,17 +80,30 @@ final class CudaTesting {
     }
 
     /**
-     * The device, with cuDNN's SDPA loaded (vendor routing reset to the environment's): a failure when
-     * -Dlatent.cudnn.path names a cuDNN whose SDPA did not load, else the test is skipped without cuDNN 9.
+     * A vendor library on {@code cu}, {@code load} of CudaVendor (dnn, blas, blasLt, attention) after the vendor routing is
+     * reset to the environment's: a failure when -D{@code property} is set (the cuda-emulated execution sets it) and
+     * {@code what} did not load, else the test is skipped where it is absent ("no {@code absent} here").
      */
+    static <T> T vendor(Cuda cu, java.util.function.Function<Cuda, T> load, String property, String what, String absent) {
+        CudaVendor.force(null);
+        T lib = load.apply(cu);
+        String why = String.join("; ", CudaVendor.describe());
+        if (System.getProperty(property) != null) org.junit.jupiter.api.Assertions.assertNotNull(lib,
+                "-D" + property + " is set but " + what + " did not load: " + why);
+        else assumeTrue(lib != null, "no " + absent + " here: " + why);
+        return lib;
+    }
+
+    /** cuDNN's SDPA on {@code cu} ({@link #vendor}): required under -Dlatent.cudnn.path, else skipped without cuDNN 9. */
+    static CuDnnAttention sdpa(Cuda cu) { return vendor(cu, CudaVendor::attention, "latent.cudnn.path", "cuDNN's SDPA", "cuDNN 9"); }
+
+    /** cuDNN on {@code cu} ({@link #vendor}): required under -Dlatent.cudnn.path, else skipped where none is found. */
+    static CuDnn cudnn(Cuda cu) { return vendor(cu, CudaVendor::dnn, "latent.cudnn.path", "cuDNN", "cuDNN"); }
+
+    /** The device, with cuDNN's SDPA loaded ({@link #sdpa}). */
     static Cuda deviceWithSdpa() {
         Cuda cu = device();
-        CudaVendor.force(null);
-        CuDnnAttention a = CudaVendor.attention(cu);
-        String why = String.join("; ", CudaVendor.describe());
-        if (System.getProperty("latent.cudnn.path") != null) org.junit.jupiter.api.Assertions.assertNotNull(a,
-                "-Dlatent.cudnn.path is set but cuDNN's SDPA did not load: " + why);
-        else assumeTrue(a != null, "no cuDNN 9 here: " + why);
+        sdpa(cu);
         return cu;
     }
 
