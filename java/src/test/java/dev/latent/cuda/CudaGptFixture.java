@@ -19,6 +19,9 @@ import java.util.Map;
 import java.util.SplittableRandom;
 
 import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * The GPT training run the precision and SDPA tests compare (CudaPrecisionTest, CudaSdpaWiringTest,
@@ -92,5 +95,37 @@ final class CudaGptFixture {
                 }
         }
         return new Run(losses, grads, c0, c1, c2);
+    }
+
+    // ---- the bf16 conversion tests' runs (CudaLinearConversionTest, CudaSdpaConversionTest) -------------------------
+
+    /**
+     * A conversion test's run, per step: the loss, every gradient by name, the launches of the forward and of the
+     * backward, the vendor calls the test counts (cuBLASLt's in the forward; SDPA's forward and backward in the step),
+     * live device bytes after the forward and after the backward; and the device bytes left once the run is over.
+     */
+    record ConversionRun(double[] losses, List<Map<String, float[]>> grads, long[] fwdLaunches, long[] bwdLaunches, long[] vendorCalls,
+                         long[] liveAfterForward, long[] liveAfterBackward, long leftAfter) {}
+
+    /** The vendor routing back to the environment's and both fewer-conversion switches back on (their defaults). */
+    static void restoreConversionSwitches() {
+        CudaVendor.force(null);
+        CudaVendor.fewerGemmConversionsForTest = true;
+        CudaVendor.fewerSdpaConversionsForTest = true;
+    }
+
+    /**
+     * The fewer-conversions run {@code now} against the per-operand run {@code old}: every step's loss and every
+     * gradient bit-identical, and now's loss falls over the run; each message starts with {@code prefix}.
+     */
+    static void assertSameBits(String prefix, ConversionRun old, ConversionRun now) {
+        int steps = old.losses().length;
+        for (int s = 0; s < steps; s++) {
+            assertEquals(Double.doubleToRawLongBits(old.losses()[s]), Double.doubleToRawLongBits(now.losses()[s]),
+                    prefix + "loss at step " + (s + 1) + ": " + now.losses()[s] + " vs the per-operand conversions' " + old.losses()[s]);
+            for (var e : old.grads().get(s).entrySet())
+                assertArrayEquals(e.getValue(), now.grads().get(s).get(e.getKey()), prefix + "grad " + e.getKey() + " at step " + (s + 1));
+        }
+        assertTrue(now.losses()[steps - 1] < now.losses()[0], prefix + "loss falls: " + java.util.Arrays.toString(now.losses()));
     }
 }

@@ -28,6 +28,9 @@ import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.function.Function;
 
+import static dev.latent.cuda.CudaGptFixture.ConversionRun;
+import static dev.latent.cuda.CudaGptFixture.assertSameBits;
+import static dev.latent.cuda.CudaGptFixture.restoreConversionSwitches;
 import static dev.latent.cuda.CudaTesting.EMU_LAUNCH;
 import static dev.latent.cuda.CudaTesting.EMU_LT_MATMUL;
 import static dev.latent.cuda.CudaTesting.device;
@@ -54,14 +57,7 @@ class CudaLinearConversionTest {
     static void setUp() { device(); }
 
     @AfterEach
-    void restore() {
-        CudaVendor.force(null);
-        CudaVendor.fewerGemmConversionsForTest = true;
-    }
-
-    /** Per step: loss, gradients, launches of forward and backward, cuBLASLt calls in the forward, live device bytes after each. */
-    record Run(double[] losses, List<Map<String, float[]>> grads, long[] fwdLaunches, long[] bwdLaunches, long[] fwdLt,
-               long[] liveAfterForward, long[] liveAfterBackward, long leftAfter) {}
+    void restore() { restoreConversionSwitches(); }
 
     /** A model under test: its parameters, and the loss of step s built in the open graph. */
     interface Trainee {
@@ -71,7 +67,7 @@ class CudaLinearConversionTest {
     }
 
     /** STEPS AdamW steps of the model {@code make} builds (on CUDA, in the given scope) at BF16, vendors on or off, fewer conversions on or off. */
-    static Run train(Function<Scope, Trainee> make, boolean vendor, boolean fewer) {
+    static ConversionRun train(Function<Scope, Trainee> make, boolean vendor, boolean fewer) {
         double[] losses = new double[STEPS];
         long[] fwd = new long[STEPS], bwd = new long[STEPS], lt = new long[STEPS], liveF = new long[STEPS], liveB = new long[STEPS];
         List<Map<String, float[]>> grads = new ArrayList<>();
@@ -101,10 +97,9 @@ class CudaLinearConversionTest {
                     opt.update(3e-3f, 1.0);
                 }
         } finally {
-            CudaVendor.force(null);
-            CudaVendor.fewerGemmConversionsForTest = true;
+            restoreConversionSwitches();
         }
-        return new Run(losses, grads, fwd, bwd, lt, liveF, liveB, Scope.liveDeviceBytes() - before);
+        return new ConversionRun(losses, grads, fwd, bwd, lt, liveF, liveB, Scope.liveDeviceBytes() - before);
     }
 
     /**
@@ -112,30 +107,24 @@ class CudaLinearConversionTest {
      * {@code savedLaunches} fewer backward launches (emulated driver), {@code keptBytes} more live after the forward and
      * the same after the backward, nothing left.
      */
-    static void check(String what, Run old, Run now, long savedLaunches, long keptBytes, long fusedForwards) {
+    static void check(String what, ConversionRun old, ConversionRun now, long savedLaunches, long keptBytes, long fusedForwards) {
         System.out.printf("%s: losses %s; launches per step forward %d -> %d, backward %d -> %d; kept %d bytes%n", what,
-                Arrays.toString(now.losses), old.fwdLaunches[STEPS - 1], now.fwdLaunches[STEPS - 1], old.bwdLaunches[STEPS - 1],
-                now.bwdLaunches[STEPS - 1], now.liveAfterForward[STEPS - 1] - old.liveAfterForward[STEPS - 1]);
-        for (int s = 0; s < STEPS; s++) {
-            assertEquals(Double.doubleToRawLongBits(old.losses[s]), Double.doubleToRawLongBits(now.losses[s]),
-                    what + ": loss at step " + (s + 1) + ": " + now.losses[s] + " vs the per-operand conversions' " + old.losses[s]);
-            for (var e : old.grads.get(s).entrySet())
-                assertArrayEquals(e.getValue(), now.grads.get(s).get(e.getKey()), what + ": grad " + e.getKey() + " at step " + (s + 1));
-        }
-        assertTrue(now.losses[STEPS - 1] < now.losses[0], what + ": loss falls: " + Arrays.toString(now.losses));
+                Arrays.toString(now.losses()), old.fwdLaunches()[STEPS - 1], now.fwdLaunches()[STEPS - 1], old.bwdLaunches()[STEPS - 1],
+                now.bwdLaunches()[STEPS - 1], now.liveAfterForward()[STEPS - 1] - old.liveAfterForward()[STEPS - 1]);
+        assertSameBits(what + ": ", old, now);
         for (int s = 0; s < STEPS; s++) {
             String at = what + ", step " + (s + 1);
             if (emulated()) {
-                assertEquals(fusedForwards, now.fwdLt[s], at + ": forwards served by cuBLASLt's fused bias");
-                assertEquals(old.fwdLaunches[s], now.fwdLaunches[s], at + ": the forward converts as before (into the kept block)");
-                assertEquals(savedLaunches, old.bwdLaunches[s] - now.bwdLaunches[s],
-                        at + ": backward conversion launches saved (" + old.bwdLaunches[s] + " -> " + now.bwdLaunches[s] + ")");
+                assertEquals(fusedForwards, now.vendorCalls()[s], at + ": forwards served by cuBLASLt's fused bias");
+                assertEquals(old.fwdLaunches()[s], now.fwdLaunches()[s], at + ": the forward converts as before (into the kept block)");
+                assertEquals(savedLaunches, old.bwdLaunches()[s] - now.bwdLaunches()[s],
+                        at + ": backward conversion launches saved (" + old.bwdLaunches()[s] + " -> " + now.bwdLaunches()[s] + ")");
             }
-            assertEquals(keptBytes, now.liveAfterForward[s] - old.liveAfterForward[s], at + ": the forward keeps its bf16 x and W, nothing else");
-            assertEquals(old.liveAfterBackward[s], now.liveAfterBackward[s], at + ": the backward frees what the forward kept");
+            assertEquals(keptBytes, now.liveAfterForward()[s] - old.liveAfterForward()[s], at + ": the forward keeps its bf16 x and W, nothing else");
+            assertEquals(old.liveAfterBackward()[s], now.liveAfterBackward()[s], at + ": the backward frees what the forward kept");
         }
-        assertEquals(0, old.leftAfter, what + ": device memory left after the per-operand run");
-        assertEquals(0, now.leftAfter, what + ": device memory left after the run (a kept block leaked)");
+        assertEquals(0, old.leftAfter(), what + ": device memory left after the per-operand run");
+        assertEquals(0, now.leftAfter(), what + ": device memory left after the run (a kept block leaked)");
     }
 
     /** Bytes a linear (or matmul) x (n, in) @ W^T keeps: x's bf16 copy (rounded up to 256) and W's (out x in). */
@@ -175,7 +164,7 @@ class CudaLinearConversionTest {
                 for (boolean vendor : new boolean[] {true, false}) {
                     if (vendor && !vendorGemms()) continue;
                     String what = "GPT bf16, " + (tied ? "tied head" : "untied head") + ", " + (vendor ? "vendors" : "our kernels");
-                    Run old = train(gpt(cfg, hi, ht), vendor, false), now = train(gpt(cfg, hi, ht), vendor, true);
+                    ConversionRun old = train(gpt(cfg, hi, ht), vendor, false), now = train(gpt(cfg, hi, ht), vendor, true);
                     long saved = vendor ? linears + (tied ? 3 : 0) : 3L * (linears + (tied ? 1 : 0));
                     long keptBytes = (vendor ? 0 : cfg.layers() * perLayer + (tied ? 0 : head)) + (tied ? head : 0);
                     check(what, old, now, saved, keptBytes, vendor ? linears : 0);
@@ -211,7 +200,7 @@ class CudaLinearConversionTest {
         };
         for (boolean vendor : new boolean[] {true, false}) {
             if (vendor && !vendorGemms()) continue;
-            Run old = train(vae, vendor, false), now = train(vae, vendor, true);
+            ConversionRun old = train(vae, vendor, false), now = train(vae, vendor, true);
             check("VAE bf16, " + (vendor ? "vendors" : "our kernels"), old, now, vendor ? 3 : 9,
                     vendor ? 0 : 2 * kept(B, 3136, latent) + kept(B, latent, 3136), vendor ? 3 : 0);
         }

@@ -13,11 +13,11 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
-import java.util.List;
-import java.util.Map;
-
 import static dev.latent.cuda.CudaGptFixture.B;
 import static dev.latent.cuda.CudaGptFixture.CFG;
+import static dev.latent.cuda.CudaGptFixture.ConversionRun;
+import static dev.latent.cuda.CudaGptFixture.assertSameBits;
+import static dev.latent.cuda.CudaGptFixture.restoreConversionSwitches;
 import static dev.latent.cuda.CudaTesting.EMU_LAUNCH;
 import static dev.latent.cuda.CudaTesting.EMU_SDPA_BWD;
 import static dev.latent.cuda.CudaTesting.EMU_SDPA_FWD;
@@ -45,19 +45,12 @@ class CudaSdpaConversionTest {
     static void setUp() { cu = deviceWithSdpa(); }
 
     @AfterEach
-    void restore() {
-        CudaVendor.force(null);
-        CudaVendor.fewerSdpaConversionsForTest = true;
-    }
-
-    /** Per step: loss, gradients, launches and SDPA executions of forward and backward, live device bytes after each. */
-    record Run(double[] losses, List<Map<String, float[]>> grads, long[] fwdLaunches, long[] bwdLaunches, long[] sdpa,
-               long[] liveAfterForward, long[] liveAfterBackward, long leftAfter) {}
+    void restore() { restoreConversionSwitches(); }
 
     static long[] counters() { return emuCountersOrZeros(); }
 
     /** STEPS GPT steps on CUDA at BF16 ({@link CudaGptFixture}) with the vendor on, the fewer conversions on or off. */
-    static Run train(boolean fewer) {
+    static ConversionRun train(boolean fewer) {
         long[] liveF = new long[STEPS], liveB = new long[STEPS];
         long before = Scope.liveDeviceBytes();
         CudaGptFixture.Run r;
@@ -71,8 +64,7 @@ class CudaSdpaConversionTest {
                 @Override public void afterBackward(int step) { liveB[step] = Scope.liveDeviceBytes(); }
             });
         } finally {
-            CudaVendor.force(null);
-            CudaVendor.fewerSdpaConversionsForTest = true;
+            restoreConversionSwitches();
         }
         long[] fwd = new long[STEPS], bwd = new long[STEPS], sdpa = new long[STEPS];
         for (int s = 0; s < STEPS; s++) {
@@ -80,40 +72,34 @@ class CudaSdpaConversionTest {
             bwd[s] = r.backward(s, EMU_LAUNCH);
             sdpa[s] = r.forward(s, EMU_SDPA_FWD) + r.backward(s, EMU_SDPA_FWD) + r.forward(s, EMU_SDPA_BWD) + r.backward(s, EMU_SDPA_BWD);
         }
-        return new Run(r.losses(), r.grads(), fwd, bwd, sdpa, liveF, liveB, Scope.liveDeviceBytes() - before);
+        return new ConversionRun(r.losses(), r.grads(), fwd, bwd, sdpa, liveF, liveB, Scope.liveDeviceBytes() - before);
     }
 
     @Test
     void gptBf16StepSameBitsWithFewerConversionLaunches() {
-        Run old = train(false), now = train(true);
+        ConversionRun old = train(false), now = train(true);
         System.out.printf("GPT bf16 on cuDNN's SDPA (the stand-in when emulated), losses %s; launches per step forward %d -> %d, backward %d -> %d%n",
-                java.util.Arrays.toString(now.losses), old.fwdLaunches[STEPS - 1], now.fwdLaunches[STEPS - 1],
-                old.bwdLaunches[STEPS - 1], now.bwdLaunches[STEPS - 1]);
-        for (int s = 0; s < STEPS; s++) {
-            assertEquals(Double.doubleToRawLongBits(old.losses[s]), Double.doubleToRawLongBits(now.losses[s]),
-                    "loss at step " + (s + 1) + ": " + now.losses[s] + " vs the per-operand conversions' " + old.losses[s]);
-            for (var e : old.grads.get(s).entrySet())
-                assertArrayEquals(e.getValue(), now.grads.get(s).get(e.getKey()), "grad " + e.getKey() + " at step " + (s + 1));
-        }
-        assertTrue(now.losses[STEPS - 1] < now.losses[0], "loss falls: " + java.util.Arrays.toString(now.losses));
+                java.util.Arrays.toString(now.losses()), old.fwdLaunches()[STEPS - 1], now.fwdLaunches()[STEPS - 1],
+                old.bwdLaunches()[STEPS - 1], now.bwdLaunches()[STEPS - 1]);
+        assertSameBits("", old, now);
         long n = (long) B * CFG.heads() * CFG.context() * (CFG.dim() / CFG.heads());
         for (int s = 0; s < STEPS; s++) {
             if (emulated()) {
-                assertEquals(2L * CFG.layers(), now.sdpa[s], "step " + (s + 1) + ": one SDPA forward and one backward per layer");
-                assertEquals(2L * CFG.layers(), old.sdpa[s], "step " + (s + 1) + ": the per-operand path on SDPA too");
-                assertEquals(2L * CFG.layers(), old.fwdLaunches[s] - now.fwdLaunches[s],
+                assertEquals(2L * CFG.layers(), now.vendorCalls()[s], "step " + (s + 1) + ": one SDPA forward and one backward per layer");
+                assertEquals(2L * CFG.layers(), old.vendorCalls()[s], "step " + (s + 1) + ": the per-operand path on SDPA too");
+                assertEquals(2L * CFG.layers(), old.fwdLaunches()[s] - now.fwdLaunches()[s],
                         "step " + (s + 1) + "'s forward: q, k, v in one conversion instead of three, per layer ("
-                                + old.fwdLaunches[s] + " -> " + now.fwdLaunches[s] + " launches)");
-                assertEquals(6L * CFG.layers(), old.bwdLaunches[s] - now.bwdLaunches[s],
+                                + old.fwdLaunches()[s] + " -> " + now.fwdLaunches()[s] + " launches)");
+                assertEquals(6L * CFG.layers(), old.bwdLaunches()[s] - now.bwdLaunches()[s],
                         "step " + (s + 1) + "'s backward: dout converted and dq, dk, dv widened in one, the forward's q, k, v, o"
-                                + " reused: 2 launches instead of 8 per layer (" + old.bwdLaunches[s] + " -> " + now.bwdLaunches[s] + ")");
+                                + " reused: 2 launches instead of 8 per layer (" + old.bwdLaunches()[s] + " -> " + now.bwdLaunches()[s] + ")");
             }
-            assertEquals(CFG.layers() * 4 * 2 * n, now.liveAfterForward[s] - old.liveAfterForward[s],
+            assertEquals(CFG.layers() * 4 * 2 * n, now.liveAfterForward()[s] - old.liveAfterForward()[s],
                     "step " + (s + 1) + ": the forward keeps 4 bf16 operands (q, k, v, o) per layer for the backward, nothing else");
-            assertEquals(old.liveAfterBackward[s], now.liveAfterBackward[s], "step " + (s + 1) + ": the backward frees what the forward kept");
+            assertEquals(old.liveAfterBackward()[s], now.liveAfterBackward()[s], "step " + (s + 1) + ": the backward frees what the forward kept");
         }
-        assertEquals(0, old.leftAfter, "device memory left after the per-operand run");
-        assertEquals(0, now.leftAfter, "device memory left after the run (a kept block leaked)");
+        assertEquals(0, old.leftAfter(), "device memory left after the per-operand run");
+        assertEquals(0, now.leftAfter(), "device memory left after the run (a kept block leaked)");
     }
 
     /** A forward-only graph (no backward ever runs) keeps its blocks until it closes, then frees them; an inference graph keeps none. */
