@@ -62,6 +62,16 @@ class CudaPixelCnnTest extends AtRefIsaOnDevice {
         return g;
     }
 
+    /** A perturbed model on the CPU and its copy on the device. */
+    record Models(GatedPixelCnn cpu, GatedPixelCnn gpu) {}
+
+    /** A model of ARCH (weights seed {@code seed}) {@link #perturb}ed with {@code noiseSeed}, and its device copy, in s. */
+    static Models perturbed(Scope s, long seed, long noiseSeed) {
+        GatedPixelCnn cpu = new GatedPixelCnn(s, ARCH, seed);
+        perturb(cpu, noiseSeed);
+        return new Models(cpu, onDevice(s, cpu));
+    }
+
     static byte[] randomImages(int n, long seed) {
         byte[] b = new byte[n * H * W];
         SplittableRandom r = new SplittableRandom(seed);
@@ -72,19 +82,17 @@ class CudaPixelCnnTest extends AtRefIsaOnDevice {
     @Test
     void teacherForcedLogitsMatchTheCpuSamplerAndTheWholeImageForward() {
         try (Scope s = Scope.shared()) {
-            GatedPixelCnn cpu = new GatedPixelCnn(s, ARCH, 5);
-            perturb(cpu, 6);
-            GatedPixelCnn gpu = onDevice(s, cpu);
+            Models m = perturbed(s, 5, 6);
             int n = 3;
             byte[] img = randomImages(n, 17);
-            float[] dev = new DevicePixelCnnSampler(gpu).logits(img, n, H, W);
+            float[] dev = new DevicePixelCnnSampler(m.gpu()).logits(img, n, H, W);
             float[] whole;
             try (Graph g = Graph.inference()) {
                 float[] f = new float[n * H * W];
                 for (int i = 0; i < f.length; i++) f[i] = (img[i] & 0xff) / 255f;
-                whole = gpu.logits(Var.constant(Tensor.of(g.scope(), Device.CUDA, f, n, 1, H, W))).value().toArray();
+                whole = m.gpu().logits(Var.constant(Tensor.of(g.scope(), Device.CUDA, f, n, 1, H, W))).value().toArray();
             }
-            PixelCnnSampler ref = new PixelCnnSampler(cpu);
+            PixelCnnSampler ref = new PixelCnnSampler(m.cpu());
             double worst = 0, worstWhole = 0, spread = 0;
             for (int k = 0; k < n; k++) {
                 byte[] one = java.util.Arrays.copyOfRange(img, k * H * W, (k + 1) * H * W);
@@ -123,12 +131,10 @@ class CudaPixelCnnTest extends AtRefIsaOnDevice {
     @Test
     void samplesRepeatAndDrawTheCpuSamplersBytes() {
         try (Scope s = Scope.shared()) {
-            GatedPixelCnn cpu = new GatedPixelCnn(s, ARCH, 8);
-            perturb(cpu, 9);
-            GatedPixelCnn gpu = onDevice(s, cpu);
+            Models m = perturbed(s, 8, 9);
             int n = 6;
             long seed = 11;
-            DevicePixelCnnSampler ds = new DevicePixelCnnSampler(gpu);
+            DevicePixelCnnSampler ds = new DevicePixelCnnSampler(m.gpu());
             byte[] a = ds.sample(n, H, W, seed), b = ds.sample(n, H, W, seed), other = ds.sample(n, H, W, seed + 1);
             assertArrayEquals(a, b, "the same seed twice on the device");
             assertFalse(java.util.Arrays.equals(a, other), "another seed, the same bytes");
@@ -136,7 +142,7 @@ class CudaPixelCnnTest extends AtRefIsaOnDevice {
             for (int k = 0; k < n; k++)
                 for (int p = 0; p < H * W; p++)
                     assertEquals(p < 8 ? a[k * H * W + p] : 0, part[k * H * W + p], "image " + k + " pixel " + p + " of an 8-pixel run");
-            byte[] c = new PixelCnnSampler(cpu).sample(n, H, W, seed, PixelCnnSampler.Mode.CACHED);
+            byte[] c = new PixelCnnSampler(m.cpu()).sample(n, H, W, seed, PixelCnnSampler.Mode.CACHED);
             int equal = 0;
             for (int k = 0; k < n; k++) {
                 int first = -1;
@@ -145,7 +151,7 @@ class CudaPixelCnnTest extends AtRefIsaOnDevice {
                 SplittableRandom r = new SplittableRandom(seed * 0x9E3779B97F4A7C15L + k);   // PixelCnnSampler.rng(seed, k)
                 double u = 0;
                 for (int p = 0; p <= first; p++) u = r.nextDouble();
-                float[] lg = new PixelCnnSampler(cpu).logits(java.util.Arrays.copyOfRange(c, k * H * W, (k + 1) * H * W), H, W);
+                float[] lg = new PixelCnnSampler(m.cpu()).logits(java.util.Arrays.copyOfRange(c, k * H * W, (k + 1) * H * W), H, W);
                 double margin = boundaryMargin(lg, first * 256, u);
                 System.out.printf("image %d differs from pixel %d: u %.6f within %.3g of a CDF boundary%n", k, first, u, margin);
                 assertTrue(margin <= 1e-4, "image " + k + " pixel " + first + ": device " + (a[k * H * W + first] & 0xff) + ", CPU "
