@@ -55,6 +55,17 @@ class KvDecoderTest {
         decoders.clear();
     }
 
+    /** One test's body for configuration CONFIGS[ci], with its random stream r and a shared scope s closed after it. */
+    interface PerConfig {
+        void run(int ci, GptConfig cfg, SplittableRandom r, Scope s);
+    }
+
+    /** body for each of CONFIGS in order, with r = new SplittableRandom(seed + ci) and a fresh Scope.shared(). */
+    static void eachConfig(int seed, PerConfig body) {
+        for (int ci = 0; ci < CONFIGS.length; ci++)
+            try (Scope s = Scope.shared()) { body.run(ci, CONFIGS[ci], new SplittableRandom(seed + ci), s); }
+    }
+
     static float[] fullLogits(Gpt m, int[] ids) {
         try (Graph g = Graph.inference(); Arena a = Arena.ofConfined()) {
             MemorySegment x = a.allocateFrom(JAVA_INT, ids);
@@ -66,86 +77,78 @@ class KvDecoderTest {
     @ParameterizedTest
     @EnumSource(KvDecoder.Weights.class)
     void logitsMatchTheFullForwardAndDoNotDependOnBatchingOrFeeding(KvDecoder.Weights weights) {
-        double worst = 0;
-        for (int ci = 0; ci < CONFIGS.length; ci++) {
-            GptConfig cfg = CONFIGS[ci];
-            SplittableRandom r = new SplittableRandom(100 + ci);
-            try (Scope s = Scope.shared()) {
-                Gpt m = randomModel(s, cfg, 7 + ci);
-                KvDecoder d = opened(new KvDecoder(m, weights));
-                for (int trial = 0; trial < 4; trial++) {
-                    int t = 1 + r.nextInt(cfg.context());
-                    int[] ids = r.ints(t, 0, cfg.vocab()).toArray();
-                    float[] full = fullLogits(m, ids);
-                    double tol = tolerance(cfg, t, full);
-                    // the whole prompt as one chunk, every row's logits
-                    float[] once;
-                    try (KvDecoder.Cache c = d.new Cache()) {
-                        once = d.forward(List.of(c), List.of(ids), true);
-                        assertEquals(t, c.length());
-                    }
-                    assertEquals(full.length, once.length);
-                    for (int i = 0; i < full.length; i++) {
-                        double e = Math.abs(once[i] - full[i]);
-                        worst = Math.max(worst, e / tol);
-                        assertTrue(e <= tol, "config " + ci + " T " + t + " logit " + i + ": decode " + once[i] + " full " + full[i]
-                                + " (|diff| " + e + " > tol " + tol + ")");
-                    }
-                    // token by token, in a batch with two other sequences: the same bits
-                    int[] other1 = r.ints(1 + r.nextInt(cfg.context()), 0, cfg.vocab()).toArray();
-                    int[] other2 = r.ints(cfg.context(), 0, cfg.vocab()).toArray();
-                    try (KvDecoder.Cache c = d.new Cache(); KvDecoder.Cache o1 = d.new Cache(); KvDecoder.Cache o2 = d.new Cache()) {
-                        d.forward(List.of(o1, o2), List.of(other1, Arrays.copyOf(other2, 1)), false);
-                        for (int p = 0; p < t; p++) {
-                            int[] one = {ids[p]};
-                            List<KvDecoder.Cache> cs = new ArrayList<>(List.of(c));
-                            List<int[]> ts = new ArrayList<>(List.of(one));
-                            if (o2.length() < cfg.context()) { cs.add(0, o2); ts.add(0, new int[] {other2[o2.length()]}); }
-                            float[] got = d.forward(cs, ts, false);
-                            int row = cs.size() - 1;
-                            float[] mine = Arrays.copyOfRange(got, row * cfg.vocab(), (row + 1) * cfg.vocab());
-                            float[] want = Arrays.copyOfRange(once, p * cfg.vocab(), (p + 1) * cfg.vocab());
-                            assertArrayEquals(want, mine, "config " + ci + ": position " + p + " fed alone in a batch differs from the prompt chunk");
-                        }
+        double[] worst = {0};   // the largest |decode - full| / tolerance
+        eachConfig(100, (ci, cfg, r, s) -> {
+            Gpt m = randomModel(s, cfg, 7 + ci);
+            KvDecoder d = opened(new KvDecoder(m, weights));
+            for (int trial = 0; trial < 4; trial++) {
+                int t = 1 + r.nextInt(cfg.context());
+                int[] ids = r.ints(t, 0, cfg.vocab()).toArray();
+                float[] full = fullLogits(m, ids);
+                double tol = tolerance(cfg, t, full);
+                // the whole prompt as one chunk, every row's logits
+                float[] once;
+                try (KvDecoder.Cache c = d.new Cache()) {
+                    once = d.forward(List.of(c), List.of(ids), true);
+                    assertEquals(t, c.length());
+                }
+                assertEquals(full.length, once.length);
+                for (int i = 0; i < full.length; i++) {
+                    double e = Math.abs(once[i] - full[i]);
+                    worst[0] = Math.max(worst[0], e / tol);
+                    assertTrue(e <= tol, "config " + ci + " T " + t + " logit " + i + ": decode " + once[i] + " full " + full[i]
+                            + " (|diff| " + e + " > tol " + tol + ")");
+                }
+                // token by token, in a batch with two other sequences: the same bits
+                int[] other1 = r.ints(1 + r.nextInt(cfg.context()), 0, cfg.vocab()).toArray();
+                int[] other2 = r.ints(cfg.context(), 0, cfg.vocab()).toArray();
+                try (KvDecoder.Cache c = d.new Cache(); KvDecoder.Cache o1 = d.new Cache(); KvDecoder.Cache o2 = d.new Cache()) {
+                    d.forward(List.of(o1, o2), List.of(other1, Arrays.copyOf(other2, 1)), false);
+                    for (int p = 0; p < t; p++) {
+                        int[] one = {ids[p]};
+                        List<KvDecoder.Cache> cs = new ArrayList<>(List.of(c));
+                        List<int[]> ts = new ArrayList<>(List.of(one));
+                        if (o2.length() < cfg.context()) { cs.add(0, o2); ts.add(0, new int[] {other2[o2.length()]}); }
+                        float[] got = d.forward(cs, ts, false);
+                        int row = cs.size() - 1;
+                        float[] mine = Arrays.copyOfRange(got, row * cfg.vocab(), (row + 1) * cfg.vocab());
+                        float[] want = Arrays.copyOfRange(once, p * cfg.vocab(), (p + 1) * cfg.vocab());
+                        assertArrayEquals(want, mine, "config " + ci + ": position " + p + " fed alone in a batch differs from the prompt chunk");
                     }
                 }
             }
-        }
-        System.out.printf("KvDecoderTest (%s): worst |decode - full| = %.3f of the tolerance%n", weights, worst);
+        });
+        System.out.printf("KvDecoderTest (%s): worst |decode - full| = %.3f of the tolerance%n", weights, worst[0]);
     }
 
     /** Greedy decoding picks the full forward's argmax at every step, through a context rollover. */
     @ParameterizedTest
     @EnumSource(KvDecoder.Weights.class)
     void greedyTokensEqualTheFullForwardsArgmax(KvDecoder.Weights weights) {
-        for (int ci = 0; ci < CONFIGS.length; ci++) {
-            GptConfig cfg = CONFIGS[ci];
-            SplittableRandom r = new SplittableRandom(200 + ci);
-            try (Scope s = Scope.shared()) {
-                Gpt m = randomModel(s, cfg, 17 + ci);
-                KvDecoder d = opened(new KvDecoder(m, weights));
-                int[] prompt = r.ints(1 + r.nextInt(cfg.context() / 2 + 1), 0, cfg.vocab()).toArray();
-                int n = cfg.context() + 5;   // runs past the context: the cache is rebuilt from its newest half
-                int[] got = d.generate(prompt, new KvDecoder.Settings(n, 0, 0, 1, 1));
-                int[] seq = prompt.clone();
-                for (int i = 0; i < n; i++) {
-                    float[] full = fullLogits(m, seq);
-                    int v = cfg.vocab(), last = (seq.length - 1) * v, best = 0;
-                    for (int j = 1; j < v; j++) if (full[last + j] > full[last + best]) best = j;
-                    assertEquals(best, got[i], "config " + ci + " token " + i);
-                    int[] next = Arrays.copyOf(seq, seq.length + 1);
-                    next[seq.length] = best;
-                    if (next.length > cfg.context()) {   // the decoder's rollover: the newest half of the window, then the new token
-                        int keep = cfg.context() / 2;
-                        int[] w = new int[keep + 1];
-                        System.arraycopy(seq, seq.length - keep, w, 0, keep);
-                        w[keep] = best;
-                        next = w;
-                    }
-                    seq = next;
+        eachConfig(200, (ci, cfg, r, s) -> {
+            Gpt m = randomModel(s, cfg, 17 + ci);
+            KvDecoder d = opened(new KvDecoder(m, weights));
+            int[] prompt = r.ints(1 + r.nextInt(cfg.context() / 2 + 1), 0, cfg.vocab()).toArray();
+            int n = cfg.context() + 5;   // runs past the context: the cache is rebuilt from its newest half
+            int[] got = d.generate(prompt, new KvDecoder.Settings(n, 0, 0, 1, 1));
+            int[] seq = prompt.clone();
+            for (int i = 0; i < n; i++) {
+                float[] full = fullLogits(m, seq);
+                int v = cfg.vocab(), last = (seq.length - 1) * v, best = 0;
+                for (int j = 1; j < v; j++) if (full[last + j] > full[last + best]) best = j;
+                assertEquals(best, got[i], "config " + ci + " token " + i);
+                int[] next = Arrays.copyOf(seq, seq.length + 1);
+                next[seq.length] = best;
+                if (next.length > cfg.context()) {   // the decoder's rollover: the newest half of the window, then the new token
+                    int keep = cfg.context() / 2;
+                    int[] w = new int[keep + 1];
+                    System.arraycopy(seq, seq.length - keep, w, 0, keep);
+                    w[keep] = best;
+                    next = w;
                 }
+                seq = next;
             }
-        }
+        });
     }
 
     /** Sampled tokens depend on the seed only: not on the thread count, the batch, or what else is in it. */
@@ -189,34 +192,30 @@ class KvDecoderTest {
     @ParameterizedTest
     @EnumSource(KvDecoder.Weights.class)
     void fusedResidualLayerNormKeepsEveryBit(KvDecoder.Weights weights) {
-        for (int ci = 0; ci < CONFIGS.length; ci++) {
-            GptConfig cfg = CONFIGS[ci];
-            SplittableRandom r = new SplittableRandom(300 + ci);
-            try (Scope s = Scope.shared()) {
-                Gpt m = randomModel(s, cfg, 27 + ci), other = randomModel(s, cfg, 28 + ci);
-                KvDecoder fused = opened(new KvDecoder(m, weights)), plain = opened(new KvDecoder(m, weights)), o = opened(new KvDecoder(other, weights));
-                plain.unfused = true;
-                int[] ids = r.ints(cfg.context() - 1, 0, cfg.vocab()).toArray(), two = r.ints(3, 0, cfg.vocab()).toArray();
-                for (boolean allRows : new boolean[] {true, false}) {
-                    float[][] got = new float[3][];
-                    KvDecoder[] ds = {fused, plain, o};
-                    for (int k = 0; k < 3; k++)
-                        try (KvDecoder.Cache a = ds[k].new Cache(); KvDecoder.Cache b = ds[k].new Cache()) {
-                            got[k] = allRows ? ds[k].forward(List.of(a), List.of(ids), true)
-                                    : ds[k].forward(List.of(a, b), List.of(ids, two), false);
-                        }
-                    assertEquals(got[1].length, got[0].length);
-                    for (int i = 0; i < got[0].length; i++)
-                        assertEquals(Float.floatToRawIntBits(got[1][i]), Float.floatToRawIntBits(got[0][i]),
-                                "config " + ci + " " + weights + (allRows ? " all rows" : " last rows") + " logit " + i + ": fused " + got[0][i] + ", unfused " + got[1][i]);
-                    assertTrue(!Arrays.equals(got[0], got[2]), "config " + ci + ": another model's logits must differ");
-                }
-                int n = cfg.context() + 5;   // through the cache's rebuild
-                int[] prompt = Arrays.copyOf(ids, 3);
-                for (KvDecoder.Settings st : List.of(new KvDecoder.Settings(n, 0, 0, 1, 1), new KvDecoder.Settings(n, 0.9, 5, 0.95, 77)))
-                    assertArrayEquals(plain.generate(prompt, st), fused.generate(prompt, st), "config " + ci + " " + weights + " tokens at temperature " + st.temperature());
+        eachConfig(300, (ci, cfg, r, s) -> {
+            Gpt m = randomModel(s, cfg, 27 + ci), other = randomModel(s, cfg, 28 + ci);
+            KvDecoder fused = opened(new KvDecoder(m, weights)), plain = opened(new KvDecoder(m, weights)), o = opened(new KvDecoder(other, weights));
+            plain.unfused = true;
+            int[] ids = r.ints(cfg.context() - 1, 0, cfg.vocab()).toArray(), two = r.ints(3, 0, cfg.vocab()).toArray();
+            for (boolean allRows : new boolean[] {true, false}) {
+                float[][] got = new float[3][];
+                KvDecoder[] ds = {fused, plain, o};
+                for (int k = 0; k < 3; k++)
+                    try (KvDecoder.Cache a = ds[k].new Cache(); KvDecoder.Cache b = ds[k].new Cache()) {
+                        got[k] = allRows ? ds[k].forward(List.of(a), List.of(ids), true)
+                                : ds[k].forward(List.of(a, b), List.of(ids, two), false);
+                    }
+                assertEquals(got[1].length, got[0].length);
+                for (int i = 0; i < got[0].length; i++)
+                    assertEquals(Float.floatToRawIntBits(got[1][i]), Float.floatToRawIntBits(got[0][i]),
+                            "config " + ci + " " + weights + (allRows ? " all rows" : " last rows") + " logit " + i + ": fused " + got[0][i] + ", unfused " + got[1][i]);
+                assertTrue(!Arrays.equals(got[0], got[2]), "config " + ci + ": another model's logits must differ");
             }
-        }
+            int n = cfg.context() + 5;   // through the cache's rebuild
+            int[] prompt = Arrays.copyOf(ids, 3);
+            for (KvDecoder.Settings st : List.of(new KvDecoder.Settings(n, 0, 0, 1, 1), new KvDecoder.Settings(n, 0.9, 5, 0.95, 77)))
+                assertArrayEquals(plain.generate(prompt, st), fused.generate(prompt, st), "config " + ci + " " + weights + " tokens at temperature " + st.temperature());
+        });
     }
 
     @Test
