@@ -377,18 +377,8 @@ class CudaCliTest {
 
     /** Runs {@code latent args...} with stdout and stderr captured: {exit code, stdout, stderr}. */
     static String[] runCapturing(String... args) {
-        ByteArrayOutputStream out = new ByteArrayOutputStream(), err = new ByteArrayOutputStream();
-        PrintStream savedOut = System.out, savedErr = System.err;
-        int rc;
-        try (PrintStream o = new PrintStream(out, true, StandardCharsets.UTF_8); PrintStream e = new PrintStream(err, true, StandardCharsets.UTF_8)) {
-            System.setOut(o);
-            System.setErr(e);
-            rc = new CommandLine(new Main()).setErr(new java.io.PrintWriter(e, true)).execute(args);
-        } finally {
-            System.setOut(savedOut);
-            System.setErr(savedErr);
-        }
-        return new String[] {Integer.toString(rc), out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8)};
+        CliCapture c = CliCapture.picocli(args);
+        return new String[] {Integer.toString(c.rc()), c.out(), c.err()};
     }
 
     /** Every number under {@code "key":} in {@code json}, in order. */

@@ -4,10 +4,7 @@ import dev.latent.cuda.Cuda;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
@@ -22,22 +19,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * bits/dim (relative 1e-5); --sampler naive (a CPU reference) with a usable GPU is refused with the reason.
  */
 class CudaSampleCliTest {
-    record Out(int rc, String out, String err) {}
-
-    static Out run(String... args) {
-        ByteArrayOutputStream out = new ByteArrayOutputStream(), err = new ByteArrayOutputStream();
-        PrintStream so = System.out, se = System.err;
-        int rc;
-        try (PrintStream o = new PrintStream(out, true, StandardCharsets.UTF_8); PrintStream e = new PrintStream(err, true, StandardCharsets.UTF_8)) {
-            System.setOut(o);
-            System.setErr(e);
-            rc = Main.run(args);
-        } finally {
-            System.setOut(so);
-            System.setErr(se);
-        }
-        return new Out(rc, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-    }
+    static CliCapture run(String... args) { return CliCapture.main(args); }
 
     static boolean gpu() {
         if (System.getProperty("latent.cuda.driver") != null) assertTrue(Cuda.available(), Cuda::unavailableReason);
@@ -45,14 +27,14 @@ class CudaSampleCliTest {
     }
 
     /** The device line on a GPU, else the unavailability reason exactly once and no device line. */
-    static void saysWhere(Out o, boolean gpu) {
+    static void saysWhere(CliCapture o, boolean gpu) {
         if (gpu) {
-            assertTrue(o.err.contains("device: CUDA device 0"), o.err);
-            assertFalse(o.err.contains("CUDA unavailable"), o.err);
+            assertTrue(o.err().contains("device: CUDA device 0"), o.err());
+            assertFalse(o.err().contains("CUDA unavailable"), o.err());
         } else {
             String reason = Cuda.unavailableReason();
-            assertEquals(1, o.err.split(java.util.regex.Pattern.quote(reason), -1).length - 1, "the reason, once: " + o.err);
-            assertFalse(o.err.contains("device: CUDA"), o.err);
+            assertEquals(1, o.err().split(java.util.regex.Pattern.quote(reason), -1).length - 1, "the reason, once: " + o.err());
+            assertFalse(o.err().contains("device: CUDA"), o.err());
         }
     }
 
@@ -61,18 +43,18 @@ class CudaSampleCliTest {
         boolean gpu = gpu();
         Path data = dir.resolve("text.txt"), ck = dir.resolve("gpt");
         Files.writeString(data, "Call me Ishmael. Some years ago, never mind how long precisely, having little or no money.\n".repeat(8));
-        Out t = run("train", "gpt", "--data", data.toString(), "--out", ck.toString(), "--steps", "6", "--layers", "1", "--heads", "2",
+        CliCapture t = run("train", "gpt", "--data", data.toString(), "--out", ck.toString(), "--steps", "6", "--layers", "1", "--heads", "2",
                 "--dim", "16", "--context", "8", "--batch", "2", "--eval-interval", "3", "--eval-batches", "1", "--log-interval", "3",
                 "--checkpoint-interval", "0", "--sample-tokens", "0");
-        assertEquals(0, t.rc, t.err);
+        assertEquals(0, t.rc(), t.err());
         String[] common = {"sample", "gpt", "--checkpoint", ck.toString(), "--prompt", "Call", "--tokens", "20", "--temperature", "0.8", "--seed", "5"};
-        Out cpu = run(concat(common, "--device", "cpu")), cuda = run(concat(common, "--device", "cuda"));
-        assertEquals(0, cpu.rc, cpu.err);
-        assertEquals(0, cuda.rc, cuda.err);
+        CliCapture cpu = run(concat(common, "--device", "cpu")), cuda = run(concat(common, "--device", "cuda"));
+        assertEquals(0, cpu.rc(), cpu.err());
+        assertEquals(0, cuda.rc(), cuda.err());
         saysWhere(cuda, gpu);
-        assertTrue(cpu.out.startsWith("Call") && cpu.out.length() > "Call".length() + 5, cpu.out);
-        assertEquals(cpu.out, cuda.out, "sample gpt --device cuda vs cpu");
-        assertTrue(cuda.err.contains("tokens/s"), cuda.err);
+        assertTrue(cpu.out().startsWith("Call") && cpu.out().length() > "Call".length() + 5, cpu.out());
+        assertEquals(cpu.out(), cuda.out(), "sample gpt --device cuda vs cpu");
+        assertTrue(cuda.err().contains("tokens/s"), cuda.err());
     }
 
     @Test
@@ -82,26 +64,26 @@ class CudaSampleCliTest {
         Files.createDirectories(data);
         dev.latent.SyntheticImages.write(data, "train", 6, 1);
         dev.latent.SyntheticImages.write(data, "t10k", 32, 2);
-        Out t = run("train", "vae", "--data", data.toString(), "--out", ck.toString(), "--epochs", "1", "--batch", "2", "--latent", "2",
+        CliCapture t = run("train", "vae", "--data", data.toString(), "--out", ck.toString(), "--epochs", "1", "--batch", "2", "--latent", "2",
                 "--iwae-k", "0", "--quiet");
-        assertEquals(0, t.rc, t.err);
+        assertEquals(0, t.rc(), t.err());
         Path a = dir.resolve("cpu.idx"), b = dir.resolve("cuda.idx");
-        Out sc = run("sample", "vae", "--checkpoint", ck.toString(), "--out", a.toString(), "--n", "8", "--device", "cpu");
-        Out sg = run("sample", "vae", "--checkpoint", ck.toString(), "--out", b.toString(), "--n", "8", "--device", "cuda");
-        assertEquals(0, sc.rc, sc.err);
-        assertEquals(0, sg.rc, sg.err);
+        CliCapture sc = run("sample", "vae", "--checkpoint", ck.toString(), "--out", a.toString(), "--n", "8", "--device", "cpu");
+        CliCapture sg = run("sample", "vae", "--checkpoint", ck.toString(), "--out", b.toString(), "--n", "8", "--device", "cuda");
+        assertEquals(0, sc.rc(), sc.err());
+        assertEquals(0, sg.rc(), sg.err());
         saysWhere(sg, gpu);
         byte[] x = Files.readAllBytes(a), y = Files.readAllBytes(b);
         assertEquals(x.length, y.length);
         for (int i = 0; i < x.length; i++) assertTrue(Math.abs((x[i] & 0xff) - (y[i] & 0xff)) <= 1, "byte " + i + ": " + x[i] + " vs " + y[i]);
         String[] eval = {"eval", "vae", "--checkpoint", ck.toString(), "--data", data.toString(), "--iwae-k", "2", "--iwae-n", "4"};
-        Out ec = run(concat(eval, "--device", "cpu")), eg = run(concat(eval, "--device", "cuda"));
-        assertEquals(0, ec.rc, ec.err);
-        assertEquals(0, eg.rc, eg.err);
+        CliCapture ec = run(concat(eval, "--device", "cpu")), eg = run(concat(eval, "--device", "cuda"));
+        assertEquals(0, ec.rc(), ec.err());
+        assertEquals(0, eg.rc(), eg.err());
         saysWhere(eg, gpu);
         for (String key : new String[] {"test_neg_elbo", "iwae_nll"}) {
-            double u = number(ec.out, key), v = number(eg.out, key);
-            assertEquals(u, v, 1e-4 * Math.abs(u), key + ": " + ec.out + " vs " + eg.out);
+            double u = number(ec.out(), key), v = number(eg.out(), key);
+            assertEquals(u, v, 1e-4 * Math.abs(u), key + ": " + ec.out() + " vs " + eg.out());
         }
     }
 
@@ -112,18 +94,18 @@ class CudaSampleCliTest {
         Files.createDirectories(data);
         dev.latent.SyntheticImages.write(data, "train", 4, 1);
         dev.latent.SyntheticImages.write(data, "t10k", 6, 2);
-        Out t = run("train", "pixelcnn", "--data", data.toString(), "--out", ck.toString(), "--steps", "2", "--batch", "2", "--channels", "4",
+        CliCapture t = run("train", "pixelcnn", "--data", data.toString(), "--out", ck.toString(), "--steps", "2", "--batch", "2", "--channels", "4",
                 "--layers", "2", "--first-kernel", "3", "--kernel", "3", "--head", "8", "--samples", "0", "--quiet");
-        assertEquals(0, t.rc, t.err);
+        assertEquals(0, t.rc(), t.err());
         // samples: the device sampler draws with the CPU sampler's uniforms and rule (equal unless a draw sits within
         // float rounding of a CDF boundary: CudaPixelCnnTest bounds that case; none here)
         Path a = dir.resolve("cpu.png"), b = dir.resolve("cuda.png");
         String[] sample = {"sample", "pixelcnn", "--checkpoint", ck.toString(), "--n", "2", "--seed", "5", "--pixels", "40"};
-        Out sc = run(concat(sample, "--out", a.toString(), "--device", "cpu")), sg = run(concat(sample, "--out", b.toString(), "--device", "cuda"));
-        assertEquals(0, sc.rc, sc.err);
-        assertEquals(0, sg.rc, sg.err);
+        CliCapture sc = run(concat(sample, "--out", a.toString(), "--device", "cpu")), sg = run(concat(sample, "--out", b.toString(), "--device", "cuda"));
+        assertEquals(0, sc.rc(), sc.err());
+        assertEquals(0, sg.rc(), sg.err());
         saysWhere(sg, gpu);
-        assertTrue(sg.out.contains(gpu ? "\"device\":\"cuda\"" : "\"device\":\"cpu\""), sg.out);
+        assertTrue(sg.out().contains(gpu ? "\"device\":\"cuda\"" : "\"device\":\"cpu\""), sg.out());
         var x = javax.imageio.ImageIO.read(a.toFile()); var y = javax.imageio.ImageIO.read(b.toFile());
         assertEquals(x.getWidth(), y.getWidth());
         assertEquals(x.getHeight(), y.getHeight());
@@ -131,18 +113,18 @@ class CudaSampleCliTest {
         assertArrayEquals(px, py, "sample pixelcnn --device cuda vs cpu");
         assertTrue(java.util.Arrays.stream(px).distinct().count() > 2, "the grid is (nearly) constant: the comparison means nothing");
         String[] eval = {"eval", "pixelcnn", "--checkpoint", ck.toString(), "--data", data.toString(), "--limit", "3"};
-        Out ec = run(concat(eval, "--device", "cpu")), eg = run(concat(eval, "--device", "cuda"));
-        assertEquals(0, ec.rc, ec.err);
-        assertEquals(0, eg.rc, eg.err);
+        CliCapture ec = run(concat(eval, "--device", "cpu")), eg = run(concat(eval, "--device", "cuda"));
+        assertEquals(0, ec.rc(), ec.err());
+        assertEquals(0, eg.rc(), eg.err());
         saysWhere(eg, gpu);
-        double u = number(ec.out, "test_bits_per_dim"), v = number(eg.out, "test_bits_per_dim");
-        assertEquals(u, v, 1e-5 * u, "test_bits_per_dim: " + ec.out + " vs " + eg.out);
-        Out naive = run("sample", "pixelcnn", "--checkpoint", ck.toString(), "--n", "1", "--pixels", "3", "--out", dir.resolve("naive.png").toString(),
+        double u = number(ec.out(), "test_bits_per_dim"), v = number(eg.out(), "test_bits_per_dim");
+        assertEquals(u, v, 1e-5 * u, "test_bits_per_dim: " + ec.out() + " vs " + eg.out());
+        CliCapture naive = run("sample", "pixelcnn", "--checkpoint", ck.toString(), "--n", "1", "--pixels", "3", "--out", dir.resolve("naive.png").toString(),
                 "--device", "cuda", "--sampler", "naive");
         if (gpu) {
-            assertNotEquals(0, naive.rc);
-            assertTrue(naive.err.contains("--sampler naive runs on the CPU only"), naive.err);
-        } else assertEquals(0, naive.rc, naive.err);   // no GPU: the CPU, where the naive sampler runs
+            assertNotEquals(0, naive.rc());
+            assertTrue(naive.err().contains("--sampler naive runs on the CPU only"), naive.err());
+        } else assertEquals(0, naive.rc(), naive.err());   // no GPU: the CPU, where the naive sampler runs
     }
 
     static String[] concat(String[] a, String... b) {

@@ -4,11 +4,7 @@ import dev.latent.io.JsonReader;
 import dev.latent.train.TrainingListener;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
-import picocli.CommandLine;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -75,19 +71,9 @@ class StepClockTest {
         dev.latent.SyntheticImages.write(data, "t10k", 16, 2);
         String[] a = {"train", "dcgan", "--data", data.toString(), "--out", dir.resolve("run").toString(), "--steps", "8", "--log-interval", "2",
                 "--batch", "8", "--nz", "4", "--ngf", "4", "--ndf", "4"};
-        ByteArrayOutputStream err = new ByteArrayOutputStream(), out = new ByteArrayOutputStream();
-        PrintStream savedErr = System.err, savedOut = System.out;
-        int rc;
-        try (PrintStream p = new PrintStream(err, true, StandardCharsets.UTF_8); PrintStream q = new PrintStream(out, true, StandardCharsets.UTF_8)) {
-            System.setErr(p);
-            System.setOut(q);
-            rc = new CommandLine(new Main()).setErr(new java.io.PrintWriter(p, true)).execute(a);
-        } finally {
-            System.setErr(savedErr);
-            System.setOut(savedOut);
-        }
-        assertEquals(0, rc, err.toString(StandardCharsets.UTF_8));
-        String[] lines = out.toString(StandardCharsets.UTF_8).strip().split("\n");
+        CliCapture c = CliCapture.picocli(a);
+        assertEquals(0, c.rc(), c.err());
+        String[] lines = c.out().strip().split("\n");
         Map<String, Object> m = JsonReader.parseObject(lines[lines.length - 1]);
         assertEquals(4L, ((Number) m.get("steady_steps")).longValue(), "logged at 2, 4, 6, 8: the window is steps 5 .. 8: " + m);
         double secs = ((Number) m.get("steady_seconds")).doubleValue();

@@ -9,7 +9,6 @@ import picocli.CommandLine;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -39,18 +38,8 @@ class TrainStepsCliTest {
         List<String> a = new ArrayList<>(List.of("train", model, "--data", data.toString(), "--out", out.toString(), "--quiet"));
         a.addAll(common);
         a.addAll(List.of(extra));
-        ByteArrayOutputStream err = new ByteArrayOutputStream(), out2 = new ByteArrayOutputStream();
-        PrintStream savedErr = System.err, savedOut = System.out;
-        int rc;
-        try (PrintStream p = new PrintStream(err, true, StandardCharsets.UTF_8); PrintStream q = new PrintStream(out2, true, StandardCharsets.UTF_8)) {
-            System.setErr(p);
-            System.setOut(q);
-            rc = new CommandLine(new Main()).setErr(new java.io.PrintWriter(p, true)).execute(a.toArray(String[]::new));
-        } finally {
-            System.setErr(savedErr);
-            System.setOut(savedOut);
-        }
-        assertEquals(0, rc, String.join(" ", a) + "\n" + err.toString(StandardCharsets.UTF_8));
+        CliCapture c = CliCapture.picocli(a.toArray(String[]::new));
+        assertEquals(0, c.rc(), String.join(" ", a) + "\n" + c.err());
     }
 
     static void same(Path a, Path b) throws IOException {
