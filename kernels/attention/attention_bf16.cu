@@ -71,16 +71,26 @@ static __device__ __forceinline__ void ab_afrag(uint32_t a[4], const float c0[4]
  * order (the twin: in k order): deterministic on a given device. Checked by attention_cuda_test.cc against a double
  * reference on the bf16-rounded inputs. Not yet tuned or timed (no GPU here): V's transposed store has bank conflicts
  * (ldmatrix.trans is the fix), global loads are scalar fp32 reads (no cp.async). */
+/* What every kernel here starts from: T and HS (a head wider than ATT_MAXHS traps), the thread, the head padded to
+ * 16 (HS16: HW bf16 pairs, NK k-steps of 16, NH8 n-tiles of 8), and the thread's lane, warp, mma group g and pair t. */
+struct ab_geom {
+    int T, HS, tid, HS16, HW, NK, NH8, lane, warp, g, t;
+};
+
+static __device__ __forceinline__ ab_geom ab_geom_of(const lt_attention_desc &d) {
+    const int T = (int)d.t, HS = (int)d.hs, tid = threadIdx.x;
+    if (HS > ATT_MAXHS) __trap();
+    const int HS16 = (HS + 15) & ~15, lane = tid & 31;
+    return ab_geom{T, HS, tid, HS16, HS16 >> 1, HS16 >> 4, HS16 >> 3, lane, tid >> 5, lane >> 2, lane & 3};
+}
+
 LT_KERNEL void __launch_bounds__(128) ltk_attention_fwd_bf16(lt_attention_desc d, const float *__restrict__ q,
                                                              const float *__restrict__ k, const float *__restrict__ v,
                                                              float *__restrict__ o, float *__restrict__ lse) {
     __shared__ uint32_t Qs[AB_BR][AB_QW];
     __shared__ uint32_t Ks[AB_BC][AB_QW];
     __shared__ uint32_t Vt[ATT_MAXHS][AB_VW];
-    const int T = (int)d.t, HS = (int)d.hs, tid = threadIdx.x;
-    if (HS > ATT_MAXHS) __trap();
-    const int HS16 = (HS + 15) & ~15, HW = HS16 >> 1, NK = HS16 >> 4, NH8 = HS16 >> 3;
-    const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+    const auto [T, HS, tid, HS16, HW, NK, NH8, lane, warp, g, t] = ab_geom_of(d);
     const int64_t base = (int64_t)blockIdx.y * T * HS;
     const int q0 = blockIdx.x * AB_BR;
     /* Q: word (r, hp) = bf16(q[r][2hp]) | bf16(q[r][2hp+1]) << 16, zero outside T x HS */
@@ -247,10 +257,7 @@ LT_KERNEL void __launch_bounds__(64) ltk_attention_bwd_dkdv_bf16(lt_attention_de
     __shared__ uint32_t Ks[32][AB_QW], Vs[32][AB_QW], Qs[16][AB_QW], Os[16][AB_QW];
     __shared__ uint32_t Qt[ATT_MAXHS][AB_KW], Ot[ATT_MAXHS][AB_KW];
     __shared__ float Ls[16], Ds[16];
-    const int T = (int)d.t, HS = (int)d.hs, tid = threadIdx.x;
-    if (HS > ATT_MAXHS) __trap();
-    const int HS16 = (HS + 15) & ~15, HW = HS16 >> 1, NK = HS16 >> 4, NH8 = HS16 >> 3;
-    const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+    const auto [T, HS, tid, HS16, HW, NK, NH8, lane, warp, g, t] = ab_geom_of(d);
     const int64_t base = (int64_t)blockIdx.y * T * HS, lbase = (int64_t)blockIdx.y * T;
     const int k0 = blockIdx.x * 32;
     ab_stage_rows<32>(Ks, k, base, k0, T, HS, HW, tid, 64);
@@ -318,10 +325,7 @@ LT_KERNEL void __launch_bounds__(64) ltk_attention_bwd_dq_bf16(lt_attention_desc
                                                                const float *__restrict__ dout, float *__restrict__ dq) {
     __shared__ uint32_t Qs[32][AB_QW], Os[32][AB_QW], Ks[32][AB_QW], Vs[32][AB_QW];
     __shared__ uint32_t Kt[ATT_MAXHS][AB_VW];
-    const int T = (int)d.t, HS = (int)d.hs, tid = threadIdx.x;
-    if (HS > ATT_MAXHS) __trap();
-    const int HS16 = (HS + 15) & ~15, HW = HS16 >> 1, NK = HS16 >> 4, NH8 = HS16 >> 3;
-    const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+    const auto [T, HS, tid, HS16, HW, NK, NH8, lane, warp, g, t] = ab_geom_of(d);
     const int64_t base = (int64_t)blockIdx.y * T * HS, lbase = (int64_t)blockIdx.y * T;
     const int q0 = blockIdx.x * 32;
     ab_stage_rows<32>(Qs, q, base, q0, T, HS, HW, tid, 64);
