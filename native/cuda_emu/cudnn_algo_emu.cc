@@ -175,35 +175,31 @@ bool inside(const void *p, int64_t elems, int dtype) {
     return lt_driver_emu::inside((uintptr_t)p, (size_t)(elems * (dtype == BF16 ? 2 : 4)));
 }
 
-/* Find*Ex: a = the first input (x / w / x), b = the second (w / dy / dy), out = the output (y / dx / dw). */
-int find(Op op, const char *fn, void *h, void *xd, void *wd, void *cd, void *yd, const void *a, int64_t na, const void *b, int64_t nb,
-         void *out, int64_t nout, int requested, int *returned, void *perf, void *ws, size_t ws_bytes) {
+int64_t nx(const Geom &g) { return (int64_t)g.n * g.c * g.h * g.w; }
+int64_t nw(const Geom &g) { return (int64_t)g.k * g.c * g.r * g.s; }
+int64_t ny(const Geom &g) { return (int64_t)g.n * g.k * g.oh * g.ow; }
+
+/* Find*Ex: the pass's buffers by role, x (or dx), w (or dw), y (or dy), their sizes from the geometry; the output is
+ * y forward, dx backward-data, dw backward-filter. */
+int find(Op op, const char *fn, void *h, void *xd, void *wd, void *cd, void *yd, const void *x, const void *w, const void *y,
+         int requested, int *returned, void *perf, void *ws, size_t ws_bytes) {
     Geom g;
     int rc = conv_geom(fn, h, xd, wd, cd, yd, &g);
     if (rc) return rc;
     if ((rc = injected(fn))) return rc;
     if (lt_driver_emu::capturing())
         return fail(EXECUTION_FAILED, std::string(fn) + ": a stream is capturing (the search blocks the host and would break the capture)");
-    if (!inside(a, na, g.dtype) || !inside(b, nb, g.dtype) || !inside(out, nout, g.dtype))
+    if (!inside(x, nx(g), g.dtype) || !inside(w, nw(g), g.dtype) || !inside(y, ny(g), g.dtype))
         return fail(EXECUTION_FAILED, std::string(fn) + ": an operand is not inside one device allocation");
     if (ws_bytes > 0 && (!ws || !lt_driver_emu::inside((uintptr_t)ws, ws_bytes)))
         return fail(EXECUTION_FAILED, std::string(fn) + ": workspace is not inside one device allocation");
     finds[op]++;
     lt_driver_emu::count(lt_driver_emu::CNT_STREAM_SYNC);
+    void *out = const_cast<void *>(op == FWD ? y : op == BWD_DATA ? x : w);
+    const int64_t nout = op == FWD ? ny(g) : op == BWD_DATA ? nx(g) : nw(g);
     if (g.dtype == BF16) std::memset(out, 0xff, (size_t)nout * 2);   /* 0xffff: a bf16 NaN */
     else std::fill_n(static_cast<float *>(out), nout, std::numeric_limits<float>::quiet_NaN());
     return write_out(requested, returned, perf, ranked(op, g, true, ws_bytes), fn);
-}
-
-int64_t nx(const Geom &g) { return (int64_t)g.n * g.c * g.h * g.w; }
-int64_t nw(const Geom &g) { return (int64_t)g.k * g.c * g.r * g.s; }
-int64_t ny(const Geom &g) { return (int64_t)g.n * g.k * g.oh * g.ow; }
-
-/* The geometry without checking (for the buffers' sizes; conv_geom checks again inside find). */
-Geom peek(const char *fn, void *h, void *xd, void *wd, void *cd, void *yd, int *rc) {
-    Geom g{};
-    *rc = conv_geom(fn, h, xd, wd, cd, yd, &g);
-    return g;
 }
 
 }  // namespace
@@ -283,27 +279,17 @@ API int cudnnGetConvolutionBackwardFilterAlgorithm_v7(void *h, void *xd, void *d
 
 API int cudnnFindConvolutionForwardAlgorithmEx(void *h, void *xd, const void *x, void *wd, const void *w, void *cd, void *yd, void *y,
                                                int requested, int *returned, void *perf, void *ws, size_t ws_bytes) {
-    const char *fn = "cudnnFindConvolutionForwardAlgorithmEx";
-    int rc;
-    Geom g = peek(fn, h, xd, wd, cd, yd, &rc);
-    if (rc) return rc;
-    return find(FWD, fn, h, xd, wd, cd, yd, x, nx(g), w, nw(g), y, ny(g), requested, returned, perf, ws, ws_bytes);
+    return find(FWD, "cudnnFindConvolutionForwardAlgorithmEx", h, xd, wd, cd, yd, x, w, y, requested, returned, perf, ws, ws_bytes);
 }
 API int cudnnFindConvolutionBackwardDataAlgorithmEx(void *h, void *wd, const void *w, void *dyd, const void *dy, void *cd, void *dxd,
                                                     void *dx, int requested, int *returned, void *perf, void *ws, size_t ws_bytes) {
-    const char *fn = "cudnnFindConvolutionBackwardDataAlgorithmEx";
-    int rc;
-    Geom g = peek(fn, h, dxd, wd, cd, dyd, &rc);
-    if (rc) return rc;
-    return find(BWD_DATA, fn, h, dxd, wd, cd, dyd, w, nw(g), dy, ny(g), dx, nx(g), requested, returned, perf, ws, ws_bytes);
+    return find(BWD_DATA, "cudnnFindConvolutionBackwardDataAlgorithmEx", h, dxd, wd, cd, dyd, dx, w, dy, requested, returned, perf, ws,
+                ws_bytes);
 }
 API int cudnnFindConvolutionBackwardFilterAlgorithmEx(void *h, void *xd, const void *x, void *dyd, const void *dy, void *cd, void *dwd,
                                                       void *dw, int requested, int *returned, void *perf, void *ws, size_t ws_bytes) {
-    const char *fn = "cudnnFindConvolutionBackwardFilterAlgorithmEx";
-    int rc;
-    Geom g = peek(fn, h, xd, dwd, cd, dyd, &rc);
-    if (rc) return rc;
-    return find(BWD_FILTER, fn, h, xd, dwd, cd, dyd, x, nx(g), dy, ny(g), dw, nw(g), requested, returned, perf, ws, ws_bytes);
+    return find(BWD_FILTER, "cudnnFindConvolutionBackwardFilterAlgorithmEx", h, xd, dwd, cd, dyd, x, dw, dy, requested, returned, perf, ws,
+                ws_bytes);
 }
 
 /* ---- not part of cuDNN: test hooks ---- */
