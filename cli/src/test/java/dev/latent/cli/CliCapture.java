@@ -21,8 +21,8 @@ record CliCapture(int rc, String out, String err) {
     /** {@link Main#run} on args (the launcher's own error handling: one-line messages, --stacktrace). */
     static CliCapture main(String... args) { return capture(err -> Main.run(args)); }
 
-    /** Runs {@code run} (given the captured stderr stream) with System.out and System.err captured. */
-    static CliCapture capture(ToIntFunction<PrintStream> run) {
+    /** Runs {@code run} (given the captured stderr stream) with System.out and System.err captured; one at a time (they are global). */
+    static synchronized CliCapture capture(ToIntFunction<PrintStream> run) {
         ByteArrayOutputStream out = new ByteArrayOutputStream(), err = new ByteArrayOutputStream();
         PrintStream savedOut = System.out, savedErr = System.err;
         int rc;

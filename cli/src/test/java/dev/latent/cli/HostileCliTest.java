@@ -14,9 +14,7 @@ import picocli.CommandLine.Model.OptionSpec;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.PrintStream;
 import java.nio.ByteBuffer;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
@@ -158,19 +156,9 @@ class HostileCliTest {
 
     record Result(String exit, String out, String err) {}
 
-    static synchronized Result invoke0(String... args) {
-        PrintStream so = System.out, se = System.err;
-        ByteArrayOutputStream out = new ByteArrayOutputStream(), err = new ByteArrayOutputStream();
-        int rc;
-        try (PrintStream po = new PrintStream(out, true, StandardCharsets.UTF_8); PrintStream pe = new PrintStream(err, true, StandardCharsets.UTF_8)) {
-            System.setOut(po);
-            System.setErr(pe);
-            rc = Main.run(args);
-        } finally {
-            System.setOut(so);
-            System.setErr(se);
-        }
-        return new Result(Integer.toString(rc), out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+    static Result invoke0(String... args) {
+        CliCapture c = CliCapture.main(args);
+        return new Result(Integer.toString(c.rc()), c.out(), c.err());
     }
 
     static Map<String, String> snapshot(Path d) throws IOException {
