@@ -42,6 +42,15 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * The convolutions, activations, additions and linear layers are the library's device ops ({@link F} in an inference
  * graph): cuDNN / cuBLAS where present, else our kernels.
  *
+ * <p>By default the pixel step (the horizontal stacks, the column, the head, the draw) is a CUDA graph: captured on the
+ * second pixel of a call ({@link CudaGraphStep}, the first is the warm-up) and replayed once per pixel, one
+ * cuGraphLaunch instead of ~10 launches per block. Nothing in it names the pixel by value: the position is an int32 in
+ * device memory that the draw advances ({@code ltk_pixel_draw_at}; the column is gathered at it by
+ * {@code ltk_pixel_column_at}), the horizontal stacks read a fixed row buffer that the draw also writes, and the row's
+ * v2h links are copied into fixed buffers when the row starts. The same ops on the same values: the same bytes as the
+ * uncaptured loop ({@code CudaPixelCnnGraphTest}). {@value #GRAPH_ENV}=0 turns it off; a capture that fails (a driver
+ * or library that refuses it) is logged once per call and the call goes on uncaptured.
+ *
  * <p>Draws: image {@code id} uses the uniforms of {@link PixelCnnSampler} (a {@link SplittableRandom} keyed by
  * (seed, id), one per pixel in raster order) and its rule ({@link PixelCnnSampler#draw}: inverse CDF in double), so
  * for the same seed the device draws the CPU's bytes wherever the two devices' logits do not straddle a CDF boundary
@@ -54,6 +63,7 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 public final class DevicePixelCnnSampler {
     /** The environment variable that turns the pixel step's CUDA graph off ({@code 0}) for A/B comparisons. */
     public static final String GRAPH_ENV = "LATENT_PIXELCNN_CUDA_GRAPH";
+    private static final System.Logger LOG = System.getLogger("dev.latent.models.pixelcnn");
     private final GatedPixelCnn m;
     private final boolean graph;
 
@@ -151,7 +161,6 @@ public final class DevicePixelCnnSampler {
             }
             // the captured mode's state: the pixel's position (int32, advanced by the draw), the current image row, the
             // row's links, all at fixed addresses for the whole call, so the graph of one pixel serves every pixel
-            CudaGraphStep step = null;
             Tensor rowImg = null, pos = null;
             Tensor[] linkFix = new Tensor[layers];
             Runnable pixelStep = null;
@@ -161,8 +170,7 @@ public final class DevicePixelCnnSampler {
                 for (int l = 0; l < layers; l++) linkFix[l] = Tensor.empty(s, Device.CUDA, n, 2 * c, 1, w);
                 Tensor fRow = rowImg, fPos = pos, fU = u, fCodes = codes;
                 pixelStep = () -> pixelStep(cu, n, h, w, fRow, linkFix, hwt, fPos, fU, img, fCodes);
-                step = new CudaGraphStep(1);
-                steps = step;
+                steps = new CudaGraphStep(1);
             }
             for (int i = 0; i < h && i * w < pixels; i++) {
                 try (Graph rowG = Graph.inference()) {
@@ -177,11 +185,27 @@ public final class DevicePixelCnnSampler {
                         Kernels.copy(GatedPixelCnn.gate(row, c).value(), vout[l].slice(2, i, i + 1));
                         link[l] = b.v2h.forward(row);
                     }
-                    if (step != null) {
+                    if (pixelStep != null) {
                         // the fixed inputs of the captured pixel step: this row's links, and the row of the image (zero)
                         for (int l = 0; l < layers; l++) Kernels.copy(link[l].value(), linkFix[l]);
                         Kernels.copy(img.slice(2, i, i + 1), rowImg);
-                        for (int j = 0; j < w && i * w + j < pixels; j++) step.step(() -> {}, pixelStep);
+                        for (int j = 0; j < w && i * w + j < pixels; j++) {
+                            if (steps != null) {
+                                try {
+                                    steps.step(() -> {}, pixelStep);
+                                    continue;
+                                } catch (IllegalStateException e) {
+                                    // a capture that failed ran nothing (the position is unchanged): this pixel and the
+                                    // rest run the same step uncaptured; a failure after the capture is a real error
+                                    if (steps.captured()) throw e;
+                                    LOG.log(System.Logger.Level.WARNING, "DevicePixelCnnSampler: the pixel step could not be captured in a CUDA graph ("
+                                            + e.getMessage() + "); sampling without the graph");
+                                    steps.close();
+                                    steps = null;
+                                }
+                            }
+                            pixelStep.run();
+                        }
                         continue;
                     }
                     for (int j = 0; j < w && i * w + j < pixels; j++) {
