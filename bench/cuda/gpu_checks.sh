@@ -249,11 +249,25 @@ stage_pixelcnn() {
   timeout $(tl 90) $J -Xmx8g $P -cp $CP dev.latent.cli.Main train pixelcnn --data $G/fmnist --out $CK --device cuda $TA \
     --samples 0 --quiet > /tmp/pixelcnn-train.log 2>&1; r=$?
   echo "pixelcnn train rc=$r: $(tail -1 /tmp/pixelcnn-train.log)" | tee -a $O/pixelcnn.txt; rc=$((rc|r))
-  for dev in cuda cpu; do
-    rm -f /tmp/pixelcnn-$dev.png
-    timeout $(tl 120) $J -Xmx8g $P -cp $CP dev.latent.cli.Main sample pixelcnn --checkpoint $CK --out /tmp/pixelcnn-$dev.png $SA --seed 7 \
-      --device $dev > /tmp/pixelcnn-sample-$dev.out 2> /tmp/pixelcnn-sample-$dev.err; r=$?
+  # cuda: the pixel step as a CUDA graph (the default, h-pixgraph); cuda-nograph: LATENT_PIXELCNN_CUDA_GRAPH=0 (A/B; the
+  # same bytes, compared below)
+  for dev in cuda cuda-nograph cpu; do
+    rm -f /tmp/pixelcnn-$dev.png; gr=1; [ $dev = cuda-nograph ] && gr=0
+    LATENT_PIXELCNN_CUDA_GRAPH=$gr timeout $(tl 120) $J -Xmx8g $P -cp $CP dev.latent.cli.Main sample pixelcnn --checkpoint $CK \
+      --out /tmp/pixelcnn-$dev.png $SA --seed 7 --device ${dev%-nograph} > /tmp/pixelcnn-sample-$dev.out 2> /tmp/pixelcnn-sample-$dev.err; r=$?
     echo "pixelcnn sample $dev rc=$r: $(cat /tmp/pixelcnn-sample-$dev.out)" | tee -a $O/pixelcnn.txt; rc=$((rc|r))
+    [ $dev = cuda-nograph ] && { s=$($PY - /tmp/pixelcnn-cuda.png /tmp/pixelcnn-cuda-nograph.png 2>&1 <<'PYEOF'
+import struct, sys, zlib
+def pixels(f):   # the PNG's image data (the provenance text differs between runs)
+    d = open(f, "rb").read(); i = 8; out = b""
+    while i < len(d):
+        n = struct.unpack(">I", d[i:i + 4])[0]
+        if d[i + 4:i + 8] == b"IDAT": out += d[i + 8:i + 8 + n]
+        i += 12 + n
+    return zlib.decompress(out)
+print("same pixels" if pixels(sys.argv[1]) == pixels(sys.argv[2]) else "DIFFERENT pixels")
+PYEOF
+); echo "pixelcnn sample cuda graph vs no graph: $s" | tee -a $O/pixelcnn.txt; [[ $s == "same pixels" ]] || rc=$((rc|1)); continue; }
     timeout $(tl 60) $J -Xmx8g $P -cp $CP dev.latent.cli.Main eval pixelcnn --checkpoint $CK $EA --device $dev \
       > /tmp/pixelcnn-eval-$dev.out 2>&1; r=$?
     echo "pixelcnn eval $dev rc=$r: $(grep '^{' /tmp/pixelcnn-eval-$dev.out)" | tee -a $O/pixelcnn.txt; rc=$((rc|r))

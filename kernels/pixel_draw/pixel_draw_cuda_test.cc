@@ -5,7 +5,11 @@
  *  - u exactly on a cumulative sum (the comparison is strict: the next level), one dominant logit (+-88 range),
  *    ties, -inf entries (never drawn), a row of -inf, a NaN and a +inf logit (levels - 1, as in Java);
  *  - img[r hw + p] = v / 255 and codes[r hw + p] = v, and every other element of both planes untouched
- *    (NaN / -1 sentinels), over grids of one block and of several (n 1, 5, 64, 130).
+ *    (NaN / -1 sentinels), over grids of one block and of several (n 1, 5, 64, 130);
+ *  - ltk_pixel_draw_at (the position in device memory, a CUDA graph's pixel step) over every pixel of a 3 x 4 plane
+ *    in turn: the same codes and image as ltk_pixel_draw at that pixel, the row plane written at the column, pos
+ *    advanced by one per launch (fails if the position were frozen), a position past the plane drawing nothing and
+ *    staying put; ltk_pixel_column_at gathering column pos mod w exactly.
  * Run: build/pixel_draw_cuda_test */
 #include <cmath>
 #include <cstring>
@@ -71,7 +75,46 @@ static void draw_case(int64_t n, int64_t levels, int pattern, float amp) {
     }
 }
 
+static void draw_at_case(int64_t n, int threads) {
+    const int64_t levels = 256, h = 3, w = 4, hw = h * w;
+    std::vector<float> x(n * levels);
+    std::vector<double> u(n * hw);
+    for (auto &v : u) v = (double)(lt_t_uniform(&rng) * 0.5f + 0.5f);
+    std::vector<float> img(n * hw, NAN), img2(n * hw, NAN), row(n * w, NAN);
+    std::vector<int32_t> codes(n * hw, -1), codes2(n * hw, -1), pos(1, 0);
+    for (int64_t p = 0; p < hw; p++) {
+        lt_t_fill(x.data(), n * levels, &rng);
+        for (auto &v : x) v *= 8.0f;
+        LAUNCH(ltk_pixel_draw_at, dim3(1), dim3(threads), 0, n, levels, hw, w, pos.data(), (const float *)x.data(), (const double *)u.data(),
+               255.0f, img.data(), row.data(), codes.data());
+        LAUNCH(ltk_pixel_draw, dim3(1), dim3(threads), 0, n, levels, hw, p, (const float *)x.data(), (const double *)u.data(), 255.0f,
+               img2.data(), codes2.data());
+        CHECK(pos[0] == p + 1, "n %lld: pos %d after pixel %lld", (long long)n, pos[0], (long long)p);
+        for (int64_t r = 0; r < n; r++) {
+            CHECK(codes[r * hw + p] == codes2[r * hw + p] && codes[r * hw + p] >= 0, "n %lld pixel %lld row %lld: draw_at %d, draw %d", (long long)n,
+                  (long long)p, (long long)r, codes[r * hw + p], codes2[r * hw + p]);
+            CHECK(row[r * w + p % w] == (float)codes2[r * hw + p] / 255.0f, "row plane at pixel %lld", (long long)p);
+        }
+    }
+    CHECK(memcmp(img.data(), img2.data(), img.size() * 4) == 0 && memcmp(codes.data(), codes2.data(), codes.size() * 4) == 0,
+          "n %lld: the planes of draw_at and draw differ", (long long)n);
+    LAUNCH(ltk_pixel_draw_at, dim3(1), dim3(threads), 0, n, levels, hw, w, pos.data(), (const float *)x.data(), (const double *)u.data(),
+           255.0f, img.data(), row.data(), codes.data());
+    CHECK(pos[0] == hw && memcmp(codes.data(), codes2.data(), codes.size() * 4) == 0, "a position past the plane: pos %d", pos[0]);
+    /* the column gather */
+    const int64_t c = 5;
+    std::vector<float> hv(n * c * w), col(n * c, NAN);
+    lt_t_fill(hv.data(), (int64_t)hv.size(), &rng);
+    for (int32_t q : {0, 3, 6, 11}) {
+        pos[0] = q;
+        LAUNCH(ltk_pixel_column_at, dim3(2), dim3(threads), 0, n, c, w, (const int32_t *)pos.data(), (const float *)hv.data(), col.data());
+        for (int64_t e = 0; e < n * c; e++)
+            CHECK(col[e] == hv[e * w + q % w], "column_at pos %d element %lld", q, (long long)e);
+    }
+}
+
 int main() {
+    for (int64_t n : {1, 5, 64, 130}) draw_at_case(n, n > 64 ? 64 : 32);
     for (int64_t n : {1, 5, 64, 130})
         for (int64_t levels : {1, 3, 256})
             for (int pattern = 0; pattern <= 7; pattern++)

@@ -26,4 +26,39 @@ public final class CudaPixelKernels {
         int threads = 64;
         Ltk.ltk_pixel_draw(cu, CudaKernels.dim((n + threads - 1) / threads), CudaKernels.dim(threads), 0, n, levels, hw, p, logits, u, denom, img, codes);
     }
+
+    /**
+     * Column {@code pos[0] mod w} of {@code h} (n, c, 1, w floats) into {@code col} (n, c floats), exactly; the position
+     * is read on the device (an int32 in {@code pos}), so a CUDA graph replays it for whatever pixel is current.
+     */
+    public static void pixelColumnAt(Cuda cu, long n, long c, long w, DeviceBuffer pos, DeviceBuffer h, DeviceBuffer col) {
+        if (n < 1 || c < 1 || w < 1) throw new IllegalArgumentException("pixelColumnAt: n=" + n + ", c=" + c + ", w=" + w + " must be >= 1");
+        CudaKernels.need(pos, 4, "pixelColumnAt", "pos");
+        CudaKernels.need(h, 4 * n * c * w, "pixelColumnAt", "h");
+        CudaKernels.need(col, 4 * n * c, "pixelColumnAt", "col");
+        int threads = 256;
+        Ltk.ltk_pixel_column_at(cu, CudaKernels.dim(Math.min(1024, (n * c + threads - 1) / threads)), CudaKernels.dim(threads), 0, n, c, w, pos, h, col);
+    }
+
+    /**
+     * {@link #pixelDraw} at the pixel p = {@code pos[0]} read on the device (int32), which also writes
+     * row[r w + p mod w] = v / denom (the current image row, (n, w) floats) and then sets pos[0] = p + 1: the step of a
+     * CUDA graph replayed once per pixel. One block (the kernel's barrier orders the read of pos before its update). A
+     * p outside [0, hw) draws nothing and leaves pos alone; the caller bounds the replays.
+     */
+    public static void pixelDrawAt(Cuda cu, long n, long levels, long hw, long w, DeviceBuffer pos, DeviceBuffer logits, DeviceBuffer u, float denom,
+                                   DeviceBuffer img, DeviceBuffer row, DeviceBuffer codes) {
+        if (n < 1 || levels < 1 || hw < 1 || w < 1 || hw % w != 0)
+            throw new IllegalArgumentException("pixelDrawAt: n=" + n + ", levels=" + levels + ", hw=" + hw + ", w=" + w
+                    + ": n, levels, hw, w must be >= 1 and w must divide hw");
+        if (!(denom > 0) || !Float.isFinite(denom)) throw new IllegalArgumentException("pixelDrawAt: denom " + denom + " must be finite and > 0");
+        CudaKernels.need(pos, 4, "pixelDrawAt", "pos");
+        CudaKernels.need(logits, 4 * n * levels, "pixelDrawAt", "logits");
+        CudaKernels.need(u, 8 * n * hw, "pixelDrawAt", "u");
+        CudaKernels.need(img, 4 * n * hw, "pixelDrawAt", "img");
+        CudaKernels.need(row, 4 * n * w, "pixelDrawAt", "row");
+        CudaKernels.need(codes, 4 * n * hw, "pixelDrawAt", "codes");
+        int threads = (int) Math.min(256, ((n + 31) / 32) * 32);
+        Ltk.ltk_pixel_draw_at(cu, CudaKernels.dim(1), CudaKernels.dim(threads), 0, n, levels, hw, w, pos, logits, u, denom, img, row, codes);
+    }
 }

@@ -448,6 +448,16 @@ final class Ltk {
         cu.launch("ltk_pixel_draw", grid, block, sharedBytes, n, levels, hw, p, logits, u, denom, img, codes);
     }
 
+    /** ltk_pixel_column_at (kernels/pixel_draw/pixel_draw.cu). */
+    static void ltk_pixel_column_at(Cuda cu, int[] grid, int[] block, int sharedBytes, long n, long c, long w, DeviceBuffer pos, DeviceBuffer h, DeviceBuffer col) {
+        cu.launch("ltk_pixel_column_at", grid, block, sharedBytes, n, c, w, pos, h, col);
+    }
+
+    /** ltk_pixel_draw_at (kernels/pixel_draw/pixel_draw.cu). */
+    static void ltk_pixel_draw_at(Cuda cu, int[] grid, int[] block, int sharedBytes, long n, long levels, long hw, long w, DeviceBuffer pos, DeviceBuffer logits, DeviceBuffer u, float denom, DeviceBuffer img, DeviceBuffer row, DeviceBuffer codes) {
+        cu.launch("ltk_pixel_draw_at", grid, block, sharedBytes, n, levels, hw, w, pos, logits, u, denom, img, row, codes);
+    }
+
     /** ltk_pointwise_fwd (kernels/pointwise/pointwise.cu). */
     static void ltk_pointwise_fwd(Cuda cu, int[] grid, int[] block, int sharedBytes, int kind, long n, DeviceBuffer x, DeviceBuffer y) {
         cu.launch("ltk_pointwise_fwd", grid, block, sharedBytes, kind, n, x, y);

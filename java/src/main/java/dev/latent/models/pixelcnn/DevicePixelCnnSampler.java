@@ -4,6 +4,7 @@ import dev.latent.autograd.F;
 import dev.latent.autograd.Graph;
 import dev.latent.autograd.Var;
 import dev.latent.cuda.Cuda;
+import dev.latent.cuda.CudaGraphStep;
 import dev.latent.cuda.CudaPixelKernels;
 import dev.latent.cuda.DeviceBuffer;
 import dev.latent.nn.MaskedConv2d;
@@ -41,6 +42,15 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * The convolutions, activations, additions and linear layers are the library's device ops ({@link F} in an inference
  * graph): cuDNN / cuBLAS where present, else our kernels.
  *
+ * <p>By default the pixel step (the horizontal stacks, the column, the head, the draw) is a CUDA graph: captured on the
+ * second pixel of a call ({@link CudaGraphStep}, the first is the warm-up) and replayed once per pixel, one
+ * cuGraphLaunch instead of ~10 launches per block. Nothing in it names the pixel by value: the position is an int32 in
+ * device memory that the draw advances ({@code ltk_pixel_draw_at}; the column is gathered at it by
+ * {@code ltk_pixel_column_at}), the horizontal stacks read a fixed row buffer that the draw also writes, and the row's
+ * v2h links are copied into fixed buffers when the row starts. The same ops on the same values: the same bytes as the
+ * uncaptured loop ({@code CudaPixelCnnGraphTest}). {@value #GRAPH_ENV}=0 turns it off; a capture that fails (a driver
+ * or library that refuses it) is logged once per call and the call goes on uncaptured.
+ *
  * <p>Draws: image {@code id} uses the uniforms of {@link PixelCnnSampler} (a {@link SplittableRandom} keyed by
  * (seed, id), one per pixel in raster order) and its rule ({@link PixelCnnSampler#draw}: inverse CDF in double), so
  * for the same seed the device draws the CPU's bytes wherever the two devices' logits do not straddle a CDF boundary
@@ -51,10 +61,33 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * instance beyond the model being only read: each call builds its own state.
  */
 public final class DevicePixelCnnSampler {
+    /** The environment variable that turns the pixel step's CUDA graph off ({@code 0}) for A/B comparisons. */
+    public static final String GRAPH_ENV = "LATENT_PIXELCNN_CUDA_GRAPH";
+    private static final System.Logger LOG = System.getLogger("dev.latent.models.pixelcnn");
     private final GatedPixelCnn m;
+    private final boolean graph;
 
-    /** A sampler for {@code model}, whose parameters must be on CUDA (grey images: one channel group). */
-    public DevicePixelCnnSampler(GatedPixelCnn model) {
+    /**
+     * Whether samplers made without an explicit choice capture the pixel step in a CUDA graph: yes, unless the
+     * environment variable {@value #GRAPH_ENV} is {@code 0}.
+     */
+    public static boolean graphByDefault() { return !"0".equals(System.getenv(GRAPH_ENV)); }
+
+    /**
+     * A sampler for {@code model}, whose parameters must be on CUDA (grey images: one channel group); the pixel step
+     * runs as a CUDA graph unless {@value #GRAPH_ENV}=0 ({@link #graphByDefault()}).
+     */
+    public DevicePixelCnnSampler(GatedPixelCnn model) { this(model, graphByDefault()); }
+
+    /**
+     * A sampler for {@code model}; with {@code graph} the per-pixel step of {@link #sample} (the horizontal stacks, the
+     * column, the head and the draw) is captured once per call into a CUDA graph and replayed for every pixel: one
+     * cuGraphLaunch per pixel instead of ~10 launches per block. The pixel's position lives in device memory (the
+     * draw advances it), so one graph serves every pixel. The same bytes as without ({@code CudaPixelCnnTest}).
+     * {@link #logits} (teacher forcing, for tests) never uses a graph.
+     */
+    public DevicePixelCnnSampler(GatedPixelCnn model, boolean graph) {
+        this.graph = graph;
         m = Objects.requireNonNull(model, "model");
         Device d = model.head2.weight.value().device();
         if (d != Device.CUDA)
@@ -96,6 +129,7 @@ public final class DevicePixelCnnSampler {
         int hw = h * w, layers = m.arch.layers(), levels = GatedPixelCnn.LEVELS;
         long c = m.arch.channels();
         Cuda cu = Cuda.get();
+        CudaGraphStep steps = null;
         try (Graph g = Graph.inference(); Arena a = Arena.ofConfined()) {
             Scope s = g.scope();
             Tensor img = Tensor.zeros(s, Device.CUDA, n, 1, h, w);
@@ -125,6 +159,19 @@ public final class DevicePixelCnnSampler {
                 hwt[l] = masked(b.hconv);
                 vout[l] = Tensor.zeros(s, Device.CUDA, n, c, h, w);
             }
+            // the captured mode's state: the pixel's position (int32, advanced by the draw), the current image row, the
+            // row's links, all at fixed addresses for the whole call, so the graph of one pixel serves every pixel
+            Tensor rowImg = null, pos = null;
+            Tensor[] linkFix = new Tensor[layers];
+            Runnable pixelStep = null;
+            if (graph && forced == null && pixels > 0) {
+                pos = Tensor.zeros(s, Device.CUDA, 1);   // int32 0 in a float's bytes
+                rowImg = Tensor.zeros(s, Device.CUDA, n, 1, 1, w);
+                for (int l = 0; l < layers; l++) linkFix[l] = Tensor.empty(s, Device.CUDA, n, 2 * c, 1, w);
+                Tensor fRow = rowImg, fPos = pos, fU = u, fCodes = codes;
+                pixelStep = () -> pixelStep(cu, n, h, w, fRow, linkFix, hwt, fPos, fU, img, fCodes);
+                steps = new CudaGraphStep(1);
+            }
             for (int i = 0; i < h && i * w < pixels; i++) {
                 try (Graph rowG = Graph.inference()) {
                     Var[] link = new Var[layers];
@@ -137,6 +184,29 @@ public final class DevicePixelCnnSampler {
                         Var row = Var.constant(Kernels.contiguous(rowG.scope(), vp.value().slice(2, i - lo, i - lo + 1)));   // (n, 2C, 1, w)
                         Kernels.copy(GatedPixelCnn.gate(row, c).value(), vout[l].slice(2, i, i + 1));
                         link[l] = b.v2h.forward(row);
+                    }
+                    if (pixelStep != null) {
+                        // the fixed inputs of the captured pixel step: this row's links, and the row of the image (zero)
+                        for (int l = 0; l < layers; l++) Kernels.copy(link[l].value(), linkFix[l]);
+                        Kernels.copy(img.slice(2, i, i + 1), rowImg);
+                        for (int j = 0; j < w && i * w + j < pixels; j++) {
+                            if (steps != null) {
+                                try {
+                                    steps.step(() -> {}, pixelStep);
+                                    continue;
+                                } catch (IllegalStateException e) {
+                                    // a capture that failed ran nothing (the position is unchanged): this pixel and the
+                                    // rest run the same step uncaptured; a failure after the capture is a real error
+                                    if (steps.captured()) throw e;
+                                    LOG.log(System.Logger.Level.WARNING, "DevicePixelCnnSampler: the pixel step could not be captured in a CUDA graph ("
+                                            + e.getMessage() + "); sampling without the graph");
+                                    steps.close();
+                                    steps = null;
+                                }
+                            }
+                            pixelStep.run();
+                        }
+                        continue;
                     }
                     for (int j = 0; j < w && i * w + j < pixels; j++) {
                         try (Graph px = Graph.inference()) {
@@ -166,7 +236,40 @@ public final class DevicePixelCnnSampler {
             DeviceBuffer.of(codes.deviceBuffer()).copyTo(cs);
             byte[] out = new byte[n * hw];
             for (int k = 0; k < n * hw; k++) out[k] = (byte) cs.getAtIndex(JAVA_INT, k);
+            lastReplays = steps == null ? 0 : steps.replays();
             return out;
+        } finally {
+            if (steps != null) steps.close();
+        }
+    }
+
+    private volatile long lastReplays;
+
+    /** The graph launches of the last {@link #sample} call (0 without a graph): for tests and the docs' counts. */
+    public long lastGraphLaunches() { return lastReplays; }
+
+    /**
+     * One pixel of the captured mode, the uncaptured loop's work with every address fixed for the call and the position
+     * read on the device: the horizontal stacks from the current row, column pos mod w, the head, the draw (which writes
+     * the value into the image, the row and the codes, and advances pos). Each op the same as the uncaptured loop's, on
+     * the same values, so the same bits.
+     */
+    private void pixelStep(Cuda cu, int n, int h, int w, Tensor rowImg, Tensor[] link, Var[] hwt, Tensor pos, Tensor u, Tensor img, Tensor codes) {
+        long c = m.arch.channels();
+        try (Graph px = Graph.inference()) {
+            Var hin = Var.constant(rowImg);   // (n, 1, 1, w)
+            for (int l = 0; l < m.arch.layers(); l++) {
+                GatedPixelCnn.Block b = m.blocks.get(l);
+                int half = b.hconv.kernel / 2;
+                Var hp = F.add(F.conv2d(hin, hwt[l], b.hconv.bias, 1, 1, 0, half), Var.constant(link[l]));
+                Var ho = b.hout.forward(GatedPixelCnn.gate(hp, c));
+                hin = b.residual ? F.add(ho, hin) : ho;
+            }
+            Tensor col = Tensor.empty(px.scope(), Device.CUDA, n, c);
+            CudaPixelKernels.pixelColumnAt(cu, n, c, w, buf(pos), buf(hin.value()), buf(col));
+            Var logits = m.head2.forward(F.relu(m.head1.forward(F.relu(Var.constant(col)))));   // (n, 256)
+            CudaPixelKernels.pixelDrawAt(cu, n, GatedPixelCnn.LEVELS, (long) h * w, w, buf(pos), buf(logits.value()), buf(u), 255f,
+                    buf(img), buf(rowImg), buf(codes));
         }
     }
 
