@@ -125,10 +125,12 @@ static void bwd_weight_task(void *p, int64_t k, int worker) {
                                 const float g = dyr[ow];
                                 for (int cc = 0; cc < CB; cc++) sum[cc] += g * xr[cc * H * W + ow * sw - pw + s];
                             }
-                        else
-                            for (int64_t ow = lo; ow < hi; ow++) {
-                                const float g = dyr[ow];
-                                for (int64_t cc = 0; cc < nc; cc++) sum[cc] += g * xr[cc * H * W + ow * sw - pw + s];
+                        else /* the last < CB channels one at a time, each sum in a register */
+                            for (int64_t cc = 0; cc < nc; cc++) {
+                                const float *xc = xr + cc * H * W;
+                                float t = sum[cc];
+                                for (int64_t ow = lo; ow < hi; ow++) t += dyr[ow] * xc[ow * sw - pw + s];
+                                sum[cc] = t;
                             }
                     }
                 }
