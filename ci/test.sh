@@ -57,6 +57,8 @@ fi
 step "Java tests at ISA avx2"
 "${MVN[@]}" -pl java,cli test-compile surefire:test -Dlatent.max.isa=avx2
 
+# At ref most of this step is the conv models' training on conv2d_ref.c's portable loops (~7 min on the 2-core VM;
+# BENCHMARKS.md, "CI's ISA-ref step").
 step "Java tests at ISA ref"
 "${MVN[@]}" -pl java,cli test-compile surefire:test -Dlatent.max.isa=ref
 

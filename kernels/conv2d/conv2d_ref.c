@@ -8,10 +8,20 @@
  *               oh = (h + pad_h - r) / stride_h exact and in [0, OH) (likewise ow): the gather form of conv^T,
  *               so every dx element is one sum and no scatter-add is needed
  *   bwd_weight: dw[k,c,r,s] (+)= sum_{n,oh,ow} dy[n,k,oh,ow] x[n,c,ih,iw],   db[k] (+)= sum_{n,oh,ow} dy[n,k,oh,ow]
- * Float arithmetic, sums in the order of the loops as written; bias (or the old dw) is added once at the end.
+ * Float arithmetic, each sum started at 0 and taken in the order of the sums as written ((c, r, s), (k, r, s),
+ * (n, oh, ow)); bias (or the old dw) is added once at the end.
  * Tasks own whole output planes ((n, k), (n, c), k), so the bits never depend on the thread count.
+ *
+ * Loop order (the per-element sums above are unchanged by it, so the bits are those of the one-element-at-a-time
+ * loops): fwd and bwd_data accumulate a whole output row at once, tap by tap, over the range of the row that the
+ * tap keeps inside the input (tap_range), so the innermost loop has no branch and, at stride 1, is one the
+ * compiler vectorises with the baseline ISA without reassociating anything; bwd_weight sums up to CB input
+ * channels side by side (CB independent chains instead of one long dependent one, each still in (n, oh, ow)
+ * order). Built without FMA contraction (baseline ISA), so a * b + c is rounded twice, as before.
  * Checked by conv2d_test.c against a double-precision reference (LATENT_MAX_ISA=ref runs this file). */
 #include "conv2d.h"
+
+#define CB 8 /* input channels summed side by side in bwd_weight */
 
 typedef struct {
     const lt_conv2d_desc *d;
@@ -20,79 +30,116 @@ typedef struct {
     int accumulate;
 } ref_ctx;
 
+/* The outputs o in [*lo, *hi) whose input position o*stride - pad + tap lies in [0, len). */
+static void tap_range(int64_t tap, int64_t pad, int64_t stride, int64_t len, int64_t out_len, int64_t *lo,
+                      int64_t *hi) {
+    const int64_t a = pad - tap, b = len - 1 + pad - tap; /* need a <= o*stride <= b */
+    *lo = a <= 0 ? 0 : (a + stride - 1) / stride;
+    *hi = b < 0 ? 0 : (b / stride + 1 < out_len ? b / stride + 1 : out_len);
+}
+
 static void fwd_task(void *p, int64_t t, int worker) {
     const ref_ctx *x = p;
     const lt_conv2d_desc *d = x->d;
-    const int64_t n = t / d->k, k = t % d->k, C = d->c, H = d->h, W = d->w, R = d->r, S = d->s;
+    const int64_t n = t / d->k, k = t % d->k, C = d->c, H = d->h, W = d->w, R = d->r, S = d->s, OW = d->ow;
+    const int64_t sw = d->stride_w, pw = d->pad_w;
     const float *xn = x->a + n * C * H * W;     // (C, H, W)
     const float *wk = x->b + k * C * R * S;     // (C, R, S)
-    float *y = x->out + t * d->oh * d->ow;      // (OH, OW)
-    for (int64_t oh = 0; oh < d->oh; oh++)
-        for (int64_t ow = 0; ow < d->ow; ow++) {
-            float sum = 0.0f;
-            for (int64_t c = 0; c < C; c++)
-                for (int64_t r = 0; r < R; r++) {
-                    int64_t ih = oh * d->stride_h - d->pad_h + r;
-                    if (ih < 0 || ih >= H) continue;
-                    for (int64_t s = 0; s < S; s++) {
-                        int64_t iw = ow * d->stride_w - d->pad_w + s;
-                        if (iw < 0 || iw >= W) continue;
-                        sum += xn[(c * H + ih) * W + iw] * wk[(c * R + r) * S + s];
-                    }
+    float *y = x->out + t * d->oh * OW;         // (OH, OW)
+    for (int64_t oh = 0; oh < d->oh; oh++) {
+        float *yr = y + oh * OW;                // (OW): the row's sums
+        for (int64_t ow = 0; ow < OW; ow++) yr[ow] = 0.0f;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t r = 0; r < R; r++) {
+                int64_t ih = oh * d->stride_h - d->pad_h + r;
+                if (ih < 0 || ih >= H) continue;
+                const float *xr = xn + (c * H + ih) * W; // (W)
+                for (int64_t s = 0; s < S; s++) {
+                    const float wv = wk[(c * R + r) * S + s];
+                    int64_t lo, hi;
+                    tap_range(s, pw, sw, W, OW, &lo, &hi);
+                    if (sw == 1)
+                        for (int64_t ow = lo; ow < hi; ow++) yr[ow] += xr[ow - pw + s] * wv;
+                    else
+                        for (int64_t ow = lo; ow < hi; ow++) yr[ow] += xr[ow * sw - pw + s] * wv;
                 }
-            y[oh * d->ow + ow] = x->bias ? sum + x->bias[k] : sum;
-        }
+            }
+        if (x->bias)
+            for (int64_t ow = 0; ow < OW; ow++) yr[ow] += x->bias[k];
+    }
 }
 
 static void bwd_data_task(void *p, int64_t t, int worker) {
     const ref_ctx *x = p;
     const lt_conv2d_desc *d = x->d;
     const int64_t n = t / d->c, c = t % d->c, K = d->k, C = d->c, R = d->r, S = d->s, OH = d->oh, OW = d->ow;
+    const int64_t W = d->w, sw = d->stride_w, pw = d->pad_w;
     const float *dyn = x->a + n * K * OH * OW;  // (K, OH, OW)
-    float *dx = x->out + t * d->h * d->w;       // (H, W)
-    for (int64_t h = 0; h < d->h; h++)
-        for (int64_t w = 0; w < d->w; w++) {
-            float sum = 0.0f;
-            for (int64_t k = 0; k < K; k++)
-                for (int64_t r = 0; r < R; r++) {
-                    int64_t th = h + d->pad_h - r; /* = oh * stride_h */
-                    if (th < 0 || th % d->stride_h || th / d->stride_h >= OH) continue;
-                    for (int64_t s = 0; s < S; s++) {
-                        int64_t tw = w + d->pad_w - s;
-                        if (tw < 0 || tw % d->stride_w || tw / d->stride_w >= OW) continue;
-                        sum += dyn[(k * OH + th / d->stride_h) * OW + tw / d->stride_w] *
-                               x->b[((k * C + c) * R + r) * S + s];
-                    }
+    float *dx = x->out + t * d->h * W;          // (H, W)
+    for (int64_t h = 0; h < d->h; h++) {
+        float *dr = dx + h * W;                 // (W): the row's sums
+        for (int64_t w = 0; w < W; w++) dr[w] = 0.0f;
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t r = 0; r < R; r++) {
+                int64_t th = h + d->pad_h - r; /* = oh * stride_h */
+                if (th < 0 || th % d->stride_h || th / d->stride_h >= OH) continue;
+                const float *dyr = dyn + (k * OH + th / d->stride_h) * OW; // (OW)
+                for (int64_t s = 0; s < S; s++) {
+                    /* dx[w] takes dy[ow] for w = ow*stride_w - pad_w + s: each (k, r, s) at most once per w */
+                    const float wv = x->b[((k * C + c) * R + r) * S + s];
+                    int64_t lo, hi;
+                    tap_range(s, pw, sw, W, OW, &lo, &hi);
+                    if (sw == 1)
+                        for (int64_t ow = lo; ow < hi; ow++) dr[ow - pw + s] += dyr[ow] * wv;
+                    else
+                        for (int64_t ow = lo; ow < hi; ow++) dr[ow * sw - pw + s] += dyr[ow] * wv;
                 }
-            dx[h * d->w + w] = x->bias ? sum + x->bias[c] : sum;
-        }
+            }
+        if (x->bias)
+            for (int64_t w = 0; w < W; w++) dr[w] += x->bias[c];
+    }
 }
 
 static void bwd_weight_task(void *p, int64_t k, int worker) {
     const ref_ctx *x = p;
     const lt_conv2d_desc *d = x->d;
     const int64_t C = d->c, H = d->h, W = d->w, R = d->r, S = d->s, OH = d->oh, OW = d->ow, K = d->k;
+    const int64_t sw = d->stride_w, pw = d->pad_w;
     float *dw = x->out + k * C * R * S;         // (C, R, S)
-    for (int64_t c = 0; c < C; c++)
+    for (int64_t c0 = 0; c0 < C; c0 += CB) {
+        const int64_t nc = C - c0 < CB ? C - c0 : CB;
         for (int64_t r = 0; r < R; r++)
             for (int64_t s = 0; s < S; s++) {
-                float sum = 0.0f;
+                float sum[CB] = {0}; /* sum[cc]: dw[k, c0 + cc, r, s] */
+                int64_t lo, hi;
+                tap_range(s, pw, sw, W, OW, &lo, &hi);
                 for (int64_t n = 0; n < d->n; n++) {
-                    const float *xn = x->a + (n * C + c) * H * W;     // (H, W)
+                    const float *xn = x->a + (n * C + c0) * H * W;     // (nc, H, W)
                     const float *dyn = x->b + (n * K + k) * OH * OW;  // (OH, OW)
                     for (int64_t oh = 0; oh < OH; oh++) {
                         int64_t ih = oh * d->stride_h - d->pad_h + r;
                         if (ih < 0 || ih >= H) continue;
-                        for (int64_t ow = 0; ow < OW; ow++) {
-                            int64_t iw = ow * d->stride_w - d->pad_w + s;
-                            if (iw < 0 || iw >= W) continue;
-                            sum += dyn[oh * OW + ow] * xn[ih * W + iw];
-                        }
+                        const float *dyr = dyn + oh * OW, *xr = xn + ih * W; // xr[ow*sw - pw + s]: x at iw
+                        if (nc == CB)
+                            for (int64_t ow = lo; ow < hi; ow++) {
+                                const float g = dyr[ow];
+                                for (int cc = 0; cc < CB; cc++) sum[cc] += g * xr[cc * H * W + ow * sw - pw + s];
+                            }
+                        else /* the last < CB channels one at a time, each sum in a register */
+                            for (int64_t cc = 0; cc < nc; cc++) {
+                                const float *xc = xr + cc * H * W;
+                                float t = sum[cc];
+                                for (int64_t ow = lo; ow < hi; ow++) t += dyr[ow] * xc[ow * sw - pw + s];
+                                sum[cc] = t;
+                            }
                     }
                 }
-                float *o = &dw[(c * R + r) * S + s];
-                *o = x->accumulate ? *o + sum : sum;
+                for (int64_t cc = 0; cc < nc; cc++) {
+                    float *o = &dw[((c0 + cc) * R + r) * S + s];
+                    *o = x->accumulate ? *o + sum[cc] : sum[cc];
+                }
             }
+    }
     if (x->db) {
         float sum = 0.0f;
         for (int64_t n = 0; n < d->n; n++)
@@ -100,7 +147,6 @@ static void bwd_weight_task(void *p, int64_t k, int worker) {
         x->db[k] = x->accumulate ? x->db[k] + sum : sum;
     }
 }
-
 lt_status conv2d_fwd_ref(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
     ref_ctx c = {d, x, w, bias, y, NULL, 0};
     lt_parallel_for(d->n * d->k, fwd_task, &c);
