@@ -65,6 +65,13 @@ public final class Classifier implements Module {
 
     public Var logits(Var x) { return out.forward(features(x)); }
 
+    /**
+     * Mean cross-entropy of {@link #logits} against int32 {@code targets} (B): the training loss. The logits are the
+     * last Linear's fresh output and nothing reads them after the loss, so the gradient is written over them
+     * ({@link F#crossEntropyInPlace}): one (B, classes) buffer less per step, crossEntropy's bits (InPlaceLossTest).
+     */
+    public Var loss(Var x, MemorySegment targets) { return F.crossEntropyInPlace(logits(x), targets); }
+
     @Override
     public void collect(String prefix, Map<String, Var> o) {
         c1.collect(prefix + "c1.", o); c2.collect(prefix + "c2.", o); c3.collect(prefix + "c3.", o);
@@ -115,7 +122,7 @@ public final class Classifier implements Module {
             batch(data, idx, from, m, x);
             for (int i = 0; i < m; i++) targets.setAtIndex(JAVA_INT, i, data.labels[idx == null ? from + i : idx[from + i]]);
             dev.latent.tensor.Device on = device();
-            Var loss = F.crossEntropy(logits(Var.constant(on == dev.latent.tensor.Device.CPU ? x : x.to(g.scope(), on))), targets);
+            Var loss = loss(Var.constant(on == dev.latent.tensor.Device.CPU ? x : x.to(g.scope(), on)), targets);
             g.backward(loss);
             opt.update(lr, 0);
             return F.item(loss);

@@ -9,6 +9,7 @@ import dev.latent.nn.MaskedConv2d;
 import dev.latent.nn.Module;
 import dev.latent.tensor.Scope;
 
+import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
@@ -120,6 +121,15 @@ public final class GatedPixelCnn implements Module {
         Var rows = F.reshape(F.permute(h, new long[] {n, c, hh * ww}, 0, 2, 1), n * hh * ww, c);
         return head2.forward(F.relu(head1.forward(rows)));
     }
+
+    /**
+     * Mean cross-entropy (nats per pixel) of {@link #logits} against the pixels' bytes {@code targets} (N H W, in
+     * logits' row order). The logits are head2's fresh (N H W, 256) output, already contiguous rows (the permute to
+     * pixel-major order copies before the head), and nothing reads them after the loss: the gradient is written over
+     * them ({@link F#crossEntropyInPlace}), one logits-sized buffer less per training step, crossEntropy's bits
+     * (InPlaceLossTest). Without a gradient (an inference graph) the logits stay intact and nothing is saved.
+     */
+    public Var loss(Var x, MemorySegment targets) { return F.crossEntropyInPlace(logits(x), targets); }
 
     @Override
     public void collect(String prefix, Map<String, Var> out) {

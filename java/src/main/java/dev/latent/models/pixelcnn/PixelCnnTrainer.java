@@ -146,7 +146,7 @@ public final class PixelCnnTrainer {
         try (Graph g = Graph.open().precision(precision); Arena a = Arena.ofConfined()) {
             MemorySegment t = a.allocate(4L * m * data.h * data.w, 4);
             Tensor x = onDevice(g.scope(), batch(g.scope(), data, idx, from, m, t));
-            Var loss = F.crossEntropy(model.logits(Var.constant(x)), t);
+            Var loss = model.loss(Var.constant(x), t);
             g.backward(loss);
             opt.update(cfg.lr, 0);
             return F.item(loss) / LN2;
@@ -162,7 +162,7 @@ public final class PixelCnnTrainer {
             try (Graph g = Graph.inference(); Arena a = Arena.ofConfined()) {
                 MemorySegment t = a.allocate(4L * m * test.h * test.w, 4);
                 Tensor x = onDevice(g.scope(), batch(g.scope(), test, null, from, m, t));
-                nats += F.item(F.crossEntropy(model.logits(Var.constant(x)), t)) * (double) m * test.h * test.w;
+                nats += F.item(model.loss(Var.constant(x), t)) * (double) m * test.h * test.w;   // inference: no gradient, logits kept
             }
         }
         return nats / ((double) n * test.h * test.w) / LN2;

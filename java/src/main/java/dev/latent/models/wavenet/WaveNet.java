@@ -171,7 +171,10 @@ public final class WaveNet implements Module {
 
     /**
      * Mean cross-entropy (nats per byte) of predicting bytes[off + i + 1] from bytes[off .. off + i] for i &lt; t, over
-     * every window: a scalar Var on the current graph (windows need t + 1 bytes).
+     * every window: a scalar Var on the current graph (windows need t + 1 bytes). The (N T, 256) rows the loss reads are
+     * the permute's fresh copy of the last convolution's output, read by nothing else (the permute's backward and the
+     * convolution's read neither), so the gradient is written over them ({@link F#crossEntropyInPlace}): one
+     * logits-sized buffer less per step, crossEntropy's bits (InPlaceLossTest).
      */
     public Var loss(byte[] bytes, int[] offsets, int t) {
         for (int off : offsets)
@@ -183,7 +186,7 @@ public final class WaveNet implements Module {
         MemorySegment targets = Arena.ofAuto().allocate(JAVA_INT, (long) n * t);
         for (int b = 0; b < n; b++)
             for (int i = 0; i < t; i++) targets.setAtIndex(JAVA_INT, (long) b * t + i, bytes[offsets[b] + i + 1] & 0xff);
-        return F.crossEntropy(rows, targets);
+        return F.crossEntropyInPlace(rows, targets);
     }
 
     /**
