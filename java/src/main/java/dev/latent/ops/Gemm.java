@@ -103,10 +103,13 @@ public final class Gemm {
     // ---- fewer bf16 conversions around F.linear / F.matmul on CUDA (h-linconv, issue 18) ----
 
     /**
-     * C = A @ B (2-D) at {@code precision} that, on CUDA at BF16, converts A (when {@code keepA}) and B (when {@code keepB})
+     * C = A @ B (2-D, or batched 3-D as {@link #matmul(Tensor, Tensor, Tensor, float, float, Precision)}: strided batches, a
+     * 2-D operand broadcast with batch stride 0) at {@code precision} that, on CUDA at BF16, converts A (when {@code keepA}) and B (when {@code keepB})
      * into one block held by {@code keep} (in keep's scope: the graph's) instead of per-call scratch, so that
      * {@link #matmulBackward} given the same holder reads them instead of converting them again: B's copy serves
-     * dA = dC B^T, A's serves dB = A^T dC. Elsewhere (CPU, FP32 / TF32, batched, an empty product, a holder already holding,
+     * dA = dC B^T, A's serves dB = A^T dC. A copy covers its operand's whole strided extent (every batch; one matrix for a
+     * broadcast operand), in the operand's own layout, so the GEMM reads it with the operand's ld and batch stride.
+     * Elsewhere (CPU, FP32 / TF32, an empty product, a holder already holding,
      * keep null, {@link CudaVendor#fewerGemmConversions()} off) exactly {@link #matmul(Tensor, Tensor, Tensor, float, float,
      * Precision)} with alpha 1, beta 0, keeping nothing. The same bits either way: each conversion is the same round to
      * nearest even of the same fp32 values, then the same bf16 GEMM (cuBLAS's or ours) on them. The caller must not change
@@ -119,29 +122,36 @@ public final class Gemm {
             return;
         }
         DeviceBuffer da = dbuf(a), db = dbuf(b);
-        long na = extent(p.a, p.m, p.k), nb = extent(p.b, p.k, p.n), at = keepA ? aligned(na * 2) : 0;
+        long na = extent(p.a, p.m, p.k, p.batch), nb = extent(p.b, p.k, p.n, p.batch), at = keepA ? aligned(na * 2) : 0;
         DeviceBuffer blk = DeviceBuffer.of(keep.hold(at + (keepB ? nb * 2 : 0), key(da, keepA ? na : 0, db, keepB ? nb : 0)));
         DeviceBuffer a16 = keepA ? blk.slice(0, na * 2) : null, b16 = keepB ? blk.slice(at, nb * 2) : null;
-        callCuda(p.a.trans, p.b.trans, p.m, p.n, p.k, 1f, 0f, p.a.ld, p.b.ld, p.c.ld, 1, 0, 0, 0, da, db, dbuf(c), precision,
-                a16, false, b16, false);
+        callCuda(p.a.trans, p.b.trans, p.m, p.n, p.k, 1f, 0f, p.a.ld, p.b.ld, p.c.ld, p.batch, p.a.batchStride, p.b.batchStride,
+                p.c.batchStride, da, db, dbuf(c), precision, a16, false, b16, false);
     }
 
     /**
-     * The gradients of C = A @ B (2-D) from dC at {@code precision}, as the backward of {@link #matmul(Tensor, Tensor, Tensor,
+     * The gradients of C = A @ B (2-D or batched 3-D) from dC at {@code precision}, as the backward of {@link #matmul(Tensor, Tensor, Tensor,
      * Precision, KeptOperands, boolean, boolean)} computes them: dA = dC B^T into {@code da} when not null; B's gradient
      * either as dB = A^T dC into {@code db}, or transposed, dB^T = dC^T A, into {@code dbt} (F.linear, whose B is W^T:
      * dW in W's layout); at most one of the two. Results are overwritten. On CUDA at BF16 dC is converted once for both
      * products, and A's and B's bf16 copies are read from {@code kept} where the forward left them for these very
      * operands (else, or with kept null, converted here, per call); elsewhere (CPU, FP32 / TF32, {@link
      * CudaVendor#fewerGemmConversions()} off) the two products run as separate {@link #matmul} calls, each converting its
-     * operands: the same bits either way. Does not release kept.
+     * operands: the same bits either way. Batched: dC (batch, M, N); the gradient of an operand broadcast over the batch
+     * (2-D beside a 3-D dC) is a sum over the batch, not one product, and is refused here (the other one's is computed,
+     * reading the broadcast operand's copy with batch stride 0). Does not release kept.
      */
     public static void matmulBackward(Tensor a, Tensor b, Tensor dc, Tensor da, Tensor db, Tensor dbt, Precision precision, KeptOperands kept) {
         if (db != null && dbt != null) throw new IllegalArgumentException("gemm backward: B's gradient as db or as dbt, not both");
-        if (a.rank() != 2 || b.rank() != 2 || dc.rank() != 2)
-            throw new IllegalArgumentException("gemm backward: 2-D A, B and dC, got A" + Arrays.toString(a.shape()) + ", B"
-                    + Arrays.toString(b.shape()) + ", dC" + Arrays.toString(dc.shape()));
-        Tensor bT = b.transpose(0, 1), aT = a.transpose(0, 1), dcT = dc.transpose(0, 1);
+        Supplier<String> shapes = () -> "A" + Arrays.toString(a.shape()) + ", B" + Arrays.toString(b.shape()) + ", dC" + Arrays.toString(dc.shape());
+        for (Tensor t : new Tensor[] {a, b, dc})
+            if (t.rank() < 2 || t.rank() > 3) throw new IllegalArgumentException("gemm backward: 2-D or batched 3-D A, B and dC, got " + shapes.get());
+        if (dc.rank() != Math.max(a.rank(), b.rank()))
+            throw new IllegalArgumentException("gemm backward: dC must be 3-D exactly when A or B is, got " + shapes.get());
+        if (dc.rank() == 3 && (da != null && a.rank() == 2 || (db != null || dbt != null) && b.rank() == 2))
+            throw new IllegalArgumentException("gemm backward: the gradient of an operand broadcast over the batch sums over it (not one product): "
+                    + shapes.get());
+        Tensor bT = lastTwoSwapped(b), aT = lastTwoSwapped(a), dcT = lastTwoSwapped(dc);
         Plan pa = da == null ? null : plan(dc, bT, da, precision);
         Plan pb = db != null ? plan(aT, dc, db, precision) : dbt != null ? plan(dcT, a, dbt, precision) : null;
         if (pa == null && pb == null) return;
@@ -155,9 +165,7 @@ public final class Gemm {
         }
         dev.latent.cuda.Cuda cu = Kernels.cuda();
         DeviceBuffer ddc = dbuf(dc), dA = dbuf(a), dB = dbuf(b);
-        Mat mdc = Mat.of("dC", dc, () -> "dC" + Arrays.toString(dc.shape())), ma = Mat.of("A", a, () -> "A" + Arrays.toString(a.shape())),
-                mb = Mat.of("B", b, () -> "B" + Arrays.toString(b.shape()));
-        long nd = extent(mdc, dc.size(0), dc.size(1)), na = extent(ma, a.size(0), a.size(1)), nb = extent(mb, b.size(0), b.size(1));
+        long nd = extent(dc, shapes), na = extent(a, shapes), nb = extent(b, shapes);
         /* What the forward kept for these operands: A's copy at 0, B's after it (aligned), as matmul(..., keep, ...) laid them out. */
         DeviceBuffer a16 = null, b16 = null;
         long[] key = kept == null ? new long[0] : kept.key();
@@ -170,30 +178,41 @@ public final class Gemm {
         try (DeviceBuffer dc16 = cu.alloc(nd * 2)) {
             CudaKernels.toBf16(cu, nd, ddc, dc16);
             if (pa != null)
-                callCuda(pa.a.trans, pa.b.trans, pa.m, pa.n, pa.k, 1f, 0f, pa.a.ld, pa.b.ld, pa.c.ld, 1, 0, 0, 0, ddc, dbuf(bT), dbuf(da),
-                        precision, dc16, true, b16, b16 != null);
+                callCuda(pa.a.trans, pa.b.trans, pa.m, pa.n, pa.k, 1f, 0f, pa.a.ld, pa.b.ld, pa.c.ld, pa.batch, pa.a.batchStride,
+                        pa.b.batchStride, pa.c.batchStride, ddc, dbuf(bT), dbuf(da), precision, dc16, true, b16, b16 != null);
             if (db != null)
-                callCuda(pb.a.trans, pb.b.trans, pb.m, pb.n, pb.k, 1f, 0f, pb.a.ld, pb.b.ld, pb.c.ld, 1, 0, 0, 0, dbuf(aT), ddc, dbuf(db),
-                        precision, a16, a16 != null, dc16, true);
+                callCuda(pb.a.trans, pb.b.trans, pb.m, pb.n, pb.k, 1f, 0f, pb.a.ld, pb.b.ld, pb.c.ld, pb.batch, pb.a.batchStride,
+                        pb.b.batchStride, pb.c.batchStride, dbuf(aT), ddc, dbuf(db), precision, a16, a16 != null, dc16, true);
             if (dbt != null)
-                callCuda(pb.a.trans, pb.b.trans, pb.m, pb.n, pb.k, 1f, 0f, pb.a.ld, pb.b.ld, pb.c.ld, 1, 0, 0, 0, dbuf(dcT), dA, dbuf(dbt),
-                        precision, dc16, true, a16, a16 != null);
+                callCuda(pb.a.trans, pb.b.trans, pb.m, pb.n, pb.k, 1f, 0f, pb.a.ld, pb.b.ld, pb.c.ld, pb.batch, pb.a.batchStride,
+                        pb.b.batchStride, pb.c.batchStride, dbuf(dcT), dA, dbuf(dbt), precision, dc16, true, a16, a16 != null);
         }   // back to the allocator's cache: later work on the one stream runs after these launches
     }
 
-    /** Whether this checked product takes the fewer-conversions path: all on CUDA, BF16, 2-D, non-empty, the switch on. */
+    /** Whether this checked product takes the fewer-conversions path: all on CUDA, BF16, non-empty, the switch on (2-D or batched). */
     private static boolean fewerOnCuda(Precision precision, Plan p, Tensor a, Tensor b, Tensor c) {
         return precision == Precision.BF16 && CudaVendor.fewerGemmConversions() && a.device() == Device.CUDA && b.device() == Device.CUDA
-                && c.device() == Device.CUDA && a.rank() == 2 && b.rank() == 2 && c.rank() == 2 && p.m > 0 && p.n > 0 && p.k > 0;
+                && c.device() == Device.CUDA && p.m > 0 && p.n > 0 && p.k > 0;
+    }
+
+    /** t with its last two axes swapped (a view): the matrix transpose of a 2-D or batched 3-D operand. */
+    private static Tensor lastTwoSwapped(Tensor t) { return t.transpose(t.rank() - 2, t.rank() - 1); }
+
+    /** {@link #extent(Mat, long, long, long)} of a 2-D or 3-D operand as it is laid out (its batches from its first dimension). */
+    private static long extent(Tensor t, Supplier<String> shapes) {
+        return extent(Mat.of("operand", t, shapes), t.size(-2), t.size(-1), t.rank() == 3 ? t.size(0) : 1);
     }
 
     private static DeviceBuffer dbuf(Tensor t) { return DeviceBuffer.of(t.deviceBuffer()); }
 
-    /** Elements of an operand's storage a GEMM reads (rows x cols as the tensor shows them), from its first element: what a bf16 copy covers. */
-    private static long extent(Mat mt, long rows, long cols) {
+    /**
+     * Elements of an operand's storage a GEMM over {@code batch} matrices reads (rows x cols each, as the tensor shows them;
+     * batch stride 0 for a broadcast one), from its first element: what a bf16 copy covers (checkDeviceOperand's count).
+     */
+    private static long extent(Mat mt, long rows, long cols, long batch) {
         if (rows == 0 || cols == 0) return 0;
         long sr = mt.trans ? cols : rows, sc = mt.trans ? rows : cols;   /* as stored */
-        return Math.addExact(Math.multiplyExact(sr - 1, mt.ld), sc);
+        return Math.addExact(Math.multiplyExact(batch - 1, mt.batchStride), Math.addExact(Math.multiplyExact(sr - 1, mt.ld), sc));
     }
 
     /** Bytes rounded up to 256 (the second operand's copy in a kept block starts aligned, as a fresh allocation would). */
