@@ -389,8 +389,8 @@ public final class F {
      * logits-sized buffer instead of two (GPT-2's vocabulary at 32 x 1024 tokens: 6.6 GB less). The loss and the gradient
      * have crossEntropy's bits. <b>The logits' values are gone after the call</b> whenever a gradient is computed: only
      * for logits an op produced and nothing reads afterwards (not the caller, not another op, and not the producing op's
-     * backward: a matmul's or a Linear's reads its inputs, not its output); {@link dev.latent.models.gpt.Gpt#loss} uses
-     * it. Logits that are a leaf (a parameter or an input) are refused, since overwriting them would corrupt the values
+     * backward: a matmul's or a Linear's reads its inputs, not its output); {@link dev.latent.models.gpt.Gpt#loss},
+     * Classifier.loss, GatedPixelCnn.loss and WaveNet.loss use it. Logits that are a leaf (a parameter or an input) are refused, since overwriting them would corrupt the values
      * a caller holds; without a gradient to compute (inference, or logits needing none) they are left intact.
      */
     public static Var crossEntropyInPlace(Var logits, MemorySegment targets) { return crossEntropy(logits, targets, true); }
