@@ -107,21 +107,8 @@ class CudaPixelCnnPositionTest extends AtRefIsaOnDevice {
         int h = CudaPixelCnnTest.H, w = CudaPixelCnnTest.W;
         try (Scope s = Scope.shared()) {
             GatedPixelCnn gpu = CudaPixelCnnGraphTest.model(s, 3);
-            int[] ks = {CudaTesting.EMU_LAUNCH, CudaTesting.EMU_CONV_FWD, CudaTesting.EMU_GEMM_EX};
-            double[][] per = new double[2][3];
-            Horizontal[] modes = {Horizontal.ROW, Horizontal.POSITION};
-            for (int mode = 0; mode < 2; mode++) {
-                DevicePixelCnnSampler ds = new DevicePixelCnnSampler(gpu, false, modes[mode]);
-                ds.sample(2, h, w, 1);   // warm
-                long[] a = CudaTesting.emuCountersOrZeros();
-                ds.sample(2, h, w, 1);
-                long[] b = CudaTesting.emuCountersOrZeros();
-                for (int q = 0; q < 3; q++) {
-                    long d = b[ks[q]] - a[ks[q]];
-                    if (q == 2) d += b[CudaTesting.EMU_LT_MATMUL] - a[CudaTesting.EMU_LT_MATMUL];   // GEMMs: cuBLAS and cuBLASLt
-                    per[mode][q] = d / (double) (h * w);
-                }
-            }
+            double[][] per = {CudaPixelCnnGraphTest.callsPerPixel(new DevicePixelCnnSampler(gpu, false, Horizontal.ROW)),
+                    CudaPixelCnnGraphTest.callsPerPixel(new DevicePixelCnnSampler(gpu, false, Horizontal.POSITION))};
             System.out.printf("PixelCNN device sampling, %d blocks, %d x %d, uncaptured, per pixel (kernel launches / cuDNN convolutions / GEMM "
                     + "calls, the rows' vertical work amortised): whole row %.2f / %.2f / %.2f; one position %.2f / %.2f / %.2f%n",
                     CudaPixelCnnTest.ARCH.layers(), h, w, per[0][0], per[0][1], per[0][2], per[1][0], per[1][1], per[1][2]);
