@@ -76,3 +76,30 @@ LT_KERNEL void ltk_pixel_draw_at(int64_t n, int64_t levels, int64_t hw, int64_t 
     __syncthreads();   /* every thread has read pos[0] */
     if (ok && threadIdx.x == 0) pos[0] = (int32_t)(p + 1);
 }
+
+/* The horizontal stacks at one position (DevicePixelCnnSampler's position path): per pixel, block l's 1 x k masked conv
+ * at (i, j) is a GEMM of the n images' gathered taps, and block l's output at j goes back into the row that block l + 1
+ * reads. The position j = pos[0] mod w is read from device memory (a CUDA graph replays one pixel step for every pixel).
+ *
+ *   ltk_pixel_taps_at(n, cin, w, lo, nt, pos, row, out)   grid-stride over n cin nt:
+ *       out[(r cin + ci) nt + t] = row[(r cin + ci) w + x] with x = j + lo + t, 0 where x is outside [0, w) (the
+ *       convolution's zero padding): the taps x = j + lo .. j + lo + nt - 1 of row (n, cin, 1, w) as (n, cin nt) rows,
+ *       in the order of a (2C, cin, 1, k) weight's columns lo + k/2 .. (so the conv is out @ weight[:, :, 0, taps]^T).
+ *       Exact (copies and zeros).
+ *   ltk_pixel_column_put_at(n, c, w, pos, col, row)   grid-stride over n c: row[(r c + k) w + j] = col[r c + k], the
+ *       inverse of ltk_pixel_column_at (every other element of row untouched). */
+LT_KERNEL void ltk_pixel_taps_at(int64_t n, int64_t cin, int64_t w, int64_t lo, int64_t nt, const int32_t *__restrict__ pos,
+                                 const float *__restrict__ row, float *__restrict__ out) {
+    const int64_t j = (int64_t)pos[0] % w;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n * cin * nt; e += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t x = j + lo + e % nt;
+        out[e] = x >= 0 && x < w ? row[(e / nt) * w + x] : 0.0f;
+    }
+}
+
+LT_KERNEL void ltk_pixel_column_put_at(int64_t n, int64_t c, int64_t w, const int32_t *__restrict__ pos, const float *__restrict__ col,
+                                       float *__restrict__ row) {
+    const int64_t j = (int64_t)pos[0] % w;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n * c; e += (int64_t)gridDim.x * blockDim.x)
+        row[e * w + j] = col[e];
+}

@@ -9,7 +9,11 @@
  *  - ltk_pixel_draw_at (the position in device memory, a CUDA graph's pixel step) over every pixel of a 3 x 4 plane
  *    in turn: the same codes and image as ltk_pixel_draw at that pixel, the row plane written at the column, pos
  *    advanced by one per launch (fails if the position were frozen), a position past the plane drawing nothing and
- *    staying put; ltk_pixel_column_at gathering column pos mod w exactly.
+ *    staying put; ltk_pixel_column_at gathering column pos mod w exactly;
+ *  - ltk_pixel_taps_at (the horizontal stack's taps at one position) against a loop over (image, channel, tap) with
+ *    the zero padding written out, for mask A and B tap ranges (lo -k/2, nt k/2 or k/2 + 1), k 3 and 7, every column
+ *    of w 1, 4 and 9 (the padding on both sides), n c up to 130 x 5 over 1 and several blocks; ltk_pixel_column_put_at
+ *    writing column pos mod w and nothing else (NaN sentinels).
  * Run: build/pixel_draw_cuda_test */
 #include <cmath>
 #include <cstring>
@@ -113,7 +117,42 @@ static void draw_at_case(int64_t n, int threads) {
     }
 }
 
+static void taps_case(int64_t n, int64_t cin, int64_t w, int64_t k, bool maskA, int blocks) {
+    const int64_t lo = -(k / 2), nt = k / 2 + (maskA ? 0 : 1);
+    std::vector<float> row(n * cin * w), out(n * cin * nt), col(n * cin), row2(n * cin * w);
+    lt_t_fill(row.data(), (int64_t)row.size(), &rng);
+    lt_t_fill(col.data(), (int64_t)col.size(), &rng);
+    std::vector<int32_t> pos(1);
+    for (int64_t q = 0; q < 2 * w; q++) {   /* every column, twice round (pos mod w) */
+        pos[0] = (int32_t)q;
+        std::fill(out.begin(), out.end(), NAN);
+        LAUNCH(ltk_pixel_taps_at, dim3(blocks), dim3(32), 0, n, cin, w, lo, nt, (const int32_t *)pos.data(), (const float *)row.data(), out.data());
+        const int64_t j = q % w;
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t ci = 0; ci < cin; ci++)
+                for (int64_t t = 0; t < nt; t++) {
+                    const int64_t x = j - k / 2 + t;
+                    const float want = (x < 0 || x >= w) ? 0.0f : row[(r * cin + ci) * w + x];
+                    const float got = out[(r * cin + ci) * nt + t];
+                    CHECK(got == want, "taps_at n %lld cin %lld w %lld k %lld mask %c: column %lld image %lld channel %lld tap %lld: %g, want %g",
+                          (long long)n, (long long)cin, (long long)w, (long long)k, maskA ? 'A' : 'B', (long long)j, (long long)r, (long long)ci,
+                          (long long)t, got, want);
+                }
+        std::fill(row2.begin(), row2.end(), NAN);
+        LAUNCH(ltk_pixel_column_put_at, dim3(blocks), dim3(32), 0, n, cin, w, (const int32_t *)pos.data(), (const float *)col.data(), row2.data());
+        for (int64_t e = 0; e < n * cin; e++)
+            for (int64_t x = 0; x < w; x++)
+                CHECK(x == j ? row2[e * w + x] == col[e] : std::isnan(row2[e * w + x]), "column_put_at w %lld column %lld: element %lld x %lld",
+                      (long long)w, (long long)j, (long long)e, (long long)x);
+    }
+}
+
 int main() {
+    for (int64_t n : {1, 3, 130})
+        for (int64_t cin : {1, 5})
+            for (int64_t w : {1, 4, 9})
+                for (int64_t k : {3, 7})
+                    for (bool maskA : {true, false}) taps_case(n, cin, w, k, maskA, n > 3 ? 3 : 1);
     for (int64_t n : {1, 5, 64, 130}) draw_at_case(n, n > 64 ? 64 : 32);
     for (int64_t n : {1, 5, 64, 130})
         for (int64_t levels : {1, 3, 256})

@@ -61,4 +61,30 @@ public final class CudaPixelKernels {
         int threads = (int) Math.min(256, ((n + 31) / 32) * 32);
         Ltk.ltk_pixel_draw_at(cu, CudaKernels.dim(1), CudaKernels.dim(threads), 0, n, levels, hw, w, pos, logits, u, denom, img, row, codes);
     }
+
+    /**
+     * The taps x = j + lo .. j + lo + nt - 1 (j = {@code pos[0]} mod w, read on the device; 0 outside [0, w), the
+     * convolution's padding) of {@code row} (n, cin, 1, w floats) into {@code out} (n, cin nt floats: [image][channel][tap]),
+     * exactly: a 1 x k convolution's input at one position as GEMM rows (DevicePixelCnnSampler's position path).
+     */
+    public static void pixelTapsAt(Cuda cu, long n, long cin, long w, long lo, long nt, DeviceBuffer pos, DeviceBuffer row, DeviceBuffer out) {
+        if (n < 1 || cin < 1 || w < 1 || nt < 1)
+            throw new IllegalArgumentException("pixelTapsAt: n=" + n + ", cin=" + cin + ", w=" + w + ", nt=" + nt + " must be >= 1");
+        CudaKernels.need(pos, 4, "pixelTapsAt", "pos");
+        CudaKernels.need(row, 4 * n * cin * w, "pixelTapsAt", "row");
+        CudaKernels.need(out, 4 * n * cin * nt, "pixelTapsAt", "out");
+        int threads = 256;
+        Ltk.ltk_pixel_taps_at(cu, CudaKernels.dim(Math.min(1024, (n * cin * nt + threads - 1) / threads)), CudaKernels.dim(threads), 0, n, cin, w,
+                lo, nt, pos, row, out);
+    }
+
+    /** {@code col} (n, c floats) into column {@code pos[0]} mod w of {@code row} (n, c, 1, w floats), exactly: the inverse of {@link #pixelColumnAt}. */
+    public static void pixelColumnPutAt(Cuda cu, long n, long c, long w, DeviceBuffer pos, DeviceBuffer col, DeviceBuffer row) {
+        if (n < 1 || c < 1 || w < 1) throw new IllegalArgumentException("pixelColumnPutAt: n=" + n + ", c=" + c + ", w=" + w + " must be >= 1");
+        CudaKernels.need(pos, 4, "pixelColumnPutAt", "pos");
+        CudaKernels.need(col, 4 * n * c, "pixelColumnPutAt", "col");
+        CudaKernels.need(row, 4 * n * c * w, "pixelColumnPutAt", "row");
+        int threads = 256;
+        Ltk.ltk_pixel_column_put_at(cu, CudaKernels.dim(Math.min(1024, (n * c + threads - 1) / threads)), CudaKernels.dim(threads), 0, n, c, w, pos, col, row);
+    }
 }

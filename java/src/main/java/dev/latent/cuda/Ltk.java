@@ -458,6 +458,16 @@ final class Ltk {
         cu.launch("ltk_pixel_draw_at", grid, block, sharedBytes, n, levels, hw, w, pos, logits, u, denom, img, row, codes);
     }
 
+    /** ltk_pixel_taps_at (kernels/pixel_draw/pixel_draw.cu). */
+    static void ltk_pixel_taps_at(Cuda cu, int[] grid, int[] block, int sharedBytes, long n, long cin, long w, long lo, long nt, DeviceBuffer pos, DeviceBuffer row, DeviceBuffer out) {
+        cu.launch("ltk_pixel_taps_at", grid, block, sharedBytes, n, cin, w, lo, nt, pos, row, out);
+    }
+
+    /** ltk_pixel_column_put_at (kernels/pixel_draw/pixel_draw.cu). */
+    static void ltk_pixel_column_put_at(Cuda cu, int[] grid, int[] block, int sharedBytes, long n, long c, long w, DeviceBuffer pos, DeviceBuffer col, DeviceBuffer row) {
+        cu.launch("ltk_pixel_column_put_at", grid, block, sharedBytes, n, c, w, pos, col, row);
+    }
+
     /** ltk_pointwise_fwd (kernels/pointwise/pointwise.cu). */
     static void ltk_pointwise_fwd(Cuda cu, int[] grid, int[] block, int sharedBytes, int kind, long n, DeviceBuffer x, DeviceBuffer y) {
         cu.launch("ltk_pointwise_fwd", grid, block, sharedBytes, kind, n, x, y);

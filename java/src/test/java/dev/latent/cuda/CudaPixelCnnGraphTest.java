@@ -31,6 +31,25 @@ class CudaPixelCnnGraphTest extends AtRefIsaOnDevice {
         return CudaPixelCnnTest.onDevice(s, cpu);
     }
 
+    /**
+     * On the emulated driver: kernel launches, cuDNN convolutions, GEMM calls (cuBLAS and cuBLASLt) and graph launches per
+     * pixel of a whole 2-image H x W sample by {@code ds} (after a warm-up call; the rows' vertical work amortised).
+     */
+    static double[] callsPerPixel(DevicePixelCnnSampler ds) {
+        int[] ks = {CudaTesting.EMU_LAUNCH, CudaTesting.EMU_CONV_FWD, CudaTesting.EMU_GEMM_EX, CudaTesting.EMU_GRAPH_LAUNCH};
+        double[] per = new double[4];
+        ds.sample(2, H, W, 1);
+        long[] a = CudaTesting.emuCountersOrZeros();
+        ds.sample(2, H, W, 1);
+        long[] b = CudaTesting.emuCountersOrZeros();
+        for (int q = 0; q < 4; q++) {
+            long d = b[ks[q]] - a[ks[q]];
+            if (q == 2) d += b[CudaTesting.EMU_LT_MATMUL] - a[CudaTesting.EMU_LT_MATMUL];   // GEMMs: cuBLAS and cuBLASLt
+            per[q] = d / (double) (H * W);
+        }
+        return per;
+    }
+
     @Test
     void graphSamplesAreTheUncapturedSamplersBits() {
         try (Scope s = Scope.shared()) {
@@ -76,20 +95,7 @@ class CudaPixelCnnGraphTest extends AtRefIsaOnDevice {
                 assertEquals(0, more.applyAsInt(k), "counter " + k + " grew with the replayed pixels");
 
             // launches per pixel, whole images, with and without the graph (the rows' vertical work amortised)
-            int[] ks = {CudaTesting.EMU_LAUNCH, CudaTesting.EMU_CONV_FWD, CudaTesting.EMU_GEMM_EX, CudaTesting.EMU_GRAPH_LAUNCH};
-            double[][] per = new double[2][4];
-            for (int mode = 0; mode < 2; mode++) {
-                DevicePixelCnnSampler ds = mode == 0 ? plain : graph;
-                ds.sample(2, H, W, 1);
-                long[] a = CudaTesting.emuCountersOrZeros();
-                ds.sample(2, H, W, 1);
-                long[] b = CudaTesting.emuCountersOrZeros();
-                for (int q = 0; q < 4; q++) {
-                    long d = b[ks[q]] - a[ks[q]];
-                    if (q == 2) d += b[CudaTesting.EMU_LT_MATMUL] - a[CudaTesting.EMU_LT_MATMUL];   // GEMMs: cuBLAS and cuBLASLt
-                    per[mode][q] = d / (double) (H * W);
-                }
-            }
+            double[][] per = {callsPerPixel(plain), callsPerPixel(graph)};
             System.out.printf("PixelCNN device sampling, %d blocks, %d x %d, per pixel (kernel launches / cuDNN convolutions / GEMM calls / graph "
                     + "launches): uncaptured %.2f / %.2f / %.2f / %.2f; with the pixel graph %.2f / %.2f / %.2f / %.2f (the rows' vertical work, "
                     + "the warm-up pixel and the capture amortised)%n", ARCH.layers(), H, W, per[0][0], per[0][1], per[0][2], per[0][3],

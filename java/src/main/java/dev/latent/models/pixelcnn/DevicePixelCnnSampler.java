@@ -33,23 +33,28 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  *       output row is row i of the full-image convolution: the taps below row i are masked, the rows above the window
  *       are outside the kernel. Its gate goes into the block's vertical output at row i, and the 1x1 link (v2h) of
  *       row i is kept for the row.</li>
- *   <li>For pixel (i, j) the horizontal stacks run on row i (1 x k convolutions with the link added, the gates, the
- *       1x1 output layer, the residual), from image row i, which holds the pixels drawn so far; then the head on
- *       column j only, giving (n, 256) logits, and {@code ltk_pixel_draw} writes each image's value into the image on
- *       the device. The horizontal stack recomputes the row's W positions per pixel (W times the cached sampler's
- *       horizontal work, no per-position cache), which keeps every call a whole-row convolution.</li>
+ *   <li>For pixel (i, j) the horizontal stacks and the head run at (i, j) only ({@link Horizontal#POSITION}, as the
+ *       cached CPU sampler): block l's inputs left of j on row i are final, so its 1 x k masked convolution at (i, j)
+ *       is the n images' taps j - k/2 .. j (j - 1 for mask A) gathered from a row buffer ({@code ltk_pixel_taps_at})
+ *       times the masked weight's kept columns, one GEMM of n rows; the link's column j is added, the gate, the 1x1
+ *       output as a second GEMM, the residual; the result goes into the next block's row buffer at column j
+ *       ({@code ltk_pixel_column_put_at}). Then the head on the last block's (n, C), giving (n, 256) logits, and
+ *       {@code ltk_pixel_draw_at} writes each image's value into the image and into block 0's row buffer. Per pixel
+ *       that is 1/W of the former path's horizontal work ({@link Horizontal#ROW}: the row's whole 1 x k convolutions
+ *       per pixel, kept as the reference the tests compare against).</li>
  * </ul>
  * The convolutions, activations, additions and linear layers are the library's device ops ({@link F} in an inference
  * graph): cuDNN / cuBLAS where present, else our kernels.
  *
- * <p>By default the pixel step (the horizontal stacks, the column, the head, the draw) is a CUDA graph: captured on the
+ * <p>By default the pixel step (the horizontal stacks at the pixel, the head, the draw) is a CUDA graph: captured on the
  * second pixel of a call ({@link CudaGraphStep}, the first is the warm-up) and replayed once per pixel, one
  * cuGraphLaunch instead of ~10 launches per block. Nothing in it names the pixel by value: the position is an int32 in
- * device memory that the draw advances ({@code ltk_pixel_draw_at}; the column is gathered at it by
- * {@code ltk_pixel_column_at}), the horizontal stacks read a fixed row buffer that the draw also writes, and the row's
- * v2h links are copied into fixed buffers when the row starts. The same ops on the same values: the same bytes as the
- * uncaptured loop ({@code CudaPixelCnnGraphTest}). {@value #GRAPH_ENV}=0 turns it off; a capture that fails (a driver
- * or library that refuses it) is logged once per call and the call goes on uncaptured.
+ * device memory that the draw advances ({@code ltk_pixel_draw_at}; the taps and columns are gathered and put at it),
+ * the row buffers are fixed for the call, and the row's v2h links are copied into fixed buffers when the row starts.
+ * Without the graph the same step runs plainly: the same ops on the same values, the same bytes
+ * ({@code CudaPixelCnnGraphTest}). {@value #GRAPH_ENV}=0 turns it off; a capture that fails (a driver or library that
+ * refuses it) is logged once per call and the call goes on uncaptured. The row starts' vertical work is not captured
+ * (its window has fewer rows for the first k/2 rows).
  *
  * <p>Draws: image {@code id} uses the uniforms of {@link PixelCnnSampler} (a {@link SplittableRandom} keyed by
  * (seed, id), one per pixel in raster order) and its rule ({@link PixelCnnSampler#draw}: inverse CDF in double), so
@@ -64,8 +69,17 @@ public final class DevicePixelCnnSampler {
     /** The environment variable that turns the pixel step's CUDA graph off ({@code 0}) for A/B comparisons. */
     public static final String GRAPH_ENV = "LATENT_PIXELCNN_CUDA_GRAPH";
     private static final System.Logger LOG = System.getLogger("dev.latent.models.pixelcnn");
+
+    /**
+     * How the horizontal stacks run per pixel: {@link #POSITION} (the default) at the pixel's position only, from the
+     * cached rows; {@link #ROW} the former path, the whole row's 1 x k convolutions per pixel and then the pixel's
+     * column (W times the work; never captured): the reference the position path is tested against.
+     */
+    public enum Horizontal { POSITION, ROW }
+
     private final GatedPixelCnn m;
     private final boolean graph;
+    private final Horizontal horizontal;
 
     /**
      * Whether samplers made without an explicit choice capture the pixel step in a CUDA graph: yes, unless the
@@ -80,14 +94,18 @@ public final class DevicePixelCnnSampler {
     public DevicePixelCnnSampler(GatedPixelCnn model) { this(model, graphByDefault()); }
 
     /**
-     * A sampler for {@code model}; with {@code graph} the per-pixel step of {@link #sample} (the horizontal stacks, the
-     * column, the head and the draw) is captured once per call into a CUDA graph and replayed for every pixel: one
-     * cuGraphLaunch per pixel instead of ~10 launches per block. The pixel's position lives in device memory (the
-     * draw advances it), so one graph serves every pixel. The same bytes as without ({@code CudaPixelCnnTest}).
+     * A sampler for {@code model}, the horizontal stacks at one position per pixel; with {@code graph} the pixel step
+     * of {@link #sample} (the horizontal stacks at the pixel, the head and the draw) is captured once per call into a
+     * CUDA graph and replayed for every pixel: one cuGraphLaunch per pixel. The pixel's position lives in device memory
+     * (the draw advances it), so one graph serves every pixel. The same bytes as without ({@code CudaPixelCnnGraphTest}).
      * {@link #logits} (teacher forcing, for tests) never uses a graph.
      */
-    public DevicePixelCnnSampler(GatedPixelCnn model, boolean graph) {
-        this.graph = graph;
+    public DevicePixelCnnSampler(GatedPixelCnn model, boolean graph) { this(model, graph, Horizontal.POSITION); }
+
+    /** As {@link #DevicePixelCnnSampler(GatedPixelCnn, boolean)}, with the horizontal path chosen ({@link Horizontal#ROW}: no graph). */
+    public DevicePixelCnnSampler(GatedPixelCnn model, boolean graph, Horizontal horizontal) {
+        this.horizontal = Objects.requireNonNull(horizontal, "horizontal");
+        this.graph = graph && horizontal == Horizontal.POSITION;
         m = Objects.requireNonNull(model, "model");
         Device d = model.head2.weight.value().device();
         if (d != Device.CUDA)
@@ -159,19 +177,10 @@ public final class DevicePixelCnnSampler {
                 hwt[l] = masked(b.hconv);
                 vout[l] = Tensor.zeros(s, Device.CUDA, n, c, h, w);
             }
-            // the captured mode's state: the pixel's position (int32, advanced by the draw), the current image row, the
-            // row's links, all at fixed addresses for the whole call, so the graph of one pixel serves every pixel
-            Tensor rowImg = null, pos = null;
-            Tensor[] linkFix = new Tensor[layers];
-            Runnable pixelStep = null;
-            if (graph && forced == null && pixels > 0) {
-                pos = Tensor.zeros(s, Device.CUDA, 1);   // int32 0 in a float's bytes
-                rowImg = Tensor.zeros(s, Device.CUDA, n, 1, 1, w);
-                for (int l = 0; l < layers; l++) linkFix[l] = Tensor.empty(s, Device.CUDA, n, 2 * c, 1, w);
-                Tensor fRow = rowImg, fPos = pos, fU = u, fCodes = codes;
-                pixelStep = () -> pixelStep(cu, n, h, w, fRow, linkFix, hwt, fPos, fU, img, fCodes);
-                steps = new CudaGraphStep(1);
-            }
+            // the position path's state, at fixed addresses for the whole call (so one graph serves every pixel)
+            PositionStep at = horizontal == Horizontal.POSITION && pixels > 0 ? new PositionStep(cu, s, n, h, w, hwt, u, img, codes) : null;
+            if (at != null && graph && forced == null) steps = new CudaGraphStep(1);
+            MemorySegment posHost = a.allocate(4, 4);
             for (int i = 0; i < h && i * w < pixels; i++) {
                 try (Graph rowG = Graph.inference()) {
                     Var[] link = new Var[layers];
@@ -185,14 +194,26 @@ public final class DevicePixelCnnSampler {
                         Kernels.copy(GatedPixelCnn.gate(row, c).value(), vout[l].slice(2, i, i + 1));
                         link[l] = b.v2h.forward(row);
                     }
-                    if (pixelStep != null) {
-                        // the fixed inputs of the captured pixel step: this row's links, and the row of the image (zero)
-                        for (int l = 0; l < layers; l++) Kernels.copy(link[l].value(), linkFix[l]);
-                        Kernels.copy(img.slice(2, i, i + 1), rowImg);
+                    if (at != null) {
+                        at.startRow(img.slice(2, i, i + 1), link);
                         for (int j = 0; j < w && i * w + j < pixels; j++) {
+                            int p = i * w + j;
+                            if (forced != null) {
+                                // teacher forcing (uncaptured): the host sets the position, the given pixel goes in afterwards
+                                posHost.set(JAVA_INT, 0, p);
+                                DeviceBuffer.of(at.pos.deviceBuffer()).copyFrom(posHost);
+                                Tensor sink = all.slice(1, p, p + 1), src = given.slice(2, i, i + 1).slice(3, j, j + 1);
+                                Tensor inImg = img.slice(2, i, i + 1).slice(3, j, j + 1), inRow = at.rows[0].slice(3, j, j + 1);
+                                at.run(lg -> {
+                                    Kernels.copy(lg.reshape(n, 1, levels), sink);
+                                    Kernels.copy(src, inImg);
+                                    Kernels.copy(src, inRow);
+                                });
+                                continue;
+                            }
                             if (steps != null) {
                                 try {
-                                    steps.step(() -> {}, pixelStep);
+                                    steps.step(() -> {}, at::draw);
                                     continue;
                                 } catch (IllegalStateException e) {
                                     // a capture that failed ran nothing (the position is unchanged): this pixel and the
@@ -204,10 +225,11 @@ public final class DevicePixelCnnSampler {
                                     steps = null;
                                 }
                             }
-                            pixelStep.run();
+                            at.draw();
                         }
                         continue;
                     }
+                    // Horizontal.ROW: the whole row's horizontal stacks per pixel, then column j (the reference path)
                     for (int j = 0; j < w && i * w + j < pixels; j++) {
                         try (Graph px = Graph.inference()) {
                             Var hin = Var.constant(Kernels.contiguous(px.scope(), img.slice(2, i, i + 1)));   // (n, 1, 1, w)
@@ -219,12 +241,12 @@ public final class DevicePixelCnnSampler {
                                 hin = b.residual ? F.add(ho, hin) : ho;
                             }
                             Tensor col = Kernels.contiguous(px.scope(), hin.value().slice(3, j, j + 1)).reshape(n, c);
-                            Var logits = m.head2.forward(F.relu(m.head1.forward(F.relu(Var.constant(col)))));   // (n, 256)
+                            Tensor logits = head(Var.constant(col));   // (n, 256)
                             int p = i * w + j;
                             if (forced == null) {
-                                CudaPixelKernels.pixelDraw(cu, n, levels, hw, p, buf(logits.value()), buf(u), 255f, buf(img), buf(codes));
+                                CudaPixelKernels.pixelDraw(cu, n, levels, hw, p, buf(logits), buf(u), 255f, buf(img), buf(codes));
                             } else {
-                                Kernels.copy(logits.value().reshape(n, 1, levels), all.slice(1, p, p + 1));
+                                Kernels.copy(logits.reshape(n, 1, levels), all.slice(1, p, p + 1));
                                 Kernels.copy(given.slice(2, i, i + 1).slice(3, j, j + 1), img.slice(2, i, i + 1).slice(3, j, j + 1));
                             }
                         }
@@ -248,28 +270,88 @@ public final class DevicePixelCnnSampler {
     /** The graph launches of the last {@link #sample} call (0 without a graph): for tests and the docs' counts. */
     public long lastGraphLaunches() { return lastReplays; }
 
+    /** The head on (n, C) features: ReLU, head1, ReLU, head2, the (n, 256) logits. */
+    private Tensor head(Var features) { return m.head2.forward(F.relu(m.head1.forward(F.relu(features)))).value(); }
+
     /**
-     * One pixel of the captured mode, the uncaptured loop's work with every address fixed for the call and the position
-     * read on the device: the horizontal stacks from the current row, column pos mod w, the head, the draw (which writes
-     * the value into the image, the row and the codes, and advances pos). Each op the same as the uncaptured loop's, on
-     * the same values, so the same bits.
+     * The position path's pixel step and its state, every address fixed for the call and the position read on the
+     * device ({@code pos}, int32), so the same launches serve every pixel (captured once, or run plainly).
+     * {@code rows[l]} is block l's horizontal input on the current row: the image row (n, 1, 1, w) for block 0 (the draw
+     * writes it), block l - 1's output (n, C, 1, w) after; column j of each is written by the step of pixel (i, j), and
+     * the columns right of j (last row's values) are never read (the taps end at j). Per block: the taps j - k/2 .. j
+     * (mask B; .. j - 1, mask A) gathered ({@code ltk_pixel_taps_at}) and one GEMM with the masked weight's kept
+     * columns, plus the row's v2h link at column j ({@code ltk_pixel_column_at}), the gate, the 1x1 output as a GEMM,
+     * the residual (block l's input at j), the result put into {@code rows[l + 1]} at j ({@code ltk_pixel_column_put_at}).
      */
-    private void pixelStep(Cuda cu, int n, int h, int w, Tensor rowImg, Tensor[] link, Var[] hwt, Tensor pos, Tensor u, Tensor img, Tensor codes) {
-        long c = m.arch.channels();
-        try (Graph px = Graph.inference()) {
-            Var hin = Var.constant(rowImg);   // (n, 1, 1, w)
-            for (int l = 0; l < m.arch.layers(); l++) {
+    private final class PositionStep {
+        final Cuda cu;
+        final int n, h, w;
+        final long c;
+        final Tensor pos, u, img, codes;
+        final Tensor[] rows, link;
+        final Var[] tapW, outW;
+        final int[] lo, nt;
+
+        PositionStep(Cuda cu, Scope s, int n, int h, int w, Var[] hwt, Tensor u, Tensor img, Tensor codes) {
+            this.cu = cu;
+            this.n = n; this.h = h; this.w = w;
+            this.u = u; this.img = img; this.codes = codes;
+            c = m.arch.channels();
+            int layers = m.arch.layers();
+            pos = Tensor.zeros(s, Device.CUDA, 1);   // int32 0 in a float's bytes
+            rows = new Tensor[layers];
+            link = new Tensor[layers];
+            tapW = new Var[layers];
+            outW = new Var[layers];
+            lo = new int[layers];
+            nt = new int[layers];
+            for (int l = 0; l < layers; l++) {
                 GatedPixelCnn.Block b = m.blocks.get(l);
-                int half = b.hconv.kernel / 2;
-                Var hp = F.add(F.conv2d(hin, hwt[l], b.hconv.bias, 1, 1, 0, half), Var.constant(link[l]));
-                Var ho = b.hout.forward(GatedPixelCnn.gate(hp, c));
-                hin = b.residual ? F.add(ho, hin) : ho;
+                long cin = l == 0 ? 1 : c;
+                rows[l] = Tensor.zeros(s, Device.CUDA, n, cin, 1, w);
+                link[l] = Tensor.empty(s, Device.CUDA, n, 2 * c, 1, w);
+                // the horizontal mask keeps the taps left of the centre, and the centre with mask B (one group)
+                lo[l] = -(b.hconv.kernel / 2);
+                nt[l] = b.hconv.kernel / 2 + (b.hconv.maskA ? 0 : 1);
+                tapW[l] = Var.constant(Kernels.contiguous(s, hwt[l].value().slice(3, 0, nt[l])).reshape(2 * c, cin * nt[l]));
+                outW[l] = Var.constant(Kernels.contiguous(s, b.hout.weight.value()).reshape(c, c));
             }
-            Tensor col = Tensor.empty(px.scope(), Device.CUDA, n, c);
-            CudaPixelKernels.pixelColumnAt(cu, n, c, w, buf(pos), buf(hin.value()), buf(col));
-            Var logits = m.head2.forward(F.relu(m.head1.forward(F.relu(Var.constant(col)))));   // (n, 256)
-            CudaPixelKernels.pixelDrawAt(cu, n, GatedPixelCnn.LEVELS, (long) h * w, w, buf(pos), buf(logits.value()), buf(u), 255f,
-                    buf(img), buf(rowImg), buf(codes));
+        }
+
+        /** Row i starts: its v2h links into the fixed buffers, its image row (zero, or the forced pixels so far: none) into rows[0]. */
+        void startRow(Tensor imgRow, Var[] rowLinks) {
+            for (int l = 0; l < link.length; l++) Kernels.copy(rowLinks[l].value(), link[l]);
+            Kernels.copy(imgRow, rows[0]);
+        }
+
+        /** The sampling step: the logits at pos, the draw into img, rows[0] and codes, pos advanced. */
+        void draw() {
+            run(lg -> CudaPixelKernels.pixelDrawAt(cu, n, GatedPixelCnn.LEVELS, (long) h * w, w, buf(pos), buf(lg), buf(u), 255f, buf(img),
+                    buf(rows[0]), buf(codes)));
+        }
+
+        /** The horizontal stacks and the head at pos, then {@code use} on the (n, 256) logits (in the step's own graph). */
+        void run(java.util.function.Consumer<Tensor> use) {
+            try (Graph px = Graph.inference()) {
+                Scope ps = px.scope();
+                Var out = null;
+                for (int l = 0; l < rows.length; l++) {
+                    GatedPixelCnn.Block b = m.blocks.get(l);
+                    long cin = l == 0 ? 1 : c;
+                    Tensor taps = Tensor.empty(ps, Device.CUDA, n, cin * nt[l]), lk = Tensor.empty(ps, Device.CUDA, n, 2 * c);
+                    CudaPixelKernels.pixelTapsAt(cu, n, cin, w, lo[l], nt[l], buf(pos), buf(rows[l]), buf(taps));
+                    CudaPixelKernels.pixelColumnAt(cu, n, 2 * c, w, buf(pos), buf(link[l]), buf(lk));
+                    Var hp = F.add(F.linear(Var.constant(taps), tapW[l], b.hconv.bias), Var.constant(lk));
+                    out = F.linear(GatedPixelCnn.gate(hp, c), outW[l], b.hout.bias);
+                    if (b.residual) {
+                        Tensor in = Tensor.empty(ps, Device.CUDA, n, c);
+                        CudaPixelKernels.pixelColumnAt(cu, n, c, w, buf(pos), buf(rows[l]), buf(in));
+                        out = F.add(out, Var.constant(in));
+                    }
+                    if (l + 1 < rows.length) CudaPixelKernels.pixelColumnPutAt(cu, n, c, w, buf(pos), buf(out.value()), buf(rows[l + 1]));
+                }
+                use.accept(head(out));
+            }
         }
     }
 
