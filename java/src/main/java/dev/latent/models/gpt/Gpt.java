@@ -32,7 +32,7 @@ public final class Gpt implements Module {
         wte = new Embedding(scope, cfg.vocab(), cfg.dim(), seed, stream[0]++, std);
         wpe = new Embedding(scope, cfg.context(), cfg.dim(), seed, stream[0]++, std);
         for (int l = 0; l < cfg.layers(); l++) blocks.add(new Block(scope, cfg, seed, stream, std, projStd));
-        lnF = new LayerNorm(scope, cfg.dim());
+        lnF = new LayerNorm(scope, cfg.dim(), true);   // feeds the head: its bf16 copy too at BF16 on CUDA
         head = cfg.tied() ? null : new Linear(scope, cfg.dim(), cfg.vocab(), true, seed, stream[0]++, std);
     }
 
@@ -75,7 +75,7 @@ public final class Gpt implements Module {
 
         Var forward(Var x) {
             Var h = fc.forward(x);
-            return proj.forward(act == GptConfig.Activation.GELU_TANH ? geluTanh(h) : F.gelu(h));
+            return proj.forward(act == GptConfig.Activation.GELU_TANH ? geluTanh(h) : F.gelu(h, true));   // gelu: c_proj's bf16 A too
         }
 
         @Override
@@ -92,9 +92,9 @@ public final class Gpt implements Module {
         final Mlp mlp;
 
         Block(Scope scope, GptConfig c, long seed, long[] stream, double std, double projStd) {
-            ln1 = new LayerNorm(scope, c.dim());
+            ln1 = new LayerNorm(scope, c.dim(), true);   // both feed a linear (c_attn, c_fc): bf16 copy too at BF16 on CUDA
             attn = new CausalSelfAttention(scope, c, seed, stream, std, projStd);
-            ln2 = new LayerNorm(scope, c.dim());
+            ln2 = new LayerNorm(scope, c.dim(), true);
             mlp = new Mlp(scope, c, seed, stream, std, projStd);
         }
 
