@@ -24,6 +24,7 @@ import static dev.latent.cuda.CudaGptFixture.restoreConversionSwitches;
 import static dev.latent.cuda.CudaLinearConversionTest.B;
 import static dev.latent.cuda.CudaLinearConversionTest.STEPS;
 import static dev.latent.cuda.CudaLinearConversionTest.gpt;
+import static dev.latent.cuda.CudaLinearConversionTest.learnableBatch;
 import static dev.latent.cuda.CudaLinearConversionTest.train;
 import static dev.latent.cuda.CudaLinearConversionTest.vendorGemms;
 import static dev.latent.cuda.CudaTesting.EMU_LAUNCH;
@@ -67,12 +68,10 @@ class CudaBf16ActivationTest {
         SplittableRandom r = new SplittableRandom(3);
         for (boolean tied : new boolean[] {false, true}) {
             GptConfig cfg = new GptConfig(65, 2, 2, 32, 16, tied);
-            int n = B * cfg.context();
-            int[] ids = new int[n], targets = new int[n];
-            for (int i = 0; i < n; i++) { ids[i] = r.nextInt(cfg.vocab()); targets[i] = (ids[i] + 1) % cfg.vocab(); }
             long fed = 3L * cfg.layers() + 1;   /* GEMMs reading a producer's copy per step */
             try (Arena a = Arena.ofConfined()) {
-                MemorySegment hi = a.allocateFrom(JAVA_INT, ids), ht = a.allocateFrom(JAVA_INT, targets);
+                MemorySegment[] batch = learnableBatch(r, cfg, a);
+                MemorySegment hi = batch[0], ht = batch[1];
                 for (boolean vendor : new boolean[] {true, false}) {
                     if (vendor && !vendorGemms()) continue;
                     String what = "GPT bf16 producers' copies, " + (tied ? "tied head" : "untied head") + ", " + (vendor ? "vendors" : "our kernels");
