@@ -96,12 +96,15 @@ public final class F {
 
     /** A view when contiguous, else a copy. */
     public static Var reshape(Var a, long... shape) {
-        long[] from = a.value.shape();
-        return rec(dense(a).reshape(shape), "reshape", of(a), gr -> of(reshape(gr, from)));
+        long[] from = a.value.shape();   /* a's bf16 copy, if any, still describes the same elements (h-bf16act) */
+        return withBf16(rec(dense(a).reshape(shape), "reshape", of(a), gr -> of(reshape(gr, from))), a.bf16);
     }
 
     /** Reshape {@code a} to {@code view}, permute its axes by {@code perm}, and copy to a contiguous tensor. */
-    public static Var permute(Var a, long[] view, int... perm) {
+    public static Var permute(Var a, long[] view, int... perm) { return permute(a, false, view, perm); }
+
+    /** {@link #permute(Var, long[], int...)}; gemmInput: the result is a GEMM's A operand, as {@link #layerNorm(Var, Var, Var, float, boolean)}. */
+    public static Var permute(Var a, boolean gemmInput, long[] view, int... perm) {
         Tensor v = dense(a).reshape(view);
         Tensor p = v;
         int[] inv = new int[perm.length];
@@ -117,9 +120,11 @@ public final class F {
             }
             inv[perm[i]] = i;
         }
-        Tensor out = Kernels.contiguous(g().scope, p);
+        Tensor out = g().empty(p.device(), p.shape());
+        KeptOperands y16 = gemmInput ? GemmInputs.forOutput(g().scope, out, g().precision()) : null;
+        if (!GemmInputs.copy(y16, p, out)) Kernels.copy(p, out);
         long[] outShape = out.shape(), from = a.value.shape();
-        return rec(out, "permute", of(a), gr -> of(reshape(permute(gr, outShape, inv), from)));
+        return withBf16(rec(out, "permute", of(a), gr -> of(reshape(permute(gr, outShape, inv), from))), y16);
     }
 
     // ---- matmul and broadcasting ----

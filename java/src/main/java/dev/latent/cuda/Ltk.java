@@ -353,6 +353,11 @@ final class Ltk {
         cu.launch("ltk_copy_strided", grid, block, sharedBytes, d, src, dst);
     }
 
+    /** ltk_copy_strided_bf16 (kernels/elementwise/elementwise.cu); d: a lt_copy_desc by value. */
+    static void ltk_copy_strided_bf16(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment d, DeviceBuffer src, DeviceBuffer dst, DeviceBuffer dst16) {
+        cu.launch("ltk_copy_strided_bf16", grid, block, sharedBytes, d, src, dst, dst16);
+    }
+
     /** ltk_f64_to_f32 (kernels/elementwise/elementwise.cu). */
     static void ltk_f64_to_f32(Cuda cu, int[] grid, int[] block, int sharedBytes, long n, DeviceBuffer x, DeviceBuffer y) {
         cu.launch("ltk_f64_to_f32", grid, block, sharedBytes, n, x, y);

@@ -14,8 +14,9 @@ import dev.latent.tensor.Tensor;
  * bf16 GEMM inputs written by the ops that produce them (h-bf16act, issue 18). At {@code Precision.BF16} on CUDA a GEMM
  * converts its fp32 operands to bf16 (ltk_f32_to_bf16: one launch, 6 bytes of traffic per element). Where an op's output
  * y is the A operand of a linear or matmul that follows (GPT: ln_1 -> c_attn, ln_2 -> c_fc, ln_f -> the head, GELU ->
- * the MLP's c_proj), the op's kernel writes bf16(y) as well (ltk_layernorm_fwd_bf16, ltk_layernorm_residual_fwd_bf16,
- * ltk_gelu_fwd_bf16: 2 more bytes per element, no launch) into a {@link KeptOperands} block of the graph's scope keyed
+ * the MLP's c_proj, the attention output's permute -> the attention's c_proj), the op's kernel writes bf16(y) as well
+ * (ltk_layernorm_fwd_bf16, ltk_layernorm_residual_fwd_bf16, ltk_gelu_fwd_bf16, ltk_copy_strided_bf16: 2 more bytes per
+ * element, no launch) into a {@link KeptOperands} block of the graph's scope keyed
  * by y's device address and element count; the GEMM reads it instead of converting y (forward, where it converts) and
  * its backward reads it for dW = dy^T y ({@link Gemm#matmul(Tensor, Tensor, Tensor, Precision, KeptOperands, boolean,
  * boolean, KeptOperands)}, {@link Gemm#matmulBackward(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Precision,
@@ -79,6 +80,19 @@ public final class GemmInputs {
         DeviceBuffer o = out(y16, y);
         if (o == null) return false;
         CudaKernels.layerNormResidualBf16(Cuda.get(), n, c, eps, buf(x), buf(a), buf(w), buf(b), buf(s), buf(y), buf(mean), buf(rstd), o);
+        return true;
+    }
+
+    /**
+     * dst = a copy of src (same shape; GPT's permute of the attention output), plus bf16(dst) into y16 (a CUDA strided
+     * copy, ltk_copy_strided_bf16); false (nothing done) when y16 is null: the caller then runs {@link Kernels#copy}.
+     */
+    public static boolean copy(KeptOperands y16, Tensor src, Tensor dst) {
+        DeviceBuffer o = out(y16, dst);
+        if (o == null) return false;
+        if (src.device() != Device.CUDA || !java.util.Arrays.equals(src.shape(), dst.shape()))
+            throw new IllegalArgumentException("bf16 copy: " + src + " -> " + dst + ": shapes or devices differ");
+        CudaKernels.copyStrided(Cuda.get(), Kernels.copyDesc(src, dst), buf(src), buf(dst), o);
         return true;
     }
 

@@ -36,13 +36,14 @@ import static org.junit.jupiter.api.Assertions.*;
 
 /**
  * bf16 GEMM inputs written by their producers (h-bf16act, issue 18): at BF16 on CUDA GPT's LayerNorms (ln_1, ln_2, ln_f:
- * plain and fused with the residual add) and its MLP GELU write the bf16 copy of their output in the same kernel
- * (ltk_layernorm_fwd_bf16, ltk_layernorm_residual_fwd_bf16, ltk_gelu_fwd_bf16), and the linear (or the tied head's matmul)
+ * plain and fused with the residual add), its MLP GELU and the permute of its attention output write the bf16 copy of
+ * their output in the same kernel (ltk_layernorm_fwd_bf16, ltk_layernorm_residual_fwd_bf16, ltk_gelu_fwd_bf16,
+ * ltk_copy_strided_bf16), and the linear (or the tied head's matmul)
  * reading that output as A uses it instead of converting it (ltk_f32_to_bf16): in the forward where the GEMM converts
  * (our kernels; the tied head's F.matmul), in the backward's dW = dy^T x where cuBLASLt's fused bias served the forward.
  * The copy is the same round to nearest even of the same fp32 values, so every loss and gradient must be bit-identical
  * to the run with the producers' writes off (CudaVendor.bf16GemmInputsForTest = false), with exactly one conversion
- * launch fewer per such GEMM and step (3 per layer + the head), and nothing left on the device afterwards.
+ * launch fewer per such GEMM and step (4 per layer + the head), and nothing left on the device afterwards.
  */
 class CudaBf16ActivationTest {
     @BeforeAll
@@ -59,7 +60,8 @@ class CudaBf16ActivationTest {
 
     /**
      * GPT (2 layers, C 32, context 16, batch 2), untied and tied head, vendors (the stand-ins) and our kernels only: the
-     * same bits; per step 2 L + 1 LayerNorm outputs and L GELU outputs feed a GEMM (c_attn, c_fc, c_proj, the head), each
+     * same bits; per step 2 L + 1 LayerNorm outputs, L GELU outputs and L permuted attention outputs feed a GEMM (c_attn,
+     * c_fc, the MLP's and the attention's c_proj, the head), each
      * saving one ltk_f32_to_bf16 launch: in the forward where that GEMM converts (our kernels; the tied head's matmul
      * always, having no bias for cuBLASLt's epilogue), else in the backward (dW's x).
      */
@@ -68,7 +70,7 @@ class CudaBf16ActivationTest {
         SplittableRandom r = new SplittableRandom(3);
         for (boolean tied : new boolean[] {false, true}) {
             GptConfig cfg = new GptConfig(65, 2, 2, 32, 16, tied);
-            long fed = 3L * cfg.layers() + 1;   /* GEMMs reading a producer's copy per step */
+            long fed = 4L * cfg.layers() + 1;   /* GEMMs reading a producer's copy per step */
             try (Arena a = Arena.ofConfined()) {
                 MemorySegment[] batch = learnableBatch(r, cfg, a);
                 MemorySegment hi = batch[0], ht = batch[1];
@@ -96,7 +98,7 @@ class CudaBf16ActivationTest {
 
     /**
      * GPT's logits in an inference graph at BF16 (our kernels: every linear converts in its forward): the same bits with the
-     * producers' writes on, 3 L + 1 conversion launches fewer, every copy released once its GEMM has read it (live device
+     * producers' writes on, 4 L + 1 conversion launches fewer, every copy released once its GEMM has read it (live device
      * bytes after the forward as with the writes off), nothing left once the graph closes. At FP32 nothing is written:
      * the same launches and bytes either way.
      */
@@ -127,7 +129,7 @@ class CudaBf16ActivationTest {
                 }
                 String what = "GPT inference at " + p.id();
                 assertArrayEquals(logits[0], logits[1], what + ": logits with the producers' copies");
-                if (emulated()) assertEquals(p == Precision.BF16 ? 3L * cfg.layers() + 1 : 0, launches[0] - launches[1], what + ": launches saved");
+                if (emulated()) assertEquals(p == Precision.BF16 ? 4L * cfg.layers() + 1 : 0, launches[0] - launches[1], what + ": launches saved");
                 assertEquals(live[0], live[1], what + ": live device bytes after the forward (copies released after their GEMM)");
             }
         } finally {

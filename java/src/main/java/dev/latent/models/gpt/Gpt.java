@@ -52,7 +52,8 @@ public final class Gpt implements Module {
             Var qkv = attn.forward(x);                                             // (B*T, 3C)
             Var packed = F.permute(qkv, new long[] {b, t, 3, heads, hs}, 2, 0, 3, 1, 4); // (3, B, NH, T, HS)
             Var o = F.attention(packed, true);                                     // (B, NH, T, HS)
-            return proj.forward(F.reshape(F.permute(o, new long[] {b, heads, t, hs}, 0, 2, 1, 3), (long) b * t, c));
+            /* the permuted o is c_proj's A: at BF16 on CUDA the permute writes its bf16 copy too (reshape keeps it) */
+            return proj.forward(F.reshape(F.permute(o, true, new long[] {b, heads, t, hs}, 0, 2, 1, 3), (long) b * t, c));
         }
 
         @Override
