@@ -7,7 +7,8 @@
  *   ltk_copy_strided(d, src, dst)            dst[idx . dst_stride] = src[idx . src_stride] over every index of
  *       d.shape (lt_copy_desc by value, rank <= 6): permutes and contiguous copies of views. One thread per element
  *       in dst's row-major index order; the rank loop is unrolled over LT_MAX_RANK with constant indices (runtime
- *       indexing into a by-value struct would copy it to local memory).
+ *       indexing into a by-value struct would copy it to local memory). ltk_copy_strided_bf16(d, src, dst, dst16):
+ *       the same, plus dst16 = bf16(dst) (to nearest even) at dst's offsets, for a bf16 GEMM that reads dst.
  *   ltk_f64_to_f32(n, x, y)   y = (float) x (round to nearest)   |  ltk_f32_to_f64(n, x, y)   y = (double) x (exact)
  *       (device-side hand-over of double sums, e.g. the coupling's per-image log-determinants, to float tensors)
  * Launch: 256 threads, grid-stride loops, any grid (the Java backend uses min(ceil(n / 256), 4 * SMs * 8) blocks).
@@ -57,7 +58,10 @@ LT_KERNEL void ltk_sum_rows(int64_t n, int64_t c, int64_t period, const float *_
     }
 }
 
-LT_KERNEL void ltk_copy_strided(lt_copy_desc d, const float *__restrict__ src, float *__restrict__ dst) {
+/* The strided copy's loop; dst16 not null (ltk_copy_strided_bf16): each element also stored as bf16 at dst16[its dst
+ * offset] (to nearest even, ltk_f32_to_bf16's rounding). ltk_copy_strided passes nullptr: its code is what it was. */
+static __device__ __forceinline__ void copy_strided(const lt_copy_desc &d, const float *__restrict__ src, float *__restrict__ dst,
+                                                    __nv_bfloat16 *__restrict__ dst16) {
     int64_t total = 1;
 #pragma unroll
     for (int k = 0; k < LT_MAX_RANK; k++)
@@ -73,8 +77,21 @@ LT_KERNEL void ltk_copy_strided(lt_copy_desc d, const float *__restrict__ src, f
                 so += i * d.src_stride[k];
                 dof += i * d.dst_stride[k];
             }
-        dst[dof] = src[so];
+        const float v = src[so];
+        dst[dof] = v;
+        if (dst16 != nullptr) dst16[dof] = __float2bfloat16_rn(v);
     }
+}
+
+LT_KERNEL void ltk_copy_strided(lt_copy_desc d, const float *__restrict__ src, float *__restrict__ dst) {
+    copy_strided(d, src, dst, nullptr);
+}
+
+/* ltk_copy_strided that also writes dst16 = bf16(dst) at dst's offsets (GPT's attention output permuted for c_proj at
+ * --precision bf16: the projection's bf16 A operand). dst16 holds as many elements as dst spans. */
+LT_KERNEL void ltk_copy_strided_bf16(lt_copy_desc d, const float *__restrict__ src, float *__restrict__ dst,
+                                     __nv_bfloat16 *__restrict__ dst16) {
+    copy_strided(d, src, dst, dst16);
 }
 
 LT_KERNEL void ltk_f64_to_f32(int64_t n, const double *__restrict__ x, float *__restrict__ y) {

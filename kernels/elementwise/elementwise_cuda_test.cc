@@ -58,7 +58,8 @@ int main() {
               "sum_rows %lld x %lld / %lld", (long long)r.n, (long long)r.c, (long long)r.period);
     }
     /* strided copy against lt_copy_strided, exactly (a copy): GPT's head split (B, T, 3, NH, HS) -> (3, B, NH, T, HS),
-     * its inverse, a transpose, a column slice into a contiguous buffer and into a strided one, rank 1 */
+     * its inverse, a transpose, a column slice into a contiguous buffer and into a strided one, rank 1; the bf16 variant's
+     * dst16 exactly lt_t_ref_bf16 of each element of dst (the padding keeps its 7) */
     struct { int rank; int64_t shape[6]; } ps[] = {{5, {3, 2, 4, 7, 5}}, {2, {9, 37}}, {1, {37}}, {6, {2, 3, 1, 4, 2, 3}}};
     for (auto &p : ps) {
         int64_t n = 1;
@@ -77,6 +78,14 @@ int main() {
             CHECK(lt_copy_strided(&d, src.data(), want.data()) == LT_OK, "lt_copy_strided");
             LAUNCH(ltk_copy_strided, dim3(lt_cu_blocks(n, 256)), dim3(256), 0, d, (const float *)src.data(), got.data());
             CHECK(lt_cu_close("copy_strided", got.data(), want.data(), ds, 0, 0), "copy_strided rank %d pad %d", p.rank, pad);
+            /* the bf16 variant: the same dst, and dst16 the bf16 rounding (to nearest even) of dst at dst's offsets */
+            std::vector<float> got2(ds, 7.0f);
+            std::vector<__nv_bfloat16> g16(ds, __float2bfloat16_rn(7.0f));
+            LAUNCH(ltk_copy_strided_bf16, dim3(lt_cu_blocks(n, 256)), dim3(256), 0, d, (const float *)src.data(), got2.data(), g16.data());
+            int64_t bad16 = 0;
+            for (int64_t i = 0; i < ds; i++) bad16 += g16[i].__x != lt_t_ref_bf16(want[i]);
+            CHECK(lt_cu_close("copy_strided_bf16", got2.data(), want.data(), ds, 0, 0) && bad16 == 0,
+                  "copy_strided_bf16 rank %d pad %d: %lld of dst16 not bf16(dst)", p.rank, pad, (long long)bad16);
         }
     }
     for (int64_t n : {1, 7, 37, 5000}) { /* conversions: bit-exact against the host's casts, a grid smaller than n */

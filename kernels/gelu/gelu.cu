@@ -10,13 +10,25 @@
 static __device__ __forceinline__ float gelu_cdf(float x) { return 0.5f * erfcf(-x * 0.70710678118654752f); }
 static __device__ __forceinline__ float gelu_clamp40(float x) { return x < -40.0f ? -40.0f : x > 40.0f ? 40.0f : x; }
 
-/*@ launch=gelu grid=stride(n) block=256 */
-LT_KERNEL void ltk_gelu_fwd(int64_t n, const float *x, float *y) {
+/* The forward's grid-stride loop; y16 not null (ltk_gelu_fwd_bf16): each y also stored as bf16 (to nearest even,
+ * ltk_f32_to_bf16's rounding) for the bf16 GEMM that reads it (GPT's MLP projection). nullptr from ltk_gelu_fwd. */
+static __device__ __forceinline__ void gelu_fwd(int64_t n, const float *x, float *y, __nv_bfloat16 *__restrict__ y16) {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         const float xi = x[i], c = gelu_clamp40(xi);
-        y[i] = c == 40.0f ? xi : c * gelu_cdf(xi);
+        const float o = c == 40.0f ? xi : c * gelu_cdf(xi);
+        y[i] = o;
+        if (y16 != nullptr) y16[i] = __float2bfloat16_rn(o);
     }
+}
+
+/*@ launch=gelu grid=stride(n) block=256 */
+LT_KERNEL void ltk_gelu_fwd(int64_t n, const float *x, float *y) { gelu_fwd(n, x, y, nullptr); }
+
+/* ltk_gelu_fwd that also writes y16 = bf16(y) (n; 2 bytes each). y16 must not overlap x or y. */
+/*@ launch=geluBf16 grid=stride(n) block=256 x[n] y[n] y16[n] */
+LT_KERNEL void ltk_gelu_fwd_bf16(int64_t n, const float *x, float *y, __nv_bfloat16 *__restrict__ y16) {
+    gelu_fwd(n, x, y, y16);
 }
 
 /*@ launch=geluBackward grid=stride(n) block=256 */

@@ -3,7 +3,10 @@
  * few ulp on a GPU and in glibc, plus one rounding per product. x^2: the arguments -x/sqrt2 and -x^2/2 are rounded
  * to float first, and erfc / exp amplify a relative argument error e by 2 z^2 e and |arg| e: at x = -8 the float
  * kernel is ~70 ulp from the exact value (the CPU reference computes in double and is within 1 ulp; a GPU variant in
- * double would be too, at FP64 throughput). Run: build/gelu_cuda_test */
+ * double would be too, at FP64 throughput). ltk_gelu_fwd_bf16 (GPT's MLP GELU at --precision bf16, writing the
+ * projection's bf16 A operand too): y bit-identical to ltk_gelu_fwd's, y16 exactly the bf16 rounding to nearest even of y
+ * (lt_t_ref_bf16, the bit-level definition; NaN a quiet NaN). Run: build/gelu_cuda_test */
+#include <cstring>
 #include <vector>
 
 #include "../gelu/gelu.cu"
@@ -34,6 +37,16 @@ int main() {
             fprintf(stderr, "  x=%g: y %.9g want %.9g, dx %.9g want %.9g\n", xi, y[i], fy, dx[i], fdx);
     }
     CHECK(bad == 0, "gelu: %lld of %lld outside tolerance", (long long)bad, (long long)n);
+    std::vector<float> yb(n, NAN);
+    std::vector<__nv_bfloat16> y16(n);
+    LAUNCH(ltk_gelu_fwd_bf16, dim3(lt_cu_blocks(n, 256)), dim3(256), 0, n, (const float *)x.data(), yb.data(), y16.data());
+    int64_t same = 0, rounded = 0;
+    for (int64_t i = 0; i < n; i++) {
+        same += std::memcmp(&yb[i], &y[i], 4) == 0;
+        rounded += y16[i].__x == lt_t_ref_bf16(yb[i]);
+    }
+    CHECK(same == n, "gelu bf16: %lld of %lld y differ from ltk_gelu_fwd's", (long long)(n - same), (long long)n);
+    CHECK(rounded == n, "gelu bf16: %lld of %lld y16 not bf16(y) to nearest even", (long long)(n - rounded), (long long)n);
     printf("largest error / tolerance: %.3f\n", lt_t_worst_ratio);
     return lt_test_summary();
 }

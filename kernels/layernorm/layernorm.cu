@@ -1,6 +1,7 @@
 /* LayerNorm forward and backward on the GPU (the CUDA siblings of layernorm_ref.c; the math is in its header).
  *
  *   ltk_layernorm_fwd(rows, c, eps, x, w, b, y, mean, rstd)     one warp per row, 8 rows per 256-thread block
+ *       (ltk_layernorm_fwd_bf16: the same, plus y16 = bf16(y) for a bf16 GEMM that reads y; residual alike)
  *       two passes over the row in float (mean, then sum of squared deviations: no E[x^2] - E[x]^2 cancellation);
  *       the CPU reference sums in double, so the test allows float summation error (~ sqrt(C) u relative).
  *   ltk_layernorm_bwd_dx(rows, c, x, w, mean, rstd, dy, dx)     one warp per row; dx may equal dy
@@ -13,10 +14,13 @@
 
 #define LN_CHUNK 256 /* rows per partial sum of dw / db (the Java backend sizes `part` with it) */
 
-/*@ launch=layerNorm grid=ceil(rows,8) block=256 check=rows>=0,c>=1 x[rows*c] w[c] b[c] y[rows*c] mean[rows] rstd[rows] */
-LT_KERNEL void ltk_layernorm_fwd(int64_t rows, int64_t c, float eps, const float *__restrict__ x,
-                                 const float *__restrict__ w, const float *__restrict__ b, float *__restrict__ y,
-                                 float *__restrict__ mean, float *__restrict__ rstd) {
+/* The forward of one row per warp; y16 not null (ltk_layernorm_fwd_bf16): each y also stored as bf16 (to nearest even,
+ * __float2bfloat16_rn, ltk_f32_to_bf16's rounding) for a bf16 GEMM that reads y as its A operand. ltk_layernorm_fwd
+ * passes nullptr, so its code and bits are what they were before the bf16 variant. */
+static __device__ __forceinline__ void ln_fwd(int64_t rows, int64_t c, float eps, const float *__restrict__ x,
+                                              const float *__restrict__ w, const float *__restrict__ b,
+                                              float *__restrict__ y, float *__restrict__ mean, float *__restrict__ rstd,
+                                              __nv_bfloat16 *__restrict__ y16) {
     const int lane = threadIdx.x & 31;
     const int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (row >= rows) return; /* whole warps leave together: no barrier below, only warp shuffles */
@@ -31,11 +35,32 @@ LT_KERNEL void ltk_layernorm_fwd(int64_t rows, int64_t c, float eps, const float
     }
     const float r = 1.0f / sqrtf(lt_warp_sum(v) / (float)c + eps);
     float *yr = y + row * c;
-    for (int64_t j = lane; j < c; j += 32) yr[j] = (xr[j] - m) * r * w[j] + b[j];
+    for (int64_t j = lane; j < c; j += 32) {
+        const float o = (xr[j] - m) * r * w[j] + b[j];
+        yr[j] = o;
+        if (y16 != nullptr) y16[row * c + j] = __float2bfloat16_rn(o);
+    }
     if (lane == 0) {
         mean[row] = m;
         rstd[row] = r;
     }
+}
+
+/*@ launch=layerNorm grid=ceil(rows,8) block=256 check=rows>=0,c>=1 x[rows*c] w[c] b[c] y[rows*c] mean[rows] rstd[rows] */
+LT_KERNEL void ltk_layernorm_fwd(int64_t rows, int64_t c, float eps, const float *__restrict__ x,
+                                 const float *__restrict__ w, const float *__restrict__ b, float *__restrict__ y,
+                                 float *__restrict__ mean, float *__restrict__ rstd) {
+    ln_fwd(rows, c, eps, x, w, b, y, mean, rstd, nullptr);
+}
+
+/* ltk_layernorm_fwd that also writes y16 = bf16(y) (rows, C; 2 bytes each): GPT's LayerNorms at --precision bf16 on
+ * CUDA, whose output is the A operand of the next linear's bf16 GEMM (docs/cuda.md "bf16 GEMM inputs written by their
+ * producers"). y, mean, rstd: ltk_layernorm_fwd's bits. */
+/*@ launch=layerNormBf16 grid=ceil(rows,8) block=256 check=rows>=0,c>=1 x[rows*c] w[c] b[c] y[rows*c] mean[rows] rstd[rows] y16[rows*c] */
+LT_KERNEL void ltk_layernorm_fwd_bf16(int64_t rows, int64_t c, float eps, const float *__restrict__ x,
+                                      const float *__restrict__ w, const float *__restrict__ b, float *__restrict__ y,
+                                      float *__restrict__ mean, float *__restrict__ rstd, __nv_bfloat16 *__restrict__ y16) {
+    ln_fwd(rows, c, eps, x, w, b, y, mean, rstd, y16);
 }
 
 LT_KERNEL void ltk_layernorm_bwd_dx(int64_t rows, int64_t c, const float *__restrict__ x, const float *__restrict__ w,
@@ -96,10 +121,11 @@ LT_KERNEL void ltk_layernorm_bwd_dwdb_sum(int64_t chunks, int64_t c, const float
  *   ltk_layernorm_residual_bwd_dx(rows, c, s, w, mean, rstd, dy, ds, dx)   dx = ds + ltk_layernorm_bwd_dx's value,
  *       the add rounded on its own (__fadd_rn: never contracted into the product before it), so the bits of
  *       ltk_layernorm_bwd_dx then ltk_axpby's add. dw / db: ltk_layernorm_bwd_dwdb_part / _sum on s unchanged. */
-/*@ launch=layerNormResidual grid=ceil(rows,8) block=256 check=rows>=0,c>=1 x[rows*c] a[rows*c] w[c] b[c] s[rows*c] y[rows*c] mean[rows] rstd[rows] */
-LT_KERNEL void ltk_layernorm_residual_fwd(int64_t rows, int64_t c, float eps, const float *x, const float *a,
-                                          const float *__restrict__ w, const float *__restrict__ b, float *s,
-                                          float *__restrict__ y, float *__restrict__ mean, float *__restrict__ rstd) {
+/* The residual forward of one row per warp; y16 as in ln_fwd (nullptr from ltk_layernorm_residual_fwd). */
+static __device__ __forceinline__ void ln_residual_fwd(int64_t rows, int64_t c, float eps, const float *x, const float *a,
+                                                       const float *__restrict__ w, const float *__restrict__ b, float *s,
+                                                       float *__restrict__ y, float *__restrict__ mean,
+                                                       float *__restrict__ rstd, __nv_bfloat16 *__restrict__ y16) {
     const int lane = threadIdx.x & 31;
     const int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (row >= rows) return; /* whole warps leave together: no barrier below, only warp shuffles */
@@ -119,11 +145,31 @@ LT_KERNEL void ltk_layernorm_residual_fwd(int64_t rows, int64_t c, float eps, co
     }
     const float r = 1.0f / sqrtf(lt_warp_sum(v) / (float)c + eps);
     float *yr = y + row * c;
-    for (int64_t j = lane; j < c; j += 32) yr[j] = (sr[j] - m) * r * w[j] + b[j];
+    for (int64_t j = lane; j < c; j += 32) {
+        const float o = (sr[j] - m) * r * w[j] + b[j];
+        yr[j] = o;
+        if (y16 != nullptr) y16[row * c + j] = __float2bfloat16_rn(o);
+    }
     if (lane == 0) {
         mean[row] = m;
         rstd[row] = r;
     }
+}
+
+/*@ launch=layerNormResidual grid=ceil(rows,8) block=256 check=rows>=0,c>=1 x[rows*c] a[rows*c] w[c] b[c] s[rows*c] y[rows*c] mean[rows] rstd[rows] */
+LT_KERNEL void ltk_layernorm_residual_fwd(int64_t rows, int64_t c, float eps, const float *x, const float *a,
+                                          const float *__restrict__ w, const float *__restrict__ b, float *s,
+                                          float *__restrict__ y, float *__restrict__ mean, float *__restrict__ rstd) {
+    ln_residual_fwd(rows, c, eps, x, a, w, b, s, y, mean, rstd, nullptr);
+}
+
+/* ltk_layernorm_residual_fwd that also writes y16 = bf16(y) (rows, C), as ltk_layernorm_fwd_bf16. */
+/*@ launch=layerNormResidualBf16 grid=ceil(rows,8) block=256 check=rows>=0,c>=1 x[rows*c] a[rows*c] w[c] b[c] s[rows*c] y[rows*c] mean[rows] rstd[rows] y16[rows*c] */
+LT_KERNEL void ltk_layernorm_residual_fwd_bf16(int64_t rows, int64_t c, float eps, const float *x, const float *a,
+                                               const float *__restrict__ w, const float *__restrict__ b, float *s,
+                                               float *__restrict__ y, float *__restrict__ mean, float *__restrict__ rstd,
+                                               __nv_bfloat16 *__restrict__ y16) {
+    ln_residual_fwd(rows, c, eps, x, a, w, b, s, y, mean, rstd, y16);
 }
 
 LT_KERNEL void ltk_layernorm_residual_bwd_dx(int64_t rows, int64_t c, const float *__restrict__ s,

@@ -26,4 +26,15 @@ static inline int lt_cu_close(const char *what, const float *got, const float *w
     free(w);
     return ok;
 }
+
+/* bf16 to nearest even as a 16-bit pattern, written out on the bits (the definition the bf16 kernels' outputs are
+ * checked against: cast_cuda_test, the LayerNorm / GELU bf16 outputs); NaN -> a quiet NaN with the sign kept. */
+static inline uint16_t lt_t_ref_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    uint32_t lo = u & 0xffffu, hi = u >> 16;
+    if (lo > 0x8000u || (lo == 0x8000u && (hi & 1u))) hi++;   /* above half, or a tie with an odd kept bit */
+    return (uint16_t)hi;
+}
 #endif

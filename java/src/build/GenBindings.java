@@ -309,6 +309,7 @@ public final class GenBindings {
         if (p.ptr > 1 || (p.ptr == 1 && p.array != null)) return 8; // an array of pointers
         return switch (p.base) {
             case "float", "int32_t", "uint32_t" -> 4;
+            case "__nv_bfloat16" -> 2;
             case "double", "int64_t", "uint64_t" -> 8;
             default -> throw fail(fn + ": extent of '" + p.name + "' (" + p.ctype + "): element size unknown; mark the function custom");
         };

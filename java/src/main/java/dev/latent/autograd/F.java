@@ -5,6 +5,7 @@ import dev.latent.nativ.LatentNative;
 import dev.latent.ops.AttentionKernels;
 import dev.latent.ops.Gemm;
 import dev.latent.ops.Kernels;
+import dev.latent.ops.GemmInputs;
 import dev.latent.ops.KeptOperands;
 import dev.latent.tensor.Device;
 import dev.latent.tensor.Tensor;
@@ -95,12 +96,15 @@ public final class F {
 
     /** A view when contiguous, else a copy. */
     public static Var reshape(Var a, long... shape) {
-        long[] from = a.value.shape();
-        return rec(dense(a).reshape(shape), "reshape", of(a), gr -> of(reshape(gr, from)));
+        long[] from = a.value.shape();   /* a's bf16 copy, if any, still describes the same elements (h-bf16act) */
+        return withBf16(rec(dense(a).reshape(shape), "reshape", of(a), gr -> of(reshape(gr, from))), a.bf16);
     }
 
     /** Reshape {@code a} to {@code view}, permute its axes by {@code perm}, and copy to a contiguous tensor. */
-    public static Var permute(Var a, long[] view, int... perm) {
+    public static Var permute(Var a, long[] view, int... perm) { return permute(a, false, view, perm); }
+
+    /** {@link #permute(Var, long[], int...)}; gemmInput: the result is a GEMM's A operand, as {@link #layerNorm(Var, Var, Var, float, boolean)}. */
+    public static Var permute(Var a, boolean gemmInput, long[] view, int... perm) {
         Tensor v = dense(a).reshape(view);
         Tensor p = v;
         int[] inv = new int[perm.length];
@@ -116,9 +120,11 @@ public final class F {
             }
             inv[perm[i]] = i;
         }
-        Tensor out = Kernels.contiguous(g().scope, p);
+        Tensor out = g().empty(p.device(), p.shape());
+        KeptOperands y16 = gemmInput ? GemmInputs.forOutput(g().scope, out, g().precision()) : null;
+        if (!GemmInputs.copy(y16, p, out)) Kernels.copy(p, out);
         long[] outShape = out.shape(), from = a.value.shape();
-        return rec(out, "permute", of(a), gr -> of(reshape(permute(gr, outShape, inv), from)));
+        return withBf16(rec(out, "permute", of(a), gr -> of(reshape(permute(gr, outShape, inv), from))), y16);
     }
 
     // ---- matmul and broadcasting ----
@@ -129,18 +135,19 @@ public final class F {
         Tensor out = g().empty(a.value.device(), a.value.size(0), b.value.size(1));
         Precision prec = gemmPrecision(a.value, "matmul");
         /* h-linconv: where a backward will follow, a CUDA bf16 forward keeps its converted A (for dB) and B (for dA). */
-        KeptOperands keep = keepGemmOperands(a.value, prec, b.requiresGrad || a.requiresGrad);
-        Gemm.matmul(a.value, b.value, out, prec, keep, b.requiresGrad, a.requiresGrad);
+        KeptOperands keep = keepGemmOperands(a.value, prec, b.requiresGrad || a.requiresGrad), aIn = gemmInput(a);
+        Gemm.matmul(a.value, b.value, out, prec, keep, b.requiresGrad, a.requiresGrad, aIn);
+        if (!g().recording) release(aIn);
         return rec(out, "matmul", of(a, b), gr -> {
             if (g().recording) {   /* double backward: differentiable products */
-                if (keep != null) keep.release();
+                release(keep, aIn);
                 return of(a.requiresGrad ? matmul(gr, transpose(b)) : null, b.requiresGrad ? matmul(transpose(a), gr) : null);
             }
             Tensor da = a.requiresGrad ? g().empty(a.value.device(), a.value.shape()) : null;
             Tensor db = b.requiresGrad ? g().empty(b.value.device(), b.value.shape()) : null;
             /* the same two products as above, with gr converted once at bf16 on CUDA and the kept operands read */
-            Gemm.matmulBackward(a.value, b.value, gr.value, da, db, null, gemmPrecision(gr.value, "matmul"), keep);
-            if (keep != null) keep.release();   /* a second backward over this graph converts again */
+            Gemm.matmulBackward(a.value, b.value, gr.value, da, db, null, gemmPrecision(gr.value, "matmul"), keep, aIn);
+            release(keep, aIn);   /* a second backward over this graph converts again */
             return of(da == null ? null : Var.constant(da), db == null ? null : Var.constant(db));
         });
     }
@@ -152,6 +159,15 @@ public final class F {
     private static KeptOperands keepGemmOperands(Tensor t, Precision prec, boolean backwardFollows) {
         return backwardFollows && g().recording && prec == Precision.BF16 && t.device() == Device.CUDA ? new KeptOperands(g().scope) : null;
     }
+
+    /**
+     * The bf16 copy of x's value its producer wrote for this GEMM (h-bf16act, GemmInputs), or null. In a graph that does
+     * not record no backward will read it: it is released once the forward's GEMM has queued its read (see {@link #release}).
+     */
+    private static KeptOperands gemmInput(Var x) { return GemmInputs.holdsCopyOf(x.bf16, x.value) ? x.bf16 : null; }
+
+    /** Releases each holder that is not null (stream ordered: work already queued still reads it). */
+    private static void release(KeptOperands... held) { for (KeptOperands k : held) if (k != null) k.release(); }
 
     /**
      * The current graph's matmul precision for an op on t: TF32 on a CPU tensor is refused (CUDA-only), BF16 on a CPU
@@ -200,22 +216,24 @@ public final class F {
         /* h-linconv: where the forward converts x and W to bf16 (CUDA at BF16 without cuBLASLt's fused bias), it keeps the
          * copies its backward reads (x for dW, W for dx); the backward converts dy once for both products. */
         boolean wantX = x.requiresGrad, wantW = wants(w);
-        KeptOperands keep = keepGemmOperands(x.value, prec, wantX || wantW);
+        /* h-bf16act: x's producer (a LayerNorm, GELU) may have written x's bf16 copy: the GEMM reads it, the backward too. */
+        KeptOperands keep = keepGemmOperands(x.value, prec, wantX || wantW), xIn = gemmInput(x);
         if (b == null || !Gemm.matmulBiasFused(x.value, w.value.transpose(0, 1), dense(b).reshape(outF), out, prec)) {
-            Gemm.matmul(x.value, w.value.transpose(0, 1), out, prec, keep, wantW, wantX);
+            Gemm.matmul(x.value, w.value.transpose(0, 1), out, prec, keep, wantW, wantX, xIn);
             if (b != null) Kernels.addRows(out, dense(b).reshape(1, outF), out);   // bias in place: no second activation
         }
+        if (!g().recording) release(xIn);
         return rec(out, "linear", b == null ? of(x, w) : of(x, w, b), gr -> {
             Var dx, dw;
             if (g().recording) {   /* double backward: differentiable products */
-                if (keep != null) keep.release();
+                release(keep, xIn);
                 dx = x.requiresGrad ? matmul(gr, w) : null;
                 dw = wants(w) ? matmul(transpose(gr), x) : null;
             } else {   /* dx = dy W, dW = dy^T x (W's layout): the products above, dy converted once at bf16 on CUDA */
                 Tensor tx = x.requiresGrad ? g().empty(x.value.device(), x.value.shape()) : null;
                 Tensor tw = wants(w) ? g().empty(w.value.device(), w.value.shape()) : null;
-                Gemm.matmulBackward(x.value, w.value.transpose(0, 1), gr.value, tx, null, tw, gemmPrecision(gr.value, "matmul"), keep);
-                if (keep != null) keep.release();   /* a second backward over this graph converts again */
+                Gemm.matmulBackward(x.value, w.value.transpose(0, 1), gr.value, tx, null, tw, gemmPrecision(gr.value, "matmul"), keep, xIn);
+                release(keep, xIn);   /* a second backward over this graph converts again */
                 dx = tx == null ? null : Var.constant(tx);
                 dw = tw == null ? null : Var.constant(tw);
             }
@@ -227,10 +245,20 @@ public final class F {
     // ---- fused kernels ----
 
     /** Exact (erf) GELU. */
-    public static Var gelu(Var x) {
+    public static Var gelu(Var x) { return gelu(x, false); }
+
+    /** {@link #gelu(Var)}; gemmInput: the result is a GEMM's A operand (GPT's MLP), see {@link #layerNorm(Var, Var, Var, float, boolean)}. */
+    public static Var gelu(Var x, boolean gemmInput) {
         Tensor out = g().empty(x.value.device(), x.value.shape());
-        Kernels.gelu(dense(x), out);
-        return rec(out, "gelu", of(x), gr -> of(geluBackward(x, gr)));
+        KeptOperands y16 = gemmInput ? GemmInputs.forOutput(g().scope, out, g().precision()) : null;
+        Kernels.gelu(dense(x), out, y16);
+        return withBf16(rec(out, "gelu", of(x), gr -> of(geluBackward(x, gr))), y16);
+    }
+
+    /** v with its bf16 copy y16 attached (h-bf16act; null: none). */
+    private static Var withBf16(Var v, KeptOperands y16) {
+        v.bf16 = y16;
+        return v;
     }
 
     /** dx = dy * gelu'(x), differentiable in both (gelu'' = phi(x) (2 - x^2)). */
@@ -272,18 +300,26 @@ public final class F {
     }
 
     /** LayerNorm over the last dimension (PyTorch semantics: biased variance, eps inside the sqrt). */
-    public static Var layerNorm(Var x, Var w, Var b, float eps) {
+    public static Var layerNorm(Var x, Var w, Var b, float eps) { return layerNorm(x, w, b, eps, false); }
+
+    /**
+     * {@link #layerNorm(Var, Var, Var, float)}; gemmInput true: the result is the A operand of the F.linear / F.matmul
+     * that follows (GPT's), so at BF16 on CUDA the kernel writes its bf16 copy too, which that GEMM reads instead of
+     * converting (h-bf16act, dev.latent.ops.GemmInputs; the same bits). Elsewhere gemmInput changes nothing.
+     */
+    public static Var layerNorm(Var x, Var w, Var b, float eps, boolean gemmInput) {
         Tensor xv = dense(x);
         long c = xv.size(-1), n = xv.numel() / c;
         Device dev = xv.device();
         Tensor y = g().empty(dev, xv.shape()), mean = g().empty(dev, n), rstd = g().empty(dev, n);
-        Kernels.layerNorm(xv, w.value, b.value, eps, y, mean, rstd);
-        return rec(y, "layerNorm", of(x, w, b), gr -> {
+        KeptOperands y16 = gemmInput ? GemmInputs.forOutput(g().scope, y, g().precision()) : null;
+        Kernels.layerNorm(xv, w.value, b.value, eps, y, mean, rstd, y16);
+        return withBf16(rec(y, "layerNorm", of(x, w, b), gr -> {
             if (g().recording) return layerNormBackwardDifferentiable(x, w, gr, eps, n, c);
             Tensor dx = g().empty(dev, xv.shape()), dw = g().zeros(dev, c), db = g().zeros(dev, c);
             Kernels.layerNormBackward(xv, w.value, mean, rstd, dense(gr), dx, dw, db);
             return of(Var.constant(dx), Var.constant(dw), Var.constant(db));
-        });
+        }), y16);
     }
 
     /**
@@ -292,14 +328,18 @@ public final class F {
      * backward): the backward's dx = ds + LayerNorm's dx is one float add of the two finished gradients, as the graph's
      * accumulation would do, and is the gradient of both x and a.
      */
-    public static Var[] layerNormResidual(Var x, Var a, Var w, Var b, float eps) {
+    public static Var[] layerNormResidual(Var x, Var a, Var w, Var b, float eps) { return layerNormResidual(x, a, w, b, eps, false); }
+
+    /** {@link #layerNormResidual(Var, Var, Var, Var, float)}; gemmInput: y is a GEMM's A operand, as {@link #layerNorm(Var, Var, Var, float, boolean)}. */
+    public static Var[] layerNormResidual(Var x, Var a, Var w, Var b, float eps, boolean gemmInput) {
         sameShape("layerNormResidual", x, a);
         Tensor xv = dense(x), av = dense(a);
         long c = xv.size(-1), n = xv.numel() / c;
         Device dev = xv.device();
         Tensor s = g().empty(dev, xv.shape()), y = g().empty(dev, xv.shape()), mean = g().empty(dev, n), rstd = g().empty(dev, n);
-        Kernels.layerNormResidual(xv, av, w.value, b.value, eps, s, y, mean, rstd);
-        return g().recordMulti(new Tensor[] {s, y}, "layerNormResidual", of(x, a, w, b), gys -> {
+        KeptOperands y16 = gemmInput ? GemmInputs.forOutput(g().scope, y, g().precision()) : null;
+        Kernels.layerNormResidual(xv, av, w.value, b.value, eps, s, y, mean, rstd, y16);
+        Var[] sy = g().recordMulti(new Tensor[] {s, y}, "layerNormResidual", of(x, a, w, b), gys -> {
             Var gs = gys[0], gy = gys[1];
             if (g().recording) {   // double backward: LayerNorm's differentiable backward on s = x + a, recomputed
                 if (gy == null) return of(gs, gs, null, null);
@@ -314,6 +354,8 @@ public final class F {
             Var d = Var.constant(dx);
             return of(d, d, Var.constant(dw), Var.constant(db));
         });
+        withBf16(sy[1], y16);
+        return sy;
     }
 
     /**

@@ -16,6 +16,11 @@ public final class Var {
     Var grad;
     /** While packed by {@link FlatParams}: this parameter's slot in the flat gradient buffer (backward writes there). */
     Tensor gradSlot;
+    /**
+     * The bf16 copy of value that the op producing it wrote for a GEMM reading it as A (h-bf16act: GPT's LayerNorms and
+     * GELU at BF16 on CUDA, dev.latent.ops.GemmInputs), or null; the consuming F.linear / F.matmul reads it and releases it.
+     */
+    dev.latent.ops.KeptOperands bf16;
 
     Var(Tensor value, boolean requiresGrad, Node node) {
         this.value = value;

@@ -135,7 +135,13 @@ public final class CudaKernels extends CudaLaunchers {
      * dst[idx . dstStride] = src[idx . srcStride] over every index of the lt_copy_desc's shape (LatentNative.COPY_DESC
      * layout: rank, shape, src and dst strides in elements, all >= 0). src and dst start at each view's first element.
      */
-    public static void copyStrided(Cuda cu, MemorySegment desc, DeviceBuffer src, DeviceBuffer dst) {
+    public static void copyStrided(Cuda cu, MemorySegment desc, DeviceBuffer src, DeviceBuffer dst) { copyStrided(cu, desc, src, dst, null); }
+
+    /**
+     * {@link #copyStrided(Cuda, MemorySegment, DeviceBuffer, DeviceBuffer)} that, where {@code dst16} is not null, also
+     * writes bf16(dst) (to nearest even) into dst16 at dst's offsets (ltk_copy_strided_bf16; h-bf16act: a bf16 GEMM's A).
+     */
+    public static void copyStrided(Cuda cu, MemorySegment desc, DeviceBuffer src, DeviceBuffer dst, DeviceBuffer dst16) {
         int rank = CopyDesc.rank(desc);
         if (rank < 1 || rank > MAX_RANK) throw new IllegalArgumentException("copyStrided: rank " + rank + " outside [1, " + MAX_RANK + "]");
         long n = 1, lastSrc = 0, lastDst = 0;
@@ -152,7 +158,11 @@ public final class CudaKernels extends CudaLaunchers {
         if (n == 0) return;
         floats("copyStrided", lastSrc + 1, "src", src);
         floats("copyStrided", lastDst + 1, "dst", dst);
-        Ltk.ltk_copy_strided(cu, dim(strideBlocks(n)), dim(256), 0, desc, src, dst);
+        if (dst16 == null) Ltk.ltk_copy_strided(cu, dim(strideBlocks(n)), dim(256), 0, desc, src, dst);
+        else {
+            need(dst16, Math.multiplyExact(lastDst + 1, 2L), "copyStrided", "dst16");
+            Ltk.ltk_copy_strided_bf16(cu, dim(strideBlocks(n)), dim(256), 0, desc, src, dst, dst16);
+        }
     }
 
     // ---- embedding.cu, sumsq.cu ----

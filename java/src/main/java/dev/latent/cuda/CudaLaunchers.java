@@ -125,6 +125,17 @@ abstract class CudaLaunchers {
         Ltk.ltk_gelu_fwd(cu, CudaKernels.dim(CudaKernels.strideBlocks(n, 256)), CudaKernels.dim(256), 0, n, x, y);
     }
 
+    /** ltk_gelu_fwd_bf16 (kernels/gelu/gelu.cu): grid stride(n), block 256; x[n] y[n] y16[n]. */
+    public static void geluBf16(Cuda cu, long n, DeviceBuffer x, DeviceBuffer y, DeviceBuffer y16) {
+        String op = "geluBf16";
+        long e0 = elems(op, n);
+        fits(op, "x", x, e0, 4, false);
+        fits(op, "y", y, e0, 4, false);
+        fits(op, "y16", y16, e0, 2, false);
+        if (n == 0) return;
+        Ltk.ltk_gelu_fwd_bf16(cu, CudaKernels.dim(CudaKernels.strideBlocks(n, 256)), CudaKernels.dim(256), 0, n, x, y, y16);
+    }
+
     /** ltk_gelu_bwd (kernels/gelu/gelu.cu): grid stride(n), block 256; x[n] dy[n] dx[n]. */
     public static void geluBackward(Cuda cu, long n, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dx) {
         String op = "geluBackward";
@@ -154,6 +165,25 @@ abstract class CudaLaunchers {
         Ltk.ltk_layernorm_fwd(cu, CudaKernels.dim((rows + 8 - 1) / 8), CudaKernels.dim(256), 0, rows, c, eps, x, w, b, y, mean, rstd);
     }
 
+    /** ltk_layernorm_fwd_bf16 (kernels/layernorm/layernorm.cu): grid ceil(rows,8), block 256, needs rows>=0, c>=1; x[rows*c] w[c] b[c] y[rows*c] mean[rows] rstd[rows] y16[rows*c]. */
+    public static void layerNormBf16(Cuda cu, long rows, long c, float eps, DeviceBuffer x, DeviceBuffer w, DeviceBuffer b, DeviceBuffer y, DeviceBuffer mean, DeviceBuffer rstd, DeviceBuffer y16) {
+        String op = "layerNormBf16";
+        if (!(rows >= 0)) throw new IllegalArgumentException(op + ": rows " + rows + " must be >= 0 (" + "rows=" + rows + ", " + "c=" + c + ")");
+        if (!(c >= 1)) throw new IllegalArgumentException(op + ": c " + c + " must be >= 1 (" + "rows=" + rows + ", " + "c=" + c + ")");
+        long e0 = elems(op, rows, c);
+        long e1 = elems(op, c);
+        long e2 = elems(op, rows);
+        fits(op, "x", x, e0, 4, false);
+        fits(op, "w", w, e1, 4, false);
+        fits(op, "b", b, e1, 4, false);
+        fits(op, "y", y, e0, 4, false);
+        fits(op, "mean", mean, e2, 4, false);
+        fits(op, "rstd", rstd, e2, 4, false);
+        fits(op, "y16", y16, e0, 2, false);
+        if (rows == 0) return;
+        Ltk.ltk_layernorm_fwd_bf16(cu, CudaKernels.dim((rows + 8 - 1) / 8), CudaKernels.dim(256), 0, rows, c, eps, x, w, b, y, mean, rstd, y16);
+    }
+
     /** ltk_layernorm_residual_fwd (kernels/layernorm/layernorm.cu): grid ceil(rows,8), block 256, needs rows>=0, c>=1; x[rows*c] a[rows*c] w[c] b[c] s[rows*c] y[rows*c] mean[rows] rstd[rows]. */
     public static void layerNormResidual(Cuda cu, long rows, long c, float eps, DeviceBuffer x, DeviceBuffer a, DeviceBuffer w, DeviceBuffer b, DeviceBuffer s, DeviceBuffer y, DeviceBuffer mean, DeviceBuffer rstd) {
         String op = "layerNormResidual";
@@ -172,6 +202,27 @@ abstract class CudaLaunchers {
         fits(op, "rstd", rstd, e2, 4, false);
         if (rows == 0) return;
         Ltk.ltk_layernorm_residual_fwd(cu, CudaKernels.dim((rows + 8 - 1) / 8), CudaKernels.dim(256), 0, rows, c, eps, x, a, w, b, s, y, mean, rstd);
+    }
+
+    /** ltk_layernorm_residual_fwd_bf16 (kernels/layernorm/layernorm.cu): grid ceil(rows,8), block 256, needs rows>=0, c>=1; x[rows*c] a[rows*c] w[c] b[c] s[rows*c] y[rows*c] mean[rows] rstd[rows] y16[rows*c]. */
+    public static void layerNormResidualBf16(Cuda cu, long rows, long c, float eps, DeviceBuffer x, DeviceBuffer a, DeviceBuffer w, DeviceBuffer b, DeviceBuffer s, DeviceBuffer y, DeviceBuffer mean, DeviceBuffer rstd, DeviceBuffer y16) {
+        String op = "layerNormResidualBf16";
+        if (!(rows >= 0)) throw new IllegalArgumentException(op + ": rows " + rows + " must be >= 0 (" + "rows=" + rows + ", " + "c=" + c + ")");
+        if (!(c >= 1)) throw new IllegalArgumentException(op + ": c " + c + " must be >= 1 (" + "rows=" + rows + ", " + "c=" + c + ")");
+        long e0 = elems(op, rows, c);
+        long e1 = elems(op, c);
+        long e2 = elems(op, rows);
+        fits(op, "x", x, e0, 4, false);
+        fits(op, "a", a, e0, 4, false);
+        fits(op, "w", w, e1, 4, false);
+        fits(op, "b", b, e1, 4, false);
+        fits(op, "s", s, e0, 4, false);
+        fits(op, "y", y, e0, 4, false);
+        fits(op, "mean", mean, e2, 4, false);
+        fits(op, "rstd", rstd, e2, 4, false);
+        fits(op, "y16", y16, e0, 2, false);
+        if (rows == 0) return;
+        Ltk.ltk_layernorm_residual_fwd_bf16(cu, CudaKernels.dim((rows + 8 - 1) / 8), CudaKernels.dim(256), 0, rows, c, eps, x, a, w, b, s, y, mean, rstd, y16);
     }
 
     /** ltk_reparam_bwd (kernels/reparam/reparam.cu): grid stride((n+3)/4), block 256; mu[n] logvar[n] dz[n] dmu[n] dlogvar[n]. */

@@ -340,6 +340,17 @@ public final class CudaVendor {
     public static boolean fewerGemmConversions() { return fewerGemmConversionsForTest; }
 
     /**
+     * h-bf16act: at BF16 on CUDA the LayerNorms and the GELU whose output feeds a GEMM (GPT's) write its bf16 copy in the
+     * same kernel, which the consuming linear / matmul reads as its converted A operand (dev.latent.ops.GemmInputs), true
+     * outside tests; false: those ops write fp32 only and the GEMMs convert, as before. Tests only
+     * (CudaBf16ActivationTest compares the two bit for bit and counts their launches) set it false.
+     */
+    static volatile boolean bf16GemmInputsForTest = true;
+
+    /** See {@link #bf16GemmInputsForTest}: true unless a test turned the producers' bf16 writes off. */
+    public static boolean bf16GemmInputs() { return bf16GemmInputsForTest; }
+
+    /**
      * Causal attention backward on bf16 device buffers through cuDNN's SDPA backward: q, k, v, o, dout in and dq, dk, dv
      * out (B, H, T, D) bf16 contiguous, lse (B, H, T) fp32 as the forward wrote it (cuDNN's Stats or our kernels' lse:
      * the same quantity). False, doing nothing, when cuDNN's SDPA does not serve; the caller then runs our kernel.

@@ -353,6 +353,11 @@ final class Ltk {
         cu.launch("ltk_copy_strided", grid, block, sharedBytes, d, src, dst);
     }
 
+    /** ltk_copy_strided_bf16 (kernels/elementwise/elementwise.cu); d: a lt_copy_desc by value. */
+    static void ltk_copy_strided_bf16(Cuda cu, int[] grid, int[] block, int sharedBytes, MemorySegment d, DeviceBuffer src, DeviceBuffer dst, DeviceBuffer dst16) {
+        cu.launch("ltk_copy_strided_bf16", grid, block, sharedBytes, d, src, dst, dst16);
+    }
+
     /** ltk_f64_to_f32 (kernels/elementwise/elementwise.cu). */
     static void ltk_f64_to_f32(Cuda cu, int[] grid, int[] block, int sharedBytes, long n, DeviceBuffer x, DeviceBuffer y) {
         cu.launch("ltk_f64_to_f32", grid, block, sharedBytes, n, x, y);
@@ -376,6 +381,11 @@ final class Ltk {
     /** ltk_gelu_fwd (kernels/gelu/gelu.cu). */
     static void ltk_gelu_fwd(Cuda cu, int[] grid, int[] block, int sharedBytes, long n, DeviceBuffer x, DeviceBuffer y) {
         cu.launch("ltk_gelu_fwd", grid, block, sharedBytes, n, x, y);
+    }
+
+    /** ltk_gelu_fwd_bf16 (kernels/gelu/gelu.cu). */
+    static void ltk_gelu_fwd_bf16(Cuda cu, int[] grid, int[] block, int sharedBytes, long n, DeviceBuffer x, DeviceBuffer y, DeviceBuffer y16) {
+        cu.launch("ltk_gelu_fwd_bf16", grid, block, sharedBytes, n, x, y, y16);
     }
 
     /** ltk_gelu_bwd (kernels/gelu/gelu.cu). */
@@ -418,6 +428,11 @@ final class Ltk {
         cu.launch("ltk_layernorm_fwd", grid, block, sharedBytes, rows, c, eps, x, w, b, y, mean, rstd);
     }
 
+    /** ltk_layernorm_fwd_bf16 (kernels/layernorm/layernorm.cu). */
+    static void ltk_layernorm_fwd_bf16(Cuda cu, int[] grid, int[] block, int sharedBytes, long rows, long c, float eps, DeviceBuffer x, DeviceBuffer w, DeviceBuffer b, DeviceBuffer y, DeviceBuffer mean, DeviceBuffer rstd, DeviceBuffer y16) {
+        cu.launch("ltk_layernorm_fwd_bf16", grid, block, sharedBytes, rows, c, eps, x, w, b, y, mean, rstd, y16);
+    }
+
     /** ltk_layernorm_bwd_dx (kernels/layernorm/layernorm.cu). */
     static void ltk_layernorm_bwd_dx(Cuda cu, int[] grid, int[] block, int sharedBytes, long rows, long c, DeviceBuffer x, DeviceBuffer w, DeviceBuffer mean, DeviceBuffer rstd, DeviceBuffer dy, DeviceBuffer dx) {
         cu.launch("ltk_layernorm_bwd_dx", grid, block, sharedBytes, rows, c, x, w, mean, rstd, dy, dx);
@@ -436,6 +451,11 @@ final class Ltk {
     /** ltk_layernorm_residual_fwd (kernels/layernorm/layernorm.cu). */
     static void ltk_layernorm_residual_fwd(Cuda cu, int[] grid, int[] block, int sharedBytes, long rows, long c, float eps, DeviceBuffer x, DeviceBuffer a, DeviceBuffer w, DeviceBuffer b, DeviceBuffer s, DeviceBuffer y, DeviceBuffer mean, DeviceBuffer rstd) {
         cu.launch("ltk_layernorm_residual_fwd", grid, block, sharedBytes, rows, c, eps, x, a, w, b, s, y, mean, rstd);
+    }
+
+    /** ltk_layernorm_residual_fwd_bf16 (kernels/layernorm/layernorm.cu). */
+    static void ltk_layernorm_residual_fwd_bf16(Cuda cu, int[] grid, int[] block, int sharedBytes, long rows, long c, float eps, DeviceBuffer x, DeviceBuffer a, DeviceBuffer w, DeviceBuffer b, DeviceBuffer s, DeviceBuffer y, DeviceBuffer mean, DeviceBuffer rstd, DeviceBuffer y16) {
+        cu.launch("ltk_layernorm_residual_fwd_bf16", grid, block, sharedBytes, rows, c, eps, x, a, w, b, s, y, mean, rstd, y16);
     }
 
     /** ltk_layernorm_residual_bwd_dx (kernels/layernorm/layernorm.cu). */

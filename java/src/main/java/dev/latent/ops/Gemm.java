@@ -116,17 +116,32 @@ public final class Gemm {
      * A or B before the backward (autograd does not: the backward reads them too), and releases keep afterwards.
      */
     public static void matmul(Tensor a, Tensor b, Tensor c, Precision precision, KeptOperands keep, boolean keepA, boolean keepB) {
+        matmul(a, b, c, precision, keep, keepA, keepB, null);
+    }
+
+    /**
+     * {@link #matmul(Tensor, Tensor, Tensor, Precision, KeptOperands, boolean, boolean)} where A's producer may have written
+     * A's bf16 copy already (h-bf16act, {@link GemmInputs}): where {@code aIn} holds it for exactly this A (device address
+     * and extent) and the product takes the CUDA bf16 path, the GEMM reads it instead of converting A, and keep holds no
+     * copy of A (the backward reads aIn's). Does not release aIn. The same bits either way.
+     */
+    public static void matmul(Tensor a, Tensor b, Tensor c, Precision precision, KeptOperands keep, boolean keepA, boolean keepB,
+                              KeptOperands aIn) {
         Plan p = plan(a, b, c, precision);
-        if (keep == null || (!keepA && !keepB) || keep.holds() || !fewerOnCuda(precision, p, a, b, c)) {
+        boolean fewer = fewerOnCuda(precision, p, a, b, c);
+        DeviceBuffer ready = fewer ? GemmInputs.copy(aIn, dbuf(a).address(), extent(p.a, p.m, p.k, p.batch)) : null;
+        keepA &= ready == null;
+        if (ready == null && (keep == null || (!keepA && !keepB) || keep.holds() || !fewer)) {
             matmul(a, b, c, 1f, 0f, precision);
             return;
         }
+        keepB &= keep != null && !keep.holds();
         DeviceBuffer da = dbuf(a), db = dbuf(b);
         long na = extent(p.a, p.m, p.k, p.batch), nb = extent(p.b, p.k, p.n, p.batch), at = keepA ? aligned(na * 2) : 0;
-        DeviceBuffer blk = DeviceBuffer.of(keep.hold(at + (keepB ? nb * 2 : 0), key(da, keepA ? na : 0, db, keepB ? nb : 0)));
-        DeviceBuffer a16 = keepA ? blk.slice(0, na * 2) : null, b16 = keepB ? blk.slice(at, nb * 2) : null;
+        DeviceBuffer blk = keepA || keepB ? DeviceBuffer.of(keep.hold(at + (keepB ? nb * 2 : 0), key(da, keepA ? na : 0, db, keepB ? nb : 0))) : null;
+        DeviceBuffer a16 = keepA ? blk.slice(0, na * 2) : ready, b16 = keepB ? blk.slice(at, nb * 2) : null;
         callCuda(p.a.trans, p.b.trans, p.m, p.n, p.k, 1f, 0f, p.a.ld, p.b.ld, p.c.ld, p.batch, p.a.batchStride, p.b.batchStride,
-                p.c.batchStride, da, db, dbuf(c), precision, a16, false, b16, false);
+                p.c.batchStride, da, db, dbuf(c), precision, a16, ready != null, b16, false);
     }
 
     /**
@@ -142,6 +157,16 @@ public final class Gemm {
      * reading the broadcast operand's copy with batch stride 0). Does not release kept.
      */
     public static void matmulBackward(Tensor a, Tensor b, Tensor dc, Tensor da, Tensor db, Tensor dbt, Precision precision, KeptOperands kept) {
+        matmulBackward(a, b, dc, da, db, dbt, precision, kept, null);
+    }
+
+    /**
+     * {@link #matmulBackward(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Precision, KeptOperands)} that reads A's bf16
+     * copy from {@code aIn} (A's producer wrote it: {@link GemmInputs}) where kept holds none for A and aIn holds one for
+     * exactly this A. Does not release kept or aIn. The same bits either way.
+     */
+    public static void matmulBackward(Tensor a, Tensor b, Tensor dc, Tensor da, Tensor db, Tensor dbt, Precision precision, KeptOperands kept,
+                                      KeptOperands aIn) {
         if (db != null && dbt != null) throw new IllegalArgumentException("gemm backward: B's gradient as db or as dbt, not both");
         Supplier<String> shapes = () -> "A" + Arrays.toString(a.shape()) + ", B" + Arrays.toString(b.shape()) + ", dC" + Arrays.toString(dc.shape());
         for (Tensor t : new Tensor[] {a, b, dc})
@@ -175,6 +200,7 @@ public final class Gemm {
             if (key[1] == na) a16 = kb.slice(0, na * 2);
             if (key[3] == nb) b16 = kb.slice(key[1] == na ? aligned(na * 2) : 0, nb * 2);
         }
+        if (a16 == null) a16 = GemmInputs.copy(aIn, dA.address(), na);
         try (DeviceBuffer dc16 = cu.alloc(nd * 2)) {
             CudaKernels.toBf16(cu, nd, ddc, dc16);
             if (pa != null)

@@ -289,13 +289,16 @@ public final class Kernels {
     // ---- normalization and activations ----
 
     /** LayerNorm over the last dimension; mean and rstd (N) are saved for the backward. */
-    public static void layerNorm(Tensor x, Tensor w, Tensor b, float eps, Tensor y, Tensor mean, Tensor rstd) {
+    public static void layerNorm(Tensor x, Tensor w, Tensor b, float eps, Tensor y, Tensor mean, Tensor rstd) { layerNorm(x, w, b, eps, y, mean, rstd, null); }
+
+    /** {@link #layerNorm} that also writes bf16(y) into y16 where not null ({@link GemmInputs#forOutput}; CUDA only). */
+    public static void layerNorm(Tensor x, Tensor w, Tensor b, float eps, Tensor y, Tensor mean, Tensor rstd, KeptOperands y16) {
         Backend be = Backend.on("layerNorm", x, w, b, y, mean, rstd);
         long c = x.size(-1), n = x.numel() / Math.max(c, 1);
         numel("layerNorm", c, w, b);
         numel("layerNorm", x.numel(), y);
         numel("layerNorm", n, mean, rstd);
-        be.layerNorm(n, c, eps, x, w, b, y, mean, rstd);
+        if (!GemmInputs.layerNorm(y16, n, c, eps, x, w, b, y, mean, rstd)) be.layerNorm(n, c, eps, x, w, b, y, mean, rstd);
     }
 
     /** dx overwritten; dw, db accumulated. */
@@ -314,13 +317,19 @@ public final class Kernels {
      * {@link #layerNorm}. s may be x or a.
      */
     public static void layerNormResidual(Tensor x, Tensor a, Tensor w, Tensor b, float eps, Tensor s, Tensor y, Tensor mean, Tensor rstd) {
+        layerNormResidual(x, a, w, b, eps, s, y, mean, rstd, null);
+    }
+
+    /** {@link #layerNormResidual} that also writes bf16(y) into y16 where not null ({@link GemmInputs#forOutput}; CUDA only). */
+    public static void layerNormResidual(Tensor x, Tensor a, Tensor w, Tensor b, float eps, Tensor s, Tensor y, Tensor mean, Tensor rstd,
+                                         KeptOperands y16) {
         Backend be = Backend.on("layerNormResidual", x, a, w, b, s, y, mean, rstd);
         long c = x.size(-1), n = x.numel() / Math.max(c, 1);
         if (a.size(-1) != c) throw new IllegalArgumentException("layerNormResidual: a " + a + " and x " + x + " differ in the last dimension");
         numel("layerNormResidual", c, w, b);
         numel("layerNormResidual", x.numel(), a, s, y);
         numel("layerNormResidual", n, mean, rstd);
-        be.layerNormResidual(n, c, eps, x, a, w, b, s, y, mean, rstd);
+        if (!GemmInputs.layerNormResidual(y16, n, c, eps, x, a, w, b, s, y, mean, rstd)) be.layerNormResidual(n, c, eps, x, a, w, b, s, y, mean, rstd);
     }
 
     /** Backward of {@link #layerNormResidual}: dx = ds + LayerNorm's dx from dy (overwritten; may be dy); dw, db accumulated. */
@@ -333,10 +342,13 @@ public final class Kernels {
         be.layerNormResidualBackward(n, c, s, w, mean, rstd, dy, ds, dx, dw, db);
     }
 
-    public static void gelu(Tensor x, Tensor y) {
+    public static void gelu(Tensor x, Tensor y) { gelu(x, y, null); }
+
+    /** {@link #gelu} that also writes bf16(y) into y16 where not null ({@link GemmInputs#forOutput}; CUDA only). */
+    public static void gelu(Tensor x, Tensor y, KeptOperands y16) {
         Backend be = Backend.on("gelu", x, y);
         numel("gelu", x.numel(), y);
-        be.gelu(x.numel(), x, y);
+        if (!GemmInputs.gelu(y16, x, y)) be.gelu(x.numel(), x, y);
     }
 
     public static void geluBackward(Tensor x, Tensor dy, Tensor dx) {

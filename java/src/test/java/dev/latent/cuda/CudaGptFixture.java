@@ -107,11 +107,12 @@ final class CudaGptFixture {
     record ConversionRun(double[] losses, List<Map<String, float[]>> grads, long[] fwdLaunches, long[] bwdLaunches, long[] vendorCalls,
                          long[] liveAfterForward, long[] liveAfterBackward, long leftAfter) {}
 
-    /** The vendor routing back to the environment's and both fewer-conversion switches back on (their defaults). */
+    /** The vendor routing back to the environment's, both fewer-conversion switches and the producers' bf16 writes back on (their defaults). */
     static void restoreConversionSwitches() {
         CudaVendor.force(null);
         CudaVendor.fewerGemmConversionsForTest = true;
         CudaVendor.fewerSdpaConversionsForTest = true;
+        CudaVendor.bf16GemmInputsForTest = true;
     }
 
     /**

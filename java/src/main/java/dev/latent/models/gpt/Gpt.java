@@ -32,7 +32,7 @@ public final class Gpt implements Module {
         wte = new Embedding(scope, cfg.vocab(), cfg.dim(), seed, stream[0]++, std);
         wpe = new Embedding(scope, cfg.context(), cfg.dim(), seed, stream[0]++, std);
         for (int l = 0; l < cfg.layers(); l++) blocks.add(new Block(scope, cfg, seed, stream, std, projStd));
-        lnF = new LayerNorm(scope, cfg.dim());
+        lnF = new LayerNorm(scope, cfg.dim(), true);   // feeds the head: its bf16 copy too at BF16 on CUDA
         head = cfg.tied() ? null : new Linear(scope, cfg.dim(), cfg.vocab(), true, seed, stream[0]++, std);
     }
 
@@ -52,7 +52,8 @@ public final class Gpt implements Module {
             Var qkv = attn.forward(x);                                             // (B*T, 3C)
             Var packed = F.permute(qkv, new long[] {b, t, 3, heads, hs}, 2, 0, 3, 1, 4); // (3, B, NH, T, HS)
             Var o = F.attention(packed, true);                                     // (B, NH, T, HS)
-            return proj.forward(F.reshape(F.permute(o, new long[] {b, heads, t, hs}, 0, 2, 1, 3), (long) b * t, c));
+            /* the permuted o is c_proj's A: at BF16 on CUDA the permute writes its bf16 copy too (reshape keeps it) */
+            return proj.forward(F.reshape(F.permute(o, true, new long[] {b, heads, t, hs}, 0, 2, 1, 3), (long) b * t, c));
         }
 
         @Override
@@ -75,7 +76,7 @@ public final class Gpt implements Module {
 
         Var forward(Var x) {
             Var h = fc.forward(x);
-            return proj.forward(act == GptConfig.Activation.GELU_TANH ? geluTanh(h) : F.gelu(h));
+            return proj.forward(act == GptConfig.Activation.GELU_TANH ? geluTanh(h) : F.gelu(h, true));   // gelu: c_proj's bf16 A too
         }
 
         @Override
@@ -92,9 +93,9 @@ public final class Gpt implements Module {
         final Mlp mlp;
 
         Block(Scope scope, GptConfig c, long seed, long[] stream, double std, double projStd) {
-            ln1 = new LayerNorm(scope, c.dim());
+            ln1 = new LayerNorm(scope, c.dim(), true);   // both feed a linear (c_attn, c_fc): bf16 copy too at BF16 on CUDA
             attn = new CausalSelfAttention(scope, c, seed, stream, std, projStd);
-            ln2 = new LayerNorm(scope, c.dim());
+            ln2 = new LayerNorm(scope, c.dim(), true);
             mlp = new Mlp(scope, c, seed, stream, std, projStd);
         }
 
