@@ -18,16 +18,32 @@
  * compiler vectorises with the baseline ISA without reassociating anything; bwd_weight sums up to CB input
  * channels side by side (CB independent chains instead of one long dependent one, each still in (n, oh, ow)
  * order). Built without FMA contraction (baseline ISA), so a * b + c is rounded twice, as before.
+ * With CB or more channels on the summed-into side (output channels in fwd, input channels in bwd_data; at least
+ * CB_MIN), fwd and bwd_data instead sum CB channels side by side (channel_taps): the weights are packed with the CB
+ * channels innermost, and each output position's CB sums take one tap row (r) at a time, its taps in s order, from
+ * registers; the vector runs across channels, so short rows and stride 2 vectorise too. Same orders, same bits.
  * Checked by conv2d_test.c against a double-precision reference (LATENT_MAX_ISA=ref runs this file). */
 #include "conv2d.h"
 
-#define CB 8 /* input channels summed side by side in bwd_weight */
+#define CB 8     /* channels summed side by side: input channels in bwd_weight and bwd_data, output channels in fwd */
+#define CB_MIN 4 /* fewer channels than this on the summed-into side: the row loops (most of a CB block would idle) */
+#define RB 64    /* output row chunk of the channel-blocked loops: their sums are an RB x CB block on the stack */
+
+/* On the channel-blocked tasks: gcc -O3 would otherwise vectorise channel_taps' tap loop (i) as an in-order
+ * reduction (the same bits, but a transpose per tap: fwd no faster than the row loops); without it the CB lanes
+ * (j) are the vector (SLP). A speed hint only, the sums' order is fixed by the source either way. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define LANES_ACROSS_CHANNELS __attribute__((optimize("no-tree-loop-vectorize")))
+#else
+#define LANES_ACROSS_CHANNELS
+#endif
 
 typedef struct {
     const lt_conv2d_desc *d;
     const float *a, *b, *bias; /* fwd: x, w; bwd_data: dy, w; bwd_weight: x, dy */
     float *out, *db;
     int accumulate;
+    const float *wp; /* the channel-blocked loops' packed weights (pack_channels) */
 } ref_ctx;
 
 /* The outputs o in [*lo, *hi) whose input position o*stride - pad + tap lies in [0, len). */
@@ -36,6 +52,109 @@ static void tap_range(int64_t tap, int64_t pad, int64_t stride, int64_t len, int
     const int64_t a = pad - tap, b = len - 1 + pad - tap; /* need a <= o*stride <= b */
     *lo = a <= 0 ? 0 : (a + stride - 1) / stride;
     *hi = b < 0 ? 0 : (b / stride + 1 < out_len ? b / stride + 1 : out_len);
+}
+
+/* w viewed as (A, B, Z), blocked along B: wp[bb, a, z, j] = w[a, bb*CB + j, z], zero past B. fwd packs (1, K, C*R*S),
+ * bwd_data (K, C, R*S). NULL when out of memory (the caller then takes the row loops: the same bits). */
+static float *pack_channels(const float *w, int64_t A, int64_t B, int64_t Z) {
+    const int64_t nb = (B + CB - 1) / CB;
+    float *wp = lt_alloc((size_t)(nb * A * Z * CB) * sizeof(float));
+    if (!wp) return NULL;
+    for (int64_t bb = 0; bb < nb; bb++)
+        for (int64_t a = 0; a < A; a++)
+            for (int64_t z = 0; z < Z; z++)
+                for (int64_t j = 0; j < CB; j++) {
+                    const int64_t b = bb * CB + j;
+                    wp[((bb * A + a) * Z + z) * CB + j] = b < B ? w[(a * B + b) * Z + z] : 0.0f;
+                }
+    return wp;
+}
+
+/* acc[j] += v[i*vstep] * wp[i*wstep + j] for i = 0, 1, ..., n-1 in turn, j < CB: CB independent sums, each in i
+ * order, held in registers (the j loop is the vector). */
+static inline void channel_taps(float *restrict acc, const float *v, int64_t vstep, const float *wp, int64_t wstep,
+                                int64_t n) {
+    float t[CB];
+    for (int j = 0; j < CB; j++) t[j] = acc[j];
+    for (int64_t i = 0; i < n; i++) {
+        const float xv = v[i * vstep];
+        for (int j = 0; j < CB; j++) t[j] += xv * wp[i * wstep + j];
+    }
+    for (int j = 0; j < CB; j++) acc[j] = t[j];
+}
+
+/* out[j, o0 + i] = acc[i, j] (+ bias[j]) for j < nj, i < ni; out's channels ld apart */
+static void channel_store(float *out, int64_t ld, const float *acc, const float *bias, int64_t nj, int64_t ni) {
+    for (int64_t j = 0; j < nj; j++) {
+        float *o = out + j * ld;
+        if (bias)
+            for (int64_t i = 0; i < ni; i++) o[i] = acc[i * CB + j] + bias[j];
+        else
+            for (int64_t i = 0; i < ni; i++) o[i] = acc[i * CB + j];
+    }
+}
+
+/* fwd, one task per (n, block of CB output channels): for each output position, CB sums over (c, r, s) */
+LANES_ACROSS_CHANNELS static void fwd_block_task(void *p, int64_t t, int worker) {
+    const ref_ctx *x = p;
+    const lt_conv2d_desc *d = x->d;
+    const int64_t K = d->k, C = d->c, H = d->h, W = d->w, R = d->r, S = d->s, OH = d->oh, OW = d->ow;
+    const int64_t nkb = (K + CB - 1) / CB, n = t / nkb, k0 = t % nkb * CB, nk = K - k0 < CB ? K - k0 : CB;
+    const int64_t sw = d->stride_w, pw = d->pad_w;
+    const float *xn = x->a + n * C * H * W;            // (C, H, W)
+    const float *wk = x->wp + k0 * C * R * S;          // (C, R, S, CB)
+    float acc[RB * CB];                                // (RB, CB): the chunk's sums
+    for (int64_t oh = 0; oh < OH; oh++)
+        for (int64_t ow0 = 0; ow0 < OW; ow0 += RB) {
+            const int64_t nw = OW - ow0 < RB ? OW - ow0 : RB;
+            for (int64_t i = 0; i < nw * CB; i++) acc[i] = 0.0f;
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t r = 0; r < R; r++) {
+                    const int64_t ih = oh * d->stride_h - d->pad_h + r;
+                    if (ih < 0 || ih >= H) continue;
+                    const float *xr = xn + (c * H + ih) * W, *wr = wk + (c * R + r) * S * CB;
+                    for (int64_t i = 0; i < nw; i++) {
+                        const int64_t q = (ow0 + i) * sw - pw;  /* input position of tap s = 0 */
+                        const int64_t slo = q < 0 ? -q : 0, shi = W - q < S ? W - q : S;
+                        if (slo < shi) channel_taps(acc + i * CB, xr + q + slo, 1, wr + slo * CB, CB, shi - slo);
+                    }
+                }
+            channel_store(x->out + ((n * K + k0) * OH + oh) * OW + ow0, OH * OW, acc, x->bias ? x->bias + k0 : NULL,
+                          nk, nw);
+        }
+}
+
+/* bwd_data, one task per (n, block of CB input channels): for each input position, CB sums over (k, r, s) */
+LANES_ACROSS_CHANNELS static void bwd_data_block_task(void *p, int64_t t, int worker) {
+    const ref_ctx *x = p;
+    const lt_conv2d_desc *d = x->d;
+    const int64_t K = d->k, C = d->c, H = d->h, W = d->w, R = d->r, S = d->s, OH = d->oh, OW = d->ow;
+    const int64_t ncb = (C + CB - 1) / CB, n = t / ncb, c0 = t % ncb * CB, nc = C - c0 < CB ? C - c0 : CB;
+    const int64_t sw = d->stride_w, pw = d->pad_w;
+    const float *dyn = x->a + n * K * OH * OW;         // (K, OH, OW)
+    const float *wc = x->wp + c0 * K * R * S;          // (K, R, S, CB)
+    float acc[RB * CB];                                // (RB, CB): the chunk's sums
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t w0 = 0; w0 < W; w0 += RB) {
+            const int64_t nw = W - w0 < RB ? W - w0 : RB;
+            for (int64_t i = 0; i < nw * CB; i++) acc[i] = 0.0f;
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t r = 0; r < R; r++) {
+                    const int64_t th = h + d->pad_h - r; /* = oh * stride_h */
+                    if (th < 0 || th % d->stride_h || th / d->stride_h >= OH) continue;
+                    const float *dyr = dyn + (k * OH + th / d->stride_h) * OW, *wr = wc + (k * R + r) * S * CB;
+                    for (int64_t i = 0; i < nw; i++) {
+                        /* the taps s = q - ow*sw with ow in [0, OW): s = q mod sw, then every sw-th, ow falling */
+                        const int64_t q = w0 + i + pw, last = q - (OW - 1) * sw;
+                        const int64_t slo = last > q % sw ? last : q % sw, shi = q + 1 < S ? q + 1 : S;
+                        if (slo < shi)
+                            channel_taps(acc + i * CB, dyr + (q - slo) / sw, -1, wr + slo * CB, sw * CB,
+                                         (shi - slo + sw - 1) / sw);
+                    }
+                }
+            channel_store(x->out + ((n * C + c0) * H + h) * W + w0, H * W, acc, x->bias ? x->bias + c0 : NULL,
+                          nc, nw);
+        }
 }
 
 static void fwd_task(void *p, int64_t t, int worker) {
@@ -148,20 +267,28 @@ static void bwd_weight_task(void *p, int64_t k, int worker) {
     }
 }
 lt_status conv2d_fwd_ref(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
-    ref_ctx c = {d, x, w, bias, y, NULL, 0};
-    lt_parallel_for(d->n * d->k, fwd_task, &c);
+    ref_ctx c = {d, x, w, bias, y, NULL, 0, NULL};
+    if (d->k >= CB_MIN && (c.wp = pack_channels(w, 1, d->k, d->c * d->r * d->s))) {
+        lt_parallel_for(d->n * ((d->k + CB - 1) / CB), fwd_block_task, &c);
+        lt_free((void *)c.wp);
+    } else
+        lt_parallel_for(d->n * d->k, fwd_task, &c);
     return LT_OK;
 }
 
 lt_status conv2d_bwd_data_ref(const lt_conv2d_desc *d, const float *dy, const float *w, const float *bias, float *dx) {
-    ref_ctx c = {d, dy, w, bias, dx, NULL, 0};
-    lt_parallel_for(d->n * d->c, bwd_data_task, &c);
+    ref_ctx c = {d, dy, w, bias, dx, NULL, 0, NULL};
+    if (d->c >= CB_MIN && (c.wp = pack_channels(w, d->k, d->c, d->r * d->s))) {
+        lt_parallel_for(d->n * ((d->c + CB - 1) / CB), bwd_data_block_task, &c);
+        lt_free((void *)c.wp);
+    } else
+        lt_parallel_for(d->n * d->c, bwd_data_task, &c);
     return LT_OK;
 }
 
 lt_status conv2d_bwd_weight_ref(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw, float *db,
                                 int accumulate) {
-    ref_ctx c = {d, x, dy, NULL, dw, db, accumulate};
+    ref_ctx c = {d, x, dy, NULL, dw, db, accumulate, NULL};
     lt_parallel_for(d->k, bwd_weight_task, &c);
     return LT_OK;
 }
