@@ -18,16 +18,16 @@
  * compiler vectorises with the baseline ISA without reassociating anything; bwd_weight sums up to CB input
  * channels side by side (CB independent chains instead of one long dependent one, each still in (n, oh, ow)
  * order). Built without FMA contraction (baseline ISA), so a * b + c is rounded twice, as before.
- * With CB or more channels on the summed-into side (output channels in fwd, input channels in bwd_data; at least
- * CB_MIN), fwd and bwd_data instead sum CB channels side by side (channel_taps): the weights are packed with the CB
- * channels innermost, and each output position's CB sums take one tap row (r) at a time, its taps in s order, from
- * registers; the vector runs across channels, so short rows and stride 2 vectorise too. Same orders, same bits.
+ * With at least CB_MIN channels on the summed-into side (output channels in fwd, input channels in bwd_data), fwd
+ * and bwd_data instead sum CB channels side by side: the weights are packed with the CB channels innermost, and
+ * each output position keeps its CB sums in registers over its whole (c, r, s) or (k, r, s) reduction, the taps
+ * in order (channel_taps: one tap row at a time); the vector runs across channels, so short rows and stride 2
+ * vectorise too. Same orders, same bits.
  * Checked by conv2d_test.c against a double-precision reference (LATENT_MAX_ISA=ref runs this file). */
 #include "conv2d.h"
 
 #define CB 8     /* channels summed side by side: input channels in bwd_weight and bwd_data, output channels in fwd */
 #define CB_MIN 4 /* fewer channels than this on the summed-into side: the row loops (most of a CB block would idle) */
-#define RB 64    /* output row chunk of the channel-blocked loops: their sums are an RB x CB block on the stack */
 
 /* On the channel-blocked tasks: gcc -O3 would otherwise vectorise channel_taps' tap loop (i) as an in-order
  * reduction (the same bits, but a transpose per tap: fwd no faster than the row loops); without it the CB lanes
@@ -83,78 +83,59 @@ static inline void channel_taps(float *restrict acc, const float *v, int64_t vst
     for (int j = 0; j < CB; j++) acc[j] = t[j];
 }
 
-/* out[j, o0 + i] = acc[i, j] (+ bias[j]) for j < nj, i < ni; out's channels ld apart */
-static void channel_store(float *out, int64_t ld, const float *acc, const float *bias, int64_t nj, int64_t ni) {
-    for (int64_t j = 0; j < nj; j++) {
-        float *o = out + j * ld;
-        if (bias)
-            for (int64_t i = 0; i < ni; i++) o[i] = acc[i * CB + j] + bias[j];
-        else
-            for (int64_t i = 0; i < ni; i++) o[i] = acc[i * CB + j];
-    }
-}
-
-/* fwd, one task per (n, block of CB output channels): for each output position, CB sums over (c, r, s) */
+/* fwd, one task per (n, block of CB output channels): for each output position, its CB sums over (c, r, s) */
 LANES_ACROSS_CHANNELS static void fwd_block_task(void *p, int64_t t, int worker) {
     const ref_ctx *x = p;
     const lt_conv2d_desc *d = x->d;
     const int64_t K = d->k, C = d->c, H = d->h, W = d->w, R = d->r, S = d->s, OH = d->oh, OW = d->ow;
     const int64_t nkb = (K + CB - 1) / CB, n = t / nkb, k0 = t % nkb * CB, nk = K - k0 < CB ? K - k0 : CB;
-    const int64_t sw = d->stride_w, pw = d->pad_w;
     const float *xn = x->a + n * C * H * W;            // (C, H, W)
     const float *wk = x->wp + k0 * C * R * S;          // (C, R, S, CB)
-    float acc[RB * CB];                                // (RB, CB): the chunk's sums
-    for (int64_t oh = 0; oh < OH; oh++)
-        for (int64_t ow0 = 0; ow0 < OW; ow0 += RB) {
-            const int64_t nw = OW - ow0 < RB ? OW - ow0 : RB;
-            for (int64_t i = 0; i < nw * CB; i++) acc[i] = 0.0f;
+    float *y = x->out + (n * K + k0) * OH * OW;        // (nk, OH, OW)
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const int64_t ih = oh * d->stride_h - d->pad_h; /* input row of tap r = 0: the taps [rlo, rhi) are inside */
+        const int64_t rlo = ih < 0 ? -ih : 0, rhi = H - ih < R ? H - ih : R;
+        for (int64_t ow = 0; ow < OW; ow++) {
+            const int64_t iw = ow * d->stride_w - d->pad_w; /* likewise along the row: the taps [slo, shi) */
+            const int64_t slo = iw < 0 ? -iw : 0, shi = W - iw < S ? W - iw : S;
+            float acc[CB] = {0};
             for (int64_t c = 0; c < C; c++)
-                for (int64_t r = 0; r < R; r++) {
-                    const int64_t ih = oh * d->stride_h - d->pad_h + r;
-                    if (ih < 0 || ih >= H) continue;
-                    const float *xr = xn + (c * H + ih) * W, *wr = wk + (c * R + r) * S * CB;
-                    for (int64_t i = 0; i < nw; i++) {
-                        const int64_t q = (ow0 + i) * sw - pw;  /* input position of tap s = 0 */
-                        const int64_t slo = q < 0 ? -q : 0, shi = W - q < S ? W - q : S;
-                        if (slo < shi) channel_taps(acc + i * CB, xr + q + slo, 1, wr + slo * CB, CB, shi - slo);
-                    }
-                }
-            channel_store(x->out + ((n * K + k0) * OH + oh) * OW + ow0, OH * OW, acc, x->bias ? x->bias + k0 : NULL,
-                          nk, nw);
+                for (int64_t r = rlo; r < rhi; r++)
+                    channel_taps(acc, xn + (c * H + ih + r) * W + iw + slo, 1, wk + ((c * R + r) * S + slo) * CB, CB,
+                                 shi - slo);
+            for (int64_t j = 0; j < nk; j++)
+                y[(j * OH + oh) * OW + ow] = x->bias ? acc[j] + x->bias[k0 + j] : acc[j];
         }
+    }
 }
 
-/* bwd_data, one task per (n, block of CB input channels): for each input position, CB sums over (k, r, s) */
+/* bwd_data, one task per (n, block of CB input channels): for each input position, its CB sums over (k, r, s) */
 LANES_ACROSS_CHANNELS static void bwd_data_block_task(void *p, int64_t t, int worker) {
     const ref_ctx *x = p;
     const lt_conv2d_desc *d = x->d;
     const int64_t K = d->k, C = d->c, H = d->h, W = d->w, R = d->r, S = d->s, OH = d->oh, OW = d->ow;
     const int64_t ncb = (C + CB - 1) / CB, n = t / ncb, c0 = t % ncb * CB, nc = C - c0 < CB ? C - c0 : CB;
-    const int64_t sw = d->stride_w, pw = d->pad_w;
+    const int64_t sh = d->stride_h, sw = d->stride_w;
     const float *dyn = x->a + n * K * OH * OW;         // (K, OH, OW)
     const float *wc = x->wp + c0 * K * R * S;          // (K, R, S, CB)
-    float acc[RB * CB];                                // (RB, CB): the chunk's sums
-    for (int64_t h = 0; h < H; h++)
-        for (int64_t w0 = 0; w0 < W; w0 += RB) {
-            const int64_t nw = W - w0 < RB ? W - w0 : RB;
-            for (int64_t i = 0; i < nw * CB; i++) acc[i] = 0.0f;
+    float *dx = x->out + (n * C + c0) * H * W;         // (nc, H, W)
+    for (int64_t h = 0; h < H; h++) {
+        /* dx[h] takes dy[oh] through the taps r = u - oh*sh, oh in [0, OH): r = u mod sh, then every sh-th */
+        const int64_t u = h + d->pad_h, ulast = u - (OH - 1) * sh;
+        const int64_t rlo = ulast > u % sh ? ulast : u % sh, rhi = u + 1 < R ? u + 1 : R;
+        for (int64_t w = 0; w < W; w++) {
+            const int64_t q = w + d->pad_w, qlast = q - (OW - 1) * sw; /* likewise the taps s = q - ow*sw */
+            const int64_t slo = qlast > q % sw ? qlast : q % sw, shi = q + 1 < S ? q + 1 : S;
+            const int64_t ns = slo < shi ? (shi - slo + sw - 1) / sw : 0;
+            float acc[CB] = {0};
             for (int64_t k = 0; k < K; k++)
-                for (int64_t r = 0; r < R; r++) {
-                    const int64_t th = h + d->pad_h - r; /* = oh * stride_h */
-                    if (th < 0 || th % d->stride_h || th / d->stride_h >= OH) continue;
-                    const float *dyr = dyn + (k * OH + th / d->stride_h) * OW, *wr = wc + (k * R + r) * S * CB;
-                    for (int64_t i = 0; i < nw; i++) {
-                        /* the taps s = q - ow*sw with ow in [0, OW): s = q mod sw, then every sw-th, ow falling */
-                        const int64_t q = w0 + i + pw, last = q - (OW - 1) * sw;
-                        const int64_t slo = last > q % sw ? last : q % sw, shi = q + 1 < S ? q + 1 : S;
-                        if (slo < shi)
-                            channel_taps(acc + i * CB, dyr + (q - slo) / sw, -1, wr + slo * CB, sw * CB,
-                                         (shi - slo + sw - 1) / sw);
-                    }
-                }
-            channel_store(x->out + ((n * C + c0) * H + h) * W + w0, H * W, acc, x->bias ? x->bias + c0 : NULL,
-                          nc, nw);
+                for (int64_t r = rlo; r < rhi; r += sh) /* ow falls as s rises */
+                    channel_taps(acc, dyn + (k * OH + (u - r) / sh) * OW + (q - slo) / sw, -1,
+                                 wc + ((k * R + r) * S + slo) * CB, sw * CB, ns);
+            for (int64_t j = 0; j < nc; j++)
+                dx[(j * H + h) * W + w] = x->bias ? acc[j] + x->bias[c0 + j] : acc[j];
         }
+    }
 }
 
 static void fwd_task(void *p, int64_t t, int worker) {
