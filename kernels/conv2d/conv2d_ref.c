@@ -10,7 +10,8 @@
  *   bwd_weight: dw[k,c,r,s] (+)= sum_{n,oh,ow} dy[n,k,oh,ow] x[n,c,ih,iw],   db[k] (+)= sum_{n,oh,ow} dy[n,k,oh,ow]
  * Float arithmetic, each sum started at 0 and taken in the order of the sums as written ((c, r, s), (k, r, s),
  * (n, oh, ow)); bias (or the old dw) is added once at the end.
- * Tasks own whole output planes ((n, k), (n, c), k), so the bits never depend on the thread count.
+ * Tasks own whole output planes ((n, k), (n, c), k; or blocks of CB of them), so the bits never depend on the
+ * thread count.
  *
  * Loop order (the per-element sums above are unchanged by it, so the bits are those of the one-element-at-a-time
  * loops): fwd and bwd_data accumulate a whole output row at once, tap by tap, over the range of the row that the
