@@ -201,6 +201,53 @@ static void bwd_data_task(void *p, int64_t t, int worker) {
     }
 }
 
+/* db[k] (+)= the sum of dy's plane k over (n, oh, ow) in order (when db is given) */
+static void bias_grad(const ref_ctx *x, int64_t k) {
+    const lt_conv2d_desc *d = x->d;
+    const int64_t P = d->oh * d->ow;
+    if (!x->db) return;
+    float sum = 0.0f;
+    for (int64_t n = 0; n < d->n; n++)
+        for (int64_t i = 0; i < P; i++) sum += x->b[(n * d->k + k) * P + i];
+    x->db[k] = x->accumulate ? x->db[k] + sum : sum;
+}
+
+/* bwd_weight with x packed channel-last by blocks of CB (x->wp: (C/CB, N, H, W, CB)): the CB sums of a block are
+ * one vector, each still over (n, oh, ow) in order */
+LANES_ACROSS_CHANNELS static void bwd_weight_block_task(void *p, int64_t k, int worker) {
+    const ref_ctx *x = p;
+    const lt_conv2d_desc *d = x->d;
+    const int64_t N = d->n, C = d->c, H = d->h, W = d->w, R = d->r, S = d->s, OH = d->oh, OW = d->ow, K = d->k;
+    const int64_t sw = d->stride_w, pw = d->pad_w;
+    float *dw = x->out + k * C * R * S;         // (C, R, S)
+    for (int64_t c0 = 0; c0 < C; c0 += CB) {
+        const int64_t nc = C - c0 < CB ? C - c0 : CB;
+        const float *xb = x->wp + c0 * N * H * W; // (N, H, W, CB)
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t s = 0; s < S; s++) {
+                float sum[CB] = {0}; /* sum[cc]: dw[k, c0 + cc, r, s] */
+                int64_t lo, hi;
+                tap_range(s, pw, sw, W, OW, &lo, &hi);
+                for (int64_t n = 0; n < N; n++)
+                    for (int64_t oh = 0; oh < OH; oh++) {
+                        const int64_t ih = oh * d->stride_h - d->pad_h + r;
+                        if (ih < 0 || ih >= H) continue;
+                        const float *dyr = x->b + ((n * K + k) * OH + oh) * OW;
+                        const float *xr = xb + ((n * H + ih) * W - pw + s) * CB; // + ow*sw*CB: x at iw
+                        for (int64_t ow = lo; ow < hi; ow++) {
+                            const float g = dyr[ow], *xv = xr + ow * sw * CB;
+                            for (int cc = 0; cc < CB; cc++) sum[cc] += g * xv[cc];
+                        }
+                    }
+                for (int64_t cc = 0; cc < nc; cc++) {
+                    float *o = &dw[((c0 + cc) * R + r) * S + s];
+                    *o = x->accumulate ? *o + sum[cc] : sum[cc];
+                }
+            }
+    }
+    bias_grad(x, k);
+}
+
 static void bwd_weight_task(void *p, int64_t k, int worker) {
     const ref_ctx *x = p;
     const lt_conv2d_desc *d = x->d;
@@ -241,12 +288,7 @@ static void bwd_weight_task(void *p, int64_t k, int worker) {
                 }
             }
     }
-    if (x->db) {
-        float sum = 0.0f;
-        for (int64_t n = 0; n < d->n; n++)
-            for (int64_t i = 0; i < OH * OW; i++) sum += x->b[(n * K + k) * OH * OW + i];
-        x->db[k] = x->accumulate ? x->db[k] + sum : sum;
-    }
+    bias_grad(x, k);
 }
 lt_status conv2d_fwd_ref(const lt_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
     ref_ctx c = {d, x, w, bias, y, NULL, 0, NULL};
@@ -271,6 +313,10 @@ lt_status conv2d_bwd_data_ref(const lt_conv2d_desc *d, const float *dy, const fl
 lt_status conv2d_bwd_weight_ref(const lt_conv2d_desc *d, const float *x, const float *dy, float *dw, float *db,
                                 int accumulate) {
     ref_ctx c = {d, x, dy, NULL, dw, db, accumulate, NULL};
-    lt_parallel_for(d->k, bwd_weight_task, &c);
+    if (d->c >= CB_MIN && (c.wp = pack_channels(x, d->n, d->c, d->h * d->w))) {
+        lt_parallel_for(d->k, bwd_weight_block_task, &c);
+        lt_free((void *)c.wp);
+    } else
+        lt_parallel_for(d->k, bwd_weight_task, &c);
     return LT_OK;
 }
