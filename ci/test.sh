@@ -57,8 +57,9 @@ fi
 step "Java tests at ISA avx2"
 "${MVN[@]}" -pl java,cli test-compile surefire:test -Dlatent.max.isa=avx2
 
-# At ref most of this step is the conv models' training on conv2d_ref.c's portable loops (~7 min on the 2-core VM;
-# BENCHMARKS.md, "CI's ISA-ref step").
+# At ref the conv models train on conv2d_ref.c's portable loops (the step: ~1.6 min on the 2-core VM when quiet, 2.4
+# before its fwd / bwd_data went across channels; ~7 min in a contended CI run before that; BENCHMARKS.md, "CI's
+# ISA-ref step").
 step "Java tests at ISA ref"
 "${MVN[@]}" -pl java,cli test-compile surefire:test -Dlatent.max.isa=ref
 
