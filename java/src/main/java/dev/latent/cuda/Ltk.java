@@ -183,9 +183,19 @@ final class Ltk {
         cu.launch("ltk_kv_append", grid, block, sharedBytes, rows, nh, hs, ctx, p0, qkv, ld, kc, vc);
     }
 
+    /** ltk_kv_append_rows (kernels/attention_decode/attention_decode.cu). */
+    static void ltk_kv_append_rows(Cuda cu, int[] grid, int[] block, int sharedBytes, long rows, long nh, long hs, long ctx, long slots, DeviceBuffer slot, DeviceBuffer pos, DeviceBuffer qkv, long ld, DeviceBuffer kc, DeviceBuffer vc) {
+        cu.launch("ltk_kv_append_rows", grid, block, sharedBytes, rows, nh, hs, ctx, slots, slot, pos, qkv, ld, kc, vc);
+    }
+
     /** ltk_attention_decode (kernels/attention_decode/attention_decode.cu). */
     static void ltk_attention_decode(Cuda cu, int[] grid, int[] block, int sharedBytes, long rows, long nh, long hs, long ctx, long p0, float scale, DeviceBuffer q, long ldq, DeviceBuffer kc, DeviceBuffer vc, DeviceBuffer o, long ldo) {
         cu.launch("ltk_attention_decode", grid, block, sharedBytes, rows, nh, hs, ctx, p0, scale, q, ldq, kc, vc, o, ldo);
+    }
+
+    /** ltk_attention_decode_rows (kernels/attention_decode/attention_decode.cu). */
+    static void ltk_attention_decode_rows(Cuda cu, int[] grid, int[] block, int sharedBytes, long rows, long nh, long hs, long ctx, long slots, long maxlen, DeviceBuffer slot, DeviceBuffer pos, float scale, DeviceBuffer q, long ldq, DeviceBuffer kc, DeviceBuffer vc, DeviceBuffer o, long ldo) {
+        cu.launch("ltk_attention_decode_rows", grid, block, sharedBytes, rows, nh, hs, ctx, slots, maxlen, slot, pos, scale, q, ldq, kc, vc, o, ldo);
     }
 
     /** ltk_argmax_rows (kernels/attention_decode/attention_decode.cu). */

@@ -1,8 +1,12 @@
 package dev.latent.serve;
 
+import dev.latent.models.gpt.BatchDecoder;
+import dev.latent.models.gpt.DecodeSequence;
+import dev.latent.models.gpt.DeviceKvDecoder;
 import dev.latent.models.gpt.Gpt;
 import dev.latent.models.gpt.GptCheckpoint;
 import dev.latent.models.gpt.KvDecoder;
+import dev.latent.tensor.Device;
 import dev.latent.tensor.Scope;
 import dev.latent.text.Tokenizer;
 
@@ -27,6 +31,12 @@ import java.util.function.Consumer;
  * gives the same text alone, batched, or from {@code bin/latent sample gpt} (which decodes packed too; a
  * generator with {@link KvDecoder.Weights#IN_PLACE} gives {@link dev.latent.models.gpt.GptSampler}'s text instead:
  * the two layouts agree to float rounding, so their texts can differ where two tokens' odds are that close).
+ * <p>
+ * On {@link Device#CUDA} ({@link Options#withDevice}): the model's tensors and every request's KV cache live in device
+ * memory and ONE lane steps up to {@code maxBatch} requests together through {@link DeviceKvDecoder} (all their rows as
+ * one batch through each block, one host synchronisation a step), whose pool holds {@code maxBatch} caches; a request
+ * gives there the same tokens alone or batched (DeviceKvDecoder's class comment says where that holds bit for bit), and
+ * the CPU's text to float rounding.
  */
 public final class GptGenerator implements TextGenerator {
     /**
@@ -38,18 +48,30 @@ public final class GptGenerator implements TextGenerator {
      * while a generator over a caller's {@link Gpt} packs a copy beside the caller's model (the caller's tensors are
      * never freed). {@link KvDecoder.Weights#IN_PLACE} reads the model's matrices where they are (no copy, slower at
      * larger batches). The two layouts' texts can differ where two tokens' logits are within float rounding.
+     * {@code device}: where the model decodes, {@link Device#CPU} (the default, {@link KvDecoder}) or {@link Device#CUDA}
+     * ({@link DeviceKvDecoder}: one lane, so {@code lanes} must be 1; {@code weights} is not used there, the device reads
+     * the model's tensors as they are).
      */
-    public record Options(int lanes, int maxBatch, int maxQueued, KvDecoder.Weights weights) {
+    public record Options(int lanes, int maxBatch, int maxQueued, KvDecoder.Weights weights, Device device) {
         public Options {
             if (lanes < 1 || maxBatch < 1 || maxQueued < 1) throw new IllegalArgumentException("options must be >= 1: " + this);
             java.util.Objects.requireNonNull(weights, "weights");
+            java.util.Objects.requireNonNull(device, "device");
+            if (device == Device.CUDA && lanes != 1)
+                throw new IllegalArgumentException("options: on CUDA one lane steps the batch (lanes must be 1, got " + lanes + ")");
         }
 
-        /** The weights packed ({@link KvDecoder.Weights#PACKED}, the default). */
+        /** On the CPU. */
+        public Options(int lanes, int maxBatch, int maxQueued, KvDecoder.Weights weights) { this(lanes, maxBatch, maxQueued, weights, Device.CPU); }
+
+        /** The weights packed ({@link KvDecoder.Weights#PACKED}, the default), on the CPU. */
         public Options(int lanes, int maxBatch, int maxQueued) { this(lanes, maxBatch, maxQueued, KvDecoder.Weights.PACKED); }
 
         /** These options with another weight layout. */
-        public Options withWeights(KvDecoder.Weights w) { return new Options(lanes, maxBatch, maxQueued, w); }
+        public Options withWeights(KvDecoder.Weights w) { return new Options(lanes, maxBatch, maxQueued, w, device); }
+
+        /** These options decoding on {@code d}; on {@link Device#CUDA} with one lane (see the record's comment). */
+        public Options withDevice(Device d) { return new Options(d == Device.CUDA ? 1 : lanes, maxBatch, maxQueued, weights, d); }
 
         /** One lane per core (at most 4), batches of up to 16 (measured best on 2 cores, docs/decisions.md), 1024 requests in flight. */
         public static Options defaults() {
@@ -61,7 +83,7 @@ public final class GptGenerator implements TextGenerator {
     private final Gpt model;            // null when loaded packed (the decoder holds the weights)
     private final dev.latent.models.gpt.GptConfig cfg;
     private final Tokenizer tok;
-    private final KvDecoder decoder;
+    private final BatchDecoder<?> decoder;   // KvDecoder on the CPU, DeviceKvDecoder on CUDA
     private final Options opt;
     private final LinkedBlockingQueue<Job> queue = new LinkedBlockingQueue<>();
     private final AtomicInteger inFlight = new AtomicInteger();
@@ -93,13 +115,19 @@ public final class GptGenerator implements TextGenerator {
      * Serves {@code model}, whose tensors stay the caller's (its scope must stay open until {@link #close()}; nothing of
      * it is freed here). With {@link KvDecoder.Weights#PACKED} (the default) the generator packs a copy of the matrices
      * into memory of its own, freed by {@link #close()}: the process then holds the caller's model plus ~1x the matrix
-     * bytes; {@link KvDecoder.Weights#IN_PLACE} adds nothing. {@link #load} holds the matrices once either way.
+     * bytes; {@link KvDecoder.Weights#IN_PLACE} adds nothing. {@link #load} holds the matrices once either way. With
+     * {@link Options#device()} CUDA the model's parameters must be on CUDA (IllegalArgumentException otherwise); the
+     * generator allocates a device pool of {@code maxBatch} KV caches, freed by {@link #close()}.
      */
     public GptGenerator(Gpt model, Tokenizer tokenizer, Options options) {
-        this(null, model, tokenizer, new KvDecoder(model, options.weights()), options);
+        this(null, model, tokenizer, decoderFor(model, options), options);
     }
 
-    private GptGenerator(Scope owned, Gpt model, Tokenizer tokenizer, KvDecoder decoder, Options options) {
+    private static BatchDecoder<?> decoderFor(Gpt model, Options o) {
+        return o.device() == Device.CUDA ? new DeviceKvDecoder(model, o.maxBatch()) : new KvDecoder(model, o.weights());
+    }
+
+    private GptGenerator(Scope owned, Gpt model, Tokenizer tokenizer, BatchDecoder<?> decoder, Options options) {
         this.owned = owned;
         this.model = model;
         this.cfg = decoder.config();
@@ -120,10 +148,11 @@ public final class GptGenerator implements TextGenerator {
      * plus the KV caches of the requests in flight: with {@link KvDecoder.Weights#PACKED} (the default) straight into
      * the decoder ({@link GptCheckpoint#loadPacked}: each matrix packed and its original layout dropped, no {@link Gpt}
      * kept, so {@link #model()} is not available); with {@link KvDecoder.Weights#IN_PLACE} into a model's parameters
-     * ({@link GptCheckpoint#loadWeights}).
+     * ({@link GptCheckpoint#loadWeights}). On {@link Device#CUDA} ({@link Options#device()}) into a model's
+     * parameters that then move to the device (the host copy is dropped), decoded by {@link DeviceKvDecoder}.
      */
     public static GptGenerator load(Path checkpoint, Options options) throws IOException {
-        if (options.weights() == KvDecoder.Weights.PACKED) {
+        if (options.weights() == KvDecoder.Weights.PACKED && options.device() == Device.CPU) {
             GptCheckpoint.Served sv = GptCheckpoint.loadPacked(checkpoint, false);
             try {
                 return new GptGenerator(null, null, sv.tokenizer(), sv.decoder(), options);
@@ -133,10 +162,11 @@ public final class GptGenerator implements TextGenerator {
             }
         }
         Scope s = Scope.shared();
-        KvDecoder d = null;
+        BatchDecoder<?> d = null;
         try {
             GptCheckpoint.Loaded l = GptCheckpoint.loadWeights(checkpoint, s, false);
-            d = new KvDecoder(l.model(), options.weights());
+            if (options.device() == Device.CUDA) l.model().to(s, Device.CUDA);
+            d = decoderFor(l.model(), options);
             return new GptGenerator(s, l.model(), l.tokenizer(), d, options);
         } catch (IOException | RuntimeException | Error e) {
             if (d != null) d.close();
@@ -163,8 +193,11 @@ public final class GptGenerator implements TextGenerator {
     /** The served model's configuration. */
     public dev.latent.models.gpt.GptConfig config() { return cfg; }
 
-    /** The weight layout the decoder reads. */
-    public KvDecoder.Weights weights() { return decoder.weights(); }
+    /** The weight layout the decoder reads (on CUDA: {@link KvDecoder.Weights#IN_PLACE}, the model's tensors as they are). */
+    public KvDecoder.Weights weights() { return decoder instanceof KvDecoder k ? k.weights() : KvDecoder.Weights.IN_PLACE; }
+
+    /** Where the model decodes ({@link Options#device()}). */
+    public Device device() { return opt.device(); }
 
     /** Bytes of one request's KV cache (the whole context; every request in flight holds one). */
     public long cacheBytes() { return decoder.cacheBytes(); }
@@ -181,7 +214,7 @@ public final class GptGenerator implements TextGenerator {
         final RequestControl control;
         final Consumer<String> onText;     // null: not streamed
         final CompletableFuture<TextResult> future = new CompletableFuture<>();
-        KvDecoder.Sequence seq;
+        DecodeSequence seq;
         int seen, emitted, searchFrom;     // tokens looked at, characters handed to onText, where the stop search resumes
         String stoppedText;                // the text up to the stop sequence, once one was produced
         long queueNanos = -1;              // submission to admission into a lane's batch
@@ -288,16 +321,15 @@ public final class GptGenerator implements TextGenerator {
                     if (stop != null) finish(active.remove(i), stop);
                 }
                 if (active.isEmpty()) continue;
-                List<KvDecoder.Sequence> seqs = new ArrayList<>(active.size());
-                for (Job j : active) seqs.add(j.seq);
+                int b = active.size();
                 long t0 = System.nanoTime();
                 try {
-                    decoder.step(seqs);
+                    step(decoder, active);
                     long dt = System.nanoTime() - t0;
-                    recorder.step(t0, seqs.size(), seqs.size());
+                    recorder.step(t0, b, b);
                     Listener l = listener;
                     if (l != null) {
-                        try { l.onStep(seqs.size(), seqs.size(), dt); } catch (RuntimeException ignored) { /* an observer must not stop decoding */ }
+                        try { l.onStep(b, b, dt); } catch (RuntimeException ignored) { /* an observer must not stop decoding */ }
                     }
                 } catch (RuntimeException | Error e) {
                     for (Job j : active) fail(j, e);
@@ -319,6 +351,14 @@ public final class GptGenerator implements TextGenerator {
         }
     }
 
+    /** One step of the active jobs' sequences, each opened by {@code d} ({@link #admit}). */
+    @SuppressWarnings("unchecked")
+    private static <S extends DecodeSequence> void step(BatchDecoder<S> d, List<Job> active) {
+        List<S> seqs = new ArrayList<>(active.size());
+        for (Job j : active) seqs.add((S) j.seq);
+        d.step(seqs);
+    }
+
     private void admit(Job j, List<Job> active) {
         Outcome stop = j.control.stopReason();
         if (stop != null) {             // stopped while queued: nothing generated
@@ -327,7 +367,7 @@ public final class GptGenerator implements TextGenerator {
         }
         try {
             j.queueNanos = j.control.elapsedNanos();
-            j.seq = decoder.new Sequence(j.prompt, j.settings);
+            j.seq = decoder.open(j.prompt, j.settings);
             active.add(j);
         } catch (RuntimeException | Error e) {
             fail(j, e);

@@ -67,7 +67,8 @@ class DeviceKvDecoderTest {
                 Gpt cpu = randomModel(cpuS, cfg, 11 + ci), gpu = randomModel(gpuS, cfg, 11 + ci);
                 gpu.to(gpuS, Device.CUDA);
                 int[] prompt = {1, 4, 2, 0, 3};
-                try (KvDecoder cd = new KvDecoder(cpu); DeviceKvDecoder dd = new DeviceKvDecoder(gpu); KvDecoder.Cache cache = cd.new Cache()) {
+                try (KvDecoder cd = new KvDecoder(cpu); DeviceKvDecoder dd = new DeviceKvDecoder(gpu, 2); KvDecoder.Cache cache = cd.new Cache();
+                     DeviceKvDecoder.Cache dcache = dd.new Cache()) {
                     // teacher-forced: the prompt at once, then the CPU's greedy token, to the end of the context
                     List<int[]> feeds = new ArrayList<>();
                     feeds.add(prompt);
@@ -77,7 +78,7 @@ class DeviceKvDecoderTest {
                     for (int step = 0; pos + feeds.getLast().length <= cfg.context(); step++) {
                         int[] f = feeds.getLast();
                         float[] want = cd.forward(List.of(cache), List.of(f), false);
-                        float[] got = dd.stepLogits(f, pos);
+                        float[] got = dd.forward(List.of(dcache), List.of(f), false);
                         pos += f.length;
                         double tol = tolerance(cfg, pos, want);
                         for (int i = 0; i < want.length; i++) {
@@ -153,13 +154,15 @@ class DeviceKvDecoderTest {
                     int[] prompt = {1, 4, 2, 0, 3};
                     int pos = 0;
                     int[] feed = prompt;
-                    while (pos + feed.length <= cfg.context()) {
-                        float[] a = fused.stepLogits(feed, pos), b = plain.stepLogits(feed, pos);
-                        for (int i = 0; i < a.length; i++)
-                            assertEquals(Float.floatToRawIntBits(b[i]), Float.floatToRawIntBits(a[i]),
-                                    "config " + ci + " position " + pos + " logit " + i + ": fused " + a[i] + ", unfused " + b[i]);
-                        pos += feed.length;
-                        feed = new int[] {argmax(a)};
+                    try (DeviceKvDecoder.Cache fc = fused.new Cache(); DeviceKvDecoder.Cache pc = plain.new Cache()) {
+                        while (pos + feed.length <= cfg.context()) {
+                            float[] a = fused.forward(List.of(fc), List.of(feed), false), b = plain.forward(List.of(pc), List.of(feed), false);
+                            for (int i = 0; i < a.length; i++)
+                                assertEquals(Float.floatToRawIntBits(b[i]), Float.floatToRawIntBits(a[i]),
+                                        "config " + ci + " position " + pos + " logit " + i + ": fused " + a[i] + ", unfused " + b[i]);
+                            pos += feed.length;
+                            feed = new int[] {argmax(a)};
+                        }
                     }
                     int n = cfg.context() + 5;   // through the cache's rebuild
                     for (var st : List.of(new KvDecoder.Settings(n, 0, 0, 1, 1), new KvDecoder.Settings(n, 0.9, 5, 0.95, 77)))

@@ -15,6 +15,7 @@ import org.junit.jupiter.api.Test;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
 
@@ -518,6 +519,39 @@ class HostSyncTest {
                     System.out.printf("GPT decode (temperature %s): %d host synchronisations for 12 tokens, at most %d per token%n", temperature, total, worst[0]);
                     assertTrue(worst[0] <= GPT_DECODE_SYNCS_PER_TOKEN, "decode: " + worst[0] + " host synchronisations for one token, bound " + GPT_DECODE_SYNCS_PER_TOKEN);
                     assertTrue(total <= 12 * GPT_DECODE_SYNCS_PER_TOKEN, "decode: " + total + " host synchronisations for 12 tokens");
+                }
+            }
+        }
+    }
+
+    /**
+     * Many sequences a step on the device (DeviceKvDecoder.step): ONE host synchronisation per batched step, whatever the
+     * batch (the argmax ids of all greedy sequences in one read, or one copy of every sequence's last-row logits when any
+     * samples); the rows' ids, slots and positions go up asynchronously. Counted per step over a batch of 4 sequences with
+     * prompts of different lengths (their first step feeds 11 rows), all greedy and mixed.
+     */
+    @Test
+    void gptBatchedDecodeOnDevice() {
+        GptConfig cfg = new GptConfig(65, 2, 2, 32, 16, false);
+        try (Scope model = Scope.shared()) {
+            Gpt gpt = new Gpt(model, cfg, 5);
+            gpt.to(model, Device.CUDA);
+            try (var dec = new dev.latent.models.gpt.DeviceKvDecoder(gpt, 4)) {
+                int[][] prompts = {{1, 2, 3}, {4}, {5, 6, 7, 8, 9}, {10, 11}};
+                dec.generate(prompts[0], new dev.latent.models.gpt.KvDecoder.Settings(2, 0, 0, 1, 1));   // warm: allocations, scratch
+                for (boolean mixed : new boolean[] {false, true}) {
+                    List<dev.latent.models.gpt.DeviceKvDecoder.Sequence> seqs = new java.util.ArrayList<>();
+                    try {
+                        for (int i = 0; i < prompts.length; i++)
+                            seqs.add(dec.open(prompts[i], new dev.latent.models.gpt.KvDecoder.Settings(6, mixed && i % 2 == 1 ? 0.8 : 0, 5, 0.9, i)));
+                        for (int step = 0; step < 6; step++) {
+                            long n = syncs("batched GPT decode on the device, 4 sequences, step " + step + (mixed ? ", greedy and sampled" : ", greedy"),
+                                    () -> dec.step(seqs));
+                            assertEquals(GPT_DECODE_SYNCS_PER_TOKEN, n, "a batched step of 4 sequences: " + n + " host synchronisations");
+                        }
+                    } finally {
+                        for (var q : seqs) q.close();
+                    }
                 }
             }
         }

@@ -5,7 +5,6 @@ import dev.latent.ops.Gemm;
 import dev.latent.tensor.Scope;
 
 import java.lang.foreign.MemorySegment;
-import java.util.Arrays;
 import java.util.List;
 import java.util.function.IntConsumer;
 
@@ -42,7 +41,7 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  * positions forbid sliding in place), fed as one chunk. The model is only read, so one decoder serves any number of
  * threads, each stepping its own sequences; a {@link Sequence} belongs to the thread that opened it.
  */
-public final class KvDecoder implements AutoCloseable {
+public final class KvDecoder implements BatchDecoder<KvDecoder.Sequence> {
     /** How a decoder reads the model's weight matrices (see the class comment). */
     public enum Weights {
         /** In place, as the model stores them ({@code lt_gemm_rows}): no memory beyond the model's. */
@@ -225,6 +224,7 @@ public final class KvDecoder implements AutoCloseable {
     public Weights weights() { return weights; }
 
     /** The model's configuration. */
+    @Override
     public GptConfig config() { return cfg; }
 
     /**
@@ -266,6 +266,7 @@ public final class KvDecoder implements AutoCloseable {
     }
 
     /** Checks a prompt's ids against the vocabulary (at least one id). */
+    @Override
     public void checkPrompt(int[] prompt) {
         if (prompt.length == 0) throw new IllegalArgumentException("prompt must hold at least one token");
         for (int id : prompt)
@@ -273,6 +274,7 @@ public final class KvDecoder implements AutoCloseable {
     }
 
     /** Bytes of one sequence's KV cache (K and V of every layer, the whole context). */
+    @Override
     public long cacheBytes() { return 2L * layers * ctx * c * 4; }
 
     /**
@@ -459,81 +461,30 @@ public final class KvDecoder implements AutoCloseable {
     }
 
     /**
-     * A sequence in progress: its {@link Cache}, the tokens still to feed, and what it generated so far. Confined to
-     * the thread that opened it.
+     * A sequence in progress: its {@link Cache}, and (from {@link DecodeSequence}) the tokens still to feed and what it
+     * generated so far. Confined to the thread that opened it.
      */
-    public final class Sequence implements AutoCloseable {
-        private final Settings s;
+    public final class Sequence extends DecodeSequence {
         private final Cache cache;
-        private final MemorySegment u;
-        private final Scope uScope;
-        private int[] feed;          // tokens to run through the model before the next draw
-        private final int[] out;
-        private int produced;
 
         public Sequence(int[] prompt, Settings settings) {
-            checkPrompt(prompt);
-            s = settings;
+            super(checked(prompt), settings, ctx);
             cache = new Cache();
-            uScope = Scope.confined();
-            u = uScope.allocateUninitialized(4);
-            feed = Arrays.copyOfRange(prompt, Math.max(0, prompt.length - ctx), prompt.length);
-            out = new int[settings.tokens()];
         }
 
-        /** Every requested token is drawn. */
-        public boolean done() { return produced == out.length; }
-
-        /** The tokens generated so far (all of them once {@link #done()}). */
-        public int[] generated() { return Arrays.copyOf(out, produced); }
-
-        /** How many tokens were drawn so far. */
-        public int produced() { return produced; }
-
-        /** The i-th drawn token (i below {@link #produced()}). */
-        public int token(int i) {
-            if (i < 0 || i >= produced) throw new IndexOutOfBoundsException("token " + i + " of " + produced);
-            return out[i];
-        }
-
-        public Settings settings() { return s; }
-
-        /** The tokens to run this step (rebuilding the cache from the newest half of the window first when it is full). */
-        private int[] pending() {
-            if (cache.length + feed.length > ctx) {   // full: refeed the newest half, then what was pending, from position 0
-                int keep = Math.min(ctx / 2, cache.length);
-                int[] next = new int[keep + feed.length];
-                System.arraycopy(cache.window, cache.length - keep, next, 0, keep);
-                System.arraycopy(feed, 0, next, keep, feed.length);
-                feed = next;
-                cache.reset();
-            }
-            return feed;
-        }
-
-        /** After a step: draws the next token from this sequence's logits row. */
-        private void accept(float[] logits, int row) {
-            float[] l = Arrays.copyOfRange(logits, row * vocab, (row + 1) * vocab);
-            float uniform = 0f;
-            if (s.temperature() != 0) {   // greedy draws nothing
-                LatentNative.get().randUniform(u, 1, s.seed(), produced);
-                uniform = u.get(JAVA_FLOAT, 0);
-            }
-            int t = Sampling.pick(l, s.temperature(), s.topK(), s.topP(), uniform);
-            out[produced++] = t;
-            feed = new int[] {t};
-        }
-
-        /** Frees the KV cache. */
-        @Override
-        public void close() {
-            try {
-                cache.close();
-            } finally {
-                uScope.close();
-            }
-        }
+        @Override int[] window() { return cache.window; }
+        @Override int cacheLength() { return cache.length; }
+        @Override void resetCache() { cache.reset(); }
+        @Override void closeCache() { cache.close(); }
     }
+
+    private int[] checked(int[] prompt) {
+        checkPrompt(prompt);
+        return prompt;
+    }
+
+    @Override
+    public Sequence open(int[] prompt, Settings settings) { return new Sequence(prompt, settings); }
 
     /** Generates {@code s.tokens()} tokens after {@code prompt} on the calling thread. */
     public int[] generate(int[] prompt, Settings s) {
@@ -546,7 +497,7 @@ public final class KvDecoder implements AutoCloseable {
             List<Sequence> one = List.of(q);
             while (!q.done()) {
                 step(one);
-                onToken.accept(q.out[q.produced - 1]);
+                onToken.accept(q.token(q.produced() - 1));
             }
             return q.generated();
         }
@@ -560,6 +511,7 @@ public final class KvDecoder implements AutoCloseable {
     static final int MAX_ROWS = 128;
 
     /** Advances every sequence (none of them done) by one drawn token, their pending rows as one batch (or a few). */
+    @Override
     public void step(List<Sequence> seqs) {
         int b = seqs.size();
         if (b == 0) return;
@@ -567,7 +519,7 @@ public final class KvDecoder implements AutoCloseable {
         for (int r = 0; r < b; r++) {
             Sequence q = seqs.get(r);
             if (q.done()) throw new IllegalArgumentException("sequence " + r + " is already done");
-            pend[r] = q.pending();
+            pend[r] = q.pending(ctx);
         }
         java.util.ArrayList<Cache> caches = new java.util.ArrayList<>(b);
         java.util.ArrayList<int[]> toks = new java.util.ArrayList<>(b);
@@ -575,7 +527,7 @@ public final class KvDecoder implements AutoCloseable {
         for (int r = 0; r <= b; r++) {
             if (r == b || (rows > 0 && rows + pend[r].length > MAX_ROWS)) {
                 float[] lg = forward(caches, toks, false);
-                for (int i = first; i < r; i++) seqs.get(i).accept(lg, i - first);
+                for (int i = first; i < r; i++) seqs.get(i).draw(lg, i - first, vocab);
                 caches.clear();
                 toks.clear();
                 first = r;
